@@ -1,0 +1,161 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/uptrace/bun"
+)
+
+// Agent is what answers a call or a chat: its instructions, its voice and ears, its model,
+// the tools and knowledge it may use, an optional workflow, and how it takes turns.
+type Agent struct {
+	bun.BaseModel `bun:"table:agents"`
+	Row
+
+	Name             string         `bun:"name,notnull" json:"name"`
+	Instructions     string         `bun:"instructions,notnull" json:"instructions"`
+	FirstMessage     string         `bun:"first_message,notnull" json:"first_message"`
+	Language         string         `bun:"language,notnull" json:"language"`
+	Model            string         `bun:"model,notnull" json:"model"`
+	Temperature      float64        `bun:"temperature,notnull" json:"temperature"`
+	Voice            Voice          `bun:"voice,type:json" json:"voice"`
+	Transcriber      Transcriber    `bun:"transcriber,type:json" json:"transcriber"`
+	ToolIDs          []string       `bun:"tool_ids,type:json" json:"tool_ids"`
+	KnowledgeBaseIDs []string       `bun:"knowledge_base_ids,type:json" json:"knowledge_base_ids"`
+	WorkflowID       *string        `bun:"workflow_id" json:"workflow_id"`
+	Limits           CallLimits     `bun:"limits,type:json" json:"limits"`
+	Turn             TurnSettings   `bun:"turn,type:json" json:"turn"`
+	Metadata         map[string]any `bun:"metadata,type:json" json:"metadata"`
+}
+
+// Voice is how an agent speaks: a text-to-speech provider, its voice, and a speaking rate.
+type Voice struct {
+	Provider string  `json:"provider"`
+	Voice    string  `json:"voice"`
+	Speed    float64 `json:"speed"`
+}
+
+// Transcriber is how an agent hears: a speech-to-text provider and model.
+type Transcriber struct {
+	Provider string `json:"provider"`
+	Model    string `json:"model"`
+	Language string `json:"language"`
+}
+
+// CallLimits end a call that runs too long or goes quiet.
+type CallLimits struct {
+	MaxDurationS int `json:"max_duration_s"`
+	IdleTimeoutS int `json:"idle_timeout_s"`
+}
+
+// TurnSettings tune endpointing (when the caller's turn is over) and barge-in.
+type TurnSettings struct {
+	EndpointingMS     int  `json:"endpointing_ms"`
+	Interruptions     bool `json:"interruptions"`
+	MinInterruptionMS int  `json:"min_interruption_ms"`
+}
+
+// NewAgent returns an agent with the defaults a created agent starts from; a request body
+// decoded over it sets what the client chose.
+func NewAgent() *Agent {
+	return &Agent{
+		Language:         "en",
+		Model:            "openai/gpt-4o-mini",
+		Temperature:      0.7,
+		Voice:            Voice{Provider: "espeak", Voice: "en-us", Speed: 1.0},
+		Transcriber:      Transcriber{Provider: "openai", Model: "whisper-1"},
+		ToolIDs:          []string{},
+		KnowledgeBaseIDs: []string{},
+		Limits:           CallLimits{MaxDurationS: 1800, IdleTimeoutS: 30},
+		Turn:             TurnSettings{EndpointingMS: 600, Interruptions: true, MinInterruptionMS: 250},
+		Metadata:         map[string]any{},
+	}
+}
+
+func (*Agent) idPrefix() string { return prefixAgent }
+
+// Validate checks the agent's own fields.
+func (a *Agent) Validate() error {
+	var fe fieldErrors
+	fe.requireName("name", a.Name)
+	fe.maxText("instructions", a.Instructions)
+	fe.maxText("first_message", a.FirstMessage)
+	if !reLanguage.MatchString(a.Language) {
+		fe.add("language", "must be a language tag such as \"en\" or \"en-US\"")
+	}
+	if !reModel.MatchString(a.Model) {
+		fe.add("model", "must be \"provider/model\", such as \"openai/gpt-4o-mini\"")
+	}
+	fe.rangeFloat("temperature", a.Temperature, 0, 2)
+	if strings.TrimSpace(a.Voice.Provider) == "" {
+		fe.add("voice.provider", "is required")
+	}
+	fe.rangeFloat("voice.speed", a.Voice.Speed, 0.25, 4)
+	if strings.TrimSpace(a.Transcriber.Provider) == "" {
+		fe.add("transcriber.provider", "is required")
+	}
+	if a.Transcriber.Language != "" && !reLanguage.MatchString(a.Transcriber.Language) {
+		fe.add("transcriber.language", "must be a language tag such as \"en\"")
+	}
+	if a.ToolIDs == nil {
+		a.ToolIDs = []string{}
+	}
+	if a.KnowledgeBaseIDs == nil {
+		a.KnowledgeBaseIDs = []string{}
+	}
+	if a.Metadata == nil {
+		a.Metadata = map[string]any{}
+	}
+	seen := map[string]bool{}
+	for i, id := range a.ToolIDs {
+		field := fmt.Sprintf("tool_ids[%d]", i)
+		switch {
+		case !validID(prefixTool, id):
+			fe.add(field, "is not a tool ID")
+		case seen[id]:
+			fe.add(field, "is listed twice")
+		}
+		seen[id] = true
+	}
+	if len(a.ToolIDs) > 128 {
+		fe.add("tool_ids", "must list at most 128 tools")
+	}
+	for i, id := range a.KnowledgeBaseIDs {
+		if strings.TrimSpace(id) == "" || len(id) > 64 {
+			fe.add(fmt.Sprintf("knowledge_base_ids[%d]", i), "is not a knowledge base ID")
+		}
+	}
+	if a.WorkflowID != nil && !validID(prefixWorkflow, *a.WorkflowID) {
+		fe.add("workflow_id", "is not a workflow ID")
+	}
+	fe.rangeInt("limits.max_duration_s", a.Limits.MaxDurationS, 10, 86400)
+	fe.rangeInt("limits.idle_timeout_s", a.Limits.IdleTimeoutS, 0, 3600)
+	fe.rangeInt("turn.endpointing_ms", a.Turn.EndpointingMS, 100, 10000)
+	fe.rangeInt("turn.min_interruption_ms", a.Turn.MinInterruptionMS, 0, 5000)
+	fe.metadata("metadata", a.Metadata)
+	return fe.err()
+}
+
+func (a *Agent) references() []reference {
+	refs := make([]reference, 0, len(a.ToolIDs)+1)
+	for i, id := range a.ToolIDs {
+		refs = append(refs, reference{field: fmt.Sprintf("tool_ids[%d]", i), table: "tools", id: id})
+	}
+	if a.WorkflowID != nil {
+		refs = append(refs, reference{field: "workflow_id", table: "workflows", id: *a.WorkflowID})
+	}
+	return refs
+}
+
+func (a *Agent) checkDelete(ctx context.Context, tx bun.IDB) error {
+	n, err := tx.NewSelect().Table("phone_numbers").Where("agent_id = ?", a.ID).Where("tenant_id = ?", a.TenantID).Count(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return &ConflictError{Field: "id", Message: fmt.Sprintf("the agent answers %d phone number(s); point them elsewhere first", n)}
+	}
+	return nil
+}

@@ -1,0 +1,161 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+// Scopes a key or user may hold. admin includes write, and write includes read.
+const (
+	ScopeRead  = "read"
+	ScopeWrite = "write"
+	ScopeAdmin = "admin"
+)
+
+// KeyKinds are the prefixes of the API keys Switchboard issues and accepts, one per surface
+// (see the README of the seed documents): Agent Studio live and test keys, AmaStudio,
+// Alumia live and test, and Amplifier applications.
+var KeyKinds = []string{"as_live_", "as_test_", "amallm_", "alm_live_", "alm_test_", "app_"}
+
+// APIKey is a credential a program uses. Only its SHA-256 hash is kept; the key itself is
+// shown once, when it is made.
+type APIKey struct {
+	bun.BaseModel `bun:"table:api_keys"`
+	Row
+
+	Name string `bun:"name,notnull" json:"name"`
+	// Kind is the key's prefix, such as "as_live_".
+	Kind string `bun:"kind,notnull" json:"kind"`
+	// Display is the start and end of the key, enough to recognise it, never to use it.
+	Display    string     `bun:"display,notnull" json:"display"`
+	Hash       string     `bun:"hash,notnull" json:"-"`
+	Scopes     []string   `bun:"scopes,type:json" json:"scopes"`
+	RateLimit  int        `bun:"rate_limit,notnull" json:"rate_limit"`
+	LastUsedAt *time.Time `bun:"last_used_at" json:"last_used_at"`
+	ExpiresAt  *time.Time `bun:"expires_at" json:"expires_at"`
+	RevokedAt  *time.Time `bun:"revoked_at" json:"revoked_at"`
+}
+
+func (*APIKey) idPrefix() string { return prefixKey }
+
+// Validate checks the key's name, kind, scopes and limits.
+func (k *APIKey) Validate() error {
+	var fe fieldErrors
+	fe.requireName("name", k.Name)
+	if !slices.Contains(KeyKinds, k.Kind) {
+		fe.add("kind", "must be one of %s", strings.Join(KeyKinds, ", "))
+	}
+	if len(k.Scopes) == 0 {
+		fe.add("scopes", "must hold at least one of read, write, admin")
+	}
+	for i, s := range k.Scopes {
+		if s != ScopeRead && s != ScopeWrite && s != ScopeAdmin {
+			fe.add("scopes["+strconv.Itoa(i)+"]", "must be read, write or admin")
+		}
+	}
+	fe.rangeInt("rate_limit", k.RateLimit, 0, 10_000_000)
+	return fe.err()
+}
+
+// Usable reports whether the key may authenticate at t: not revoked and not expired.
+func (k *APIKey) Usable(t time.Time) bool {
+	return k.RevokedAt == nil && (k.ExpiresAt == nil || t.Before(*k.ExpiresAt))
+}
+
+// HashKey is how a key is stored and looked up.
+func HashKey(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}
+
+// KnownKeyKind returns the kind of a presented key, or "" when no issued prefix matches.
+func KnownKeyKind(key string) string {
+	for _, kind := range KeyKinds {
+		if strings.HasPrefix(key, kind) {
+			return kind
+		}
+	}
+	return ""
+}
+
+const keyAlphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+// newKeySecret returns kind followed by 40 random base62 characters (about 238 bits).
+func newKeySecret(kind string) string {
+	out := make([]byte, 0, len(kind)+40)
+	out = append(out, kind...)
+	var buf [64]byte
+	for len(out) < cap(out) {
+		_, _ = rand.Read(buf[:]) // crypto/rand.Read never fails on Linux
+		for _, c := range buf {
+			// Bytes past the largest multiple of 62 are dropped so every character is
+			// equally likely.
+			if c < 248 && len(out) < cap(out) {
+				out = append(out, keyAlphabet[int(c)%62])
+			}
+		}
+	}
+	return string(out)
+}
+
+// CreateAPIKey makes a new key for the tenant and returns it with the secret, which is not
+// stored and cannot be shown again.
+func (s *Store) CreateAPIKey(ctx context.Context, tenantID string, k *APIKey) (string, error) {
+	if k.Scopes == nil {
+		k.Scopes = []string{ScopeRead, ScopeWrite}
+	}
+	secret := ""
+	if slices.Contains(KeyKinds, k.Kind) {
+		secret = newKeySecret(k.Kind)
+		k.Hash = HashKey(secret)
+		k.Display = secret[:len(k.Kind)+4] + "…" + secret[len(secret)-4:]
+	}
+	if err := Create(ctx, s, tenantID, k); err != nil {
+		return "", err
+	}
+	return secret, nil
+}
+
+// APIKeyByHash finds the key a request presented, in any tenant.
+func (s *Store) APIKeyByHash(ctx context.Context, hash string) (*APIKey, error) {
+	k := new(APIKey)
+	if err := s.db.NewSelect().Model(k).Where("hash = ?", hash).Limit(1).Scan(ctx); err != nil {
+		return nil, classify(err)
+	}
+	return k, nil
+}
+
+// RevokeAPIKey marks the tenant's key revoked; it is idempotent.
+func (s *Store) RevokeAPIKey(ctx context.Context, tenantID, id string) (*APIKey, error) {
+	k, err := Get[APIKey](ctx, s, tenantID, id)
+	if err != nil {
+		return nil, err
+	}
+	if k.RevokedAt == nil {
+		now := s.now()
+		k.RevokedAt = &now
+		if err := Update(ctx, s, k); err != nil {
+			return nil, err
+		}
+	}
+	return k, nil
+}
+
+// TouchAPIKeys records when keys were last used, from a batch kept by the caller so that
+// authenticating a request costs no write.
+func (s *Store) TouchAPIKeys(ctx context.Context, used map[string]time.Time) error {
+	for id, t := range used {
+		if _, err := s.db.NewUpdate().Table("api_keys").Set("last_used_at = ?", t).Where("id = ?", id).Exec(ctx); err != nil {
+			return classify(err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,104 @@
+package store
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io"
+
+	"github.com/uptrace/bun/migrate"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// columnTypes fill the placeholders of the migration files for each dialect.
+var columnTypes = map[Dialect]map[string]string{
+	SQLite:   {"JSON": "TEXT", "Time": "TIMESTAMP"},
+	Postgres: {"JSON": "JSONB", "Time": "TIMESTAMPTZ"},
+}
+
+func (s *Store) migrator() (*migrate.Migrator, error) {
+	ms := migrate.NewMigrations()
+	if err := ms.Discover(migrationFiles); err != nil {
+		return nil, fmt.Errorf("store: read migrations: %w", err)
+	}
+	return migrate.NewMigrator(s.db, ms,
+		migrate.WithTemplateData(columnTypes[s.dialect]),
+		migrate.WithTableName("switchboard_migrations"),
+		migrate.WithLocksTableName("switchboard_migration_locks"),
+		migrate.WithMarkAppliedOnSuccess(true),
+	), nil
+}
+
+// Migrate applies every migration not yet applied and returns their names. Several nodes
+// starting at once take turns through the migrator's lock.
+func (s *Store) Migrate(ctx context.Context) ([]string, error) {
+	m, err := s.migrator()
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Init(ctx); err != nil {
+		return nil, classify(err)
+	}
+	if err := m.Lock(ctx); err != nil {
+		return nil, fmt.Errorf("store: another node is migrating: %w", err)
+	}
+	defer func() { _ = m.Unlock(context.WithoutCancel(ctx)) }()
+	group, err := m.Migrate(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: migrate: %w", err)
+	}
+	var names []string
+	for _, mg := range group.Migrations {
+		names = append(names, mg.String())
+	}
+	return names, nil
+}
+
+// Rollback undoes the last group of migrations applied and returns their names.
+func (s *Store) Rollback(ctx context.Context) ([]string, error) {
+	m, err := s.migrator()
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Init(ctx); err != nil {
+		return nil, classify(err)
+	}
+	if err := m.Lock(ctx); err != nil {
+		return nil, fmt.Errorf("store: another node is migrating: %w", err)
+	}
+	defer func() { _ = m.Unlock(context.WithoutCancel(ctx)) }()
+	group, err := m.Rollback(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: rollback: %w", err)
+	}
+	var names []string
+	for _, mg := range group.Migrations {
+		names = append(names, mg.String())
+	}
+	return names, nil
+}
+
+// MigrationStatus writes each migration and whether it is applied.
+func (s *Store) MigrationStatus(ctx context.Context, w io.Writer) error {
+	m, err := s.migrator()
+	if err != nil {
+		return err
+	}
+	if err := m.Init(ctx); err != nil {
+		return classify(err)
+	}
+	ms, err := m.MigrationsWithStatus(ctx)
+	if err != nil {
+		return classify(err)
+	}
+	for _, mg := range ms {
+		state := "pending"
+		if mg.IsApplied() {
+			state = "applied " + mg.MigratedAt.UTC().Format("2006-01-02T15:04:05Z")
+		}
+		fmt.Fprintf(w, "%-40s %s\n", mg.String(), state)
+	}
+	return nil
+}

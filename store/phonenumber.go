@@ -1,0 +1,189 @@
+package store
+
+import (
+	"context"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/uptrace/bun"
+)
+
+// BuiltinDestinations are the call targets Switchboard provides itself; a phone number may
+// route to one of them instead of an agent.
+var BuiltinDestinations = []string{"echo"}
+
+// PhoneNumber routes a dialled number (E.164) or SIP user to an agent or a built-in
+// destination. Numbers are unique across tenants: an inbound call finds its tenant by them.
+type PhoneNumber struct {
+	bun.BaseModel `bun:"table:phone_numbers"`
+	Row
+
+	Number      string         `bun:"number,notnull" json:"number"`
+	Name        string         `bun:"name,notnull" json:"name"`
+	AgentID     *string        `bun:"agent_id" json:"agent_id"`
+	Destination string         `bun:"destination,notnull" json:"destination"`
+	TrunkID     *string        `bun:"trunk_id" json:"trunk_id"`
+	Metadata    map[string]any `bun:"metadata,type:json" json:"metadata"`
+}
+
+// NewPhoneNumber returns a phone number with the defaults a created one starts from.
+func NewPhoneNumber() *PhoneNumber { return &PhoneNumber{Metadata: map[string]any{}} }
+
+func (*PhoneNumber) idPrefix() string { return prefixPhoneNumber }
+
+// Validate checks the number's form and that it routes to at most one place.
+func (p *PhoneNumber) Validate() error {
+	var fe fieldErrors
+	p.Number = strings.TrimSpace(p.Number)
+	switch {
+	case p.Number == "":
+		fe.add("number", "is required: an E.164 number such as +14155550100, or a SIP user")
+	case strings.HasPrefix(p.Number, "+"):
+		if !reE164.MatchString(p.Number) {
+			fe.add("number", "is not an E.164 number (a + and 2 to 15 digits)")
+		}
+	case !reSIPUser.MatchString(p.Number):
+		fe.add("number", "must be an E.164 number or a SIP user of letters, digits and . _ ~ + -")
+	}
+	if len(p.Name) > maxNameLen {
+		fe.add("name", "must be at most %d characters", maxNameLen)
+	}
+	if p.AgentID != nil && !validID(prefixAgent, *p.AgentID) {
+		fe.add("agent_id", "is not an agent ID")
+	}
+	if p.Destination != "" {
+		if !slices.Contains(BuiltinDestinations, p.Destination) {
+			fe.add("destination", "unknown built-in destination %q (want %s)", p.Destination, strings.Join(BuiltinDestinations, ", "))
+		}
+		if p.AgentID != nil {
+			fe.add("destination", "a number routes to an agent or to a built-in destination, not both")
+		}
+	}
+	if p.TrunkID != nil && !validID(prefixTrunk, *p.TrunkID) {
+		fe.add("trunk_id", "is not a trunk ID")
+	}
+	if p.Metadata == nil {
+		p.Metadata = map[string]any{}
+	}
+	fe.metadata("metadata", p.Metadata)
+	return fe.err()
+}
+
+func (p *PhoneNumber) references() []reference {
+	var refs []reference
+	if p.AgentID != nil {
+		refs = append(refs, reference{field: "agent_id", table: "agents", id: *p.AgentID})
+	}
+	if p.TrunkID != nil {
+		refs = append(refs, reference{field: "trunk_id", table: "trunks", id: *p.TrunkID})
+	}
+	return refs
+}
+
+// PhoneNumberByNumber finds the number a call was dialled to, in any tenant: it is how an
+// inbound call finds its tenant and agent.
+func (s *Store) PhoneNumberByNumber(ctx context.Context, number string) (*PhoneNumber, error) {
+	p := new(PhoneNumber)
+	if err := s.db.NewSelect().Model(p).Where("number = ?", number).Limit(1).Scan(ctx); err != nil {
+		return nil, classify(err)
+	}
+	return p, nil
+}
+
+// Trunk is a SIP connection to a carrier or PBX. Inbound, calls are accepted from its allowed
+// CIDRs or after digest authentication with its credentials; outbound, calls go to its
+// proxy with its credentials and caller ID.
+type Trunk struct {
+	bun.BaseModel `bun:"table:trunks"`
+	Row
+
+	Name      string        `bun:"name,notnull" json:"name"`
+	Direction string        `bun:"direction,notnull" json:"direction"`
+	Inbound   TrunkInbound  `bun:"inbound,type:json" json:"inbound"`
+	Outbound  TrunkOutbound `bun:"outbound,type:json" json:"outbound"`
+	// The passwords, sealed with the server secret (see Sealer); never sent to clients.
+	InboundPasswordEnc  string `bun:"inbound_password_enc,notnull" json:"-"`
+	OutboundPasswordEnc string `bun:"outbound_password_enc,notnull" json:"-"`
+}
+
+// TrunkInbound says who may send calls over the trunk.
+type TrunkInbound struct {
+	AllowedCIDRs []string `json:"allowed_cidrs"`
+	Username     string   `json:"username"`
+}
+
+// TrunkOutbound says where and as whom calls leave over the trunk.
+type TrunkOutbound struct {
+	Address   string `json:"address"`
+	Transport string `json:"transport"`
+	Username  string `json:"username"`
+	CallerID  string `json:"caller_id"`
+	Register  bool   `json:"register"`
+}
+
+// NewTrunk returns a trunk with the defaults a created one starts from.
+func NewTrunk() *Trunk {
+	return &Trunk{
+		Direction: "inbound",
+		Inbound:   TrunkInbound{AllowedCIDRs: []string{}},
+		Outbound:  TrunkOutbound{Transport: "udp"},
+	}
+}
+
+func (*Trunk) idPrefix() string { return prefixTrunk }
+
+// Validate checks the trunk: a direction, parseable CIDRs, an inbound side that admits
+// someone, an outbound side with somewhere to send calls.
+func (t *Trunk) Validate() error {
+	var fe fieldErrors
+	fe.requireName("name", t.Name)
+	fe.oneOf("direction", t.Direction, "inbound", "outbound", "both")
+	if t.Inbound.AllowedCIDRs == nil {
+		t.Inbound.AllowedCIDRs = []string{}
+	}
+	for i, c := range t.Inbound.AllowedCIDRs {
+		if _, _, err := net.ParseCIDR(c); err != nil {
+			if net.ParseIP(c) == nil {
+				fe.add("inbound.allowed_cidrs["+strconv.Itoa(i)+"]", "is not a CIDR or IP address: %q", c)
+				continue
+			}
+		}
+	}
+	if (t.Inbound.Username == "") != (t.InboundPasswordEnc == "") {
+		fe.add("inbound.password", "digest authentication needs both inbound.username and inbound.password")
+	}
+	if t.Direction != "outbound" && len(t.Inbound.AllowedCIDRs) == 0 && t.Inbound.Username == "" {
+		fe.add("inbound", "an inbound trunk needs allowed_cidrs, or a username and password for digest authentication")
+	}
+	if t.Outbound.Transport == "" {
+		t.Outbound.Transport = "udp"
+	}
+	fe.oneOf("outbound.transport", t.Outbound.Transport, "udp", "tcp", "tls")
+	if t.Direction != "inbound" {
+		if t.Outbound.Address == "" {
+			fe.add("outbound.address", "is required for an outbound trunk: host or host:port of the carrier's proxy")
+		} else if strings.ContainsAny(t.Outbound.Address, " /@") {
+			fe.add("outbound.address", "must be host or host:port")
+		}
+	}
+	if t.Outbound.CallerID != "" && !reE164.MatchString(t.Outbound.CallerID) && !reSIPUser.MatchString(t.Outbound.CallerID) {
+		fe.add("outbound.caller_id", "must be an E.164 number or a SIP user")
+	}
+	if t.Outbound.Register && (t.Outbound.Username == "" || t.OutboundPasswordEnc == "") {
+		fe.add("outbound.register", "registration needs outbound.username and outbound.password")
+	}
+	return fe.err()
+}
+
+func (t *Trunk) checkDelete(ctx context.Context, tx bun.IDB) error {
+	n, err := tx.NewSelect().Table("phone_numbers").Where("trunk_id = ?", t.ID).Where("tenant_id = ?", t.TenantID).Count(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return &ConflictError{Field: "id", Message: "the trunk carries " + strconv.FormatInt(n, 10) + " phone number(s); move them first"}
+	}
+	return nil
+}

@@ -1,0 +1,178 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+// Row is what every tenant-owned model starts with.
+type Row struct {
+	ID        string    `bun:"id,pk" json:"id"`
+	TenantID  string    `bun:"tenant_id,notnull" json:"tenant_id"`
+	CreatedAt time.Time `bun:"created_at,notnull" json:"created_at"`
+	UpdatedAt time.Time `bun:"updated_at,notnull" json:"updated_at"`
+}
+
+func (r *Row) row() *Row { return r }
+
+// reference is a row that a model points at; it must exist in the same tenant.
+type reference struct {
+	field string // the JSON path of the pointing field, for the error
+	table string
+	id    string
+}
+
+// model is the behaviour the generic queries need of a tenant-owned model.
+type model interface {
+	row() *Row
+	idPrefix() string
+	// Validate checks the model on its own (no database); a *ValidationError names the fields.
+	Validate() error
+}
+
+// modelPtr lets a generic query allocate a T and use it as a model.
+type modelPtr[T any] interface {
+	*T
+	model
+}
+
+// referrer is a model that points at other rows.
+type referrer interface {
+	references() []reference
+}
+
+// deleteGuard is a model that refuses deletion while other rows need it in ways a foreign key
+// cannot express (an ID inside a JSON list).
+type deleteGuard interface {
+	checkDelete(ctx context.Context, tx bun.IDB) error
+}
+
+// Page is a window of a list: limit/offset as the canonical surface pages.
+type Page struct {
+	Limit  int
+	Offset int
+}
+
+// Create validates m, checks what it references, and inserts it with a new ID under tenantID.
+func Create[T any, P modelPtr[T]](ctx context.Context, s *Store, tenantID string, m P) error {
+	r := m.row()
+	now := s.now()
+	r.ID, r.TenantID, r.CreatedAt, r.UpdatedAt = newID(m.idPrefix()), tenantID, now, now
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx bun.Tx) error {
+		if err := checkReferences(ctx, tx, tenantID, m); err != nil {
+			return err
+		}
+		_, err := tx.NewInsert().Model(m).Exec(ctx)
+		return err
+	})
+}
+
+// Get reads one row of the tenant; another tenant's row is ErrNotFound.
+func Get[T any, P modelPtr[T]](ctx context.Context, s *Store, tenantID, id string) (P, error) {
+	m := P(new(T))
+	if !validID(m.idPrefix(), id) {
+		return nil, ErrNotFound
+	}
+	err := s.db.NewSelect().Model(m).Where("tenant_id = ?", tenantID).Where("id = ?", id).Limit(1).Scan(ctx)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return m, nil
+}
+
+// List reads a page of the tenant's rows, newest first, and how many there are in all.
+func List[T any, P modelPtr[T]](ctx context.Context, s *Store, tenantID string, page Page) ([]T, int, error) {
+	items := make([]T, 0, page.Limit)
+	total, err := s.db.NewSelect().Model(&items).Where("tenant_id = ?", tenantID).
+		Order("created_at DESC", "id DESC").Limit(int64(page.Limit)).Offset(int64(page.Offset)).ScanAndCount(ctx)
+	if err != nil {
+		return nil, 0, classify(err)
+	}
+	return items, int(total), nil
+}
+
+// Update validates m and writes it over the row of the same ID in m's tenant.
+func Update[T any, P modelPtr[T]](ctx context.Context, s *Store, m P) error {
+	r := m.row()
+	r.UpdatedAt = s.now()
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx bun.Tx) error {
+		if err := checkReferences(ctx, tx, r.TenantID, m); err != nil {
+			return err
+		}
+		res, err := tx.NewUpdate().Model(m).ExcludeColumn("id", "tenant_id", "created_at").
+			Where("id = ?", r.ID).Where("tenant_id = ?", r.TenantID).Exec(ctx)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
+}
+
+// Delete removes one row of the tenant. A row others still need is a *ConflictError.
+func Delete[T any, P modelPtr[T]](ctx context.Context, s *Store, tenantID, id string) error {
+	m := P(new(T))
+	if !validID(m.idPrefix(), id) {
+		return ErrNotFound
+	}
+	return s.inTx(ctx, func(tx bun.Tx) error {
+		if g, ok := any(m).(deleteGuard); ok {
+			m.row().ID, m.row().TenantID = id, tenantID
+			if err := g.checkDelete(ctx, tx); err != nil {
+				return err
+			}
+		}
+		res, err := tx.NewDelete().Model(m).Where("id = ?", id).Where("tenant_id = ?", tenantID).Exec(ctx)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
+}
+
+// checkReferences makes sure every row m points at exists in the same tenant.
+func checkReferences(ctx context.Context, tx bun.IDB, tenantID string, m any) error {
+	r, ok := m.(referrer)
+	if !ok {
+		return nil
+	}
+	var fe fieldErrors
+	for _, ref := range r.references() {
+		n, err := tx.NewSelect().Table(ref.table).Where("id = ?", ref.id).Where("tenant_id = ?", tenantID).Count(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			fe.add(ref.field, "no such resource: %q", ref.id)
+		}
+	}
+	return fe.err()
+}
+
+// inTx runs fn in a transaction and classifies what fails.
+func (s *Store) inTx(ctx context.Context, fn func(tx bun.Tx) error) error {
+	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error { return fn(tx) })
+	if err == nil {
+		return nil
+	}
+	var ve *ValidationError
+	var ce *ConflictError
+	if errors.As(err, &ve) || errors.As(err, &ce) || errors.Is(err, ErrNotFound) {
+		return err
+	}
+	return classify(err)
+}

@@ -1,0 +1,166 @@
+// Package store owns Switchboard's persistent state: the Bun models, their versioned
+// migrations, and the queries over them. The same models, migrations and queries serve the
+// embedded SQLite database and PostgreSQL. Every row belongs to a tenant, and every query that
+// reads or changes a tenant's rows names the tenant, so one tenant can never reach another's.
+//
+// Models check their own invariants before they are written (Validate), and references between
+// rows are checked inside the writing transaction, so no surface (REST, CLI, the compatible
+// APIs) can leave an invalid or half-written row behind.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+	"github.com/uptrace/bun/dialect/sqlitedialect"
+	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" database/sql driver
+)
+
+// Dialect names the database behind a Store.
+type Dialect string
+
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// Store is the database of one Switchboard node.
+type Store struct {
+	db      *bun.DB
+	dialect Dialect
+	// now is the clock of the store; tests may replace it.
+	now func() time.Time
+}
+
+// Options configure Open.
+type Options struct {
+	// URL is DATABASE_URL: "postgres://…" or "postgresql://…" selects PostgreSQL; "sqlite:PATH",
+	// "file:PATH" or a plain path selects SQLite; empty means DataDir/switchboard.db.
+	URL string
+	// DataDir holds the SQLite file when URL is empty.
+	DataDir string
+	// MaxOpenConns bounds the connection pool (0: a default per dialect).
+	MaxOpenConns int
+}
+
+// Open connects to the database named by opts and checks that it answers. It does not migrate;
+// call Migrate for that.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	dialect, dsn, err := resolveURL(opts)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		sqldb *sql.DB
+		db    *bun.DB
+	)
+	switch dialect {
+	case Postgres:
+		sqldb, err = sql.Open("pgx", dsn)
+		if err != nil {
+			return nil, fmt.Errorf("store: open postgres: %w", err)
+		}
+		n := opts.MaxOpenConns
+		if n == 0 {
+			n = 32
+		}
+		sqldb.SetMaxOpenConns(n)
+		sqldb.SetMaxIdleConns(n)
+		sqldb.SetConnMaxIdleTime(5 * time.Minute)
+		db = bun.NewDB(sqldb, pgdialect.New())
+	case SQLite:
+		sqldb, err = sql.Open("sqlite", dsn)
+		if err != nil {
+			return nil, fmt.Errorf("store: open sqlite: %w", err)
+		}
+		n := opts.MaxOpenConns
+		if n == 0 {
+			n = 8
+		}
+		sqldb.SetMaxOpenConns(n)
+		sqldb.SetMaxIdleConns(n)
+		sqldb.SetConnMaxLifetime(0)
+		db = bun.NewDB(sqldb, sqlitedialect.New())
+	}
+	s := &Store{db: db, dialect: dialect, now: func() time.Time { return time.Now().UTC() }}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.Ping(pingCtx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("store: %s database does not answer: %w", dialect, err)
+	}
+	return s, nil
+}
+
+// resolveURL turns DATABASE_URL into a dialect and a driver DSN.
+func resolveURL(opts Options) (Dialect, string, error) {
+	raw := strings.TrimSpace(opts.URL)
+	if strings.HasPrefix(raw, "postgres://") || strings.HasPrefix(raw, "postgresql://") {
+		if _, err := url.Parse(raw); err != nil {
+			return "", "", fmt.Errorf("store: DATABASE_URL is not a valid URL: %w", err)
+		}
+		return Postgres, raw, nil
+	}
+	path := raw
+	switch {
+	case raw == "":
+		dir := opts.DataDir
+		if dir == "" {
+			dir = "data"
+		}
+		path = filepath.Join(dir, "switchboard.db")
+	case strings.HasPrefix(raw, "sqlite://"):
+		path = strings.TrimPrefix(raw, "sqlite://")
+	case strings.HasPrefix(raw, "sqlite:"):
+		path = strings.TrimPrefix(raw, "sqlite:")
+	case strings.HasPrefix(raw, "file:"):
+		path = strings.TrimPrefix(raw, "file:")
+	case strings.Contains(raw, "://"):
+		return "", "", fmt.Errorf("store: DATABASE_URL scheme not supported (want postgres:// or a SQLite path): %q", raw)
+	}
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	if path == "" {
+		return "", "", errors.New("store: empty SQLite path in DATABASE_URL")
+	}
+	if path != ":memory:" {
+		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+			return "", "", fmt.Errorf("store: create data directory: %w", err)
+		}
+	}
+	// WAL lets readers run beside the one writer; busy_timeout makes a second writer wait
+	// rather than fail; foreign keys are off in SQLite unless asked for on every connection.
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)" +
+		"&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	return SQLite, dsn, nil
+}
+
+// Dialect reports which database the store uses.
+func (s *Store) Dialect() Dialect { return s.dialect }
+
+// DB exposes the Bun handle for packages that keep tables of their own (later capabilities
+// add theirs through migrations here).
+func (s *Store) DB() *bun.DB { return s.db }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	if err := s.db.NewRaw("SELECT 1").Scan(ctx, &one); err != nil {
+		return classify(err)
+	}
+	return nil
+}
+
+// Close closes the connection pool.
+func (s *Store) Close() error { return s.db.Close() }
