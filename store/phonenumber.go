@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"net"
 	"slices"
 	"strconv"
@@ -112,6 +113,11 @@ type Trunk struct {
 type TrunkInbound struct {
 	AllowedCIDRs []string `json:"allowed_cidrs"`
 	Username     string   `json:"username"`
+	// Password is write-only: it is sealed into InboundPasswordEnc before the trunk is
+	// written, and never stored or shown as it is. An empty one keeps the sealed password.
+	Password string `json:"password,omitempty"`
+	// HasPassword tells a client whether a password is set.
+	HasPassword bool `json:"has_password"`
 }
 
 // TrunkOutbound says where and as whom calls leave over the trunk.
@@ -121,6 +127,9 @@ type TrunkOutbound struct {
 	Username  string `json:"username"`
 	CallerID  string `json:"caller_id"`
 	Register  bool   `json:"register"`
+	// Password is write-only, as TrunkInbound.Password.
+	Password    string `json:"password,omitempty"`
+	HasPassword bool   `json:"has_password"`
 }
 
 // NewTrunk returns a trunk with the defaults a created one starts from.
@@ -133,6 +142,42 @@ func NewTrunk() *Trunk {
 }
 
 func (*Trunk) idPrefix() string { return prefixTrunk }
+
+// ErrNoSecret: a credential must be sealed but the store has no server secret.
+var ErrNoSecret = errors.New("store: no server secret to seal credentials with")
+
+// prepare seals new passwords and clears them from the JSON columns.
+func (t *Trunk) prepare(s *Store) error {
+	for _, side := range []struct {
+		pw  *string
+		enc *string
+	}{{&t.Inbound.Password, &t.InboundPasswordEnc}, {&t.Outbound.Password, &t.OutboundPasswordEnc}} {
+		if *side.pw == "" {
+			continue
+		}
+		if s.sealer == nil {
+			return ErrNoSecret
+		}
+		*side.enc = s.sealer.Seal(*side.pw)
+		*side.pw = ""
+	}
+	t.Inbound.HasPassword = t.InboundPasswordEnc != ""
+	t.Outbound.HasPassword = t.OutboundPasswordEnc != ""
+	return nil
+}
+
+// Passwords opens the trunk's sealed passwords (for digest authentication and outbound
+// registration).
+func (t *Trunk) Passwords(s *Store) (inbound, outbound string, err error) {
+	if s.sealer == nil {
+		return "", "", ErrNoSecret
+	}
+	if inbound, err = s.sealer.Open(t.InboundPasswordEnc); err != nil {
+		return "", "", err
+	}
+	outbound, err = s.sealer.Open(t.OutboundPasswordEnc)
+	return inbound, outbound, err
+}
 
 // Validate checks the trunk: a direction, parseable CIDRs, an inbound side that admits
 // someone, an outbound side with somewhere to send calls.

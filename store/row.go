@@ -16,7 +16,8 @@ type Row struct {
 	UpdatedAt time.Time `bun:"updated_at,notnull" json:"updated_at"`
 }
 
-func (r *Row) row() *Row { return r }
+// Base returns the row's identity and times.
+func (r *Row) Base() *Row { return r }
 
 // reference is a row that a model points at; it must exist in the same tenant.
 type reference struct {
@@ -27,16 +28,23 @@ type reference struct {
 
 // model is the behaviour the generic queries need of a tenant-owned model.
 type model interface {
-	row() *Row
+	Base() *Row
 	idPrefix() string
 	// Validate checks the model on its own (no database); a *ValidationError names the fields.
 	Validate() error
 }
 
-// modelPtr lets a generic query allocate a T and use it as a model.
-type modelPtr[T any] interface {
+// Model is the constraint of the generic queries: a pointer to one of the store's
+// tenant-owned models (Agent, Workflow, Tool, PhoneNumber, Trunk, APIKey, User).
+type Model[T any] interface {
 	*T
 	model
+}
+
+// preparer is a model that turns write-only input (a password) into what is stored (a hash,
+// a sealed value) before it is validated and written.
+type preparer interface {
+	prepare(s *Store) error
 }
 
 // referrer is a model that points at other rows.
@@ -57,10 +65,13 @@ type Page struct {
 }
 
 // Create validates m, checks what it references, and inserts it with a new ID under tenantID.
-func Create[T any, P modelPtr[T]](ctx context.Context, s *Store, tenantID string, m P) error {
-	r := m.row()
+func Create[T any, P Model[T]](ctx context.Context, s *Store, tenantID string, m P) error {
+	r := m.Base()
 	now := s.now()
 	r.ID, r.TenantID, r.CreatedAt, r.UpdatedAt = newID(m.idPrefix()), tenantID, now, now
+	if err := prepare(s, m); err != nil {
+		return err
+	}
 	if err := m.Validate(); err != nil {
 		return err
 	}
@@ -74,7 +85,7 @@ func Create[T any, P modelPtr[T]](ctx context.Context, s *Store, tenantID string
 }
 
 // Get reads one row of the tenant; another tenant's row is ErrNotFound.
-func Get[T any, P modelPtr[T]](ctx context.Context, s *Store, tenantID, id string) (P, error) {
+func Get[T any, P Model[T]](ctx context.Context, s *Store, tenantID, id string) (P, error) {
 	m := P(new(T))
 	if !validID(m.idPrefix(), id) {
 		return nil, ErrNotFound
@@ -87,7 +98,7 @@ func Get[T any, P modelPtr[T]](ctx context.Context, s *Store, tenantID, id strin
 }
 
 // List reads a page of the tenant's rows, newest first, and how many there are in all.
-func List[T any, P modelPtr[T]](ctx context.Context, s *Store, tenantID string, page Page) ([]T, int, error) {
+func List[T any, P Model[T]](ctx context.Context, s *Store, tenantID string, page Page) ([]T, int, error) {
 	items := make([]T, 0, page.Limit)
 	total, err := s.db.NewSelect().Model(&items).Where("tenant_id = ?", tenantID).
 		Order("created_at DESC", "id DESC").Limit(int64(page.Limit)).Offset(int64(page.Offset)).ScanAndCount(ctx)
@@ -98,9 +109,12 @@ func List[T any, P modelPtr[T]](ctx context.Context, s *Store, tenantID string, 
 }
 
 // Update validates m and writes it over the row of the same ID in m's tenant.
-func Update[T any, P modelPtr[T]](ctx context.Context, s *Store, m P) error {
-	r := m.row()
+func Update[T any, P Model[T]](ctx context.Context, s *Store, m P) error {
+	r := m.Base()
 	r.UpdatedAt = s.now()
+	if err := prepare(s, m); err != nil {
+		return err
+	}
 	if err := m.Validate(); err != nil {
 		return err
 	}
@@ -121,14 +135,14 @@ func Update[T any, P modelPtr[T]](ctx context.Context, s *Store, m P) error {
 }
 
 // Delete removes one row of the tenant. A row others still need is a *ConflictError.
-func Delete[T any, P modelPtr[T]](ctx context.Context, s *Store, tenantID, id string) error {
+func Delete[T any, P Model[T]](ctx context.Context, s *Store, tenantID, id string) error {
 	m := P(new(T))
 	if !validID(m.idPrefix(), id) {
 		return ErrNotFound
 	}
 	return s.inTx(ctx, func(tx bun.Tx) error {
 		if g, ok := any(m).(deleteGuard); ok {
-			m.row().ID, m.row().TenantID = id, tenantID
+			m.Base().ID, m.Base().TenantID = id, tenantID
 			if err := g.checkDelete(ctx, tx); err != nil {
 				return err
 			}
@@ -175,4 +189,11 @@ func (s *Store) inTx(ctx context.Context, fn func(tx bun.Tx) error) error {
 		return err
 	}
 	return classify(err)
+}
+
+func prepare(s *Store, m any) error {
+	if p, ok := m.(preparer); ok {
+		return p.prepare(s)
+	}
+	return nil
 }

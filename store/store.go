@@ -38,6 +38,7 @@ const (
 type Store struct {
 	db      *bun.DB
 	dialect Dialect
+	sealer  *Sealer
 	// now is the clock of the store; tests may replace it.
 	now func() time.Time
 }
@@ -51,6 +52,9 @@ type Options struct {
 	DataDir string
 	// MaxOpenConns bounds the connection pool (0: a default per dialect).
 	MaxOpenConns int
+	// Secret is the server secret that seals stored credentials (trunk passwords). Without
+	// one, a store cannot write a credential it must read back.
+	Secret []byte
 }
 
 // Open connects to the database named by opts and checks that it answers. It does not migrate;
@@ -92,7 +96,13 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		sqldb.SetConnMaxLifetime(0)
 		db = bun.NewDB(sqldb, sqlitedialect.New())
 	}
-	s := &Store{db: db, dialect: dialect, now: func() time.Time { return time.Now().UTC() }}
+	s := &Store{db: db, dialect: dialect, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
+	if len(opts.Secret) > 0 {
+		if s.sealer, err = NewSealer(opts.Secret); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+	}
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := s.Ping(pingCtx); err != nil {
@@ -164,3 +174,6 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes the connection pool.
 func (s *Store) Close() error { return s.db.Close() }
+
+// Sealer returns the sealer of the server secret, or nil when the store has none.
+func (s *Store) Sealer() *Sealer { return s.sealer }

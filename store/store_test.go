@@ -196,10 +196,11 @@ func TestKeysAndTokens(t *testing.T) {
 				t.Fatalf("lookup: %v %+v", err, got)
 			}
 		}
-		u := &store.User{Email: "Ops@Example.com", Name: "Ops", Scopes: []string{"admin"}}
-		if err := u.SetPassword("correct horse"); err != nil {
-			t.Fatal(err)
+		short := &store.User{Email: "a@example.com", Scopes: []string{"read"}, Password: "short"}
+		if f := fieldsOf(store.Create(ctx, s, ten.ID, short)); len(f) != 1 || f[0] != "password" {
+			t.Fatalf("short password: %v", f)
 		}
+		u := &store.User{Email: "Ops@Example.com", Name: "Ops", Scopes: []string{"admin"}, Password: "correct horse"}
 		if err := store.Create(ctx, s, ten.ID, u); err != nil {
 			t.Fatal(err)
 		}

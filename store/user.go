@@ -26,8 +26,8 @@ type User struct {
 	Scopes       []string   `bun:"scopes,type:json" json:"scopes"`
 	LastLoginAt  *time.Time `bun:"last_login_at" json:"last_login_at"`
 
-	// password is set by SetPassword and checked by Validate; it is never stored.
-	password *string
+	// Password is write-only: a new password, hashed before the user is written.
+	Password string `bun:"-" json:"password,omitempty"`
 }
 
 func (*User) idPrefix() string { return prefixUser }
@@ -35,17 +35,17 @@ func (*User) idPrefix() string { return prefixUser }
 // bcryptCost is the work factor of stored passwords.
 var bcryptCost = bcrypt.DefaultCost
 
-// SetPassword hashes a new password into the user (Validate then checks its length).
-func (u *User) SetPassword(pw string) error {
-	u.password = &pw
-	if len(pw) < 8 || len(pw) > 72 {
-		return nil // Validate reports it with the field named
+// prepare hashes a new password; one of the wrong length is left for Validate to name.
+func (u *User) prepare(*Store) error {
+	pw := u.Password
+	if pw == "" || len(pw) < 8 || len(pw) > 72 {
+		return nil
 	}
 	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcryptCost)
 	if err != nil {
 		return err
 	}
-	u.PasswordHash = string(h)
+	u.PasswordHash, u.Password = string(h), ""
 	return nil
 }
 
@@ -64,7 +64,7 @@ func (u *User) Validate() error {
 	if len(u.Name) > maxNameLen {
 		fe.add("name", "must be at most %d characters", maxNameLen)
 	}
-	if u.password != nil && (len(*u.password) < 8 || len(*u.password) > 72) {
+	if u.Password != "" {
 		fe.add("password", "must be 8 to 72 characters")
 	} else if u.PasswordHash == "" {
 		fe.add("password", "is required")

@@ -1,0 +1,161 @@
+package api
+
+import (
+	"crypto/rand"
+	"sync"
+
+	"errors"
+	"golang.org/x/crypto/bcrypt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/switchboard-go/switchboard/store"
+)
+
+// LoginRequest signs a user in.
+type LoginRequest struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+// RefreshRequest trades a refresh token for new tokens.
+type RefreshRequest struct {
+	RefreshToken string `json:"refresh_token"`
+}
+
+// TokenResponse is what a login or a refresh hands out.
+type TokenResponse struct {
+	AccessToken  string      `json:"access_token"`
+	TokenType    string      `json:"token_type"`
+	ExpiresIn    int         `json:"expires_in"`
+	ExpiresAt    time.Time   `json:"expires_at"`
+	RefreshToken string      `json:"refresh_token"`
+	User         *store.User `json:"user"`
+}
+
+// WhoAmI describes the credential of a request.
+type WhoAmI struct {
+	TenantID   string   `json:"tenant_id"`
+	TenantSlug string   `json:"tenant_slug"`
+	KeyID      string   `json:"key_id,omitempty"`
+	UserID     string   `json:"user_id,omitempty"`
+	Scopes     []string `json:"scopes"`
+	Operator   bool     `json:"operator"`
+}
+
+func (s *Server) authRoutes() []route {
+	return []route{
+		{Method: http.MethodPost, Path: "/api/v1/auth/login", Tag: "Authentication", Summary: "Sign in with email and password: a short-lived JWT access token and a refresh token",
+			Request: LoginRequest{}, Response: TokenResponse{}, Status: http.StatusOK, Handle: s.login},
+		{Method: http.MethodPost, Path: "/api/v1/auth/refresh", Tag: "Authentication", Summary: "Trade a refresh token (good once) for new tokens",
+			Request: RefreshRequest{}, Response: TokenResponse{}, Status: http.StatusOK, Handle: s.refresh},
+		{Method: http.MethodGet, Path: "/api/v1/auth/me", Tag: "Authentication", Summary: "Describe the credential of this request",
+			Scope: store.ScopeRead, Response: WhoAmI{}, Status: http.StatusOK, Handle: s.whoAmI},
+	}
+}
+
+// limitAnonymous rate-limits a public route per client address.
+func (s *Server) limitAnonymous(w http.ResponseWriter, r *http.Request, bucket string) error {
+	if e := s.limiter.limit(w, bucket+":"+clientIP(r), s.cfg.LoginRateLimit); e != nil {
+		return e
+	}
+	return nil
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request, _ *Principal) error {
+	if err := s.limitAnonymous(w, r, "login"); err != nil {
+		return err
+	}
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	var req LoginRequest
+	if err := decodeInto(body, &req, false); err != nil {
+		return err
+	}
+	if strings.TrimSpace(req.Email) == "" {
+		return errValidation("email", "is required")
+	}
+	if req.Password == "" {
+		return errValidation("password", "is required")
+	}
+	u, err := s.store.UserByEmail(r.Context(), req.Email)
+	if errors.Is(err, store.ErrNotFound) {
+		// Spend the time a password check takes, so that timing does not tell which
+		// emails have accounts.
+		(&store.User{PasswordHash: dummyHash()}).CheckPassword(req.Password)
+		return &Error{Status: http.StatusUnauthorized, Code: codeAuthentication, Message: "Wrong email or password"}
+	}
+	if err != nil {
+		return err
+	}
+	if !u.CheckPassword(req.Password) {
+		return &Error{Status: http.StatusUnauthorized, Code: codeAuthentication, Message: "Wrong email or password"}
+	}
+	if err := s.store.RecordLogin(r.Context(), u); err != nil {
+		return err
+	}
+	refresh, err := s.store.IssueRefreshToken(r.Context(), u, refreshTokenTTL)
+	if err != nil {
+		return err
+	}
+	return s.writeTokens(w, u, refresh)
+}
+
+// dummyHash is a bcrypt hash of a random password, checked against when the email has no
+// account.
+var dummyHash = sync.OnceValue(func() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	h, _ := bcrypt.GenerateFromPassword(b[:], bcrypt.DefaultCost)
+	return string(h)
+})
+
+func (s *Server) refresh(w http.ResponseWriter, r *http.Request, _ *Principal) error {
+	if err := s.limitAnonymous(w, r, "refresh"); err != nil {
+		return err
+	}
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	var req RefreshRequest
+	if err := decodeInto(body, &req, false); err != nil {
+		return err
+	}
+	if req.RefreshToken == "" {
+		return errValidation("refresh_token", "is required")
+	}
+	u, next, err := s.store.RotateRefreshToken(r.Context(), req.RefreshToken, refreshTokenTTL)
+	if errors.Is(err, store.ErrTokenInvalid) {
+		return &Error{Status: http.StatusUnauthorized, Code: codeAuthentication, Message: "Refresh token is not valid: unknown, expired or already used"}
+	}
+	if err != nil {
+		return err
+	}
+	return s.writeTokens(w, u, next)
+}
+
+func (s *Server) writeTokens(w http.ResponseWriter, u *store.User, refresh string) error {
+	access, exp, err := s.auth.IssueAccessToken(u)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, TokenResponse{
+		AccessToken: access, TokenType: "bearer", ExpiresIn: int(accessTokenTTL.Seconds()), ExpiresAt: exp,
+		RefreshToken: refresh, User: u,
+	})
+	return nil
+}
+
+func (s *Server) whoAmI(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	t, err := s.store.Tenant(r.Context(), p.TenantID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, WhoAmI{TenantID: p.TenantID, TenantSlug: t.Slug, KeyID: p.KeyID, UserID: p.UserID, Scopes: p.Scopes, Operator: p.Operator})
+	return nil
+}

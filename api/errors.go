@@ -1,0 +1,93 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/switchboard-go/switchboard/store"
+)
+
+// Error codes of the canonical surface.
+const (
+	codeValidation     = "validation_error"
+	codeAuthentication = "authentication_error"
+	codeAuthorization  = "authorization_error"
+	codeNotFound       = "not_found"
+	codeConflict       = "conflict"
+	codeRateLimit      = "rate_limit_exceeded"
+	codeTooLarge       = "payload_too_large"
+	codeUnsupported    = "unsupported_media_type"
+	codeMethod         = "method_not_allowed"
+	codeUnavailable    = "service_unavailable"
+	codeInternal       = "internal_error"
+)
+
+// Error is a failure a handler answers with: an HTTP status and the canonical error body
+// {"error":{"code","message","details":[{"field","message"}]}}.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+	Details []store.FieldError
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }
+
+// errorBody is the wire shape of an Error.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string             `json:"code"`
+	Message string             `json:"message"`
+	Details []store.FieldError `json:"details"`
+}
+
+func errValidation(field, format string, args ...any) *Error {
+	msg := fmt.Sprintf(format, args...)
+	return &Error{Status: http.StatusUnprocessableEntity, Code: codeValidation, Message: "Invalid request: " + field + " " + msg,
+		Details: []store.FieldError{{Field: field, Message: msg}}}
+}
+
+func errNotFound(what string) *Error {
+	return &Error{Status: http.StatusNotFound, Code: codeNotFound, Message: what + " not found"}
+}
+
+var (
+	errUnauthenticated = &Error{Status: http.StatusUnauthorized, Code: codeAuthentication, Message: "Missing or invalid credentials: send an API key as X-API-Key or Authorization: Bearer"}
+	errRouteNotFound   = &Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "No such route"}
+)
+
+func errForbidden(scope string) *Error {
+	return &Error{Status: http.StatusForbidden, Code: codeAuthorization, Message: "This credential lacks the " + scope + " scope"}
+}
+
+// asError classifies any error a handler returned into the Error the client sees.
+func asError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	var ve *store.ValidationError
+	if errors.As(err, &ve) {
+		msg := "Invalid request body"
+		if len(ve.Fields) > 0 {
+			msg = "Invalid request: " + ve.Fields[0].Field + " " + ve.Fields[0].Message
+		}
+		return &Error{Status: http.StatusUnprocessableEntity, Code: codeValidation, Message: msg, Details: ve.Fields}
+	}
+	var ce *store.ConflictError
+	if errors.As(err, &ce) {
+		return &Error{Status: http.StatusConflict, Code: codeConflict, Message: "Conflict: " + ce.Field + " " + ce.Message,
+			Details: []store.FieldError{{Field: ce.Field, Message: ce.Message}}}
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return errNotFound("Resource")
+	case errors.Is(err, store.ErrUnavailable):
+		return &Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, Message: "The database is unavailable; try again shortly"}
+	}
+	return &Error{Status: http.StatusInternalServerError, Code: codeInternal, Message: "Internal server error"}
+}

@@ -1,0 +1,159 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/switchboard-go/switchboard/store"
+)
+
+// KeyCreateRequest makes an API key.
+type KeyCreateRequest struct {
+	Name string `json:"name"`
+	// Env picks the prefix: "live" (as_live_, the default) or "test" (as_test_).
+	Env       string     `json:"env"`
+	Scopes    []string   `json:"scopes"`
+	RateLimit int        `json:"rate_limit"`
+	ExpiresAt *time.Time `json:"expires_at"`
+}
+
+// KeyUpdateRequest changes a key; fields left out keep their values.
+type KeyUpdateRequest struct {
+	Name      *string    `json:"name"`
+	Scopes    []string   `json:"scopes"`
+	RateLimit *int       `json:"rate_limit"`
+	ExpiresAt *time.Time `json:"expires_at"`
+}
+
+// CreatedKey is a new key with its secret, which is shown this once.
+type CreatedKey struct {
+	store.APIKey
+	Key string `json:"key"`
+}
+
+func (s *Server) keyRoutes() []route {
+	const tag = "API keys"
+	return []route{
+		{Method: http.MethodPost, Path: "/api/v1/keys", Tag: tag, Summary: "Create an API key; the key is in this answer only", Scope: store.ScopeAdmin,
+			Request: KeyCreateRequest{}, Response: CreatedKey{}, Status: http.StatusCreated, Handle: s.createKey},
+		{Method: http.MethodGet, Path: "/api/v1/keys", Tag: tag, Summary: "List API keys (never the keys themselves)", Scope: store.ScopeAdmin,
+			Response: List[store.APIKey]{}, Status: http.StatusOK, Query: pageQuery, Handle: s.listKeys},
+		{Method: http.MethodGet, Path: "/api/v1/keys/{id}", Tag: tag, Summary: "Get an API key", Scope: store.ScopeAdmin,
+			Response: store.APIKey{}, Status: http.StatusOK, Handle: s.getKey},
+		{Method: http.MethodPatch, Path: "/api/v1/keys/{id}", Tag: tag, Summary: "Rename a key or change its scopes, rate limit or expiry", Scope: store.ScopeAdmin,
+			Request: KeyUpdateRequest{}, Response: store.APIKey{}, Status: http.StatusOK, Handle: s.updateKey},
+		{Method: http.MethodDelete, Path: "/api/v1/keys/{id}", Tag: tag, Summary: "Revoke an API key; it stops working at once", Scope: store.ScopeAdmin,
+			Status: http.StatusNoContent, Handle: s.revokeKey},
+	}
+}
+
+func (s *Server) createKey(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	req := KeyCreateRequest{Env: "live"}
+	if err := decodeInto(body, &req, false); err != nil {
+		return err
+	}
+	var kind string
+	switch req.Env {
+	case "live":
+		kind = "as_live_"
+	case "test":
+		kind = "as_test_"
+	default:
+		return errValidation("env", "must be live or test")
+	}
+	if req.ExpiresAt != nil && !req.ExpiresAt.After(time.Now()) {
+		return errValidation("expires_at", "must be in the future")
+	}
+	k := &store.APIKey{Name: req.Name, Kind: kind, Scopes: req.Scopes, RateLimit: req.RateLimit, ExpiresAt: utcPtr(req.ExpiresAt)}
+	secret, err := s.store.CreateAPIKey(r.Context(), p.TenantID, k)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusCreated, CreatedKey{APIKey: *k, Key: secret})
+	return nil
+}
+
+func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	page, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	items, total, err := store.List[store.APIKey](r.Context(), s.store, p.TenantID, page)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, List[store.APIKey]{Items: items, Total: total, Limit: page.Limit, Offset: page.Offset})
+	return nil
+}
+
+func (s *Server) getKey(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	k, err := store.Get[store.APIKey](r.Context(), s.store, p.TenantID, r.PathValue("id"))
+	if err != nil {
+		return keyNotFound(err)
+	}
+	writeJSON(w, http.StatusOK, k)
+	return nil
+}
+
+func (s *Server) updateKey(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	var req KeyUpdateRequest
+	if err := decodeInto(body, &req, false); err != nil {
+		return err
+	}
+	k, err := store.Get[store.APIKey](r.Context(), s.store, p.TenantID, r.PathValue("id"))
+	if err != nil {
+		return keyNotFound(err)
+	}
+	if req.Name != nil {
+		k.Name = *req.Name
+	}
+	if req.Scopes != nil {
+		k.Scopes = req.Scopes
+	}
+	if req.RateLimit != nil {
+		k.RateLimit = *req.RateLimit
+	}
+	if req.ExpiresAt != nil {
+		k.ExpiresAt = utcPtr(req.ExpiresAt)
+	}
+	if err := store.Update(r.Context(), s.store, k); err != nil {
+		return keyNotFound(err)
+	}
+	s.auth.Forget(k.Hash)
+	writeJSON(w, http.StatusOK, k)
+	return nil
+}
+
+func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	k, err := s.store.RevokeAPIKey(r.Context(), p.TenantID, r.PathValue("id"))
+	if err != nil {
+		return keyNotFound(err)
+	}
+	s.auth.Forget(k.Hash)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func keyNotFound(err error) error {
+	if asError(err).Status == http.StatusNotFound {
+		return errNotFound("API key")
+	}
+	return err
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}

@@ -1,0 +1,201 @@
+package api
+
+import (
+	"net/http"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// openAPI builds the OpenAPI 3.1 document from the route table: every route the router
+// serves is in it, with its parameters, body and answers, and the schemas are reflected from
+// the Go types the handlers encode and decode.
+func (s *Server) openAPI() map[string]any {
+	g := &schemaGen{components: map[string]any{}}
+	paths := map[string]map[string]any{}
+	for _, rt := range s.routes {
+		op := map[string]any{
+			"summary":     rt.Summary,
+			"operationId": operationID(rt),
+			"tags":        []string{rt.Tag},
+		}
+		var params []any
+		for _, name := range pathParams.FindAllStringSubmatch(rt.Path, -1) {
+			params = append(params, map[string]any{"name": name[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
+		}
+		for _, q := range rt.Query {
+			ty := "string"
+			if q.Integer {
+				ty = "integer"
+			}
+			params = append(params, map[string]any{"name": q.Name, "in": "query", "description": q.Description, "schema": map[string]any{"type": ty}})
+		}
+		if params != nil {
+			op["parameters"] = params
+		}
+		if rt.Request != nil {
+			op["requestBody"] = map[string]any{
+				"required": true,
+				"content":  map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(rt.Request))}},
+			}
+		}
+		responses := map[string]any{}
+		ok := map[string]any{"description": http.StatusText(rt.Status)}
+		if rt.Response != nil {
+			ok["content"] = map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(rt.Response))}}
+		} else if rt.Raw {
+			ok["content"] = map[string]any{"text/html": map[string]any{"schema": map[string]any{"type": "string"}}}
+		}
+		responses[strconv.Itoa(rt.Status)] = ok
+		errRef := map[string]any{"$ref": "#/components/responses/Error"}
+		if rt.Request != nil {
+			responses["413"] = errRef
+			responses["422"] = errRef
+		}
+		if rt.Scope != "" {
+			responses["401"] = errRef
+			responses["403"] = errRef
+			responses["429"] = errRef
+			op["security"] = []any{map[string]any{"ApiKey": []any{}}, map[string]any{"BearerAuth": []any{}}}
+		} else {
+			op["security"] = []any{}
+		}
+		if strings.Contains(rt.Path, "{") {
+			responses["404"] = errRef
+		}
+		responses["500"] = errRef
+		op["responses"] = responses
+		if paths[rt.Path] == nil {
+			paths[rt.Path] = map[string]any{}
+		}
+		paths[rt.Path][strings.ToLower(rt.Method)] = op
+	}
+	g.components["Error"] = g.schema(reflect.TypeOf(errorBody{}))
+	return map[string]any{
+		"openapi": "3.1.0",
+		"info": map[string]any{
+			"title":       "Switchboard API",
+			"version":     s.cfg.Version,
+			"description": "The canonical REST surface of Switchboard, a telephony-first realtime voice agent server. Authenticate with an API key as X-API-Key or Authorization: Bearer, or with a JWT access token from /api/v1/auth/login. Errors are {\"error\":{\"code\",\"message\",\"details\":[{\"field\",\"message\"}]}}; lists are {\"items\",\"total\",\"limit\",\"offset\"}.",
+		},
+		"paths": paths,
+		"components": map[string]any{
+			"schemas": g.components,
+			"responses": map[string]any{
+				"Error": map[string]any{
+					"description": "An error in the canonical shape",
+					"content":     map[string]any{"application/json": map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/Error"}}},
+				},
+			},
+			"securitySchemes": map[string]any{
+				"ApiKey":     map[string]any{"type": "apiKey", "in": "header", "name": "X-API-Key"},
+				"BearerAuth": map[string]any{"type": "http", "scheme": "bearer", "description": "An API key, or a JWT access token"},
+			},
+		},
+	}
+}
+
+var pathParams = regexp.MustCompile(`\{([a-z_]+)\}`)
+
+func operationID(rt route) string {
+	var b strings.Builder
+	b.WriteString(strings.ToLower(rt.Method))
+	for _, part := range strings.FieldsFunc(rt.Path, func(r rune) bool { return r == '/' || r == '-' || r == '.' || r == '{' || r == '}' }) {
+		if part == "api" || part == "v1" {
+			continue
+		}
+		b.WriteString(strings.ToUpper(part[:1]) + part[1:])
+	}
+	return b.String()
+}
+
+// schemaGen reflects JSON Schemas (the 2020-12 dialect of OpenAPI 3.1) from Go types; named
+// struct types become components.
+type schemaGen struct {
+	components map[string]any
+}
+
+var timeType = reflect.TypeOf(time.Time{})
+
+func (g *schemaGen) schema(t reflect.Type) map[string]any {
+	switch {
+	case t == timeType:
+		return map[string]any{"type": "string", "format": "date-time"}
+	case t.Kind() == reflect.Pointer:
+		inner := g.schema(t.Elem())
+		return map[string]any{"anyOf": []any{inner, map[string]any{"type": "null"}}}
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return map[string]any{"type": "string"}
+	case reflect.Bool:
+		return map[string]any{"type": "boolean"}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return map[string]any{"type": "integer"}
+	case reflect.Float32, reflect.Float64:
+		return map[string]any{"type": "number"}
+	case reflect.Slice, reflect.Array:
+		return map[string]any{"type": "array", "items": g.schema(t.Elem())}
+	case reflect.Map:
+		return map[string]any{"type": "object", "additionalProperties": g.schema(t.Elem())}
+	case reflect.Interface:
+		return map[string]any{}
+	case reflect.Struct:
+		name := schemaName(t)
+		if _, ok := g.components[name]; !ok {
+			g.components[name] = map[string]any{} // placeholder against recursion
+			g.components[name] = g.object(t)
+		}
+		return map[string]any{"$ref": "#/components/schemas/" + name}
+	}
+	return map[string]any{}
+}
+
+func (g *schemaGen) object(t reflect.Type) map[string]any {
+	props := map[string]any{}
+	g.fields(t, props)
+	return map[string]any{"type": "object", "properties": props}
+}
+
+func (g *schemaGen) fields(t reflect.Type, props map[string]any) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		if tag == "-" || (!f.IsExported() && !f.Anonymous) {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		if f.Anonymous && name == "" {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct && ft != reflect.TypeOf(struct{}{}) {
+				g.fields(ft, props)
+			}
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		props[name] = g.schema(f.Type)
+	}
+}
+
+// schemaName names a component after its Go type: List[store.Agent] becomes AgentList.
+func schemaName(t reflect.Type) string {
+	name := t.Name()
+	if i := strings.IndexByte(name, '['); i >= 0 {
+		inner := name[i+1 : len(name)-1]
+		if j := strings.LastIndexByte(inner, '.'); j >= 0 {
+			inner = inner[j+1:]
+		}
+		return inner + name[:i]
+	}
+	if name == "" {
+		return "Object"
+	}
+	return name
+}

@@ -1,0 +1,90 @@
+package api
+
+import (
+	"hash/maphash"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// RateLimiter counts requests per key in fixed one-minute windows, as the canonical surface
+// describes its limits: a limit a minute, what remains of it, and when the window resets.
+// It counts on this node.
+type RateLimiter struct {
+	seed   maphash.Seed
+	shards [64]limiterShard
+	now    func() time.Time
+}
+
+type limiterShard struct {
+	mu      sync.Mutex
+	windows map[string]*window
+}
+
+type window struct {
+	start int64 // unix minute
+	count int
+}
+
+// NewRateLimiter returns an empty limiter.
+func NewRateLimiter() *RateLimiter {
+	l := &RateLimiter{seed: maphash.MakeSeed(), now: time.Now}
+	for i := range l.shards {
+		l.shards[i].windows = map[string]*window{}
+	}
+	return l
+}
+
+// Allow counts one request of key against limit a minute and reports whether it may go on,
+// how many remain, and when the window resets.
+func (l *RateLimiter) Allow(key string, limit int) (ok bool, remaining int, reset time.Time) {
+	now := l.now()
+	minute := now.Unix() / 60
+	reset = time.Unix((minute+1)*60, 0)
+	sh := &l.shards[maphash.String(l.seed, key)%uint64(len(l.shards))]
+	sh.mu.Lock()
+	w := sh.windows[key]
+	if w == nil {
+		if len(sh.windows) > 50_000 {
+			for k, old := range sh.windows {
+				if old.start < minute {
+					delete(sh.windows, k)
+				}
+			}
+		}
+		w = &window{start: minute}
+		sh.windows[key] = w
+	}
+	if w.start != minute {
+		w.start, w.count = minute, 0
+	}
+	if w.count >= limit {
+		sh.mu.Unlock()
+		return false, 0, reset
+	}
+	w.count++
+	remaining = limit - w.count
+	sh.mu.Unlock()
+	return true, remaining, reset
+}
+
+// limit applies the limiter to a request and writes the X-RateLimit headers; on refusal it
+// returns the 429 to answer with.
+func (l *RateLimiter) limit(w http.ResponseWriter, key string, limit int) *Error {
+	ok, remaining, reset := l.Allow(key, limit)
+	h := w.Header()
+	h.Set("X-RateLimit-Limit", strconv.Itoa(limit))
+	h.Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
+	h.Set("X-RateLimit-Reset", strconv.FormatInt(reset.Unix(), 10))
+	if ok {
+		return nil
+	}
+	retry := int(time.Until(reset).Seconds()) + 1
+	if retry < 1 {
+		retry = 1
+	}
+	h.Set("Retry-After", strconv.Itoa(retry))
+	return &Error{Status: http.StatusTooManyRequests, Code: codeRateLimit,
+		Message: "Rate limit of " + strconv.Itoa(limit) + " requests a minute exceeded; retry after " + strconv.Itoa(retry) + " s"}
+}

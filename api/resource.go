@@ -1,0 +1,186 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/switchboard-go/switchboard/store"
+)
+
+// resource serves create, list, get, update (PATCH) and delete of one kind of tenant-owned
+// model at /api/v1/{plural}. Bodies are decoded over the model itself: a create over the
+// model's defaults, a PATCH over the stored row, so that what a client leaves out keeps its
+// value. Identity and times are the server's: a body cannot change them.
+type resource[T any, P store.Model[T]] struct {
+	singular, plural string
+	tag              string
+	// scope is the scope needed to change the resource (reading needs read, or this when
+	// it is admin).
+	scope string
+	new   func() P
+	// keepReadOnly copies fields a client may not set from src (the stored row, or the
+	// defaults) back into dst after a body was decoded over dst.
+	keepReadOnly func(dst, src P)
+}
+
+func (res resource[T, P]) path() string { return "/api/v1/" + res.plural }
+
+func (res resource[T, P]) readScope() string {
+	if res.scope == store.ScopeAdmin {
+		return store.ScopeAdmin
+	}
+	return store.ScopeRead
+}
+
+func (res resource[T, P]) routes(s *Server) []route {
+	var zero T
+	item := "/api/v1/" + res.plural + "/{id}"
+	write := res.scope
+	if write == "" {
+		write = store.ScopeWrite
+	}
+	return []route{
+		{Method: http.MethodPost, Path: res.path(), Tag: res.tag, Summary: "Create a " + res.singular, Scope: write,
+			Request: zero, Response: zero, Status: http.StatusCreated, Handle: res.create(s)},
+		{Method: http.MethodGet, Path: res.path(), Tag: res.tag, Summary: "List " + res.plural, Scope: res.readScope(),
+			Response: List[T]{}, Status: http.StatusOK, Query: pageQuery, Handle: res.list(s)},
+		{Method: http.MethodGet, Path: item, Tag: res.tag, Summary: "Get a " + res.singular, Scope: res.readScope(),
+			Response: zero, Status: http.StatusOK, Handle: res.get(s)},
+		{Method: http.MethodPatch, Path: item, Tag: res.tag, Summary: "Update a " + res.singular + " (fields left out keep their values)", Scope: write,
+			Request: zero, Response: zero, Status: http.StatusOK, Handle: res.update(s)},
+		{Method: http.MethodDelete, Path: item, Tag: res.tag, Summary: "Delete a " + res.singular, Scope: write,
+			Status: http.StatusNoContent, Handle: res.delete(s)},
+	}
+}
+
+var pageQuery = []param{
+	{Name: "limit", Description: "Items per page, 1 to 100 (default 20)", Integer: true},
+	{Name: "offset", Description: "Items to skip (default 0)", Integer: true},
+}
+
+func (res resource[T, P]) create(s *Server) func(http.ResponseWriter, *http.Request, *Principal) error {
+	return func(w http.ResponseWriter, r *http.Request, p *Principal) error {
+		body, err := readBody(w, r)
+		if err != nil {
+			return err
+		}
+		m, defaults := res.new(), res.new()
+		if err := decodeInto(body, m, false); err != nil {
+			return err
+		}
+		*m.Base() = store.Row{}
+		if res.keepReadOnly != nil {
+			res.keepReadOnly(m, defaults)
+		}
+		if err := store.Create(r.Context(), s.store, p.TenantID, m); err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusCreated, m)
+		return nil
+	}
+}
+
+func (res resource[T, P]) list(s *Server) func(http.ResponseWriter, *http.Request, *Principal) error {
+	return func(w http.ResponseWriter, r *http.Request, p *Principal) error {
+		page, err := pageParams(r)
+		if err != nil {
+			return err
+		}
+		items, total, err := store.List[T, P](r.Context(), s.store, p.TenantID, page)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, List[T]{Items: items, Total: total, Limit: page.Limit, Offset: page.Offset})
+		return nil
+	}
+}
+
+func (res resource[T, P]) get(s *Server) func(http.ResponseWriter, *http.Request, *Principal) error {
+	return func(w http.ResponseWriter, r *http.Request, p *Principal) error {
+		m, err := store.Get[T, P](r.Context(), s.store, p.TenantID, r.PathValue("id"))
+		if err != nil {
+			return res.notFound(err)
+		}
+		writeJSON(w, http.StatusOK, m)
+		return nil
+	}
+}
+
+func (res resource[T, P]) update(s *Server) func(http.ResponseWriter, *http.Request, *Principal) error {
+	return func(w http.ResponseWriter, r *http.Request, p *Principal) error {
+		body, err := readBody(w, r)
+		if err != nil {
+			return err
+		}
+		m, err := store.Get[T, P](r.Context(), s.store, p.TenantID, r.PathValue("id"))
+		if err != nil {
+			return res.notFound(err)
+		}
+		stored := *m
+		if err := decodeInto(body, m, true); err != nil {
+			return err
+		}
+		*m.Base() = *P(&stored).Base()
+		if res.keepReadOnly != nil {
+			res.keepReadOnly(m, &stored)
+		}
+		if err := store.Update(r.Context(), s.store, m); err != nil {
+			return res.notFound(err)
+		}
+		writeJSON(w, http.StatusOK, m)
+		return nil
+	}
+}
+
+func (res resource[T, P]) delete(s *Server) func(http.ResponseWriter, *http.Request, *Principal) error {
+	return func(w http.ResponseWriter, r *http.Request, p *Principal) error {
+		if err := store.Delete[T, P](r.Context(), s.store, p.TenantID, r.PathValue("id")); err != nil {
+			return res.notFound(err)
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+}
+
+// notFound names the resource in a not-found answer.
+func (res resource[T, P]) notFound(err error) error {
+	if e := asError(err); e.Status == http.StatusNotFound {
+		return errNotFound(capitalize(res.singular))
+	}
+	return err
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return string(s[0]-'a'+'A') + s[1:]
+}
+
+var (
+	agentResource = resource[store.Agent, *store.Agent]{
+		singular: "agent", plural: "agents", tag: "Agents", new: store.NewAgent,
+	}
+	workflowResource = resource[store.Workflow, *store.Workflow]{
+		singular: "workflow", plural: "workflows", tag: "Workflows",
+		new: func() *store.Workflow { return &store.Workflow{Metadata: map[string]any{}} },
+	}
+	toolResource = resource[store.Tool, *store.Tool]{
+		singular: "tool", plural: "tools", tag: "Tools", new: store.NewTool,
+	}
+	phoneNumberResource = resource[store.PhoneNumber, *store.PhoneNumber]{
+		singular: "phone number", plural: "phone-numbers", tag: "Phone numbers", new: store.NewPhoneNumber,
+	}
+	trunkResource = resource[store.Trunk, *store.Trunk]{
+		singular: "trunk", plural: "trunks", tag: "Trunks", new: store.NewTrunk,
+		keepReadOnly: func(dst, src *store.Trunk) {
+			dst.InboundPasswordEnc, dst.OutboundPasswordEnc = src.InboundPasswordEnc, src.OutboundPasswordEnc
+		},
+	}
+	userResource = resource[store.User, *store.User]{
+		singular: "user", plural: "users", tag: "Users", scope: store.ScopeAdmin,
+		new: func() *store.User { return &store.User{Scopes: []string{store.ScopeRead, store.ScopeWrite}} },
+		keepReadOnly: func(dst, src *store.User) {
+			dst.PasswordHash, dst.LastLoginAt = src.PasswordHash, src.LastLoginAt
+		},
+	}
+)

@@ -1,0 +1,273 @@
+// Package api serves Switchboard's REST surfaces: the canonical /api/v1 (authentication,
+// tenants, keys, users, agents, workflows, tools, phone numbers, trunks), health and version,
+// and the OpenAPI document with its documentation pages. Compatible surfaces of other
+// platforms are added beside it over the same store.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/switchboard-go/switchboard/store"
+)
+
+// Config holds what the API needs; cmd/switchboard builds it.
+type Config struct {
+	Store *store.Store
+	Auth  *Authenticator
+	Log   *slog.Logger
+	// Version and Commit identify the build.
+	Version, Commit string
+	// DefaultRateLimit is requests a minute for keys without a limit of their own.
+	DefaultRateLimit int
+	// LoginRateLimit is login and refresh attempts a minute from one address.
+	LoginRateLimit int
+}
+
+// Server is the HTTP API of one node.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	store   *store.Store
+	auth    *Authenticator
+	limiter *RateLimiter
+	started time.Time
+	routes  []route
+	handler http.Handler
+}
+
+// route is one operation: how it is reached, who may call it, what it takes and answers
+// (for the OpenAPI document), and the code that serves it. The router and the document
+// are both built from the same list, so they cannot disagree.
+type route struct {
+	Method, Path string
+	Tag, Summary string
+	// Scope is the scope a credential needs; "" makes the route public.
+	Scope string
+	// Request and Response are values of the body types, for the document (nil: none).
+	Request, Response any
+	// Status is the status of success.
+	Status int
+	// Query lists query parameters, for the document.
+	Query  []param
+	Handle func(w http.ResponseWriter, r *http.Request, p *Principal) error
+	// Raw routes write their own non-JSON answers (documentation pages).
+	Raw bool
+}
+
+type param struct {
+	Name, Description string
+	Integer           bool
+}
+
+// New builds the API server and its routes.
+func New(cfg Config) *Server {
+	if cfg.DefaultRateLimit == 0 {
+		cfg.DefaultRateLimit = 100
+	}
+	if cfg.LoginRateLimit == 0 {
+		cfg.LoginRateLimit = 10
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, store: cfg.Store, auth: cfg.Auth, limiter: NewRateLimiter(), started: time.Now()}
+	s.routes = s.allRoutes()
+	s.handler = s.recoverer(s.logRequests(s.buildMux()))
+	return s
+}
+
+// Handler returns the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) allRoutes() []route {
+	var rs []route
+	rs = append(rs, s.metaRoutes()...)
+	rs = append(rs, s.authRoutes()...)
+	rs = append(rs, s.tenantRoutes()...)
+	rs = append(rs, s.keyRoutes()...)
+	rs = append(rs, userResource.routes(s)...)
+	rs = append(rs, agentResource.routes(s)...)
+	rs = append(rs, workflowResource.routes(s)...)
+	rs = append(rs, toolResource.routes(s)...)
+	rs = append(rs, phoneNumberResource.routes(s)...)
+	rs = append(rs, trunkResource.routes(s)...)
+	return rs
+}
+
+// buildMux registers one handler per path that dispatches on the method, so that a known
+// path with an unknown method is a 405 in the error shape, with Allow.
+func (s *Server) buildMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	byPath := map[string]map[string]*route{}
+	var paths []string
+	for i := range s.routes {
+		rt := &s.routes[i]
+		if byPath[rt.Path] == nil {
+			byPath[rt.Path] = map[string]*route{}
+			paths = append(paths, rt.Path)
+		}
+		byPath[rt.Path][rt.Method] = rt
+	}
+	for _, path := range paths {
+		methods := byPath[path]
+		allow := make([]string, 0, len(methods))
+		for m := range methods {
+			allow = append(allow, m)
+		}
+		if _, ok := methods[http.MethodGet]; ok {
+			allow = append(allow, http.MethodHead)
+		}
+		sort.Strings(allow)
+		allowHeader := strings.Join(allow, ", ")
+		pattern := path
+		if path == "/" {
+			pattern = "/{$}"
+		}
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			m := r.Method
+			if m == http.MethodHead {
+				m = http.MethodGet
+			}
+			rt := methods[m]
+			if rt == nil {
+				w.Header().Set("Allow", allowHeader)
+				writeError(w, &Error{Status: http.StatusMethodNotAllowed, Code: codeMethod, Message: r.Method + " is not allowed here; allowed: " + allowHeader})
+				return
+			}
+			s.serveRoute(w, r, rt)
+		})
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { writeError(w, errRouteNotFound) })
+	return mux
+}
+
+// serveRoute authenticates, rate-limits and authorises a request, then runs the route.
+func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt *route) {
+	var p *Principal
+	if rt.Scope != "" {
+		var err error
+		p, err = s.auth.Authenticate(r.Context(), credential(r, false))
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		limit := p.RateLimit
+		if limit == 0 {
+			limit = s.cfg.DefaultRateLimit
+		}
+		if e := s.limiter.limit(w, p.limiterKey(), limit); e != nil {
+			writeError(w, e)
+			return
+		}
+		if !p.Has(rt.Scope) {
+			writeError(w, errForbidden(rt.Scope))
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
+	}
+	if err := rt.Handle(w, r, p); err != nil {
+		s.fail(w, r, err)
+	}
+}
+
+// fail answers with the error's classification and logs what the client cannot see.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	e := asError(err)
+	switch {
+	case e.Status >= 500:
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", e.Status, "err", err)
+	case e.Status == http.StatusServiceUnavailable:
+		s.log.Warn("database unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeError(w, e)
+}
+
+// statusWriter remembers the status a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush lets streaming handlers flush through the wrapper.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// logRequests gives every request an ID (X-Request-ID, kept when the client sent a sane
+// one) and logs it at debug level, or at warn when it failed on the server's side.
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-ID")
+		if id == "" || len(id) > 64 {
+			var b [8]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		w.Header().Set("X-Request-ID", id)
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		level := slog.LevelDebug
+		if sw.status >= 500 {
+			level = slog.LevelWarn
+		}
+		if s.log.Enabled(r.Context(), level) {
+			s.log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
+				"duration", time.Since(start), "request_id", id, "remote", r.RemoteAddr)
+		}
+	})
+}
+
+// recoverer turns a panic in a handler into a 500 in the error shape and a log line with the
+// stack; the server goes on.
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			writeError(w, &Error{Status: http.StatusInternalServerError, Code: codeInternal, Message: "Internal server error"})
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// clientIP is the address a request came from (the proxy's, behind a proxy).
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/switchboard-go/switchboard/api"
+	"github.com/switchboard-go/switchboard/store"
+)
+
+// openStore opens and migrates the database and makes sure the default tenant exists.
+func openStore(ctx context.Context, c *config, log *slog.Logger) (*store.Store, *store.Tenant, error) {
+	secret, err := c.secret()
+	if err != nil {
+		return nil, nil, fmt.Errorf("server secret: %w", err)
+	}
+	st, err := store.Open(ctx, store.Options{URL: c.DatabaseURL, DataDir: c.DataDir, Secret: secret})
+	if err != nil {
+		return nil, nil, err
+	}
+	applied, err := st.Migrate(ctx)
+	if err != nil {
+		_ = st.Close()
+		return nil, nil, err
+	}
+	for _, name := range applied {
+		log.Info("migration applied", "migration", name)
+	}
+	def, err := st.EnsureTenant(ctx, store.DefaultTenantSlug)
+	if err != nil {
+		_ = st.Close()
+		return nil, nil, fmt.Errorf("default tenant: %w", err)
+	}
+	return st, def, nil
+}
+
+// serve runs the node until ctx ends (the first SIGINT or SIGTERM), then drains: it stops
+// accepting, lets requests in flight finish, and closes the store. A second signal forces.
+func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) error {
+	var c config
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	c.registerServe(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log, err := c.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	st, def, err := openStore(ctx, &c, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	secret, _ := c.secret()
+
+	auth := api.NewAuthenticator(st, secret, def.ID, log)
+	srv := api.New(api.Config{Store: st, Auth: auth, Log: log, Version: version, Commit: commit, DefaultRateLimit: c.RateLimit})
+	httpSrv := &http.Server{
+		Addr: c.HTTPAddr, Handler: srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", c.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	flushCtx, stopFlush := context.WithCancel(context.WithoutCancel(ctx))
+	flushed := make(chan struct{})
+	go func() { auth.RunFlusher(flushCtx, 30*time.Second); close(flushed) }()
+
+	errc := make(chan error, 1)
+	go func() { errc <- httpSrv.Serve(ln) }()
+	log.Info("switchboard serving", "version", version, "http", ln.Addr().String(), "database", st.Dialect(), "data_dir", c.DataDir)
+
+	select {
+	case err := <-errc:
+		stopFlush()
+		<-flushed
+		return err
+	case <-ctx.Done():
+	}
+	// The first signal ends ctx; let a second one kill the process at once.
+	stopSignals()
+	log.Info("shutting down: no new requests, finishing those in flight")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = httpSrv.Shutdown(shutCtx)
+	stopFlush()
+	<-flushed
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
