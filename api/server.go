@@ -270,4 +270,3 @@ func clientIP(r *http.Request) string {
 	}
 	return host
 }
-

@@ -18,7 +18,10 @@ func migrateCmd(ctx context.Context, args []string) error {
 	var c config
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	c.register(fs)
-	fs.Usage = func() { fmt.Fprintln(fs.Output(), "usage: switchboard migrate [flags] up|down|status"); fs.PrintDefaults() }
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: switchboard migrate [flags] up|down|status")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
