@@ -1,0 +1,42 @@
+# Switchboard: make run serves on the embedded default; make test runs the whole suite.
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+BIN      := bin/switchboard
+BENCH    ?= .
+BENCHTIME ?= 1s
+
+.PHONY: all deps build run test bench vet fmt clean
+
+all: build
+
+# The Debian packages the project needs (installed with apt-get when missing; as root).
+deps:
+	@./scripts/deps.sh
+
+build: deps
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/switchboard
+
+# Build, apply migrations, serve on :8080 with SQLite under ./data.
+run: build
+	./$(BIN) migrate up
+	./$(BIN) serve
+
+vet:
+	$(GO) vet ./...
+
+# The whole suite with the race detector, plus go vet, against a real PostgreSQL
+# (TEST_DATABASE_URL, or a throwaway cluster made for the run) and SQLite.
+test: deps vet
+	./scripts/with-postgres.sh $(GO) test -race -count=1 -timeout 30m ./...
+
+# Benchmarks (figures in BENCHMARKS.md): make bench BENCH=GetAgent BENCHTIME=50000x
+bench: deps
+	./scripts/with-postgres.sh $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin

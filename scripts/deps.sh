@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs, with apt-get, the Debian packages Switchboard builds and tests with, when they are
+# missing: the C libraries of the media path (Opus, espeak-ng), PostgreSQL for the store's
+# tests, and SIPp (sip-tester) as a real SIP peer.
+set -euo pipefail
+packages=(libopus-dev libopusfile-dev libespeak-ng-dev pkg-config postgresql sip-tester)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "deps: missing ${missing[*]}, and this is not a Debian system: install them by hand" >&2
+  exit 1
+fi
+sudo=()
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "deps: missing ${missing[*]}: run 'make deps' as root" >&2; exit 1; }
+  sudo=(sudo)
+fi
+echo "deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq || true
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
