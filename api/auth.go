@@ -46,14 +46,6 @@ func (p *Principal) limiterKey() string {
 	return p.UserID
 }
 
-type principalKey struct{}
-
-// PrincipalFrom returns the principal of an authenticated request.
-func PrincipalFrom(ctx context.Context) *Principal {
-	p, _ := ctx.Value(principalKey{}).(*Principal)
-	return p
-}
-
 // Lifetimes of the credentials a login hands out.
 const (
 	accessTokenTTL  = 15 * time.Minute

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/switchboard-go/switchboard/store"
 )
@@ -17,9 +18,18 @@ import (
 // maxBodyBytes bounds a request body on the canonical surface.
 const maxBodyBytes = 1 << 20
 
+// jsonBuffers are reused by writeJSON: encoding is on the path of every answer.
+var jsonBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
+	buf := jsonBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 64<<10 {
+			buf.Reset()
+			jsonBuffers.Put(buf)
+		}
+	}()
+	enc := json.NewEncoder(buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
 		status = http.StatusInternalServerError
@@ -70,18 +80,33 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 }
 
 // decodeInto decodes a JSON object over v, refusing unknown fields, wrong types and trailing
-// data, each with the field named. On a PATCH, top-level objects the body names are replaced
-// rather than merged (set replaceMaps), so that a new JSON Schema or metadata object is taken
-// as sent.
-func decodeInto(body []byte, v any, replaceMaps bool) error {
+// data, each with the field named. On a PATCH (set replace), the maps and arrays the body names
+// are taken as sent rather than merged into what v holds, while objects that are fields of
+// the model merge, so that what a client leaves out keeps its value (see clearNamed).
+func decodeInto(body []byte, v any, replace bool) error {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return errValidation("body", "must be a JSON object")
 	}
-	if replaceMaps {
+	// The store cannot keep a NUL character in a string: Bun refuses to format one into a
+	// column (a failed query) and, in a JSON column, turns the text \u0000 into a NUL escape
+	// that PostgreSQL refuses and SQLite keeps as a NUL. Both are refused here, with the field
+	// named, rather than failing as internal errors or changing what was sent. Either needs a
+	// \u00XX escape in the body (the text may be spelt with escapes of its own characters).
+	if bytes.Contains(body, []byte(`\u00`)) {
+		var doc any
+		if json.Unmarshal(body, &doc) == nil {
+			if field := nulField(doc, ""); field != "" {
+				return errValidation(field, `must not contain NUL characters or the text \u0000`)
+			}
+		}
+	}
+	if replace {
 		var top map[string]json.RawMessage
 		if err := json.Unmarshal(body, &top); err == nil {
-			clearNamedMaps(v, top)
+			if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer && rv.Elem().Kind() == reflect.Struct {
+				clearNamed(rv.Elem(), top)
+			}
 		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -140,32 +165,69 @@ func jsonTypeName(t reflect.Type) string {
 	return t.String()
 }
 
-// clearNamedMaps sets to nil every map field of the struct v points at whose JSON name is a
-// key of top, so that decoding replaces it.
-func clearNamedMaps(v any, top map[string]json.RawMessage) {
-	rv := reflect.ValueOf(v)
-	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
-		return
-	}
-	var walk func(s reflect.Value)
-	walk = func(s reflect.Value) {
-		t := s.Type()
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			if f.Anonymous && f.Type.Kind() == reflect.Struct {
-				walk(s.Field(i))
-				continue
+// nulField returns the path of a key or string in doc that holds a NUL character or the text
+// \u0000, or "".
+func nulField(doc any, path string) string {
+	switch v := doc.(type) {
+	case string:
+		if strings.IndexByte(v, 0) >= 0 || strings.Contains(v, `\u0000`) {
+			return path
+		}
+	case map[string]any:
+		for k, x := range v {
+			p := k
+			if path != "" {
+				p = path + "." + k
 			}
-			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if name == "" {
-				name = f.Name
+			if strings.IndexByte(k, 0) >= 0 || strings.Contains(k, `\u0000`) {
+				return p
 			}
-			if _, ok := top[name]; ok && f.Type.Kind() == reflect.Map && s.Field(i).CanSet() {
-				s.Field(i).Set(reflect.Zero(f.Type))
+			if f := nulField(x, p); f != "" {
+				return f
+			}
+		}
+	case []any:
+		for i, x := range v {
+			if f := nulField(x, path+"["+strconv.Itoa(i)+"]"); f != "" {
+				return f
 			}
 		}
 	}
-	walk(rv.Elem())
+	return ""
+}
+
+// clearNamed prepares the struct s for a PATCH body obj: every map, slice or pointer field the
+// body names is set to nil, so that decoding replaces it as sent. Without this,
+// encoding/json decodes map entries into the stored map and array elements over the stored
+// elements, so that a workflow node left without "text" would keep the text of the node
+// stored at its index. Struct fields the body names as objects are walked the same way, and
+// their fields the body leaves out keep their values.
+func clearNamed(s reflect.Value, obj map[string]json.RawMessage) {
+	t := s.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f, fv := t.Field(i), s.Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			clearNamed(fv, obj)
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" {
+			name = f.Name
+		}
+		raw, ok := obj[name]
+		if !ok || !fv.CanSet() {
+			continue
+		}
+		switch f.Type.Kind() {
+		case reflect.Map, reflect.Slice, reflect.Pointer:
+			fv.SetZero()
+		case reflect.Struct:
+			var sub map[string]json.RawMessage
+			if json.Unmarshal(raw, &sub) == nil {
+				clearNamed(fv, sub)
+			}
+		}
+	}
 }
 
 // pageParams reads limit and offset: limit 1 to 100, 20 when absent; offset from 0.

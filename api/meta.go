@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -94,15 +93,10 @@ func (s *Server) version(w http.ResponseWriter, r *http.Request, _ *Principal) e
 	return nil
 }
 
-var (
-	openAPIOnce sync.Once
-	openAPIJSON []byte
-)
-
 func (s *Server) serveOpenAPI(w http.ResponseWriter, r *http.Request, _ *Principal) error {
-	openAPIOnce.Do(func() { openAPIJSON, _ = json.MarshalIndent(s.openAPI(), "", "  ") })
+	s.openAPIOnce.Do(func() { s.openAPIJSON, _ = json.MarshalIndent(s.openAPI(), "", "  ") })
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(openAPIJSON)
+	_, _ = w.Write(s.openAPIJSON)
 	return nil
 }
 

@@ -15,10 +15,18 @@ import (
 func (s *Server) openAPI() map[string]any {
 	g := &schemaGen{components: map[string]any{}}
 	paths := map[string]map[string]any{}
+	usedIDs := map[string]bool{}
 	for _, rt := range s.routes {
+		// operationId must be unique in a document; /health and /api/v1/health would both be
+		// getHealth.
+		opID := operationID(rt)
+		for n := 2; usedIDs[opID]; n++ {
+			opID = operationID(rt) + strconv.Itoa(n)
+		}
+		usedIDs[opID] = true
 		op := map[string]any{
 			"summary":     rt.Summary,
-			"operationId": operationID(rt),
+			"operationId": opID,
 			"tags":        []string{rt.Tag},
 		}
 		var params []any

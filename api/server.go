@@ -5,7 +5,6 @@
 package api
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -14,7 +13,10 @@ import (
 	"net/http"
 	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-go/switchboard/store"
@@ -43,6 +45,9 @@ type Server struct {
 	started time.Time
 	routes  []route
 	handler http.Handler
+
+	openAPIOnce sync.Once
+	openAPIJSON []byte
 }
 
 // route is one operation: how it is reached, who may call it, what it takes and answers
@@ -170,7 +175,6 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt *route) {
 			writeError(w, errForbidden(rt.Scope))
 			return
 		}
-		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
 	}
 	if err := rt.Handle(w, r, p); err != nil {
 		s.fail(w, r, err)
@@ -181,10 +185,10 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt *route) {
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	e := asError(err)
 	switch {
-	case e.Status >= 500:
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", e.Status, "err", err)
 	case e.Status == http.StatusServiceUnavailable:
 		s.log.Warn("database unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+	case e.Status >= 500:
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", e.Status, "err", err)
 	}
 	writeError(w, e)
 }
@@ -224,9 +228,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-ID")
 		if id == "" || len(id) > 64 {
-			var b [8]byte
-			_, _ = rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
+			id = nextRequestID()
 		}
 		w.Header().Set("X-Request-ID", id)
 		start := time.Now()
@@ -260,6 +262,22 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(w, r)
 	})
+}
+
+// requestIDs are this process's random prefix and a counter: unique, and cheap to make.
+var (
+	requestIDPrefix = func() string {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		return hex.EncodeToString(b[:]) + "-"
+	}()
+	requestIDCount atomic.Uint64
+)
+
+func nextRequestID() string {
+	var b [32]byte
+	out := append(b[:0], requestIDPrefix...)
+	return string(strconv.AppendUint(out, requestIDCount.Add(1), 10))
 }
 
 // clientIP is the address a request came from (the proxy's, behind a proxy).

@@ -14,8 +14,8 @@ var migrationFiles embed.FS
 
 // columnTypes fill the placeholders of the migration files for each dialect.
 var columnTypes = map[Dialect]map[string]string{
-	SQLite:   {"JSON": "TEXT", "Time": "TIMESTAMP"},
-	Postgres: {"JSON": "JSONB", "Time": "TIMESTAMPTZ"},
+	SQLite:   {"JSON": "TEXT", "Time": "TIMESTAMP", "Serial": "INTEGER PRIMARY KEY AUTOINCREMENT"},
+	Postgres: {"JSON": "JSONB", "Time": "TIMESTAMPTZ", "Serial": "BIGSERIAL PRIMARY KEY"},
 }
 
 func (s *Store) migrator() (*migrate.Migrator, error) {

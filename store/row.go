@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"reflect"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -90,11 +92,45 @@ func Get[T any, P Model[T]](ctx context.Context, s *Store, tenantID, id string) 
 	if !validID(m.idPrefix(), id) {
 		return nil, ErrNotFound
 	}
-	err := s.db.NewSelect().Model(m).Where("tenant_id = ?", tenantID).Where("id = ?", id).Limit(1).Scan(ctx)
+	stmt, err := s.getStatement(ctx, m)
 	if err != nil {
 		return nil, classify(err)
 	}
+	rows, err := stmt.QueryContext(ctx, tenantID, id)
+	if err != nil {
+		return nil, classify(err)
+	}
+	if err := s.db.ScanRows(ctx, rows, m); err != nil {
+		return nil, classify(err)
+	}
+	if m.Base().ID == "" {
+		return nil, ErrNotFound
+	}
 	return m, nil
+}
+
+// getStatement returns the prepared statement that reads one row of m's table by tenant
+// and ID. Reading by ID is the hot path of the API (and of every call, which reads its
+// agent), and a statement prepared once spares the database parsing the query each time.
+func (s *Store) getStatement(ctx context.Context, m any) (*sql.Stmt, error) {
+	typ := reflect.TypeOf(m)
+	if st, ok := s.stmts.Load(typ); ok {
+		return st.(*sql.Stmt), nil
+	}
+	p1, p2 := "?", "?"
+	if s.dialect == Postgres {
+		p1, p2 = "$1", "$2"
+	}
+	query := s.db.NewSelect().Model(m).Where("tenant_id = ?", bun.Safe(p1)).Where("id = ?", bun.Safe(p2)).Limit(1).String()
+	st, err := s.db.DB.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := s.stmts.LoadOrStore(typ, st); loaded {
+		_ = st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
 }
 
 // List reads a page of the tenant's rows, newest first, and how many there are in all.

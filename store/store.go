@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
@@ -39,6 +40,8 @@ type Store struct {
 	db      *bun.DB
 	dialect Dialect
 	sealer  *Sealer
+	// stmts holds prepared statements by the model type they read (see getStatement).
+	stmts sync.Map
 	// now is the clock of the store; tests may replace it.
 	now func() time.Time
 }
@@ -70,6 +73,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	)
 	switch dialect {
 	case Postgres:
+		dsn = withQueryExecMode(dsn)
 		sqldb, err = sql.Open("pgx", dsn)
 		if err != nil {
 			return nil, fmt.Errorf("store: open postgres: %w", err)
@@ -156,6 +160,20 @@ func resolveURL(opts Options) (Dialect, string, error) {
 	return SQLite, dsn, nil
 }
 
+// withQueryExecMode makes pgx send queries in one round trip. Bun writes the values into the
+// query text, so each query is new to the server, and pgx's default (prepare and cache every
+// statement) would cost a second round trip and fill its cache with one-off statements.
+func withQueryExecMode(dsn string) string {
+	if strings.Contains(dsn, "default_query_exec_mode=") {
+		return dsn
+	}
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	return dsn + sep + "default_query_exec_mode=exec"
+}
+
 // Dialect reports which database the store uses.
 func (s *Store) Dialect() Dialect { return s.dialect }
 
@@ -172,8 +190,11 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the connection pool.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the prepared statements and the connection pool.
+func (s *Store) Close() error {
+	s.stmts.Range(func(_, v any) bool { _ = v.(*sql.Stmt).Close(); return true })
+	return s.db.Close()
+}
 
 // Sealer returns the sealer of the server secret, or nil when the store has none.
 func (s *Store) Sealer() *Sealer { return s.sealer }

@@ -41,13 +41,17 @@ var (
 
 // Main runs the tests of a package and then stops the cluster they shared, if one was
 // started. Call it from TestMain.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main for a TestMain that has cleanup of its own to do before it exits: it runs the
+// tests, stops the shared cluster if one was started, and returns the exit code.
+func Run(m *testing.M) int {
 	code := m.Run()
 	if shared != nil {
 		shared.Stop()
 		_ = os.RemoveAll(shared.dir)
 	}
-	os.Exit(code)
+	return code
 }
 
 // URL returns the URL of a new, empty database that is dropped when the test ends.
