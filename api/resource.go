@@ -3,6 +3,8 @@ package api
 import (
 	"net/http"
 
+	"github.com/switchboard-go/switchboard/realtime"
+
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -20,6 +22,14 @@ type resource[T any, P store.Model[T]] struct {
 	// keepReadOnly copies fields a client may not set from src (the stored row, or the
 	// defaults) back into dst after a body was decoded over dst.
 	keepReadOnly func(dst, src P)
+	// changed, when set, is told of every create, update and delete (to publish events).
+	changed func(s *Server, tenantID, id, action string, m P)
+}
+
+func (res resource[T, P]) notify(s *Server, tenantID, id, action string, m P) {
+	if res.changed != nil {
+		res.changed(s, tenantID, id, action, m)
+	}
 }
 
 func (res resource[T, P]) path() string { return "/api/v1/" + res.plural }
@@ -74,6 +84,7 @@ func (res resource[T, P]) create(s *Server) func(http.ResponseWriter, *http.Requ
 		if err := store.Create(r.Context(), s.store, p.TenantID, m); err != nil {
 			return err
 		}
+		res.notify(s, p.TenantID, m.Base().ID, "created", m)
 		writeJSON(w, http.StatusCreated, m)
 		return nil
 	}
@@ -126,6 +137,7 @@ func (res resource[T, P]) update(s *Server) func(http.ResponseWriter, *http.Requ
 		if err := store.Update(r.Context(), s.store, m); err != nil {
 			return res.notFound(err)
 		}
+		res.notify(s, p.TenantID, m.Base().ID, "updated", m)
 		writeJSON(w, http.StatusOK, m)
 		return nil
 	}
@@ -136,6 +148,7 @@ func (res resource[T, P]) delete(s *Server) func(http.ResponseWriter, *http.Requ
 		if err := store.Delete[T, P](r.Context(), s.store, p.TenantID, r.PathValue("id")); err != nil {
 			return res.notFound(err)
 		}
+		res.notify(s, p.TenantID, r.PathValue("id"), "deleted", nil)
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
@@ -159,6 +172,9 @@ func capitalize(s string) string {
 var (
 	agentResource = resource[store.Agent, *store.Agent]{
 		singular: "agent", plural: "agents", tag: "Agents", new: store.NewAgent,
+		changed: func(s *Server, tenantID, id, action string, a *store.Agent) {
+			s.publish(tenantID, "agent:"+id, realtime.TypeAgentUpdated, AgentChange{AgentID: id, Action: action, Agent: a})
+		},
 	}
 	workflowResource = resource[store.Workflow, *store.Workflow]{
 		singular: "workflow", plural: "workflows", tag: "Workflows",

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -33,6 +34,10 @@ type Config struct {
 	DefaultRateLimit int
 	// LoginRateLimit is login and refresh attempts a minute from one address.
 	LoginRateLimit int
+	// Hub carries the events the API publishes (agent.updated); Streams serves them over
+	// SSE and WebSocket. Both may be nil: then there are no stream routes.
+	Hub     *realtime.Hub
+	Streams *realtime.Server
 }
 
 // Server is the HTTP API of one node.
@@ -63,8 +68,11 @@ type route struct {
 	// Status is the status of success.
 	Status int
 	// Query lists query parameters, for the document.
-	Query  []param
-	Handle func(w http.ResponseWriter, r *http.Request, p *Principal) error
+	Query []param
+	// QueryToken lets the credential come as ?token= (browsers cannot set headers on a
+	// WebSocket or an EventSource).
+	QueryToken bool
+	Handle     func(w http.ResponseWriter, r *http.Request, p *Principal) error
 	// Raw routes write their own non-JSON answers (documentation pages).
 	Raw bool
 }
@@ -103,6 +111,7 @@ func (s *Server) allRoutes() []route {
 	rs = append(rs, toolResource.routes(s)...)
 	rs = append(rs, phoneNumberResource.routes(s)...)
 	rs = append(rs, trunkResource.routes(s)...)
+	rs = append(rs, s.streamRoutes()...)
 	return rs
 }
 
@@ -158,7 +167,7 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt *route) {
 	var p *Principal
 	if rt.Scope != "" {
 		var err error
-		p, err = s.auth.Authenticate(r.Context(), credential(r, false))
+		p, err = s.auth.Authenticate(r.Context(), credential(r, rt.QueryToken))
 		if err != nil {
 			s.fail(w, r, err)
 			return

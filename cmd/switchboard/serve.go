@@ -9,9 +9,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/switchboard-go/switchboard/api"
+	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -61,8 +63,37 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	defer st.Close()
 	secret, _ := c.secret()
 
+	// Background work of the node (the event relay, key last-used flushing, sweeping idle
+	// topics) runs until the HTTP server has drained.
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var bgDone sync.WaitGroup
+	defer func() { stopBG(); bgDone.Wait() }()
+
+	hub := realtime.NewHub(realtime.Options{Log: log})
+	if st.Dialect() == store.Postgres {
+		relay := realtime.NewPostgresRelay(c.DatabaseURL, hub, log)
+		bgDone.Add(1)
+		go func() { defer bgDone.Done(); relay.Run(bg) }()
+	}
+	bgDone.Add(1)
+	go func() {
+		defer bgDone.Done()
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case now := <-t.C:
+				hub.Sweep(now)
+			case <-bg.Done():
+				return
+			}
+		}
+	}()
+	streams := realtime.NewServer(hub, api.TopicChecker(st), realtime.Limits{}, log)
+
 	auth := api.NewAuthenticator(st, secret, def.ID, log)
-	srv := api.New(api.Config{Store: st, Auth: auth, Log: log, Version: version, Commit: commit, DefaultRateLimit: c.RateLimit})
+	srv := api.New(api.Config{Store: st, Auth: auth, Log: log, Version: version, Commit: commit, DefaultRateLimit: c.RateLimit,
+		Hub: hub, Streams: streams})
 	httpSrv := &http.Server{
 		Addr: c.HTTPAddr, Handler: srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
@@ -89,7 +120,10 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	}
 	// The first signal ends ctx; let a second one kill the process at once.
 	stopSignals()
-	log.Info("shutting down: no new requests, finishing those in flight")
+	log.Info("shutting down: no new requests, finishing those in flight", "streams", streams.Open())
+	// Event streams never finish by themselves: end them so that clients reconnect to
+	// another node, then wait for the requests in flight.
+	streams.Shutdown()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = httpSrv.Shutdown(shutCtx)

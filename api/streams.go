@@ -1,0 +1,75 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/switchboard-go/switchboard/realtime"
+	"github.com/switchboard-go/switchboard/store"
+)
+
+// AgentChange is the data of an agent.updated event.
+type AgentChange struct {
+	AgentID string `json:"agent_id"`
+	// Action is created, updated or deleted.
+	Action string       `json:"action"`
+	Agent  *store.Agent `json:"agent,omitempty"`
+}
+
+// publish sends an event if the server has a hub; it never blocks.
+func (s *Server) publish(tenantID, topic, typ string, data any) {
+	if s.cfg.Hub == nil {
+		return
+	}
+	if err := s.cfg.Hub.Publish(tenantID, topic, typ, data); err != nil {
+		s.log.Warn("event not published", "topic", topic, "type", typ, "err", err)
+	}
+}
+
+func (s *Server) streamRoutes() []route {
+	if s.cfg.Streams == nil {
+		return nil
+	}
+	const tag = "Realtime"
+	return []route{
+		{Method: http.MethodGet, Path: "/api/v1/events", Tag: tag, Scope: store.ScopeRead, QueryToken: true, Raw: true, Status: http.StatusOK,
+			Summary: "Server-Sent Events of the tenant's topics (?topics=tenant,call:{id},session:{id},agent:{id}; resume with Last-Event-ID; the key may come as ?token=)",
+			Query: []param{
+				{Name: "topics", Description: "Comma-separated topics (default: tenant)"},
+				{Name: "since", Description: "Resume after this event ID (or send Last-Event-ID)", Integer: true},
+				{Name: "token", Description: "API key or access token, for clients that cannot set headers"},
+			},
+			Handle: func(w http.ResponseWriter, r *http.Request, p *Principal) error {
+				s.cfg.Streams.ServeSSE(w, r, realtime.Viewer{TenantID: p.TenantID, Key: p.limiterKey()})
+				return nil
+			}},
+		{Method: http.MethodGet, Path: "/api/v1/ws", Tag: tag, Scope: store.ScopeRead, QueryToken: true, Raw: true, Status: http.StatusSwitchingProtocols,
+			Summary: "WebSocket of JSON messages: subscribe/unsubscribe/ping and commands in; event, ack, error and pong out (the key may come as ?token=)",
+			Query:   []param{{Name: "token", Description: "API key or access token, for browsers"}},
+			Handle: func(w http.ResponseWriter, r *http.Request, p *Principal) error {
+				s.cfg.Streams.ServeWS(w, r, realtime.Viewer{TenantID: p.TenantID, Key: p.limiterKey()})
+				return nil
+			}},
+	}
+}
+
+// TopicChecker lets a tenant watch the things it has: an agent topic of another tenant, or
+// of no agent, is not found.
+func TopicChecker(st *store.Store) realtime.TopicChecker {
+	return func(ctx context.Context, tenantID, kind, id string) error {
+		switch kind {
+		case "agent":
+			_, err := store.Get[store.Agent](ctx, st, tenantID, id)
+			if errors.Is(err, store.ErrNotFound) {
+				return realtime.ErrTopicNotFound
+			}
+			return err
+		case "call", "session":
+			// Calls and sessions are not stored yet; their topics are namespaced by tenant
+			// in the hub, so another tenant's events can never reach this one.
+			return nil
+		}
+		return realtime.ErrTopicNotFound
+	}
+}
