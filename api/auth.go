@@ -26,6 +26,9 @@ type Principal struct {
 	RateLimit int
 	// Operator: an admin of the default tenant, who may manage every tenant.
 	Operator bool
+
+	// key is the API key, for its limits (nil for users).
+	key *store.APIKey
 }
 
 // Has reports whether the principal holds scope; admin includes write, write includes read.
@@ -165,6 +168,7 @@ func (a *Authenticator) authenticateKey(ctx context.Context, cred string) (*Prin
 	return &Principal{
 		TenantID: k.TenantID, KeyID: k.ID, Scopes: k.Scopes, RateLimit: k.RateLimit,
 		Operator: k.TenantID == a.defaultTenantID && slices.Contains(k.Scopes, store.ScopeAdmin),
+		key:      k,
 	}, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -59,6 +60,9 @@ func BenchmarkCreateAgent(b *testing.B) {
 // answer to find its end, so that the figures measure the server rather than a client.
 func load(b *testing.B, base string, request func(i int) string, wantStatus int) {
 	b.Helper()
+	// The switchboard binary runs with GOGC=400 unless told otherwise (cmd/switchboard);
+	// measure the server as it runs.
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	u, err := url.Parse(base)
 	if err != nil {
 		b.Fatal(err)

@@ -15,14 +15,20 @@ type KeyCreateRequest struct {
 	Scopes    []string   `json:"scopes"`
 	RateLimit int        `json:"rate_limit"`
 	ExpiresAt *time.Time `json:"expires_at"`
+	// TokenLimit bounds model gateway tokens a minute; BudgetUSD what the key may spend
+	// there (0: no limit).
+	TokenLimit int     `json:"token_limit"`
+	BudgetUSD  float64 `json:"budget_usd"`
 }
 
 // KeyUpdateRequest changes a key; fields left out keep their values.
 type KeyUpdateRequest struct {
-	Name      *string    `json:"name"`
-	Scopes    []string   `json:"scopes"`
-	RateLimit *int       `json:"rate_limit"`
-	ExpiresAt *time.Time `json:"expires_at"`
+	Name       *string    `json:"name"`
+	Scopes     []string   `json:"scopes"`
+	RateLimit  *int       `json:"rate_limit"`
+	ExpiresAt  *time.Time `json:"expires_at"`
+	TokenLimit *int       `json:"token_limit"`
+	BudgetUSD  *float64   `json:"budget_usd"`
 }
 
 // CreatedKey is a new key with its secret, which is shown this once.
@@ -68,7 +74,8 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request, p *Principal)
 	if req.ExpiresAt != nil && !req.ExpiresAt.After(time.Now()) {
 		return errValidation("expires_at", "must be in the future")
 	}
-	k := &store.APIKey{Name: req.Name, Kind: kind, Scopes: req.Scopes, RateLimit: req.RateLimit, ExpiresAt: utcPtr(req.ExpiresAt)}
+	k := &store.APIKey{Name: req.Name, Kind: kind, Scopes: req.Scopes, RateLimit: req.RateLimit, ExpiresAt: utcPtr(req.ExpiresAt),
+		TokenLimit: req.TokenLimit, BudgetUSD: req.BudgetUSD}
 	secret, err := s.store.CreateAPIKey(r.Context(), p.TenantID, k)
 	if err != nil {
 		return err
@@ -124,6 +131,12 @@ func (s *Server) updateKey(w http.ResponseWriter, r *http.Request, p *Principal)
 	}
 	if req.ExpiresAt != nil {
 		k.ExpiresAt = utcPtr(req.ExpiresAt)
+	}
+	if req.TokenLimit != nil {
+		k.TokenLimit = *req.TokenLimit
+	}
+	if req.BudgetUSD != nil {
+		k.BudgetUSD = *req.BudgetUSD
 	}
 	if err := store.Update(r.Context(), s.store, k); err != nil {
 		return keyNotFound(err)

@@ -88,3 +88,50 @@ func (l *RateLimiter) limit(w http.ResponseWriter, key string, limit int) *Error
 	return &Error{Status: http.StatusTooManyRequests, Code: codeRateLimit,
 		Message: "Rate limit of " + strconv.Itoa(limit) + " requests a minute exceeded; retry after " + strconv.Itoa(retry) + " s"}
 }
+
+// tokenCounter counts the tokens of each key in fixed one-minute windows, for the per-key
+// token limits of the model gateway. Tokens are known only once an answer is out, so a
+// limit is checked before a request and counted after it.
+type tokenCounter struct {
+	mu      sync.Mutex
+	windows map[string]*window
+	now     func() time.Time
+}
+
+func newTokenCounter() *tokenCounter {
+	return &tokenCounter{windows: map[string]*window{}, now: time.Now}
+}
+
+func (t *tokenCounter) add(key string, n int) {
+	minute := t.now().Unix() / 60
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w := t.windows[key]
+	if w == nil {
+		if len(t.windows) > 50_000 {
+			for k, old := range t.windows {
+				if old.start < minute {
+					delete(t.windows, k)
+				}
+			}
+		}
+		w = &window{start: minute}
+		t.windows[key] = w
+	}
+	if w.start != minute {
+		w.start, w.count = minute, 0
+	}
+	w.count += n
+}
+
+// used returns the tokens of key this minute and when the window resets.
+func (t *tokenCounter) used(key string) (int, time.Time) {
+	minute := t.now().Unix() / 60
+	reset := time.Unix((minute+1)*60, 0)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if w := t.windows[key]; w != nil && w.start == minute {
+		return w.count, reset
+	}
+	return 0, reset
+}

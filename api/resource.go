@@ -192,6 +192,13 @@ var (
 			dst.InboundPasswordEnc, dst.OutboundPasswordEnc = src.InboundPasswordEnc, src.OutboundPasswordEnc
 		},
 	}
+	providerResource = resource[store.ModelProvider, *store.ModelProvider]{
+		singular: "provider", plural: "providers", tag: "Model providers", scope: store.ScopeAdmin, new: store.NewModelProvider,
+		keepReadOnly: func(dst, src *store.ModelProvider) { dst.APIKeyEnc = src.APIKeyEnc },
+		changed: func(s *Server, tenantID, _, _ string, _ *store.ModelProvider) {
+			s.registries.Delete(tenantID)
+		},
+	}
 	userResource = resource[store.User, *store.User]{
 		singular: "user", plural: "users", tag: "Users", scope: store.ScopeAdmin,
 		new: func() *store.User { return &store.User{Scopes: []string{store.ScopeRead, store.ScopeWrite}} },

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchboard-go/switchboard/agent/llm"
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/store"
 )
@@ -38,6 +39,9 @@ type Config struct {
 	// SSE and WebSocket. Both may be nil: then there are no stream routes.
 	Hub     *realtime.Hub
 	Streams *realtime.Server
+	// Models are the providers of the model gateway (/v1/chat/completions, /v1/messages);
+	// nil answers every model as unsupported.
+	Models *llm.Registry
 }
 
 // Server is the HTTP API of one node.
@@ -47,9 +51,14 @@ type Server struct {
 	store   *store.Store
 	auth    *Authenticator
 	limiter *RateLimiter
+	tokens  *tokenCounter
 	started time.Time
 	routes  []route
 	handler http.Handler
+
+	// registries caches each tenant's model registry: the server's providers with the
+	// tenant's own over them (see registryFor).
+	registries sync.Map
 
 	openAPIOnce sync.Once
 	openAPIJSON []byte
@@ -75,6 +84,9 @@ type route struct {
 	Handle     func(w http.ResponseWriter, r *http.Request, p *Principal) error
 	// Raw routes write their own non-JSON answers (documentation pages).
 	Raw bool
+	// Dialect is the error shape of the route: the canonical one, or that of a compatible
+	// surface (OpenAI, Anthropic, AmaStudio), whose clients parse their own.
+	Dialect dialect
 }
 
 type param struct {
@@ -90,7 +102,10 @@ func New(cfg Config) *Server {
 	if cfg.LoginRateLimit == 0 {
 		cfg.LoginRateLimit = 10
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, store: cfg.Store, auth: cfg.Auth, limiter: NewRateLimiter(), started: time.Now()}
+	if cfg.Models == nil {
+		cfg.Models, _ = llm.NewRegistry(nil)
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, store: cfg.Store, auth: cfg.Auth, limiter: NewRateLimiter(), tokens: newTokenCounter(), started: time.Now()}
 	s.routes = s.allRoutes()
 	s.handler = s.recoverer(s.logRequests(s.buildMux()))
 	return s
@@ -111,7 +126,10 @@ func (s *Server) allRoutes() []route {
 	rs = append(rs, toolResource.routes(s)...)
 	rs = append(rs, phoneNumberResource.routes(s)...)
 	rs = append(rs, trunkResource.routes(s)...)
+	rs = append(rs, providerResource.routes(s)...)
 	rs = append(rs, s.streamRoutes()...)
+	rs = append(rs, s.v1Routes()...)
+	rs = append(rs, s.usageRoutes()...)
 	return rs
 }
 
@@ -169,7 +187,7 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt *route) {
 		var err error
 		p, err = s.auth.Authenticate(r.Context(), credential(r, rt.QueryToken))
 		if err != nil {
-			s.fail(w, r, err)
+			s.fail(w, r, rt, err)
 			return
 		}
 		limit := p.RateLimit
@@ -177,21 +195,21 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt *route) {
 			limit = s.cfg.DefaultRateLimit
 		}
 		if e := s.limiter.limit(w, p.limiterKey(), limit); e != nil {
-			writeError(w, e)
+			rt.Dialect.write(w, e)
 			return
 		}
 		if !p.Has(rt.Scope) {
-			writeError(w, errForbidden(rt.Scope))
+			rt.Dialect.write(w, errForbidden(rt.Scope))
 			return
 		}
 	}
 	if err := rt.Handle(w, r, p); err != nil {
-		s.fail(w, r, err)
+		s.fail(w, r, rt, err)
 	}
 }
 
 // fail answers with the error's classification and logs what the client cannot see.
-func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, rt *route, err error) {
 	e := asError(err)
 	switch {
 	case e.Status == http.StatusServiceUnavailable:
@@ -199,7 +217,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case e.Status >= 500:
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", e.Status, "err", err)
 	}
-	writeError(w, e)
+	rt.Dialect.write(w, e)
 }
 
 // statusWriter remembers the status a handler wrote.

@@ -52,6 +52,7 @@ func (ts *testServer) fixtures(key string, tag int) map[string]string {
 	ids["phone-numbers"] = ts.createID("/api/v1/phone-numbers", key, obj{"number": fmt.Sprintf("+1415555%04d", tag), "agent_id": ids["agents"], "trunk_id": ids["trunks"]})
 	ids["users"] = ts.createID("/api/v1/users", key, obj{"email": fmt.Sprintf("user%d@example.com", tag), "password": "correct horse battery"})
 	ids["keys"] = ts.createID("/api/v1/keys", key, obj{"name": "ci", "scopes": arr{"read"}})
+	ids["providers"] = ts.createID("/api/v1/providers", key, obj{"name": "groq", "kind": "openai", "base_url": "https://api.groq.com/openai/v1", "api_key": "gsk_secret"})
 	ids["tenants"] = ts.get("/api/v1/auth/me", key)["tenant_id"].(string)
 	return ids
 }

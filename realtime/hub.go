@@ -263,10 +263,15 @@ type Subscriber struct {
 	behindSince atomic.Int64
 	// pendingGap holds the reason of a gap to report that is not a queue overflow.
 	pendingGap atomic.Value
-	notify     chan struct{}
 	done       chan struct{}
 	closeOnce  sync.Once
 	err        error
+
+	// Heartbeats and the context's end reach Next as wake-ups.
+	heartbeat      *time.Timer
+	heartbeatEvery time.Duration
+	beat           atomic.Bool
+	ctxStop        func() bool
 
 	// pending are items that go before the queue: replies and replayed events.
 	pendingMu sync.Mutex
@@ -279,7 +284,7 @@ type Subscriber struct {
 func (h *Hub) Subscribe(tenantID string) *Subscriber {
 	return &Subscriber{
 		hub: h, tenantID: tenantID, ch: make(chan *Event, h.opts.QueueSize),
-		notify: make(chan struct{}, 1), done: make(chan struct{}), topics: map[string]bool{},
+		done: make(chan struct{}), topics: map[string]bool{},
 	}
 }
 
@@ -333,10 +338,18 @@ func (s *Subscriber) Add(topics []string, since uint64, reply any) error {
 			gap = &Gap{Reason: "replay_expired", Since: since}
 		}
 		for _, ev := range ts.ring {
-			if ev.ID > since && !seen[ev.ID] && ev.Time.After(cutoff) {
-				seen[ev.ID] = true
-				replay = append(replay, ev)
+			if ev.ID <= since || seen[ev.ID] {
+				continue
 			}
+			if !ev.Time.After(cutoff) {
+				// Too old to replay, yet after since: the subscriber must hear it missed it.
+				if gap == nil {
+					gap = &Gap{Reason: "replay_expired", Since: since}
+				}
+				continue
+			}
+			seen[ev.ID] = true
+			replay = append(replay, ev)
 		}
 	}
 	sort.Slice(replay, func(i, j int) bool { return replay[i].ID < replay[j].ID })
@@ -379,65 +392,93 @@ func (s *Subscriber) Send(msg any) {
 	s.wake()
 }
 
+// SetHeartbeat makes Next return a heartbeat item after every d without other items.
+func (s *Subscriber) SetHeartbeat(d time.Duration) {
+	s.heartbeatEvery = d
+	s.heartbeat = time.AfterFunc(d, func() {
+		s.beat.Store(true)
+		s.wake()
+	})
+}
+
 // Next waits for what the connection should send next: queued replies and replayed events
 // first, then live events, and a gap notice once the events queued before the gap are out.
-// A tick from heartbeat returns a heartbeat item. It ends with the subscriber's error when it
-// is closed (ErrSlowConsumer when it stayed behind), or ctx's when ctx ends.
-func (s *Subscriber) Next(ctx context.Context, heartbeat <-chan time.Time) (Item, error) {
+// It ends with the subscriber's error when it is closed (ErrSlowConsumer when it stayed
+// behind), or ctx's when ctx ends. One goroutine calls it.
+//
+// It waits on the event queue alone (a wake-up is a nil event on it), because a plain
+// receive costs far less than a select over several channels, and this is paid for every
+// event delivered.
+func (s *Subscriber) Next(ctx context.Context) (Item, error) {
+	if s.ctxStop == nil {
+		s.ctxStop = context.AfterFunc(ctx, s.wake)
+	}
 	for {
-		s.pendingMu.Lock()
-		if len(s.pending) > 0 {
-			it := s.pending[0]
-			s.pending[0] = Item{}
-			s.pending = s.pending[1:]
-			if len(s.pending) == 0 {
-				s.pending = nil
-			}
-			s.pendingMu.Unlock()
+		if it, ok := s.TryNext(); ok {
 			return it, nil
 		}
-		s.pendingMu.Unlock()
 		select {
-		case ev := <-s.ch:
-			return Item{Event: ev}, nil
-		default:
-		}
-		if n := s.missed.Swap(0); n > 0 {
-			s.behindSince.Store(0)
-			return Item{Gap: &Gap{Missed: n, Reason: "slow_consumer"}}, nil
-		}
-		if r, _ := s.pendingGap.Swap("").(string); r != "" {
-			return Item{Gap: &Gap{Reason: r}}, nil
-		}
-		select {
-		case ev := <-s.ch:
-			return Item{Event: ev}, nil
-		case <-s.notify:
-		case <-heartbeat:
-			return Item{Heartbeat: true}, nil
 		case <-s.done:
 			return Item{}, s.err
-		case <-ctx.Done():
-			return Item{}, ctx.Err()
+		default:
+		}
+		if err := ctx.Err(); err != nil {
+			return Item{}, err
+		}
+		if s.beat.Swap(false) {
+			s.heartbeat.Reset(s.heartbeatEvery)
+			return Item{Heartbeat: true}, nil
+		}
+		if ev := <-s.ch; ev != nil {
+			return Item{Event: ev}, nil
 		}
 	}
 }
 
-// Buffered reports whether an event is ready now, so that a writer can gather several into
-// one write before it flushes.
-func (s *Subscriber) Buffered() bool {
+// TryNext returns what is ready to send now, without waiting, so that a writer can gather
+// several items into one write before it flushes.
+func (s *Subscriber) TryNext() (Item, bool) {
 	s.pendingMu.Lock()
-	n := len(s.pending)
+	if len(s.pending) > 0 {
+		it := s.pending[0]
+		s.pending[0] = Item{}
+		s.pending = s.pending[1:]
+		if len(s.pending) == 0 {
+			s.pending = nil
+		}
+		s.pendingMu.Unlock()
+		return it, true
+	}
 	s.pendingMu.Unlock()
-	return n > 0 || len(s.ch) > 0
+	for {
+		select {
+		case ev := <-s.ch:
+			if ev == nil {
+				continue // a wake-up: look at everything again
+			}
+			return Item{Event: ev}, true
+		default:
+		}
+		break
+	}
+	if n := s.missed.Swap(0); n > 0 {
+		s.behindSince.Store(0)
+		return Item{Gap: &Gap{Missed: n, Reason: "slow_consumer"}}, true
+	}
+	if r, _ := s.pendingGap.Swap("").(string); r != "" {
+		return Item{Gap: &Gap{Reason: r}}, true
+	}
+	return Item{}, false
 }
 
 // Done is closed when the subscriber ends.
 func (s *Subscriber) Done() <-chan struct{} { return s.done }
 
+// wake makes Next look again: a nil event on the queue. When the queue is full, Next has
+// events to take and will look anyway.
 func (s *Subscriber) wake() {
 	select {
-	case s.notify <- struct{}{}:
+	case s.ch <- nil:
 	default:
 	}
 }
@@ -448,12 +489,19 @@ func (s *Subscriber) fail(err error) {
 	s.closeOnce.Do(func() {
 		s.err = err
 		close(s.done)
+		s.wake()
 	})
 }
 
 // Close leaves every topic and ends the subscriber; it is idempotent.
 func (s *Subscriber) Close() {
 	s.fail(ErrClosed)
+	if s.heartbeat != nil {
+		s.heartbeat.Stop()
+	}
+	if s.ctxStop != nil {
+		s.ctxStop()
+	}
 	h := s.hub
 	h.mu.Lock()
 	for t := range s.topics {

@@ -278,11 +278,15 @@ func (r *PostgresRelay) listen(ctx context.Context, first bool) error {
 // catchUp dispatches what was committed after last; if the table no longer holds all of it,
 // subscribers are told that they may have missed events.
 func (r *PostgresRelay) catchUp(ctx context.Context, conn *pgx.Conn, last uint64) error {
-	var oldest *int64
-	if err := conn.QueryRow(ctx, "SELECT min(seq) FROM realtime_events").Scan(&oldest); err != nil {
+	// When the table is empty, the sequence still says whether events were numbered (and
+	// pruned) after last.
+	var oldest, issued *int64
+	if err := conn.QueryRow(ctx, `SELECT (SELECT min(seq) FROM realtime_events),
+		pg_sequence_last_value(pg_get_serial_sequence('realtime_events', 'seq'))`).Scan(&oldest, &issued); err != nil {
 		return err
 	}
-	if oldest != nil && uint64(*oldest) > last+1 && last > 0 {
+	pruned := oldest != nil && uint64(*oldest) > last+1 || oldest == nil && issued != nil && uint64(*issued) > last
+	if pruned && last > 0 {
 		r.hub.GapAll("relay_reconnected")
 	}
 	return r.fetch(ctx, conn, last, 0)

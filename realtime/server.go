@@ -74,6 +74,8 @@ type Server struct {
 	conns   map[string]int
 	live    map[*Subscriber]struct{}
 	closing bool
+	// wg counts the goroutines serving taken-over connections.
+	wg sync.WaitGroup
 }
 
 // NewServer returns the stream endpoints of hub. check may be nil (every well-formed topic
@@ -123,7 +125,8 @@ func (s *Server) close(v Viewer, sub *Subscriber) {
 }
 
 // Shutdown ends every open stream (SSE streams end, sockets close with "going away") and
-// refuses new ones; clients reconnect to another node and resume.
+// refuses new ones; clients reconnect to another node and resume. It waits a few seconds
+// for the streams to finish closing.
 func (s *Server) Shutdown() {
 	s.mu.Lock()
 	s.closing = true
@@ -131,6 +134,12 @@ func (s *Server) Shutdown() {
 		sub.fail(ErrShuttingDown)
 	}
 	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(s.limits.WriteTimeout):
+	}
 }
 
 // Open reports how many streams are open.

@@ -1,9 +1,10 @@
 package realtime
 
 import (
-	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -41,110 +42,184 @@ func (s *Server) ServeSSE(w http.ResponseWriter, r *http.Request, v Viewer) {
 		writeHTTPError(w, e)
 		return
 	}
-	defer s.close(v, sub)
 	if err := sub.Add(topics, since, nil); err != nil {
+		s.close(v, sub)
 		writeHTTPError(w, errField(http.StatusUnprocessableEntity, "validation_error", "topics", err.Error()))
 		return
 	}
-	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache, no-transform")
-	h.Set("Connection", "keep-alive")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
-	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(w, 4096)
-	// The retry hint tells EventSource how soon to reconnect.
-	_, _ = bw.WriteString("retry: 2000\n\n")
-	if err := s.flushSSE(rc, bw); err != nil {
+
+	// A stream lives long and is mostly idle, so it leaves the HTTP server's request
+	// goroutine: the connection is taken over and served by a goroutine of its own that
+	// holds nothing but the socket and the subscriber, and the server frees the request,
+	// its buffers and its stack. (A writer that cannot be taken over, such as HTTP/2's, is
+	// streamed in the handler.)
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		h.Set("Connection", "keep-alive")
+		w.WriteHeader(http.StatusOK)
+		defer s.close(v, sub)
+		s.streamSSE(r.Context(), sub, &responseSink{w: w, rc: http.NewResponseController(w)})
 		return
 	}
-	beat := time.NewTicker(s.limits.Heartbeat)
-	defer beat.Stop()
+	head := make([]byte, 0, 512)
+	head = append(head, "HTTP/1.1 200 OK\r\n"...)
+	for k, vs := range h {
+		for _, val := range vs {
+			head = append(head, k...)
+			head = append(head, ": "...)
+			head = append(head, val...)
+			head = append(head, "\r\n"...)
+		}
+	}
+	// Without a length or chunking, the body is the rest of the connection.
+	head = append(head, "Connection: close\r\n\r\n"...)
+	_ = conn.SetDeadline(time.Time{})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer conn.Close()
+		defer s.close(v, sub)
+		sink := &connSink{conn: conn, timeout: s.limits.WriteTimeout}
+		if sink.write(head) != nil {
+			return
+		}
+		s.streamSSE(context.Background(), sub, sink)
+	}()
+}
+
+// sseSink is where a stream's bytes go: a taken-over connection, or a ResponseWriter.
+type sseSink interface {
+	write(b []byte) error
+}
+
+type connSink struct {
+	conn    net.Conn
+	timeout time.Duration
+}
+
+// write writes b, cutting off a client that does not take it in time.
+func (c *connSink) write(b []byte) error {
+	_ = c.conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	_, err := c.conn.Write(b)
+	return err
+}
+
+type responseSink struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (r *responseSink) write(b []byte) error {
+	if r.timeout > 0 {
+		_ = r.rc.SetWriteDeadline(time.Now().Add(r.timeout))
+	}
+	if _, err := r.w.Write(b); err != nil {
+		return err
+	}
+	return r.rc.Flush()
+}
+
+// streamSSE writes the subscriber's items until it ends.
+func (s *Server) streamSSE(ctx context.Context, sub *Subscriber, sink sseSink) {
+	if rs, ok := sink.(*responseSink); ok {
+		rs.timeout = s.limits.WriteTimeout
+	}
+	// The retry hint tells EventSource how soon to reconnect.
+	if err := sink.write([]byte("retry: 2000\n\n")); err != nil {
+		return
+	}
+	sub.SetHeartbeat(s.limits.Heartbeat)
+	var buf *[]byte
 	for {
-		it, err := sub.Next(r.Context(), beat.C)
+		it, err := sub.Next(ctx)
 		if err != nil {
 			if errors.Is(err, ErrSlowConsumer) {
-				_, _ = bw.WriteString("event: error\ndata: {\"code\":\"slow_consumer\",\"message\":\"too slow to keep up; reconnect with Last-Event-ID\"}\n\n")
-				_ = s.flushSSE(rc, bw)
+				_ = sink.write([]byte("event: error\ndata: {\"code\":\"slow_consumer\",\"message\":\"too slow to keep up; reconnect with Last-Event-ID\"}\n\n"))
 			}
 			return
 		}
-		writeSSEItem(bw, it)
-		if sub.Buffered() && bw.Buffered() < 3072 {
-			continue // gather what is ready into one write
+		if buf == nil {
+			buf = frameBuffers.Get().(*[]byte)
+			*buf = (*buf)[:0]
 		}
-		if err := s.flushSSE(rc, bw); err != nil {
+		*buf = appendSSEItem(*buf, it)
+		// Gather what else is ready into the same write.
+		for len(*buf) < 4096 {
+			more, ok := sub.TryNext()
+			if !ok {
+				break
+			}
+			*buf = appendSSEItem(*buf, more)
+		}
+		err = sink.write(*buf)
+		// An idle stream holds no buffer.
+		if cap(*buf) <= 64<<10 {
+			*buf = (*buf)[:0]
+			frameBuffers.Put(buf)
+		}
+		buf = nil
+		if err != nil {
 			return
 		}
 	}
 }
 
-func (s *Server) flushSSE(rc *http.ResponseController, bw *bufio.Writer) error {
-	_ = rc.SetWriteDeadline(time.Now().Add(s.limits.WriteTimeout))
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	return rc.Flush()
-}
-
-func writeSSEItem(bw *bufio.Writer, it Item) {
+func appendSSEItem(b []byte, it Item) []byte {
 	switch {
 	case it.Event != nil:
-		var num [20]byte
-		bw.WriteString("id: ")
-		bw.Write(strconv.AppendUint(num[:0], it.Event.ID, 10))
-		bw.WriteString("\nevent: ")
-		bw.WriteString(it.Event.Type)
-		bw.WriteString("\ndata: ")
-		writeEventJSON(bw, it.Event)
-		bw.WriteString("\n\n")
+		b = append(b, "id: "...)
+		b = strconv.AppendUint(b, it.Event.ID, 10)
+		b = append(b, "\nevent: "...)
+		b = append(b, it.Event.Type...)
+		b = append(b, "\ndata: "...)
+		b = appendEventJSON(b, it.Event)
+		b = append(b, "\n\n"...)
 	case it.Gap != nil:
-		b, _ := json.Marshal(it.Gap)
-		bw.WriteString("event: " + TypeStreamGap + "\ndata: ")
-		bw.Write(b)
-		bw.WriteString("\n\n")
+		g, _ := json.Marshal(it.Gap)
+		b = append(b, "event: "+TypeStreamGap+"\ndata: "...)
+		b = append(b, g...)
+		b = append(b, "\n\n"...)
 	case it.Heartbeat:
-		bw.WriteString(": heartbeat\n\n")
+		b = append(b, ": heartbeat\n\n"...)
 	}
+	return b
 }
 
-// writeEventJSON writes an event as JSON without reflection: it is on the path of every
-// delivery. Data is already JSON; the other fields need no escaping beyond what
-// strconv.Quote-like escaping gives, done by appendJSONString.
-func writeEventJSON(bw *bufio.Writer, ev *Event) {
-	var buf [96]byte
-	b := buf[:0]
+// appendEventJSON writes an event as JSON without reflection: it is on the path of every
+// delivery. Data is JSON already.
+func appendEventJSON(b []byte, ev *Event) []byte {
 	b = append(b, `{"id":`...)
 	b = strconv.AppendUint(b, ev.ID, 10)
-	bw.Write(b)
-	bw.WriteString(`,"type":`)
-	writeJSONString(bw, ev.Type)
-	bw.WriteString(`,"tenant_id":`)
-	writeJSONString(bw, ev.TenantID)
-	bw.WriteString(`,"topic":`)
-	writeJSONString(bw, ev.Topic)
-	bw.WriteString(`,"time":"`)
-	b = ev.Time.AppendFormat(buf[:0], time.RFC3339Nano)
-	bw.Write(b)
-	bw.WriteString(`","data":`)
+	b = append(b, `,"type":`...)
+	b = appendJSONString(b, ev.Type)
+	b = append(b, `,"tenant_id":`...)
+	b = appendJSONString(b, ev.TenantID)
+	b = append(b, `,"topic":`...)
+	b = appendJSONString(b, ev.Topic)
+	b = append(b, `,"time":"`...)
+	b = ev.Time.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","data":`...)
 	if len(ev.Data) == 0 {
-		bw.WriteString("null")
+		b = append(b, "null"...)
 	} else {
-		bw.Write(ev.Data)
+		b = append(b, ev.Data...)
 	}
-	bw.WriteByte('}')
+	return append(b, '}')
 }
 
-func writeJSONString(bw *bufio.Writer, s string) {
+func appendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
-			b, _ := json.Marshal(s)
-			bw.Write(b)
-			return
+			q, _ := json.Marshal(s)
+			return append(b, q...)
 		}
 	}
-	bw.WriteByte('"')
-	bw.WriteString(s)
-	bw.WriteByte('"')
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }

@@ -1,13 +1,12 @@
 package realtime
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -59,21 +58,32 @@ type pongFrame struct {
 func (s *Server) ServeWS(w http.ResponseWriter, r *http.Request, v Viewer) {
 	sub, e := s.open(v)
 	if e != nil {
-		w.Header().Set("Retry-After", "10")
-		writeHTTPError(w, e)
+		s.refuseWS(w, r, e)
 		return
 	}
-	defer s.close(v, sub)
 	// Browsers send their page's origin; the socket is authenticated by key or token, not
 	// by cookies, so any origin may use it.
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
+		s.close(v, sub)
 		return
 	}
-	defer conn.CloseNow()
-	conn.SetReadLimit(s.limits.MaxMessageBytes)
+	// The socket is served by goroutines of its own, so that the HTTP server frees the
+	// request, its buffers and its stack while the socket idles.
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer s.close(v, sub)
+		defer conn.CloseNow()
+		s.streamWS(conn, sub, v)
+	}()
+}
 
-	ctx, cancel := context.WithCancel(r.Context())
+// streamWS runs a socket: a reader for the client's frames, and this goroutine as the only
+// writer.
+func (s *Server) streamWS(conn *websocket.Conn, sub *Subscriber, v Viewer) {
+	conn.SetReadLimit(s.limits.MaxMessageBytes)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
 	// The reader handles the client's frames; every reply goes through the subscriber's
@@ -82,12 +92,16 @@ func (s *Server) ServeWS(w http.ResponseWriter, r *http.Request, v Viewer) {
 	readErr := make(chan error, 1)
 	go func() { readErr <- s.readLoop(ctx, conn, sub, v) }()
 
-	beat := time.NewTicker(s.limits.Heartbeat)
-	defer beat.Stop()
-	var buf bytes.Buffer
-	bw := bufio.NewWriter(&buf)
+	// A write that the client does not take within WriteTimeout closes the socket. One
+	// timer per connection, re-armed around each write, costs nothing per event (a
+	// context with a deadline per write would).
+	stalled := time.AfterFunc(time.Hour, func() { conn.CloseNow() })
+	stalled.Stop()
+	defer stalled.Stop()
+
+	sub.SetHeartbeat(s.limits.Heartbeat)
 	for {
-		it, err := sub.Next(ctx, beat.C)
+		it, err := sub.Next(ctx)
 		if err != nil {
 			switch {
 			case errors.Is(err, ErrSlowConsumer):
@@ -105,44 +119,75 @@ func (s *Server) ServeWS(w http.ResponseWriter, r *http.Request, v Viewer) {
 			}
 			return
 		}
+		stalled.Reset(s.limits.WriteTimeout)
 		if it.Heartbeat {
-			pctx, pcancel := context.WithTimeout(ctx, s.limits.WriteTimeout)
-			err := conn.Ping(pctx)
-			pcancel()
-			if err != nil {
-				return
+			err = conn.Ping(ctx)
+		} else {
+			buf := frameBuffers.Get().(*[]byte)
+			*buf = appendWSItem((*buf)[:0], it)
+			err = conn.Write(context.Background(), websocket.MessageText, *buf)
+			if cap(*buf) <= 64<<10 {
+				// Reset before Put: the pool is shared with SSE streams, which append.
+				*buf = (*buf)[:0]
+				frameBuffers.Put(buf)
 			}
-			continue
 		}
-		buf.Reset()
-		writeWSItem(bw, it)
-		_ = bw.Flush()
-		wctx, wcancel := context.WithTimeout(ctx, s.limits.WriteTimeout)
-		err = conn.Write(wctx, websocket.MessageText, buf.Bytes())
-		wcancel()
+		stalled.Stop()
 		if err != nil {
 			return
 		}
 	}
 }
 
-func writeWSItem(bw *bufio.Writer, it Item) {
+// refuseWS turns away a socket that may not open. A browser cannot read the status of a
+// failed handshake, so the socket is accepted, told why in an error frame, and closed with a
+// code that says it: 4029 when the credential holds too many streams, going away when the
+// node is stopping.
+func (s *Server) refuseWS(w http.ResponseWriter, r *http.Request, e *streamError) {
+	w.Header().Set("Retry-After", "10")
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	if err != nil {
+		return // not a WebSocket handshake; Accept answered it
+	}
+	defer conn.CloseNow()
+	code := websocket.StatusGoingAway
+	if e.status == http.StatusTooManyRequests {
+		code = CloseTooManyConnections
+	}
+	frame, _ := json.Marshal(errorFrame{Type: "error", Error: e.body})
+	ctx, cancel := context.WithTimeout(r.Context(), s.limits.WriteTimeout)
+	defer cancel()
+	if err := conn.Write(ctx, websocket.MessageText, frame); err != nil {
+		return
+	}
+	reason := e.body.Message
+	if len(reason) > 120 { // a close reason holds at most 123 bytes
+		reason = reason[:120]
+	}
+	conn.Close(code, reason)
+}
+
+// frameBuffers hold frames while they are written; an idle connection holds none.
+var frameBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+func appendWSItem(b []byte, it Item) []byte {
 	switch {
 	case it.Event != nil:
-		bw.WriteString(`{"type":"event","event":`)
-		writeEventJSON(bw, it.Event)
-		bw.WriteByte('}')
+		b = append(b, `{"type":"event","event":`...)
+		b = appendEventJSON(b, it.Event)
+		b = append(b, '}')
 	case it.Gap != nil:
 		// A gap travels as an event of its own type, so that clients handle it where they
 		// handle events.
-		b, _ := json.Marshal(it.Gap)
-		bw.WriteString(`{"type":"event","event":{"id":0,"type":"` + TypeStreamGap + `","data":`)
-		bw.Write(b)
-		bw.WriteString("}}")
+		g, _ := json.Marshal(it.Gap)
+		b = append(b, `{"type":"event","event":{"id":0,"type":"`+TypeStreamGap+`","data":`...)
+		b = append(b, g...)
+		b = append(b, "}}"...)
 	case it.Control != nil:
-		b, _ := json.Marshal(it.Control)
-		bw.Write(b)
+		c, _ := json.Marshal(it.Control)
+		b = append(b, c...)
 	}
+	return b
 }
 
 // closeForReadError closes the socket with the code that says why reading stopped.

@@ -39,6 +39,10 @@ type APIKey struct {
 	Hash       string     `bun:"hash,notnull" json:"-"`
 	Scopes     []string   `bun:"scopes,type:json" json:"scopes"`
 	RateLimit  int        `bun:"rate_limit,notnull" json:"rate_limit"`
+	// TokenLimit bounds the model gateway's tokens a minute (0: none); BudgetUSD bounds
+	// what the key may spend there in all (0: none).
+	TokenLimit int     `bun:"token_limit,notnull" json:"token_limit"`
+	BudgetUSD  float64 `bun:"budget_usd,notnull" json:"budget_usd"`
 	LastUsedAt *time.Time `bun:"last_used_at" json:"last_used_at"`
 	ExpiresAt  *time.Time `bun:"expires_at" json:"expires_at"`
 	RevokedAt  *time.Time `bun:"revoked_at" json:"revoked_at"`
@@ -62,6 +66,8 @@ func (k *APIKey) Validate() error {
 		}
 	}
 	fe.rangeInt("rate_limit", k.RateLimit, 0, 10_000_000)
+	fe.rangeInt("token_limit", k.TokenLimit, 0, 1_000_000_000)
+	fe.rangeFloat("budget_usd", k.BudgetUSD, 0, 1e9)
 	return fe.err()
 }
 

@@ -15,15 +15,16 @@ import (
 
 // config is everything a node is told at start, from flags or the environment (flags win).
 type config struct {
-	HTTPAddr    string
-	SIPAddr     string
-	DataDir     string
-	DatabaseURL string
-	PublicIP    string
-	LogLevel    string
-	LogFormat   string
-	Secret      string
-	RateLimit   int
+	HTTPAddr      string
+	SIPAddr       string
+	DataDir       string
+	DatabaseURL   string
+	PublicIP      string
+	LogLevel      string
+	LogFormat     string
+	Secret        string
+	RateLimit     int
+	ProvidersFile string
 }
 
 // env reads an environment variable with a default.
@@ -49,6 +50,7 @@ func (c *config) registerServe(fs *flag.FlagSet) {
 	fs.StringVar(&c.HTTPAddr, "http-addr", env("SWITCHBOARD_HTTP_ADDR", ":8080"), "HTTP listen address (SWITCHBOARD_HTTP_ADDR)")
 	fs.StringVar(&c.SIPAddr, "sip-addr", env("SWITCHBOARD_SIP_ADDR", ":5060"), "SIP listen address, UDP and TCP (SWITCHBOARD_SIP_ADDR)")
 	fs.StringVar(&c.PublicIP, "public-ip", env("SWITCHBOARD_PUBLIC_IP", ""), "address advertised in SIP and SDP when behind NAT (SWITCHBOARD_PUBLIC_IP)")
+	fs.StringVar(&c.ProvidersFile, "providers-file", env("SWITCHBOARD_PROVIDERS_FILE", ""), "YAML file of model providers for the gateway (SWITCHBOARD_PROVIDERS_FILE)")
 	fs.IntVar(&c.RateLimit, "rate-limit", envInt("SWITCHBOARD_RATE_LIMIT", 100), "requests a minute for an API key without a limit of its own (SWITCHBOARD_RATE_LIMIT)")
 }
 

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchboard-go/switchboard/agent/llm"
 	"github.com/switchboard-go/switchboard/api"
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/store"
@@ -91,9 +92,14 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	}()
 	streams := realtime.NewServer(hub, api.TopicChecker(st), realtime.Limits{}, log)
 
+	models, err := modelRegistry(c.ProvidersFile)
+	if err != nil {
+		return err
+	}
+
 	auth := api.NewAuthenticator(st, secret, def.ID, log)
 	srv := api.New(api.Config{Store: st, Auth: auth, Log: log, Version: version, Commit: commit, DefaultRateLimit: c.RateLimit,
-		Hub: hub, Streams: streams})
+		Hub: hub, Streams: streams, Models: models})
 	httpSrv := &http.Server{
 		Addr: c.HTTPAddr, Handler: srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
@@ -134,4 +140,18 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// modelRegistry builds the model gateway's providers: openai and anthropic from their usual
+// variables, and those of the providers file.
+func modelRegistry(file string) (*llm.Registry, error) {
+	cfgs := llm.EnvProviders(os.Getenv)
+	if file != "" {
+		more, err := llm.LoadProviders(file, os.Getenv)
+		if err != nil {
+			return nil, fmt.Errorf("providers file: %w", err)
+		}
+		cfgs = append(cfgs, more...)
+	}
+	return llm.NewRegistry(cfgs)
 }

@@ -1,0 +1,106 @@
+package llm
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Provider is an upstream that answers requests in the neutral model.
+type Provider interface {
+	// Complete asks for a whole answer.
+	Complete(ctx context.Context, req *Request) (*Response, error)
+	// Stream asks for an answer as it is written. Failures before the answer starts are
+	// returned here rather than by the stream; cancelling ctx ends the upstream request.
+	Stream(ctx context.Context, req *Request) (Stream, error)
+	// Models lists the models the upstream offers, by its own names.
+	Models(ctx context.Context) ([]string, error)
+}
+
+// Kind is the dialect a provider speaks.
+type Kind string
+
+const (
+	// KindOpenAI is any OpenAI-compatible chat completions server.
+	KindOpenAI Kind = "openai"
+	// KindAnthropic is Anthropic's messages API.
+	KindAnthropic Kind = "anthropic"
+)
+
+// Defaults of a provider.
+const (
+	DefaultOpenAIBaseURL    = "https://api.openai.com/v1"
+	DefaultAnthropicBaseURL = "https://api.anthropic.com"
+	// DefaultStallTimeout is the longest a stream may stay silent.
+	DefaultStallTimeout = 60 * time.Second
+	// DefaultTimeout bounds a complete (non-streamed) request.
+	DefaultTimeout = 10 * time.Minute
+	// DefaultAnthropicMaxTokens is the max_tokens sent to Anthropic, which requires one,
+	// when the request leaves it open. Every current Claude model can write this many.
+	DefaultAnthropicMaxTokens = 4096
+)
+
+// options are the settings of providers that do not belong in their configuration.
+type options struct {
+	client *http.Client
+	stall  time.Duration
+}
+
+// Option changes how providers are built.
+type Option func(*options)
+
+// WithHTTPClient sends upstream requests through c (by default, a client whose pool keeps
+// enough idle connections per upstream for many concurrent streams). c must not have a
+// Timeout: it would cut long streams; stalls are watched separately.
+func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client = c } }
+
+// WithStallTimeout sets the stall timeout of providers whose configuration sets none.
+func WithStallTimeout(d time.Duration) Option { return func(o *options) { o.stall = d } }
+
+func buildOptions(opts []Option) options {
+	o := options{client: defaultClient, stall: DefaultStallTimeout}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// defaultClient keeps many idle connections per upstream: a gateway talks to few hosts,
+// many times at once, and http.DefaultTransport keeps two.
+var defaultClient = func() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = 512
+	tr.MaxIdleConnsPerHost = 256
+	return &http.Client{Transport: tr}
+}()
+
+// New builds the provider a configuration describes.
+func New(cfg ProviderConfig, opts ...Option) (Provider, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	o := buildOptions(opts)
+	switch cfg.Kind {
+	case KindOpenAI:
+		return newOpenAI(cfg, o), nil
+	case KindAnthropic:
+		return newAnthropic(cfg, o), nil
+	}
+	return nil, fmt.Errorf("%w: provider %q: unknown kind %q", ErrConfig, cfg.Name, cfg.Kind)
+}
+
+func (o options) transport(cfg ProviderConfig, header http.Header) *transport {
+	t := &transport{provider: cfg.Name, client: o.client, header: header, stall: o.stall, timeout: DefaultTimeout}
+	if cfg.StallTimeout > 0 {
+		t.stall = cfg.StallTimeout
+	}
+	if cfg.Timeout > 0 {
+		t.timeout = cfg.Timeout
+	}
+	header.Set("User-Agent", "switchboard")
+	for k, v := range cfg.Headers {
+		header.Set(k, v)
+	}
+	return t
+}

@@ -1,0 +1,99 @@
+package api
+
+import (
+	"net/http"
+	"strings"
+)
+
+// dialect is the error shape a route answers in. The canonical surface has its own; the
+// compatible surfaces answer as the platform their clients were written for, because those
+// clients parse errors (the OpenAI and Anthropic SDKs raise typed exceptions from them).
+type dialect uint8
+
+const (
+	dialectCanonical dialect = iota
+	// dialectOpenAI: {"error":{"message","type","param","code"}}.
+	dialectOpenAI
+	// dialectAnthropic: {"type":"error","error":{"type","message"}}.
+	dialectAnthropic
+	// dialectAmaStudio: {"error":{"message","code":<status>}}.
+	dialectAmaStudio
+)
+
+func (d dialect) write(w http.ResponseWriter, e *Error) {
+	switch d {
+	case dialectOpenAI:
+		writeOpenAIError(w, e)
+	case dialectAnthropic:
+		writeAnthropicError(w, e)
+	case dialectAmaStudio:
+		if e.Status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard"`)
+		}
+		writeJSON(w, e.Status, map[string]any{"error": map[string]any{"message": e.Message, "code": e.Status}})
+	default:
+		writeError(w, e)
+	}
+}
+
+// param is the field an error is about, in the form a dialect names it.
+func (e *Error) param() any {
+	if len(e.Details) == 0 || e.Details[0].Field == "body" {
+		return nil
+	}
+	return e.Details[0].Field
+}
+
+func writeOpenAIError(w http.ResponseWriter, e *Error) {
+	typ, code := "invalid_request_error", any(nil)
+	switch {
+	case e.Status == http.StatusUnauthorized:
+		typ, code = "authentication_error", "invalid_api_key"
+	case e.Status == http.StatusForbidden:
+		typ = "permission_error"
+	case e.Status == http.StatusNotFound:
+		typ = "invalid_request_error"
+		if e.Code == codeModelNotFound {
+			code = "model_not_found"
+		}
+	case e.Status == http.StatusPaymentRequired:
+		typ, code = "insufficient_quota", "insufficient_quota"
+	case e.Status == http.StatusTooManyRequests:
+		typ, code = "rate_limit_error", "rate_limit_exceeded"
+	case e.Status >= 500:
+		typ = "api_error"
+	}
+	if e.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard"`)
+	}
+	writeJSON(w, e.Status, map[string]any{"error": map[string]any{
+		"message": e.Message, "type": typ, "param": e.param(), "code": code,
+	}})
+}
+
+func writeAnthropicError(w http.ResponseWriter, e *Error) {
+	typ := "invalid_request_error"
+	switch {
+	case e.Status == http.StatusUnauthorized:
+		typ = "authentication_error"
+	case e.Status == http.StatusForbidden:
+		typ = "permission_error"
+	case e.Status == http.StatusNotFound:
+		typ = "not_found_error"
+	case e.Status == http.StatusRequestEntityTooLarge:
+		typ = "request_too_large"
+	case e.Status == http.StatusPaymentRequired:
+		typ = "billing_error"
+	case e.Status == http.StatusTooManyRequests:
+		typ = "rate_limit_error"
+	case e.Status == http.StatusServiceUnavailable:
+		typ = "overloaded_error"
+	case e.Status >= 500:
+		typ = "api_error"
+	}
+	msg := e.Message
+	if f := e.param(); f != nil && !strings.Contains(msg, f.(string)) {
+		msg = f.(string) + ": " + msg
+	}
+	writeJSON(w, e.Status, map[string]any{"type": "error", "error": map[string]any{"type": typ, "message": msg}})
+}

@@ -1,0 +1,262 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/switchboard-go/switchboard/agent/llm"
+	"github.com/switchboard-go/switchboard/store"
+)
+
+// The model gateway: /v1/chat/completions (OpenAI's wire format) and /v1/messages
+// (Anthropic's) over any configured provider, each translated to and from llm's neutral
+// request, so that either kind of client reaches either kind of upstream. A model is
+// "provider/model", or "agent/{id}": an agent of the tenant, answering with its
+// instructions on its own model.
+
+const codeModelNotFound = "model_not_found"
+
+// call is one request through the gateway: where it goes and what it cost.
+type call struct {
+	principal *Principal
+	surface   string // "openai" or "anthropic"
+	asked     string // the model as the client named it
+	route     llm.Route
+	stream    bool
+	started   time.Time
+	firstByte time.Duration
+}
+
+// resolve finds the provider of a model name, and for "agent/{id}" folds the agent into
+// the request (its instructions before the client's system prompt, its temperature when
+// the client set none).
+func (s *Server) resolve(ctx context.Context, p *Principal, req *llm.Request) (llm.Route, error) {
+	name := req.Model
+	if id, ok := strings.CutPrefix(name, "agent/"); ok {
+		a, err := store.Get[store.Agent](ctx, s.store, p.TenantID, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return llm.Route{}, &Error{Status: http.StatusNotFound, Code: codeModelNotFound, Message: "The model " + name + " does not exist: no such agent",
+				Details: []store.FieldError{{Field: "model", Message: "no such agent"}}}
+		}
+		if err != nil {
+			return llm.Route{}, err
+		}
+		if a.Instructions != "" {
+			req.System = strings.TrimSpace(a.Instructions + "\n\n" + req.System)
+		}
+		if req.Temperature == nil {
+			t := a.Temperature
+			req.Temperature = &t
+		}
+		name = a.Model
+	}
+	reg, err := s.registryFor(ctx, p.TenantID)
+	if err != nil {
+		return llm.Route{}, err
+	}
+	rt, err := reg.Route(name)
+	if err != nil {
+		msg := err.Error()
+		if i := strings.Index(msg, ": "); i >= 0 && strings.HasPrefix(msg, "llm:") {
+			msg = msg[i+2:]
+		}
+		switch {
+		case errors.Is(err, llm.ErrModelName), errors.Is(err, llm.ErrUnknownProvider):
+			return llm.Route{}, &Error{Status: http.StatusBadRequest, Code: codeModelNotFound,
+				Message: "Unsupported model " + req.Model + ": " + msg, Details: []store.FieldError{{Field: "model", Message: msg}}}
+		case errors.Is(err, llm.ErrNoKey):
+			return llm.Route{}, &Error{Status: http.StatusBadRequest, Code: codeModelNotFound,
+				Message: "The provider of " + req.Model + " has no API key configured: " + msg, Details: []store.FieldError{{Field: "model", Message: msg}}}
+		}
+		return llm.Route{}, err
+	}
+	return rt, nil
+}
+
+// upstreamError turns a provider's failure into the gateway's answer: 502 with the
+// upstream's message; a request the upstream refused as invalid stays a 400.
+func upstreamError(err error) error {
+	var ue *llm.UpstreamError
+	if errors.As(err, &ue) {
+		status := http.StatusBadGateway
+		if ue.Status == http.StatusBadRequest || ue.Status == http.StatusUnprocessableEntity {
+			status = http.StatusBadRequest
+		}
+		msg := ue.Message
+		if msg == "" {
+			msg = ue.Error()
+		}
+		return &Error{Status: status, Code: "upstream_error", Message: "Upstream provider error: " + msg}
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	if errors.Is(err, llm.ErrInvalidRequest) {
+		return &Error{Status: http.StatusBadRequest, Code: codeValidation, Message: err.Error()}
+	}
+	return &Error{Status: http.StatusBadGateway, Code: "upstream_error", Message: "Upstream provider error: " + err.Error()}
+}
+
+// complete asks for a whole answer, trying the model's fallbacks when it fails.
+func (s *Server) complete(ctx context.Context, c *call, req *llm.Request) (*llm.Response, error) {
+	var lastErr error
+	for _, rt := range s.candidates(c) {
+		r := *req
+		r.Model = rt.Upstream
+		resp, err := rt.Provider.Complete(ctx, &r)
+		if err == nil {
+			c.route = rt
+			return resp, nil
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, upstreamError(lastErr)
+}
+
+// stream opens an answer as it is written. Fallbacks are tried only while nothing has been
+// sent to the client, which is the case until the stream opens.
+func (s *Server) stream(ctx context.Context, c *call, req *llm.Request) (llm.Stream, error) {
+	var lastErr error
+	for _, rt := range s.candidates(c) {
+		r := *req
+		r.Model = rt.Upstream
+		st, err := rt.Provider.Stream(ctx, &r)
+		if err == nil {
+			c.route = rt
+			return st, nil
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, upstreamError(lastErr)
+}
+
+// candidates are the route and then its fallbacks that resolve.
+func (s *Server) candidates(c *call) []llm.Route {
+	out := []llm.Route{c.route}
+	reg, err := s.registryFor(context.Background(), c.principal.TenantID)
+	if err != nil {
+		return out
+	}
+	for _, fb := range c.route.Fallbacks {
+		if r, err := reg.Route(fb); err == nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// tenantRegistry is a tenant's registry and when it was built.
+type tenantRegistry struct {
+	reg   *llm.Registry
+	built time.Time
+}
+
+// registryTTL bounds how long another node's change to a tenant's providers takes to be
+// seen here; a change on this node is seen at once.
+const registryTTL = 30 * time.Second
+
+// registryFor returns the registry a tenant's requests resolve models in: the server's
+// providers, with the tenant's own over them (a tenant's "openai" replaces the server's).
+func (s *Server) registryFor(ctx context.Context, tenantID string) (*llm.Registry, error) {
+	if v, ok := s.registries.Load(tenantID); ok {
+		if tr := v.(tenantRegistry); time.Since(tr.built) < registryTTL {
+			return tr.reg, nil
+		}
+	}
+	var cfgs []llm.ProviderConfig
+	for offset := 0; ; offset += 100 {
+		ps, total, err := store.List[store.ModelProvider](ctx, s.store, tenantID, store.Page{Limit: 100, Offset: offset})
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range ps {
+			key, err := p.Key(s.store)
+			if err != nil {
+				return nil, err
+			}
+			cfg := llm.ProviderConfig{Name: p.Name, Kind: llm.Kind(p.Kind), BaseURL: p.BaseURL, APIKey: key,
+				Models: p.Models, Aliases: p.Aliases, Fallbacks: p.Fallbacks, Prices: map[string]llm.Price{}}
+			for m, pr := range p.Prices {
+				cfg.Prices[m] = llm.Price{InputPerMTok: pr.InputPerMTok, OutputPerMTok: pr.OutputPerMTok}
+			}
+			cfgs = append(cfgs, cfg)
+		}
+		if offset+len(ps) >= total || len(ps) == 0 {
+			break
+		}
+	}
+	reg := s.cfg.Models
+	if len(cfgs) > 0 {
+		var err error
+		if reg, err = s.cfg.Models.With(cfgs); err != nil {
+			return nil, &Error{Status: http.StatusBadRequest, Code: codeModelNotFound, Message: "The tenant's model providers are not usable: " + err.Error()}
+		}
+	}
+	s.registries.Store(tenantID, tenantRegistry{reg: reg, built: time.Now()})
+	return reg, nil
+}
+
+// record stores what a gateway request used; it runs after the answer is out.
+func (s *Server) record(c *call, usage llm.Usage, status int) {
+	if s.store == nil {
+		return
+	}
+	cost := 0.0
+	if c.route.Price != nil {
+		cost = c.route.Price.Cost(usage)
+	}
+	u := &store.UsageRecord{
+		KeyID: c.principal.KeyID, UserID: c.principal.UserID, Surface: c.surface,
+		Provider: c.route.ProviderName, Model: c.asked, UpstreamModel: c.route.Upstream,
+		InputTokens: usage.InputTokens, OutputTokens: usage.OutputTokens, CostUSD: cost,
+		LatencyMS: int(time.Since(c.started).Milliseconds()), TTFTMS: int(c.firstByte.Milliseconds()),
+		Status: status, Stream: c.stream,
+	}
+	s.tokens.add(c.principal.limiterKey(), usage.InputTokens+usage.OutputTokens)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := store.Create(ctx, s.store, c.principal.TenantID, u); err != nil {
+		s.log.Warn("usage not recorded", "model", c.asked, "err", err)
+	}
+}
+
+// checkSpend refuses a request of a key whose tokens this minute or whose spending budget
+// are used up.
+func (s *Server) checkSpend(ctx context.Context, w http.ResponseWriter, p *Principal) error {
+	if p.KeyID == "" {
+		return nil
+	}
+	k := p.key
+	if k == nil {
+		return nil
+	}
+	if k.TokenLimit > 0 {
+		if used, reset := s.tokens.used(p.limiterKey()); used >= k.TokenLimit {
+			retry := int(time.Until(reset).Seconds()) + 1
+			w.Header().Set("Retry-After", strconv.Itoa(retry))
+			return &Error{Status: http.StatusTooManyRequests, Code: codeRateLimit,
+				Message: "Token limit of " + strconv.Itoa(k.TokenLimit) + " tokens a minute reached; retry after " + strconv.Itoa(retry) + " s"}
+		}
+	}
+	if k.BudgetUSD > 0 {
+		spent, err := s.store.SpentUSD(ctx, p.TenantID, p.KeyID)
+		if err != nil {
+			return err
+		}
+		if spent >= k.BudgetUSD {
+			return &Error{Status: http.StatusPaymentRequired, Code: "budget_exhausted",
+				Message: "The spending budget of this key is used up"}
+		}
+	}
+	return nil
+}
