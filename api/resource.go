@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/switchboard-go/switchboard/realtime"
@@ -23,12 +24,12 @@ type resource[T any, P store.Model[T]] struct {
 	// defaults) back into dst after a body was decoded over dst.
 	keepReadOnly func(dst, src P)
 	// changed, when set, is told of every create, update and delete (to publish events).
-	changed func(s *Server, tenantID, id, action string, m P)
+	changed func(ctx context.Context, s *Server, tenantID, id, action string, m P)
 }
 
-func (res resource[T, P]) notify(s *Server, tenantID, id, action string, m P) {
+func (res resource[T, P]) notify(ctx context.Context, s *Server, tenantID, id, action string, m P) {
 	if res.changed != nil {
-		res.changed(s, tenantID, id, action, m)
+		res.changed(ctx, s, tenantID, id, action, m)
 	}
 }
 
@@ -84,7 +85,7 @@ func (res resource[T, P]) create(s *Server) func(http.ResponseWriter, *http.Requ
 		if err := store.Create(r.Context(), s.store, p.TenantID, m); err != nil {
 			return err
 		}
-		res.notify(s, p.TenantID, m.Base().ID, "created", m)
+		res.notify(r.Context(), s, p.TenantID, m.Base().ID, "created", m)
 		writeJSON(w, http.StatusCreated, m)
 		return nil
 	}
@@ -137,7 +138,7 @@ func (res resource[T, P]) update(s *Server) func(http.ResponseWriter, *http.Requ
 		if err := store.Update(r.Context(), s.store, m); err != nil {
 			return res.notFound(err)
 		}
-		res.notify(s, p.TenantID, m.Base().ID, "updated", m)
+		res.notify(r.Context(), s, p.TenantID, m.Base().ID, "updated", m)
 		writeJSON(w, http.StatusOK, m)
 		return nil
 	}
@@ -148,7 +149,7 @@ func (res resource[T, P]) delete(s *Server) func(http.ResponseWriter, *http.Requ
 		if err := store.Delete[T, P](r.Context(), s.store, p.TenantID, r.PathValue("id")); err != nil {
 			return res.notFound(err)
 		}
-		res.notify(s, p.TenantID, r.PathValue("id"), "deleted", nil)
+		res.notify(r.Context(), s, p.TenantID, r.PathValue("id"), "deleted", nil)
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
@@ -172,8 +173,8 @@ func capitalize(s string) string {
 var (
 	agentResource = resource[store.Agent, *store.Agent]{
 		singular: "agent", plural: "agents", tag: "Agents", new: store.NewAgent,
-		changed: func(s *Server, tenantID, id, action string, a *store.Agent) {
-			s.publish(tenantID, "agent:"+id, realtime.TypeAgentUpdated, AgentChange{AgentID: id, Action: action, Agent: a})
+		changed: func(ctx context.Context, s *Server, tenantID, id, action string, a *store.Agent) {
+			s.publish(ctx, tenantID, "agent:"+id, realtime.TypeAgentUpdated, AgentChange{AgentID: id, Action: action, Agent: a})
 		},
 	}
 	workflowResource = resource[store.Workflow, *store.Workflow]{
@@ -195,7 +196,7 @@ var (
 	providerResource = resource[store.ModelProvider, *store.ModelProvider]{
 		singular: "provider", plural: "providers", tag: "Model providers", scope: store.ScopeAdmin, new: store.NewModelProvider,
 		keepReadOnly: func(dst, src *store.ModelProvider) { dst.APIKeyEnc = src.APIKeyEnc },
-		changed: func(s *Server, tenantID, _, _ string, _ *store.ModelProvider) {
+		changed: func(_ context.Context, s *Server, tenantID, _, _ string, _ *store.ModelProvider) {
 			s.registries.Delete(tenantID)
 		},
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/store"
@@ -17,13 +18,17 @@ type AgentChange struct {
 	Agent  *store.Agent `json:"agent,omitempty"`
 }
 
-// publish sends an event if the server has a hub; it never blocks.
-func (s *Server) publish(tenantID, topic, typ string, data any) {
+// publish sends the event of a change a client made. It waits (briefly) for the event's
+// place in the cluster's order, so that the client's next change, on whichever node, comes
+// after it on every stream.
+func (s *Server) publish(ctx context.Context, tenantID, topic, typ string, data any) {
 	if s.cfg.Hub == nil {
 		return
 	}
-	if err := s.cfg.Hub.Publish(tenantID, topic, typ, data); err != nil {
-		s.log.Warn("event not published", "topic", topic, "type", typ, "err", err)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := s.cfg.Hub.PublishCommitted(ctx, tenantID, topic, typ, data); err != nil {
+		s.log.Warn("event not published in order", "topic", topic, "type", typ, "err", err)
 	}
 }
 

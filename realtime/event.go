@@ -37,6 +37,9 @@ type Event struct {
 	Topic    string          `json:"topic"`
 	Time     time.Time       `json:"time"`
 	Data     json.RawMessage `json:"data"`
+
+	// committed, when set, is closed once a relay has committed the event.
+	committed chan struct{}
 }
 
 // Gap is the data of a stream.gap event.

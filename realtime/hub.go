@@ -92,20 +92,45 @@ func (h *Hub) SetRelay(r Relay) { h.relay = r }
 var ErrBadData = errors.New("realtime: event data is not JSON")
 
 // Publish sends an event of type typ on a topic of a tenant. It never blocks; data is
-// anything that encodes as JSON.
+// anything that encodes as JSON. Calls and media loops publish this way.
 func (h *Hub) Publish(tenantID, topic, typ string, data any) error {
+	_, err := h.publish(tenantID, topic, typ, data, false)
+	return err
+}
+
+// PublishCommitted is Publish for a change a client just made through the API: it returns
+// once the event has its place in the cluster's order (at once in-process; after the
+// relay's commit with PostgreSQL, or when ctx ends), so that a client that goes on to make
+// another change, on any node, sees its events in the order it made them.
+func (h *Hub) PublishCommitted(ctx context.Context, tenantID, topic, typ string, data any) error {
+	ev, err := h.publish(tenantID, topic, typ, data, true)
+	if err != nil || ev.committed == nil {
+		return err
+	}
+	select {
+	case <-ev.committed:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (h *Hub) publish(tenantID, topic, typ string, data any, wait bool) (*Event, error) {
 	if _, _, err := ParseTopic(topic); err != nil {
-		return fmt.Errorf("%w: %q", err, topic)
+		return nil, fmt.Errorf("%w: %q", err, topic)
 	}
 	raw, err := json.Marshal(data)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrBadData, err)
+		return nil, fmt.Errorf("%w: %v", ErrBadData, err)
 	}
 	ev := &Event{Type: typ, TenantID: tenantID, Topic: topic, Time: time.Now().UTC(), Data: raw}
 	h.published.Add(1)
 	if h.relay != nil {
+		if wait {
+			ev.committed = make(chan struct{})
+		}
 		h.relay.Publish(ev)
-		return nil
+		return ev, nil
 	}
 	h.mu.Lock()
 	// IDs follow the clock in microseconds, so that they keep increasing across restarts
@@ -117,7 +142,7 @@ func (h *Hub) Publish(tenantID, topic, typ string, data any) error {
 	ev.ID = id
 	h.dispatchLocked(ev)
 	h.mu.Unlock()
-	return nil
+	return ev, nil
 }
 
 // Dispatch delivers an event that already has its ID (from a relay). Events must come in
@@ -404,7 +429,8 @@ func (s *Subscriber) SetHeartbeat(d time.Duration) {
 // Next waits for what the connection should send next: queued replies and replayed events
 // first, then live events, and a gap notice once the events queued before the gap are out.
 // It ends with the subscriber's error when it is closed (ErrSlowConsumer when it stayed
-// behind), or ctx's when ctx ends. One goroutine calls it.
+// behind), or ctx's when ctx ends. One goroutine calls it, always with the same ctx (the
+// connection's): only the first call's ctx is watched.
 //
 // It waits on the event queue alone (a wake-up is a nil event on it), because a plain
 // receive costs far less than a select over several channels, and this is paid for every

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +28,9 @@ type PostgresRelay struct {
 
 	dropped   atomic.Uint64
 	lastDrops atomic.Int64
+
+	ready     chan struct{}
+	readyOnce sync.Once
 }
 
 const (
@@ -45,7 +49,7 @@ func NewPostgresRelay(url string, hub *Hub, log *slog.Logger) *PostgresRelay {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &PostgresRelay{url: url, hub: hub, log: log, queue: make(chan *Event, 16384)}
+	r := &PostgresRelay{url: url, hub: hub, log: log, queue: make(chan *Event, 16384), ready: make(chan struct{})}
 	hub.SetRelay(r)
 	return r
 }
@@ -58,11 +62,18 @@ func (r *PostgresRelay) Publish(ev *Event) {
 	default:
 		r.dropped.Add(1)
 		r.hub.dropped.Add(1)
+		if ev.committed != nil {
+			close(ev.committed) // nobody should wait for an event that will not come
+		}
 		if now := time.Now().Unix(); r.lastDrops.Swap(now) != now {
 			r.log.Warn("realtime relay queue full: events dropped", "dropped_total", r.dropped.Load())
 		}
 	}
 }
+
+// Ready is closed once the relay listens, so that a node starts serving streams only when
+// it will hear the other nodes' events.
+func (r *PostgresRelay) Ready() <-chan struct{} { return r.ready }
 
 // Run writes and listens until ctx ends, reconnecting after failures.
 func (r *PostgresRelay) Run(ctx context.Context) {
@@ -81,9 +92,13 @@ type relayed struct {
 func (r *PostgresRelay) runWriter(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
+		began := time.Now()
 		err := r.write(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		if time.Since(began) > 30*time.Second {
+			backoff = 100 * time.Millisecond
 		}
 		r.log.Warn("realtime relay writer lost its database; reconnecting", "err", err, "in", backoff)
 		select {
@@ -203,17 +218,29 @@ func (r *PostgresRelay) commit(ctx context.Context, conn *pgx.Conn, batch []*Eve
 	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", relayChannel, string(payload)); err != nil {
 		return err
 	}
-	return tx.Commit(ctx)
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	for _, ev := range batch {
+		if ev.committed != nil {
+			close(ev.committed)
+		}
+	}
+	return nil
 }
 
 func (r *PostgresRelay) runListener(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	first := true
 	for ctx.Err() == nil {
+		began := time.Now()
 		err := r.listen(ctx, first)
 		first = false
 		if ctx.Err() != nil {
 			return
+		}
+		if time.Since(began) > 30*time.Second {
+			backoff = 100 * time.Millisecond // it was up a while: this is a new failure
 		}
 		r.log.Warn("realtime relay listener lost its database; reconnecting", "err", err, "in", backoff)
 		select {
@@ -253,6 +280,7 @@ func (r *PostgresRelay) listen(ctx context.Context, first bool) error {
 	} else if err := r.catchUp(ctx, conn, last); err != nil {
 		return err
 	}
+	r.readyOnce.Do(func() { close(r.ready) })
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {

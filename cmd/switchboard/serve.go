@@ -75,6 +75,14 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 		relay := realtime.NewPostgresRelay(c.DatabaseURL, hub, log)
 		bgDone.Add(1)
 		go func() { defer bgDone.Done(); relay.Run(bg) }()
+		// Serve once the relay listens, so that no other node's event is missed.
+		select {
+		case <-relay.Ready():
+		case <-time.After(10 * time.Second):
+			log.Warn("the event relay is not listening yet; serving anyway")
+		case <-ctx.Done():
+			return nil
+		}
 	}
 	bgDone.Add(1)
 	go func() {
