@@ -246,7 +246,7 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request, p *Principal) 
 		return err
 	}
 	c := &call{principal: p, surface: "anthropic", asked: in.Model, stream: in.Stream, started: time.Now()}
-	if c.route, err = s.resolve(r.Context(), p, req); err != nil {
+	if err := s.resolve(r.Context(), c, req); err != nil {
 		return err
 	}
 	if !in.Stream {

@@ -2,12 +2,14 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/switchboard-go/switchboard/agent"
 	"github.com/switchboard-go/switchboard/agent/llm"
 	"github.com/switchboard-go/switchboard/store"
 )
@@ -29,17 +31,26 @@ type call struct {
 	stream    bool
 	started   time.Time
 	firstByte time.Duration
+	// tools are an agent's tools, run on the model's behalf (agent/{id} models).
+	tools map[string]agent.ToolFunc
 }
 
 // resolve finds the provider of a model name, and for "agent/{id}" folds the agent into
 // the request (its instructions before the client's system prompt, its temperature when
 // the client set none).
-func (s *Server) resolve(ctx context.Context, p *Principal, req *llm.Request) (llm.Route, error) {
+func (s *Server) resolve(ctx context.Context, c *call, req *llm.Request) (err error) {
+	c.route, err = s.resolveRoute(ctx, c, req)
+	return err
+}
+
+func (s *Server) resolveRoute(ctx context.Context, c *call, req *llm.Request) (llm.Route, error) {
+	p := c.principal
 	name := req.Model
 	if id, ok := strings.CutPrefix(name, "agent/"); ok {
 		a, err := store.Get[store.Agent](ctx, s.store, p.TenantID, id)
 		if errors.Is(err, store.ErrNotFound) {
-			return llm.Route{}, &Error{Status: http.StatusNotFound, Code: codeModelNotFound, Message: "The model " + name + " does not exist: no such agent",
+			// An unknown model is a bad request, as an unknown provider is (the issue: 400).
+			return llm.Route{}, &Error{Status: http.StatusBadRequest, Code: codeModelNotFound, Message: "The model " + name + " does not exist: no such agent",
 				Details: []store.FieldError{{Field: "model", Message: "no such agent"}}}
 		}
 		if err != nil {
@@ -51,6 +62,9 @@ func (s *Server) resolve(ctx context.Context, p *Principal, req *llm.Request) (l
 		if req.Temperature == nil {
 			t := a.Temperature
 			req.Temperature = &t
+		}
+		if err := s.addAgentTools(ctx, c, a, req); err != nil {
+			return llm.Route{}, err
 		}
 		name = a.Model
 	}
@@ -107,7 +121,16 @@ func (s *Server) complete(ctx context.Context, c *call, req *llm.Request) (*llm.
 	for _, rt := range s.candidates(c) {
 		r := *req
 		r.Model = rt.Upstream
-		resp, err := rt.Provider.Complete(ctx, &r)
+		var resp *llm.Response
+		var err error
+		if len(c.tools) > 0 {
+			var st llm.Stream
+			if st, err = agent.WithTools(ctx, rt.Provider, &r, c.tools); err == nil {
+				resp, err = llm.Collect(st)
+			}
+		} else {
+			resp, err = rt.Provider.Complete(ctx, &r)
+		}
 		if err == nil {
 			c.route = rt
 			return resp, nil
@@ -127,7 +150,13 @@ func (s *Server) stream(ctx context.Context, c *call, req *llm.Request) (llm.Str
 	for _, rt := range s.candidates(c) {
 		r := *req
 		r.Model = rt.Upstream
-		st, err := rt.Provider.Stream(ctx, &r)
+		var st llm.Stream
+		var err error
+		if len(c.tools) > 0 {
+			st, err = agent.WithTools(ctx, rt.Provider, &r, c.tools)
+		} else {
+			st, err = rt.Provider.Stream(ctx, &r)
+		}
 		if err == nil {
 			c.route = rt
 			return st, nil
@@ -256,6 +285,29 @@ func (s *Server) checkSpend(ctx context.Context, w http.ResponseWriter, p *Princ
 		if spent >= k.BudgetUSD {
 			return &Error{Status: http.StatusPaymentRequired, Code: "budget_exhausted",
 				Message: "The spending budget of this key is used up"}
+		}
+	}
+	return nil
+}
+
+// addAgentTools offers the model the agent's tools and makes the call run them: their
+// webhooks are called on the model's behalf, and only the answer reaches the client.
+func (s *Server) addAgentTools(ctx context.Context, c *call, a *store.Agent, req *llm.Request) error {
+	for _, id := range a.ToolIDs {
+		t, err := store.Get[store.Tool](ctx, s.store, c.principal.TenantID, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // deleted since: the agent does without it
+		}
+		if err != nil {
+			return err
+		}
+		params, _ := json.Marshal(t.Parameters)
+		req.Tools = append(req.Tools, llm.Tool{Name: t.Name, Description: t.Description, Parameters: params})
+		if c.tools == nil {
+			c.tools = map[string]agent.ToolFunc{}
+		}
+		c.tools[t.Name] = func(ctx context.Context, args string) (string, error) {
+			return s.webhooks.Run(ctx, t, args)
 		}
 	}
 	return nil

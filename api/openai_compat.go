@@ -279,7 +279,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request, p *Prin
 		return err
 	}
 	c := &call{principal: p, surface: "openai", asked: in.Model, stream: in.Stream, started: time.Now()}
-	if c.route, err = s.resolve(r.Context(), p, req); err != nil {
+	if err := s.resolve(r.Context(), c, req); err != nil {
 		return err
 	}
 	if !in.Stream {

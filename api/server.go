@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchboard-go/switchboard/agent"
 	"github.com/switchboard-go/switchboard/agent/llm"
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/store"
@@ -39,6 +40,8 @@ type Config struct {
 	// SSE and WebSocket. Both may be nil: then there are no stream routes.
 	Hub     *realtime.Hub
 	Streams *realtime.Server
+	// Webhooks run agents' tools; nil makes a runner that refuses private addresses.
+	Webhooks *agent.Webhooks
 	// Models are the providers of the model gateway (/v1/chat/completions, /v1/messages);
 	// nil answers every model as unsupported.
 	Models *llm.Registry
@@ -46,15 +49,16 @@ type Config struct {
 
 // Server is the HTTP API of one node.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	store   *store.Store
-	auth    *Authenticator
-	limiter *RateLimiter
-	tokens  *tokenCounter
-	started time.Time
-	routes  []route
-	handler http.Handler
+	cfg      Config
+	log      *slog.Logger
+	store    *store.Store
+	auth     *Authenticator
+	limiter  *RateLimiter
+	tokens   *tokenCounter
+	webhooks *agent.Webhooks
+	started  time.Time
+	routes   []route
+	handler  http.Handler
 
 	// registries caches each tenant's model registry: the server's providers with the
 	// tenant's own over them (see registryFor).
@@ -105,7 +109,10 @@ func New(cfg Config) *Server {
 	if cfg.Models == nil {
 		cfg.Models, _ = llm.NewRegistry(nil)
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, store: cfg.Store, auth: cfg.Auth, limiter: NewRateLimiter(), tokens: newTokenCounter(), started: time.Now()}
+	if cfg.Webhooks == nil {
+		cfg.Webhooks = agent.NewWebhooks(false)
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, store: cfg.Store, auth: cfg.Auth, limiter: NewRateLimiter(), tokens: newTokenCounter(), webhooks: cfg.Webhooks, started: time.Now()}
 	s.routes = s.allRoutes()
 	s.handler = s.recoverer(s.logRequests(s.buildMux()))
 	return s

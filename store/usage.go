@@ -41,7 +41,8 @@ func (u *UsageRecord) Validate() error {
 // SpentUSD is what a key of the tenant has spent through the gateway in all.
 func (s *Store) SpentUSD(ctx context.Context, tenantID, keyID string) (float64, error) {
 	var spent float64
-	err := s.db.NewSelect().Table("usage_records").ColumnExpr("COALESCE(SUM(cost_usd), 0)").
+	// 0.0, not 0: SQLite's COALESCE of no rows is then a REAL, which scans into a float64.
+	err := s.db.NewSelect().Table("usage_records").ColumnExpr("COALESCE(SUM(cost_usd), 0.0)").
 		Where("tenant_id = ?", tenantID).Where("key_id = ?", keyID).Scan(ctx, &spent)
 	return spent, classify(err)
 }

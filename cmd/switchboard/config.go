@@ -25,6 +25,9 @@ type config struct {
 	Secret        string
 	RateLimit     int
 	ProvidersFile string
+	// AllowPrivateWebhooks lets agents' tools call addresses of this machine and its
+	// private networks.
+	AllowPrivateWebhooks bool
 }
 
 // env reads an environment variable with a default.
@@ -51,6 +54,7 @@ func (c *config) registerServe(fs *flag.FlagSet) {
 	fs.StringVar(&c.SIPAddr, "sip-addr", env("SWITCHBOARD_SIP_ADDR", ":5060"), "SIP listen address, UDP and TCP (SWITCHBOARD_SIP_ADDR)")
 	fs.StringVar(&c.PublicIP, "public-ip", env("SWITCHBOARD_PUBLIC_IP", ""), "address advertised in SIP and SDP when behind NAT (SWITCHBOARD_PUBLIC_IP)")
 	fs.StringVar(&c.ProvidersFile, "providers-file", env("SWITCHBOARD_PROVIDERS_FILE", ""), "YAML file of model providers for the gateway (SWITCHBOARD_PROVIDERS_FILE)")
+	fs.BoolVar(&c.AllowPrivateWebhooks, "allow-private-webhooks", env("SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS", "") == "true", "let agents' tool webhooks reach loopback and private addresses (SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS=true)")
 	fs.IntVar(&c.RateLimit, "rate-limit", envInt("SWITCHBOARD_RATE_LIMIT", 100), "requests a minute for an API key without a limit of its own (SWITCHBOARD_RATE_LIMIT)")
 }
 
