@@ -28,7 +28,7 @@ vet:
 
 # The whole suite with the race detector, plus go vet, against a real PostgreSQL
 # (TEST_DATABASE_URL, or a throwaway cluster made for the run) and SQLite.
-test: deps vet
+test: deps vet sdk
 	./scripts/with-postgres.sh $(GO) test -race -count=1 -timeout 30m ./...
 
 # Benchmarks (figures in BENCHMARKS.md). The API and store benchmarks scale with BENCHTIME;
@@ -43,3 +43,8 @@ fmt:
 
 clean:
 	rm -rf bin
+
+# The official OpenAI and Anthropic clients (versions pinned in testdata/sdk/package.json)
+# that api/sdk_test.go runs as judges of the model gateway; installed once, not vendored.
+sdk:
+	@test -d testdata/sdk/node_modules || npm install --no-audit --no-fund --prefix testdata/sdk

@@ -62,8 +62,9 @@ type antTool struct {
 }
 
 type antToolChoice struct {
-	Type string `json:"type"`
-	Name string `json:"name,omitempty"`
+	Type                   string `json:"type"`
+	Name                   string `json:"name,omitempty"`
+	DisableParallelToolUse bool   `json:"disable_parallel_tool_use,omitempty"`
 }
 
 // decodeAnthropic reads a Messages request into the neutral form.
@@ -194,6 +195,10 @@ func decodeAnthropic(body []byte) (*llm.Request, *antRequest, error) {
 			req.ToolChoice = &llm.ToolChoice{Mode: llm.ToolChoiceTool, Name: tc.Name}
 		default:
 			return nil, nil, bad("tool_choice.type", "must be auto, any, tool or none")
+		}
+		if tc.DisableParallelToolUse {
+			no := false
+			req.ParallelToolCalls = &no
 		}
 	}
 	return req, &in, nil

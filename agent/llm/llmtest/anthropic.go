@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/switchboard-go/switchboard/agent/llm"
 )
@@ -22,7 +23,10 @@ func (anthropic) endpoint(method, path string) string {
 }
 
 func (anthropic) authorize(h http.Header, key string) *apiError {
-	if key != "" && h.Get("X-Api-Key") != key {
+	// The key comes as x-api-key, or as a Bearer token, which is how the official client
+	// (@anthropic-ai/sdk 1.x) sends the apiKey it is given.
+	bearer, isBearer := strings.CutPrefix(h.Get("Authorization"), "Bearer ")
+	if key != "" && h.Get("X-Api-Key") != key && (!isBearer || bearer != key) {
 		return &apiError{status: http.StatusUnauthorized, typ: "authentication_error", message: "invalid x-api-key"}
 	}
 	if h.Get("Anthropic-Version") == "" {
