@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/switchboard-go/switchboard/agent"
@@ -251,11 +252,48 @@ func (s *Server) record(c *call, usage llm.Usage, status int) {
 		LatencyMS: int(time.Since(c.started).Milliseconds()), TTFTMS: int(c.firstByte.Milliseconds()),
 		Status: status, Stream: c.stream,
 	}
+	u.TenantID = c.principal.TenantID
 	s.tokens.add(c.principal.limiterKey(), usage.InputTokens+usage.OutputTokens)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := store.Create(ctx, s.store, c.principal.TenantID, u); err != nil {
-		s.log.Warn("usage not recorded", "model", c.asked, "err", err)
+	s.usageLog.add(u)
+	s.flushUsage()
+}
+
+// usageBatch gathers usage records while one request writes them: under load, many
+// requests' records go in one insert instead of a transaction each.
+type usageBatch struct {
+	mu       sync.Mutex
+	pending  []*store.UsageRecord
+	flushing bool
+}
+
+func (b *usageBatch) add(u *store.UsageRecord) {
+	b.mu.Lock()
+	b.pending = append(b.pending, u)
+	b.mu.Unlock()
+}
+
+// flushUsage writes what is pending, unless another request is writing already, in which
+// case that request writes this one's record too. A request alone writes its own before it
+// ends, so what a client did is in /api/v1/usage when its answer is complete.
+func (s *Server) flushUsage() {
+	b := &s.usageLog
+	for {
+		b.mu.Lock()
+		if b.flushing || len(b.pending) == 0 {
+			b.mu.Unlock()
+			return
+		}
+		batch := b.pending
+		b.pending, b.flushing = nil, true
+		b.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.store.CreateUsage(ctx, batch); err != nil {
+			s.log.Warn("usage not recorded", "records", len(batch), "err", err)
+		}
+		cancel()
+		b.mu.Lock()
+		b.flushing = false
+		b.mu.Unlock()
 	}
 }
 

@@ -56,6 +56,7 @@ type Server struct {
 	limiter  *RateLimiter
 	tokens   *tokenCounter
 	webhooks *agent.Webhooks
+	usageLog usageBatch
 	started  time.Time
 	routes   []route
 	handler  http.Handler

@@ -35,14 +35,14 @@ type APIKey struct {
 	// Kind is the key's prefix, such as "as_live_".
 	Kind string `bun:"kind,notnull" json:"kind"`
 	// Display is the start and end of the key, enough to recognise it, never to use it.
-	Display    string     `bun:"display,notnull" json:"display"`
-	Hash       string     `bun:"hash,notnull" json:"-"`
-	Scopes     []string   `bun:"scopes,type:json" json:"scopes"`
-	RateLimit  int        `bun:"rate_limit,notnull" json:"rate_limit"`
+	Display   string   `bun:"display,notnull" json:"display"`
+	Hash      string   `bun:"hash,notnull" json:"-"`
+	Scopes    []string `bun:"scopes,type:json" json:"scopes"`
+	RateLimit int      `bun:"rate_limit,notnull" json:"rate_limit"`
 	// TokenLimit bounds the model gateway's tokens a minute (0: none); BudgetUSD bounds
 	// what the key may spend there in all (0: none).
-	TokenLimit int     `bun:"token_limit,notnull" json:"token_limit"`
-	BudgetUSD  float64 `bun:"budget_usd,notnull" json:"budget_usd"`
+	TokenLimit int        `bun:"token_limit,notnull" json:"token_limit"`
+	BudgetUSD  float64    `bun:"budget_usd,notnull" json:"budget_usd"`
 	LastUsedAt *time.Time `bun:"last_used_at" json:"last_used_at"`
 	ExpiresAt  *time.Time `bun:"expires_at" json:"expires_at"`
 	RevokedAt  *time.Time `bun:"revoked_at" json:"revoked_at"`

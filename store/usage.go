@@ -38,6 +38,19 @@ func (u *UsageRecord) Validate() error {
 	return fe.err()
 }
 
+// CreateUsage inserts usage records (each with its TenantID set) in one statement.
+func (s *Store) CreateUsage(ctx context.Context, records []*UsageRecord) error {
+	now := s.now()
+	for _, u := range records {
+		u.ID, u.CreatedAt, u.UpdatedAt = newID(u.idPrefix()), now, now
+		if err := u.Validate(); err != nil {
+			return err
+		}
+	}
+	_, err := s.db.NewInsert().Model(&records).Exec(ctx)
+	return classify(err)
+}
+
 // SpentUSD is what a key of the tenant has spent through the gateway in all.
 func (s *Store) SpentUSD(ctx context.Context, tenantID, keyID string) (float64, error) {
 	var spent float64
@@ -71,6 +84,6 @@ func (s *Store) UsageByKeyModelDay(ctx context.Context, tenantID string, from, t
 		ColumnExpr("COALESCE(SUM(input_tokens), 0) AS input_tokens, COALESCE(SUM(output_tokens), 0) AS output_tokens").
 		ColumnExpr("COALESCE(SUM(cost_usd), 0) AS cost_usd").
 		Where("tenant_id = ?", tenantID).Where("created_at >= ?", from).Where("created_at < ?", to).
-		GroupExpr("key_id, model, " + day).OrderExpr("day DESC, key_id, model").Scan(ctx, &out)
+		GroupExpr("key_id, model, "+day).OrderExpr("day DESC, key_id, model").Scan(ctx, &out)
 	return out, classify(err)
 }
