@@ -237,30 +237,17 @@ type antUsage struct {
 	OutputTokens int `json:"output_tokens"`
 }
 
-// messages serves POST /v1/messages.
-func (s *Server) messages(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	body, err := readGatewayBody(w, r)
-	if err != nil {
-		return err
-	}
-	req, in, err := decodeAnthropic(body)
-	if err != nil {
-		return err
-	}
-	if err := s.checkSpend(r.Context(), w, p); err != nil {
-		return err
-	}
-	c := &call{principal: p, surface: "anthropic", asked: in.Model, stream: in.Stream, started: time.Now()}
-	if err := s.resolve(r.Context(), c, req); err != nil {
-		return err
-	}
-	if !in.Stream {
-		resp, err := s.complete(r.Context(), c, req)
+// anthropicDialect is the gateway's Anthropic surface, POST /v1/messages.
+var anthropicDialect = gatewayDialect{
+	surface: "anthropic",
+	decode: func(body []byte) (*llm.Request, gatewayAsk, error) {
+		req, in, err := decodeAnthropic(body)
 		if err != nil {
-			s.record(c, llm.Usage{}, asError(err).Status)
-			return err
+			return nil, gatewayAsk{}, err
 		}
-		c.firstByte = time.Since(c.started)
+		return req, gatewayAsk{model: in.Model, stream: in.Stream}, nil
+	},
+	whole: func(w http.ResponseWriter, model string, resp *llm.Response) {
 		content := []map[string]any{}
 		if resp.Content != "" {
 			content = append(content, map[string]any{"type": "text", "text": resp.Content})
@@ -274,21 +261,13 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request, p *Principal) 
 			seq = &resp.StopSequence
 		}
 		writeJSON(w, http.StatusOK, antMessageOut{
-			ID: newCompletionID("msg_"), Type: "message", Role: "assistant", Model: in.Model, Content: content,
+			ID: newCompletionID("msg_"), Type: "message", Role: "assistant", Model: model, Content: content,
 			StopReason: &stop, StopSequence: seq, Usage: antUsage{InputTokens: resp.Usage.InputTokens, OutputTokens: resp.Usage.OutputTokens},
 		})
-		s.record(c, resp.Usage, http.StatusOK)
-		return nil
-	}
-	st, err := s.stream(r.Context(), c, req)
-	if err != nil {
-		s.record(c, llm.Usage{}, asError(err).Status)
-		return err
-	}
-	defer st.Close()
-	usage := s.streamAnthropic(w, r, c, st)
-	s.record(c, usage, http.StatusOK)
-	return nil
+	},
+	stream: func(s *Server, w http.ResponseWriter, r *http.Request, c *call, st llm.Stream, _ gatewayAsk) llm.Usage {
+		return s.streamAnthropic(w, r, c, st)
+	},
 }
 
 // toolInput is a tool call's arguments as a JSON object (Anthropic's input), {} when they

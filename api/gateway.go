@@ -36,6 +36,63 @@ type call struct {
 	tools map[string]agent.ToolFunc
 }
 
+// gatewayDialect is one surface of the gateway: how it reads a request into the neutral
+// form, and writes a whole answer or a stream in its own wire format.
+type gatewayDialect struct {
+	surface string
+	decode  func(body []byte) (*llm.Request, gatewayAsk, error)
+	whole   func(w http.ResponseWriter, model string, resp *llm.Response)
+	stream  func(s *Server, w http.ResponseWriter, r *http.Request, c *call, st llm.Stream, ask gatewayAsk) llm.Usage
+}
+
+// gatewayAsk is what a request asked beyond the neutral form.
+type gatewayAsk struct {
+	model        string
+	stream       bool
+	includeUsage bool
+}
+
+// serveGateway serves one surface: decode, check the key's limits, resolve the model, ask
+// the provider (with fallbacks and the agent's tools), answer, and record the usage.
+func (s *Server) serveGateway(d gatewayDialect) func(http.ResponseWriter, *http.Request, *Principal) error {
+	return func(w http.ResponseWriter, r *http.Request, p *Principal) error {
+		body, err := readGatewayBody(w, r)
+		if err != nil {
+			return err
+		}
+		req, ask, err := d.decode(body)
+		if err != nil {
+			return err
+		}
+		if err := s.checkSpend(r.Context(), w, p); err != nil {
+			return err
+		}
+		c := &call{principal: p, surface: d.surface, asked: ask.model, stream: ask.stream, started: time.Now()}
+		if err := s.resolve(r.Context(), c, req); err != nil {
+			return err
+		}
+		if !ask.stream {
+			resp, err := s.complete(r.Context(), c, req)
+			if err != nil {
+				s.record(c, llm.Usage{}, asError(err).Status)
+				return err
+			}
+			c.firstByte = time.Since(c.started)
+			d.whole(w, ask.model, resp)
+			s.record(c, resp.Usage, http.StatusOK)
+			return nil
+		}
+		st, err := s.stream(r.Context(), c, req)
+		if err != nil {
+			s.record(c, llm.Usage{}, asError(err).Status)
+			return err
+		}
+		defer st.Close()
+		s.record(c, d.stream(s, w, r, c, st, ask), http.StatusOK)
+		return nil
+	}
+}
+
 // resolve finds the provider of a model name, and for "agent/{id}" folds the agent into
 // the request (its instructions before the client's system prompt, its temperature when
 // the client set none).

@@ -265,30 +265,17 @@ func newCompletionID(prefix string) string {
 	return prefix + hex.EncodeToString(b[:])
 }
 
-// chatCompletions serves POST /v1/chat/completions.
-func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	body, err := readGatewayBody(w, r)
-	if err != nil {
-		return err
-	}
-	req, in, err := decodeOpenAI(body)
-	if err != nil {
-		return err
-	}
-	if err := s.checkSpend(r.Context(), w, p); err != nil {
-		return err
-	}
-	c := &call{principal: p, surface: "openai", asked: in.Model, stream: in.Stream, started: time.Now()}
-	if err := s.resolve(r.Context(), c, req); err != nil {
-		return err
-	}
-	if !in.Stream {
-		resp, err := s.complete(r.Context(), c, req)
+// openAIDialect is the gateway's OpenAI surface, POST /v1/chat/completions.
+var openAIDialect = gatewayDialect{
+	surface: "openai",
+	decode: func(body []byte) (*llm.Request, gatewayAsk, error) {
+		req, in, err := decodeOpenAI(body)
 		if err != nil {
-			s.record(c, llm.Usage{}, asError(err).Status)
-			return err
+			return nil, gatewayAsk{}, err
 		}
-		c.firstByte = time.Since(c.started)
+		return req, gatewayAsk{model: in.Model, stream: in.Stream, includeUsage: in.StreamOptions != nil && in.StreamOptions.IncludeUsage}, nil
+	},
+	whole: func(w http.ResponseWriter, model string, resp *llm.Response) {
 		content := resp.Content
 		msg := &oaiOutMsg{Role: "assistant", Content: &content}
 		if content == "" && len(resp.ToolCalls) > 0 {
@@ -301,22 +288,14 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request, p *Prin
 		}
 		finish := resp.StopReason.OpenAI()
 		writeJSON(w, http.StatusOK, oaiCompletion{
-			ID: newCompletionID("chatcmpl-"), Object: "chat.completion", Created: time.Now().Unix(), Model: in.Model,
+			ID: newCompletionID("chatcmpl-"), Object: "chat.completion", Created: time.Now().Unix(), Model: model,
 			Choices: []oaiChoice{{Index: 0, Message: msg, FinishReason: &finish}},
 			Usage:   &oaiUsage{PromptTokens: resp.Usage.InputTokens, CompletionTokens: resp.Usage.OutputTokens, TotalTokens: resp.Usage.InputTokens + resp.Usage.OutputTokens},
 		})
-		s.record(c, resp.Usage, http.StatusOK)
-		return nil
-	}
-	st, err := s.stream(r.Context(), c, req)
-	if err != nil {
-		s.record(c, llm.Usage{}, asError(err).Status)
-		return err
-	}
-	defer st.Close()
-	usage := s.streamOpenAI(w, r, c, st, in.StreamOptions != nil && in.StreamOptions.IncludeUsage)
-	s.record(c, usage, http.StatusOK)
-	return nil
+	},
+	stream: func(s *Server, w http.ResponseWriter, r *http.Request, c *call, st llm.Stream, ask gatewayAsk) llm.Usage {
+		return s.streamOpenAI(w, r, c, st, ask.includeUsage)
+	},
 }
 
 // streamOpenAI writes the neutral stream as chat.completion.chunk events: the role first,

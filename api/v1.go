@@ -17,10 +17,10 @@ func (s *Server) v1Routes() []route {
 	return []route{
 		{Method: http.MethodPost, Path: "/v1/chat/completions", Tag: tag, Scope: store.ScopeWrite, Dialect: dialectOpenAI, Status: http.StatusOK,
 			Summary: "OpenAI-compatible chat completions (streaming, tools) over any provider: model is provider/model or agent/{id}",
-			Request: oaiRequest{}, Response: oaiCompletion{}, Handle: s.chatCompletions},
+			Request: oaiRequest{}, Response: oaiCompletion{}, Handle: s.serveGateway(openAIDialect)},
 		{Method: http.MethodPost, Path: "/v1/messages", Tag: tag, Scope: store.ScopeWrite, Dialect: dialectAnthropic, Status: http.StatusOK,
 			Summary: "Anthropic Messages API (streaming with event: lines, tools) over any provider",
-			Request: antRequest{}, Response: antMessageOut{}, Handle: s.messages},
+			Request: antRequest{}, Response: antMessageOut{}, Handle: s.serveGateway(anthropicDialect)},
 		{Method: http.MethodGet, Path: "/v1/models", Tag: tag, Scope: store.ScopeRead, Dialect: dialectOpenAI, Status: http.StatusOK,
 			Summary:  "The models this key may use: every configured provider's, and the tenant's agents as agent/{id}",
 			Response: modelList{}, Handle: s.listModels},
