@@ -1,0 +1,74 @@
+// Package media owns the audio of a call: 20 ms frames of PCM16, the codecs that carry them
+// (PCMU, PCMA, Opus), resampling between the rates transports and engines use, the RTP
+// session with its jitter buffer and RFC 4733 telephone events, RTCP statistics, and WAV
+// recording. It knows nothing of SIP, HTTP or the database.
+//
+// The steady-state media path allocates nothing per frame: every stage owns its buffers,
+// allocated once per stream, and writes into buffers its caller owns.
+package media
+
+import (
+	"errors"
+	"time"
+)
+
+// FrameDuration is the length of every frame on the media path.
+const FrameDuration = 20 * time.Millisecond
+
+// Sample rates the media path uses: telephone (8 kHz), wideband (16 kHz, speech engines),
+// 24 kHz (some speech synthesizers) and fullband (48 kHz, Opus and WebRTC).
+const (
+	Rate8k  = 8000
+	Rate16k = 16000
+	Rate24k = 24000
+	Rate48k = 48000
+)
+
+// SamplesPerFrame is how many samples a 20 ms frame holds at rate.
+func SamplesPerFrame(rate int) int { return rate / 50 }
+
+// Frame is 20 ms of mono PCM16 audio. Samples is owned by whoever allocated it; stages write
+// into a frame their caller passes rather than returning new ones.
+type Frame struct {
+	Rate    int
+	Samples []int16
+}
+
+// EventKind says what an Event is.
+type EventKind uint8
+
+const (
+	// EventDTMF is a key pressed (RFC 4733 telephone-event, SIP INFO, or in-band).
+	EventDTMF EventKind = iota + 1
+	// EventHangup is the far end gone (BYE, closed socket, media timeout).
+	EventHangup
+)
+
+// Event is something other than audio that happened on a stream.
+type Event struct {
+	Kind EventKind
+	// Digit is the key of a DTMF event: 0-9, *, #, A-D.
+	Digit    rune
+	Duration time.Duration
+	// Reason says why a hang-up happened ("bye", "media-timeout", …).
+	Reason string
+}
+
+// Stream is the seam every transport adapts to and the agent sees alone: a duplex source
+// and sink of 20 ms PCM16 frames at one sample rate, with DTMF and hang-up as events.
+type Stream interface {
+	// SampleRate is the rate of the frames read and written.
+	SampleRate() int
+	// ReadFrame fills f (whose Samples has room for one frame) with the next 20 ms heard,
+	// waiting for it; it returns ErrClosed once the stream ended.
+	ReadFrame(f *Frame) error
+	// WriteFrame sends 20 ms to the far end; the stream paces it.
+	WriteFrame(f *Frame) error
+	// Events delivers DTMF and hang-up; it is closed when the stream ends.
+	Events() <-chan Event
+	// Close ends the stream; it is idempotent.
+	Close() error
+}
+
+// ErrClosed is a stream that has ended.
+var ErrClosed = errors.New("media: stream closed")
