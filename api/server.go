@@ -64,6 +64,8 @@ type Server struct {
 	// registries caches each tenant's model registry: the server's providers with the
 	// tenant's own over them (see registryFor).
 	registries sync.Map
+	// modelLists caches what providers answered for their models (see upstreamModels).
+	modelLists sync.Map
 
 	openAPIOnce sync.Once
 	openAPIJSON []byte

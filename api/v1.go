@@ -1,11 +1,13 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/switchboard-go/switchboard/agent/llm"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -54,9 +56,21 @@ func (s *Server) listModels(w http.ResponseWriter, r *http.Request, p *Principal
 	if err != nil {
 		return err
 	}
+	listed := map[string]bool{}
 	for _, m := range reg.Models() {
 		provider, _, _ := strings.Cut(m, "/")
+		listed[provider] = true
 		out.Data = append(out.Data, modelInfo{ID: m, Object: "model", Created: now, OwnedBy: provider})
+	}
+	// A provider whose configuration names no models is asked for its own list.
+	for _, name := range reg.Names() {
+		cfg, _ := reg.Config(name)
+		if listed[name] || (cfg.KeyRequired && cfg.APIKey == "") {
+			continue
+		}
+		for _, m := range s.upstreamModels(r.Context(), p.TenantID, name, reg) {
+			out.Data = append(out.Data, modelInfo{ID: name + "/" + m, Object: "model", Created: now, OwnedBy: name})
+		}
 	}
 	for offset := 0; ; offset += 100 {
 		agents, total, err := store.List[store.Agent](r.Context(), s.store, p.TenantID, store.Page{Limit: 100, Offset: offset})
@@ -150,4 +164,33 @@ func (s *Server) amaListKeys(w http.ResponseWriter, r *http.Request, p *Principa
 func (s *Server) amaValidate(w http.ResponseWriter, r *http.Request, p *Principal) error {
 	writeJSON(w, http.StatusOK, amaValidate{Valid: true, KeyID: p.KeyID, TenantID: p.TenantID, Scopes: p.Scopes})
 	return nil
+}
+
+// upstreamModels asks a provider for its models, briefly, and remembers the answer for a
+// few minutes; a provider that does not answer lists nothing.
+func (s *Server) upstreamModels(ctx context.Context, tenantID, name string, reg *llm.Registry) []string {
+	key := tenantID + "\x00" + name
+	if v, ok := s.modelLists.Load(key); ok {
+		if ml := v.(modelListing); time.Since(ml.at) < 5*time.Minute {
+			return ml.models
+		}
+	}
+	p, ok := reg.Provider(name)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	models, err := p.Models(ctx)
+	if err != nil {
+		s.log.Debug("provider did not list its models", "provider", name, "err", err)
+		models = nil
+	}
+	s.modelLists.Store(key, modelListing{models: models, at: time.Now()})
+	return models
+}
+
+type modelListing struct {
+	models []string
+	at     time.Time
 }
