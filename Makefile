@@ -35,7 +35,7 @@ test: deps vet sdk
 # each stream benchmark is one scenario (10,000 real sockets at the largest), run once.
 #   make bench BENCH=GetAgent BENCHTIME=50000x
 bench: deps
-	./scripts/with-postgres.sh $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem ./api/ ./store/
+	./scripts/with-postgres.sh $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem ./api/ ./store/ ./media/ ./agent/...
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 1x -benchmem ./realtime/
 
 fmt:
