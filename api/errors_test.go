@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/switchboard-go/switchboard/store"
 )
 
 // maxBody is the body limit of the canonical surface (1 MiB).
@@ -247,4 +249,17 @@ func TestConflicts(t *testing.T) {
 		wantStatus(t, ts.do(http.MethodPatch, "/api/v1/agents/"+agent, ts.Key, obj{"tool_ids": arr{}}), http.StatusOK, "drop tool")
 		wantStatus(t, ts.do(http.MethodDelete, "/api/v1/tools/"+tool, ts.Key, nil), http.StatusNoContent, "delete tool")
 	})
+}
+
+// Field names are matched exactly: a key that differs only in case is an unknown field, not
+// a way around validation, and nothing is written.
+func TestMiscasedFieldsAreUnknown(t *testing.T) {
+	ts := newTestServer(t, store.SQLite)
+	wantError(t, ts.do(http.MethodPost, "/api/v1/agents", ts.Key, `{"NAME":"x"}`), 422, "validation_error", "NAME")
+	wantError(t, ts.do(http.MethodPost, "/api/v1/agents", ts.Key, `{"name":"x","voice":{"Speed":1}}`), 422, "validation_error", "voice.Speed")
+	wantError(t, ts.do(http.MethodPost, "/api/v1/workflows", ts.Key,
+		`{"name":"w","graph":{"start":"a","nodes":[{"id":"a","type":"say","Text":"hi"}],"edges":[]}}`), 422, "validation_error", "graph.nodes[0].Text")
+	if r := ts.do(http.MethodGet, "/api/v1/agents", ts.Key, nil); r.JSON(t)["total"] != float64(0) {
+		t.Fatalf("a refused agent was written: %s", r.Body)
+	}
 }

@@ -109,6 +109,14 @@ func decodeInto(body []byte, v any, replace bool) error {
 			}
 		}
 	}
+	// Go's decoder matches keys to fields regardless of case; the canonical surface's
+	// fields are snake_case exactly, and "NAME" is refused like any unknown field.
+	var doc any
+	if err := json.Unmarshal(body, &doc); err == nil {
+		if field := miscased(reflect.TypeOf(v), doc, ""); field != "" {
+			return errValidation(field, "is not a known field (field names are lower-case snake_case)")
+		}
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -257,4 +265,77 @@ type List[T any] struct {
 	Total  int `json:"total"`
 	Limit  int `json:"limit"`
 	Offset int `json:"offset"`
+}
+
+// miscased finds a key of doc that names a field of t only when case is ignored, and returns
+// its path ("" when there is none).
+func miscased(t reflect.Type, doc any, path string) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch d := doc.(type) {
+	case map[string]any:
+		if t.Kind() != reflect.Struct {
+			return ""
+		}
+		fields := jsonFields(t)
+		for k, val := range d {
+			ft, ok := fields[k]
+			if !ok {
+				for name := range fields {
+					if strings.EqualFold(name, k) {
+						return path + k
+					}
+				}
+				continue
+			}
+			if f := miscased(ft, val, path+k+"."); f != "" {
+				return f
+			}
+		}
+	case []any:
+		if t.Kind() != reflect.Slice && t.Kind() != reflect.Array {
+			return ""
+		}
+		for i, el := range d {
+			if f := miscased(t.Elem(), el, strings.TrimSuffix(path, ".")+"["+strconv.Itoa(i)+"]."); f != "" {
+				return f
+			}
+		}
+	}
+	return ""
+}
+
+// jsonFields maps the JSON names of a struct's fields (embedded structs' included) to
+// their types.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		if f.Anonymous && name == "" {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				for k, v := range jsonFields(ft) {
+					out[k] = v
+				}
+			}
+			continue
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out[name] = f.Type
+	}
+	return out
 }
