@@ -350,7 +350,7 @@ func (s *Server) streamAnthropic(w http.ResponseWriter, r *http.Request, c *call
 			if r.Context().Err() == nil {
 				start(llm.Delta{})
 				e := asError(upstreamError(err))
-				send("error", map[string]any{"type": "error", "error": map[string]any{"type": "api_error", "message": e.Message}})
+				send("error", map[string]any{"type": "error", "error": map[string]any{"type": streamErrorType(err), "message": e.Message}})
 			}
 			return usage
 		}
@@ -409,4 +409,19 @@ func (s *Server) streamAnthropic(w http.ResponseWriter, r *http.Request, c *call
 	closeBlock()
 	send("message_stop", map[string]any{"type": "message_stop"})
 	return usage
+}
+
+// streamErrorType is the Anthropic error type of a failure mid-stream: the upstream's own
+// when it said one Anthropic clients know (overloaded_error, rate_limit_error, …), else
+// api_error.
+func streamErrorType(err error) string {
+	var ue *llm.UpstreamError
+	if errors.As(err, &ue) {
+		switch ue.Type {
+		case "overloaded_error", "rate_limit_error", "invalid_request_error", "authentication_error",
+			"permission_error", "not_found_error", "request_too_large", "billing_error", "timeout_error":
+			return ue.Type
+		}
+	}
+	return "api_error"
 }
