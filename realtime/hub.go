@@ -62,6 +62,8 @@ type Hub struct {
 	mu     sync.Mutex
 	topics map[topicKey]*topicState
 	lastID uint64
+	// sweptUpTo is the newest event ID of the topics Sweep forgot.
+	sweptUpTo uint64
 
 	published atomic.Uint64
 	dropped   atomic.Uint64
@@ -256,6 +258,10 @@ func (h *Hub) Sweep(now time.Time) {
 	defer h.mu.Unlock()
 	for k, ts := range h.topics {
 		if len(ts.subs) == 0 && now.Sub(ts.last) > h.opts.ReplayAge {
+			// What the topic held is gone: a resume from before it must hear so.
+			if n := len(ts.ring); n > 0 && ts.ring[n-1].ID > h.sweptUpTo {
+				h.sweptUpTo = ts.ring[n-1].ID
+			}
 			delete(h.topics, k)
 		}
 	}
@@ -353,13 +359,15 @@ func (s *Subscriber) Add(topics []string, since uint64, reply any) error {
 		if s.topics[t] {
 			continue
 		}
+		_, existed := h.topics[topicKey{s.tenantID, t}]
 		ts := h.topicLocked(topicKey{s.tenantID, t}, true)
 		ts.subs[s] = struct{}{}
 		s.topics[t] = true
 		if since == 0 {
 			continue
 		}
-		if ts.evicted > since && gap == nil {
+		// A topic swept since the resume point may have had events after it.
+		if (ts.evicted > since || !existed && since < h.sweptUpTo) && gap == nil {
 			gap = &Gap{Reason: "replay_expired", Since: since}
 		}
 		for _, ev := range ts.ring {

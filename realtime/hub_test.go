@@ -761,3 +761,27 @@ func TestHubDispatch(t *testing.T) {
 	}
 	wantNothing(t, sub)
 }
+
+// A topic swept after its events aged out still tells a client resuming from before them
+// that it may have missed events.
+func TestResumeAfterSweepReportsGap(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	hub := realtime.NewHub(realtime.Options{ReplayAge: time.Millisecond})
+	if err := hub.Publish("ten_a", "call:x", realtime.TypeCallCreated, map[string]any{}); err != nil {
+		t.Fatal(err)
+	}
+	since := hub.LastID() - 1
+	time.Sleep(5 * time.Millisecond)
+	hub.Sweep(time.Now())
+	sub := hub.Subscribe("ten_a")
+	defer sub.Close()
+	if err := sub.Add([]string{"call:x"}, since, nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	it, err := sub.Next(ctx)
+	if err != nil || it.Gap == nil || it.Gap.Reason != "replay_expired" {
+		t.Fatalf("got %+v, %v; want a replay_expired gap", it, err)
+	}
+}
