@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -284,25 +283,8 @@ func toolInput(args string) json.RawMessage {
 // tool_use block (text_delta, input_json_delta), message_delta with the stop reason and
 // the usage so far, message_stop. An upstream failure mid-stream ends it with an error event.
 func (s *Server) streamAnthropic(w http.ResponseWriter, r *http.Request, c *call, st llm.Stream) llm.Usage {
-	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	var buf bytes.Buffer
-	send := func(event string, v any) bool {
-		buf.Reset()
-		buf.WriteString("event: " + event + "\ndata: ")
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(false)
-		_ = enc.Encode(v)
-		buf.WriteByte('\n')
-		if _, err := w.Write(buf.Bytes()); err != nil {
-			return false
-		}
-		return rc.Flush() == nil
-	}
+	out := startEventStream(w)
+	send := out.send
 	var (
 		usage   llm.Usage
 		started bool

@@ -304,25 +304,8 @@ var openAIDialect = gatewayDialect{
 // ends the stream with an error event in OpenAI's shape.
 func (s *Server) streamOpenAI(w http.ResponseWriter, r *http.Request, c *call, st llm.Stream, includeUsage bool) llm.Usage {
 	id, created := newCompletionID("chatcmpl-"), time.Now().Unix()
-	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	var buf bytes.Buffer
-	send := func(v any) bool {
-		buf.Reset()
-		buf.WriteString("data: ")
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(false)
-		_ = enc.Encode(v)
-		buf.WriteByte('\n')
-		if _, err := w.Write(buf.Bytes()); err != nil {
-			return false
-		}
-		return rc.Flush() == nil
-	}
+	out := startEventStream(w)
+	send := func(v any) bool { return out.send("", v) }
 	chunk := func(delta *oaiOutDelta, finish *string) oaiCompletion {
 		return oaiCompletion{ID: id, Object: "chat.completion.chunk", Created: created, Model: c.asked,
 			Choices: []oaiChoice{{Index: 0, Delta: delta, FinishReason: finish}}}
@@ -380,8 +363,7 @@ func (s *Server) streamOpenAI(w http.ResponseWriter, r *http.Request, c *call, s
 		send(oaiCompletion{ID: id, Object: "chat.completion.chunk", Created: created, Model: c.asked, Choices: []oaiChoice{},
 			Usage: &oaiUsage{PromptTokens: usage.InputTokens, CompletionTokens: usage.OutputTokens, TotalTokens: usage.InputTokens + usage.OutputTokens}})
 	}
-	_, _ = io.WriteString(w, "data: [DONE]\n\n")
-	_ = rc.Flush()
+	out.raw("data: [DONE]\n\n")
 	return usage
 }
 
@@ -403,3 +385,41 @@ func readGatewayBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 }
 
 const maxGatewayBody = 32 << 20
+
+// eventStream writes a text/event-stream answer, flushing every event as it is written.
+type eventStream struct {
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	buf bytes.Buffer
+}
+
+func startEventStream(w http.ResponseWriter) *eventStream {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	return &eventStream{w: w, rc: http.NewResponseController(w)}
+}
+
+// send writes one event of JSON data (with an "event:" line when event is set) and reports
+// whether the client is still there.
+func (e *eventStream) send(event string, v any) bool {
+	e.buf.Reset()
+	if event != "" {
+		e.buf.WriteString("event: " + event + "\n")
+	}
+	e.buf.WriteString("data: ")
+	enc := json.NewEncoder(&e.buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+	e.buf.WriteByte('\n')
+	return e.raw(e.buf.String())
+}
+
+func (e *eventStream) raw(s string) bool {
+	if _, err := io.WriteString(e.w, s); err != nil {
+		return false
+	}
+	return e.rc.Flush() == nil
+}
