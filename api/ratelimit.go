@@ -19,7 +19,31 @@ type RateLimiter struct {
 
 type limiterShard struct {
 	mu      sync.Mutex
-	windows map[string]*window
+	windows windowSet
+}
+
+// windowSet holds one counting window per key.
+type windowSet map[string]*window
+
+// at returns key's window of minute, started afresh when the minute changed; when the set
+// grows large it forgets the windows of past minutes.
+func (ws windowSet) at(key string, minute int64) *window {
+	w := ws[key]
+	if w == nil {
+		if len(ws) > 50_000 {
+			for k, old := range ws {
+				if old.start < minute {
+					delete(ws, k)
+				}
+			}
+		}
+		w = &window{start: minute}
+		ws[key] = w
+	}
+	if w.start != minute {
+		w.start, w.count = minute, 0
+	}
+	return w
 }
 
 type window struct {
@@ -31,7 +55,7 @@ type window struct {
 func NewRateLimiter() *RateLimiter {
 	l := &RateLimiter{seed: maphash.MakeSeed(), now: time.Now}
 	for i := range l.shards {
-		l.shards[i].windows = map[string]*window{}
+		l.shards[i].windows = windowSet{}
 	}
 	return l
 }
@@ -44,21 +68,7 @@ func (l *RateLimiter) Allow(key string, limit int) (ok bool, remaining int, rese
 	reset = time.Unix((minute+1)*60, 0)
 	sh := &l.shards[maphash.String(l.seed, key)%uint64(len(l.shards))]
 	sh.mu.Lock()
-	w := sh.windows[key]
-	if w == nil {
-		if len(sh.windows) > 50_000 {
-			for k, old := range sh.windows {
-				if old.start < minute {
-					delete(sh.windows, k)
-				}
-			}
-		}
-		w = &window{start: minute}
-		sh.windows[key] = w
-	}
-	if w.start != minute {
-		w.start, w.count = minute, 0
-	}
+	w := sh.windows.at(key, minute)
 	if w.count >= limit {
 		sh.mu.Unlock()
 		return false, 0, reset
@@ -94,34 +104,19 @@ func (l *RateLimiter) limit(w http.ResponseWriter, key string, limit int) *Error
 // limit is checked before a request and counted after it.
 type tokenCounter struct {
 	mu      sync.Mutex
-	windows map[string]*window
+	windows windowSet
 	now     func() time.Time
 }
 
 func newTokenCounter() *tokenCounter {
-	return &tokenCounter{windows: map[string]*window{}, now: time.Now}
+	return &tokenCounter{windows: windowSet{}, now: time.Now}
 }
 
 func (t *tokenCounter) add(key string, n int) {
 	minute := t.now().Unix() / 60
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	w := t.windows[key]
-	if w == nil {
-		if len(t.windows) > 50_000 {
-			for k, old := range t.windows {
-				if old.start < minute {
-					delete(t.windows, k)
-				}
-			}
-		}
-		w = &window{start: minute}
-		t.windows[key] = w
-	}
-	if w.start != minute {
-		w.start, w.count = minute, 0
-	}
-	w.count += n
+	t.windows.at(key, minute).count += n
+	t.mu.Unlock()
 }
 
 // used returns the tokens of key this minute and when the window resets.
