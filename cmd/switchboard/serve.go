@@ -16,6 +16,7 @@ import (
 	"github.com/switchboard-go/switchboard/agent/llm"
 	"github.com/switchboard-go/switchboard/api"
 	"github.com/switchboard-go/switchboard/realtime"
+	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -118,13 +119,38 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	if err != nil {
 		return err
 	}
+	// SIP: UDP and TCP on one port; calls to sip:echo@… are answered by the echo test.
+	sipSrv, err := sip.New(sip.Config{Log: log, PublicIP: c.PublicIP})
+	if err != nil {
+		return err
+	}
+	var lc net.ListenConfig
+	sipUDP, err := lc.ListenPacket(ctx, "udp", c.SIPAddr)
+	if err != nil {
+		return fmt.Errorf("sip: listen udp %s: %w", c.SIPAddr, err)
+	}
+	sipTCP, err := lc.Listen(ctx, "tcp", sipUDP.LocalAddr().String())
+	if err != nil {
+		_ = sipUDP.Close()
+		return fmt.Errorf("sip: listen tcp %s: %w", sipUDP.LocalAddr(), err)
+	}
+	sipCtx, stopSIP := context.WithCancel(context.WithoutCancel(ctx))
+	sipDone := make(chan struct{})
+	go func() {
+		defer close(sipDone)
+		if err := sipSrv.Serve(sipCtx, sipUDP, sipTCP); err != nil {
+			log.Error("sip stopped", "err", err)
+		}
+	}()
+	defer func() { stopSIP(); <-sipDone }()
+
 	flushCtx, stopFlush := context.WithCancel(context.WithoutCancel(ctx))
 	flushed := make(chan struct{})
 	go func() { auth.RunFlusher(flushCtx, 30*time.Second); close(flushed) }()
 
 	errc := make(chan error, 1)
 	go func() { errc <- httpSrv.Serve(ln) }()
-	log.Info("switchboard serving", "version", version, "http", ln.Addr().String(), "database", st.Dialect(), "data_dir", c.DataDir)
+	log.Info("switchboard serving", "version", version, "http", ln.Addr().String(), "sip", sipUDP.LocalAddr().String(), "database", st.Dialect(), "data_dir", c.DataDir)
 
 	select {
 	case err := <-errc:
@@ -139,6 +165,8 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	// Event streams never finish by themselves: end them so that clients reconnect to
 	// another node, then wait for the requests in flight.
 	streams.Shutdown()
+	stopSIP() // ends the calls: each gets a BYE
+	<-sipDone
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = httpSrv.Shutdown(shutCtx)
