@@ -90,17 +90,38 @@ func New(cfg Config) (*Server, error) {
 
 // ListenAndServe serves SIP on UDP and TCP at addr until ctx ends.
 func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
-	var lc net.ListenConfig
-	pc, err := lc.ListenPacket(ctx, "udp", addr)
+	pc, l, err := Listen(ctx, addr)
 	if err != nil {
-		return fmt.Errorf("sip: listen udp: %w", err)
-	}
-	l, err := lc.Listen(ctx, "tcp", pc.LocalAddr().String())
-	if err != nil {
-		_ = pc.Close()
-		return fmt.Errorf("sip: listen tcp: %w", err)
+		return err
 	}
 	return s.Serve(ctx, pc, l)
+}
+
+// Listen opens the UDP socket and the TCP listener of addr, on one port. With port 0 the
+// system picks the UDP port, and the TCP port of the same number may be taken: then it
+// picks again, a few times.
+func Listen(ctx context.Context, addr string) (net.PacketConn, net.Listener, error) {
+	var lc net.ListenConfig
+	_, port, _ := net.SplitHostPort(addr)
+	tries := 1
+	if port == "0" {
+		tries = 20
+	}
+	var err error
+	for i := 0; i < tries; i++ {
+		var pc net.PacketConn
+		pc, err = lc.ListenPacket(ctx, "udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("sip: listen udp %s: %w", addr, err)
+		}
+		var l net.Listener
+		l, err = lc.Listen(ctx, "tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, l, nil
+		}
+		_ = pc.Close()
+	}
+	return nil, nil, fmt.Errorf("sip: listen tcp %s: %w", addr, err)
 }
 
 // Serve serves SIP on pc (UDP) and l (TCP, may be nil) until ctx ends, then ends the active

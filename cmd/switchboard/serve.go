@@ -124,15 +124,9 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	if err != nil {
 		return err
 	}
-	var lc net.ListenConfig
-	sipUDP, err := lc.ListenPacket(ctx, "udp", c.SIPAddr)
+	sipUDP, sipTCP, err := sip.Listen(ctx, c.SIPAddr)
 	if err != nil {
-		return fmt.Errorf("sip: listen udp %s: %w", c.SIPAddr, err)
-	}
-	sipTCP, err := lc.Listen(ctx, "tcp", sipUDP.LocalAddr().String())
-	if err != nil {
-		_ = sipUDP.Close()
-		return fmt.Errorf("sip: listen tcp %s: %w", sipUDP.LocalAddr(), err)
+		return err
 	}
 	sipCtx, stopSIP := context.WithCancel(context.WithoutCancel(ctx))
 	sipDone := make(chan struct{})
