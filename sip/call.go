@@ -75,5 +75,5 @@ func (c *call) close() {
 	_ = c.conn.Close()
 	c.wg.Wait()
 	_ = c.dlg.Close()
-	c.log.Info("call media closed", "rx_packets", c.echo.rx.Load(), "tx_packets", c.echo.tx.Load())
+	c.log.Info("call media closed", "rx_packets", c.echo.rx.Load(), "tx_packets", c.echo.tx.Load(), "dropped_packets", c.echo.foreign.Load())
 }

@@ -40,8 +40,9 @@ type echo struct {
 	events  chan<- media.Event
 
 	remote atomic.Pointer[netip.AddrPort]
-	// Packets received and sent, for the call's end-of-call log.
-	rx, tx atomic.Uint64
+	// Packets received and sent, for the call's end-of-call log, and packets dropped for
+	// coming from elsewhere than the latched source or with a payload type not agreed.
+	rx, tx, foreign atomic.Uint64
 
 	mu      sync.Mutex
 	ring    [echoRing]byte
@@ -60,9 +61,11 @@ func newEcho(log *slog.Logger, conn *net.UDPConn, o offer, events chan<- media.E
 // readLoop runs until the socket is closed.
 func (e *echo) readLoop() {
 	var (
-		buf [1500]byte
-		pkt rtp.Packet
-		det = media.NewDTMFDetector(media.Rate8k)
+		buf     [1500]byte
+		pkt     rtp.Packet
+		det     = media.NewDTMFDetector(media.Rate8k)
+		latched bool
+		ssrc    uint32
 	)
 	for {
 		n, from, err := e.conn.ReadFromUDPAddrPort(buf[:])
@@ -75,10 +78,28 @@ func (e *echo) readLoop() {
 		if err := media.ParseRTP(&pkt, buf[:n]); err != nil {
 			continue // a few bad packets are tolerated
 		}
+		if pkt.PayloadType != e.codecPT && (!e.eventOK || pkt.PayloadType != e.eventPT) {
+			e.foreign.Add(1) // a payload type the answer did not agree
+			continue
+		}
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		if cur := e.remote.Load(); *cur != from {
-			e.log.Info("rtp source latched", "from", from, "sdp", *cur)
+		// Symmetric RTP with latching: the first packet fixes where the caller's media
+		// comes from (behind NAT, not what its SDP says); later packets from elsewhere are
+		// dropped and counted, unless they carry the latched SSRC (the caller's NAT
+		// rebinding), so nobody else can take the call's audio over.
+		switch cur := e.remote.Load(); {
+		case !latched:
+			latched, ssrc = true, pkt.SSRC
+			if *cur != from {
+				e.log.Info("rtp source latched", "from", from, "sdp", *cur)
+				e.remote.Store(&from)
+			}
+		case *cur != from && pkt.SSRC == ssrc:
+			e.log.Info("rtp source moved", "from", from, "was", *cur)
 			e.remote.Store(&from)
+		case *cur != from:
+			e.foreign.Add(1)
+			continue
 		}
 		switch {
 		case pkt.PayloadType == e.codecPT:
