@@ -175,62 +175,56 @@ func upstreamError(err error) error {
 
 // complete asks for a whole answer, trying the model's fallbacks when it fails.
 func (s *Server) complete(ctx context.Context, c *call, req *llm.Request) (*llm.Response, error) {
-	var lastErr error
-	for _, rt := range s.candidates(c) {
-		r := *req
-		r.Model = rt.Upstream
-		var resp *llm.Response
-		var err error
-		if len(c.tools) > 0 {
-			var st llm.Stream
-			if st, err = agent.WithTools(ctx, rt.Provider, &r, c.tools); err == nil {
-				resp, err = llm.Collect(st)
-			}
-		} else {
-			resp, err = rt.Provider.Complete(ctx, &r)
+	return withFallbacks(ctx, s, c, req, func(p llm.Provider, r *llm.Request) (*llm.Response, error) {
+		if len(c.tools) == 0 {
+			return p.Complete(ctx, r)
 		}
-		if err == nil {
-			c.route = rt
-			return resp, nil
+		st, err := agent.WithTools(ctx, p, r, c.tools)
+		if err != nil {
+			return nil, err
 		}
-		lastErr = err
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return nil, upstreamError(lastErr)
+		return llm.Collect(st)
+	})
 }
 
 // stream opens an answer as it is written. Fallbacks are tried only while nothing has been
 // sent to the client, which is the case until the stream opens.
 func (s *Server) stream(ctx context.Context, c *call, req *llm.Request) (llm.Stream, error) {
-	var lastErr error
-	for _, rt := range s.candidates(c) {
+	return withFallbacks(ctx, s, c, req, func(p llm.Provider, r *llm.Request) (llm.Stream, error) {
+		if len(c.tools) == 0 {
+			return p.Stream(ctx, r)
+		}
+		return agent.WithTools(ctx, p, r, c.tools)
+	})
+}
+
+// withFallbacks asks the call's route, then each of its fallbacks, until one answers; the
+// call's route becomes the one that did.
+func withFallbacks[T any](ctx context.Context, s *Server, c *call, req *llm.Request, ask func(llm.Provider, *llm.Request) (T, error)) (T, error) {
+	var (
+		zero    T
+		lastErr error
+	)
+	for _, rt := range s.candidates(ctx, c) {
 		r := *req
 		r.Model = rt.Upstream
-		var st llm.Stream
-		var err error
-		if len(c.tools) > 0 {
-			st, err = agent.WithTools(ctx, rt.Provider, &r, c.tools)
-		} else {
-			st, err = rt.Provider.Stream(ctx, &r)
-		}
+		out, err := ask(rt.Provider, &r)
 		if err == nil {
 			c.route = rt
-			return st, nil
+			return out, nil
 		}
 		lastErr = err
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	return nil, upstreamError(lastErr)
+	return zero, upstreamError(lastErr)
 }
 
 // candidates are the route and then its fallbacks that resolve.
-func (s *Server) candidates(c *call) []llm.Route {
+func (s *Server) candidates(ctx context.Context, c *call) []llm.Route {
 	out := []llm.Route{c.route}
-	reg, err := s.registryFor(context.Background(), c.principal.TenantID)
+	reg, err := s.registryFor(ctx, c.principal.TenantID)
 	if err != nil {
 		return out
 	}

@@ -90,17 +90,24 @@ type relayed struct {
 }
 
 func (r *PostgresRelay) runWriter(ctx context.Context) {
+	r.reconnecting(ctx, "writer", r.write)
+}
+
+// reconnecting runs one of the relay's connections (run returns when it is lost) until ctx
+// ends, waiting longer after each failure in a row, from 100 ms up to 5 s; a connection that
+// held for a while starts the wait afresh.
+func (r *PostgresRelay) reconnecting(ctx context.Context, role string, run func(context.Context) error) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		began := time.Now()
-		err := r.write(ctx)
+		err := run(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		if time.Since(began) > 30*time.Second {
 			backoff = 100 * time.Millisecond
 		}
-		r.log.Warn("realtime relay writer lost its database; reconnecting", "err", err, "in", backoff)
+		r.log.Warn("realtime relay "+role+" lost its database; reconnecting", "err", err, "in", backoff)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
@@ -230,26 +237,12 @@ func (r *PostgresRelay) commit(ctx context.Context, conn *pgx.Conn, batch []*Eve
 }
 
 func (r *PostgresRelay) runListener(ctx context.Context) {
-	backoff := 100 * time.Millisecond
 	first := true
-	for ctx.Err() == nil {
-		began := time.Now()
+	r.reconnecting(ctx, "listener", func(ctx context.Context) error {
 		err := r.listen(ctx, first)
 		first = false
-		if ctx.Err() != nil {
-			return
-		}
-		if time.Since(began) > 30*time.Second {
-			backoff = 100 * time.Millisecond // it was up a while: this is a new failure
-		}
-		r.log.Warn("realtime relay listener lost its database; reconnecting", "err", err, "in", backoff)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
+		return err
+	})
 }
 
 // listen holds one listening connection: it catches up on what was committed while it was

@@ -62,7 +62,7 @@ func (s *Server) ServeSSE(w http.ResponseWriter, r *http.Request, v Viewer) {
 		h.Set("Connection", "keep-alive")
 		w.WriteHeader(http.StatusOK)
 		defer s.close(v, sub)
-		s.streamSSE(r.Context(), sub, &responseSink{w: w, rc: http.NewResponseController(w)})
+		s.streamSSE(r.Context(), sub, &responseSink{w: w, rc: http.NewResponseController(w), timeout: s.limits.WriteTimeout})
 		return
 	}
 	head := make([]byte, 0, 512)
@@ -115,9 +115,7 @@ type responseSink struct {
 }
 
 func (r *responseSink) write(b []byte) error {
-	if r.timeout > 0 {
-		_ = r.rc.SetWriteDeadline(time.Now().Add(r.timeout))
-	}
+	_ = r.rc.SetWriteDeadline(time.Now().Add(r.timeout))
 	if _, err := r.w.Write(b); err != nil {
 		return err
 	}
@@ -126,9 +124,6 @@ func (r *responseSink) write(b []byte) error {
 
 // streamSSE writes the subscriber's items until it ends.
 func (s *Server) streamSSE(ctx context.Context, sub *Subscriber, sink sseSink) {
-	if rs, ok := sink.(*responseSink); ok {
-		rs.timeout = s.limits.WriteTimeout
-	}
 	// The retry hint tells EventSource how soon to reconnect.
 	if err := sink.write([]byte("retry: 2000\n\n")); err != nil {
 		return

@@ -112,8 +112,10 @@ func (s *Server) streamWS(conn *websocket.Conn, sub *Subscriber, v Viewer) {
 				return
 			}
 			select {
-			case err := <-readErr:
-				s.closeForReadError(conn, err)
+			case <-readErr:
+				// Reading stopped: the client closed, or sent a frame over the limit, which
+				// the library has already answered with 1009.
+				conn.Close(websocket.StatusNormalClosure, "")
 			case <-time.After(time.Second):
 				conn.Close(websocket.StatusGoingAway, "server closing")
 			}
@@ -190,21 +192,6 @@ func appendWSItem(b []byte, it Item) []byte {
 	return b
 }
 
-// closeForReadError closes the socket with the code that says why reading stopped.
-func (s *Server) closeForReadError(conn *websocket.Conn, err error) {
-	var ce websocket.CloseError
-	switch {
-	case errors.As(err, &ce):
-		conn.Close(websocket.StatusNormalClosure, "")
-	case errors.Is(err, errMessageTooBig):
-		conn.Close(websocket.StatusMessageTooBig, "frame larger than "+strconv.FormatInt(s.limits.MaxMessageBytes, 10)+" bytes")
-	default:
-		conn.Close(websocket.StatusNormalClosure, "")
-	}
-}
-
-var errMessageTooBig = errors.New("realtime: frame too big")
-
 // readLoop reads the client's frames until the connection ends; it cancels the writer by
 // returning.
 func (s *Server) readLoop(ctx context.Context, conn *websocket.Conn, sub *Subscriber, v Viewer) error {
@@ -212,9 +199,6 @@ func (s *Server) readLoop(ctx context.Context, conn *websocket.Conn, sub *Subscr
 	for {
 		typ, data, err := conn.Read(ctx)
 		if err != nil {
-			if websocket.CloseStatus(err) == websocket.StatusMessageTooBig {
-				return errMessageTooBig
-			}
 			return err
 		}
 		if typ != websocket.MessageText {
