@@ -151,6 +151,10 @@ func (g *schemaGen) schema(t reflect.Type) map[string]any {
 	case reflect.Interface:
 		return map[string]any{}
 	case reflect.Struct:
+		if t.Name() == "" {
+			// An anonymous struct (a field's own shape) has no name to share: inline it.
+			return g.object(t)
+		}
 		name := schemaName(t)
 		if _, ok := g.components[name]; !ok {
 			g.components[name] = map[string]any{} // placeholder against recursion
@@ -163,33 +167,10 @@ func (g *schemaGen) schema(t reflect.Type) map[string]any {
 
 func (g *schemaGen) object(t reflect.Type) map[string]any {
 	props := map[string]any{}
-	g.fields(t, props)
-	return map[string]any{"type": "object", "properties": props}
-}
-
-func (g *schemaGen) fields(t reflect.Type, props map[string]any) {
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		tag := f.Tag.Get("json")
-		if tag == "-" || (!f.IsExported() && !f.Anonymous) {
-			continue
-		}
-		name, _, _ := strings.Cut(tag, ",")
-		if f.Anonymous && name == "" {
-			ft := f.Type
-			if ft.Kind() == reflect.Pointer {
-				ft = ft.Elem()
-			}
-			if ft.Kind() == reflect.Struct && ft != reflect.TypeOf(struct{}{}) {
-				g.fields(ft, props)
-			}
-			continue
-		}
-		if name == "" {
-			name = f.Name
-		}
-		props[name] = g.schema(f.Type)
+	for name, ft := range jsonFields(t) {
+		props[name] = g.schema(ft)
 	}
+	return map[string]any{"type": "object", "properties": props}
 }
 
 // schemaName names a component after its Go type: List[store.Agent] becomes AgentList.
@@ -201,9 +182,6 @@ func schemaName(t reflect.Type) string {
 			inner = inner[j+1:]
 		}
 		return inner + name[:i]
-	}
-	if name == "" {
-		return "Object"
 	}
 	return name
 }
