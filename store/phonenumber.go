@@ -13,7 +13,7 @@ import (
 
 // BuiltinDestinations are the call targets Switchboard provides itself; a phone number may
 // route to one of them instead of an agent.
-var BuiltinDestinations = []string{"echo"}
+var BuiltinDestinations = []string{"echo", "tone"}
 
 // PhoneNumber routes a dialled number (E.164) or SIP user to an agent or a built-in
 // destination. Numbers are unique across tenants: an inbound call finds its tenant by them.

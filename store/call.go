@@ -1,0 +1,440 @@
+package store
+
+import (
+	"context"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+const prefixCall = "call_"
+
+// Directions of a call.
+const (
+	CallInbound  = "inbound"
+	CallOutbound = "outbound"
+	CallWeb      = "web"
+)
+
+// Statuses of a call. A call is live while it is queued, ringing or in progress; every other
+// status is final.
+const (
+	CallQueued     = "queued"
+	CallRinging    = "ringing"
+	CallInProgress = "in-progress"
+	CallCompleted  = "completed"
+	CallBusy       = "busy"
+	CallNoAnswer   = "no-answer"
+	CallFailed     = "failed"
+	CallCanceled   = "canceled"
+)
+
+// CallStatuses are every status a call may have, live ones first.
+var CallStatuses = []string{CallQueued, CallRinging, CallInProgress, CallCompleted, CallBusy, CallNoAnswer, CallFailed, CallCanceled}
+
+// Reasons a call ended with (Call.EndedReason). The field is free text so that a carrier's
+// cause can be kept, but Switchboard itself writes one of these.
+const (
+	EndedCallerHangup = "caller-hangup" // the far end sent BYE
+	EndedAgentHangup  = "agent-hangup"  // the agent or workflow ended the call
+	EndedAPIHangup    = "api-hangup"    // POST /api/v1/calls/{id}/hangup
+	EndedTransferred  = "transferred"   // the call was handed to another party
+	EndedMediaTimeout = "media-timeout" // no RTP for too long
+	EndedRejected     = "rejected"      // refused before answer (no route, not allowed)
+	EndedBusy         = "busy"          // the callee was busy
+	EndedNoAnswer     = "no-answer"     // the callee did not answer in time
+	EndedCanceled     = "canceled"      // the caller gave up before answer
+	EndedError        = "error"         // Switchboard failed
+	EndedShutdown     = "shutdown"      // the node was stopped while carrying the call
+	EndedRestart      = "restart"       // the node died while carrying the call (FailInterruptedCalls)
+)
+
+// Bounds of an outbound call's ringing time.
+const (
+	DefaultCallTimeout = 30
+	MaxCallTimeout     = 120
+)
+
+const maxURILen = 512
+
+// Call is one conversation over SIP or a browser: where it came from and went, who answered
+// it (an agent or a built-in destination), which node carried it, how it went and how it
+// ended.
+type Call struct {
+	bun.BaseModel `bun:"table:calls"`
+	Row
+
+	// Direction is inbound (SIP, to Switchboard), outbound (SIP, placed by Switchboard) or
+	// web (a browser over WebRTC).
+	Direction string `bun:"direction,notnull" json:"direction"`
+	// From and To are what the call was from and to: E.164 numbers, SIP users or SIP URIs.
+	From string `bun:"from_uri,notnull" json:"from"`
+	To   string `bun:"to_uri,notnull" json:"to"`
+	// TrunkID is the trunk the call came or left over, if any.
+	TrunkID *string `bun:"trunk_id" json:"trunk_id"`
+	// AgentID or Destination is what talks on Switchboard's side of the call.
+	AgentID     *string `bun:"agent_id" json:"agent_id"`
+	Destination string  `bun:"destination,notnull" json:"destination"`
+	SIPCallID   string  `bun:"sip_call_id,notnull" json:"sip_call_id"`
+	Codec       string  `bun:"codec,notnull" json:"codec"`
+	Status      string  `bun:"status,notnull" json:"status"`
+	// EndedReason says why a call ended (see the Ended… constants); "" while it is live.
+	EndedReason string `bun:"ended_reason,notnull" json:"ended_reason"`
+	// Node is the Switchboard node that carries (or carried) the call.
+	Node string `bun:"node,notnull" json:"node"`
+	// TimeoutSeconds is how long an outbound call rings before it is no-answer.
+	TimeoutSeconds int        `bun:"timeout_seconds,notnull" json:"timeout_seconds"`
+	StartedAt      *time.Time `bun:"started_at" json:"started_at"`
+	AnsweredAt     *time.Time `bun:"answered_at" json:"answered_at"`
+	EndedAt        *time.Time `bun:"ended_at" json:"ended_at"`
+	// DurationSeconds is the time from answer to end (0 for a call never answered).
+	DurationSeconds float64        `bun:"duration_seconds,notnull" json:"duration_seconds"`
+	Quality         CallQuality    `bun:"quality,type:json" json:"quality"`
+	Metadata        map[string]any `bun:"metadata,type:json" json:"metadata"`
+}
+
+// CallQuality is how the media of a call fared, from its RTP and RTCP.
+type CallQuality struct {
+	PacketsReceived int64   `json:"packets_received"`
+	PacketsSent     int64   `json:"packets_sent"`
+	PacketsLost     int64   `json:"packets_lost"`
+	LossPercent     float64 `json:"loss_percent"`
+	JitterMS        float64 `json:"jitter_ms"`
+	RTTMS           float64 `json:"rtt_ms"`
+}
+
+// NewOutboundCall returns an outbound call with the defaults a call placed through the API
+// starts from: queued, ringing for DefaultCallTimeout seconds.
+func NewOutboundCall() *Call {
+	return &Call{Direction: CallOutbound, Status: CallQueued, TimeoutSeconds: DefaultCallTimeout, Metadata: map[string]any{}}
+}
+
+func (*Call) idPrefix() string { return prefixCall }
+
+// Live reports whether the call has not ended yet.
+func (c *Call) Live() bool {
+	return c.Status == CallQueued || c.Status == CallRinging || c.Status == CallInProgress
+}
+
+// Validate checks the call. Every call has a known direction and status, and talks to at most
+// one of an agent and a built-in destination. An outbound call, which a client places
+// through the API, must also say where it goes and how: a To that is an E.164 number, a SIP
+// URI or a SIP user; exactly one of agent_id and destination; and a trunk unless To is a SIP
+// URI, which names its host itself.
+func (c *Call) Validate() error {
+	var fe fieldErrors
+	fe.oneOf("direction", c.Direction, CallInbound, CallOutbound, CallWeb)
+	fe.oneOf("status", c.Status, CallStatuses...)
+	c.To, c.From = strings.TrimSpace(c.To), strings.TrimSpace(c.From)
+	if len(c.To) > maxURILen {
+		fe.add("to", "must be at most %d bytes", maxURILen)
+	}
+	if len(c.From) > maxURILen {
+		fe.add("from", "must be at most %d bytes", maxURILen)
+	}
+	if c.AgentID != nil && !validID(prefixAgent, *c.AgentID) {
+		fe.add("agent_id", "is not an agent ID")
+	}
+	if c.TrunkID != nil && !validID(prefixTrunk, *c.TrunkID) {
+		fe.add("trunk_id", "is not a trunk ID")
+	}
+	if c.Destination != "" {
+		if !slices.Contains(BuiltinDestinations, c.Destination) {
+			fe.add("destination", "unknown built-in destination %q (want %s)", c.Destination, strings.Join(BuiltinDestinations, ", "))
+		} else if c.AgentID != nil {
+			fe.add("destination", "a call goes to an agent or to a built-in destination, not both")
+		}
+	}
+	for _, f := range []struct{ name, v string }{{"sip_call_id", c.SIPCallID}, {"codec", c.Codec}, {"ended_reason", c.EndedReason}, {"node", c.Node}} {
+		if len(f.v) > maxNameLen {
+			fe.add(f.name, "must be at most %d characters", maxNameLen)
+		}
+	}
+	if c.DurationSeconds < 0 {
+		fe.add("duration_seconds", "must not be negative")
+	}
+	if c.Metadata == nil {
+		c.Metadata = map[string]any{}
+	}
+	fe.metadata("metadata", c.Metadata)
+	if c.Direction == CallOutbound {
+		c.validateOutbound(&fe)
+	}
+	return fe.err()
+}
+
+func (c *Call) validateOutbound(fe *fieldErrors) {
+	if c.TimeoutSeconds == 0 {
+		c.TimeoutSeconds = DefaultCallTimeout
+	}
+	fe.rangeInt("timeout_seconds", c.TimeoutSeconds, 1, MaxCallTimeout)
+	uri := false
+	switch {
+	case c.To == "":
+		fe.add("to", "is required: an E.164 number such as +14155550100, a SIP URI such as sip:alice@pbx.example.com, or a SIP user")
+	case strings.HasPrefix(c.To, "+"):
+		if !reE164.MatchString(c.To) {
+			fe.add("to", "is not an E.164 number (a + and 2 to 15 digits)")
+		}
+	case hasSIPScheme(c.To):
+		uri = true
+		if !validSIPURI(c.To) {
+			fe.add("to", "is not a SIP URI: want sip:user@host[:port] or sips:user@host[:port]")
+		}
+	case !reSIPUser.MatchString(c.To):
+		fe.add("to", "must be an E.164 number, a sip: or sips: URI, or a SIP user of letters, digits and . _ ~ + -")
+	}
+	switch {
+	case c.From == "", reE164.MatchString(c.From), reSIPUser.MatchString(c.From):
+	case hasSIPScheme(c.From) && validSIPURI(c.From):
+	default:
+		fe.add("from", "must be an E.164 number, a SIP URI or a SIP user")
+	}
+	if c.AgentID == nil && c.Destination == "" {
+		fe.add("agent_id", "an outbound call needs agent_id or destination (one of %s): what talks to the callee", strings.Join(BuiltinDestinations, ", "))
+	}
+	if c.TrunkID == nil && c.To != "" && !uri {
+		fe.add("trunk_id", "is required to call a number or SIP user: the trunk to place the call over (or call a sip: URI)")
+	}
+}
+
+func (c *Call) references() []reference {
+	var refs []reference
+	if c.AgentID != nil {
+		refs = append(refs, reference{field: "agent_id", table: "agents", id: *c.AgentID})
+	}
+	if c.TrunkID != nil {
+		refs = append(refs, reference{field: "trunk_id", table: "trunks", id: *c.TrunkID})
+	}
+	return refs
+}
+
+// hasSIPScheme reports whether s starts with sip: or sips:, in any case.
+func hasSIPScheme(s string) bool {
+	l := strings.ToLower(s)
+	return strings.HasPrefix(l, "sip:") || strings.HasPrefix(l, "sips:")
+}
+
+// validSIPURI checks the form of a sip: or sips: URI enough to dial it: an optional user, and
+// a host of letters, digits, dots, dashes (or an IPv6 literal) with an optional port.
+func validSIPURI(s string) bool {
+	_, rest, _ := strings.Cut(s, ":")
+	rest, _, _ = strings.Cut(rest, ";") // URI parameters
+	rest, _, _ = strings.Cut(rest, "?") // headers
+	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
+		if i == 0 || strings.ContainsAny(rest[:i], " <>\"") {
+			return false
+		}
+		rest = rest[i+1:]
+	}
+	return validHostPort(rest)
+}
+
+// FindInboundTrunks returns the trunks of every tenant that accept calls (direction inbound
+// or both), oldest first: the SIP server matches a call's source address or digest
+// credentials against them to find its tenant.
+func FindInboundTrunks(ctx context.Context, s *Store) ([]Trunk, error) {
+	out := []Trunk{}
+	err := s.db.NewSelect().Model(&out).Where("direction IN (?)", bun.In([]string{"inbound", "both"})).
+		Order("created_at", "id").Scan(ctx)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return out, nil
+}
+
+// InboundPassword opens the password callers over the trunk authenticate with ("" when none
+// is set).
+func (t *Trunk) InboundPassword(s *Store) (string, error) { return openSealed(s, t.InboundPasswordEnc) }
+
+// OutboundPassword opens the password Switchboard authenticates with at the trunk's proxy (""
+// when none is set).
+func (t *Trunk) OutboundPassword(s *Store) (string, error) {
+	return openSealed(s, t.OutboundPasswordEnc)
+}
+
+func openSealed(s *Store, sealed string) (string, error) {
+	if sealed == "" {
+		return "", nil
+	}
+	if s.sealer == nil {
+		return "", ErrNoSecret
+	}
+	return s.sealer.Open(sealed)
+}
+
+// FindPhoneNumber finds the tenant's phone number a call was dialled to. The number matches
+// as stored or after normalising: an E.164 number is found whether it was dialled with or
+// without its "+" (and with spaces, dashes, dots or parentheses), and a SIP user matches
+// regardless of case. An exact match wins over a normalised one.
+func FindPhoneNumber(ctx context.Context, s *Store, tenantID, number string) (*PhoneNumber, error) {
+	number = strings.TrimSpace(number)
+	if number == "" {
+		return nil, ErrNotFound
+	}
+	candidates := []string{strings.ToLower(number)}
+	if digits, ok := dialledDigits(number); ok {
+		candidates = append(candidates, digits, "+"+digits)
+	}
+	var found []PhoneNumber
+	err := s.db.NewSelect().Model(&found).Where("tenant_id = ?", tenantID).
+		Where("lower(number) IN (?)", bun.In(candidates)).Order("created_at", "id").Scan(ctx)
+	if err != nil {
+		return nil, classify(err)
+	}
+	if len(found) == 0 {
+		return nil, ErrNotFound
+	}
+	for i := range found {
+		if found[i].Number == number {
+			return &found[i], nil
+		}
+	}
+	for _, want := range candidates[1:] {
+		for i := range found {
+			if found[i].Number == want {
+				return &found[i], nil
+			}
+		}
+	}
+	return &found[0], nil
+}
+
+// dialledDigits returns the digits of a dialled telephone number without its "+" and visual
+// separators, when it is one.
+func dialledDigits(s string) (string, bool) {
+	s = strings.TrimPrefix(s, "+")
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case r == ' ' || r == '-' || r == '.' || r == '(' || r == ')':
+		default:
+			return "", false
+		}
+	}
+	d := b.String()
+	return d, len(d) >= 2 && len(d) <= 15 && d[0] != '0'
+}
+
+// CallFilter narrows a list of calls; zero fields do not filter.
+type CallFilter struct {
+	Status    string
+	AgentID   string
+	Direction string
+	// Since and Until bound the creation time: Since <= created_at < Until.
+	Since, Until time.Time
+}
+
+// ListCalls reads a page of the tenant's calls that pass the filter, newest first, and how
+// many pass it in all.
+func ListCalls(ctx context.Context, s *Store, tenantID string, f CallFilter, page Page) ([]Call, int, error) {
+	items := make([]Call, 0, page.Limit)
+	q := s.db.NewSelect().Model(&items).Where("tenant_id = ?", tenantID)
+	if f.Status != "" {
+		q = q.Where("status = ?", f.Status)
+	}
+	if f.AgentID != "" {
+		q = q.Where("agent_id = ?", f.AgentID)
+	}
+	if f.Direction != "" {
+		q = q.Where("direction = ?", f.Direction)
+	}
+	if !f.Since.IsZero() {
+		q = q.Where("created_at >= ?", f.Since.UTC())
+	}
+	if !f.Until.IsZero() {
+		q = q.Where("created_at < ?", f.Until.UTC())
+	}
+	total, err := q.Order("created_at DESC", "id DESC").Limit(int64(page.Limit)).Offset(int64(page.Offset)).ScanAndCount(ctx)
+	if err != nil {
+		return nil, 0, classify(err)
+	}
+	return items, int(total), nil
+}
+
+// FailInterruptedCalls ends, as failed with the reason "restart", every call the node was
+// carrying when it stopped without ending them (queued, ringing or in progress), and returns
+// how many there were. A node calls it as it starts, so that a killed process leaves no call
+// live forever.
+func FailInterruptedCalls(ctx context.Context, s *Store, node string) (int, error) {
+	now := s.now()
+	n := 0
+	err := s.inTx(ctx, func(tx bun.Tx) error {
+		var calls []Call
+		if err := tx.NewSelect().Model(&calls).Column("id", "answered_at").Where("node = ?", node).
+			Where("status IN (?)", bun.In([]string{CallQueued, CallRinging, CallInProgress})).Scan(ctx); err != nil {
+			return err
+		}
+		for _, c := range calls {
+			duration := 0.0
+			if c.AnsweredAt != nil && now.After(*c.AnsweredAt) {
+				duration = now.Sub(*c.AnsweredAt).Seconds()
+			}
+			res, err := tx.NewUpdate().Model((*Call)(nil)).
+				Set("status = ?", CallFailed).Set("ended_reason = ?", EndedRestart).
+				Set("ended_at = ?", now).Set("updated_at = ?", now).Set("duration_seconds = ?", duration).
+				Where("id = ?", c.ID).Where("status IN (?)", bun.In([]string{CallQueued, CallRinging, CallInProgress})).Exec(ctx)
+			if err != nil {
+				return err
+			}
+			if k, _ := res.RowsAffected(); k > 0 {
+				n++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// validHostPort checks host[:port], where host is a name, an IPv4 address or a bracketed
+// IPv6 literal.
+func validHostPort(s string) bool {
+	host, port := s, ""
+	if strings.HasPrefix(s, "[") {
+		end := strings.IndexByte(s, ']')
+		if end < 0 || net.ParseIP(s[1:end]) == nil {
+			return false
+		}
+		host, port = "", strings.TrimPrefix(s[end+1:], ":")
+		if s[end+1:] != "" && !strings.HasPrefix(s[end+1:], ":") {
+			return false
+		}
+	} else if h, p, ok := strings.Cut(s, ":"); ok {
+		host, port = h, p
+		if port == "" {
+			return false
+		}
+	}
+	if port != "" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return false
+		}
+	}
+	if host == "" {
+		return strings.HasPrefix(s, "[")
+	}
+	if len(host) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(host, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
