@@ -251,6 +251,20 @@ func (j *JitterBuffer) Pop(dst []byte) Popped {
 	return p
 }
 
+// Peek copies the payload of the frame due at the next Pop into dst, if it is held, without
+// playing it: after a PopLost, an Opus decoder recovers the lost frame from the in-band FEC
+// that the following packet carries.
+func (j *JitterBuffer) Peek(dst []byte) (int, bool) {
+	if !j.anchored || !j.playing || j.grow > 0 {
+		return 0, false
+	}
+	s := &j.slots[j.next&j.mask]
+	if !s.full || s.ext != j.next {
+		return 0, false
+	}
+	return copy(dst, s.buf[:s.n]), true
+}
+
 func (j *JitterBuffer) lost(advance bool) Popped {
 	p := Popped{Status: PopLost, Seq: uint16(j.next), Timestamp: j.lastTS}
 	j.stats.Lost++

@@ -62,6 +62,15 @@ func (p *Packetizer) Timestamp() uint32 { return p.pkt.Timestamp }
 // SequenceNumber is the sequence number the next packet will carry.
 func (p *Packetizer) SequenceNumber() uint16 { return p.pkt.SequenceNumber }
 
+// SetFormat switches the audio payload type and RTP clock rate (a re-INVITE changed the
+// codec) while keeping the SSRC and sequence numbers; the next audio packet carries the
+// marker bit.
+func (p *Packetizer) SetFormat(payloadType uint8, clockRate int) {
+	p.pkt.PayloadType = payloadType & 0x7f
+	p.samplesPerFrame = uint32(SamplesPerFrame(clockRate))
+	p.marker = true
+}
+
 // Packetize marshals one 20 ms frame's payload into buf and returns the packet's length;
 // buf needs 12+len(payload) bytes. The timestamp then advances by one frame.
 func (p *Packetizer) Packetize(buf, payload []byte) (int, error) {

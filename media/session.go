@@ -1,0 +1,1228 @@
+package media
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+)
+
+// The RTP session is the media.Stream of a SIP call. Its cost is what limits how many calls
+// a core carries, so it runs on as little as it can:
+//
+//   - one goroutine per socket, blocked in a read: the RTP reader parses, latches, counts and
+//     fills the jitter buffer, and wakes on a read deadline to check the media timeout; the
+//     RTCP reader wakes on its deadline to send the periodic report;
+//   - no pacing goroutines: ReadFrame and WriteFrame sleep to their own 20 ms deadlines in
+//     the caller's goroutine, on one timer each, and decode or encode there;
+//   - every buffer is allocated by NewRTPSession (or Update, for a new codec), so a frame
+//     in either direction allocates nothing.
+
+var (
+	// ErrNoTelephoneEvent is SendDTMF on a session whose SDP agreed no telephone-event.
+	ErrNoTelephoneEvent = errors.New("media: no telephone-event negotiated")
+	// ErrUnknownCodec is a codec the session cannot carry.
+	ErrUnknownCodec = errors.New("media: unknown codec")
+	// ErrFrame is a frame of the wrong rate or length for the stream.
+	ErrFrame = errors.New("media: frame does not match the stream")
+)
+
+// CodecSpec is a codec as the SDP agreed it.
+type CodecSpec struct {
+	Name        string // "PCMU", "PCMA" or "opus" (case-insensitive)
+	PayloadType uint8
+	ClockRate   int // 8000 for G.711, 48000 for Opus; zero: the codec's
+	Channels    int // 1 for G.711; Opus is 2 in SDP (we encode mono, decode to mono)
+}
+
+// RTPConfig configures an RTPSession.
+type RTPConfig struct {
+	Log *slog.Logger // nil: discard
+	// Conn is the RTP socket; the session owns and closes it (on success of NewRTPSession).
+	Conn *net.UDPConn
+	// RTCP is the RTCP socket (RTP port+1), owned likewise; nil: no RTCP.
+	RTCP *net.UDPConn
+	// Remote is where the peer's SDP says it receives RTP; zero: learnt from the first
+	// packet (nothing is sent before).
+	Remote netip.AddrPort
+	// RemoteRTCP is where RTCP goes; zero: Remote's port+1.
+	RemoteRTCP netip.AddrPort
+	Codec      CodecSpec
+	// EventPT is the negotiated telephone-event payload type; 0 = none offered.
+	EventPT uint8
+	// Rate is the rate of frames read and written: 8000, 16000, 24000 or 48000.
+	Rate int
+	// JitterDepth is the jitter buffer's target depth; zero: 40 ms. It grows by itself
+	// when packets come late and comes back down after a calm.
+	JitterDepth time.Duration
+	// MediaTimeout: no RTP or RTCP for this long ends the session with reason
+	// "media-timeout"; zero: 30 s; negative: never.
+	MediaTimeout time.Duration
+	// OpusComplexity is the encoder's complexity, 1 to 10; 0: 3, cheap enough for many
+	// calls per core and still clear speech.
+	OpusComplexity int
+	// Record, if set, receives a stereo WAV at Rate: left is what the peer sent, right is
+	// what we sent. The session finishes the file when the stream ends; it does not close
+	// Record. It is fed on ReadFrame's clock, so it records only while frames are read.
+	Record io.WriteSeeker
+	// RTCPInterval is the period of our RTCP reports; zero: 5 s.
+	RTCPInterval time.Duration
+}
+
+// RTPUpdate is what a re-INVITE changed.
+type RTPUpdate struct {
+	Remote  netip.AddrPort // zero: unchanged
+	Codec   *CodecSpec     // nil: unchanged
+	EventPT *uint8         // nil: unchanged
+	// Send and Receive are the direction from our side: hold by the peer (peer sendonly)
+	// is Send=false, Receive=true; inactive is both false.
+	Send, Receive bool
+}
+
+// RTPStats is the state of a session's media, for call records and logs.
+type RTPStats struct {
+	PacketsReceived, PacketsSent uint64
+	PacketsLost                  int64         // RFC 3550 expected - received
+	Jitter                       time.Duration // interarrival jitter, RFC 3550
+	Dropped                      uint64        // packets from a stranger address, wrong payload type, unparseable
+	Late, Duplicates             uint64        // from the jitter buffer
+	LastReceived                 time.Time
+	RemoteLossFraction           float64       // from the peer's RTCP receiver reports, if any
+	RTT                          time.Duration // from RTCP SR/RR LSR/DLSR, if known
+	// ByeReceived is an RTCP BYE from the peer (noted only; SIP ends the call).
+	ByeReceived bool
+}
+
+const (
+	defaultJitterDepth  = 40 * time.Millisecond
+	defaultMediaTimeout = 30 * time.Second
+	defaultRTCPInterval = 5 * time.Second
+	defaultOpusCplx     = 3
+	// A writer more than this late has stopped: the frames it missed are skipped, so the
+	// timestamps keep the clock, and the next packet carries the marker bit.
+	writeMaxLag = 3 * FrameDuration
+	// A reader more than this late has stalled: its clock restarts from now.
+	readMaxLag = 5 * FrameDuration
+	// With no telephone-event packet for this long, an event whose end packets were all
+	// lost is reported anyway.
+	dtmfFlushAfter = 250 * time.Millisecond
+	// Events buffered for a slow consumer; one slot is kept for the final hang-up.
+	eventBuffer = 32
+	// Frames of what we sent kept for the recording until ReadFrame's clock pairs them.
+	recordFrames = 8
+	// The largest datagram read.
+	maxDatagram = 1500
+	// dtmfVolume is the level of our telephone events, in -dBm0.
+	dtmfVolume = 10
+)
+
+type codecKind uint8
+
+const (
+	codecPCMU codecKind = iota + 1
+	codecPCMA
+	codecOpus
+)
+
+// resolveCodec checks spec and fills its clock rate.
+func resolveCodec(spec CodecSpec) (CodecSpec, codecKind, error) {
+	var kind codecKind
+	var clock int
+	switch strings.ToUpper(spec.Name) {
+	case "PCMU":
+		kind, clock = codecPCMU, ClockRateG711
+	case "PCMA":
+		kind, clock = codecPCMA, ClockRateG711
+	case "OPUS":
+		kind, clock = codecOpus, ClockRateOpus
+	default:
+		return spec, 0, fmt.Errorf("%w: %q", ErrUnknownCodec, spec.Name)
+	}
+	if spec.ClockRate == 0 {
+		spec.ClockRate = clock
+	}
+	if spec.ClockRate != clock {
+		return spec, 0, fmt.Errorf("%w: %s at %d Hz", ErrUnknownCodec, spec.Name, spec.ClockRate)
+	}
+	if spec.PayloadType > 127 {
+		return spec, 0, fmt.Errorf("%w: payload type %d", ErrUnknownCodec, spec.PayloadType)
+	}
+	return spec, kind, nil
+}
+
+// rxCodec turns the jitter buffer's output into frames at the stream's rate. ReadFrame's
+// goroutine owns it.
+type rxCodec struct {
+	kind    codecKind
+	opus    *OpusDecoder
+	rs      *Resampler // G.711's 8 kHz to the stream's rate; nil when they are equal
+	pcm     []int16    // one decoded G.711 frame
+	last    []int16    // the last good G.711 frame, repeated with a fade over a loss
+	lossRun int
+	silent  bool // the last frame produced was silence
+}
+
+func newRxCodec(kind codecKind, rate int) (*rxCodec, error) {
+	c := &rxCodec{kind: kind}
+	if kind == codecOpus {
+		dec, err := NewOpusDecoder(rate)
+		if err != nil {
+			return nil, err
+		}
+		c.opus = dec
+		return c, nil
+	}
+	if rate != ClockRateG711 {
+		rs, err := NewResampler(ClockRateG711, rate)
+		if err != nil {
+			return nil, err
+		}
+		c.rs = rs
+	}
+	c.pcm = make([]int16, SamplesPerFrame(ClockRateG711))
+	c.last = make([]int16, SamplesPerFrame(ClockRateG711))
+	return c, nil
+}
+
+// decode writes one frame into out for what the jitter buffer gave: p's payload, and for
+// a loss the next packet when the buffer holds it (Opus recovers the lost frame from it).
+func (c *rxCodec) decode(out []int16, p Popped, payload, next []byte, haveNext bool) {
+	audio := p.Status == PopFrame && len(payload) > 0
+	if p.Status == PopEmpty || (p.Status == PopFrame && len(payload) == 0) {
+		// Nothing playing, or the slot of a telephone-event packet: silence.
+		clear(out)
+		if !c.silent && c.rs != nil {
+			c.rs.Reset()
+		}
+		c.silent, c.lossRun = true, 0
+		if c.kind != codecOpus {
+			clear(c.last)
+		}
+		return
+	}
+	c.silent = false
+	if c.kind == codecOpus {
+		var n int
+		var err error
+		switch {
+		case audio:
+			n, err = c.opus.Decode(out, payload)
+		case haveNext:
+			n, err = c.opus.DecodeFEC(out, next)
+		default:
+			n, err = c.opus.Decode(out, nil)
+		}
+		if err != nil {
+			// A packet libopus refuses is concealed like a lost one.
+			if n, err = c.opus.Decode(out, nil); err != nil {
+				n = 0
+			}
+		}
+		clear(out[n:])
+		return
+	}
+	if audio {
+		var n int
+		if c.kind == codecPCMU {
+			n = DecodePCMU(c.pcm, payload)
+		} else {
+			n = DecodePCMA(c.pcm, payload)
+		}
+		clear(c.pcm[n:])
+		copy(c.last, c.pcm)
+		c.lossRun = 0
+	} else {
+		// G.711 has no concealment of its own: repeat the last frame, fading it out over
+		// three frames, then silence.
+		c.lossRun++
+		g := int32(4 - min(c.lossRun, 4)) // quarters
+		for i, v := range c.last {
+			c.pcm[i] = int16(int32(v) * g / 4)
+		}
+	}
+	if c.rs == nil {
+		copy(out, c.pcm)
+		return
+	}
+	if _, err := c.rs.Resample(out, c.pcm); err != nil {
+		clear(out)
+	}
+}
+
+// txCodec encodes frames at the stream's rate into payloads. The send lock guards it.
+type txCodec struct {
+	kind    codecKind
+	opus    *OpusEncoder
+	rs      *Resampler // the stream's rate to G.711's 8 kHz; nil when they are equal
+	pcm     []int16
+	payload []byte
+}
+
+func newTxCodec(kind codecKind, rate, complexity int) (*txCodec, error) {
+	c := &txCodec{kind: kind}
+	if kind == codecOpus {
+		if complexity == 0 {
+			complexity = defaultOpusCplx
+		}
+		enc, err := NewOpusEncoder(OpusConfig{Rate: rate, Complexity: complexity, FEC: true, PacketLossPercent: 5})
+		if err != nil {
+			return nil, err
+		}
+		c.opus = enc
+		c.payload = make([]byte, OpusMaxPacket)
+		return c, nil
+	}
+	if rate != ClockRateG711 {
+		rs, err := NewResampler(rate, ClockRateG711)
+		if err != nil {
+			return nil, err
+		}
+		c.rs = rs
+	}
+	c.pcm = make([]int16, SamplesPerFrame(ClockRateG711))
+	c.payload = make([]byte, SamplesPerFrame(ClockRateG711))
+	return c, nil
+}
+
+// encode writes the payload of one frame into c.payload and returns its length.
+func (c *txCodec) encode(samples []int16) (int, error) {
+	if c.kind == codecOpus {
+		return c.opus.Encode(c.payload, samples)
+	}
+	pcm := samples
+	if c.rs != nil {
+		n, err := c.rs.Resample(c.pcm, samples)
+		if err != nil {
+			return 0, err
+		}
+		pcm = c.pcm[:n]
+	}
+	if c.kind == codecPCMU {
+		return EncodePCMU(c.payload, pcm), nil
+	}
+	return EncodePCMA(c.payload, pcm), nil
+}
+
+func newSessionJitter(kind codecKind, depth time.Duration) *JitterBuffer {
+	frames := max(1, int((depth+FrameDuration-1)/FrameDuration))
+	maxPayload := 3 * SamplesPerFrame(ClockRateG711) // up to 60 ms of G.711
+	if kind == codecOpus {
+		maxPayload = maxDatagram
+	}
+	return NewJitterBuffer(JitterConfig{Initial: frames, Min: frames, Max: frames + 6, Adaptive: true, MaxPayload: maxPayload})
+}
+
+// RTPSession is one call's RTP and RTCP as a Stream: symmetric RTP with latching, a jitter
+// buffer with loss concealment, RFC 4733 telephone events both ways, RTCP reports, hold,
+// a media timeout and an optional stereo recording.
+//
+// ReadFrame is meant for one goroutine and WriteFrame for one (they may be different);
+// every other method is safe from any goroutine.
+type RTPSession struct {
+	log          *slog.Logger
+	conn         *net.UDPConn
+	rtcpConn     *net.UDPConn
+	rate         int
+	frameLen     int
+	ssrc         uint32
+	timeout      time.Duration
+	rtcpInterval time.Duration
+	start        time.Time
+	cname        string
+	explicitRTCP bool
+
+	remote     atomic.Pointer[netip.AddrPort] // where RTP goes
+	rtcpRemote atomic.Pointer[netip.AddrPort] // where RTCP goes
+	// lastAlive is when RTP or RTCP last came from the peer, as time since start.
+	lastAlive atomic.Int64
+	receiving atomic.Bool
+	sent      atomic.Uint64
+
+	// The receive side: the RTP reader fills it, ReadFrame empties it.
+	mu          sync.Mutex
+	pkt         rtp.Packet
+	latched     bool
+	latchSSRC   uint32
+	rtcpLatched bool
+	codecPT     uint8
+	eventPT     uint8
+	eventOK     bool
+	sendClock   int
+	jb          *JitterBuffer
+	rstats      *ReceiverStats
+	det         *DTMFDetector
+	lastEventAt time.Time
+	rxNew       *rxCodec // a codec from Update, taken up by ReadFrame
+	received    uint64
+	dropped     uint64
+	lostBase    int64  // loss of earlier sources
+	lateBase    uint64 // late and duplicates of jitter buffers replaced by Update
+	dupBase     uint64
+	lastRecv    time.Time
+	remoteLoss  float64
+	rtt         time.Duration
+	bye         bool
+
+	// ReadFrame's own.
+	rx          *rxCodec
+	readStarted bool
+	readNext    time.Time
+	readTimer   *time.Timer
+	rbuf, rnext []byte
+
+	// The send side.
+	wmu          sync.Mutex
+	pz           *Packetizer
+	sstats       *SenderStats
+	tx           *txCodec
+	txEventPT    uint8
+	writeStarted bool
+	writeNext    time.Time
+	sending      bool
+	dtmfActive   bool
+	writeTimer   *time.Timer // WriteFrame's own
+	wpkt         []byte      // WriteFrame's own
+
+	dtmfMu   sync.Mutex // one SendDTMF at a time
+	dtmfPkts []DTMFPacket
+	dtmfBuf  []byte
+
+	recMu      sync.Mutex
+	rec        *WAVWriter
+	recRing    []int16
+	recHead    int
+	recN       int
+	recSilence []int16
+
+	evMu     sync.Mutex
+	events   chan Event
+	evClosed bool
+
+	done    chan struct{}
+	endOnce sync.Once
+	reason  atomic.Pointer[string]
+	wg      sync.WaitGroup
+}
+
+var _ Stream = (*RTPSession)(nil)
+
+func unmapAddrPort(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+}
+
+func nextPort(a netip.AddrPort) netip.AddrPort {
+	if !a.IsValid() {
+		return a
+	}
+	return netip.AddrPortFrom(a.Addr(), a.Port()+1)
+}
+
+// NewRTPSession validates cfg and starts the session's readers. On error the sockets are
+// left to the caller.
+func NewRTPSession(cfg RTPConfig) (*RTPSession, error) {
+	if cfg.Conn == nil {
+		return nil, errors.New("media: RTP session without a socket")
+	}
+	spec, kind, err := resolveCodec(cfg.Codec)
+	if err != nil {
+		return nil, err
+	}
+	if !supportedRate(cfg.Rate) {
+		return nil, fmt.Errorf("%w: stream at %d Hz", ErrUnsupportedRate, cfg.Rate)
+	}
+	rx, err := newRxCodec(kind, cfg.Rate)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := newTxCodec(kind, cfg.Rate, cfg.OpusComplexity)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	depth := cfg.JitterDepth
+	if depth <= 0 {
+		depth = defaultJitterDepth
+	}
+	timeout := cfg.MediaTimeout
+	if timeout == 0 {
+		timeout = defaultMediaTimeout
+	}
+	interval := cfg.RTCPInterval
+	if interval <= 0 {
+		interval = defaultRTCPInterval
+	}
+	s := &RTPSession{
+		log:          log,
+		conn:         cfg.Conn,
+		rtcpConn:     cfg.RTCP,
+		rate:         cfg.Rate,
+		frameLen:     SamplesPerFrame(cfg.Rate),
+		timeout:      timeout,
+		rtcpInterval: interval,
+		start:        time.Now(),
+		explicitRTCP: cfg.RemoteRTCP.IsValid(),
+		codecPT:      spec.PayloadType,
+		eventPT:      cfg.EventPT,
+		eventOK:      cfg.EventPT != 0,
+		sendClock:    spec.ClockRate,
+		jb:           newSessionJitter(kind, depth),
+		rstats:       NewReceiverStats(spec.ClockRate),
+		det:          NewDTMFDetector(spec.ClockRate),
+		rx:           rx,
+		rbuf:         make([]byte, maxDatagram),
+		rnext:        make([]byte, maxDatagram),
+		readTimer:    stoppedTimer(),
+		pz:           NewPacketizer(spec.PayloadType, spec.ClockRate, 0),
+		sstats:       NewSenderStats(spec.ClockRate),
+		tx:           tx,
+		txEventPT:    cfg.EventPT,
+		sending:      true,
+		writeTimer:   stoppedTimer(),
+		wpkt:         make([]byte, maxDatagram),
+		dtmfPkts:     make([]DTMFPacket, 0, 32),
+		dtmfBuf:      make([]byte, 12+TelephoneEventSize),
+		events:       make(chan Event, eventBuffer),
+		done:         make(chan struct{}),
+	}
+	s.ssrc = s.pz.SSRC()
+	s.cname = fmt.Sprintf("%08x@switchboard", s.ssrc)
+	s.receiving.Store(true)
+	remote := unmapAddrPort(cfg.Remote)
+	s.remote.Store(&remote)
+	rr := unmapAddrPort(cfg.RemoteRTCP)
+	if !rr.IsValid() {
+		rr = nextPort(remote)
+	}
+	s.rtcpRemote.Store(&rr)
+	if cfg.Record != nil {
+		w, err := NewWAVWriter(cfg.Record, cfg.Rate, 2)
+		if err != nil {
+			return nil, err
+		}
+		s.rec = w
+		s.recRing = make([]int16, recordFrames*s.frameLen)
+		s.recSilence = make([]int16, s.frameLen)
+	}
+	if s.timeout > 0 {
+		_ = s.conn.SetReadDeadline(s.start.Add(s.timeout))
+	}
+	s.wg.Add(1)
+	go s.readLoop()
+	if s.rtcpConn != nil {
+		s.wg.Add(1)
+		go s.rtcpLoop()
+	}
+	return s, nil
+}
+
+func stoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}
+
+// sleepUntil waits on t until the deadline or the end of the stream.
+func (s *RTPSession) sleepUntil(t *time.Timer, until time.Time) error {
+	d := time.Until(until)
+	if d <= 0 {
+		if s.isDone() {
+			return ErrClosed
+		}
+		return nil
+	}
+	t.Reset(d)
+	select {
+	case <-t.C:
+		return nil
+	case <-s.done:
+		t.Stop()
+		return ErrClosed
+	}
+}
+
+func (s *RTPSession) isDone() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// SampleRate implements Stream.
+func (s *RTPSession) SampleRate() int { return s.rate }
+
+// Events implements Stream: DTMF (RFC 4733 and Deliver) and a final EventHangup.
+func (s *RTPSession) Events() <-chan Event { return s.events }
+
+// Done is closed when the stream has ended.
+func (s *RTPSession) Done() <-chan struct{} { return s.done }
+
+// Reason is why the stream ended ("media-timeout", the Hangup reason, "closed"); "" while
+// it lives.
+func (s *RTPSession) Reason() string {
+	if r := s.reason.Load(); r != nil {
+		return *r
+	}
+	return ""
+}
+
+// Close implements Stream; it is idempotent and returns once the readers have stopped.
+func (s *RTPSession) Close() error {
+	s.end("closed")
+	s.wg.Wait()
+	return nil
+}
+
+// Hangup ends the stream for reason: EventHangup{Reason: reason} is delivered, Events is
+// closed, and ReadFrame and WriteFrame return ErrClosed.
+func (s *RTPSession) Hangup(reason string) {
+	if reason == "" {
+		reason = "hangup"
+	}
+	s.end(reason)
+	s.wg.Wait()
+}
+
+// Deliver sends an event that came by signalling (SIP INFO DTMF) out on Events, like the
+// RTP ones. An EventHangup ends the stream.
+func (s *RTPSession) Deliver(ev Event) {
+	if ev.Kind == EventHangup {
+		s.Hangup(ev.Reason)
+		return
+	}
+	s.emit(ev)
+}
+
+// emit queues ev on Events unless the stream ended or the consumer is far behind; the
+// last slot is kept for the hang-up.
+func (s *RTPSession) emit(ev Event) {
+	s.evMu.Lock()
+	defer s.evMu.Unlock()
+	if s.evClosed {
+		return
+	}
+	if len(s.events) >= cap(s.events)-1 {
+		s.log.Warn("event dropped: consumer behind", "kind", ev.Kind, "digit", string(ev.Digit))
+		return
+	}
+	s.events <- ev
+}
+
+// end stops the stream once: the reason, Done, the final event, the sockets (which stops
+// the readers) and the recording.
+func (s *RTPSession) end(reason string) {
+	s.endOnce.Do(func() {
+		s.reason.Store(&reason)
+		close(s.done)
+		s.evMu.Lock()
+		select {
+		case s.events <- Event{Kind: EventHangup, Reason: reason}:
+		default:
+		}
+		close(s.events)
+		s.evClosed = true
+		s.evMu.Unlock()
+		_ = s.conn.Close()
+		if s.rtcpConn != nil {
+			_ = s.rtcpConn.Close()
+		}
+		s.recMu.Lock()
+		if s.rec != nil {
+			if err := s.rec.Close(); err != nil {
+				s.log.Warn("recording not finished", "error", err)
+			}
+			s.rec = nil
+		}
+		s.recMu.Unlock()
+		s.log.Debug("rtp session ended", "reason", reason)
+	})
+}
+
+// ReadFrame implements Stream: the next 20 ms heard, one frame per 20 ms of the session's
+// clock, with concealment or silence when nothing arrived. If f.Samples has no room for a
+// frame it is allocated once.
+func (s *RTPSession) ReadFrame(f *Frame) error {
+	if f == nil {
+		return fmt.Errorf("%w: nil frame", ErrFrame)
+	}
+	if s.isDone() {
+		return ErrClosed
+	}
+	if cap(f.Samples) < s.frameLen {
+		f.Samples = make([]int16, s.frameLen)
+	}
+	f.Samples, f.Rate = f.Samples[:s.frameLen], s.rate
+	now := time.Now()
+	if !s.readStarted || now.Sub(s.readNext) > readMaxLag {
+		s.readStarted, s.readNext = true, now
+	}
+	if err := s.sleepUntil(s.readTimer, s.readNext); err != nil {
+		return err
+	}
+	s.readNext = s.readNext.Add(FrameDuration)
+	s.produce(f.Samples)
+	s.recordHeard(f.Samples)
+	return nil
+}
+
+// produce plays out one tick of the jitter buffer into out.
+func (s *RTPSession) produce(out []int16) {
+	s.mu.Lock()
+	if s.rxNew != nil {
+		s.rx, s.rxNew = s.rxNew, nil
+	}
+	p := s.jb.Pop(s.rbuf)
+	var n int
+	var haveNext bool
+	if p.Status == PopLost && s.rx.kind == codecOpus {
+		n, haveNext = s.jb.Peek(s.rnext)
+	}
+	s.mu.Unlock()
+	s.rx.decode(out, p, s.rbuf[:p.N], s.rnext[:n], haveNext)
+}
+
+// WriteFrame implements Stream: f is sent in its 20 ms slot of the session's clock. A
+// writer ahead of the clock waits for its slot; one that stopped for a while resumes on the
+// clock, the frames it missed skipped, with the marker bit.
+func (s *RTPSession) WriteFrame(f *Frame) error {
+	if f == nil || len(f.Samples) != s.frameLen || (f.Rate != 0 && f.Rate != s.rate) {
+		return fmt.Errorf("%w: want %d samples at %d Hz", ErrFrame, s.frameLen, s.rate)
+	}
+	if s.isDone() {
+		return ErrClosed
+	}
+	now := time.Now()
+	s.wmu.Lock()
+	if !s.writeStarted {
+		s.writeStarted, s.writeNext = true, now
+	}
+	if lag := now.Sub(s.writeNext); lag > writeMaxLag {
+		k := int(lag / FrameDuration)
+		s.pz.Skip(k)
+		s.writeNext = s.writeNext.Add(time.Duration(k) * FrameDuration)
+	}
+	due := s.writeNext
+	s.writeNext = due.Add(FrameDuration)
+	s.wmu.Unlock()
+	if err := s.sleepUntil(s.writeTimer, due); err != nil {
+		return err
+	}
+
+	s.wmu.Lock()
+	if s.dtmfActive || !s.sending {
+		s.pz.Skip(1)
+		s.wmu.Unlock()
+		s.recordSent(nil)
+		return nil
+	}
+	n, err := s.tx.encode(f.Samples)
+	if err != nil {
+		s.pz.Skip(1)
+		s.wmu.Unlock()
+		return err
+	}
+	ts := s.pz.Timestamp()
+	m, err := s.pz.Packetize(s.wpkt, s.tx.payload[:n])
+	if err != nil {
+		s.wmu.Unlock()
+		return err
+	}
+	s.sstats.Sent(ts, n, now)
+	s.wmu.Unlock()
+	s.recordSent(f.Samples)
+	return s.send(s.wpkt[:m])
+}
+
+// send writes one RTP packet to the peer; a failure other than a closed socket is only
+// logged, as UDP has no delivery to report anyway.
+func (s *RTPSession) send(b []byte) error {
+	to := *s.remote.Load()
+	if !to.IsValid() {
+		return nil // the peer's address is not known yet
+	}
+	if _, err := s.conn.WriteToUDPAddrPort(b, to); err != nil {
+		if errors.Is(err, net.ErrClosed) {
+			return ErrClosed
+		}
+		s.log.Debug("rtp write failed", "error", err)
+		return nil
+	}
+	s.sent.Add(1)
+	return nil
+}
+
+// skipTo moves the send clock to the first slot at or after t. The caller holds wmu.
+func (s *RTPSession) skipTo(t time.Time) {
+	if !s.writeStarted {
+		s.writeStarted, s.writeNext = true, t
+		return
+	}
+	if lag := t.Sub(s.writeNext); lag > 0 {
+		k := int((lag + FrameDuration - 1) / FrameDuration)
+		s.pz.Skip(k)
+		s.writeNext = s.writeNext.Add(time.Duration(k) * FrameDuration)
+	}
+}
+
+// SendDTMF sends a key press as RFC 4733 telephone events on our clock, audio suspended
+// while it plays; it returns when the last packet is sent. While we do not send (hold) it
+// sends nothing.
+func (s *RTPSession) SendDTMF(digit rune, d time.Duration) error {
+	if s.isDone() {
+		return ErrClosed
+	}
+	if _, ok := DigitEvent(digit); !ok {
+		return fmt.Errorf("%w: key %q", ErrDTMF, digit)
+	}
+	s.dtmfMu.Lock()
+	defer s.dtmfMu.Unlock()
+
+	s.wmu.Lock()
+	if s.txEventPT == 0 {
+		s.wmu.Unlock()
+		return ErrNoTelephoneEvent
+	}
+	if !s.sending {
+		s.wmu.Unlock()
+		return nil
+	}
+	s.skipTo(time.Now())
+	start, ts, pt := s.writeNext, s.pz.Timestamp(), s.txEventPT
+	clock := s.sstats.clockRate
+	s.dtmfActive = true
+	s.wmu.Unlock()
+	defer func() {
+		s.wmu.Lock()
+		s.dtmfActive = false
+		s.skipTo(time.Now())
+		s.wmu.Unlock()
+	}()
+
+	pkts, err := AppendDTMFPackets(s.dtmfPkts[:0], digit, d, clock, dtmfVolume)
+	if err != nil {
+		return err
+	}
+	t := stoppedTimer()
+	for _, p := range pkts {
+		if err := s.sleepUntil(t, start.Add(p.At)); err != nil {
+			return err
+		}
+		s.wmu.Lock()
+		m, err := s.pz.PacketizeEvent(s.dtmfBuf, pt, p.Marker, ts, p.Payload[:])
+		if err == nil {
+			s.sstats.Sent(ts, TelephoneEventSize, time.Now())
+		}
+		s.wmu.Unlock()
+		if err != nil {
+			return err
+		}
+		if err := s.send(s.dtmfBuf[:m]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Update applies what a re-INVITE changed: a new remote address (latching starts over), a
+// new codec, a new telephone-event payload type, and the direction.
+func (s *RTPSession) Update(u RTPUpdate) error {
+	if s.isDone() {
+		return ErrClosed
+	}
+	var (
+		spec CodecSpec
+		rx   *rxCodec
+		tx   *txCodec
+		jb   *JitterBuffer
+	)
+	if u.Codec != nil {
+		var kind codecKind
+		var err error
+		if spec, kind, err = resolveCodec(*u.Codec); err != nil {
+			return err
+		}
+		if rx, err = newRxCodec(kind, s.rate); err != nil {
+			return err
+		}
+		if tx, err = newTxCodec(kind, s.rate, 0); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		depth := time.Duration(s.jb.cfg.Initial) * FrameDuration
+		s.mu.Unlock()
+		jb = newSessionJitter(kind, depth)
+	}
+	now := time.Now()
+
+	s.mu.Lock()
+	if u.Remote.IsValid() {
+		r := unmapAddrPort(u.Remote)
+		s.remote.Store(&r)
+		s.latched = false
+		rr := nextPort(r)
+		s.rtcpRemote.Store(&rr)
+		s.rtcpLatched, s.explicitRTCP = false, false
+	}
+	if u.Codec != nil {
+		js := s.jb.Stats()
+		s.lateBase += js.Late
+		s.dupBase += js.Duplicate
+		s.jb, s.rxNew, s.codecPT, s.sendClock = jb, rx, spec.PayloadType, spec.ClockRate
+		s.rstats.clockRate = spec.ClockRate
+		s.det.clockRate = spec.ClockRate
+	}
+	if u.EventPT != nil {
+		s.eventPT, s.eventOK = *u.EventPT, *u.EventPT != 0
+	}
+	if u.Receive && !s.receiving.Load() {
+		// The timeout restarts with the media.
+		s.lastAlive.Store(int64(now.Sub(s.start)))
+	}
+	s.receiving.Store(u.Receive)
+	s.mu.Unlock()
+
+	s.wmu.Lock()
+	if tx != nil {
+		s.tx = tx
+		s.pz.SetFormat(spec.PayloadType, spec.ClockRate)
+		s.sstats.clockRate = spec.ClockRate
+	}
+	if u.EventPT != nil {
+		s.txEventPT = *u.EventPT
+	}
+	s.sending = u.Send
+	s.wmu.Unlock()
+	return nil
+}
+
+// Stats returns the session's counters.
+func (s *RTPSession) Stats() RTPStats {
+	s.mu.Lock()
+	snap := s.rstats.Snapshot()
+	js := s.jb.Stats()
+	st := RTPStats{
+		PacketsReceived:    s.received,
+		PacketsLost:        s.lostBase + snap.Lost,
+		Jitter:             time.Duration(snap.JitterMs * float64(time.Millisecond)),
+		Dropped:            s.dropped,
+		Late:               s.lateBase + js.Late,
+		Duplicates:         s.dupBase + js.Duplicate,
+		LastReceived:       s.lastRecv,
+		RemoteLossFraction: s.remoteLoss,
+		RTT:                s.rtt,
+		ByeReceived:        s.bye,
+	}
+	s.mu.Unlock()
+	st.PacketsSent = s.sent.Load()
+	return st
+}
+
+// readLoop reads RTP until the socket is closed, and checks the media timeout when its
+// read deadline passes.
+func (s *RTPSession) readLoop() {
+	defer s.wg.Done()
+	buf := make([]byte, maxDatagram)
+	for {
+		n, from, err := s.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				if s.checkTimeout(time.Now()) {
+					return
+				}
+			case errors.Is(err, net.ErrClosed), s.isDone():
+				return
+			default:
+				s.log.Debug("rtp read failed", "error", err)
+			}
+			continue
+		}
+		evs, k := s.intake(buf[:n], from, time.Now())
+		for _, ev := range evs[:k] {
+			s.emit(ev)
+		}
+	}
+}
+
+// checkTimeout ends the stream if nothing came from the peer for the media timeout, and
+// otherwise sets the next deadline; it reports whether the stream ended.
+func (s *RTPSession) checkTimeout(now time.Time) bool {
+	if s.timeout <= 0 {
+		_ = s.conn.SetReadDeadline(time.Time{})
+		return false
+	}
+	if !s.receiving.Load() {
+		_ = s.conn.SetReadDeadline(now.Add(s.timeout))
+		return false
+	}
+	last := s.start.Add(time.Duration(s.lastAlive.Load()))
+	if now.Sub(last) >= s.timeout {
+		s.log.Info("media timeout", "after", s.timeout)
+		s.end("media-timeout")
+		return true
+	}
+	_ = s.conn.SetReadDeadline(last.Add(s.timeout))
+	return false
+}
+
+// intake handles one datagram from the RTP socket at now and returns the key presses it
+// completed (up to two: an earlier one whose end was lost, and its own).
+func (s *RTPSession) intake(b []byte, from netip.AddrPort, now time.Time) (evs [2]Event, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := &s.pkt
+	if err := ParseRTP(p, b); err != nil {
+		s.dropped++
+		return evs, 0
+	}
+	audio := p.PayloadType == s.codecPT
+	event := !audio && s.eventOK && p.PayloadType == s.eventPT
+	if !audio && !event {
+		s.dropped++ // a payload type the SDP did not agree
+		return evs, 0
+	}
+	from = unmapAddrPort(from)
+	// Symmetric RTP with latching: the first packet fixes where the peer's media comes from
+	// (behind NAT, not what its SDP says) and we send there; later packets from elsewhere
+	// are dropped and counted, unless they carry the latched SSRC (the peer's NAT
+	// rebinding), so nobody else can take the call's audio over.
+	switch cur := *s.remote.Load(); {
+	case !s.latched:
+		s.latched, s.latchSSRC = true, p.SSRC
+		if cur != from {
+			s.log.Info("rtp source latched", "from", from, "sdp", cur)
+			s.remote.Store(&from)
+		}
+		if !s.rtcpLatched && !s.explicitRTCP {
+			rr := nextPort(from)
+			s.rtcpRemote.Store(&rr)
+		}
+	case cur != from && p.SSRC == s.latchSSRC:
+		s.log.Info("rtp source moved", "from", from, "was", cur)
+		s.remote.Store(&from)
+	case cur != from:
+		s.dropped++
+		return evs, 0
+	case p.SSRC != s.latchSSRC:
+		s.latchSSRC = p.SSRC // a new stream from the same place (transfer, re-INVITE)
+	}
+	s.received++
+	s.lastRecv = now
+	s.lastAlive.Store(int64(now.Sub(s.start)))
+
+	if s.rstats.seq.started && p.SSRC != s.rstats.seq.SSRC() {
+		s.lostBase += s.rstats.seq.Lost()
+	}
+	switch s.rstats.Update(p.SSRC, p.SequenceNumber, p.Timestamp, now) {
+	case SeqNewSource:
+		s.jb.Reset()
+		*s.det = DTMFDetector{clockRate: s.det.clockRate}
+	case SeqRestart:
+		s.jb.Reset()
+	}
+	if event {
+		// An empty slot keeps the buffer's sequence space whole; it plays as silence.
+		s.jb.Push(nil, p.SequenceNumber, p.Timestamp)
+		s.lastEventAt = now
+		ev, ok, _ := s.det.Push(p.Timestamp, p.Payload)
+		if ok {
+			evs[n] = ev
+			n++
+			if ev, ok := s.det.pop(); ok {
+				evs[n] = ev
+				n++
+			}
+		}
+		return evs, n
+	}
+	s.jb.Push(p.Payload, p.SequenceNumber, p.Timestamp)
+	if s.det.active && now.Sub(s.lastEventAt) > dtmfFlushAfter {
+		for n < len(evs) {
+			ev, ok := s.det.Flush()
+			if !ok {
+				break
+			}
+			evs[n] = ev
+			n++
+		}
+	}
+	return evs, n
+}
+
+// rtcpLoop reads the peer's RTCP until the socket is closed and sends our report every
+// interval (randomised by ±50%, RFC 3550 §6.2), the first after half of one.
+func (s *RTPSession) rtcpLoop() {
+	defer s.wg.Done()
+	buf := make([]byte, maxDatagram)
+	next := s.start.Add(s.rtcpInterval / 2)
+	_ = s.rtcpConn.SetReadDeadline(next)
+	for {
+		n, from, err := s.rtcpConn.ReadFromUDPAddrPort(buf)
+		now := time.Now()
+		if err != nil {
+			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+			case errors.Is(err, net.ErrClosed), s.isDone():
+				return
+			default:
+				s.log.Debug("rtcp read failed", "error", err)
+				continue
+			}
+		} else {
+			s.handleRTCP(buf[:n], from, now)
+		}
+		if !now.Before(next) {
+			s.sendRTCP(now)
+			next = now.Add(s.rtcpInterval/2 + rand.N(s.rtcpInterval))
+			_ = s.rtcpConn.SetReadDeadline(next)
+		}
+	}
+}
+
+// handleRTCP takes the peer's reports: loss and round-trip time of what we send, the
+// peer's SR for our next report, liveness for the media timeout.
+func (s *RTPSession) handleRTCP(b []byte, from netip.AddrPort, now time.Time) {
+	from = unmapAddrPort(from)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rtcpLatched && from != *s.rtcpRemote.Load() {
+		s.dropped++
+		return
+	}
+	if !s.rtcpLatched && s.latched && from.Addr() != s.remote.Load().Addr() {
+		s.dropped++
+		return
+	}
+	rep, found, err := ParseRTCP(b, now, s.ssrc, s.sendClock, s.rstats)
+	if err != nil {
+		s.dropped++
+		return
+	}
+	if !s.rtcpLatched {
+		s.rtcpLatched = true
+		if cur := *s.rtcpRemote.Load(); cur != from {
+			s.rtcpRemote.Store(&from)
+		}
+	}
+	s.lastAlive.Store(int64(now.Sub(s.start)))
+	if found {
+		s.remoteLoss = rep.FractionLost
+		if rep.RTT > 0 {
+			s.rtt = rep.RTT
+		}
+	}
+	if !s.bye && hasRTCPBye(b) {
+		s.bye = true
+		s.log.Info("rtcp bye from the peer")
+	}
+}
+
+// hasRTCPBye reports whether a compound RTCP packet holds a BYE.
+func hasRTCPBye(b []byte) bool {
+	for len(b) >= 4 {
+		if b[1] == byte(rtcp.TypeGoodbye) {
+			return true
+		}
+		l := (int(b[2])<<8 | int(b[3]) + 1) * 4
+		if l > len(b) {
+			return false
+		}
+		b = b[l:]
+	}
+	return false
+}
+
+// sendRTCP sends our report: a Sender Report once we have sent, a Receiver Report before,
+// each with a block about the peer's stream, and our CNAME.
+func (s *RTPSession) sendRTCP(now time.Time) {
+	s.wmu.Lock()
+	ss := *s.sstats
+	s.wmu.Unlock()
+	var report rtcp.Packet
+	s.mu.Lock()
+	if ss.packets > 0 {
+		report = ss.SenderReport(s.ssrc, now, s.rstats)
+	} else {
+		report = s.rstats.ReceiverReport(s.ssrc, now)
+	}
+	s.mu.Unlock()
+	sdes := &rtcp.SourceDescription{Chunks: []rtcp.SourceDescriptionChunk{{
+		Source: s.ssrc,
+		Items:  []rtcp.SourceDescriptionItem{{Type: rtcp.SDESCNAME, Text: s.cname}},
+	}}}
+	b, err := rtcp.Marshal([]rtcp.Packet{report, sdes})
+	if err != nil {
+		s.log.Debug("rtcp marshal failed", "error", err)
+		return
+	}
+	to := *s.rtcpRemote.Load()
+	if !to.IsValid() {
+		return
+	}
+	if _, err := s.rtcpConn.WriteToUDPAddrPort(b, to); err != nil && !errors.Is(err, net.ErrClosed) {
+		s.log.Debug("rtcp write failed", "error", err)
+	}
+}
+
+// recordHeard writes one stereo frame of the recording: what was heard, and what was sent
+// in the same tick (silence if nothing).
+func (s *RTPSession) recordHeard(left []int16) {
+	if s.recRing == nil {
+		return
+	}
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
+	if s.rec == nil {
+		return
+	}
+	right := s.recSilence
+	if s.recN > 0 {
+		right = s.recRing[s.recHead*s.frameLen : (s.recHead+1)*s.frameLen]
+		s.recHead = (s.recHead + 1) % recordFrames
+		s.recN--
+	}
+	if err := s.rec.WriteStereo(left, right); err != nil {
+		s.log.Warn("recording stopped", "error", err)
+		_ = s.rec.Close()
+		s.rec = nil
+	}
+}
+
+// recordSent keeps a frame we sent (nil: silence) for the recording's right channel.
+func (s *RTPSession) recordSent(samples []int16) {
+	if s.recRing == nil {
+		return
+	}
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
+	if s.rec == nil {
+		return
+	}
+	if s.recN == recordFrames { // nobody reads: drop the oldest
+		s.recHead = (s.recHead + 1) % recordFrames
+		s.recN--
+	}
+	slot := (s.recHead + s.recN) % recordFrames
+	dst := s.recRing[slot*s.frameLen : (slot+1)*s.frameLen]
+	if samples == nil {
+		clear(dst)
+	} else {
+		copy(dst, samples)
+	}
+	s.recN++
+}
