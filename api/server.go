@@ -45,6 +45,9 @@ type Config struct {
 	// Models are the providers of the model gateway (/v1/chat/completions, /v1/messages);
 	// nil answers every model as unsupported.
 	Models *llm.Registry
+	// Calls places and steers live calls (the SIP server); nil answers the call-control
+	// routes with 503: telephony is not enabled on this node.
+	Calls CallControl
 }
 
 // Server is the HTTP API of one node.
@@ -137,6 +140,7 @@ func (s *Server) allRoutes() []route {
 	rs = append(rs, phoneNumberResource.routes(s)...)
 	rs = append(rs, trunkResource.routes(s)...)
 	rs = append(rs, providerResource.routes(s)...)
+	rs = append(rs, s.callRoutes()...)
 	rs = append(rs, s.streamRoutes()...)
 	rs = append(rs, s.v1Routes()...)
 	rs = append(rs, s.usageRoutes()...)

@@ -59,22 +59,26 @@ func (s *Server) streamRoutes() []route {
 	}
 }
 
-// TopicChecker lets a tenant watch the things it has: an agent topic of another tenant, or
-// of no agent, is not found.
+// TopicChecker lets a tenant watch the things it has: an agent or call topic of another
+// tenant, or of no agent or call, is not found.
 func TopicChecker(st *store.Store) realtime.TopicChecker {
 	return func(ctx context.Context, tenantID, kind, id string) error {
+		var err error
 		switch kind {
 		case "agent":
-			_, err := store.Get[store.Agent](ctx, st, tenantID, id)
-			if errors.Is(err, store.ErrNotFound) {
-				return realtime.ErrTopicNotFound
-			}
-			return err
-		case "call", "session":
-			// Calls and sessions are not stored yet; their topics are namespaced by tenant
-			// in the hub, so another tenant's events can never reach this one.
+			_, err = store.Get[store.Agent](ctx, st, tenantID, id)
+		case "call":
+			_, err = store.Get[store.Call](ctx, st, tenantID, id)
+		case "session":
+			// Sessions are not stored yet; their topics are namespaced by tenant in the
+			// hub, so another tenant's events can never reach this one.
 			return nil
+		default:
+			return realtime.ErrTopicNotFound
 		}
-		return realtime.ErrTopicNotFound
+		if errors.Is(err, store.ErrNotFound) {
+			return realtime.ErrTopicNotFound
+		}
+		return err
 	}
 }

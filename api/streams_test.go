@@ -65,7 +65,7 @@ func wantNs(t *testing.T, what string, next func() wireEvent, from, to int) []ui
 func TestStreamsSSE(t *testing.T) {
 	ss := newStreamServer(t, streamOptions{Limits: realtime.Limits{Heartbeat: 100 * time.Millisecond}})
 	tenant := ss.Default.ID
-	c := ss.mustOpenSSE(t, "topics="+url.QueryEscape("call:c1"), ss.Key)
+	c := ss.mustOpenSSE(t, "topics="+url.QueryEscape("session:c1"), ss.Key)
 	h := c.Resp.Header
 	if ct := h.Get("Content-Type"); ct != "text/event-stream" {
 		t.Errorf("Content-Type %q", ct)
@@ -78,14 +78,14 @@ func TestStreamsSSE(t *testing.T) {
 	}
 
 	before := time.Now().Add(-time.Second)
-	ss.publishN(t, tenant, "call:c1", 0, 10, "")
-	ss.publishN(t, tenant, "call:c2", 100, 101, "")         // another topic
-	ss.publishN(t, "someone-else", "call:c1", 200, 201, "") // another tenant's topic of that name
-	ss.publishN(t, tenant, "call:c1", 10, 20, "")
+	ss.publishN(t, tenant, "session:c1", 0, 10, "")
+	ss.publishN(t, tenant, "session:c2", 100, 101, "")         // another topic
+	ss.publishN(t, "someone-else", "session:c1", 200, 201, "") // another tenant's topic of that name
+	ss.publishN(t, tenant, "session:c1", 10, 20, "")
 	var last uint64
 	for n := range 20 {
 		ev := c.nextEvent()
-		if eventN(t, ev) != n || ev.ID <= last || ev.Type != realtime.TypeCallTranscript || ev.Topic != "call:c1" || ev.TenantID != tenant || ev.Time.Before(before) {
+		if eventN(t, ev) != n || ev.ID <= last || ev.Type != realtime.TypeCallTranscript || ev.Topic != "session:c1" || ev.TenantID != tenant || ev.Time.Before(before) {
 			t.Fatalf("event #%d: %+v", n, ev)
 		}
 		last = ev.ID
@@ -101,7 +101,7 @@ func TestStreamsSSE(t *testing.T) {
 	// Without topics, the stream is the tenant's: every topic.
 	all := ss.mustOpenSSE(t, "", ss.Key)
 	ss.publishN(t, tenant, "session:s", 0, 1, "")
-	ss.publishN(t, tenant, "call:c9", 1, 2, "")
+	ss.publishN(t, tenant, "session:c9", 1, 2, "")
 	wantNs(t, "tenant stream", all.nextEvent, 0, 2)
 	all.wantQuiet()
 }
@@ -111,41 +111,41 @@ func TestStreamsSSE(t *testing.T) {
 func TestStreamsSSEResume(t *testing.T) {
 	ss := newStreamServer(t, streamOptions{})
 	tenant := ss.Default.ID
-	c := ss.mustOpenSSE(t, "topics=call:r", ss.Key)
-	ss.publishN(t, tenant, "call:r", 0, 3, "")
+	c := ss.mustOpenSSE(t, "topics=session:r", ss.Key)
+	ss.publishN(t, tenant, "session:r", 0, 3, "")
 	ids := wantNs(t, "first connection", c.nextEvent, 0, 3)
 	c.Close()
 
 	// Published while the client was away.
-	ss.publishN(t, tenant, "call:r", 3, 6, "")
-	ss.publishN(t, tenant, "call:other", 50, 51, "")
+	ss.publishN(t, tenant, "session:r", 3, 6, "")
+	ss.publishN(t, tenant, "session:other", 50, 51, "")
 
-	c, r := ss.openSSE(t, "topics=call:r", hdr("X-API-Key", ss.Key, "Last-Event-ID", jsonUint(ids[2])))
+	c, r := ss.openSSE(t, "topics=session:r", hdr("X-API-Key", ss.Key, "Last-Event-ID", jsonUint(ids[2])))
 	if r.Status != http.StatusOK {
 		t.Fatalf("resume: %d %s", r.Status, r.Body)
 	}
 	c.next() // retry hint
 	wantNs(t, "resumed with Last-Event-ID", c.nextEvent, 3, 6)
 	c.wantQuiet()
-	ss.publishN(t, tenant, "call:r", 6, 7, "")
+	ss.publishN(t, tenant, "session:r", 6, 7, "")
 	wantNs(t, "live after the replay", c.nextEvent, 6, 7)
 	c.wantQuiet()
 
 	// ?since= does the same for clients that cannot set headers.
-	s := ss.mustOpenSSE(t, "topics=call:r&since="+jsonUint(ids[0]), ss.Key)
+	s := ss.mustOpenSSE(t, "topics=session:r&since="+jsonUint(ids[0]), ss.Key)
 	wantNs(t, "resumed with since", s.nextEvent, 1, 7)
 	s.wantQuiet()
 
 	// A WebSocket subscription resumes the same way.
 	p := ss.mustDialWS(t, ss.Key)
-	p.send(map[string]any{"type": "subscribe", "id": "r", "topics": []string{"call:r"}, "since": ids[1]})
+	p.send(map[string]any{"type": "subscribe", "id": "r", "topics": []string{"session:r"}, "since": ids[1]})
 	if f := p.nextOf("ack"); f.ID != "r" {
 		t.Fatalf("ack %s", f.Raw)
 	}
 	wantNs(t, "WebSocket resumed with since", p.nextEvent, 2, 7)
 	p.wantQuiet()
 
-	_, r = ss.openSSE(t, "topics=call:r", hdr("X-API-Key", ss.Key, "Last-Event-ID", "yesterday"))
+	_, r = ss.openSSE(t, "topics=session:r", hdr("X-API-Key", ss.Key, "Last-Event-ID", "yesterday"))
 	wantError(t, r, http.StatusUnprocessableEntity, "validation_error", "Last-Event-ID")
 }
 
@@ -156,12 +156,12 @@ func TestStreamsAuth(t *testing.T) {
 	tenant := ss.Default.ID
 	reader := ss.newKey(ss.Default.Slug, "dashboard", 0, store.ScopeRead)
 
-	c, r := ss.openSSE(t, "topics=call:a&token="+url.QueryEscape(reader), nil)
+	c, r := ss.openSSE(t, "topics=session:a&token="+url.QueryEscape(reader), nil)
 	if r.Status != http.StatusOK {
 		t.Fatalf("SSE with ?token=: %d %s", r.Status, r.Body)
 	}
 	c.next()
-	b, r := ss.openSSE(t, "topics=call:a", bearer(reader))
+	b, r := ss.openSSE(t, "topics=session:a", bearer(reader))
 	if r.Status != http.StatusOK {
 		t.Fatalf("SSE with a bearer token: %d %s", r.Status, r.Body)
 	}
@@ -171,16 +171,16 @@ func TestStreamsAuth(t *testing.T) {
 		t.Fatalf("WebSocket with ?token=: %v", err)
 	}
 	p.startReading()
-	p.subscribe("1", "call:a")
-	ss.publishN(t, tenant, "call:a", 0, 1, "")
+	p.subscribe("1", "session:a")
+	ss.publishN(t, tenant, "session:a", 0, 1, "")
 	wantNs(t, "SSE ?token=", c.nextEvent, 0, 1)
 	wantNs(t, "SSE bearer", b.nextEvent, 0, 1)
 	wantNs(t, "WebSocket ?token=", p.nextEvent, 0, 1)
 
-	for _, q := range []string{"topics=call:a", "topics=call:a&token=", "topics=call:a&token=as_test_not-a-key-at-all-000000000"} {
+	for _, q := range []string{"topics=session:a", "topics=session:a&token=", "topics=session:a&token=as_test_not-a-key-at-all-000000000"} {
 		_, r := ss.openSSE(t, q, nil)
 		wantError(t, r, http.StatusUnauthorized, "authentication_error", "")
-		_, resp, err := ss.dialWS(t, strings.TrimPrefix(q, "topics=call:a&"), nil, nil)
+		_, resp, err := ss.dialWS(t, strings.TrimPrefix(q, "topics=session:a&"), nil, nil)
 		if err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
 			status := 0
 			if resp != nil {
@@ -210,9 +210,9 @@ func TestStreamsTopics(t *testing.T) {
 	}{
 		{"bogus", http.StatusUnprocessableEntity, "validation_error", "topics[0]"},
 		{"tenant,room:1", http.StatusUnprocessableEntity, "validation_error", "topics[1]"},
-		{"call:", http.StatusUnprocessableEntity, "validation_error", "topics[0]"},
+		{"session:", http.StatusUnprocessableEntity, "validation_error", "topics[0]"},
 		{"agent:" + theirs, http.StatusNotFound, "not_found", "topics[0]"},
-		{"call:x,agent:nobody", http.StatusNotFound, "not_found", "topics[1]"},
+		{"session:x,agent:nobody", http.StatusNotFound, "not_found", "topics[1]"},
 	} {
 		_, r := ss.openSSE(t, "topics="+url.QueryEscape(tt.topics), hdr("X-API-Key", ss.Key))
 		wantError(t, r, tt.status, tt.code, tt.field)
@@ -326,17 +326,17 @@ func TestStreamsWSProtocol(t *testing.T) {
 	}
 	p.ping("2")
 
-	p.subscribe("s", "call:1")
-	ss.publishN(t, ss.Default.ID, "call:1", 0, 1, "")
+	p.subscribe("s", "session:1")
+	ss.publishN(t, ss.Default.ID, "session:1", 0, 1, "")
 	f := p.nextOf("event")
-	if !strings.HasPrefix(f.Raw, `{"type":"event","event":{"id":`) || f.Event.Topic != "call:1" {
+	if !strings.HasPrefix(f.Raw, `{"type":"event","event":{"id":`) || f.Event.Topic != "session:1" {
 		t.Fatalf("event frame %s", f.Raw)
 	}
-	p.send(map[string]any{"type": "unsubscribe", "id": "u", "topics": []string{"call:1"}})
+	p.send(map[string]any{"type": "unsubscribe", "id": "u", "topics": []string{"session:1"}})
 	if f := p.nextOf("ack"); f.ID != "u" || f.Action != "unsubscribe" {
 		t.Fatalf("unsubscribe ack %s", f.Raw)
 	}
-	ss.publishN(t, ss.Default.ID, "call:1", 1, 2, "")
+	ss.publishN(t, ss.Default.ID, "session:1", 1, 2, "")
 	p.wantQuiet()
 	p.ping("3")
 }
@@ -350,18 +350,18 @@ func TestStreamsWSLimits(t *testing.T) {
 
 	t.Run("subscriptions", func(t *testing.T) {
 		p := ss.mustDialWS(t, ss.newKey(slug, "subs", 0, store.ScopeRead))
-		p.subscribe("1", "call:a", "call:b", "call:c")
-		p.send(map[string]any{"type": "subscribe", "id": "2", "topics": []string{"call:d"}})
+		p.subscribe("1", "session:a", "session:b", "session:c")
+		p.send(map[string]any{"type": "subscribe", "id": "2", "topics": []string{"session:d"}})
 		p.wantError("2", "validation_error", "topics")
-		p.send(map[string]any{"type": "subscribe", "id": "3", "topics": []string{"call:d", "call:e", "call:f", "call:g"}})
+		p.send(map[string]any{"type": "subscribe", "id": "3", "topics": []string{"session:d", "session:e", "session:f", "session:g"}})
 		p.wantError("3", "validation_error", "topics")
-		ss.publishN(t, ss.Default.ID, "call:a", 0, 1, "")
-		ss.publishN(t, ss.Default.ID, "call:d", 1, 2, "")
+		ss.publishN(t, ss.Default.ID, "session:a", 0, 1, "")
+		ss.publishN(t, ss.Default.ID, "session:d", 1, 2, "")
 		wantNs(t, "after the refusal", p.nextEvent, 0, 1)
 		p.wantQuiet()
-		p.send(map[string]any{"type": "unsubscribe", "id": "4", "topics": []string{"call:a"}})
+		p.send(map[string]any{"type": "unsubscribe", "id": "4", "topics": []string{"session:a"}})
 		p.nextOf("ack")
-		p.subscribe("5", "call:d")
+		p.subscribe("5", "session:d")
 	})
 
 	t.Run("message size", func(t *testing.T) {
@@ -442,15 +442,15 @@ func TestStreamsSlowConsumer(t *testing.T) {
 		Limits: realtime.Limits{WriteTimeout: 500 * time.Millisecond},
 	})
 	tenant := ss.Default.ID
-	sse := ss.mustOpenSSE(t, "topics=call:s", ss.Key)
+	sse := ss.mustOpenSSE(t, "topics=session:s", ss.Key)
 	ws := ss.mustDialWS(t, ss.Key)
-	ws.subscribe("1", "call:s")
+	ws.subscribe("1", "session:s")
 
 	slow, _, err := ss.dialWS(t, "", hdr("X-API-Key", ss.Key), smallReadBuffer())
 	if err != nil {
 		t.Fatal(err)
 	}
-	slow.send(map[string]any{"type": "subscribe", "id": "slow", "topics": []string{"call:s"}})
+	slow.send(map[string]any{"type": "subscribe", "id": "slow", "topics": []string{"session:s"}})
 	if _, ack, err := slow.Conn.Read(slow.ctx); err != nil || !strings.Contains(string(ack), `"ack"`) {
 		t.Fatalf("slow client's ack: %s %v", ack, err)
 	}
@@ -464,13 +464,13 @@ func TestStreamsSlowConsumer(t *testing.T) {
 		if sent >= most || time.Now().After(deadline) {
 			t.Fatalf("the slow client is still connected after %d events", sent)
 		}
-		ss.publishN(t, tenant, "call:s", sent, sent+burst, pad)
+		ss.publishN(t, tenant, "session:s", sent, sent+burst, pad)
 		wantNs(t, "fast SSE", sse.nextEvent, sent, sent+burst)
 		wantNs(t, "fast WebSocket", ws.nextEvent, sent, sent+burst)
 		sent += burst
 	}
 	// The others go on.
-	ss.publishN(t, tenant, "call:s", sent, sent+burst, pad)
+	ss.publishN(t, tenant, "session:s", sent, sent+burst, pad)
 	wantNs(t, "fast SSE after the cut", sse.nextEvent, sent, sent+burst)
 	wantNs(t, "fast WebSocket after the cut", ws.nextEvent, sent, sent+burst)
 	sent += burst

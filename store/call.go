@@ -438,3 +438,24 @@ func validHostPort(s string) bool {
 	}
 	return true
 }
+
+// ValidateTransferTarget checks where a live call may be transferred to: an E.164 number or
+// a sip: or sips: URI. A *ValidationError names the field "to".
+func ValidateTransferTarget(to string) error {
+	var fe fieldErrors
+	switch {
+	case strings.TrimSpace(to) == "":
+		fe.add("to", "is required: an E.164 number such as +14155550100 or a SIP URI such as sip:desk@pbx.example.com")
+	case strings.HasPrefix(to, "+"):
+		if !reE164.MatchString(to) {
+			fe.add("to", "is not an E.164 number (a + and 2 to 15 digits)")
+		}
+	case hasSIPScheme(to):
+		if !validSIPURI(to) || len(to) > maxURILen {
+			fe.add("to", "is not a SIP URI: want sip:user@host[:port] or sips:user@host[:port]")
+		}
+	default:
+		fe.add("to", "must be an E.164 number or a sip: or sips: URI")
+	}
+	return fe.err()
+}

@@ -1,0 +1,253 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/switchboard-go/switchboard/store"
+)
+
+// CallControl places and steers live calls; the SIP server is one.
+type CallControl interface {
+	// Dial places an outbound call. c is validated and carries its tenant in c.TenantID;
+	// Dial stores it (store.Create) and starts dialling, and c holds the stored call when
+	// it returns.
+	Dial(ctx context.Context, c *store.Call) error
+	// Hangup ends a live call of the tenant.
+	Hangup(ctx context.Context, tenantID, callID string) error
+	// Transfer hands a live call of the tenant to another party (E.164 or SIP URI).
+	Transfer(ctx context.Context, tenantID, callID, to string) error
+}
+
+// CallRequest is what a client sends to place an outbound call.
+type CallRequest struct {
+	// To is an E.164 number, a SIP user (over trunk_id) or a sip:/sips: URI.
+	To string `json:"to"`
+	// From is the caller ID; the trunk's when empty.
+	From string `json:"from"`
+	// AgentID or Destination (a built-in destination such as "echo" or "tone") talks to the
+	// callee; exactly one of them.
+	AgentID     *string `json:"agent_id"`
+	Destination string  `json:"destination"`
+	// TrunkID is the trunk the call leaves over; not needed when To is a SIP URI.
+	TrunkID  *string        `json:"trunk_id"`
+	Metadata map[string]any `json:"metadata"`
+	// TimeoutSeconds is how long the call rings before it is no-answer: 1 to 120, default 30.
+	TimeoutSeconds *int `json:"timeout_seconds"`
+}
+
+// TransferRequest says where a live call goes.
+type TransferRequest struct {
+	// To is an E.164 number or a sip:/sips: URI.
+	To string `json:"to"`
+}
+
+var errNoTelephony = &Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable,
+	Message: "Telephony is not enabled on this node: it has no SIP server to place or steer calls with"}
+
+var callQuery = append([]param{
+	{Name: "status", Description: "Only calls of this status: " + strings.Join(store.CallStatuses, ", ")},
+	{Name: "agent_id", Description: "Only calls of this agent"},
+	{Name: "direction", Description: "Only calls of this direction: inbound, outbound or web"},
+	{Name: "since", Description: "Only calls created at or after this time (RFC 3339)"},
+	{Name: "until", Description: "Only calls created before this time (RFC 3339)"},
+}, pageQuery...)
+
+func (s *Server) callRoutes() []route {
+	const tag = "Calls"
+	var call store.Call
+	return []route{
+		{Method: http.MethodPost, Path: "/api/v1/calls", Tag: tag, Scope: store.ScopeWrite, Status: http.StatusCreated,
+			Summary: "Place an outbound call to a number, SIP user or SIP URI, answered by an agent or a built-in destination",
+			Request: CallRequest{}, Response: call, Handle: s.placeCall},
+		{Method: http.MethodGet, Path: "/api/v1/calls", Tag: tag, Scope: store.ScopeRead, Status: http.StatusOK,
+			Summary: "List calls, newest first", Query: callQuery, Response: List[store.Call]{}, Handle: s.listCalls},
+		{Method: http.MethodGet, Path: "/api/v1/calls/{id}", Tag: tag, Scope: store.ScopeRead, Status: http.StatusOK,
+			Summary: "Get a call", Response: call, Handle: s.getCall},
+		{Method: http.MethodPost, Path: "/api/v1/calls/{id}/hangup", Tag: tag, Scope: store.ScopeWrite, Status: http.StatusOK,
+			Summary: "Hang up a live call", Response: call, Handle: s.hangupCall},
+		{Method: http.MethodPost, Path: "/api/v1/calls/{id}/transfer", Tag: tag, Scope: store.ScopeWrite, Status: http.StatusAccepted,
+			Summary: "Transfer a live call to an E.164 number or a SIP URI (the transfer goes on after the answer)",
+			Request: TransferRequest{}, Response: call, Handle: s.transferCall},
+	}
+}
+
+func (s *Server) placeCall(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	var req CallRequest
+	if err := decodeInto(body, &req, false); err != nil {
+		return err
+	}
+	c := store.NewOutboundCall()
+	c.To, c.From, c.AgentID, c.Destination, c.TrunkID = req.To, req.From, req.AgentID, req.Destination, req.TrunkID
+	if req.Metadata != nil {
+		c.Metadata = req.Metadata
+	}
+	if req.TimeoutSeconds != nil {
+		if *req.TimeoutSeconds < 1 || *req.TimeoutSeconds > store.MaxCallTimeout {
+			return errValidation("timeout_seconds", "must be between 1 and %d", store.MaxCallTimeout)
+		}
+		c.TimeoutSeconds = *req.TimeoutSeconds
+	}
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if s.cfg.Calls == nil {
+		return errNoTelephony
+	}
+	c.TenantID = p.TenantID
+	if err := s.cfg.Calls.Dial(r.Context(), c); err != nil {
+		return callError(err)
+	}
+	writeJSON(w, http.StatusCreated, c)
+	return nil
+}
+
+func (s *Server) listCalls(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	page, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	f, err := callFilter(r)
+	if err != nil {
+		return err
+	}
+	items, total, err := store.ListCalls(r.Context(), s.store, p.TenantID, f, page)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, List[store.Call]{Items: items, Total: total, Limit: page.Limit, Offset: page.Offset})
+	return nil
+}
+
+// callFilter reads the filters of the call list, each refused by name when it is malformed.
+func callFilter(r *http.Request) (store.CallFilter, error) {
+	q := r.URL.Query()
+	f := store.CallFilter{Status: q.Get("status"), AgentID: q.Get("agent_id"), Direction: q.Get("direction")}
+	if f.Status != "" && !slices.Contains(store.CallStatuses, f.Status) {
+		return f, errValidation("status", "must be one of %s", strings.Join(store.CallStatuses, ", "))
+	}
+	if f.Direction != "" && !slices.Contains([]string{store.CallInbound, store.CallOutbound, store.CallWeb}, f.Direction) {
+		return f, errValidation("direction", "must be one of inbound, outbound, web")
+	}
+	if f.AgentID != "" && !strings.HasPrefix(f.AgentID, "agt_") {
+		return f, errValidation("agent_id", "is not an agent ID")
+	}
+	for _, t := range []struct {
+		name string
+		dst  *time.Time
+	}{{"since", &f.Since}, {"until", &f.Until}} {
+		v := q.Get(t.name)
+		if v == "" {
+			continue
+		}
+		at, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return f, errValidation(t.name, "must be an RFC 3339 time such as 2026-11-23T08:00:00Z")
+		}
+		*t.dst = at
+	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Until.After(f.Since) {
+		return f, errValidation("until", "must be after since")
+	}
+	return f, nil
+}
+
+func (s *Server) getCall(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	c, err := s.storedCall(r.Context(), p.TenantID, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (s *Server) hangupCall(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	c, err := s.liveCall(r.Context(), p.TenantID, r.PathValue("id"), "hung up")
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Calls.Hangup(r.Context(), p.TenantID, c.ID); err != nil {
+		return callError(err)
+	}
+	if c, err = s.storedCall(r.Context(), p.TenantID, c.ID); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (s *Server) transferCall(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	id := r.PathValue("id")
+	// Another tenant's call is not found, whatever the body says.
+	if _, err := s.storedCall(r.Context(), p.TenantID, id); err != nil {
+		return err
+	}
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	var req TransferRequest
+	if err := decodeInto(body, &req, false); err != nil {
+		return err
+	}
+	req.To = strings.TrimSpace(req.To)
+	if err := store.ValidateTransferTarget(req.To); err != nil {
+		return err
+	}
+	c, err := s.liveCall(r.Context(), p.TenantID, id, "transferred")
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Calls.Transfer(r.Context(), p.TenantID, c.ID, req.To); err != nil {
+		return callError(err)
+	}
+	if c, err = s.storedCall(r.Context(), p.TenantID, c.ID); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, c)
+	return nil
+}
+
+// storedCall reads a call of the tenant; another tenant's is not found.
+func (s *Server) storedCall(ctx context.Context, tenantID, id string) (*store.Call, error) {
+	c, err := store.Get[store.Call](ctx, s.store, tenantID, id)
+	if err != nil {
+		return nil, callError(err)
+	}
+	return c, nil
+}
+
+// liveCall reads a call that is to be steered: it must exist in the tenant, not have ended,
+// and this node must have telephony.
+func (s *Server) liveCall(ctx context.Context, tenantID, id, action string) (*store.Call, error) {
+	c, err := s.storedCall(ctx, tenantID, id)
+	if err != nil {
+		return nil, err
+	}
+	if !c.Live() {
+		return nil, &Error{Status: http.StatusConflict, Code: codeConflict,
+			Message: "The call has ended (status " + c.Status + "); only a live call can be " + action,
+			Details: []store.FieldError{{Field: "status", Message: "is " + c.Status + ", not queued, ringing or in-progress"}}}
+	}
+	if s.cfg.Calls == nil {
+		return nil, errNoTelephony
+	}
+	return c, nil
+}
+
+// callError names the call in a not-found answer; other errors keep their classification
+// (a *store.ConflictError is 409, a *store.ValidationError 422).
+func callError(err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return errNotFound("Call")
+	}
+	return err
+}
