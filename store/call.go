@@ -239,7 +239,7 @@ func validSIPURI(s string) bool {
 // credentials against them to find its tenant.
 func FindInboundTrunks(ctx context.Context, s *Store) ([]Trunk, error) {
 	out := []Trunk{}
-	err := s.db.NewSelect().Model(&out).Where("direction IN (?)", bun.In([]string{"inbound", "both"})).
+	err := s.db.NewSelect().Model(&out).Where("direction IN (?)", bun.List([]string{"inbound", "both"})).
 		Order("created_at", "id").Scan(ctx)
 	if err != nil {
 		return nil, classify(err)
@@ -282,7 +282,7 @@ func FindPhoneNumber(ctx context.Context, s *Store, tenantID, number string) (*P
 	}
 	var found []PhoneNumber
 	err := s.db.NewSelect().Model(&found).Where("tenant_id = ?", tenantID).
-		Where("lower(number) IN (?)", bun.In(candidates)).Order("created_at", "id").Scan(ctx)
+		Where("lower(number) IN (?)", bun.List(candidates)).Order("created_at", "id").Scan(ctx)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -368,7 +368,7 @@ func FailInterruptedCalls(ctx context.Context, s *Store, node string) (int, erro
 	err := s.inTx(ctx, func(tx bun.Tx) error {
 		var calls []Call
 		if err := tx.NewSelect().Model(&calls).Column("id", "answered_at").Where("node = ?", node).
-			Where("status IN (?)", bun.In([]string{CallQueued, CallRinging, CallInProgress})).Scan(ctx); err != nil {
+			Where("status IN (?)", bun.List([]string{CallQueued, CallRinging, CallInProgress})).Scan(ctx); err != nil {
 			return err
 		}
 		for _, c := range calls {
@@ -379,7 +379,7 @@ func FailInterruptedCalls(ctx context.Context, s *Store, node string) (int, erro
 			res, err := tx.NewUpdate().Model((*Call)(nil)).
 				Set("status = ?", CallFailed).Set("ended_reason = ?", EndedRestart).
 				Set("ended_at = ?", now).Set("updated_at = ?", now).Set("duration_seconds = ?", duration).
-				Where("id = ?", c.ID).Where("status IN (?)", bun.In([]string{CallQueued, CallRinging, CallInProgress})).Exec(ctx)
+				Where("id = ?", c.ID).Where("status IN (?)", bun.List([]string{CallQueued, CallRinging, CallInProgress})).Exec(ctx)
 			if err != nil {
 				return err
 			}
