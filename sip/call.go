@@ -2,78 +2,510 @@ package sip
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
-	"net"
+	"net/netip"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
 
 	"github.com/switchboard-go/switchboard/media"
+	"github.com/switchboard-go/switchboard/store"
 )
 
-// call is one answered inbound call. Its owner is the goroutine that runs run: the media
-// goroutines report to it on events and it alone decides when the call ends.
-type call struct {
-	log    *slog.Logger
-	dlg    *sipgo.DialogServerSession
-	conn   *net.UDPConn
-	echo   *echo
-	events chan media.Event
+// Ended reasons a call records; the store documents the others.
+const (
+	ReasonCallerHangup   = "caller-hangup"
+	ReasonCalleeHangup   = "callee-hangup"
+	ReasonAgentHangup    = "agent-hangup"
+	ReasonAPIHangup      = "api-hangup"
+	ReasonTransferred    = "transferred"
+	ReasonMediaTimeout   = "media-timeout"
+	ReasonSessionExpired = "session-expired"
+	ReasonShutdown       = "shutdown"
+	ReasonNoAck          = "no-ack"
+	ReasonCanceled       = "canceled"
+	ReasonRejected       = "rejected"
+	ReasonError          = "error"
+)
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	closed atomic.Bool
+// Handler carries an answered call: it talks over the call's Stream until the stream ends
+// (ReadFrame returns media.ErrClosed) or it hangs up with Call.Hangup. When ServeCall
+// returns, the call ends (the agent hung up) if it has not already.
+type Handler interface {
+	ServeCall(ctx context.Context, c *Call)
 }
 
-func newCall(log *slog.Logger, dlg *sipgo.DialogServerSession, conn *net.UDPConn, o offer) *call {
-	events := make(chan media.Event, 8)
-	return &call{log: log, dlg: dlg, conn: conn, events: events, echo: newEcho(log, conn, o, events)}
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, c *Call)
+
+// ServeCall calls f.
+func (f HandlerFunc) ServeCall(ctx context.Context, c *Call) { f(ctx, c) }
+
+// Agents finds the handler of calls routed to an agent: the conversation runtime.
+type Agents interface {
+	AgentHandler(ctx context.Context, tenantID, agentID string) (Handler, error)
 }
 
-// run starts the media and blocks until the call ends: a BYE from the caller (the dialog's
-// context ends), or server shutdown, on which we send the BYE.
-func (c *call) run(ctx context.Context) {
-	mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	c.cancel = cancel
-	c.wg.Add(2)
-	go func() { defer c.wg.Done(); c.echo.readLoop() }()
-	go func() { defer c.wg.Done(); c.echo.writeLoop(mctx) }()
-	defer c.close()
+// Publisher receives call events for the realtime hub; *realtime.Hub is one.
+type Publisher interface {
+	Publish(tenantID, topic, typ string, data any) error
+}
 
-	c.log.Info("call answered")
-	for {
-		select {
-		case <-c.dlg.Context().Done():
-			c.log.Info("call ended", "reason", "caller-hangup")
-			return
-		case <-ctx.Done():
-			c.log.Info("call ended", "reason", "shutdown")
-			bctx, bcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			if err := c.dlg.Bye(bctx); err != nil {
-				c.log.Warn("bye failed", "error", err)
-			}
-			bcancel()
-			return
-		case ev := <-c.events:
-			if ev.Kind == media.EventDTMF {
-				c.log.Info("dtmf", "digit", string(ev.Digit), "duration", ev.Duration)
-			}
+// Call is one call carried by the server, inbound or outbound. Its owner is the goroutine
+// that runs it: signalling and media report to it, and it alone ends the call.
+type Call struct {
+	srv      *Server
+	log      *slog.Logger
+	id       string
+	tenantID string
+	inbound  bool
+	handler  Handler
+
+	dialogID string // guarded by the registry's lock once registered
+	uas      *sipgo.DialogServerSession
+	uac      *sipgo.DialogClientSession
+	// remoteHost is where numbers are transferred to: the trunk's or the caller's host.
+	remoteHost string
+	// contact is our Contact for this call's transport.
+	contact sip.ContactHeader
+
+	sdp   *localSDP
+	sess  *media.RTPSession
+	ports *rtpPorts
+
+	mu      sync.Mutex
+	rec     store.Call
+	codec   media.CodecSpec
+	eventPT uint8
+	dir     string         // our direction
+	remote  netip.AddrPort // the far end's RTP address from its SDP
+	expires time.Duration  // session refresh interval (RFC 4028); 0: none
+	refresh chan struct{}
+	// ackSDP receives the SDP carried by an ACK: the answer to an offer we made in a 200
+	// (late offer, empty re-INVITE).
+	ackSDP chan []byte
+
+	notify chan int // final status of a transfer we asked for, from NOTIFY sipfrags
+
+	endOnce sync.Once
+	ended   chan struct{}
+	reason  string
+	sendBye bool
+}
+
+func (s *Server) newCall(rec store.Call, inbound bool, h Handler) *Call {
+	c := &Call{
+		srv: s, id: rec.ID, tenantID: rec.TenantID, inbound: inbound, handler: h, rec: rec,
+		refresh: make(chan struct{}, 1), ackSDP: make(chan []byte, 1), notify: make(chan int, 1),
+		ended: make(chan struct{}),
+	}
+	c.log = s.log.With("call", rec.ID, "call_id", rec.SIPCallID)
+	return c
+}
+
+// ID is the call's ID in the store ("call_…").
+func (c *Call) ID() string { return c.id }
+
+// TenantID is the tenant the call belongs to.
+func (c *Call) TenantID() string { return c.tenantID }
+
+// Record is a snapshot of the call's record.
+func (c *Call) Record() store.Call {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.rec
+	return r
+}
+
+// Stream is the call's audio: 20 ms frames, DTMF and hang-up events.
+func (c *Call) Stream() media.Stream { return c.sess }
+
+// Log is the call's logger.
+func (c *Call) Log() *slog.Logger { return c.log }
+
+// Hangup ends the call from our side with reason (ReasonAgentHangup when empty): the far
+// end gets a BYE.
+func (c *Call) Hangup(reason string) {
+	if reason == "" {
+		reason = ReasonAgentHangup
+	}
+	c.finish(reason, true)
+}
+
+// SendDTMF plays digits to the far end as RFC 4733 telephone events.
+func (c *Call) SendDTMF(digits string) error {
+	for _, d := range digits {
+		if err := c.sess.SendDTMF(d, 160*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Publish sends an event about the call to its topic.
+func (c *Call) Publish(typ string, data any) {
+	if c.srv.cfg.Events == nil {
+		return
+	}
+	if err := c.srv.cfg.Events.Publish(c.tenantID, "call:"+c.id, typ, data); err != nil {
+		c.log.Warn("call event not published", "type", typ, "error", err)
+	}
+	// The tenant topic carries the life cycle for dashboards.
+	switch typ {
+	case EventCallCreated, EventCallRinging, EventCallAnswered, EventCallEnded:
+		if err := c.srv.cfg.Events.Publish(c.tenantID, "tenant", typ, data); err != nil {
+			c.log.Warn("call event not published", "type", typ, "error", err)
 		}
 	}
 }
 
-// close stops the media goroutines and closes the socket; it is idempotent.
-func (c *call) close() {
-	if !c.closed.CompareAndSwap(false, true) {
+// Event types the calls publish, beside those of the realtime package of the same names.
+const (
+	EventCallCreated   = "call.created"
+	EventCallRinging   = "call.ringing"
+	EventCallAnswered  = "call.answered"
+	EventCallDTMF      = "call.dtmf"
+	EventCallHold      = "call.hold"
+	EventCallResumed   = "call.resumed"
+	EventCallTransfer  = "call.transfer"
+	EventCallEnded     = "call.ended"
+	EventCallEarlyTone = "call.early_media"
+)
+
+// finish ends the call once, with the first reason given. bye says the far end must be
+// told (it has not hung up itself).
+func (c *Call) finish(reason string, bye bool) {
+	c.endOnce.Do(func() {
+		c.reason, c.sendBye = reason, bye
+		close(c.ended)
+	})
+}
+
+// update changes the record under the lock and writes it, for the calls a store keeps.
+func (c *Call) update(ctx context.Context, fn func(r *store.Call)) {
+	c.mu.Lock()
+	fn(&c.rec)
+	r := c.rec
+	c.mu.Unlock()
+	if c.srv.cfg.Store == nil {
 		return
 	}
-	if c.cancel != nil {
-		c.cancel()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := store.Update[store.Call](ctx, c.srv.cfg.Store, &r); err != nil {
+		c.log.Warn("call record not updated", "status", r.Status, "error", err)
 	}
-	_ = c.conn.Close()
-	c.wg.Wait()
-	_ = c.dlg.Close()
-	c.log.Info("call media closed", "rx_packets", c.echo.rx.Load(), "tx_packets", c.echo.tx.Load(), "dropped_packets", c.echo.foreign.Load())
+}
+
+// dialogDone ends when the far end hung up (BYE) or the dialog otherwise ended.
+func (c *Call) dialogDone() <-chan struct{} {
+	if c.uas != nil {
+		return c.uas.Context().Done()
+	}
+	return c.uac.Context().Done()
+}
+
+// do sends an in-dialog request and waits for its final response.
+func (c *Call) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+	if c.uas != nil {
+		return c.uas.Do(ctx, req)
+	}
+	return c.uac.Do(ctx, req)
+}
+
+// remoteTarget is where in-dialog requests go: the far end's Contact.
+func (c *Call) remoteTarget() sip.Uri {
+	if c.uas != nil {
+		if h := c.uas.InviteRequest.Contact(); h != nil {
+			return *h.Address.Clone()
+		}
+		return *c.uas.InviteRequest.From().Address.Clone()
+	}
+	if h := c.uac.InviteResponse.Contact(); h != nil {
+		return *h.Address.Clone()
+	}
+	return *c.uac.InviteRequest.Recipient.Clone()
+}
+
+// answered marks the call in progress once media flows.
+func (c *Call) answered(ctx context.Context) {
+	now := time.Now().UTC()
+	c.update(ctx, func(r *store.Call) {
+		r.Status = store.CallInProgress
+		r.AnsweredAt = &now
+		r.Codec = c.codec.Name
+	})
+	c.log.Info("call answered", "codec", c.codec.Name, "rtp_port", c.ports.port)
+	c.Publish(EventCallAnswered, c.Record())
+}
+
+// run carries an answered call until it ends, then tears it down: media, BYE when we end
+// it, the record's final state and the call.ended event.
+func (c *Call) run(ctx context.Context) {
+	hctx, stopHandler := context.WithCancel(context.WithoutCancel(ctx))
+	handlerDone := make(chan struct{})
+	go func() {
+		defer close(handlerDone)
+		defer func() {
+			if p := recover(); p != nil {
+				c.log.Error("call handler panicked", "panic", p)
+				c.finish(ReasonError, true)
+			}
+		}()
+		c.handler.ServeCall(hctx, c)
+		c.finish(ReasonAgentHangup, true)
+	}()
+
+	hangupReason := ReasonCallerHangup
+	if !c.inbound {
+		hangupReason = ReasonCalleeHangup
+	}
+	var expiry <-chan time.Time
+	var expTimer *time.Timer
+	for done := false; !done; {
+		c.mu.Lock()
+		exp := c.expires
+		c.mu.Unlock()
+		if exp > 0 && expTimer == nil {
+			expTimer = time.NewTimer(exp)
+			expiry = expTimer.C
+		}
+		select {
+		case <-c.ended:
+			done = true
+		case <-c.dialogDone():
+			c.finish(hangupReason, false)
+		case <-c.sess.Done():
+			r := c.sess.Reason()
+			if r == "" || r == "closed" {
+				r = ReasonError
+			}
+			c.finish(r, true)
+		case <-ctx.Done():
+			c.finish(ReasonShutdown, true)
+		case <-c.refresh:
+			if expTimer != nil {
+				expTimer.Stop()
+				expTimer = nil
+			}
+		case <-expiry:
+			c.finish(ReasonSessionExpired, true)
+		}
+	}
+	if expTimer != nil {
+		expTimer.Stop()
+	}
+
+	c.sess.Hangup(c.reason)
+	if c.sendBye {
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		var err error
+		if c.uas != nil {
+			err = c.uas.Bye(bctx)
+		} else {
+			err = c.uac.Bye(bctx)
+		}
+		cancel()
+		if err != nil {
+			c.log.Info("bye not answered", "error", err)
+		}
+	}
+	stopHandler()
+	select {
+	case <-handlerDone:
+	case <-time.After(5 * time.Second):
+		c.log.Warn("call handler still running after the call ended")
+	}
+	_ = c.sess.Close()
+	c.end(ctx, c.reason)
+}
+
+// end writes the call's final state and publishes call.ended. It is used for calls that
+// were answered (after run) and for those that never were.
+func (c *Call) end(ctx context.Context, reason string) {
+	now := time.Now().UTC()
+	var st media.RTPStats
+	if c.sess != nil {
+		st = c.sess.Stats()
+	}
+	c.update(ctx, func(r *store.Call) {
+		r.EndedAt = &now
+		r.EndedReason = reason
+		if r.AnsweredAt != nil {
+			r.Status = store.CallCompleted
+			r.DurationSeconds = now.Sub(*r.AnsweredAt).Seconds()
+		} else {
+			r.Status = unansweredStatus(reason)
+		}
+		if c.sess != nil {
+			r.Quality = qualityOf(st)
+		}
+	})
+	if c.dialogID != "" {
+		c.srv.calls.remove(c)
+	}
+	c.srv.calls.forget(c)
+	if c.sess != nil {
+		c.log.Info("call ended", "reason", reason, "rx_packets", st.PacketsReceived, "tx_packets", st.PacketsSent,
+			"lost_packets", st.PacketsLost, "dropped_packets", st.Dropped, "jitter", st.Jitter)
+	} else {
+		c.log.Info("call ended", "reason", reason)
+	}
+	c.Publish(EventCallEnded, c.Record())
+}
+
+// unansweredStatus is the status of a call that ended before it was answered.
+func unansweredStatus(reason string) string {
+	switch reason {
+	case ReasonCanceled:
+		return store.CallCanceled
+	case store.CallBusy:
+		return store.CallBusy
+	case store.CallNoAnswer:
+		return store.CallNoAnswer
+	}
+	return store.CallFailed
+}
+
+func qualityOf(st media.RTPStats) store.CallQuality {
+	q := store.CallQuality{
+		PacketsReceived: int64(st.PacketsReceived),
+		PacketsSent:     int64(st.PacketsSent),
+		PacketsLost:     st.PacketsLost,
+		JitterMS:        float64(st.Jitter) / float64(time.Millisecond),
+		RTTMS:           float64(st.RTT) / float64(time.Millisecond),
+	}
+	if exp := int64(st.PacketsReceived) + st.PacketsLost; exp > 0 && st.PacketsLost > 0 {
+		q.LossPercent = 100 * float64(st.PacketsLost) / float64(exp)
+	}
+	return q
+}
+
+// Transfer hands the far end to another party (a number or a SIP URI) with a blind REFER
+// (RFC 3515). It returns once the far end accepted the REFER; the call ends with reason
+// transferred when the far end reports that the new call was answered, and goes on when it
+// reports a failure (a call.transfer event says which).
+func (c *Call) Transfer(ctx context.Context, to string) error {
+	target, err := c.referTarget(to)
+	if err != nil {
+		return err
+	}
+	req := sip.NewRequest(sip.REFER, c.remoteTarget())
+	req.AppendHeader(sip.NewHeader("Refer-To", "<"+target+">"))
+	req.AppendHeader(sip.NewHeader("Referred-By", "<"+c.contact.Address.String()+">"))
+	req.AppendHeader(&c.contact)
+	res, err := c.do(ctx, req)
+	if err != nil {
+		return fmt.Errorf("sip: refer: %w", err)
+	}
+	if !res.IsSuccess() {
+		c.Publish(EventCallTransfer, map[string]any{"to": target, "status": "rejected", "sip_status": res.StatusCode})
+		return fmt.Errorf("%w: the far end answered the REFER with %d %s", ErrTransferRefused, res.StatusCode, res.Reason)
+	}
+	c.log.Info("transfer accepted", "to", target)
+	c.Publish(EventCallTransfer, map[string]any{"to": target, "status": "accepted"})
+	go c.awaitTransfer(target)
+	return nil
+}
+
+// awaitTransfer waits for the NOTIFY that tells how the transfer went.
+func (c *Call) awaitTransfer(target string) {
+	t := time.NewTimer(60 * time.Second)
+	defer t.Stop()
+	select {
+	case code := <-c.notify:
+		if code >= 200 && code < 300 {
+			c.Publish(EventCallTransfer, map[string]any{"to": target, "status": "completed", "sip_status": code})
+			c.finish(ReasonTransferred, true)
+			return
+		}
+		c.log.Info("transfer failed", "to", target, "status", code)
+		c.Publish(EventCallTransfer, map[string]any{"to": target, "status": "failed", "sip_status": code})
+	case <-t.C:
+		c.Publish(EventCallTransfer, map[string]any{"to": target, "status": "unknown"})
+	case <-c.ended:
+	}
+}
+
+// referTarget turns a number or a SIP URI into the Refer-To URI.
+func (c *Call) referTarget(to string) (string, error) {
+	to = strings.TrimSpace(to)
+	if strings.HasPrefix(to, "sip:") || strings.HasPrefix(to, "sips:") {
+		var u sip.Uri
+		if err := sip.ParseUri(to, &u); err != nil || u.Host == "" {
+			return "", fmt.Errorf("%w: %q is not a SIP URI", ErrBadTarget, to)
+		}
+		return u.String(), nil
+	}
+	if !validDialString(to) {
+		return "", fmt.Errorf("%w: %q is neither a number nor a SIP URI", ErrBadTarget, to)
+	}
+	return "sip:" + to + "@" + c.remoteHost, nil
+}
+
+// validDialString accepts E.164 numbers and SIP users.
+func validDialString(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r >= '0' && r <= '9', r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r == '.', r == '_', r == '-', r == '~', r == '*', r == '#':
+		case r == '+' && i == 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// applyRemote takes a new description from the far end (re-INVITE, UPDATE, or the answer
+// in an ACK) and returns our answer to it. A change of address, codec or direction goes to
+// the media session.
+func (c *Call) applyRemote(r remoteSDP) (codec media.CodecSpec, eventPT uint8, dir string, changed bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	codec = r.Codecs[0]
+	for _, o := range r.Codecs { // keep the current codec when it is still offered
+		if strings.EqualFold(o.Name, c.codec.Name) {
+			codec = o
+			break
+		}
+	}
+	dir = answerDirection(r.Direction, r.Held)
+	send, recv := flow(dir)
+	upd := media.RTPUpdate{Codec: &codec, EventPT: &r.EventPT, Send: send, Receive: recv}
+	if !r.Held && r.RTP != c.remote {
+		upd.Remote = r.RTP
+	}
+	if err := c.sess.Update(upd); err != nil {
+		return codec, 0, "", false, err
+	}
+	changed = codec != c.codec || dir != c.dir || r.EventPT != c.eventPT || upd.Remote.IsValid()
+	wasHeld := c.dir != dirSendRecv
+	c.codec, c.eventPT, c.dir = codec, r.EventPT, dir
+	if !r.Held {
+		c.remote = r.RTP
+	}
+	if held := dir != dirSendRecv; held != wasHeld {
+		typ := EventCallResumed
+		if held {
+			typ = EventCallHold
+		}
+		go c.Publish(typ, map[string]any{"direction": dir})
+	}
+	c.rec.Codec = codec.Name
+	return codec, r.EventPT, dir, changed, nil
+}
+
+// currentSDP is our description as it stands.
+func (c *Call) currentSDP(bump bool) []byte {
+	c.mu.Lock()
+	codec, ev, dir := c.codec, c.eventPT, c.dir
+	c.mu.Unlock()
+	return c.sdp.marshal([]media.CodecSpec{codec}, ev, dir, bump)
 }

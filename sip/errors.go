@@ -9,4 +9,8 @@ var (
 	ErrNoCodec = errors.New("sip: no common codec")
 	// ErrNoPort is a port range with no free RTP port left; the call is answered 503.
 	ErrNoPort = errors.New("sip: no free RTP port")
+	// ErrBadTarget is a transfer target that is neither a number nor a SIP URI.
+	ErrBadTarget = errors.New("sip: bad transfer target")
+	// ErrTransferRefused is a REFER the far end did not accept.
+	ErrTransferRefused = errors.New("sip: transfer refused")
 )

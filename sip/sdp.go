@@ -3,8 +3,10 @@ package sip
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/sdp/v3"
@@ -12,108 +14,233 @@ import (
 	"github.com/switchboard-go/switchboard/media"
 )
 
-// offer is what we take from a caller's SDP offer.
-type offer struct {
-	// Remote is where the caller says it receives RTP.
-	Remote *net.UDPAddr
-	// Codec is the first offered codec we support, in the caller's preference order.
-	Codec media.Codec
-	// EventPT is the caller's telephone-event payload type; EventOK says one was offered.
-	EventPT uint8
-	EventOK bool
+// Media directions of RFC 3264 §5.1.
+const (
+	dirSendRecv = "sendrecv"
+	dirSendOnly = "sendonly"
+	dirRecvOnly = "recvonly"
+	dirInactive = "inactive"
+)
+
+// opusPT is the payload type we offer Opus under; in an answer we take the caller's.
+const opusPT = 111
+
+// defaultEventPT is the payload type we offer telephone-event under.
+const defaultEventPT = 101
+
+// ourCodecs are the codecs we offer, in our preference order.
+var ourCodecs = []media.CodecSpec{
+	{Name: "PCMU", PayloadType: media.PayloadTypePCMU, ClockRate: 8000, Channels: 1},
+	{Name: "PCMA", PayloadType: media.PayloadTypePCMA, ClockRate: 8000, Channels: 1},
+	{Name: "opus", PayloadType: opusPT, ClockRate: 48000, Channels: 2},
 }
 
-// parseOffer applies RFC 3264 §6 to the first audio stream of an offer: the caller's
-// preference order decides among the codecs we support (PCMU, PCMA), telephone-event is kept
-// with the caller's payload type. Errors wrap ErrSDP or ErrNoCodec.
-func parseOffer(body []byte) (offer, error) {
+// remoteSDP is what we take from the far end's offer or answer: its first audio stream.
+type remoteSDP struct {
+	// RTP is where the far end receives RTP; RTCP where it receives RTCP (zero: RTP port+1).
+	RTP, RTCP netip.AddrPort
+	// Codecs are the offered codecs we support, in the far end's preference order.
+	Codecs []media.CodecSpec
+	// EventPT is the far end's telephone-event payload type, 0 when none.
+	EventPT uint8
+	// Direction is the stream's direction from the far end's point of view.
+	Direction string
+	// Held is an RFC 2543 hold: a connection address of 0.0.0.0.
+	Held bool
+}
+
+// parseSDP applies RFC 3264 to the first audio stream of a session description. Errors wrap
+// ErrSDP (unusable) or ErrNoCodec (nothing in common).
+func parseSDP(body []byte) (remoteSDP, error) {
 	var sd sdp.SessionDescription
 	if err := sd.Unmarshal(body); err != nil {
-		return offer{}, fmt.Errorf("%w: %w", ErrSDP, err)
+		return remoteSDP{}, fmt.Errorf("%w: %w", ErrSDP, err)
 	}
+	sessionDir := directionOf(sd.Attributes, dirSendRecv)
 	for _, md := range sd.MediaDescriptions {
 		if md.MediaName.Media != "audio" {
 			continue
+		}
+		if !hasProto(md.MediaName.Protos, "RTP") || !hasProto(md.MediaName.Protos, "AVP") {
+			return remoteSDP{}, fmt.Errorf("%w: audio over %q is not RTP/AVP", ErrSDP, strings.Join(md.MediaName.Protos, "/"))
 		}
 		conn := md.ConnectionInformation
 		if conn == nil {
 			conn = sd.ConnectionInformation
 		}
 		if conn == nil || conn.Address == nil {
-			return offer{}, fmt.Errorf("%w: no connection address", ErrSDP)
+			return remoteSDP{}, fmt.Errorf("%w: no connection address", ErrSDP)
 		}
-		ip := net.ParseIP(conn.Address.Address)
+		ip, err := netip.ParseAddr(conn.Address.Address)
+		if err != nil {
+			return remoteSDP{}, fmt.Errorf("%w: connection address %q is not an IP address", ErrSDP, conn.Address.Address)
+		}
+		ip = ip.Unmap()
+		if ip.IsMulticast() {
+			return remoteSDP{}, fmt.Errorf("%w: multicast media address %s", ErrSDP, ip)
+		}
 		port := md.MediaName.Port.Value
-		if ip == nil || port <= 0 || port > 65535 {
-			return offer{}, fmt.Errorf("%w: bad media address %q port %d", ErrSDP, conn.Address.Address, port)
+		if port <= 0 || port > 65535 {
+			return remoteSDP{}, fmt.Errorf("%w: audio port %d", ErrSDP, port)
 		}
-		o := offer{Remote: &net.UDPAddr{IP: ip, Port: port}}
+		r := remoteSDP{
+			RTP:       netip.AddrPortFrom(ip, uint16(port)),
+			Direction: directionOf(md.Attributes, sessionDir),
+			Held:      ip.IsUnspecified(),
+		}
 		rtpmap := map[string]string{}
 		for _, a := range md.Attributes {
-			if a.Key != "rtpmap" {
-				continue
+			switch a.Key {
+			case "rtpmap":
+				pt, enc, ok := strings.Cut(a.Value, " ")
+				if ok {
+					rtpmap[pt] = strings.ToLower(strings.TrimSpace(enc))
+				}
+			case "rtcp": // RFC 3605: "port [IN IP4 addr]"
+				f := strings.Fields(a.Value)
+				if len(f) == 0 {
+					continue
+				}
+				p, err := strconv.Atoi(f[0])
+				if err != nil || p <= 0 || p > 65535 {
+					return remoteSDP{}, fmt.Errorf("%w: rtcp port %q", ErrSDP, f[0])
+				}
+				rip := ip
+				if len(f) == 4 {
+					if a, err := netip.ParseAddr(f[3]); err == nil {
+						rip = a.Unmap()
+					}
+				}
+				r.RTCP = netip.AddrPortFrom(rip, uint16(p))
 			}
-			pt, enc, ok := strings.Cut(a.Value, " ")
-			if ok {
-				rtpmap[pt] = strings.ToLower(strings.TrimSpace(enc))
-			}
+		}
+		if len(md.MediaName.Formats) > 64 {
+			return remoteSDP{}, fmt.Errorf("%w: %d formats in one stream", ErrSDP, len(md.MediaName.Formats))
 		}
 		for _, f := range md.MediaName.Formats {
+			pt, err := strconv.ParseUint(f, 10, 7)
+			if err != nil {
+				return remoteSDP{}, fmt.Errorf("%w: payload type %q", ErrSDP, f)
+			}
 			enc, mapped := rtpmap[f]
 			switch {
-			case o.Codec == nil && ((!mapped && f == "0") || enc == "pcmu/8000" || enc == "pcmu/8000/1"):
-				o.Codec = media.PCMU{}
-			case o.Codec == nil && ((!mapped && f == "8") || enc == "pcma/8000" || enc == "pcma/8000/1"):
-				o.Codec = media.PCMA{}
-			case !o.EventOK && enc == "telephone-event/8000":
-				if pt, err := strconv.ParseUint(f, 10, 7); err == nil {
-					o.EventPT, o.EventOK = uint8(pt), true
-				}
+			case (!mapped && pt == 0) || enc == "pcmu/8000" || enc == "pcmu/8000/1":
+				r.Codecs = append(r.Codecs, media.CodecSpec{Name: "PCMU", PayloadType: uint8(pt), ClockRate: 8000, Channels: 1})
+			case (!mapped && pt == 8) || enc == "pcma/8000" || enc == "pcma/8000/1":
+				r.Codecs = append(r.Codecs, media.CodecSpec{Name: "PCMA", PayloadType: uint8(pt), ClockRate: 8000, Channels: 1})
+			case enc == "opus/48000/2" || enc == "opus/48000":
+				r.Codecs = append(r.Codecs, media.CodecSpec{Name: "opus", PayloadType: uint8(pt), ClockRate: 48000, Channels: 2})
+			case r.EventPT == 0 && enc == "telephone-event/8000":
+				r.EventPT = uint8(pt)
 			}
 		}
-		if o.Codec == nil {
-			return offer{}, fmt.Errorf("%w: offered %v", ErrNoCodec, md.MediaName.Formats)
+		if len(r.Codecs) == 0 {
+			return remoteSDP{}, fmt.Errorf("%w: offered %v", ErrNoCodec, md.MediaName.Formats)
 		}
-		return o, nil
+		return r, nil
 	}
-	return offer{}, fmt.Errorf("%w: no audio stream", ErrSDP)
+	return remoteSDP{}, fmt.Errorf("%w: no audio stream", ErrSDP)
 }
 
-// answerSDP is our answer: one audio stream at ip:port with the chosen codec and, when
-// offered, telephone-event under the caller's payload type.
-func answerSDP(o offer, ip net.IP, port int) ([]byte, error) {
-	sessID := uint64(time.Now().UnixNano())
+func hasProto(protos []string, p string) bool {
+	for _, q := range protos {
+		if strings.EqualFold(q, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// directionOf is the direction attribute among attrs, or def.
+func directionOf(attrs []sdp.Attribute, def string) string {
+	for _, a := range attrs {
+		switch a.Key {
+		case dirSendRecv, dirSendOnly, dirRecvOnly, dirInactive:
+			return a.Key
+		}
+	}
+	return def
+}
+
+// answerDirection is the direction we answer an offered one with (RFC 3264 §6.1): what the
+// far end only sends we only receive, and so on; never blindly sendrecv.
+func answerDirection(offered string, held bool) string {
+	switch offered {
+	case dirSendOnly:
+		return dirRecvOnly
+	case dirRecvOnly:
+		return dirSendOnly
+	case dirInactive:
+		return dirInactive
+	}
+	if held { // c=0.0.0.0: the far end wants no media from us
+		return dirRecvOnly
+	}
+	return dirSendRecv
+}
+
+// flow says whether we send and receive under our side's direction.
+func flow(ours string) (send, recv bool) {
+	return ours == dirSendRecv || ours == dirSendOnly, ours == dirSendRecv || ours == dirRecvOnly
+}
+
+// localSDP is our side of a call's session description. The session ID stays for the
+// call; the version goes up with every change (RFC 3264 §8).
+type localSDP struct {
+	sessID  uint64
+	version atomic.Uint64
+	ip      netip.Addr
+	port    int
+}
+
+func newLocalSDP(ip netip.Addr, port int) *localSDP {
+	id := uint64(time.Now().UnixNano()) & (1<<62 - 1)
+	l := &localSDP{sessID: id, ip: ip, port: port}
+	l.version.Store(id)
+	return l
+}
+
+// marshal writes one audio stream with codecs (and telephone-event when eventPT is not 0)
+// in direction dir. bump says the description changed since the last one sent.
+func (l *localSDP) marshal(codecs []media.CodecSpec, eventPT uint8, dir string, bump bool) []byte {
+	v := l.version.Load()
+	if bump {
+		v = l.version.Add(1)
+	}
 	family := "IP4"
-	if ip.To4() == nil {
+	if l.ip.Is6() {
 		family = "IP6"
 	}
-	pt := o.Codec.PayloadType()
-	formats := []string{strconv.Itoa(int(pt))}
-	attrs := []sdp.Attribute{
-		{Key: "rtpmap", Value: fmt.Sprintf("%d %s/%d", pt, o.Codec.Name(), o.Codec.ClockRate())},
+	var b strings.Builder
+	fmt.Fprintf(&b, "v=0\r\no=switchboard %d %d IN %s %s\r\ns=switchboard\r\nc=IN %s %s\r\nt=0 0\r\n",
+		l.sessID, v, family, l.ip, family, l.ip)
+	fmt.Fprintf(&b, "m=audio %d RTP/AVP", l.port)
+	for _, c := range codecs {
+		fmt.Fprintf(&b, " %d", c.PayloadType)
 	}
-	if o.EventOK {
-		formats = append(formats, strconv.Itoa(int(o.EventPT)))
-		attrs = append(attrs,
-			sdp.Attribute{Key: "rtpmap", Value: fmt.Sprintf("%d telephone-event/8000", o.EventPT)},
-			sdp.Attribute{Key: "fmtp", Value: fmt.Sprintf("%d 0-16", o.EventPT)})
+	if eventPT != 0 {
+		fmt.Fprintf(&b, " %d", eventPT)
 	}
-	attrs = append(attrs, sdp.Attribute{Key: "ptime", Value: "20"}, sdp.Attribute{Key: "sendrecv"})
-	sd := sdp.SessionDescription{
-		Origin: sdp.Origin{
-			Username: "switchboard", SessionID: sessID, SessionVersion: sessID,
-			NetworkType: "IN", AddressType: family, UnicastAddress: ip.String(),
-		},
-		SessionName:           "switchboard",
-		ConnectionInformation: &sdp.ConnectionInformation{NetworkType: "IN", AddressType: family, Address: &sdp.Address{Address: ip.String()}},
-		TimeDescriptions:      []sdp.TimeDescription{{}},
-		MediaDescriptions: []*sdp.MediaDescription{{
-			MediaName: sdp.MediaName{
-				Media: "audio", Port: sdp.RangedPort{Value: port},
-				Protos: []string{"RTP", "AVP"}, Formats: formats,
-			},
-			Attributes: attrs,
-		}},
+	b.WriteString("\r\n")
+	for _, c := range codecs {
+		if c.Channels > 1 {
+			fmt.Fprintf(&b, "a=rtpmap:%d %s/%d/%d\r\n", c.PayloadType, c.Name, c.ClockRate, c.Channels)
+		} else {
+			fmt.Fprintf(&b, "a=rtpmap:%d %s/%d\r\n", c.PayloadType, c.Name, c.ClockRate)
+		}
+		if strings.EqualFold(c.Name, "opus") {
+			fmt.Fprintf(&b, "a=fmtp:%d useinbandfec=1;minptime=20\r\n", c.PayloadType)
+		}
 	}
-	return sd.Marshal()
+	if eventPT != 0 {
+		fmt.Fprintf(&b, "a=rtpmap:%d telephone-event/8000\r\na=fmtp:%d 0-16\r\n", eventPT, eventPT)
+	}
+	fmt.Fprintf(&b, "a=ptime:20\r\na=rtcp:%d\r\na=%s\r\n", l.port+1, dir)
+	return []byte(b.String())
+}
+
+// addrIP turns a net.IP into a netip.Addr, unmapped.
+func addrIP(ip net.IP) netip.Addr {
+	a, _ := netip.AddrFromSlice(ip)
+	return a.Unmap()
 }

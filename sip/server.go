@@ -1,10 +1,13 @@
-// Package sip owns SIP signalling: a sipgo server on UDP and TCP that answers inbound calls,
-// negotiates their SDP (RFC 3264) and carries their RTP to a destination. Today the only
-// destination is the built-in echo.
+// Package sip owns SIP signalling: a sipgo server on UDP, TCP and TLS that answers inbound
+// calls from trunks and softphones (trunk matching, digest authentication, routing by the
+// dialled number), places outbound calls through trunks, negotiates SDP (RFC 3264) and
+// carries each call's audio as a media.Stream to its handler: an agent, or one of the
+// built-in destinations (echo, tone).
 package sip
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,42 +15,73 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/switchboard-go/switchboard/store"
 )
 
 // Config configures a Server.
 type Config struct {
 	Log *slog.Logger
 	// PublicIP is the address put in our SDP and Contact; empty means the local address the
-	// caller's request came in on.
+	// far end's request came in on.
 	PublicIP string
 	// RTPPortMin and RTPPortMax bound the RTP ports; both zero means any free port.
 	RTPPortMin, RTPPortMax int
-	// AllowAll accepts calls from any address; otherwise only loopback and private
-	// addresses may call and others are refused with 403.
+	// AllowAll accepts calls from any address when no trunk matches; otherwise, with no
+	// trunks configured, only loopback and private addresses may call and others are
+	// refused with 403.
 	AllowAll bool
+	// Store holds trunks, phone numbers and call records; nil serves the built-in
+	// destinations only and keeps no records.
+	Store *store.Store
+	// DefaultTenantID owns calls that come in without a trunk (loopback, private networks).
+	DefaultTenantID string
+	// Node names this server in call records, so that a restart fails only its own calls.
+	Node string
+	// Events receives call events; nil publishes none.
+	Events Publisher
+	// Agents answers calls routed to agents; nil answers them 480.
+	Agents Agents
+	// MediaTimeout ends a call whose RTP stopped for this long (zero: 30 s).
+	MediaTimeout time.Duration
+	// MaxCalls bounds concurrent calls; more are answered 503 (zero: 5,000).
+	MaxCalls int
+	// TLS, when set, is used by ServeTLS.
+	TLS *tls.Config
 }
 
-// Server answers inbound calls.
+// Server answers inbound calls and places outbound ones.
 type Server struct {
 	cfg    Config
 	log    *slog.Logger
 	ua     *sipgo.UserAgent
 	srv    *sipgo.Server
 	client *sipgo.Client
+	nonces *nonces
+	calls  *registry
 
 	// Set by Serve before any request is handled.
-	ctx     context.Context
-	dialogs *sipgo.DialogServerCache
+	ctx      context.Context
+	ready    chan struct{}
+	host     string
+	port     int
+	dialogUA *sipgo.DialogUA
 
-	// calls counts calls from INVITE to teardown; once closing is set no call is added.
+	// wg counts calls from INVITE to teardown; once closing is set no call is added.
 	mu      sync.Mutex
 	closing bool
-	calls   sync.WaitGroup
+	wg      sync.WaitGroup
+	active  atomic.Int64
+
+	// Counters of what was refused or dropped, for the log and tests.
+	refused atomic.Uint64
 
 	// ringDelay holds a call in the ringing state before answering; tests set it to
 	// exercise CANCEL.
@@ -65,6 +99,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RTPPortMin < 0 || cfg.RTPPortMax > 65535 || cfg.RTPPortMin > cfg.RTPPortMax {
 		return nil, fmt.Errorf("sip: bad RTP port range %d-%d", cfg.RTPPortMin, cfg.RTPPortMax)
 	}
+	if cfg.MediaTimeout == 0 {
+		cfg.MediaTimeout = 30 * time.Second
+	}
+	if cfg.MaxCalls == 0 {
+		cfg.MaxCalls = 5000
+	}
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("switchboard"))
 	if err != nil {
 		return nil, fmt.Errorf("sip: user agent: %w", err)
@@ -79,12 +119,18 @@ func New(cfg Config) (*Server, error) {
 		_ = ua.Close()
 		return nil, fmt.Errorf("sip: client: %w", err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, ua: ua, srv: srv, client: client}
+	s := &Server{cfg: cfg, log: cfg.Log, ua: ua, srv: srv, client: client, nonces: newNonces(),
+		calls: newRegistry(), ready: make(chan struct{})}
 	srv.OnOptions(s.onOptions)
 	srv.OnInvite(s.onInvite)
 	srv.OnAck(s.onAck)
 	srv.OnBye(s.onBye)
 	srv.OnCancel(s.onCancel)
+	srv.OnInfo(s.onInfo)
+	srv.OnNotify(s.onNotify)
+	srv.OnRefer(s.onRefer)
+	srv.OnUpdate(s.onUpdate)
+	srv.OnNoRoute(s.onNoRoute)
 	return s, nil
 }
 
@@ -124,9 +170,10 @@ func Listen(ctx context.Context, addr string) (net.PacketConn, net.Listener, err
 	return nil, nil, fmt.Errorf("sip: listen tcp %s: %w", addr, err)
 }
 
-// Serve serves SIP on pc (UDP) and l (TCP, may be nil) until ctx ends, then ends the active
-// calls and returns. It takes ownership of both.
-func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener) error {
+// Serve serves SIP on pc (UDP), l (TCP, may be nil) and, when Config.TLS is set, tl (TLS,
+// may be nil) until ctx ends; then it ends the active calls (each gets a BYE) and returns.
+// It takes ownership of the listeners.
+func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener, tl ...net.Listener) error {
 	host, portStr, _ := net.SplitHostPort(pc.LocalAddr().String())
 	port, _ := strconv.Atoi(portStr)
 	if s.cfg.PublicIP != "" {
@@ -134,18 +181,30 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener) e
 	} else if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		host = s.ua.Hostname()
 	}
-	s.ctx = ctx
-	s.dialogs = sipgo.NewDialogServerCache(s.client, sip.ContactHeader{
-		Address: sip.Uri{Scheme: "sip", User: "switchboard", Host: host, Port: port},
-	})
+	s.ctx, s.host, s.port = ctx, host, port
+	s.dialogUA = &sipgo.DialogUA{Client: s.client, ContactHDR: s.contactFor("udp", host)}
+	close(s.ready)
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	wg.Add(1)
 	go func() { defer wg.Done(); errc <- s.srv.ServeUDP(pc) }()
 	if l != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); errc <- s.srv.ServeTCP(l) }()
+	}
+	for _, t := range tl {
+		if t == nil {
+			continue
+		}
+		if s.cfg.TLS == nil {
+			_ = t.Close()
+			continue
+		}
+		tlsL := tls.NewListener(t, s.cfg.TLS)
+		wg.Add(1)
+		go func() { defer wg.Done(); errc <- s.srv.ServeTLS(tlsL) }()
+		defer tlsL.Close()
 	}
 	s.log.Info("sip listening", "addr", pc.LocalAddr().String())
 
@@ -158,33 +217,82 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener) e
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
-	s.log.Info("sip stopping: hanging up active calls")
-	s.calls.Wait() // calls see ctx end and hang up
+	s.log.Info("sip stopping: hanging up active calls", "calls", s.active.Load())
+	s.wg.Wait() // calls see ctx end and hang up
 	_ = pc.Close()
 	if l != nil {
 		_ = l.Close()
+	}
+	for _, t := range tl {
+		if t != nil {
+			_ = t.Close()
+		}
 	}
 	_ = s.ua.Close()
 	wg.Wait()
 	return err
 }
 
-func respond(log *slog.Logger, req *sip.Request, tx sip.ServerTransaction, code int, reason string) {
-	if err := tx.Respond(sip.NewResponseFromRequest(req, code, reason, nil)); err != nil {
+// contactFor is our Contact for calls over transport.
+func (s *Server) contactFor(transport, host string) sip.ContactHeader {
+	u := sip.Uri{Scheme: "sip", User: "switchboard", Host: host, Port: s.port}
+	switch strings.ToLower(transport) {
+	case "tcp":
+		u.UriParams = sip.NewParams()
+		u.UriParams.Add("transport", "tcp")
+	case "tls":
+		u.Scheme = "sips"
+		u.UriParams = sip.NewParams()
+		u.UriParams.Add("transport", "tls")
+	}
+	return sip.ContactHeader{Address: u}
+}
+
+// admit counts a new call unless the server is closing or full.
+func (s *Server) admit() (int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing || s.ctx.Err() != nil {
+		return sip.StatusServiceUnavailable, false
+	}
+	if s.active.Load() >= int64(s.cfg.MaxCalls) {
+		return sip.StatusServiceUnavailable, false
+	}
+	s.wg.Add(1)
+	s.active.Add(1)
+	return 0, true
+}
+
+func (s *Server) release() {
+	s.active.Add(-1)
+	s.wg.Done()
+}
+
+func respond(log *slog.Logger, req *sip.Request, tx sip.ServerTransaction, code int, reason string, hdrs ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	if err := tx.Respond(res); err != nil {
 		log.Warn("respond failed", "code", code, "error", err)
 	}
 }
 
+// allowHeader lists the methods we take.
+var allowHeader = sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REFER, NOTIFY, UPDATE")
+
 func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
-	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS"))
+	res.AppendHeader(allowHeader)
+	res.AppendHeader(sip.NewHeader("Accept", "application/sdp, application/dtmf-relay, application/dtmf, message/sipfrag"))
+	res.AppendHeader(sip.NewHeader("Supported", "timer, replaces"))
 	if err := tx.Respond(res); err != nil {
 		s.log.Warn("respond failed", "error", err)
 	}
 }
 
-func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
-	_ = s.dialogs.ReadAck(req, tx) // an ACK outside a dialog is dropped
+func (s *Server) onNoRoute(req *sip.Request, tx sip.ServerTransaction) {
+	respond(s.log, req, tx, sip.StatusMethodNotAllowed, "Method Not Allowed", allowHeader)
 }
 
 func (s *Server) onCancel(req *sip.Request, tx sip.ServerTransaction) {
@@ -193,132 +301,63 @@ func (s *Server) onCancel(req *sip.Request, tx sip.ServerTransaction) {
 	respond(s.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 }
 
-func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
-	err := s.dialogs.ReadBye(req, tx)
-	switch {
-	case err == nil:
-	case errors.Is(err, sipgo.ErrDialogDoesNotExists), errors.Is(err, sipgo.ErrDialogOutsideDialog):
-		respond(s.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
-	default:
-		s.log.Warn("bye failed", "error", err)
-		respond(s.log, req, tx, sip.StatusBadRequest, "Bad Request")
-	}
-}
-
-func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
-	log := s.log.With("call_id", req.CallID().Value(), "source", req.Source())
-	s.mu.Lock()
-	closing := s.closing || s.ctx.Err() != nil
-	if !closing {
-		s.calls.Add(1)
-	}
-	s.mu.Unlock()
-	if closing {
-		respond(log, req, tx, sip.StatusServiceUnavailable, "Service Unavailable")
-		return
-	}
-	defer s.calls.Done()
-	src, err := netip.ParseAddrPort(req.Source())
-	if err != nil {
-		respond(log, req, tx, sip.StatusBadRequest, "Bad Request")
-		return
-	}
-	if !s.allowed(src.Addr()) {
-		log.Info("call refused", "reason", "source not allowed")
-		respond(log, req, tx, sip.StatusForbidden, "Forbidden")
-		return
-	}
-	if req.Recipient.User != "echo" {
-		log.Info("call refused", "reason", "no route", "user", req.Recipient.User)
-		respond(log, req, tx, sip.StatusNotFound, "Not Found")
-		return
-	}
-	o, err := parseOffer(req.Body())
-	if err != nil {
-		log.Info("call refused", "reason", "sdp", "error", err)
-		respond(log, req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here")
-		return
-	}
-	dlg, err := s.dialogs.ReadInvite(req, tx)
-	if err != nil {
-		log.Warn("invite rejected", "error", err)
-		respond(log, req, tx, sip.StatusBadRequest, "Bad Request")
-		return
-	}
-	defer dlg.Close()
-	if err := dlg.Respond(sip.StatusTrying, "Trying", nil); err != nil {
-		return
-	}
-	if err := dlg.Respond(sip.StatusRinging, "Ringing", nil); err != nil {
-		return
-	}
-	if s.ringDelay > 0 {
-		select {
-		case <-time.After(s.ringDelay):
-		case <-dlg.Context().Done(): // CANCEL: the transaction layer sent 200 and 487
-			log.Info("call ended", "reason", "canceled")
-			return
-		case <-s.ctx.Done():
-			_ = dlg.Respond(sip.StatusServiceUnavailable, "Service Unavailable", nil)
-			return
-		}
-	}
-	ip := s.localIP(src.Addr())
-	conn, err := s.listenRTP(ip)
-	if err != nil {
-		log.Error("rtp socket", "error", err)
-		_ = dlg.Respond(sip.StatusServiceUnavailable, "Service Unavailable", nil)
-		return
-	}
-	port := conn.LocalAddr().(*net.UDPAddr).Port
-	answer, err := answerSDP(o, ip, port)
-	if err != nil {
-		_ = conn.Close()
-		_ = dlg.Respond(sip.StatusInternalServerError, "Server Internal Error", nil)
-		return
-	}
-	c := newCall(log.With("codec", o.Codec.Name(), "rtp_port", port), dlg, conn, o)
-	if err := dlg.RespondSDP(answer); err != nil {
-		log.Info("answer failed", "error", err) // cancelled, or the caller went away
-		_ = conn.Close()
-		return
-	}
-	c.run(s.ctx)
-}
-
-func (s *Server) allowed(a netip.Addr) bool {
-	a = a.Unmap()
-	return s.cfg.AllowAll || a.IsLoopback() || a.IsPrivate()
-}
-
-// localIP is the address we give a caller at src for our RTP: the configured public IP, or
-// the local address the kernel routes to src from.
-func (s *Server) localIP(src netip.Addr) net.IP {
+// localIP is the address we give a far end at dst for our RTP: the configured public IP, or
+// the local address the kernel routes to dst from.
+func (s *Server) localIP(dst netip.Addr) netip.Addr {
 	if s.cfg.PublicIP != "" {
-		return net.ParseIP(s.cfg.PublicIP)
+		a, _ := netip.ParseAddr(s.cfg.PublicIP)
+		return a.Unmap()
 	}
-	src = src.Unmap()
-	if src.IsLoopback() {
-		return net.IP(src.AsSlice())
+	dst = dst.Unmap()
+	if dst.IsLoopback() {
+		return dst
 	}
 	// A UDP "connection" sends nothing; it only asks the routing table for our address.
-	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 9)))
+	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, 9)))
 	if err != nil {
-		return net.IPv4(127, 0, 0, 1)
+		return netip.AddrFrom4([4]byte{127, 0, 0, 1})
 	}
 	defer conn.Close()
-	return conn.LocalAddr().(*net.UDPAddr).IP
+	return addrIP(conn.LocalAddr().(*net.UDPAddr).IP)
 }
 
-// listenRTP opens the call's RTP socket on an even port of the configured range.
-func (s *Server) listenRTP(ip net.IP) (*net.UDPConn, error) {
+// rtpPorts is a call's RTP socket on an even port and its RTCP socket on the next one.
+type rtpPorts struct {
+	rtp, rtcp *net.UDPConn
+	port      int
+}
+
+// listenRTP opens a call's RTP and RTCP sockets in the configured range.
+func (s *Server) listenRTP(ip netip.Addr) (*rtpPorts, error) {
 	network := "udp4"
-	if ip.To4() == nil {
+	if ip.Is6() {
 		network = "udp6"
+	}
+	try := func(p int) *rtpPorts {
+		rtp, err := net.ListenUDP(network, &net.UDPAddr{Port: p})
+		if err != nil {
+			return nil
+		}
+		port := rtp.LocalAddr().(*net.UDPAddr).Port
+		if port%2 != 0 || port == 65535 {
+			_ = rtp.Close()
+			return nil
+		}
+		rtcp, err := net.ListenUDP(network, &net.UDPAddr{Port: port + 1})
+		if err != nil {
+			_ = rtp.Close()
+			return nil
+		}
+		return &rtpPorts{rtp: rtp, rtcp: rtcp, port: port}
 	}
 	lo, hi := s.cfg.RTPPortMin, s.cfg.RTPPortMax
 	if lo == 0 && hi == 0 {
-		return net.ListenUDP(network, &net.UDPAddr{})
+		for range 50 {
+			if p := try(0); p != nil {
+				return p, nil
+			}
+		}
+		return nil, ErrNoPort
 	}
 	lo += lo & 1
 	n := (hi-lo)/2 + 1
@@ -327,11 +366,135 @@ func (s *Server) listenRTP(ip net.IP) (*net.UDPConn, error) {
 	}
 	start := rand.IntN(n)
 	for i := range n {
-		p := lo + 2*((start+i)%n)
-		conn, err := net.ListenUDP(network, &net.UDPAddr{Port: p})
-		if err == nil {
-			return conn, nil
+		if p := try(lo + 2*((start+i)%n)); p != nil {
+			return p, nil
 		}
 	}
 	return nil, fmt.Errorf("%w in %d-%d", ErrNoPort, s.cfg.RTPPortMin, s.cfg.RTPPortMax)
+}
+
+func (p *rtpPorts) close() {
+	_ = p.rtp.Close()
+	_ = p.rtcp.Close()
+}
+
+// registry finds live calls by dialog (for in-dialog requests) and by ID (for the API).
+type registry struct {
+	mu       sync.Mutex
+	byDialog map[string]*Call
+	byID     map[string]*Call
+}
+
+func newRegistry() *registry {
+	return &registry{byDialog: map[string]*Call{}, byID: map[string]*Call{}}
+}
+
+func (r *registry) add(c *Call) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c.dialogID != "" {
+		r.byDialog[c.dialogID] = c
+	}
+	r.byID[c.id] = c
+}
+
+func (r *registry) setDialog(c *Call, id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c.dialogID = id
+	r.byDialog[id] = c
+}
+
+func (r *registry) remove(c *Call) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.byDialog[c.dialogID] == c {
+		delete(r.byDialog, c.dialogID)
+	}
+}
+
+func (r *registry) forget(c *Call) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.byID[c.id] == c {
+		delete(r.byID, c.id)
+	}
+}
+
+func (r *registry) get(id string) *Call {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.byID[id]
+}
+
+// match finds the call an in-dialog request belongs to, whichever side we are on.
+func (r *registry) match(req *sip.Request) *Call {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if id, err := sip.DialogIDFromRequestUAS(req); err == nil {
+		if c := r.byDialog[id]; c != nil {
+			return c
+		}
+	}
+	if id, err := sip.DialogIDFromRequestUAC(req); err == nil {
+		return r.byDialog[id]
+	}
+	return nil
+}
+
+// Active is the number of calls being set up or carried.
+func (s *Server) Active() int { return int(s.active.Load()) }
+
+// Hangup ends a live call from the API: the far end gets a BYE.
+func (s *Server) Hangup(ctx context.Context, tenantID, callID string) error {
+	c, err := s.live(ctx, tenantID, callID)
+	if err != nil {
+		return err
+	}
+	c.finish(ReasonAPIHangup, true)
+	select {
+	case <-c.ended:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// Transfer hands a live call's far end to another party (blind transfer).
+func (s *Server) Transfer(ctx context.Context, tenantID, callID, to string) error {
+	c, err := s.live(ctx, tenantID, callID)
+	if err != nil {
+		return err
+	}
+	if c.sess == nil {
+		return &store.ConflictError{Field: "id", Message: "the call is not answered yet; only an answered call can be transferred"}
+	}
+	if err := c.Transfer(ctx, to); err != nil {
+		if errors.Is(err, ErrBadTarget) {
+			return &store.ValidationError{Fields: []store.FieldError{{Field: "to", Message: "must be an E.164 number, a SIP user or a sip: URI"}}}
+		}
+		if errors.Is(err, ErrTransferRefused) {
+			return &store.ConflictError{Field: "to", Message: err.Error()}
+		}
+		return err
+	}
+	return nil
+}
+
+// live finds a call this node carries; a call of the tenant that has ended, or that
+// another node carries, is a conflict; anything else is not found.
+func (s *Server) live(ctx context.Context, tenantID, callID string) (*Call, error) {
+	if c := s.calls.get(callID); c != nil && c.tenantID == tenantID {
+		return c, nil
+	}
+	if s.cfg.Store == nil {
+		return nil, store.ErrNotFound
+	}
+	rec, err := store.Get[store.Call](ctx, s.cfg.Store, tenantID, callID)
+	if err != nil {
+		return nil, err
+	}
+	if rec.EndedAt != nil {
+		return nil, &store.ConflictError{Field: "id", Message: "the call has ended (" + rec.Status + ")"}
+	}
+	return nil, &store.ConflictError{Field: "id", Message: "the call is carried by node " + strconv.Quote(rec.Node) + ", not this one"}
 }

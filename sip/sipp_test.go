@@ -76,7 +76,7 @@ func TestSIPpEcho(t *testing.T) {
 	// The server logs the end of the call's media after answering the BYE; wait for it.
 	var log string
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if log = logs.String(); regexp.MustCompile(`call media closed`).MatchString(log) {
+		if log = logs.String(); regexp.MustCompile(`call ended`).MatchString(log) {
 			break
 		}
 	}
@@ -85,7 +85,7 @@ func TestSIPpEcho(t *testing.T) {
 			t.Errorf("server log lacks %s", want)
 		}
 	}
-	m := regexp.MustCompile(`call media closed.*rx_packets=(\d+) tx_packets=(\d+)`).FindStringSubmatch(log)
+	m := regexp.MustCompile(`call ended.*rx_packets=(\d+) tx_packets=(\d+)`).FindStringSubmatch(log)
 	if m == nil {
 		t.Fatal("no end-of-call media counts in the log")
 	}

@@ -1,0 +1,645 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/switchboard-go/switchboard/media"
+	"github.com/switchboard-go/switchboard/store"
+)
+
+// minSE is the smallest session interval we accept (RFC 4028 §4).
+const minSE = 90
+
+// refusal is a SIP final response to an INVITE we will not take.
+type refusal struct {
+	code   int
+	reason string
+	why    string
+	hdrs   []sip.Header
+}
+
+func (r *refusal) Error() string { return fmt.Sprintf("%d %s: %s", r.code, r.reason, r.why) }
+
+// caller is who an inbound call comes from, once admitted: the tenant it belongs to and
+// the trunk it came over (nil for a loopback or private caller with no trunks set up).
+type caller struct {
+	tenantID string
+	trunk    *store.Trunk
+}
+
+// authenticate matches an INVITE to a trunk: by source address in an allowed CIDR (with
+// digest as well when the trunk also has a password), or by digest credentials. With no
+// trunks at all, loopback and private callers are taken for the default tenant.
+func (s *Server) authenticate(ctx context.Context, req *sip.Request, src netip.Addr) (caller, *refusal) {
+	var trunks []store.Trunk
+	if s.cfg.Store != nil {
+		var err error
+		trunks, err = store.FindInboundTrunks(ctx, s.cfg.Store)
+		if err != nil {
+			s.log.Error("trunks not readable", "error", err)
+			return caller{}, &refusal{code: sip.StatusServiceUnavailable, reason: "Service Unavailable", why: "database"}
+		}
+	}
+	open := caller{tenantID: s.cfg.DefaultTenantID}
+	if len(trunks) == 0 {
+		if s.cfg.AllowAll || isLocal(src) {
+			return open, nil
+		}
+		return caller{}, &refusal{code: sip.StatusForbidden, reason: "Forbidden", why: "source not allowed"}
+	}
+
+	var creds *credentials
+	if h := req.GetHeader("Authorization"); h != nil {
+		c, err := parseCredentials(h.Value())
+		if err != nil {
+			return caller{}, &refusal{code: sip.StatusBadRequest, reason: "Bad Request", why: "authorization: " + err.Error()}
+		}
+		creds = &c
+	}
+	challenge := false
+	for i := range trunks {
+		t := &trunks[i]
+		byAddr := inCIDRs(src, t.Inbound.AllowedCIDRs)
+		hasPassword := t.Inbound.Username != "" && t.InboundPasswordEnc != ""
+		switch {
+		case byAddr && !hasPassword:
+			return caller{tenantID: t.TenantID, trunk: t}, nil
+		case !hasPassword:
+			continue
+		case len(t.Inbound.AllowedCIDRs) > 0 && !byAddr:
+			continue // a password does not open a trunk to addresses it does not allow
+		}
+		if creds == nil || creds.Username != t.Inbound.Username {
+			challenge = true
+			continue
+		}
+		valid, stale := s.nonces.check(creds.Nonce, time.Now())
+		if !valid || stale || creds.Realm != realm {
+			return caller{}, s.challenge(stale)
+		}
+		pw, err := t.InboundPassword(s.cfg.Store)
+		if err != nil {
+			s.log.Error("trunk password not readable", "trunk", t.ID, "error", err)
+			return caller{}, &refusal{code: sip.StatusServiceUnavailable, reason: "Service Unavailable", why: "trunk password"}
+		}
+		if !creds.verify(req, pw) {
+			return caller{}, &refusal{code: sip.StatusForbidden, reason: "Forbidden", why: "wrong credentials for trunk " + t.ID}
+		}
+		return caller{tenantID: t.TenantID, trunk: t}, nil
+	}
+	if challenge {
+		return caller{}, s.challenge(false)
+	}
+	if s.cfg.AllowAll {
+		return open, nil
+	}
+	return caller{}, &refusal{code: sip.StatusForbidden, reason: "Forbidden", why: "no trunk allows this source"}
+}
+
+func (s *Server) challenge(stale bool) *refusal {
+	return &refusal{code: sip.StatusUnauthorized, reason: "Unauthorized", why: "digest challenge",
+		hdrs: []sip.Header{sip.NewHeader("WWW-Authenticate", s.nonces.challenge(time.Now(), stale))}}
+}
+
+func isLocal(a netip.Addr) bool {
+	a = a.Unmap()
+	return a.IsLoopback() || a.IsPrivate()
+}
+
+// route finds what answers a call to user: a built-in destination by name, or the phone
+// number of the tenant that routes to an agent or a destination.
+func (s *Server) route(ctx context.Context, who caller, users ...string) (Handler, store.Call, *refusal) {
+	var rec store.Call
+	for _, user := range users {
+		if user == "" {
+			continue
+		}
+		if h := builtin(user); h != nil {
+			rec.Destination = strings.ToLower(user)
+			return h, rec, nil
+		}
+		if s.cfg.Store == nil || who.tenantID == "" {
+			continue
+		}
+		pn, err := store.FindPhoneNumber(ctx, s.cfg.Store, who.tenantID, user)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			s.log.Error("phone numbers not readable", "error", err)
+			return nil, rec, &refusal{code: sip.StatusServiceUnavailable, reason: "Service Unavailable", why: "database"}
+		}
+		if pn.AgentID != nil && *pn.AgentID != "" {
+			rec.AgentID = pn.AgentID
+			if s.cfg.Agents == nil {
+				return nil, rec, &refusal{code: sip.StatusTemporarilyUnavailable, reason: "Temporarily Unavailable", why: "agents cannot take calls on this node"}
+			}
+			h, err := s.cfg.Agents.AgentHandler(ctx, who.tenantID, *pn.AgentID)
+			if err != nil {
+				return nil, rec, &refusal{code: sip.StatusTemporarilyUnavailable, reason: "Temporarily Unavailable", why: err.Error()}
+			}
+			return h, rec, nil
+		}
+		if h := builtin(pn.Destination); h != nil {
+			rec.Destination = pn.Destination
+			return h, rec, nil
+		}
+	}
+	return nil, rec, &refusal{code: sip.StatusNotFound, reason: "Not Found", why: "no route for " + strings.Join(users, ", ")}
+}
+
+// sessionExpires reads RFC 4028's Session-Expires of an INVITE; 0 when there is none.
+func sessionExpires(req *sip.Request) (time.Duration, *refusal) {
+	h := req.GetHeader("Session-Expires")
+	if h == nil {
+		if h = req.GetHeader("x"); h == nil { // the compact form
+			return 0, nil
+		}
+	}
+	v, _, _ := strings.Cut(h.Value(), ";")
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n <= 0 {
+		return 0, &refusal{code: sip.StatusBadRequest, reason: "Bad Request", why: "Session-Expires " + h.Value()}
+	}
+	if n < minSE {
+		return 0, &refusal{code: 422, reason: "Session Interval Too Small", why: "Session-Expires " + h.Value(),
+			hdrs: []sip.Header{sip.NewHeader("Min-SE", strconv.Itoa(minSE))}}
+	}
+	return time.Duration(n) * time.Second, nil
+}
+
+func supports(req *sip.Request, ext string) bool {
+	for _, h := range req.GetHeaders("Supported") {
+		for _, v := range strings.Split(h.Value(), ",") {
+			if strings.EqualFold(strings.TrimSpace(v), ext) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+	if to := req.To(); to != nil {
+		if _, ok := to.Params.Get("tag"); ok {
+			s.onReInvite(req, tx)
+			return
+		}
+	}
+	log := s.log.With("call_id", req.CallID().Value(), "source", req.Source())
+	if code, ok := s.admit(); !ok {
+		s.refused.Add(1)
+		respond(log, req, tx, code, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
+		return
+	}
+	defer s.release()
+	ctx := s.ctx
+
+	src, err := netip.ParseAddrPort(req.Source())
+	if err != nil {
+		respond(log, req, tx, sip.StatusBadRequest, "Bad Request")
+		return
+	}
+	refuse := func(r *refusal) {
+		s.refused.Add(1)
+		log.Info("call refused", "status", r.code, "reason", r.why)
+		respond(log, req, tx, r.code, r.reason, r.hdrs...)
+	}
+	who, ref := s.authenticate(ctx, req, src.Addr())
+	if ref != nil {
+		refuse(ref)
+		return
+	}
+	var toUser string
+	if to := req.To(); to != nil {
+		toUser = to.Address.User
+	}
+	h, rec, ref := s.route(ctx, who, req.Recipient.User, toUser)
+	if ref != nil {
+		refuse(ref)
+		return
+	}
+	expires, ref := sessionExpires(req)
+	if ref != nil {
+		refuse(ref)
+		return
+	}
+	var offer remoteSDP
+	lateOffer := len(req.Body()) == 0
+	if !lateOffer {
+		if offer, err = parseSDP(req.Body()); err != nil {
+			refuse(&refusal{code: sip.StatusNotAcceptableHere, reason: "Not Acceptable Here", why: err.Error()})
+			return
+		}
+	}
+	dlg, err := s.dialogUA.ReadInvite(req, tx)
+	if err != nil {
+		refuse(&refusal{code: sip.StatusBadRequest, reason: "Bad Request", why: err.Error()})
+		return
+	}
+	defer dlg.Close()
+
+	// The call's record.
+	now := time.Now().UTC()
+	rec.Direction = store.CallInbound
+	rec.From = req.From().Address.String()
+	rec.To = req.Recipient.String()
+	rec.SIPCallID = req.CallID().Value()
+	rec.Status = store.CallRinging
+	rec.Node = s.cfg.Node
+	rec.StartedAt = &now
+	if who.trunk != nil {
+		rec.TrunkID = &who.trunk.ID
+	}
+	rec.Metadata = map[string]any{}
+	rec.TenantID = who.tenantID
+	if err := s.createRecord(ctx, &rec); err != nil {
+		log.Error("call record not written", "error", err)
+		_ = dlg.Respond(sip.StatusServiceUnavailable, "Service Unavailable", nil)
+		return
+	}
+	c := s.newCall(rec, true, h)
+	c.uas = dlg
+	c.contact = s.contactFor(req.Transport(), s.host)
+	c.remoteHost = req.From().Address.Host
+	if who.trunk != nil && who.trunk.Outbound.Address != "" {
+		c.remoteHost = who.trunk.Outbound.Address
+	}
+	c.dialogID = dlg.ID
+	s.calls.add(c)
+	c.Publish(EventCallCreated, c.Record())
+
+	if err := dlg.Respond(sip.StatusTrying, "Trying", nil); err != nil {
+		c.end(ctx, ReasonError)
+		return
+	}
+	if err := dlg.Respond(sip.StatusRinging, "Ringing", nil, &c.contact); err != nil {
+		c.end(ctx, ReasonError)
+		return
+	}
+	c.Publish(EventCallRinging, c.Record())
+	if s.ringDelay > 0 {
+		select {
+		case <-time.After(s.ringDelay):
+		case <-dlg.Context().Done(): // CANCEL: the transaction layer sent 200 and 487
+			c.end(ctx, ReasonCanceled)
+			return
+		case <-ctx.Done():
+			_ = dlg.Respond(sip.StatusServiceUnavailable, "Service Unavailable", nil)
+			c.end(ctx, ReasonShutdown)
+			return
+		}
+	}
+
+	ip := s.localIP(src.Addr())
+	ports, err := s.listenRTP(ip)
+	if err != nil {
+		log.Error("rtp socket", "error", err)
+		_ = dlg.Respond(sip.StatusServiceUnavailable, "Service Unavailable", nil)
+		c.end(ctx, ReasonError)
+		return
+	}
+	c.ports = ports
+	c.sdp = newLocalSDP(ip, ports.port)
+
+	var body []byte
+	if lateOffer {
+		// No offer in the INVITE: ours goes in the 200 and the answer comes in the ACK.
+		body = c.sdp.marshal(ourCodecs, defaultEventPT, dirSendRecv, false)
+	} else {
+		c.codec, c.eventPT, c.remote = offer.Codecs[0], offer.EventPT, offer.RTP
+		c.dir = answerDirection(offer.Direction, offer.Held)
+		body = c.sdp.marshal([]media.CodecSpec{c.codec}, c.eventPT, c.dir, false)
+	}
+	res := sip.NewSDPResponseFromRequest(dlg.InviteRequest, body)
+	res.AppendHeader(&c.contact)
+	res.AppendHeader(allowHeader)
+	res.AppendHeader(sip.NewHeader("Supported", "timer"))
+	if expires > 0 && supports(req, "timer") {
+		c.expires = expires
+		res.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(expires/time.Second))+";refresher=uac"))
+		res.AppendHeader(sip.NewHeader("Require", "timer"))
+	}
+	if err := dlg.WriteResponse(res); err != nil {
+		ports.close()
+		if dlg.Context().Err() != nil || errors.Is(err, sip.ErrTransactionCanceled) {
+			c.end(ctx, ReasonCanceled)
+			return
+		}
+		// A 200 never acknowledged: RFC 3261 §13.3.1.4 says end the session with a BYE.
+		log.Info("answer not acknowledged", "error", err)
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_ = dlg.Bye(bctx)
+		cancel()
+		c.end(ctx, ReasonNoAck)
+		return
+	}
+	if lateOffer {
+		var ack []byte
+		select {
+		case ack = <-c.ackSDP:
+		default:
+		}
+		answer, err := parseSDP(ack)
+		if err != nil {
+			log.Info("no usable answer in the ACK", "error", err)
+			ports.close()
+			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_ = dlg.Bye(bctx)
+			cancel()
+			c.end(ctx, ReasonRejected)
+			return
+		}
+		c.codec, c.eventPT, c.remote = answer.Codecs[0], answer.EventPT, answer.RTP
+		c.dir = answerDirection(answer.Direction, answer.Held)
+	}
+	if err := c.startMedia(); err != nil {
+		log.Error("media session", "error", err)
+		ports.close()
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_ = dlg.Bye(bctx)
+		cancel()
+		c.end(ctx, ReasonError)
+		return
+	}
+	c.answered(ctx)
+	c.run(ctx)
+}
+
+// createRecord writes a new call's record, when the server keeps them; without a store the
+// call still gets an ID.
+func (s *Server) createRecord(ctx context.Context, rec *store.Call) error {
+	if s.cfg.Store == nil || rec.TenantID == "" {
+		rec.ID = "call_" + strings.ToLower(ulid.Make().String())
+		return nil
+	}
+	return store.Create[store.Call](ctx, s.cfg.Store, rec.TenantID, rec)
+}
+
+// startMedia opens the call's media session on its negotiated codec and addresses.
+func (c *Call) startMedia() error {
+	send, recv := flow(c.dir)
+	remote := c.remote
+	if c.remote.Addr().IsUnspecified() {
+		send = false
+	}
+	sess, err := media.NewRTPSession(media.RTPConfig{
+		Log: c.log, Conn: c.ports.rtp, RTCP: c.ports.rtcp, Remote: remote,
+		Codec: c.codec, EventPT: c.eventPT, Rate: c.codec.ClockRate, MediaTimeout: c.srv.cfg.MediaTimeout,
+	})
+	if err != nil {
+		return err
+	}
+	if !send || !recv {
+		_ = sess.Update(media.RTPUpdate{Send: send, Receive: recv})
+	}
+	c.sess = sess
+	return nil
+}
+
+// onReInvite handles an INVITE inside a dialog: hold and resume, a new address or codec, a
+// session refresh, or an empty INVITE asking for our description.
+func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
+	c := s.calls.match(req)
+	if c == nil {
+		respond(s.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	if err := c.readRequest(req, tx); err != nil {
+		respond(c.log, req, tx, sip.StatusInternalServerError, "Server Internal Error", sip.NewHeader("Retry-After", "1"))
+		return
+	}
+	if c.sess == nil {
+		respond(c.log, req, tx, sip.StatusRequestPending, "Request Pending")
+		return
+	}
+	c.refreshed()
+	var body []byte
+	if len(req.Body()) == 0 {
+		// Our current description is the offer; the answer comes in the ACK.
+		body = c.currentSDP(false)
+	} else {
+		r, err := parseSDP(req.Body())
+		if err != nil {
+			c.log.Info("re-INVITE refused", "error", err)
+			respond(c.log, req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here")
+			return
+		}
+		_, _, dir, changed, err := c.applyRemote(r)
+		if err != nil {
+			respond(c.log, req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here")
+			return
+		}
+		c.log.Info("re-INVITE", "direction", dir, "changed", changed)
+		body = c.currentSDP(changed)
+	}
+	res := sip.NewSDPResponseFromRequest(req, body)
+	res.AppendHeader(&c.contact)
+	if exp, _ := sessionExpires(req); exp > 0 {
+		res.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(exp/time.Second))+";refresher=uac"))
+		c.mu.Lock()
+		c.expires = exp
+		c.mu.Unlock()
+	}
+	if err := tx.Respond(res); err != nil {
+		c.log.Warn("re-INVITE answer failed", "error", err)
+	}
+}
+
+// onUpdate handles UPDATE (RFC 3311): a session refresh, or a new offer.
+func (s *Server) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
+	c := s.calls.match(req)
+	if c == nil {
+		respond(s.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	if err := c.readRequest(req, tx); err != nil {
+		respond(c.log, req, tx, sip.StatusInternalServerError, "Server Internal Error")
+		return
+	}
+	c.refreshed()
+	if len(req.Body()) == 0 || c.sess == nil {
+		res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
+		res.AppendHeader(&c.contact)
+		_ = tx.Respond(res)
+		return
+	}
+	r, err := parseSDP(req.Body())
+	if err != nil {
+		respond(c.log, req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here")
+		return
+	}
+	_, _, _, changed, err := c.applyRemote(r)
+	if err != nil {
+		respond(c.log, req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here")
+		return
+	}
+	res := sip.NewSDPResponseFromRequest(req, c.currentSDP(changed))
+	res.AppendHeader(&c.contact)
+	_ = tx.Respond(res)
+}
+
+// readRequest checks an in-dialog request's CSeq against the dialog's.
+func (c *Call) readRequest(req *sip.Request, tx sip.ServerTransaction) error {
+	if c.uas != nil {
+		return c.uas.ReadRequest(req, tx)
+	}
+	return c.uac.ReadRequest(req, tx)
+}
+
+// refreshed tells the call's owner that the session was refreshed.
+func (c *Call) refreshed() {
+	select {
+	case c.refresh <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
+	c := s.calls.match(req)
+	if c == nil {
+		return // an ACK outside a dialog is dropped
+	}
+	if body := req.Body(); len(body) > 0 {
+		if c.sess == nil {
+			select { // the answer to the offer of our 200 (late offer)
+			case c.ackSDP <- body:
+			default:
+			}
+		} else if r, err := parseSDP(body); err == nil { // the answer to an empty re-INVITE
+			if _, _, _, _, err := c.applyRemote(r); err != nil {
+				c.log.Info("answer in ACK not applied", "error", err)
+			}
+		} else {
+			c.log.Info("answer in ACK not usable", "error", err)
+		}
+	}
+	if c.uas != nil {
+		_ = c.uas.ReadAck(req, tx)
+	}
+}
+
+func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	c := s.calls.match(req)
+	if c == nil {
+		respond(s.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	var err error
+	if c.uas != nil {
+		err = c.uas.ReadBye(req, tx)
+	} else {
+		err = c.uac.ReadBye(req, tx)
+	}
+	if err != nil {
+		c.log.Info("bye refused", "error", err)
+		respond(c.log, req, tx, sip.StatusBadRequest, "Bad Request")
+		return
+	}
+	if c.inbound {
+		c.finish(ReasonCallerHangup, false)
+	} else {
+		c.finish(ReasonCalleeHangup, false)
+	}
+}
+
+// onInfo takes DTMF sent as SIP INFO (application/dtmf-relay, application/dtmf).
+func (s *Server) onInfo(req *sip.Request, tx sip.ServerTransaction) {
+	c := s.calls.match(req)
+	if c == nil {
+		respond(s.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	if err := c.readRequest(req, tx); err != nil {
+		respond(c.log, req, tx, sip.StatusInternalServerError, "Server Internal Error")
+		return
+	}
+	ct := ""
+	if h := req.ContentType(); h != nil {
+		ct = strings.ToLower(strings.TrimSpace(strings.SplitN(h.Value(), ";", 2)[0]))
+	}
+	switch ct {
+	case "application/dtmf-relay", "application/dtmf":
+	case "":
+		respond(c.log, req, tx, sip.StatusOK, "OK") // an empty INFO is a keep-alive
+		return
+	default:
+		respond(c.log, req, tx, sip.StatusUnsupportedMediaType, "Unsupported Media Type",
+			sip.NewHeader("Accept", "application/dtmf-relay, application/dtmf"))
+		return
+	}
+	ev, err := media.ParseDTMFInfo(ct, req.Body())
+	if err != nil {
+		c.log.Info("INFO DTMF refused", "error", err)
+		respond(c.log, req, tx, sip.StatusBadRequest, "Bad Request")
+		return
+	}
+	respond(c.log, req, tx, sip.StatusOK, "OK")
+	if c.sess != nil {
+		c.sess.Deliver(ev)
+	}
+}
+
+// onNotify takes the progress of a transfer we asked for (RFC 3515 §2.4.5): a sipfrag
+// status line; a final one decides the transfer.
+func (s *Server) onNotify(req *sip.Request, tx sip.ServerTransaction) {
+	c := s.calls.match(req)
+	if c == nil {
+		respond(s.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	if err := c.readRequest(req, tx); err != nil {
+		respond(c.log, req, tx, sip.StatusInternalServerError, "Server Internal Error")
+		return
+	}
+	ev := req.GetHeader("Event")
+	if ev == nil || !strings.HasPrefix(strings.ToLower(strings.TrimSpace(ev.Value())), "refer") {
+		respond(c.log, req, tx, 489, "Bad Event")
+		return
+	}
+	code, ok := sipfragStatus(req.Body())
+	if !ok {
+		respond(c.log, req, tx, sip.StatusBadRequest, "Bad Request")
+		return
+	}
+	respond(c.log, req, tx, sip.StatusOK, "OK")
+	c.log.Info("transfer progress", "status", code)
+	if code >= 200 {
+		select {
+		case c.notify <- code:
+		default:
+		}
+	}
+}
+
+// sipfragStatus reads the status code of a message/sipfrag body ("SIP/2.0 200 OK").
+func sipfragStatus(body []byte) (int, bool) {
+	line, _, _ := strings.Cut(string(body), "\n")
+	f := strings.Fields(line)
+	if len(f) < 2 || !strings.HasPrefix(f[0], "SIP/") {
+		return 0, false
+	}
+	code, err := strconv.Atoi(f[1])
+	if err != nil || code < 100 || code > 699 {
+		return 0, false
+	}
+	return code, true
+}
+
+// onRefer declines transfers asked of us: Switchboard transfers its callers itself.
+func (s *Server) onRefer(req *sip.Request, tx sip.ServerTransaction) {
+	if s.calls.match(req) == nil {
+		respond(s.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	respond(s.log, req, tx, 603, "Decline")
+}

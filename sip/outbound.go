@@ -1,0 +1,315 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/switchboard-go/switchboard/store"
+)
+
+// maxAuthRounds bounds the digest challenges answered for one outbound INVITE.
+const maxAuthRounds = 2
+
+// Dial places an outbound call: rec (validated, direction outbound) says where to and what
+// talks on our side. The record is stored queued and the INVITE leaves in the background;
+// the record and the call's events follow it through ringing to its outcome (answered,
+// busy, no-answer, failed).
+func (s *Server) Dial(ctx context.Context, rec *store.Call) error {
+	select {
+	case <-s.ready:
+	default:
+		return errors.New("sip: the server is not serving yet")
+	}
+	fe := func(field, msg string) error {
+		return &store.ValidationError{Fields: []store.FieldError{{Field: field, Message: msg}}}
+	}
+	var trunk *store.Trunk
+	if rec.TrunkID != nil {
+		t, err := store.Get[store.Trunk](ctx, s.cfg.Store, rec.TenantID, *rec.TrunkID)
+		if errors.Is(err, store.ErrNotFound) {
+			return fe("trunk_id", "no such trunk")
+		}
+		if err != nil {
+			return err
+		}
+		if t.Direction == "inbound" {
+			return fe("trunk_id", "the trunk takes inbound calls only; set its direction to outbound or both")
+		}
+		if t.Outbound.Address == "" && !hasScheme(rec.To) {
+			return fe("trunk_id", "the trunk has no outbound address")
+		}
+		trunk = t
+	}
+	target, err := dialTarget(rec.To, trunk)
+	if err != nil {
+		return fe("to", err.Error())
+	}
+	var h Handler
+	if rec.AgentID != nil {
+		if s.cfg.Agents == nil {
+			return &store.ConflictError{Field: "agent_id", Message: "agents cannot take calls on this node"}
+		}
+		if h, err = s.cfg.Agents.AgentHandler(ctx, rec.TenantID, *rec.AgentID); err != nil {
+			return &store.ConflictError{Field: "agent_id", Message: err.Error()}
+		}
+	} else if h = builtin(rec.Destination); h == nil {
+		return fe("destination", "unknown built-in destination")
+	}
+	if code, ok := s.admit(); !ok {
+		_ = code
+		return &store.ConflictError{Field: "to", Message: "this node is at its call limit or shutting down"}
+	}
+	rec.Direction = store.CallOutbound
+	rec.Status = store.CallQueued
+	rec.Node = s.cfg.Node
+	if rec.From == "" && trunk != nil {
+		rec.From = trunk.Outbound.CallerID
+	}
+	if rec.TimeoutSeconds == 0 {
+		rec.TimeoutSeconds = store.DefaultCallTimeout
+	}
+	if err := s.createRecord(ctx, rec); err != nil {
+		s.release()
+		return err
+	}
+	c := s.newCall(*rec, false, h)
+	c.remoteHost = target.Host
+	if target.Port != 0 {
+		c.remoteHost = target.HostPort()
+	}
+	s.calls.add(c)
+	c.Publish(EventCallCreated, c.Record())
+	go func() {
+		defer s.release()
+		s.dial(c, target, trunk)
+	}()
+	return nil
+}
+
+func hasScheme(to string) bool {
+	l := strings.ToLower(to)
+	return strings.HasPrefix(l, "sip:") || strings.HasPrefix(l, "sips:")
+}
+
+// dialTarget is the request URI of an outbound call: a SIP URI as given, or the number or
+// user at the trunk's address (with its transport).
+func dialTarget(to string, trunk *store.Trunk) (sip.Uri, error) {
+	var u sip.Uri
+	if hasScheme(to) {
+		if err := sip.ParseUri(to, &u); err != nil || u.Host == "" {
+			return u, fmt.Errorf("%q is not a SIP URI", to)
+		}
+		return u, nil
+	}
+	addr := trunk.Outbound.Address
+	if !strings.Contains(addr, ":") || strings.HasSuffix(addr, "]") {
+		addr += ":5060"
+	}
+	if err := sip.ParseUri("sip:"+to+"@"+addr, &u); err != nil {
+		return u, fmt.Errorf("%q at trunk address %q does not make a SIP URI", to, trunk.Outbound.Address)
+	}
+	if t := strings.ToLower(trunk.Outbound.Transport); t == "tcp" || t == "tls" {
+		u.UriParams = sip.NewParams()
+		u.UriParams.Add("transport", t)
+		if t == "tls" {
+			u.Scheme = "sips"
+		}
+	}
+	return u, nil
+}
+
+// dial runs an outbound call from INVITE to its end.
+func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
+	ctx := s.ctx
+	log := c.log.With("to", target.String())
+	fail := func(reason string) { c.end(ctx, reason) }
+
+	dst := netip.Addr{}
+	if ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", target.Host); err == nil && len(ips) > 0 {
+		dst = ips[0].Unmap()
+	}
+	if !dst.IsValid() {
+		log.Info("call failed", "reason", "destination host does not resolve")
+		fail(store.EndedError)
+		return
+	}
+	ip := s.localIP(dst)
+	ports, err := s.listenRTP(ip)
+	if err != nil {
+		log.Error("rtp socket", "error", err)
+		fail(store.EndedError)
+		return
+	}
+	c.ports = ports
+	c.sdp = newLocalSDP(ip, ports.port)
+	transport := "udp"
+	if t, ok := target.UriParams.Get("transport"); ok && target.UriParams != nil {
+		transport = t
+	}
+	c.contact = s.contactFor(transport, s.host)
+
+	var user, password string
+	if trunk != nil && trunk.Outbound.Username != "" && trunk.OutboundPasswordEnc != "" {
+		user = trunk.Outbound.Username
+		if password, err = trunk.OutboundPassword(s.cfg.Store); err != nil {
+			log.Error("trunk password not readable", "error", err)
+			ports.close()
+			fail(store.EndedError)
+			return
+		}
+	}
+
+	from := c.rec.From
+	if from == "" {
+		from = "switchboard"
+	}
+	fromURI := sip.Uri{Scheme: "sip", User: strings.TrimPrefix(from, "sip:"), Host: s.host}
+	if hasScheme(from) {
+		_ = sip.ParseUri(from, &fromURI)
+	}
+	fromHdr := &sip.FromHeader{Address: fromURI, Params: sip.NewParams()}
+	fromHdr.Params.Add("tag", sip.GenerateTagN(16))
+	toHdr := &sip.ToHeader{Address: sip.Uri{Scheme: target.Scheme, User: target.User, Host: target.Host, Port: target.Port}}
+	callID := sip.CallIDHeader(c.id + "@" + s.host)
+	offer := c.sdp.marshal(ourCodecs, defaultEventPT, dirSendRecv, false)
+
+	ringCtx, cancel := context.WithTimeout(ctx, time.Duration(c.rec.TimeoutSeconds)*time.Second)
+	defer cancel()
+	cseq := uint32(1)
+	var dlg *sipgo.DialogClientSession
+	var authHdr sip.Header
+	ringing := false
+	for round := 0; ; round++ {
+		req := sip.NewRequest(sip.INVITE, target)
+		req.AppendHeader(fromHdr)
+		req.AppendHeader(toHdr)
+		req.AppendHeader(&callID)
+		req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: sip.INVITE})
+		req.AppendHeader(&c.contact)
+		req.AppendHeader(allowHeader)
+		req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		if authHdr != nil {
+			req.AppendHeader(authHdr)
+		}
+		req.SetBody(offer)
+		if transport != "udp" {
+			req.SetTransport(strings.ToUpper(transport))
+		}
+		c.update(ctx, func(r *store.Call) { r.SIPCallID = string(callID); now := time.Now().UTC(); r.StartedAt = &now })
+		dlg, err = s.dialogUA.WriteInvite(ringCtx, req)
+		if err != nil {
+			log.Info("call failed", "reason", "invite not sent", "error", err)
+			ports.close()
+			fail(store.EndedError)
+			return
+		}
+		c.uac = dlg
+		err = dlg.WaitAnswer(ringCtx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
+			if (res.StatusCode == 180 || res.StatusCode == 183) && !ringing {
+				ringing = true
+				c.update(ctx, func(r *store.Call) { r.Status = store.CallRinging })
+				c.Publish(EventCallRinging, c.Record())
+			}
+			return nil
+		}})
+		var de *sipgo.ErrDialogResponse
+		if errors.As(err, &de) && (de.Res.StatusCode == 401 || de.Res.StatusCode == 407) && password != "" && round < maxAuthRounds {
+			hdrName, authName := "WWW-Authenticate", "Authorization"
+			if de.Res.StatusCode == 407 {
+				hdrName, authName = "Proxy-Authenticate", "Proxy-Authorization"
+			}
+			ch := de.Res.GetHeader(hdrName)
+			if ch == nil {
+				break
+			}
+			v, aerr := authorization(req, ch.Value(), user, password)
+			if aerr != nil {
+				log.Info("challenge not answered", "error", aerr)
+				break
+			}
+			authHdr = sip.NewHeader(authName, v)
+			cseq++
+			_ = dlg.Close()
+			continue
+		}
+		break
+	}
+	if err != nil {
+		ports.close()
+		_ = dlg.Close()
+		var de *sipgo.ErrDialogResponse
+		switch {
+		case errors.As(err, &de):
+			reason := outcome(de.Res.StatusCode)
+			log.Info("call not answered", "status", de.Res.StatusCode, "outcome", reason)
+			c.update(ctx, func(r *store.Call) { r.Metadata = withSIPStatus(r.Metadata, de.Res.StatusCode) })
+			fail(reason)
+		case ringCtx.Err() != nil && ctx.Err() == nil:
+			log.Info("call not answered", "outcome", "no-answer")
+			fail(store.EndedNoAnswer)
+		case ctx.Err() != nil:
+			fail(store.EndedShutdown)
+		default:
+			log.Info("call failed", "error", err)
+			fail(store.EndedError)
+		}
+		return
+	}
+	c.dialogID = dlg.ID
+	s.calls.setDialog(c, dlg.ID)
+	defer dlg.Close()
+
+	answer, perr := parseSDP(dlg.InviteResponse.Body())
+	if err := dlg.Ack(ctx); err != nil {
+		log.Info("ack failed", "error", err)
+	}
+	if perr != nil {
+		log.Info("answer not usable", "error", perr)
+		ports.close()
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_ = dlg.Bye(bctx)
+		cancel()
+		fail(store.EndedError)
+		return
+	}
+	c.codec, c.eventPT, c.remote = answer.Codecs[0], answer.EventPT, answer.RTP
+	c.dir = answerDirection(answer.Direction, answer.Held)
+	if err := c.startMedia(); err != nil {
+		log.Error("media session", "error", err)
+		ports.close()
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_ = dlg.Bye(bctx)
+		cancel()
+		fail(store.EndedError)
+		return
+	}
+	c.answered(ctx)
+	c.run(ctx)
+}
+
+// outcome is the ended reason of a call refused with code.
+func outcome(code int) string {
+	switch code {
+	case 486, 600, 603:
+		return store.EndedBusy
+	case 408, 480, 487:
+		return store.EndedNoAnswer
+	}
+	return store.EndedRejected
+}
+
+func withSIPStatus(m map[string]any, code int) map[string]any {
+	if m == nil {
+		m = map[string]any{}
+	}
+	m["sip_status"] = code
+	return m
+}
