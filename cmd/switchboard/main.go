@@ -1,5 +1,5 @@
 // Command switchboard runs the Switchboard voice agent server and its administration
-// commands: serve (the default), migrate, keys and version.
+// commands: serve (the default), migrate, keys, load and version.
 package main
 
 import (
@@ -26,6 +26,8 @@ Usage:
   switchboard migrate up|down|status apply, undo the last group of, or list the migrations
   switchboard keys create --name NAME [--tenant SLUG] [--env live|test] [--scopes read,write,admin]
                                      make an API key and print it alone on stdout
+  switchboard load [flags] sip:echo@HOST:PORT
+                                     place concurrent calls and report loss, jitter, latency, CPU
   switchboard version                print the version
 
 Run "switchboard COMMAND -h" for the flags of a command. Every flag has an environment
@@ -55,6 +57,8 @@ func main() {
 		err = migrateCmd(ctx, args)
 	case "keys":
 		err = keysCmd(ctx, args)
+	case "load":
+		err = loadCmd(ctx, args)
 	case "version":
 		fmt.Printf("switchboard %s (commit %s)\n", version, commit)
 	case "help":

@@ -137,7 +137,7 @@ func (c *call) send(now time.Time) {
 	}
 	c.txCount.Add(1)
 	if off := c.pat.onsets[k]; off >= 0 {
-		at := time.Now().Sub(c.epoch) + time.Duration(off)*time.Second/detectRate
+		at := time.Since(c.epoch) + time.Duration(off)*time.Second/detectRate
 		i := c.onsetN.Add(1) - 1
 		c.onsetAt[i%sentOnsets].Store(int64(at))
 	}
