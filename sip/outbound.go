@@ -76,6 +76,7 @@ func (s *Server) Dial(ctx context.Context, rec *store.Call) error {
 	if rec.TimeoutSeconds == 0 {
 		rec.TimeoutSeconds = store.DefaultCallTimeout
 	}
+	rec.SIPCallID = sip.GenerateTagN(32) + "@" + s.host
 	if err := s.createRecord(ctx, rec); err != nil {
 		s.release()
 		return err
@@ -178,7 +179,7 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 	fromHdr := &sip.FromHeader{Address: fromURI, Params: sip.NewParams()}
 	fromHdr.Params.Add("tag", sip.GenerateTagN(16))
 	toHdr := &sip.ToHeader{Address: sip.Uri{Scheme: target.Scheme, User: target.User, Host: target.Host, Port: target.Port}}
-	callID := sip.CallIDHeader(c.id + "@" + s.host)
+	callID := sip.CallIDHeader(c.rec.SIPCallID)
 	offer := c.sdp.marshal(ourCodecs, defaultEventPT, dirSendRecv, false)
 
 	ringCtx, cancel := context.WithTimeout(ctx, time.Duration(c.rec.TimeoutSeconds)*time.Second)
@@ -203,7 +204,7 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 		if transport != "udp" {
 			req.SetTransport(strings.ToUpper(transport))
 		}
-		c.update(ctx, func(r *store.Call) { r.SIPCallID = string(callID); now := time.Now().UTC(); r.StartedAt = &now })
+		c.update(ctx, func(r *store.Call) { now := time.Now().UTC(); r.StartedAt = &now })
 		dlg, err = s.dialogUA.WriteInvite(ringCtx, req)
 		if err != nil {
 			log.Info("call failed", "reason", "invite not sent", "error", err)

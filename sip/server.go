@@ -393,7 +393,7 @@ func (r *registry) add(c *Call) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if c.dialogID != "" {
-		r.byDialog[c.dialogID] = c
+		r.byDialog[c.dialogKey()] = c
 	}
 	r.byID[c.id] = c
 }
@@ -402,14 +402,14 @@ func (r *registry) setDialog(c *Call, id string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c.dialogID = id
-	r.byDialog[id] = c
+	r.byDialog[c.dialogKey()] = c
 }
 
 func (r *registry) remove(c *Call) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.byDialog[c.dialogID] == c {
-		delete(r.byDialog, c.dialogID)
+	if r.byDialog[c.dialogKey()] == c {
+		delete(r.byDialog, c.dialogKey())
 	}
 }
 
@@ -427,17 +427,27 @@ func (r *registry) get(id string) *Call {
 	return r.byID[id]
 }
 
+// dialogKey is the call's key among dialogs: its role and its dialog ID.
+func (c *Call) dialogKey() string {
+	if c.inbound {
+		return "uas " + c.dialogID
+	}
+	return "uac " + c.dialogID
+}
+
 // match finds the call an in-dialog request belongs to, whichever side we are on.
 func (r *registry) match(req *sip.Request) *Call {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// Both sides of a call this server places to itself have the same dialog ID: the role
+	// tells them apart.
 	if id, err := sip.DialogIDFromRequestUAS(req); err == nil {
-		if c := r.byDialog[id]; c != nil {
+		if c := r.byDialog["uas "+id]; c != nil {
 			return c
 		}
 	}
 	if id, err := sip.DialogIDFromRequestUAC(req); err == nil {
-		return r.byDialog[id]
+		return r.byDialog["uac "+id]
 	}
 	return nil
 }

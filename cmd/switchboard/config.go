@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // config is everything a node is told at start, from flags or the environment (flags win).
@@ -25,6 +26,13 @@ type config struct {
 	Secret        string
 	RateLimit     int
 	ProvidersFile string
+	// SIP beyond the listen address.
+	SIPTLSAddr   string
+	SIPTLSCert   string
+	SIPTLSKey    string
+	RTPPorts     string
+	MediaTimeout time.Duration
+	Node         string
 	// AllowPrivateWebhooks lets agents' tools call addresses of this machine and its
 	// private networks.
 	AllowPrivateWebhooks bool
@@ -55,6 +63,13 @@ func (c *config) registerServe(fs *flag.FlagSet) {
 	fs.StringVar(&c.PublicIP, "public-ip", env("SWITCHBOARD_PUBLIC_IP", ""), "address advertised in SIP and SDP when behind NAT (SWITCHBOARD_PUBLIC_IP)")
 	fs.StringVar(&c.ProvidersFile, "providers-file", env("SWITCHBOARD_PROVIDERS_FILE", ""), "YAML file of model providers for the gateway (SWITCHBOARD_PROVIDERS_FILE)")
 	fs.BoolVar(&c.AllowPrivateWebhooks, "allow-private-webhooks", env("SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS", "") == "true", "let agents' tool webhooks reach loopback and private addresses (SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS=true)")
+	fs.StringVar(&c.SIPTLSAddr, "sip-tls-addr", env("SWITCHBOARD_SIP_TLS_ADDR", ":5061"), "SIP over TLS listen address, used when a certificate is set (SWITCHBOARD_SIP_TLS_ADDR)")
+	fs.StringVar(&c.SIPTLSCert, "sip-tls-cert", env("SWITCHBOARD_SIP_TLS_CERT", ""), "PEM certificate file for SIP over TLS (SWITCHBOARD_SIP_TLS_CERT)")
+	fs.StringVar(&c.SIPTLSKey, "sip-tls-key", env("SWITCHBOARD_SIP_TLS_KEY", ""), "PEM key file of the SIP certificate (SWITCHBOARD_SIP_TLS_KEY)")
+	fs.StringVar(&c.RTPPorts, "rtp-ports", env("SWITCHBOARD_RTP_PORTS", ""), "UDP port range of calls' media, such as 10000-20000 (SWITCHBOARD_RTP_PORTS; default: any free port)")
+	fs.DurationVar(&c.MediaTimeout, "media-timeout", envDuration("SWITCHBOARD_MEDIA_TIMEOUT", 30*time.Second), "a call whose RTP stops for this long is ended (SWITCHBOARD_MEDIA_TIMEOUT)")
+	host, _ := os.Hostname()
+	fs.StringVar(&c.Node, "node", env("SWITCHBOARD_NODE", host), "this node's name in call records; a restart fails the calls it carried (SWITCHBOARD_NODE; default: the host name)")
 	fs.IntVar(&c.RateLimit, "rate-limit", envInt("SWITCHBOARD_RATE_LIMIT", 100), "requests a minute for an API key without a limit of its own (SWITCHBOARD_RATE_LIMIT)")
 }
 
@@ -64,6 +79,30 @@ func envInt(name string, def int) int {
 		return def
 	}
 	return n
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	d, err := time.ParseDuration(env(name, def.String()))
+	if err != nil {
+		return def
+	}
+	return d
+}
+
+// rtpPorts reads the RTP port range "min-max"; empty is any free port.
+func (c *config) rtpPorts() (int, int, error) {
+	if c.RTPPorts == "" {
+		return 0, 0, nil
+	}
+	lo, hi, ok := strings.Cut(c.RTPPorts, "-")
+	var a, b int
+	if _, err := fmt.Sscan(lo, &a); !ok || err != nil {
+		return 0, 0, fmt.Errorf("SWITCHBOARD_RTP_PORTS %q: want min-max, such as 10000-20000", c.RTPPorts)
+	}
+	if _, err := fmt.Sscan(hi, &b); err != nil || a < 1024 || b > 65535 || b-a < 3 {
+		return 0, 0, fmt.Errorf("SWITCHBOARD_RTP_PORTS %q: want min-max within 1024-65535, at least 4 ports", c.RTPPorts)
+	}
+	return a, b, nil
 }
 
 // logger builds the process logger from LOG_LEVEL and LOG_FORMAT.

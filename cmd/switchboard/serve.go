@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -107,9 +108,34 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 		return err
 	}
 
+	// SIP: UDP and TCP on one port, TLS on another when a certificate is set. Calls this
+	// node carried when it last stopped without hanging them up are failed first.
+	if n, err := store.FailInterruptedCalls(ctx, st, c.Node); err != nil {
+		return fmt.Errorf("calls of the last run: %w", err)
+	} else if n > 0 {
+		log.Warn("calls interrupted by the last stop marked failed", "calls", n, "node", c.Node)
+	}
+	rtpMin, rtpMax, err := c.rtpPorts()
+	if err != nil {
+		return err
+	}
+	sipCfg := sip.Config{Log: log, PublicIP: c.PublicIP, RTPPortMin: rtpMin, RTPPortMax: rtpMax,
+		Store: st, DefaultTenantID: def.ID, Node: c.Node, Events: hub, MediaTimeout: c.MediaTimeout}
+	if c.SIPTLSCert != "" || c.SIPTLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(c.SIPTLSCert, c.SIPTLSKey)
+		if err != nil {
+			return fmt.Errorf("SIP TLS certificate: %w", err)
+		}
+		sipCfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	sipSrv, err := sip.New(sipCfg)
+	if err != nil {
+		return err
+	}
+
 	auth := api.NewAuthenticator(st, secret, def.ID, log)
 	srv := api.New(api.Config{Store: st, Auth: auth, Log: log, Version: version, Commit: commit, DefaultRateLimit: c.RateLimit,
-		Hub: hub, Streams: streams, Models: models, Webhooks: agent.NewWebhooks(c.AllowPrivateWebhooks)})
+		Hub: hub, Streams: streams, Models: models, Webhooks: agent.NewWebhooks(c.AllowPrivateWebhooks), Calls: sipSrv})
 	httpSrv := &http.Server{
 		Addr: c.HTTPAddr, Handler: srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
@@ -119,20 +145,21 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	if err != nil {
 		return err
 	}
-	// SIP: UDP and TCP on one port; calls to sip:echo@… are answered by the echo test.
-	sipSrv, err := sip.New(sip.Config{Log: log, PublicIP: c.PublicIP})
-	if err != nil {
-		return err
-	}
 	sipUDP, sipTCP, err := sip.Listen(ctx, c.SIPAddr)
 	if err != nil {
 		return err
+	}
+	var sipTLS net.Listener
+	if sipCfg.TLS != nil {
+		if sipTLS, err = net.Listen("tcp", c.SIPTLSAddr); err != nil {
+			return fmt.Errorf("sip: listen tls %s: %w", c.SIPTLSAddr, err)
+		}
 	}
 	sipCtx, stopSIP := context.WithCancel(context.WithoutCancel(ctx))
 	sipDone := make(chan struct{})
 	go func() {
 		defer close(sipDone)
-		if err := sipSrv.Serve(sipCtx, sipUDP, sipTCP); err != nil {
+		if err := sipSrv.Serve(sipCtx, sipUDP, sipTCP, sipTLS); err != nil {
 			log.Error("sip stopped", "err", err)
 		}
 	}()
