@@ -196,7 +196,7 @@ func (c *Call) update(ctx context.Context, fn func(r *store.Call)) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := store.Update[store.Call](ctx, c.srv.cfg.Store, &r); err != nil {
+	if err := store.UpdateCallState(ctx, c.srv.cfg.Store, &r); err != nil {
 		c.log.Warn("call record not updated", "status", r.Status, "error", err)
 	}
 }

@@ -358,6 +358,28 @@ func ListCalls(ctx context.Context, s *Store, tenantID string, f CallFilter, pag
 	return items, int(total), nil
 }
 
+// UpdateCallState writes what changes while a call is carried: SIP Call-ID, codec, status,
+// ended reason, times, duration, quality and metadata. Unlike Update it leaves the call's
+// agent and trunk alone (either may be deleted while the call is live) and checks no
+// references, so the record of a call always keeps up with the call.
+func UpdateCallState(ctx context.Context, s *Store, c *Call) error {
+	c.UpdatedAt = s.now()
+	if c.Metadata == nil {
+		c.Metadata = map[string]any{}
+	}
+	res, err := s.db.NewUpdate().Model(c).
+		Column("sip_call_id", "codec", "status", "ended_reason", "started_at", "answered_at", "ended_at",
+			"duration_seconds", "quality", "metadata", "updated_at").
+		Where("id = ?", c.ID).Where("tenant_id = ?", c.TenantID).Exec(ctx)
+	if err != nil {
+		return classify(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
 // FailInterruptedCalls ends, as failed with the reason "restart", every call the node was
 // carrying when it stopped without ending them (queued, ringing or in progress), and returns
 // how many there were. A node calls it as it starts, so that a killed process leaves no call

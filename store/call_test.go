@@ -233,6 +233,36 @@ func TestCallReferences(t *testing.T) {
 	})
 }
 
+// The state of a live call is written even after its agent was deleted: the record keeps up
+// with the call.
+func TestUpdateCallStateAfterAgentDeleted(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		f := newCallFixture(t, s, "acme")
+		c := store.NewOutboundCall()
+		c.To, c.TrunkID, c.AgentID, c.Status = "+14155550100", &f.trunk.ID, &f.agent.ID, store.CallInProgress
+		if err := store.Create(ctx, s, f.tenant.ID, c); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.Delete[store.Agent](ctx, s, f.tenant.ID, f.agent.ID); err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now().UTC()
+		c.Status, c.EndedReason, c.EndedAt, c.Quality.PacketsReceived = store.CallCompleted, store.EndedCallerHangup, &now, 42
+		if err := store.UpdateCallState(ctx, s, c); err != nil {
+			t.Fatalf("update after the agent went: %v", err)
+		}
+		got, err := store.Get[store.Call](ctx, s, f.tenant.ID, c.ID)
+		if err != nil || got.Status != store.CallCompleted || got.Quality.PacketsReceived != 42 || got.AgentID != nil {
+			t.Fatalf("stored %+v, %v; want completed with its quality and no agent", got, err)
+		}
+		c.ID = "call_01jdq3aaaaaaaaaaaaaaaaaaaa"
+		if err := store.UpdateCallState(ctx, s, c); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("update of no call: %v, want ErrNotFound", err)
+		}
+	})
+}
+
 func TestFailInterruptedCalls(t *testing.T) {
 	eachDialect(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
