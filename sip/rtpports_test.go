@@ -47,4 +47,3 @@ func TestListenRTPRange(t *testing.T) {
 		t.Fatalf("third socket: %v, want ErrNoPort", err)
 	}
 }
-
