@@ -71,7 +71,8 @@ type Server struct {
 	ctx      context.Context
 	ready    chan struct{}
 	host     string
-	port     int
+	port     int // of UDP and TCP
+	tlsPort  int
 	dialogUA *sipgo.DialogUA
 
 	// wg counts calls from INVITE to teardown; once closing is set no call is added.
@@ -201,6 +202,9 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener, t
 			_ = t.Close()
 			continue
 		}
+		if a, ok := t.Addr().(*net.TCPAddr); ok {
+			s.tlsPort = a.Port
+		}
 		tlsL := tls.NewListener(t, s.cfg.TLS)
 		wg.Add(1)
 		go func() { defer wg.Done(); errc <- s.srv.ServeTLS(tlsL) }()
@@ -241,7 +245,7 @@ func (s *Server) contactFor(transport, host string) sip.ContactHeader {
 		u.UriParams = sip.NewParams()
 		u.UriParams.Add("transport", "tcp")
 	case "tls":
-		u.Scheme = "sips"
+		u.Scheme, u.Port = "sips", s.tlsPort
 		u.UriParams = sip.NewParams()
 		u.UriParams.Add("transport", "tls")
 	}
