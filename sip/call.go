@@ -74,7 +74,7 @@ type Call struct {
 	contact sip.ContactHeader
 
 	sdp   *localSDP
-	sess  *media.RTPSession
+	sess  *media.RTPSession // set under mu once answered; others than the owner use session()
 	ports *rtpPorts
 
 	mu      sync.Mutex
@@ -119,6 +119,13 @@ func (c *Call) Record() store.Call {
 	defer c.mu.Unlock()
 	r := c.rec
 	return r
+}
+
+// session is the call's media session, nil until the call is answered.
+func (c *Call) session() *media.RTPSession {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sess
 }
 
 // Stream is the call's audio: 20 ms frames, DTMF and hang-up events.
@@ -467,8 +474,16 @@ func validDialString(s string) bool {
 // in an ACK) and returns our answer to it. A change of address, codec or direction goes to
 // the media session.
 func (c *Call) applyRemote(r remoteSDP) (codec media.CodecSpec, eventPT uint8, dir string, changed bool, err error) {
+	var holdEvent string
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer func() {
+		c.mu.Unlock()
+		// Published here, in order, not under the lock: hold then resume reach the
+		// tenant in the order they happened.
+		if holdEvent != "" {
+			c.Publish(holdEvent, map[string]any{"direction": dir})
+		}
+	}()
 	codec = r.Codecs[0]
 	for _, o := range r.Codecs { // keep the current codec when it is still offered
 		if strings.EqualFold(o.Name, c.codec.Name) {
@@ -492,11 +507,10 @@ func (c *Call) applyRemote(r remoteSDP) (codec media.CodecSpec, eventPT uint8, d
 		c.remote = r.RTP
 	}
 	if held := dir != dirSendRecv; held != wasHeld {
-		typ := EventCallResumed
+		holdEvent = EventCallResumed
 		if held {
-			typ = EventCallHold
+			holdEvent = EventCallHold
 		}
-		go c.Publish(typ, map[string]any{"direction": dir})
 	}
 	c.rec.Codec = codec.Name
 	return codec, r.EventPT, dir, changed, nil

@@ -402,7 +402,9 @@ func (c *Call) startMedia() error {
 	if !send || !recv {
 		_ = sess.Update(media.RTPUpdate{Send: send, Receive: recv})
 	}
+	c.mu.Lock() // signalling handlers look for it from their own goroutines
 	c.sess = sess
+	c.mu.Unlock()
 	return nil
 }
 
@@ -418,7 +420,7 @@ func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 		respond(c.log, req, tx, sip.StatusInternalServerError, "Server Internal Error", sip.NewHeader("Retry-After", "1"))
 		return
 	}
-	if c.sess == nil {
+	if c.session() == nil {
 		respond(c.log, req, tx, sip.StatusRequestPending, "Request Pending")
 		return
 	}
@@ -467,7 +469,7 @@ func (s *Server) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	c.refreshed()
-	if len(req.Body()) == 0 || c.sess == nil {
+	if len(req.Body()) == 0 || c.session() == nil {
 		res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
 		res.AppendHeader(&c.contact)
 		_ = tx.Respond(res)
@@ -510,7 +512,7 @@ func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 		return // an ACK outside a dialog is dropped
 	}
 	if body := req.Body(); len(body) > 0 {
-		if c.sess == nil {
+		if c.session() == nil {
 			select { // the answer to the offer of our 200 (late offer)
 			case c.ackSDP <- body:
 			default:
@@ -584,8 +586,8 @@ func (s *Server) onInfo(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	respond(c.log, req, tx, sip.StatusOK, "OK")
-	if c.sess != nil {
-		c.sess.Deliver(ev)
+	if sess := c.session(); sess != nil {
+		sess.Deliver(ev)
 	}
 }
 

@@ -479,7 +479,7 @@ func (s *Server) Transfer(ctx context.Context, tenantID, callID, to string) erro
 	if err != nil {
 		return err
 	}
-	if c.sess == nil {
+	if c.session() == nil {
 		return &store.ConflictError{Field: "id", Message: "the call is not answered yet; only an answered call can be transferred"}
 	}
 	if err := c.Transfer(ctx, to); err != nil {

@@ -1,0 +1,827 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"go.uber.org/goleak"
+
+	"github.com/switchboard-go/switchboard/media"
+	"github.com/switchboard-go/switchboard/store"
+)
+
+// The calls of issue 4 end to end: a real sipgo user agent on loopback calls the server (or
+// is called by it), with real RTP, and the tests judge what it hears, what it is sent and
+// what the server records and publishes.
+
+// testSecret seals the trunk passwords of the tests' stores.
+var testSecret = []byte("switchboard-sip-test-secret-0123456789")
+
+// sipgoCancelLeak is the reader sipgo v1.7.2's client leaves behind after a CANCEL (see
+// TestCancelBeforeAnswer).
+var sipgoCancelLeak = goleak.IgnoreAnyFunction("github.com/emiago/sipgo/sip.(*TransportUDP).readUDPConnection")
+
+// newCallStore opens a migrated SQLite store in the test's directory, with a tenant.
+func newCallStore(t *testing.T) (*store.Store, string) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Options{DataDir: t.TempDir(), Secret: testSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	if _, err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ten, err := st.EnsureTenant(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, ten.ID
+}
+
+// startCallServer is startServer that also returns the server, for Hangup, Transfer and Dial.
+func startCallServer(t *testing.T, cfg Config) (*Server, string) {
+	t.Helper()
+	return startCallServerWith(t, cfg, 0)
+}
+
+func startCallServerWith(t *testing.T, cfg Config, ringDelay time.Duration) (*Server, string) {
+	t.Helper()
+	if cfg.Log == nil {
+		cfg.Log = testLog(t)
+	}
+	pc, l, err := Listen(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ringDelay = ringDelay
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, pc, l) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("server did not stop")
+		}
+	})
+	return s, pc.LocalAddr().String()
+}
+
+// published is one event the server published.
+type published struct {
+	Tenant, Topic, Type string
+	Data                any
+}
+
+// eventLog is the tests' Publisher: it keeps every event and wakes those waiting for one.
+type eventLog struct {
+	mu     sync.Mutex
+	events []published
+	more   chan struct{} // closed and replaced at every event
+}
+
+func newEventLog() *eventLog { return &eventLog{more: make(chan struct{})} }
+
+func (l *eventLog) Publish(tenantID, topic, typ string, data any) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, published{Tenant: tenantID, Topic: topic, Type: typ, Data: data})
+	close(l.more)
+	l.more = make(chan struct{})
+	return nil
+}
+
+// onCall returns the events of typ published on call topics that match accepts (nil: all).
+func (l *eventLog) onCall(typ string, match func(published) bool) []published {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []published
+	for _, e := range l.events {
+		if e.Type == typ && strings.HasPrefix(e.Topic, "call:") && (match == nil || match(e)) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// waitN waits until n events of typ that match have been published on call topics, and
+// returns them.
+func (l *eventLog) waitN(ctx context.Context, t *testing.T, n int, typ string, match func(published) bool) []published {
+	t.Helper()
+	for {
+		l.mu.Lock()
+		more := l.more
+		l.mu.Unlock()
+		if evs := l.onCall(typ, match); len(evs) >= n {
+			return evs
+		}
+		select {
+		case <-more:
+		case <-ctx.Done():
+			t.Fatalf("%d %s events, want %d: %v", len(l.onCall(typ, match)), typ, n, ctx.Err())
+		}
+	}
+}
+
+// wait waits for the first event of typ that matches.
+func (l *eventLog) wait(ctx context.Context, t *testing.T, typ string, match func(published) bool) published {
+	t.Helper()
+	return l.waitN(ctx, t, 1, typ, match)[0]
+}
+
+// sipCall matches the life-cycle events (their data is the record) of the SIP call callID.
+func sipCall(callID string) func(published) bool {
+	return func(e published) bool {
+		rec, ok := e.Data.(store.Call)
+		return ok && rec.SIPCallID == callID
+	}
+}
+
+// onTopic matches the events of the call whose record ID is id.
+func onTopic(id string) func(published) bool {
+	return func(e published) bool { return e.Topic == "call:"+id }
+}
+
+// field reads a key of an event's map data.
+func field(e published, key string) any {
+	m, _ := e.Data.(map[string]any)
+	return m[key]
+}
+
+// testCaller is a test UA that places calls and takes the server's requests inside them
+// (BYE, REFER) through a sipgo server on the same user agent.
+type testCaller struct {
+	*testUA
+	mu      sync.Mutex
+	dialogs map[string]*sipgo.DialogClientSession // by Call-ID
+	onRefer func(d *sipgo.DialogClientSession, req *sip.Request, tx sip.ServerTransaction)
+	byes    chan string // the Call-IDs of the BYEs received
+}
+
+func newTestCaller(t *testing.T) *testCaller {
+	t.Helper()
+	c := &testCaller{testUA: newTestUA(t), dialogs: map[string]*sipgo.DialogClientSession{}, byes: make(chan string, 64)}
+	srv, err := sipgo.NewServer(c.ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+		d := c.dialogOf(req.CallID().Value())
+		if d == nil || d.ReadBye(req, tx) != nil {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
+			return
+		}
+		c.byes <- req.CallID().Value()
+	})
+	srv.OnRefer(func(req *sip.Request, tx sip.ServerTransaction) {
+		c.mu.Lock()
+		h := c.onRefer
+		c.mu.Unlock()
+		d := c.dialogOf(req.CallID().Value())
+		if h == nil || d == nil {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 603, "Decline", nil))
+			return
+		}
+		h(d, req, tx)
+	})
+	return c
+}
+
+func (c *testCaller) dialogOf(callID string) *sipgo.DialogClientSession {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dialogs[callID]
+}
+
+// try places a call and returns its dialog, answered and acknowledged, or the final
+// response that refused it. It is safe from any goroutine.
+func (c *testCaller) try(ctx context.Context, target sip.Uri, body []byte, opts sipgo.AnswerOptions, hdrs ...sip.Header) (*sipgo.DialogClientSession, *sip.Response, error) {
+	hdrs = append([]sip.Header{sip.NewHeader("Content-Type", "application/sdp")}, hdrs...)
+	dlg, err := c.testUA.dialog.Invite(ctx, target, body, hdrs...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("invite: %w", err)
+	}
+	err = dlg.WaitAnswer(ctx, opts)
+	var de *sipgo.ErrDialogResponse
+	if errors.As(err, &de) {
+		_ = dlg.Close()
+		return nil, de.Res, nil
+	}
+	if err != nil {
+		_ = dlg.Close()
+		return nil, nil, fmt.Errorf("wait answer: %w", err)
+	}
+	c.mu.Lock()
+	c.dialogs[dlg.InviteRequest.CallID().Value()] = dlg
+	c.mu.Unlock()
+	if err := dlg.Ack(ctx); err != nil {
+		return nil, nil, fmt.Errorf("ack: %w", err)
+	}
+	return dlg, dlg.InviteResponse, nil
+}
+
+// call places a call that must be answered.
+func (c *testCaller) call(ctx context.Context, t *testing.T, target sip.Uri, body []byte, opts sipgo.AnswerOptions) *sipgo.DialogClientSession {
+	t.Helper()
+	dlg, res, err := c.try(ctx, target, body, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dlg == nil {
+		t.Fatalf("INVITE answered %d %s, want 200", res.StatusCode, res.Reason)
+	}
+	t.Cleanup(func() { _ = dlg.Close() })
+	return dlg
+}
+
+// status places a call that must be refused and returns the final response.
+func (c *testCaller) status(ctx context.Context, t *testing.T, target sip.Uri, body []byte, opts sipgo.AnswerOptions, hdrs ...sip.Header) *sip.Response {
+	t.Helper()
+	dlg, res, err := c.try(ctx, target, body, opts, hdrs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dlg != nil {
+		bctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = dlg.Bye(bctx)
+		_ = dlg.Close()
+		t.Fatalf("INVITE answered 200, want it refused")
+	}
+	return res
+}
+
+// inDialog sends a request inside the caller's dialog d to the server's Contact and returns
+// the final response.
+func inDialog(ctx context.Context, t *testing.T, d *sipgo.DialogClientSession, method sip.RequestMethod, contentType string, body []byte, hdrs ...sip.Header) *sip.Response {
+	t.Helper()
+	req := sip.NewRequest(method, *d.InviteResponse.Contact().Address.Clone())
+	for _, h := range hdrs {
+		req.AppendHeader(h)
+	}
+	if contentType != "" {
+		req.AppendHeader(sip.NewHeader("Content-Type", contentType))
+	}
+	req.SetBody(body)
+	res, err := d.Do(ctx, req)
+	if err != nil {
+		t.Fatalf("%s: %v", method, err)
+	}
+	return res
+}
+
+// reinvite sends a re-INVITE with offer (nil: an empty one) and acknowledges a 2xx, with
+// ackBody as the answer in the ACK when the INVITE was empty.
+func reinvite(ctx context.Context, t *testing.T, d *sipgo.DialogClientSession, offer, ackBody []byte) *sip.Response {
+	t.Helper()
+	ct := ""
+	if offer != nil {
+		ct = "application/sdp"
+	}
+	res := inDialog(ctx, t, d, sip.INVITE, ct, offer)
+	if res.IsSuccess() {
+		ack := sip.NewRequest(sip.ACK, *d.InviteResponse.Contact().Address.Clone())
+		if ackBody != nil {
+			ack.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		}
+		ack.SetBody(ackBody)
+		if err := d.WriteRequest(ack); err != nil {
+			t.Fatalf("ACK: %v", err)
+		}
+	}
+	return res
+}
+
+// bye hangs up the caller's side of d.
+func bye(ctx context.Context, t *testing.T, d *sipgo.DialogClientSession) {
+	t.Helper()
+	if err := d.Bye(ctx); err != nil {
+		t.Fatalf("BYE: %v", err)
+	}
+}
+
+// waitBye waits for the server's BYE in the call callID.
+func (c *testCaller) waitBye(ctx context.Context, t *testing.T, callID string) {
+	t.Helper()
+	for {
+		select {
+		case id := <-c.byes:
+			if id == callID {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatalf("no BYE from the server for %s", callID)
+		}
+	}
+}
+
+// sdpOffer is an offer of PCMU and telephone-event at ip:port in direction dir.
+func sdpOffer(ip string, port int, dir string) []byte {
+	return []byte(fmt.Sprintf("v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=test\r\nc=IN IP4 %s\r\nt=0 0\r\n"+
+		"m=audio %d RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"+
+		"a=fmtp:101 0-16\r\na=ptime:20\r\na=%s\r\n", ip, port, dir))
+}
+
+// sdpAnswer is what the tests read of a session description.
+type sdpAnswer struct {
+	sessID, version uint64
+	formats         []string
+	rtpmaps         []string
+	dir             string
+	rtp             *net.UDPAddr
+}
+
+func parseAnswer(t *testing.T, body []byte) sdpAnswer {
+	t.Helper()
+	var sd sdp.SessionDescription
+	if err := sd.Unmarshal(body); err != nil {
+		t.Fatalf("SDP: %v\n%s", err, body)
+	}
+	if len(sd.MediaDescriptions) != 1 {
+		t.Fatalf("SDP has %d media streams, want 1\n%s", len(sd.MediaDescriptions), body)
+	}
+	md := sd.MediaDescriptions[0]
+	a := sdpAnswer{sessID: sd.Origin.SessionID, version: sd.Origin.SessionVersion, formats: md.MediaName.Formats, dir: dirSendRecv}
+	for _, at := range md.Attributes {
+		switch at.Key {
+		case "rtpmap":
+			a.rtpmaps = append(a.rtpmaps, at.Value)
+		case dirSendRecv, dirSendOnly, dirRecvOnly, dirInactive:
+			a.dir = at.Key
+		}
+	}
+	conn := sd.ConnectionInformation
+	if md.ConnectionInformation != nil {
+		conn = md.ConnectionInformation
+	}
+	a.rtp = &net.UDPAddr{IP: net.ParseIP(conn.Address.Address), Port: md.MediaName.Port.Value}
+	return a
+}
+
+// rtpPeer is the RTP socket of a test UA.
+type rtpPeer struct {
+	conn *net.UDPConn
+	pz   *media.Packetizer
+}
+
+func newRTPPeer(t *testing.T) *rtpPeer {
+	t.Helper()
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return &rtpPeer{conn: conn, pz: media.NewPacketizer(0, 8000, 0x5eed)}
+}
+
+func (p *rtpPeer) port() int { return p.conn.LocalAddr().(*net.UDPAddr).Port }
+
+// packets collects for d the RTP packets of the payload types pts (all when none).
+func (p *rtpPeer) packets(d time.Duration, pts ...uint8) []rtp.Packet {
+	var out []rtp.Packet
+	deadline := time.Now().Add(d)
+	for {
+		_ = p.conn.SetReadDeadline(deadline)
+		buf := make([]byte, 1500)
+		n, err := p.conn.Read(buf)
+		if err != nil {
+			return out
+		}
+		var pkt rtp.Packet
+		if media.ParseRTP(&pkt, buf[:n]) != nil {
+			continue
+		}
+		if len(pts) == 0 || pkt.PayloadType == pts[0] || (len(pts) > 1 && pkt.PayloadType == pts[1]) {
+			out = append(out, pkt)
+		}
+	}
+}
+
+// first waits up to d for n packets of payload type pt and returns them.
+func (p *rtpPeer) first(n int, d time.Duration, pt uint8) []rtp.Packet {
+	var out []rtp.Packet
+	deadline := time.Now().Add(d)
+	for len(out) < n {
+		_ = p.conn.SetReadDeadline(deadline)
+		buf := make([]byte, 1500)
+		k, err := p.conn.Read(buf)
+		if err != nil {
+			return out
+		}
+		var pkt rtp.Packet
+		if media.ParseRTP(&pkt, buf[:k]) == nil && pkt.PayloadType == pt {
+			out = append(out, pkt)
+		}
+	}
+	return out
+}
+
+// sendTone sends frames of a 1 kHz PCMU tone to to, paced at 20 ms.
+func (p *rtpPeer) sendTone(t *testing.T, to *net.UDPAddr, frames int) {
+	t.Helper()
+	var (
+		pcm     [160]int16
+		payload [160]byte
+		out     [200]byte
+	)
+	tick := time.NewTicker(media.FrameDuration)
+	defer tick.Stop()
+	for i := range frames {
+		for j := range pcm {
+			pcm[j] = int16(8000 * math.Sin(2*math.Pi*1000*float64(i*160+j)/8000))
+		}
+		media.EncodePCMU(payload[:], pcm[:])
+		n, err := p.pz.Packetize(out[:], payload[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.conn.WriteToUDP(out[:n], to); err != nil {
+			t.Fatal(err)
+		}
+		<-tick.C
+	}
+}
+
+// sendDTMF sends one key press as RFC 4733 telephone events of payload type pt.
+func (p *rtpPeer) sendDTMF(t *testing.T, to *net.UDPAddr, digit rune, pt uint8) {
+	t.Helper()
+	pkts, err := media.AppendDTMFPackets(nil, digit, 160*time.Millisecond, 8000, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := p.pz.Timestamp()
+	start := time.Now()
+	var out [64]byte
+	for _, pk := range pkts {
+		time.Sleep(time.Until(start.Add(pk.At)))
+		n, err := p.pz.PacketizeEvent(out[:], pt, pk.Marker, ts, pk.Payload[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.conn.WriteToUDP(out[:n], to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.pz.Skip(len(pkts)) // the event's time passes on the audio clock
+}
+
+// checkTone judges 8 kHz audio: a 1 kHz tone.
+func checkTone(t *testing.T, pcm []int16, minRatio float64) {
+	t.Helper()
+	if len(pcm) < 8000 {
+		t.Fatalf("only %d samples of audio", len(pcm))
+	}
+	if f := zeroCrossFreq(pcm); math.Abs(f-1000) > 20 {
+		t.Errorf("tone at %.1f Hz, want 1000 Hz", f)
+	}
+	if r := goertzelRatio(pcm, 1000, 8000); r < minRatio {
+		t.Errorf("only %.2f of the audio's energy is at 1 kHz, want %.2f", r, minRatio)
+	}
+}
+
+// decodeG711 decodes PCMU or PCMA packets to 8 kHz samples.
+func decodeG711(pkts []rtp.Packet) []int16 {
+	var pcm []int16
+	var buf [480]int16
+	for _, p := range pkts {
+		var n int
+		if p.PayloadType == media.PayloadTypePCMA {
+			n = media.DecodePCMA(buf[:], p.Payload)
+		} else {
+			n = media.DecodePCMU(buf[:], p.Payload)
+		}
+		pcm = append(pcm, buf[:n]...)
+	}
+	return pcm
+}
+
+// answeredCall waits for the answer of the SIP call callID and returns its record.
+func answeredCall(ctx context.Context, t *testing.T, events *eventLog, callID string) store.Call {
+	t.Helper()
+	return events.wait(ctx, t, EventCallAnswered, sipCall(callID)).Data.(store.Call)
+}
+
+// endedCall waits for the end of the call and returns its stored record.
+func endedCall(ctx context.Context, t *testing.T, events *eventLog, st *store.Store, tenantID, id string) *store.Call {
+	t.Helper()
+	events.wait(ctx, t, EventCallEnded, onTopic(id))
+	rec, err := store.Get[store.Call](ctx, st, tenantID, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+// testAgents answers every agent's calls with one handler: the seam through which the
+// tests reach a *Call.
+type testAgents struct{ h Handler }
+
+func (a testAgents) AgentHandler(context.Context, string, string) (Handler, error) { return a.h, nil }
+
+// listeningAgent is a handler that hands its call to the test and listens until it ends.
+func listeningAgent(calls chan<- *Call) Handler {
+	return HandlerFunc(func(ctx context.Context, c *Call) {
+		calls <- c
+		st := c.Stream()
+		f := media.Frame{Samples: make([]int16, media.SamplesPerFrame(st.SampleRate()))}
+		for st.ReadFrame(&f) == nil {
+		}
+	})
+}
+
+// agentNumber routes the SIP user number of the tenant to a new agent.
+func agentNumber(t *testing.T, st *store.Store, tenantID, number string) {
+	t.Helper()
+	ctx := context.Background()
+	a := store.NewAgent()
+	a.Name = "listener"
+	if err := store.Create(ctx, st, tenantID, a); err != nil {
+		t.Fatal(err)
+	}
+	pn := store.NewPhoneNumber()
+	pn.Number, pn.AgentID = number, &a.ID
+	if err := store.Create(ctx, st, tenantID, pn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The tone destination plays 1 kHz in the codec the caller prefers: the answer keeps the
+// first codec of the offer that we support.
+func TestToneCall(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		formats string
+		rtpmaps []string
+		pt      uint8
+		rtpmap  string
+		clock   uint32
+	}{
+		{"PCMA before PCMU", "8 0 101", []string{"8 PCMA/8000", "0 PCMU/8000", "101 telephone-event/8000"}, 8, "8 PCMA/8000", 8000},
+		{"opus first", "111 0 8 101", []string{"111 opus/48000/2", "101 telephone-event/8000"}, 111, "111 opus/48000/2", 48000},
+		{"opus under 96 after G.729", "18 96 0", []string{"18 G729/8000", "96 opus/48000/2"}, 96, "96 opus/48000/2", 48000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			verifyNoLeaks(t)
+			addr := startServer(t, Config{})
+			u := newTestCaller(t)
+			peer := newRTPPeer(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+
+			d := u.call(ctx, t, uri(t, "tone", addr), offerSDP(peer.port(), tc.formats, tc.rtpmaps...), sipgo.AnswerOptions{})
+			a := parseAnswer(t, d.InviteResponse.Body())
+			if a.formats[0] != strconv.Itoa(int(tc.pt)) || a.rtpmaps[0] != tc.rtpmap {
+				t.Fatalf("answer formats %v %v, want %d (%s) first", a.formats, a.rtpmaps, tc.pt, tc.rtpmap)
+			}
+			if a.dir != dirSendRecv {
+				t.Errorf("answer direction %s, want sendrecv", a.dir)
+			}
+
+			pkts := peer.first(100, 10*time.Second, tc.pt)
+			if len(pkts) < 100 {
+				t.Fatalf("%d tone packets, want 100", len(pkts))
+			}
+			for i := 1; i < len(pkts); i++ {
+				dts := pkts[i].Timestamp - pkts[i-1].Timestamp
+				if pkts[i].SequenceNumber == pkts[i-1].SequenceNumber+1 && dts%(tc.clock/50) != 0 {
+					t.Fatalf("timestamps advance by %d, want multiples of %d (20 ms at %d Hz)", dts, tc.clock/50, tc.clock)
+				}
+			}
+			var pcm []int16
+			if tc.clock == 48000 {
+				dec, err := media.NewOpusDecoder(8000)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var buf [160]int16
+				for i, p := range pkts {
+					n, err := dec.Decode(buf[:], p.Payload)
+					if err != nil {
+						t.Fatalf("opus packet %d: %v", i, err)
+					}
+					if i >= 10 { // past the encoder's start
+						pcm = append(pcm, buf[:n]...)
+					}
+				}
+				checkTone(t, pcm, 0.8)
+			} else {
+				checkTone(t, decodeG711(pkts), 0.9)
+			}
+			bye(ctx, t, d)
+		})
+	}
+}
+
+// DTMF from the caller reaches the call as call.dtmf events, whether it comes as RFC 4733
+// telephone events or as SIP INFO.
+func TestDTMFFromCaller(t *testing.T) {
+	verifyNoLeaks(t)
+	events := newEventLog()
+	addr := startServer(t, Config{Events: events})
+	u := newTestCaller(t)
+	peer := newRTPPeer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	d := u.call(ctx, t, uri(t, "tone", addr), sdpOffer("127.0.0.1", peer.port(), dirSendRecv), sipgo.AnswerOptions{})
+	a := parseAnswer(t, d.InviteResponse.Body())
+	if len(a.formats) != 2 || a.formats[1] != "101" {
+		t.Fatalf("answer formats %v, want telephone-event 101", a.formats)
+	}
+	rec := answeredCall(ctx, t, events, d.InviteRequest.CallID().Value())
+	dtmf := func(n int) published {
+		t.Helper()
+		return events.waitN(ctx, t, n, EventCallDTMF, onTopic(rec.ID))[n-1]
+	}
+
+	peer.sendTone(t, a.rtp, 10)
+	peer.sendDTMF(t, a.rtp, '5', 101)
+	peer.sendTone(t, a.rtp, 5)
+	if e := dtmf(1); field(e, "digit") != "5" {
+		t.Fatalf("RFC 4733: %+v, want digit 5", e)
+	}
+
+	res := inDialog(ctx, t, d, sip.INFO, "application/dtmf-relay", []byte("Signal=5\r\nDuration=160\r\n"))
+	if res.StatusCode != 200 {
+		t.Fatalf("INFO dtmf-relay: %d, want 200", res.StatusCode)
+	}
+	if e := dtmf(2); field(e, "digit") != "5" || field(e, "duration_ms") != int64(160) {
+		t.Fatalf("INFO dtmf-relay: %+v, want digit 5 for 160 ms", e)
+	}
+
+	res = inDialog(ctx, t, d, sip.INFO, "application/dtmf", []byte("5"))
+	if res.StatusCode != 200 {
+		t.Fatalf("INFO dtmf: %d, want 200", res.StatusCode)
+	}
+	if e := dtmf(3); field(e, "digit") != "5" {
+		t.Fatalf("INFO dtmf: %+v, want digit 5", e)
+	}
+
+	res = inDialog(ctx, t, d, sip.INFO, "application/vnd.example+json", []byte(`{"key":"5"}`))
+	if res.StatusCode != 415 {
+		t.Fatalf("INFO of an unknown type: %d, want 415", res.StatusCode)
+	}
+	if h := res.GetHeader("Accept"); h == nil || !strings.Contains(h.Value(), "application/dtmf-relay") {
+		t.Errorf("415 without an Accept naming application/dtmf-relay: %v", h)
+	}
+	res = inDialog(ctx, t, d, sip.INFO, "application/dtmf-relay", []byte("Signal=x\r\n"))
+	if res.StatusCode != 400 {
+		t.Errorf("INFO with a bad signal: %d, want 400", res.StatusCode)
+	}
+	bye(ctx, t, d)
+	events.wait(ctx, t, EventCallEnded, onTopic(rec.ID))
+	if n := len(events.onCall(EventCallDTMF, onTopic(rec.ID))); n != 3 {
+		t.Errorf("%d call.dtmf events, want 3", n)
+	}
+}
+
+// Call.SendDTMF plays digits to the far end as RFC 4733 events it can detect.
+func TestDTMFToCaller(t *testing.T) {
+	verifyNoLeaks(t)
+	st, tenant := newCallStore(t)
+	agentNumber(t, st, tenant, "keys")
+	calls := make(chan *Call, 1)
+	addr := startServer(t, Config{Store: st, DefaultTenantID: tenant, Agents: testAgents{listeningAgent(calls)}})
+	u := newTestCaller(t)
+	peer := newRTPPeer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	d := u.call(ctx, t, uri(t, "keys", addr), offerSDP(peer.port(), "0 96", "96 telephone-event/8000"), sipgo.AnswerOptions{})
+	var c *Call
+	select {
+	case c = <-calls:
+	case <-ctx.Done():
+		t.Fatal("the agent got no call")
+	}
+	got := make(chan string, 1)
+	go func() {
+		det := media.NewDTMFDetector(8000)
+		var digits []rune
+		for _, p := range peer.packets(3*time.Second, 96) {
+			if ev, ok, _ := det.Push(p.Timestamp, p.Payload); ok {
+				digits = append(digits, ev.Digit)
+			}
+		}
+		got <- string(digits)
+	}()
+	if err := c.SendDTMF("7#"); err != nil {
+		t.Fatal(err)
+	}
+	if s := <-got; s != "7#" {
+		t.Fatalf("the far end detected %q, want \"7#\"", s)
+	}
+	bye(ctx, t, d)
+}
+
+// Hold and resume by re-INVITE (RFC 3264 §8.4, RFC 2543's c=0.0.0.0): the answer mirrors
+// the offered direction, RTP stops and resumes with it, the SDP version goes up with every
+// change and only then, and call.hold and call.resumed tell the tenant.
+func TestHoldResume(t *testing.T) {
+	verifyNoLeaks(t)
+	events := newEventLog()
+	addr := startServer(t, Config{Events: events})
+	u := newTestCaller(t)
+	peer := newRTPPeer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	d := u.call(ctx, t, uri(t, "tone", addr), sdpOffer("127.0.0.1", peer.port(), dirSendRecv), sipgo.AnswerOptions{})
+	first := parseAnswer(t, d.InviteResponse.Body())
+	rec := answeredCall(ctx, t, events, d.InviteRequest.CallID().Value())
+	if n := len(peer.first(20, 5*time.Second, 0)); n < 20 {
+		t.Fatalf("%d packets before hold, want RTP", n)
+	}
+
+	// sending says whether the server sends RTP under the answer.
+	sending := func(t *testing.T) bool {
+		t.Helper()
+		time.Sleep(200 * time.Millisecond) // what was on its way
+		peer.packets(50*time.Millisecond, 0)
+		return len(peer.packets(time.Second, 0)) > 0
+	}
+	version := first.version
+	for _, step := range []struct {
+		name, ip, offer, answer string
+		send                    bool
+		event                   string // the event the change publishes
+	}{
+		{"sendonly", "127.0.0.1", dirSendOnly, dirRecvOnly, false, EventCallHold},
+		{"inactive", "127.0.0.1", dirInactive, dirInactive, false, ""},
+		{"recvonly", "127.0.0.1", dirRecvOnly, dirSendOnly, true, ""},
+		{"sendrecv", "127.0.0.1", dirSendRecv, dirSendRecv, true, EventCallResumed},
+		{"c=0.0.0.0", "0.0.0.0", dirSendRecv, dirRecvOnly, false, EventCallHold},
+		{"resumed", "127.0.0.1", dirSendRecv, dirSendRecv, true, EventCallResumed},
+	} {
+		res := reinvite(ctx, t, d, sdpOffer(step.ip, peer.port(), step.offer), nil)
+		if res.StatusCode != 200 {
+			t.Fatalf("%s: re-INVITE %d, want 200", step.name, res.StatusCode)
+		}
+		a := parseAnswer(t, res.Body())
+		if a.dir != step.answer {
+			t.Errorf("%s: answered %s, want %s", step.name, a.dir, step.answer)
+		}
+		if a.sessID != first.sessID || a.version != version+1 {
+			t.Errorf("%s: o= %d %d, want session %d version %d", step.name, a.sessID, a.version, first.sessID, version+1)
+		}
+		version = a.version
+		if got := sending(t); got != step.send {
+			t.Errorf("%s: server sends RTP: %v, want %v", step.name, got, step.send)
+		}
+	}
+
+	// The same offer again changes nothing: the version stays.
+	res := reinvite(ctx, t, d, sdpOffer("127.0.0.1", peer.port(), dirSendRecv), nil)
+	if a := parseAnswer(t, res.Body()); res.StatusCode != 200 || a.version != version || a.dir != dirSendRecv {
+		t.Errorf("unchanged re-INVITE: %d, version %d %s, want 200, version %d sendrecv", res.StatusCode, a.version, a.dir, version)
+	}
+	// An empty re-INVITE gets our description as it stands; the answer comes in the ACK.
+	res = reinvite(ctx, t, d, nil, sdpOffer("127.0.0.1", peer.port(), dirSendRecv))
+	if res.StatusCode != 200 {
+		t.Fatalf("empty re-INVITE: %d, want 200", res.StatusCode)
+	}
+	a := parseAnswer(t, res.Body())
+	if a.sessID != first.sessID || a.version != version || a.dir != dirSendRecv || a.formats[0] != "0" {
+		t.Errorf("empty re-INVITE: o= %d %d %s %v, want session %d version %d sendrecv PCMU", a.sessID, a.version, a.dir, a.formats, first.sessID, version)
+	}
+	if !sending(t) {
+		t.Error("no RTP after the empty re-INVITE")
+	}
+
+	events.waitN(ctx, t, 2, EventCallResumed, onTopic(rec.ID))
+	var got []string
+	events.mu.Lock()
+	for _, e := range events.events {
+		if e.Topic == "call:"+rec.ID && (e.Type == EventCallHold || e.Type == EventCallResumed) {
+			got = append(got, e.Type)
+		}
+	}
+	events.mu.Unlock()
+	want := []string{EventCallHold, EventCallResumed, EventCallHold, EventCallResumed}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("events %v, want %v", got, want)
+	}
+	bye(ctx, t, d)
+}
