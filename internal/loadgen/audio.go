@@ -13,7 +13,7 @@ import (
 // The audio every call sends, and how its round trip is found in what comes back.
 //
 // A call plays a loop of 20 ms frames encoded once, before the first call, and shared by all
-// calls: by default a 1 kHz burst of 100 ms at the start of every second, silence between.
+// calls: by default a 1 kHz burst of 100 ms every second (400 ms into it), silence between.
 // An onset is a frame with a loud sample after at least 100 ms of quiet frames; its time is
 // that of its frame (sent: when the packet left; heard: when it arrived) plus the position
 // of the first loud sample in it. The sender's onsets are found by running the receiver's
@@ -34,6 +34,9 @@ const (
 	toneAmp      = 8000 // −12 dBFS
 	burstFrames  = 5    // 100 ms
 	periodFrames = 50   // 1 s
+	// burstAt is where in the loop the burst starts: not at the very start of a call, whose
+	// first packets a server may not be ready for.
+	burstAt = 20 // 400 ms
 
 	// maxRxSamples holds one packet decoded at detectRate: 120 ms, Opus's longest.
 	maxRxSamples = 960
@@ -114,8 +117,9 @@ type pattern struct {
 func tonePCM(rate int) []int16 {
 	spf := media.SamplesPerFrame(rate)
 	pcm := make([]int16, periodFrames*spf)
-	for i := range burstFrames * spf {
-		pcm[i] = int16(toneAmp * math.Sin(2*math.Pi*toneHz*float64(i)/float64(rate)))
+	burst := pcm[burstAt*spf : (burstAt+burstFrames)*spf]
+	for i := range burst {
+		burst[i] = int16(toneAmp * math.Sin(2*math.Pi*toneHz*float64(i)/float64(rate)))
 	}
 	return pcm
 }
