@@ -21,7 +21,7 @@ func testTone(freq float64, rate, n, start int, amp float64) []int16 {
 
 // fitToneSNR fits a*sin + b*cos + c at freq to y by least squares and returns the power of
 // the fitted tone over the power of what is left, in dB, and the fitted amplitude.
-func fitToneSNR(t *testing.T, y []int16, freq float64, rate int) (snrDB, amp float64) {
+func fitToneSNR(t testing.TB, y []int16, freq float64, rate int) (snrDB, amp float64) {
 	t.Helper()
 	w := 2 * math.Pi * freq / float64(rate)
 	// Normal equations of the three basis functions.

@@ -109,6 +109,9 @@ const (
 	defaultMediaTimeout = 30 * time.Second
 	defaultRTCPInterval = 5 * time.Second
 	defaultOpusCplx     = 3
+	// A writer may run this far ahead of the clock without waiting: an echo or relay
+	// writes just after its ReadFrame, whose clock need not be in phase with ours.
+	writeLead = FrameDuration
 	// A writer more than this late has stopped: the frames it missed are skipped, so the
 	// timestamps keep the clock, and the next packet carries the marker bit.
 	writeMaxLag = 3 * FrameDuration
@@ -697,7 +700,7 @@ func (s *RTPSession) produce(out []int16) {
 }
 
 // WriteFrame implements Stream: f is sent in its 20 ms slot of the session's clock. A
-// writer ahead of the clock waits for its slot; one that stopped for a while resumes on the
+// writer more than a frame ahead of the clock waits for its slot; one that stopped for a while resumes on the
 // clock, the frames it missed skipped, with the marker bit.
 func (s *RTPSession) WriteFrame(f *Frame) error {
 	if f == nil || len(f.Samples) != s.frameLen || (f.Rate != 0 && f.Rate != s.rate) {
@@ -719,7 +722,7 @@ func (s *RTPSession) WriteFrame(f *Frame) error {
 	due := s.writeNext
 	s.writeNext = due.Add(FrameDuration)
 	s.wmu.Unlock()
-	if err := s.sleepUntil(s.writeTimer, due); err != nil {
+	if err := s.sleepUntil(s.writeTimer, due.Add(-writeLead)); err != nil {
 		return err
 	}
 

@@ -1,10 +1,20 @@
 package media
 
 import (
+	"errors"
+	"io"
+	"math"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
 )
 
 // udpPair opens an RTP socket and, when withRTCP, an RTCP socket on the next port of
@@ -84,13 +94,7 @@ func TestRTPSessionTone(t *testing.T) {
 			a, b := sessionPair(t, tc.codec, tc.rate, false, nil)
 			got := exchangeTone(t, a, b, 1000, 50)
 			// The tail, past the jitter buffer's start and the codec's warm-up.
-			tail := got[len(got)-20*SamplesPerFrame(tc.rate):]
-			if f := zeroCrossFreq(tail, tc.rate); f < 980 || f > 1020 {
-				t.Fatalf("heard %.1f Hz, want 1000", f)
-			}
-			if snr, amp := fitToneSNR(t, tail, 1000, tc.rate); snr < 15 || amp < 3000 {
-				t.Fatalf("tone SNR %.1f dB, amplitude %.0f", snr, amp)
-			}
+			checkTone(t, got, tc.rate, 1000, 30)
 		})
 	}
 }
@@ -127,3 +131,690 @@ func exchangeTone(t *testing.T, a, b *RTPSession, freq float64, frames int) []in
 }
 
 func itoa(n int) string { return strconv.Itoa(n/1000) + "k" }
+
+// rawPeer is a hand-driven RTP endpoint on a plain UDP socket: it sends PCMU packets of a
+// tone with whatever order, duplicates, SSRC or source address a test wants.
+type rawPeer struct {
+	conn    *net.UDPConn
+	pz      *Packetizer
+	tone    *Tone
+	pcm     []int16
+	payload []byte
+}
+
+func newRawPeer(t testing.TB) *rawPeer {
+	t.Helper()
+	c, _ := udpPair(t, false)
+	t.Cleanup(func() { _ = c.Close() })
+	return &rawPeer{
+		conn:    c,
+		pz:      NewPacketizer(PayloadTypePCMU, ClockRateG711, 0),
+		tone:    NewTone(1000, Rate8k, 8000),
+		pcm:     make([]int16, 160),
+		payload: make([]byte, 160),
+	}
+}
+
+// packet returns the next packet of the tone.
+func (r *rawPeer) packet() []byte {
+	r.tone.Fill(r.pcm)
+	EncodePCMU(r.payload, r.pcm)
+	b := make([]byte, 12+160)
+	n, _ := r.pz.Packetize(b, r.payload)
+	return b[:n]
+}
+
+func (r *rawPeer) send(t testing.TB, to netip.AddrPort, b []byte) {
+	t.Helper()
+	if _, err := r.conn.WriteToUDPAddrPort(b, to); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// counter counts the datagrams arriving on c in the background.
+func counter(t testing.TB, c *net.UDPConn) *atomic.Int64 {
+	t.Helper()
+	var n atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := c.ReadFromUDPAddrPort(buf); err != nil {
+				return
+			}
+			n.Add(1)
+		}
+	}()
+	t.Cleanup(func() {
+		_ = c.Close()
+		<-done
+	})
+	return &n
+}
+
+// grows waits until n grows by more than a few.
+func grows(t testing.TB, n *atomic.Int64, what string) {
+	t.Helper()
+	from := n.Load()
+	eventually(t, 5*time.Second, what, func() bool { return n.Load() > from+3 })
+}
+
+// still asserts that n does not move for a while.
+func still(t testing.TB, n *atomic.Int64, what string) {
+	t.Helper()
+	time.Sleep(100 * time.Millisecond) // packets in flight
+	from := n.Load()
+	time.Sleep(300 * time.Millisecond)
+	if got := n.Load(); got != from {
+		t.Fatalf("%s: %d packets arrived", what, got-from)
+	}
+}
+
+// toneWriter writes frames of a tone to s until stopped.
+func toneWriter(t testing.TB, s *RTPSession, freq float64) (stop func()) {
+	t.Helper()
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tone := NewTone(freq, s.SampleRate(), 8000)
+		f := Frame{Rate: s.SampleRate(), Samples: make([]int16, SamplesPerFrame(s.SampleRate()))}
+		for {
+			select {
+			case <-quit:
+				return
+			default:
+			}
+			tone.Fill(f.Samples)
+			if err := s.WriteFrame(&f); err != nil {
+				return
+			}
+		}
+	}()
+	var once bool
+	stop = func() {
+		if !once {
+			once = true
+			close(quit)
+			<-done
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// reader reads frames of s in the background; heard returns what was heard so far.
+type reader struct {
+	mu    sync.Mutex
+	heard []int16
+	quit  chan struct{}
+	done  chan struct{}
+}
+
+func startReader(t testing.TB, s *RTPSession) *reader {
+	t.Helper()
+	r := &reader{quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		var f Frame
+		for {
+			select {
+			case <-r.quit:
+				return
+			default:
+			}
+			if err := s.ReadFrame(&f); err != nil {
+				return
+			}
+			r.mu.Lock()
+			r.heard = append(r.heard, f.Samples...)
+			r.mu.Unlock()
+		}
+	}()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *reader) stop() {
+	select {
+	case <-r.quit:
+	default:
+		close(r.quit)
+	}
+	<-r.done
+}
+
+func (r *reader) samples() []int16 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]int16(nil), r.heard...)
+}
+
+// eventually polls cond until it holds or the generous deadline passes.
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// nextEvent waits for an event of s.
+func nextEvent(t testing.TB, s *RTPSession, d time.Duration) (Event, bool) {
+	t.Helper()
+	select {
+	case ev, ok := <-s.Events():
+		return ev, ok
+	case <-time.After(d):
+		t.Fatal("no event")
+		return Event{}, false
+	}
+}
+
+// checkTone asserts that most of the last frames of heard carry a tone of freq. A frame
+// concealed after a late packet (a loaded machine delays the sender) may fail alone.
+func checkTone(t testing.TB, heard []int16, rate int, freq float64, frames int) {
+	t.Helper()
+	per := SamplesPerFrame(rate)
+	if len(heard) < frames*per {
+		t.Fatalf("heard %d samples, want at least %d", len(heard), frames*per)
+	}
+	tail := heard[len(heard)-frames*per:]
+	good := 0
+	var worst float64 = math.Inf(1)
+	for i := range frames {
+		snr, amp := fitToneSNR(t, tail[i*per:(i+1)*per], freq, rate)
+		if snr >= 15 && amp >= 2000 {
+			good++
+		}
+		worst = min(worst, snr)
+	}
+	if good < frames*7/10 {
+		t.Fatalf("%d of %d frames carry %.0f Hz (worst SNR %.1f dB); heard %.1f Hz", good, frames, freq, worst, zeroCrossFreq(tail, rate))
+	}
+}
+
+func TestRTPSessionReorderAndDuplicates(t *testing.T) {
+	t.Parallel()
+	peer := newRawPeer(t)
+	c, _ := udpPair(t, false)
+	s, err := NewRTPSession(RTPConfig{Conn: c, Remote: addrOf(peer.conn), Codec: specPCMU, Rate: Rate16k, MediaTimeout: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rd := startReader(t, s)
+	to := addrOf(c)
+	// Pairs arrive swapped, every fifth packet twice.
+	for i := 0; i < 60; i += 2 {
+		p1, p2 := peer.packet(), peer.packet()
+		peer.send(t, to, p2)
+		peer.send(t, to, p1)
+		if i%5 == 0 {
+			peer.send(t, to, p1)
+		}
+		time.Sleep(2 * FrameDuration)
+	}
+	time.Sleep(100 * time.Millisecond)
+	rd.stop()
+	st := s.Stats()
+	if st.PacketsReceived != 60+6 {
+		t.Errorf("received %d packets, want 66", st.PacketsReceived)
+	}
+	if st.Duplicates+st.Late == 0 {
+		t.Errorf("no duplicate noticed: %+v", st)
+	}
+	if st.PacketsLost > 0 {
+		t.Errorf("%d packets lost, want none", st.PacketsLost)
+	}
+	heard := rd.samples()
+	// Skip the trailing silence after the last packet played.
+	end := len(heard) - 3*SamplesPerFrame(Rate16k)
+	for end > 0 && rms(heard[max(0, end-320):end]) < 1000 {
+		end -= 320
+	}
+	checkTone(t, heard[:end], Rate16k, 1000, 20)
+}
+
+func TestRTPSessionLatching(t *testing.T) {
+	t.Parallel()
+	sdp := newRawPeer(t)   // where the SDP says the peer is
+	peer := newRawPeer(t)  // where its media really comes from
+	other := newRawPeer(t) // a stranger, later the peer's new NAT binding
+	third := newRawPeer(t) // the peer after a re-INVITE
+	atSDP, atPeer, atOther, atThird := counter(t, sdp.conn), counter(t, peer.conn), counter(t, other.conn), counter(t, third.conn)
+	c, _ := udpPair(t, false)
+	s, err := NewRTPSession(RTPConfig{Conn: c, Remote: addrOf(sdp.conn), Codec: specPCMU, Rate: Rate8k, MediaTimeout: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	to := addrOf(c)
+	toneWriter(t, s, 1000)
+	grows(t, atSDP, "media to the SDP address before latching")
+
+	peer.send(t, to, peer.packet())
+	eventually(t, 5*time.Second, "the first packet", func() bool { return s.Stats().PacketsReceived == 1 })
+	grows(t, atPeer, "media to the latched source")
+	still(t, atSDP, "media to the SDP address after latching")
+
+	// A stranger is dropped, whatever it sends.
+	before := s.Stats()
+	other.send(t, to, other.packet())
+	eventually(t, 5*time.Second, "the stranger's packet dropped", func() bool { return s.Stats().Dropped == before.Dropped+1 })
+	if got := s.Stats().PacketsReceived; got != before.PacketsReceived {
+		t.Fatalf("a stranger's packet was taken (%d received)", got)
+	}
+	still(t, atOther, "media to a stranger")
+
+	// The peer's NAT rebinds: the latched SSRC from a new address moves the latch.
+	other.pz = peer.pz
+	other.send(t, to, other.packet())
+	eventually(t, 5*time.Second, "the rebound packet", func() bool { return s.Stats().PacketsReceived == before.PacketsReceived+1 })
+	grows(t, atOther, "media to the peer's new binding")
+	still(t, atPeer, "media to the peer's old binding")
+
+	// A re-INVITE with a new address starts latching over.
+	if err := s.Update(RTPUpdate{Remote: addrOf(sdp.conn), Send: true, Receive: true}); err != nil {
+		t.Fatal(err)
+	}
+	grows(t, atSDP, "media to the new address")
+	third.send(t, to, third.packet())
+	grows(t, atThird, "media to the new latch")
+	still(t, atSDP, "media to the address of the re-INVITE after latching")
+
+	// Payload types the SDP did not agree and garbage count as dropped.
+	before = s.Stats()
+	bad := third.packet()
+	bad[1] = 96
+	third.send(t, to, bad)
+	third.send(t, to, []byte("not RTP"))
+	eventually(t, 5*time.Second, "two drops", func() bool { return s.Stats().Dropped == before.Dropped+2 })
+}
+
+func TestRTPSessionSSRCChange(t *testing.T) {
+	t.Parallel()
+	peer := newRawPeer(t)
+	c, _ := udpPair(t, false)
+	s, err := NewRTPSession(RTPConfig{Conn: c, Remote: addrOf(peer.conn), Codec: specPCMU, Rate: Rate8k, MediaTimeout: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rd := startReader(t, s)
+	to := addrOf(c)
+	send := func(n int) {
+		for range n {
+			peer.send(t, to, peer.packet())
+			time.Sleep(FrameDuration)
+		}
+	}
+	send(40)
+	// A transfer: a new SSRC with unrelated sequence numbers and timestamps, same place.
+	peer.pz = NewPacketizer(PayloadTypePCMU, ClockRateG711, 0)
+	peer.pz.pkt.SequenceNumber = peer.pz.pkt.SequenceNumber + 20000
+	mark := len(rd.samples())
+	send(40)
+	time.Sleep(60 * time.Millisecond)
+	rd.stop()
+	heard := rd.samples()[mark:]
+	// Within a few frames of the change the new stream plays.
+	checkTone(t, heard[:30*160], Rate8k, 1000, 20)
+	if st := s.Stats(); st.PacketsLost > 2 || st.PacketsReceived != 80 {
+		t.Fatalf("after an SSRC change: %+v", st)
+	}
+}
+
+func TestRTPSessionDTMF(t *testing.T) {
+	t.Parallel()
+	a, b := sessionPair(t, specPCMU, Rate8k, false, nil)
+	toneWriter(t, a, 1000)
+	startReader(t, b)
+	for _, key := range []struct {
+		digit rune
+		d     time.Duration
+	}{{'5', 120 * time.Millisecond}, {'#', 60 * time.Millisecond}, {'A', 200 * time.Millisecond}} {
+		if err := a.SendDTMF(key.digit, key.d); err != nil {
+			t.Fatal(err)
+		}
+		ev, ok := nextEvent(t, b, 5*time.Second)
+		if !ok || ev.Kind != EventDTMF || ev.Digit != key.digit {
+			t.Fatalf("got %+v, want DTMF %c", ev, key.digit)
+		}
+		if ev.Duration < key.d-FrameDuration || ev.Duration > key.d+FrameDuration {
+			t.Fatalf("digit %c lasted %v, want %v", key.digit, ev.Duration, key.d)
+		}
+	}
+	if err := a.SendDTMF('x', 100*time.Millisecond); !errors.Is(err, ErrDTMF) {
+		t.Fatalf("SendDTMF('x') = %v, want ErrDTMF", err)
+	}
+
+	// Signalling DTMF comes out the same way.
+	b.Deliver(Event{Kind: EventDTMF, Digit: '*', Duration: 100 * time.Millisecond})
+	if ev, ok := nextEvent(t, b, 5*time.Second); !ok || ev.Digit != '*' {
+		t.Fatalf("delivered event came out as %+v", ev)
+	}
+}
+
+func TestRTPSessionNoTelephoneEvent(t *testing.T) {
+	t.Parallel()
+	a, _ := sessionPair(t, specPCMA, Rate8k, false, func(_ int, cfg *RTPConfig) { cfg.EventPT = 0 })
+	if err := a.SendDTMF('1', 100*time.Millisecond); !errors.Is(err, ErrNoTelephoneEvent) {
+		t.Fatalf("SendDTMF = %v, want ErrNoTelephoneEvent", err)
+	}
+	ev := uint8(101)
+	if err := a.Update(RTPUpdate{EventPT: &ev, Send: true, Receive: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SendDTMF('1', 60*time.Millisecond); err != nil {
+		t.Fatalf("SendDTMF after the update: %v", err)
+	}
+}
+
+func TestRTPSessionHangupAndClose(t *testing.T) {
+	t.Parallel()
+	a, b := sessionPair(t, specPCMU, Rate8k, true, nil)
+	if a.Reason() != "" {
+		t.Fatalf("a live session has reason %q", a.Reason())
+	}
+	// A ReadFrame waiting for its tick returns when the stream ends.
+	var f Frame
+	if err := a.ReadFrame(&f); err != nil {
+		t.Fatal(err)
+	}
+	readErr := make(chan error, 1)
+	go func() {
+		var err error
+		for err == nil {
+			err = a.ReadFrame(&f)
+		}
+		readErr <- err
+	}()
+	a.Hangup("bye")
+	if err := <-readErr; !errors.Is(err, ErrClosed) {
+		t.Fatalf("ReadFrame after Hangup: %v", err)
+	}
+	ev, ok := nextEvent(t, a, 5*time.Second)
+	if !ok || ev.Kind != EventHangup || ev.Reason != "bye" {
+		t.Fatalf("got %+v, want the hang-up", ev)
+	}
+	if _, ok := nextEvent(t, a, 5*time.Second); ok {
+		t.Fatal("Events not closed after the hang-up")
+	}
+	w := Frame{Rate: Rate8k, Samples: make([]int16, 160)}
+	if err := a.WriteFrame(&w); !errors.Is(err, ErrClosed) {
+		t.Fatalf("WriteFrame after Hangup: %v", err)
+	}
+	if err := a.SendDTMF('1', 100*time.Millisecond); !errors.Is(err, ErrClosed) {
+		t.Fatalf("SendDTMF after Hangup: %v", err)
+	}
+	select {
+	case <-a.Done():
+	default:
+		t.Fatal("Done not closed")
+	}
+	if err := a.Close(); err != nil || a.Reason() != "bye" {
+		t.Fatalf("Close after Hangup: %v, reason %q", err, a.Reason())
+	}
+	a.Hangup("again")
+	a.Deliver(Event{Kind: EventDTMF, Digit: '1'})
+	if a.Reason() != "bye" {
+		t.Fatalf("reason became %q", a.Reason())
+	}
+
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b.Reason() != "closed" {
+		t.Fatalf("reason %q, want closed", b.Reason())
+	}
+	if ev, ok := nextEvent(t, b, 5*time.Second); !ok || ev.Kind != EventHangup || ev.Reason != "closed" {
+		t.Fatalf("got %+v, want the hang-up", ev)
+	}
+}
+
+func TestRTPSessionMediaTimeout(t *testing.T) {
+	t.Parallel()
+	silent := newRawPeer(t)
+	c, _ := udpPair(t, false)
+	s, err := NewRTPSession(RTPConfig{Conn: c, Remote: addrOf(silent.conn), Codec: specPCMU, Rate: Rate8k, MediaTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ev, ok := nextEvent(t, s, 10*time.Second)
+	if !ok || ev.Kind != EventHangup || ev.Reason != "media-timeout" || s.Reason() != "media-timeout" {
+		t.Fatalf("got %+v (reason %q), want a media timeout", ev, s.Reason())
+	}
+}
+
+func TestRTPSessionRTCPKeepsAlive(t *testing.T) {
+	t.Parallel()
+	// No RTP either way, only RTCP: the sessions stay up.
+	a, b := sessionPair(t, specPCMU, Rate8k, true, func(_ int, cfg *RTPConfig) {
+		cfg.MediaTimeout = 800 * time.Millisecond
+		cfg.RTCPInterval = 100 * time.Millisecond
+	})
+	time.Sleep(2 * time.Second)
+	if a.Reason() != "" || b.Reason() != "" {
+		t.Fatalf("ended with only RTCP flowing: %q, %q", a.Reason(), b.Reason())
+	}
+}
+
+func TestRTPSessionHold(t *testing.T) {
+	t.Parallel()
+	a, b := sessionPair(t, specPCMU, Rate8k, false, nil)
+	toneWriter(t, a, 1000)
+	eventually(t, 5*time.Second, "media", func() bool { return b.Stats().PacketsReceived > 5 })
+
+	// The peer holds us: we send nothing, WriteFrame keeps pacing.
+	if err := a.Update(RTPUpdate{Send: false, Receive: true}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	sent, got := a.Stats().PacketsSent, b.Stats().PacketsReceived
+	time.Sleep(500 * time.Millisecond)
+	if a.Stats().PacketsSent != sent || b.Stats().PacketsReceived != got {
+		t.Fatalf("media flowed on hold: sent %d→%d, received %d→%d", sent, a.Stats().PacketsSent, got, b.Stats().PacketsReceived)
+	}
+	if err := a.Update(RTPUpdate{Send: true, Receive: true}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "media after the hold", func() bool { return b.Stats().PacketsReceived > got+5 })
+
+	// While we do not receive, the media timeout waits.
+	silent := newRawPeer(t)
+	c, _ := udpPair(t, false)
+	s, err := NewRTPSession(RTPConfig{Conn: c, Remote: addrOf(silent.conn), Codec: specPCMU, Rate: Rate8k, MediaTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Update(RTPUpdate{Send: true, Receive: false}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	if s.Reason() != "" {
+		t.Fatalf("ended on hold: %q", s.Reason())
+	}
+	if err := s.Update(RTPUpdate{Send: true, Receive: true}); err != nil {
+		t.Fatal(err)
+	}
+	if ev, ok := nextEvent(t, s, 10*time.Second); !ok || ev.Reason != "media-timeout" {
+		t.Fatalf("got %+v, want a media timeout after the hold", ev)
+	}
+}
+
+// rtcpRelay forwards RTCP between two sessions with a delay each way, so the round trip
+// is long enough to measure.
+func rtcpRelay(t testing.TB, delay time.Duration, toA, toB netip.AddrPort) (facingA, facingB *net.UDPConn) {
+	t.Helper()
+	facingA, _ = udpPair(t, false)
+	facingB, _ = udpPair(t, false)
+	var wg sync.WaitGroup
+	forward := func(from, via *net.UDPConn, to netip.AddrPort) {
+		defer wg.Done()
+		buf := make([]byte, 1500)
+		for {
+			n, _, err := from.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			b := append([]byte(nil), buf[:n]...)
+			time.Sleep(delay) // in order: one goroutine per direction
+			_, _ = via.WriteToUDPAddrPort(b, to)
+		}
+	}
+	wg.Add(2)
+	go forward(facingA, facingB, toB)
+	go forward(facingB, facingA, toA)
+	t.Cleanup(func() {
+		_ = facingA.Close()
+		_ = facingB.Close()
+		wg.Wait()
+	})
+	return facingA, facingB
+}
+
+func TestRTPSessionRTCP(t *testing.T) {
+	t.Parallel()
+	ca, ra := udpPair(t, true)
+	cb, rb := udpPair(t, true)
+	relayA, relayB := rtcpRelay(t, 10*time.Millisecond, addrOf(ra), addrOf(rb))
+	mk := func(conn, rtcpConn *net.UDPConn, remote *net.UDPConn, remoteRTCP netip.AddrPort) *RTPSession {
+		s, err := NewRTPSession(RTPConfig{Conn: conn, RTCP: rtcpConn, Remote: addrOf(remote), RemoteRTCP: remoteRTCP,
+			Codec: specPCMU, EventPT: 101, Rate: Rate8k, RTCPInterval: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	a := mk(ca, ra, cb, addrOf(relayA))
+	b := mk(cb, rb, ca, addrOf(relayB))
+	toneWriter(t, a, 1000)
+	toneWriter(t, b, 700)
+	startReader(t, a)
+	startReader(t, b)
+	eventually(t, 10*time.Second, "an RTT", func() bool { return a.Stats().RTT > 0 && b.Stats().RTT > 0 })
+	for _, s := range []*RTPSession{a, b} {
+		st := s.Stats()
+		if st.RTT < 15*time.Millisecond || st.RTT > 2*time.Second {
+			t.Errorf("RTT %v through a relay of 2×10 ms", st.RTT)
+		}
+		if st.RemoteLossFraction != 0 || st.PacketsReceived == 0 || st.PacketsSent == 0 {
+			t.Errorf("stats %+v", st)
+		}
+	}
+
+	// A BYE is noted.
+	bye, err := rtcp.Marshal([]rtcp.Packet{
+		&rtcp.ReceiverReport{SSRC: 1},
+		&rtcp.Goodbye{Sources: []uint32{1}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := relayA.WriteToUDPAddrPort(bye, addrOf(ra)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the BYE", func() bool { return a.Stats().ByeReceived })
+}
+
+func TestRTPSessionRecording(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "call.wav")
+	file, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	a, b := sessionPair(t, specPCMA, Rate16k, false, func(i int, cfg *RTPConfig) {
+		if i == 1 {
+			cfg.Record = file
+		}
+	})
+	toneWriter(t, a, 1000)
+	// b is an echo-like agent: it reads and answers with 500 Hz.
+	tone := NewTone(500, Rate16k, 8000)
+	var in Frame
+	out := Frame{Rate: Rate16k, Samples: make([]int16, 320)}
+	for range 75 {
+		if err := b.ReadFrame(&in); err != nil {
+			t.Fatal(err)
+		}
+		tone.Fill(out.Samples)
+		if err := b.WriteFrame(&out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := file.Seek(0, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	w, err := ReadWAV(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Channels != 2 || w.Rate != Rate16k || len(w.Samples) != 2*75*320 {
+		t.Fatalf("recording: %d channels at %d Hz, %d samples", w.Channels, w.Rate, len(w.Samples))
+	}
+	checkTone(t, w.Channel(0), Rate16k, 1000, 25)
+	checkTone(t, w.Channel(1), Rate16k, 500, 25)
+}
+
+func TestRTPSessionCodecChange(t *testing.T) {
+	t.Parallel()
+	a, b := sessionPair(t, specPCMU, Rate16k, false, nil)
+	toneWriter(t, a, 1000)
+	rd := startReader(t, b)
+	eventually(t, 5*time.Second, "G.711", func() bool { return b.Stats().PacketsReceived > 20 })
+	opus := specOpus
+	for _, s := range []*RTPSession{b, a} {
+		if err := s.Update(RTPUpdate{Codec: &opus, Send: true, Receive: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mark := len(rd.samples())
+	time.Sleep(time.Second)
+	rd.stop()
+	checkTone(t, rd.samples()[mark:], Rate16k, 1000, 20)
+	bad := CodecSpec{Name: "G729", PayloadType: 18}
+	if err := a.Update(RTPUpdate{Codec: &bad, Send: true, Receive: true}); !errors.Is(err, ErrUnknownCodec) {
+		t.Fatalf("Update to G.729: %v", err)
+	}
+}
+
+func TestNewRTPSessionRejects(t *testing.T) {
+	t.Parallel()
+	c, _ := udpPair(t, false)
+	defer c.Close()
+	for _, tc := range []struct {
+		name string
+		cfg  RTPConfig
+		want error
+	}{
+		{"no socket", RTPConfig{Codec: specPCMU, Rate: Rate8k}, nil},
+		{"unknown codec", RTPConfig{Conn: c, Codec: CodecSpec{Name: "G722", PayloadType: 9}, Rate: Rate8k}, ErrUnknownCodec},
+		{"wrong clock", RTPConfig{Conn: c, Codec: CodecSpec{Name: "PCMU", ClockRate: 16000}, Rate: Rate8k}, ErrUnknownCodec},
+		{"rate", RTPConfig{Conn: c, Codec: specPCMU, Rate: 44100}, ErrUnsupportedRate},
+	} {
+		s, err := NewRTPSession(tc.cfg)
+		if err == nil {
+			_ = s.Close()
+			t.Fatalf("%s: no error", tc.name)
+		}
+		if tc.want != nil && !errors.Is(err, tc.want) {
+			t.Fatalf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
