@@ -275,3 +275,32 @@ func BenchmarkJitterBufferPushPop(b *testing.B) {
 		j.Pop(dst)
 	}
 }
+
+func TestJitterBufferPeek(t *testing.T) {
+	t.Parallel()
+	j := NewJitterBuffer(JitterConfig{Initial: 2, Min: 2, Max: 4})
+	b, dst := make([]byte, 2), make([]byte, 1500)
+	if _, ok := j.Peek(dst); ok {
+		t.Fatal("peeked into an empty buffer")
+	}
+	for _, seq := range []uint16{10, 12, 13} { // 11 is lost
+		j.Push(seqPayload(b, seq), seq, uint32(seq)*160)
+	}
+	if p := j.Pop(dst); p.Status != PopFrame || p.Seq != 10 {
+		t.Fatalf("first pop %+v", p)
+	}
+	if _, ok := j.Peek(dst); ok {
+		t.Fatal("peeked at the missing frame")
+	}
+	if p := j.Pop(dst); p.Status != PopLost || p.Seq != 11 {
+		t.Fatalf("second pop %+v", p)
+	}
+	// After the loss, the next packet is there for Opus FEC, and stays for its own Pop.
+	n, ok := j.Peek(dst)
+	if !ok || n != 2 || binary.BigEndian.Uint16(dst) != 12 {
+		t.Fatalf("peek after the loss: %d bytes, %v", n, ok)
+	}
+	if p := j.Pop(dst); p.Status != PopFrame || p.Seq != 12 {
+		t.Fatalf("third pop %+v", p)
+	}
+}

@@ -249,3 +249,27 @@ func BenchmarkRTPMarshal(b *testing.B) {
 		}
 	}
 }
+
+func TestPacketizerSetFormat(t *testing.T) {
+	t.Parallel()
+	p := NewPacketizer(PayloadTypePCMU, Rate8k, 0)
+	buf := make([]byte, 1500)
+	var got rtp.Packet
+	n, _ := p.Packetize(buf, make([]byte, 160))
+	_ = ParseRTP(&got, buf[:n])
+	ssrc, seq := got.SSRC, got.SequenceNumber
+	p.SetFormat(111, ClockRateOpus)
+	ts := p.Timestamp()
+	for i := range 2 {
+		n, _ = p.Packetize(buf, []byte{0x78})
+		if err := ParseRTP(&got, buf[:n]); err != nil {
+			t.Fatal(err)
+		}
+		if got.PayloadType != 111 || got.SSRC != ssrc || got.SequenceNumber != seq+1+uint16(i) || got.Marker != (i == 0) {
+			t.Fatalf("packet %d after the change: %+v", i, got.Header)
+		}
+	}
+	if p.Timestamp()-ts != 2*960 {
+		t.Fatalf("timestamp advanced %d, want two 20 ms frames at 48 kHz", p.Timestamp()-ts)
+	}
+}

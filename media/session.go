@@ -1009,7 +1009,8 @@ func (s *RTPSession) intake(b []byte, from netip.AddrPort, now time.Time) (evs [
 		s.latched, s.latchSSRC = true, p.SSRC
 		if cur != from {
 			s.log.Info("rtp source latched", "from", from, "sdp", cur)
-			s.remote.Store(&from)
+			to := from // a copy, so that only a latch allocates, not every packet
+			s.remote.Store(&to)
 		}
 		if !s.rtcpLatched && !s.explicitRTCP {
 			rr := nextPort(from)
@@ -1017,7 +1018,8 @@ func (s *RTPSession) intake(b []byte, from netip.AddrPort, now time.Time) (evs [
 		}
 	case cur != from && p.SSRC == s.latchSSRC:
 		s.log.Info("rtp source moved", "from", from, "was", cur)
-		s.remote.Store(&from)
+		to := from
+		s.remote.Store(&to)
 	case cur != from:
 		s.dropped++
 		return evs, 0
@@ -1119,7 +1121,8 @@ func (s *RTPSession) handleRTCP(b []byte, from netip.AddrPort, now time.Time) {
 	if !s.rtcpLatched {
 		s.rtcpLatched = true
 		if cur := *s.rtcpRemote.Load(); cur != from {
-			s.rtcpRemote.Store(&from)
+			to := from
+			s.rtcpRemote.Store(&to)
 		}
 	}
 	s.lastAlive.Store(int64(now.Sub(s.start)))

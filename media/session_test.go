@@ -1,6 +1,7 @@
 package media
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"math"
@@ -817,4 +818,199 @@ func TestNewRTPSessionRejects(t *testing.T) {
 			t.Fatalf("%s: %v, want %v", tc.name, err, tc.want)
 		}
 	}
+}
+
+func TestTone(t *testing.T) {
+	tone := NewTone(1000, Rate16k, 10000)
+	out := make([]int16, 0, 50*320)
+	frame := make([]int16, 320)
+	allocs := testing.AllocsPerRun(50, func() {
+		tone.Fill(frame)
+		out = append(out, frame...)
+	})
+	if allocs != 0 {
+		t.Fatalf("Fill: %.1f allocations, want 0", allocs)
+	}
+	// Phase continuous across frames: one tone fits the whole run.
+	snr, amp := fitToneSNR(t, out[320:], 1000, Rate16k)
+	if snr < 60 || math.Abs(amp-10000) > 10 {
+		t.Fatalf("SNR %.1f dB, amplitude %.1f", snr, amp)
+	}
+}
+
+// pathPair is a sender's and a receiver's session whose media path is driven by hand, without
+// the pacing of ReadFrame and WriteFrame: encode and packetize on one side, intake and play
+// out on the other.
+type pathPair struct {
+	tx, rx *RTPSession
+	from   netip.AddrPort
+	in     Frame
+	out    []int16
+	tone   *Tone
+}
+
+func newPathPair(t testing.TB, codec CodecSpec, rate int) *pathPair {
+	t.Helper()
+	mk := func() *RTPSession {
+		c, _ := udpPair(t, false)
+		s, err := NewRTPSession(RTPConfig{Conn: c, Codec: codec, EventPT: 101, Rate: rate, MediaTimeout: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	p := &pathPair{tx: mk(), rx: mk(), from: netip.MustParseAddrPort("192.0.2.1:4000"), tone: NewTone(1000, rate, 8000)}
+	p.in = Frame{Rate: rate, Samples: make([]int16, SamplesPerFrame(rate))}
+	p.out = make([]int16, SamplesPerFrame(rate))
+	return p
+}
+
+// frame carries one frame of the tone from tx to rx, and plays one out of rx.
+func (p *pathPair) frame(t testing.TB, now time.Time) {
+	p.tone.Fill(p.in.Samples)
+	s := p.tx
+	n, err := s.tx.encode(p.in.Samples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.pz.Packetize(s.wpkt, s.tx.payload[:n])
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.rx.intake(s.wpkt[:m], p.from, now)
+	p.rx.produce(p.out)
+}
+
+// dtmf carries a telephone-event packet from tx to rx.
+func (p *pathPair) dtmf(now time.Time, ts uint32, end bool, dur uint16) {
+	s := p.tx
+	pl := s.dtmfBuf[:TelephoneEventSize] // the sender's spare buffer: no allocation
+	_, _ = TelephoneEvent{Event: 5, End: end, Volume: 10, Duration: dur}.MarshalTo(pl)
+	m, _ := s.pz.PacketizeEvent(s.wpkt, 101, false, ts, pl)
+	p.rx.intake(s.wpkt[:m], p.from, now)
+}
+
+func TestRTPSessionPathZeroAllocs(t *testing.T) {
+	for _, tc := range []struct {
+		codec CodecSpec
+		rate  int
+	}{{specPCMU, Rate8k}, {specPCMA, Rate16k}, {specOpus, Rate48k}, {specOpus, Rate16k}} {
+		t.Run(tc.codec.Name+"/"+itoa(tc.rate), func(t *testing.T) {
+			p := newPathPair(t, tc.codec, tc.rate)
+			now := time.Now()
+			for range 10 {
+				now = now.Add(FrameDuration)
+				p.frame(t, now)
+			}
+			ts := uint32(0)
+			allocs := testing.AllocsPerRun(200, func() {
+				now = now.Add(FrameDuration)
+				p.frame(t, now)
+				ts += 1000
+				p.dtmf(now, ts, false, 400)
+				p.dtmf(now, ts, true, 800)
+				p.rx.produce(p.out)
+			})
+			if allocs != 0 {
+				t.Fatalf("%.1f allocations per frame, want 0", allocs)
+			}
+			if st := p.rx.Stats(); st.PacketsReceived < 600 || st.Dropped != 0 {
+				t.Fatalf("stats %+v", st)
+			}
+		})
+	}
+}
+
+// TestRTPSessionZeroAllocs pins the whole path of a real pair on loopback, both ways:
+// WriteFrame's encoding and send, the reader goroutine's intake, ReadFrame's play-out.
+// AllocsPerRun counts the allocations of every goroutine, so this test is not parallel.
+func TestRTPSessionZeroAllocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("paced in real time")
+	}
+	for _, tc := range []struct {
+		codec CodecSpec
+		rate  int
+	}{{specPCMU, Rate16k}, {specOpus, Rate48k}} {
+		t.Run(tc.codec.Name+"/"+itoa(tc.rate), func(t *testing.T) {
+			a, b := sessionPair(t, tc.codec, tc.rate, false, nil)
+			ta, tb := NewTone(1000, tc.rate, 8000), NewTone(700, tc.rate, 8000)
+			n := SamplesPerFrame(tc.rate)
+			wa, wb := Frame{Rate: tc.rate, Samples: make([]int16, n)}, Frame{Rate: tc.rate, Samples: make([]int16, n)}
+			var ra, rb Frame
+			step := func() {
+				ta.Fill(wa.Samples)
+				tb.Fill(wb.Samples)
+				for _, err := range []error{a.WriteFrame(&wa), b.WriteFrame(&wb), a.ReadFrame(&ra), b.ReadFrame(&rb)} {
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			for range 10 {
+				step()
+			}
+			if allocs := testing.AllocsPerRun(50, step); allocs != 0 {
+				t.Fatalf("%.2f allocations per frame, want 0", allocs)
+			}
+			if a.Stats().PacketsReceived < 40 || b.Stats().PacketsReceived < 40 {
+				t.Fatalf("media did not flow: %+v %+v", a.Stats(), b.Stats())
+			}
+		})
+	}
+}
+
+// FuzzRTPSessionIntake feeds datagrams from three addresses into a live session and plays
+// out a frame after each: whatever comes, the session neither panics nor loses count.
+func FuzzRTPSessionIntake(f *testing.F) {
+	p := NewPacketizer(0, Rate8k, 0x1234)
+	buf := make([]byte, 1500)
+	n, _ := p.Packetize(buf, bytes.Repeat([]byte{0x55}, 160))
+	pkt := append([]byte{0}, buf[:n]...)
+	n, _ = p.PacketizeEvent(buf, 101, true, 160, []byte{5, 10, 0, 160})
+	ev := append([]byte{0}, buf[:n]...)
+	f.Add(append(append([]byte(nil), pkt...), ev...))
+	f.Add([]byte{1, 0x80})
+	seeds := []CodecSpec{specPCMU, specOpus}
+	sessions := make([]*RTPSession, len(seeds))
+	for i, codec := range seeds {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			f.Fatal(err)
+		}
+		s, err := NewRTPSession(RTPConfig{Conn: c, Codec: codec, EventPT: 101, Rate: Rate16k, MediaTimeout: -1})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Cleanup(func() { _ = s.Close() })
+		sessions[i] = s
+	}
+	addrs := []netip.AddrPort{
+		netip.MustParseAddrPort("192.0.2.1:4000"),
+		netip.MustParseAddrPort("192.0.2.1:4002"),
+		netip.MustParseAddrPort("[2001:db8::1]:4000"),
+	}
+	out := make([]int16, SamplesPerFrame(Rate16k))
+	now := time.Now()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		// data is a run of records: a byte choosing the session and the source, a length,
+		// and that many bytes of datagram.
+		for len(data) >= 2 {
+			sel, l := data[0], int(data[1])
+			data = data[2:]
+			l = min(l, len(data))
+			d := data[:l]
+			data = data[l:]
+			s := sessions[int(sel)%len(sessions)]
+			before := s.Stats()
+			now = now.Add(FrameDuration)
+			s.intake(d, addrs[int(sel>>1)%len(addrs)], now)
+			after := s.Stats()
+			if after.PacketsReceived+after.Dropped != before.PacketsReceived+before.Dropped+1 {
+				t.Fatalf("a datagram counted %d times", after.PacketsReceived+after.Dropped-before.PacketsReceived-before.Dropped)
+			}
+			s.produce(out)
+		}
+	})
 }
