@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -70,6 +72,10 @@ func (s *Server) callRoutes() []route {
 			Summary: "Get a call", Response: call, Handle: s.getCall},
 		{Method: http.MethodPost, Path: "/api/v1/calls/{id}/hangup", Tag: tag, Scope: store.ScopeWrite, Status: http.StatusOK,
 			Summary: "Hang up a live call", Response: call, Handle: s.hangupCall},
+		{Method: http.MethodGet, Path: "/api/v1/calls/{id}/recording", Tag: tag, Scope: store.ScopeRead, Status: http.StatusOK,
+			Raw: true, ContentType: "audio/wav",
+			Summary: "The call's recording: a stereo WAV, the far end on the left and Switchboard on the right (when recording is on)",
+			Handle:  s.callRecording},
 		{Method: http.MethodPost, Path: "/api/v1/calls/{id}/transfer", Tag: tag, Scope: store.ScopeWrite, Status: http.StatusAccepted,
 			Summary: "Transfer a live call to an E.164 number or a SIP URI (the transfer goes on after the answer)",
 			Request: TransferRequest{}, Response: call, Handle: s.transferCall},
@@ -166,6 +172,36 @@ func (s *Server) getCall(w http.ResponseWriter, r *http.Request, p *Principal) e
 		return err
 	}
 	writeJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (s *Server) callRecording(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	c, err := s.storedCall(r.Context(), p.TenantID, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if s.cfg.RecordingsDir == "" {
+		return &Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "Calls are not recorded on this node (SWITCHBOARD_RECORD_CALLS)"}
+	}
+	if c.Live() {
+		return &Error{Status: http.StatusConflict, Code: codeConflict, Message: "The call is still live; its recording is complete once it ends"}
+	}
+	// The ID comes from the store, so it names a file of the directory and nothing else.
+	f, err := os.Open(filepath.Join(s.cfg.RecordingsDir, c.ID+".wav"))
+	if errors.Is(err, os.ErrNotExist) {
+		return &Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "The call has no recording"}
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "audio/wav")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+c.ID+`.wav"`)
+	http.ServeContent(w, r, c.ID+".wav", st.ModTime(), f)
 	return nil
 }
 

@@ -54,7 +54,11 @@ func (s *Server) openAPI() map[string]any {
 		if rt.Response != nil {
 			ok["content"] = map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(rt.Response))}}
 		} else if rt.Raw {
-			ok["content"] = map[string]any{"text/html": map[string]any{"schema": map[string]any{"type": "string"}}}
+			ct := rt.ContentType
+			if ct == "" {
+				ct = "text/html"
+			}
+			ok["content"] = map[string]any{ct: map[string]any{"schema": map[string]any{"type": "string"}}}
 		}
 		responses[strconv.Itoa(rt.Status)] = ok
 		errRef := map[string]any{"$ref": "#/components/responses/Error"}

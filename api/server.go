@@ -48,6 +48,8 @@ type Config struct {
 	// Calls places and steers live calls (the SIP server); nil answers the call-control
 	// routes with 503: telephony is not enabled on this node.
 	Calls CallControl
+	// RecordingsDir holds the calls' WAV recordings ("<call id>.wav"); empty: none are served.
+	RecordingsDir string
 }
 
 // Server is the HTTP API of one node.
@@ -94,6 +96,9 @@ type route struct {
 	Handle     func(w http.ResponseWriter, r *http.Request, p *Principal) error
 	// Raw routes write their own non-JSON answers (documentation pages).
 	Raw bool
+	// ContentType is the media type of a raw route's answer, for the document (default
+	// text/html).
+	ContentType string
 	// Dialect is the error shape of the route: the canonical one, or that of a compatible
 	// surface (OpenAI, Anthropic, AmaStudio), whose clients parse their own.
 	Dialect dialect

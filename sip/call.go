@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -76,6 +77,8 @@ type Call struct {
 	sdp   *localSDP
 	sess  *media.RTPSession // set under mu once answered; others than the owner use session()
 	ports *rtpPorts
+	// recFile is the call's recording, when calls are recorded.
+	recFile *os.File
 
 	mu      sync.Mutex
 	rec     store.Call
@@ -91,6 +94,10 @@ type Call struct {
 
 	notify chan int // final status of a transfer we asked for, from NOTIFY sipfrags
 
+	// mediaUp is closed once the media session is set, or the call ended without one.
+	mediaUp   chan struct{}
+	mediaOnce sync.Once
+
 	endOnce sync.Once
 	ended   chan struct{}
 	reason  string
@@ -101,7 +108,7 @@ func (s *Server) newCall(rec store.Call, inbound bool, h Handler) *Call {
 	c := &Call{
 		srv: s, id: rec.ID, tenantID: rec.TenantID, inbound: inbound, handler: h, rec: rec,
 		refresh: make(chan struct{}, 1), ackSDP: make(chan []byte, 1), notify: make(chan int, 1),
-		ended: make(chan struct{}),
+		ended: make(chan struct{}), mediaUp: make(chan struct{}),
 	}
 	c.log = s.log.With("call", rec.ID, "call_id", rec.SIPCallID)
 	return c
@@ -127,6 +134,23 @@ func (c *Call) session() *media.RTPSession {
 	defer c.mu.Unlock()
 	return c.sess
 }
+
+// answerWait bounds how long an in-dialog request waits for the call's media session: the
+// far end may send one right after its ACK, before the call's owner has set it up.
+const answerWait = 4 * time.Second
+
+// awaitMedia waits up to d for the media session and returns it; nil when the call has none.
+func (c *Call) awaitMedia(d time.Duration) *media.RTPSession {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-c.mediaUp:
+	case <-t.C:
+	}
+	return c.session()
+}
+
+func (c *Call) mediaDone() { c.mediaOnce.Do(func() { close(c.mediaUp) }) }
 
 // Stream is the call's audio: 20 ms frames, DTMF and hang-up events.
 func (c *Call) Stream() media.Stream { return c.sess }
@@ -264,7 +288,14 @@ func (c *Call) run(ctx context.Context) {
 			}
 		}()
 		c.handler.ServeCall(hctx, c)
-		c.finish(ReasonAgentHangup, true)
+		// A handler also returns because its stream ended: then that is why the call ends,
+		// not the agent.
+		select {
+		case <-c.sess.Done():
+			c.finish(streamReason(c.sess), true)
+		default:
+			c.finish(ReasonAgentHangup, true)
+		}
 	}()
 
 	hangupReason := ReasonCallerHangup
@@ -287,11 +318,7 @@ func (c *Call) run(ctx context.Context) {
 		case <-c.dialogDone():
 			c.finish(hangupReason, false)
 		case <-c.sess.Done():
-			r := c.sess.Reason()
-			if r == "" || r == "closed" {
-				r = ReasonError
-			}
-			c.finish(r, true)
+			c.finish(streamReason(c.sess), true)
 		case <-ctx.Done():
 			c.finish(ReasonShutdown, true)
 		case <-c.refresh:
@@ -328,7 +355,21 @@ func (c *Call) run(ctx context.Context) {
 		c.log.Warn("call handler still running after the call ended")
 	}
 	_ = c.sess.Close()
+	if c.recFile != nil {
+		if err := c.recFile.Close(); err != nil {
+			c.log.Warn("recording not written", "error", err)
+		}
+	}
 	c.end(ctx, c.reason)
+}
+
+// streamReason is the ended reason of a call whose media session ended by itself.
+func streamReason(sess *media.RTPSession) string {
+	r := sess.Reason()
+	if r == "" || r == "closed" {
+		return ReasonError
+	}
+	return r
 }
 
 // end writes the call's final state and publishes call.ended. It is used for calls that
@@ -352,6 +393,7 @@ func (c *Call) end(ctx context.Context, reason string) {
 			r.Quality = qualityOf(st)
 		}
 	})
+	c.mediaDone()
 	if c.dialogID != "" {
 		c.srv.calls.remove(c)
 	}

@@ -55,6 +55,12 @@ func serveTone(ctx context.Context, c *Call) {
 	tone := media.NewTone(1000, st.SampleRate(), 8000)
 	f := media.Frame{Rate: st.SampleRate(), Samples: make([]int16, media.SamplesPerFrame(st.SampleRate()))}
 	events := st.Events()
+	// The tone also listens: what the far end says is read (and recorded) as on any call.
+	go func() {
+		in := media.Frame{Rate: st.SampleRate(), Samples: make([]int16, media.SamplesPerFrame(st.SampleRate()))}
+		for st.ReadFrame(&in) == nil {
+		}
+	}()
 	for {
 		tone.Fill(f.Samples)
 		if err := st.WriteFrame(&f); err != nil {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -392,11 +394,25 @@ func (c *Call) startMedia() error {
 	if c.remote.Addr().IsUnspecified() {
 		send = false
 	}
-	sess, err := media.NewRTPSession(media.RTPConfig{
+	cfg := media.RTPConfig{
 		Log: c.log, Conn: c.ports.rtp, RTCP: c.ports.rtcp, Remote: remote,
 		Codec: c.codec, EventPT: c.eventPT, Rate: c.codec.ClockRate, MediaTimeout: c.srv.cfg.MediaTimeout,
-	})
+		OpusComplexity: c.srv.cfg.OpusComplexity,
+	}
+	if dir := c.srv.cfg.RecordDir; dir != "" {
+		f, err := os.Create(filepath.Join(dir, c.id+".wav"))
+		if err != nil {
+			return fmt.Errorf("recording: %w", err)
+		}
+		c.recFile, cfg.Record = f, f
+	}
+	sess, err := media.NewRTPSession(cfg)
 	if err != nil {
+		if c.recFile != nil {
+			_ = c.recFile.Close()
+			_ = os.Remove(c.recFile.Name())
+			c.recFile = nil
+		}
 		return err
 	}
 	if !send || !recv {
@@ -405,6 +421,7 @@ func (c *Call) startMedia() error {
 	c.mu.Lock() // signalling handlers look for it from their own goroutines
 	c.sess = sess
 	c.mu.Unlock()
+	c.mediaDone()
 	return nil
 }
 
@@ -416,12 +433,15 @@ func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 		respond(s.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
-	if err := c.readRequest(req, tx); err != nil {
+	// Before the dialog reads it: a re-INVITE read ahead of the ACK of our 200 would make
+	// that ACK's CSeq stale, and the call would hang until the 200 timed out.
+	if c.awaitMedia(answerWait) == nil {
+		// Our 200 is not acknowledged yet, or the call is still ringing (RFC 3261 §14.2).
 		respond(c.log, req, tx, sip.StatusInternalServerError, "Server Internal Error", sip.NewHeader("Retry-After", "1"))
 		return
 	}
-	if c.session() == nil {
-		respond(c.log, req, tx, sip.StatusRequestPending, "Request Pending")
+	if err := c.readRequest(req, tx); err != nil {
+		respond(c.log, req, tx, sip.StatusInternalServerError, "Server Internal Error", sip.NewHeader("Retry-After", "1"))
 		return
 	}
 	c.refreshed()
@@ -561,6 +581,7 @@ func (s *Server) onInfo(req *sip.Request, tx sip.ServerTransaction) {
 		respond(s.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
+	c.awaitMedia(answerWait) // a key pressed right after the ACK, as for re-INVITE
 	if err := c.readRequest(req, tx); err != nil {
 		respond(c.log, req, tx, sip.StatusInternalServerError, "Server Internal Error")
 		return

@@ -53,8 +53,14 @@ type Config struct {
 	MediaTimeout time.Duration
 	// MaxCalls bounds concurrent calls; more are answered 503 (zero: 5,000).
 	MaxCalls int
-	// TLS, when set, is used by ServeTLS.
+	// TLS, when set, serves the TLS listener given to Serve.
 	TLS *tls.Config
+	// RecordDir, when set, receives a stereo WAV of every answered call, "<call id>.wav":
+	// the far end on the left, Switchboard on the right.
+	RecordDir string
+	// OpusComplexity is the Opus encoder's complexity, 0-10 (zero: the media default, cheap
+	// enough for many calls a core).
+	OpusComplexity int
 }
 
 // Server answers inbound calls and places outbound ones.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	bin "encoding/binary"
+	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -43,7 +45,8 @@ func TestOutboundCallThroughAPI(t *testing.T) {
 	for _, d := range dialects {
 		t.Run(d.name, func(t *testing.T) {
 			t.Parallel()
-			env := []string{"SWITCHBOARD_DATA_DIR=" + t.TempDir(), "DATABASE_URL=" + d.url(t), "SWITCHBOARD_RATE_LIMIT=10000"}
+			env := []string{"SWITCHBOARD_DATA_DIR=" + t.TempDir(), "DATABASE_URL=" + d.url(t), "SWITCHBOARD_RATE_LIMIT=10000",
+				"SWITCHBOARD_RECORD_CALLS=true"}
 			key := createKey(t, env, "--name", "calls")
 			n := startServe(t, env)
 			sipAddr := n.sipAddr()
@@ -82,6 +85,22 @@ func TestOutboundCallThroughAPI(t *testing.T) {
 			}
 			if status, body := n.call("POST", "/api/v1/calls/"+id+"/hangup", key, ""); status != http.StatusConflict {
 				t.Errorf("POST hangup of an ended call: %d %v, want 409", status, body)
+			}
+			// Both legs were recorded: stereo WAVs of the call's length.
+			for _, leg := range []string{id, inbound} {
+				req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://"+n.addr+"/api/v1/calls/"+leg+"/recording", nil)
+				req.Header.Set("Authorization", "Bearer "+key)
+				resp, err := n.client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				wav, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				// 1.5 s of 8 kHz stereo PCM16 is 48,000 bytes; the header is 44.
+				if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "audio/wav" ||
+					len(wav) < 20000 || string(wav[:4]) != "RIFF" || bin.LittleEndian.Uint16(wav[22:24]) != 2 {
+					t.Errorf("GET recording of %s: %d %s, %d bytes, want a stereo WAV", leg, resp.StatusCode, resp.Header.Get("Content-Type"), len(wav))
+				}
 			}
 			status, list = n.call("GET", "/api/v1/calls?status=completed&since="+url.QueryEscape(time.Now().Add(-time.Hour).Format(time.RFC3339)), key, "")
 			if status != http.StatusOK || len(itemIDs(t, list)) != 2 {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -121,6 +122,12 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	}
 	sipCfg := sip.Config{Log: log, PublicIP: c.PublicIP, RTPPortMin: rtpMin, RTPPortMax: rtpMax,
 		Store: st, DefaultTenantID: def.ID, Node: c.Node, Events: hub, MediaTimeout: c.MediaTimeout}
+	if c.RecordCalls {
+		sipCfg.RecordDir = filepath.Join(c.DataDir, "recordings")
+		if err := os.MkdirAll(sipCfg.RecordDir, 0o750); err != nil {
+			return fmt.Errorf("recordings: %w", err)
+		}
+	}
 	if c.SIPTLSCert != "" || c.SIPTLSKey != "" {
 		cert, err := tls.LoadX509KeyPair(c.SIPTLSCert, c.SIPTLSKey)
 		if err != nil {
@@ -135,7 +142,7 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 
 	auth := api.NewAuthenticator(st, secret, def.ID, log)
 	srv := api.New(api.Config{Store: st, Auth: auth, Log: log, Version: version, Commit: commit, DefaultRateLimit: c.RateLimit,
-		Hub: hub, Streams: streams, Models: models, Webhooks: agent.NewWebhooks(c.AllowPrivateWebhooks), Calls: sipSrv})
+		Hub: hub, Streams: streams, Models: models, Webhooks: agent.NewWebhooks(c.AllowPrivateWebhooks), Calls: sipSrv, RecordingsDir: sipCfg.RecordDir})
 	httpSrv := &http.Server{
 		Addr: c.HTTPAddr, Handler: srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
