@@ -10,6 +10,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
+
 	"github.com/switchboard-go/switchboard/internal/loadgen"
 )
 
@@ -48,6 +50,9 @@ func loadCmd(ctx context.Context, args []string) error {
 		return fmt.Errorf("load: -log-level %q: want debug, info, warn or error", *logLevel)
 	}
 	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// sipgo's transaction and transport layers log to their package default (retransmitted
+	// 200s of a loaded server, by the hundred): at the level asked for, like the rest.
+	sip.SetDefaultLogger(cfg.Log)
 
 	rep, err := loadgen.Run(ctx, cfg)
 	if err != nil {
