@@ -5,12 +5,12 @@
 # loss, jitter, latency and both processes' CPU. The server and its data are removed at the
 # end, however it ends.
 #
-#   scripts/call-capacity.sh                     # 100 250 500 1000 calls of PCMU, 15 s each
+#   scripts/call-capacity.sh                     # 100 250 500 1000 calls of PCMU, 20 s each
 #   scripts/call-capacity.sh 100 500             # chosen sizes
 #   CODEC=opus DURATION=10s scripts/call-capacity.sh 100
 #
-# Environment: CODEC (pcmu), DURATION of each call (15s), RATE of new calls a second (0:
-# the whole size at once is too bursty for UDP; default 100), TRANSPORT (udp), SWITCHBOARD
+# Environment: CODEC (pcmu), DURATION of each call (20s), RATE of new calls a second (200,
+# so that the largest size is reached in 5 s and held 15), TRANSPORT (udp), SWITCHBOARD
 # (a binary to use instead of building one), OUT (directory for the JSON reports; a
 # temporary one by default, kept and named at the end).
 set -euo pipefail
@@ -19,8 +19,8 @@ cd "$(dirname "$0")/.."
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(100 250 500 1000)
 codec=${CODEC:-pcmu}
-duration=${DURATION:-15s}
-rate=${RATE:-100}
+duration=${DURATION:-20s}
+rate=${RATE:-200}
 transport=${TRANSPORT:-udp}
 
 work=$(mktemp -d /tmp/switchboard-capacity.XXXXXX)
@@ -58,14 +58,16 @@ kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
 
 target=sip:echo@127.0.0.1:$sip_port
 echo "server pid $server_pid at $target; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-printf '| calls | peak up | answered | failed | loss %% | jitter p99 | round trip p50 / p99 | added p50 / p99 | setup p99 | server CPU mean / peak | load CPU mean | pacer max lag |\n'
-printf '|---|---|---|---|---|---|---|---|---|---|---|---|\n'
+# The machine's load average before each size says how much of it the two processes had.
+printf '| calls | peak up | answered | failed | loss %% | jitter p99 | round trip p50 / p99 | added p50 / p99 | setup p99 | server CPU mean / peak | load CPU mean | pacer max lag | load avg before |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
 status=0
 for n in "${sizes[@]}"; do
   report=$out/$codec-$n.json
+  loadavg=$(cut -d' ' -f1 /proc/loadavg)
   "$bin" load -calls "$n" -rate "$rate" -duration "$duration" -codec "$codec" -transport "$transport" \
     -server-pid "$server_pid" -log-level warn -json "$target" >"$report" || status=1
-  jq -r '"| \(.calls) | \(.peak_concurrent) | \(.answered) | \(.failed) | \(.loss_percent) | \(.jitter_ms.p99) ms | \(.round_trip_ms.p50) / \(.round_trip_ms.p99) ms | \(.added_latency_ms.p50) / \(.added_latency_ms.p99) ms | \(.setup_ms.p99) ms | \(.server_cpu.mean_percent) / \(.server_cpu.peak_percent) % | \(.load_cpu.mean_percent) % | \(.pacer_max_lag_ms) ms |"' "$report"
+  jq -r --arg la "$loadavg" '"| \(.calls) | \(.peak_concurrent) | \(.answered) | \(.failed) | \(.loss_percent) | \(.jitter_ms.p99) ms | \(.round_trip_ms.p50) / \(.round_trip_ms.p99) ms | \(.added_latency_ms.p50) / \(.added_latency_ms.p99) ms | \(.setup_ms.p99) ms | \(.server_cpu.mean_percent) / \(.server_cpu.peak_percent) % | \(.load_cpu.mean_percent) % | \(.pacer_max_lag_ms) ms | \($la) |"' "$report"
   sleep 2 # let the server close the last calls' sockets
 done
 echo "reports: ${OUT:-/tmp/switchboard-capacity-reports.$$}; load average after $(cut -d' ' -f1-3 /proc/loadavg)" >&2
