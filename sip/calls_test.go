@@ -218,7 +218,10 @@ func (c *testCaller) dialogOf(callID string) *sipgo.DialogClientSession {
 // try places a call and returns its dialog, answered and acknowledged, or the final
 // response that refused it. It is safe from any goroutine.
 func (c *testCaller) try(ctx context.Context, target sip.Uri, body []byte, opts sipgo.AnswerOptions, hdrs ...sip.Header) (*sipgo.DialogClientSession, *sip.Response, error) {
-	hdrs = append([]sip.Header{sip.NewHeader("Content-Type", "application/sdp")}, hdrs...)
+	// A Contact of the call's own: sipgo fills in the port of the DialogUA's shared one,
+	// which races when calls are placed at once.
+	contact := &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "test", Host: "127.0.0.1"}}
+	hdrs = append([]sip.Header{sip.NewHeader("Content-Type", "application/sdp"), contact}, hdrs...)
 	dlg, err := c.testUA.dialog.Invite(ctx, target, body, hdrs...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("invite: %w", err)
@@ -824,4 +827,288 @@ func TestHoldResume(t *testing.T) {
 		t.Errorf("events %v, want %v", got, want)
 	}
 	bye(ctx, t, d)
+}
+
+// A call cancelled while it rings is recorded canceled.
+func TestCancelRecorded(t *testing.T) {
+	verifyNoLeaks(t, sipgoCancelLeak)
+	st, tenant := newCallStore(t)
+	events := newEventLog()
+	_, addr := startCallServerWith(t, Config{Store: st, DefaultTenantID: tenant, Events: events}, 10*time.Second)
+	u := newTestCaller(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	d, err := u.testUA.dialog.Invite(ctx, uri(t, "echo", addr), offerSDP(40000, "0"), sip.NewHeader("Content-Type", "application/sdp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	waitCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	err = d.WaitAnswer(waitCtx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
+		if res.StatusCode == 180 {
+			stop() // hang up while it rings: WaitAnswer sends the CANCEL
+		}
+		return nil
+	}})
+	if err == nil {
+		t.Fatal("the call was answered despite the CANCEL")
+	}
+	rec := events.wait(ctx, t, EventCallRinging, sipCall(d.InviteRequest.CallID().Value())).Data.(store.Call)
+	got := endedCall(ctx, t, events, st, tenant, rec.ID)
+	if got.Status != store.CallCanceled || got.EndedReason != ReasonCanceled || got.AnsweredAt != nil || got.EndedAt == nil {
+		t.Fatalf("record %s/%s answered %v ended %v, want canceled, never answered", got.Status, got.EndedReason, got.AnsweredAt, got.EndedAt)
+	}
+	if got.Direction != store.CallInbound || got.Destination != "echo" || got.TenantID != tenant {
+		t.Errorf("record %+v, want an inbound call of the tenant to echo", got)
+	}
+}
+
+// The caller's BYE ends the call; the record says so, with the media counted.
+func TestByeFromCaller(t *testing.T) {
+	verifyNoLeaks(t)
+	st, tenant := newCallStore(t)
+	events := newEventLog()
+	_, addr := startCallServer(t, Config{Store: st, DefaultTenantID: tenant, Events: events, Node: "node-a"})
+	u := newTestCaller(t)
+	peer := newRTPPeer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	d := u.call(ctx, t, uri(t, "echo", addr), sdpOffer("127.0.0.1", peer.port(), dirSendRecv), sipgo.AnswerOptions{})
+	rec := answeredCall(ctx, t, events, d.InviteRequest.CallID().Value())
+	live, err := store.Get[store.Call](ctx, st, tenant, rec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if live.Status != store.CallInProgress || live.Codec != "PCMU" || live.Node != "node-a" || live.AnsweredAt == nil {
+		t.Errorf("live record %s codec %q node %q answered %v, want in-progress PCMU on node-a", live.Status, live.Codec, live.Node, live.AnsweredAt)
+	}
+	peer.sendTone(t, parseAnswer(t, d.InviteResponse.Body()).rtp, 50)
+	bye(ctx, t, d)
+
+	got := endedCall(ctx, t, events, st, tenant, rec.ID)
+	if got.Status != store.CallCompleted || got.EndedReason != ReasonCallerHangup {
+		t.Fatalf("record %s/%s, want completed/caller-hangup", got.Status, got.EndedReason)
+	}
+	if got.Quality.PacketsReceived < 40 || got.Quality.PacketsSent == 0 {
+		t.Errorf("quality %+v, want the 50 packets sent counted and some echoed", got.Quality)
+	}
+	if got.DurationSeconds <= 0 || got.EndedAt == nil || got.SIPCallID != d.InviteRequest.CallID().Value() {
+		t.Errorf("record duration %v ended %v sip_call_id %q", got.DurationSeconds, got.EndedAt, got.SIPCallID)
+	}
+}
+
+// Server.Hangup ends a live call from the API: the caller gets a BYE.
+func TestHangupFromAPI(t *testing.T) {
+	verifyNoLeaks(t)
+	st, tenant := newCallStore(t)
+	events := newEventLog()
+	s, addr := startCallServer(t, Config{Store: st, DefaultTenantID: tenant, Events: events})
+	u := newTestCaller(t)
+	peer := newRTPPeer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	d := u.call(ctx, t, uri(t, "tone", addr), sdpOffer("127.0.0.1", peer.port(), dirSendRecv), sipgo.AnswerOptions{})
+	callID := d.InviteRequest.CallID().Value()
+	rec := answeredCall(ctx, t, events, callID)
+	if n := len(peer.first(10, 5*time.Second, 0)); n < 10 {
+		t.Fatalf("%d tone packets before the hangup, want 10", n)
+	}
+	if err := s.Hangup(ctx, "ten_someone_else", rec.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("another tenant's hangup: %v, want not found", err)
+	}
+	if err := s.Hangup(ctx, tenant, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	u.waitBye(ctx, t, callID)
+	got := endedCall(ctx, t, events, st, tenant, rec.ID)
+	if got.Status != store.CallCompleted || got.EndedReason != ReasonAPIHangup || got.Quality.PacketsSent == 0 {
+		t.Fatalf("record %s/%s sent %d, want completed/api-hangup with the tone counted", got.Status, got.EndedReason, got.Quality.PacketsSent)
+	}
+	var ce *store.ConflictError
+	if err := s.Hangup(ctx, tenant, rec.ID); !errors.As(err, &ce) {
+		t.Errorf("hanging up an ended call: %v, want a conflict", err)
+	}
+}
+
+// A call whose RTP never comes ends after the media timeout, with a BYE.
+func TestMediaTimeout(t *testing.T) {
+	verifyNoLeaks(t)
+	st, tenant := newCallStore(t)
+	events := newEventLog()
+	_, addr := startCallServer(t, Config{Store: st, DefaultTenantID: tenant, Events: events, MediaTimeout: time.Second})
+	u := newTestCaller(t)
+	peer := newRTPPeer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	d := u.call(ctx, t, uri(t, "tone", addr), sdpOffer("127.0.0.1", peer.port(), dirSendRecv), sipgo.AnswerOptions{})
+	callID := d.InviteRequest.CallID().Value()
+	rec := answeredCall(ctx, t, events, callID)
+	u.waitBye(ctx, t, callID)
+	got := endedCall(ctx, t, events, st, tenant, rec.ID)
+	if got.Status != store.CallCompleted || got.EndedReason != ReasonMediaTimeout || got.Quality.PacketsReceived != 0 {
+		t.Fatalf("record %s/%s received %d, want completed/media-timeout with nothing received", got.Status, got.EndedReason, got.Quality.PacketsReceived)
+	}
+	if got.DurationSeconds < 0.9 {
+		t.Errorf("the call lasted %.2f s, want the 1 s timeout", got.DurationSeconds)
+	}
+}
+
+// Offers we cannot take are answered 488, before and during a call (which goes on), and
+// requests for a dialog we do not know 481.
+func TestNotAcceptableAndUnknownDialog(t *testing.T) {
+	verifyNoLeaks(t)
+	addr := startServer(t, Config{})
+	u := newTestCaller(t)
+	peer := newRTPPeer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	base := string(sdpOffer("127.0.0.1", 40000, dirSendRecv))
+	for _, tc := range []struct{ name, body string }{
+		{"video only", strings.Replace(base, "m=audio", "m=video", 1)},
+		{"telephone-event only", strings.Replace(base, "RTP/AVP 0 101", "RTP/AVP 101", 1)},
+		{"multicast address", strings.Replace(base, "c=IN IP4 127.0.0.1", "c=IN IP4 239.1.2.3", 1)},
+		{"port 0", strings.Replace(base, "m=audio 40000", "m=audio 0", 1)},
+		{"no connection", strings.Replace(base, "c=IN IP4 127.0.0.1\r\n", "", 1)},
+		{"DTLS", strings.Replace(base, "RTP/AVP", "UDP/TLS/RTP/SAVPF", 1)},
+	} {
+		if res := u.status(ctx, t, uri(t, "echo", addr), []byte(tc.body), sipgo.AnswerOptions{}); res.StatusCode != 488 {
+			t.Errorf("%s: %d, want 488", tc.name, res.StatusCode)
+		}
+	}
+
+	d := u.call(ctx, t, uri(t, "tone", addr), sdpOffer("127.0.0.1", peer.port(), dirSendRecv), sipgo.AnswerOptions{})
+	res := reinvite(ctx, t, d, offerSDP(peer.port(), "18", "18 G729/8000"), nil)
+	if res.StatusCode != 488 {
+		t.Errorf("re-INVITE with G.729 only: %d, want 488", res.StatusCode)
+	}
+	peer.packets(100*time.Millisecond, 0)
+	checkTone(t, decodeG711(peer.first(50, 5*time.Second, 0)), 0.9)
+
+	// In-dialog requests with tags and a Call-ID nobody knows.
+	for _, m := range []sip.RequestMethod{sip.BYE, sip.INFO, sip.NOTIFY, sip.REFER, sip.UPDATE, sip.INVITE} {
+		req := sip.NewRequest(m, uri(t, "tone", addr))
+		from := &sip.FromHeader{Address: uri(t, "test", "127.0.0.1"), Params: sip.NewParams()}
+		from.Params.Add("tag", "caller-tag")
+		to := &sip.ToHeader{Address: uri(t, "tone", addr), Params: sip.NewParams()}
+		to.Params.Add("tag", "no-such-tag")
+		callID := sip.CallIDHeader("no-such-call-" + string(m))
+		req.AppendHeader(from)
+		req.AppendHeader(to)
+		req.AppendHeader(&callID)
+		req.AppendHeader(&sip.CSeqHeader{SeqNo: 2, MethodName: m})
+		req.AppendHeader(&sip.ContactHeader{Address: uri(t, "test", "127.0.0.1")})
+		req.SetBody(nil)
+		var res *sip.Response
+		var err error
+		if m == sip.INVITE {
+			req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+			req.SetBody(sdpOffer("127.0.0.1", 40000, dirSendRecv))
+			var tx sip.ClientTransaction
+			if tx, err = u.client.TransactionRequest(ctx, req); err == nil {
+				select {
+				case res = <-tx.Responses():
+				case <-tx.Done():
+					err = tx.Err()
+				case <-ctx.Done():
+					err = ctx.Err()
+				}
+				tx.Terminate()
+			}
+		} else {
+			res, err = u.client.Do(ctx, req)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", m, err)
+		}
+		if res.StatusCode != 481 {
+			t.Errorf("%s of an unknown dialog: %d, want 481", m, res.StatusCode)
+		}
+	}
+	bye(ctx, t, d)
+}
+
+// A flood of INVITEs at the call limit is answered 503 and leaves the calls in progress
+// alone.
+func TestFloodAtCallLimit(t *testing.T) {
+	verifyNoLeaks(t)
+	const limit, flood = 5, 200
+	s, addr := startCallServer(t, Config{MaxCalls: limit})
+	u := newTestCaller(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	peers := make([]*rtpPeer, limit)
+	dialogs := make([]*sipgo.DialogClientSession, limit)
+	for i := range peers {
+		peers[i] = newRTPPeer(t)
+		dialogs[i] = u.call(ctx, t, uri(t, "tone", addr), sdpOffer("127.0.0.1", peers[i].port(), dirSendRecv), sipgo.AnswerOptions{})
+	}
+	if n := s.Active(); n != limit {
+		t.Fatalf("%d active calls, want %d", n, limit)
+	}
+
+	attacker := newTestCaller(t)
+	codes := make(chan int, flood)
+	retryAfter := make(chan bool, flood)
+	var wg sync.WaitGroup
+	for range flood {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, res, err := attacker.try(ctx, uri(t, "tone", addr), sdpOffer("127.0.0.1", 40000, dirSendRecv), sipgo.AnswerOptions{})
+			switch {
+			case err != nil:
+				codes <- -1
+			case d != nil:
+				codes <- 200
+				bctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_ = d.Bye(bctx)
+				cancel()
+			default:
+				codes <- res.StatusCode
+				retryAfter <- res.GetHeader("Retry-After") != nil
+			}
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	close(retryAfter)
+	count := map[int]int{}
+	for c := range codes {
+		count[c]++
+	}
+	if count[503] != flood {
+		t.Errorf("flood answered %v, want %d × 503", count, flood)
+	}
+	for ok := range retryAfter {
+		if !ok {
+			t.Error("a 503 without Retry-After")
+			break
+		}
+	}
+	if n := s.refused.Load(); n < flood {
+		t.Errorf("%d refusals counted, want %d", n, flood)
+	}
+
+	// The calls in progress still play their tone and hang up cleanly.
+	for i, p := range peers {
+		p.packets(20*time.Millisecond, 0)
+		pkts := p.first(50, 5*time.Second, 0)
+		if len(pkts) < 50 {
+			t.Fatalf("call %d: %d packets after the flood, want its tone", i, len(pkts))
+		}
+		checkTone(t, decodeG711(pkts), 0.9)
+		bye(ctx, t, dialogs[i])
+	}
+	for deadline := time.Now().Add(10 * time.Second); s.Active() != 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls still active after their BYE", s.Active())
+		}
+	}
 }
