@@ -1112,3 +1112,269 @@ func TestFloodAtCallLimit(t *testing.T) {
 		}
 	}
 }
+
+// newInboundTrunk stores an inbound trunk of the tenant with edit applied.
+func newInboundTrunk(t *testing.T, st *store.Store, tenantID string, edit func(tr *store.Trunk)) *store.Trunk {
+	t.Helper()
+	tr := store.NewTrunk()
+	tr.Name, tr.Direction = "pbx", "inbound"
+	edit(tr)
+	if err := store.Create(context.Background(), st, tenantID, tr); err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// routeNumber routes the tenant's number to a built-in destination.
+func routeNumber(t *testing.T, st *store.Store, tenantID, number, destination string) {
+	t.Helper()
+	pn := store.NewPhoneNumber()
+	pn.Number, pn.Destination = number, destination
+	if err := store.Create(context.Background(), st, tenantID, pn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// digestAuthorization answers the challenge ch for an INVITE with the digest uri duri.
+func digestAuthorization(ch map[string]string, duri, user, password string) sip.Header {
+	const nc, cnonce = "00000001", "0a4f113b"
+	resp := digestResponse("INVITE", duri, user, password, ch["realm"], ch["nonce"], "auth", nc, cnonce)
+	return sip.NewHeader("Authorization", fmt.Sprintf(
+		`Digest username="%s", realm="%s", nonce="%s", uri="%s", response="%s", algorithm=MD5, qop=auth, nc=%s, cnonce="%s"`,
+		user, ch["realm"], ch["nonce"], duri, resp, nc, cnonce))
+}
+
+// A trunk with a username and password takes calls after digest authentication (RFC 3261
+// §22), from any address, and then loopback callers need credentials too.
+func TestDigestTrunk(t *testing.T) {
+	verifyNoLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, tenant := newCallStore(t)
+	other, err := st.EnsureTenant(ctx, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := newInboundTrunk(t, st, tenant, func(tr *store.Trunk) { tr.Inbound.Username, tr.Inbound.Password = "pbx", "s3cret pw" })
+	routeNumber(t, st, tenant, "support", "echo")
+	events := newEventLog()
+	_, addr := startCallServer(t, Config{Store: st, DefaultTenantID: other.ID, Events: events})
+	u := newTestCaller(t)
+	peer := newRTPPeer(t)
+	target := uri(t, "support", addr)
+	offer := sdpOffer("127.0.0.1", peer.port(), dirSendRecv)
+
+	res := u.status(ctx, t, target, offer, sipgo.AnswerOptions{})
+	if res.StatusCode != 401 {
+		t.Fatalf("no credentials: %d, want 401", res.StatusCode)
+	}
+	h := res.GetHeader("WWW-Authenticate")
+	if h == nil || !strings.HasPrefix(h.Value(), "Digest ") || !strings.Contains(h.Value(), `realm="switchboard"`) || !strings.Contains(h.Value(), `qop="auth"`) {
+		t.Fatalf("401 challenge %v, want a Digest challenge of realm switchboard with qop auth", h)
+	}
+	ch, err := parseChallenge(h.Value())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// With a trunk set up, loopback is no longer open, even to a built-in destination.
+	if res := u.status(ctx, t, uri(t, "echo", addr), offer, sipgo.AnswerOptions{}); res.StatusCode != 401 {
+		t.Errorf("loopback without credentials: %d, want 401", res.StatusCode)
+	}
+	if res := u.status(ctx, t, target, offer, sipgo.AnswerOptions{Username: "pbx", Password: "wrong"}); res.StatusCode != 403 {
+		t.Errorf("wrong password: %d, want 403", res.StatusCode)
+	}
+
+	// sipgo answers the challenge itself.
+	d := u.call(ctx, t, target, offer, sipgo.AnswerOptions{Username: "pbx", Password: "s3cret pw"})
+	rec := answeredCall(ctx, t, events, d.InviteRequest.CallID().Value())
+	if rec.TrunkID == nil || *rec.TrunkID != tr.ID || rec.TenantID != tenant || rec.Destination != "echo" {
+		t.Errorf("record trunk %v tenant %s destination %q, want %s of %s to echo", rec.TrunkID, rec.TenantID, rec.Destination, tr.ID, tenant)
+	}
+	bye(ctx, t, d)
+	got := endedCall(ctx, t, events, st, tenant, rec.ID)
+	if got.Status != store.CallCompleted || got.TrunkID == nil || *got.TrunkID != tr.ID {
+		t.Errorf("stored record %s trunk %v, want completed over %s", got.Status, got.TrunkID, tr.ID)
+	}
+
+	// The digest uri is the request URI as the caller wrote it: a transport parameter on
+	// either side, or a default port spelled out, still names the same target.
+	for _, tc := range []struct {
+		name, target, duri string
+		want               int
+	}{
+		{"uri with transport", "sip:support@" + addr, "sip:support@" + addr + ";transport=udp", 200},
+		{"request URI with transport", "sip:support@" + addr + ";transport=udp", "sip:support@" + addr, 200},
+		{"uri of another port", "sip:support@" + addr, "sip:support@127.0.0.1:5999", 403},
+		{"uri of another user", "sip:support@" + addr, "sip:sales@" + addr, 403},
+	} {
+		var to sip.Uri
+		if err := sip.ParseUri(tc.target, &to); err != nil {
+			t.Fatal(err)
+		}
+		d, res, err := u.try(ctx, to, offer, sipgo.AnswerOptions{}, digestAuthorization(ch, tc.duri, "pbx", "s3cret pw"))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if res.StatusCode != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, res.StatusCode, tc.want)
+		}
+		if d != nil {
+			bye(ctx, t, d)
+			_ = d.Close()
+		}
+	}
+}
+
+// A trunk that allows the caller's address takes its calls without a challenge, for its
+// tenant; one that does not leaves them refused.
+func TestCIDRTrunk(t *testing.T) {
+	verifyNoLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, tenant := newCallStore(t)
+	other, err := st.EnsureTenant(ctx, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	routeNumber(t, st, tenant, "support", "tone")
+	newInboundTrunk(t, st, tenant, func(tr *store.Trunk) { tr.Inbound.AllowedCIDRs = []string{"203.0.113.0/24"} })
+	events := newEventLog()
+	_, addr := startCallServer(t, Config{Store: st, DefaultTenantID: other.ID, Events: events})
+	u := newTestCaller(t)
+	peer := newRTPPeer(t)
+	offer := sdpOffer("127.0.0.1", peer.port(), dirSendRecv)
+
+	if res := u.status(ctx, t, uri(t, "support", addr), offer, sipgo.AnswerOptions{}); res.StatusCode != 403 {
+		t.Fatalf("loopback with only a trunk for 203.0.113.0/24: %d, want 403", res.StatusCode)
+	}
+
+	tr := newInboundTrunk(t, st, tenant, func(tr *store.Trunk) { tr.Name, tr.Inbound.AllowedCIDRs = "lab", []string{"127.0.0.0/8"} })
+	var seen []int
+	d := u.call(ctx, t, uri(t, "support", addr), offer, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
+		seen = append(seen, res.StatusCode)
+		return nil
+	}})
+	for _, code := range seen {
+		if code == 401 || code == 407 {
+			t.Errorf("challenged (%v) though the trunk allows the address", seen)
+		}
+	}
+	rec := answeredCall(ctx, t, events, d.InviteRequest.CallID().Value())
+	if rec.TrunkID == nil || *rec.TrunkID != tr.ID || rec.TenantID != tenant {
+		t.Fatalf("record trunk %v tenant %s, want %s of %s", rec.TrunkID, rec.TenantID, tr.ID, tenant)
+	}
+	checkTone(t, decodeG711(peer.first(50, 5*time.Second, 0)), 0.9)
+	bye(ctx, t, d)
+	got := endedCall(ctx, t, events, st, tenant, rec.ID)
+	if got.TrunkID == nil || *got.TrunkID != tr.ID || got.TenantID != tenant || got.Status != store.CallCompleted {
+		t.Errorf("stored record %+v, want a completed call over %s", got, tr.ID)
+	}
+}
+
+// A blind transfer (RFC 3515): the far end accepts the REFER and reports the new call's
+// outcome by NOTIFY; an answered one ends our call, a failed one leaves it up.
+func TestBlindTransfer(t *testing.T) {
+	for _, tc := range []struct {
+		name, to, frag string // frag "": the far end declines the REFER
+		referTo            string
+		statuses           []string
+	}{
+		{"answered", "+14155550123", "SIP/2.0 200 OK\r\n", "<sip:+14155550123@%s>", []string{"accepted", "completed"}},
+		{"busy", "sip:desk@pbx.example.com", "SIP/2.0 486 Busy Here\r\n", "<sip:desk@pbx.example.com>", []string{"accepted", "failed"}},
+		{"declined", "sip:desk@pbx.example.com", "", "<sip:desk@pbx.example.com>", []string{"rejected"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			verifyNoLeaks(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			st, tenant := newCallStore(t)
+			events := newEventLog()
+			s, addr := startCallServer(t, Config{Store: st, DefaultTenantID: tenant, Events: events})
+			u := newTestCaller(t)
+			peer := newRTPPeer(t)
+
+			referTo := make(chan string, 1)
+			notified := make(chan error, 1)
+			u.mu.Lock()
+			u.onRefer = func(d *sipgo.DialogClientSession, req *sip.Request, tx sip.ServerTransaction) {
+				if h := req.GetHeader("Refer-To"); h != nil {
+					referTo <- h.Value()
+				}
+				if tc.frag == "" {
+					_ = tx.Respond(sip.NewResponseFromRequest(req, 603, "Decline", nil))
+					return
+				}
+				if err := tx.Respond(sip.NewResponseFromRequest(req, 202, "Accepted", nil)); err != nil {
+					notified <- err
+					return
+				}
+				go func() {
+					n := sip.NewRequest(sip.NOTIFY, *d.InviteResponse.Contact().Address.Clone())
+					n.AppendHeader(sip.NewHeader("Event", "refer"))
+					n.AppendHeader(sip.NewHeader("Subscription-State", "terminated;reason=noresource"))
+					n.AppendHeader(sip.NewHeader("Content-Type", "message/sipfrag;version=2.0"))
+					n.SetBody([]byte(tc.frag))
+					res, err := d.Do(ctx, n)
+					if err == nil && res.StatusCode != 200 {
+						err = fmt.Errorf("NOTIFY answered %d", res.StatusCode)
+					}
+					notified <- err
+				}()
+			}
+			u.mu.Unlock()
+
+			d := u.call(ctx, t, uri(t, "tone", addr), sdpOffer("127.0.0.1", peer.port(), dirSendRecv), sipgo.AnswerOptions{})
+			callID := d.InviteRequest.CallID().Value()
+			rec := answeredCall(ctx, t, events, callID)
+			err := s.Transfer(ctx, tenant, rec.ID, tc.to)
+			want := tc.referTo
+			if strings.Contains(want, "%s") { // a number goes to the caller's host
+				want = fmt.Sprintf(want, d.InviteRequest.From().Address.Host)
+			}
+			if got := <-referTo; got != want {
+				t.Errorf("Refer-To %s, want %s", got, want)
+			}
+			if tc.frag == "" {
+				var ce *store.ConflictError
+				if !errors.As(err, &ce) {
+					t.Fatalf("declined transfer: %v, want a conflict", err)
+				}
+			} else {
+				if err != nil {
+					t.Fatalf("transfer: %v", err)
+				}
+				if err := <-notified; err != nil {
+					t.Fatal(err)
+				}
+			}
+			evs := events.waitN(ctx, t, len(tc.statuses), EventCallTransfer, onTopic(rec.ID))
+			for i, e := range evs {
+				if field(e, "status") != tc.statuses[i] {
+					t.Errorf("call.transfer %d: %v, want %s", i, e.Data, tc.statuses[i])
+				}
+			}
+
+			if tc.statuses[len(tc.statuses)-1] == "completed" {
+				u.waitBye(ctx, t, callID)
+				got := endedCall(ctx, t, events, st, tenant, rec.ID)
+				if got.Status != store.CallCompleted || got.EndedReason != ReasonTransferred {
+					t.Fatalf("record %s/%s, want completed/transferred", got.Status, got.EndedReason)
+				}
+				return
+			}
+			// The call goes on: its tone still plays, and the caller hangs up.
+			peer.packets(20*time.Millisecond, 0)
+			checkTone(t, decodeG711(peer.first(50, 5*time.Second, 0)), 0.9)
+			select {
+			case id := <-u.byes:
+				t.Fatalf("BYE for %s after a failed transfer", id)
+			default:
+			}
+			bye(ctx, t, d)
+			got := endedCall(ctx, t, events, st, tenant, rec.ID)
+			if got.EndedReason != ReasonCallerHangup {
+				t.Errorf("record ended %s, want caller-hangup", got.EndedReason)
+			}
+		})
+	}
+}
