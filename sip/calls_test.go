@@ -75,6 +75,7 @@ func startCallServerWith(t *testing.T, cfg Config, ringDelay time.Duration) (*Se
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, pc, l) }()
+	<-s.ready // Dial needs the server serving
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -1376,5 +1377,310 @@ func TestBlindTransfer(t *testing.T) {
 				t.Errorf("record ended %s, want caller-hangup", got.EndedReason)
 			}
 		})
+	}
+}
+
+// farEnd is the callee of outbound calls: a sipgo UA listening on loopback.
+type farEnd struct {
+	addr    string
+	dialogs *sipgo.DialogServerCache
+	byes    chan struct{}
+}
+
+func newFarEnd(t *testing.T, onInvite func(f *farEnd, req *sip.Request, tx sip.ServerTransaction)) *farEnd {
+	t.Helper()
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("far-end"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := sipgo.NewServer(ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	f := &farEnd{addr: pc.LocalAddr().String(), byes: make(chan struct{}, 4)}
+	f.dialogs = sipgo.NewDialogServerCache(client, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "far", Host: "127.0.0.1", Port: port}})
+	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) { onInvite(f, req, tx) })
+	srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { _ = f.dialogs.ReadAck(req, tx) })
+	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+		if err := f.dialogs.ReadBye(req, tx); err != nil {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
+			return
+		}
+		f.byes <- struct{}{}
+	})
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.ServeUDP(pc) }()
+	t.Cleanup(func() {
+		_ = ua.Close()
+		_ = pc.Close()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("the far end did not stop")
+		}
+	})
+	return f
+}
+
+// answerWith has the far end ring, then answer with an offer of PCMU and telephone-event
+// to peer, and hand over the dialog.
+func answerWith(peer *rtpPeer, answered chan<- *sipgo.DialogServerSession, invites chan<- *sip.Request) func(f *farEnd, req *sip.Request, tx sip.ServerTransaction) {
+	return func(f *farEnd, req *sip.Request, tx sip.ServerTransaction) {
+		invites <- req
+		d, err := f.dialogs.ReadInvite(req, tx)
+		if err != nil {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 500, "Server Internal Error", nil))
+			return
+		}
+		if err := d.Respond(180, "Ringing", nil); err != nil {
+			return
+		}
+		// It rings a while, as phones do: sipgo handles each response in a goroutine of its
+		// own, and a 200 right behind the 180 may overtake it.
+		time.Sleep(300 * time.Millisecond)
+		res := sip.NewSDPResponseFromRequest(d.InviteRequest, sdpOffer("127.0.0.1", peer.port(), dirSendRecv))
+		if err := d.WriteResponse(res); err != nil {
+			return
+		}
+		answered <- d
+	}
+}
+
+// statusesOf lists the statuses the call's life-cycle events carried, in order.
+func statusesOf(events *eventLog, id string) []string {
+	events.mu.Lock()
+	defer events.mu.Unlock()
+	var out []string
+	for _, e := range events.events {
+		if rec, ok := e.Data.(store.Call); ok && e.Topic == "call:"+id {
+			out = append(out, rec.Status)
+		}
+	}
+	return out
+}
+
+// An outbound call to a SIP URI: the far end gets our offer, rings, answers and hears the
+// tone; the record goes from queued to completed when the far end hangs up.
+func TestOutboundCall(t *testing.T) {
+	verifyNoLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, tenant := newCallStore(t)
+	events := newEventLog()
+	s, _ := startCallServer(t, Config{Store: st, DefaultTenantID: tenant, Events: events})
+	peer := newRTPPeer(t)
+	answered := make(chan *sipgo.DialogServerSession, 1)
+	invites := make(chan *sip.Request, 4)
+	far := newFarEnd(t, answerWith(peer, answered, invites))
+
+	rec := store.NewOutboundCall()
+	rec.TenantID, rec.To, rec.Destination = tenant, "sip:far@"+far.addr, "tone"
+	if err := s.Dial(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.ID == "" || rec.Status != store.CallQueued {
+		t.Fatalf("dialled record %q %s, want an ID, queued", rec.ID, rec.Status)
+	}
+	var inv *sip.Request
+	select {
+	case inv = <-invites:
+	case <-ctx.Done():
+		t.Fatal("the far end got no INVITE")
+	}
+	if inv.Recipient.User != "far" {
+		t.Errorf("request URI %s, want far@", inv.Recipient.String())
+	}
+	o := parseAnswer(t, inv.Body())
+	if strings.Join(o.formats, " ") != "0 8 111 101" || o.dir != dirSendRecv {
+		t.Errorf("offer formats %v %s, want 0 8 111 101 sendrecv", o.formats, o.dir)
+	}
+	for _, want := range []string{"0 PCMU/8000", "8 PCMA/8000", "111 opus/48000/2", "101 telephone-event/8000"} {
+		if !strings.Contains(strings.Join(o.rtpmaps, "|"), want) {
+			t.Errorf("offer rtpmaps %v lack %s", o.rtpmaps, want)
+		}
+	}
+	var d *sipgo.DialogServerSession
+	select {
+	case d = <-answered:
+	case <-ctx.Done():
+		t.Fatal("the far end's answer was not acknowledged")
+	}
+	defer d.Close()
+	checkTone(t, decodeG711(peer.first(100, 10*time.Second, 0)), 0.9)
+	if err := d.Bye(ctx); err != nil {
+		t.Fatalf("far end BYE: %v", err)
+	}
+	got := endedCall(ctx, t, events, st, tenant, rec.ID)
+	if got.Status != store.CallCompleted || got.EndedReason != ReasonCalleeHangup || got.Codec != "PCMU" ||
+		got.Direction != store.CallOutbound || got.AnsweredAt == nil || got.SIPCallID != inv.CallID().Value() {
+		t.Errorf("record %s/%s codec %q direction %s answered %v call-id %q", got.Status, got.EndedReason, got.Codec, got.Direction, got.AnsweredAt, got.SIPCallID)
+	}
+	want := []string{store.CallQueued, store.CallRinging, store.CallInProgress, store.CallCompleted}
+	if got := statusesOf(events, rec.ID); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("statuses %v, want %v", got, want)
+	}
+}
+
+// An outbound call the far end refuses busy, or lets ring past the call's timeout (which
+// we CANCEL), is recorded busy or no-answer.
+func TestOutboundUnanswered(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status string
+	}{
+		{"busy", store.CallBusy},
+		{"no answer", store.CallNoAnswer},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			verifyNoLeaks(t, sipgoCancelLeak)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			st, tenant := newCallStore(t)
+			events := newEventLog()
+			s, _ := startCallServer(t, Config{Store: st, DefaultTenantID: tenant, Events: events})
+			canceled := make(chan bool, 1)
+			far := newFarEnd(t, func(f *farEnd, req *sip.Request, tx sip.ServerTransaction) {
+				if tc.status == store.CallBusy {
+					_ = tx.Respond(sip.NewResponseFromRequest(req, 486, "Busy Here", nil))
+					return
+				}
+				d, err := f.dialogs.ReadInvite(req, tx)
+				if err != nil {
+					return
+				}
+				defer d.Close()
+				_ = d.Respond(180, "Ringing", nil)
+				select {
+				case <-d.Context().Done():
+					canceled <- true
+				case <-time.After(20 * time.Second):
+					canceled <- false
+				}
+			})
+
+			rec := store.NewOutboundCall()
+			rec.TenantID, rec.To, rec.Destination, rec.TimeoutSeconds = tenant, "sip:far@"+far.addr, "tone", 2
+			start := time.Now()
+			if err := s.Dial(ctx, rec); err != nil {
+				t.Fatal(err)
+			}
+			got := endedCall(ctx, t, events, st, tenant, rec.ID)
+			if got.Status != tc.status || got.EndedReason != tc.status || got.AnsweredAt != nil {
+				t.Errorf("record %s/%s answered %v, want %s", got.Status, got.EndedReason, got.AnsweredAt, tc.status)
+			}
+			if tc.status == store.CallBusy {
+				if fmt.Sprint(got.Metadata["sip_status"]) != "486" {
+					t.Errorf("metadata %v, want sip_status 486", got.Metadata)
+				}
+				return
+			}
+			if !<-canceled {
+				t.Error("the far end saw no CANCEL")
+			}
+			if d := time.Since(start); d < 2*time.Second {
+				t.Errorf("gave up after %v, want the 2 s timeout", d)
+			}
+		})
+	}
+}
+
+// An outbound call over a trunk with credentials answers its proxy's 407 with a
+// Proxy-Authorization the proxy can verify.
+func TestOutboundProxyAuth(t *testing.T) {
+	verifyNoLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, tenant := newCallStore(t)
+	events := newEventLog()
+	s, _ := startCallServer(t, Config{Store: st, DefaultTenantID: tenant, Events: events})
+	peer := newRTPPeer(t)
+	answered := make(chan *sipgo.DialogServerSession, 1)
+	invites := make(chan *sip.Request, 4)
+	answer := answerWith(peer, answered, invites)
+	const realmFar, nonce = "carrier", "bm9uY2UtMQ"
+	var mu sync.Mutex
+	var challenged []*sip.Request
+	verdicts := make(chan string, 4)
+	far := newFarEnd(t, func(f *farEnd, req *sip.Request, tx sip.ServerTransaction) {
+		h := req.GetHeader("Proxy-Authorization")
+		if h == nil {
+			mu.Lock()
+			challenged = append(challenged, req)
+			mu.Unlock()
+			res := sip.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
+			res.AppendHeader(sip.NewHeader("Proxy-Authenticate", `Digest realm="`+realmFar+`", nonce="`+nonce+`", qop="auth", algorithm=MD5`))
+			_ = tx.Respond(res)
+			return
+		}
+		c, err := parseCredentials(h.Value())
+		switch {
+		case err != nil:
+			verdicts <- err.Error()
+		case c.Username != "sb" || c.Realm != realmFar || c.Nonce != nonce || c.QOP != "auth":
+			verdicts <- "credentials " + h.Value()
+		case c.URI != req.Recipient.String():
+			verdicts <- "digest uri " + c.URI + " is not the request URI " + req.Recipient.String()
+		case digestResponse("INVITE", c.URI, "sb", "out s3cret", realmFar, nonce, c.QOP, c.NC, c.CNonce) != c.Response:
+			verdicts <- "wrong digest"
+		default:
+			verdicts <- ""
+			answer(f, req, tx)
+			return
+		}
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 403, "Forbidden", nil))
+	})
+
+	tr := store.NewTrunk()
+	tr.Name, tr.Direction = "carrier", "outbound"
+	tr.Outbound.Address, tr.Outbound.Username, tr.Outbound.Password, tr.Outbound.CallerID = far.addr, "sb", "out s3cret", "+14155550199"
+	if err := store.Create(ctx, st, tenant, tr); err != nil {
+		t.Fatal(err)
+	}
+	rec := store.NewOutboundCall()
+	rec.TenantID, rec.To, rec.TrunkID, rec.Destination = tenant, "+14155550100", &tr.ID, "tone"
+	if err := s.Dial(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case v := <-verdicts:
+		if v != "" {
+			t.Fatalf("the proxy refused the Proxy-Authorization: %s", v)
+		}
+	case <-ctx.Done():
+		t.Fatal("no INVITE with Proxy-Authorization")
+	}
+	var d *sipgo.DialogServerSession
+	select {
+	case d = <-answered:
+	case <-ctx.Done():
+		t.Fatal("the answer was not acknowledged")
+	}
+	defer d.Close()
+	inv := <-invites
+	mu.Lock()
+	first := challenged[0]
+	mu.Unlock()
+	if inv.CallID().Value() != first.CallID().Value() || inv.CSeq().SeqNo != first.CSeq().SeqNo+1 {
+		t.Errorf("authenticated INVITE call-id %s cseq %d, want the challenged %s with cseq %d", inv.CallID().Value(), inv.CSeq().SeqNo, first.CallID().Value(), first.CSeq().SeqNo+1)
+	}
+	if inv.Recipient.User != "+14155550100" || inv.From().Address.User != "+14155550199" {
+		t.Errorf("INVITE to %s from %s, want the number from the trunk's caller ID", inv.Recipient.String(), inv.From().Address.String())
+	}
+	checkTone(t, decodeG711(peer.first(50, 10*time.Second, 0)), 0.9)
+	if err := d.Bye(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := endedCall(ctx, t, events, st, tenant, rec.ID)
+	if got.Status != store.CallCompleted || got.TrunkID == nil || *got.TrunkID != tr.ID {
+		t.Errorf("record %s over %v, want completed over %s", got.Status, got.TrunkID, tr.ID)
 	}
 }
