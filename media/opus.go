@@ -34,6 +34,11 @@ type OpusConfig struct {
 	PacketLossPercent int
 	// DTX lets the encoder send almost nothing during silence.
 	DTX bool
+	// MaxBandwidth caps the audio bandwidth coded, in Hz: 4000 (narrowband), 6000
+	// (medium), 8000 (wideband), 12000 (super-wideband) or 20000 (fullband); 0: no cap.
+	// Speech capped at wideband stays in SILK mode, several times cheaper to encode than
+	// fullband CELT or hybrid, whatever the sample rate.
+	MaxBandwidth int
 }
 
 // OpusEncoder encodes 20 ms PCM16 frames into Opus packets. Not safe for concurrent use.
@@ -74,6 +79,23 @@ func NewOpusEncoder(cfg OpusConfig) (*OpusEncoder, error) {
 		{"fec", func() error { return enc.SetInBandFEC(cfg.FEC) }},
 		{"packet loss", func() error { return enc.SetPacketLossPerc(cfg.PacketLossPercent) }},
 		{"dtx", func() error { return enc.SetDTX(cfg.DTX) }},
+		{"bandwidth", func() error {
+			switch cfg.MaxBandwidth {
+			case 0:
+				return nil
+			case 4000:
+				return enc.SetMaxBandwidth(opus.Narrowband)
+			case 6000:
+				return enc.SetMaxBandwidth(opus.Mediumband)
+			case 8000:
+				return enc.SetMaxBandwidth(opus.Wideband)
+			case 12000:
+				return enc.SetMaxBandwidth(opus.SuperWideband)
+			case 20000:
+				return enc.SetMaxBandwidth(opus.Fullband)
+			}
+			return fmt.Errorf("%d Hz, want 4000, 6000, 8000, 12000 or 20000", cfg.MaxBandwidth)
+		}},
 		{"bitrate", func() error {
 			if cfg.Bitrate == 0 {
 				return enc.SetBitrateToAuto()

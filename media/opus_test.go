@@ -117,6 +117,22 @@ func TestOpusLossConcealment(t *testing.T) {
 	}
 }
 
+func TestOpusMaxBandwidth(t *testing.T) {
+	t.Parallel()
+	// Capped at wideband, a 48 kHz encoder still carries speech-band tones, and drops what
+	// lies above 8 kHz.
+	for _, tc := range []struct {
+		freq float64
+		want bool
+	}{{1000, true}, {12000, false}} {
+		got := opusTone(t, OpusConfig{Rate: Rate48k, Complexity: 1, MaxBandwidth: 8000}, tc.freq, 40)
+		level := rms(got[20*960:])
+		if heard := level > 2000; heard != tc.want {
+			t.Errorf("%.0f Hz: level %.0f after the cap", tc.freq, level)
+		}
+	}
+}
+
 func TestOpusDTX(t *testing.T) {
 	t.Parallel()
 	enc, err := NewOpusEncoder(OpusConfig{Rate: Rate16k, DTX: true})
@@ -143,6 +159,9 @@ func TestOpusErrors(t *testing.T) {
 	}
 	if _, err := NewOpusEncoder(OpusConfig{Rate: Rate8k, Complexity: 11}); err == nil {
 		t.Error("complexity 11 accepted")
+	}
+	if _, err := NewOpusEncoder(OpusConfig{Rate: Rate48k, MaxBandwidth: 7000}); err == nil {
+		t.Error("a bandwidth of 7 kHz accepted")
 	}
 	enc, _ := NewOpusEncoder(OpusConfig{Rate: Rate8k})
 	if _, err := enc.Encode(make([]byte, OpusMaxPacket), make([]int16, 100)); err == nil {

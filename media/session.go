@@ -69,9 +69,14 @@ type RTPConfig struct {
 	// MediaTimeout: no RTP or RTCP for this long ends the session with reason
 	// "media-timeout"; zero: 30 s; negative: never.
 	MediaTimeout time.Duration
-	// OpusComplexity is the encoder's complexity, 1 to 10; 0: 3, cheap enough for many
-	// calls per core and still clear speech.
+	// OpusComplexity is the encoder's complexity, 1 to 10; 0: 1, the cheapest that still
+	// codes wideband speech cleanly, so that a core carries many Opus calls (3 for a stream
+	// at 8 kHz, where narrowband SILK needs it and costs less anyway).
 	OpusComplexity int
+	// OpusMaxBandwidth caps the audio bandwidth we encode, in Hz (see
+	// OpusConfig.MaxBandwidth); 0: 8000, wideband speech, which keeps the encoder in its
+	// cheap SILK mode.
+	OpusMaxBandwidth int
 	// Record, if set, receives a stereo WAV at Rate: left is what the peer sent, right is
 	// what we sent. The session finishes the file when the stream ends; it does not close
 	// Record. It is fed on ReadFrame's clock, so it records only while frames are read.
@@ -108,7 +113,9 @@ const (
 	defaultJitterDepth  = 40 * time.Millisecond
 	defaultMediaTimeout = 30 * time.Second
 	defaultRTCPInterval = 5 * time.Second
-	defaultOpusCplx     = 3
+	defaultOpusCplx     = 1
+	defaultOpusCplx8k   = 3
+	defaultOpusBW       = 8000
 	// A writer may run this far ahead of the clock without waiting: an echo or relay
 	// writes just after its ReadFrame, whose clock need not be in phase with ours.
 	writeLead = FrameDuration
@@ -272,13 +279,19 @@ type txCodec struct {
 	payload []byte
 }
 
-func newTxCodec(kind codecKind, rate, complexity int) (*txCodec, error) {
+func newTxCodec(kind codecKind, rate, complexity, bandwidth int) (*txCodec, error) {
 	c := &txCodec{kind: kind}
 	if kind == codecOpus {
 		if complexity == 0 {
 			complexity = defaultOpusCplx
+			if rate == Rate8k {
+				complexity = defaultOpusCplx8k
+			}
 		}
-		enc, err := NewOpusEncoder(OpusConfig{Rate: rate, Complexity: complexity, FEC: true, PacketLossPercent: 5})
+		if bandwidth == 0 {
+			bandwidth = defaultOpusBW
+		}
+		enc, err := NewOpusEncoder(OpusConfig{Rate: rate, Complexity: complexity, MaxBandwidth: bandwidth, FEC: true, PacketLossPercent: 5})
 		if err != nil {
 			return nil, err
 		}
@@ -333,17 +346,19 @@ func newSessionJitter(kind codecKind, depth time.Duration) *JitterBuffer {
 // ReadFrame is meant for one goroutine and WriteFrame for one (they may be different);
 // every other method is safe from any goroutine.
 type RTPSession struct {
-	log          *slog.Logger
-	conn         *net.UDPConn
-	rtcpConn     *net.UDPConn
-	rate         int
-	frameLen     int
-	ssrc         uint32
-	timeout      time.Duration
-	rtcpInterval time.Duration
-	start        time.Time
-	cname        string
-	explicitRTCP bool
+	log            *slog.Logger
+	conn           *net.UDPConn
+	rtcpConn       *net.UDPConn
+	rate           int
+	frameLen       int
+	ssrc           uint32
+	timeout        time.Duration
+	rtcpInterval   time.Duration
+	start          time.Time
+	cname          string
+	explicitRTCP   bool
+	opusComplexity int
+	opusBandwidth  int
 
 	remote     atomic.Pointer[netip.AddrPort] // where RTP goes
 	rtcpRemote atomic.Pointer[netip.AddrPort] // where RTCP goes
@@ -448,7 +463,7 @@ func NewRTPSession(cfg RTPConfig) (*RTPSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	tx, err := newTxCodec(kind, cfg.Rate, cfg.OpusComplexity)
+	tx, err := newTxCodec(kind, cfg.Rate, cfg.OpusComplexity, cfg.OpusMaxBandwidth)
 	if err != nil {
 		return nil, err
 	}
@@ -469,37 +484,39 @@ func NewRTPSession(cfg RTPConfig) (*RTPSession, error) {
 		interval = defaultRTCPInterval
 	}
 	s := &RTPSession{
-		log:          log,
-		conn:         cfg.Conn,
-		rtcpConn:     cfg.RTCP,
-		rate:         cfg.Rate,
-		frameLen:     SamplesPerFrame(cfg.Rate),
-		timeout:      timeout,
-		rtcpInterval: interval,
-		start:        time.Now(),
-		explicitRTCP: cfg.RemoteRTCP.IsValid(),
-		codecPT:      spec.PayloadType,
-		eventPT:      cfg.EventPT,
-		eventOK:      cfg.EventPT != 0,
-		sendClock:    spec.ClockRate,
-		jb:           newSessionJitter(kind, depth),
-		rstats:       NewReceiverStats(spec.ClockRate),
-		det:          NewDTMFDetector(spec.ClockRate),
-		rx:           rx,
-		rbuf:         make([]byte, maxDatagram),
-		rnext:        make([]byte, maxDatagram),
-		readTimer:    stoppedTimer(),
-		pz:           NewPacketizer(spec.PayloadType, spec.ClockRate, 0),
-		sstats:       NewSenderStats(spec.ClockRate),
-		tx:           tx,
-		txEventPT:    cfg.EventPT,
-		sending:      true,
-		writeTimer:   stoppedTimer(),
-		wpkt:         make([]byte, maxDatagram),
-		dtmfPkts:     make([]DTMFPacket, 0, 32),
-		dtmfBuf:      make([]byte, 12+TelephoneEventSize),
-		events:       make(chan Event, eventBuffer),
-		done:         make(chan struct{}),
+		log:            log,
+		conn:           cfg.Conn,
+		rtcpConn:       cfg.RTCP,
+		rate:           cfg.Rate,
+		frameLen:       SamplesPerFrame(cfg.Rate),
+		timeout:        timeout,
+		rtcpInterval:   interval,
+		start:          time.Now(),
+		explicitRTCP:   cfg.RemoteRTCP.IsValid(),
+		opusComplexity: cfg.OpusComplexity,
+		opusBandwidth:  cfg.OpusMaxBandwidth,
+		codecPT:        spec.PayloadType,
+		eventPT:        cfg.EventPT,
+		eventOK:        cfg.EventPT != 0,
+		sendClock:      spec.ClockRate,
+		jb:             newSessionJitter(kind, depth),
+		rstats:         NewReceiverStats(spec.ClockRate),
+		det:            NewDTMFDetector(spec.ClockRate),
+		rx:             rx,
+		rbuf:           make([]byte, maxDatagram),
+		rnext:          make([]byte, maxDatagram),
+		readTimer:      stoppedTimer(),
+		pz:             NewPacketizer(spec.PayloadType, spec.ClockRate, 0),
+		sstats:         NewSenderStats(spec.ClockRate),
+		tx:             tx,
+		txEventPT:      cfg.EventPT,
+		sending:        true,
+		writeTimer:     stoppedTimer(),
+		wpkt:           make([]byte, maxDatagram),
+		dtmfPkts:       make([]DTMFPacket, 0, 32),
+		dtmfBuf:        make([]byte, 12+TelephoneEventSize),
+		events:         make(chan Event, eventBuffer),
+		done:           make(chan struct{}),
 	}
 	s.ssrc = s.pz.SSRC()
 	s.cname = fmt.Sprintf("%08x@switchboard", s.ssrc)
@@ -862,7 +879,7 @@ func (s *RTPSession) Update(u RTPUpdate) error {
 		if rx, err = newRxCodec(kind, s.rate); err != nil {
 			return err
 		}
-		if tx, err = newTxCodec(kind, s.rate, 0); err != nil {
+		if tx, err = newTxCodec(kind, s.rate, s.opusComplexity, s.opusBandwidth); err != nil {
 			return err
 		}
 		s.mu.Lock()

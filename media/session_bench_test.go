@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -181,17 +182,23 @@ func runEchoCalls(b *testing.B, codec CodecSpec, rate, calls, seconds int, withR
 	}
 	// Measure the steady state: after the echo delay and the start-up, before the end.
 	time.Sleep(2 * time.Second)
+	jit0 := jitterTotals(sessions)
 	wall0, cpu0 := time.Now(), cpuTime(b)
 	time.Sleep(time.Duration(seconds)*time.Second - 2500*time.Millisecond)
 	wall, cpu := time.Since(wall0), cpuTime(b)-cpu0
+	jit := jitterTotals(sessions)
+	jit.Played -= jit0.Played
+	jit.Lost -= jit0.Lost
+	jit.Late -= jit0.Late
+	jit.Discarded -= jit0.Discarded
 	if err := cmd.Wait(); err != nil {
 		b.Fatalf("load generator: %v\n%s", err, out.String())
 	}
 	var peer echoPeerResult
 	for line := range strings.Lines(out.String()) {
 		if strings.HasPrefix(line, "RESULT ") {
-			if _, err := fmt.Sscanf(line, "RESULT sent=%d received=%d lost=%d frames=%d silent=%d",
-				&peer.sent, &peer.received, &peer.lost, &peer.frames, &peer.silent); err != nil {
+			if _, err := fmt.Sscanf(line, "RESULT sent=%d received=%d lost=%d frames=%d silent=%d late99=%d",
+				&peer.sent, &peer.received, &peer.lost, &peer.frames, &peer.silent, &peer.lateP99); err != nil {
 				b.Fatalf("load generator said %q: %v", line, err)
 			}
 		}
@@ -200,18 +207,10 @@ func runEchoCalls(b *testing.B, codec CodecSpec, rate, calls, seconds int, withR
 		b.Fatalf("load generator gave no result:\n%s", out.String())
 	}
 	var lostIn, receivedIn int64
-	var jit JitterStats
 	for _, s := range sessions {
 		st := s.Stats()
 		lostIn += max(st.PacketsLost, 0)
 		receivedIn += int64(st.PacketsReceived)
-		s.mu.Lock()
-		js := s.jb.Stats()
-		s.mu.Unlock()
-		jit.Played += js.Played
-		jit.Lost += js.Lost
-		jit.Late += js.Late
-		jit.Discarded += js.Discarded
 	}
 	peerCPU := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	perCall := float64(cpu) / float64(wall) / float64(calls)
@@ -219,11 +218,47 @@ func runEchoCalls(b *testing.B, codec CodecSpec, rate, calls, seconds int, withR
 	b.ReportMetric(1/perCall, "calls/core")
 	b.ReportMetric(100*float64(lostIn+peer.lost)/float64(max(1, receivedIn+lostIn+peer.received+peer.lost)), "loss-%")
 	b.ReportMetric(100*float64(peer.silent)/float64(max(1, peer.frames)), "silent-%")
-	// Diagnostics: frames the echoes' jitter buffers concealed, and the load generator's
-	// own CPU (a generator short of CPU sends late, and the echoes conceal).
+	// Diagnostics: frames the echoes' jitter buffers concealed in the measured window, and
+	// the load generator's own CPU (a generator short of CPU sends late, and the echoes conceal).
 	b.ReportMetric(100*float64(jit.Lost)/float64(max(1, jit.Played+jit.Lost)), "concealed-%")
 	b.ReportMetric(float64(jit.Late+jit.Discarded), "late+discarded")
 	b.ReportMetric(100*float64(peerCPU)/float64(time.Duration(seconds)*time.Second), "generator-cpu-%")
+	b.ReportMetric(lateP99(), "read-late-p99-ms")
+	b.ReportMetric(float64(peer.lateP99), "generator-late-p99-ms")
+}
+
+// lateHist counts how late the echoes' ReadFrame returned against their 20 ms grid, in
+// milliseconds, to tell a starved process from a starved generator.
+var lateHist [256]atomic.Int64
+
+func lateP99() float64 {
+	var total int64
+	for i := range lateHist {
+		total += lateHist[i].Load()
+	}
+	var acc int64
+	for i := range lateHist {
+		acc += lateHist[i].Load()
+		if acc*100 >= total*99 {
+			return float64(i)
+		}
+	}
+	return float64(len(lateHist))
+}
+
+// jitterTotals sums the jitter buffers' counters of the sessions.
+func jitterTotals(sessions []*RTPSession) JitterStats {
+	var t JitterStats
+	for _, s := range sessions {
+		s.mu.Lock()
+		js := s.jb.Stats()
+		s.mu.Unlock()
+		t.Played += js.Played
+		t.Lost += js.Lost
+		t.Late += js.Late
+		t.Discarded += js.Discarded
+	}
+	return t
 }
 
 // echoCall is the echo destination: what it hears, it plays back 0.5 s later.
@@ -232,9 +267,15 @@ func echoCall(s *RTPSession) {
 	ring := make([]int16, echoDelayFrames*n)
 	out := Frame{Rate: s.SampleRate()}
 	var in Frame
+	var t0 time.Time
 	for i := 0; ; i++ {
 		if err := s.ReadFrame(&in); err != nil {
 			return
+		}
+		if i == 0 {
+			t0 = time.Now()
+		} else if late := time.Since(t0.Add(time.Duration(i) * FrameDuration)); late > 0 {
+			lateHist[min(int(late/time.Millisecond), len(lateHist)-1)].Add(1)
 		}
 		slot := ring[(i%echoDelayFrames)*n : (i%echoDelayFrames+1)*n]
 		if i >= echoDelayFrames {
@@ -249,6 +290,7 @@ func echoCall(s *RTPSession) {
 
 type echoPeerResult struct {
 	sent, received, lost, frames, silent int64
+	lateP99                              int64 // ms the generator's ticks came late, 99th percentile
 }
 
 // TestEchoPeer is the load generator of BenchmarkRTPSessionsEcho, run in its own process:
@@ -341,25 +383,44 @@ func TestEchoPeer(t *testing.T) {
 			res.lost.Add(max(seq.Lost(), 0))
 		}()
 	}
-	buf := make([]byte, 1500)
-	tick := time.NewTicker(FrameDuration)
-	for i := 0; time.Now().Before(end); i++ {
-		payload := payloads[i%len(payloads)]
-		for j, c := range cs {
-			n, err := c.pz.Packetize(buf, payload)
-			if err != nil {
-				t.Fatal(err)
+	// Senders in shards, each on the schedule (not a ticker): one that falls behind sends
+	// its late packets at once, as a jittery network would, and does not drift.
+	const shards = 4
+	lates := make([][]time.Duration, shards)
+	var swg sync.WaitGroup
+	for sh := range shards {
+		swg.Add(1)
+		go func() {
+			defer swg.Done()
+			buf := make([]byte, 1500)
+			for i := 0; ; i++ {
+				due := start.Add(time.Duration(i) * FrameDuration)
+				if !due.Before(end) {
+					return
+				}
+				time.Sleep(time.Until(due))
+				lates[sh] = append(lates[sh], time.Since(due))
+				payload := payloads[i%len(payloads)]
+				for j := sh; j < len(cs); j += shards {
+					c := cs[j]
+					n, err := c.pz.Packetize(buf, payload)
+					if err != nil {
+						panic(err)
+					}
+					if _, err := c.conn.WriteToUDPAddrPort(buf[:n], targets[j]); err == nil {
+						res.sent.Add(1)
+					}
+				}
 			}
-			if _, err := c.conn.WriteToUDPAddrPort(buf[:n], targets[j]); err == nil {
-				res.sent.Add(1)
-			}
-		}
-		<-tick.C
+		}()
 	}
-	tick.Stop()
+	swg.Wait()
 	wg.Wait()
-	fmt.Printf("RESULT sent=%d received=%d lost=%d frames=%d silent=%d\n",
-		res.sent.Load(), res.received.Load(), res.lost.Load(), res.frames.Load(), res.silent.Load())
+	late := slices.Concat(lates...)
+	slices.Sort(late)
+	fmt.Printf("RESULT sent=%d received=%d lost=%d frames=%d silent=%d late99=%d\n",
+		res.sent.Load(), res.received.Load(), res.lost.Load(), res.frames.Load(), res.silent.Load(),
+		late[len(late)*99/100].Milliseconds())
 }
 
 // echoPeerPayloads encodes a second of a 1 kHz tone, which the generator sends in a loop.
