@@ -100,15 +100,18 @@ type Call struct {
 
 	endOnce sync.Once
 	ended   chan struct{}
-	reason  string
-	sendBye bool
+	// gone is closed once the call is torn down and its record final.
+	gone     chan struct{}
+	goneOnce sync.Once
+	reason   string
+	sendBye  bool
 }
 
 func (s *Server) newCall(rec store.Call, inbound bool, h Handler) *Call {
 	c := &Call{
 		srv: s, id: rec.ID, tenantID: rec.TenantID, inbound: inbound, handler: h, rec: rec,
 		refresh: make(chan struct{}, 1), ackSDP: make(chan []byte, 1), notify: make(chan int, 1),
-		ended: make(chan struct{}), mediaUp: make(chan struct{}),
+		ended: make(chan struct{}), mediaUp: make(chan struct{}), gone: make(chan struct{}),
 	}
 	c.log = s.log.With("call", rec.ID, "call_id", rec.SIPCallID)
 	return c
@@ -405,12 +408,23 @@ func (c *Call) end(ctx context.Context, reason string) {
 		c.log.Info("call ended", "reason", reason)
 	}
 	c.Publish(EventCallEnded, c.Record())
+	c.goneOnce.Do(func() { close(c.gone) })
+}
+
+// hungUp says whether the call was ended (finish) before it was answered.
+func (c *Call) hungUp() bool {
+	select {
+	case <-c.ended:
+		return true
+	default:
+		return false
+	}
 }
 
 // unansweredStatus is the status of a call that ended before it was answered.
 func unansweredStatus(reason string) string {
 	switch reason {
-	case ReasonCanceled:
+	case ReasonCanceled, ReasonAPIHangup: // the caller's side gave up: for a call we place, we did
 		return store.CallCanceled
 	case store.CallBusy:
 		return store.CallBusy

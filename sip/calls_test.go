@@ -924,6 +924,10 @@ func TestHangupFromAPI(t *testing.T) {
 	if err := s.Hangup(ctx, tenant, rec.ID); err != nil {
 		t.Fatal(err)
 	}
+	// Hangup returns once the record is final: the API answers with it.
+	if now, err := store.Get[store.Call](ctx, st, tenant, rec.ID); err != nil || now.Status != store.CallCompleted {
+		t.Errorf("record right after Hangup: %v %v, want completed", now, err)
+	}
 	u.waitBye(ctx, t, callID)
 	got := endedCall(ctx, t, events, st, tenant, rec.ID)
 	if got.Status != store.CallCompleted || got.EndedReason != ReasonAPIHangup || got.Quality.PacketsSent == 0 {
@@ -1277,8 +1281,8 @@ func TestCIDRTrunk(t *testing.T) {
 func TestBlindTransfer(t *testing.T) {
 	for _, tc := range []struct {
 		name, to, frag string // frag "": the far end declines the REFER
-		referTo            string
-		statuses           []string
+		referTo        string
+		statuses       []string
 	}{
 		{"answered", "+14155550123", "SIP/2.0 200 OK\r\n", "<sip:+14155550123@%s>", []string{"accepted", "completed"}},
 		{"busy", "sip:desk@pbx.example.com", "SIP/2.0 486 Busy Here\r\n", "<sip:desk@pbx.example.com>", []string{"accepted", "failed"}},
@@ -1534,11 +1538,13 @@ func TestOutboundCall(t *testing.T) {
 // we CANCEL), is recorded busy or no-answer.
 func TestOutboundUnanswered(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		status string
+		name           string
+		status, reason string
+		hangup         bool // Server.Hangup while it rings
 	}{
-		{"busy", store.CallBusy},
-		{"no answer", store.CallNoAnswer},
+		{"busy", store.CallBusy, store.EndedBusy, false},
+		{"no answer", store.CallNoAnswer, store.EndedNoAnswer, false},
+		{"hung up while ringing", store.CallCanceled, ReasonAPIHangup, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			verifyNoLeaks(t, sipgoCancelLeak)
@@ -1569,13 +1575,22 @@ func TestOutboundUnanswered(t *testing.T) {
 
 			rec := store.NewOutboundCall()
 			rec.TenantID, rec.To, rec.Destination, rec.TimeoutSeconds = tenant, "sip:far@"+far.addr, "tone", 2
+			if tc.hangup {
+				rec.TimeoutSeconds = 60
+			}
 			start := time.Now()
 			if err := s.Dial(ctx, rec); err != nil {
 				t.Fatal(err)
 			}
+			if tc.hangup {
+				events.wait(ctx, t, EventCallRinging, onTopic(rec.ID))
+				if err := s.Hangup(ctx, tenant, rec.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
 			got := endedCall(ctx, t, events, st, tenant, rec.ID)
-			if got.Status != tc.status || got.EndedReason != tc.status || got.AnsweredAt != nil {
-				t.Errorf("record %s/%s answered %v, want %s", got.Status, got.EndedReason, got.AnsweredAt, tc.status)
+			if got.Status != tc.status || got.EndedReason != tc.reason || got.AnsweredAt != nil {
+				t.Errorf("record %s/%s answered %v, want %s/%s", got.Status, got.EndedReason, got.AnsweredAt, tc.status, tc.reason)
 			}
 			if tc.status == store.CallBusy {
 				if fmt.Sprint(got.Metadata["sip_status"]) != "486" {
@@ -1586,7 +1601,7 @@ func TestOutboundUnanswered(t *testing.T) {
 			if !<-canceled {
 				t.Error("the far end saw no CANCEL")
 			}
-			if d := time.Since(start); d < 2*time.Second {
+			if d := time.Since(start); !tc.hangup && d < 2*time.Second {
 				t.Errorf("gave up after %v, want the 2 s timeout", d)
 			}
 		})

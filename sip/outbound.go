@@ -131,7 +131,12 @@ func dialTarget(to string, trunk *store.Trunk) (sip.Uri, error) {
 func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 	ctx := s.ctx
 	log := c.log.With("to", target.String())
-	fail := func(reason string) { c.end(ctx, reason) }
+	fail := func(reason string) {
+		if c.hungUp() { // Server.Hangup before the answer, whatever it interrupted
+			reason = c.reason
+		}
+		c.end(ctx, reason)
+	}
 
 	dst := netip.Addr{}
 	if ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", target.Host); err == nil && len(ips) > 0 {
@@ -184,6 +189,13 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 
 	ringCtx, cancel := context.WithTimeout(ctx, time.Duration(c.rec.TimeoutSeconds)*time.Second)
 	defer cancel()
+	go func() { // hung up while it rings (Server.Hangup): WaitAnswer sends the CANCEL
+		select {
+		case <-c.ended:
+			cancel()
+		case <-ringCtx.Done():
+		}
+	}()
 	cseq := uint32(1)
 	var dlg *sipgo.DialogClientSession
 	var authHdr sip.Header
@@ -248,6 +260,9 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 		_ = dlg.Close()
 		var de *sipgo.ErrDialogResponse
 		switch {
+		case c.hungUp(): // its CANCEL's 487 is no refusal of the far end
+			log.Info("call hung up before answer", "reason", c.reason)
+			fail(c.reason)
 		case errors.As(err, &de):
 			reason := outcome(de.Res.StatusCode)
 			log.Info("call not answered", "status", de.Res.StatusCode, "outcome", reason)

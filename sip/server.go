@@ -472,8 +472,9 @@ func (s *Server) Hangup(ctx context.Context, tenantID, callID string) error {
 		return err
 	}
 	c.finish(ReasonAPIHangup, true)
+	// Until the record is final: the API answers with it.
 	select {
-	case <-c.ended:
+	case <-c.gone:
 	case <-ctx.Done():
 	}
 	return nil
