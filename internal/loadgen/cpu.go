@@ -54,8 +54,19 @@ type cpuUse struct {
 	Mean float64 `json:"mean_percent"`
 	// Peak is the highest of the one-second windows.
 	Peak float64 `json:"peak_percent"`
+	// Full is the mean over the one-second windows in which all Calls were up (0 when
+	// none was): the cost of that many calls, without the ramp-up and the tail.
+	Full float64 `json:"full_percent"`
 	// Seconds is the CPU time used over the run.
 	Seconds float64 `json:"seconds"`
+}
+
+func (c *cpuUse) String() string {
+	s := fmt.Sprintf("mean %.1f%%, peak %.1f%%", c.Mean, c.Peak)
+	if c.Full > 0 {
+		s += fmt.Sprintf(", with all calls up %.1f%%", c.Full)
+	}
+	return s
 }
 
 // monitor samples the server's and our CPU time every second, and logs progress.
@@ -71,7 +82,11 @@ type monitor struct {
 	self0, selfLast   time.Duration
 	srvPeak, selfPeak float64 // highest one-second windows
 	srvNow, selfNow   float64 // the last window
+	// CPU time and wall time of the windows in which all calls were up.
+	srvFull, selfFull time.Duration
+	fullWall          time.Duration
 	srvErr            error
+	fullBefore        bool // all calls were up at the last sample
 }
 
 func startMonitor(pid int, log *slog.Logger, g *generator) (*monitor, error) {
@@ -117,12 +132,22 @@ func (m *monitor) sample(now time.Time, peak bool) {
 		return
 	}
 	peak = peak && wall >= 0.5
+	// Full for the whole window when full at both ends: calls end and start within it, and
+	// a window is only a second.
+	full := peak && m.g.active.Load() == int64(m.g.cfg.Calls) && m.fullBefore
+	m.fullBefore = m.g.active.Load() == int64(m.g.cfg.Calls)
+	if full {
+		m.fullWall += now.Sub(m.last)
+	}
 	if m.pid != 0 && m.srvErr == nil {
 		cpu, err := processCPU(m.pid)
 		if err != nil {
 			m.srvErr = err // the server exited: keep what was measured until then
 		} else {
 			m.srvNow = 100 * (cpu - m.srvLast).Seconds() / wall
+			if full {
+				m.srvFull += cpu - m.srvLast
+			}
 			if peak {
 				m.srvPeak = max(m.srvPeak, m.srvNow)
 			}
@@ -131,6 +156,9 @@ func (m *monitor) sample(now time.Time, peak bool) {
 	}
 	self := selfCPU()
 	m.selfNow = 100 * (self - m.selfLast).Seconds() / wall
+	if full {
+		m.selfFull += self - m.selfLast
+	}
 	if peak {
 		m.selfPeak = max(m.selfPeak, m.selfNow)
 	}
@@ -149,9 +177,16 @@ func (m *monitor) stop() (server, self *cpuUse) {
 	}
 	if m.pid != 0 {
 		s := (m.srvLast - m.srv0).Seconds()
-		server = &cpuUse{Mean: round1(100 * s / wall), Peak: round1(m.srvPeak), Seconds: round3(s)}
+		server = &cpuUse{Mean: round1(100 * s / wall), Peak: round1(m.srvPeak), Full: m.fullPercent(m.srvFull), Seconds: round3(s)}
 	}
 	s := (m.selfLast - m.self0).Seconds()
-	self = &cpuUse{Mean: round1(100 * s / wall), Peak: round1(m.selfPeak), Seconds: round3(s)}
+	self = &cpuUse{Mean: round1(100 * s / wall), Peak: round1(m.selfPeak), Full: m.fullPercent(m.selfFull), Seconds: round3(s)}
 	return server, self
+}
+
+func (m *monitor) fullPercent(cpu time.Duration) float64 {
+	if m.fullWall <= 0 {
+		return 0
+	}
+	return round1(100 * cpu.Seconds() / m.fullWall.Seconds())
 }

@@ -245,12 +245,12 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	b.WriteString("cpu      ")
 	if r.ServerCPU != nil {
-		fmt.Fprintf(&b, "server %.1f%% of a core (peak %.1f%%), ", r.ServerCPU.Mean, r.ServerCPU.Peak)
+		fmt.Fprintf(&b, "server %s; ", r.ServerCPU)
 	}
 	if r.LoadCPU != nil {
-		fmt.Fprintf(&b, "load generator %.1f%% (peak %.1f%%)", r.LoadCPU.Mean, r.LoadCPU.Peak)
+		fmt.Fprintf(&b, "load generator %s", r.LoadCPU)
 	}
-	b.WriteString("\n")
+	b.WriteString(" (% of a core)\n")
 	fmt.Fprintf(&b, "pacer    late frames %d, skipped %d, max lag %.1f ms\n", r.PacerLateFrames, r.PacerSkippedFrames, r.PacerMaxLagMs)
 	_, err := io.WriteString(w, b.String())
 	return err
