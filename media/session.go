@@ -373,6 +373,7 @@ type RTPSession struct {
 	latched     bool
 	latchSSRC   uint32
 	rtcpLatched bool
+	kind        codecKind
 	codecPT     uint8
 	eventPT     uint8
 	eventOK     bool
@@ -495,6 +496,7 @@ func NewRTPSession(cfg RTPConfig) (*RTPSession, error) {
 		explicitRTCP:   cfg.RemoteRTCP.IsValid(),
 		opusComplexity: cfg.OpusComplexity,
 		opusBandwidth:  cfg.OpusMaxBandwidth,
+		kind:           kind,
 		codecPT:        spec.PayloadType,
 		eventPT:        cfg.EventPT,
 		eventOK:        cfg.EventPT != 0,
@@ -866,26 +868,32 @@ func (s *RTPSession) Update(u RTPUpdate) error {
 	}
 	var (
 		spec CodecSpec
+		kind codecKind
 		rx   *rxCodec
 		tx   *txCodec
 		jb   *JitterBuffer
 	)
 	if u.Codec != nil {
-		var kind codecKind
 		var err error
 		if spec, kind, err = resolveCodec(*u.Codec); err != nil {
 			return err
 		}
-		if rx, err = newRxCodec(kind, s.rate); err != nil {
-			return err
-		}
-		if tx, err = newTxCodec(kind, s.rate, s.opusComplexity, s.opusBandwidth); err != nil {
-			return err
-		}
 		s.mu.Lock()
+		same := s.kind == kind && s.codecPT == spec.PayloadType
 		depth := time.Duration(s.jb.cfg.Initial) * FrameDuration
 		s.mu.Unlock()
-		jb = newSessionJitter(kind, depth)
+		if same {
+			// A session refresh or a hold repeats the codec: its state stays.
+			u.Codec = nil
+		} else {
+			if rx, err = newRxCodec(kind, s.rate); err != nil {
+				return err
+			}
+			if tx, err = newTxCodec(kind, s.rate, s.opusComplexity, s.opusBandwidth); err != nil {
+				return err
+			}
+			jb = newSessionJitter(kind, depth)
+		}
 	}
 	now := time.Now()
 
@@ -903,6 +911,7 @@ func (s *RTPSession) Update(u RTPUpdate) error {
 		s.lateBase += js.Late
 		s.dupBase += js.Duplicate
 		s.jb, s.rxNew, s.codecPT, s.sendClock = jb, rx, spec.PayloadType, spec.ClockRate
+		s.kind = kind
 		s.rstats.clockRate = spec.ClockRate
 		s.det.clockRate = spec.ClockRate
 	}

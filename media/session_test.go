@@ -779,6 +779,21 @@ func TestRTPSessionCodecChange(t *testing.T) {
 	toneWriter(t, a, 1000)
 	rd := startReader(t, b)
 	eventually(t, 5*time.Second, "G.711", func() bool { return b.Stats().PacketsReceived > 20 })
+	// A session refresh repeating the codec keeps the codec's state.
+	txOf := func(s *RTPSession) *txCodec {
+		s.wmu.Lock()
+		defer s.wmu.Unlock()
+		return s.tx
+	}
+	before := txOf(a)
+	pcmu := specPCMU
+	pcmu.Name = "pcmu"
+	if err := a.Update(RTPUpdate{Codec: &pcmu, Send: true, Receive: true}); err != nil {
+		t.Fatal(err)
+	}
+	if txOf(a) != before {
+		t.Fatal("the same codec was set up again")
+	}
 	opus := specOpus
 	for _, s := range []*RTPSession{b, a} {
 		if err := s.Update(RTPUpdate{Codec: &opus, Send: true, Receive: true}); err != nil {
