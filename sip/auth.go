@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
@@ -267,15 +266,4 @@ func inCIDRs(a netip.Addr, cidrs []string) bool {
 		}
 	}
 	return false
-}
-
-// sipPort is the port of a URI, its default when absent.
-func sipPort(u *sip.Uri) string {
-	if u.Port != 0 {
-		return strconv.Itoa(u.Port)
-	}
-	if u.IsEncrypted() {
-		return "5061"
-	}
-	return "5060"
 }

@@ -1699,3 +1699,43 @@ func TestOutboundProxyAuth(t *testing.T) {
 		t.Errorf("record %s over %v, want completed over %s", got.Status, got.TrunkID, tr.ID)
 	}
 }
+
+// An INVITE without an offer (late offer, RFC 3261 §13.2.1): our offer goes in the 200 and
+// the caller's answer in the ACK, whose codec the call then uses.
+func TestLateOffer(t *testing.T) {
+	verifyNoLeaks(t)
+	events := newEventLog()
+	addr := startServer(t, Config{Events: events})
+	u := newTestCaller(t)
+	peer := newRTPPeer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	d, err := u.testUA.dialog.Invite(ctx, uri(t, "tone", addr), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		t.Fatalf("late-offer INVITE: %v", err)
+	}
+	u.mu.Lock()
+	u.dialogs[d.InviteRequest.CallID().Value()] = d
+	u.mu.Unlock()
+	o := parseAnswer(t, d.InviteResponse.Body())
+	if strings.Join(o.formats, " ") != "0 8 111 101" || o.dir != dirSendRecv {
+		t.Fatalf("offer in the 200: %v %s, want 0 8 111 101 sendrecv", o.formats, o.dir)
+	}
+	ack := sip.NewRequest(sip.ACK, *d.InviteResponse.Contact().Address.Clone())
+	ack.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	ack.SetBody(offerSDP(peer.port(), "8 101", "8 PCMA/8000", "101 telephone-event/8000"))
+	if err := d.WriteAck(ctx, ack); err != nil {
+		t.Fatal(err)
+	}
+	rec := answeredCall(ctx, t, events, d.InviteRequest.CallID().Value())
+	if rec.Codec != "PCMA" {
+		t.Errorf("codec %q, want PCMA from the answer in the ACK", rec.Codec)
+	}
+	checkTone(t, decodeG711(peer.first(50, 5*time.Second, media.PayloadTypePCMA)), 0.9)
+	bye(ctx, t, d)
+}
