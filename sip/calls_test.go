@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -169,6 +171,26 @@ func onTopic(id string) func(published) bool {
 func field(e published, key string) any {
 	m, _ := e.Data.(map[string]any)
 	return m[key]
+}
+
+// callLog keeps the server's log for the test to read, and echoes it to the test's output.
+type callLog struct {
+	t  *testing.T
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *callLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return l.b.Write(p)
+}
+
+func (l *callLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // testCaller is a test UA that places calls and takes the server's requests inside them
@@ -643,7 +665,8 @@ func TestToneCall(t *testing.T) {
 func TestDTMFFromCaller(t *testing.T) {
 	verifyNoLeaks(t)
 	events := newEventLog()
-	addr := startServer(t, Config{Events: events})
+	logs := &callLog{t: t}
+	addr := startServer(t, Config{Events: events, Log: slog.New(slog.NewTextHandler(logs, nil))})
 	u := newTestCaller(t)
 	peer := newRTPPeer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -698,6 +721,9 @@ func TestDTMFFromCaller(t *testing.T) {
 	events.wait(ctx, t, EventCallEnded, onTopic(rec.ID))
 	if n := len(events.onCall(EventCallDTMF, onTopic(rec.ID))); n != 3 {
 		t.Errorf("%d call.dtmf events, want 3", n)
+	}
+	if n := len(regexp.MustCompile(`(?m)msg=dtmf .*digit=5`).FindAllString(logs.String(), -1)); n != 3 {
+		t.Errorf("%d dtmf lines in the server's log, want 3", n)
 	}
 }
 
