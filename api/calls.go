@@ -72,6 +72,9 @@ func (s *Server) callRoutes() []route {
 			Summary: "Get a call", Response: call, Handle: s.getCall},
 		{Method: http.MethodPost, Path: "/api/v1/calls/{id}/hangup", Tag: tag, Scope: store.ScopeWrite, Status: http.StatusOK,
 			Summary: "Hang up a live call", Response: call, Handle: s.hangupCall},
+		{Method: http.MethodGet, Path: "/api/v1/calls/{id}/transcript", Tag: tag, Scope: store.ScopeRead, Status: http.StatusOK,
+			Summary: "The call's transcript: each turn with its role (user, assistant, tool), text, keys, times, interruption and latency figures",
+			Response: store.CallTranscript{}, Handle: s.callTranscript},
 		{Method: http.MethodGet, Path: "/api/v1/calls/{id}/recording", Tag: tag, Scope: store.ScopeRead, Status: http.StatusOK,
 			Raw: true, ContentType: "audio/wav",
 			Summary: "The call's recording: a stereo WAV, the far end on the left and Switchboard on the right (when recording is on)",
@@ -172,6 +175,26 @@ func (s *Server) getCall(w http.ResponseWriter, r *http.Request, p *Principal) e
 		return err
 	}
 	writeJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (s *Server) callTranscript(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	c, err := s.storedCall(r.Context(), p.TenantID, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	t, err := store.GetTranscript(r.Context(), s.store, p.TenantID, c.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		msg := "The call has no transcript: only calls an agent answers have one"
+		if c.Live() {
+			msg = "The call's transcript is written when it ends; follow it live on the call:" + c.ID + " topic"
+		}
+		return &Error{Status: http.StatusNotFound, Code: codeNotFound, Message: msg}
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, t)
 	return nil
 }
 

@@ -306,3 +306,36 @@ func TestCallTopics(t *testing.T) {
 		})
 	}
 }
+
+// TestCallTranscript: a call's transcript is served to its tenant once written; a call
+// without one, and another tenant's call, are 404.
+func TestCallTranscript(t *testing.T) {
+	t.Parallel()
+	eachServer(t, func(t *testing.T, ts *testServer) {
+		keyA, keyB := ts.tenantAdmin("acme"), ts.tenantAdmin("globex")
+		tenantA := ts.tenantID(keyA)
+		id := ts.storeCall(tenantA, func(c *store.Call) {
+			c.Status, c.EndedReason = store.CallCompleted, store.EndedAgentHangup
+		})
+		if r := ts.do("GET", "/api/v1/calls/"+id+"/transcript", keyA, nil); r.Status != http.StatusNotFound ||
+			!strings.Contains(string(r.Body), "no transcript") {
+			t.Fatalf("transcript before one was written: %d %s", r.Status, r.Body)
+		}
+		turns := []map[string]any{
+			{"role": "assistant", "text": "Hello! How can I help?", "interrupted": false},
+			{"role": "user", "text": "", "dtmf": "1"},
+		}
+		if err := store.SaveTranscript(context.Background(), ts.Store, tenantA, id, turns); err != nil {
+			t.Fatal(err)
+		}
+		r := ts.do("GET", "/api/v1/calls/"+id+"/transcript", keyA, nil)
+		body := r.JSON(t)
+		got, _ := body["turns"].([]any)
+		if r.Status != http.StatusOK || body["call_id"] != id || len(got) != 2 || got[1].(map[string]any)["dtmf"] != "1" {
+			t.Fatalf("transcript: %d %s", r.Status, r.Body)
+		}
+		if r := ts.do("GET", "/api/v1/calls/"+id+"/transcript", keyB, nil); r.Status != http.StatusNotFound {
+			t.Fatalf("another tenant's transcript: %d %s", r.Status, r.Body)
+		}
+	})
+}

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net"
 	"slices"
 	"strconv"
@@ -95,6 +97,9 @@ type Call struct {
 	DurationSeconds float64        `bun:"duration_seconds,notnull" json:"duration_seconds"`
 	Quality         CallQuality    `bun:"quality,type:json" json:"quality"`
 	Metadata        map[string]any `bun:"metadata,type:json" json:"metadata"`
+	// Report is the end-of-call report of a call an agent carried: ended reason, duration,
+	// turns, latencies, usage (empty for other calls).
+	Report map[string]any `bun:"report,type:json" json:"report"`
 }
 
 // CallQuality is how the media of a call fared, from its RTP and RTCP.
@@ -110,7 +115,7 @@ type CallQuality struct {
 // NewOutboundCall returns an outbound call with the defaults a call placed through the API
 // starts from: queued, ringing for DefaultCallTimeout seconds.
 func NewOutboundCall() *Call {
-	return &Call{Direction: CallOutbound, Status: CallQueued, TimeoutSeconds: DefaultCallTimeout, Metadata: map[string]any{}}
+	return &Call{Direction: CallOutbound, Status: CallQueued, TimeoutSeconds: DefaultCallTimeout, Metadata: map[string]any{}, Report: map[string]any{}}
 }
 
 func (*Call) idPrefix() string { return prefixCall }
@@ -159,6 +164,9 @@ func (c *Call) Validate() error {
 	}
 	if c.Metadata == nil {
 		c.Metadata = map[string]any{}
+	}
+	if c.Report == nil {
+		c.Report = map[string]any{}
 	}
 	fe.metadata("metadata", c.Metadata)
 	if c.Direction == CallOutbound {
@@ -367,9 +375,12 @@ func UpdateCallState(ctx context.Context, s *Store, c *Call) error {
 	if c.Metadata == nil {
 		c.Metadata = map[string]any{}
 	}
+	if c.Report == nil {
+		c.Report = map[string]any{}
+	}
 	res, err := s.db.NewUpdate().Model(c).
 		Column("sip_call_id", "codec", "status", "ended_reason", "started_at", "answered_at", "ended_at",
-			"duration_seconds", "quality", "metadata", "updated_at").
+			"duration_seconds", "quality", "metadata", "report", "updated_at").
 		Where("id = ?", c.ID).Where("tenant_id = ?", c.TenantID).Exec(ctx)
 	if err != nil {
 		return classify(err)
@@ -480,4 +491,52 @@ func ValidateTransferTarget(to string) error {
 		fe.add("to", "must be an E.164 number or a sip: or sips: URI")
 	}
 	return fe.err()
+}
+
+// CallTranscript is what was said on a call, turn by turn, as the voice loop wrote it.
+type CallTranscript struct {
+	bun.BaseModel `bun:"table:call_transcripts"`
+
+	CallID    string          `bun:"call_id,pk" json:"call_id"`
+	TenantID  string          `bun:"tenant_id,notnull" json:"-"`
+	Turns     json.RawMessage `bun:"turns,type:json" json:"turns"`
+	CreatedAt time.Time       `bun:"created_at,notnull" json:"created_at"`
+	UpdatedAt time.Time       `bun:"updated_at,notnull" json:"updated_at"`
+}
+
+// SaveTranscript writes (or replaces) the transcript of a call of the tenant: turns is
+// marshalled to JSON as it is. A call that is not the tenant's is ErrNotFound.
+func SaveTranscript(ctx context.Context, s *Store, tenantID, callID string, turns any) error {
+	raw, err := json.Marshal(turns)
+	if err != nil {
+		return fmt.Errorf("store: transcript: %w", err)
+	}
+	if string(raw) == "null" {
+		raw = []byte("[]")
+	}
+	now := s.now()
+	return s.inTx(ctx, func(tx bun.Tx) error {
+		n, err := tx.NewSelect().Model((*Call)(nil)).Where("id = ?", callID).Where("tenant_id = ?", tenantID).Count(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return ErrNotFound
+		}
+		t := &CallTranscript{CallID: callID, TenantID: tenantID, Turns: raw, CreatedAt: now, UpdatedAt: now}
+		_, err = tx.NewInsert().Model(t).On("CONFLICT (call_id) DO UPDATE").
+			Set("turns = EXCLUDED.turns").Set("updated_at = EXCLUDED.updated_at").Exec(ctx)
+		return err
+	})
+}
+
+// GetTranscript reads the transcript of a call of the tenant; a call without one (or not
+// the tenant's) is ErrNotFound.
+func GetTranscript(ctx context.Context, s *Store, tenantID, callID string) (*CallTranscript, error) {
+	t := new(CallTranscript)
+	err := s.db.NewSelect().Model(t).Where("call_id = ?", callID).Where("tenant_id = ?", tenantID).Scan(ctx)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return t, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -259,6 +260,54 @@ func TestUpdateCallStateAfterAgentDeleted(t *testing.T) {
 		c.ID = "call_01jdq3aaaaaaaaaaaaaaaaaaaa"
 		if err := store.UpdateCallState(ctx, s, c); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("update of no call: %v, want ErrNotFound", err)
+		}
+	})
+}
+
+// A call's transcript is written once or again, read by its tenant only, and goes with the
+// call; the report is part of the call.
+func TestCallTranscriptAndReport(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		f := newCallFixture(t, s, "acme")
+		other := newCallFixture(t, s, "globex")
+		c := store.NewOutboundCall()
+		c.To, c.Destination = "sip:echo@127.0.0.1", "echo"
+		if err := store.Create(ctx, s, f.tenant.ID, c); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.GetTranscript(ctx, s, f.tenant.ID, c.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("transcript before any: %v, want ErrNotFound", err)
+		}
+		turns := []map[string]any{{"role": "assistant", "text": "Hello!"}, {"role": "user", "text": "Hi", "dtmf": ""}}
+		for range 2 { // written again (the call's end rewrites it)
+			if err := store.SaveTranscript(ctx, s, f.tenant.ID, c.ID, turns); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := store.SaveTranscript(ctx, s, other.tenant.ID, c.ID, turns); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("another tenant's transcript write: %v, want ErrNotFound", err)
+		}
+		got, err := store.GetTranscript(ctx, s, f.tenant.ID, c.ID)
+		if err != nil || !strings.Contains(string(got.Turns), `"Hello!"`) {
+			t.Fatalf("transcript %v, %v", got, err)
+		}
+		if _, err := store.GetTranscript(ctx, s, other.tenant.ID, c.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("another tenant's transcript read: %v", err)
+		}
+		c.Report = map[string]any{"ended_reason": "agent-hangup", "turns": 2.0}
+		if err := store.UpdateCallState(ctx, s, c); err != nil {
+			t.Fatal(err)
+		}
+		back, err := store.Get[store.Call](ctx, s, f.tenant.ID, c.ID)
+		if err != nil || back.Report["turns"] != 2.0 {
+			t.Fatalf("report %v, %v", back.Report, err)
+		}
+		if err := store.Delete[store.Call](ctx, s, f.tenant.ID, c.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.GetTranscript(ctx, s, f.tenant.ID, c.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("transcript of a deleted call: %v", err)
 		}
 	})
 }

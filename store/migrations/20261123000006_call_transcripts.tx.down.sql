@@ -1,0 +1,3 @@
+ALTER TABLE calls DROP COLUMN report;
+--bun:split
+DROP TABLE call_transcripts;
