@@ -59,15 +59,18 @@ kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
 target=sip:echo@127.0.0.1:$sip_port
 echo "server pid $server_pid at $target; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 # The machine's load average before each size says how much of it the two processes had.
-printf '| calls | peak up | answered | failed | loss %% | jitter p99 | round trip p50 / p99 | added p50 / p99 | setup p99 | server CPU all up / peak | generator CPU all up | pacer max lag | load avg before |\n'
-printf '|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
+# "back / sent" is the RTP that came back over the RTP sent: the echo plays on its own clock,
+# silence included, so a server keeping up returns a little more than it got; far less is a
+# server that fell behind (its sequence numbers stay whole, so it is not counted as loss).
+printf '| calls | peak up | answered | failed | loss %% | back / sent | jitter p99 | round trip p50 / p99 | added p50 / p99 | setup p99 | server CPU all up / peak | generator CPU all up | pacer max lag | load avg before |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
 status=0
 for n in "${sizes[@]}"; do
   report=$out/$codec-$n.json
   loadavg=$(cut -d' ' -f1 /proc/loadavg)
   "$bin" load -calls "$n" -rate "$rate" -duration "$duration" -codec "$codec" -transport "$transport" \
     -server-pid "$server_pid" -log-level warn -json "$target" >"$report" || status=1
-  jq -r --arg la "$loadavg" '"| \(.calls) | \(.peak_concurrent) | \(.answered) | \(.failed) | \(.loss_percent) | \(.jitter_ms.p99) ms | \(.round_trip_ms.p50) / \(.round_trip_ms.p99) ms | \(.added_latency_ms.p50) / \(.added_latency_ms.p99) ms | \(.setup_ms.p99) ms | \(.server_cpu.full_percent) / \(.server_cpu.peak_percent) % | \(.load_cpu.full_percent) % | \(.pacer_max_lag_ms) ms | \($la) |"' "$report"
+  jq -r --arg la "$loadavg" '"| \(.calls) | \(.peak_concurrent) | \(.answered) | \(.failed) | \(.loss_percent) | \(if .packets_sent > 0 then (.packets_received * 1000 / .packets_sent | floor) / 10 else 0 end) % | \(.jitter_ms.p99) ms | \(.round_trip_ms.p50) / \(.round_trip_ms.p99) ms | \(.added_latency_ms.p50) / \(.added_latency_ms.p99) ms | \(.setup_ms.p99) ms | \(.server_cpu.full_percent) / \(.server_cpu.peak_percent) % | \(.load_cpu.full_percent) % | \(.pacer_max_lag_ms) ms | \($la) |"' "$report"
   sleep 2 # let the server close the last calls' sockets
 done
 echo "reports: ${OUT:-/tmp/switchboard-capacity-reports.$$}; load average after $(cut -d' ' -f1-3 /proc/loadavg)" >&2
