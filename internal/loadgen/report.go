@@ -227,7 +227,12 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	b.WriteString("\n")
 	fmt.Fprintf(&b, "setup    INVITE → 200 p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", r.Setup.P50, r.Setup.P99, r.Setup.Max)
-	fmt.Fprintf(&b, "rtp      sent %d, received %d; expected %d, lost %d (%.3f%%)", r.PacketsSent, r.PacketsReceived, r.PacketsExpected, r.PacketsLost, r.LossPercent)
+	back := 0.0
+	if r.PacketsSent > 0 {
+		back = 100 * float64(r.PacketsReceived) / float64(r.PacketsSent)
+	}
+	fmt.Fprintf(&b, "rtp      sent %d, received %d (%.1f%% of sent); expected %d, lost %d (%.3f%%)",
+		r.PacketsSent, r.PacketsReceived, back, r.PacketsExpected, r.PacketsLost, r.LossPercent)
 	if r.SilentCalls > 0 {
 		fmt.Fprintf(&b, "; %d answered calls got no audio back", r.SilentCalls)
 	}
