@@ -25,6 +25,8 @@ type resource[T any, P store.Model[T]] struct {
 	keepReadOnly func(dst, src P)
 	// changed, when set, is told of every create, update and delete (to publish events).
 	changed func(ctx context.Context, s *Server, tenantID, id, action string, m P)
+	// check, when set, vets a row against the node's configuration before it is written.
+	check func(ctx context.Context, s *Server, tenantID string, m P) error
 }
 
 func (res resource[T, P]) notify(ctx context.Context, s *Server, tenantID, id, action string, m P) {
@@ -82,6 +84,11 @@ func (res resource[T, P]) create(s *Server) func(http.ResponseWriter, *http.Requ
 		if res.keepReadOnly != nil {
 			res.keepReadOnly(m, defaults)
 		}
+		if res.check != nil {
+			if err := res.check(r.Context(), s, p.TenantID, m); err != nil {
+				return err
+			}
+		}
 		if err := store.Create(r.Context(), s.store, p.TenantID, m); err != nil {
 			return err
 		}
@@ -135,6 +142,11 @@ func (res resource[T, P]) update(s *Server) func(http.ResponseWriter, *http.Requ
 		if res.keepReadOnly != nil {
 			res.keepReadOnly(m, &stored)
 		}
+		if res.check != nil {
+			if err := res.check(r.Context(), s, p.TenantID, m); err != nil {
+				return err
+			}
+		}
 		if err := store.Update(r.Context(), s.store, m); err != nil {
 			return res.notFound(err)
 		}
@@ -172,7 +184,7 @@ func capitalize(s string) string {
 
 var (
 	agentResource = resource[store.Agent, *store.Agent]{
-		singular: "agent", plural: "agents", tag: "Agents", new: store.NewAgent,
+		singular: "agent", plural: "agents", tag: "Agents", new: store.NewAgent, check: checkAgentModel,
 		changed: func(ctx context.Context, s *Server, tenantID, id, action string, a *store.Agent) {
 			s.publish(ctx, tenantID, "agent:"+id, realtime.TypeAgentUpdated, AgentChange{AgentID: id, Action: action, Agent: a})
 		},
@@ -208,3 +220,21 @@ var (
 		},
 	}
 )
+
+// checkAgentModel refuses an agent whose conversations need a model this node cannot reach:
+// an agent without a workflow talks through its model, so the model's provider must be
+// configured (on the node, or as one of the tenant's providers) and have its key. An
+// agent with a workflow uses its model only in llm steps, which say so when it is missing.
+func checkAgentModel(ctx context.Context, s *Server, tenantID string, a *store.Agent) error {
+	if s.cfg.Models == nil || a.WorkflowID != nil {
+		return nil
+	}
+	reg, err := s.registryFor(ctx, tenantID)
+	if err != nil {
+		return err
+	}
+	if _, err := reg.Route(a.Model); err != nil {
+		return errValidation("model", "cannot be used: %v; configure its provider (environment, SWITCHBOARD_PROVIDERS_FILE or /api/v1/providers) or give the agent a workflow", err)
+	}
+	return nil
+}

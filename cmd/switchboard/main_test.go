@@ -136,6 +136,9 @@ func environ(vars ...string) []string {
 	}
 	// A race-enabled binary otherwise sleeps a second on its way out.
 	env = append(env, "GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"))
+	// Agents talk through openai/… models by default, and a node refuses an agent whose
+	// provider has no key; no test here reaches the real service.
+	env = append(env, "OPENAI_API_KEY=sk-switchboard-test-not-a-key")
 	return append(env, vars...)
 }
 
