@@ -1,0 +1,557 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/switchboard-go/switchboard/agent/llm"
+	"github.com/switchboard-go/switchboard/store"
+)
+
+// The built-in tools of the LLM brain: the model ends, transfers, and plays keys itself.
+const (
+	ToolEndCall      = "end_call"
+	ToolTransferCall = "transfer_call"
+	ToolSendDTMF     = "send_dtmf"
+)
+
+// Defaults of the LLM brain.
+const (
+	DefaultFillerPhrase = "One moment."
+	DefaultFillerDelay  = time.Second
+	DefaultApology      = "Sorry, I'm having trouble right now. Please try again in a moment."
+	DefaultErrorGoodbye = "Sorry, I'm having technical difficulties. Please call back later. Goodbye."
+	// MaxConsecutiveFailures is how many turns in a row may fail before the call is ended.
+	MaxConsecutiveFailures = 3
+)
+
+// errCallEnded ends a brain's loop once it hung up or transferred the call itself.
+var errCallEnded = errors.New("agent: the brain ended the call")
+
+// LLMBrainConfig is what an LLM brain needs: the agent, the model that speaks for it, and
+// the tools it may call.
+type LLMBrainConfig struct {
+	Agent *store.Agent
+	// Provider and Model are the agent's "provider/model" resolved (llm.Registry.Resolve).
+	Provider llm.Provider
+	Model    string
+	// Tools are the agent's webhook tools, run through Webhooks.
+	Tools    []*store.Tool
+	Webhooks *Webhooks
+	// Builtins are the built-in tools offered to the model (ToolEndCall, ToolTransferCall,
+	// ToolSendDTMF); nil offers all three, an empty non-nil slice none.
+	Builtins []string
+	// TransferTargets, when set, are the only destinations transfer_call accepts (and the
+	// model is told them); otherwise any E.164 number or SIP URI is accepted.
+	TransferTargets []string
+	// FillerPhrase is said when a tool runs longer than FillerDelay (DefaultFillerPhrase
+	// and DefaultFillerDelay when zero; a negative FillerDelay says nothing).
+	FillerPhrase string
+	FillerDelay  time.Duration
+	// ToolTimeout bounds a webhook tool beyond its own timeout; zero leaves it to the tool.
+	ToolTimeout time.Duration
+	// Retries is how many times a completion that failed before anything was said is asked
+	// again (zero: 2; negative: none), RetryDelay the wait before the first retry (zero:
+	// 300 ms), doubled each time.
+	Retries    int
+	RetryDelay time.Duration
+	// Apology and ErrorGoodbye replace DefaultApology and DefaultErrorGoodbye.
+	Apology, ErrorGoodbye string
+	// MaxTokens caps each answer; zero leaves it to the provider.
+	MaxTokens int
+	Logger    *slog.Logger
+}
+
+// LLMBrain is a model with the agent's instructions and tools, answering the caller turn by
+// turn.
+type LLMBrain struct {
+	cfg      LLMBrainConfig
+	tools    []llm.Tool
+	webhooks map[string]*store.Tool
+	builtins map[string]bool
+	log      *slog.Logger
+}
+
+// NewLLMBrain returns the brain of an agent answered by a model.
+func NewLLMBrain(cfg LLMBrainConfig) Brain { return newLLMBrain(cfg) }
+
+func newLLMBrain(cfg LLMBrainConfig) *LLMBrain {
+	if cfg.Agent == nil {
+		cfg.Agent = store.NewAgent()
+	}
+	if cfg.FillerPhrase == "" {
+		cfg.FillerPhrase = DefaultFillerPhrase
+	}
+	if cfg.FillerDelay == 0 {
+		cfg.FillerDelay = DefaultFillerDelay
+	}
+	switch {
+	case cfg.Retries == 0:
+		cfg.Retries = 2
+	case cfg.Retries < 0:
+		cfg.Retries = 0
+	}
+	if cfg.RetryDelay <= 0 {
+		cfg.RetryDelay = 300 * time.Millisecond
+	}
+	if cfg.Apology == "" {
+		cfg.Apology = DefaultApology
+	}
+	if cfg.ErrorGoodbye == "" {
+		cfg.ErrorGoodbye = DefaultErrorGoodbye
+	}
+	if cfg.Webhooks == nil {
+		cfg.Webhooks = NewWebhooks(false)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	b := &LLMBrain{cfg: cfg, webhooks: map[string]*store.Tool{}, builtins: map[string]bool{}, log: log}
+	builtins := cfg.Builtins
+	if builtins == nil {
+		builtins = []string{ToolEndCall, ToolTransferCall, ToolSendDTMF}
+	}
+	for _, name := range builtins {
+		if def, ok := builtinTool(name, cfg.TransferTargets); ok {
+			b.builtins[name] = true
+			b.tools = append(b.tools, def)
+		}
+	}
+	for _, t := range cfg.Tools {
+		if b.builtins[t.Name] || b.webhooks[t.Name] != nil {
+			log.Warn("agent tool hidden by a tool of the same name", "tool", t.Name, "tool_id", t.ID)
+			continue
+		}
+		params, err := json.Marshal(t.Parameters)
+		if err != nil || len(t.Parameters) == 0 {
+			params = nil
+		}
+		b.webhooks[t.Name] = t
+		b.tools = append(b.tools, llm.Tool{Name: t.Name, Description: t.Description, Parameters: params})
+	}
+	return b
+}
+
+func builtinTool(name string, targets []string) (llm.Tool, bool) {
+	switch name {
+	case ToolEndCall:
+		return llm.Tool{Name: name, Description: "End the call. Use it when the conversation is over; say goodbye in the goodbye argument.",
+			Parameters: json.RawMessage(`{"type":"object","properties":{"goodbye":{"type":"string","description":"What to say before hanging up."}}}`)}, true
+	case ToolTransferCall:
+		to := map[string]any{"type": "string", "description": "The E.164 number or SIP URI to transfer the caller to."}
+		if len(targets) > 0 {
+			to["enum"] = targets
+		}
+		params, _ := json.Marshal(map[string]any{"type": "object", "properties": map[string]any{"to": to}, "required": []string{"to"}})
+		return llm.Tool{Name: name, Description: "Transfer the caller to another number or SIP address.", Parameters: params}, true
+	case ToolSendDTMF:
+		return llm.Tool{Name: name, Description: "Press keys on the phone keypad (to navigate another system's menu).",
+			Parameters: json.RawMessage(`{"type":"object","properties":{"digits":{"type":"string","description":"Keys to press: 0-9, *, #."}},"required":["digits"]}`)}, true
+	}
+	return llm.Tool{}, false
+}
+
+// Run says the first message, then answers the caller turn by turn until either side ends
+// the call. A caller who hangs up ends it without error.
+func (b *LLMBrain) Run(ctx context.Context, c Conversation) error {
+	err := b.run(ctx, c)
+	if errors.Is(err, ErrHangup) || errors.Is(err, errCallEnded) {
+		return nil
+	}
+	return err
+}
+
+func (b *LLMBrain) run(ctx context.Context, c Conversation) error {
+	var history []llm.Message
+	if first := strings.TrimSpace(b.cfg.Agent.FirstMessage); first != "" {
+		sp, err := c.Say(ctx, first)
+		if err != nil {
+			return err
+		}
+		if sp.Text != "" {
+			history = append(history, llm.TextMessage(llm.RoleAssistant, sp.Text))
+		}
+	}
+	failures := 0
+	for {
+		in, err := c.Listen(ctx, ListenOptions{})
+		if err != nil {
+			return err
+		}
+		msg, ok := userMessage(in)
+		if !ok {
+			continue
+		}
+		history = append(history, msg)
+		history, err = b.turn(ctx, c, history)
+		if err == nil {
+			failures = 0
+			continue
+		}
+		var tf *turnFailure
+		if !errors.As(err, &tf) {
+			return err
+		}
+		failures++
+		c.Event("agent.error", map[string]any{"error": tf.err.Error(), "consecutive_failures": failures})
+		b.log.Warn("model turn failed", "error", tf.err, "consecutive_failures", failures)
+		if failures >= MaxConsecutiveFailures {
+			if _, err := c.Say(ctx, b.cfg.ErrorGoodbye); err != nil {
+				return err
+			}
+			c.Hangup(store.EndedError)
+			return errCallEnded
+		}
+		if _, err := c.Say(ctx, b.cfg.Apology); err != nil {
+			return err
+		}
+	}
+}
+
+// userMessage is the caller's input as the model reads it; false for no input.
+func userMessage(in Input) (llm.Message, bool) {
+	switch in.Kind {
+	case InputSpeech:
+		if t := strings.TrimSpace(in.Text); t != "" {
+			return llm.TextMessage(llm.RoleUser, t), true
+		}
+	case InputDTMF:
+		if in.Digits != "" {
+			keys := strings.Join(strings.Split(in.Digits, ""), " ")
+			return llm.TextMessage(llm.RoleUser, "[keys pressed: "+keys+"]"), true
+		}
+	}
+	return llm.Message{}, false
+}
+
+// turnFailure is a turn the model could not answer: the caller gets an apology.
+type turnFailure struct{ err error }
+
+func (f *turnFailure) Error() string { return "model turn failed: " + f.err.Error() }
+func (f *turnFailure) Unwrap() error { return f.err }
+
+// turn answers the caller's last input: it streams the model's answer into Speak, runs the
+// tools it calls and asks again, until the model answers without calling tools.
+func (b *LLMBrain) turn(ctx context.Context, c Conversation, history []llm.Message) ([]llm.Message, error) {
+	for round := 0; ; round++ {
+		req := &llm.Request{Model: b.cfg.Model, System: b.cfg.Agent.Instructions, Messages: history,
+			Tools: b.tools, MaxTokens: b.cfg.MaxTokens}
+		temp := b.cfg.Agent.Temperature
+		req.Temperature = &temp
+		if round >= MaxToolRounds && len(b.tools) > 0 {
+			req.ToolChoice = &llm.ToolChoice{Mode: llm.ToolChoiceNone}
+		}
+		ans, err := b.speakAnswer(ctx, c, req)
+		if ans.spoken != "" || (len(ans.calls) > 0 && err == nil && !ans.interrupted) {
+			msg := llm.Message{Role: llm.RoleAssistant}
+			if ans.spoken != "" {
+				msg.Content = []llm.Part{llm.TextPart(ans.spoken)}
+			}
+			if err == nil && !ans.interrupted {
+				msg.ToolCalls = ans.calls
+			}
+			history = append(history, msg)
+		}
+		if err != nil || ans.interrupted || len(ans.calls) == 0 {
+			return history, err
+		}
+		results, err := b.runTools(ctx, c, ans.calls)
+		history = append(history, results...)
+		if err != nil {
+			return history, err
+		}
+	}
+}
+
+// answer is what came of one completion.
+type answer struct {
+	spoken      string
+	interrupted bool
+	calls       []llm.ToolCall
+}
+
+// streamed is what the producer of an answer reports once it stops.
+type streamed struct {
+	calls []llm.ToolCall
+	usage llm.Usage
+	err   error
+}
+
+// speakAnswer streams one completion, its text spoken as it arrives. A failure before any
+// text was spoken is retried; a failure that remains is a *turnFailure.
+func (b *LLMBrain) speakAnswer(ctx context.Context, c Conversation, req *llm.Request) (answer, error) {
+	text := make(chan string)
+	stop := make(chan struct{})
+	done := make(chan streamed, 1)
+	go func() {
+		defer close(text)
+		done <- b.produce(ctx, req, text, stop)
+	}()
+	sp, speakErr := c.Speak(ctx, text)
+	close(stop)
+	res := <-done
+	if res.usage != (llm.Usage{}) {
+		c.Usage(res.usage)
+	}
+	ans := answer{spoken: sp.Text, interrupted: sp.Interrupted, calls: res.calls}
+	switch {
+	case speakErr != nil:
+		return ans, speakErr
+	case sp.Interrupted:
+		return ans, nil
+	case res.err != nil:
+		if ctx.Err() != nil {
+			return ans, ctx.Err()
+		}
+		return ans, &turnFailure{err: res.err}
+	}
+	return ans, nil
+}
+
+// produce asks for the completion and sends its text deltas to text until it ends or stop
+// is closed, asking again while nothing was sent and the failure may pass.
+func (b *LLMBrain) produce(ctx context.Context, req *llm.Request, text chan<- string, stop <-chan struct{}) streamed {
+	delay := b.cfg.RetryDelay
+	for attempt := 0; ; attempt++ {
+		res, sent := b.produceOnce(ctx, req, text, stop)
+		if res.err == nil || sent || attempt >= b.cfg.Retries || !retryable(res.err) {
+			return res
+		}
+		b.log.Info("model request failed; asking again", "error", res.err, "attempt", attempt+1)
+		select {
+		case <-time.After(delay):
+		case <-stop:
+			return res
+		case <-ctx.Done():
+			return res
+		}
+		delay *= 2
+	}
+}
+
+func (b *LLMBrain) produceOnce(ctx context.Context, req *llm.Request, text chan<- string, stop <-chan struct{}) (res streamed, sent bool) {
+	st, err := b.cfg.Provider.Stream(ctx, req)
+	if err != nil {
+		return streamed{err: err}, false
+	}
+	defer st.Close()
+	var args []strings.Builder
+	for {
+		d, err := st.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			res.err = err
+			return res, sent
+		}
+		switch d.Kind {
+		case llm.DeltaStart:
+			res.usage = d.Usage
+		case llm.DeltaText:
+			if d.Text == "" {
+				continue
+			}
+			select {
+			case text <- d.Text:
+				sent = true
+			case <-stop:
+				return res, sent
+			case <-ctx.Done():
+				res.err = ctx.Err()
+				return res, sent
+			}
+		case llm.DeltaToolCall:
+			for len(res.calls) <= d.Index {
+				res.calls = append(res.calls, llm.ToolCall{})
+				args = append(args, strings.Builder{})
+			}
+			res.calls[d.Index].ID, res.calls[d.Index].Name = d.ToolCall.ID, d.ToolCall.Name
+		case llm.DeltaToolArgs:
+			if d.Index < len(args) {
+				args[d.Index].WriteString(d.Text)
+			}
+		case llm.DeltaDone:
+			res.usage = d.Usage
+		}
+	}
+	for i := range res.calls {
+		res.calls[i].Arguments = args[i].String()
+	}
+	return res, sent
+}
+
+// retryable reports a failure that asking again may cure: no connection, a stalled or
+// broken stream, a rate limit, an upstream's own failure.
+func retryable(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var ue *llm.UpstreamError
+	if errors.As(err, &ue) {
+		return ue.Status == 0 || ue.Status == http.StatusTooManyRequests || ue.Status == http.StatusRequestTimeout ||
+			ue.Status == http.StatusConflict || ue.Status >= 500
+	}
+	return !errors.Is(err, llm.ErrInvalidRequest) && !errors.Is(err, llm.ErrConfig)
+}
+
+// runTools runs a round's tool calls in order and returns their results for the model.
+// A built-in that ends the call returns errCallEnded.
+func (b *LLMBrain) runTools(ctx context.Context, c Conversation, calls []llm.ToolCall) ([]llm.Message, error) {
+	out := make([]llm.Message, 0, len(calls))
+	filler := &fillerState{}
+	for _, call := range calls {
+		start := time.Now()
+		rec := ToolRecord{Name: call.Name, Arguments: call.Arguments}
+		result, err := b.runTool(ctx, c, call, filler)
+		rec.Duration = time.Since(start)
+		msg := llm.Message{Role: llm.RoleTool, ToolCallID: call.ID}
+		switch {
+		case errors.Is(err, errCallEnded) || errors.Is(err, ErrHangup) || ctx.Err() != nil:
+			rec.Result = result
+			if ctx.Err() != nil {
+				rec.Error = ctx.Err().Error()
+			}
+			c.ToolCall(rec)
+			if ctx.Err() != nil {
+				return out, ctx.Err()
+			}
+			return out, err
+		case err != nil:
+			rec.Error = err.Error()
+			msg.Content, msg.IsError = []llm.Part{llm.TextPart("Error: " + err.Error())}, true
+		default:
+			rec.Result = result
+			if result == "" {
+				result = "ok"
+			}
+			msg.Content = []llm.Part{llm.TextPart(result)}
+		}
+		c.ToolCall(rec)
+		out = append(out, msg)
+	}
+	return out, nil
+}
+
+// fillerState says whether this round's filler phrase was said: once is enough.
+type fillerState struct{ said bool }
+
+func (b *LLMBrain) runTool(ctx context.Context, c Conversation, call llm.ToolCall, filler *fillerState) (string, error) {
+	args := map[string]any{}
+	if strings.TrimSpace(call.Arguments) != "" {
+		if err := json.Unmarshal([]byte(call.Arguments), &args); err != nil {
+			return "", fmt.Errorf("the arguments are not a JSON object: %w", err)
+		}
+	}
+	str := func(k string) string { s, _ := args[k].(string); return strings.TrimSpace(s) }
+	if b.builtins[call.Name] {
+		switch call.Name {
+		case ToolEndCall:
+			if bye := str("goodbye"); bye != "" {
+				if _, err := c.Say(ctx, bye); err != nil {
+					return "", err
+				}
+			}
+			c.Hangup(store.EndedAgentHangup)
+			return "the call was ended", errCallEnded
+		case ToolTransferCall:
+			to := str("to")
+			if err := checkTransferTarget(to, b.cfg.TransferTargets); err != nil {
+				return "", err
+			}
+			if err := c.Transfer(ctx, to); err != nil {
+				if errors.Is(err, ErrHangup) || ctx.Err() != nil {
+					return "", err
+				}
+				return "", fmt.Errorf("the transfer failed: %w", err)
+			}
+			return "transferred to " + to, errCallEnded
+		case ToolSendDTMF:
+			digits := str("digits")
+			if digits == "" || strings.Trim(digits, "0123456789*#ABCD") != "" {
+				return "", errors.New("digits must be keys from 0-9, *, #, A-D")
+			}
+			if err := c.SendDTMF(digits); err != nil {
+				return "", err
+			}
+			return "pressed " + digits, nil
+		}
+	}
+	t, ok := b.webhooks[call.Name]
+	if !ok {
+		return "", fmt.Errorf("there is no tool named %q", call.Name)
+	}
+	return runWithFiller(ctx, c, b.cfg.FillerPhrase, b.cfg.FillerDelay, filler, func(ctx context.Context) (string, error) {
+		if b.cfg.ToolTimeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, b.cfg.ToolTimeout)
+			defer cancel()
+		}
+		return b.cfg.Webhooks.Run(ctx, t, call.Arguments)
+	})
+}
+
+// checkTransferTarget refuses a destination that is not a number or SIP URI, or not one of
+// the allowed ones.
+func checkTransferTarget(to string, allowed []string) error {
+	if len(allowed) > 0 {
+		if !slices.Contains(allowed, to) {
+			return fmt.Errorf("%q is not a destination this agent may transfer to (allowed: %s)", to, strings.Join(allowed, ", "))
+		}
+		return nil
+	}
+	if strings.HasPrefix(to, "sip:") || strings.HasPrefix(to, "sips:") {
+		return nil
+	}
+	if len(to) >= 3 && to[0] == '+' && strings.Trim(to[1:], "0123456789") == "" && len(to) <= 16 {
+		return nil
+	}
+	return fmt.Errorf("%q is not an E.164 number (+15551234567) or a SIP URI", to)
+}
+
+// runWithFiller runs f, saying phrase once if it is still running after delay (and not
+// yet said in this round); f keeps running while the phrase is said.
+func runWithFiller(ctx context.Context, c Conversation, phrase string, delay time.Duration, filler *fillerState,
+	f func(context.Context) (string, error)) (string, error) {
+	type result struct {
+		out string
+		err error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan result, 1)
+	go func() {
+		out, err := f(ctx)
+		done <- result{out, err}
+	}()
+	if delay < 0 || filler.said {
+		r := <-done
+		return r.out, r.err
+	}
+	tm := time.NewTimer(delay)
+	defer tm.Stop()
+	select {
+	case r := <-done:
+		return r.out, r.err
+	case <-tm.C:
+	}
+	filler.said = true
+	if _, err := c.Say(ctx, phrase); err != nil {
+		// The caller left: the tool's answer no longer matters, but wait for it to stop so
+		// that nothing outlives the call.
+		cancel()
+		<-done
+		return "", err
+	}
+	r := <-done
+	return r.out, r.err
+}
