@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
 )
 
 // udpPair opens an RTP socket and, when withRTCP, an RTCP socket on the next port of
@@ -1048,4 +1049,148 @@ func FuzzRTPSessionIntake(f *testing.F) {
 			s.produce(out)
 		}
 	})
+}
+
+// wirePacket is what a raw receiver saw of one RTP packet.
+type wirePacket struct {
+	pt      uint8
+	marker  bool
+	seq     uint16
+	ts      uint32
+	payload []byte
+}
+
+// capture collects the RTP packets arriving on c in the background.
+func capture(t testing.TB, c *net.UDPConn) func() []wirePacket {
+	t.Helper()
+	var mu sync.Mutex
+	var got []wirePacket
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 1500)
+		var p rtp.Packet
+		for {
+			n, _, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			if ParseRTP(&p, buf[:n]) != nil {
+				continue
+			}
+			mu.Lock()
+			got = append(got, wirePacket{p.PayloadType, p.Marker, p.SequenceNumber, p.Timestamp, append([]byte(nil), p.Payload...)})
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = c.Close()
+		<-done
+	})
+	return func() []wirePacket {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]wirePacket(nil), got...)
+	}
+}
+
+func TestRTPSessionWireFormat(t *testing.T) {
+	t.Parallel()
+	peer := newRawPeer(t)
+	packets := capture(t, peer.conn)
+	c, _ := udpPair(t, false)
+	s, err := NewRTPSession(RTPConfig{Conn: c, Remote: addrOf(peer.conn), Codec: specPCMU, EventPT: 101, Rate: Rate8k, MediaTimeout: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tone := NewTone(1000, Rate8k, 8000)
+	f := Frame{Rate: Rate8k, Samples: make([]int16, 160)}
+	write := func(n int) {
+		for range n {
+			tone.Fill(f.Samples)
+			if err := s.WriteFrame(&f); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}
+
+	// A writer faster than real time is held to it.
+	start := time.Now()
+	write(25)
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Fatalf("25 frames written in %v: not paced", d)
+	}
+	// A writer that stops: nothing is sent, and the clock goes on.
+	time.Sleep(300 * time.Millisecond)
+	write(5)
+	// A key press while audio is written.
+	writing := make(chan struct{})
+	go func() {
+		defer close(writing)
+		write(40)
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if err := s.SendDTMF('9', 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	<-writing
+	eventually(t, 5*time.Second, "every packet", func() bool { return len(packets()) >= 25+5+30 })
+	ps := packets()
+
+	for i := 1; i < len(ps); i++ {
+		if ps[i].seq != ps[i-1].seq+1 {
+			t.Fatalf("packet %d: sequence %d after %d", i, ps[i].seq, ps[i-1].seq)
+		}
+	}
+	if !ps[0].marker {
+		t.Error("the first packet has no marker")
+	}
+	// The resumption after the pause.
+	gap := ps[25].ts - ps[24].ts
+	if !ps[25].marker || gap%160 != 0 || gap < 160*10 || gap > 160*60 {
+		t.Errorf("after a 300 ms pause: marker %v, timestamp step %d", ps[25].marker, gap)
+	}
+	// The telephone event: one timestamp, a marker first, three ends, no audio inside.
+	first, last := -1, -1
+	for i, p := range ps {
+		if p.pt == 101 {
+			if first < 0 {
+				first = i
+			}
+			last = i
+		}
+	}
+	if first < 0 {
+		t.Fatal("no telephone-event packet")
+	}
+	var ev TelephoneEvent
+	ends := 0
+	for i := first; i <= last; i++ {
+		p := ps[i]
+		if p.pt != 101 {
+			t.Fatalf("audio packet %d amid the event", i)
+		}
+		if p.ts != ps[first].ts || p.marker != (i == first) {
+			t.Fatalf("event packet %d: timestamp %d (first %d), marker %v", i, p.ts, ps[first].ts, p.marker)
+		}
+		if err := ev.Unmarshal(p.payload); err != nil || ev.Event != 9 {
+			t.Fatalf("event packet %d: %+v, %v", i, ev, err)
+		}
+		if ev.End {
+			ends++
+		}
+	}
+	if ends != 3 || ev.Duration != 800 {
+		t.Errorf("%d end packets, duration %d; want 3 and 800", ends, ev.Duration)
+	}
+	if first == 0 || last+1 >= len(ps) {
+		t.Fatal("the event is not amid audio")
+	}
+	before, after := ps[first-1], ps[last+1]
+	if after.pt != 0 || !after.marker || int32(after.ts-ps[first].ts) < 800 || int32(ps[first].ts-before.ts) < 160 {
+		t.Errorf("audio around the event: before ts %d, event ts %d, after ts %d marker %v",
+			before.ts, ps[first].ts, after.ts, after.marker)
+	}
 }
