@@ -558,7 +558,9 @@ func TestLLMBrainCallerHangsUpMidAnswer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- agent.NewLLMBrain(agent.LLMBrainConfig{Agent: testAgent(), Provider: p, Model: "m"}).Run(ctx, c) }()
+	go func() {
+		done <- agent.NewLLMBrain(agent.LLMBrainConfig{Agent: testAgent(), Provider: p, Model: "m"}).Run(ctx, c)
+	}()
 	c.SendText("Tell me everything.")
 	for len(srv.Requests()) == 0 {
 		time.Sleep(10 * time.Millisecond)

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/uptrace/bun"
@@ -46,6 +48,16 @@ type Node struct {
 	// ToolID names the tool a tool node runs; KnowledgeBaseID the base a knowledge node searches.
 	ToolID          string `json:"tool_id,omitempty"`
 	KnowledgeBaseID string `json:"knowledge_base_id,omitempty"`
+	// Variable names where a node keeps what it got: a gather the caller's digits or words,
+	// a tool its result (the node's ID when empty), an llm node its answer. Later text reads
+	// it as {{name}} (a field of a JSON result as {{name.field}}), and branch edges test it.
+	Variable string `json:"variable,omitempty"`
+	// Arguments are a tool node's arguments: a JSON object whose strings may hold
+	// {{variables}}.
+	Arguments string `json:"arguments,omitempty"`
+	// Terminator is the key that ends a DTMF gather early ("#" when empty and MaxDigits is
+	// not 1).
+	Terminator string `json:"terminator,omitempty"`
 }
 
 // Edge leads from one node to another, when its condition holds (always, when When is nil).
@@ -56,13 +68,17 @@ type Edge struct {
 }
 
 // Condition is what makes an edge fire: a key pressed, a word said, an intent the model
-// recognised, or nothing matching within the gather's time.
+// recognised, nothing matching within the gather's time, or a variable holding a value.
 type Condition struct {
 	DTMF     string   `json:"dtmf,omitempty"`
 	Keywords []string `json:"keywords,omitempty"`
 	Intent   string   `json:"intent,omitempty"`
 	Timeout  bool     `json:"timeout,omitempty"`
 	NoMatch  bool     `json:"no_match,omitempty"`
+	// Variable holds when the variable (a dotted path into a JSON result: "order.status")
+	// equals Equals, ignoring case; an unset variable equals "".
+	Variable string `json:"variable,omitempty"`
+	Equals   string `json:"equals,omitempty"`
 }
 
 // nodeTypes are the steps the workflow engine runs; terminal ones end the workflow.
@@ -72,6 +88,7 @@ var nodeTypes = map[string]struct{ terminal bool }{
 	"llm":       {},
 	"tool":      {},
 	"knowledge": {},
+	"branch":    {},
 	"transfer":  {terminal: true},
 	"voicemail": {terminal: true},
 	"hangup":    {terminal: true},
@@ -174,7 +191,7 @@ func (g *Graph) validate(fe *fieldErrors) {
 
 func (n *Node) validate(fe *fieldErrors, field string) {
 	if _, ok := nodeTypes[n.Type]; !ok {
-		fe.add(field+".type", "unknown node type %q (want say, gather, llm, tool, knowledge, transfer, voicemail or hangup)", n.Type)
+		fe.add(field+".type", "unknown node type %q (want say, gather, branch, llm, tool, knowledge, transfer, voicemail or hangup)", n.Type)
 		return
 	}
 	switch n.Type {
@@ -191,9 +208,15 @@ func (n *Node) validate(fe *fieldErrors, field string) {
 			fe.add(field+".input", "must be dtmf, speech or any")
 		}
 		fe.rangeInt(field+".max_digits", n.MaxDigits, 0, 64)
+		if n.Terminator != "" && n.Terminator != "#" && n.Terminator != "*" {
+			fe.add(field+".terminator", "must be # or *")
+		}
 	case "tool":
 		if !validID(prefixTool, n.ToolID) {
 			fe.add(field+".tool_id", "is required for a tool node and must be a tool ID")
+		}
+		if n.Arguments != "" && !validArgumentsTemplate(n.Arguments) {
+			fe.add(field+".arguments", "must be a JSON object (strings may hold {{variables}})")
 		}
 	case "knowledge":
 		if strings.TrimSpace(n.KnowledgeBaseID) == "" {
@@ -203,6 +226,15 @@ func (n *Node) validate(fe *fieldErrors, field string) {
 		if !reE164.MatchString(n.To) && !strings.HasPrefix(n.To, "sip:") && !strings.HasPrefix(n.To, "sips:") {
 			fe.add(field+".to", "must be an E.164 number or a sip: URI")
 		}
+	}
+	if n.Variable != "" && !reVariable.MatchString(n.Variable) {
+		fe.add(field+".variable", "must be a name of letters, digits and underscores, not starting with a digit")
+	}
+	if n.Arguments != "" && n.Type != "tool" {
+		fe.add(field+".arguments", "is only for a tool node")
+	}
+	if n.Terminator != "" && n.Type != "gather" {
+		fe.add(field+".terminator", "is only for a gather node")
 	}
 	fe.rangeInt(field+".timeout_ms", n.TimeoutMS, 0, 600_000)
 	fe.maxText(field+".text", n.Text)
@@ -237,9 +269,30 @@ func (c *Condition) validate(fe *fieldErrors, field string) {
 	if c.NoMatch {
 		set++
 	}
-	if set == 0 {
-		fe.add(field, "must set one of dtmf, keywords, intent, timeout or no_match (or be null to always follow)")
+	if c.Variable != "" {
+		set++
+		if len(c.Variable) > 200 || !reVariablePath.MatchString(c.Variable) {
+			fe.add(field+".variable", "must be a variable name, or a dotted path into one (order.status)")
+		}
+	} else if c.Equals != "" {
+		fe.add(field+".equals", "needs a variable to compare")
 	}
+	if set == 0 {
+		fe.add(field, "must set one of dtmf, keywords, intent, timeout, no_match or variable (or be null to always follow)")
+	}
+}
+
+var (
+	reVariable     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+	reVariablePath = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$`)
+	rePlaceholder  = regexp.MustCompile(`\{\{[^{}]*\}\}`)
+)
+
+// validArgumentsTemplate reports whether a tool node's arguments are a JSON object once its
+// {{variables}} are filled in (they are filled in as JSON-escaped text, inside strings).
+func validArgumentsTemplate(s string) bool {
+	var obj map[string]any
+	return json.Unmarshal([]byte(rePlaceholder.ReplaceAllString(s, "x")), &obj) == nil && obj != nil
 }
 
 func (w *Workflow) references() []reference {
