@@ -116,6 +116,8 @@ const (
 	defaultOpusCplx     = 1
 	defaultOpusCplx8k   = 3
 	defaultOpusBW       = 8000
+	opusBitrate         = 32000
+	opusExpectedLoss    = 10
 	// A writer may run this far ahead of the clock without waiting: an echo or relay
 	// writes just after its ReadFrame, whose clock need not be in phase with ours.
 	writeLead = FrameDuration
@@ -291,7 +293,10 @@ func newTxCodec(kind codecKind, rate, complexity, bandwidth int) (*txCodec, erro
 		if bandwidth == 0 {
 			bandwidth = defaultOpusBW
 		}
-		enc, err := NewOpusEncoder(OpusConfig{Rate: rate, Complexity: complexity, MaxBandwidth: bandwidth, FEC: true, PacketLossPercent: 5})
+		// In-band FEC lets the far end recover a lost frame from the next packet; libopus
+		// adds it only with enough bits and an expected loss of 10% or more.
+		enc, err := NewOpusEncoder(OpusConfig{Rate: rate, Complexity: complexity, MaxBandwidth: bandwidth,
+			Bitrate: opusBitrate, FEC: true, PacketLossPercent: opusExpectedLoss})
 		if err != nil {
 			return nil, err
 		}

@@ -1194,3 +1194,43 @@ func TestRTPSessionWireFormat(t *testing.T) {
 			before.ts, ps[first].ts, after.ts, after.marker)
 	}
 }
+
+func TestRTPSessionConcealment(t *testing.T) {
+	t.Parallel()
+	// A packet lost in the network: G.711 repeats the last frame fading, Opus recovers it
+	// from the in-band FEC of the next packet, already in the jitter buffer.
+	for _, codec := range []CodecSpec{specPCMU, specOpus} {
+		t.Run(codec.Name, func(t *testing.T) {
+			t.Parallel()
+			p := newPathPair(t, codec, Rate16k)
+			now := time.Now()
+			var out []int16
+			for i := range 40 {
+				now = now.Add(FrameDuration)
+				p.tone.Fill(p.in.Samples)
+				s := p.tx
+				n, err := s.tx.encode(p.in.Samples)
+				if err != nil {
+					t.Fatal(err)
+				}
+				m, _ := s.pz.Packetize(s.wpkt, s.tx.payload[:n])
+				if i != 25 {
+					p.rx.intake(s.wpkt[:m], p.from, now)
+				}
+				p.rx.produce(p.out)
+				out = append(out, p.out...)
+			}
+			js := p.rx.jb.Stats()
+			if js.Lost != 1 {
+				t.Fatalf("jitter buffer: %+v, want one frame concealed", js)
+			}
+			// Every frame from the codec's warm-up on, the concealed one included, is tone.
+			for i := 10; i < 38; i++ {
+				frame := out[i*320 : (i+1)*320]
+				if snr, amp := fitToneSNR(t, frame, 1000, Rate16k); snr < 10 || amp < 3000 {
+					t.Errorf("frame %d: SNR %.1f dB, amplitude %.0f", i, snr, amp)
+				}
+			}
+		})
+	}
+}
