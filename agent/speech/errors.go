@@ -3,6 +3,7 @@ package speech
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 var (
@@ -29,6 +30,8 @@ type ProviderError struct {
 	Message string
 	// Err is the network failure or the cut stream, when there is one.
 	Err error
+
+	retryAfter time.Duration
 }
 
 func (e *ProviderError) Error() string {

@@ -73,3 +73,5 @@ func describe(pcm []int16, rate int) speechStats {
 	st.voiced = float64(loud) / float64(max(frames, 1))
 	return st
 }
+
+func sin(x float64) float64 { return math.Sin(x) }
