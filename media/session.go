@@ -1136,11 +1136,12 @@ func (s *RTPSession) handleRTCP(b []byte, from netip.AddrPort, now time.Time) {
 	from = unmapAddrPort(from)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.rtcpLatched && from != *s.rtcpRemote.Load() {
-		s.dropped++
-		return
-	}
-	if !s.rtcpLatched && s.latched && from.Addr() != s.remote.Load().Addr() {
+	// RTCP latches like RTP, but only to the host the RTP latched to: before that, only the
+	// address the SDP gave is believed, so a stranger's report cannot take the latch first.
+	switch {
+	case s.rtcpLatched && from != *s.rtcpRemote.Load(),
+		!s.rtcpLatched && s.latched && from.Addr() != s.remote.Load().Addr(),
+		!s.rtcpLatched && !s.latched && from != *s.rtcpRemote.Load():
 		s.dropped++
 		return
 	}
@@ -1149,7 +1150,7 @@ func (s *RTPSession) handleRTCP(b []byte, from netip.AddrPort, now time.Time) {
 		s.dropped++
 		return
 	}
-	if !s.rtcpLatched {
+	if !s.rtcpLatched && s.latched {
 		s.rtcpLatched = true
 		if cur := *s.rtcpRemote.Load(); cur != from {
 			to := from

@@ -736,6 +736,16 @@ func TestRTPSessionRTCP(t *testing.T) {
 		}
 	}
 
+	// Once latched, RTCP from anywhere else is dropped.
+	stranger := newRawPeer(t)
+	rr, err := rtcp.Marshal([]rtcp.Packet{&rtcp.ReceiverReport{SSRC: 7}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := a.Stats().Dropped
+	stranger.send(t, addrOf(ra), rr)
+	eventually(t, 5*time.Second, "the stranger's RTCP dropped", func() bool { return a.Stats().Dropped == before+1 })
+
 	// A BYE is noted.
 	bye, err := rtcp.Marshal([]rtcp.Packet{
 		&rtcp.ReceiverReport{SSRC: 1},
