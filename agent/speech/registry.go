@@ -1,0 +1,164 @@
+package speech
+
+import (
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/switchboard-go/switchboard/agent/llm"
+)
+
+// EspeakProvider is the name of the built-in offline voice.
+const EspeakProvider = "espeak"
+
+// RegistryOptions are what the registry's providers share.
+type RegistryOptions struct {
+	// Espeak configures the built-in voice, started on first use.
+	Espeak EspeakOptions
+	// Client carries the HTTP providers' requests; nil is http.DefaultClient.
+	Client *http.Client
+}
+
+// Registry resolves the speech providers an agent names: its transcriber {provider,
+// model} and its voice {provider, voice, speed}. The providers are those of the model
+// registry (llm.ProviderConfig: the environment's "openai" from OPENAI_BASE_URL and
+// OPENAI_API_KEY, and the providers file), of which the openai kind speaks OpenAI's audio
+// API, plus the built-in "espeak" voice. It does not change once built and is safe for
+// concurrent use.
+type Registry struct {
+	providers map[string]llm.ProviderConfig
+	opts      RegistryOptions
+	espeak    *lazyEspeak
+}
+
+type lazyEspeak struct {
+	once sync.Once
+	e    *Espeak
+	err  error
+}
+
+// NewRegistry is a registry of cfgs (a later configuration of a name replaces an earlier
+// one) and espeak.
+func NewRegistry(cfgs []llm.ProviderConfig, opts RegistryOptions) *Registry {
+	r := &Registry{providers: map[string]llm.ProviderConfig{}, opts: opts, espeak: &lazyEspeak{}}
+	r.add(cfgs)
+	return r
+}
+
+// FromEnv is the registry of the environment, as llm.FromEnv reads it: the providers of
+// llm.EnvProviders, then those of the file SWITCHBOARD_PROVIDERS_FILE names.
+func FromEnv(getenv func(string) string, opts RegistryOptions) (*Registry, error) {
+	cfgs := llm.EnvProviders(getenv)
+	if path := getenv("SWITCHBOARD_PROVIDERS_FILE"); path != "" {
+		more, err := llm.LoadProviders(path, getenv)
+		if err != nil {
+			return nil, err
+		}
+		cfgs = append(cfgs, more...)
+	}
+	return NewRegistry(cfgs, opts), nil
+}
+
+// With is a registry of r's providers and those of cfgs, which replace r's of the same
+// name: a tenant's own providers over the server's. The espeak voice, and its cache, are
+// shared.
+func (r *Registry) With(cfgs []llm.ProviderConfig) *Registry {
+	n := &Registry{providers: maps.Clone(r.providers), opts: r.opts, espeak: r.espeak}
+	n.add(cfgs)
+	return n
+}
+
+func (r *Registry) add(cfgs []llm.ProviderConfig) {
+	for _, c := range cfgs {
+		r.providers[c.Name] = c
+	}
+}
+
+// Names lists the providers that can speak or listen: espeak and the openai-kind
+// providers that have what they need, sorted.
+func (r *Registry) Names() []string {
+	out := []string{EspeakProvider}
+	for name, c := range r.providers {
+		if name != EspeakProvider && c.Kind == llm.KindOpenAI && (!c.KeyRequired || c.APIKey != "") {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TTS is the voice of provider: "espeak", or a configured openai-kind provider, as
+// "name" (model DefaultTTSModel) or "name/model" ("openai/gpt-4o-mini-tts"). A name that
+// nothing is configured for, or that cannot speak, fails with ErrNotConfigured.
+func (r *Registry) TTS(provider string) (TTS, error) {
+	name, model, _ := strings.Cut(provider, "/")
+	if name == EspeakProvider {
+		r.espeak.once.Do(func() { r.espeak.e, r.espeak.err = NewEspeak(r.opts.Espeak) })
+		if r.espeak.err != nil {
+			return nil, fmt.Errorf("%w: %q: %w", ErrNotConfigured, name, r.espeak.err)
+		}
+		return r.espeak.e, nil
+	}
+	c, err := r.http(name)
+	if err != nil {
+		return nil, err
+	}
+	t := NewOpenAITTS(c.BaseURL, c.APIKey, model, r.opts.Client)
+	t.c.header = headers(c)
+	return t, nil
+}
+
+// STT is the transcriber of provider: a configured openai-kind provider, as "name"
+// (model DefaultSTTModel) or "name/model" ("groq/whisper-large-v3-turbo"). A name that
+// nothing is configured for, or that cannot listen (espeak only speaks), fails with
+// ErrNotConfigured.
+func (r *Registry) STT(provider string) (STT, error) {
+	name, model, _ := strings.Cut(provider, "/")
+	if name == EspeakProvider {
+		return nil, fmt.Errorf("%w: %q speaks but does not transcribe", ErrNotConfigured, name)
+	}
+	c, err := r.http(name)
+	if err != nil {
+		return nil, err
+	}
+	s := NewOpenAISTT(c.BaseURL, c.APIKey, model, r.opts.Client)
+	s.c.header = headers(c)
+	return s, nil
+}
+
+// http is the configuration of an HTTP provider that can be used.
+func (r *Registry) http(name string) (llm.ProviderConfig, error) {
+	c, ok := r.providers[name]
+	switch {
+	case name == "":
+		return c, fmt.Errorf("%w: no provider named", ErrNotConfigured)
+	case !ok:
+		return c, fmt.Errorf("%w: %q (configured: %s)", ErrNotConfigured, name, strings.Join(r.Names(), ", "))
+	case c.Kind != llm.KindOpenAI:
+		return c, fmt.Errorf("%w: %q is of kind %s, which has no audio API", ErrNotConfigured, name, c.Kind)
+	case c.KeyRequired && c.APIKey == "":
+		hint := ""
+		if c.KeyEnv != "" {
+			hint = ": set " + c.KeyEnv
+		}
+		return c, fmt.Errorf("%w: %q has no API key%s", ErrNotConfigured, name, hint)
+	}
+	if c.BaseURL == "" {
+		c.BaseURL = DefaultOpenAIBaseURL
+	}
+	return c, nil
+}
+
+func headers(c llm.ProviderConfig) http.Header {
+	if len(c.Headers) == 0 {
+		return nil
+	}
+	h := http.Header{}
+	for k, v := range c.Headers {
+		h.Set(k, v)
+	}
+	return h
+}
