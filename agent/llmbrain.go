@@ -31,6 +31,11 @@ const (
 	DefaultErrorGoodbye = "Sorry, I'm having technical difficulties. Please call back later. Goodbye."
 	// MaxConsecutiveFailures is how many turns in a row may fail before the call is ended.
 	MaxConsecutiveFailures = 3
+	// DefaultHistoryLimit bounds the messages sent to the model.
+	DefaultHistoryLimit = 200
+	// conversationStart opens the messages sent to a model when the agent spoke first:
+	// Anthropic's API refuses a conversation that does not start with the user.
+	conversationStart = "[conversation started]"
 )
 
 // errCallEnded ends a brain's loop once it hung up or transferred the call itself.
@@ -67,7 +72,10 @@ type LLMBrainConfig struct {
 	Apology, ErrorGoodbye string
 	// MaxTokens caps each answer; zero leaves it to the provider.
 	MaxTokens int
-	Logger    *slog.Logger
+	// HistoryLimit is how many messages of the conversation the model is sent at most
+	// (zero: DefaultHistoryLimit); the oldest turns go first.
+	HistoryLimit int
+	Logger       *slog.Logger
 }
 
 // LLMBrain is a model with the agent's instructions and tools, answering the caller turn by
@@ -110,6 +118,9 @@ func newLLMBrain(cfg LLMBrainConfig) *LLMBrain {
 	}
 	if cfg.Webhooks == nil {
 		cfg.Webhooks = NewWebhooks(false)
+	}
+	if cfg.HistoryLimit <= 0 {
+		cfg.HistoryLimit = DefaultHistoryLimit
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -171,6 +182,14 @@ func (b *LLMBrain) Run(ctx context.Context, c Conversation) error {
 }
 
 func (b *LLMBrain) run(ctx context.Context, c Conversation) error {
+	if b.cfg.Provider == nil {
+		c.Event("agent.error", map[string]any{"error": "the agent has no model provider"})
+		if _, err := c.Say(ctx, b.cfg.ErrorGoodbye); err != nil {
+			return err
+		}
+		c.Hangup(store.EndedError)
+		return errCallEnded
+	}
 	var history []llm.Message
 	if first := strings.TrimSpace(b.cfg.Agent.FirstMessage); first != "" {
 		sp, err := c.Say(ctx, first)
@@ -191,7 +210,7 @@ func (b *LLMBrain) run(ctx context.Context, c Conversation) error {
 		if !ok {
 			continue
 		}
-		history = append(history, msg)
+		history = trimHistory(append(history, msg), b.cfg.HistoryLimit)
 		history, err = b.turn(ctx, c, history)
 		if err == nil {
 			failures = 0
@@ -233,6 +252,27 @@ func userMessage(in Input) (llm.Message, bool) {
 	return llm.Message{}, false
 }
 
+// trimHistory drops the oldest messages beyond limit, so that what remains starts with
+// the caller's words (never with a tool result cut from its call).
+func trimHistory(h []llm.Message, limit int) []llm.Message {
+	if len(h) <= limit {
+		return h
+	}
+	cut := len(h) - limit
+	for cut < len(h) && (h[cut].Role != llm.RoleUser) {
+		cut++
+	}
+	return slices.Clone(h[cut:])
+}
+
+// modelMessages are the history as sent to a model: starting with the user.
+func modelMessages(h []llm.Message) []llm.Message {
+	if len(h) > 0 && h[0].Role != llm.RoleUser {
+		return append([]llm.Message{llm.TextMessage(llm.RoleUser, conversationStart)}, h...)
+	}
+	return h
+}
+
 // turnFailure is a turn the model could not answer: the caller gets an apology.
 type turnFailure struct{ err error }
 
@@ -243,7 +283,7 @@ func (f *turnFailure) Unwrap() error { return f.err }
 // tools it calls and asks again, until the model answers without calling tools.
 func (b *LLMBrain) turn(ctx context.Context, c Conversation, history []llm.Message) ([]llm.Message, error) {
 	for round := 0; ; round++ {
-		req := &llm.Request{Model: b.cfg.Model, System: b.cfg.Agent.Instructions, Messages: history,
+		req := &llm.Request{Model: b.cfg.Model, System: b.cfg.Agent.Instructions, Messages: modelMessages(history),
 			Tools: b.tools, MaxTokens: b.cfg.MaxTokens}
 		temp := b.cfg.Agent.Temperature
 		req.Temperature = &temp
@@ -261,8 +301,18 @@ func (b *LLMBrain) turn(ctx context.Context, c Conversation, history []llm.Messa
 			}
 			history = append(history, msg)
 		}
-		if err != nil || ans.interrupted || len(ans.calls) == 0 {
+		if err != nil || ans.interrupted {
 			return history, err
+		}
+		if len(ans.calls) == 0 {
+			if ans.spoken == "" && round == 0 {
+				// The caller hears nothing: say so where it can be seen.
+				c.Event("agent.error", map[string]any{"error": "the model answered with nothing to say"})
+			}
+			return history, nil
+		}
+		if round > MaxToolRounds {
+			return history, &turnFailure{err: fmt.Errorf("the model kept calling tools after %d rounds", round)}
 		}
 		results, err := b.runTools(ctx, c, ans.calls)
 		history = append(history, results...)

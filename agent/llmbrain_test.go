@@ -213,7 +213,10 @@ func TestLLMBrainConversation(t *testing.T) {
 			if len(reqs) != 2 {
 				t.Fatalf("%d requests", len(reqs))
 			}
-			want := []string{"system: You are the front desk of Acme. Be brief.", "assistant: Hello, Acme front desk.", "user: When are you open?"}
+			// The agent spoke first; the model is shown a conversation that starts with the
+			// user, as Anthropic's API requires.
+			want := []string{"system: You are the front desk of Acme. Be brief.", "user: [conversation started]",
+				"assistant: Hello, Acme front desk.", "user: When are you open?"}
 			equalLines(t, "first request", lines(t, reqs[0]), want)
 			want = append(want, "assistant: We open at nine. We close at five.", "user: [keys pressed: 1 2]")
 			equalLines(t, "second request", lines(t, reqs[1]), want)
@@ -473,7 +476,7 @@ func TestLLMBrainInterruption(t *testing.T) {
 	tr := s.wait(t, "the answer to the interruption", saidCount(3))
 	equalLines(t, "said", tr.Said, []string{"Hello, Acme front desk.", "Our store opens", "Sure, go ahead."})
 	got := lines(t, srv.Requests()[1])
-	equalLines(t, "second request", got[2:], []string{"user: When do you open?", "assistant: Our store opens", "user: Wait, one question."})
+	equalLines(t, "second request", got[3:], []string{"user: When do you open?", "assistant: Our store opens", "user: Wait, one question."})
 }
 
 func failing(srv *llmtest.Server) {
@@ -579,5 +582,30 @@ func TestLLMBrainCallerHangsUpMidAnswer(t *testing.T) {
 	case <-srv.Aborted():
 	case <-ctx.Done():
 		t.Fatal("the upstream request was not released")
+	}
+}
+
+// A model that answers nothing leaves the caller in silence: that is published.
+func TestLLMBrainEmptyAnswerIsReported(t *testing.T) {
+	t.Parallel()
+	srv, p := openAI(t)
+	srv.Enqueue(llmtest.Reply{Text: ""})
+	s := start(t, agent.NewLLMBrain(agent.LLMBrainConfig{Agent: testAgent(), Provider: p, Model: "m"}), nil)
+	s.c.SendText("Hello?")
+	tr := s.wait(t, "the event", func(tr agent.TextTranscript) bool { return len(tr.Events) > 0 })
+	if tr.Events[0].Type != "agent.error" || len(tr.Said) != 1 {
+		t.Fatalf("transcript %+v", tr)
+	}
+}
+
+// An agent without a model says so and ends the call, rather than listening forever.
+func TestLLMBrainWithoutProvider(t *testing.T) {
+	t.Parallel()
+	s := start(t, agent.NewLLMBrain(agent.LLMBrainConfig{Agent: testAgent()}), nil)
+	if err := s.end(t); err != nil {
+		t.Fatal(err)
+	}
+	if tr := s.c.Transcript(); tr.HangupReason != "error" || !hasEvent(tr, "agent.error") {
+		t.Fatalf("transcript %+v", tr)
 	}
 }

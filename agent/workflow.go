@@ -351,7 +351,7 @@ func (b *WorkflowBrain) llmTurn(ctx context.Context, c Conversation, r *workflow
 	if b.cfg.Agent != nil && strings.TrimSpace(b.cfg.Agent.Instructions) != "" {
 		system = strings.TrimSpace(b.cfg.Agent.Instructions + "\n\n" + system)
 	}
-	req := &llm.Request{Model: b.cfg.Model, System: system, Messages: r.history}
+	req := &llm.Request{Model: b.cfg.Model, System: system, Messages: modelMessages(trimHistory(r.history, DefaultHistoryLimit))}
 	if b.cfg.Agent != nil {
 		temp := b.cfg.Agent.Temperature
 		req.Temperature = &temp

@@ -276,7 +276,7 @@ func TestWorkflowLLMAndKnowledgeNodes(t *testing.T) {
 		equalLines(t, "said", tr.Said, []string{"What would you like to know?", "We open at nine.", agent.DefaultKnowledgeUnavailable, "Sorry about that."})
 		equalLines(t, "request", lines(t, srv.Last()), []string{
 			"system: " + a.Instructions + "\n\nAnswer questions about opening hours.",
-			"assistant: What would you like to know?", "user: When do you open?"})
+			"user: [conversation started]", "assistant: What would you like to know?", "user: When do you open?"})
 		if tr.Usage.OutputTokens == 0 {
 			t.Fatalf("usage %+v", tr.Usage)
 		}
