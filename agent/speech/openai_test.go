@@ -205,7 +205,10 @@ func TestOpenAISTT(t *testing.T) {
 	srv := speechtest.NewOpenAI(t)
 	srv.RequireKey("sk-stt")
 	srv.Enqueue("hello there")
-	pcm := tone(8000, 440, 1.5)
+	pcm, err := speechtest.LoadWAV("opening_hours", 8000)
+	if err != nil {
+		t.Fatal(err)
+	}
 	stt := speech.NewOpenAISTT(srv.URL+"/", "sk-stt", "whisper-large-v3", nil)
 	text, err := stt.Transcribe(testCtx(t), pcm, 8000, "en")
 	if err != nil {
