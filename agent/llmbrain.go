@@ -312,6 +312,12 @@ func (b *LLMBrain) turn(ctx context.Context, c Conversation, history []llm.Messa
 			return history, nil
 		}
 		if round > MaxToolRounds {
+			// Calls left without results would make every later request invalid.
+			last := &history[len(history)-1]
+			last.ToolCalls = nil
+			if len(last.Content) == 0 {
+				history = history[:len(history)-1]
+			}
 			return history, &turnFailure{err: fmt.Errorf("the model kept calling tools after %d rounds", round)}
 		}
 		results, err := b.runTools(ctx, c, ans.calls)
@@ -342,12 +348,17 @@ func (b *LLMBrain) speakAnswer(ctx context.Context, c Conversation, req *llm.Req
 	text := make(chan string)
 	stop := make(chan struct{})
 	done := make(chan streamed, 1)
+	// Cancelling the stream's context releases an upstream that is slow to send its next
+	// delta once the caller interrupted or left.
+	streamCtx, cancelStream := context.WithCancel(ctx)
+	defer cancelStream()
 	go func() {
 		defer close(text)
-		done <- b.produce(ctx, req, text, stop)
+		done <- b.produce(streamCtx, req, text, stop)
 	}()
 	sp, speakErr := c.Speak(ctx, text)
 	close(stop)
+	cancelStream()
 	res := <-done
 	if res.usage != (llm.Usage{}) {
 		c.Usage(res.usage)

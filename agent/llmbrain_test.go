@@ -556,7 +556,7 @@ func TestLLMBrainHangsUpAfterThreeFailures(t *testing.T) {
 func TestLLMBrainCallerHangsUpMidAnswer(t *testing.T) {
 	t.Parallel()
 	srv, p := openAI(t)
-	srv.Enqueue(llmtest.Reply{Text: "This is a long answer that takes a while to write out.", Delay: 200 * time.Millisecond})
+	srv.Enqueue(llmtest.Reply{Text: "This is a long answer that takes a while to write out.", Delay: 3 * time.Second})
 	c := agent.NewTextConversation()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -568,8 +568,9 @@ func TestLLMBrainCallerHangsUpMidAnswer(t *testing.T) {
 	for len(srv.Requests()) == 0 {
 		time.Sleep(10 * time.Millisecond)
 	}
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond)
 	c.Close()
+	closed := time.Now()
 	select {
 	case err := <-done:
 		if err != nil && !errors.Is(err, agent.ErrHangup) {
@@ -582,6 +583,10 @@ func TestLLMBrainCallerHangsUpMidAnswer(t *testing.T) {
 	case <-srv.Aborted():
 	case <-ctx.Done():
 		t.Fatal("the upstream request was not released")
+	}
+	// Not waiting for the upstream's next delta.
+	if d := time.Since(closed); d > time.Second {
+		t.Fatalf("the upstream request was released %s after the caller left", d)
 	}
 }
 

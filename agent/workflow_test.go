@@ -78,12 +78,15 @@ func TestWorkflowDTMFMenu(t *testing.T) {
 		name     string
 		keys     []string
 		saveErr  error
+		refuse   error
 		said     []string
 		transfer string
 		reason   string
 		saved    int
 	}{
 		{name: "sales", keys: []string{"1"}, said: []string{"Welcome to Acme, Ada.", prompt, "Connecting you to sales."}, transfer: "+15551230000"},
+		{name: "sales refused", keys: []string{"1"}, refuse: errors.New("486 Busy Here"),
+			said: []string{"Welcome to Acme, Ada.", prompt, "Connecting you to sales.", agent.DefaultTransferFailed}, reason: "error"},
 		{name: "voicemail", keys: []string{"2"}, said: []string{"Welcome to Acme, Ada.", prompt, agent.DefaultVoicemailPrompt, agent.DefaultVoicemailThanks},
 			reason: "agent-hangup", saved: 1},
 		{name: "voicemail not saved", keys: []string{"2"}, saveErr: errors.New("disk full"),
@@ -97,6 +100,7 @@ func TestWorkflowDTMFMenu(t *testing.T) {
 			t.Parallel()
 			vm := &voicemails{fail: tc.saveErr}
 			c := agent.NewTextConversation()
+			c.TransferError = tc.refuse
 			c.SendText("speech is not what the menu waits for")
 			for _, k := range tc.keys {
 				c.SendDigits(k)
@@ -116,7 +120,7 @@ func TestWorkflowDTMFMenu(t *testing.T) {
 			if len(saved) != tc.saved || (tc.saved > 0 && (string(saved[0].WAV) != "RIFF....WAVE" || tr.Beeps != 1)) {
 				t.Fatalf("voicemails %+v, beeps %d", saved, tr.Beeps)
 			}
-			if tc.saveErr != nil && !hasEvent(tr, "agent.error") {
+			if (tc.saveErr != nil || tc.refuse != nil) && !hasEvent(tr, "agent.error") {
 				t.Fatalf("a lost voicemail was not reported: %+v", tr.Events)
 			}
 		})
