@@ -1,0 +1,123 @@
+package voice
+
+import (
+	"context"
+	"time"
+)
+
+// Barge-in: caller speech that has lasted MinInterruptionMS pauses playback at once. If it
+// is long it is an interruption; if it is short, it is transcribed when it ends, and a
+// backchannel ("uh-huh", "okay") is dropped and playback resumes where it paused, while
+// anything else is an interruption and the next input. A key pressed stops playback too.
+// Without STT every such utterance is an interruption.
+
+type bargeIn uint8
+
+const (
+	bargeInNone bargeIn = iota
+	bargeInPause
+	bargeInStop
+)
+
+type pauseOutcome uint8
+
+const (
+	pauseResume pauseOutcome = iota
+	pauseInterrupted
+	pauseEnded
+)
+
+// bargeInState says whether the caller is speaking over playback that started at since,
+// or pressed a key (beyond the keysBefore already queued).
+func (c *conversation) bargeInState(since time.Time, keysBefore int) bargeIn {
+	c.mu.Lock()
+	keys := len(c.keys) > keysBefore
+	c.mu.Unlock()
+	if keys {
+		return bargeInStop
+	}
+	e := c.ear
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.open
+	if s == nil {
+		return bargeInNone
+	}
+	s.overlapped = true
+	if s.silent > 2 || time.Duration(s.span)*20*time.Millisecond < c.minInterrupt {
+		return bargeInNone
+	}
+	if c.cfg.STT == nil {
+		s.bargeIn = true
+		return bargeInStop
+	}
+	return bargeInPause
+}
+
+// pauseForBargeIn holds playback while the interrupting utterance goes on, and decides
+// what it was.
+func (c *conversation) pauseForBargeIn(ctx context.Context, since time.Time) pauseOutcome {
+	e := c.ear
+	e.mu.Lock()
+	s := e.open
+	e.mu.Unlock()
+	if s == nil {
+		return pauseResume
+	}
+	c.mu.Lock()
+	keysBefore := len(c.keys)
+	c.mu.Unlock()
+	for {
+		if err := c.check(ctx); err != nil {
+			return pauseEnded
+		}
+		c.mu.Lock()
+		keys := len(c.keys) > keysBefore
+		c.mu.Unlock()
+		if keys {
+			return pauseInterrupted
+		}
+		e.mu.Lock()
+		if s.pcm == nil { // consumed or dropped meanwhile
+			e.mu.Unlock()
+			return pauseResume
+		}
+		if time.Duration(s.span)*20*time.Millisecond >= backchannelMaxSpeech {
+			s.bargeIn = true
+			e.mu.Unlock()
+			return pauseInterrupted
+		}
+		if time.Duration(s.silent)*20*time.Millisecond >= speculativeSilence {
+			pcm := e.snapshot(s)
+			voiced := s.voiced
+			e.mu.Unlock()
+			text, took, err := c.transcribe(ctx, pcm)
+			e.mu.Lock()
+			if err != nil {
+				s.bargeIn = true
+				e.mu.Unlock()
+				return pauseInterrupted
+			}
+			if s.voiced != voiced && s.pcm != nil {
+				e.mu.Unlock()
+				continue // the caller went on: judge the whole of it
+			}
+			if isBackchannel(text) || text == "" {
+				e.consume(s)
+				e.mu.Unlock()
+				c.log.Debug("backchannel over the agent", "text", text)
+				return pauseResume
+			}
+			s.text, s.textVoiced, s.textOK, s.sttMS = text, voiced, true, ms64(took)
+			s.bargeIn = true
+			e.mu.Unlock()
+			return pauseInterrupted
+		}
+		e.mu.Unlock()
+		if err := c.waitKick(ctx, 100*time.Millisecond, false); err != nil {
+			return pauseEnded
+		}
+	}
+}
+
+func ms64(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

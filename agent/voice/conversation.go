@@ -1,0 +1,395 @@
+package voice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchboard-go/switchboard/agent"
+	"github.com/switchboard-go/switchboard/agent/llm"
+	"github.com/switchboard-go/switchboard/media"
+)
+
+const (
+	defaultEndpointing   = 600 * time.Millisecond
+	defaultMinInterrupt  = 250 * time.Millisecond
+	defaultIdleTimeout   = 30 * time.Second
+	defaultIdleReminder  = "Are you still there?"
+	idleGoodbye          = "I haven't heard from you, so I'll end the call now. Goodbye."
+	maxDurationGoodbye   = "We've reached the time limit for this call. Goodbye."
+	notUnderstood        = "Sorry, I didn't catch that."
+	goodbyeTimeout       = 15 * time.Second
+	tailDrain            = 200 * time.Millisecond // lets the last frames reach the far end before the BYE
+	brainStopTimeout     = 5 * time.Second
+	speculativeSilence   = 300 * time.Millisecond
+	digitsExtra          = 700 * time.Millisecond
+	backchannelMaxSpeech = 1200 * time.Millisecond
+)
+
+// conversation is one call's conversation: it implements agent.Conversation for the
+// brain, over the ear (the caller's audio) and the line's stream (ours).
+//
+// Run's goroutine owns the call's life: it waits for the brain, the caller's hang-up, the
+// context and the duration limit, and tears down. The brain's goroutine does the turns:
+// every Conversation method runs there, speaking into the stream and waiting on the ear.
+type conversation struct {
+	line   Line
+	stream media.Stream
+	cfg    Config
+	log    *slog.Logger
+	rate   int
+	ear    *ear
+
+	endpointing, minInterrupt, idle time.Duration
+	reminder                        string
+
+	ctx         context.Context
+	brainCtx    context.Context
+	cancelBrain context.CancelFunc
+
+	// kick wakes the brain's goroutine after every frame heard and every key pressed.
+	kick chan struct{}
+	// gone is closed when the stream ended (the caller hung up, or we did); ended when the
+	// conversation is over for the brain; over when Run tears down.
+	gone, ended, over            chan struct{}
+	goneOnce, endOnce, overOnce sync.Once
+
+	playing  atomic.Bool
+	startAt  time.Time
+	wg       sync.WaitGroup
+	earError error
+
+	mu         sync.Mutex
+	goneReason string
+	reason     string // ours: the brain's Hangup, idle-timeout, max-duration
+	keys       []keyPress
+	transcript []Turn
+	report     Report
+	spoke      bool // something was said already: the next Say is not the first message
+	pending    *pendingAnswer
+	// out is the frame written to the stream.
+	out media.Frame
+}
+
+type keyPress struct {
+	digit rune
+	at    time.Time
+}
+
+// pendingAnswer carries the latency of a caller's turn to the agent's answer.
+type pendingAnswer struct {
+	lastVoiced    time.Time
+	listenDone    time.Time
+	endOfSpeechMS float64
+	sttMS         float64
+	silence       time.Duration // the silence the endpointer waited for
+}
+
+func newConversation(ctx context.Context, line Line, cfg Config) *conversation {
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	stream := line.Stream()
+	c := &conversation{
+		line:         line,
+		stream:       stream,
+		cfg:          cfg,
+		log:          log,
+		rate:         stream.SampleRate(),
+		endpointing:  ms(cfg.Turn.EndpointingMS, defaultEndpointing),
+		minInterrupt: ms(cfg.Turn.MinInterruptionMS, defaultMinInterrupt),
+		idle:         time.Duration(cfg.Limits.IdleTimeoutS) * time.Second,
+		reminder:     cfg.IdleReminder,
+		ctx:          ctx,
+		kick:         make(chan struct{}, 1),
+		gone:         make(chan struct{}),
+		ended:        make(chan struct{}),
+		over:         make(chan struct{}),
+		startAt:      time.Now(),
+	}
+	if cfg.Turn.MinInterruptionMS == 0 && cfg.Turn.EndpointingMS == 0 && !cfg.Turn.Interruptions {
+		// A zero TurnSettings is "the defaults", and barge-in is on by default.
+		c.cfg.Turn.Interruptions = true
+	}
+	if c.idle <= 0 {
+		c.idle = defaultIdleTimeout
+	}
+	if c.reminder == "" {
+		c.reminder = defaultIdleReminder
+	}
+	c.out = media.Frame{Rate: c.rate, Samples: make([]int16, media.SamplesPerFrame(c.rate))}
+	c.brainCtx, c.cancelBrain = context.WithCancel(ctx)
+	return c
+}
+
+func ms(v int, def time.Duration) time.Duration {
+	if v <= 0 {
+		return def
+	}
+	return time.Duration(v) * time.Millisecond
+}
+
+func (c *conversation) wake() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run is Run: the owner's loop and the teardown.
+func (c *conversation) run(brain agent.Brain) Result {
+	e, err := newEar(c.stream, c.playing.Load, c.wake)
+	if err != nil {
+		c.log.Error("conversation cannot hear the stream", "error", err)
+		c.setReason(ReasonAgentError)
+		c.line.Hangup(ReasonAgentError)
+		return c.result()
+	}
+	c.ear = e
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		if err := e.run(); err != nil {
+			c.log.Warn("reading the caller's audio failed", "error", err)
+		}
+		c.markGone("")
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.pumpEvents()
+	}()
+
+	brainDone := make(chan error, 1)
+	go func() { brainDone <- c.runBrain(brain) }()
+
+	var limit <-chan time.Time
+	if s := c.cfg.Limits.MaxDurationS; s > 0 {
+		t := time.NewTimer(time.Duration(s) * time.Second)
+		defer t.Stop()
+		limit = t.C
+	}
+
+	var brainErr error
+	brainReturned := false
+	select {
+	case brainErr = <-brainDone:
+		brainReturned = true
+	case <-c.gone:
+	case <-c.ctx.Done():
+		c.setReason(ReasonShutdown)
+	case <-limit:
+		c.setReason(ReasonMaxDuration)
+	}
+	c.end()
+	c.cancelBrain()
+	if !brainReturned {
+		select {
+		case brainErr = <-brainDone:
+		case <-time.After(brainStopTimeout):
+			c.log.Warn("brain still running after the call ended")
+			brainErr = <-brainDone
+		}
+	}
+	if brainErr != nil && !errors.Is(brainErr, agent.ErrHangup) && !errors.Is(brainErr, context.Canceled) {
+		c.log.Warn("brain failed", "error", brainErr)
+		c.publish(EventError, ErrorEvent{Stage: "brain", Error: brainErr.Error()})
+		c.setReason(ReasonAgentError)
+	}
+
+	reason := c.finalReason()
+	if !c.isGone() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), goodbyeTimeout)
+		if reason == ReasonMaxDuration {
+			_, _ = c.say(ctx, maxDurationGoodbye, sayOptions{ignoreEnd: true})
+		}
+		sleep(ctx, c.gone, tailDrain)
+		cancel()
+		c.line.Hangup(reason)
+	}
+	_ = c.stream.Close()
+	c.overOnce.Do(func() { close(c.over) })
+	c.wg.Wait()
+	return c.result()
+}
+
+func (c *conversation) runBrain(brain agent.Brain) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("voice: brain panicked: %v", r)
+		}
+	}()
+	return brain.Run(c.brainCtx, c)
+}
+
+// pumpEvents turns the stream's events into keys and the end of the call.
+func (c *conversation) pumpEvents() {
+	for ev := range c.stream.Events() {
+		switch ev.Kind {
+		case media.EventDTMF:
+			c.mu.Lock()
+			c.keys = append(c.keys, keyPress{digit: ev.Digit, at: time.Now()})
+			c.mu.Unlock()
+			c.wake()
+		case media.EventHangup:
+			c.markGone(ev.Reason)
+		}
+	}
+	c.markGone("")
+}
+
+func (c *conversation) markGone(reason string) {
+	c.mu.Lock()
+	if c.goneReason == "" && reason != "" {
+		c.goneReason = reason
+	}
+	c.mu.Unlock()
+	c.goneOnce.Do(func() { close(c.gone) })
+	c.wake()
+}
+
+func (c *conversation) isGone() bool {
+	select {
+	case <-c.gone:
+		return true
+	default:
+		return false
+	}
+}
+
+// end makes every Conversation method return ErrHangup from now on.
+func (c *conversation) end() {
+	c.endOnce.Do(func() { close(c.ended) })
+	c.wake()
+}
+
+func (c *conversation) setReason(r string) {
+	c.mu.Lock()
+	if c.reason == "" {
+		c.reason = r
+	}
+	c.mu.Unlock()
+}
+
+func (c *conversation) finalReason() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.reason != "":
+		return c.reason
+	case c.goneReason != "":
+		return c.goneReason
+	case c.isGone():
+		return "caller-hangup"
+	}
+	return ReasonAgentHangup
+}
+
+// check returns why a method must not go on: ErrHangup once the call is over for the
+// brain, ctx's error when ctx ended.
+func (c *conversation) check(ctx context.Context) error {
+	select {
+	case <-c.gone:
+		return agent.ErrHangup
+	case <-c.ended:
+		return agent.ErrHangup
+	default:
+	}
+	return ctx.Err()
+}
+
+// waitKick waits for the next frame or key, at most d; it returns check's error.
+func (c *conversation) waitKick(ctx context.Context, d time.Duration, ignoreEnd bool) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	ended := c.ended
+	if ignoreEnd {
+		ended = nil
+	}
+	select {
+	case <-c.kick:
+	case <-t.C:
+	case <-c.gone:
+		return agent.ErrHangup
+	case <-ended:
+		return agent.ErrHangup
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, stop <-chan struct{}, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	case <-stop:
+	}
+}
+
+func (c *conversation) publish(typ string, data any) { c.line.Publish(typ, data) }
+
+func (c *conversation) addTurn(t Turn) {
+	c.mu.Lock()
+	c.transcript = append(c.transcript, t)
+	c.mu.Unlock()
+}
+
+// Hangup implements agent.Conversation.
+func (c *conversation) Hangup(reason string) {
+	if reason == "" {
+		reason = ReasonAgentHangup
+	}
+	c.setReason(reason)
+	c.end()
+	if !c.isGone() {
+		c.line.Hangup(c.finalReason())
+	}
+}
+
+// Transfer implements agent.Conversation.
+func (c *conversation) Transfer(ctx context.Context, to string) error {
+	if err := c.check(ctx); err != nil {
+		return err
+	}
+	if err := c.line.Transfer(ctx, to); err != nil {
+		return err
+	}
+	c.setReason("transferred")
+	return nil
+}
+
+// SendDTMF implements agent.Conversation.
+func (c *conversation) SendDTMF(digits string) error {
+	if err := c.check(context.Background()); err != nil {
+		return err
+	}
+	return c.line.SendDTMF(digits)
+}
+
+// ToolCall implements agent.Conversation.
+func (c *conversation) ToolCall(call agent.ToolRecord) {
+	now := time.Now()
+	rec := call
+	c.addTurn(Turn{Role: "tool", Text: call.Name, Start: now.Add(-call.Duration), End: now, Tool: &rec})
+	c.publish(EventToolCall, call)
+}
+
+// Usage implements agent.Conversation.
+func (c *conversation) Usage(u llm.Usage) {
+	c.mu.Lock()
+	c.report.Usage.InputTokens += u.InputTokens
+	c.report.Usage.OutputTokens += u.OutputTokens
+	c.mu.Unlock()
+}
+
+// Event implements agent.Conversation.
+func (c *conversation) Event(typ string, data any) { c.publish(typ, data) }
+
+var _ agent.Conversation = (*conversation)(nil)

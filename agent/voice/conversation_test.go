@@ -1,0 +1,189 @@
+package voice
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-go/switchboard/agent"
+	"github.com/switchboard-go/switchboard/agent/speech/speechtest"
+	"github.com/switchboard-go/switchboard/media"
+)
+
+// echoBrain greets, listens once, says what it heard, and hangs up.
+func echoBrain(heard chan<- agent.Input) brainFunc {
+	return func(ctx context.Context, c agent.Conversation) error {
+		if _, err := c.Say(ctx, "Hello, this is Switchboard."); err != nil {
+			return err
+		}
+		in, err := c.Listen(ctx, agent.ListenOptions{})
+		if err != nil {
+			return err
+		}
+		heard <- in
+		if _, err := c.Say(ctx, "You said: "+in.Text); err != nil {
+			return err
+		}
+		c.Hangup("done")
+		return nil
+	}
+}
+
+func TestConversationEcho(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, media.Rate8k)
+	r.srv.Respond(func(speechtest.TranscriptionRequest) speechtest.Transcript {
+		return speechtest.Transcript{Text: "I would like to book a table for two"}
+	})
+	heard := make(chan agent.Input, 1)
+	start := time.Now()
+	wait := r.run(testCtx(t, 60*time.Second), echoBrain(heard))
+
+	// The greeting arrives, then the caller speaks once it is over.
+	if _, ok := r.caller.waitSpeech(start, 300*time.Millisecond, 20*time.Second); !ok {
+		t.Fatal("no greeting heard")
+	}
+	if _, ok := r.caller.waitQuiet(start, 400*time.Millisecond, 20*time.Second); !ok {
+		t.Fatal("the greeting did not end")
+	}
+	utter := fixture(t, "hello")
+	spoke := time.Now()
+	r.caller.say(utter)
+	var in agent.Input
+	select {
+	case in = <-heard:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no input")
+	}
+	if in.Kind != agent.InputSpeech || in.Text != "I would like to book a table for two" {
+		t.Fatalf("input %+v", in)
+	}
+	if _, ok := r.caller.waitSpeech(spoke.Add(time.Duration(len(utter))*time.Second/8000), 300*time.Millisecond, 20*time.Second); !ok {
+		t.Fatal("the answer was not heard")
+	}
+	res := wait()
+	if res.Reason != "done" || r.line.hungUp() != "done" {
+		t.Errorf("reason %q, line hung up with %q", res.Reason, r.line.hungUp())
+	}
+
+	// STT got the caller's utterance as audio: about its length, speech throughout.
+	trs := r.srv.Transcriptions()
+	if len(trs) == 0 {
+		t.Fatal("no transcription request")
+	}
+	last := trs[len(trs)-1]
+	want := float64(len(utter)) / 8000
+	if got := last.Seconds(); got < want-0.6 || got > want+1.2 {
+		t.Errorf("STT heard %.2f s, the caller said %.2f s", got, want)
+	}
+	if share := speechShare(last.Samples, last.Rate); share < 0.4 {
+		t.Errorf("STT audio is speech for %.0f%% of frames", share*100)
+	}
+	// Endpointing: the turn ended about 600 ms after the caller's last voiced frame.
+	var answer *Turn
+	for i := range res.Transcript {
+		if res.Transcript[i].Role == "assistant" && res.Transcript[i].Metrics != nil {
+			answer = &res.Transcript[i]
+		}
+	}
+	if answer == nil {
+		t.Fatalf("no answer with metrics in %+v", res.Transcript)
+	}
+	m := answer.Metrics
+	t.Logf("metrics %+v", *m)
+	if m.EndOfSpeechMS < 560 || m.EndOfSpeechMS > 1000 {
+		t.Errorf("end of speech after %.0f ms, want about 600", m.EndOfSpeechMS)
+	}
+	if m.VoiceToVoiceMS < m.EndOfSpeechMS || m.TTSFirstAudioMS <= 0 {
+		t.Errorf("metrics out of order: %+v", *m)
+	}
+	if !strings.HasPrefix(answer.Text, "You said: I would like") {
+		t.Errorf("answer %q", answer.Text)
+	}
+	if len(r.line.eventsOf(EventTranscript)) != 1 || len(r.line.eventsOf(EventAgentSpeech)) != 2 ||
+		len(r.line.eventsOf(EventMetrics)) != 1 || len(r.line.eventsOf(EventReport)) != 1 {
+		t.Errorf("events: %d transcript, %d agent speech, %d metrics, %d report",
+			len(r.line.eventsOf(EventTranscript)), len(r.line.eventsOf(EventAgentSpeech)),
+			len(r.line.eventsOf(EventMetrics)), len(r.line.eventsOf(EventReport)))
+	}
+	if res.Report.Turns != 1 || res.Report.TTSCharacters == 0 || res.Report.STTSeconds < want-0.6 || res.Report.LatencyP50MS != m.VoiceToVoiceMS {
+		t.Errorf("report %+v", res.Report)
+	}
+}
+
+func TestConversationEarlyEndOfSentence(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, media.Rate8k)
+	r.srv.Respond(func(speechtest.TranscriptionRequest) speechtest.Transcript {
+		return speechtest.Transcript{Text: "What time do you open tomorrow?"}
+	})
+	heard := make(chan agent.Input, 1)
+	start := time.Now()
+	wait := r.run(testCtx(t, 60*time.Second), echoBrain(heard))
+	if _, ok := r.caller.waitQuiet(start, 400*time.Millisecond, 20*time.Second); !ok {
+		t.Fatal("the greeting did not end")
+	}
+	r.caller.say(fixture(t, "question"))
+	select {
+	case <-heard:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no input")
+	}
+	res := wait()
+	for _, turn := range res.Transcript {
+		if turn.Metrics != nil {
+			t.Logf("metrics %+v", *turn.Metrics)
+			// A finished sentence ends the turn at the short silence, not at 600 ms.
+			if turn.Metrics.EndOfSpeechMS > 550 {
+				t.Errorf("end of speech after %.0f ms, want the early cut (~300)", turn.Metrics.EndOfSpeechMS)
+			}
+			return
+		}
+	}
+	t.Fatalf("no metrics in %+v", res.Transcript)
+}
+
+func TestConversationCallerHangsUp(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, media.Rate8k)
+	listening := make(chan struct{})
+	var listenErr error
+	brain := brainFunc(func(ctx context.Context, c agent.Conversation) error {
+		close(listening)
+		_, listenErr = c.Listen(ctx, agent.ListenOptions{})
+		return listenErr
+	})
+	wait := r.run(testCtx(t, 30*time.Second), brain)
+	<-listening
+	time.Sleep(200 * time.Millisecond)
+	r.caller.sess.Hangup("bye")
+	// RTP carries no BYE: the agent's side hears it from signalling, as sip does.
+	r.line.sess.Deliver(media.Event{Kind: media.EventHangup, Reason: "caller-hangup"})
+	res := wait()
+	if !errors.Is(listenErr, agent.ErrHangup) {
+		t.Errorf("Listen returned %v, want ErrHangup", listenErr)
+	}
+	if res.Reason != "caller-hangup" {
+		t.Errorf("reason %q", res.Reason)
+	}
+}
+
+func TestConversationContextEnds(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, media.Rate8k)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	brain := brainFunc(func(ctx context.Context, c agent.Conversation) error {
+		_, err := c.Listen(ctx, agent.ListenOptions{})
+		return err
+	})
+	wait := r.run(ctx, brain)
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	res := wait()
+	if res.Reason != ReasonShutdown || r.line.hungUp() != ReasonShutdown {
+		t.Errorf("reason %q, line %q", res.Reason, r.line.hungUp())
+	}
+}
