@@ -55,7 +55,7 @@ type conversation struct {
 	kick chan struct{}
 	// gone is closed when the stream ended (the caller hung up, or we did); ended when the
 	// conversation is over for the brain; over when Run tears down.
-	gone, ended, over            chan struct{}
+	gone, ended, over           chan struct{}
 	goneOnce, endOnce, overOnce sync.Once
 
 	playing  atomic.Bool

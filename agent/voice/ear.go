@@ -16,10 +16,10 @@ import (
 // conversation, which re-evaluates whatever it waits for.
 
 const (
-	prerollFrames = 15                            // 300 ms of audio kept before an onset
-	segmentCap    = 60 * vadRate                  // a segment longer than a minute is cut
+	prerollFrames = 15                                    // 300 ms of audio kept before an onset
+	segmentCap    = 60 * vadRate                          // a segment longer than a minute is cut
 	segmentClose  = 3 * time.Second / media.FrameDuration // silence after which the ear closes a segment
-	maxSegments   = 4                             // segments kept unconsumed; older ones are dropped
+	maxSegments   = 4                                     // segments kept unconsumed; older ones are dropped
 )
 
 // segment is one utterance of the caller as the ear heard it.

@@ -348,8 +348,8 @@ func (c *conversation) play(ctx context.Context, audio <-chan chunk, bargeIn boo
 	var res played
 	var sents []*sentenceProgress
 	frameLen := len(c.out.Samples)
-	fill := 0    // samples in c.out
-	cur := -1    // the sentence c.out holds
+	fill := 0        // samples in c.out
+	cur := -1        // the sentence c.out holds
 	var rest []int16 // of the chunk being copied
 	padNow := false  // the sentence ended: write the partial frame
 	startedAt := time.Now()

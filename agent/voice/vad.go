@@ -81,7 +81,7 @@ type vad struct {
 	// speaking; voiced and weakVoiced say one of them was voiced.
 	cand, weak         int
 	voiced, weakVoiced bool
-	gap    int // frames since the last speech frame
+	gap                int // frames since the last speech frame
 	// win holds the levels of the last vadWindow frames, for the floor's minimum.
 	win  [vadWindow]float64
 	wpos int
