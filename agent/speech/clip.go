@@ -19,7 +19,10 @@ type clip struct {
 	readers int           // guarded by the Espeak's mu: live readers of a clip in flight
 }
 
-func newClip() *clip { return &clip{more: make(chan struct{})} }
+// newClip is an empty clip with room for about want samples.
+func newClip(want int) *clip {
+	return &clip{samples: make([]int16, 0, want), more: make(chan struct{})}
+}
 
 // doneClip is a finished clip of samples.
 func doneClip(samples []int16) *clip {
@@ -40,8 +43,10 @@ func (c *clip) append(s []int16) {
 func (c *clip) finish(err error) {
 	c.mu.Lock()
 	c.err = err
-	// Trim the spare capacity of the growing slice: the cache counts what is kept.
-	c.samples = c.samples[:len(c.samples):len(c.samples)]
+	// Drop the spare capacity of the growing slice: the cache counts what is kept.
+	if cap(c.samples)-len(c.samples) > len(c.samples)/8 {
+		c.samples = append([]int16(nil), c.samples...)
+	}
 	c.done.Store(true)
 	close(c.more)
 	c.mu.Unlock()

@@ -157,7 +157,8 @@ func (e *Espeak) Synthesize(ctx context.Context, text, voice string, speed float
 	if ok {
 		e.hits.Add(1)
 	} else {
-		c = newClip()
+		// espeak says about 14 characters a second at 175 words a minute.
+		c = newClip(len(text) * e.rate / 14 * espeakWPM / k.wpm)
 		e.flight[k] = c
 	}
 	c.readers++
@@ -174,44 +175,53 @@ func (e *Espeak) Synthesize(ctx context.Context, text, voice string, speed float
 	return r, nil
 }
 
-// synthesize speaks one phrase into c, waiting its turn for the library.
+// synthesize speaks one phrase into c. It takes the library a sentence at a time, so
+// that a long text does not keep every other call waiting, and gives up between
+// sentences when no one is listening any more (a barge-in).
 func (e *Espeak) synthesize(k phraseKey, c *clip) {
-	libLock <- struct{}{}
-	e.mu.Lock()
-	if c.readers == 0 {
-		// Everyone who wanted it has gone (a barge-in while it queued): skip it.
-		delete(e.flight, k)
-		e.mu.Unlock()
-		<-libLock
-		c.finish(ErrClosed)
-		return
-	}
-	e.mu.Unlock()
-
 	rs, err := newResampler(libRate, e.rate)
-	if err == nil {
-		var out []int16
-		e.syntheses.Add(1)
-		chunks := 0
-		err = libSynthesize(k.text, k.voice, k.wpm, func(s []int16) bool {
-			out = rs.push(out[:0], s)
-			c.append(out)
-			if chunks++; chunkHook != nil {
-				chunkHook(chunks)
-			}
-			return true
-		})
-		if err == nil {
-			c.append(rs.flush(out[:0]))
+	var out []int16
+	chunks := 0
+	emit := func(s []int16) bool {
+		out = rs.push(out[:0], s)
+		c.append(out)
+		if chunks++; chunkHook != nil {
+			chunkHook(chunks)
 		}
+		return true
 	}
-	<-libLock
+	parts := sentences(k.text)
+	for i := 0; err == nil && i < len(parts); i++ {
+		libLock <- struct{}{}
+		e.mu.Lock()
+		gone := c.readers == 0
+		if gone {
+			// Under the same lock as the count, so that a later request starts afresh.
+			delete(e.flight, k)
+		}
+		e.mu.Unlock()
+		if gone {
+			<-libLock
+			err = ErrClosed
+			break
+		}
+		e.syntheses.Add(1)
+		err = libSynthesize(parts[i], k.voice, k.wpm, i < len(parts)-1, emit)
+		<-libLock
+	}
+	if err == nil {
+		c.append(rs.flush(out[:0]))
+	}
 	c.finish(err)
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	delete(e.flight, k)
+	if e.flight[k] == c {
+		delete(e.flight, k)
+	}
 	if err != nil || e.maxBytes < 0 || c.bytes() > e.maxBytes/8 {
+		// A failed or abandoned phrase is not kept; a reader that joined it late sees its
+		// error and can ask again.
 		return
 	}
 	e.cached[k] = e.lru.PushFront(&cacheEntry{key: k, c: c})
@@ -223,6 +233,47 @@ func (e *Espeak) synthesize(k phraseKey, c *clip) {
 		delete(e.cached, ent.key)
 		e.bytes -= ent.c.bytes()
 	}
+}
+
+// maxSentence is the longest piece of text given to the library at once, in bytes: about
+// ten seconds of speech, a few tens of milliseconds of the lock.
+const maxSentence = 200
+
+// sentences splits text where espeak would pause anyway: after . ! ? ; : and newlines
+// followed by a space, then at commas and spaces for a piece still longer than
+// maxSentence. Short pieces are kept together so that espeak's intonation spans them.
+func sentences(text string) []string {
+	var out []string
+	start := 0
+	flush := func(end int) {
+		if p := strings.TrimSpace(text[start:end]); p != "" {
+			out = append(out, p)
+		}
+		start = end
+	}
+	for i := 0; i < len(text); i++ {
+		ch := text[i]
+		atBreak := (ch == '.' || ch == '!' || ch == '?' || ch == ';' || ch == ':') &&
+			(i+1 == len(text) || text[i+1] == ' ' || text[i+1] == '\n')
+		if ch == '\n' || (atBreak && i+1-start >= 40) {
+			flush(i + 1)
+			continue
+		}
+		if i-start >= maxSentence {
+			// No sentence end in sight: break at the last comma, else the last space.
+			cut := strings.LastIndexByte(text[start:i], ',')
+			if cut < maxSentence/2 {
+				cut = strings.LastIndexByte(text[start:i], ' ')
+			}
+			if cut > 0 {
+				flush(start + cut + 1)
+			} else {
+				flush(i)
+			}
+		}
+	}
+	flush(len(text))
+	return out
 }
 
 // chunkHook, when a test sets it, runs after each chunk is handed out, under the

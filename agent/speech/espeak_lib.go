@@ -117,9 +117,10 @@ func switchboardEspeakChunk(wav *C.short, n C.int, _ *C.espeak_EVENT) C.int {
 	return 0
 }
 
-// libSynthesize speaks text with voice at wpm, handing chunks to out as they are made.
-// The caller holds libLock.
-func libSynthesize(text, voice string, wpm int, out func([]int16) bool) error {
+// libSynthesize speaks text with voice at wpm, handing chunks to out as they are made;
+// pause ends it with espeak's sentence pause (text that more text follows). The caller
+// holds libLock.
+func libSynthesize(text, voice string, wpm int, pause bool, out func([]int16) bool) error {
 	if voice != libVoice {
 		cv := C.CString(voice)
 		st := C.espeak_ng_SetVoiceByName(cv)
@@ -147,8 +148,12 @@ func libSynthesize(text, voice string, wpm int, out func([]int16) bool) error {
 	defer C.free(unsafe.Pointer(ct))
 	libActive = out
 	defer func() { libActive = nil }()
+	flags := C.uint(C.espeakCHARS_UTF8)
+	if pause {
+		flags |= C.espeakENDPAUSE
+	}
 	if e := C.espeak_Synth(unsafe.Pointer(ct), C.size_t(len(text)+1), 0, C.POS_CHARACTER, 0,
-		C.espeakCHARS_UTF8, nil, nil); e != C.EE_OK {
+		flags, nil, nil); e != C.EE_OK {
 		return fmt.Errorf("speech: espeak-ng synthesis failed (error %d)", int(e))
 	}
 	return nil

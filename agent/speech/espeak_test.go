@@ -199,3 +199,19 @@ func TestEspeakCancelledContext(t *testing.T) {
 		t.Errorf("Synthesize on a cancelled context = %v", err)
 	}
 }
+
+func TestEspeakCachedReadDoesNotAllocate(t *testing.T) {
+	e := newEspeak(t, speech.EspeakOptions{})
+	ctx := testCtx(t)
+	a, err := e.Synthesize(ctx, "Please hold the line.", "", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, a)
+	a, _ = e.Synthesize(ctx, "Please hold the line.", "", 1)
+	defer a.Close()
+	frame := make([]int16, 320)
+	if n := testing.AllocsPerRun(50, func() { a.Read(frame) }); n != 0 {
+		t.Errorf("a cached 20 ms frame costs %.1f allocations", n)
+	}
+}

@@ -112,6 +112,7 @@ func TestOpenAITTSErrors(t *testing.T) {
 	}{
 		{"503 then audio", []speechtest.Speech{{Status: 503}}, "", 0, "", 2},
 		{"429 then audio", []speechtest.Speech{{Status: 429}}, "", 0, "", 2},
+		{"cut before audio then audio", []speechtest.Speech{{CutAfter: -1}}, "", 0, "", 2},
 		{"500 twice", []speechtest.Speech{{Status: 500, Message: "boom"}, {Status: 500, Message: "boom again"}}, "", 500, "boom again", 2},
 		{"400 is not retried", []speechtest.Speech{{Status: 400, Message: "Input is too long"}}, "", 400, "Input is too long", 1},
 		// Refused before the stand-in records it.

@@ -55,7 +55,8 @@ type Speech struct {
 	// between writes (0 is 5 ms; negative is none).
 	ChunkSamples int
 	ChunkDelay   time.Duration
-	// CutAfter, when positive, breaks the connection after that many samples were sent.
+	// CutAfter, when positive, breaks the connection after that many samples were sent;
+	// negative breaks it after the headers, before any audio.
 	CutAfter int
 	// Gate, when set, holds the answer after its first chunk until it is closed: a test
 	// proves it reads audio before the server has sent it all.
@@ -393,6 +394,12 @@ func (s *Server) speak(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(http.StatusOK)
 	flusher, _ := w.(http.Flusher)
+	if ans.CutAfter < 0 {
+		if flusher != nil {
+			flusher.Flush()
+		}
+		panic(http.ErrAbortHandler)
+	}
 	buf := make([]byte, 0, 2*chunk+44)
 	if format == "wav" || ans.WAV {
 		buf = append(buf, streamingWAVHeader(speech.OpenAIPCMRate)...)
