@@ -6,6 +6,7 @@ import (
 	"io"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/switchboard-go/switchboard/agent/speech"
 )
@@ -96,4 +97,30 @@ func BenchmarkEspeakCachedRead(b *testing.B) {
 			a, _ = e.Synthesize(ctx, benchSentence, "", 1)
 		}
 	}
+}
+
+// BenchmarkEspeakFirstAudio is the wait from asking for an uncached sentence to holding
+// its first samples: what a caller hears as the agent's reaction time, less the brain's.
+func BenchmarkEspeakFirstAudio(b *testing.B) {
+	e, err := speech.NewEspeak(speech.EspeakOptions{CacheBytes: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	buf := make([]int16, 320)
+	var first time.Duration
+	for b.Loop() {
+		start := time.Now()
+		a, err := e.Synthesize(ctx, benchSentence, "", 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := a.Read(buf); err != nil {
+			b.Fatal(err)
+		}
+		first += time.Since(start)
+		drainAudio(b, a, buf)
+	}
+	b.ReportMetric(float64(first.Microseconds())/float64(b.N), "µs-to-first-audio")
+	b.ReportMetric(float64(e.Stats().Syntheses)/float64(b.N), "syntheses/op")
 }

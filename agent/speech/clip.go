@@ -52,8 +52,6 @@ func (c *clip) finish(err error) {
 	c.mu.Unlock()
 }
 
-func (c *clip) bytes() int { return 2*len(c.samples) + 128 }
-
 // clipReader is one listener's Audio over a clip.
 type clipReader struct {
 	c       *clip

@@ -66,8 +66,9 @@ type phraseKey struct {
 }
 
 type cacheEntry struct {
-	key phraseKey
-	c   *clip
+	key  phraseKey
+	c    *clip
+	size int // bytes counted against the bound
 }
 
 // EspeakStats counts what an Espeak has done.
@@ -212,26 +213,32 @@ func (e *Espeak) synthesize(k phraseKey, c *clip) {
 	if err == nil {
 		c.append(rs.flush(out[:0]))
 	}
+	// The phrase moves from the flights to the cache before it is marked done, so that no
+	// request in between starts it again or joins a clip that is neither.
+	e.settle(k, c, err)
 	c.finish(err)
+}
 
+func (e *Espeak) settle(k phraseKey, c *clip, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.flight[k] == c {
 		delete(e.flight, k)
 	}
-	if err != nil || e.maxBytes < 0 || c.bytes() > e.maxBytes/8 {
-		// A failed or abandoned phrase is not kept; a reader that joined it late sees its
-		// error and can ask again.
+	size := 2*len(c.samples) + 128 // only this goroutine writes c.samples
+	if err != nil || e.maxBytes < 0 || size > e.maxBytes/8 {
+		// A failed or abandoned phrase is not kept; a reader that joined it sees its error
+		// and can ask again.
 		return
 	}
-	e.cached[k] = e.lru.PushFront(&cacheEntry{key: k, c: c})
-	e.bytes += c.bytes()
+	e.cached[k] = e.lru.PushFront(&cacheEntry{key: k, c: c, size: size})
+	e.bytes += size
 	for e.bytes > e.maxBytes {
 		el := e.lru.Back()
 		ent := el.Value.(*cacheEntry)
 		e.lru.Remove(el)
 		delete(e.cached, ent.key)
-		e.bytes -= ent.c.bytes()
+		e.bytes -= ent.size
 	}
 }
 
