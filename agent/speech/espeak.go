@@ -111,6 +111,9 @@ func NewEspeak(opts EspeakOptions) (*Espeak, error) {
 	return e, nil
 }
 
+// DataPath is the espeak-ng-data directory the library uses, for the start-up log.
+func (e *Espeak) DataPath() string { return libPath }
+
 // SampleRate is the rate of the audio this voice hands out.
 func (e *Espeak) SampleRate() int { return e.rate }
 
@@ -288,4 +291,4 @@ func sentences(text string) []string {
 var chunkHook func(chunk int)
 
 // String names the voice for logs.
-func (e *Espeak) String() string { return fmt.Sprintf("espeak-ng (%d Hz)", e.rate) }
+func (e *Espeak) String() string { return fmt.Sprintf("espeak-ng (%d Hz, data %s)", e.rate, libPath) }

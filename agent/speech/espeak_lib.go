@@ -12,6 +12,8 @@ import "C"
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"unsafe"
@@ -26,7 +28,7 @@ import (
 var (
 	libOnce  sync.Once
 	libErr   error
-	libPath  string
+	libPath  string // the espeak-ng-data directory in use
 	libRate  int
 	libLock  = make(chan struct{}, 1)
 	libVoice string // the voice set last; setting one reads files, so it is skipped when unchanged
@@ -41,8 +43,14 @@ var (
 // where it does by default: $ESPEAK_DATA_PATH, then the path it was built with (Debian:
 // /usr/lib/x86_64-linux-gnu/espeak-ng-data).
 func initLib(dataPath string) error {
+	if dataPath != "" {
+		// The library would quietly fall back to its default; a path that was asked for
+		// and is wrong is an error, and does not spoil a later, right one.
+		if !isDataDir(dataPath) && !isDataDir(filepath.Join(dataPath, "espeak-ng-data")) {
+			return fmt.Errorf("%w: %s holds no espeak-ng-data (no phontab)", ErrEspeakInit, dataPath)
+		}
+	}
 	libOnce.Do(func() {
-		libPath = dataPath
 		var cpath *C.char
 		if dataPath != "" {
 			cpath = C.CString(dataPath)
@@ -69,11 +77,14 @@ func initLib(dataPath string) error {
 			libErr = fmt.Errorf("%w: sample rate %d", ErrEspeakInit, libRate)
 			return
 		}
+		var data *C.char
+		C.espeak_Info(&data)
+		libPath = C.GoString(data)
 		libLanguages = listLanguages()
 		C.espeak_SetSynthCallback((*C.t_espeak_callback)(unsafe.Pointer(C.switchboardEspeakChunk)))
 	})
-	if libErr == nil && dataPath != "" && dataPath != libPath {
-		return fmt.Errorf("%w: already started with data path %q, not %q", ErrEspeakInit, libPath, dataPath)
+	if libErr == nil && dataPath != "" && filepath.Clean(dataPath) != libPath && filepath.Join(dataPath, "espeak-ng-data") != libPath {
+		return fmt.Errorf("%w: already started with the data at %s, not %s", ErrEspeakInit, libPath, dataPath)
 	}
 	return libErr
 }
@@ -98,6 +109,11 @@ func listLanguages() map[string]bool {
 		}
 	}
 	return out
+}
+
+func isDataDir(dir string) bool {
+	st, err := os.Stat(filepath.Join(dir, "phontab"))
+	return err == nil && st.Mode().IsRegular()
 }
 
 func statusMessage(st C.espeak_ng_STATUS) string {
@@ -127,7 +143,9 @@ func libSynthesize(text, voice string, wpm int, pause bool, out func([]int16) bo
 		if lang, _, _ := strings.Cut(voice, "+"); st != C.ENS_OK && libLanguages[strings.ToLower(lang)] {
 			// A language tag ("en-gb") names no voice file; ask for a voice of the language.
 			var sel C.espeak_VOICE
-			sel.languages = cv
+			cl := C.CString(lang)
+			defer C.free(unsafe.Pointer(cl))
+			sel.languages = cl
 			st = C.espeak_ng_SetVoiceByProperties(&sel)
 		}
 		C.free(unsafe.Pointer(cv))

@@ -3,6 +3,8 @@ package speech_test
 import (
 	"context"
 	"errors"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 
@@ -213,5 +215,38 @@ func TestEspeakCachedReadDoesNotAllocate(t *testing.T) {
 	frame := make([]int16, 320)
 	if n := testing.AllocsPerRun(50, func() { a.Read(frame) }); n != 0 {
 		t.Errorf("a cached 20 ms frame costs %.1f allocations", n)
+	}
+}
+
+func TestEspeakDataPath(t *testing.T) {
+	t.Parallel()
+	if _, err := speech.NewEspeak(speech.EspeakOptions{DataPath: t.TempDir()}); !errors.Is(err, speech.ErrEspeakInit) ||
+		!strings.Contains(err.Error(), "espeak-ng-data") {
+		t.Errorf("an empty data path: %v", err)
+	}
+	// Debian's path, as the library finds it by default, is accepted.
+	const debian = "/usr/lib/x86_64-linux-gnu/espeak-ng-data"
+	if _, err := os.Stat(debian); err == nil {
+		e, err := speech.NewEspeak(speech.EspeakOptions{DataPath: debian})
+		if err != nil {
+			t.Fatalf("Debian's data path: %v", err)
+		}
+		if e.DataPath() != debian {
+			t.Errorf("DataPath = %q", e.DataPath())
+		}
+	}
+}
+
+func TestEspeakVoiceVariant(t *testing.T) {
+	t.Parallel()
+	e := newEspeak(t, speech.EspeakOptions{})
+	for _, v := range []string{"en-us+f3", "en-gb+m2", "en-gb-scotland", "fr", "de"} {
+		a, err := e.Synthesize(testCtx(t), "one two three", v, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := describe(readAll(t, a), e.SampleRate()); st.seconds < 0.5 || st.voiced < 0.3 {
+			t.Errorf("voice %s: %+v", v, st)
+		}
 	}
 }
