@@ -134,8 +134,9 @@ func WPM(speed float64) int {
 
 // Synthesize speaks text. voice is an espeak-ng voice name ("en-us", "en-gb", "fr",
 // "en-us+f3"), empty for the default. The audio streams from the first 50 ms chunk; an
-// unknown voice is reported by the Audio's Read. ctx bounds the reads; the synthesis
-// itself, once begun, finishes for the cache.
+// unknown voice is reported by the Audio's Read. ctx bounds the reads. The synthesis runs
+// on for the cache while anyone holds an open Audio of the phrase; once all are closed it
+// stops at the end of the sentence being spoken.
 func (e *Espeak) Synthesize(ctx context.Context, text, voice string, speed float64) (Audio, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -161,8 +162,9 @@ func (e *Espeak) Synthesize(ctx context.Context, text, voice string, speed float
 	if ok {
 		e.hits.Add(1)
 	} else {
-		// espeak says about 14 characters a second at 175 words a minute.
-		c = newClip(len(text) * e.rate / 14 * espeakWPM / k.wpm)
+		// espeak says about 14 characters a second at 175 words a minute; room for up to
+		// 30 s is made at once, the rest as it comes.
+		c = newClip(min(len(text)*e.rate/14*espeakWPM/k.wpm, 30*e.rate))
 		e.flight[k] = c
 	}
 	c.readers++
