@@ -176,6 +176,7 @@ type RTPSession struct {
 	eventOK     bool
 	sendClock   int
 	jb          *JitterBuffer
+	chunk       *g711Chunker // G.711 packets of other than 20 ms, re-cut
 	rstats      *ReceiverStats
 	det         *DTMFDetector
 	lastEventAt time.Time
@@ -299,6 +300,7 @@ func NewRTPSession(cfg RTPConfig) (*RTPSession, error) {
 		eventOK:        cfg.EventPT != 0,
 		sendClock:      spec.ClockRate,
 		jb:             newSessionJitter(kind, depth),
+		chunk:          newG711Chunker(),
 		rstats:         NewReceiverStats(spec.ClockRate),
 		det:            NewDTMFDetector(spec.ClockRate),
 		rx:             rx,
@@ -708,6 +710,7 @@ func (s *RTPSession) Update(u RTPUpdate) error {
 		s.lateBase += js.Late
 		s.dupBase += js.Duplicate
 		s.jb, s.rxNew, s.codecPT, s.sendClock = jb, rx, spec.PayloadType, spec.ClockRate
+		s.chunk.reset()
 		s.kind = kind
 		s.rstats.clockRate = spec.ClockRate
 		s.det.clockRate = spec.ClockRate
@@ -746,7 +749,7 @@ func (s *RTPSession) Stats() RTPStats {
 		PacketsLost:        s.lostBase + snap.Lost,
 		Jitter:             time.Duration(snap.JitterMs * float64(time.Millisecond)),
 		Dropped:            s.dropped,
-		Late:               s.lateBase + js.Late,
+		Late:               s.lateBase + js.Late + s.chunk.late,
 		Duplicates:         s.dupBase + js.Duplicate,
 		LastReceived:       s.lastRecv,
 		RemoteLossFraction: s.remoteLoss,
@@ -859,13 +862,19 @@ func (s *RTPSession) intake(b []byte, from netip.AddrPort, now time.Time) (evs [
 	switch s.rstats.Update(p.SSRC, p.SequenceNumber, p.Timestamp, now) {
 	case SeqNewSource:
 		s.jb.Reset()
+		s.chunk.reset()
 		*s.det = DTMFDetector{clockRate: s.det.clockRate}
 	case SeqRestart:
 		s.jb.Reset()
+		s.chunk.reset()
 	}
 	if event {
-		// An empty slot keeps the buffer's sequence space whole; it plays as silence.
-		s.jb.Push(nil, p.SequenceNumber, p.Timestamp)
+		if s.chunk.active {
+			s.chunk.skip(p.SequenceNumber)
+		} else {
+			// An empty slot keeps the buffer's sequence space whole; it plays as silence.
+			s.jb.Push(nil, p.SequenceNumber, p.Timestamp)
+		}
 		s.lastEventAt = now
 		ev, ok, _ := s.det.Push(p.Timestamp, p.Payload)
 		if ok {
@@ -878,7 +887,11 @@ func (s *RTPSession) intake(b []byte, from netip.AddrPort, now time.Time) (evs [
 		}
 		return evs, n
 	}
-	s.jb.Push(p.Payload, p.SequenceNumber, p.Timestamp)
+	if s.kind != codecOpus && (s.chunk.active || len(p.Payload) != g711Frame) {
+		s.chunk.push(s.jb, p.Payload, p.SequenceNumber, p.Timestamp)
+	} else {
+		s.jb.Push(p.Payload, p.SequenceNumber, p.Timestamp)
+	}
 	if s.det.active && now.Sub(s.lastEventAt) > dtmfFlushAfter {
 		for n < len(evs) {
 			ev, ok := s.det.Flush()

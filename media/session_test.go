@@ -1248,3 +1248,52 @@ func TestRTPSessionConcealment(t *testing.T) {
 		})
 	}
 }
+
+func TestRTPSessionG711Ptime(t *testing.T) {
+	t.Parallel()
+	// A gateway sending 30 ms packets (and losing one): the session re-cuts them into
+	// 20 ms frames and the tone plays through.
+	for _, ptime := range []int{10, 30, 60} {
+		t.Run(strconv.Itoa(ptime)+"ms", func(t *testing.T) {
+			t.Parallel()
+			peer := newRawPeer(t)
+			c, _ := udpPair(t, false)
+			s, err := NewRTPSession(RTPConfig{Conn: c, Remote: addrOf(peer.conn), Codec: specPCMA, Rate: Rate16k, MediaTimeout: -1, JitterDepth: time.Duration(ptime+20) * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			rd := startReader(t, s)
+			to := addrOf(c)
+			samples := ptime * 8
+			pz := NewPacketizer(PayloadTypePCMA, ClockRateG711, 0)
+			tone := NewTone(1000, Rate8k, 8000)
+			pcm, payload := make([]int16, samples), make([]byte, samples)
+			buf := make([]byte, 12+samples)
+			packets := 1800 / ptime
+			start := time.Now()
+			for i := range packets {
+				tone.Fill(pcm)
+				EncodePCMA(payload, pcm)
+				n, _ := pz.Packetize(buf, payload)
+				pz.pkt.Timestamp += uint32(samples - 160) // Packetize counts 20 ms
+				if i != packets/2 {
+					peer.send(t, to, buf[:n])
+				}
+				time.Sleep(time.Until(start.Add(time.Duration((i+1)*ptime) * time.Millisecond)))
+			}
+			time.Sleep(60 * time.Millisecond)
+			rd.stop()
+			st := s.Stats()
+			if st.PacketsLost != 1 || st.PacketsReceived != uint64(packets-1) {
+				t.Errorf("stats %+v, want one lost of %d", st, packets)
+			}
+			heard := rd.samples()
+			end := len(heard) - 2*320
+			for end > 0 && rms(heard[max(0, end-320):end]) < 1000 {
+				end -= 320
+			}
+			checkTone(t, heard[:end], Rate16k, 1000, 40)
+		})
+	}
+}
