@@ -25,6 +25,9 @@ type polyphase struct {
 	l, m    int
 	taps    int
 	coef    []float32 // taps per phase, reversed: a forward dot product with the history
+	// delay is the filter's centre in upsampled samples: a whole number, so that a stream
+	// can start at a phase that puts its output a whole number of samples late.
+	delay int
 }
 
 var (
@@ -58,10 +61,12 @@ func filterFor(in, out int) (*polyphase, error) {
 		beta := 0.1102 * (rsAttenDB - 8.7)
 		fc := (fpass + fstop) / 2 / fp
 		h := make([]float64, n)
-		mid := float64(n-1) / 2
+		// An odd length has a whole-sample centre; an even one leaves its last tap zero.
+		p.delay = (n - 1) / 2
+		mid := float64(p.delay)
 		i0beta := besselI0(beta)
 		var sum float64
-		for i := range h {
+		for i := range 2*p.delay + 1 {
 			x := float64(i) - mid
 			r := x / mid
 			h[i] = 2 * fc * sincf(2*fc*x) * besselI0(beta*math.Sqrt(max(0, 1-r*r))) / i0beta
@@ -91,7 +96,8 @@ func newResampler(in, out int) (*resampler, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &resampler{f: f}
+	// Starting at this phase puts every output exactly f.delay/f.m samples late.
+	r := &resampler{f: f, next: f.delay % f.m}
 	if f.taps > 0 {
 		r.buf = make([]float32, f.taps-1, f.taps-1+4096)
 	}
@@ -202,7 +208,7 @@ func Resample(pcm []int16, from, to int) ([]int16, error) {
 	out := make([]int16, 0, want+r.f.taps*r.f.l/r.f.m+16)
 	out = r.push(out, pcm)
 	out = r.flush(out)
-	delay := (r.f.taps*r.f.l - 1) / 2 / r.f.m
+	delay := r.f.delay / r.f.m
 	out = out[min(delay, len(out)):]
 	return out[:min(want, len(out))], nil
 }
