@@ -29,34 +29,51 @@ const (
 
 // bargeInState says whether the caller is speaking over playback that started at since,
 // or pressed a key (beyond the keysBefore already queued).
-func (c *conversation) bargeInState(since time.Time, keysBefore int) bargeIn {
+func (c *conversation) bargeInState(keysBefore int) bargeIn {
 	c.mu.Lock()
 	keys := len(c.keys) > keysBefore
 	c.mu.Unlock()
 	if keys {
+		c.publish(EventBargeIn, BargeIn{At: time.Now(), DTMF: true})
 		return bargeInStop
 	}
 	e := c.ear
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	s := e.open
 	if s == nil {
+		e.mu.Unlock()
 		return bargeInNone
 	}
 	s.overlapped = true
 	if s.silent > 2 || time.Duration(s.span)*20*time.Millisecond < c.minInterrupt {
+		e.mu.Unlock()
 		return bargeInNone
 	}
+	st := bargeInPause
 	if c.cfg.STT == nil {
 		s.bargeIn = true
-		return bargeInStop
+		st = bargeInStop
 	}
-	return bargeInPause
+	ev := BargeIn{At: time.Now(), Onset: s.start, SpeechMS: s.speechMS()}
+	e.mu.Unlock()
+	c.publish(EventBargeIn, ev)
+	return st
+}
+
+// BargeIn is the data of a call.barge_in event: playback stopped for the caller.
+type BargeIn struct {
+	// At is when playback stopped: no frame was written after it.
+	At time.Time `json:"at"`
+	// Onset is when the caller's speech began, SpeechMS how long it had lasted.
+	Onset    time.Time `json:"onset"`
+	SpeechMS float64   `json:"speech_ms"`
+	// DTMF says a key stopped it.
+	DTMF bool `json:"dtmf,omitempty"`
 }
 
 // pauseForBargeIn holds playback while the interrupting utterance goes on, and decides
 // what it was.
-func (c *conversation) pauseForBargeIn(ctx context.Context, since time.Time) pauseOutcome {
+func (c *conversation) pauseForBargeIn(ctx context.Context) pauseOutcome {
 	e := c.ear
 	e.mu.Lock()
 	s := e.open

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/switchboard-go/switchboard/agent"
-	"github.com/switchboard-go/switchboard/agent/speech/speechtest"
 	"github.com/switchboard-go/switchboard/media"
 )
 
@@ -34,9 +33,7 @@ func echoBrain(heard chan<- agent.Input) brainFunc {
 func TestConversationEcho(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, media.Rate8k)
-	r.srv.Respond(func(speechtest.TranscriptionRequest) speechtest.Transcript {
-		return speechtest.Transcript{Text: "I would like to book a table for two"}
-	})
+	r.says("I would like to book a table for two")
 	heard := make(chan agent.Input, 1)
 	start := time.Now()
 	wait := r.run(testCtx(t, 60*time.Second), echoBrain(heard))
@@ -116,9 +113,7 @@ func TestConversationEcho(t *testing.T) {
 func TestConversationEarlyEndOfSentence(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, media.Rate8k)
-	r.srv.Respond(func(speechtest.TranscriptionRequest) speechtest.Transcript {
-		return speechtest.Transcript{Text: "What time do you open tomorrow?"}
-	})
+	r.says("What time do you open tomorrow?")
 	heard := make(chan agent.Input, 1)
 	start := time.Now()
 	wait := r.run(testCtx(t, 60*time.Second), echoBrain(heard))

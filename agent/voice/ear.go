@@ -20,6 +20,7 @@ const (
 	segmentCap    = 60 * vadRate                          // a segment longer than a minute is cut
 	segmentClose  = 3 * time.Second / media.FrameDuration // silence after which the ear closes a segment
 	maxSegments   = 4                                     // segments kept unconsumed; older ones are dropped
+	readerStalled = 6 * media.FrameDuration               // a read this late lost frames (media's readMaxLag, plus the frame)
 )
 
 // segment is one utterance of the caller as the ear heard it.
@@ -103,6 +104,7 @@ func newEar(stream media.Stream, playing func() bool, kick func()) (*ear, error)
 
 // run reads frames until the stream ends.
 func (e *ear) run() error {
+	last := time.Now()
 	for {
 		if err := e.stream.ReadFrame(&e.frame); err != nil {
 			if errors.Is(err, media.ErrClosed) {
@@ -110,7 +112,29 @@ func (e *ear) run() error {
 			}
 			return err
 		}
-		e.hear(time.Now())
+		now := time.Now()
+		if gap := now.Sub(last); gap > readerStalled {
+			// The stream restarts its clock for a reader this late: the frames of the
+			// gap are gone. A recording keeps its length with silence instead.
+			e.padRecording(int(gap/media.FrameDuration) - 1)
+		}
+		last = now
+		e.hear(now)
+	}
+}
+
+// padRecording adds frames of silence to a running recording.
+func (e *ear) padRecording(frames int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rec := e.rec
+	if rec == nil || frames <= 0 {
+		return
+	}
+	n := min(frames*len(e.frame.Samples), rec.max-len(rec.samples))
+	if n > 0 {
+		rec.samples = append(rec.samples, make([]int16, n)...)
+		rec.silent += frames
 	}
 }
 

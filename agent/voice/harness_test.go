@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,6 +138,7 @@ func (l *testLine) eventsOf(typ string) []published {
 type heardFrame struct {
 	at    time.Time
 	level float64 // dBFS
+	pcm   []int16
 }
 
 // caller is the far end: it writes a frame every 20 ms (speech queued by say, otherwise
@@ -213,7 +215,7 @@ func (c *caller) read() {
 		}
 		l := levelDB(f.Samples)
 		c.mu.Lock()
-		c.heard = append(c.heard, heardFrame{at: time.Now(), level: l})
+		c.heard = append(c.heard, heardFrame{at: time.Now(), level: l, pcm: append([]int16(nil), f.Samples...)})
 		c.mu.Unlock()
 	}
 }
@@ -329,7 +331,12 @@ type rig struct {
 	caller *caller
 	srv    *speechtest.Server
 	cfg    Config
+	// saying is what the caller is saying: the stand-in STT's transcript of any audio.
+	saying atomic.Pointer[string]
 }
+
+// says sets the transcript of what the caller says next.
+func (r *rig) says(text string) { r.saying.Store(&text) }
 
 func newRig(t testing.TB, rate int) *rig {
 	t.Helper()
@@ -347,6 +354,10 @@ func newRig(t testing.TB, rate int) *rig {
 			Turn:  store.TurnSettings{EndpointingMS: 600, Interruptions: true, MinInterruptionMS: 250},
 		},
 	}
+	r.says("")
+	srv.Respond(func(speechtest.TranscriptionRequest) speechtest.Transcript {
+		return speechtest.Transcript{Text: *r.saying.Load()}
+	})
 	return r
 }
 

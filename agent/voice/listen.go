@@ -128,7 +128,7 @@ func (c *conversation) Listen(ctx context.Context, opts agent.ListenOptions) (ag
 		}
 
 		// Time.
-		if len(digits) == 0 && !c.callerSpeaking() {
+		if len(digits) == 0 && !c.turnPending() && job == nil {
 			switch {
 			case !idleMode && now.Sub(began) >= opts.Timeout:
 				return agent.Input{Kind: agent.InputTimeout, Start: began, End: now}, nil
@@ -141,7 +141,7 @@ func (c *conversation) Listen(ctx context.Context, opts agent.ListenOptions) (ag
 				if _, err := c.say(ctx, c.reminder, sayOptions{internal: true}); err != nil {
 					return agent.Input{}, err
 				}
-				if !c.callerSpeaking() {
+				if !c.turnPending() {
 					// The reminder's own length does not count against the caller.
 					lastActivity = time.Now().Add(-c.idle / 2)
 				}
@@ -164,12 +164,13 @@ func (c *conversation) dtmfInput(digits string, start, end time.Time) agent.Inpu
 	return agent.Input{Kind: agent.InputDTMF, Digits: digits, Start: start, End: end}
 }
 
-// callerSpeaking says an utterance is going on.
-func (c *conversation) callerSpeaking() bool {
+// turnPending says the caller said something not yet made a turn or dropped: no time
+// limit runs out on it.
+func (c *conversation) turnPending() bool {
 	e := c.ear
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.open != nil && e.open.silent < 10
+	return e.first() != nil
 }
 
 // dropSpeech forgets utterances a Listen for keys only does not want.

@@ -352,7 +352,6 @@ func (c *conversation) play(ctx context.Context, audio <-chan chunk, bargeIn boo
 	cur := -1        // the sentence c.out holds
 	var rest []int16 // of the chunk being copied
 	padNow := false  // the sentence ended: write the partial frame
-	startedAt := time.Now()
 	c.playing.Store(true)
 	defer c.playing.Store(false)
 	c.mu.Lock()
@@ -393,11 +392,11 @@ func (c *conversation) play(ctx context.Context, audio <-chan chunk, bargeIn boo
 			return finish(false, err)
 		}
 		if bargeIn {
-			switch c.bargeInState(startedAt, keysBefore) {
+			switch c.bargeInState(keysBefore) {
 			case bargeInStop:
 				return finish(true, nil)
 			case bargeInPause:
-				switch c.pauseForBargeIn(ctx, startedAt) {
+				switch c.pauseForBargeIn(ctx) {
 				case pauseInterrupted:
 					return finish(true, nil)
 				case pauseEnded:

@@ -60,6 +60,7 @@ const (
 	EventReport      = "call.report"        // the end-of-call report (Report)
 	EventError       = "agent.error"        // a provider failure (ErrorEvent)
 	EventIdle        = "call.idle_reminder" // the idle reminder was said
+	EventBargeIn     = "call.barge_in"      // playback stopped for the caller (BargeIn)
 )
 
 // Reasons a conversation ends a call with, beside the brain's own.
