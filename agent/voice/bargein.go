@@ -44,8 +44,12 @@ func (c *conversation) bargeInState(keysBefore int) bargeIn {
 		e.mu.Unlock()
 		return bargeInNone
 	}
-	s.overlapped = true
-	if s.silent > 2 || time.Duration(s.span)*20*time.Millisecond < c.minInterrupt {
+	if s.silent > 2 {
+		e.mu.Unlock()
+		return bargeInNone
+	}
+	s.overlapped = true // the caller is speaking over the agent
+	if time.Duration(s.span)*20*time.Millisecond < c.minInterrupt {
 		e.mu.Unlock()
 		return bargeInNone
 	}
@@ -104,7 +108,7 @@ func (c *conversation) pauseForBargeIn(ctx context.Context) pauseOutcome {
 			e.mu.Unlock()
 			return pauseInterrupted
 		}
-		if time.Duration(s.silent)*20*time.Millisecond >= speculativeSilence {
+		if time.Duration(s.silent)*20*time.Millisecond >= c.specSilence {
 			pcm := e.snapshot(s)
 			voiced := s.voiced
 			e.mu.Unlock()

@@ -168,3 +168,29 @@ func TestBargeInDisabled(t *testing.T) {
 		t.Errorf("next input %+v", res.input)
 	}
 }
+
+func TestWithoutSTT(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, media.Rate8k)
+	r.cfg.STT = nil
+	r.cfg.BargeInDuringFirstMessage = true
+	out := make(chan talkResult, 1)
+	start := time.Now()
+	wait := r.run(testCtx(t, 60*time.Second), talkBrain(out))
+	if _, ok := r.caller.waitSpeech(start, 1500*time.Millisecond, 20*time.Second); !ok {
+		t.Fatal("the answer was not heard")
+	}
+	// Speech still interrupts, but is never understood: the Listen after it times out.
+	r.caller.say(fixture(t, "wait"))
+	res := <-out
+	wait()
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if !res.spoken.Interrupted || !strings.HasPrefix(longAnswer, res.spoken.Text) {
+		t.Errorf("spoken %+v: want an interrupted prefix", res.spoken)
+	}
+	if res.input.Kind != agent.InputTimeout {
+		t.Errorf("input %+v: speech is not understood without STT", res.input)
+	}
+}

@@ -45,7 +45,9 @@ type conversation struct {
 	ear    *ear
 
 	endpointing, minInterrupt, idle time.Duration
-	reminder                        string
+	// specSilence is the pause at which the utterance so far is transcribed speculatively.
+	specSilence time.Duration
+	reminder    string
 
 	ctx         context.Context
 	brainCtx    context.Context
@@ -58,10 +60,12 @@ type conversation struct {
 	gone, ended, over           chan struct{}
 	goneOnce, endOnce, overOnce sync.Once
 
-	playing  atomic.Bool
-	startAt  time.Time
-	wg       sync.WaitGroup
-	earError error
+	playing atomic.Bool
+	// lastWrite is when our last frame was written (UnixNano), for the hang-up's tail.
+	lastWrite atomic.Int64
+	startAt   time.Time
+	wg        sync.WaitGroup
+	earError  error
 
 	mu         sync.Mutex
 	goneReason string
@@ -119,6 +123,7 @@ func newConversation(ctx context.Context, line Line, cfg Config) *conversation {
 	if c.idle <= 0 {
 		c.idle = defaultIdleTimeout
 	}
+	c.specSilence = min(speculativeSilence, c.endpointing)
 	if c.reminder == "" {
 		c.reminder = defaultIdleReminder
 	}
@@ -205,9 +210,9 @@ func (c *conversation) run(brain agent.Brain) Result {
 	if !c.isGone() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), goodbyeTimeout)
 		if reason == ReasonMaxDuration {
-			_, _ = c.say(ctx, maxDurationGoodbye, sayOptions{ignoreEnd: true})
+			_, _ = c.say(ctx, maxDurationGoodbye, sayOptions{ignoreEnd: true, noBargeIn: true, internal: true})
 		}
-		sleep(ctx, c.gone, tailDrain)
+		c.drainTail(ctx)
 		cancel()
 		c.line.Hangup(reason)
 	}
@@ -349,7 +354,20 @@ func (c *conversation) Hangup(reason string) {
 	c.setReason(reason)
 	c.end()
 	if !c.isGone() {
+		c.drainTail(context.Background())
 		c.line.Hangup(c.finalReason())
+	}
+}
+
+// drainTail waits until what we last wrote has had time to reach the far end: a BYE
+// right after it would cut the end of a goodbye.
+func (c *conversation) drainTail(ctx context.Context) {
+	last := c.lastWrite.Load()
+	if last == 0 {
+		return
+	}
+	if d := tailDrain - time.Since(time.Unix(0, last)); d > 0 {
+		sleep(ctx, c.gone, d)
 	}
 }
 

@@ -69,6 +69,9 @@ func (c *conversation) Listen(ctx context.Context, opts agent.ListenOptions) (ag
 	}
 	idleMode := opts.Timeout <= 0
 	began := time.Now()
+	c.mu.Lock()
+	c.pending = nil // a turn not answered has no latency to measure
+	c.mu.Unlock()
 	lastActivity := began
 	reminded := false
 
@@ -228,7 +231,7 @@ func (c *conversation) endpoint(ctx context.Context, job **sttJob, lastActivity 
 		silence := time.Duration(s.silent) * 20 * time.Millisecond
 		speech := time.Duration(s.span) * 20 * time.Millisecond
 		// Speech over the agent that did not interrupt it, short or a backchannel, is no turn.
-		if s.overlapped && !s.bargeIn && silence >= speculativeSilence && speech < c.minInterrupt {
+		if s.overlapped && !s.bargeIn && silence >= c.specSilence && speech < c.minInterrupt {
 			e.consume(s)
 			e.mu.Unlock()
 			continue
@@ -259,10 +262,10 @@ func (c *conversation) endpoint(ctx context.Context, job **sttJob, lastActivity 
 				e.consume(s)
 				e.mu.Unlock()
 				continue
-			case text != "" && (silence >= threshold || (early && silence >= speculativeSilence) || s.closed):
+			case text != "" && (silence >= threshold || (early && silence >= c.specSilence) || s.closed):
 				used := threshold
 				if early && silence < threshold {
-					used = speculativeSilence
+					used = c.specSilence
 				}
 				in := c.acceptTurn(s, used)
 				e.mu.Unlock()
@@ -272,7 +275,7 @@ func (c *conversation) endpoint(ctx context.Context, job **sttJob, lastActivity 
 			return agent.Input{}, false, nil
 		}
 		// Transcribe what was said so far once the caller paused.
-		if (silence >= speculativeSilence || s.closed) && *job == nil {
+		if (silence >= c.specSilence || s.closed) && *job == nil {
 			j := &sttJob{seg: s, voiced: s.voiced, done: make(chan struct{})}
 			pcm := e.snapshot(s)
 			e.mu.Unlock()
@@ -280,8 +283,9 @@ func (c *conversation) endpoint(ctx context.Context, job **sttJob, lastActivity 
 			j.cancel = cancel
 			*job = j
 			go func() {
-				defer close(j.done)
 				j.text, j.took, j.err = c.transcribe(jctx, pcm)
+				close(j.done)
+				c.wake() // the turn may be over now, not at the next frame
 			}()
 			return agent.Input{}, false, nil
 		}
@@ -334,7 +338,7 @@ func (c *conversation) idleHangup(ctx context.Context) error {
 	c.setReason(ReasonIdleTimeout)
 	_, _ = c.say(ctx, idleGoodbye, sayOptions{internal: true, noBargeIn: true})
 	c.end()
-	sleep(ctx, c.gone, tailDrain)
+	c.drainTail(ctx)
 	if !c.isGone() {
 		c.line.Hangup(ReasonIdleTimeout)
 	}

@@ -115,6 +115,7 @@ func (c *conversation) beep(ctx context.Context) error {
 			}
 			return err
 		}
+		c.lastWrite.Store(time.Now().UnixNano())
 	}
 	return nil
 }

@@ -413,8 +413,10 @@ func (c *conversation) play(ctx context.Context, audio <-chan chunk, bargeIn boo
 				}
 				return finish(false, err)
 			}
+			now := time.Now()
+			c.lastWrite.Store(now.UnixNano())
 			if res.firstFrame.IsZero() {
-				res.firstFrame = time.Now()
+				res.firstFrame = now
 			}
 			sents[cur].played += fill
 			fill = 0
