@@ -453,18 +453,21 @@ func positive(w *store.Condition) bool {
 	return w.DTMF != "" || len(w.Keywords) > 0 || w.Intent != "" || w.Variable != ""
 }
 
-// holds reports whether every test the condition sets passes.
+// holds reports whether the condition's tests pass: every one of them, except that keys and
+// words are two ways of answering one prompt ("press 1 or say hours"), so a condition with
+// both holds when either matches.
 func (b *WorkflowBrain) holds(w *store.Condition, r *workflowRun, in *Input, intent *lazyIntent) bool {
 	if w.Timeout || w.NoMatch {
 		if in == nil || in.Kind != InputTimeout || w.NoMatch {
 			return false
 		}
 	}
-	if w.DTMF != "" && (in == nil || in.Kind != InputDTMF || in.Digits != w.DTMF) {
-		return false
-	}
-	if len(w.Keywords) > 0 && (in == nil || in.Kind != InputSpeech || !anyKeyword(in.Text, w.Keywords)) {
-		return false
+	if w.DTMF != "" || len(w.Keywords) > 0 {
+		byKey := w.DTMF != "" && in != nil && in.Kind == InputDTMF && in.Digits == w.DTMF
+		byWord := len(w.Keywords) > 0 && in != nil && in.Kind == InputSpeech && anyKeyword(in.Text, w.Keywords)
+		if !byKey && !byWord {
+			return false
+		}
 	}
 	if w.Variable != "" {
 		v, _ := lookup(r.vars, w.Variable)

@@ -169,6 +169,34 @@ func TestWorkflowKeywords(t *testing.T) {
 	}
 }
 
+// A condition with a key and words is answered by either: "press 1 or say hours".
+func TestWorkflowKeyOrWord(t *testing.T) {
+	t.Parallel()
+	wf := workflow(t, "menu", []store.Node{
+		{ID: "menu", Type: "gather", Input: "any", MaxDigits: 1, Text: "Press 1 or say hours."},
+		{ID: "hours", Type: "hangup", Text: "Nine to five."},
+		{ID: "other", Type: "hangup", Text: "I did not get that."},
+	}, []store.Edge{
+		{From: "menu", To: "hours", When: when(store.Condition{DTMF: "1", Keywords: []string{"hours"}})},
+		{From: "menu", To: "other", When: when(store.Condition{NoMatch: true})},
+	})
+	for name, send := range map[string]func(c *agent.TextConversation){
+		"key":  func(c *agent.TextConversation) { c.SendDigits("1") },
+		"word": func(c *agent.TextConversation) { c.SendText("what are your hours") },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			c := agent.NewTextConversation()
+			send(c)
+			s := start(t, agent.NewWorkflowBrain(agent.WorkflowBrainConfig{Workflow: wf}), c)
+			if err := s.end(t); err != nil {
+				t.Fatal(err)
+			}
+			equalLines(t, "said", c.Transcript().Said, []string{"Press 1 or say hours.", "Nine to five."})
+		})
+	}
+}
+
 // A tool node runs its webhook with arguments filled in from variables, keeps the JSON
 // result in a variable, and a branch and later text read its fields.
 func TestWorkflowToolVariables(t *testing.T) {

@@ -73,12 +73,16 @@ func (s *Server) callRoutes() []route {
 		{Method: http.MethodPost, Path: "/api/v1/calls/{id}/hangup", Tag: tag, Scope: store.ScopeWrite, Status: http.StatusOK,
 			Summary: "Hang up a live call", Response: call, Handle: s.hangupCall},
 		{Method: http.MethodGet, Path: "/api/v1/calls/{id}/transcript", Tag: tag, Scope: store.ScopeRead, Status: http.StatusOK,
-			Summary: "The call's transcript: each turn with its role (user, assistant, tool), text, keys, times, interruption and latency figures",
+			Summary:  "The call's transcript: each turn with its role (user, assistant, tool), text, keys, times, interruption and latency figures",
 			Response: store.CallTranscript{}, Handle: s.callTranscript},
 		{Method: http.MethodGet, Path: "/api/v1/calls/{id}/recording", Tag: tag, Scope: store.ScopeRead, Status: http.StatusOK,
 			Raw: true, ContentType: "audio/wav",
 			Summary: "The call's recording: a stereo WAV, the far end on the left and Switchboard on the right (when recording is on)",
 			Handle:  s.callRecording},
+		{Method: http.MethodGet, Path: "/api/v1/calls/{id}/voicemail", Tag: tag, Scope: store.ScopeRead, Status: http.StatusOK,
+			Raw: true, ContentType: "audio/wav",
+			Summary: "The voicemail the caller left (a mono WAV), when the call's workflow took one",
+			Handle:  s.callVoicemail},
 		{Method: http.MethodPost, Path: "/api/v1/calls/{id}/transfer", Tag: tag, Scope: store.ScopeWrite, Status: http.StatusAccepted,
 			Summary: "Transfer a live call to an E.164 number or a SIP URI (the transfer goes on after the answer)",
 			Request: TransferRequest{}, Response: call, Handle: s.transferCall},
@@ -199,20 +203,36 @@ func (s *Server) callTranscript(w http.ResponseWriter, r *http.Request, p *Princ
 }
 
 func (s *Server) callRecording(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	if s.cfg.RecordingsDir == "" {
+		if _, err := s.storedCall(r.Context(), p.TenantID, r.PathValue("id")); err != nil {
+			return err
+		}
+		return &Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "Calls are not recorded on this node (SWITCHBOARD_RECORD_CALLS)"}
+	}
+	return s.callFile(w, r, p, s.cfg.RecordingsDir, "recording")
+}
+
+func (s *Server) callVoicemail(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	return s.callFile(w, r, p, s.cfg.VoicemailsDir, "voicemail")
+}
+
+// callFile serves a call's WAV of dir ("<call id>.wav") to the call's tenant once the call
+// has ended.
+func (s *Server) callFile(w http.ResponseWriter, r *http.Request, p *Principal, dir, what string) error {
 	c, err := s.storedCall(r.Context(), p.TenantID, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	if s.cfg.RecordingsDir == "" {
-		return &Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "Calls are not recorded on this node (SWITCHBOARD_RECORD_CALLS)"}
-	}
 	if c.Live() {
-		return &Error{Status: http.StatusConflict, Code: codeConflict, Message: "The call is still live; its recording is complete once it ends"}
+		return &Error{Status: http.StatusConflict, Code: codeConflict, Message: "The call is still live; its " + what + " is complete once it ends"}
+	}
+	if dir == "" {
+		return &Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "The call has no " + what}
 	}
 	// The ID comes from the store, so it names a file of the directory and nothing else.
-	f, err := os.Open(filepath.Join(s.cfg.RecordingsDir, c.ID+".wav"))
+	f, err := os.Open(filepath.Join(dir, c.ID+".wav"))
 	if errors.Is(err, os.ErrNotExist) {
-		return &Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "The call has no recording"}
+		return &Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "The call has no " + what}
 	}
 	if err != nil {
 		return err
@@ -223,7 +243,7 @@ func (s *Server) callRecording(w http.ResponseWriter, r *http.Request, p *Princi
 		return err
 	}
 	w.Header().Set("Content-Type", "audio/wav")
-	w.Header().Set("Content-Disposition", `attachment; filename="`+c.ID+`.wav"`)
+	w.Header().Set("Content-Disposition", `attachment; filename="`+c.ID+"-"+what+`.wav"`)
 	http.ServeContent(w, r, c.ID+".wav", st.ModTime(), f)
 	return nil
 }

@@ -254,6 +254,30 @@ func (s *Server) registryFor(ctx context.Context, tenantID string) (*llm.Registr
 			return tr.reg, nil
 		}
 	}
+	cfgs, err := s.TenantProviders(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	reg := s.cfg.Models
+	if len(cfgs) > 0 {
+		var err error
+		if reg, err = s.cfg.Models.With(cfgs); err != nil {
+			return nil, &Error{Status: http.StatusBadRequest, Code: codeModelNotFound, Message: "The tenant's model providers are not usable: " + err.Error()}
+		}
+	}
+	s.registries.Store(tenantID, tenantRegistry{reg: reg, built: time.Now()})
+	return reg, nil
+}
+
+// Models is the registry a tenant's models resolve in: the node's providers with the
+// tenant's own over them. Calls answered by agents use it as the gateway does.
+func (s *Server) Models(ctx context.Context, tenantID string) (*llm.Registry, error) {
+	return s.registryFor(ctx, tenantID)
+}
+
+// TenantProviders reads the tenant's own model providers (keys unsealed), as configs the
+// model and speech registries take.
+func (s *Server) TenantProviders(ctx context.Context, tenantID string) ([]llm.ProviderConfig, error) {
 	var cfgs []llm.ProviderConfig
 	for offset := 0; ; offset += 100 {
 		ps, total, err := store.List[store.ModelProvider](ctx, s.store, tenantID, store.Page{Limit: 100, Offset: offset})
@@ -276,15 +300,7 @@ func (s *Server) registryFor(ctx context.Context, tenantID string) (*llm.Registr
 			break
 		}
 	}
-	reg := s.cfg.Models
-	if len(cfgs) > 0 {
-		var err error
-		if reg, err = s.cfg.Models.With(cfgs); err != nil {
-			return nil, &Error{Status: http.StatusBadRequest, Code: codeModelNotFound, Message: "The tenant's model providers are not usable: " + err.Error()}
-		}
-	}
-	s.registries.Store(tenantID, tenantRegistry{reg: reg, built: time.Now()})
-	return reg, nil
+	return cfgs, nil
 }
 
 // record stores what a gateway request used; it runs after the answer is out.

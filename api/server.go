@@ -50,6 +50,8 @@ type Config struct {
 	Calls CallControl
 	// RecordingsDir holds the calls' WAV recordings ("<call id>.wav"); empty: none are served.
 	RecordingsDir string
+	// VoicemailsDir holds the voicemails agents took ("<call id>.wav").
+	VoicemailsDir string
 }
 
 // Server is the HTTP API of one node.

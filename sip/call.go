@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"strings"
@@ -128,6 +129,7 @@ func (c *Call) Record() store.Call {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := c.rec
+	r.Metadata, r.Report = maps.Clone(r.Metadata), maps.Clone(r.Report)
 	return r
 }
 
@@ -157,6 +159,26 @@ func (c *Call) mediaDone() { c.mediaOnce.Do(func() { close(c.mediaUp) }) }
 
 // Stream is the call's audio: 20 ms frames, DTMF and hang-up events.
 func (c *Call) Stream() media.Stream { return c.sess }
+
+// SetReport attaches the handler's end-of-call report to the call's record; it is written,
+// with the call's ended reason and duration, and published with call.ended when the call
+// ends. A handler sets it before it returns.
+func (c *Call) SetReport(report map[string]any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rec.Report = report
+}
+
+// SetMetadata sets one key of the call record's metadata (written when the call's state is
+// next written, at the latest when it ends).
+func (c *Call) SetMetadata(key string, value any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rec.Metadata == nil {
+		c.rec.Metadata = map[string]any{}
+	}
+	c.rec.Metadata[key] = value
+}
 
 // Log is the call's logger.
 func (c *Call) Log() *slog.Logger { return c.log }
@@ -224,6 +246,7 @@ func (c *Call) update(ctx context.Context, fn func(r *store.Call)) {
 	c.mu.Lock()
 	fn(&c.rec)
 	r := c.rec
+	r.Metadata, r.Report = maps.Clone(r.Metadata), maps.Clone(r.Report)
 	c.mu.Unlock()
 	if c.srv.cfg.Store == nil {
 		return
@@ -394,6 +417,10 @@ func (c *Call) end(ctx context.Context, reason string) {
 		}
 		if c.sess != nil {
 			r.Quality = qualityOf(st)
+		}
+		if len(r.Report) > 0 { // the handler's report, with the call's own ending
+			r.Report["ended_reason"] = reason
+			r.Report["duration_seconds"] = r.DurationSeconds
 		}
 	})
 	c.mediaDone()

@@ -69,6 +69,8 @@ type Edge struct {
 
 // Condition is what makes an edge fire: a key pressed, a word said, an intent the model
 // recognised, nothing matching within the gather's time, or a variable holding a value.
+// Every test set must pass, except that DTMF and Keywords together are two ways to answer
+// one prompt ("press 1 or say hours"): either matching is enough.
 type Condition struct {
 	DTMF     string   `json:"dtmf,omitempty"`
 	Keywords []string `json:"keywords,omitempty"`

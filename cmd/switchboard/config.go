@@ -34,6 +34,7 @@ type config struct {
 	MediaTimeout time.Duration
 	Node         string
 	RecordCalls  bool
+	Demo         bool
 	// AllowPrivateWebhooks lets agents' tools call addresses of this machine and its
 	// private networks.
 	AllowPrivateWebhooks bool
@@ -70,6 +71,7 @@ func (c *config) registerServe(fs *flag.FlagSet) {
 	fs.StringVar(&c.RTPPorts, "rtp-ports", env("SWITCHBOARD_RTP_PORTS", ""), "UDP port range of calls' media, such as 10000-20000 (SWITCHBOARD_RTP_PORTS; default: any free port)")
 	fs.DurationVar(&c.MediaTimeout, "media-timeout", envDuration("SWITCHBOARD_MEDIA_TIMEOUT", 30*time.Second), "a call whose RTP stops for this long is ended (SWITCHBOARD_MEDIA_TIMEOUT)")
 	fs.BoolVar(&c.RecordCalls, "record-calls", env("SWITCHBOARD_RECORD_CALLS", "") == "true", "record every answered call as a stereo WAV under the data directory's recordings/ (SWITCHBOARD_RECORD_CALLS=true)")
+	fs.BoolVar(&c.Demo, "demo", env("SWITCHBOARD_DEMO", "true") == "true", "create the demo agent (sip:demo@…) on first start (SWITCHBOARD_DEMO=false to skip)")
 	host, _ := os.Hostname()
 	fs.StringVar(&c.Node, "node", env("SWITCHBOARD_NODE", host), "this node's name in call records; a restart fails the calls it carried (SWITCHBOARD_NODE; default: the host name)")
 	fs.IntVar(&c.RateLimit, "rate-limit", envInt("SWITCHBOARD_RATE_LIMIT", 100), "requests a minute for an API key without a limit of its own (SWITCHBOARD_RATE_LIMIT)")

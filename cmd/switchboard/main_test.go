@@ -139,6 +139,8 @@ func environ(vars ...string) []string {
 	// Agents talk through openai/… models by default, and a node refuses an agent whose
 	// provider has no key; no test here reaches the real service.
 	env = append(env, "OPENAI_API_KEY=sk-switchboard-test-not-a-key")
+	// The demo agent would be one more agent in every list; the demo's own test asks for it.
+	env = append(env, "SWITCHBOARD_DEMO=false")
 	return append(env, vars...)
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/switchboard-go/switchboard/agent"
 	"github.com/switchboard-go/switchboard/agent/llm"
+	"github.com/switchboard-go/switchboard/agent/speech"
 	"github.com/switchboard-go/switchboard/api"
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/sip"
@@ -67,6 +68,11 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	}
 	defer st.Close()
 	secret, _ := c.secret()
+	if c.Demo {
+		if err := ensureDemo(ctx, st, def, log); err != nil {
+			return err
+		}
+	}
 
 	// Background work of the node (the event relay, key last-used flushing, sweeping idle
 	// topics) runs until the HTTP server has drained.
@@ -104,10 +110,15 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	}()
 	streams := realtime.NewServer(hub, api.TopicChecker(st), realtime.Limits{}, log)
 
-	models, err := modelRegistry(c.ProvidersFile)
+	providers, err := providerConfigs(c.ProvidersFile)
 	if err != nil {
 		return err
 	}
+	models, err := llm.NewRegistry(providers)
+	if err != nil {
+		return err
+	}
+	voices := speech.NewRegistry(providers, speech.RegistryOptions{})
 
 	// SIP: UDP and TCP on one port, TLS on another when a certificate is set. Calls this
 	// node carried when it last stopped without hanging them up are failed first.
@@ -120,8 +131,16 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	if err != nil {
 		return err
 	}
+	// Calls to agents: the conversation runtime, given the API server (for the tenants'
+	// model providers) once it exists.
+	voicemails := filepath.Join(c.DataDir, "voicemails")
+	if err := os.MkdirAll(voicemails, 0o750); err != nil {
+		return fmt.Errorf("voicemails: %w", err)
+	}
+	webhooks := agent.NewWebhooks(c.AllowPrivateWebhooks)
+	agents := &agentCalls{st: st, speech: voices, webhooks: webhooks, voicemailDir: voicemails, log: log}
 	sipCfg := sip.Config{Log: log, PublicIP: c.PublicIP, RTPPortMin: rtpMin, RTPPortMax: rtpMax,
-		Store: st, DefaultTenantID: def.ID, Node: c.Node, Events: hub, MediaTimeout: c.MediaTimeout}
+		Store: st, DefaultTenantID: def.ID, Node: c.Node, Events: hub, MediaTimeout: c.MediaTimeout, Agents: agents}
 	if c.RecordCalls {
 		sipCfg.RecordDir = filepath.Join(c.DataDir, "recordings")
 		if err := os.MkdirAll(sipCfg.RecordDir, 0o750); err != nil {
@@ -142,7 +161,8 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 
 	auth := api.NewAuthenticator(st, secret, def.ID, log)
 	srv := api.New(api.Config{Store: st, Auth: auth, Log: log, Version: version, Commit: commit, DefaultRateLimit: c.RateLimit,
-		Hub: hub, Streams: streams, Models: models, Webhooks: agent.NewWebhooks(c.AllowPrivateWebhooks), Calls: sipSrv, RecordingsDir: sipCfg.RecordDir})
+		Hub: hub, Streams: streams, Models: models, Webhooks: webhooks, Calls: sipSrv, RecordingsDir: sipCfg.RecordDir, VoicemailsDir: voicemails})
+	agents.api = srv
 	httpSrv := &http.Server{
 		Addr: c.HTTPAddr, Handler: srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
@@ -207,9 +227,10 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	return nil
 }
 
-// modelRegistry builds the model gateway's providers: openai and anthropic from their usual
-// variables, and those of the providers file.
-func modelRegistry(file string) (*llm.Registry, error) {
+// providerConfigs are the model providers of the node: openai and anthropic from their
+// usual variables, and those of the providers file. The model gateway and the agents' speech
+// both resolve names among them.
+func providerConfigs(file string) ([]llm.ProviderConfig, error) {
 	cfgs := llm.EnvProviders(os.Getenv)
 	if file != "" {
 		more, err := llm.LoadProviders(file, os.Getenv)
@@ -218,5 +239,5 @@ func modelRegistry(file string) (*llm.Registry, error) {
 		}
 		cfgs = append(cfgs, more...)
 	}
-	return llm.NewRegistry(cfgs)
+	return cfgs, nil
 }
