@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/switchboard-go/switchboard/agent"
+	"github.com/switchboard-go/switchboard/agent/llm"
 	"github.com/switchboard-go/switchboard/media"
 )
 
@@ -182,3 +183,84 @@ func TestConversationContextEnds(t *testing.T) {
 		t.Errorf("reason %q, line %q", res.Reason, r.line.hungUp())
 	}
 }
+
+func TestSpeakPlaysBeforeTheTextEnds(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, media.Rate8k)
+	gate := make(chan struct{})
+	out := make(chan talkResult, 1)
+	brain := brainFunc(func(ctx context.Context, c agent.Conversation) error {
+		text := make(chan string)
+		go func() {
+			defer close(text)
+			for _, d := range []string{"Let me check ", "that for you. ", "Your table "} {
+				text <- d
+			}
+			// The rest comes only once the caller heard the first sentence.
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return
+			}
+			text <- "is booked for eight."
+		}()
+		var res talkResult
+		res.spoken, res.err = c.Speak(ctx, text)
+		out <- res
+		c.Hangup("done")
+		return nil
+	})
+	start := time.Now()
+	wait := r.run(testCtx(t, 60*time.Second), brain)
+	if _, ok := r.caller.waitSpeech(start, 300*time.Millisecond, 20*time.Second); !ok {
+		t.Fatal("the first sentence was not played while the answer was still being written")
+	}
+	close(gate)
+	res := <-out
+	wait()
+	if res.err != nil || res.spoken.Text != "Let me check that for you. Your table is booked for eight." {
+		t.Errorf("spoken %+v, %v", res.spoken, res.err)
+	}
+	if reqs := r.srv.Speeches(); len(reqs) != 2 || reqs[0].Input != "Let me check that for you." {
+		t.Errorf("speech requests %+v: want one per sentence", reqs)
+	}
+}
+
+func TestToolsTransferAndUsage(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, media.Rate8k)
+	brain := brainFunc(func(ctx context.Context, c agent.Conversation) error {
+		c.ToolCall(agent.ToolRecord{Name: "lookup_order", Arguments: `{"id":"42"}`, Result: `{"status":"shipped"}`, Duration: 30 * time.Millisecond})
+		c.Usage(llmUsage(120, 30))
+		c.Usage(llmUsage(80, 20))
+		c.Event("agent.custom", map[string]string{"k": "v"})
+		if err := c.SendDTMF("12#"); err != nil {
+			return err
+		}
+		return c.Transfer(ctx, "sip:desk@example.com")
+	})
+	res := r.run(testCtx(t, 30*time.Second), brain)()
+	if res.Reason != "transferred" {
+		t.Errorf("reason %q", res.Reason)
+	}
+	if res.Report.Usage.InputTokens != 200 || res.Report.Usage.OutputTokens != 50 {
+		t.Errorf("usage %+v", res.Report.Usage)
+	}
+	if len(res.Transcript) != 1 || res.Transcript[0].Role != "tool" || res.Transcript[0].Tool.Name != "lookup_order" {
+		t.Errorf("transcript %+v", res.Transcript)
+	}
+	r.line.mu.Lock()
+	defer r.line.mu.Unlock()
+	if r.line.dtmf != "12#" || len(r.line.transfers) != 1 || r.line.transfers[0] != "sip:desk@example.com" {
+		t.Errorf("line: dtmf %q, transfers %q", r.line.dtmf, r.line.transfers)
+	}
+	types := map[string]int{}
+	for _, e := range r.line.events {
+		types[e.typ]++
+	}
+	if types[EventToolCall] != 1 || types["agent.custom"] != 1 || types[EventReport] != 1 {
+		t.Errorf("events %v", types)
+	}
+}
+
+func llmUsage(in, out int) llm.Usage { return llm.Usage{InputTokens: in, OutputTokens: out} }

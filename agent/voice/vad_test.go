@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/switchboard-go/switchboard/media"
 )
@@ -249,5 +250,60 @@ func BenchmarkVAD(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		k := i % frames
 		v.Process(clean[k*vadFrame : (k+1)*vadFrame])
+	}
+}
+
+// rateOnly is a stream that only says its rate: the ear's per-frame work is driven by hand.
+type rateOnly struct {
+	media.Stream
+	rate int
+}
+
+func (s rateOnly) SampleRate() int { return s.rate }
+
+// earFrames feeds the ear a caller's speech in line noise, frame by frame, the utterance
+// consumed at each pause as a Listen would.
+func earFrames(tb testing.TB) (e *ear, feed func(i int)) {
+	e, err := newEar(rateOnly{rate: media.Rate8k}, func() bool { return false }, func() {})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	speech := fixture(tb, "hello")
+	pcm := make([]int16, len(speech)+8000)
+	copy(pcm, speech)
+	newNoise(3, media.Rate8k, -50, false).add(pcm)
+	n := len(pcm) / 160
+	return e, func(i int) {
+		k := i % n
+		copy(e.frame.Samples, pcm[k*160:(k+1)*160])
+		e.hear(time.Time{})
+		if s := e.first(); s != nil && s.silent >= 30 {
+			e.mu.Lock()
+			e.consume(s)
+			e.mu.Unlock()
+		}
+	}
+}
+
+func TestEarFrameAllocs(t *testing.T) {
+	_, feed := earFrames(t)
+	for i := range 2000 { // two segments' buffers come into the pool
+		feed(i)
+	}
+	i := 2000
+	if n := testing.AllocsPerRun(1000, func() { feed(i); i++ }); n != 0 {
+		t.Errorf("the ear allocates %v per frame", n)
+	}
+}
+
+func BenchmarkEarFrame(b *testing.B) {
+	_, feed := earFrames(b)
+	for i := range 2000 {
+		feed(i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		feed(i)
 	}
 }
