@@ -58,7 +58,7 @@ func (c *conversation) bargeInState(keysBefore int) bargeIn {
 		s.bargeIn = true
 		st = bargeInStop
 	}
-	ev := BargeIn{At: time.Now(), Onset: s.start, SpeechMS: s.speechMS()}
+	ev := BargeIn{At: time.Now(), Onset: s.start, Due: s.due, SpeechMS: s.speechMS()}
 	e.mu.Unlock()
 	c.publish(EventBargeIn, ev)
 	return st
@@ -68,8 +68,10 @@ func (c *conversation) bargeInState(keysBefore int) bargeIn {
 type BargeIn struct {
 	// At is when playback stopped: no frame was written after it.
 	At time.Time `json:"at"`
-	// Onset is when the caller's speech began, SpeechMS how long it had lasted.
+	// Onset is when the caller's speech began, Due when it had lasted the minimum
+	// interruption (as heard), SpeechMS how long it had lasted.
 	Onset    time.Time `json:"onset"`
+	Due      time.Time `json:"due"`
 	SpeechMS float64   `json:"speech_ms"`
 	// DTMF says a key stopped it.
 	DTMF bool `json:"dtmf,omitempty"`

@@ -88,11 +88,11 @@ func TestBargeIn(t *testing.T) {
 		t.Logf("transcription of %.2f s", tr.Seconds())
 	}
 	b := ev[0].data.(BargeIn)
-	serverStop := b.At.Sub(b.Onset) - min
-	t.Logf("caller began at +%v; agent stopped %v after its 250 ms (server: %v after onset+250 ms, speech %.0f ms)",
-		speechAt.Sub(before).Round(time.Millisecond), heardStop.Round(time.Millisecond), serverStop.Round(time.Millisecond), b.SpeechMS)
-	// The bound on what the server controls: from the caller's speech having lasted the
-	// minimum (as the server's VAD dates it) to the last frame written.
+	serverStop := b.At.Sub(b.Due)
+	t.Logf("agent heard stopping %v after the caller's 250 ms; server: stopped %v after the frame that made 250 ms, %v after onset+250 ms",
+		heardStop.Round(time.Millisecond), serverStop.Round(time.Millisecond), (b.At.Sub(b.Onset) - min).Round(time.Millisecond))
+	// The bound on what the server controls: from the frame with which the caller's speech
+	// had lasted the minimum to the last frame written.
 	if serverStop > 150*time.Millisecond {
 		t.Errorf("playback stopped %v after the interruption was due, want ≤ 150 ms", serverStop)
 	}

@@ -65,7 +65,6 @@ type conversation struct {
 	lastWrite atomic.Int64
 	startAt   time.Time
 	wg        sync.WaitGroup
-	earError  error
 
 	mu         sync.Mutex
 	goneReason string
@@ -155,6 +154,7 @@ func (c *conversation) run(brain agent.Brain) Result {
 		c.line.Hangup(ReasonAgentError)
 		return c.result()
 	}
+	e.minSpan = int(c.minInterrupt / media.FrameDuration)
 	c.ear = e
 	c.wg.Add(2)
 	go func() {

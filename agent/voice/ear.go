@@ -39,6 +39,8 @@ type segment struct {
 	overlapped bool
 	bargeIn    bool
 	closed     bool
+	// due is when the frame was read with which the speech lasted long enough to interrupt.
+	due time.Time
 	// text is a transcript the conversation already made of it, valid while voiced is
 	// still textVoiced.
 	text       string
@@ -48,7 +50,6 @@ type segment struct {
 }
 
 func (s *segment) speechMS() float64 { return float64(s.span) * 20 }
-func (s *segment) silentMS() float64 { return float64(s.silent) * 20 }
 
 // recording is a voicemail being captured, at the stream's rate.
 type recording struct {
@@ -69,6 +70,8 @@ type ear struct {
 	// playing says whether the agent is speaking, for segments' overlapped flag.
 	playing func() bool
 	kick    func()
+	// minSpan is the speech, in frames, that may interrupt the agent.
+	minSpan int
 
 	mu     sync.Mutex
 	segs   []*segment
@@ -170,6 +173,9 @@ func (e *ear) hear(now time.Time) {
 			s.silent = 0
 			s.voiced++
 			s.lastVoiced = now
+			if s.due.IsZero() && s.span >= e.minSpan {
+				s.due = now
+			}
 		default:
 			s.silent++
 		}
