@@ -170,8 +170,8 @@ type Response struct {
 // Usage counts the tokens of one request.
 type Usage struct {
 	// InputTokens is the whole prompt, cached parts included.
-	InputTokens  int
-	OutputTokens int
+	InputTokens  int `json:"input_tokens"`
+	OutputTokens int `json:"output_tokens"`
 }
 
 func joinText(parts []Part) string {

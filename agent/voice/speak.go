@@ -143,6 +143,15 @@ func (c *conversation) speak(ctx context.Context, text <-chan string, opts sayOp
 	if !sp.firstFrame.IsZero() {
 		turn.Start = sp.firstFrame
 	}
+	if pend != nil && sp.firstFrame.IsZero() {
+		// Nothing was played (the brain spoke no text before a tool call): the caller is
+		// still waiting, and the next answer that sounds is the one the latency is of.
+		c.mu.Lock()
+		if c.pending == nil {
+			c.pending = pend
+		}
+		c.mu.Unlock()
+	}
 	if pend != nil && !sp.firstFrame.IsZero() {
 		m := &TurnMetrics{
 			EndOfSpeechMS:     pend.endOfSpeechMS,

@@ -45,6 +45,13 @@ type phone struct {
 
 func dialPhone(t *testing.T, target string) *phone {
 	t.Helper()
+	return dialPhoneContact(t, target, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "caller", Host: "127.0.0.1"}})
+}
+
+// dialPhoneContact is dialPhone with the Contact the call gives, where the server sends
+// its requests inside the call.
+func dialPhoneContact(t *testing.T, target string, contact sip.ContactHeader) *phone {
+	t.Helper()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("switchboard-demo-test"))
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +66,7 @@ func dialPhone(t *testing.T, target string) *phone {
 	}
 	p := &phone{t: t, ua: ua, conn: conn, done: make(chan struct{})}
 	t.Cleanup(p.close)
-	dua := sipgo.DialogUA{Client: client, ContactHDR: sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "caller", Host: "127.0.0.1"}}}
+	dua := sipgo.DialogUA{Client: client, ContactHDR: contact}
 	var u sip.Uri
 	if err := sip.ParseUri(target, &u); err != nil {
 		t.Fatal(err)
