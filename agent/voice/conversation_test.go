@@ -264,3 +264,33 @@ func TestToolsTransferAndUsage(t *testing.T) {
 }
 
 func llmUsage(in, out int) llm.Usage { return llm.Usage{InputTokens: in, OutputTokens: out} }
+
+func TestEndpointingWaitsLongerForDigits(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, media.Rate8k)
+	r.says("My number is four one five, two three nine")
+	heard := make(chan agent.Input, 1)
+	start := time.Now()
+	wait := r.run(testCtx(t, 60*time.Second), echoBrain(heard))
+	if _, ok := r.caller.waitQuiet(start, 400*time.Millisecond, 20*time.Second); !ok {
+		t.Fatal("the greeting did not end")
+	}
+	r.caller.say(fixture(t, "digits"))
+	select {
+	case <-heard:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no input")
+	}
+	res := wait()
+	for _, turn := range res.Transcript {
+		if m := turn.Metrics; m != nil {
+			t.Logf("metrics %+v", *m)
+			want := ms64(defaultEndpointing + digitsExtra)
+			if m.EndOfSpeechMS < want-40 || m.EndOfSpeechMS > want+400 {
+				t.Errorf("end of speech after %.0f ms, want about %.0f while digits are read out", m.EndOfSpeechMS, want)
+			}
+			return
+		}
+	}
+	t.Fatalf("no metrics in %+v", res.Transcript)
+}

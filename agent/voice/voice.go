@@ -38,8 +38,9 @@ type Config struct {
 	Voice       string
 	Speed       float64
 	FallbackTTS speech.TTS
-	// Turn tunes endpointing and barge-in; zero fields take the agent defaults (600 ms,
-	// 250 ms). Interruptions false disables barge-in.
+	// Turn tunes endpointing and barge-in; zero durations take the agent defaults (600 ms,
+	// 250 ms). Interruptions false disables barge-in, except in a zero TurnSettings, which
+	// is the defaults as a whole (barge-in on).
 	Turn store.TurnSettings
 	// Limits end a call: MaxDurationS (zero: none) and IdleTimeoutS (zero: 30 s).
 	Limits store.CallLimits
