@@ -7,7 +7,7 @@ BIN      := bin/switchboard
 BENCH    ?= .
 BENCHTIME ?= 1s
 
-.PHONY: all deps build run test bench vet fmt clean
+.PHONY: all deps build run test bench vet fmt clean sdk browser
 
 all: build
 
@@ -28,7 +28,7 @@ vet:
 
 # The whole suite with the race detector, plus go vet, against a real PostgreSQL
 # (TEST_DATABASE_URL, or a throwaway cluster made for the run) and SQLite.
-test: deps vet sdk
+test: deps vet sdk browser
 	./scripts/with-postgres.sh $(GO) test -race -count=1 -timeout 30m ./...
 
 # Benchmarks (figures in BENCHMARKS.md). The API and store benchmarks scale with BENCHTIME;
@@ -48,3 +48,9 @@ clean:
 # that api/sdk_test.go runs as judges of the model gateway; installed once, not vendored.
 sdk:
 	@test -d testdata/sdk/node_modules || npm install --no-audit --no-fund --prefix testdata/sdk
+
+# playwright-core (version pinned in testdata/browser/package.json), which drives Debian's
+# Chromium (installed by deps) through the voice client and the dashboard in
+# cmd/switchboard/browser_test.go; it never downloads a browser of its own.
+browser:
+	@test -d testdata/browser/node_modules/playwright-core || npm install --no-audit --no-fund --prefix testdata/browser
