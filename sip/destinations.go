@@ -15,16 +15,16 @@ const echoDelay = 500 * time.Millisecond
 func builtin(name string) Handler {
 	switch strings.ToLower(name) {
 	case "echo":
-		return HandlerFunc(serveEcho)
+		return HandlerFunc(func(ctx context.Context, c *Call) { serveEcho(ctx, c) })
 	case "tone":
-		return HandlerFunc(serveTone)
+		return HandlerFunc(func(ctx context.Context, c *Call) { serveTone(ctx, c) })
 	}
 	return nil
 }
 
 // serveEcho is the classic echo test: what the caller says comes back echoDelay later.
 // The delay line is a ring of frames allocated once per call.
-func serveEcho(ctx context.Context, c *Call) {
+func serveEcho(ctx context.Context, c BuiltinLine) {
 	st := c.Stream()
 	n := int(echoDelay / media.FrameDuration)
 	spf := media.SamplesPerFrame(st.SampleRate())
@@ -50,7 +50,7 @@ func serveEcho(ctx context.Context, c *Call) {
 
 // serveTone plays a 1 kHz tone and reports the digits the caller presses as call.dtmf
 // events: the line test of installers and load tests.
-func serveTone(ctx context.Context, c *Call) {
+func serveTone(ctx context.Context, c BuiltinLine) {
 	st := c.Stream()
 	tone := media.NewTone(1000, st.SampleRate(), 8000)
 	f := media.Frame{Rate: st.SampleRate(), Samples: make([]int16, media.SamplesPerFrame(st.SampleRate()))}
@@ -75,7 +75,7 @@ func serveTone(ctx context.Context, c *Call) {
 
 // drainEvents takes the stream's pending events without waiting: DTMF is logged and
 // published.
-func drainEvents(c *Call, events <-chan media.Event) {
+func drainEvents(c BuiltinLine, events <-chan media.Event) {
 	for {
 		select {
 		case ev, ok := <-events:
@@ -83,7 +83,7 @@ func drainEvents(c *Call, events <-chan media.Event) {
 				return
 			}
 			if ev.Kind == media.EventDTMF {
-				c.log.Info("dtmf", "digit", string(ev.Digit), "duration", ev.Duration)
+				c.Log().Info("dtmf", "digit", string(ev.Digit), "duration", ev.Duration)
 				c.Publish(EventCallDTMF, map[string]any{"digit": string(ev.Digit), "duration_ms": ev.Duration.Milliseconds()})
 			}
 		default:

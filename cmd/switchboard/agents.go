@@ -43,7 +43,17 @@ func (a *agentCalls) AgentHandler(ctx context.Context, tenantID, agentID string)
 	return sip.HandlerFunc(func(ctx context.Context, c *sip.Call) { a.serve(ctx, c, ag) }), nil
 }
 
-func (a *agentCalls) serve(ctx context.Context, c *sip.Call, ag *store.Agent) {
+// agentLine is the call an agent talks on: a SIP call (*sip.Call) or a web call (*webCall).
+type agentLine interface {
+	voice.Line
+	ID() string
+	TenantID() string
+	Log() *slog.Logger
+	SetReport(report map[string]any)
+	SetMetadata(key string, value any)
+}
+
+func (a *agentCalls) serve(ctx context.Context, c agentLine, ag *store.Agent) {
 	log := c.Log().With("agent", ag.ID)
 	tenantID := c.TenantID()
 	cfgs, err := a.api.TenantProviders(ctx, tenantID)
@@ -91,7 +101,7 @@ func (a *agentCalls) serve(ctx context.Context, c *sip.Call, ag *store.Agent) {
 
 // brain chooses what the agent thinks with. An agent whose model cannot be reached gets a
 // brain that says so and ends the call with reason provider-not-configured.
-func (a *agentCalls) brain(ctx context.Context, c *sip.Call, ag *store.Agent, log *slog.Logger) (agent.Brain, string) {
+func (a *agentCalls) brain(ctx context.Context, c agentLine, ag *store.Agent, log *slog.Logger) (agent.Brain, string) {
 	tenantID := c.TenantID()
 	reg, err := a.api.Models(ctx, tenantID)
 	var provider llm.Provider
@@ -156,7 +166,7 @@ func (a *agentCalls) tools(ctx context.Context, tenantID string, ids []string, l
 
 // saveVoicemail keeps a voicemail with the call: a WAV served at
 // /api/v1/calls/{id}/voicemail.
-func (a *agentCalls) saveVoicemail(c *sip.Call, rec agent.Recording) error {
+func (a *agentCalls) saveVoicemail(c agentLine, rec agent.Recording) error {
 	if a.voicemailDir == "" {
 		return errors.New("voicemail is not kept on this node")
 	}

@@ -1,0 +1,475 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/switchboard-go/switchboard/media"
+	"github.com/switchboard-go/switchboard/sip"
+	"github.com/switchboard-go/switchboard/store"
+)
+
+// Web calls are the calls that reach Switchboard over something other than SIP: a browser
+// over WebRTC, a media-stream socket. Their transport hands over a media.Stream; webCalls
+// gives it the life of a call: the record in the store, the call.* events on call:{id} and
+// the tenant topic, the agent or built-in destination that talks on it, and the record's
+// final state (status, reason, duration, quality, report) when it ends.
+
+// Ended reasons of web calls, beside those SIP calls share (caller-hangup, agent-hangup,
+// shutdown, error).
+const (
+	// ReasonICEFailed: the browser's ICE never connected.
+	ReasonICEFailed = "ice-failed"
+	// ReasonPeerDisconnected: the browser vanished (ICE disconnected, then failed).
+	ReasonPeerDisconnected = "peer-disconnected"
+)
+
+// WebTarget is what talks on Switchboard's side of a web call: an agent or a built-in
+// destination (echo, tone); exactly one.
+type WebTarget struct {
+	AgentID     string
+	Destination string
+}
+
+// errNoTarget is a web call with neither or both of an agent and a destination.
+var errNoTarget = errors.New("a call goes to an agent (agent_id) or a built-in destination (destination), exactly one")
+
+// errUnknownDestination is a destination that is not a built-in one.
+var errUnknownDestination = errors.New("unknown built-in destination")
+
+// errNoTransfer: a web call has no telephone network to be transferred through.
+var errNoTransfer = errors.New("a web call cannot be transferred")
+
+// webCallSpec says what a transport hands to webCalls.start.
+type webCallSpec struct {
+	TenantID  string
+	Target    WebTarget
+	Direction string // store.CallWeb unless said otherwise
+	// From and To are kept in the record: who called (a browser's address, a stream's
+	// caller) and what was called (defaults to the agent or destination).
+	From, To string
+	Codec    string
+	Metadata map[string]any
+	// Stream is the call's audio. If it also has Done() <-chan struct{} and Reason() string
+	// (as realtime.Peer does), its ending ends the call with that reason; and Quality()
+	// store.CallQuality, if it has it, is written when the call ends.
+	Stream media.Stream
+	// Hangup tells the far end that the call ended from our side (or the node stops), and
+	// releases the transport; it is called once, before Stream is closed.
+	Hangup func(reason string)
+	// Ready, when set, is closed once media flows (ICE connected): until then the call rings
+	// and the agent does not speak. Nil: the call is answered at once.
+	Ready <-chan struct{}
+	// OnEvent, when set, sees every event the call publishes (a WebRTC data channel
+	// forwards them to the browser). It must not block.
+	OnEvent func(typ string, data any)
+}
+
+// endedStream is a stream that knows it ended and why (realtime.Peer).
+type endedStream interface {
+	Done() <-chan struct{}
+	Reason() string
+}
+
+// qualityStream reports how its media fared.
+type qualityStream interface {
+	Quality() store.CallQuality
+}
+
+// dtmfStream plays keys to the far end.
+type dtmfStream interface {
+	SendDTMF(digit rune, d time.Duration) error
+}
+
+// webCalls runs the node's web calls.
+type webCalls struct {
+	st     *store.Store
+	agents *agentCalls
+	events sip.Publisher // nil: no events
+	node   string
+	log    *slog.Logger
+
+	// base is the node's life: when it ends, every call ends with reason shutdown.
+	base context.Context
+	mu   sync.Mutex
+	live map[string]*webCall
+	wg   sync.WaitGroup
+}
+
+func newWebCalls(base context.Context, st *store.Store, agents *agentCalls, events sip.Publisher, node string, log *slog.Logger) *webCalls {
+	return &webCalls{st: st, agents: agents, events: events, node: node, log: log, base: base, live: map[string]*webCall{}}
+}
+
+// start creates the call's record and runs the call in the background until it ends. ctx
+// bounds only the start (the record's creation); the call lives until its stream ends, its
+// agent hangs up, Hangup or End is called, or the node stops. An unknown agent is
+// store.ErrNotFound; a bad target is a *store.ValidationError.
+func (w *webCalls) start(ctx context.Context, spec webCallSpec) (*webCall, error) {
+	handler, rec, err := w.route(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	rec.Status = store.CallRinging
+	if spec.Ready == nil {
+		rec.Status, rec.AnsweredAt = store.CallInProgress, &now
+	}
+	rec.StartedAt = &now
+	if err := store.Create[store.Call](ctx, w.st, spec.TenantID, rec); err != nil {
+		return nil, err
+	}
+	c := &webCall{w: w, id: rec.ID, tenantID: rec.TenantID, rec: *rec, spec: spec,
+		ended: make(chan struct{}), done: make(chan struct{})}
+	c.log = w.log.With("call", rec.ID, "tenant_id", rec.TenantID, "direction", rec.Direction)
+	if spec.Target.AgentID != "" {
+		c.log = c.log.With("agent_id", spec.Target.AgentID)
+	}
+	w.mu.Lock()
+	w.live[c.id] = c
+	w.mu.Unlock()
+	w.wg.Add(1)
+	c.Publish(sip.EventCallCreated, c.Record())
+	if spec.Ready == nil {
+		c.log.Info("web call answered", "codec", rec.Codec)
+		c.Publish(sip.EventCallAnswered, c.Record())
+	}
+	go func() {
+		defer w.wg.Done()
+		c.run(handler)
+	}()
+	return c, nil
+}
+
+// route validates the target and returns what will talk on the call and its record.
+func (w *webCalls) route(ctx context.Context, spec webCallSpec) (func(ctx context.Context, c *webCall), *store.Call, error) {
+	t := spec.Target
+	rec := &store.Call{Direction: spec.Direction, From: spec.From, To: spec.To, Codec: spec.Codec, Node: w.node,
+		Metadata: maps.Clone(spec.Metadata), Report: map[string]any{}}
+	if rec.Direction == "" {
+		rec.Direction = store.CallWeb
+	}
+	if rec.Metadata == nil {
+		rec.Metadata = map[string]any{}
+	}
+	switch {
+	case (t.AgentID == "") == (t.Destination == ""):
+		return nil, nil, &store.ValidationError{Fields: []store.FieldError{{Field: "agent_id", Message: errNoTarget.Error()}}}
+	case t.AgentID != "":
+		ag, err := store.Get[store.Agent](ctx, w.st, spec.TenantID, t.AgentID)
+		if err != nil {
+			return nil, nil, fmt.Errorf("agent %s: %w", t.AgentID, err)
+		}
+		rec.AgentID = &ag.ID
+		if rec.To == "" {
+			rec.To = ag.ID
+		}
+		return func(ctx context.Context, c *webCall) { w.agents.serve(ctx, c, ag) }, rec, nil
+	}
+	serve := sip.Builtin(t.Destination)
+	if serve == nil {
+		return nil, nil, &store.ValidationError{Fields: []store.FieldError{{Field: "destination",
+			Message: fmt.Sprintf("%s %q (want echo or tone)", errUnknownDestination, t.Destination)}}}
+	}
+	rec.Destination = t.Destination
+	if rec.To == "" {
+		rec.To = t.Destination
+	}
+	return func(ctx context.Context, c *webCall) { serve(ctx, c) }, rec, nil
+}
+
+// get is a live call of the tenant.
+func (w *webCalls) get(tenantID, id string) *webCall {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c := w.live[id]
+	if c == nil || c.tenantID != tenantID {
+		return nil
+	}
+	return c
+}
+
+// wait waits for every call to end (after the node's base context ended) or ctx.
+func (w *webCalls) wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { w.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Open is how many web calls are live.
+func (w *webCalls) Open() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.live)
+}
+
+// webCall is one web call. Its owner is the goroutine that runs it (run): the transport
+// and the agent report to it with End and Hangup, and it alone writes the final record.
+type webCall struct {
+	w        *webCalls
+	id       string
+	tenantID string
+	log      *slog.Logger
+	spec     webCallSpec
+
+	mu  sync.Mutex
+	rec store.Call
+
+	endOnce sync.Once
+	ended   chan struct{}
+	reason  string
+	// done is closed once the call's record is final and call.ended published.
+	done chan struct{}
+}
+
+// ID is the call's ID in the store ("call_…").
+func (c *webCall) ID() string { return c.id }
+
+// TenantID is the tenant the call belongs to.
+func (c *webCall) TenantID() string { return c.tenantID }
+
+// Log is the call's logger.
+func (c *webCall) Log() *slog.Logger { return c.log }
+
+// Stream is the call's audio.
+func (c *webCall) Stream() media.Stream { return c.spec.Stream }
+
+// Done is closed once the call ended and its record is final.
+func (c *webCall) Done() <-chan struct{} { return c.done }
+
+// Record is a snapshot of the call's record.
+func (c *webCall) Record() store.Call {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.rec
+	r.Metadata, r.Report = maps.Clone(r.Metadata), maps.Clone(r.Report)
+	return r
+}
+
+// Hangup ends the call from Switchboard's side (the agent, the API) with reason
+// (agent-hangup when empty).
+func (c *webCall) Hangup(reason string) {
+	if reason == "" {
+		reason = sip.ReasonAgentHangup
+	}
+	c.End(reason)
+}
+
+// End ends the call with reason, the first given winning: the transport calls it when the
+// far end hung up or vanished.
+func (c *webCall) End(reason string) {
+	c.endOnce.Do(func() {
+		c.mu.Lock()
+		c.reason = reason
+		c.mu.Unlock()
+		close(c.ended)
+	})
+}
+
+// Transfer is refused: a browser has no number to be handed to.
+func (c *webCall) Transfer(ctx context.Context, to string) error { return errNoTransfer }
+
+// SendDTMF plays digits to the far end, when the transport can.
+func (c *webCall) SendDTMF(digits string) error {
+	ds, ok := c.spec.Stream.(dtmfStream)
+	if !ok {
+		return errors.New("this call's transport carries no keys")
+	}
+	for _, d := range digits {
+		if err := ds.SendDTMF(d, 160*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Publish sends an event about the call to its topic (and the call's lifecycle to the
+// tenant's), and to the transport's OnEvent.
+func (c *webCall) Publish(typ string, data any) {
+	if c.spec.OnEvent != nil {
+		c.spec.OnEvent(typ, data)
+	}
+	if c.w.events == nil {
+		return
+	}
+	if err := c.w.events.Publish(c.tenantID, "call:"+c.id, typ, data); err != nil {
+		c.log.Warn("call event not published", "type", typ, "error", err)
+	}
+	switch typ {
+	case sip.EventCallCreated, sip.EventCallAnswered, sip.EventCallEnded:
+		if err := c.w.events.Publish(c.tenantID, "tenant", typ, data); err != nil {
+			c.log.Warn("call event not published", "type", typ, "error", err)
+		}
+	}
+}
+
+// SetReport attaches the agent's end-of-call report, written when the call ends.
+func (c *webCall) SetReport(report map[string]any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rec.Report = report
+}
+
+// SetMetadata sets one key of the record's metadata, written when the call ends.
+func (c *webCall) SetMetadata(key string, value any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rec.Metadata == nil {
+		c.rec.Metadata = map[string]any{}
+	}
+	c.rec.Metadata[key] = value
+}
+
+// run carries the call: it waits for media, runs the handler, and tears the call down once
+// it ends, whoever ended it.
+func (c *webCall) run(handler func(ctx context.Context, c *webCall)) {
+	base := c.w.base
+	var streamDone <-chan struct{}
+	es, _ := c.spec.Stream.(endedStream)
+	if es != nil {
+		streamDone = es.Done()
+	}
+	streamEnded := func() {
+		r := es.Reason()
+		if r == "" || r == "closed" {
+			r = sip.ReasonError
+		}
+		c.End(r)
+	}
+	if c.spec.Ready != nil {
+		select {
+		case <-c.spec.Ready:
+			c.answered()
+		case <-c.ended:
+		case <-streamDone:
+			streamEnded()
+		case <-base.Done():
+			c.End(sip.ReasonShutdown)
+		}
+	}
+
+	hctx, stopHandler := context.WithCancel(context.WithoutCancel(base))
+	defer stopHandler()
+	handlerDone := make(chan struct{})
+	if c.answeredAt() != nil {
+		go func() {
+			defer close(handlerDone)
+			defer func() {
+				if p := recover(); p != nil {
+					c.log.Error("call handler panicked", "panic", p)
+					c.End(sip.ReasonError)
+				}
+			}()
+			handler(hctx, c)
+			// A handler also returns because the stream ended: then that is why.
+			select {
+			case <-streamDone:
+				streamEnded()
+			default:
+				c.End(sip.ReasonAgentHangup)
+			}
+		}()
+	} else {
+		close(handlerDone)
+	}
+
+	select {
+	case <-c.ended:
+	case <-streamDone:
+		streamEnded()
+	case <-base.Done():
+		c.End(sip.ReasonShutdown)
+	}
+	c.mu.Lock()
+	reason := c.reason
+	c.mu.Unlock()
+	if c.spec.Hangup != nil {
+		c.spec.Hangup(reason)
+	}
+	_ = c.spec.Stream.Close()
+	stopHandler()
+	select {
+	case <-handlerDone:
+	case <-time.After(5 * time.Second):
+		c.log.Warn("call handler still running after the call ended")
+	}
+	c.finish(reason)
+}
+
+func (c *webCall) answeredAt() *time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rec.AnsweredAt
+}
+
+// answered marks the call in progress once media flows.
+func (c *webCall) answered() {
+	now := time.Now().UTC()
+	c.update(func(r *store.Call) {
+		r.Status = store.CallInProgress
+		r.AnsweredAt = &now
+	})
+	c.log.Info("web call answered", "codec", c.spec.Codec)
+	c.Publish(sip.EventCallAnswered, c.Record())
+}
+
+// finish writes the call's final state and publishes call.ended.
+func (c *webCall) finish(reason string) {
+	now := time.Now().UTC()
+	var q *store.CallQuality
+	if qs, ok := c.spec.Stream.(qualityStream); ok {
+		v := qs.Quality()
+		q = &v
+	}
+	c.update(func(r *store.Call) {
+		r.EndedAt = &now
+		r.EndedReason = reason
+		if r.AnsweredAt != nil {
+			r.Status = store.CallCompleted
+			r.DurationSeconds = now.Sub(*r.AnsweredAt).Seconds()
+		} else {
+			r.Status = store.CallFailed
+			if reason == sip.ReasonCallerHangup {
+				r.Status = store.CallCanceled
+			}
+		}
+		if q != nil {
+			r.Quality = *q
+		}
+		if len(r.Report) > 0 {
+			r.Report["ended_reason"] = reason
+			r.Report["duration_seconds"] = r.DurationSeconds
+		}
+	})
+	c.w.mu.Lock()
+	delete(c.w.live, c.id)
+	c.w.mu.Unlock()
+	rec := c.Record()
+	c.log.Info("web call ended", "reason", reason, "status", rec.Status, "duration_seconds", rec.DurationSeconds,
+		"rx_packets", rec.Quality.PacketsReceived, "tx_packets", rec.Quality.PacketsSent, "lost_packets", rec.Quality.PacketsLost)
+	c.Publish(sip.EventCallEnded, rec)
+	close(c.done)
+}
+
+// update changes the record under the lock and writes it.
+func (c *webCall) update(fn func(r *store.Call)) {
+	c.mu.Lock()
+	fn(&c.rec)
+	r := c.rec
+	r.Metadata, r.Report = maps.Clone(r.Metadata), maps.Clone(r.Report)
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.w.base), 5*time.Second)
+	defer cancel()
+	if err := store.UpdateCallState(ctx, c.w.st, &r); err != nil {
+		c.log.Warn("call record not updated", "status", r.Status, "error", err)
+	}
+}

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/switchboard-go/switchboard/media"
+	"github.com/switchboard-go/switchboard/store"
+)
+
+// memStream is a stream in memory: it hears a constant level at the real-time pace and
+// counts what is written to it.
+type memStream struct {
+	written atomic.Int64
+	once    sync.Once
+	closed  chan struct{}
+	events  chan media.Event
+}
+
+func newMemStream() *memStream {
+	return &memStream{closed: make(chan struct{}), events: make(chan media.Event)}
+}
+
+func (m *memStream) SampleRate() int { return media.Rate16k }
+
+func (m *memStream) ReadFrame(f *media.Frame) error {
+	select {
+	case <-m.closed:
+		return media.ErrClosed
+	case <-time.After(time.Millisecond):
+	}
+	for i := range f.Samples {
+		f.Samples[i] = 1000
+	}
+	return nil
+}
+
+func (m *memStream) WriteFrame(f *media.Frame) error {
+	select {
+	case <-m.closed:
+		return media.ErrClosed
+	case <-time.After(time.Millisecond):
+	}
+	m.written.Add(1)
+	return nil
+}
+
+func (m *memStream) Events() <-chan media.Event { return m.events }
+
+func (m *memStream) Close() error {
+	m.once.Do(func() { close(m.closed); close(m.events) })
+	return nil
+}
+
+func testWebCalls(t *testing.T) (*webCalls, string, context.CancelFunc) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	if _, err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	def, err := st.EnsureTenant(ctx, store.DefaultTenantSlug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, stop := context.WithCancel(ctx)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	w := newWebCalls(base, st, &agentCalls{st: st, log: log}, nil, "node-a", log)
+	t.Cleanup(func() {
+		stop()
+		wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := w.wait(wctx); err != nil {
+			t.Errorf("web calls still running: %v", err)
+		}
+	})
+	return w, def.ID, stop
+}
+
+// TestWebCallLifecycle runs the seam every web transport shares: the record is written,
+// the destination talks over the stream, the events come in order, and the record ends
+// with the transport's reason.
+func TestWebCallLifecycle(t *testing.T) {
+	w, tenant, _ := testWebCalls(t)
+	ctx := context.Background()
+
+	t.Run("echo, hung up by the caller", func(t *testing.T) {
+		var mu sync.Mutex
+		var events []string
+		ms := newMemStream()
+		hungUp := make(chan string, 1)
+		c, err := w.start(ctx, webCallSpec{TenantID: tenant, Target: WebTarget{Destination: "echo"}, From: "browser", Codec: "opus",
+			Stream: ms, Hangup: func(r string) { hungUp <- r },
+			OnEvent: func(typ string, _ any) { mu.Lock(); events = append(events, typ); mu.Unlock() }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := store.Get[store.Call](ctx, w.st, tenant, c.ID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Direction != store.CallWeb || rec.Status != store.CallInProgress || rec.Node != "node-a" || rec.Destination != "echo" || rec.AnsweredAt == nil {
+			t.Fatalf("record at start: %+v", rec)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for ms.written.Load() < 5 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if ms.written.Load() < 5 {
+			t.Fatal("the echo wrote nothing back")
+		}
+		c.End("caller-hangup")
+		select {
+		case <-c.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("the call did not end")
+		}
+		if r := <-hungUp; r != "caller-hangup" {
+			t.Errorf("transport told %q", r)
+		}
+		rec, err = store.Get[store.Call](ctx, w.st, tenant, c.ID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Status != store.CallCompleted || rec.EndedReason != "caller-hangup" || rec.DurationSeconds <= 0 || rec.EndedAt == nil {
+			t.Errorf("record at end: status %s reason %s duration %v", rec.Status, rec.EndedReason, rec.DurationSeconds)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(events) != 3 || events[0] != "call.created" || events[1] != "call.answered" || events[2] != "call.ended" {
+			t.Errorf("events %v", events)
+		}
+		if w.Open() != 0 {
+			t.Errorf("%d calls live", w.Open())
+		}
+	})
+
+	t.Run("never connected", func(t *testing.T) {
+		ms := newMemStream()
+		c, err := w.start(ctx, webCallSpec{TenantID: tenant, Target: WebTarget{Destination: "tone"}, Stream: ms, Ready: make(chan struct{})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := c.Record(); r.Status != store.CallRinging {
+			t.Errorf("status before media %s", r.Status)
+		}
+		c.End(ReasonICEFailed)
+		<-c.Done()
+		rec, _ := store.Get[store.Call](ctx, w.st, tenant, c.ID())
+		if rec.Status != store.CallFailed || rec.EndedReason != ReasonICEFailed || ms.written.Load() != 0 {
+			t.Errorf("status %s reason %s written %d", rec.Status, rec.EndedReason, ms.written.Load())
+		}
+	})
+
+	t.Run("bad targets", func(t *testing.T) {
+		_, err := w.start(ctx, webCallSpec{TenantID: tenant, Target: WebTarget{AgentID: "agt_01jzzzzzzzzzzzzzzzzzzzzzzz"}, Stream: newMemStream()})
+		if !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("unknown agent: %v", err)
+		}
+		var ve *store.ValidationError
+		if _, err := w.start(ctx, webCallSpec{TenantID: tenant, Target: WebTarget{Destination: "music"}, Stream: newMemStream()}); !errors.As(err, &ve) {
+			t.Errorf("unknown destination: %v", err)
+		}
+		if _, err := w.start(ctx, webCallSpec{TenantID: tenant, Stream: newMemStream()}); !errors.As(err, &ve) {
+			t.Errorf("no target: %v", err)
+		}
+	})
+}
+
+// TestWebCallShutdown ends live web calls with reason shutdown when the node stops.
+func TestWebCallShutdown(t *testing.T) {
+	w, tenant, stop := testWebCalls(t)
+	c, err := w.start(context.Background(), webCallSpec{TenantID: tenant, Target: WebTarget{Destination: "tone"}, Stream: newMemStream()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	select {
+	case <-c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call outlived the node")
+	}
+	if r := c.Record(); r.EndedReason != "shutdown" || r.Status != store.CallCompleted {
+		t.Errorf("status %s reason %s", r.Status, r.EndedReason)
+	}
+}
