@@ -59,8 +59,9 @@ type webCallSpec struct {
 	// (as realtime.Peer does), its ending ends the call with that reason; and Quality()
 	// store.CallQuality, if it has it, is written when the call ends.
 	Stream media.Stream
-	// Hangup tells the far end that the call ended from our side (or the node stops), and
-	// releases the transport; it is called once, before Stream is closed.
+	// Hangup tells the far end that the call ended with reason and releases the transport.
+	// It is called once, last: after Stream was closed, the agent stopped, the record was
+	// made final and call.ended was published (so OnEvent can still deliver call.ended).
 	Hangup func(reason string)
 	// Ready, when set, is closed once media flows (ICE connected): until then the call rings
 	// and the agent does not speak. Nil: the call is answered at once.
@@ -227,7 +228,8 @@ type webCall struct {
 	endOnce sync.Once
 	ended   chan struct{}
 	reason  string
-	// done is closed once the call's record is final and call.ended published.
+	// done is closed once the call's record is final, call.ended published and the
+	// transport hung up.
 	done chan struct{}
 }
 
@@ -243,7 +245,7 @@ func (c *webCall) Log() *slog.Logger { return c.log }
 // Stream is the call's audio.
 func (c *webCall) Stream() media.Stream { return c.spec.Stream }
 
-// Done is closed once the call ended and its record is final.
+// Done is closed once the call ended, its record is final and its transport released.
 func (c *webCall) Done() <-chan struct{} { return c.done }
 
 // Record is a snapshot of the call's record.
@@ -392,9 +394,6 @@ func (c *webCall) run(handler func(ctx context.Context, c *webCall)) {
 	c.mu.Lock()
 	reason := c.reason
 	c.mu.Unlock()
-	if c.spec.Hangup != nil {
-		c.spec.Hangup(reason)
-	}
 	_ = c.spec.Stream.Close()
 	stopHandler()
 	select {
@@ -403,6 +402,10 @@ func (c *webCall) run(handler func(ctx context.Context, c *webCall)) {
 		c.log.Warn("call handler still running after the call ended")
 	}
 	c.finish(reason)
+	if c.spec.Hangup != nil {
+		c.spec.Hangup(reason)
+	}
+	close(c.done)
 }
 
 func (c *webCall) answeredAt() *time.Time {
@@ -457,7 +460,6 @@ func (c *webCall) finish(reason string) {
 	c.log.Info("web call ended", "reason", reason, "status", rec.Status, "duration_seconds", rec.DurationSeconds,
 		"rx_packets", rec.Quality.PacketsReceived, "tx_packets", rec.Quality.PacketsSent, "lost_packets", rec.Quality.PacketsLost)
 	c.Publish(sip.EventCallEnded, rec)
-	close(c.done)
 }
 
 // update changes the record under the lock and writes it.

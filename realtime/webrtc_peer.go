@@ -1,0 +1,613 @@
+package realtime
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/switchboard-go/switchboard/media"
+	"github.com/switchboard-go/switchboard/store"
+)
+
+// Reasons a peer ends by itself.
+const (
+	// ReasonICEFailed: ICE did not connect within the connect timeout, or failed before.
+	ReasonICEFailed = "ice-failed"
+	// ReasonPeerDisconnected: the client closed the connection, or went silent until ICE
+	// failed.
+	ReasonPeerDisconnected = "peer-disconnected"
+)
+
+// EventsChannel is the label of the data channel a client opens to receive its call's
+// events.
+const EventsChannel = "events"
+
+const (
+	// peerRate is the rate of the frames a peer reads and writes: Opus's own, so that the
+	// codec never resamples and an agent's audio reaches the browser at the rate its voice
+	// was made (voice resamples to its engines' rates anyway).
+	peerRate = media.Rate48k
+	// readMaxLag: a reader that fell this far behind the clock starts it over rather than
+	// catching up in a burst.
+	peerReadMaxLag = 200 * time.Millisecond
+	// peerWriteMaxLag: a writer that paused this long resumes on the clock, the frames it
+	// did not send skipped in the timestamps (and marked), as RTP wants.
+	peerWriteMaxLag = 60 * time.Millisecond
+	// eventQueue is how many events wait for the data channel to open or drain.
+	eventQueue = 256
+	// flushWait bounds how long Hangup waits for the queued events (call.ended) to leave.
+	flushWait = time.Second
+)
+
+// Peer is one browser's call: a pion PeerConnection with an Opus track each way, as a
+// media.Stream of 48 kHz frames. Reading plays the browser's audio through a jitter buffer
+// on the peer's 20 ms clock, recovering a lost packet from the next one's in-band FEC and
+// playing silence when the browser sends nothing (DTX, muted); writing encodes to Opus and
+// sends each frame in its 20 ms slot. The call's events go to the client's "events" data
+// channel.
+type Peer struct {
+	w   *WebRTC
+	pc  *webrtc.PeerConnection
+	log *slog.Logger
+	out *webrtc.TrackLocalStaticRTP
+
+	connected chan struct{}
+	connOnce  sync.Once
+	done      chan struct{}
+	endOnce   sync.Once
+	reason    atomic.Pointer[string]
+	// closed is closed once the PeerConnection is.
+	closed    chan struct{}
+	closeOnce sync.Once
+
+	evMu     sync.Mutex
+	events   chan media.Event
+	evClosed bool
+
+	// The receiving side: the reader goroutine pushes, ReadFrame pops.
+	rmu         sync.Mutex
+	jb          *media.JitterBuffer
+	dec         *media.OpusDecoder
+	rbuf        []byte
+	rnext       []byte
+	track       bool
+	rxPackets   uint64
+	rxFirst     int64
+	rxMax       int64
+	rxCycles    int64
+	rxLastSeq   uint16
+	jitter      float64 // RFC 3550 interarrival jitter, in RTP units
+	lastTransit int64
+	readNext    time.Time
+	readStarted bool
+	readTimer   *time.Timer
+	silent      bool
+
+	// The sending side.
+	wmu          sync.Mutex
+	enc          *media.OpusEncoder
+	wbuf         []byte
+	pkt          rtp.Packet
+	writeNext    time.Time
+	writeStarted bool
+	writeTimer   *time.Timer
+	txPackets    atomic.Uint64
+
+	// The events data channel.
+	dcMu    sync.Mutex
+	dc      *webrtc.DataChannel
+	dcReady chan struct{}
+	dcOnce  sync.Once
+	dcOut   chan []byte
+	dcDone  chan struct{}
+	dropped atomic.Uint64
+	// pending counts the events queued and not yet handed to the channel.
+	pending atomic.Int64
+}
+
+func newPeer(ctx context.Context, w *WebRTC, offer string, log *slog.Logger) (*Peer, error) {
+	dec, err := media.NewOpusDecoder(peerRate)
+	if err != nil {
+		return nil, err
+	}
+	// Speech capped at wideband keeps the encoder in SILK mode, several times cheaper than
+	// fullband; FEC lets the browser recover a lost packet from the next.
+	enc, err := media.NewOpusEncoder(media.OpusConfig{Rate: peerRate, MaxBandwidth: 8000, FEC: true, PacketLossPercent: 5})
+	if err != nil {
+		return nil, err
+	}
+	pc, err := w.api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, fmt.Errorf("webrtc: peer: %w", err)
+	}
+	p := &Peer{
+		w: w, pc: pc, log: log,
+		connected: make(chan struct{}), done: make(chan struct{}), closed: make(chan struct{}),
+		events: make(chan media.Event, 8),
+		jb:     media.NewJitterBuffer(media.DefaultJitterConfig), dec: dec,
+		rbuf: make([]byte, media.DefaultJitterConfig.MaxPayload), rnext: make([]byte, media.DefaultJitterConfig.MaxPayload),
+		enc: enc, wbuf: make([]byte, media.OpusMaxPacket),
+		readTimer: stoppedTimer(), writeTimer: stoppedTimer(),
+		dcReady: make(chan struct{}), dcOut: make(chan []byte, eventQueue), dcDone: make(chan struct{}),
+	}
+	p.pkt.Version = 2
+	p.pkt.SequenceNumber = uint16(rand.Uint32())
+	p.pkt.Timestamp = rand.Uint32()
+	fail := func(err error) (*Peer, error) {
+		p.end("error")
+		p.closePC()
+		return nil, err
+	}
+	pc.OnConnectionStateChange(p.onState)
+	pc.OnTrack(p.onTrack)
+	pc.OnDataChannel(p.onDataChannel)
+	go p.sendEvents()
+
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return fail(&OfferError{Reason: err.Error()})
+	}
+	if p.out, err = webrtc.NewTrackLocalStaticRTP(opusCapability, "audio", "switchboard"); err != nil {
+		return fail(fmt.Errorf("webrtc: track: %w", err))
+	}
+	sender, err := pc.AddTrack(p.out)
+	if err != nil {
+		return fail(fmt.Errorf("webrtc: track: %w", err))
+	}
+	// RTCP for our track (receiver reports) is read so that the interceptors see it.
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := sender.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return fail(&OfferError{Reason: err.Error()})
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(answer); err != nil {
+		return fail(fmt.Errorf("webrtc: answer: %w", err))
+	}
+	gt := time.NewTimer(gatherTimeout)
+	defer gt.Stop()
+	select {
+	case <-gathered:
+	case <-gt.C:
+		log.Warn("webrtc: answering before every candidate was gathered")
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	}
+	go func() {
+		t := time.NewTimer(w.cfg.ConnectTimeout)
+		defer t.Stop()
+		select {
+		case <-p.connected:
+		case <-p.done:
+		case <-t.C:
+			p.log.Info("webrtc: ICE did not connect in time", "timeout", w.cfg.ConnectTimeout)
+			p.end(ReasonICEFailed)
+		}
+	}()
+	return p, nil
+}
+
+func stoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}
+
+// Answer is the SDP answer, with the node's candidates.
+func (p *Peer) Answer() string {
+	if d := p.pc.LocalDescription(); d != nil {
+		return d.SDP
+	}
+	return ""
+}
+
+// AddICECandidates takes a client's trickled candidates: an RFC 8840 SDP fragment. A
+// fragment that is not one is an ErrCandidate naming the line.
+func (p *Peer) AddICECandidates(frag []byte) error {
+	cands, _, ufrag, err := parseTrickle(frag)
+	if err != nil {
+		return err
+	}
+	if ufrag != "" {
+		if rd := p.pc.RemoteDescription(); rd != nil && !strings.Contains(rd.SDP, "a=ice-ufrag:"+ufrag) {
+			return fmt.Errorf("%w: ice-ufrag %q is not the session's (an ICE restart is not supported)", ErrCandidate, ufrag)
+		}
+	}
+	for _, c := range cands {
+		if err := p.pc.AddICECandidate(c); err != nil {
+			return fmt.Errorf("%w: %v", ErrCandidate, err)
+		}
+	}
+	return nil
+}
+
+// Connected is closed once ICE and DTLS are up: media can flow.
+func (p *Peer) Connected() <-chan struct{} { return p.connected }
+
+// Done is closed once the peer ended (Reason says why).
+func (p *Peer) Done() <-chan struct{} { return p.done }
+
+// Reason is why the peer ended: ReasonICEFailed, ReasonPeerDisconnected, the reason given
+// to Hangup, or "closed"; "" while it is live.
+func (p *Peer) Reason() string {
+	if r := p.reason.Load(); r != nil {
+		return *r
+	}
+	return ""
+}
+
+func (p *Peer) onState(s webrtc.PeerConnectionState) {
+	p.log.Debug("webrtc: connection state", "state", s.String())
+	switch s {
+	case webrtc.PeerConnectionStateConnected:
+		p.connOnce.Do(func() { close(p.connected) })
+	case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+		select {
+		case <-p.connected:
+			p.end(ReasonPeerDisconnected)
+		default:
+			p.end(ReasonICEFailed)
+		}
+	}
+}
+
+// end stops the stream once, with the first reason.
+func (p *Peer) end(reason string) {
+	p.endOnce.Do(func() {
+		p.reason.Store(&reason)
+		close(p.done)
+		p.evMu.Lock()
+		select {
+		case p.events <- media.Event{Kind: media.EventHangup, Reason: reason}:
+		default:
+		}
+		close(p.events)
+		p.evClosed = true
+		p.evMu.Unlock()
+	})
+}
+
+// Hangup ends the peer: the stream ends with reason, the events still queued (call.ended)
+// are given a moment to reach the client, and the PeerConnection is closed. It returns
+// once it is.
+func (p *Peer) Hangup(reason string) {
+	p.end(reason)
+	t := time.NewTimer(flushWait)
+	defer t.Stop()
+	p.dcMu.Lock()
+	hasDC := p.dc != nil
+	p.dcMu.Unlock()
+	if hasDC {
+		for p.pending.Load() > 0 {
+			select {
+			case <-t.C:
+				goto closing
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		// The last message handed to SCTP leaves with its buffered amount.
+		for p.bufferedAmount() > 0 {
+			select {
+			case <-t.C:
+				goto closing
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+closing:
+	p.closePC()
+}
+
+func (p *Peer) bufferedAmount() uint64 {
+	p.dcMu.Lock()
+	defer p.dcMu.Unlock()
+	if p.dc == nil {
+		return 0
+	}
+	return p.dc.BufferedAmount()
+}
+
+func (p *Peer) closePC() {
+	p.closeOnce.Do(func() {
+		close(p.dcDone)
+		if err := p.pc.Close(); err != nil {
+			p.log.Debug("webrtc: close", "error", err)
+		}
+		close(p.closed)
+	})
+}
+
+// SampleRate implements media.Stream: 48 kHz.
+func (p *Peer) SampleRate() int { return peerRate }
+
+// Events implements media.Stream: the hang-up (WebRTC carries no keys).
+func (p *Peer) Events() <-chan media.Event { return p.events }
+
+// Close implements media.Stream: the stream ends (reason "closed" unless it already
+// ended), and the PeerConnection with it. The web call's lifecycle closes the stream
+// first and hangs the peer up last (Hangup), so that call.ended still reaches the client.
+func (p *Peer) Close() error {
+	p.end("closed")
+	return nil
+}
+
+func (p *Peer) isDone() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// sleepUntil waits for t on timer, or for the peer to end.
+func (p *Peer) sleepUntil(timer *time.Timer, t time.Time) error {
+	d := time.Until(t)
+	if d <= 0 {
+		return nil
+	}
+	timer.Reset(d)
+	select {
+	case <-timer.C:
+		return nil
+	case <-p.done:
+		timer.Stop()
+		return media.ErrClosed
+	}
+}
+
+// onTrack reads the browser's audio into the jitter buffer; a second audio track is read
+// and dropped.
+func (p *Peer) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	p.rmu.Lock()
+	first := !p.track && strings.EqualFold(tr.Codec().MimeType, webrtc.MimeTypeOpus)
+	p.track = p.track || first
+	p.rmu.Unlock()
+	p.log.Debug("webrtc: track", "codec", tr.Codec().MimeType, "ssrc", tr.SSRC(), "used", first)
+	buf := make([]byte, 1500)
+	var pkt rtp.Packet
+	for {
+		n, _, err := tr.Read(buf)
+		if err != nil {
+			return
+		}
+		if !first || pkt.Unmarshal(buf[:n]) != nil {
+			continue
+		}
+		p.received(&pkt, time.Now())
+	}
+}
+
+// received keeps a packet for playout and counts it.
+func (p *Peer) received(pkt *rtp.Packet, at time.Time) {
+	p.rmu.Lock()
+	defer p.rmu.Unlock()
+	p.jb.Push(pkt.Payload, pkt.SequenceNumber, pkt.Timestamp)
+	seq := pkt.SequenceNumber
+	if p.rxPackets == 0 {
+		p.rxFirst, p.rxMax, p.rxLastSeq = int64(seq), int64(seq), seq
+	} else {
+		if seq < p.rxLastSeq && p.rxLastSeq-seq > 0x8000 {
+			p.rxCycles += 1 << 16
+		}
+		if seq > p.rxLastSeq || p.rxLastSeq-seq > 0x8000 {
+			p.rxLastSeq = seq
+		}
+		if ext := p.rxCycles + int64(p.rxLastSeq); ext > p.rxMax {
+			p.rxMax = ext
+		}
+	}
+	p.rxPackets++
+	// RFC 3550 A.8: the arrival in RTP units against the packet's timestamp.
+	arrival := at.UnixNano() * int64(media.ClockRateOpus) / int64(time.Second)
+	transit := arrival - int64(pkt.Timestamp)
+	if p.rxPackets > 1 {
+		d := transit - p.lastTransit
+		if d < 0 {
+			d = -d
+		}
+		if d < int64(media.ClockRateOpus) { // a timestamp jump (DTX) is not jitter
+			p.jitter += (float64(d) - p.jitter) / 16
+		}
+	}
+	p.lastTransit = transit
+}
+
+// ReadFrame implements media.Stream: the next 20 ms heard, one frame per 20 ms of the
+// peer's clock, from the first frame read on; silence until the browser's audio arrives
+// and while it sends none.
+func (p *Peer) ReadFrame(f *media.Frame) error {
+	if f == nil {
+		return fmt.Errorf("%w: nil frame", media.ErrFrame)
+	}
+	if p.isDone() {
+		return media.ErrClosed
+	}
+	spf := media.SamplesPerFrame(peerRate)
+	if cap(f.Samples) < spf {
+		f.Samples = make([]int16, spf)
+	}
+	f.Samples, f.Rate = f.Samples[:spf], peerRate
+	now := time.Now()
+	if !p.readStarted || now.Sub(p.readNext) > peerReadMaxLag {
+		p.readStarted, p.readNext = true, now
+	}
+	if err := p.sleepUntil(p.readTimer, p.readNext); err != nil {
+		return err
+	}
+	p.readNext = p.readNext.Add(media.FrameDuration)
+	p.produce(f.Samples)
+	return nil
+}
+
+// produce plays one tick of the jitter buffer into out.
+func (p *Peer) produce(out []int16) {
+	p.rmu.Lock()
+	pop := p.jb.Pop(p.rbuf)
+	var n int
+	var haveNext bool
+	if pop.Status == media.PopLost {
+		n, haveNext = p.jb.Peek(p.rnext)
+	}
+	p.rmu.Unlock()
+	var err error
+	var got int
+	switch {
+	case pop.Status == media.PopEmpty || (pop.Status == media.PopFrame && pop.N == 0):
+		clear(out)
+		p.silent = true
+		return
+	case pop.Status == media.PopFrame:
+		got, err = p.dec.Decode(out, p.rbuf[:pop.N])
+	case haveNext:
+		got, err = p.dec.DecodeFEC(out, p.rnext[:n])
+	default:
+		got, err = p.dec.Decode(out, nil)
+	}
+	if err != nil {
+		// A packet libopus refuses is concealed like a lost one.
+		if got, err = p.dec.Decode(out, nil); err != nil {
+			got = 0
+		}
+	}
+	p.silent = false
+	clear(out[got:])
+}
+
+// WriteFrame implements media.Stream: f is encoded and sent in its 20 ms slot of the
+// peer's clock; a writer ahead of the clock waits for it. Before ICE connects, frames are
+// paced and dropped.
+func (p *Peer) WriteFrame(f *media.Frame) error {
+	spf := media.SamplesPerFrame(peerRate)
+	if f == nil || len(f.Samples) != spf || (f.Rate != 0 && f.Rate != peerRate) {
+		return fmt.Errorf("%w: want %d samples at %d Hz", media.ErrFrame, spf, peerRate)
+	}
+	if p.isDone() {
+		return media.ErrClosed
+	}
+	now := time.Now()
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	marker := false
+	if !p.writeStarted {
+		p.writeStarted, p.writeNext, marker = true, now, true
+	}
+	if lag := now.Sub(p.writeNext); lag > peerWriteMaxLag {
+		k := int64(lag / media.FrameDuration)
+		p.pkt.Timestamp += uint32(k * int64(spf))
+		p.writeNext = p.writeNext.Add(time.Duration(k) * media.FrameDuration)
+		marker = true
+	}
+	due := p.writeNext
+	p.writeNext = due.Add(media.FrameDuration)
+	if err := p.sleepUntil(p.writeTimer, due); err != nil {
+		return err
+	}
+	n, err := p.enc.Encode(p.wbuf, f.Samples)
+	if err != nil {
+		p.pkt.Timestamp += uint32(spf)
+		return err
+	}
+	p.pkt.Marker = marker
+	p.pkt.Payload = p.wbuf[:n]
+	werr := p.out.WriteRTP(&p.pkt)
+	p.pkt.SequenceNumber++
+	p.pkt.Timestamp += uint32(spf)
+	if werr != nil {
+		if p.isDone() {
+			return media.ErrClosed
+		}
+		return nil // not bound yet, or a transient send error: the frame is dropped
+	}
+	p.txPackets.Add(1)
+	return nil
+}
+
+// Quality is how the peer's media fared, for the call's record.
+func (p *Peer) Quality() store.CallQuality {
+	p.rmu.Lock()
+	defer p.rmu.Unlock()
+	q := store.CallQuality{PacketsReceived: int64(p.rxPackets), PacketsSent: int64(p.txPackets.Load()),
+		JitterMS: p.jitter * 1000 / float64(media.ClockRateOpus)}
+	if p.rxPackets > 0 {
+		if lost := p.rxMax - p.rxFirst + 1 - int64(p.rxPackets); lost > 0 {
+			q.PacketsLost = lost
+			q.LossPercent = 100 * float64(lost) / float64(p.rxMax-p.rxFirst+1)
+		}
+	}
+	return q
+}
+
+// SendEvent queues an event of the call for the client's events data channel, as
+// {"type":…,"data":…}; events wait for the channel to open, and the oldest are not kept
+// when the client does not open one.
+func (p *Peer) SendEvent(typ string, data any) {
+	b, err := json.Marshal(struct {
+		Type string `json:"type"`
+		Data any    `json:"data"`
+	}{typ, data})
+	if err != nil {
+		p.log.Warn("webrtc: event not encoded", "type", typ, "error", err)
+		return
+	}
+	p.pending.Add(1)
+	select {
+	case p.dcOut <- b:
+	default:
+		p.pending.Add(-1)
+		p.dropped.Add(1)
+	}
+}
+
+func (p *Peer) onDataChannel(dc *webrtc.DataChannel) {
+	if dc.Label() != EventsChannel {
+		p.log.Debug("webrtc: data channel ignored", "label", dc.Label())
+		return
+	}
+	dc.OnOpen(func() {
+		p.dcMu.Lock()
+		if p.dc == nil {
+			p.dc = dc
+		}
+		p.dcMu.Unlock()
+		p.dcOnce.Do(func() { close(p.dcReady) })
+	})
+}
+
+// sendEvents hands the queued events to the data channel once it is open.
+func (p *Peer) sendEvents() {
+	select {
+	case <-p.dcReady:
+	case <-p.dcDone:
+		return
+	}
+	p.dcMu.Lock()
+	dc := p.dc
+	p.dcMu.Unlock()
+	for {
+		select {
+		case b := <-p.dcOut:
+			if err := dc.SendText(string(b)); err != nil {
+				p.log.Debug("webrtc: event not sent", "error", err)
+			}
+			p.pending.Add(-1)
+		case <-p.dcDone:
+			return
+		}
+	}
+}

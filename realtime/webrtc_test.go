@@ -1,0 +1,310 @@
+package realtime_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/switchboard-go/switchboard/media"
+	"github.com/switchboard-go/switchboard/realtime"
+	"github.com/switchboard-go/switchboard/realtime/webrtctest"
+)
+
+func testLog() *slog.Logger {
+	if os.Getenv("SWITCHBOARD_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func newWebRTC(t testing.TB, cfg realtime.WebRTCConfig) *realtime.WebRTC {
+	t.Helper()
+	cfg.Log = testLog()
+	w, err := realtime.NewWebRTC(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	return w
+}
+
+// call connects a test browser to a new peer of w.
+func call(t testing.TB, ctx context.Context, w *realtime.WebRTC, opts webrtctest.Options) (*webrtctest.Client, *realtime.Peer) {
+	t.Helper()
+	c, err := webrtctest.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offer, err := c.Offer()
+	if err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	p, err := w.Answer(ctx, offer, nil)
+	if err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	if !strings.Contains(p.Answer(), "a=candidate:") {
+		t.Errorf("the answer carries no candidate:\n%s", p.Answer())
+	}
+	if err := c.Accept(p.Answer()); err != nil {
+		c.Close()
+		p.Hangup("test")
+		t.Fatal(err)
+	}
+	return c, p
+}
+
+// echo plays back what the peer hears, as the echo destination does, until it ends.
+func echo(p *realtime.Peer) {
+	f := media.Frame{Samples: make([]int16, media.SamplesPerFrame(p.SampleRate()))}
+	for p.ReadFrame(&f) == nil {
+		if p.WriteFrame(&f) != nil {
+			return
+		}
+	}
+}
+
+// TestWebRTCPeerEcho: a browser offers, the node answers with its candidates, ICE and
+// DTLS connect on loopback, a 440 Hz tone sent as Opus comes back as a 440 Hz tone, the
+// events reach the data channel, and a hang-up closes the browser's side.
+func TestWebRTCPeerEcho(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w := newWebRTC(t, realtime.WebRTCConfig{})
+	c, p := call(t, ctx, w, webrtctest.Options{})
+	defer c.Close()
+	if err := c.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Connected():
+	case <-ctx.Done():
+		t.Fatal("the node's side did not connect")
+	}
+	p.SendEvent("call.transcript", map[string]any{"role": "user", "text": "hello"})
+	done := make(chan struct{})
+	go func() { defer close(done); echo(p) }()
+	if err := c.SendTone(440); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	heard := c.Heard(time.Second)
+	if f := webrtctest.Frequency(heard, media.Rate48k); math.Abs(f-440) > 440*0.05 {
+		t.Errorf("heard %.0f Hz, want 440 Hz", f)
+	}
+	if rms := webrtctest.RMS(heard); rms < 1000 {
+		t.Errorf("heard a level of %.0f", rms)
+	}
+	ev := waitEvent(t, c, "call.transcript")
+	if ev["data"].(map[string]any)["text"] != "hello" {
+		t.Errorf("event %v", ev)
+	}
+	p.SendEvent("call.ended", map[string]any{"ended_reason": "caller-hangup"})
+	_ = p.Close()
+	p.Hangup("caller-hangup")
+	<-done
+	waitEvent(t, c, "call.ended")
+	select {
+	case <-c.Failed():
+	case <-time.After(5 * time.Second):
+		t.Error("the browser was not told of the hang-up")
+	}
+	q := p.Quality()
+	if q.PacketsReceived < 50 || q.PacketsSent < 50 || q.LossPercent > 1 {
+		t.Errorf("quality %+v", q)
+	}
+	if p.Reason() != "closed" {
+		t.Errorf("reason %q", p.Reason())
+	}
+}
+
+func waitEvent(t *testing.T, c *webrtctest.Client, typ string) map[string]any {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	seen := 0
+	for {
+		evs := c.Events()
+		for _, raw := range evs[seen:] {
+			var ev map[string]any
+			if err := json.Unmarshal([]byte(raw), &ev); err != nil {
+				t.Fatalf("event %q: %v", raw, err)
+			}
+			if ev["type"] == typ {
+				return ev
+			}
+		}
+		seen = len(evs)
+		select {
+		case <-deadline:
+			t.Fatalf("no %s event; got %v", typ, evs)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// TestWebRTCOfferRefused: offers the node cannot answer are refused with the reason.
+func TestWebRTCOfferRefused(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	w := newWebRTC(t, realtime.WebRTCConfig{})
+	const head = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+	for _, tc := range []struct{ name, sdp, want string }{
+		{"empty", "", "empty"},
+		{"not SDP", "hello", "not SDP"},
+		{"no audio", head + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:96 VP8/90000\r\n", "no audio"},
+		{"data only", head + "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n", "no audio"},
+		{"no opus", head + "m=audio 9 UDP/TLS/RTP/SAVPF 0 8\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n", "Opus"},
+		{"opus without ice", head + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:111 opus/48000/2\r\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := w.Answer(context.Background(), tc.sdp, nil)
+			if err == nil {
+				p.Hangup("test")
+				t.Fatal("answered")
+			}
+			var oe *realtime.OfferError
+			if !errors.As(err, &oe) || !errors.Is(err, realtime.ErrOffer) {
+				t.Fatalf("error %v is not an OfferError", err)
+			}
+			if !strings.Contains(oe.Reason, tc.want) {
+				t.Errorf("reason %q, want it to say %q", oe.Reason, tc.want)
+			}
+		})
+	}
+}
+
+// TestWebRTCTrickle: a browser that offers without candidates and trickles them connects.
+func TestWebRTCTrickle(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w := newWebRTC(t, realtime.WebRTCConfig{})
+	c, err := webrtctest.New(webrtctest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	offer, cands, err := c.OfferTrickle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := w.Answer(ctx, offer, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Hangup("test")
+	if err := c.Accept(p.Answer()); err != nil {
+		t.Fatal(err)
+	}
+	var frag strings.Builder
+	frag.WriteString("a=ice-ufrag:" + ufrag(offer) + "\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n")
+	for line := range cands {
+		frag.WriteString(line + "\r\n")
+	}
+	if err := p.AddICECandidates([]byte(frag.String())); err != nil {
+		t.Fatalf("fragment %q: %v", frag.String(), err)
+	}
+	if err := c.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Connected():
+	case <-ctx.Done():
+		t.Fatal("the node's side did not connect")
+	}
+
+	for _, tc := range []struct{ name, frag, want string }{
+		{"empty", "", "no a=candidate"},
+		{"junk", "hello\r\n", "line 1"},
+		{"bad candidate", "a=candidate:1 1 udp nope\r\n", "line 1"},
+		{"other session", "a=ice-ufrag:zzzz\r\na=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\n", "ice-ufrag"},
+	} {
+		err := p.AddICECandidates([]byte(tc.frag))
+		if !errors.Is(err, realtime.ErrCandidate) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an ErrCandidate saying %q", tc.name, err, tc.want)
+		}
+	}
+	if err := p.AddICECandidates([]byte("a=end-of-candidates\r\n")); err != nil {
+		t.Errorf("end of candidates: %v", err)
+	}
+}
+
+func ufrag(sdp string) string {
+	for _, l := range strings.Split(sdp, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "a=ice-ufrag:"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// TestWebRTCICETimeout: a browser that never connects ends its peer with ice-failed.
+func TestWebRTCICETimeout(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	w := newWebRTC(t, realtime.WebRTCConfig{ConnectTimeout: time.Second})
+	c, err := webrtctest.New(webrtctest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	offer, err := c.Offer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := w.Answer(context.Background(), offer, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Hangup("test")
+	select {
+	case <-p.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the peer outlived its connect timeout")
+	}
+	if p.Reason() != realtime.ReasonICEFailed {
+		t.Errorf("reason %q", p.Reason())
+	}
+}
+
+// TestWebRTCPeerVanishes: a browser whose network goes away ends its peer with
+// peer-disconnected once ICE gives up; one that closes its connection ends it at once.
+func TestWebRTCPeerVanishes(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w := newWebRTC(t, realtime.WebRTCConfig{DisconnectedTimeout: time.Second, FailedTimeout: time.Second})
+	for _, abrupt := range []bool{true, false} {
+		c, p := call(t, ctx, w, webrtctest.Options{})
+		if err := c.WaitConnected(ctx); err != nil {
+			t.Fatal(err)
+		}
+		<-p.Connected()
+		start := time.Now()
+		if abrupt {
+			c.Vanish()
+		} else {
+			c.Close()
+		}
+		select {
+		case <-p.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("abrupt %v: the peer outlived its browser", abrupt)
+		}
+		if p.Reason() != realtime.ReasonPeerDisconnected {
+			t.Errorf("abrupt %v: reason %q", abrupt, p.Reason())
+		}
+		t.Logf("abrupt %v: ended after %v", abrupt, time.Since(start).Round(time.Millisecond))
+		p.Hangup("test")
+		c.Close()
+	}
+}
