@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/switchboard-go/switchboard/web"
 )
 
 //go:embed docs/assets
@@ -47,8 +49,8 @@ type VersionInfo struct {
 func (s *Server) metaRoutes() []route {
 	const tag = "Health"
 	health := func(w http.ResponseWriter, r *http.Request, _ *Principal) error { return s.health(w, r) }
-	return []route{
-		{Method: http.MethodGet, Path: "/", Tag: tag, Summary: "Service information", Response: ServiceInfo{}, Status: http.StatusOK, Handle: s.root},
+	return append([]route{
+		{Method: http.MethodGet, Path: "/", Tag: tag, Summary: "Service information (a browser, whose Accept ranks text/html first, gets the voice client)", Response: ServiceInfo{}, Status: http.StatusOK, Handle: s.root},
 		{Method: http.MethodGet, Path: "/health", Tag: tag, Summary: "Health of this node and its database (503 when the database is away)", Response: Health{}, Status: http.StatusOK, Handle: health},
 		{Method: http.MethodGet, Path: "/api/v1/health", Tag: tag, Summary: "Health of this node and its database (503 when the database is away)", Response: Health{}, Status: http.StatusOK, Handle: health},
 		{Method: http.MethodGet, Path: "/version", Tag: tag, Summary: "Version of the server", Response: VersionInfo{}, Status: http.StatusOK, Handle: s.version},
@@ -56,10 +58,14 @@ func (s *Server) metaRoutes() []route {
 		{Method: http.MethodGet, Path: "/docs", Tag: "Documentation", Summary: "Interactive documentation (Swagger UI)", Raw: true, Status: http.StatusOK, Handle: s.page(swaggerPage)},
 		{Method: http.MethodGet, Path: "/redoc", Tag: "Documentation", Summary: "Reference documentation (ReDoc)", Raw: true, Status: http.StatusOK, Handle: s.page(redocPage)},
 		{Method: http.MethodGet, Path: "/docs/assets/{file}", Tag: "Documentation", Summary: "Scripts and styles of the documentation pages", Raw: true, Status: http.StatusOK, Handle: s.asset},
-	}
+	}, s.webRoutes()...)
 }
 
-func (s *Server) root(w http.ResponseWriter, r *http.Request, _ *Principal) error {
+func (s *Server) root(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	w.Header().Add("Vary", "Accept")
+	if prefersHTML(r.Header.Get("Accept")) {
+		return s.webPage(web.PageCall)(w, r, p)
+	}
 	writeJSON(w, http.StatusOK, ServiceInfo{
 		Service: "Switchboard", Version: s.cfg.Version,
 		Description: "Telephony-first realtime voice agent server: SIP, WebRTC and WebSocket callers talk to AI agents",
