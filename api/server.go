@@ -52,6 +52,8 @@ type Config struct {
 	RecordingsDir string
 	// VoicemailsDir holds the voicemails agents took ("<call id>.wav").
 	VoicemailsDir string
+	// WebRTC answers browsers' calls; nil: the WebRTC routes say it is not enabled.
+	WebRTC WebRTCCalls
 }
 
 // Server is the HTTP API of one node.
@@ -148,6 +150,7 @@ func (s *Server) allRoutes() []route {
 	rs = append(rs, trunkResource.routes(s)...)
 	rs = append(rs, providerResource.routes(s)...)
 	rs = append(rs, s.callRoutes()...)
+	rs = append(rs, s.webrtcRoutes()...)
 	rs = append(rs, s.streamRoutes()...)
 	rs = append(rs, s.v1Routes()...)
 	rs = append(rs, s.usageRoutes()...)

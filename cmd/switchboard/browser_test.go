@@ -194,13 +194,18 @@ func checkEndedReport(t *testing.T, n *node, key, id string, shown map[string]an
 	}
 }
 
-// TestDashboardFollowsSIPCall: the dashboard, in Chromium, lists a call to the demo line
-// live as it comes in over SIP, follows its transcript to the greeting, and once the caller
-// hangs up shows the call ended with its report and stored transcript.
+// TestDashboardFollowsSIPCall: the dashboard, in Chromium, signed in with an email and
+// password (so its streams run on a JWT), lists a call to the demo line live as it comes in
+// over SIP, follows its transcript to the greeting, and once the caller hangs up shows the
+// call ended with its report and stored transcript.
 func TestDashboardFollowsSIPCall(t *testing.T) {
 	t.Parallel()
 	n, key := demoNode(t)
-	b := startBrowser(t, "dashboard.mjs", "http://"+n.addr, key, artifactDir(t))
+	const email, password = "ops@switchboard.test", "a browser's password"
+	if status, u := n.call("POST", "/api/v1/users", key, `{"email":"`+email+`","password":"`+password+`"}`); status != 201 {
+		t.Fatalf("create user: %d %v", status, u)
+	}
+	b := startBrowser(t, "dashboard.mjs", "http://"+n.addr, artifactDir(t), email, password)
 	b.next("ready", 60*time.Second)
 
 	p := dialPhone(t, "sip:demo@"+n.sipAddr())

@@ -1,23 +1,25 @@
 // The dashboard watching a call that the Go test places over SIP.
 //
-//   node dashboard.mjs BASE_URL API_KEY ARTIFACT_DIR
+//   node dashboard.mjs BASE_URL ARTIFACT_DIR API_KEY
+//   node dashboard.mjs BASE_URL ARTIFACT_DIR EMAIL PASSWORD
 //
 // Once signed in and streaming it reports "ready"; the test then dials the demo line. The
 // call must appear live, its transcript must show the greeting ("greeting"); the test hangs
 // up, and the dashboard must show the call ended with its report and transcript ("ended").
 import { launch, report, screenshot, openDashboard, followCall, waitEnded } from './lib.mjs';
 
-const [base, key, dir] = process.argv.slice(2);
-if (!base || !key || !dir) {
-  console.error('usage: node dashboard.mjs BASE_URL API_KEY ARTIFACT_DIR');
+const [base, dir, keyOrEmail, password] = process.argv.slice(2);
+if (!base || !dir || !keyOrEmail) {
+  console.error('usage: node dashboard.mjs BASE_URL ARTIFACT_DIR (API_KEY | EMAIL PASSWORD)');
   process.exit(2);
 }
+const cred = password ? {email: keyOrEmail, password} : {key: keyOrEmail};
 
 const browser = await launch();
 let page;
 try {
   const context = await browser.newContext({viewport: {width: 1280, height: 860}});
-  page = await openDashboard(context, base, key);
+  page = await openDashboard(context, base, cred);
   report('ready');
   const live = await followCall(page, '');
   await screenshot(page, dir, 'dashboard-sip-live');

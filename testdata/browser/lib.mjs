@@ -28,10 +28,19 @@ export function watch(page, name) {
   page.on('pageerror', (e) => process.stderr.write(`[${name} error] ${e.stack || e}\n`));
 }
 
-// signIn signs a page in with an API key through its sign-in form.
-export async function signIn(page, key) {
-  await page.locator('#signin-key').fill(key);
-  await page.locator('#signin-key-form button[type=submit]').click();
+// signIn signs a page in through its sign-in form: with an API key ({key}), or with an
+// email and password ({email, password}).
+export async function signIn(page, cred) {
+  if (typeof cred === 'string') cred = {key: cred};
+  if (cred.key) {
+    await page.locator('#signin-key').fill(cred.key);
+    await page.locator('#signin-key-form button[type=submit]').click();
+  } else {
+    await page.locator('#tab-password').click();
+    await page.locator('#signin-email').fill(cred.email);
+    await page.locator('#signin-password').fill(cred.password);
+    await page.locator('#signin-password-form button[type=submit]').click();
+  }
   await page.locator('#app').waitFor({state: 'visible', timeout: 10_000});
 }
 
@@ -42,12 +51,12 @@ export async function screenshot(page, dir, name) {
   return file;
 }
 
-// dashboardSignedIn opens the dashboard and waits for its event stream to be live.
-export async function openDashboard(context, base, key) {
+// openDashboard opens the dashboard, signs in, and waits for its event stream to be live.
+export async function openDashboard(context, base, cred) {
   const page = await context.newPage();
   watch(page, 'dashboard');
   await page.goto(base + '/dashboard');
-  await signIn(page, key);
+  await signIn(page, cred);
   await page.waitForFunction(() => window.switchboard && window.switchboard.stream === 'live', null, {timeout: 10_000});
   return page;
 }

@@ -1,0 +1,227 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/switchboard-go/switchboard/realtime"
+	"github.com/switchboard-go/switchboard/store"
+)
+
+// WebRTCCalls answers browsers' calls over WebRTC; the node's web calls implement it.
+type WebRTCCalls interface {
+	// StartWebRTCCall answers the offer of req with a new peer and runs the call in the
+	// background; it returns the call's id and the SDP answer. An offer that cannot be
+	// answered is a *realtime.OfferError, an unknown agent wraps store.ErrNotFound, a bad
+	// target is a *store.ValidationError.
+	StartWebRTCCall(ctx context.Context, tenantID string, req WebRTCSessionRequest, from string) (id, answer string, err error)
+	// HasWebRTCCall says whether id is a live WebRTC call of the tenant on this node.
+	HasWebRTCCall(tenantID, id string) bool
+	// TrickleWebRTCCall adds the candidates of an RFC 8840 fragment (realtime.ErrCandidate
+	// when it is not one; store.ErrNotFound when the call is not live).
+	TrickleWebRTCCall(ctx context.Context, tenantID, id string, frag []byte) error
+	// HangupWebRTCCall ends the call as the caller's hang-up (store.ErrNotFound when it is
+	// not live).
+	HangupWebRTCCall(ctx context.Context, tenantID, id string) error
+	// ICEServers are the STUN and TURN servers browsers should use.
+	ICEServers() []realtime.ICEServer
+}
+
+// WebRTCSessionRequest starts a browser's call: its SDP offer and who answers it.
+type WebRTCSessionRequest struct {
+	// AgentID or Destination (a built-in destination: echo or tone); exactly one.
+	AgentID     string `json:"agent_id,omitempty"`
+	Destination string `json:"destination,omitempty"`
+	// SDP is the browser's offer, with an audio section offering Opus; its candidates may
+	// be in it or trickled afterwards (PATCH).
+	SDP string `json:"sdp"`
+	// Metadata is kept with the call.
+	Metadata map[string]any `json:"metadata,omitempty"`
+}
+
+// WebRTCSession is the node's answer to a browser's offer.
+type WebRTCSession struct {
+	// ID is the call's id: the session's URL is /api/v1/webrtc/sessions/{id}.
+	ID string `json:"id"`
+	// SDP is the answer, with every candidate of the node in it.
+	SDP        string               `json:"sdp"`
+	ICEServers []realtime.ICEServer `json:"ice_servers"`
+}
+
+// WebRTCConfig is what a browser needs before it offers.
+type WebRTCConfig struct {
+	ICEServers []realtime.ICEServer `json:"ice_servers"`
+}
+
+const (
+	contentSDP     = "application/sdp"
+	contentSDPFrag = "application/trickle-ice-sdpfrag"
+	// maxSDPBytes bounds an offer or a fragment: a browser's offer is a few kilobytes.
+	maxSDPBytes = 64 << 10
+)
+
+var errNoWebRTC = &Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, Message: "WebRTC is not enabled on this node"}
+
+func (s *Server) webrtcRoutes() []route {
+	const tag = "WebRTC"
+	target := []param{
+		{Name: "agent_id", Description: "WHIP: the agent that answers the call"},
+		{Name: "destination", Description: "WHIP: or a built-in destination (echo, tone)"},
+		{Name: "token", Description: "API key or access token, for browsers"},
+	}
+	return []route{
+		{Method: http.MethodPost, Path: "/api/v1/webrtc/sessions", Tag: tag, Scope: store.ScopeWrite, Status: http.StatusCreated, QueryToken: true, Raw: true,
+			Summary: "Call an agent or a built-in destination from a browser: a JSON body with the SDP offer answered with the SDP answer, the call's id and the ICE servers; " +
+				"or WHIP (Content-Type: application/sdp, the target in the query) answered with the SDP answer and its Location. " +
+				"Open a data channel named events to receive the call's events as {type, data}",
+			Query: target, Request: WebRTCSessionRequest{}, Response: WebRTCSession{}, Handle: s.createWebRTCSession},
+		{Method: http.MethodPatch, Path: "/api/v1/webrtc/sessions/{id}", Tag: tag, Scope: store.ScopeWrite, Status: http.StatusNoContent, QueryToken: true, Raw: true,
+			ContentType: contentSDPFrag,
+			Summary:     "Trickle ICE: add the browser's candidates, an RFC 8840 fragment (Content-Type: application/trickle-ice-sdpfrag) of a=candidate lines and a=end-of-candidates",
+			Query:       target[2:], Handle: s.trickleWebRTCSession},
+		{Method: http.MethodDelete, Path: "/api/v1/webrtc/sessions/{id}", Tag: tag, Scope: store.ScopeWrite, Status: http.StatusNoContent, QueryToken: true, Raw: true,
+			ContentType: "text/plain",
+			Summary:     "Hang up a browser's call (its ended reason is caller-hangup)",
+			Query:       target[2:], Handle: s.deleteWebRTCSession},
+		{Method: http.MethodGet, Path: "/api/v1/webrtc/config", Tag: tag, Scope: store.ScopeRead, Status: http.StatusOK, QueryToken: true,
+			Summary: "The STUN and TURN servers a browser gives its RTCPeerConnection", Query: target[2:],
+			Response: WebRTCConfig{}, Handle: s.webrtcConfig},
+	}
+}
+
+func (s *Server) iceServers() []realtime.ICEServer {
+	if s.cfg.WebRTC == nil {
+		return []realtime.ICEServer{}
+	}
+	return s.cfg.WebRTC.ICEServers()
+}
+
+func (s *Server) webrtcConfig(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	writeJSON(w, http.StatusOK, WebRTCConfig{ICEServers: s.iceServers()})
+	return nil
+}
+
+// createWebRTCSession answers an offer, in JSON or as WHIP.
+func (s *Server) createWebRTCSession(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	whip := mediaType(r) == contentSDP
+	var req WebRTCSessionRequest
+	if whip {
+		body, err := readSDP(w, r)
+		if err != nil {
+			return err
+		}
+		q := r.URL.Query()
+		req = WebRTCSessionRequest{SDP: string(body), AgentID: strings.TrimSpace(q.Get("agent_id")), Destination: strings.TrimSpace(q.Get("destination"))}
+	} else {
+		body, err := readBody(w, r)
+		if err != nil {
+			return err
+		}
+		if err := decodeInto(body, &req, false); err != nil {
+			return err
+		}
+	}
+	switch {
+	case strings.TrimSpace(req.SDP) == "":
+		return errValidation("sdp", "is required: the browser's SDP offer")
+	case req.AgentID == "" && req.Destination == "":
+		return errValidation("agent_id", "is required: the agent that answers (or a built-in destination)")
+	case req.AgentID != "" && req.Destination != "":
+		return errValidation("destination", "a call goes to an agent or to a built-in destination, not both")
+	}
+	if s.cfg.WebRTC == nil {
+		return errNoWebRTC
+	}
+	id, answer, err := s.cfg.WebRTC.StartWebRTCCall(r.Context(), p.TenantID, req, clientIP(r))
+	if err != nil {
+		var oe *realtime.OfferError
+		switch {
+		case errors.As(err, &oe):
+			return errValidation("sdp", "%s", oe.Reason)
+		case errors.Is(err, store.ErrNotFound):
+			return errNotFound("Agent")
+		}
+		return err
+	}
+	location := "/api/v1/webrtc/sessions/" + id
+	w.Header().Set("Location", location)
+	if whip {
+		w.Header().Set("Content-Type", contentSDP)
+		w.Header().Set("ETag", strconv.Quote(id))
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, answer)
+		return nil
+	}
+	writeJSON(w, http.StatusCreated, WebRTCSession{ID: id, SDP: answer, ICEServers: s.iceServers()})
+	return nil
+}
+
+func (s *Server) trickleWebRTCSession(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	id := r.PathValue("id")
+	if s.cfg.WebRTC == nil || !s.cfg.WebRTC.HasWebRTCCall(p.TenantID, id) {
+		return errNotFound("WebRTC session")
+	}
+	if mt := mediaType(r); mt != contentSDPFrag {
+		return &Error{Status: http.StatusUnsupportedMediaType, Code: codeUnsupported,
+			Message: "Content-Type must be " + contentSDPFrag + ", not " + strconv.Quote(r.Header.Get("Content-Type"))}
+	}
+	frag, err := readSDP(w, r)
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.WebRTC.TrickleWebRTCCall(r.Context(), p.TenantID, id, frag); err != nil {
+		switch {
+		case errors.Is(err, realtime.ErrCandidate):
+			return &Error{Status: http.StatusBadRequest, Code: codeValidation, Message: err.Error(),
+				Details: []store.FieldError{{Field: "body", Message: err.Error()}}}
+		case errors.Is(err, store.ErrNotFound):
+			return errNotFound("WebRTC session")
+		}
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) deleteWebRTCSession(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	id := r.PathValue("id")
+	if s.cfg.WebRTC == nil {
+		return errNotFound("WebRTC session")
+	}
+	if err := s.cfg.WebRTC.HangupWebRTCCall(r.Context(), p.TenantID, id); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return errNotFound("WebRTC session")
+		}
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// mediaType is the request's media type, lower case, without parameters.
+func mediaType(r *http.Request) string {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil {
+		return ""
+	}
+	return strings.ToLower(mt)
+}
+
+// readSDP reads an SDP body (an offer or a fragment) of at most maxSDPBytes.
+func readSDP(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSDPBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, &Error{Status: http.StatusRequestEntityTooLarge, Code: codeTooLarge,
+				Message: "Request body is larger than " + strconv.Itoa(maxSDPBytes) + " bytes"}
+		}
+		return nil, errValidation("body", "could not be read: %v", err)
+	}
+	return body, nil
+}
