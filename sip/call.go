@@ -76,7 +76,7 @@ type Call struct {
 	contact sip.ContactHeader
 
 	sdp   *localSDP
-	sess  *media.RTPSession // set under mu once answered; others than the owner use session()
+	sess  *media.RTPSession // set under mu once answered, or for early media; others than the owner use session()
 	ports *rtpPorts
 	// recFile is the call's recording, when calls are recorded.
 	recFile *os.File
@@ -133,8 +133,14 @@ func (c *Call) Record() store.Call {
 	return r
 }
 
-// session is the call's media session, nil until the call is answered.
+// session is the call's media session, nil until the call is answered: the session of
+// early media is the owner's until then, not for re-INVITE, UPDATE, INFO or a transfer.
 func (c *Call) session() *media.RTPSession {
+	select {
+	case <-c.mediaUp:
+	default:
+		return nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.sess

@@ -331,8 +331,14 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		res.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(expires/time.Second))+";refresher=uac"))
 		res.AppendHeader(sip.NewHeader("Require", "timer"))
 	}
+	if em, ok := h.(EarlyMedia); ok && !lateOffer {
+		// The same description goes in the 183 and in the 200: one answer to one offer.
+		if !c.earlyMedia(ctx, em, body) {
+			return
+		}
+	}
 	if err := dlg.WriteResponse(res); err != nil {
-		ports.close()
+		c.closeMedia()
 		if dlg.Context().Err() != nil || errors.Is(err, sip.ErrTransactionCanceled) {
 			c.end(ctx, ReasonCanceled)
 			return
@@ -354,7 +360,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		answer, err := parseSDP(ack)
 		if err != nil {
 			log.Info("no usable answer in the ACK", "error", err)
-			ports.close()
+			c.closeMedia()
 			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			_ = dlg.Bye(bctx)
 			cancel()
@@ -364,7 +370,9 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		c.codec, c.eventPT, c.remote = answer.Codecs[0], answer.EventPT, answer.RTP
 		c.dir = answerDirection(answer.Direction, answer.Held)
 	}
-	if err := c.startMedia(); err != nil {
+	if c.sess != nil { // started for the early media
+		c.answerEarly()
+	} else if err := c.startMedia(); err != nil {
 		log.Error("media session", "error", err)
 		ports.close()
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -387,8 +395,19 @@ func (s *Server) createRecord(ctx context.Context, rec *store.Call) error {
 	return store.Create[store.Call](ctx, s.cfg.Store, rec.TenantID, rec)
 }
 
-// startMedia opens the call's media session on its negotiated codec and addresses.
+// startMedia opens the call's media session on its negotiated codec and addresses, and
+// tells the signalling handlers waiting for it.
 func (c *Call) startMedia() error {
+	if err := c.openMedia(); err != nil {
+		return err
+	}
+	c.mediaDone()
+	return nil
+}
+
+// openMedia opens the call's media session. Until mediaDone, only the call's owner and its
+// handler use it: an early media session is not yet the answered call's.
+func (c *Call) openMedia() error {
 	send, recv := flow(c.dir)
 	remote := c.remote
 	if c.remote.Addr().IsUnspecified() {
@@ -421,7 +440,6 @@ func (c *Call) startMedia() error {
 	c.mu.Lock() // signalling handlers look for it from their own goroutines
 	c.sess = sess
 	c.mu.Unlock()
-	c.mediaDone()
 	return nil
 }
 

@@ -1,0 +1,163 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"os"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/switchboard-go/switchboard/media"
+)
+
+// EarlyMedia is a Handler that plays audio before the call is answered (an announcement,
+// a custom ringback): the caller hears it through a 183 Session Progress with our SDP.
+// An INVITE without an offer (late offer) has no answer to send early: its call is
+// answered at once, without ServeEarly. The call's record stays ringing meanwhile.
+type EarlyMedia interface {
+	Handler
+	// ServeEarly plays over c.Stream() before answer; it returns true to answer the call
+	// (then ServeCall runs on the same stream), false to refuse it (480). Its context ends,
+	// and the stream with it, when the caller cancels or the call otherwise ends first.
+	ServeEarly(ctx context.Context, c *Call) (answer bool)
+}
+
+// earlyEnd is how a handler's early media ended.
+type earlyEnd struct {
+	answer, panicked bool
+}
+
+// earlyMedia sends a 183 Session Progress with body, our answer to the INVITE's offer,
+// starts the media session at once so that RTP flows before the answer, and runs h's
+// ServeEarly. It returns true when the call is to be answered: the session goes on into
+// the call. Otherwise the call has ended (refused, cancelled by the caller, hung up or
+// shut down) and its media is closed.
+//
+// The 183 is sent unreliably (no 100rel): it is what trunks commonly take, and the 200
+// repeats the same description.
+func (c *Call) earlyMedia(ctx context.Context, h EarlyMedia, body []byte) bool {
+	dlg := c.uas
+	if err := c.openMedia(); err != nil {
+		c.log.Error("media session", "error", err)
+		c.ports.close()
+		_ = dlg.Respond(sip.StatusServiceUnavailable, "Service Unavailable", nil)
+		c.end(ctx, ReasonError)
+		return false
+	}
+	// Whether a caller sends before the answer is up to it (RFC 3960): its silence is no
+	// media timeout until then.
+	_ = c.sess.Update(media.RTPUpdate{Send: c.sends(), Receive: false})
+
+	res := sip.NewResponseFromRequest(dlg.InviteRequest, sip.StatusSessionInProgress, "Session Progress", body)
+	res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	res.AppendHeader(&c.contact)
+	if err := dlg.WriteResponse(res); err != nil {
+		c.closeMedia()
+		if dlg.Context().Err() != nil || errors.Is(err, sip.ErrTransactionCanceled) {
+			c.end(ctx, ReasonCanceled)
+		} else {
+			c.log.Info("session progress not sent", "error", err)
+			c.end(ctx, ReasonError)
+		}
+		return false
+	}
+	c.log.Info("early media", "codec", c.codec.Name, "rtp_port", c.ports.port)
+	c.Publish(EventCallEarlyTone, map[string]any{"codec": c.codec.Name})
+
+	hctx, stopHandler := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHandler()
+	done := make(chan earlyEnd, 1) // never blocks: a handler that overstays does not leak here
+	go func() {
+		var e earlyEnd
+		defer func() {
+			if p := recover(); p != nil {
+				c.log.Error("early media handler panicked", "panic", p)
+				e = earlyEnd{panicked: true}
+			}
+			done <- e
+		}()
+		e.answer = h.ServeEarly(hctx, c)
+	}()
+
+	var (
+		reason   string
+		code     = sip.StatusTemporarilyUnavailable
+		status   = "Temporarily Unavailable"
+		returned bool
+	)
+	select {
+	case e := <-done:
+		returned = true
+		switch {
+		case c.hungUp(): // it hung up, then returned
+			reason = c.reason
+		case e.panicked:
+			reason, code, status = ReasonError, sip.StatusInternalServerError, "Server Internal Error"
+		case e.answer:
+			return true
+		default:
+			reason = ReasonRejected
+		}
+	case <-dlg.Context().Done():
+		// CANCEL: the transaction layer answered it 200 and the INVITE 487.
+		reason, code = ReasonCanceled, 0
+	case <-c.ended: // Hangup, from the API or the handler itself
+		reason = c.reason
+	case <-c.sess.Done():
+		reason = streamReason(c.sess)
+	case <-ctx.Done():
+		reason, code, status = ReasonShutdown, sip.StatusServiceUnavailable, "Service Unavailable"
+	}
+
+	// The caller hears nothing more, and the handler's reads and writes end.
+	stopHandler()
+	c.sess.Hangup(reason)
+	if code != 0 {
+		c.log.Info("early media ended unanswered", "reason", reason, "status", code)
+		if err := dlg.Respond(code, status, nil); err != nil {
+			c.log.Info("final response not sent", "status", code, "error", err)
+		}
+	}
+	if !returned {
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			c.log.Warn("early media handler still running after the call ended")
+		}
+	}
+	c.closeMedia()
+	c.end(ctx, reason)
+	return false
+}
+
+// answerEarly makes the session of early media the answered call's, once our 200 is
+// acknowledged: the media timeout runs from now, and signalling handlers may use it.
+func (c *Call) answerEarly() {
+	_, recv := flow(c.dir)
+	_ = c.sess.Update(media.RTPUpdate{Send: c.sends(), Receive: recv})
+	c.mediaDone()
+}
+
+// sends says whether the call's session sends under our direction and the far end's
+// address (not to an RFC 2543 hold's 0.0.0.0).
+func (c *Call) sends() bool {
+	send, _ := flow(c.dir)
+	return send && !c.remote.Addr().IsUnspecified()
+}
+
+// closeMedia frees the media of a call that will not be answered: the session started for
+// early media, or else the call's RTP ports. Recordings are of answered calls: the early
+// media of one that was not is not kept.
+func (c *Call) closeMedia() {
+	if c.sess == nil {
+		c.ports.close()
+		return
+	}
+	_ = c.sess.Close()
+	if c.recFile != nil {
+		_ = c.recFile.Close()
+		_ = os.Remove(c.recFile.Name())
+		c.recFile = nil
+	}
+}
