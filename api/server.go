@@ -54,6 +54,8 @@ type Config struct {
 	VoicemailsDir string
 	// WebRTC answers browsers' calls; nil: the WebRTC routes say it is not enabled.
 	WebRTC WebRTCCalls
+	// MediaStreams runs the calls of media-stream sockets; nil answers them with 503.
+	MediaStreams MediaStreamCalls
 }
 
 // Server is the HTTP API of one node.
@@ -150,6 +152,7 @@ func (s *Server) allRoutes() []route {
 	rs = append(rs, trunkResource.routes(s)...)
 	rs = append(rs, providerResource.routes(s)...)
 	rs = append(rs, s.callRoutes()...)
+	rs = append(rs, s.mediaStreamRoutes()...)
 	rs = append(rs, s.webrtcRoutes()...)
 	rs = append(rs, s.streamRoutes()...)
 	rs = append(rs, s.v1Routes()...)

@@ -1,0 +1,854 @@
+package realtime
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/switchboard-go/switchboard/media"
+	"github.com/switchboard-go/switchboard/store"
+)
+
+// Media streams carry a call's audio over a WebSocket in the protocol of Twilio Media
+// Streams, so that a CPaaS (Twilio's <Connect><Stream>, and the platforms that copied it)
+// can hand a phone call to Switchboard. JSON text frames both ways: the far end sends
+// connected, start, media (20 ms of 8 kHz μ-law in base64), dtmf, mark (the echo of one of
+// ours, once the audio before it was played) and stop; we send media, mark and clear.
+//
+// A MediaStream is a media.Stream. Its ReadFrame gives the caller's frames in order; its
+// WriteFrame sends ours paced in real time, a little ahead (the far end buffers), with a
+// mark every few frames and at the end of each burst, so that the echoed marks say what the
+// far end has played. Clear drops what the far end holds but has not played yet; the
+// playback position it keeps (sent, minus what a clear dropped, never behind the marks
+// acknowledged) is what the caller heard.
+
+// Defaults of MediaStreamOptions.
+const (
+	defaultMediaStartTimeout = 10 * time.Second
+	defaultMediaMaxBad       = 20
+	defaultMediaLead         = 80 * time.Millisecond
+	defaultMediaMarkEvery    = 10
+	defaultMediaInbound      = 50
+)
+
+// mulawFrameBytes is 20 ms of 8 kHz μ-law.
+const mulawFrameBytes = 160
+
+// markIdle is how long after the last frame a burst is over and gets its closing mark.
+const markIdle = 3 * media.FrameDuration
+
+// ErrBadMediaFrame is a frame of the far end that does not follow the protocol.
+var ErrBadMediaFrame = errors.New("realtime: bad media-stream frame")
+
+// MediaStreamOptions tune a media-stream socket.
+type MediaStreamOptions struct {
+	Log *slog.Logger
+	// StartTimeout bounds the wait for the start event after the upgrade (10 s).
+	StartTimeout time.Duration
+	// MaxBadFrames is how many frames that break the protocol are skipped before the
+	// socket is closed with 1008 (20).
+	MaxBadFrames int
+	// Lead is how far ahead of the far end's playback our audio is sent (80 ms).
+	Lead time.Duration
+	// MarkEvery is how many frames of continuous audio go between two marks (10, 200 ms).
+	MarkEvery int
+	// Inbound is how many of the caller's frames wait for ReadFrame before the oldest is
+	// dropped (50, 1 s).
+	Inbound int
+	// WriteTimeout cuts off a far end that does not take a frame within it (10 s).
+	WriteTimeout time.Duration
+	// MaxMessageBytes is the largest frame the far end may send (64 KiB).
+	MaxMessageBytes int64
+}
+
+func (o *MediaStreamOptions) defaults() {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.StartTimeout <= 0 {
+		o.StartTimeout = defaultMediaStartTimeout
+	}
+	if o.MaxBadFrames <= 0 {
+		o.MaxBadFrames = defaultMediaMaxBad
+	}
+	if o.Lead <= 0 {
+		o.Lead = defaultMediaLead
+	}
+	if o.MarkEvery <= 0 {
+		o.MarkEvery = defaultMediaMarkEvery
+	}
+	if o.Inbound <= 0 {
+		o.Inbound = defaultMediaInbound
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	if o.MaxMessageBytes <= 0 {
+		o.MaxMessageBytes = 64 << 10
+	}
+}
+
+// MediaStreamStart is the start event's description of the stream.
+type MediaStreamStart struct {
+	AccountSid       string            `json:"accountSid"`
+	StreamSid        string            `json:"streamSid"`
+	CallSid          string            `json:"callSid"`
+	Tracks           []string          `json:"tracks"`
+	CustomParameters map[string]string `json:"customParameters"`
+	MediaFormat      MediaFormat       `json:"mediaFormat"`
+}
+
+// MediaFormat is the audio of a media stream; only 8 kHz mono μ-law is carried.
+type MediaFormat struct {
+	Encoding   string `json:"encoding"`
+	SampleRate int    `json:"sampleRate"`
+	Channels   int    `json:"channels"`
+}
+
+// Reasons a media stream ends with.
+const (
+	// MediaReasonCallerHangup: the far end sent stop or closed the socket.
+	MediaReasonCallerHangup = "caller-hangup"
+	// MediaReasonProtocol: too many bad frames, or a start that cannot be carried.
+	MediaReasonProtocol = "error"
+	// MediaReasonClosed: we closed the stream.
+	MediaReasonClosed = "closed"
+)
+
+// EventMediaStreamError is published for each frame of the far end that was skipped.
+const EventMediaStreamError = "call.media_stream_error"
+
+// MediaStreamError is the data of a call.media_stream_error event.
+type MediaStreamError struct {
+	// Event is the frame's event ("media", "start", …) when it could be read.
+	Event          string `json:"event,omitempty"`
+	SequenceNumber string `json:"sequence_number,omitempty"`
+	Message        string `json:"message"`
+	// Count is how many bad frames the stream has had, this one included.
+	Count int `json:"count"`
+}
+
+// MediaStreamStats counts what a media stream carried.
+type MediaStreamStats struct {
+	FramesIn, FramesOut  int64
+	DroppedIn            int64 // caller frames ReadFrame did not take in time
+	MarksSent, MarksEcho int64
+	Clears               int64
+	BadFrames            int64
+	// Played is the audio the far end has played, by our account; Cleared what clears
+	// dropped unplayed.
+	Played, Cleared time.Duration
+}
+
+// mediaMessage is a frame of the far end; Event says which fields matter.
+type mediaMessage struct {
+	Event          string            `json:"event"`
+	SequenceNumber string            `json:"sequenceNumber"`
+	StreamSid      string            `json:"streamSid"`
+	Protocol       string            `json:"protocol"`
+	Start          *MediaStreamStart `json:"start"`
+	Media          *struct {
+		Track   string `json:"track"`
+		Payload string `json:"payload"`
+	} `json:"media"`
+	DTMF *struct {
+		Digit string `json:"digit"`
+	} `json:"dtmf"`
+	Mark *struct {
+		Name string `json:"name"`
+	} `json:"mark"`
+}
+
+// pendingMark is a mark sent and not yet echoed: once it echoes it, the far end has played
+// heard frames (those sent before the mark, less those clears dropped).
+type pendingMark struct {
+	name  string
+	heard int64
+}
+
+// MediaStream is one media-stream socket as a media.Stream of 8 kHz frames.
+type MediaStream struct {
+	conn  *websocket.Conn
+	opts  MediaStreamOptions
+	log   *slog.Logger
+	start MediaStreamStart
+
+	done   chan struct{}
+	once   sync.Once
+	reason atomic.Pointer[string]
+	// closeText is the reason our close frame gives.
+	closeText  atomic.Pointer[string]
+	socketOnce sync.Once
+	events     chan media.Event
+	publish    atomic.Pointer[func(typ string, data any)]
+
+	// The caller's audio: a ring of samples the reader fills and ReadFrame empties.
+	imu      sync.Mutex
+	ring     []int16
+	rhead    int // next sample to read
+	rlen     int // samples held
+	inNotify chan struct{}
+	lastSeq  int64
+	bad      int
+	payload  []byte // decoded μ-law of the current media frame
+
+	// Our audio. wlock (a channel, so that waiting for it can be abandoned) serialises
+	// everything written to the socket, so that a mark follows the media it marks.
+	wlock    chan struct{}
+	wbuf     []byte
+	ulaw     [mulawFrameBytes]byte
+	wtimer   *time.Timer
+	idle     *time.Timer
+	kick     chan struct{}
+	clearReq atomic.Bool
+	// Under pmu: the playback account.
+	pmu       sync.Mutex
+	writeNext time.Time // the slot of our next frame on the send clock
+	playEnd   time.Time // when the far end will have played everything sent
+	sent      int64     // frames sent
+	dropped   int64     // frames sent that clears dropped unplayed
+	acked     int64     // frames the far end has played, by its marks
+	unmarked  int       // frames sent since the last mark
+	marks     []pendingMark
+	markSeq   int64
+
+	framesIn, droppedIn, marksSent, marksEcho, clears, badFrames atomic.Int64
+}
+
+// AcceptMediaStream upgrades the request to a media-stream socket and waits for the far
+// end's start event (connected may come first). It answers the HTTP request itself when the
+// upgrade fails, and closes the socket with a reason when no usable start comes.
+func AcceptMediaStream(w http.ResponseWriter, r *http.Request, opts MediaStreamOptions) (*MediaStream, error) {
+	opts.defaults()
+	// The socket is authenticated by key or token, never by cookies: any origin may use it.
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	if err != nil {
+		return nil, err
+	}
+	conn.SetReadLimit(opts.MaxMessageBytes)
+	m := &MediaStream{conn: conn, opts: opts, log: opts.Log,
+		done: make(chan struct{}), events: make(chan media.Event, 16),
+		ring: make([]int16, opts.Inbound*media.SamplesPerFrame(media.Rate8k)), inNotify: make(chan struct{}, 1),
+		lastSeq: -1, payload: make([]byte, 0, 8*mulawFrameBytes),
+		wlock: make(chan struct{}, 1), wbuf: make([]byte, 0, 512), kick: make(chan struct{}, 1)}
+	m.wtimer = time.NewTimer(time.Hour)
+	m.wtimer.Stop()
+	m.idle = time.AfterFunc(time.Hour, m.kickWriter)
+	m.idle.Stop()
+
+	// Reads take no context that ends: a read cancelled by its context would close the
+	// socket without a code. A timer closes it, with one, when the start is late.
+	late := time.AfterFunc(opts.StartTimeout, func() {
+		m.closeWith(websocket.StatusPolicyViolation, "no start event within "+opts.StartTimeout.String(), MediaReasonProtocol)
+	})
+	defer late.Stop()
+	var buf bytes.Buffer
+	for {
+		msg, err := m.next(context.Background(), &buf)
+		if err != nil {
+			m.closeWith(websocket.StatusPolicyViolation, "no start event", MediaReasonProtocol)
+			return nil, fmt.Errorf("media stream: waiting for start: %w", err)
+		}
+		if m.isDone() {
+			return nil, fmt.Errorf("media stream: waiting for start: %w", media.ErrClosed)
+		}
+		if msg == nil {
+			continue // a bad frame, counted
+		}
+		switch msg.Event {
+		case "connected":
+			continue
+		case "start":
+		default:
+			m.badFrame(msg.Event, msg.SequenceNumber, "before start")
+			if m.tooBad() {
+				return nil, fmt.Errorf("media stream: %w: too many before start", ErrBadMediaFrame)
+			}
+			continue
+		}
+		if msg.Start == nil {
+			m.badFrame("start", msg.SequenceNumber, "start without its description")
+			continue
+		}
+		f := msg.Start.MediaFormat
+		if f.Encoding != "audio/x-mulaw" || f.SampleRate != media.Rate8k || f.Channels > 1 {
+			m.closeWith(websocket.StatusPolicyViolation, "unsupported media format (want audio/x-mulaw at 8000 Hz, mono)", MediaReasonProtocol)
+			return nil, fmt.Errorf("media stream: %w: media format %+v", ErrBadMediaFrame, f)
+		}
+		m.start = *msg.Start
+		if m.start.StreamSid == "" {
+			m.start.StreamSid = msg.StreamSid
+		}
+		if m.start.StreamSid == "" {
+			m.closeWith(websocket.StatusPolicyViolation, "start without streamSid", MediaReasonProtocol)
+			return nil, fmt.Errorf("media stream: %w: start without streamSid", ErrBadMediaFrame)
+		}
+		m.seq(msg.SequenceNumber)
+		break
+	}
+	go m.readLoop()
+	go m.writeLoop()
+	return m, nil
+}
+
+// Start is the far end's description of the stream.
+func (m *MediaStream) Start() MediaStreamStart { return m.start }
+
+// SetPublisher sends the stream's error events to publish (the call's events), from now on.
+func (m *MediaStream) SetPublisher(publish func(typ string, data any)) { m.publish.Store(&publish) }
+
+// SampleRate implements media.Stream: 8 kHz.
+func (m *MediaStream) SampleRate() int { return media.Rate8k }
+
+// Events implements media.Stream: DTMF, and a hang-up when the far end stops.
+func (m *MediaStream) Events() <-chan media.Event { return m.events }
+
+// Done is closed when the stream ended; Reason says why.
+func (m *MediaStream) Done() <-chan struct{} { return m.done }
+
+// Reason is why the stream ended: caller-hangup, error, or closed (by us).
+func (m *MediaStream) Reason() string {
+	if r := m.reason.Load(); r != nil {
+		return *r
+	}
+	return ""
+}
+
+// Stats reports what the stream carried.
+func (m *MediaStream) Stats() MediaStreamStats {
+	m.pmu.Lock()
+	played := m.playedLocked(time.Now())
+	cleared := m.dropped
+	m.pmu.Unlock()
+	m.pmu.Lock()
+	sent := m.sent
+	m.pmu.Unlock()
+	return MediaStreamStats{FramesIn: m.framesIn.Load(), FramesOut: sent, DroppedIn: m.droppedIn.Load(),
+		MarksSent: m.marksSent.Load(), MarksEcho: m.marksEcho.Load(), Clears: m.clears.Load(), BadFrames: m.badFrames.Load(),
+		Played: time.Duration(played) * media.FrameDuration, Cleared: time.Duration(cleared) * media.FrameDuration}
+}
+
+// Quality is the stream's account for the call record: frames as packets; the frames
+// ReadFrame could not take in time are the lost ones.
+func (m *MediaStream) Quality() store.CallQuality {
+	st := m.Stats()
+	q := store.CallQuality{PacketsReceived: st.FramesIn, PacketsSent: st.FramesOut, PacketsLost: st.DroppedIn}
+	if st.FramesIn > 0 {
+		q.LossPercent = 100 * float64(st.DroppedIn) / float64(st.FramesIn)
+	}
+	return q
+}
+
+// ended ends the stream once, with reason.
+func (m *MediaStream) ended(reason string) {
+	m.once.Do(func() {
+		m.reason.Store(&reason)
+		m.idle.Stop()
+		close(m.done)
+	})
+}
+
+func (m *MediaStream) isDone() bool {
+	select {
+	case <-m.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// closeWith ends the stream with reason and closes the socket with code and text.
+func (m *MediaStream) closeWith(code websocket.StatusCode, text, reason string) {
+	m.ended(reason)
+	m.closeSocket(0, code, text)
+}
+
+// closeSocket closes the socket once, after wait, with code and text.
+func (m *MediaStream) closeSocket(wait time.Duration, code websocket.StatusCode, text string) {
+	m.socketOnce.Do(func() {
+		// Close waits for the far end's close frame: not for long.
+		go func() {
+			if wait > 0 {
+				time.Sleep(wait)
+			}
+			if r := m.closeText.Load(); r != nil && code == websocket.StatusNormalClosure {
+				text = *r
+				if text == "shutdown" {
+					code = websocket.StatusGoingAway
+				}
+			}
+			_ = m.conn.Close(code, text)
+		}()
+		time.AfterFunc(wait+2*time.Second, func() { _ = m.conn.CloseNow() })
+	})
+}
+
+// Close implements media.Stream: reading and writing end at once; the socket closes
+// (1000) once the audio already sent has played, for at most two seconds. Idempotent.
+func (m *MediaStream) Close() error {
+	m.ended(MediaReasonClosed)
+	m.pmu.Lock()
+	tail := min(time.Until(m.playEnd), 2*time.Second)
+	m.pmu.Unlock()
+	m.closeSocket(max(tail, 0), websocket.StatusNormalClosure, "call ended")
+	return nil
+}
+
+// Hangup ends the call from our side with reason, the socket's close text ("shutdown"
+// closes it as going away); the audio already sent is left to play, as with Close.
+func (m *MediaStream) Hangup(reason string) {
+	m.closeText.CompareAndSwap(nil, &reason)
+	_ = m.Close()
+}
+
+// ReadFrame implements media.Stream: the caller's next 20 ms, waiting for it.
+func (m *MediaStream) ReadFrame(f *media.Frame) error {
+	n := media.SamplesPerFrame(media.Rate8k)
+	if f == nil || len(f.Samples) < n {
+		return fmt.Errorf("%w: want %d samples at 8000 Hz", media.ErrFrame, n)
+	}
+	for {
+		m.imu.Lock()
+		if m.rlen >= n {
+			for i := range n {
+				f.Samples[i] = m.ring[(m.rhead+i)%len(m.ring)]
+			}
+			m.rhead = (m.rhead + n) % len(m.ring)
+			m.rlen -= n
+			m.imu.Unlock()
+			f.Rate = media.Rate8k
+			return nil
+		}
+		m.imu.Unlock()
+		select {
+		case <-m.inNotify:
+		case <-m.done:
+			return media.ErrClosed
+		}
+	}
+}
+
+// WriteFrame implements media.Stream: f goes out in its 20 ms slot of the send clock, at
+// most Lead ahead of it. A writer that paused starts a new burst on the clock.
+func (m *MediaStream) WriteFrame(f *media.Frame) error {
+	n := media.SamplesPerFrame(media.Rate8k)
+	if f == nil || len(f.Samples) != n || (f.Rate != 0 && f.Rate != media.Rate8k) {
+		return fmt.Errorf("%w: want %d samples at 8000 Hz", media.ErrFrame, n)
+	}
+	if m.isDone() {
+		return media.ErrClosed
+	}
+	now := time.Now()
+	m.pmu.Lock()
+	if m.writeNext.Before(now) {
+		m.writeNext = now
+	}
+	due := m.writeNext
+	m.writeNext = due.Add(media.FrameDuration)
+	m.pmu.Unlock()
+	if d := time.Until(due.Add(-m.opts.Lead)); d > 0 {
+		m.wtimer.Reset(d)
+		select {
+		case <-m.wtimer.C:
+		case <-m.done:
+			m.wtimer.Stop()
+			return media.ErrClosed
+		}
+	}
+	if err := m.lock(); err != nil {
+		return err
+	}
+	defer m.unlock()
+	if err := m.flushClear(); err != nil {
+		return err
+	}
+	media.EncodePCMU(m.ulaw[:], f.Samples)
+	b := append(m.wbuf[:0], `{"event":"media","streamSid":`...)
+	b = strconv.AppendQuote(b, m.start.StreamSid)
+	b = append(b, `,"media":{"payload":"`...)
+	b = base64.StdEncoding.AppendEncode(b, m.ulaw[:])
+	b = append(b, `"}}`...)
+	m.wbuf = b
+	if err := m.write(b); err != nil {
+		return err
+	}
+	now = time.Now()
+	m.pmu.Lock()
+	m.sent++
+	m.unmarked++
+	if m.playEnd.Before(now) {
+		m.playEnd = now
+	}
+	m.playEnd = m.playEnd.Add(media.FrameDuration)
+	mark := m.unmarked >= m.opts.MarkEvery
+	m.pmu.Unlock()
+	if mark {
+		if err := m.sendMark(); err != nil {
+			return err
+		}
+	}
+	m.idle.Reset(markIdle)
+	return nil
+}
+
+// Clear drops the audio the far end holds but has not played (the caller barged in): the
+// clear is sent before anything else we write. It returns at once, with the audio it will
+// drop by our account.
+func (m *MediaStream) Clear() time.Duration {
+	if m.isDone() {
+		return 0
+	}
+	m.pmu.Lock()
+	unplayed := min(m.aheadLocked(time.Now()), m.sent-m.dropped-m.acked)
+	m.pmu.Unlock()
+	m.clearReq.Store(true)
+	m.kickWriter()
+	return time.Duration(max(unplayed, 0)) * media.FrameDuration
+}
+
+// playedLocked is how many frames the far end has played: those whose time has come on
+// the playback clock, never fewer than its marks acknowledged. The caller holds pmu.
+func (m *MediaStream) playedLocked(now time.Time) int64 {
+	return max(m.sent-m.dropped-m.aheadLocked(now), m.acked)
+}
+
+// aheadLocked is how many frames sent the far end holds unplayed, by the playback clock.
+func (m *MediaStream) aheadLocked(now time.Time) int64 {
+	ahead := m.playEnd.Sub(now)
+	if ahead <= 0 {
+		return 0
+	}
+	return int64((ahead + media.FrameDuration - 1) / media.FrameDuration)
+}
+
+// Played is the audio the far end has played, by our account.
+func (m *MediaStream) Played() time.Duration {
+	m.pmu.Lock()
+	defer m.pmu.Unlock()
+	return time.Duration(m.playedLocked(time.Now())) * media.FrameDuration
+}
+
+func (m *MediaStream) kickWriter() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// writeLoop sends what is not sent from WriteFrame: a clear asked for while no frame is
+// written, and the mark that closes a burst once the writer paused.
+func (m *MediaStream) writeLoop() {
+	for {
+		select {
+		case <-m.kick:
+		case <-m.done:
+			return
+		}
+		if m.lock() != nil {
+			return
+		}
+		err := m.flushClear()
+		if err == nil {
+			m.pmu.Lock()
+			pending := m.unmarked > 0
+			m.pmu.Unlock()
+			if pending {
+				err = m.sendMark()
+			}
+		}
+		m.unlock()
+		if err != nil {
+			return
+		}
+	}
+}
+
+// lock takes the write lock, unless the stream ends first.
+func (m *MediaStream) lock() error {
+	select {
+	case m.wlock <- struct{}{}:
+		return nil
+	case <-m.done:
+		return media.ErrClosed
+	}
+}
+
+func (m *MediaStream) unlock() { <-m.wlock }
+
+// write sends one text frame; the caller holds the write lock.
+func (m *MediaStream) write(b []byte) error {
+	// Not m.ctx: a write cancelled by its context would close the socket without a code.
+	ctx, cancel := context.WithTimeout(context.Background(), m.opts.WriteTimeout)
+	defer cancel()
+	if err := m.conn.Write(ctx, websocket.MessageText, b); err != nil {
+		if !m.isDone() {
+			m.log.Info("media stream write failed", "error", err)
+			m.closeWith(websocket.StatusGoingAway, "write failed", MediaReasonCallerHangup)
+		}
+		return media.ErrClosed
+	}
+	return nil
+}
+
+// flushClear sends the clear asked for, if any; the caller holds the write lock. Marks
+// pending are dropped: the far end echoes them at once, and they mark nothing played.
+func (m *MediaStream) flushClear() error {
+	if !m.clearReq.CompareAndSwap(true, false) {
+		return nil
+	}
+	b := append(m.wbuf[:0], `{"event":"clear","streamSid":`...)
+	b = strconv.AppendQuote(b, m.start.StreamSid)
+	b = append(b, '}')
+	m.wbuf = b
+	m.pmu.Lock()
+	now := time.Now()
+	m.dropped += max(min(m.aheadLocked(now), m.sent-m.dropped-m.acked), 0)
+	m.playEnd = now
+	if m.writeNext.After(now) {
+		m.writeNext = now
+	}
+	m.marks = m.marks[:0]
+	m.unmarked = 0
+	m.pmu.Unlock()
+	m.clears.Add(1)
+	return m.write(b)
+}
+
+// sendMark sends a mark after the frames sent; the caller holds the write lock.
+func (m *MediaStream) sendMark() error {
+	m.pmu.Lock()
+	m.markSeq++
+	name := "sb-" + strconv.FormatInt(m.markSeq, 10)
+	if len(m.marks) >= 256 { // a far end that never echoes
+		m.marks = m.marks[1:]
+	}
+	m.marks = append(m.marks, pendingMark{name: name, heard: m.sent - m.dropped})
+	m.unmarked = 0
+	m.pmu.Unlock()
+	b := append(m.wbuf[:0], `{"event":"mark","streamSid":`...)
+	b = strconv.AppendQuote(b, m.start.StreamSid)
+	b = append(b, `,"mark":{"name":`...)
+	b = strconv.AppendQuote(b, name)
+	b = append(b, `}}`...)
+	m.wbuf = b
+	m.marksSent.Add(1)
+	return m.write(b)
+}
+
+// markEchoed takes the echo of a mark: the far end played everything before it. An
+// echo of a mark we do not hold (a clear dropped it) is accepted and changes nothing.
+func (m *MediaStream) markEchoed(name string) bool {
+	m.pmu.Lock()
+	defer m.pmu.Unlock()
+	for i, p := range m.marks {
+		if p.name == name {
+			m.acked = max(m.acked, p.heard)
+			m.marks = append(m.marks[:0], m.marks[i+1:]...)
+			m.marksEcho.Add(1)
+			return true
+		}
+	}
+	if len(name) > 3 && name[:3] == "sb-" {
+		if n, err := strconv.ParseInt(name[3:], 10, 64); err == nil && n <= m.markSeq {
+			return true // sent before a clear
+		}
+	}
+	return false
+}
+
+// next reads one frame of the far end into msg; a frame that is not protocol JSON is
+// counted and answered nil.
+func (m *MediaStream) next(ctx context.Context, buf *bytes.Buffer) (*mediaMessage, error) {
+	typ, r, err := m.conn.Reader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	buf.Reset()
+	if _, err := buf.ReadFrom(r); err != nil {
+		return nil, err
+	}
+	if typ != websocket.MessageText {
+		m.badFrame("", "", "binary frame")
+		return nil, nil
+	}
+	var msg mediaMessage
+	if err := json.Unmarshal(buf.Bytes(), &msg); err != nil {
+		m.badFrame("", "", "not JSON: "+err.Error())
+		return nil, nil
+	}
+	if msg.Event == "" {
+		m.badFrame("", msg.SequenceNumber, "no event")
+		return nil, nil
+	}
+	return &msg, nil
+}
+
+// seq checks a frame's sequence number: numbers rise; a frame without one is let through.
+func (m *MediaStream) seq(s string) bool {
+	if s == "" {
+		return true
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= m.lastSeq {
+		return false
+	}
+	m.lastSeq = n
+	return true
+}
+
+// badFrame counts, logs and publishes a frame that was skipped; too many close the socket.
+func (m *MediaStream) badFrame(event, seq, why string) {
+	m.bad++
+	m.badFrames.Add(1)
+	level := slog.LevelWarn
+	if m.bad > 3 {
+		level = slog.LevelDebug
+	}
+	m.log.Log(context.Background(), level, "media stream frame skipped", "event", event, "sequence_number", seq, "reason", why, "bad_frames", m.bad)
+	if p := m.publish.Load(); p != nil {
+		(*p)(EventMediaStreamError, MediaStreamError{Event: event, SequenceNumber: seq, Message: why, Count: m.bad})
+	}
+	if m.tooBad() {
+		m.closeWith(websocket.StatusPolicyViolation, "too many bad frames ("+strconv.Itoa(m.bad)+")", MediaReasonProtocol)
+	}
+}
+
+func (m *MediaStream) tooBad() bool { return m.bad >= m.opts.MaxBadFrames }
+
+// readLoop reads the far end's frames until stop, a close, or too many bad frames.
+func (m *MediaStream) readLoop() {
+	defer close(m.events)
+	var buf bytes.Buffer
+	for {
+		msg, err := m.next(context.Background(), &buf)
+		if err != nil {
+			if !m.isDone() {
+				switch s := websocket.CloseStatus(err); {
+				case s == websocket.StatusMessageTooBig:
+					m.log.Warn("media stream frame over the limit", "limit", m.opts.MaxMessageBytes)
+					m.ended(MediaReasonProtocol)
+				case s != -1 || errors.Is(err, io.EOF):
+					m.log.Info("media stream closed by the far end", "status", s)
+				default:
+					m.log.Info("media stream read failed", "error", err)
+				}
+			}
+			m.hangup(MediaReasonCallerHangup)
+			return
+		}
+		if msg == nil {
+			if m.isDone() {
+				return
+			}
+			continue
+		}
+		if msg.StreamSid != "" && msg.StreamSid != m.start.StreamSid {
+			m.badFrame(msg.Event, msg.SequenceNumber, "streamSid "+msg.StreamSid+" is not this stream's")
+			continue
+		}
+		if msg.Event != "connected" && !m.seq(msg.SequenceNumber) {
+			m.badFrame(msg.Event, msg.SequenceNumber, "sequence number out of order (last "+strconv.FormatInt(m.lastSeq, 10)+")")
+			continue
+		}
+		switch msg.Event {
+		case "media":
+			m.onMedia(msg)
+		case "dtmf":
+			if msg.DTMF == nil || len(msg.DTMF.Digit) != 1 || !isDigit(msg.DTMF.Digit[0]) {
+				m.badFrame("dtmf", msg.SequenceNumber, "no digit or not a key")
+				continue
+			}
+			select {
+			case m.events <- media.Event{Kind: media.EventDTMF, Digit: rune(msg.DTMF.Digit[0])}:
+			default:
+				m.log.Warn("media stream dtmf dropped: events not taken", "digit", msg.DTMF.Digit)
+			}
+		case "mark":
+			if msg.Mark == nil || !m.markEchoed(msg.Mark.Name) {
+				m.badFrame("mark", msg.SequenceNumber, "echo of a mark never sent")
+			}
+		case "stop":
+			m.log.Info("media stream stopped by the far end")
+			m.hangup(MediaReasonCallerHangup)
+			return
+		case "connected", "start":
+			m.badFrame(msg.Event, msg.SequenceNumber, msg.Event+" after start")
+		default:
+			m.badFrame(msg.Event, msg.SequenceNumber, "unknown event")
+		}
+		if m.isDone() {
+			return
+		}
+	}
+}
+
+// hangup reports the far end gone to the events' reader, then ends the stream.
+func (m *MediaStream) hangup(reason string) {
+	if !m.isDone() {
+		select {
+		case m.events <- media.Event{Kind: media.EventHangup, Reason: reason}:
+		default:
+		}
+	}
+	m.ended(reason)
+}
+
+func isDigit(c byte) bool {
+	return c >= '0' && c <= '9' || c == '*' || c == '#' || c >= 'A' && c <= 'D'
+}
+
+// onMedia decodes a media frame into the ring ReadFrame empties.
+func (m *MediaStream) onMedia(msg *mediaMessage) {
+	if msg.Media == nil {
+		m.badFrame("media", msg.SequenceNumber, "media without its payload")
+		return
+	}
+	if t := msg.Media.Track; t != "" && t != "inbound" && t != "inbound_track" {
+		return // another track (outbound, when both are streamed): not the caller
+	}
+	p := msg.Media.Payload
+	if len(p) > base64.StdEncoding.EncodedLen(cap(m.payload)) {
+		m.badFrame("media", msg.SequenceNumber, "payload over 160 ms")
+		return
+	}
+	b, err := base64.StdEncoding.AppendDecode(m.payload[:0], []byte(p))
+	if err != nil {
+		m.badFrame("media", msg.SequenceNumber, "payload is not base64")
+		return
+	}
+	if len(b) == 0 || len(b)%mulawFrameBytes != 0 {
+		m.badFrame("media", msg.SequenceNumber, "payload of "+strconv.Itoa(len(b))+" bytes, not whole 20 ms frames of 160")
+		return
+	}
+	m.imu.Lock()
+	for len(b) > 0 {
+		if m.rlen+mulawFrameBytes > len(m.ring) { // ReadFrame fell behind: drop the oldest
+			m.rhead = (m.rhead + mulawFrameBytes) % len(m.ring)
+			m.rlen -= mulawFrameBytes
+			m.droppedIn.Add(1)
+		}
+		tail := (m.rhead + m.rlen) % len(m.ring)
+		// The ring holds whole frames, so a frame never wraps.
+		media.DecodePCMU(m.ring[tail:tail+mulawFrameBytes], b[:mulawFrameBytes])
+		m.rlen += mulawFrameBytes
+		b = b[mulawFrameBytes:]
+		m.framesIn.Add(1)
+	}
+	m.imu.Unlock()
+	select {
+	case m.inNotify <- struct{}{}:
+	default:
+	}
+}
