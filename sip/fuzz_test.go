@@ -1,9 +1,12 @@
 package sip
 
 import (
+	"context"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/pion/sdp/v3"
@@ -73,4 +76,59 @@ func FuzzSipfragStatus(f *testing.F) {
 			t.Fatalf("status %d", code)
 		}
 	})
+}
+
+// Malformed SIP on the wire is dropped (or answered 400 when it can be answered at all) and
+// disturbs nothing: the server still answers, over UDP and TCP.
+func TestMalformedSIP(t *testing.T) {
+	verifyNoLeaks(t)
+	addr := startServer(t, Config{})
+	junk := []string{
+		"\x00\x01\x02 not SIP at all",
+		"INVITE sip:echo@127.0.0.1 SIP/2.0\r\n\r\n", // no headers
+		"INVITE sip:echo@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx\r\nContent-Length: 99999\r\n\r\nv=0",
+		"SIP/2.0 200 OK\r\nCall-ID: nobody\r\n\r\n", // a response to nothing
+		strings.Repeat("A", 60000),
+		"OPTIONS sip:echo@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKy\r\nCSeq: one OPTIONS\r\n\r\n",
+	}
+	udp, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	for _, j := range junk {
+		_, _ = udp.Write([]byte(j))
+	}
+	tcp, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range junk {
+		_, _ = tcp.Write([]byte(j))
+	}
+	_ = tcp.Close()
+
+	u := newTestUA(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := u.client.Do(ctx, sip.NewRequest(sip.OPTIONS, uri(t, "echo", addr)))
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("OPTIONS after junk: %v %v", res, err)
+	}
+	rtpConn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rtpConn.Close()
+	dlg, code := u.invite(ctx, t, uri(t, "echo", addr), offerSDP(rtpConn.LocalAddr().(*net.UDPAddr).Port, "0"))
+	if dlg == nil {
+		t.Fatalf("INVITE after junk: %d", code)
+	}
+	defer dlg.Close()
+	if err := dlg.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := dlg.Bye(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
