@@ -8,8 +8,9 @@ import (
 	"github.com/pion/logging"
 )
 
-// slogFactory hands pion the node's logger. pion is chatty: its info is our debug, and its
-// trace is dropped.
+// slogFactory hands pion the node's logger. pion is chatty about the ordinary troubles of
+// ICE and of closing connections, which the call's own log lines sum up: its info and
+// warnings are our debug, its errors our warnings, and its trace is dropped.
 type slogFactory struct{ log *slog.Logger }
 
 func (f slogFactory) NewLogger(scope string) logging.LeveledLogger {
@@ -35,7 +36,7 @@ func (l pionLogger) Debug(msg string)                  { l.at(slog.LevelDebug, "
 func (l pionLogger) Debugf(format string, args ...any) { l.at(slog.LevelDebug, format, args...) }
 func (l pionLogger) Info(msg string)                   { l.at(slog.LevelDebug, "%s", msg) }
 func (l pionLogger) Infof(format string, args ...any)  { l.at(slog.LevelDebug, format, args...) }
-func (l pionLogger) Warn(msg string)                   { l.at(slog.LevelWarn, "%s", msg) }
-func (l pionLogger) Warnf(format string, args ...any)  { l.at(slog.LevelWarn, format, args...) }
-func (l pionLogger) Error(msg string)                  { l.at(slog.LevelError, "%s", msg) }
-func (l pionLogger) Errorf(format string, args ...any) { l.at(slog.LevelError, format, args...) }
+func (l pionLogger) Warn(msg string)                   { l.at(slog.LevelDebug, "%s", msg) }
+func (l pionLogger) Warnf(format string, args ...any)  { l.at(slog.LevelDebug, format, args...) }
+func (l pionLogger) Error(msg string)                  { l.at(slog.LevelWarn, "%s", msg) }
+func (l pionLogger) Errorf(format string, args ...any) { l.at(slog.LevelWarn, format, args...) }

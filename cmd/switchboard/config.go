@@ -38,6 +38,8 @@ type config struct {
 	// AllowPrivateWebhooks lets agents' tools call addresses of this machine and its
 	// private networks.
 	AllowPrivateWebhooks bool
+	// WebRTC configures browsers' calls (webcalls.go).
+	WebRTC webrtcFlags
 }
 
 // env reads an environment variable with a default.
@@ -75,6 +77,7 @@ func (c *config) registerServe(fs *flag.FlagSet) {
 	host, _ := os.Hostname()
 	fs.StringVar(&c.Node, "node", env("SWITCHBOARD_NODE", host), "this node's name in call records; a restart fails the calls it carried (SWITCHBOARD_NODE; default: the host name)")
 	fs.IntVar(&c.RateLimit, "rate-limit", envInt("SWITCHBOARD_RATE_LIMIT", 100), "requests a minute for an API key without a limit of its own (SWITCHBOARD_RATE_LIMIT)")
+	c.WebRTC.register(fs)
 }
 
 func envInt(name string, def int) int {

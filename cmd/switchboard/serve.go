@@ -139,6 +139,24 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	}
 	webhooks := agent.NewWebhooks(c.AllowPrivateWebhooks)
 	agents := &agentCalls{st: st, speech: voices, webhooks: webhooks, voicemailDir: voicemails, log: log}
+	// Web calls (browsers over WebRTC, media-stream sockets) end as shutdown when the node
+	// stops.
+	webCtx, stopWeb := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWeb()
+	web := newWebCalls(webCtx, st, agents, hub, c.Node, log)
+	var rtcCalls api.WebRTCCalls
+	if c.WebRTC.Enabled {
+		rcfg, err := c.WebRTC.config(c.PublicIP, log)
+		if err != nil {
+			return err
+		}
+		rtc, err := realtime.NewWebRTC(rcfg)
+		if err != nil {
+			return err
+		}
+		defer rtc.Close()
+		rtcCalls = newWebRTCCalls(web, rtc)
+	}
 	sipCfg := sip.Config{Log: log, PublicIP: c.PublicIP, RTPPortMin: rtpMin, RTPPortMax: rtpMax,
 		Store: st, DefaultTenantID: def.ID, Node: c.Node, Events: hub, MediaTimeout: c.MediaTimeout, Agents: agents}
 	if c.RecordCalls {
@@ -161,7 +179,8 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 
 	auth := api.NewAuthenticator(st, secret, def.ID, log)
 	srv := api.New(api.Config{Store: st, Auth: auth, Log: log, Version: version, Commit: commit, DefaultRateLimit: c.RateLimit,
-		Hub: hub, Streams: streams, Models: models, Webhooks: webhooks, Calls: sipSrv, RecordingsDir: sipCfg.RecordDir, VoicemailsDir: voicemails})
+		Hub: hub, Streams: streams, Models: models, Webhooks: webhooks, Calls: sipSrv, RecordingsDir: sipCfg.RecordDir, VoicemailsDir: voicemails,
+		WebRTC: rtcCalls})
 	agents.api = srv
 	httpSrv := &http.Server{
 		Addr: c.HTTPAddr, Handler: srv.Handler(),
@@ -215,6 +234,12 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	streams.Shutdown()
 	stopSIP() // ends the calls: each gets a BYE
 	<-sipDone
+	stopWeb() // ends the web calls: each browser is hung up
+	webWait, cancelWebWait := context.WithTimeout(context.Background(), 15*time.Second)
+	if err := web.wait(webWait); err != nil {
+		log.Warn("web calls still ending at shutdown", "calls", web.Open())
+	}
+	cancelWebWait()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = httpSrv.Shutdown(shutCtx)

@@ -3,13 +3,18 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"maps"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/switchboard-go/switchboard/api"
 	"github.com/switchboard-go/switchboard/media"
+	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
 )
@@ -475,3 +480,144 @@ func (c *webCall) update(fn func(r *store.Call)) {
 		c.log.Warn("call record not updated", "status", r.Status, "error", err)
 	}
 }
+
+// webrtcFlags configure the node's WebRTC peers.
+type webrtcFlags struct {
+	Enabled         bool
+	ICEServers      string
+	Ports           string
+	UDPPort         int
+	ConnectTimeout  time.Duration
+	Disconnected    time.Duration
+	Failed          time.Duration
+	IncludeLoopback bool
+}
+
+func (f *webrtcFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&f.Enabled, "webrtc", env("SWITCHBOARD_WEBRTC", "true") == "true", "answer browsers' calls over WebRTC at /api/v1/webrtc/sessions (SWITCHBOARD_WEBRTC=false to turn off)")
+	fs.StringVar(&f.ICEServers, "ice-servers", env("SWITCHBOARD_ICE_SERVERS", ""), "STUN/TURN servers handed to browsers: a JSON array of RTCIceServer, or a comma list of stun:/turn: URLs (SWITCHBOARD_ICE_SERVERS)")
+	fs.StringVar(&f.Ports, "webrtc-ports", env("SWITCHBOARD_WEBRTC_PORTS", ""), "UDP port range of WebRTC's ICE, such as 20000-30000 (SWITCHBOARD_WEBRTC_PORTS; default: any free port)")
+	fs.IntVar(&f.UDPPort, "webrtc-udp-port", envInt("SWITCHBOARD_WEBRTC_UDP_PORT", 0), "one UDP port for every WebRTC call's ICE, instead of a port per call (SWITCHBOARD_WEBRTC_UDP_PORT)")
+	fs.DurationVar(&f.ConnectTimeout, "ice-connect-timeout", envDuration("SWITCHBOARD_ICE_CONNECT_TIMEOUT", realtime.DefaultICEConnectTimeout), "a WebRTC call whose ICE has not connected by then ends as ice-failed (SWITCHBOARD_ICE_CONNECT_TIMEOUT)")
+	fs.DurationVar(&f.Disconnected, "ice-disconnected-timeout", envDuration("SWITCHBOARD_ICE_DISCONNECTED_TIMEOUT", realtime.DefaultICEDisconnectedTimeout), "silence after which a browser's ICE is disconnected (SWITCHBOARD_ICE_DISCONNECTED_TIMEOUT)")
+	fs.DurationVar(&f.Failed, "ice-failed-timeout", envDuration("SWITCHBOARD_ICE_FAILED_TIMEOUT", realtime.DefaultICEFailedTimeout), "further silence after which it failed and the call ends as peer-disconnected (SWITCHBOARD_ICE_FAILED_TIMEOUT)")
+	fs.BoolVar(&f.IncludeLoopback, "webrtc-loopback", env("SWITCHBOARD_WEBRTC_LOOPBACK", "") == "true", "offer loopback ICE candidates too, for browsers on this host (SWITCHBOARD_WEBRTC_LOOPBACK=true)")
+}
+
+// config turns the flags into the peers' configuration.
+func (f *webrtcFlags) config(publicIP string, log *slog.Logger) (realtime.WebRTCConfig, error) {
+	cfg := realtime.WebRTCConfig{UDPPort: f.UDPPort, ConnectTimeout: f.ConnectTimeout, DisconnectedTimeout: f.Disconnected,
+		FailedTimeout: f.Failed, IncludeLoopback: f.IncludeLoopback, Log: log}
+	var err error
+	if cfg.ICEServers, err = realtime.ParseICEServers(f.ICEServers); err != nil {
+		return cfg, fmt.Errorf("SWITCHBOARD_ICE_SERVERS: %w", err)
+	}
+	if publicIP != "" {
+		cfg.PublicIPs = []string{publicIP}
+	}
+	if f.Ports != "" {
+		lo, hi, ok := strings.Cut(f.Ports, "-")
+		a, aerr := strconv.Atoi(strings.TrimSpace(lo))
+		b, berr := strconv.Atoi(strings.TrimSpace(hi))
+		if !ok || aerr != nil || berr != nil || a < 1024 || b > 65535 || b < a {
+			return cfg, fmt.Errorf("SWITCHBOARD_WEBRTC_PORTS %q: want min-max within 1024-65535, such as 20000-30000", f.Ports)
+		}
+		cfg.PortMin, cfg.PortMax = uint16(a), uint16(b)
+	}
+	if f.UDPPort < 0 || f.UDPPort > 65535 {
+		return cfg, fmt.Errorf("SWITCHBOARD_WEBRTC_UDP_PORT %d: want a port", f.UDPPort)
+	}
+	return cfg, nil
+}
+
+// webrtcCalls answers browsers' calls: a realtime.Peer carried by the web-call lifecycle.
+// It implements api.WebRTCCalls.
+type webrtcCalls struct {
+	calls *webCalls
+	rtc   *realtime.WebRTC
+
+	mu    sync.Mutex
+	peers map[string]*realtime.Peer
+}
+
+func newWebRTCCalls(calls *webCalls, rtc *realtime.WebRTC) *webrtcCalls {
+	return &webrtcCalls{calls: calls, rtc: rtc, peers: map[string]*realtime.Peer{}}
+}
+
+// StartWebRTCCall implements api.WebRTCCalls.
+func (w *webrtcCalls) StartWebRTCCall(ctx context.Context, tenantID string, req api.WebRTCSessionRequest, from string) (string, string, error) {
+	target := WebTarget{AgentID: req.AgentID, Destination: req.Destination}
+	// A call that cannot go where it is asked to costs no peer.
+	if _, _, err := w.calls.route(ctx, webCallSpec{TenantID: tenantID, Target: target}); err != nil {
+		return "", "", err
+	}
+	log := w.calls.log.With("tenant_id", tenantID, "from", from)
+	peer, err := w.rtc.Answer(ctx, req.SDP, log)
+	if err != nil {
+		return "", "", err
+	}
+	c, err := w.calls.start(ctx, webCallSpec{TenantID: tenantID, Target: target, From: from, Codec: "opus",
+		Metadata: req.Metadata, Stream: peer, Hangup: peer.Hangup, Ready: peer.Connected(), OnEvent: peer.SendEvent})
+	if err != nil {
+		peer.Hangup(sip.ReasonError)
+		return "", "", err
+	}
+	w.mu.Lock()
+	w.peers[c.ID()] = peer
+	w.mu.Unlock()
+	go func() {
+		<-c.Done()
+		w.mu.Lock()
+		delete(w.peers, c.ID())
+		w.mu.Unlock()
+	}()
+	return c.ID(), peer.Answer(), nil
+}
+
+// peer is the peer of a live WebRTC call of the tenant.
+func (w *webrtcCalls) peer(tenantID, id string) (*webCall, *realtime.Peer) {
+	c := w.calls.get(tenantID, id)
+	if c == nil {
+		return nil, nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	p := w.peers[id]
+	if p == nil {
+		return nil, nil
+	}
+	return c, p
+}
+
+// HasWebRTCCall implements api.WebRTCCalls.
+func (w *webrtcCalls) HasWebRTCCall(tenantID, id string) bool {
+	_, p := w.peer(tenantID, id)
+	return p != nil
+}
+
+// TrickleWebRTCCall implements api.WebRTCCalls.
+func (w *webrtcCalls) TrickleWebRTCCall(ctx context.Context, tenantID, id string, frag []byte) error {
+	_, p := w.peer(tenantID, id)
+	if p == nil {
+		return store.ErrNotFound
+	}
+	return p.AddICECandidates(frag)
+}
+
+// HangupWebRTCCall implements api.WebRTCCalls: the call ends as the caller's hang-up, and
+// it returns once the call's record is final.
+func (w *webrtcCalls) HangupWebRTCCall(ctx context.Context, tenantID, id string) error {
+	c, _ := w.peer(tenantID, id)
+	if c == nil {
+		return store.ErrNotFound
+	}
+	c.End(sip.ReasonCallerHangup)
+	select {
+	case <-c.Done():
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// ICEServers implements api.WebRTCCalls.
+func (w *webrtcCalls) ICEServers() []realtime.ICEServer { return w.rtc.ICEServers() }
