@@ -289,6 +289,12 @@
         return (d.ended_reason || '') + ', ' + (d.turns || 0) + ' turns';
       case 'agent.error':
         return (d.stage || '') + ': ' + (d.error || '');
+      case 'call.barge_in':
+        return d.dtmf ? 'the caller pressed a key over the agent' : 'the caller spoke over the agent';
+      case 'call.idle_reminder':
+        return 'the caller was quiet';
+      case 'stream.gap':
+        return 'events missed: ' + (d.missed || '?') + ' (' + (d.reason || '') + ')';
       default:
         return d.status || '';
     }
@@ -394,7 +400,7 @@
       ['Call', SB.el('span', {class: 'mono'}, c.id)],
       ['Direction', c.direction],
       ['From', c.from || '—'],
-      ['To', c.to || '—'],
+      ['To', agents.has(c.to) ? agentName(c.to) : c.to || '—'],
       ['Started', SB.when(c.started_at || c.created_at)],
       ['Answered', c.answered_at ? SB.clock(c.answered_at) : '—'],
       ['Ended', c.ended_at ? SB.clock(c.ended_at) + (c.ended_reason ? ' (' + c.ended_reason + ')' : '') : '—'],
