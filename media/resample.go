@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 )
 
 // Resampling is rational polyphase FIR: conceptually the input is upsampled by L (zeros
@@ -37,7 +38,7 @@ type Resampler struct {
 	l, m    int // up and down factors
 	taps    int // coefficients per phase
 	// coef holds taps coefficients for each of the l phases, reversed so that an output is
-	// a forward dot product with buf.
+	// a forward dot product with buf; it is the shared filter's, never written.
 	coef []float32
 	// buf is taps-1 samples of history followed by up to chunk new samples.
 	buf   []float32
@@ -48,6 +49,7 @@ type Resampler struct {
 	next int
 }
 
+// supportedRate says whether r is a rate of the media path: streams run at 8, 16, 24 or 48 kHz.
 func supportedRate(r int) bool {
 	switch r {
 	case Rate8k, Rate16k, Rate24k, Rate48k:
@@ -56,26 +58,48 @@ func supportedRate(r int) bool {
 	return false
 }
 
-// NewResampler returns a resampler from inRate to outRate, each one of 8, 16, 24 or 48 kHz.
-func NewResampler(inRate, outRate int) (*Resampler, error) {
-	if !supportedRate(inRate) || !supportedRate(outRate) {
+// maxUpsampling bounds the up factor L of a pair of rates: finer ratios would make the
+// filter's tables too large to be worth it (44,100 to 48,000 Hz is L = 160).
+const maxUpsampling = 1000
+
+// filter is the polyphase filter of one pair of rates. It is read-only once made and
+// shared by every stream of that pair.
+type filter struct {
+	l, m, taps int
+	coef       []float32
+}
+
+var (
+	filtersMu sync.Mutex
+	filters   = map[[2]int]*filter{}
+)
+
+// filterFor designs (once) the filter from inRate to outRate.
+func filterFor(inRate, outRate int) (*filter, error) {
+	if inRate <= 0 || outRate <= 0 || inRate > 384000 || outRate > 384000 {
 		return nil, fmt.Errorf("%w: %d to %d Hz", ErrUnsupportedRate, inRate, outRate)
 	}
 	g := gcd(inRate, outRate)
-	r := &Resampler{in: inRate, out: outRate, l: outRate / g, m: inRate / g}
-	r.chunk = int(float64(inRate) * resampleMaxChunkS)
-	if inRate == outRate {
-		return r, nil
+	f := &filter{l: outRate / g, m: inRate / g}
+	if f.l > maxUpsampling {
+		return nil, fmt.Errorf("%w: %d to %d Hz needs an up factor of %d", ErrUnsupportedRate, inRate, outRate, f.l)
 	}
-
+	if inRate == outRate {
+		return f, nil
+	}
+	filtersMu.Lock()
+	defer filtersMu.Unlock()
+	if cached, ok := filters[[2]int{inRate, outRate}]; ok {
+		return cached, nil
+	}
 	// Kaiser design (Oppenheim & Schafer 7.6) at the upsampled rate fp.
-	fp := float64(inRate * r.l)
+	fp := float64(inRate * f.l)
 	lower := float64(min(inRate, outRate))
 	fpass, fstop := resamplePassband*lower, resampleStopband*lower
 	dw := 2 * math.Pi * (fstop - fpass) / fp
 	n := int(math.Ceil((resampleAttenDB-8)/(2.285*dw))) + 1
-	r.taps = (n + r.l - 1) / r.l
-	n = r.taps * r.l
+	f.taps = (n + f.l - 1) / f.l
+	n = f.taps * f.l
 	beta := 0.1102 * (resampleAttenDB - 8.7)
 	fc := (fpass + fstop) / 2 / fp // cutoff, cycles per upsampled sample
 	h := make([]float64, n)
@@ -88,16 +112,61 @@ func NewResampler(inRate, outRate int) (*Resampler, error) {
 		sum += h[i]
 	}
 	// Unity gain at DC: zero-stuffing by L divides the level by L, the filter restores it.
-	gain := float64(r.l) / sum
-	r.coef = make([]float32, n)
-	for p := range r.l {
-		for j := range r.taps {
-			k := r.taps - 1 - j
-			r.coef[p*r.taps+j] = float32(h[p+k*r.l] * gain)
+	gain := float64(f.l) / sum
+	f.coef = make([]float32, n)
+	for p := range f.l {
+		for j := range f.taps {
+			k := f.taps - 1 - j
+			f.coef[p*f.taps+j] = float32(h[p+k*f.l] * gain)
 		}
 	}
-	r.buf = make([]float32, r.taps-1+r.chunk)
+	filters[[2]int{inRate, outRate}] = f
+	return f, nil
+}
+
+// NewResampler returns a resampler from inRate to outRate: any two rates whose ratio is not
+// too fine (the media path's 8, 16, 24 and 48 kHz, and the 22,050 Hz of espeak-ng). The
+// filter of a pair of rates is designed once and shared; a Resampler's own memory is its
+// history.
+func NewResampler(inRate, outRate int) (*Resampler, error) {
+	f, err := filterFor(inRate, outRate)
+	if err != nil {
+		return nil, err
+	}
+	r := &Resampler{in: inRate, out: outRate, l: f.l, m: f.m, taps: f.taps, coef: f.coef}
+	r.chunk = max(1, int(float64(inRate)*resampleMaxChunkS))
+	if inRate != outRate {
+		r.buf = make([]float32, r.taps-1+r.chunk)
+	}
 	return r, nil
+}
+
+// Flush pushes silence through the filter so that the tail of the last samples comes out
+// (Delay() output samples, and a few more); it is for the end of a clip, not of a frame.
+// dst needs room for FlushLen() samples.
+func (r *Resampler) Flush(dst []int16) (int, error) {
+	if r.in == r.out {
+		return 0, nil
+	}
+	var zeros [256]int16
+	written := 0
+	for left := r.taps; left > 0; left -= len(zeros) {
+		z := zeros[:min(left, len(zeros))]
+		n, err := r.Resample(dst[written:], z)
+		if err != nil {
+			return written, err
+		}
+		written += n
+	}
+	return written, nil
+}
+
+// FlushLen is how many samples Flush writes at the most.
+func (r *Resampler) FlushLen() int {
+	if r.in == r.out {
+		return 0
+	}
+	return r.taps*r.l/r.m + 2
 }
 
 // InRate is the rate of the samples Resample reads.

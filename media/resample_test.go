@@ -53,6 +53,7 @@ func TestResampleToneSNR(t *testing.T) {
 		{16000, 24000}, {24000, 16000},
 		{8000, 24000}, {24000, 48000}, {48000, 24000},
 		{8000, 24000, 48000, 16000, 8000},
+		{22050, 16000}, {22050, 8000}, {22050, 24000}, {22050, 48000}, // espeak-ng's rate
 	}
 	for _, rates := range chains {
 		t.Run(fmt.Sprint(rates), func(t *testing.T) {
@@ -139,10 +140,47 @@ func TestResampleChunking(t *testing.T) {
 	}
 }
 
+// Flush brings out the tail of a clip: the whole tone, delayed by Delay(), then the filter's
+// decay to silence.
+func TestResampleFlush(t *testing.T) {
+	t.Parallel()
+	r, err := NewResampler(22050, 16000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := testTone(1013, 22050, 22050/10, 0, 8000) // 100 ms
+	out := make([]int16, r.OutLen(len(in))+r.FlushLen())
+	n, err := r.Resample(out, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := r.Flush(out[n:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 1600 + int(math.Ceil(r.Delay()))
+	if n+m < want {
+		t.Fatalf("%d samples with the flush, want at least %d (100 ms and the filter's delay)", n+m, want)
+	}
+	if tail := out[n+m-10 : n+m]; slicesMaxAbs(tail) > 50 {
+		t.Errorf("the flushed tail ends at %v, want silence", tail)
+	}
+}
+
+func slicesMaxAbs(xs []int16) int {
+	m := 0
+	for _, x := range xs {
+		m = max(m, int(math.Abs(float64(x))))
+	}
+	return m
+}
+
 func TestResampleErrors(t *testing.T) {
 	t.Parallel()
-	if _, err := NewResampler(8000, 44100); !errors.Is(err, ErrUnsupportedRate) {
-		t.Errorf("44.1 kHz: %v, want ErrUnsupportedRate", err)
+	for _, rates := range [][2]int{{8000, 44101}, {0, 8000}, {8000, -1}} {
+		if _, err := NewResampler(rates[0], rates[1]); !errors.Is(err, ErrUnsupportedRate) {
+			t.Errorf("%d to %d Hz: %v, want ErrUnsupportedRate", rates[0], rates[1], err)
+		}
 	}
 	r, err := NewResampler(8000, 16000)
 	if err != nil {

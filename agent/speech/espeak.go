@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/switchboard-go/switchboard/media"
 )
 
 // EspeakOptions configures the espeak-ng voice. The zero value is usable.
@@ -105,7 +107,7 @@ func NewEspeak(opts EspeakOptions) (*Espeak, error) {
 	if e.maxBytes == 0 {
 		e.maxBytes = DefaultEspeakCache
 	}
-	if _, err := filterFor(libRate, e.rate); err != nil {
+	if _, err := media.NewResampler(libRate, e.rate); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -185,12 +187,10 @@ func (e *Espeak) Synthesize(ctx context.Context, text, voice string, speed float
 // that a long text does not keep every other call waiting, and gives up between
 // sentences when no one is listening any more (a barge-in).
 func (e *Espeak) synthesize(k phraseKey, c *clip) {
-	rs, err := newResampler(libRate, e.rate)
-	var out []int16
+	rs, err := newStreamResampler(libRate, e.rate)
 	chunks := 0
 	emit := func(s []int16) bool {
-		out = rs.push(out[:0], s)
-		c.append(out)
+		c.append(rs.push(s))
 		if chunks++; chunkHook != nil {
 			chunkHook(chunks)
 		}
@@ -216,7 +216,7 @@ func (e *Espeak) synthesize(k phraseKey, c *clip) {
 		<-libLock
 	}
 	if err == nil {
-		c.append(rs.flush(out[:0]))
+		c.append(rs.flush())
 	}
 	// The phrase moves from the flights to the cache before it is marked done, so that no
 	// request in between starts it again or joins a clip that is neither.

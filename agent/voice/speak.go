@@ -3,6 +3,7 @@ package voice
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -284,7 +285,10 @@ func (st *sentenceState) speak(ctx context.Context, tts speech.TTS, voice string
 		return err
 	}
 	defer a.Close()
-	conv := newRateConverter(a.SampleRate(), st.rate)
+	conv, err := newRateConverter(a.SampleRate(), st.rate)
+	if err != nil {
+		return fmt.Errorf("%w: the voice speaks at %d Hz: %w", ErrTTS, a.SampleRate(), err)
+	}
 	if st.buf == nil {
 		st.buf = make([]int16, 1024)
 	}

@@ -67,6 +67,12 @@ func newBiquad(high bool, f0, fs float64) biquad {
 
 func (q *biquad) step(x float64) float64 {
 	y := q.b0*x + q.b1*q.x1 + q.b2*q.x2 - q.a1*q.y1 - q.a2*q.y2
+	// After speech, digital silence (what many phones and trunks send between words) lets
+	// the state decay into subnormal floats, on which the CPU is twenty times slower: a
+	// silent frame cost 179 µs instead of 8. Far below one sample's step, they are zero.
+	if y < 1e-20 && y > -1e-20 {
+		y = 0
+	}
 	q.x2, q.x1 = q.x1, x
 	q.y2, q.y1 = q.y1, y
 	return y
