@@ -1,0 +1,124 @@
+package realtime
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+
+	"github.com/switchboard-go/switchboard/media"
+)
+
+// receivingPeer is the receiving half of a peer, without a connection.
+func receivingPeer(t testing.TB) *Peer {
+	t.Helper()
+	dec, err := media.NewOpusDecoder(peerRate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Peer{jb: media.NewJitterBuffer(media.DefaultJitterConfig), dec: dec,
+		rbuf: make([]byte, media.DefaultJitterConfig.MaxPayload), rnext: make([]byte, media.DefaultJitterConfig.MaxPayload)}
+}
+
+// browserPackets encodes n frames of a 440 Hz tone as a browser does (Opus, in-band FEC).
+func browserPackets(t testing.TB, n int) [][]byte {
+	t.Helper()
+	enc, err := media.NewOpusEncoder(media.OpusConfig{Rate: peerRate, FEC: true, PacketLossPercent: 20, MaxBandwidth: 8000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tone := media.NewTone(440, peerRate, 8000)
+	pcm := make([]int16, media.SamplesPerFrame(peerRate))
+	out := make([][]byte, n)
+	for i := range out {
+		tone.Fill(pcm)
+		buf := make([]byte, media.OpusMaxPacket)
+		k, err := enc.Encode(buf, pcm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = buf[:k]
+	}
+	return out
+}
+
+func rms(s []int16) float64 {
+	var sum float64
+	for _, v := range s {
+		sum += float64(v) * float64(v)
+	}
+	return math.Sqrt(sum / float64(len(s)))
+}
+
+// TestPeerPlayout: silence before the browser's audio, a lost packet recovered (from the
+// next one's FEC) with the tone's level, and silence again once the browser stops sending
+// (DTX, mute), every frame on the clock.
+func TestPeerPlayout(t *testing.T) {
+	p := receivingPeer(t)
+	out := make([]int16, media.SamplesPerFrame(peerRate))
+	p.produce(out)
+	if rms(out) != 0 {
+		t.Fatal("noise before the browser's audio")
+	}
+	packets := browserPackets(t, 60)
+	const lost = 30
+	var pkt rtp.Packet
+	now := time.Now()
+	levels := []float64{}
+	for i, payload := range packets {
+		if i != lost {
+			pkt.SequenceNumber, pkt.Timestamp, pkt.Payload = uint16(1000+i), uint32(i*960), payload
+			p.received(&pkt, now.Add(time.Duration(i)*media.FrameDuration))
+		}
+		if i >= 3 { // the jitter buffer's depth
+			p.produce(out)
+			levels = append(levels, rms(out))
+		}
+	}
+	// levels[k] is frame k's.
+	if got, want := levels[lost], levels[lost-1]; got < want/2 {
+		t.Errorf("the lost frame was played at a level of %.0f, its neighbour at %.0f", got, want)
+	}
+	for k := 5; k < len(levels); k++ {
+		if floor := 2000.0; levels[k] < floor && k != lost+1 || levels[k] < floor/2 { // decoding settles after a loss
+			t.Errorf("frame %d played at a level of %.0f", k, levels[k])
+		}
+	}
+	if q := p.Quality(); q.PacketsLost != 1 || q.PacketsReceived != 59 {
+		t.Errorf("quality %+v", q)
+	}
+	// The browser stops sending: concealment fades, then silence.
+	silent := 0
+	for range 100 {
+		p.produce(out)
+		if rms(out) == 0 {
+			silent++
+		}
+	}
+	if silent < 40 {
+		t.Errorf("%d silent frames of 100 after the browser stopped", silent)
+	}
+}
+
+// TestPeerPlayoutAllocs pins a received packet and a frame played at zero allocations.
+func TestPeerPlayoutAllocs(t *testing.T) {
+	p := receivingPeer(t)
+	packets := browserPackets(t, 50)
+	out := make([]int16, media.SamplesPerFrame(peerRate))
+	var pkt rtp.Packet
+	i := 0
+	now := time.Now()
+	step := func() {
+		pkt.SequenceNumber, pkt.Timestamp, pkt.Payload = uint16(i), uint32(i*960), packets[i%len(packets)]
+		p.received(&pkt, now)
+		p.produce(out)
+		i++
+	}
+	for range 10 {
+		step()
+	}
+	if a := testing.AllocsPerRun(200, step); a != 0 {
+		t.Errorf("%.1f allocations a frame", a)
+	}
+}
