@@ -55,6 +55,9 @@ type TurnSettings struct {
 	EndpointingMS     int  `json:"endpointing_ms"`
 	Interruptions     bool `json:"interruptions"`
 	MinInterruptionMS int  `json:"min_interruption_ms"`
+	// FirstMessageInterruptible lets the caller interrupt the agent's first message (the
+	// greeting); off, it is always heard whole.
+	FirstMessageInterruptible bool `json:"first_message_interruptible"`
 }
 
 // NewAgent returns an agent with the defaults a created agent starts from; a request body
@@ -69,7 +72,7 @@ func NewAgent() *Agent {
 		ToolIDs:          []string{},
 		KnowledgeBaseIDs: []string{},
 		Limits:           CallLimits{MaxDurationS: 1800, IdleTimeoutS: 30},
-		Turn:             TurnSettings{EndpointingMS: 600, Interruptions: true, MinInterruptionMS: 250},
+		Turn:             TurnSettings{EndpointingMS: 600, Interruptions: true, MinInterruptionMS: 250, FirstMessageInterruptible: true},
 		Metadata:         map[string]any{},
 	}
 }

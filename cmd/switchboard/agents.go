@@ -65,7 +65,7 @@ func (a *agentCalls) serve(ctx context.Context, c agentLine, ag *store.Agent) {
 		sp = sp.With(cfgs)
 	}
 	vcfg := voice.Config{Language: ag.Transcriber.Language, Voice: ag.Voice.Voice, Speed: ag.Voice.Speed,
-		Turn: ag.Turn, Limits: ag.Limits, Log: log}
+		Turn: ag.Turn, Limits: ag.Limits, BargeInDuringFirstMessage: ag.Turn.FirstMessageInterruptible, Log: log}
 	if vcfg.Language == "" {
 		vcfg.Language = ag.Language
 	}
