@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -19,7 +20,7 @@ import (
 )
 
 // mediaServer accepts media-stream sockets and hands each started stream to got.
-func mediaServer(t *testing.T, opts realtime.MediaStreamOptions) (string, <-chan *realtime.MediaStream) {
+func mediaServer(t testing.TB, opts realtime.MediaStreamOptions) (string, <-chan *realtime.MediaStream) {
 	t.Helper()
 	got := make(chan *realtime.MediaStream, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -139,7 +140,7 @@ func TestMediaStreamBadFrames(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the stream did not end")
 	}
-	if ms.Reason() != realtime.MediaReasonProtocol || ms.ReadFrame(&f) != media.ErrClosed {
+	if ms.Reason() != realtime.MediaReasonProtocol || !errors.Is(ms.ReadFrame(&f), media.ErrClosed) {
 		t.Fatalf("reason %q", ms.Reason())
 	}
 }
@@ -157,7 +158,7 @@ func TestMediaStreamPlayback(t *testing.T) {
 
 	// The far end: it counts media, echoes marks at once (it plays instantly) until told
 	// to hold them, and counts clears.
-	type farEnd struct{ media, marks, clears int }
+	type farEnd struct{ media, marks int }
 	frames := make(chan string, 1024)
 	go func() {
 		defer close(frames)
@@ -245,7 +246,7 @@ func TestMediaStreamPlayback(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("stop did not end the stream")
 	}
-	if ms.Reason() != realtime.MediaReasonCallerHangup || ms.WriteFrame(&f) != media.ErrClosed {
+	if ms.Reason() != realtime.MediaReasonCallerHangup || !errors.Is(ms.WriteFrame(&f), media.ErrClosed) {
 		t.Fatalf("reason %q", ms.Reason())
 	}
 }
@@ -261,4 +262,70 @@ func TestMediaStreamNoStart(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || !strings.Contains(ce.Reason, "no start") {
 		t.Fatalf("closed with %v, want 1008 no start", err)
 	}
+}
+
+// FuzzMediaStreamFrame sends one arbitrary frame after the start: the server must not fail,
+// and a good media frame after it is still heard, unless the frame ended the stream or its
+// sequence number left no room for the next.
+func FuzzMediaStreamFrame(f *testing.F) {
+	for _, seed := range []string{
+		"not json", "", "{}", "[]", "null", `{"event":"media"}`, `{"event":"media","media":{"payload":"%%%"}}`,
+		`{"event":"media","media":{"payload":"AAAA"}}`, mediaFrame(2, make([]byte, 160)), mediaFrame(2, make([]byte, 1600)),
+		`{"event":"dtmf","dtmf":{"digit":"12"}}`, `{"event":"dtmf","dtmf":{"digit":"#"}}`, `{"event":"mark","mark":{"name":"sb-1"}}`,
+		`{"event":"mark","mark":{"name":"sb-99999999999999999999"}}`, `{"event":"start"}`, `{"event":"connected"}`,
+		`{"event":"stop"}`, `{"event":"media","sequenceNumber":"-5"}`, `{"event":"media","streamSid":"MZother","media":{"payload":""}}`,
+		`{"event":"media","media":{"track":"outbound","payload":"AAAA"}}`,
+	} {
+		f.Add(seed)
+	}
+	url, got := mediaServer(f, realtime.MediaStreamOptions{MaxBadFrames: 1000})
+	f.Fuzz(func(t *testing.T, frame string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, _, err := websocket.Dial(ctx, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		if err := c.Write(ctx, websocket.MessageText, []byte(startFrame(1))); err != nil {
+			t.Fatal(err)
+		}
+		var ms *realtime.MediaStream
+		select {
+		case ms = <-got:
+		case <-ctx.Done():
+			t.Fatal("no stream")
+		}
+		defer ms.Close()
+		loud := make([]byte, 160)
+		for i := range loud {
+			loud[i] = 0x10
+		}
+		if c.Write(ctx, websocket.MessageText, []byte(frame)) != nil ||
+			c.Write(ctx, websocket.MessageText, []byte(mediaFrame(math.MaxInt64, loud))) != nil {
+			return // the frame was too big for the socket: the server closed it
+		}
+		heard := make(chan error, 1)
+		go func() {
+			f := media.Frame{Samples: make([]int16, 160)}
+			for {
+				err := ms.ReadFrame(&f)
+				if err != nil || f.Samples[0] < -1000 || f.Samples[0] > 1000 {
+					heard <- err
+					return
+				}
+			}
+		}()
+		select {
+		case err := <-heard:
+			if err != nil && ms.Reason() == "" {
+				t.Fatalf("read %v on a stream that did not end", err)
+			}
+		case <-ms.Done():
+		case <-time.After(2 * time.Second):
+			if !strings.Contains(frame, "9223372036854775807") {
+				t.Fatalf("a good frame after %q was not heard: %+v", frame, ms.Stats())
+			}
+		}
+	})
 }
