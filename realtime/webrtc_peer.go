@@ -32,10 +32,16 @@ const (
 const EventsChannel = "events"
 
 const (
-	// peerRate is the rate of the frames a peer reads and writes: Opus's own, so that the
-	// codec never resamples and an agent's audio reaches the browser at the rate its voice
-	// was made (voice resamples to its engines' rates anyway).
-	peerRate = media.Rate48k
+	// peerRate is the rate of the frames a peer reads and writes. Opus carries 48 kHz on
+	// the wire whatever the rate it codes; 16 kHz is the rate of speech engines (voice
+	// resamples nothing for them) and of SILK wideband, which Opus codes natively: the
+	// encoder skips resampling and fullband analysis, and a session costs about a third of
+	// what it does at 48 kHz (BENCHMARKS.md, WebRTC). Browsers hear 8 kHz of audio
+	// bandwidth, as wideband telephony does.
+	peerRate = media.Rate16k
+	// peerComplexity is the encoder's: 1 of 10 costs half of the default 5 in SILK, for
+	// speech a difference few hear.
+	peerComplexity = 1
 	// readMaxLag: a reader that fell this far behind the clock starts it over rather than
 	// catching up in a burst.
 	peerReadMaxLag = 200 * time.Millisecond
@@ -49,7 +55,7 @@ const (
 )
 
 // Peer is one browser's call: a pion PeerConnection with an Opus track each way, as a
-// media.Stream of 48 kHz frames. Reading plays the browser's audio through a jitter buffer
+// media.Stream of 16 kHz frames. Reading plays the browser's audio through a jitter buffer
 // on the peer's 20 ms clock, recovering a lost packet from the next one's in-band FEC and
 // playing silence when the browser sends nothing (DTX, muted); writing encodes to Opus and
 // sends each frame in its 20 ms slot. The call's events go to the client's "events" data
@@ -121,7 +127,7 @@ func newPeer(ctx context.Context, w *WebRTC, offer string, log *slog.Logger) (*P
 	}
 	// Speech capped at wideband keeps the encoder in SILK mode, several times cheaper than
 	// fullband; FEC lets the browser recover a lost packet from the next.
-	enc, err := media.NewOpusEncoder(media.OpusConfig{Rate: peerRate, MaxBandwidth: 8000, FEC: true, PacketLossPercent: 5})
+	enc, err := media.NewOpusEncoder(media.OpusConfig{Rate: peerRate, Complexity: peerComplexity, MaxBandwidth: 8000, FEC: true, PacketLossPercent: 5})
 	if err != nil {
 		return nil, err
 	}
@@ -332,7 +338,7 @@ func (p *Peer) closePC() {
 	})
 }
 
-// SampleRate implements media.Stream: 48 kHz.
+// SampleRate implements media.Stream: 16 kHz.
 func (p *Peer) SampleRate() int { return peerRate }
 
 // Events implements media.Stream: the hang-up (WebRTC carries no keys).
