@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"go.uber.org/goleak"
 
 	"github.com/switchboard-go/switchboard/media"
 	"github.com/switchboard-go/switchboard/realtime"
@@ -32,6 +33,14 @@ func mediaServer(t testing.TB, opts realtime.MediaStreamOptions) (string, <-chan
 	}))
 	t.Cleanup(srv.Close)
 	return "ws" + strings.TrimPrefix(srv.URL, "http"), got
+}
+
+// noLeaks checks, once the test and its cleanups are done, that no goroutine of it is left.
+// The tests that use it are not parallel, so that the check sees only their goroutines.
+func noLeaks(t *testing.T) {
+	t.Helper()
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 }
 
 const testSid = "MZ00000000000000000000000000000001"
@@ -72,7 +81,7 @@ func writeText(t *testing.T, c *websocket.Conn, frames ...string) {
 // unknown event), good frames around them are heard, and too many close the socket with
 // 1008 and a reason.
 func TestMediaStreamBadFrames(t *testing.T) {
-	t.Parallel()
+	noLeaks(t)
 	url, got := mediaServer(t, realtime.MediaStreamOptions{MaxBadFrames: 10})
 	c := dialMedia(t, url)
 	silence := make([]byte, 160)
@@ -149,7 +158,7 @@ func TestMediaStreamBadFrames(t *testing.T) {
 // marks move the playback position; a clear drops what was sent and not played, and the
 // position says what was heard.
 func TestMediaStreamPlayback(t *testing.T) {
-	t.Parallel()
+	noLeaks(t)
 	url, got := mediaServer(t, realtime.MediaStreamOptions{MarkEvery: 5})
 	c := dialMedia(t, url)
 	writeText(t, c, startFrame(1))
@@ -253,7 +262,7 @@ func TestMediaStreamPlayback(t *testing.T) {
 
 // TestMediaStreamNoStart: a socket that never starts is closed with 1008.
 func TestMediaStreamNoStart(t *testing.T) {
-	t.Parallel()
+	noLeaks(t)
 	url, _ := mediaServer(t, realtime.MediaStreamOptions{StartTimeout: 200 * time.Millisecond})
 	c := dialMedia(t, url)
 	writeText(t, c, `{"event":"connected","protocol":"Call","version":"1.0.0"}`)
