@@ -471,7 +471,7 @@ func qualityOf(st media.RTPStats) store.CallQuality {
 	q := store.CallQuality{
 		PacketsReceived: int64(st.PacketsReceived),
 		PacketsSent:     int64(st.PacketsSent),
-		PacketsLost:     st.PacketsLost,
+		PacketsLost:     max(st.PacketsLost, 0), // RFC 3550's count goes below zero with duplicates
 		JitterMS:        float64(st.Jitter) / float64(time.Millisecond),
 		RTTMS:           float64(st.RTT) / float64(time.Millisecond),
 	}

@@ -81,6 +81,7 @@ func ensureDemo(ctx context.Context, st *store.Store, def *store.Tenant, log *sl
 	ag.WorkflowID = &wf.ID
 	ag.Limits.IdleTimeoutS = 20
 	ag.Limits.MaxDurationS = 600
+	ag.Turn.FirstMessageInterruptible = false // the greeting and the menu's first words are heard whole
 	ag.Metadata = map[string]any{"demo": true}
 	if err := store.Create(ctx, st, def.ID, ag); err != nil {
 		return fmt.Errorf("demo agent: %w", err)
