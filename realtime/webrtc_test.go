@@ -6,7 +6,9 @@ import (
 	"errors"
 	"log/slog"
 	"math"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -307,4 +309,96 @@ func TestWebRTCPeerVanishes(t *testing.T) {
 		p.Hangup("test")
 		c.Close()
 	}
+}
+
+// TestWebRTCLateEventsChannel: events sent before the client opens its events channel
+// (after the answer, on a connection that negotiated data channels) wait for it, in order.
+func TestWebRTCLateEventsChannel(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w := newWebRTC(t, realtime.WebRTCConfig{})
+	c, p := call(t, ctx, w, webrtctest.Options{LateEvents: true})
+	defer c.Close()
+	defer p.Hangup("test")
+	if err := c.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.SendEvent("call.answered", map[string]any{"n": 1})
+	p.SendEvent("call.transcript", map[string]any{"n": 2})
+	time.Sleep(200 * time.Millisecond)
+	if err := c.OpenEvents(); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, c, "call.transcript")
+	if evs := c.Events(); len(evs) != 2 || !strings.Contains(evs[0], "call.answered") {
+		t.Errorf("events %v", evs)
+	}
+}
+
+// TestWebRTCSingleUDPPort: with one UDP port for every peer, two browsers connect through
+// it and the answers name only that port.
+func TestWebRTCSingleUDPPort(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) }) // after the port is closed
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	port := freeUDPPort(t)
+	w := newWebRTC(t, realtime.WebRTCConfig{UDPPort: port})
+	for range 2 {
+		c, p := call(t, ctx, w, webrtctest.Options{NoEvents: true})
+		for _, l := range strings.Split(p.Answer(), "\n") {
+			if strings.HasPrefix(l, "a=candidate:") && !strings.Contains(l, " "+strconv.Itoa(port)+" typ") {
+				t.Errorf("candidate off the port %d: %s", port, l)
+			}
+		}
+		if err := c.WaitConnected(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		defer p.Hangup("test")
+	}
+}
+
+// TestWebRTCPublicIP: behind a 1:1 NAT the answer's host candidates carry the public
+// address.
+func TestWebRTCPublicIP(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	w := newWebRTC(t, realtime.WebRTCConfig{PublicIPs: []string{"203.0.113.7"}})
+	c, err := webrtctest.New(webrtctest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	offer, err := c.Offer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := w.Answer(context.Background(), offer, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Hangup("test")
+	n := 0
+	for _, l := range strings.Split(p.Answer(), "\n") {
+		if strings.HasPrefix(l, "a=candidate:") && strings.Contains(l, "udp4") || strings.Contains(l, " 203.0.113.7 ") {
+			n++
+			if !strings.Contains(l, " 203.0.113.7 ") {
+				t.Errorf("a host candidate without the public address: %s", l)
+			}
+		}
+	}
+	if n == 0 {
+		t.Errorf("no candidate with the public address in:\n%s", p.Answer())
+	}
+}
+
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
 }

@@ -32,6 +32,9 @@ type Options struct {
 	NoDecode bool
 	// Keep is how much heard audio is kept, most recent last (default 10 s).
 	Keep time.Duration
+	// LateEvents offers a data channel named "chat" instead: the events channel is opened
+	// by OpenEvents, once connected.
+	LateEvents bool
 }
 
 // Client is one browser.
@@ -42,6 +45,8 @@ type Client struct {
 	mux   *ice.UDPMuxDefault
 	track *webrtc.TrackLocalStaticSample
 	dc    *webrtc.DataChannel
+	// chatOpen is closed once the LateEvents channel is open.
+	chatOpen chan struct{}
 
 	connected chan struct{}
 	connOnce  sync.Once
@@ -132,23 +137,50 @@ func New(opts Options) (*Client, error) {
 		defer c.wg.Done()
 		c.listen(tr)
 	})
-	if !opts.NoEvents {
-		ordered := true
-		if c.dc, err = pc.CreateDataChannel("events", &webrtc.DataChannelInit{Ordered: &ordered}); err != nil {
+	switch {
+	case opts.LateEvents:
+		chat, err := pc.CreateDataChannel("chat", nil)
+		if err != nil {
 			c.Close()
 			return nil, err
 		}
-		c.dc.OnMessage(func(m webrtc.DataChannelMessage) {
-			c.mu.Lock()
-			c.events = append(c.events, string(m.Data))
-			c.mu.Unlock()
-			select {
-			case c.evCh <- string(m.Data):
-			default:
-			}
-		})
+		c.chatOpen = make(chan struct{})
+		chat.OnOpen(func() { close(c.chatOpen) })
+	case !opts.NoEvents:
+		if err := c.OpenEvents(); err != nil {
+			c.Close()
+			return nil, err
+		}
 	}
 	return c, nil
+}
+
+// OpenEvents opens the ordered "events" data channel whose messages Events keeps (with
+// LateEvents, once the association carries the first channel).
+func (c *Client) OpenEvents() error {
+	if c.chatOpen != nil {
+		select {
+		case <-c.chatOpen:
+		case <-time.After(5 * time.Second):
+			return errors.New("webrtctest: the data channels did not come up")
+		}
+	}
+	ordered := true
+	dc, err := c.pc.CreateDataChannel("events", &webrtc.DataChannelInit{Ordered: &ordered})
+	if err != nil {
+		return err
+	}
+	dc.OnMessage(func(m webrtc.DataChannelMessage) {
+		c.mu.Lock()
+		c.events = append(c.events, string(m.Data))
+		c.mu.Unlock()
+		select {
+		case c.evCh <- string(m.Data):
+		default:
+		}
+	})
+	c.dc = dc
+	return nil
 }
 
 // Offer makes the client's offer with every candidate in it (no trickle).
