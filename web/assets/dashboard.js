@@ -240,9 +240,21 @@
       });
     }
     es.onerror = () => {
-      if (es.readyState === EventSource.CLOSED && selected === sel && !sel.final) {
-        setTimeout(() => { if (selected === sel && !sel.final) loadFinal(sel); }, 1000);
-      }
+      if (es.readyState !== EventSource.CLOSED || selected !== sel || sel.final) return;
+      // Refused (an access token that expired, say): refresh, and follow on from the start
+      // (what was shown already is skipped) while the call lives.
+      setTimeout(async () => {
+        if (selected !== sel || sel.final || sel.es !== es) return;
+        await SB.refresh().catch(() => false);
+        try {
+          upsert(await SB.api('GET', '/api/v1/calls/' + encodeURIComponent(sel.id)));
+        } catch {
+          return;
+        }
+        if (selected !== sel || sel.final) return;
+        if (isLive(calls.get(sel.id))) follow(sel);
+        else loadFinal(sel);
+      }, 2000);
     };
   }
 
