@@ -179,7 +179,7 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 
 	auth := api.NewAuthenticator(st, secret, def.ID, log)
 	srv := api.New(api.Config{Store: st, Auth: auth, Log: log, Version: version, Commit: commit, DefaultRateLimit: c.RateLimit,
-		Hub: hub, Streams: streams, Models: models, Webhooks: webhooks, Calls: sipSrv, RecordingsDir: sipCfg.RecordDir, VoicemailsDir: voicemails,
+		Hub: hub, Streams: streams, Models: models, Webhooks: webhooks, Calls: nodeCalls{sip: sipSrv, web: web}, RecordingsDir: sipCfg.RecordDir, VoicemailsDir: voicemails,
 		WebRTC: rtcCalls, MediaStreams: web})
 	agents.api = srv
 	httpSrv := &http.Server{

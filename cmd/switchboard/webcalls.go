@@ -621,3 +621,36 @@ func (w *webrtcCalls) HangupWebRTCCall(ctx context.Context, tenantID, id string)
 
 // ICEServers implements api.WebRTCCalls.
 func (w *webrtcCalls) ICEServers() []realtime.ICEServer { return w.rtc.ICEServers() }
+
+// nodeCalls steers the node's live calls for the API (hang up, transfer): its web calls
+// here, the others through the SIP server, which places the outbound ones.
+type nodeCalls struct {
+	sip *sip.Server
+	web *webCalls
+}
+
+// Dial implements api.CallControl.
+func (n nodeCalls) Dial(ctx context.Context, c *store.Call) error { return n.sip.Dial(ctx, c) }
+
+// Hangup implements api.CallControl: a web call ends as api-hangup, and Hangup returns once
+// its record is final.
+func (n nodeCalls) Hangup(ctx context.Context, tenantID, callID string) error {
+	c := n.web.get(tenantID, callID)
+	if c == nil {
+		return n.sip.Hangup(ctx, tenantID, callID)
+	}
+	c.End(store.EndedAPIHangup)
+	select {
+	case <-c.Done():
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// Transfer implements api.CallControl; a web call is not transferred.
+func (n nodeCalls) Transfer(ctx context.Context, tenantID, callID, to string) error {
+	if n.web.get(tenantID, callID) != nil {
+		return &store.ConflictError{Field: "id", Message: errNoTransfer.Error()}
+	}
+	return n.sip.Transfer(ctx, tenantID, callID, to)
+}

@@ -342,6 +342,23 @@ func TestWebRTCCalls(t *testing.T) {
 		}
 	})
 
+	t.Run("hung up through the calls API", func(t *testing.T) {
+		b := dialBrowser(t, n, key, `{"destination":"echo"}`)
+		b.connect()
+		if status, body := n.call("POST", "/api/v1/calls/"+b.id+"/transfer", key, `{"to":"+15550002"}`); status != http.StatusConflict {
+			t.Errorf("transfer of a web call: %d %v", status, body)
+		}
+		status, rec := n.call("POST", "/api/v1/calls/"+b.id+"/hangup", key, "")
+		if status != http.StatusOK || rec["ended_reason"] != "api-hangup" || rec["status"] != "completed" {
+			t.Errorf("hangup: %d %s", status, toJSON(rec))
+		}
+		select {
+		case <-b.Failed():
+		case <-time.After(5 * time.Second):
+			t.Error("the browser was not hung up")
+		}
+	})
+
 	t.Run("browser vanishes", func(t *testing.T) {
 		b := dialBrowser(t, n, key, `{"destination":"tone"}`)
 		b.connect()
