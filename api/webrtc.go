@@ -151,6 +151,16 @@ func (s *Server) createWebRTCSession(w http.ResponseWriter, r *http.Request, p *
 	location := "/api/v1/webrtc/sessions/" + id
 	w.Header().Set("Location", location)
 	if whip {
+		// WHIP hands the ICE servers over as Link headers (RFC 9725).
+		for _, srv := range s.iceServers() {
+			for _, u := range srv.URLs {
+				link := "<" + u + `>; rel="ice-server"`
+				if srv.Username != "" {
+					link += "; username=" + strconv.Quote(srv.Username) + "; credential=" + strconv.Quote(srv.Credential) + `; credential-type="password"`
+				}
+				w.Header().Add("Link", link)
+			}
+		}
 		w.Header().Set("Content-Type", contentSDP)
 		w.Header().Set("ETag", strconv.Quote(id))
 		w.WriteHeader(http.StatusCreated)

@@ -258,7 +258,7 @@ func TestWebRTCCalls(t *testing.T) {
 		status, h, answer := n.raw("POST", "/api/v1/webrtc/sessions?destination=echo&token="+key, "", "application/sdp", []byte(offer))
 		loc := h.Get("Location")
 		if status != http.StatusCreated || h.Get("Content-Type") != "application/sdp" || !strings.HasPrefix(loc, "/api/v1/webrtc/sessions/call_") ||
-			!strings.HasPrefix(string(answer), "v=0") {
+			!strings.HasPrefix(string(answer), "v=0") || h.Get("Link") != `<stun:stun.example.com:3478>; rel="ice-server"` {
 			t.Fatalf("WHIP: %d %v %s", status, h, answer)
 		}
 		if err := c.Accept(string(answer)); err != nil {
