@@ -73,7 +73,7 @@ func ParseICEServers(s string) ([]ICEServer, error) {
 		}
 		for _, u := range srv.URLs {
 			if !strings.HasPrefix(u, "stun:") && !strings.HasPrefix(u, "stuns:") && !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") {
-				return nil, fmt.Errorf("ICE server URL %q: want stun:, stuns:, turn: or turns:", u)
+				return nil, fmt.Errorf("ICE server URL %q: want a stun, stuns, turn or turns URL", u)
 			}
 		}
 	}

@@ -15,7 +15,7 @@ import (
 
 var (
 	benchSessions = flag.Int("webrtc.sessions", 20, "concurrent browsers of BenchmarkWebRTCEcho")
-	benchSeconds  = flag.Duration("webrtc.for", 20*time.Second, "how long BenchmarkWebRTCEcho measures")
+	benchFor  = flag.Duration("webrtc.for", 20*time.Second, "how long BenchmarkWebRTCEcho measures")
 )
 
 func cpuTime() time.Duration {
@@ -131,7 +131,7 @@ func BenchmarkWebRTCEcho(b *testing.B) {
 	c0, p0 := snap()
 	cpu0, t0 := cpuTime(), time.Now()
 	b.ResetTimer()
-	time.Sleep(*benchSeconds)
+	time.Sleep(*benchFor)
 	b.StopTimer()
 	cpu, wall := cpuTime()-cpu0, time.Since(t0)
 	c1, p1 := snap()

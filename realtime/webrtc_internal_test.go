@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"errors"
 	"math"
 	"testing"
 	"time"
@@ -121,4 +122,36 @@ func TestPeerPlayoutAllocs(t *testing.T) {
 	if a := testing.AllocsPerRun(200, step); a != 0 {
 		t.Errorf("%.1f allocations a frame", a)
 	}
+}
+
+// FuzzParseTrickle: any fragment is parsed or refused with ErrCandidate, never a panic.
+func FuzzParseTrickle(f *testing.F) {
+	f.Add([]byte("a=ice-ufrag:abcd\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=candidate:1 1 udp 2130706431 192.0.2.1 5000 typ host\r\na=end-of-candidates\r\n"))
+	f.Add([]byte("a=candidate:842163049 1 udp 1677729535 198.51.100.7 49203 typ srflx raddr 0.0.0.0 rport 0 generation 0\r\n"))
+	f.Add([]byte("a=end-of-candidates"))
+	f.Add([]byte("hello"))
+	f.Fuzz(func(t *testing.T, frag []byte) {
+		cands, end, _, err := parseTrickle(frag)
+		if err != nil {
+			if !errors.Is(err, ErrCandidate) {
+				t.Fatalf("error %v is not an ErrCandidate", err)
+			}
+			return
+		}
+		if len(cands) == 0 && !end {
+			t.Fatal("accepted a fragment with nothing in it")
+		}
+	})
+}
+
+// FuzzCheckOffer: any offer is accepted or refused with an OfferError, never a panic.
+func FuzzCheckOffer(f *testing.F) {
+	f.Add("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n")
+	f.Add("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=rtpmap:0 PCMU/8000\r\n")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, offer string) {
+		if err := checkOffer(offer); err != nil && !errors.Is(err, ErrOffer) {
+			t.Fatalf("error %v is not an ErrOffer", err)
+		}
+	})
 }

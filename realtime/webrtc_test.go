@@ -402,3 +402,36 @@ func freeUDPPort(t *testing.T) int {
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
+
+// TestParseICEServers: the configuration's ICE servers as JSON or a list of URLs.
+func TestParseICEServers(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want string
+		err  bool
+	}{
+		{"", "[]", false},
+		{"stun:stun.example.com:3478, turn:turn.example.com", `[{"urls":["stun:stun.example.com:3478"]},{"urls":["turn:turn.example.com"]}]`, false},
+		{`[{"urls":"turn:t.example.com","username":"u","credential":"p"}]`, `[{"urls":["turn:t.example.com"],"username":"u","credential":"p"}]`, false},
+		{`[{"urls":["stun:a.example.com","stun:b.example.com"]}]`, `[{"urls":["stun:a.example.com","stun:b.example.com"]}]`, false},
+		{"http://stun.example.com", "", true},
+		{`[{"urls":3}]`, "", true},
+		{`[{"username":"u"}]`, "", true},
+		{`[{`, "", true},
+	} {
+		got, err := realtime.ParseICEServers(tc.in)
+		if (err != nil) != tc.err {
+			t.Errorf("%q: error %v", tc.in, err)
+			continue
+		}
+		if tc.err {
+			continue
+		}
+		if got == nil {
+			got = []realtime.ICEServer{}
+		}
+		if b, _ := json.Marshal(got); string(b) != tc.want {
+			t.Errorf("%q: %s, want %s", tc.in, b, tc.want)
+		}
+	}
+}
