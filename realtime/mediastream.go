@@ -210,6 +210,7 @@ type MediaStream struct {
 	wbuf     []byte
 	ulaw     [mulawFrameBytes]byte
 	wtimer   *time.Timer
+	stall    *time.Timer
 	idle     *time.Timer
 	kick     chan struct{}
 	clearReq atomic.Bool
@@ -245,6 +246,8 @@ func AcceptMediaStream(w http.ResponseWriter, r *http.Request, opts MediaStreamO
 		wlock: make(chan struct{}, 1), wbuf: make([]byte, 0, 512), kick: make(chan struct{}, 1)}
 	m.wtimer = time.NewTimer(time.Hour)
 	m.wtimer.Stop()
+	m.stall = time.AfterFunc(time.Hour, func() { _ = conn.CloseNow() })
+	m.stall.Stop()
 	m.idle = time.AfterFunc(time.Hour, m.kickWriter)
 	m.idle.Stop()
 
@@ -589,10 +592,13 @@ func (m *MediaStream) unlock() { <-m.wlock }
 
 // write sends one text frame; the caller holds the write lock.
 func (m *MediaStream) write(b []byte) error {
-	// Not m.ctx: a write cancelled by its context would close the socket without a code.
-	ctx, cancel := context.WithTimeout(context.Background(), m.opts.WriteTimeout)
-	defer cancel()
-	if err := m.conn.Write(ctx, websocket.MessageText, b); err != nil {
+	// A far end that does not take the frame within WriteTimeout is cut off by the stall
+	// timer: one per stream, re-armed around each write, costs nothing per frame (a context
+	// with a deadline per write would).
+	m.stall.Reset(m.opts.WriteTimeout)
+	err := m.conn.Write(context.Background(), websocket.MessageText, b)
+	m.stall.Stop()
+	if err != nil {
 		if !m.isDone() {
 			m.log.Info("media stream write failed", "error", err)
 			m.closeWith(websocket.StatusGoingAway, "write failed", MediaReasonCallerHangup)
