@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -450,6 +451,29 @@ func TestWebRTCCalls(t *testing.T) {
 		_, tr := n.call("GET", "/api/v1/calls/"+b.id+"/transcript", key, "")
 		if !strings.Contains(toJSON(tr), "Where is my order?") {
 			t.Errorf("transcript: %s", toJSON(tr))
+		}
+	})
+
+	// Last: the node stops with a browser on the line; the call ends as shutdown and the
+	// browser is hung up before the process exits.
+	t.Run("shutdown", func(t *testing.T) {
+		b := dialBrowser(t, n, key, `{"destination":"echo"}`)
+		b.connect()
+		n.signal(syscall.SIGTERM)
+		select {
+		case <-b.Failed():
+		case <-time.After(10 * time.Second):
+			t.Error("the browser was not hung up at shutdown")
+		}
+		if code := n.waitExit(30 * time.Second); code != 0 {
+			t.Errorf("exit code %d", code)
+		}
+		ok := false
+		for _, line := range strings.Split(n.log.String(), "\n") {
+			ok = ok || strings.Contains(line, `msg="web call ended" call=`+b.id) && strings.Contains(line, "reason=shutdown")
+		}
+		if !ok {
+			t.Errorf("the call's end as shutdown is not logged:\n%s", n.log)
 		}
 	})
 }
