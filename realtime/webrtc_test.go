@@ -435,3 +435,28 @@ func TestParseICEServers(t *testing.T) {
 		}
 	}
 }
+
+// TestWebRTCPortRange: the peers' ICE sockets stay within the configured ports.
+func TestWebRTCPortRange(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	lo := freeUDPPort(t)
+	if lo > 65000 {
+		lo = 40000
+	}
+	w := newWebRTC(t, realtime.WebRTCConfig{PortMin: uint16(lo), PortMax: uint16(lo + 50)})
+	c, p := call(t, ctx, w, webrtctest.Options{NoEvents: true})
+	defer c.Close()
+	defer p.Hangup("test")
+	for _, l := range strings.Split(p.Answer(), "\n") {
+		if f := strings.Fields(l); strings.HasPrefix(l, "a=candidate:") && len(f) > 5 {
+			if port, _ := strconv.Atoi(f[5]); port < lo || port > lo+50 {
+				t.Errorf("candidate off the range %d-%d: %s", lo, lo+50, l)
+			}
+		}
+	}
+	if err := c.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
