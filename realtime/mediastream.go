@@ -189,10 +189,13 @@ type MediaStream struct {
 	once   sync.Once
 	reason atomic.Pointer[string]
 	// closeText is the reason our close frame gives.
-	closeText  atomic.Pointer[string]
-	socketOnce sync.Once
-	events     chan media.Event
-	publish    atomic.Pointer[func(typ string, data any)]
+	closeText atomic.Pointer[string]
+	hungUp    chan struct{} // closed when Hangup gave closeText
+	// socketClosed is closed once the close handshake is over (or given up).
+	socketClosed chan struct{}
+	socketOnce   sync.Once
+	events       chan media.Event
+	publish      atomic.Pointer[func(typ string, data any)]
 
 	// The caller's audio: a ring of samples the reader fills and ReadFrame empties.
 	imu      sync.Mutex
@@ -240,7 +243,7 @@ func AcceptMediaStream(w http.ResponseWriter, r *http.Request, opts MediaStreamO
 	}
 	conn.SetReadLimit(opts.MaxMessageBytes)
 	m := &MediaStream{conn: conn, opts: opts, log: opts.Log,
-		done: make(chan struct{}), events: make(chan media.Event, 16),
+		done: make(chan struct{}), hungUp: make(chan struct{}), socketClosed: make(chan struct{}), events: make(chan media.Event, 16),
 		ring: make([]int16, opts.Inbound*media.SamplesPerFrame(media.Rate8k)), inNotify: make(chan struct{}, 1),
 		lastSeq: -1, payload: make([]byte, 0, 8*mulawFrameBytes),
 		wlock: make(chan struct{}, 1), wbuf: make([]byte, 0, 512), kick: make(chan struct{}, 1)}
@@ -375,16 +378,23 @@ func (m *MediaStream) isDone() bool {
 // closeWith ends the stream with reason and closes the socket with code and text.
 func (m *MediaStream) closeWith(code websocket.StatusCode, text, reason string) {
 	m.ended(reason)
-	m.closeSocket(0, code, text)
+	m.closeSocket(0, false, code, text)
 }
 
-// closeSocket closes the socket once, after wait, with code and text.
-func (m *MediaStream) closeSocket(wait time.Duration, code websocket.StatusCode, text string) {
+// closeSocket closes the socket once, after wait, with code and text. When reason is
+// true, it also waits (half a second at most) for Hangup to give the reason it closes with.
+func (m *MediaStream) closeSocket(wait time.Duration, reason bool, code websocket.StatusCode, text string) {
 	m.socketOnce.Do(func() {
 		// Close waits for the far end's close frame: not for long.
 		go func() {
 			if wait > 0 {
 				time.Sleep(wait)
+			}
+			if reason {
+				select {
+				case <-m.hungUp:
+				case <-time.After(hangupGrace):
+				}
 			}
 			if r := m.closeText.Load(); r != nil && code == websocket.StatusNormalClosure {
 				text = *r
@@ -393,27 +403,45 @@ func (m *MediaStream) closeSocket(wait time.Duration, code websocket.StatusCode,
 				}
 			}
 			_ = m.conn.Close(code, text)
+			close(m.socketClosed)
 		}()
-		time.AfterFunc(wait+2*time.Second, func() { _ = m.conn.CloseNow() })
+		time.AfterFunc(wait+hangupGrace+2*time.Second, func() { _ = m.conn.CloseNow() })
 	})
 }
 
-// Close implements media.Stream: reading and writing end at once; the socket closes
-// (1000) once the audio already sent has played, for at most two seconds. Idempotent.
+// Close implements media.Stream: reading and writing end at once. If the far end is still
+// there, the socket closes once the audio already sent has played (two seconds at most) and
+// Hangup has said why (half a second at most); then with 1000. Idempotent.
 func (m *MediaStream) Close() error {
+	farEndGone := m.isDone()
 	m.ended(MediaReasonClosed)
+	if farEndGone {
+		m.closeSocket(0, false, websocket.StatusNormalClosure, "call ended")
+		return nil
+	}
 	m.pmu.Lock()
 	tail := min(time.Until(m.playEnd), 2*time.Second)
 	m.pmu.Unlock()
-	m.closeSocket(max(tail, 0), websocket.StatusNormalClosure, "call ended")
+	m.closeSocket(max(tail, 0), true, websocket.StatusNormalClosure, "call ended")
 	return nil
 }
 
+// hangupGrace is how long a Close waits for Hangup's reason.
+const hangupGrace = 500 * time.Millisecond
+
 // Hangup ends the call from our side with reason, the socket's close text ("shutdown"
-// closes it as going away); the audio already sent is left to play, as with Close.
+// closes it as going away, 1001); the audio already sent is left to play, as with Close.
+// It returns once the socket is closed (a few seconds at most), so that a node that stops
+// says goodbye on every socket before it exits.
 func (m *MediaStream) Hangup(reason string) {
-	m.closeText.CompareAndSwap(nil, &reason)
+	if m.closeText.CompareAndSwap(nil, &reason) {
+		close(m.hungUp)
+	}
 	_ = m.Close()
+	select {
+	case <-m.socketClosed:
+	case <-time.After(hangupGrace + 5*time.Second):
+	}
 }
 
 // ReadFrame implements media.Stream: the caller's next 20 ms, waiting for it.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -714,4 +715,32 @@ func procCPU(tb testing.TB, pid int) float64 {
 	u, _ := strconv.ParseFloat(f[11], 64)
 	s, _ := strconv.ParseFloat(f[12], 64)
 	return (u + s) / 100 // USER_HZ
+}
+
+// TestMediaStreamShutdown: a node that stops ends its media-stream calls as shutdown, and
+// the CPaaS sees the socket close as going away (1001) with that reason.
+func TestMediaStreamShutdown(t *testing.T) {
+	t.Parallel()
+	env := []string{"SWITCHBOARD_DATA_DIR=" + t.TempDir(), "SWITCHBOARD_RATE_LIMIT=10000"}
+	key := createKey(t, env, "--name", "cpaas")
+	n := startServe(t, env)
+	tw := dialTwilio(t, n, key, "echo")
+	tw.speak(tone(600, time.Second))
+	tw.waitLoud(10, 5*time.Second, "echo")
+	n.signal(os.Interrupt)
+	select {
+	case <-tw.closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the socket is still open 10 s after the node was told to stop")
+	}
+	tw.mu.Lock()
+	err := tw.closeErr
+	tw.mu.Unlock()
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.StatusGoingAway || ce.Reason != "shutdown" {
+		t.Fatalf("closed with %v, want 1001 shutdown", err)
+	}
+	if code := n.waitExit(30 * time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
 }
