@@ -15,7 +15,7 @@ import (
 
 var (
 	benchSessions = flag.Int("webrtc.sessions", 20, "concurrent browsers of BenchmarkWebRTCEcho")
-	benchFor  = flag.Duration("webrtc.for", 20*time.Second, "how long BenchmarkWebRTCEcho measures")
+	benchFor      = flag.Duration("webrtc.for", 20*time.Second, "how long BenchmarkWebRTCEcho measures")
 )
 
 func cpuTime() time.Duration {

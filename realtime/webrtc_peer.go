@@ -293,30 +293,23 @@ func (p *Peer) end(reason string) {
 // once it is.
 func (p *Peer) Hangup(reason string) {
 	p.end(reason)
-	t := time.NewTimer(flushWait)
-	defer t.Stop()
+	p.flushEvents(flushWait)
+	p.closePC()
+}
+
+// flushEvents waits up to d for the queued events to be handed to the data channel and
+// for the channel to send them.
+func (p *Peer) flushEvents(d time.Duration) {
 	p.dcMu.Lock()
 	hasDC := p.dc != nil
 	p.dcMu.Unlock()
-	if hasDC {
-		for p.pending.Load() > 0 {
-			select {
-			case <-t.C:
-				goto closing
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-		// The last message handed to SCTP leaves with its buffered amount.
-		for p.bufferedAmount() > 0 {
-			select {
-			case <-t.C:
-				goto closing
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
+	if !hasDC {
+		return
 	}
-closing:
-	p.closePC()
+	deadline := time.Now().Add(d)
+	for (p.pending.Load() > 0 || p.bufferedAmount() > 0) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func (p *Peer) bufferedAmount() uint64 {
