@@ -400,12 +400,19 @@ func (c *webCall) run(handler func(ctx context.Context, c *webCall)) {
 	reason := c.reason
 	c.mu.Unlock()
 	_ = c.spec.Stream.Close()
-	stopHandler()
+	// The handler sees its stream end and says why in its report; only one that does not
+	// stop by itself has its context cancelled (which it would take for a shutdown).
 	select {
 	case <-handlerDone:
-	case <-time.After(5 * time.Second):
-		c.log.Warn("call handler still running after the call ended")
+	case <-time.After(2 * time.Second):
+		stopHandler()
+		select {
+		case <-handlerDone:
+		case <-time.After(5 * time.Second):
+			c.log.Warn("call handler still running after the call ended")
+		}
 	}
+	stopHandler()
 	c.finish(reason)
 	if c.spec.Hangup != nil {
 		c.spec.Hangup(reason)
