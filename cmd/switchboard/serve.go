@@ -182,6 +182,8 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 		Hub: hub, Streams: streams, Models: models, Webhooks: webhooks, Calls: nodeCalls{sip: sipSrv, web: web}, RecordingsDir: sipCfg.RecordDir, VoicemailsDir: voicemails,
 		WebRTC: rtcCalls, MediaStreams: web})
 	agents.api = srv
+	// Browsers may signal their WebRTC calls over the events socket too.
+	srv.HandleWebRTCCommands(streams)
 	httpSrv := &http.Server{
 		Addr: c.HTTPAddr, Handler: srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
