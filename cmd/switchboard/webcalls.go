@@ -104,8 +104,14 @@ type webCalls struct {
 	base context.Context
 	mu   sync.Mutex
 	live map[string]*webCall
-	wg   sync.WaitGroup
+	// wg counts the calls running; once closing is set (under mu) no call is added, so
+	// that wait's Wait never races an Add.
+	wg      sync.WaitGroup
+	closing bool
 }
+
+// errClosing refuses a call to a node that is stopping.
+var errClosing = &store.ConflictError{Field: "node", Message: "this node is shutting down; call another"}
 
 func newWebCalls(base context.Context, st *store.Store, agents *agentCalls, events sip.Publisher, node string, log *slog.Logger) *webCalls {
 	return &webCalls{st: st, agents: agents, events: events, node: node, log: log, base: base, live: map[string]*webCall{}}
@@ -120,6 +126,19 @@ func (w *webCalls) start(ctx context.Context, spec webCallSpec) (*webCall, error
 	if err != nil {
 		return nil, err
 	}
+	w.mu.Lock()
+	if w.closing || w.base.Err() != nil {
+		w.mu.Unlock()
+		return nil, errClosing
+	}
+	w.wg.Add(1) // given back below if the call does not start
+	w.mu.Unlock()
+	started := false
+	defer func() {
+		if !started {
+			w.wg.Done()
+		}
+	}()
 	now := time.Now().UTC()
 	rec.Status = store.CallRinging
 	if spec.Ready == nil {
@@ -138,7 +157,7 @@ func (w *webCalls) start(ctx context.Context, spec webCallSpec) (*webCall, error
 	w.mu.Lock()
 	w.live[c.id] = c
 	w.mu.Unlock()
-	w.wg.Add(1)
+	started = true
 	c.Publish(sip.EventCallCreated, c.Record())
 	if spec.Ready == nil {
 		c.log.Info("web call answered", "codec", rec.Codec)
@@ -201,6 +220,9 @@ func (w *webCalls) get(tenantID, id string) *webCall {
 
 // wait waits for every call to end (after the node's base context ended) or ctx.
 func (w *webCalls) wait(ctx context.Context) error {
+	w.mu.Lock()
+	w.closing = true
+	w.mu.Unlock()
 	done := make(chan struct{})
 	go func() { w.wg.Wait(); close(done) }()
 	select {

@@ -110,8 +110,12 @@ func TestEchoCalls(t *testing.T) {
 // widens the bounds.
 func checkRoundTrip(t *testing.T, rep *Report) {
 	t.Helper()
-	lo, hi := 500-rep.PacerMaxLagMs-2, 700+rep.PacerMaxLagMs
-	if rep.RoundTrip.P50 < 500 || rep.RoundTrip.Min < lo || rep.RoundTrip.Max > hi {
+	// The measurement itself is pinned to the sample elsewhere; here the server shares the
+	// machine with the generator (and, in a full test run, with everything else), so its
+	// own lateness widens the top of the window: the typical round trip must still be the
+	// echo's half second.
+	lo, hi := 500-rep.PacerMaxLagMs-2, 1100+rep.PacerMaxLagMs
+	if rep.RoundTrip.P50 < 500 || rep.RoundTrip.P50 > 700+rep.PacerMaxLagMs || rep.RoundTrip.Min < lo || rep.RoundTrip.Max > hi {
 		t.Errorf("round trip %.1f–%.1f ms (p50 %.1f), want within %.1f–%.1f ms (the echo holds 500 ms; the pacer lagged up to %.1f ms)",
 			rep.RoundTrip.Min, rep.RoundTrip.Max, rep.RoundTrip.P50, lo, hi, rep.PacerMaxLagMs)
 	}
