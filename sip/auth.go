@@ -73,61 +73,49 @@ type credentials struct {
 }
 
 func parseCredentials(v string) (credentials, error) {
+	p, err := digestParams(v)
+	if err != nil {
+		return credentials{}, err
+	}
+	c := credentials{Username: p["username"], Realm: p["realm"], Nonce: p["nonce"], URI: p["uri"],
+		Response: p["response"], Algorithm: p["algorithm"], QOP: p["qop"], NC: p["nc"], CNonce: p["cnonce"], Opaque: p["opaque"]}
+	if c.Username == "" || c.Nonce == "" || c.URI == "" || c.Response == "" {
+		return credentials{}, fmt.Errorf("username, nonce, uri and response are required")
+	}
+	return c, nil
+}
+
+// digestParams reads the parameters of a Digest challenge or authorization
+// ("Digest k=v, k2=\"v2\"…"), names lower-cased.
+func digestParams(v string) (map[string]string, error) {
 	scheme, rest, _ := strings.Cut(strings.TrimSpace(v), " ")
 	if !strings.EqualFold(scheme, "Digest") {
-		return credentials{}, fmt.Errorf("not a Digest authorization")
+		return nil, fmt.Errorf("%q is not Digest", scheme)
 	}
-	var c credentials
+	p := map[string]string{}
 	for rest = strings.TrimSpace(rest); rest != ""; {
 		k, after, ok := strings.Cut(rest, "=")
 		if !ok {
-			return credentials{}, fmt.Errorf("malformed parameter %q", rest)
+			return nil, fmt.Errorf("malformed parameter %q", rest)
 		}
 		k = strings.ToLower(strings.TrimSpace(k))
 		after = strings.TrimSpace(after)
-		var val string
 		if strings.HasPrefix(after, `"`) {
 			end := strings.IndexByte(after[1:], '"')
 			if end < 0 {
-				return credentials{}, fmt.Errorf("unterminated quoted value of %s", k)
+				return nil, fmt.Errorf("unterminated quoted value of %s", k)
 			}
-			val, after = after[1:1+end], after[2+end:]
+			p[k], after = after[1:1+end], after[2+end:]
 		} else {
 			end := strings.IndexByte(after, ',')
 			if end < 0 {
 				end = len(after)
 			}
-			val, after = strings.TrimSpace(after[:end]), after[end:]
+			p[k], after = strings.TrimSpace(after[:end]), after[end:]
 		}
-		switch k {
-		case "username":
-			c.Username = val
-		case "realm":
-			c.Realm = val
-		case "nonce":
-			c.Nonce = val
-		case "uri":
-			c.URI = val
-		case "response":
-			c.Response = val
-		case "algorithm":
-			c.Algorithm = val
-		case "qop":
-			c.QOP = val
-		case "nc":
-			c.NC = val
-		case "cnonce":
-			c.CNonce = val
-		case "opaque":
-			c.Opaque = val
-		}
-		rest = strings.TrimLeft(strings.TrimSpace(after), ",")
-		rest = strings.TrimSpace(rest)
+		rest = strings.TrimSpace(strings.TrimLeft(strings.TrimSpace(after), ","))
 	}
-	if c.Username == "" || c.Nonce == "" || c.URI == "" || c.Response == "" {
-		return credentials{}, fmt.Errorf("username, nonce, uri and response are required")
-	}
-	return c, nil
+	return p, nil
 }
 
 func md5hex(s string) string {
@@ -217,32 +205,9 @@ func authorization(req *sip.Request, challenge, username, password string) (stri
 
 // parseChallenge reads the parameters of a Digest WWW-Authenticate or Proxy-Authenticate.
 func parseChallenge(v string) (map[string]string, error) {
-	scheme, rest, _ := strings.Cut(strings.TrimSpace(v), " ")
-	if !strings.EqualFold(scheme, "Digest") {
-		return nil, fmt.Errorf("challenge %q is not Digest", scheme)
-	}
-	p := map[string]string{}
-	for rest = strings.TrimSpace(rest); rest != ""; {
-		k, after, ok := strings.Cut(rest, "=")
-		if !ok {
-			break
-		}
-		k = strings.ToLower(strings.TrimSpace(k))
-		after = strings.TrimSpace(after)
-		if strings.HasPrefix(after, `"`) {
-			end := strings.IndexByte(after[1:], '"')
-			if end < 0 {
-				return nil, fmt.Errorf("unterminated quoted value of %s", k)
-			}
-			p[k], after = after[1:1+end], after[2+end:]
-		} else {
-			end := strings.IndexByte(after, ',')
-			if end < 0 {
-				end = len(after)
-			}
-			p[k], after = strings.TrimSpace(after[:end]), after[end:]
-		}
-		rest = strings.TrimSpace(strings.TrimLeft(strings.TrimSpace(after), ","))
+	p, err := digestParams(v)
+	if err != nil {
+		return nil, err
 	}
 	if p["nonce"] == "" {
 		return nil, fmt.Errorf("challenge without nonce")
