@@ -3,6 +3,7 @@ package voice
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +18,45 @@ const longAnswer = "Our restaurant is open every day from eleven in the morning 
 
 // talkBrain speaks longAnswer (streamed in small deltas, as a model writes), then
 // listens once with a short timeout; it reports both.
+// clearingStream is a stream that holds audio at the far end, as a media-stream socket does:
+// on barge-in the conversation asks it to drop what it holds unplayed.
+type clearingStream struct {
+	media.Stream
+	unheard time.Duration
+	cleared atomic.Int32
+}
+
+func (s *clearingStream) Clear() time.Duration {
+	s.cleared.Add(1)
+	return s.unheard
+}
+
+// On barge-in, what a far end held unplayed is taken back from what counts as heard: with
+// all of it unplayed, the history keeps nothing of the answer.
+func TestBargeInTakesBackWhatTheFarEndHeld(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, media.Rate8k)
+	r.cfg.BargeInDuringFirstMessage = true
+	cs := &clearingStream{Stream: r.line.sess, unheard: time.Minute}
+	r.line.stream = cs
+	out := make(chan talkResult, 1)
+	start := time.Now()
+	wait := r.run(testCtx(t, 60*time.Second), talkBrain(out))
+	if _, ok := r.caller.waitSpeech(start, 1500*time.Millisecond, 20*time.Second); !ok {
+		t.Fatal("the answer was not heard")
+	}
+	r.says("Wait, stop, I have a different question about my order.")
+	r.caller.sayAsync(fixture(t, "wait"))
+	res := <-out
+	wait()
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if !res.spoken.Interrupted || res.spoken.Text != "" || cs.cleared.Load() != 1 {
+		t.Errorf("spoken %+v, cleared %d times; want an interruption with nothing heard, cleared once", res.spoken, cs.cleared.Load())
+	}
+}
+
 type talkResult struct {
 	spoken agent.Spoken
 	input  agent.Input

@@ -76,6 +76,8 @@ type published struct {
 // conversation did to the call.
 type testLine struct {
 	sess *media.RTPSession
+	// stream, when set, is the stream the conversation gets instead of sess (a wrapper).
+	stream media.Stream
 
 	mu        sync.Mutex
 	hangup    string
@@ -84,7 +86,12 @@ type testLine struct {
 	events    []published
 }
 
-func (l *testLine) Stream() media.Stream { return l.sess }
+func (l *testLine) Stream() media.Stream {
+	if l.stream != nil {
+		return l.stream
+	}
+	return l.sess
+}
 
 func (l *testLine) Hangup(reason string) {
 	l.mu.Lock()

@@ -390,6 +390,16 @@ func (c *conversation) play(ctx context.Context, audio <-chan chunk, bargeIn boo
 		return strings.Join(parts, " ")
 	}
 	finish := func(interrupted bool, err error) (played, error) {
+		if interrupted {
+			// What the far end still held unplayed was not heard: take it back from the
+			// last sentences, so that the history keeps only what the caller heard.
+			unheard := c.clearUnheard()
+			for i := len(sents) - 1; i >= 0 && unheard > 0; i-- {
+				take := min(unheard, sents[i].played)
+				sents[i].played -= take
+				unheard -= take
+			}
+		}
 		res.spoken = agent.Spoken{Text: spoken(), Interrupted: interrupted}
 		return res, err
 	}
@@ -472,4 +482,21 @@ func (c *conversation) play(ctx context.Context, audio <-chan chunk, bargeIn boo
 			sp.done, padNow = true, true
 		}
 	}
+}
+
+// unheardClearer is a stream that holds our audio at the far end before it is played (a
+// media-stream socket: the CPaaS buffers what we send ahead, and tells with marks what it
+// played). Clear drops what it holds unplayed and says how much that was.
+type unheardClearer interface {
+	Clear() time.Duration
+}
+
+// clearUnheard stops a stream that buffers at the far end from playing the rest of what
+// it holds, on barge-in, and returns how many samples (at the stream's rate) were not heard.
+func (c *conversation) clearUnheard() int {
+	cl, ok := c.stream.(unheardClearer)
+	if !ok {
+		return 0
+	}
+	return int(cl.Clear().Seconds() * float64(c.stream.SampleRate()))
 }

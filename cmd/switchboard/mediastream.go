@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 
-	"github.com/switchboard-go/switchboard/agent/voice"
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
@@ -41,12 +40,7 @@ func (w *webCalls) StartMediaStreamCall(ctx context.Context, tenantID, target st
 		md["customParameters"] = st.CustomParameters
 	}
 	c, err := w.start(ctx, webCallSpec{TenantID: tenantID, Target: mediaStreamTarget(target), Direction: store.CallInbound,
-		From: from, To: st.CustomParameters["To"], Codec: "PCMU", Metadata: md, Stream: s, Hangup: s.Hangup,
-		OnEvent: func(typ string, data any) {
-			if typ == voice.EventBargeIn {
-				s.Clear()
-			}
-		}})
+		From: from, To: st.CustomParameters["To"], Codec: "PCMU", Metadata: md, Stream: s, Hangup: s.Hangup})
 	if err != nil {
 		return "", err
 	}
