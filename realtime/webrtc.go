@@ -94,8 +94,8 @@ type WebRTCConfig struct {
 	UDPPort int
 	// ConnectTimeout ends a call whose ICE has not connected by then (ice-failed);
 	// DisconnectedTimeout and FailedTimeout are pion's: after DisconnectedTimeout without
-	// a packet a peer is disconnected, FailedTimeout later it has failed and its call
-	// ends (peer-disconnected).
+	// a packet a peer is disconnected and its call ends (peer-disconnected); FailedTimeout
+	// later ICE would call it failed.
 	ConnectTimeout, DisconnectedTimeout, FailedTimeout time.Duration
 	// IncludeLoopback adds loopback host candidates (tests on a host without another
 	// interface).

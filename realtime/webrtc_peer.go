@@ -262,6 +262,15 @@ func (p *Peer) onState(s webrtc.PeerConnectionState) {
 	switch s {
 	case webrtc.PeerConnectionStateConnected:
 		p.connOnce.Do(func() { close(p.connected) })
+	case webrtc.PeerConnectionStateDisconnected:
+		// Nothing from the browser for the ICE disconnect timeout: it has gone (a closed
+		// laptop, a lost network). The call ends now rather than after the failed timeout
+		// too; a browser that comes back calls again.
+		select {
+		case <-p.connected:
+			p.end(ReasonPeerDisconnected)
+		default:
+		}
 	case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 		select {
 		case <-p.connected:
