@@ -595,6 +595,41 @@ func (p *Peer) onDataChannel(dc *webrtc.DataChannel) {
 		p.dcMu.Unlock()
 		p.dcOnce.Do(func() { close(p.dcReady) })
 	})
+	dc.OnMessage(func(m webrtc.DataChannelMessage) { p.onClientMessage(m.Data) })
+}
+
+// ClientMessage is what a browser sends on the events channel: a key pressed
+// ({"type":"dtmf","digit":"1"}), which the call hears as DTMF (browsers' audio carries no
+// telephone events).
+type ClientMessage struct {
+	Type  string `json:"type"`
+	Digit string `json:"digit"`
+}
+
+// keyPressDuration is how long a key pressed in a browser counts as held.
+const keyPressDuration = 100 * time.Millisecond
+
+func (p *Peer) onClientMessage(b []byte) {
+	var m ClientMessage
+	if err := json.Unmarshal(b, &m); err != nil || m.Type != "dtmf" {
+		p.log.Debug("webrtc: client message ignored", "error", err, "type", m.Type)
+		return
+	}
+	r := []rune(m.Digit)
+	if len(r) != 1 || !strings.ContainsRune("0123456789*#ABCD", r[0]) {
+		p.log.Debug("webrtc: key ignored", "digit", m.Digit)
+		return
+	}
+	p.evMu.Lock()
+	defer p.evMu.Unlock()
+	if p.evClosed {
+		return
+	}
+	select {
+	case p.events <- media.Event{Kind: media.EventDTMF, Digit: r[0], Duration: keyPressDuration}:
+	default:
+		p.log.Warn("webrtc: key dropped: the call is not reading its events", "digit", m.Digit)
+	}
 }
 
 // sendEvents hands the queued events to the data channel once it is open.

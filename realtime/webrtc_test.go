@@ -336,6 +336,34 @@ func TestWebRTCLateEventsChannel(t *testing.T) {
 	}
 }
 
+// A browser's keys come over the events channel ({"type":"dtmf","digit":"5"}) and reach the
+// call as DTMF events; anything else sent there is ignored.
+func TestWebRTCKeysFromBrowser(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w := newWebRTC(t, realtime.WebRTCConfig{})
+	c, p := call(t, ctx, w, webrtctest.Options{})
+	defer c.Close()
+	defer p.Hangup("test")
+	if err := c.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{`not json`, `{"type":"dtmf","digit":"55"}`, `{"type":"hello"}`, `{"type":"dtmf","digit":"5"}`} {
+		if err := c.SendMessage(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case ev := <-p.Events():
+		if ev.Kind != media.EventDTMF || ev.Digit != '5' {
+			t.Fatalf("event %+v, want the key 5", ev)
+		}
+	case <-ctx.Done():
+		t.Fatal("the key never reached the call")
+	}
+}
+
 // TestWebRTCSingleUDPPort: with one UDP port for every peer, two browsers connect through
 // it and the answers name only that port.
 func TestWebRTCSingleUDPPort(t *testing.T) {

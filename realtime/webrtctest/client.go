@@ -398,6 +398,21 @@ func (c *Client) Packets() (received, lost, sent int64) {
 	return c.rxPackets.Load(), c.rxLost.Load(), c.txPackets.Load()
 }
 
+// SendMessage sends text on the events data channel, as a browser sends a key pressed.
+func (c *Client) SendMessage(text string) error {
+	if c.dc == nil {
+		return errors.New("webrtctest: no events channel")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for c.dc.ReadyState() != webrtc.DataChannelStateOpen {
+		if time.Now().After(deadline) {
+			return errors.New("webrtctest: the events channel did not open")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return c.dc.SendText(text)
+}
+
 // Events are the data channel's messages so far.
 func (c *Client) Events() []string {
 	c.mu.Lock()

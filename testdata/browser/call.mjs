@@ -50,6 +50,10 @@ try {
 
   const live = await followCall(dashboard, callId);
   report('live', {call_id: live.id, status: live.status});
+  // Pressed: key 1 on the page's keypad reaches the demo's menu, which tells the hours.
+  await voice.locator('#keypad [data-key="1"]').click();
+  await voice.locator('#transcript li.assistant', {hasText: /Monday to Friday/}).first().waitFor({timeout: 30_000});
+  report('key', {keys: await voice.evaluate(() => window.switchboard.keys)});
   await screenshot(voice, dir, '2-voice-client-in-call');
   await screenshot(dashboard, dir, '3-dashboard-live-call');
 

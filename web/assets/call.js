@@ -25,6 +25,15 @@
     $('call').disabled = busy || !$('agent').value;
     $('hangup').disabled = !busy;
     $('agent').disabled = busy;
+    for (const k of document.querySelectorAll('#keypad [data-key]')) k.disabled = s !== 'connected';
+  }
+
+  // A key pressed goes to the call as DTMF over the events channel: menus answer to it as
+  // they do to a phone's keys.
+  function press(digit) {
+    if (!call || !call.dc || call.dc.readyState !== 'open') return;
+    call.dc.send(JSON.stringify({type: 'dtmf', digit: digit}));
+    view.keys = (view.keys || '') + digit;
   }
 
   function showError(msg) {
@@ -290,6 +299,9 @@
     $('agent').addEventListener('change', () => { describeAgent(); setState(view.state); });
     $('call').addEventListener('click', start);
     $('hangup').addEventListener('click', hangup);
+    for (const k of document.querySelectorAll('#keypad [data-key]')) {
+      k.addEventListener('click', () => press(k.dataset.key));
+    }
     // Leaving the page ends the call rather than leaving it to the server's timeouts.
     window.addEventListener('pagehide', () => {
       if (!call || !call.id) return;
