@@ -368,17 +368,7 @@ func (c *Call) run(ctx context.Context) {
 
 	c.sess.Hangup(c.reason)
 	if c.sendBye {
-		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		var err error
-		if c.uas != nil {
-			err = c.uas.Bye(bctx)
-		} else {
-			err = c.uac.Bye(bctx)
-		}
-		cancel()
-		if err != nil {
-			c.log.Info("bye not answered", "error", err)
-		}
+		c.bye(ctx)
 	}
 	stopHandler()
 	select {
@@ -402,6 +392,28 @@ func streamReason(sess *media.RTPSession) string {
 		return ReasonError
 	}
 	return r
+}
+
+// bye tells the far end the call is over, waiting a few seconds for its answer.
+func (c *Call) bye(ctx context.Context) {
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	var err error
+	if c.uas != nil {
+		err = c.uas.Bye(bctx)
+	} else {
+		err = c.uac.Bye(bctx)
+	}
+	if err != nil {
+		c.log.Info("bye not answered", "error", err)
+	}
+}
+
+// byeAndEnd ends a call that was answered but cannot go on (no ACK, no usable answer, no
+// media): the far end gets a BYE, the record the reason.
+func (c *Call) byeAndEnd(ctx context.Context, reason string) {
+	c.bye(ctx)
+	c.end(ctx, reason)
 }
 
 // end writes the call's final state and publishes call.ended. It is used for calls that

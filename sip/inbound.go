@@ -345,10 +345,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		// A 200 never acknowledged: RFC 3261 §13.3.1.4 says end the session with a BYE.
 		log.Info("answer not acknowledged", "error", err)
-		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		_ = dlg.Bye(bctx)
-		cancel()
-		c.end(ctx, ReasonNoAck)
+		c.byeAndEnd(ctx, ReasonNoAck)
 		return
 	}
 	if lateOffer {
@@ -361,10 +358,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		if err != nil {
 			log.Info("no usable answer in the ACK", "error", err)
 			c.closeMedia()
-			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			_ = dlg.Bye(bctx)
-			cancel()
-			c.end(ctx, ReasonRejected)
+			c.byeAndEnd(ctx, ReasonRejected)
 			return
 		}
 		c.codec, c.eventPT, c.remote = answer.Codecs[0], answer.EventPT, answer.RTP
@@ -375,10 +369,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	} else if err := c.startMedia(); err != nil {
 		log.Error("media session", "error", err)
 		ports.close()
-		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		_ = dlg.Bye(bctx)
-		cancel()
-		c.end(ctx, ReasonError)
+		c.byeAndEnd(ctx, ReasonError)
 		return
 	}
 	c.answered(ctx)

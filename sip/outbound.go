@@ -290,10 +290,7 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 	if perr != nil {
 		log.Info("answer not usable", "error", perr)
 		ports.close()
-		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		_ = dlg.Bye(bctx)
-		cancel()
-		fail(store.EndedError)
+		c.byeAndEnd(ctx, store.EndedError)
 		return
 	}
 	c.codec, c.eventPT, c.remote = answer.Codecs[0], answer.EventPT, answer.RTP
@@ -301,10 +298,7 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 	if err := c.startMedia(); err != nil {
 		log.Error("media session", "error", err)
 		ports.close()
-		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		_ = dlg.Bye(bctx)
-		cancel()
-		fail(store.EndedError)
+		c.byeAndEnd(ctx, store.EndedError)
 		return
 	}
 	c.answered(ctx)
