@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/netip"
 	"os"
 	"strings"
@@ -81,8 +80,10 @@ type Call struct {
 	// recFile is the call's recording, when calls are recorded.
 	recFile *os.File
 
+	// The record, written and published as the call goes.
+	*CallRecord
+
 	mu      sync.Mutex
-	rec     store.Call
 	codec   media.CodecSpec
 	eventPT uint8
 	dir     string         // our direction
@@ -110,11 +111,12 @@ type Call struct {
 
 func (s *Server) newCall(rec store.Call, inbound bool, h Handler) *Call {
 	c := &Call{
-		srv: s, id: rec.ID, tenantID: rec.TenantID, inbound: inbound, handler: h, rec: rec,
+		srv: s, id: rec.ID, tenantID: rec.TenantID, inbound: inbound, handler: h,
 		refresh: make(chan struct{}, 1), ackSDP: make(chan []byte, 1), notify: make(chan int, 1),
 		ended: make(chan struct{}), mediaUp: make(chan struct{}), gone: make(chan struct{}),
 	}
 	c.log = s.log.With("call", rec.ID, "call_id", rec.SIPCallID)
+	c.CallRecord = NewCallRecord(rec, s.cfg.Store, s.cfg.Events, c.log, nil)
 	return c
 }
 
@@ -123,15 +125,6 @@ func (c *Call) ID() string { return c.id }
 
 // TenantID is the tenant the call belongs to.
 func (c *Call) TenantID() string { return c.tenantID }
-
-// Record is a snapshot of the call's record.
-func (c *Call) Record() store.Call {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r := c.rec
-	r.Metadata, r.Report = maps.Clone(r.Metadata), maps.Clone(r.Report)
-	return r
-}
 
 // session is the call's media session, nil until the call is answered: the session of
 // early media is the owner's until then, not for re-INVITE, UPDATE, INFO or a transfer.
@@ -166,26 +159,6 @@ func (c *Call) mediaDone() { c.mediaOnce.Do(func() { close(c.mediaUp) }) }
 // Stream is the call's audio: 20 ms frames, DTMF and hang-up events.
 func (c *Call) Stream() media.Stream { return c.sess }
 
-// SetReport attaches the handler's end-of-call report to the call's record; it is written,
-// with the call's ended reason and duration, and published with call.ended when the call
-// ends. A handler sets it before it returns.
-func (c *Call) SetReport(report map[string]any) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.rec.Report = report
-}
-
-// SetMetadata sets one key of the call record's metadata (written when the call's state is
-// next written, at the latest when it ends).
-func (c *Call) SetMetadata(key string, value any) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.rec.Metadata == nil {
-		c.rec.Metadata = map[string]any{}
-	}
-	c.rec.Metadata[key] = value
-}
-
 // Log is the call's logger.
 func (c *Call) Log() *slog.Logger { return c.log }
 
@@ -208,23 +181,6 @@ func (c *Call) SendDTMF(digits string) error {
 	return nil
 }
 
-// Publish sends an event about the call to its topic.
-func (c *Call) Publish(typ string, data any) {
-	if c.srv.cfg.Events == nil {
-		return
-	}
-	if err := c.srv.cfg.Events.Publish(c.tenantID, "call:"+c.id, typ, data); err != nil {
-		c.log.Warn("call event not published", "type", typ, "error", err)
-	}
-	// The tenant topic carries the life cycle for dashboards.
-	switch typ {
-	case EventCallCreated, EventCallRinging, EventCallAnswered, EventCallEnded:
-		if err := c.srv.cfg.Events.Publish(c.tenantID, "tenant", typ, data); err != nil {
-			c.log.Warn("call event not published", "type", typ, "error", err)
-		}
-	}
-}
-
 // Event types the calls publish, beside those of the realtime package of the same names.
 const (
 	EventCallCreated   = "call.created"
@@ -245,23 +201,6 @@ func (c *Call) finish(reason string, bye bool) {
 		c.reason, c.sendBye = reason, bye
 		close(c.ended)
 	})
-}
-
-// update changes the record under the lock and writes it, for the calls a store keeps.
-func (c *Call) update(ctx context.Context, fn func(r *store.Call)) {
-	c.mu.Lock()
-	fn(&c.rec)
-	r := c.rec
-	r.Metadata, r.Report = maps.Clone(r.Metadata), maps.Clone(r.Report)
-	c.mu.Unlock()
-	if c.srv.cfg.Store == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := store.UpdateCallState(ctx, c.srv.cfg.Store, &r); err != nil {
-		c.log.Warn("call record not updated", "status", r.Status, "error", err)
-	}
 }
 
 // dialogDone ends when the far end hung up (BYE) or the dialog otherwise ended.
@@ -297,7 +236,7 @@ func (c *Call) remoteTarget() sip.Uri {
 // answered marks the call in progress once media flows.
 func (c *Call) answered(ctx context.Context) {
 	now := time.Now().UTC()
-	c.update(ctx, func(r *store.Call) {
+	c.Update(ctx, func(r *store.Call) {
 		r.Status = store.CallInProgress
 		r.AnsweredAt = &now
 		r.Codec = c.codec.Name
@@ -419,28 +358,16 @@ func (c *Call) byeAndEnd(ctx context.Context, reason string) {
 // end writes the call's final state and publishes call.ended. It is used for calls that
 // were answered (after run) and for those that never were.
 func (c *Call) end(ctx context.Context, reason string) {
-	now := time.Now().UTC()
 	var st media.RTPStats
 	if c.sess != nil {
 		st = c.sess.Stats()
 	}
-	c.update(ctx, func(r *store.Call) {
-		r.EndedAt = &now
-		r.EndedReason = reason
-		if r.AnsweredAt != nil {
-			r.Status = store.CallCompleted
-			r.DurationSeconds = now.Sub(*r.AnsweredAt).Seconds()
-		} else {
-			r.Status = unansweredStatus(reason)
-		}
-		if c.sess != nil {
-			r.Quality = qualityOf(st)
-		}
-		if len(r.Report) > 0 { // the handler's report, with the call's own ending
-			r.Report["ended_reason"] = reason
-			r.Report["duration_seconds"] = r.DurationSeconds
-		}
-	})
+	var quality *store.CallQuality
+	if c.sess != nil {
+		q := qualityOf(st)
+		quality = &q
+	}
+	c.Ended(ctx, reason, unansweredStatus(reason), quality)
 	c.mediaDone()
 	if c.dialogID != "" {
 		c.srv.calls.remove(c)
@@ -613,7 +540,7 @@ func (c *Call) applyRemote(r remoteSDP) (codec media.CodecSpec, eventPT uint8, d
 			holdEvent = EventCallHold
 		}
 	}
-	c.rec.Codec = codec.Name
+	c.edit(func(r *store.Call) { r.Codec = codec.Name })
 	return codec, r.EventPT, dir, changed, nil
 }
 

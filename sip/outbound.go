@@ -63,8 +63,7 @@ func (s *Server) Dial(ctx context.Context, rec *store.Call) error {
 	} else if h = builtin(rec.Destination); h == nil {
 		return fe("destination", "unknown built-in destination")
 	}
-	if code, ok := s.admit(); !ok {
-		_ = code
+	if _, ok := s.admit(); !ok {
 		return &store.ConflictError{Field: "to", Message: "this node is at its call limit or shutting down"}
 	}
 	rec.Direction = store.CallOutbound
@@ -173,7 +172,8 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 		}
 	}
 
-	from := c.rec.From
+	rec := c.Record()
+	from := rec.From
 	if from == "" {
 		from = "switchboard"
 	}
@@ -184,10 +184,10 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 	fromHdr := &sip.FromHeader{Address: fromURI, Params: sip.NewParams()}
 	fromHdr.Params.Add("tag", sip.GenerateTagN(16))
 	toHdr := &sip.ToHeader{Address: sip.Uri{Scheme: target.Scheme, User: target.User, Host: target.Host, Port: target.Port}}
-	callID := sip.CallIDHeader(c.rec.SIPCallID)
+	callID := sip.CallIDHeader(rec.SIPCallID)
 	offer := c.sdp.marshal(ourCodecs, defaultEventPT, dirSendRecv, false)
 
-	ringCtx, cancel := context.WithTimeout(ctx, time.Duration(c.rec.TimeoutSeconds)*time.Second)
+	ringCtx, cancel := context.WithTimeout(ctx, time.Duration(rec.TimeoutSeconds)*time.Second)
 	defer cancel()
 	go func() { // hung up while it rings (Server.Hangup): WaitAnswer sends the CANCEL
 		select {
@@ -216,7 +216,7 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 		if transport != "udp" {
 			req.SetTransport(strings.ToUpper(transport))
 		}
-		c.update(ctx, func(r *store.Call) { now := time.Now().UTC(); r.StartedAt = &now })
+		c.Update(ctx, func(r *store.Call) { now := time.Now().UTC(); r.StartedAt = &now })
 		dlg, err = s.dialogUA.WriteInvite(ringCtx, req)
 		if err != nil {
 			log.Info("call failed", "reason", "invite not sent", "error", err)
@@ -228,7 +228,7 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 		err = dlg.WaitAnswer(ringCtx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
 			if (res.StatusCode == 180 || res.StatusCode == 183) && !ringing {
 				ringing = true
-				c.update(ctx, func(r *store.Call) { r.Status = store.CallRinging })
+				c.Update(ctx, func(r *store.Call) { r.Status = store.CallRinging })
 				c.Publish(EventCallRinging, c.Record())
 			}
 			return nil
@@ -266,7 +266,7 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 		case errors.As(err, &de):
 			reason := outcome(de.Res.StatusCode)
 			log.Info("call not answered", "status", de.Res.StatusCode, "outcome", reason)
-			c.update(ctx, func(r *store.Call) { r.Metadata = withSIPStatus(r.Metadata, de.Res.StatusCode) })
+			c.Update(ctx, func(r *store.Call) { r.Metadata = withSIPStatus(r.Metadata, de.Res.StatusCode) })
 			fail(reason)
 		case ringCtx.Err() != nil && ctx.Err() == nil:
 			log.Info("call not answered", "outcome", "no-answer")

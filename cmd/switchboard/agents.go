@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
 
@@ -84,24 +83,22 @@ func (a *agentCalls) serve(ctx context.Context, c agentLine, ag *store.Agent) {
 		vcfg.STT = nil
 	}
 
-	brain, reason := a.brain(ctx, c, ag, log)
-	res := voice.Run(ctx, c, brain, vcfg)
-	if reason != "" && res.Reason != reason {
-		res.Report.EndedReason = reason
-	}
+	res := voice.Run(ctx, c, a.brain(ctx, c, ag, log), vcfg)
 	if err := store.SaveTranscript(context.WithoutCancel(ctx), a.st, tenantID, c.ID(), res.Transcript); err != nil {
 		log.Warn("transcript not stored", "error", err)
 	}
-	report := map[string]any{}
-	if raw, err := jsonMap(res.Report); err == nil {
-		maps.Copy(report, raw)
+	// The call writes the report with its own ended reason and duration when it ends.
+	report, err := jsonMap(res.Report)
+	if err != nil {
+		log.Warn("report not kept", "error", err)
+		return
 	}
 	c.SetReport(report)
 }
 
 // brain chooses what the agent thinks with. An agent whose model cannot be reached gets a
 // brain that says so and ends the call with reason provider-not-configured.
-func (a *agentCalls) brain(ctx context.Context, c agentLine, ag *store.Agent, log *slog.Logger) (agent.Brain, string) {
+func (a *agentCalls) brain(ctx context.Context, c agentLine, ag *store.Agent, log *slog.Logger) agent.Brain {
 	tenantID := c.TenantID()
 	reg, err := a.api.Models(ctx, tenantID)
 	var provider llm.Provider
@@ -114,7 +111,7 @@ func (a *agentCalls) brain(ctx context.Context, c agentLine, ag *store.Agent, lo
 		wf, werr := store.Get[store.Workflow](ctx, a.st, tenantID, *ag.WorkflowID)
 		if werr != nil {
 			log.Error("the agent's workflow is not readable", "error", werr)
-			return unavailable(ReasonAgentUnavailable), "error"
+			return unavailable(sip.ReasonError)
 		}
 		if err != nil { // llm steps say they cannot think
 			provider, model = nil, ""
@@ -123,24 +120,24 @@ func (a *agentCalls) brain(ctx context.Context, c agentLine, ag *store.Agent, lo
 			Workflow: wf, Agent: ag, Provider: provider, Model: model, Tools: tools, Webhooks: a.webhooks,
 			SaveVoicemail: func(ctx context.Context, rec agent.Recording) error { return a.saveVoicemail(c, rec) },
 			Logger:        log,
-		}), ""
+		})
 	}
 	if err != nil {
 		log.Warn("the agent's model cannot be reached", "model", ag.Model, "error", err)
 		c.Publish(voice.EventError, voice.ErrorEvent{Stage: "brain", Error: err.Error()})
-		return unavailable(ReasonProviderNotConfigured), ReasonProviderNotConfigured
+		return unavailable(ReasonProviderNotConfigured)
 	}
 	return agent.NewLLMBrain(agent.LLMBrainConfig{Agent: ag, Provider: provider, Model: model,
-		Tools: tools, Webhooks: a.webhooks, Logger: log}), ""
+		Tools: tools, Webhooks: a.webhooks, Logger: log})
 }
 
-// ReasonAgentUnavailable is said when an agent cannot take the call at all.
-const ReasonAgentUnavailable = "Sorry, this line cannot take calls right now. Please try again later. Goodbye."
+// unavailableApology is said when an agent cannot take the call at all.
+const unavailableApology = "Sorry, this line cannot take calls right now. Please try again later. Goodbye."
 
 // unavailable is a brain that apologises and hangs up with reason.
 func unavailable(reason string) agent.Brain {
 	return brainFunc(func(ctx context.Context, c agent.Conversation) error {
-		_, _ = c.Say(ctx, ReasonAgentUnavailable)
+		_, _ = c.Say(ctx, unavailableApology)
 		c.Hangup(reason)
 		return nil
 	})

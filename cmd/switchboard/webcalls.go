@@ -148,12 +148,13 @@ func (w *webCalls) start(ctx context.Context, spec webCallSpec) (*webCall, error
 	if err := store.Create[store.Call](ctx, w.st, spec.TenantID, rec); err != nil {
 		return nil, err
 	}
-	c := &webCall{w: w, id: rec.ID, tenantID: rec.TenantID, rec: *rec, spec: spec,
+	c := &webCall{w: w, id: rec.ID, tenantID: rec.TenantID, spec: spec,
 		ended: make(chan struct{}), done: make(chan struct{})}
 	c.log = w.log.With("call", rec.ID, "tenant_id", rec.TenantID, "direction", rec.Direction)
 	if spec.Target.AgentID != "" {
 		c.log = c.log.With("agent_id", spec.Target.AgentID)
 	}
+	c.CallRecord = sip.NewCallRecord(*rec, w.st, w.events, c.log, spec.OnEvent)
 	w.mu.Lock()
 	w.live[c.id] = c
 	w.mu.Unlock()
@@ -249,8 +250,10 @@ type webCall struct {
 	log      *slog.Logger
 	spec     webCallSpec
 
-	mu  sync.Mutex
-	rec store.Call
+	// The record, written and published as the call goes.
+	*sip.CallRecord
+
+	mu sync.Mutex // guards reason
 
 	endOnce sync.Once
 	ended   chan struct{}
@@ -274,15 +277,6 @@ func (c *webCall) Stream() media.Stream { return c.spec.Stream }
 
 // Done is closed once the call ended, its record is final and its transport released.
 func (c *webCall) Done() <-chan struct{} { return c.done }
-
-// Record is a snapshot of the call's record.
-func (c *webCall) Record() store.Call {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r := c.rec
-	r.Metadata, r.Report = maps.Clone(r.Metadata), maps.Clone(r.Report)
-	return r
-}
 
 // Hangup ends the call from Switchboard's side (the agent, the API) with reason
 // (agent-hangup when empty).
@@ -319,43 +313,6 @@ func (c *webCall) SendDTMF(digits string) error {
 		}
 	}
 	return nil
-}
-
-// Publish sends an event about the call to its topic (and the call's lifecycle to the
-// tenant's), and to the transport's OnEvent.
-func (c *webCall) Publish(typ string, data any) {
-	if c.spec.OnEvent != nil {
-		c.spec.OnEvent(typ, data)
-	}
-	if c.w.events == nil {
-		return
-	}
-	if err := c.w.events.Publish(c.tenantID, "call:"+c.id, typ, data); err != nil {
-		c.log.Warn("call event not published", "type", typ, "error", err)
-	}
-	switch typ {
-	case sip.EventCallCreated, sip.EventCallAnswered, sip.EventCallEnded:
-		if err := c.w.events.Publish(c.tenantID, "tenant", typ, data); err != nil {
-			c.log.Warn("call event not published", "type", typ, "error", err)
-		}
-	}
-}
-
-// SetReport attaches the agent's end-of-call report, written when the call ends.
-func (c *webCall) SetReport(report map[string]any) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.rec.Report = report
-}
-
-// SetMetadata sets one key of the record's metadata, written when the call ends.
-func (c *webCall) SetMetadata(key string, value any) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.rec.Metadata == nil {
-		c.rec.Metadata = map[string]any{}
-	}
-	c.rec.Metadata[key] = value
 }
 
 // run carries the call: it waits for media, runs the handler, and tears the call down once
@@ -442,16 +399,12 @@ func (c *webCall) run(handler func(ctx context.Context, c *webCall)) {
 	close(c.done)
 }
 
-func (c *webCall) answeredAt() *time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.rec.AnsweredAt
-}
+func (c *webCall) answeredAt() *time.Time { return c.Record().AnsweredAt }
 
 // answered marks the call in progress once media flows.
 func (c *webCall) answered() {
 	now := time.Now().UTC()
-	c.update(func(r *store.Call) {
+	c.Update(c.w.base, func(r *store.Call) {
 		r.Status = store.CallInProgress
 		r.AnsweredAt = &now
 	})
@@ -461,32 +414,16 @@ func (c *webCall) answered() {
 
 // finish writes the call's final state and publishes call.ended.
 func (c *webCall) finish(reason string) {
-	now := time.Now().UTC()
 	var q *store.CallQuality
 	if qs, ok := c.spec.Stream.(qualityStream); ok {
 		v := qs.Quality()
 		q = &v
 	}
-	c.update(func(r *store.Call) {
-		r.EndedAt = &now
-		r.EndedReason = reason
-		if r.AnsweredAt != nil {
-			r.Status = store.CallCompleted
-			r.DurationSeconds = now.Sub(*r.AnsweredAt).Seconds()
-		} else {
-			r.Status = store.CallFailed
-			if reason == sip.ReasonCallerHangup {
-				r.Status = store.CallCanceled
-			}
-		}
-		if q != nil {
-			r.Quality = *q
-		}
-		if len(r.Report) > 0 {
-			r.Report["ended_reason"] = reason
-			r.Report["duration_seconds"] = r.DurationSeconds
-		}
-	})
+	unanswered := store.CallFailed
+	if reason == sip.ReasonCallerHangup {
+		unanswered = store.CallCanceled
+	}
+	c.Ended(c.w.base, reason, unanswered, q)
 	c.w.mu.Lock()
 	delete(c.w.live, c.id)
 	c.w.mu.Unlock()
@@ -494,20 +431,6 @@ func (c *webCall) finish(reason string) {
 	c.log.Info("web call ended", "reason", reason, "status", rec.Status, "duration_seconds", rec.DurationSeconds,
 		"rx_packets", rec.Quality.PacketsReceived, "tx_packets", rec.Quality.PacketsSent, "lost_packets", rec.Quality.PacketsLost)
 	c.Publish(sip.EventCallEnded, rec)
-}
-
-// update changes the record under the lock and writes it.
-func (c *webCall) update(fn func(r *store.Call)) {
-	c.mu.Lock()
-	fn(&c.rec)
-	r := c.rec
-	r.Metadata, r.Report = maps.Clone(r.Metadata), maps.Clone(r.Report)
-	c.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.w.base), 5*time.Second)
-	defer cancel()
-	if err := store.UpdateCallState(ctx, c.w.st, &r); err != nil {
-		c.log.Warn("call record not updated", "status", r.Status, "error", err)
-	}
 }
 
 // webrtcFlags configure the node's WebRTC peers.
