@@ -88,7 +88,9 @@ type ListenOptions struct {
 	// Speech and DTMF say which inputs end the wait; both false means both.
 	Speech, DTMF bool
 	// Timeout ends the wait with InputTimeout; zero waits for the agent's idle limit (the
-	// conversation then reminds the caller and, at the limit, ends the call).
+	// conversation then reminds the caller and, at the limit, ends the call). A wait that
+	// takes speech counts it from the caller's last words, as a caller who talked (noise, or
+	// words that could not be transcribed) has not yet been given the time to answer.
 	Timeout time.Duration
 	// MaxDigits ends a DTMF input after so many keys; Terminator ("#" when zero and
 	// MaxDigits is not 1) ends it early and is not part of Digits.

@@ -171,3 +171,33 @@ func TestListenTimeout(t *testing.T) {
 		t.Errorf("input %+v after %v", in, took)
 	}
 }
+
+// TestListenTimeoutAfterTalk: a wait for input counts its timeout from the caller's last
+// words, not from its start: speech that turned out to be nothing (an empty transcript)
+// does not eat the time the caller has to answer.
+func TestListenTimeoutAfterTalk(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, media.Rate8k)
+	r.says("")
+	const timeout = 2 * time.Second
+	inputs := make(chan agent.Input, 1)
+	brain := brainFunc(func(ctx context.Context, c agent.Conversation) error {
+		in, err := c.Listen(ctx, agent.ListenOptions{Timeout: timeout})
+		inputs <- in
+		return err
+	})
+	wait := r.run(testCtx(t, 60*time.Second), brain)
+	time.Sleep(800 * time.Millisecond)
+	r.caller.say(fixture(t, "hello"))
+	spoke := time.Now()
+	in := <-inputs
+	wait()
+	if in.Kind != agent.InputTimeout {
+		t.Fatalf("input %+v, want a timeout", in)
+	}
+	// The fixture ends in a little silence, and the wait ended without the fix at the end of
+	// the caller's turn (600 ms of silence): half a second of slack tells the two apart.
+	if after := time.Since(spoke); after < timeout-500*time.Millisecond {
+		t.Errorf("timed out %v after the caller's words, want the whole %v", after, timeout)
+	}
+}

@@ -133,7 +133,7 @@ func (c *conversation) Listen(ctx context.Context, opts agent.ListenOptions) (ag
 		// Time.
 		if len(digits) == 0 && !c.turnPending() && job == nil {
 			switch {
-			case !idleMode && now.Sub(began) >= opts.Timeout:
+			case !idleMode && now.Sub(inputFrom(began, lastActivity, wantSpeech)) >= opts.Timeout:
 				return agent.Input{Kind: agent.InputTimeout, Start: began, End: now}, nil
 			case idleMode && now.Sub(lastActivity) >= c.idle:
 				stopJob()
@@ -155,6 +155,17 @@ func (c *conversation) Listen(ctx context.Context, opts agent.ListenOptions) (ag
 			return agent.Input{}, err
 		}
 	}
+}
+
+// inputFrom is when a Listen's no-input timeout starts: when it began or, if it takes speech,
+// when the caller last spoke or was last spoken to about it (an apology for a transcription
+// that failed), so that a caller who talked into the wait is owed the whole of it again. A
+// Listen for keys only is not prolonged by talk it does not want.
+func inputFrom(began, lastActivity time.Time, wantSpeech bool) time.Time {
+	if wantSpeech && lastActivity.After(began) {
+		return lastActivity
+	}
+	return began
 }
 
 func (c *conversation) dtmfInput(digits string, start, end time.Time) agent.Input {
@@ -211,6 +222,8 @@ func (c *conversation) endpoint(ctx context.Context, job **sttJob, lastActivity 
 						if err := c.notUnderstood(ctx, j.seg, j.err); err != nil {
 							return agent.Input{}, false, err
 						}
+						// The caller is owed the whole wait again after being asked to repeat.
+						*lastActivity = time.Now()
 						continue
 					}
 				}

@@ -243,7 +243,7 @@ func TestVoiceClientCallsDemoAgent(t *testing.T) {
 	id, _ := calling["call_id"].(string)
 	heard := b.next("greeting", 45*time.Second)
 	t.Logf("greeting heard at a peak level of %.3f (RMS)", heard["peak_level"])
-	if live := b.next("live", 30*time.Second); live["call_id"] != id {
+	if live := b.next("live", 60*time.Second); live["call_id"] != id {
 		t.Fatalf("the dashboard followed %v, want %s", live["call_id"], id)
 	}
 	b.next("hung-up", 30*time.Second)

@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-go/switchboard/agent/speech/speechtest"
 	"github.com/switchboard-go/switchboard/internal/pgtest"
 )
 
@@ -56,7 +57,14 @@ func TestMain(m *testing.M) {
 		_ = os.RemoveAll(dir)
 		os.Exit(1)
 	}
+	// Agents transcribe through openai by default: here that is a stand-in that hears
+	// nothing in what callers say, so no test reaches the real service or depends on how
+	// fast a lookup of it fails. Tests that converse start their own.
+	quiet := speechtest.Start()
+	quiet.Respond(func(speechtest.TranscriptionRequest) speechtest.Transcript { return speechtest.Transcript{} })
+	quietSpeech = quiet.URL
 	code := pgtest.Run(m)
+	quiet.Close()
 	_ = os.RemoveAll(dir)
 	if leaked := leakedGoroutines(5 * time.Second); code == 0 && len(leaked) > 0 {
 		fmt.Fprintf(os.Stderr, "switchboard e2e: %d goroutines leaked:\n\n%s\n", len(leaked), strings.Join(leaked, "\n\n"))
@@ -123,13 +131,17 @@ func leakedGoroutines(d time.Duration) []string {
 	}
 }
 
+// quietSpeech is the base URL of TestMain's stand-in for the openai provider.
+var quietSpeech string
+
 // environ is the environment of a switchboard process: this one's without the variables
 // switchboard reads, then vars (a later assignment of a name wins).
 func environ(vars ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "SWITCHBOARD_") || name == "DATABASE_URL" || name == "LOG_LEVEL" || name == "LOG_FORMAT" {
+		if strings.HasPrefix(name, "SWITCHBOARD_") || strings.HasPrefix(name, "OPENAI_") || strings.HasPrefix(name, "ANTHROPIC_") ||
+			name == "DATABASE_URL" || name == "LOG_LEVEL" || name == "LOG_FORMAT" {
 			continue
 		}
 		env = append(env, kv)
@@ -138,7 +150,7 @@ func environ(vars ...string) []string {
 	env = append(env, "GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"))
 	// Agents talk through openai/… models by default, and a node refuses an agent whose
 	// provider has no key; no test here reaches the real service.
-	env = append(env, "OPENAI_API_KEY=sk-switchboard-test-not-a-key")
+	env = append(env, "OPENAI_API_KEY=sk-switchboard-test-not-a-key", "OPENAI_BASE_URL="+quietSpeech)
 	// The demo agent would be one more agent in every list; the demo's own test asks for it.
 	env = append(env, "SWITCHBOARD_DEMO=false")
 	return append(env, vars...)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/switchboard-go/switchboard/agent/speech/speechtest"
 	"github.com/switchboard-go/switchboard/media"
 )
 
@@ -465,7 +466,14 @@ func TestMediaStreamEcho(t *testing.T) {
 // clear what the far end still holds; the transcript cuts the hours where it was heard.
 func TestMediaStreamDemoAgent(t *testing.T) {
 	t.Parallel()
-	env := []string{"SWITCHBOARD_DATA_DIR=" + t.TempDir(), "SWITCHBOARD_DEMO=true", "SWITCHBOARD_RATE_LIMIT=10000"}
+	// The caller's word is heard as a word: speech that transcribes to nothing is noise,
+	// and noise does not interrupt the agent.
+	voice := speechtest.NewOpenAI(t)
+	voice.Respond(func(speechtest.TranscriptionRequest) speechtest.Transcript {
+		return speechtest.Transcript{Text: "Operator."}
+	})
+	env := []string{"SWITCHBOARD_DATA_DIR=" + t.TempDir(), "SWITCHBOARD_DEMO=true", "SWITCHBOARD_RATE_LIMIT=10000",
+		"OPENAI_BASE_URL=" + voice.URL}
 	key := createKey(t, env, "--name", "cpaas")
 	n := startServe(t, env)
 	n.waitLogged("demo agent created: call sip:demo@ this node", 10*time.Second)

@@ -119,10 +119,17 @@ type Server struct {
 // NewOpenAI starts a stand-in that closes when the test ends.
 func NewOpenAI(t testing.TB) *Server {
 	t.Helper()
+	s := Start()
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Start starts a stand-in that lives until Close, for a TestMain that shares one among
+// its package's tests.
+func Start() *Server {
 	s := &Server{quit: make(chan struct{})}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL + "/v1"
-	t.Cleanup(s.Close)
 	return s
 }
 
