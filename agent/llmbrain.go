@@ -52,11 +52,10 @@ type LLMBrainConfig struct {
 	Tools    []*store.Tool
 	Webhooks *Webhooks
 	// Builtins are the built-in tools offered to the model (ToolEndCall, ToolTransferCall,
-	// ToolSendDTMF); nil offers all three, an empty non-nil slice none.
+	// ToolSendDTMF); nil offers all three, an empty non-nil slice none. transfer_call is
+	// offered only to an agent with transfer targets, and accepts only those (the model is
+	// told them).
 	Builtins []string
-	// TransferTargets, when set, are the only destinations transfer_call accepts (and the
-	// model is told them); otherwise any E.164 number or SIP URI is accepted.
-	TransferTargets []string
 	// FillerPhrase is said when a tool runs longer than FillerDelay (DefaultFillerPhrase
 	// and DefaultFillerDelay when zero; a negative FillerDelay says nothing).
 	FillerPhrase string
@@ -132,7 +131,7 @@ func newLLMBrain(cfg LLMBrainConfig) *LLMBrain {
 		builtins = []string{ToolEndCall, ToolTransferCall, ToolSendDTMF}
 	}
 	for _, name := range builtins {
-		if def, ok := builtinTool(name, cfg.TransferTargets); ok {
+		if def, ok := builtinTool(name, cfg.Agent.TransferTargets); ok {
 			b.builtins[name] = true
 			b.tools = append(b.tools, def)
 		}
@@ -158,10 +157,10 @@ func builtinTool(name string, targets []string) (llm.Tool, bool) {
 		return llm.Tool{Name: name, Description: "End the call. Use it when the conversation is over; say goodbye in the goodbye argument.",
 			Parameters: json.RawMessage(`{"type":"object","properties":{"goodbye":{"type":"string","description":"What to say before hanging up."}}}`)}, true
 	case ToolTransferCall:
-		to := map[string]any{"type": "string", "description": "The E.164 number or SIP URI to transfer the caller to."}
-		if len(targets) > 0 {
-			to["enum"] = targets
+		if len(targets) == 0 {
+			return llm.Tool{}, false
 		}
+		to := map[string]any{"type": "string", "description": "The E.164 number or SIP URI to transfer the caller to.", "enum": targets}
 		params, _ := json.Marshal(map[string]any{"type": "object", "properties": map[string]any{"to": to}, "required": []string{"to"}})
 		return llm.Tool{Name: name, Description: "Transfer the caller to another number or SIP address.", Parameters: params}, true
 	case ToolSendDTMF:
@@ -526,7 +525,7 @@ func (b *LLMBrain) runTool(ctx context.Context, c Conversation, call llm.ToolCal
 			return "the call was ended", errCallEnded
 		case ToolTransferCall:
 			to := str("to")
-			if err := checkTransferTarget(to, b.cfg.TransferTargets); err != nil {
+			if err := checkTransferTarget(to, b.cfg.Agent.TransferTargets); err != nil {
 				return "", err
 			}
 			if err := c.Transfer(ctx, to); err != nil {
@@ -561,22 +560,12 @@ func (b *LLMBrain) runTool(ctx context.Context, c Conversation, call llm.ToolCal
 	})
 }
 
-// checkTransferTarget refuses a destination that is not a number or SIP URI, or not one of
-// the allowed ones.
+// checkTransferTarget refuses a destination that is not one of the agent's.
 func checkTransferTarget(to string, allowed []string) error {
-	if len(allowed) > 0 {
-		if !slices.Contains(allowed, to) {
-			return fmt.Errorf("%q is not a destination this agent may transfer to (allowed: %s)", to, strings.Join(allowed, ", "))
-		}
-		return nil
+	if !slices.Contains(allowed, to) {
+		return fmt.Errorf("%q is not a destination this agent may transfer to (allowed: %s)", to, strings.Join(allowed, ", "))
 	}
-	if strings.HasPrefix(to, "sip:") || strings.HasPrefix(to, "sips:") {
-		return nil
-	}
-	if len(to) >= 3 && to[0] == '+' && strings.Trim(to[1:], "0123456789") == "" && len(to) <= 16 {
-		return nil
-	}
-	return fmt.Errorf("%q is not an E.164 number (+15551234567) or a SIP URI", to)
+	return nil
 }
 
 // runWithFiller runs f, saying phrase once if it is still running after delay (and not

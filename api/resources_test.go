@@ -57,6 +57,7 @@ func fullAgent(i int) map[string]any {
 		"transcriber":        map[string]any{"provider": "openai", "model": "whisper-1"},
 		"tool_ids":           []any{},
 		"knowledge_base_ids": []any{"kb_faq"},
+		"transfer_targets":   []any{"+15551230000", "sip:desk@pbx.example.com"},
 		"workflow_id":        nil,
 		"limits":             map[string]any{"max_duration_s": 1800, "idle_timeout_s": 30},
 		"turn":               map[string]any{"endpointing_ms": 600, "interruptions": true, "min_interruption_ms": 250},

@@ -81,6 +81,8 @@ func TestValidation(t *testing.T) {
 				{"workflow that does not exist", with(agentBase, "workflow_id", noWorkflow), "workflow_id"},
 				{"workflow id malformed", with(agentBase, "workflow_id", "menu"), "workflow_id"},
 				{"knowledge base id empty", with(agentBase, "knowledge_base_ids", arr{""}), "knowledge_base_ids[0]"},
+				{"transfer target not a destination", with(agentBase, "transfer_targets", arr{"+15551230000", "front desk"}), "transfer_targets[1]"},
+				{"transfer target listed twice", with(agentBase, "transfer_targets", arr{"sip:desk@pbx.example.com", "sip:desk@pbx.example.com"}), "transfer_targets[1]"},
 				{"max duration", with(agentBase, "limits", obj{"max_duration_s": 5, "idle_timeout_s": 30}), "limits.max_duration_s"},
 				{"idle timeout", with(agentBase, "limits", obj{"max_duration_s": 60, "idle_timeout_s": -1}), "limits.idle_timeout_s"},
 				{"endpointing", with(agentBase, "turn", obj{"endpointing_ms": 50}), "turn.endpointing_ms"},

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/uptrace/bun"
@@ -14,20 +15,24 @@ type Agent struct {
 	bun.BaseModel `bun:"table:agents"`
 	Row
 
-	Name             string         `bun:"name,notnull" json:"name"`
-	Instructions     string         `bun:"instructions,notnull" json:"instructions"`
-	FirstMessage     string         `bun:"first_message,notnull" json:"first_message"`
-	Language         string         `bun:"language,notnull" json:"language"`
-	Model            string         `bun:"model,notnull" json:"model"`
-	Temperature      float64        `bun:"temperature,notnull" json:"temperature"`
-	Voice            Voice          `bun:"voice,type:json" json:"voice"`
-	Transcriber      Transcriber    `bun:"transcriber,type:json" json:"transcriber"`
-	ToolIDs          []string       `bun:"tool_ids,type:json" json:"tool_ids"`
-	KnowledgeBaseIDs []string       `bun:"knowledge_base_ids,type:json" json:"knowledge_base_ids"`
-	WorkflowID       *string        `bun:"workflow_id" json:"workflow_id"`
-	Limits           CallLimits     `bun:"limits,type:json" json:"limits"`
-	Turn             TurnSettings   `bun:"turn,type:json" json:"turn"`
-	Metadata         map[string]any `bun:"metadata,type:json" json:"metadata"`
+	Name             string      `bun:"name,notnull" json:"name"`
+	Instructions     string      `bun:"instructions,notnull" json:"instructions"`
+	FirstMessage     string      `bun:"first_message,notnull" json:"first_message"`
+	Language         string      `bun:"language,notnull" json:"language"`
+	Model            string      `bun:"model,notnull" json:"model"`
+	Temperature      float64     `bun:"temperature,notnull" json:"temperature"`
+	Voice            Voice       `bun:"voice,type:json" json:"voice"`
+	Transcriber      Transcriber `bun:"transcriber,type:json" json:"transcriber"`
+	ToolIDs          []string    `bun:"tool_ids,type:json" json:"tool_ids"`
+	KnowledgeBaseIDs []string    `bun:"knowledge_base_ids,type:json" json:"knowledge_base_ids"`
+	WorkflowID       *string     `bun:"workflow_id" json:"workflow_id"`
+	// TransferTargets are the numbers (E.164) and SIP URIs the agent's model may hand a
+	// caller to with transfer_call; with none it is not offered the tool at all, so that no
+	// caller can talk an agent into dialling where its operator did not mean it to.
+	TransferTargets []string       `bun:"transfer_targets,type:json" json:"transfer_targets"`
+	Limits          CallLimits     `bun:"limits,type:json" json:"limits"`
+	Turn            TurnSettings   `bun:"turn,type:json" json:"turn"`
+	Metadata        map[string]any `bun:"metadata,type:json" json:"metadata"`
 }
 
 // Voice is how an agent speaks: a text-to-speech provider, its voice, and a speaking rate.
@@ -71,6 +76,7 @@ func NewAgent() *Agent {
 		Transcriber:      Transcriber{Provider: "openai", Model: "whisper-1"},
 		ToolIDs:          []string{},
 		KnowledgeBaseIDs: []string{},
+		TransferTargets:  []string{},
 		Limits:           CallLimits{MaxDurationS: 1800, IdleTimeoutS: 30},
 		Turn:             TurnSettings{EndpointingMS: 600, Interruptions: true, MinInterruptionMS: 250, FirstMessageInterruptible: true},
 		Metadata:         map[string]any{},
@@ -110,6 +116,21 @@ func (a *Agent) Validate() error {
 	}
 	if a.Metadata == nil {
 		a.Metadata = map[string]any{}
+	}
+	if a.TransferTargets == nil {
+		a.TransferTargets = []string{}
+	}
+	if len(a.TransferTargets) > 32 {
+		fe.add("transfer_targets", "must list at most 32 destinations")
+	}
+	for i, to := range a.TransferTargets {
+		field := fmt.Sprintf("transfer_targets[%d]", i)
+		switch {
+		case !ValidDestination(to):
+			fe.add(field, "must be an E.164 number (+15551234567) or a SIP URI (sip:desk@pbx.example.com)")
+		case slices.Contains(a.TransferTargets[:i], to):
+			fe.add(field, "is listed twice")
+		}
 	}
 	seen := map[string]bool{}
 	for i, id := range a.ToolIDs {

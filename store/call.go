@@ -227,6 +227,12 @@ func hasSIPScheme(s string) bool {
 	return strings.HasPrefix(l, "sip:") || strings.HasPrefix(l, "sips:")
 }
 
+// ValidDestination says whether s is somewhere a call can be sent: an E.164 number or a
+// sip: or sips: URI.
+func ValidDestination(s string) bool {
+	return reE164.MatchString(s) || hasSIPScheme(s) && validSIPURI(s)
+}
+
 // validSIPURI checks the form of a sip: or sips: URI enough to dial it: an optional user, and
 // a host of letters, digits, dots, dashes (or an IPv6 literal) with an optional port.
 func validSIPURI(s string) bool {

@@ -101,7 +101,7 @@ func TestLLMAgentCall(t *testing.T) {
 		t.Fatalf("POST tool: %d %v", status, tool)
 	}
 	status, ag := n.call("POST", "/api/v1/agents", key, `{"name":"Orders","model":"openai/gpt-test","instructions":"You answer questions about orders.",`+
-		`"first_message":"Hello, how can I help?","tool_ids":["`+tool["id"].(string)+`"],`+
+		`"first_message":"Hello, how can I help?","tool_ids":["`+tool["id"].(string)+`"],"transfer_targets":["+15550002"],`+
 		`"transcriber":{"provider":"voice","model":"whisper-1"},"voice":{"provider":"espeak","voice":"en-us","speed":1}}`)
 	if status != http.StatusCreated {
 		t.Fatalf("POST agent: %d %v", status, ag)
