@@ -9,7 +9,8 @@ import (
 // is long it is an interruption; if it is short, it is transcribed when it ends, and a
 // backchannel ("uh-huh", "okay") is dropped and playback resumes where it paused, while
 // anything else is an interruption and the next input. A key pressed stops playback too.
-// Without STT every such utterance is an interruption.
+// Without STT only keys interrupt: speech the agent cannot understand would only cut the
+// caller off from what it says (the menu of a keys-only agent is heard whole).
 
 type bargeIn uint8
 
@@ -53,15 +54,14 @@ func (c *conversation) bargeInState(keysBefore int) bargeIn {
 		e.mu.Unlock()
 		return bargeInNone
 	}
-	st := bargeInPause
 	if c.cfg.STT == nil {
-		s.bargeIn = true
-		st = bargeInStop
+		e.mu.Unlock()
+		return bargeInNone
 	}
 	ev := BargeIn{At: time.Now(), Onset: s.start, Due: s.due, SpeechMS: s.speechMS()}
 	e.mu.Unlock()
 	c.publish(EventBargeIn, ev)
-	return st
+	return bargeInPause
 }
 
 // BargeIn is the data of a call.barge_in event: playback stopped for the caller.

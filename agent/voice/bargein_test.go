@@ -209,6 +209,8 @@ func TestBargeInDisabled(t *testing.T) {
 	}
 }
 
+// TestWithoutSTT: an agent without a transcriber cannot understand speech, so speech does
+// not cut it off (a keys-only menu is heard whole); a key does.
 func TestWithoutSTT(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, media.Rate8k)
@@ -220,17 +222,28 @@ func TestWithoutSTT(t *testing.T) {
 	if _, ok := r.caller.waitSpeech(start, 1500*time.Millisecond, 20*time.Second); !ok {
 		t.Fatal("the answer was not heard")
 	}
-	// Speech still interrupts, but is never understood: the Listen after it times out.
 	r.caller.say(fixture(t, "wait"))
+	r.caller.say(fixture(t, "hello"))
+	select {
+	case res := <-out:
+		t.Fatalf("speech ended the answer: %+v", res.spoken)
+	default:
+	}
+	if err := r.caller.sess.SendDTMF('5', 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
 	res := <-out
 	wait()
 	if res.err != nil {
 		t.Fatal(res.err)
 	}
-	if !res.spoken.Interrupted || !strings.HasPrefix(longAnswer, res.spoken.Text) {
-		t.Errorf("spoken %+v: want an interrupted prefix", res.spoken)
+	if !res.spoken.Interrupted || !strings.HasPrefix(longAnswer, res.spoken.Text) || len(res.spoken.Text) == len(longAnswer) {
+		t.Errorf("spoken %+v: want a prefix cut by the key", res.spoken)
 	}
-	if res.input.Kind != agent.InputTimeout {
-		t.Errorf("input %+v: speech is not understood without STT", res.input)
+	if res.input.Kind != agent.InputDTMF || res.input.Digits != "5" {
+		t.Errorf("input %+v: want the key", res.input)
+	}
+	if evs := r.line.eventsOf(EventBargeIn); len(evs) != 1 || !evs[0].data.(BargeIn).DTMF {
+		t.Errorf("barge-in events %+v: want the key's only", evs)
 	}
 }

@@ -82,7 +82,7 @@ func benchTurns(b *testing.B, text string, silence time.Duration) {
 	if len(added) < b.N {
 		b.Fatalf("%d answers with metrics for %d turns", len(added), b.N)
 	}
-	b.ReportMetric(percentile(added, 50), "added-p50-ms")
-	b.ReportMetric(percentile(added, 99), "added-p99-ms")
-	b.ReportMetric(percentile(detect, 50), "endpoint-p50-ms")
+	b.ReportMetric(*percentile(added, 50), "added-p50-ms")
+	b.ReportMetric(*percentile(added, 99), "added-p99-ms")
+	b.ReportMetric(*percentile(detect, 50), "endpoint-p50-ms")
 }

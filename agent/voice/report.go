@@ -26,13 +26,13 @@ func (c *conversation) result() Result {
 	return Result{Reason: reason, Transcript: transcript, Report: r}
 }
 
-// percentile is the nearest-rank percentile p of xs, 0 when there are none.
-func percentile(xs []float64, p float64) float64 {
+// percentile is the nearest-rank percentile p of xs, nil when there are none.
+func percentile(xs []float64, p float64) *float64 {
 	if len(xs) == 0 {
-		return 0
+		return nil
 	}
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	k := int(float64(len(s))*p/100+0.999999) - 1
-	return s[max(0, min(k, len(s)-1))]
+	return &s[max(0, min(k, len(s)-1))]
 }

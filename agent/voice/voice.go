@@ -114,9 +114,10 @@ type Report struct {
 	DurationSeconds float64 `json:"duration_seconds"`
 	// Turns counts the caller's turns that were answered or acted on.
 	Turns int `json:"turns"`
-	// LatencyP50MS and LatencyP90MS are percentiles of voice-to-voice latency.
-	LatencyP50MS  float64   `json:"latency_p50_ms"`
-	LatencyP90MS  float64   `json:"latency_p90_ms"`
+	// LatencyP50MS and LatencyP90MS are percentiles of voice-to-voice latency, null when
+	// no spoken turn was answered (a call of keys only has none to measure).
+	LatencyP50MS  *float64  `json:"latency_p50_ms"`
+	LatencyP90MS  *float64  `json:"latency_p90_ms"`
 	Usage         llm.Usage `json:"usage"`
 	TTSCharacters int       `json:"tts_characters"`
 	STTSeconds    float64   `json:"stt_seconds"`

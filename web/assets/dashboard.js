@@ -382,8 +382,9 @@
       ['ended_reason', 'Ended by', r.ended_reason || '—'],
       ['duration_seconds', 'Duration', SB.duration(r.duration_seconds)],
       ['turns', 'Turns', String(r.turns ?? 0)],
-      ['latency_p50_ms', 'Latency p50', r.turns ? SB.ms(r.latency_p50_ms) : '–'],
-      ['latency_p90_ms', 'Latency p90', r.turns ? SB.ms(r.latency_p90_ms) : '–'],
+      // Null when no spoken turn was answered (a call of keys only).
+      ['latency_p50_ms', 'Latency p50', r.latency_p50_ms == null ? '–' : SB.ms(r.latency_p50_ms)],
+      ['latency_p90_ms', 'Latency p90', r.latency_p90_ms == null ? '–' : SB.ms(r.latency_p90_ms)],
       ['interruptions', 'Interruptions', String(r.interruptions ?? 0)],
       ['usage', 'Tokens in / out', (usage.input_tokens || 0) + ' / ' + (usage.output_tokens || 0)],
     ];
