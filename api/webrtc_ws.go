@@ -52,7 +52,7 @@ func (s *Server) offerCommand(ctx context.Context, v realtime.Viewer, msg json.R
 	delete(fields, "type")
 	delete(fields, "id")
 	body, _ := json.Marshal(fields)
-	out, err := s.runCommand(ctx, p, http.MethodPost, "/api/v1/webrtc/sessions", "", "application/json", body, s.createWebRTCSession)
+	out, err := s.runCommand(ctx, p, v, http.MethodPost, "/api/v1/webrtc/sessions", "", "application/json", body, s.createWebRTCSession)
 	if err != nil {
 		return nil, s.commandError(err)
 	}
@@ -72,7 +72,7 @@ func (s *Server) candidateCommand(ctx context.Context, v realtime.Viewer, msg js
 	if strings.HasPrefix(frag, "candidate:") {
 		frag = "a=" + frag
 	}
-	_, err = s.runCommand(ctx, p, http.MethodPatch, "/api/v1/webrtc/sessions/"+cmd.CallID, cmd.CallID, contentSDPFrag, []byte(frag+"\r\n"), s.trickleWebRTCSession)
+	_, err = s.runCommand(ctx, p, v, http.MethodPatch, "/api/v1/webrtc/sessions/"+cmd.CallID, cmd.CallID, contentSDPFrag, []byte(frag+"\r\n"), s.trickleWebRTCSession)
 	if e := (*Error)(nil); errors.As(err, &e) && e.Status == http.StatusBadRequest {
 		// Over HTTP the fragment is the body; here it is the candidate field.
 		return nil, realtime.CommandError(http.StatusUnprocessableEntity, e.Code, "Invalid request: candidate "+e.Message,
@@ -86,7 +86,7 @@ func (s *Server) hangupCommand(ctx context.Context, v realtime.Viewer, msg json.
 	if err != nil {
 		return nil, err
 	}
-	_, err = s.runCommand(ctx, p, http.MethodDelete, "/api/v1/webrtc/sessions/"+cmd.CallID, cmd.CallID, "", nil, s.deleteWebRTCSession)
+	_, err = s.runCommand(ctx, p, v, http.MethodDelete, "/api/v1/webrtc/sessions/"+cmd.CallID, cmd.CallID, "", nil, s.deleteWebRTCSession)
 	return nil, s.commandError(err)
 }
 
@@ -137,12 +137,13 @@ func (s *Server) commandPrincipal(ctx context.Context, v realtime.Viewer) (*Prin
 
 // runCommand runs an HTTP operation's handler for a command and returns the body it
 // answered with; a refusal is the handler's error, or the error it wrote.
-func (s *Server) runCommand(ctx context.Context, p *Principal, method, path, id, contentType string, body []byte,
+func (s *Server) runCommand(ctx context.Context, p *Principal, v realtime.Viewer, method, path, id, contentType string, body []byte,
 	h func(http.ResponseWriter, *http.Request, *Principal) error) ([]byte, error) {
 	r, err := http.NewRequestWithContext(ctx, method, path, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
+	r.RemoteAddr = v.RemoteAddr // the socket's client: a browser's call is from it
 	if contentType != "" {
 		r.Header.Set("Content-Type", contentType)
 	}

@@ -17,6 +17,9 @@ type Viewer struct {
 	TenantID string
 	// Key names the credential, for the per-credential connection limit.
 	Key string
+	// RemoteAddr is the client's address as the HTTP server saw it (host:port), for the
+	// records of what its commands start (a browser's call is from it).
+	RemoteAddr string
 }
 
 // TopicChecker says whether a tenant may watch a topic: nil, or ErrTopicNotFound when the
