@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/switchboard-go/switchboard/internal/callcap"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -30,6 +31,8 @@ type Error struct {
 	Code    string
 	Message string
 	Details []store.FieldError
+	// RetryAfter, in seconds, is sent as Retry-After when set.
+	RetryAfter int
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }
@@ -82,6 +85,15 @@ func asError(err error) *Error {
 	if errors.As(err, &ce) {
 		return &Error{Status: http.StatusConflict, Code: codeConflict, Message: "Conflict: " + ce.Field + " " + ce.Message,
 			Details: []store.FieldError{{Field: ce.Field, Message: ce.Message}}}
+	}
+	var le *callcap.LimitError
+	if errors.As(err, &le) {
+		if errors.Is(le, callcap.ErrTenantFull) {
+			return &Error{Status: http.StatusTooManyRequests, Code: codeRateLimit, RetryAfter: 5,
+				Message: fmt.Sprintf("Too many calls: the tenant has its limit of %d concurrent calls on this node; try again when one ends", le.Limit)}
+		}
+		return &Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, RetryAfter: 5,
+			Message: fmt.Sprintf("This node carries its limit of %d concurrent calls; try again shortly, or another node", le.Limit)}
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):

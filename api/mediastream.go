@@ -62,6 +62,11 @@ func (s *Server) serveMediaStream(w http.ResponseWriter, r *http.Request, p *Pri
 	}
 	id, err := calls.StartMediaStreamCall(context.WithoutCancel(r.Context()), p.TenantID, target, ms)
 	if err != nil {
+		if e := asError(err); e.Status == http.StatusTooManyRequests || e.Status == http.StatusServiceUnavailable {
+			log.Info("media stream call refused", "error", err)
+			ms.Refuse(e.Message)
+			return nil
+		}
 		log.Warn("media stream call not started", "error", err)
 		ms.Hangup("error")
 		return nil

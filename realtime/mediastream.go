@@ -375,6 +375,12 @@ func (m *MediaStream) isDone() bool {
 	}
 }
 
+// Refuse ends a stream whose call cannot be taken now (the node or the tenant is at its
+// limit of calls): the socket closes with 1013 Try Again Later and text.
+func (m *MediaStream) Refuse(text string) {
+	m.closeWith(websocket.StatusTryAgainLater, text, MediaReasonClosed)
+}
+
 // closeWith ends the stream with reason and closes the socket with code and text.
 func (m *MediaStream) closeWith(code websocket.StatusCode, text, reason string) {
 	m.ended(reason)

@@ -14,6 +14,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/oklog/ulid/v2"
 
+	"github.com/switchboard-go/switchboard/internal/callcap"
 	"github.com/switchboard-go/switchboard/media"
 	"github.com/switchboard-go/switchboard/store"
 )
@@ -230,6 +231,17 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		refuse(ref)
 		return
 	}
+	slot, err := s.cfg.Calls.Acquire(who.tenantID)
+	if err != nil {
+		if errors.Is(err, callcap.ErrTenantFull) {
+			refuse(&refusal{code: sip.StatusBusyHere, reason: "Busy Here", why: err.Error()})
+		} else {
+			refuse(&refusal{code: sip.StatusServiceUnavailable, reason: "Service Unavailable", why: err.Error(),
+				hdrs: []sip.Header{sip.NewHeader("Retry-After", "5")}})
+		}
+		return
+	}
+	defer slot()
 	expires, ref := sessionExpires(req)
 	if ref != nil {
 		refuse(ref)

@@ -63,7 +63,12 @@ func (s *Server) Dial(ctx context.Context, rec *store.Call) error {
 	} else if h = builtin(rec.Destination); h == nil {
 		return fe("destination", "unknown built-in destination")
 	}
+	slot, err := s.cfg.Calls.Acquire(rec.TenantID)
+	if err != nil {
+		return err
+	}
 	if _, ok := s.admit(); !ok {
+		slot()
 		return &store.ConflictError{Field: "to", Message: "this node is at its call limit or shutting down"}
 	}
 	rec.Direction = store.CallOutbound
@@ -78,6 +83,7 @@ func (s *Server) Dial(ctx context.Context, rec *store.Call) error {
 	rec.SIPCallID = sip.GenerateTagN(32) + "@" + s.host
 	if err := s.createRecord(ctx, rec); err != nil {
 		s.release()
+		slot()
 		return err
 	}
 	c := s.newCall(*rec, false, h)
@@ -89,6 +95,7 @@ func (s *Server) Dial(ctx context.Context, rec *store.Call) error {
 	c.Publish(EventCallCreated, c.Record())
 	go func() {
 		defer s.release()
+		defer slot()
 		s.dial(c, target, trunk)
 	}()
 	return nil

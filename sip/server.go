@@ -23,6 +23,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/switchboard-go/switchboard/internal/callcap"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -51,8 +52,14 @@ type Config struct {
 	Agents Agents
 	// MediaTimeout ends a call whose RTP stopped for this long (zero: 30 s).
 	MediaTimeout time.Duration
-	// MaxCalls bounds concurrent calls; more are answered 503 (zero: 5,000).
+	// MaxCalls bounds concurrent INVITE transactions and calls of this server, refused or
+	// not; more are answered 503 (zero: 5,000). It guards the server against a flood.
 	MaxCalls int
+	// Calls, when set, bounds the node's calls (shared with its other transports) and each
+	// tenant's, once a call is routed: a call over the node's limit is answered 503, one over
+	// its tenant's 486 Busy Here; an outbound call over either is refused with its
+	// *callcap.LimitError.
+	Calls *callcap.Limiter
 	// TLS, when set, serves the TLS listener given to Serve.
 	TLS *tls.Config
 	// RecordDir, when set, receives a stereo WAV of every answered call, "<call id>.wav":

@@ -35,6 +35,9 @@ type config struct {
 	Node         string
 	RecordCalls  bool
 	Demo         bool
+	// MaxCalls and MaxTenantCalls bound the node's concurrent calls, all transports
+	// together, and each tenant's; zero is no limit.
+	MaxCalls, MaxTenantCalls int
 	// AllowPrivateWebhooks lets agents' tools call addresses of this machine and its
 	// private networks.
 	AllowPrivateWebhooks bool
@@ -76,6 +79,8 @@ func (c *config) registerServe(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Demo, "demo", env("SWITCHBOARD_DEMO", "true") == "true", "create the demo agent (sip:demo@…) on first start (SWITCHBOARD_DEMO=false to skip)")
 	host, _ := os.Hostname()
 	fs.StringVar(&c.Node, "node", env("SWITCHBOARD_NODE", host), "this node's name in call records; a restart fails the calls it carried (SWITCHBOARD_NODE; default: the host name)")
+	fs.IntVar(&c.MaxCalls, "max-calls", envInt("SWITCHBOARD_MAX_CALLS", 2000), "concurrent calls of the node, SIP, WebRTC and media streams together; more are refused (SWITCHBOARD_MAX_CALLS; 0: no limit)")
+	fs.IntVar(&c.MaxTenantCalls, "max-calls-per-tenant", envInt("SWITCHBOARD_MAX_CALLS_PER_TENANT", 0), "concurrent calls of any one tenant on the node (SWITCHBOARD_MAX_CALLS_PER_TENANT; 0: only the node's limit)")
 	fs.IntVar(&c.RateLimit, "rate-limit", envInt("SWITCHBOARD_RATE_LIMIT", 100), "requests a minute for an API key without a limit of its own (SWITCHBOARD_RATE_LIMIT)")
 	c.WebRTC.register(fs)
 }

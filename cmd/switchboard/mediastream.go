@@ -20,10 +20,14 @@ func mediaStreamTarget(target string) WebTarget {
 	return WebTarget{AgentID: target}
 }
 
-// CheckMediaStreamTarget implements api.MediaStreamCalls.
+// CheckMediaStreamTarget implements api.MediaStreamCalls: the target must take calls of the
+// tenant, and the node and the tenant must have room for one more (so that a socket is
+// refused before it is upgraded, in the common case).
 func (w *webCalls) CheckMediaStreamTarget(ctx context.Context, tenantID, target string) error {
-	_, _, err := w.route(ctx, webCallSpec{TenantID: tenantID, Target: mediaStreamTarget(target)})
-	return err
+	if _, _, err := w.route(ctx, webCallSpec{TenantID: tenantID, Target: mediaStreamTarget(target)}); err != nil {
+		return err
+	}
+	return w.calls.Check(tenantID)
 }
 
 // StartMediaStreamCall implements api.MediaStreamCalls. The caller is the start's From

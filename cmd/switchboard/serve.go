@@ -18,6 +18,7 @@ import (
 	"github.com/switchboard-go/switchboard/agent/llm"
 	"github.com/switchboard-go/switchboard/agent/speech"
 	"github.com/switchboard-go/switchboard/api"
+	"github.com/switchboard-go/switchboard/internal/callcap"
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
@@ -143,7 +144,11 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	// stops.
 	webCtx, stopWeb := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWeb()
-	web := newWebCalls(webCtx, st, agents, hub, c.Node, log)
+	if c.MaxCalls < 0 || c.MaxTenantCalls < 0 {
+		return fmt.Errorf("--max-calls and --max-calls-per-tenant must be 0 (no limit) or more")
+	}
+	calls := callcap.New(c.MaxCalls, c.MaxTenantCalls)
+	web := newWebCalls(webCtx, st, agents, hub, calls, c.Node, log)
 	var rtcCalls api.WebRTCCalls
 	if c.WebRTC.Enabled {
 		rcfg, err := c.WebRTC.config(c.PublicIP, log)
@@ -158,7 +163,7 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 		rtcCalls = newWebRTCCalls(web, rtc)
 	}
 	sipCfg := sip.Config{Log: log, PublicIP: c.PublicIP, RTPPortMin: rtpMin, RTPPortMax: rtpMax,
-		Store: st, DefaultTenantID: def.ID, Node: c.Node, Events: hub, MediaTimeout: c.MediaTimeout, Agents: agents}
+		Store: st, DefaultTenantID: def.ID, Node: c.Node, Events: hub, MediaTimeout: c.MediaTimeout, Agents: agents, Calls: calls}
 	if c.RecordCalls {
 		sipCfg.RecordDir = filepath.Join(c.DataDir, "recordings")
 		if err := os.MkdirAll(sipCfg.RecordDir, 0o750); err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboard-go/switchboard/api"
+	"github.com/switchboard-go/switchboard/internal/callcap"
 	"github.com/switchboard-go/switchboard/media"
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/sip"
@@ -99,6 +100,8 @@ type webCalls struct {
 	events sip.Publisher // nil: no events
 	node   string
 	log    *slog.Logger
+	// calls bounds the node's calls and each tenant's, with its SIP calls.
+	calls *callcap.Limiter
 
 	// base is the node's life: when it ends, every call ends with reason shutdown.
 	base context.Context
@@ -113,22 +116,28 @@ type webCalls struct {
 // errClosing refuses a call to a node that is stopping.
 var errClosing = &store.ConflictError{Field: "node", Message: "this node is shutting down; call another"}
 
-func newWebCalls(base context.Context, st *store.Store, agents *agentCalls, events sip.Publisher, node string, log *slog.Logger) *webCalls {
-	return &webCalls{st: st, agents: agents, events: events, node: node, log: log, base: base, live: map[string]*webCall{}}
+func newWebCalls(base context.Context, st *store.Store, agents *agentCalls, events sip.Publisher, calls *callcap.Limiter, node string, log *slog.Logger) *webCalls {
+	return &webCalls{st: st, agents: agents, events: events, calls: calls, node: node, log: log, base: base, live: map[string]*webCall{}}
 }
 
 // start creates the call's record and runs the call in the background until it ends. ctx
 // bounds only the start (the record's creation); the call lives until its stream ends, its
 // agent hangs up, Hangup or End is called, or the node stops. An unknown agent is
-// store.ErrNotFound; a bad target is a *store.ValidationError.
+// store.ErrNotFound; a bad target is a *store.ValidationError; a call over the node's or its
+// tenant's limit is a *callcap.LimitError.
 func (w *webCalls) start(ctx context.Context, spec webCallSpec) (*webCall, error) {
 	handler, rec, err := w.route(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	slot, err := w.calls.Acquire(spec.TenantID)
 	if err != nil {
 		return nil, err
 	}
 	w.mu.Lock()
 	if w.closing || w.base.Err() != nil {
 		w.mu.Unlock()
+		slot()
 		return nil, errClosing
 	}
 	w.wg.Add(1) // given back below if the call does not start
@@ -137,6 +146,7 @@ func (w *webCalls) start(ctx context.Context, spec webCallSpec) (*webCall, error
 	defer func() {
 		if !started {
 			w.wg.Done()
+			slot()
 		}
 	}()
 	now := time.Now().UTC()
@@ -166,6 +176,7 @@ func (w *webCalls) start(ctx context.Context, spec webCallSpec) (*webCall, error
 	}
 	go func() {
 		defer w.wg.Done()
+		defer slot()
 		c.run(handler)
 	}()
 	return c, nil

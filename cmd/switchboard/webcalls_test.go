@@ -75,7 +75,7 @@ func testWebCalls(t *testing.T) (*webCalls, string, context.CancelFunc) {
 	}
 	base, stop := context.WithCancel(ctx)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	w := newWebCalls(base, st, &agentCalls{st: st, log: log}, nil, "node-a", log)
+	w := newWebCalls(base, st, &agentCalls{st: st, log: log}, nil, nil, "node-a", log)
 	t.Cleanup(func() {
 		stop()
 		wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
