@@ -206,6 +206,7 @@ type MediaStream struct {
 	lastSeq  int64
 	bad      int
 	payload  []byte // decoded μ-law of the current media frame
+	partIn   int    // samples received beyond the whole frames counted in framesIn
 
 	// Our audio. wlock (a channel, so that waiting for it can be abandoned) serialises
 	// everything written to the socket, so that a mark follows the media it marks.
@@ -868,24 +869,32 @@ func (m *MediaStream) onMedia(msg *mediaMessage) {
 		m.badFrame("media", msg.SequenceNumber, "payload is not base64")
 		return
 	}
-	if len(b) == 0 || len(b)%mulawFrameBytes != 0 {
-		m.badFrame("media", msg.SequenceNumber, "payload of "+strconv.Itoa(len(b))+" bytes, not whole 20 ms frames of 160")
+	if len(b) == 0 {
+		m.badFrame("media", msg.SequenceNumber, "empty payload")
 		return
 	}
+	// Twilio sends 20 ms (160 bytes) a message; other senders cut the audio otherwise, and
+	// it is one stream of samples all the same: ReadFrame takes 20 ms of it as they come.
 	m.imu.Lock()
-	for len(b) > 0 {
-		if m.rlen+mulawFrameBytes > len(m.ring) { // ReadFrame fell behind: drop the oldest
-			m.rhead = (m.rhead + mulawFrameBytes) % len(m.ring)
-			m.rlen -= mulawFrameBytes
-			m.droppedIn.Add(1)
-		}
-		tail := (m.rhead + m.rlen) % len(m.ring)
-		// The ring holds whole frames, so a frame never wraps.
-		media.DecodePCMU(m.ring[tail:tail+mulawFrameBytes], b[:mulawFrameBytes])
-		m.rlen += mulawFrameBytes
-		b = b[mulawFrameBytes:]
-		m.framesIn.Add(1)
+	if len(b) > len(m.ring) { // more than the ring holds: the newest of it
+		m.droppedIn.Add(int64((len(b) - len(m.ring) + mulawFrameBytes - 1) / mulawFrameBytes))
+		b = b[len(b)-len(m.ring):]
 	}
+	n := len(b)
+	if over := m.rlen + n - len(m.ring); over > 0 { // ReadFrame fell behind: drop the oldest
+		drop := min(m.rlen, (over+mulawFrameBytes-1)/mulawFrameBytes*mulawFrameBytes)
+		m.rhead = (m.rhead + drop) % len(m.ring)
+		m.rlen -= drop
+		m.droppedIn.Add(int64(drop / mulawFrameBytes))
+	}
+	tail := (m.rhead + m.rlen) % len(m.ring)
+	first := min(n, len(m.ring)-tail)
+	media.DecodePCMU(m.ring[tail:tail+first], b[:first])
+	media.DecodePCMU(m.ring[:n-first], b[first:])
+	m.rlen += n
+	m.partIn += n
+	m.framesIn.Add(int64(m.partIn / mulawFrameBytes))
+	m.partIn %= mulawFrameBytes
 	m.imu.Unlock()
 	select {
 	case m.inNotify <- struct{}{}:
