@@ -408,6 +408,17 @@ func (c *Call) startMedia() error {
 	return nil
 }
 
+// streamRate is the rate of a call's frames: G.711's 8 kHz, and 16 kHz for Opus, whose RTP
+// clock is 48 kHz whatever it carries. A phone call is at most wideband speech (our encoder
+// is capped there, and agents hear at 16 kHz), and Opus decoding and encoding at 16 kHz
+// costs about half of what it does at 48 kHz, with no resampling on the way to an agent.
+func streamRate(codec media.CodecSpec) int {
+	if strings.EqualFold(codec.Name, "opus") {
+		return media.Rate16k
+	}
+	return codec.ClockRate
+}
+
 // openMedia opens the call's media session. Until mediaDone, only the call's owner and its
 // handler use it: an early media session is not yet the answered call's.
 func (c *Call) openMedia() error {
@@ -418,7 +429,7 @@ func (c *Call) openMedia() error {
 	}
 	cfg := media.RTPConfig{
 		Log: c.log, Conn: c.ports.rtp, RTCP: c.ports.rtcp, Remote: remote,
-		Codec: c.codec, EventPT: c.eventPT, Rate: c.codec.ClockRate, MediaTimeout: c.srv.cfg.MediaTimeout,
+		Codec: c.codec, EventPT: c.eventPT, Rate: streamRate(c.codec), MediaTimeout: c.srv.cfg.MediaTimeout,
 		OpusComplexity: c.srv.cfg.OpusComplexity,
 	}
 	if dir := c.srv.cfg.RecordDir; dir != "" {
