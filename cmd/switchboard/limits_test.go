@@ -12,8 +12,6 @@ import (
 	"github.com/coder/websocket"
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
-
-	"github.com/switchboard-go/switchboard/realtime/webrtctest"
 )
 
 // inviteStatus calls target over SIP and returns the final status of the INVITE; a call
@@ -64,15 +62,7 @@ func inviteStatus(t *testing.T, target string) int {
 // and body.
 func offerEcho(t *testing.T, n *node, key string) (int, http.Header, []byte) {
 	t.Helper()
-	c, err := webrtctest.New(webrtctest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	offer, err := c.Offer()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, offer := newOffer(t)
 	body, _ := json.Marshal(map[string]any{"destination": "echo", "sdp": offer})
 	return n.raw("POST", "/api/v1/webrtc/sessions", key, "application/json", body)
 }

@@ -52,9 +52,8 @@ func (n *node) raw(method, path, key, contentType string, body []byte) (int, htt
 	return resp.StatusCode, resp.Header, out
 }
 
-// dialBrowser offers a call to target ({"agent_id":…} or {"destination":…} as JSON fields)
-// and takes the answer; it does not wait for the connection.
-func dialBrowser(t *testing.T, n *node, key, target string) *browser {
+// newOffer is a pion client, closed when the test ends, and its offer.
+func newOffer(t *testing.T) (*webrtctest.Client, string) {
 	t.Helper()
 	c, err := webrtctest.New(webrtctest.Options{})
 	if err != nil {
@@ -65,6 +64,14 @@ func dialBrowser(t *testing.T, n *node, key, target string) *browser {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c, offer
+}
+
+// dialBrowser offers a call to target ({"agent_id":…} or {"destination":…} as JSON fields)
+// and takes the answer; it does not wait for the connection.
+func dialBrowser(t *testing.T, n *node, key, target string) *browser {
+	t.Helper()
+	c, offer := newOffer(t)
 	body, _ := json.Marshal(map[string]any{"sdp": offer})
 	body = append([]byte(target[:len(target)-1]+","), body[1:]...)
 	status, _, raw := n.raw("POST", "/api/v1/webrtc/sessions", key, "application/json", body)
@@ -323,15 +330,7 @@ func TestWebRTCCalls(t *testing.T) {
 	})
 
 	t.Run("ICE never connects", func(t *testing.T) {
-		c, err := webrtctest.New(webrtctest.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		offer, err := c.Offer()
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, offer := newOffer(t)
 		status, h, _ := n.raw("POST", "/api/v1/webrtc/sessions?destination=tone", key, "application/sdp", []byte(offer))
 		if status != http.StatusCreated {
 			t.Fatalf("WHIP: %d", status)

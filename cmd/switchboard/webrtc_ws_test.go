@@ -129,15 +129,7 @@ func TestWebRTCOverWS(t *testing.T) {
 	n := startServe(t, env)
 
 	ws := dialEvents(t, n, key)
-	c, err := webrtctest.New(webrtctest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	offer, err := c.Offer()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, offer := newOffer(t)
 	ack := ws.command(map[string]any{"type": "webrtc.offer", "destination": "echo", "sdp": offer})
 	var ans struct {
 		ID         string           `json:"id"`
