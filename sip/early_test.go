@@ -370,19 +370,7 @@ func TestEarlyMediaCanceled(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("no 183 and early media before WaitAnswer returned %v", err)
 	}
-	var de *sipgo.ErrDialogResponse
-	switch {
-	case errors.As(err, &de):
-		if de.Res.StatusCode != 487 {
-			t.Fatalf("INVITE ended with %d, want 487", de.Res.StatusCode)
-		}
-	case errors.Is(err, context.Canceled):
-		if d.InviteResponse == nil || d.InviteResponse.StatusCode != 487 {
-			t.Fatalf("INVITE final response %v, want 487", d.InviteResponse.StartLine())
-		}
-	default:
-		t.Fatalf("WaitAnswer: %v, want the INVITE cancelled", err)
-	}
+	wantCancelled(t, d, err)
 
 	select {
 	case err := <-stopped:

@@ -467,6 +467,13 @@ func TestCancelBeforeAnswer(t *testing.T) {
 	default:
 		t.Fatalf("no 180 before WaitAnswer returned %v", err)
 	}
+	wantCancelled(t, dlg, err)
+}
+
+// wantCancelled checks that WaitAnswer ended with err because the INVITE was cancelled: its
+// final response is a 487.
+func wantCancelled(t *testing.T, dlg *sipgo.DialogClientSession, err error) {
+	t.Helper()
 	var de *sipgo.ErrDialogResponse
 	switch {
 	case errors.As(err, &de):
