@@ -76,7 +76,7 @@ var (
 
 // filterFor designs (once) the filter from inRate to outRate.
 func filterFor(inRate, outRate int) (*filter, error) {
-	if inRate <= 0 || outRate <= 0 || inRate > 384000 || outRate > 384000 {
+	if inRate <= 0 || outRate <= 0 || inRate > maxRate || outRate > maxRate {
 		return nil, fmt.Errorf("%w: %d to %d Hz", ErrUnsupportedRate, inRate, outRate)
 	}
 	g := gcd(inRate, outRate)

@@ -20,7 +20,7 @@ type g711Chunker struct {
 const g711Frame = 160 // bytes (and samples) of 20 ms of G.711
 
 func newG711Chunker() *g711Chunker {
-	return &g711Chunker{buf: make([]byte, 0, 3*g711Frame+g711Frame)}
+	return &g711Chunker{buf: make([]byte, 0, g711Frame)}
 }
 
 // reset forgets the source (a new SSRC, a restart).

@@ -207,7 +207,7 @@ func (c *txCodec) encode(samples []int16) (int, error) {
 
 func newSessionJitter(kind codecKind, depth time.Duration) *JitterBuffer {
 	frames := max(1, int((depth+FrameDuration-1)/FrameDuration))
-	maxPayload := 3 * SamplesPerFrame(ClockRateG711) // up to 60 ms of G.711
+	maxPayload := g711Frame // G.711 comes cut into 20 ms frames (g711Chunker)
 	if kind == codecOpus {
 		maxPayload = maxDatagram
 	}

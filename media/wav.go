@@ -42,7 +42,7 @@ type WAVWriter struct {
 // NewWAVWriter writes a header for rate and channels (1, or 2 for a call recording) to w
 // and returns a writer for the samples. The sizes in the header are fixed by Close.
 func NewWAVWriter(w io.WriteSeeker, rate, channels int) (*WAVWriter, error) {
-	if rate <= 0 || rate > 384000 {
+	if !wavRate(rate) {
 		return nil, fmt.Errorf("%w: %d Hz", ErrUnsupportedRate, rate)
 	}
 	if channels != 1 && channels != 2 {
@@ -59,6 +59,25 @@ func NewWAVWriter(w io.WriteSeeker, rate, channels int) (*WAVWriter, error) {
 		return nil, fmt.Errorf("media: write WAV header: %w", err)
 	}
 	return ww, nil
+}
+
+// maxRate bounds the sample rates media takes anywhere (WAV files, the resampler).
+const maxRate = 384000
+
+func wavRate(rate int) bool { return rate > 0 && rate <= maxRate }
+
+// EncodeWAV is mono samples at rate as a whole WAV file in memory, for audio that is sent
+// or stored at once (an utterance to transcribe, a voicemail).
+func EncodeWAV(samples []int16, rate int) ([]byte, error) {
+	if !wavRate(rate) {
+		return nil, fmt.Errorf("%w: %d Hz", ErrUnsupportedRate, rate)
+	}
+	ww := WAVWriter{rate: rate, channels: 1}
+	b := append(make([]byte, 0, wavHeaderLen+2*len(samples)), ww.header(uint32(2*len(samples)))...)
+	for _, s := range samples {
+		b = binary.LittleEndian.AppendUint16(b, uint16(s))
+	}
+	return b, nil
 }
 
 func (ww *WAVWriter) header(data uint32) []byte {
@@ -229,7 +248,7 @@ func ReadWAV(r io.Reader) (*WAV, error) {
 			if channels != 1 && channels != 2 {
 				return nil, fmt.Errorf("%w: %d channels", ErrInvalidWAV, channels)
 			}
-			if rate <= 0 || rate > 384000 {
+			if !wavRate(rate) {
 				return nil, fmt.Errorf("%w: rate %d", ErrInvalidWAV, rate)
 			}
 			out = &WAV{Rate: rate, Channels: channels}

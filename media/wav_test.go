@@ -234,3 +234,30 @@ func BenchmarkWAVWriteStereo(b *testing.B) {
 		}
 	}
 }
+
+// EncodeWAV writes, at once, the file the streaming writer writes.
+func TestEncodeWAV(t *testing.T) {
+	t.Parallel()
+	tone := testTone(440, Rate8k, 1234, 0, 8000)
+	var f memFile
+	w, err := NewWAVWriter(&f, Rate8k, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(tone); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := EncodeWAV(tone, Rate8k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, f.b) {
+		t.Fatalf("EncodeWAV wrote %d bytes unlike the writer's %d", len(b), len(f.b))
+	}
+	if _, err := EncodeWAV(tone, 0); !errors.Is(err, ErrUnsupportedRate) {
+		t.Fatalf("rate 0: %v", err)
+	}
+}

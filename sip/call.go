@@ -359,11 +359,9 @@ func (c *Call) byeAndEnd(ctx context.Context, reason string) {
 // were answered (after run) and for those that never were.
 func (c *Call) end(ctx context.Context, reason string) {
 	var st media.RTPStats
-	if c.sess != nil {
-		st = c.sess.Stats()
-	}
 	var quality *store.CallQuality
 	if c.sess != nil {
+		st = c.sess.Stats()
 		q := qualityOf(st)
 		quality = &q
 	}

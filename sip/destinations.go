@@ -2,7 +2,6 @@ package sip
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/switchboard-go/switchboard/media"
@@ -13,11 +12,8 @@ const echoDelay = 500 * time.Millisecond
 
 // builtin is the built-in destination of that name (any case), or nil.
 func builtin(name string) Handler {
-	switch strings.ToLower(name) {
-	case "echo":
-		return HandlerFunc(func(ctx context.Context, c *Call) { serveEcho(ctx, c) })
-	case "tone":
-		return HandlerFunc(func(ctx context.Context, c *Call) { serveTone(ctx, c) })
+	if serve := Builtin(name); serve != nil {
+		return HandlerFunc(func(ctx context.Context, c *Call) { serve(ctx, c) })
 	}
 	return nil
 }

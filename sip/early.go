@@ -47,7 +47,8 @@ func (c *Call) earlyMedia(ctx context.Context, h EarlyMedia, body []byte) bool {
 	}
 	// Whether a caller sends before the answer is up to it (RFC 3960): its silence is no
 	// media timeout until then.
-	_ = c.sess.Update(media.RTPUpdate{Send: c.sends(), Receive: false})
+	send, _ := c.flows()
+	_ = c.sess.Update(media.RTPUpdate{Send: send, Receive: false})
 
 	res := sip.NewResponseFromRequest(dlg.InviteRequest, sip.StatusSessionInProgress, "Session Progress", body)
 	res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
@@ -134,16 +135,16 @@ func (c *Call) earlyMedia(ctx context.Context, h EarlyMedia, body []byte) bool {
 // answerEarly makes the session of early media the answered call's, once our 200 is
 // acknowledged: the media timeout runs from now, and signalling handlers may use it.
 func (c *Call) answerEarly() {
-	_, recv := flow(c.dir)
-	_ = c.sess.Update(media.RTPUpdate{Send: c.sends(), Receive: recv})
+	send, recv := c.flows()
+	_ = c.sess.Update(media.RTPUpdate{Send: send, Receive: recv})
 	c.mediaDone()
 }
 
-// sends says whether the call's session sends under our direction and the far end's
-// address (not to an RFC 2543 hold's 0.0.0.0).
-func (c *Call) sends() bool {
-	send, _ := flow(c.dir)
-	return send && !c.remote.Addr().IsUnspecified()
+// flows says whether the call's session sends and receives, under our direction and the
+// far end's address (nothing is sent to an RFC 2543 hold's 0.0.0.0).
+func (c *Call) flows() (send, recv bool) {
+	send, recv = flow(c.dir)
+	return send && !c.remote.Addr().IsUnspecified(), recv
 }
 
 // closeMedia frees the media of a call that will not be answered: the session started for
@@ -155,6 +156,12 @@ func (c *Call) closeMedia() {
 		return
 	}
 	_ = c.sess.Close()
+	c.dropRecording()
+}
+
+// dropRecording closes and removes the recording of a call whose media did not start or
+// that was not answered.
+func (c *Call) dropRecording() {
 	if c.recFile != nil {
 		_ = c.recFile.Close()
 		_ = os.Remove(c.recFile.Name())

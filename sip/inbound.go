@@ -422,13 +422,9 @@ func streamRate(codec media.CodecSpec) int {
 // openMedia opens the call's media session. Until mediaDone, only the call's owner and its
 // handler use it: an early media session is not yet the answered call's.
 func (c *Call) openMedia() error {
-	send, recv := flow(c.dir)
-	remote := c.remote
-	if c.remote.Addr().IsUnspecified() {
-		send = false
-	}
+	send, recv := c.flows()
 	cfg := media.RTPConfig{
-		Log: c.log, Conn: c.ports.rtp, RTCP: c.ports.rtcp, Remote: remote,
+		Log: c.log, Conn: c.ports.rtp, RTCP: c.ports.rtcp, Remote: c.remote,
 		Codec: c.codec, EventPT: c.eventPT, Rate: streamRate(c.codec), MediaTimeout: c.srv.cfg.MediaTimeout,
 		OpusComplexity: c.srv.cfg.OpusComplexity,
 	}
@@ -441,11 +437,7 @@ func (c *Call) openMedia() error {
 	}
 	sess, err := media.NewRTPSession(cfg)
 	if err != nil {
-		if c.recFile != nil {
-			_ = c.recFile.Close()
-			_ = os.Remove(c.recFile.Name())
-			c.recFile = nil
-		}
+		c.dropRecording()
 		return err
 	}
 	if !send || !recv {
@@ -613,7 +605,7 @@ func (s *Server) onInfo(req *sip.Request, tx sip.ServerTransaction) {
 		respond(s.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
-	c.awaitMedia(answerWait) // a key pressed right after the ACK, as for re-INVITE
+	sess := c.awaitMedia(answerWait) // a key pressed right after the ACK, as for re-INVITE
 	if err := c.readRequest(req, tx); err != nil {
 		respond(c.log, req, tx, sip.StatusInternalServerError, "Server Internal Error")
 		return
@@ -639,7 +631,7 @@ func (s *Server) onInfo(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	respond(c.log, req, tx, sip.StatusOK, "OK")
-	if sess := c.session(); sess != nil {
+	if sess != nil {
 		sess.Deliver(ev)
 	}
 }

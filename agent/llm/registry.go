@@ -29,15 +29,25 @@ func NewRegistry(cfgs []ProviderConfig, opts ...Option) (*Registry, error) {
 // FromEnv builds the registry of the environment: the providers of EnvProviders, then
 // those of the file SWITCHBOARD_PROVIDERS_FILE names, if any.
 func FromEnv(getenv func(string) string, opts ...Option) (*Registry, error) {
-	cfgs := EnvProviders(getenv)
-	if path := getenv("SWITCHBOARD_PROVIDERS_FILE"); path != "" {
-		more, err := LoadProviders(path, getenv)
-		if err != nil {
-			return nil, err
-		}
-		cfgs = append(cfgs, more...)
+	cfgs, err := Configs(getenv, getenv("SWITCHBOARD_PROVIDERS_FILE"))
+	if err != nil {
+		return nil, err
 	}
 	return NewRegistry(cfgs, opts...)
+}
+
+// Configs are the providers of the environment (EnvProviders), then those of the providers
+// file at path, when there is one.
+func Configs(getenv func(string) string, path string) ([]ProviderConfig, error) {
+	cfgs := EnvProviders(getenv)
+	if path == "" {
+		return cfgs, nil
+	}
+	more, err := LoadProviders(path, getenv)
+	if err != nil {
+		return nil, err
+	}
+	return append(cfgs, more...), nil
 }
 
 // With is a registry of r's providers and those of cfgs, which replace r's of the same

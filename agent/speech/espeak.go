@@ -14,9 +14,9 @@ import (
 
 // EspeakOptions configures the espeak-ng voice. The zero value is usable.
 type EspeakOptions struct {
-	// SampleRate is the rate of the audio handed out. libespeak-ng speaks at 22,050 Hz,
-	// which media.Resampler does not take, so the audio is resampled here; 0 means 16,000
-	// (wideband, what the agent's media path works in), 22050 means as made.
+	// SampleRate is the rate of the audio handed out. libespeak-ng speaks at 22,050 Hz and
+	// the audio is resampled here; 0 means 16,000 (wideband, what the agent's media path
+	// works in), 22050 means as made.
 	SampleRate int
 	// Voice is the voice of an empty voice name: "en-us" when empty.
 	Voice string

@@ -77,19 +77,12 @@ func (s *OpenAISTT) Transcribe(ctx context.Context, pcm []int16, rate int, langu
 
 // transcriptionBody is the multipart form of a transcription request.
 func transcriptionBody(pcm []int16, rate int, model, language string) ([]byte, string, error) {
-	var ws memFile
-	w, err := media.NewWAVWriter(&ws, rate, 1)
+	wav, err := media.EncodeWAV(pcm, rate)
 	if err != nil {
 		return nil, "", err
 	}
-	if err := w.Write(pcm); err != nil {
-		return nil, "", err
-	}
-	if err := w.Close(); err != nil {
-		return nil, "", err
-	}
 	var body bytes.Buffer
-	body.Grow(len(ws.b) + 1024)
+	body.Grow(len(wav) + 1024)
 	mw := multipart.NewWriter(&body)
 	h := textproto.MIMEHeader{}
 	h.Set("Content-Disposition", `form-data; name="file"; filename="audio.wav"`)
@@ -98,7 +91,7 @@ func transcriptionBody(pcm []int16, rate int, model, language string) ([]byte, s
 	if err != nil {
 		return nil, "", err
 	}
-	if _, err := part.Write(ws.b); err != nil {
+	if _, err := part.Write(wav); err != nil {
 		return nil, "", err
 	}
 	fields := [][2]string{{"model", model}, {"response_format", "json"}}
@@ -114,36 +107,4 @@ func transcriptionBody(pcm []int16, rate int, model, language string) ([]byte, s
 		return nil, "", err
 	}
 	return body.Bytes(), mw.FormDataContentType(), nil
-}
-
-// memFile is an in-memory io.WriteSeeker for media.WAVWriter, which patches its header.
-type memFile struct {
-	b   []byte
-	off int
-}
-
-func (m *memFile) Write(p []byte) (int, error) {
-	if need := m.off + len(p); need > len(m.b) {
-		m.b = append(m.b, make([]byte, need-len(m.b))...)
-	}
-	copy(m.b[m.off:], p)
-	m.off += len(p)
-	return len(p), nil
-}
-
-func (m *memFile) Seek(offset int64, whence int) (int64, error) {
-	var abs int64
-	switch whence {
-	case io.SeekStart:
-		abs = offset
-	case io.SeekCurrent:
-		abs = int64(m.off) + offset
-	case io.SeekEnd:
-		abs = int64(len(m.b)) + offset
-	}
-	if abs < 0 {
-		return 0, fmt.Errorf("speech: seek to %d", abs)
-	}
-	m.off = int(abs)
-	return abs, nil
 }

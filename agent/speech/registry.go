@@ -51,13 +51,9 @@ func NewRegistry(cfgs []llm.ProviderConfig, opts RegistryOptions) *Registry {
 // FromEnv is the registry of the environment, as llm.FromEnv reads it: the providers of
 // llm.EnvProviders, then those of the file SWITCHBOARD_PROVIDERS_FILE names.
 func FromEnv(getenv func(string) string, opts RegistryOptions) (*Registry, error) {
-	cfgs := llm.EnvProviders(getenv)
-	if path := getenv("SWITCHBOARD_PROVIDERS_FILE"); path != "" {
-		more, err := llm.LoadProviders(path, getenv)
-		if err != nil {
-			return nil, err
-		}
-		cfgs = append(cfgs, more...)
+	cfgs, err := llm.Configs(getenv, getenv("SWITCHBOARD_PROVIDERS_FILE"))
+	if err != nil {
+		return nil, err
 	}
 	return NewRegistry(cfgs, opts), nil
 }

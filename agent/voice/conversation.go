@@ -89,7 +89,6 @@ type pendingAnswer struct {
 	listenDone    time.Time
 	endOfSpeechMS float64
 	sttMS         float64
-	silence       time.Duration // the silence the endpointer waited for
 }
 
 func newConversation(ctx context.Context, line Line, cfg Config) *conversation {

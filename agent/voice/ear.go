@@ -65,7 +65,7 @@ type ear struct {
 	vad    *vad
 	frame  media.Frame
 	buf16  []int16
-	ring   []int16 // prerollFrames frames of 16 kHz audio, oldest first at ringPos
+	ring   []int16 // the last prerollFrames frames of 16 kHz audio, oldest first
 	ringN  int
 	// playing says whether the agent is speaking, for segments' overlapped flag.
 	playing func() bool
@@ -79,9 +79,6 @@ type ear struct {
 	nextID uint64
 	rec    *recording
 	free   [][]int16
-	frames int64
-	// heard is the time of the last frame read.
-	heard time.Time
 }
 
 func newEar(stream media.Stream, playing func() bool, kick func()) (*ear, error) {
@@ -154,8 +151,6 @@ func (e *ear) hear(now time.Time) {
 	r := e.vad.Process(pcm)
 
 	e.mu.Lock()
-	e.frames++
-	e.heard = now
 	if rec := e.rec; rec != nil {
 		if len(rec.samples)+len(e.frame.Samples) <= rec.max {
 			rec.samples = append(rec.samples, e.frame.Samples...)

@@ -276,11 +276,7 @@ func (c *conversation) endpoint(ctx context.Context, job **sttJob, lastActivity 
 				e.mu.Unlock()
 				continue
 			case text != "" && (silence >= threshold || (early && silence >= c.specSilence) || s.closed):
-				used := threshold
-				if early && silence < threshold {
-					used = c.specSilence
-				}
-				in := c.acceptTurn(s, used)
+				in := c.acceptTurn(s)
 				e.mu.Unlock()
 				return in, true, nil
 			}
@@ -302,17 +298,13 @@ func (c *conversation) endpoint(ctx context.Context, job **sttJob, lastActivity 
 			}()
 			return agent.Input{}, false, nil
 		}
-		if j := *job; j != nil && j.seg == s && j.voiced != s.voiced {
-			// The caller went on: that transcript is stale; let it finish and redo.
-			_ = j
-		}
 		e.mu.Unlock()
 		return agent.Input{}, false, nil
 	}
 }
 
 // acceptTurn ends the caller's turn with s. The caller holds the ear's mu.
-func (c *conversation) acceptTurn(s *segment, silence time.Duration) agent.Input {
+func (c *conversation) acceptTurn(s *segment) agent.Input {
 	now := time.Now()
 	in := agent.Input{Kind: agent.InputSpeech, Text: s.text, Start: s.start, End: s.lastVoiced}
 	p := &pendingAnswer{
@@ -320,7 +312,6 @@ func (c *conversation) acceptTurn(s *segment, silence time.Duration) agent.Input
 		listenDone:    now,
 		endOfSpeechMS: msSince(s.lastVoiced, now),
 		sttMS:         s.sttMS,
-		silence:       silence,
 	}
 	c.ear.consume(s)
 	t := Turn{Role: "user", Text: in.Text, Start: in.Start, End: in.End}

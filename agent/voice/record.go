@@ -3,7 +3,6 @@ package voice
 import (
 	"context"
 	"errors"
-	"io"
 	"time"
 
 	"github.com/switchboard-go/switchboard/agent"
@@ -85,18 +84,11 @@ func (c *conversation) Record(ctx context.Context, opts agent.RecordOptions) (ag
 }
 
 func (c *conversation) recordingOf(samples []int16) agent.Recording {
-	var ws memWriteSeeker
-	w, err := media.NewWAVWriter(&ws, c.rate, 1)
-	if err == nil {
-		err = w.Write(samples)
-	}
-	if err == nil {
-		err = w.Close()
-	}
+	wav, err := media.EncodeWAV(samples, c.rate)
 	if err != nil {
 		c.log.Warn("recording not encoded", "error", err)
 	}
-	return agent.Recording{WAV: ws.buf, Duration: time.Duration(len(samples)) * time.Second / time.Duration(c.rate)}
+	return agent.Recording{WAV: wav, Duration: time.Duration(len(samples)) * time.Second / time.Duration(c.rate)}
 }
 
 // beep plays a 440 Hz tone of 300 ms.
@@ -118,36 +110,4 @@ func (c *conversation) beep(ctx context.Context) error {
 		c.lastWrite.Store(time.Now().UnixNano())
 	}
 	return nil
-}
-
-// memWriteSeeker is an in-memory io.WriteSeeker for the WAV writer.
-type memWriteSeeker struct {
-	buf []byte
-	pos int
-}
-
-func (m *memWriteSeeker) Write(p []byte) (int, error) {
-	if end := m.pos + len(p); end > len(m.buf) {
-		m.buf = append(m.buf, make([]byte, end-len(m.buf))...)
-	}
-	copy(m.buf[m.pos:], p)
-	m.pos += len(p)
-	return len(p), nil
-}
-
-func (m *memWriteSeeker) Seek(offset int64, whence int) (int64, error) {
-	var base int64
-	switch whence {
-	case io.SeekStart:
-	case io.SeekCurrent:
-		base = int64(m.pos)
-	case io.SeekEnd:
-		base = int64(len(m.buf))
-	}
-	p := base + offset
-	if p < 0 {
-		return 0, errors.New("voice: seek before the start")
-	}
-	m.pos = int(p)
-	return p, nil
 }

@@ -285,7 +285,7 @@ func (st *sentenceState) speak(ctx context.Context, tts speech.TTS, voice string
 		return err
 	}
 	defer a.Close()
-	conv, err := newRateConverter(a.SampleRate(), st.rate)
+	conv, err := media.NewResampler(a.SampleRate(), st.rate) // any provider's rate, espeak-ng's 22,050 Hz included
 	if err != nil {
 		return fmt.Errorf("%w: the voice speaks at %d Hz: %w", ErrTTS, a.SampleRate(), err)
 	}

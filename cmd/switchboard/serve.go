@@ -263,13 +263,9 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 // usual variables, and those of the providers file. The model gateway and the agents' speech
 // both resolve names among them.
 func providerConfigs(file string) ([]llm.ProviderConfig, error) {
-	cfgs := llm.EnvProviders(os.Getenv)
-	if file != "" {
-		more, err := llm.LoadProviders(file, os.Getenv)
-		if err != nil {
-			return nil, fmt.Errorf("providers file: %w", err)
-		}
-		cfgs = append(cfgs, more...)
+	cfgs, err := llm.Configs(os.Getenv, file)
+	if err != nil {
+		return nil, fmt.Errorf("providers file: %w", err)
 	}
 	return cfgs, nil
 }

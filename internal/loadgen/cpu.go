@@ -134,8 +134,9 @@ func (m *monitor) sample(now time.Time, peak bool) {
 	peak = peak && wall >= 0.5
 	// Full for the whole window when full at both ends: calls end and start within it, and
 	// a window is only a second.
-	full := peak && m.g.active.Load() == int64(m.g.cfg.Calls) && m.fullBefore
-	m.fullBefore = m.g.active.Load() == int64(m.g.cfg.Calls)
+	allUp := m.g.active.Load() == int64(m.g.cfg.Calls)
+	full := peak && allUp && m.fullBefore
+	m.fullBefore = allUp
 	if full {
 		m.fullWall += now.Sub(m.last)
 	}
