@@ -67,17 +67,26 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 				Message: "Content-Type must be application/json, not " + strconv.Quote(ct)}
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	body, err := readLimited(w, r, maxBodyBytes)
+	if err != nil {
+		return nil, err
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, errValidation("body", "is required: a JSON object")
+	}
+	return body, nil
+}
+
+// readLimited reads a request body of at most limit bytes: a larger one is a 413.
+func readLimited(w http.ResponseWriter, r *http.Request, limit int) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			return nil, &Error{Status: http.StatusRequestEntityTooLarge, Code: codeTooLarge,
-				Message: "Request body is larger than " + strconv.Itoa(maxBodyBytes) + " bytes"}
+				Message: "Request body is larger than " + strconv.Itoa(limit) + " bytes"}
 		}
 		return nil, errValidation("body", "could not be read: %v", err)
-	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return nil, errValidation("body", "is required: a JSON object")
 	}
 	return body, nil
 }

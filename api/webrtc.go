@@ -224,14 +224,5 @@ func mediaType(r *http.Request) string {
 
 // readSDP reads an SDP body (an offer or a fragment) of at most maxSDPBytes.
 func readSDP(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSDPBytes))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return nil, &Error{Status: http.StatusRequestEntityTooLarge, Code: codeTooLarge,
-				Message: "Request body is larger than " + strconv.Itoa(maxSDPBytes) + " bytes"}
-		}
-		return nil, errValidation("body", "could not be read: %v", err)
-	}
-	return body, nil
+	return readLimited(w, r, maxSDPBytes)
 }

@@ -248,8 +248,7 @@ func AcceptMediaStream(w http.ResponseWriter, r *http.Request, opts MediaStreamO
 		ring: make([]int16, opts.Inbound*media.SamplesPerFrame(media.Rate8k)), inNotify: make(chan struct{}, 1),
 		lastSeq: -1, payload: make([]byte, 0, 8*mulawFrameBytes),
 		wlock: make(chan struct{}, 1), wbuf: make([]byte, 0, 512), kick: make(chan struct{}, 1)}
-	m.wtimer = time.NewTimer(time.Hour)
-	m.wtimer.Stop()
+	m.wtimer = stoppedTimer()
 	m.stall = time.AfterFunc(time.Hour, func() { _ = conn.CloseNow() })
 	m.stall.Stop()
 	m.idle = time.AfterFunc(time.Hour, m.kickWriter)
@@ -337,10 +336,7 @@ func (m *MediaStream) Reason() string {
 func (m *MediaStream) Stats() MediaStreamStats {
 	m.pmu.Lock()
 	played := m.playedLocked(time.Now())
-	cleared := m.dropped
-	m.pmu.Unlock()
-	m.pmu.Lock()
-	sent := m.sent
+	cleared, sent := m.dropped, m.sent
 	m.pmu.Unlock()
 	return MediaStreamStats{FramesIn: m.framesIn.Load(), FramesOut: sent, DroppedIn: m.droppedIn.Load(),
 		MarksSent: m.marksSent.Load(), MarksEcho: m.marksEcho.Load(), Clears: m.clears.Load(), BadFrames: m.badFrames.Load(),
@@ -549,11 +545,17 @@ func (m *MediaStream) Clear() time.Duration {
 		return 0
 	}
 	m.pmu.Lock()
-	unplayed := min(m.aheadLocked(time.Now()), m.sent-m.dropped-m.acked)
+	unplayed := m.unplayedLocked(time.Now())
 	m.pmu.Unlock()
 	m.clearReq.Store(true)
 	m.kickWriter()
-	return time.Duration(max(unplayed, 0)) * media.FrameDuration
+	return time.Duration(unplayed) * media.FrameDuration
+}
+
+// unplayedLocked is how many frames sent the far end has not played yet: those ahead of
+// the playback clock, never more than it has not acknowledged. The caller holds pmu.
+func (m *MediaStream) unplayedLocked(now time.Time) int64 {
+	return max(min(m.aheadLocked(now), m.sent-m.dropped-m.acked), 0)
 }
 
 // playedLocked is how many frames the far end has played: those whose time has come on
@@ -655,7 +657,7 @@ func (m *MediaStream) flushClear() error {
 	m.wbuf = b
 	m.pmu.Lock()
 	now := time.Now()
-	m.dropped += max(min(m.aheadLocked(now), m.sent-m.dropped-m.acked), 0)
+	m.dropped += m.unplayedLocked(now)
 	m.playEnd = now
 	if m.writeNext.After(now) {
 		m.writeNext = now
@@ -846,6 +848,7 @@ func (m *MediaStream) hangup(reason string) {
 	m.ended(reason)
 }
 
+// isDigit says whether c is a DTMF key: 0-9, *, #, A-D.
 func isDigit(c byte) bool {
 	return c >= '0' && c <= '9' || c == '*' || c == '#' || c >= 'A' && c <= 'D'
 }

@@ -96,7 +96,6 @@ type Peer struct {
 	readNext    time.Time
 	readStarted bool
 	readTimer   *time.Timer
-	silent      bool
 
 	// The sending side.
 	wmu          sync.Mutex
@@ -478,7 +477,6 @@ func (p *Peer) produce(out []int16) {
 	switch {
 	case pop.Status == media.PopEmpty || (pop.Status == media.PopFrame && pop.N == 0):
 		clear(out)
-		p.silent = true
 		return
 	case pop.Status == media.PopFrame:
 		got, err = p.dec.Decode(out, p.rbuf[:pop.N])
@@ -493,7 +491,6 @@ func (p *Peer) produce(out []int16) {
 			got = 0
 		}
 	}
-	p.silent = false
 	clear(out[got:])
 }
 
@@ -615,8 +612,7 @@ func (p *Peer) onClientMessage(b []byte) {
 		p.log.Debug("webrtc: client message ignored", "error", err, "type", m.Type)
 		return
 	}
-	r := []rune(m.Digit)
-	if len(r) != 1 || !strings.ContainsRune("0123456789*#ABCD", r[0]) {
+	if len(m.Digit) != 1 || !isDigit(m.Digit[0]) {
 		p.log.Debug("webrtc: key ignored", "digit", m.Digit)
 		return
 	}
@@ -626,7 +622,7 @@ func (p *Peer) onClientMessage(b []byte) {
 		return
 	}
 	select {
-	case p.events <- media.Event{Kind: media.EventDTMF, Digit: r[0], Duration: keyPressDuration}:
+	case p.events <- media.Event{Kind: media.EventDTMF, Digit: rune(m.Digit[0]), Duration: keyPressDuration}:
 	default:
 		p.log.Warn("webrtc: key dropped: the call is not reading its events", "digit", m.Digit)
 	}

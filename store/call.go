@@ -227,11 +227,9 @@ func hasSIPScheme(s string) bool {
 	return strings.HasPrefix(l, "sip:") || strings.HasPrefix(l, "sips:")
 }
 
-// ValidDestination says whether s is somewhere a call can be sent: an E.164 number or a
-// sip: or sips: URI.
-func ValidDestination(s string) bool {
-	return reE164.MatchString(s) || hasSIPScheme(s) && validSIPURI(s)
-}
+// ValidDestination says whether s is somewhere a call can be transferred: an E.164 number
+// or a sip: or sips: URI (ValidateTransferTarget says what is wrong with one that is not).
+func ValidDestination(s string) bool { return ValidateTransferTarget(s) == nil }
 
 // validSIPURI checks the form of a sip: or sips: URI enough to dial it: an optional user, and
 // a host of letters, digits, dots, dashes (or an IPv6 literal) with an optional port.

@@ -26,15 +26,6 @@ import (
 // the tenant topic, the agent or built-in destination that talks on it, and the record's
 // final state (status, reason, duration, quality, report) when it ends.
 
-// Ended reasons of web calls, beside those SIP calls share (caller-hangup, agent-hangup,
-// shutdown, error).
-const (
-	// ReasonICEFailed: the browser's ICE never connected.
-	ReasonICEFailed = "ice-failed"
-	// ReasonPeerDisconnected: the browser vanished (ICE disconnected, then failed).
-	ReasonPeerDisconnected = "peer-disconnected"
-)
-
 // WebTarget is what talks on Switchboard's side of a web call: an agent or a built-in
 // destination (echo, tone); exactly one.
 type WebTarget struct {
