@@ -121,6 +121,11 @@ func (w *webCalls) start(ctx context.Context, spec webCallSpec) (*webCall, error
 	if err != nil {
 		return nil, err
 	}
+	return w.begin(ctx, spec, handler, rec)
+}
+
+// begin is start once spec is routed to handler and its record rec.
+func (w *webCalls) begin(ctx context.Context, spec webCallSpec, handler func(ctx context.Context, c *webCall), rec *store.Call) (*webCall, error) {
 	slot, err := w.calls.Acquire(spec.TenantID)
 	if err != nil {
 		return nil, err
@@ -500,9 +505,11 @@ func newWebRTCCalls(calls *webCalls, rtc *realtime.WebRTC) *webrtcCalls {
 
 // StartWebRTCCall implements api.WebRTCCalls.
 func (w *webrtcCalls) StartWebRTCCall(ctx context.Context, tenantID string, req api.WebRTCSessionRequest, from string) (string, string, error) {
-	target := WebTarget{AgentID: req.AgentID, Destination: req.Destination}
+	spec := webCallSpec{TenantID: tenantID, Target: WebTarget{AgentID: req.AgentID, Destination: req.Destination},
+		From: from, Codec: "opus", Metadata: req.Metadata}
 	// A call that cannot go where it is asked to costs no peer.
-	if _, _, err := w.calls.route(ctx, webCallSpec{TenantID: tenantID, Target: target}); err != nil {
+	handler, rec, err := w.calls.route(ctx, spec)
+	if err != nil {
 		return "", "", err
 	}
 	log := w.calls.log.With("tenant_id", tenantID, "from", from)
@@ -510,8 +517,8 @@ func (w *webrtcCalls) StartWebRTCCall(ctx context.Context, tenantID string, req 
 	if err != nil {
 		return "", "", err
 	}
-	c, err := w.calls.start(ctx, webCallSpec{TenantID: tenantID, Target: target, From: from, Codec: "opus",
-		Metadata: req.Metadata, Stream: peer, Hangup: peer.Hangup, Ready: peer.Connected(), OnEvent: peer.SendEvent})
+	spec.Stream, spec.Hangup, spec.Ready, spec.OnEvent = peer, peer.Hangup, peer.Connected(), peer.SendEvent
+	c, err := w.calls.begin(ctx, spec, handler, rec)
 	if err != nil {
 		peer.Hangup(sip.ReasonError)
 		return "", "", err
