@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"maps"
 	"sync"
@@ -69,19 +70,27 @@ func (r *CallRecord) edit(fn func(rec *store.Call)) {
 	fn(&r.rec)
 }
 
-// Update changes the record under its lock and writes it, when a store keeps it.
+// Update changes the record under its lock and writes it, when a store keeps it. The state
+// is handed to the store's call writer under the lock, so that states are written in the
+// order they were made; one the database refuses is retried by the store until it returns
+// (see store.UpdateCallState), long after the call is gone if need be.
 func (r *CallRecord) Update(ctx context.Context, fn func(rec *store.Call)) {
 	r.mu.Lock()
 	fn(&r.rec)
-	s := r.snapshot()
-	r.mu.Unlock()
 	if r.st == nil {
+		r.mu.Unlock()
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := store.UpdateCallState(ctx, r.st, &s); err != nil {
-		r.log.Warn("call record not updated", "status", s.Status, "error", err)
+	w := store.QueueCallState(r.st, &r.rec)
+	status := r.rec.Status
+	r.mu.Unlock()
+	err := w.Wait(context.WithoutCancel(ctx))
+	switch {
+	case err == nil:
+	case errors.Is(err, store.ErrCallQueued):
+		r.log.Info("call record queued until the database returns", "status", status, "error", err)
+	default:
+		r.log.Warn("call record not updated", "status", status, "error", err)
 	}
 }
 
@@ -130,4 +139,15 @@ func (r *CallRecord) Publish(typ string, data any) {
 			r.log.Warn("call event not published", "type", typ, "error", err)
 		}
 	}
+}
+
+// PublishEnded publishes call.ended for a call that ended without its carrier: a call of a
+// lost node, failed by the node that noticed (store.Heartbeat's OnLost). Subscribers see it
+// on the same topics as any other call's end.
+func PublishEnded(events Publisher, rec store.Call) error {
+	var err error
+	for _, topic := range []string{"call:" + rec.ID, "tenant"} {
+		err = errors.Join(err, events.Publish(rec.TenantID, topic, EventCallEnded, rec))
+	}
+	return err
 }

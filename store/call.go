@@ -53,7 +53,11 @@ const (
 	EndedError        = "error"         // Switchboard failed
 	EndedShutdown     = "shutdown"      // the node was stopped while carrying the call
 	EndedRestart      = "restart"       // the node died while carrying the call (FailInterruptedCalls)
+	EndedNodeLost     = "node-lost"     // the node carrying the call stopped beating; another node failed it (FailLostNode)
 )
+
+// liveStatuses are the statuses of a call not yet ended.
+var liveStatuses = []string{CallQueued, CallRinging, CallInProgress}
 
 // Bounds of an outbound call's ringing time.
 const (
@@ -370,66 +374,52 @@ func ListCalls(ctx context.Context, s *Store, tenantID string, f CallFilter, pag
 	return items, int(total), nil
 }
 
-// UpdateCallState writes what changes while a call is carried: SIP Call-ID, codec, status,
-// ended reason, times, duration, quality and metadata. Unlike Update it leaves the call's
-// agent and trunk alone (either may be deleted while the call is live) and checks no
-// references, so the record of a call always keeps up with the call.
-func UpdateCallState(ctx context.Context, s *Store, c *Call) error {
-	c.UpdatedAt = s.now()
-	if c.Metadata == nil {
-		c.Metadata = map[string]any{}
-	}
-	if c.Report == nil {
-		c.Report = map[string]any{}
-	}
-	res, err := s.db.NewUpdate().Model(c).
-		Column("sip_call_id", "codec", "status", "ended_reason", "started_at", "answered_at", "ended_at",
-			"duration_seconds", "quality", "metadata", "report", "updated_at").
-		Where("id = ?", c.ID).Where("tenant_id = ?", c.TenantID).Exec(ctx)
-	if err != nil {
-		return classify(err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
-	}
-	return nil
-}
-
 // FailInterruptedCalls ends, as failed with the reason "restart", every call the node was
 // carrying when it stopped without ending them (queued, ringing or in progress), and returns
 // how many there were. A node calls it as it starts, so that a killed process leaves no call
 // live forever.
 func FailInterruptedCalls(ctx context.Context, s *Store, node string) (int, error) {
-	now := s.now()
-	n := 0
+	var n int
 	err := s.inTx(ctx, func(tx bun.Tx) error {
-		var calls []Call
-		if err := tx.NewSelect().Model(&calls).Column("id", "answered_at").Where("node = ?", node).
-			Where("status IN (?)", bun.List([]string{CallQueued, CallRinging, CallInProgress})).Scan(ctx); err != nil {
-			return err
-		}
-		for _, c := range calls {
-			duration := 0.0
-			if c.AnsweredAt != nil && now.After(*c.AnsweredAt) {
-				duration = now.Sub(*c.AnsweredAt).Seconds()
-			}
-			res, err := tx.NewUpdate().Model((*Call)(nil)).
-				Set("status = ?", CallFailed).Set("ended_reason = ?", EndedRestart).
-				Set("ended_at = ?", now).Set("updated_at = ?", now).Set("duration_seconds = ?", duration).
-				Where("id = ?", c.ID).Where("status IN (?)", bun.List([]string{CallQueued, CallRinging, CallInProgress})).Exec(ctx)
-			if err != nil {
-				return err
-			}
-			if k, _ := res.RowsAffected(); k > 0 {
-				n++
-			}
-		}
-		return nil
+		calls, err := failLiveCalls(ctx, tx, s.now(), node, EndedRestart)
+		n = len(calls)
+		return err
 	})
 	if err != nil {
 		return 0, err
 	}
 	return n, nil
+}
+
+// failLiveCalls ends, as failed with reason, the calls of node still live, within tx, and
+// returns those it ended as they now are. Each update checks again that its call is live,
+// so that nodes failing the same calls at once (or the call's own end) never end one twice.
+func failLiveCalls(ctx context.Context, tx bun.Tx, now time.Time, node, reason string) ([]Call, error) {
+	var calls []Call
+	if err := tx.NewSelect().Model(&calls).Where("node = ?", node).
+		Where("status IN (?)", bun.List(liveStatuses)).Order("created_at", "id").Scan(ctx); err != nil {
+		return nil, err
+	}
+	ended := calls[:0]
+	for _, c := range calls {
+		duration := 0.0
+		if c.AnsweredAt != nil && now.After(*c.AnsweredAt) {
+			duration = now.Sub(*c.AnsweredAt).Seconds()
+		}
+		res, err := tx.NewUpdate().Model((*Call)(nil)).
+			Set("status = ?", CallFailed).Set("ended_reason = ?", reason).
+			Set("ended_at = ?", now).Set("updated_at = ?", now).Set("duration_seconds = ?", duration).
+			Where("id = ?", c.ID).Where("status IN (?)", bun.List(liveStatuses)).Exec(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if k, _ := res.RowsAffected(); k > 0 {
+			at := now
+			c.Status, c.EndedReason, c.EndedAt, c.UpdatedAt, c.DurationSeconds = CallFailed, reason, &at, now, duration
+			ended = append(ended, c)
+		}
+	}
+	return ended, nil
 }
 
 // validHostPort checks host[:port], where host is a name, an IPv4 address or a bracketed

@@ -13,6 +13,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -45,6 +46,8 @@ type Store struct {
 	stmts sync.Map
 	// now is the clock of the store; tests may replace it.
 	now func() time.Time
+	// calls writes calls' records, retrying those the database refused (callwriter.go).
+	calls *callWriter
 }
 
 // Options configure Open.
@@ -59,6 +62,14 @@ type Options struct {
 	// Secret is the server secret that seals stored credentials (trunk passwords). Without
 	// one, a store cannot write a credential it must read back.
 	Secret []byte
+	// Log receives what the store does on its own: call records queued while the database
+	// is away, written when it returns, or dropped. Nil: discarded.
+	Log *slog.Logger
+	// CallRetryLimit bounds how many calls may have a record update waiting for the
+	// database (0: DefaultCallRetryLimit); CallRetryFor, how long one waits (0:
+	// DefaultCallRetryFor).
+	CallRetryLimit int
+	CallRetryFor   time.Duration
 }
 
 // Open connects to the database named by opts and checks that it answers. It does not migrate;
@@ -104,6 +115,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		db = bun.NewDB(sqldb, sqlitedialect.New())
 	}
 	s := &Store{db: db, dialect: dialect, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
+	s.calls = newCallWriter(func(ctx context.Context, c *Call) error { return writeCallState(ctx, s, c) },
+		opts.Log, opts.CallRetryLimit, opts.CallRetryFor)
 	if len(opts.Secret) > 0 {
 		if s.sealer, err = NewSealer(opts.Secret); err != nil {
 			_ = db.Close()
@@ -193,8 +206,10 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the prepared statements and the connection pool.
+// Close closes the prepared statements and the connection pool. Call records still queued
+// for the database are dropped (and logged): call FlushCalls first to wait for them.
 func (s *Store) Close() error {
+	s.calls.close()
 	s.stmts.Range(func(_, v any) bool { _ = v.(*sql.Stmt).Close(); return true })
 	return s.db.Close()
 }

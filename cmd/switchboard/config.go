@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/switchboard-go/switchboard/store"
 )
 
 // config is everything a node is told at start, from flags or the environment (flags win).
@@ -43,6 +45,10 @@ type config struct {
 	AllowPrivateWebhooks bool
 	// WebRTC configures browsers' calls (webcalls.go).
 	WebRTC webrtcFlags
+
+	// NodeHeartbeat is how often the node beats; NodeTimeout, how long another node may be
+	// silent before its calls are failed (node-lost).
+	NodeHeartbeat, NodeTimeout time.Duration
 }
 
 // env reads an environment variable with a default.
@@ -79,6 +85,8 @@ func (c *config) registerServe(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Demo, "demo", env("SWITCHBOARD_DEMO", "true") == "true", "create the demo agent (sip:demo@…) on first start (SWITCHBOARD_DEMO=false to skip)")
 	host, _ := os.Hostname()
 	fs.StringVar(&c.Node, "node", env("SWITCHBOARD_NODE", host), "this node's name in call records; a restart fails the calls it carried (SWITCHBOARD_NODE; default: the host name)")
+	fs.DurationVar(&c.NodeHeartbeat, "node-heartbeat", envDuration("SWITCHBOARD_NODE_HEARTBEAT", store.DefaultHeartbeatEvery), "how often the node writes its heartbeat (SWITCHBOARD_NODE_HEARTBEAT)")
+	fs.DurationVar(&c.NodeTimeout, "node-timeout", envDuration("SWITCHBOARD_NODE_TIMEOUT", store.DefaultHeartbeatTimeout), "a node whose heartbeat stops this long is lost: another node fails its live calls, node-lost (SWITCHBOARD_NODE_TIMEOUT; at least twice the heartbeat)")
 	fs.IntVar(&c.MaxCalls, "max-calls", envInt("SWITCHBOARD_MAX_CALLS", 2000), "concurrent calls of the node, SIP, WebRTC and media streams together; more are refused (SWITCHBOARD_MAX_CALLS; 0: no limit)")
 	fs.IntVar(&c.MaxTenantCalls, "max-calls-per-tenant", envInt("SWITCHBOARD_MAX_CALLS_PER_TENANT", 0), "concurrent calls of any one tenant on the node (SWITCHBOARD_MAX_CALLS_PER_TENANT; 0: only the node's limit)")
 	fs.IntVar(&c.RateLimit, "rate-limit", envInt("SWITCHBOARD_RATE_LIMIT", 100), "requests a minute for an API key without a limit of its own (SWITCHBOARD_RATE_LIMIT)")

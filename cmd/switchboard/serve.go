@@ -30,7 +30,7 @@ func openStore(ctx context.Context, c *config, log *slog.Logger) (*store.Store, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("server secret: %w", err)
 	}
-	st, err := store.Open(ctx, store.Options{URL: c.DatabaseURL, DataDir: c.DataDir, Secret: secret})
+	st, err := store.Open(ctx, store.Options{URL: c.DatabaseURL, DataDir: c.DataDir, Secret: secret, Log: log})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -128,6 +128,18 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	} else if n > 0 {
 		log.Warn("calls interrupted by the last stop marked failed", "calls", n, "node", c.Node)
 	}
+	// The node's heartbeat: it beats before taking calls, and fails the calls of nodes
+	// gone silent (node-lost), publishing their call.ended.
+	heart, err := store.NewHeartbeat(st, store.HeartbeatOptions{Node: c.Node, Version: version, Every: c.NodeHeartbeat,
+		Timeout: c.NodeTimeout, Log: log, OnLost: func(rec store.Call) { _ = sip.PublishEnded(hub, rec) }})
+	if err != nil {
+		return err
+	}
+	_ = heart.Beat(ctx)
+	heartCtx, stopHeart := context.WithCancel(bg)
+	heartDone := make(chan struct{})
+	go func() { defer close(heartDone); heart.Run(heartCtx) }()
+	defer func() { stopHeart(); <-heartDone }()
 	rtpMin, rtpMax, err := c.rtpPorts()
 	if err != nil {
 		return err
@@ -247,6 +259,7 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 		log.Warn("web calls still ending at shutdown", "calls", web.Open())
 	}
 	cancelWebWait()
+	leaveNode(st, heart, stopHeart, heartDone, log)
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = httpSrv.Shutdown(shutCtx)
@@ -257,6 +270,22 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// leaveNode is the node's last word once its calls have ended: their records still queued
+// for the database are written (for up to 15 s), and the node's heartbeat is removed, so that
+// no other node has to find it lost.
+func leaveNode(st *store.Store, heart *store.Heartbeat, stopHeart context.CancelFunc, heartDone <-chan struct{}, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := st.FlushCalls(ctx); err != nil {
+		log.Error("call records not written at shutdown", "error", err)
+	}
+	stopHeart()
+	<-heartDone
+	if err := heart.Leave(ctx); err != nil {
+		log.Warn("node heartbeat not removed; other nodes will see it lost after the timeout", "error", err)
+	}
 }
 
 // providerConfigs are the model providers of the node: openai and anthropic from their

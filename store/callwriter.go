@@ -1,0 +1,550 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// A call's record must end the way its call did, even when the database is away at that
+// moment: a record left in-progress is a call billed, counted and shown as live forever.
+// Every write of a call's state therefore goes through the store's call writer. It writes
+// at once when it can, in the caller's goroutine, so that a record is final before the
+// call's call.ended event goes out. When the database refuses, the state is queued and a
+// goroutine of the store (not of the call, which may be long gone) retries it with backoff
+// until the database returns, oldest call first.
+//
+// Per call the writer keeps order: a state is written only after every state given to it
+// before, and while one state of a call waits, later states of the call are coalesced into
+// it (the latest wins, but what a call sets once, its answer and its end, is never undone
+// by a stale state). So a call has at most one state queued.
+//
+// The queue is bounded: at most CallRetryLimit calls wait at once, and a state waits at
+// most CallRetryFor; past either it is dropped, logged once per outage and counted
+// (CallWriterStats.Dropped).
+
+// ErrCallQueued: the database refused the state of a call for now; the store retries it
+// until the database returns (within its bounds). The caller loses nothing.
+var ErrCallQueued = errors.New("store: call record queued until the database returns")
+
+// Bounds of the call writer's queue, unless Options say otherwise.
+const (
+	DefaultCallRetryLimit = 10000
+	DefaultCallRetryFor   = time.Hour
+	// callWriteTimeout bounds one attempt to write a state: a database that does not
+	// answer in time is away, and the state is queued.
+	callWriteTimeout = 5 * time.Second
+	// callRetryBackoff is the first wait between attempts, doubled up to callRetryMaxBackoff
+	// while the database stays away.
+	callRetryBackoff    = 100 * time.Millisecond
+	callRetryMaxBackoff = 2 * time.Second
+)
+
+// CallWriterStats are the call writer's counters since the store opened.
+type CallWriterStats struct {
+	// Queued is how many calls have a state waiting for the database now.
+	Queued int
+	// Retried is how many queued states were written once the database returned.
+	Retried int64
+	// Dropped is how many states were given up: past the queue's bounds, or left queued
+	// when the store closed.
+	Dropped int64
+}
+
+// callWriter is the write-behind of calls' records; see above.
+type callWriter struct {
+	write   func(ctx context.Context, c *Call) error
+	log     *slog.Logger
+	limit   int
+	maxAge  time.Duration
+	timeout time.Duration
+	now     func() time.Time
+
+	mu    sync.Mutex
+	calls map[string]*callState
+	// queued counts the calls whose state waits for the retry loop.
+	queued int
+	// running: the retry loop runs; wake nudges it; closed: the store closed.
+	running bool
+	wake    chan struct{}
+	closed  bool
+	stop    chan struct{}
+	done    chan struct{} // closed when the current run of the retry loop ends
+	// idle is closed and replaced whenever the queue becomes empty (FlushCalls waits on it).
+	idle chan struct{}
+	// outage: the queue has been non-empty since the last time it drained; logged once.
+	outage, dropLogged bool
+
+	retried, dropped atomic.Int64
+}
+
+// callState is what the writer knows of one call with a state in flight or queued.
+type callState struct {
+	// latest is the newest state not yet written (coalesced), and seq its sequence number.
+	latest    *Call
+	latestSeq uint64
+	// seq is the last sequence number given to a state of the call; written is the highest
+	// one in the database.
+	seq, written uint64
+	// writing: a goroutine (a caller or the retry loop) is writing a state of the call.
+	writing bool
+	// waiting: the database refused; latest waits for the retry loop since queuedAt.
+	waiting  bool
+	queuedAt time.Time
+	// users counts the callers inside write for this call.
+	users int
+	// changed is closed and replaced when written, writing or waiting change.
+	changed chan struct{}
+}
+
+func newCallWriter(write func(ctx context.Context, c *Call) error, log *slog.Logger, limit int, maxAge time.Duration) *callWriter {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if limit <= 0 {
+		limit = DefaultCallRetryLimit
+	}
+	if maxAge <= 0 {
+		maxAge = DefaultCallRetryFor
+	}
+	return &callWriter{write: write, log: log, limit: limit, maxAge: maxAge, timeout: callWriteTimeout,
+		now: time.Now, calls: map[string]*callState{}, wake: make(chan struct{}, 1),
+		stop: make(chan struct{}), idle: make(chan struct{})}
+}
+
+// notify wakes those waiting on a change of st; w.mu is held.
+func (st *callState) notify() {
+	close(st.changed)
+	st.changed = make(chan struct{})
+}
+
+// deposit gives the writer c's state, behind the call's states deposited before it, and
+// returns its ticket; settle must follow.
+func (w *callWriter) deposit(c *Call) *CallWrite {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st := w.calls[c.ID]
+	if st == nil {
+		st = &callState{changed: make(chan struct{})}
+		w.calls[c.ID] = st
+	}
+	st.seq++
+	st.latest, st.latestSeq = coalesce(st.latest, c), st.seq
+	st.users++
+	return &CallWrite{w: w, id: c.ID, st: st, seq: st.seq}
+}
+
+// settle writes the deposited state, or waits for the write that carries it: nil once it
+// (or a later state of the call) is in the database, ErrCallQueued (wrapped) when it waits
+// for the database, or the error that makes it impossible to write (ErrNotFound).
+func (w *callWriter) settle(ctx context.Context, t *CallWrite) error {
+	st, seq := t.st, t.seq
+	w.mu.Lock()
+	defer func() {
+		st.users--
+		w.forget(t.id, st)
+		w.mu.Unlock()
+	}()
+	for {
+		switch {
+		case st.written >= seq:
+			return nil
+		case st.waiting:
+			return fmt.Errorf("%w (call %s)", ErrCallQueued, t.id)
+		case !st.writing:
+			// Our turn: write the newest state, which holds ours.
+			if err := w.writeLatest(ctx, t.id, st); err != nil && !errors.Is(err, ErrCallQueued) {
+				return err
+			}
+			continue
+		}
+		changed := st.changed
+		w.mu.Unlock()
+		select {
+		case <-changed:
+			w.mu.Lock()
+		case <-ctx.Done():
+			// Our state is still to be written behind the one in flight: the retry loop
+			// takes it over.
+			w.mu.Lock()
+			if st.written < seq {
+				w.enqueue(t.id, st, ctx.Err())
+				return fmt.Errorf("%w (call %s): %w", ErrCallQueued, t.id, ctx.Err())
+			}
+		}
+	}
+}
+
+// writeLatest writes st.latest with w.mu held on entry and on return (released while the
+// database works). A refused state is queued: ErrCallQueued, or the permanent error.
+func (w *callWriter) writeLatest(ctx context.Context, id string, st *callState) error {
+	c, seq := st.latest, st.latestSeq
+	st.latest, st.writing = nil, true
+	w.mu.Unlock()
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.timeout)
+	err := w.write(wctx, c)
+	cancel()
+	w.mu.Lock()
+	st.writing = false
+	defer st.notify()
+	if err == nil || !retryable(err) {
+		// A permanent error (the record is gone) is the caller's to report.
+		st.written = max(st.written, seq)
+		return err
+	}
+	// Refused: the state goes back under any later one and waits for the retry loop.
+	st.latest = coalesce(c, st.latest)
+	st.latestSeq = max(st.latestSeq, seq)
+	w.enqueue(id, st, err)
+	return fmt.Errorf("%w: %w", ErrCallQueued, err)
+}
+
+// enqueue makes st wait for the retry loop, within the queue's bounds; w.mu is held.
+func (w *callWriter) enqueue(id string, st *callState, cause error) {
+	if st.waiting {
+		return
+	}
+	if w.closed || w.queued >= w.limit {
+		w.drop(id, st, "the queue of call records is full", cause)
+		return
+	}
+	st.waiting, st.queuedAt = true, w.now()
+	w.queued++
+	if !w.outage {
+		w.outage = true
+		w.log.Warn("call records queued: the database refused them; retrying until it returns",
+			"error", cause, "limit", w.limit, "retry_for", w.maxAge)
+	}
+	if !w.running {
+		w.running = true
+		w.done = make(chan struct{})
+		go w.retry(w.done)
+	}
+}
+
+// drop gives up the state of a call; w.mu is held.
+func (w *callWriter) drop(id string, st *callState, why string, cause error) {
+	if st.waiting {
+		st.waiting = false
+		w.queued--
+	}
+	st.written = max(st.written, st.latestSeq)
+	st.latest = nil
+	w.dropped.Add(1)
+	if !w.dropLogged {
+		w.dropLogged = true
+		w.log.Error("call records dropped: "+why+"; these calls keep their last written state",
+			"call", id, "error", cause, "limit", w.limit, "retry_for", w.maxAge)
+	}
+	st.notify()
+	w.forget(id, st)
+	w.checkIdle()
+}
+
+// forget removes the call once nothing of it is in flight or queued; w.mu is held.
+func (w *callWriter) forget(id string, st *callState) {
+	if st.users == 0 && !st.writing && !st.waiting && st.latest == nil && w.calls[id] == st {
+		delete(w.calls, id)
+	}
+}
+
+// checkIdle tells FlushCalls the queue is empty; w.mu is held.
+func (w *callWriter) checkIdle() {
+	if w.queued > 0 {
+		return
+	}
+	if w.outage {
+		w.outage, w.dropLogged = false, false
+		w.log.Info("call records written: the database is back", "retried", w.retried.Load(), "dropped", w.dropped.Load())
+	}
+	close(w.idle)
+	w.idle = make(chan struct{})
+}
+
+// retry is the retry loop: while calls wait, it writes their states, oldest first, and
+// backs off while the database refuses. It ends when the queue is empty or the store
+// closes.
+func (w *callWriter) retry(done chan struct{}) {
+	defer close(done)
+	backoff := callRetryBackoff
+	timer := time.NewTimer(backoff)
+	defer timer.Stop()
+	for {
+		select {
+		case <-timer.C:
+		case <-w.wake:
+		case <-w.stop:
+			w.mu.Lock()
+			w.running = false
+			w.mu.Unlock()
+			return
+		}
+		refused := w.retryPass()
+		w.mu.Lock()
+		if w.queued == 0 {
+			w.running = false
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
+		if refused {
+			backoff = min(2*backoff, callRetryMaxBackoff)
+		} else {
+			backoff = callRetryBackoff
+		}
+		timer.Reset(backoff)
+	}
+}
+
+// retryPass tries the waiting calls oldest first, and stops at the first the database
+// refuses (it is still away): refused reports that.
+func (w *callWriter) retryPass() (refused bool) {
+	w.mu.Lock()
+	type item struct {
+		id string
+		at time.Time
+	}
+	var items []item
+	for id, st := range w.calls {
+		if st.waiting {
+			items = append(items, item{id, st.queuedAt})
+		}
+	}
+	w.mu.Unlock()
+	sort.Slice(items, func(i, j int) bool { return items[i].at.Before(items[j].at) })
+	for _, it := range items {
+		w.mu.Lock()
+		st := w.calls[it.id]
+		if st == nil || !st.waiting || st.writing {
+			w.mu.Unlock()
+			continue
+		}
+		if w.now().Sub(st.queuedAt) > w.maxAge {
+			w.drop(it.id, st, "queued longer than the writer retries", nil)
+			w.mu.Unlock()
+			continue
+		}
+		if w.closing() {
+			w.mu.Unlock()
+			return true
+		}
+		c, seq := st.latest, st.latestSeq
+		st.latest, st.writing = nil, true
+		w.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
+		err := w.write(ctx, c)
+		cancel()
+		w.mu.Lock()
+		st.writing = false
+		if err != nil && retryable(err) {
+			st.latest = coalesce(c, st.latest)
+			st.latestSeq = max(st.latestSeq, seq)
+			st.notify()
+			w.mu.Unlock()
+			return true
+		}
+		if err != nil {
+			w.log.Warn("call record not updated", "call", it.id, "status", c.Status, "error", err)
+		} else {
+			w.retried.Add(1)
+		}
+		st.written = max(st.written, seq)
+		if st.latest == nil {
+			// Written up to date: the call is off the queue. A later state that came
+			// meanwhile stays queued, and is written next, in order.
+			st.waiting = false
+			w.queued--
+		}
+		st.notify()
+		w.forget(it.id, st)
+		w.checkIdle()
+		w.mu.Unlock()
+	}
+	return false
+}
+
+// closing reports whether the store is closing; w.mu is held.
+func (w *callWriter) closing() bool {
+	select {
+	case <-w.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// flush waits until no call waits for the database, trying at once.
+func (w *callWriter) flush(ctx context.Context) error {
+	for {
+		w.mu.Lock()
+		if w.queued == 0 {
+			w.mu.Unlock()
+			return nil
+		}
+		idle, n := w.idle, w.queued
+		w.mu.Unlock()
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return fmt.Errorf("store: %d call records still queued: %w", n, ctx.Err())
+		case <-time.After(callRetryBackoff):
+			// Nudge the loop again: it may be sleeping through a long backoff.
+		}
+	}
+}
+
+// close stops the retry loop; states still queued are dropped and counted.
+func (w *callWriter) close() {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return
+	}
+	w.closed = true
+	running, done := w.running, w.done
+	close(w.stop)
+	w.mu.Unlock()
+	if running {
+		<-done
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.queued > 0 {
+		w.log.Error("store closed with call records still queued; they keep their last written state", "calls", w.queued)
+		for id, st := range w.calls {
+			if st.waiting {
+				w.drop(id, st, "the store closed", nil)
+			}
+		}
+	}
+}
+
+func (w *callWriter) stats() CallWriterStats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return CallWriterStats{Queued: w.queued, Retried: w.retried.Load(), Dropped: w.dropped.Load()}
+}
+
+// retryable says whether a write refused with err may succeed later: the database was away,
+// busy or slow. A record that does not exist, or a state it refuses, never will.
+func retryable(err error) bool {
+	var ve *ValidationError
+	var ce *ConflictError
+	return !errors.Is(err, ErrNotFound) && !errors.As(err, &ve) && !errors.As(err, &ce)
+}
+
+// coalesce merges two states of one call into one to write: newer wins, but what the call
+// set once (when it started, was answered and ended, why, and how it went) is kept from
+// older when newer lacks it, and a final status is never turned back into a live one.
+// Either may be nil.
+func coalesce(older, newer *Call) *Call {
+	if older == nil {
+		return newer
+	}
+	if newer == nil {
+		return older
+	}
+	m := *newer
+	if m.StartedAt == nil {
+		m.StartedAt = older.StartedAt
+	}
+	if m.AnsweredAt == nil {
+		m.AnsweredAt = older.AnsweredAt
+	}
+	if m.SIPCallID == "" {
+		m.SIPCallID = older.SIPCallID
+	}
+	if m.Codec == "" {
+		m.Codec = older.Codec
+	}
+	if older.EndedAt != nil && m.EndedAt == nil {
+		m.EndedAt, m.EndedReason, m.Status, m.DurationSeconds = older.EndedAt, older.EndedReason, older.Status, older.DurationSeconds
+	}
+	if m.Quality == (CallQuality{}) {
+		m.Quality = older.Quality
+	}
+	if len(m.Report) == 0 {
+		m.Report = older.Report
+	}
+	if len(older.Metadata) > 0 {
+		md := maps.Clone(older.Metadata)
+		maps.Copy(md, m.Metadata)
+		m.Metadata = md
+	}
+	return &m
+}
+
+// UpdateCallState writes what changes while a call is carried: SIP Call-ID, codec, status,
+// ended reason, times, duration, quality, metadata and report. Unlike Update it leaves the
+// call's agent and trunk alone (either may be deleted while the call is live) and checks no
+// references, so the record of a call always keeps up with the call.
+//
+// It goes through the store's call writer: nil when the state is written, an error
+// wrapping ErrCallQueued when the database refused it for now and the store retries it in
+// the background (in order, behind the call's earlier states), ErrNotFound for a call
+// that is not in the store. c is not kept: the writer copies what it queues.
+func UpdateCallState(ctx context.Context, s *Store, c *Call) error {
+	return QueueCallState(s, c).Wait(ctx)
+}
+
+// CallWrite is a state of a call given to the store's call writer: its place in the call's
+// order is taken; Wait writes it.
+type CallWrite struct {
+	w   *callWriter
+	id  string
+	st  *callState
+	seq uint64
+}
+
+// QueueCallState gives the call writer c's state, after every state of the call given
+// before: a caller that changes a call's record under its own lock calls it under that lock,
+// so that the states are written in the order they were made. The returned CallWrite must be
+// waited on. c is copied.
+func QueueCallState(s *Store, c *Call) *CallWrite {
+	cp := *c
+	cp.Metadata, cp.Report = maps.Clone(c.Metadata), maps.Clone(c.Report)
+	return s.calls.deposit(&cp)
+}
+
+// Wait writes the state, or waits while an earlier state of the call is being written
+// (then writes the newest), as UpdateCallState says. It is called once.
+func (cw *CallWrite) Wait(ctx context.Context) error { return cw.w.settle(ctx, cw) }
+
+// FlushCalls waits until every queued call record is written (or dropped), nudging the
+// retry at once; a node calls it as it stops, with a deadline, before it closes the store.
+func (s *Store) FlushCalls(ctx context.Context) error { return s.calls.flush(ctx) }
+
+// CallWriterStats reports the call writer's queue and counters.
+func (s *Store) CallWriterStats() CallWriterStats { return s.calls.stats() }
+
+// writeCallState is one attempt to write a call's state.
+func writeCallState(ctx context.Context, s *Store, c *Call) error {
+	c.UpdatedAt = s.now()
+	if c.Metadata == nil {
+		c.Metadata = map[string]any{}
+	}
+	if c.Report == nil {
+		c.Report = map[string]any{}
+	}
+	res, err := s.db.NewUpdate().Model(c).
+		Column("sip_call_id", "codec", "status", "ended_reason", "started_at", "answered_at", "ended_at",
+			"duration_seconds", "quality", "metadata", "report", "updated_at").
+		Where("id = ?", c.ID).Where("tenant_id = ?", c.TenantID).Exec(ctx)
+	if err != nil {
+		return classify(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
