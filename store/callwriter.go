@@ -159,7 +159,7 @@ func (w *callWriter) settle(ctx context.Context, t *CallWrite) error {
 			return fmt.Errorf("%w (call %s)", ErrCallQueued, t.id)
 		case !st.writing:
 			// Our turn: write the newest state, which holds ours.
-			if err := w.writeLatest(ctx, t.id, st); err != nil && !errors.Is(err, ErrCallQueued) {
+			if err := w.writeLatest(ctx, t.id, st); err != nil {
 				return err
 			}
 			continue

@@ -41,7 +41,7 @@ func Beat(ctx context.Context, s *Store, name, version string, startedAt time.Ti
 	}
 	n := &NodeHeartbeat{Name: name, Version: version, StartedAt: startedAt.UTC(), HeartbeatAt: now, Beats: 1}
 	if _, err := s.db.NewInsert().Model(n).On("CONFLICT (name) DO UPDATE").
-		Set("heartbeat_at = EXCLUDED.heartbeat_at").Set("beats = nodes.beats + 1").Exec(ctx); err != nil {
+		Set("heartbeat_at = EXCLUDED.heartbeat_at").Set("beats = ?TableAlias.beats + 1").Exec(ctx); err != nil {
 		return false, classify(err)
 	}
 	return false, nil
