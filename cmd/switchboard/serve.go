@@ -259,10 +259,10 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 		log.Warn("web calls still ending at shutdown", "calls", web.Open())
 	}
 	cancelWebWait()
-	leaveNode(st, heart, stopHeart, heartDone, log)
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = httpSrv.Shutdown(shutCtx)
+	leaveNode(st, heart, stopHeart, heartDone, log)
 	stopFlush()
 	<-flushed
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
