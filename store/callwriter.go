@@ -29,6 +29,9 @@ import (
 // most CallRetryFor; past either it is dropped, logged once per outage and counted
 // (CallWriterStats.Dropped).
 
+// errRefusing is why a state is queued without an attempt: the database refused the last one.
+var errRefusing = errors.New("the database refused the last write; queued without trying")
+
 // ErrCallQueued: the database refused the state of a call for now; the store retries it
 // until the database returns (within its bounds). The caller loses nothing.
 var ErrCallQueued = errors.New("store: call record queued until the database returns")
@@ -80,6 +83,10 @@ type callWriter struct {
 	idle chan struct{}
 	// outage: the queue has been non-empty since the last time it drained; logged once.
 	outage, dropLogged bool
+	// refusing: the last write the database answered was refused. Callers then queue their
+	// states without trying, so that a database that hangs rather than refuses costs a
+	// call's goroutine no more than one attempt's timeout per outage, not one per update.
+	refusing bool
 
 	retried, dropped atomic.Int64
 }
@@ -157,6 +164,12 @@ func (w *callWriter) settle(ctx context.Context, t *CallWrite) error {
 			return nil
 		case st.waiting:
 			return fmt.Errorf("%w (call %s)", ErrCallQueued, t.id)
+		case !st.writing && w.refusing:
+			w.enqueue(t.id, st, errRefusing)
+			if st.waiting {
+				return fmt.Errorf("%w (call %s)", ErrCallQueued, t.id)
+			}
+			return fmt.Errorf("%w (call %s): dropped", ErrCallQueued, t.id)
 		case !st.writing:
 			// Our turn: write the newest state, which holds ours.
 			if err := w.writeLatest(ctx, t.id, st); err != nil {
@@ -192,6 +205,7 @@ func (w *callWriter) writeLatest(ctx context.Context, id string, st *callState) 
 	cancel()
 	w.mu.Lock()
 	st.writing = false
+	w.refusing = err != nil && retryable(err)
 	defer st.notify()
 	if err == nil || !retryable(err) {
 		// A permanent error (the record is gone) is the caller's to report.
@@ -342,6 +356,7 @@ func (w *callWriter) retryPass() (refused bool) {
 		cancel()
 		w.mu.Lock()
 		st.writing = false
+		w.refusing = err != nil && retryable(err)
 		if err != nil && retryable(err) {
 			st.latest = coalesce(c, st.latest)
 			st.latestSeq = max(st.latestSeq, seq)

@@ -395,3 +395,34 @@ func TestCallWriterSQLiteLocked(t *testing.T) {
 		t.Fatalf("record %+v, %v; want completed caller-hangup", got, err)
 	}
 }
+
+// A database that hangs rather than refuses costs one attempt's timeout, not one per
+// update: once it refused, the other calls' states are queued without trying, and written
+// in order when it answers again.
+func TestCallWriterQueuesWithoutTryingWhileRefused(t *testing.T) {
+	db := newFlakyDB()
+	w, _ := testWriter(t, db, 0, 0)
+	w.timeout = 200 * time.Millisecond
+	db.inWrite, db.release = make(chan string, 100), make(chan struct{}) // never released: hangs
+	ctx := context.Background()
+	if err := w.deposit(state("a", CallCompleted, 1)).Wait(ctx); !errors.Is(err, ErrCallQueued) {
+		t.Fatalf("hung database: %v", err)
+	}
+	if err := w.deposit(state("b", CallCompleted, 1)).Wait(ctx); !errors.Is(err, ErrCallQueued) {
+		t.Fatalf("second call: %v", err)
+	}
+	tried := map[string]int{}
+	for len(db.inWrite) > 0 {
+		tried[<-db.inWrite]++
+	}
+	if tried["b"] != 0 {
+		t.Fatalf("attempts %v: the second call's state was tried against a database that hangs", tried)
+	}
+	close(db.release) // answers again
+	flush(t, w)
+	for _, id := range []string{"a", "b"} {
+		if _, n := db.last(id); n != 1 {
+			t.Errorf("call %s written %d times, want once", id, n)
+		}
+	}
+}
