@@ -224,7 +224,11 @@ func (w *callWriter) enqueue(id string, st *callState, cause error) {
 	if st.waiting {
 		return
 	}
-	if w.closed || w.queued >= w.limit {
+	if w.closed {
+		w.drop(id, st, "the store is closed", cause)
+		return
+	}
+	if w.queued >= w.limit {
 		w.drop(id, st, "the queue of call records is full", cause)
 		return
 	}

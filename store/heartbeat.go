@@ -58,11 +58,12 @@ func ListNodes(ctx context.Context, s *Store) ([]NodeHeartbeat, error) {
 
 // FailLostNode declares the node lost, if it has not beaten since beats (what the caller
 // last saw of it), and fails its live calls with the reason node-lost; it returns the calls
-// it ended. Removing the node's row and failing its calls are one transaction, and the
+// it ended, and whether it was the one to declare the node lost. Removing the node's row and failing its calls are one transaction, and the
 // removal is the claim: when several nodes notice at once, one fails the calls and the
 // others find nothing to do; a node that beat again in the meantime is left alone.
-func FailLostNode(ctx context.Context, s *Store, name string, beats int64) ([]Call, error) {
+func FailLostNode(ctx context.Context, s *Store, name string, beats int64) ([]Call, bool, error) {
 	var ended []Call
+	claimed := false
 	err := s.inTx(ctx, func(tx bun.Tx) error {
 		res, err := tx.NewDelete().Model((*NodeHeartbeat)(nil)).Where("name = ?", name).Where("beats = ?", beats).Exec(ctx)
 		if err != nil {
@@ -71,13 +72,14 @@ func FailLostNode(ctx context.Context, s *Store, name string, beats int64) ([]Ca
 		if n, _ := res.RowsAffected(); n == 0 {
 			return nil
 		}
+		claimed = true
 		ended, err = failLiveCalls(ctx, tx, s.now(), name, EndedNodeLost)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return ended, nil
+	return ended, claimed, nil
 }
 
 // LeaveNode is a node's last word as it stops gracefully: the calls still live under its
@@ -165,7 +167,8 @@ func NewHeartbeat(s *Store, opts HeartbeatOptions) (*Heartbeat, error) {
 // Beat beats once. A node beats before it takes calls, so that its calls are never
 // without a heartbeat to watch.
 func (h *Heartbeat) Beat(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, h.opts.Every)
+	// A beat slower than half the timeout is as good as none.
+	ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout/2)
 	defer cancel()
 	existed, err := Beat(ctx, h.s, h.opts.Node, h.opts.Version, h.started)
 	if err != nil {
@@ -207,7 +210,8 @@ func (h *Heartbeat) Run(ctx context.Context) {
 
 // watch looks at the other nodes' beats and fails the calls of those silent too long.
 func (h *Heartbeat) watch(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, h.opts.Every)
+	// Failing the calls of a node that carried thousands takes a while.
+	ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
 	defer cancel()
 	nodes, err := ListNodes(ctx, h.s)
 	if err != nil {
@@ -228,12 +232,15 @@ func (h *Heartbeat) watch(ctx context.Context) {
 		if now.Sub(seen.at) < h.opts.Timeout {
 			continue
 		}
-		calls, err := FailLostNode(ctx, h.s, n.Name, n.Beats)
+		calls, claimed, err := FailLostNode(ctx, h.s, n.Name, n.Beats)
 		if err != nil {
 			h.log.Warn("lost node's calls not failed yet", "lost_node", n.Name, "error", err)
 			continue
 		}
 		delete(h.seen, n.Name)
+		if !claimed {
+			continue // it beat again, or another node got there first
+		}
 		h.log.Warn("node lost: its heartbeat stopped; its live calls are failed (node-lost)",
 			"lost_node", n.Name, "silent_for", now.Sub(seen.at).Round(time.Second), "calls", len(calls))
 		if h.opts.OnLost != nil {

@@ -123,7 +123,10 @@ func TestNodeLost(t *testing.T) {
 				t.Errorf("answered a minute ago, duration %v", got.DurationSeconds)
 			}
 		}
-		for _, c := range lost.calls {
+		lost.mu.Lock()
+		reported := append([]store.Call(nil), lost.calls...)
+		lost.mu.Unlock()
+		for _, c := range reported {
 			if c.Status != store.CallFailed || c.EndedReason != store.EndedNodeLost || c.TenantID != f.tenant.ID {
 				t.Errorf("event data %+v, want the failed record", c)
 			}
@@ -227,14 +230,14 @@ func TestLeaveNode(t *testing.T) {
 			t.Fatal(err)
 		}
 		x := liveCall(t, s, f.tenant.ID, "node-x")
-		if calls, err := store.FailLostNode(ctx, s, "node-x", 2); err != nil || len(calls) != 0 {
-			t.Fatalf("claim at a beat the node is past: %v, %v", calls, err)
+		if calls, claimed, err := store.FailLostNode(ctx, s, "node-x", 2); err != nil || claimed || len(calls) != 0 {
+			t.Fatalf("claim at a beat the node is not at: %v, %v, %v", calls, claimed, err)
 		}
-		if calls, err := store.FailLostNode(ctx, s, "node-x", 1); err != nil || len(calls) != 1 || calls[0].ID != x.ID {
-			t.Fatalf("claim: %v, %v", calls, err)
+		if calls, claimed, err := store.FailLostNode(ctx, s, "node-x", 1); err != nil || !claimed || len(calls) != 1 || calls[0].ID != x.ID {
+			t.Fatalf("claim: %v, %v, %v", calls, claimed, err)
 		}
-		if calls, err := store.FailLostNode(ctx, s, "node-x", 1); err != nil || len(calls) != 0 {
-			t.Fatalf("second claim: %v, %v", calls, err)
+		if calls, claimed, err := store.FailLostNode(ctx, s, "node-x", 1); err != nil || claimed || len(calls) != 0 {
+			t.Fatalf("second claim: %v, %v, %v", calls, claimed, err)
 		}
 	})
 }
