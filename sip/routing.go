@@ -216,7 +216,7 @@ func (s *Server) admitUnowned(ctx context.Context, req *sip.Request, creds *cred
 				return caller{}, forbidden("the credentials are those of trunks of several tenants")
 			}
 		}
-		return caller{tenantID: proven[0].TenantID, trunk: proven[0]}, nil
+		return caller{tenantID: proven[0].TenantID, trunk: own(proven[0])}, nil
 	}
 
 	var claims []claim
@@ -248,11 +248,20 @@ func (s *Server) admitUnowned(ctx context.Context, req *sip.Request, creds *cred
 	case len(claims) == 0:
 		return caller{}, forbidden("no trunk allows this source")
 	case len(claims) == 1 && !claims[0].digest:
-		return caller{tenantID: claims[0].tenantID, trunk: claims[0].trunk}, nil
+		return caller{tenantID: claims[0].tenantID, trunk: own(claims[0].trunk)}, nil
 	case len(digest) > 0:
 		return caller{}, s.challenge(false)
 	}
 	return caller{}, forbidden("trunks of several tenants allow this source")
+}
+
+// own copies a trunk of the node's shared list (store.FindInboundTrunks) for one call.
+func own(t *store.Trunk) *store.Trunk {
+	if t == nil {
+		return nil
+	}
+	c := *t
+	return &c
 }
 
 // verifyDigest checks a caller's credentials against trunks with a password that allow its

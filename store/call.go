@@ -248,14 +248,32 @@ func validSIPURI(s string) bool {
 
 // FindInboundTrunks returns the trunks of every tenant that accept calls (direction inbound
 // or both), oldest first: the SIP server weighs them all only for a call no tenant owns (a
-// built-in destination dialled by name, or a number that does not exist).
+// built-in destination dialled by name, or a number that does not exist), which strangers
+// may send at will, so the list is kept for InboundTrunksTTL rather than read for each.
+// The slice is shared: callers must not change it or its trunks.
 func FindInboundTrunks(ctx context.Context, s *Store) ([]Trunk, error) {
+	v := s.trunkWrites.Load()
+	c := &s.inbound
+	c.mu.Lock()
+	if c.trunks != nil && c.version == v && time.Since(c.read) < InboundTrunksTTL {
+		out := c.trunks
+		c.mu.Unlock()
+		return out, nil
+	}
+	c.mu.Unlock()
+	read := time.Now()
 	out := []Trunk{}
 	err := s.db.NewSelect().Model(&out).Where("direction IN (?)", bun.List([]string{"inbound", "both"})).
 		Order("created_at", "id").Scan(ctx)
 	if err != nil {
 		return nil, classify(err)
 	}
+	c.mu.Lock()
+	// A write committed while we read may be missing from out: then keep nothing.
+	if s.trunkWrites.Load() == v && read.After(c.read) {
+		c.version, c.read, c.trunks = v, read, out
+	}
+	c.mu.Unlock()
 	return out, nil
 }
 

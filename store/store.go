@@ -19,6 +19,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
@@ -45,6 +46,10 @@ type Store struct {
 	stmts sync.Map
 	// now is the clock of the store; tests may replace it.
 	now func() time.Time
+	// trunkWrites counts the trunk writes committed through this Store; inbound caches the
+	// node's inbound trunks against it (see FindInboundTrunks).
+	trunkWrites atomic.Uint64
+	inbound     inboundTrunks
 }
 
 // Options configure Open.
