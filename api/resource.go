@@ -17,9 +17,11 @@ type resource[T any, P store.Model[T]] struct {
 	singular, plural string
 	tag              string
 	// scope is the scope needed to change the resource (reading needs read, or this when
-	// it is admin).
+	// it is admin and readable is false).
 	scope string
-	new   func() P
+	// readable lets a key with read alone read a resource that only admins change.
+	readable bool
+	new      func() P
 	// keepReadOnly copies fields a client may not set from src (the stored row, or the
 	// defaults) back into dst after a body was decoded over dst.
 	keepReadOnly func(dst, src P)
@@ -38,7 +40,7 @@ func (res resource[T, P]) notify(ctx context.Context, s *Server, tenantID, id, a
 func (res resource[T, P]) path() string { return "/api/v1/" + res.plural }
 
 func (res resource[T, P]) readScope() string {
-	if res.scope == store.ScopeAdmin {
+	if res.scope == store.ScopeAdmin && !res.readable {
 		return store.ScopeAdmin
 	}
 	return store.ScopeRead
@@ -199,8 +201,10 @@ var (
 	phoneNumberResource = resource[store.PhoneNumber, *store.PhoneNumber]{
 		singular: "phone number", plural: "phone-numbers", tag: "Phone numbers", new: store.NewPhoneNumber,
 	}
+	// Trunks decide who may call a tenant's numbers and whose calls built-in destinations
+	// take (see the sip package's routing), so only the tenant's admins change them.
 	trunkResource = resource[store.Trunk, *store.Trunk]{
-		singular: "trunk", plural: "trunks", tag: "Trunks", new: store.NewTrunk,
+		singular: "trunk", plural: "trunks", tag: "Trunks", scope: store.ScopeAdmin, readable: true, new: store.NewTrunk,
 		keepReadOnly: func(dst, src *store.Trunk) {
 			dst.InboundPasswordEnc, dst.OutboundPasswordEnc = src.InboundPasswordEnc, src.OutboundPasswordEnc
 		},

@@ -32,134 +32,6 @@ type refusal struct {
 
 func (r *refusal) Error() string { return fmt.Sprintf("%d %s: %s", r.code, r.reason, r.why) }
 
-// caller is who an inbound call comes from, once admitted: the tenant it belongs to and
-// the trunk it came over (nil for a loopback or private caller with no trunks set up).
-type caller struct {
-	tenantID string
-	trunk    *store.Trunk
-}
-
-// authenticate matches an INVITE to a trunk: by source address in an allowed CIDR (with
-// digest as well when the trunk also has a password), or by digest credentials. With no
-// trunks at all, loopback and private callers are taken for the default tenant.
-func (s *Server) authenticate(ctx context.Context, req *sip.Request, src netip.Addr) (caller, *refusal) {
-	var trunks []store.Trunk
-	if s.cfg.Store != nil {
-		var err error
-		trunks, err = store.FindInboundTrunks(ctx, s.cfg.Store)
-		if err != nil {
-			s.log.Error("trunks not readable", "error", err)
-			return caller{}, &refusal{code: sip.StatusServiceUnavailable, reason: "Service Unavailable", why: "database"}
-		}
-	}
-	open := caller{tenantID: s.cfg.DefaultTenantID}
-	if len(trunks) == 0 {
-		if s.cfg.AllowAll || isLocal(src) {
-			return open, nil
-		}
-		return caller{}, &refusal{code: sip.StatusForbidden, reason: "Forbidden", why: "source not allowed"}
-	}
-
-	var creds *credentials
-	if h := req.GetHeader("Authorization"); h != nil {
-		c, err := parseCredentials(h.Value())
-		if err != nil {
-			return caller{}, &refusal{code: sip.StatusBadRequest, reason: "Bad Request", why: "authorization: " + err.Error()}
-		}
-		creds = &c
-	}
-	challenge := false
-	for i := range trunks {
-		t := &trunks[i]
-		byAddr := inCIDRs(src, t.Inbound.AllowedCIDRs)
-		hasPassword := t.Inbound.Username != "" && t.InboundPasswordEnc != ""
-		switch {
-		case byAddr && !hasPassword:
-			return caller{tenantID: t.TenantID, trunk: t}, nil
-		case !hasPassword:
-			continue
-		case len(t.Inbound.AllowedCIDRs) > 0 && !byAddr:
-			continue // a password does not open a trunk to addresses it does not allow
-		}
-		if creds == nil || creds.Username != t.Inbound.Username {
-			challenge = true
-			continue
-		}
-		valid, stale := s.nonces.check(creds.Nonce, time.Now())
-		if !valid || stale || creds.Realm != realm {
-			return caller{}, s.challenge(stale)
-		}
-		pw, err := t.InboundPassword(s.cfg.Store)
-		if err != nil {
-			s.log.Error("trunk password not readable", "trunk", t.ID, "error", err)
-			return caller{}, &refusal{code: sip.StatusServiceUnavailable, reason: "Service Unavailable", why: "trunk password"}
-		}
-		if !creds.verify(req, pw) {
-			return caller{}, &refusal{code: sip.StatusForbidden, reason: "Forbidden", why: "wrong credentials for trunk " + t.ID}
-		}
-		return caller{tenantID: t.TenantID, trunk: t}, nil
-	}
-	if challenge {
-		return caller{}, s.challenge(false)
-	}
-	if s.cfg.AllowAll {
-		return open, nil
-	}
-	return caller{}, &refusal{code: sip.StatusForbidden, reason: "Forbidden", why: "no trunk allows this source"}
-}
-
-func (s *Server) challenge(stale bool) *refusal {
-	return &refusal{code: sip.StatusUnauthorized, reason: "Unauthorized", why: "digest challenge",
-		hdrs: []sip.Header{sip.NewHeader("WWW-Authenticate", s.nonces.challenge(time.Now(), stale))}}
-}
-
-func isLocal(a netip.Addr) bool {
-	a = a.Unmap()
-	return a.IsLoopback() || a.IsPrivate()
-}
-
-// route finds what answers a call to user: a built-in destination by name, or the phone
-// number of the tenant that routes to an agent or a destination.
-func (s *Server) route(ctx context.Context, who caller, users ...string) (Handler, store.Call, *refusal) {
-	var rec store.Call
-	for _, user := range users {
-		if user == "" {
-			continue
-		}
-		if h := builtin(user); h != nil {
-			rec.Destination = strings.ToLower(user)
-			return h, rec, nil
-		}
-		if s.cfg.Store == nil || who.tenantID == "" {
-			continue
-		}
-		pn, err := store.FindPhoneNumber(ctx, s.cfg.Store, who.tenantID, user)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			s.log.Error("phone numbers not readable", "error", err)
-			return nil, rec, &refusal{code: sip.StatusServiceUnavailable, reason: "Service Unavailable", why: "database"}
-		}
-		if pn.AgentID != nil && *pn.AgentID != "" {
-			rec.AgentID = pn.AgentID
-			if s.cfg.Agents == nil {
-				return nil, rec, &refusal{code: sip.StatusTemporarilyUnavailable, reason: "Temporarily Unavailable", why: "agents cannot take calls on this node"}
-			}
-			h, err := s.cfg.Agents.AgentHandler(ctx, who.tenantID, *pn.AgentID)
-			if err != nil {
-				return nil, rec, &refusal{code: sip.StatusTemporarilyUnavailable, reason: "Temporarily Unavailable", why: err.Error()}
-			}
-			return h, rec, nil
-		}
-		if h := builtin(pn.Destination); h != nil {
-			rec.Destination = pn.Destination
-			return h, rec, nil
-		}
-	}
-	return nil, rec, &refusal{code: sip.StatusNotFound, reason: "Not Found", why: "no route for " + strings.Join(users, ", ")}
-}
-
 // sessionExpires reads RFC 4028's Session-Expires of an INVITE; 0 when there is none.
 func sessionExpires(req *sip.Request) (time.Duration, *refusal) {
 	h := req.GetHeader("Session-Expires")
@@ -222,11 +94,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		refuse(ref)
 		return
 	}
-	var toUser string
-	if to := req.To(); to != nil {
-		toUser = to.Address.User
-	}
-	h, rec, ref := s.route(ctx, who, req.Recipient.User, toUser)
+	h, rec, ref := s.route(ctx, who)
 	if ref != nil {
 		refuse(ref)
 		return

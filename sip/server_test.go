@@ -428,7 +428,8 @@ func TestAllowed(t *testing.T) {
 		{"8.8.8.8", true, true},
 	} {
 		s := &Server{cfg: Config{AllowAll: tc.allowAll}}
-		_, ref := s.authenticate(context.Background(), nil, netip.MustParseAddr(tc.addr))
+		req := sip.NewRequest(sip.INVITE, sip.Uri{User: "echo", Host: "127.0.0.1"})
+		_, ref := s.authenticate(context.Background(), req, netip.MustParseAddr(tc.addr))
 		if got := ref == nil; got != tc.want {
 			t.Errorf("allowed(%s, AllowAll=%v) = %v, want %v", tc.addr, tc.allowAll, got, tc.want)
 		}

@@ -251,11 +251,43 @@ func validSIPURI(s string) bool {
 }
 
 // FindInboundTrunks returns the trunks of every tenant that accept calls (direction inbound
-// or both), oldest first: the SIP server matches a call's source address or digest
-// credentials against them to find its tenant.
+// or both), oldest first: the SIP server weighs them all only for a call no tenant owns (a
+// built-in destination dialled by name, or a number that does not exist), which strangers
+// may send at will, so the list is kept for InboundTrunksTTL rather than read for each.
+// The slice is shared: callers must not change it or its trunks.
 func FindInboundTrunks(ctx context.Context, s *Store) ([]Trunk, error) {
+	v := s.trunkWrites.Load()
+	c := &s.inbound
+	c.mu.Lock()
+	if c.trunks != nil && c.version == v && time.Since(c.read) < InboundTrunksTTL {
+		out := c.trunks
+		c.mu.Unlock()
+		return out, nil
+	}
+	c.mu.Unlock()
+	read := time.Now()
 	out := []Trunk{}
 	err := s.db.NewSelect().Model(&out).Where("direction IN (?)", bun.List([]string{"inbound", "both"})).
+		Order("created_at", "id").Scan(ctx)
+	if err != nil {
+		return nil, classify(err)
+	}
+	c.mu.Lock()
+	// A write committed while we read may be missing from out: then keep nothing.
+	if s.trunkWrites.Load() == v && read.After(c.read) {
+		c.version, c.read, c.trunks = v, read, out
+	}
+	c.mu.Unlock()
+	return out, nil
+}
+
+// FindTenantInboundTrunks returns the tenant's trunks that accept calls, oldest first: a call
+// to one of the tenant's numbers is checked against these and no others. It reads the
+// tenant's rows of the trunks index only.
+func FindTenantInboundTrunks(ctx context.Context, s *Store, tenantID string) ([]Trunk, error) {
+	out := []Trunk{}
+	err := s.db.NewSelect().Model(&out).Where("tenant_id = ?", tenantID).
+		Where("direction IN (?)", bun.List([]string{"inbound", "both"})).
 		Order("created_at", "id").Scan(ctx)
 	if err != nil {
 		return nil, classify(err)
@@ -283,41 +315,19 @@ func openSealed(s *Store, sealed string) (string, error) {
 	return s.sealer.Open(sealed)
 }
 
-// FindPhoneNumber finds the tenant's phone number a call was dialled to. The number matches
-// as stored or after normalising: an E.164 number is found whether it was dialled with or
-// without its "+" (and with spaces, dashes, dots or parentheses), and a SIP user matches
-// regardless of case. An exact match wins over a normalised one.
+// FindPhoneNumber finds the tenant's phone number a call was dialled to, as
+// PhoneNumberByNumber does: an E.164 number is found whether it was dialled with or without
+// its "+" (and with spaces, dashes, dots or parentheses), and a SIP user regardless of case.
+// Another tenant's number is ErrNotFound.
 func FindPhoneNumber(ctx context.Context, s *Store, tenantID, number string) (*PhoneNumber, error) {
-	number = strings.TrimSpace(number)
-	if number == "" {
-		return nil, ErrNotFound
-	}
-	candidates := []string{strings.ToLower(number)}
-	if digits, ok := dialledDigits(number); ok {
-		candidates = append(candidates, digits, "+"+digits)
-	}
-	var found []PhoneNumber
-	err := s.db.NewSelect().Model(&found).Where("tenant_id = ?", tenantID).
-		Where("lower(number) IN (?)", bun.List(candidates)).Order("created_at", "id").Scan(ctx)
+	p, err := s.PhoneNumberByNumber(ctx, number)
 	if err != nil {
-		return nil, classify(err)
+		return nil, err
 	}
-	if len(found) == 0 {
+	if p.TenantID != tenantID {
 		return nil, ErrNotFound
 	}
-	for i := range found {
-		if found[i].Number == number {
-			return &found[i], nil
-		}
-	}
-	for _, want := range candidates[1:] {
-		for i := range found {
-			if found[i].Number == want {
-				return &found[i], nil
-			}
-		}
-	}
-	return &found[0], nil
+	return p, nil
 }
 
 // dialledDigits returns the digits of a dialled telephone number without its "+" and visual

@@ -414,6 +414,23 @@ func TestFindInboundTrunksAndPasswords(t *testing.T) {
 			if pw, err := got[1].OutboundPassword(s); err != nil || pw != "s3cret out" {
 				t.Fatalf("outbound password: %q %v", pw, err)
 			}
+			// One tenant's trunks are its own: the other tenant's never come with them.
+			for _, tc := range []struct {
+				tenant string
+				want   []string
+			}{{a.tenant.ID, []string{in.ID}}, {b.tenant.ID, []string{both.ID}}, {"ten_01jdq3aaaaaaaaaaaaaaaaaaaa", nil}} {
+				got, err := store.FindTenantInboundTrunks(ctx, s, tc.tenant)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var ids []string
+				for _, tr := range got {
+					ids = append(ids, tr.ID)
+				}
+				if !slices.Equal(ids, tc.want) {
+					t.Errorf("inbound trunks of %s: %v, want %v", tc.tenant, ids, tc.want)
+				}
+			}
 			// Without the server secret the password cannot be opened.
 			bare := openStore(t, store.SQLite)
 			if _, err := got[0].InboundPassword(bare); !errors.Is(err, store.ErrNoSecret) {
@@ -458,7 +475,6 @@ func TestFindPhoneNumber(t *testing.T) {
 		e164 := mk(a.tenant.ID, "+14155550100")
 		user := mk(a.tenant.ID, "Support.Desk")
 		bare := mk(a.tenant.ID, "4930123456") // a SIP user of digits, without +
-		plus := mk(a.tenant.ID, "+4930123456")
 		theirs := mk(b.tenant.ID, "+14155550199")
 		for _, tt := range []struct{ dialled, want string }{
 			{"+14155550100", e164},
@@ -468,8 +484,9 @@ func TestFindPhoneNumber(t *testing.T) {
 			{"support.desk", user},
 			{"SUPPORT.DESK", user},
 			{"Support.Desk", user},
-			{"4930123456", bare}, // the exact match wins
-			{"+4930123456", plus},
+			{"4930123456", bare},
+			{"+4930123456", bare}, // one number, however it is dialled
+			{"+49 30 123456", bare},
 			{"+14155550101", ""},
 			{"14155550199", ""}, // another tenant's
 			{"", ""},
@@ -488,6 +505,69 @@ func TestFindPhoneNumber(t *testing.T) {
 		}
 		if p, err := store.FindPhoneNumber(ctx, s, b.tenant.ID, "14155550199"); err != nil || p.ID != theirs {
 			t.Fatalf("the other tenant's own number: %+v %v", p, err)
+		}
+		// On the whole node, the number names its tenant.
+		if p, err := s.PhoneNumberByNumber(ctx, "+1 415 555 0199"); err != nil || p.ID != theirs || p.TenantID != b.tenant.ID {
+			t.Fatalf("node-wide lookup: %+v %v, want %s of %s", p, err, theirs, b.tenant.ID)
+		}
+	})
+}
+
+// A number is unique on the node as it is dialled: no tenant may take a number another
+// tenant (or itself) has in any spelling that dials the same, since the number alone decides
+// which tenant an inbound call reaches.
+func TestPhoneNumberUniqueOnNode(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		a, b := newCallFixture(t, s, "acme"), newCallFixture(t, s, "globex")
+		mk := func(tenantID, number string) (*store.PhoneNumber, error) {
+			p := store.NewPhoneNumber()
+			p.Number, p.Destination = number, "echo"
+			return p, store.Create(ctx, s, tenantID, p)
+		}
+		for _, n := range []string{"+14155550100", "Support", "1.800.555"} {
+			if _, err := mk(a.tenant.ID, n); err != nil {
+				t.Fatalf("%s: %v", n, err)
+			}
+		}
+		for _, tc := range []struct{ tenant, number string }{
+			{b.tenant.ID, "+14155550100"},
+			{b.tenant.ID, "14155550100"},
+			{a.tenant.ID, "14155550100"},
+			{b.tenant.ID, "support"},
+			{b.tenant.ID, "SUPPORT"},
+			{b.tenant.ID, "1-800-555"},
+			{b.tenant.ID, "1800555"},
+		} {
+			_, err := mk(tc.tenant, tc.number)
+			var ce *store.ConflictError
+			if !errors.As(err, &ce) || ce.Field != "number" {
+				t.Errorf("%s in %s: %v, want a conflict on number", tc.number, tc.tenant, err)
+			}
+		}
+		// An update into a taken number is refused as well, and leaves the row as it was.
+		p, err := mk(b.tenant.ID, "sales")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Number = "14155550100"
+		var ce *store.ConflictError
+		if err := store.Update(ctx, s, p); !errors.As(err, &ce) {
+			t.Fatalf("update to a taken number: %v, want a conflict", err)
+		}
+		if got, err := s.PhoneNumberByNumber(ctx, "SALES"); err != nil || got.ID != p.ID || got.Number != "sales" {
+			t.Fatalf("after the refused update: %+v %v", got, err)
+		}
+		// A deleted number is free again.
+		own, err := s.PhoneNumberByNumber(ctx, "support")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := store.Delete[store.PhoneNumber](ctx, s, a.tenant.ID, own.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := mk(b.tenant.ID, "SUPPORT"); err != nil {
+			t.Fatalf("a freed number: %v", err)
 		}
 	})
 }

@@ -16,12 +16,16 @@ import (
 var BuiltinDestinations = []string{"echo", "tone"}
 
 // PhoneNumber routes a dialled number (E.164) or SIP user to an agent or a built-in
-// destination. Numbers are unique across tenants: an inbound call finds its tenant by them.
+// destination. Numbers are unique across tenants as they are dialled (see NumberKey): an
+// inbound call finds its tenant by the number alone.
 type PhoneNumber struct {
 	bun.BaseModel `bun:"table:phone_numbers"`
 	Row
 
-	Number      string         `bun:"number,notnull" json:"number"`
+	Number string `bun:"number,notnull" json:"number"`
+	// NumberKey is NumberKey(Number), set by Validate; the node's unique index on it is what
+	// keeps one number from routing to two tenants.
+	NumberKey   string         `bun:"number_key,nullzero" json:"-"`
 	Name        string         `bun:"name,notnull" json:"name"`
 	AgentID     *string        `bun:"agent_id" json:"agent_id"`
 	Destination string         `bun:"destination,notnull" json:"destination"`
@@ -48,6 +52,7 @@ func (p *PhoneNumber) Validate() error {
 	case !reSIPUser.MatchString(p.Number):
 		fe.add("number", "must be an E.164 number or a SIP user of letters, digits and . _ ~ + -")
 	}
+	p.NumberKey = NumberKey(p.Number)
 	if len(p.Name) > maxNameLen {
 		fe.add("name", "must be at most %d characters", maxNameLen)
 	}
@@ -83,11 +88,28 @@ func (p *PhoneNumber) references() []reference {
 	return refs
 }
 
-// PhoneNumberByNumber finds the number a call was dialled to, in any tenant: it is how an
-// inbound call finds its tenant and agent.
-func (s *Store) PhoneNumberByNumber(ctx context.Context, number string) (*PhoneNumber, error) {
+// NumberKey is a number as it is matched when dialled: the digits of a telephone number,
+// without its "+" and visual separators ("+1 (415) 555-0100" and "14155550100" are
+// "14155550100"), or else the number in lower case (a SIP user matches regardless of case).
+// Two numbers with the same key are the same number, on the whole node.
+func NumberKey(number string) string {
+	number = strings.TrimSpace(number)
+	if digits, ok := dialledDigits(number); ok {
+		return digits
+	}
+	return strings.ToLower(number)
+}
+
+// PhoneNumberByNumber finds the number a call was dialled to, in whichever tenant has it: it
+// is how an inbound call finds its tenant. One lookup of the unique index on the number's
+// key.
+func (s *Store) PhoneNumberByNumber(ctx context.Context, dialled string) (*PhoneNumber, error) {
+	key := NumberKey(dialled)
+	if key == "" {
+		return nil, ErrNotFound
+	}
 	p := new(PhoneNumber)
-	if err := s.db.NewSelect().Model(p).Where("number = ?", number).Limit(1).Scan(ctx); err != nil {
+	if err := s.db.NewSelect().Model(p).Where("number_key = ?", key).Limit(1).Scan(ctx); err != nil {
 		return nil, classify(err)
 	}
 	return p, nil

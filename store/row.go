@@ -77,13 +77,13 @@ func Create[T any, P Model[T]](ctx context.Context, s *Store, tenantID string, m
 	if err := m.Validate(); err != nil {
 		return err
 	}
-	return s.inTx(ctx, func(tx bun.Tx) error {
+	return s.written(m, s.inTx(ctx, func(tx bun.Tx) error {
 		if err := checkReferences(ctx, tx, tenantID, m); err != nil {
 			return err
 		}
 		_, err := tx.NewInsert().Model(m).Exec(ctx)
 		return err
-	})
+	}))
 }
 
 // Get reads one row of the tenant; another tenant's row is ErrNotFound.
@@ -154,7 +154,7 @@ func Update[T any, P Model[T]](ctx context.Context, s *Store, m P) error {
 	if err := m.Validate(); err != nil {
 		return err
 	}
-	return s.inTx(ctx, func(tx bun.Tx) error {
+	return s.written(m, s.inTx(ctx, func(tx bun.Tx) error {
 		if err := checkReferences(ctx, tx, r.TenantID, m); err != nil {
 			return err
 		}
@@ -167,7 +167,7 @@ func Update[T any, P Model[T]](ctx context.Context, s *Store, m P) error {
 			return ErrNotFound
 		}
 		return nil
-	})
+	}))
 }
 
 // Delete removes one row of the tenant. A row others still need is a *ConflictError.
@@ -176,7 +176,7 @@ func Delete[T any, P Model[T]](ctx context.Context, s *Store, tenantID, id strin
 	if !validID(m.idPrefix(), id) {
 		return ErrNotFound
 	}
-	return s.inTx(ctx, func(tx bun.Tx) error {
+	return s.written(m, s.inTx(ctx, func(tx bun.Tx) error {
 		if g, ok := any(m).(deleteGuard); ok {
 			m.Base().ID, m.Base().TenantID = id, tenantID
 			if err := g.checkDelete(ctx, tx); err != nil {
@@ -191,7 +191,15 @@ func Delete[T any, P Model[T]](ctx context.Context, s *Store, tenantID, id strin
 			return ErrNotFound
 		}
 		return nil
-	})
+	}))
+}
+
+// written tells the store's caches that a write of m committed (err == nil), and returns err.
+func (s *Store) written(m any, err error) error {
+	if _, ok := m.(*Trunk); ok && err == nil {
+		s.trunkWrites.Add(1)
+	}
+	return err
 }
 
 // checkReferences makes sure every row m points at exists in the same tenant.

@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
@@ -48,6 +49,10 @@ type Store struct {
 	now func() time.Time
 	// calls writes calls' records, retrying those the database refused (callwriter.go).
 	calls *callWriter
+	// trunkWrites counts the trunk writes committed through this Store; inbound caches the
+	// node's inbound trunks against it (see FindInboundTrunks).
+	trunkWrites atomic.Uint64
+	inbound     inboundTrunks
 }
 
 // Options configure Open.

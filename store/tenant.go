@@ -123,7 +123,7 @@ func (s *Store) DeleteTenant(ctx context.Context, id string) error {
 	if t.Slug == DefaultTenantSlug {
 		return &ConflictError{Field: "id", Message: "the default tenant operates the server and cannot be deleted"}
 	}
-	return s.inTx(ctx, func(tx bun.Tx) error {
+	return s.written((*Trunk)(nil), s.inTx(ctx, func(tx bun.Tx) error {
 		// Rows that point at each other inside the tenant go first, so the cascade from
 		// tenants never trips a restricting foreign key.
 		for _, table := range []string{"phone_numbers", "agents", "trunks", "tools", "workflows"} {
@@ -133,5 +133,5 @@ func (s *Store) DeleteTenant(ctx context.Context, id string) error {
 		}
 		_, err := tx.NewDelete().Model((*Tenant)(nil)).Where("id = ?", id).Exec(ctx)
 		return err
-	})
+	}))
 }

@@ -61,7 +61,11 @@ func demoWorkflow() *store.Workflow {
 // agent, and the number "demo" routed to it. Once the number exists (or was deleted and
 // the tenant has other numbers) it is left alone: the demo is the operator's to change.
 func ensureDemo(ctx context.Context, st *store.Store, def *store.Tenant, log *slog.Logger) error {
-	if _, err := store.FindPhoneNumber(ctx, st, def.ID, demoNumber); err == nil {
+	// Numbers are unique on the node: one that another tenant took is left to it.
+	if pn, err := st.PhoneNumberByNumber(ctx, demoNumber); err == nil {
+		if pn.TenantID != def.ID {
+			log.Info("demo agent not created: another tenant has the number", "number", demoNumber, "tenant", pn.TenantID)
+		}
 		return nil
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err

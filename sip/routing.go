@@ -1,0 +1,332 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/switchboard-go/switchboard/store"
+)
+
+// Who may call, and for which tenant. An INVITE's tenant is decided by what it dialled and
+// what only that tenant owns: a phone number (unique on the node, see store.NumberKey)
+// belongs to one tenant, and the caller is then checked against that tenant's trunks and no
+// others, so that one tenant's trunks never take, refuse or challenge another tenant's
+// calls. A tenant with no inbound trunks takes loopback and private callers if it is the
+// node's default tenant, and nobody otherwise.
+//
+// The built-in destinations (echo, tone), dialled by name, belong to no tenant, and the
+// caller decides whose call it is, in this order: digest credentials that a trunk's
+// username and password verify (the trunk's tenant; trunks of two tenants verifying the same
+// credentials are refused); else the one tenant that claims the caller's address, where a
+// tenant claims it when one of its trunks allows the address (a trunk with a password
+// claims it too, but admits only after a digest challenge) or, for the default tenant with
+// no inbound trunks, when the address is loopback or private. Two tenants or more claiming
+// the address is ambiguous: the caller is challenged if any of them has a trunk with a
+// password, and refused (403) otherwise; creating a trunk can therefore never move a call
+// that another tenant claims to its own records.
+//
+// A number that does not exist is 404 only to a caller some tenant would take by these
+// built-in rules, and 401 or 403 to others, as a call to a built-in destination would be.
+
+// caller is who an inbound call comes from, once admitted: the tenant it belongs to, the
+// trunk it came over (nil when its tenant's no-trunk rule let it in), and what it dialled.
+type caller struct {
+	tenantID string
+	trunk    *store.Trunk
+	dest     dialled
+}
+
+// dialled is what an INVITE asked for: a built-in destination by name, or a phone number,
+// which names its tenant; neither when nothing matched.
+type dialled struct {
+	users   []string // the request-URI user, then the To user when it differs
+	builtin string
+	number  *store.PhoneNumber
+}
+
+// authenticate decides the tenant of an INVITE and whether its caller may call it: the
+// tenant that owns the dialled number, with the caller checked against that tenant's
+// trunks; for a built-in destination or an unknown number, the tenant that the caller's
+// credentials or address single out (see the comment at the top of this file).
+func (s *Server) authenticate(ctx context.Context, req *sip.Request, src netip.Addr) (caller, *refusal) {
+	d, ref := s.lookup(ctx, req)
+	if ref != nil {
+		return caller{}, ref
+	}
+	var creds *credentials
+	if h := req.GetHeader("Authorization"); h != nil {
+		c, err := parseCredentials(h.Value())
+		if err != nil {
+			return caller{}, &refusal{code: sip.StatusBadRequest, reason: "Bad Request", why: "authorization: " + err.Error()}
+		}
+		creds = &c
+	}
+	var who caller
+	if d.number != nil {
+		who, ref = s.admitToTenant(ctx, req, creds, src, d.number.TenantID)
+	} else {
+		who, ref = s.admitUnowned(ctx, req, creds, src)
+	}
+	if ref != nil {
+		return caller{}, ref
+	}
+	who.dest = d
+	return who, nil
+}
+
+// lookup finds what an INVITE dialled: the request-URI user, then the To user, each looked
+// up among the built-in destinations and then among the node's phone numbers (one indexed
+// lookup each).
+func (s *Server) lookup(ctx context.Context, req *sip.Request) (dialled, *refusal) {
+	d := dialled{users: []string{req.Recipient.User}}
+	if to := req.To(); to != nil && to.Address.User != req.Recipient.User {
+		d.users = append(d.users, to.Address.User)
+	}
+	for _, user := range d.users {
+		if user == "" {
+			continue
+		}
+		if builtin(user) != nil {
+			d.builtin = strings.ToLower(user)
+			return d, nil
+		}
+		if s.cfg.Store == nil {
+			continue
+		}
+		pn, err := s.cfg.Store.PhoneNumberByNumber(ctx, user)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			s.log.Error("phone numbers not readable", "error", err)
+			return d, unavailable("database")
+		}
+		d.number = pn
+		return d, nil
+	}
+	return d, nil
+}
+
+func unavailable(why string) *refusal {
+	return &refusal{code: sip.StatusServiceUnavailable, reason: "Service Unavailable", why: why}
+}
+
+func forbidden(why string) *refusal {
+	return &refusal{code: sip.StatusForbidden, reason: "Forbidden", why: why}
+}
+
+// private says whether the no-trunk rule of the default tenant takes a caller from src.
+func (s *Server) private(src netip.Addr) bool { return s.cfg.AllowAll || isLocal(src) }
+
+func isLocal(a netip.Addr) bool {
+	a = a.Unmap()
+	return a.IsLoopback() || a.IsPrivate()
+}
+
+// hasDigest says whether callers over the trunk must answer a digest challenge.
+func hasDigest(t *store.Trunk) bool { return t.Inbound.Username != "" && t.InboundPasswordEnc != "" }
+
+// admitsByAddress says whether a trunk without a password takes calls from src as they are.
+func admitsByAddress(t *store.Trunk, src netip.Addr) bool {
+	return !hasDigest(t) && inCIDRs(src, t.Inbound.AllowedCIDRs)
+}
+
+// admitsByDigest says whether a trunk with a password takes calls from src once they
+// authenticate: a password does not open a trunk to addresses it does not allow.
+func admitsByDigest(t *store.Trunk, src netip.Addr) bool {
+	return hasDigest(t) && (len(t.Inbound.AllowedCIDRs) == 0 || inCIDRs(src, t.Inbound.AllowedCIDRs))
+}
+
+// admitToTenant checks a caller against the trunks of the tenant that owns the number it
+// dialled, and no other tenant's.
+func (s *Server) admitToTenant(ctx context.Context, req *sip.Request, creds *credentials, src netip.Addr, tenantID string) (caller, *refusal) {
+	trunks, err := store.FindTenantInboundTrunks(ctx, s.cfg.Store, tenantID)
+	if err != nil {
+		s.log.Error("trunks not readable", "error", err)
+		return caller{}, unavailable("database")
+	}
+	if len(trunks) == 0 {
+		if tenantID == s.cfg.DefaultTenantID && s.private(src) {
+			return caller{tenantID: tenantID}, nil
+		}
+		return caller{}, forbidden("the number's tenant has no inbound trunk for this source")
+	}
+	for i := range trunks {
+		if admitsByAddress(&trunks[i], src) {
+			return caller{tenantID: tenantID, trunk: &trunks[i]}, nil
+		}
+	}
+	var digest []*store.Trunk
+	for i := range trunks {
+		if admitsByDigest(&trunks[i], src) {
+			digest = append(digest, &trunks[i])
+		}
+	}
+	if len(digest) == 0 {
+		return caller{}, forbidden("no trunk of the number's tenant allows this source")
+	}
+	proven, ref := s.verifyDigest(req, creds, digest)
+	if ref != nil {
+		return caller{}, ref
+	}
+	if len(proven) == 0 {
+		return caller{}, s.challenge(false)
+	}
+	return caller{tenantID: tenantID, trunk: proven[0]}, nil
+}
+
+// claim is a tenant's claim on a caller that dialled what no tenant owns.
+type claim struct {
+	tenantID string
+	trunk    *store.Trunk // the oldest trunk that allows the address; nil for the no-trunk rule
+	digest   bool         // only a trunk with a password allows it: the caller must authenticate
+}
+
+// admitUnowned decides the tenant of a call to a built-in destination or to a number no
+// tenant has, from the caller alone: its digest credentials, or the one tenant that claims
+// its address.
+func (s *Server) admitUnowned(ctx context.Context, req *sip.Request, creds *credentials, src netip.Addr) (caller, *refusal) {
+	var trunks []store.Trunk
+	if s.cfg.Store != nil {
+		var err error
+		if trunks, err = store.FindInboundTrunks(ctx, s.cfg.Store); err != nil {
+			s.log.Error("trunks not readable", "error", err)
+			return caller{}, unavailable("database")
+		}
+	}
+	var digest []*store.Trunk
+	for i := range trunks {
+		if admitsByDigest(&trunks[i], src) {
+			digest = append(digest, &trunks[i])
+		}
+	}
+	proven, ref := s.verifyDigest(req, creds, digest)
+	if ref != nil {
+		return caller{}, ref
+	}
+	if len(proven) > 0 {
+		for _, t := range proven[1:] {
+			if t.TenantID != proven[0].TenantID {
+				return caller{}, forbidden("the credentials are those of trunks of several tenants")
+			}
+		}
+		return caller{tenantID: proven[0].TenantID, trunk: own(proven[0])}, nil
+	}
+
+	var claims []claim
+	find := func(tenantID string) *claim {
+		for i := range claims {
+			if claims[i].tenantID == tenantID {
+				return &claims[i]
+			}
+		}
+		return nil
+	}
+	defaultHasTrunks := false
+	for i := range trunks {
+		t := &trunks[i]
+		defaultHasTrunks = defaultHasTrunks || t.TenantID == s.cfg.DefaultTenantID
+		switch c := find(t.TenantID); {
+		case admitsByAddress(t, src) && c == nil:
+			claims = append(claims, claim{tenantID: t.TenantID, trunk: t})
+		case admitsByAddress(t, src) && c.digest:
+			c.trunk, c.digest = t, false
+		case admitsByDigest(t, src) && c == nil:
+			claims = append(claims, claim{tenantID: t.TenantID, digest: true})
+		}
+	}
+	if !defaultHasTrunks && s.private(src) {
+		claims = append(claims, claim{tenantID: s.cfg.DefaultTenantID})
+	}
+	switch {
+	case len(claims) == 0:
+		return caller{}, forbidden("no trunk allows this source")
+	case len(claims) == 1 && !claims[0].digest:
+		return caller{tenantID: claims[0].tenantID, trunk: own(claims[0].trunk)}, nil
+	case len(digest) > 0:
+		return caller{}, s.challenge(false)
+	}
+	return caller{}, forbidden("trunks of several tenants allow this source")
+}
+
+// own copies a trunk of the node's shared list (store.FindInboundTrunks) for one call.
+func own(t *store.Trunk) *store.Trunk {
+	if t == nil {
+		return nil
+	}
+	c := *t
+	return &c
+}
+
+// verifyDigest checks a caller's credentials against trunks with a password that allow its
+// address, and returns those whose username and password they prove: none when there are
+// no credentials or no trunk has their username, and a refusal when a trunk has it and the
+// credentials are stale, of another realm, or wrong.
+func (s *Server) verifyDigest(req *sip.Request, creds *credentials, trunks []*store.Trunk) ([]*store.Trunk, *refusal) {
+	if creds == nil {
+		return nil, nil
+	}
+	named := slices.DeleteFunc(slices.Clone(trunks), func(t *store.Trunk) bool { return t.Inbound.Username != creds.Username })
+	if len(named) == 0 {
+		return nil, nil
+	}
+	valid, stale := s.nonces.check(creds.Nonce, time.Now())
+	if !valid || stale || creds.Realm != realm {
+		return nil, s.challenge(stale)
+	}
+	var proven []*store.Trunk
+	for _, t := range named {
+		pw, err := t.InboundPassword(s.cfg.Store)
+		if err != nil {
+			s.log.Error("trunk password not readable", "trunk", t.ID, "error", err)
+			return nil, unavailable("trunk password")
+		}
+		if creds.verify(req, pw) {
+			proven = append(proven, t)
+		}
+	}
+	if len(proven) == 0 {
+		return nil, forbidden("wrong credentials for user " + creds.Username)
+	}
+	return proven, nil
+}
+
+func (s *Server) challenge(stale bool) *refusal {
+	return &refusal{code: sip.StatusUnauthorized, reason: "Unauthorized", why: "digest challenge",
+		hdrs: []sip.Header{sip.NewHeader("WWW-Authenticate", s.nonces.challenge(time.Now(), stale))}}
+}
+
+// route finds what answers an admitted call: the built-in destination it dialled by name,
+// or the agent or destination its number routes to.
+func (s *Server) route(ctx context.Context, who caller) (Handler, store.Call, *refusal) {
+	var rec store.Call
+	d := who.dest
+	switch {
+	case d.builtin != "":
+		rec.Destination = d.builtin
+		return builtin(d.builtin), rec, nil
+	case d.number == nil:
+	case d.number.AgentID != nil && *d.number.AgentID != "":
+		rec.AgentID = d.number.AgentID
+		if s.cfg.Agents == nil {
+			return nil, rec, &refusal{code: sip.StatusTemporarilyUnavailable, reason: "Temporarily Unavailable", why: "agents cannot take calls on this node"}
+		}
+		h, err := s.cfg.Agents.AgentHandler(ctx, who.tenantID, *d.number.AgentID)
+		if err != nil {
+			return nil, rec, &refusal{code: sip.StatusTemporarilyUnavailable, reason: "Temporarily Unavailable", why: err.Error()}
+		}
+		return h, rec, nil
+	default:
+		if h := builtin(d.number.Destination); h != nil {
+			rec.Destination = d.number.Destination
+			return h, rec, nil
+		}
+	}
+	return nil, rec, &refusal{code: sip.StatusNotFound, reason: "Not Found", why: "no route for " + strings.Join(d.users, ", ")}
+}
