@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -129,6 +130,11 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, _ *Principal) e
 		return errValidation("refresh_token", "is required")
 	}
 	u, next, err := s.store.RotateRefreshToken(r.Context(), req.RefreshToken, refreshTokenTTL)
+	if reuse := (*store.TokenReuseError)(nil); errors.As(err, &reuse) {
+		// The family's refresh tokens are revoked in the store; its access tokens and the
+		// streams they opened go too.
+		s.revoke(r.Context(), realtime.Revocation{TenantID: reuse.TenantID, UserID: reuse.UserID, FamilyID: reuse.FamilyID, Reason: realtime.ReasonTokenReused})
+	}
 	if errors.Is(err, store.ErrTokenInvalid) {
 		return &Error{Status: http.StatusUnauthorized, Code: codeAuthentication, Message: "Refresh token is not valid: unknown, expired or already used"}
 	}
@@ -138,15 +144,15 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, _ *Principal) e
 	return s.writeTokens(w, u, next)
 }
 
-func (s *Server) writeTokens(w http.ResponseWriter, u *store.User, refresh string) error {
-	access, exp, err := s.auth.IssueAccessToken(u)
+func (s *Server) writeTokens(w http.ResponseWriter, u *store.User, refresh store.IssuedToken) error {
+	access, exp, err := s.auth.IssueAccessToken(u, refresh.FamilyID)
 	if err != nil {
 		return err
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, TokenResponse{
 		AccessToken: access, TokenType: "bearer", ExpiresIn: int(accessTokenTTL.Seconds()), ExpiresAt: exp,
-		RefreshToken: refresh, User: u,
+		RefreshToken: refresh.Secret, User: u,
 	})
 	return nil
 }

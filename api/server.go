@@ -78,6 +78,10 @@ type Server struct {
 	// modelLists caches what providers answered for their models (see upstreamModels).
 	modelLists sync.Map
 
+	// conns holds every authenticated long-lived connection under its credential, so that
+	// a revocation ends them (see revoke).
+	conns *realtime.Connections
+
 	openAPIOnce sync.Once
 	openAPIJSON []byte
 }
@@ -130,6 +134,13 @@ func New(cfg Config) *Server {
 		cfg.Webhooks = agent.NewWebhooks(false)
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, store: cfg.Store, auth: cfg.Auth, limiter: NewRateLimiter(), tokens: newTokenCounter(), webhooks: cfg.Webhooks, started: time.Now()}
+	s.conns = realtime.NewConnections()
+	if cfg.Streams != nil {
+		s.conns = cfg.Streams.Connections()
+	}
+	if cfg.Hub != nil {
+		s.followRevocations(cfg.Hub)
+	}
 	s.routes = s.allRoutes()
 	s.handler = s.recoverer(s.logRequests(s.buildMux()))
 	return s
