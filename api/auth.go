@@ -63,6 +63,24 @@ func (p *Principal) limiterKey() string {
 	return p.UserID
 }
 
+// authenticate finds the principal of a request. Wrong credentials are counted per client
+// address: past AuthFailureLimit a minute, the address is refused before its credential
+// costs a lookup (a flood of made-up keys from one address also meets the negative cache).
+func (s *Server) authenticate(r *http.Request, rt *route) (*Principal, error) {
+	cred := credential(r, rt.QueryToken)
+	ip := clientIP(r)
+	if cred != "" && !s.auth.Known(cred) {
+		if e := s.limiter.guardAuth(ip, s.cfg.AuthFailureLimit); e != nil {
+			return nil, e
+		}
+	}
+	p, err := s.auth.Authenticate(r.Context(), cred)
+	if errors.Is(err, errUnauthenticated) && cred != "" {
+		s.limiter.Allow(authFailures(ip), s.cfg.AuthFailureLimit)
+	}
+	return p, err
+}
+
 // Lifetimes of the credentials a login hands out.
 const (
 	accessTokenTTL  = 15 * time.Minute

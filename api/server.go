@@ -36,6 +36,10 @@ type Config struct {
 	DefaultRateLimit int
 	// LoginRateLimit is login and refresh attempts a minute from one address.
 	LoginRateLimit int
+	// AuthFailureLimit is how many wrong credentials one client address may present in a
+	// minute before the rest of the minute is refused with 429 (default 30); a credential
+	// this node already holds valid is never refused by it.
+	AuthFailureLimit int
 	// Hub carries the events the API publishes (agent.updated); Streams serves them over
 	// SSE and WebSocket. Both may be nil: then there are no stream routes.
 	Hub     *realtime.Hub
@@ -126,6 +130,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.LoginRateLimit == 0 {
 		cfg.LoginRateLimit = 10
+	}
+	if cfg.AuthFailureLimit == 0 {
+		cfg.AuthFailureLimit = 30
 	}
 	if cfg.Models == nil {
 		cfg.Models, _ = llm.NewRegistry(nil)
@@ -223,8 +230,7 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt *route) {
 	var p *Principal
 	if rt.Scope != "" {
 		var err error
-		p, err = s.auth.Authenticate(r.Context(), credential(r, rt.QueryToken))
-		if err != nil {
+		if p, err = s.authenticate(r, rt); err != nil {
 			s.fail(w, r, rt, err)
 			return
 		}
