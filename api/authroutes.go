@@ -18,6 +18,9 @@ import (
 type LoginRequest struct {
 	Email    string `json:"email"`
 	Password string `json:"password"`
+	// Tenant is the slug of the tenant to sign in to. An email is unique only within a
+	// tenant, so it is needed only when the email and password match users of several.
+	Tenant string `json:"tenant"`
 }
 
 // RefreshRequest trades a refresh token for new tokens.
@@ -82,17 +85,27 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, _ *Principal) err
 	if req.Password == "" {
 		return errValidation("password", "is required")
 	}
-	u, err := s.store.UserByEmail(r.Context(), req.Email)
-	if errors.Is(err, store.ErrNotFound) {
-		// Spend the time a password check takes, so that timing does not tell which
-		// emails have accounts.
-		(&store.User{PasswordHash: dummyHash()}).CheckPassword(req.Password)
-		return &Error{Status: http.StatusUnauthorized, Code: codeAuthentication, Message: "Wrong email or password"}
-	}
+	candidates, err := s.store.UsersByEmail(r.Context(), req.Email, req.Tenant)
 	if err != nil {
 		return err
 	}
-	if !u.CheckPassword(req.Password) {
+	if len(candidates) == 0 {
+		// Spend the time a password check takes, so that timing does not tell which
+		// emails have accounts.
+		(&store.User{PasswordHash: dummyHash()}).CheckPassword(req.Password)
+	}
+	// The password picks the user: only someone who knows it for several tenants' users
+	// of one email learns that there are several, and is asked which tenant.
+	var u *store.User
+	for i := range candidates {
+		if candidates[i].CheckPassword(req.Password) {
+			if u != nil {
+				return errValidation("tenant", "is required: this email and password sign in to several tenants; send the tenant's slug")
+			}
+			u = &candidates[i]
+		}
+	}
+	if u == nil {
 		return &Error{Status: http.StatusUnauthorized, Code: codeAuthentication, Message: "Wrong email or password"}
 	}
 	if err := s.store.RecordLogin(r.Context(), u); err != nil {

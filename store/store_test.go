@@ -204,7 +204,7 @@ func TestKeysAndTokens(t *testing.T) {
 		if err := store.Create(ctx, s, ten.ID, u); err != nil {
 			t.Fatal(err)
 		}
-		got, err := s.UserByEmail(ctx, "ops@example.com")
+		got, err := s.UserByEmail(ctx, "ops@example.com", "")
 		if err != nil || !got.CheckPassword("correct horse") || got.CheckPassword("wrong") {
 			t.Fatalf("user: %v", err)
 		}

@@ -81,14 +81,35 @@ func (u *User) Validate() error {
 	return fe.err()
 }
 
-// UserByEmail finds the user of that email, in any tenant: emails are unique on a server.
-func (s *Store) UserByEmail(ctx context.Context, email string) (*User, error) {
-	u := new(User)
-	err := s.db.NewSelect().Model(u).Where("email = ?", strings.ToLower(strings.TrimSpace(email))).Limit(1).Scan(ctx)
-	if err != nil {
+// MaxLoginCandidates bounds how many users of one email a login checks the password of.
+const MaxLoginCandidates = 10
+
+// UsersByEmail finds the users of that email: in the tenant of that slug, or (slug empty) in
+// every tenant, since an email is unique only within its tenant. At most MaxLoginCandidates,
+// oldest first.
+func (s *Store) UsersByEmail(ctx context.Context, email, tenantSlug string) ([]User, error) {
+	var users []User
+	q := s.db.NewSelect().Model(&users).Where("email = ?", strings.ToLower(strings.TrimSpace(email)))
+	if tenantSlug != "" {
+		q = q.Where("tenant_id IN (SELECT id FROM tenants WHERE slug = ?)", tenantSlug)
+	}
+	if err := q.Order("created_at", "id").Limit(MaxLoginCandidates).Scan(ctx); err != nil {
 		return nil, classify(err)
 	}
-	return u, nil
+	return users, nil
+}
+
+// UserByEmail finds the user of that email in the tenant of that slug (in any tenant when
+// slug is empty, the oldest).
+func (s *Store) UserByEmail(ctx context.Context, email, tenantSlug string) (*User, error) {
+	users, err := s.UsersByEmail(ctx, email, tenantSlug)
+	if err != nil {
+		return nil, err
+	}
+	if len(users) == 0 {
+		return nil, ErrNotFound
+	}
+	return &users[0], nil
 }
 
 // RefreshToken lets a signed-in user get new access tokens without the password. Only its
