@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -55,14 +56,15 @@ func (ss *streamServer) openLive(t *testing.T, tenantID string, h http.Header) *
 }
 
 // wantRevoked waits for both streams to end as revoked for reason, within revokeBound of
-// since, with no event after the revocation: the event stream with a final error event
-// naming the reason, the socket with close code 4001 and the reason.
+// since, with no event after the revocation (test.before and test.alive are published
+// before it): the event stream with a final error event naming the reason, the socket with
+// close code 4001 and the reason.
 func (l *liveStreams) wantRevoked(reason string, since time.Time) {
 	t := l.t
 	t.Helper()
 	var last sseMsg
 	for m := range l.sse.msgs {
-		if m.Data == "" && len(m.Comments) > 0 || m.Event == "test.before" {
+		if m.Data == "" && len(m.Comments) > 0 || m.Event == "test.before" || m.Event == "test.alive" {
 			continue // a heartbeat, or an event published before the revocation
 		}
 		if m.Event != "error" {
@@ -79,7 +81,7 @@ func (l *liveStreams) wantRevoked(reason string, since time.Time) {
 		t.Fatalf("last message of the event stream %+v, want an error event credential_revoked naming %q", last, reason)
 	}
 	for f := range l.ws.frames {
-		if f.Event != nil && f.Event.Type == "test.before" {
+		if f.Event != nil && (f.Event.Type == "test.before" || f.Event.Type == "test.alive") {
 			continue
 		}
 		t.Fatalf("frame on the socket of a revoked credential: %s", f.Raw)
@@ -221,4 +223,24 @@ func TestRefreshTokenReuse(t *testing.T) {
 	// The other family is untouched.
 	wantStatus(t, ss.request(http.MethodGet, "/api/v1/agents", nil, bearer(otherAccess)), http.StatusOK, "another login's token")
 	wantStatus(t, refreshWith(otherRefresh), http.StatusOK, "another login's refresh token")
+}
+
+// TestRevalidateEndsStreams: a revocation this node never heard of (written by another
+// node whose event was lost) still ends the key's streams at the next revalidation; streams
+// of valid credentials stay.
+func TestRevalidateEndsStreams(t *testing.T) {
+	ss := newStreamServer(t, streamOptions{})
+	admin := ss.newKey("acme", "admin", 0, "admin")
+	tenant := ss.tenantID(admin)
+	created := ss.create("/api/v1/keys", admin, obj{"name": "dashboard", "scopes": arr{"read"}})
+	doomed := ss.openLive(t, tenant, hdr("X-API-Key", created["key"].(string)))
+	other := ss.openLive(t, tenant, hdr("X-API-Key", admin))
+
+	if _, err := ss.Store.RevokeAPIKey(context.Background(), tenant, created["id"].(string)); err != nil {
+		t.Fatal(err)
+	}
+	other.wantAlive(ss, tenant) // nothing told this node yet
+	ss.API.Revalidate(context.Background())
+	doomed.wantRevoked(realtime.ReasonKeyRevoked, time.Now())
+	other.wantAlive(ss, tenant)
 }

@@ -124,6 +124,21 @@ func (cs *Connections) Revoke(rv Revocation) int {
 	return len(ended)
 }
 
+// Credentials returns the distinct credentials of the registered connections.
+func (cs *Connections) Credentials() []Credential {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	seen := make(map[Credential]bool, len(cs.live))
+	out := make([]Credential, 0, len(cs.live))
+	for r := range cs.live {
+		if !seen[r.cred] {
+			seen[r.cred] = true
+			out = append(out, r.cred)
+		}
+	}
+	return out
+}
+
 // Len reports how many connections are registered.
 func (cs *Connections) Len() int {
 	cs.mu.Lock()
