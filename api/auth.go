@@ -13,6 +13,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -21,6 +22,9 @@ type Principal struct {
 	TenantID string
 	KeyID    string // set for API keys
 	UserID   string // set for users signed in with a token
+	// FamilyID is the refresh-token family of a user's access token ("" for keys and for
+	// tokens issued before families existed).
+	FamilyID string
 	Scopes   []string
 	// RateLimit is requests a minute (0: the server default).
 	RateLimit int
@@ -41,12 +45,40 @@ func (p *Principal) Has(scope string) bool {
 	return false
 }
 
+// credential names the principal in the registry of long-lived connections.
+func (p *Principal) credential() realtime.Credential {
+	return realtime.Credential{TenantID: p.TenantID, KeyID: p.KeyID, UserID: p.UserID, FamilyID: p.FamilyID}
+}
+
+// viewer is the principal as the event streams know it.
+func (p *Principal) viewer(r *http.Request) realtime.Viewer {
+	return realtime.Viewer{TenantID: p.TenantID, Key: p.limiterKey(), Credential: p.credential(), RemoteAddr: r.RemoteAddr}
+}
+
 // limiterKey names the principal's rate-limit bucket.
 func (p *Principal) limiterKey() string {
 	if p.KeyID != "" {
 		return p.KeyID
 	}
 	return p.UserID
+}
+
+// authenticate finds the principal of a request. Wrong credentials are counted per client
+// address: past AuthFailureLimit a minute, the address is refused before its credential
+// costs a lookup (a flood of made-up keys from one address also meets the negative cache).
+func (s *Server) authenticate(r *http.Request, rt *route) (*Principal, error) {
+	cred := credential(r, rt.QueryToken)
+	ip := clientIP(r)
+	if cred != "" && !s.auth.Known(cred) {
+		if e := s.limiter.guardAuth(ip, s.cfg.AuthFailureLimit); e != nil {
+			return nil, e
+		}
+	}
+	p, err := s.auth.Authenticate(r.Context(), cred)
+	if errors.Is(err, errUnauthenticated) && cred != "" {
+		s.limiter.Allow(authFailures(ip), s.cfg.AuthFailureLimit)
+	}
+	return p, err
 }
 
 // Lifetimes of the credentials a login hands out.
@@ -74,7 +106,29 @@ type Authenticator struct {
 	// misses remembers hashes that matched no key, briefly, so a flood of wrong keys
 	// cannot turn into a flood of queries.
 	misses map[string]time.Time
+	// users remembers, by user ID and refresh-token family, when an access token's user
+	// was last found to exist (and its family not revoked): a token costs a query at most
+	// once every keyCacheTTL, and a deletion here or on another node drops the entry.
+	users map[userKey]time.Time
+	// revokedFamilies are refresh-token families revoked for reuse, with when: their access
+	// tokens stop working at once, and are forgotten once every such token has expired.
+	revokedFamilies map[string]time.Time
+	// gen counts revocations, so that a database read that began before one does not put
+	// back into a cache what the revocation took out.
+	gen uint64
+
+	// lookups counts credentials read from the database (keys and token users).
+	lookups atomic.Uint64
 }
+
+type userKey struct{ userID, familyID string }
+
+// negativeKeyTTL is how long a key that matched nothing is refused without asking the
+// database again; maxNegativeKeys bounds how many are remembered.
+const (
+	negativeKeyTTL  = 5 * time.Second
+	maxNegativeKeys = 10_000
+)
 
 type cachedKey struct {
 	key      *store.APIKey
@@ -88,6 +142,7 @@ func NewAuthenticator(st *store.Store, secret []byte, defaultTenantID string, lo
 		store: st, secret: secret, defaultTenantID: defaultTenantID, log: log,
 		now:   func() time.Time { return time.Now().UTC() },
 		cache: map[string]*cachedKey{}, misses: map[string]time.Time{},
+		users: map[userKey]time.Time{}, revokedFamilies: map[string]time.Time{},
 	}
 }
 
@@ -121,7 +176,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, cred string) (*Princip
 		return a.authenticateKey(ctx, cred)
 	}
 	if strings.Count(cred, ".") == 2 {
-		return a.authenticateToken(cred)
+		return a.authenticateToken(ctx, cred)
 	}
 	return nil, errUnauthenticated
 }
@@ -132,16 +187,25 @@ func (a *Authenticator) authenticateKey(ctx context.Context, cred string) (*Prin
 	a.mu.RLock()
 	ck := a.cache[hash]
 	missAt, missed := a.misses[hash]
+	gen := a.gen
 	a.mu.RUnlock()
 	if ck == nil || now.Sub(ck.fetched) > keyCacheTTL {
-		if missed && now.Sub(missAt) < 5*time.Second {
+		if missed && now.Sub(missAt) < negativeKeyTTL {
 			return nil, errUnauthenticated
 		}
+		a.lookups.Add(1)
 		k, err := a.store.APIKeyByHash(ctx, hash)
 		if errors.Is(err, store.ErrNotFound) {
 			a.mu.Lock()
-			if len(a.misses) > 10_000 {
-				clear(a.misses)
+			if len(a.misses) >= maxNegativeKeys {
+				for h, at := range a.misses {
+					if now.Sub(at) >= negativeKeyTTL {
+						delete(a.misses, h)
+					}
+				}
+				if len(a.misses) >= maxNegativeKeys {
+					clear(a.misses)
+				}
 			}
 			a.misses[hash] = now
 			a.mu.Unlock()
@@ -156,7 +220,10 @@ func (a *Authenticator) authenticateKey(ctx context.Context, cred string) (*Prin
 		}
 		ck = fresh
 		a.mu.Lock()
-		a.cache[hash] = ck
+		// A revocation while the key was read may be newer than what was read.
+		if a.gen == gen {
+			a.cache[hash] = ck
+		}
 		delete(a.misses, hash)
 		a.mu.Unlock()
 	}
@@ -177,18 +244,55 @@ func (a *Authenticator) authenticateKey(ctx context.Context, cred string) (*Prin
 func (a *Authenticator) Forget(hash string) {
 	a.mu.Lock()
 	delete(a.cache, hash)
+	a.gen++
 	a.mu.Unlock()
 }
 
-// ForgetTenant drops every cached key of a tenant (the tenant was deleted).
-func (a *Authenticator) ForgetTenant(tenantID string) {
+// Known reports whether a credential can be checked without the database: a key this node
+// holds valid, or an access token (checked by its signature; only a genuine one leads to a
+// query). The limit of failed authentications per address spares these.
+func (a *Authenticator) Known(cred string) bool {
+	if store.KnownKeyKind(cred) == "" {
+		return strings.Count(cred, ".") == 2
+	}
+	a.mu.RLock()
+	ck := a.cache[store.HashKey(cred)]
+	a.mu.RUnlock()
+	return ck != nil && a.now().Sub(ck.fetched) <= keyCacheTTL && ck.key.Usable(a.now())
+}
+
+// Lookups reports how many credentials were read from the database since the start.
+func (a *Authenticator) Lookups() uint64 { return a.lookups.Load() }
+
+// Revoked makes a revocation take effect on this node's caches: the key, the user, the
+// refresh-token family or the whole tenant is read afresh (and refused) on its next use.
+func (a *Authenticator) Revoked(rv realtime.Revocation) {
+	now := a.now()
 	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.gen++
 	for h, ck := range a.cache {
-		if ck.key.TenantID == tenantID {
+		if ck.key.ID == rv.KeyID || (rv.KeyID == "" && rv.UserID == "" && rv.FamilyID == "" && ck.key.TenantID == rv.TenantID) {
 			delete(a.cache, h)
 		}
 	}
-	a.mu.Unlock()
+	for k := range a.users {
+		if k.userID == rv.UserID || (rv.FamilyID != "" && k.familyID == rv.FamilyID) {
+			delete(a.users, k)
+		}
+	}
+	if rv.KeyID == "" && rv.UserID == "" && rv.FamilyID == "" && rv.TenantID != "" {
+		// A tenant went: its users are not known here, so every user is checked again.
+		clear(a.users)
+	}
+	if rv.FamilyID != "" {
+		for f, at := range a.revokedFamilies {
+			if now.Sub(at) > accessTokenTTL {
+				delete(a.revokedFamilies, f)
+			}
+		}
+		a.revokedFamilies[rv.FamilyID] = now
+	}
 }
 
 // FlushLastUsed writes the last-used times gathered since the previous flush.
@@ -231,15 +335,19 @@ type accessClaims struct {
 	TenantID string   `json:"tid"`
 	Scopes   []string `json:"scp"`
 	Type     string   `json:"typ"`
+	// Family is the refresh-token family the token was issued with: reusing a spent
+	// refresh token revokes the family, and with it this token.
+	Family string `json:"fam,omitempty"`
 	jwt.RegisteredClaims
 }
 
-// IssueAccessToken signs a short-lived access token for a user.
-func (a *Authenticator) IssueAccessToken(u *store.User) (string, time.Time, error) {
+// IssueAccessToken signs a short-lived access token for a user, of the refresh-token
+// family given.
+func (a *Authenticator) IssueAccessToken(u *store.User, family string) (string, time.Time, error) {
 	now := a.now()
 	exp := now.Add(accessTokenTTL)
 	claims := accessClaims{
-		TenantID: u.TenantID, Scopes: u.Scopes, Type: "access",
+		TenantID: u.TenantID, Scopes: u.Scopes, Type: "access", Family: family,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Subject: u.ID, Issuer: "switchboard", IssuedAt: jwt.NewNumericDate(now),
 			NotBefore: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(exp),
@@ -249,7 +357,7 @@ func (a *Authenticator) IssueAccessToken(u *store.User) (string, time.Time, erro
 	return tok, exp, err
 }
 
-func (a *Authenticator) authenticateToken(raw string) (*Principal, error) {
+func (a *Authenticator) authenticateToken(ctx context.Context, raw string) (*Principal, error) {
 	var c accessClaims
 	_, err := jwt.ParseWithClaims(raw, &c, func(*jwt.Token) (any, error) { return a.secret, nil },
 		jwt.WithValidMethods([]string{"HS256"}), jwt.WithIssuer("switchboard"), jwt.WithExpirationRequired(),
@@ -257,8 +365,47 @@ func (a *Authenticator) authenticateToken(raw string) (*Principal, error) {
 	if err != nil || c.Type != "access" || c.Subject == "" || c.TenantID == "" {
 		return nil, errUnauthenticated
 	}
+	if err := a.checkUser(ctx, &c); err != nil {
+		return nil, err
+	}
 	return &Principal{
-		TenantID: c.TenantID, UserID: c.Subject, Scopes: c.Scopes,
+		TenantID: c.TenantID, UserID: c.Subject, Scopes: c.Scopes, FamilyID: c.Family,
 		Operator: c.TenantID == a.defaultTenantID && slices.Contains(c.Scopes, store.ScopeAdmin),
 	}, nil
+}
+
+// checkUser refuses the access token of a user or tenant that was deleted, or of a
+// refresh-token family revoked for reuse. What was found valid is trusted for keyCacheTTL;
+// deletions and revocations drop it at once (see Revoked).
+func (a *Authenticator) checkUser(ctx context.Context, c *accessClaims) error {
+	now := a.now()
+	k := userKey{c.Subject, c.Family}
+	a.mu.RLock()
+	at, ok := a.users[k]
+	_, revoked := a.revokedFamilies[c.Family]
+	gen := a.gen
+	a.mu.RUnlock()
+	if c.Family != "" && revoked {
+		return errUnauthenticated
+	}
+	if ok && now.Sub(at) <= keyCacheTTL {
+		return nil
+	}
+	a.lookups.Add(1)
+	err := a.store.CheckUserSession(ctx, c.TenantID, c.Subject, c.Family)
+	if errors.Is(err, store.ErrNotFound) {
+		return errUnauthenticated
+	}
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	if a.gen == gen {
+		if len(a.users) >= 100_000 {
+			clear(a.users)
+		}
+		a.users[k] = now
+	}
+	a.mu.Unlock()
+	return nil
 }

@@ -206,12 +206,16 @@ func TestLogin(t *testing.T) {
 			t.Fatalf("refresh answer: %s", r.Body)
 		}
 		wantStatus(t, ts.request(http.MethodGet, "/api/v1/agents", nil, bearer(access2)), http.StatusOK, "new access token")
-		wantError(t, refreshWith(refresh), http.StatusUnauthorized, "authentication_error", "")
 		wantError(t, refreshWith("rt_made_up"), http.StatusUnauthorized, "authentication_error", "")
 		wantError(t, refreshWith(""), http.StatusUnprocessableEntity, "validation_error", "refresh_token")
 		// An access token is not a refresh token.
 		wantError(t, refreshWith(access2), http.StatusUnauthorized, "authentication_error", "")
-		wantStatus(t, refreshWith(refresh2), http.StatusOK, "the new refresh token, once")
+		r = refreshWith(refresh2)
+		wantStatus(t, r, http.StatusOK, "the new refresh token, once")
+		access3 := r.JSON(t)["access_token"].(string)
+		// A spent token used again revokes its family (TestRefreshTokenReuse covers it).
+		wantError(t, refreshWith(refresh), http.StatusUnauthorized, "authentication_error", "")
+		wantError(t, ts.request(http.MethodGet, "/api/v1/agents", nil, bearer(access3)), http.StatusUnauthorized, "authentication_error", "")
 
 		// The key's own description.
 		m := ts.get("/api/v1/auth/me", ts.Key)

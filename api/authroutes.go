@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -17,6 +18,9 @@ import (
 type LoginRequest struct {
 	Email    string `json:"email"`
 	Password string `json:"password"`
+	// Tenant is the slug of the tenant to sign in to. An email is unique only within a
+	// tenant, so it is needed only when the email and password match users of several.
+	Tenant string `json:"tenant"`
 }
 
 // RefreshRequest trades a refresh token for new tokens.
@@ -81,17 +85,27 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, _ *Principal) err
 	if req.Password == "" {
 		return errValidation("password", "is required")
 	}
-	u, err := s.store.UserByEmail(r.Context(), req.Email)
-	if errors.Is(err, store.ErrNotFound) {
-		// Spend the time a password check takes, so that timing does not tell which
-		// emails have accounts.
-		(&store.User{PasswordHash: dummyHash()}).CheckPassword(req.Password)
-		return &Error{Status: http.StatusUnauthorized, Code: codeAuthentication, Message: "Wrong email or password"}
-	}
+	candidates, err := s.store.UsersByEmail(r.Context(), req.Email, req.Tenant)
 	if err != nil {
 		return err
 	}
-	if !u.CheckPassword(req.Password) {
+	if len(candidates) == 0 {
+		// Spend the time a password check takes, so that timing does not tell which
+		// emails have accounts.
+		(&store.User{PasswordHash: dummyHash()}).CheckPassword(req.Password)
+	}
+	// The password picks the user: only someone who knows it for several tenants' users
+	// of one email learns that there are several, and is asked which tenant.
+	var u *store.User
+	for i := range candidates {
+		if candidates[i].CheckPassword(req.Password) {
+			if u != nil {
+				return errValidation("tenant", "is required: this email and password sign in to several tenants; send the tenant's slug")
+			}
+			u = &candidates[i]
+		}
+	}
+	if u == nil {
 		return &Error{Status: http.StatusUnauthorized, Code: codeAuthentication, Message: "Wrong email or password"}
 	}
 	if err := s.store.RecordLogin(r.Context(), u); err != nil {
@@ -129,6 +143,11 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, _ *Principal) e
 		return errValidation("refresh_token", "is required")
 	}
 	u, next, err := s.store.RotateRefreshToken(r.Context(), req.RefreshToken, refreshTokenTTL)
+	if reuse := (*store.TokenReuseError)(nil); errors.As(err, &reuse) {
+		// The family's refresh tokens are revoked in the store; its access tokens and the
+		// streams they opened go too.
+		s.revoke(r.Context(), realtime.Revocation{TenantID: reuse.TenantID, UserID: reuse.UserID, FamilyID: reuse.FamilyID, Reason: realtime.ReasonTokenReused})
+	}
 	if errors.Is(err, store.ErrTokenInvalid) {
 		return &Error{Status: http.StatusUnauthorized, Code: codeAuthentication, Message: "Refresh token is not valid: unknown, expired or already used"}
 	}
@@ -138,15 +157,15 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, _ *Principal) e
 	return s.writeTokens(w, u, next)
 }
 
-func (s *Server) writeTokens(w http.ResponseWriter, u *store.User, refresh string) error {
-	access, exp, err := s.auth.IssueAccessToken(u)
+func (s *Server) writeTokens(w http.ResponseWriter, u *store.User, refresh store.IssuedToken) error {
+	access, exp, err := s.auth.IssueAccessToken(u, refresh.FamilyID)
 	if err != nil {
 		return err
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, TokenResponse{
 		AccessToken: access, TokenType: "bearer", ExpiresIn: int(accessTokenTTL.Seconds()), ExpiresAt: exp,
-		RefreshToken: refresh, User: u,
+		RefreshToken: refresh.Secret, User: u,
 	})
 	return nil
 }

@@ -112,6 +112,11 @@ func (s *Server) placeCall(w http.ResponseWriter, r *http.Request, p *Principal)
 	if err := c.Validate(); err != nil {
 		return err
 	}
+	// Another tenant's agent or trunk is refused like a made-up one, as on every route,
+	// before anything is dialled.
+	if err := store.CheckReferences(r.Context(), s.store, p.TenantID, c); err != nil {
+		return err
+	}
 	if s.cfg.Calls == nil {
 		return errNoTelephony
 	}

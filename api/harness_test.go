@@ -23,6 +23,7 @@ type testServer struct {
 	URL     string
 	Store   *store.Store
 	Auth    *api.Authenticator
+	API     *api.Server
 	Default *store.Tenant
 	// Key is an admin key of the default tenant (an operator).
 	Key string
@@ -58,9 +59,10 @@ func newTestServerOpts(t testing.TB, opts store.Options, cfg api.Config) *testSe
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	auth := api.NewAuthenticator(st, testSecret, def.ID, log)
 	cfg.Store, cfg.Auth, cfg.Log, cfg.Version = st, auth, log, "test"
-	srv := httptest.NewServer(api.New(cfg).Handler())
+	as := api.New(cfg)
+	srv := httptest.NewServer(as.Handler())
 	t.Cleanup(srv.Close)
-	ts := &testServer{t: t, URL: srv.URL, Store: st, Auth: auth, Default: def}
+	ts := &testServer{t: t, URL: srv.URL, Store: st, Auth: auth, API: as, Default: def}
 	ts.Key = ts.newKey(def.Slug, "operator", 0, store.ScopeAdmin)
 	return ts
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/switchboard-go/switchboard/store"
 )
@@ -99,6 +100,9 @@ func decodeInto(body []byte, v any, replace bool) error {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return errValidation("body", "must be a JSON object")
+	}
+	if err := checkUTF8(body); err != nil {
+		return err
 	}
 	// The store cannot keep a NUL character in a string: Bun refuses to format one into a
 	// column (a failed query) and, in a JSON column, turns the text \u0000 into a NUL escape
@@ -350,4 +354,102 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 		out[name] = f.Type
 	}
 	return out
+}
+
+// checkUTF8 refuses a body that is not valid UTF-8, naming the key or value that holds the
+// bad bytes: Go's decoder would silently store U+FFFD in their place. A body that is not
+// JSON either is left for the decoder to describe.
+func checkUTF8(body []byte) error {
+	if utf8.Valid(body) {
+		return nil
+	}
+	bad := int64(0)
+	for rest := body; len(rest) > 0; {
+		r, n := utf8.DecodeRune(rest)
+		if r == utf8.RuneError && n == 1 {
+			break
+		}
+		rest, bad = rest[n:], bad+int64(n)
+	}
+	if field, ok := utf8Field(body, bad); ok {
+		return errValidation(field, "must be valid UTF-8 text")
+	}
+	return nil
+}
+
+// utf8Field walks the tokens of a JSON document and returns the path of the key or value
+// whose bytes span offset bad ("voice.speed", "edges[2].to").
+func utf8Field(body []byte, bad int64) (string, bool) {
+	type level struct {
+		path    string
+		object  bool
+		key     string
+		index   int
+		wantKey bool
+	}
+	var stack []*level
+	// valuePath is where the next value goes, and done moves past it.
+	valuePath := func() string {
+		if len(stack) == 0 {
+			return "body"
+		}
+		top := stack[len(stack)-1]
+		if top.object {
+			if top.path == "" {
+				return top.key
+			}
+			return top.path + "." + top.key
+		}
+		return top.path + "[" + strconv.Itoa(top.index) + "]"
+	}
+	done := func() {
+		if len(stack) > 0 {
+			if top := stack[len(stack)-1]; top.object {
+				top.wantKey = true
+			} else {
+				top.index++
+			}
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		end := dec.InputOffset()
+		if d, ok := tok.(json.Delim); ok {
+			switch d {
+			case '{', '[':
+				p := ""
+				if len(stack) > 0 {
+					p = valuePath()
+				}
+				stack = append(stack, &level{path: p, object: d == '{', wantKey: d == '{'})
+			default:
+				stack = stack[:len(stack)-1]
+				done()
+			}
+			continue
+		}
+		if len(stack) > 0 {
+			if top := stack[len(stack)-1]; top.object && top.wantKey {
+				top.key, _ = tok.(string)
+				top.wantKey = false
+				if end > bad {
+					// A key is named by the object that holds it: its own text is the
+					// broken part.
+					if top.path == "" {
+						return "body", true
+					}
+					return top.path, true
+				}
+				continue
+			}
+		}
+		if end > bad {
+			return valuePath(), true
+		}
+		done()
+	}
 }

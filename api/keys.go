@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -152,6 +153,7 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request, p *Principal)
 		return keyNotFound(err)
 	}
 	s.auth.Forget(k.Hash)
+	s.revoke(r.Context(), realtime.Revocation{TenantID: k.TenantID, KeyID: k.ID, Reason: realtime.ReasonKeyRevoked})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

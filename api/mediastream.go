@@ -60,6 +60,9 @@ func (s *Server) serveMediaStream(w http.ResponseWriter, r *http.Request, p *Pri
 		log.Info("media stream not started", "error", err)
 		return nil // the upgrade answered, or the socket is closed with its reason
 	}
+	// The socket lives as long as the call: revoking its key ends both.
+	unregister := s.conns.Register(p.credential(), ms.Revoke)
+	go func() { <-ms.Done(); unregister() }()
 	id, err := calls.StartMediaStreamCall(context.WithoutCancel(r.Context()), p.TenantID, target, ms)
 	if err != nil {
 		if e := asError(err); e.Status == http.StatusTooManyRequests || e.Status == http.StatusServiceUnavailable {

@@ -79,6 +79,34 @@ func (l *RateLimiter) Allow(key string, limit int) (ok bool, remaining int, rese
 	return true, remaining, reset
 }
 
+// Exceeded reports, without counting, whether key has used up its limit this minute, and
+// when the window resets.
+func (l *RateLimiter) Exceeded(key string, limit int) (bool, time.Time) {
+	now := l.now()
+	minute := now.Unix() / 60
+	reset := time.Unix((minute+1)*60, 0)
+	sh := &l.shards[maphash.String(l.seed, key)%uint64(len(l.shards))]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	w := sh.windows[key]
+	return w != nil && w.start == minute && w.count >= limit, reset
+}
+
+// authFailures is the limiter bucket of the failed authentications of a client address.
+func authFailures(ip string) string { return "auth-failures:" + ip }
+
+// guardAuth refuses, before any database lookup, a credential that is not already known
+// good from an address that has failed to authenticate limit times this minute.
+func (l *RateLimiter) guardAuth(ip string, limit int) *Error {
+	over, reset := l.Exceeded(authFailures(ip), limit)
+	if !over {
+		return nil
+	}
+	retry := max(int(time.Until(reset).Seconds())+1, 1)
+	return &Error{Status: http.StatusTooManyRequests, Code: codeRateLimit, RetryAfter: retry,
+		Message: "Too many failed authentications from this address (limit " + strconv.Itoa(limit) + " a minute); retry after " + strconv.Itoa(retry) + " s"}
+}
+
 // limit applies the limiter to a request and writes the X-RateLimit headers; on refusal it
 // returns the 429 to answer with.
 func (l *RateLimiter) limit(w http.ResponseWriter, key string, limit int) *Error {

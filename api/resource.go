@@ -222,6 +222,12 @@ var (
 		keepReadOnly: func(dst, src *store.User) {
 			dst.PasswordHash, dst.LastLoginAt = src.PasswordHash, src.LastLoginAt
 		},
+		// A deleted user's access tokens and open streams stop at once.
+		changed: func(ctx context.Context, s *Server, tenantID, id, action string, _ *store.User) {
+			if action == "deleted" {
+				s.revoke(ctx, realtime.Revocation{TenantID: tenantID, UserID: id, Reason: realtime.ReasonUserDeleted})
+			}
+		},
 	}
 )
 

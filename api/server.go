@@ -36,6 +36,10 @@ type Config struct {
 	DefaultRateLimit int
 	// LoginRateLimit is login and refresh attempts a minute from one address.
 	LoginRateLimit int
+	// AuthFailureLimit is how many wrong credentials one client address may present in a
+	// minute before the rest of the minute is refused with 429 (default 30); a credential
+	// this node already holds valid is never refused by it.
+	AuthFailureLimit int
 	// Hub carries the events the API publishes (agent.updated); Streams serves them over
 	// SSE and WebSocket. Both may be nil: then there are no stream routes.
 	Hub     *realtime.Hub
@@ -77,6 +81,10 @@ type Server struct {
 	registries sync.Map
 	// modelLists caches what providers answered for their models (see upstreamModels).
 	modelLists sync.Map
+
+	// conns holds every authenticated long-lived connection under its credential, so that
+	// a revocation ends them (see revoke).
+	conns *realtime.Connections
 
 	openAPIOnce sync.Once
 	openAPIJSON []byte
@@ -123,6 +131,9 @@ func New(cfg Config) *Server {
 	if cfg.LoginRateLimit == 0 {
 		cfg.LoginRateLimit = 10
 	}
+	if cfg.AuthFailureLimit == 0 {
+		cfg.AuthFailureLimit = 30
+	}
 	if cfg.Models == nil {
 		cfg.Models, _ = llm.NewRegistry(nil)
 	}
@@ -130,6 +141,13 @@ func New(cfg Config) *Server {
 		cfg.Webhooks = agent.NewWebhooks(false)
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, store: cfg.Store, auth: cfg.Auth, limiter: NewRateLimiter(), tokens: newTokenCounter(), webhooks: cfg.Webhooks, started: time.Now()}
+	s.conns = realtime.NewConnections()
+	if cfg.Streams != nil {
+		s.conns = cfg.Streams.Connections()
+	}
+	if cfg.Hub != nil {
+		s.followRevocations(cfg.Hub)
+	}
 	s.routes = s.allRoutes()
 	s.handler = s.recoverer(s.logRequests(s.buildMux()))
 	return s
@@ -212,8 +230,7 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt *route) {
 	var p *Principal
 	if rt.Scope != "" {
 		var err error
-		p, err = s.auth.Authenticate(r.Context(), credential(r, rt.QueryToken))
-		if err != nil {
+		if p, err = s.authenticate(r, rt); err != nil {
 			s.fail(w, r, rt, err)
 			return
 		}

@@ -46,14 +46,14 @@ func (s *Server) streamRoutes() []route {
 				{Name: "token", Description: "API key or access token, for clients that cannot set headers"},
 			},
 			Handle: func(w http.ResponseWriter, r *http.Request, p *Principal) error {
-				s.cfg.Streams.ServeSSE(w, r, realtime.Viewer{TenantID: p.TenantID, Key: p.limiterKey(), RemoteAddr: r.RemoteAddr})
+				s.cfg.Streams.ServeSSE(w, r, p.viewer(r))
 				return nil
 			}},
 		{Method: http.MethodGet, Path: "/api/v1/ws", Tag: tag, Scope: store.ScopeRead, QueryToken: true, Raw: true, Status: http.StatusSwitchingProtocols,
 			Summary: "WebSocket of JSON messages: subscribe/unsubscribe/ping and commands in; event, ack, error and pong out (the key may come as ?token=)",
 			Query:   []param{{Name: "token", Description: "API key or access token, for browsers"}},
 			Handle: func(w http.ResponseWriter, r *http.Request, p *Principal) error {
-				s.cfg.Streams.ServeWS(w, r, realtime.Viewer{TenantID: p.TenantID, Key: p.limiterKey(), RemoteAddr: r.RemoteAddr})
+				s.cfg.Streams.ServeWS(w, r, p.viewer(r))
 				return nil
 			}},
 	}

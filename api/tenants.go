@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 
+	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -147,7 +148,7 @@ func (s *Server) deleteTenant(w http.ResponseWriter, r *http.Request, p *Princip
 	if err := s.store.DeleteTenant(r.Context(), t.ID); err != nil {
 		return err
 	}
-	s.auth.ForgetTenant(t.ID)
+	s.revoke(r.Context(), realtime.Revocation{TenantID: t.ID, Reason: realtime.ReasonTenantDeleted})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

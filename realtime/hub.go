@@ -67,6 +67,9 @@ type Hub struct {
 
 	published atomic.Uint64
 	dropped   atomic.Uint64
+
+	// observers are told of every dispatched event of their type (see Observe).
+	observers map[string][]func(*Event)
 }
 
 type topicKey struct{ tenant, topic string }
@@ -89,6 +92,18 @@ func NewHub(opts Options) *Hub {
 // SetRelay makes the hub publish through r, which calls Dispatch with numbered events (this
 // node's and the others'). Call it before the first Publish.
 func (h *Hub) SetRelay(r Relay) { h.relay = r }
+
+// Observe calls fn, on a goroutine of its own, with every event of type typ the hub
+// dispatches: this node's and, through the relay, every other node's. It is how a node acts
+// on what another node decided (a credential revoked there ends the streams held here).
+func (h *Hub) Observe(typ string, fn func(*Event)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.observers == nil {
+		h.observers = map[string][]func(*Event){}
+	}
+	h.observers[typ] = append(h.observers[typ], fn)
+}
 
 // ErrBadData is event data that cannot be encoded as JSON.
 var ErrBadData = errors.New("realtime: event data is not JSON")
@@ -183,6 +198,9 @@ func (h *Hub) GapAll(reason string) {
 
 func (h *Hub) dispatchLocked(ev *Event) {
 	h.lastID = ev.ID
+	for _, fn := range h.observers[ev.Type] {
+		go fn(ev)
+	}
 	specific := h.topicLocked(topicKey{ev.TenantID, ev.Topic}, true)
 	specific.push(ev, h.opts.ReplayCount)
 	for s := range specific.subs {
@@ -297,6 +315,9 @@ type Subscriber struct {
 	done       chan struct{}
 	closeOnce  sync.Once
 	err        error
+	// ended is set once err is: an ended subscriber delivers nothing more, not even what
+	// was queued (a revoked credential gets no event after its revocation).
+	ended atomic.Bool
 
 	// Heartbeats and the context's end reach Next as wake-ups.
 	heartbeat      *time.Timer
@@ -448,13 +469,11 @@ func (s *Subscriber) Next(ctx context.Context) (Item, error) {
 		s.ctxStop = context.AfterFunc(ctx, s.wake)
 	}
 	for {
+		if s.ended.Load() {
+			return Item{}, s.err
+		}
 		if it, ok := s.TryNext(); ok {
 			return it, nil
-		}
-		select {
-		case <-s.done:
-			return Item{}, s.err
-		default:
 		}
 		if err := ctx.Err(); err != nil {
 			return Item{}, err
@@ -472,6 +491,9 @@ func (s *Subscriber) Next(ctx context.Context) (Item, error) {
 // TryNext returns what is ready to send now, without waiting, so that a writer can gather
 // several items into one write before it flushes.
 func (s *Subscriber) TryNext() (Item, bool) {
+	if s.ended.Load() {
+		return Item{}, false
+	}
 	s.pendingMu.Lock()
 	if len(s.pending) > 0 {
 		it := s.pending[0]
@@ -522,6 +544,7 @@ func (s *Subscriber) wake() {
 func (s *Subscriber) fail(err error) {
 	s.closeOnce.Do(func() {
 		s.err = err
+		s.ended.Store(true)
 		close(s.done)
 		s.wake()
 	})

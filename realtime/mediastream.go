@@ -378,6 +378,12 @@ func (m *MediaStream) Refuse(text string) {
 	m.closeWith(websocket.StatusTryAgainLater, text, MediaReasonClosed)
 }
 
+// Revoke ends a stream whose credential was revoked (see Connections): the socket closes at
+// once with CloseRevoked and text, and the call ends. It does not block.
+func (m *MediaStream) Revoke(text string) {
+	m.closeWith(CloseRevoked, text, MediaReasonClosed)
+}
+
 // closeWith ends the stream with reason and closes the socket with code and text.
 func (m *MediaStream) closeWith(code websocket.StatusCode, text, reason string) {
 	m.ended(reason)

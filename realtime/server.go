@@ -17,6 +17,9 @@ type Viewer struct {
 	TenantID string
 	// Key names the credential, for the per-credential connection limit.
 	Key string
+	// Credential is what authenticated the stream; revoking it ends the stream (see
+	// Connections).
+	Credential Credential
 	// RemoteAddr is the client's address as the HTTP server saw it (host:port), for the
 	// records of what its commands start (a browser's call is from it).
 	RemoteAddr string
@@ -73,9 +76,13 @@ type Server struct {
 	log      *slog.Logger
 	commands map[string]CommandHandler
 
-	mu      sync.Mutex
-	conns   map[string]int
-	live    map[*Subscriber]struct{}
+	// registry holds every open stream under its credential, for revocation.
+	registry *Connections
+
+	mu    sync.Mutex
+	conns map[string]int
+	// live maps each open stream to its removal from the registry.
+	live    map[*Subscriber]func()
 	closing bool
 	// wg counts the goroutines serving taken-over connections.
 	wg sync.WaitGroup
@@ -88,8 +95,13 @@ func NewServer(hub *Hub, check TopicChecker, limits Limits, log *slog.Logger) *S
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{hub: hub, check: check, limits: limits, log: log, commands: map[string]CommandHandler{}, conns: map[string]int{}, live: map[*Subscriber]struct{}{}}
+	return &Server{hub: hub, check: check, limits: limits, log: log, commands: map[string]CommandHandler{}, conns: map[string]int{}, live: map[*Subscriber]func(){},
+		registry: NewConnections()}
 }
+
+// Connections is the registry every stream of this server registers in, under its
+// credential; the API adds its other long-lived connections and revokes through it.
+func (s *Server) Connections() *Connections { return s.registry }
 
 // Handle registers the handler of a WebSocket command type (such as "call.hangup").
 func (s *Server) Handle(typ string, h CommandHandler) { s.commands[typ] = h }
@@ -112,7 +124,7 @@ func (s *Server) open(v Viewer) (*Subscriber, *streamError) {
 	}
 	s.conns[v.Key]++
 	sub := s.hub.Subscribe(v.TenantID)
-	s.live[sub] = struct{}{}
+	s.live[sub] = s.registry.Register(v.Credential, func(reason string) { sub.fail(&RevokedError{Reason: reason}) })
 	return sub, nil
 }
 
@@ -120,6 +132,9 @@ func (s *Server) open(v Viewer) (*Subscriber, *streamError) {
 func (s *Server) close(v Viewer, sub *Subscriber) {
 	sub.Close()
 	s.mu.Lock()
+	if unregister := s.live[sub]; unregister != nil {
+		unregister()
+	}
 	delete(s.live, sub)
 	if s.conns[v.Key]--; s.conns[v.Key] <= 0 {
 		delete(s.conns, v.Key)

@@ -133,8 +133,15 @@ func (s *Server) streamSSE(ctx context.Context, sub *Subscriber, sink sseSink) {
 	for {
 		it, err := sub.Next(ctx)
 		if err != nil {
-			if errors.Is(err, ErrSlowConsumer) {
+			var revoked *RevokedError
+			switch {
+			case errors.Is(err, ErrSlowConsumer):
 				_ = sink.write([]byte("event: error\ndata: {\"code\":\"slow_consumer\",\"message\":\"too slow to keep up; reconnect with Last-Event-ID\"}\n\n"))
+			case errors.As(err, &revoked):
+				// The client learns why before the stream ends, and that reconnecting with
+				// the same credential is pointless.
+				msg, _ := json.Marshal(errorBody{Code: "credential_revoked", Message: revoked.Reason + "; do not reconnect with this credential", Details: []fieldDetail{}})
+				_ = sink.write(append(append([]byte("event: error\ndata: "), msg...), "\n\n"...))
 			}
 			return
 		}

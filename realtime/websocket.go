@@ -20,6 +20,8 @@ const (
 	CloseTooManyConnections websocket.StatusCode = 4029
 )
 
+// (CloseRevoked, 4001, is in revoke.go.)
+
 // clientMessage is a frame from the client; Type says which fields matter.
 type clientMessage struct {
 	Type string `json:"type"`
@@ -109,6 +111,11 @@ func (s *Server) streamWS(conn *websocket.Conn, sub *Subscriber, v Viewer) {
 				return
 			case errors.Is(err, ErrShuttingDown):
 				conn.Close(websocket.StatusGoingAway, "server shutting down; reconnect")
+				return
+			}
+			var revoked *RevokedError
+			if errors.As(err, &revoked) {
+				closeRevoked(conn, revoked.Reason)
 				return
 			}
 			select {
@@ -254,4 +261,13 @@ func (s *Server) handleMessage(ctx context.Context, sub *Subscriber, v Viewer, m
 		}
 		sub.Send(ackFrame{Type: "ack", ID: msg.ID, Action: msg.Type, Topics: []string{}, Result: reply})
 	}
+}
+
+// closeRevoked closes a socket whose credential was revoked with CloseRevoked and the reason.
+// The close handshake waits for the client for a second at most: a revoked client gets no
+// more time on the node than that.
+func closeRevoked(conn *websocket.Conn, reason string) {
+	stop := time.AfterFunc(time.Second, func() { _ = conn.CloseNow() })
+	defer stop.Stop()
+	_ = conn.Close(CloseRevoked, reason)
 }

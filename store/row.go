@@ -203,6 +203,21 @@ func (s *Store) written(m any, err error) error {
 }
 
 // checkReferences makes sure every row m points at exists in the same tenant.
+// CheckReferences refuses a model that points at something the tenant does not have (an
+// agent or trunk of another tenant, or of none) with a *ValidationError naming the field,
+// for callers that act on a model before they write it (an outbound call is dialled first).
+func CheckReferences(ctx context.Context, s *Store, tenantID string, m any) error {
+	return classifyRefs(checkReferences(ctx, s.db, tenantID, m))
+}
+
+func classifyRefs(err error) error {
+	var ve *ValidationError
+	if err == nil || errors.As(err, &ve) {
+		return err
+	}
+	return classify(err)
+}
+
 func checkReferences(ctx context.Context, tx bun.IDB, tenantID string, m any) error {
 	r, ok := m.(referrer)
 	if !ok {

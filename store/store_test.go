@@ -204,7 +204,7 @@ func TestKeysAndTokens(t *testing.T) {
 		if err := store.Create(ctx, s, ten.ID, u); err != nil {
 			t.Fatal(err)
 		}
-		got, err := s.UserByEmail(ctx, "ops@example.com")
+		got, err := s.UserByEmail(ctx, "ops@example.com", "")
 		if err != nil || !got.CheckPassword("correct horse") || got.CheckPassword("wrong") {
 			t.Fatalf("user: %v", err)
 		}
@@ -212,12 +212,28 @@ func TestKeysAndTokens(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		u2, rt2, err := s.RotateRefreshToken(ctx, rt, time.Hour)
-		if err != nil || u2.ID != u.ID || rt2 == rt {
-			t.Fatalf("rotate: %v", err)
+		u2, rt2, err := s.RotateRefreshToken(ctx, rt.Secret, time.Hour)
+		if err != nil || u2.ID != u.ID || rt2.Secret == rt.Secret || rt2.FamilyID != rt.FamilyID {
+			t.Fatalf("rotate: %v (%+v after %+v)", err, rt2, rt)
 		}
-		if _, _, err := s.RotateRefreshToken(ctx, rt, time.Hour); !errors.Is(err, store.ErrTokenInvalid) {
+		if err := s.CheckUserSession(ctx, u.TenantID, u.ID, rt.FamilyID); err != nil {
+			t.Fatalf("the family of a live refresh token: %v", err)
+		}
+		// A second use of a spent token revokes the family: the token it was traded for
+		// stops working too.
+		_, _, err = s.RotateRefreshToken(ctx, rt.Secret, time.Hour)
+		var reuse *store.TokenReuseError
+		if !errors.Is(err, store.ErrTokenInvalid) || !errors.As(err, &reuse) || reuse.FamilyID != rt.FamilyID || reuse.UserID != u.ID {
 			t.Fatalf("second use of a refresh token: %v", err)
+		}
+		if _, _, err := s.RotateRefreshToken(ctx, rt2.Secret, time.Hour); !errors.Is(err, store.ErrTokenInvalid) {
+			t.Fatalf("the newest token of a revoked family: %v", err)
+		}
+		if err := s.CheckUserSession(ctx, u.TenantID, u.ID, rt.FamilyID); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("the family of a reused refresh token still live: %v", err)
+		}
+		if _, _, err := s.RotateRefreshToken(ctx, "rt_unknown", time.Hour); !errors.Is(err, store.ErrTokenInvalid) {
+			t.Fatalf("an unknown refresh token: %v", err)
 		}
 	})
 }

@@ -233,6 +233,7 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	flushCtx, stopFlush := context.WithCancel(context.WithoutCancel(ctx))
 	flushed := make(chan struct{})
 	go func() { auth.RunFlusher(flushCtx, 30*time.Second); close(flushed) }()
+	go srv.RunRevalidation(flushCtx, api.RevalidateEvery)
 
 	errc := make(chan error, 1)
 	go func() { errc <- httpSrv.Serve(ln) }()
