@@ -1,0 +1,109 @@
+package sip
+
+import (
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// handle registers h for method behind the guard. Every request handler of the server is
+// registered through here (New), so that no handler sees a request without the header
+// fields RFC 3261 makes mandatory, and a panic in one never takes the node down.
+func (s *Server) handle(method sip.RequestMethod, h sipgo.RequestHandler) {
+	s.srv.OnRequest(method, s.guard(h))
+}
+
+// guard checks a request before h sees it and recovers h's panics.
+//
+// sipgo's parser and transaction layer already drop what cannot be parsed and answer 400
+// to requests without Via or CSeq (they key transactions by them); everything else the
+// parser accepts reaches the handlers, headers missing or not: an INVITE without Call-ID
+// once took the node down. A request that fails a check is answered here, with the
+// header named in the reason phrase, or dropped when it is an ACK (RFC 3261 §17.1.1.3:
+// an ACK is never answered).
+func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		defer s.recoverHandler(req, tx)
+		if !s.checksOff {
+			if code, reason := checkRequest(req); code != 0 {
+				s.rejected.Add(1)
+				if ok, left := s.guardLog.allow(time.Now()); ok {
+					s.log.Info("sip request rejected", "method", string(req.Method), "status", code, "reason", reason,
+						"source", req.Source(), "transport", req.Transport(), "suppressed", left)
+				}
+				if !req.IsAck() {
+					s.reject(req, tx, code, reason)
+				}
+				return
+			}
+		}
+		h(req, tx)
+	}
+}
+
+// recoverHandler turns a handler's panic into one log line with its stack and a 500: the
+// node stays up and the far end learns the request failed.
+func (s *Server) recoverHandler(req *sip.Request, tx sip.ServerTransaction) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	s.panics.Add(1)
+	s.log.Error("sip handler panicked", "method", string(req.Method), "source", req.Source(),
+		"panic", v, "stack", string(debug.Stack()))
+	if req.IsAck() {
+		return
+	}
+	defer func() { _ = recover() }() // answering a request that broke a handler may break too
+	s.reject(req, tx, sip.StatusInternalServerError, "Server Internal Error")
+}
+
+// reject answers req with a final response built from what the request has: the checks
+// that failed may have left it without any of the headers a response copies.
+func (s *Server) reject(req *sip.Request, tx sip.ServerTransaction, code int, reason string) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	res.SipVersion = "SIP/2.0" // a 505 speaks the version we do
+	if code == sip.StatusMethodNotAllowed || code == 505 {
+		res.AppendHeader(allowHeader)
+	}
+	if err := tx.Respond(res); err != nil {
+		s.log.Debug("rejection not sent", "status", code, "error", err)
+	}
+}
+
+const statusUnsupportedURIScheme = 416
+
+// checkRequest is what RFC 3261 requires of every request a UAS takes (§8.1.1, §8.2): the
+// version, the six mandatory header fields, a CSeq of the request's method, a Contact on
+// an INVITE (it makes a dialog, §8.1.1.8), and a SIP Request-URI (§8.2.2.1, 416). It
+// answers the status to reject with and a reason phrase naming the fault, or 0.
+func checkRequest(req *sip.Request) (int, string) {
+	if !strings.EqualFold(req.SipVersion, "SIP/2.0") {
+		return 505, "Version Not Supported"
+	}
+	switch {
+	case req.Via() == nil:
+		return sip.StatusBadRequest, "Missing Via header"
+	case req.CallID() == nil || strings.TrimSpace(req.CallID().Value()) == "":
+		return sip.StatusBadRequest, "Missing Call-ID header"
+	case req.From() == nil:
+		return sip.StatusBadRequest, "Missing From header"
+	case req.To() == nil:
+		return sip.StatusBadRequest, "Missing To header"
+	case req.CSeq() == nil:
+		return sip.StatusBadRequest, "Missing CSeq header"
+	case strings.TrimSpace(string(req.CSeq().MethodName)) != string(req.Method):
+		return sip.StatusBadRequest, "CSeq method does not match the request"
+	case req.MaxForwards() == nil:
+		return sip.StatusBadRequest, "Missing Max-Forwards header"
+	case req.IsInvite() && req.Contact() == nil:
+		return sip.StatusBadRequest, "Missing Contact header"
+	}
+	if sc := strings.ToLower(req.Recipient.Scheme); sc != "sip" && sc != "sips" {
+		return statusUnsupportedURIScheme, "Unsupported URI Scheme"
+	}
+	return 0, ""
+}
