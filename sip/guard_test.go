@@ -30,8 +30,10 @@ func dialRaw(t *testing.T, transport, addr string) *rawPeer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	return &rawPeer{t: t, transport: strings.ToUpper(transport), conn: c, r: bufio.NewReaderSize(c, 65536)}
+	return &rawPeer{t: t, transport: strings.ToUpper(transport), conn: c, r: newReader(c)}
 }
+
+func newReader(c net.Conn) *bufio.Reader { return bufio.NewReaderSize(c, 65536) }
 
 // local is the peer's address, for its Via and Contact.
 func (p *rawPeer) local() string { return p.conn.LocalAddr().String() }
