@@ -28,14 +28,14 @@ func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
 		defer s.recoverHandler(req, tx)
 		if !s.checksOff {
-			if code, reason := checkRequest(req); code != 0 {
+			if code, reason, hdrs := checkRequest(req); code != 0 {
 				s.rejected.Add(1)
 				if ok, left := s.guardLog.allow(time.Now()); ok {
 					s.log.Info("sip request rejected", "method", string(req.Method), "status", code, "reason", reason,
 						"source", req.Source(), "transport", req.Transport(), "suppressed", left)
 				}
 				if !req.IsAck() {
-					s.reject(req, tx, code, reason)
+					s.reject(req, tx, code, reason, hdrs...)
 				}
 				return
 			}
@@ -63,47 +63,102 @@ func (s *Server) recoverHandler(req *sip.Request, tx sip.ServerTransaction) {
 
 // reject answers req with a final response built from what the request has: the checks
 // that failed may have left it without any of the headers a response copies.
-func (s *Server) reject(req *sip.Request, tx sip.ServerTransaction, code int, reason string) {
+func (s *Server) reject(req *sip.Request, tx sip.ServerTransaction, code int, reason string, hdrs ...sip.Header) {
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
 	res.SipVersion = "SIP/2.0" // a 505 speaks the version we do
-	if code == sip.StatusMethodNotAllowed || code == 505 {
-		res.AppendHeader(allowHeader)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
 	}
 	if err := tx.Respond(res); err != nil {
 		s.log.Debug("rejection not sent", "status", code, "error", err)
 	}
 }
 
-const statusUnsupportedURIScheme = 416
+// Statuses sipgo has no names for.
+const (
+	statusUnsupportedURIScheme = 416
+	statusBadExtension         = 420
+)
+
+// supportedExtensions are the option tags a Require may name (RFC 3261 §8.2.2.3).
+var supportedExtensions = map[string]bool{"timer": true, "replaces": true}
 
 // checkRequest is what RFC 3261 requires of every request a UAS takes (§8.1.1, §8.2): the
-// version, the six mandatory header fields, a CSeq of the request's method, a Contact on
-// an INVITE (it makes a dialog, §8.1.1.8), and a SIP Request-URI (§8.2.2.1, 416). It
-// answers the status to reject with and a reason phrase naming the fault, or 0.
-func checkRequest(req *sip.Request) (int, string) {
+// version, the six mandatory header fields, once each (RFC 4475 §3.3.8), a CSeq of the
+// request's method, a Contact on an INVITE (it makes a dialog, §8.1.1.8), a SIP
+// Request-URI (§8.2.2.1, 416), only extensions we support in Require (§8.2.2.3, 420), and
+// an INVITE's body in a type we read (§8.2.3, 415). It answers the status to reject with,
+// a reason phrase naming the fault and the header fields the rejection carries, or 0.
+func checkRequest(req *sip.Request) (int, string, []sip.Header) {
 	if !strings.EqualFold(req.SipVersion, "SIP/2.0") {
-		return 505, "Version Not Supported"
+		return 505, "Version Not Supported", nil
+	}
+	var callIDs, froms, tos, cseqs, maxFwds int
+	for _, h := range req.Headers() {
+		switch h.(type) {
+		case *sip.CallIDHeader:
+			callIDs++
+		case *sip.FromHeader:
+			froms++
+		case *sip.ToHeader:
+			tos++
+		case *sip.CSeqHeader:
+			cseqs++
+		case *sip.MaxForwardsHeader:
+			maxFwds++
+		}
 	}
 	switch {
 	case req.Via() == nil:
-		return sip.StatusBadRequest, "Missing Via header"
+		return sip.StatusBadRequest, "Missing or malformed Via header", nil
 	case req.CallID() == nil || strings.TrimSpace(req.CallID().Value()) == "":
-		return sip.StatusBadRequest, "Missing Call-ID header"
+		return sip.StatusBadRequest, "Missing or malformed Call-ID header", nil
 	case req.From() == nil:
-		return sip.StatusBadRequest, "Missing From header"
+		return sip.StatusBadRequest, "Missing or malformed From header", nil
 	case req.To() == nil:
-		return sip.StatusBadRequest, "Missing To header"
+		return sip.StatusBadRequest, "Missing or malformed To header", nil
 	case req.CSeq() == nil:
-		return sip.StatusBadRequest, "Missing CSeq header"
+		return sip.StatusBadRequest, "Missing or malformed CSeq header", nil
 	case strings.TrimSpace(string(req.CSeq().MethodName)) != string(req.Method):
-		return sip.StatusBadRequest, "CSeq method does not match the request"
+		return sip.StatusBadRequest, "CSeq method does not match the request", nil
 	case req.MaxForwards() == nil:
-		return sip.StatusBadRequest, "Missing Max-Forwards header"
+		return sip.StatusBadRequest, "Missing or malformed Max-Forwards header", nil
+	case callIDs > 1:
+		return sip.StatusBadRequest, "More than one Call-ID header", nil
+	case froms > 1:
+		return sip.StatusBadRequest, "More than one From header", nil
+	case tos > 1:
+		return sip.StatusBadRequest, "More than one To header", nil
+	case cseqs > 1:
+		return sip.StatusBadRequest, "More than one CSeq header", nil
+	case maxFwds > 1:
+		return sip.StatusBadRequest, "More than one Max-Forwards header", nil
 	case req.IsInvite() && req.Contact() == nil:
-		return sip.StatusBadRequest, "Missing Contact header"
+		return sip.StatusBadRequest, "Missing or malformed Contact header", nil
 	}
 	if sc := strings.ToLower(req.Recipient.Scheme); sc != "sip" && sc != "sips" {
-		return statusUnsupportedURIScheme, "Unsupported URI Scheme"
+		return statusUnsupportedURIScheme, "Unsupported URI Scheme", nil
 	}
-	return 0, ""
+	if !req.IsAck() && !req.IsCancel() {
+		var unsupported []string
+		for _, h := range req.GetHeaders("Require") {
+			for _, tag := range strings.Split(h.Value(), ",") {
+				if tag = strings.TrimSpace(tag); tag != "" && !supportedExtensions[strings.ToLower(tag)] {
+					unsupported = append(unsupported, tag)
+				}
+			}
+		}
+		if len(unsupported) > 0 {
+			return statusBadExtension, "Bad Extension", []sip.Header{sip.NewHeader("Unsupported", strings.Join(unsupported, ", "))}
+		}
+	}
+	if req.IsInvite() && len(req.Body()) > 0 {
+		if ct := req.ContentType(); ct != nil {
+			mt, _, _ := strings.Cut(ct.Value(), ";")
+			if !strings.EqualFold(strings.TrimSpace(mt), "application/sdp") {
+				return sip.StatusUnsupportedMediaType, "Unsupported Media Type", []sip.Header{sip.NewHeader("Accept", "application/sdp")}
+			}
+		}
+	}
+	return 0, "", nil
 }

@@ -158,7 +158,7 @@ func New(cfg Config) (*Server, error) {
 	// sipgo's transport and transaction layers log every unparsable message at ERROR with
 	// its bytes: through quietLog, a flood of junk is a few short lines.
 	quiet := quietLog(cfg.Log)
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("switchboard"),
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("switchboard"), sipgo.WithUserAgentParser(newParser()),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(quiet)),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(quiet)))
 	if err != nil {
