@@ -119,7 +119,7 @@ func checkRequest(req *sip.Request) (int, string, []sip.Header) {
 		return sip.StatusBadRequest, "Missing or malformed To header", nil
 	case req.CSeq() == nil:
 		return sip.StatusBadRequest, "Missing or malformed CSeq header", nil
-	case strings.TrimSpace(string(req.CSeq().MethodName)) != string(req.Method):
+	case !strings.EqualFold(strings.TrimSpace(string(req.CSeq().MethodName)), string(req.Method)): // sipgo upper-cases the method of the request line
 		return sip.StatusBadRequest, "CSeq method does not match the request", nil
 	case req.MaxForwards() == nil:
 		return sip.StatusBadRequest, "Missing or malformed Max-Forwards header", nil
