@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -231,12 +232,18 @@ func FuzzServer(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		_, _ = udp.Write(msg)
-		tcp, err := net.Dial("tcp", addr)
+		tcp, err := net.DialTimeout("tcp", addr, 5*time.Second)
 		if err != nil {
 			t.Fatalf("TCP refused: %v", err)
 		}
 		defer tcp.Close()
-		_, _ = tcp.Write(msg)
+		_ = tcp.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if _, err := tcp.Write(msg); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("the server does not read its TCP connections: %v", err)
+			}
+		}
 
 		// The server answers: an OPTIONS of its own.
 		p := &rawPeer{t: t, transport: "UDP", conn: live}
