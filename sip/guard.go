@@ -27,7 +27,7 @@ func (s *Server) handle(method sip.RequestMethod, h sipgo.RequestHandler) {
 func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
 		defer s.recoverHandler(req, tx)
-		if !s.checksOff {
+		if !s.checksOff.Load() {
 			if code, reason, hdrs := checkRequest(req); code != 0 {
 				s.rejected.Add(1)
 				if ok, left := s.guardLog.allow(time.Now()); ok {

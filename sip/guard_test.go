@@ -140,7 +140,7 @@ func rawRequest(method, addr string, hdrs []string) string {
 }
 
 // goodCall places an echo call and hangs it up: the node still takes calls.
-func goodCall(t *testing.T, addr string) {
+func goodCall(t testing.TB, addr string) {
 	t.Helper()
 	u := newTestUA(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -280,7 +280,7 @@ func ackFailure(t *testing.T, p *rawPeer, addr string, invite []string, res rawR
 
 // serveTest serves s on loopback until the test ends, its TCP listener wrapped by wrap
 // when given; it returns the address of UDP and TCP.
-func serveTest(t *testing.T, s *Server, wrap func(net.Listener) net.Listener) string {
+func serveTest(t testing.TB, s *Server, wrap func(net.Listener) net.Listener) string {
 	t.Helper()
 	pc, l, err := Listen(context.Background(), "127.0.0.1:0")
 	if err != nil {

@@ -124,7 +124,7 @@ type Server struct {
 
 	// checksOff skips the guard's checks (not its recovery): the benchmark of their cost
 	// turns them off and on in one run.
-	checksOff bool
+	checksOff atomic.Bool
 
 	// ringDelay holds a call in the ringing state before answering; tests set it to
 	// exercise CANCEL.
