@@ -282,7 +282,7 @@ func TestBadContentLength(t *testing.T) {
 	goodCall(t, addr)
 }
 
-// A listener that stops is reported as stopped.
+// A listener that stops, or has failed to accept for long, is reported as not serving.
 func TestListenersReported(t *testing.T) {
 	verifyNoLeaks(t)
 	s, err := New(Config{Log: testLog(t)})
@@ -294,7 +294,17 @@ func TestListenersReported(t *testing.T) {
 	if len(got) != 2 || got[0].Transport != "udp" || got[1].Transport != "tcp" || !got[0].Serving || !got[1].Serving {
 		t.Fatalf("listeners %+v", got)
 	}
-	s.listeners[1].stop(io.ErrUnexpectedEOF)
+	// An accept loop retrying for over ten seconds is not serving, though it has not stopped.
+	tcp := s.listeners[1]
+	tcp.fail(syscall.EMFILE, time.Now().Add(-11*time.Second))
+	if l := s.Listeners()[1]; l.Serving || !strings.Contains(l.Reason, "too many open files") {
+		t.Fatalf("listener failing for 11 s reported %+v", l)
+	}
+	tcp.ok()
+	if l := s.Listeners()[1]; !l.Serving || l.Reason != "" {
+		t.Fatalf("listener accepting again reported %+v", l)
+	}
+	tcp.stop(io.ErrUnexpectedEOF)
 	if l := s.Listeners()[1]; l.Serving || !strings.Contains(l.Reason, "unexpected EOF") {
 		t.Fatalf("stopped listener reported %+v", l)
 	}
