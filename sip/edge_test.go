@@ -309,3 +309,37 @@ func TestListenersReported(t *testing.T) {
 		t.Fatalf("stopped listener reported %+v", l)
 	}
 }
+
+// A flood of unparsable datagrams is a few short warnings, not a line at ERROR with all the
+// bytes of each.
+func TestUnparsableLoggedQuietly(t *testing.T) {
+	verifyNoLeaks(t)
+	lb := &logBuffer{t: t}
+	s, err := New(Config{Log: lb.logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveTest(t, s, nil)
+	p := dialRaw(t, "UDP", addr)
+	junk := "INVITE <not a uri> SIP/2.0\r\n" + strings.Repeat("X-Junk: "+strings.Repeat("j", 100)+"\r\n", 15) + "\r\n"
+	for range 200 {
+		p.send(junk)
+	}
+	// The UDP loop parses in order: once this is answered, every datagram before it was read.
+	p.send(rawRequest("OPTIONS", addr, rawHeaders("OPTIONS", "UDP", p.local(), addr)))
+	p.expect(200, "")
+	var lines []string
+	for _, l := range strings.Split(lb.String(), "\n") {
+		if strings.Contains(l, "failed to parse") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) == 0 || len(lines) > 10 {
+		t.Fatalf("%d lines about unparsable datagrams for 200, want 1 to 10", len(lines))
+	}
+	for _, l := range lines {
+		if strings.Contains(l, "level=ERROR") || len(l) > 1000 {
+			t.Fatalf("a line about an unparsable datagram: %d bytes: %s", len(l), l)
+		}
+	}
+}
