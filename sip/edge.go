@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -216,6 +217,7 @@ func (l *edgeListener) Accept() (net.Conn, error) {
 		}
 		ec := &edgeConn{srv: l.srv, addr: a, raddr: c.RemoteAddr().String()}
 		ec.Conn = c
+		l.srv.streams.Store(ec.raddr, ec)
 		if l.tls != nil {
 			ec.Conn = tls.Server(c, l.tls)
 			ec.handshake = true
@@ -237,6 +239,12 @@ type edgeConn struct {
 
 	closeOnce sync.Once
 
+	// framed counts the requests read from the connection, handled those the guard has
+	// seen: sipgo looks the connection up for a request's answers before its handler runs,
+	// and dials the request's Via when the connection is gone (see Read).
+	framed, handled atomic.Int64
+	closed          atomic.Bool
+
 	// Read side: sipgo reads a connection from one goroutine.
 	handshake bool      // a TLS handshake is still to be done
 	inMsg     bool      // between the first byte of a message and its end
@@ -246,9 +254,32 @@ type edgeConn struct {
 }
 
 func (c *edgeConn) Close() error {
+	c.closed.Store(true)
 	err := c.Conn.Close()
-	c.closeOnce.Do(func() { c.srv.conns.release(c.addr) })
+	c.closeOnce.Do(func() {
+		c.srv.conns.release(c.addr)
+		c.srv.streams.CompareAndDelete(c.raddr, c)
+	})
 	return err
+}
+
+// handoffWait bounds how long a connection the peer closed is kept for the requests it
+// carried (drainRequests).
+const handoffWait = 5 * time.Second
+
+// drainRequests waits, once the peer has closed the connection, until the guard has seen
+// every request read from it, or handoffWait. sipgo forgets a connection as soon as a read
+// fails, and a request handled after that gets its answer over a new connection to the
+// host and port its Via names: anyone could make the node connect to any address and
+// write to it. Held open a moment longer, the connection is found and nothing is dialled.
+func (c *edgeConn) drainRequests() {
+	if c.handled.Load() >= c.framed.Load() {
+		return
+	}
+	deadline := time.Now().Add(handoffWait)
+	for c.handled.Load() < c.framed.Load() && time.Now().Before(deadline) && !c.closed.Load() {
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func (c *edgeConn) Write(b []byte) (int, error) {
@@ -299,6 +330,9 @@ func (c *edgeConn) Read(b []byte) (int, error) {
 				c.srv.idleClosed.Add(1) // routine: a peer that went away
 			}
 			return 0, io.EOF
+		}
+		if err != nil {
+			c.drainRequests()
 		}
 		return n, err
 	}
@@ -351,6 +385,9 @@ func (c *edgeConn) scan(p []byte, now time.Time) error {
 			p = p[end-prev:]
 			c.head = c.head[:end] // kept for a 400, until the next message
 			c.body = n
+			if !bytes.HasPrefix(c.head, []byte("SIP/")) {
+				c.framed.Add(1) // a request (counted at its headers: its body may never come)
+			}
 			if n == 0 {
 				c.inMsg = false
 			}

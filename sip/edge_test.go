@@ -343,3 +343,50 @@ func TestUnparsableLoggedQuietly(t *testing.T) {
 		}
 	}
 }
+
+// A request over TCP whose connection closes before it is answered must not make the node
+// connect to the host its Via names: sipgo, finding the connection gone, dials the Via's
+// sent-by for the response, and anyone could point it at any address and port (a cross-
+// protocol request forgery carrying header values of their choosing).
+func TestNoDialToViaAfterClose(t *testing.T) {
+	verifyNoLeaks(t)
+	s, err := New(Config{Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveTest(t, s, nil)
+	victim, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer victim.Close()
+	dialed := make(chan struct{}, 1)
+	go func() {
+		for {
+			c, err := victim.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+			select {
+			case dialed <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	for i := 0; i < 20; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hdrs := rawHeaders("OPTIONS", "TCP", victim.Addr().String(), addr)
+		_, _ = c.Write([]byte(rawRequest("OPTIONS", addr, hdrs)))
+		_ = c.Close()
+	}
+	// Silence can only be waited for: the dial, when it happens, is at once.
+	select {
+	case <-dialed:
+		t.Fatal("the node connected to the address of a closed connection's Via")
+	case <-time.After(3 * time.Second):
+	}
+}

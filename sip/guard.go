@@ -27,6 +27,9 @@ func (s *Server) handle(method sip.RequestMethod, h sipgo.RequestHandler) {
 func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
 		defer s.recoverHandler(req, tx)
+		if v, ok := s.streams.Load(req.Source()); ok && req.Transport() != "UDP" {
+			v.(*edgeConn).handled.Add(1) // see edgeConn.drainRequests
+		}
 		if !s.checksOff.Load() {
 			if code, reason, hdrs := checkRequest(req); code != 0 {
 				s.rejected.Add(1)

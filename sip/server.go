@@ -119,6 +119,7 @@ type Server struct {
 	idleClosed    atomic.Uint64
 	framingErrors atomic.Uint64
 	edgeLog       *logLimit
+	streams       sync.Map // a TCP or TLS peer's "ip:port" → its *edgeConn
 	listenersMu   sync.Mutex
 	listeners     []*listenerState
 
