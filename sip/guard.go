@@ -18,17 +18,19 @@ func (s *Server) handle(method sip.RequestMethod, h sipgo.RequestHandler) {
 
 // guard checks a request before h sees it and recovers h's panics.
 //
-// sipgo's parser and transaction layer already drop what cannot be parsed and answer 400
-// to requests without Via or CSeq (they key transactions by them); everything else the
-// parser accepts reaches the handlers, headers missing or not: an INVITE without Call-ID
-// once took the node down. A request that fails a check is answered here, with the
+// sipgo's parser drops what it cannot read (lenientHeaders keeps the fields a request
+// can be answered without readable), and its transaction layer answers 400 to requests
+// without Via or CSeq (it keys transactions by them); everything else reaches the
+// handlers, headers missing or not: an INVITE without Call-ID once took the node down. A request that fails a check is answered here, with the
 // header named in the reason phrase, or dropped when it is an ACK (RFC 3261 §17.1.1.3:
 // an ACK is never answered).
 func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
 		defer s.recoverHandler(req, tx)
-		if v, ok := s.streams.Load(req.Source()); ok && req.Transport() != "UDP" {
-			v.(*edgeConn).handled.Add(1) // see edgeConn.drainRequests
+		if req.Transport() != "UDP" {
+			if v, ok := s.streams.Load(req.Source()); ok {
+				v.(*edgeConn).handled.Add(1) // see edgeConn.drainRequests
+			}
 		}
 		if !s.checksOff.Load() {
 			if code, reason, hdrs := checkRequest(req); code != 0 {
