@@ -28,7 +28,8 @@ type ServiceInfo struct {
 	API         string `json:"api"`
 }
 
-// Health answers GET /health: whether this node and its database are well.
+// Health answers GET /health: whether this node, its database and its other parts (the
+// SIP listeners) are well.
 type Health struct {
 	Status            string  `json:"status"`
 	Version           string  `json:"version"`
@@ -36,6 +37,16 @@ type Health struct {
 	UptimeSeconds     float64 `json:"uptime_seconds"`
 	DatabaseConnected bool    `json:"database_connected"`
 	Database          string  `json:"database"`
+	// Checks are the node's other parts, each healthy or not with why; one that is not
+	// makes the node unhealthy (503).
+	Checks []HealthCheck `json:"checks,omitempty"`
+}
+
+// HealthCheck is the state of one part of the node, such as a SIP listener.
+type HealthCheck struct {
+	Name    string `json:"name"`
+	Healthy bool   `json:"healthy"`
+	Detail  string `json:"detail,omitempty"`
 }
 
 // VersionInfo answers GET /version.
@@ -51,8 +62,8 @@ func (s *Server) metaRoutes() []route {
 	health := func(w http.ResponseWriter, r *http.Request, _ *Principal) error { return s.health(w, r) }
 	return append([]route{
 		{Method: http.MethodGet, Path: "/", Tag: tag, Summary: "Service information (a browser, whose Accept ranks text/html first, gets the voice client)", Response: ServiceInfo{}, Status: http.StatusOK, Handle: s.root},
-		{Method: http.MethodGet, Path: "/health", Tag: tag, Summary: "Health of this node and its database (503 when the database is away)", Response: Health{}, Status: http.StatusOK, Handle: health},
-		{Method: http.MethodGet, Path: "/api/v1/health", Tag: tag, Summary: "Health of this node and its database (503 when the database is away)", Response: Health{}, Status: http.StatusOK, Handle: health},
+		{Method: http.MethodGet, Path: "/health", Tag: tag, Summary: "Health of this node, its database and its SIP listeners (503 when the database is away or a listener stopped)", Response: Health{}, Status: http.StatusOK, Handle: health},
+		{Method: http.MethodGet, Path: "/api/v1/health", Tag: tag, Summary: "Health of this node, its database and its SIP listeners (503 when the database is away or a listener stopped)", Response: Health{}, Status: http.StatusOK, Handle: health},
 		{Method: http.MethodGet, Path: "/version", Tag: tag, Summary: "Version of the server", Response: VersionInfo{}, Status: http.StatusOK, Handle: s.version},
 		{Method: http.MethodGet, Path: "/openapi.json", Tag: "Documentation", Summary: "This OpenAPI 3.1 document", Response: map[string]any{}, Status: http.StatusOK, Handle: s.serveOpenAPI},
 		{Method: http.MethodGet, Path: "/docs", Tag: "Documentation", Summary: "Interactive documentation (Swagger UI)", Raw: true, Status: http.StatusOK, Handle: s.page(swaggerPage)},
@@ -83,6 +94,14 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
 	status := http.StatusOK
 	if err := s.store.Ping(ctx); err != nil {
 		h.Status, h.DatabaseConnected, status = "unhealthy", false, http.StatusServiceUnavailable
+	}
+	if s.cfg.Checks != nil {
+		h.Checks = s.cfg.Checks()
+		for _, c := range h.Checks {
+			if !c.Healthy {
+				h.Status, status = "unhealthy", http.StatusServiceUnavailable
+			}
+		}
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, status, h)

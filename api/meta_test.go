@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -155,4 +156,30 @@ func TestDatabaseAway(t *testing.T) {
 	}
 	wantStatus(t, ts.do(http.MethodGet, "/api/v1/agents", unused, nil), http.StatusOK, "unused key after recovery")
 	ts.createID("/api/v1/agents", ts.Key, obj{"name": "after"})
+}
+
+// TestHealthChecks: the node's other parts (the SIP listeners) are reported by /health, and
+// one that stopped makes the node unhealthy: a load balancer stops sending it calls.
+func TestHealthChecks(t *testing.T) {
+	t.Parallel()
+	var stopped atomic.Bool
+	ts := newTestServerConfig(t, store.SQLite, api.Config{Checks: func() []api.HealthCheck {
+		return []api.HealthCheck{
+			{Name: "sip-udp", Healthy: true, Detail: "127.0.0.1:5060"},
+			{Name: "sip-tcp", Healthy: !stopped.Load(), Detail: "127.0.0.1:5060"},
+		}
+	}})
+	r := ts.do(http.MethodGet, "/health", "", nil)
+	wantStatus(t, r, http.StatusOK, "/health")
+	if h := r.JSON(t); h["status"] != "healthy" || len(h["checks"].([]any)) != 2 {
+		t.Fatalf("/health: %s", r.Body)
+	}
+	stopped.Store(true)
+	r = ts.do(http.MethodGet, "/health", "", nil)
+	wantStatus(t, r, http.StatusServiceUnavailable, "/health with a stopped listener")
+	h := r.JSON(t)
+	tcp := h["checks"].([]any)[1].(map[string]any)
+	if h["status"] != "unhealthy" || h["database_connected"] != true || tcp["name"] != "sip-tcp" || tcp["healthy"] != false {
+		t.Fatalf("/health with a stopped listener: %s", r.Body)
+	}
 }

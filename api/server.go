@@ -60,6 +60,9 @@ type Config struct {
 	WebRTC WebRTCCalls
 	// MediaStreams runs the calls of media-stream sockets; nil answers them with 503.
 	MediaStreams MediaStreamCalls
+	// Checks reports the node's parts besides the database for /health (the SIP
+	// listeners); nil: none.
+	Checks func() []HealthCheck
 }
 
 // Server is the HTTP API of one node.

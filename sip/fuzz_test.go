@@ -2,8 +2,13 @@ package sip
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -130,5 +135,161 @@ func TestMalformedSIP(t *testing.T) {
 	}
 	if err := dlg.Bye(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// fuzzMethods are the methods the server takes, each fuzzed from a valid request.
+var fuzzMethods = []string{"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "REFER", "NOTIFY", "UPDATE"}
+
+// fuzzSeeds are valid requests of every method to the server at addr, and deterministic
+// mutations of each: cut short, a header's value replaced by junk or by a very long one, a
+// header doubled, bare LF line ends, a wrong Content-Length, and bytes flipped at random
+// (from a fixed seed). An INVITE is to nobody, so that no call is left waiting for its ACK.
+func fuzzSeeds(addr string) [][]byte {
+	rng := rand.New(rand.NewPCG(11, 4475))
+	var seeds [][]byte
+	for _, method := range fuzzMethods {
+		hdrs := rawHeaders(method, "UDP", "127.0.0.1:9", addr)
+		body := ""
+		switch method {
+		case "INVITE", "UPDATE":
+			body = string(offerSDP(40000, "0 8 101", "101 telephone-event/8000"))
+			hdrs = append(hdrs[:len(hdrs)-1], "Content-Type: application/sdp", fmt.Sprintf("Content-Length: %d", len(body)))
+		case "INFO":
+			body = "Signal=5\r\nDuration=160\r\n"
+			hdrs = append(hdrs[:len(hdrs)-1], "Content-Type: application/dtmf-relay", fmt.Sprintf("Content-Length: %d", len(body)))
+		case "NOTIFY":
+			body = "SIP/2.0 200 OK\r\n"
+			hdrs = append(hdrs[:len(hdrs)-1], "Event: refer", "Content-Type: message/sipfrag", fmt.Sprintf("Content-Length: %d", len(body)))
+		case "REFER":
+			hdrs = append(hdrs, "Refer-To: <sip:agent@127.0.0.1>")
+		}
+		msg := strings.Replace(rawRequest(method, addr, hdrs), "sip:echo@", "sip:nobody@", 2) + body
+		seeds = append(seeds, []byte(msg), []byte(msg[:len(msg)/3]), []byte(msg[:2*len(msg)/3]),
+			[]byte(strings.ReplaceAll(msg, "\r\n", "\n")))
+		for i := range hdrs {
+			name, _, _ := strings.Cut(hdrs[i], ":")
+			junk := slices.Clone(hdrs)
+			junk[i] = name + ": \x00\xff<>;;==,,\"" + strings.Repeat("%", 3)
+			long := slices.Clone(hdrs)
+			long[i] = name + ": " + strings.Repeat("x", 3000)
+			double := slices.Insert(slices.Clone(hdrs), i, hdrs[i])
+			for _, h := range [][]string{junk, long, double} {
+				seeds = append(seeds, []byte(strings.Replace(rawRequest(method, addr, h), "sip:echo@", "sip:nobody@", 2)+body))
+			}
+		}
+		wrongLength := strings.Replace(msg, fmt.Sprintf("Content-Length: %d", len(body)), fmt.Sprintf("Content-Length: %d", len(body)+10), 1)
+		seeds = append(seeds, []byte(wrongLength))
+		for range 3 {
+			b := []byte(msg)
+			for range 1 + rng.IntN(8) {
+				b[rng.IntN(len(b))] = byte(rng.IntN(256))
+			}
+			seeds = append(seeds, b)
+		}
+	}
+	return seeds
+}
+
+// FuzzServer sends requests of any shape to a running server, over UDP and over TCP: no
+// handler panics, and after each the server still answers; after all of them it takes a
+// call. `go test` runs it over fuzzSeeds: every method's valid request and its mutations.
+func FuzzServer(f *testing.F) {
+	s, err := New(Config{Log: slog.New(slog.DiscardHandler), MediaTimeout: 2 * time.Second})
+	if err != nil {
+		f.Fatal(err)
+	}
+	pc, l, err := Listen(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, pc, l) }()
+	<-s.ready
+	addr := pc.LocalAddr().String()
+	f.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			f.Error("server did not stop")
+		}
+	})
+	for _, seed := range fuzzSeeds(addr) {
+		f.Add(seed)
+	}
+	udp, err := net.Dial("udp", addr)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer udp.Close()
+	live, err := net.Dial("udp", addr)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer live.Close()
+
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		_, _ = udp.Write(msg)
+		tcp, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("TCP refused: %v", err)
+		}
+		defer tcp.Close()
+		_ = tcp.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if _, err := tcp.Write(msg); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("the server does not read its TCP connections: %v", err)
+			}
+		}
+
+		// The server answers: an OPTIONS of its own.
+		p := &rawPeer{t: t, transport: "UDP", conn: live}
+		p.send(rawRequest("OPTIONS", addr, rawHeaders("OPTIONS", "UDP", p.local(), addr)))
+		for {
+			res, ok := p.read(5 * time.Second)
+			if !ok {
+				t.Fatalf("no answer to OPTIONS after %q", msg)
+			}
+			if res.code == 200 && strings.Contains(res.raw, "OPTIONS") {
+				break
+			}
+		}
+		if n := s.panics.Load(); n != 0 {
+			t.Fatalf("%d handler panics after %q", n, msg)
+		}
+	})
+}
+
+// TestFuzzSeedsThenCall sends every seed of FuzzServer over UDP and TCP at once, and then
+// places a good call: what the fuzz target checks one input at a time, in one burst.
+func TestFuzzSeedsThenCall(t *testing.T) {
+	verifyNoLeaks(t)
+	s, addr := startCallServer(t, Config{Log: slog.New(slog.DiscardHandler), TCPMaxConnsPerAddr: 1000})
+	udp, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	for _, seed := range fuzzSeeds(addr) {
+		_, _ = udp.Write(seed)
+		tcp, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, tcp)
+		_, _ = tcp.Write(seed)
+	}
+	goodCall(t, addr)
+	if n := s.panics.Load(); n != 0 {
+		t.Fatalf("%d handler panics", n)
 	}
 }

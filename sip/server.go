@@ -6,6 +6,7 @@
 package sip
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -65,6 +66,17 @@ type Config struct {
 	// RecordDir, when set, receives a stereo WAV of every answered call, "<call id>.wav":
 	// the far end on the left, Switchboard on the right.
 	RecordDir string
+	// TCPIdleTimeout closes a SIP TCP or TLS connection that carries nothing, not even a
+	// CRLF keep-alive, for this long, unless a live call came over it (zero: 150 s, above
+	// the 95-120 s keep-alive interval of RFC 5626).
+	TCPIdleTimeout time.Duration
+	// TCPHeaderTimeout closes a connection whose message (its TLS handshake, headers and
+	// body) is not whole this long after its first byte (zero: 10 s).
+	TCPHeaderTimeout time.Duration
+	// TCPMaxConns bounds the SIP TCP and TLS connections of the server together (zero:
+	// 4,096), TCPMaxConnsPerAddr those from one source address (zero: 256); a connection
+	// past either is closed as soon as it is accepted.
+	TCPMaxConns, TCPMaxConnsPerAddr int
 	// OpusComplexity is the Opus encoder's complexity, 0-10 (zero: the media default, cheap
 	// enough for many calls a core).
 	OpusComplexity int
@@ -95,7 +107,25 @@ type Server struct {
 	active  atomic.Int64
 
 	// Counters of what was refused or dropped, for the log and tests.
-	refused atomic.Uint64
+	refused  atomic.Uint64
+	rejected atomic.Uint64 // requests the guard answered (or dropped, ACKs) for a fault
+	panics   atomic.Uint64 // handler panics recovered
+	guardLog *logLimit
+
+	// The edge (edge.go): connection limits, what it closed or refused, and the state of
+	// each listener for /health.
+	conns         *connLimits
+	connsRefused  atomic.Uint64
+	idleClosed    atomic.Uint64
+	framingErrors atomic.Uint64
+	edgeLog       *logLimit
+	streams       sync.Map // a TCP or TLS peer's "ip:port" → its *edgeConn
+	listenersMu   sync.Mutex
+	listeners     []*listenerState
+
+	// checksOff skips the guard's checks (not its recovery): the benchmark of their cost
+	// turns them off and on in one run.
+	checksOff atomic.Bool
 
 	// ringDelay holds a call in the ringing state before answering; tests set it to
 	// exercise CANCEL.
@@ -119,7 +149,19 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxCalls == 0 {
 		cfg.MaxCalls = 5000
 	}
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("switchboard"))
+	if cfg.TCPIdleTimeout < 0 || cfg.TCPHeaderTimeout < 0 || cfg.TCPMaxConns < 0 || cfg.TCPMaxConnsPerAddr < 0 {
+		return nil, fmt.Errorf("sip: TCP timeouts and connection limits must be zero (the default) or more")
+	}
+	cfg.TCPIdleTimeout = cmp.Or(cfg.TCPIdleTimeout, defaultTCPIdleTimeout)
+	cfg.TCPHeaderTimeout = cmp.Or(cfg.TCPHeaderTimeout, defaultTCPHeaderTimeout)
+	cfg.TCPMaxConns = cmp.Or(cfg.TCPMaxConns, defaultTCPMaxConns)
+	cfg.TCPMaxConnsPerAddr = cmp.Or(cfg.TCPMaxConnsPerAddr, defaultTCPMaxConnsPer)
+	// sipgo's transport and transaction layers log every unparsable message at ERROR with
+	// its bytes: through quietLog, a flood of junk is a few short lines.
+	quiet := quietLog(cfg.Log)
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("switchboard"), sipgo.WithUserAgentParser(newParser()),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(quiet)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(quiet)))
 	if err != nil {
 		return nil, fmt.Errorf("sip: user agent: %w", err)
 	}
@@ -134,17 +176,19 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("sip: client: %w", err)
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, ua: ua, srv: srv, client: client, nonces: newNonces(),
-		calls: newRegistry(), ready: make(chan struct{})}
-	srv.OnOptions(s.onOptions)
-	srv.OnInvite(s.onInvite)
-	srv.OnAck(s.onAck)
-	srv.OnBye(s.onBye)
-	srv.OnCancel(s.onCancel)
-	srv.OnInfo(s.onInfo)
-	srv.OnNotify(s.onNotify)
-	srv.OnRefer(s.onRefer)
-	srv.OnUpdate(s.onUpdate)
-	srv.OnNoRoute(s.onNoRoute)
+		calls: newRegistry(), ready: make(chan struct{}), guardLog: newLogLimit(20, 10*time.Second),
+		edgeLog: newLogLimit(20, 10*time.Second),
+		conns:   &connLimits{max: cfg.TCPMaxConns, perAddr: cfg.TCPMaxConnsPerAddr, byAddr: map[netip.Addr]int{}}}
+	s.handle(sip.OPTIONS, s.onOptions)
+	s.handle(sip.INVITE, s.onInvite)
+	s.handle(sip.ACK, s.onAck)
+	s.handle(sip.BYE, s.onBye)
+	s.handle(sip.CANCEL, s.onCancel)
+	s.handle(sip.INFO, s.onInfo)
+	s.handle(sip.NOTIFY, s.onNotify)
+	s.handle(sip.REFER, s.onRefer)
+	s.handle(sip.UPDATE, s.onUpdate)
+	srv.OnNoRoute(s.guard(s.onNoRoute))
 	return s, nil
 }
 
@@ -201,13 +245,27 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener, t
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 3)
-	wg.Add(1)
-	go func() { defer wg.Done(); errc <- s.srv.ServeUDP(pc) }()
-	if l != nil {
+	serve := func(st *listenerState, run func() error) {
 		wg.Add(1)
-		go func() { defer wg.Done(); errc <- s.srv.ServeTCP(l) }()
+		go func() {
+			defer wg.Done()
+			err := run()
+			if err == nil && ctx.Err() == nil {
+				err = errors.New("sipgo stopped serving") // its UDP loop returns nil on a read error
+			}
+			st.stop(err)
+			errc <- err
+		}()
 	}
-	for _, t := range tl {
+	epc := s.newEdgePacketConn(pc)
+	pc = epc
+	serve(epc.state, func() error { return s.srv.ServeUDP(epc) })
+	if l != nil {
+		el := s.newEdgeListener(l, "tcp", nil)
+		l = el
+		serve(el.state, func() error { return s.srv.ServeTCP(el) })
+	}
+	for i, t := range tl {
 		if t == nil {
 			continue
 		}
@@ -218,10 +276,9 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener, t
 		if a, ok := t.Addr().(*net.TCPAddr); ok {
 			s.tlsPort = a.Port
 		}
-		tlsL := tls.NewListener(t, s.cfg.TLS)
-		wg.Add(1)
-		go func() { defer wg.Done(); errc <- s.srv.ServeTLS(tlsL) }()
-		defer tlsL.Close()
+		el := s.newEdgeListener(t, "tls", s.cfg.TLS)
+		tl[i] = el
+		serve(el.state, func() error { return s.srv.ServeTLS(el) })
 	}
 	s.log.Info("sip listening", "addr", pc.LocalAddr().String())
 
@@ -229,7 +286,11 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener, t
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
-		err = fmt.Errorf("sip: serve: %w", err)
+		if ctx.Err() == nil {
+			err = fmt.Errorf("sip: serve: %w", err)
+		} else {
+			err = nil
+		}
 	}
 	s.mu.Lock()
 	s.closing = true
@@ -248,6 +309,26 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener, t
 	_ = s.ua.Close()
 	wg.Wait()
 	return err
+}
+
+// addListener registers a listener's state for Listeners.
+func (s *Server) addListener(st *listenerState) {
+	s.listenersMu.Lock()
+	defer s.listenersMu.Unlock()
+	s.listeners = append(s.listeners, st)
+}
+
+// Listeners reports the server's SIP listeners (UDP, TCP, TLS): whether each serves, and
+// why not. Before Serve there are none.
+func (s *Server) Listeners() []ListenerStatus {
+	s.listenersMu.Lock()
+	defer s.listenersMu.Unlock()
+	now := time.Now()
+	out := make([]ListenerStatus, 0, len(s.listeners))
+	for _, st := range s.listeners {
+		out = append(out, st.status(now))
+	}
+	return out
 }
 
 // contactFor is our Contact for calls over transport.
@@ -400,10 +481,13 @@ type registry struct {
 	mu       sync.Mutex
 	byDialog map[string]*Call
 	byID     map[string]*Call
+	// bySource counts the inbound calls of each source ("ip:port"): a TCP or TLS
+	// connection that carries one is not closed for being idle.
+	bySource map[string]int
 }
 
 func newRegistry() *registry {
-	return &registry{byDialog: map[string]*Call{}, byID: map[string]*Call{}}
+	return &registry{byDialog: map[string]*Call{}, byID: map[string]*Call{}, bySource: map[string]int{}}
 }
 
 func (r *registry) add(c *Call) {
@@ -413,6 +497,24 @@ func (r *registry) add(c *Call) {
 		r.byDialog[c.dialogKey()] = c
 	}
 	r.byID[c.id] = c
+	if src := c.source(); src != "" {
+		r.bySource[src]++
+	}
+}
+
+// source is where an inbound call's INVITE came from.
+func (c *Call) source() string {
+	if c.uas == nil {
+		return ""
+	}
+	return c.uas.InviteRequest.Source()
+}
+
+// carries says whether a live inbound call came from src.
+func (r *registry) carries(src string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.bySource[src] > 0
 }
 
 func (r *registry) setDialog(c *Call, id string) {
@@ -435,6 +537,11 @@ func (r *registry) forget(c *Call) {
 	defer r.mu.Unlock()
 	if r.byID[c.id] == c {
 		delete(r.byID, c.id)
+		if src := c.source(); src != "" {
+			if r.bySource[src]--; r.bySource[src] <= 0 {
+				delete(r.bySource, src)
+			}
+		}
 	}
 }
 

@@ -84,7 +84,7 @@ type testUA struct {
 	dialog sipgo.DialogUA
 }
 
-func newTestUA(t *testing.T) *testUA {
+func newTestUA(t testing.TB) *testUA {
 	t.Helper()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("switchboard-test"))
 	if err != nil {
@@ -101,7 +101,7 @@ func newTestUA(t *testing.T) *testUA {
 	}}
 }
 
-func uri(t *testing.T, user, addr string) sip.Uri {
+func uri(t testing.TB, user, addr string) sip.Uri {
 	t.Helper()
 	var u sip.Uri
 	if err := sip.ParseUri(fmt.Sprintf("sip:%s@%s", user, addr), &u); err != nil {
@@ -120,7 +120,7 @@ func offerSDP(port int, formats string, rtpmaps ...string) []byte {
 }
 
 // invite places a call and returns the dialog, or the final status of a refused call.
-func (u *testUA) invite(ctx context.Context, t *testing.T, target sip.Uri, body []byte) (*sipgo.DialogClientSession, int) {
+func (u *testUA) invite(ctx context.Context, t testing.TB, target sip.Uri, body []byte) (*sipgo.DialogClientSession, int) {
 	t.Helper()
 	dlg, err := u.dialog.Invite(ctx, target, body, sip.NewHeader("Content-Type", "application/sdp"))
 	if err != nil {

@@ -37,6 +37,9 @@ type config struct {
 	Node         string
 	RecordCalls  bool
 	Demo         bool
+	// SIP over TCP and TLS: idle and header timeouts, connection caps (sip.Config).
+	SIPTCPIdleTimeout, SIPTCPHeaderTimeout time.Duration
+	SIPTCPMaxConns, SIPTCPMaxConnsPerAddr  int
 	// MaxCalls and MaxTenantCalls bound the node's concurrent calls, all transports
 	// together, and each tenant's; zero is no limit.
 	MaxCalls, MaxTenantCalls int
@@ -80,6 +83,10 @@ func (c *config) registerServe(fs *flag.FlagSet) {
 	fs.StringVar(&c.SIPTLSCert, "sip-tls-cert", env("SWITCHBOARD_SIP_TLS_CERT", ""), "PEM certificate file for SIP over TLS (SWITCHBOARD_SIP_TLS_CERT)")
 	fs.StringVar(&c.SIPTLSKey, "sip-tls-key", env("SWITCHBOARD_SIP_TLS_KEY", ""), "PEM key file of the SIP certificate (SWITCHBOARD_SIP_TLS_KEY)")
 	fs.StringVar(&c.RTPPorts, "rtp-ports", env("SWITCHBOARD_RTP_PORTS", ""), "UDP port range of calls' media, such as 10000-20000 (SWITCHBOARD_RTP_PORTS; default: any free port)")
+	fs.DurationVar(&c.SIPTCPIdleTimeout, "sip-tcp-idle-timeout", envDuration("SWITCHBOARD_SIP_TCP_IDLE_TIMEOUT", 150*time.Second), "close a SIP TCP/TLS connection silent this long, keep-alives included, unless a live call came over it (SWITCHBOARD_SIP_TCP_IDLE_TIMEOUT)")
+	fs.DurationVar(&c.SIPTCPHeaderTimeout, "sip-tcp-header-timeout", envDuration("SWITCHBOARD_SIP_TCP_HEADER_TIMEOUT", 10*time.Second), "close a SIP TCP/TLS connection whose message (or TLS handshake) is not whole this long after its first byte (SWITCHBOARD_SIP_TCP_HEADER_TIMEOUT)")
+	fs.IntVar(&c.SIPTCPMaxConns, "sip-tcp-max-conns", envInt("SWITCHBOARD_SIP_TCP_MAX_CONNS", 4096), "SIP TCP and TLS connections of the node; more are closed at once (SWITCHBOARD_SIP_TCP_MAX_CONNS)")
+	fs.IntVar(&c.SIPTCPMaxConnsPerAddr, "sip-tcp-max-conns-per-addr", envInt("SWITCHBOARD_SIP_TCP_MAX_CONNS_PER_ADDR", 256), "SIP TCP and TLS connections from one address; more are closed at once (SWITCHBOARD_SIP_TCP_MAX_CONNS_PER_ADDR)")
 	fs.DurationVar(&c.MediaTimeout, "media-timeout", envDuration("SWITCHBOARD_MEDIA_TIMEOUT", 30*time.Second), "a call whose RTP stops for this long is ended (SWITCHBOARD_MEDIA_TIMEOUT)")
 	fs.BoolVar(&c.RecordCalls, "record-calls", env("SWITCHBOARD_RECORD_CALLS", "") == "true", "record every answered call as a stereo WAV under the data directory's recordings/ (SWITCHBOARD_RECORD_CALLS=true)")
 	fs.BoolVar(&c.Demo, "demo", env("SWITCHBOARD_DEMO", "true") == "true", "create the demo agent (sip:demo@…) on first start (SWITCHBOARD_DEMO=false to skip)")

@@ -451,6 +451,9 @@ func TestWalkthrough(t *testing.T) {
 				health["database"] != d.name || health["version"] != testVersion {
 				t.Errorf("GET /health: %d %v", status, health)
 			}
+			if checks, _ := health["checks"].([]any); len(checks) != 2 || checks[0].(map[string]any)["name"] != "sip-udp" || checks[1].(map[string]any)["healthy"] != true {
+				t.Errorf("GET /health does not report the SIP listeners: %v", health["checks"])
+			}
 			if status, body := n.call("GET", "/api/v1/agents", "", ""); status != http.StatusUnauthorized || errorCode(t, body) != "authentication_error" {
 				t.Errorf("GET /api/v1/agents without a key: %d %v", status, body)
 			}

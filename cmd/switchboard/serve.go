@@ -175,7 +175,8 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 		rtcCalls = newWebRTCCalls(web, rtc)
 	}
 	sipCfg := sip.Config{Log: log, PublicIP: c.PublicIP, RTPPortMin: rtpMin, RTPPortMax: rtpMax,
-		Store: st, DefaultTenantID: def.ID, Node: c.Node, Events: hub, MediaTimeout: c.MediaTimeout, Agents: agents, Calls: calls}
+		Store: st, DefaultTenantID: def.ID, Node: c.Node, Events: hub, MediaTimeout: c.MediaTimeout, Agents: agents, Calls: calls,
+		TCPIdleTimeout: c.SIPTCPIdleTimeout, TCPHeaderTimeout: c.SIPTCPHeaderTimeout, TCPMaxConns: c.SIPTCPMaxConns, TCPMaxConnsPerAddr: c.SIPTCPMaxConnsPerAddr}
 	if c.RecordCalls {
 		sipCfg.RecordDir = filepath.Join(c.DataDir, "recordings")
 		if err := os.MkdirAll(sipCfg.RecordDir, 0o750); err != nil {
@@ -197,7 +198,7 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	auth := api.NewAuthenticator(st, secret, def.ID, log)
 	srv := api.New(api.Config{Store: st, Auth: auth, Log: log, Version: version, Commit: commit, DefaultRateLimit: c.RateLimit,
 		Hub: hub, Streams: streams, Models: models, Webhooks: webhooks, Calls: nodeCalls{sip: sipSrv, web: web}, RecordingsDir: sipCfg.RecordDir, VoicemailsDir: voicemails,
-		WebRTC: rtcCalls, MediaStreams: web})
+		WebRTC: rtcCalls, MediaStreams: web, Checks: sipChecks(sipSrv)})
 	agents.api = srv
 	// Browsers may signal their WebRTC calls over the events socket too.
 	srv.HandleWebRTCCommands(streams)

@@ -1,0 +1,513 @@
+package sip
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The edge of the server: what wraps the sockets given to Serve before sipgo reads them.
+// sipgo's TCP accept loop ends at the first Accept error and its UDP read loop at the
+// first read error, and it keeps a TCP connection open as long as the peer does: a node
+// that ran out of file descriptors once stopped taking SIP over TCP for good, and idle
+// connections were never closed. The edge retries what can be retried, caps connections,
+// closes idle and trickling ones, and answers or logs (rate-limited) what sipgo would
+// drop in silence.
+
+// Defaults of the edge's limits (Config).
+const (
+	// RFC 5626 §4.4.1 has clients send a CRLF keep-alive every 95 to 120 s over TCP: an
+	// idle timeout above that keeps their connections, and closes those that send nothing.
+	defaultTCPIdleTimeout   = 150 * time.Second
+	defaultTCPHeaderTimeout = 10 * time.Second
+	defaultTCPMaxConns      = 4096
+	defaultTCPMaxConnsPer   = 256
+	// edgeWriteTimeout bounds a write to a peer that does not read.
+	edgeWriteTimeout = 30 * time.Second
+	// acceptFailingUnhealthy is how long an accept loop may retry before /health says so.
+	acceptFailingUnhealthy = 10 * time.Second
+)
+
+// errMissingLength and errHeadTooLarge are messages on a stream whose end cannot be found.
+var (
+	errMissingLength = errors.New("missing Content-Length") // mandatory on a stream (RFC 3261 §20.14)
+	errHeadTooLarge  = errors.New("header section too large")
+)
+
+// listenerState is what /health reports of one listener.
+type listenerState struct {
+	transport, addr string
+
+	mu        sync.Mutex
+	stopped   bool
+	reason    string // why it stopped, or the error it is retrying after
+	failing   atomic.Bool
+	failSince time.Time
+}
+
+func (st *listenerState) stop(err error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.stopped = true
+	st.reason = "stopped"
+	if err != nil {
+		st.reason = "stopped: " + err.Error()
+	}
+}
+
+// fail records an error the listener retries after.
+func (st *listenerState) fail(err error, now time.Time) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.failing.Load() {
+		st.failSince = now
+		st.failing.Store(true)
+	}
+	st.reason = err.Error()
+}
+
+// ok records a successful accept or read; cheap, as it runs for every one.
+func (st *listenerState) ok() {
+	if !st.failing.Load() {
+		return
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.failing.Store(false)
+	st.reason = ""
+}
+
+// ListenerStatus is the state of one of the server's SIP listeners, for /health.
+type ListenerStatus struct {
+	Transport string `json:"transport"`
+	Addr      string `json:"addr"`
+	// Serving is false once the listener stopped, or while it has failed to accept or
+	// read for more than ten seconds.
+	Serving bool `json:"serving"`
+	// Reason says why it stopped, or which error it is retrying after.
+	Reason string `json:"reason,omitempty"`
+}
+
+func (st *listenerState) status(now time.Time) ListenerStatus {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	s := ListenerStatus{Transport: st.transport, Addr: st.addr, Serving: !st.stopped, Reason: st.reason}
+	if st.failing.Load() && now.Sub(st.failSince) > acceptFailingUnhealthy {
+		s.Serving = false
+	}
+	return s
+}
+
+// backoff is the wait before retrying a failed accept or read: 5 ms doubling to 1 s, as
+// net/http's server does.
+func backoff(d time.Duration) time.Duration {
+	if d == 0 {
+		return 5 * time.Millisecond
+	}
+	return min(2*d, time.Second)
+}
+
+// connLimits caps the TCP and TLS connections of a server, in all and per source address.
+type connLimits struct {
+	max, perAddr int
+
+	mu     sync.Mutex
+	total  int
+	byAddr map[netip.Addr]int
+}
+
+func (l *connLimits) take(a netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.total >= l.max || l.byAddr[a] >= l.perAddr {
+		return false
+	}
+	l.total++
+	l.byAddr[a]++
+	return true
+}
+
+func (l *connLimits) release(a netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if l.byAddr[a]--; l.byAddr[a] <= 0 {
+		delete(l.byAddr, a)
+	}
+}
+
+// open is the number of connections held.
+func (l *connLimits) open() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.total
+}
+
+// edgeListener is a TCP (or, with tls set, TLS) listener of the server: its Accept
+// returns only admitted connections and never a temporary error, which would end sipgo's
+// accept loop.
+type edgeListener struct {
+	net.Listener
+	srv   *Server
+	tls   *tls.Config
+	state *listenerState
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+func (s *Server) newEdgeListener(l net.Listener, transport string, cfg *tls.Config) *edgeListener {
+	st := &listenerState{transport: transport, addr: l.Addr().String()}
+	s.addListener(st)
+	return &edgeListener{Listener: l, srv: s, tls: cfg, state: st, closed: make(chan struct{})}
+}
+
+func (l *edgeListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
+
+func (l *edgeListener) Accept() (net.Conn, error) {
+	var wait time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			select {
+			case <-l.closed:
+				return nil, err
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return nil, err
+			}
+			// EMFILE, ENFILE, ECONNABORTED, ENOBUFS…: wait and go on. The listener
+			// itself only fails once closed.
+			now := time.Now()
+			l.state.fail(err, now)
+			wait = backoff(wait)
+			if ok, left := l.srv.edgeLog.allow(now); ok {
+				l.srv.log.Warn("sip accept failed; retrying", "transport", l.state.transport, "error", err,
+					"retry_in", wait, "suppressed", left)
+			}
+			select {
+			case <-time.After(wait):
+				continue
+			case <-l.closed:
+				return nil, net.ErrClosed
+			}
+		}
+		wait = 0
+		l.state.ok()
+		ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+		a := ap.Addr().Unmap()
+		if !l.srv.conns.take(a) {
+			_ = c.Close()
+			l.srv.connsRefused.Add(1)
+			if ok, left := l.srv.edgeLog.allow(time.Now()); ok {
+				l.srv.log.Warn("sip connection refused: too many connections", "transport", l.state.transport,
+					"source", a.String(), "open", l.srv.conns.open(), "suppressed", left)
+			}
+			continue
+		}
+		ec := &edgeConn{srv: l.srv, addr: a, raddr: c.RemoteAddr().String()}
+		ec.Conn = c
+		l.srv.streams.Store(ec.raddr, ec)
+		if l.tls != nil {
+			ec.Conn = tls.Server(c, l.tls)
+			ec.handshake = true
+		}
+		return ec, nil
+	}
+}
+
+// edgeConn is an admitted TCP or TLS connection. It follows the messages it carries, just
+// enough to find where each ends, so that it can close a connection idle for
+// TCPIdleTimeout and one whose message takes longer than TCPHeaderTimeout to arrive, and
+// answer a message it cannot frame with 400 before closing it (RFC 3261 §18.3: with no
+// usable Content-Length on a stream, the next message cannot be found).
+type edgeConn struct {
+	net.Conn
+	srv   *Server
+	addr  netip.Addr
+	raddr string
+
+	closeOnce sync.Once
+
+	// framed counts the requests read from the connection, handled those the guard has
+	// seen: sipgo looks the connection up for a request's answers before its handler runs,
+	// and dials the request's Via when the connection is gone (see Read).
+	framed, handled atomic.Int64
+	closed          atomic.Bool
+
+	// Read side: sipgo reads a connection from one goroutine.
+	handshake bool      // a TLS handshake is still to be done
+	inMsg     bool      // between the first byte of a message and its end
+	started   time.Time // when its first byte came
+	head      []byte    // its header section so far
+	body      int       // bytes of its body still to come
+}
+
+func (c *edgeConn) Close() error {
+	c.closed.Store(true)
+	err := c.Conn.Close()
+	c.closeOnce.Do(func() {
+		c.srv.conns.release(c.addr)
+		c.srv.streams.CompareAndDelete(c.raddr, c)
+	})
+	return err
+}
+
+// handoffWait bounds how long a connection the peer closed is kept for the requests it
+// carried (drainRequests).
+const handoffWait = 5 * time.Second
+
+// drainRequests waits, once the peer has closed the connection, until the guard has seen
+// every request read from it, or handoffWait. sipgo forgets a connection as soon as a read
+// fails, and a request handled after that gets its answer over a new connection to the
+// host and port its Via names: anyone could make the node connect to any address and
+// write to it. Held open a moment longer, the connection is found and nothing is dialled.
+func (c *edgeConn) drainRequests() {
+	if c.handled.Load() >= c.framed.Load() {
+		return
+	}
+	deadline := time.Now().Add(handoffWait)
+	for c.handled.Load() < c.framed.Load() && time.Now().Before(deadline) && !c.closed.Load() {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (c *edgeConn) Write(b []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(edgeWriteTimeout))
+	return c.Conn.Write(b)
+}
+
+func (c *edgeConn) Read(b []byte) (int, error) {
+	cfg := &c.srv.cfg
+	if c.handshake {
+		// The handshake is part of the first message: it must end within the header
+		// timeout, however slowly its bytes come.
+		c.handshake = false
+		tc := c.Conn.(*tls.Conn)
+		_ = tc.SetDeadline(time.Now().Add(cfg.TCPHeaderTimeout))
+		if err := tc.Handshake(); err != nil {
+			c.closing("tls handshake failed", err)
+			return 0, io.EOF
+		}
+		_ = tc.SetWriteDeadline(time.Time{})
+	}
+	for {
+		now := time.Now()
+		var deadline time.Time
+		switch {
+		case c.inMsg:
+			deadline = earlier(now.Add(cfg.TCPIdleTimeout), c.started.Add(cfg.TCPHeaderTimeout))
+		case c.srv.calls.carries(c.raddr):
+			// A call came over this connection: its BYE or re-INVITE may come after a
+			// long silence, and we have no other way to reach a caller behind NAT.
+		default:
+			deadline = now.Add(cfg.TCPIdleTimeout)
+		}
+		_ = c.Conn.SetReadDeadline(deadline)
+		n, err := c.Conn.Read(b)
+		if n > 0 {
+			if ferr := c.scan(b[:n], now); ferr != nil {
+				c.refuse(ferr)
+				return 0, io.EOF
+			}
+			return n, nil
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			if c.inMsg {
+				c.closing("sip message not whole within the header timeout", nil)
+			} else {
+				c.srv.idleClosed.Add(1) // routine: a peer that went away
+			}
+			return 0, io.EOF
+		}
+		if err != nil {
+			c.drainRequests()
+		}
+		return n, err
+	}
+}
+
+func earlier(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// scan follows p, the next bytes of the stream, through messages: CRLF keep-alives
+// between them (RFC 5626 §3.5.1), each one's header section up to its empty line, and
+// the body its Content-Length announces.
+func (c *edgeConn) scan(p []byte, now time.Time) error {
+	for len(p) > 0 {
+		switch {
+		case !c.inMsg:
+			if p[0] == '\r' || p[0] == '\n' {
+				p = p[1:]
+				continue
+			}
+			c.inMsg, c.started, c.head, c.body = true, now, c.head[:0], 0
+		case c.body > 0:
+			k := min(c.body, len(p))
+			c.body -= k
+			p = p[k:]
+			if c.body == 0 {
+				c.inMsg = false
+			}
+		default: // in the header section
+			prev := len(c.head)
+			c.head = append(c.head, p...)
+			end := headerEnd(c.head[max(0, prev-3):])
+			if end < 0 {
+				if len(c.head) > maxMessage {
+					return errHeadTooLarge
+				}
+				return nil
+			}
+			end += max(0, prev-3)
+			n, found, err := contentLength(c.head[:end])
+			if err != nil {
+				return err
+			}
+			if !found {
+				return errMissingLength
+			}
+			p = p[end-prev:]
+			c.head = c.head[:end] // kept for a 400, until the next message
+			c.body = n
+			if !bytes.HasPrefix(c.head, []byte("SIP/")) {
+				c.framed.Add(1) // a request (counted at its headers: its body may never come)
+			}
+			if n == 0 {
+				c.inMsg = false
+			}
+		}
+	}
+	return nil
+}
+
+// refuse answers the message that could not be framed with 400 when it is a request that
+// can be answered, and logs it; the caller then closes the connection.
+func (c *edgeConn) refuse(err error) {
+	c.srv.framingErrors.Add(1)
+	reason := "Bad Content-Length"
+	switch err {
+	case errMissingLength:
+		reason = "Missing Content-Length header"
+	case errHeadTooLarge:
+		reason = "Header Section Too Large"
+	}
+	if end := headerEnd(c.head); end > 0 {
+		if res := badRequest(c.head[:end], reason, c.raddr); res != nil {
+			_, _ = c.Write(res)
+		}
+	}
+	c.closing("sip message not framed; connection closed", err)
+}
+
+// closing logs, rate-limited, why the edge closes a connection.
+func (c *edgeConn) closing(msg string, err error) {
+	if ok, left := c.srv.edgeLog.allow(time.Now()); ok {
+		args := []any{"source", c.raddr, "suppressed", left}
+		if err != nil {
+			args = append(args, "error", err)
+		}
+		if len(c.head) > 0 {
+			args = append(args, "head", truncate(c.head, 200))
+		}
+		c.srv.log.Info(msg, args...)
+	}
+}
+
+// edgePacketConn is the UDP socket of the server: its reads never fail but when it is
+// closed (sipgo's UDP loop ends at the first error), and a request whose Content-Length
+// is bad or longer than its datagram is answered 400 (RFC 3261 §18.3) and a response
+// dropped, with a log line either way, rather than dropped in silence.
+type edgePacketConn struct {
+	net.PacketConn
+	srv   *Server
+	state *listenerState
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+func (s *Server) newEdgePacketConn(pc net.PacketConn) *edgePacketConn {
+	st := &listenerState{transport: "udp", addr: pc.LocalAddr().String()}
+	s.addListener(st)
+	return &edgePacketConn{PacketConn: pc, srv: s, state: st, closed: make(chan struct{})}
+}
+
+func (c *edgePacketConn) Close() error {
+	c.closeOnce.Do(func() { close(c.closed) })
+	return c.PacketConn.Close()
+}
+
+func (c *edgePacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	var wait time.Duration
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(b)
+		if err != nil {
+			select {
+			case <-c.closed:
+				return n, addr, err
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return n, addr, err
+			}
+			now := time.Now()
+			c.state.fail(err, now)
+			wait = backoff(wait)
+			if ok, left := c.srv.edgeLog.allow(now); ok {
+				c.srv.log.Warn("sip udp read failed; retrying", "error", err, "retry_in", wait, "suppressed", left)
+			}
+			select {
+			case <-time.After(wait):
+				continue
+			case <-c.closed:
+				return 0, nil, net.ErrClosed
+			}
+		}
+		wait = 0
+		c.state.ok()
+		if c.framed(b[:n], addr) {
+			return n, addr, nil
+		}
+	}
+}
+
+// framed says whether a datagram goes on to sipgo; one whose Content-Length cannot be
+// right is answered or dropped here.
+func (c *edgePacketConn) framed(msg []byte, addr net.Addr) bool {
+	end := headerEnd(msg)
+	if end < 0 {
+		return true // not SIP enough to frame: sipgo's parser drops it, with a log line
+	}
+	n, found, err := contentLength(msg[:end])
+	if err == nil && (!found || n <= len(msg)-end) {
+		return true
+	}
+	c.srv.framingErrors.Add(1)
+	isResponse := len(msg) >= 4 && string(msg[:4]) == "SIP/"
+	if !isResponse {
+		if res := badRequest(msg[:end], "Bad Content-Length", addr.String()); res != nil {
+			_, _ = c.PacketConn.WriteTo(res, addr)
+		}
+	}
+	if ok, left := c.srv.edgeLog.allow(time.Now()); ok {
+		c.srv.log.Info("sip datagram with a bad Content-Length", "source", addr.String(), "answered", !isResponse,
+			"head", truncate(msg[:end], 200), "suppressed", left)
+	}
+	return false
+}
