@@ -36,9 +36,10 @@ type Config struct {
 	PublicIP string
 	// RTPPortMin and RTPPortMax bound the RTP ports; both zero means any free port.
 	RTPPortMin, RTPPortMax int
-	// AllowAll accepts calls from any address when no trunk matches; otherwise, with no
-	// trunks configured, only loopback and private addresses may call and others are
-	// refused with 403.
+	// AllowAll widens the default tenant's no-trunk rule to every address: while the
+	// default tenant has no inbound trunks, a caller from anywhere reaches its numbers and
+	// the built-in destinations. Otherwise that rule takes loopback and private callers only.
+	// Other tenants' calls are decided by their own trunks either way.
 	AllowAll bool
 	// Store holds trunks, phone numbers and call records; nil serves the built-in
 	// destinations only and keeps no records.
