@@ -43,8 +43,12 @@ type Config struct {
 	// Webhooks run agents' tools; nil makes a runner that refuses private addresses.
 	Webhooks *agent.Webhooks
 	// Models are the providers of the model gateway (/v1/chat/completions, /v1/messages);
-	// nil answers every model as unsupported.
+	// nil answers every model as unsupported. The providers a tenant creates connect
+	// through its tenant client (llm.WithTenantClient).
 	Models *llm.Registry
+	// AllowPrivateProviders lets tenants create providers whose base_url is a loopback or
+	// private address; it is the operator's switch that built Models' tenant client.
+	AllowPrivateProviders bool
 	// Calls places and steers live calls (the SIP server); nil answers the call-control
 	// routes with 503: telephony is not enabled on this node.
 	Calls CallControl

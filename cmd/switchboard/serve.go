@@ -19,6 +19,7 @@ import (
 	"github.com/switchboard-go/switchboard/agent/speech"
 	"github.com/switchboard-go/switchboard/api"
 	"github.com/switchboard-go/switchboard/internal/callcap"
+	"github.com/switchboard-go/switchboard/internal/netguard"
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
@@ -115,11 +116,14 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	if err != nil {
 		return err
 	}
-	models, err := llm.NewRegistry(providers)
+	// The operator's providers are trusted; those tenants configure connect through one
+	// guarded client, public addresses only unless the operator allows more.
+	tenantHTTP := netguard.NewTenantClient(c.AllowPrivateProviders)
+	models, err := llm.NewRegistry(providers, llm.WithTenantClient(tenantHTTP))
 	if err != nil {
 		return err
 	}
-	voices := speech.NewRegistry(providers, speech.RegistryOptions{})
+	voices := speech.NewRegistry(providers, speech.RegistryOptions{TenantClient: tenantHTTP})
 
 	// SIP: UDP and TCP on one port, TLS on another when a certificate is set. Calls this
 	// node carried when it last stopped without hanging them up are failed first.
@@ -184,7 +188,7 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 
 	auth := api.NewAuthenticator(st, secret, def.ID, log)
 	srv := api.New(api.Config{Store: st, Auth: auth, Log: log, Version: version, Commit: commit, DefaultRateLimit: c.RateLimit,
-		Hub: hub, Streams: streams, Models: models, Webhooks: webhooks, Calls: nodeCalls{sip: sipSrv, web: web}, RecordingsDir: sipCfg.RecordDir, VoicemailsDir: voicemails,
+		Hub: hub, Streams: streams, Models: models, AllowPrivateProviders: c.AllowPrivateProviders, Webhooks: webhooks, Calls: nodeCalls{sip: sipSrv, web: web}, RecordingsDir: sipCfg.RecordDir, VoicemailsDir: voicemails,
 		WebRTC: rtcCalls, MediaStreams: web})
 	agents.api = srv
 	// Browsers may signal their WebRTC calls over the events socket too.
