@@ -56,10 +56,13 @@ type gatewayAsk struct {
 // the provider (with fallbacks and the agent's tools), answer, and record the usage.
 func (s *Server) serveGateway(d gatewayDialect) func(http.ResponseWriter, *http.Request, *Principal) error {
 	return func(w http.ResponseWriter, r *http.Request, p *Principal) error {
-		body, err := readGatewayBody(w, r)
+		body, release, err := s.readGatewayBody(w, r)
 		if err != nil {
 			return err
 		}
+		// The reservation is held until the answer is complete: the request holds what was
+		// decoded from the body till then. The body itself is garbage once decoded.
+		defer release()
 		req, ask, err := d.decode(body)
 		if err != nil {
 			return err

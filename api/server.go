@@ -46,6 +46,10 @@ type Config struct {
 	// nil answers every model as unsupported. The providers a tenant creates connect
 	// through its tenant client (llm.WithTenantClient).
 	Models *llm.Registry
+	// GatewayBodyBudget bounds the bytes of large bodies (over 1 MiB) that gateway requests
+	// hold at once; a request past it is answered 503 with Retry-After. Zero is
+	// DefaultGatewayBodyBudget.
+	GatewayBodyBudget int64
 	// AllowPrivateProviders lets tenants create providers whose base_url is a loopback or
 	// private address; it is the operator's switch that built Models' tenant client.
 	AllowPrivateProviders bool
@@ -72,9 +76,11 @@ type Server struct {
 	tokens   *tokenCounter
 	webhooks *agent.Webhooks
 	usageLog usageBatch
-	started  time.Time
-	routes   []route
-	handler  http.Handler
+	// bodies is the budget of large gateway bodies (see readGatewayBody).
+	bodies  *bodyBudget
+	started time.Time
+	routes  []route
+	handler http.Handler
 
 	// registries caches each tenant's model registry: the server's providers with the
 	// tenant's own over them (see registryFor).
@@ -133,7 +139,11 @@ func New(cfg Config) *Server {
 	if cfg.Webhooks == nil {
 		cfg.Webhooks = agent.NewWebhooks(false)
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, store: cfg.Store, auth: cfg.Auth, limiter: NewRateLimiter(), tokens: newTokenCounter(), webhooks: cfg.Webhooks, started: time.Now()}
+	if cfg.GatewayBodyBudget <= 0 {
+		cfg.GatewayBodyBudget = DefaultGatewayBodyBudget
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, store: cfg.Store, auth: cfg.Auth, limiter: NewRateLimiter(), tokens: newTokenCounter(), webhooks: cfg.Webhooks, started: time.Now(),
+		bodies: &bodyBudget{limit: cfg.GatewayBodyBudget}}
 	s.routes = s.allRoutes()
 	s.handler = s.recoverer(s.logRequests(s.buildMux()))
 	return s

@@ -148,6 +148,9 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	// stops.
 	webCtx, stopWeb := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWeb()
+	if c.GatewayBodyBudgetMiB < 1 {
+		return fmt.Errorf("--gateway-body-budget-mib must be 1 or more")
+	}
 	if c.MaxCalls < 0 || c.MaxTenantCalls < 0 {
 		return fmt.Errorf("--max-calls and --max-calls-per-tenant must be 0 (no limit) or more")
 	}
@@ -188,7 +191,7 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 
 	auth := api.NewAuthenticator(st, secret, def.ID, log)
 	srv := api.New(api.Config{Store: st, Auth: auth, Log: log, Version: version, Commit: commit, DefaultRateLimit: c.RateLimit,
-		Hub: hub, Streams: streams, Models: models, AllowPrivateProviders: c.AllowPrivateProviders, Webhooks: webhooks, Calls: nodeCalls{sip: sipSrv, web: web}, RecordingsDir: sipCfg.RecordDir, VoicemailsDir: voicemails,
+		Hub: hub, Streams: streams, Models: models, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: nodeCalls{sip: sipSrv, web: web}, RecordingsDir: sipCfg.RecordDir, VoicemailsDir: voicemails,
 		WebRTC: rtcCalls, MediaStreams: web})
 	agents.api = srv
 	// Browsers may signal their WebRTC calls over the events socket too.

@@ -26,7 +26,7 @@ import (
 
 // ErrPrivateAddress is a connection refused because its address is of this machine, of a
 // private network, or otherwise not on the public internet.
-var ErrPrivateAddress = errors.New("netguard: address is not public")
+var ErrPrivateAddress = errors.New("netguard: address is private (not on the public internet)")
 
 // blocked are the ranges, beyond what netip.Addr's predicates name, that a tenant's request
 // may not reach: shared, reserved and special-purpose space (RFC 6890 and successors), and
