@@ -1,6 +1,7 @@
 package llm
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"reflect"
@@ -107,6 +108,25 @@ func BenchmarkLargeRequestBody(b *testing.B) {
 			b.Fatal(err)
 		}
 		if _, err := io.Copy(io.Discard, open()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLargeRequestBodyMarshal is the same body encoded whole by json.Marshal, as it
+// was before large strings were stashed, for comparison.
+func BenchmarkLargeRequestBodyMarshal(b *testing.B) {
+	req := &Request{Model: "m", Messages: []Message{{Role: RoleUser, Content: []Part{TextPart("What is it?"),
+		{Type: PartImage, MediaType: "image/png", Data: strings.Repeat("A", 20<<20)}}}}}
+	p := newOpenAI(ProviderConfig{Name: "x", Kind: KindOpenAI, BaseURL: "https://example.com"}, buildOptions(nil))
+	b.ReportAllocs()
+	for b.Loop() {
+		w, _ := p.request(req, false)
+		enc, err := json.Marshal(w)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, bytes.NewReader(enc)); err != nil {
 			b.Fatal(err)
 		}
 	}
