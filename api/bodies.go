@@ -56,13 +56,6 @@ func (b *bodyBudget) give(n int64) {
 	b.mu.Unlock()
 }
 
-// inUse is what requests hold now.
-func (b *bodyBudget) inUse() int64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.used
-}
-
 func errBodyTooLarge() *Error {
 	return &Error{Status: http.StatusRequestEntityTooLarge, Code: codeTooLarge,
 		Message: "Request body is larger than " + strconv.Itoa(MaxGatewayBody) + " bytes, the most a model request may be"}

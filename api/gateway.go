@@ -60,8 +60,9 @@ func (s *Server) serveGateway(d gatewayDialect) func(http.ResponseWriter, *http.
 		if err != nil {
 			return err
 		}
-		// The reservation is held until the answer is complete: the request holds what was
-		// decoded from the body till then. The body itself is garbage once decoded.
+		// The body's reservation and buffer are held until the answer is complete: the
+		// request's images and long texts lie in the buffer (bodyString) till then. This
+		// defer runs after those that close the provider's streams.
 		defer release()
 		req, ask, err := d.decode(body)
 		if err != nil {

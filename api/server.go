@@ -76,11 +76,12 @@ type Server struct {
 	tokens   *tokenCounter
 	webhooks *agent.Webhooks
 	usageLog usageBatch
+	started  time.Time
+	routes   []route
+	handler  http.Handler
+
 	// bodies is the budget of large gateway bodies (see readGatewayBody).
-	bodies  *bodyBudget
-	started time.Time
-	routes  []route
-	handler http.Handler
+	bodies *bodyBudget
 
 	// registries caches each tenant's model registry: the server's providers with the
 	// tenant's own over them (see registryFor).

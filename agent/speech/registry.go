@@ -132,6 +132,9 @@ func (r *Registry) TTS(provider string) (TTS, error) {
 	}
 	t := NewOpenAITTS(c.BaseURL, c.APIKey, model, r.client(name))
 	t.c.header = headers(c)
+	if r.tenants[name] {
+		return opaqueTTS{t}, nil
+	}
 	return t, nil
 }
 
@@ -150,6 +153,9 @@ func (r *Registry) STT(provider string) (STT, error) {
 	}
 	s := NewOpenAISTT(c.BaseURL, c.APIKey, model, r.client(name))
 	s.c.header = headers(c)
+	if r.tenants[name] {
+		return opaqueSTT{s}, nil
+	}
 	return s, nil
 }
 

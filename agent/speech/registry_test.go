@@ -28,7 +28,7 @@ func TestTenantSpeechProvidersArePublicOnly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := stt.Transcribe(ctx, tone(8000, 200, 0.3), 8000, ""); !errors.Is(err, netguard.ErrPrivateAddress) {
+		if _, err := stt.Transcribe(ctx, tone(8000, 200, 0.3), 8000, ""); !errors.Is(err, netguard.ErrPrivateAddress) || err.Error() != "speech: transcribe: the provider did not answer" {
 			t.Errorf("%s: %v, want the private address refused", u, err)
 		}
 		tts, _ := r.TTS("mine")
@@ -45,12 +45,25 @@ func TestTenantSpeechProvidersArePublicOnly(t *testing.T) {
 	if text, err := stt.Transcribe(ctx, tone(8000, 200, 0.3), 8000, ""); err != nil || text != "operator" {
 		t.Errorf("operator STT: %q, %v", text, err)
 	}
-	allowed := speech.NewRegistry(nil, speech.RegistryOptions{TenantClient: netguard.NewTenantClient(true)}).
+	client := netguard.NewTenantClient(true)
+	defer client.CloseIdleConnections()
+	allowed := speech.NewRegistry(nil, speech.RegistryOptions{TenantClient: client}).
 		With([]llm.ProviderConfig{{Name: "mine", Kind: llm.KindOpenAI, BaseURL: inner.URL}})
 	inner.Enqueue("tenant")
 	stt, _ = allowed.STT("mine")
 	if text, err := stt.Transcribe(ctx, tone(8000, 200, 0.3), 8000, ""); err != nil || text != "tenant" {
 		t.Errorf("allowed tenant STT: %q, %v", text, err)
+	}
+	// Its error answers are not relayed, nor are they retried differently.
+	inner.EnqueueTranscript(speechtest.Transcript{Status: 403, Message: "metadata token AKIA-SECRET"}, speechtest.Transcript{Status: 403, Message: "metadata token AKIA-SECRET"})
+	_, err := stt.Transcribe(ctx, tone(8000, 200, 0.3), 8000, "")
+	if err == nil || strings.Contains(err.Error(), "AKIA") || err.Error() != "speech: transcribe: the provider answered 403 Forbidden" {
+		t.Errorf("tenant STT error: %v", err)
+	}
+	inner.EnqueueSpeech(speechtest.Speech{Status: 500, Message: "stack trace at /srv/secret"}, speechtest.Speech{Status: 500, Message: "stack trace at /srv/secret"})
+	tts, _ := allowed.TTS("mine")
+	if _, err := tts.Synthesize(ctx, "Hi.", "", 1); err == nil || strings.Contains(err.Error(), "secret") {
+		t.Errorf("tenant TTS error: %v", err)
 	}
 }
 
