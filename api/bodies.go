@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 	"unicode/utf8"
 	"unsafe"
 )
@@ -101,12 +102,12 @@ func (s *Server) readGatewayBody(w http.ResponseWriter, r *http.Request) (body [
 		} else {
 			// A large body's buffer comes from the pool and goes back with the
 			// reservation: what was decoded from it may lie in it (bodyString) until then.
-			buf := getBodyBuffer(n)
+			buf := s.bodyBufs.get(n)
 			body = buf
 			give := release
 			release = func() {
 				if buf != nil {
-					putBodyBuffer(buf)
+					s.bodyBufs.put(buf)
 					buf = nil
 				}
 				give()
@@ -150,31 +151,72 @@ func (s *Server) readGatewayBody(w http.ResponseWriter, r *http.Request) (body [
 	return body, release, nil
 }
 
-// bodyPools keep the buffers of large bodies of known length, by their capacity in MiB,
-// so that a node under a stream of large requests reuses the same memory rather than
-// leaving each body for the collector (which, at the node's GOGC of 400, would let five
-// times the live heap pile up). A pool lets its buffers go when they are not used across
-// two collections, so an idle node gives them back.
-var bodyPools [MaxGatewayBody>>20 + 1]sync.Pool
-
-func getBodyBuffer(n int64) []byte {
-	class := (n + 1<<20 - 1) >> 20
-	if b, ok := bodyPools[class].Get().(*[]byte); ok {
-		return (*b)[:n]
-	}
-	return make([]byte, n, class<<20)
+// bodyBuffers keep the buffers of large bodies of known length once their requests are
+// answered, so that a node under a stream of large requests reuses the same memory rather
+// than leaving each body for the collector (which, at the node's GOGC of 400, lets five
+// times the live heap pile up before it runs). It keeps at most the budget's worth, so
+// the large bodies' memory, in use and kept, is at most twice the budget; and it lets all
+// of it go once no large request has come for bodyBuffersIdle.
+type bodyBuffers struct {
+	mu    sync.Mutex
+	free  [][]byte
+	bytes int64 // capacity of free
+	limit int64
+	idle  time.Duration
+	used  bool // a buffer was taken or given since the idle timer was set
+	timer *time.Timer
 }
 
-// putBodyBuffer gives a buffer back. Only the gateway's own requests hold what lies in it,
-// and they end before their reservation, hence their buffer, is given back: providers stop
-// reading a request when their exchange ends (llm's transport), and nothing else keeps a
-// request's strings.
-func putBodyBuffer(b []byte) {
-	class := cap(b) >> 20
-	if class<<20 != cap(b) || class >= len(bodyPools) {
+// bodyBuffersIdle is how long a node keeps the buffers of large bodies when none come.
+const bodyBuffersIdle = 30 * time.Second
+
+// get is a buffer of length n whose capacity is n rounded up to a MiB.
+func (p *bodyBuffers) get(n int64) []byte {
+	size := (n + 1<<20 - 1) &^ (1<<20 - 1)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.used = true
+	for i, b := range p.free {
+		if int64(cap(b)) == size {
+			p.free[i] = p.free[len(p.free)-1]
+			p.free[len(p.free)-1] = nil
+			p.free = p.free[:len(p.free)-1]
+			p.bytes -= size
+			return b[:n]
+		}
+	}
+	return make([]byte, n, size)
+}
+
+// put keeps b for another request, unless that would keep more than the limit. Only the
+// gateway's own requests hold what lies in b, and they end before their buffer is given
+// back: providers stop reading a request when their exchange ends (llm's transport), and
+// nothing else keeps a request's strings.
+func (p *bodyBuffers) put(b []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.used = true
+	if p.bytes+int64(cap(b)) > p.limit {
 		return
 	}
-	bodyPools[class].Put(&b)
+	p.free = append(p.free, b)
+	p.bytes += int64(cap(b))
+	if p.timer == nil {
+		p.timer = time.AfterFunc(p.idle, p.trim)
+	}
+}
+
+// trim lets the buffers go when none was taken or given since it was last set.
+func (p *bodyBuffers) trim() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.used {
+		p.used = false
+		p.timer.Reset(p.idle)
+		return
+	}
+	clear(p.free)
+	p.free, p.bytes, p.timer = p.free[:0], 0, nil
 }
 
 // bodyString is a string of a gateway request where images and long texts are found. One

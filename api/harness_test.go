@@ -26,6 +26,7 @@ type testServer struct {
 	Default *store.Tenant
 	// Key is an admin key of the default tenant (an operator).
 	Key string
+	API *api.Server
 }
 
 var testSecret = []byte("switchboard-test-secret-0123456789")
@@ -58,9 +59,10 @@ func newTestServerOpts(t testing.TB, opts store.Options, cfg api.Config) *testSe
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	auth := api.NewAuthenticator(st, testSecret, def.ID, log)
 	cfg.Store, cfg.Auth, cfg.Log, cfg.Version = st, auth, log, "test"
-	srv := httptest.NewServer(api.New(cfg).Handler())
+	a := api.New(cfg)
+	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(srv.Close)
-	ts := &testServer{t: t, URL: srv.URL, Store: st, Auth: auth, Default: def}
+	ts := &testServer{t: t, URL: srv.URL, Store: st, Auth: auth, Default: def, API: a}
 	ts.Key = ts.newKey(def.Slug, "operator", 0, store.ScopeAdmin)
 	return ts
 }

@@ -80,8 +80,10 @@ type Server struct {
 	routes   []route
 	handler  http.Handler
 
-	// bodies is the budget of large gateway bodies (see readGatewayBody).
-	bodies *bodyBudget
+	// bodies is the budget of large gateway bodies, bodyBufs their buffers (see
+	// readGatewayBody).
+	bodies   *bodyBudget
+	bodyBufs *bodyBuffers
 
 	// registries caches each tenant's model registry: the server's providers with the
 	// tenant's own over them (see registryFor).
@@ -144,7 +146,7 @@ func New(cfg Config) *Server {
 		cfg.GatewayBodyBudget = DefaultGatewayBodyBudget
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, store: cfg.Store, auth: cfg.Auth, limiter: NewRateLimiter(), tokens: newTokenCounter(), webhooks: cfg.Webhooks, started: time.Now(),
-		bodies: &bodyBudget{limit: cfg.GatewayBodyBudget}}
+		bodies: &bodyBudget{limit: cfg.GatewayBodyBudget}, bodyBufs: &bodyBuffers{limit: cfg.GatewayBodyBudget, idle: bodyBuffersIdle}}
 	s.routes = s.allRoutes()
 	s.handler = s.recoverer(s.logRequests(s.buildMux()))
 	return s
