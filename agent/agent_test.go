@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,5 +121,32 @@ func TestWithToolsPassesOnClientTools(t *testing.T) {
 	}
 	if len(up.Requests()) != 1 {
 		t.Fatalf("asked the model %d times", len(up.Requests()))
+	}
+}
+
+// TestWebhooksNeverSendBadHeaders: a header with CR, LF or NUL (stored before validation
+// refused them, or written to the database by hand) is not sent: the tool fails and the
+// webhook is not called.
+func TestWebhooksNeverSendBadHeaders(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, h := range []map[string]string{
+		{"X-Foo": "a\r\nX-Injected: 1"},
+		{"X-Foo": "a\nb"},
+		{"X-Foo": "a\x00b"},
+		{"X-Foo\r\nX-Bar": "1"},
+		{"X Foo": "1"},
+	} {
+		tl := tool(srv.URL, http.MethodPost)
+		tl.Webhook.Headers = h
+		if _, err := agent.NewWebhooks(true).Run(ctx, tl, `{}`); !errors.Is(err, agent.ErrBadHeader) {
+			t.Errorf("%q: %v, want ErrBadHeader", h, err)
+		}
+	}
+	if hits.Load() != 0 {
+		t.Fatalf("the webhook was called %d times", hits.Load())
 	}
 }

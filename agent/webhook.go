@@ -5,20 +5,25 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/switchboard-go/switchboard/internal/netguard"
 	"github.com/switchboard-go/switchboard/store"
 )
 
 // ErrPrivateAddress is a webhook whose host resolves to an address of this machine or its
 // private networks, which a tool may not reach unless the server allows it: tools are
-// configured by tenants, and must not become a way into the server's own network.
-var ErrPrivateAddress = errors.New("agent: webhook address is private")
+// configured by tenants, and must not become a way into the server's own network. It is
+// netguard's error, so that errors.Is holds for either.
+var ErrPrivateAddress = netguard.ErrPrivateAddress
+
+// ErrBadHeader is a webhook header that could not be sent as it is (a CR or LF in its value
+// would end it and start another); the store refuses such headers, and this refuses any
+// that got in before it did.
+var ErrBadHeader = errors.New("agent: webhook header is not valid")
 
 // maxToolResult bounds what a webhook's answer may add to the conversation.
 const maxToolResult = 64 << 10
@@ -28,36 +33,17 @@ type Webhooks struct {
 	client *http.Client
 }
 
-// NewWebhooks returns a webhook runner. Unless allowPrivate, it refuses to connect to
-// loopback, private, link-local and unspecified addresses, checked on the address actually
-// dialled (after DNS), so a name that resolves inward is refused too.
+// NewWebhooks returns a webhook runner. Unless allowPrivate, it refuses to connect to any
+// address netguard does not count as public (loopback, private, link-local, CGNAT,
+// multicast and their IPv6 forms), checked on the address actually dialled (after DNS), so
+// a name that resolves inward is refused too.
 func NewWebhooks(allowPrivate bool) *Webhooks {
-	d := &net.Dialer{Timeout: 10 * time.Second}
-	if !allowPrivate {
-		d.Control = func(network, address string, _ syscall.RawConn) error {
-			host, _, err := net.SplitHostPort(address)
-			if err != nil {
-				return err
-			}
-			ip := net.ParseIP(host)
-			if ip == nil || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-				ip.IsUnspecified() || ip.IsMulticast() || isCGNAT(ip) {
-				return fmt.Errorf("%w: %s", ErrPrivateAddress, host)
-			}
-			return nil
-		}
-	}
-	tr := &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second,
-		TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: 60 * time.Second}
+	tr := netguard.NewTransport(allowPrivate)
+	tr.MaxIdleConnsPerHost = 16
+	tr.ResponseHeaderTimeout = 60 * time.Second
 	return &Webhooks{client: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse // a redirect could lead anywhere: the answer is the 3xx
 	}}}
-}
-
-// isCGNAT reports the shared address space of carrier-grade NAT (100.64.0.0/10).
-func isCGNAT(ip net.IP) bool {
-	v4 := ip.To4()
-	return v4 != nil && v4[0] == 100 && v4[1]&0xc0 == 64
 }
 
 // Run calls the tool's webhook with the call's arguments (a JSON object: the body of a
@@ -100,6 +86,9 @@ func (w *Webhooks) Run(ctx context.Context, t *store.Tool, arguments string) (st
 	req.Header.Set("User-Agent", "Switchboard-Tools/1")
 	req.Header.Set("X-Switchboard-Tool", t.Name)
 	for k, v := range t.Webhook.Headers {
+		if msg := netguard.ValidHeader(k, v); msg != "" {
+			return "", fmt.Errorf("%w: %s: %s", ErrBadHeader, k, msg)
+		}
 		req.Header.Set(k, v)
 	}
 	resp, err := w.client.Do(req)

@@ -14,44 +14,44 @@ import (
 
 // Anthropic's Messages wire format.
 type antRequest struct {
-	Model         string          `json:"model"`
-	MaxTokens     *int            `json:"max_tokens"`
-	System        json.RawMessage `json:"system,omitempty"`
-	Messages      []antMessage    `json:"messages"`
-	Tools         []antTool       `json:"tools,omitempty"`
-	ToolChoice    *antToolChoice  `json:"tool_choice,omitempty"`
-	Temperature   *float64        `json:"temperature,omitempty"`
-	TopP          *float64        `json:"top_p,omitempty"`
-	StopSequences []string        `json:"stop_sequences,omitempty"`
-	Stream        bool            `json:"stream,omitempty"`
+	Model         string         `json:"model"`
+	MaxTokens     *int           `json:"max_tokens"`
+	System        bodyJSON       `json:"system,omitempty"`
+	Messages      []antMessage   `json:"messages"`
+	Tools         []antTool      `json:"tools,omitempty"`
+	ToolChoice    *antToolChoice `json:"tool_choice,omitempty"`
+	Temperature   *float64       `json:"temperature,omitempty"`
+	TopP          *float64       `json:"top_p,omitempty"`
+	StopSequences []string       `json:"stop_sequences,omitempty"`
+	Stream        bool           `json:"stream,omitempty"`
 	Metadata      *struct {
 		UserID string `json:"user_id,omitempty"`
 	} `json:"metadata,omitempty"`
 }
 
 type antMessage struct {
-	Role    string          `json:"role"`
-	Content json.RawMessage `json:"content"`
+	Role    string   `json:"role"`
+	Content bodyJSON `json:"content"`
 }
 
 type antBlock struct {
-	Type string `json:"type"`
-	Text string `json:"text,omitempty"`
+	Type string     `json:"type"`
+	Text bodyString `json:"text,omitempty"`
 	// image
 	Source *struct {
-		Type      string `json:"type"`
-		MediaType string `json:"media_type,omitempty"`
-		Data      string `json:"data,omitempty"`
-		URL       string `json:"url,omitempty"`
+		Type      string     `json:"type"`
+		MediaType string     `json:"media_type,omitempty"`
+		Data      bodyString `json:"data,omitempty"`
+		URL       string     `json:"url,omitempty"`
 	} `json:"source,omitempty"`
 	// tool_use
 	ID    string          `json:"id,omitempty"`
 	Name  string          `json:"name,omitempty"`
 	Input json.RawMessage `json:"input,omitempty"`
 	// tool_result
-	ToolUseID string          `json:"tool_use_id,omitempty"`
-	Content   json.RawMessage `json:"content,omitempty"`
-	IsError   bool            `json:"is_error,omitempty"`
+	ToolUseID string   `json:"tool_use_id,omitempty"`
+	Content   bodyJSON `json:"content,omitempty"`
+	IsError   bool     `json:"is_error,omitempty"`
 }
 
 type antTool struct {
@@ -90,9 +90,9 @@ func decodeAnthropic(body []byte) (*llm.Request, *antRequest, error) {
 		req.User = in.Metadata.UserID
 	}
 	if len(in.System) > 0 && string(in.System) != "null" {
-		var text string
+		var text bodyString
 		if err := json.Unmarshal(in.System, &text); err == nil {
-			req.System = text
+			req.System = string(text)
 		} else {
 			var blocks []antBlock
 			if err := json.Unmarshal(in.System, &blocks); err != nil {
@@ -100,7 +100,7 @@ func decodeAnthropic(body []byte) (*llm.Request, *antRequest, error) {
 			}
 			var parts []string
 			for _, b := range blocks {
-				parts = append(parts, b.Text)
+				parts = append(parts, string(b.Text))
 			}
 			req.System = strings.Join(parts, "\n\n")
 		}
@@ -121,14 +121,14 @@ func decodeAnthropic(body []byte) (*llm.Request, *antRequest, error) {
 			bfield := fmt.Sprintf("%s.content[%d]", field, j)
 			switch b.Type {
 			case "text":
-				msg.Content = append(msg.Content, llm.TextPart(b.Text))
+				msg.Content = append(msg.Content, llm.TextPart(string(b.Text)))
 			case "image":
 				if b.Source == nil {
 					return nil, nil, bad(bfield+".source", "is required")
 				}
 				switch b.Source.Type {
 				case "base64":
-					msg.Content = append(msg.Content, llm.Part{Type: llm.PartImage, MediaType: b.Source.MediaType, Data: b.Source.Data})
+					msg.Content = append(msg.Content, llm.Part{Type: llm.PartImage, MediaType: b.Source.MediaType, Data: string(b.Source.Data)})
 				case "url":
 					msg.Content = append(msg.Content, llm.Part{Type: llm.PartImage, ImageURL: b.Source.URL})
 				default:
@@ -155,10 +155,10 @@ func decodeAnthropic(body []byte) (*llm.Request, *antRequest, error) {
 				for _, p := range parts {
 					switch p.Type {
 					case "text":
-						content = append(content, llm.TextPart(p.Text))
+						content = append(content, llm.TextPart(string(p.Text)))
 					case "image":
 						if p.Source != nil {
-							content = append(content, llm.Part{Type: llm.PartImage, MediaType: p.Source.MediaType, Data: p.Source.Data, ImageURL: p.Source.URL})
+							content = append(content, llm.Part{Type: llm.PartImage, MediaType: p.Source.MediaType, Data: string(p.Source.Data), ImageURL: p.Source.URL})
 						}
 					}
 				}
@@ -204,11 +204,11 @@ func decodeAnthropic(body []byte) (*llm.Request, *antRequest, error) {
 }
 
 // antContent reads content that is a string or an array of blocks.
-func antContent(raw json.RawMessage, field string) ([]antBlock, error) {
+func antContent(raw bodyJSON, field string) ([]antBlock, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil
 	}
-	var text string
+	var text bodyString
 	if err := json.Unmarshal(raw, &text); err == nil {
 		return []antBlock{{Type: "text", Text: text}}, nil
 	}

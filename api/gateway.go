@@ -56,10 +56,14 @@ type gatewayAsk struct {
 // the provider (with fallbacks and the agent's tools), answer, and record the usage.
 func (s *Server) serveGateway(d gatewayDialect) func(http.ResponseWriter, *http.Request, *Principal) error {
 	return func(w http.ResponseWriter, r *http.Request, p *Principal) error {
-		body, err := readGatewayBody(w, r)
+		body, release, err := s.readGatewayBody(w, r)
 		if err != nil {
 			return err
 		}
+		// The body's reservation and buffer are held until the answer is complete: the
+		// request's images and long texts lie in the buffer (bodyString) till then. This
+		// defer runs after those that close the provider's streams.
+		defer release()
 		req, ask, err := d.decode(body)
 		if err != nil {
 			return err

@@ -15,6 +15,7 @@ import (
 	"github.com/switchboard-go/switchboard/agent/llm"
 	"github.com/switchboard-go/switchboard/agent/llm/llmtest"
 	"github.com/switchboard-go/switchboard/api"
+	"github.com/switchboard-go/switchboard/internal/netguard"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -63,11 +64,14 @@ func newGW(t testing.TB, d store.Dialect) *gwServer {
 	oa, an := llmtest.NewOpenAI(t), llmtest.NewAnthropic(t)
 	oa.RequireKey(gwOAIKey)
 	an.RequireKey(gwAntKey)
-	reg, err := llm.NewRegistry(gwProviders(oa, an))
+	// Tenants' providers here are stand-ins on loopback: the operator allows them.
+	tenantHTTP := netguard.NewTenantClient(true)
+	t.Cleanup(tenantHTTP.CloseIdleConnections)
+	reg, err := llm.NewRegistry(gwProviders(oa, an), llm.WithTenantClient(tenantHTTP))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := newTestServerConfig(t, d, api.Config{DefaultRateLimit: 1_000_000, Models: reg})
+	ts := newTestServerConfig(t, d, api.Config{DefaultRateLimit: 1_000_000, Models: reg, AllowPrivateProviders: true})
 	return &gwServer{ts: ts, oa: oa, an: an}
 }
 

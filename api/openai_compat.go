@@ -39,19 +39,19 @@ type oaiRequest struct {
 }
 
 type oaiMessage struct {
-	Role       string          `json:"role"`
-	Content    json.RawMessage `json:"content,omitempty"`
-	Name       string          `json:"name,omitempty"`
-	ToolCalls  []oaiToolCall   `json:"tool_calls,omitempty"`
-	ToolCallID string          `json:"tool_call_id,omitempty"`
+	Role       string        `json:"role"`
+	Content    bodyJSON      `json:"content,omitempty"`
+	Name       string        `json:"name,omitempty"`
+	ToolCalls  []oaiToolCall `json:"tool_calls,omitempty"`
+	ToolCallID string        `json:"tool_call_id,omitempty"`
 }
 
 type oaiPart struct {
-	Type     string `json:"type"`
-	Text     string `json:"text,omitempty"`
+	Type     string     `json:"type"`
+	Text     bodyString `json:"text,omitempty"`
 	ImageURL *struct {
-		URL    string `json:"url"`
-		Detail string `json:"detail,omitempty"`
+		URL    bodyString `json:"url"`
+		Detail string     `json:"detail,omitempty"`
 	} `json:"image_url,omitempty"`
 }
 
@@ -178,13 +178,13 @@ func decodeOpenAI(body []byte) (*llm.Request, *oaiRequest, error) {
 
 // oaiContent reads a message's content: a string, an array of text and image_url parts,
 // or null (an assistant message that only calls tools).
-func oaiContent(raw json.RawMessage, field string) ([]llm.Part, error) {
+func oaiContent(raw bodyJSON, field string) ([]llm.Part, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil
 	}
-	var text string
+	var text bodyString
 	if err := json.Unmarshal(raw, &text); err == nil {
-		return []llm.Part{llm.TextPart(text)}, nil
+		return []llm.Part{llm.TextPart(string(text))}, nil
 	}
 	var parts []oaiPart
 	if err := json.Unmarshal(raw, &parts); err != nil {
@@ -194,12 +194,12 @@ func oaiContent(raw json.RawMessage, field string) ([]llm.Part, error) {
 	for i, p := range parts {
 		switch p.Type {
 		case "text":
-			out = append(out, llm.TextPart(p.Text))
+			out = append(out, llm.TextPart(string(p.Text)))
 		case "image_url":
 			if p.ImageURL == nil || p.ImageURL.URL == "" {
 				return nil, errBadRequest(fmt.Sprintf("%s[%d].image_url.url", field, i), "is required")
 			}
-			part := llm.ImagePart(p.ImageURL.URL)
+			part := llm.ImagePart(string(p.ImageURL.URL))
 			part.Detail = p.ImageURL.Detail
 			out = append(out, part)
 		default:
@@ -366,25 +366,6 @@ func (s *Server) streamOpenAI(w http.ResponseWriter, r *http.Request, c *call, s
 	out.raw("data: [DONE]\n\n")
 	return usage
 }
-
-// readGatewayBody reads a request body of the gateway: larger than the canonical surface's
-// (images travel inline), and any JSON content type.
-func readGatewayBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxGatewayBody))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return nil, &Error{Status: http.StatusRequestEntityTooLarge, Code: codeTooLarge, Message: "Request body is too large"}
-		}
-		return nil, errBadRequest("body", "could not be read")
-	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return nil, errBadRequest("body", "is required: a JSON object")
-	}
-	return body, nil
-}
-
-const maxGatewayBody = 32 << 20
 
 // eventStream writes a text/event-stream answer, flushing every event as it is written.
 type eventStream struct {

@@ -2,8 +2,10 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
+	"github.com/switchboard-go/switchboard/internal/netguard"
 	"github.com/switchboard-go/switchboard/realtime"
 
 	"github.com/switchboard-go/switchboard/store"
@@ -212,6 +214,7 @@ var (
 	providerResource = resource[store.ModelProvider, *store.ModelProvider]{
 		singular: "provider", plural: "providers", tag: "Model providers", scope: store.ScopeAdmin, new: store.NewModelProvider,
 		keepReadOnly: func(dst, src *store.ModelProvider) { dst.APIKeyEnc = src.APIKeyEnc },
+		check:        checkProviderURL,
 		changed: func(_ context.Context, s *Server, tenantID, _, _ string, _ *store.ModelProvider) {
 			s.registries.Delete(tenantID)
 		},
@@ -230,6 +233,20 @@ var (
 		},
 	}
 )
+
+// checkProviderURL refuses a tenant's provider whose base_url is obviously not public (a
+// loopback, private or link-local address, localhost), unless the operator allows private
+// providers. It is a courtesy: the tenant client checks every connection, whatever a name
+// resolves to.
+func checkProviderURL(_ context.Context, s *Server, _ string, p *store.ModelProvider) error {
+	if s.cfg.AllowPrivateProviders || p.BaseURL == "" {
+		return nil
+	}
+	if err := netguard.CheckURL(p.BaseURL); errors.Is(err, netguard.ErrPrivateAddress) {
+		return errValidation("base_url", "must be a public address: this server does not let tenants' providers reach loopback, private or link-local addresses")
+	}
+	return nil
+}
 
 // checkAgentModel refuses an agent whose conversations need a model this node cannot reach:
 // an agent without a workflow talks through its model, so the model's provider must be

@@ -47,8 +47,16 @@ type Config struct {
 	// Webhooks run agents' tools; nil makes a runner that refuses private addresses.
 	Webhooks *agent.Webhooks
 	// Models are the providers of the model gateway (/v1/chat/completions, /v1/messages);
-	// nil answers every model as unsupported.
+	// nil answers every model as unsupported. The providers a tenant creates connect
+	// through its tenant client (llm.WithTenantClient).
 	Models *llm.Registry
+	// GatewayBodyBudget bounds the bytes of large bodies (over 1 MiB) that gateway requests
+	// hold at once; a request past it is answered 503 with Retry-After. Zero is
+	// DefaultGatewayBodyBudget.
+	GatewayBodyBudget int64
+	// AllowPrivateProviders lets tenants create providers whose base_url is a loopback or
+	// private address; it is the operator's switch that built Models' tenant client.
+	AllowPrivateProviders bool
 	// Calls places and steers live calls (the SIP server); nil answers the call-control
 	// routes with 503: telephony is not enabled on this node.
 	Calls CallControl
@@ -78,6 +86,11 @@ type Server struct {
 	started  time.Time
 	routes   []route
 	handler  http.Handler
+
+	// bodies is the budget of large gateway bodies, bodyBufs their buffers (see
+	// readGatewayBody).
+	bodies   *bodyBudget
+	bodyBufs *bodyBuffers
 
 	// registries caches each tenant's model registry: the server's providers with the
 	// tenant's own over them (see registryFor).
@@ -143,7 +156,11 @@ func New(cfg Config) *Server {
 	if cfg.Webhooks == nil {
 		cfg.Webhooks = agent.NewWebhooks(false)
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, store: cfg.Store, auth: cfg.Auth, limiter: NewRateLimiter(), tokens: newTokenCounter(), webhooks: cfg.Webhooks, started: time.Now()}
+	if cfg.GatewayBodyBudget <= 0 {
+		cfg.GatewayBodyBudget = DefaultGatewayBodyBudget
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, store: cfg.Store, auth: cfg.Auth, limiter: NewRateLimiter(), tokens: newTokenCounter(), webhooks: cfg.Webhooks, started: time.Now(),
+		bodies: &bodyBudget{limit: cfg.GatewayBodyBudget}, bodyBufs: &bodyBuffers{limit: cfg.GatewayBodyBudget, idle: bodyBuffersIdle}}
 	s.conns = realtime.NewConnections()
 	if cfg.Streams != nil {
 		s.conns = cfg.Streams.Connections()

@@ -128,6 +128,11 @@ func TestValidation(t *testing.T) {
 				{"webhook method", with(toolBase, "webhook", obj{"url": "https://example.com/x", "method": "TRACE"}), "webhook.method"},
 				{"webhook timeout", with(toolBase, "webhook", obj{"url": "https://example.com/x", "timeout_ms": 10}), "webhook.timeout_ms"},
 				{"webhook header name", with(toolBase, "webhook", obj{"url": "https://example.com/x", "headers": obj{"Bad Header": "x"}}), "webhook.headers"},
+				{"webhook header value with CRLF", with(toolBase, "webhook", obj{"url": "https://example.com/x", "headers": obj{"X-Foo": "a\r\nX-Injected: 1"}}), "webhook.headers.X-Foo"},
+				{"webhook header value with LF", with(toolBase, "webhook", obj{"url": "https://example.com/x", "headers": obj{"X-Foo": "a\nb"}}), "webhook.headers.X-Foo"},
+				{"webhook header value with NUL", with(toolBase, "webhook", obj{"url": "https://example.com/x", "headers": obj{"X-Foo": "a\x00b"}}), "webhook.headers.X-Foo"},
+				{"webhook header name with CRLF", with(toolBase, "webhook", obj{"url": "https://example.com/x", "headers": obj{"X-Foo\r\nX-Bar": "1"}}), "webhook.headers"},
+				{"webhook header name with a slash", with(toolBase, "webhook", obj{"url": "https://example.com/x", "headers": obj{"X/Foo": "1"}}), "webhook.headers"},
 			},
 			"phone-numbers": {
 				{"not E.164: leading zero", with(pnBase, "number", "+0123"), "number"},

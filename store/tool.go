@@ -3,12 +3,15 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 
 	"github.com/uptrace/bun"
+
+	"github.com/switchboard-go/switchboard/internal/netguard"
 )
 
 // Tool is a function an agent's model may call: a name and description the model reads, JSON
@@ -72,9 +75,14 @@ func (t *Tool) Validate() error {
 		fe.add("webhook.url", "must not carry credentials; use webhook.headers")
 	}
 	fe.oneOf("webhook.method", t.Webhook.Method, "GET", "POST", "PUT", "PATCH", "DELETE")
-	for k := range t.Webhook.Headers {
-		if k == "" || strings.ContainsAny(k, " \t\r\n:") {
-			fe.add("webhook.headers", "header name %q is not valid", k)
+	for _, k := range slices.Sorted(maps.Keys(t.Webhook.Headers)) {
+		// A CR or LF would end the header and start others of the tenant's choosing.
+		if msg := netguard.ValidHeader(k, t.Webhook.Headers[k]); msg != "" {
+			field := "webhook.headers." + k
+			if netguard.ValidHeader(k, "") != "" {
+				field = "webhook.headers" // a name that is itself broken is not a field to name
+			}
+			fe.add(field, "%s", msg)
 		}
 	}
 	fe.rangeInt("webhook.timeout_ms", t.Webhook.TimeoutMS, 100, 120_000)

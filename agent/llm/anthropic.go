@@ -35,10 +35,12 @@ func newAnthropic(cfg ProviderConfig, o options) *anthropic {
 }
 
 func (p *anthropic) Complete(ctx context.Context, req *Request) (*Response, error) {
-	body, err := p.request(req, false)
+	req, st := stashed(req)
+	out, err := p.request(req, false)
 	if err != nil {
 		return nil, err
 	}
+	body := payload{wire: out, stash: st}
 	var wire antResponse
 	if err := p.t.fetch(ctx, http.MethodPost, p.base+"/v1/messages", body, &wire); err != nil {
 		return nil, err
@@ -47,10 +49,12 @@ func (p *anthropic) Complete(ctx context.Context, req *Request) (*Response, erro
 }
 
 func (p *anthropic) Stream(ctx context.Context, req *Request) (Stream, error) {
-	body, err := p.request(req, true)
+	req, st := stashed(req)
+	out, err := p.request(req, true)
 	if err != nil {
 		return nil, err
 	}
+	body := payload{wire: out, stash: st}
 	whole := func(b []byte) (*Response, error) {
 		var wire antResponse
 		if err := json.Unmarshal(b, &wire); err != nil {

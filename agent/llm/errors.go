@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -124,4 +125,52 @@ func malformed(provider, format string, args ...any) *UpstreamError {
 	msg := fmt.Sprintf(format, args...)
 	return &UpstreamError{Provider: provider, Type: "malformed_stream", Message: "malformed upstream data: " + msg,
 		Err: ErrMalformedStream}
+}
+
+// errorType is what an upstream's error type may look like to be passed on from a tenant's
+// provider: a short identifier, not text.
+var errorType = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+
+// Messages of a tenant's provider's failures (see opaqueError).
+const (
+	tenantUnreachable = "the provider did not answer"
+	tenantMalformed   = "the provider's answer was not in its dialect"
+)
+
+// opaqueError is err as the tenant whose provider failed may see it. A tenant's provider
+// is a URL of the tenant's choosing: relaying what it answered would let the tenant read,
+// through the node, whatever the node can reach (an error page, a metadata document), and
+// telling a refused connection from a timeout or an unknown name would let it map the
+// network around the node. So the tenant learns the status and, when it is an identifier,
+// the upstream's error type (invalid_api_key, rate_limit_error), or that the provider did
+// not answer; the cause stays in Err for the node's logs.
+func opaqueError(err error) error {
+	var ue *UpstreamError
+	if !errors.As(err, &ue) {
+		return err
+	}
+	o := &UpstreamError{Provider: ue.Provider, Status: ue.Status, Err: err}
+	if errorType.MatchString(ue.Type) {
+		o.Type = ue.Type
+	}
+	switch {
+	case ue.Status != 0:
+		o.Message = "the provider answered " + strconv.Itoa(ue.Status)
+		if text := http.StatusText(ue.Status); text != "" {
+			o.Message += " " + text
+		}
+		if o.Type != "" {
+			o.Message += " (" + o.Type + ")"
+		}
+	case errors.Is(ue, ErrMalformedStream):
+		o.Type, o.Message = "malformed_stream", tenantMalformed
+	case ue.Type == "connection_error" || errors.Is(ue, ErrStalled):
+		o.Type, o.Message = "connection_error", tenantUnreachable
+	default: // an error event in a stream that had begun
+		o.Message = "the provider reported an error"
+		if o.Type != "" {
+			o.Message += " (" + o.Type + ")"
+		}
+	}
+	return o
 }

@@ -32,10 +32,12 @@ func newOpenAI(cfg ProviderConfig, o options) *openAI {
 }
 
 func (p *openAI) Complete(ctx context.Context, req *Request) (*Response, error) {
-	body, err := p.request(req, false)
+	req, st := stashed(req)
+	out, err := p.request(req, false)
 	if err != nil {
 		return nil, err
 	}
+	body := payload{wire: out, stash: st}
 	var wire oaiResponse
 	if err := p.t.fetch(ctx, http.MethodPost, p.base+"/chat/completions", body, &wire); err != nil {
 		return nil, err
@@ -44,10 +46,12 @@ func (p *openAI) Complete(ctx context.Context, req *Request) (*Response, error) 
 }
 
 func (p *openAI) Stream(ctx context.Context, req *Request) (Stream, error) {
-	body, err := p.request(req, true)
+	req, st := stashed(req)
+	out, err := p.request(req, true)
 	if err != nil {
 		return nil, err
 	}
+	body := payload{wire: out, stash: st}
 	whole := func(b []byte) (*Response, error) {
 		var wire oaiResponse
 		if err := json.Unmarshal(b, &wire); err != nil {

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
+
+	"github.com/switchboard-go/switchboard/internal/netguard"
 )
 
 // Provider is an upstream that answers requests in the neutral model.
@@ -45,6 +48,11 @@ const (
 type options struct {
 	client *http.Client
 	stall  time.Duration
+	// tenantClient carries the requests of the providers tenants configure (Registry.With).
+	tenantClient *http.Client
+	// opaque hides from errors what an upstream said and how a connection failed: set for
+	// tenants' providers, whose errors reach the tenant (see opaqueProvider).
+	opaque bool
 }
 
 // Option changes how providers are built.
@@ -54,6 +62,24 @@ type Option func(*options)
 // enough idle connections per upstream for many concurrent streams). c must not have a
 // Timeout: it would cut long streams; stalls are watched separately.
 func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client = c } }
+
+// WithTenantClient sets the client of the providers that tenants configure (those that
+// Registry.With adds): the operator's netguard.NewTenantClient. Without it, they get
+// netguard.NewTenantClient(false), which connects to public addresses only.
+func WithTenantClient(c *http.Client) Option { return func(o *options) { o.tenantClient = c } }
+
+// tenant makes the providers being built tenants': carried by the tenant client, with
+// opaque errors. Registry.With applies it last, so no other option can undo it.
+func tenant(o *options) {
+	o.client = o.tenantClient
+	if o.client == nil {
+		o.client = strictTenantClient()
+	}
+	o.opaque = true
+}
+
+// strictTenantClient is the tenant client of a registry built without WithTenantClient.
+var strictTenantClient = sync.OnceValue(func() *http.Client { return netguard.NewTenantClient(false) })
 
 // WithStallTimeout sets the stall timeout of providers whose configuration sets none.
 func WithStallTimeout(d time.Duration) Option { return func(o *options) { o.stall = d } }
@@ -81,13 +107,19 @@ func New(cfg ProviderConfig, opts ...Option) (Provider, error) {
 		return nil, err
 	}
 	o := buildOptions(opts)
+	var p Provider
 	switch cfg.Kind {
 	case KindOpenAI:
-		return newOpenAI(cfg, o), nil
+		p = newOpenAI(cfg, o)
 	case KindAnthropic:
-		return newAnthropic(cfg, o), nil
+		p = newAnthropic(cfg, o)
+	default:
+		return nil, fmt.Errorf("%w: provider %q: unknown kind %q", ErrConfig, cfg.Name, cfg.Kind)
 	}
-	return nil, fmt.Errorf("%w: provider %q: unknown kind %q", ErrConfig, cfg.Name, cfg.Kind)
+	if o.opaque {
+		p = opaqueProvider{p}
+	}
+	return p, nil
 }
 
 func (o options) transport(cfg ProviderConfig, header http.Header) *transport {

@@ -51,16 +51,20 @@ func Configs(getenv func(string) string, path string) ([]ProviderConfig, error) 
 }
 
 // With is a registry of r's providers and those of cfgs, which replace r's of the same
-// name: a tenant's own providers over the server's.
+// name: a tenant's own providers over the server's. The providers of cfgs are the tenant's:
+// they connect through the tenant client (WithTenantClient; public addresses only unless
+// the operator allowed more) and their errors do not relay what the upstream said or how
+// the connection failed.
 func (r *Registry) With(cfgs []ProviderConfig) (*Registry, error) {
 	n := &Registry{providers: maps.Clone(r.providers), opts: r.opts}
-	return n, n.add(cfgs)
+	return n, n.add(cfgs, tenant)
 }
 
-func (r *Registry) add(cfgs []ProviderConfig) error {
+func (r *Registry) add(cfgs []ProviderConfig, extra ...Option) error {
+	opts := append(slices.Clip(r.opts), extra...)
 	for _, c := range cfgs {
 		c = c.withDefaults()
-		p, err := New(c, r.opts...)
+		p, err := New(c, opts...)
 		if err != nil {
 			return err
 		}

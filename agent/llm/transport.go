@@ -1,7 +1,6 @@
 package llm
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,17 +28,24 @@ type transport struct {
 
 // send POSTs body to url. A non-2xx answer is read and returned as an *UpstreamError.
 func (t *transport) send(ctx context.Context, method, url string, body any) (*http.Response, error) {
-	var rd io.Reader
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	stop := func() {}
 	if body != nil {
-		b, err := json.Marshal(body)
+		pl, ok := body.(payload)
+		if !ok {
+			pl = payload{wire: body}
+		}
+		var open func() io.Reader
+		var n int64
+		open, n, stop, err = pl.body()
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, url, rd)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		req.Body, req.ContentLength = io.NopCloser(open()), n
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(open()), nil }
 	}
 	for k, v := range t.header {
 		req.Header[k] = v
@@ -49,14 +55,30 @@ func (t *transport) send(ctx context.Context, method, url string, body any) (*ht
 	}
 	resp, err := t.client.Do(req)
 	if err != nil {
+		stop()
 		return nil, err
 	}
 	if resp.StatusCode/100 != 2 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 		resp.Body.Close()
+		stop()
 		return nil, upstreamStatusError(t.provider, resp, b)
 	}
+	// The exchange ends when the answer's body is closed: then the request's stops too.
+	resp.Body = &exchangeBody{ReadCloser: resp.Body, stop: stop}
 	return resp, nil
+}
+
+// exchangeBody is an answer's body whose Close also stops the request's body readers.
+type exchangeBody struct {
+	io.ReadCloser
+	stop func()
+}
+
+func (b *exchangeBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.stop()
+	return err
 }
 
 // fetch sends a request and decodes a complete JSON answer into out.

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/switchboard-go/switchboard/agent/llm"
+	"github.com/switchboard-go/switchboard/internal/netguard"
 )
 
 // EspeakProvider is the name of the built-in offline voice.
@@ -18,8 +19,13 @@ const EspeakProvider = "espeak"
 type RegistryOptions struct {
 	// Espeak configures the built-in voice, started on first use.
 	Espeak EspeakOptions
-	// Client carries the HTTP providers' requests; nil is http.DefaultClient.
+	// Client carries the requests of the operator's HTTP providers (those of NewRegistry);
+	// nil is http.DefaultClient.
 	Client *http.Client
+	// TenantClient carries the requests of the providers a tenant configures (those With
+	// adds): the operator's netguard.NewTenantClient. Nil is netguard.NewTenantClient(false),
+	// which connects to public addresses only.
+	TenantClient *http.Client
 }
 
 // Registry resolves the speech providers an agent names: its transcriber {provider,
@@ -30,8 +36,10 @@ type RegistryOptions struct {
 // concurrent use.
 type Registry struct {
 	providers map[string]llm.ProviderConfig
-	opts      RegistryOptions
-	espeak    *lazyEspeak
+	// tenants are the names whose provider a tenant configured (With).
+	tenants map[string]bool
+	opts    RegistryOptions
+	espeak  *lazyEspeak
 }
 
 type lazyEspeak struct {
@@ -59,13 +67,33 @@ func FromEnv(getenv func(string) string, opts RegistryOptions) (*Registry, error
 }
 
 // With is a registry of r's providers and those of cfgs, which replace r's of the same
-// name: a tenant's own providers over the server's. The espeak voice, and its cache, are
-// shared.
+// name: a tenant's own providers over the server's, which connect through the tenant
+// client (RegistryOptions.TenantClient). The espeak voice, and its cache, are shared.
 func (r *Registry) With(cfgs []llm.ProviderConfig) *Registry {
-	n := &Registry{providers: maps.Clone(r.providers), opts: r.opts, espeak: r.espeak}
+	n := &Registry{providers: maps.Clone(r.providers), tenants: maps.Clone(r.tenants), opts: r.opts, espeak: r.espeak}
+	if n.tenants == nil {
+		n.tenants = map[string]bool{}
+	}
 	n.add(cfgs)
+	for _, c := range cfgs {
+		n.tenants[c.Name] = true
+	}
 	return n
 }
+
+// client is the HTTP client of the provider of name.
+func (r *Registry) client(name string) *http.Client {
+	if !r.tenants[name] {
+		return r.opts.Client
+	}
+	if r.opts.TenantClient != nil {
+		return r.opts.TenantClient
+	}
+	return strictTenantClient()
+}
+
+// strictTenantClient is the tenant client of a registry built without one.
+var strictTenantClient = sync.OnceValue(func() *http.Client { return netguard.NewTenantClient(false) })
 
 func (r *Registry) add(cfgs []llm.ProviderConfig) {
 	for _, c := range cfgs {
@@ -102,8 +130,11 @@ func (r *Registry) TTS(provider string) (TTS, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := NewOpenAITTS(c.BaseURL, c.APIKey, model, r.opts.Client)
+	t := NewOpenAITTS(c.BaseURL, c.APIKey, model, r.client(name))
 	t.c.header = headers(c)
+	if r.tenants[name] {
+		return opaqueTTS{t}, nil
+	}
 	return t, nil
 }
 
@@ -120,8 +151,11 @@ func (r *Registry) STT(provider string) (STT, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := NewOpenAISTT(c.BaseURL, c.APIKey, model, r.opts.Client)
+	s := NewOpenAISTT(c.BaseURL, c.APIKey, model, r.client(name))
 	s.c.header = headers(c)
+	if r.tenants[name] {
+		return opaqueSTT{s}, nil
+	}
 	return s, nil
 }
 

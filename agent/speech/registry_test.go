@@ -10,7 +10,62 @@ import (
 	"github.com/switchboard-go/switchboard/agent/llm"
 	"github.com/switchboard-go/switchboard/agent/speech"
 	"github.com/switchboard-go/switchboard/agent/speech/speechtest"
+	"github.com/switchboard-go/switchboard/internal/netguard"
 )
+
+// TestTenantSpeechProvidersArePublicOnly: a speech provider a tenant configured (With)
+// connects to public addresses only, unless the operator allowed more; the operator's own
+// providers on loopback keep working.
+func TestTenantSpeechProvidersArePublicOnly(t *testing.T) {
+	t.Parallel()
+	op := speechtest.NewOpenAI(t)
+	inner := speechtest.NewOpenAI(t)
+	base := speech.NewRegistry([]llm.ProviderConfig{{Name: "local", Kind: llm.KindOpenAI, BaseURL: op.URL}}, speech.RegistryOptions{})
+	ctx := testCtx(t)
+	for _, u := range []string{inner.URL, strings.Replace(inner.URL, "127.0.0.1", "localhost", 1), "http://169.254.169.254/v1", "http://[::ffff:127.0.0.1]:1/v1"} {
+		r := base.With([]llm.ProviderConfig{{Name: "mine", Kind: llm.KindOpenAI, BaseURL: u}})
+		stt, err := r.STT("mine")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stt.Transcribe(ctx, tone(8000, 200, 0.3), 8000, ""); !errors.Is(err, netguard.ErrPrivateAddress) || err.Error() != "speech: transcribe: the provider did not answer" {
+			t.Errorf("%s: %v, want the private address refused", u, err)
+		}
+		tts, _ := r.TTS("mine")
+		if _, err := tts.Synthesize(ctx, "Hi.", "", 1); !errors.Is(err, netguard.ErrPrivateAddress) {
+			t.Errorf("%s: synthesize: %v, want the private address refused", u, err)
+		}
+	}
+	if n := len(inner.Transcriptions()) + len(inner.Speeches()); n != 0 {
+		t.Fatalf("the tenant's inward provider was reached %d times", n)
+	}
+	// The operator's provider on loopback is trusted; so is the tenant's with the switch on.
+	op.Enqueue("operator")
+	stt, _ := base.STT("local")
+	if text, err := stt.Transcribe(ctx, tone(8000, 200, 0.3), 8000, ""); err != nil || text != "operator" {
+		t.Errorf("operator STT: %q, %v", text, err)
+	}
+	client := netguard.NewTenantClient(true)
+	defer client.CloseIdleConnections()
+	allowed := speech.NewRegistry(nil, speech.RegistryOptions{TenantClient: client}).
+		With([]llm.ProviderConfig{{Name: "mine", Kind: llm.KindOpenAI, BaseURL: inner.URL}})
+	inner.Enqueue("tenant")
+	stt, _ = allowed.STT("mine")
+	if text, err := stt.Transcribe(ctx, tone(8000, 200, 0.3), 8000, ""); err != nil || text != "tenant" {
+		t.Errorf("allowed tenant STT: %q, %v", text, err)
+	}
+	// Its error answers are not relayed, nor are they retried differently.
+	inner.EnqueueTranscript(speechtest.Transcript{Status: 403, Message: "metadata token AKIA-SECRET"}, speechtest.Transcript{Status: 403, Message: "metadata token AKIA-SECRET"})
+	_, err := stt.Transcribe(ctx, tone(8000, 200, 0.3), 8000, "")
+	if err == nil || strings.Contains(err.Error(), "AKIA") || err.Error() != "speech: transcribe: the provider answered 403 Forbidden" {
+		t.Errorf("tenant STT error: %v", err)
+	}
+	inner.EnqueueSpeech(speechtest.Speech{Status: 500, Message: "stack trace at /srv/secret"}, speechtest.Speech{Status: 500, Message: "stack trace at /srv/secret"})
+	tts, _ := allowed.TTS("mine")
+	if _, err := tts.Synthesize(ctx, "Hi.", "", 1); err == nil || strings.Contains(err.Error(), "secret") {
+		t.Errorf("tenant TTS error: %v", err)
+	}
+}
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
@@ -19,7 +74,9 @@ func TestRegistryResolves(t *testing.T) {
 	srv := speechtest.NewOpenAI(t)
 	srv.RequireKey("sk-env")
 	groq := speechtest.NewOpenAI(t)
-	r, err := speech.FromEnv(env(map[string]string{"OPENAI_BASE_URL": srv.URL, "OPENAI_API_KEY": "sk-env"}), speech.RegistryOptions{})
+	// The tenant's groq is on loopback, as the stand-in is: the operator allows it.
+	r, err := speech.FromEnv(env(map[string]string{"OPENAI_BASE_URL": srv.URL, "OPENAI_API_KEY": "sk-env"}),
+		speech.RegistryOptions{TenantClient: netguard.NewTenantClient(true)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/switchboard-go/switchboard/agent/speech"
 	"github.com/switchboard-go/switchboard/api"
 	"github.com/switchboard-go/switchboard/internal/callcap"
+	"github.com/switchboard-go/switchboard/internal/netguard"
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
@@ -115,11 +116,14 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	if err != nil {
 		return err
 	}
-	models, err := llm.NewRegistry(providers)
+	// The operator's providers are trusted; those tenants configure connect through one
+	// guarded client, public addresses only unless the operator allows more.
+	tenantHTTP := netguard.NewTenantClient(c.AllowPrivateProviders)
+	models, err := llm.NewRegistry(providers, llm.WithTenantClient(tenantHTTP))
 	if err != nil {
 		return err
 	}
-	voices := speech.NewRegistry(providers, speech.RegistryOptions{})
+	voices := speech.NewRegistry(providers, speech.RegistryOptions{TenantClient: tenantHTTP})
 
 	// SIP: UDP and TCP on one port, TLS on another when a certificate is set. Calls this
 	// node carried when it last stopped without hanging them up are failed first.
@@ -156,6 +160,9 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	// stops.
 	webCtx, stopWeb := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWeb()
+	if c.GatewayBodyBudgetMiB < 1 {
+		return fmt.Errorf("--gateway-body-budget-mib must be 1 or more")
+	}
 	if c.MaxCalls < 0 || c.MaxTenantCalls < 0 {
 		return fmt.Errorf("--max-calls and --max-calls-per-tenant must be 0 (no limit) or more")
 	}
@@ -197,7 +204,7 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 
 	auth := api.NewAuthenticator(st, secret, def.ID, log)
 	srv := api.New(api.Config{Store: st, Auth: auth, Log: log, Version: version, Commit: commit, DefaultRateLimit: c.RateLimit,
-		Hub: hub, Streams: streams, Models: models, Webhooks: webhooks, Calls: nodeCalls{sip: sipSrv, web: web}, RecordingsDir: sipCfg.RecordDir, VoicemailsDir: voicemails,
+		Hub: hub, Streams: streams, Models: models, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: nodeCalls{sip: sipSrv, web: web}, RecordingsDir: sipCfg.RecordDir, VoicemailsDir: voicemails,
 		WebRTC: rtcCalls, MediaStreams: web, Checks: sipChecks(sipSrv)})
 	agents.api = srv
 	// Browsers may signal their WebRTC calls over the events socket too.

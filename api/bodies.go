@@ -1,0 +1,272 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// What one gateway request may hold, and what all of them together may. A model request
+// with images is large (a 20 MB image is 27 MB of base64), and while it is decoded the node
+// holds its body and what was decoded from it, and after, until the answer is complete,
+// what was decoded. Without a bound, ten concurrent 30 MB requests took a node to 1.7 GB.
+// So a gateway body is at most MaxGatewayBody (413 past it), and the bodies larger than
+// freeGatewayBody that requests hold at once are at most the node's budget
+// (Config.GatewayBodyBudget): a request that would go past it is answered 503 with
+// Retry-After at once, before its body is read. Chat turns without images are under
+// freeGatewayBody and are never refused for the budget.
+const (
+	// MaxGatewayBody bounds one request body of /v1/chat/completions and /v1/messages.
+	MaxGatewayBody = 32 << 20
+	// DefaultGatewayBodyBudget is the budget of a node whose configuration sets none.
+	DefaultGatewayBodyBudget = 64 << 20
+	// freeGatewayBody is the size up to which a body is not counted against the budget.
+	freeGatewayBody = 1 << 20
+	// budgetRetryAfter is the Retry-After, in seconds, of a request refused for the budget.
+	budgetRetryAfter = 1
+)
+
+// bodyBudget counts the bytes of large gateway bodies that requests hold.
+type bodyBudget struct {
+	mu          sync.Mutex
+	used, limit int64
+}
+
+// take reserves n bytes, or reports that they would go past the limit.
+func (b *bodyBudget) take(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used+n > b.limit {
+		return false
+	}
+	b.used += n
+	return true
+}
+
+func (b *bodyBudget) give(n int64) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+}
+
+func errBodyTooLarge() *Error {
+	return &Error{Status: http.StatusRequestEntityTooLarge, Code: codeTooLarge,
+		Message: "Request body is larger than " + strconv.Itoa(MaxGatewayBody) + " bytes, the most a model request may be"}
+}
+
+func errBodyBudget(w http.ResponseWriter) *Error {
+	w.Header().Set("Retry-After", strconv.Itoa(budgetRetryAfter))
+	return &Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, RetryAfter: budgetRetryAfter,
+		Message: "The server is holding as many large requests as it may; retry shortly"}
+}
+
+// readGatewayBody reads a gateway request's body within MaxGatewayBody and the node's
+// budget. The body is read into one buffer of its exact size when its length is known (no
+// copies left behind by growing), and counted against the budget before a byte is read;
+// a body of unknown length is counted as it arrives. release gives the reservation back:
+// the caller holds it until it no longer holds what it decoded from the body.
+func (s *Server) readGatewayBody(w http.ResponseWriter, r *http.Request) (body []byte, release func(), err error) {
+	var held int64
+	release = func() {
+		if held > 0 {
+			s.bodies.give(held)
+			held = 0
+		}
+	}
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
+	rd := http.MaxBytesReader(w, r.Body, MaxGatewayBody)
+	switch n := r.ContentLength; {
+	case n > MaxGatewayBody:
+		return nil, release, errBodyTooLarge()
+	case n > freeGatewayBody:
+		if !s.bodies.take(n) {
+			return nil, release, errBodyBudget(w)
+		}
+		held = n
+		fallthrough
+	case n >= 0:
+		if held == 0 {
+			body = make([]byte, n)
+		} else {
+			// A large body's buffer comes from the pool and goes back with the
+			// reservation: what was decoded from it may lie in it (bodyString) until then.
+			buf := s.bodyBufs.get(n)
+			body = buf
+			give := release
+			release = func() {
+				if buf != nil {
+					s.bodyBufs.put(buf)
+					buf = nil
+				}
+				give()
+			}
+		}
+		if _, err := io.ReadFull(rd, body); err != nil {
+			return nil, release, errBadRequest("body", "could not be read: it ended before its Content-Length")
+		}
+	default:
+		// Chunked: the length is known only at the end; what is read is counted as it
+		// grows past freeGatewayBody, a megabyte or more at a time.
+		body = make([]byte, 0, 64<<10)
+		for {
+			if len(body) == cap(body) {
+				body = slices.Grow(body, len(body))
+			}
+			n, err := rd.Read(body[len(body):cap(body)])
+			body = body[:len(body)+n]
+			if need := int64(len(body)); need > freeGatewayBody && need > held {
+				step := max(need-held, freeGatewayBody)
+				if !s.bodies.take(step) {
+					return nil, release, errBodyBudget(w)
+				}
+				held += step
+			}
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				return nil, release, errBodyTooLarge()
+			}
+			if err != nil {
+				return nil, release, errBadRequest("body", "could not be read")
+			}
+		}
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, release, errBadRequest("body", "is required: a JSON object")
+	}
+	return body, release, nil
+}
+
+// bodyBuffers keep the buffers of large bodies of known length once their requests are
+// answered, so that a node under a stream of large requests reuses the same memory rather
+// than leaving each body for the collector (which, at the node's GOGC of 400, lets five
+// times the live heap pile up before it runs). It keeps at most the budget's worth, so
+// the large bodies' memory, in use and kept, is at most twice the budget; and it lets all
+// of it go once no large request has come for bodyBuffersIdle.
+type bodyBuffers struct {
+	mu    sync.Mutex
+	free  [][]byte
+	bytes int64 // capacity of free
+	limit int64
+	idle  time.Duration
+	used  bool // a buffer was taken or given since the idle timer was set
+	timer *time.Timer
+}
+
+// bodyBuffersIdle is how long a node keeps the buffers of large bodies when none come.
+const bodyBuffersIdle = 30 * time.Second
+
+// get is a buffer of length n whose capacity is n rounded up to a MiB.
+func (p *bodyBuffers) get(n int64) []byte {
+	size := (n + 1<<20 - 1) &^ (1<<20 - 1)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.used = true
+	for i, b := range p.free {
+		if int64(cap(b)) == size {
+			p.free[i] = p.free[len(p.free)-1]
+			p.free[len(p.free)-1] = nil
+			p.free = p.free[:len(p.free)-1]
+			p.bytes -= size
+			return b[:n]
+		}
+	}
+	return make([]byte, n, size)
+}
+
+// put keeps b for another request, unless that would keep more than the limit. Only the
+// gateway's own requests hold what lies in b, and they end before their buffer is given
+// back: providers stop reading a request when their exchange ends (llm's transport), and
+// nothing else keeps a request's strings.
+func (p *bodyBuffers) put(b []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.used = true
+	if p.bytes+int64(cap(b)) > p.limit {
+		return
+	}
+	p.free = append(p.free, b)
+	p.bytes += int64(cap(b))
+	if p.timer == nil {
+		p.timer = time.AfterFunc(p.idle, p.trim)
+	}
+}
+
+// trim lets the buffers go when none was taken or given since it was last set.
+func (p *bodyBuffers) trim() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.used {
+		p.used = false
+		p.timer.Reset(p.idle)
+		return
+	}
+	clear(p.free)
+	p.free, p.bytes, p.timer = p.free[:0], 0, nil
+}
+
+// bodyString is a string of a gateway request where images and long texts are found. One
+// of largeBodyString bytes or more, without escapes, is kept where it lies in the body
+// rather than copied (a base64 image never has escapes): the request then holds its image
+// once, in the body, instead of twice. The body's buffer outlives the request
+// (readGatewayBody's release).
+type bodyString string
+
+// largeBodyString is the size from which a bodyString is not copied.
+const largeBodyString = 64 << 10
+
+func (s *bodyString) UnmarshalJSON(b []byte) error {
+	if v, ok := inPlace(b); ok {
+		*s = bodyString(v)
+		return nil
+	}
+	var v string
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*s = bodyString(v)
+	return nil
+}
+
+// inPlace is the JSON string literal b as a string over b's own bytes, when it is large and
+// has nothing to unescape or replace.
+func inPlace(b []byte) (string, bool) {
+	if len(b) < largeBodyString || b[0] != '"' || b[len(b)-1] != '"' || bytes.IndexByte(b, '\\') >= 0 || !utf8.Valid(b) {
+		return "", false
+	}
+	return unsafe.String(&b[1], len(b)-2), true
+}
+
+// bodyJSON is a JSON value of a gateway request, kept where it lies in the body instead of
+// copied as json.RawMessage copies it: a message's content, which holds its images, would
+// otherwise be held twice while it is decoded. The body is never reused, so the value
+// stays valid; it is garbage with the body once the request is decoded.
+type bodyJSON []byte
+
+// UnmarshalJSON keeps b: encoding/json passes a slice of the document being decoded.
+func (j *bodyJSON) UnmarshalJSON(b []byte) error {
+	*j = b
+	return nil
+}
+
+// MarshalJSON writes the value as it came.
+func (j bodyJSON) MarshalJSON() ([]byte, error) {
+	if len(j) == 0 {
+		return []byte("null"), nil
+	}
+	return j, nil
+}
