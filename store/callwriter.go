@@ -492,14 +492,17 @@ func retryable(err error) bool {
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		// Connection exceptions, operator intervention (shutting down, cannot connect
-		// now, statement cancelled) and insufficient resources (disk full, out of memory,
-		// too many connections) pass; everything else is about the statement itself.
-		for _, class := range []string{"08", "53", "57"} {
+		// Connection exceptions, transaction rollbacks (serialization failure, deadlock),
+		// insufficient resources (disk full, out of memory, too many connections),
+		// operator intervention (shutting down, cannot connect now, statement cancelled)
+		// and a lock not available in time pass; everything else is about the statement
+		// itself.
+		for _, class := range []string{"08", "40", "53", "57"} {
 			if strings.HasPrefix(pgErr.Code, class) {
 				return true
 			}
 		}
+		return pgErr.Code == "55P03"
 	}
 	return false
 }
@@ -548,7 +551,9 @@ func coalesce(older, newer *Call) *Call {
 // UpdateCallState writes what changes while a call is carried: SIP Call-ID, codec, status,
 // ended reason, times, duration, quality, metadata and report. Unlike Update it leaves the
 // call's agent and trunk alone (either may be deleted while the call is live) and checks no
-// references, so the record of a call always keeps up with the call.
+// references, so the record of a call always keeps up with the call. Once the record has
+// ended (by this call or by another node that found its node lost), its status, times and
+// end reason stay as they are; the rest is still written.
 //
 // It goes through the store's call writer: nil when the state is written, an error
 // wrapping ErrCallQueued when the database refused it for now and the store retries it in

@@ -519,3 +519,24 @@ func BenchmarkCallWriterOverhead(b *testing.B) {
 		}
 	}
 }
+
+// Only errors that say the database is away are retried; those about the state are not.
+func TestCallWriterRetryable(t *testing.T) {
+	pg := func(code string) error { return fmt.Errorf("store: %w", &pgconn.PgError{Code: code}) }
+	_, jsonErr := json.Marshal(math.NaN())
+	for _, tt := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("%w: connection refused", ErrUnavailable), true},
+		{fmt.Errorf("write: %w", context.DeadlineExceeded), true},
+		{pg("08006"), true}, {pg("40P01"), true}, {pg("53100"), true}, {pg("57P01"), true}, {pg("55P03"), true},
+		{pg("22P05"), false}, {pg("22021"), false}, {pg("42601"), false},
+		{&ConflictError{Field: "id"}, false}, {ErrNotFound, false},
+		{fmt.Errorf("store: %w", jsonErr), false}, {errors.New("store: SQL logic error: unrecognized token"), false},
+	} {
+		if got := retryable(tt.err); got != tt.want {
+			t.Errorf("retryable(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
