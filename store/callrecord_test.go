@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,4 +104,30 @@ func TestCallRecordEndedIsFinal(t *testing.T) {
 			t.Errorf("live record's end: %s/%s %v", got.Status, got.EndedReason, got.EndedAt)
 		}
 	})
+}
+
+// Should the database refuse for good something a state holds that cleaning cannot help
+// (here a check an operator added on metadata), the call's status and end land all the
+// same, without the rest, and the refusal is counted.
+func TestCallRecordEndLandsWithoutRefusedFields(t *testing.T) {
+	t.Parallel()
+	s, conn := lockableStore(t, store.Postgres)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f := newCallFixture(t, s, "acme")
+	c := liveCall(t, s, f.tenant.ID, "node-a")
+	exec(t, conn, "ALTER TABLE calls ADD CONSTRAINT metadata_small CHECK (length(metadata::text) < 100)")
+	now := time.Now().UTC()
+	c.Status, c.EndedReason, c.EndedAt, c.DurationSeconds = store.CallCompleted, store.EndedCallerHangup, &now, 60
+	c.Metadata = map[string]any{"notes": strings.Repeat("x", 200)}
+	if err := store.UpdateCallState(ctx, s, c); err != nil {
+		t.Fatalf("end with refused metadata: %v, want its end written", err)
+	}
+	got, err := store.Get[store.Call](ctx, s, f.tenant.ID, c.ID)
+	if err != nil || got.Status != store.CallCompleted || got.EndedReason != store.EndedCallerHangup || got.DurationSeconds != 60 || len(got.Metadata) != 0 {
+		t.Fatalf("record %+v, %v; want completed/caller-hangup without the refused metadata", got, err)
+	}
+	if st := s.CallWriterStats(); st.Refused != 1 || st.Queued != 0 {
+		t.Fatalf("writer %+v, want the refusal counted", st)
+	}
 }

@@ -39,8 +39,8 @@ import (
 // (CallWriterStats.Dropped).
 //
 // Only a database that is away is waited for. A state the database refuses for what it
-// holds is not retried: it is counted (CallWriterStats.Refused) and given up, and the other
-// calls' states go on. So that a call's own data cannot make its record refused, a state is
+// holds is not retried: it is counted (CallWriterStats.Refused), what ends the call (status,
+// times, end reason) is written without the rest, and the other calls' states go on. So that a call's own data cannot make its record refused, a state is
 // cleaned before it is queued: NUL characters (which PostgreSQL refuses in text and JSON)
 // and invalid UTF-8 become U+FFFD, and numbers JSON cannot carry (NaN, ±Inf) become 0 or
 // null.
@@ -220,7 +220,7 @@ func (w *callWriter) writeLatest(ctx context.Context, id string, st *callState) 
 	st.latest, st.writing = nil, true
 	w.mu.Unlock()
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.timeout)
-	err := w.write(wctx, c)
+	err := w.attempt(wctx, c)
 	cancel()
 	w.mu.Lock()
 	st.writing = false
@@ -382,7 +382,7 @@ func (w *callWriter) retryPass() (refused bool) {
 		st.latest, st.writing = nil, true
 		w.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
-		err := w.write(ctx, c)
+		err := w.attempt(ctx, c)
 		cancel()
 		w.mu.Lock()
 		st.writing = false
@@ -705,7 +705,9 @@ func (s *Store) FlushCalls(ctx context.Context) error { return s.calls.flush(ctx
 // CallWriterStats reports the call writer's queue and counters.
 func (s *Store) CallWriterStats() CallWriterStats { return s.calls.stats() }
 
-// writeCallState is one attempt to write a call's state.
+// writeCallState is one attempt to write a call's state. Should the database refuse
+// something the state holds (not because it is away), what ends the call is written without
+// the rest: a *partialWriteError.
 func writeCallState(ctx context.Context, s *Store, c *Call) error {
 	c.UpdatedAt = s.now()
 	if c.Metadata == nil {
@@ -714,14 +716,26 @@ func writeCallState(ctx context.Context, s *Store, c *Call) error {
 	if c.Report == nil {
 		c.Report = map[string]any{}
 	}
-	// An ended record stays as it ended: the call's status, times and end are written only
-	// while the record is live. A call found lost (node-lost) while its node still ran
-	// keeps going until it ends on its own, and its later states must not make the record
-	// live again, nor replace the end that was already published; what else they carry
-	// (quality, metadata, report) is still written.
+	err := updateCall(ctx, s, c, "sip_call_id", "codec", "quality", "metadata", "report")
+	if err == nil || retryable(err) || errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if updateCall(ctx, s, c) != nil {
+		return err
+	}
+	return &partialWriteError{err: err}
+}
+
+// updateCall writes the call's status, times and end, and the columns given. An ended record
+// stays as it ended: the call's status, times and end are written only while the record is
+// live. A call found lost (node-lost) while its node still ran keeps going until it ends on
+// its own, and its later states must not make the record live again, nor replace the end
+// that was already published; what else they carry (quality, metadata, report) is still
+// written.
+func updateCall(ctx context.Context, s *Store, c *Call, columns ...string) error {
 	q := s.db.NewUpdate().Model(c).
-		Column("sip_call_id", "codec", "status", "ended_reason", "started_at", "answered_at", "ended_at",
-			"duration_seconds", "quality", "metadata", "report", "updated_at")
+		Column(append([]string{"status", "ended_reason", "started_at", "answered_at", "ended_at",
+			"duration_seconds", "updated_at"}, columns...)...)
 	live := bun.List(liveStatuses)
 	for col, v := range map[string]any{"status": c.Status, "ended_reason": c.EndedReason, "started_at": c.StartedAt,
 		"answered_at": c.AnsweredAt, "ended_at": c.EndedAt, "duration_seconds": c.DurationSeconds} {
@@ -735,4 +749,29 @@ func writeCallState(ctx context.Context, s *Store, c *Call) error {
 		return ErrNotFound
 	}
 	return nil
+}
+
+// partialWriteError: the database refused part of a call's state for good; the call's
+// status, times and end were written without the rest.
+type partialWriteError struct{ err error }
+
+func (e *partialWriteError) Error() string {
+	return "store: call record written without its codec, quality, metadata and report: " + e.err.Error()
+}
+
+func (e *partialWriteError) Unwrap() error { return e.err }
+
+// attempt is one write of a call's state. A state written in part counts as written (what
+// ends the call is in the database); the refusal of the rest is logged with the call and
+// counted.
+func (w *callWriter) attempt(ctx context.Context, c *Call) error {
+	err := w.write(ctx, c)
+	var pe *partialWriteError
+	if errors.As(err, &pe) {
+		w.refused.Add(1)
+		w.log.Warn("call record written without its codec, quality, metadata and report: the database refused them",
+			"call", c.ID, "status", c.Status, "error", pe.err)
+		return nil
+	}
+	return err
 }
