@@ -74,8 +74,9 @@ type CallWriterStats struct {
 	// Dropped is how many states were given up: past the queue's bounds, or left queued
 	// when the store closed.
 	Dropped int64
-	// Refused is how many states the database refused for good (the record is gone, or it
-	// refused a value): not retried, and not holding up any other call's.
+	// Refused is how many states the database refused for good, in whole (the record is
+	// gone) or in part (a value it would not take: the call's end was written without the
+	// rest): not retried, and not holding up any other call's.
 	Refused int64
 }
 
