@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -389,47 +390,93 @@ func ListCalls(ctx context.Context, s *Store, tenantID string, f CallFilter, pag
 // how many there were. A node calls it as it starts, so that a killed process leaves no call
 // live forever.
 func FailInterruptedCalls(ctx context.Context, s *Store, node string) (int, error) {
-	var n int
-	err := s.inTx(ctx, func(tx bun.Tx) error {
-		calls, err := failLiveCalls(ctx, tx, s.now(), node, EndedRestart)
-		n = len(calls)
-		return err
-	})
-	if err != nil {
-		return 0, err
-	}
-	return n, nil
+	calls, err := failCalls(ctx, s, EndedRestart, where{"node = ?", []any{node}})
+	return len(calls), err
 }
 
-// failLiveCalls ends, as failed with reason, the calls of node still live, within tx, and
-// returns those it ended as they now are. Each update checks again that its call is live,
-// so that nodes failing the same calls at once (or the call's own end) never end one twice.
-func failLiveCalls(ctx context.Context, tx bun.Tx, now time.Time, node, reason string) ([]Call, error) {
-	var calls []Call
-	if err := tx.NewSelect().Model(&calls).Where("node = ?", node).
-		Where("status IN (?)", bun.List(liveStatuses)).Order("created_at", "id").Scan(ctx); err != nil {
-		return nil, err
-	}
-	ended := calls[:0]
-	for _, c := range calls {
-		duration := 0.0
-		if c.AnsweredAt != nil && now.After(*c.AnsweredAt) {
-			duration = now.Sub(*c.AnsweredAt).Seconds()
+// defaultFailBatch bounds how many calls one transaction of failCalls ends: a node that
+// carried thousands is failed in short transactions, none holding its locks for long.
+const defaultFailBatch = 500
+
+// failBatch, when set, replaces defaultFailBatch (tests try small batches).
+var failBatch atomic.Int64
+
+// where is one condition of a query, with its arguments.
+type where struct {
+	query string
+	args  []any
+}
+
+// failCalls ends, as failed with reason, the live calls that match every condition, in
+// transactions of at most failBatch calls, and returns those it ended as they now are. Each
+// update checks again that its call is live and matches, so that nodes failing the same
+// calls at once (or the call's own end) never end one twice. On an error it returns what it
+// ended before it.
+func failCalls(ctx context.Context, s *Store, reason string, conds ...where) ([]Call, error) {
+	var ended []Call
+	for {
+		var batch []Call
+		n, limit := 0, int(failBatch.Load())
+		if limit <= 0 {
+			limit = defaultFailBatch
 		}
-		res, err := tx.NewUpdate().Model((*Call)(nil)).
-			Set("status = ?", CallFailed).Set("ended_reason = ?", reason).
-			Set("ended_at = ?", now).Set("updated_at = ?", now).Set("duration_seconds = ?", duration).
-			Where("id = ?", c.ID).Where("status IN (?)", bun.List(liveStatuses)).Exec(ctx)
+		err := s.inTx(ctx, func(tx bun.Tx) error {
+			var calls []Call
+			q := tx.NewSelect().Model(&calls).Where("status IN (?)", bun.List(liveStatuses))
+			for _, c := range conds {
+				q = q.Where(c.query, c.args...)
+			}
+			if err := q.Order("created_at", "id").Limit(int64(limit)).Scan(ctx); err != nil {
+				return err
+			}
+			n, batch = len(calls), nil
+			now := s.now()
+			for _, c := range calls {
+				duration := 0.0
+				if c.AnsweredAt != nil && now.After(*c.AnsweredAt) {
+					duration = now.Sub(*c.AnsweredAt).Seconds()
+				}
+				u := tx.NewUpdate().Model((*Call)(nil)).
+					Set("status = ?", CallFailed).Set("ended_reason = ?", reason).
+					Set("ended_at = ?", now).Set("updated_at = ?", now).Set("duration_seconds = ?", duration).
+					Where("id = ?", c.ID).Where("status IN (?)", bun.List(liveStatuses))
+				for _, c := range conds {
+					u = u.Where(c.query, c.args...)
+				}
+				res, err := u.Exec(ctx)
+				if err != nil {
+					return err
+				}
+				if k, _ := res.RowsAffected(); k > 0 {
+					at := now
+					c.Status, c.EndedReason, c.EndedAt, c.UpdatedAt, c.DurationSeconds = CallFailed, reason, &at, now, duration
+					batch = append(batch, c)
+				}
+			}
+			return nil
+		})
 		if err != nil {
-			return nil, err
+			return ended, err
 		}
-		if k, _ := res.RowsAffected(); k > 0 {
-			at := now
-			c.Status, c.EndedReason, c.EndedAt, c.UpdatedAt, c.DurationSeconds = CallFailed, reason, &at, now, duration
-			ended = append(ended, c)
+		ended = append(ended, batch...)
+		// A short batch was the last; one that ended nothing found only calls that
+		// stopped matching meanwhile, and would find them again.
+		if n < limit || len(batch) == 0 {
+			return ended, nil
 		}
 	}
-	return ended, nil
+}
+
+// FailOrphanedCalls ends, as failed with the reason node-lost, the live calls of nodes that
+// have no heartbeat (a node of a version from before heartbeats, or one whose claim was
+// taken by a watcher that stopped before failing all its calls) and whose records have not
+// changed for silentFor. The calls of self, and of every node with a heartbeat, are never
+// touched: a node with a heartbeat is judged by it.
+func FailOrphanedCalls(ctx context.Context, s *Store, self string, silentFor time.Duration) ([]Call, error) {
+	before := s.now().Add(-silentFor)
+	return failCalls(ctx, s, EndedNodeLost,
+		where{"node <> ''", nil}, where{"node <> ?", []any{self}},
+		where{"node NOT IN (SELECT name FROM nodes)", nil}, where{"updated_at < ?", []any{before}})
 }
 
 // validHostPort checks host[:port], where host is a name, an IPv4 address or a bracketed

@@ -1,15 +1,24 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
+	"reflect"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/uptrace/bun"
 )
 
 // A call's record must end the way its call did, even when the database is away at that
@@ -28,6 +37,13 @@ import (
 // The queue is bounded: at most CallRetryLimit calls wait at once, and a state waits at
 // most CallRetryFor; past either it is dropped, logged once per outage and counted
 // (CallWriterStats.Dropped).
+//
+// Only a database that is away is waited for. A state the database refuses for what it
+// holds is not retried: it is counted (CallWriterStats.Refused), what ends the call (status,
+// times, end reason) is written without the rest, and the other calls' states go on. So that a call's own data cannot make its record refused, a state is
+// cleaned before it is queued: NUL characters (which PostgreSQL refuses in text and JSON)
+// and invalid UTF-8 become U+FFFD, and numbers JSON cannot carry (NaN, ±Inf) become 0 or
+// null.
 
 // errRefusing is why a state is queued without an attempt: the database refused the last one.
 var errRefusing = errors.New("the database refused the last write; queued without trying")
@@ -58,6 +74,10 @@ type CallWriterStats struct {
 	// Dropped is how many states were given up: past the queue's bounds, or left queued
 	// when the store closed.
 	Dropped int64
+	// Refused is how many states the database refused for good, in whole (the record is
+	// gone) or in part (a value it would not take: the call's end was written without the
+	// rest): not retried, and not holding up any other call's.
+	Refused int64
 }
 
 // callWriter is the write-behind of calls' records; see above.
@@ -88,7 +108,7 @@ type callWriter struct {
 	// call's goroutine no more than one attempt's timeout per outage, not one per update.
 	refusing bool
 
-	retried, dropped atomic.Int64
+	retried, dropped, refused atomic.Int64
 }
 
 // callState is what the writer knows of one call with a state in flight or queued.
@@ -201,14 +221,20 @@ func (w *callWriter) writeLatest(ctx context.Context, id string, st *callState) 
 	st.latest, st.writing = nil, true
 	w.mu.Unlock()
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.timeout)
-	err := w.write(wctx, c)
+	err := w.attempt(wctx, c)
 	cancel()
 	w.mu.Lock()
 	st.writing = false
+	// Only a database that is away makes the others queue without trying: one that
+	// answered, even with a refusal of this state, is there for the next.
 	w.refusing = err != nil && retryable(err)
 	defer st.notify()
 	if err == nil || !retryable(err) {
-		// A permanent error (the record is gone) is the caller's to report.
+		// A permanent error (the record is gone, a value refused) is the caller's to
+		// report; the state is given up and the call's later states go on.
+		if err != nil {
+			w.refused.Add(1)
+		}
 		st.written = max(st.written, seq)
 		return err
 	}
@@ -321,7 +347,8 @@ func (w *callWriter) retry(done chan struct{}) {
 }
 
 // retryPass tries the waiting calls oldest first, and stops at the first the database
-// refuses (it is still away): refused reports that.
+// refuses because it is still away: refused reports that. A state refused for good is
+// given up (logged with its call, counted) and the pass goes on to the next.
 func (w *callWriter) retryPass() (refused bool) {
 	w.mu.Lock()
 	type item struct {
@@ -356,7 +383,7 @@ func (w *callWriter) retryPass() (refused bool) {
 		st.latest, st.writing = nil, true
 		w.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
-		err := w.write(ctx, c)
+		err := w.attempt(ctx, c)
 		cancel()
 		w.mu.Lock()
 		st.writing = false
@@ -369,7 +396,8 @@ func (w *callWriter) retryPass() (refused bool) {
 			return true
 		}
 		if err != nil {
-			w.log.Warn("call record not updated", "call", it.id, "status", c.Status, "error", err)
+			w.refused.Add(1)
+			w.log.Warn("call record refused by the database; this state is given up", "call", it.id, "status", c.Status, "error", err)
 		} else {
 			w.retried.Add(1)
 		}
@@ -451,15 +479,33 @@ func (w *callWriter) close() {
 func (w *callWriter) stats() CallWriterStats {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return CallWriterStats{Queued: w.queued, Retried: w.retried.Load(), Dropped: w.dropped.Load()}
+	return CallWriterStats{Queued: w.queued, Retried: w.retried.Load(), Dropped: w.dropped.Load(), Refused: w.refused.Load()}
 }
 
-// retryable says whether a write refused with err may succeed later: the database was away,
-// busy or slow. A record that does not exist, or a state it refuses, never will.
+// retryable says whether a write refused with err may succeed later: the database was
+// unreachable, unavailable, busy or too slow for the attempt. Anything else (a record that
+// does not exist, a value the database refuses, a state that cannot be encoded) will be
+// refused again, so it is never retried: retried, one bad record would hold every other
+// call's record behind it.
 func retryable(err error) bool {
-	var ve *ValidationError
-	var ce *ConflictError
-	return !errors.Is(err, ErrNotFound) && !errors.As(err, &ve) && !errors.As(err, &ce)
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// Connection exceptions, transaction rollbacks (serialization failure, deadlock),
+		// insufficient resources (disk full, out of memory, too many connections),
+		// operator intervention (shutting down, cannot connect now, statement cancelled)
+		// and a lock not available in time pass; everything else is about the statement
+		// itself.
+		for _, class := range []string{"08", "40", "53", "57"} {
+			if strings.HasPrefix(pgErr.Code, class) {
+				return true
+			}
+		}
+		return pgErr.Code == "55P03"
+	}
+	return false
 }
 
 // coalesce merges two states of one call into one to write: newer wins, but what the call
@@ -506,7 +552,9 @@ func coalesce(older, newer *Call) *Call {
 // UpdateCallState writes what changes while a call is carried: SIP Call-ID, codec, status,
 // ended reason, times, duration, quality, metadata and report. Unlike Update it leaves the
 // call's agent and trunk alone (either may be deleted while the call is live) and checks no
-// references, so the record of a call always keeps up with the call.
+// references, so the record of a call always keeps up with the call. Once the record has
+// ended (by this call or by another node that found its node lost), its status, times and
+// end reason stay as they are; the rest is still written.
 //
 // It goes through the store's call writer: nil when the state is written, an error
 // wrapping ErrCallQueued when the database refused it for now and the store retries it in
@@ -532,7 +580,119 @@ type CallWrite struct {
 func QueueCallState(s *Store, c *Call) *CallWrite {
 	cp := *c
 	cp.Metadata, cp.Report = maps.Clone(c.Metadata), maps.Clone(c.Report)
+	cleanState(&cp)
 	return s.calls.deposit(&cp)
+}
+
+// cleanState makes c a state every database accepts, whatever the call put in it: NUL
+// characters (PostgreSQL refuses them in text and in JSON) and invalid UTF-8 become U+FFFD,
+// numbers JSON cannot carry (NaN, ±Inf) become 0 in the record's own fields and null in
+// metadata and report, and values that cannot be encoded as JSON at all become null. The
+// maps of c are not changed in place (they may be shared with the caller): a changed one is
+// replaced by a cleaned copy.
+func cleanState(c *Call) {
+	c.SIPCallID, c.Codec = cleanString(c.SIPCallID), cleanString(c.Codec)
+	c.Status, c.EndedReason = cleanString(c.Status), cleanString(c.EndedReason)
+	c.DurationSeconds = finite(c.DurationSeconds)
+	q := &c.Quality
+	q.LossPercent, q.JitterMS, q.RTTMS = finite(q.LossPercent), finite(q.JitterMS), finite(q.RTTMS)
+	if v, changed := cleanJSON(c.Metadata); changed {
+		c.Metadata, _ = v.(map[string]any)
+	}
+	if v, changed := cleanJSON(c.Report); changed {
+		c.Report, _ = v.(map[string]any)
+	}
+}
+
+func finite(f float64) float64 {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0
+	}
+	return f
+}
+
+func cleanString(s string) string {
+	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// cleanJSON returns v cleaned as cleanState says, and whether anything changed (v itself is
+// returned, untouched, when nothing did).
+func cleanJSON(v any) (any, bool) {
+	switch x := v.(type) {
+	case nil, bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, json.Number:
+		return v, false
+	case string:
+		c := cleanString(x)
+		return c, c != x
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil, true
+		}
+		return v, false
+	case float32:
+		if f := float64(x); math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil, true
+		}
+		return v, false
+	case map[string]any:
+		var out map[string]any
+		for k, e := range x {
+			ck := cleanString(k)
+			ce, changed := cleanJSON(e)
+			if ck == k && !changed {
+				continue
+			}
+			if out == nil {
+				out = maps.Clone(x)
+			}
+			delete(out, k)
+			out[ck] = ce
+		}
+		if out == nil {
+			return v, false
+		}
+		return out, true
+	case []any:
+		var out []any
+		for i, e := range x {
+			ce, changed := cleanJSON(e)
+			if !changed {
+				continue
+			}
+			if out == nil {
+				out = append([]any(nil), x...)
+			}
+			out[i] = ce
+		}
+		if out == nil {
+			return v, false
+		}
+		return out, true
+	}
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.String {
+		// A named string type: cleaned as a string.
+		c := cleanString(rv.String())
+		return c, c != rv.String()
+	}
+	// Any other value (a struct, a typed slice or map) is cleaned through its JSON: one
+	// that cannot be encoded becomes null, one whose encoding holds a NUL is decoded and
+	// cleaned.
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, true
+	}
+	if !bytes.Contains(b, []byte(`\u0000`)) {
+		return v, false
+	}
+	var g any
+	if err := json.Unmarshal(b, &g); err != nil {
+		return nil, true
+	}
+	c, _ := cleanJSON(g)
+	return c, true
 }
 
 // Wait writes the state, or waits while an earlier state of the call is being written
@@ -546,7 +706,9 @@ func (s *Store) FlushCalls(ctx context.Context) error { return s.calls.flush(ctx
 // CallWriterStats reports the call writer's queue and counters.
 func (s *Store) CallWriterStats() CallWriterStats { return s.calls.stats() }
 
-// writeCallState is one attempt to write a call's state.
+// writeCallState is one attempt to write a call's state. Should the database refuse
+// something the state holds (not because it is away), what ends the call is written without
+// the rest: a *partialWriteError.
 func writeCallState(ctx context.Context, s *Store, c *Call) error {
 	c.UpdatedAt = s.now()
 	if c.Metadata == nil {
@@ -555,10 +717,32 @@ func writeCallState(ctx context.Context, s *Store, c *Call) error {
 	if c.Report == nil {
 		c.Report = map[string]any{}
 	}
-	res, err := s.db.NewUpdate().Model(c).
-		Column("sip_call_id", "codec", "status", "ended_reason", "started_at", "answered_at", "ended_at",
-			"duration_seconds", "quality", "metadata", "report", "updated_at").
-		Where("id = ?", c.ID).Where("tenant_id = ?", c.TenantID).Exec(ctx)
+	err := updateCall(ctx, s, c, "sip_call_id", "codec", "quality", "metadata", "report")
+	if err == nil || retryable(err) || errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if updateCall(ctx, s, c) != nil {
+		return err
+	}
+	return &partialWriteError{err: err}
+}
+
+// updateCall writes the call's status, times and end, and the columns given. An ended record
+// stays as it ended: the call's status, times and end are written only while the record is
+// live. A call found lost (node-lost) while its node still ran keeps going until it ends on
+// its own, and its later states must not make the record live again, nor replace the end
+// that was already published; what else they carry (quality, metadata, report) is still
+// written.
+func updateCall(ctx context.Context, s *Store, c *Call, columns ...string) error {
+	q := s.db.NewUpdate().Model(c).
+		Column(append([]string{"status", "ended_reason", "started_at", "answered_at", "ended_at",
+			"duration_seconds", "updated_at"}, columns...)...)
+	live := bun.List(liveStatuses)
+	for col, v := range map[string]any{"status": c.Status, "ended_reason": c.EndedReason, "started_at": c.StartedAt,
+		"answered_at": c.AnsweredAt, "ended_at": c.EndedAt, "duration_seconds": c.DurationSeconds} {
+		q = q.Value(col, "CASE WHEN status IN (?) THEN ? ELSE ? END", live, v, bun.Ident(col))
+	}
+	res, err := q.Where("id = ?", c.ID).Where("tenant_id = ?", c.TenantID).Exec(ctx)
 	if err != nil {
 		return classify(err)
 	}
@@ -566,4 +750,29 @@ func writeCallState(ctx context.Context, s *Store, c *Call) error {
 		return ErrNotFound
 	}
 	return nil
+}
+
+// partialWriteError: the database refused part of a call's state for good; the call's
+// status, times and end were written without the rest.
+type partialWriteError struct{ err error }
+
+func (e *partialWriteError) Error() string {
+	return "store: call record written without its codec, quality, metadata and report: " + e.err.Error()
+}
+
+func (e *partialWriteError) Unwrap() error { return e.err }
+
+// attempt is one write of a call's state. A state written in part counts as written (what
+// ends the call is in the database); the refusal of the rest is logged with the call and
+// counted.
+func (w *callWriter) attempt(ctx context.Context, c *Call) error {
+	err := w.write(ctx, c)
+	var pe *partialWriteError
+	if errors.As(err, &pe) {
+		w.refused.Add(1)
+		w.log.Warn("call record written without its codec, quality, metadata and report: the database refused them",
+			"call", c.ID, "status", c.Status, "error", pe.err)
+		return nil
+	}
+	return err
 }

@@ -3,13 +3,17 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // The call writer's rules, against a database that is away when the test says: order per
@@ -45,6 +49,10 @@ func (d *flakyDB) write(ctx context.Context, c *Call) error {
 	}
 	if c.ID == "gone" {
 		return ErrNotFound
+	}
+	if c.ID == "poison" {
+		// What PostgreSQL answers a value it will never take (a NUL in JSONB).
+		return fmt.Errorf("store: %w", &pgconn.PgError{Code: "22P05", Message: "unsupported Unicode escape sequence"})
 	}
 	d.written[c.ID] = append(d.written[c.ID], *c)
 	return nil
@@ -260,6 +268,76 @@ func TestCallWriterPermanentError(t *testing.T) {
 	}
 }
 
+// One call's state the database refuses for good holds up no other call's: neither the
+// states written at once after it (the writer does not take the refusal for an outage) nor
+// those queued behind it during an outage (the retry pass gives it up and goes on).
+func TestCallWriterPoisonHoldsNoOne(t *testing.T) {
+	db := newFlakyDB()
+	w, logs := testWriter(t, db, 0, 0)
+	ctx := context.Background()
+	if err := w.deposit(state("poison", CallCompleted, 1)).Wait(ctx); err == nil || errors.Is(err, ErrCallQueued) {
+		t.Fatalf("poison: %v, want the database's refusal, not queued", err)
+	}
+	if err := w.deposit(state("a", CallInProgress, 1)).Wait(ctx); err != nil {
+		t.Fatalf("a good call after a refused one: %v, want written at once", err)
+	}
+	if st := w.stats(); st.Queued != 0 || st.Refused != 1 {
+		t.Fatalf("stats %+v, want nothing queued and one refused", st)
+	}
+
+	// During an outage the poison is queued first (oldest), a good call behind it.
+	db.setDown(true)
+	for _, id := range []string{"poison", "b"} {
+		if err := w.deposit(state(id, CallCompleted, 2)).Wait(ctx); !errors.Is(err, ErrCallQueued) {
+			t.Fatalf("%s with the database away: %v", id, err)
+		}
+	}
+	db.setDown(false)
+	flush(t, w)
+	if got, n := db.last("b"); n != 1 || got.Status != CallCompleted {
+		t.Fatalf("call b written %d times (%s), want its end written behind the refused state", n, got.Status)
+	}
+	if st := w.stats(); st.Queued != 0 || st.Refused != 2 || st.Dropped != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if logs.count("call record refused") != 1 {
+		t.Errorf("logs %v: want the refused queued state logged once", logs.msgs)
+	}
+}
+
+// A state is cleaned as it is queued: NUL and invalid UTF-8 become U+FFFD, NaN and ±Inf 0 in
+// the record's fields and null in its maps, unencodable values null; the caller's maps are
+// not changed.
+func TestCleanState(t *testing.T) {
+	type odd struct {
+		Note string  `json:"note"`
+		F    float64 `json:"f"`
+	}
+	report := map[string]any{"ok": "fine", "nul\x00key": "a\x00b", "nan": math.NaN(), "list": []any{math.Inf(1), "x\xffy"},
+		"struct": odd{Note: "n\x00"}, "bad": odd{F: math.NaN()}, "n": 3}
+	c := &Call{Status: CallCompleted, EndedReason: "caller\x00hangup", DurationSeconds: math.NaN(),
+		Quality: CallQuality{JitterMS: math.Inf(-1), RTTMS: 12}, Report: report, Metadata: map[string]any{"k": "v"}}
+	meta := c.Metadata
+	cleanState(c)
+	if c.EndedReason != "caller\uFFFDhangup" || c.DurationSeconds != 0 || c.Quality.JitterMS != 0 || c.Quality.RTTMS != 12 {
+		t.Errorf("fields %q %v %+v", c.EndedReason, c.DurationSeconds, c.Quality)
+	}
+	want := map[string]any{"ok": "fine", "nul\uFFFDkey": "a\uFFFDb", "nan": nil, "list": []any{nil, "x\uFFFDy"},
+		"struct": map[string]any{"note": "n\uFFFD", "f": 0.0}, "bad": nil, "n": 3}
+	if fmt.Sprint(c.Report) != fmt.Sprint(want) {
+		t.Errorf("report\n got %v\nwant %v", c.Report, want)
+	}
+	if _, ok := report["nul\x00key"]; !ok || !math.IsNaN(report["nan"].(float64)) {
+		t.Error("the caller's map was changed")
+	}
+	if fmt.Sprintf("%p", c.Metadata) != fmt.Sprintf("%p", meta) {
+		t.Error("a clean map was copied")
+	}
+	if _, err := json.Marshal(c); err != nil {
+		t.Errorf("cleaned state does not encode: %v", err)
+	}
+}
+
 // Closing the store drops what is still queued, counted, and stops the retry loop.
 func TestCallWriterCloseDrops(t *testing.T) {
 	db := newFlakyDB()
@@ -438,6 +516,27 @@ func BenchmarkCallWriterOverhead(b *testing.B) {
 	for b.Loop() {
 		if err := w.deposit(c).Wait(ctx); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// Only errors that say the database is away are retried; those about the state are not.
+func TestCallWriterRetryable(t *testing.T) {
+	pg := func(code string) error { return fmt.Errorf("store: %w", &pgconn.PgError{Code: code}) }
+	_, jsonErr := json.Marshal(math.NaN())
+	for _, tt := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("%w: connection refused", ErrUnavailable), true},
+		{fmt.Errorf("write: %w", context.DeadlineExceeded), true},
+		{pg("08006"), true}, {pg("40P01"), true}, {pg("53100"), true}, {pg("57P01"), true}, {pg("55P03"), true},
+		{pg("22P05"), false}, {pg("22021"), false}, {pg("42601"), false},
+		{&ConflictError{Field: "id"}, false}, {ErrNotFound, false},
+		{fmt.Errorf("store: %w", jsonErr), false}, {errors.New("store: SQL logic error: unrecognized token"), false},
+	} {
+		if got := retryable(tt.err); got != tt.want {
+			t.Errorf("retryable(%v) = %v, want %v", tt.err, got, tt.want)
 		}
 	}
 }

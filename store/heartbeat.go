@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -58,28 +59,29 @@ func ListNodes(ctx context.Context, s *Store) ([]NodeHeartbeat, error) {
 
 // FailLostNode declares the node lost, if it has not beaten since beats (what the caller
 // last saw of it), and fails its live calls with the reason node-lost; it returns the calls
-// it ended, and whether it was the one to declare the node lost. Removing the node's row and failing its calls are one transaction, and the
-// removal is the claim: when several nodes notice at once, one fails the calls and the
-// others find nothing to do; a node that beat again in the meantime is left alone.
+// it ended, and whether it was the one to declare the node lost. Removing the node's row is
+// the claim: when several nodes notice at once, one fails the calls and the others find
+// nothing to do; a node that beat again in the meantime is left alone. On PostgreSQL a row
+// another watcher is claiming is skipped, not waited for. The calls are then failed in
+// short transactions (failBatch calls each); should the claimer stop before the last, the
+// calls left live have no heartbeat and FailOrphanedCalls ends them.
 func FailLostNode(ctx context.Context, s *Store, name string, beats int64) ([]Call, bool, error) {
-	var ended []Call
-	claimed := false
-	err := s.inTx(ctx, func(tx bun.Tx) error {
-		res, err := tx.NewDelete().Model((*NodeHeartbeat)(nil)).Where("name = ?", name).Where("beats = ?", beats).Exec(ctx)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return nil
-		}
-		claimed = true
-		ended, err = failLiveCalls(ctx, tx, s.now(), name, EndedNodeLost)
-		return err
-	})
-	if err != nil {
-		return nil, false, err
+	q := s.db.NewDelete().Model((*NodeHeartbeat)(nil))
+	if s.dialect == Postgres {
+		q = q.Where("name IN (?)", s.db.NewSelect().Model((*NodeHeartbeat)(nil)).Column("name").
+			Where("name = ?", name).Where("beats = ?", beats).For("UPDATE SKIP LOCKED"))
+	} else {
+		q = q.Where("name = ?", name).Where("beats = ?", beats)
 	}
-	return ended, claimed, nil
+	res, err := q.Exec(ctx)
+	if err != nil {
+		return nil, false, classify(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return nil, false, nil
+	}
+	ended, err := failCalls(ctx, s, EndedNodeLost, where{"node = ?", []any{name}})
+	return ended, true, err
 }
 
 // LeaveNode is a node's last word as it stops gracefully: the calls still live under its
@@ -87,20 +89,14 @@ func FailLostNode(ctx context.Context, s *Store, name string, beats int64) ([]Ca
 // shutdown, and its heartbeat is removed, at once rather than after the timeout. It
 // returns how many calls it ended.
 func LeaveNode(ctx context.Context, s *Store, name string) (int, error) {
-	var n int
-	err := s.inTx(ctx, func(tx bun.Tx) error {
-		ended, err := failLiveCalls(ctx, tx, s.now(), name, EndedShutdown)
-		if err != nil {
-			return err
-		}
-		n = len(ended)
-		_, err = tx.NewDelete().Model((*NodeHeartbeat)(nil)).Where("name = ?", name).Exec(ctx)
-		return err
-	})
+	ended, err := failCalls(ctx, s, EndedShutdown, where{"node = ?", []any{name}})
 	if err != nil {
-		return 0, err
+		return len(ended), err
 	}
-	return n, nil
+	if _, err := s.db.NewDelete().Model((*NodeHeartbeat)(nil)).Where("name = ?", name).Exec(ctx); err != nil {
+		return len(ended), classify(err)
+	}
+	return len(ended), nil
 }
 
 // Defaults of a node's heartbeat.
@@ -129,13 +125,16 @@ type Heartbeat struct {
 	opts    HeartbeatOptions
 	log     *slog.Logger
 	started time.Time
-	// seen is, for every other node, its beat count and when (on this node's monotonic
-	// clock) it last moved.
-	seen map[string]seenNode
+	// mu guards failing and beaten: Beat may be called beside Run.
+	mu sync.Mutex
 	// failing: the last beat failed (logged once until one succeeds); beaten: one did.
 	failing, beaten bool
+	// seen is, for every other node, its beat count and when (on this node's monotonic
+	// clock) it last moved; swept is when watch last looked for orphaned calls. Only the
+	// watching goroutine uses them.
+	seen  map[string]seenNode
+	swept time.Time
 }
-
 type seenNode struct {
 	beats int64
 	at    time.Time
@@ -164,13 +163,14 @@ func NewHeartbeat(s *Store, opts HeartbeatOptions) (*Heartbeat, error) {
 	return &Heartbeat{s: s, opts: opts, log: log, started: time.Now(), seen: map[string]seenNode{}}, nil
 }
 
-// Beat beats once. A node beats before it takes calls, so that its calls are never
-// without a heartbeat to watch.
+// Beat beats once.
 func (h *Heartbeat) Beat(ctx context.Context) error {
 	// A beat slower than half the timeout is as good as none.
 	ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout/2)
 	defer cancel()
 	existed, err := Beat(ctx, h.s, h.opts.Node, h.opts.Version, h.started)
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	if err != nil {
 		if !h.failing {
 			h.failing = true
@@ -184,21 +184,65 @@ func (h *Heartbeat) Beat(ctx context.Context) error {
 		h.log.Info("node heartbeat written again", "node", h.opts.Node)
 	}
 	if !existed && h.beaten {
-		h.log.Warn("another node found this node lost and failed its live calls (node-lost); their records are rewritten as they change",
-			"node", h.opts.Node)
+		h.log.Warn("another node found this node lost and failed its live calls (node-lost); their records keep that end, "+
+			"and the calls go on here until they end on their own", "node", h.opts.Node)
 	}
 	h.beaten = true
 	return nil
 }
 
-// Run beats every Every until ctx ends, and after each beat fails the calls of any other
-// node whose beats have not moved for Timeout. It does not leave: a node stopping
-// gracefully calls Leave once its calls have ended.
+// Join is the node's first beat, before it takes calls, so that its calls are never without
+// a heartbeat to watch: a node serving without one would have its quiet calls taken for
+// orphans. It tries again while the database refuses, backing off, for at most the
+// heartbeat timeout, and then reports why.
+func (h *Heartbeat) Join(ctx context.Context) error {
+	deadline := time.Now().Add(h.opts.Timeout)
+	backoff := joinBackoff
+	for {
+		err := h.Beat(ctx)
+		if err == nil {
+			return nil
+		}
+		if time.Now().Add(backoff).After(deadline) {
+			return fmt.Errorf("store: node heartbeat not written for %v: %w", h.opts.Timeout, err)
+		}
+		h.log.Info("node heartbeat not written yet; trying again before taking calls", "node", h.opts.Node, "in", backoff, "error", err)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		backoff = min(2*backoff, h.opts.Every)
+	}
+}
+
+// joinBackoff is Join's first wait between attempts.
+const joinBackoff = 200 * time.Millisecond
+
+// Run beats every Every until ctx ends, and beside that, every Every too, fails the calls of
+// any other node whose beats have not moved for Timeout. The two run on their own
+// goroutines: failing a lost node's calls, or waiting on a database lock to do it, never
+// delays this node's own beats. It does not leave: a node stopping gracefully calls Leave
+// once its calls have ended.
 func (h *Heartbeat) Run(ctx context.Context) {
+	beating := make(chan struct{})
+	go func() {
+		defer close(beating)
+		t := time.NewTicker(h.opts.Every)
+		defer t.Stop()
+		for {
+			_ = h.Beat(ctx)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	defer func() { <-beating }()
 	t := time.NewTicker(h.opts.Every)
 	defer t.Stop()
 	for {
-		_ = h.Beat(ctx)
 		h.watch(ctx)
 		select {
 		case <-t.C:
@@ -210,10 +254,9 @@ func (h *Heartbeat) Run(ctx context.Context) {
 
 // watch looks at the other nodes' beats and fails the calls of those silent too long.
 func (h *Heartbeat) watch(ctx context.Context) {
-	// Failing the calls of a node that carried thousands takes a while.
-	ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
-	defer cancel()
-	nodes, err := ListNodes(ctx, h.s)
+	lctx, cancel := context.WithTimeout(ctx, h.opts.Timeout/2)
+	nodes, err := ListNodes(lctx, h.s)
+	cancel()
 	if err != nil {
 		return // the database is away: nobody's silence can be judged from here
 	}
@@ -232,26 +275,54 @@ func (h *Heartbeat) watch(ctx context.Context) {
 		if now.Sub(seen.at) < h.opts.Timeout {
 			continue
 		}
-		calls, claimed, err := FailLostNode(ctx, h.s, n.Name, n.Beats)
-		if err != nil {
+		// Each lost node gets a timeout of its own: failing the calls of one that carried
+		// thousands takes a while.
+		fctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
+		calls, claimed, err := FailLostNode(fctx, h.s, n.Name, n.Beats)
+		cancel()
+		if err != nil && !claimed {
 			h.log.Warn("lost node's calls not failed yet", "lost_node", n.Name, "error", err)
 			continue
 		}
 		delete(h.seen, n.Name)
 		if !claimed {
-			continue // it beat again, or another node got there first
+			continue // it beat again, or another node is claiming it or got there first
+		}
+		if err != nil {
+			// Its heartbeat is gone: the calls left live are orphans, ended by the
+			// sweep below once their records have been quiet for the timeout.
+			h.log.Warn("lost node's calls failed in part", "lost_node", n.Name, "calls", len(calls), "error", err)
 		}
 		h.log.Warn("node lost: its heartbeat stopped; its live calls are failed (node-lost)",
 			"lost_node", n.Name, "silent_for", now.Sub(seen.at).Round(time.Second), "calls", len(calls))
-		if h.opts.OnLost != nil {
-			for _, c := range calls {
-				h.opts.OnLost(c)
-			}
-		}
+		h.report(calls)
 	}
 	for name := range h.seen {
 		if !present[name] {
 			delete(h.seen, name)
+		}
+	}
+	// Calls of nodes with no heartbeat at all, once a timeout.
+	if h.swept.IsZero() || now.Sub(h.swept) >= h.opts.Timeout {
+		h.swept = now
+		octx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
+		calls, err := FailOrphanedCalls(octx, h.s, h.opts.Node, h.opts.Timeout)
+		cancel()
+		if err != nil {
+			h.log.Warn("calls of nodes without a heartbeat not failed yet", "error", err)
+		}
+		if len(calls) > 0 {
+			h.log.Warn("calls of nodes without a heartbeat, quiet for the timeout, failed (node-lost)", "calls", len(calls))
+			h.report(calls)
+		}
+	}
+}
+
+// report hands the calls this node failed to OnLost.
+func (h *Heartbeat) report(calls []Call) {
+	if h.opts.OnLost != nil {
+		for _, c := range calls {
+			h.opts.OnLost(c)
 		}
 	}
 }

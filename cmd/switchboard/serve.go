@@ -139,7 +139,9 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	if err != nil {
 		return err
 	}
-	_ = heart.Beat(ctx)
+	if err := heart.Join(ctx); err != nil {
+		return err
+	}
 	heartCtx, stopHeart := context.WithCancel(bg)
 	heartDone := make(chan struct{})
 	go func() { defer close(heartDone); heart.Run(heartCtx) }()
