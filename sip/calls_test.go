@@ -1207,12 +1207,16 @@ func TestDigestTrunk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A built-in destination dialled by name from loopback is claimed both by the default
-	// tenant's no-trunk rule and by this trunk, which admits any address after digest: the
-	// caller is challenged rather than given to either.
-	if res := u.status(ctx, t, uri(t, "echo", addr), offer, sipgo.AnswerOptions{}); res.StatusCode != 401 {
-		t.Errorf("loopback without credentials: %d, want 401", res.StatusCode)
+	// A built-in destination dialled by name from loopback without credentials is the
+	// default tenant's, by its no-trunk rule: this tenant's trunk, which admits any address
+	// after digest, neither challenges nor takes it.
+	echo := u.call(ctx, t, uri(t, "echo", addr), offer, sipgo.AnswerOptions{})
+	echoRec := answeredCall(ctx, t, events, echo.InviteRequest.CallID().Value())
+	if echoRec.TenantID != other.ID || echoRec.TrunkID != nil {
+		t.Errorf("loopback echo without credentials: record of tenant %s over trunk %v, want the default tenant's without one", echoRec.TenantID, echoRec.TrunkID)
 	}
+	bye(ctx, t, echo)
+	endedCall(ctx, t, events, st, other.ID, echoRec.ID)
 	if res := u.status(ctx, t, target, offer, sipgo.AnswerOptions{Username: "pbx", Password: "wrong"}); res.StatusCode != 403 {
 		t.Errorf("wrong password: %d, want 403", res.StatusCode)
 	}

@@ -21,15 +21,19 @@ import (
 // node's default tenant, and nobody otherwise.
 //
 // The built-in destinations (echo, tone), dialled by name, belong to no tenant, and the
-// caller decides whose call it is, in this order: digest credentials that a trunk's
-// username and password verify (the trunk's tenant; trunks of two tenants verifying the same
-// credentials are refused); else the one tenant that claims the caller's address, where a
-// tenant claims it when one of its trunks allows the address (a trunk with a password
-// claims it too, but admits only after a digest challenge) or, for the default tenant with
-// no inbound trunks, when the address is loopback or private. Two tenants or more claiming
-// the address is ambiguous: the caller is challenged if any of them has a trunk with a
-// password, and refused (403) otherwise; creating a trunk can therefore never move a call
-// that another tenant claims to its own records.
+// caller decides whose call it is, in this order. First, digest credentials that a trunk's
+// username and password verify give the call to the trunk's tenant (trunks of two tenants
+// verifying the same credentials are refused). Without such credentials, the default
+// tenant's rule decides next, as for a call to one of its numbers: if it has inbound trunks,
+// one that allows the address takes the call and one with a password that allows it
+// challenges it; if it has none, it takes loopback and private callers. Only a caller the
+// default tenant would not take may go to another tenant: to the one tenant that claims the
+// address, where a tenant claims it when one of its trunks allows it (a trunk with a
+// password claims it too, but admits only after a digest challenge). Two tenants or more
+// claiming the address is ambiguous: the caller is challenged if any of them has a trunk
+// with a password, and refused (403) otherwise. So no other tenant's trunk can take, refuse
+// or challenge a call that the default tenant would take, and creating a trunk can never
+// move a call that another tenant claims to its own records.
 //
 // A number that does not exist is 404 only to a caller some tenant would take by these
 // built-in rules, and 401 or 403 to others, as a call to a built-in destination would be.
@@ -181,16 +185,18 @@ func (s *Server) admitToTenant(ctx context.Context, req *sip.Request, creds *cre
 	return caller{tenantID: tenantID, trunk: proven[0]}, nil
 }
 
-// claim is a tenant's claim on a caller that dialled what no tenant owns.
+// claim is another tenant's claim on a caller that dialled what no tenant owns.
 type claim struct {
 	tenantID string
-	trunk    *store.Trunk // the oldest trunk that allows the address; nil for the no-trunk rule
+	trunk    *store.Trunk // the oldest trunk that allows the address
 	digest   bool         // only a trunk with a password allows it: the caller must authenticate
 }
 
 // admitUnowned decides the tenant of a call to a built-in destination or to a number no
-// tenant has, from the caller alone: its digest credentials, or the one tenant that claims
-// its address.
+// tenant has, from the caller alone, in this order: digest credentials that a trunk
+// verifies; the default tenant's rule; the one other tenant that claims the caller's
+// address. The default tenant comes before the others so that no tenant's trunk, whatever
+// addresses it allows, can take, challenge or refuse a call the default tenant would take.
 func (s *Server) admitUnowned(ctx context.Context, req *sip.Request, creds *credentials, src netip.Addr) (caller, *refusal) {
 	var trunks []store.Trunk
 	if s.cfg.Store != nil {
@@ -206,10 +212,10 @@ func (s *Server) admitUnowned(ctx context.Context, req *sip.Request, creds *cred
 			digest = append(digest, &trunks[i])
 		}
 	}
-	proven, ref := s.verifyDigest(req, creds, digest)
-	if ref != nil {
-		return caller{}, ref
-	}
+	// Credentials that name no trunk are no credentials; credentials that name one but do
+	// not prove it (stale, of another realm, wrong) refuse the call only where the caller's
+	// address gets no tenant on its own.
+	proven, credsRefused := s.verifyDigest(req, creds, digest)
 	if len(proven) > 0 {
 		for _, t := range proven[1:] {
 			if t.TenantID != proven[0].TenantID {
@@ -218,7 +224,36 @@ func (s *Server) admitUnowned(ctx context.Context, req *sip.Request, creds *cred
 		}
 		return caller{tenantID: proven[0].TenantID, trunk: own(proven[0])}, nil
 	}
+	authenticate := func() *refusal {
+		if credsRefused != nil {
+			return credsRefused
+		}
+		return s.challenge(false)
+	}
 
+	// The default tenant's rule: its trunks if it has any, as for a call to one of its
+	// numbers; else its no-trunk rule.
+	defaultHasTrunks, defaultDigest := false, false
+	for i := range trunks {
+		t := &trunks[i]
+		if t.TenantID != s.cfg.DefaultTenantID {
+			continue
+		}
+		defaultHasTrunks = true
+		if admitsByAddress(t, src) {
+			return caller{tenantID: t.TenantID, trunk: own(t)}, nil
+		}
+		defaultDigest = defaultDigest || admitsByDigest(t, src)
+	}
+	switch {
+	case !defaultHasTrunks && s.private(src):
+		return caller{tenantID: s.cfg.DefaultTenantID}, nil
+	case defaultDigest:
+		return caller{}, authenticate()
+	}
+
+	// The default tenant would not take the caller: another tenant may, if it is the only
+	// one that claims the address.
 	var claims []claim
 	find := func(tenantID string) *claim {
 		for i := range claims {
@@ -228,10 +263,11 @@ func (s *Server) admitUnowned(ctx context.Context, req *sip.Request, creds *cred
 		}
 		return nil
 	}
-	defaultHasTrunks := false
 	for i := range trunks {
 		t := &trunks[i]
-		defaultHasTrunks = defaultHasTrunks || t.TenantID == s.cfg.DefaultTenantID
+		if t.TenantID == s.cfg.DefaultTenantID {
+			continue
+		}
 		switch c := find(t.TenantID); {
 		case admitsByAddress(t, src) && c == nil:
 			claims = append(claims, claim{tenantID: t.TenantID, trunk: t})
@@ -241,16 +277,13 @@ func (s *Server) admitUnowned(ctx context.Context, req *sip.Request, creds *cred
 			claims = append(claims, claim{tenantID: t.TenantID, digest: true})
 		}
 	}
-	if !defaultHasTrunks && s.private(src) {
-		claims = append(claims, claim{tenantID: s.cfg.DefaultTenantID})
-	}
 	switch {
 	case len(claims) == 0:
 		return caller{}, forbidden("no trunk allows this source")
 	case len(claims) == 1 && !claims[0].digest:
 		return caller{tenantID: claims[0].tenantID, trunk: own(claims[0].trunk)}, nil
 	case len(digest) > 0:
-		return caller{}, s.challenge(false)
+		return caller{}, authenticate()
 	}
 	return caller{}, forbidden("trunks of several tenants allow this source")
 }

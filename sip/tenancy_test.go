@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -64,9 +65,14 @@ func (a *tenantAgents) AgentHandler(_ context.Context, tenantID, agentID string)
 // tenancyCall is one call of a tenancy scenario: what is dialled, whose trunk credentials
 // the caller answers a challenge with, and what must come of it.
 type tenancyCall struct {
-	name   string
-	user   string // the request-URI user
-	auth   string // the slug of the tenant whose trunk credentials the caller has; "" for none
+	name string
+	user string // the request-URI user
+	// auth is the slug of the tenant whose trunk credentials the caller has ("" for none);
+	// with "-wrong" after it, the caller has the username and a wrong password.
+	auth string
+	// early: the caller sends its credentials with the INVITE, answering the last challenge
+	// the scenario saw, rather than waiting to be challenged.
+	early  bool
 	code   int    // the final response
 	tenant string // for a 200: the slug of the tenant the record belongs to
 	trunk  string // for a 200: the name of the trunk it came over; "" for the no-trunk rule
@@ -86,9 +92,12 @@ func trunkCredentials(slug string) (user, password string) { return slug + "-pbx
 // another: a dialled number (E.164 or SIP user) decides the tenant and only that tenant's
 // trunks are consulted; the default tenant's no-trunk rule keeps working while others have
 // trunks; an operator's trunk with a password still challenges its callers; and a built-in
-// destination dialled by name goes to the one tenant the caller's credentials or address
-// single out, and is challenged or refused when several tenants claim it. Every call of
-// SQLite and of PostgreSQL is checked for its record's tenant and trunk.
+// destination dialled by name goes to the tenant of the trunk whose credentials the caller
+// sends, else to the default tenant when its rule takes the caller (no other tenant's
+// trunk, for 127.0.0.0/8 or for any address with a password, can take, challenge or refuse
+// it), else to the one other tenant that claims the address, and is challenged or refused
+// when several do. Every call of SQLite and of PostgreSQL is checked for its record's
+// tenant and trunk.
 func TestTrunksOfTenants(t *testing.T) {
 	numbers := map[string][][2]string{ // tenant → {number, destination}; "agent" routes to an agent
 		"default": {{"demo", "echo"}, {"+14155550100", "tone"}},
@@ -115,10 +124,12 @@ func TestTrunksOfTenants(t *testing.T) {
 			{name: "globex E.164 with acme's address only", user: "14155550102", code: 401},
 			{name: "globex E.164 authenticated", user: "+14155550102", auth: "globex", code: 200, tenant: "globex", trunk: "pbx"},
 			{name: "globex SIP user authenticated", user: "bob", auth: "globex", code: 200, tenant: "globex", trunk: "pbx"},
-			{name: "echo claimed by three tenants", user: "echo", code: 401},
-			{name: "echo with globex credentials", user: "echo", auth: "globex", code: 200, tenant: "globex", trunk: "pbx"},
-			{name: "tone with globex credentials", user: "tone", auth: "globex", code: 200, tenant: "globex", trunk: "pbx"},
-			{name: "an unknown number to an ambiguous caller", user: "nobody", code: 401},
+			{name: "echo to the default tenant whatever others' trunks allow", user: "echo", code: 200, tenant: "default"},
+			{name: "tone to the default tenant whatever others' trunks allow", user: "tone", code: 200, tenant: "default"},
+			{name: "echo with globex credentials sent at once", user: "echo", auth: "globex", early: true, code: 200, tenant: "globex", trunk: "pbx"},
+			{name: "tone with globex credentials sent at once", user: "tone", auth: "globex", early: true, code: 200, tenant: "globex", trunk: "pbx"},
+			{name: "echo with acme's credentials, which no trunk has", user: "echo", auth: "acme", early: true, code: 200, tenant: "default"},
+			{name: "an unknown number to a caller the default tenant takes", user: "nobody", code: 404},
 		},
 	}, {
 		name: "an operator's digest trunk and a tenant's trunk for the same addresses",
@@ -148,6 +159,35 @@ func TestTrunksOfTenants(t *testing.T) {
 			{name: "an unknown number", user: "nobody", code: 404},
 			{name: "default number from an address its trunk does not allow", user: "demo", code: 403},
 			{name: "default E.164 from an address its trunk does not allow", user: "+14155550100", code: 403},
+		},
+	}, {
+		name: "another tenant's trunk for the default tenant's private callers",
+		trunks: []tenancyTrunk{
+			{tenant: "acme", name: "lab", cidrs: []string{"127.0.0.0/8"}},
+		},
+		calls: []tenancyCall{
+			{name: "echo to the default tenant", user: "echo", code: 200, tenant: "default"},
+			{name: "tone to the default tenant", user: "tone", code: 200, tenant: "default"},
+			{name: "default SIP user", user: "demo", code: 200, tenant: "default"},
+			{name: "acme agent over its trunk", user: "alice", code: 200, tenant: "acme", trunk: "lab"},
+			{name: "an unknown number", user: "nobody", code: 404},
+			{name: "globex without trunks takes no calls", user: "bob", code: 403},
+		},
+	}, {
+		name: "another tenant's trunk for any address with a password",
+		trunks: []tenancyTrunk{
+			{tenant: "globex", name: "anywhere", cidrs: []string{"0.0.0.0/0"}, password: true},
+		},
+		calls: []tenancyCall{
+			{name: "echo to the default tenant", user: "echo", code: 200, tenant: "default"},
+			{name: "tone to the default tenant", user: "tone", code: 200, tenant: "default"},
+			{name: "default E.164 number", user: "+14155550100", code: 200, tenant: "default"},
+			{name: "an unknown number", user: "nobody", code: 404},
+			{name: "globex number challenged", user: "bob", code: 401},
+			{name: "globex number authenticated", user: "bob", auth: "globex", code: 200, tenant: "globex", trunk: "anywhere"},
+			{name: "echo with globex credentials sent at once", user: "echo", auth: "globex", early: true, code: 200, tenant: "globex", trunk: "anywhere"},
+			{name: "echo with a wrong globex password sent at once", user: "echo", auth: "globex-wrong", early: true, code: 200, tenant: "default"},
+			{name: "tone after all that", user: "tone", code: 200, tenant: "default"},
 		},
 	}}
 	for _, d := range []store.Dialect{store.SQLite, store.Postgres} {
@@ -195,9 +235,20 @@ func TestTrunksOfTenants(t *testing.T) {
 				offer := sdpOffer("127.0.0.1", peer.port(), dirSendRecv)
 
 				recorded := map[string]int{} // tenant slug → calls answered
+				var lastChallenge map[string]string
 				for _, c := range sc.calls {
 					var opts sipgo.AnswerOptions
-					if c.auth != "" {
+					var hdrs []sip.Header
+					switch {
+					case c.early && lastChallenge == nil:
+						t.Fatalf("%s: no challenge seen yet to answer", c.name)
+					case c.early:
+						user, password := trunkCredentials(strings.TrimSuffix(c.auth, "-wrong"))
+						if strings.HasSuffix(c.auth, "-wrong") {
+							password += " not"
+						}
+						hdrs = append(hdrs, digestAuthorization(lastChallenge, "sip:"+c.user+"@"+addr, user, password))
+					case c.auth != "":
 						opts.Username, opts.Password = trunkCredentials(c.auth)
 					}
 					var mu sync.Mutex
@@ -208,9 +259,14 @@ func TestTrunksOfTenants(t *testing.T) {
 						mu.Unlock()
 						return nil
 					}
-					dlg, res, err := u.try(ctx, uri(t, c.user, addr), offer, opts)
+					dlg, res, err := u.try(ctx, uri(t, c.user, addr), offer, opts, hdrs...)
 					if err != nil {
 						t.Fatalf("%s: %v", c.name, err)
+					}
+					if h := res.GetHeader("WWW-Authenticate"); res.StatusCode == 401 && h != nil {
+						if ch, err := parseChallenge(h.Value()); err == nil {
+							lastChallenge = ch
+						}
 					}
 					if dlg == nil {
 						if res.StatusCode != c.code {
@@ -234,7 +290,7 @@ func TestTrunksOfTenants(t *testing.T) {
 						challenged = challenged || code == 401
 					}
 					mu.Unlock()
-					if challenged != (c.auth != "" && c.trunk != "" && trunkHasPassword(sc.trunks, c.tenant, c.trunk)) {
+					if challenged != (c.auth != "" && !c.early && c.trunk != "" && trunkHasPassword(sc.trunks, c.tenant, c.trunk)) {
 						t.Errorf("%s: responses %v: challenged %v", c.name, seen, challenged)
 					}
 					wantTrunk := trunkIDs[c.tenant+"/"+c.trunk]

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"io/fs"
 	"slices"
 	"strings"
@@ -17,9 +19,16 @@ import (
 // numberKeyMigration is the version of the migration that makes numbers unique as dialled.
 const numberKeyMigration = "20261207000010"
 
+// numberRow is a phone number written before numbers were unique, and the key the migration
+// must give it ("" for none).
+type numberRow struct {
+	id, tenant, number, key string
+}
+
 // The migration that adds number_key fills it for numbers written before it, as NumberKey
 // would, leaves a number that collides with an older one routing nowhere rather than failing
-// the node's start, and goes down and up again.
+// the node's start (shown as not routable, listed for the node's log, still editable), and
+// goes down and up again.
 func TestMigrationNumberKey(t *testing.T) {
 	for _, d := range []Dialect{SQLite, Postgres} {
 		t.Run(string(d), func(t *testing.T) {
@@ -71,9 +80,7 @@ func TestMigrationNumberKey(t *testing.T) {
 				t.Fatal(err)
 			}
 			t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
-			rows := []struct {
-				id, tenant, number, key string
-			}{
+			rows := []numberRow{
 				{"pn_01", a.ID, "+14155550100", "14155550100"},
 				{"pn_02", b.ID, "14155550100", ""}, // the same number, later: routes nowhere
 				{"pn_03", a.ID, "Support", "support"},
@@ -85,11 +92,13 @@ func TestMigrationNumberKey(t *testing.T) {
 				{"pn_09", a.ID, "1234567890123456", "1234567890123456"},
 				{"pn_10", b.ID, "+4930123456", "4930123456"},
 			}
+			ids := map[string]string{} // label → ID
 			for i, r := range rows {
 				at := t0.Add(time.Duration(i) * time.Minute)
+				ids[r.id] = newID(prefixPhoneNumber)
 				if _, err := s.db.ExecContext(ctx, `INSERT INTO phone_numbers
 					(id, tenant_id, number, name, destination, metadata, created_at, updated_at)
-					VALUES (?, ?, ?, '', 'echo', '{}', ?, ?)`, r.id, r.tenant, r.number, at, at); err != nil {
+					VALUES (?, ?, ?, '', 'echo', '{}', ?, ?)`, ids[r.id], r.tenant, r.number, at, at); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -103,7 +112,7 @@ func TestMigrationNumberKey(t *testing.T) {
 			}
 			for _, r := range rows {
 				var key *string
-				if err := s.db.NewSelect().Table("phone_numbers").Column("number_key").Where("id = ?", r.id).Scan(ctx, &key); err != nil {
+				if err := s.db.NewSelect().Table("phone_numbers").Column("number_key").Where("id = ?", ids[r.id]).Scan(ctx, &key); err != nil {
 					t.Fatal(err)
 				}
 				got := ""
@@ -117,12 +126,77 @@ func TestMigrationNumberKey(t *testing.T) {
 					t.Errorf("NumberKey(%q) = %q, the migration %q", r.number, NumberKey(r.number), r.key)
 				}
 			}
-			if p, err := s.PhoneNumberByNumber(ctx, "+1 (415) 555-0100"); err != nil || p.ID != "pn_01" {
+			if p, err := s.PhoneNumberByNumber(ctx, "+1 (415) 555-0100"); err != nil || p.ID != ids["pn_01"] {
 				t.Fatalf("the older of a collision: %+v %v", p, err)
 			}
 			// The index holds from now on.
-			if _, err := s.db.ExecContext(ctx, "UPDATE phone_numbers SET number_key = '14155550100' WHERE id = 'pn_02'"); err == nil {
+			if _, err := s.db.ExecContext(ctx, "UPDATE phone_numbers SET number_key = '14155550100' WHERE id = ?", ids["pn_02"]); err == nil {
 				t.Fatal("a second row with a taken key was written")
+			}
+
+			// A number that routes nowhere says so, is named at start, and its tenant can still
+			// change it: keeping its number keeps it unroutable, a free number routes it.
+			unroutable, err := UnroutablePhoneNumbers(ctx, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(unroutable) != 2 || unroutable[0].ID != ids["pn_02"] || unroutable[1].ID != ids["pn_04"] {
+				t.Fatalf("unroutable numbers %+v, want pn_02 and pn_04", unroutable)
+			}
+			routable := func(label string, want bool) *PhoneNumber {
+				t.Helper()
+				p, err := Get[PhoneNumber](ctx, s, rows[slices.IndexFunc(rows, func(r numberRow) bool { return r.id == label })].tenant, ids[label])
+				if err != nil {
+					t.Fatal(err)
+				}
+				raw, err := json.Marshal(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got struct {
+					Routable    *bool  `json:"routable"`
+					NotRoutable string `json:"not_routable"`
+				}
+				if err := json.Unmarshal(raw, &got); err != nil {
+					t.Fatal(err)
+				}
+				if got.Routable == nil || *got.Routable != want || (got.NotRoutable == "") != want {
+					t.Fatalf("%s: %s, want routable %v with a reason when not", label, raw, want)
+				}
+				return p
+			}
+			routable("pn_01", true)
+			p := routable("pn_02", false)
+			p.Name = "kept"
+			if err := Update(ctx, s, p); err != nil {
+				t.Fatalf("renaming an unroutable number: %v", err)
+			}
+			p = routable("pn_02", false)
+			if p.Name != "kept" {
+				t.Fatalf("renamed to %q, want kept", p.Name)
+			}
+			p.Number = "1-415-555-0100" // the same number, as dialled
+			if err := Update(ctx, s, p); err != nil {
+				t.Fatalf("respelling an unroutable number: %v", err)
+			}
+			routable("pn_02", false)
+			p = routable("pn_04", false)
+			p.Number = "DESK-7" // pn_07's
+			var ce *ConflictError
+			if err := Update(ctx, s, p); !errors.As(err, &ce) || ce.Field != "number" {
+				t.Fatalf("an unroutable number changed to a taken one: %v, want a conflict on number", err)
+			}
+			p = routable("pn_02", false)
+			p.Number = "+14155550199"
+			if err := Update(ctx, s, p); err != nil {
+				t.Fatalf("an unroutable number changed to a free one: %v", err)
+			}
+			routable("pn_02", true)
+			if p, err := s.PhoneNumberByNumber(ctx, "14155550199"); err != nil || p.ID != ids["pn_02"] {
+				t.Fatalf("the number changed to a free one does not route: %+v %v", p, err)
+			}
+			if p, err := s.PhoneNumberByNumber(ctx, "14155550100"); err != nil || p.ID != ids["pn_01"] {
+				t.Fatalf("the older number: %+v %v", p, err)
 			}
 
 			// Down and up again.
@@ -147,7 +221,7 @@ func TestMigrationNumberKey(t *testing.T) {
 			if _, err := s.Migrate(ctx); err != nil {
 				t.Fatal(err)
 			}
-			if p, err := s.PhoneNumberByNumber(ctx, "SUPPORT"); err != nil || p.ID != "pn_03" {
+			if p, err := s.PhoneNumberByNumber(ctx, "SUPPORT"); err != nil || p.ID != ids["pn_03"] {
 				t.Fatalf("after migrating again: %+v %v", p, err)
 			}
 		})

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
 	"errors"
 	"net"
 	"slices"
@@ -24,13 +26,36 @@ type PhoneNumber struct {
 
 	Number string `bun:"number,notnull" json:"number"`
 	// NumberKey is NumberKey(Number), set by Validate; the node's unique index on it is what
-	// keeps one number from routing to two tenants.
+	// keeps one number from routing to two tenants. It is empty (NULL) for a number that
+	// collided with an older one when numbers became unique (migration
+	// 20261207000010_phone_number_keys): calls reach the older one, and this one routes
+	// nowhere until its number is changed to a free one.
 	NumberKey   string         `bun:"number_key,nullzero" json:"-"`
 	Name        string         `bun:"name,notnull" json:"name"`
 	AgentID     *string        `bun:"agent_id" json:"agent_id"`
 	Destination string         `bun:"destination,notnull" json:"destination"`
 	TrunkID     *string        `bun:"trunk_id" json:"trunk_id"`
 	Metadata    map[string]any `bun:"metadata,type:json" json:"metadata"`
+	// Routable says whether calls dialled to the number reach it, and NotRoutable why not;
+	// both are read-only, and filled from NumberKey whenever the number is written as JSON.
+	Routable    bool   `bun:"-" json:"routable"`
+	NotRoutable string `bun:"-" json:"not_routable,omitempty"`
+}
+
+// notRoutable is why a number without a key routes nowhere, as its tenant is told.
+const notRoutable = "when numbers became unique on this node, an older phone number had this " +
+	"number as it is dialled, and calls reach that one; change this number to a free one to " +
+	"route it (or save it unchanged once the older one is gone)"
+
+// MarshalJSON writes the number with whether it routes: what it says cannot go stale, as
+// the key is the one thing that decides it.
+func (p PhoneNumber) MarshalJSON() ([]byte, error) {
+	type plain PhoneNumber // without this method
+	p.Routable, p.NotRoutable = p.NumberKey != "", ""
+	if !p.Routable {
+		p.NotRoutable = notRoutable
+	}
+	return json.Marshal(plain(p))
 }
 
 // NewPhoneNumber returns a phone number with the defaults a created one starts from.
@@ -75,6 +100,43 @@ func (p *PhoneNumber) Validate() error {
 	}
 	fe.metadata("metadata", p.Metadata)
 	return fe.err()
+}
+
+// beforeUpdate keeps a number that routes nowhere (see NumberKey) so while an update leaves
+// its number, as dialled, the same and the older number still has it: its tenant can still
+// change its name, agent or anything else. An update that changes its number, or one made
+// after the older number went, gives it its key like any other write (409 when the number
+// is taken).
+func (p *PhoneNumber) beforeUpdate(ctx context.Context, tx bun.IDB) error {
+	var number string
+	var key *string
+	err := tx.NewSelect().Table("phone_numbers").Column("number", "number_key").
+		Where("id = ?", p.ID).Where("tenant_id = ?", p.TenantID).Scan(ctx, &number, &key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil // Update answers ErrNotFound
+	}
+	if err != nil || key != nil || NumberKey(number) != p.NumberKey {
+		return err
+	}
+	taken, err := tx.NewSelect().Table("phone_numbers").Where("number_key = ?", p.NumberKey).Exists(ctx)
+	if err != nil {
+		return err
+	}
+	if taken {
+		p.NumberKey = ""
+	}
+	return nil
+}
+
+// UnroutablePhoneNumbers returns the numbers of every tenant that route nowhere because an
+// older number has them (see PhoneNumber.NumberKey), oldest first, for the node to name when
+// it starts.
+func UnroutablePhoneNumbers(ctx context.Context, s *Store) ([]PhoneNumber, error) {
+	out := []PhoneNumber{}
+	if err := s.db.NewSelect().Model(&out).Where("number_key IS NULL").Order("created_at", "id").Scan(ctx); err != nil {
+		return nil, classify(err)
+	}
+	return out, nil
 }
 
 func (p *PhoneNumber) references() []reference {

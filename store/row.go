@@ -54,6 +54,11 @@ type referrer interface {
 	references() []reference
 }
 
+// updateGuard is a model that looks at its stored row before an update overwrites it.
+type updateGuard interface {
+	beforeUpdate(ctx context.Context, tx bun.IDB) error
+}
+
 // deleteGuard is a model that refuses deletion while other rows need it in ways a foreign key
 // cannot express (an ID inside a JSON list).
 type deleteGuard interface {
@@ -157,6 +162,11 @@ func Update[T any, P Model[T]](ctx context.Context, s *Store, m P) error {
 	return s.written(m, s.inTx(ctx, func(tx bun.Tx) error {
 		if err := checkReferences(ctx, tx, r.TenantID, m); err != nil {
 			return err
+		}
+		if g, ok := any(m).(updateGuard); ok {
+			if err := g.beforeUpdate(ctx, tx); err != nil {
+				return err
+			}
 		}
 		res, err := tx.NewUpdate().Model(m).ExcludeColumn("id", "tenant_id", "created_at").
 			Where("id = ?", r.ID).Where("tenant_id = ?", r.TenantID).Exec(ctx)

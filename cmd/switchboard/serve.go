@@ -51,6 +51,22 @@ func openStore(ctx context.Context, c *config, log *slog.Logger) (*store.Store, 
 	return st, def, nil
 }
 
+// logUnroutableNumbers names, once at each start, every phone number that routes nowhere
+// because an older number had it when numbers became unique: until its tenant changes it,
+// calls to it reach the older number, and only this line and the API's
+// routable field say so.
+func logUnroutableNumbers(ctx context.Context, st *store.Store, log *slog.Logger) {
+	numbers, err := store.UnroutablePhoneNumbers(ctx, st)
+	if err != nil {
+		log.Warn("phone numbers that route nowhere not readable", "error", err)
+		return
+	}
+	for _, pn := range numbers {
+		log.Warn("phone number routes nowhere", "tenant_id", pn.TenantID, "phone_number_id", pn.ID, "number", pn.Number,
+			"why", "an older number had it when numbers became unique; its tenant must change it to a free one")
+	}
+}
+
 // serve runs the node until ctx ends (the first SIGINT or SIGTERM), then drains: it stops
 // accepting, lets requests in flight finish, and closes the store. A second signal forces.
 func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) error {
@@ -69,6 +85,7 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 		return err
 	}
 	defer st.Close()
+	logUnroutableNumbers(ctx, st, log)
 	secret, _ := c.secret()
 	if c.Demo {
 		if err := ensureDemo(ctx, st, def, log); err != nil {

@@ -19,8 +19,9 @@ WHERE length(number_key) < 2 OR length(number_key) > 15 OR substr(number_key, 1,
         number_key, '0', ''), '1', ''), '2', ''), '3', ''), '4', ''), '5', ''), '6', ''), '7', ''), '8', ''), '9', '') <> '';
 --bun:split
 -- Numbers that already collide keep routing to the oldest of them; the others route
--- nowhere (a NULL key) until they are changed, when the API answers 409 for a number that
--- is taken.
+-- nowhere (a NULL key). They are not hidden: the API shows them "routable": false with the
+-- reason, each start of the node logs them, and their tenants may still edit them; one
+-- routes again once its number is changed to a free one (store.PhoneNumber.beforeUpdate).
 UPDATE phone_numbers SET number_key = NULL
 WHERE EXISTS (
     SELECT 1 FROM phone_numbers older
