@@ -27,9 +27,11 @@ func (s *Server) handle(method sip.RequestMethod, h sipgo.RequestHandler) {
 func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
 		defer s.recoverHandler(req, tx)
+		var stream *edgeConn
 		if req.Transport() != "UDP" {
 			if v, ok := s.streams.Load(req.Source()); ok {
-				v.(*edgeConn).handled.Add(1) // see edgeConn.drainRequests
+				stream = v.(*edgeConn)
+				stream.handled.Add(1) // see edgeConn.handOff
 			}
 		}
 		if !s.checksOff.Load() {
@@ -44,6 +46,9 @@ func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 				}
 				return
 			}
+		}
+		if stream != nil {
+			s.conns.prove(stream) // a valid request: not evicted at the cap (connLimits)
 		}
 		h(req, tx)
 	}
