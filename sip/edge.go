@@ -1,7 +1,6 @@
 package sip
 
 import (
-	"bytes"
 	"container/list"
 	"crypto/tls"
 	"errors"
@@ -315,10 +314,9 @@ type edgeConn struct {
 
 	closeOnce sync.Once
 
-	// framed counts the requests read from the connection, handled those the guard has
-	// seen: sipgo looks the connection up for a request's answers before its handler runs,
-	// and dials the request's Via when the connection is gone (see handOff).
-	framed, handled atomic.Int64
+	// entry is the connection in sipgo's pool, for the answers to its requests (see
+	// claimEntry).
+	entry *sip.TCPConnection
 
 	// Read side: sipgo reads a connection from one goroutine.
 	handshake bool      // a TLS handshake is still to be done
@@ -337,49 +335,41 @@ func (c *edgeConn) Close() error {
 	c.closeOnce.Do(func() {
 		c.srv.conns.release(c)
 		c.srv.streams.CompareAndDelete(c.raddr, c)
+		if c.entry != nil {
+			// sipgo may hold its pool's lock here: the entry goes later, from elsewhere.
+			pool, entry := c.srv.ua.TransportLayer().Pool(c.network), c.entry
+			time.AfterFunc(entryKept, func() { _ = pool.CloseAndDelete(entry, c.raddr) })
+		}
 	})
 	return err
 }
 
-// goneFor is how long handOff's stand-in stays: 64×T1, the longest a server transaction
-// lives, so that every transaction that took it has let it go first.
-const goneFor = 32 * time.Second
+// entryKept is how long the pool entry of a closed connection stays: 64×T1, the longest a
+// server transaction lives once answered, so that the requests read from the connection
+// are all answered, or not, before it goes.
+const entryKept = 32 * time.Second
 
-// handOff is called when the connection's reading ends. sipgo forgets a connection as soon
-// as its read fails, and a request read from it whose answer is looked up after that gets
-// it over a new connection to the host and port its Via names: anyone could make the node
-// connect to any address and write to it. When requests may still be looked up (the guard
-// has not seen them all: some the transaction layer absorbs, retransmissions and the like,
-// never reach it), a stand-in that fails every write takes the connection's place in
-// sipgo's pool, so that their answers are dropped instead; the connection itself, and its
-// place under the caps, go at once.
-func (c *edgeConn) handOff() {
-	if c.handled.Load() >= c.framed.Load() {
-		return
-	}
+// claimEntry puts the connection in sipgo's pool, under the peer's address, as an entry of
+// the edge's own, in place of sipgo's. sipgo looks a request's connection up there for its
+// answers, after the request was read, and when it finds none it dials the host and port
+// the request's Via names: anyone could make the node connect to any address and write to
+// it, by closing the connection (or sending what sipgo's parser rejects, which makes sipgo
+// close it) right after a request. sipgo drops its own entry as soon as it stops reading;
+// the edge's stays for entryKept after the connection closed, and a write to it then
+// fails: an answer that comes too late is dropped, never dialled for. The connection and
+// its place under the caps go at once.
+func (c *edgeConn) claimEntry() {
 	pool := c.srv.ua.TransportLayer().Pool(c.network)
 	if pool == nil {
 		return
 	}
-	// sipgo asserts its pool's connections are *sip.TCPConnection.
-	gone := &sip.TCPConnection{Conn: goneConn{local: c.LocalAddr(), remote: c.RemoteAddr()}}
-	pool.Add(c.raddr, gone) // before sipgo's reader returns: its cleanup leaves what is not its own
-	time.AfterFunc(goneFor, func() { _ = pool.CloseAndDelete(gone, c.raddr) })
+	// A *sip.TCPConnection, as sipgo asserts its pool's connections are.
+	c.entry = &sip.TCPConnection{Conn: c}
+	// References of its own besides the pool's: transactions' TryClose, each paired with
+	// the lookup that took one, never close the connection through it.
+	c.entry.Ref(2)
+	pool.Add(c.raddr, c.entry)
 }
-
-// goneConn is the socket of handOff's stand-in: nothing can be written to it.
-type goneConn struct{ local, remote net.Addr }
-
-var errConnGone = errors.New("sip: the peer closed this connection")
-
-func (goneConn) Read([]byte) (int, error)         { return 0, io.EOF }
-func (goneConn) Write([]byte) (int, error)        { return 0, errConnGone }
-func (goneConn) Close() error                     { return nil }
-func (g goneConn) LocalAddr() net.Addr            { return g.local }
-func (g goneConn) RemoteAddr() net.Addr           { return g.remote }
-func (goneConn) SetDeadline(time.Time) error      { return nil }
-func (goneConn) SetReadDeadline(time.Time) error  { return nil }
-func (goneConn) SetWriteDeadline(time.Time) error { return nil }
 
 func (c *edgeConn) Write(b []byte) (int, error) {
 	_ = c.Conn.SetWriteDeadline(time.Now().Add(edgeWriteTimeout))
@@ -388,6 +378,11 @@ func (c *edgeConn) Write(b []byte) (int, error) {
 
 func (c *edgeConn) Read(b []byte) (int, error) {
 	cfg := &c.srv.cfg
+	if c.entry == nil {
+		// sipgo's reader starts once it has put the connection in its pool: nothing was
+		// read from it yet, so no answer was looked up.
+		c.claimEntry()
+	}
 	if c.handshake {
 		// The handshake is part of the first message: it must end within the header
 		// timeout of the accept, however slowly its bytes come.
@@ -414,7 +409,6 @@ func (c *edgeConn) Read(b []byte) (int, error) {
 		if n > 0 {
 			if ferr := c.scan(b[:n], now); ferr != nil {
 				c.refuse(ferr)
-				c.handOff()
 				return 0, io.EOF
 			}
 			return n, nil
@@ -434,11 +428,7 @@ func (c *edgeConn) Read(b []byte) (int, error) {
 			default:
 				c.srv.idleClosed.Add(1) // routine: a peer that went away
 			}
-			c.handOff()
 			return 0, io.EOF
-		}
-		if err != nil {
-			c.handOff()
 		}
 		return n, err
 	}
@@ -491,9 +481,6 @@ func (c *edgeConn) scan(p []byte, now time.Time) error {
 			p = p[end-prev:]
 			c.head = c.head[:end] // kept for a 400, until the next message
 			c.body = n
-			if !bytes.HasPrefix(c.head, []byte("SIP/")) {
-				c.framed.Add(1) // a request (counted at its headers: its body may never come)
-			}
 			if n == 0 {
 				c.inMsg, c.firstDue = false, time.Time{}
 			}

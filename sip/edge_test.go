@@ -405,13 +405,19 @@ func TestNoDialToViaAfterClose(t *testing.T) {
 			}
 		}
 	}()
-	for i := 0; i < 20; i++ {
+	for i := 0; i < 40; i++ {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		hdrs := rawHeaders("OPTIONS", "TCP", victim.Addr().String(), addr)
-		_, _ = c.Write([]byte(rawRequest("OPTIONS", addr, hdrs)))
+		msg := rawRequest("OPTIONS", addr, hdrs)
+		if i%2 == 1 {
+			// Followed by what sipgo's parser rejects: sipgo then closes the connection
+			// itself, its reader never seeing an error from the edge.
+			msg += "NOT SIP AT ALL\r\n"
+		}
+		_, _ = c.Write([]byte(msg))
 		_ = c.Close()
 	}
 	// Silence can only be waited for: the dial, when it happens, is at once.
@@ -585,7 +591,7 @@ func TestTCPAbsorbedRequestReleased(t *testing.T) {
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
-			// It was held for handoffWait, 5 s, waiting for a request the guard never sees.
+			// It was held for 5 s, waiting for a request the guard never sees.
 			if d := time.Since(start); d > 2500*time.Millisecond {
 				t.Fatalf("connection held %v after the peer closed it", d)
 			}

@@ -27,13 +27,6 @@ func (s *Server) handle(method sip.RequestMethod, h sipgo.RequestHandler) {
 func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
 		defer s.recoverHandler(req, tx)
-		var stream *edgeConn
-		if req.Transport() != "UDP" {
-			if v, ok := s.streams.Load(req.Source()); ok {
-				stream = v.(*edgeConn)
-				stream.handled.Add(1) // see edgeConn.handOff
-			}
-		}
 		if !s.checksOff.Load() {
 			if code, reason, hdrs := checkRequest(req); code != 0 {
 				s.rejected.Add(1)
@@ -47,8 +40,10 @@ func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 				return
 			}
 		}
-		if stream != nil {
-			s.conns.prove(stream) // a valid request: not evicted at the cap (connLimits)
+		if req.Transport() != "UDP" {
+			if v, ok := s.streams.Load(req.Source()); ok {
+				s.conns.prove(v.(*edgeConn)) // a valid request: not evicted at the cap (connLimits)
+			}
 		}
 		h(req, tx)
 	}
