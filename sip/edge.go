@@ -315,10 +315,13 @@ type edgeConn struct {
 	closeOnce sync.Once
 
 	// entry is the connection in sipgo's pool, for the answers to its requests (see
-	// claimEntry).
-	entry *sip.TCPConnection
+	// claimEntry); set by the reader, read by Close, which may run on any goroutine.
+	entryMu sync.Mutex
+	entry   *sip.TCPConnection
+	gone    bool // closed: no entry is to be made
 
 	// Read side: sipgo reads a connection from one goroutine.
+	claimed   bool      // claimEntry ran
 	handshake bool      // a TLS handshake is still to be done
 	firstDue  time.Time // when the first message must be whole; zero once it is
 	inMsg     bool      // between the first byte of a message and its end
@@ -335,9 +338,13 @@ func (c *edgeConn) Close() error {
 	c.closeOnce.Do(func() {
 		c.srv.conns.release(c)
 		c.srv.streams.CompareAndDelete(c.raddr, c)
-		if c.entry != nil {
+		c.entryMu.Lock()
+		c.gone = true
+		entry := c.entry
+		c.entryMu.Unlock()
+		if entry != nil {
 			// sipgo may hold its pool's lock here: the entry goes later, from elsewhere.
-			pool, entry := c.srv.ua.TransportLayer().Pool(c.network), c.entry
+			pool := c.srv.ua.TransportLayer().Pool(c.network)
 			time.AfterFunc(entryKept, func() { _ = pool.CloseAndDelete(entry, c.raddr) })
 		}
 	})
@@ -357,18 +364,27 @@ const entryKept = 32 * time.Second
 // close it) right after a request. sipgo drops its own entry as soon as it stops reading;
 // the edge's stays for entryKept after the connection closed, and a write to it then
 // fails: an answer that comes too late is dropped, never dialled for. The connection and
-// its place under the caps go at once.
+// its place under the caps go at once. (Transactions then hold the edge's entry, not
+// sipgo's: the transaction layer's option to end them when their connection closes, off
+// in New, would not find them.)
 func (c *edgeConn) claimEntry() {
 	pool := c.srv.ua.TransportLayer().Pool(c.network)
 	if pool == nil {
 		return
 	}
 	// A *sip.TCPConnection, as sipgo asserts its pool's connections are.
-	c.entry = &sip.TCPConnection{Conn: c}
+	entry := &sip.TCPConnection{Conn: c}
 	// References of its own besides the pool's: transactions' TryClose, each paired with
 	// the lookup that took one, never close the connection through it.
-	c.entry.Ref(2)
-	pool.Add(c.raddr, c.entry)
+	entry.Ref(2)
+	c.entryMu.Lock()
+	if c.gone {
+		c.entryMu.Unlock()
+		return
+	}
+	c.entry = entry
+	c.entryMu.Unlock()
+	pool.Add(c.raddr, entry)
 }
 
 func (c *edgeConn) Write(b []byte) (int, error) {
@@ -378,9 +394,10 @@ func (c *edgeConn) Write(b []byte) (int, error) {
 
 func (c *edgeConn) Read(b []byte) (int, error) {
 	cfg := &c.srv.cfg
-	if c.entry == nil {
+	if !c.claimed {
 		// sipgo's reader starts once it has put the connection in its pool: nothing was
 		// read from it yet, so no answer was looked up.
+		c.claimed = true
 		c.claimEntry()
 	}
 	if c.handshake {
