@@ -267,8 +267,8 @@ func (l *edgeListener) Accept() (net.Conn, error) {
 			firstDue: now.Add(l.srv.cfg.TCPHeaderTimeout)}
 		ok, evicted := l.srv.conns.take(ec)
 		if !ok {
+			l.srv.connsRefused.Add(1) // before the peer can see the close
 			_ = c.Close()
-			l.srv.connsRefused.Add(1)
 			if ok, left := l.srv.edgeLog.allow(now); ok {
 				l.srv.log.Warn("sip connection refused: too many connections", "transport", l.state.transport,
 					"source", a.String(), "open", l.srv.conns.open(), "suppressed", left)
@@ -277,8 +277,8 @@ func (l *edgeListener) Accept() (net.Conn, error) {
 		}
 		if evicted != nil {
 			// Its reader sees the connection fail and lets it go; its place is already ours.
-			_ = evicted.raw.Close()
 			l.srv.connsEvicted.Add(1)
+			_ = evicted.raw.Close()
 			if ok, left := l.srv.edgeLog.allow(now); ok {
 				l.srv.log.Warn("sip connection closed to make room: it carried no valid request", "transport", l.state.transport,
 					"source", evicted.raddr, "open", l.srv.conns.open(), "suppressed", left)
