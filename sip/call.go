@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -252,12 +253,7 @@ func (c *Call) run(ctx context.Context) {
 	handlerDone := make(chan struct{})
 	go func() {
 		defer close(handlerDone)
-		defer func() {
-			if p := recover(); p != nil {
-				c.log.Error("call handler panicked", "panic", p)
-				c.finish(ReasonError, true)
-			}
-		}()
+		defer c.survive(ctx, "handler", false)
 		c.handler.ServeCall(hctx, c)
 		// A handler also returns because its stream ended: then that is why the call ends,
 		// not the agent.
@@ -447,6 +443,7 @@ func (c *Call) Transfer(ctx context.Context, to string) error {
 
 // awaitTransfer waits for the NOTIFY that tells how the transfer went.
 func (c *Call) awaitTransfer(target string) {
+	defer c.survive(context.Background(), "transfer", false)
 	t := time.NewTimer(60 * time.Second)
 	defer t.Stop()
 	select {
@@ -548,4 +545,65 @@ func (c *Call) currentSDP(bump bool) []byte {
 	codec, ev, dir := c.codec, c.eventPT, c.dir
 	c.mu.Unlock()
 	return c.sdp.marshal([]media.CodecSpec{codec}, ev, dir, bump)
+}
+
+// survive is deferred first by every goroutine that carries part of a call (its owner, its
+// handler, what they start): a panic there is logged once with its stack, counted, and
+// ends the call with ReasonError, where it would have taken the node and every other call
+// down. The guard recovers a request handler's panics, but not those of the goroutines it
+// starts, and a call's owner that panicked must still tear the call down: owner says that
+// this goroutine is the owner.
+func (c *Call) survive(ctx context.Context, where string, owner bool) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	c.panicked(where, p)
+	c.finish(ReasonError, true)
+	if owner {
+		c.teardown(ctx)
+	}
+}
+
+// panicked logs a panic of the call's code, once, with its stack, and counts it. Called
+// from the deferred function that recovered it, the stack still shows where it was.
+func (c *Call) panicked(where string, p any) {
+	c.srv.panics.Add(1)
+	c.log.Error("sip call panicked; ending the call", "in", where, "panic", p, "stack", string(debug.Stack()))
+}
+
+// teardown ends a call whose owner panicked, doing what the owner would have done at the
+// end of the call. The panic left the call in a state nobody planned for: each step is
+// tried on its own, so that one that fails too does not keep the others from running.
+func (c *Call) teardown(ctx context.Context) {
+	step := func(name string, f func()) {
+		defer func() {
+			if p := recover(); p != nil {
+				c.log.Error("sip call teardown step failed", "step", name, "panic", p)
+			}
+		}()
+		f()
+	}
+	if c.sess != nil {
+		step("media", func() { c.sess.Hangup(ReasonError) })
+	}
+	switch {
+	case c.uas != nil && c.uas.LoadState() == 0: // not answered yet
+		step("answer", func() { _ = c.uas.Respond(sip.StatusInternalServerError, "Server Internal Error", nil) })
+	case c.uas != nil && c.uas.LoadState() < sip.DialogStateEnded,
+		c.uac != nil && c.uac.LoadState() > 0 && c.uac.LoadState() < sip.DialogStateEnded:
+		step("bye", func() { c.bye(ctx) })
+	}
+	if c.sess != nil || c.ports != nil {
+		step("close media", c.closeMedia)
+	}
+	step("record", func() { c.end(ctx, ReasonError) })
+	// What end does last, in case it broke first: the call leaves the registry (and its
+	// connection its idle timeout) and whoever waits for it is let go.
+	step("forget", func() {
+		c.mediaDone()
+		c.srv.calls.remove(c)
+		c.srv.calls.forget(c)
+		c.goneOnce.Do(func() { close(c.gone) })
+	})
 }

@@ -73,7 +73,7 @@ func (c *Call) earlyMedia(ctx context.Context, h EarlyMedia, body []byte) bool {
 		var e earlyEnd
 		defer func() {
 			if p := recover(); p != nil {
-				c.log.Error("early media handler panicked", "panic", p)
+				c.panicked("early media handler", p)
 				e = earlyEnd{panicked: true}
 			}
 			done <- e

@@ -1,7 +1,7 @@
 package sip
 
 import (
-	"bytes"
+	"container/list"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
 )
 
 // The edge of the server: what wraps the sockets given to Serve before sipgo reads them.
@@ -113,32 +115,86 @@ func backoff(d time.Duration) time.Duration {
 	return min(2*d, time.Second)
 }
 
-// connLimits caps the TCP and TLS connections of a server, in all and per source address.
+// connLimits caps the TCP and TLS connections of a server, in all and per source
+// (sourceKey). At the total cap, a new connection takes the place of the oldest one that
+// has not carried a valid request yet, rather than being refused: otherwise anyone could
+// hold every place with connections that say nothing, and lock callers out.
 type connLimits struct {
 	max, perAddr int
 
-	mu     sync.Mutex
-	total  int
-	byAddr map[netip.Addr]int
+	mu       sync.Mutex
+	total    int
+	bySource map[netip.Prefix]int
+	// unproven holds, oldest first, the connections that have carried no valid request.
+	unproven list.List
 }
 
-func (l *connLimits) take(a netip.Addr) bool {
+func newConnLimits(max, perAddr int) *connLimits {
+	return &connLimits{max: max, perAddr: perAddr, bySource: map[netip.Prefix]int{}}
+}
+
+// sourceKey is what the per-source cap counts by: an IPv4 address, or the /64 of an IPv6
+// one. A single IPv6 host is usually given a /64 or more and may use any address in it, so
+// counting exact addresses would cap nothing.
+func sourceKey(a netip.Addr) netip.Prefix {
+	a = a.Unmap().WithZone("")
+	if a.Is4() {
+		return netip.PrefixFrom(a, 32)
+	}
+	p, _ := a.Prefix(64)
+	return p
+}
+
+// take admits c, and names the connection it evicted to make room, if any; ok is false
+// when c is refused.
+func (l *connLimits) take(c *edgeConn) (ok bool, evicted *edgeConn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.total >= l.max || l.byAddr[a] >= l.perAddr {
-		return false
+	if l.bySource[c.source] >= l.perAddr {
+		return false, nil
+	}
+	if l.total >= l.max {
+		front := l.unproven.Front()
+		if front == nil {
+			return false, nil
+		}
+		evicted = front.Value.(*edgeConn)
+		l.releaseLocked(evicted)
 	}
 	l.total++
-	l.byAddr[a]++
-	return true
+	l.bySource[c.source]++
+	c.elem = l.unproven.PushBack(c)
+	return true, evicted
 }
 
-func (l *connLimits) release(a netip.Addr) {
+// prove marks c as having carried a valid request: it is evicted no more.
+func (l *connLimits) prove(c *edgeConn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if c.elem != nil {
+		l.unproven.Remove(c.elem)
+		c.elem = nil
+	}
+}
+
+func (l *connLimits) release(c *edgeConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.releaseLocked(c)
+}
+
+func (l *connLimits) releaseLocked(c *edgeConn) {
+	if c.released {
+		return
+	}
+	c.released = true
+	if c.elem != nil {
+		l.unproven.Remove(c.elem)
+		c.elem = nil
+	}
 	l.total--
-	if l.byAddr[a]--; l.byAddr[a] <= 0 {
-		delete(l.byAddr, a)
+	if l.bySource[c.source]--; l.bySource[c.source] <= 0 {
+		delete(l.bySource, c.source)
 	}
 }
 
@@ -206,16 +262,28 @@ func (l *edgeListener) Accept() (net.Conn, error) {
 		l.state.ok()
 		ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 		a := ap.Addr().Unmap()
-		if !l.srv.conns.take(a) {
+		now := time.Now()
+		ec := &edgeConn{srv: l.srv, raw: c, network: l.state.transport, source: sourceKey(a), raddr: c.RemoteAddr().String(),
+			firstDue: now.Add(l.srv.cfg.TCPHeaderTimeout)}
+		ok, evicted := l.srv.conns.take(ec)
+		if !ok {
+			l.srv.connsRefused.Add(1) // before the peer can see the close
 			_ = c.Close()
-			l.srv.connsRefused.Add(1)
-			if ok, left := l.srv.edgeLog.allow(time.Now()); ok {
+			if ok, left := l.srv.edgeLog.allow(now); ok {
 				l.srv.log.Warn("sip connection refused: too many connections", "transport", l.state.transport,
 					"source", a.String(), "open", l.srv.conns.open(), "suppressed", left)
 			}
 			continue
 		}
-		ec := &edgeConn{srv: l.srv, addr: a, raddr: c.RemoteAddr().String()}
+		if evicted != nil {
+			// Its reader sees the connection fail and lets it go; its place is already ours.
+			l.srv.connsEvicted.Add(1)
+			_ = evicted.raw.Close()
+			if ok, left := l.srv.edgeLog.allow(now); ok {
+				l.srv.log.Warn("sip connection closed to make room: it carried no valid request", "transport", l.state.transport,
+					"source", evicted.raddr, "open", l.srv.conns.open(), "suppressed", left)
+			}
+		}
 		ec.Conn = c
 		l.srv.streams.Store(ec.raddr, ec)
 		if l.tls != nil {
@@ -228,25 +296,34 @@ func (l *edgeListener) Accept() (net.Conn, error) {
 
 // edgeConn is an admitted TCP or TLS connection. It follows the messages it carries, just
 // enough to find where each ends, so that it can close a connection idle for
-// TCPIdleTimeout and one whose message takes longer than TCPHeaderTimeout to arrive, and
-// answer a message it cannot frame with 400 before closing it (RFC 3261 §18.3: with no
+// TCPIdleTimeout, one whose message takes longer than TCPHeaderTimeout to arrive (the
+// first one counted from the accept, so that a connection that says nothing goes as soon),
+// and answer a message it cannot frame with 400 before closing it (RFC 3261 §18.3: with no
 // usable Content-Length on a stream, the next message cannot be found).
 type edgeConn struct {
 	net.Conn
-	srv   *Server
-	addr  netip.Addr
-	raddr string
+	srv     *Server
+	raw     net.Conn // the TCP connection, under TLS if any
+	network string   // "tcp" or "tls", as sipgo names its transports
+	source  netip.Prefix
+	raddr   string
+
+	// Guarded by the server's connLimits.
+	elem     *list.Element // in connLimits.unproven, until a valid request came
+	released bool
 
 	closeOnce sync.Once
 
-	// framed counts the requests read from the connection, handled those the guard has
-	// seen: sipgo looks the connection up for a request's answers before its handler runs,
-	// and dials the request's Via when the connection is gone (see Read).
-	framed, handled atomic.Int64
-	closed          atomic.Bool
+	// entry is the connection in sipgo's pool, for the answers to its requests (see
+	// claimEntry); set by the reader, read by Close, which may run on any goroutine.
+	entryMu sync.Mutex
+	entry   *sip.TCPConnection
+	gone    bool // closed: no entry is to be made
 
 	// Read side: sipgo reads a connection from one goroutine.
+	claimed   bool      // claimEntry ran
 	handshake bool      // a TLS handshake is still to be done
+	firstDue  time.Time // when the first message must be whole; zero once it is
 	inMsg     bool      // between the first byte of a message and its end
 	started   time.Time // when its first byte came
 	head      []byte    // its header section so far
@@ -254,32 +331,60 @@ type edgeConn struct {
 }
 
 func (c *edgeConn) Close() error {
-	c.closed.Store(true)
 	err := c.Conn.Close()
+	if errors.Is(err, net.ErrClosed) {
+		err = nil // evicted (take): its socket closed under its reader
+	}
 	c.closeOnce.Do(func() {
-		c.srv.conns.release(c.addr)
+		c.srv.conns.release(c)
 		c.srv.streams.CompareAndDelete(c.raddr, c)
+		c.entryMu.Lock()
+		c.gone = true
+		entry := c.entry
+		c.entryMu.Unlock()
+		if entry != nil {
+			// sipgo may hold its pool's lock here: the entry goes later, from elsewhere.
+			pool := c.srv.ua.TransportLayer().Pool(c.network)
+			time.AfterFunc(entryKept, func() { _ = pool.CloseAndDelete(entry, c.raddr) })
+		}
 	})
 	return err
 }
 
-// handoffWait bounds how long a connection the peer closed is kept for the requests it
-// carried (drainRequests).
-const handoffWait = 5 * time.Second
+// entryKept is how long the pool entry of a closed connection stays: 64×T1, the longest a
+// server transaction lives once answered, so that the requests read from the connection
+// are all answered, or not, before it goes.
+const entryKept = 32 * time.Second
 
-// drainRequests waits, once the peer has closed the connection, until the guard has seen
-// every request read from it, or handoffWait. sipgo forgets a connection as soon as a read
-// fails, and a request handled after that gets its answer over a new connection to the
-// host and port its Via names: anyone could make the node connect to any address and
-// write to it. Held open a moment longer, the connection is found and nothing is dialled.
-func (c *edgeConn) drainRequests() {
-	if c.handled.Load() >= c.framed.Load() {
+// claimEntry puts the connection in sipgo's pool, under the peer's address, as an entry of
+// the edge's own, in place of sipgo's. sipgo looks a request's connection up there for its
+// answers, after the request was read, and when it finds none it dials the host and port
+// the request's Via names: anyone could make the node connect to any address and write to
+// it, by closing the connection (or sending what sipgo's parser rejects, which makes sipgo
+// close it) right after a request. sipgo drops its own entry as soon as it stops reading;
+// the edge's stays for entryKept after the connection closed, and a write to it then
+// fails: an answer that comes too late is dropped, never dialled for. The connection and
+// its place under the caps go at once. (Transactions then hold the edge's entry, not
+// sipgo's: the transaction layer's option to end them when their connection closes, off
+// in New, would not find them.)
+func (c *edgeConn) claimEntry() {
+	pool := c.srv.ua.TransportLayer().Pool(c.network)
+	if pool == nil {
 		return
 	}
-	deadline := time.Now().Add(handoffWait)
-	for c.handled.Load() < c.framed.Load() && time.Now().Before(deadline) && !c.closed.Load() {
-		time.Sleep(5 * time.Millisecond)
+	// A *sip.TCPConnection, as sipgo asserts its pool's connections are.
+	entry := &sip.TCPConnection{Conn: c}
+	// References of its own besides the pool's: transactions' TryClose, each paired with
+	// the lookup that took one, never close the connection through it.
+	entry.Ref(2)
+	c.entryMu.Lock()
+	if c.gone {
+		c.entryMu.Unlock()
+		return
 	}
+	c.entry = entry
+	c.entryMu.Unlock()
+	pool.Add(c.raddr, entry)
 }
 
 func (c *edgeConn) Write(b []byte) (int, error) {
@@ -289,12 +394,18 @@ func (c *edgeConn) Write(b []byte) (int, error) {
 
 func (c *edgeConn) Read(b []byte) (int, error) {
 	cfg := &c.srv.cfg
+	if !c.claimed {
+		// sipgo's reader starts once it has put the connection in its pool: nothing was
+		// read from it yet, so no answer was looked up.
+		c.claimed = true
+		c.claimEntry()
+	}
 	if c.handshake {
 		// The handshake is part of the first message: it must end within the header
-		// timeout, however slowly its bytes come.
+		// timeout of the accept, however slowly its bytes come.
 		c.handshake = false
 		tc := c.Conn.(*tls.Conn)
-		_ = tc.SetDeadline(time.Now().Add(cfg.TCPHeaderTimeout))
+		_ = tc.SetDeadline(c.firstDue)
 		if err := tc.Handshake(); err != nil {
 			c.closing("tls handshake failed", err)
 			return 0, io.EOF
@@ -303,15 +414,12 @@ func (c *edgeConn) Read(b []byte) (int, error) {
 	}
 	for {
 		now := time.Now()
-		var deadline time.Time
-		switch {
-		case c.inMsg:
-			deadline = earlier(now.Add(cfg.TCPIdleTimeout), c.started.Add(cfg.TCPHeaderTimeout))
-		case c.srv.calls.carries(c.raddr):
-			// A call came over this connection: its BYE or re-INVITE may come after a
-			// long silence, and we have no other way to reach a caller behind NAT.
-		default:
-			deadline = now.Add(cfg.TCPIdleTimeout)
+		deadline := now.Add(cfg.TCPIdleTimeout)
+		if c.inMsg {
+			deadline = earlier(deadline, c.started.Add(cfg.TCPHeaderTimeout))
+		}
+		if !c.firstDue.IsZero() {
+			deadline = earlier(deadline, c.firstDue)
 		}
 		_ = c.Conn.SetReadDeadline(deadline)
 		n, err := c.Conn.Read(b)
@@ -324,15 +432,20 @@ func (c *edgeConn) Read(b []byte) (int, error) {
 		}
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			if c.inMsg {
+			switch {
+			case !c.firstDue.IsZero() && !time.Now().Before(c.firstDue):
+				c.closing("sip connection sent no whole message within the header timeout", nil)
+			case c.inMsg:
 				c.closing("sip message not whole within the header timeout", nil)
-			} else {
+			case c.srv.calls.carries(c.raddr):
+				// A live call came over this connection: its BYE or re-INVITE may come
+				// after a long silence, and we have no other way to reach a caller behind
+				// NAT. Asked again at the next timeout, so that it goes once the call has.
+				continue
+			default:
 				c.srv.idleClosed.Add(1) // routine: a peer that went away
 			}
 			return 0, io.EOF
-		}
-		if err != nil {
-			c.drainRequests()
 		}
 		return n, err
 	}
@@ -362,7 +475,7 @@ func (c *edgeConn) scan(p []byte, now time.Time) error {
 			c.body -= k
 			p = p[k:]
 			if c.body == 0 {
-				c.inMsg = false
+				c.inMsg, c.firstDue = false, time.Time{}
 			}
 		default: // in the header section
 			prev := len(c.head)
@@ -385,11 +498,8 @@ func (c *edgeConn) scan(p []byte, now time.Time) error {
 			p = p[end-prev:]
 			c.head = c.head[:end] // kept for a 400, until the next message
 			c.body = n
-			if !bytes.HasPrefix(c.head, []byte("SIP/")) {
-				c.framed.Add(1) // a request (counted at its headers: its body may never come)
-			}
 			if n == 0 {
-				c.inMsg = false
+				c.inMsg, c.firstDue = false, time.Time{}
 			}
 		}
 	}

@@ -1,15 +1,19 @@
 package sip
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
 )
 
 // closedWithin waits up to d for the server to close c (a read ends in EOF or a reset),
@@ -133,7 +137,9 @@ func TestTCPHeaderTimeout(t *testing.T) {
 }
 
 // Past the cap of one address, a new connection is closed at once, while another address
-// and UDP are still served; closing connections frees their places.
+// and UDP are still served. Past the total cap, the new connection takes the place of the
+// oldest one that has carried no valid request, and is refused only when every one has;
+// closing connections frees their places.
 func TestTCPConnectionCap(t *testing.T) {
 	verifyNoLeaks(t)
 	s, err := New(Config{Log: testLog(t), TCPMaxConnsPerAddr: 3, TCPMaxConns: 5})
@@ -147,15 +153,21 @@ func TestTCPConnectionCap(t *testing.T) {
 			_ = c.Close()
 		}
 	}()
+	options := func(c net.Conn) {
+		t.Helper()
+		p := &rawPeer{t: t, transport: "TCP", conn: c, r: newReader(c)}
+		p.send(rawRequest("OPTIONS", addr, rawHeaders("OPTIONS", "TCP", p.local(), addr)))
+		p.expect(200, "")
+	}
 	for i := 0; i < 3; i++ {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		held = append(held, c)
+		// Accepted in order: the first is the oldest.
+		waitFor(t, func() bool { return s.conns.open() == i+1 })
 	}
-	// Accepted in order: once the third is counted, the fourth is over the cap.
-	waitFor(t, func() bool { return s.conns.open() == 3 })
 	over, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -174,20 +186,37 @@ func TestTCPConnectionCap(t *testing.T) {
 	if err != nil {
 		t.Skipf("no 127.0.0.2 to dial from: %v", err)
 	}
-	p := &rawPeer{t: t, transport: "TCP", conn: other, r: newReader(other)}
 	defer other.Close()
-	p.send(rawRequest("OPTIONS", addr, rawHeaders("OPTIONS", "TCP", p.local(), addr)))
-	p.expect(200, "")
+	options(other)
 	goodCall(t, addr) // over UDP
 
-	// One more from 127.0.0.2 reaches the total of five: the next is refused.
+	// One more from 127.0.0.2 reaches the total of five.
 	fifth, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	held = append(held, fifth)
 	waitFor(t, func() bool { return s.conns.open() == 5 })
-	c, err := d.Dial("tcp", addr)
+
+	// The next one takes the place of the oldest that said nothing valid: the first.
+	sixth, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held = append(held, sixth)
+	if !closedWithin(held[0], 5*time.Second) {
+		t.Fatal("the oldest silent connection not closed for a new one at the total cap")
+	}
+	options(sixth)
+	if s.connsEvicted.Load() != 1 || s.conns.open() != 5 {
+		t.Fatalf("%d evicted, %d open; want 1 and 5", s.connsEvicted.Load(), s.conns.open())
+	}
+
+	// Once every connection has carried a valid request, a new one is refused.
+	for _, c := range []net.Conn{held[1], held[2], fifth} {
+		options(c)
+	}
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,18 +224,20 @@ func TestTCPConnectionCap(t *testing.T) {
 	if !closedWithin(c, 5*time.Second) {
 		t.Fatal("connection past the total cap not closed")
 	}
+	if s.connsRefused.Load() != 2 || s.connsEvicted.Load() != 1 {
+		t.Fatalf("%d refused, %d evicted; want 2 and 1", s.connsRefused.Load(), s.connsEvicted.Load())
+	}
+	options(other)
 
 	// Closing frees a place.
-	_ = held[0].Close()
+	_ = held[1].Close()
 	waitFor(t, func() bool { return s.conns.open() == 4 })
 	again, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pa := &rawPeer{t: t, transport: "TCP", conn: again, r: newReader(again)}
 	defer again.Close()
-	pa.send(rawRequest("OPTIONS", addr, rawHeaders("OPTIONS", "TCP", pa.local(), addr)))
-	pa.expect(200, "")
+	options(again)
 }
 
 // flakyListener fails its first accepts as a process out of file descriptors would.
@@ -374,13 +405,19 @@ func TestNoDialToViaAfterClose(t *testing.T) {
 			}
 		}
 	}()
-	for i := 0; i < 20; i++ {
+	for i := 0; i < 40; i++ {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		hdrs := rawHeaders("OPTIONS", "TCP", victim.Addr().String(), addr)
-		_, _ = c.Write([]byte(rawRequest("OPTIONS", addr, hdrs)))
+		msg := rawRequest("OPTIONS", addr, hdrs)
+		if i%2 == 1 {
+			// Followed by what sipgo's parser rejects: sipgo then closes the connection
+			// itself, its reader never seeing an error from the edge.
+			msg += "NOT SIP AT ALL\r\n"
+		}
+		_, _ = c.Write([]byte(msg))
 		_ = c.Close()
 	}
 	// Silence can only be waited for: the dial, when it happens, is at once.
@@ -389,4 +426,176 @@ func TestNoDialToViaAfterClose(t *testing.T) {
 		t.Fatal("the node connected to the address of a closed connection's Via")
 	case <-time.After(3 * time.Second):
 	}
+}
+
+// A connection that sends nothing at all is closed at the header timeout, counted from the
+// accept: it does not hold a place for the whole idle timeout.
+func TestTCPSilentConnectionClosed(t *testing.T) {
+	verifyNoLeaks(t)
+	s, err := New(Config{Log: testLog(t), TCPHeaderTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveTest(t, s, nil)
+	start := time.Now()
+	silent, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	// CRLF keep-alives are no message: a connection that sends only those goes as soon.
+	pinger, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pinger.Close()
+	if _, err := pinger.Write([]byte("\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []net.Conn{silent, pinger} {
+		if !closedWithin(c, 10*time.Second) {
+			t.Fatal("a connection that sent no message still open after 10 s (the idle timeout is 150 s)")
+		}
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Fatalf("closed after %v, before the header timeout", d)
+	}
+	waitFor(t, func() bool { return s.conns.open() == 0 })
+
+	// One whose first message came in time is then under the idle timeout only.
+	p := dialRaw(t, "TCP", addr)
+	p.send(rawRequest("OPTIONS", addr, rawHeaders("OPTIONS", "TCP", p.local(), addr)))
+	p.expect(200, "")
+	if closedWithin(p.conn, time.Second) {
+		t.Fatal("a connection that sent a whole message closed at the header timeout")
+	}
+}
+
+// The per-source cap counts an IPv4 address, or an IPv6 /64: a host given a /64 may use
+// any address in it.
+func TestSourceKey(t *testing.T) {
+	for _, tc := range []struct{ a, b string }{
+		{"192.0.2.1", "::ffff:192.0.2.1"},
+		{"2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff"},
+		{"2001:db8:1:2::1", "2001:db8:1:2:abcd::7"},
+		{"fe80::1%eth0", "fe80::2%eth1"},
+	} {
+		if ka, kb := sourceKey(netip.MustParseAddr(tc.a)), sourceKey(netip.MustParseAddr(tc.b)); ka != kb {
+			t.Errorf("%s and %s counted apart: %v, %v", tc.a, tc.b, ka, kb)
+		}
+	}
+	for _, tc := range []struct{ a, b string }{
+		{"192.0.2.1", "192.0.2.2"},
+		{"2001:db8:1:2::1", "2001:db8:1:3::1"},
+	} {
+		if ka, kb := sourceKey(netip.MustParseAddr(tc.a)), sourceKey(netip.MustParseAddr(tc.b)); ka == kb {
+			t.Errorf("%s and %s counted together: %v", tc.a, tc.b, ka)
+		}
+	}
+	// And the cap holds on the key: the 257th connection of a /64 is refused.
+	l := newConnLimits(10000, 256)
+	for i := 0; i < 257; i++ {
+		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, byte(i >> 8), byte(i)})
+		ok, _ := l.take(&edgeConn{source: sourceKey(a)})
+		if ok != (i < 256) {
+			t.Fatalf("connection %d of one /64 admitted: %v", i+1, ok)
+		}
+	}
+	if ok, _ := l.take(&edgeConn{source: sourceKey(netip.MustParseAddr("2001:db8:1:3::1"))}); !ok {
+		t.Fatal("another /64 refused")
+	}
+}
+
+// A connection that carried a call is closed for idleness once the call has ended: the
+// call kept it open, not forever after.
+func TestTCPIdleAfterCall(t *testing.T) {
+	verifyNoLeaks(t)
+	s, err := New(Config{Log: testLog(t), TCPIdleTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveTest(t, s, nil)
+	u := newTestUA(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rtpConn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rtpConn.Close()
+	target := uri(t, "echo", addr)
+	target.UriParams = sip.NewParams()
+	target.UriParams.Add("transport", "tcp")
+	dlg, code := u.invite(ctx, t, target, offerSDP(rtpConn.LocalAddr().(*net.UDPAddr).Port, "0"))
+	if dlg == nil {
+		t.Fatalf("call over TCP refused: %d", code)
+	}
+	defer dlg.Close()
+	if err := dlg.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Silent for several idle timeouts, the call keeps its connection.
+	time.Sleep(time.Second)
+	if s.conns.open() != 1 || s.idleClosed.Load() != 0 {
+		t.Fatalf("%d connections open, %d closed for idleness during the call; want 1 and 0", s.conns.open(), s.idleClosed.Load())
+	}
+	if err := dlg.Bye(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for s.conns.open() != 0 {
+		if ctx.Err() != nil {
+			t.Fatalf("the connection of an ended call still open after %v", 20*time.Second)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if s.idleClosed.Load() != 1 {
+		t.Fatalf("%d closed for idleness, want 1", s.idleClosed.Load())
+	}
+}
+
+// A connection whose last requests the transaction layer absorbed (they never reach a
+// handler) lets its place go as soon as the peer closes it.
+func TestTCPAbsorbedRequestReleased(t *testing.T) {
+	verifyNoLeaks(t)
+	s, err := New(Config{Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveTest(t, s, nil)
+	for _, tc := range []struct {
+		name string
+		send func(p *rawPeer)
+	}{
+		{"no CSeq", func(p *rawPeer) { // the transaction layer's stateless 400
+			hdrs := rawHeaders("OPTIONS", "TCP", p.local(), addr)
+			hdrs = append(hdrs[:5], hdrs[6:]...)
+			p.send(rawRequest("OPTIONS", addr, hdrs))
+			p.expect(400, "")
+		}},
+		{"INVITE retransmitted", func(p *rawPeer) { // the transaction answers it again
+			msg := strings.Replace(rawRequest("INVITE", addr, rawHeaders("INVITE", "TCP", p.local(), addr)), "sip:echo@", "sip:nobody@", 2)
+			p.send(msg)
+			p.expect(404, "")
+			p.send(msg)
+			p.expect(404, "")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := dialRaw(t, "TCP", addr)
+			tc.send(p)
+			start := time.Now()
+			_ = p.conn.Close()
+			for s.conns.open() != 0 {
+				if time.Since(start) > 10*time.Second {
+					t.Fatal("connection still held 10 s after the peer closed it")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			// It was held for 5 s, waiting for a request the guard never sees.
+			if d := time.Since(start); d > 2500*time.Millisecond {
+				t.Fatalf("connection held %v after the peer closed it", d)
+			}
+		})
+	}
+	goodCall(t, addr)
 }

@@ -27,11 +27,6 @@ func (s *Server) handle(method sip.RequestMethod, h sipgo.RequestHandler) {
 func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
 		defer s.recoverHandler(req, tx)
-		if req.Transport() != "UDP" {
-			if v, ok := s.streams.Load(req.Source()); ok {
-				v.(*edgeConn).handled.Add(1) // see edgeConn.drainRequests
-			}
-		}
 		if !s.checksOff.Load() {
 			if code, reason, hdrs := checkRequest(req); code != 0 {
 				s.rejected.Add(1)
@@ -43,6 +38,11 @@ func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 					s.reject(req, tx, code, reason, hdrs...)
 				}
 				return
+			}
+		}
+		if req.Transport() != "UDP" {
+			if v, ok := s.streams.Load(req.Source()); ok {
+				s.conns.prove(v.(*edgeConn)) // a valid request: not evicted at the cap (connLimits)
 			}
 		}
 		h(req, tx)

@@ -151,6 +151,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c := s.newCall(rec, true, h)
 	c.uas = dlg
+	defer c.survive(ctx, "call", true)
 	c.contact = s.contactFor(req.Transport(), s.host)
 	c.remoteHost = req.From().Address.Host
 	if who.trunk != nil && who.trunk.Outbound.Address != "" {

@@ -96,6 +96,7 @@ func (s *Server) Dial(ctx context.Context, rec *store.Call) error {
 	go func() {
 		defer s.release()
 		defer slot()
+		defer c.survive(s.ctx, "call", true)
 		s.dial(c, target, trunk)
 	}()
 	return nil

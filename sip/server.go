@@ -68,15 +68,19 @@ type Config struct {
 	// the far end on the left, Switchboard on the right.
 	RecordDir string
 	// TCPIdleTimeout closes a SIP TCP or TLS connection that carries nothing, not even a
-	// CRLF keep-alive, for this long, unless a live call came over it (zero: 150 s, above
-	// the 95-120 s keep-alive interval of RFC 5626).
+	// CRLF keep-alive, for this long, unless a live call came over it; once the call has
+	// ended, the next silence this long closes it (zero: 150 s, above the 95-120 s
+	// keep-alive interval of RFC 5626).
 	TCPIdleTimeout time.Duration
-	// TCPHeaderTimeout closes a connection whose message (its TLS handshake, headers and
-	// body) is not whole this long after its first byte (zero: 10 s).
+	// TCPHeaderTimeout closes a connection whose message (headers and body) is not whole
+	// this long after its first byte, and one whose first message (with its TLS handshake)
+	// is not whole this long after it was accepted (zero: 10 s).
 	TCPHeaderTimeout time.Duration
 	// TCPMaxConns bounds the SIP TCP and TLS connections of the server together (zero:
-	// 4,096), TCPMaxConnsPerAddr those from one source address (zero: 256); a connection
-	// past either is closed as soon as it is accepted.
+	// 4,096), TCPMaxConnsPerAddr those from one IPv4 address or IPv6 /64 (zero: 256). A
+	// connection past the per-source cap is closed as soon as it is accepted; one past the
+	// total takes the place of the oldest connection that has carried no valid request
+	// yet, and is closed only when there is none.
 	TCPMaxConns, TCPMaxConnsPerAddr int
 	// OpusComplexity is the Opus encoder's complexity, 0-10 (zero: the media default, cheap
 	// enough for many calls a core).
@@ -117,6 +121,7 @@ type Server struct {
 	// each listener for /health.
 	conns         *connLimits
 	connsRefused  atomic.Uint64
+	connsEvicted  atomic.Uint64 // closed at the total cap for a new one (connLimits)
 	idleClosed    atomic.Uint64
 	framingErrors atomic.Uint64
 	edgeLog       *logLimit
@@ -179,7 +184,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Log, ua: ua, srv: srv, client: client, nonces: newNonces(),
 		calls: newRegistry(), ready: make(chan struct{}), guardLog: newLogLimit(20, 10*time.Second),
 		edgeLog: newLogLimit(20, 10*time.Second),
-		conns:   &connLimits{max: cfg.TCPMaxConns, perAddr: cfg.TCPMaxConnsPerAddr, byAddr: map[netip.Addr]int{}}}
+		conns:   newConnLimits(cfg.TCPMaxConns, cfg.TCPMaxConnsPerAddr)}
 	s.handle(sip.OPTIONS, s.onOptions)
 	s.handle(sip.INVITE, s.onInvite)
 	s.handle(sip.ACK, s.onAck)
