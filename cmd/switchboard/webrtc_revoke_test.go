@@ -13,9 +13,9 @@ import (
 
 // TestWebRTCCallsEndWithTheirKey: WebRTC calls spend for the key that started them, so
 // revoking the key hangs them up, whether they were offered over HTTP or over the events
-// socket, within a second, each recorded with the ended reason credential-revoked. A call
-// that ended before is no longer registered: the revocation ends the two live calls and
-// the socket, nothing else.
+// socket, within a second, each recorded with the ended reason credential-revoked, as is
+// the key's media-stream call. A call that ended before is no longer registered: the
+// revocation ends the three live calls and the socket, nothing else.
 func TestWebRTCCallsEndWithTheirKey(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -55,6 +55,9 @@ func TestWebRTCCallsEndWithTheirKey(t *testing.T) {
 	for _, b := range []*browser{overHTTP, overWS} {
 		b.waitEvent("call.answered", 10*time.Second, nil)
 	}
+	stream := dialTwilio(t, n, key, "echo")
+	stream.speak(tone(600, time.Second))
+	stream.waitLoud(10, 10*time.Second, "the media stream's echo")
 
 	if status, _, body := n.raw(http.MethodDelete, "/api/v1/keys/"+keyID, admin, "", nil); status != http.StatusNoContent {
 		t.Fatalf("revoke the key: %d %s", status, body)
@@ -78,14 +81,24 @@ func TestWebRTCCallsEndWithTheirKey(t *testing.T) {
 			t.Errorf("call %s: status %v, ended %v; want completed, credential-revoked", b.id, rec["status"], rec["ended_reason"])
 		}
 	}
+	var streamID string
+	_, list := n.call(http.MethodGet, "/api/v1/calls?limit=100", admin, "")
+	for _, it := range list["items"].([]any) {
+		if c := it.(map[string]any); c["from"] == "+15551230000" {
+			streamID = fmt.Sprint(c["id"])
+		}
+	}
+	if rec := n.waitCall(admin, streamID, "ended", func(c map[string]any) bool { return c["ended_at"] != nil }); rec["ended_reason"] != "credential-revoked" {
+		t.Errorf("the media-stream call: ended %v, want credential-revoked", rec["ended_reason"])
+	}
 	if rec := n.waitCall(admin, gone.id, "ended", func(c map[string]any) bool { return c["ended_at"] != nil }); rec["ended_reason"] != "caller-hangup" {
 		t.Errorf("the call hung up before: ended %v, want caller-hangup", rec["ended_reason"])
 	}
-	// Two calls and the events socket, not the call that had ended.
+	// Three calls and the events socket, not the call that had ended.
 	n.waitLogged("credential revoked", 5*time.Second)
 	for _, line := range strings.Split(n.log.String(), "\n") {
-		if strings.Contains(line, "credential revoked") && strings.Contains(line, keyID) && !strings.Contains(line, "connections_closed=3") {
-			t.Errorf("the revocation ended other than the two calls and the socket: %s", line)
+		if strings.Contains(line, "credential revoked") && strings.Contains(line, keyID) && !strings.Contains(line, "connections_closed=4") {
+			t.Errorf("the revocation ended other than the three calls and the socket: %s", line)
 		}
 	}
 }
