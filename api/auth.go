@@ -66,6 +66,9 @@ func (p *Principal) limiterKey() string {
 // authenticate finds the principal of a request. Wrong credentials are counted per client
 // address: past AuthFailureLimit a minute, the address is refused before its credential
 // costs a lookup (a flood of made-up keys from one address also meets the negative cache).
+// Keys this node found valid in the last trustedKeyTTL are spared (Known), so that behind
+// an address many clients share, one client's wrong or revoked key does not lock the
+// others out.
 func (s *Server) authenticate(r *http.Request, rt *route) (*Principal, error) {
 	cred := credential(r, rt.QueryToken)
 	ip := clientIP(r)
@@ -113,6 +116,11 @@ type Authenticator struct {
 	// revokedFamilies are refresh-token families revoked for reuse, with when: their access
 	// tokens stop working at once, and are forgotten once every such token has expired.
 	revokedFamilies map[string]time.Time
+	// trusted remembers, by hash, the keys the database said were valid in the last
+	// trustedKeyTTL, far longer than the cache trusts what they may do: only whether they
+	// pass the limit of failed authentications per address. A revocation, or a lookup
+	// that finds the key gone or unusable, drops the key at once.
+	trusted map[string]trustedKey
 	// gen counts revocations, so that a database read that began before one does not put
 	// back into a cache what the revocation took out.
 	gen uint64
@@ -122,6 +130,19 @@ type Authenticator struct {
 }
 
 type userKey struct{ userID, familyID string }
+
+// trustedKeyTTL is how long a key found valid passes the limit of failed authentications
+// per address (see Known); maxTrustedKeys bounds how many are remembered. Only valid keys
+// enter, so the bound is reached only by a node with that many keys in use in an hour.
+const (
+	trustedKeyTTL  = time.Hour
+	maxTrustedKeys = 100_000
+)
+
+type trustedKey struct {
+	keyID, tenantID string
+	at              time.Time
+}
 
 // negativeKeyTTL is how long a key that matched nothing is refused without asking the
 // database again; maxNegativeKeys bounds how many are remembered.
@@ -143,6 +164,7 @@ func NewAuthenticator(st *store.Store, secret []byte, defaultTenantID string, lo
 		now:   func() time.Time { return time.Now().UTC() },
 		cache: map[string]*cachedKey{}, misses: map[string]time.Time{},
 		users: map[userKey]time.Time{}, revokedFamilies: map[string]time.Time{},
+		trusted: map[string]trustedKey{},
 	}
 }
 
@@ -208,6 +230,7 @@ func (a *Authenticator) authenticateKey(ctx context.Context, cred string) (*Prin
 				}
 			}
 			a.misses[hash] = now
+			delete(a.trusted, hash)
 			a.mu.Unlock()
 			return nil, errUnauthenticated
 		}
@@ -223,6 +246,7 @@ func (a *Authenticator) authenticateKey(ctx context.Context, cred string) (*Prin
 		// A revocation while the key was read may be newer than what was read.
 		if a.gen == gen {
 			a.cache[hash] = ck
+			a.trust(hash, k, now)
 		}
 		delete(a.misses, hash)
 		a.mu.Unlock()
@@ -248,17 +272,45 @@ func (a *Authenticator) Forget(hash string) {
 	a.mu.Unlock()
 }
 
-// Known reports whether a credential can be checked without the database: a key this node
-// holds valid, or an access token (checked by its signature; only a genuine one leads to a
-// query). The limit of failed authentications per address spares these.
+// trust records, with a.mu held, what a lookup found of the key of hash: a usable key is
+// trusted from now, another not at all.
+func (a *Authenticator) trust(hash string, k *store.APIKey, now time.Time) {
+	if !k.Usable(now) {
+		delete(a.trusted, hash)
+		return
+	}
+	if _, ok := a.trusted[hash]; !ok && len(a.trusted) >= maxTrustedKeys {
+		for h, tk := range a.trusted {
+			if now.Sub(tk.at) > trustedKeyTTL {
+				delete(a.trusted, h)
+			}
+		}
+		if len(a.trusted) >= maxTrustedKeys {
+			clear(a.trusted)
+		}
+	}
+	a.trusted[hash] = trustedKey{keyID: k.ID, tenantID: k.TenantID, at: now}
+}
+
+// Known reports whether a credential is spared the limit of failed authentications per
+// address: a key this node found valid in the last trustedKeyTTL (checked again against
+// the database once its cache entry is stale, so a key revoked meanwhile costs one lookup
+// and is then known no more), or an access token (checked by its signature; only a genuine
+// one leads to a query).
 func (a *Authenticator) Known(cred string) bool {
 	if store.KnownKeyKind(cred) == "" {
 		return strings.Count(cred, ".") == 2
 	}
+	hash := store.HashKey(cred)
+	now := a.now()
 	a.mu.RLock()
-	ck := a.cache[store.HashKey(cred)]
+	ck := a.cache[hash]
+	tk, trusted := a.trusted[hash]
 	a.mu.RUnlock()
-	return ck != nil && a.now().Sub(ck.fetched) <= keyCacheTTL && ck.key.Usable(a.now())
+	if ck != nil && !ck.key.Usable(now) {
+		return false
+	}
+	return ck != nil && now.Sub(ck.fetched) <= keyCacheTTL || trusted && now.Sub(tk.at) <= trustedKeyTTL
 }
 
 // Lookups reports how many credentials were read from the database since the start.
@@ -271,9 +323,15 @@ func (a *Authenticator) Revoked(rv realtime.Revocation) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.gen++
+	wholeTenant := rv.KeyID == "" && rv.UserID == "" && rv.FamilyID == ""
 	for h, ck := range a.cache {
-		if ck.key.ID == rv.KeyID || (rv.KeyID == "" && rv.UserID == "" && rv.FamilyID == "" && ck.key.TenantID == rv.TenantID) {
+		if ck.key.ID == rv.KeyID || (wholeTenant && ck.key.TenantID == rv.TenantID) {
 			delete(a.cache, h)
+		}
+	}
+	for h, tk := range a.trusted {
+		if tk.keyID == rv.KeyID || (wholeTenant && tk.tenantID == rv.TenantID) {
+			delete(a.trusted, h)
 		}
 	}
 	for k := range a.users {

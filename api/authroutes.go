@@ -89,21 +89,29 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, _ *Principal) err
 	if err != nil {
 		return err
 	}
-	if len(candidates) == 0 {
-		// Spend the time a password check takes, so that timing does not tell which
-		// emails have accounts.
-		(&store.User{PasswordHash: dummyHash()}).CheckPassword(req.Password)
-	}
 	// The password picks the user: only someone who knows it for several tenants' users
 	// of one email learns that there are several, and is asked which tenant.
 	var u *store.User
+	several := false
 	for i := range candidates {
-		if candidates[i].CheckPassword(req.Password) {
-			if u != nil {
-				return errValidation("tenant", "is required: this email and password sign in to several tenants; send the tenant's slug")
-			}
+		if s.checkPassword(candidates[i].PasswordHash, req.Password) {
+			several = u != nil
 			u = &candidates[i]
 		}
+	}
+	// Every login without a tenant checks as many hashes as the most candidates an email
+	// may have, and one with a tenant (where an email is unique) one: a bcrypt check is
+	// the slowest part of a login, so how long it takes would otherwise tell how many
+	// tenants have an account of this email, or whether any has.
+	checks := store.MaxLoginCandidates
+	if req.Tenant != "" {
+		checks = 1
+	}
+	for i := len(candidates); i < checks; i++ {
+		s.checkPassword(dummyHash(), req.Password)
+	}
+	if several {
+		return errValidation("tenant", "is required: this email and password sign in to several tenants; send the tenant's slug")
 	}
 	if u == nil {
 		return &Error{Status: http.StatusUnauthorized, Code: codeAuthentication, Message: "Wrong email or password"}
@@ -118,12 +126,18 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, _ *Principal) err
 	return s.writeTokens(w, u, refresh)
 }
 
-// dummyHash is a bcrypt hash of a random password, checked against when the email has no
-// account.
+// checkPassword checks a password against a user's hash (or dummyHash), counted.
+func (s *Server) checkPassword(hash, password string) bool {
+	s.passwordChecks.Add(1)
+	return (&store.User{PasswordHash: hash}).CheckPassword(password)
+}
+
+// dummyHash is a bcrypt hash of a random password, of the cost of users' hashes, checked
+// against in place of the candidates an email does not have.
 var dummyHash = sync.OnceValue(func() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	h, _ := bcrypt.GenerateFromPassword(b[:], bcrypt.DefaultCost)
+	h, _ := bcrypt.GenerateFromPassword(b[:], store.PasswordCost)
 	return string(h)
 })
 

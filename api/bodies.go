@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -18,33 +17,48 @@ import (
 // with images is large (a 20 MB image is 27 MB of base64), and while it is decoded the node
 // holds its body and what was decoded from it, and after, until the answer is complete,
 // what was decoded. Without a bound, ten concurrent 30 MB requests took a node to 1.7 GB.
-// So a gateway body is at most MaxGatewayBody (413 past it), and the bodies larger than
-// freeGatewayBody that requests hold at once are at most the node's budget
+// So a gateway body is at most MaxGatewayBody (413 past it), and the bodies that requests
+// hold at once, large and small alike, are at most the node's budget
 // (Config.GatewayBodyBudget): a request that would go past it is answered 503 with
-// Retry-After at once, before its body is read. Chat turns without images are under
-// freeGatewayBody and are never refused for the budget.
+// Retry-After at once, before its body is read. Small bodies are counted too, or a thousand
+// concurrent requests of a megabyte each would hold a gigabyte outside the budget; bodies
+// larger than pooledGatewayBody leave smallBodyReserve of the budget to the small ones, so
+// that chat turns (a few kilobytes each: the default budget holds thousands) go on while
+// large requests fill the rest.
 const (
 	// MaxGatewayBody bounds one request body of /v1/chat/completions and /v1/messages.
 	MaxGatewayBody = 32 << 20
 	// DefaultGatewayBodyBudget is the budget of a node whose configuration sets none.
 	DefaultGatewayBodyBudget = 64 << 20
-	// freeGatewayBody is the size up to which a body is not counted against the budget.
-	freeGatewayBody = 1 << 20
+	// pooledGatewayBody is the size above which a body is large: its buffer comes from the
+	// node's free list, and it may not take the small bodies' reserve.
+	pooledGatewayBody = 1 << 20
+	// maxSmallBodyReserve bounds the part of the budget only bodies of pooledGatewayBody or
+	// less may take (a sixteenth of the budget when that is less).
+	maxSmallBodyReserve = 4 << 20
+	// chunkedBodyStep is what a chunked body is first counted as, before its first byte.
+	chunkedBodyStep = 64 << 10
 	// budgetRetryAfter is the Retry-After, in seconds, of a request refused for the budget.
 	budgetRetryAfter = 1
 )
 
-// bodyBudget counts the bytes of large gateway bodies that requests hold.
+// bodyBudget counts the bytes of gateway bodies that requests hold.
 type bodyBudget struct {
 	mu          sync.Mutex
 	used, limit int64
 }
 
-// take reserves n bytes, or reports that they would go past the limit.
-func (b *bodyBudget) take(n int64) bool {
+// take reserves n bytes of a body, or reports that they would go past the limit; a large
+// body (its total, with what it holds already, over pooledGatewayBody) may not take the
+// small bodies' reserve.
+func (b *bodyBudget) take(n, total int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.used+n > b.limit {
+	limit := b.limit
+	if total > pooledGatewayBody {
+		limit -= min(b.limit/16, maxSmallBodyReserve)
+	}
+	if b.used+n > limit {
 		return false
 	}
 	b.used += n
@@ -57,6 +71,13 @@ func (b *bodyBudget) give(n int64) {
 	b.mu.Unlock()
 }
 
+// inUse reports the bytes reserved.
+func (b *bodyBudget) inUse() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used
+}
+
 func errBodyTooLarge() *Error {
 	return &Error{Status: http.StatusRequestEntityTooLarge, Code: codeTooLarge,
 		Message: "Request body is larger than " + strconv.Itoa(MaxGatewayBody) + " bytes, the most a model request may be"}
@@ -65,7 +86,7 @@ func errBodyTooLarge() *Error {
 func errBodyBudget(w http.ResponseWriter) *Error {
 	w.Header().Set("Retry-After", strconv.Itoa(budgetRetryAfter))
 	return &Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, RetryAfter: budgetRetryAfter,
-		Message: "The server is holding as many large requests as it may; retry shortly"}
+		Message: "The server is holding as many request bodies as it may; retry shortly"}
 }
 
 // readGatewayBody reads a gateway request's body within MaxGatewayBody and the node's
@@ -90,17 +111,15 @@ func (s *Server) readGatewayBody(w http.ResponseWriter, r *http.Request) (body [
 	switch n := r.ContentLength; {
 	case n > MaxGatewayBody:
 		return nil, release, errBodyTooLarge()
-	case n > freeGatewayBody:
-		if !s.bodies.take(n) {
+	case n >= 0:
+		if !s.bodies.take(n, n) {
 			return nil, release, errBodyBudget(w)
 		}
 		held = n
-		fallthrough
-	case n >= 0:
-		if held == 0 {
+		if n <= pooledGatewayBody {
 			body = make([]byte, n)
 		} else {
-			// A large body's buffer comes from the pool and goes back with the
+			// A large body's buffer comes from the free list and goes back with the
 			// reservation: what was decoded from it may lie in it (bodyString) until then.
 			buf := s.bodyBufs.get(n)
 			body = buf
@@ -117,22 +136,28 @@ func (s *Server) readGatewayBody(w http.ResponseWriter, r *http.Request) (body [
 			return nil, release, errBadRequest("body", "could not be read: it ended before its Content-Length")
 		}
 	default:
-		// Chunked: the length is known only at the end; what is read is counted as it
-		// grows past freeGatewayBody, a megabyte or more at a time.
-		body = make([]byte, 0, 64<<10)
+		// Chunked: the length is known only at the end; the buffer is counted before it
+		// is made, and again before each time it doubles.
+		if !s.bodies.take(chunkedBodyStep, chunkedBodyStep) {
+			return nil, release, errBodyBudget(w)
+		}
+		held = chunkedBodyStep
+		body = make([]byte, 0, chunkedBodyStep)
 		for {
 			if len(body) == cap(body) {
-				body = slices.Grow(body, len(body))
+				// Doubled, but never past a byte more than the limit: that byte is
+				// enough to tell a body too large (413) from one the budget refuses.
+				grow := min(int64(len(body)), MaxGatewayBody+1-int64(len(body)))
+				if !s.bodies.take(grow, held+grow) {
+					return nil, release, errBodyBudget(w)
+				}
+				held += grow
+				next := make([]byte, len(body), int64(len(body))+grow)
+				copy(next, body)
+				body = next
 			}
 			n, err := rd.Read(body[len(body):cap(body)])
 			body = body[:len(body)+n]
-			if need := int64(len(body)); need > freeGatewayBody && need > held {
-				step := max(need-held, freeGatewayBody)
-				if !s.bodies.take(step) {
-					return nil, release, errBodyBudget(w)
-				}
-				held += step
-			}
 			if errors.Is(err, io.EOF) {
 				break
 			}

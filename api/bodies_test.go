@@ -388,3 +388,173 @@ func TestGatewayReusedBodiesStayApart(t *testing.T) {
 		t.Errorf("the upstream checked %d images, want %d", got.Load(), workers*each*3/4)
 	}
 }
+
+// floodResult is what a request of a gateway flood was answered.
+type floodResult struct {
+	status     int
+	retryAfter string
+	err        error
+}
+
+// floodClient sends a flood's requests. They expect 100 Continue before they send their
+// bodies, so that a request the server refuses before reading its body gets the answer
+// rather than a broken pipe, however slowly the machine goes.
+var floodClient = &http.Client{Transport: &http.Transport{ExpectContinueTimeout: time.Minute, MaxIdleConnsPerHost: 64}}
+
+// flood sends requests model requests of the surface, each with an image of size bytes of
+// base64 and a known length, at once, and delivers their answers on the channel it returns.
+func flood(ctx context.Context, wg *sync.WaitGroup, ts *testServer, requests, size int) <-chan floodResult {
+	results := make(chan floodResult, requests)
+	for i := 0; i < requests; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body, n := imageRequest(gwOpenAI, "big/vision", size)
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, ts.URL+gwPath(gwOpenAI), body)
+			req.ContentLength = n
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("X-API-Key", ts.Key)
+			req.Header.Set("Expect", "100-continue")
+			resp, err := floodClient.Do(req)
+			if err != nil {
+				results <- floodResult{err: err}
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			results <- floodResult{status: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After")}
+		}()
+	}
+	return results
+}
+
+// admit waits until admitted requests of a flood reached the upstream and the others were
+// refused with 503 and Retry-After, which they are at once.
+func admit(ctx context.Context, t *testing.T, up *bigUpstream, results <-chan floodResult, requests, admitted int, what string) {
+	t.Helper()
+	refused, arrived := 0, 0
+	for refused < requests-admitted || arrived < admitted {
+		select {
+		case r := <-results:
+			if r.err != nil || r.status != http.StatusServiceUnavailable || r.retryAfter == "" {
+				t.Fatalf("%s: a request was answered %d (Retry-After %q, %v) while %d of %d had reached the upstream, want 503 past the budget",
+					what, r.status, r.retryAfter, r.err, arrived, admitted)
+			}
+			refused++
+		case <-up.arrived:
+			if arrived++; arrived > admitted {
+				t.Fatalf("%s: more than %d requests reached the upstream", what, admitted)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s: %d requests reached the upstream and %d were refused, want %d and %d", what, arrived, refused, admitted, requests-admitted)
+		}
+	}
+	// No more than that reach the upstream.
+	select {
+	case <-up.arrived:
+		t.Fatalf("%s: more than %d requests reached the upstream", what, admitted)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// TestGatewaySmallBodiesStayBounded: bodies under a megabyte count against the node's budget
+// too, or a flood of them would hold memory without bound (a thousand of 1 MiB, a
+// gigabyte). Of three hundred concurrent half-megabyte requests, only what the budget holds
+// reaches the upstream, the rest are refused at once with 503 and Retry-After, and the heap
+// stays within the bound README documents. Large bodies leave the small ones a reserve:
+// with large requests holding all they may, a chat turn with a long history still goes
+// through. Nothing is counted once the requests are answered.
+func TestGatewaySmallBodiesStayBounded(t *testing.T) {
+	// Not parallel: it measures the process's heap, collected as a node's is.
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
+	const (
+		budget   = 32 << 20
+		size     = 500_000
+		requests = 300
+	)
+	_, overhead := imageRequest(gwOpenAI, "big/vision", 0)
+	admitted := int(budget / (size + overhead))
+	up := newBigUpstream(t)
+	reg, err := llm.NewRegistry([]llm.ProviderConfig{{Name: "big", Kind: llm.KindOpenAI, BaseURL: up.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := newTestServerConfig(t, store.SQLite, api.Config{DefaultRateLimit: 1_000_000, Models: reg, GatewayBodyBudget: budget})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	runtime.GC()
+	base := heapInUse()
+	var peak atomic.Uint64
+	stop, sampled := make(chan struct{}), make(chan struct{})
+	var stopOnce sync.Once
+	stopSampling := func() { stopOnce.Do(func() { close(stop); <-sampled }) }
+	defer stopSampling()
+	defer floodClient.CloseIdleConnections()
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if h := heapInUse(); h > peak.Load() {
+				peak.Store(h)
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+
+	var wg sync.WaitGroup
+	results := flood(ctx, &wg, ts, requests, size)
+	admit(ctx, t, up, results, requests, admitted, "half-megabyte requests")
+	if held := api.GatewayBodiesInUse(ts.API); held != int64(admitted)*(size+overhead) {
+		t.Errorf("%d bytes of bodies counted, want %d", held, int64(admitted)*(size+overhead))
+	}
+	stopSampling()
+	grew := int64(peak.Load()) - int64(base)
+	// The bodies, at most twice the budget, and each connection's own buffers and
+	// goroutines, at both ends: the test's clients are in this process too.
+	bound := int64(2*budget + requests*64<<10)
+	t.Logf("heap in use: %d MiB before, peak %d MiB (+%d MiB) with %d × %d KB requests and a budget of %d MiB, %d admitted",
+		base>>20, peak.Load()>>20, grew>>20, requests, size/1000, budget>>20, admitted)
+	if grew > bound {
+		t.Errorf("the heap grew by %d MiB, over the bound of %d MiB", grew>>20, bound>>20)
+	}
+	for i := 0; i < admitted; i++ {
+		up.release <- struct{}{}
+	}
+	for i := 0; i < admitted; i++ {
+		if r := <-results; r.err != nil || r.status != http.StatusOK {
+			t.Fatalf("an admitted request: %d %v", r.status, r.err)
+		}
+	}
+	wg.Wait()
+
+	// Large bodies fill the budget but for the small bodies' reserve (2 MiB of 32): sized
+	// so that, without it, they would leave no room for anything.
+	const large = 28
+	largeSize := int(budget/large - overhead)
+	largeAdmitted := int((budget - 2<<20) / (int64(largeSize) + overhead))
+	results = flood(ctx, &wg, ts, large, largeSize)
+	admit(ctx, t, up, results, large, largeAdmitted, "large requests")
+	chat := flood(ctx, &wg, ts, 1, 200_000)
+	select {
+	case <-up.arrived:
+	case r := <-chat:
+		t.Fatalf("a chat turn of 200 KB while large requests fill their part of the budget: %d %v", r.status, r.err)
+	case <-ctx.Done():
+		t.Fatal("the chat turn did not reach the upstream")
+	}
+	for i := 0; i < largeAdmitted+1; i++ {
+		up.release <- struct{}{}
+	}
+	wg.Wait()
+	if r := <-chat; r.status != http.StatusOK {
+		t.Errorf("the chat turn: %d %v", r.status, r.err)
+	}
+	if held := api.GatewayBodiesInUse(ts.API); held != 0 {
+		t.Errorf("%d bytes of bodies still counted once every request was answered", held)
+	}
+}

@@ -1,8 +1,12 @@
 package api_test
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
+
+	"github.com/switchboard-go/switchboard/api"
+	"github.com/switchboard-go/switchboard/store"
 )
 
 // TestEmailPerTenant: an email is unique within a tenant only, so creating a user tells a
@@ -43,4 +47,38 @@ func TestEmailPerTenant(t *testing.T) {
 			t.Fatalf("signed in to %v, want acme", got)
 		}
 	})
+}
+
+// TestLoginChecksAsManyHashes: a login checks as many password hashes whether the email has
+// no account, one, or accounts in several tenants, and whether the password is right, so
+// that its time tells nobody how many tenants know an email; naming the tenant, where an
+// email is unique, it checks one.
+func TestLoginChecksAsManyHashes(t *testing.T) {
+	t.Parallel()
+	ts := newTestServerConfig(t, store.SQLite, api.Config{LoginRateLimit: 1000})
+	admins := []string{ts.tenantAdmin("acme"), ts.tenantAdmin("globex"), ts.tenantAdmin("initech")}
+	for i, key := range admins {
+		wantStatus(t, ts.do(http.MethodPost, "/api/v1/users", key, obj{"email": "many@example.com", "password": fmt.Sprintf("password %d", i), "scopes": arr{"read"}}), http.StatusCreated, "many")
+	}
+	wantStatus(t, ts.do(http.MethodPost, "/api/v1/users", admins[0], obj{"email": "one@example.com", "password": "password 0", "scopes": arr{"read"}}), http.StatusCreated, "one")
+	for _, c := range []struct {
+		name                    string
+		email, password, tenant string
+		status, checks          int
+	}{
+		{"unknown email", "nobody@example.com", "password 0", "", http.StatusUnauthorized, store.MaxLoginCandidates},
+		{"one tenant, wrong password", "one@example.com", "wrong", "", http.StatusUnauthorized, store.MaxLoginCandidates},
+		{"one tenant", "one@example.com", "password 0", "", http.StatusOK, store.MaxLoginCandidates},
+		{"three tenants, wrong password", "many@example.com", "wrong", "", http.StatusUnauthorized, store.MaxLoginCandidates},
+		{"three tenants", "many@example.com", "password 2", "", http.StatusOK, store.MaxLoginCandidates},
+		{"unknown in the tenant", "nobody@example.com", "password 0", "globex", http.StatusUnauthorized, 1},
+		{"in the tenant", "many@example.com", "password 1", "globex", http.StatusOK, 1},
+	} {
+		before := api.PasswordChecks(ts.API)
+		r := ts.do(http.MethodPost, "/api/v1/auth/login", "", obj{"email": c.email, "password": c.password, "tenant": c.tenant})
+		wantStatus(t, r, c.status, c.name)
+		if n := api.PasswordChecks(ts.API) - before; n != uint64(c.checks) {
+			t.Errorf("%s: %d password hashes checked, want %d", c.name, n, c.checks)
+		}
+	}
 }

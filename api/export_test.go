@@ -9,3 +9,13 @@ func SetBodyBuffersIdle(s *Server, d time.Duration) {
 	s.bodyBufs.idle = d
 	s.bodyBufs.mu.Unlock()
 }
+
+// GatewayBodiesInUse reports the bytes of gateway bodies s counts against its budget now.
+func GatewayBodiesInUse(s *Server) int64 { return s.bodies.inUse() }
+
+// PasswordChecks reports how many password hashes s's logins checked.
+func PasswordChecks(s *Server) uint64 { return s.passwordChecks.Load() }
+
+// SetAuthClock makes a read its time from now, so that a test can let its caches expire.
+// Set it before a serves requests.
+func SetAuthClock(a *Authenticator, now func() time.Time) { a.now = now }

@@ -10,12 +10,20 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/switchboard-go/switchboard/api"
 	"github.com/switchboard-go/switchboard/internal/pgtest"
 	"github.com/switchboard-go/switchboard/store"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+// TestMain lowers the cost of password hashes: every login checks ten (see login), which
+// at bcrypt's default cost under the race detector takes seconds; the checks are counted,
+// not timed.
+func TestMain(m *testing.M) {
+	store.PasswordCost = bcrypt.MinCost
+	pgtest.Main(m)
+}
 
 // testServer is a real Switchboard API on a loopback listener over a real, migrated store.
 type testServer struct {

@@ -50,9 +50,9 @@ type Config struct {
 	// nil answers every model as unsupported. The providers a tenant creates connect
 	// through its tenant client (llm.WithTenantClient).
 	Models *llm.Registry
-	// GatewayBodyBudget bounds the bytes of large bodies (over 1 MiB) that gateway requests
-	// hold at once; a request past it is answered 503 with Retry-After. Zero is
-	// DefaultGatewayBodyBudget.
+	// GatewayBodyBudget bounds the bytes of bodies that gateway requests hold at once
+	// (those over 1 MiB leave a sixteenth of it to smaller ones); a request past it is
+	// answered 503 with Retry-After. Zero is DefaultGatewayBodyBudget.
 	GatewayBodyBudget int64
 	// AllowPrivateProviders lets tenants create providers whose base_url is a loopback or
 	// private address; it is the operator's switch that built Models' tenant client.
@@ -87,10 +87,13 @@ type Server struct {
 	routes   []route
 	handler  http.Handler
 
-	// bodies is the budget of large gateway bodies, bodyBufs their buffers (see
+	// bodies is the budget of gateway bodies, bodyBufs the buffers of large ones (see
 	// readGatewayBody).
 	bodies   *bodyBudget
 	bodyBufs *bodyBuffers
+
+	// passwordChecks counts the password hashes logins checked (see login).
+	passwordChecks atomic.Uint64
 
 	// registries caches each tenant's model registry: the server's providers with the
 	// tenant's own over them (see registryFor).

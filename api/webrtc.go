@@ -16,10 +16,10 @@ import (
 // WebRTCCalls answers browsers' calls over WebRTC; the node's web calls implement it.
 type WebRTCCalls interface {
 	// StartWebRTCCall answers the offer of req with a new peer and runs the call in the
-	// background; it returns the call's id and the SDP answer. An offer that cannot be
-	// answered is a *realtime.OfferError, an unknown agent wraps store.ErrNotFound, a bad
-	// target is a *store.ValidationError.
-	StartWebRTCCall(ctx context.Context, tenantID string, req WebRTCSessionRequest, from string) (id, answer string, err error)
+	// background; it returns the call. An offer that cannot be answered is a
+	// *realtime.OfferError, an unknown agent wraps store.ErrNotFound, a bad target is a
+	// *store.ValidationError.
+	StartWebRTCCall(ctx context.Context, tenantID string, req WebRTCSessionRequest, from string) (*StartedWebRTCCall, error)
 	// HasWebRTCCall says whether id is a live WebRTC call of the tenant on this node.
 	HasWebRTCCall(tenantID, id string) bool
 	// TrickleWebRTCCall adds the candidates of an RFC 8840 fragment (realtime.ErrCandidate
@@ -30,6 +30,16 @@ type WebRTCCalls interface {
 	HangupWebRTCCall(ctx context.Context, tenantID, id string) error
 	// ICEServers are the STUN and TURN servers browsers should use.
 	ICEServers() []realtime.ICEServer
+}
+
+// StartedWebRTCCall is a WebRTC call just answered.
+type StartedWebRTCCall struct {
+	ID     string
+	Answer string // the SDP answer
+	// Done is closed once the call has ended.
+	Done <-chan struct{}
+	// End ends the call with reason, a store.Ended… constant; it does not block.
+	End func(reason string)
 }
 
 // WebRTCSessionRequest starts a browser's call: its SDP offer and who answers it.
@@ -137,7 +147,7 @@ func (s *Server) createWebRTCSession(w http.ResponseWriter, r *http.Request, p *
 	if s.cfg.WebRTC == nil {
 		return errNoWebRTC
 	}
-	id, answer, err := s.cfg.WebRTC.StartWebRTCCall(r.Context(), p.TenantID, req, clientIP(r))
+	call, err := s.cfg.WebRTC.StartWebRTCCall(r.Context(), p.TenantID, req, clientIP(r))
 	if err != nil {
 		var oe *realtime.OfferError
 		switch {
@@ -148,6 +158,12 @@ func (s *Server) createWebRTCSession(w http.ResponseWriter, r *http.Request, p *
 		}
 		return err
 	}
+	// The call spends for its credential as long as it lasts: revoking the key, or deleting
+	// the user or tenant, hangs it up (HTTP and the events socket's webrtc.offer both come
+	// through here).
+	unregister := s.conns.Register(p.credential(), func(string) { call.End(store.EndedCredentialRevoked) })
+	go func() { <-call.Done; unregister() }()
+	id, answer := call.ID, call.Answer
 	location := "/api/v1/webrtc/sessions/" + id
 	w.Header().Set("Location", location)
 	if whip {

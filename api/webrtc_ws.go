@@ -109,7 +109,8 @@ func (s *Server) callCommand(ctx context.Context, v realtime.Viewer, msg json.Ra
 // commandPrincipal is the socket's credential as it stands now: the socket itself needs
 // only the read scope, and a key may have been revoked since it opened.
 func (s *Server) commandPrincipal(ctx context.Context, v realtime.Viewer) (*Principal, error) {
-	p := &Principal{TenantID: v.TenantID}
+	// The family is the socket's: a call it starts ends with the refresh-token family.
+	p := &Principal{TenantID: v.TenantID, FamilyID: v.Credential.FamilyID}
 	k, err := store.Get[store.APIKey](ctx, s.store, v.TenantID, v.Key)
 	switch {
 	case err == nil:

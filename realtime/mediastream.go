@@ -324,7 +324,8 @@ func (m *MediaStream) Events() <-chan media.Event { return m.events }
 // Done is closed when the stream ended; Reason says why.
 func (m *MediaStream) Done() <-chan struct{} { return m.done }
 
-// Reason is why the stream ended: caller-hangup, error, or closed (by us).
+// Reason is why the stream ended: caller-hangup, error, credential-revoked, or closed (by
+// us).
 func (m *MediaStream) Reason() string {
 	if r := m.reason.Load(); r != nil {
 		return *r
@@ -379,9 +380,10 @@ func (m *MediaStream) Refuse(text string) {
 }
 
 // Revoke ends a stream whose credential was revoked (see Connections): the socket closes at
-// once with CloseRevoked and text, and the call ends. It does not block.
+// once with CloseRevoked and text, and the call ends as credential-revoked. It does not
+// block.
 func (m *MediaStream) Revoke(text string) {
-	m.closeWith(CloseRevoked, text, MediaReasonClosed)
+	m.closeWith(CloseRevoked, text, store.EndedCredentialRevoked)
 }
 
 // closeWith ends the stream with reason and closes the socket with code and text.

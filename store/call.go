@@ -55,6 +55,9 @@ const (
 	EndedShutdown     = "shutdown"      // the node was stopped while carrying the call
 	EndedRestart      = "restart"       // the node died while carrying the call (FailInterruptedCalls)
 	EndedNodeLost     = "node-lost"     // the node carrying the call stopped beating; another node failed it (FailLostNode)
+	// EndedCredentialRevoked: the key that started a web call was revoked, or its user or
+	// tenant deleted, while the call lasted.
+	EndedCredentialRevoked = "credential-revoked"
 )
 
 // liveStatuses are the statuses of a call not yet ended.

@@ -33,8 +33,10 @@ type User struct {
 
 func (*User) idPrefix() string { return prefixUser }
 
-// bcryptCost is the work factor of stored passwords.
-var bcryptCost = bcrypt.DefaultCost
+// PasswordCost is the bcrypt work factor of stored passwords. Tests that sign in many
+// times (each login checks several hashes, see api's login) may lower it before any user
+// is made.
+var PasswordCost = bcrypt.DefaultCost
 
 // prepare hashes a new password; one of the wrong length is left for Validate to name.
 func (u *User) prepare(*Store) error {
@@ -42,7 +44,7 @@ func (u *User) prepare(*Store) error {
 	if pw == "" || len(pw) < 8 || len(pw) > 72 {
 		return nil
 	}
-	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcryptCost)
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), PasswordCost)
 	if err != nil {
 		return err
 	}

@@ -85,7 +85,7 @@ func (c *config) registerServe(fs *flag.FlagSet) {
 	fs.StringVar(&c.ProvidersFile, "providers-file", env("SWITCHBOARD_PROVIDERS_FILE", ""), "YAML file of model providers for the gateway (SWITCHBOARD_PROVIDERS_FILE)")
 	fs.BoolVar(&c.AllowPrivateWebhooks, "allow-private-webhooks", env("SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS", "") == "true", "let agents' tool webhooks reach loopback and private addresses (SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS=true)")
 	fs.BoolVar(&c.AllowPrivateProviders, "allow-private-providers", env("SWITCHBOARD_ALLOW_PRIVATE_PROVIDERS", "") == "true", "let tenants' model and speech providers reach loopback and private addresses (SWITCHBOARD_ALLOW_PRIVATE_PROVIDERS=true)")
-	fs.IntVar(&c.GatewayBodyBudgetMiB, "gateway-body-budget-mib", envInt("SWITCHBOARD_GATEWAY_BODY_BUDGET_MIB", 64), "MiB of model-request bodies over 1 MiB that the gateway holds at once; past it, 503 with Retry-After (SWITCHBOARD_GATEWAY_BODY_BUDGET_MIB)")
+	fs.IntVar(&c.GatewayBodyBudgetMiB, "gateway-body-budget-mib", envInt("SWITCHBOARD_GATEWAY_BODY_BUDGET_MIB", 64), "MiB of model-request bodies that the gateway holds at once; past it, 503 with Retry-After (SWITCHBOARD_GATEWAY_BODY_BUDGET_MIB)")
 	fs.StringVar(&c.SIPTLSAddr, "sip-tls-addr", env("SWITCHBOARD_SIP_TLS_ADDR", ":5061"), "SIP over TLS listen address, used when a certificate is set (SWITCHBOARD_SIP_TLS_ADDR)")
 	fs.StringVar(&c.SIPTLSCert, "sip-tls-cert", env("SWITCHBOARD_SIP_TLS_CERT", ""), "PEM certificate file for SIP over TLS (SWITCHBOARD_SIP_TLS_CERT)")
 	fs.StringVar(&c.SIPTLSKey, "sip-tls-key", env("SWITCHBOARD_SIP_TLS_KEY", ""), "PEM key file of the SIP certificate (SWITCHBOARD_SIP_TLS_KEY)")

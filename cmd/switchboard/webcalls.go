@@ -504,24 +504,24 @@ func newWebRTCCalls(calls *webCalls, rtc *realtime.WebRTC) *webrtcCalls {
 }
 
 // StartWebRTCCall implements api.WebRTCCalls.
-func (w *webrtcCalls) StartWebRTCCall(ctx context.Context, tenantID string, req api.WebRTCSessionRequest, from string) (string, string, error) {
+func (w *webrtcCalls) StartWebRTCCall(ctx context.Context, tenantID string, req api.WebRTCSessionRequest, from string) (*api.StartedWebRTCCall, error) {
 	spec := webCallSpec{TenantID: tenantID, Target: WebTarget{AgentID: req.AgentID, Destination: req.Destination},
 		From: from, Codec: "opus", Metadata: req.Metadata}
 	// A call that cannot go where it is asked to costs no peer.
 	handler, rec, err := w.calls.route(ctx, spec)
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
 	log := w.calls.log.With("tenant_id", tenantID, "from", from)
 	peer, err := w.rtc.Answer(ctx, req.SDP, log)
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
 	spec.Stream, spec.Hangup, spec.Ready, spec.OnEvent = peer, peer.Hangup, peer.Connected(), peer.SendEvent
 	c, err := w.calls.begin(ctx, spec, handler, rec)
 	if err != nil {
 		peer.Hangup(sip.ReasonError)
-		return "", "", err
+		return nil, err
 	}
 	w.mu.Lock()
 	w.peers[c.ID()] = peer
@@ -532,7 +532,7 @@ func (w *webrtcCalls) StartWebRTCCall(ctx context.Context, tenantID string, req 
 		delete(w.peers, c.ID())
 		w.mu.Unlock()
 	}()
-	return c.ID(), peer.Answer(), nil
+	return &api.StartedWebRTCCall{ID: c.ID(), Answer: peer.Answer(), Done: c.Done(), End: c.End}, nil
 }
 
 // peer is the peer of a live WebRTC call of the tenant.
