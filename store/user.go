@@ -83,8 +83,11 @@ func (u *User) Validate() error {
 	return fe.err()
 }
 
-// MaxLoginCandidates bounds how many users of one email a login checks the password of.
-const MaxLoginCandidates = 10
+// MaxLoginCandidates bounds how many users of one email a login without a tenant checks the
+// password of. A login checks this many hashes whatever the email, so that its time tells
+// nothing; each bcrypt check costs tens of milliseconds of CPU, so the bound stays small and a
+// user of an email shared by more tenants names their tenant.
+const MaxLoginCandidates = 3
 
 // UsersByEmail finds the users of that email: in the tenant of that slug, or (slug empty) in
 // every tenant, since an email is unique only within its tenant. At most MaxLoginCandidates,
