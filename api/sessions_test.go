@@ -195,10 +195,10 @@ func TestSessionMessagesAnswerWithToolsAndPage(t *testing.T) {
 			} `json:"user_message"`
 			Message struct {
 				ID, Role, Content, Status string
-				FinishReason          string            `json:"finish_reason"`
-				Parts                 []store.MessagePart `json:"parts"`
-				InputTokens           int               `json:"input_tokens"`
-				CostUSD               float64           `json:"cost_usd"`
+				FinishReason              string              `json:"finish_reason"`
+				Parts                     []store.MessagePart `json:"parts"`
+				InputTokens               int                 `json:"input_tokens"`
+				CostUSD                   float64             `json:"cost_usd"`
 			} `json:"message"`
 		}
 		if err := json.Unmarshal(res.Body, &turn); err != nil {
