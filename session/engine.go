@@ -46,7 +46,10 @@ type Config struct {
 	HistoryChars    int
 	// AnswerTimeout bounds one answer (zero: DefaultAnswerTimeout).
 	AnswerTimeout time.Duration
-	Logger        *slog.Logger
+	// FlowIdle is how long a workflow agent's run waits for a session's next message
+	// (zero: DefaultFlowIdle).
+	FlowIdle time.Duration
+	Logger   *slog.Logger
 }
 
 // Engine keeps sessions and answers their messages.
@@ -63,6 +66,7 @@ type Engine struct {
 
 	mu       sync.Mutex
 	answers  map[string]*answer // by session ID
+	flows    map[string]*flow   // workflow runs, by session ID
 	turns    *turnWriter
 	stopping bool
 	wg       sync.WaitGroup
@@ -79,6 +83,9 @@ func New(cfg Config) *Engine {
 	if cfg.AnswerTimeout <= 0 {
 		cfg.AnswerTimeout = DefaultAnswerTimeout
 	}
+	if cfg.FlowIdle <= 0 {
+		cfg.FlowIdle = DefaultFlowIdle
+	}
 	if cfg.Webhooks == nil {
 		cfg.Webhooks = agent.NewWebhooks(false)
 	}
@@ -86,7 +93,7 @@ func New(cfg Config) *Engine {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Engine{cfg: cfg, log: log, answers: map[string]*answer{}, turns: &turnWriter{st: cfg.Store}}
+	return &Engine{cfg: cfg, log: log, answers: map[string]*answer{}, flows: map[string]*flow{}, turns: &turnWriter{st: cfg.Store}}
 }
 
 // Creator says who makes a session: an API key, a user, or neither (the server).
@@ -171,6 +178,7 @@ func (e *Engine) Close(ctx context.Context, tenantID, id string) (*store.Session
 	if err != nil {
 		return nil, err
 	}
+	e.stopFlow(id)
 	if closed {
 		e.publish(ctx, sess, TypeClosed, sess)
 	}
@@ -181,7 +189,11 @@ func (e *Engine) Close(ctx context.Context, tenantID, id string) (*store.Session
 // first (and, the session being gone, not stored).
 func (e *Engine) Delete(ctx context.Context, tenantID, id string) error {
 	e.cancelAnswer(tenantID, id, true)
-	return store.Delete[store.Session](ctx, e.cfg.Store, tenantID, id)
+	if err := store.Delete[store.Session](ctx, e.cfg.Store, tenantID, id); err != nil {
+		return err
+	}
+	e.stopFlow(id)
+	return nil
 }
 
 // MessagePage is a window of a session's history: the messages after Cursor (a message ID;
@@ -389,6 +401,7 @@ func (e *Engine) Shutdown(ctx context.Context) {
 	e.mu.Unlock()
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
+	defer e.stopFlows()
 	select {
 	case <-done:
 		return
@@ -400,6 +413,17 @@ func (e *Engine) Shutdown(ctx context.Context) {
 	}
 	e.mu.Unlock()
 	<-done
+}
+
+// stopFlows ends every workflow run.
+func (e *Engine) stopFlows() {
+	e.mu.Lock()
+	flows := e.flows
+	e.flows = map[string]*flow{}
+	e.mu.Unlock()
+	for _, f := range flows {
+		f.stop()
+	}
 }
 
 // prepare reads what the answer needs and returns the user message and the function that
@@ -436,11 +460,13 @@ func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, 
 		model  = ag.Model
 		price  *llm.Price
 	)
-	brain, route, err := e.brain(ctx, sess.TenantID, ag, log)
+	brain, route, err := e.brain(ctx, sess, ag, log)
 	if err != nil {
 		runErr = err
 	} else {
-		model, price = route.Model, route.Price
+		if route.Model != "" {
+			model, price = route.Model, route.Price
+		}
 		_, ended, runErr = brain.Answer(ctx, a, history)
 	}
 	parts, usage, stop, hungUp := a.snapshot()
@@ -522,16 +548,14 @@ type textBrain interface {
 // brain is the agent's brain as a call gets it, for text: the LLM brain with the agent's
 // webhook tools and end_call (transfer and keys mean nothing in text; no filler phrase is
 // said while a tool runs), on the agent's model resolved in the tenant's registry.
-func (e *Engine) brain(ctx context.Context, tenantID string, ag *store.Agent, log *slog.Logger) (textBrain, llm.Route, error) {
-	if ag.WorkflowID != nil {
-		return nil, llm.Route{}, errors.New("workflow agents do not answer sessions yet")
-	}
+func (e *Engine) brain(ctx context.Context, sess *store.Session, ag *store.Agent, log *slog.Logger) (textBrain, llm.Route, error) {
+	tenantID := sess.TenantID
+	var route llm.Route
 	reg, err := e.cfg.Models(ctx, tenantID)
-	if err != nil {
-		return nil, llm.Route{}, fmt.Errorf("the agent's model cannot be reached: %w", err)
+	if err == nil {
+		route, err = reg.Route(ag.Model)
 	}
-	route, err := reg.Route(ag.Model)
-	if err != nil {
+	if err != nil && ag.WorkflowID == nil {
 		return nil, llm.Route{}, fmt.Errorf("the agent's model cannot be reached: %w", err)
 	}
 	var tools []*store.Tool
@@ -542,6 +566,19 @@ func (e *Engine) brain(ctx context.Context, tenantID string, ag *store.Agent, lo
 			continue
 		}
 		tools = append(tools, t)
+	}
+	if ag.WorkflowID != nil {
+		// A workflow's llm nodes say they cannot think when the model cannot be reached,
+		// as on a call.
+		wf, err := store.Get[store.Workflow](ctx, e.cfg.Store, tenantID, *ag.WorkflowID)
+		if err != nil {
+			return nil, llm.Route{}, fmt.Errorf("the agent's workflow is not readable: %w", err)
+		}
+		mk := func() agent.Brain {
+			return agent.NewWorkflowBrain(agent.WorkflowBrainConfig{Workflow: wf, Agent: ag, Provider: route.Provider, Model: route.Upstream,
+				Tools: tools, Webhooks: e.cfg.Webhooks, FillerDelay: -1, Logger: log})
+		}
+		return &flowBrain{e: e, sessionID: sess.ID, tenantID: tenantID, make: mk}, route, nil
 	}
 	b, ok := agent.NewLLMBrain(agent.LLMBrainConfig{Agent: ag, Provider: route.Provider, Model: route.Upstream,
 		Tools: tools, Webhooks: e.cfg.Webhooks, Builtins: []string{agent.ToolEndCall}, FillerDelay: -1,
