@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -68,6 +69,7 @@ type Engine struct {
 	answers  map[string]*answer // by session ID
 	flows    map[string]*flow   // workflow runs, by session ID
 	turns    *turnWriter
+	history  historyCache
 	stopping bool
 	wg       sync.WaitGroup
 }
@@ -193,6 +195,7 @@ func (e *Engine) Delete(ctx context.Context, tenantID, id string) error {
 		return err
 	}
 	e.stopFlow(id)
+	e.history.drop(id)
 	return nil
 }
 
@@ -294,8 +297,10 @@ func (e *Engine) Begin(ctx context.Context, sess *store.Session, in Input) (*Pen
 	}
 	a.emit(&Event{Type: EventStart, User: user})
 	go func() {
-		defer release()
+		// The session is free before the answer is reported done: a client that sends its
+		// next message as soon as it has the answer is not refused as busy.
 		defer close(a.done)
+		defer release()
 		run(answerCtx)
 	}()
 	return &Pending{a: a, user: user}, nil
@@ -306,15 +311,19 @@ func (e *Engine) Begin(ctx context.Context, sess *store.Session, in Input) (*Pen
 // returns that error, and the answer goes on.
 func (p *Pending) Stream(ctx context.Context, sink Sink) (*Turn, error) {
 	a := p.a
+	flusher, _ := sink.(Flusher)
 	deliver := func() error {
 		evs, _ := a.take()
+		if sink == nil || len(evs) == 0 {
+			return nil
+		}
 		for _, ev := range evs {
-			if sink == nil {
-				continue
-			}
 			if err := sink.Event(ev); err != nil {
 				return err
 			}
+		}
+		if flusher != nil {
+			return flusher.Flush()
 		}
 		return nil
 	}
@@ -437,22 +446,30 @@ func (e *Engine) prepare(ctx context.Context, sess *store.Session, in Input, a *
 	if err != nil {
 		return nil, nil, err
 	}
-	stored, err := store.SessionHistory(ctx, st, sess.TenantID, sess.ID, e.cfg.HistoryMessages-1)
-	if err != nil {
-		return nil, nil, err
+	stored, ok := e.history.get(sess.ID, sess.MessageCount)
+	if !ok {
+		if stored, err = store.SessionHistory(ctx, st, sess.TenantID, sess.ID, e.cfg.HistoryMessages-1); err != nil {
+			return nil, nil, err
+		}
+	}
+	if len(stored) >= e.cfg.HistoryMessages {
+		stored = stored[len(stored)-(e.cfg.HistoryMessages-1):]
 	}
 	// The answer's ID is drawn after the user message's, so that it sorts after it. The
 	// user message is stored with its answer, in one transaction (see run).
-	user := &store.SessionMessage{ID: store.NewMessageID(), Role: store.RoleUser, Parts: in.Parts, Meta: in.Meta,
-		Status: store.MessageCompleted, CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
+	user := &store.SessionMessage{ID: store.NewMessageID(), SessionID: sess.ID, TenantID: sess.TenantID, Role: store.RoleUser,
+		Parts: in.Parts, Meta: in.Meta, Status: store.MessageCompleted, CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
+	if user.Meta == nil {
+		user.Meta = map[string]any{}
+	}
 	a.messageID = store.NewMessageID()
 	history := window(append(stored, *user), e.cfg.HistoryChars)
-	run := func(ctx context.Context) { e.run(ctx, sess, ag, user, history, a) }
+	run := func(ctx context.Context) { e.run(ctx, sess, ag, user, stored, history, a) }
 	return user, run, nil
 }
 
 // run makes the answer with the agent's brain and stores it.
-func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, user *store.SessionMessage, history []llm.Message, a *answer) {
+func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, user *store.SessionMessage, stored []store.SessionMessage, history []llm.Message, a *answer) {
 	log := e.log.With("session_id", sess.ID, "tenant_id", sess.TenantID, "agent_id", ag.ID)
 	var (
 		runErr error
@@ -501,6 +518,9 @@ func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, 
 		}
 		msg.Status, msg.Error = store.MessageFailed, "the turn could not be stored: "+err.Error()
 	} else {
+		// The session's next message is made over this history, without reading it again.
+		next := append(slices.Clip(stored), *user, *msg)
+		e.history.put(sess.ID, sess.MessageCount+2, next, e.cfg.HistoryMessages)
 		e.publish(storeCtx, sess, TypeMessage, user)
 		e.publish(storeCtx, sess, TypeMessage, msg)
 	}
