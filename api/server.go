@@ -22,6 +22,7 @@ import (
 	"github.com/switchboard-go/switchboard/agent"
 	"github.com/switchboard-go/switchboard/agent/llm"
 	"github.com/switchboard-go/switchboard/realtime"
+	"github.com/switchboard-go/switchboard/session"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -99,6 +100,9 @@ type Server struct {
 	// modelLists caches what providers answered for their models (see upstreamModels).
 	modelLists sync.Map
 
+	// sessions keeps the tenants' sessions and answers their messages.
+	sessions *session.Engine
+
 	// conns holds every authenticated long-lived connection under its credential, so that
 	// a revocation ends them (see revoke).
 	conns *realtime.Connections
@@ -169,11 +173,17 @@ func New(cfg Config) *Server {
 	if cfg.Hub != nil {
 		s.followRevocations(cfg.Hub)
 	}
+	s.sessions = session.New(session.Config{Store: cfg.Store, Models: s.registryFor, Webhooks: cfg.Webhooks,
+		Publisher: sessionPublisher{s}, Logger: cfg.Log})
 	s.routes = s.allRoutes()
 	s.mux = s.buildMux()
 	s.handler = s.recoverer(s.logRequests(s.mux))
 	return s
 }
+
+// Sessions is the engine of the tenants' sessions; the node shuts it down (Shutdown) after
+// the HTTP server, so that answers being made are stored.
+func (s *Server) Sessions() *session.Engine { return s.sessions }
 
 // Handler returns the server's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.handler }
@@ -192,6 +202,7 @@ func (s *Server) allRoutes() []route {
 	rs = append(rs, trunkResource.routes(s)...)
 	rs = append(rs, providerResource.routes(s)...)
 	rs = append(rs, s.callRoutes()...)
+	rs = append(rs, s.sessionRoutes()...)
 	rs = append(rs, s.mediaStreamRoutes()...)
 	rs = append(rs, s.webrtcRoutes()...)
 	rs = append(rs, s.streamRoutes()...)
