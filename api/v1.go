@@ -16,7 +16,7 @@ import (
 // {"error":{"message","code":<status>}}.
 func (s *Server) v1Routes() []route {
 	const tag = "Model gateway (/v1)"
-	return []route{
+	return append([]route{
 		{Method: http.MethodPost, Path: "/v1/chat/completions", Tag: tag, Scope: store.ScopeWrite, Dialect: dialectOpenAI, Status: http.StatusOK,
 			Summary: "OpenAI-compatible chat completions (streaming, tools) over any provider: model is provider/model or agent/{id}",
 			Request: oaiRequest{}, Response: oaiCompletion{}, Handle: s.serveGateway(openAIDialect)},
@@ -34,7 +34,7 @@ func (s *Server) v1Routes() []route {
 			Summary: "Check the key of this request", Response: amaValidate{}, Handle: s.amaValidate},
 		{Method: http.MethodPost, Path: "/v1/auth/login", Tag: "AmaStudio keys", Dialect: dialectAmaStudio, Status: http.StatusOK,
 			Summary: "Sign in with email and password", Request: LoginRequest{}, Response: TokenResponse{}, Handle: s.login},
-	}
+	}, s.amaSessionRoutes()...)
 }
 
 type modelList struct {
