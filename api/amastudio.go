@@ -116,3 +116,38 @@ func writeAmaStudioError(w http.ResponseWriter, d dialect, e *Error) {
 func maxTokensRequired(r *http.Request) bool {
 	return anthropicClient(r) && !amaStudioRequest(r)
 }
+
+// errorResponse names the OpenAPI response that documents a route's errors.
+func (d dialect) errorResponse() string {
+	switch d {
+	case dialectOpenAI:
+		return "OpenAIError"
+	case dialectAnthropic:
+		return "AnthropicError"
+	case dialectAmaStudio:
+		return "AmaStudioError"
+	}
+	return "Error"
+}
+
+// dialectErrorResponses document the error shapes of the /v1 routes, for the OpenAPI
+// document.
+func dialectErrorResponses() map[string]any {
+	str := map[string]any{"type": "string"}
+	obj := func(props map[string]any, required ...string) map[string]any {
+		return map[string]any{"type": "object", "properties": props, "required": required}
+	}
+	resp := func(desc string, schema map[string]any) map[string]any {
+		return map[string]any{"description": desc, "content": map[string]any{"application/json": map[string]any{"schema": schema}}}
+	}
+	ama := obj(map[string]any{"message": str, "code": map[string]any{"type": "integer"}}, "message", "code")
+	return map[string]any{
+		"AmaStudioError": resp("AmaStudio's error: the message and the HTTP status as code", obj(map[string]any{"error": ama}, "error")),
+		"OpenAIError": resp("OpenAI's error; a request with an amallm_ key gets AmaStudio's integer code in place of OpenAI's string one",
+			obj(map[string]any{"error": obj(map[string]any{"message": str, "type": str, "param": map[string]any{"type": []string{"string", "null"}},
+				"code": map[string]any{"type": []string{"string", "integer", "null"}}}, "message", "type", "param", "code")}, "error")),
+		"AnthropicError": resp("Anthropic's error; a request with an amallm_ key gets AmaStudio's integer code in the error object too",
+			obj(map[string]any{"type": map[string]any{"const": "error"}, "error": obj(map[string]any{"type": str, "message": str,
+				"code": map[string]any{"type": "integer"}}, "type", "message")}, "type", "error")),
+	}
+}

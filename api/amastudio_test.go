@@ -456,5 +456,24 @@ func TestAmaStudioErrorShapes(t *testing.T) {
 		// The canonical surface keeps its shape, amallm_ key or not.
 		wantError(t, ts.request(http.MethodGet, "/api/v1/nothing", nil, asAma(ama)), http.StatusNotFound, "not_found", "")
 		wantError(t, ts.request(http.MethodDelete, "/api/v1/agents", nil, asAma(ama)), http.StatusMethodNotAllowed, "method_not_allowed", "")
+
+		// The OpenAPI document says which shape each route's errors take.
+		var doc struct {
+			Paths      map[string]map[string]struct{ Responses map[string]map[string]any }
+			Components struct{ Responses map[string]any }
+		}
+		if err := json.Unmarshal(ts.do(http.MethodGet, "/openapi.json", "", nil).Body, &doc); err != nil {
+			t.Fatal(err)
+		}
+		for path, want := range map[string]string{"/v1/chat/completions": "OpenAIError", "/v1/messages": "AnthropicError",
+			"/v1/keys": "AmaStudioError", "/v1/agents/sessions": "AmaStudioError", "/api/v1/agents": "Error"} {
+			bad := "400"
+			if want == "Error" {
+				bad = "422"
+			}
+			if ref := doc.Paths[path]["post"].Responses[bad]["$ref"]; ref != "#/components/responses/"+want || doc.Components.Responses[want] == nil {
+				t.Errorf("POST %s: %s answers %v, want %s", path, bad, ref, want)
+			}
+		}
 	})
 }
