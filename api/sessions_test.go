@@ -461,3 +461,18 @@ func TestSessionDisconnectBusyAndCancel(t *testing.T) {
 		}
 	})
 }
+
+func TestSessionsInOpenAPI(t *testing.T) {
+	ts := newTestServer(t, store.SQLite)
+	doc := ts.do(http.MethodGet, "/openapi.json", "", nil)
+	if doc.Status != 200 {
+		t.Fatalf("openapi: %d", doc.Status)
+	}
+	body := string(doc.Body)
+	for _, want := range []string{`"/api/v1/sessions"`, `"/api/v1/sessions/{id}"`, `"/api/v1/sessions/{id}/messages"`,
+		`"/api/v1/sessions/{id}/cancel"`, `"agentId"`, `"agent_id"`, `"pageSize"`, `"countOnly"`, `"next_cursor"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the OpenAPI document lacks %s", want)
+		}
+	}
+}
