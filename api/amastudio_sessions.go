@@ -142,6 +142,11 @@ func (s *Server) amaSendMessage(w http.ResponseWriter, r *http.Request, p *Princ
 	if err != nil {
 		return err
 	}
+	// An unknown session (another tenant's among them) is a 404 whatever the body says.
+	sess, err := s.session(r.Context(), p, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
 	var req amaMessageRequest
 	if err := decodeInto(body, &req, false); err != nil {
 		return err
@@ -151,10 +156,6 @@ func (s *Server) amaSendMessage(w http.ResponseWriter, r *http.Request, p *Princ
 		return errBadRequest("role", "must be user: the agent makes the other messages")
 	case strings.TrimSpace(req.Content) == "":
 		return errBadRequest("content", "is required: the message's text")
-	}
-	sess, err := s.session(r.Context(), p, r.PathValue("id"))
-	if err != nil {
-		return err
 	}
 	pending, err := s.sessions.Begin(r.Context(), sess, session.TextInput(req.Content))
 	if err != nil {

@@ -141,6 +141,7 @@ func TestAmaStudioSessionErrors(t *testing.T) {
 		named(ts.request(http.MethodPost, msgs("ses_01jdq3zzzzzzzzzzzzzzzzzzzz"), hello, h), http.StatusNotFound, "Session")
 		named(ts.request(http.MethodPost, msgs("nonsense"), hello, h), http.StatusNotFound, "Session")
 		named(ts.request(http.MethodPost, msgs(strangerSession), hello, h), http.StatusNotFound, "Session")
+		named(ts.request(http.MethodPost, msgs(strangerSession), map[string]any{"name": "stolen"}, h), http.StatusNotFound, "Session")
 		named(ts.request(http.MethodPost, msgs(id), map[string]any{"role": "assistant", "content": "Hi"}, h), http.StatusBadRequest, "role")
 		named(ts.request(http.MethodPost, msgs(id), map[string]any{"role": "user"}, h), http.StatusBadRequest, "content")
 		named(ts.request(http.MethodPost, msgs(id), map[string]any{"role": "user", "content": "  "}, h), http.StatusBadRequest, "content")
