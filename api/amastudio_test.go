@@ -168,7 +168,7 @@ func TestAmaStudioKeys(t *testing.T) {
 		gwOpenAIAnswer(t, g.post(t, "/v1/chat/completions", rw, gwTurns[0].body(gwOpenAI, "oai/gpt-test", false)), "oai/gpt-test")
 		gwAmaError(t, ts.request(http.MethodPost, "/v1/keys", map[string]any{"name": "x"}, bearer(rw)), http.StatusForbidden)
 		gwAmaError(t, ts.request(http.MethodGet, "/v1/keys", nil, bearer(rw)), http.StatusForbidden)
-		// Its keys' canonical surface is closed to it too.
+		// With X-API-Key as with Bearer.
 		gwAmaError(t, ts.request(http.MethodGet, "/v1/keys", nil, hdr("X-API-Key", rw)), http.StatusForbidden)
 
 		// Bad bodies are 400, AmaStudio's code for invalid requests, naming the field.
