@@ -66,8 +66,10 @@ type antToolChoice struct {
 	DisableParallelToolUse bool   `json:"disable_parallel_tool_use,omitempty"`
 }
 
-// decodeAnthropic reads a Messages request into the neutral form.
-func decodeAnthropic(body []byte) (*llm.Request, *antRequest, error) {
+// decodeAnthropic reads a Messages request into the neutral form. max_tokens is required
+// when requireMaxTokens is set, as Anthropic requires it; left out, the provider's default
+// applies (see maxTokensRequired).
+func decodeAnthropic(body []byte, requireMaxTokens bool) (*llm.Request, *antRequest, error) {
 	var in antRequest
 	if err := json.Unmarshal(body, &in); err != nil {
 		return nil, nil, badJSON(err)
@@ -78,14 +80,17 @@ func decodeAnthropic(body []byte) (*llm.Request, *antRequest, error) {
 	switch {
 	case in.Model == "":
 		return nil, nil, bad("model", "is required")
-	case in.MaxTokens == nil:
+	case in.MaxTokens == nil && requireMaxTokens:
 		return nil, nil, bad("max_tokens", "is required")
-	case *in.MaxTokens < 1:
+	case in.MaxTokens != nil && *in.MaxTokens < 1:
 		return nil, nil, bad("max_tokens", "must be at least 1")
 	case len(in.Messages) == 0:
 		return nil, nil, bad("messages", "must hold at least one message")
 	}
-	req := &llm.Request{Model: in.Model, MaxTokens: *in.MaxTokens, Temperature: in.Temperature, TopP: in.TopP, Stop: in.StopSequences}
+	req := &llm.Request{Model: in.Model, Temperature: in.Temperature, TopP: in.TopP, Stop: in.StopSequences}
+	if in.MaxTokens != nil {
+		req.MaxTokens = *in.MaxTokens
+	}
 	if in.Metadata != nil {
 		req.User = in.Metadata.UserID
 	}
@@ -239,8 +244,8 @@ type antUsage struct {
 // anthropicDialect is the gateway's Anthropic surface, POST /v1/messages.
 var anthropicDialect = gatewayDialect{
 	surface: "anthropic",
-	decode: func(body []byte) (*llm.Request, gatewayAsk, error) {
-		req, in, err := decodeAnthropic(body)
+	decode: func(r *http.Request, body []byte) (*llm.Request, gatewayAsk, error) {
+		req, in, err := decodeAnthropic(body, maxTokensRequired(r))
 		if err != nil {
 			return nil, gatewayAsk{}, err
 		}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -18,19 +19,24 @@ const (
 	dialectAnthropic
 	// dialectAmaStudio: {"error":{"message","code":<status>}}.
 	dialectAmaStudio
+	// dialectAmaOpenAI and dialectAmaAnthropic answer AmaStudio's requests on the OpenAI
+	// and Anthropic routes: each SDK's shape with AmaStudio's integer code in the error
+	// object, a superset both clients read (see amastudio.go).
+	dialectAmaOpenAI
+	dialectAmaAnthropic
 )
 
 func (d dialect) write(w http.ResponseWriter, e *Error) {
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
+	}
 	switch d {
 	case dialectOpenAI:
 		writeOpenAIError(w, e)
 	case dialectAnthropic:
 		writeAnthropicError(w, e)
-	case dialectAmaStudio:
-		if e.Status == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard"`)
-		}
-		writeJSON(w, e.Status, map[string]any{"error": map[string]any{"message": e.Message, "code": e.Status}})
+	case dialectAmaStudio, dialectAmaOpenAI, dialectAmaAnthropic:
+		writeAmaStudioError(w, d, e)
 	default:
 		writeError(w, e)
 	}
@@ -45,6 +51,14 @@ func (e *Error) param() any {
 }
 
 func writeOpenAIError(w http.ResponseWriter, e *Error) {
+	if e.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard"`)
+	}
+	writeJSON(w, e.Status, map[string]any{"error": openAIErrorObject(e)})
+}
+
+// openAIErrorObject is the error object of OpenAI's shape: message, type, param, code.
+func openAIErrorObject(e *Error) map[string]any {
 	typ, code := "invalid_request_error", any(nil)
 	switch {
 	case e.Status == http.StatusUnauthorized:
@@ -63,15 +77,15 @@ func writeOpenAIError(w http.ResponseWriter, e *Error) {
 	case e.Status >= 500:
 		typ = "api_error"
 	}
-	if e.Status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard"`)
-	}
-	writeJSON(w, e.Status, map[string]any{"error": map[string]any{
-		"message": e.Message, "type": typ, "param": e.param(), "code": code,
-	}})
+	return map[string]any{"message": e.Message, "type": typ, "param": e.param(), "code": code}
 }
 
 func writeAnthropicError(w http.ResponseWriter, e *Error) {
+	writeJSON(w, e.Status, map[string]any{"type": "error", "error": anthropicErrorObject(e)})
+}
+
+// anthropicErrorObject is the error object of Anthropic's shape: type, message.
+func anthropicErrorObject(e *Error) map[string]any {
 	typ := "invalid_request_error"
 	switch {
 	case e.Status == http.StatusUnauthorized:
@@ -95,5 +109,5 @@ func writeAnthropicError(w http.ResponseWriter, e *Error) {
 	if f := e.param(); f != nil && !strings.Contains(msg, f.(string)) {
 		msg = f.(string) + ": " + msg
 	}
-	writeJSON(w, e.Status, map[string]any{"type": "error", "error": map[string]any{"type": typ, "message": msg}})
+	return map[string]any{"type": typ, "message": msg}
 }

@@ -40,7 +40,7 @@ type call struct {
 // form, and writes a whole answer or a stream in its own wire format.
 type gatewayDialect struct {
 	surface string
-	decode  func(body []byte) (*llm.Request, gatewayAsk, error)
+	decode  func(r *http.Request, body []byte) (*llm.Request, gatewayAsk, error)
 	whole   func(w http.ResponseWriter, model string, resp *llm.Response)
 	stream  func(s *Server, w http.ResponseWriter, r *http.Request, c *call, st llm.Stream, ask gatewayAsk) llm.Usage
 }
@@ -64,7 +64,7 @@ func (s *Server) serveGateway(d gatewayDialect) func(http.ResponseWriter, *http.
 		// request's images and long texts lie in the buffer (bodyString) till then. This
 		// defer runs after those that close the provider's streams.
 		defer release()
-		req, ask, err := d.decode(body)
+		req, ask, err := d.decode(r, body)
 		if err != nil {
 			return err
 		}

@@ -268,7 +268,7 @@ func newCompletionID(prefix string) string {
 // openAIDialect is the gateway's OpenAI surface, POST /v1/chat/completions.
 var openAIDialect = gatewayDialect{
 	surface: "openai",
-	decode: func(body []byte) (*llm.Request, gatewayAsk, error) {
+	decode: func(_ *http.Request, body []byte) (*llm.Request, gatewayAsk, error) {
 		req, in, err := decodeOpenAI(body)
 		if err != nil {
 			return nil, gatewayAsk{}, err

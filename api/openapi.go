@@ -61,10 +61,14 @@ func (s *Server) openAPI() map[string]any {
 			ok["content"] = map[string]any{ct: map[string]any{"schema": map[string]any{"type": "string"}}}
 		}
 		responses[strconv.Itoa(rt.Status)] = ok
-		errRef := map[string]any{"$ref": "#/components/responses/Error"}
+		errRef := map[string]any{"$ref": "#/components/responses/" + rt.Dialect.errorResponse()}
 		if rt.Request != nil {
 			responses["413"] = errRef
-			responses["422"] = errRef
+			if rt.Dialect == dialectCanonical {
+				responses["422"] = errRef
+			} else {
+				responses["400"] = errRef
+			}
 		}
 		if rt.Scope != "" {
 			responses["401"] = errRef
@@ -85,6 +89,11 @@ func (s *Server) openAPI() map[string]any {
 		paths[rt.Path][strings.ToLower(rt.Method)] = op
 	}
 	g.components["Error"] = g.schema(reflect.TypeOf(errorBody{}))
+	errorResponses := dialectErrorResponses()
+	errorResponses["Error"] = map[string]any{
+		"description": "An error in the canonical shape",
+		"content":     map[string]any{"application/json": map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/Error"}}},
+	}
 	return map[string]any{
 		"openapi": "3.1.0",
 		"info": map[string]any{
@@ -94,13 +103,8 @@ func (s *Server) openAPI() map[string]any {
 		},
 		"paths": paths,
 		"components": map[string]any{
-			"schemas": g.components,
-			"responses": map[string]any{
-				"Error": map[string]any{
-					"description": "An error in the canonical shape",
-					"content":     map[string]any{"application/json": map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/Error"}}},
-				},
-			},
+			"schemas":   g.components,
+			"responses": errorResponses,
 			"securitySchemes": map[string]any{
 				"ApiKey":     map[string]any{"type": "apiKey", "in": "header", "name": "X-API-Key"},
 				"BearerAuth": map[string]any{"type": "http", "scheme": "bearer", "description": "An API key, or a JWT access token"},

@@ -86,6 +86,7 @@ type Server struct {
 	usageLog usageBatch
 	started  time.Time
 	routes   []route
+	mux      *http.ServeMux
 	handler  http.Handler
 
 	// bodies is the budget of gateway bodies, bodyBufs the buffers of large ones (see
@@ -178,7 +179,8 @@ func New(cfg Config) *Server {
 	s.sessions = session.New(session.Config{Store: cfg.Store, Models: s.registryFor, Webhooks: cfg.Webhooks,
 		Publisher: sessionPublisher{s}, Logger: cfg.Log})
 	s.routes = s.allRoutes()
-	s.handler = s.recoverer(s.logRequests(s.buildMux()))
+	s.mux = s.buildMux()
+	s.handler = s.recoverer(s.logRequests(s.mux))
 	return s
 }
 
@@ -249,13 +251,13 @@ func (s *Server) buildMux() *http.ServeMux {
 			rt := methods[m]
 			if rt == nil {
 				w.Header().Set("Allow", allowHeader)
-				writeError(w, &Error{Status: http.StatusMethodNotAllowed, Code: codeMethod, Message: r.Method + " is not allowed here; allowed: " + allowHeader})
+				s.dialectFor(r).write(w, &Error{Status: http.StatusMethodNotAllowed, Code: codeMethod, Message: r.Method + " is not allowed here; allowed: " + allowHeader})
 				return
 			}
 			s.serveRoute(w, r, rt)
 		})
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { writeError(w, errRouteNotFound) })
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.dialectFor(r).write(w, errRouteNotFound) })
 	return mux
 }
 
@@ -273,11 +275,11 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt *route) {
 			limit = s.cfg.DefaultRateLimit
 		}
 		if e := s.limiter.limit(w, p.limiterKey(), limit); e != nil {
-			rt.Dialect.write(w, e)
+			rt.Dialect.of(r).write(w, e)
 			return
 		}
 		if !p.Has(rt.Scope) {
-			rt.Dialect.write(w, errForbidden(rt.Scope))
+			rt.Dialect.of(r).write(w, errForbidden(rt.Scope))
 			return
 		}
 	}
@@ -295,7 +297,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, rt *route, err err
 	case e.Status >= 500:
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", e.Status, "err", err)
 	}
-	rt.Dialect.write(w, e)
+	rt.Dialect.of(r).write(w, e)
 }
 
 // statusWriter remembers the status a handler wrote.
@@ -363,7 +365,7 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 				panic(v)
 			}
 			s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			writeError(w, &Error{Status: http.StatusInternalServerError, Code: codeInternal, Message: "Internal server error"})
+			s.dialectFor(r).write(w, &Error{Status: http.StatusInternalServerError, Code: codeInternal, Message: "Internal server error"})
 		}()
 		next.ServeHTTP(w, r)
 	})

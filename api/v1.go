@@ -16,7 +16,7 @@ import (
 // {"error":{"message","code":<status>}}.
 func (s *Server) v1Routes() []route {
 	const tag = "Model gateway (/v1)"
-	return []route{
+	return append([]route{
 		{Method: http.MethodPost, Path: "/v1/chat/completions", Tag: tag, Scope: store.ScopeWrite, Dialect: dialectOpenAI, Status: http.StatusOK,
 			Summary: "OpenAI-compatible chat completions (streaming, tools) over any provider: model is provider/model or agent/{id}",
 			Request: oaiRequest{}, Response: oaiCompletion{}, Handle: s.serveGateway(openAIDialect)},
@@ -34,7 +34,7 @@ func (s *Server) v1Routes() []route {
 			Summary: "Check the key of this request", Response: amaValidate{}, Handle: s.amaValidate},
 		{Method: http.MethodPost, Path: "/v1/auth/login", Tag: "AmaStudio keys", Dialect: dialectAmaStudio, Status: http.StatusOK,
 			Summary: "Sign in with email and password", Request: LoginRequest{}, Response: TokenResponse{}, Handle: s.login},
-	}
+	}, s.amaSessionRoutes()...)
 }
 
 type modelList struct {
@@ -86,83 +86,6 @@ func (s *Server) listModels(w http.ResponseWriter, r *http.Request, p *Principal
 	}
 	sort.SliceStable(out.Data, func(i, j int) bool { return out.Data[i].ID < out.Data[j].ID })
 	writeJSON(w, http.StatusOK, out)
-	return nil
-}
-
-type amaKeyRequest struct {
-	Name   string   `json:"name"`
-	Scopes []string `json:"scopes,omitempty"`
-}
-
-type amaKeyCreated struct {
-	Key  string `json:"key"`
-	ID   string `json:"id"`
-	Name string `json:"name"`
-}
-
-type amaKey struct {
-	ID         string     `json:"id"`
-	Name       string     `json:"name"`
-	Prefix     string     `json:"prefix"`
-	Scopes     []string   `json:"scopes"`
-	CreatedAt  time.Time  `json:"created_at"`
-	LastUsedAt *time.Time `json:"last_used_at"`
-	RevokedAt  *time.Time `json:"revoked_at"`
-}
-
-type amaKeyList struct {
-	Keys []amaKey `json:"keys"`
-}
-
-type amaValidate struct {
-	Valid    bool     `json:"valid"`
-	KeyID    string   `json:"key_id,omitempty"`
-	TenantID string   `json:"tenant_id"`
-	Scopes   []string `json:"scopes"`
-}
-
-func (s *Server) amaCreateKey(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	body, err := readBody(w, r)
-	if err != nil {
-		return err
-	}
-	var req amaKeyRequest
-	if err := decodeInto(body, &req, false); err != nil {
-		return err
-	}
-	if req.Scopes == nil {
-		req.Scopes = []string{store.ScopeRead, store.ScopeWrite}
-	}
-	k := &store.APIKey{Name: req.Name, Kind: "amallm_", Scopes: req.Scopes}
-	secret, err := s.store.CreateAPIKey(r.Context(), p.TenantID, k)
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, amaKeyCreated{Key: secret, ID: k.ID, Name: k.Name})
-	return nil
-}
-
-func (s *Server) amaListKeys(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	out := amaKeyList{Keys: []amaKey{}}
-	for offset := 0; ; offset += 100 {
-		keys, total, err := store.List[store.APIKey](r.Context(), s.store, p.TenantID, store.Page{Limit: 100, Offset: offset})
-		if err != nil {
-			return err
-		}
-		for _, k := range keys {
-			out.Keys = append(out.Keys, amaKey{ID: k.ID, Name: k.Name, Prefix: k.Display, Scopes: k.Scopes, CreatedAt: k.CreatedAt, LastUsedAt: k.LastUsedAt, RevokedAt: k.RevokedAt})
-		}
-		if offset+len(keys) >= total || len(keys) == 0 {
-			break
-		}
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
-}
-
-func (s *Server) amaValidate(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	writeJSON(w, http.StatusOK, amaValidate{Valid: true, KeyID: p.KeyID, TenantID: p.TenantID, Scopes: p.Scopes})
 	return nil
 }
 
