@@ -48,11 +48,9 @@ func startServerWith(t *testing.T, cfg Config, ringDelay time.Duration) string {
 	if cfg.Log == nil {
 		cfg.Log = testLog(t)
 	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
+	// Listen picks again when the TCP port of the UDP port's number is taken, as it can be
+	// on a machine running many tests at once.
+	pc, l, err := Listen(context.Background(), "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
