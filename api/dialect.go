@@ -18,6 +18,9 @@ const (
 	dialectAnthropic
 	// dialectAmaStudio: {"error":{"message","code":<status>}}.
 	dialectAmaStudio
+	// dialectAlumia: the canonical envelope with Alumia's codes ("UNAUTHORIZED"); chosen
+	// per request on canonical routes (dialectOf).
+	dialectAlumia
 )
 
 func (d dialect) write(w http.ResponseWriter, e *Error) {
@@ -31,6 +34,8 @@ func (d dialect) write(w http.ResponseWriter, e *Error) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard"`)
 		}
 		writeJSON(w, e.Status, map[string]any{"error": map[string]any{"message": e.Message, "code": e.Status}})
+	case dialectAlumia:
+		writeAlumiaError(w, e)
 	default:
 		writeError(w, e)
 	}

@@ -98,6 +98,9 @@ type Server struct {
 	// modelLists caches what providers answered for their models (see upstreamModels).
 	modelLists sync.Map
 
+	// orgs resolves Alumia's X-Alumia-Org slugs (alumia.go).
+	orgs alumiaOrgs
+
 	// conns holds every authenticated long-lived connection under its credential, so that
 	// a revocation ends them (see revoke).
 	conns *realtime.Connections
@@ -235,13 +238,13 @@ func (s *Server) buildMux() *http.ServeMux {
 			rt := methods[m]
 			if rt == nil {
 				w.Header().Set("Allow", allowHeader)
-				writeError(w, &Error{Status: http.StatusMethodNotAllowed, Code: codeMethod, Message: r.Method + " is not allowed here; allowed: " + allowHeader})
+				dialectOf(r, &route{}).write(w, &Error{Status: http.StatusMethodNotAllowed, Code: codeMethod, Message: r.Method + " is not allowed here; allowed: " + allowHeader})
 				return
 			}
 			s.serveRoute(w, r, rt)
 		})
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { writeError(w, errRouteNotFound) })
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { dialectOf(r, &route{}).write(w, errRouteNotFound) })
 	return mux
 }
 
@@ -259,11 +262,11 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt *route) {
 			limit = s.cfg.DefaultRateLimit
 		}
 		if e := s.limiter.limit(w, p.limiterKey(), limit); e != nil {
-			rt.Dialect.write(w, e)
+			dialectOf(r, rt).write(w, e)
 			return
 		}
 		if !p.Has(rt.Scope) {
-			rt.Dialect.write(w, errForbidden(rt.Scope))
+			dialectOf(r, rt).write(w, errForbidden(rt.Scope))
 			return
 		}
 	}
@@ -281,7 +284,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, rt *route, err err
 	case e.Status >= 500:
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", e.Status, "err", err)
 	}
-	rt.Dialect.write(w, e)
+	dialectOf(r, rt).write(w, e)
 }
 
 // statusWriter remembers the status a handler wrote.
