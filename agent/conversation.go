@@ -120,9 +120,33 @@ type Recording struct {
 
 // ToolRecord is one tool call of a brain, as the transcript keeps it.
 type ToolRecord struct {
+	// ID is the model's ID of the call, which ties its result to it.
+	ID        string        `json:"id,omitempty"`
 	Name      string        `json:"name"`
 	Arguments string        `json:"arguments"`
 	Result    string        `json:"result"`
 	Error     string        `json:"error,omitempty"`
 	Duration  time.Duration `json:"-"`
+}
+
+// TurnObserver is implemented by a Conversation that shows a model's answer part by part as
+// it is made: a text session streams it to its client. The voice loop does not; it hears
+// only the text given to Speak. The LLM brain calls these from the goroutine that reads the
+// model's stream (every text delta reaches TextDelta before Speak gets it) and from the
+// brain's own, never two at once, and in the order the parts were made.
+type TurnObserver interface {
+	// StepStart is called as a completion is asked for: one step of the answer.
+	StepStart()
+	// TextDelta is a fragment of the answer's text.
+	TextDelta(text string)
+	// ToolInputStart and ToolInputDelta are a tool call as the model writes it: its ID and
+	// name, then fragments of its arguments.
+	ToolInputStart(id, name string)
+	ToolInputDelta(id, delta string)
+	// ToolInputAvailable is a whole tool call, just before the brain runs it; its result
+	// comes to ToolCall with the same ID.
+	ToolInputAvailable(call llm.ToolCall)
+	// StepFinish is called when the completion ended: why it stopped, and its failure if
+	// it failed (its usage went to Usage).
+	StepFinish(reason llm.StopReason, err error)
 }

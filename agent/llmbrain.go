@@ -235,6 +235,32 @@ func (b *LLMBrain) run(ctx context.Context, c Conversation) error {
 	}
 }
 
+// Answer answers the last user message of a text session: history is the conversation so
+// far, ending with that message, as stored (the caller trims it to the model's window). It
+// returns the messages the answer added: the model's (text and tool calls) and the tools'
+// results. ended says the brain ended the conversation (end_call); err is the model's
+// failure (a turn that could not be answered after the brain's retries) or ctx's error,
+// with what was made before it in added. Unlike a call, a failed turn gets no apology: the
+// session stores the failure instead.
+func (b *LLMBrain) Answer(ctx context.Context, c Conversation, history []llm.Message) (added []llm.Message, ended bool, err error) {
+	if b.cfg.Provider == nil {
+		return nil, false, &turnFailure{err: errors.New("the agent has no model provider")}
+	}
+	n := len(history)
+	out, err := b.turn(ctx, c, slices.Clone(history))
+	if len(out) > n {
+		added = out[n:]
+	}
+	if errors.Is(err, errCallEnded) || errors.Is(err, ErrHangup) {
+		return added, true, nil
+	}
+	var tf *turnFailure
+	if errors.As(err, &tf) {
+		return added, false, tf.err
+	}
+	return added, false, err
+}
+
 // userMessage is the caller's input as the model reads it; false for no input.
 func userMessage(in Input) (llm.Message, bool) {
 	switch in.Kind {
@@ -338,6 +364,7 @@ type answer struct {
 type streamed struct {
 	calls []llm.ToolCall
 	usage llm.Usage
+	stop  llm.StopReason
 	err   error
 }
 
@@ -351,9 +378,13 @@ func (b *LLMBrain) speakAnswer(ctx context.Context, c Conversation, req *llm.Req
 	// delta once the caller interrupted or left.
 	streamCtx, cancelStream := context.WithCancel(ctx)
 	defer cancelStream()
+	obs, _ := c.(TurnObserver)
+	if obs != nil {
+		obs.StepStart()
+	}
 	go func() {
 		defer close(text)
-		done <- b.produce(streamCtx, req, text, stop)
+		done <- b.produce(streamCtx, req, text, stop, obs)
 	}()
 	sp, speakErr := c.Speak(ctx, text)
 	close(stop)
@@ -361,6 +392,13 @@ func (b *LLMBrain) speakAnswer(ctx context.Context, c Conversation, req *llm.Req
 	res := <-done
 	if res.usage != (llm.Usage{}) {
 		c.Usage(res.usage)
+	}
+	if obs != nil {
+		err := res.err
+		if err == nil {
+			err = speakErr
+		}
+		obs.StepFinish(res.stop, err)
 	}
 	ans := answer{spoken: sp.Text, interrupted: sp.Interrupted, calls: res.calls}
 	switch {
@@ -379,10 +417,10 @@ func (b *LLMBrain) speakAnswer(ctx context.Context, c Conversation, req *llm.Req
 
 // produce asks for the completion and sends its text deltas to text until it ends or stop
 // is closed, asking again while nothing was sent and the failure may pass.
-func (b *LLMBrain) produce(ctx context.Context, req *llm.Request, text chan<- string, stop <-chan struct{}) streamed {
+func (b *LLMBrain) produce(ctx context.Context, req *llm.Request, text chan<- string, stop <-chan struct{}, obs TurnObserver) streamed {
 	delay := b.cfg.RetryDelay
 	for attempt := 0; ; attempt++ {
-		res, sent := b.produceOnce(ctx, req, text, stop)
+		res, sent := b.produceOnce(ctx, req, text, stop, obs)
 		if res.err == nil || sent || attempt >= b.cfg.Retries || !retryable(res.err) {
 			return res
 		}
@@ -398,7 +436,7 @@ func (b *LLMBrain) produce(ctx context.Context, req *llm.Request, text chan<- st
 	}
 }
 
-func (b *LLMBrain) produceOnce(ctx context.Context, req *llm.Request, text chan<- string, stop <-chan struct{}) (res streamed, sent bool) {
+func (b *LLMBrain) produceOnce(ctx context.Context, req *llm.Request, text chan<- string, stop <-chan struct{}, obs TurnObserver) (res streamed, sent bool) {
 	st, err := b.cfg.Provider.Stream(ctx, req)
 	if err != nil {
 		return streamed{err: err}, false
@@ -421,6 +459,9 @@ func (b *LLMBrain) produceOnce(ctx context.Context, req *llm.Request, text chan<
 			if d.Text == "" {
 				continue
 			}
+			if obs != nil {
+				obs.TextDelta(d.Text)
+			}
 			select {
 			case text <- d.Text:
 				sent = true
@@ -436,12 +477,19 @@ func (b *LLMBrain) produceOnce(ctx context.Context, req *llm.Request, text chan<
 				args = append(args, strings.Builder{})
 			}
 			res.calls[d.Index].ID, res.calls[d.Index].Name = d.ToolCall.ID, d.ToolCall.Name
+			if obs != nil {
+				obs.ToolInputStart(d.ToolCall.ID, d.ToolCall.Name)
+			}
 		case llm.DeltaToolArgs:
 			if d.Index < len(args) {
 				args[d.Index].WriteString(d.Text)
+				if obs != nil && d.Text != "" {
+					obs.ToolInputDelta(res.calls[d.Index].ID, d.Text)
+				}
 			}
 		case llm.DeltaDone:
 			res.usage = d.Usage
+			res.stop = d.StopReason
 		}
 	}
 	for i := range res.calls {
@@ -469,9 +517,13 @@ func retryable(err error) bool {
 func (b *LLMBrain) runTools(ctx context.Context, c Conversation, calls []llm.ToolCall) ([]llm.Message, error) {
 	out := make([]llm.Message, 0, len(calls))
 	filler := &fillerState{}
+	obs, _ := c.(TurnObserver)
 	for _, call := range calls {
+		if obs != nil {
+			obs.ToolInputAvailable(call)
+		}
 		start := time.Now()
-		rec := ToolRecord{Name: call.Name, Arguments: call.Arguments}
+		rec := ToolRecord{ID: call.ID, Name: call.Name, Arguments: call.Arguments}
 		result, err := b.runTool(ctx, c, call, filler)
 		rec.Duration = time.Since(start)
 		msg := llm.Message{Role: llm.RoleTool, ToolCallID: call.ID}

@@ -1,0 +1,534 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/switchboard-go/switchboard/agent"
+	"github.com/switchboard-go/switchboard/agent/llm"
+	"github.com/switchboard-go/switchboard/store"
+)
+
+// Event types published on the hub.
+const (
+	TypeCreated = "session.created"
+	TypeMessage = "session.message"
+	TypeClosed  = "session.closed"
+)
+
+// DefaultAnswerTimeout bounds one answer, tools included.
+const DefaultAnswerTimeout = 5 * time.Minute
+
+// Publisher carries a session's events to the hub: each on the topics given (session:{id}
+// and agent:{id}; the hub's tenant topic sees them too).
+type Publisher interface {
+	PublishSession(ctx context.Context, tenantID string, topics []string, typ string, data any)
+}
+
+// Config is what the engine needs.
+type Config struct {
+	Store *store.Store
+	// Models returns the registry a tenant's model names resolve in (the node's providers
+	// with the tenant's own over them), as the gateway and calls use it.
+	Models func(ctx context.Context, tenantID string) (*llm.Registry, error)
+	// Webhooks runs the agents' webhook tools, as on calls.
+	Webhooks *agent.Webhooks
+	// Publisher, when set, receives session.created, session.message and session.closed.
+	Publisher Publisher
+	// HistoryMessages and HistoryChars bound the history an answer is made over (zero:
+	// DefaultHistoryMessages, DefaultHistoryChars); see window.
+	HistoryMessages int
+	HistoryChars    int
+	// AnswerTimeout bounds one answer (zero: DefaultAnswerTimeout).
+	AnswerTimeout time.Duration
+	Logger        *slog.Logger
+}
+
+// Engine keeps sessions and answers their messages.
+//
+// One message of a session is answered at a time, on this node: a message sent while the
+// last is still being answered is ErrBusy. An answer runs on a context of its own, not the
+// request's: a client that goes away stops receiving the answer, but it is still made and
+// stored, and the next page of history has it. Cancel (or closing or deleting the session)
+// stops it, and the model's upstream request with it; what was made so far is stored as a
+// canceled answer.
+type Engine struct {
+	cfg Config
+	log *slog.Logger
+
+	mu       sync.Mutex
+	answers  map[string]*answer // by session ID
+	stopping bool
+	wg       sync.WaitGroup
+}
+
+// New returns an engine.
+func New(cfg Config) *Engine {
+	if cfg.HistoryMessages <= 0 {
+		cfg.HistoryMessages = DefaultHistoryMessages
+	}
+	if cfg.HistoryChars <= 0 {
+		cfg.HistoryChars = DefaultHistoryChars
+	}
+	if cfg.AnswerTimeout <= 0 {
+		cfg.AnswerTimeout = DefaultAnswerTimeout
+	}
+	if cfg.Webhooks == nil {
+		cfg.Webhooks = agent.NewWebhooks(false)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Engine{cfg: cfg, log: log, answers: map[string]*answer{}}
+}
+
+// Creator says who makes a session: an API key, a user, or neither (the server).
+type Creator struct {
+	KeyID, UserID string
+}
+
+// Create stores a new session of the tenant with sess's agent, label and metadata, and
+// publishes session.created. An agent the tenant does not have is a *store.ValidationError
+// naming agent_id.
+func (e *Engine) Create(ctx context.Context, tenantID string, sess *store.Session, by Creator) error {
+	if sess.AgentID == nil || strings.TrimSpace(*sess.AgentID) == "" {
+		return &store.ValidationError{Fields: []store.FieldError{{Field: "agent_id", Message: "is required"}}}
+	}
+	sess.Status = store.SessionActive
+	sess.MessageCount, sess.InputTokens, sess.OutputTokens, sess.CostUSD, sess.ClosedAt = 0, 0, 0, 0, nil
+	sess.CreatedByKeyID, sess.CreatedByUserID = by.KeyID, by.UserID
+	if sess.Meta == nil {
+		sess.Meta = map[string]any{}
+	}
+	if err := store.Create(ctx, e.cfg.Store, tenantID, sess); err != nil {
+		return err
+	}
+	e.publish(ctx, sess, TypeCreated, sess)
+	return nil
+}
+
+// Get reads a session of the tenant; another tenant's is store.ErrNotFound.
+func (e *Engine) Get(ctx context.Context, tenantID, id string) (*store.Session, error) {
+	return store.Get[store.Session](ctx, e.cfg.Store, tenantID, id)
+}
+
+// List reads a page of the tenant's sessions, newest first, and how many pass the filter.
+func (e *Engine) List(ctx context.Context, tenantID string, f store.SessionFilter, page store.Page) ([]store.Session, int, error) {
+	return store.ListSessions(ctx, e.cfg.Store, tenantID, f, page)
+}
+
+// Answering reports whether a message of the session is being answered on this node.
+func (e *Engine) Answering(sessionID string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.answers[sessionID] != nil
+}
+
+// Update writes a session's label and metadata. A status of closed closes it (Close); a
+// closed session cannot be opened again (a *store.ValidationError naming status).
+func (e *Engine) Update(ctx context.Context, tenantID string, sess *store.Session) error {
+	cur, err := e.Get(ctx, tenantID, sess.ID)
+	if err != nil {
+		return err
+	}
+	if cur.Status == store.SessionClosed && sess.Status == store.SessionActive {
+		return &store.ValidationError{Fields: []store.FieldError{{Field: "status", Message: "a closed session cannot be reopened"}}}
+	}
+	closing := cur.Status == store.SessionActive && sess.Status == store.SessionClosed
+	// What the engine keeps is not the client's to write.
+	sess.TenantID, sess.CreatedAt, sess.AgentID = cur.TenantID, cur.CreatedAt, cur.AgentID
+	sess.MessageCount, sess.InputTokens, sess.OutputTokens, sess.CostUSD = cur.MessageCount, cur.InputTokens, cur.OutputTokens, cur.CostUSD
+	sess.CreatedByKeyID, sess.CreatedByUserID, sess.ClosedAt = cur.CreatedByKeyID, cur.CreatedByUserID, cur.ClosedAt
+	sess.Status = cur.Status
+	if sess.Meta == nil {
+		sess.Meta = map[string]any{}
+	}
+	if err := store.Update(ctx, e.cfg.Store, sess); err != nil {
+		return err
+	}
+	if closing {
+		closed, err := e.Close(ctx, tenantID, sess.ID)
+		if err != nil {
+			return err
+		}
+		*sess = *closed
+	}
+	return nil
+}
+
+// Close closes a session of the tenant: an answer being made is canceled, no message is
+// taken from then on, and session.closed is published (once).
+func (e *Engine) Close(ctx context.Context, tenantID, id string) (*store.Session, error) {
+	e.cancelAnswer(tenantID, id, true)
+	sess, closed, err := store.CloseSession(ctx, e.cfg.Store, tenantID, id)
+	if err != nil {
+		return nil, err
+	}
+	if closed {
+		e.publish(ctx, sess, TypeClosed, sess)
+	}
+	return sess, nil
+}
+
+// Delete removes a session of the tenant and its messages; an answer being made is canceled
+// first (and, the session being gone, not stored).
+func (e *Engine) Delete(ctx context.Context, tenantID, id string) error {
+	e.cancelAnswer(tenantID, id, true)
+	return store.Delete[store.Session](ctx, e.cfg.Store, tenantID, id)
+}
+
+// MessagePage is a window of a session's history: the messages after Cursor (a message ID;
+// empty for the first), skipping Offset, at most Limit.
+type MessagePage struct {
+	Cursor string
+	Offset int
+	Limit  int
+}
+
+// Messages reads a page of a session's messages, oldest first. The session must be the
+// tenant's (store.ErrNotFound otherwise).
+func (e *Engine) Messages(ctx context.Context, tenantID, sessionID string, p MessagePage) ([]store.SessionMessage, error) {
+	return store.ListSessionMessages(ctx, e.cfg.Store, tenantID, sessionID, p.Cursor, p.Offset, p.Limit)
+}
+
+// Input is a user's message: its text and files.
+type Input struct {
+	Parts []store.MessagePart
+	Meta  map[string]any
+}
+
+// TextInput is a user message of text alone.
+func TextInput(text string) Input {
+	return Input{Parts: []store.MessagePart{{Type: store.PartText, Text: text}}}
+}
+
+// Turn is a user message and its answer, both as stored.
+type Turn struct {
+	User   *store.SessionMessage
+	Answer *store.SessionMessage
+	// Closed says the agent ended the session with this answer.
+	Closed bool
+}
+
+// Send stores a user message of sess and answers it with the session's agent, streaming the
+// answer's events to sink (nil: none) as they are made, and returns both messages once the
+// answer is stored.
+//
+// The answer outlives ctx: when ctx ends (the client went away) Send returns ctx's error at
+// once and the answer is still made and stored; when sink fails, Send returns its error and
+// the same holds. Cancel stops an answer. A model failure is not an error of Send: the answer
+// is stored as failed (Turn.Answer.Status, Error) so that the history stays whole, and the
+// events carry it (EventError). Send fails with ErrClosed, ErrBusy, ErrNoAgent, ErrEmpty,
+// ErrShutdown, or the store's errors, before anything is stored.
+func (e *Engine) Send(ctx context.Context, sess *store.Session, in Input, sink Sink) (*Turn, error) {
+	if !hasContent(in.Parts) {
+		return nil, ErrEmpty
+	}
+	if sess.Status != store.SessionActive {
+		return nil, ErrClosed
+	}
+	if sess.AgentID == nil {
+		return nil, ErrNoAgent
+	}
+	answerCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.AnswerTimeout)
+	a := newAnswer(sess.TenantID, sess.ID, cancel)
+	if err := e.claim(a); err != nil {
+		cancel()
+		return nil, err
+	}
+	release := func() {
+		e.mu.Lock()
+		delete(e.answers, sess.ID)
+		e.mu.Unlock()
+		cancel()
+		e.wg.Done()
+	}
+	turn, run, err := e.prepare(ctx, sess, in, a)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	go func() {
+		defer release()
+		defer close(a.done)
+		run(answerCtx)
+	}()
+	a.emit(&Event{Type: EventStart, User: turn.User})
+	// Deliver the events from this goroutine, the caller's, until the answer is stored.
+	for {
+		evs, more := a.take()
+		for _, ev := range evs {
+			if sink == nil {
+				continue
+			}
+			if err := sink.Event(ev); err != nil {
+				return nil, err
+			}
+		}
+		select {
+		case <-more:
+			continue
+		case <-a.done:
+			if evs, _ := a.take(); len(evs) > 0 {
+				for _, ev := range evs {
+					if sink == nil {
+						continue
+					}
+					if err := sink.Event(ev); err != nil {
+						return nil, err
+					}
+				}
+			}
+			turn.Answer, turn.Closed = a.result.Answer, a.result.Closed
+			return turn, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func hasContent(parts []store.MessagePart) bool {
+	for _, p := range parts {
+		if (p.Type == store.PartText && strings.TrimSpace(p.Text) != "") || (p.Type == store.PartFile && p.URL != "") {
+			return true
+		}
+	}
+	return false
+}
+
+// claim makes a the session's answer, unless one is being made or the node is stopping.
+func (e *Engine) claim(a *answer) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopping {
+		return ErrShutdown
+	}
+	if e.answers[a.sessionID] != nil {
+		return ErrBusy
+	}
+	e.answers[a.sessionID] = a
+	e.wg.Add(1)
+	return nil
+}
+
+// Cancel stops the answer being made for a session of the tenant: the model's upstream
+// request is closed, and what was made so far is stored as a canceled answer. It waits
+// (within ctx) until that is stored. ErrNotAnswering when nothing is being answered.
+func (e *Engine) Cancel(ctx context.Context, tenantID, sessionID string) error {
+	a := e.cancelAnswer(tenantID, sessionID, false)
+	if a == nil {
+		return ErrNotAnswering
+	}
+	select {
+	case <-a.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// cancelAnswer cancels the session's answer, if any, and returns it; wait waits for it to
+// be stored.
+func (e *Engine) cancelAnswer(tenantID, sessionID string, wait bool) *answer {
+	e.mu.Lock()
+	a := e.answers[sessionID]
+	e.mu.Unlock()
+	if a == nil || a.tenantID != tenantID {
+		return nil
+	}
+	a.canceled.Store(true)
+	a.cancel()
+	if wait {
+		<-a.done
+	}
+	return a
+}
+
+// Shutdown refuses new messages and waits for the answers being made to be stored; when ctx
+// ends first, they are canceled (and stored as such) and waited for.
+func (e *Engine) Shutdown(ctx context.Context) {
+	e.mu.Lock()
+	e.stopping = true
+	e.mu.Unlock()
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	e.mu.Lock()
+	for _, a := range e.answers {
+		a.cancel()
+	}
+	e.mu.Unlock()
+	<-done
+}
+
+// prepare reads what the answer needs, stores the user message, and returns the turn and the
+// function that makes and stores the answer.
+func (e *Engine) prepare(ctx context.Context, sess *store.Session, in Input, a *answer) (*Turn, func(context.Context), error) {
+	st := e.cfg.Store
+	ag, err := store.Get[store.Agent](ctx, st, sess.TenantID, *sess.AgentID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, ErrNoAgent
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	stored, err := store.SessionHistory(ctx, st, sess.TenantID, sess.ID, e.cfg.HistoryMessages-1)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The answer's ID is drawn after the user message's, so that it sorts after it.
+	user := &store.SessionMessage{ID: store.NewMessageID(), Role: store.RoleUser, Parts: in.Parts, Meta: in.Meta, Status: store.MessageCompleted}
+	a.messageID = store.NewMessageID()
+	if err := store.AppendSessionMessages(ctx, st, sess.TenantID, sess.ID, user); err != nil {
+		return nil, nil, err
+	}
+	e.publish(ctx, sess, TypeMessage, user)
+	history := window(append(stored, *user), e.cfg.HistoryChars)
+	run := func(ctx context.Context) { e.run(ctx, sess, ag, history, a) }
+	return &Turn{User: user}, run, nil
+}
+
+// run makes the answer with the agent's brain and stores it.
+func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, history []llm.Message, a *answer) {
+	log := e.log.With("session_id", sess.ID, "tenant_id", sess.TenantID, "agent_id", ag.ID)
+	var (
+		runErr error
+		ended  bool
+		model  = ag.Model
+		price  *llm.Price
+	)
+	brain, route, err := e.brain(ctx, sess.TenantID, ag, log)
+	if err != nil {
+		runErr = err
+	} else {
+		model, price = route.Model, route.Price
+		_, ended, runErr = brain.Answer(ctx, a, history)
+	}
+	parts, usage, stop, hungUp := a.snapshot()
+	ended = ended || hungUp
+	msg := &store.SessionMessage{ID: a.messageID, Role: store.RoleAssistant, Parts: parts, Model: model,
+		InputTokens: usage.InputTokens, OutputTokens: usage.OutputTokens, Status: store.MessageCompleted}
+	if price != nil {
+		msg.CostUSD = price.Cost(usage)
+	}
+	switch {
+	case a.canceled.Load():
+		msg.Status, msg.FinishReason, msg.Error = store.MessageCanceled, FinishCanceled, "the answer was canceled"
+	case runErr != nil:
+		msg.Status, msg.FinishReason, msg.Error = store.MessageFailed, FinishError, failureText(runErr)
+		log.Warn("session answer failed", "error", runErr)
+	case ended:
+		msg.FinishReason = FinishEndCall
+	default:
+		msg.FinishReason = finishReason(stop)
+	}
+	if msg.Status != store.MessageCompleted {
+		a.emit(&Event{Type: EventError, Error: msg.Error})
+	}
+	// The answer is stored even when the session was closed meanwhile; not when it was
+	// deleted (ErrNotFound).
+	storeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := store.AppendSessionMessages(storeCtx, e.cfg.Store, sess.TenantID, sess.ID, msg); err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			log.Error("session answer not stored", "error", err)
+		}
+		msg.Status, msg.Error = store.MessageFailed, "the answer could not be stored: "+err.Error()
+	} else {
+		e.publish(storeCtx, sess, TypeMessage, msg)
+	}
+	closed := false
+	if ended {
+		if s, did, err := store.CloseSession(storeCtx, e.cfg.Store, sess.TenantID, sess.ID); err == nil && did {
+			closed = true
+			e.publish(storeCtx, s, TypeClosed, s)
+		}
+	}
+	a.result = Turn{Answer: msg, Closed: closed}
+	a.emit(&Event{Type: EventFinish, FinishReason: msg.FinishReason, Usage: usage, CostUSD: msg.CostUSD, Model: model, Answer: msg})
+}
+
+// failureText is what a failed answer's Error says.
+func failureText(err error) string {
+	var ue *llm.UpstreamError
+	if errors.As(err, &ue) {
+		if ue.Message != "" {
+			return "upstream provider error: " + ue.Message
+		}
+		return "upstream provider error: " + ue.Error()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "the answer took too long"
+	}
+	return err.Error()
+}
+
+func finishReason(r llm.StopReason) string {
+	switch r {
+	case llm.StopLength:
+		return FinishLength
+	case llm.StopContentFilter:
+		return FinishFilter
+	}
+	return FinishStop
+}
+
+// textBrain answers one message of a text session over its history.
+type textBrain interface {
+	Answer(ctx context.Context, c agent.Conversation, history []llm.Message) ([]llm.Message, bool, error)
+}
+
+// brain is the agent's brain as a call gets it, for text: the LLM brain with the agent's
+// webhook tools and end_call (transfer and keys mean nothing in text; no filler phrase is
+// said while a tool runs), on the agent's model resolved in the tenant's registry.
+func (e *Engine) brain(ctx context.Context, tenantID string, ag *store.Agent, log *slog.Logger) (textBrain, llm.Route, error) {
+	if ag.WorkflowID != nil {
+		return nil, llm.Route{}, errors.New("workflow agents do not answer sessions yet")
+	}
+	reg, err := e.cfg.Models(ctx, tenantID)
+	if err != nil {
+		return nil, llm.Route{}, fmt.Errorf("the agent's model cannot be reached: %w", err)
+	}
+	route, err := reg.Route(ag.Model)
+	if err != nil {
+		return nil, llm.Route{}, fmt.Errorf("the agent's model cannot be reached: %w", err)
+	}
+	var tools []*store.Tool
+	for _, id := range ag.ToolIDs {
+		t, err := store.Get[store.Tool](ctx, e.cfg.Store, tenantID, id)
+		if err != nil {
+			log.Warn("the agent's tool is not readable", "tool", id, "error", err)
+			continue
+		}
+		tools = append(tools, t)
+	}
+	b, ok := agent.NewLLMBrain(agent.LLMBrainConfig{Agent: ag, Provider: route.Provider, Model: route.Upstream,
+		Tools: tools, Webhooks: e.cfg.Webhooks, Builtins: []string{agent.ToolEndCall}, FillerDelay: -1,
+		HistoryLimit: e.cfg.HistoryMessages, Logger: log}).(textBrain)
+	if !ok {
+		return nil, llm.Route{}, errors.New("the LLM brain cannot answer text sessions")
+	}
+	return b, route, nil
+}
+
+// publish sends a session's event to its topics.
+func (e *Engine) publish(ctx context.Context, sess *store.Session, typ string, data any) {
+	if e.cfg.Publisher == nil {
+		return
+	}
+	topics := []string{"session:" + sess.ID}
+	if sess.AgentID != nil {
+		topics = append(topics, "agent:"+*sess.AgentID)
+	}
+	e.cfg.Publisher.PublishSession(ctx, sess.TenantID, topics, typ, data)
+}

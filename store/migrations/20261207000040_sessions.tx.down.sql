@@ -1,0 +1,3 @@
+DROP TABLE session_messages;
+--bun:split
+DROP TABLE sessions;

@@ -1,0 +1,295 @@
+package store
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+const (
+	prefixSession = "ses_"
+	prefixMessage = "msg_"
+)
+
+// Statuses of a session: it takes messages while active; a closed session keeps its history
+// but answers no more.
+const (
+	SessionActive = "active"
+	SessionClosed = "closed"
+)
+
+// Roles of a session's messages.
+const (
+	RoleUser      = "user"
+	RoleAssistant = "assistant"
+	RoleTool      = "tool"
+	RoleSystem    = "system"
+)
+
+// Statuses of a session's message. A user message is completed once stored; an assistant
+// message is completed when its answer was whole, failed when the model failed (Error says
+// why; the parts hold what was said before), canceled when a client stopped it.
+const (
+	MessageCompleted = "completed"
+	MessageFailed    = "failed"
+	MessageCanceled  = "canceled"
+)
+
+// Kinds of a message's parts.
+const (
+	PartText       = "text"
+	PartToolCall   = "tool_call"
+	PartToolResult = "tool_result"
+	PartFile       = "file"
+)
+
+// Session is a conversation with an agent that the server keeps: its messages are stored as
+// they are made, and every new user message is answered by the agent over the stored history.
+type Session struct {
+	bun.BaseModel `bun:"table:sessions"`
+	Row
+
+	// AgentID is the agent that answers; nil once the agent was deleted (the history stays).
+	AgentID *string `bun:"agent_id" json:"agent_id"`
+	// Label names the session for people ("name" on some surfaces).
+	Label  string         `bun:"label,notnull" json:"label"`
+	Status string         `bun:"status,notnull" json:"status"`
+	Meta   map[string]any `bun:"metadata,type:json,notnull" json:"metadata"`
+	// MessageCount, the tokens and the cost are kept up to date as messages are stored, so a
+	// count needs no scan of the messages.
+	MessageCount int     `bun:"message_count,notnull" json:"message_count"`
+	InputTokens  int64   `bun:"input_tokens,notnull" json:"input_tokens"`
+	OutputTokens int64   `bun:"output_tokens,notnull" json:"output_tokens"`
+	CostUSD      float64 `bun:"cost_usd,notnull" json:"cost_usd"`
+	// CreatedByKeyID and CreatedByUserID say who made the session: an API key, a user, or
+	// both empty for the server itself.
+	CreatedByKeyID  string     `bun:"created_by_key_id,notnull" json:"created_by_key_id,omitempty"`
+	CreatedByUserID string     `bun:"created_by_user_id,notnull" json:"created_by_user_id,omitempty"`
+	ClosedAt        *time.Time `bun:"closed_at" json:"closed_at"`
+}
+
+// NewSession returns an active session with empty metadata; a request body decoded over it
+// sets what the client chose.
+func NewSession() *Session {
+	return &Session{Status: SessionActive, Meta: map[string]any{}}
+}
+
+func (*Session) idPrefix() string { return prefixSession }
+
+// maxLabelLen bounds a session's label.
+const maxLabelLen = 200
+
+// Validate checks the session's own fields.
+func (s *Session) Validate() error {
+	var fe fieldErrors
+	if len([]rune(s.Label)) > maxLabelLen {
+		fe.add("label", "must be at most %d characters", maxLabelLen)
+	}
+	fe.oneOf("status", s.Status, SessionActive, SessionClosed)
+	fe.metadata("metadata", s.Meta)
+	return fe.err()
+}
+
+func (s *Session) references() []reference {
+	if s.AgentID == nil || *s.AgentID == "" {
+		return nil
+	}
+	return []reference{{field: "agent_id", table: "agents", id: *s.AgentID}}
+}
+
+// SessionMessage is one message of a session. Its ID is a ULID: IDs sort by creation time, so
+// a message ID is a cursor into the session's history.
+//
+// An assistant message is the agent's whole answer to one user message, in order: text, the
+// tools it called (PartToolCall) and their results (PartToolResult), and the text after
+// them; a part after a tool result begins a new step of the answer.
+type SessionMessage struct {
+	bun.BaseModel `bun:"table:session_messages"`
+
+	ID        string        `bun:"id,pk" json:"id"`
+	SessionID string        `bun:"session_id,notnull" json:"session_id"`
+	TenantID  string        `bun:"tenant_id,notnull" json:"-"`
+	Role      string        `bun:"role,notnull" json:"role"`
+	Parts     []MessagePart `bun:"parts,type:json,notnull" json:"parts"`
+	Status    string        `bun:"status,notnull" json:"status"`
+	// Error says why an answer failed or stopped.
+	Error string `bun:"error,notnull" json:"error,omitempty"`
+	// FinishReason is why the model stopped: "stop", "length", "tool_calls" (a tool ended
+	// the turn), "end_call", "error", "canceled".
+	FinishReason string         `bun:"finish_reason,notnull" json:"finish_reason,omitempty"`
+	Model        string         `bun:"model,notnull" json:"model,omitempty"`
+	InputTokens  int            `bun:"input_tokens,notnull" json:"input_tokens"`
+	OutputTokens int            `bun:"output_tokens,notnull" json:"output_tokens"`
+	CostUSD      float64        `bun:"cost_usd,notnull" json:"cost_usd"`
+	Meta         map[string]any `bun:"metadata,type:json,notnull" json:"metadata"`
+	CreatedAt    time.Time      `bun:"created_at,notnull" json:"created_at"`
+}
+
+// MessagePart is one piece of a message: text, a tool call with its arguments, a tool's
+// result, or a reference to a file.
+type MessagePart struct {
+	Type string `json:"type"`
+	Text string `json:"text,omitempty"`
+	// ToolCallID ties a tool call to its result; ToolName names the tool.
+	ToolCallID string `json:"tool_call_id,omitempty"`
+	ToolName   string `json:"tool_name,omitempty"`
+	// Arguments are the call's arguments as the model wrote them (normally a JSON object).
+	Arguments string `json:"arguments,omitempty"`
+	// Result is what the tool answered; IsError says it failed (Result says how).
+	Result  string `json:"result,omitempty"`
+	IsError bool   `json:"is_error,omitempty"`
+	// URL, MediaType and Filename reference a file.
+	URL       string `json:"url,omitempty"`
+	MediaType string `json:"media_type,omitempty"`
+	Filename  string `json:"filename,omitempty"`
+}
+
+// Text is the message's text parts joined.
+func (m *SessionMessage) Text() string {
+	var b strings.Builder
+	for _, p := range m.Parts {
+		if p.Type == PartText {
+			b.WriteString(p.Text)
+		}
+	}
+	return b.String()
+}
+
+// ValidMessageID reports whether s looks like a message ID (a cursor).
+func ValidMessageID(s string) bool { return validID(prefixMessage, s) }
+
+// NewMessageID returns a new message ID. IDs made later on this node sort after it.
+func NewMessageID() string { return newID(prefixMessage) }
+
+// SessionFilter narrows a list of sessions; zero fields do not filter.
+type SessionFilter struct {
+	AgentID string
+	Status  string
+}
+
+// ListSessions reads a page of the tenant's sessions that pass the filter, newest first, and
+// how many pass it in all.
+func ListSessions(ctx context.Context, s *Store, tenantID string, f SessionFilter, page Page) ([]Session, int, error) {
+	items := make([]Session, 0, page.Limit)
+	q := s.db.NewSelect().Model(&items).Where("tenant_id = ?", tenantID)
+	if f.Status != "" {
+		q = q.Where("status = ?", f.Status)
+	}
+	if f.AgentID != "" {
+		q = q.Where("agent_id = ?", f.AgentID)
+	}
+	total, err := q.Order("created_at DESC", "id DESC").Limit(int64(page.Limit)).Offset(int64(page.Offset)).ScanAndCount(ctx)
+	if err != nil {
+		return nil, 0, classify(err)
+	}
+	return items, int(total), nil
+}
+
+// AppendSessionMessages stores messages at the end of a session of the tenant, in one
+// transaction with the session's count, tokens, cost and update time. A message without an
+// ID gets one (NewMessageID); each gets the session's tenant and, when it has none, the
+// store's time. A session that is not the tenant's is ErrNotFound, and nothing is written.
+func AppendSessionMessages(ctx context.Context, s *Store, tenantID, sessionID string, msgs ...*SessionMessage) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	if !validID(prefixSession, sessionID) {
+		return ErrNotFound
+	}
+	now := s.now()
+	var in, out int64
+	var cost float64
+	for _, m := range msgs {
+		if m.ID == "" {
+			m.ID = NewMessageID()
+		}
+		if m.CreatedAt.IsZero() {
+			m.CreatedAt = now
+		}
+		m.SessionID, m.TenantID = sessionID, tenantID
+		if m.Parts == nil {
+			m.Parts = []MessagePart{}
+		}
+		if m.Meta == nil {
+			m.Meta = map[string]any{}
+		}
+		if m.Status == "" {
+			m.Status = MessageCompleted
+		}
+		in += int64(m.InputTokens)
+		out += int64(m.OutputTokens)
+		cost += m.CostUSD
+	}
+	return s.inTx(ctx, func(tx bun.Tx) error {
+		res, err := tx.NewUpdate().Model((*Session)(nil)).
+			Set("message_count = message_count + ?", len(msgs)).
+			Set("input_tokens = input_tokens + ?", in).
+			Set("output_tokens = output_tokens + ?", out).
+			Set("cost_usd = cost_usd + ?", cost).
+			Set("updated_at = ?", now).
+			Where("id = ?", sessionID).Where("tenant_id = ?", tenantID).Exec(ctx)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		_, err = tx.NewInsert().Model(&msgs).Exec(ctx)
+		return err
+	})
+}
+
+// ListSessionMessages reads up to limit messages of a session of the tenant in the order
+// they were made, starting after the message whose ID is after ("" for the first), then
+// skipping offset. With a cursor the read is one range of the (session_id, id) index however
+// long the session is; offset is for clients that page by offset and costs what it skips.
+func ListSessionMessages(ctx context.Context, s *Store, tenantID, sessionID, after string, offset, limit int) ([]SessionMessage, error) {
+	items := make([]SessionMessage, 0, limit)
+	q := s.db.NewSelect().Model(&items).Where("session_id = ?", sessionID).Where("tenant_id = ?", tenantID)
+	if after != "" {
+		q = q.Where("id > ?", after)
+	}
+	if offset > 0 {
+		q = q.Offset(int64(offset))
+	}
+	if err := q.Order("id ASC").Limit(int64(limit)).Scan(ctx); err != nil {
+		return nil, classify(err)
+	}
+	return items, nil
+}
+
+// SessionHistory reads the last limit messages of a session of the tenant, oldest first: the
+// history an answer is made over. It reads backwards along the (session_id, id) index, so it
+// costs the same in a session of ten messages or ten thousand.
+func SessionHistory(ctx context.Context, s *Store, tenantID, sessionID string, limit int) ([]SessionMessage, error) {
+	items := make([]SessionMessage, 0, limit)
+	err := s.db.NewSelect().Model(&items).Where("session_id = ?", sessionID).Where("tenant_id = ?", tenantID).
+		Order("id DESC").Limit(int64(limit)).Scan(ctx)
+	if err != nil {
+		return nil, classify(err)
+	}
+	slices.Reverse(items)
+	return items, nil
+}
+
+// CloseSession marks an active session of the tenant closed and returns it; closed says
+// whether this call closed it (false: it was closed already). A session that is not the
+// tenant's is ErrNotFound.
+func CloseSession(ctx context.Context, s *Store, tenantID, id string) (sess *Session, closed bool, err error) {
+	if !validID(prefixSession, id) {
+		return nil, false, ErrNotFound
+	}
+	now := s.now()
+	res, err := s.db.NewUpdate().Model((*Session)(nil)).Set("status = ?", SessionClosed).Set("closed_at = ?", now).
+		Set("updated_at = ?", now).Where("id = ?", id).Where("tenant_id = ?", tenantID).
+		Where("status = ?", SessionActive).Exec(ctx)
+	if err != nil {
+		return nil, false, classify(err)
+	}
+	n, _ := res.RowsAffected()
+	sess, err = Get[Session](ctx, s, tenantID, id)
+	return sess, n > 0, err
+}
