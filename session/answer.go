@@ -62,6 +62,13 @@ func (a *answer) emit(ev *Event) {
 	a.emitLocked(ev)
 }
 
+// peek returns how many events are queued, and a channel closed when more come.
+func (a *answer) peek() (int, <-chan struct{}) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.queue), a.wake
+}
+
 // take returns the events queued since the last take, and a channel closed when more come.
 func (a *answer) take() ([]*Event, <-chan struct{}) {
 	a.mu.Lock()

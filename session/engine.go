@@ -218,15 +218,38 @@ type Turn struct {
 
 // Send stores a user message of sess and answers it with the session's agent, streaming the
 // answer's events to sink (nil: none) as they are made, and returns both messages once the
-// answer is stored.
+// answer is stored. It is Begin and then Stream.
 //
 // The answer outlives ctx: when ctx ends (the client went away) Send returns ctx's error at
 // once and the answer is still made and stored; when sink fails, Send returns its error and
 // the same holds. Cancel stops an answer. A model failure is not an error of Send: the answer
 // is stored as failed (Turn.Answer.Status, Error) so that the history stays whole, and the
-// events carry it (EventError). Send fails with ErrClosed, ErrBusy, ErrNoAgent, ErrEmpty,
-// ErrShutdown, or the store's errors, before anything is stored.
+// events carry it (EventError then EventFinish).
 func (e *Engine) Send(ctx context.Context, sess *store.Session, in Input, sink Sink) (*Turn, error) {
+	p, err := e.Begin(ctx, sess, in)
+	if err != nil {
+		return nil, err
+	}
+	return p.Stream(ctx, sink)
+}
+
+// Pending is an answer begun: its user message is stored, and the answer is being made.
+type Pending struct {
+	a    *answer
+	user *store.SessionMessage
+}
+
+// User is the stored user message.
+func (p *Pending) User() *store.SessionMessage { return p.user }
+
+// MessageID is the ID the answer will be stored under.
+func (p *Pending) MessageID() string { return p.a.messageID }
+
+// Begin stores a user message of sess and starts answering it on a context of its own. It
+// fails with ErrClosed, ErrBusy, ErrNoAgent, ErrEmpty, ErrShutdown, or the store's errors,
+// before anything is stored. The caller then calls Stream once (or never: the answer is
+// made and stored all the same).
+func (e *Engine) Begin(ctx context.Context, sess *store.Session, in Input) (*Pending, error) {
 	if !hasContent(in.Parts) {
 		return nil, ErrEmpty
 	}
@@ -249,44 +272,49 @@ func (e *Engine) Send(ctx context.Context, sess *store.Session, in Input, sink S
 		cancel()
 		e.wg.Done()
 	}
-	turn, run, err := e.prepare(ctx, sess, in, a)
+	user, run, err := e.prepare(ctx, sess, in, a)
 	if err != nil {
 		release()
 		return nil, err
 	}
+	a.emit(&Event{Type: EventStart, User: user})
 	go func() {
 		defer release()
 		defer close(a.done)
 		run(answerCtx)
 	}()
-	a.emit(&Event{Type: EventStart, User: turn.User})
-	// Deliver the events from this goroutine, the caller's, until the answer is stored.
-	for {
-		evs, more := a.take()
+	return &Pending{a: a, user: user}, nil
+}
+
+// Stream delivers the answer's events to sink (nil: none) from the caller's goroutine, in
+// order, and returns the turn once the answer is stored; when ctx ends or sink fails first it
+// returns that error, and the answer goes on.
+func (p *Pending) Stream(ctx context.Context, sink Sink) (*Turn, error) {
+	a := p.a
+	deliver := func() error {
+		evs, _ := a.take()
 		for _, ev := range evs {
 			if sink == nil {
 				continue
 			}
 			if err := sink.Event(ev); err != nil {
-				return nil, err
+				return err
 			}
+		}
+		return nil
+	}
+	for {
+		_, more := a.peek()
+		if err := deliver(); err != nil {
+			return nil, err
 		}
 		select {
 		case <-more:
-			continue
 		case <-a.done:
-			if evs, _ := a.take(); len(evs) > 0 {
-				for _, ev := range evs {
-					if sink == nil {
-						continue
-					}
-					if err := sink.Event(ev); err != nil {
-						return nil, err
-					}
-				}
+			if err := deliver(); err != nil {
+				return nil, err
 			}
-			turn.Answer, turn.Closed = a.result.Answer, a.result.Closed
-			return turn, nil
+			return &Turn{User: p.user, Answer: a.result.Answer, Closed: a.result.Closed}, nil
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -373,7 +401,7 @@ func (e *Engine) Shutdown(ctx context.Context) {
 
 // prepare reads what the answer needs, stores the user message, and returns the turn and the
 // function that makes and stores the answer.
-func (e *Engine) prepare(ctx context.Context, sess *store.Session, in Input, a *answer) (*Turn, func(context.Context), error) {
+func (e *Engine) prepare(ctx context.Context, sess *store.Session, in Input, a *answer) (*store.SessionMessage, func(context.Context), error) {
 	st := e.cfg.Store
 	ag, err := store.Get[store.Agent](ctx, st, sess.TenantID, *sess.AgentID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -395,7 +423,7 @@ func (e *Engine) prepare(ctx context.Context, sess *store.Session, in Input, a *
 	e.publish(ctx, sess, TypeMessage, user)
 	history := window(append(stored, *user), e.cfg.HistoryChars)
 	run := func(ctx context.Context) { e.run(ctx, sess, ag, history, a) }
-	return &Turn{User: user}, run, nil
+	return user, run, nil
 }
 
 // run makes the answer with the agent's brain and stores it.
