@@ -9,3 +9,22 @@ func SetBodyBuffersIdle(s *Server, d time.Duration) {
 	s.bodyBufs.idle = d
 	s.bodyBufs.mu.Unlock()
 }
+
+// NewUIStream is the UI message stream writer, for the AI SDK judge's tests of it.
+var NewUIStream = newUIStream
+
+// UIFinishReason is the AI SDK's finish reason of a stop reason.
+var UIFinishReason = uiFinishReason
+
+// RawChunk writes any value as a chunk, so that a test can show the judge refusing what
+// the writer never sends.
+func (u *uiStream) RawChunk(v any) { u.chunk(v) }
+
+// Open sends the stream's status and headers.
+func (u *uiStream) Open() { u.open() }
+
+// UIUsage is usage as the stream's metadata carries it.
+type UIUsage = uiUsage
+
+// NewUIUsage is usage as the stream's metadata carries it.
+var NewUIUsage = newUIUsage

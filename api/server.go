@@ -22,6 +22,7 @@ import (
 	"github.com/switchboard-go/switchboard/agent"
 	"github.com/switchboard-go/switchboard/agent/llm"
 	"github.com/switchboard-go/switchboard/realtime"
+	"github.com/switchboard-go/switchboard/session"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -71,6 +72,11 @@ type Config struct {
 	// Checks reports the node's parts besides the database for /health (the SIP
 	// listeners); nil: none.
 	Checks func() []HealthCheck
+	// Sessions keeps sessions and answers their messages; nil makes an engine over Store.
+	Sessions *session.Engine
+	// ChatRateLimit is Alumia's chat requests (POST /api/v1/chat) a minute, per key or user
+	// and per client address (zero: DefaultChatRateLimit).
+	ChatRateLimit int
 }
 
 // Server is the HTTP API of one node.
@@ -98,6 +104,8 @@ type Server struct {
 	// modelLists caches what providers answered for their models (see upstreamModels).
 	modelLists sync.Map
 
+	// sessions answers the messages of sessions (every surface's).
+	sessions *session.Engine
 	// orgs resolves Alumia's X-Alumia-Org slugs (alumia.go).
 	orgs alumiaOrgs
 
@@ -162,8 +170,15 @@ func New(cfg Config) *Server {
 	if cfg.GatewayBodyBudget <= 0 {
 		cfg.GatewayBodyBudget = DefaultGatewayBodyBudget
 	}
+	if cfg.ChatRateLimit <= 0 {
+		cfg.ChatRateLimit = DefaultChatRateLimit
+	}
 	s := &Server{cfg: cfg, log: cfg.Log, store: cfg.Store, auth: cfg.Auth, limiter: NewRateLimiter(), tokens: newTokenCounter(), webhooks: cfg.Webhooks, started: time.Now(),
 		bodies: &bodyBudget{limit: cfg.GatewayBodyBudget}, bodyBufs: &bodyBuffers{limit: cfg.GatewayBodyBudget, idle: bodyBuffersIdle}}
+	s.sessions = cfg.Sessions
+	if s.sessions == nil {
+		s.sessions = session.New(session.Config{Store: cfg.Store, Models: s.registryFor, Webhooks: cfg.Webhooks, Logger: cfg.Log})
+	}
 	s.conns = realtime.NewConnections()
 	if cfg.Streams != nil {
 		s.conns = cfg.Streams.Connections()
@@ -198,6 +213,7 @@ func (s *Server) allRoutes() []route {
 	rs = append(rs, s.streamRoutes()...)
 	rs = append(rs, s.v1Routes()...)
 	rs = append(rs, s.usageRoutes()...)
+	rs = append(rs, s.alumiaChatRoutes()...)
 	return rs
 }
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"time"
 
 	"github.com/switchboard-go/switchboard/agent/llm"
 )
@@ -23,7 +22,7 @@ type uiStream struct {
 	rc  *http.ResponseController
 	buf bytes.Buffer
 	err error
-	// ended is set once finish or [DONE] is out, so that neither is sent twice.
+	// finished and done are set once finish and [DONE] are out, so neither is sent twice.
 	finished, done bool
 }
 
@@ -243,20 +242,4 @@ type uiUsage struct {
 
 func newUIUsage(u llm.Usage) *uiUsage {
 	return &uiUsage{InputTokens: u.InputTokens, OutputTokens: u.OutputTokens, TotalTokens: u.InputTokens + u.OutputTokens}
-}
-
-// keepAlive is how often an idle stream sends an SSE comment, so that proxies keep a slow
-// tool's silence open; readers skip comments.
-const uiKeepAlive = 15 * time.Second
-
-// Ping sends an SSE comment.
-func (u *uiStream) Ping() {
-	if u.err != nil {
-		return
-	}
-	if _, err := u.w.Write([]byte(": ping\n\n")); err != nil {
-		u.err = err
-		return
-	}
-	u.flush()
 }

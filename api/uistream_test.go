@@ -1,4 +1,4 @@
-package api
+package api_test
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/switchboard-go/switchboard/agent/llm"
+	"github.com/switchboard-go/switchboard/api"
 )
 
 // uiJudgeDir is testdata/sdk with the ai package installed (make sdk).
@@ -99,8 +100,8 @@ func (e *judgeError) Error() string {
 // written, text, a tool call with its input and output, a failed tool, and an error.
 func TestUIStreamJudgedByAISDK(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u := newUIStream(w)
-		u.open()
+		u := api.NewUIStream(w)
+		u.Open()
 		u.Start("msg_1", map[string]any{"sessionId": "ses_1"})
 		u.StartStep()
 		u.ToolInputStart("call_1", "get_weather")
@@ -122,7 +123,7 @@ func TestUIStreamJudgedByAISDK(t *testing.T) {
 			u.Error("Upstream provider error: Overloaded")
 			u.Finish("error", nil)
 		} else {
-			u.Finish(uiFinishReason(""), map[string]any{"usage": newUIUsage(llmUsage(7, 5))})
+			u.Finish(api.UIFinishReason(""), map[string]any{"usage": api.NewUIUsage(llmUsage(7, 5))})
 		}
 		u.Done()
 		if u.Err() != nil {
@@ -147,7 +148,7 @@ func TestUIStreamJudgedByAISDK(t *testing.T) {
 	}
 	var meta struct {
 		SessionID string  `json:"sessionId"`
-		Usage     uiUsage `json:"usage"`
+		Usage     api.UIUsage `json:"usage"`
 	}
 	if err := json.Unmarshal(m.Metadata, &meta); err != nil || meta.SessionID != "ses_1" || meta.Usage.TotalTokens != 12 {
 		t.Errorf("metadata = %s (%v)", m.Metadata, err)
@@ -186,9 +187,9 @@ func TestUIStreamJudgedByAISDK(t *testing.T) {
 // with a field its schema does not define.
 func TestUIStreamJudgeIsStrict(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u := newUIStream(w)
+		u := api.NewUIStream(w)
 		u.Start("msg_1", nil)
-		u.chunk(map[string]any{"type": "finish", "finishReason": "stop", "usage": map[string]int{"inputTokens": 1}})
+		u.RawChunk(map[string]any{"type": "finish", "finishReason": "stop", "usage": map[string]int{"inputTokens": 1}})
 		u.Done()
 	}))
 	defer srv.Close()

@@ -237,7 +237,11 @@ func AppendSessionMessages(ctx context.Context, s *Store, tenantID, sessionID st
 		if n, _ := res.RowsAffected(); n == 0 {
 			return ErrNotFound
 		}
-		_, err = tx.NewInsert().Model(&msgs).Exec(ctx)
+		if _, err = tx.NewInsert().Model(&msgs).Exec(ctx); err != nil {
+			return err
+		}
+		// What an answer cost comes off the tenant's balance with it (tenant.go).
+		_, err = drawBalance(ctx, tx, tenantID, cost)
 		return err
 	})
 }
