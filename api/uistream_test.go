@@ -147,7 +147,7 @@ func TestUIStreamJudgedByAISDK(t *testing.T) {
 		t.Fatalf("message = %+v", m)
 	}
 	var meta struct {
-		SessionID string  `json:"sessionId"`
+		SessionID string      `json:"sessionId"`
 		Usage     api.UIUsage `json:"usage"`
 	}
 	if err := json.Unmarshal(m.Metadata, &meta); err != nil || meta.SessionID != "ses_1" || meta.Usage.TotalTokens != 12 {
