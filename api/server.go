@@ -72,8 +72,6 @@ type Config struct {
 	// Checks reports the node's parts besides the database for /health (the SIP
 	// listeners); nil: none.
 	Checks func() []HealthCheck
-	// Sessions keeps sessions and answers their messages; nil makes an engine over Store.
-	Sessions *session.Engine
 	// ChatRateLimit is Alumia's chat requests (POST /api/v1/chat) a minute, per key or user
 	// and per client address (zero: DefaultChatRateLimit).
 	ChatRateLimit int
@@ -104,7 +102,7 @@ type Server struct {
 	// modelLists caches what providers answered for their models (see upstreamModels).
 	modelLists sync.Map
 
-	// sessions answers the messages of sessions (every surface's).
+	// sessions keeps the tenants' sessions and answers their messages.
 	sessions *session.Engine
 	// orgs resolves Alumia's X-Alumia-Org slugs (alumia.go).
 	orgs alumiaOrgs
@@ -175,10 +173,6 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, store: cfg.Store, auth: cfg.Auth, limiter: NewRateLimiter(), tokens: newTokenCounter(), webhooks: cfg.Webhooks, started: time.Now(),
 		bodies: &bodyBudget{limit: cfg.GatewayBodyBudget}, bodyBufs: &bodyBuffers{limit: cfg.GatewayBodyBudget, idle: bodyBuffersIdle}}
-	s.sessions = cfg.Sessions
-	if s.sessions == nil {
-		s.sessions = session.New(session.Config{Store: cfg.Store, Models: s.registryFor, Webhooks: cfg.Webhooks, Logger: cfg.Log})
-	}
 	s.conns = realtime.NewConnections()
 	if cfg.Streams != nil {
 		s.conns = cfg.Streams.Connections()
@@ -186,10 +180,16 @@ func New(cfg Config) *Server {
 	if cfg.Hub != nil {
 		s.followRevocations(cfg.Hub)
 	}
+	s.sessions = session.New(session.Config{Store: cfg.Store, Models: s.registryFor, Webhooks: cfg.Webhooks,
+		Publisher: sessionPublisher{s}, Logger: cfg.Log})
 	s.routes = s.allRoutes()
 	s.handler = s.recoverer(s.logRequests(s.buildMux()))
 	return s
 }
+
+// Sessions is the engine of the tenants' sessions; the node shuts it down (Shutdown) after
+// the HTTP server, so that answers being made are stored.
+func (s *Server) Sessions() *session.Engine { return s.sessions }
 
 // Handler returns the server's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.handler }
@@ -208,6 +208,7 @@ func (s *Server) allRoutes() []route {
 	rs = append(rs, trunkResource.routes(s)...)
 	rs = append(rs, providerResource.routes(s)...)
 	rs = append(rs, s.callRoutes()...)
+	rs = append(rs, s.sessionRoutes()...)
 	rs = append(rs, s.mediaStreamRoutes()...)
 	rs = append(rs, s.webrtcRoutes()...)
 	rs = append(rs, s.streamRoutes()...)

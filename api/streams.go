@@ -70,8 +70,8 @@ func TopicChecker(st *store.Store) realtime.TopicChecker {
 		case "call":
 			_, err = store.Get[store.Call](ctx, st, tenantID, id)
 		case "session":
-			// Sessions are not stored yet; their topics are namespaced by tenant in the
-			// hub, so another tenant's events can never reach this one.
+			// Session topics are namespaced by tenant in the hub, so another tenant's
+			// session events can never reach this one; a session not (yet) made is quiet.
 			return nil
 		default:
 			return realtime.ErrTopicNotFound

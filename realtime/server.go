@@ -23,6 +23,15 @@ type Viewer struct {
 	// RemoteAddr is the client's address as the HTTP server saw it (host:port), for the
 	// records of what its commands start (a browser's call is from it).
 	RemoteAddr string
+	// Send queues a frame on the socket a command came from, for a command that answers with
+	// more than its ack (session.send streams an answer); nil outside a command.
+	Send func(frame any)
+}
+
+// AfterAck is a command's reply that goes on after its ack: Start is called once the ack is
+// queued, so that the frames it sends follow the ack.
+type AfterAck interface {
+	Start()
 }
 
 // TopicChecker says whether a tenant may watch a topic: nil, or ErrTopicNotFound when the

@@ -249,6 +249,7 @@ func (s *Server) handleMessage(ctx context.Context, sub *Subscriber, v Viewer, m
 			fail(errField(http.StatusUnprocessableEntity, "validation_error", "type", "unknown message type "+strconv.Quote(msg.Type)))
 			return
 		}
+		v.Send = sub.Send
 		reply, err := h(ctx, v, raw)
 		if err != nil {
 			var se *streamError
@@ -260,6 +261,9 @@ func (s *Server) handleMessage(ctx context.Context, sub *Subscriber, v Viewer, m
 			return
 		}
 		sub.Send(ackFrame{Type: "ack", ID: msg.ID, Action: msg.Type, Topics: []string{}, Result: reply})
+		if a, ok := reply.(AfterAck); ok {
+			a.Start()
+		}
 	}
 }
 

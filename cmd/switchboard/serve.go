@@ -209,6 +209,7 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	agents.api = srv
 	// Browsers may signal their WebRTC calls over the events socket too.
 	srv.HandleWebRTCCommands(streams)
+	srv.HandleSessionCommands(streams)
 	httpSrv := &http.Server{
 		Addr: c.HTTPAddr, Handler: srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
@@ -271,6 +272,9 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = httpSrv.Shutdown(shutCtx)
+	// Answers of sessions outlive their requests: let them be stored (canceled at the
+	// deadline, and stored as such).
+	srv.Sessions().Shutdown(shutCtx)
 	leaveNode(st, heart, stopHeart, heartDone, log)
 	stopFlush()
 	<-flushed
