@@ -1,15 +1,20 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/switchboard-go/switchboard/agent"
 	"github.com/switchboard-go/switchboard/agent/llm"
@@ -268,6 +273,10 @@ func TestAlumiaChatStream(t *testing.T) {
 				t.Errorf("usage of two steps: %+v", fm.Usage)
 			}
 
+			// The history, as Alumia reads it: UIMessages the AI SDK validates, the answer with
+			// the tool as the stream built it, paged by cursor.
+			b.checkHistory(t, sid, []*uiMessageOut{first.Message, second.Message, tm})
+
 			// 4. The upstream fails mid-answer: the client gets what was said, an error, and
 			// the end of the stream; the turn is stored with its failure.
 			broken := b.chat(t, map[string]any{"agentId": b.broken, "messages": []any{map[string]any{"role": "user", "content": "Hello?"}}})
@@ -284,6 +293,229 @@ func TestAlumiaChatStream(t *testing.T) {
 			if len(bs) != 2 || bs[1].Status != store.MessageFailed || !strings.Contains(bs[1].Error, "Overloaded") {
 				t.Fatalf("broken turn stored: %+v", bs)
 			}
+		})
+	}
+}
+
+// checkHistory reads a session's messages as Alumia does, and checks that the answers are
+// what the stream gave (answers, in order), and the paging rules.
+func (b *alumiaBench) checkHistory(t *testing.T, sid string, answers []*uiMessageOut) {
+	t.Helper()
+	path := b.ts.URL + "/api/v1/sessions/" + sid + "/messages"
+	page, err := judgeUI(t, path, b.headers(), "", "SWITCHBOARD_VALIDATE=items")
+	if err != nil {
+		t.Fatal(err) // validateUIMessages refused the page
+	}
+	var body struct {
+		Items      []uiMessageOut `json:"items"`
+		NextCursor *string        `json:"nextCursor"`
+		Total      int            `json:"total"`
+	}
+	if err := json.Unmarshal(page.Body, &body); err != nil || page.Status != 200 || !page.Valid {
+		t.Fatalf("history: %d %s", page.Status, page.Body)
+	}
+	if len(body.Items) != 2*len(answers) || body.Total != len(body.Items) || body.NextCursor != nil {
+		t.Fatalf("history holds %d messages (total %d), want %d", len(body.Items), body.Total, 2*len(answers))
+	}
+	for i, want := range answers {
+		user, got := body.Items[2*i], body.Items[2*i+1]
+		if user.Role != "user" || len(user.Parts) != 1 || user.Parts[0].Type != "text" {
+			t.Errorf("message %d: %+v", 2*i, user)
+		}
+		if got.ID != want.ID || got.Role != "assistant" || partTypes(&got) != partTypes(want) {
+			t.Fatalf("answer %d in the history: %s %s, streamed: %s %s", i, got.ID, partTypes(&got), want.ID, partTypes(want))
+		}
+		for j, p := range got.Parts {
+			w := want.Parts[j]
+			if p.Text != w.Text || p.State != w.State || p.ToolCallID != w.ToolCallID || gwCompact(string(p.Input)) != gwCompact(string(w.Input)) ||
+				gwCompact(string(p.Output)) != gwCompact(string(w.Output)) {
+				t.Errorf("answer %d part %d: history %+v, stream %+v", i, j, p, w)
+			}
+		}
+		var md struct {
+			Status string      `json:"status"`
+			Usage  api.UIUsage `json:"usage"`
+		}
+		if err := json.Unmarshal(got.Metadata, &md); err != nil || md.Status != "completed" || md.Usage != metaOf(t, want).Usage {
+			t.Errorf("answer %d metadata %s, streamed %s", i, got.Metadata, want.Metadata)
+		}
+	}
+
+	// By cursor, two at a time.
+	var ids []string
+	cursor := ""
+	for range 10 {
+		q := "?pageSize=2"
+		if cursor != "" {
+			q += "&cursor=" + cursor
+		}
+		r := b.ts.request(http.MethodGet, "/api/v1/sessions/"+sid+"/messages"+q, nil, alumiaHeaders(b.key, "acme"))
+		wantStatus(t, r, http.StatusOK, "page "+q)
+		var pg struct {
+			Items      []uiMessageOut `json:"items"`
+			NextCursor *string        `json:"nextCursor"`
+		}
+		if err := json.Unmarshal(r.Body, &pg); err != nil || len(pg.Items) > 2 {
+			t.Fatalf("page %s: %s", q, r.Body)
+		}
+		for _, m := range pg.Items {
+			ids = append(ids, m.ID)
+		}
+		if pg.NextCursor == nil {
+			break
+		}
+		cursor = *pg.NextCursor
+	}
+	if len(ids) != len(body.Items) || ids[len(ids)-1] != body.Items[len(body.Items)-1].ID {
+		t.Errorf("paged ids %v", ids)
+	}
+	r := b.ts.request(http.MethodGet, "/api/v1/sessions/"+sid+"/messages?countOnly=true", nil, alumiaHeaders(b.key, "acme"))
+	if r.Status != 200 || r.JSON(t)["count"] != float64(len(body.Items)) || strings.Contains(string(r.Body), "parts") {
+		t.Errorf("countOnly: %d %s", r.Status, r.Body)
+	}
+	wantAlumiaError(t, b.ts.request(http.MethodGet, "/api/v1/sessions/"+sid+"/messages?pageSize=501", nil, alumiaHeaders(b.key, "acme")), 422, "UNPROCESSABLE_CONTENT", "pageSize")
+	wantAlumiaError(t, b.ts.request(http.MethodGet, "/api/v1/sessions/ses_nope/messages", nil, alumiaHeaders(b.key, "acme")), 404, "NOT_FOUND", "")
+	// The same history on the canonical surface keeps its own shape.
+	canon := b.ts.get("/api/v1/sessions/"+sid+"/messages", b.admin)
+	if items, _ := canon["items"].([]any); len(items) != len(body.Items) || items[0].(map[string]any)["content"] == nil || items[0].(map[string]any)["session_id"] != sid {
+		t.Errorf("canonical history: %v", canon)
+	}
+}
+
+// chatRaw posts a chat request over plain HTTP from the local address from (an address of
+// 127.0.0.0/8, so that tests can be several clients) and reads the whole answer.
+func (b *alumiaBench) chatRaw(t *testing.T, from, key string, body any) response {
+	t.Helper()
+	raw, _ := json.Marshal(body)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.ts.URL+"/api/v1/chat", bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	req.Header.Set("X-Alumia-Org", "acme")
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	client := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: out}
+}
+
+func hello(agentID string) map[string]any {
+	return map[string]any{"agentId": agentID, "messages": []any{map[string]any{"role": "user", "content": "Hello?"}}}
+}
+
+// TestAlumiaChatRateLimit: 429 TOO_MANY_REQUESTS with Retry-After past the chat limit of a
+// key, and past the limit of a client address, whichever key it uses.
+func TestAlumiaChatRateLimit(t *testing.T) {
+	for _, d := range []store.Dialect{store.SQLite, store.Postgres} {
+		t.Run(string(d), func(t *testing.T) {
+			t.Parallel()
+			b := newAlumiaBench(t, d, api.Config{ChatRateLimit: 3})
+			other := b.ts.create("/api/v1/keys", b.admin, map[string]any{"name": "other", "kind": "alumia"})["key"].(string)
+			third := b.ts.create("/api/v1/keys", b.admin, map[string]any{"name": "third", "kind": "alumia"})["key"].(string)
+			waitOutMinuteEdge(20 * time.Second)
+			for i := range 3 {
+				wantStatus(t, b.chatRaw(t, "127.0.0.1", b.key, hello(b.agentID)), http.StatusOK, fmt.Sprintf("chat %d", i+1))
+			}
+			over := b.chatRaw(t, "127.0.0.1", b.key, hello(b.agentID))
+			wantAlumiaError(t, over, http.StatusTooManyRequests, "TOO_MANY_REQUESTS", "")
+			if ra, err := strconv.Atoi(over.Header.Get("Retry-After")); err != nil || ra < 1 || ra > 61 {
+				t.Errorf("Retry-After %q", over.Header.Get("Retry-After"))
+			}
+			// Another key from another address is not limited; the spent key is, from any.
+			wantStatus(t, b.chatRaw(t, "127.0.0.2", other, hello(b.agentID)), http.StatusOK, "another key and address")
+			wantAlumiaError(t, b.chatRaw(t, "127.0.0.3", b.key, hello(b.agentID)), http.StatusTooManyRequests, "TOO_MANY_REQUESTS", "")
+			// The spent address is limited whatever key it presents.
+			wantAlumiaError(t, b.chatRaw(t, "127.0.0.1", third, hello(b.agentID)), http.StatusTooManyRequests, "TOO_MANY_REQUESTS", "")
+			// Other routes are not chat: the key still lists agents.
+			wantStatus(t, b.ts.request(http.MethodGet, "/api/v1/agents", nil, alumiaHeaders(b.key, "acme")), http.StatusOK, "agents of a chat-limited key")
+		})
+	}
+}
+
+// TestAlumiaChatRefusals: 401, 402 and the errors of bad requests, each in Alumia's shape,
+// and none of them leaves a session or a message behind.
+func TestAlumiaChatRefusals(t *testing.T) {
+	for _, d := range []store.Dialect{store.SQLite, store.Postgres} {
+		t.Run(string(d), func(t *testing.T) {
+			t.Parallel()
+			b := newAlumiaBench(t, d, api.Config{})
+			ts := b.ts
+			sessions := func() int { return ts.total("/api/v1/sessions", b.admin) }
+
+			wantAlumiaError(t, b.chatRaw(t, "127.0.0.1", "", hello(b.agentID)), 401, "UNAUTHORIZED", "")
+			wantAlumiaError(t, b.chatRaw(t, "127.0.0.1", "alm_live_"+strings.Repeat("0", 40), hello(b.agentID)), 401, "UNAUTHORIZED", "")
+
+			// 402 when the balance is spent and the model is paid; a free model answers.
+			tenantPath := "/api/v1/tenants/" + b.tenant.ID
+			wantStatus(t, ts.do(http.MethodPatch, tenantPath, ts.Key, map[string]any{"balance_usd": 0}), http.StatusOK, "balance 0")
+			paid := b.chatRaw(t, "127.0.0.1", b.key, hello(b.paidID))
+			wantAlumiaError(t, paid, http.StatusPaymentRequired, "PAYMENT_REQUIRED", "")
+			if sessions() != 0 || len(b.up.Requests()) != 0 {
+				t.Fatalf("a refused chat left %d sessions, %d upstream requests", sessions(), len(b.up.Requests()))
+			}
+			wantStatus(t, b.chatRaw(t, "127.0.0.1", b.key, hello(b.agentID)), http.StatusOK, "free model on a spent balance")
+			// With money, the paid model answers and its cost comes off the balance:
+			// 12 tokens in at $10 and 9 out at $40 a million.
+			wantStatus(t, ts.do(http.MethodPatch, tenantPath, ts.Key, map[string]any{"balance_usd": 1}), http.StatusOK, "balance 1")
+			r := b.chatRaw(t, "127.0.0.1", b.key, hello(b.paidID))
+			wantStatus(t, r, http.StatusOK, "paid model with a balance")
+			bal := ts.get(tenantPath, ts.Key)["balance_usd"].(float64)
+			if want := 1 - (12*10+9*40)/1e6; math.Abs(bal-want) > 1e-12 {
+				t.Errorf("balance after a paid answer: %v, want %v", bal, want)
+			}
+			wantStatus(t, ts.do(http.MethodPatch, tenantPath, ts.Key, map[string]any{"balance_usd": nil}), http.StatusOK, "balance null")
+			wantStatus(t, b.chatRaw(t, "127.0.0.1", b.key, hello(b.paidID)), http.StatusOK, "paid model without a balance kept")
+
+			before := sessions()
+			sid := b.chatRaw(t, "127.0.0.1", b.key, hello(b.agentID)).Header.Get("X-Session-Id")
+			for _, c := range []struct {
+				name   string
+				body   any
+				status int
+				code   string
+				field  string
+			}{
+				{"not JSON", "{", 422, "UNPROCESSABLE_CONTENT", "body"},
+				{"no messages", map[string]any{"agentId": b.agentID}, 422, "UNPROCESSABLE_CONTENT", "messages"},
+				{"messages not an array", map[string]any{"agentId": b.agentID, "messages": "hi"}, 422, "UNPROCESSABLE_CONTENT", "messages"},
+				{"last is the assistant's", map[string]any{"agentId": b.agentID, "messages": []any{map[string]any{"role": "assistant", "content": "Hi"}}}, 422, "UNPROCESSABLE_CONTENT", "messages[0].role"},
+				{"empty message", map[string]any{"agentId": b.agentID, "messages": []any{map[string]any{"role": "user", "content": "  "}}}, 422, "UNPROCESSABLE_CONTENT", "messages[0].content"},
+				{"content of a number", map[string]any{"agentId": b.agentID, "messages": []any{map[string]any{"role": "user", "content": 7}}}, 422, "UNPROCESSABLE_CONTENT", "messages[0].content"},
+				{"no agent, no session", map[string]any{"messages": []any{map[string]any{"role": "user", "content": "Hi"}}}, 422, "UNPROCESSABLE_CONTENT", "agentId"},
+				{"unknown agent", hello("agt_nope"), 404, "NOT_FOUND", "agentId"},
+				{"unknown session", map[string]any{"sessionId": "ses_nope", "messages": []any{map[string]any{"role": "user", "content": "Hi"}}}, 404, "NOT_FOUND", "sessionId"},
+				{"another agent than the session's", map[string]any{"sessionId": sid, "agentId": b.paidID, "messages": []any{map[string]any{"role": "user", "content": "Hi"}}}, 422, "UNPROCESSABLE_CONTENT", "agentId"},
+				{"another model than the agent's", map[string]any{"agentId": b.agentID, "model": "oai/other", "messages": []any{map[string]any{"role": "user", "content": "Hi"}}}, 422, "UNPROCESSABLE_CONTENT", "model"},
+				{"regenerate", map[string]any{"sessionId": sid, "trigger": "regenerate-message", "messages": []any{map[string]any{"role": "user", "content": "Hi"}}}, 422, "UNPROCESSABLE_CONTENT", "trigger"},
+				{"a file without url", map[string]any{"agentId": b.agentID, "messages": []any{map[string]any{"id": "u1", "role": "user", "parts": []any{map[string]any{"type": "file", "mediaType": "image/png"}}}}}, 422, "UNPROCESSABLE_CONTENT", "messages[0].parts[0].url"},
+			} {
+				wantAlumiaError(t, b.chatRaw(t, "127.0.0.1", b.key, c.body), c.status, c.code, c.field)
+			}
+			if n := sessions(); n != before+1 {
+				t.Errorf("refused chats made sessions: %d, want %d", n, before+1)
+			}
+			if msgs := b.storedMessages(t, sid); len(msgs) != 2 {
+				t.Errorf("refused chats stored messages in the session: %d", len(msgs))
+			}
+			// Another org's session is not found, as an unknown one.
+			ts.tenantAdmin("globex")
+			gk := ts.create("/api/v1/keys", ts.tenantAdmin("globex"), map[string]any{"name": "g", "kind": "alumia"})["key"].(string)
+			raw, _ := json.Marshal(map[string]any{"sessionId": sid, "messages": []any{map[string]any{"role": "user", "content": "Hi"}}})
+			wantAlumiaError(t, ts.request(http.MethodPost, "/api/v1/chat", raw, alumiaHeaders(gk, "globex")), 404, "NOT_FOUND", "sessionId")
 		})
 	}
 }
