@@ -100,11 +100,13 @@ type orgEntry struct {
 	fetched  time.Time
 }
 
-// forgetOrgs drops the slugs known, after a tenant was renamed or deleted on this node.
+// forgetOrgs drops the slugs and balances known, after a tenant was changed or deleted on
+// this node.
 func (s *Server) forgetOrgs() {
 	s.orgs.mu.Lock()
 	clear(s.orgs.bySlg)
 	s.orgs.mu.Unlock()
+	s.balances.Clear()
 }
 
 // orgTenant returns the ID of the tenant of a slug.

@@ -180,8 +180,16 @@ func (s *Server) alumiaChat(w http.ResponseWriter, r *http.Request, p *Principal
 		if req.AgentID != "" && req.AgentID != *sess.AgentID {
 			return errValidation("agentId", "is not the agent of session %s", sess.ID)
 		}
-		if ag, err = store.Get[store.Agent](ctx, s.store, p.TenantID, *sess.AgentID); err != nil {
-			return notFoundAs(err, "Agent", "agentId")
+		// The agent is read here only when something must be checked against it: the
+		// engine reads it anyway, and this read would be on the path to the first token.
+		spent, err := s.balanceSpent(ctx, p.TenantID)
+		if err != nil {
+			return err
+		}
+		if req.Model != "" || spent {
+			if ag, err = store.Get[store.Agent](ctx, s.store, p.TenantID, *sess.AgentID); err != nil {
+				return notFoundAs(err, "Agent", "agentId")
+			}
 		}
 	} else {
 		if req.AgentID == "" {
@@ -194,11 +202,13 @@ func (s *Server) alumiaChat(w http.ResponseWriter, r *http.Request, p *Principal
 			return err
 		}
 	}
-	if req.Model != "" && req.Model != ag.Model {
-		return errValidation("model", "must be the agent's model (%s) or left out: an agent answers with its own model", ag.Model)
-	}
-	if err := s.checkBalance(ctx, p.TenantID, ag.Model); err != nil {
-		return err
+	if ag != nil {
+		if req.Model != "" && req.Model != ag.Model {
+			return errValidation("model", "must be the agent's model (%s) or left out: an agent answers with its own model", ag.Model)
+		}
+		if err := s.checkBalance(ctx, p.TenantID, ag.Model); err != nil {
+			return err
+		}
 	}
 
 	created := false
@@ -448,6 +458,10 @@ func chatLimited(limit int, reset time.Time) *Error {
 // model it would use has a price. A tenant without a balance, and a free model, are never
 // refused.
 func (s *Server) checkBalance(ctx context.Context, tenantID, model string) error {
+	spent, err := s.balanceSpent(ctx, tenantID)
+	if err != nil || !spent {
+		return err
+	}
 	reg, err := s.registryFor(ctx, tenantID)
 	if err != nil {
 		return nil // the answer fails on its own, and is stored with why
@@ -456,13 +470,34 @@ func (s *Server) checkBalance(ctx context.Context, tenantID, model string) error
 	if err != nil || rt.Price == nil || (rt.Price.InputPerMTok <= 0 && rt.Price.OutputPerMTok <= 0) {
 		return nil
 	}
+	return &Error{Status: http.StatusPaymentRequired, Code: "payment_required",
+		Message: "The organization's balance is spent and " + model + " is a paid model: top up the balance"}
+}
+
+// balanceTTL bounds how long a tenant's balance is trusted without reading it again: a
+// balance spent by answers on another node is seen within it (this node's changes of it,
+// by an operator, at once). A balance may therefore run a little below zero, which it may
+// anyway: the answer that spends it is whole.
+const balanceTTL = 2 * time.Second
+
+type balanceEntry struct {
+	spent   bool
+	fetched time.Time
+}
+
+// balanceSpent reports whether the tenant keeps a balance and it is spent (at or below 0).
+func (s *Server) balanceSpent(ctx context.Context, tenantID string) (bool, error) {
+	now := time.Now()
+	if v, ok := s.balances.Load(tenantID); ok {
+		if e := v.(balanceEntry); now.Sub(e.fetched) < balanceTTL {
+			return e.spent, nil
+		}
+	}
 	t, err := s.store.Tenant(ctx, tenantID)
 	if err != nil {
-		return err
+		return false, err
 	}
-	if t.BalanceUSD == nil || *t.BalanceUSD > 0 {
-		return nil
-	}
-	return &Error{Status: http.StatusPaymentRequired, Code: "payment_required",
-		Message: fmt.Sprintf("The organization's balance is spent ($%.2f) and %s is a paid model: top up the balance", *t.BalanceUSD, model)}
+	spent := t.BalanceUSD != nil && *t.BalanceUSD <= 0
+	s.balances.Store(tenantID, balanceEntry{spent: spent, fetched: now})
+	return spent, nil
 }

@@ -85,7 +85,7 @@ func contentText(c any) string {
 	return ""
 }
 
-func newAlumiaBench(t *testing.T, d store.Dialect, cfg api.Config) *alumiaBench {
+func newAlumiaBench(t testing.TB, d store.Dialect, cfg api.Config) *alumiaBench {
 	t.Helper()
 	b := &alumiaBench{up: llmtest.NewOpenAI(t)}
 	b.up.Respond(alumiaReply)
@@ -384,7 +384,7 @@ func (b *alumiaBench) checkHistory(t *testing.T, sid string, answers []*uiMessag
 
 // chatRaw posts a chat request over plain HTTP from the local address from (an address of
 // 127.0.0.0/8, so that tests can be several clients) and reads the whole answer.
-func (b *alumiaBench) chatRaw(t *testing.T, from, key string, body any) response {
+func (b *alumiaBench) chatRaw(t testing.TB, from, key string, body any) response {
 	t.Helper()
 	raw, _ := json.Marshal(body)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -518,4 +518,68 @@ func TestAlumiaChatRefusals(t *testing.T) {
 			wantAlumiaError(t, ts.request(http.MethodPost, "/api/v1/chat", raw, alumiaHeaders(gk, "globex")), 404, "NOT_FOUND", "sessionId")
 		})
 	}
+}
+
+// TestAlumiaQuickstart is the document's quickstart step by step, over plain HTTP as its curl
+// commands: a session made with {"label","agentId"}, a reply streamed in it, the history read
+// back, and the conversation continued with the new message alone.
+func TestAlumiaQuickstart(t *testing.T) {
+	for _, d := range []store.Dialect{store.SQLite, store.Postgres} {
+		t.Run(string(d), func(t *testing.T) {
+			t.Parallel()
+			b := newAlumiaBench(t, d, api.Config{})
+			h := alumiaHeaders(b.key, "acme")
+			r := b.ts.request(http.MethodPost, "/api/v1/sessions", map[string]any{"label": "API quickstart", "agentId": b.agentID}, h)
+			wantStatus(t, r, http.StatusCreated, "POST /api/v1/sessions")
+			sess := r.JSON(t)
+			sid, _ := sess["id"].(string)
+			if sess["agentId"] != b.agentID || sess["label"] != "API quickstart" {
+				t.Fatalf("session: %s", r.Body)
+			}
+			wantAlumiaError(t, b.ts.request(http.MethodPost, "/api/v1/sessions", map[string]any{"label": "x", "agentId": "agt_nope"}, h), 422, "UNPROCESSABLE_CONTENT", "")
+			for i, text := range []string{"Summarise the periodic table in 3 sentences.", "Thanks!"} {
+				r := b.chatRaw(t, "127.0.0.1", b.key, map[string]any{"sessionId": sid, "agentId": b.agentID,
+					"messages": []any{map[string]any{"role": "user", "content": text}}})
+				wantStatus(t, r, http.StatusOK, "chat")
+				body := string(r.Body)
+				if r.Header.Get("X-Vercel-Ai-Ui-Message-Stream") != "v1" || !strings.HasPrefix(body, `data: {"type":"start","messageId":"msg_`) ||
+					!strings.HasSuffix(body, "data: [DONE]\n\n") || !strings.Contains(streamedText(t, body), fmt.Sprintf("(user turns seen: %d)", i+1)) {
+					t.Fatalf("turn %d: %s", i+1, body)
+				}
+			}
+			r = b.ts.request(http.MethodGet, "/api/v1/sessions/"+sid+"/messages", nil, h)
+			wantStatus(t, r, http.StatusOK, "history")
+			var page struct {
+				Items []uiMessageOut `json:"items"`
+			}
+			if err := json.Unmarshal(r.Body, &page); err != nil || len(page.Items) != 4 || page.Items[0].Role != "user" || page.Items[3].Role != "assistant" {
+				t.Fatalf("history: %s", r.Body)
+			}
+			if got := b.ts.request(http.MethodGet, "/api/v1/sessions/"+sid, nil, h).JSON(t)["messageCount"]; got != 4.0 {
+				t.Errorf("messageCount %v", got)
+			}
+		})
+	}
+}
+
+// streamedText joins the text deltas of a UI message stream.
+func streamedText(t *testing.T, body string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, line := range strings.Split(body, "\n") {
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok || data == "[DONE]" {
+			continue
+		}
+		var c struct {
+			Type, Delta string
+		}
+		if err := json.Unmarshal([]byte(data), &c); err != nil {
+			t.Fatalf("chunk %q: %v", data, err)
+		}
+		if c.Type == "text-delta" {
+			b.WriteString(c.Delta)
+		}
+	}
+	return b.String()
 }

@@ -104,8 +104,10 @@ type Server struct {
 
 	// sessions keeps the tenants' sessions and answers their messages.
 	sessions *session.Engine
-	// orgs resolves Alumia's X-Alumia-Org slugs (alumia.go).
-	orgs alumiaOrgs
+	// orgs resolves Alumia's X-Alumia-Org slugs (alumia.go); balances caches whether
+	// tenants' balances are spent (alumia_chat.go).
+	orgs     alumiaOrgs
+	balances sync.Map
 
 	// conns holds every authenticated long-lived connection under its credential, so that
 	// a revocation ends them (see revoke).
