@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -582,4 +583,52 @@ func streamedText(t *testing.T, body string) string {
 		}
 	}
 	return b.String()
+}
+
+// TestAlumiaChatDisconnect: a client that goes away mid-answer (useChat's stop, a closed tab)
+// does not lose the answer: it is made and stored whole, and the history has it.
+func TestAlumiaChatDisconnect(t *testing.T) {
+	b := newAlumiaBench(t, store.SQLite, api.Config{})
+	b.up.Respond(func(llmtest.Request) llmtest.Reply {
+		return llmtest.Reply{Text: "one two three four five six seven eight", Delay: 30 * time.Millisecond}
+	})
+	raw, _ := json.Marshal(hello(b.agentID))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	reqCtx, leave := context.WithCancel(ctx)
+	req, _ := http.NewRequestWithContext(reqCtx, http.MethodPost, b.ts.URL+"/api/v1/chat", bytes.NewReader(raw))
+	req.Header = alumiaHeaders(b.key, "acme")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := resp.Header.Get("X-Session-Id")
+	rd := bufio.NewReader(resp.Body)
+	for {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			t.Fatalf("the stream ended before its first word: %v", err)
+		}
+		if strings.Contains(line, `"type":"text-delta"`) {
+			break
+		}
+	}
+	leave()
+	resp.Body.Close()
+
+	for {
+		msgs := b.storedMessages(t, sid)
+		if len(msgs) == 2 {
+			if a := msgs[1]; a.Status != store.MessageCompleted || a.Text() != "one two three four five six seven eight" {
+				t.Fatalf("the answer stored after the client left: %+v", a)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the answer was not stored after the client left: %d messages", len(msgs))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
