@@ -63,6 +63,7 @@ type Engine struct {
 
 	mu       sync.Mutex
 	answers  map[string]*answer // by session ID
+	turns    *turnWriter
 	stopping bool
 	wg       sync.WaitGroup
 }
@@ -85,7 +86,7 @@ func New(cfg Config) *Engine {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Engine{cfg: cfg, log: log, answers: map[string]*answer{}}
+	return &Engine{cfg: cfg, log: log, answers: map[string]*answer{}, turns: &turnWriter{st: cfg.Store}}
 }
 
 // Creator says who makes a session: an API key, a user, or neither (the server).
@@ -216,9 +217,9 @@ type Turn struct {
 	Closed bool
 }
 
-// Send stores a user message of sess and answers it with the session's agent, streaming the
-// answer's events to sink (nil: none) as they are made, and returns both messages once the
-// answer is stored. It is Begin and then Stream.
+// Send answers a user message of sess with the session's agent, streaming the answer's
+// events to sink (nil: none) as they are made, and returns both messages once the turn is
+// stored. It is Begin and then Stream.
 //
 // The answer outlives ctx: when ctx ends (the client went away) Send returns ctx's error at
 // once and the answer is still made and stored; when sink fails, Send returns its error and
@@ -233,21 +234,23 @@ func (e *Engine) Send(ctx context.Context, sess *store.Session, in Input, sink S
 	return p.Stream(ctx, sink)
 }
 
-// Pending is an answer begun: its user message is stored, and the answer is being made.
+// Pending is an answer begun: the answer to its user message is being made; both are stored
+// together when it is done.
 type Pending struct {
 	a    *answer
 	user *store.SessionMessage
 }
 
-// User is the stored user message.
+// User is the user message, as it will be stored (its ID is final).
 func (p *Pending) User() *store.SessionMessage { return p.user }
 
 // MessageID is the ID the answer will be stored under.
 func (p *Pending) MessageID() string { return p.a.messageID }
 
-// Begin stores a user message of sess and starts answering it on a context of its own. It
-// fails with ErrClosed, ErrBusy, ErrNoAgent, ErrEmpty, ErrShutdown, or the store's errors,
-// before anything is stored. The caller then calls Stream once (or never: the answer is
+// Begin starts answering a user message of sess on a context of its own; the message and its
+// answer are stored together, in one transaction, once the answer is done (or failed, or was
+// canceled). It fails with ErrClosed, ErrBusy, ErrNoAgent, ErrEmpty, ErrShutdown, or the
+// store's errors, before anything is stored. The caller then calls Stream once (or never: the answer is
 // made and stored all the same).
 func (e *Engine) Begin(ctx context.Context, sess *store.Session, in Input) (*Pending, error) {
 	if !hasContent(in.Parts) {
@@ -399,8 +402,8 @@ func (e *Engine) Shutdown(ctx context.Context) {
 	<-done
 }
 
-// prepare reads what the answer needs, stores the user message, and returns the turn and the
-// function that makes and stores the answer.
+// prepare reads what the answer needs and returns the user message and the function that
+// makes the answer and stores the turn.
 func (e *Engine) prepare(ctx context.Context, sess *store.Session, in Input, a *answer) (*store.SessionMessage, func(context.Context), error) {
 	st := e.cfg.Store
 	ag, err := store.Get[store.Agent](ctx, st, sess.TenantID, *sess.AgentID)
@@ -414,20 +417,18 @@ func (e *Engine) prepare(ctx context.Context, sess *store.Session, in Input, a *
 	if err != nil {
 		return nil, nil, err
 	}
-	// The answer's ID is drawn after the user message's, so that it sorts after it.
-	user := &store.SessionMessage{ID: store.NewMessageID(), Role: store.RoleUser, Parts: in.Parts, Meta: in.Meta, Status: store.MessageCompleted}
+	// The answer's ID is drawn after the user message's, so that it sorts after it. The
+	// user message is stored with its answer, in one transaction (see run).
+	user := &store.SessionMessage{ID: store.NewMessageID(), Role: store.RoleUser, Parts: in.Parts, Meta: in.Meta,
+		Status: store.MessageCompleted, CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
 	a.messageID = store.NewMessageID()
-	if err := store.AppendSessionMessages(ctx, st, sess.TenantID, sess.ID, user); err != nil {
-		return nil, nil, err
-	}
-	e.publish(ctx, sess, TypeMessage, user)
 	history := window(append(stored, *user), e.cfg.HistoryChars)
-	run := func(ctx context.Context) { e.run(ctx, sess, ag, history, a) }
+	run := func(ctx context.Context) { e.run(ctx, sess, ag, user, history, a) }
 	return user, run, nil
 }
 
 // run makes the answer with the agent's brain and stores it.
-func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, history []llm.Message, a *answer) {
+func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, user *store.SessionMessage, history []llm.Message, a *answer) {
 	log := e.log.With("session_id", sess.ID, "tenant_id", sess.TenantID, "agent_id", ag.ID)
 	var (
 		runErr error
@@ -463,16 +464,18 @@ func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, 
 	if msg.Status != store.MessageCompleted {
 		a.emit(&Event{Type: EventError, Error: msg.Error})
 	}
-	// The answer is stored even when the session was closed meanwhile; not when it was
-	// deleted (ErrNotFound).
+	// The turn (the user message and its answer) is stored in one transaction: it is never
+	// half there, and a turn costs one write. It is stored even when the session was closed
+	// meanwhile; not when it was deleted (ErrNotFound).
 	storeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := store.AppendSessionMessages(storeCtx, e.cfg.Store, sess.TenantID, sess.ID, msg); err != nil {
+	if err := e.turns.write(sess.TenantID, sess.ID, user, msg); err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
-			log.Error("session answer not stored", "error", err)
+			log.Error("session turn not stored", "error", err)
 		}
-		msg.Status, msg.Error = store.MessageFailed, "the answer could not be stored: "+err.Error()
+		msg.Status, msg.Error = store.MessageFailed, "the turn could not be stored: "+err.Error()
 	} else {
+		e.publish(storeCtx, sess, TypeMessage, user)
 		e.publish(storeCtx, sess, TypeMessage, msg)
 	}
 	closed := false

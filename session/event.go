@@ -17,7 +17,8 @@ type EventType string
 // (EventToolInputStart, EventToolInputDelta…, EventToolInputAvailable, EventToolOutput),
 // EventStepFinish; then EventError when the answer failed, and EventFinish last, always.
 const (
-	// EventStart: the user message is stored (User) and the answer has its ID (MessageID).
+	// EventStart: the answer begins: User is the user message and MessageID the answer's ID
+	// (both are stored together when the answer is done).
 	EventStart EventType = "start"
 	// EventStepStart and EventStepFinish bound one completion of the model.
 	EventStepStart  EventType = "step-start"
@@ -80,7 +81,7 @@ type Event struct {
 	Model        string
 	// Error says what failed (EventError).
 	Error string
-	// User is the stored user message (EventStart); Answer the stored answer (EventFinish).
+	// User is the user message (EventStart); Answer the stored answer (EventFinish).
 	User   *store.SessionMessage
 	Answer *store.SessionMessage
 }

@@ -193,55 +193,91 @@ func ListSessions(ctx context.Context, s *Store, tenantID string, f SessionFilte
 // ID gets one (NewMessageID); each gets the session's tenant and, when it has none, the
 // store's time. A session that is not the tenant's is ErrNotFound, and nothing is written.
 func AppendSessionMessages(ctx context.Context, s *Store, tenantID, sessionID string, msgs ...*SessionMessage) error {
-	if len(msgs) == 0 {
-		return nil
+	a := &SessionAppend{TenantID: tenantID, SessionID: sessionID, Messages: msgs}
+	if err := AppendSessionBatch(ctx, s, []*SessionAppend{a}); err != nil {
+		return err
 	}
-	if !validID(prefixSession, sessionID) {
-		return ErrNotFound
-	}
+	return a.Err
+}
+
+// SessionAppend is messages to store at the end of one session, in a batch.
+type SessionAppend struct {
+	TenantID, SessionID string
+	Messages            []*SessionMessage
+	// Err is set by AppendSessionBatch: ErrNotFound when the session is not the tenant's
+	// (its messages were not written).
+	Err error
+}
+
+// AppendSessionBatch stores the messages of several sessions in one transaction, each
+// session's count, tokens, cost and update time with them: many answers finishing at once
+// cost one commit. An append whose session is gone gets ErrNotFound and the others are
+// written; any other failure writes nothing and is returned.
+func AppendSessionBatch(ctx context.Context, s *Store, batch []*SessionAppend) error {
 	now := s.now()
-	var in, out int64
-	var cost float64
-	for _, m := range msgs {
-		if m.ID == "" {
-			m.ID = NewMessageID()
+	var all []*SessionMessage
+	for _, a := range batch {
+		a.Err = nil
+		if !validID(prefixSession, a.SessionID) {
+			a.Err = ErrNotFound
+			continue
 		}
-		if m.CreatedAt.IsZero() {
-			m.CreatedAt = now
+		for _, m := range a.Messages {
+			if m.ID == "" {
+				m.ID = NewMessageID()
+			}
+			if m.CreatedAt.IsZero() {
+				m.CreatedAt = now
+			}
+			m.SessionID, m.TenantID = a.SessionID, a.TenantID
+			if m.Parts == nil {
+				m.Parts = []MessagePart{}
+			}
+			if m.Meta == nil {
+				m.Meta = map[string]any{}
+			}
+			if m.Status == "" {
+				m.Status = MessageCompleted
+			}
 		}
-		m.SessionID, m.TenantID = sessionID, tenantID
-		if m.Parts == nil {
-			m.Parts = []MessagePart{}
-		}
-		if m.Meta == nil {
-			m.Meta = map[string]any{}
-		}
-		if m.Status == "" {
-			m.Status = MessageCompleted
-		}
-		in += int64(m.InputTokens)
-		out += int64(m.OutputTokens)
-		cost += m.CostUSD
 	}
 	return s.inTx(ctx, func(tx bun.Tx) error {
-		res, err := tx.NewUpdate().Model((*Session)(nil)).
-			Set("message_count = message_count + ?", len(msgs)).
-			Set("input_tokens = input_tokens + ?", in).
-			Set("output_tokens = output_tokens + ?", out).
-			Set("cost_usd = cost_usd + ?", cost).
-			Set("updated_at = ?", now).
-			Where("id = ?", sessionID).Where("tenant_id = ?", tenantID).Exec(ctx)
-		if err != nil {
-			return err
+		all = all[:0]
+		for _, a := range batch {
+			if a.Err != nil || len(a.Messages) == 0 {
+				continue
+			}
+			var in, out int64
+			var cost float64
+			for _, m := range a.Messages {
+				in += int64(m.InputTokens)
+				out += int64(m.OutputTokens)
+				cost += m.CostUSD
+			}
+			res, err := tx.NewUpdate().Model((*Session)(nil)).
+				Set("message_count = message_count + ?", len(a.Messages)).
+				Set("input_tokens = input_tokens + ?", in).
+				Set("output_tokens = output_tokens + ?", out).
+				Set("cost_usd = cost_usd + ?", cost).
+				Set("updated_at = ?", now).
+				Where("id = ?", a.SessionID).Where("tenant_id = ?", a.TenantID).Exec(ctx)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				a.Err = ErrNotFound
+				continue
+			}
+			// What an answer cost comes off the tenant's balance with it (tenant.go).
+			if _, err := drawBalance(ctx, tx, a.TenantID, cost); err != nil {
+				return err
+			}
+			all = append(all, a.Messages...)
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
+		if len(all) == 0 {
+			return nil
 		}
-		if _, err = tx.NewInsert().Model(&msgs).Exec(ctx); err != nil {
-			return err
-		}
-		// What an answer cost comes off the tenant's balance with it (tenant.go).
-		_, err = drawBalance(ctx, tx, tenantID, cost)
+		_, err := tx.NewInsert().Model(&all).Exec(ctx)
 		return err
 	})
 }

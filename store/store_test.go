@@ -25,7 +25,7 @@ func eachDialect(t *testing.T, f func(t *testing.T, s *store.Store)) {
 	}
 }
 
-func openStore(t *testing.T, d store.Dialect) *store.Store {
+func openStore(t testing.TB, d store.Dialect) *store.Store {
 	t.Helper()
 	opts := store.Options{DataDir: t.TempDir()}
 	if d == store.Postgres {

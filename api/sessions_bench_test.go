@@ -1,0 +1,196 @@
+package api_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard-go/switchboard/agent/llm/llmtest"
+	"github.com/switchboard-go/switchboard/store"
+)
+
+// sessionBenchSessions is how many sessions are answered at once (the issue's load).
+const sessionBenchSessions = 64
+
+// BenchmarkSessionMessages measures the canonical messages route (POST
+// /api/v1/sessions/{id}/messages as Server-Sent Events) with an instant stand-in model:
+// 64 sessions answered at once, each worker sending its session's next message as soon as
+// the last is answered, so that every answer is made over a history that grows. In the same
+// run, alternating in rounds of 64 requests, the same load goes to the gateway's
+// /v1/chat/completions (streamed) to the same stand-in: the session's added time to first
+// token is beyond what the gateway itself adds. Time to first token is until the first text
+// delta; total until the stream ends (the answer stored). Each answer stores two messages
+// (the user's and the agent's) and publishes nothing (no hub).
+//
+//	go test -run '^$' -bench SessionMessages -benchtime 3000x ./api/
+func BenchmarkSessionMessages(b *testing.B) {
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
+	g := newGW(b, store.SQLite)
+	g.oa.Respond(func(llmtest.Request) llmtest.Reply {
+		return llmtest.Reply{Text: "Hello there, friend. How can I help you today?"}
+	})
+	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 4 * sessionBenchSessions, MaxIdleConnsPerHost: 4 * sessionBenchSessions}}
+	b.Cleanup(client.CloseIdleConnections)
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		g.ts.API.Sessions().Shutdown(ctx)
+	})
+	ag := g.post(b, "/api/v1/agents", g.ts.Key, map[string]any{"name": "Bench", "instructions": "Be brief.", "model": "oai/gpt-test"})
+	if ag.Status != http.StatusCreated {
+		b.Fatalf("agent: %d %s", ag.Status, ag.Body)
+	}
+	agentID := ag.JSON(b)["id"].(string)
+	var sessions, gateway []sessionBenchTarget
+	for range sessionBenchSessions {
+		s := g.post(b, "/api/v1/sessions", g.ts.Key, map[string]any{"agent_id": agentID})
+		if s.Status != http.StatusCreated {
+			b.Fatalf("session: %d %s", s.Status, s.Body)
+		}
+		sessions = append(sessions, sessionBenchTarget{
+			url: g.ts.URL + "/api/v1/sessions/" + s.JSON(b)["id"].(string) + "/messages", body: []byte(`{"content":"Hello?"}`),
+			header: http.Header{"X-Api-Key": {g.ts.Key}, "Content-Type": {"application/json"}, "Accept": {"text/event-stream"}},
+			first:  []byte("event: text-delta\n"), last: []byte("event: finish\n"),
+		})
+		gateway = append(gateway, sessionBenchTarget{
+			url: g.ts.URL + "/v1/chat/completions",
+			body: []byte(`{"model":"oai/gpt-test","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hello?"}],` +
+				`"stream":true,"stream_options":{"include_usage":true}}`),
+			header: http.Header{"X-Api-Key": {g.ts.Key}, "Content-Type": {"application/json"}},
+			first:  []byte(`"content":"Hello `), last: []byte("data: [DONE]\n"),
+		})
+	}
+	// Warm both paths.
+	for _, tg := range [][]sessionBenchTarget{sessions, gateway} {
+		if _, err := runSessionBench(client, tg, 2*sessionBenchSessions); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	var s, gw sessionBenchRun
+	for done := 0; done < b.N; done += sessionBenchSessions {
+		n := min(sessionBenchSessions, b.N-done)
+		for _, leg := range []struct {
+			targets []sessionBenchTarget
+			into    *sessionBenchRun
+		}{{gateway, &gw}, {sessions, &s}} {
+			r, err := runSessionBench(client, leg.targets, n)
+			if err != nil {
+				b.Fatal(err)
+			}
+			leg.into.add(r)
+		}
+	}
+	b.StopTimer()
+	s.sort()
+	gw.sort()
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(float64(len(s.ttft))/s.elapsed.Seconds(), "answers/s")
+	b.ReportMetric(ms(s.ttft.p(50)-gw.ttft.p(50)), "added-p50-ttft-ms")
+	b.ReportMetric(ms(s.ttft.p(99)-gw.ttft.p(99)), "added-p99-ttft-ms")
+	b.ReportMetric(ms(s.ttft.p(50)), "session-p50-ttft-ms")
+	b.ReportMetric(ms(s.total.p(50)), "session-p50-total-ms")
+	b.ReportMetric(ms(gw.ttft.p(50)), "gateway-p50-ttft-ms")
+	b.ReportMetric(float64(len(gw.ttft))/gw.elapsed.Seconds(), "gateway-completions/s")
+}
+
+// sessionBenchTarget is one stream a worker sends again and again.
+type sessionBenchTarget struct {
+	url         string
+	body        []byte
+	header      http.Header
+	first, last []byte // the line of the first token, and the line that ends the answer
+}
+
+type sessionBenchRun struct {
+	ttft, total gwDurations
+	elapsed     time.Duration
+}
+
+func (r *sessionBenchRun) add(o sessionBenchRun) {
+	r.ttft = append(r.ttft, o.ttft...)
+	r.total = append(r.total, o.total...)
+	r.elapsed += o.elapsed
+}
+
+func (r *sessionBenchRun) sort() { slices.Sort(r.ttft); slices.Sort(r.total) }
+
+// runSessionBench sends n streams, one worker per target (at most one stream of a target at
+// a time: a session answers one message at a time).
+func runSessionBench(client *http.Client, targets []sessionBenchTarget, n int) (sessionBenchRun, error) {
+	out := sessionBenchRun{ttft: make(gwDurations, n), total: make(gwDurations, n)}
+	var (
+		wg      sync.WaitGroup
+		errOnce sync.Once
+		first   error
+	)
+	start := time.Now()
+	for w := 0; w < min(len(targets), n); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += len(targets) {
+				ttft, total, err := targets[w].stream(client)
+				if err != nil {
+					errOnce.Do(func() { first = err })
+					return
+				}
+				out.ttft[i], out.total[i] = ttft, total
+			}
+		}()
+	}
+	wg.Wait()
+	out.elapsed = time.Since(start)
+	return out, first
+}
+
+func (tg sessionBenchTarget) stream(client *http.Client) (ttft, total time.Duration, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tg.url, bytes.NewReader(tg.body))
+	if err != nil {
+		return 0, 0, err
+	}
+	req.Header = tg.header.Clone()
+	start := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return 0, 0, fmt.Errorf("%s: %d %s", tg.url, resp.StatusCode, b)
+	}
+	rd := bufio.NewReaderSize(resp.Body, 4096)
+	done := false
+	for {
+		line, err := rd.ReadSlice('\n')
+		if ttft == 0 && bytes.Contains(line, tg.first) {
+			ttft = time.Since(start)
+		}
+		if bytes.Equal(line, tg.last) {
+			done = true
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+	}
+	total = time.Since(start)
+	if ttft == 0 || !done {
+		return 0, 0, fmt.Errorf("%s: a stream without its first token or its end", tg.url)
+	}
+	return ttft, total, nil
+}
