@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard-go/switchboard/agent/llm"
 	"github.com/switchboard-go/switchboard/session"
 	"github.com/switchboard-go/switchboard/store"
 )
@@ -454,9 +455,25 @@ func chatLimited(limit int, reset time.Time) *Error {
 		Message: fmt.Sprintf("The chat rate limit of %d requests a minute per key and per address is reached; retry after %d s", limit, retry)}
 }
 
-// checkBalance refuses, with 402, a request of a tenant whose balance is spent when the
-// model it would use has a price. A tenant without a balance, and a free model, are never
-// refused.
+// The balance is checked before a model is asked for an answer that costs money: POST
+// /api/v1/chat, the canonical sessions route and the model gateway all refuse, with 402, a
+// tenant whose balance is spent when the model has a price. A tenant without a balance, and a
+// free model, are never refused.
+
+// refuseSpent is the 402 of a spent balance, when price makes model a paid one.
+func (s *Server) refuseSpent(ctx context.Context, tenantID, model string, price *llm.Price) error {
+	if price == nil || (price.InputPerMTok <= 0 && price.OutputPerMTok <= 0) {
+		return nil
+	}
+	spent, err := s.balanceSpent(ctx, tenantID)
+	if err != nil || !spent {
+		return err
+	}
+	return &Error{Status: http.StatusPaymentRequired, Code: "payment_required",
+		Message: "The organization's balance is spent and " + model + " is a paid model: top up the balance"}
+}
+
+// checkBalance is refuseSpent for a model by name, as the tenant's registry prices it.
 func (s *Server) checkBalance(ctx context.Context, tenantID, model string) error {
 	spent, err := s.balanceSpent(ctx, tenantID)
 	if err != nil || !spent {
@@ -467,11 +484,24 @@ func (s *Server) checkBalance(ctx context.Context, tenantID, model string) error
 		return nil // the answer fails on its own, and is stored with why
 	}
 	rt, err := reg.Route(model)
-	if err != nil || rt.Price == nil || (rt.Price.InputPerMTok <= 0 && rt.Price.OutputPerMTok <= 0) {
+	if err != nil {
 		return nil
 	}
-	return &Error{Status: http.StatusPaymentRequired, Code: "payment_required",
-		Message: "The organization's balance is spent and " + model + " is a paid model: top up the balance"}
+	return s.refuseSpent(ctx, tenantID, model, rt.Price)
+}
+
+// checkAgentBalance is checkBalance for the model of an agent, read only when the balance
+// is spent (so that it costs nothing on the way to the first token otherwise).
+func (s *Server) checkAgentBalance(ctx context.Context, tenantID, agentID string) error {
+	spent, err := s.balanceSpent(ctx, tenantID)
+	if err != nil || !spent {
+		return err
+	}
+	ag, err := store.Get[store.Agent](ctx, s.store, tenantID, agentID)
+	if err != nil {
+		return nil // the engine answers a missing agent as it does
+	}
+	return s.checkBalance(ctx, tenantID, ag.Model)
 }
 
 // balanceTTL bounds how long a tenant's balance is trusted without reading it again: a

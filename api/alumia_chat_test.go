@@ -469,6 +469,21 @@ func TestAlumiaChatRefusals(t *testing.T) {
 				t.Fatalf("a refused chat left %d sessions, %d upstream requests", sessions(), len(b.up.Requests()))
 			}
 			wantStatus(t, b.chatRaw(t, "127.0.0.1", b.key, hello(b.agentID)), http.StatusOK, "free model on a spent balance")
+			// The same balance holds on the other roads to a paid model: the gateway, in its
+			// dialect, and the canonical sessions route.
+			gwBody := func(model string) map[string]any {
+				return map[string]any{"model": model, "messages": []any{map[string]any{"role": "user", "content": "Hi"}}}
+			}
+			gw := ts.request(http.MethodPost, "/v1/chat/completions", gwBody("oai/priced"), hdr("X-API-Key", b.admin))
+			if e := gwOpenAIError(t, gw, http.StatusPaymentRequired); e.Type != "insufficient_quota" {
+				t.Errorf("gateway on a spent balance: %s", gw.Body)
+			}
+			wantStatus(t, ts.request(http.MethodPost, "/v1/chat/completions", gwBody("oai/gpt-test"), hdr("X-API-Key", b.admin)), http.StatusOK, "gateway, free model")
+			paidSession := ts.createID("/api/v1/sessions", b.admin, map[string]any{"agent_id": b.paidID})
+			wantError(t, ts.do(http.MethodPost, "/api/v1/sessions/"+paidSession+"/messages", b.admin, map[string]any{"content": "Hi"}), http.StatusPaymentRequired, "payment_required", "")
+			if msgs := b.storedMessages(t, paidSession); len(msgs) != 0 {
+				t.Errorf("a refused message was stored: %d", len(msgs))
+			}
 			// With money, the paid model answers and its cost comes off the balance:
 			// 12 tokens in at $10 and 9 out at $40 a million.
 			wantStatus(t, ts.do(http.MethodPatch, tenantPath, ts.Key, map[string]any{"balance_usd": 1}), http.StatusOK, "balance 1")

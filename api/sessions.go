@@ -456,6 +456,11 @@ func (s *Server) sendSessionMessage(w http.ResponseWriter, r *http.Request, p *P
 	if err != nil {
 		return err
 	}
+	if sess.AgentID != nil {
+		if err := s.checkAgentBalance(r.Context(), p.TenantID, *sess.AgentID); err != nil {
+			return err
+		}
+	}
 	pending, err := s.sessions.Begin(r.Context(), sess, in)
 	if err != nil {
 		return sessionError(err)
