@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -467,13 +468,7 @@ func (s *Server) sendSessionMessage(w http.ResponseWriter, r *http.Request, p *P
 	}
 	sh := shapeOf(r)
 	if wantsEventStream(r) {
-		es := startEventStream(w)
-		_, _ = pending.Stream(r.Context(), session.SinkFunc(func(ev *session.Event) error {
-			if !es.send(string(ev.Type), renderEvent(sh, ev)) {
-				return errClientGone
-			}
-			return nil
-		}))
+		_, _ = pending.Stream(r.Context(), newSessionSSE(w, sh))
 		return nil
 	}
 	turn, err := pending.Stream(r.Context(), nil)
@@ -495,6 +490,51 @@ func (s *Server) sendSessionMessage(w http.ResponseWriter, r *http.Request, p *P
 }
 
 var errClientGone = errors.New("api: the client went away")
+
+// sessionSSE writes an answer's events as Server-Sent Events (event: <type>, data: the
+// canonical event), the events that were ready together in one write.
+type sessionSSE struct {
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	sh  messageShape
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+func newSessionSSE(w http.ResponseWriter, sh messageShape) *sessionSSE {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	s := &sessionSSE{w: w, rc: http.NewResponseController(w), sh: sh}
+	s.enc = json.NewEncoder(&s.buf)
+	s.enc.SetEscapeHTML(false)
+	return s
+}
+
+func (s *sessionSSE) Event(ev *session.Event) error {
+	s.buf.WriteString("event: ")
+	s.buf.WriteString(string(ev.Type))
+	s.buf.WriteString("\ndata: ")
+	if err := s.enc.Encode(renderEvent(s.sh, ev)); err != nil { // Encode ends with a newline
+		return err
+	}
+	s.buf.WriteByte('\n')
+	return nil
+}
+
+func (s *sessionSSE) Flush() error {
+	_, err := s.w.Write(s.buf.Bytes())
+	s.buf.Reset()
+	if err != nil {
+		return errClientGone
+	}
+	if err := s.rc.Flush(); err != nil {
+		return errClientGone
+	}
+	return nil
+}
 
 // wantsEventStream reports whether the client asked for Server-Sent Events.
 func wantsEventStream(r *http.Request) bool {

@@ -164,7 +164,12 @@ func (a *answer) Say(ctx context.Context, text string) (agent.Spoken, error) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.textLocked(text)
+	said := text
+	if n := len(a.parts); n > 0 && a.parts[n-1].Type == store.PartText {
+		// Things said one after another (a workflow's nodes) read as lines.
+		said = "\n" + text
+	}
+	a.textLocked(said)
 	a.endTextLocked()
 	return agent.Spoken{Text: text}, nil
 }

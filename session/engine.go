@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -46,7 +47,10 @@ type Config struct {
 	HistoryChars    int
 	// AnswerTimeout bounds one answer (zero: DefaultAnswerTimeout).
 	AnswerTimeout time.Duration
-	Logger        *slog.Logger
+	// FlowIdle is how long a workflow agent's run waits for a session's next message
+	// (zero: DefaultFlowIdle).
+	FlowIdle time.Duration
+	Logger   *slog.Logger
 }
 
 // Engine keeps sessions and answers their messages.
@@ -63,7 +67,9 @@ type Engine struct {
 
 	mu       sync.Mutex
 	answers  map[string]*answer // by session ID
+	flows    map[string]*flow   // workflow runs, by session ID
 	turns    *turnWriter
+	history  historyCache
 	stopping bool
 	wg       sync.WaitGroup
 }
@@ -79,6 +85,9 @@ func New(cfg Config) *Engine {
 	if cfg.AnswerTimeout <= 0 {
 		cfg.AnswerTimeout = DefaultAnswerTimeout
 	}
+	if cfg.FlowIdle <= 0 {
+		cfg.FlowIdle = DefaultFlowIdle
+	}
 	if cfg.Webhooks == nil {
 		cfg.Webhooks = agent.NewWebhooks(false)
 	}
@@ -86,7 +95,7 @@ func New(cfg Config) *Engine {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Engine{cfg: cfg, log: log, answers: map[string]*answer{}, turns: &turnWriter{st: cfg.Store}}
+	return &Engine{cfg: cfg, log: log, answers: map[string]*answer{}, flows: map[string]*flow{}, turns: &turnWriter{st: cfg.Store}}
 }
 
 // Creator says who makes a session: an API key, a user, or neither (the server).
@@ -171,6 +180,7 @@ func (e *Engine) Close(ctx context.Context, tenantID, id string) (*store.Session
 	if err != nil {
 		return nil, err
 	}
+	e.stopFlow(id)
 	if closed {
 		e.publish(ctx, sess, TypeClosed, sess)
 	}
@@ -181,7 +191,12 @@ func (e *Engine) Close(ctx context.Context, tenantID, id string) (*store.Session
 // first (and, the session being gone, not stored).
 func (e *Engine) Delete(ctx context.Context, tenantID, id string) error {
 	e.cancelAnswer(tenantID, id, true)
-	return store.Delete[store.Session](ctx, e.cfg.Store, tenantID, id)
+	if err := store.Delete[store.Session](ctx, e.cfg.Store, tenantID, id); err != nil {
+		return err
+	}
+	e.stopFlow(id)
+	e.history.drop(id)
+	return nil
 }
 
 // MessagePage is a window of a session's history: the messages after Cursor (a message ID;
@@ -282,8 +297,10 @@ func (e *Engine) Begin(ctx context.Context, sess *store.Session, in Input) (*Pen
 	}
 	a.emit(&Event{Type: EventStart, User: user})
 	go func() {
-		defer release()
+		// The session is free before the answer is reported done: a client that sends its
+		// next message as soon as it has the answer is not refused as busy.
 		defer close(a.done)
+		defer release()
 		run(answerCtx)
 	}()
 	return &Pending{a: a, user: user}, nil
@@ -294,15 +311,19 @@ func (e *Engine) Begin(ctx context.Context, sess *store.Session, in Input) (*Pen
 // returns that error, and the answer goes on.
 func (p *Pending) Stream(ctx context.Context, sink Sink) (*Turn, error) {
 	a := p.a
+	flusher, _ := sink.(Flusher)
 	deliver := func() error {
 		evs, _ := a.take()
+		if sink == nil || len(evs) == 0 {
+			return nil
+		}
 		for _, ev := range evs {
-			if sink == nil {
-				continue
-			}
 			if err := sink.Event(ev); err != nil {
 				return err
 			}
+		}
+		if flusher != nil {
+			return flusher.Flush()
 		}
 		return nil
 	}
@@ -389,6 +410,7 @@ func (e *Engine) Shutdown(ctx context.Context) {
 	e.mu.Unlock()
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
+	defer e.stopFlows()
 	select {
 	case <-done:
 		return
@@ -402,6 +424,17 @@ func (e *Engine) Shutdown(ctx context.Context) {
 	<-done
 }
 
+// stopFlows ends every workflow run.
+func (e *Engine) stopFlows() {
+	e.mu.Lock()
+	flows := e.flows
+	e.flows = map[string]*flow{}
+	e.mu.Unlock()
+	for _, f := range flows {
+		f.stop()
+	}
+}
+
 // prepare reads what the answer needs and returns the user message and the function that
 // makes the answer and stores the turn.
 func (e *Engine) prepare(ctx context.Context, sess *store.Session, in Input, a *answer) (*store.SessionMessage, func(context.Context), error) {
@@ -413,22 +446,30 @@ func (e *Engine) prepare(ctx context.Context, sess *store.Session, in Input, a *
 	if err != nil {
 		return nil, nil, err
 	}
-	stored, err := store.SessionHistory(ctx, st, sess.TenantID, sess.ID, e.cfg.HistoryMessages-1)
-	if err != nil {
-		return nil, nil, err
+	stored, ok := e.history.get(sess.ID, sess.MessageCount)
+	if !ok {
+		if stored, err = store.SessionHistory(ctx, st, sess.TenantID, sess.ID, e.cfg.HistoryMessages-1); err != nil {
+			return nil, nil, err
+		}
+	}
+	if len(stored) >= e.cfg.HistoryMessages {
+		stored = stored[len(stored)-(e.cfg.HistoryMessages-1):]
 	}
 	// The answer's ID is drawn after the user message's, so that it sorts after it. The
 	// user message is stored with its answer, in one transaction (see run).
-	user := &store.SessionMessage{ID: store.NewMessageID(), Role: store.RoleUser, Parts: in.Parts, Meta: in.Meta,
-		Status: store.MessageCompleted, CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
+	user := &store.SessionMessage{ID: store.NewMessageID(), SessionID: sess.ID, TenantID: sess.TenantID, Role: store.RoleUser,
+		Parts: in.Parts, Meta: in.Meta, Status: store.MessageCompleted, CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
+	if user.Meta == nil {
+		user.Meta = map[string]any{}
+	}
 	a.messageID = store.NewMessageID()
 	history := window(append(stored, *user), e.cfg.HistoryChars)
-	run := func(ctx context.Context) { e.run(ctx, sess, ag, user, history, a) }
+	run := func(ctx context.Context) { e.run(ctx, sess, ag, user, stored, history, a) }
 	return user, run, nil
 }
 
 // run makes the answer with the agent's brain and stores it.
-func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, user *store.SessionMessage, history []llm.Message, a *answer) {
+func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, user *store.SessionMessage, stored []store.SessionMessage, history []llm.Message, a *answer) {
 	log := e.log.With("session_id", sess.ID, "tenant_id", sess.TenantID, "agent_id", ag.ID)
 	var (
 		runErr error
@@ -436,11 +477,13 @@ func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, 
 		model  = ag.Model
 		price  *llm.Price
 	)
-	brain, route, err := e.brain(ctx, sess.TenantID, ag, log)
+	brain, route, err := e.brain(ctx, sess, ag, log)
 	if err != nil {
 		runErr = err
 	} else {
-		model, price = route.Model, route.Price
+		if route.Model != "" {
+			model, price = route.Model, route.Price
+		}
 		_, ended, runErr = brain.Answer(ctx, a, history)
 	}
 	parts, usage, stop, hungUp := a.snapshot()
@@ -475,6 +518,9 @@ func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, 
 		}
 		msg.Status, msg.Error = store.MessageFailed, "the turn could not be stored: "+err.Error()
 	} else {
+		// The session's next message is made over this history, without reading it again.
+		next := append(slices.Clip(stored), *user, *msg)
+		e.history.put(sess.ID, sess.MessageCount+2, next, e.cfg.HistoryMessages)
 		e.publish(storeCtx, sess, TypeMessage, user)
 		e.publish(storeCtx, sess, TypeMessage, msg)
 	}
@@ -522,16 +568,14 @@ type textBrain interface {
 // brain is the agent's brain as a call gets it, for text: the LLM brain with the agent's
 // webhook tools and end_call (transfer and keys mean nothing in text; no filler phrase is
 // said while a tool runs), on the agent's model resolved in the tenant's registry.
-func (e *Engine) brain(ctx context.Context, tenantID string, ag *store.Agent, log *slog.Logger) (textBrain, llm.Route, error) {
-	if ag.WorkflowID != nil {
-		return nil, llm.Route{}, errors.New("workflow agents do not answer sessions yet")
-	}
+func (e *Engine) brain(ctx context.Context, sess *store.Session, ag *store.Agent, log *slog.Logger) (textBrain, llm.Route, error) {
+	tenantID := sess.TenantID
+	var route llm.Route
 	reg, err := e.cfg.Models(ctx, tenantID)
-	if err != nil {
-		return nil, llm.Route{}, fmt.Errorf("the agent's model cannot be reached: %w", err)
+	if err == nil {
+		route, err = reg.Route(ag.Model)
 	}
-	route, err := reg.Route(ag.Model)
-	if err != nil {
+	if err != nil && ag.WorkflowID == nil {
 		return nil, llm.Route{}, fmt.Errorf("the agent's model cannot be reached: %w", err)
 	}
 	var tools []*store.Tool
@@ -542,6 +586,19 @@ func (e *Engine) brain(ctx context.Context, tenantID string, ag *store.Agent, lo
 			continue
 		}
 		tools = append(tools, t)
+	}
+	if ag.WorkflowID != nil {
+		// A workflow's llm nodes say they cannot think when the model cannot be reached,
+		// as on a call.
+		wf, err := store.Get[store.Workflow](ctx, e.cfg.Store, tenantID, *ag.WorkflowID)
+		if err != nil {
+			return nil, llm.Route{}, fmt.Errorf("the agent's workflow is not readable: %w", err)
+		}
+		mk := func() agent.Brain {
+			return agent.NewWorkflowBrain(agent.WorkflowBrainConfig{Workflow: wf, Agent: ag, Provider: route.Provider, Model: route.Upstream,
+				Tools: tools, Webhooks: e.cfg.Webhooks, FillerDelay: -1, Logger: log})
+		}
+		return &flowBrain{e: e, sessionID: sess.ID, tenantID: tenantID, make: mk}, route, nil
 	}
 	b, ok := agent.NewLLMBrain(agent.LLMBrainConfig{Agent: ag, Provider: route.Provider, Model: route.Upstream,
 		Tools: tools, Webhooks: e.cfg.Webhooks, Builtins: []string{agent.ToolEndCall}, FillerDelay: -1,

@@ -284,3 +284,59 @@ func TestEngineDisconnectKeepsTheAnswerAndCancelStopsUpstream(t *testing.T) {
 		}
 	})
 }
+
+// A workflow agent answers a session as it answers a call: its graph keeps its place from
+// one message to the next, keys and words are inputs, and its end closes the session.
+func TestEngineWorkflowAgent(t *testing.T) {
+	eachDialect(t, func(t *testing.T, r *rig) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		when := func(c store.Condition) *store.Condition { return &c }
+		wf := &store.Workflow{Name: "menu", Graph: store.Graph{Start: "welcome", Nodes: []store.Node{
+			{ID: "welcome", Type: "say", Text: "Welcome to Acme."},
+			{ID: "menu", Type: "gather", Input: "any", MaxDigits: 1, Variable: "choice", Text: "Press 1 or say hours, or say bye."},
+			{ID: "hours", Type: "say", Text: "We open at nine."},
+			{ID: "bye", Type: "hangup", Text: "Goodbye."},
+		}, Edges: []store.Edge{
+			{From: "welcome", To: "menu"},
+			{From: "menu", To: "hours", When: when(store.Condition{DTMF: "1"})},
+			{From: "menu", To: "hours", When: when(store.Condition{Keywords: []string{"hours"}})},
+			{From: "menu", To: "bye", When: when(store.Condition{Keywords: []string{"bye"}})},
+			{From: "menu", To: "menu", When: when(store.Condition{NoMatch: true})},
+			{From: "hours", To: "menu"},
+		}}}
+		if err := store.Create(ctx, r.st, r.tenant, wf); err != nil {
+			t.Fatal(err)
+		}
+		r.agent.WorkflowID = &wf.ID
+		if err := store.Update(ctx, r.st, r.agent); err != nil {
+			t.Fatal(err)
+		}
+		sess := r.session(t)
+		send := func(text string) *session.Turn {
+			t.Helper()
+			cur, err := r.eng.Get(ctx, r.tenant, sess.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			turn, err := r.eng.Send(ctx, cur, session.TextInput(text), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return turn
+		}
+		if got := send("hello").Answer.Text(); got != "Welcome to Acme.\nPress 1 or say hours, or say bye.\nPress 1 or say hours, or say bye." {
+			t.Fatalf("first answer %q", got)
+		}
+		if got := send("1").Answer.Text(); got != "We open at nine.\nPress 1 or say hours, or say bye." {
+			t.Fatalf("keys answer %q", got)
+		}
+		if got := send("what are your hours").Answer.Text(); got != "We open at nine.\nPress 1 or say hours, or say bye." {
+			t.Fatalf("words answer %q", got)
+		}
+		last := send("bye")
+		if last.Answer.Text() != "Goodbye." || !last.Closed || last.Answer.FinishReason != session.FinishEndCall {
+			t.Fatalf("last turn %+v %q", last, last.Answer.Text())
+		}
+	})
+}

@@ -93,6 +93,12 @@ type Sink interface {
 	Event(ev *Event) error
 }
 
+// Flusher is a Sink that holds the events it is given until Flush: Stream calls Flush after
+// each run of events that were ready together, so that a client gets them in one write.
+type Flusher interface {
+	Flush() error
+}
+
 // SinkFunc is a Sink of a function.
 type SinkFunc func(ev *Event) error
 

@@ -1,7 +1,9 @@
 package session
 
 import (
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/switchboard-go/switchboard/agent/llm"
 	"github.com/switchboard-go/switchboard/store"
@@ -134,4 +136,57 @@ func answerMessages(parts []store.MessagePart) []llm.Message {
 	}
 	flush()
 	return out
+}
+
+// maxCachedHistories bounds how many sessions' recent histories a node keeps in memory.
+const maxCachedHistories = 4096
+
+// historyCache keeps the recent history of the sessions this node answered, so that the next
+// message of a session does not read and decode it again. An entry is used only while the
+// session's stored message count is the one it was taken at: a turn stored by another node,
+// or an import, makes it stale, and it is read again.
+type historyCache struct {
+	mu      sync.Mutex
+	entries map[string]cachedHistory
+}
+
+type cachedHistory struct {
+	count int // the session's message count the history is of
+	msgs  []store.SessionMessage
+}
+
+// get returns the cached history of a session whose stored count is count.
+func (c *historyCache) get(sessionID string, count int) ([]store.SessionMessage, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h, ok := c.entries[sessionID]
+	if !ok || h.count != count {
+		return nil, false
+	}
+	return h.msgs, true
+}
+
+// put keeps the last max messages of a session's history, of count stored messages.
+func (c *historyCache) put(sessionID string, count int, msgs []store.SessionMessage, max int) {
+	if len(msgs) > max {
+		msgs = msgs[len(msgs)-max:]
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = map[string]cachedHistory{}
+	}
+	if _, ok := c.entries[sessionID]; !ok && len(c.entries) >= maxCachedHistories {
+		for k := range c.entries { // any one: map order is random
+			delete(c.entries, k)
+			break
+		}
+	}
+	c.entries[sessionID] = cachedHistory{count: count, msgs: slices.Clip(msgs)}
+}
+
+func (c *historyCache) drop(sessionID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, sessionID)
 }

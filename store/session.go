@@ -229,7 +229,14 @@ func AppendSessionBatch(ctx context.Context, s *Store, batch []*SessionAppend) e
 			if m.CreatedAt.IsZero() {
 				m.CreatedAt = now
 			}
-			m.SessionID, m.TenantID = a.SessionID, a.TenantID
+			// Fields already right are not written: a caller may be showing the message
+			// while it is stored.
+			if m.SessionID != a.SessionID {
+				m.SessionID = a.SessionID
+			}
+			if m.TenantID != a.TenantID {
+				m.TenantID = a.TenantID
+			}
 			if m.Parts == nil {
 				m.Parts = []MessagePart{}
 			}
