@@ -245,7 +245,8 @@ func (s *Server) alumiaChat(w http.ResponseWriter, r *http.Request, p *Principal
 
 	w.Header().Set("X-Session-Id", sess.ID)
 	ew := &uiEventWriter{u: newUIStream(w), sessionID: sess.ID}
-	_, err = pending.Stream(ctx, session.SinkFunc(ew.Event))
+	ew.u.batched = true
+	_, err = pending.Stream(ctx, ew)
 	if err != nil {
 		// The client went away: the answer is made and stored all the same, and there is
 		// no one left to tell.
@@ -353,6 +354,12 @@ type uiEventWriter struct {
 	sessionID  string
 	stepToShut bool
 }
+
+var _ session.Flusher = (*uiEventWriter)(nil)
+
+// Flush sends the chunks of the events given since the last Flush in one write: the engine
+// hands over its events in batches.
+func (ew *uiEventWriter) Flush() error { return ew.u.Flush() }
 
 // Event writes one event; the error is the stream's (the client went away).
 func (ew *uiEventWriter) Event(ev *session.Event) error {

@@ -24,6 +24,9 @@ type uiStream struct {
 	err error
 	// finished and done are set once finish and [DONE] are out, so neither is sent twice.
 	finished, done bool
+	// batched leaves flushing to Flush: a writer of events that come in batches sends each
+	// batch in one write, not one a chunk.
+	batched bool
 }
 
 // uiStreamHeaders are the headers the AI SDK sends with a UI message stream
@@ -129,7 +132,15 @@ func uiJSON(s string) json.RawMessage {
 // client sees at once that its request was taken.
 func (u *uiStream) open() {
 	u.w.WriteHeader(http.StatusOK)
+	if !u.batched {
+		u.flush()
+	}
+}
+
+// Flush sends what was written since the last flush (see batched).
+func (u *uiStream) Flush() error {
 	u.flush()
+	return u.err
 }
 
 func (u *uiStream) flush() {
@@ -160,7 +171,9 @@ func (u *uiStream) chunk(v any) {
 		u.err = err
 		return
 	}
-	u.flush()
+	if !u.batched {
+		u.flush()
+	}
 }
 
 // Start opens the assistant message. metadata, when not nil, becomes the message's
