@@ -61,6 +61,8 @@ func alumiaReply(r llmtest.Request) llmtest.Reply {
 		}
 	}
 	switch {
+	case strings.Contains(lastUser, "slowly"):
+		return llmtest.Reply{Text: "I am taking my time over this answer.", Delay: 100 * time.Millisecond}
 	case lastRole == "tool":
 		return llmtest.Reply{Text: "It is 18C and sunny in Paris.", Usage: llm.Usage{InputTokens: 30, OutputTokens: 8}}
 	case strings.Contains(lastUser, "weather"):
@@ -527,6 +529,40 @@ func TestAlumiaChatRefusals(t *testing.T) {
 			if msgs := b.storedMessages(t, sid); len(msgs) != 2 {
 				t.Errorf("refused chats stored messages in the session: %d", len(msgs))
 			}
+			// A session answering its last message refuses the next with 409; a closed one too.
+			slow, _ := json.Marshal(map[string]any{"sessionId": sid, "messages": []any{map[string]any{"role": "user", "content": "Answer slowly"}}})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, ts.URL+"/api/v1/chat", bytes.NewReader(slow))
+			req.Header = alumiaHeaders(b.key, "acme")
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rd := bufio.NewReader(resp.Body)
+			for {
+				line, err := rd.ReadString('\n')
+				if err != nil {
+					t.Fatalf("the slow answer ended before it started: %v", err)
+				}
+				if strings.Contains(line, `"type":"start"`) {
+					break
+				}
+			}
+			busy := map[string]any{"sessionId": sid, "messages": []any{map[string]any{"role": "user", "content": "Hi again"}}}
+			wantAlumiaError(t, b.chatRaw(t, "127.0.0.1", b.key, busy), http.StatusConflict, "CONFLICT", "sessionId")
+			rest, _ := io.ReadAll(rd)
+			resp.Body.Close()
+			if !strings.HasSuffix(string(rest), "data: [DONE]\n\n") {
+				t.Fatalf("the slow answer: %s", rest)
+			}
+			wantStatus(t, ts.do(http.MethodPatch, "/api/v1/sessions/"+sid, b.admin, map[string]any{"status": "closed"}), http.StatusOK, "close")
+			wantAlumiaError(t, b.chatRaw(t, "127.0.0.1", b.key, busy), http.StatusConflict, "CONFLICT", "sessionId")
+			if msgs := b.storedMessages(t, sid); len(msgs) != 4 {
+				t.Errorf("after a slow turn and two refusals the session holds %d messages, want 4", len(msgs))
+			}
+
 			// Another org's session is not found, as an unknown one.
 			ts.tenantAdmin("globex")
 			gk := ts.create("/api/v1/keys", ts.tenantAdmin("globex"), map[string]any{"name": "g", "kind": "alumia"})["key"].(string)
