@@ -112,7 +112,7 @@ func (m *alumiaInMessage) parts(field string) ([]store.MessagePart, error) {
 	return out, nil
 }
 
-// text is the message's text parts joined.
+// textOf is the text parts joined.
 func textOf(parts []store.MessagePart) string {
 	var b strings.Builder
 	for _, p := range parts {

@@ -128,8 +128,9 @@ func uiJSON(s string) json.RawMessage {
 	return b
 }
 
-// open sends the status and headers now, before the first chunk is ready, so that a
-// client sees at once that its request was taken.
+// open writes the status and headers; unbatched, they are sent at once, before the first
+// chunk is ready, so that a client sees that its request was taken (batched, they go with
+// the first batch).
 func (u *uiStream) open() {
 	u.w.WriteHeader(http.StatusOK)
 	if !u.batched {
