@@ -508,6 +508,7 @@ func TestAlumiaChatRefusals(t *testing.T) {
 				field  string
 			}{
 				{"not JSON", "{", 422, "UNPROCESSABLE_CONTENT", "body"},
+				{"over 1 MiB", map[string]any{"agentId": b.agentID, "messages": []any{map[string]any{"role": "user", "content": strings.Repeat("x", 1<<20)}}}, 413, "PAYLOAD_TOO_LARGE", ""},
 				{"no messages", map[string]any{"agentId": b.agentID}, 422, "UNPROCESSABLE_CONTENT", "messages"},
 				{"messages not an array", map[string]any{"agentId": b.agentID, "messages": "hi"}, 422, "UNPROCESSABLE_CONTENT", "messages"},
 				{"last is the assistant's", map[string]any{"agentId": b.agentID, "messages": []any{map[string]any{"role": "assistant", "content": "Hi"}}}, 422, "UNPROCESSABLE_CONTENT", "messages[0].role"},
