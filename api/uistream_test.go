@@ -24,8 +24,26 @@ func uiJudgeDir(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "ai", "package.json")); err != nil {
-		t.Fatalf("the ai package is not installed in %s/node_modules (%v): run `make sdk`", dir, err)
+	// The pinned release's chunk schemas refuse unknown fields; later 6.0.x releases strip
+	// them, and would pass what strict clients refuse: the installed one must be the pinned.
+	var pinned, installed struct {
+		Version      string            `json:"version"`
+		Dependencies map[string]string `json:"dependencies"`
+	}
+	for _, f := range []struct {
+		path string
+		into any
+	}{{filepath.Join(dir, "package.json"), &pinned}, {filepath.Join(dir, "node_modules", "ai", "package.json"), &installed}} {
+		raw, err := os.ReadFile(f.path)
+		if err != nil {
+			t.Fatalf("the ai package is not installed in %s/node_modules (%v): run `make sdk`", dir, err)
+		}
+		if err := json.Unmarshal(raw, f.into); err != nil {
+			t.Fatalf("%s: %v", f.path, err)
+		}
+	}
+	if want := pinned.Dependencies["ai"]; installed.Version != want {
+		t.Fatalf("ai %s is installed in %s/node_modules, the pinned release is %s: rm -rf it and run `make sdk`", installed.Version, dir, want)
 	}
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Fatalf("node is not on PATH (%v): the AI SDK judge needs Node.js 20 or later", err)
