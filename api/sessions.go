@@ -445,15 +445,16 @@ func sessionError(err error) error {
 }
 
 func (s *Server) sendSessionMessage(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	// Another tenant's session is not found, whatever the body.
+	sess, err := s.session(r.Context(), p, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
 	body, err := readBody(w, r)
 	if err != nil {
 		return err
 	}
 	in, err := sessionInput(body)
-	if err != nil {
-		return err
-	}
-	sess, err := s.session(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}

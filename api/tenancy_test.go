@@ -55,6 +55,7 @@ func (ts *testServer) fixtures(key string, tag int) map[string]string {
 	ids["users"] = ts.createID("/api/v1/users", key, obj{"email": fmt.Sprintf("user%d@example.com", tag), "password": "correct horse battery"})
 	ids["keys"] = ts.createID("/api/v1/keys", key, obj{"name": "ci", "scopes": arr{"read"}})
 	ids["providers"] = ts.createID("/api/v1/providers", key, obj{"name": "groq", "kind": "openai", "base_url": "https://api.groq.com/openai/v1", "api_key": "gsk_secret"})
+	ids["sessions"] = ts.createID("/api/v1/sessions", key, obj{"agent_id": ids["agents"], "label": "chat"})
 	ids["tenants"] = ts.get("/api/v1/auth/me", key)["tenant_id"].(string)
 	// Calls are written by the SIP server, not through the API: a live one, in the store.
 	ids["calls"] = ts.storeCall(ids["tenants"], func(c *store.Call) {
