@@ -156,14 +156,54 @@ func TestSessionSendOverWebSocketAndHubEvents(t *testing.T) {
 	p.send(map[string]any{"type": "session.send", "id": "10", "session_id": "ses_01jdq3zzzzzzzzzzzzzzzzzzzz", "content": "x"})
 	p.wantError("10", "not_found", "")
 
+	// A message sent while one is being answered is refused; a cancel over HTTP stops it.
+	up.Enqueue(llmtest.Reply{Chunks: []string{"slow ", "answer"}, Fault: llmtest.FaultStall, FaultAfter: 2})
+	p.send(map[string]any{"type": "session.send", "id": "11", "session_id": id, "content": "stall"})
+	for f := p.next(); f.Type != "session.event" || !strings.Contains(f.Raw, `"text-delta"`); f = p.next() {
+	}
+	p.send(map[string]any{"type": "session.send", "id": "12", "session_id": id, "content": "again"})
+	for f := p.next(); ; f = p.next() {
+		if f.Type == "error" {
+			if f.ID != "12" || f.Error.Code != "conflict" {
+				t.Fatalf("error frame %s", f.Raw)
+			}
+			break
+		}
+	}
+	if r := ss.do(http.MethodPost, "/api/v1/sessions/"+id+"/cancel", ss.Key, nil); r.Status != 200 {
+		t.Fatalf("cancel: %d %s", r.Status, r.Body)
+	}
+	for f := p.next(); ; f = p.next() {
+		if f.Type == "session.event" && strings.Contains(f.Raw, `"type":"finish"`) {
+			if !strings.Contains(f.Raw, `"finish_reason":"canceled"`) {
+				t.Fatalf("finish %s", f.Raw)
+			}
+			break
+		}
+	}
+	// A key that may only read cannot send.
+	reader := ss.newKey(store.DefaultTenantSlug, "reader", 0, store.ScopeRead)
+	rp := ss.mustDialWS(t, reader)
+	rp.send(map[string]any{"type": "session.send", "id": "13", "session_id": id, "content": "x"})
+	rp.wantError("13", "authorization_error", "")
+
 	// Closing publishes session.closed.
 	if r := ss.do(http.MethodPatch, "/api/v1/sessions/"+id, ss.Key, map[string]any{"status": "closed"}); r.Status != 200 {
 		t.Fatalf("close: %d %s", r.Status, r.Body)
 	}
-	if ev := p.nextEvent(); ev.Type != "session.closed" {
-		t.Fatalf("event %+v", ev)
+	for {
+		// The canceled turn's session.message events may come first.
+		if ev := p.nextEvent(); ev.Type == "session.closed" {
+			break
+		} else if ev.Type != "session.message" {
+			t.Fatalf("event %+v", ev)
+		}
 	}
-	if ev := watch.nextEvent(); ev.Type != "session.closed" {
-		t.Fatalf("agent topic event %+v", ev)
+	for {
+		if ev := watch.nextEvent(); ev.Type == "session.closed" {
+			break
+		} else if ev.Type != "session.message" {
+			t.Fatalf("agent topic event %+v", ev)
+		}
 	}
 }

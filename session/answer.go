@@ -82,6 +82,10 @@ func (a *answer) take() ([]*Event, <-chan struct{}) {
 // new one with its own start event.
 func (a *answer) textLocked(text string) {
 	if !a.inText {
+		if n := len(a.parts); n > 0 && a.parts[n-1].Type == store.PartText {
+			// Texts said one after another (a workflow's nodes) read as lines.
+			text = "\n" + text
+		}
 		a.textID++
 		a.inText = true
 		a.emitLocked(&Event{Type: EventTextStart, PartID: a.textPartID()})
@@ -164,12 +168,7 @@ func (a *answer) Say(ctx context.Context, text string) (agent.Spoken, error) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	said := text
-	if n := len(a.parts); n > 0 && a.parts[n-1].Type == store.PartText {
-		// Things said one after another (a workflow's nodes) read as lines.
-		said = "\n" + text
-	}
-	a.textLocked(said)
+	a.textLocked(text)
 	a.endTextLocked()
 	return agent.Spoken{Text: text}, nil
 }

@@ -296,12 +296,15 @@ func TestEngineWorkflowAgent(t *testing.T) {
 			{ID: "welcome", Type: "say", Text: "Welcome to Acme."},
 			{ID: "menu", Type: "gather", Input: "any", MaxDigits: 1, Variable: "choice", Text: "Press 1 or say hours, or say bye."},
 			{ID: "hours", Type: "say", Text: "We open at nine."},
+			{ID: "ask", Type: "llm", Instructions: "Answer questions about Acme."},
 			{ID: "bye", Type: "hangup", Text: "Goodbye."},
 		}, Edges: []store.Edge{
 			{From: "welcome", To: "menu"},
 			{From: "menu", To: "hours", When: when(store.Condition{DTMF: "1"})},
 			{From: "menu", To: "hours", When: when(store.Condition{Keywords: []string{"hours"}})},
 			{From: "menu", To: "bye", When: when(store.Condition{Keywords: []string{"bye"}})},
+			{From: "menu", To: "ask", When: when(store.Condition{Keywords: []string{"question"}})},
+			{From: "ask", To: "menu"},
 			{From: "menu", To: "menu", When: when(store.Condition{NoMatch: true})},
 			{From: "hours", To: "menu"},
 		}}}
@@ -333,6 +336,22 @@ func TestEngineWorkflowAgent(t *testing.T) {
 		}
 		if got := send("what are your hours").Answer.Text(); got != "We open at nine.\nPress 1 or say hours, or say bye." {
 			t.Fatalf("words answer %q", got)
+		}
+		// An llm node answers with the agent's model, streamed into the message.
+		r.up.Enqueue(llmtest.Reply{Chunks: []string{"We sell ", "anvils."}})
+		var deltas []string
+		cur, _ := r.eng.Get(ctx, r.tenant, sess.ID)
+		turn, err := r.eng.Send(ctx, cur, session.TextInput("a question"), session.SinkFunc(func(ev *session.Event) error {
+			if ev.Type == session.EventTextDelta {
+				deltas = append(deltas, ev.Text)
+			}
+			return nil
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := turn.Answer.Text(); got != "We sell anvils.\nPress 1 or say hours, or say bye." || len(deltas) != 3 {
+			t.Fatalf("llm node answer %q, deltas %q", got, deltas)
 		}
 		last := send("bye")
 		if last.Answer.Text() != "Goodbye." || !last.Closed || last.Answer.FinishReason != session.FinishEndCall {

@@ -89,7 +89,48 @@ type flowConversation struct {
 	idle time.Duration
 }
 
-var _ agent.Conversation = (*flowConversation)(nil)
+var (
+	_ agent.Conversation = (*flowConversation)(nil)
+	_ agent.TurnObserver = (*flowConversation)(nil)
+)
+
+// The TurnObserver side: a workflow's llm nodes stream their answers into the message's.
+
+func (c *flowConversation) StepStart() {
+	if a := c.f.current(); a != nil {
+		a.StepStart()
+	}
+}
+
+func (c *flowConversation) TextDelta(text string) {
+	if a := c.f.current(); a != nil {
+		a.TextDelta(text)
+	}
+}
+
+func (c *flowConversation) ToolInputStart(id, name string) {
+	if a := c.f.current(); a != nil {
+		a.ToolInputStart(id, name)
+	}
+}
+
+func (c *flowConversation) ToolInputDelta(id, delta string) {
+	if a := c.f.current(); a != nil {
+		a.ToolInputDelta(id, delta)
+	}
+}
+
+func (c *flowConversation) ToolInputAvailable(call llm.ToolCall) {
+	if a := c.f.current(); a != nil {
+		a.ToolInputAvailable(call)
+	}
+}
+
+func (c *flowConversation) StepFinish(reason llm.StopReason, err error) {
+	if a := c.f.current(); a != nil {
+		a.StepFinish(reason, err)
+	}
+}
 
 func (c *flowConversation) Say(ctx context.Context, text string) (agent.Spoken, error) {
 	if a := c.f.current(); a != nil {
@@ -98,15 +139,14 @@ func (c *flowConversation) Say(ctx context.Context, text string) (agent.Spoken, 
 	return agent.Spoken{Text: text}, ctx.Err()
 }
 
+// Speak reads what a workflow's llm node streams; the text reached the answer through
+// TextDelta as it was made.
 func (c *flowConversation) Speak(ctx context.Context, text <-chan string) (agent.Spoken, error) {
 	var b strings.Builder
 	for {
 		select {
 		case d, ok := <-text:
 			if !ok {
-				if a := c.f.current(); a != nil && b.Len() > 0 {
-					_, _ = a.Say(ctx, b.String())
-				}
 				return agent.Spoken{Text: b.String()}, nil
 			}
 			b.WriteString(d)
