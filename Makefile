@@ -44,10 +44,12 @@ fmt:
 clean:
 	rm -rf bin
 
-# The official OpenAI and Anthropic clients (versions pinned in testdata/sdk/package.json)
-# that api/sdk_test.go runs as judges of the model gateway; installed once, not vendored.
+# The official OpenAI and Anthropic clients and the AI SDK (`ai`), versions pinned in
+# testdata/sdk/package.json, that api/sdk_test.go and the Alumia tests run as judges of the
+# gateway and of the UI message stream; installed once (again when one is missing), not vendored.
 sdk:
-	@test -d testdata/sdk/node_modules || npm install --no-audit --no-fund --prefix testdata/sdk
+	@test -d testdata/sdk/node_modules/openai -a -d testdata/sdk/node_modules/@anthropic-ai/sdk -a -d testdata/sdk/node_modules/ai || \
+		npm install --no-audit --no-fund --prefix testdata/sdk
 
 # playwright-core (version pinned in testdata/browser/package.json), which drives Debian's
 # Chromium (installed by deps) through the voice client and the dashboard in

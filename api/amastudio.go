@@ -51,6 +51,10 @@ func (d dialect) of(r *http.Request) dialect {
 		if amaStudioRequest(r) {
 			return dialectAmaAnthropic
 		}
+	case dialectCanonical:
+		if isAlumia(r) {
+			return dialectAlumia
+		}
 	}
 	return d
 }
@@ -71,7 +75,7 @@ func (s *Server) dialectFor(r *http.Request) dialect {
 		}
 	}
 	if p := r.URL.Path; p != "/v1" && !strings.HasPrefix(p, "/v1/") {
-		return dialectCanonical
+		return dialectCanonical.of(r)
 	}
 	switch {
 	case amaStudioRequest(r):

@@ -81,7 +81,14 @@ func (s *Server) authenticate(r *http.Request, rt *route) (*Principal, error) {
 	if errors.Is(err, errUnauthenticated) && cred != "" {
 		s.limiter.Allow(authFailures(ip), s.cfg.AuthFailureLimit)
 	}
-	return p, err
+	if err != nil {
+		return nil, err
+	}
+	// Alumia names the tenant a request acts in (alumia.go).
+	if err := s.applyOrg(r, p); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // Lifetimes of the credentials a login hands out.

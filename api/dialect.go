@@ -24,6 +24,9 @@ const (
 	// object, a superset both clients read (see amastudio.go).
 	dialectAmaOpenAI
 	dialectAmaAnthropic
+	// dialectAlumia: the canonical envelope with Alumia's codes ("UNAUTHORIZED"); chosen
+	// per request on canonical routes (dialectOf).
+	dialectAlumia
 )
 
 func (d dialect) write(w http.ResponseWriter, e *Error) {
@@ -37,6 +40,8 @@ func (d dialect) write(w http.ResponseWriter, e *Error) {
 		writeAnthropicError(w, e)
 	case dialectAmaStudio, dialectAmaOpenAI, dialectAmaAnthropic:
 		writeAmaStudioError(w, d, e)
+	case dialectAlumia:
+		writeAlumiaError(w, e)
 	default:
 		writeError(w, e)
 	}

@@ -19,3 +19,22 @@ func PasswordChecks(s *Server) uint64 { return s.passwordChecks.Load() }
 // SetAuthClock makes a read its time from now, so that a test can let its caches expire.
 // Set it before a serves requests.
 func SetAuthClock(a *Authenticator, now func() time.Time) { a.now = now }
+
+// NewUIStream is the UI message stream writer, for the AI SDK judge's tests of it.
+var NewUIStream = newUIStream
+
+// UIFinishReason is the AI SDK's finish reason of a stop reason.
+var UIFinishReason = uiFinishReason
+
+// RawChunk writes any value as a chunk, so that a test can show the judge refusing what
+// the writer never sends.
+func (u *uiStream) RawChunk(v any) { u.chunk(v) }
+
+// Open sends the stream's status and headers.
+func (u *uiStream) Open() { u.open() }
+
+// UIUsage is usage as the stream's metadata carries it.
+type UIUsage = uiUsage
+
+// NewUIUsage is usage as the stream's metadata carries it.
+var NewUIUsage = newUIUsage

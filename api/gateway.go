@@ -75,6 +75,9 @@ func (s *Server) serveGateway(d gatewayDialect) func(http.ResponseWriter, *http.
 		if err := s.resolve(r.Context(), c, req); err != nil {
 			return err
 		}
+		if err := s.refuseSpent(r.Context(), p.TenantID, ask.model, c.route.Price); err != nil {
+			return err
+		}
 		if !ask.stream {
 			resp, err := s.complete(r.Context(), c, req)
 			if err != nil {

@@ -11,7 +11,10 @@ import (
 // KeyCreateRequest makes an API key.
 type KeyCreateRequest struct {
 	Name string `json:"name"`
-	// Env picks the prefix: "live" (as_live_, the default) or "test" (as_test_).
+	// Kind is the surface the key is for: "agent_studio" (the default: as_live_/as_test_)
+	// or "alumia" (alm_live_/alm_test_). Every kind reaches every route of the tenant.
+	Kind string `json:"kind"`
+	// Env picks the prefix's environment: "live" (the default) or "test".
 	Env       string     `json:"env"`
 	Scopes    []string   `json:"scopes"`
 	RateLimit int        `json:"rate_limit"`
@@ -63,14 +66,9 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request, p *Principal)
 	if err := decodeInto(body, &req, false); err != nil {
 		return err
 	}
-	var kind string
-	switch req.Env {
-	case "live":
-		kind = "as_live_"
-	case "test":
-		kind = "as_test_"
-	default:
-		return errValidation("env", "must be live or test")
+	kind, err := keyPrefix(req.Kind, req.Env)
+	if err != nil {
+		return err
 	}
 	if req.ExpiresAt != nil && !req.ExpiresAt.After(time.Now()) {
 		return errValidation("expires_at", "must be in the future")
@@ -156,6 +154,18 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request, p *Principal)
 	s.revoke(r.Context(), realtime.Revocation{TenantID: k.TenantID, KeyID: k.ID, Reason: realtime.ReasonKeyRevoked})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// keyPrefix is the prefix of a new key of kind ("" is agent_studio) and env.
+func keyPrefix(kind, env string) (string, error) {
+	prefix, kindOK, envOK := store.KeyPrefix(kind, env)
+	switch {
+	case !kindOK:
+		return "", errValidation("kind", "must be "+store.KeySurfaces)
+	case !envOK:
+		return "", errValidation("env", "must be live or test")
+	}
+	return prefix, nil
 }
 
 func keyNotFound(err error) error {

@@ -72,6 +72,9 @@ type Config struct {
 	// Checks reports the node's parts besides the database for /health (the SIP
 	// listeners); nil: none.
 	Checks func() []HealthCheck
+	// ChatRateLimit is Alumia's chat requests (POST /api/v1/chat) a minute, per key or user
+	// and per client address (zero: DefaultChatRateLimit).
+	ChatRateLimit int
 }
 
 // Server is the HTTP API of one node.
@@ -105,6 +108,10 @@ type Server struct {
 
 	// sessions keeps the tenants' sessions and answers their messages.
 	sessions *session.Engine
+	// orgs resolves Alumia's X-Alumia-Org slugs (alumia.go); balances caches whether
+	// tenants' balances are spent (alumia_chat.go).
+	orgs     alumiaOrgs
+	balances sync.Map
 
 	// conns holds every authenticated long-lived connection under its credential, so that
 	// a revocation ends them (see revoke).
@@ -167,6 +174,9 @@ func New(cfg Config) *Server {
 	if cfg.GatewayBodyBudget <= 0 {
 		cfg.GatewayBodyBudget = DefaultGatewayBodyBudget
 	}
+	if cfg.ChatRateLimit <= 0 {
+		cfg.ChatRateLimit = DefaultChatRateLimit
+	}
 	s := &Server{cfg: cfg, log: cfg.Log, store: cfg.Store, auth: cfg.Auth, limiter: NewRateLimiter(), tokens: newTokenCounter(), webhooks: cfg.Webhooks, started: time.Now(),
 		bodies: &bodyBudget{limit: cfg.GatewayBodyBudget}, bodyBufs: &bodyBuffers{limit: cfg.GatewayBodyBudget, idle: bodyBuffersIdle}}
 	s.conns = realtime.NewConnections()
@@ -211,6 +221,7 @@ func (s *Server) allRoutes() []route {
 	rs = append(rs, s.streamRoutes()...)
 	rs = append(rs, s.v1Routes()...)
 	rs = append(rs, s.usageRoutes()...)
+	rs = append(rs, s.alumiaChatRoutes()...)
 	return rs
 }
 

@@ -362,16 +362,26 @@ type messageShape uint8
 const (
 	// shapeCanonical is MessageOut.
 	shapeCanonical messageShape = iota
+	// shapeUIMessage is the AI SDK's UIMessage, for Alumia's requests (alumia_messages.go).
+	shapeUIMessage
 )
 
 // shapeOf decides the shape of the messages a request gets: the one place that tells
-// surfaces apart for messages (an Alumia request gets its own here).
-func shapeOf(_ *http.Request) messageShape { return shapeCanonical }
+// surfaces apart for messages. An Alumia request (X-Alumia-Org, or an alm_ key) gets
+// UIMessages.
+func shapeOf(r *http.Request) messageShape {
+	if isAlumia(r) {
+		return shapeUIMessage
+	}
+	return shapeCanonical
+}
 
 // renderMessage is a stored message in a shape: the one place that decides a message's
 // wire form.
 func renderMessage(sh messageShape, m *store.SessionMessage) any {
 	switch sh {
+	case shapeUIMessage:
+		return uiMessageOf(m)
 	default:
 		return MessageOut{SessionMessage: m, Content: m.Text()}
 	}
@@ -447,6 +457,11 @@ func (s *Server) sendSessionMessage(w http.ResponseWriter, r *http.Request, p *P
 	in, err := sessionInput(body)
 	if err != nil {
 		return err
+	}
+	if sess.AgentID != nil {
+		if err := s.checkAgentBalance(r.Context(), p.TenantID, *sess.AgentID); err != nil {
+			return err
+		}
 	}
 	pending, err := s.sessions.Begin(r.Context(), sess, in)
 	if err != nil {

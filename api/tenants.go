@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"net/http"
 
 	"github.com/switchboard-go/switchboard/realtime"
@@ -12,6 +13,18 @@ type TenantRequest struct {
 	Slug     string         `json:"slug"`
 	Name     string         `json:"name"`
 	Metadata map[string]any `json:"metadata"`
+	// BalanceUSD sets the tenant's prepaid balance (operators only); null keeps none, and
+	// the tenant is then not limited by one. Model usage draws it down; at or below zero,
+	// Alumia chat requests on priced models are answered 402.
+	BalanceUSD *float64 `json:"balance_usd"`
+}
+
+// checkBalance vets a balance an operator sets, before anything is written.
+func checkBalance(usd *float64) error {
+	if usd != nil && (*usd < 0 || *usd > store.MaxBalanceUSD) {
+		return errValidation("balance_usd", "must be null or between 0 and %g", float64(store.MaxBalanceUSD))
+	}
+	return nil
 }
 
 // Tenants are managed by operators (admins of the default tenant). An admin of any other
@@ -71,7 +84,10 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, p *Princip
 	if name == "" {
 		name = req.Slug
 	}
-	t := &store.Tenant{Slug: req.Slug, Name: name, Metadata: req.Metadata}
+	if err := checkBalance(req.BalanceUSD); err != nil {
+		return err
+	}
+	t := &store.Tenant{Slug: req.Slug, Name: name, Metadata: req.Metadata, BalanceUSD: req.BalanceUSD}
 	if err := s.store.CreateTenant(r.Context(), t); err != nil {
 		return err
 	}
@@ -122,17 +138,36 @@ func (s *Server) updateTenant(w http.ResponseWriter, r *http.Request, p *Princip
 	if err != nil {
 		return err
 	}
-	req := TenantRequest{Slug: t.Slug, Name: t.Name, Metadata: t.Metadata}
+	req := TenantRequest{Slug: t.Slug, Name: t.Name, Metadata: t.Metadata, BalanceUSD: t.BalanceUSD}
 	if err := decodeInto(body, &req, true); err != nil {
 		return err
 	}
 	if req.Slug != t.Slug && t.Slug == store.DefaultTenantSlug {
 		return errValidation("slug", "of the default tenant cannot change")
 	}
+	// The balance is written apart from the rest (SetTenantBalance), and only when the
+	// body names it: a rename must not put back what usage has drawn down meanwhile.
+	var named map[string]json.RawMessage
+	_ = json.Unmarshal(body, &named)
+	_, setBalance := named["balance_usd"]
+	if setBalance {
+		if !p.Operator {
+			return &Error{Status: http.StatusForbidden, Code: codeAuthorization, Message: "Only an admin of the default tenant may set a tenant's balance"}
+		}
+		if err := checkBalance(req.BalanceUSD); err != nil {
+			return err
+		}
+	}
 	t.Slug, t.Name, t.Metadata = req.Slug, req.Name, req.Metadata
 	if err := s.store.UpdateTenant(r.Context(), t); err != nil {
 		return err
 	}
+	if setBalance {
+		if t, err = s.store.SetTenantBalance(r.Context(), t.ID, req.BalanceUSD); err != nil {
+			return err
+		}
+	}
+	s.forgetOrgs()
 	writeJSON(w, http.StatusOK, t)
 	return nil
 }
@@ -148,6 +183,7 @@ func (s *Server) deleteTenant(w http.ResponseWriter, r *http.Request, p *Princip
 	if err := s.store.DeleteTenant(r.Context(), t.ID); err != nil {
 		return err
 	}
+	s.forgetOrgs()
 	s.revoke(r.Context(), realtime.Revocation{TenantID: t.ID, Reason: realtime.ReasonTenantDeleted})
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -25,6 +25,27 @@ const (
 // Alumia live and test, and Amplifier applications.
 var KeyKinds = []string{"as_live_", "as_test_", "amallm_", "alm_live_", "alm_test_", "app_"}
 
+// keyPrefixes are the prefixes of the keys made by POST /api/v1/keys and `switchboard keys
+// create`, by the surface they are for and their environment.
+var keyPrefixes = map[string]map[string]string{
+	"agent_studio": {"live": "as_live_", "test": "as_test_"},
+	"alumia":       {"live": "alm_live_", "test": "alm_test_"},
+}
+
+// KeySurfaces lists the surfaces KeyPrefix knows, for messages.
+const KeySurfaces = "agent_studio or alumia"
+
+// KeyPrefix is the prefix of a new key for surface ("" is agent_studio) in env (live or
+// test); ok is false for a surface or environment there is none of.
+func KeyPrefix(surface, env string) (prefix string, surfaceOK, envOK bool) {
+	if surface == "" {
+		surface = "agent_studio"
+	}
+	byEnv, surfaceOK := keyPrefixes[surface]
+	prefix, envOK = byEnv[env]
+	return prefix, surfaceOK, envOK
+}
+
 // APIKey is a credential a program uses. Only its SHA-256 hash is kept; the key itself is
 // shown once, when it is made.
 type APIKey struct {

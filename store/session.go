@@ -275,6 +275,10 @@ func AppendSessionBatch(ctx context.Context, s *Store, batch []*SessionAppend) e
 				a.Err = ErrNotFound
 				continue
 			}
+			// What an answer cost comes off the tenant's balance with it (tenant.go).
+			if _, err := drawBalance(ctx, tx, a.TenantID, cost); err != nil {
+				return err
+			}
 			all = append(all, a.Messages...)
 		}
 		if len(all) == 0 {

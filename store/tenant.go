@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -16,12 +18,17 @@ const DefaultTenantSlug = "default"
 type Tenant struct {
 	bun.BaseModel `bun:"table:tenants"`
 
-	ID        string         `bun:"id,pk" json:"id"`
-	Slug      string         `bun:"slug,notnull" json:"slug"`
-	Name      string         `bun:"name,notnull" json:"name"`
-	Metadata  map[string]any `bun:"metadata,type:json" json:"metadata"`
-	CreatedAt time.Time      `bun:"created_at,notnull" json:"created_at"`
-	UpdatedAt time.Time      `bun:"updated_at,notnull" json:"updated_at"`
+	ID       string         `bun:"id,pk" json:"id"`
+	Slug     string         `bun:"slug,notnull" json:"slug"`
+	Name     string         `bun:"name,notnull" json:"name"`
+	Metadata map[string]any `bun:"metadata,type:json" json:"metadata"`
+	// BalanceUSD is the tenant's prepaid balance, drawn down by what its model usage costs;
+	// nil keeps none, and the tenant is not limited by one. Only SetTenantBalance and the
+	// usage that draws it down write it, so that an update of the tenant's name cannot put
+	// back a balance that usage had spent meanwhile.
+	BalanceUSD *float64  `bun:"balance_usd" json:"balance_usd"`
+	CreatedAt  time.Time `bun:"created_at,notnull" json:"created_at"`
+	UpdatedAt  time.Time `bun:"updated_at,notnull" json:"updated_at"`
 }
 
 // Validate checks the tenant's slug and name.
@@ -103,7 +110,7 @@ func (s *Store) UpdateTenant(ctx context.Context, t *Tenant) error {
 	if err := t.Validate(); err != nil {
 		return err
 	}
-	res, err := s.db.NewUpdate().Model(t).ExcludeColumn("id", "created_at").Where("id = ?", t.ID).Exec(ctx)
+	res, err := s.db.NewUpdate().Model(t).ExcludeColumn("id", "created_at", "balance_usd").Where("id = ?", t.ID).Exec(ctx)
 	if err != nil {
 		return classify(err)
 	}
@@ -111,6 +118,49 @@ func (s *Store) UpdateTenant(ctx context.Context, t *Tenant) error {
 		return ErrNotFound
 	}
 	return nil
+}
+
+// MaxBalanceUSD bounds the balance an operator may set.
+const MaxBalanceUSD = 1e9
+
+// SetTenantBalance sets the tenant's balance to usd, or keeps none when usd is nil, and
+// returns the tenant as it now is.
+func (s *Store) SetTenantBalance(ctx context.Context, id string, usd *float64) (*Tenant, error) {
+	if usd != nil && (math.IsNaN(*usd) || *usd < 0 || *usd > MaxBalanceUSD) {
+		return nil, &ValidationError{Fields: []FieldError{{Field: "balance_usd", Message: fmt.Sprintf("must be null or between 0 and %g", float64(MaxBalanceUSD))}}}
+	}
+	if !validID(prefixTenant, id) {
+		return nil, ErrNotFound
+	}
+	res, err := s.db.NewUpdate().Table("tenants").Set("balance_usd = ?", usd).Set("updated_at = ?", s.now()).
+		Where("id = ?", id).Exec(ctx)
+	if err != nil {
+		return nil, classify(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return nil, ErrNotFound
+	}
+	return s.Tenant(ctx, id)
+}
+
+// DrawTenantBalance takes usd off the tenant's balance, when it keeps one. The balance may
+// end below zero: the request that spends it is answered in full, and the next is refused.
+func (s *Store) DrawTenantBalance(ctx context.Context, tenantID string, usd float64) error {
+	_, err := drawBalance(ctx, s.db, tenantID, usd)
+	return err
+}
+
+func drawBalance(ctx context.Context, db bun.IDB, tenantID string, usd float64) (int64, error) {
+	if !(usd > 0) {
+		return 0, nil
+	}
+	res, err := db.NewUpdate().Table("tenants").Set("balance_usd = balance_usd - ?", usd).
+		Where("id = ?", tenantID).Where("balance_usd IS NOT NULL").Exec(ctx)
+	if err != nil {
+		return 0, classify(err)
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
 }
 
 // DeleteTenant removes a tenant and, by cascade, everything it owns. The default tenant

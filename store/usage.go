@@ -47,8 +47,29 @@ func (s *Store) CreateUsage(ctx context.Context, records []*UsageRecord) error {
 			return err
 		}
 	}
-	_, err := s.db.NewInsert().Model(&records).Exec(ctx)
-	return classify(err)
+	// What the records cost comes off their tenants' balances in the same transaction, so
+	// that a balance and the usage that drew it down never disagree.
+	spent := map[string]float64{}
+	for _, u := range records {
+		if u.CostUSD > 0 {
+			spent[u.TenantID] += u.CostUSD
+		}
+	}
+	if len(spent) == 0 {
+		_, err := s.db.NewInsert().Model(&records).Exec(ctx)
+		return classify(err)
+	}
+	return s.inTx(ctx, func(tx bun.Tx) error {
+		if _, err := tx.NewInsert().Model(&records).Exec(ctx); err != nil {
+			return err
+		}
+		for tenantID, usd := range spent {
+			if _, err := drawBalance(ctx, tx, tenantID, usd); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // SpentUSD is what a key of the tenant has spent through the gateway in all.

@@ -73,14 +73,15 @@ func migrateCmd(ctx context.Context, args []string) error {
 // here. The key alone goes to stdout, so a script can capture it.
 func keysCmd(ctx context.Context, args []string) error {
 	if len(args) == 0 || args[0] != "create" {
-		return errors.New("keys: usage: switchboard keys create --name NAME [--tenant SLUG] [--env live|test] [--scopes read,write,admin]")
+		return errors.New("keys: usage: switchboard keys create --name NAME [--tenant SLUG] [--kind agent_studio|alumia] [--env live|test] [--scopes read,write,admin]")
 	}
 	var c config
 	fs := flag.NewFlagSet("keys create", flag.ContinueOnError)
 	c.register(fs)
 	tenant := fs.String("tenant", store.DefaultTenantSlug, "slug of the tenant the key acts for; created if missing")
 	name := fs.String("name", "", "name of the key (required)")
-	envName := fs.String("env", "live", "live (as_live_) or test (as_test_)")
+	kindName := fs.String("kind", "agent_studio", "agent_studio (as_live_, as_test_) or alumia (alm_live_, alm_test_)")
+	envName := fs.String("env", "live", "live (as_live_, alm_live_) or test (as_test_, alm_test_)")
 	scopes := fs.String("scopes", "read,write,admin", "comma-separated scopes: read, write, admin")
 	rateLimit := fs.Int("rate-limit", 0, "requests a minute (0: the server default)")
 	expires := fs.Duration("expires-in", 0, "lifetime of the key, such as 720h (0: no expiry)")
@@ -90,8 +91,11 @@ func keysCmd(ctx context.Context, args []string) error {
 	if *name == "" {
 		return errors.New("keys create: --name is required")
 	}
-	kind := map[string]string{"live": "as_live_", "test": "as_test_"}[*envName]
-	if kind == "" {
+	kind, kindOK, envOK := store.KeyPrefix(*kindName, *envName)
+	switch {
+	case !kindOK:
+		return fmt.Errorf("keys create: --kind must be %s, not %q", store.KeySurfaces, *kindName)
+	case !envOK:
 		return fmt.Errorf("keys create: --env must be live or test, not %q", *envName)
 	}
 	log, err := c.logger(io.Discard)

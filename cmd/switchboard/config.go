@@ -27,6 +27,7 @@ type config struct {
 	LogFormat     string
 	Secret        string
 	RateLimit     int
+	ChatRateLimit int
 	ProvidersFile string
 	// SIP beyond the listen address.
 	SIPTLSAddr   string
@@ -104,6 +105,7 @@ func (c *config) registerServe(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxCalls, "max-calls", envInt("SWITCHBOARD_MAX_CALLS", 2000), "concurrent calls of the node, SIP, WebRTC and media streams together; more are refused (SWITCHBOARD_MAX_CALLS; 0: no limit)")
 	fs.IntVar(&c.MaxTenantCalls, "max-calls-per-tenant", envInt("SWITCHBOARD_MAX_CALLS_PER_TENANT", 0), "concurrent calls of any one tenant on the node (SWITCHBOARD_MAX_CALLS_PER_TENANT; 0: only the node's limit)")
 	fs.IntVar(&c.RateLimit, "rate-limit", envInt("SWITCHBOARD_RATE_LIMIT", 100), "requests a minute for an API key without a limit of its own (SWITCHBOARD_RATE_LIMIT)")
+	fs.IntVar(&c.ChatRateLimit, "chat-rate-limit", envInt("SWITCHBOARD_CHAT_RATE_LIMIT", 60), "Alumia chat requests (POST /api/v1/chat) a minute, per key or user and per client address (SWITCHBOARD_CHAT_RATE_LIMIT)")
 	c.WebRTC.register(fs)
 }
 

@@ -202,7 +202,7 @@ func checkClean(t *testing.T, what, stderr string) {
 	}
 }
 
-var reKey = regexp.MustCompile(`^(as_live_|as_test_)[A-Za-z0-9_-]{20,}$`)
+var reKey = regexp.MustCompile(`^(as_live_|as_test_|alm_live_|alm_test_)[A-Za-z0-9_-]{20,}$`)
 
 // createKey runs keys create and returns the key, checking that it is all stdout holds.
 func createKey(t *testing.T, env []string, args ...string) string {
@@ -481,6 +481,14 @@ func TestWalkthrough(t *testing.T) {
 			}
 			if status, body := n.call("GET", "/api/v1/agents/"+id, key, ""); status != http.StatusOK || body["id"] != id {
 				t.Errorf("GET /api/v1/agents/%s with its tenant's key: %d %v", id, status, body)
+			}
+			// An Alumia key of the default tenant reaches the same agents.
+			alm := createKey(t, env, "--kind", "alumia", "--name", "alumia-ci")
+			if !strings.HasPrefix(alm, "alm_live_") {
+				t.Errorf("keys create --kind alumia made %q, not an alm_live_ key", alm)
+			}
+			if status, list := n.call("GET", "/api/v1/agents", alm, ""); status != http.StatusOK || len(itemIDs(t, list)) != 1 {
+				t.Errorf("GET /api/v1/agents with an alm_live_ key: %d %v", status, list)
 			}
 		})
 	}
@@ -829,6 +837,7 @@ func TestCommandLine(t *testing.T) {
 		{"keys without create", []string{"keys"}, 1, "", "keys create"},
 		{"keys without name", []string{"keys", "create"}, 1, "", "--name is required"},
 		{"keys with a bad env", []string{"keys", "create", "--name", "ci", "--env", "prod"}, 1, "", "--env must be live or test"},
+		{"keys with a bad kind", []string{"keys", "create", "--name", "ci", "--kind", "vercel"}, 1, "", "--kind must be agent_studio or alumia"},
 		{"migrate unknown action", []string{"migrate", "sideways"}, 1, "", `unknown action "sideways"`},
 		{"short secret", []string{"keys", "create", "--name", "ci", "--secret", "short"}, 1, "", "at least 16 characters"},
 	}
