@@ -48,32 +48,12 @@ func startServerWith(t *testing.T, cfg Config, ringDelay time.Duration) string {
 	if cfg.Log == nil {
 		cfg.Log = testLog(t)
 	}
-	// Listen picks again when the TCP port of the UDP port's number is taken, as it can be
-	// on a machine running many tests at once.
-	pc, l, err := Listen(context.Background(), "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.ringDelay = ringDelay
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, pc, l) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("server did not stop")
-		}
-	})
-	return pc.LocalAddr().String()
+	return serveTest(t, s, nil)
 }
 
 type testUA struct {
