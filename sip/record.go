@@ -118,8 +118,8 @@ func (r *CallRecord) Ended(ctx context.Context, reason, unanswered string, quali
 	})
 }
 
-// Publish sends an event about the call to its topic, and the call's life cycle to the
-// tenant's topic for dashboards.
+// Publish sends an event about the call to its topic (and so, through the hub, to the
+// tenant's topic that dashboards follow).
 func (r *CallRecord) Publish(typ string, data any) {
 	if r.onEvent != nil {
 		r.onEvent(typ, data)
@@ -130,14 +130,9 @@ func (r *CallRecord) Publish(typ string, data any) {
 	r.mu.Lock()
 	tenantID, id := r.rec.TenantID, r.rec.ID
 	r.mu.Unlock()
+	// The hub carries every event of a call's topic to the tenant's topic too, once.
 	if err := r.events.Publish(tenantID, "call:"+id, typ, data); err != nil {
 		r.log.Warn("call event not published", "type", typ, "error", err)
-	}
-	switch typ {
-	case EventCallCreated, EventCallRinging, EventCallAnswered, EventCallEnded:
-		if err := r.events.Publish(tenantID, "tenant", typ, data); err != nil {
-			r.log.Warn("call event not published", "type", typ, "error", err)
-		}
 	}
 }
 
@@ -145,9 +140,5 @@ func (r *CallRecord) Publish(typ string, data any) {
 // lost node, failed by the node that noticed (store.Heartbeat's OnLost). Subscribers see it
 // on the same topics as any other call's end.
 func PublishEnded(events Publisher, rec store.Call) error {
-	var err error
-	for _, topic := range []string{"call:" + rec.ID, "tenant"} {
-		err = errors.Join(err, events.Publish(rec.TenantID, topic, EventCallEnded, rec))
-	}
-	return err
+	return events.Publish(rec.TenantID, "call:"+rec.ID, EventCallEnded, rec)
 }
