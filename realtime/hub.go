@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -206,7 +207,7 @@ func (h *Hub) dispatchLocked(ev *Event) {
 	for s := range specific.subs {
 		h.offer(s, ev)
 	}
-	if ev.Topic == TenantTopic {
+	if ev.Topic == TenantTopic || copyForAgent(ev) {
 		return
 	}
 	all := h.topicLocked(topicKey{ev.TenantID, TenantTopic}, true)
@@ -216,6 +217,15 @@ func (h *Hub) dispatchLocked(ev *Event) {
 			h.offer(s, ev)
 		}
 	}
+}
+
+// copyForAgent reports whether ev is a copy, for an agent's followers, of an event about
+// another thing (a session's event on its agent's topic). The original, on that thing's own
+// topic, is what the tenant's topic carries, so the tenant's followers see it once.
+func copyForAgent(ev *Event) bool {
+	kind, _, _ := strings.Cut(ev.Topic, ":")
+	family, _, _ := strings.Cut(ev.Type, ".")
+	return kind == "agent" && family != "agent"
 }
 
 func (h *Hub) topicLocked(k topicKey, create bool) *topicState {

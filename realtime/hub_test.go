@@ -283,7 +283,13 @@ func TestHubTenantTopic(t *testing.T) {
 
 	topics := []string{"call:a", "session:s", "agent:g", realtime.TenantTopic, "call:a", "call:b"}
 	for i, topic := range topics {
-		publish(t, h, "t1", topic, i)
+		typ := realtime.TypeCallTranscript
+		if topic == "agent:g" {
+			typ = realtime.TypeAgentUpdated
+		}
+		if err := h.Publish("t1", topic, typ, map[string]int{"n": i}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, sub := range []*realtime.Subscriber{tenant, both} {
 		for i, topic := range topics {
@@ -300,6 +306,37 @@ func TestHubTenantTopic(t *testing.T) {
 		}
 	}
 	wantNothing(t, call)
+}
+
+// TestHubTenantTopicSkipsAgentCopies: a session's event published on its own topic and, for
+// the agent's followers, on the agent's topic reaches the tenant's topic once; the agent's
+// own events still reach it.
+func TestHubTenantTopicSkipsAgentCopies(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	h := realtime.NewHub(realtime.Options{})
+	tenant := subscribe(t, h, "t1", 0, realtime.TenantTopic)
+	agent := subscribe(t, h, "t1", 0, "agent:g")
+	for i, p := range []struct{ topic, typ string }{
+		{"session:s", realtime.TypeSessionMessage},
+		{"agent:g", realtime.TypeSessionMessage},
+		{"agent:g", realtime.TypeAgentUpdated},
+	} {
+		if err := h.Publish("t1", p.topic, p.typ, map[string]int{"n": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []int{0, 2} {
+		if ev := nextEvent(t, tenant); seq(t, ev) != want {
+			t.Fatalf("tenant subscriber got %d (%s on %s), want %d", seq(t, ev), ev.Type, ev.Topic, want)
+		}
+	}
+	wantNothing(t, tenant)
+	for _, want := range []int{1, 2} {
+		if ev := nextEvent(t, agent); seq(t, ev) != want {
+			t.Fatalf("agent subscriber got %d, want %d", seq(t, ev), want)
+		}
+	}
+	wantNothing(t, agent)
 }
 
 // TestHubTenantIsolation: topics are the tenant's own; the same topic name in another tenant
