@@ -291,6 +291,18 @@ func (c *webCall) Hangup(reason string) {
 	if reason == "" {
 		reason = sip.ReasonAgentHangup
 	}
+	// An agent that hangs up on a stream the far end has already ended does so because it
+	// ended (its conversation may learn of it a moment after the stream did): the far end's
+	// reason is why the call ended.
+	if es, ok := c.spec.Stream.(endedStream); ok {
+		select {
+		case <-es.Done():
+			if r := es.Reason(); r != "" && r != "closed" {
+				reason = r
+			}
+		default:
+		}
+	}
 	c.End(reason)
 }
 
