@@ -78,8 +78,15 @@ func TestTCPIdleClosed(t *testing.T) {
 	if d := time.Since(start); d < 250*time.Millisecond {
 		t.Fatalf("idle connection closed after %v, before its timeout", d)
 	}
-	for time.Since(start) < 900*time.Millisecond {
-		time.Sleep(50 * time.Millisecond)
+	// A silent connection opened now marks another idle timeout on the server's own clock:
+	// the connection with keep-alives outlives that one too.
+	witness, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer witness.Close()
+	if !closedWithin(witness, 10*time.Second) {
+		t.Fatal("second idle connection still open after 10 s")
 	}
 	close(stop)
 	if err := <-pinged; err != nil {
@@ -534,10 +541,23 @@ func TestTCPIdleAfterCall(t *testing.T) {
 	if err := dlg.Ack(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// Silent for several idle timeouts, the call keeps its connection.
-	time.Sleep(time.Second)
-	if s.conns.open() != 1 || s.idleClosed.Load() != 0 {
-		t.Fatalf("%d connections open, %d closed for idleness during the call; want 1 and 0", s.conns.open(), s.idleClosed.Load())
+	// Silent while another connection, one request then silence, is closed for idleness
+	// (an idle timeout passed on the server's clock), the call keeps its connection.
+	witness := dialRaw(t, "TCP", addr)
+	witness.send(rawRequest("OPTIONS", addr, rawHeaders("OPTIONS", "TCP", witness.local(), addr)))
+	witness.expect(200, "")
+	if !closedWithin(witness.conn, 10*time.Second) {
+		t.Fatal("an idle connection beside the call still open after 10 s")
+	}
+	for s.conns.open() != 1 {
+		if ctx.Err() != nil {
+			t.Fatalf("%d connections open once the idle one closed, want the call's", s.conns.open())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	beside := s.idleClosed.Load()
+	if beside == 0 {
+		t.Fatal("the idle connection beside the call was not closed for idleness")
 	}
 	if err := dlg.Bye(ctx); err != nil {
 		t.Fatal(err)
@@ -548,8 +568,8 @@ func TestTCPIdleAfterCall(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if s.idleClosed.Load() != 1 {
-		t.Fatalf("%d closed for idleness, want 1", s.idleClosed.Load())
+	if got := s.idleClosed.Load() - beside; got != 1 {
+		t.Fatalf("%d closed for idleness after the call, want 1", got)
 	}
 }
 
