@@ -2,8 +2,10 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/switchboard-go/switchboard/store"
@@ -62,10 +64,7 @@ func (s *Server) amaCreateKey(w http.ResponseWriter, r *http.Request, p *Princip
 	}
 	k := &store.APIKey{Name: req.Name, Kind: amaStudioKind, Scopes: req.Scopes, RateLimit: req.RateLimit,
 		ExpiresAt: utcPtr(req.ExpiresAt), TokenLimit: req.TokenLimit, BudgetUSD: req.BudgetUSD}
-	if err := s.boundByMaker(r.Context(), p, k, true); err != nil {
-		return err
-	}
-	secret, err := s.store.CreateAPIKey(r.Context(), p.TenantID, k)
+	secret, err := s.makeKey(r.Context(), p, k, true)
 	if err != nil {
 		return err
 	}
@@ -98,6 +97,109 @@ func (s *Server) amaValidate(w http.ResponseWriter, r *http.Request, p *Principa
 	return nil
 }
 
+// makeKey is how every route makes a key for p: bounded by p (boundByMaker) and, when p is a
+// key, recorded as made by it, so that it stays bounded by p while it is used and is revoked
+// with it. inheritScopes gives the key p's scopes when it asks none.
+func (s *Server) makeKey(ctx context.Context, p *Principal, k *store.APIKey, inheritScopes bool) (string, error) {
+	if err := s.boundByMaker(ctx, p, k, inheritScopes); err != nil {
+		return "", err
+	}
+	k.ParentID = p.KeyID
+	return s.store.CreateAPIKey(ctx, p.TenantID, k)
+}
+
+// checkKeyChange refuses a change to key (before → after) that gives it more than it may
+// have: no key raises its own limits or those of a key above it in its chain of makers (it
+// may narrow them), and a key made by a key never holds more than its maker holds now. The
+// fields the change leaves alone are not judged, so a key whose maker was narrowed since can
+// still be renamed; while used it is bounded by its makers whatever it holds.
+func (s *Server) checkKeyChange(ctx context.Context, p *Principal, before, after *store.APIKey) error {
+	if p.key != nil && (before.ID == p.KeyID || slices.ContainsFunc(p.makers, func(m *store.APIKey) bool { return m.ID == before.ID })) {
+		if fields := s.widens(before, after); len(fields) > 0 {
+			field := fields[0]
+			who := "its own"
+			if before.ID != p.KeyID {
+				who = "those of the key that made it"
+			}
+			return keyBeyond(field, "cannot be raised: a key cannot raise "+who)
+		}
+	}
+	if after.ParentID == "" {
+		return nil
+	}
+	maker, err := store.Get[store.APIKey](ctx, s.store, after.TenantID, after.ParentID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, field := range s.widens(maker, after) {
+		if changed(before, after, field) {
+			return keyBeyond(field, "must not exceed what "+maker.ID+", the key that made it, holds")
+		}
+	}
+	return nil
+}
+
+// widens names the fields in which b holds more than a (a higher scope, a higher or no
+// limit where a has one, a later or no expiry where a has one).
+func (s *Server) widens(a, b *store.APIKey) []string {
+	top := func(scopes []string) int {
+		t := 0
+		for _, sc := range scopes {
+			t = max(t, scopeRank(sc))
+		}
+		return t
+	}
+	rate := func(n int) int {
+		if n == 0 {
+			return s.cfg.DefaultRateLimit
+		}
+		return n
+	}
+	var out []string
+	if top(b.Scopes) > top(a.Scopes) {
+		out = append(out, "scopes")
+	}
+	if rate(b.RateLimit) > rate(a.RateLimit) {
+		out = append(out, "rate_limit")
+	}
+	if a.TokenLimit > 0 && (b.TokenLimit == 0 || b.TokenLimit > a.TokenLimit) {
+		out = append(out, "token_limit")
+	}
+	if a.BudgetUSD > 0 && (b.BudgetUSD == 0 || b.BudgetUSD > a.BudgetUSD) {
+		out = append(out, "budget_usd")
+	}
+	if a.ExpiresAt != nil && (b.ExpiresAt == nil || b.ExpiresAt.After(*a.ExpiresAt)) {
+		out = append(out, "expires_at")
+	}
+	return out
+}
+
+// changed reports whether a change touched field.
+func changed(before, after *store.APIKey, field string) bool {
+	switch field {
+	case "scopes":
+		return !slices.Equal(before.Scopes, after.Scopes)
+	case "rate_limit":
+		return before.RateLimit != after.RateLimit
+	case "token_limit":
+		return before.TokenLimit != after.TokenLimit
+	case "budget_usd":
+		return before.BudgetUSD != after.BudgetUSD
+	case "expires_at":
+		return !(before.ExpiresAt == nil && after.ExpiresAt == nil || before.ExpiresAt != nil && after.ExpiresAt != nil && before.ExpiresAt.Equal(*after.ExpiresAt))
+	}
+	return true
+}
+
+// keyBeyond is the 403 of a key asked to hold more than it may, naming the field.
+func keyBeyond(field, msg string) *Error {
+	return &Error{Status: http.StatusForbidden, Code: codeAuthorization, Message: "Invalid request: " + field + " " + msg,
+		Details: []store.FieldError{{Field: field, Message: msg}}}
+}
+
 // boundByMaker makes sure a key about to be made for p holds no more than p: its tenant
 // (always p's), scopes, rate limit, expiry, token limit and budget. What k leaves open it
 // takes from p (scopes too when inheritScopes is set, else the store's read and write); what
@@ -105,9 +207,7 @@ func (s *Server) amaValidate(w http.ResponseWriter, r *http.Request, p *Principa
 // bounded by the user's scopes; users have no limits of their own.
 func (s *Server) boundByMaker(ctx context.Context, p *Principal, k *store.APIKey, inheritScopes bool) error {
 	beyond := func(field, format string, args ...any) error {
-		msg := fmt.Sprintf(format, args...)
-		return &Error{Status: http.StatusForbidden, Code: codeAuthorization, Message: "Invalid request: " + field + " " + msg,
-			Details: []store.FieldError{{Field: field, Message: msg}}}
+		return keyBeyond(field, fmt.Sprintf(format, args...))
 	}
 	if k.Scopes == nil && inheritScopes {
 		k.Scopes = append([]string(nil), p.Scopes...)
@@ -154,7 +254,7 @@ func (s *Server) boundByMaker(ctx context.Context, p *Principal, k *store.APIKey
 		}
 	}
 	if mk.BudgetUSD > 0 {
-		spent, err := s.store.SpentUSD(ctx, p.TenantID, mk.ID)
+		spent, err := s.store.SpentUSDTree(ctx, p.TenantID, mk.ID)
 		if err != nil {
 			return err
 		}

@@ -31,8 +31,19 @@ type Principal struct {
 	// Operator: an admin of the default tenant, who may manage every tenant.
 	Operator bool
 
-	// key is the API key, for its limits (nil for users).
-	key *store.APIKey
+	// key is the API key, for its limits (nil for users); makers are the keys that made
+	// it, its own maker first, whose limits bound it too (see keyLimits).
+	key    *store.APIKey
+	makers []*store.APIKey
+}
+
+// keyLimits are the keys whose limits a request of p counts against: its own key and every
+// key above it in the chain of makers. A user's requests count against none.
+func (p *Principal) keyLimits() []*store.APIKey {
+	if p.key == nil {
+		return nil
+	}
+	return append([]*store.APIKey{p.key}, p.makers...)
 }
 
 // Has reports whether the principal holds scope; admin includes write, write includes read.
@@ -160,6 +171,8 @@ const (
 
 type cachedKey struct {
 	key      *store.APIKey
+	makers   []*store.APIKey // the chain of keys that made key, read with it
+	tooDeep  bool            // the chain was too long to follow: the key is refused
 	fetched  time.Time
 	lastUsed atomic.Int64 // unix nanoseconds; 0 when not used since the last flush
 }
@@ -244,7 +257,14 @@ func (a *Authenticator) authenticateKey(ctx context.Context, cred string) (*Prin
 		if err != nil {
 			return nil, err
 		}
-		fresh := &cachedKey{key: k, fetched: now}
+		makers, err := a.store.APIKeyMakers(ctx, k)
+		if err != nil && !errors.Is(err, store.ErrKeyTooDeep) {
+			return nil, err
+		}
+		fresh := &cachedKey{key: k, makers: makers, fetched: now}
+		if err != nil {
+			fresh.tooDeep = true
+		}
 		if ck != nil {
 			fresh.lastUsed.Store(ck.lastUsed.Load())
 		}
@@ -259,15 +279,105 @@ func (a *Authenticator) authenticateKey(ctx context.Context, cred string) (*Prin
 		a.mu.Unlock()
 	}
 	k := ck.key
-	if !k.Usable(now) {
+	if !ck.usable(now) {
 		return nil, errUnauthenticated
 	}
 	ck.lastUsed.Store(now.UnixNano())
+	scopes := boundScopes(k.Scopes, ck.makers)
 	return &Principal{
-		TenantID: k.TenantID, KeyID: k.ID, Scopes: k.Scopes, RateLimit: k.RateLimit,
-		Operator: k.TenantID == a.defaultTenantID && slices.Contains(k.Scopes, store.ScopeAdmin),
-		key:      k,
+		TenantID: k.TenantID, KeyID: k.ID, Scopes: scopes, RateLimit: k.RateLimit,
+		Operator: k.TenantID == a.defaultTenantID && slices.Contains(scopes, store.ScopeAdmin),
+		key:      k, makers: ck.makers,
 	}, nil
+}
+
+// usable reports whether the key may authenticate at t: it and every key above it in its
+// chain of makers are neither revoked nor expired.
+func (ck *cachedKey) usable(t time.Time) bool {
+	if ck.tooDeep || !ck.key.Usable(t) {
+		return false
+	}
+	for _, m := range ck.makers {
+		if !m.Usable(t) {
+			return false
+		}
+	}
+	return true
+}
+
+// scopeRank orders the scopes: admin includes write, write includes read.
+func scopeRank(sc string) int {
+	switch sc {
+	case store.ScopeRead:
+		return 1
+	case store.ScopeWrite:
+		return 2
+	case store.ScopeAdmin:
+		return 3
+	}
+	return 0
+}
+
+var scopeOfRank = [...]string{1: store.ScopeRead, 2: store.ScopeWrite, 3: store.ScopeAdmin}
+
+// boundScopes is what a key holding scopes may do while its makers hold what they hold now:
+// never more than the least of them, so narrowing a maker's scopes narrows every key it made
+// on their next request. A scope above that bound becomes the bound.
+func boundScopes(scopes []string, makers []*store.APIKey) []string {
+	if len(makers) == 0 {
+		return scopes
+	}
+	bound := 3
+	for _, m := range makers {
+		top := 0
+		for _, sc := range m.Scopes {
+			top = max(top, scopeRank(sc))
+		}
+		bound = min(bound, top)
+	}
+	out := make([]string, 0, len(scopes))
+	for _, sc := range scopes {
+		r := scopeRank(sc)
+		if r == 0 {
+			continue
+		}
+		if r > bound {
+			if bound == 0 {
+				continue
+			}
+			sc = scopeOfRank[bound]
+		}
+		if !slices.Contains(out, sc) {
+			out = append(out, sc)
+		}
+	}
+	return out
+}
+
+// madeBy reports whether the key with id is above the cached key in its chain of makers.
+func (ck *cachedKey) madeBy(id string) bool {
+	if id == "" {
+		return false
+	}
+	for _, m := range ck.makers {
+		if m.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// ForgetKey drops a key, and every key it made, from the cache, so that a change to its
+// scopes or limits bounds them on their next request.
+func (a *Authenticator) ForgetKey(id string) {
+	a.mu.Lock()
+	for h, ck := range a.cache {
+		if ck.key.ID == id || ck.madeBy(id) {
+			delete(a.cache, h)
+		}
+	}
+	a.gen++
+	a.mu.Unlock()
 }
 
 // Forget drops a key from the cache so that a change to it (revocation, new scopes) takes
@@ -314,7 +424,7 @@ func (a *Authenticator) Known(cred string) bool {
 	ck := a.cache[hash]
 	tk, trusted := a.trusted[hash]
 	a.mu.RUnlock()
-	if ck != nil && !ck.key.Usable(now) {
+	if ck != nil && !ck.usable(now) {
 		return false
 	}
 	return ck != nil && now.Sub(ck.fetched) <= keyCacheTTL || trusted && now.Sub(tk.at) <= trustedKeyTTL
@@ -332,7 +442,7 @@ func (a *Authenticator) Revoked(rv realtime.Revocation) {
 	a.gen++
 	wholeTenant := rv.KeyID == "" && rv.UserID == "" && rv.FamilyID == ""
 	for h, ck := range a.cache {
-		if ck.key.ID == rv.KeyID || (wholeTenant && ck.key.TenantID == rv.TenantID) {
+		if ck.key.ID == rv.KeyID || ck.madeBy(rv.KeyID) || (wholeTenant && ck.key.TenantID == rv.TenantID) {
 			delete(a.cache, h)
 		}
 	}

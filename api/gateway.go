@@ -327,7 +327,13 @@ func (s *Server) record(c *call, usage llm.Usage, status int) {
 		Status: status, Stream: c.stream,
 	}
 	u.TenantID = c.principal.TenantID
-	s.tokens.add(c.principal.limiterKey(), usage.InputTokens+usage.OutputTokens)
+	if keys := c.principal.keyLimits(); len(keys) > 0 {
+		for _, k := range keys {
+			s.tokens.add(k.ID, usage.InputTokens+usage.OutputTokens)
+		}
+	} else {
+		s.tokens.add(c.principal.limiterKey(), usage.InputTokens+usage.OutputTokens)
+	}
 	s.usageLog.add(u)
 	s.flushUsage()
 }
@@ -372,34 +378,40 @@ func (s *Server) flushUsage() {
 }
 
 // checkSpend refuses a request of a key whose tokens this minute or whose spending budget
-// are used up.
+// are used up, or those of any key above it in its chain of makers: what a key made by a key
+// uses counts against its maker's limits too (see recordUsage), so the keys a key makes can
+// never together spend more than it may.
 func (s *Server) checkSpend(ctx context.Context, w http.ResponseWriter, p *Principal) error {
-	if p.KeyID == "" {
-		return nil
-	}
-	k := p.key
-	if k == nil {
-		return nil
-	}
-	if k.TokenLimit > 0 {
-		if used, reset := s.tokens.used(p.limiterKey()); used >= k.TokenLimit {
-			retry := int(time.Until(reset).Seconds()) + 1
-			w.Header().Set("Retry-After", strconv.Itoa(retry))
-			return &Error{Status: http.StatusTooManyRequests, Code: codeRateLimit,
-				Message: "Token limit of " + strconv.Itoa(k.TokenLimit) + " tokens a minute reached; retry after " + strconv.Itoa(retry) + " s"}
+	for _, k := range p.keyLimits() {
+		if k.TokenLimit > 0 {
+			if used, reset := s.tokens.used(k.ID); used >= k.TokenLimit {
+				retry := int(time.Until(reset).Seconds()) + 1
+				w.Header().Set("Retry-After", strconv.Itoa(retry))
+				return &Error{Status: http.StatusTooManyRequests, Code: codeRateLimit,
+					Message: "Token limit of " + strconv.Itoa(k.TokenLimit) + " tokens a minute reached" + ofMaker(p, k) + "; retry after " + strconv.Itoa(retry) + " s"}
+			}
 		}
-	}
-	if k.BudgetUSD > 0 {
-		spent, err := s.store.SpentUSD(ctx, p.TenantID, p.KeyID)
-		if err != nil {
-			return err
-		}
-		if spent >= k.BudgetUSD {
-			return &Error{Status: http.StatusPaymentRequired, Code: "budget_exhausted",
-				Message: "The spending budget of this key is used up"}
+		if k.BudgetUSD > 0 {
+			spent, err := s.store.SpentUSDTree(ctx, p.TenantID, k.ID)
+			if err != nil {
+				return err
+			}
+			if spent >= k.BudgetUSD {
+				return &Error{Status: http.StatusPaymentRequired, Code: "budget_exhausted",
+					Message: "The spending budget of this key is used up" + ofMaker(p, k)}
+			}
 		}
 	}
 	return nil
+}
+
+// ofMaker says, in a refusal, that the limit reached is that of a key above p's in its
+// chain of makers.
+func ofMaker(p *Principal, k *store.APIKey) string {
+	if k == p.key {
+		return ""
+	}
+	return " (the limit of " + k.ID + ", the key that made it or one above it)"
 }
 
 // addAgentTools offers the model the agent's tools and makes the call run them: their

@@ -75,7 +75,7 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request, p *Principal)
 	}
 	k := &store.APIKey{Name: req.Name, Kind: kind, Scopes: req.Scopes, RateLimit: req.RateLimit, ExpiresAt: utcPtr(req.ExpiresAt),
 		TokenLimit: req.TokenLimit, BudgetUSD: req.BudgetUSD}
-	secret, err := s.store.CreateAPIKey(r.Context(), p.TenantID, k)
+	secret, err := s.makeKey(r.Context(), p, k, false)
 	if err != nil {
 		return err
 	}
@@ -119,6 +119,7 @@ func (s *Server) updateKey(w http.ResponseWriter, r *http.Request, p *Principal)
 	if err != nil {
 		return keyNotFound(err)
 	}
+	before := *k
 	if req.Name != nil {
 		k.Name = *req.Name
 	}
@@ -137,21 +138,31 @@ func (s *Server) updateKey(w http.ResponseWriter, r *http.Request, p *Principal)
 	if req.BudgetUSD != nil {
 		k.BudgetUSD = *req.BudgetUSD
 	}
+	if err := s.checkKeyChange(r.Context(), p, &before, k); err != nil {
+		return err
+	}
 	if err := store.Update(r.Context(), s.store, k); err != nil {
 		return keyNotFound(err)
 	}
-	s.auth.Forget(k.Hash)
+	// The keys it made are bounded by what it holds now from their next request.
+	s.auth.ForgetKey(k.ID)
 	writeJSON(w, http.StatusOK, k)
 	return nil
 }
 
 func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	k, err := s.store.RevokeAPIKey(r.Context(), p.TenantID, r.PathValue("id"))
+	// Every key the key made, and every key those made, goes with it, each one's streams
+	// closed as its own revocation would close them.
+	keys, err := s.store.RevokeAPIKey(r.Context(), p.TenantID, r.PathValue("id"))
 	if err != nil {
 		return keyNotFound(err)
 	}
-	s.auth.Forget(k.Hash)
-	s.revoke(r.Context(), realtime.Revocation{TenantID: k.TenantID, KeyID: k.ID, Reason: realtime.ReasonKeyRevoked})
+	rvs := make([]realtime.Revocation, len(keys))
+	for i, k := range keys {
+		s.auth.Forget(k.Hash)
+		rvs[i] = realtime.Revocation{TenantID: k.TenantID, KeyID: k.ID, Reason: realtime.ReasonKeyRevoked}
+	}
+	s.revoke(r.Context(), rvs...)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

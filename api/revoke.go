@@ -14,11 +14,17 @@ import (
 // every long-lived connection it holds, through the one registry they all join), and on the
 // other nodes as soon as the cluster's event relay brings them the revocation. Every path
 // that revokes a key or deletes a user or tenant comes through here.
-func (s *Server) revoke(ctx context.Context, rv realtime.Revocation) {
-	n := s.applyRevocation(rv)
-	s.log.Info("credential revoked", "tenant_id", rv.TenantID, "key_id", rv.KeyID, "user_id", rv.UserID,
-		"family_id", rv.FamilyID, "reason", rv.Reason, "connections_closed", n)
-	s.publish(ctx, rv.TenantID, realtime.TenantTopic, realtime.TypeCredentialRevoked, rv)
+// Several credentials revoked together (a key and the keys it made) all end their
+// connections before any revocation is published, so that none of them sees another's.
+func (s *Server) revoke(ctx context.Context, rvs ...realtime.Revocation) {
+	for _, rv := range rvs {
+		n := s.applyRevocation(rv)
+		s.log.Info("credential revoked", "tenant_id", rv.TenantID, "key_id", rv.KeyID, "user_id", rv.UserID,
+			"family_id", rv.FamilyID, "reason", rv.Reason, "connections_closed", n)
+	}
+	for _, rv := range rvs {
+		s.publish(ctx, rv.TenantID, realtime.TenantTopic, realtime.TypeCredentialRevoked, rv)
+	}
 }
 
 // applyRevocation acts on a revocation, this node's or another's, and returns how many of

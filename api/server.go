@@ -281,11 +281,7 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt *route) {
 			s.fail(w, r, rt, err)
 			return
 		}
-		limit := p.RateLimit
-		if limit == 0 {
-			limit = s.cfg.DefaultRateLimit
-		}
-		if e := s.limiter.limit(w, p.limiterKey(), limit); e != nil {
+		if e := s.limitRate(w, p); e != nil {
 			rt.Dialect.of(r).write(w, e)
 			return
 		}
@@ -297,6 +293,27 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt *route) {
 	if err := rt.Handle(w, r, p); err != nil {
 		s.fail(w, r, rt, err)
 	}
+}
+
+// limitRate counts a request against the rate limit of its principal and, for a key made by
+// a key, against the limits of every key above it: the keys a key makes share its requests a
+// minute, they do not add to them. The headers tell the principal's own limit unless a
+// maker's is the one refusing.
+func (s *Server) limitRate(w http.ResponseWriter, p *Principal) *Error {
+	for _, m := range p.makers {
+		limit := m.RateLimit
+		if limit == 0 {
+			limit = s.cfg.DefaultRateLimit
+		}
+		if e := s.limiter.limit(w, m.ID, limit); e != nil {
+			return e
+		}
+	}
+	limit := p.RateLimit
+	if limit == 0 {
+		limit = s.cfg.DefaultRateLimit
+	}
+	return s.limiter.limit(w, p.limiterKey(), limit)
 }
 
 // fail answers with the error's classification and logs what the client cannot see.

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -67,6 +68,12 @@ type APIKey struct {
 	LastUsedAt *time.Time `bun:"last_used_at" json:"last_used_at"`
 	ExpiresAt  *time.Time `bun:"expires_at" json:"expires_at"`
 	RevokedAt  *time.Time `bun:"revoked_at" json:"revoked_at"`
+	// ParentID is the key that made this one ("" for a key made by a user, an operator or
+	// the command line). A key never holds more than its maker: its scopes and limits are
+	// bounded by the maker's when it is made and again whenever it is used, what it spends
+	// and the requests it makes count against its maker's limits too, and revoking the maker
+	// revokes it.
+	ParentID string `bun:"parent_id,notnull" json:"parent_id,omitempty"`
 }
 
 func (*APIKey) idPrefix() string { return prefixKey }
@@ -160,20 +167,91 @@ func (s *Store) APIKeyByHash(ctx context.Context, hash string) (*APIKey, error) 
 	return k, nil
 }
 
-// RevokeAPIKey marks the tenant's key revoked; it is idempotent.
-func (s *Store) RevokeAPIKey(ctx context.Context, tenantID, id string) (*APIKey, error) {
-	k, err := Get[APIKey](ctx, s, tenantID, id)
-	if err != nil {
-		return nil, err
-	}
-	if k.RevokedAt == nil {
-		now := s.now()
-		k.RevokedAt = &now
-		if err := Update(ctx, s, k); err != nil {
+// maxKeyDepth bounds how long a chain of makers is followed: keys made by keys made by keys
+// are legitimate, a chain past this is refused rather than walked forever.
+const maxKeyDepth = 16
+
+// ErrKeyTooDeep is a key whose chain of makers is longer than maxKeyDepth.
+var ErrKeyTooDeep = errors.New("store: the key's chain of makers is too long")
+
+// APIKeyMakers reads the makers of k, its own maker first and the key at the top of the
+// chain last; a key made by no key has none. A maker that is gone ends the chain.
+func (s *Store) APIKeyMakers(ctx context.Context, k *APIKey) ([]*APIKey, error) {
+	var out []*APIKey
+	for parent := k.ParentID; parent != ""; {
+		if len(out) >= maxKeyDepth {
+			return nil, ErrKeyTooDeep
+		}
+		m, err := Get[APIKey](ctx, s, k.TenantID, parent)
+		if errors.Is(err, ErrNotFound) {
+			break
+		}
+		if err != nil {
 			return nil, err
 		}
+		out = append(out, m)
+		parent = m.ParentID
 	}
-	return k, nil
+	return out, nil
+}
+
+// keyTreeQuery is the recursive query of the IDs of key id of the tenant and of every key it
+// made, directly or through keys it made.
+const keyTreeQuery = `WITH RECURSIVE tree(id) AS (
+	SELECT id FROM api_keys WHERE tenant_id = ? AND id = ?
+	UNION
+	SELECT k.id FROM api_keys k JOIN tree t ON k.parent_id = t.id WHERE k.tenant_id = ?
+) `
+
+// RevokeAPIKey revokes a key of the tenant and every key it made, directly or through keys
+// it made, in one transaction, and returns them all (the key first) with their
+// revocation times; revoking is idempotent, and a key revoked before keeps its time.
+func (s *Store) RevokeAPIKey(ctx context.Context, tenantID, id string) ([]APIKey, error) {
+	if !validID(prefixKey, id) {
+		return nil, ErrNotFound
+	}
+	now := s.now()
+	var keys []APIKey
+	err := s.inTx(ctx, func(tx bun.Tx) error {
+		if _, err := tx.NewRaw(keyTreeQuery+"UPDATE api_keys SET revoked_at = ?, updated_at = ? WHERE tenant_id = ? AND revoked_at IS NULL AND id IN (SELECT id FROM tree)",
+			tenantID, id, tenantID, now, now, tenantID).Exec(ctx); err != nil {
+			return err
+		}
+		var ids []string
+		if err := tx.NewRaw(keyTreeQuery+"SELECT id FROM tree", tenantID, id, tenantID).Scan(ctx, &ids); err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		return tx.NewSelect().Model(&keys).Where("tenant_id = ?", tenantID).Where("id IN (?)", bun.In(ids)).Scan(ctx)
+	})
+	if err != nil {
+		return nil, classify(err)
+	}
+	if len(keys) == 0 {
+		return nil, ErrNotFound
+	}
+	// The key itself first: callers answer with it.
+	slices.SortStableFunc(keys, func(a, b APIKey) int {
+		switch {
+		case a.ID == id:
+			return -1
+		case b.ID == id:
+			return 1
+		}
+		return 0
+	})
+	return keys, nil
+}
+
+// SpentUSDTree is what a key of the tenant and every key it made, directly or through keys
+// they made, have spent through the gateway in all: what counts against the key's budget.
+func (s *Store) SpentUSDTree(ctx context.Context, tenantID, keyID string) (float64, error) {
+	var spent float64
+	err := s.db.NewRaw(keyTreeQuery+"SELECT COALESCE(SUM(cost_usd), 0.0) FROM usage_records WHERE tenant_id = ? AND key_id IN (SELECT id FROM tree)",
+		tenantID, keyID, tenantID, tenantID).Scan(ctx, &spent)
+	return spent, classify(err)
 }
 
 // TouchAPIKeys records when keys were last used, from a batch kept by the caller so that
