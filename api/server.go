@@ -33,6 +33,8 @@ type Config struct {
 	Log   *slog.Logger
 	// Version and Commit identify the build.
 	Version, Commit string
+	// Node names this node in the answer leases of sessions (see session.Config.Node).
+	Node string
 	// DefaultRateLimit is requests a minute for keys without a limit of their own.
 	DefaultRateLimit int
 	// LoginRateLimit is login and refresh attempts a minute from one address.
@@ -187,7 +189,7 @@ func New(cfg Config) *Server {
 		s.followRevocations(cfg.Hub)
 	}
 	s.sessions = session.New(session.Config{Store: cfg.Store, Models: s.registryFor, Webhooks: cfg.Webhooks,
-		Publisher: sessionPublisher{s}, Logger: cfg.Log})
+		Publisher: sessionPublisher{s}, Logger: cfg.Log, Node: cfg.Node})
 	s.routes = s.allRoutes()
 	s.mux = s.buildMux()
 	s.handler = s.recoverer(s.logRequests(s.mux))

@@ -605,7 +605,7 @@ func (s *Server) cancelSession(w http.ResponseWriter, r *http.Request, p *Princi
 	}
 	if err := s.sessions.Cancel(r.Context(), p.TenantID, sess.ID); err != nil {
 		if errors.Is(err, session.ErrNotAnswering) {
-			return &Error{Status: http.StatusConflict, Code: codeConflict, Message: "No answer of this session is being made on this node"}
+			return &Error{Status: http.StatusConflict, Code: codeConflict, Message: "No answer of this session is being made"}
 		}
 		return err
 	}

@@ -21,6 +21,10 @@ type answer struct {
 	messageID string
 	cancel    context.CancelFunc
 	done      chan struct{} // closed once the answer is stored
+	// lease is the answer's lease on the session's row ("" where there are none); released
+	// says the stored turn released it. Both are the answer's goroutine's.
+	lease    string
+	released bool
 
 	mu      sync.Mutex
 	queue   []*Event

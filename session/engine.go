@@ -51,12 +51,30 @@ type Config struct {
 	// (zero: DefaultFlowIdle).
 	FlowIdle time.Duration
 	Logger   *slog.Logger
+	// Node names this node in the answer leases of sessions (zero: a name drawn at New).
+	Node string
+	// LeaseTTL is how long an answer lease holds without renewal, the longest a session
+	// stays busy after its node died (zero: DefaultLeaseTTL); LeasePoll is how often the
+	// node renews its leases and looks for cancels asked on other nodes (zero:
+	// DefaultLeasePoll).
+	LeaseTTL  time.Duration
+	LeasePoll time.Duration
 }
+
+// DefaultLeaseTTL and DefaultLeasePoll: see Config.
+const (
+	DefaultLeaseTTL  = 30 * time.Second
+	DefaultLeasePoll = 200 * time.Millisecond
+)
 
 // Engine keeps sessions and answers their messages.
 //
-// One message of a session is answered at a time, on this node: a message sent while the
-// last is still being answered is ErrBusy. An answer runs on a context of its own, not the
+// One message of a session is answered at a time, across every node sharing the database: a
+// message sent while the last is still being answered, here or on another node, is ErrBusy.
+// On PostgreSQL (the store several nodes share) the claim is a lease on the session's row,
+// renewed while the answer runs and released with the stored turn; a dead node's lease
+// expires after LeaseTTL. On SQLite one node owns the database and the claim is this
+// node's alone, costing no write before the first token. An answer runs on a context of its own, not the
 // request's: a client that goes away stops receiving the answer, but it is still made and
 // stored, and the next page of history has it. Cancel (or closing or deleting the session)
 // stops it, and the model's upstream request with it; what was made so far is stored as a
@@ -72,6 +90,11 @@ type Engine struct {
 	history  historyCache
 	stopping bool
 	wg       sync.WaitGroup
+
+	// leases says answers claim the session's row (PostgreSQL); leasing says the loop
+	// that renews them and watches for remote cancels runs.
+	leases  bool
+	leasing bool
 }
 
 // New returns an engine.
@@ -95,7 +118,17 @@ func New(cfg Config) *Engine {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Engine{cfg: cfg, log: log, answers: map[string]*answer{}, flows: map[string]*flow{}, turns: &turnWriter{st: cfg.Store}}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = DefaultLeaseTTL
+	}
+	if cfg.LeasePoll <= 0 {
+		cfg.LeasePoll = DefaultLeasePoll
+	}
+	if cfg.Node == "" {
+		cfg.Node = "node-" + strings.ToLower(store.NewMessageID()[len("msg_")+10:])
+	}
+	return &Engine{cfg: cfg, log: log, answers: map[string]*answer{}, flows: map[string]*flow{}, turns: &turnWriter{st: cfg.Store},
+		leases: cfg.Store != nil && cfg.Store.Dialect() == store.Postgres}
 }
 
 // Creator says who makes a session: an API key, a user, or neither (the server).
@@ -284,11 +317,32 @@ func (e *Engine) Begin(ctx context.Context, sess *store.Session, in Input) (*Pen
 		return nil, err
 	}
 	release := func() {
+		if a.lease != "" && !a.released {
+			// Nothing was stored with the lease (SessionAppend.Lease): give it up here.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			if err := store.ReleaseSessionAnswer(ctx, e.cfg.Store, sess.ID, a.lease); err != nil {
+				e.log.Warn("session answer lease not released; it expires", "session_id", sess.ID, "error", err)
+			}
+			cancel()
+		}
 		e.mu.Lock()
 		delete(e.answers, sess.ID)
 		e.mu.Unlock()
 		cancel()
 		e.wg.Done()
+	}
+	if e.leases {
+		lease := store.NewMessageID()
+		ok, err := store.ClaimSessionAnswer(ctx, e.cfg.Store, sess.TenantID, sess.ID, e.cfg.Node, lease, e.cfg.LeaseTTL)
+		if err != nil || !ok {
+			release()
+			if err != nil {
+				return nil, err
+			}
+			return nil, ErrBusy
+		}
+		a.lease = lease
+		e.watchLeases()
 	}
 	user, run, err := e.prepare(ctx, sess, in, a)
 	if err != nil {
@@ -369,19 +423,109 @@ func (e *Engine) claim(a *answer) error {
 	return nil
 }
 
-// Cancel stops the answer being made for a session of the tenant: the model's upstream
-// request is closed, and what was made so far is stored as a canceled answer. It waits
-// (within ctx) until that is stored. ErrNotAnswering when nothing is being answered.
+// Cancel stops the answer being made for a session of the tenant, on this node or on
+// another: the model's upstream request is closed, and what was made so far is stored as a
+// canceled answer. It waits (within ctx) until that is stored. ErrNotAnswering when nothing
+// is being answered.
+//
+// An answer on another node is asked to stop through the session's row (the lease is marked
+// canceled); that node sees it within LeasePoll and stops as it would for a cancel of its
+// own, and this node waits for the lease to be released with the stored turn.
 func (e *Engine) Cancel(ctx context.Context, tenantID, sessionID string) error {
-	a := e.cancelAnswer(tenantID, sessionID, false)
-	if a == nil {
+	if a := e.cancelAnswer(tenantID, sessionID, false); a != nil {
+		select {
+		case <-a.done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if !e.leases {
 		return ErrNotAnswering
 	}
-	select {
-	case <-a.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	lease, ok, err := store.CancelSessionAnswer(ctx, e.cfg.Store, tenantID, sessionID)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrNotAnswering
+	}
+	t := time.NewTicker(e.cfg.LeasePoll / 4)
+	defer t.Stop()
+	for {
+		held, err := store.SessionAnswerHeld(ctx, e.cfg.Store, sessionID, lease)
+		if err != nil || !held {
+			return err
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// watchLeases starts, unless it runs, the loop that renews this node's answer leases and
+// stops the answers whose session was canceled, closed or deleted on another node. It ends
+// when no answer holds a lease.
+func (e *Engine) watchLeases() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.leasing {
+		return
+	}
+	e.leasing = true
+	go e.leaseLoop()
+}
+
+func (e *Engine) leaseLoop() {
+	t := time.NewTicker(e.cfg.LeasePoll)
+	defer t.Stop()
+	renewed := time.Now()
+	for range t.C {
+		e.mu.Lock()
+		held := map[string]*answer{}
+		for id, a := range e.answers {
+			if a.lease != "" {
+				held[id] = a
+			}
+		}
+		if len(held) == 0 {
+			e.leasing = false
+			e.mu.Unlock()
+			return
+		}
+		e.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.LeasePoll*10)
+		ids := make([]string, 0, len(held))
+		for id := range held {
+			ids = append(ids, id)
+		}
+		rows, err := store.SessionAnswerLeases(ctx, e.cfg.Store, ids)
+		if err != nil {
+			e.log.Warn("session answer leases not read", "error", err)
+		}
+		for id, a := range held {
+			row, ok := rows[id]
+			if err == nil && (!ok || row.Lease != a.lease || row.Canceled || row.Status == store.SessionClosed) {
+				// Canceled or closed on another node, deleted, or (after this node could
+				// not renew it) claimed by another: this answer stops.
+				a.canceled.Store(true)
+				a.cancel()
+			}
+		}
+		if time.Since(renewed) >= e.cfg.LeaseTTL/3 {
+			leases := make(map[string]string, len(held))
+			for id, a := range held {
+				leases[id] = a.lease
+			}
+			if err := store.RenewSessionAnswers(ctx, e.cfg.Store, leases, e.cfg.LeaseTTL); err != nil {
+				e.log.Warn("session answer leases not renewed", "error", err)
+			} else {
+				renewed = time.Now()
+			}
+		}
+		cancel()
 	}
 }
 
@@ -512,12 +656,13 @@ func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, 
 	// meanwhile; not when it was deleted (ErrNotFound).
 	storeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := e.turns.write(sess.TenantID, sess.ID, user, msg); err != nil {
+	if err := e.turns.write(sess.TenantID, sess.ID, a.lease, user, msg); err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			log.Error("session turn not stored", "error", err)
 		}
 		msg.Status, msg.Error = store.MessageFailed, "the turn could not be stored: "+err.Error()
 	} else {
+		a.released = true
 		// The session's next message is made over this history, without reading it again.
 		next := append(slices.Clip(stored), *user, *msg)
 		e.history.put(sess.ID, sess.MessageCount+2, next, e.cfg.HistoryMessages)

@@ -204,6 +204,9 @@ func AppendSessionMessages(ctx context.Context, s *Store, tenantID, sessionID st
 type SessionAppend struct {
 	TenantID, SessionID string
 	Messages            []*SessionMessage
+	// Lease, when set, is the answer lease (ClaimSessionAnswer) the messages end: it is
+	// released with them, in the same statement.
+	Lease string
 	// Err is set by AppendSessionBatch: ErrNotFound when the session is not the tenant's
 	// (its messages were not written).
 	Err error
@@ -261,7 +264,11 @@ func AppendSessionBatch(ctx context.Context, s *Store, batch []*SessionAppend) e
 				out += int64(m.OutputTokens)
 				cost += m.CostUSD
 			}
-			res, err := tx.NewUpdate().Model((*Session)(nil)).
+			q := tx.NewUpdate().Model((*Session)(nil))
+			if a.Lease != "" {
+				q = q.Set("answer_until = CASE WHEN answer_id = ? THEN NULL ELSE answer_until END", a.Lease)
+			}
+			res, err := q.
 				Set("message_count = message_count + ?", len(a.Messages)).
 				Set("input_tokens = input_tokens + ?", in).
 				Set("output_tokens = output_tokens + ?", out).
@@ -339,4 +346,132 @@ func CloseSession(ctx context.Context, s *Store, tenantID, id string) (sess *Ses
 	n, _ := res.RowsAffected()
 	sess, err = Get[Session](ctx, s, tenantID, id)
 	return sess, n > 0, err
+}
+
+// Answer leases: one node answers a session's message at a time, whichever node the message
+// reached. A node claims the session's row (ClaimSessionAnswer) before it answers, renews the
+// claim while it answers (RenewSessionAnswers), and releases it with the turn it stores
+// (SessionAppend.Lease) or, when nothing is stored, ReleaseSessionAnswer. A node that dies
+// holding a lease holds it no longer once it expires. Times are the database's on
+// PostgreSQL, so nodes whose clocks disagree agree on expiry.
+
+// leaseNow is the database's time in a lease's condition.
+func (s *Store) leaseNow() (string, []any) {
+	if s.dialect == Postgres {
+		return "now()", nil
+	}
+	return "?", []any{s.now()}
+}
+
+// leaseUntil is the expiry of a lease taken now for ttl.
+func (s *Store) leaseUntil(ttl time.Duration) (string, []any) {
+	if s.dialect == Postgres {
+		return "now() + ? * interval '1 millisecond'", []any{ttl.Milliseconds()}
+	}
+	return "?", []any{s.now().Add(ttl)}
+}
+
+// ClaimSessionAnswer takes the answer lease of a session of the tenant for node, naming the
+// answer lease, for ttl; it reports false when another answer holds an unexpired lease. A
+// session that is not the tenant's is ErrNotFound.
+func ClaimSessionAnswer(ctx context.Context, s *Store, tenantID, sessionID, node, lease string, ttl time.Duration) (bool, error) {
+	if !validID(prefixSession, sessionID) {
+		return false, ErrNotFound
+	}
+	until, untilArgs := s.leaseUntil(ttl)
+	now, nowArgs := s.leaseNow()
+	res, err := s.db.NewUpdate().Model((*Session)(nil)).
+		Set("answer_node = ?", node).Set("answer_id = ?", lease).Set("answer_canceled = ?", false).
+		Set("answer_until = "+until, untilArgs...).
+		Where("id = ?", sessionID).Where("tenant_id = ?", tenantID).
+		Where("(answer_until IS NULL OR answer_until < "+now+")", nowArgs...).Exec(ctx)
+	if err != nil {
+		return false, classify(err)
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		return true, nil
+	}
+	if _, err := Get[Session](ctx, s, tenantID, sessionID); err != nil {
+		return false, err
+	}
+	return false, nil
+}
+
+// RenewSessionAnswers extends, by ttl from now, the leases held (by session ID) that are
+// still held.
+func RenewSessionAnswers(ctx context.Context, s *Store, leases map[string]string, ttl time.Duration) error {
+	if len(leases) == 0 {
+		return nil
+	}
+	ids, held := make([]string, 0, len(leases)), make([]string, 0, len(leases))
+	for id, lease := range leases {
+		ids, held = append(ids, id), append(held, lease)
+	}
+	until, untilArgs := s.leaseUntil(ttl)
+	_, err := s.db.NewUpdate().Model((*Session)(nil)).Set("answer_until = "+until, untilArgs...).
+		Where("id IN (?)", bun.In(ids)).Where("answer_id IN (?)", bun.In(held)).Where("answer_until IS NOT NULL").Exec(ctx)
+	return classify(err)
+}
+
+// ReleaseSessionAnswer gives up a session's answer lease, if it is still lease.
+func ReleaseSessionAnswer(ctx context.Context, s *Store, sessionID, lease string) error {
+	_, err := s.db.NewUpdate().Model((*Session)(nil)).Set("answer_until = NULL").
+		Where("id = ?", sessionID).Where("answer_id = ?", lease).Exec(ctx)
+	return classify(err)
+}
+
+// CancelSessionAnswer asks the node answering a session of the tenant to stop, and returns
+// the lease of the answer it asked; ok is false when no answer holds the session.
+func CancelSessionAnswer(ctx context.Context, s *Store, tenantID, sessionID string) (lease string, ok bool, err error) {
+	if !validID(prefixSession, sessionID) {
+		return "", false, ErrNotFound
+	}
+	now, nowArgs := s.leaseNow()
+	var leases []string
+	err = s.db.NewUpdate().Model((*Session)(nil)).Set("answer_canceled = ?", true).
+		Where("id = ?", sessionID).Where("tenant_id = ?", tenantID).
+		Where("answer_until IS NOT NULL").Where("answer_until >= "+now, nowArgs...).
+		Returning("answer_id").Scan(ctx, &leases)
+	if err != nil {
+		return "", false, classify(err)
+	}
+	if len(leases) == 0 {
+		return "", false, nil
+	}
+	return leases[0], true, nil
+}
+
+// SessionAnswerHeld reports whether lease still holds a session.
+func SessionAnswerHeld(ctx context.Context, s *Store, sessionID, lease string) (bool, error) {
+	now, nowArgs := s.leaseNow()
+	n, err := s.db.NewSelect().Model((*Session)(nil)).Where("id = ?", sessionID).Where("answer_id = ?", lease).
+		Where("answer_until IS NOT NULL").Where("answer_until >= "+now, nowArgs...).Count(ctx)
+	return n > 0, classify(err)
+}
+
+// AnswerLease is what the row of a session being answered says of its lease.
+type AnswerLease struct {
+	SessionID string `bun:"id"`
+	Lease     string `bun:"answer_id"`
+	Canceled  bool   `bun:"answer_canceled"`
+	Status    string `bun:"status"`
+}
+
+// SessionAnswerLeases reads the leases of the sessions given, by session ID; a session that
+// is gone is not in the map.
+func SessionAnswerLeases(ctx context.Context, s *Store, sessionIDs []string) (map[string]AnswerLease, error) {
+	var rows []AnswerLease
+	if len(sessionIDs) == 0 {
+		return map[string]AnswerLease{}, nil
+	}
+	err := s.db.NewSelect().Table("sessions").Column("id", "answer_id", "answer_canceled", "status").
+		Where("id IN (?)", bun.In(sessionIDs)).Scan(ctx, &rows)
+	if err != nil {
+		return nil, classify(err)
+	}
+	out := make(map[string]AnswerLease, len(rows))
+	for _, r := range rows {
+		out[r.SessionID] = r
+	}
+	return out, nil
 }

@@ -1,3 +1,5 @@
+ALTER TABLE sessions DROP COLUMN answer_canceled;
+--bun:split
 ALTER TABLE sessions DROP COLUMN answer_until;
 --bun:split
 ALTER TABLE sessions DROP COLUMN answer_id;
