@@ -380,11 +380,17 @@ func ClaimSessionAnswer(ctx context.Context, s *Store, tenantID, sessionID, node
 	}
 	until, untilArgs := s.leaseUntil(ttl)
 	now, nowArgs := s.leaseNow()
-	res, err := s.db.NewUpdate().Model((*Session)(nil)).
+	q := s.db.NewUpdate().Model((*Session)(nil)).
 		Set("answer_node = ?", node).Set("answer_id = ?", lease).Set("answer_canceled = ?", false).
-		Set("answer_until = "+until, untilArgs...).
-		Where("id = ?", sessionID).Where("tenant_id = ?", tenantID).
-		Where("(answer_until IS NULL OR answer_until < "+now+")", nowArgs...).Exec(ctx)
+		Set("answer_until = "+until, untilArgs...)
+	if s.dialect == Postgres {
+		// The claim is on the way to the answer's first token: its commit does not wait for
+		// the WAL to reach the disk (a setting local to the statement's own transaction). A
+		// lease lost with a crash of the database only frees the session early.
+		q = q.TableExpr("(SELECT set_config('synchronous_commit', 'off', true)) AS async_commit")
+	}
+	res, err := q.Where("session.id = ?", sessionID).Where("session.tenant_id = ?", tenantID).
+		Where("(session.answer_until IS NULL OR session.answer_until < "+now+")", nowArgs...).Exec(ctx)
 	if err != nil {
 		return false, classify(err)
 	}
