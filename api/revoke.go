@@ -95,7 +95,23 @@ func (s *Server) stillValid(ctx context.Context, c realtime.Credential, now time
 		if errors.Is(err, store.ErrNotFound) || err == nil && !k.Usable(now) {
 			return &realtime.Revocation{TenantID: c.TenantID, KeyID: c.KeyID, Reason: realtime.ReasonKeyRevoked}, nil
 		}
-		return nil, err
+		if err != nil {
+			return nil, err
+		}
+		// A key made by a key is no better than its makers: one of them expired ends it too.
+		makers, err := s.store.APIKeyMakers(ctx, k)
+		if errors.Is(err, store.ErrKeyTooDeep) {
+			return &realtime.Revocation{TenantID: c.TenantID, KeyID: c.KeyID, Reason: realtime.ReasonKeyRevoked}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range makers {
+			if !m.Usable(now) {
+				return &realtime.Revocation{TenantID: c.TenantID, KeyID: c.KeyID, Reason: realtime.ReasonKeyRevoked}, nil
+			}
+		}
+		return nil, nil
 	case c.UserID != "":
 		err := s.store.CheckUserSession(ctx, c.TenantID, c.UserID, c.FamilyID)
 		if !errors.Is(err, store.ErrNotFound) {
