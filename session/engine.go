@@ -331,20 +331,32 @@ func (e *Engine) Begin(ctx context.Context, sess *store.Session, in Input) (*Pen
 		cancel()
 		e.wg.Done()
 	}
+	// The lease is claimed while the answer is prepared (its agent and history read): the
+	// two round trips to the database overlap, and the model is asked only once both are
+	// done, so a session another node answers is refused before anything starts.
+	var claimed chan error
 	if e.leases {
-		lease := store.NewMessageID()
-		ok, err := store.ClaimSessionAnswer(ctx, e.cfg.Store, sess.TenantID, sess.ID, e.cfg.Node, lease, e.cfg.LeaseTTL)
-		if err != nil || !ok {
-			release()
-			if err != nil {
-				return nil, err
+		a.lease = store.NewMessageID()
+		claimed = make(chan error, 1)
+		go func() {
+			ok, err := store.ClaimSessionAnswer(ctx, e.cfg.Store, sess.TenantID, sess.ID, e.cfg.Node, a.lease, e.cfg.LeaseTTL)
+			if err == nil && !ok {
+				err = ErrBusy
 			}
-			return nil, ErrBusy
-		}
-		a.lease = lease
-		e.watchLeases()
+			claimed <- err
+		}()
 	}
 	user, run, err := e.prepare(ctx, sess, in, a)
+	if claimed != nil {
+		if cerr := <-claimed; cerr != nil {
+			// Refused: the lease is another answer's, nothing to release. (After another
+			// failure the release is tried: it frees the lease only if it is this one's.)
+			a.released = errors.Is(cerr, ErrBusy)
+			release()
+			return nil, cerr
+		}
+		e.watchLeases()
+	}
 	if err != nil {
 		release()
 		return nil, err
