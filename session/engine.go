@@ -355,7 +355,7 @@ func (e *Engine) Begin(ctx context.Context, sess *store.Session, in Input) (*Pen
 			release()
 			return nil, cerr
 		}
-		e.watchLeases()
+		e.watchLeases(a)
 	}
 	if err != nil {
 		release()
@@ -480,9 +480,13 @@ func (e *Engine) Cancel(ctx context.Context, tenantID, sessionID string) error {
 // watchLeases starts, unless it runs, the loop that renews this node's answer leases and
 // stops the answers whose session was canceled, closed or deleted on another node. It ends
 // when no answer holds a lease.
-func (e *Engine) watchLeases() {
+//
+// a is the answer whose lease was just claimed: from now on the loop watches it (not while
+// its claim is under way, when the row still names the lease before it).
+func (e *Engine) watchLeases(a *answer) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	a.leaseHeld = true
 	if e.leasing {
 		return
 	}
@@ -498,7 +502,7 @@ func (e *Engine) leaseLoop() {
 		e.mu.Lock()
 		held := map[string]*answer{}
 		for id, a := range e.answers {
-			if a.lease != "" {
+			if a.leaseHeld {
 				held[id] = a
 			}
 		}

@@ -25,6 +25,11 @@ type node struct {
 // newCluster starts two nodes on one PostgreSQL database with one stand-in model, a tenant
 // and an agent.
 func newCluster(t *testing.T, leaseTTL time.Duration) (a, b *node, up *llmtest.Server, tenant, agentID string) {
+	return newClusterPoll(t, leaseTTL, 50*time.Millisecond)
+}
+
+// newClusterPoll is newCluster with the nodes' lease poll interval.
+func newClusterPoll(t *testing.T, leaseTTL, poll time.Duration) (a, b *node, up *llmtest.Server, tenant, agentID string) {
 	t.Helper()
 	ctx := context.Background()
 	url := pgtest.URL(t)
@@ -43,7 +48,7 @@ func newCluster(t *testing.T, leaseTTL time.Duration) (a, b *node, up *llmtest.S
 			t.Fatal(err)
 		}
 		eng := session.New(session.Config{Store: st, Webhooks: agent.NewWebhooks(true), Node: name, LeaseTTL: leaseTTL,
-			LeasePoll: 50 * time.Millisecond, Models: func(context.Context, string) (*llm.Registry, error) { return reg, nil }})
+			LeasePoll: poll, Models: func(context.Context, string) (*llm.Registry, error) { return reg, nil }})
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -180,5 +185,55 @@ func TestSessionLeaseOfDeadNodeExpires(t *testing.T) {
 			t.Fatal("the dead node's lease never expired")
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// TestSessionLeaseWatchSparesClaimsUnderWay: messages sent one after another to a session,
+// while the node's lease watch runs at every millisecond beside other answers, are all
+// answered whole: a claim still under way (the row still naming the previous answer's lease)
+// is not taken for a lease lost to another node.
+func TestSessionLeaseWatchSparesClaimsUnderWay(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, _, up, tenant, agentID := newClusterPoll(t, time.Minute, time.Millisecond)
+	up.Respond(func(llmtest.Request) llmtest.Reply { return llmtest.Reply{Text: "Yes."} })
+	var sessions []*store.Session
+	for range 4 {
+		sess := store.NewSession()
+		sess.AgentID = &agentID
+		if err := a.eng.Create(ctx, tenant, sess, session.Creator{}); err != nil {
+			t.Fatal(err)
+		}
+		sessions = append(sessions, sess)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(sessions))
+	for _, sess := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 15 {
+				cur, err := a.eng.Get(ctx, tenant, sess.ID)
+				if err != nil {
+					errs <- err
+					return
+				}
+				turn, err := a.eng.Send(ctx, cur, session.TextInput("again?"), nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if turn.Answer.Status != store.MessageCompleted {
+					errs <- errors.New("answer " + turn.Answer.Status + ": " + turn.Answer.Error)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
