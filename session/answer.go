@@ -25,8 +25,8 @@ type answer struct {
 	// says the stored turn released it. Both are the answer's goroutine's.
 	lease    string
 	released bool
-	// leaseHeld says the lease was claimed; e.mu guards it.
-	leaseHeld bool
+	// leaseHeld says the lease was claimed.
+	leaseHeld atomic.Bool
 
 	mu      sync.Mutex
 	queue   []*Event

@@ -83,18 +83,23 @@ type Engine struct {
 	cfg Config
 	log *slog.Logger
 
-	mu       sync.Mutex
-	answers  map[string]*answer // by session ID
-	flows    map[string]*flow   // workflow runs, by session ID
-	turns    *turnWriter
-	history  historyCache
+	answers answerTable
+	turns   *turnWriter
+	history historyCache
+
+	// life orders stopping against the answers begun: a claim holds it shared while it
+	// joins wg, Shutdown holds it to stop.
+	life     sync.RWMutex
 	stopping bool
 	wg       sync.WaitGroup
 
-	// leases says answers claim the session's row (PostgreSQL); leasing says the loop
-	// that renews them and watches for remote cancels runs.
-	leases  bool
+	mu    sync.Mutex
+	flows map[string]*flow // workflow runs, by session ID
+	// leasing says the loop that renews leases and watches for remote cancels runs.
 	leasing bool
+
+	// leases says answers claim the session's row (PostgreSQL).
+	leases bool
 }
 
 // New returns an engine.
@@ -127,7 +132,7 @@ func New(cfg Config) *Engine {
 	if cfg.Node == "" {
 		cfg.Node = "node-" + strings.ToLower(store.NewMessageID()[len("msg_")+10:])
 	}
-	return &Engine{cfg: cfg, log: log, answers: map[string]*answer{}, flows: map[string]*flow{}, turns: &turnWriter{st: cfg.Store},
+	return &Engine{cfg: cfg, log: log, flows: map[string]*flow{}, turns: &turnWriter{st: cfg.Store},
 		leases: cfg.Store != nil && cfg.Store.Dialect() == store.Postgres}
 }
 
@@ -168,9 +173,7 @@ func (e *Engine) List(ctx context.Context, tenantID string, f store.SessionFilte
 
 // Answering reports whether a message of the session is being answered on this node.
 func (e *Engine) Answering(sessionID string) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.answers[sessionID] != nil
+	return e.answers.get(sessionID) != nil
 }
 
 // Update writes a session's label and metadata. A status of closed closes it (Close); a
@@ -325,9 +328,7 @@ func (e *Engine) Begin(ctx context.Context, sess *store.Session, in Input) (*Pen
 			}
 			cancel()
 		}
-		e.mu.Lock()
-		delete(e.answers, sess.ID)
-		e.mu.Unlock()
+		e.answers.remove(a)
 		cancel()
 		e.wg.Done()
 	}
@@ -422,15 +423,14 @@ func hasContent(parts []store.MessagePart) bool {
 
 // claim makes a the session's answer, unless one is being made or the node is stopping.
 func (e *Engine) claim(a *answer) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.life.RLock()
+	defer e.life.RUnlock()
 	if e.stopping {
 		return ErrShutdown
 	}
-	if e.answers[a.sessionID] != nil {
+	if !e.answers.claim(a) {
 		return ErrBusy
 	}
-	e.answers[a.sessionID] = a
 	e.wg.Add(1)
 	return nil
 }
@@ -484,9 +484,9 @@ func (e *Engine) Cancel(ctx context.Context, tenantID, sessionID string) error {
 // a is the answer whose lease was just claimed: from now on the loop watches it (not while
 // its claim is under way, when the row still names the lease before it).
 func (e *Engine) watchLeases(a *answer) {
+	a.leaseHeld.Store(true)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	a.leaseHeld = true
 	if e.leasing {
 		return
 	}
@@ -499,13 +499,15 @@ func (e *Engine) leaseLoop() {
 	defer t.Stop()
 	renewed := time.Now()
 	for range t.C {
+		// Collected under e.mu: an answer marked held meanwhile finds the loop still
+		// running (and is seen at the next tick) or ended (and starts it again).
 		e.mu.Lock()
 		held := map[string]*answer{}
-		for id, a := range e.answers {
-			if a.leaseHeld {
-				held[id] = a
+		e.answers.each(func(a *answer) {
+			if a.leaseHeld.Load() {
+				held[a.sessionID] = a
 			}
-		}
+		})
 		if len(held) == 0 {
 			e.leasing = false
 			e.mu.Unlock()
@@ -548,9 +550,7 @@ func (e *Engine) leaseLoop() {
 // cancelAnswer cancels the session's answer, if any, and returns it; wait waits for it to
 // be stored.
 func (e *Engine) cancelAnswer(tenantID, sessionID string, wait bool) *answer {
-	e.mu.Lock()
-	a := e.answers[sessionID]
-	e.mu.Unlock()
+	a := e.answers.get(sessionID)
 	if a == nil || a.tenantID != tenantID {
 		return nil
 	}
@@ -565,9 +565,9 @@ func (e *Engine) cancelAnswer(tenantID, sessionID string, wait bool) *answer {
 // Shutdown refuses new messages and waits for the answers being made to be stored; when ctx
 // ends first, they are canceled (and stored as such) and waited for.
 func (e *Engine) Shutdown(ctx context.Context) {
-	e.mu.Lock()
+	e.life.Lock()
 	e.stopping = true
-	e.mu.Unlock()
+	e.life.Unlock()
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
 	defer e.stopFlows()
@@ -576,11 +576,7 @@ func (e *Engine) Shutdown(ctx context.Context) {
 		return
 	case <-ctx.Done():
 	}
-	e.mu.Lock()
-	for _, a := range e.answers {
-		a.cancel()
-	}
-	e.mu.Unlock()
+	e.answers.each(func(a *answer) { a.cancel() })
 	<-done
 }
 

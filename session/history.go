@@ -144,8 +144,14 @@ const maxCachedHistories = 4096
 // historyCache keeps the recent history of the sessions this node answered, so that the next
 // message of a session does not read and decode it again. An entry is used only while the
 // session's stored message count is the one it was taken at: a turn stored by another node,
-// or an import, makes it stale, and it is read again.
+// or an import, makes it stale, and it is read again. It is spread over shards, as the
+// answers being made are (answerShards), so that messages of different sessions do not
+// queue on one lock.
 type historyCache struct {
+	shards [answerShards]historyShard
+}
+
+type historyShard struct {
 	mu      sync.Mutex
 	entries map[string]cachedHistory
 }
@@ -155,11 +161,16 @@ type cachedHistory struct {
 	msgs  []store.SessionMessage
 }
 
+func (c *historyCache) shard(sessionID string) *historyShard {
+	return &c.shards[shardOf(sessionID)]
+}
+
 // get returns the cached history of a session whose stored count is count.
 func (c *historyCache) get(sessionID string, count int) ([]store.SessionMessage, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	h, ok := c.entries[sessionID]
+	sh := c.shard(sessionID)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	h, ok := sh.entries[sessionID]
 	if !ok || h.count != count {
 		return nil, false
 	}
@@ -171,22 +182,24 @@ func (c *historyCache) put(sessionID string, count int, msgs []store.SessionMess
 	if len(msgs) > max {
 		msgs = msgs[len(msgs)-max:]
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.entries == nil {
-		c.entries = map[string]cachedHistory{}
+	sh := c.shard(sessionID)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.entries == nil {
+		sh.entries = map[string]cachedHistory{}
 	}
-	if _, ok := c.entries[sessionID]; !ok && len(c.entries) >= maxCachedHistories {
-		for k := range c.entries { // any one: map order is random
-			delete(c.entries, k)
+	if _, ok := sh.entries[sessionID]; !ok && len(sh.entries) >= maxCachedHistories/answerShards {
+		for k := range sh.entries { // any one: map order is random
+			delete(sh.entries, k)
 			break
 		}
 	}
-	c.entries[sessionID] = cachedHistory{count: count, msgs: slices.Clip(msgs)}
+	sh.entries[sessionID] = cachedHistory{count: count, msgs: slices.Clip(msgs)}
 }
 
 func (c *historyCache) drop(sessionID string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.entries, sessionID)
+	sh := c.shard(sessionID)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	delete(sh.entries, sessionID)
 }
