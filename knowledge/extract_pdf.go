@@ -165,7 +165,7 @@ func pdfPageLines(b *builder, p pdf.Page, page int) ([]pdfLine, error) {
 		encs[name] = f.Encoder()
 	}
 	var (
-		lines      []pdfLine
+		lines    []pdfLine
 		cur      strings.Builder
 		curSize  float64
 		curY     float64
