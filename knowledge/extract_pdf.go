@@ -43,6 +43,13 @@ func extractPDF(b *builder, data []byte) (err error) {
 			err = fmt.Errorf("%w: unreadable PDF: %v", ErrCorrupt, r)
 		}
 	}()
+	if err := pdfPrecheck(data); err != nil {
+		return err
+	}
+	if bytes.HasPrefix(data, []byte("%PDF-2.")) {
+		// The library knows headers up to 1.7; PDF 2.0 files are read the same way.
+		data = append([]byte("%PDF-1.7"), data[len("%PDF-2.0"):]...)
+	}
 	r, err := pdf.NewReader(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		if errors.Is(err, pdf.ErrInvalidPassword) {
