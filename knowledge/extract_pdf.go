@@ -73,12 +73,12 @@ func extractPDF(b *builder, data []byte) (err error) {
 		if err := b.check(); err != nil {
 			return err
 		}
-		n, err := pdfStreamSize(p.V.Key("Contents"), streamBudget)
+		n, err := pdfCheckStreams(p.V.Key("Contents"), streamBudget)
 		if err != nil {
 			return err
 		}
 		streamBudget -= n
-		pl, err := pdfPageLines(b, p, i+1)
+		pl, err := pdfPageLines(b, p, i+1, &streamBudget)
 		if err != nil {
 			return err
 		}
@@ -127,41 +127,46 @@ func pdfPages(b *builder, root pdf.Value) ([]pdf.Page, error) {
 	return pages, nil
 }
 
-// pdfStreamSize decodes a page's content streams once, without keeping them, to learn their
-// size before the interpreter reads them: a stream that inflates past budget is refused.
-func pdfStreamSize(contents pdf.Value, budget int64) (int64, error) {
+// pdfCheckStreams decodes streams the library is about to interpret (a page's contents, a
+// font's ToUnicode CMap) once, without keeping them, to bound their decoded size by budget and
+// the operands they stack (pdfOperandGuard). It returns the bytes decoded.
+func pdfCheckStreams(v pdf.Value, budget int64) (int64, error) {
 	var total int64
+	g := &pdfOperandGuard{}
 	read := func(v pdf.Value) error {
 		if v.Kind() != pdf.Stream {
 			return nil
 		}
 		rc := v.Reader()
 		defer rc.Close()
-		n, err := io.Copy(io.Discard, io.LimitReader(rc, budget-total+1))
+		n, err := io.Copy(g, io.LimitReader(rc, budget-total+1))
 		total += n
 		if total > budget {
 			return fmt.Errorf("%w: the PDF's content streams expand past %d bytes", ErrTooLarge, budget)
+		}
+		if errors.Is(err, ErrCorrupt) {
+			return err
 		}
 		if err != nil {
 			return fmt.Errorf("%w: content stream: %v", ErrCorrupt, err)
 		}
 		return nil
 	}
-	if contents.Kind() == pdf.Array {
-		for i := 0; i < contents.Len(); i++ {
-			if err := read(contents.Index(i)); err != nil {
+	if v.Kind() == pdf.Array {
+		for i := 0; i < v.Len(); i++ {
+			if err := read(v.Index(i)); err != nil {
 				return total, err
 			}
 		}
 		return total, nil
 	}
-	return total, read(contents)
+	return total, read(v)
 }
 
 // pdfPageLines interprets a page's text operators into lines. Positions follow the text line
 // matrix (Td, TD, Tm, T*); glyph advances are not computed, so a space is put between shows
 // that move along a line and inside TJ arrays where the adjustment is a word gap.
-func pdfPageLines(b *builder, p pdf.Page, page int) ([]pdfLine, error) {
+func pdfPageLines(b *builder, p pdf.Page, page int, streamBudget *int64) ([]pdfLine, error) {
 	contents := p.V.Key("Contents")
 	if contents.Kind() != pdf.Stream && contents.Kind() != pdf.Array {
 		return nil, nil
@@ -169,6 +174,11 @@ func pdfPageLines(b *builder, p pdf.Page, page int) ([]pdfLine, error) {
 	encs := map[string]pdf.TextEncoding{}
 	for _, name := range p.Fonts() {
 		f := p.Font(name)
+		n, err := pdfCheckStreams(f.V.Key("ToUnicode"), *streamBudget)
+		if err != nil {
+			return nil, err
+		}
+		*streamBudget -= n
 		encs[name] = f.Encoder()
 	}
 	var (

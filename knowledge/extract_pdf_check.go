@@ -329,3 +329,183 @@ func abs(x int) int {
 	}
 	return x
 }
+
+// maxPDFOperands bounds the operands a content stream may stack before an operator. The PDF
+// library's interpreter keeps every operand until the next operator, so a stream of nothing
+// but numbers (a few KiB compressed) would hold gigabytes; real operators take at most a
+// handful of operands.
+const maxPDFOperands = 50_000
+
+// pdfOperandGuard is written a decoded content stream (or CMap) and fails once too many
+// operands stand without an operator. It tokenizes as the library does, byte by byte so a
+// stream is never held whole: strings, hex strings, arrays and dictionaries are one operand,
+// comments nothing, an inline image's data is skipped to its EI.
+type pdfOperandGuard struct {
+	count                int
+	depth                int // inside [ ], << >> or { }
+	state                byte
+	strDepth             int
+	escape               bool
+	tok                  []byte
+	pendingLT, pendingGT bool
+	window               [4]byte // the last bytes of inline image data, to find " EI "
+	lastNum              int64   // the last integer operand: the count a CMap block announces
+}
+
+const (
+	psNormal = iota
+	psToken
+	psComment
+	psString
+	psHex
+	psImage
+)
+
+func isPDFDelim(c byte) bool {
+	switch c {
+	case '(', ')', '<', '>', '[', ']', '{', '}', '/', '%':
+		return true
+	}
+	return false
+}
+
+var errPDFOperands = fmt.Errorf("%w: a content stream stacks more than %d operands without an operator", ErrCorrupt, maxPDFOperands)
+
+func (g *pdfOperandGuard) Write(p []byte) (int, error) {
+	for _, c := range p {
+		if err := g.byte(c); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+func (g *pdfOperandGuard) operand() error {
+	if g.depth > 0 {
+		return nil
+	}
+	g.count++
+	if g.count > maxPDFOperands {
+		return errPDFOperands
+	}
+	return nil
+}
+
+func (g *pdfOperandGuard) endToken() error {
+	tok := g.tok
+	g.tok = g.tok[:0]
+	g.state = psNormal
+	if len(tok) == 0 || g.depth > 0 {
+		return nil
+	}
+	c := tok[0]
+	isWord := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '\'' || c == '"' || c == '*'
+	if !isWord || string(tok) == "true" || string(tok) == "false" || string(tok) == "null" {
+		if n, err := strconv.ParseInt(string(tok), 10, 64); err == nil {
+			g.lastNum = n
+		}
+		return g.operand()
+	}
+	if bytes.HasPrefix(tok, []byte("begin")) && g.lastNum > maxPDFOperands {
+		// A CMap block (beginbfchar, beginbfrange…) announcing more entries than any font has:
+		// the library would make room for every one.
+		return fmt.Errorf("%w: a CMap block announces %d entries", ErrCorrupt, g.lastNum)
+	}
+	g.count, g.lastNum = 0, 0
+	if string(tok) == "ID" {
+		g.state = psImage
+		g.window = [4]byte{' ', ' ', ' ', ' '}
+	}
+	return nil
+}
+
+func (g *pdfOperandGuard) byte(c byte) error {
+	if g.pendingLT {
+		g.pendingLT = false
+		if c == '<' {
+			g.depth++
+			return nil
+		}
+		g.state = psHex
+	}
+	if g.pendingGT {
+		g.pendingGT = false
+		if c == '>' {
+			if g.depth > 0 {
+				g.depth--
+			}
+			return g.operand()
+		}
+	}
+	switch g.state {
+	case psComment:
+		if c == '\n' || c == '\r' {
+			g.state = psNormal
+		}
+		return nil
+	case psString:
+		switch {
+		case g.escape:
+			g.escape = false
+		case c == '\\':
+			g.escape = true
+		case c == '(':
+			g.strDepth++
+		case c == ')':
+			if g.strDepth--; g.strDepth == 0 {
+				g.state = psNormal
+				return g.operand()
+			}
+		}
+		return nil
+	case psHex:
+		if c == '>' {
+			g.state = psNormal
+			return g.operand()
+		}
+		return nil
+	case psImage:
+		copy(g.window[:], g.window[1:])
+		g.window[3] = c
+		if isPDFSpace(g.window[0]) && g.window[1] == 'E' && g.window[2] == 'I' && (isPDFSpace(g.window[3]) || isPDFDelim(g.window[3])) {
+			g.state = psNormal
+			g.count = 0
+		}
+		return nil
+	case psToken:
+		if !isPDFSpace(c) && !isPDFDelim(c) {
+			if len(g.tok) < 16 {
+				g.tok = append(g.tok, c)
+			}
+			return nil
+		}
+		if err := g.endToken(); err != nil {
+			return err
+		}
+	}
+	// psNormal
+	switch {
+	case isPDFSpace(c):
+	case c == '%':
+		g.state = psComment
+	case c == '(':
+		g.state, g.strDepth, g.escape = psString, 1, false
+	case c == '<':
+		g.pendingLT = true
+	case c == '>':
+		g.pendingGT = true
+	case c == '[' || c == '{':
+		g.depth++
+	case c == ']' || c == '}':
+		if g.depth > 0 {
+			g.depth--
+		}
+		return g.operand()
+	case c == ')':
+	default:
+		// A name (/Name) or a number or an operator.
+		g.state = psToken
+		g.tok = append(g.tok[:0], c)
+	}
+	return nil
+}

@@ -135,3 +135,65 @@ func TestExtractPDFCrossReferenceStream(t *testing.T) {
 		t.Fatalf("blocks %q", got)
 	}
 }
+
+// handPDF writes a PDF with a classic xref table from object bodies (object n is objs[n-1]);
+// object 1 is the catalog.
+func handPDF(objs ...string) []byte {
+	var b bytes.Buffer
+	b.WriteString("%PDF-1.4\n")
+	offs := make([]int, len(objs))
+	for i, o := range objs {
+		offs[i] = b.Len()
+		fmt.Fprintf(&b, "%d 0 obj\n%s\nendobj\n", i+1, o)
+	}
+	xref := b.Len()
+	fmt.Fprintf(&b, "xref\n0 %d\n0000000000 65535 f \n", len(objs)+1)
+	for _, o := range offs {
+		fmt.Fprintf(&b, "%010d 00000 n \n", o)
+	}
+	fmt.Fprintf(&b, "trailer\n<</Size %d/Root 1 0 R>>\nstartxref\n%d\n%%%%EOF\n", len(objs)+1, xref)
+	return b.Bytes()
+}
+
+func handStream(s string) string {
+	return fmt.Sprintf("<</Length %d>>\nstream\n%s\nendstream", len(s), s)
+}
+
+// onePage is a catalog, a page tree and a page whose content is object 4 and whose font F1
+// (object 5) has the ToUnicode CMap in object 6.
+func onePage(content, cmap string) []byte {
+	return handPDF(
+		"<</Type/Catalog/Pages 2 0 R>>",
+		"<</Type/Pages/Kids[3 0 R]/Count 1>>",
+		"<</Type/Page/Parent 2 0 R/Resources<</Font<</F1 5 0 R>>>>/Contents 4 0 R>>",
+		handStream(content),
+		"<</Type/Font/Subtype/Type0/BaseFont/X/Encoding/Identity-H/ToUnicode 6 0 R>>",
+		handStream(cmap),
+	)
+}
+
+func TestExtractPDFOperandFloods(t *testing.T) {
+	okCMap := "/CIDInit /ProcSet findresource begin 12 dict begin begincmap 1 begincodespacerange <00> <FF> endcodespacerange 1 beginbfchar <41> <0042> endbfchar endcmap CMapName currentdict /CMap defineresource pop end end"
+	doc := extractOK(t, "ok.pdf", "", onePage("BT /F1 12 Tf 72 720 Td (A) Tj ET", okCMap))
+	if got := blockTexts(doc); len(got) != 1 || got[0] != "paragraph@1: B" {
+		t.Fatalf("the CMap was not applied: %q", got)
+	}
+	flood := strings.Repeat("1 ", maxPDFOperands+10)
+	cases := []struct{ name, content, cmap, about string }{
+		{"operands without an operator", "BT " + flood + "ET", okCMap, "operands"},
+		{"a CMap block announcing a billion entries", "BT /F1 12 Tf (A) Tj ET", strings.Replace(okCMap, "1 beginbfchar", "999999999 beginbfchar", 1), "CMap"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Extract(context.Background(), "f.pdf", "", onePage(c.content, c.cmap), Limits{})
+			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), c.about) {
+				t.Fatalf("err = %v, want ErrCorrupt about %q", err, c.about)
+			}
+		})
+	}
+	// Inline image data and strings hide nothing from the count, and are not counted.
+	img := "q BI /W 4 /H 1 /CS /G /BPC 8 ID \x00\x01EI\x02\x03 EI Q BT /F1 12 Tf 72 720 Td (A) Tj ET"
+	if doc := extractOK(t, "img.pdf", "", onePage(img, okCMap)); len(doc.Blocks) != 1 {
+		t.Fatalf("inline image page: %q", blockTexts(doc))
+	}
+}
