@@ -171,6 +171,14 @@ func pdfPageLines(b *builder, p pdf.Page, page int, streamBudget *int64) ([]pdfL
 	if contents.Kind() != pdf.Stream && contents.Kind() != pdf.Array {
 		return nil, nil
 	}
+	// The library looks up inherited resources up the Parent chain with no bound; a chain
+	// that loops would never end.
+	depth := 0
+	for v := p.V; !v.IsNull(); v = v.Key("Parent") {
+		if depth++; depth > 64 {
+			return nil, fmt.Errorf("%w: page %d's parent chain loops", ErrCorrupt, page)
+		}
+	}
 	encs := map[string]pdf.TextEncoding{}
 	for _, name := range p.Fonts() {
 		f := p.Font(name)

@@ -50,6 +50,25 @@ func pdfPrecheck(data []byte) error {
 			return fmt.Errorf("%w: object %d is in object stream %d, itself in an object stream", ErrCorrupt, obj, container)
 		}
 	}
+	// The library reads an object stream's /N entries one by one, however many it claims.
+	for rest, base := data, 0; ; {
+		i := bytes.Index(rest, []byte("/ObjStm"))
+		if i < 0 {
+			break
+		}
+		from := max(0, bytes.LastIndex(rest[:i], []byte("obj")))
+		to := i + len("/ObjStm")
+		if j := bytes.Index(rest[to:], []byte("stream")); j >= 0 {
+			to += j
+		} else {
+			to = len(rest)
+		}
+		if n := pdfDictInt(rest[from:to], "N", 0); n < 0 || n > maxObjects {
+			return fmt.Errorf("%w: an object stream at byte %d claims %d objects", ErrCorrupt, base+from, n)
+		}
+		base += i + len("/ObjStm")
+		rest = rest[i+len("/ObjStm"):]
+	}
 	if bytes.Contains(data, []byte("/Extends")) {
 		// Object streams extending others are a PDF 1.5 feature no writer uses; a chain of
 		// them can loop inside the library.

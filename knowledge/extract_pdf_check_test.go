@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // xrefStreamPDF writes a PDF 1.5 whose objects 2 and 3 each claim to live in the other's
@@ -134,6 +135,11 @@ func TestExtractPDFCrossReferenceStream(t *testing.T) {
 	if got := blockTexts(doc); len(got) != 1 || got[0] != "paragraph@1: Hello from an object stream" {
 		t.Fatalf("blocks %q", got)
 	}
+	// An object stream claiming a billion objects: the library would read for minutes.
+	huge := bytes.Replace(modernPDF(t, "x"), []byte("/ObjStm/N 4"), []byte("/ObjStm/N 999999999"), 1)
+	if _, err := Extract(context.Background(), "f.pdf", "", huge, Limits{}); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "claims") {
+		t.Fatalf("err = %v", err)
+	}
 }
 
 // handPDF writes a PDF with a classic xref table from object bodies (object n is objs[n-1]);
@@ -195,5 +201,19 @@ func TestExtractPDFOperandFloods(t *testing.T) {
 	img := "q BI /W 4 /H 1 /CS /G /BPC 8 ID \x00\x01EI\x02\x03 EI Q BT /F1 12 Tf 72 720 Td (A) Tj ET"
 	if doc := extractOK(t, "img.pdf", "", onePage(img, okCMap)); len(doc.Blocks) != 1 {
 		t.Fatalf("inline image page: %q", blockTexts(doc))
+	}
+}
+
+func TestExtractPDFParentLoop(t *testing.T) {
+	// The page's parent is a page tree whose parent is itself, and no one has resources.
+	data := handPDF(
+		"<</Type/Catalog/Pages 2 0 R>>",
+		"<</Type/Pages/Kids[3 0 R]/Count 1/Parent 2 0 R>>",
+		"<</Type/Page/Parent 2 0 R/Contents 4 0 R>>",
+		handStream("BT (A) Tj ET"),
+	)
+	_, err := Extract(context.Background(), "f.pdf", "", data, Limits{Timeout: 30 * time.Second})
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "parent chain") {
+		t.Fatalf("err = %v", err)
 	}
 }
