@@ -89,7 +89,7 @@ func modernPDF(t *testing.T, text string) []byte {
 	offsets[4] = b.Len()
 	fmt.Fprintf(&b, "4 0 obj <</Length %d>>stream\n%s\nendstream endobj\n", len(content), content)
 	offsets[6] = b.Len()
-	fmt.Fprintf(&b, "6 0 obj <</Type/ObjStm/N %d/First %d/Length %d>>stream\n%s%s\nendstream endobj\n",
+	fmt.Fprintf(&b, "6 0 obj <</Type/ObjStm/N %-10d/First %d/Length %d>>stream\n%s%s\nendstream endobj\n",
 		len(order), head.Len(), head.Len()+body.Len(), head.String(), body.String())
 	offsets[7] = b.Len()
 	// Rows of W [1 2 1]: type, offset or object stream, generation or index.
@@ -136,7 +136,7 @@ func TestExtractPDFCrossReferenceStream(t *testing.T) {
 		t.Fatalf("blocks %q", got)
 	}
 	// An object stream claiming a billion objects: the library would read for minutes.
-	huge := bytes.Replace(modernPDF(t, "x"), []byte("/ObjStm/N 4"), []byte("/ObjStm/N 999999999"), 1)
+	huge := bytes.Replace(modernPDF(t, "x"), []byte("/ObjStm/N 4         "), []byte("/ObjStm/N 9999999999"), 1)
 	if _, err := Extract(context.Background(), "f.pdf", "", huge, Limits{}); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "claims") {
 		t.Fatalf("err = %v", err)
 	}
