@@ -18,10 +18,6 @@ import (
 // size), bounded by the extraction's limits. The library reports malformed input by panicking;
 // extractPDF recovers every such panic into ErrCorrupt.
 
-// errPDFStop carries a limit out of the library's content-stream interpreter, which has no
-// other way to stop early; extractPDF recovers it.
-type errPDFStop struct{ err error }
-
 // pdfLine is one line of text as laid out on a page.
 type pdfLine struct {
 	text string
@@ -36,10 +32,6 @@ type pdfLine struct {
 func extractPDF(b *builder, data []byte) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			if stop, ok := r.(errPDFStop); ok {
-				err = stop.err
-				return
-			}
 			err = fmt.Errorf("%w: unreadable PDF: %v", ErrCorrupt, r)
 		}
 	}()
@@ -203,6 +195,9 @@ func pdfPageLines(b *builder, p pdf.Page, page int, streamBudget *int64) ([]pdfL
 		moved    bool
 		lastY    = math.NaN()
 		lastSize float64
+		// stop is the limit reached while interpreting: the interpreter cannot be stopped,
+		// so the rest of the (size-checked) stream is read and ignored.
+		stop error
 	)
 	flush := func() {
 		t := strings.TrimSpace(cur.String())
@@ -243,7 +238,8 @@ func pdfPageLines(b *builder, p pdf.Page, page int, streamBudget *int64) ([]pdfL
 			s = enc.Decode(s)
 		}
 		if err := b.spend(len(s)); err != nil {
-			panic(errPDFStop{err})
+			stop = err
+			return
 		}
 		cur.WriteString(s)
 	}
@@ -259,6 +255,9 @@ func pdfPageLines(b *builder, p pdf.Page, page int, streamBudget *int64) ([]pdfL
 		args := make([]pdf.Value, n)
 		for i := n - 1; i >= 0; i-- {
 			args[i] = stk.Pop()
+		}
+		if stop != nil {
+			return
 		}
 		switch op {
 		case "BT":
@@ -321,6 +320,9 @@ func pdfPageLines(b *builder, p pdf.Page, page int, streamBudget *int64) ([]pdfL
 			}
 		}
 	})
+	if stop != nil {
+		return nil, stop
+	}
 	flush()
 	return lines, nil
 }
