@@ -217,3 +217,40 @@ func TestExtractPDFParentLoop(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// hex2 encodes ASCII text as the two-byte codes of an Identity-H font.
+func hex2(s string) string {
+	var b strings.Builder
+	b.WriteByte('<')
+	for _, c := range []byte(s) {
+		fmt.Fprintf(&b, "%04X", c)
+	}
+	b.WriteByte('>')
+	return b.String()
+}
+
+// TestExtractPDFKernedRuns lays text out as Chromium's PDF writer (Skia) does: a composite
+// font with two-byte codes and a ToUnicode CMap, a flipped coordinate system, and each word
+// cut into runs at kerning pairs, the runs placed with Td exactly where the last one ended.
+// Only a real gap between runs is a space.
+func TestExtractPDFKernedRuns(t *testing.T) {
+	cmap := "/CIDInit /ProcSet findresource begin 12 dict begin begincmap 1 begincodespacerange <0000> <FFFF> endcodespacerange 1 beginbfrange <0020> <007E> <0020> endbfrange endcmap CMapName currentdict /CMap defineresource pop end end"
+	// Every glyph is half the font size wide, a space a quarter: at 16 pt, "Or" is 16 wide.
+	content := ".75 0 0 -.75 0 792 cm BT /F1 16 Tf 1 0 0 -1 8 38 Tm " +
+		hex2("Or") + " Tj 16 0 Td " + hex2("ders placed bef") + " Tj 112 0 Td " + hex2("ore") + " Tj " +
+		"32 0 Td " + hex2("noon.") + " Tj ET " +
+		"BT /F1 16 Tf 1 0 0 -1 8 58 Tm [" + hex2("Ne") + " 0 " + hex2("xt") + " -600 " + hex2("line") + "] TJ ET"
+	data := handPDF(
+		"<</Type/Catalog/Pages 2 0 R>>",
+		"<</Type/Pages/Kids[3 0 R]/Count 1>>",
+		"<</Type/Page/Parent 2 0 R/Resources<</Font<</F1 5 0 R>>>>/Contents 4 0 R>>",
+		handStream(content),
+		"<</Type/Font/Subtype/Type0/BaseFont/X/Encoding/Identity-H/DescendantFonts[7 0 R]/ToUnicode 6 0 R>>",
+		handStream(cmap),
+		"<</Type/Font/Subtype/CIDFontType2/BaseFont/X/DW 500/W[32 [250] 33 126 500]>>",
+	)
+	doc := extractOK(t, "chrome.pdf", "", data)
+	if got := blockTexts(doc); len(got) != 1 || got[0] != "paragraph@1: Orders placed before noon. Next line" {
+		t.Fatalf("blocks %q", got)
+	}
+}
