@@ -18,6 +18,7 @@ import (
 	"github.com/switchboard-go/switchboard/agent/llm/llmtest"
 	"github.com/switchboard-go/switchboard/api"
 	"github.com/switchboard-go/switchboard/internal/pgtest"
+	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -180,6 +181,9 @@ func TestAmplifierConfigs(t *testing.T) {
 		wantLoc(t, r.do(http.MethodPost, "/configs", r.Key, map[string]any{"name": "x", "yaml_content": 7}), "body.yaml_content", "must be")
 		wantLoc(t, r.do(http.MethodGet, "/configs?limit=0", r.Key, nil), "query.limit", "from 1 to 1000")
 		wantDetail(t, r.do(http.MethodPut, "/configs/"+id, r.Key, map[string]any{"yaml_content": "- x\n"}), 400, "YAML must be a dict")
+		// The agent is written first and the config refused in the same transaction: neither stays.
+		wantLoc(t, r.do(http.MethodPost, "/configs", r.Key, map[string]any{"name": strings.Repeat("n", 201), "yaml_content": bundleYAML}), "body.name", "at most 200")
+		wantLoc(t, r.do(http.MethodPut, "/configs/"+id, r.Key, map[string]any{"name": strings.Repeat("n", 201), "yaml_content": bundleYAML}), "body.name", "at most 200")
 		// Nothing was written by what was refused.
 		if n := r.do(http.MethodGet, "/configs", r.Key, nil).JSON(t)["total"]; n != float64(1) {
 			t.Fatalf("configs after refusals: %v", n)
@@ -578,6 +582,17 @@ func TestAmplifierSmokeTests(t *testing.T) {
 
 func TestAmplifierInOpenAPI(t *testing.T) {
 	ts := newTestServer(t, store.SQLite)
+	// The service endpoints Amplifier's clients read carry its fields.
+	for path, fields := range map[string][]string{"/": {"service", "version", "description", "docs", "health"},
+		"/health":  {"status", "version", "uptime", "database_connected"},
+		"/version": {"service_version", "amplifier_core_version", "amplifier_foundation_version"}} {
+		m := ts.do(http.MethodGet, path, "", nil).JSON(t)
+		for _, f := range fields {
+			if m[f] == nil || m[f] == "" {
+				t.Fatalf("%s lacks %s: %v", path, f, m)
+			}
+		}
+	}
 	doc := ts.do(http.MethodGet, "/openapi.json", "", nil)
 	for _, want := range []string{`"/configs/{config_id}"`, `"/sessions/{session_id}/stream"`, `"/applications/{app_id}/regenerate-key"`,
 		`"/smoke-tests/quick"`, `"FastAPIError"`, `"yaml_content"`} {
@@ -612,4 +627,70 @@ func nonLoopbackIP() string {
 		}
 	}
 	return ""
+}
+
+// TestAmplifierRegenerateKeyOnEveryNode: two nodes on one PostgreSQL; a key another node
+// already trusts is refused there as soon as the revocation's event arrives, long before
+// that node's key cache would have let it go.
+func TestAmplifierRegenerateKeyOnEveryNode(t *testing.T) {
+	url := pgtest.URL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	node := func() (*testServer, *realtime.Hub) {
+		hub := realtime.NewHub(realtime.Options{})
+		relay := realtime.NewPostgresRelay(url, hub, nil)
+		// The server migrates the database the relay writes to.
+		ts := newTestServerOpts(t, store.Options{URL: url, DataDir: t.TempDir(), Secret: testSecret}, api.Config{Hub: hub})
+		rctx, stop := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { relay.Run(rctx); close(done) }()
+		t.Cleanup(func() { stop(); <-done })
+		select {
+		case <-relay.Ready():
+		case <-ctx.Done():
+			t.Fatal("the relay never listened")
+		}
+		return ts, hub
+	}
+	a, _ := node()
+	b, hubB := node()
+	revoked := make(chan struct{}, 4)
+	hubB.Observe(realtime.TypeCredentialRevoked, func(*realtime.Event) { revoked <- struct{}{} })
+
+	res := a.do(http.MethodPost, "/applications", a.Key, map[string]any{"app_id": "mobile", "app_name": "Mobile"})
+	old, _ := res.JSON(t)["api_key"].(string)
+	if res.Status != 201 {
+		t.Fatalf("register: %d %s", res.Status, res.Body)
+	}
+	// Node b trusts the key (and caches it).
+	if got := b.do(http.MethodGet, "/configs", old, nil); got.Status != 200 {
+		t.Fatalf("the key on node b: %d %s", got.Status, got.Body)
+	}
+	start := time.Now()
+	if res := a.do(http.MethodPost, "/applications/mobile/regenerate-key", a.Key, nil); res.Status != 200 {
+		t.Fatalf("regenerate: %d %s", res.Status, res.Body)
+	}
+	wantDetail(t, a.do(http.MethodGet, "/configs", old, nil), 401, "Missing or invalid credentials")
+	select {
+	case <-revoked:
+	case <-ctx.Done():
+		t.Fatal("node b never heard of the revocation")
+	}
+	// Node b acts on the event on a goroutine of its own: its next requests are refused as
+	// soon as it has, well inside its 30 s key cache.
+	for {
+		got := b.do(http.MethodGet, "/configs", old, nil)
+		if got.Status == http.StatusUnauthorized {
+			wantDetail(t, got, 401, "Missing or invalid credentials")
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("node b still takes the old key %v after the regeneration", time.Since(start))
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("node b refused the old key only after %v", took)
+	}
 }
