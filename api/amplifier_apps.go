@@ -40,7 +40,7 @@ const maxApplications = 1000
 
 func (s *Server) amplifierAppRoutes() []route {
 	const tag = "Amplifier applications"
-	item := "/applications/{app_id}"
+	item := "/applications/{id}"
 	return []route{
 		{Method: http.MethodPost, Path: "/applications", Tag: tag, Scope: store.ScopeAdmin, Status: http.StatusCreated,
 			Summary: "Register an application ({app_id, app_name}); its app_ key (read and write) is in this answer only. 409 for an app_id the tenant has",
@@ -158,7 +158,7 @@ func (s *Server) amplifierApp(ctx context.Context, p *Principal, appID string) (
 }
 
 func (s *Server) amplifierGetApp(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	app, k, err := s.amplifierApp(r.Context(), p, r.PathValue("app_id"))
+	app, k, err := s.amplifierApp(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -167,7 +167,7 @@ func (s *Server) amplifierGetApp(w http.ResponseWriter, r *http.Request, p *Prin
 }
 
 func (s *Server) amplifierDeleteApp(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	appID := r.PathValue("app_id")
+	appID := r.PathValue("id")
 	old, err := store.DeleteAmplifierApp(r.Context(), s.store, p.TenantID, appID)
 	if errors.Is(err, store.ErrNotFound) {
 		return errAppNotFound(appID)
@@ -181,7 +181,7 @@ func (s *Server) amplifierDeleteApp(w http.ResponseWriter, r *http.Request, p *P
 }
 
 func (s *Server) amplifierRegenerateKey(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	appID := r.PathValue("app_id")
+	appID := r.PathValue("id")
 	app, secret, old, err := store.RegenerateAmplifierAppKey(r.Context(), s.store, p.TenantID, appID)
 	if errors.Is(err, store.ErrNotFound) {
 		return errAppNotFound(appID)

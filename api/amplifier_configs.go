@@ -75,7 +75,7 @@ func amplifierConfigOut(c *store.AmplifierConfig, withYAML bool, msg string) Amp
 
 func (s *Server) amplifierConfigRoutes() []route {
 	const tag = "Amplifier configs"
-	item := "/configs/{config_id}"
+	item := "/configs/{id}"
 	return []route{
 		{Method: http.MethodPost, Path: "/configs", Tag: tag, Scope: store.ScopeWrite, Status: http.StatusCreated,
 			Summary: "Create a config from a YAML bundle (name and yaml_content required); it is also the agent it defines (agent_id). 400: YAML invalid, not a mapping, or without bundle.name; 422: what cannot run here (a provider module the tenant has not got, a ${VAR} that is not one of its providers' credentials, an unknown tool)",
@@ -158,7 +158,7 @@ func (s *Server) amplifierConfig(ctx context.Context, p *Principal, id string) (
 }
 
 func (s *Server) amplifierGetConfig(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	c, err := s.amplifierConfig(r.Context(), p, r.PathValue("config_id"))
+	c, err := s.amplifierConfig(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -171,7 +171,7 @@ func (s *Server) amplifierUpdateConfig(w http.ResponseWriter, r *http.Request, p
 	if err != nil {
 		return err
 	}
-	c, err := s.amplifierConfig(r.Context(), p, r.PathValue("config_id"))
+	c, err := s.amplifierConfig(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -218,7 +218,7 @@ func (s *Server) amplifierUpdateConfig(w http.ResponseWriter, r *http.Request, p
 }
 
 func (s *Server) amplifierDeleteConfig(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	c, err := s.amplifierConfig(r.Context(), p, r.PathValue("config_id"))
+	c, err := s.amplifierConfig(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}

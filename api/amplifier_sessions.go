@@ -72,7 +72,7 @@ func amplifierSessionOut(s *store.Session, msg string) AmplifierSessionOut {
 
 func (s *Server) amplifierSessionRoutes() []route {
 	const tag = "Amplifier sessions"
-	item := "/sessions/{session_id}"
+	item := "/sessions/{id}"
 	return []route{
 		{Method: http.MethodPost, Path: "/sessions", Tag: tag, Scope: store.ScopeWrite, Status: http.StatusCreated,
 			Summary: "Create a session from a config ({config_id}); it is a session of /api/v1/sessions with the config's agent",
@@ -159,7 +159,7 @@ func (s *Server) amplifierListSessions(w http.ResponseWriter, r *http.Request, p
 }
 
 func (s *Server) amplifierGetSession(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	sess, err := s.amplifierSession(r.Context(), p, r.PathValue("session_id"))
+	sess, err := s.amplifierSession(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -168,7 +168,7 @@ func (s *Server) amplifierGetSession(w http.ResponseWriter, r *http.Request, p *
 }
 
 func (s *Server) amplifierDeleteSession(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	if err := s.sessions.Delete(r.Context(), p.TenantID, r.PathValue("session_id")); err != nil {
+	if err := s.sessions.Delete(r.Context(), p.TenantID, r.PathValue("id")); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return errSessionNotFound
 		}
@@ -179,7 +179,7 @@ func (s *Server) amplifierDeleteSession(w http.ResponseWriter, r *http.Request, 
 }
 
 func (s *Server) amplifierResumeSession(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	sess, err := s.amplifierSession(r.Context(), p, r.PathValue("session_id"))
+	sess, err := s.amplifierSession(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -201,7 +201,7 @@ func (s *Server) amplifierBegin(w http.ResponseWriter, r *http.Request, p *Princ
 		return nil, nil, err
 	}
 	// An unknown session (another tenant's among them) is a 404 whatever the body says.
-	sess, err := s.amplifierSession(r.Context(), p, r.PathValue("session_id"))
+	sess, err := s.amplifierSession(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -235,7 +235,7 @@ func (s *Server) amplifierBegin(w http.ResponseWriter, r *http.Request, p *Princ
 func amplifierSessionError(err error) error {
 	switch {
 	case errors.Is(err, session.ErrBusy):
-		return errDetail(http.StatusConflict, "A message of this session is still being answered: wait for it, or cancel it (POST /sessions/{session_id}/cancel)")
+		return errDetail(http.StatusConflict, "A message of this session is still being answered: wait for it, or cancel it (POST /sessions/{id}/cancel)")
 	case errors.Is(err, session.ErrClosed):
 		return errDetail(http.StatusConflict, "The session is closed: it takes no more messages")
 	case errors.Is(err, session.ErrNoAgent):
@@ -283,7 +283,7 @@ func (s *Server) amplifierStreamMessage(w http.ResponseWriter, r *http.Request, 
 }
 
 func (s *Server) amplifierCancel(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	sess, err := s.amplifierSession(r.Context(), p, r.PathValue("session_id"))
+	sess, err := s.amplifierSession(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
