@@ -89,7 +89,7 @@ func (s *Server) amplifierSessionRoutes() []route {
 		{Method: http.MethodPost, Path: item + "/messages", Tag: tag, Scope: store.ScopeWrite, Status: http.StatusOK,
 			Summary: "Send a message ({message, context}); the answer once it is stored. 409 while another is being answered, 502 when the model failed",
 			Request: AmplifierMessageRequest{}, Response: AmplifierReply{}, Handle: s.amplifierSendMessage},
-		{Method: http.MethodPost, Path: item + "/stream", Tag: tag, Scope: store.ScopeWrite, Status: http.StatusOK, ContentType: "text/event-stream",
+		{Method: http.MethodPost, Path: item + "/stream", Tag: tag, Scope: store.ScopeWrite, Status: http.StatusOK, Raw: true, ContentType: "text/event-stream",
 			Summary: "Send a message and stream the answer as Server-Sent Events: connected, provider:stream:delta ({data:{content}}), tool:pre and tool:post, then response (or error, or cancelled), then done",
 			Request: AmplifierMessageRequest{}, Handle: s.amplifierStreamMessage},
 		{Method: http.MethodPost, Path: item + "/cancel", Tag: tag, Scope: store.ScopeWrite, Status: http.StatusOK,

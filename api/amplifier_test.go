@@ -398,10 +398,26 @@ func TestAmplifierSessions(t *testing.T) {
 			t.Fatalf("idle cancel: %d %s", res.Status, res.Body)
 		}
 
+		// A model that fails: a 502 detail, or the stream's error event, then done.
+		r.up.Enqueue(llmtest.Reply{Status: 400, ErrorMessage: "context too long"})
+		wantDetail(t, r.do(http.MethodPost, "/sessions/"+id+"/messages", r.Key, map[string]any{"message": "hi"}), 502, "The model could not answer")
+		r.up.Enqueue(llmtest.Reply{Status: 400, ErrorMessage: "context too long"})
+		_, evs = r.stream(t, ctx, id, "hi")
+		var failed []string
+		for ev := range evs {
+			failed = append(failed, ev["type"].(string))
+			if ev["type"] == "error" && ev["error"] == "" {
+				t.Fatalf("error event without its error: %v", ev)
+			}
+		}
+		if strings.Join(failed, ",") != "connected,error,done" {
+			t.Fatalf("events of a failed answer %v", failed)
+		}
+
 		// Listed with its messages counted; resumed; deleted.
 		list := r.do(http.MethodGet, "/sessions", r.Key, nil).JSON(t)
 		first := list["sessions"].([]any)[0].(map[string]any)
-		if list["total"] != float64(1) || first["session_id"] != id || first["message_count"] != float64(6) || first["config_id"] != cfgID {
+		if list["total"] != float64(1) || first["session_id"] != id || first["message_count"] != float64(10) || first["config_id"] != cfgID {
 			t.Fatalf("sessions %v", list)
 		}
 		if res := r.do(http.MethodPost, "/sessions/"+id+"/resume", r.Key, nil); res.Status != 200 || res.JSON(t)["message"] != "Session resumed successfully" {
@@ -415,6 +431,7 @@ func TestAmplifierSessions(t *testing.T) {
 			}
 			wantDetail(t, r.do(method, "/sessions/"+id+p, other, map[string]any{"message": "hi"}), 404, "Session not found")
 		}
+		wantDetail(t, r.do(http.MethodDelete, "/sessions/"+id, other, nil), 404, "Session not found")
 		if res := r.do(http.MethodDelete, "/sessions/"+id, r.Key, nil); res.Status != 200 || res.JSON(t)["message"] != "Session deleted successfully" {
 			t.Fatalf("delete: %d %s", res.Status, res.Body)
 		}
