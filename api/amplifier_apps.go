@@ -58,9 +58,9 @@ func (s *Server) amplifierAppRoutes() []route {
 	}
 }
 
-func errAppNotFound(appID string) *Error {
-	return errDetail(http.StatusNotFound, "Application "+appID+" not found")
-}
+// errAppNotFound does not repeat the app_id: a 404 says no more of another tenant's than
+// of nothing at all.
+var errAppNotFound = errDetail(http.StatusNotFound, "Application not found")
 
 // appOut is an application with whether its key works.
 func appOut(a *store.AmplifierApp, k *store.APIKey) AmplifierAppOut {
@@ -141,7 +141,7 @@ func (s *Server) amplifierListApps(w http.ResponseWriter, r *http.Request, p *Pr
 func (s *Server) amplifierApp(ctx context.Context, p *Principal, appID string) (*store.AmplifierApp, *store.APIKey, error) {
 	app, err := store.AmplifierAppByAppID(ctx, s.store, p.TenantID, appID)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, errAppNotFound(appID)
+		return nil, nil, errAppNotFound
 	}
 	if err != nil {
 		return nil, nil, err
@@ -170,7 +170,7 @@ func (s *Server) amplifierDeleteApp(w http.ResponseWriter, r *http.Request, p *P
 	appID := r.PathValue("id")
 	old, err := store.DeleteAmplifierApp(r.Context(), s.store, p.TenantID, appID)
 	if errors.Is(err, store.ErrNotFound) {
-		return errAppNotFound(appID)
+		return errAppNotFound
 	}
 	if err != nil {
 		return err
@@ -184,7 +184,7 @@ func (s *Server) amplifierRegenerateKey(w http.ResponseWriter, r *http.Request, 
 	appID := r.PathValue("id")
 	app, secret, old, err := store.RegenerateAmplifierAppKey(r.Context(), s.store, p.TenantID, appID)
 	if errors.Is(err, store.ErrNotFound) {
-		return errAppNotFound(appID)
+		return errAppNotFound
 	}
 	if err != nil {
 		return err

@@ -228,7 +228,7 @@ func (s *Server) amplifierDeleteConfig(w http.ResponseWriter, r *http.Request, p
 	case errors.Is(err, store.ErrNotFound):
 		return errConfigNotFound
 	case errors.As(err, &ce):
-		return errDetail(http.StatusConflict, "The config's agent "+*c.AgentID+" "+ce.Message+"; nothing was deleted")
+		return errDetail(http.StatusConflict, "The config cannot be deleted with its agent: "+ce.Message+"; nothing was deleted")
 	case err != nil:
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -223,7 +224,21 @@ func TestAmplifierConfigs(t *testing.T) {
 			t.Fatalf("put remade no agent: %d %s", up.Status, up.Body)
 		}
 
-		// Deleting the config deletes its agent.
+		// An agent that answers a phone number keeps its config: nothing is deleted.
+		pn := r.do(http.MethodPost, "/api/v1/phone-numbers", r.Key, map[string]any{"number": "+14155550199", "agent_id": agentID})
+		if pn.Status != http.StatusCreated {
+			t.Fatalf("phone number: %d %s", pn.Status, pn.Body)
+		}
+		wantDetail(t, r.do(http.MethodDelete, "/configs/"+id, r.Key, nil), 409, "nothing was deleted")
+		if r.do(http.MethodGet, "/configs/"+id, r.Key, nil).Status != 200 || r.do(http.MethodGet, "/api/v1/agents/"+agentID, r.Key, nil).Status != 200 {
+			t.Fatal("a refused delete removed something")
+		}
+		if res := r.do(http.MethodDelete, "/api/v1/phone-numbers/"+pn.JSON(t)["id"].(string), r.Key, nil); res.Status != http.StatusNoContent {
+			t.Fatalf("delete phone number: %d %s", res.Status, res.Body)
+		}
+
+		// Deleting the config deletes its agent; the agent's sessions keep their history.
+		sess := r.do(http.MethodPost, "/sessions", r.Key, map[string]any{"config_id": id}).JSON(t)["session_id"].(string)
 		del := r.do(http.MethodDelete, "/configs/"+id, r.Key, nil)
 		if del.Status != 200 || del.JSON(t)["message"] != "Config deleted successfully" {
 			t.Fatalf("delete: %d %s", del.Status, del.Body)
@@ -232,6 +247,10 @@ func TestAmplifierConfigs(t *testing.T) {
 		if res := r.do(http.MethodGet, "/api/v1/agents/"+agentID, r.Key, nil); res.Status != 404 {
 			t.Fatalf("the deleted config's agent: %d", res.Status)
 		}
+		if got := r.do(http.MethodGet, "/sessions/"+sess, r.Key, nil); got.Status != 200 || got.JSON(t)["agent_id"] != nil || got.JSON(t)["config_id"] != id {
+			t.Fatalf("the session of a deleted config: %d %s", got.Status, got.Body)
+		}
+		wantDetail(t, r.do(http.MethodPost, "/sessions/"+sess+"/messages", r.Key, map[string]any{"message": "hi"}), 409, "deleted")
 	})
 }
 
@@ -735,5 +754,83 @@ func TestAmplifierRegenerateKeyOnEveryNode(t *testing.T) {
 	}
 	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("node b refused the old key only after %v", took)
+	}
+}
+
+// amplifierRoot is the Amplifier collection a root path names ("/configs"), or "".
+func amplifierRoot(path string) string {
+	for _, root := range []string{"/configs", "/sessions", "/applications"} {
+		if path == root || strings.HasPrefix(path, root+"/") {
+			return root
+		}
+	}
+	return ""
+}
+
+// amplifierFixtures makes one of each Amplifier resource with key (a config on the tenant's
+// own provider, a session from it, an application), tagged so that app_ids differ between
+// tenants, and returns their ids by root path.
+func (ts *testServer) amplifierFixtures(key string, tag int) map[string]string {
+	ts.t.Helper()
+	ids := map[string]string{}
+	// The tenant's own provider (fixtures' groq) gives the config a model and a credential.
+	yml := "bundle:\n  name: desk\nproviders:\n  - module: provider-groq\n    config:\n      api_key: ${GROQ_API_KEY}\n      model: llama\n"
+	res := ts.do(http.MethodPost, "/configs", key, obj{"name": "desk", "yaml_content": yml})
+	wantStatus(ts.t, res, http.StatusCreated, "POST /configs")
+	ids["/configs"] = res.JSON(ts.t)["config_id"].(string)
+	res = ts.do(http.MethodPost, "/sessions", key, obj{"config_id": ids["/configs"]})
+	wantStatus(ts.t, res, http.StatusCreated, "POST /sessions")
+	ids["/sessions"] = res.JSON(ts.t)["session_id"].(string)
+	appID := fmt.Sprintf("app-%d", tag)
+	res = ts.do(http.MethodPost, "/applications", key, obj{"app_id": appID, "app_name": "App"})
+	wantStatus(ts.t, res, http.StatusCreated, "POST /applications")
+	ids["/applications"] = appID
+	return ids
+}
+
+// amplifierSnapshot is what key reads of its Amplifier resources.
+func (ts *testServer) amplifierSnapshot(ids map[string]string, key string) string {
+	var out []string
+	for _, root := range []string{"/configs", "/sessions", "/applications"} {
+		out = append(out, string(ts.do(http.MethodGet, root+"/"+ids[root], key, nil).Body))
+	}
+	return strings.Join(out, "\n")
+}
+
+// amplifierIsolated checks that method on path, with the first tenant's id and the second
+// tenant's key, is FastAPI's 404 that tells nothing.
+func (ts *testServer) amplifierIsolated(t *testing.T, method, path, id, keyB string) {
+	t.Helper()
+	var body any
+	if method == http.MethodPost || method == http.MethodPut {
+		body = obj{"name": "stolen"}
+	}
+	r := ts.do(method, strings.ReplaceAll(path, "{id}", id), keyB, body)
+	wantDetail(t, r, http.StatusNotFound, "not found")
+	if strings.Contains(string(r.Body), id) {
+		t.Fatalf("%s %s: the 404 tells too much: %s", method, path, r.Body)
+	}
+}
+
+// amplifierIsolationDone checks that every Amplifier collection was walked (read and
+// deleted by {id}), that the first tenant's resources are as they were, and that the second
+// tenant's lists hold its own and none of the first's.
+func (ts *testServer) amplifierIsolationDone(t *testing.T, walked map[string]bool, a, b map[string]string, keyA, keyB, before string) {
+	t.Helper()
+	for root := range a {
+		for _, m := range []string{"GET", "DELETE"} {
+			if !walked[m+" "+root] {
+				t.Fatalf("the document has no %s %s/{id}", m, root)
+			}
+		}
+	}
+	if after := ts.amplifierSnapshot(a, keyA); after != before {
+		t.Fatalf("another tenant's requests changed the first tenant's Amplifier resources:\n%s\n%s", before, after)
+	}
+	for root, field := range map[string]string{"/configs": "config_id", "/sessions": "session_id", "/applications": "app_id"} {
+		list := string(ts.do(http.MethodGet, root, keyB, nil).Body)
+		if strings.Contains(list, `"`+field+`":"`+a[root]+`"`) || !strings.Contains(list, `"`+field+`":"`+b[root]+`"`) {
+			t.Fatalf("GET %s with B's key: %s", root, list)
+		}
 	}
 }
