@@ -286,8 +286,12 @@ func (s *Server) planBundle(ctx context.Context, tenantID, text string) (*bundle
 	if len(text) > store.MaxAmplifierYAML {
 		return nil, errFields(store.FieldError{Field: "yaml_content", Message: fmt.Sprintf("must be at most %d bytes", store.MaxAmplifierYAML)})
 	}
-	var doc any
-	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
+	doc, err := decodeBundleYAML(text)
+	var le *yamlLimitError
+	switch {
+	case errors.As(err, &le):
+		return nil, errDetail(http.StatusBadRequest, "YAML too large: "+le.msg)
+	case err != nil:
 		return nil, errDetail(http.StatusBadRequest, "Invalid YAML syntax: "+yaml.FormatError(err, false, false))
 	}
 	top, ok := doc.(map[string]any)

@@ -170,6 +170,22 @@ func TestAmplifierConfigs(t *testing.T) {
 		wantDetail(t, bad("bundle: [unclosed"), 400, "Invalid YAML syntax")
 		wantDetail(t, bad("- a\n- b\n"), 400, "YAML must be a dict")
 		wantDetail(t, bad("providers: []\n"), 400, "bundle.name is required")
+		// Aliases nine deep would decode to 9^9 strings: refused from the parsed tree, at once.
+		bomb := "a: &a [x,x,x,x,x,x,x,x,x]\n"
+		for i, c := range "bcdefghi" {
+			prev := string("abcdefghi"[i])
+			bomb += string(c) + ": &" + string(c) + " [" + strings.TrimSuffix(strings.Repeat("*"+prev+",", 9), ",") + "]\n"
+		}
+		wantDetail(t, bad(bomb+"bundle:\n  name: x\n"), 400, "YAML too large")
+		wantDetail(t, bad(strings.Repeat("[", 100)+strings.Repeat("]", 100)), 400, "deeper than 64")
+		// Nesting costs the parser more than linear time: the whole body's worth is refused
+		// before it parses (parsed, it takes minutes).
+		start := time.Now()
+		wantDetail(t, bad("bundle: {name: x}\nnote: it's\nx: "+strings.Repeat("[", 100_000)+strings.Repeat("]", 100_000)), 400, "deeper than 64")
+		wantDetail(t, bad(strings.Repeat("- ", 100_000)+"x"), 400, "deeper than 64")
+		if took := time.Since(start); took > 10*time.Second {
+			t.Fatalf("deep nesting took %v to refuse", took)
+		}
 		wantLoc(t, bad(strings.Replace(bundleYAML, "${OPENAI_API_KEY}", "${HOME}", 1)), "body.yaml_content.providers.0.config.api_key", "${HOME}, which is not a provider credential")
 		wantLoc(t, bad(bundleYAML+"note: ${DATABASE_URL}\n"), "body.yaml_content.note", "Switchboard never reads its environment")
 		wantLoc(t, bad(strings.NewReplacer("provider-openai", "provider-anthropic", "${OPENAI_API_KEY}", "${ANTHROPIC_API_KEY}").Replace(bundleYAML)),
@@ -186,6 +202,13 @@ func TestAmplifierConfigs(t *testing.T) {
 		// The agent is written first and the config refused in the same transaction: neither stays.
 		wantLoc(t, r.do(http.MethodPost, "/configs", r.Key, map[string]any{"name": strings.Repeat("n", 201), "yaml_content": bundleYAML}), "body.name", "at most 200")
 		wantLoc(t, r.do(http.MethodPut, "/configs/"+id, r.Key, map[string]any{"name": strings.Repeat("n", 201), "yaml_content": bundleYAML}), "body.name", "at most 200")
+		// Anchors within bounds are YAML like any other.
+		anchored := strings.Replace(bundleYAML, "model:   m", "model: &model m", 1) + "notes:\n  model: *model\n"
+		if res := bad(anchored); res.Status != 201 {
+			t.Fatalf("anchored YAML: %d %s", res.Status, res.Body)
+		} else if del := r.do(http.MethodDelete, "/configs/"+res.JSON(t)["config_id"].(string), r.Key, nil); del.Status != 200 {
+			t.Fatalf("delete anchored: %d %s", del.Status, del.Body)
+		}
 		// Nothing was written by what was refused.
 		if n := r.do(http.MethodGet, "/configs", r.Key, nil).JSON(t)["total"]; n != float64(1) {
 			t.Fatalf("configs after refusals: %v", n)
