@@ -74,6 +74,9 @@ func (s *Server) dialectFor(r *http.Request) dialect {
 			}
 		}
 	}
+	if amplifierPath(r.URL.Path) {
+		return dialectFastAPI
+	}
 	if p := r.URL.Path; p != "/v1" && !strings.HasPrefix(p, "/v1/") {
 		return dialectCanonical.of(r)
 	}
@@ -130,6 +133,8 @@ func (d dialect) errorResponse() string {
 		return "AnthropicError"
 	case dialectAmaStudio:
 		return "AmaStudioError"
+	case dialectFastAPI:
+		return "FastAPIError"
 	}
 	return "Error"
 }
@@ -146,6 +151,9 @@ func dialectErrorResponses() map[string]any {
 	}
 	ama := obj(map[string]any{"message": str, "code": map[string]any{"type": "integer"}}, "message", "code")
 	return map[string]any{
+		"FastAPIError": resp("FastAPI's error (the root Amplifier paths): detail is a message, or for a 422 a list of {loc, msg, type}",
+			obj(map[string]any{"detail": map[string]any{"oneOf": []any{str, map[string]any{"type": "array", "items": obj(map[string]any{
+				"loc": map[string]any{"type": "array", "items": map[string]any{"type": []string{"string", "integer"}}}, "msg": str, "type": str}, "loc", "msg", "type")}}}}, "detail")),
 		"AmaStudioError": resp("AmaStudio's error: the message and the HTTP status as code", obj(map[string]any{"error": ama}, "error")),
 		"OpenAIError": resp("OpenAI's error; a request with an amallm_ key gets AmaStudio's integer code in place of OpenAI's string one",
 			obj(map[string]any{"error": obj(map[string]any{"message": str, "type": str, "param": map[string]any{"type": []string{"string", "null"}},

@@ -81,6 +81,12 @@ func (p *Principal) limiterKey() string {
 // an address many clients share, one client's wrong or revoked key does not lock the
 // others out.
 func (s *Server) authenticate(r *http.Request, rt *route) (*Principal, error) {
+	if p := principalInContext(r.Context()); p != nil {
+		return p, nil
+	}
+	if p := s.keylessPrincipal(r, rt); p != nil {
+		return p, nil
+	}
 	cred := credential(r, rt.QueryToken)
 	ip := clientIP(r)
 	if cred != "" && !s.auth.Known(cred) {

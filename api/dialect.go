@@ -27,6 +27,9 @@ const (
 	// dialectAlumia: the canonical envelope with Alumia's codes ("UNAUTHORIZED"); chosen
 	// per request on canonical routes (dialectOf).
 	dialectAlumia
+	// dialectFastAPI: {"detail":"…"}, and {"detail":[{"loc","msg","type"}]} for a 422: the
+	// root Amplifier paths (amplifier.go).
+	dialectFastAPI
 )
 
 func (d dialect) write(w http.ResponseWriter, e *Error) {
@@ -42,6 +45,8 @@ func (d dialect) write(w http.ResponseWriter, e *Error) {
 		writeAmaStudioError(w, d, e)
 	case dialectAlumia:
 		writeAlumiaError(w, e)
+	case dialectFastAPI:
+		writeFastAPIError(w, e)
 	default:
 		writeError(w, e)
 	}

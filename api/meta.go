@@ -55,6 +55,10 @@ type VersionInfo struct {
 	Version        string `json:"version"`
 	Commit         string `json:"commit"`
 	GoVersion      string `json:"go_version"`
+	// AmplifierCoreVersion and AmplifierFoundationVersion are read by Amplifier's clients;
+	// here both name this build, which serves that surface itself.
+	AmplifierCoreVersion       string `json:"amplifier_core_version"`
+	AmplifierFoundationVersion string `json:"amplifier_foundation_version"`
 }
 
 func (s *Server) metaRoutes() []route {
@@ -114,7 +118,12 @@ func formatUptime(d time.Duration) string {
 }
 
 func (s *Server) version(w http.ResponseWriter, r *http.Request, _ *Principal) error {
-	writeJSON(w, http.StatusOK, VersionInfo{ServiceVersion: s.cfg.Version, Version: s.cfg.Version, Commit: s.cfg.Commit, GoVersion: runtime.Version()})
+	build := s.cfg.Commit
+	if build == "" {
+		build = s.cfg.Version
+	}
+	writeJSON(w, http.StatusOK, VersionInfo{ServiceVersion: s.cfg.Version, Version: s.cfg.Version, Commit: s.cfg.Commit, GoVersion: runtime.Version(),
+		AmplifierCoreVersion: build, AmplifierFoundationVersion: build})
 	return nil
 }
 

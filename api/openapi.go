@@ -64,9 +64,13 @@ func (s *Server) openAPI() map[string]any {
 		errRef := map[string]any{"$ref": "#/components/responses/" + rt.Dialect.errorResponse()}
 		if rt.Request != nil {
 			responses["413"] = errRef
-			if rt.Dialect == dialectCanonical {
+			switch rt.Dialect {
+			case dialectCanonical:
 				responses["422"] = errRef
-			} else {
+			case dialectFastAPI:
+				// FastAPI's 422 for a body it cannot take; Amplifier's 400 for YAML it refuses.
+				responses["400"], responses["422"] = errRef, errRef
+			default:
 				responses["400"] = errRef
 			}
 		}

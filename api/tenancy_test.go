@@ -96,12 +96,19 @@ func TestTenantIsolation(t *testing.T) {
 			return out
 		}
 		before := snapshot()
+		ampA, ampB := ts.amplifierFixtures(keyA, 1), ts.amplifierFixtures(keyB, 2)
+		ampBefore := ts.amplifierSnapshot(ampA, keyA)
 
 		doc := ts.openAPI()
 		walked := map[string]bool{}
 		for _, op := range doc.operations() {
 			method, path := op[0], op[1]
 			if !strings.Contains(path, "{id}") {
+				continue
+			}
+			if root := amplifierRoot(path); root != "" {
+				ts.amplifierIsolated(t, method, path, ampA[root], keyB)
+				walked[method+" "+root] = true
 				continue
 			}
 			c := collection(path)
@@ -141,6 +148,7 @@ func TestTenantIsolation(t *testing.T) {
 				}
 			}
 		}
+		ts.amplifierIsolationDone(t, walked, ampA, ampB, keyA, keyB, ampBefore)
 		if after := snapshot(); fmt.Sprint(after) != fmt.Sprint(before) {
 			t.Fatalf("another tenant's requests changed the first tenant's rows:\n%v\n%v", before, after)
 		}

@@ -28,7 +28,10 @@ type config struct {
 	Secret        string
 	RateLimit     int
 	ChatRateLimit int
-	ProvidersFile string
+	// AmplifierAuthRequired: false lets keyless requests from loopback reach the root
+	// Amplifier paths as the default tenant (SWITCHBOARD_AMPLIFIER_AUTH_REQUIRED).
+	AmplifierAuthRequired bool
+	ProvidersFile         string
 	// SIP beyond the listen address.
 	SIPTLSAddr   string
 	SIPTLSCert   string
@@ -105,6 +108,7 @@ func (c *config) registerServe(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxCalls, "max-calls", envInt("SWITCHBOARD_MAX_CALLS", 2000), "concurrent calls of the node, SIP, WebRTC and media streams together; more are refused (SWITCHBOARD_MAX_CALLS; 0: no limit)")
 	fs.IntVar(&c.MaxTenantCalls, "max-calls-per-tenant", envInt("SWITCHBOARD_MAX_CALLS_PER_TENANT", 0), "concurrent calls of any one tenant on the node (SWITCHBOARD_MAX_CALLS_PER_TENANT; 0: only the node's limit)")
 	fs.IntVar(&c.RateLimit, "rate-limit", envInt("SWITCHBOARD_RATE_LIMIT", 100), "requests a minute for an API key without a limit of its own (SWITCHBOARD_RATE_LIMIT)")
+	fs.BoolVar(&c.AmplifierAuthRequired, "amplifier-auth-required", env("SWITCHBOARD_AMPLIFIER_AUTH_REQUIRED", "true") != "false", "false: keyless requests from loopback (never from elsewhere, nor through a proxy) reach the root Amplifier paths as the default tenant's admin (SWITCHBOARD_AMPLIFIER_AUTH_REQUIRED)")
 	fs.IntVar(&c.ChatRateLimit, "chat-rate-limit", envInt("SWITCHBOARD_CHAT_RATE_LIMIT", 60), "Alumia chat requests (POST /api/v1/chat) a minute, per key or user and per client address (SWITCHBOARD_CHAT_RATE_LIMIT)")
 	c.WebRTC.register(fs)
 }

@@ -1,0 +1,3 @@
+DROP TABLE amplifier_applications;
+--bun:split
+DROP TABLE amplifier_configs;
