@@ -1,0 +1,206 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/switchboard-go/switchboard/session"
+	"github.com/switchboard-go/switchboard/store"
+)
+
+// A run of Amarsia's runner: what the path names (a deployment or an agent), the session the
+// run is stored in, and the answer being made.
+type run struct {
+	tenantID string
+	sess     *store.Session
+	pending  *session.Pending
+}
+
+// runTarget is what /v1/runner/{deployment_id} names: a deployment of the tenant (its
+// snapshot answers) or an agent of the tenant (as it is now). Anything else is a 404.
+func (s *Server) runTarget(ctx context.Context, tenantID, id string) (*store.Agent, *session.Version, string, error) {
+	notFound := &Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "Deployment " + id + " not found",
+		Details: []store.FieldError{{Field: "deployment_id", Message: "no such deployment or agent"}}}
+	switch {
+	case store.ValidDeploymentID(id):
+		d, err := store.Get[store.Deployment](ctx, s.store, tenantID, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil, "", notFound
+		} else if err != nil {
+			return nil, nil, "", err
+		}
+		v := &session.Version{Agent: &d.Agent, Tools: make([]*store.Tool, len(d.Tools))}
+		for i := range d.Tools {
+			v.Tools[i] = &d.Tools[i]
+		}
+		return &d.Agent, v, d.ID, nil
+	case store.ValidAgentID(id):
+		ag, err := store.Get[store.Agent](ctx, s.store, tenantID, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil, "", notFound
+		}
+		return ag, nil, "", err
+	}
+	return nil, nil, "", notFound
+}
+
+// startRun reads and checks the request, turns its parts into the user message, and begins
+// the answer in a new session of the agent.
+func (s *Server) startRun(w http.ResponseWriter, r *http.Request, p *Principal) (*run, error) {
+	body, err := readBody(w, r)
+	if err != nil {
+		return nil, err
+	}
+	ctx := r.Context()
+	ag, version, depID, err := s.runTarget(ctx, p.TenantID, r.PathValue("deployment_id"))
+	if err != nil {
+		return nil, err
+	}
+	var req RunnerRequest
+	if err := decodeInto(body, &req, false); err != nil {
+		return nil, err
+	}
+	if err := checkRunnerParts(req.Content, ag.Model); err != nil {
+		return nil, err
+	}
+	parts, err := s.runnerParts(ctx, p.TenantID, ag, req.Content)
+	if err != nil {
+		return nil, err
+	}
+	sess := store.NewSession()
+	sess.AgentID, sess.Label = &ag.ID, "Amarsia run"
+	sess.Meta["surface"] = "amarsia"
+	if depID != "" {
+		sess.Meta["deployment_id"] = depID
+		sess.Label = "Amarsia run of " + depID
+	}
+	if err := s.sessions.Create(ctx, p.TenantID, sess, session.Creator{KeyID: p.KeyID, UserID: p.UserID}); err != nil {
+		var ve *store.ValidationError
+		if errors.As(err, &ve) && ve.Fields[0].Field == "agent_id" {
+			return nil, errNotFound("Agent") // deleted since it was read
+		}
+		return nil, err
+	}
+	pending, err := s.sessions.Begin(ctx, sess, session.Input{Parts: parts, Version: version})
+	if err != nil {
+		// The session holds no message: it goes, rather than stay an empty run.
+		_ = s.sessions.Delete(context.WithoutCancel(ctx), p.TenantID, sess.ID)
+		return nil, sessionError(err)
+	}
+	return &run{tenantID: p.TenantID, sess: sess, pending: pending}, nil
+}
+
+// finish closes the run's session once its answer is stored: a run is one message, and the
+// session takes no other (which the agent as it is now, not the deployment, would answer).
+// When the client went away first the answer is still made and stored, and the session is
+// closed then.
+func (s *Server) finish(ctx context.Context, rn *run, answered bool) {
+	closeIt := func(ctx context.Context) {
+		if _, err := s.sessions.Close(ctx, rn.tenantID, rn.sess.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.log.Warn("runner session not closed", "session_id", rn.sess.ID, "error", err)
+		}
+	}
+	if answered {
+		closeIt(context.WithoutCancel(ctx))
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), session.DefaultAnswerTimeout+time.Minute)
+		defer cancel()
+		if _, err := rn.pending.Stream(ctx, nil); err == nil {
+			closeIt(ctx)
+		}
+	}()
+}
+
+// runFailed is the error of an answer the model could not make.
+func runFailed(a *store.SessionMessage) *Error {
+	return &Error{Status: http.StatusBadGateway, Code: "upstream_error",
+		Message: "Upstream provider error: the agent could not answer: " + a.Error + " (the run is stored as session " + a.SessionID + ")"}
+}
+
+func (s *Server) runDeployment(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	rn, err := s.startRun(w, r, p)
+	if err != nil {
+		return err
+	}
+	turn, err := rn.pending.Stream(r.Context(), nil)
+	s.finish(r.Context(), rn, err == nil)
+	if err != nil {
+		return nil // the client is gone; the run is stored all the same
+	}
+	a := turn.Answer
+	if a.Status != store.MessageCompleted {
+		return runFailed(a)
+	}
+	writeJSON(w, http.StatusOK, RunnerAnswer{Content: a.Text(), Model: a.Model, InputTokens: a.InputTokens,
+		OutputTokens: a.OutputTokens, SessionID: a.SessionID})
+	return nil
+}
+
+// plainText writes an answer's text as Amarsia's stream: the fragments as the model makes
+// them, no framing, flushed after each run of fragments that were ready together. The
+// status is sent with the first fragment, so that an answer that fails before it can still
+// be answered with an error status.
+type plainText struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	started bool
+	pending bool
+}
+
+func (pt *plainText) start() {
+	if pt.started {
+		return
+	}
+	pt.started = true
+	h := pt.w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Accel-Buffering", "no")
+	pt.w.WriteHeader(http.StatusOK)
+}
+
+func (pt *plainText) Event(ev *session.Event) error {
+	if ev.Type != session.EventTextDelta || ev.Text == "" {
+		return nil
+	}
+	pt.start()
+	pt.pending = true
+	_, err := pt.w.Write([]byte(ev.Text))
+	return err
+}
+
+func (pt *plainText) Flush() error {
+	if !pt.pending {
+		return nil
+	}
+	pt.pending = false
+	return pt.rc.Flush()
+}
+
+func (s *Server) streamDeployment(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	rn, err := s.startRun(w, r, p)
+	if err != nil {
+		return err
+	}
+	pt := &plainText{w: w, rc: http.NewResponseController(w)}
+	turn, err := rn.pending.Stream(r.Context(), pt)
+	s.finish(r.Context(), rn, err == nil)
+	if err != nil {
+		return nil // the client is gone; the run is stored all the same
+	}
+	a := turn.Answer
+	switch {
+	case a.Status != store.MessageCompleted && !pt.started:
+		return runFailed(a)
+	case !pt.started:
+		pt.start() // an answer without text is an empty stream
+	}
+	// An answer that fails after its first words ends the stream where it stopped: the
+	// status was sent with them. The stored run says why.
+	return nil
+}
