@@ -2,7 +2,9 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -46,6 +48,36 @@ func (s *Server) runTarget(ctx context.Context, tenantID, id string) (*store.Age
 	return nil, nil, "", notFound
 }
 
+// decodeRunnerRequest decodes a run's body, each part on its own so that an error names the
+// part it is in (content[2].colour).
+func decodeRunnerRequest(body []byte) (*RunnerRequest, error) {
+	var raw struct {
+		Content []json.RawMessage `json:"content"`
+	}
+	if err := decodeInto(body, &raw, false); err != nil {
+		return nil, err
+	}
+	req := &RunnerRequest{Content: make([]RunnerPart, len(raw.Content))}
+	for i, part := range raw.Content {
+		if err := decodeInto(part, &req.Content[i], false); err != nil {
+			e := asError(err)
+			prefix := fmt.Sprintf("content[%d]", i)
+			for j := range e.Details {
+				if f := e.Details[j].Field; f == "body" || f == "" {
+					e.Details[j].Field = prefix
+				} else {
+					e.Details[j].Field = prefix + "." + f
+				}
+			}
+			if len(e.Details) > 0 {
+				e.Message = "Invalid request: " + e.Details[0].Field + " " + e.Details[0].Message
+			}
+			return nil, e
+		}
+	}
+	return req, nil
+}
+
 // startRun reads and checks the request, turns its parts into the user message, and begins
 // the answer in a new session of the agent.
 func (s *Server) startRun(w http.ResponseWriter, r *http.Request, p *Principal) (*run, error) {
@@ -58,8 +90,8 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, p *Principal) 
 	if err != nil {
 		return nil, err
 	}
-	var req RunnerRequest
-	if err := decodeInto(body, &req, false); err != nil {
+	req, err := decodeRunnerRequest(body)
+	if err != nil {
 		return nil, err
 	}
 	if err := checkRunnerParts(req.Content, ag.Model); err != nil {
