@@ -13,11 +13,14 @@ import (
 // "output_tokens"}) or, from /stream, as plain text chunks as the model makes them.
 //
 // Here a deployment is a published, immutable version of an agent (store.Deployment),
-// made and read on the canonical surface under /api/v1/agents/{id}/deployments; the runner
+// made under /api/v1/agents/{id}/deployments and read at /api/v1/deployments/{id}; the runner
 // also takes an agent's ID, which runs the agent as it is now. Each run is one session
 // (package session) with one user message and its answer, so runs are listed with every
 // other session at /api/v1/sessions. Amarsia's document shows no error body; its routes
 // answer in the canonical shape, which names the field (content[2].file_uri).
+//
+// Amarsia's document names the runner's parameter deployment_id; the route's is {id}, as on
+// every other route, and an error about it names deployment_id.
 
 // DeploymentRequest is the body of a new deployment; every field is optional.
 type DeploymentRequest struct {
@@ -27,7 +30,7 @@ type DeploymentRequest struct {
 
 func (s *Server) amarsiaRoutes() []route {
 	const depTag, runTag = "Deployments", "Amarsia runner"
-	item := "/api/v1/agents/{id}/deployments/{deployment_id}"
+	item := "/api/v1/deployments/{id}"
 	return []route{
 		{Method: http.MethodPost, Path: "/api/v1/agents/{id}/deployments", Tag: depTag, Scope: store.ScopeWrite, Status: http.StatusCreated,
 			Summary: "Publish the agent as it is now as a new deployment (an immutable snapshot of its instructions, model, settings and tools)",
@@ -35,13 +38,13 @@ func (s *Server) amarsiaRoutes() []route {
 		{Method: http.MethodGet, Path: "/api/v1/agents/{id}/deployments", Tag: depTag, Scope: store.ScopeRead, Status: http.StatusOK,
 			Summary: "List the agent's deployments, newest first", Query: pageQuery, Response: List[store.Deployment]{}, Handle: s.listDeployments},
 		{Method: http.MethodGet, Path: item, Tag: depTag, Scope: store.ScopeRead, Status: http.StatusOK,
-			Summary: "Get a deployment of the agent", Response: store.Deployment{}, Handle: s.getDeployment},
+			Summary: "Get a deployment", Response: store.Deployment{}, Handle: s.getDeployment},
 		{Method: http.MethodDelete, Path: item, Tag: depTag, Scope: store.ScopeWrite, Status: http.StatusNoContent,
-			Summary: "Delete a deployment of the agent (its runs' sessions stay)", Handle: s.deleteDeployment},
-		{Method: http.MethodPost, Path: "/v1/runner/{deployment_id}", Tag: runTag, Scope: store.ScopeWrite, Status: http.StatusOK,
+			Summary: "Delete a deployment (its runs' sessions stay)", Handle: s.deleteDeployment},
+		{Method: http.MethodPost, Path: "/v1/runner/{id}", Tag: runTag, Scope: store.ScopeWrite, Status: http.StatusOK,
 			Summary: "Run a deployment (or an agent's current version) on content parts; the whole answer with its token counts",
 			Request: RunnerRequest{}, Response: RunnerAnswer{}, Handle: s.runDeployment},
-		{Method: http.MethodPost, Path: "/v1/runner/{deployment_id}/stream", Tag: runTag, Scope: store.ScopeWrite, Status: http.StatusOK,
+		{Method: http.MethodPost, Path: "/v1/runner/{id}/stream", Tag: runTag, Scope: store.ScopeWrite, Status: http.StatusOK,
 			Summary: "Run a deployment (or an agent's current version) on content parts; the answer as plain text chunks as the model makes them",
 			Request: RunnerRequest{}, Raw: true, ContentType: "text/plain", Handle: s.streamDeployment},
 	}
@@ -100,11 +103,10 @@ func (s *Server) listDeployments(w http.ResponseWriter, r *http.Request, p *Prin
 	return nil
 }
 
-// deploymentOf reads the deployment of the path: the tenant's, and of the agent the path
-// names; anything else is a 404.
+// deploymentOf reads the tenant's deployment of the path; another tenant's is a 404.
 func (s *Server) deploymentOf(r *http.Request, p *Principal) (*store.Deployment, error) {
-	d, err := store.Get[store.Deployment](r.Context(), s.store, p.TenantID, r.PathValue("deployment_id"))
-	if errors.Is(err, store.ErrNotFound) || (err == nil && d.AgentID != r.PathValue("id")) {
+	d, err := store.Get[store.Deployment](r.Context(), s.store, p.TenantID, r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, errNotFound("Deployment")
 	}
 	return d, err
@@ -123,7 +125,7 @@ func (s *Server) deleteDeployment(w http.ResponseWriter, r *http.Request, p *Pri
 	if _, err := s.deploymentOf(r, p); err != nil {
 		return err
 	}
-	if err := store.Delete[store.Deployment](r.Context(), s.store, p.TenantID, r.PathValue("deployment_id")); err != nil {
+	if err := store.Delete[store.Deployment](r.Context(), s.store, p.TenantID, r.PathValue("id")); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return errNotFound("Deployment")
 		}

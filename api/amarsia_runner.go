@@ -20,7 +20,7 @@ type run struct {
 	pending  *session.Pending
 }
 
-// runTarget is what /v1/runner/{deployment_id} names: a deployment of the tenant (its
+// runTarget is what /v1/runner/{id} names: a deployment of the tenant (its
 // snapshot answers) or an agent of the tenant (as it is now). Anything else is a 404.
 func (s *Server) runTarget(ctx context.Context, tenantID, id string) (*store.Agent, *session.Version, string, error) {
 	notFound := &Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "Deployment " + id + " not found",
@@ -86,7 +86,7 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, p *Principal) 
 		return nil, err
 	}
 	ctx := r.Context()
-	ag, version, depID, err := s.runTarget(ctx, p.TenantID, r.PathValue("deployment_id"))
+	ag, version, depID, err := s.runTarget(ctx, p.TenantID, r.PathValue("id"))
 	if err != nil {
 		return nil, err
 	}

@@ -172,7 +172,7 @@ func TestAmarsiaDeployments(t *testing.T) {
 			wantStatus(t, r.do(http.MethodPatch, "/api/v1/agents/"+r.agentID, r.Key, map[string]any{"instructions": "Answer in French."}), http.StatusOK, "edit agent")
 			// An empty body deploys too.
 			dep2 := r.createID(base, r.Key, "")
-			if got := r.get(base+"/"+dep1, r.Key); got["agent"].(map[string]any)["instructions"] != "Be brief." {
+			if got := r.get("/api/v1/deployments/"+dep1, r.Key); got["agent"].(map[string]any)["instructions"] != "Be brief." {
 				t.Fatalf("deployment changed with its agent: %v", got)
 			}
 			list := r.get(base, r.Key)
@@ -195,14 +195,11 @@ func TestAmarsiaDeployments(t *testing.T) {
 			// Another tenant sees none of it.
 			other := r.newKey("other", "other", 0, store.ScopeRead, store.ScopeWrite)
 			wantError(t, r.do(http.MethodGet, base, other, nil), 404, "not_found", "")
-			wantError(t, r.do(http.MethodGet, base+"/"+dep1, other, nil), 404, "not_found", "")
+			wantError(t, r.do(http.MethodGet, "/api/v1/deployments/"+dep1, other, nil), 404, "not_found", "")
 			wantError(t, r.do(http.MethodPost, base, other, ""), 404, "not_found", "")
-			wantError(t, r.do(http.MethodDelete, base+"/"+dep1, other, nil), 404, "not_found", "")
+			wantError(t, r.do(http.MethodDelete, "/api/v1/deployments/"+dep1, other, nil), 404, "not_found", "")
 			wantError(t, r.run(t, dep1, other, text("Hi")), 404, "not_found", "deployment_id")
 			wantError(t, r.run(t, r.agentID, other, text("Hi")), 404, "not_found", "deployment_id")
-			// A deployment under another agent's path is not found either.
-			otherAgent := r.createID("/api/v1/agents", r.Key, map[string]any{"name": "B", "model": "up/m"})
-			wantError(t, r.do(http.MethodGet, "/api/v1/agents/"+otherAgent+"/deployments/"+dep1, r.Key, nil), 404, "not_found", "")
 
 			wantError(t, r.do(http.MethodPost, base, r.Key, map[string]any{"label": strings.Repeat("x", 201)}), 422, "validation_error", "label")
 			wantError(t, r.do(http.MethodPost, base, r.Key, map[string]any{"colour": "red"}), 422, "validation_error", "colour")
@@ -210,8 +207,8 @@ func TestAmarsiaDeployments(t *testing.T) {
 				t.Fatalf("refused deployments were written: %v", got)
 			}
 
-			wantStatus(t, r.do(http.MethodDelete, base+"/"+dep1, r.Key, nil), http.StatusNoContent, "delete")
-			wantError(t, r.do(http.MethodGet, base+"/"+dep1, r.Key, nil), 404, "not_found", "")
+			wantStatus(t, r.do(http.MethodDelete, "/api/v1/deployments/"+dep1, r.Key, nil), http.StatusNoContent, "delete")
+			wantError(t, r.do(http.MethodGet, "/api/v1/deployments/"+dep1, r.Key, nil), 404, "not_found", "")
 			wantError(t, r.run(t, dep1, r.Key, text("Hi")), 404, "not_found", "deployment_id")
 			// Runs are sessions: both runs are listed, closed, with what ran them.
 			sessions := r.get("/api/v1/sessions?agent_id="+r.agentID, r.Key)

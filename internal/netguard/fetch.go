@@ -61,7 +61,6 @@ type File struct {
 type FileFetcher struct {
 	client *http.Client
 	lim    FileLimits
-	strict bool
 }
 
 // NewFileFetcher returns a fetcher with the limits (zero fields take the defaults).
@@ -69,7 +68,7 @@ func NewFileFetcher(allowPrivate bool, lim FileLimits) *FileFetcher {
 	lim = lim.withDefaults()
 	t := NewTransport(allowPrivate)
 	t.MaxIdleConnsPerHost = 8
-	f := &FileFetcher{lim: lim, strict: !allowPrivate}
+	f := &FileFetcher{lim: lim}
 	f.client = &http.Client{Transport: t, CheckRedirect: func(req *http.Request, via []*http.Request) error {
 		if len(via) > lim.MaxRedirects {
 			return fmt.Errorf("%w: more than %d", ErrRedirects, lim.MaxRedirects)
@@ -77,10 +76,7 @@ func NewFileFetcher(allowPrivate bool, lim FileLimits) *FileFetcher {
 		if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
 			return fmt.Errorf("%w: redirected to a %s URL", ErrFileURL, req.URL.Scheme)
 		}
-		if f.strict {
-			return CheckURL(req.URL.String())
-		}
-		return nil
+		return nil // where it leads is checked by the dialer, after DNS
 	}}
 	return f
 }
@@ -88,18 +84,13 @@ func NewFileFetcher(allowPrivate bool, lim FileLimits) *FileFetcher {
 // Limits are the fetcher's limits.
 func (f *FileFetcher) Limits() FileLimits { return f.lim }
 
-// Fetch downloads the file at raw within the limits. A private address is ErrPrivateAddress
-// (before any connection when the URL names one outright); the other failures wrap the
-// errors above.
+// Fetch downloads the file at raw within the limits. A private address, of the URL or of a
+// redirect, is ErrPrivateAddress, refused by the dialer before it connects; the other
+// failures wrap the errors above.
 func (f *FileFetcher) Fetch(ctx context.Context, raw string) (*File, error) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, ErrFileURL
-	}
-	if f.strict {
-		if err := CheckURL(raw); err != nil {
-			return nil, err
-		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.lim.Timeout)
 	defer cancel()
