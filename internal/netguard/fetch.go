@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"time"
 )
@@ -61,6 +62,19 @@ type File struct {
 type FileFetcher struct {
 	client *http.Client
 	lim    FileLimits
+	strict bool
+}
+
+// precheck refuses at once a URL whose host is plainly not public (CheckURL): an address
+// written in one of the forms some resolvers honour (2130706433) is refused as what it
+// is, not as a name that does not resolve. The dialer's check, after DNS, is the guard.
+func (f *FileFetcher) precheck(u *url.URL) error {
+	if testAllow != nil {
+		if ap, err := netip.ParseAddrPort(u.Host); err == nil && testAllow(ap) {
+			return nil
+		}
+	}
+	return CheckURL(u.String())
 }
 
 // NewFileFetcher returns a fetcher with the limits (zero fields take the defaults).
@@ -68,7 +82,7 @@ func NewFileFetcher(allowPrivate bool, lim FileLimits) *FileFetcher {
 	lim = lim.withDefaults()
 	t := NewTransport(allowPrivate)
 	t.MaxIdleConnsPerHost = 8
-	f := &FileFetcher{lim: lim}
+	f := &FileFetcher{lim: lim, strict: !allowPrivate}
 	f.client = &http.Client{Transport: t, CheckRedirect: func(req *http.Request, via []*http.Request) error {
 		if len(via) > lim.MaxRedirects {
 			return fmt.Errorf("%w: more than %d", ErrRedirects, lim.MaxRedirects)
@@ -76,7 +90,10 @@ func NewFileFetcher(allowPrivate bool, lim FileLimits) *FileFetcher {
 		if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
 			return fmt.Errorf("%w: redirected to a %s URL", ErrFileURL, req.URL.Scheme)
 		}
-		return nil // where it leads is checked by the dialer, after DNS
+		if f.strict {
+			return f.precheck(req.URL)
+		}
+		return nil
 	}}
 	return f
 }
@@ -91,6 +108,11 @@ func (f *FileFetcher) Fetch(ctx context.Context, raw string) (*File, error) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, ErrFileURL
+	}
+	if f.strict {
+		if err := f.precheck(u); err != nil {
+			return nil, err
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.lim.Timeout)
 	defer cancel()
