@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/switchboard-go/switchboard/session"
 	"github.com/switchboard-go/switchboard/store"
@@ -115,36 +114,17 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, p *Principal) 
 		}
 		return nil, err
 	}
-	pending, err := s.sessions.Begin(ctx, sess, session.Input{Parts: parts, Version: version})
+	// The session closes with the run's turn, in the turn's own write: a run is one message,
+	// and the session takes no other (which the agent as it is then, not the deployment,
+	// would answer). A client that goes away does not stop the run; it is stored, and the
+	// session closed, all the same.
+	pending, err := s.sessions.Begin(ctx, sess, session.Input{Parts: parts, Version: version, Close: true})
 	if err != nil {
 		// The session holds no message: it goes, rather than stay an empty run.
 		_ = s.sessions.Delete(context.WithoutCancel(ctx), p.TenantID, sess.ID)
 		return nil, sessionError(err)
 	}
 	return &run{tenantID: p.TenantID, sess: sess, pending: pending}, nil
-}
-
-// finish closes the run's session once its answer is stored: a run is one message, and the
-// session takes no other (which the agent as it is now, not the deployment, would answer).
-// When the client went away first the answer is still made and stored, and the session is
-// closed then.
-func (s *Server) finish(ctx context.Context, rn *run, answered bool) {
-	closeIt := func(ctx context.Context) {
-		if _, err := s.sessions.Close(ctx, rn.tenantID, rn.sess.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
-			s.log.Warn("runner session not closed", "session_id", rn.sess.ID, "error", err)
-		}
-	}
-	if answered {
-		closeIt(context.WithoutCancel(ctx))
-		return
-	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), session.DefaultAnswerTimeout+time.Minute)
-		defer cancel()
-		if _, err := rn.pending.Stream(ctx, nil); err == nil {
-			closeIt(ctx)
-		}
-	}()
 }
 
 // runFailed is the error of an answer the model could not make.
@@ -159,7 +139,6 @@ func (s *Server) runDeployment(w http.ResponseWriter, r *http.Request, p *Princi
 		return err
 	}
 	turn, err := rn.pending.Stream(r.Context(), nil)
-	s.finish(r.Context(), rn, err == nil)
 	if err != nil {
 		return nil // the client is gone; the run is stored all the same
 	}
@@ -221,7 +200,6 @@ func (s *Server) streamDeployment(w http.ResponseWriter, r *http.Request, p *Pri
 	}
 	pt := &plainText{w: w, rc: http.NewResponseController(w)}
 	turn, err := rn.pending.Stream(r.Context(), pt)
-	s.finish(r.Context(), rn, err == nil)
 	if err != nil {
 		return nil // the client is gone; the run is stored all the same
 	}

@@ -46,7 +46,7 @@ type amarsiaRig struct {
 	}
 }
 
-func newAmarsiaRig(t *testing.T, d store.Dialect, allowPrivate bool) *amarsiaRig {
+func newAmarsiaRig(t testing.TB, d store.Dialect, allowPrivate bool) *amarsiaRig {
 	t.Helper()
 	r := &amarsiaRig{up: llmtest.NewOpenAI(t), stt: speechtest.NewOpenAI(t), served: map[string]struct {
 		ct   string

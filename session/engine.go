@@ -220,6 +220,9 @@ type Input struct {
 	// Version, when set, is the version of the session's agent that answers (a deployment's
 	// snapshot) in place of the agent as it is stored now.
 	Version *Version
+	// Close closes the session with this turn, in the turn's own write: a session of one
+	// run (Amarsia's runner), which takes no other message.
+	Close bool
 }
 
 // Version is an agent as it was published: the agent and the tools it could call then.
@@ -475,12 +478,12 @@ func (e *Engine) prepare(ctx context.Context, sess *store.Session, in Input, a *
 	}
 	a.messageID = store.NewMessageID()
 	history := window(append(stored, *user), e.cfg.HistoryChars)
-	run := func(ctx context.Context) { e.run(ctx, sess, ag, in.Version, user, stored, history, a) }
+	run := func(ctx context.Context) { e.run(ctx, sess, ag, in, user, stored, history, a) }
 	return user, run, nil
 }
 
 // run makes the answer with the agent's brain and stores it.
-func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, version *Version, user *store.SessionMessage, stored []store.SessionMessage, history []llm.Message, a *answer) {
+func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, in Input, user *store.SessionMessage, stored []store.SessionMessage, history []llm.Message, a *answer) {
 	log := e.log.With("session_id", sess.ID, "tenant_id", sess.TenantID, "agent_id", ag.ID)
 	var (
 		runErr error
@@ -488,7 +491,7 @@ func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, 
 		model  = ag.Model
 		price  *llm.Price
 	)
-	brain, route, err := e.brain(ctx, sess, ag, version, log)
+	brain, route, err := e.brain(ctx, sess, ag, in.Version, log)
 	if err != nil {
 		runErr = err
 	} else {
@@ -523,7 +526,8 @@ func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, 
 	// meanwhile; not when it was deleted (ErrNotFound).
 	storeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := e.turns.write(sess.TenantID, sess.ID, user, msg); err != nil {
+	closed := false
+	if err := e.turns.write(sess.TenantID, sess.ID, in.Close, user, msg); err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			log.Error("session turn not stored", "error", err)
 		}
@@ -534,9 +538,16 @@ func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, 
 		e.history.put(sess.ID, sess.MessageCount+2, next, e.cfg.HistoryMessages)
 		e.publish(storeCtx, sess, TypeMessage, user)
 		e.publish(storeCtx, sess, TypeMessage, msg)
+		if in.Close {
+			// Closed by the turn's own write.
+			s := *sess
+			now := time.Now().UTC()
+			s.Status, s.ClosedAt, s.MessageCount = store.SessionClosed, &now, sess.MessageCount+2
+			closed = true
+			e.publish(storeCtx, &s, TypeClosed, &s)
+		}
 	}
-	closed := false
-	if ended {
+	if ended && !closed {
 		if s, did, err := store.CloseSession(storeCtx, e.cfg.Store, sess.TenantID, sess.ID); err == nil && did {
 			closed = true
 			e.publish(storeCtx, s, TypeClosed, s)

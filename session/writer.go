@@ -26,10 +26,11 @@ type turnWrite struct {
 	done   chan struct{}
 }
 
-// write stores the messages of a session's turn and returns once they are committed (or
-// not, with why): ErrNotFound when the session is gone.
-func (w *turnWriter) write(tenantID, sessionID string, msgs ...*store.SessionMessage) error {
-	tw := &turnWrite{append: store.SessionAppend{TenantID: tenantID, SessionID: sessionID, Messages: msgs}, done: make(chan struct{})}
+// write stores the messages of a session's turn (and closes the session with them when
+// closeIt) and returns once they are committed (or not, with why): ErrNotFound when the
+// session is gone.
+func (w *turnWriter) write(tenantID, sessionID string, closeIt bool, msgs ...*store.SessionMessage) error {
+	tw := &turnWrite{append: store.SessionAppend{TenantID: tenantID, SessionID: sessionID, Messages: msgs, Close: closeIt}, done: make(chan struct{})}
 	w.mu.Lock()
 	w.pending = append(w.pending, tw)
 	if w.flushing {
