@@ -37,6 +37,9 @@ func (s *Server) amarsiaRoutes() []route {
 			Request: DeploymentRequest{}, Response: store.Deployment{}, Handle: s.createDeployment},
 		{Method: http.MethodGet, Path: "/api/v1/agents/{id}/deployments", Tag: depTag, Scope: store.ScopeRead, Status: http.StatusOK,
 			Summary: "List the agent's deployments, newest first", Query: pageQuery, Response: List[store.Deployment]{}, Handle: s.listDeployments},
+		{Method: http.MethodGet, Path: "/api/v1/deployments", Tag: depTag, Scope: store.ScopeRead, Status: http.StatusOK,
+			Summary: "List the tenant's deployments, newest first (agent_id: of one agent)", Response: List[store.Deployment]{},
+			Query: append([]param{{Name: "agent_id", Description: "Only the deployments of this agent"}}, pageQuery...), Handle: s.listAllDeployments},
 		{Method: http.MethodGet, Path: item, Tag: depTag, Scope: store.ScopeRead, Status: http.StatusOK,
 			Summary: "Get a deployment", Response: store.Deployment{}, Handle: s.getDeployment},
 		{Method: http.MethodDelete, Path: item, Tag: depTag, Scope: store.ScopeWrite, Status: http.StatusNoContent,
@@ -96,6 +99,19 @@ func (s *Server) listDeployments(w http.ResponseWriter, r *http.Request, p *Prin
 		return err
 	}
 	items, total, err := store.ListDeployments(r.Context(), s.store, p.TenantID, r.PathValue("id"), page)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, List[store.Deployment]{Items: items, Total: total, Limit: page.Limit, Offset: page.Offset})
+	return nil
+}
+
+func (s *Server) listAllDeployments(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	page, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	items, total, err := store.ListDeployments(r.Context(), s.store, p.TenantID, r.URL.Query().Get("agent_id"), page)
 	if err != nil {
 		return err
 	}

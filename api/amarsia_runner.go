@@ -22,7 +22,7 @@ type run struct {
 // runTarget is what /v1/runner/{id} names: a deployment of the tenant (its
 // snapshot answers) or an agent of the tenant (as it is now). Anything else is a 404.
 func (s *Server) runTarget(ctx context.Context, tenantID, id string) (*store.Agent, *session.Version, string, error) {
-	notFound := &Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "Deployment " + id + " not found",
+	notFound := &Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "Deployment not found: no deployment or agent of this ID",
 		Details: []store.FieldError{{Field: "deployment_id", Message: "no such deployment or agent"}}}
 	switch {
 	case store.ValidDeploymentID(id):

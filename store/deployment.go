@@ -88,12 +88,15 @@ func Deploy(ctx context.Context, s *Store, tenantID, agentID, label string) (*De
 	return d, nil
 }
 
-// ListDeployments reads a page of the deployments of the tenant's agent, newest first, and
-// how many it has.
+// ListDeployments reads a page of the tenant's deployments, of one agent when agentID is not
+// empty, newest first, and how many there are.
 func ListDeployments(ctx context.Context, s *Store, tenantID, agentID string, page Page) ([]Deployment, int, error) {
 	items := make([]Deployment, 0, page.Limit)
-	total, err := s.db.NewSelect().Model(&items).Where("tenant_id = ?", tenantID).Where("agent_id = ?", agentID).
-		Order("version DESC").Limit(int64(page.Limit)).Offset(int64(page.Offset)).ScanAndCount(ctx)
+	q := s.db.NewSelect().Model(&items).Where("tenant_id = ?", tenantID)
+	if agentID != "" {
+		q = q.Where("agent_id = ?", agentID)
+	}
+	total, err := q.Order("created_at DESC", "id DESC").Limit(int64(page.Limit)).Offset(int64(page.Offset)).ScanAndCount(ctx)
 	if err != nil {
 		return nil, 0, classify(err)
 	}
