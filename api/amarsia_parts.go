@@ -75,8 +75,9 @@ func errPart(i int, field, format string, args ...any) *Error {
 }
 
 // checkRunnerParts validates the parts before anything is fetched: each kind has what it
-// needs, and no part is of a kind the model cannot take.
-func checkRunnerParts(parts []RunnerPart, model string) error {
+// needs, and no part is of a kind the model cannot take (textOnly: the operator says the
+// model takes no images).
+func checkRunnerParts(parts []RunnerPart, model string, textOnly bool) error {
 	if len(parts) == 0 {
 		return errValidation("content", "is required: at least one part, such as {\"type\":\"text\",\"text\":\"…\"}")
 	}
@@ -95,7 +96,11 @@ func checkRunnerParts(parts []RunnerPart, model string) error {
 			continue
 		case runnerVideo:
 			return errPart(i, "", "is a video, which the agent's model %s cannot take: no model provider Switchboard speaks carries video input; send frames as image parts or the sound as an audio part", model)
-		case runnerImage, runnerAudio, runnerURL:
+		case runnerImage:
+			if textOnly {
+				return errPart(i, "", "is an image, which the agent's model %s does not take: it takes text alone", model)
+			}
+		case runnerAudio, runnerURL:
 		case "":
 			return errPart(i, "type", "is required: one of text, image, video, audio, url")
 		default:

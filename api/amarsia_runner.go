@@ -93,7 +93,13 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, p *Principal) 
 	if err != nil {
 		return nil, err
 	}
-	if err := checkRunnerParts(req.Content, ag.Model); err != nil {
+	textOnly := false
+	if reg, err := s.registryFor(ctx, p.TenantID); err == nil {
+		if rt, err := reg.Route(ag.Model); err == nil {
+			textOnly = rt.TextOnly
+		}
+	}
+	if err := checkRunnerParts(req.Content, ag.Model, textOnly); err != nil {
 		return nil, err
 	}
 	parts, err := s.runnerParts(ctx, p.TenantID, ag, req.Content)

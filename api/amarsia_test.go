@@ -52,7 +52,7 @@ func newAmarsiaRig(t testing.TB, d store.Dialect, allowPrivate bool) *amarsiaRig
 		ct   string
 		data []byte
 	}{}}
-	reg, err := llm.NewRegistry([]llm.ProviderConfig{{Name: "up", Kind: llm.KindOpenAI, BaseURL: r.up.URL, APIKey: "k"}})
+	reg, err := llm.NewRegistry([]llm.ProviderConfig{{Name: "up", Kind: llm.KindOpenAI, BaseURL: r.up.URL, APIKey: "k", TextOnly: []string{"text-only"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,6 +345,13 @@ func TestAmarsiaRunnerParts(t *testing.T) {
 			}
 			if got := r.get("/api/v1/sessions", r.Key)["total"]; got != before || len(r.up.Requests()) != asked {
 				t.Fatalf("refused runs left sessions (%v, was %v) or reached the model", got, before)
+			}
+			// A model the operator says takes text alone is sent no image.
+			blind := r.createID("/api/v1/agents", r.Key, map[string]any{"name": "Blind", "model": "up/text-only"})
+			fetched := r.fetched.Load()
+			wantError(t, r.run(t, blind, r.Key, text("What is this?"), file("image", "image/png", r.files.URL+"/dot.png")), 422, "validation_error", "content[1]")
+			if got := r.get("/api/v1/sessions", r.Key)["total"]; got != before || len(r.up.Requests()) != asked || r.fetched.Load() != fetched {
+				t.Fatalf("a refused image reached the model or the file server")
 			}
 			wantError(t, r.run(t, "dep_01jdq3zzzzzzzzzzzzzzzzzzzz", r.Key, text("hi")), 404, "not_found", "deployment_id")
 			wantError(t, r.run(t, dep, "", text("hi")), 401, "authentication_error", "")
