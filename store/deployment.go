@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/uptrace/bun"
@@ -48,17 +49,27 @@ func ValidAgentID(s string) bool { return validID(prefixAgent, s) }
 
 // Deploy publishes the tenant's agent as a new deployment labelled label: a snapshot of the
 // agent and of its tools, with the next version number of the agent, written in one
-// transaction. An agent that is not the tenant's is ErrNotFound; two deployments of one
-// agent made at the same instant are told apart by the unique (agent, version) index, and
-// the later one is a *ConflictError.
+// transaction. An agent that is not the tenant's is ErrNotFound. Deployments of one agent
+// made at the same instant are told apart by the unique (agent, version) index: the later
+// one takes the next number.
 func Deploy(ctx context.Context, s *Store, tenantID, agentID, label string) (*Deployment, error) {
-	d := &Deployment{AgentID: agentID, Label: label, Tools: []Tool{}}
-	if err := d.Validate(); err != nil {
+	if err := (&Deployment{Label: label}).Validate(); err != nil {
 		return nil, err
 	}
 	if !validID(prefixAgent, agentID) {
 		return nil, ErrNotFound
 	}
+	var ce *ConflictError
+	for attempt := 0; ; attempt++ {
+		d, err := deploy(ctx, s, tenantID, agentID, label)
+		if !errors.As(err, &ce) || attempt == 4 {
+			return d, err
+		}
+	}
+}
+
+func deploy(ctx context.Context, s *Store, tenantID, agentID, label string) (*Deployment, error) {
+	d := &Deployment{AgentID: agentID, Label: label, Tools: []Tool{}}
 	now := s.now()
 	d.ID, d.TenantID, d.CreatedAt, d.UpdatedAt = newID(prefixDeployment), tenantID, now, now
 	err := s.inTx(ctx, func(tx bun.Tx) error {
