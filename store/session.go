@@ -204,12 +204,13 @@ func AppendSessionMessages(ctx context.Context, s *Store, tenantID, sessionID st
 type SessionAppend struct {
 	TenantID, SessionID string
 	Messages            []*SessionMessage
-	// Close closes the session with its messages, in the same update (a session of one
-	// run: it takes no message after this one).
-	Close bool
 	// Err is set by AppendSessionBatch: ErrNotFound when the session is not the tenant's
 	// (its messages were not written).
 	Err error
+
+	// Close closes the session with its messages, in the same transaction (a session of
+	// one run: it takes no message after this one).
+	Close bool
 }
 
 // AppendSessionBatch stores the messages of several sessions in one transaction, each
@@ -264,22 +265,25 @@ func AppendSessionBatch(ctx context.Context, s *Store, batch []*SessionAppend) e
 				out += int64(m.OutputTokens)
 				cost += m.CostUSD
 			}
-			q := tx.NewUpdate().Model((*Session)(nil)).
+			res, err := tx.NewUpdate().Model((*Session)(nil)).
 				Set("message_count = message_count + ?", len(a.Messages)).
 				Set("input_tokens = input_tokens + ?", in).
 				Set("output_tokens = output_tokens + ?", out).
 				Set("cost_usd = cost_usd + ?", cost).
-				Set("updated_at = ?", now)
-			if a.Close {
-				q = q.Set("status = ?", SessionClosed).Set("closed_at = COALESCE(closed_at, ?)", now)
-			}
-			res, err := q.Where("id = ?", a.SessionID).Where("tenant_id = ?", a.TenantID).Exec(ctx)
+				Set("updated_at = ?", now).
+				Where("id = ?", a.SessionID).Where("tenant_id = ?", a.TenantID).Exec(ctx)
 			if err != nil {
 				return err
 			}
 			if n, _ := res.RowsAffected(); n == 0 {
 				a.Err = ErrNotFound
 				continue
+			}
+			if a.Close {
+				if _, err := tx.NewUpdate().Model((*Session)(nil)).Set("status = ?", SessionClosed).Set("closed_at = ?", now).
+					Where("id = ?", a.SessionID).Where("closed_at IS NULL").Exec(ctx); err != nil {
+					return err
+				}
 			}
 			// What an answer cost comes off the tenant's balance with it (tenant.go).
 			if _, err := drawBalance(ctx, tx, a.TenantID, cost); err != nil {
