@@ -419,3 +419,50 @@ func TestAmarsiaStreamNode(t *testing.T) {
 	res := r.with(t).request(http.MethodPost, "/v1/runner/"+dep+"/stream", map[string]any{"content": []any{text("hi")}}, hdr("x-api-key", r.Key))
 	wantError(t, res, 502, "upstream_error", "")
 }
+
+// TestAmarsiaStreamClientLeaves: a client that stops reading after the first words does not
+// stop the run: the answer is made whole, stored, and the run's session closed with it.
+func TestAmarsiaStreamClientLeaves(t *testing.T) {
+	t.Parallel()
+	r := newAmarsiaRig(t, store.SQLite, true)
+	const answer = "one two three four five six seven eight"
+	r.up.Enqueue(llmtest.Reply{Text: answer, Delay: 30 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	reqCtx, leave := context.WithCancel(ctx)
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, r.URL+"/v1/runner/"+r.agentID+"/stream",
+		strings.NewReader(`{"content":[{"type":"text","text":"Count"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("x-api-key", r.Key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	n, err := resp.Body.Read(buf)
+	if n == 0 || !strings.HasPrefix(answer, string(buf[:n])) {
+		t.Fatalf("first chunk %q (%v)", buf[:n], err)
+	}
+	leave()
+	resp.Body.Close()
+
+	for {
+		list := r.get("/api/v1/sessions", r.Key)
+		if items, _ := list["items"].([]any); len(items) == 1 && items[0].(map[string]any)["status"] == "closed" {
+			sid := items[0].(map[string]any)["id"].(string)
+			msgs := r.get("/api/v1/sessions/"+sid+"/messages", r.Key)["items"].([]any)
+			if a := msgs[1].(map[string]any); a["content"] != answer || a["status"] != "completed" {
+				t.Fatalf("the run was stored as %v", a)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the run's session was never closed")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
