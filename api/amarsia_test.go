@@ -36,6 +36,7 @@ import (
 type amarsiaRig struct {
 	*testServer
 	up      *llmtest.Server
+	ant     *llmtest.Server
 	stt     *speechtest.Server
 	files   *httptest.Server
 	fetched atomic.Int64 // requests the file server received
@@ -48,11 +49,12 @@ type amarsiaRig struct {
 
 func newAmarsiaRig(t testing.TB, d store.Dialect, allowPrivate bool) *amarsiaRig {
 	t.Helper()
-	r := &amarsiaRig{up: llmtest.NewOpenAI(t), stt: speechtest.NewOpenAI(t), served: map[string]struct {
+	r := &amarsiaRig{up: llmtest.NewOpenAI(t), ant: llmtest.NewAnthropic(t), stt: speechtest.NewOpenAI(t), served: map[string]struct {
 		ct   string
 		data []byte
 	}{}}
-	reg, err := llm.NewRegistry([]llm.ProviderConfig{{Name: "up", Kind: llm.KindOpenAI, BaseURL: r.up.URL, APIKey: "k", TextOnly: []string{"text-only"}}})
+	reg, err := llm.NewRegistry([]llm.ProviderConfig{{Name: "up", Kind: llm.KindOpenAI, BaseURL: r.up.URL, APIKey: "k", TextOnly: []string{"text-only"}},
+		{Name: "ant", Kind: llm.KindAnthropic, BaseURL: r.ant.URL, APIKey: "k"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,6 +268,14 @@ func TestAmarsiaRunnerParts(t *testing.T) {
 			wantStatus(t, res, http.StatusOK, "image run")
 			if c := userContent(t, r.up); !strings.Contains(c, `"image_url"`) || !strings.Contains(c, "data:image/png;base64,") || !strings.Contains(c, "What is this?") {
 				t.Errorf("the model was sent %s", c)
+			}
+
+			// The same image to a model of the Anthropic dialect: an image block, base64.
+			claude := r.createID("/api/v1/agents", r.Key, map[string]any{"name": "Claude", "model": "ant/claude-test"})
+			r.ant.Enqueue(llmtest.Reply{Text: "A red dot."})
+			wantStatus(t, r.run(t, claude, r.Key, text("What is this?"), file("image", "image/png", r.files.URL+"/dot.png")), http.StatusOK, "anthropic image run")
+			if body := string(r.ant.Last().Body); !strings.Contains(body, `"type":"image"`) || !strings.Contains(body, `"media_type":"image/png"`) || !strings.Contains(body, `"type":"base64"`) {
+				t.Errorf("Anthropic was sent %s", body)
 			}
 
 			// Audio: espeak-ng speaks, the agent's speech-to-text transcribes.
