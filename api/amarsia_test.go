@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"codeberg.org/go-pdf/fpdf"
+	"go.uber.org/goleak"
 
 	"github.com/switchboard-go/switchboard/agent"
 	"github.com/switchboard-go/switchboard/agent/llm"
@@ -431,9 +432,15 @@ func TestAmarsiaStreamNode(t *testing.T) {
 }
 
 // TestAmarsiaStreamClientLeaves: a client that stops reading after the first words does not
-// stop the run: the answer is made whole, stored, and the run's session closed with it.
+// stop the run: the answer is made whole, stored, and the run's session closed with it; and
+// nothing of the run is left running. (Not parallel: the goroutine check needs the package
+// to itself.)
 func TestAmarsiaStreamClientLeaves(t *testing.T) {
-	t.Parallel()
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() {
+		http.DefaultClient.CloseIdleConnections()
+		goleak.VerifyNone(t, ignore)
+	})
 	r := newAmarsiaRig(t, store.SQLite, true)
 	const answer = "one two three four five six seven eight"
 	r.up.Enqueue(llmtest.Reply{Text: answer, Delay: 30 * time.Millisecond})
