@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/switchboard-go/switchboard/agent/speech"
 	"github.com/switchboard-go/switchboard/internal/netguard"
@@ -151,16 +152,17 @@ func checkPartType(kind, mt string) string {
 // the node's guard and limits), audio transcribed, documents' text extracted. A part that
 // cannot be made into something the model takes is a 422 naming it.
 func (s *Server) runnerParts(ctx context.Context, tenantID string, ag *store.Agent, parts []RunnerPart) ([]store.MessagePart, error) {
+	files, err := s.fetchParts(ctx, parts)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]store.MessagePart, 0, len(parts))
 	for i, p := range parts {
 		if p.Type == runnerText {
 			out = append(out, store.MessagePart{Type: store.PartText, Text: p.Text})
 			continue
 		}
-		f, err := s.files.Fetch(ctx, p.FileURI)
-		if err != nil {
-			return nil, fetchError(i, err)
-		}
+		f := files[i]
 		mt := strings.ToLower(p.MimeType)
 		if mt == "" {
 			mt = f.MediaType
@@ -200,6 +202,45 @@ func (s *Server) runnerParts(ctx context.Context, tenantID string, ag *store.Age
 		}
 	}
 	return out, nil
+}
+
+// maxParallelFetches bounds the files of one run fetched at once.
+const maxParallelFetches = 4
+
+// fetchParts fetches the files of the parts (by index; nil for text), several at once, so
+// that a run of many files waits about as long as its slowest. The error is that of the
+// first part, in order, that failed.
+func (s *Server) fetchParts(ctx context.Context, parts []RunnerPart) ([]*netguard.File, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	files := make([]*netguard.File, len(parts))
+	errs := make([]error, len(parts))
+	slots := make(chan struct{}, maxParallelFetches)
+	var wg sync.WaitGroup
+	for i, p := range parts {
+		if p.Type == runnerText {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+				return
+			}
+			defer func() { <-slots }()
+			files[i], errs[i] = s.files.Fetch(ctx, p.FileURI)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return nil, fetchError(i, err)
+		}
+	}
+	return files, nil
 }
 
 // fetchError names the part whose file could not be fetched, and why.
