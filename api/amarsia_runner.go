@@ -115,7 +115,7 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, p *Principal) 
 	}
 	if err := s.sessions.Create(ctx, p.TenantID, sess, session.Creator{KeyID: p.KeyID, UserID: p.UserID}); err != nil {
 		var ve *store.ValidationError
-		if errors.As(err, &ve) && ve.Fields[0].Field == "agent_id" {
+		if errors.As(err, &ve) && len(ve.Fields) > 0 && ve.Fields[0].Field == "agent_id" {
 			return nil, errNotFound("Agent") // deleted since it was read
 		}
 		return nil, err
