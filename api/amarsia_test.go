@@ -224,6 +224,16 @@ func TestAmarsiaDeployments(t *testing.T) {
 					t.Errorf("run session %v", s)
 				}
 			}
+			// Deleting the agent deletes its deployments; its runs' sessions stay.
+			wantStatus(t, r.do(http.MethodDelete, "/api/v1/agents/"+r.agentID, r.Key, nil), http.StatusNoContent, "delete agent")
+			wantError(t, r.do(http.MethodGet, "/api/v1/deployments/"+dep2, r.Key, nil), 404, "not_found", "")
+			wantError(t, r.run(t, dep2, r.Key, text("Hi")), 404, "not_found", "deployment_id")
+			if got := r.get("/api/v1/deployments", r.Key)["total"]; got != float64(0) {
+				t.Fatalf("deployments of a deleted agent: %v", got)
+			}
+			if got := r.get("/api/v1/sessions", r.Key)["total"]; got != float64(2) {
+				t.Fatalf("sessions after the agent was deleted: %v", got)
+			}
 		})
 	}
 }
