@@ -11,14 +11,6 @@ import (
 	"github.com/switchboard-go/switchboard/store"
 )
 
-// A run of Amarsia's runner: what the path names (a deployment or an agent), the session the
-// run is stored in, and the answer being made.
-type run struct {
-	tenantID string
-	sess     *store.Session
-	pending  *session.Pending
-}
-
 // runTarget is what /v1/runner/{id} names: a deployment of the tenant (its
 // snapshot answers) or an agent of the tenant (as it is now). Anything else is a 404.
 func (s *Server) runTarget(ctx context.Context, tenantID, id string) (*store.Agent, *session.Version, string, error) {
@@ -79,7 +71,7 @@ func decodeRunnerRequest(body []byte) (*RunnerRequest, error) {
 
 // startRun reads and checks the request, turns its parts into the user message, and begins
 // the answer in a new session of the agent.
-func (s *Server) startRun(w http.ResponseWriter, r *http.Request, p *Principal) (*run, error) {
+func (s *Server) startRun(w http.ResponseWriter, r *http.Request, p *Principal) (*session.Pending, error) {
 	body, err := readBody(w, r)
 	if err != nil {
 		return nil, err
@@ -130,7 +122,7 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, p *Principal) 
 		_ = s.sessions.Delete(context.WithoutCancel(ctx), p.TenantID, sess.ID)
 		return nil, sessionError(err)
 	}
-	return &run{tenantID: p.TenantID, sess: sess, pending: pending}, nil
+	return pending, nil
 }
 
 // runFailed is the error of an answer the model could not make.
@@ -140,11 +132,11 @@ func runFailed(a *store.SessionMessage) *Error {
 }
 
 func (s *Server) runDeployment(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	rn, err := s.startRun(w, r, p)
+	pending, err := s.startRun(w, r, p)
 	if err != nil {
 		return err
 	}
-	turn, err := rn.pending.Stream(r.Context(), nil)
+	turn, err := pending.Stream(r.Context(), nil)
 	if err != nil {
 		return nil // the client is gone; the run is stored all the same
 	}
@@ -200,12 +192,12 @@ func (pt *plainText) Flush() error {
 }
 
 func (s *Server) streamDeployment(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	rn, err := s.startRun(w, r, p)
+	pending, err := s.startRun(w, r, p)
 	if err != nil {
 		return err
 	}
 	pt := &plainText{w: w, rc: http.NewResponseController(w)}
-	turn, err := rn.pending.Stream(r.Context(), pt)
+	turn, err := pending.Stream(r.Context(), pt)
 	if err != nil {
 		return nil // the client is gone; the run is stored all the same
 	}
