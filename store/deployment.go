@@ -50,8 +50,8 @@ func ValidAgentID(s string) bool { return validID(prefixAgent, s) }
 // Deploy publishes the tenant's agent as a new deployment labelled label: a snapshot of the
 // agent and of its tools, with the next version number of the agent, written in one
 // transaction. An agent that is not the tenant's is ErrNotFound. Deployments of one agent
-// made at the same instant are told apart by the unique (agent, version) index: the later
-// one takes the next number.
+// made at the same instant take turns on the agent's row; should two still take one
+// number, the unique (agent, version) index refuses the later, which takes the next.
 func Deploy(ctx context.Context, s *Store, tenantID, agentID, label string) (*Deployment, error) {
 	if err := (&Deployment{Label: label}).Validate(); err != nil {
 		return nil, err
@@ -73,7 +73,13 @@ func deploy(ctx context.Context, s *Store, tenantID, agentID, label string) (*De
 	now := s.now()
 	d.ID, d.TenantID, d.CreatedAt, d.UpdatedAt = newID(prefixDeployment), tenantID, now, now
 	err := s.inTx(ctx, func(tx bun.Tx) error {
-		if err := tx.NewSelect().Model(&d.Agent).Where("id = ?", agentID).Where("tenant_id = ?", tenantID).Limit(1).Scan(ctx); err != nil {
+		q := tx.NewSelect().Model(&d.Agent).Where("id = ?", agentID).Where("tenant_id = ?", tenantID).Limit(1)
+		if s.dialect == Postgres {
+			// Deployments of one agent take turns from here, so that each reads the last
+			// version its predecessor wrote. (SQLite's transactions take turns already.)
+			q = q.For("UPDATE")
+		}
+		if err := q.Scan(ctx); err != nil {
 			return classify(err)
 		}
 		for _, id := range d.Agent.ToolIDs {
