@@ -21,6 +21,8 @@ import (
 
 	"github.com/switchboard-go/switchboard/agent"
 	"github.com/switchboard-go/switchboard/agent/llm"
+	"github.com/switchboard-go/switchboard/agent/speech"
+	"github.com/switchboard-go/switchboard/internal/netguard"
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/session"
 	"github.com/switchboard-go/switchboard/store"
@@ -74,6 +76,13 @@ type Config struct {
 	// Checks reports the node's parts besides the database for /health (the SIP
 	// listeners); nil: none.
 	Checks func() []HealthCheck
+	// Speech resolves the agents' speech-to-text for the runner's audio parts (Amarsia); nil
+	// has only the built-in voice, so audio parts are refused.
+	Speech *speech.Registry
+	// AllowPrivateFiles lets the runner fetch the files users name (file_uri) from loopback
+	// and private addresses; FileLimits bound each fetch (zero fields: netguard's defaults).
+	AllowPrivateFiles bool
+	FileLimits        netguard.FileLimits
 	// ChatRateLimit is Alumia's chat requests (POST /api/v1/chat) a minute, per key or user
 	// and per client address (zero: DefaultChatRateLimit).
 	ChatRateLimit int
@@ -118,6 +127,9 @@ type Server struct {
 	// tenants' balances are spent (alumia_chat.go).
 	orgs     alumiaOrgs
 	balances sync.Map
+
+	// files fetches the files of the runner's parts, within the node's guard and limits.
+	files *netguard.FileFetcher
 
 	// conns holds every authenticated long-lived connection under its credential, so that
 	// a revocation ends them (see revoke).
@@ -189,6 +201,7 @@ func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, log: cfg.Log, store: cfg.Store, auth: cfg.Auth, limiter: NewRateLimiter(), tokens: newTokenCounter(), webhooks: cfg.Webhooks, started: time.Now(),
 		bodies: &bodyBudget{limit: cfg.GatewayBodyBudget}, bodyBufs: &bodyBuffers{limit: cfg.GatewayBodyBudget, idle: bodyBuffersIdle}}
 	s.conns = realtime.NewConnections()
+	s.files = netguard.NewFileFetcher(cfg.AllowPrivateFiles, cfg.FileLimits)
 	if cfg.Streams != nil {
 		s.conns = cfg.Streams.Connections()
 	}
@@ -232,6 +245,7 @@ func (s *Server) allRoutes() []route {
 	rs = append(rs, s.usageRoutes()...)
 	rs = append(rs, s.alumiaChatRoutes()...)
 	rs = append(rs, s.amplifierRoutes()...)
+	rs = append(rs, s.amarsiaRoutes()...)
 	return rs
 }
 

@@ -56,6 +56,7 @@ func (ts *testServer) fixtures(key string, tag int) map[string]string {
 	ids["keys"] = ts.createID("/api/v1/keys", key, obj{"name": "ci", "scopes": arr{"read"}})
 	ids["providers"] = ts.createID("/api/v1/providers", key, obj{"name": "groq", "kind": "openai", "base_url": "https://api.groq.com/openai/v1", "api_key": "gsk_secret"})
 	ids["sessions"] = ts.createID("/api/v1/sessions", key, obj{"agent_id": ids["agents"], "label": "chat"})
+	ids["deployments"] = ts.createID("/api/v1/agents/"+ids["agents"]+"/deployments", key, obj{"label": "v1"})
 	ids["tenants"] = ts.get("/api/v1/auth/me", key)["tenant_id"].(string)
 	// Calls are written by the SIP server, not through the API: a live one, in the store.
 	ids["calls"] = ts.storeCall(ids["tenants"], func(c *store.Call) {
@@ -68,8 +69,11 @@ func (ts *testServer) fixtures(key string, tag int) map[string]string {
 }
 
 // collection is the collection a path of the form /api/v1/{collection}/... names, or
-// AmaStudio's /v1/agents/{collection}/....
+// AmaStudio's /v1/agents/{collection}/..., or Amarsia's runner (/v1/runner/{id}: deployments).
 func collection(path string) string {
+	if strings.HasPrefix(path, "/v1/runner/") {
+		return "deployments"
+	}
 	rest, ok := strings.CutPrefix(path, "/api/v1/")
 	if !ok {
 		if rest, ok = strings.CutPrefix(path, "/v1/agents/"); !ok {
@@ -125,7 +129,7 @@ func TestTenantIsolation(t *testing.T) {
 			if r.Status != http.StatusNotFound {
 				t.Fatalf("%s %s with another tenant's key: %d, want 404: %s", method, path, r.Status, r.Body)
 			}
-			if strings.HasPrefix(path, "/v1/") {
+			if strings.HasPrefix(path, "/v1/") && !strings.HasPrefix(path, "/v1/runner/") {
 				gwAmaError(t, r, http.StatusNotFound) // AmaStudio's routes answer in its shape
 			} else {
 				wantJSONError(t, r, http.StatusNotFound, "not_found")
@@ -142,6 +146,9 @@ func TestTenantIsolation(t *testing.T) {
 				}
 				if c == "webrtc" && m == "GET" {
 					continue // a WebRTC session is read as its call
+				}
+				if c == "deployments" && m == "PATCH" {
+					continue // a deployment is immutable
 				}
 				if !walked[m+" "+c] {
 					t.Fatalf("the document has no %s /api/v1/%s/{id}", m, c)

@@ -253,6 +253,18 @@ func (e *Engine) Messages(ctx context.Context, tenantID, sessionID string, p Mes
 type Input struct {
 	Parts []store.MessagePart
 	Meta  map[string]any
+	// Version, when set, is the version of the session's agent that answers (a deployment's
+	// snapshot) in place of the agent as it is stored now.
+	Version *Version
+	// Close closes the session with this turn, in the turn's own write: a session of one
+	// run (Amarsia's runner), which takes no other message.
+	Close bool
+}
+
+// Version is an agent as it was published: the agent and the tools it could call then.
+type Version struct {
+	Agent *store.Agent
+	Tools []*store.Tool
 }
 
 // TextInput is a user message of text alone.
@@ -595,11 +607,13 @@ func (e *Engine) stopFlows() {
 // makes the answer and stores the turn.
 func (e *Engine) prepare(ctx context.Context, sess *store.Session, in Input, a *answer) (*store.SessionMessage, func(context.Context), error) {
 	st := e.cfg.Store
-	ag, err := store.Get[store.Agent](ctx, st, sess.TenantID, *sess.AgentID)
-	if errors.Is(err, store.ErrNotFound) {
+	var ag *store.Agent
+	var err error
+	if in.Version != nil {
+		ag = in.Version.Agent
+	} else if ag, err = store.Get[store.Agent](ctx, st, sess.TenantID, *sess.AgentID); errors.Is(err, store.ErrNotFound) {
 		return nil, nil, ErrNoAgent
-	}
-	if err != nil {
+	} else if err != nil {
 		return nil, nil, err
 	}
 	stored, ok := e.history.get(sess.ID, sess.MessageCount)
@@ -620,12 +634,12 @@ func (e *Engine) prepare(ctx context.Context, sess *store.Session, in Input, a *
 	}
 	a.messageID = store.NewMessageID()
 	history := window(append(stored, *user), e.cfg.HistoryChars)
-	run := func(ctx context.Context) { e.run(ctx, sess, ag, user, stored, history, a) }
+	run := func(ctx context.Context) { e.run(ctx, sess, ag, in, user, stored, history, a) }
 	return user, run, nil
 }
 
 // run makes the answer with the agent's brain and stores it.
-func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, user *store.SessionMessage, stored []store.SessionMessage, history []llm.Message, a *answer) {
+func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, in Input, user *store.SessionMessage, stored []store.SessionMessage, history []llm.Message, a *answer) {
 	log := e.log.With("session_id", sess.ID, "tenant_id", sess.TenantID, "agent_id", ag.ID)
 	var (
 		runErr error
@@ -633,7 +647,7 @@ func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, 
 		model  = ag.Model
 		price  *llm.Price
 	)
-	brain, route, err := e.brain(ctx, sess, ag, log)
+	brain, route, err := e.brain(ctx, sess, ag, in.Version, log)
 	if err != nil {
 		runErr = err
 	} else {
@@ -668,7 +682,8 @@ func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, 
 	// meanwhile; not when it was deleted (ErrNotFound).
 	storeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := e.turns.write(sess.TenantID, sess.ID, a.lease, user, msg); err != nil {
+	closed := false
+	if err := e.turns.write(sess.TenantID, sess.ID, a.lease, in.Close, user, msg); err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			log.Error("session turn not stored", "error", err)
 		}
@@ -680,9 +695,16 @@ func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, 
 		e.history.put(sess.ID, sess.MessageCount+2, next, e.cfg.HistoryMessages)
 		e.publish(storeCtx, sess, TypeMessage, user)
 		e.publish(storeCtx, sess, TypeMessage, msg)
+		if in.Close {
+			// Closed by the turn's own write.
+			s := *sess
+			now := time.Now().UTC()
+			s.Status, s.ClosedAt, s.MessageCount = store.SessionClosed, &now, sess.MessageCount+2
+			closed = true
+			e.publish(storeCtx, &s, TypeClosed, &s)
+		}
 	}
-	closed := false
-	if ended {
+	if ended && !closed {
 		if s, did, err := store.CloseSession(storeCtx, e.cfg.Store, sess.TenantID, sess.ID); err == nil && did {
 			closed = true
 			e.publish(storeCtx, s, TypeClosed, s)
@@ -725,7 +747,7 @@ type textBrain interface {
 // brain is the agent's brain as a call gets it, for text: the LLM brain with the agent's
 // webhook tools and end_call (transfer and keys mean nothing in text; no filler phrase is
 // said while a tool runs), on the agent's model resolved in the tenant's registry.
-func (e *Engine) brain(ctx context.Context, sess *store.Session, ag *store.Agent, log *slog.Logger) (textBrain, llm.Route, error) {
+func (e *Engine) brain(ctx context.Context, sess *store.Session, ag *store.Agent, version *Version, log *slog.Logger) (textBrain, llm.Route, error) {
 	tenantID := sess.TenantID
 	var route llm.Route
 	reg, err := e.cfg.Models(ctx, tenantID)
@@ -735,15 +757,21 @@ func (e *Engine) brain(ctx context.Context, sess *store.Session, ag *store.Agent
 	if err != nil && ag.WorkflowID == nil {
 		return nil, llm.Route{}, fmt.Errorf("the agent's model cannot be reached: %w", err)
 	}
-	var tools []*store.Tool
-	for _, id := range ag.ToolIDs {
-		t, err := store.Get[store.Tool](ctx, e.cfg.Store, tenantID, id)
-		if err != nil {
-			log.Warn("the agent's tool is not readable", "tool", id, "error", err)
-			continue
+	tools := func() []*store.Tool {
+		if version != nil {
+			return version.Tools // a published version calls the tools it was published with
 		}
-		tools = append(tools, t)
-	}
+		var tools []*store.Tool
+		for _, id := range ag.ToolIDs {
+			t, err := store.Get[store.Tool](ctx, e.cfg.Store, tenantID, id)
+			if err != nil {
+				log.Warn("the agent's tool is not readable", "tool", id, "error", err)
+				continue
+			}
+			tools = append(tools, t)
+		}
+		return tools
+	}()
 	if ag.WorkflowID != nil {
 		// A workflow's llm nodes say they cannot think when the model cannot be reached,
 		// as on a call.

@@ -27,10 +27,10 @@ type turnWrite struct {
 }
 
 // write stores the messages of a session's turn, releasing the answer's lease with them
-// (lease: "" for none), and returns once they are committed (or not, with why):
-// ErrNotFound when the session is gone.
-func (w *turnWriter) write(tenantID, sessionID, lease string, msgs ...*store.SessionMessage) error {
-	tw := &turnWrite{append: store.SessionAppend{TenantID: tenantID, SessionID: sessionID, Messages: msgs, Lease: lease}, done: make(chan struct{})}
+// (lease: "" for none) and closing the session with them when closeIt, and returns once
+// they are committed (or not, with why): ErrNotFound when the session is gone.
+func (w *turnWriter) write(tenantID, sessionID, lease string, closeIt bool, msgs ...*store.SessionMessage) error {
+	tw := &turnWrite{append: store.SessionAppend{TenantID: tenantID, SessionID: sessionID, Messages: msgs, Lease: lease, Close: closeIt}, done: make(chan struct{})}
 	w.mu.Lock()
 	w.pending = append(w.pending, tw)
 	if w.flushing {

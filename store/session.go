@@ -210,6 +210,10 @@ type SessionAppend struct {
 	// Err is set by AppendSessionBatch: ErrNotFound when the session is not the tenant's
 	// (its messages were not written).
 	Err error
+
+	// Close closes the session with its messages, in the same transaction (a session of
+	// one run: it takes no message after this one).
+	Close bool
 }
 
 // AppendSessionBatch stores the messages of several sessions in one transaction, each
@@ -281,6 +285,12 @@ func AppendSessionBatch(ctx context.Context, s *Store, batch []*SessionAppend) e
 			if n, _ := res.RowsAffected(); n == 0 {
 				a.Err = ErrNotFound
 				continue
+			}
+			if a.Close {
+				if _, err := tx.NewUpdate().Model((*Session)(nil)).Set("status = ?", SessionClosed).Set("closed_at = ?", now).
+					Where("id = ?", a.SessionID).Where("closed_at IS NULL").Exec(ctx); err != nil {
+					return err
+				}
 			}
 			// What an answer cost comes off the tenant's balance with it (tenant.go).
 			if _, err := drawBalance(ctx, tx, a.TenantID, cost); err != nil {

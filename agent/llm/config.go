@@ -43,6 +43,11 @@ type ProviderConfig struct {
 	Fallbacks map[string][]string `yaml:"fallbacks"`
 	// Headers are sent with every request (OpenRouter's, an organization…).
 	Headers map[string]string `yaml:"headers"`
+	// TextOnly lists the models (as asked or by upstream name) that take text alone: an
+	// image for one of them is refused by the surfaces that know it (a 422 naming the part)
+	// rather than sent for the provider to fail on. Other models are taken to accept images,
+	// which both dialects carry.
+	TextOnly []string `yaml:"text_only"`
 	// StallTimeout is the longest a stream may stay silent; 0 is the registry's default.
 	StallTimeout time.Duration `yaml:"stall_timeout"`
 	// Timeout bounds a complete (non-streamed) request; 0 is DefaultTimeout.

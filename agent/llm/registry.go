@@ -86,6 +86,8 @@ type Route struct {
 	// Fallbacks are the "provider/model" names to try, in order, when this one fails before
 	// answering.
 	Fallbacks []string
+	// TextOnly says the model takes no image input (ProviderConfig.TextOnly).
+	TextOnly bool
 }
 
 // SplitModel splits "provider/model" at its first slash; the model part may have slashes
@@ -130,6 +132,7 @@ func (r *Registry) Route(name string) (Route, error) {
 		if fbs, ok := reg.cfg.Fallbacks[m]; ok && rt.Fallbacks == nil {
 			rt.Fallbacks = slices.Clone(fbs)
 		}
+		rt.TextOnly = rt.TextOnly || slices.Contains(reg.cfg.TextOnly, m)
 	}
 	return rt, nil
 }

@@ -53,6 +53,11 @@ type config struct {
 	// AllowPrivateProviders lets the model and speech providers tenants configure reach
 	// addresses of this machine and its private networks (the operator's own are trusted).
 	AllowPrivateProviders bool
+	// AllowPrivateFiles lets Amarsia's runner fetch users' files from addresses of this
+	// machine and its private networks; FileMaxMiB and FileTimeout bound each fetch.
+	AllowPrivateFiles bool
+	FileMaxMiB        int
+	FileTimeout       time.Duration
 	// GatewayBodyBudgetMiB bounds the large model-request bodies the node holds at once.
 	GatewayBodyBudgetMiB int
 	// WebRTC configures browsers' calls (webcalls.go).
@@ -89,6 +94,9 @@ func (c *config) registerServe(fs *flag.FlagSet) {
 	fs.StringVar(&c.ProvidersFile, "providers-file", env("SWITCHBOARD_PROVIDERS_FILE", ""), "YAML file of model providers for the gateway (SWITCHBOARD_PROVIDERS_FILE)")
 	fs.BoolVar(&c.AllowPrivateWebhooks, "allow-private-webhooks", env("SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS", "") == "true", "let agents' tool webhooks reach loopback and private addresses (SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS=true)")
 	fs.BoolVar(&c.AllowPrivateProviders, "allow-private-providers", env("SWITCHBOARD_ALLOW_PRIVATE_PROVIDERS", "") == "true", "let tenants' model and speech providers reach loopback and private addresses (SWITCHBOARD_ALLOW_PRIVATE_PROVIDERS=true)")
+	fs.BoolVar(&c.AllowPrivateFiles, "allow-private-files", env("SWITCHBOARD_ALLOW_PRIVATE_FILES", "") == "true", "let the runner fetch file_uri parts from loopback and private addresses (SWITCHBOARD_ALLOW_PRIVATE_FILES=true)")
+	fs.IntVar(&c.FileMaxMiB, "file-max-mib", envInt("SWITCHBOARD_FILE_MAX_MIB", 20), "largest file the runner fetches for a file_uri part, in MiB (SWITCHBOARD_FILE_MAX_MIB)")
+	fs.DurationVar(&c.FileTimeout, "file-timeout", envDuration("SWITCHBOARD_FILE_TIMEOUT", 30*time.Second), "longest the runner spends fetching one file_uri part (SWITCHBOARD_FILE_TIMEOUT)")
 	fs.IntVar(&c.GatewayBodyBudgetMiB, "gateway-body-budget-mib", envInt("SWITCHBOARD_GATEWAY_BODY_BUDGET_MIB", 64), "MiB of model-request bodies that the gateway holds at once; past it, 503 with Retry-After (SWITCHBOARD_GATEWAY_BODY_BUDGET_MIB)")
 	fs.StringVar(&c.SIPTLSAddr, "sip-tls-addr", env("SWITCHBOARD_SIP_TLS_ADDR", ":5061"), "SIP over TLS listen address, used when a certificate is set (SWITCHBOARD_SIP_TLS_ADDR)")
 	fs.StringVar(&c.SIPTLSCert, "sip-tls-cert", env("SWITCHBOARD_SIP_TLS_CERT", ""), "PEM certificate file for SIP over TLS (SWITCHBOARD_SIP_TLS_CERT)")

@@ -224,7 +224,8 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	auth := api.NewAuthenticator(st, secret, def.ID, log)
 	srv := api.New(api.Config{Store: st, Auth: auth, Log: log, Version: version, Commit: commit, Node: c.Node, DefaultRateLimit: c.RateLimit, ChatRateLimit: c.ChatRateLimit, AmplifierAuthOptional: !c.AmplifierAuthRequired,
 		Hub: hub, Streams: streams, Models: models, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: nodeCalls{sip: sipSrv, web: web}, RecordingsDir: sipCfg.RecordDir, VoicemailsDir: voicemails,
-		WebRTC: rtcCalls, MediaStreams: web, Checks: sipChecks(sipSrv)})
+		WebRTC: rtcCalls, MediaStreams: web, Checks: sipChecks(sipSrv),
+		Speech: voices, AllowPrivateFiles: c.AllowPrivateFiles, FileLimits: netguard.FileLimits{MaxBytes: int64(c.FileMaxMiB) << 20, Timeout: c.FileTimeout}})
 	agents.api = srv
 	// Browsers may signal their WebRTC calls over the events socket too.
 	srv.HandleWebRTCCommands(streams)
