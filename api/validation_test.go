@@ -88,6 +88,9 @@ func TestValidation(t *testing.T) {
 				{"endpointing", with(agentBase, "turn", obj{"endpointing_ms": 50}), "turn.endpointing_ms"},
 				{"min interruption", with(agentBase, "turn", obj{"endpointing_ms": 600, "min_interruption_ms": 6000}), "turn.min_interruption_ms"},
 				{"metadata too large", with(agentBase, "metadata", obj{"blob": strings.Repeat("x", 17<<10)}), "metadata"},
+				{"knowledge mode unknown", with(agentBase, "knowledge", obj{"mode": "sometimes"}), "knowledge.mode"},
+				{"knowledge limit", with(agentBase, "knowledge", obj{"mode": "auto", "limit": 50}), "knowledge.limit"},
+				{"knowledge max chars", with(agentBase, "knowledge", obj{"mode": "tool", "max_chars": 10}), "knowledge.max_chars"},
 			},
 			"workflows": {
 				{"unknown node type", graph(arr{greet, obj{"id": "x", "type": "dance"}}, arr{obj{"from": "greet", "to": "x"}}), "graph.nodes[1].type"},

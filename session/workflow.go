@@ -90,8 +90,9 @@ type flowConversation struct {
 }
 
 var (
-	_ agent.Conversation = (*flowConversation)(nil)
-	_ agent.TurnObserver = (*flowConversation)(nil)
+	_ agent.Conversation      = (*flowConversation)(nil)
+	_ agent.TurnObserver      = (*flowConversation)(nil)
+	_ agent.KnowledgeObserver = (*flowConversation)(nil)
 )
 
 // The TurnObserver side: a workflow's llm nodes stream their answers into the message's.
@@ -222,6 +223,12 @@ func (c *flowConversation) SendDTMF(string) error                  { return errN
 func (c *flowConversation) ToolCall(rec agent.ToolRecord) {
 	if a := c.f.current(); a != nil {
 		a.ToolCall(rec)
+	}
+}
+
+func (c *flowConversation) Retrieved(r agent.Retrieval) {
+	if a := c.f.current(); a != nil {
+		a.Retrieved(r)
 	}
 }
 
