@@ -194,9 +194,16 @@ func (a *Agent) Validate() error {
 		fe.add("tool_ids", "must list at most 128 tools")
 	}
 	for i, id := range a.KnowledgeBaseIDs {
-		if strings.TrimSpace(id) == "" || len(id) > 64 {
-			fe.add(fmt.Sprintf("knowledge_base_ids[%d]", i), "is not a knowledge base ID")
+		field := fmt.Sprintf("knowledge_base_ids[%d]", i)
+		switch {
+		case !validID(prefixKnowledgeBase, id):
+			fe.add(field, "is not a knowledge base ID")
+		case slices.Contains(a.KnowledgeBaseIDs[:i], id):
+			fe.add(field, "is listed twice")
 		}
+	}
+	if len(a.KnowledgeBaseIDs) > 32 {
+		fe.add("knowledge_base_ids", "must list at most 32 knowledge bases")
 	}
 	if a.WorkflowID != nil && !validID(prefixWorkflow, *a.WorkflowID) {
 		fe.add("workflow_id", "is not a workflow ID")
@@ -218,9 +225,14 @@ func (a *Agent) Validate() error {
 }
 
 func (a *Agent) references() []reference {
-	refs := make([]reference, 0, len(a.ToolIDs)+1)
+	refs := make([]reference, 0, len(a.ToolIDs)+len(a.KnowledgeBaseIDs)+1)
 	for i, id := range a.ToolIDs {
 		refs = append(refs, reference{field: fmt.Sprintf("tool_ids[%d]", i), table: "tools", id: id})
+	}
+	// A base the agent searches must be the tenant's (checked on every save, so that an
+	// agent never names another tenant's knowledge).
+	for i, id := range a.KnowledgeBaseIDs {
+		refs = append(refs, reference{field: fmt.Sprintf("knowledge_base_ids[%d]", i), table: "knowledge_bases", id: id})
 	}
 	if a.WorkflowID != nil {
 		refs = append(refs, reference{field: "workflow_id", table: "workflows", id: *a.WorkflowID})
