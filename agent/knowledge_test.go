@@ -82,6 +82,12 @@ func (s *shelf) asked() []shelfSearch {
 	return append([]shelfSearch(nil), s.searches...)
 }
 
+// The bases of the tests' knowledge (IDs as the store makes them).
+const (
+	kbFAQ   = "kb_0faq0000000000000000000000"
+	kbOther = "kb_0other00000000000000000000"
+)
+
 const (
 	hoursText  = "The Acme office opens at nine in the morning and closes at five in the afternoon, Monday to Friday."
 	refundText = "Refunds are paid within fourteen days of the returned parcel reaching the warehouse."
@@ -89,16 +95,16 @@ const (
 
 func acmeShelf() *shelf {
 	return &shelf{chunks: []knowledge.Hit{
-		{BaseID: "kb_faq", DocumentID: "doc_faq", DocumentName: "faq.md", ChunkID: "chk_hours", HeadingPath: []string{"Visiting", "Opening hours"}, Text: hoursText},
-		{BaseID: "kb_faq", DocumentID: "doc_faq", DocumentName: "faq.md", ChunkID: "chk_refunds", HeadingPath: []string{"Refunds"}, Text: refundText},
-		{BaseID: "kb_other", DocumentID: "doc_x", DocumentName: "other.md", ChunkID: "chk_x", Text: "The office of another tenant opens at noon."},
+		{BaseID: kbFAQ, DocumentID: "doc_faq", DocumentName: "faq.md", ChunkID: "chk_hours", HeadingPath: []string{"Visiting", "Opening hours"}, Text: hoursText},
+		{BaseID: kbFAQ, DocumentID: "doc_faq", DocumentName: "faq.md", ChunkID: "chk_refunds", HeadingPath: []string{"Refunds"}, Text: refundText},
+		{BaseID: kbOther, DocumentID: "doc_x", DocumentName: "other.md", ChunkID: "chk_x", Text: "The office of another tenant opens at noon."},
 	}}
 }
 
 func knowledgeAgent(mode string) *store.Agent {
 	a := testAgent()
 	a.TenantID = "ten_acme"
-	a.KnowledgeBaseIDs = []string{"kb_faq"}
+	a.KnowledgeBaseIDs = []string{kbFAQ}
 	a.Knowledge.Mode = mode
 	return a
 }
@@ -132,7 +138,7 @@ func TestLLMBrainKnowledgeAuto(t *testing.T) {
 				t.Errorf("a base the agent does not have was searched:\n%s", system)
 			}
 			if got := kb.asked(); len(got) != 1 || got[0].tenantID != "ten_acme" || got[0].query != "When does the office open?" ||
-				len(got[0].bases) != 1 || got[0].bases[0] != "kb_faq" || got[0].limit != store.DefaultKnowledgeLimit {
+				len(got[0].bases) != 1 || got[0].bases[0] != kbFAQ || got[0].limit != store.DefaultKnowledgeLimit {
 				t.Errorf("searches %+v", got)
 			}
 			if len(tr.Knowledge) != 1 {
@@ -270,7 +276,7 @@ func TestLLMBrainKnowledgeNotUsed(t *testing.T) {
 // faqFlow asks what the caller wants to know, looks it up in kb_faq and reads out what it
 // found, or says so and offers voicemail when there is nothing.
 func faqFlow(t *testing.T, node store.Node) *store.Workflow {
-	node.ID, node.Type, node.KnowledgeBaseID = "lookup", "knowledge", "kb_faq"
+	node.ID, node.Type, node.KnowledgeBaseID = "lookup", "knowledge", kbFAQ
 	return workflow(t, "ask", []store.Node{
 		{ID: "ask", Type: "gather", Input: "speech", Text: "What would you like to know?"},
 		node,
@@ -322,7 +328,7 @@ func TestWorkflowKnowledgeNode(t *testing.T) {
 			tr := s.c.Transcript()
 			equalLines(t, "said", tr.Said, tc.said)
 			asked := kb.asked()
-			if len(asked) != 1 || asked[0].query != tc.query || asked[0].tenantID != "ten_acme" || len(asked[0].bases) != 1 || asked[0].bases[0] != "kb_faq" {
+			if len(asked) != 1 || asked[0].query != tc.query || asked[0].tenantID != "ten_acme" || len(asked[0].bases) != 1 || asked[0].bases[0] != kbFAQ {
 				t.Fatalf("searches %+v", asked)
 			}
 			if len(tr.Knowledge) != 1 || tr.Knowledge[0].Source != agent.RetrievalWorkflow || tr.Knowledge[0].Node != "lookup" {

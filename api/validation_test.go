@@ -111,6 +111,8 @@ func TestValidation(t *testing.T) {
 				{"gather input", graph(arr{greet, obj{"id": "g", "type": "gather", "input": "telepathy"}}, arr{obj{"from": "greet", "to": "g"}}), "graph.nodes[1].input"},
 				{"tool that does not exist", graph(arr{greet, obj{"id": "t", "type": "tool", "tool_id": noTool}}, arr{obj{"from": "greet", "to": "t"}}), "graph.nodes[1].tool_id"},
 				{"knowledge without base", graph(arr{greet, obj{"id": "k", "type": "knowledge"}}, arr{obj{"from": "greet", "to": "k"}}), "graph.nodes[1].knowledge_base_id"},
+				{"knowledge base that does not exist", graph(arr{greet, obj{"id": "k", "type": "knowledge", "knowledge_base_id": "kb_" + strings.Repeat("0", 26)}}, arr{obj{"from": "greet", "to": "k"}}), "graph.nodes[1].knowledge_base_id"},
+				{"query on a say node", graph(arr{obj{"id": "greet", "type": "say", "text": "Hi", "query": "x"}}, nil), "graph.nodes[0].query"},
 				{"no name", obj{"graph": obj{"start": "greet", "nodes": arr{greet}}}, "name"},
 			},
 			"tools": {

@@ -227,8 +227,8 @@ func (n *Node) validate(fe *fieldErrors, field string) {
 			fe.add(field+".arguments", "must be a JSON object (strings may hold {{variables}})")
 		}
 	case "knowledge":
-		if strings.TrimSpace(n.KnowledgeBaseID) == "" {
-			fe.add(field+".knowledge_base_id", "is required for a knowledge node")
+		if !validID(prefixKnowledgeBase, n.KnowledgeBaseID) {
+			fe.add(field+".knowledge_base_id", "is required for a knowledge node and must be a knowledge base ID")
 		}
 	case "transfer":
 		if !reE164.MatchString(n.To) && !strings.HasPrefix(n.To, "sip:") && !strings.HasPrefix(n.To, "sips:") {
@@ -312,6 +312,10 @@ func (w *Workflow) references() []reference {
 	for i, n := range w.Graph.Nodes {
 		if n.Type == "tool" && n.ToolID != "" {
 			refs = append(refs, reference{field: fmt.Sprintf("graph.nodes[%d].tool_id", i), table: "tools", id: n.ToolID})
+		}
+		// A knowledge node searches a base of the workflow's tenant, never another's.
+		if n.Type == "knowledge" && n.KnowledgeBaseID != "" {
+			refs = append(refs, reference{field: fmt.Sprintf("graph.nodes[%d].knowledge_base_id", i), table: "knowledge_bases", id: n.KnowledgeBaseID})
 		}
 	}
 	return refs
