@@ -114,7 +114,8 @@ func Extract(ctx context.Context, name, mediaType string, data []byte, lim Limit
 		}
 	}
 	if err != nil {
-		if ctx.Err() != nil && !errors.Is(err, ErrTooLarge) && !errors.Is(err, ErrCorrupt) {
+		if ctx.Err() != nil {
+			// Whatever the extractor made of it, the deadline or the caller stopped it.
 			return nil, ctxError(ctx, lim)
 		}
 		return nil, err
