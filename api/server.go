@@ -21,6 +21,7 @@ import (
 
 	"github.com/switchboard-go/switchboard/agent"
 	"github.com/switchboard-go/switchboard/agent/llm"
+	"github.com/switchboard-go/switchboard/knowledge"
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/session"
 	"github.com/switchboard-go/switchboard/store"
@@ -72,6 +73,14 @@ type Config struct {
 	// Checks reports the node's parts besides the database for /health (the SIP
 	// listeners); nil: none.
 	Checks func() []HealthCheck
+	// Knowledge is the node's knowledge service; nil builds one over Store (see
+	// newKnowledge), whose workers Server.Knowledge().Close stops.
+	Knowledge *knowledge.Service
+	// Node names this node in knowledge documents' leases (SWITCHBOARD_NODE).
+	Node string
+	// KnowledgeMaxUpload bounds an uploaded knowledge document in bytes (zero:
+	// knowledge.DefaultMaxUpload).
+	KnowledgeMaxUpload int64
 	// ChatRateLimit is Alumia's chat requests (POST /api/v1/chat) a minute, per key or user
 	// and per client address (zero: DefaultChatRateLimit).
 	ChatRateLimit int
@@ -117,6 +126,12 @@ type Server struct {
 	// a revocation ends them (see revoke).
 	conns *realtime.Connections
 
+	// knowledge keeps the tenants' knowledge bases; tenantClient and nodeClient carry
+	// embedding requests to tenants' own providers and the node's.
+	knowledge    *knowledge.Service
+	tenantClient *http.Client
+	nodeClient   *http.Client
+
 	openAPIOnce sync.Once
 	openAPIJSON []byte
 }
@@ -131,6 +146,9 @@ type route struct {
 	Scope string
 	// Request and Response are values of the body types, for the document (nil: none).
 	Request, Response any
+	// RequestType is the media type of the request body when it is not JSON
+	// ("multipart/form-data").
+	RequestType string
 	// Status is the status of success.
 	Status int
 	// Query lists query parameters, for the document.
@@ -188,6 +206,10 @@ func New(cfg Config) *Server {
 	}
 	s.sessions = session.New(session.Config{Store: cfg.Store, Models: s.registryFor, Webhooks: cfg.Webhooks,
 		Publisher: sessionPublisher{s}, Logger: cfg.Log})
+	s.knowledge = cfg.Knowledge
+	if s.knowledge == nil {
+		s.knowledge = s.newKnowledge()
+	}
 	s.routes = s.allRoutes()
 	s.mux = s.buildMux()
 	s.handler = s.recoverer(s.logRequests(s.mux))
@@ -222,6 +244,8 @@ func (s *Server) allRoutes() []route {
 	rs = append(rs, s.v1Routes()...)
 	rs = append(rs, s.usageRoutes()...)
 	rs = append(rs, s.alumiaChatRoutes()...)
+	rs = append(rs, s.knowledgeRoutes()...)
+	rs = append(rs, s.amaKnowledgeRoutes()...)
 	return rs
 }
 

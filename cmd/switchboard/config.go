@@ -52,6 +52,8 @@ type config struct {
 	AllowPrivateProviders bool
 	// GatewayBodyBudgetMiB bounds the large model-request bodies the node holds at once.
 	GatewayBodyBudgetMiB int
+	// KnowledgeMaxUploadMiB bounds one uploaded knowledge document.
+	KnowledgeMaxUploadMiB int
 	// WebRTC configures browsers' calls (webcalls.go).
 	WebRTC webrtcFlags
 
@@ -105,6 +107,7 @@ func (c *config) registerServe(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxCalls, "max-calls", envInt("SWITCHBOARD_MAX_CALLS", 2000), "concurrent calls of the node, SIP, WebRTC and media streams together; more are refused (SWITCHBOARD_MAX_CALLS; 0: no limit)")
 	fs.IntVar(&c.MaxTenantCalls, "max-calls-per-tenant", envInt("SWITCHBOARD_MAX_CALLS_PER_TENANT", 0), "concurrent calls of any one tenant on the node (SWITCHBOARD_MAX_CALLS_PER_TENANT; 0: only the node's limit)")
 	fs.IntVar(&c.RateLimit, "rate-limit", envInt("SWITCHBOARD_RATE_LIMIT", 100), "requests a minute for an API key without a limit of its own (SWITCHBOARD_RATE_LIMIT)")
+	fs.IntVar(&c.KnowledgeMaxUploadMiB, "knowledge-max-upload-mib", envInt("SWITCHBOARD_KNOWLEDGE_MAX_UPLOAD_MIB", 32), "MiB of one uploaded knowledge document; larger uploads are refused with 413 (SWITCHBOARD_KNOWLEDGE_MAX_UPLOAD_MIB)")
 	fs.IntVar(&c.ChatRateLimit, "chat-rate-limit", envInt("SWITCHBOARD_CHAT_RATE_LIMIT", 60), "Alumia chat requests (POST /api/v1/chat) a minute, per key or user and per client address (SWITCHBOARD_CHAT_RATE_LIMIT)")
 	c.WebRTC.register(fs)
 }

@@ -179,6 +179,9 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	// stops.
 	webCtx, stopWeb := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWeb()
+	if c.KnowledgeMaxUploadMiB < 1 {
+		return fmt.Errorf("--knowledge-max-upload-mib must be 1 or more")
+	}
 	if c.GatewayBodyBudgetMiB < 1 {
 		return fmt.Errorf("--gateway-body-budget-mib must be 1 or more")
 	}
@@ -224,7 +227,11 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	auth := api.NewAuthenticator(st, secret, def.ID, log)
 	srv := api.New(api.Config{Store: st, Auth: auth, Log: log, Version: version, Commit: commit, DefaultRateLimit: c.RateLimit, ChatRateLimit: c.ChatRateLimit,
 		Hub: hub, Streams: streams, Models: models, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: nodeCalls{sip: sipSrv, web: web}, RecordingsDir: sipCfg.RecordDir, VoicemailsDir: voicemails,
-		WebRTC: rtcCalls, MediaStreams: web, Checks: sipChecks(sipSrv)})
+		WebRTC: rtcCalls, MediaStreams: web, Checks: sipChecks(sipSrv), Node: c.Node, KnowledgeMaxUpload: int64(c.KnowledgeMaxUploadMiB) << 20})
+	// Knowledge documents this node left processing when it stopped, and those of nodes
+	// that died, are taken up again; its ingestions stop (to be resumed) when it does.
+	srv.Knowledge().Start(context.WithoutCancel(ctx))
+	defer srv.Knowledge().Close()
 	agents.api = srv
 	// Browsers may signal their WebRTC calls over the events socket too.
 	srv.HandleWebRTCCommands(streams)
