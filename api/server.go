@@ -204,12 +204,13 @@ func New(cfg Config) *Server {
 	if cfg.Hub != nil {
 		s.followRevocations(cfg.Hub)
 	}
-	s.sessions = session.New(session.Config{Store: cfg.Store, Models: s.registryFor, Webhooks: cfg.Webhooks,
-		Publisher: sessionPublisher{s}, Logger: cfg.Log})
 	s.knowledge = cfg.Knowledge
 	if s.knowledge == nil {
 		s.knowledge = s.newKnowledge()
 	}
+	// Sessions' agents search their knowledge as calls' do.
+	s.sessions = session.New(session.Config{Store: cfg.Store, Models: s.registryFor, Webhooks: cfg.Webhooks,
+		Knowledge: s.knowledge, Publisher: sessionPublisher{s}, Logger: cfg.Log})
 	s.routes = s.allRoutes()
 	s.mux = s.buildMux()
 	s.handler = s.recoverer(s.logRequests(s.mux))

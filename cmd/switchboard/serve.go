@@ -232,7 +232,7 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	// that died, are taken up again; its ingestions stop (to be resumed) when it does.
 	srv.Knowledge().Start(context.WithoutCancel(ctx))
 	defer srv.Knowledge().Close()
-	agents.api = srv
+	agents.api, agents.knowledge = srv, srv.Knowledge()
 	// Browsers may signal their WebRTC calls over the events socket too.
 	srv.HandleWebRTCCommands(streams)
 	srv.HandleSessionCommands(streams)
