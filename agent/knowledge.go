@@ -24,6 +24,9 @@ const (
 	// DefaultKnowledgeNotFound is said by a workflow knowledge node that found nothing and
 	// says nothing of its own.
 	DefaultKnowledgeNotFound = "Sorry, I couldn't find anything about that."
+	// maxQuery bounds what is searched for, in bytes: a turn is a question, and a pasted page
+	// in a session must not make every search fail (the service refuses long queries).
+	maxQuery = 1000
 	// maxSpokenChunk bounds what a workflow knowledge node reads out of a chunk: a caller
 	// does not sit through a page.
 	maxSpokenChunk = 600
@@ -105,6 +108,9 @@ func newKnowledgeUse(s KnowledgeSearcher, tenantID string, bases []string, setti
 func (k *knowledgeUse) search(ctx context.Context, c Conversation, source, node, query string, bases []string) ([]knowledge.Hit, error) {
 	if len(bases) == 0 {
 		bases = k.bases
+	}
+	if len(query) > maxQuery {
+		query = strings.TrimSuffix(cutAtWord(query, maxQuery), "…")
 	}
 	sctx, cancel := context.WithTimeout(ctx, k.timeout)
 	defer cancel()

@@ -1,11 +1,13 @@
 package agent
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/switchboard-go/switchboard/knowledge"
+	"github.com/switchboard-go/switchboard/store"
 )
 
 // What the model is given of the knowledge stays within the agent's bound, however long the
@@ -42,4 +44,28 @@ func TestSpokenChunk(t *testing.T) {
 	if len(got) > maxSpokenChunk || !strings.HasSuffix(got, "nine.") {
 		t.Errorf("%d bytes: %q", len(got), got)
 	}
+}
+
+// A long turn (a page pasted into a session) is searched by its beginning, within the bound
+// the knowledge service takes, rather than failing the search.
+func TestKnowledgeQueryIsBounded(t *testing.T) {
+	var got string
+	k := newKnowledgeUse(searchFunc(func(q string) { got = q }), "ten", []string{"kb"}, store.KnowledgeSettings{}, 0)
+	c := NewTextConversation()
+	if _, err := k.search(context.Background(), c, RetrievalAuto, "", strings.Repeat("opening hours ", 500), nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) > maxQuery || !strings.HasPrefix(got, "opening hours opening") || !utf8.ValidString(got) {
+		t.Fatalf("searched %d bytes: %.40q", len(got), got)
+	}
+	if tr := c.Transcript(); len(tr.Knowledge) != 1 || tr.Knowledge[0].Query != got {
+		t.Fatalf("retrievals %+v", tr.Knowledge)
+	}
+}
+
+type searchFunc func(query string)
+
+func (f searchFunc) Search(_ context.Context, _ string, _ []string, query string, _ int) ([]knowledge.Hit, error) {
+	f(query)
+	return nil, nil
 }
