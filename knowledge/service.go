@@ -102,8 +102,8 @@ type Service struct {
 	stop  chan struct{}
 	wg    sync.WaitGroup
 	// ctx ends when the service closes; workers' ingestions run under it.
-	ctx    context.Context
-	cancel context.CancelFunc
+	ctx     context.Context
+	cancel  context.CancelFunc
 	once    sync.Once
 	start   sync.Once
 	workers sync.Once

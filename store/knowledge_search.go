@@ -89,7 +89,8 @@ ORDER BY m.score DESC, c.id`, tsq, tsq, tenantID, bun.In(baseIDs), limit)
 		}
 		bases := make([]string, len(baseIDs))
 		for i, b := range baseIDs {
-			bases[i] = `"` + strings.ReplaceAll(b, `"`, `""`) + `"`
+			// The index holds a base's ID as one token, without its underscore.
+			bases[i] = `"` + strings.ReplaceAll(strings.ReplaceAll(b, "_", ""), `"`, `""`) + `"`
 		}
 		match := "text : (" + strings.Join(quoted, " OR ") + ") AND base_id : (" + strings.Join(bases, " OR ") + ")"
 		q = s.db.NewRaw(`SELECT c.id, c.document_id, c.base_id, d.file_name, c.position, c.heading_path, c.page, c.text, m.score
