@@ -398,3 +398,38 @@ func TestKnowledgeHybridSearchAPI(t *testing.T) {
 			http.StatusUnprocessableEntity, "validation_error", "embedding_model")
 	})
 }
+
+// TestKnowledgeEvents: a dashboard following a base's topic over SSE sees its documents
+// become ready or fail; another tenant cannot follow the topic.
+func TestKnowledgeEvents(t *testing.T) {
+	ss := newStreamServer(t, streamOptions{})
+	t.Cleanup(ss.API.Knowledge().Close)
+	baseID := ss.create("/api/v1/knowledge-bases", ss.Key, map[string]any{"name": "Watched"})["id"].(string)
+	other := ss.newKey("other", "other", 1_000_000, store.ScopeAdmin)
+	if _, r := ss.openSSE(t, "topics=knowledge:"+baseID, hdr("X-API-Key", other)); r.Status != http.StatusNotFound {
+		t.Fatalf("another tenant follows the base: %d %s", r.Status, r.Body)
+	}
+	c := ss.mustOpenSSE(t, "topics=knowledge:"+baseID, ss.Key)
+	r := ss.uploadFile("/api/v1/knowledge-bases/"+baseID+"/documents", hdr("X-API-Key", ss.Key), "ok.md", "text/markdown", []byte("# Hello\n\nThe lobby opens at eight."))
+	wantStatus(t, r, http.StatusAccepted, "upload")
+	okID := r.JSON(t)["id"].(string)
+	ev := c.nextEvent()
+	var d struct {
+		DocumentID string `json:"document_id"`
+		BaseID     string `json:"knowledge_base_id"`
+		Status     string `json:"status"`
+		Reason     string `json:"reason"`
+		ChunkCount int    `json:"chunk_count"`
+	}
+	json.Unmarshal(ev.Data, &d)
+	if ev.Type != "knowledge.document.ready" || ev.Topic != "knowledge:"+baseID || d.DocumentID != okID || d.BaseID != baseID || d.ChunkCount < 1 {
+		t.Fatalf("ready event: %+v %s", ev, ev.Data)
+	}
+	r = ss.uploadFile("/api/v1/knowledge-bases/"+baseID+"/documents", hdr("X-API-Key", ss.Key), "bad.pdf", "application/pdf", []byte("%PDF-1.7\nnot a PDF at all\n"))
+	wantStatus(t, r, http.StatusAccepted, "upload")
+	ev = c.nextEvent()
+	json.Unmarshal(ev.Data, &d)
+	if ev.Type != "knowledge.document.failed" || d.Status != "failed" || d.Reason == "" {
+		t.Fatalf("failed event: %+v %s", ev, ev.Data)
+	}
+}
