@@ -15,6 +15,7 @@ import (
 // interrupted, so that none stays processing for ever.
 func (s *Service) Start(ctx context.Context) {
 	s.start.Do(func() {
+		s.runWorkers()
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()

@@ -102,14 +102,15 @@ type Service struct {
 	stop  chan struct{}
 	wg    sync.WaitGroup
 	// ctx ends when the service closes; workers' ingestions run under it.
-	ctx    context.Context
-	cancel context.CancelFunc
-	once   sync.Once
-	start  sync.Once
+	ctx     context.Context
+	cancel  context.CancelFunc
+	once    sync.Once
+	start   sync.Once
+	workers sync.Once
 }
 
-// New builds the service and starts its workers; Start takes up documents left processing,
-// Close stops it.
+// New builds the service; its workers start with the first upload, or with Start, which also
+// takes up documents left processing. Close stops them.
 func New(cfg Config) *Service {
 	if cfg.Workers <= 0 {
 		cfg.Workers = DefaultWorkers
@@ -130,7 +131,7 @@ func New(cfg Config) *Service {
 		cfg.Extract = Extract
 	}
 	if cfg.Chunk == nil {
-		cfg.Chunk = chunkDocument
+		cfg.Chunk = ChunkDocument
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -144,11 +145,23 @@ func New(cfg Config) *Service {
 	s := &Service{cfg: cfg, st: cfg.Store, index: cfg.Index, log: cfg.Log,
 		queue: make(chan string, 4096), stop: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	for range cfg.Workers {
-		s.wg.Add(1)
-		go s.work()
-	}
 	return s
+}
+
+// runWorkers starts the workers, once: with the first document to ingest or at Start, so
+// that a node (or a test) that never ingests runs none.
+func (s *Service) runWorkers() {
+	s.workers.Do(func() {
+		select {
+		case <-s.stop:
+			return
+		default:
+		}
+		for range s.cfg.Workers {
+			s.wg.Add(1)
+			go s.work()
+		}
+	})
 }
 
 // MaxUpload is the largest file an upload may carry.
@@ -158,6 +171,7 @@ func (s *Service) MaxUpload() int64 { return s.cfg.MaxUpload }
 // so that this node after a restart, or another node at once, takes it up again.
 func (s *Service) Close() {
 	s.once.Do(func() {
+		s.workers.Do(func() {}) // none start after this
 		close(s.stop)
 		s.cancel()
 		s.wg.Wait()
@@ -211,6 +225,7 @@ func cleanName(name string) string {
 }
 
 func (s *Service) enqueue(id string) {
+	s.runWorkers()
 	select {
 	case s.queue <- id:
 	default:

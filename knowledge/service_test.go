@@ -321,3 +321,25 @@ func waitEntered(t testing.TB, c chan struct{}) {
 		t.Fatal("ingestion did not start")
 	}
 }
+
+// TestKnowledgeDocumentDeadline: a document whose ingestion outlasts the per-document
+// deadline fails with the reason, and nothing of it is indexed.
+func TestKnowledgeDocumentDeadline(t *testing.T) {
+	st, tenant := openStore(t, store.SQLite)
+	base := newBase(t, st, tenant, "")
+	ev := newEvents()
+	slow := func(ctx context.Context, name, mt string, data []byte, lim knowledge.Limits) (*knowledge.Document, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	svc := knowledge.New(knowledge.Config{Store: st, Events: ev, Extract: slow, DocumentTimeout: 200 * time.Millisecond})
+	t.Cleanup(svc.Close)
+	doc, _, err := svc.Upload(context.Background(), tenant, base.ID, "slow.txt", "text/plain", []byte("Anything at all."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, typ := ev.wait(t, doc.ID)
+	if got.Status != store.DocumentFailed || !strings.Contains(got.Reason, "longer than the limit") || !strings.HasPrefix(typ, knowledge.EventDocumentFailed+" knowledge:"+base.ID) {
+		t.Fatalf("slow document: %s %+v", typ, got)
+	}
+}

@@ -64,8 +64,8 @@ func (b *KnowledgeBase) Validate() error {
 	fe.requireName("name", b.Name)
 	fe.maxText("description", b.Description)
 	fe.rangeInt("chunk_size", b.ChunkSize, MinChunkSize, MaxChunkSize)
-	if b.ChunkOverlap < 0 || b.ChunkOverlap > b.ChunkSize/2 {
-		fe.add("chunk_overlap", "must be between 0 and half of chunk_size (%d)", b.ChunkSize/2)
+	if b.ChunkOverlap < 0 || b.ChunkOverlap > b.ChunkSize/3 {
+		fe.add("chunk_overlap", "must be between 0 and a third of chunk_size (%d)", b.ChunkSize/3)
 	}
 	if b.EmbeddingModel == "none" {
 		b.EmbeddingModel = ""

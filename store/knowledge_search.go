@@ -68,6 +68,10 @@ func SearchKnowledge(ctx context.Context, s *Store, tenantID string, baseIDs []s
 	if len(terms) == 0 || len(baseIDs) == 0 || limit <= 0 {
 		return nil, nil
 	}
+	terms, err := selectiveTerms(ctx, s, tenantID, baseIDs, terms)
+	if err != nil || len(terms) == 0 {
+		return nil, err
+	}
 	var out []KnowledgeMatch
 	var q *bun.RawQuery
 	switch s.dialect {
@@ -83,15 +87,7 @@ ORDER BY m.score DESC, c.id`, tsq, tsq, tenantID, bun.In(baseIDs), limit)
 	default:
 		// The base filter runs inside FTS5 (base_id is an indexed column, weighted 0 in
 		// the ranking), so only the tenant's bases' matches are ranked and joined.
-		quoted := make([]string, len(terms))
-		for i, t := range terms {
-			quoted[i] = `"` + t + `"`
-		}
-		bases := make([]string, len(baseIDs))
-		for i, b := range baseIDs {
-			bases[i] = `"` + strings.ReplaceAll(b, `"`, `""`) + `"`
-		}
-		match := "text : (" + strings.Join(quoted, " OR ") + ") AND base_id : (" + strings.Join(bases, " OR ") + ")"
+		match := ftsMatch(terms, baseIDs)
 		q = s.db.NewRaw(`SELECT c.id, c.document_id, c.base_id, d.file_name, c.position, c.heading_path, c.page, c.text, m.score
 FROM (SELECT rowid AS id, -bm25(knowledge_chunks_fts, 1.0, 0.0) AS score FROM knowledge_chunks_fts
       WHERE knowledge_chunks_fts MATCH ? ORDER BY bm25(knowledge_chunks_fts, 1.0, 0.0) LIMIT ?) m
@@ -105,6 +101,73 @@ ORDER BY m.score DESC, c.id`, match, limit, tenantID, bun.In(baseIDs))
 	return out, nil
 }
 
+// ftsMatch is the FTS5 query of any of the terms in any of the bases. Terms are letters and
+// digits only; the index holds a base's ID as one token, without its underscore.
+func ftsMatch(terms, baseIDs []string) string {
+	quoted := make([]string, len(terms))
+	for i, t := range terms {
+		quoted[i] = `"` + t + `"`
+	}
+	bases := make([]string, len(baseIDs))
+	for i, b := range baseIDs {
+		bases[i] = `"` + strings.ReplaceAll(strings.ReplaceAll(b, "_", ""), `"`, `""`) + `"`
+	}
+	return "text : (" + strings.Join(quoted, " OR ") + ") AND base_id : (" + strings.Join(bases, " OR ") + ")"
+}
+
+// MaxTermMatches is how many of the searched bases' chunks a term may be in and still take
+// part in ranking. Ranking costs a score for every chunk any term matches; a term in more
+// chunks than this says little about which one answers (its inverse document frequency is
+// low: in 5% of a 100,000-chunk base it weighs a quarter of a rare term) and would make a
+// search of a large base cost its whole index. Bases smaller than this never lose a term.
+const MaxTermMatches = 5000
+
+// selectiveTerms keeps the terms that are in at least one chunk of the bases and in at most
+// MaxTermMatches of them; when every term is in more, the rarest alone. The counts, capped,
+// are one query.
+func selectiveTerms(ctx context.Context, s *Store, tenantID string, baseIDs, terms []string) ([]string, error) {
+	if len(terms) == 1 {
+		return terms, nil
+	}
+	var sb strings.Builder
+	args := make([]any, 0, 3*len(terms))
+	for i, t := range terms {
+		if i > 0 {
+			sb.WriteString(" UNION ALL ")
+		}
+		switch s.dialect {
+		case Postgres:
+			sb.WriteString("SELECT ? AS i, (SELECT count(*) FROM (SELECT 1 FROM knowledge_chunks WHERE tsv @@ to_tsquery('english', ?) AND tenant_id = ? AND base_id IN (?) LIMIT ?) m) AS n")
+			args = append(args, i, t, tenantID, bun.In(baseIDs), MaxTermMatches+1)
+		default:
+			sb.WriteString("SELECT ? AS i, (SELECT count(*) FROM (SELECT 1 FROM knowledge_chunks_fts WHERE knowledge_chunks_fts MATCH ? LIMIT ?)) AS n")
+			args = append(args, i, ftsMatch([]string{t}, baseIDs), MaxTermMatches+1)
+		}
+	}
+	var counts []struct {
+		I int `bun:"i"`
+		N int `bun:"n"`
+	}
+	if err := s.db.NewRaw(sb.String(), args...).Scan(ctx, &counts); err != nil {
+		return nil, classify(err)
+	}
+	kept := make([]string, 0, len(terms))
+	rarest, rarestN := -1, 0
+	for _, c := range counts {
+		switch {
+		case c.N == 0:
+		case c.N <= MaxTermMatches:
+			kept = append(kept, terms[c.I])
+		case rarest < 0 || c.N < rarestN:
+			rarest, rarestN = c.I, c.N
+		}
+	}
+	if len(kept) == 0 && rarest >= 0 {
+		kept = append(kept, terms[rarest])
+	}
+	return kept, nil
+}
+
 // KnowledgeVector is one chunk's embedding.
 type KnowledgeVector struct {
 	ChunkID int64  `bun:"id"`
@@ -112,19 +175,18 @@ type KnowledgeVector struct {
 }
 
 // KnowledgeVectors reads the embeddings of a base of the tenant, and the base's revision
-// they were read at.
+// they are at least as new as. The revision is read first, without a transaction (SQLite's
+// would take the write lock): vectors newer than their revision are read again by the next
+// search, which is safe; older ones could not be.
 func KnowledgeVectors(ctx context.Context, s *Store, tenantID, baseID string) ([]KnowledgeVector, int64, error) {
 	var out []KnowledgeVector
 	var rev int64
-	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		if err := tx.NewSelect().Table("knowledge_bases").Column("revision").Where("id = ?", baseID).
-			Where("tenant_id = ?", tenantID).Scan(ctx, &rev); err != nil {
-			return err
-		}
-		return tx.NewSelect().Table("knowledge_chunks").Column("id", "vector").Where("base_id = ?", baseID).
-			Where("tenant_id = ?", tenantID).Where("vector IS NOT NULL").Order("id").Scan(ctx, &out)
-	})
-	if err != nil {
+	if err := s.db.NewSelect().Table("knowledge_bases").Column("revision").Where("id = ?", baseID).
+		Where("tenant_id = ?", tenantID).Scan(ctx, &rev); err != nil {
+		return nil, 0, classify(err)
+	}
+	if err := s.db.NewSelect().Table("knowledge_chunks").Column("id", "vector").Where("base_id = ?", baseID).
+		Where("tenant_id = ?", tenantID).Where("vector IS NOT NULL").Order("id").Scan(ctx, &out); err != nil {
 		return nil, 0, classify(err)
 	}
 	return out, rev, nil

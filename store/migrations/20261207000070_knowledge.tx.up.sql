@@ -75,23 +75,23 @@ CREATE INDEX knowledge_chunks_base_idx ON knowledge_chunks (base_id);
 {{if eq .Dialect "sqlite"}}
 -- The lexical index: FTS5 over the chunks' text (external content: the text is stored once,
 -- in knowledge_chunks), kept in step by triggers, so that a chunk is searchable in the
--- transaction that writes it and gone in the one that deletes it. base_id is indexed too, so
--- that a search narrows to its bases inside the index.
+-- transaction that writes it and gone in the one that deletes it. base_id is indexed too, as
+-- one token (without its underscore), so that a search narrows to its bases inside the index.
 CREATE VIRTUAL TABLE knowledge_chunks_fts USING fts5 (
     text, base_id, content = 'knowledge_chunks', content_rowid = 'id', tokenize = 'porter unicode61'
 );
 --bun:split
 CREATE TRIGGER knowledge_chunks_fts_insert AFTER INSERT ON knowledge_chunks BEGIN
-    INSERT INTO knowledge_chunks_fts (rowid, text, base_id) VALUES (new.id, new.text, new.base_id);
+    INSERT INTO knowledge_chunks_fts (rowid, text, base_id) VALUES (new.id, new.text, replace(new.base_id, '_', ''));
 END;
 --bun:split
 CREATE TRIGGER knowledge_chunks_fts_delete AFTER DELETE ON knowledge_chunks BEGIN
-    INSERT INTO knowledge_chunks_fts (knowledge_chunks_fts, rowid, text, base_id) VALUES ('delete', old.id, old.text, old.base_id);
+    INSERT INTO knowledge_chunks_fts (knowledge_chunks_fts, rowid, text, base_id) VALUES ('delete', old.id, old.text, replace(old.base_id, '_', ''));
 END;
 --bun:split
 CREATE TRIGGER knowledge_chunks_fts_update AFTER UPDATE ON knowledge_chunks BEGIN
-    INSERT INTO knowledge_chunks_fts (knowledge_chunks_fts, rowid, text, base_id) VALUES ('delete', old.id, old.text, old.base_id);
-    INSERT INTO knowledge_chunks_fts (rowid, text, base_id) VALUES (new.id, new.text, new.base_id);
+    INSERT INTO knowledge_chunks_fts (knowledge_chunks_fts, rowid, text, base_id) VALUES ('delete', old.id, old.text, replace(old.base_id, '_', ''));
+    INSERT INTO knowledge_chunks_fts (rowid, text, base_id) VALUES (new.id, new.text, replace(new.base_id, '_', ''));
 END;
 {{else}}
 -- The lexical index: the chunks' generated tsvector under GIN.
