@@ -277,14 +277,13 @@ func (c *chunker) pack() []Chunk {
 				carry = append([]unit{cur[len(cur)-1]}, carry...)
 				cur = cur[:len(cur)-1]
 			}
-			if len(cur) == 0 {
-				// Only headings: they stay, and the text starts the next chunk.
-				cur = carry
-				carry = nil
-				emit(false)
-			} else {
+			if len(cur) > 0 {
 				emit(len(carry) == 0 && !u.heading)
-				cur = append(cur, carry...)
+			}
+			cur = append(cur, carry...)
+			if len(cur) > 0 && length()+len(u.sep)+u.n > c.size {
+				// Headings too long to share a chunk with the text under them stand alone.
+				emit(false)
 			}
 		}
 		if lead != "" && leadN+len(u.sep)+u.n > c.size {
