@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -259,6 +260,9 @@ func (s *Service) Search(ctx context.Context, tenantID string, baseIDs []string,
 	limit = min(limit, MaxSearchLimit)
 	if len(baseIDs) == 0 {
 		return []Hit{}, nil
+	}
+	if len(baseIDs) > 1 {
+		baseIDs = slices.Compact(slices.Sorted(slices.Values(baseIDs)))
 	}
 	states, err := store.KnowledgeBaseStates(ctx, s.st, tenantID, baseIDs)
 	if err != nil {

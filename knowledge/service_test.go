@@ -343,3 +343,42 @@ func TestKnowledgeDocumentDeadline(t *testing.T) {
 		t.Fatalf("slow document: %s %+v", typ, got)
 	}
 }
+
+// TestKnowledgeCommonTerms: in a base where a word is in more chunks than one search ranks,
+// that word sits out and the rare word of the query decides; a query of common words alone
+// still answers, from a bounded ranking.
+func TestKnowledgeCommonTerms(t *testing.T) {
+	for _, d := range dialects {
+		t.Run(string(d), func(t *testing.T) {
+			st, tenant := openStore(t, d)
+			base := newBase(t, st, tenant, "")
+			ctx := context.Background()
+			doc := &store.KnowledgeDocument{BaseID: base.ID, FileName: "bulk.txt", MediaType: "text/plain", Checksum: strings.Repeat("a", 64)}
+			if _, err := store.CreateKnowledgeDocument(ctx, st, tenant, doc, []byte("x"), "n", time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			n := store.MaxRankedMatches + 10
+			chunks := make([]store.KnowledgeChunk, n)
+			for i := range chunks {
+				text := fmt.Sprintf("Widget order number %d is confirmed.", i)
+				if i == n/2 {
+					text = "Widget order number refund: the zebra team pays refunds."
+				}
+				chunks[i] = store.KnowledgeChunk{DocumentID: doc.ID, BaseID: base.ID, TenantID: tenant, Position: i, Text: text}
+			}
+			if err := store.SeedKnowledgeChunks(ctx, st, chunks); err != nil {
+				t.Fatal(err)
+			}
+			svc := knowledge.New(knowledge.Config{Store: st})
+			t.Cleanup(svc.Close)
+			hits, err := svc.Search(ctx, tenant, []string{base.ID}, "widget order zebra", 3)
+			if err != nil || len(hits) == 0 || !strings.Contains(hits[0].Text, "zebra") {
+				t.Fatalf("rare word: %v %+v", err, first(hits))
+			}
+			hits, err = svc.Search(ctx, tenant, []string{base.ID}, "widget order", 3)
+			if err != nil || len(hits) != 3 {
+				t.Fatalf("common words: %v %d hits", err, len(hits))
+			}
+		})
+	}
+}

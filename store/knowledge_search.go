@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -79,21 +80,21 @@ func SearchKnowledge(ctx context.Context, s *Store, tenantID string, baseIDs []s
 		// Terms are letters and digits only, so they are safe inside a tsquery.
 		tsq := strings.Join(terms, " | ")
 		q = s.db.NewRaw(`SELECT c.id, c.document_id, c.base_id, d.file_name, c.position, c.heading_path, c.page, c.text, m.score
-FROM (SELECT id, ts_rank_cd(tsv, to_tsquery('english', ?), 1) AS score FROM knowledge_chunks
-      WHERE tsv @@ to_tsquery('english', ?) AND tenant_id = ? AND base_id IN (?)
+FROM (SELECT id, ts_rank_cd(tsv, to_tsquery('english', ?), 1) AS score
+      FROM (SELECT id, tsv FROM knowledge_chunks WHERE tsv @@ to_tsquery('english', ?) AND tenant_id = ? AND base_id IN (?) LIMIT ?) r
       ORDER BY score DESC, id LIMIT ?) m
 JOIN knowledge_chunks c ON c.id = m.id JOIN knowledge_documents d ON d.id = c.document_id
-ORDER BY m.score DESC, c.id`, tsq, tsq, tenantID, bun.In(baseIDs), limit)
+ORDER BY m.score DESC, c.id`, tsq, tsq, tenantID, bun.In(baseIDs), MaxRankedMatches, limit)
 	default:
 		// The base filter runs inside FTS5 (base_id is an indexed column, weighted 0 in
 		// the ranking), so only the tenant's bases' matches are ranked and joined.
 		match := ftsMatch(terms, baseIDs)
 		q = s.db.NewRaw(`SELECT c.id, c.document_id, c.base_id, d.file_name, c.position, c.heading_path, c.page, c.text, m.score
-FROM (SELECT rowid AS id, -bm25(knowledge_chunks_fts, 1.0, 0.0) AS score FROM knowledge_chunks_fts
-      WHERE knowledge_chunks_fts MATCH ? ORDER BY bm25(knowledge_chunks_fts, 1.0, 0.0) LIMIT ?) m
+FROM (SELECT id, score FROM (SELECT rowid AS id, -bm25(knowledge_chunks_fts, 1.0, 0.0) AS score FROM knowledge_chunks_fts
+      WHERE knowledge_chunks_fts MATCH ? LIMIT ?) ORDER BY score DESC, id LIMIT ?) m
 JOIN knowledge_chunks c ON c.id = m.id JOIN knowledge_documents d ON d.id = c.document_id
 WHERE c.tenant_id = ? AND c.base_id IN (?)
-ORDER BY m.score DESC, c.id`, match, limit, tenantID, bun.In(baseIDs))
+ORDER BY m.score DESC, c.id`, match, MaxRankedMatches, limit, tenantID, bun.In(baseIDs))
 	}
 	if err := q.Scan(ctx, &out); err != nil {
 		return nil, classify(err)
@@ -115,22 +116,23 @@ func ftsMatch(terms, baseIDs []string) string {
 	return "text : (" + strings.Join(quoted, " OR ") + ") AND base_id : (" + strings.Join(bases, " OR ") + ")"
 }
 
-// MaxTermMatches is how many of the searched bases' chunks a term may be in and still take
-// part in ranking. Ranking costs a score for every chunk any term matches; a term in more
-// chunks than this says little about which one answers (its inverse document frequency is
-// low: in 5% of a 100,000-chunk base it weighs a quarter of a rare term) and would make a
-// search of a large base cost its whole index. Bases smaller than this never lose a term.
-const MaxTermMatches = 5000
+// MaxRankedMatches bounds the chunks one search ranks. Ranking costs a score for every chunk
+// any term matches, so the terms of a query are taken rarest first while the chunks they are
+// in add up to at most this; the more common ones sit out (a term in 5% of a 100,000-chunk
+// base weighs about a quarter of a rare one in BM25, and would multiply the search's cost).
+// When even the rarest term is in more chunks than this, the first MaxRankedMatches of them
+// are ranked. A base smaller than this never loses a term.
+const MaxRankedMatches = 5000
 
-// selectiveTerms keeps the terms that are in at least one chunk of the bases and in at most
-// MaxTermMatches of them; when every term is in more, the rarest alone. The counts, capped,
-// are one query.
+// selectiveTerms keeps the terms that are in at least one chunk of the bases, rarest first,
+// while the chunks they are in add up to at most MaxRankedMatches, and at least the rarest.
+// The counts, each capped, are one query.
 func selectiveTerms(ctx context.Context, s *Store, tenantID string, baseIDs, terms []string) ([]string, error) {
 	if len(terms) == 1 {
 		return terms, nil
 	}
 	var sb strings.Builder
-	args := make([]any, 0, 3*len(terms))
+	args := make([]any, 0, 5*len(terms))
 	for i, t := range terms {
 		if i > 0 {
 			sb.WriteString(" UNION ALL ")
@@ -138,10 +140,10 @@ func selectiveTerms(ctx context.Context, s *Store, tenantID string, baseIDs, ter
 		switch s.dialect {
 		case Postgres:
 			sb.WriteString("SELECT ? AS i, (SELECT count(*) FROM (SELECT 1 FROM knowledge_chunks WHERE tsv @@ to_tsquery('english', ?) AND tenant_id = ? AND base_id IN (?) LIMIT ?) m) AS n")
-			args = append(args, i, t, tenantID, bun.In(baseIDs), MaxTermMatches+1)
+			args = append(args, i, t, tenantID, bun.In(baseIDs), MaxRankedMatches+1)
 		default:
 			sb.WriteString("SELECT ? AS i, (SELECT count(*) FROM (SELECT 1 FROM knowledge_chunks_fts WHERE knowledge_chunks_fts MATCH ? LIMIT ?)) AS n")
-			args = append(args, i, ftsMatch([]string{t}, baseIDs), MaxTermMatches+1)
+			args = append(args, i, ftsMatch([]string{t}, baseIDs), MaxRankedMatches+1)
 		}
 	}
 	var counts []struct {
@@ -151,19 +153,23 @@ func selectiveTerms(ctx context.Context, s *Store, tenantID string, baseIDs, ter
 	if err := s.db.NewRaw(sb.String(), args...).Scan(ctx, &counts); err != nil {
 		return nil, classify(err)
 	}
+	slices.SortStableFunc(counts, func(a, b struct {
+		I int `bun:"i"`
+		N int `bun:"n"`
+	}) int {
+		return a.N - b.N
+	})
 	kept := make([]string, 0, len(terms))
-	rarest, rarestN := -1, 0
+	total := 0
 	for _, c := range counts {
-		switch {
-		case c.N == 0:
-		case c.N <= MaxTermMatches:
-			kept = append(kept, terms[c.I])
-		case rarest < 0 || c.N < rarestN:
-			rarest, rarestN = c.I, c.N
+		if c.N == 0 {
+			continue
 		}
-	}
-	if len(kept) == 0 && rarest >= 0 {
-		kept = append(kept, terms[rarest])
+		if len(kept) > 0 && total+c.N > MaxRankedMatches {
+			break
+		}
+		kept = append(kept, terms[c.I])
+		total += c.N
 	}
 	return kept, nil
 }
