@@ -385,6 +385,9 @@ func (b *builder) row(text string, page int) error {
 
 // collapseSpace joins runs of whitespace into single spaces and drops control characters.
 func collapseSpace(s string) string {
+	if tidyASCII(s) {
+		return s
+	}
 	var sb strings.Builder
 	sb.Grow(len(s))
 	space := false
@@ -405,6 +408,21 @@ func collapseSpace(s string) string {
 		sb.WriteRune(r)
 	}
 	return sb.String()
+}
+
+// tidyASCII reports whether s is already as collapseSpace would leave it: printable ASCII,
+// single spaces, none at either end. Most extracted text is, and is then kept as it is.
+func tidyASCII(s string) bool {
+	if s == "" || s[0] == ' ' || s[len(s)-1] == ' ' {
+		return s == ""
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == ' ' && s[i+1] == ' ' {
+			return false
+		}
+	}
+	return true
 }
 
 // tidyLines collapses spaces within each line but keeps the line breaks, dropping blank
