@@ -138,6 +138,7 @@ func TestKnowledgeAgent(t *testing.T) {
 				}
 				if m := tr.Metrics; tr.Role == "assistant" && m != nil && m.KnowledgeMS > 0 && m.BrainFirstTokenMS >= m.KnowledgeMS {
 					timed = true
+					t.Logf("the answer's latency: knowledge %.1f ms of brain first token %.1f ms", m.KnowledgeMS, m.BrainFirstTokenMS)
 				}
 			}
 			if !searched || !timed {
