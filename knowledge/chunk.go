@@ -151,21 +151,22 @@ func (c *chunker) split(text string) []string {
 // paragraph becomes a few large pieces rather than many sentences.
 func (c *chunker) merge(pieces []string) []string {
 	var out []string
-	cur, n := "", 0
+	var group []string
+	n := 0
 	for _, p := range pieces {
 		pn := utf8.RuneCountInString(p)
-		if cur != "" && n+1+pn <= c.maxUnit {
-			cur += " " + p
+		if len(group) > 0 && n+1+pn <= c.maxUnit {
+			group = append(group, p)
 			n += 1 + pn
 			continue
 		}
-		if cur != "" {
-			out = append(out, cur)
+		if len(group) > 0 {
+			out = append(out, strings.Join(group, " "))
 		}
-		cur, n = p, pn
+		group, n = append(group[:0], p), pn
 	}
-	if cur != "" {
-		out = append(out, cur)
+	if len(group) > 0 {
+		out = append(out, strings.Join(group, " "))
 	}
 	return out
 }
@@ -277,14 +278,13 @@ func (c *chunker) pack() []Chunk {
 				carry = append([]unit{cur[len(cur)-1]}, carry...)
 				cur = cur[:len(cur)-1]
 			}
-			if len(cur) == 0 {
-				// Only headings: they stay, and the text starts the next chunk.
-				cur = carry
-				carry = nil
-				emit(false)
-			} else {
+			if len(cur) > 0 {
 				emit(len(carry) == 0 && !u.heading)
-				cur = append(cur, carry...)
+			}
+			cur = append(cur, carry...)
+			if len(cur) > 0 && length()+len(u.sep)+u.n > c.size {
+				// Headings too long to share a chunk with the text under them stand alone.
+				emit(false)
 			}
 		}
 		if lead != "" && leadN+len(u.sep)+u.n > c.size {
@@ -299,18 +299,23 @@ func (c *chunker) pack() []Chunk {
 // tail is the end of text, at most n characters, starting at a word; empty when the last n
 // characters are all one word.
 func tail(text string, n int) string {
-	r := []rune(text)
-	if len(r) <= n {
+	// Walk back n characters from the end.
+	i := len(text)
+	for k := 0; k < n && i > 0; k++ {
+		_, w := utf8.DecodeLastRuneInString(text[:i])
+		i -= w
+	}
+	if i == 0 {
 		return strings.TrimSpace(text)
 	}
-	t := string(r[len(r)-n:])
-	if !unicode.IsSpace(r[len(r)-n-1]) {
+	t := text[i:]
+	if before, _ := utf8.DecodeLastRuneInString(text[:i]); !unicode.IsSpace(before) {
 		// The cut fell inside a word: start at the next one.
-		i := strings.IndexFunc(t, unicode.IsSpace)
-		if i < 0 {
+		j := strings.IndexFunc(t, unicode.IsSpace)
+		if j < 0 {
 			return ""
 		}
-		t = t[i:]
+		t = t[j:]
 	}
 	return strings.TrimSpace(t)
 }

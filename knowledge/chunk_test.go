@@ -166,6 +166,10 @@ func TestChunkDeterministicAndDefaults(t *testing.T) {
 	}
 	checkChunks(t, doc, a, DefaultChunkSize)
 	checkChunks(t, doc, ChunkDocument(doc, 1, 1000), MinChunkSize)
+	// A heading too long to share a chunk with the paragraph under it.
+	longHead := &Document{Blocks: []Block{heading(1, strings.Repeat("Title words ", 25)), para(sentences("P", 15)), heading(2, "x"), para("y")}}
+	checkChunks(t, longHead, ChunkDocument(longHead, 1000, 0), 1000)
+	checkChunks(t, longHead, ChunkDocument(longHead, 1000, 300), 1000)
 	if ChunkDocument(nil, 100, 10) != nil || ChunkDocument(&Document{}, 100, 10) != nil {
 		t.Fatal("an empty document has chunks")
 	}

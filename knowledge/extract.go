@@ -136,9 +136,13 @@ func ctxError(ctx context.Context, lim Limits) error {
 // the content has no signature.
 func detect(name, declared string, data []byte) (kind string, body []byte, err error) {
 	claim := claimedKind(declared, name)
-	head := data[:min(len(data), 1024)]
-	if i := bytes.Index(head, []byte("%PDF-")); i >= 0 {
-		// Readers accept junk before the header; so does Switchboard.
+	if bytes.HasPrefix(data, []byte("%PDF-")) {
+		return MediaPDF, data, nil
+	}
+	text := isText(data)
+	if i := bytes.Index(data[:min(len(data), 1024)], []byte("%PDF-")); i >= 0 && !text {
+		// Readers accept junk before the header of a binary file; so does Switchboard. (A
+		// text file that only mentions a PDF header is text.)
 		return MediaPDF, data[i:], nil
 	}
 	if bytes.HasPrefix(data, []byte("PK\x03\x04")) || bytes.HasPrefix(data, []byte("PK\x05\x06")) {
@@ -146,15 +150,15 @@ func detect(name, declared string, data []byte) (kind string, body []byte, err e
 		// (spreadsheets, presentations, archives) are unsupported there.
 		return MediaDOCX, data, nil
 	}
-	if !isText(data) {
+	if !text {
 		if claim == MediaPDF || claim == MediaDOCX {
 			return "", nil, fmt.Errorf("%w: declared %s but the content has no %s signature", ErrCorrupt, claim, kindName(claim))
 		}
 		sniffed := http.DetectContentType(data)
 		return "", nil, fmt.Errorf("%w: content is %s", ErrUnsupportedType, sniffed)
 	}
-	text := bytes.TrimLeft(trimBOM(data), " \t\r\n")
-	looksJSON := len(text) > 0 && (text[0] == '{' || text[0] == '[')
+	lead := bytes.TrimLeft(trimBOM(data), " \t\r\n")
+	looksJSON := len(lead) > 0 && (lead[0] == '{' || lead[0] == '[')
 	switch claim {
 	case MediaMarkdown, MediaCSV, MediaTSV:
 		return claim, data, nil
@@ -167,10 +171,10 @@ func detect(name, declared string, data []byte) (kind string, body []byte, err e
 		}
 		return MediaPlain, data, nil
 	}
-	if looksHTML(text) {
+	if looksHTML(lead) {
 		return MediaHTML, data, nil
 	}
-	if looksJSON && json.Valid(text) {
+	if looksJSON && json.Valid(lead) {
 		return MediaJSON, data, nil
 	}
 	return MediaPlain, data, nil
@@ -381,6 +385,9 @@ func (b *builder) row(text string, page int) error {
 
 // collapseSpace joins runs of whitespace into single spaces and drops control characters.
 func collapseSpace(s string) string {
+	if tidyASCII(s) {
+		return s
+	}
 	var sb strings.Builder
 	sb.Grow(len(s))
 	space := false
@@ -401,6 +408,21 @@ func collapseSpace(s string) string {
 		sb.WriteRune(r)
 	}
 	return sb.String()
+}
+
+// tidyASCII reports whether s is already as collapseSpace would leave it: printable ASCII,
+// single spaces, none at either end. Most extracted text is, and is then kept as it is.
+func tidyASCII(s string) bool {
+	if s == "" || s[0] == ' ' || s[len(s)-1] == ' ' {
+		return s == ""
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == ' ' && s[i+1] == ' ' {
+			return false
+		}
+	}
+	return true
 }
 
 // tidyLines collapses spaces within each line but keeps the line breaks, dropping blank

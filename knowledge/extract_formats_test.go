@@ -216,6 +216,7 @@ func TestExtractDetection(t *testing.T) {
 	}{
 		{"pdf declared as text", "notes.txt", "text/plain", pdfData, MediaPDF},
 		{"pdf after junk", "x", "", append([]byte("junk\n"), pdfData...), MediaPDF},
+		{"text that mentions a pdf header", "notes.md", "", []byte("# PDFs\n\nA PDF starts with %PDF-1.7 and a line break."), MediaMarkdown},
 		{"html declared as pdf", "page.pdf", "application/pdf", []byte("<!doctype html><p>hi</p>"), MediaHTML},
 		{"markdown by name", "README.md", "text/plain", []byte("# Title\n\ntext"), MediaMarkdown},
 		{"markdown keeps leading html", "README.md", "", []byte("<p align=center>logo</p>\n\n# Title"), MediaMarkdown},

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -16,6 +18,13 @@ var fuzzLimits = Limits{MaxInputBytes: 1 << 20, MaxTextBytes: 256 << 10, MaxPage
 // checkExtract is the property every input must hold: Extract returns (never panics), fails
 // only with a classified error, and a document it returns is within the limits.
 func checkExtract(t *testing.T, name, mediaType string, data []byte) {
+	// Extract must honour its own deadline; one that does not return is a hang, reported
+	// with every goroutine's stack so the fuzzer keeps the input.
+	watchdog := time.AfterFunc(3*fuzzLimits.Timeout, func() {
+		buf := make([]byte, 1<<20)
+		panic(fmt.Sprintf("Extract hung:\n%s", buf[:runtime.Stack(buf, true)]))
+	})
+	defer watchdog.Stop()
 	doc, err := Extract(context.Background(), name, mediaType, data, fuzzLimits)
 	if err != nil {
 		if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrUnsupportedType) && !errors.Is(err, ErrTooLarge) {

@@ -196,15 +196,32 @@ var (
 	mdTag      = regexp.MustCompile(`</?[a-zA-Z][^>]*>`)
 )
 
-// inlineText reduces inline Markdown to the text a reader sees.
+// inlineText reduces inline Markdown to the text a reader sees. Each pattern runs only on a
+// line holding its marker: most lines hold none, and the patterns are most of the cost.
 func inlineText(s string) string {
-	s = mdImage.ReplaceAllString(s, "$1")
-	s = mdLink.ReplaceAllString(s, "$1")
-	s = mdRefLink.ReplaceAllString(s, "$1")
-	s = mdAutoLink.ReplaceAllString(s, "$1")
-	s = mdCode.ReplaceAllString(s, "$1")
-	s = mdEmphasis.ReplaceAllString(s, "$2")
-	s = mdItalic.ReplaceAllString(s, "$1$2$3")
-	s = mdTag.ReplaceAllString(s, "")
+	if strings.Contains(s, "![") {
+		s = mdImage.ReplaceAllString(s, "$1")
+	}
+	if strings.Contains(s, "](") {
+		s = mdLink.ReplaceAllString(s, "$1")
+	}
+	if strings.Contains(s, "][") {
+		s = mdRefLink.ReplaceAllString(s, "$1")
+	}
+	if strings.Contains(s, "<") {
+		s = mdAutoLink.ReplaceAllString(s, "$1")
+	}
+	if strings.Contains(s, "`") {
+		s = mdCode.ReplaceAllString(s, "$1")
+	}
+	if strings.Contains(s, "**") || strings.Contains(s, "__") || strings.Contains(s, "~~") {
+		s = mdEmphasis.ReplaceAllString(s, "$2")
+	}
+	if strings.ContainsAny(s, "*_") {
+		s = mdItalic.ReplaceAllString(s, "$1$2$3")
+	}
+	if strings.Contains(s, "<") {
+		s = mdTag.ReplaceAllString(s, "")
+	}
 	return strings.TrimSpace(s)
 }

@@ -13,14 +13,12 @@ import (
 )
 
 // PDF text comes from github.com/ledongthuc/pdf (a maintained fork of rsc.io/pdf, pure Go):
-// it parses the file and interprets content streams, and Switchboard lays the text out itself
-// from the text operators (lines by position, paragraphs by vertical gaps, headings by font
-// size), bounded by the extraction's limits. The library reports malformed input by panicking;
-// extractPDF recovers every such panic into ErrCorrupt.
-
-// errPDFStop carries a limit out of the library's content-stream interpreter, which has no
-// other way to stop early; extractPDF recovers it.
-type errPDFStop struct{ err error }
+// it parses the file, decodes streams and fonts' encodings, and interprets content streams.
+// Switchboard lays the text out itself from the text operators (extract_pdf_layout.go: lines
+// by position, words by glyph widths, paragraphs by vertical gaps, headings by font size).
+// The library trusts the file's structure, so pdfPrecheck (extract_pdf_check.go) vets it first
+// and every stream the library interprets is bounded before it does; what is left of its
+// malformed-input panics is recovered into ErrCorrupt.
 
 // pdfLine is one line of text as laid out on a page.
 type pdfLine struct {
@@ -36,13 +34,16 @@ type pdfLine struct {
 func extractPDF(b *builder, data []byte) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			if stop, ok := r.(errPDFStop); ok {
-				err = stop.err
-				return
-			}
 			err = fmt.Errorf("%w: unreadable PDF: %v", ErrCorrupt, r)
 		}
 	}()
+	if err := pdfPrecheck(data); err != nil {
+		return err
+	}
+	if bytes.HasPrefix(data, []byte("%PDF-2.")) {
+		// The library knows headers up to 1.7; PDF 2.0 files are read the same way.
+		data = append([]byte("%PDF-1.7"), data[len("%PDF-2.0"):]...)
+	}
 	r, err := pdf.NewReader(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		if errors.Is(err, pdf.ErrInvalidPassword) {
@@ -66,12 +67,12 @@ func extractPDF(b *builder, data []byte) (err error) {
 		if err := b.check(); err != nil {
 			return err
 		}
-		n, err := pdfStreamSize(p.V.Key("Contents"), streamBudget)
+		n, err := pdfCheckStreams(p.V.Key("Contents"), streamBudget)
 		if err != nil {
 			return err
 		}
 		streamBudget -= n
-		pl, err := pdfPageLines(b, p, i+1)
+		pl, err := pdfPageLines(b, p, i+1, &streamBudget)
 		if err != nil {
 			return err
 		}
@@ -120,184 +121,40 @@ func pdfPages(b *builder, root pdf.Value) ([]pdf.Page, error) {
 	return pages, nil
 }
 
-// pdfStreamSize decodes a page's content streams once, without keeping them, to learn their
-// size before the interpreter reads them: a stream that inflates past budget is refused.
-func pdfStreamSize(contents pdf.Value, budget int64) (int64, error) {
+// pdfCheckStreams decodes streams the library is about to interpret (a page's contents, a
+// font's ToUnicode CMap) once, without keeping them, to bound their decoded size by budget and
+// the operands they stack (pdfOperandGuard). It returns the bytes decoded.
+func pdfCheckStreams(v pdf.Value, budget int64) (int64, error) {
 	var total int64
+	g := &pdfOperandGuard{}
 	read := func(v pdf.Value) error {
 		if v.Kind() != pdf.Stream {
 			return nil
 		}
 		rc := v.Reader()
 		defer rc.Close()
-		n, err := io.Copy(io.Discard, io.LimitReader(rc, budget-total+1))
+		n, err := io.Copy(g, io.LimitReader(rc, budget-total+1))
 		total += n
 		if total > budget {
 			return fmt.Errorf("%w: the PDF's content streams expand past %d bytes", ErrTooLarge, budget)
+		}
+		if errors.Is(err, ErrCorrupt) {
+			return err
 		}
 		if err != nil {
 			return fmt.Errorf("%w: content stream: %v", ErrCorrupt, err)
 		}
 		return nil
 	}
-	if contents.Kind() == pdf.Array {
-		for i := 0; i < contents.Len(); i++ {
-			if err := read(contents.Index(i)); err != nil {
+	if v.Kind() == pdf.Array {
+		for i := 0; i < v.Len(); i++ {
+			if err := read(v.Index(i)); err != nil {
 				return total, err
 			}
 		}
 		return total, nil
 	}
-	return total, read(contents)
-}
-
-// pdfPageLines interprets a page's text operators into lines. Positions follow the text line
-// matrix (Td, TD, Tm, T*); glyph advances are not computed, so a space is put between shows
-// that move along a line and inside TJ arrays where the adjustment is a word gap.
-func pdfPageLines(b *builder, p pdf.Page, page int) ([]pdfLine, error) {
-	contents := p.V.Key("Contents")
-	if contents.Kind() != pdf.Stream && contents.Kind() != pdf.Array {
-		return nil, nil
-	}
-	encs := map[string]pdf.TextEncoding{}
-	for _, name := range p.Fonts() {
-		f := p.Font(name)
-		encs[name] = f.Encoder()
-	}
-	var (
-		lines    []pdfLine
-		cur      strings.Builder
-		curSize  float64
-		curY     float64
-		haveLine bool
-		enc      pdf.TextEncoding
-		fontSize = 12.0
-		scale    = 1.0
-		leading  float64
-		lineY    float64
-		moved    bool
-		lastY    = math.NaN()
-		lastSize float64
-	)
-	flush := func() {
-		t := strings.TrimSpace(cur.String())
-		cur.Reset()
-		if t == "" || !haveLine {
-			haveLine = false
-			return
-		}
-		gap := false
-		if !math.IsNaN(lastY) {
-			dy := lastY - curY
-			// A gap of more than about one and a half lines, or a move up the page (a new
-			// column or a box drawn out of order), starts a new paragraph.
-			gap = dy > 1.6*max(curSize, lastSize, 1) || dy < -0.5*max(curSize, 1)
-		}
-		lines = append(lines, pdfLine{text: t, size: curSize, y: curY, page: page, gapBefore: gap})
-		lastY, lastSize = curY, curSize
-		haveLine = false
-	}
-	show := func(s string) {
-		if s == "" {
-			return
-		}
-		size := math.Abs(fontSize * scale)
-		if haveLine && math.Abs(lineY-curY) > 0.3*max(size, curSize, 1) {
-			flush()
-		}
-		if !haveLine {
-			haveLine, curY, curSize, moved = true, lineY, size, false
-		} else if moved {
-			cur.WriteByte(' ')
-			moved = false
-		}
-		if size > curSize {
-			curSize = size
-		}
-		if enc != nil {
-			s = enc.Decode(s)
-		}
-		if err := b.spend(len(s)); err != nil {
-			panic(errPDFStop{err})
-		}
-		cur.WriteString(s)
-	}
-	num := func(v pdf.Value) float64 {
-		f := v.Float64()
-		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return 0
-		}
-		return f
-	}
-	pdf.Interpret(contents, func(stk *pdf.Stack, op string) {
-		n := stk.Len()
-		args := make([]pdf.Value, n)
-		for i := n - 1; i >= 0; i-- {
-			args[i] = stk.Pop()
-		}
-		switch op {
-		case "BT":
-			lineY, scale, moved = 0, 1, true
-		case "Tf":
-			if n == 2 {
-				enc = encs[args[0].Name()]
-				fontSize = num(args[1])
-			}
-		case "TL":
-			if n == 1 {
-				leading = num(args[0])
-			}
-		case "Td", "TD":
-			if n == 2 {
-				lineY += num(args[1]) * scale
-				if op == "TD" {
-					leading = -num(args[1])
-				}
-				moved = true
-			}
-		case "Tm":
-			if n == 6 {
-				scale = math.Hypot(num(args[2]), num(args[3]))
-				if scale == 0 {
-					scale = 1
-				}
-				lineY = num(args[5])
-				moved = true
-			}
-		case "T*":
-			lineY -= leading * scale
-			moved = true
-		case "'", "\"":
-			lineY -= leading * scale
-			moved = true
-			if n >= 1 {
-				show(args[n-1].RawString())
-			}
-		case "Tj":
-			if n == 1 {
-				show(args[0].RawString())
-			}
-		case "TJ":
-			if n == 1 && args[0].Kind() == pdf.Array {
-				a := args[0]
-				for i := 0; i < a.Len(); i++ {
-					x := a.Index(i)
-					switch x.Kind() {
-					case pdf.String:
-						show(x.RawString())
-					case pdf.Integer, pdf.Real:
-						// Adjustments are in thousandths of an em; a large negative one is
-						// a word gap set by justification.
-						if num(x) < -200 && haveLine {
-							moved = true
-						}
-					}
-				}
-			}
-		}
-	})
-	flush()
-	return lines, nil
+	return total, read(v)
 }
 
 // pdfBlocks turns lines into headings and paragraphs: a line set clearly larger than the body
