@@ -433,3 +433,14 @@ func TestKnowledgeEvents(t *testing.T) {
 		t.Fatalf("failed event: %+v %s", ev, ev.Data)
 	}
 }
+
+// storeDocument writes a document of a tenant's base straight into the store (processing, not
+// queued): for tests that need one to exist.
+func (ts *testServer) storeDocument(tenantID, baseID string) string {
+	ts.t.Helper()
+	doc := &store.KnowledgeDocument{BaseID: baseID, FileName: "a.txt", MediaType: "text/plain", Checksum: strings.Repeat("0", 64)}
+	if _, err := store.CreateKnowledgeDocument(context.Background(), ts.Store, tenantID, doc, []byte("a"), "test", time.Hour); err != nil {
+		ts.t.Fatal(err)
+	}
+	return doc.ID
+}

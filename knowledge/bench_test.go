@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -46,7 +49,7 @@ func benchSearch(b *testing.B, d store.Dialect) {
 	zipf := rand.NewZipf(rand.New(rand.NewPCG(3, 4)), 1.07, 2, uint64(len(vocab)-1))
 	seeded := 0
 	var samples []string
-	for _, size := range []int{1_000, 10_000, 100_000} {
+	for _, size := range benchSizes() {
 		for seeded < size {
 			n := min(2_000, size-seeded)
 			samples = append(samples, seedChunks(b, st, tenant, base.ID, seeded, n, vocab, zipf)...)
@@ -72,6 +75,7 @@ func benchSearch(b *testing.B, d store.Dialect) {
 					}
 				}
 				search(queries[0]) // warms the vector cache and the connection pool
+				runtime.GC()       // the seeding's garbage is not the search's
 				took := make([]time.Duration, len(queries))
 				cpu0 := cpuTime()
 				b.ResetTimer()
@@ -93,6 +97,22 @@ func benchSearch(b *testing.B, d store.Dialect) {
 			})
 		}
 	}
+}
+
+// benchSizes are the base sizes to measure: KNOWLEDGE_BENCH_SIZES (comma-separated) or
+// 1,000, 10,000 and 100,000.
+func benchSizes() []int {
+	env := os.Getenv("KNOWLEDGE_BENCH_SIZES")
+	if env == "" {
+		return []int{1_000, 10_000, 100_000}
+	}
+	var out []int
+	for _, f := range strings.Split(env, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && n > 0 {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func cpuTime() time.Duration {

@@ -111,7 +111,7 @@ func docxStyles(d *xml.Decoder, levels map[string]int) error {
 	var id string
 	for {
 		tok, err := d.Token()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
@@ -150,7 +150,7 @@ func docxTitle(b *builder, d *xml.Decoder) error {
 	inTitle := false
 	for {
 		tok, err := d.Token()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
@@ -198,7 +198,7 @@ func docxBody(b *builder, d *xml.Decoder, styles map[string]int) error {
 			return err
 		}
 		tok, err := d.Token()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {

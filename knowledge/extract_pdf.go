@@ -13,10 +13,12 @@ import (
 )
 
 // PDF text comes from github.com/ledongthuc/pdf (a maintained fork of rsc.io/pdf, pure Go):
-// it parses the file and interprets content streams, and Switchboard lays the text out itself
-// from the text operators (lines by position, paragraphs by vertical gaps, headings by font
-// size), bounded by the extraction's limits. The library reports malformed input by panicking;
-// extractPDF recovers every such panic into ErrCorrupt.
+// it parses the file, decodes streams and fonts' encodings, and interprets content streams.
+// Switchboard lays the text out itself from the text operators (extract_pdf_layout.go: lines
+// by position, words by glyph widths, paragraphs by vertical gaps, headings by font size).
+// The library trusts the file's structure, so pdfPrecheck (extract_pdf_check.go) vets it first
+// and every stream the library interprets is bounded before it does; what is left of its
+// malformed-input panics is recovered into ErrCorrupt.
 
 // pdfLine is one line of text as laid out on a page.
 type pdfLine struct {

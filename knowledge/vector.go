@@ -16,11 +16,11 @@ const DefaultMaxCachedVectors = 32 << 20
 
 // The in-process scan reads a base's vectors into memory once (again when the base's
 // revision moves: a document indexed or deleted on any node) and compares the query with
-// each. Its cost grows with chunks × dimensions: about 0.1 ms per thousand 64-dimension
-// vectors and 2 ms per thousand 1,536-dimension ones on one core (BENCHMARKS.md). Past some
-// 50,000 chunks of a large model per search, or bases that together outgrow the cache, an
-// approximate index (pgvector's HNSW where the extension is installed) is the right choice;
-// it replaces SearchVector behind Index and nothing else changes.
+// each. Its cost grows with chunks × dimensions (BenchmarkVectorScan, BENCHMARKS.md). Past
+// the point where one scan costs a voice turn more than a few milliseconds (some tens of
+// thousands of chunks of a 1,536-dimension model), or bases that together outgrow the cache,
+// an approximate index (pgvector's HNSW where the extension is installed) is the right
+// choice; it replaces SearchVector behind Index and nothing else changes.
 
 // encodeVector is the stored form of a vector: little-endian float32s.
 func encodeVector(v []float32) []byte {
@@ -102,25 +102,45 @@ func (vc *vectorCache) search(ctx context.Context, tenantID string, baseIDs []st
 		if bv.dim != len(query) {
 			continue
 		}
-		for i, cid := range bv.ids {
-			row := bv.data[i*bv.dim : (i+1)*bv.dim]
-			var dot float32
-			for j, f := range row {
-				dot += f * query[j]
-			}
-			if top.Len() < limit {
-				heap.Push(top, scoredChunk{cid, dot})
-			} else if dot > (*top)[0].score {
-				(*top)[0] = scoredChunk{cid, dot}
-				heap.Fix(top, 0)
-			}
-		}
+		bv.scan(query, limit, top)
 	}
 	out := make([]scoredChunk, top.Len())
 	for i := len(out) - 1; i >= 0; i-- {
 		out[i] = heap.Pop(top).(scoredChunk)
 	}
 	return out, nil
+}
+
+// scan keeps in top the limit chunks of the base most similar to query (a unit vector).
+func (bv *baseVectors) scan(query []float32, limit int, top *minHeap) {
+	for i, cid := range bv.ids {
+		dot := dot(bv.data[i*bv.dim:(i+1)*bv.dim], query)
+		if top.Len() < limit {
+			heap.Push(top, scoredChunk{cid, dot})
+		} else if dot > (*top)[0].score {
+			(*top)[0] = scoredChunk{cid, dot}
+			heap.Fix(top, 0)
+		}
+	}
+}
+
+// dot is the dot product of two vectors of the same length, four lanes at a time: the
+// compiler keeps the four sums in registers and checks bounds once a step.
+func dot(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		a4, b4 := a[i:i+4:i+4], b[i:i+4:i+4]
+		s0 += a4[0] * b4[0]
+		s1 += a4[1] * b4[1]
+		s2 += a4[2] * b4[2]
+		s3 += a4[3] * b4[3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return s0 + s1 + s2 + s3
 }
 
 // get returns the base's vectors at revision rev, reading them when the cache holds none or
