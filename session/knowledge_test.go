@@ -62,7 +62,7 @@ func TestEngineUsesKnowledge(t *testing.T) {
 			t.Fatal(err)
 		}
 		reqs := r.up.Requests()
-		if body := string(reqs[len(reqs)-1].Body); !strings.Contains(body, "blue garage on Elm Street") || !strings.Contains(body, "faq.md › FAQ › Parking") {
+		if body := string(reqs[len(reqs)-1].Body); !strings.Contains(body, "blue garage on Elm Street") || !strings.Contains(body, "[1] faq.md › FAQ") {
 			t.Errorf("the model's request lacks the chunk:\n%s", body)
 		}
 		// What was stored, read back: the search with the answer.
