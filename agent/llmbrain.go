@@ -74,7 +74,12 @@ type LLMBrainConfig struct {
 	// HistoryLimit is how many messages of the conversation the model is sent at most
 	// (zero: DefaultHistoryLimit); the oldest turns go first.
 	HistoryLimit int
-	Logger       *slog.Logger
+	// Knowledge searches the agent's knowledge bases (Agent.KnowledgeBaseIDs) as its
+	// knowledge settings say; nil, or an agent without bases, uses none.
+	// KnowledgeTimeout bounds one search (zero: DefaultKnowledgeTimeout).
+	Knowledge        KnowledgeSearcher
+	KnowledgeTimeout time.Duration
+	Logger           *slog.Logger
 }
 
 // LLMBrain is a model with the agent's instructions and tools, answering the caller turn by
@@ -84,7 +89,9 @@ type LLMBrain struct {
 	tools    []llm.Tool
 	webhooks map[string]*store.Tool
 	builtins map[string]bool
-	log      *slog.Logger
+	// kn is the agent's knowledge in auto or tool mode; nil without.
+	kn  *knowledgeUse
+	log *slog.Logger
 }
 
 // NewLLMBrain returns the brain of an agent answered by a model.
@@ -135,6 +142,14 @@ func newLLMBrain(cfg LLMBrainConfig) *LLMBrain {
 			b.builtins[name] = true
 			b.tools = append(b.tools, def)
 		}
+	}
+	if mode := cfg.Agent.Knowledge.WithDefaults().Mode; mode != store.KnowledgeOff && len(cfg.Agent.KnowledgeBaseIDs) > 0 {
+		b.kn = newKnowledgeUse(cfg.Knowledge, cfg.Agent.TenantID, cfg.Agent.KnowledgeBaseIDs, cfg.Agent.Knowledge, cfg.KnowledgeTimeout)
+	}
+	if b.kn != nil && b.kn.settings.Mode == store.KnowledgeTool {
+		name, desc, params := knowledgeTool()
+		b.builtins[name] = true
+		b.tools = append(b.tools, llm.Tool{Name: name, Description: desc, Parameters: params})
 	}
 	for _, t := range cfg.Tools {
 		if b.builtins[t.Name] || b.webhooks[t.Name] != nil {
@@ -210,7 +225,11 @@ func (b *LLMBrain) run(ctx context.Context, c Conversation) error {
 			continue
 		}
 		history = trimHistory(append(history, msg), b.cfg.HistoryLimit)
-		history, err = b.turn(ctx, c, history)
+		query := ""
+		if in.Kind == InputSpeech {
+			query = in.Text
+		}
+		history, err = b.turn(ctx, c, history, query)
 		if err == nil {
 			failures = 0
 			continue
@@ -247,7 +266,11 @@ func (b *LLMBrain) Answer(ctx context.Context, c Conversation, history []llm.Mes
 		return nil, false, &turnFailure{err: errors.New("the agent has no model provider")}
 	}
 	n := len(history)
-	out, err := b.turn(ctx, c, slices.Clone(history))
+	query := ""
+	if n > 0 && history[n-1].Role == llm.RoleUser {
+		query = history[n-1].Text()
+	}
+	out, err := b.turn(ctx, c, slices.Clone(history), query)
 	if len(out) > n {
 		added = out[n:]
 	}
@@ -305,10 +328,15 @@ func (f *turnFailure) Error() string { return "model turn failed: " + f.err.Erro
 func (f *turnFailure) Unwrap() error { return f.err }
 
 // turn answers the caller's last input: it streams the model's answer into Speak, runs the
-// tools it calls and asks again, until the model answers without calling tools.
-func (b *LLMBrain) turn(ctx context.Context, c Conversation, history []llm.Message) ([]llm.Message, error) {
+// tools it calls and asks again, until the model answers without calling tools. query is
+// the caller's words, which knowledge in auto mode is searched with ("" searches nothing).
+func (b *LLMBrain) turn(ctx context.Context, c Conversation, history []llm.Message, query string) ([]llm.Message, error) {
+	system, err := b.system(ctx, c, b.cfg.Agent.Instructions, query)
+	if err != nil {
+		return history, err
+	}
 	for round := 0; ; round++ {
-		req := &llm.Request{Model: b.cfg.Model, System: b.cfg.Agent.Instructions, Messages: modelMessages(history),
+		req := &llm.Request{Model: b.cfg.Model, System: system, Messages: modelMessages(history),
 			Tools: b.tools, MaxTokens: b.cfg.MaxTokens}
 		temp := b.cfg.Agent.Temperature
 		req.Temperature = &temp
@@ -351,6 +379,34 @@ func (b *LLMBrain) turn(ctx context.Context, c Conversation, history []llm.Messa
 			return history, err
 		}
 	}
+}
+
+// system is the system prompt of a turn: the instructions and, in knowledge mode auto, the
+// chunks that match the caller's words. It is in the system prompt, not the history, so that
+// it lives for the one turn it was found for. A failed search costs the turn its documents,
+// not its answer; only the conversation ending (ctx, hang-up) is an error.
+func (b *LLMBrain) system(ctx context.Context, c Conversation, instructions, query string) (string, error) {
+	query = strings.TrimSpace(query)
+	if b.kn == nil || b.kn.settings.Mode != store.KnowledgeAuto || query == "" {
+		return instructions, nil
+	}
+	hits, err := b.kn.search(ctx, c, RetrievalAuto, "", query, nil)
+	if err != nil {
+		if ctx.Err() != nil {
+			return instructions, ctx.Err()
+		}
+		b.log.Warn("knowledge search failed; answering without it", "error", err)
+		c.Event("agent.error", map[string]any{"error": "knowledge search failed: " + err.Error(), "stage": "knowledge"})
+		return instructions, nil
+	}
+	block := contextPrompt(hits, b.kn.settings.MaxChars)
+	if block == "" {
+		return instructions, nil
+	}
+	if strings.TrimSpace(instructions) == "" {
+		return block, nil
+	}
+	return instructions + "\n\n" + block, nil
 }
 
 // answer is what came of one completion.
@@ -587,6 +643,19 @@ func (b *LLMBrain) runTool(ctx context.Context, c Conversation, call llm.ToolCal
 				return "", fmt.Errorf("the transfer failed: %w", err)
 			}
 			return "transferred to " + to, errCallEnded
+		case ToolKnowledgeSearch:
+			query := str("query")
+			if query == "" {
+				return "", errors.New("query is required: what to look for")
+			}
+			hits, err := b.kn.search(ctx, c, RetrievalTool, "", query, nil)
+			if err != nil {
+				if ctx.Err() != nil {
+					return "", ctx.Err()
+				}
+				return "", fmt.Errorf("the knowledge search failed: %w", err)
+			}
+			return toolResult(hits, b.kn.settings.MaxChars), nil
 		case ToolSendDTMF:
 			digits := str("digits")
 			if digits == "" || strings.Trim(digits, "0123456789*#ABCD") != "" {

@@ -44,6 +44,8 @@ type TextTranscript struct {
 	// Lines is the conversation in order: the agent's words and the caller's inputs.
 	Lines     []TextLine
 	ToolCalls []ToolRecord
+	// Knowledge is every search of the agent's knowledge, in order.
+	Knowledge []Retrieval
 	Usage     llm.Usage
 	Events    []TextEvent
 	// DTMF is every key sent to the far end.
@@ -151,6 +153,7 @@ func (c *TextConversation) snapshotLocked() TextTranscript {
 	t.Said = append([]string(nil), c.t.Said...)
 	t.Lines = append([]TextLine(nil), c.t.Lines...)
 	t.ToolCalls = append([]ToolRecord(nil), c.t.ToolCalls...)
+	t.Knowledge = append([]Retrieval(nil), c.t.Knowledge...)
 	t.Events = append([]TextEvent(nil), c.t.Events...)
 	return t
 }
@@ -407,6 +410,16 @@ func (c *TextConversation) ToolCall(call ToolRecord) {
 	c.t.ToolCalls = append(c.t.ToolCalls, call)
 	c.notifyLocked()
 }
+
+// Retrieved implements KnowledgeObserver.
+func (c *TextConversation) Retrieved(r Retrieval) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t.Knowledge = append(c.t.Knowledge, r)
+	c.notifyLocked()
+}
+
+var _ KnowledgeObserver = (*TextConversation)(nil)
 
 func (c *TextConversation) Usage(u llm.Usage) {
 	c.mu.Lock()

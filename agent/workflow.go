@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
 	"github.com/switchboard-go/switchboard/agent/llm"
+	"github.com/switchboard-go/switchboard/knowledge"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -46,6 +48,11 @@ type WorkflowBrainConfig struct {
 	Webhooks *Webhooks
 	// SaveVoicemail keeps what a voicemail node recorded.
 	SaveVoicemail func(ctx context.Context, rec Recording) error
+	// Knowledge searches the bases of knowledge nodes (and, for llm nodes, the agent's own,
+	// as the LLM brain does); nil: knowledge nodes say KnowledgeUnavailable.
+	// KnowledgeTimeout bounds one search (zero: DefaultKnowledgeTimeout).
+	Knowledge        KnowledgeSearcher
+	KnowledgeTimeout time.Duration
 	// Variables are there from the start ({{caller}}, {{called}}, …).
 	Variables map[string]any
 	// MaxSteps is DefaultMaxSteps when zero; GatherTimeout DefaultGatherTimeout.
@@ -68,7 +75,9 @@ type WorkflowBrain struct {
 	edges map[string][]store.Edge
 	tools map[string]*store.Tool
 	llm   *LLMBrain
-	log   *slog.Logger
+	// kn searches knowledge nodes' bases; nil without a searcher.
+	kn  *knowledgeUse
+	log *slog.Logger
 }
 
 // NewWorkflowBrain returns the brain of an agent that follows a workflow.
@@ -116,7 +125,19 @@ func newWorkflowBrain(cfg WorkflowBrainConfig) *WorkflowBrain {
 		b.tools[t.ID] = t
 	}
 	if cfg.Provider != nil {
-		b.llm = newLLMBrain(LLMBrainConfig{Agent: cfg.Agent, Provider: cfg.Provider, Model: cfg.Model, Builtins: []string{}, Logger: log})
+		b.llm = newLLMBrain(LLMBrainConfig{Agent: cfg.Agent, Provider: cfg.Provider, Model: cfg.Model, Builtins: []string{},
+			Knowledge: cfg.Knowledge, KnowledgeTimeout: cfg.KnowledgeTimeout, Logger: log})
+	}
+	if cfg.Knowledge != nil {
+		// Each node names its base; the agent's settings bound what a search returns.
+		tenantID, settings := cfg.Workflow.TenantID, store.KnowledgeSettings{}
+		if cfg.Agent != nil {
+			settings = cfg.Agent.Knowledge
+			if tenantID == "" {
+				tenantID = cfg.Agent.TenantID
+			}
+		}
+		b.kn = newKnowledgeUse(cfg.Knowledge, tenantID, nil, settings, cfg.KnowledgeTimeout)
 	}
 	return b
 }
@@ -126,6 +147,8 @@ type workflowRun struct {
 	vars map[string]any
 	// history is the conversation as llm nodes read it.
 	history []llm.Message
+	// said is the caller's last words (not keys), which knowledge is searched with.
+	said string
 }
 
 // outcome is what a node did, for choosing the edge out of it.
@@ -213,8 +236,7 @@ func (b *WorkflowBrain) step(ctx context.Context, c Conversation, r *workflowRun
 	case "llm":
 		return b.llmTurn(ctx, c, r, n)
 	case "knowledge":
-		_, err := b.say(ctx, c, r, b.cfg.KnowledgeUnavailable)
-		return outcome{failed: true}, err
+		return b.knowledge(ctx, c, r, n)
 	case "transfer":
 		if _, err := b.say(ctx, c, r, n.Text); err != nil {
 			return outcome{}, err
@@ -284,6 +306,24 @@ func (b *WorkflowBrain) heard(r *workflowRun, n *store.Node, in Input) {
 	if msg, ok := userMessage(in); ok {
 		r.history = append(r.history, msg)
 	}
+	if in.Kind == InputSpeech && strings.TrimSpace(in.Text) != "" {
+		r.said = strings.TrimSpace(in.Text)
+	}
+}
+
+// callerSpokeLast reports whether the caller has had the last word: a node that answers the
+// caller need not listen first.
+func (r *workflowRun) callerSpokeLast() bool {
+	return len(r.history) > 0 && r.history[len(r.history)-1].Role == llm.RoleUser
+}
+
+// lastWords is what the caller said in the last turn, "" when the caller's last turn was
+// keys or the agent spoke since.
+func (r *workflowRun) lastWords() string {
+	if r.callerSpokeLast() && r.history[len(r.history)-1].Text() == r.said {
+		return r.said
+	}
+	return ""
 }
 
 func (b *WorkflowBrain) tool(ctx context.Context, c Conversation, r *workflowRun, n *store.Node) (outcome, error) {
@@ -336,7 +376,7 @@ func (b *WorkflowBrain) llmTurn(ctx context.Context, c Conversation, r *workflow
 	var out outcome
 	// The model answers the caller: when the caller has not spoken since the agent last
 	// did, the node listens first.
-	if len(r.history) == 0 || r.history[len(r.history)-1].Role != llm.RoleUser {
+	if !r.callerSpokeLast() {
 		in, err := c.Listen(ctx, ListenOptions{Timeout: b.cfg.GatherTimeout})
 		if err != nil {
 			return outcome{}, err
@@ -350,6 +390,13 @@ func (b *WorkflowBrain) llmTurn(ctx context.Context, c Conversation, r *workflow
 	system := interpolate(n.Instructions, r.vars, false)
 	if b.cfg.Agent != nil && strings.TrimSpace(b.cfg.Agent.Instructions) != "" {
 		system = strings.TrimSpace(b.cfg.Agent.Instructions + "\n\n" + system)
+	}
+	if words := r.lastWords(); words != "" {
+		// The agent's own knowledge in auto mode, as its LLM brain would use it.
+		var err error
+		if system, err = b.llm.system(ctx, c, system, words); err != nil {
+			return outcome{}, err
+		}
 	}
 	req := &llm.Request{Model: b.cfg.Model, System: system, Messages: modelMessages(trimHistory(r.history, DefaultHistoryLimit))}
 	if b.cfg.Agent != nil {
@@ -373,6 +420,111 @@ func (b *WorkflowBrain) llmTurn(ctx context.Context, c Conversation, r *workflow
 		return out, nil
 	}
 	return out, err
+}
+
+// knowledge searches the node's base for the caller's last words (listening first when the
+// caller has not spoken since the agent did) or for the node's query, and speaks what it
+// found: the best chunk, or the model's answer from the chunks when the node has
+// instructions. It leaves the node by the found edge (the first without a condition, or one
+// testing {{variable.found}}) or, having found nothing, by no_match; the variable (the
+// node's ID when unnamed) holds {found, text, document, score, query}.
+func (b *WorkflowBrain) knowledge(ctx context.Context, c Conversation, r *workflowRun, n *store.Node) (outcome, error) {
+	if b.kn == nil {
+		_, err := b.say(ctx, c, r, b.cfg.KnowledgeUnavailable)
+		return outcome{failed: true}, err
+	}
+	query := strings.TrimSpace(interpolate(n.Query, r.vars, false))
+	if strings.TrimSpace(n.Query) == "" {
+		if !r.callerSpokeLast() {
+			in, err := c.Listen(ctx, ListenOptions{Timeout: b.cfg.GatherTimeout})
+			if err != nil {
+				return outcome{}, err
+			}
+			b.heard(r, &store.Node{Type: "knowledge"}, in)
+			if in.Kind == InputTimeout {
+				return outcome{input: &in}, nil
+			}
+		}
+		query = r.lastWords()
+	}
+	name := n.Variable
+	if name == "" {
+		name = n.ID
+	}
+	result := map[string]any{"found": false, "text": "", "document": "", "score": 0.0, "query": query}
+	r.vars[name] = result
+	var hits []knowledge.Hit
+	if query != "" {
+		var err error
+		hits, err = b.kn.search(ctx, c, RetrievalWorkflow, n.ID, query, []string{n.KnowledgeBaseID})
+		if err != nil {
+			if ctx.Err() != nil {
+				return outcome{}, ctx.Err()
+			}
+			c.Event("agent.error", map[string]any{"error": "knowledge search failed: " + err.Error(), "node": n.ID})
+			b.log.Warn("knowledge search failed", "error", err, "node", n.ID)
+			result["error"] = err.Error()
+			_, err := b.say(ctx, c, r, b.cfg.KnowledgeUnavailable)
+			return outcome{failed: true}, err
+		}
+	}
+	if len(hits) == 0 {
+		text := n.Text
+		if strings.TrimSpace(text) == "" && !b.hasNoMatchEdge(n.ID) {
+			text = DefaultKnowledgeNotFound
+		}
+		_, err := b.say(ctx, c, r, text)
+		return outcome{failed: true}, err
+	}
+	best := hits[0]
+	result["found"], result["text"], result["document"], result["score"] = true, best.Text, best.DocumentName, best.Score
+	if strings.TrimSpace(n.Instructions) != "" && b.llm != nil {
+		ok, err := b.answerFrom(ctx, c, r, n, query, hits)
+		if err != nil || ok {
+			return outcome{}, err
+		}
+	}
+	_, err := b.say(ctx, c, r, spokenChunk(best.Text))
+	return outcome{}, err
+}
+
+// answerFrom has the model answer the caller from hits, steered by the node's instructions;
+// false when the model failed (the caller then hears the best chunk instead).
+func (b *WorkflowBrain) answerFrom(ctx context.Context, c Conversation, r *workflowRun, n *store.Node, query string, hits []knowledge.Hit) (bool, error) {
+	system := interpolate(n.Instructions, r.vars, false)
+	if b.cfg.Agent != nil && strings.TrimSpace(b.cfg.Agent.Instructions) != "" {
+		system = b.cfg.Agent.Instructions + "\n\n" + system
+	}
+	system = strings.TrimSpace(system) + "\n\n" + contextPrompt(hits, b.kn.settings.MaxChars)
+	msgs := trimHistory(r.history, DefaultHistoryLimit)
+	if !r.callerSpokeLast() {
+		msgs = append(slices.Clone(msgs), llm.TextMessage(llm.RoleUser, query))
+	}
+	req := &llm.Request{Model: b.cfg.Model, System: system, Messages: modelMessages(msgs)}
+	if b.cfg.Agent != nil {
+		temp := b.cfg.Agent.Temperature
+		req.Temperature = &temp
+	}
+	ans, err := b.llm.speakAnswer(ctx, c, req)
+	if ans.spoken != "" {
+		r.history = append(r.history, llm.TextMessage(llm.RoleAssistant, ans.spoken))
+	}
+	var tf *turnFailure
+	if errors.As(err, &tf) {
+		c.Event("agent.error", map[string]any{"error": tf.err.Error(), "node": n.ID})
+		return ans.spoken != "", nil
+	}
+	return true, err
+}
+
+// hasNoMatchEdge reports whether a node has a no_match edge to take when it finds nothing.
+func (b *WorkflowBrain) hasNoMatchEdge(id string) bool {
+	for _, e := range b.edges[id] {
+		if e.When != nil && e.When.NoMatch {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *WorkflowBrain) voicemail(ctx context.Context, c Conversation, r *workflowRun, n *store.Node) (outcome, error) {

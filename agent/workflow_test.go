@@ -275,14 +275,14 @@ func TestWorkflowLoopProtection(t *testing.T) {
 }
 
 // An llm node answers the caller with the node's instructions; without a model it says
-// the fallback and takes the no_match edge, as a knowledge node does for now.
+// the fallback and takes the no_match edge, as a knowledge node without a knowledge service does.
 func TestWorkflowLLMAndKnowledgeNodes(t *testing.T) {
 	t.Parallel()
 	wf := func(t *testing.T) *store.Workflow {
 		return workflow(t, "ask", []store.Node{
 			{ID: "ask", Type: "gather", Input: "speech", Text: "What would you like to know?"},
 			{ID: "answer", Type: "llm", Instructions: "Answer questions about opening hours.", Variable: "answer"},
-			{ID: "kb", Type: "knowledge", KnowledgeBaseID: "kb_hours"},
+			{ID: "kb", Type: "knowledge", KnowledgeBaseID: "kb_0hours00000000000000000000"},
 			{ID: "bye", Type: "hangup", Text: "Goodbye."},
 			{ID: "sorry", Type: "hangup", Text: "Sorry about that."},
 		}, []store.Edge{

@@ -444,7 +444,7 @@ func TestAmaStudioErrorShapes(t *testing.T) {
 
 		// Paths that serve nothing: AmaStudio's requests in its shape, Anthropic's clients in
 		// theirs, anyone else in OpenAI's.
-		for _, path := range []string{"/v1/nothing", "/v1/agents/nobody/here", "/v1", "/v1/knowledge/kb_1/search"} {
+		for _, path := range []string{"/v1/nothing", "/v1/agents/nobody/here", "/v1", "/v1/knowledge/kb_1/nothing"} {
 			msg := gwAmaError(t, ts.request(http.MethodPost, path, map[string]any{}, asAma(ama)), http.StatusNotFound)
 			if msg == "" {
 				t.Errorf("%s: no message", path)

@@ -44,10 +44,12 @@ func (s *Server) openAPI() map[string]any {
 			op["parameters"] = params
 		}
 		if rt.Request != nil {
-			op["requestBody"] = map[string]any{
-				"required": true,
-				"content":  map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(rt.Request))}},
+			content := map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(rt.Request))}}
+			if rt.RequestType == "multipart/form-data" {
+				content = map[string]any{rt.RequestType: map[string]any{"schema": map[string]any{"type": "object", "required": []string{"file"},
+					"properties": map[string]any{"file": map[string]any{"type": "string", "format": "binary", "description": "The document"}}}}}
 			}
+			op["requestBody"] = map[string]any{"required": true, "content": content}
 		}
 		responses := map[string]any{}
 		ok := map[string]any{"description": http.StatusText(rt.Status)}
@@ -62,6 +64,9 @@ func (s *Server) openAPI() map[string]any {
 		}
 		responses[strconv.Itoa(rt.Status)] = ok
 		errRef := map[string]any{"$ref": "#/components/responses/" + rt.Dialect.errorResponse()}
+		if rt.RequestType != "" {
+			responses["415"] = errRef
+		}
 		if rt.Request != nil {
 			responses["413"] = errRef
 			switch rt.Dialect {

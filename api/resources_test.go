@@ -56,7 +56,7 @@ func fullAgent(i int) map[string]any {
 		"voice":              map[string]any{"provider": "espeak", "voice": "en-us", "speed": 1.0},
 		"transcriber":        map[string]any{"provider": "openai", "model": "whisper-1"},
 		"tool_ids":           []any{},
-		"knowledge_base_ids": []any{"kb_faq"},
+		"knowledge_base_ids": []any{},
 		"transfer_targets":   []any{"+15551230000", "sip:desk@pbx.example.com"},
 		"workflow_id":        nil,
 		"limits":             map[string]any{"max_duration_s": 1800, "idle_timeout_s": 30},
@@ -82,6 +82,11 @@ var crudCases = []crudCase{
 			}
 		},
 		patch: map[string]any{"description": "Looks up an order by number"}},
+	{plural: "knowledge-bases", prefix: "kb_",
+		body: func(i int) map[string]any {
+			return map[string]any{"name": fmt.Sprintf("faq %d", i), "description": "Questions callers ask", "chunk_size": 800, "chunk_overlap": 100, "embedding_model": ""}
+		},
+		patch: map[string]any{"description": "Frequently asked"}},
 	{plural: "phone-numbers", prefix: "pn_",
 		body: func(i int) map[string]any {
 			return map[string]any{"number": fmt.Sprintf("+1415555%04d", i), "name": "Main", "destination": "echo", "metadata": map[string]any{}}

@@ -23,6 +23,7 @@ import (
 	"github.com/switchboard-go/switchboard/agent/llm"
 	"github.com/switchboard-go/switchboard/agent/speech"
 	"github.com/switchboard-go/switchboard/internal/netguard"
+	"github.com/switchboard-go/switchboard/knowledge"
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/session"
 	"github.com/switchboard-go/switchboard/store"
@@ -35,7 +36,8 @@ type Config struct {
 	Log   *slog.Logger
 	// Version and Commit identify the build.
 	Version, Commit string
-	// Node names this node in the answer leases of sessions (see session.Config.Node).
+	// Node names this node in the answer leases of sessions (see session.Config.Node) and in
+	// knowledge documents' leases (SWITCHBOARD_NODE).
 	Node string
 	// DefaultRateLimit is requests a minute for keys without a limit of their own.
 	DefaultRateLimit int
@@ -83,6 +85,12 @@ type Config struct {
 	// and private addresses; FileLimits bound each fetch (zero fields: netguard's defaults).
 	AllowPrivateFiles bool
 	FileLimits        netguard.FileLimits
+	// Knowledge is the node's knowledge service; nil builds one over Store (see
+	// newKnowledge), whose workers Server.Knowledge().Close stops.
+	Knowledge *knowledge.Service
+	// KnowledgeMaxUpload bounds an uploaded knowledge document in bytes (zero:
+	// knowledge.DefaultMaxUpload).
+	KnowledgeMaxUpload int64
 	// ChatRateLimit is Alumia's chat requests (POST /api/v1/chat) a minute, per key or user
 	// and per client address (zero: DefaultChatRateLimit).
 	ChatRateLimit int
@@ -135,6 +143,12 @@ type Server struct {
 	// a revocation ends them (see revoke).
 	conns *realtime.Connections
 
+	// knowledge keeps the tenants' knowledge bases; tenantClient and nodeClient carry
+	// embedding requests to tenants' own providers and the node's.
+	knowledge    *knowledge.Service
+	tenantClient *http.Client
+	nodeClient   *http.Client
+
 	openAPIOnce sync.Once
 	openAPIJSON []byte
 }
@@ -149,6 +163,9 @@ type route struct {
 	Scope string
 	// Request and Response are values of the body types, for the document (nil: none).
 	Request, Response any
+	// RequestType is the media type of the request body when it is not JSON
+	// ("multipart/form-data").
+	RequestType string
 	// Status is the status of success.
 	Status int
 	// Query lists query parameters, for the document.
@@ -208,8 +225,13 @@ func New(cfg Config) *Server {
 	if cfg.Hub != nil {
 		s.followRevocations(cfg.Hub)
 	}
+	s.knowledge = cfg.Knowledge
+	if s.knowledge == nil {
+		s.knowledge = s.newKnowledge()
+	}
+	// Sessions' agents search their knowledge as calls' do.
 	s.sessions = session.New(session.Config{Store: cfg.Store, Models: s.registryFor, Webhooks: cfg.Webhooks,
-		Publisher: sessionPublisher{s}, Logger: cfg.Log, Node: cfg.Node})
+		Knowledge: s.knowledge, Publisher: sessionPublisher{s}, Logger: cfg.Log, Node: cfg.Node})
 	s.routes = s.allRoutes()
 	s.mux = s.buildMux()
 	s.handler = s.recoverer(s.logRequests(s.mux))
@@ -246,6 +268,8 @@ func (s *Server) allRoutes() []route {
 	rs = append(rs, s.alumiaChatRoutes()...)
 	rs = append(rs, s.amplifierRoutes()...)
 	rs = append(rs, s.amarsiaRoutes()...)
+	rs = append(rs, s.knowledgeRoutes()...)
+	rs = append(rs, s.amaKnowledgeRoutes()...)
 	return rs
 }
 

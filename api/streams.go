@@ -39,7 +39,7 @@ func (s *Server) streamRoutes() []route {
 	const tag = "Realtime"
 	return []route{
 		{Method: http.MethodGet, Path: "/api/v1/events", Tag: tag, Scope: store.ScopeRead, QueryToken: true, Raw: true, Status: http.StatusOK,
-			Summary: "Server-Sent Events of the tenant's topics (?topics=tenant,call:{id},session:{id},agent:{id}; resume with Last-Event-ID; the key may come as ?token=)",
+			Summary: "Server-Sent Events of the tenant's topics (?topics=tenant,call:{id},session:{id},agent:{id},knowledge:{id}; resume with Last-Event-ID; the key may come as ?token=)",
 			Query: []param{
 				{Name: "topics", Description: "Comma-separated topics (default: tenant)"},
 				{Name: "since", Description: "Resume after this event ID (or send Last-Event-ID)", Integer: true},
@@ -69,6 +69,8 @@ func TopicChecker(st *store.Store) realtime.TopicChecker {
 			_, err = store.Get[store.Agent](ctx, st, tenantID, id)
 		case "call":
 			_, err = store.Get[store.Call](ctx, st, tenantID, id)
+		case "knowledge":
+			_, err = store.Get[store.KnowledgeBase](ctx, st, tenantID, id)
 		case "session":
 			// Session topics are namespaced by tenant in the hub, so another tenant's
 			// session events can never reach this one; a session not (yet) made is quiet.

@@ -49,7 +49,9 @@ func (ts *testServer) fixtures(key string, tag int) map[string]string {
 	ids := map[string]string{}
 	ids["tools"] = ts.createID("/api/v1/tools", key, obj{"name": fmt.Sprintf("lookup_%d", tag), "webhook": obj{"url": "https://example.com/x"}})
 	ids["workflows"] = ts.createID("/api/v1/workflows", key, obj{"name": "menu", "graph": validGraph()})
-	ids["agents"] = ts.createID("/api/v1/agents", key, obj{"name": "desk", "tool_ids": arr{ids["tools"]}, "workflow_id": ids["workflows"]})
+	ids["knowledge-bases"] = ts.createID("/api/v1/knowledge-bases", key, obj{"name": "faq"})
+	ids["agents"] = ts.createID("/api/v1/agents", key, obj{"name": "desk", "tool_ids": arr{ids["tools"]}, "workflow_id": ids["workflows"],
+		"knowledge_base_ids": arr{ids["knowledge-bases"]}})
 	ids["trunks"] = ts.createID("/api/v1/trunks", key, obj{"name": "carrier", "inbound": obj{"allowed_cidrs": arr{"203.0.113.0/24"}}})
 	ids["phone-numbers"] = ts.createID("/api/v1/phone-numbers", key, obj{"number": fmt.Sprintf("+1415555%04d", tag), "agent_id": ids["agents"], "trunk_id": ids["trunks"]})
 	ids["users"] = ts.createID("/api/v1/users", key, obj{"email": fmt.Sprintf("user%d@example.com", tag), "password": "correct horse battery"})
@@ -71,8 +73,11 @@ func (ts *testServer) fixtures(key string, tag int) map[string]string {
 // collection is the collection a path of the form /api/v1/{collection}/... names, or
 // AmaStudio's /v1/agents/{collection}/..., or Amarsia's runner (/v1/runner/{id}: deployments).
 func collection(path string) string {
-	if strings.HasPrefix(path, "/v1/runner/") {
+	switch {
+	case strings.HasPrefix(path, "/v1/runner/"):
 		return "deployments"
+	case strings.HasPrefix(path, "/v1/knowledge/"):
+		return "knowledge-bases" // AmaStudio's name for them
 	}
 	rest, ok := strings.CutPrefix(path, "/api/v1/")
 	if !ok {
@@ -102,6 +107,8 @@ func TestTenantIsolation(t *testing.T) {
 		before := snapshot()
 		ampA, ampB := ts.amplifierFixtures(keyA, 1), ts.amplifierFixtures(keyB, 2)
 		ampBefore := ts.amplifierSnapshot(ampA, keyA)
+		// A document of A's knowledge base, for the routes that name one.
+		docA := ts.storeDocument(a["tenants"], a["knowledge-bases"])
 
 		doc := ts.openAPI()
 		walked := map[string]bool{}
@@ -120,7 +127,7 @@ func TestTenantIsolation(t *testing.T) {
 			if !ok {
 				t.Fatalf("%s %s: the isolation test has no resource of %q; add one to fixtures", method, path, c)
 			}
-			url := strings.ReplaceAll(path, "{id}", id)
+			url := strings.ReplaceAll(strings.ReplaceAll(path, "{id}", id), "{document_id}", docA)
 			var body any
 			if method == http.MethodPatch || method == http.MethodPost || method == http.MethodPut {
 				body = obj{"name": "stolen"}
@@ -187,6 +194,7 @@ func TestTenantIsolation(t *testing.T) {
 		// (B's agents talk through B's own provider: the model is not what is wrong here.)
 		wantError(t, ts.do(http.MethodPost, "/api/v1/agents", keyB, obj{"name": "x", "model": "groq/llama", "tool_ids": arr{a["tools"]}}), 422, "validation_error", "tool_ids[0]")
 		wantError(t, ts.do(http.MethodPost, "/api/v1/agents", keyB, obj{"name": "x", "workflow_id": a["workflows"]}), 422, "validation_error", "workflow_id")
+		wantError(t, ts.do(http.MethodPost, "/api/v1/agents", keyB, obj{"name": "x", "model": "groq/llama", "knowledge_base_ids": arr{a["knowledge-bases"]}}), 422, "validation_error", "knowledge_base_ids[0]")
 		wantError(t, ts.do(http.MethodPatch, "/api/v1/phone-numbers/"+b["phone-numbers"], keyB, obj{"agent_id": a["agents"]}), 422, "validation_error", "agent_id")
 		wantError(t, ts.do(http.MethodPatch, "/api/v1/phone-numbers/"+b["phone-numbers"], keyB, obj{"trunk_id": a["trunks"]}), 422, "validation_error", "trunk_id")
 		wantError(t, ts.do(http.MethodPost, "/api/v1/workflows", keyB, obj{"name": "w", "graph": obj{"start": "t", "nodes": arr{obj{"id": "t", "type": "tool", "tool_id": a["tools"]}}}}), 422, "validation_error", "graph.nodes[0].tool_id")

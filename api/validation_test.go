@@ -88,6 +88,9 @@ func TestValidation(t *testing.T) {
 				{"endpointing", with(agentBase, "turn", obj{"endpointing_ms": 50}), "turn.endpointing_ms"},
 				{"min interruption", with(agentBase, "turn", obj{"endpointing_ms": 600, "min_interruption_ms": 6000}), "turn.min_interruption_ms"},
 				{"metadata too large", with(agentBase, "metadata", obj{"blob": strings.Repeat("x", 17<<10)}), "metadata"},
+				{"knowledge mode unknown", with(agentBase, "knowledge", obj{"mode": "sometimes"}), "knowledge.mode"},
+				{"knowledge limit", with(agentBase, "knowledge", obj{"mode": "auto", "limit": 50}), "knowledge.limit"},
+				{"knowledge max chars", with(agentBase, "knowledge", obj{"mode": "tool", "max_chars": 10}), "knowledge.max_chars"},
 			},
 			"workflows": {
 				{"unknown node type", graph(arr{greet, obj{"id": "x", "type": "dance"}}, arr{obj{"from": "greet", "to": "x"}}), "graph.nodes[1].type"},
@@ -108,6 +111,8 @@ func TestValidation(t *testing.T) {
 				{"gather input", graph(arr{greet, obj{"id": "g", "type": "gather", "input": "telepathy"}}, arr{obj{"from": "greet", "to": "g"}}), "graph.nodes[1].input"},
 				{"tool that does not exist", graph(arr{greet, obj{"id": "t", "type": "tool", "tool_id": noTool}}, arr{obj{"from": "greet", "to": "t"}}), "graph.nodes[1].tool_id"},
 				{"knowledge without base", graph(arr{greet, obj{"id": "k", "type": "knowledge"}}, arr{obj{"from": "greet", "to": "k"}}), "graph.nodes[1].knowledge_base_id"},
+				{"knowledge base that does not exist", graph(arr{greet, obj{"id": "k", "type": "knowledge", "knowledge_base_id": "kb_" + strings.Repeat("0", 26)}}, arr{obj{"from": "greet", "to": "k"}}), "graph.nodes[1].knowledge_base_id"},
+				{"query on a say node", graph(arr{obj{"id": "greet", "type": "say", "text": "Hi", "query": "x"}}, nil), "graph.nodes[0].query"},
 				{"no name", obj{"graph": obj{"start": "greet", "nodes": arr{greet}}}, "name"},
 			},
 			"tools": {

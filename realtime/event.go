@@ -23,6 +23,9 @@ const (
 	TypeCallEnded       = "call.ended"
 	TypeSessionMessage  = "session.message"
 	TypeAgentUpdated    = "agent.updated"
+	// A knowledge document became searchable, or failed (on knowledge:{base_id}).
+	TypeKnowledgeDocumentReady  = "knowledge.document.ready"
+	TypeKnowledgeDocumentFailed = "knowledge.document.failed"
 	// TypeStreamGap tells a subscriber that events were not delivered to it.
 	TypeStreamGap = "stream.gap"
 )
@@ -57,8 +60,8 @@ type Gap struct {
 // TenantTopic is the topic that carries every event of a tenant.
 const TenantTopic = "tenant"
 
-// Topic kinds that name one thing: call:{id}, session:{id}, agent:{id}.
-var topicKinds = []string{"call", "session", "agent"}
+// Topic kinds that name one thing: call:{id}, session:{id}, agent:{id}, knowledge:{base id}.
+var topicKinds = []string{"call", "session", "agent", "knowledge"}
 
 // ErrBadTopic is a topic name that is not tenant or kind:id of a known kind.
 var ErrBadTopic = errors.New("realtime: unknown topic")

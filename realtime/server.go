@@ -213,7 +213,7 @@ func (s *Server) checkTopics(ctx context.Context, v Viewer, topics []string, hav
 		kind, id, err := ParseTopic(t)
 		if err != nil {
 			return errField(http.StatusUnprocessableEntity, "validation_error", "topics["+strconv.Itoa(i)+"]",
-				"unknown topic "+strconv.Quote(t)+": want tenant, call:{id}, session:{id} or agent:{id}")
+				"unknown topic "+strconv.Quote(t)+": want tenant, call:{id}, session:{id}, agent:{id} or knowledge:{id}")
 		}
 		if s.check != nil && kind != TenantTopic {
 			if err := s.check(ctx, v.TenantID, kind, id); err != nil {

@@ -39,6 +39,8 @@ type answer struct {
 	stop    llm.StopReason
 	ended   bool // the agent ended the session
 	stepErr error
+	// knowledge is every search of the agent's knowledge made for this answer.
+	knowledge []agent.Retrieval
 
 	canceled atomic.Bool // Cancel stopped it
 	result   Turn        // set before done is closed
@@ -50,8 +52,9 @@ func newAnswer(tenantID, sessionID string, cancel context.CancelFunc) *answer {
 }
 
 var (
-	_ agent.Conversation = (*answer)(nil)
-	_ agent.TurnObserver = (*answer)(nil)
+	_ agent.Conversation      = (*answer)(nil)
+	_ agent.TurnObserver      = (*answer)(nil)
+	_ agent.KnowledgeObserver = (*answer)(nil)
 )
 
 // emitLocked queues an event for delivery; a.mu is held.
@@ -243,6 +246,29 @@ func (a *answer) Usage(u llm.Usage) {
 	defer a.mu.Unlock()
 	a.usage.InputTokens += u.InputTokens
 	a.usage.OutputTokens += u.OutputTokens
+}
+
+// Retrieved keeps a search of the agent's knowledge with the answer (its metadata).
+func (a *answer) Retrieved(r agent.Retrieval) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.knowledge = append(a.knowledge, r)
+}
+
+// knowledgeMeta is the answer's searches as its stored metadata: what each found and how
+// long it took, and their time in all (the part of the answer's latency they were), or nil
+// when there were none.
+func (a *answer) knowledgeMeta() map[string]any {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.knowledge) == 0 {
+		return nil
+	}
+	total := 0.0
+	for _, r := range a.knowledge {
+		total += r.DurationMS
+	}
+	return map[string]any{"knowledge": append([]agent.Retrieval(nil), a.knowledge...), "knowledge_ms": total}
 }
 
 // Event is what the brain publishes on a call's topic; a session's events are its messages.

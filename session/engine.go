@@ -39,6 +39,8 @@ type Config struct {
 	Models func(ctx context.Context, tenantID string) (*llm.Registry, error)
 	// Webhooks runs the agents' webhook tools, as on calls.
 	Webhooks *agent.Webhooks
+	// Knowledge searches the agents' knowledge bases, as on calls; nil: none is used.
+	Knowledge agent.KnowledgeSearcher
 	// Publisher, when set, receives session.created, session.message and session.closed.
 	Publisher Publisher
 	// HistoryMessages and HistoryChars bound the history an answer is made over (zero:
@@ -663,6 +665,9 @@ func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, 
 	if price != nil {
 		msg.CostUSD = price.Cost(usage)
 	}
+	if meta := a.knowledgeMeta(); meta != nil {
+		msg.Meta = meta
+	}
 	switch {
 	case a.canceled.Load():
 		msg.Status, msg.FinishReason, msg.Error = store.MessageCanceled, FinishCanceled, "the answer was canceled"
@@ -781,13 +786,13 @@ func (e *Engine) brain(ctx context.Context, sess *store.Session, ag *store.Agent
 		}
 		mk := func() agent.Brain {
 			return agent.NewWorkflowBrain(agent.WorkflowBrainConfig{Workflow: wf, Agent: ag, Provider: route.Provider, Model: route.Upstream,
-				Tools: tools, Webhooks: e.cfg.Webhooks, FillerDelay: -1, Logger: log})
+				Tools: tools, Webhooks: e.cfg.Webhooks, Knowledge: e.cfg.Knowledge, FillerDelay: -1, Logger: log})
 		}
 		return &flowBrain{e: e, sessionID: sess.ID, tenantID: tenantID, make: mk}, route, nil
 	}
 	b, ok := agent.NewLLMBrain(agent.LLMBrainConfig{Agent: ag, Provider: route.Provider, Model: route.Upstream,
 		Tools: tools, Webhooks: e.cfg.Webhooks, Builtins: []string{agent.ToolEndCall}, FillerDelay: -1,
-		HistoryLimit: e.cfg.HistoryMessages, Logger: log}).(textBrain)
+		HistoryLimit: e.cfg.HistoryMessages, Knowledge: e.cfg.Knowledge, Logger: log}).(textBrain)
 	if !ok {
 		return nil, llm.Route{}, errors.New("the LLM brain cannot answer text sessions")
 	}

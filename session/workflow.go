@@ -24,6 +24,10 @@ const DefaultFlowIdle = 15 * time.Minute
 type flow struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the brain returned
+	// ready is closed once the first message's answer is there to take what the graph says:
+	// a graph that spoke before it (its greeting) would speak into nothing.
+	ready     chan struct{}
+	readyOnce sync.Once
 
 	mu      sync.Mutex
 	cur     *answer       // the answer being made; nil between messages
@@ -35,10 +39,15 @@ type flow struct {
 
 func newFlow(brain agent.Brain, idle time.Duration, onEnd func()) *flow {
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &flow{cancel: cancel, done: make(chan struct{}), changed: make(chan struct{})}
+	f := &flow{cancel: cancel, done: make(chan struct{}), ready: make(chan struct{}), changed: make(chan struct{})}
 	go func() {
 		defer close(f.done)
 		defer onEnd()
+		select {
+		case <-f.ready:
+		case <-ctx.Done():
+			return
+		}
 		_ = brain.Run(ctx, &flowConversation{f: f, ctx: ctx, idle: idle})
 	}()
 	return f
@@ -54,6 +63,7 @@ func (f *flow) answer(ctx context.Context, a *answer, text string) (ended bool, 
 	close(f.changed)
 	f.changed = make(chan struct{})
 	f.mu.Unlock()
+	f.readyOnce.Do(func() { close(f.ready) })
 	defer func() {
 		f.mu.Lock()
 		f.cur = nil
@@ -90,8 +100,9 @@ type flowConversation struct {
 }
 
 var (
-	_ agent.Conversation = (*flowConversation)(nil)
-	_ agent.TurnObserver = (*flowConversation)(nil)
+	_ agent.Conversation      = (*flowConversation)(nil)
+	_ agent.TurnObserver      = (*flowConversation)(nil)
+	_ agent.KnowledgeObserver = (*flowConversation)(nil)
 )
 
 // The TurnObserver side: a workflow's llm nodes stream their answers into the message's.
@@ -222,6 +233,12 @@ func (c *flowConversation) SendDTMF(string) error                  { return errN
 func (c *flowConversation) ToolCall(rec agent.ToolRecord) {
 	if a := c.f.current(); a != nil {
 		a.ToolCall(rec)
+	}
+}
+
+func (c *flowConversation) Retrieved(r agent.Retrieval) {
+	if a := c.f.current(); a != nil {
+		a.Retrieved(r)
 	}
 }
 

@@ -25,7 +25,9 @@ type Agent struct {
 	Transcriber      Transcriber `bun:"transcriber,type:json" json:"transcriber"`
 	ToolIDs          []string    `bun:"tool_ids,type:json" json:"tool_ids"`
 	KnowledgeBaseIDs []string    `bun:"knowledge_base_ids,type:json" json:"knowledge_base_ids"`
-	WorkflowID       *string     `bun:"workflow_id" json:"workflow_id"`
+	// Knowledge says how the agent's model uses its knowledge bases.
+	Knowledge  KnowledgeSettings `bun:"knowledge,type:json" json:"knowledge"`
+	WorkflowID *string           `bun:"workflow_id" json:"workflow_id"`
 	// TransferTargets are the numbers (E.164) and SIP URIs the agent's model may hand a
 	// caller to with transfer_call; with none it is not offered the tool at all, so that no
 	// caller can talk an agent into dialling where its operator did not mean it to.
@@ -47,6 +49,50 @@ type Transcriber struct {
 	Provider string `json:"provider"`
 	Model    string `json:"model"`
 	Language string `json:"language"`
+}
+
+// Knowledge modes of an agent (KnowledgeSettings.Mode).
+const (
+	// KnowledgeAuto searches the agent's knowledge with each of the caller's turns and puts
+	// the best chunks in the model's context before it is asked: no extra model round trip,
+	// which on the phone is most of a second the caller would wait. The default.
+	KnowledgeAuto = "auto"
+	// KnowledgeTool offers the model a knowledge_search tool to call when it needs to: turns
+	// that need no documents cost nothing, turns that do cost a model round trip.
+	KnowledgeTool = "tool"
+	// KnowledgeOff leaves the bases to the agent's workflow knowledge nodes.
+	KnowledgeOff = "off"
+)
+
+// Limits of KnowledgeSettings.
+const (
+	DefaultKnowledgeLimit    = 3
+	DefaultKnowledgeMaxChars = 2000
+)
+
+// KnowledgeSettings say how an agent's model uses its knowledge bases.
+type KnowledgeSettings struct {
+	// Mode is KnowledgeAuto (when empty), KnowledgeTool or KnowledgeOff.
+	Mode string `json:"mode"`
+	// Limit is how many chunks a search returns (1-20; zero: DefaultKnowledgeLimit).
+	Limit int `json:"limit"`
+	// MaxChars bounds the chunks' text given to the model in one turn or tool result
+	// (200-20000; zero: DefaultKnowledgeMaxChars).
+	MaxChars int `json:"max_chars"`
+}
+
+// WithDefaults is s with its zero fields set to the defaults.
+func (s KnowledgeSettings) WithDefaults() KnowledgeSettings {
+	if s.Mode == "" {
+		s.Mode = KnowledgeAuto
+	}
+	if s.Limit == 0 {
+		s.Limit = DefaultKnowledgeLimit
+	}
+	if s.MaxChars == 0 {
+		s.MaxChars = DefaultKnowledgeMaxChars
+	}
+	return s
 }
 
 // CallLimits end a call that runs too long or goes quiet.
@@ -76,6 +122,7 @@ func NewAgent() *Agent {
 		Transcriber:      Transcriber{Provider: "openai", Model: "whisper-1"},
 		ToolIDs:          []string{},
 		KnowledgeBaseIDs: []string{},
+		Knowledge:        KnowledgeSettings{}.WithDefaults(),
 		TransferTargets:  []string{},
 		Limits:           CallLimits{MaxDurationS: 1800, IdleTimeoutS: 30},
 		Turn:             TurnSettings{EndpointingMS: 600, Interruptions: true, MinInterruptionMS: 250, FirstMessageInterruptible: true},
@@ -147,9 +194,16 @@ func (a *Agent) Validate() error {
 		fe.add("tool_ids", "must list at most 128 tools")
 	}
 	for i, id := range a.KnowledgeBaseIDs {
-		if strings.TrimSpace(id) == "" || len(id) > 64 {
-			fe.add(fmt.Sprintf("knowledge_base_ids[%d]", i), "is not a knowledge base ID")
+		field := fmt.Sprintf("knowledge_base_ids[%d]", i)
+		switch {
+		case !validID(prefixKnowledgeBase, id):
+			fe.add(field, "is not a knowledge base ID")
+		case slices.Contains(a.KnowledgeBaseIDs[:i], id):
+			fe.add(field, "is listed twice")
 		}
+	}
+	if len(a.KnowledgeBaseIDs) > 32 {
+		fe.add("knowledge_base_ids", "must list at most 32 knowledge bases")
 	}
 	if a.WorkflowID != nil && !validID(prefixWorkflow, *a.WorkflowID) {
 		fe.add("workflow_id", "is not a workflow ID")
@@ -158,14 +212,27 @@ func (a *Agent) Validate() error {
 	fe.rangeInt("limits.idle_timeout_s", a.Limits.IdleTimeoutS, 0, 3600)
 	fe.rangeInt("turn.endpointing_ms", a.Turn.EndpointingMS, 100, 10000)
 	fe.rangeInt("turn.min_interruption_ms", a.Turn.MinInterruptionMS, 0, 5000)
+	a.Knowledge = a.Knowledge.WithDefaults()
+	switch a.Knowledge.Mode {
+	case KnowledgeAuto, KnowledgeTool, KnowledgeOff:
+	default:
+		fe.add("knowledge.mode", "must be auto, tool or off")
+	}
+	fe.rangeInt("knowledge.limit", a.Knowledge.Limit, 1, 20)
+	fe.rangeInt("knowledge.max_chars", a.Knowledge.MaxChars, 200, 20000)
 	fe.metadata("metadata", a.Metadata)
 	return fe.err()
 }
 
 func (a *Agent) references() []reference {
-	refs := make([]reference, 0, len(a.ToolIDs)+1)
+	refs := make([]reference, 0, len(a.ToolIDs)+len(a.KnowledgeBaseIDs)+1)
 	for i, id := range a.ToolIDs {
 		refs = append(refs, reference{field: fmt.Sprintf("tool_ids[%d]", i), table: "tools", id: id})
+	}
+	// A base the agent searches must be the tenant's (checked on every save, so that an
+	// agent never names another tenant's knowledge).
+	for i, id := range a.KnowledgeBaseIDs {
+		refs = append(refs, reference{field: fmt.Sprintf("knowledge_base_ids[%d]", i), table: "knowledge_bases", id: id})
 	}
 	if a.WorkflowID != nil {
 		refs = append(refs, reference{field: "workflow_id", table: "workflows", id: *a.WorkflowID})

@@ -12,10 +12,12 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// columnTypes fill the placeholders of the migration files for each dialect.
+// columnTypes fill the placeholders of the migration files for each dialect. Dialect lets a
+// file emit what only one database has ({{if eq .Dialect "sqlite"}}: FTS5 tables, triggers;
+// PostgreSQL's generated tsvector and GIN index).
 var columnTypes = map[Dialect]map[string]string{
-	SQLite:   {"JSON": "TEXT", "Time": "TIMESTAMP", "Serial": "INTEGER PRIMARY KEY AUTOINCREMENT"},
-	Postgres: {"JSON": "JSONB", "Time": "TIMESTAMPTZ", "Serial": "BIGSERIAL PRIMARY KEY"},
+	SQLite:   {"Dialect": "sqlite", "JSON": "TEXT", "Time": "TIMESTAMP", "Serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "Blob": "BLOB"},
+	Postgres: {"Dialect": "postgres", "JSON": "JSONB", "Time": "TIMESTAMPTZ", "Serial": "BIGSERIAL PRIMARY KEY", "Blob": "BYTEA"},
 }
 
 func (s *Store) migrator() (*migrate.Migrator, error) {

@@ -34,10 +34,15 @@ type Graph struct {
 type Node struct {
 	ID   string `json:"id"`
 	Type string `json:"type"`
-	// Text is what a say, gather or voicemail node speaks.
+	// Text is what a say, gather or voicemail node speaks, and what a knowledge node says
+	// when it found nothing.
 	Text string `json:"text,omitempty"`
-	// Instructions steer an llm node.
+	// Instructions steer an llm node; on a knowledge node they have the model answer from
+	// what was found (instead of reading out the best chunk).
 	Instructions string `json:"instructions,omitempty"`
+	// Query is what a knowledge node searches for (it may hold {{variables}}); empty, the
+	// caller's last words.
+	Query string `json:"query,omitempty"`
 	// Input is what a gather node listens for: "dtmf", "speech" or "any".
 	Input string `json:"input,omitempty"`
 	// MaxDigits ends a DTMF gather early; TimeoutMS ends any gather.
@@ -49,7 +54,8 @@ type Node struct {
 	ToolID          string `json:"tool_id,omitempty"`
 	KnowledgeBaseID string `json:"knowledge_base_id,omitempty"`
 	// Variable names where a node keeps what it got: a gather the caller's digits or words,
-	// a tool its result (the node's ID when empty), an llm node its answer. Later text reads
+	// a tool its result (the node's ID when empty), an llm node its answer, a knowledge node
+	// what it found ({found, text, document, score}; the node's ID when empty). Later text reads
 	// it as {{name}} (a field of a JSON result as {{name.field}}), and branch edges test it.
 	Variable string `json:"variable,omitempty"`
 	// Arguments are a tool node's arguments: a JSON object whose strings may hold
@@ -221,8 +227,8 @@ func (n *Node) validate(fe *fieldErrors, field string) {
 			fe.add(field+".arguments", "must be a JSON object (strings may hold {{variables}})")
 		}
 	case "knowledge":
-		if strings.TrimSpace(n.KnowledgeBaseID) == "" {
-			fe.add(field+".knowledge_base_id", "is required for a knowledge node")
+		if !validID(prefixKnowledgeBase, n.KnowledgeBaseID) {
+			fe.add(field+".knowledge_base_id", "is required for a knowledge node and must be a knowledge base ID")
 		}
 	case "transfer":
 		if !reE164.MatchString(n.To) && !strings.HasPrefix(n.To, "sip:") && !strings.HasPrefix(n.To, "sips:") {
@@ -231,6 +237,9 @@ func (n *Node) validate(fe *fieldErrors, field string) {
 	}
 	if n.Variable != "" && !reVariable.MatchString(n.Variable) {
 		fe.add(field+".variable", "must be a name of letters, digits and underscores, not starting with a digit")
+	}
+	if n.Query != "" && n.Type != "knowledge" {
+		fe.add(field+".query", "is only for a knowledge node")
 	}
 	if n.Arguments != "" && n.Type != "tool" {
 		fe.add(field+".arguments", "is only for a tool node")
@@ -241,6 +250,7 @@ func (n *Node) validate(fe *fieldErrors, field string) {
 	fe.rangeInt(field+".timeout_ms", n.TimeoutMS, 0, 600_000)
 	fe.maxText(field+".text", n.Text)
 	fe.maxText(field+".instructions", n.Instructions)
+	fe.maxText(field+".query", n.Query)
 }
 
 func (c *Condition) validate(fe *fieldErrors, field string) {
@@ -302,6 +312,10 @@ func (w *Workflow) references() []reference {
 	for i, n := range w.Graph.Nodes {
 		if n.Type == "tool" && n.ToolID != "" {
 			refs = append(refs, reference{field: fmt.Sprintf("graph.nodes[%d].tool_id", i), table: "tools", id: n.ToolID})
+		}
+		// A knowledge node searches a base of the workflow's tenant, never another's.
+		if n.Type == "knowledge" && n.KnowledgeBaseID != "" {
+			refs = append(refs, reference{field: fmt.Sprintf("graph.nodes[%d].knowledge_base_id", i), table: "knowledge_bases", id: n.KnowledgeBaseID})
 		}
 	}
 	return refs

@@ -89,6 +89,7 @@ type pendingAnswer struct {
 	listenDone    time.Time
 	endOfSpeechMS float64
 	sttMS         float64
+	knowledgeMS   float64
 }
 
 func newConversation(ctx context.Context, line Line, cfg Config) *conversation {
@@ -397,6 +398,21 @@ func (c *conversation) ToolCall(call agent.ToolRecord) {
 	c.addTurn(Turn{Role: "tool", Text: call.Name, Start: now.Add(-call.Duration), End: now, Tool: &rec})
 	c.publish(EventToolCall, call)
 }
+
+// Retrieved implements agent.KnowledgeObserver: the search is in the transcript, and its
+// time in the latency of the answer the caller is waiting for.
+func (c *conversation) Retrieved(r agent.Retrieval) {
+	now := time.Now()
+	rec := r
+	c.mu.Lock()
+	if c.pending != nil {
+		c.pending.knowledgeMS += r.DurationMS
+	}
+	c.transcript = append(c.transcript, Turn{Role: "knowledge", Text: r.Query, Start: now.Add(-r.Duration), End: now, Knowledge: &rec})
+	c.mu.Unlock()
+}
+
+var _ agent.KnowledgeObserver = (*conversation)(nil)
 
 // Usage implements agent.Conversation.
 func (c *conversation) Usage(u llm.Usage) {

@@ -158,6 +158,7 @@ func (c *conversation) speak(ctx context.Context, text <-chan string, opts sayOp
 			EndOfSpeechMS:     pend.endOfSpeechMS,
 			STTMS:             pend.sttMS,
 			BrainFirstTokenMS: msSince(pend.listenDone, firstOrNow(firstText, called)),
+			KnowledgeMS:       pend.knowledgeMS,
 			TTSFirstAudioMS:   float64(sp.ttsFirst) / float64(time.Millisecond),
 			VoiceToVoiceMS:    msSince(pend.lastVoiced, sp.firstFrame),
 		}

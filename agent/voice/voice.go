@@ -91,7 +91,10 @@ type Turn struct {
 	End         time.Time         `json:"end"`
 	Interrupted bool              `json:"interrupted"`
 	Tool        *agent.ToolRecord `json:"tool,omitempty"`
-	Metrics     *TurnMetrics      `json:"metrics,omitempty"`
+	// Knowledge is what a search of the agent's knowledge found (role "knowledge"; Text
+	// is the query).
+	Knowledge *agent.Retrieval `json:"knowledge,omitempty"`
+	Metrics   *TurnMetrics     `json:"metrics,omitempty"`
 }
 
 // TurnMetrics is the latency of an agent's answer, in milliseconds.
@@ -102,6 +105,9 @@ type TurnMetrics struct {
 	STTMS float64 `json:"stt_ms"`
 	// BrainFirstTokenMS runs from Listen returning to the brain's first text to speak.
 	BrainFirstTokenMS float64 `json:"brain_first_token_ms"`
+	// KnowledgeMS is the part of BrainFirstTokenMS spent searching the agent's knowledge
+	// (every search of the turn, before the answer began to sound).
+	KnowledgeMS float64 `json:"knowledge_ms,omitempty"`
 	// TTSFirstAudioMS runs from the first sentence sent to synthesis to its first audio.
 	TTSFirstAudioMS float64 `json:"tts_first_audio_ms"`
 	// VoiceToVoiceMS runs from the caller's last voiced frame to our first frame written.

@@ -25,10 +25,12 @@ const ReasonProviderNotConfigured = "provider-not-configured"
 // workflow, or its model with its tools) and its voice and ears, runs the conversation over
 // the call, and keeps the transcript, the report and any voicemail with the call.
 type agentCalls struct {
-	st           *store.Store
-	api          *api.Server
-	speech       *speech.Registry
-	webhooks     *agent.Webhooks
+	st       *store.Store
+	api      *api.Server
+	speech   *speech.Registry
+	webhooks *agent.Webhooks
+	// knowledge searches the agents' knowledge bases (the node's knowledge service).
+	knowledge    agent.KnowledgeSearcher
 	voicemailDir string
 	log          *slog.Logger
 }
@@ -117,7 +119,7 @@ func (a *agentCalls) brain(ctx context.Context, c agentLine, ag *store.Agent, lo
 			provider, model = nil, ""
 		}
 		return agent.NewWorkflowBrain(agent.WorkflowBrainConfig{
-			Workflow: wf, Agent: ag, Provider: provider, Model: model, Tools: tools, Webhooks: a.webhooks,
+			Workflow: wf, Agent: ag, Provider: provider, Model: model, Tools: tools, Webhooks: a.webhooks, Knowledge: a.knowledge,
 			SaveVoicemail: func(ctx context.Context, rec agent.Recording) error { return a.saveVoicemail(c, rec) },
 			Logger:        log,
 		})
@@ -128,7 +130,7 @@ func (a *agentCalls) brain(ctx context.Context, c agentLine, ag *store.Agent, lo
 		return unavailable(ReasonProviderNotConfigured)
 	}
 	return agent.NewLLMBrain(agent.LLMBrainConfig{Agent: ag, Provider: provider, Model: model,
-		Tools: tools, Webhooks: a.webhooks, Logger: log})
+		Tools: tools, Webhooks: a.webhooks, Knowledge: a.knowledge, Logger: log})
 }
 
 // unavailableApology is said when an agent cannot take the call at all.

@@ -60,6 +60,8 @@ type config struct {
 	FileTimeout       time.Duration
 	// GatewayBodyBudgetMiB bounds the large model-request bodies the node holds at once.
 	GatewayBodyBudgetMiB int
+	// KnowledgeMaxUploadMiB bounds one uploaded knowledge document.
+	KnowledgeMaxUploadMiB int
 	// WebRTC configures browsers' calls (webcalls.go).
 	WebRTC webrtcFlags
 
@@ -117,6 +119,7 @@ func (c *config) registerServe(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxTenantCalls, "max-calls-per-tenant", envInt("SWITCHBOARD_MAX_CALLS_PER_TENANT", 0), "concurrent calls of any one tenant on the node (SWITCHBOARD_MAX_CALLS_PER_TENANT; 0: only the node's limit)")
 	fs.IntVar(&c.RateLimit, "rate-limit", envInt("SWITCHBOARD_RATE_LIMIT", 100), "requests a minute for an API key without a limit of its own (SWITCHBOARD_RATE_LIMIT)")
 	fs.BoolVar(&c.AmplifierAuthRequired, "amplifier-auth-required", env("SWITCHBOARD_AMPLIFIER_AUTH_REQUIRED", "true") != "false", "false: keyless requests from loopback (never from elsewhere, nor through a proxy) reach the root Amplifier paths as the default tenant's admin (SWITCHBOARD_AMPLIFIER_AUTH_REQUIRED)")
+	fs.IntVar(&c.KnowledgeMaxUploadMiB, "knowledge-max-upload-mib", envInt("SWITCHBOARD_KNOWLEDGE_MAX_UPLOAD_MIB", 32), "MiB of one uploaded knowledge document; larger uploads are refused with 413 (SWITCHBOARD_KNOWLEDGE_MAX_UPLOAD_MIB)")
 	fs.IntVar(&c.ChatRateLimit, "chat-rate-limit", envInt("SWITCHBOARD_CHAT_RATE_LIMIT", 60), "Alumia chat requests (POST /api/v1/chat) a minute, per key or user and per client address (SWITCHBOARD_CHAT_RATE_LIMIT)")
 	c.WebRTC.register(fs)
 }

@@ -179,6 +179,9 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	// stops.
 	webCtx, stopWeb := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWeb()
+	if c.KnowledgeMaxUploadMiB < 1 {
+		return fmt.Errorf("--knowledge-max-upload-mib must be 1 or more")
+	}
 	if c.GatewayBodyBudgetMiB < 1 {
 		return fmt.Errorf("--gateway-body-budget-mib must be 1 or more")
 	}
@@ -224,9 +227,13 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	auth := api.NewAuthenticator(st, secret, def.ID, log)
 	srv := api.New(api.Config{Store: st, Auth: auth, Log: log, Version: version, Commit: commit, Node: c.Node, DefaultRateLimit: c.RateLimit, ChatRateLimit: c.ChatRateLimit, AmplifierAuthOptional: !c.AmplifierAuthRequired,
 		Hub: hub, Streams: streams, Models: models, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: nodeCalls{sip: sipSrv, web: web}, RecordingsDir: sipCfg.RecordDir, VoicemailsDir: voicemails,
-		WebRTC: rtcCalls, MediaStreams: web, Checks: sipChecks(sipSrv),
+		WebRTC: rtcCalls, MediaStreams: web, Checks: sipChecks(sipSrv), KnowledgeMaxUpload: int64(c.KnowledgeMaxUploadMiB) << 20,
 		Speech: voices, AllowPrivateFiles: c.AllowPrivateFiles, FileLimits: netguard.FileLimits{MaxBytes: int64(c.FileMaxMiB) << 20, Timeout: c.FileTimeout}})
-	agents.api = srv
+	// Knowledge documents this node left processing when it stopped, and those of nodes
+	// that died, are taken up again; its ingestions stop (to be resumed) when it does.
+	srv.Knowledge().Start(context.WithoutCancel(ctx))
+	defer srv.Knowledge().Close()
+	agents.api, agents.knowledge = srv, srv.Knowledge()
 	// Browsers may signal their WebRTC calls over the events socket too.
 	srv.HandleWebRTCCommands(streams)
 	srv.HandleSessionCommands(streams)

@@ -21,6 +21,8 @@ func (openAI) endpoint(method, path string) string {
 		return "complete"
 	case method == http.MethodGet && path == "/v1/models":
 		return "models"
+	case method == http.MethodPost && path == "/v1/embeddings":
+		return "embeddings"
 	}
 	return ""
 }

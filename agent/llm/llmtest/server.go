@@ -126,7 +126,7 @@ type Server struct {
 	requests []Request
 }
 
-// NewOpenAI starts a stand-in OpenAI (POST /v1/chat/completions, GET /v1/models) that
+// NewOpenAI starts a stand-in OpenAI (POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models) that
 // closes when the test ends.
 func NewOpenAI(t testing.TB) *Server {
 	t.Helper()
@@ -259,6 +259,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if e := s.dialect.authorize(r.Header, key); e != nil {
 		s.dialect.writeError(w, e)
+		return
+	}
+	if ep == "embeddings" {
+		if e := embeddings(w, body); e != nil {
+			s.dialect.writeError(w, e)
+		}
 		return
 	}
 	if ep == "models" {

@@ -1,0 +1,183 @@
+package knowledge_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/switchboard-go/switchboard/agent/llm/llmtest"
+	"github.com/switchboard-go/switchboard/knowledge"
+	"github.com/switchboard-go/switchboard/store"
+)
+
+// BenchmarkKnowledgeSearch measures a search's latency, p50 and p99, over bases of 1,000,
+// 10,000 and 100,000 chunks, by words (lexical) and by words and meaning (hybrid: the query
+// embedded by the stand-in over loopback HTTP, the in-process cosine scan, fusion), on each
+// database. The chunks are seeded straight through the store: 120 words each, drawn from a
+// Zipf-distributed (s = 1.07) vocabulary of 50,000 words, so that common words are in most
+// chunks as in real text. A query is four words of a random chunk: a caller asking about
+// something the base holds, common words and all. Run with -benchtime=1x: each
+// sub-benchmark times its own queries.
+//
+//	go test -run '^$' -bench BenchmarkKnowledgeSearch -benchtime=1x -timeout 30m ./knowledge/
+func BenchmarkKnowledgeSearch(b *testing.B) {
+	for _, d := range dialects {
+		b.Run(string(d), func(b *testing.B) { benchSearch(b, d) })
+	}
+}
+
+const benchQueries = 400
+
+func benchSearch(b *testing.B, d store.Dialect) {
+	st, tenant := openStore(b, d)
+	emb := llmtest.NewOpenAI(b)
+	ctx := context.Background()
+	base := newBase(b, st, tenant, "standin/embed")
+	svc := knowledge.New(knowledge.Config{Store: st, Embedder: standinEmbedder(emb.URL)})
+	b.Cleanup(svc.Close)
+	vocab := benchVocabulary()
+	rng := rand.New(rand.NewPCG(1, 2))
+	zipf := rand.NewZipf(rand.New(rand.NewPCG(3, 4)), 1.07, 2, uint64(len(vocab)-1))
+	seeded := 0
+	var samples []string
+	for _, size := range benchSizes() {
+		for seeded < size {
+			n := min(2_000, size-seeded)
+			samples = append(samples, seedChunks(b, st, tenant, base.ID, seeded, n, vocab, zipf)...)
+			seeded += n
+		}
+		queries := make([]string, benchQueries)
+		for i := range queries {
+			words := strings.Fields(samples[rng.IntN(len(samples))])
+			rng.Shuffle(len(words), func(i, j int) { words[i], words[j] = words[j], words[i] })
+			queries[i] = strings.Join(words[:4], " ")
+		}
+		for _, mode := range []string{"lexical", "hybrid"} {
+			b.Run(fmt.Sprintf("%s/%d", mode, size), func(b *testing.B) {
+				search := func(q string) {
+					var err error
+					if mode == "lexical" {
+						_, err = store.SearchKnowledge(ctx, st, tenant, []string{base.ID}, q, 5)
+					} else {
+						_, err = svc.Search(ctx, tenant, []string{base.ID}, q, 5)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				search(queries[0]) // warms the vector cache and the connection pool
+				runtime.GC()       // the seeding's garbage is not the search's
+				took := make([]time.Duration, len(queries))
+				cpu0 := cpuTime()
+				b.ResetTimer()
+				for i, q := range queries {
+					start := time.Now()
+					search(q)
+					took[i] = time.Since(start)
+				}
+				b.StopTimer()
+				// The process's CPU time a search: on a machine shared with other work
+				// the wall-clock percentiles include waiting for a core; this does not (for
+				// SQLite it is the whole search; for PostgreSQL only the client's part).
+				b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(len(queries)), "cpu-ms/search")
+				slices.Sort(took)
+				ms := func(p float64) float64 { return float64(took[int(p*float64(len(took)-1))].Microseconds()) / 1000 }
+				b.ReportMetric(ms(0.50), "p50-ms")
+				b.ReportMetric(ms(0.99), "p99-ms")
+				b.ReportMetric(0, "ns/op")
+			})
+		}
+	}
+}
+
+// benchSizes are the base sizes to measure: KNOWLEDGE_BENCH_SIZES (comma-separated) or
+// 1,000, 10,000 and 100,000.
+func benchSizes() []int {
+	env := os.Getenv("KNOWLEDGE_BENCH_SIZES")
+	if env == "" {
+		return []int{1_000, 10_000, 100_000}
+	}
+	var out []int
+	for _, f := range strings.Split(env, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && n > 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchVocabulary is 50,000 distinct made-up words, the first the most common.
+func benchVocabulary() []string {
+	rng := rand.New(rand.NewPCG(5, 6))
+	const letters = "abcdefghiklmnoprstuvw"
+	seen := map[string]bool{}
+	var out []string
+	for len(out) < 50_000 {
+		n := 4 + rng.IntN(7)
+		var sb strings.Builder
+		for range n {
+			sb.WriteByte(letters[rng.IntN(len(letters))])
+		}
+		w := sb.String()
+		if !seen[w] && len(store.QueryTerms(w)) == 1 {
+			seen[w] = true
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// seedChunks writes n chunks (one document of them) with the stand-in's vectors, and returns
+// the text of every tenth.
+func seedChunks(b *testing.B, st *store.Store, tenantID, baseID string, from, n int, vocab []string, zipf *rand.Zipf) []string {
+	b.Helper()
+	ctx := context.Background()
+	doc := &store.KnowledgeDocument{BaseID: baseID, FileName: fmt.Sprintf("seed-%d.txt", from), MediaType: "text/plain",
+		Checksum: fmt.Sprintf("%064x", from)}
+	if _, err := store.CreateKnowledgeDocument(ctx, st, tenantID, doc, []byte("seeded"), "bench", time.Hour); err != nil {
+		b.Fatal(err)
+	}
+	chunks := make([]store.KnowledgeChunk, n)
+	var samples []string
+	for i := range chunks {
+		words := make([]string, 120)
+		for j := range words {
+			words[j] = vocab[zipf.Uint64()]
+		}
+		text := strings.Join(words, " ")
+		if i%10 == 0 {
+			samples = append(samples, text)
+		}
+		v := llmtest.Embed(text)
+		chunks[i] = store.KnowledgeChunk{DocumentID: doc.ID, BaseID: baseID, TenantID: tenantID, Position: i,
+			HeadingPath: []string{"Seed"}, Text: text, Vector: encode(v)}
+	}
+	if err := store.SeedKnowledgeChunks(ctx, st, chunks); err != nil {
+		b.Fatal(err)
+	}
+	return samples
+}
+
+func encode(v []float32) []byte {
+	out := make([]byte, 0, 4*len(v))
+	for _, f := range v {
+		u := math.Float32bits(f)
+		out = append(out, byte(u), byte(u>>8), byte(u>>16), byte(u>>24))
+	}
+	return out
+}

@@ -1,0 +1,247 @@
+package store
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"unicode"
+
+	"github.com/uptrace/bun"
+)
+
+// KnowledgeMatch is a chunk found by a search, with the name of its document and its score
+// (higher is better, comparable only within one search).
+type KnowledgeMatch struct {
+	ChunkID      int64    `bun:"id"`
+	DocumentID   string   `bun:"document_id"`
+	BaseID       string   `bun:"base_id"`
+	DocumentName string   `bun:"file_name"`
+	Position     int      `bun:"position"`
+	HeadingPath  []string `bun:"heading_path,type:json"`
+	Page         int      `bun:"page"`
+	Text         string   `bun:"text"`
+	Score        float64  `bun:"score"`
+}
+
+// maxQueryTerms bounds the terms of a lexical search: a pasted paragraph searches by its
+// first words rather than costing a scan per word.
+const maxQueryTerms = 32
+
+// stopWords are words too common to say what a chunk is about. PostgreSQL's english
+// configuration drops them itself; dropping them before FTS5 keeps a question ("what are
+// the opening hours") from matching most of the index, which costs a search time for no
+// better answer.
+var stopWords = map[string]bool{}
+
+func init() {
+	for _, w := range strings.Fields(`a an and are as at be but by can could did do does for from had has have how i if in
+		into is it its me my no not of on or our so than that the their them then there these they this to
+		us was we were what when where which who whom why will with would you your`) {
+		stopWords[w] = true
+	}
+}
+
+// QueryTerms splits a search into the words it is made of: letters and digits, lower-cased,
+// without stop words or repeats. A query of none matches nothing.
+func QueryTerms(query string) []string {
+	var terms []string
+	seen := map[string]bool{}
+	for _, w := range strings.FieldsFunc(strings.ToLower(query), func(r rune) bool {
+		return !unicode.IsLetter(r) && !unicode.IsDigit(r)
+	}) {
+		if stopWords[w] || seen[w] || len(w) > 64 {
+			continue
+		}
+		seen[w] = true
+		terms = append(terms, w)
+		if len(terms) == maxQueryTerms {
+			break
+		}
+	}
+	return terms
+}
+
+// SearchKnowledge finds the chunks of the tenant's bases that best match query, best first:
+// BM25 over FTS5 in SQLite; in PostgreSQL ts_rank over the GIN-indexed tsvector, normalised
+// by the chunk's length (ts_rank_cd's cover density cost a third more a row and ranked this
+// project's test corpora no better). A chunk
+// matches when it has any of the query's terms; those with more and rarer ones rank higher.
+func SearchKnowledge(ctx context.Context, s *Store, tenantID string, baseIDs []string, query string, limit int) ([]KnowledgeMatch, error) {
+	terms := QueryTerms(query)
+	if len(terms) == 0 || len(baseIDs) == 0 || limit <= 0 {
+		return nil, nil
+	}
+	terms, err := selectiveTerms(ctx, s, tenantID, baseIDs, terms)
+	if err != nil || len(terms) == 0 {
+		return nil, err
+	}
+	var out []KnowledgeMatch
+	var q *bun.RawQuery
+	switch s.dialect {
+	case Postgres:
+		// Terms are letters and digits only, so they are safe inside a tsquery.
+		tsq := strings.Join(terms, " | ")
+		q = s.db.NewRaw(`SELECT c.id, c.document_id, c.base_id, d.file_name, c.position, c.heading_path, c.page, c.text, m.score
+FROM (SELECT id, ts_rank(tsv, to_tsquery('english', ?), 1) AS score
+      FROM (SELECT id, tsv FROM knowledge_chunks WHERE tsv @@ to_tsquery('english', ?) AND tenant_id = ? AND base_id IN (?) LIMIT ?) r
+      ORDER BY score DESC, id LIMIT ?) m
+JOIN knowledge_chunks c ON c.id = m.id JOIN knowledge_documents d ON d.id = c.document_id
+ORDER BY m.score DESC, c.id`, tsq, tsq, tenantID, bun.In(baseIDs), MaxRankedMatches, limit)
+	default:
+		// The base filter runs inside FTS5 (base_id is an indexed column, weighted 0 in
+		// the ranking), so only the tenant's bases' matches are ranked and joined.
+		match := ftsMatch(terms, baseIDs)
+		q = s.db.NewRaw(`SELECT c.id, c.document_id, c.base_id, d.file_name, c.position, c.heading_path, c.page, c.text, m.score
+FROM (SELECT id, score FROM (SELECT rowid AS id, -bm25(knowledge_chunks_fts, 1.0, 0.0) AS score FROM knowledge_chunks_fts
+      WHERE knowledge_chunks_fts MATCH ? LIMIT ?) ORDER BY score DESC, id LIMIT ?) m
+JOIN knowledge_chunks c ON c.id = m.id JOIN knowledge_documents d ON d.id = c.document_id
+WHERE c.tenant_id = ? AND c.base_id IN (?)
+ORDER BY m.score DESC, c.id`, match, MaxRankedMatches, limit, tenantID, bun.In(baseIDs))
+	}
+	if err := q.Scan(ctx, &out); err != nil {
+		return nil, classify(err)
+	}
+	return out, nil
+}
+
+// ftsMatch is the FTS5 query of any of the terms in any of the bases. Terms are letters and
+// digits only; the index holds a base's ID as one token, without its underscore.
+func ftsMatch(terms, baseIDs []string) string {
+	quoted := make([]string, len(terms))
+	for i, t := range terms {
+		quoted[i] = `"` + t + `"`
+	}
+	bases := make([]string, len(baseIDs))
+	for i, b := range baseIDs {
+		bases[i] = `"` + strings.ReplaceAll(strings.ReplaceAll(b, "_", ""), `"`, `""`) + `"`
+	}
+	// No column filters: a colset makes FTS5 read every match's position list to tell the
+	// columns apart, and the two columns' tokens do not meet (a base's ID is a 28-character
+	// token no text has; were one to, the query's own tenant and base checks keep it out).
+	return "(" + strings.Join(quoted, " OR ") + ") AND (" + strings.Join(bases, " OR ") + ")"
+}
+
+// MaxRankedMatches bounds the chunks one search ranks. Ranking costs a score for every chunk
+// any term matches (about 1.5 µs each in FTS5, which reads each chunk's length), so the terms
+// of a query are taken rarest first while the chunks they are in add up to at most this; the
+// more common ones sit out (a term in 2% of a 100,000-chunk base weighs about a third of a
+// rare one in BM25, and would multiply the search's cost). When even the rarest term is in
+// more chunks than this, the first MaxRankedMatches of them are ranked. A base smaller than
+// this never loses a term.
+const MaxRankedMatches = 2000
+
+// selectiveTerms keeps the terms that are in at least one chunk of the bases, rarest first,
+// while the chunks they are in add up to at most MaxRankedMatches, and at least the rarest.
+// The counts, each capped, are one query.
+func selectiveTerms(ctx context.Context, s *Store, tenantID string, baseIDs, terms []string) ([]string, error) {
+	if len(terms) == 1 {
+		return terms, nil
+	}
+	var sb strings.Builder
+	args := make([]any, 0, 5*len(terms))
+	for i, t := range terms {
+		if i > 0 {
+			sb.WriteString(" UNION ALL ")
+		}
+		switch s.dialect {
+		case Postgres:
+			sb.WriteString("SELECT ? AS i, (SELECT count(*) FROM (SELECT 1 FROM knowledge_chunks WHERE tsv @@ to_tsquery('english', ?) AND tenant_id = ? AND base_id IN (?) LIMIT ?) m) AS n")
+			args = append(args, i, t, tenantID, bun.In(baseIDs), MaxRankedMatches+1)
+		default:
+			sb.WriteString("SELECT ? AS i, (SELECT count(*) FROM (SELECT 1 FROM knowledge_chunks_fts WHERE knowledge_chunks_fts MATCH ? LIMIT ?)) AS n")
+			args = append(args, i, ftsMatch([]string{t}, baseIDs), MaxRankedMatches+1)
+		}
+	}
+	var counts []struct {
+		I int `bun:"i"`
+		N int `bun:"n"`
+	}
+	if err := s.db.NewRaw(sb.String(), args...).Scan(ctx, &counts); err != nil {
+		return nil, classify(err)
+	}
+	slices.SortStableFunc(counts, func(a, b struct {
+		I int `bun:"i"`
+		N int `bun:"n"`
+	}) int {
+		return a.N - b.N
+	})
+	kept := make([]string, 0, len(terms))
+	total := 0
+	for _, c := range counts {
+		if c.N == 0 {
+			continue
+		}
+		if len(kept) > 0 && total+c.N > MaxRankedMatches {
+			break
+		}
+		kept = append(kept, terms[c.I])
+		total += c.N
+	}
+	return kept, nil
+}
+
+// KnowledgeVector is one chunk's embedding.
+type KnowledgeVector struct {
+	ChunkID int64  `bun:"id"`
+	Vector  []byte `bun:"vector"`
+}
+
+// KnowledgeVectors reads the embeddings of a base of the tenant, and the base's revision
+// they are at least as new as. The revision is read first, without a transaction (SQLite's
+// would take the write lock): vectors newer than their revision are read again by the next
+// search, which is safe; older ones could not be.
+func KnowledgeVectors(ctx context.Context, s *Store, tenantID, baseID string) ([]KnowledgeVector, int64, error) {
+	var out []KnowledgeVector
+	var rev int64
+	if err := s.db.NewSelect().Table("knowledge_bases").Column("revision").Where("id = ?", baseID).
+		Where("tenant_id = ?", tenantID).Scan(ctx, &rev); err != nil {
+		return nil, 0, classify(err)
+	}
+	if err := s.db.NewSelect().Table("knowledge_chunks").Column("id", "vector").Where("base_id = ?", baseID).
+		Where("tenant_id = ?", tenantID).Where("vector IS NOT NULL").Order("id").Scan(ctx, &out); err != nil {
+		return nil, 0, classify(err)
+	}
+	return out, rev, nil
+}
+
+// KnowledgeBaseState is what a search needs to know of a base: the embedding model of its
+// vectors and the revision of its chunks.
+type KnowledgeBaseState struct {
+	ID             string `bun:"id"`
+	EmbeddingModel string `bun:"embedding_model"`
+	Revision       int64  `bun:"revision"`
+}
+
+// KnowledgeBaseStates reads the state of the tenant's bases by ID; a base that is not the
+// tenant's is missing from the answer.
+func KnowledgeBaseStates(ctx context.Context, s *Store, tenantID string, baseIDs []string) (map[string]KnowledgeBaseState, error) {
+	var rows []KnowledgeBaseState
+	if len(baseIDs) == 0 {
+		return map[string]KnowledgeBaseState{}, nil
+	}
+	if err := s.db.NewSelect().Table("knowledge_bases").Column("id", "embedding_model", "revision").Where("tenant_id = ?", tenantID).
+		Where("id IN (?)", bun.In(baseIDs)).Scan(ctx, &rows); err != nil {
+		return nil, classify(err)
+	}
+	out := make(map[string]KnowledgeBaseState, len(rows))
+	for _, r := range rows {
+		out[r.ID] = r
+	}
+	return out, nil
+}
+
+// KnowledgeChunksByID reads chunks of the tenant by ID, with their documents' names, in no
+// particular order; Score is zero.
+func KnowledgeChunksByID(ctx context.Context, s *Store, tenantID string, ids []int64) ([]KnowledgeMatch, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	var out []KnowledgeMatch
+	err := s.db.NewRaw(`SELECT c.id, c.document_id, c.base_id, d.file_name, c.position, c.heading_path, c.page, c.text, 0.0 AS score
+FROM knowledge_chunks c JOIN knowledge_documents d ON d.id = c.document_id
+WHERE c.tenant_id = ? AND c.id IN (?)`, tenantID, bun.In(ids)).Scan(ctx, &out)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return out, nil
+}
