@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"golang.org/x/text/encoding/charmap"
 )
 
 // Media types of the documents Switchboard extracts text from; Document.MediaType is one of
@@ -276,7 +278,7 @@ func hasUTF16BOM(data []byte) bool {
 }
 
 // decodeText turns a text file into UTF-8: UTF-16 by its BOM, UTF-8 as is, anything else read
-// as Latin-1 (every byte a character) so no upload is refused for its encoding alone.
+// as Windows-1252 (every byte a character) so no upload is refused for its encoding alone.
 func decodeText(data []byte) (string, error) {
 	if hasUTF16BOM(data) {
 		if len(data)%2 != 0 {
@@ -297,11 +299,13 @@ func decodeText(data []byte) (string, error) {
 	if utf8.Valid(data) {
 		return string(data), nil
 	}
-	r := make([]rune, len(data))
-	for i, c := range data {
-		r[i] = rune(c)
+	// Windows-1252 is Latin-1 with curly quotes and dashes where Latin-1 has control codes:
+	// what a text file that is not UTF-8 is most likely to be.
+	out, err := charmap.Windows1252.NewDecoder().Bytes(data)
+	if err != nil {
+		return "", fmt.Errorf("%w: undecodable text: %v", ErrCorrupt, err)
 	}
-	return string(r), nil
+	return string(out), nil
 }
 
 // builder collects a document's blocks and holds the extraction to its text budget and

@@ -235,7 +235,7 @@ func TestExtractDetection(t *testing.T) {
 			}
 		})
 	}
-	if doc := extractOK(t, "l.txt", "", []byte("caf\xe9 cr\xe8me")); doc.Blocks[0].Text != "café crème" {
+	if doc := extractOK(t, "l.txt", "", []byte("caf\xe9 cr\xe8me \x93quoted\x94 \x96 dash")); doc.Blocks[0].Text != "café crème “quoted” – dash" {
 		t.Fatalf("latin-1 text %q", doc.Blocks[0].Text)
 	}
 	if doc := extractOK(t, "u.txt", "", append([]byte{0xff, 0xfe}, []byte("h\x00i\x00")...)); doc.Blocks[0].Text != "hi" {

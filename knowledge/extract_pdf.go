@@ -78,7 +78,7 @@ func extractPDF(b *builder, data []byte) (err error) {
 		}
 		lines = append(lines, pl...)
 	}
-	return pdfBlocks(b, lines)
+	return pdfBlocks(b, lines, len(pages))
 }
 
 // pdfPages lists the pages in order, walking the page tree with bounds of its own: a cyclic or
@@ -160,20 +160,12 @@ func pdfCheckStreams(v pdf.Value, budget int64) (int64, error) {
 // pdfBlocks turns lines into headings and paragraphs: a line set clearly larger than the body
 // text (the most used size) is a heading, its level ranked by size; lines run together into a
 // paragraph until a gap, a heading or a new page.
-func pdfBlocks(b *builder, lines []pdfLine) error {
+func pdfBlocks(b *builder, lines []pdfLine, pages int) error {
+	lines = dropRunningLines(lines, pages)
 	if len(lines) == 0 {
 		return nil
 	}
-	bySize := map[float64]int{}
-	for _, l := range lines {
-		bySize[math.Round(l.size*2)/2] += len(l.text)
-	}
-	body, most := 0.0, -1
-	for s, n := range bySize {
-		if n > most || n == most && s < body {
-			body, most = s, n
-		}
-	}
+	body := pdfBodySize(lines)
 	isHeading := func(l pdfLine) bool {
 		return body > 0 && l.size >= 1.2*body && len(l.text) <= 200
 	}
@@ -233,4 +225,62 @@ func pdfBlocks(b *builder, lines []pdfLine) error {
 		para = append(para, l.text)
 	}
 	return flush()
+}
+
+// pdfBodySize is the font size most of the text is set in.
+func pdfBodySize(lines []pdfLine) float64 {
+	bySize := map[float64]int{}
+	for _, l := range lines {
+		bySize[math.Round(l.size*2)/2] += len(l.text)
+	}
+	body, most := 0.0, -1
+	for s, n := range bySize {
+		if n > most || n == most && s < body {
+			body, most = s, n
+		}
+	}
+	return body
+}
+
+// dropRunningLines removes running headers and footers: a first or last line of a page whose
+// text, digits aside ("Page 3 of 12"), opens or closes most pages of a document of three or
+// more, set no larger than the body text (a numbered chapter heading atop each page stays).
+// Repeated on every page they would crowd every chunk's words.
+func dropRunningLines(lines []pdfLine, pages int) []pdfLine {
+	if pages < 3 {
+		return lines
+	}
+	body := pdfBodySize(lines)
+	shape := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if r >= '0' && r <= '9' {
+				return '#'
+			}
+			return r
+		}, s)
+	}
+	// edge[i] says whether line i is the first or last of its page.
+	edge := make([]bool, len(lines))
+	for i := range lines {
+		edge[i] = i == 0 || lines[i-1].page != lines[i].page || i == len(lines)-1 || lines[i+1].page != lines[i].page
+	}
+	onPages := map[string]map[int]bool{}
+	for i, l := range lines {
+		if !edge[i] {
+			continue
+		}
+		k := shape(l.text)
+		if onPages[k] == nil {
+			onPages[k] = map[int]bool{}
+		}
+		onPages[k][l.page] = true
+	}
+	out := lines[:0:0]
+	for i, l := range lines {
+		if edge[i] && l.size <= 1.05*body && 2*len(onPages[shape(l.text)]) > pages {
+			continue
+		}
+		out = append(out, l)
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -124,5 +125,49 @@ func TestExtractPDFErrors(t *testing.T) {
 				t.Fatalf("err = %v, want %v mentioning %q", err, c.want, c.about)
 			}
 		})
+	}
+}
+
+func TestExtractPDFDropsRunningHeadersAndFooters(t *testing.T) {
+	f := fpdf.New("P", "mm", "A4", "")
+	f.SetHeaderFunc(func() {
+		f.SetFont("Helvetica", "", 9)
+		f.CellFormat(0, 8, "Acme support handbook", "", 1, "R", false, 0, "")
+	})
+	f.SetFooterFunc(func() {
+		f.SetY(-15)
+		f.SetFont("Helvetica", "", 9)
+		f.CellFormat(0, 8, fmt.Sprintf("Page %d", f.PageNo()), "", 0, "C", false, 0, "")
+	})
+	for i := range 4 {
+		f.AddPage()
+		f.SetFont("Helvetica", "", 11)
+		f.MultiCell(0, 5.5, fmt.Sprintf("Body of page %d.", i+1), "", "L", false)
+	}
+	var buf bytes.Buffer
+	if err := f.Output(&buf); err != nil {
+		t.Fatal(err)
+	}
+	doc := extractOK(t, "h.pdf", "", buf.Bytes())
+	wantBlocks(t, doc, []string{
+		"paragraph@1: Body of page 1.", "paragraph@2: Body of page 2.",
+		"paragraph@3: Body of page 3.", "paragraph@4: Body of page 4.",
+	})
+}
+
+func TestExtractPDFKeepsNumberedHeadingsAtopPages(t *testing.T) {
+	var pages []pdfPage
+	for i := range 5 {
+		pages = append(pages, pdfPage{heading: fmt.Sprintf("Chapter %d", i+1), paragraphs: []string{longPara}})
+	}
+	doc := extractOK(t, "a.pdf", "", makePDF(t, "x", pages))
+	headings := 0
+	for _, b := range doc.Blocks {
+		if b.Kind == BlockHeading {
+			headings++
+		}
+	}
+	if headings != 5 {
+		t.Fatalf("%d headings: %q", headings, blockTexts(doc))
 	}
 }
