@@ -247,7 +247,6 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener, t
 	}
 	s.ctx, s.host, s.port = ctx, host, port
 	s.dialogUA = &sipgo.DialogUA{Client: s.client, ContactHDR: s.contactFor("udp", host)}
-	close(s.ready)
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 3)
@@ -286,6 +285,9 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener, t
 		tl[i] = el
 		serve(el.state, func() error { return s.srv.ServeTLS(el) })
 	}
+	// Ready once every listener is registered: /health, asked as soon as the node says it
+	// serves, reports each of them.
+	close(s.ready)
 	s.log.Info("sip listening", "addr", pc.LocalAddr().String())
 
 	var err error
@@ -323,6 +325,10 @@ func (s *Server) addListener(st *listenerState) {
 	defer s.listenersMu.Unlock()
 	s.listeners = append(s.listeners, st)
 }
+
+// Ready is closed once Serve has taken its listeners: from then on Listeners reports each of
+// them and outbound calls can be placed.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // Listeners reports the server's SIP listeners (UDP, TCP, TLS): whether each serves, and
 // why not. Before Serve there are none.

@@ -265,6 +265,12 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 		}
 	}()
 	defer func() { stopSIP(); <-sipDone }()
+	// The node says it serves (and answers /health) only once SIP serves on every listener.
+	select {
+	case <-sipSrv.Ready():
+	case <-sipDone:
+		return errors.New("sip: stopped before it served")
+	}
 
 	flushCtx, stopFlush := context.WithCancel(context.WithoutCancel(ctx))
 	flushed := make(chan struct{})
