@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -214,6 +215,23 @@ type SessionAppend struct {
 	// Close closes the session with its messages, in the same transaction (a session of
 	// one run: it takes no message after this one).
 	Close bool
+
+	// New, when set, is the session itself, not yet stored (NewSessionRow): it is inserted
+	// with its messages, counted and (Close) closed, in the same transaction, so that a
+	// session of one run costs no commit of its own. An agent it names that the tenant no
+	// longer has is Err, a *ValidationError naming agent_id, and nothing of it is written.
+	New *Session
+}
+
+// NewSessionRow gives sess, a session to be inserted with its first messages
+// (SessionAppend.New), its ID, tenant and times, and checks its own fields.
+func NewSessionRow(s *Store, tenantID string, sess *Session) error {
+	now := s.now()
+	sess.ID, sess.TenantID, sess.CreatedAt, sess.UpdatedAt = newID(prefixSession), tenantID, now, now
+	if err := prepare(s, sess); err != nil {
+		return err
+	}
+	return sess.Validate()
 }
 
 // AppendSessionBatch stores the messages of several sessions in one transaction, each
@@ -267,6 +285,31 @@ func AppendSessionBatch(ctx context.Context, s *Store, batch []*SessionAppend) e
 				in += int64(m.InputTokens)
 				out += int64(m.OutputTokens)
 				cost += m.CostUSD
+			}
+			if a.New != nil {
+				// A session that did not exist before its first messages: one insert holds
+				// it with their count and cost, rather than an insert and an update.
+				if err := checkReferences(ctx, tx, a.TenantID, a.New); err != nil {
+					var ve *ValidationError
+					if !errors.As(err, &ve) {
+						return err
+					}
+					a.Err = err
+					continue
+				}
+				n := a.New
+				n.MessageCount, n.InputTokens, n.OutputTokens, n.CostUSD, n.UpdatedAt = len(a.Messages), in, out, cost, now
+				if a.Close {
+					n.Status, n.ClosedAt = SessionClosed, &now
+				}
+				if _, err := tx.NewInsert().Model(n).Exec(ctx); err != nil {
+					return err
+				}
+				if _, err := drawBalance(ctx, tx, a.TenantID, cost); err != nil {
+					return err
+				}
+				all = append(all, a.Messages...)
+				continue
 			}
 			q := tx.NewUpdate().Model((*Session)(nil))
 			if a.Lease != "" {
