@@ -88,7 +88,9 @@ func benchAmarsiaRunner(b *testing.B, d store.Dialect, pace time.Duration) {
 		slices.Sort(x.total)
 	}
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	perRun := func(cpu time.Duration, x gwBenchRun) float64 { return float64(cpu.Microseconds()) / float64(len(x.total)) }
+	perRun := func(cpu time.Duration, x gwBenchRun) float64 {
+		return float64(cpu.Microseconds()) / float64(len(x.total))
+	}
 	b.ReportMetric(float64(len(rr.total))/rr.elapsed.Seconds(), "runs/s")
 	b.ReportMetric(float64(len(sr.total))/sr.elapsed.Seconds(), "stream-runs/s")
 	b.ReportMetric(float64(len(dr.total))/dr.elapsed.Seconds(), "direct/s")
