@@ -348,29 +348,86 @@ func (p *Pending) MessageID() string { return p.a.messageID }
 // store's errors, before anything is stored. The caller then calls Stream once (or never: the answer is
 // made and stored all the same).
 func (e *Engine) Begin(ctx context.Context, sess *store.Session, in Input) (*Pending, error) {
+	return e.begin(ctx, sess, in, "")
+}
+
+// BeginByID reads a session of the tenant and begins answering in as Begin does, after check
+// (nil: none) accepts the session. On PostgreSQL the read is the answer lease's claim
+// (store.ClaimSessionAnswerRow): one statement, and one round trip before the first token,
+// fewer than reading the session and then claiming it. It fails as Begin does, with
+// store.ErrNotFound for a session that is not the tenant's, or with check's error.
+func (e *Engine) BeginByID(ctx context.Context, tenantID, sessionID string, in Input, check func(*store.Session) error) (*store.Session, *Pending, error) {
+	if !e.leases {
+		sess, err := e.Get(ctx, tenantID, sessionID)
+		if err != nil {
+			return nil, nil, err
+		}
+		if check != nil {
+			if err := check(sess); err != nil {
+				return nil, nil, err
+			}
+		}
+		p, err := e.begin(ctx, sess, in, "")
+		return sess, p, err
+	}
+	lease := store.NewMessageID()
+	sess, ok, err := store.ClaimSessionAnswerRow(ctx, e.cfg.Store, tenantID, sessionID, e.cfg.Node, lease, e.cfg.LeaseTTL)
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case !ok && sess.Status != store.SessionActive:
+		return sess, nil, ErrClosed
+	case !ok:
+		return sess, nil, ErrBusy
+	}
+	if check != nil {
+		if err := check(sess); err != nil {
+			e.releaseLease(ctx, sess.ID, lease)
+			return sess, nil, err
+		}
+	}
+	p, err := e.begin(ctx, sess, in, lease)
+	return sess, p, err
+}
+
+// releaseLease gives up an answer lease that nothing was stored with; when it cannot, the
+// lease expires.
+func (e *Engine) releaseLease(ctx context.Context, sessionID, lease string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := store.ReleaseSessionAnswer(ctx, e.cfg.Store, sessionID, lease); err != nil {
+		e.log.Warn("session answer lease not released; it expires", "session_id", sessionID, "error", err)
+	}
+}
+
+// begin is Begin; held, when set, is the answer lease already claimed for it (BeginByID),
+// which it releases when it does not begin.
+func (e *Engine) begin(ctx context.Context, sess *store.Session, in Input, held string) (*Pending, error) {
+	refuse := func(err error) (*Pending, error) {
+		if held != "" {
+			e.releaseLease(ctx, sess.ID, held)
+		}
+		return nil, err
+	}
 	if !hasContent(in.Parts) {
-		return nil, ErrEmpty
+		return refuse(ErrEmpty)
 	}
 	if sess.Status != store.SessionActive {
-		return nil, ErrClosed
+		return refuse(ErrClosed)
 	}
 	if sess.AgentID == nil {
-		return nil, ErrNoAgent
+		return refuse(ErrNoAgent)
 	}
 	answerCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.AnswerTimeout)
 	a := newAnswer(sess.TenantID, sess.ID, cancel)
 	if err := e.claim(a); err != nil {
 		cancel()
-		return nil, err
+		return refuse(err)
 	}
 	release := func() {
 		if a.lease != "" && !a.released {
 			// Nothing was stored with the lease (SessionAppend.Lease): give it up here.
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			if err := store.ReleaseSessionAnswer(ctx, e.cfg.Store, sess.ID, a.lease); err != nil {
-				e.log.Warn("session answer lease not released; it expires", "session_id", sess.ID, "error", err)
-			}
-			cancel()
+			e.releaseLease(ctx, sess.ID, a.lease)
 		}
 		e.answers.remove(a)
 		cancel()
@@ -382,7 +439,10 @@ func (e *Engine) Begin(ctx context.Context, sess *store.Session, in Input) (*Pen
 	var claimed chan error
 	// A session stored with its first turn is known to no other node until then: there is
 	// no lease to take.
-	if e.leases && in.create == nil {
+	if held != "" {
+		a.lease = held
+		e.watchLeases(a)
+	} else if e.leases && in.create == nil {
 		a.lease = store.NewMessageID()
 		claimed = make(chan error, 1)
 		go func() {

@@ -280,3 +280,36 @@ func TestSessionStoredWithItsFirstTurn(t *testing.T) {
 		}
 	})
 }
+
+// TestClaimSessionAnswerRow: the claim and the read of the session in one statement; a
+// second claim is refused while the first is held, a closed session is not claimed, and
+// another tenant's session is not found. Each refusal returns the session as it is.
+func TestClaimSessionAnswerRow(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		tenantID, sess := newSession(t, s)
+		got, ok, err := store.ClaimSessionAnswerRow(ctx, s, tenantID, sess.ID, "n1", "lease-1", time.Minute)
+		if err != nil || !ok || got.ID != sess.ID || got.AgentID == nil || *got.AgentID != *sess.AgentID || got.Status != store.SessionActive {
+			t.Fatalf("claim: %+v %v %v", got, ok, err)
+		}
+		if got, ok, err := store.ClaimSessionAnswerRow(ctx, s, tenantID, sess.ID, "n2", "lease-2", time.Minute); err != nil || ok || got.ID != sess.ID {
+			t.Fatalf("a held session claimed again: %v %v", ok, err)
+		}
+		if err := store.ReleaseSessionAnswer(ctx, s, sess.ID, "lease-1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, did, err := store.CloseSession(ctx, s, tenantID, sess.ID); err != nil || !did {
+			t.Fatalf("close: %v %v", did, err)
+		}
+		if got, ok, err := store.ClaimSessionAnswerRow(ctx, s, tenantID, sess.ID, "n2", "lease-3", time.Minute); err != nil || ok || got.Status != store.SessionClosed {
+			t.Fatalf("a closed session claimed: %v %v", ok, err)
+		}
+		other, err := s.EnsureTenant(ctx, "other")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := store.ClaimSessionAnswerRow(ctx, s, other.ID, sess.ID, "n2", "lease-4", time.Minute); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("another tenant's claim: %v", err)
+		}
+	})
+}
