@@ -372,19 +372,23 @@ func (e *Engine) BeginByID(ctx context.Context, tenantID, sessionID string, in I
 	}
 	lease := store.NewMessageID()
 	sess, ok, err := store.ClaimSessionAnswerRow(ctx, e.cfg.Store, tenantID, sessionID, e.cfg.Node, lease, e.cfg.LeaseTTL)
-	switch {
-	case err != nil:
+	if err != nil {
 		return nil, nil, err
+	}
+	// check's refusals come before the engine's, as they do where the session is read first.
+	if check != nil {
+		if err := check(sess); err != nil {
+			if ok {
+				e.releaseLease(ctx, sess.ID, lease)
+			}
+			return sess, nil, err
+		}
+	}
+	switch {
 	case !ok && sess.Status != store.SessionActive:
 		return sess, nil, ErrClosed
 	case !ok:
 		return sess, nil, ErrBusy
-	}
-	if check != nil {
-		if err := check(sess); err != nil {
-			e.releaseLease(ctx, sess.ID, lease)
-			return sess, nil, err
-		}
 	}
 	p, err := e.begin(ctx, sess, in, lease)
 	return sess, p, err
