@@ -171,26 +171,43 @@ func (s *Server) alumiaChat(w http.ResponseWriter, r *http.Request, p *Principal
 		ag      *store.Agent
 		earlier []*store.SessionMessage
 	)
+	in := session.Input{Parts: userParts}
+	if id := req.Messages[last].ID; id != "" {
+		in.Meta = map[string]any{"uiMessageId": id}
+	}
+	var pending *session.Pending
 	if sessionID != "" {
-		if sess, err = s.sessions.Get(ctx, p.TenantID, sessionID); err != nil {
-			return notFoundAs(err, "Session", "sessionId")
-		}
-		if sess.AgentID == nil {
-			return errValidation("sessionId", "names a session whose agent no longer exists")
-		}
-		if req.AgentID != "" && req.AgentID != *sess.AgentID {
-			return errValidation("agentId", "is not the agent of session %s", sess.ID)
-		}
-		// The agent is read here only when something must be checked against it: the
-		// engine reads it anyway, and this read would be on the path to the first token.
-		spent, err := s.balanceSpent(ctx, p.TenantID)
-		if err != nil {
-			return err
-		}
-		if req.Model != "" || spent {
-			if ag, err = store.Get[store.Agent](ctx, s.store, p.TenantID, *sess.AgentID); err != nil {
+		// The session is read as its answer begins (on PostgreSQL, by the statement that
+		// claims its answer lease), and checked before anything is asked of the model.
+		check := func(got *store.Session) error {
+			if got.AgentID == nil {
+				return errValidation("sessionId", "names a session whose agent no longer exists")
+			}
+			if req.AgentID != "" && req.AgentID != *got.AgentID {
+				return errValidation("agentId", "is not the agent of session %s", got.ID)
+			}
+			// The agent is read here only when something must be checked against it: the
+			// engine reads it anyway, and this read would be on the path to the first token.
+			spent, err := s.balanceSpent(ctx, p.TenantID)
+			if err != nil {
+				return err
+			}
+			if req.Model == "" && !spent {
+				return nil
+			}
+			ag, err := store.Get[store.Agent](ctx, s.store, p.TenantID, *got.AgentID)
+			if err != nil {
 				return notFoundAs(err, "Agent", "agentId")
 			}
+			if req.Model != "" && req.Model != ag.Model {
+				return errValidation("model", "must be the agent's model (%s) or left out: an agent answers with its own model", ag.Model)
+			}
+			return s.checkBalance(ctx, p.TenantID, ag.Model)
+		}
+		if sess, pending, err = s.sessions.BeginByID(ctx, p.TenantID, sessionID, in, check); errors.Is(err, store.ErrNotFound) {
+			return notFoundAs(err, "Session", "sessionId")
+		} else if err != nil {
+			return sessionSendError(err)
 		}
 	} else {
 		if req.AgentID == "" {
@@ -212,7 +229,6 @@ func (s *Server) alumiaChat(w http.ResponseWriter, r *http.Request, p *Principal
 		}
 	}
 
-	created := false
 	if sess == nil {
 		sess = store.NewSession()
 		sess.AgentID = &ag.ID
@@ -223,24 +239,16 @@ func (s *Server) alumiaChat(w http.ResponseWriter, r *http.Request, p *Principal
 		if err := s.sessions.Create(ctx, p.TenantID, sess, session.Creator{KeyID: p.KeyID, UserID: p.UserID}); err != nil {
 			return err
 		}
-		created = true
 		if len(earlier) > 0 {
 			if err := store.AppendSessionMessages(ctx, s.store, p.TenantID, sess.ID, earlier...); err != nil {
 				s.dropSession(p.TenantID, sess.ID)
 				return err
 			}
 		}
-	}
-	in := session.Input{Parts: userParts}
-	if id := req.Messages[last].ID; id != "" {
-		in.Meta = map[string]any{"uiMessageId": id}
-	}
-	pending, err := s.sessions.Begin(ctx, sess, in)
-	if err != nil {
-		if created {
+		if pending, err = s.sessions.Begin(ctx, sess, in); err != nil {
 			s.dropSession(p.TenantID, sess.ID)
+			return sessionSendError(err)
 		}
-		return sessionSendError(err)
 	}
 
 	w.Header().Set("X-Session-Id", sess.ID)

@@ -495,6 +495,9 @@ func TestAlumiaChatRefusals(t *testing.T) {
 			if want := 1 - (12*10+9*40)/1e6; math.Abs(bal-want) > 1e-12 {
 				t.Errorf("balance after a paid answer: %v, want %v", bal, want)
 			}
+			// The refused message kept no answer lease (PostgreSQL claims it as it reads the
+			// session): the session answers at once, not after the lease's expiry.
+			wantStatus(t, ts.do(http.MethodPost, "/api/v1/sessions/"+paidSession+"/messages", b.admin, map[string]any{"content": "Hi"}), http.StatusOK, "the refused session, with a balance")
 			wantStatus(t, ts.do(http.MethodPatch, tenantPath, ts.Key, map[string]any{"balance_usd": nil}), http.StatusOK, "balance null")
 			wantStatus(t, b.chatRaw(t, "127.0.0.1", b.key, hello(b.paidID)), http.StatusOK, "paid model without a balance kept")
 

@@ -19,20 +19,24 @@ import (
 
 // BenchmarkAmarsiaRunner measures Amarsia's runner with a text part against an instant
 // stand-in model, 64 runs at once: runs a second, and the latency the runner adds to the
-// model's own (each run: authentication, the deployment read, a session created, the turn
-// answered and stored, the session closed). Each round sends b.N requests straight to the
-// stand-in (a streamed completion read to its end, as the agent's brain asks it), then b.N
-// runs of POST /v1/runner/{deployment} and b.N of its /stream, read to their ends, over
-// keep-alive connections.
+// model's own (each run: authentication, the deployment read, the answer made, the run's
+// session stored with its turn and closed, in one commit). In rounds of 64 requests the
+// legs alternate: straight to the stand-in (a streamed completion read to its end, as the
+// agent's brain asks it), then POST /v1/runner/{deployment} and its /stream, read to their
+// ends, over keep-alive connections. Each leg reports the CPU the whole process (client,
+// Switchboard and stand-in) spends per request. Modes as BenchmarkSessionMessages's: closed
+// loop, and paced (each of the 64 workers sends one request every pace).
 //
-//	go test -run '^$' -bench AmarsiaRunner -benchtime 2000x ./api/
+//	go test -run '^$' -bench AmarsiaRunner -benchtime 3200x ./api/
 func BenchmarkAmarsiaRunner(b *testing.B) {
 	for _, d := range []store.Dialect{store.SQLite, store.Postgres} {
-		b.Run(fmt.Sprintf("%s/runs=%d", d, gwBenchStreams), func(b *testing.B) { benchAmarsiaRunner(b, d) })
+		for _, pace := range benchPaces {
+			b.Run(fmt.Sprintf("%s/runs=%d/%s", d, gwBenchStreams, paceName(pace)), func(b *testing.B) { benchAmarsiaRunner(b, d, pace) })
+		}
 	}
 }
 
-func benchAmarsiaRunner(b *testing.B, d store.Dialect) {
+func benchAmarsiaRunner(b *testing.B, d store.Dialect, pace time.Duration) {
 	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	r := newAmarsiaRig(b, d, true)
 	r.up.Respond(func(llmtest.Request) llmtest.Reply {
@@ -55,33 +59,49 @@ func benchAmarsiaRunner(b *testing.B, d store.Dialect) {
 	runner := wholeTarget{url: r.URL + "/v1/runner/" + dep, header: with("x-api-key", r.Key), body: run}
 	stream := wholeTarget{url: r.URL + "/v1/runner/" + dep + "/stream", header: with("x-api-key", r.Key), body: run}
 	for _, tg := range []wholeTarget{direct, runner, stream} {
-		if _, err := tg.run(client, 2*gwBenchStreams, gwBenchStreams); err != nil {
+		if _, err := tg.run(client, 2*gwBenchStreams, gwBenchStreams, 0); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ResetTimer()
-	dr, err := direct.run(client, b.N, gwBenchStreams)
-	if err != nil {
-		b.Fatal(err)
-	}
-	rr, err := runner.run(client, b.N, gwBenchStreams)
-	if err != nil {
-		b.Fatal(err)
-	}
-	sr, err := stream.run(client, b.N, gwBenchStreams)
-	if err != nil {
-		b.Fatal(err)
+	var dr, rr, sr gwBenchRun
+	var dcpu, rcpu, scpu time.Duration
+	for done := 0; done < b.N; done += gwBenchStreams {
+		n := min(gwBenchStreams, b.N-done)
+		for _, leg := range []struct {
+			tg   wholeTarget
+			into *gwBenchRun
+			cpu  *time.Duration
+		}{{direct, &dr, &dcpu}, {runner, &rr, &rcpu}, {stream, &sr, &scpu}} {
+			cpu := processCPU()
+			res, err := leg.tg.run(client, n, gwBenchStreams, pace)
+			if err != nil {
+				b.Fatal(err)
+			}
+			*leg.cpu += processCPU() - cpu
+			leg.into.total = append(leg.into.total, res.total...)
+			leg.into.elapsed += res.elapsed
+		}
 	}
 	b.StopTimer()
+	for _, x := range []*gwBenchRun{&dr, &rr, &sr} {
+		slices.Sort(x.total)
+	}
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	b.ReportMetric(float64(b.N)/rr.elapsed.Seconds(), "runs/s")
-	b.ReportMetric(float64(b.N)/sr.elapsed.Seconds(), "stream-runs/s")
-	b.ReportMetric(float64(b.N)/dr.elapsed.Seconds(), "direct/s")
+	perRun := func(cpu time.Duration, x gwBenchRun) float64 {
+		return float64(cpu.Microseconds()) / float64(len(x.total))
+	}
+	b.ReportMetric(float64(len(rr.total))/rr.elapsed.Seconds(), "runs/s")
+	b.ReportMetric(float64(len(sr.total))/sr.elapsed.Seconds(), "stream-runs/s")
+	b.ReportMetric(float64(len(dr.total))/dr.elapsed.Seconds(), "direct/s")
 	b.ReportMetric(ms(rr.total.p(50)-dr.total.p(50)), "added-p50-ms")
 	b.ReportMetric(ms(rr.total.p(99)-dr.total.p(99)), "added-p99-ms")
 	b.ReportMetric(ms(sr.total.p(50)-dr.total.p(50)), "stream-added-p50-ms")
 	b.ReportMetric(ms(sr.total.p(99)-dr.total.p(99)), "stream-added-p99-ms")
 	b.ReportMetric(ms(dr.total.p(50)), "direct-p50-ms")
+	b.ReportMetric(perRun(rcpu, rr), "run-cpu-us")
+	b.ReportMetric(perRun(scpu, sr), "stream-cpu-us")
+	b.ReportMetric(perRun(dcpu, dr), "direct-cpu-us")
 }
 
 // wholeTarget is a request a benchmark sends and reads to its end.
@@ -91,8 +111,9 @@ type wholeTarget struct {
 	header http.Header
 }
 
-// run sends n requests, concurrency at a time; every answer must be a 200.
-func (tg wholeTarget) run(client *http.Client, n, concurrency int) (gwBenchRun, error) {
+// run sends n requests, concurrency at a time, paced (0: closed loop); every answer must be
+// a 200.
+func (tg wholeTarget) run(client *http.Client, n, concurrency int, pace time.Duration) (gwBenchRun, error) {
 	out := gwBenchRun{total: make(gwDurations, n)}
 	var (
 		next    atomic.Int64
@@ -101,15 +122,17 @@ func (tg wholeTarget) run(client *http.Client, n, concurrency int) (gwBenchRun, 
 		first   error
 	)
 	start := time.Now()
-	for range min(concurrency, n) {
+	workers := min(concurrency, n)
+	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
+			for k := 0; ; k++ {
 				i := int(next.Add(1)) - 1
 				if i >= n {
 					return
 				}
+				paced(start, pace, w, workers, k)
 				took, err := tg.once(client)
 				if err != nil {
 					errOnce.Do(func() { first = err })

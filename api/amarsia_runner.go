@@ -105,21 +105,18 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, p *Principal) 
 		sess.Meta["deployment_id"] = depID
 		sess.Label = "Amarsia run of " + depID
 	}
-	if err := s.sessions.Create(ctx, p.TenantID, sess, session.Creator{KeyID: p.KeyID, UserID: p.UserID}); err != nil {
+	// The session is stored with the run's turn, and closed by it, in the turn's own write
+	// (batched with the turns of runs that finish together): a run is one message, the
+	// session takes no other (which the agent as it is then, not the deployment, would
+	// answer), and a run costs one commit. A client that goes away does not stop the run;
+	// it is stored, and the session closed, all the same.
+	pending, err := s.sessions.BeginNew(ctx, p.TenantID, sess, session.Creator{KeyID: p.KeyID, UserID: p.UserID},
+		session.Input{Parts: parts, Version: version, Close: true})
+	if err != nil {
 		var ve *store.ValidationError
 		if errors.As(err, &ve) && len(ve.Fields) > 0 && ve.Fields[0].Field == "agent_id" {
 			return nil, errNotFound("Agent") // deleted since it was read
 		}
-		return nil, err
-	}
-	// The session closes with the run's turn, in the turn's own write: a run is one message,
-	// and the session takes no other (which the agent as it is then, not the deployment,
-	// would answer). A client that goes away does not stop the run; it is stored, and the
-	// session closed, all the same.
-	pending, err := s.sessions.Begin(ctx, sess, session.Input{Parts: parts, Version: version, Close: true})
-	if err != nil {
-		// The session holds no message: it goes, rather than stay an empty run.
-		_ = s.sessions.Delete(context.WithoutCancel(ctx), p.TenantID, sess.ID)
 		return nil, sessionError(err)
 	}
 	return pending, nil

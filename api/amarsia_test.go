@@ -453,7 +453,7 @@ func TestAmarsiaStreamClientLeaves(t *testing.T) {
 	})
 	r := newAmarsiaRig(t, store.SQLite, true)
 	const answer = "one two three four five six seven eight"
-	r.up.Enqueue(llmtest.Reply{Text: answer, Delay: 30 * time.Millisecond})
+	r.up.Enqueue(llmtest.Reply{Text: answer, Delay: 100 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	reqCtx, leave := context.WithCancel(ctx)
@@ -472,6 +472,11 @@ func TestAmarsiaStreamClientLeaves(t *testing.T) {
 	n, err := resp.Body.Read(buf)
 	if n == 0 || !strings.HasPrefix(answer, string(buf[:n])) {
 		t.Fatalf("first chunk %q (%v)", buf[:n], err)
+	}
+	// The run's session is stored with its turn, in one write once the answer is made
+	// (seven words, 100 ms apart, from now): there is none yet.
+	if got := r.get("/api/v1/sessions", r.Key)["total"]; got != float64(0) {
+		t.Fatalf("%v sessions while the run is answered: the session was written before its turn", got)
 	}
 	leave()
 	resp.Body.Close()

@@ -445,25 +445,30 @@ func sessionError(err error) error {
 }
 
 func (s *Server) sendSessionMessage(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	// Another tenant's session is not found, whatever the body.
-	sess, err := s.session(r.Context(), p, r.PathValue("id"))
-	if err != nil {
-		return err
-	}
+	id := r.PathValue("id")
 	body, err := readBody(w, r)
-	if err != nil {
-		return err
+	var in session.Input
+	if err == nil {
+		in, err = sessionInput(body)
 	}
-	in, err := sessionInput(body)
 	if err != nil {
-		return err
-	}
-	if sess.AgentID != nil {
-		if err := s.checkAgentBalance(r.Context(), p.TenantID, *sess.AgentID); err != nil {
-			return err
+		// Another tenant's session is not found, whatever the body.
+		if _, gerr := s.session(r.Context(), p, id); gerr != nil {
+			return gerr
 		}
+		return err
 	}
-	pending, err := s.sessions.Begin(r.Context(), sess, in)
+	// The session is read as the answer begins (on PostgreSQL, by the statement that claims
+	// its answer lease), and checked before anything is asked of the model.
+	sess, pending, err := s.sessions.BeginByID(r.Context(), p.TenantID, id, in, func(sess *store.Session) error {
+		if sess.AgentID == nil {
+			return nil
+		}
+		return s.checkAgentBalance(r.Context(), p.TenantID, *sess.AgentID)
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return errNotFound("Session")
+	}
 	if err != nil {
 		return sessionError(err)
 	}

@@ -37,14 +37,48 @@ const sessionBenchSessions = 64
 // answer on each leg: at 64 streams on two cores the added time to first token is mostly
 // waiting for a core, so it follows the added CPU.
 //
+// Two modes. closed: each worker sends its session's next message the instant the last is
+// answered, which saturates the two cores, so that the added time is mostly the queue of the
+// added CPU. paced=…: open loop, each session sends one message every pace (the 64 spread
+// evenly over it; one that is still being answered sends its next at once when done), an
+// offered load well under what either path can take, so that the added time is the path's
+// own latency rather than a queue.
+//
 //	go test -run '^$' -bench SessionMessages -benchtime 3200x ./api/
 func BenchmarkSessionMessages(b *testing.B) {
 	for _, d := range []store.Dialect{store.SQLite, store.Postgres} {
-		b.Run(string(d), func(b *testing.B) { benchSessionMessages(b, d) })
+		for _, pace := range benchPaces {
+			b.Run(fmt.Sprintf("%s/%s", d, paceName(pace)), func(b *testing.B) { benchSessionMessages(b, d, pace) })
+		}
 	}
 }
 
-func benchSessionMessages(b *testing.B, d store.Dialect) {
+// benchPaces are the benchmarks' modes: 0 is closed loop (saturation), anything else one
+// request a worker every that long. 100 ms at 64 workers offers 640 requests a second, under
+// a quarter of what the gateway answers on two cores and about half of what sessions on
+// PostgreSQL do.
+var benchPaces = []time.Duration{0, 100 * time.Millisecond}
+
+func paceName(pace time.Duration) string {
+	if pace == 0 {
+		return "closed"
+	}
+	return "paced=" + pace.String()
+}
+
+// paced waits, for a worker's k-th request of a round that started at start, until its
+// slot: worker w of workers sends at start + w·pace/workers + k·pace. Closed loop (pace 0)
+// does not wait.
+func paced(start time.Time, pace time.Duration, w, workers, k int) {
+	if pace == 0 {
+		return
+	}
+	if d := time.Until(start.Add(time.Duration(w)*pace/time.Duration(workers) + time.Duration(k)*pace)); d > 0 {
+		time.Sleep(d)
+	}
+}
+
+func benchSessionMessages(b *testing.B, d store.Dialect, pace time.Duration) {
 	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	g := newGW(b, d)
 	g.oa.Respond(func(llmtest.Request) llmtest.Reply {
@@ -83,7 +117,7 @@ func benchSessionMessages(b *testing.B, d store.Dialect) {
 	}
 	// Warm both paths.
 	for _, tg := range [][]sessionBenchTarget{sessions, gateway} {
-		if _, err := runSessionBench(client, tg, 2*sessionBenchSessions); err != nil {
+		if _, err := runSessionBench(client, tg, 2*sessionBenchSessions, 0); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -96,7 +130,7 @@ func benchSessionMessages(b *testing.B, d store.Dialect) {
 			into    *sessionBenchRun
 		}{{gateway, &gw}, {sessions, &s}} {
 			cpu := processCPU()
-			r, err := runSessionBench(client, leg.targets, n)
+			r, err := runSessionBench(client, leg.targets, n, pace)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -117,6 +151,7 @@ func benchSessionMessages(b *testing.B, d store.Dialect) {
 	b.ReportMetric(float64(len(gw.ttft))/gw.elapsed.Seconds(), "gateway-completions/s")
 	b.ReportMetric(float64(s.cpu.Microseconds())/float64(len(s.ttft)), "session-cpu-us/answer")
 	b.ReportMetric(float64(gw.cpu.Microseconds())/float64(len(gw.ttft)), "gateway-cpu-us/answer")
+	b.ReportMetric(ms(gw.ttft.p(99)), "gateway-p99-ttft-ms")
 }
 
 // processCPU is the CPU time (user and system) the process has used.
@@ -152,8 +187,8 @@ func (r *sessionBenchRun) add(o sessionBenchRun) {
 func (r *sessionBenchRun) sort() { slices.Sort(r.ttft); slices.Sort(r.total) }
 
 // runSessionBench sends n streams, one worker per target (at most one stream of a target at
-// a time: a session answers one message at a time).
-func runSessionBench(client *http.Client, targets []sessionBenchTarget, n int) (sessionBenchRun, error) {
+// a time: a session answers one message at a time), paced (0: closed loop).
+func runSessionBench(client *http.Client, targets []sessionBenchTarget, n int, pace time.Duration) (sessionBenchRun, error) {
 	out := sessionBenchRun{ttft: make(gwDurations, n), total: make(gwDurations, n)}
 	var (
 		wg      sync.WaitGroup
@@ -165,7 +200,8 @@ func runSessionBench(client *http.Client, targets []sessionBenchTarget, n int) (
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; i < n; i += len(targets) {
+			for i, k := w, 0; i < n; i, k = i+len(targets), k+1 {
+				paced(start, pace, w, len(targets), k)
 				ttft, total, err := targets[w].stream(client)
 				if err != nil {
 					errOnce.Do(func() { first = err })

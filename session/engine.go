@@ -163,6 +163,33 @@ func (e *Engine) Create(ctx context.Context, tenantID string, sess *store.Sessio
 	return nil
 }
 
+// BeginNew begins the answer to the first message of a session not yet stored, as Begin
+// does, and stores the session with the turn, in the turn's one write (batched with
+// others'): a session of one run (Amarsia's runner) costs no commit of its own, and a run
+// whose turn is not stored leaves no empty session behind. session.created is published
+// once it is stored, before the turn's messages. sess gets its ID at once; an agent the
+// tenant does not have is a *store.ValidationError naming agent_id, here or, when the agent
+// is deleted meanwhile, as the turn's failure.
+func (e *Engine) BeginNew(ctx context.Context, tenantID string, sess *store.Session, by Creator, in Input) (*Pending, error) {
+	if sess.AgentID == nil || strings.TrimSpace(*sess.AgentID) == "" {
+		return nil, &store.ValidationError{Fields: []store.FieldError{{Field: "agent_id", Message: "is required"}}}
+	}
+	sess.Status = store.SessionActive
+	sess.MessageCount, sess.InputTokens, sess.OutputTokens, sess.CostUSD, sess.ClosedAt = 0, 0, 0, 0, nil
+	sess.CreatedByKeyID, sess.CreatedByUserID = by.KeyID, by.UserID
+	if sess.Meta == nil {
+		sess.Meta = map[string]any{}
+	}
+	if err := store.NewSessionRow(e.cfg.Store, tenantID, sess); err != nil {
+		return nil, err
+	}
+	// The row stored is a copy: sess is the session as it was when the answer began, which
+	// the answer's events and history are made from.
+	row := *sess
+	in.create = &row
+	return e.Begin(ctx, sess, in)
+}
+
 // Get reads a session of the tenant; another tenant's is store.ErrNotFound.
 func (e *Engine) Get(ctx context.Context, tenantID, id string) (*store.Session, error) {
 	return store.Get[store.Session](ctx, e.cfg.Store, tenantID, id)
@@ -261,6 +288,9 @@ type Input struct {
 	// Close closes the session with this turn, in the turn's own write: a session of one
 	// run (Amarsia's runner), which takes no other message.
 	Close bool
+
+	// create is the session itself when it is stored with this turn (BeginNew).
+	create *store.Session
 }
 
 // Version is an agent as it was published: the agent and the tools it could call then.
@@ -318,29 +348,90 @@ func (p *Pending) MessageID() string { return p.a.messageID }
 // store's errors, before anything is stored. The caller then calls Stream once (or never: the answer is
 // made and stored all the same).
 func (e *Engine) Begin(ctx context.Context, sess *store.Session, in Input) (*Pending, error) {
+	return e.begin(ctx, sess, in, "")
+}
+
+// BeginByID reads a session of the tenant and begins answering in as Begin does, after check
+// (nil: none) accepts the session. On PostgreSQL the read is the answer lease's claim
+// (store.ClaimSessionAnswerRow): one statement, and one round trip before the first token,
+// fewer than reading the session and then claiming it. It fails as Begin does, with
+// store.ErrNotFound for a session that is not the tenant's, or with check's error.
+func (e *Engine) BeginByID(ctx context.Context, tenantID, sessionID string, in Input, check func(*store.Session) error) (*store.Session, *Pending, error) {
+	if !e.leases {
+		sess, err := e.Get(ctx, tenantID, sessionID)
+		if err != nil {
+			return nil, nil, err
+		}
+		if check != nil {
+			if err := check(sess); err != nil {
+				return nil, nil, err
+			}
+		}
+		p, err := e.begin(ctx, sess, in, "")
+		return sess, p, err
+	}
+	lease := store.NewMessageID()
+	sess, ok, err := store.ClaimSessionAnswerRow(ctx, e.cfg.Store, tenantID, sessionID, e.cfg.Node, lease, e.cfg.LeaseTTL)
+	if err != nil {
+		return nil, nil, err
+	}
+	// check's refusals come before the engine's, as they do where the session is read first.
+	if check != nil {
+		if err := check(sess); err != nil {
+			if ok {
+				e.releaseLease(ctx, sess.ID, lease)
+			}
+			return sess, nil, err
+		}
+	}
+	switch {
+	case !ok && sess.Status != store.SessionActive:
+		return sess, nil, ErrClosed
+	case !ok:
+		return sess, nil, ErrBusy
+	}
+	p, err := e.begin(ctx, sess, in, lease)
+	return sess, p, err
+}
+
+// releaseLease gives up an answer lease that nothing was stored with; when it cannot, the
+// lease expires.
+func (e *Engine) releaseLease(ctx context.Context, sessionID, lease string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := store.ReleaseSessionAnswer(ctx, e.cfg.Store, sessionID, lease); err != nil {
+		e.log.Warn("session answer lease not released; it expires", "session_id", sessionID, "error", err)
+	}
+}
+
+// begin is Begin; held, when set, is the answer lease already claimed for it (BeginByID),
+// which it releases when it does not begin.
+func (e *Engine) begin(ctx context.Context, sess *store.Session, in Input, held string) (*Pending, error) {
+	refuse := func(err error) (*Pending, error) {
+		if held != "" {
+			e.releaseLease(ctx, sess.ID, held)
+		}
+		return nil, err
+	}
 	if !hasContent(in.Parts) {
-		return nil, ErrEmpty
+		return refuse(ErrEmpty)
 	}
 	if sess.Status != store.SessionActive {
-		return nil, ErrClosed
+		return refuse(ErrClosed)
 	}
 	if sess.AgentID == nil {
-		return nil, ErrNoAgent
+		return refuse(ErrNoAgent)
 	}
 	answerCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.AnswerTimeout)
 	a := newAnswer(sess.TenantID, sess.ID, cancel)
 	if err := e.claim(a); err != nil {
 		cancel()
-		return nil, err
+		return refuse(err)
 	}
 	release := func() {
 		if a.lease != "" && !a.released {
 			// Nothing was stored with the lease (SessionAppend.Lease): give it up here.
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			if err := store.ReleaseSessionAnswer(ctx, e.cfg.Store, sess.ID, a.lease); err != nil {
-				e.log.Warn("session answer lease not released; it expires", "session_id", sess.ID, "error", err)
-			}
-			cancel()
+			e.releaseLease(ctx, sess.ID, a.lease)
 		}
 		e.answers.remove(a)
 		cancel()
@@ -350,7 +441,12 @@ func (e *Engine) Begin(ctx context.Context, sess *store.Session, in Input) (*Pen
 	// two round trips to the database overlap, and the model is asked only once both are
 	// done, so a session another node answers is refused before anything starts.
 	var claimed chan error
-	if e.leases {
+	// A session stored with its first turn is known to no other node until then: there is
+	// no lease to take.
+	if held != "" {
+		a.lease = held
+		e.watchLeases(a)
+	} else if e.leases && in.create == nil {
 		a.lease = store.NewMessageID()
 		claimed = make(chan error, 1)
 		go func() {
@@ -619,7 +715,7 @@ func (e *Engine) prepare(ctx context.Context, sess *store.Session, in Input, a *
 		return nil, nil, err
 	}
 	stored, ok := e.history.get(sess.ID, sess.MessageCount)
-	if !ok {
+	if !ok && in.create == nil {
 		if stored, err = store.SessionHistory(ctx, st, sess.TenantID, sess.ID, e.cfg.HistoryMessages-1); err != nil {
 			return nil, nil, err
 		}
@@ -688,8 +784,10 @@ func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, 
 	storeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	closed := false
-	if err := e.turns.write(sess.TenantID, sess.ID, a.lease, in.Close, user, msg); err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
+	if err := e.turns.write(store.SessionAppend{TenantID: sess.TenantID, SessionID: sess.ID, Lease: a.lease, Close: in.Close,
+		New: in.create, Messages: []*store.SessionMessage{user, msg}}); err != nil {
+		var ve *store.ValidationError
+		if !errors.Is(err, store.ErrNotFound) && !errors.As(err, &ve) {
 			log.Error("session turn not stored", "error", err)
 		}
 		msg.Status, msg.Error = store.MessageFailed, "the turn could not be stored: "+err.Error()
@@ -698,6 +796,10 @@ func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, 
 		// The session's next message is made over this history, without reading it again.
 		next := append(slices.Clip(stored), *user, *msg)
 		e.history.put(sess.ID, sess.MessageCount+2, next, e.cfg.HistoryMessages)
+		if in.create != nil {
+			created := *sess
+			e.publish(storeCtx, &created, TypeCreated, &created)
+		}
 		e.publish(storeCtx, sess, TypeMessage, user)
 		e.publish(storeCtx, sess, TypeMessage, msg)
 		if in.Close {

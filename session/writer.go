@@ -27,10 +27,11 @@ type turnWrite struct {
 }
 
 // write stores the messages of a session's turn, releasing the answer's lease with them
-// (lease: "" for none) and closing the session with them when closeIt, and returns once
-// they are committed (or not, with why): ErrNotFound when the session is gone.
-func (w *turnWriter) write(tenantID, sessionID, lease string, closeIt bool, msgs ...*store.SessionMessage) error {
-	tw := &turnWrite{append: store.SessionAppend{TenantID: tenantID, SessionID: sessionID, Messages: msgs, Lease: lease, Close: closeIt}, done: make(chan struct{})}
+// (Lease: "" for none), closing the session with them when Close and inserting it first when
+// New, and returns once they are committed (or not, with why): ErrNotFound when the session
+// is gone, a *store.ValidationError when a new session's agent is.
+func (w *turnWriter) write(ap store.SessionAppend) error {
+	tw := &turnWrite{append: ap, done: make(chan struct{})}
 	w.mu.Lock()
 	w.pending = append(w.pending, tw)
 	if w.flushing {

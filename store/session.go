@@ -2,6 +2,9 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -214,6 +217,23 @@ type SessionAppend struct {
 	// Close closes the session with its messages, in the same transaction (a session of
 	// one run: it takes no message after this one).
 	Close bool
+
+	// New, when set, is the session itself, not yet stored (NewSessionRow): it is inserted
+	// with its messages, counted and (Close) closed, in the same transaction, so that a
+	// session of one run costs no commit of its own. An agent it names that the tenant no
+	// longer has is Err, a *ValidationError naming agent_id, and nothing of it is written.
+	New *Session
+}
+
+// NewSessionRow gives sess, a session to be inserted with its first messages
+// (SessionAppend.New), its ID, tenant and times, and checks its own fields.
+func NewSessionRow(s *Store, tenantID string, sess *Session) error {
+	now := s.now()
+	sess.ID, sess.TenantID, sess.CreatedAt, sess.UpdatedAt = newID(prefixSession), tenantID, now, now
+	if err := prepare(s, sess); err != nil {
+		return err
+	}
+	return sess.Validate()
 }
 
 // AppendSessionBatch stores the messages of several sessions in one transaction, each
@@ -267,6 +287,31 @@ func AppendSessionBatch(ctx context.Context, s *Store, batch []*SessionAppend) e
 				in += int64(m.InputTokens)
 				out += int64(m.OutputTokens)
 				cost += m.CostUSD
+			}
+			if a.New != nil {
+				// A session that did not exist before its first messages: one insert holds
+				// it with their count and cost, rather than an insert and an update.
+				if err := checkReferences(ctx, tx, a.TenantID, a.New); err != nil {
+					var ve *ValidationError
+					if !errors.As(err, &ve) {
+						return err
+					}
+					a.Err = err
+					continue
+				}
+				n := a.New
+				n.MessageCount, n.InputTokens, n.OutputTokens, n.CostUSD, n.UpdatedAt = len(a.Messages), in, out, cost, now
+				if a.Close {
+					n.Status, n.ClosedAt = SessionClosed, &now
+				}
+				if _, err := tx.NewInsert().Model(n).Exec(ctx); err != nil {
+					return err
+				}
+				if _, err := drawBalance(ctx, tx, a.TenantID, cost); err != nil {
+					return err
+				}
+				all = append(all, a.Messages...)
+				continue
 			}
 			q := tx.NewUpdate().Model((*Session)(nil))
 			if a.Lease != "" {
@@ -411,6 +456,63 @@ func ClaimSessionAnswer(ctx context.Context, s *Store, tenantID, sessionID, node
 		return false, err
 	}
 	return false, nil
+}
+
+// ClaimSessionAnswerRow is ClaimSessionAnswer and the read of the session in one statement
+// (PostgreSQL's UPDATE … RETURNING): a message of a session costs one statement and one round
+// trip fewer before its first token. It claims only an active session. When the claim is
+// refused it reads the session as it is, so that the caller can say why (closed, or another
+// answer holds it): ok is false and the session is returned. A session that is not the
+// tenant's is ErrNotFound.
+func ClaimSessionAnswerRow(ctx context.Context, s *Store, tenantID, sessionID, node, lease string, ttl time.Duration) (sess *Session, ok bool, err error) {
+	if !validID(prefixSession, sessionID) {
+		return nil, false, ErrNotFound
+	}
+	if s.dialect != Postgres {
+		// SQLite has one node: there is nothing to fold, and no UPDATE … FROM to fold it in.
+		if ok, err = ClaimSessionAnswer(ctx, s, tenantID, sessionID, node, lease, ttl); err != nil {
+			return nil, false, err
+		}
+		sess, err = Get[Session](ctx, s, tenantID, sessionID)
+		return sess, ok && err == nil && sess.Status == SessionActive, err
+	}
+	until, untilArgs := s.leaseUntil(ttl)
+	now, nowArgs := s.leaseNow()
+	sess = new(Session)
+	// As in ClaimSessionAnswer, the claim's commit does not wait for the WAL to reach the disk.
+	err = s.db.NewUpdate().Model(sess).
+		Set("answer_node = ?", node).Set("answer_id = ?", lease).Set("answer_canceled = ?", false).
+		Set("answer_until = "+until, untilArgs...).
+		TableExpr("(SELECT set_config('synchronous_commit', 'off', true)) AS async_commit").
+		Where("session.id = ?", sessionID).Where("session.tenant_id = ?", tenantID).
+		Where("session.status = ?", SessionActive).
+		Where("(session.answer_until IS NULL OR session.answer_until < "+now+")", nowArgs...).
+		Returning(s.sessionColumns()).Scan(ctx)
+	if err == nil {
+		return sess, true, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, false, classify(err)
+	}
+	sess, err = Get[Session](ctx, s, tenantID, sessionID)
+	return sess, false, err
+}
+
+// sessionColumns is the RETURNING list of a session's mapped columns (the lease's own
+// columns are not the model's).
+func (s *Store) sessionColumns() string {
+	s.sessionColsOnce.Do(func() {
+		var b strings.Builder
+		for i, f := range s.db.Table(reflect.TypeFor[Session]()).Fields {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("session.")
+			b.WriteString(string(f.SQLName))
+		}
+		s.sessionCols = b.String()
+	})
+	return s.sessionCols
 }
 
 // RenewSessionAnswers extends, by ttl from now, the leases held (by session ID) that are

@@ -224,3 +224,92 @@ func BenchmarkSessionHistoryPage(b *testing.B) {
 		})
 	}
 }
+
+// TestSessionStoredWithItsFirstTurn: a session of one run is inserted with its messages,
+// counted and closed, in the batch's one transaction; one whose agent the tenant does not
+// have (deleted meanwhile, or another tenant's) writes nothing of itself and spoils no other.
+func TestSessionStoredWithItsFirstTurn(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		tenantID, sess := newSession(t, s)
+		other, err := s.EnsureTenant(ctx, "other")
+		if err != nil {
+			t.Fatal(err)
+		}
+		turn := func() []*store.SessionMessage {
+			return []*store.SessionMessage{{Role: store.RoleUser, Parts: []store.MessagePart{{Type: store.PartText, Text: "Hi"}}},
+				{Role: store.RoleAssistant, InputTokens: 7, OutputTokens: 3, CostUSD: 0.5, Parts: []store.MessagePart{{Type: store.PartText, Text: "Hello."}}}}
+		}
+		fresh := func(tenant string) *store.Session {
+			n := store.NewSession()
+			n.AgentID, n.Label = sess.AgentID, "run"
+			if err := store.NewSessionRow(s, tenant, n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		run := fresh(tenantID)
+		ok := &store.SessionAppend{TenantID: tenantID, SessionID: run.ID, New: run, Close: true, Messages: turn()}
+		// Another tenant's agent: refused by name, nothing of it written.
+		stray := fresh(other.ID)
+		bad := &store.SessionAppend{TenantID: other.ID, SessionID: stray.ID, New: stray, Close: true, Messages: turn()}
+		old := &store.SessionAppend{TenantID: tenantID, SessionID: sess.ID, Messages: turn()}
+		if err := store.AppendSessionBatch(ctx, s, []*store.SessionAppend{bad, ok, old}); err != nil || ok.Err != nil || old.Err != nil {
+			t.Fatalf("batch: %v, %v, %v", err, ok.Err, old.Err)
+		}
+		var ve *store.ValidationError
+		if !errors.As(bad.Err, &ve) || ve.Fields[0].Field != "agent_id" {
+			t.Fatalf("a run of another tenant's agent: %v", bad.Err)
+		}
+		if _, err := store.Get[store.Session](ctx, s, other.ID, stray.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("the refused session was stored: %v", err)
+		}
+		if n, err := s.DB().NewSelect().Table("session_messages").Where("session_id = ?", stray.ID).Count(ctx); err != nil || n != 0 {
+			t.Fatalf("%d messages of the refused session: %v", n, err)
+		}
+		got, err := store.Get[store.Session](ctx, s, tenantID, run.ID)
+		if err != nil || got.Status != store.SessionClosed || got.ClosedAt == nil || got.MessageCount != 2 ||
+			got.InputTokens != 7 || got.OutputTokens != 3 || got.CostUSD != 0.5 || got.Label != "run" {
+			t.Fatalf("run session %+v %v", got, err)
+		}
+		if msgs, err := store.ListSessionMessages(ctx, s, tenantID, run.ID, "", 0, 10); err != nil || len(msgs) != 2 || msgs[1].Text() != "Hello." {
+			t.Fatalf("run messages %v %v", msgs, err)
+		}
+		if got, err := store.Get[store.Session](ctx, s, tenantID, sess.ID); err != nil || got.MessageCount != 2 || got.Status != store.SessionActive {
+			t.Fatalf("the other session of the batch %+v %v", got, err)
+		}
+	})
+}
+
+// TestClaimSessionAnswerRow: the claim and the read of the session in one statement; a
+// second claim is refused while the first is held, a closed session is not claimed, and
+// another tenant's session is not found. Each refusal returns the session as it is.
+func TestClaimSessionAnswerRow(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		tenantID, sess := newSession(t, s)
+		got, ok, err := store.ClaimSessionAnswerRow(ctx, s, tenantID, sess.ID, "n1", "lease-1", time.Minute)
+		if err != nil || !ok || got.ID != sess.ID || got.AgentID == nil || *got.AgentID != *sess.AgentID || got.Status != store.SessionActive {
+			t.Fatalf("claim: %+v %v %v", got, ok, err)
+		}
+		if got, ok, err := store.ClaimSessionAnswerRow(ctx, s, tenantID, sess.ID, "n2", "lease-2", time.Minute); err != nil || ok || got.ID != sess.ID {
+			t.Fatalf("a held session claimed again: %v %v", ok, err)
+		}
+		if err := store.ReleaseSessionAnswer(ctx, s, sess.ID, "lease-1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, did, err := store.CloseSession(ctx, s, tenantID, sess.ID); err != nil || !did {
+			t.Fatalf("close: %v %v", did, err)
+		}
+		if got, ok, err := store.ClaimSessionAnswerRow(ctx, s, tenantID, sess.ID, "n2", "lease-3", time.Minute); err != nil || ok || got.Status != store.SessionClosed {
+			t.Fatalf("a closed session claimed: %v %v", ok, err)
+		}
+		other, err := s.EnsureTenant(ctx, "other")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := store.ClaimSessionAnswerRow(ctx, s, other.ID, sess.ID, "n2", "lease-4", time.Minute); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("another tenant's claim: %v", err)
+		}
+	})
+}

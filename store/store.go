@@ -45,6 +45,9 @@ type Store struct {
 	sealer  *Sealer
 	// stmts holds prepared statements by the model type they read (see getStatement).
 	stmts sync.Map
+	// sessionCols is what ClaimSessionAnswerRow returns (sessionColumns).
+	sessionColsOnce sync.Once
+	sessionCols     string
 	// now is the clock of the store; tests may replace it.
 	now func() time.Time
 	// calls writes calls' records, retrying those the database refused (callwriter.go).
