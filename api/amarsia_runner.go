@@ -122,10 +122,12 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, p *Principal) 
 	return pending, nil
 }
 
-// runFailed is the error of an answer the model could not make.
+// runFailed is the error of an answer the model could not make. It names no session: the
+// run's session is stored with its turn, and a turn that could not be stored (its agent
+// deleted meanwhile) leaves none to name.
 func runFailed(a *store.SessionMessage) *Error {
 	return &Error{Status: http.StatusBadGateway, Code: "upstream_error",
-		Message: "Upstream provider error: the agent could not answer: " + a.Error + " (the run is stored as session " + a.SessionID + ")"}
+		Message: "Upstream provider error: the agent could not answer: " + a.Error}
 }
 
 func (s *Server) runDeployment(w http.ResponseWriter, r *http.Request, p *Principal) error {
