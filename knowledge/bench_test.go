@@ -22,10 +22,13 @@ import (
 // BenchmarkKnowledgeSearch measures a search's latency, p50 and p99, over bases of 1,000,
 // 10,000 and 100,000 chunks, by words (lexical) and by words and meaning (hybrid: the query
 // embedded by the stand-in over loopback HTTP, the in-process cosine scan, fusion), on each
-// database. The chunks are seeded straight through the store: 120 words each, drawn from a
-// Zipf-distributed (s = 1.07) vocabulary of 50,000 words, so that common words are in most
-// chunks as in real text. A query is four words of a random chunk: a caller asking about
-// something the base holds, common words and all. Run with -benchtime=1x: each
+// database. The chunks are seeded straight through the store: help-centre articles of an
+// online shop's and a software service's (bench_corpus_test.go), about 120 words each, of
+// 26 topics of Zipf-distributed size, in sentences with their stop words, and names (products,
+// places, plans) drawn from a Zipf-distributed vocabulary of 50,000 made-up words. A query is
+// a spoken question about a random chunk, in two or three of its topic's words ("why can't I
+// reset the password on my account"): a caller asking about something the base holds, whose
+// words are in hundreds or thousands of chunks of a big base. Run with -benchtime=1x: each
 // sub-benchmark times its own queries.
 //
 //	go test -run '^$' -bench BenchmarkKnowledgeSearch -benchtime=1x -timeout 30m ./knowledge/
@@ -46,20 +49,19 @@ func benchSearch(b *testing.B, d store.Dialect) {
 	b.Cleanup(svc.Close)
 	vocab := benchVocabulary()
 	rng := rand.New(rand.NewPCG(1, 2))
-	zipf := rand.NewZipf(rand.New(rand.NewPCG(3, 4)), 1.07, 2, uint64(len(vocab)-1))
+	corpus := newHelpCorpus(vocab)
 	seeded := 0
-	var samples []string
+	var samples []sample
 	for _, size := range benchSizes() {
 		for seeded < size {
 			n := min(2_000, size-seeded)
-			samples = append(samples, seedChunks(b, st, tenant, base.ID, seeded, n, vocab, zipf)...)
+			samples = append(samples, seedChunks(b, st, tenant, base.ID, seeded, n, corpus)...)
 			seeded += n
 		}
 		queries := make([]string, benchQueries)
 		for i := range queries {
-			words := strings.Fields(samples[rng.IntN(len(samples))])
-			rng.Shuffle(len(words), func(i, j int) { words[i], words[j] = words[j], words[i] })
-			queries[i] = strings.Join(words[:4], " ")
+			sm := samples[rng.IntN(len(samples))]
+			queries[i] = corpus.question(sm.text, sm.topic)
 		}
 		for _, mode := range []string{"lexical", "hybrid"} {
 			b.Run(fmt.Sprintf("%s/%d", mode, size), func(b *testing.B) {
@@ -142,9 +144,15 @@ func benchVocabulary() []string {
 	return out
 }
 
+// sample is a seeded chunk a query asks about.
+type sample struct {
+	text  string
+	topic int
+}
+
 // seedChunks writes n chunks (one document of them) with the stand-in's vectors, and returns
-// the text of every tenth.
-func seedChunks(b *testing.B, st *store.Store, tenantID, baseID string, from, n int, vocab []string, zipf *rand.Zipf) []string {
+// every tenth.
+func seedChunks(b *testing.B, st *store.Store, tenantID, baseID string, from, n int, corpus *helpCorpus) []sample {
 	b.Helper()
 	ctx := context.Background()
 	doc := &store.KnowledgeDocument{BaseID: baseID, FileName: fmt.Sprintf("seed-%d.txt", from), MediaType: "text/plain",
@@ -153,15 +161,11 @@ func seedChunks(b *testing.B, st *store.Store, tenantID, baseID string, from, n 
 		b.Fatal(err)
 	}
 	chunks := make([]store.KnowledgeChunk, n)
-	var samples []string
+	var samples []sample
 	for i := range chunks {
-		words := make([]string, 120)
-		for j := range words {
-			words[j] = vocab[zipf.Uint64()]
-		}
-		text := strings.Join(words, " ")
+		text, topic := corpus.chunk()
 		if i%10 == 0 {
-			samples = append(samples, text)
+			samples = append(samples, sample{text, topic})
 		}
 		v := llmtest.Embed(text)
 		chunks[i] = store.KnowledgeChunk{DocumentID: doc.ID, BaseID: baseID, TenantID: tenantID, Position: i,

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"slices"
 	"strings"
 	"unicode"
 
@@ -64,39 +63,57 @@ func QueryTerms(query string) []string {
 // SearchKnowledge finds the chunks of the tenant's bases that best match query, best first:
 // BM25 over FTS5 in SQLite; in PostgreSQL ts_rank over the GIN-indexed tsvector, normalised
 // by the chunk's length (ts_rank_cd's cover density cost a third more a row and ranked this
-// project's test corpora no better). A chunk
-// matches when it has any of the query's terms; those with more and rarer ones rank higher.
+// project's test corpora no better).
+//
+// Every word of the query counts. A search first asks for the chunks that have all of its
+// words: the index intersects the words' lists, so only chunks that can answer are ranked,
+// however common one word is, and a question a base answers has at least limit of them in
+// all but small bases. When fewer than limit chunks have every word, it asks for the chunks
+// that have any of them and ranks those: the answer then is pure BM25 (ts_rank) over the
+// words, of which the chunks with every word are a part. A search's cost is therefore the
+// ranking of the chunks with every word, and only for questions the base cannot answer
+// word for word, the ranking of the chunks with any.
 func SearchKnowledge(ctx context.Context, s *Store, tenantID string, baseIDs []string, query string, limit int) ([]KnowledgeMatch, error) {
 	terms := QueryTerms(query)
 	if len(terms) == 0 || len(baseIDs) == 0 || limit <= 0 {
 		return nil, nil
 	}
-	terms, err := selectiveTerms(ctx, s, tenantID, baseIDs, terms)
-	if err != nil || len(terms) == 0 {
-		return nil, err
+	out, err := searchTerms(ctx, s, tenantID, baseIDs, terms, true, limit)
+	if err != nil || len(out) >= limit || len(terms) == 1 {
+		return out, err
 	}
+	return searchTerms(ctx, s, tenantID, baseIDs, terms, false, limit)
+}
+
+// searchTerms ranks the chunks of the bases that have every one of terms (all) or any.
+func searchTerms(ctx context.Context, s *Store, tenantID string, baseIDs, terms []string, all bool, limit int) ([]KnowledgeMatch, error) {
 	var out []KnowledgeMatch
 	var q *bun.RawQuery
 	switch s.dialect {
 	case Postgres:
-		// Terms are letters and digits only, so they are safe inside a tsquery.
-		tsq := strings.Join(terms, " | ")
+		// Terms are letters and digits only, so they are safe inside a tsquery. Words of
+		// PostgreSQL's longer english stop list drop out of it by themselves.
+		op := " | "
+		if all {
+			op = " & "
+		}
+		tsq := strings.Join(terms, op)
 		q = s.db.NewRaw(`SELECT c.id, c.document_id, c.base_id, d.file_name, c.position, c.heading_path, c.page, c.text, m.score
 FROM (SELECT id, ts_rank(tsv, to_tsquery('english', ?), 1) AS score
-      FROM (SELECT id, tsv FROM knowledge_chunks WHERE tsv @@ to_tsquery('english', ?) AND tenant_id = ? AND base_id IN (?) LIMIT ?) r
+      FROM knowledge_chunks WHERE tsv @@ to_tsquery('english', ?) AND tenant_id = ? AND base_id IN (?)
       ORDER BY score DESC, id LIMIT ?) m
 JOIN knowledge_chunks c ON c.id = m.id JOIN knowledge_documents d ON d.id = c.document_id
-ORDER BY m.score DESC, c.id`, tsq, tsq, tenantID, bun.In(baseIDs), MaxRankedMatches, limit)
+ORDER BY m.score DESC, c.id`, tsq, tsq, tenantID, bun.In(baseIDs), limit)
 	default:
 		// The base filter runs inside FTS5 (base_id is an indexed column, weighted 0 in
 		// the ranking), so only the tenant's bases' matches are ranked and joined.
-		match := ftsMatch(terms, baseIDs)
+		match := ftsMatch(terms, baseIDs, all)
 		q = s.db.NewRaw(`SELECT c.id, c.document_id, c.base_id, d.file_name, c.position, c.heading_path, c.page, c.text, m.score
-FROM (SELECT id, score FROM (SELECT rowid AS id, -bm25(knowledge_chunks_fts, 1.0, 0.0) AS score FROM knowledge_chunks_fts
-      WHERE knowledge_chunks_fts MATCH ? LIMIT ?) ORDER BY score DESC, id LIMIT ?) m
+FROM (SELECT rowid AS id, -bm25(knowledge_chunks_fts, 1.0, 0.0) AS score FROM knowledge_chunks_fts
+      WHERE knowledge_chunks_fts MATCH ? ORDER BY score DESC, id LIMIT ?) m
 JOIN knowledge_chunks c ON c.id = m.id JOIN knowledge_documents d ON d.id = c.document_id
 WHERE c.tenant_id = ? AND c.base_id IN (?)
-ORDER BY m.score DESC, c.id`, match, MaxRankedMatches, limit, tenantID, bun.In(baseIDs))
+ORDER BY m.score DESC, c.id`, match, limit, tenantID, bun.In(baseIDs))
 	}
 	if err := q.Scan(ctx, &out); err != nil {
 		return nil, classify(err)
@@ -104,9 +121,10 @@ ORDER BY m.score DESC, c.id`, match, MaxRankedMatches, limit, tenantID, bun.In(b
 	return out, nil
 }
 
-// ftsMatch is the FTS5 query of any of the terms in any of the bases. Terms are letters and
-// digits only; the index holds a base's ID as one token, without its underscore.
-func ftsMatch(terms, baseIDs []string) string {
+// ftsMatch is the FTS5 query of every (all) or any of the terms in any of the bases. Terms
+// are letters and digits only; the index holds a base's ID as one token, without its
+// underscore.
+func ftsMatch(terms, baseIDs []string, all bool) string {
 	quoted := make([]string, len(terms))
 	for i, t := range terms {
 		quoted[i] = `"` + t + `"`
@@ -115,69 +133,14 @@ func ftsMatch(terms, baseIDs []string) string {
 	for i, b := range baseIDs {
 		bases[i] = `"` + strings.ReplaceAll(strings.ReplaceAll(b, "_", ""), `"`, `""`) + `"`
 	}
+	op := " OR "
+	if all {
+		op = " AND "
+	}
 	// No column filters: a colset makes FTS5 read every match's position list to tell the
 	// columns apart, and the two columns' tokens do not meet (a base's ID is a 28-character
 	// token no text has; were one to, the query's own tenant and base checks keep it out).
-	return "(" + strings.Join(quoted, " OR ") + ") AND (" + strings.Join(bases, " OR ") + ")"
-}
-
-// MaxRankedMatches bounds the chunks one search ranks. Ranking costs a score for every chunk
-// any term matches (about 1.5 µs each in FTS5, which reads each chunk's length), so the terms
-// of a query are taken rarest first while the chunks they are in add up to at most this; the
-// more common ones sit out (a term in 2% of a 100,000-chunk base weighs about a third of a
-// rare one in BM25, and would multiply the search's cost). When even the rarest term is in
-// more chunks than this, the first MaxRankedMatches of them are ranked. A base smaller than
-// this never loses a term.
-const MaxRankedMatches = 2000
-
-// selectiveTerms keeps the terms that are in at least one chunk of the bases, rarest first,
-// while the chunks they are in add up to at most MaxRankedMatches, and at least the rarest.
-// The counts, each capped, are one query.
-func selectiveTerms(ctx context.Context, s *Store, tenantID string, baseIDs, terms []string) ([]string, error) {
-	if len(terms) == 1 {
-		return terms, nil
-	}
-	var sb strings.Builder
-	args := make([]any, 0, 5*len(terms))
-	for i, t := range terms {
-		if i > 0 {
-			sb.WriteString(" UNION ALL ")
-		}
-		switch s.dialect {
-		case Postgres:
-			sb.WriteString("SELECT ? AS i, (SELECT count(*) FROM (SELECT 1 FROM knowledge_chunks WHERE tsv @@ to_tsquery('english', ?) AND tenant_id = ? AND base_id IN (?) LIMIT ?) m) AS n")
-			args = append(args, i, t, tenantID, bun.In(baseIDs), MaxRankedMatches+1)
-		default:
-			sb.WriteString("SELECT ? AS i, (SELECT count(*) FROM (SELECT 1 FROM knowledge_chunks_fts WHERE knowledge_chunks_fts MATCH ? LIMIT ?)) AS n")
-			args = append(args, i, ftsMatch([]string{t}, baseIDs), MaxRankedMatches+1)
-		}
-	}
-	var counts []struct {
-		I int `bun:"i"`
-		N int `bun:"n"`
-	}
-	if err := s.db.NewRaw(sb.String(), args...).Scan(ctx, &counts); err != nil {
-		return nil, classify(err)
-	}
-	slices.SortStableFunc(counts, func(a, b struct {
-		I int `bun:"i"`
-		N int `bun:"n"`
-	}) int {
-		return a.N - b.N
-	})
-	kept := make([]string, 0, len(terms))
-	total := 0
-	for _, c := range counts {
-		if c.N == 0 {
-			continue
-		}
-		if len(kept) > 0 && total+c.N > MaxRankedMatches {
-			break
-		}
-		kept = append(kept, terms[c.I])
-		total += c.N
-	}
-	return kept, nil
+	return "(" + strings.Join(quoted, op) + ") AND (" + strings.Join(bases, " OR ") + ")"
 }
 
 // KnowledgeVector is one chunk's embedding.
