@@ -87,9 +87,11 @@ func newHelpCorpus(vocab []string) *helpCorpus {
 		names:  rand.NewZipf(rng, 1.07, 2, uint64(len(vocab)-1))}
 }
 
-// chunk is about 120 words of one topic's article, and the topic.
-func (c *helpCorpus) chunk() (string, int) {
+// chunk is about 120 words of one topic's article about a subject (a product, a plan, a
+// place: most of the names in it), and the topic and subject.
+func (c *helpCorpus) chunk() (string, int, string) {
 	topic := int(c.topics.Uint64())
+	subject := capitalize(c.vocab[c.names.Uint64()])
 	t := helpTopics[topic]
 	var sb strings.Builder
 	words := 0
@@ -103,7 +105,12 @@ func (c *helpCorpus) chunk() (string, int) {
 			}{{"{n}", t.nouns}, {"{v}", t.verbs}, {"{g}", helpWords}} {
 				w = replaceEach(w, r.slot, func() string { return r.list[c.rng.IntN(len(r.list))] })
 			}
-			w = replaceEach(w, "{x}", func() string { return capitalize(c.vocab[c.names.Uint64()]) })
+			w = replaceEach(w, "{x}", func() string {
+				if c.rng.IntN(3) > 0 {
+					return subject
+				}
+				return capitalize(c.vocab[c.names.Uint64()])
+			})
 			w = replaceEach(w, "{d}", func() string { return string(rune('2' + c.rng.IntN(8))) })
 			if sb.Len() > 0 {
 				sb.WriteByte(' ')
@@ -112,12 +119,20 @@ func (c *helpCorpus) chunk() (string, int) {
 			words++
 		}
 	}
-	return sb.String(), topic
+	return sb.String(), topic, subject
 }
 
 // question is what a caller asks of a chunk: two or three of its topic's words (the chunk
-// has them) in a spoken question.
-func (c *helpCorpus) question(text string, topic int) string {
+// has them) in a spoken question, half the time naming the chunk's subject too.
+func (c *helpCorpus) question(text string, topic int, subject string) string {
+	q := c.topicQuestion(text, topic)
+	if c.rng.IntN(2) == 0 {
+		q += " for " + subject
+	}
+	return q
+}
+
+func (c *helpCorpus) topicQuestion(text string, topic int) string {
 	t := helpTopics[topic]
 	has := func(list []string) []string {
 		var out []string

@@ -27,8 +27,9 @@ import (
 // 26 topics of Zipf-distributed size, in sentences with their stop words, and names (products,
 // places, plans) drawn from a Zipf-distributed vocabulary of 50,000 made-up words. A query is
 // a spoken question about a random chunk, in two or three of its topic's words ("why can't I
-// reset the password on my account"): a caller asking about something the base holds, whose
-// words are in hundreds or thousands of chunks of a big base. Run with -benchtime=1x: each
+// reset the password on my account"), half the time naming the chunk's subject ("... for
+// Kelvor"): a caller asking about something the base holds, whose topic words are in
+// thousands of chunks of a big base. Run with -benchtime=1x: each
 // sub-benchmark times its own queries.
 //
 //	go test -run '^$' -bench BenchmarkKnowledgeSearch -benchtime=1x -timeout 30m ./knowledge/
@@ -61,7 +62,7 @@ func benchSearch(b *testing.B, d store.Dialect) {
 		queries := make([]string, benchQueries)
 		for i := range queries {
 			sm := samples[rng.IntN(len(samples))]
-			queries[i] = corpus.question(sm.text, sm.topic)
+			queries[i] = corpus.question(sm.text, sm.topic, sm.subject)
 		}
 		for _, mode := range []string{"lexical", "hybrid"} {
 			b.Run(fmt.Sprintf("%s/%d", mode, size), func(b *testing.B) {
@@ -146,8 +147,8 @@ func benchVocabulary() []string {
 
 // sample is a seeded chunk a query asks about.
 type sample struct {
-	text  string
-	topic int
+	text, subject string
+	topic         int
 }
 
 // seedChunks writes n chunks (one document of them) with the stand-in's vectors, and returns
@@ -163,9 +164,9 @@ func seedChunks(b *testing.B, st *store.Store, tenantID, baseID string, from, n 
 	chunks := make([]store.KnowledgeChunk, n)
 	var samples []sample
 	for i := range chunks {
-		text, topic := corpus.chunk()
+		text, topic, subject := corpus.chunk()
 		if i%10 == 0 {
-			samples = append(samples, sample{text, topic})
+			samples = append(samples, sample{text, subject, topic})
 		}
 		v := llmtest.Embed(text)
 		chunks[i] = store.KnowledgeChunk{DocumentID: doc.ID, BaseID: baseID, TenantID: tenantID, Position: i,
