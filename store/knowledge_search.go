@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -65,24 +66,58 @@ func QueryTerms(query string) []string {
 // by the chunk's length (ts_rank_cd's cover density cost a third more a row and ranked this
 // project's test corpora no better).
 //
-// Every word of the query counts. A search first asks for the chunks that have all of its
-// words: the index intersects the words' lists, so only chunks that can answer are ranked,
-// however common one word is, and a question a base answers has at least limit of them in
-// all but small bases. When fewer than limit chunks have every word, it asks for the chunks
-// that have any of them and ranks those: the answer then is pure BM25 (ts_rank) over the
-// words, of which the chunks with every word are a part. A search's cost is therefore the
-// ranking of the chunks with every word, and only for questions the base cannot answer
-// word for word, the ranking of the chunks with any.
+// Every word of the query that the bases have counts (a word no chunk has changes no
+// chunk's score: spoken filler such as "possible" or "happens" drops out). A search asks the
+// index for the chunks that have all of those words: the index intersects the words' lists,
+// so only chunks that answer the question word for word are ranked, however common one of
+// its words is. Only when no chunk has them all does it rank the chunks that have any, by
+// the same score. It may answer with fewer than limit chunks, all of which have every word:
+// a chunk with some of them would rank lower than every one of those in all but contrived
+// bases, and ranking the thousands that have a common word is what made a search slow.
 func SearchKnowledge(ctx context.Context, s *Store, tenantID string, baseIDs []string, query string, limit int) ([]KnowledgeMatch, error) {
 	terms := QueryTerms(query)
 	if len(terms) == 0 || len(baseIDs) == 0 || limit <= 0 {
 		return nil, nil
 	}
+	terms, err := presentTerms(ctx, s, tenantID, baseIDs, terms)
+	if err != nil || len(terms) == 0 {
+		return nil, err
+	}
 	out, err := searchTerms(ctx, s, tenantID, baseIDs, terms, true, limit)
-	if err != nil || len(out) >= limit || len(terms) == 1 {
+	if err != nil || len(out) > 0 || len(terms) == 1 {
 		return out, err
 	}
 	return searchTerms(ctx, s, tenantID, baseIDs, terms, false, limit)
+}
+
+// presentTerms keeps the terms that at least one chunk of the bases has, in one query; each
+// check stops at the first chunk found.
+func presentTerms(ctx context.Context, s *Store, tenantID string, baseIDs, terms []string) ([]string, error) {
+	var sb strings.Builder
+	args := make([]any, 0, 4*len(terms))
+	for i, t := range terms {
+		if i > 0 {
+			sb.WriteString(" UNION ALL ")
+		}
+		switch s.dialect {
+		case Postgres:
+			sb.WriteString("SELECT ? AS i WHERE EXISTS (SELECT 1 FROM knowledge_chunks WHERE tsv @@ to_tsquery('english', ?) AND tenant_id = ? AND base_id IN (?))")
+			args = append(args, i, t, tenantID, bun.In(baseIDs))
+		default:
+			sb.WriteString("SELECT ? AS i WHERE EXISTS (SELECT 1 FROM knowledge_chunks_fts WHERE knowledge_chunks_fts MATCH ?)")
+			args = append(args, i, ftsMatch([]string{t}, baseIDs, true))
+		}
+	}
+	var present []int
+	if err := s.db.NewRaw(sb.String(), args...).Scan(ctx, &present); err != nil {
+		return nil, classify(err)
+	}
+	slices.Sort(present)
+	kept := make([]string, 0, len(present))
+	for _, i := range present {
+		kept = append(kept, terms[i])
+	}
+	return kept, nil
 }
 
 // searchTerms ranks the chunks of the bases that have every one of terms (all) or any.
