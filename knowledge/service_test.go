@@ -426,6 +426,10 @@ func TestKnowledgeCommonWordRanks(t *testing.T) {
 			if err != nil || len(hits) != 1 || !strings.Contains(hits[0].Text, "Zebra order") {
 				t.Fatalf("with words no chunk has: %v %+v", err, hits)
 			}
+			hits, err = store.SearchKnowledge(ctx, st, tenant, []string{base.ID}, "zebra order delivery", 3)
+			if err != nil || len(hits) != 1 || !strings.Contains(hits[0].Text, "Zebra order") {
+				t.Fatalf("no chunk has all three words; one has two: %v %+v", err, hits)
+			}
 			hits, err = store.SearchKnowledge(ctx, st, tenant, []string{base.ID}, "zebra delivery", 3)
 			// BM25 puts the rare word's chunk first; PostgreSQL's ts_rank knows no rarity.
 			if err != nil || len(hits) != 3 || (d == store.SQLite && !strings.Contains(hits[0].Text, "Zebra")) {
