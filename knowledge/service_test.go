@@ -344,9 +344,8 @@ func TestKnowledgeDocumentDeadline(t *testing.T) {
 	}
 }
 
-// TestKnowledgeCommonTerms: in a base where a word is in more chunks than one search ranks,
-// that word sits out and the rare word of the query decides; a query of common words alone
-// still answers, from a bounded ranking.
+// TestKnowledgeCommonTerms: in a base where two words of the query are in thousands of
+// chunks, the rare third word decides; a query of the common words alone still answers.
 func TestKnowledgeCommonTerms(t *testing.T) {
 	for _, d := range dialects {
 		t.Run(string(d), func(t *testing.T) {
@@ -357,7 +356,7 @@ func TestKnowledgeCommonTerms(t *testing.T) {
 			if _, err := store.CreateKnowledgeDocument(ctx, st, tenant, doc, []byte("x"), "n", time.Hour); err != nil {
 				t.Fatal(err)
 			}
-			n := store.MaxRankedMatches + 10
+			n := 2_010
 			chunks := make([]store.KnowledgeChunk, n)
 			for i := range chunks {
 				text := fmt.Sprintf("Widget order number %d is confirmed.", i)
@@ -378,6 +377,63 @@ func TestKnowledgeCommonTerms(t *testing.T) {
 			hits, err = svc.Search(ctx, tenant, []string{base.ID}, "widget order", 3)
 			if err != nil || len(hits) != 3 {
 				t.Fatalf("common words: %v %d hits", err, len(hits))
+			}
+		})
+	}
+}
+
+// TestKnowledgeCommonWordRanks: a word in thousands of chunks (a third of the base) still
+// counts: of two chunks alike but for it, the one with the caller's common word ranks first
+// (it alone has every word of the question); a word no chunk has does not stop the others
+// from matching, and words never together still find the chunks with some of them.
+func TestKnowledgeCommonWordRanks(t *testing.T) {
+	for _, d := range dialects {
+		t.Run(string(d), func(t *testing.T) {
+			st, tenant := openStore(t, d)
+			base := newBase(t, st, tenant, "")
+			ctx := context.Background()
+			doc := &store.KnowledgeDocument{BaseID: base.ID, FileName: "bulk.txt", MediaType: "text/plain", Checksum: strings.Repeat("b", 64)}
+			if _, err := store.CreateKnowledgeDocument(ctx, st, tenant, doc, []byte("x"), "n", time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			// The chunk without the common word comes first, so that a ranking that left
+			// the word out would tie them and answer with it.
+			texts := []string{"Zebra team desk handles refunds for widgets.", "Zebra order desk handles refunds for widgets."}
+			for i := range 6_000 {
+				if i%3 == 0 {
+					texts = append(texts, fmt.Sprintf("Widget order number %d is confirmed.", i))
+				} else {
+					texts = append(texts, fmt.Sprintf("Widget delivery number %d is on its way.", i))
+				}
+			}
+			chunks := make([]store.KnowledgeChunk, len(texts))
+			for i, text := range texts {
+				chunks[i] = store.KnowledgeChunk{DocumentID: doc.ID, BaseID: base.ID, TenantID: tenant, Position: i, Text: text}
+			}
+			if err := store.SeedKnowledgeChunks(ctx, st, chunks); err != nil {
+				t.Fatal(err)
+			}
+			for _, limit := range []int{1, 3} {
+				hits, err := store.SearchKnowledge(ctx, st, tenant, []string{base.ID}, "zebra order", limit)
+				if err != nil || len(hits) == 0 || !strings.Contains(hits[0].Text, "Zebra order") {
+					t.Fatalf("limit %d: %v %+v", limit, err, hits)
+				}
+				if len(hits) != 1 {
+					t.Fatalf("limit %d: only one chunk has every word: %+v", limit, hits)
+				}
+			}
+			hits, err := store.SearchKnowledge(ctx, st, tenant, []string{base.ID}, "is it possible to get the zebra order", 3)
+			if err != nil || len(hits) != 1 || !strings.Contains(hits[0].Text, "Zebra order") {
+				t.Fatalf("with words no chunk has: %v %+v", err, hits)
+			}
+			hits, err = store.SearchKnowledge(ctx, st, tenant, []string{base.ID}, "zebra order delivery", 3)
+			if err != nil || len(hits) != 1 || !strings.Contains(hits[0].Text, "Zebra order") {
+				t.Fatalf("no chunk has all three words; one has two: %v %+v", err, hits)
+			}
+			hits, err = store.SearchKnowledge(ctx, st, tenant, []string{base.ID}, "zebra delivery", 3)
+			// BM25 puts the rare word's chunk first; PostgreSQL's ts_rank knows no rarity.
+			if err != nil || len(hits) != 3 || (d == store.SQLite && !strings.Contains(hits[0].Text, "Zebra")) {
+				t.Fatalf("words never together: %v %+v", err, hits)
 			}
 		})
 	}

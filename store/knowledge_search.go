@@ -64,39 +64,143 @@ func QueryTerms(query string) []string {
 // SearchKnowledge finds the chunks of the tenant's bases that best match query, best first:
 // BM25 over FTS5 in SQLite; in PostgreSQL ts_rank over the GIN-indexed tsvector, normalised
 // by the chunk's length (ts_rank_cd's cover density cost a third more a row and ranked this
-// project's test corpora no better). A chunk
-// matches when it has any of the query's terms; those with more and rarer ones rank higher.
+// project's test corpora no better).
+//
+// Every word of the query that the bases have counts (a word no chunk has changes no
+// chunk's score: spoken filler such as "possible" or "happens" drops out). A search ranks
+// the chunks with the most of those words: first those with all of them, then, only when no
+// chunk has them all, those with all but one, and so on down to those with any (coordination
+// level matching). The index answers each level by intersecting the words' lists, so only
+// chunks that answer as much of the question as the base can are ranked, however common one
+// of its words is; ranking every chunk that has a common word is what made a search slow.
+// Within a level every chunk has the same number of the words, and BM25 (ts_rank) orders
+// them. A search may answer with fewer than limit chunks: those with the most words.
 func SearchKnowledge(ctx context.Context, s *Store, tenantID string, baseIDs []string, query string, limit int) ([]KnowledgeMatch, error) {
 	terms := QueryTerms(query)
 	if len(terms) == 0 || len(baseIDs) == 0 || limit <= 0 {
 		return nil, nil
 	}
-	terms, err := selectiveTerms(ctx, s, tenantID, baseIDs, terms)
+	terms, err := presentTerms(ctx, s, tenantID, baseIDs, terms)
 	if err != nil || len(terms) == 0 {
 		return nil, err
 	}
+	for k := len(terms); k >= 1; k-- {
+		clauses := combinations(terms, k)
+		if clauses == nil {
+			continue
+		}
+		out, err := searchTerms(ctx, s, tenantID, baseIDs, terms, clauses, limit)
+		if err != nil || len(out) > 0 {
+			return out, err
+		}
+	}
+	return nil, nil
+}
+
+// maxQuorumClauses bounds the ways a level may choose its words: a level of more (all but
+// three of ten words is 120 ways) is skipped for the next, whose chunks then may have more
+// than its number of the words, and the words they share with several ways count more than
+// once in FTS5's ranking. A level of one word (any) is never skipped.
+const maxQuorumClauses = 20
+
+// combinations is every choice of k of the terms, or nil when there are more than
+// maxQuorumClauses and k > 1.
+func combinations(terms []string, k int) [][]string {
+	if k > 1 && binomial(len(terms), k) > maxQuorumClauses {
+		return nil
+	}
+	var out [][]string
+	pick := make([]string, 0, k)
+	var walk func(from int)
+	walk = func(from int) {
+		if len(pick) == k {
+			out = append(out, slices.Clone(pick))
+			return
+		}
+		for i := from; i <= len(terms)-(k-len(pick)); i++ {
+			pick = append(pick, terms[i])
+			walk(i + 1)
+			pick = pick[:len(pick)-1]
+		}
+	}
+	walk(0)
+	return out
+}
+
+func binomial(n, k int) int {
+	r := 1
+	for i := 1; i <= k; i++ {
+		r = r * (n - k + i) / i
+		if r > 1<<20 {
+			return r
+		}
+	}
+	return r
+}
+
+// presentTerms keeps the terms that at least one chunk of the bases has, in one query; each
+// check stops at the first chunk found.
+func presentTerms(ctx context.Context, s *Store, tenantID string, baseIDs, terms []string) ([]string, error) {
+	var sb strings.Builder
+	args := make([]any, 0, 4*len(terms))
+	for i, t := range terms {
+		if i > 0 {
+			sb.WriteString(" UNION ALL ")
+		}
+		switch s.dialect {
+		case Postgres:
+			sb.WriteString("SELECT ? AS i WHERE EXISTS (SELECT 1 FROM knowledge_chunks WHERE tsv @@ to_tsquery('english', ?) AND tenant_id = ? AND base_id IN (?))")
+			args = append(args, i, t, tenantID, bun.In(baseIDs))
+		default:
+			sb.WriteString("SELECT ? AS i WHERE EXISTS (SELECT 1 FROM knowledge_chunks_fts WHERE knowledge_chunks_fts MATCH ?)")
+			args = append(args, i, ftsInBases(t, baseIDs))
+		}
+	}
+	var present []int
+	if err := s.db.NewRaw(sb.String(), args...).Scan(ctx, &present); err != nil {
+		return nil, classify(err)
+	}
+	slices.Sort(present)
+	kept := make([]string, 0, len(present))
+	for _, i := range present {
+		kept = append(kept, terms[i])
+	}
+	return kept, nil
+}
+
+// searchTerms ranks the chunks of the bases that have every word of at least one of the
+// clauses, by all the terms.
+func searchTerms(ctx context.Context, s *Store, tenantID string, baseIDs, terms []string, clauses [][]string, limit int) ([]KnowledgeMatch, error) {
 	var out []KnowledgeMatch
 	var q *bun.RawQuery
 	switch s.dialect {
 	case Postgres:
-		// Terms are letters and digits only, so they are safe inside a tsquery.
-		tsq := strings.Join(terms, " | ")
+		// Terms are letters and digits only, so they are safe inside a tsquery. Words of
+		// PostgreSQL's longer english stop list drop out of it by themselves. The rank is
+		// by every term once, whatever clause matched.
+		ors := make([]string, len(clauses))
+		for i, c := range clauses {
+			ors[i] = "(" + strings.Join(c, " & ") + ")"
+		}
 		q = s.db.NewRaw(`SELECT c.id, c.document_id, c.base_id, d.file_name, c.position, c.heading_path, c.page, c.text, m.score
 FROM (SELECT id, ts_rank(tsv, to_tsquery('english', ?), 1) AS score
-      FROM (SELECT id, tsv FROM knowledge_chunks WHERE tsv @@ to_tsquery('english', ?) AND tenant_id = ? AND base_id IN (?) LIMIT ?) r
+      FROM knowledge_chunks WHERE tsv @@ to_tsquery('english', ?) AND tenant_id = ? AND base_id IN (?)
       ORDER BY score DESC, id LIMIT ?) m
 JOIN knowledge_chunks c ON c.id = m.id JOIN knowledge_documents d ON d.id = c.document_id
-ORDER BY m.score DESC, c.id`, tsq, tsq, tenantID, bun.In(baseIDs), MaxRankedMatches, limit)
+ORDER BY m.score DESC, c.id`, strings.Join(terms, " | "), strings.Join(ors, " | "), tenantID, bun.In(baseIDs), limit)
 	default:
-		// The base filter runs inside FTS5 (base_id is an indexed column, weighted 0 in
-		// the ranking), so only the tenant's bases' matches are ranked and joined.
-		match := ftsMatch(terms, baseIDs)
+		// The bases are checked on the chunks FTS5 finds, not inside the index: bm25() counts,
+		// once a search, the chunks that have each phrase of the query, and the base's
+		// token is in every chunk of the base (100,000 of them, most of a search's time in a
+		// big base). The scores do not change: FTS5 counts a word's chunks over the whole
+		// index either way. CROSS JOIN keeps FTS5 the outer loop. A chunk of a level has
+		// one clause's words and no more, so bm25() counts each of its words once.
 		q = s.db.NewRaw(`SELECT c.id, c.document_id, c.base_id, d.file_name, c.position, c.heading_path, c.page, c.text, m.score
-FROM (SELECT id, score FROM (SELECT rowid AS id, -bm25(knowledge_chunks_fts, 1.0, 0.0) AS score FROM knowledge_chunks_fts
-      WHERE knowledge_chunks_fts MATCH ? LIMIT ?) ORDER BY score DESC, id LIMIT ?) m
+FROM (SELECT knowledge_chunks_fts.rowid AS id, -bm25(knowledge_chunks_fts, 1.0, 0.0) AS score
+      FROM knowledge_chunks_fts CROSS JOIN knowledge_chunks k ON k.id = knowledge_chunks_fts.rowid
+      WHERE knowledge_chunks_fts MATCH ? AND k.tenant_id = ? AND k.base_id IN (?) ORDER BY score DESC, id LIMIT ?) m
 JOIN knowledge_chunks c ON c.id = m.id JOIN knowledge_documents d ON d.id = c.document_id
-WHERE c.tenant_id = ? AND c.base_id IN (?)
-ORDER BY m.score DESC, c.id`, match, MaxRankedMatches, limit, tenantID, bun.In(baseIDs))
+ORDER BY m.score DESC, c.id`, ftsClauses(clauses), tenantID, bun.In(baseIDs), limit)
 	}
 	if err := q.Scan(ctx, &out); err != nil {
 		return nil, classify(err)
@@ -104,80 +208,30 @@ ORDER BY m.score DESC, c.id`, match, MaxRankedMatches, limit, tenantID, bun.In(b
 	return out, nil
 }
 
-// ftsMatch is the FTS5 query of any of the terms in any of the bases. Terms are letters and
-// digits only; the index holds a base's ID as one token, without its underscore.
-func ftsMatch(terms, baseIDs []string) string {
-	quoted := make([]string, len(terms))
-	for i, t := range terms {
-		quoted[i] = `"` + t + `"`
+// ftsClauses is the FTS5 query of the chunks with every term of any clause. Terms are
+// letters and digits only. No column filter: a colset makes FTS5 read every match's position
+// list, and no text has a base's 28-character ID token.
+func ftsClauses(clauses [][]string) string {
+	ors := make([]string, len(clauses))
+	for i, c := range clauses {
+		quoted := make([]string, len(c))
+		for j, t := range c {
+			quoted[j] = `"` + t + `"`
+		}
+		ors[i] = "(" + strings.Join(quoted, " AND ") + ")"
 	}
+	return strings.Join(ors, " OR ")
+}
+
+// ftsInBases is the FTS5 query of a term in any of the bases: the index holds a base's ID
+// as one token, without its underscore, so that a check that stops at the first chunk
+// found does not walk other bases' chunks.
+func ftsInBases(term string, baseIDs []string) string {
 	bases := make([]string, len(baseIDs))
 	for i, b := range baseIDs {
 		bases[i] = `"` + strings.ReplaceAll(strings.ReplaceAll(b, "_", ""), `"`, `""`) + `"`
 	}
-	// No column filters: a colset makes FTS5 read every match's position list to tell the
-	// columns apart, and the two columns' tokens do not meet (a base's ID is a 28-character
-	// token no text has; were one to, the query's own tenant and base checks keep it out).
-	return "(" + strings.Join(quoted, " OR ") + ") AND (" + strings.Join(bases, " OR ") + ")"
-}
-
-// MaxRankedMatches bounds the chunks one search ranks. Ranking costs a score for every chunk
-// any term matches (about 1.5 µs each in FTS5, which reads each chunk's length), so the terms
-// of a query are taken rarest first while the chunks they are in add up to at most this; the
-// more common ones sit out (a term in 2% of a 100,000-chunk base weighs about a third of a
-// rare one in BM25, and would multiply the search's cost). When even the rarest term is in
-// more chunks than this, the first MaxRankedMatches of them are ranked. A base smaller than
-// this never loses a term.
-const MaxRankedMatches = 2000
-
-// selectiveTerms keeps the terms that are in at least one chunk of the bases, rarest first,
-// while the chunks they are in add up to at most MaxRankedMatches, and at least the rarest.
-// The counts, each capped, are one query.
-func selectiveTerms(ctx context.Context, s *Store, tenantID string, baseIDs, terms []string) ([]string, error) {
-	if len(terms) == 1 {
-		return terms, nil
-	}
-	var sb strings.Builder
-	args := make([]any, 0, 5*len(terms))
-	for i, t := range terms {
-		if i > 0 {
-			sb.WriteString(" UNION ALL ")
-		}
-		switch s.dialect {
-		case Postgres:
-			sb.WriteString("SELECT ? AS i, (SELECT count(*) FROM (SELECT 1 FROM knowledge_chunks WHERE tsv @@ to_tsquery('english', ?) AND tenant_id = ? AND base_id IN (?) LIMIT ?) m) AS n")
-			args = append(args, i, t, tenantID, bun.In(baseIDs), MaxRankedMatches+1)
-		default:
-			sb.WriteString("SELECT ? AS i, (SELECT count(*) FROM (SELECT 1 FROM knowledge_chunks_fts WHERE knowledge_chunks_fts MATCH ? LIMIT ?)) AS n")
-			args = append(args, i, ftsMatch([]string{t}, baseIDs), MaxRankedMatches+1)
-		}
-	}
-	var counts []struct {
-		I int `bun:"i"`
-		N int `bun:"n"`
-	}
-	if err := s.db.NewRaw(sb.String(), args...).Scan(ctx, &counts); err != nil {
-		return nil, classify(err)
-	}
-	slices.SortStableFunc(counts, func(a, b struct {
-		I int `bun:"i"`
-		N int `bun:"n"`
-	}) int {
-		return a.N - b.N
-	})
-	kept := make([]string, 0, len(terms))
-	total := 0
-	for _, c := range counts {
-		if c.N == 0 {
-			continue
-		}
-		if len(kept) > 0 && total+c.N > MaxRankedMatches {
-			break
-		}
-		kept = append(kept, terms[c.I])
-		total += c.N
-	}
-	return kept, nil
+	return `"` + term + `" AND (` + strings.Join(bases, " OR ") + ")"
 }
 
 // KnowledgeVector is one chunk's embedding.
