@@ -347,6 +347,9 @@ func TestWebRTCCalls(t *testing.T) {
 	t.Run("hung up through the calls API", func(t *testing.T) {
 		b := dialBrowser(t, n, key, `{"destination":"echo"}`)
 		b.connect()
+		// The browser can see its side connected before the node sees its own; the call is
+		// answered when the node's side connects.
+		n.waitCall(key, b.id, "answered", func(c map[string]any) bool { return c["answered_at"] != nil })
 		if status, body := n.call("POST", "/api/v1/calls/"+b.id+"/transfer", key, `{"to":"+15550002"}`); status != http.StatusConflict {
 			t.Errorf("transfer of a web call: %d %v", status, body)
 		}
