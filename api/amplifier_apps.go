@@ -74,7 +74,7 @@ func (s *Server) amplifierCreateApp(w http.ResponseWriter, r *http.Request, p *P
 		return err
 	}
 	var req AmplifierAppRequest
-	if err := decodeInto(body, &req, false); err != nil {
+	if err := decodeFastAPI(body, &req); err != nil {
 		return err
 	}
 	var missing []store.FieldError

@@ -114,7 +114,7 @@ func (s *Server) amplifierCreateSession(w http.ResponseWriter, r *http.Request, 
 		return err
 	}
 	var req AmplifierSessionRequest
-	if err := decodeInto(body, &req, false); err != nil {
+	if err := decodeFastAPI(body, &req); err != nil {
 		return err
 	}
 	if req.ConfigID == nil || strings.TrimSpace(*req.ConfigID) == "" {
@@ -206,7 +206,7 @@ func (s *Server) amplifierBegin(w http.ResponseWriter, r *http.Request, p *Princ
 		return nil, nil, err
 	}
 	var req AmplifierMessageRequest
-	if err := decodeInto(body, &req, false); err != nil {
+	if err := decodeFastAPI(body, &req); err != nil {
 		return nil, nil, err
 	}
 	if req.Message == nil {

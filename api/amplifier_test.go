@@ -195,7 +195,6 @@ func TestAmplifierConfigs(t *testing.T) {
 		wantLoc(t, bad("bundle:\n  name: x\n"), "body.yaml_content.providers", "at least one provider")
 		wantLoc(t, bad(bundleYAML+"tools:\n  - module: tool-web\n"), "body.yaml_content.tools.0.module", "names no tool of this tenant")
 		wantLoc(t, r.do(http.MethodPost, "/configs", r.Key, map[string]any{"yaml_content": bundleYAML}), "body.name", "is required")
-		wantLoc(t, r.do(http.MethodPost, "/configs", r.Key, map[string]any{"name": "x", "yaml_content": bundleYAML, "colour": 1}), "body.colour", "not a known field")
 		wantLoc(t, r.do(http.MethodPost, "/configs", r.Key, map[string]any{"name": "x", "yaml_content": 7}), "body.yaml_content", "must be")
 		wantLoc(t, r.do(http.MethodGet, "/configs?limit=0", r.Key, nil), "query.limit", "from 1 to 1000")
 		wantDetail(t, r.do(http.MethodPut, "/configs/"+id, r.Key, map[string]any{"yaml_content": "- x\n"}), 400, "YAML must be a dict")
@@ -856,4 +855,40 @@ func (ts *testServer) amplifierIsolationDone(t *testing.T, walked map[string]boo
 			t.Fatalf("GET %s with B's key: %s", root, list)
 		}
 	}
+}
+
+// TestAmplifierIgnoresUnknownFields: Amplifier is a FastAPI server whose models ignore what
+// they do not know (Pydantic's default), so its clients may send fields of another version,
+// or a key in another case; here as there, such a field is ignored, not a 422. What a field
+// it knows holds is still checked.
+func TestAmplifierIgnoresUnknownFields(t *testing.T) {
+	eachAmpDialect(t, func(t *testing.T, r *ampRig) {
+		res := r.do(http.MethodPost, "/configs", r.Key, map[string]any{"name": "x", "yaml_content": bundleYAML, "colour": 1,
+			"Name": "miscased", "bundle_ref": map[string]any{"a": []any{1}}})
+		c := res.JSON(t)
+		if res.Status != http.StatusCreated || c["name"] != "x" {
+			t.Fatalf("config with extra fields: %d %s", res.Status, res.Body)
+		}
+		id := c["config_id"].(string)
+		if res := r.do(http.MethodPut, "/configs/"+id, r.Key, map[string]any{"description": "d", "version": 2}); res.Status != 200 || res.JSON(t)["description"] != "d" {
+			t.Fatalf("update with an extra field: %d %s", res.Status, res.Body)
+		}
+		res = r.do(http.MethodPost, "/sessions", r.Key, map[string]any{"config_id": id, "metadata": map[string]any{"k": "v"}})
+		sid, _ := res.JSON(t)["session_id"].(string)
+		if res.Status != http.StatusCreated || sid == "" {
+			t.Fatalf("session with an extra field: %d %s", res.Status, res.Body)
+		}
+		r.up.Enqueue(llmtest.Reply{Text: "hello"})
+		if res := r.do(http.MethodPost, "/sessions/"+sid+"/messages", r.Key, map[string]any{"message": "hi", "stream": false}); res.Status != 200 || res.JSON(t)["response"] != "hello" {
+			t.Fatalf("message with an extra field: %d %s", res.Status, res.Body)
+		}
+		if res := r.do(http.MethodPost, "/applications", r.Key, map[string]any{"app_id": "a1", "app_name": "A", "owner": "me"}); res.Status != http.StatusCreated {
+			t.Fatalf("application with an extra field: %d %s", res.Status, res.Body)
+		}
+		// What a known field holds is still checked, and so is the body's JSON.
+		wantLoc(t, r.do(http.MethodPost, "/configs", r.Key, map[string]any{"name": "x", "yaml_content": 7, "colour": 1}), "body.yaml_content", "must be")
+		wantLoc(t, r.do(http.MethodPost, "/sessions", r.Key, map[string]any{"Config_ID": id}), "body.config_id", "is required")
+		wantLoc(t, r.do(http.MethodPost, "/sessions", r.Key, `{"config_id":"`+id+`"} {}`), "body", "after the JSON object")
+		wantLoc(t, r.do(http.MethodPost, "/sessions", r.Key, "{\"x\":\"\xff\",\"config_id\":\""+id+"\"}"), "body.x", "UTF-8")
+	})
 }
