@@ -892,3 +892,48 @@ func TestAmplifierIgnoresUnknownFields(t *testing.T) {
 		wantLoc(t, r.do(http.MethodPost, "/sessions", r.Key, "{\"x\":\"\xff\",\"config_id\":\""+id+"\"}"), "body.x", "UTF-8")
 	})
 }
+
+// TestAmplifierAppKeyBoundByMaker: an application's key is a key its maker made, as any key
+// is. Made by a key with an expiry, a rate limit and a budget, it holds no more than that
+// key (before, it held read and write without any of them, and outlived its maker), and
+// revoking the maker revokes it; regenerating it bounds the new key the same way.
+func TestAmplifierAppKeyBoundByMaker(t *testing.T) {
+	eachAmpDialect(t, func(t *testing.T, r *ampRig) {
+		expires := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+		res := r.do(http.MethodPost, "/api/v1/keys", r.Key, map[string]any{"name": "narrow admin", "scopes": []string{"admin"},
+			"rate_limit": 50, "expires_at": expires, "budget_usd": 0.5, "token_limit": 1000})
+		if res.Status != http.StatusCreated {
+			t.Fatalf("maker: %d %s", res.Status, res.Body)
+		}
+		maker, makerID := res.JSON(t)["key"].(string), res.JSON(t)["id"].(string)
+		check := func(what string, app map[string]any) {
+			t.Helper()
+			k := r.do(http.MethodGet, "/api/v1/keys/"+app["key_id"].(string), r.Key, nil).JSON(t)
+			at, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(k["expires_at"]))
+			if k["parent_id"] != makerID || !at.Equal(expires) || k["rate_limit"] != float64(50) || k["token_limit"] != float64(1000) ||
+				k["budget_usd"].(float64) <= 0 || k["budget_usd"].(float64) > 0.5 {
+				t.Fatalf("%s: the application's key is not bounded by its maker: %v", what, k)
+			}
+		}
+		res = r.do(http.MethodPost, "/applications", maker, map[string]any{"app_id": "bounded", "app_name": "Bounded"})
+		if res.Status != http.StatusCreated {
+			t.Fatalf("register: %d %s", res.Status, res.Body)
+		}
+		check("registered", res.JSON(t))
+		res = r.do(http.MethodPost, "/applications/bounded/regenerate-key", maker, nil)
+		if res.Status != http.StatusOK {
+			t.Fatalf("regenerate: %d %s", res.Status, res.Body)
+		}
+		app := res.JSON(t)
+		check("regenerated", app)
+		appKey := app["api_key"].(string)
+		if got := r.do(http.MethodGet, "/configs", appKey, nil); got.Status != http.StatusOK {
+			t.Fatalf("the application's key: %d %s", got.Status, got.Body)
+		}
+		// Revoking the maker revokes what it made.
+		if got := r.do(http.MethodDelete, "/api/v1/keys/"+makerID, r.Key, nil); got.Status/100 != 2 {
+			t.Fatalf("revoke the maker: %d %s", got.Status, got.Body)
+		}
+		wantDetail(t, r.do(http.MethodGet, "/configs", appKey, nil), http.StatusUnauthorized, "Missing or invalid credentials")
+	})
+}
