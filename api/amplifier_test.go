@@ -567,6 +567,43 @@ func TestAmplifierKeyless(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	wantDetail(t, response{Status: resp.StatusCode, Body: body}, 401, "Missing or invalid credentials")
+	// A web page that a browser on this host shows is not this host's own program: a page
+	// of another site (Origin, Sec-Fetch-Site), or one under a name of its own rebound to
+	// 127.0.0.1 (Host), is refused; a page served from loopback (a local dev UI) is not.
+	keyless := func(method, body string, h ...string) response {
+		t.Helper()
+		req, _ := http.NewRequest(method, open.URL+"/configs", strings.NewReader(body))
+		for i := 0; i+1 < len(h); i += 2 {
+			if h[i] == "Host" {
+				req.Host = h[i+1]
+			} else {
+				req.Header.Set(h[i], h[i+1])
+			}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	}
+	port := open.URL[strings.LastIndex(open.URL, ":")+1:]
+	cfgBody := `{"name":"from a page","yaml_content":` + mustJSONAny(bundleYAML) + `}`
+	wantDetail(t, keyless(http.MethodPost, cfgBody, "Origin", "https://evil.example"), 401, "Missing or invalid credentials")
+	wantDetail(t, keyless(http.MethodPost, cfgBody, "Origin", "null"), 401, "Missing or invalid credentials")
+	wantDetail(t, keyless(http.MethodGet, "", "Host", "rebound.example:"+port), 401, "Missing or invalid credentials")
+	wantDetail(t, keyless(http.MethodGet, "", "Sec-Fetch-Site", "cross-site"), 401, "Missing or invalid credentials")
+	if got := keyless(http.MethodPost, cfgBody, "Origin", "http://localhost:3000", "Host", "localhost:"+port); got.Status != http.StatusCreated {
+		t.Fatalf("a page served from loopback: %d %s", got.Status, got.Body)
+	}
+	if got := keyless(http.MethodGet, "", "Host", "[::1]:"+port); got.Status != http.StatusOK {
+		t.Fatalf("Host [::1]: %d %s", got.Status, got.Body)
+	}
+	if got := open.do(http.MethodGet, "/configs", open.Key, nil).JSON(t); got["total"] != float64(2) {
+		t.Fatalf("configs: %v", got)
+	}
+
 	// From another address of this host (not loopback): refused.
 	if ip := nonLoopbackIP(); ip != "" {
 		ts := httptest.NewUnstartedServer(open.API.Handler())
