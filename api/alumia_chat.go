@@ -235,7 +235,7 @@ func (s *Server) alumiaChat(w http.ResponseWriter, r *http.Request, p *Principal
 	if id := req.Messages[last].ID; id != "" {
 		in.Meta = map[string]any{"uiMessageId": id}
 	}
-	pending, err := s.sessions.Begin(ctx, sess, in)
+	pending, err := s.beginAnswer(ctx, p.TenantID, sess, in)
 	if err != nil {
 		if created {
 			s.dropSession(p.TenantID, sess.ID)

@@ -85,6 +85,11 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, p *Principal, 
 	if err != nil {
 		return nil, err
 	}
+	// A spent balance refuses a paid model before any file is fetched (beginAnswer checks
+	// again, as for every session).
+	if err := s.checkBalance(ctx, p.TenantID, ag.Model); err != nil {
+		return nil, err
+	}
 	textOnly := false
 	if reg, err := s.registryFor(ctx, p.TenantID); err == nil {
 		if rt, err := reg.Route(ag.Model); err == nil {
@@ -116,7 +121,7 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, p *Principal, 
 	// and the session takes no other (which the agent as it is then, not the deployment,
 	// would answer). A client that goes away does not stop the run; it is stored, and the
 	// session closed, all the same.
-	pending, err := s.sessions.Begin(ctx, sess, session.Input{Parts: parts, Version: version, Close: true})
+	pending, err := s.beginAnswer(ctx, p.TenantID, sess, session.Input{Parts: parts, Version: version, Close: true})
 	if err != nil {
 		// The session holds no message: it goes, rather than stay an empty run.
 		_ = s.sessions.Delete(context.WithoutCancel(ctx), p.TenantID, sess.ID)

@@ -219,12 +219,7 @@ func (s *Server) amplifierBegin(w http.ResponseWriter, r *http.Request, p *Princ
 	if len(req.Context) > 0 {
 		in.Meta = map[string]any{"context": req.Context}
 	}
-	if sess.AgentID != nil {
-		if err := s.checkAgentBalance(r.Context(), p.TenantID, *sess.AgentID); err != nil {
-			return nil, nil, err
-		}
-	}
-	pending, err := s.sessions.Begin(r.Context(), sess, in)
+	pending, err := s.beginAnswer(r.Context(), p.TenantID, sess, in)
 	if err != nil {
 		return nil, nil, amplifierSessionError(err)
 	}
