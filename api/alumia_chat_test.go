@@ -694,3 +694,55 @@ func TestAlumiaChatDisconnect(t *testing.T) {
 		}
 	}
 }
+
+// TestSpentBalanceOnEverySessionRoad: a spent balance refuses a paid model on every road to
+// a session's answer, not only Alumia's chat and the canonical route: AmaStudio's session
+// messages and Amarsia's runner (an agent's ID and a deployment's) answered with it before,
+// spending on. Each refusal is in its surface's shape, asks nothing upstream, and leaves
+// no message (and no run's session) behind; a free model still answers.
+func TestSpentBalanceOnEverySessionRoad(t *testing.T) {
+	for _, d := range []store.Dialect{store.SQLite, store.Postgres} {
+		t.Run(string(d), func(t *testing.T) {
+			t.Parallel()
+			b := newAlumiaBench(t, d, api.Config{})
+			ts := b.ts
+			dep := ts.createID("/api/v1/agents/"+b.paidID+"/deployments", b.admin, map[string]any{})
+			ama := ts.create("/v1/agents/sessions", b.admin, map[string]any{"agentId": b.paidID, "name": "Paid"})
+			amaID, _ := ama["id"].(string)
+			if amaID == "" {
+				t.Fatalf("AmaStudio session: %v", ama)
+			}
+			wantStatus(t, ts.do(http.MethodPatch, "/api/v1/tenants/"+b.tenant.ID, ts.Key, map[string]any{"balance_usd": 0}), http.StatusOK, "balance 0")
+			sessions := ts.total("/api/v1/sessions", b.admin)
+
+			r := ts.do(http.MethodPost, "/v1/agents/sessions/"+amaID+"/messages", b.admin, map[string]any{"role": "user", "content": "Hi"})
+			var amaErr struct {
+				Error struct {
+					Message string `json:"message"`
+					Code    int    `json:"code"`
+				} `json:"error"`
+			}
+			if r.Status != http.StatusPaymentRequired || json.Unmarshal(r.Body, &amaErr) != nil || amaErr.Error.Code != http.StatusPaymentRequired {
+				t.Fatalf("AmaStudio session message on a spent balance: %d %s", r.Status, r.Body)
+			}
+			if msgs := b.storedMessages(t, amaID); len(msgs) != 0 {
+				t.Errorf("a refused AmaStudio message was stored: %d", len(msgs))
+			}
+			for _, id := range []string{b.paidID, dep} {
+				run := ts.request(http.MethodPost, "/v1/runner/"+id, map[string]any{"content": []any{text("Hi")}}, hdr("x-api-key", b.admin))
+				if run.Status != http.StatusPaymentRequired {
+					t.Fatalf("runner of %s on a spent balance: %d %s", id, run.Status, run.Body)
+				}
+			}
+			if n := ts.total("/api/v1/sessions", b.admin); n != sessions {
+				t.Errorf("refused runs left sessions: %d, were %d", n, sessions)
+			}
+			if n := len(b.up.Requests()); n != 0 {
+				t.Fatalf("refused answers asked upstream %d times", n)
+			}
+			// A free model answers on the same balance.
+			run := ts.request(http.MethodPost, "/v1/runner/"+b.agentID, map[string]any{"content": []any{text("Hi")}}, hdr("x-api-key", b.admin))
+			wantStatus(t, run, http.StatusOK, "runner with a free model on a spent balance")
+		})
+	}
+}

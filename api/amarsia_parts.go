@@ -150,9 +150,11 @@ func checkPartType(kind, mt string) string {
 
 // runnerParts turns the parts into the user message the agent answers: files fetched (with
 // the node's guard and limits), audio transcribed, documents' text extracted. A part that
-// cannot be made into something the model takes is a 422 naming it.
-func (s *Server) runnerParts(ctx context.Context, tenantID string, ag *store.Agent, parts []RunnerPart) ([]store.MessagePart, error) {
-	files, err := s.fetchParts(ctx, parts)
+// cannot be made into something the model takes is a 422 naming it. The files, and the
+// images as they are sent to the model, are counted in hold, against the node's budget of
+// request bodies: the caller holds it until the run is answered.
+func (s *Server) runnerParts(ctx context.Context, tenantID string, ag *store.Agent, parts []RunnerPart, hold *bodyHold) ([]store.MessagePart, error) {
+	files, err := s.fetchParts(ctx, parts, hold)
 	if err != nil {
 		return nil, err
 	}
@@ -178,6 +180,9 @@ func (s *Server) runnerParts(ctx context.Context, tenantID string, ag *store.Age
 		case runnerImage:
 			if got, _, _ := mime.ParseMediaType(http.DetectContentType(f.Data)); got != mt {
 				return nil, errPart(i, "file_uri", "is not a %s image (its bytes read as %s)", mt, got)
+			}
+			if err := hold.grow(int64(base64.StdEncoding.EncodedLen(len(f.Data)))); err != nil {
+				return nil, budgetError()
 			}
 			out = append(out, store.MessagePart{Type: store.PartFile, MediaType: mt, Filename: p.FileURI,
 				URL: "data:" + mt + ";base64," + base64.StdEncoding.EncodeToString(f.Data)})
@@ -210,7 +215,7 @@ const maxParallelFetches = 4
 // fetchParts fetches the files of the parts (by index; nil for text), several at once, so
 // that a run of many files waits about as long as its slowest. The error is that of the
 // first part, in order, that failed.
-func (s *Server) fetchParts(ctx context.Context, parts []RunnerPart) ([]*netguard.File, error) {
+func (s *Server) fetchParts(ctx context.Context, parts []RunnerPart, hold *bodyHold) ([]*netguard.File, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	files := make([]*netguard.File, len(parts))
@@ -231,7 +236,7 @@ func (s *Server) fetchParts(ctx context.Context, parts []RunnerPart) ([]*netguar
 				return
 			}
 			defer func() { <-slots }()
-			files[i], errs[i] = s.files.Fetch(ctx, p.FileURI)
+			files[i], errs[i] = s.files.FetchHeld(ctx, p.FileURI, hold.grow)
 		}()
 	}
 	wg.Wait()
@@ -246,6 +251,8 @@ func (s *Server) fetchParts(ctx context.Context, parts []RunnerPart) ([]*netguar
 // fetchError names the part whose file could not be fetched, and why.
 func fetchError(i int, err error) error {
 	switch {
+	case errors.Is(err, errBudgetFull):
+		return budgetError()
 	case netguard.IsPrivateAddress(err):
 		return errPart(i, "file_uri", "points at a private or loopback address, which this node does not fetch from (the operator may allow it: --allow-private-files)")
 	case errors.Is(err, netguard.ErrFileTooLarge), errors.Is(err, netguard.ErrFileTimeout), errors.Is(err, netguard.ErrFileStatus),

@@ -71,7 +71,7 @@ func decodeRunnerRequest(body []byte) (*RunnerRequest, error) {
 
 // startRun reads and checks the request, turns its parts into the user message, and begins
 // the answer in a new session of the agent.
-func (s *Server) startRun(w http.ResponseWriter, r *http.Request, p *Principal) (*session.Pending, error) {
+func (s *Server) startRun(w http.ResponseWriter, r *http.Request, p *Principal, hold *bodyHold) (*session.Pending, error) {
 	body, err := readBody(w, r)
 	if err != nil {
 		return nil, err
@@ -85,6 +85,10 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, p *Principal) 
 	if err != nil {
 		return nil, err
 	}
+	// A spent balance refuses a paid model (a deployment's own) before any file is fetched.
+	if err := s.checkBalance(ctx, p.TenantID, ag.Model); err != nil {
+		return nil, err
+	}
 	textOnly := false
 	if reg, err := s.registryFor(ctx, p.TenantID); err == nil {
 		if rt, err := reg.Route(ag.Model); err == nil {
@@ -94,7 +98,7 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, p *Principal) 
 	if err := checkRunnerParts(req.Content, ag.Model, textOnly); err != nil {
 		return nil, err
 	}
-	parts, err := s.runnerParts(ctx, p.TenantID, ag, req.Content)
+	parts, err := s.runnerParts(ctx, p.TenantID, ag, req.Content, hold)
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +135,10 @@ func runFailed(a *store.SessionMessage) *Error {
 }
 
 func (s *Server) runDeployment(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	pending, err := s.startRun(w, r, p)
+	// The run's files are held until it is answered (see runnerParts).
+	hold := s.newHold()
+	defer hold.release()
+	pending, err := s.startRun(w, r, p, hold)
 	if err != nil {
 		return err
 	}
@@ -191,7 +198,9 @@ func (pt *plainText) Flush() error {
 }
 
 func (s *Server) streamDeployment(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	pending, err := s.startRun(w, r, p)
+	hold := s.newHold()
+	defer hold.release()
+	pending, err := s.startRun(w, r, p, hold)
 	if err != nil {
 		return err
 	}

@@ -157,7 +157,7 @@ func (s *Server) amaSendMessage(w http.ResponseWriter, r *http.Request, p *Princ
 	case strings.TrimSpace(req.Content) == "":
 		return errBadRequest("content", "is required: the message's text")
 	}
-	pending, err := s.sessions.Begin(r.Context(), sess, session.TextInput(req.Content))
+	pending, err := s.beginAnswer(r.Context(), p.TenantID, sess, session.TextInput(req.Content))
 	if err != nil {
 		return sessionError(err)
 	}

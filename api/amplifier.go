@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -59,7 +60,13 @@ func (s *Server) keylessPrincipal(r *http.Request, rt *route) *Principal {
 	return &Principal{TenantID: s.auth.defaultTenantID, Scopes: []string{store.ScopeAdmin}, Operator: true, RateLimit: keylessRateLimit}
 }
 
-// fromLoopback reports whether a request came straight from this host.
+// fromLoopback reports whether a request came straight from this host, from a program of
+// its own rather than from a web page that a browser on it is showing. A page of another
+// site reaches loopback too: it can send simple requests (a POST without Content-Type
+// creates a config), and through DNS rebinding, under a name of its own that now resolves
+// to 127.0.0.1, read the answers and register an application whose key works from
+// anywhere. So the request must name this host by a loopback name (Host), and a browser's
+// Origin, when sent, must be a loopback one.
 func fromLoopback(r *http.Request) bool {
 	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Real-Ip", "X-Forwarded-Host", "True-Client-Ip", "Cf-Connecting-Ip"} {
 		if r.Header.Get(h) != "" {
@@ -67,6 +74,29 @@ func fromLoopback(r *http.Request) bool {
 		}
 	}
 	ip := net.ParseIP(clientIP(r))
+	if ip == nil || !ip.IsLoopback() || !loopbackHost(r.Host) {
+		return false
+	}
+	if origin, ok := r.Header["Origin"]; ok {
+		u, err := url.Parse(strings.Join(origin, ""))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || !loopbackHost(u.Host) {
+			return false
+		}
+	}
+	return r.Header.Get("Sec-Fetch-Site") != "cross-site"
+}
+
+// loopbackHost reports whether host (with or without a port) is a loopback name: localhost
+// or a loopback address.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
 

@@ -74,7 +74,7 @@ func (s *Server) amplifierCreateApp(w http.ResponseWriter, r *http.Request, p *P
 		return err
 	}
 	var req AmplifierAppRequest
-	if err := decodeInto(body, &req, false); err != nil {
+	if err := decodeFastAPI(body, &req); err != nil {
 		return err
 	}
 	var missing []store.FieldError
@@ -88,7 +88,11 @@ func (s *Server) amplifierCreateApp(w http.ResponseWriter, r *http.Request, p *P
 		return errFields(missing...)
 	}
 	app := &store.AmplifierApp{AppID: *req.AppID, AppName: *req.AppName}
-	secret, err := store.CreateAmplifierApp(r.Context(), s.store, p.TenantID, app)
+	bounds, err := s.appKeyBounds(r.Context(), p)
+	if err != nil {
+		return err
+	}
+	secret, err := store.CreateAmplifierApp(r.Context(), s.store, p.TenantID, app, bounds)
 	var ce *store.ConflictError
 	if errors.As(err, &ce) {
 		return errDetail(http.StatusConflict, "Application "+app.AppID+" already exists")
@@ -180,9 +184,26 @@ func (s *Server) amplifierDeleteApp(w http.ResponseWriter, r *http.Request, p *P
 	return nil
 }
 
+// appKeyBounds is what an application's key made by p may hold: read and write, within
+// p's own limits and expiry, and made by p's key, as every key is (makeKey), so that it is
+// bounded by p's key while used and revoked with it. A key cannot mint through an
+// application a key that outlives it or spends past it.
+func (s *Server) appKeyBounds(ctx context.Context, p *Principal) (*store.APIKey, error) {
+	k := &store.APIKey{Scopes: []string{store.ScopeRead, store.ScopeWrite}}
+	if err := s.boundByMaker(ctx, p, k, false); err != nil {
+		return nil, err
+	}
+	k.ParentID = p.KeyID
+	return k, nil
+}
+
 func (s *Server) amplifierRegenerateKey(w http.ResponseWriter, r *http.Request, p *Principal) error {
 	appID := r.PathValue("id")
-	app, secret, old, err := store.RegenerateAmplifierAppKey(r.Context(), s.store, p.TenantID, appID)
+	bounds, err := s.appKeyBounds(r.Context(), p)
+	if err != nil {
+		return err
+	}
+	app, secret, old, err := store.RegenerateAmplifierAppKey(r.Context(), s.store, p.TenantID, appID, bounds)
 	if errors.Is(err, store.ErrNotFound) {
 		return errAppNotFound
 	}

@@ -102,7 +102,7 @@ func (s *Server) amplifierCreateConfig(w http.ResponseWriter, r *http.Request, p
 		return err
 	}
 	var req AmplifierConfigRequest
-	if err := decodeInto(body, &req, false); err != nil {
+	if err := decodeFastAPI(body, &req); err != nil {
 		return err
 	}
 	var missing []store.FieldError
@@ -176,7 +176,7 @@ func (s *Server) amplifierUpdateConfig(w http.ResponseWriter, r *http.Request, p
 		return err
 	}
 	var req AmplifierConfigRequest
-	if err := decodeInto(body, &req, false); err != nil {
+	if err := decodeFastAPI(body, &req); err != nil {
 		return err
 	}
 	if req.Name != nil {

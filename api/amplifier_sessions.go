@@ -114,7 +114,7 @@ func (s *Server) amplifierCreateSession(w http.ResponseWriter, r *http.Request, 
 		return err
 	}
 	var req AmplifierSessionRequest
-	if err := decodeInto(body, &req, false); err != nil {
+	if err := decodeFastAPI(body, &req); err != nil {
 		return err
 	}
 	if req.ConfigID == nil || strings.TrimSpace(*req.ConfigID) == "" {
@@ -206,7 +206,7 @@ func (s *Server) amplifierBegin(w http.ResponseWriter, r *http.Request, p *Princ
 		return nil, nil, err
 	}
 	var req AmplifierMessageRequest
-	if err := decodeInto(body, &req, false); err != nil {
+	if err := decodeFastAPI(body, &req); err != nil {
 		return nil, nil, err
 	}
 	if req.Message == nil {
@@ -219,12 +219,7 @@ func (s *Server) amplifierBegin(w http.ResponseWriter, r *http.Request, p *Princ
 	if len(req.Context) > 0 {
 		in.Meta = map[string]any{"context": req.Context}
 	}
-	if sess.AgentID != nil {
-		if err := s.checkAgentBalance(r.Context(), p.TenantID, *sess.AgentID); err != nil {
-			return nil, nil, err
-		}
-	}
-	pending, err := s.sessions.Begin(r.Context(), sess, in)
+	pending, err := s.beginAnswer(r.Context(), p.TenantID, sess, in)
 	if err != nil {
 		return nil, nil, amplifierSessionError(err)
 	}

@@ -195,7 +195,6 @@ func TestAmplifierConfigs(t *testing.T) {
 		wantLoc(t, bad("bundle:\n  name: x\n"), "body.yaml_content.providers", "at least one provider")
 		wantLoc(t, bad(bundleYAML+"tools:\n  - module: tool-web\n"), "body.yaml_content.tools.0.module", "names no tool of this tenant")
 		wantLoc(t, r.do(http.MethodPost, "/configs", r.Key, map[string]any{"yaml_content": bundleYAML}), "body.name", "is required")
-		wantLoc(t, r.do(http.MethodPost, "/configs", r.Key, map[string]any{"name": "x", "yaml_content": bundleYAML, "colour": 1}), "body.colour", "not a known field")
 		wantLoc(t, r.do(http.MethodPost, "/configs", r.Key, map[string]any{"name": "x", "yaml_content": 7}), "body.yaml_content", "must be")
 		wantLoc(t, r.do(http.MethodGet, "/configs?limit=0", r.Key, nil), "query.limit", "from 1 to 1000")
 		wantDetail(t, r.do(http.MethodPut, "/configs/"+id, r.Key, map[string]any{"yaml_content": "- x\n"}), 400, "YAML must be a dict")
@@ -568,6 +567,43 @@ func TestAmplifierKeyless(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	wantDetail(t, response{Status: resp.StatusCode, Body: body}, 401, "Missing or invalid credentials")
+	// A web page that a browser on this host shows is not this host's own program: a page
+	// of another site (Origin, Sec-Fetch-Site), or one under a name of its own rebound to
+	// 127.0.0.1 (Host), is refused; a page served from loopback (a local dev UI) is not.
+	keyless := func(method, body string, h ...string) response {
+		t.Helper()
+		req, _ := http.NewRequest(method, open.URL+"/configs", strings.NewReader(body))
+		for i := 0; i+1 < len(h); i += 2 {
+			if h[i] == "Host" {
+				req.Host = h[i+1]
+			} else {
+				req.Header.Set(h[i], h[i+1])
+			}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	}
+	port := open.URL[strings.LastIndex(open.URL, ":")+1:]
+	cfgBody := `{"name":"from a page","yaml_content":` + mustJSONAny(bundleYAML) + `}`
+	wantDetail(t, keyless(http.MethodPost, cfgBody, "Origin", "https://evil.example"), 401, "Missing or invalid credentials")
+	wantDetail(t, keyless(http.MethodPost, cfgBody, "Origin", "null"), 401, "Missing or invalid credentials")
+	wantDetail(t, keyless(http.MethodGet, "", "Host", "rebound.example:"+port), 401, "Missing or invalid credentials")
+	wantDetail(t, keyless(http.MethodGet, "", "Sec-Fetch-Site", "cross-site"), 401, "Missing or invalid credentials")
+	if got := keyless(http.MethodPost, cfgBody, "Origin", "http://localhost:3000", "Host", "localhost:"+port); got.Status != http.StatusCreated {
+		t.Fatalf("a page served from loopback: %d %s", got.Status, got.Body)
+	}
+	if got := keyless(http.MethodGet, "", "Host", "[::1]:"+port); got.Status != http.StatusOK {
+		t.Fatalf("Host [::1]: %d %s", got.Status, got.Body)
+	}
+	if got := open.do(http.MethodGet, "/configs", open.Key, nil).JSON(t); got["total"] != float64(2) {
+		t.Fatalf("configs: %v", got)
+	}
+
 	// From another address of this host (not loopback): refused.
 	if ip := nonLoopbackIP(); ip != "" {
 		ts := httptest.NewUnstartedServer(open.API.Handler())
@@ -856,4 +892,85 @@ func (ts *testServer) amplifierIsolationDone(t *testing.T, walked map[string]boo
 			t.Fatalf("GET %s with B's key: %s", root, list)
 		}
 	}
+}
+
+// TestAmplifierIgnoresUnknownFields: Amplifier is a FastAPI server whose models ignore what
+// they do not know (Pydantic's default), so its clients may send fields of another version,
+// or a key in another case; here as there, such a field is ignored, not a 422. What a field
+// it knows holds is still checked.
+func TestAmplifierIgnoresUnknownFields(t *testing.T) {
+	eachAmpDialect(t, func(t *testing.T, r *ampRig) {
+		res := r.do(http.MethodPost, "/configs", r.Key, map[string]any{"name": "x", "yaml_content": bundleYAML, "colour": 1,
+			"Name": "miscased", "bundle_ref": map[string]any{"a": []any{1}}})
+		c := res.JSON(t)
+		if res.Status != http.StatusCreated || c["name"] != "x" {
+			t.Fatalf("config with extra fields: %d %s", res.Status, res.Body)
+		}
+		id := c["config_id"].(string)
+		if res := r.do(http.MethodPut, "/configs/"+id, r.Key, map[string]any{"description": "d", "version": 2}); res.Status != 200 || res.JSON(t)["description"] != "d" {
+			t.Fatalf("update with an extra field: %d %s", res.Status, res.Body)
+		}
+		res = r.do(http.MethodPost, "/sessions", r.Key, map[string]any{"config_id": id, "metadata": map[string]any{"k": "v"}})
+		sid, _ := res.JSON(t)["session_id"].(string)
+		if res.Status != http.StatusCreated || sid == "" {
+			t.Fatalf("session with an extra field: %d %s", res.Status, res.Body)
+		}
+		r.up.Enqueue(llmtest.Reply{Text: "hello"})
+		if res := r.do(http.MethodPost, "/sessions/"+sid+"/messages", r.Key, map[string]any{"message": "hi", "stream": false}); res.Status != 200 || res.JSON(t)["response"] != "hello" {
+			t.Fatalf("message with an extra field: %d %s", res.Status, res.Body)
+		}
+		if res := r.do(http.MethodPost, "/applications", r.Key, map[string]any{"app_id": "a1", "app_name": "A", "owner": "me"}); res.Status != http.StatusCreated {
+			t.Fatalf("application with an extra field: %d %s", res.Status, res.Body)
+		}
+		// What a known field holds is still checked, and so is the body's JSON.
+		wantLoc(t, r.do(http.MethodPost, "/configs", r.Key, map[string]any{"name": "x", "yaml_content": 7, "colour": 1}), "body.yaml_content", "must be")
+		wantLoc(t, r.do(http.MethodPost, "/sessions", r.Key, map[string]any{"Config_ID": id}), "body.config_id", "is required")
+		wantLoc(t, r.do(http.MethodPost, "/sessions", r.Key, `{"config_id":"`+id+`"} {}`), "body", "after the JSON object")
+		wantLoc(t, r.do(http.MethodPost, "/sessions", r.Key, "{\"x\":\"\xff\",\"config_id\":\""+id+"\"}"), "body.x", "UTF-8")
+	})
+}
+
+// TestAmplifierAppKeyBoundByMaker: an application's key is a key its maker made, as any key
+// is. Made by a key with an expiry, a rate limit and a budget, it holds no more than that
+// key (before, it held read and write without any of them, and outlived its maker), and
+// revoking the maker revokes it; regenerating it bounds the new key the same way.
+func TestAmplifierAppKeyBoundByMaker(t *testing.T) {
+	eachAmpDialect(t, func(t *testing.T, r *ampRig) {
+		expires := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+		res := r.do(http.MethodPost, "/api/v1/keys", r.Key, map[string]any{"name": "narrow admin", "scopes": []string{"admin"},
+			"rate_limit": 50, "expires_at": expires, "budget_usd": 0.5, "token_limit": 1000})
+		if res.Status != http.StatusCreated {
+			t.Fatalf("maker: %d %s", res.Status, res.Body)
+		}
+		maker, makerID := res.JSON(t)["key"].(string), res.JSON(t)["id"].(string)
+		check := func(what string, app map[string]any) {
+			t.Helper()
+			k := r.do(http.MethodGet, "/api/v1/keys/"+app["key_id"].(string), r.Key, nil).JSON(t)
+			at, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(k["expires_at"]))
+			if k["parent_id"] != makerID || !at.Equal(expires) || k["rate_limit"] != float64(50) || k["token_limit"] != float64(1000) ||
+				k["budget_usd"].(float64) <= 0 || k["budget_usd"].(float64) > 0.5 {
+				t.Fatalf("%s: the application's key is not bounded by its maker: %v", what, k)
+			}
+		}
+		res = r.do(http.MethodPost, "/applications", maker, map[string]any{"app_id": "bounded", "app_name": "Bounded"})
+		if res.Status != http.StatusCreated {
+			t.Fatalf("register: %d %s", res.Status, res.Body)
+		}
+		check("registered", res.JSON(t))
+		res = r.do(http.MethodPost, "/applications/bounded/regenerate-key", maker, nil)
+		if res.Status != http.StatusOK {
+			t.Fatalf("regenerate: %d %s", res.Status, res.Body)
+		}
+		app := res.JSON(t)
+		check("regenerated", app)
+		appKey := app["api_key"].(string)
+		if got := r.do(http.MethodGet, "/configs", appKey, nil); got.Status != http.StatusOK {
+			t.Fatalf("the application's key: %d %s", got.Status, got.Body)
+		}
+		// Revoking the maker revokes what it made.
+		if got := r.do(http.MethodDelete, "/api/v1/keys/"+makerID, r.Key, nil); got.Status/100 != 2 {
+			t.Fatalf("revoke the maker: %d %s", got.Status, got.Body)
+		}
+		wantDetail(t, r.do(http.MethodGet, "/configs", appKey, nil), http.StatusUnauthorized, "Missing or invalid credentials")
+	})
 }

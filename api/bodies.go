@@ -85,6 +85,12 @@ func errBodyTooLarge() *Error {
 
 func errBodyBudget(w http.ResponseWriter) *Error {
 	w.Header().Set("Retry-After", strconv.Itoa(budgetRetryAfter))
+	return budgetError()
+}
+
+// budgetError is the 503 of a request refused for the budget (every dialect sends its
+// RetryAfter as Retry-After).
+func budgetError() *Error {
 	return &Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, RetryAfter: budgetRetryAfter,
 		Message: "The server is holding as many request bodies as it may; retry shortly"}
 }
@@ -174,6 +180,70 @@ func (s *Server) readGatewayBody(w http.ResponseWriter, r *http.Request) (body [
 		return nil, release, errBadRequest("body", "is required: a JSON object")
 	}
 	return body, release, nil
+}
+
+// errBudgetFull is what a request that would hold more than the node's budget gets.
+var errBudgetFull = errors.New("api: the node's budget of request bodies is spent")
+
+// bodyHold is one request's share of the node's budget for what is not a gateway body but
+// weighs as much: a knowledge upload (a document of up to the upload limit, held until it
+// is stored) and the files a run of Amarsia's runner fetches (up to its parts' limits, held
+// until it is answered). Without it, concurrent uploads and runs held as much memory as
+// clients cared to send them. It grows as what the request holds grows and is given back
+// by release; it is safe for concurrent use (a run fetches several files at once).
+type bodyHold struct {
+	b    *bodyBudget
+	mu   sync.Mutex
+	held int64
+}
+
+func (s *Server) newHold() *bodyHold { return &bodyHold{b: s.bodies} }
+
+// grow reserves n bytes more, or is errBudgetFull.
+func (h *bodyHold) grow(n int64) error {
+	if n <= 0 {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.b.take(n, h.held+n) {
+		return errBudgetFull
+	}
+	h.held += n
+	return nil
+}
+
+// release gives back everything held; the hold may grow again after.
+func (h *bodyHold) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.held > 0 {
+		h.b.give(h.held)
+		h.held = 0
+	}
+}
+
+// heldReader reads r, each chunkedBodyStep reserved from the hold before it is read: what
+// is read of a body whose length is not known ahead.
+type heldReader struct {
+	r     io.Reader
+	h     *bodyHold
+	ahead int64 // reserved and not yet read
+}
+
+func (hr *heldReader) Read(p []byte) (int, error) {
+	if hr.ahead == 0 {
+		if err := hr.h.grow(chunkedBodyStep); err != nil {
+			return 0, err
+		}
+		hr.ahead = chunkedBodyStep
+	}
+	if int64(len(p)) > hr.ahead {
+		p = p[:hr.ahead]
+	}
+	n, err := hr.r.Read(p)
+	hr.ahead -= int64(n)
+	return n, err
 }
 
 // bodyBuffers keep the buffers of large bodies of known length once their requests are

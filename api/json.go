@@ -147,6 +147,44 @@ func decodeInto(body []byte, v any, replace bool) error {
 	return nil
 }
 
+// decodeFastAPI decodes a JSON object over v as FastAPI's default model (Pydantic's
+// extra="ignore") reads a body: a field it does not know, or knows under another case, is
+// ignored rather than refused, so that an unchanged Amplifier client that sends a field of a
+// newer or older version of Amplifier still works. Everything else (wrong types, trailing
+// data, NULs, invalid UTF-8) is refused as decodeInto refuses it, with the field named.
+func decodeFastAPI(body []byte, v any) error {
+	var top map[string]json.RawMessage
+	if bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) && json.Unmarshal(body, &top) == nil {
+		t := reflect.TypeOf(v)
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.Kind() == reflect.Struct {
+			fields := jsonFields(t)
+			dropped := false
+			for k := range top {
+				if _, ok := fields[k]; !ok {
+					delete(top, k)
+					dropped = true
+				}
+			}
+			if dropped {
+				// What is left is re-encoded; decodeInto's checks of the body (UTF-8,
+				// trailing data) ran on it whole through the Unmarshal above or run below.
+				if err := checkUTF8(body); err != nil {
+					return err
+				}
+				kept, err := json.Marshal(top)
+				if err != nil {
+					return errValidation("body", "is not valid: %v", err)
+				}
+				body = kept
+			}
+		}
+	}
+	return decodeInto(body, v, false)
+}
+
 // jsonError names the field a decoding error is about.
 func jsonError(err error) *Error {
 	var typeErr *json.UnmarshalTypeError

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -163,7 +164,10 @@ func knowledgeError(err error, max int64) error {
 }
 
 // uploadBody reads the file part of a multipart upload, bounded by the upload limit.
-func (s *Server) uploadBody(w http.ResponseWriter, r *http.Request) (name, mediaType string, data []byte, err error) {
+// The file is counted against the node's budget of request bodies (hold) before it is read,
+// whole when the request says its length, as it arrives otherwise: concurrent uploads past
+// the budget are 503 with Retry-After, at once, rather than memory the node does not have.
+func (s *Server) uploadBody(w http.ResponseWriter, r *http.Request, hold *bodyHold) (name, mediaType string, data []byte, err error) {
 	max := s.knowledge.MaxUpload()
 	mt, _, perr := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if perr != nil || mt != "multipart/form-data" {
@@ -171,9 +175,21 @@ func (s *Server) uploadBody(w http.ResponseWriter, r *http.Request) (name, media
 			Message: "Content-Type must be multipart/form-data with the document in the field file"}
 	}
 	// The form's other fields and boundaries get 64 KiB beside the file.
-	r.Body = http.MaxBytesReader(w, r.Body, max+64<<10)
+	limit := max + 64<<10
 	tooLarge := &Error{Status: http.StatusRequestEntityTooLarge, Code: codeTooLarge,
 		Message: "The file is larger than the upload limit of " + strconv.FormatInt(max, 10) + " bytes"}
+	var body io.Reader = r.Body
+	switch n := r.ContentLength; {
+	case n > limit:
+		return "", "", nil, tooLarge
+	case n >= 0:
+		if err := hold.grow(n); err != nil {
+			return "", "", nil, errBodyBudget(w)
+		}
+	default:
+		body = &heldReader{r: r.Body, h: hold}
+	}
+	r.Body = http.MaxBytesReader(w, io.NopCloser(body), limit)
 	mr, err := r.MultipartReader()
 	if err != nil {
 		return "", "", nil, errValidation("body", "is not a multipart form: %v", err)
@@ -182,6 +198,8 @@ func (s *Server) uploadBody(w http.ResponseWriter, r *http.Request) (name, media
 		part, err := mr.NextPart()
 		var mbe *http.MaxBytesError
 		switch {
+		case errors.Is(err, errBudgetFull):
+			return "", "", nil, errBodyBudget(w)
 		case errors.As(err, &mbe):
 			return "", "", nil, tooLarge
 		case err == io.EOF:
@@ -193,7 +211,17 @@ func (s *Server) uploadBody(w http.ResponseWriter, r *http.Request) (name, media
 			_, _ = io.Copy(io.Discard, io.LimitReader(part, 64<<10))
 			continue
 		}
-		data, err := io.ReadAll(io.LimitReader(part, max+1))
+		// One buffer of the file's size at most, when the request says it, rather than
+		// the copies a growing buffer leaves behind.
+		buf := bytes.NewBuffer(nil)
+		if n := r.ContentLength; n > 0 {
+			buf.Grow(int(min(n, max+1)) + bytes.MinRead)
+		}
+		_, err = buf.ReadFrom(io.LimitReader(part, max+1))
+		data := buf.Bytes()
+		if errors.Is(err, errBudgetFull) {
+			return "", "", nil, errBodyBudget(w)
+		}
 		if errors.As(err, &mbe) || int64(len(data)) > max {
 			return "", "", nil, tooLarge
 		}
@@ -209,7 +237,9 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request, p *Principal) (*
 	if _, err := s.knowledgeBase(r.Context(), p, r.PathValue("id")); err != nil {
 		return nil, false, err
 	}
-	name, mt, data, err := s.uploadBody(w, r)
+	hold := s.newHold()
+	defer hold.release()
+	name, mt, data, err := s.uploadBody(w, r, hold)
 	if err != nil {
 		return nil, false, err
 	}

@@ -427,6 +427,24 @@ func sessionInput(body []byte) (session.Input, error) {
 }
 
 // sessionError is the answer to what Begin refused.
+// beginAnswer starts the answer to a new message of a session: the way every surface
+// (canonical, WebSocket, AmaStudio, Alumia, Amplifier, Amarsia) has a session answered, so
+// that none answers with a paid model once the tenant's balance is spent (402). The model
+// is that of the version the input names (a deployment's), else the session's agent's.
+func (s *Server) beginAnswer(ctx context.Context, tenantID string, sess *store.Session, in session.Input) (*session.Pending, error) {
+	switch {
+	case in.Version != nil && in.Version.Agent != nil:
+		if err := s.checkBalance(ctx, tenantID, in.Version.Agent.Model); err != nil {
+			return nil, err
+		}
+	case sess.AgentID != nil:
+		if err := s.checkAgentBalance(ctx, tenantID, *sess.AgentID); err != nil {
+			return nil, err
+		}
+	}
+	return s.sessions.Begin(ctx, sess, in)
+}
+
 func sessionError(err error) error {
 	switch {
 	case errors.Is(err, session.ErrBusy):

@@ -69,12 +69,7 @@ func (s *Server) sessionSendCommand(ctx context.Context, v realtime.Viewer, msg 
 	if err != nil {
 		return nil, s.commandError(err)
 	}
-	if sess.AgentID != nil {
-		if err := s.checkAgentBalance(ctx, p.TenantID, *sess.AgentID); err != nil {
-			return nil, s.commandError(err)
-		}
-	}
-	pending, err := s.sessions.Begin(ctx, sess, in)
+	pending, err := s.beginAnswer(ctx, p.TenantID, sess, in)
 	if err != nil {
 		return nil, s.commandError(sessionError(err))
 	}

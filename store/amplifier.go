@@ -233,9 +233,19 @@ func (a *AmplifierApp) Validate() error {
 // AppKeyName is the name an application's key has in the tenant's key list.
 func AppKeyName(appID string) string { return "Amplifier application " + appID }
 
-// newAppKey inserts a new app_ key for an application in tx and returns its secret.
-func newAppKey(ctx context.Context, s *Store, tx bun.IDB, tenantID, appID string) (*APIKey, string, error) {
+// newAppKey inserts a new app_ key for an application in tx and returns its secret. The key
+// takes its scopes, limits, expiry and maker from bounds (nil: read and write, without limits
+// or maker), which the caller has bounded by the credential making it.
+func newAppKey(ctx context.Context, s *Store, tx bun.IDB, tenantID, appID string, bounds *APIKey) (*APIKey, string, error) {
 	k := &APIKey{Name: AppKeyName(appID), Kind: "app_", Scopes: []string{ScopeRead, ScopeWrite}}
+	if bounds != nil {
+		k.Scopes = append([]string(nil), bounds.Scopes...)
+		k.RateLimit, k.TokenLimit, k.BudgetUSD, k.ParentID = bounds.RateLimit, bounds.TokenLimit, bounds.BudgetUSD, bounds.ParentID
+		if bounds.ExpiresAt != nil {
+			at := bounds.ExpiresAt.UTC()
+			k.ExpiresAt = &at
+		}
+	}
 	secret := newKeySecret(k.Kind)
 	k.Hash = HashKey(secret)
 	k.Display = secret[:len(k.Kind)+4] + "…" + secret[len(secret)-4:]
@@ -247,8 +257,8 @@ func newAppKey(ctx context.Context, s *Store, tx bun.IDB, tenantID, appID string
 
 // CreateAmplifierApp stores an application and its new key in one transaction, and returns
 // the key's secret, which is not stored. An app_id the tenant already has is a
-// *ConflictError naming app_id.
-func CreateAmplifierApp(ctx context.Context, s *Store, tenantID string, a *AmplifierApp) (string, error) {
+// *ConflictError naming app_id. The key is made within bounds (see newAppKey).
+func CreateAmplifierApp(ctx context.Context, s *Store, tenantID string, a *AmplifierApp, bounds *APIKey) (string, error) {
 	if err := a.Validate(); err != nil {
 		return "", err
 	}
@@ -261,7 +271,7 @@ func CreateAmplifierApp(ctx context.Context, s *Store, tenantID string, a *Ampli
 		if n > 0 {
 			return &ConflictError{Field: "app_id", Message: fmt.Sprintf("an application %q already exists", a.AppID)}
 		}
-		k, sec, err := newAppKey(ctx, s, tx, tenantID, a.AppID)
+		k, sec, err := newAppKey(ctx, s, tx, tenantID, a.AppID, bounds)
 		if err != nil {
 			return err
 		}
@@ -342,7 +352,7 @@ func revokeIn(ctx context.Context, s *Store, tx bun.IDB, tenantID string, id *st
 // RegenerateAmplifierAppKey revokes an application's key and gives it a new one, in one
 // transaction. It returns the application, its new key's secret and the revoked key (nil
 // when it had none), whose revocation the caller makes known.
-func RegenerateAmplifierAppKey(ctx context.Context, s *Store, tenantID, appID string) (*AmplifierApp, string, *APIKey, error) {
+func RegenerateAmplifierAppKey(ctx context.Context, s *Store, tenantID, appID string, bounds *APIKey) (*AmplifierApp, string, *APIKey, error) {
 	var (
 		app    *AmplifierApp
 		secret string
@@ -356,7 +366,7 @@ func RegenerateAmplifierAppKey(ctx context.Context, s *Store, tenantID, appID st
 		if old, err = revokeIn(ctx, s, tx, tenantID, app.KeyID); err != nil {
 			return err
 		}
-		k, sec, err := newAppKey(ctx, s, tx, tenantID, app.AppID)
+		k, sec, err := newAppKey(ctx, s, tx, tenantID, app.AppID, bounds)
 		if err != nil {
 			return err
 		}

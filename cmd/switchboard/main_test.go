@@ -899,3 +899,19 @@ func TestBadLogConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestUploadLimitPastBodyBudget: knowledge uploads are held within the node's body budget,
+// so an upload limit the budget cannot hold stops the node with both settings named, rather
+// than answering the largest uploads 503 for ever.
+func TestUploadLimitPastBodyBudget(t *testing.T) {
+	t.Parallel()
+	env := []string{"SWITCHBOARD_DATA_DIR=" + t.TempDir(), "SWITCHBOARD_HTTP_ADDR=127.0.0.1:0", "SWITCHBOARD_SIP_ADDR=127.0.0.1:0",
+		"SWITCHBOARD_KNOWLEDGE_MAX_UPLOAD_MIB=32", "SWITCHBOARD_GATEWAY_BODY_BUDGET_MIB=32"}
+	r := run(t, env, "serve")
+	if r.code == 0 || !strings.Contains(r.stderr, "--knowledge-max-upload-mib 32 does not fit in --gateway-body-budget-mib 32") {
+		t.Fatalf("want a refusal naming both settings:\n%s", r)
+	}
+	if strings.Contains(r.stderr, "switchboard serving") {
+		t.Errorf("it went on regardless:\n%s", r)
+	}
+}

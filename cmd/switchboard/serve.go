@@ -185,6 +185,13 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	if c.GatewayBodyBudgetMiB < 1 {
 		return fmt.Errorf("--gateway-body-budget-mib must be 1 or more")
 	}
+	// An upload is held within the body budget, less the part kept for small bodies (a
+	// sixteenth, at most 4 MiB): a limit past that would answer the largest uploads 503,
+	// "retry shortly", for ever.
+	if budget := c.GatewayBodyBudgetMiB<<20 - min(c.GatewayBodyBudgetMiB<<20/16, 4<<20); c.KnowledgeMaxUploadMiB<<20+64<<10 > budget {
+		return fmt.Errorf("--knowledge-max-upload-mib %d does not fit in --gateway-body-budget-mib %d, which holds uploads too: raise the budget past %d MiB or lower the upload limit",
+			c.KnowledgeMaxUploadMiB, c.GatewayBodyBudgetMiB, c.KnowledgeMaxUploadMiB+c.KnowledgeMaxUploadMiB/15+1)
+	}
 	if c.MaxCalls < 0 || c.MaxTenantCalls < 0 {
 		return fmt.Errorf("--max-calls and --max-calls-per-tenant must be 0 (no limit) or more")
 	}

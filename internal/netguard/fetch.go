@@ -105,6 +105,14 @@ func (f *FileFetcher) Limits() FileLimits { return f.lim }
 // redirect, is ErrPrivateAddress, refused by the dialer before it connects; the other
 // failures wrap the errors above.
 func (f *FileFetcher) Fetch(ctx context.Context, raw string) (*File, error) {
+	return f.FetchHeld(ctx, raw, nil)
+}
+
+// FetchHeld is Fetch with the bytes of the file reserved by hold before they are read: the
+// whole file at once when the server says its length, in steps of holdStep as it arrives
+// otherwise. An error of hold ends the fetch and is returned as it is (wrapped), so that the
+// caller can bound what all of its fetches hold together.
+func (f *FileFetcher) FetchHeld(ctx context.Context, raw string, hold func(n int64) error) (*File, error) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, ErrFileURL
@@ -131,7 +139,22 @@ func (f *FileFetcher) Fetch(ctx context.Context, raw string) (*File, error) {
 	if resp.ContentLength > f.lim.MaxBytes {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrFileTooLarge, resp.ContentLength, f.lim.MaxBytes)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, f.lim.MaxBytes+1))
+	var data []byte
+	switch {
+	case hold != nil && resp.ContentLength >= 0:
+		// The client reads no more than the length the server gave.
+		if err := hold(resp.ContentLength); err != nil {
+			return nil, err
+		}
+		data = make([]byte, resp.ContentLength)
+		if _, err := io.ReadFull(resp.Body, data); err != nil {
+			return nil, f.classify(ctx, err)
+		}
+	case hold != nil:
+		data, err = io.ReadAll(&heldReader{r: io.LimitReader(resp.Body, f.lim.MaxBytes+1), hold: hold})
+	default:
+		data, err = io.ReadAll(io.LimitReader(resp.Body, f.lim.MaxBytes+1))
+	}
 	if err != nil {
 		return nil, f.classify(ctx, err)
 	}
@@ -142,8 +165,42 @@ func (f *FileFetcher) Fetch(ctx context.Context, raw string) (*File, error) {
 	return &File{Data: data, MediaType: mt}, nil
 }
 
+// holdStep is what a file of unknown length reserves at a time.
+const holdStep = 64 << 10
+
+// heldReader reserves each holdStep of r before reading it.
+type heldReader struct {
+	r     io.Reader
+	hold  func(n int64) error
+	ahead int64
+}
+
+// errHold marks an error of the caller's hold, which classify returns as it is.
+type errHold struct{ err error }
+
+func (e errHold) Error() string { return e.err.Error() }
+func (e errHold) Unwrap() error { return e.err }
+
+func (hr *heldReader) Read(p []byte) (int, error) {
+	if hr.ahead == 0 {
+		if err := hr.hold(holdStep); err != nil {
+			return 0, errHold{err}
+		}
+		hr.ahead = holdStep
+	}
+	if int64(len(p)) > hr.ahead {
+		p = p[:hr.ahead]
+	}
+	n, err := hr.r.Read(p)
+	hr.ahead -= int64(n)
+	return n, err
+}
+
 func (f *FileFetcher) classify(ctx context.Context, err error) error {
+	var held errHold
 	switch {
+	case errors.As(err, &held):
+		return held.err
 	case errors.Is(err, ErrPrivateAddress), errors.Is(err, ErrRedirects), errors.Is(err, ErrFileURL):
 		return err
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
