@@ -2,36 +2,108 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/switchboard-go/switchboard/store"
 )
 
-// migrateCmd applies, undoes or lists migrations.
-func migrateCmd(ctx context.Context, args []string) error {
-	var c config
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	c.register(fs)
+// The administration commands: migrate here, keys and users beside it. Each reads the
+// store's settings (--data-dir, --database-url, --secret, …) the way serve does.
+
+// newFlags makes the flag set of a command: its usage line, what it does, then its flags.
+func newFlags(name, usage, about string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: switchboard migrate [flags] up|down|status")
+		fmt.Fprintf(fs.Output(), "usage: switchboard %s %s\n\n%s\n\nflags (each has an environment variable, in brackets, unless it is the command's own):\n", name, usage, about)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	return fs
+}
+
+// adminConfig reads from args the store's settings and the command's own flags, which the
+// command registered on fs before.
+func adminConfig(fs *flag.FlagSet, args []string) (*config, error) {
+	return parseConfig(fs, args, os.LookupEnv, (*config).storeSettings)
+}
+
+// openAdmin opens the store for an administration command, migrated, with the secret read
+// once; its log goes nowhere, since the command's output is its answer.
+func openAdmin(ctx context.Context, c *config) (*store.Store, error) {
+	secret, err := c.secret()
+	if err != nil {
+		return nil, fmt.Errorf("server secret: %w", err)
+	}
+	st, _, err := openStore(ctx, c, secret, c.logger(io.Discard))
+	return st, err
+}
+
+// subcommand is one verb of a command of several (keys create, keys list, …).
+type subcommand struct {
+	name, summary string
+	run           func(ctx context.Context, args []string) error
+}
+
+// dispatch runs the verb args[0] of command name. No verb, or one it does not know, prints
+// the verbs and is a usage error; help, -h or --help prints them and is not.
+func dispatch(ctx context.Context, name string, subs []subcommand, args []string) error {
+	usage := func(w io.Writer) {
+		fmt.Fprintf(w, "usage: switchboard %s COMMAND [flags]\n\ncommands:\n", name)
+		for _, s := range subs {
+			fmt.Fprintf(w, "  %-7s %s\n", s.name, s.summary)
+		}
+		fmt.Fprintf(w, "\nRun \"switchboard %s COMMAND --help\" for the flags of a command.\n", name)
+	}
+	if len(args) == 0 {
+		usage(os.Stderr)
+		return usageError{fmt.Errorf("%s: which command? (%s)", name, verbs(subs))}
+	}
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		usage(os.Stdout)
+		return nil
+	}
+	for _, s := range subs {
+		if s.name == args[0] {
+			return s.run(ctx, args[1:])
+		}
+	}
+	usage(os.Stderr)
+	return usageError{fmt.Errorf("%s: unknown command %q (want %s)", name, args[0], verbs(subs))}
+}
+
+func verbs(subs []subcommand) string {
+	names := make([]string, len(subs))
+	for i, s := range subs {
+		names[i] = s.name
+	}
+	return strings.Join(names, ", ")
+}
+
+// migrateCmd applies, undoes or lists migrations. The action is required: a bare migrate
+// prints its usage rather than change the database.
+func migrateCmd(ctx context.Context, args []string) error {
+	fs := newFlags("migrate", "[flags] up|down|status",
+		"up applies the pending migrations, down undoes the last group applied, status lists them all.")
+	c, err := adminConfig(fs, args)
+	if err != nil {
 		return err
 	}
-	action := "up"
-	if fs.NArg() > 0 {
-		action = fs.Arg(0)
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return usageError{fmt.Errorf("migrate: want one action: up, down or status")}
+	}
+	action := fs.Arg(0)
+	if action != "up" && action != "down" && action != "status" {
+		fs.Usage()
+		return usageError{fmt.Errorf("migrate: unknown action %q (want up, down or status)", action)}
 	}
 	secret, err := c.secret()
 	if err != nil {
-		return err
+		return fmt.Errorf("server secret: %w", err)
 	}
 	st, err := store.Open(ctx, store.Options{URL: c.DatabaseURL, DataDir: c.DataDir, Secret: secret})
 	if err != nil {
@@ -63,65 +135,7 @@ func migrateCmd(ctx context.Context, args []string) error {
 		}
 	case "status":
 		return st.MigrationStatus(ctx, os.Stdout)
-	default:
-		return fmt.Errorf("migrate: unknown action %q (want up, down or status)", action)
 	}
-	return nil
-}
-
-// keysCmd makes API keys from the command line: the first key of a new server comes from
-// here. The key alone goes to stdout, so a script can capture it.
-func keysCmd(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "create" {
-		return errors.New("keys: usage: switchboard keys create --name NAME [--tenant SLUG] [--kind agent_studio|alumia] [--env live|test] [--scopes read,write,admin]")
-	}
-	var c config
-	fs := flag.NewFlagSet("keys create", flag.ContinueOnError)
-	c.register(fs)
-	tenant := fs.String("tenant", store.DefaultTenantSlug, "slug of the tenant the key acts for; created if missing")
-	name := fs.String("name", "", "name of the key (required)")
-	kindName := fs.String("kind", "agent_studio", "agent_studio (as_live_, as_test_) or alumia (alm_live_, alm_test_)")
-	envName := fs.String("env", "live", "live (as_live_, alm_live_) or test (as_test_, alm_test_)")
-	scopes := fs.String("scopes", "read,write,admin", "comma-separated scopes: read, write, admin")
-	rateLimit := fs.Int("rate-limit", 0, "requests a minute (0: the server default)")
-	expires := fs.Duration("expires-in", 0, "lifetime of the key, such as 720h (0: no expiry)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if *name == "" {
-		return errors.New("keys create: --name is required")
-	}
-	kind, kindOK, envOK := store.KeyPrefix(*kindName, *envName)
-	switch {
-	case !kindOK:
-		return fmt.Errorf("keys create: --kind must be %s, not %q", store.KeySurfaces, *kindName)
-	case !envOK:
-		return fmt.Errorf("keys create: --env must be live or test, not %q", *envName)
-	}
-	log, err := c.logger(io.Discard)
-	if err != nil {
-		return err
-	}
-	st, _, err := openStore(ctx, &c, log)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	t, err := st.EnsureTenant(ctx, *tenant)
-	if err != nil {
-		return fmt.Errorf("keys create: tenant %q: %w", *tenant, err)
-	}
-	k := &store.APIKey{Name: *name, Kind: kind, Scopes: splitList(*scopes), RateLimit: *rateLimit}
-	if *expires > 0 {
-		at := time.Now().UTC().Add(*expires)
-		k.ExpiresAt = &at
-	}
-	secret, err := st.CreateAPIKey(ctx, t.ID, k)
-	if err != nil {
-		return fmt.Errorf("keys create: %w", err)
-	}
-	fmt.Println(secret)
-	fmt.Fprintf(os.Stderr, "created key %s (%s) for tenant %s with scopes %s; it is not shown again\n", k.ID, k.Name, t.Slug, strings.Join(k.Scopes, ","))
 	return nil
 }
 

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard-go/switchboard/internal/settings"
+	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -36,7 +38,7 @@ type config struct {
 	SIPTLSAddr   string
 	SIPTLSCert   string
 	SIPTLSKey    string
-	RTPPorts     string
+	RTPPorts     settings.PortRange
 	MediaTimeout time.Duration
 	Node         string
 	RecordCalls  bool
@@ -62,7 +64,7 @@ type config struct {
 	GatewayBodyBudgetMiB int
 	// KnowledgeMaxUploadMiB bounds one uploaded knowledge document.
 	KnowledgeMaxUploadMiB int
-	// WebRTC configures browsers' calls (webcalls.go).
+	// WebRTC configures browsers' calls.
 	WebRTC webrtcFlags
 
 	// NodeHeartbeat is how often the node beats; NodeTimeout, how long another node may be
@@ -70,122 +72,163 @@ type config struct {
 	NodeHeartbeat, NodeTimeout time.Duration
 }
 
-// env reads an environment variable with a default.
-func env(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok && v != "" {
-		return v
-	}
-	return def
+// Settings of the node, each a flag and a variable (internal/settings; README's
+// configuration table lists the same). A value that does not parse stops the command, exit
+// status 2, naming both.
+
+// storeSettings are the settings of every command that opens the store.
+func (c *config) storeSettings(s *settings.Set) {
+	s.Text(&c.DataDir, "data-dir", "SWITCHBOARD_DATA_DIR", "./data", "directory of the embedded database and the server secret", nil)
+	s.Text(&c.DatabaseURL, "database-url", "DATABASE_URL", "", "postgres://… for PostgreSQL; empty for SQLite in the data directory", nil)
+	s.Text(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error", checkLogLevel)
+	s.Text(&c.LogFormat, "log-format", "LOG_FORMAT", "text", "text or json", settings.OneOf("text", "json"))
+	s.Secret(&c.Secret, "secret", "SWITCHBOARD_SECRET", "server secret for tokens and sealed credentials, at least 16 characters; nodes sharing a database need the same one (default: generated into the data directory)", minSecretLen)
 }
 
-// register adds the flags every subcommand that opens the store shares.
-func (c *config) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.DataDir, "data-dir", env("SWITCHBOARD_DATA_DIR", "./data"), "directory of the embedded database and the server secret (SWITCHBOARD_DATA_DIR)")
-	fs.StringVar(&c.DatabaseURL, "database-url", env("DATABASE_URL", ""), "postgres://… for PostgreSQL; empty for SQLite in the data directory (DATABASE_URL)")
-	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
-	fs.StringVar(&c.LogFormat, "log-format", env("LOG_FORMAT", "text"), "text or json (LOG_FORMAT)")
-	fs.StringVar(&c.Secret, "secret", env("SWITCHBOARD_SECRET", ""), "server secret for tokens and sealed credentials; nodes sharing a database need the same one (SWITCHBOARD_SECRET; default: generated into the data directory)")
-}
+// minSecretLen is the shortest server secret a node accepts.
+const minSecretLen = 16
 
-// registerServe adds the flags of serve.
-func (c *config) registerServe(fs *flag.FlagSet) {
-	c.register(fs)
-	fs.StringVar(&c.HTTPAddr, "http-addr", env("SWITCHBOARD_HTTP_ADDR", ":8080"), "HTTP listen address (SWITCHBOARD_HTTP_ADDR)")
-	fs.StringVar(&c.SIPAddr, "sip-addr", env("SWITCHBOARD_SIP_ADDR", ":5060"), "SIP listen address, UDP and TCP (SWITCHBOARD_SIP_ADDR)")
-	fs.StringVar(&c.PublicIP, "public-ip", env("SWITCHBOARD_PUBLIC_IP", ""), "address advertised in SIP and SDP when behind NAT (SWITCHBOARD_PUBLIC_IP)")
-	fs.StringVar(&c.ProvidersFile, "providers-file", env("SWITCHBOARD_PROVIDERS_FILE", ""), "YAML file of model providers for the gateway (SWITCHBOARD_PROVIDERS_FILE)")
-	fs.BoolVar(&c.AllowPrivateWebhooks, "allow-private-webhooks", env("SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS", "") == "true", "let agents' tool webhooks reach loopback and private addresses (SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS=true)")
-	fs.BoolVar(&c.AllowPrivateProviders, "allow-private-providers", env("SWITCHBOARD_ALLOW_PRIVATE_PROVIDERS", "") == "true", "let tenants' model and speech providers reach loopback and private addresses (SWITCHBOARD_ALLOW_PRIVATE_PROVIDERS=true)")
-	fs.BoolVar(&c.AllowPrivateFiles, "allow-private-files", env("SWITCHBOARD_ALLOW_PRIVATE_FILES", "") == "true", "let the runner fetch file_uri parts from loopback and private addresses (SWITCHBOARD_ALLOW_PRIVATE_FILES=true)")
-	fs.IntVar(&c.FileMaxMiB, "file-max-mib", envInt("SWITCHBOARD_FILE_MAX_MIB", 20), "largest file the runner fetches for a file_uri part, in MiB (SWITCHBOARD_FILE_MAX_MIB)")
-	fs.DurationVar(&c.FileTimeout, "file-timeout", envDuration("SWITCHBOARD_FILE_TIMEOUT", 30*time.Second), "longest the runner spends fetching one file_uri part (SWITCHBOARD_FILE_TIMEOUT)")
-	fs.IntVar(&c.GatewayBodyBudgetMiB, "gateway-body-budget-mib", envInt("SWITCHBOARD_GATEWAY_BODY_BUDGET_MIB", 64), "MiB of model-request bodies that the gateway holds at once; past it, 503 with Retry-After (SWITCHBOARD_GATEWAY_BODY_BUDGET_MIB)")
-	fs.StringVar(&c.SIPTLSAddr, "sip-tls-addr", env("SWITCHBOARD_SIP_TLS_ADDR", ":5061"), "SIP over TLS listen address, used when a certificate is set (SWITCHBOARD_SIP_TLS_ADDR)")
-	fs.StringVar(&c.SIPTLSCert, "sip-tls-cert", env("SWITCHBOARD_SIP_TLS_CERT", ""), "PEM certificate file for SIP over TLS (SWITCHBOARD_SIP_TLS_CERT)")
-	fs.StringVar(&c.SIPTLSKey, "sip-tls-key", env("SWITCHBOARD_SIP_TLS_KEY", ""), "PEM key file of the SIP certificate (SWITCHBOARD_SIP_TLS_KEY)")
-	fs.StringVar(&c.RTPPorts, "rtp-ports", env("SWITCHBOARD_RTP_PORTS", ""), "UDP port range of calls' media, such as 10000-20000 (SWITCHBOARD_RTP_PORTS; default: any free port)")
-	fs.DurationVar(&c.SIPTCPIdleTimeout, "sip-tcp-idle-timeout", envDuration("SWITCHBOARD_SIP_TCP_IDLE_TIMEOUT", 150*time.Second), "close a SIP TCP/TLS connection silent this long, keep-alives included, unless a live call came over it (SWITCHBOARD_SIP_TCP_IDLE_TIMEOUT)")
-	fs.DurationVar(&c.SIPTCPHeaderTimeout, "sip-tcp-header-timeout", envDuration("SWITCHBOARD_SIP_TCP_HEADER_TIMEOUT", 10*time.Second), "close a SIP TCP/TLS connection whose message is not whole this long after its first byte, or whose first message (with the TLS handshake) this long after it was accepted (SWITCHBOARD_SIP_TCP_HEADER_TIMEOUT)")
-	fs.IntVar(&c.SIPTCPMaxConns, "sip-tcp-max-conns", envInt("SWITCHBOARD_SIP_TCP_MAX_CONNS", 4096), "SIP TCP and TLS connections of the node; more are closed at once (SWITCHBOARD_SIP_TCP_MAX_CONNS)")
-	fs.IntVar(&c.SIPTCPMaxConnsPerAddr, "sip-tcp-max-conns-per-addr", envInt("SWITCHBOARD_SIP_TCP_MAX_CONNS_PER_ADDR", 256), "SIP TCP and TLS connections from one address; more are closed at once (SWITCHBOARD_SIP_TCP_MAX_CONNS_PER_ADDR)")
-	fs.DurationVar(&c.MediaTimeout, "media-timeout", envDuration("SWITCHBOARD_MEDIA_TIMEOUT", 30*time.Second), "a call whose RTP stops for this long is ended (SWITCHBOARD_MEDIA_TIMEOUT)")
-	fs.BoolVar(&c.RecordCalls, "record-calls", env("SWITCHBOARD_RECORD_CALLS", "") == "true", "record every answered call as a stereo WAV under the data directory's recordings/ (SWITCHBOARD_RECORD_CALLS=true)")
-	fs.BoolVar(&c.Demo, "demo", env("SWITCHBOARD_DEMO", "true") == "true", "create the demo agent (sip:demo@…) on first start (SWITCHBOARD_DEMO=false to skip)")
-	host, _ := os.Hostname()
-	fs.StringVar(&c.Node, "node", env("SWITCHBOARD_NODE", host), "this node's name in call records; a restart fails the calls it carried (SWITCHBOARD_NODE; default: the host name)")
-	fs.DurationVar(&c.NodeHeartbeat, "node-heartbeat", envDuration("SWITCHBOARD_NODE_HEARTBEAT", store.DefaultHeartbeatEvery), "how often the node writes its heartbeat (SWITCHBOARD_NODE_HEARTBEAT)")
-	fs.DurationVar(&c.NodeTimeout, "node-timeout", envDuration("SWITCHBOARD_NODE_TIMEOUT", store.DefaultHeartbeatTimeout), "a node whose heartbeat stops this long is lost: another node fails its live calls, node-lost (SWITCHBOARD_NODE_TIMEOUT; at least twice the heartbeat)")
-	fs.IntVar(&c.MaxCalls, "max-calls", envInt("SWITCHBOARD_MAX_CALLS", 2000), "concurrent calls of the node, SIP, WebRTC and media streams together; more are refused (SWITCHBOARD_MAX_CALLS; 0: no limit)")
-	fs.IntVar(&c.MaxTenantCalls, "max-calls-per-tenant", envInt("SWITCHBOARD_MAX_CALLS_PER_TENANT", 0), "concurrent calls of any one tenant on the node (SWITCHBOARD_MAX_CALLS_PER_TENANT; 0: only the node's limit)")
-	fs.IntVar(&c.RateLimit, "rate-limit", envInt("SWITCHBOARD_RATE_LIMIT", 100), "requests a minute for an API key without a limit of its own (SWITCHBOARD_RATE_LIMIT)")
-	fs.BoolVar(&c.AmplifierAuthRequired, "amplifier-auth-required", env("SWITCHBOARD_AMPLIFIER_AUTH_REQUIRED", "true") != "false", "false: keyless requests from loopback (never from elsewhere, nor through a proxy) reach the root Amplifier paths as the default tenant's admin (SWITCHBOARD_AMPLIFIER_AUTH_REQUIRED)")
-	fs.IntVar(&c.KnowledgeMaxUploadMiB, "knowledge-max-upload-mib", envInt("SWITCHBOARD_KNOWLEDGE_MAX_UPLOAD_MIB", 32), "MiB of one uploaded knowledge document; larger uploads are refused with 413 (SWITCHBOARD_KNOWLEDGE_MAX_UPLOAD_MIB)")
-	fs.IntVar(&c.ChatRateLimit, "chat-rate-limit", envInt("SWITCHBOARD_CHAT_RATE_LIMIT", 60), "Alumia chat requests (POST /api/v1/chat) a minute, per key or user and per client address (SWITCHBOARD_CHAT_RATE_LIMIT)")
-	c.WebRTC.register(fs)
-}
-
-func envInt(name string, def int) int {
-	var n int
-	if _, err := fmt.Sscan(env(name, fmt.Sprint(def)), &n); err != nil {
-		return def
-	}
-	return n
-}
-
-func envDuration(name string, def time.Duration) time.Duration {
-	d, err := time.ParseDuration(env(name, def.String()))
-	if err != nil {
-		return def
-	}
-	return d
-}
-
-// rtpPorts reads the RTP port range "min-max"; empty is any free port.
-func (c *config) rtpPorts() (int, int, error) {
-	if c.RTPPorts == "" {
-		return 0, 0, nil
-	}
-	lo, hi, ok := strings.Cut(c.RTPPorts, "-")
-	var a, b int
-	if _, err := fmt.Sscan(lo, &a); !ok || err != nil {
-		return 0, 0, fmt.Errorf("SWITCHBOARD_RTP_PORTS %q: want min-max, such as 10000-20000", c.RTPPorts)
-	}
-	if _, err := fmt.Sscan(hi, &b); err != nil || a < 1024 || b > 65535 || b-a < 3 {
-		return 0, 0, fmt.Errorf("SWITCHBOARD_RTP_PORTS %q: want min-max within 1024-65535, at least 4 ports", c.RTPPorts)
-	}
-	return a, b, nil
-}
-
-// logger builds the process logger from LOG_LEVEL and LOG_FORMAT.
-func (c *config) logger(w io.Writer) (*slog.Logger, error) {
+func checkLogLevel(v string) error {
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		return nil, fmt.Errorf("LOG_LEVEL %q: want debug, info, warn or error", c.LogLevel)
+	if level.UnmarshalText([]byte(v)) != nil {
+		return errors.New("must be debug, info, warn or error")
 	}
+	return nil
+}
+
+// serveSettings are the settings of serve.
+func (c *config) serveSettings(s *settings.Set) {
+	c.storeSettings(s)
+	const noMax = settings.NoMax
+	s.Text(&c.HTTPAddr, "http-addr", "SWITCHBOARD_HTTP_ADDR", ":8080", "HTTP listen address", nil)
+	s.Text(&c.SIPAddr, "sip-addr", "SWITCHBOARD_SIP_ADDR", ":5060", "SIP listen address, UDP and TCP", nil)
+	s.Text(&c.PublicIP, "public-ip", "SWITCHBOARD_PUBLIC_IP", "", "address advertised in SIP and SDP when behind NAT", nil)
+	s.Text(&c.ProvidersFile, "providers-file", "SWITCHBOARD_PROVIDERS_FILE", "", "YAML file of model providers for the gateway", nil)
+	s.Bool(&c.AllowPrivateWebhooks, "allow-private-webhooks", "SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS", false, "let agents' tool webhooks reach loopback and private addresses")
+	s.Bool(&c.AllowPrivateProviders, "allow-private-providers", "SWITCHBOARD_ALLOW_PRIVATE_PROVIDERS", false, "let tenants' model and speech providers reach loopback and private addresses")
+	s.Bool(&c.AllowPrivateFiles, "allow-private-files", "SWITCHBOARD_ALLOW_PRIVATE_FILES", false, "let the runner fetch file_uri parts from loopback and private addresses")
+	s.Int(&c.FileMaxMiB, "file-max-mib", "SWITCHBOARD_FILE_MAX_MIB", 20, 0, noMax, "largest file the runner fetches for a file_uri part, in MiB")
+	s.Duration(&c.FileTimeout, "file-timeout", "SWITCHBOARD_FILE_TIMEOUT", 30*time.Second, "longest the runner spends fetching one file_uri part")
+	s.Int(&c.GatewayBodyBudgetMiB, "gateway-body-budget-mib", "SWITCHBOARD_GATEWAY_BODY_BUDGET_MIB", 64, 1, noMax, "MiB of model-request bodies that the gateway holds at once; past it, 503 with Retry-After")
+	s.Text(&c.SIPTLSAddr, "sip-tls-addr", "SWITCHBOARD_SIP_TLS_ADDR", ":5061", "SIP over TLS listen address, used when a certificate is set", nil)
+	s.Text(&c.SIPTLSCert, "sip-tls-cert", "SWITCHBOARD_SIP_TLS_CERT", "", "PEM certificate file for SIP over TLS", nil)
+	s.Text(&c.SIPTLSKey, "sip-tls-key", "SWITCHBOARD_SIP_TLS_KEY", "", "PEM key file of the SIP certificate", nil)
+	// RTP takes even ports and RTCP the next: four ports are the fewest that carry two calls.
+	s.Ports(&c.RTPPorts, "rtp-ports", "SWITCHBOARD_RTP_PORTS", 4, "UDP port range of calls' media, such as 10000-20000 (default: any free port)")
+	s.Duration(&c.SIPTCPIdleTimeout, "sip-tcp-idle-timeout", "SWITCHBOARD_SIP_TCP_IDLE_TIMEOUT", 150*time.Second, "close a SIP TCP/TLS connection silent this long, keep-alives included, unless a live call came over it")
+	s.Duration(&c.SIPTCPHeaderTimeout, "sip-tcp-header-timeout", "SWITCHBOARD_SIP_TCP_HEADER_TIMEOUT", 10*time.Second, "close a SIP TCP/TLS connection whose message is not whole this long after its first byte, or whose first message (with the TLS handshake) this long after it was accepted")
+	s.Int(&c.SIPTCPMaxConns, "sip-tcp-max-conns", "SWITCHBOARD_SIP_TCP_MAX_CONNS", 4096, 0, noMax, "SIP TCP and TLS connections of the node; more are closed at once")
+	s.Int(&c.SIPTCPMaxConnsPerAddr, "sip-tcp-max-conns-per-addr", "SWITCHBOARD_SIP_TCP_MAX_CONNS_PER_ADDR", 256, 0, noMax, "SIP TCP and TLS connections from one address; more are closed at once")
+	s.Duration(&c.MediaTimeout, "media-timeout", "SWITCHBOARD_MEDIA_TIMEOUT", 30*time.Second, "a call whose RTP stops for this long is ended")
+	s.Bool(&c.RecordCalls, "record-calls", "SWITCHBOARD_RECORD_CALLS", false, "record every answered call as a stereo WAV under the data directory's recordings/")
+	s.Bool(&c.Demo, "demo", "SWITCHBOARD_DEMO", true, "create the demo agent (sip:demo@…) on first start")
+	host, _ := os.Hostname()
+	s.Text(&c.Node, "node", "SWITCHBOARD_NODE", host, "this node's name in call records; a restart fails the calls it carried (default: the host name)", nil)
+	s.Duration(&c.NodeHeartbeat, "node-heartbeat", "SWITCHBOARD_NODE_HEARTBEAT", store.DefaultHeartbeatEvery, "how often the node writes its heartbeat")
+	s.Duration(&c.NodeTimeout, "node-timeout", "SWITCHBOARD_NODE_TIMEOUT", store.DefaultHeartbeatTimeout, "a node whose heartbeat stops this long is lost: another node fails its live calls, node-lost (at least twice the heartbeat)")
+	s.Int(&c.MaxCalls, "max-calls", "SWITCHBOARD_MAX_CALLS", 2000, 0, noMax, "concurrent calls of the node, SIP, WebRTC and media streams together; more are refused (0: no limit)")
+	s.Int(&c.MaxTenantCalls, "max-calls-per-tenant", "SWITCHBOARD_MAX_CALLS_PER_TENANT", 0, 0, noMax, "concurrent calls of any one tenant on the node (0: only the node's limit)")
+	s.Int(&c.RateLimit, "rate-limit", "SWITCHBOARD_RATE_LIMIT", 100, 0, noMax, "requests a minute for an API key without a limit of its own")
+	s.Bool(&c.AmplifierAuthRequired, "amplifier-auth-required", "SWITCHBOARD_AMPLIFIER_AUTH_REQUIRED", true, "false: keyless requests from loopback (never from elsewhere, nor through a proxy) reach the root Amplifier paths as the default tenant's admin")
+	s.Int(&c.KnowledgeMaxUploadMiB, "knowledge-max-upload-mib", "SWITCHBOARD_KNOWLEDGE_MAX_UPLOAD_MIB", 32, 1, noMax, "MiB of one uploaded knowledge document; larger uploads are refused with 413")
+	s.Int(&c.ChatRateLimit, "chat-rate-limit", "SWITCHBOARD_CHAT_RATE_LIMIT", 60, 0, noMax, "Alumia chat requests (POST /api/v1/chat) a minute, per key or user and per client address")
+	c.WebRTC.settings(s)
+}
+
+// webrtcFlags configure the node's WebRTC peers.
+type webrtcFlags struct {
+	Enabled         bool
+	ICEServers      string
+	Ports           settings.PortRange
+	UDPPort         int
+	ConnectTimeout  time.Duration
+	Disconnected    time.Duration
+	Failed          time.Duration
+	IncludeLoopback bool
+}
+
+func (f *webrtcFlags) settings(s *settings.Set) {
+	s.Bool(&f.Enabled, "webrtc", "SWITCHBOARD_WEBRTC", true, "answer browsers' calls over WebRTC at /api/v1/webrtc/sessions")
+	s.Text(&f.ICEServers, "ice-servers", "SWITCHBOARD_ICE_SERVERS", "", "STUN/TURN servers handed to browsers: a JSON array of RTCIceServer, or a comma list of stun:/turn: URLs", func(v string) error {
+		_, err := realtime.ParseICEServers(v)
+		return err
+	})
+	s.Ports(&f.Ports, "webrtc-ports", "SWITCHBOARD_WEBRTC_PORTS", 1, "UDP port range of WebRTC's ICE, such as 20000-30000 (default: any free port)")
+	s.Int(&f.UDPPort, "webrtc-udp-port", "SWITCHBOARD_WEBRTC_UDP_PORT", 0, 0, 65535, "one UDP port for every WebRTC call's ICE, instead of a port per call (0: none)")
+	s.Duration(&f.ConnectTimeout, "ice-connect-timeout", "SWITCHBOARD_ICE_CONNECT_TIMEOUT", realtime.DefaultICEConnectTimeout, "a WebRTC call whose ICE has not connected by then ends as ice-failed")
+	s.Duration(&f.Disconnected, "ice-disconnected-timeout", "SWITCHBOARD_ICE_DISCONNECTED_TIMEOUT", realtime.DefaultICEDisconnectedTimeout, "silence after which a browser's ICE is disconnected")
+	s.Duration(&f.Failed, "ice-failed-timeout", "SWITCHBOARD_ICE_FAILED_TIMEOUT", realtime.DefaultICEFailedTimeout, "further silence after which it failed and the call ends as peer-disconnected")
+	s.Bool(&f.IncludeLoopback, "webrtc-loopback", "SWITCHBOARD_WEBRTC_LOOPBACK", false, "offer loopback ICE candidates too, for browsers on this host")
+}
+
+// config turns the settings into the peers' configuration.
+func (f *webrtcFlags) config(publicIP string, log *slog.Logger) (realtime.WebRTCConfig, error) {
+	cfg := realtime.WebRTCConfig{UDPPort: f.UDPPort, ConnectTimeout: f.ConnectTimeout, DisconnectedTimeout: f.Disconnected,
+		FailedTimeout: f.Failed, IncludeLoopback: f.IncludeLoopback, Log: log,
+		PortMin: uint16(f.Ports.Min), PortMax: uint16(f.Ports.Max)}
+	var err error
+	if cfg.ICEServers, err = realtime.ParseICEServers(f.ICEServers); err != nil {
+		return cfg, fmt.Errorf("SWITCHBOARD_ICE_SERVERS: %w", err)
+	}
+	if publicIP != "" {
+		cfg.PublicIPs = []string{publicIP}
+	}
+	return cfg, nil
+}
+
+// parseConfig reads a command's settings from args and the environment into a config:
+// every value checked, and the settings that bound each other checked together.
+func parseConfig(fs *flag.FlagSet, args []string, lookupEnv func(string) (string, bool), register func(*config, *settings.Set)) (*config, error) {
+	c := new(config)
+	s := settings.New(fs, lookupEnv)
+	register(c, s)
+	if err := s.Parse(args); err != nil {
+		return nil, usageError{err}
+	}
+	return c, nil
+}
+
+// serveConfig reads the settings of serve, and refuses those that are each good but cannot
+// go together.
+func serveConfig(fs *flag.FlagSet, args []string, lookupEnv func(string) (string, bool)) (*config, error) {
+	c, err := parseConfig(fs, args, lookupEnv, (*config).serveSettings)
+	if err != nil {
+		return nil, err
+	}
+	// An upload is held within the body budget, less the part kept for small bodies (a
+	// sixteenth, at most 4 MiB): a limit past that would answer the largest uploads 503,
+	// "retry shortly", for ever.
+	if budget := c.GatewayBodyBudgetMiB<<20 - min(c.GatewayBodyBudgetMiB<<20/16, 4<<20); c.KnowledgeMaxUploadMiB<<20+64<<10 > budget {
+		err := fmt.Errorf("--knowledge-max-upload-mib %d does not fit in --gateway-body-budget-mib %d, which holds uploads too (SWITCHBOARD_KNOWLEDGE_MAX_UPLOAD_MIB, SWITCHBOARD_GATEWAY_BODY_BUDGET_MIB): raise the budget past %d MiB or lower the upload limit",
+			c.KnowledgeMaxUploadMiB, c.GatewayBodyBudgetMiB, c.KnowledgeMaxUploadMiB+c.KnowledgeMaxUploadMiB/15+1)
+		return nil, usageError{err}
+	}
+	return c, nil
+}
+
+// logger builds the process logger from LOG_LEVEL and LOG_FORMAT, which the settings
+// checked.
+func (c *config) logger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.LogLevel))
 	opts := &slog.HandlerOptions{Level: level}
-	switch strings.ToLower(c.LogFormat) {
-	case "text", "":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	if strings.EqualFold(c.LogFormat, "json") {
+		return slog.New(slog.NewJSONHandler(w, opts))
 	}
-	return nil, fmt.Errorf("LOG_FORMAT %q: want text or json", c.LogFormat)
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // secret returns the server secret: SWITCHBOARD_SECRET, or the one kept in the data
 // directory, made on first use.
 func (c *config) secret() ([]byte, error) {
 	if c.Secret != "" {
-		if len(c.Secret) < 16 {
-			return nil, errors.New("SWITCHBOARD_SECRET must be at least 16 characters")
-		}
-		return []byte(c.Secret), nil
+		return []byte(c.Secret), nil // its length was checked with the other settings
 	}
 	path := filepath.Join(c.DataDir, "secret")
 	if b, err := os.ReadFile(path); err == nil {
 		s := strings.TrimSpace(string(b))
-		if len(s) < 16 {
-			return nil, fmt.Errorf("%s is shorter than 16 characters", path)
+		if len(s) < minSecretLen {
+			return nil, fmt.Errorf("%s is shorter than %d characters", path, minSecretLen)
 		}
 		return []byte(s), nil
 	} else if !errors.Is(err, os.ErrNotExist) {

@@ -1,5 +1,5 @@
 // Command switchboard runs the Switchboard voice agent server and its administration
-// commands: serve (the default), migrate, keys, load and version.
+// commands: serve (the default), migrate, keys, users, load and version.
 package main
 
 import (
@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -19,20 +20,57 @@ var (
 	commit  = "unknown"
 )
 
-const usage = `Switchboard: a telephony-first realtime voice agent server.
+// command is one of switchboard's commands, as help lists it.
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, stopSignals context.CancelFunc, args []string) error
+}
 
-Usage:
-  switchboard [serve] [flags]        run the server (HTTP API; SIP and media in later releases)
-  switchboard migrate up|down|status apply, undo the last group of, or list the migrations
-  switchboard keys create --name NAME [--tenant SLUG] [--env live|test] [--scopes read,write,admin]
-                                     make an API key and print it alone on stdout
-  switchboard load [flags] sip:echo@HOST:PORT
-                                     place concurrent calls and report loss, jitter, latency, CPU
-  switchboard version                print the version
+// commands are switchboard's commands, in the order help lists them.
+var commands = []command{
+	{"serve", "run the server: HTTP API, SIP, WebRTC and media streams (the default command)", serve},
+	{"migrate", "apply, undo the last group of, or list the database migrations", withoutSignals(migrateCmd)},
+	{"keys", "create, list and revoke API keys", withoutSignals(keysCmd)},
+	{"users", "create users who sign in to the dashboard and the login routes", withoutSignals(usersCmd)},
+	{"load", "place concurrent calls at a SIP URI and report loss, jitter, latency and CPU", withoutSignals(loadCmd)},
+	{"version", "print the version", func(context.Context, context.CancelFunc, []string) error { printVersion(); return nil }},
+	{"help", "print this list", nil}, // main's own: the list cannot run itself
+}
 
-Run "switchboard COMMAND -h" for the flags of a command. Every flag has an environment
-variable, named in its help.
-`
+func withoutSignals(run func(context.Context, []string) error) func(context.Context, context.CancelFunc, []string) error {
+	return func(ctx context.Context, _ context.CancelFunc, args []string) error { return run(ctx, args) }
+}
+
+// printUsage lists the commands, one line each.
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, "Switchboard: a telephony-first realtime voice agent server.\n\nUsage: switchboard [COMMAND] [flags]\n\nCommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, "\nRun \"switchboard COMMAND --help\" for the flags of a command. Every setting of serve is a\n"+
+		"flag and an environment variable, named in its help; \"switchboard --version\" prints the version.\n")
+}
+
+func printVersion() { fmt.Printf("switchboard %s (commit %s)\n", version, commit) }
+
+// usageError is a command line or a setting switchboard cannot use: exit status 2, as for
+// an unknown command, so that scripts can tell it from a failure of the work.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// exitStatus is the process's exit status after a command returned err.
+func exitStatus(err error) int {
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		return 2
+	}
+	return 1
+}
 
 func main() {
 	// The steady state of a node is small (agents, keys, calls in flight) while requests
@@ -45,33 +83,35 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	args := os.Args[1:]
-	cmd := "serve"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
+	name := "serve"
+	if len(args) > 0 {
+		switch args[0] {
+		case "-h", "-help", "--help":
+			name, args = "help", nil
+		case "-version", "--version":
+			name, args = "version", nil
+		default:
+			if args[0] != "" && args[0][0] != '-' {
+				name, args = args[0], args[1:]
+			}
+		}
 	}
-	var err error
-	switch cmd {
-	case "serve":
-		err = serve(ctx, stop, args)
-	case "migrate":
-		err = migrateCmd(ctx, args)
-	case "keys":
-		err = keysCmd(ctx, args)
-	case "load":
-		err = loadCmd(ctx, args)
-	case "version":
-		fmt.Printf("switchboard %s (commit %s)\n", version, commit)
-	case "help":
-		fmt.Print(usage)
-	default:
-		fmt.Fprintf(os.Stderr, "switchboard: unknown command %q\n\n%s", cmd, usage)
-		os.Exit(2)
+	if name == "help" {
+		printUsage(os.Stdout)
+		return
 	}
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
+	for _, c := range commands {
+		if c.name == name {
+			err := c.run(ctx, stop, args)
+			if err != nil && !errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintln(os.Stderr, "switchboard:", err)
+			}
+			stop()
+			os.Exit(exitStatus(err))
+		}
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "switchboard:", err)
-		os.Exit(1)
-	}
+	fmt.Fprintf(os.Stderr, "switchboard: unknown command %q\n\n", name)
+	printUsage(os.Stderr)
+	stop()
+	os.Exit(2)
 }

@@ -833,13 +833,13 @@ func TestCommandLine(t *testing.T) {
 		{"unknown command", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
 		{"serve -h", []string{"serve", "-h"}, 0, "", "SWITCHBOARD_HTTP_ADDR"},
 		{"keys -h", []string{"keys", "create", "-h"}, 0, "", "-tenant string"},
-		{"unknown flag", []string{"serve", "--no-such-flag"}, 1, "", "no-such-flag"},
-		{"keys without create", []string{"keys"}, 1, "", "keys create"},
-		{"keys without name", []string{"keys", "create"}, 1, "", "--name is required"},
-		{"keys with a bad env", []string{"keys", "create", "--name", "ci", "--env", "prod"}, 1, "", "--env must be live or test"},
-		{"keys with a bad kind", []string{"keys", "create", "--name", "ci", "--kind", "vercel"}, 1, "", "--kind must be agent_studio or alumia"},
-		{"migrate unknown action", []string{"migrate", "sideways"}, 1, "", `unknown action "sideways"`},
-		{"short secret", []string{"keys", "create", "--name", "ci", "--secret", "short"}, 1, "", "at least 16 characters"},
+		{"unknown flag", []string{"serve", "--no-such-flag"}, 2, "", "no-such-flag"},
+		{"keys without create", []string{"keys"}, 2, "", "keys: which command? (create, list, revoke)"},
+		{"keys without name", []string{"keys", "create"}, 2, "", "--name is required"},
+		{"keys with a bad env", []string{"keys", "create", "--name", "ci", "--env", "prod"}, 2, "", "--env must be live or test"},
+		{"keys with a bad kind", []string{"keys", "create", "--name", "ci", "--kind", "vercel"}, 2, "", "--kind must be agent_studio or alumia"},
+		{"migrate unknown action", []string{"migrate", "sideways"}, 2, "", `unknown action "sideways"`},
+		{"short secret", []string{"keys", "create", "--name", "ci", "--secret", "short"}, 2, "", "SWITCHBOARD_SECRET (--secret): the value given (not shown) must be at least 16 characters"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -874,10 +874,10 @@ func TestBadLogConfig(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"LOG_LEVEL", []string{"LOG_LEVEL=loud"}, nil, `LOG_LEVEL "loud": want debug, info, warn or error`},
-		{"LOG_FORMAT", []string{"LOG_FORMAT=xml"}, nil, `LOG_FORMAT "xml": want text or json`},
-		{"--log-level", nil, []string{"--log-level", "verbose"}, `LOG_LEVEL "verbose"`},
-		{"--log-format", nil, []string{"--log-format", "yaml"}, `LOG_FORMAT "yaml"`},
+		{"LOG_LEVEL", []string{"LOG_LEVEL=loud"}, nil, `LOG_LEVEL (--log-level): "loud" must be debug, info, warn or error`},
+		{"LOG_FORMAT", []string{"LOG_FORMAT=xml"}, nil, `LOG_FORMAT (--log-format): "xml" must be one of text, json`},
+		{"--log-level", nil, []string{"--log-level", "verbose"}, `LOG_LEVEL (--log-level): "verbose"`},
+		{"--log-format", nil, []string{"--log-format", "yaml"}, `LOG_FORMAT (--log-format): "yaml"`},
 	}
 	for _, tt := range tests {
 		for _, cmd := range [][]string{{"serve"}, {"keys", "create", "--name", "ci"}} {
@@ -886,8 +886,8 @@ func TestBadLogConfig(t *testing.T) {
 				env := append([]string{"SWITCHBOARD_DATA_DIR=" + t.TempDir(),
 					"SWITCHBOARD_HTTP_ADDR=127.0.0.1:0", "SWITCHBOARD_SIP_ADDR=127.0.0.1:0"}, tt.env...)
 				r := run(t, env, append(append([]string{}, cmd...), tt.args...)...)
-				if r.code == 0 {
-					t.Fatalf("exit 0:\n%s", r)
+				if r.code != 2 {
+					t.Fatalf("exit %d, want 2:\n%s", r.code, r)
 				}
 				if !strings.Contains(r.stderr, tt.want) {
 					t.Errorf("stderr does not say %q:\n%s", tt.want, r)
@@ -908,7 +908,7 @@ func TestUploadLimitPastBodyBudget(t *testing.T) {
 	env := []string{"SWITCHBOARD_DATA_DIR=" + t.TempDir(), "SWITCHBOARD_HTTP_ADDR=127.0.0.1:0", "SWITCHBOARD_SIP_ADDR=127.0.0.1:0",
 		"SWITCHBOARD_KNOWLEDGE_MAX_UPLOAD_MIB=32", "SWITCHBOARD_GATEWAY_BODY_BUDGET_MIB=32"}
 	r := run(t, env, "serve")
-	if r.code == 0 || !strings.Contains(r.stderr, "--knowledge-max-upload-mib 32 does not fit in --gateway-body-budget-mib 32") {
+	if r.code != 2 || !strings.Contains(r.stderr, "--knowledge-max-upload-mib 32 does not fit in --gateway-body-budget-mib 32") {
 		t.Fatalf("want a refusal naming both settings:\n%s", r)
 	}
 	if strings.Contains(r.stderr, "switchboard serving") {

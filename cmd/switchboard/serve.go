@@ -25,12 +25,9 @@ import (
 	"github.com/switchboard-go/switchboard/store"
 )
 
-// openStore opens and migrates the database and makes sure the default tenant exists.
-func openStore(ctx context.Context, c *config, log *slog.Logger) (*store.Store, *store.Tenant, error) {
-	secret, err := c.secret()
-	if err != nil {
-		return nil, nil, fmt.Errorf("server secret: %w", err)
-	}
+// openStore opens and migrates the database, with the server secret the command read once,
+// and makes sure the default tenant exists.
+func openStore(ctx context.Context, c *config, secret []byte, log *slog.Logger) (*store.Store, *store.Tenant, error) {
 	st, err := store.Open(ctx, store.Options{URL: c.DatabaseURL, DataDir: c.DataDir, Secret: secret, Log: log})
 	if err != nil {
 		return nil, nil, err
@@ -69,48 +66,149 @@ func logUnroutableNumbers(ctx context.Context, st *store.Store, log *slog.Logger
 
 // serve runs the node until ctx ends (the first SIGINT or SIGTERM), then drains: it stops
 // accepting, lets requests in flight finish, and closes the store. A second signal forces.
+// Each phase is a method of server; what a phase starts, server.close stops, last first.
 func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) error {
-	var c config
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	c.registerServe(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "usage: switchboard [serve] [flags]\n\nRuns the server until SIGINT or SIGTERM. Each flag has an environment variable, in brackets; the flag wins.\n\nflags:\n")
+		fs.PrintDefaults()
 	}
-	log, err := c.logger(os.Stderr)
+	c, err := serveConfig(fs, args, os.LookupEnv)
 	if err != nil {
 		return err
 	}
-	st, def, err := openStore(ctx, &c, log)
+	n := &server{cfg: c, log: c.logger(os.Stderr)}
+	defer n.close()
+	for _, phase := range []func(context.Context) error{n.open, n.construct, n.listen, n.wait} {
+		if err := phase(ctx); errors.Is(err, errStopped) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+	}
+	// The first signal ended ctx; let a second one kill the process at once.
+	stopSignals()
+	return n.drain()
+}
+
+// server is the node serve runs: what its phases made, for the later phases and the stop.
+type server struct {
+	cfg *config
+	log *slog.Logger
+	// closers undo what the phases did, run last first by close.
+	closers []func()
+
+	st     *store.Store
+	def    *store.Tenant
+	secret []byte
+
+	// bg is the background work (the event relay, key last-used flushing, sweeping idle
+	// topics), which runs until the HTTP server has drained.
+	bg      context.Context
+	hub     *realtime.Hub
+	streams *realtime.Server
+
+	heart     *store.Heartbeat
+	stopHeart context.CancelFunc
+	heartDone chan struct{}
+
+	voicemails string
+	recordings string // "" when calls are not recorded
+	web        *webCalls
+	stopWeb    context.CancelFunc
+	sipSrv     *sip.Server
+	auth       *api.Authenticator
+	srv        *api.Server
+
+	httpSrv  *http.Server
+	sipDone  chan struct{}
+	stopSIP  context.CancelFunc
+	errc     chan error
+	flushed  chan struct{}
+	stopFlsh context.CancelFunc
+}
+
+// onClose adds what close undoes; it runs before everything added earlier.
+func (n *server) onClose(f func()) { n.closers = append(n.closers, f) }
+
+// close stops whatever the phases started, last first; drain has stopped the rest by then
+// when the node served.
+func (n *server) close() {
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		n.closers[i]()
+	}
+}
+
+// open is the store phase: the secret (read once), the database migrated, the default
+// tenant, and the demo agent on a first start.
+func (n *server) open(ctx context.Context) error {
+	c, log := n.cfg, n.log
+	secret, err := c.secret()
+	if err != nil {
+		return fmt.Errorf("server secret: %w", err)
+	}
+	st, def, err := openStore(ctx, c, secret, log)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	n.onClose(func() { _ = st.Close() })
+	n.st, n.def, n.secret = st, def, secret
 	logUnroutableNumbers(ctx, st, log)
-	secret, _ := c.secret()
 	if c.Demo {
 		if err := ensureDemo(ctx, st, def, log); err != nil {
 			return err
 		}
 	}
+	return nil
+}
 
-	// Background work of the node (the event relay, key last-used flushing, sweeping idle
-	// topics) runs until the HTTP server has drained.
+// construct builds the parts, in the order they depend on each other: events, the
+// cluster's heartbeat, calls, the API.
+func (n *server) construct(ctx context.Context) error {
+	if err := n.startEvents(ctx); err != nil {
+		return err
+	}
+	providers, err := providerConfigs(n.cfg.ProvidersFile)
+	if err != nil {
+		return err
+	}
+	// The operator's providers are trusted; those tenants configure connect through one
+	// guarded client, public addresses only unless the operator allows more.
+	tenantHTTP := netguard.NewTenantClient(n.cfg.AllowPrivateProviders)
+	models, err := llm.NewRegistry(providers, llm.WithTenantClient(tenantHTTP))
+	if err != nil {
+		return err
+	}
+	voices := speech.NewRegistry(providers, speech.RegistryOptions{TenantClient: tenantHTTP})
+	if err := n.joinCluster(ctx); err != nil {
+		return err
+	}
+	agents, webhooks, rtcCalls, err := n.buildCalls(ctx, voices)
+	if err != nil {
+		return err
+	}
+	n.buildAPI(ctx, models, voices, agents, webhooks, rtcCalls)
+	return nil
+}
+
+// startEvents starts the hub of events, and on PostgreSQL its relay between nodes; it
+// returns once the relay listens, so that no other node's event is missed.
+func (n *server) startEvents(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var bgDone sync.WaitGroup
-	defer func() { stopBG(); bgDone.Wait() }()
-
-	hub := realtime.NewHub(realtime.Options{Log: log})
-	if st.Dialect() == store.Postgres {
-		relay := realtime.NewPostgresRelay(c.DatabaseURL, hub, log)
+	n.onClose(func() { stopBG(); bgDone.Wait() })
+	n.bg = bg
+	n.hub = realtime.NewHub(realtime.Options{Log: n.log})
+	if n.st.Dialect() == store.Postgres {
+		relay := realtime.NewPostgresRelay(n.cfg.DatabaseURL, n.hub, n.log)
 		bgDone.Add(1)
 		go func() { defer bgDone.Done(); relay.Run(bg) }()
-		// Serve once the relay listens, so that no other node's event is missed.
 		select {
 		case <-relay.Ready():
 		case <-time.After(10 * time.Second):
-			log.Warn("the event relay is not listening yet; serving anyway")
+			n.log.Warn("the event relay is not listening yet; serving anyway")
 		case <-ctx.Done():
-			return nil
+			return errStopped
 		}
 	}
 	bgDone.Add(1)
@@ -121,131 +219,127 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 		for {
 			select {
 			case now := <-t.C:
-				hub.Sweep(now)
+				n.hub.Sweep(now)
 			case <-bg.Done():
 				return
 			}
 		}
 	}()
-	streams := realtime.NewServer(hub, api.TopicChecker(st), realtime.Limits{}, log)
+	n.streams = realtime.NewServer(n.hub, api.TopicChecker(n.st), realtime.Limits{}, n.log)
+	return nil
+}
 
-	providers, err := providerConfigs(c.ProvidersFile)
-	if err != nil {
-		return err
-	}
-	// The operator's providers are trusted; those tenants configure connect through one
-	// guarded client, public addresses only unless the operator allows more.
-	tenantHTTP := netguard.NewTenantClient(c.AllowPrivateProviders)
-	models, err := llm.NewRegistry(providers, llm.WithTenantClient(tenantHTTP))
-	if err != nil {
-		return err
-	}
-	voices := speech.NewRegistry(providers, speech.RegistryOptions{TenantClient: tenantHTTP})
+// errStopped is a stop asked for before the node served: not a failure.
+var errStopped = errors.New("stopped before serving")
 
-	// SIP: UDP and TCP on one port, TLS on another when a certificate is set. Calls this
-	// node carried when it last stopped without hanging them up are failed first.
-	if n, err := store.FailInterruptedCalls(ctx, st, c.Node); err != nil {
+// joinCluster fails the calls this node carried when it last stopped without hanging them
+// up, then starts the node's heartbeat: it beats before taking calls, and fails the calls
+// of nodes gone silent (node-lost), publishing their call.ended.
+func (n *server) joinCluster(ctx context.Context) error {
+	c, st := n.cfg, n.st
+	if count, err := store.FailInterruptedCalls(ctx, st, c.Node); err != nil {
 		return fmt.Errorf("calls of the last run: %w", err)
-	} else if n > 0 {
-		log.Warn("calls interrupted by the last stop marked failed", "calls", n, "node", c.Node)
+	} else if count > 0 {
+		n.log.Warn("calls interrupted by the last stop marked failed", "calls", count, "node", c.Node)
 	}
-	// The node's heartbeat: it beats before taking calls, and fails the calls of nodes
-	// gone silent (node-lost), publishing their call.ended.
 	heart, err := store.NewHeartbeat(st, store.HeartbeatOptions{Node: c.Node, Version: version, Every: c.NodeHeartbeat,
-		Timeout: c.NodeTimeout, Log: log, OnLost: func(rec store.Call) { _ = sip.PublishEnded(hub, rec) }})
+		Timeout: c.NodeTimeout, Log: n.log, OnLost: func(rec store.Call) { _ = sip.PublishEnded(n.hub, rec) }})
 	if err != nil {
 		return err
 	}
 	if err := heart.Join(ctx); err != nil {
 		return err
 	}
-	heartCtx, stopHeart := context.WithCancel(bg)
+	heartCtx, stopHeart := context.WithCancel(n.bg)
 	heartDone := make(chan struct{})
 	go func() { defer close(heartDone); heart.Run(heartCtx) }()
-	defer func() { stopHeart(); <-heartDone }()
-	rtpMin, rtpMax, err := c.rtpPorts()
-	if err != nil {
-		return err
-	}
-	// Calls to agents: the conversation runtime, given the API server (for the tenants'
-	// model providers) once it exists.
-	voicemails := filepath.Join(c.DataDir, "voicemails")
-	if err := os.MkdirAll(voicemails, 0o750); err != nil {
-		return fmt.Errorf("voicemails: %w", err)
+	n.onClose(func() { stopHeart(); <-heartDone })
+	n.heart, n.stopHeart, n.heartDone = heart, stopHeart, heartDone
+	return nil
+}
+
+// buildCalls builds what carries calls: the agents' runtime (given the API server, for the
+// tenants' model providers, once it exists), web calls (browsers over WebRTC, media-stream
+// sockets) and SIP, under one limit of calls.
+func (n *server) buildCalls(ctx context.Context, voices *speech.Registry) (*agentCalls, *agent.Webhooks, api.WebRTCCalls, error) {
+	c, log := n.cfg, n.log
+	n.voicemails = filepath.Join(c.DataDir, "voicemails")
+	if err := os.MkdirAll(n.voicemails, 0o750); err != nil {
+		return nil, nil, nil, fmt.Errorf("voicemails: %w", err)
 	}
 	webhooks := agent.NewWebhooks(c.AllowPrivateWebhooks)
-	agents := &agentCalls{st: st, speech: voices, webhooks: webhooks, voicemailDir: voicemails, log: log}
-	// Web calls (browsers over WebRTC, media-stream sockets) end as shutdown when the node
-	// stops.
+	agents := &agentCalls{st: n.st, speech: voices, webhooks: webhooks, voicemailDir: n.voicemails, log: log}
+	// Web calls end as shutdown when the node stops.
 	webCtx, stopWeb := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWeb()
-	if c.KnowledgeMaxUploadMiB < 1 {
-		return fmt.Errorf("--knowledge-max-upload-mib must be 1 or more")
-	}
-	if c.GatewayBodyBudgetMiB < 1 {
-		return fmt.Errorf("--gateway-body-budget-mib must be 1 or more")
-	}
-	// An upload is held within the body budget, less the part kept for small bodies (a
-	// sixteenth, at most 4 MiB): a limit past that would answer the largest uploads 503,
-	// "retry shortly", for ever.
-	if budget := c.GatewayBodyBudgetMiB<<20 - min(c.GatewayBodyBudgetMiB<<20/16, 4<<20); c.KnowledgeMaxUploadMiB<<20+64<<10 > budget {
-		return fmt.Errorf("--knowledge-max-upload-mib %d does not fit in --gateway-body-budget-mib %d, which holds uploads too: raise the budget past %d MiB or lower the upload limit",
-			c.KnowledgeMaxUploadMiB, c.GatewayBodyBudgetMiB, c.KnowledgeMaxUploadMiB+c.KnowledgeMaxUploadMiB/15+1)
-	}
-	if c.MaxCalls < 0 || c.MaxTenantCalls < 0 {
-		return fmt.Errorf("--max-calls and --max-calls-per-tenant must be 0 (no limit) or more")
-	}
+	n.onClose(stopWeb)
+	n.stopWeb = stopWeb
 	calls := callcap.New(c.MaxCalls, c.MaxTenantCalls)
-	web := newWebCalls(webCtx, st, agents, hub, calls, c.Node, log)
+	n.web = newWebCalls(webCtx, n.st, agents, n.hub, calls, c.Node, log)
 	var rtcCalls api.WebRTCCalls
 	if c.WebRTC.Enabled {
 		rcfg, err := c.WebRTC.config(c.PublicIP, log)
 		if err != nil {
-			return err
+			return nil, nil, nil, err
 		}
 		rtc, err := realtime.NewWebRTC(rcfg)
 		if err != nil {
-			return err
+			return nil, nil, nil, err
 		}
-		defer rtc.Close()
-		rtcCalls = newWebRTCCalls(web, rtc)
+		n.onClose(func() { _ = rtc.Close() })
+		rtcCalls = newWebRTCCalls(n.web, rtc)
 	}
-	sipCfg := sip.Config{Log: log, PublicIP: c.PublicIP, RTPPortMin: rtpMin, RTPPortMax: rtpMax,
-		Store: st, DefaultTenantID: def.ID, Node: c.Node, Events: hub, MediaTimeout: c.MediaTimeout, Agents: agents, Calls: calls,
+	// SIP: UDP and TCP on one port, TLS on another when a certificate is set.
+	sipCfg := sip.Config{Log: log, PublicIP: c.PublicIP, RTPPortMin: c.RTPPorts.Min, RTPPortMax: c.RTPPorts.Max,
+		Store: n.st, DefaultTenantID: n.def.ID, Node: c.Node, Events: n.hub, MediaTimeout: c.MediaTimeout, Agents: agents, Calls: calls,
 		TCPIdleTimeout: c.SIPTCPIdleTimeout, TCPHeaderTimeout: c.SIPTCPHeaderTimeout, TCPMaxConns: c.SIPTCPMaxConns, TCPMaxConnsPerAddr: c.SIPTCPMaxConnsPerAddr}
 	if c.RecordCalls {
 		sipCfg.RecordDir = filepath.Join(c.DataDir, "recordings")
 		if err := os.MkdirAll(sipCfg.RecordDir, 0o750); err != nil {
-			return fmt.Errorf("recordings: %w", err)
+			return nil, nil, nil, fmt.Errorf("recordings: %w", err)
 		}
+		n.recordings = sipCfg.RecordDir
 	}
 	if c.SIPTLSCert != "" || c.SIPTLSKey != "" {
 		cert, err := tls.LoadX509KeyPair(c.SIPTLSCert, c.SIPTLSKey)
 		if err != nil {
-			return fmt.Errorf("SIP TLS certificate: %w", err)
+			return nil, nil, nil, fmt.Errorf("SIP TLS certificate: %w", err)
 		}
 		sipCfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	sipSrv, err := sip.New(sipCfg)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
+	n.sipSrv = sipSrv
+	return agents, webhooks, rtcCalls, nil
+}
 
-	auth := api.NewAuthenticator(st, secret, def.ID, log)
-	srv := api.New(api.Config{Store: st, Auth: auth, Log: log, Version: version, Commit: commit, Node: c.Node, DefaultRateLimit: c.RateLimit, ChatRateLimit: c.ChatRateLimit, AmplifierAuthOptional: !c.AmplifierAuthRequired,
-		Hub: hub, Streams: streams, Models: models, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: nodeCalls{sip: sipSrv, web: web}, RecordingsDir: sipCfg.RecordDir, VoicemailsDir: voicemails,
-		WebRTC: rtcCalls, MediaStreams: web, Checks: sipChecks(sipSrv), KnowledgeMaxUpload: int64(c.KnowledgeMaxUploadMiB) << 20,
+// buildAPI builds the HTTP API over everything else, and hands the agents' runtime the
+// tenants' providers and knowledge it serves.
+func (n *server) buildAPI(ctx context.Context, models *llm.Registry, voices *speech.Registry, agents *agentCalls, webhooks *agent.Webhooks, rtcCalls api.WebRTCCalls) {
+	c, log := n.cfg, n.log
+	n.auth = api.NewAuthenticator(n.st, n.secret, n.def.ID, log)
+	srv := api.New(api.Config{Store: n.st, Auth: n.auth, Log: log, Version: version, Commit: commit, Node: c.Node, DefaultRateLimit: c.RateLimit, ChatRateLimit: c.ChatRateLimit, AmplifierAuthOptional: !c.AmplifierAuthRequired,
+		Hub: n.hub, Streams: n.streams, Models: models, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: nodeCalls{sip: n.sipSrv, web: n.web}, RecordingsDir: n.recordings, VoicemailsDir: n.voicemails,
+		WebRTC: rtcCalls, MediaStreams: n.web, Checks: sipChecks(n.sipSrv), KnowledgeMaxUpload: int64(c.KnowledgeMaxUploadMiB) << 20,
 		Speech: voices, AllowPrivateFiles: c.AllowPrivateFiles, FileLimits: netguard.FileLimits{MaxBytes: int64(c.FileMaxMiB) << 20, Timeout: c.FileTimeout}})
 	// Knowledge documents this node left processing when it stopped, and those of nodes
 	// that died, are taken up again; its ingestions stop (to be resumed) when it does.
 	srv.Knowledge().Start(context.WithoutCancel(ctx))
-	defer srv.Knowledge().Close()
+	n.onClose(srv.Knowledge().Close)
 	agents.api, agents.knowledge = srv, srv.Knowledge()
 	// Browsers may signal their WebRTC calls over the events socket too.
-	srv.HandleWebRTCCommands(streams)
-	srv.HandleSessionCommands(streams)
-	httpSrv := &http.Server{
-		Addr: c.HTTPAddr, Handler: srv.Handler(),
+	srv.HandleWebRTCCommands(n.streams)
+	srv.HandleSessionCommands(n.streams)
+	n.srv = srv
+}
+
+// listen opens the HTTP and SIP listeners and serves on them; the node says it serves (and
+// answers /health) only once SIP serves on every listener.
+func (n *server) listen(ctx context.Context) error {
+	c, log := n.cfg, n.log
+	n.httpSrv = &http.Server{
+		Addr: c.HTTPAddr, Handler: n.srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -258,7 +352,7 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 		return err
 	}
 	var sipTLS net.Listener
-	if sipCfg.TLS != nil {
+	if c.SIPTLSCert != "" || c.SIPTLSKey != "" {
 		if sipTLS, err = net.Listen("tcp", c.SIPTLSAddr); err != nil {
 			return fmt.Errorf("sip: listen tls %s: %w", c.SIPTLSAddr, err)
 		}
@@ -267,57 +361,66 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	sipDone := make(chan struct{})
 	go func() {
 		defer close(sipDone)
-		if err := sipSrv.Serve(sipCtx, sipUDP, sipTCP, sipTLS); err != nil {
+		if err := n.sipSrv.Serve(sipCtx, sipUDP, sipTCP, sipTLS); err != nil {
 			log.Error("sip stopped", "err", err)
 		}
 	}()
-	defer func() { stopSIP(); <-sipDone }()
-	// The node says it serves (and answers /health) only once SIP serves on every listener.
+	n.onClose(func() { stopSIP(); <-sipDone })
+	n.stopSIP, n.sipDone = stopSIP, sipDone
 	select {
-	case <-sipSrv.Ready():
+	case <-n.sipSrv.Ready():
 	case <-sipDone:
 		return errors.New("sip: stopped before it served")
 	}
 
 	flushCtx, stopFlush := context.WithCancel(context.WithoutCancel(ctx))
-	flushed := make(chan struct{})
-	go func() { auth.RunFlusher(flushCtx, 30*time.Second); close(flushed) }()
-	go srv.RunRevalidation(flushCtx, api.RevalidateEvery)
+	n.flushed = make(chan struct{})
+	go func() { n.auth.RunFlusher(flushCtx, 30*time.Second); close(n.flushed) }()
+	go n.srv.RunRevalidation(flushCtx, api.RevalidateEvery)
+	n.stopFlsh = stopFlush
 
-	errc := make(chan error, 1)
-	go func() { errc <- httpSrv.Serve(ln) }()
-	log.Info("switchboard serving", "version", version, "http", ln.Addr().String(), "sip", sipUDP.LocalAddr().String(), "database", st.Dialect(), "data_dir", c.DataDir)
+	n.errc = make(chan error, 1)
+	go func() { n.errc <- n.httpSrv.Serve(ln) }()
+	log.Info("switchboard serving", "version", version, "http", ln.Addr().String(), "sip", sipUDP.LocalAddr().String(), "database", n.st.Dialect(), "data_dir", c.DataDir)
+	return nil
+}
 
+// wait serves until ctx ends (nil) or the HTTP server fails (its error).
+func (n *server) wait(ctx context.Context) error {
 	select {
-	case err := <-errc:
-		stopFlush()
-		<-flushed
+	case err := <-n.errc:
+		n.stopFlsh()
+		<-n.flushed
 		return err
 	case <-ctx.Done():
+		return nil
 	}
-	// The first signal ends ctx; let a second one kill the process at once.
-	stopSignals()
-	log.Info("shutting down: no new requests, finishing those in flight", "streams", streams.Open())
-	// Event streams never finish by themselves: end them so that clients reconnect to
-	// another node, then wait for the requests in flight.
-	streams.Shutdown()
-	stopSIP() // ends the calls: each gets a BYE
-	<-sipDone
-	stopWeb() // ends the web calls: each browser is hung up
+}
+
+// drain stops the node in order: event streams end (their clients reconnect to another
+// node), calls end (SIP with a BYE, browsers hung up), requests in flight finish, answers
+// of sessions are stored, the calls' records are written and the node leaves the cluster.
+func (n *server) drain() error {
+	log := n.log
+	log.Info("shutting down: no new requests, finishing those in flight", "streams", n.streams.Open())
+	n.streams.Shutdown()
+	n.stopSIP()
+	<-n.sipDone
+	n.stopWeb()
 	webWait, cancelWebWait := context.WithTimeout(context.Background(), 15*time.Second)
-	if err := web.wait(webWait); err != nil {
-		log.Warn("web calls still ending at shutdown", "calls", web.Open())
+	if err := n.web.wait(webWait); err != nil {
+		log.Warn("web calls still ending at shutdown", "calls", n.web.Open())
 	}
 	cancelWebWait()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err = httpSrv.Shutdown(shutCtx)
+	err := n.httpSrv.Shutdown(shutCtx)
 	// Answers of sessions outlive their requests: let them be stored (canceled at the
 	// deadline, and stored as such).
-	srv.Sessions().Shutdown(shutCtx)
-	leaveNode(st, heart, stopHeart, heartDone, log)
-	stopFlush()
-	<-flushed
+	n.srv.Sessions().Shutdown(shutCtx)
+	leaveNode(n.st, n.heart, n.stopHeart, n.heartDone, log)
+	n.stopFlsh()
+	<-n.flushed
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("shutdown: %w", err)
 	}

@@ -3,12 +3,9 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"maps"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -450,55 +447,6 @@ func (c *webCall) finish(reason string) {
 	c.log.Info("web call ended", "reason", reason, "status", rec.Status, "duration_seconds", rec.DurationSeconds,
 		"rx_packets", rec.Quality.PacketsReceived, "tx_packets", rec.Quality.PacketsSent, "lost_packets", rec.Quality.PacketsLost)
 	c.Publish(sip.EventCallEnded, rec)
-}
-
-// webrtcFlags configure the node's WebRTC peers.
-type webrtcFlags struct {
-	Enabled         bool
-	ICEServers      string
-	Ports           string
-	UDPPort         int
-	ConnectTimeout  time.Duration
-	Disconnected    time.Duration
-	Failed          time.Duration
-	IncludeLoopback bool
-}
-
-func (f *webrtcFlags) register(fs *flag.FlagSet) {
-	fs.BoolVar(&f.Enabled, "webrtc", env("SWITCHBOARD_WEBRTC", "true") == "true", "answer browsers' calls over WebRTC at /api/v1/webrtc/sessions (SWITCHBOARD_WEBRTC=false to turn off)")
-	fs.StringVar(&f.ICEServers, "ice-servers", env("SWITCHBOARD_ICE_SERVERS", ""), "STUN/TURN servers handed to browsers: a JSON array of RTCIceServer, or a comma list of stun:/turn: URLs (SWITCHBOARD_ICE_SERVERS)")
-	fs.StringVar(&f.Ports, "webrtc-ports", env("SWITCHBOARD_WEBRTC_PORTS", ""), "UDP port range of WebRTC's ICE, such as 20000-30000 (SWITCHBOARD_WEBRTC_PORTS; default: any free port)")
-	fs.IntVar(&f.UDPPort, "webrtc-udp-port", envInt("SWITCHBOARD_WEBRTC_UDP_PORT", 0), "one UDP port for every WebRTC call's ICE, instead of a port per call (SWITCHBOARD_WEBRTC_UDP_PORT)")
-	fs.DurationVar(&f.ConnectTimeout, "ice-connect-timeout", envDuration("SWITCHBOARD_ICE_CONNECT_TIMEOUT", realtime.DefaultICEConnectTimeout), "a WebRTC call whose ICE has not connected by then ends as ice-failed (SWITCHBOARD_ICE_CONNECT_TIMEOUT)")
-	fs.DurationVar(&f.Disconnected, "ice-disconnected-timeout", envDuration("SWITCHBOARD_ICE_DISCONNECTED_TIMEOUT", realtime.DefaultICEDisconnectedTimeout), "silence after which a browser's ICE is disconnected (SWITCHBOARD_ICE_DISCONNECTED_TIMEOUT)")
-	fs.DurationVar(&f.Failed, "ice-failed-timeout", envDuration("SWITCHBOARD_ICE_FAILED_TIMEOUT", realtime.DefaultICEFailedTimeout), "further silence after which it failed and the call ends as peer-disconnected (SWITCHBOARD_ICE_FAILED_TIMEOUT)")
-	fs.BoolVar(&f.IncludeLoopback, "webrtc-loopback", env("SWITCHBOARD_WEBRTC_LOOPBACK", "") == "true", "offer loopback ICE candidates too, for browsers on this host (SWITCHBOARD_WEBRTC_LOOPBACK=true)")
-}
-
-// config turns the flags into the peers' configuration.
-func (f *webrtcFlags) config(publicIP string, log *slog.Logger) (realtime.WebRTCConfig, error) {
-	cfg := realtime.WebRTCConfig{UDPPort: f.UDPPort, ConnectTimeout: f.ConnectTimeout, DisconnectedTimeout: f.Disconnected,
-		FailedTimeout: f.Failed, IncludeLoopback: f.IncludeLoopback, Log: log}
-	var err error
-	if cfg.ICEServers, err = realtime.ParseICEServers(f.ICEServers); err != nil {
-		return cfg, fmt.Errorf("SWITCHBOARD_ICE_SERVERS: %w", err)
-	}
-	if publicIP != "" {
-		cfg.PublicIPs = []string{publicIP}
-	}
-	if f.Ports != "" {
-		lo, hi, ok := strings.Cut(f.Ports, "-")
-		a, aerr := strconv.Atoi(strings.TrimSpace(lo))
-		b, berr := strconv.Atoi(strings.TrimSpace(hi))
-		if !ok || aerr != nil || berr != nil || a < 1024 || b > 65535 || b < a {
-			return cfg, fmt.Errorf("SWITCHBOARD_WEBRTC_PORTS %q: want min-max within 1024-65535, such as 20000-30000", f.Ports)
-		}
-		cfg.PortMin, cfg.PortMax = uint16(a), uint16(b)
-	}
-	if f.UDPPort < 0 || f.UDPPort > 65535 {
-		return cfg, fmt.Errorf("SWITCHBOARD_WEBRTC_UDP_PORT %d: want a port", f.UDPPort)
-	}
-	return cfg, nil
 }
 
 // webrtcCalls answers browsers' calls: a realtime.Peer carried by the web-call lifecycle.
