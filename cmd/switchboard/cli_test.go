@@ -70,6 +70,7 @@ func TestUnknownCommandAndBareMigrate(t *testing.T) {
 		{[]string{"migrate", "--log-level", "debug"}, []string{"usage: switchboard migrate"}},
 		{[]string{"keys", "rotate"}, []string{`keys: unknown command "rotate"`, "  revoke "}},
 		{[]string{"users"}, []string{"users: which command? (create)"}},
+		{[]string{"serve", "now"}, []string{`serve takes flags only, not "now"`}},
 		{[]string{"keys", "revoke"}, []string{"usage: switchboard keys revoke", "name one key"}},
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -195,6 +195,9 @@ func serveConfig(fs *flag.FlagSet, args []string, lookupEnv func(string) (string
 	if err != nil {
 		return nil, err
 	}
+	if fs.NArg() > 0 {
+		return nil, usageError{fmt.Errorf("serve takes flags only, not %q", fs.Arg(0))}
+	}
 	// An upload is held within the body budget, less the part kept for small bodies (a
 	// sixteenth, at most 4 MiB): a limit past that would answer the largest uploads 503,
 	// "retry shortly", for ever.

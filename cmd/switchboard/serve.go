@@ -120,12 +120,12 @@ type server struct {
 	auth       *api.Authenticator
 	srv        *api.Server
 
-	httpSrv  *http.Server
-	sipDone  chan struct{}
-	stopSIP  context.CancelFunc
-	errc     chan error
-	flushed  chan struct{}
-	stopFlsh context.CancelFunc
+	httpSrv   *http.Server
+	sipDone   chan struct{}
+	stopSIP   context.CancelFunc
+	errc      chan error
+	flushed   chan struct{}
+	stopFlush context.CancelFunc
 }
 
 // onClose adds what close undoes; it runs before everything added earlier.
@@ -377,7 +377,7 @@ func (n *server) listen(ctx context.Context) error {
 	n.flushed = make(chan struct{})
 	go func() { n.auth.RunFlusher(flushCtx, 30*time.Second); close(n.flushed) }()
 	go n.srv.RunRevalidation(flushCtx, api.RevalidateEvery)
-	n.stopFlsh = stopFlush
+	n.stopFlush = stopFlush
 
 	n.errc = make(chan error, 1)
 	go func() { n.errc <- n.httpSrv.Serve(ln) }()
@@ -389,7 +389,7 @@ func (n *server) listen(ctx context.Context) error {
 func (n *server) wait(ctx context.Context) error {
 	select {
 	case err := <-n.errc:
-		n.stopFlsh()
+		n.stopFlush()
 		<-n.flushed
 		return err
 	case <-ctx.Done():
@@ -419,7 +419,7 @@ func (n *server) drain() error {
 	// deadline, and stored as such).
 	n.srv.Sessions().Shutdown(shutCtx)
 	leaveNode(n.st, n.heart, n.stopHeart, n.heartDone, log)
-	n.stopFlsh()
+	n.stopFlush()
 	<-n.flushed
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("shutdown: %w", err)
