@@ -4,7 +4,9 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
@@ -192,5 +194,46 @@ func TestREADMEConfigurationTable(t *testing.T) {
 		if !known[env] {
 			t.Errorf("README's configuration table lists %s (--%s), which serve does not read", env, f)
 		}
+	}
+}
+
+// TestOneReader: no Go code of Switchboard but the reader reads a setting's variable, so
+// that none can be parsed a second way, or fall back in silence again. The model
+// registries' FromEnv helpers, which read the providers file's name for programs other than
+// the node, are the one exception.
+func TestOneReader(t *testing.T) {
+	t.Parallel()
+	allowed := map[string]string{
+		"agent/llm/registry.go":    "SWITCHBOARD_PROVIDERS_FILE",
+		"agent/speech/registry.go": "SWITCHBOARD_PROVIDERS_FILE",
+	}
+	names := serveNames()
+	err := filepath.WalkDir("../..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "node_modules" || d.Name() == ".git" || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		rel, _ := filepath.Rel("../..", path)
+		if rel == "cmd/switchboard/config.go" {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			if strings.Contains(string(b), `"`+n.Env+`"`) && allowed[rel] != n.Env {
+				t.Errorf("%s reads %s: settings are read by cmd/switchboard/config.go alone", rel, n.Env)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
