@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/switchboard-go/switchboard/internal/settings"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -19,7 +20,7 @@ func newFlags(name, usage, about string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: switchboard %s %s\n\n%s\n\nflags (each has an environment variable, in brackets, unless it is the command's own):\n", name, usage, about)
-		fs.PrintDefaults()
+		settings.PrintDefaults(fs)
 	}
 	return fs
 }

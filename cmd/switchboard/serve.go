@@ -20,6 +20,7 @@ import (
 	"github.com/switchboard-go/switchboard/api"
 	"github.com/switchboard-go/switchboard/internal/callcap"
 	"github.com/switchboard-go/switchboard/internal/netguard"
+	"github.com/switchboard-go/switchboard/internal/settings"
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
@@ -71,7 +72,7 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "usage: switchboard [serve] [flags]\n\nRuns the server until SIGINT or SIGTERM. Each flag has an environment variable, in brackets; the flag wins.\n\nflags:\n")
-		fs.PrintDefaults()
+		settings.PrintDefaults(fs)
 	}
 	c, err := serveConfig(fs, args, os.LookupEnv)
 	if err != nil {

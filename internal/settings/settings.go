@@ -111,6 +111,32 @@ func (s *Set) Parse(args []string) error {
 	return nil
 }
 
+// placeholders name each kind's value in PrintDefaults.
+var placeholders = map[string]string{"text": "string", "secret": "string", "int": "n", "duration": "duration", "ports": "min-max"}
+
+// PrintDefaults prints the flags of fs as flag.PrintDefaults does, each setting's value
+// named by its kind (--max-calls n, --rtp-ports min-max) rather than "value".
+func PrintDefaults(fs *flag.FlagSet) {
+	w := fs.Output()
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		if e, ok := f.Value.(*entry); ok {
+			name = placeholders[e.name.Kind]
+		}
+		line := "  -" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		line += "\n    \t" + strings.ReplaceAll(usage, "\n", "\n    \t")
+		// A setting's default is always worth saying; a command's own flag's, unless zero.
+		_, setting := f.Value.(*entry)
+		if def := f.DefValue; def != "" && (setting || (def != "0" && def != "false" && def != "0s")) {
+			line += " (default " + def + ")"
+		}
+		fmt.Fprintln(w, line)
+	})
+}
+
 // Text is a setting kept as it is written; check, when not nil, refuses what it cannot use.
 func (s *Set) Text(p *string, flagName, env, def, usage string, check func(string) error) {
 	s.add("text", flagName, env, def, usage, func(v string) error {

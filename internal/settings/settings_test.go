@@ -160,3 +160,22 @@ func FuzzParsePortRange(f *testing.F) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// TestPrintDefaults: each setting's help names its value by kind, its variable and default.
+func TestPrintDefaults(t *testing.T) {
+	t.Parallel()
+	s, _ := newSet(nil)
+	var b strings.Builder
+	s.fs.SetOutput(&b)
+	s.fs.String("tenant", "default", "a command's own flag")
+	PrintDefaults(s.fs)
+	for _, want := range []string{
+		"  -max-calls n\n    \t [T_MAX_CALLS] (default 2000)\n",
+		"  -rtp-ports min-max\n", "  -timeout duration\n", "  -webrtc\n", "[T_WEBRTC] (default true)",
+		"  -tenant string\n    \ta command's own flag (default default)\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("help lacks %q:\n%s", want, b.String())
+		}
+	}
+}
