@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
+	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -139,7 +142,7 @@ func tenantKeys(ctx context.Context, st *store.Store, slug string) (*store.Tenan
 // itself; every key it made goes with it.
 func keysRevoke(ctx context.Context, args []string) error {
 	fs := newFlags("keys revoke", "[flags] ID|PREFIX", "Revokes a key, named by its id, by enough of its prefix (as keys list shows it) to name one key, or by the key itself; "+
-		"every key it made goes with it. Running nodes refuse it within 30 seconds (their cache of keys), and end its open streams within 15.")
+		"every key it made goes with it. Nodes on the same PostgreSQL are told at once, through the cluster's events; a running node on SQLite refuses it within 30 seconds.")
 	tenant := fs.String("tenant", store.DefaultTenantSlug, "slug of the tenant of the key")
 	c, err := adminConfig(fs, args)
 	if err != nil {
@@ -169,6 +172,35 @@ func keysRevoke(ctx context.Context, args []string) error {
 	}
 	for _, r := range revoked {
 		fmt.Printf("revoked %s %s %s\n", r.ID, r.Display, r.Name)
+	}
+	if err := announceRevocations(ctx, c, st, revoked); err != nil {
+		// The revocation is stored: nodes refuse the keys once their caches forget them.
+		fmt.Fprintf(os.Stderr, "running nodes were not told (%v): they refuse the keys within 30 s\n", err)
+	}
+	return nil
+}
+
+// announceRevocations tells the nodes sharing this PostgreSQL database, through the
+// cluster's event relay, as a revocation through the API does: they refuse the keys and end
+// their streams at once, rather than when their cache of keys forgets them. SQLite has no
+// relay; its node refuses them within 30 s.
+func announceRevocations(ctx context.Context, c *config, st *store.Store, keys []store.APIKey) error {
+	if st.Dialect() != store.Postgres {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	var relayDone sync.WaitGroup
+	defer func() { cancel(); relayDone.Wait() }()
+	log := c.logger(io.Discard)
+	hub := realtime.NewHub(realtime.Options{Log: log})
+	relay := realtime.NewPostgresRelay(c.DatabaseURL, hub, log)
+	relayDone.Add(1)
+	go func() { defer relayDone.Done(); relay.Run(ctx) }()
+	for _, k := range keys {
+		rv := realtime.Revocation{TenantID: k.TenantID, KeyID: k.ID, Reason: realtime.ReasonKeyRevoked}
+		if err := hub.PublishCommitted(ctx, k.TenantID, realtime.TenantTopic, realtime.TypeCredentialRevoked, rv); err != nil {
+			return err
+		}
 	}
 	return nil
 }
