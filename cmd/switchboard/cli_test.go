@@ -38,12 +38,16 @@ func TestHelpAndVersion(t *testing.T) {
 	for _, args := range [][]string{
 		{"serve", "--help"}, {"serve", "-h"}, {"migrate", "--help"}, {"load", "--help"},
 		{"keys", "--help"}, {"keys", "help"}, {"keys", "create", "--help"}, {"keys", "list", "--help"}, {"keys", "revoke", "--help"},
-		{"users", "--help"}, {"users", "create", "--help"},
+		{"users", "--help"}, {"users", "create", "--help"}, {"help", "keys"}, {"help", "migrate"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			t.Parallel()
 			r := run(t, []string{"SWITCHBOARD_DATA_DIR=" + t.TempDir()}, args...)
-			want := "usage: switchboard " + args[0]
+			cmd := args[0]
+			if cmd == "help" {
+				cmd = args[1]
+			}
+			want := "usage: switchboard " + cmd
 			if args[0] == "serve" {
 				want = "usage: switchboard [serve]"
 			}

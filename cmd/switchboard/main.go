@@ -96,6 +96,9 @@ func main() {
 			}
 		}
 	}
+	if name == "help" && len(args) > 0 {
+		name, args = args[0], append(args[1:], "--help") // help keys is keys --help
+	}
 	if name == "help" {
 		printUsage(os.Stdout)
 		return
