@@ -282,12 +282,12 @@ func (n *server) buildCalls(ctx context.Context, voices *speech.Registry) (*agen
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		rtc, err := realtime.NewWebRTC(rcfg)
+		engine, err := realtime.NewWebRTC(rcfg)
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		n.onClose(func() { _ = rtc.Close() })
-		rtcCalls = newWebRTCCalls(n.web, rtc)
+		n.onClose(func() { _ = engine.Close() })
+		rtcCalls = newWebRTCCalls(n.web, engine)
 	}
 	// SIP: UDP and TCP on one port, TLS on another when a certificate is set.
 	sipCfg := sip.Config{Log: log, PublicIP: c.PublicIP, RTPPortMin: c.RTPPorts.Min, RTPPortMax: c.RTPPorts.Max,
