@@ -30,14 +30,14 @@ func (s *Server) Transfer(ctx context.Context, tenantID, callID, to string) erro
 		return err
 	}
 	if c.session() == nil {
-		return &store.ConflictError{Field: "id", Message: "the call is not answered yet; only an answered call can be transferred"}
+		return &CallError{Err: ErrNotAnswered, Reason: "the call is not answered yet; only an answered call can be transferred"}
 	}
 	if err := c.Transfer(ctx, to); err != nil {
 		if errors.Is(err, ErrBadTarget) {
-			return &store.ValidationError{Fields: []store.FieldError{{Field: "to", Message: "must be an E.164 number, a SIP user or a sip: URI"}}}
+			return &CallError{Err: ErrBadTarget, Reason: "must be an E.164 number, a SIP user or a sip: URI"}
 		}
 		if errors.Is(err, ErrTransferRefused) {
-			return &store.ConflictError{Field: "to", Message: err.Error()}
+			return &CallError{Err: ErrTransferRefused, Reason: err.Error()}
 		}
 		return err
 	}
@@ -45,20 +45,23 @@ func (s *Server) Transfer(ctx context.Context, tenantID, callID, to string) erro
 }
 
 // live finds a call this node carries; a call of the tenant that has ended, or that
-// another node carries, is a conflict; anything else is not found.
+// another node carries, is an ErrCallEnded or ErrCallElsewhere; anything else is not found.
 func (s *Server) live(ctx context.Context, tenantID, callID string) (*Call, error) {
 	if c := s.calls.get(callID); c != nil && c.tenantID == tenantID {
 		return c, nil
 	}
 	if s.cfg.Store == nil {
-		return nil, store.ErrNotFound
+		return nil, ErrCallNotFound
 	}
 	rec, err := store.Get[store.Call](ctx, s.cfg.Store, tenantID, callID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrCallNotFound
+	}
 	if err != nil {
 		return nil, err
 	}
 	if rec.EndedAt != nil {
-		return nil, &store.ConflictError{Field: "id", Message: "the call has ended (" + rec.Status + ")"}
+		return nil, &CallError{Err: ErrCallEnded, Reason: "the call has ended (" + rec.Status + ")"}
 	}
-	return nil, &store.ConflictError{Field: "id", Message: "the call is carried by node " + strconv.Quote(rec.Node) + ", not this one"}
+	return nil, &CallError{Err: ErrCallElsewhere, Reason: "the call is carried by node " + strconv.Quote(rec.Node) + ", not this one"}
 }

@@ -26,42 +26,39 @@ func (s *Server) Dial(ctx context.Context, rec *store.Call) error {
 	select {
 	case <-s.ready:
 	default:
-		return errors.New("sip: the server is not serving yet")
-	}
-	fe := func(field, msg string) error {
-		return &store.ValidationError{Fields: []store.FieldError{{Field: field, Message: msg}}}
+		return &DialError{Err: ErrNotServing, Reason: "the server is not serving yet"}
 	}
 	var trunk *store.Trunk
 	if rec.TrunkID != nil {
 		t, err := store.Get[store.Trunk](ctx, s.cfg.Store, rec.TenantID, *rec.TrunkID)
 		if errors.Is(err, store.ErrNotFound) {
-			return fe("trunk_id", "no such trunk")
+			return &DialError{Err: ErrTrunkNotFound, Reason: "no such trunk"}
 		}
 		if err != nil {
 			return err
 		}
 		if t.Direction == "inbound" {
-			return fe("trunk_id", "the trunk takes inbound calls only; set its direction to outbound or both")
+			return &DialError{Err: ErrTrunkInboundOnly, Reason: "the trunk takes inbound calls only; set its direction to outbound or both"}
 		}
 		if t.Outbound.Address == "" && !hasScheme(rec.To) {
-			return fe("trunk_id", "the trunk has no outbound address")
+			return &DialError{Err: ErrTrunkNoAddress, Reason: "the trunk has no outbound address"}
 		}
 		trunk = t
 	}
 	target, err := dialTarget(rec.To, trunk)
 	if err != nil {
-		return fe("to", err.Error())
+		return &DialError{Err: ErrBadCallee, Reason: err.Error()}
 	}
 	var h Handler
 	if rec.AgentID != nil {
 		if s.cfg.Agents == nil {
-			return &store.ConflictError{Field: "agent_id", Message: "agents cannot take calls on this node"}
+			return &DialError{Err: ErrAgentUnavailable, Reason: "agents cannot take calls on this node"}
 		}
 		if h, err = s.cfg.Agents.AgentHandler(ctx, rec.TenantID, *rec.AgentID); err != nil {
-			return &store.ConflictError{Field: "agent_id", Message: err.Error()}
+			return &DialError{Err: ErrAgentUnavailable, Reason: err.Error()}
 		}
 	} else if h = builtin(rec.Destination); h == nil {
-		return fe("destination", "unknown built-in destination")
+		return &DialError{Err: ErrUnknownDestination, Reason: "unknown built-in destination"}
 	}
 	slot, err := s.cfg.Calls.Acquire(rec.TenantID)
 	if err != nil {
@@ -69,7 +66,7 @@ func (s *Server) Dial(ctx context.Context, rec *store.Call) error {
 	}
 	if _, ok := s.admit(); !ok {
 		slot()
-		return &store.ConflictError{Field: "to", Message: "this node is at its call limit or shutting down"}
+		return &DialError{Err: ErrNodeFull, Reason: "this node is at its call limit or shutting down"}
 	}
 	rec.Direction = store.CallOutbound
 	rec.Status = store.CallQueued
