@@ -29,37 +29,17 @@ func (s *Server) Dial(ctx context.Context, rec *store.Call) error {
 	default:
 		return &DialError{Err: ErrNotServing, Reason: "the server is not serving yet"}
 	}
-	var trunk *store.Trunk
-	if rec.TrunkID != nil {
-		t, err := store.Get[store.Trunk](ctx, s.cfg.Store, rec.TenantID, *rec.TrunkID)
-		if errors.Is(err, store.ErrNotFound) {
-			return &DialError{Err: ErrTrunkNotFound, Reason: "no such trunk"}
-		}
-		if err != nil {
-			return err
-		}
-		if t.Direction == "inbound" {
-			return &DialError{Err: ErrTrunkInboundOnly, Reason: "the trunk takes inbound calls only; set its direction to outbound or both"}
-		}
-		if t.Outbound.Address == "" && !hasScheme(rec.To) {
-			return &DialError{Err: ErrTrunkNoAddress, Reason: "the trunk has no outbound address"}
-		}
-		trunk = t
+	trunk, err := s.dialTrunk(ctx, rec)
+	if err != nil {
+		return err
 	}
 	target, err := dialTarget(rec.To, trunk)
 	if err != nil {
 		return &DialError{Err: ErrBadCallee, Reason: err.Error()}
 	}
-	var h Handler
-	if rec.AgentID != nil {
-		if s.cfg.Agents == nil {
-			return &DialError{Err: ErrAgentUnavailable, Reason: "agents cannot take calls on this node"}
-		}
-		if h, err = s.cfg.Agents.AgentHandler(ctx, rec.TenantID, *rec.AgentID); err != nil {
-			return &DialError{Err: ErrAgentUnavailable, Reason: err.Error()}
-		}
-	} else if h = builtin(rec.Destination); h == nil {
-		return &DialError{Err: ErrUnknownDestination, Reason: "unknown built-in destination"}
+	h, err := s.dialHandler(ctx, rec)
+	if err != nil {
+		return err
 	}
 	slot, err := s.cfg.Calls.Acquire(rec.TenantID)
 	if err != nil {
@@ -98,6 +78,47 @@ func (s *Server) Dial(ctx context.Context, rec *store.Call) error {
 		s.dial(c, target, trunk)
 	}()
 	return nil
+}
+
+// dialTrunk is the trunk a call goes out through (nil for a SIP URI dialled directly): the
+// tenant's, taking outbound calls, with an address unless the callee is a SIP URI.
+func (s *Server) dialTrunk(ctx context.Context, rec *store.Call) (*store.Trunk, error) {
+	if rec.TrunkID == nil {
+		return nil, nil
+	}
+	t, err := store.Get[store.Trunk](ctx, s.cfg.Store, rec.TenantID, *rec.TrunkID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, &DialError{Err: ErrTrunkNotFound, Reason: "no such trunk"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if t.Direction == "inbound" {
+		return nil, &DialError{Err: ErrTrunkInboundOnly, Reason: "the trunk takes inbound calls only; set its direction to outbound or both"}
+	}
+	if t.Outbound.Address == "" && !hasScheme(rec.To) {
+		return nil, &DialError{Err: ErrTrunkNoAddress, Reason: "the trunk has no outbound address"}
+	}
+	return t, nil
+}
+
+// dialHandler is what talks on our side of an outbound call: the call's agent, or a
+// built-in destination.
+func (s *Server) dialHandler(ctx context.Context, rec *store.Call) (Handler, error) {
+	if rec.AgentID != nil {
+		if s.cfg.Agents == nil {
+			return nil, &DialError{Err: ErrAgentUnavailable, Reason: "agents cannot take calls on this node"}
+		}
+		h, err := s.cfg.Agents.AgentHandler(ctx, rec.TenantID, *rec.AgentID)
+		if err != nil {
+			return nil, &DialError{Err: ErrAgentUnavailable, Reason: err.Error()}
+		}
+		return h, nil
+	}
+	if h := builtin(rec.Destination); h != nil {
+		return h, nil
+	}
+	return nil, &DialError{Err: ErrUnknownDestination, Reason: "unknown built-in destination"}
 }
 
 func hasScheme(to string) bool {
