@@ -141,7 +141,7 @@ func sipError(err error) *Error {
 		if !errors.Is(err, r.err) {
 			continue
 		}
-		reason := sip.Reason(err)
+		reason := sip.RefusalReason(err)
 		details := []store.FieldError{{Field: r.field, Message: reason}}
 		if r.status == http.StatusConflict {
 			return &Error{Status: r.status, Code: codeConflict, Message: "Conflict: " + r.field + " " + reason, Details: details}

@@ -74,9 +74,9 @@ type CallError struct {
 func (e *CallError) Error() string { return "sip: " + e.Reason }
 func (e *CallError) Unwrap() error { return e.Err }
 
-// Reason is what a *DialError or *CallError in err's chain says for whoever asked, or err's
-// own text when there is none.
-func Reason(err error) string {
+// RefusalReason is what a *DialError or *CallError in err's chain says for whoever asked,
+// or err's own text when there is none.
+func RefusalReason(err error) string {
 	var de *DialError
 	if errors.As(err, &de) {
 		return de.Reason
