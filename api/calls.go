@@ -328,7 +328,8 @@ func (s *Server) liveCall(ctx context.Context, tenantID, id, action string) (*st
 }
 
 // callError names the call in a not-found answer; other errors keep their classification
-// (a *store.ConflictError is 409, a *store.ValidationError 422).
+// (a *store.ConflictError is 409, a *store.ValidationError 422, a refusal of the SIP server
+// what sipRefusals says).
 func callError(err error) error {
 	if errors.Is(err, store.ErrNotFound) {
 		return errNotFound("Call")

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/switchboard-go/switchboard/internal/callcap"
+	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -73,6 +74,9 @@ func asError(err error) *Error {
 	if errors.As(err, &e) {
 		return e
 	}
+	if e := sipError(err); e != nil {
+		return e
+	}
 	var ve *store.ValidationError
 	if errors.As(err, &ve) {
 		msg := "Invalid request body"
@@ -102,4 +106,47 @@ func asError(err error) *Error {
 		return &Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, Message: "The database is unavailable; try again shortly"}
 	}
 	return &Error{Status: http.StatusInternalServerError, Code: codeInternal, Message: "Internal server error"}
+}
+
+// sipRefusals is where each refusal of the SIP server (a *sip.DialError or *sip.CallError)
+// meets the REST API: the status it is answered with and the request field at fault. The
+// server's reason is the message; the field names are the API's alone.
+var sipRefusals = []struct {
+	err    error
+	status int
+	field  string
+}{
+	// POST /api/v1/calls
+	{sip.ErrTrunkNotFound, http.StatusUnprocessableEntity, "trunk_id"},
+	{sip.ErrTrunkInboundOnly, http.StatusUnprocessableEntity, "trunk_id"},
+	{sip.ErrTrunkNoAddress, http.StatusUnprocessableEntity, "trunk_id"},
+	{sip.ErrBadCallee, http.StatusUnprocessableEntity, "to"},
+	{sip.ErrUnknownDestination, http.StatusUnprocessableEntity, "destination"},
+	{sip.ErrAgentUnavailable, http.StatusConflict, "agent_id"},
+	{sip.ErrNodeFull, http.StatusConflict, "to"},
+	// POST /api/v1/calls/{id}/hangup and /transfer
+	{sip.ErrCallEnded, http.StatusConflict, "id"},
+	{sip.ErrCallElsewhere, http.StatusConflict, "id"},
+	{sip.ErrNotAnswered, http.StatusConflict, "id"},
+	{sip.ErrBadTarget, http.StatusUnprocessableEntity, "to"},
+	{sip.ErrTransferRefused, http.StatusConflict, "to"},
+}
+
+// sipError is the answer to a refusal of the SIP server, or nil when err is none.
+func sipError(err error) *Error {
+	if errors.Is(err, sip.ErrCallNotFound) {
+		return errNotFound("Call")
+	}
+	for _, r := range sipRefusals {
+		if !errors.Is(err, r.err) {
+			continue
+		}
+		reason := sip.RefusalReason(err)
+		details := []store.FieldError{{Field: r.field, Message: reason}}
+		if r.status == http.StatusConflict {
+			return &Error{Status: r.status, Code: codeConflict, Message: "Conflict: " + r.field + " " + reason, Details: details}
+		}
+		return &Error{Status: r.status, Code: codeValidation, Message: "Invalid request: " + r.field + " " + reason, Details: details}
+	}
+	return nil
 }

@@ -944,7 +944,7 @@ func TestHangupFromAPI(t *testing.T) {
 	if n := len(peer.first(10, 5*time.Second, 0)); n < 10 {
 		t.Fatalf("%d tone packets before the hangup, want 10", n)
 	}
-	if err := s.Hangup(ctx, "ten_someone_else", rec.ID); !errors.Is(err, store.ErrNotFound) {
+	if err := s.Hangup(ctx, "ten_someone_else", rec.ID); !errors.Is(err, ErrCallNotFound) {
 		t.Errorf("another tenant's hangup: %v, want not found", err)
 	}
 	if err := s.Hangup(ctx, tenant, rec.ID); err != nil {
@@ -959,9 +959,8 @@ func TestHangupFromAPI(t *testing.T) {
 	if got.Status != store.CallCompleted || got.EndedReason != ReasonAPIHangup || got.Quality.PacketsSent == 0 {
 		t.Fatalf("record %s/%s sent %d, want completed/api-hangup with the tone counted", got.Status, got.EndedReason, got.Quality.PacketsSent)
 	}
-	var ce *store.ConflictError
-	if err := s.Hangup(ctx, tenant, rec.ID); !errors.As(err, &ce) {
-		t.Errorf("hanging up an ended call: %v, want a conflict", err)
+	if err := s.Hangup(ctx, tenant, rec.ID); !errors.Is(err, ErrCallEnded) {
+		t.Errorf("hanging up an ended call: %v, want ErrCallEnded", err)
 	}
 }
 
@@ -1372,9 +1371,8 @@ func TestBlindTransfer(t *testing.T) {
 				t.Errorf("Refer-To %s, want %s", got, want)
 			}
 			if tc.frag == "" {
-				var ce *store.ConflictError
-				if !errors.As(err, &ce) {
-					t.Fatalf("declined transfer: %v, want a conflict", err)
+				if !errors.Is(err, ErrTransferRefused) {
+					t.Fatalf("declined transfer: %v, want ErrTransferRefused", err)
 				}
 			} else {
 				if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/oklog/ulid/v2"
 
@@ -63,6 +65,9 @@ func supports(req *sip.Request, ext string) bool {
 	return false
 }
 
+// onInvite takes a new call in phases: guard (capacity, source), route (who calls, to whom,
+// within which limits), read the offer, ring, answer with our media, and run the call. A
+// re-INVITE goes to the dialog's handler.
 func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if to := req.To(); to != nil {
 		if _, ok := to.Params.Get("tag"); ok {
@@ -89,39 +94,21 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		log.Info("call refused", "status", r.code, "reason", r.why)
 		respond(log, req, tx, r.code, r.reason, r.hdrs...)
 	}
-	who, ref := s.authenticate(ctx, req, src.Addr())
+	who, h, rec, ref := s.routeInvite(ctx, req, src.Addr())
 	if ref != nil {
 		refuse(ref)
 		return
 	}
-	h, rec, ref := s.route(ctx, who)
+	slot, ref := s.acquireSlot(who.tenantID)
 	if ref != nil {
 		refuse(ref)
-		return
-	}
-	slot, err := s.cfg.Calls.Acquire(who.tenantID)
-	if err != nil {
-		if errors.Is(err, callcap.ErrTenantFull) {
-			refuse(&refusal{code: sip.StatusBusyHere, reason: "Busy Here", why: err.Error()})
-		} else {
-			refuse(&refusal{code: sip.StatusServiceUnavailable, reason: "Service Unavailable", why: err.Error(),
-				hdrs: []sip.Header{sip.NewHeader("Retry-After", "5")}})
-		}
 		return
 	}
 	defer slot()
-	expires, ref := sessionExpires(req)
-	if ref != nil {
+	in := &invite{req: req, log: log}
+	if ref := in.readOffer(); ref != nil {
 		refuse(ref)
 		return
-	}
-	var offer remoteSDP
-	lateOffer := len(req.Body()) == 0
-	if !lateOffer {
-		if offer, err = parseSDP(req.Body()); err != nil {
-			refuse(&refusal{code: sip.StatusNotAcceptableHere, reason: "Not Acceptable Here", why: err.Error()})
-			return
-		}
 	}
 	dlg, err := s.dialogUA.ReadInvite(req, tx)
 	if err != nil {
@@ -130,7 +117,86 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	defer dlg.Close()
 
-	// The call's record.
+	c, err := s.newInboundCall(ctx, dlg, who, h, rec)
+	if err != nil {
+		log.Error("call record not written", "error", err)
+		_ = dlg.Respond(sip.StatusServiceUnavailable, "Service Unavailable", nil)
+		return
+	}
+	defer c.survive(ctx, "call", true)
+	s.calls.add(c)
+	c.Publish(EventCallCreated, c.Record())
+	if !c.ring(ctx, dlg) {
+		return
+	}
+	body, ok := c.openAnswer(ctx, dlg, src.Addr(), in)
+	if !ok {
+		return
+	}
+	if !c.answerInvite(ctx, dlg, h, in, body) {
+		return
+	}
+	c.answered(ctx)
+	c.run(ctx)
+}
+
+// invite is a new INVITE being taken, and what it asks of the session: its offer (none for
+// a late offer, which comes in the ACK) and the session interval (RFC 4028).
+type invite struct {
+	req       *sip.Request
+	log       *slog.Logger // the INVITE's, with its source
+	offer     remoteSDP
+	lateOffer bool
+	expires   time.Duration
+}
+
+// routeInvite decides who calls, whether they may, and what answers: the caller's tenant and
+// trunk, the handler, and the call's record as far as routing fills it in.
+func (s *Server) routeInvite(ctx context.Context, req *sip.Request, src netip.Addr) (caller, Handler, store.Call, *refusal) {
+	who, ref := s.authenticate(ctx, req, src)
+	if ref != nil {
+		return who, nil, store.Call{}, ref
+	}
+	h, rec, ref := s.route(ctx, who)
+	return who, h, rec, ref
+}
+
+// acquireSlot takes a place for the call within the node's and the tenant's limits: a
+// tenant at its limit is busy (486), a full node unavailable (503).
+func (s *Server) acquireSlot(tenantID string) (func(), *refusal) {
+	slot, err := s.cfg.Calls.Acquire(tenantID)
+	if err == nil {
+		return slot, nil
+	}
+	if errors.Is(err, callcap.ErrTenantFull) {
+		return nil, &refusal{code: sip.StatusBusyHere, reason: "Busy Here", why: err.Error()}
+	}
+	return nil, &refusal{code: sip.StatusServiceUnavailable, reason: "Service Unavailable", why: err.Error(),
+		hdrs: []sip.Header{sip.NewHeader("Retry-After", "5")}}
+}
+
+// readOffer reads the session interval and the offer of the INVITE; one we cannot take is
+// refused (422 for too short an interval, 488 for an unusable offer).
+func (in *invite) readOffer() *refusal {
+	var ref *refusal
+	if in.expires, ref = sessionExpires(in.req); ref != nil {
+		return ref
+	}
+	in.lateOffer = len(in.req.Body()) == 0
+	if !in.lateOffer {
+		offer, err := parseSDP(in.req.Body())
+		if err != nil {
+			return &refusal{code: sip.StatusNotAcceptableHere, reason: "Not Acceptable Here", why: err.Error()}
+		}
+		in.offer = offer
+	}
+	return nil
+}
+
+// newInboundCall writes the call's record (ringing) and makes the call of its dialog; the
+// caller registers it, so that in-dialog requests and the API find it.
+func (s *Server) newInboundCall(ctx context.Context, dlg *sipgo.DialogServerSession, who caller, h Handler, rec store.Call) (*Call, error) {
+	req := dlg.InviteRequest
 	now := time.Now().UTC()
 	rec.Direction = store.CallInbound
 	rec.From = req.From().Address.String()
@@ -145,91 +211,101 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	rec.Metadata = map[string]any{}
 	rec.TenantID = who.tenantID
 	if err := s.createRecord(ctx, &rec); err != nil {
-		log.Error("call record not written", "error", err)
-		_ = dlg.Respond(sip.StatusServiceUnavailable, "Service Unavailable", nil)
-		return
+		return nil, err
 	}
 	c := s.newCall(rec, true, h)
 	c.uas = dlg
-	defer c.survive(ctx, "call", true)
 	c.contact = s.contactFor(req.Transport(), s.host)
 	c.remoteHost = req.From().Address.Host
 	if who.trunk != nil && who.trunk.Outbound.Address != "" {
 		c.remoteHost = who.trunk.Outbound.Address
 	}
 	c.dialogID = dlg.ID
-	s.calls.add(c)
-	c.Publish(EventCallCreated, c.Record())
+	return c, nil
+}
 
+// ring sends 100 and 180 and, when the server is set to, holds the call ringing; false when
+// the call ended meanwhile (a CANCEL, a shutdown, a response that could not be sent).
+func (c *Call) ring(ctx context.Context, dlg *sipgo.DialogServerSession) bool {
 	if err := dlg.Respond(sip.StatusTrying, "Trying", nil); err != nil {
 		c.end(ctx, ReasonError)
-		return
+		return false
 	}
 	if err := dlg.Respond(sip.StatusRinging, "Ringing", nil, &c.contact); err != nil {
 		c.end(ctx, ReasonError)
-		return
+		return false
 	}
 	c.Publish(EventCallRinging, c.Record())
-	if s.ringDelay > 0 {
+	if d := c.srv.ringDelay; d > 0 {
 		select {
-		case <-time.After(s.ringDelay):
+		case <-time.After(d):
 		case <-dlg.Context().Done(): // CANCEL: the transaction layer sent 200 and 487
 			c.end(ctx, ReasonCanceled)
-			return
+			return false
 		case <-ctx.Done():
 			_ = dlg.Respond(sip.StatusServiceUnavailable, "Service Unavailable", nil)
 			c.end(ctx, ReasonShutdown)
-			return
+			return false
 		}
 	}
+	return true
+}
 
-	ip := s.localIP(src.Addr())
-	ports, err := s.listenRTP(ip)
+// openAnswer opens the call's RTP ports and writes our description: the answer to the
+// INVITE's offer, or, for a late offer, our own offer. False when the call ended for want
+// of a port.
+func (c *Call) openAnswer(ctx context.Context, dlg *sipgo.DialogServerSession, src netip.Addr, in *invite) ([]byte, bool) {
+	ip := c.srv.localIP(src)
+	ports, err := c.srv.listenRTP(ip)
 	if err != nil {
-		log.Error("rtp socket", "error", err)
+		in.log.Error("rtp socket", "error", err)
 		_ = dlg.Respond(sip.StatusServiceUnavailable, "Service Unavailable", nil)
 		c.end(ctx, ReasonError)
-		return
+		return nil, false
 	}
 	c.ports = ports
 	c.sdp = newLocalSDP(ip, ports.port)
-
-	var body []byte
-	if lateOffer {
+	if in.lateOffer {
 		// No offer in the INVITE: ours goes in the 200 and the answer comes in the ACK.
-		body = c.sdp.marshal(ourCodecs, defaultEventPT, dirSendRecv, false)
-	} else {
-		c.codec, c.eventPT, c.remote = offer.Codecs[0], offer.EventPT, offer.RTP
-		c.dir = answerDirection(offer.Direction, offer.Held)
-		body = c.sdp.marshal([]media.CodecSpec{c.codec}, c.eventPT, c.dir, false)
+		return c.sdp.marshal(ourCodecs, defaultEventPT, dirSendRecv, false), true
 	}
+	c.codec, c.eventPT, c.remote = in.offer.Codecs[0], in.offer.EventPT, in.offer.RTP
+	c.dir = answerDirection(in.offer.Direction, in.offer.Held)
+	return c.sdp.marshal([]media.CodecSpec{c.codec}, c.eventPT, c.dir, false), true
+}
+
+// answerInvite answers the call with body (after early media, when the handler plays
+// some), waits for the ACK, takes a late offer's answer from it, and starts the media.
+// False when the call ended instead: canceled, never acknowledged, or without usable media.
+func (c *Call) answerInvite(ctx context.Context, dlg *sipgo.DialogServerSession, h Handler, in *invite, body []byte) bool {
+	log := in.log
 	res := sip.NewSDPResponseFromRequest(dlg.InviteRequest, body)
 	res.AppendHeader(&c.contact)
 	res.AppendHeader(allowHeader)
 	res.AppendHeader(sip.NewHeader("Supported", "timer"))
-	if expires > 0 && supports(req, "timer") {
-		c.expires = expires
-		res.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(expires/time.Second))+";refresher=uac"))
+	if in.expires > 0 && supports(in.req, "timer") {
+		c.expires = in.expires
+		res.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(in.expires/time.Second))+";refresher=uac"))
 		res.AppendHeader(sip.NewHeader("Require", "timer"))
 	}
-	if em, ok := h.(EarlyMedia); ok && !lateOffer {
+	if em, ok := h.(EarlyMedia); ok && !in.lateOffer {
 		// The same description goes in the 183 and in the 200: one answer to one offer.
 		if !c.earlyMedia(ctx, em, body) {
-			return
+			return false
 		}
 	}
 	if err := dlg.WriteResponse(res); err != nil {
 		c.closeMedia()
 		if dlg.Context().Err() != nil || errors.Is(err, sip.ErrTransactionCanceled) {
 			c.end(ctx, ReasonCanceled)
-			return
+			return false
 		}
 		// A 200 never acknowledged: RFC 3261 §13.3.1.4 says end the session with a BYE.
 		log.Info("answer not acknowledged", "error", err)
 		c.byeAndEnd(ctx, ReasonNoAck)
-		return
+		return false
 	}
-	if lateOffer {
+	if in.lateOffer {
 		var ack []byte
 		select {
 		case ack = <-c.ackSDP:
@@ -240,7 +316,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			log.Info("no usable answer in the ACK", "error", err)
 			c.closeMedia()
 			c.byeAndEnd(ctx, ReasonRejected)
-			return
+			return false
 		}
 		c.codec, c.eventPT, c.remote = answer.Codecs[0], answer.EventPT, answer.RTP
 		c.dir = answerDirection(answer.Direction, answer.Held)
@@ -249,12 +325,11 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		c.answerEarly()
 	} else if err := c.startMedia(); err != nil {
 		log.Error("media session", "error", err)
-		ports.close()
+		c.ports.close()
 		c.byeAndEnd(ctx, ReasonError)
-		return
+		return false
 	}
-	c.answered(ctx)
-	c.run(ctx)
+	return true
 }
 
 // createRecord writes a new call's record, when the server keeps them; without a store the
@@ -316,246 +391,4 @@ func (c *Call) openMedia() error {
 	c.sess = sess
 	c.mu.Unlock()
 	return nil
-}
-
-// onReInvite handles an INVITE inside a dialog: hold and resume, a new address or codec, a
-// session refresh, or an empty INVITE asking for our description.
-func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
-	c := s.calls.match(req)
-	if c == nil {
-		respond(s.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
-		return
-	}
-	// Before the dialog reads it: a re-INVITE read ahead of the ACK of our 200 would make
-	// that ACK's CSeq stale, and the call would hang until the 200 timed out.
-	if c.awaitMedia(answerWait) == nil {
-		// Our 200 is not acknowledged yet, or the call is still ringing (RFC 3261 §14.2).
-		respond(c.log, req, tx, sip.StatusInternalServerError, "Server Internal Error", sip.NewHeader("Retry-After", "1"))
-		return
-	}
-	if err := c.readRequest(req, tx); err != nil {
-		respond(c.log, req, tx, sip.StatusInternalServerError, "Server Internal Error", sip.NewHeader("Retry-After", "1"))
-		return
-	}
-	c.refreshed()
-	var body []byte
-	if len(req.Body()) == 0 {
-		// Our current description is the offer; the answer comes in the ACK.
-		body = c.currentSDP(false)
-	} else {
-		r, err := parseSDP(req.Body())
-		if err != nil {
-			c.log.Info("re-INVITE refused", "error", err)
-			respond(c.log, req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here")
-			return
-		}
-		_, _, dir, changed, err := c.applyRemote(r)
-		if err != nil {
-			respond(c.log, req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here")
-			return
-		}
-		c.log.Info("re-INVITE", "direction", dir, "changed", changed)
-		body = c.currentSDP(changed)
-	}
-	res := sip.NewSDPResponseFromRequest(req, body)
-	res.AppendHeader(&c.contact)
-	if exp, _ := sessionExpires(req); exp > 0 {
-		res.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(exp/time.Second))+";refresher=uac"))
-		c.mu.Lock()
-		c.expires = exp
-		c.mu.Unlock()
-	}
-	if err := tx.Respond(res); err != nil {
-		c.log.Warn("re-INVITE answer failed", "error", err)
-	}
-}
-
-// onUpdate handles UPDATE (RFC 3311): a session refresh, or a new offer.
-func (s *Server) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
-	c := s.calls.match(req)
-	if c == nil {
-		respond(s.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
-		return
-	}
-	if err := c.readRequest(req, tx); err != nil {
-		respond(c.log, req, tx, sip.StatusInternalServerError, "Server Internal Error")
-		return
-	}
-	c.refreshed()
-	if len(req.Body()) == 0 || c.session() == nil {
-		res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
-		res.AppendHeader(&c.contact)
-		_ = tx.Respond(res)
-		return
-	}
-	r, err := parseSDP(req.Body())
-	if err != nil {
-		respond(c.log, req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here")
-		return
-	}
-	_, _, _, changed, err := c.applyRemote(r)
-	if err != nil {
-		respond(c.log, req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here")
-		return
-	}
-	res := sip.NewSDPResponseFromRequest(req, c.currentSDP(changed))
-	res.AppendHeader(&c.contact)
-	_ = tx.Respond(res)
-}
-
-// readRequest checks an in-dialog request's CSeq against the dialog's.
-func (c *Call) readRequest(req *sip.Request, tx sip.ServerTransaction) error {
-	if c.uas != nil {
-		return c.uas.ReadRequest(req, tx)
-	}
-	return c.uac.ReadRequest(req, tx)
-}
-
-// refreshed tells the call's owner that the session was refreshed.
-func (c *Call) refreshed() {
-	select {
-	case c.refresh <- struct{}{}:
-	default:
-	}
-}
-
-func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
-	c := s.calls.match(req)
-	if c == nil {
-		return // an ACK outside a dialog is dropped
-	}
-	if body := req.Body(); len(body) > 0 {
-		if c.session() == nil {
-			select { // the answer to the offer of our 200 (late offer)
-			case c.ackSDP <- body:
-			default:
-			}
-		} else if r, err := parseSDP(body); err == nil { // the answer to an empty re-INVITE
-			if _, _, _, _, err := c.applyRemote(r); err != nil {
-				c.log.Info("answer in ACK not applied", "error", err)
-			}
-		} else {
-			c.log.Info("answer in ACK not usable", "error", err)
-		}
-	}
-	if c.uas != nil {
-		_ = c.uas.ReadAck(req, tx)
-	}
-}
-
-func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
-	c := s.calls.match(req)
-	if c == nil {
-		respond(s.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
-		return
-	}
-	var err error
-	if c.uas != nil {
-		err = c.uas.ReadBye(req, tx)
-	} else {
-		err = c.uac.ReadBye(req, tx)
-	}
-	if err != nil {
-		c.log.Info("bye refused", "error", err)
-		respond(c.log, req, tx, sip.StatusBadRequest, "Bad Request")
-		return
-	}
-	if c.inbound {
-		c.finish(ReasonCallerHangup, false)
-	} else {
-		c.finish(ReasonCalleeHangup, false)
-	}
-}
-
-// onInfo takes DTMF sent as SIP INFO (application/dtmf-relay, application/dtmf).
-func (s *Server) onInfo(req *sip.Request, tx sip.ServerTransaction) {
-	c := s.calls.match(req)
-	if c == nil {
-		respond(s.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
-		return
-	}
-	sess := c.awaitMedia(answerWait) // a key pressed right after the ACK, as for re-INVITE
-	if err := c.readRequest(req, tx); err != nil {
-		respond(c.log, req, tx, sip.StatusInternalServerError, "Server Internal Error")
-		return
-	}
-	ct := ""
-	if h := req.ContentType(); h != nil {
-		ct = strings.ToLower(strings.TrimSpace(strings.SplitN(h.Value(), ";", 2)[0]))
-	}
-	switch ct {
-	case "application/dtmf-relay", "application/dtmf":
-	case "":
-		respond(c.log, req, tx, sip.StatusOK, "OK") // an empty INFO is a keep-alive
-		return
-	default:
-		respond(c.log, req, tx, sip.StatusUnsupportedMediaType, "Unsupported Media Type",
-			sip.NewHeader("Accept", "application/dtmf-relay, application/dtmf"))
-		return
-	}
-	ev, err := media.ParseDTMFInfo(ct, req.Body())
-	if err != nil {
-		c.log.Info("INFO DTMF refused", "error", err)
-		respond(c.log, req, tx, sip.StatusBadRequest, "Bad Request")
-		return
-	}
-	respond(c.log, req, tx, sip.StatusOK, "OK")
-	if sess != nil {
-		sess.Deliver(ev)
-	}
-}
-
-// onNotify takes the progress of a transfer we asked for (RFC 3515 §2.4.5): a sipfrag
-// status line; a final one decides the transfer.
-func (s *Server) onNotify(req *sip.Request, tx sip.ServerTransaction) {
-	c := s.calls.match(req)
-	if c == nil {
-		respond(s.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
-		return
-	}
-	if err := c.readRequest(req, tx); err != nil {
-		respond(c.log, req, tx, sip.StatusInternalServerError, "Server Internal Error")
-		return
-	}
-	ev := req.GetHeader("Event")
-	if ev == nil || !strings.HasPrefix(strings.ToLower(strings.TrimSpace(ev.Value())), "refer") {
-		respond(c.log, req, tx, 489, "Bad Event")
-		return
-	}
-	code, ok := sipfragStatus(req.Body())
-	if !ok {
-		respond(c.log, req, tx, sip.StatusBadRequest, "Bad Request")
-		return
-	}
-	respond(c.log, req, tx, sip.StatusOK, "OK")
-	c.log.Info("transfer progress", "status", code)
-	if code >= 200 {
-		select {
-		case c.notify <- code:
-		default:
-		}
-	}
-}
-
-// sipfragStatus reads the status code of a message/sipfrag body ("SIP/2.0 200 OK").
-func sipfragStatus(body []byte) (int, bool) {
-	line, _, _ := strings.Cut(string(body), "\n")
-	f := strings.Fields(line)
-	if len(f) < 2 || !strings.HasPrefix(f[0], "SIP/") {
-		return 0, false
-	}
-	code, err := strconv.Atoi(f[1])
-	if err != nil || code < 100 || code > 699 {
-		return 0, false
-	}
-	return code, true
-}
-
-// onRefer declines transfers asked of us: Switchboard transfers its callers itself.
-func (s *Server) onRefer(req *sip.Request, tx sip.ServerTransaction) {
-	if s.calls.match(req) == nil {
-		respond(s.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
-		return
-	}
-	respond(s.log, req, tx, 603, "Decline")
 }

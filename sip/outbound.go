@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -26,42 +27,19 @@ func (s *Server) Dial(ctx context.Context, rec *store.Call) error {
 	select {
 	case <-s.ready:
 	default:
-		return errors.New("sip: the server is not serving yet")
+		return &DialError{Err: ErrNotServing, Reason: "the server is not serving yet"}
 	}
-	fe := func(field, msg string) error {
-		return &store.ValidationError{Fields: []store.FieldError{{Field: field, Message: msg}}}
-	}
-	var trunk *store.Trunk
-	if rec.TrunkID != nil {
-		t, err := store.Get[store.Trunk](ctx, s.cfg.Store, rec.TenantID, *rec.TrunkID)
-		if errors.Is(err, store.ErrNotFound) {
-			return fe("trunk_id", "no such trunk")
-		}
-		if err != nil {
-			return err
-		}
-		if t.Direction == "inbound" {
-			return fe("trunk_id", "the trunk takes inbound calls only; set its direction to outbound or both")
-		}
-		if t.Outbound.Address == "" && !hasScheme(rec.To) {
-			return fe("trunk_id", "the trunk has no outbound address")
-		}
-		trunk = t
+	trunk, err := s.dialTrunk(ctx, rec)
+	if err != nil {
+		return err
 	}
 	target, err := dialTarget(rec.To, trunk)
 	if err != nil {
-		return fe("to", err.Error())
+		return &DialError{Err: ErrBadCallee, Reason: err.Error()}
 	}
-	var h Handler
-	if rec.AgentID != nil {
-		if s.cfg.Agents == nil {
-			return &store.ConflictError{Field: "agent_id", Message: "agents cannot take calls on this node"}
-		}
-		if h, err = s.cfg.Agents.AgentHandler(ctx, rec.TenantID, *rec.AgentID); err != nil {
-			return &store.ConflictError{Field: "agent_id", Message: err.Error()}
-		}
-	} else if h = builtin(rec.Destination); h == nil {
-		return fe("destination", "unknown built-in destination")
+	h, err := s.dialHandler(ctx, rec)
+	if err != nil {
+		return err
 	}
 	slot, err := s.cfg.Calls.Acquire(rec.TenantID)
 	if err != nil {
@@ -69,7 +47,7 @@ func (s *Server) Dial(ctx context.Context, rec *store.Call) error {
 	}
 	if _, ok := s.admit(); !ok {
 		slot()
-		return &store.ConflictError{Field: "to", Message: "this node is at its call limit or shutting down"}
+		return &DialError{Err: ErrNodeFull, Reason: "this node is at its call limit or shutting down"}
 	}
 	rec.Direction = store.CallOutbound
 	rec.Status = store.CallQueued
@@ -100,6 +78,47 @@ func (s *Server) Dial(ctx context.Context, rec *store.Call) error {
 		s.dial(c, target, trunk)
 	}()
 	return nil
+}
+
+// dialTrunk is the trunk a call goes out through (nil for a SIP URI dialled directly): the
+// tenant's, taking outbound calls, with an address unless the callee is a SIP URI.
+func (s *Server) dialTrunk(ctx context.Context, rec *store.Call) (*store.Trunk, error) {
+	if rec.TrunkID == nil {
+		return nil, nil
+	}
+	t, err := store.Get[store.Trunk](ctx, s.cfg.Store, rec.TenantID, *rec.TrunkID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, &DialError{Err: ErrTrunkNotFound, Reason: "no such trunk"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if t.Direction == "inbound" {
+		return nil, &DialError{Err: ErrTrunkInboundOnly, Reason: "the trunk takes inbound calls only; set its direction to outbound or both"}
+	}
+	if t.Outbound.Address == "" && !hasScheme(rec.To) {
+		return nil, &DialError{Err: ErrTrunkNoAddress, Reason: "the trunk has no outbound address"}
+	}
+	return t, nil
+}
+
+// dialHandler is what talks on our side of an outbound call: the call's agent, or a
+// built-in destination.
+func (s *Server) dialHandler(ctx context.Context, rec *store.Call) (Handler, error) {
+	if rec.AgentID != nil {
+		if s.cfg.Agents == nil {
+			return nil, &DialError{Err: ErrAgentUnavailable, Reason: "agents cannot take calls on this node"}
+		}
+		h, err := s.cfg.Agents.AgentHandler(ctx, rec.TenantID, *rec.AgentID)
+		if err != nil {
+			return nil, &DialError{Err: ErrAgentUnavailable, Reason: err.Error()}
+		}
+		return h, nil
+	}
+	if h := builtin(rec.Destination); h != nil {
+		return h, nil
+	}
+	return nil, &DialError{Err: ErrUnknownDestination, Reason: "unknown built-in destination"}
 }
 
 func hasScheme(to string) bool {
@@ -134,49 +153,116 @@ func dialTarget(to string, trunk *store.Trunk) (sip.Uri, error) {
 	return u, nil
 }
 
-// dial runs an outbound call from INVITE to its end.
+// dial runs an outbound call from INVITE to its end, in phases: open its media, build the
+// INVITE, send it (answering digest challenges) and wait while it rings, take the answer,
+// and run the call. A call not answered ends with the outcome of its INVITE.
 func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 	ctx := s.ctx
 	log := c.log.With("to", target.String())
-	fail := func(reason string) {
-		if c.hungUp() { // Server.Hangup before the answer, whatever it interrupted
-			reason = c.reason
-		}
-		c.end(ctx, reason)
+	if reason := s.openDialMedia(ctx, c, target, log); reason != "" {
+		c.failDial(ctx, reason)
+		return
+	}
+	inv, reason := s.newOutboundInvite(c, target, trunk, log)
+	if reason != "" {
+		c.ports.close()
+		c.failDial(ctx, reason)
+		return
 	}
 
+	ringCtx, cancel := context.WithTimeout(ctx, time.Duration(c.Record().TimeoutSeconds)*time.Second)
+	defer cancel()
+	go func() { // hung up while it rings (Server.Hangup): WaitAnswer sends the CANCEL
+		select {
+		case <-c.ended:
+			cancel()
+		case <-ringCtx.Done():
+		}
+	}()
+	dlg, err := s.sendInvite(ctx, ringCtx, c, inv, log)
+	if dlg == nil {
+		log.Info("call failed", "reason", "invite not sent", "error", err)
+		c.ports.close()
+		c.failDial(ctx, store.EndedError)
+		return
+	}
+	if err != nil {
+		c.ports.close()
+		_ = dlg.Close()
+		c.failDial(ctx, c.unanswered(ctx, ringCtx, err, log))
+		return
+	}
+	c.dialogID = dlg.ID
+	s.calls.setDialog(c, dlg.ID)
+	defer dlg.Close()
+
+	if !c.takeAnswer(ctx, dlg, log) {
+		return
+	}
+	c.answered(ctx)
+	c.run(ctx)
+}
+
+// failDial ends an outbound call that was not answered with reason, or with the API's reason
+// when Server.Hangup came first, whatever it interrupted.
+func (c *Call) failDial(ctx context.Context, reason string) {
+	if c.hungUp() {
+		reason = c.reason
+	}
+	c.end(ctx, reason)
+}
+
+// openDialMedia resolves the callee's host and opens the call's RTP ports on the local
+// address that reaches it; it returns the call's ended reason when it cannot.
+func (s *Server) openDialMedia(ctx context.Context, c *Call, target sip.Uri, log *slog.Logger) string {
 	dst := netip.Addr{}
 	if ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", target.Host); err == nil && len(ips) > 0 {
 		dst = ips[0].Unmap()
 	}
 	if !dst.IsValid() {
 		log.Info("call failed", "reason", "destination host does not resolve")
-		fail(store.EndedError)
-		return
+		return store.EndedError
 	}
 	ip := s.localIP(dst)
 	ports, err := s.listenRTP(ip)
 	if err != nil {
 		log.Error("rtp socket", "error", err)
-		fail(store.EndedError)
-		return
+		return store.EndedError
 	}
 	c.ports = ports
 	c.sdp = newLocalSDP(ip, ports.port)
-	transport := "udp"
-	if t, ok := target.UriParams.Get("transport"); ok && target.UriParams != nil {
-		transport = t
-	}
-	c.contact = s.contactFor(transport, s.host)
+	return ""
+}
 
-	var user, password string
+// outboundInvite is what each INVITE of an outbound call is built from; a digest challenge
+// sends it again with credentials.
+type outboundInvite struct {
+	target    sip.Uri
+	transport string // "udp", "tcp" or "tls"
+	// user and password answer digest challenges: the trunk's outbound credentials.
+	user, password string
+	from           *sip.FromHeader
+	to             *sip.ToHeader
+	callID         sip.CallIDHeader
+	offer          []byte
+}
+
+// newOutboundInvite builds what the call's INVITE says: transport and Contact, the trunk's
+// credentials, From and To, and our offer. It returns the call's ended reason when the
+// trunk's password cannot be read.
+func (s *Server) newOutboundInvite(c *Call, target sip.Uri, trunk *store.Trunk, log *slog.Logger) (*outboundInvite, string) {
+	inv := &outboundInvite{target: target, transport: "udp"}
+	if t, ok := target.UriParams.Get("transport"); ok && target.UriParams != nil {
+		inv.transport = t
+	}
+	c.contact = s.contactFor(inv.transport, s.host)
+
 	if trunk != nil && trunk.Outbound.Username != "" && trunk.OutboundPasswordEnc != "" {
-		user = trunk.Outbound.Username
-		if password, err = trunk.OutboundPassword(s.cfg.Store); err != nil {
+		inv.user = trunk.Outbound.Username
+		var err error
+		if inv.password, err = trunk.OutboundPassword(s.cfg.Store); err != nil {
 			log.Error("trunk password not readable", "error", err)
-			ports.close()
-			fail(store.EndedError)
-			return
+			return nil, store.EndedError
 		}
 	}
 
@@ -189,30 +275,29 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 	if hasScheme(from) {
 		_ = sip.ParseUri(from, &fromURI)
 	}
-	fromHdr := &sip.FromHeader{Address: fromURI, Params: sip.NewParams()}
-	fromHdr.Params.Add("tag", sip.GenerateTagN(16))
-	toHdr := &sip.ToHeader{Address: sip.Uri{Scheme: target.Scheme, User: target.User, Host: target.Host, Port: target.Port}}
-	callID := sip.CallIDHeader(rec.SIPCallID)
-	offer := c.sdp.marshal(ourCodecs, defaultEventPT, dirSendRecv, false)
+	inv.from = &sip.FromHeader{Address: fromURI, Params: sip.NewParams()}
+	inv.from.Params.Add("tag", sip.GenerateTagN(16))
+	inv.to = &sip.ToHeader{Address: sip.Uri{Scheme: target.Scheme, User: target.User, Host: target.Host, Port: target.Port}}
+	inv.callID = sip.CallIDHeader(rec.SIPCallID)
+	inv.offer = c.sdp.marshal(ourCodecs, defaultEventPT, dirSendRecv, false)
+	return inv, ""
+}
 
-	ringCtx, cancel := context.WithTimeout(ctx, time.Duration(rec.TimeoutSeconds)*time.Second)
-	defer cancel()
-	go func() { // hung up while it rings (Server.Hangup): WaitAnswer sends the CANCEL
-		select {
-		case <-c.ended:
-			cancel()
-		case <-ringCtx.Done():
-		}
-	}()
+// sendInvite sends the call's INVITE and waits, ringing, for its final response until
+// ringCtx ends; a 401 or 407 is answered with the trunk's credentials (maxAuthRounds at
+// most). A nil dialog means the INVITE could not be sent; a dialog with an error, that it
+// was not answered.
+func (s *Server) sendInvite(ctx, ringCtx context.Context, c *Call, inv *outboundInvite, log *slog.Logger) (*sipgo.DialogClientSession, error) {
 	cseq := uint32(1)
 	var dlg *sipgo.DialogClientSession
 	var authHdr sip.Header
+	var err error
 	ringing := false
 	for round := 0; ; round++ {
-		req := sip.NewRequest(sip.INVITE, target)
-		req.AppendHeader(fromHdr)
-		req.AppendHeader(toHdr)
-		req.AppendHeader(&callID)
+		req := sip.NewRequest(sip.INVITE, inv.target)
+		req.AppendHeader(inv.from)
+		req.AppendHeader(inv.to)
+		req.AppendHeader(&inv.callID)
 		req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: sip.INVITE})
 		req.AppendHeader(&c.contact)
 		req.AppendHeader(allowHeader)
@@ -220,17 +305,14 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 		if authHdr != nil {
 			req.AppendHeader(authHdr)
 		}
-		req.SetBody(offer)
-		if transport != "udp" {
-			req.SetTransport(strings.ToUpper(transport))
+		req.SetBody(inv.offer)
+		if inv.transport != "udp" {
+			req.SetTransport(strings.ToUpper(inv.transport))
 		}
 		c.Update(ctx, func(r *store.Call) { now := time.Now().UTC(); r.StartedAt = &now })
 		dlg, err = s.dialogUA.WriteInvite(ringCtx, req)
 		if err != nil {
-			log.Info("call failed", "reason", "invite not sent", "error", err)
-			ports.close()
-			fail(store.EndedError)
-			return
+			return nil, err
 		}
 		c.uac = dlg
 		err = dlg.WaitAnswer(ringCtx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
@@ -242,7 +324,7 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 			return nil
 		}})
 		var de *sipgo.ErrDialogResponse
-		if errors.As(err, &de) && (de.Res.StatusCode == 401 || de.Res.StatusCode == 407) && password != "" && round < maxAuthRounds {
+		if errors.As(err, &de) && (de.Res.StatusCode == 401 || de.Res.StatusCode == 407) && inv.password != "" && round < maxAuthRounds {
 			hdrName, authName := "WWW-Authenticate", "Authorization"
 			if de.Res.StatusCode == 407 {
 				hdrName, authName = "Proxy-Authenticate", "Proxy-Authorization"
@@ -251,7 +333,7 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 			if ch == nil {
 				break
 			}
-			v, aerr := authorization(req, ch.Value(), user, password)
+			v, aerr := authorization(req, ch.Value(), inv.user, inv.password)
 			if aerr != nil {
 				log.Info("challenge not answered", "error", aerr)
 				break
@@ -263,54 +345,56 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 		}
 		break
 	}
-	if err != nil {
-		ports.close()
-		_ = dlg.Close()
-		var de *sipgo.ErrDialogResponse
-		switch {
-		case c.hungUp(): // its CANCEL's 487 is no refusal of the far end
-			log.Info("call hung up before answer", "reason", c.reason)
-			fail(c.reason)
-		case errors.As(err, &de):
-			reason := outcome(de.Res.StatusCode)
-			log.Info("call not answered", "status", de.Res.StatusCode, "outcome", reason)
-			c.Update(ctx, func(r *store.Call) { r.Metadata = withSIPStatus(r.Metadata, de.Res.StatusCode) })
-			fail(reason)
-		case ringCtx.Err() != nil && ctx.Err() == nil:
-			log.Info("call not answered", "outcome", "no-answer")
-			fail(store.EndedNoAnswer)
-		case ctx.Err() != nil:
-			fail(store.EndedShutdown)
-		default:
-			log.Info("call failed", "error", err)
-			fail(store.EndedError)
-		}
-		return
-	}
-	c.dialogID = dlg.ID
-	s.calls.setDialog(c, dlg.ID)
-	defer dlg.Close()
+	return dlg, err
+}
 
+// unanswered is the ended reason of a call whose INVITE failed with err: the API's hang-up,
+// the far end's refusal (its status kept in the record's metadata), no answer before the
+// call's timeout, the server's shutdown, or an error.
+func (c *Call) unanswered(ctx, ringCtx context.Context, err error, log *slog.Logger) string {
+	var de *sipgo.ErrDialogResponse
+	switch {
+	case c.hungUp(): // its CANCEL's 487 is no refusal of the far end
+		log.Info("call hung up before answer", "reason", c.reason)
+		return c.reason
+	case errors.As(err, &de):
+		reason := outcome(de.Res.StatusCode)
+		log.Info("call not answered", "status", de.Res.StatusCode, "outcome", reason)
+		c.Update(ctx, func(r *store.Call) { r.Metadata = withSIPStatus(r.Metadata, de.Res.StatusCode) })
+		return reason
+	case ringCtx.Err() != nil && ctx.Err() == nil:
+		log.Info("call not answered", "outcome", "no-answer")
+		return store.EndedNoAnswer
+	case ctx.Err() != nil:
+		return store.EndedShutdown
+	default:
+		log.Info("call failed", "error", err)
+		return store.EndedError
+	}
+}
+
+// takeAnswer acknowledges the far end's 200 and starts the media on the codec and address
+// of its answer; false when the call ended instead (an unusable answer, no media session).
+func (c *Call) takeAnswer(ctx context.Context, dlg *sipgo.DialogClientSession, log *slog.Logger) bool {
 	answer, perr := parseSDP(dlg.InviteResponse.Body())
 	if err := dlg.Ack(ctx); err != nil {
 		log.Info("ack failed", "error", err)
 	}
 	if perr != nil {
 		log.Info("answer not usable", "error", perr)
-		ports.close()
+		c.ports.close()
 		c.byeAndEnd(ctx, store.EndedError)
-		return
+		return false
 	}
 	c.codec, c.eventPT, c.remote = answer.Codecs[0], answer.EventPT, answer.RTP
 	c.dir = answerDirection(answer.Direction, answer.Held)
 	if err := c.startMedia(); err != nil {
 		log.Error("media session", "error", err)
-		ports.close()
+		c.ports.close()
 		c.byeAndEnd(ctx, store.EndedError)
-		return
+		return false
 	}
-	c.answered(ctx)
-	c.run(ctx)
+	return true
 }
 
 // outcome is the ended reason of a call refused with code.
