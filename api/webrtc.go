@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/switchboard-go/switchboard/realtime"
+	"github.com/switchboard-go/switchboard/rtc"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -17,19 +17,19 @@ import (
 type WebRTCCalls interface {
 	// StartWebRTCCall answers the offer of req with a new peer and runs the call in the
 	// background; it returns the call. An offer that cannot be answered is a
-	// *realtime.OfferError, an unknown agent wraps store.ErrNotFound, a bad target is a
+	// *rtc.OfferError, an unknown agent wraps store.ErrNotFound, a bad target is a
 	// *store.ValidationError.
 	StartWebRTCCall(ctx context.Context, tenantID string, req WebRTCSessionRequest, from string) (*StartedWebRTCCall, error)
 	// HasWebRTCCall says whether id is a live WebRTC call of the tenant on this node.
 	HasWebRTCCall(tenantID, id string) bool
-	// TrickleWebRTCCall adds the candidates of an RFC 8840 fragment (realtime.ErrCandidate
+	// TrickleWebRTCCall adds the candidates of an RFC 8840 fragment (rtc.ErrCandidate
 	// when it is not one; store.ErrNotFound when the call is not live).
 	TrickleWebRTCCall(ctx context.Context, tenantID, id string, frag []byte) error
 	// HangupWebRTCCall ends the call as the caller's hang-up (store.ErrNotFound when it is
 	// not live).
 	HangupWebRTCCall(ctx context.Context, tenantID, id string) error
 	// ICEServers are the STUN and TURN servers browsers should use.
-	ICEServers() []realtime.ICEServer
+	ICEServers() []rtc.ICEServer
 }
 
 // StartedWebRTCCall is a WebRTC call just answered.
@@ -59,13 +59,13 @@ type WebRTCSession struct {
 	// ID is the call's id: the session's URL is /api/v1/webrtc/sessions/{id}.
 	ID string `json:"id"`
 	// SDP is the answer, with every candidate of the node in it.
-	SDP        string               `json:"sdp"`
-	ICEServers []realtime.ICEServer `json:"ice_servers"`
+	SDP        string          `json:"sdp"`
+	ICEServers []rtc.ICEServer `json:"ice_servers"`
 }
 
 // WebRTCConfig is what a browser needs before it offers.
 type WebRTCConfig struct {
-	ICEServers []realtime.ICEServer `json:"ice_servers"`
+	ICEServers []rtc.ICEServer `json:"ice_servers"`
 }
 
 const (
@@ -104,9 +104,9 @@ func (s *Server) webrtcRoutes() []route {
 	}
 }
 
-func (s *Server) iceServers() []realtime.ICEServer {
+func (s *Server) iceServers() []rtc.ICEServer {
 	if s.cfg.WebRTC == nil {
-		return []realtime.ICEServer{}
+		return []rtc.ICEServer{}
 	}
 	return s.cfg.WebRTC.ICEServers()
 }
@@ -149,7 +149,7 @@ func (s *Server) createWebRTCSession(w http.ResponseWriter, r *http.Request, p *
 	}
 	call, err := s.cfg.WebRTC.StartWebRTCCall(r.Context(), p.TenantID, req, clientIP(r))
 	if err != nil {
-		var oe *realtime.OfferError
+		var oe *rtc.OfferError
 		switch {
 		case errors.As(err, &oe):
 			return errValidation("sdp", "%s", oe.Reason)
@@ -202,7 +202,7 @@ func (s *Server) trickleWebRTCSession(w http.ResponseWriter, r *http.Request, p 
 	}
 	if err := s.cfg.WebRTC.TrickleWebRTCCall(r.Context(), p.TenantID, id, frag); err != nil {
 		switch {
-		case errors.Is(err, realtime.ErrCandidate):
+		case errors.Is(err, rtc.ErrCandidate):
 			return &Error{Status: http.StatusBadRequest, Code: codeValidation, Message: err.Error(),
 				Details: []store.FieldError{{Field: "body", Message: err.Error()}}}
 		case errors.Is(err, store.ErrNotFound):

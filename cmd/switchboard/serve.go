@@ -21,6 +21,7 @@ import (
 	"github.com/switchboard-go/switchboard/internal/callcap"
 	"github.com/switchboard-go/switchboard/internal/netguard"
 	"github.com/switchboard-go/switchboard/realtime"
+	"github.com/switchboard-go/switchboard/rtc"
 	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
 )
@@ -203,12 +204,12 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 		if err != nil {
 			return err
 		}
-		rtc, err := realtime.NewWebRTC(rcfg)
+		engine, err := rtc.NewEngine(rcfg)
 		if err != nil {
 			return err
 		}
-		defer rtc.Close()
-		rtcCalls = newWebRTCCalls(web, rtc)
+		defer engine.Close()
+		rtcCalls = newWebRTCCalls(web, engine)
 	}
 	sipCfg := sip.Config{Log: log, PublicIP: c.PublicIP, RTPPortMin: rtpMin, RTPPortMax: rtpMax,
 		Store: st, DefaultTenantID: def.ID, Node: c.Node, Events: hub, MediaTimeout: c.MediaTimeout, Agents: agents, Calls: calls,

@@ -15,7 +15,7 @@ import (
 	"github.com/switchboard-go/switchboard/api"
 	"github.com/switchboard-go/switchboard/internal/callcap"
 	"github.com/switchboard-go/switchboard/media"
-	"github.com/switchboard-go/switchboard/realtime"
+	"github.com/switchboard-go/switchboard/rtc"
 	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
 )
@@ -53,7 +53,7 @@ type webCallSpec struct {
 	Codec    string
 	Metadata map[string]any
 	// Stream is the call's audio. If it also has Done() <-chan struct{} and Reason() string
-	// (as realtime.Peer does), its ending ends the call with that reason; and Quality()
+	// (as rtc.Peer does), its ending ends the call with that reason; and Quality()
 	// store.CallQuality, if it has it, is written when the call ends.
 	Stream media.Stream
 	// Hangup tells the far end that the call ended with reason and releases the transport.
@@ -68,7 +68,7 @@ type webCallSpec struct {
 	OnEvent func(typ string, data any)
 }
 
-// endedStream is a stream that knows it ended and why (realtime.Peer).
+// endedStream is a stream that knows it ended and why (rtc.Peer).
 type endedStream interface {
 	Done() <-chan struct{}
 	Reason() string
@@ -469,18 +469,18 @@ func (f *webrtcFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.ICEServers, "ice-servers", env("SWITCHBOARD_ICE_SERVERS", ""), "STUN/TURN servers handed to browsers: a JSON array of RTCIceServer, or a comma list of stun:/turn: URLs (SWITCHBOARD_ICE_SERVERS)")
 	fs.StringVar(&f.Ports, "webrtc-ports", env("SWITCHBOARD_WEBRTC_PORTS", ""), "UDP port range of WebRTC's ICE, such as 20000-30000 (SWITCHBOARD_WEBRTC_PORTS; default: any free port)")
 	fs.IntVar(&f.UDPPort, "webrtc-udp-port", envInt("SWITCHBOARD_WEBRTC_UDP_PORT", 0), "one UDP port for every WebRTC call's ICE, instead of a port per call (SWITCHBOARD_WEBRTC_UDP_PORT)")
-	fs.DurationVar(&f.ConnectTimeout, "ice-connect-timeout", envDuration("SWITCHBOARD_ICE_CONNECT_TIMEOUT", realtime.DefaultICEConnectTimeout), "a WebRTC call whose ICE has not connected by then ends as ice-failed (SWITCHBOARD_ICE_CONNECT_TIMEOUT)")
-	fs.DurationVar(&f.Disconnected, "ice-disconnected-timeout", envDuration("SWITCHBOARD_ICE_DISCONNECTED_TIMEOUT", realtime.DefaultICEDisconnectedTimeout), "silence after which a browser's ICE is disconnected (SWITCHBOARD_ICE_DISCONNECTED_TIMEOUT)")
-	fs.DurationVar(&f.Failed, "ice-failed-timeout", envDuration("SWITCHBOARD_ICE_FAILED_TIMEOUT", realtime.DefaultICEFailedTimeout), "further silence after which it failed and the call ends as peer-disconnected (SWITCHBOARD_ICE_FAILED_TIMEOUT)")
+	fs.DurationVar(&f.ConnectTimeout, "ice-connect-timeout", envDuration("SWITCHBOARD_ICE_CONNECT_TIMEOUT", rtc.DefaultICEConnectTimeout), "a WebRTC call whose ICE has not connected by then ends as ice-failed (SWITCHBOARD_ICE_CONNECT_TIMEOUT)")
+	fs.DurationVar(&f.Disconnected, "ice-disconnected-timeout", envDuration("SWITCHBOARD_ICE_DISCONNECTED_TIMEOUT", rtc.DefaultICEDisconnectedTimeout), "silence after which a browser's ICE is disconnected (SWITCHBOARD_ICE_DISCONNECTED_TIMEOUT)")
+	fs.DurationVar(&f.Failed, "ice-failed-timeout", envDuration("SWITCHBOARD_ICE_FAILED_TIMEOUT", rtc.DefaultICEFailedTimeout), "further silence after which it failed and the call ends as peer-disconnected (SWITCHBOARD_ICE_FAILED_TIMEOUT)")
 	fs.BoolVar(&f.IncludeLoopback, "webrtc-loopback", env("SWITCHBOARD_WEBRTC_LOOPBACK", "") == "true", "offer loopback ICE candidates too, for browsers on this host (SWITCHBOARD_WEBRTC_LOOPBACK=true)")
 }
 
 // config turns the flags into the peers' configuration.
-func (f *webrtcFlags) config(publicIP string, log *slog.Logger) (realtime.WebRTCConfig, error) {
-	cfg := realtime.WebRTCConfig{UDPPort: f.UDPPort, ConnectTimeout: f.ConnectTimeout, DisconnectedTimeout: f.Disconnected,
+func (f *webrtcFlags) config(publicIP string, log *slog.Logger) (rtc.Config, error) {
+	cfg := rtc.Config{UDPPort: f.UDPPort, ConnectTimeout: f.ConnectTimeout, DisconnectedTimeout: f.Disconnected,
 		FailedTimeout: f.Failed, IncludeLoopback: f.IncludeLoopback, Log: log}
 	var err error
-	if cfg.ICEServers, err = realtime.ParseICEServers(f.ICEServers); err != nil {
+	if cfg.ICEServers, err = rtc.ParseICEServers(f.ICEServers); err != nil {
 		return cfg, fmt.Errorf("SWITCHBOARD_ICE_SERVERS: %w", err)
 	}
 	if publicIP != "" {
@@ -501,18 +501,18 @@ func (f *webrtcFlags) config(publicIP string, log *slog.Logger) (realtime.WebRTC
 	return cfg, nil
 }
 
-// webrtcCalls answers browsers' calls: a realtime.Peer carried by the web-call lifecycle.
+// webrtcCalls answers browsers' calls: an rtc.Peer carried by the web-call lifecycle.
 // It implements api.WebRTCCalls.
 type webrtcCalls struct {
-	calls *webCalls
-	rtc   *realtime.WebRTC
+	calls  *webCalls
+	engine *rtc.Engine
 
 	mu    sync.Mutex
-	peers map[string]*realtime.Peer
+	peers map[string]*rtc.Peer
 }
 
-func newWebRTCCalls(calls *webCalls, rtc *realtime.WebRTC) *webrtcCalls {
-	return &webrtcCalls{calls: calls, rtc: rtc, peers: map[string]*realtime.Peer{}}
+func newWebRTCCalls(calls *webCalls, engine *rtc.Engine) *webrtcCalls {
+	return &webrtcCalls{calls: calls, engine: engine, peers: map[string]*rtc.Peer{}}
 }
 
 // StartWebRTCCall implements api.WebRTCCalls.
@@ -525,7 +525,7 @@ func (w *webrtcCalls) StartWebRTCCall(ctx context.Context, tenantID string, req 
 		return nil, err
 	}
 	log := w.calls.log.With("tenant_id", tenantID, "from", from)
-	peer, err := w.rtc.Answer(ctx, req.SDP, log)
+	peer, err := w.engine.Answer(ctx, req.SDP, log)
 	if err != nil {
 		return nil, err
 	}
@@ -548,7 +548,7 @@ func (w *webrtcCalls) StartWebRTCCall(ctx context.Context, tenantID string, req 
 }
 
 // peer is the peer of a live WebRTC call of the tenant.
-func (w *webrtcCalls) peer(tenantID, id string) (*webCall, *realtime.Peer) {
+func (w *webrtcCalls) peer(tenantID, id string) (*webCall, *rtc.Peer) {
 	c := w.calls.get(tenantID, id)
 	if c == nil {
 		return nil, nil
@@ -593,7 +593,7 @@ func (w *webrtcCalls) HangupWebRTCCall(ctx context.Context, tenantID, id string)
 }
 
 // ICEServers implements api.WebRTCCalls.
-func (w *webrtcCalls) ICEServers() []realtime.ICEServer { return w.rtc.ICEServers() }
+func (w *webrtcCalls) ICEServers() []rtc.ICEServer { return w.engine.ICEServers() }
 
 // nodeCalls steers the node's live calls for the API (hang up, transfer): its web calls
 // here, the others through the SIP server, which places the outbound ones.

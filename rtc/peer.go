@@ -1,4 +1,4 @@
-package realtime
+package rtc
 
 import (
 	"context"
@@ -61,7 +61,7 @@ const (
 // sends each frame in its 20 ms slot. The call's events go to the client's "events" data
 // channel.
 type Peer struct {
-	w   *WebRTC
+	w   *Engine
 	pc  *webrtc.PeerConnection
 	log *slog.Logger
 	out *webrtc.TrackLocalStaticRTP
@@ -119,7 +119,7 @@ type Peer struct {
 	pending atomic.Int64
 }
 
-func newPeer(ctx context.Context, w *WebRTC, offer string, log *slog.Logger) (*Peer, error) {
+func newPeer(ctx context.Context, w *Engine, offer string, log *slog.Logger) (*Peer, error) {
 	dec, err := media.NewOpusDecoder(peerRate)
 	if err != nil {
 		return nil, err
@@ -612,7 +612,7 @@ func (p *Peer) onClientMessage(b []byte) {
 		p.log.Debug("webrtc: client message ignored", "error", err, "type", m.Type)
 		return
 	}
-	if len(m.Digit) != 1 || !isDigit(m.Digit[0]) {
+	if len(m.Digit) != 1 || !isKey(m.Digit[0]) {
 		p.log.Debug("webrtc: key ignored", "digit", m.Digit)
 		return
 	}
@@ -649,4 +649,9 @@ func (p *Peer) sendEvents() {
 			return
 		}
 	}
+}
+
+// isKey says whether c is a key a browser may press: 0-9, *, #, A-D.
+func isKey(c byte) bool {
+	return c >= '0' && c <= '9' || c == '*' || c == '#' || c >= 'A' && c <= 'D'
 }
