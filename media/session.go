@@ -232,7 +232,10 @@ type RTPSession struct {
 	wg      sync.WaitGroup
 }
 
-var _ Stream = (*RTPSession)(nil)
+var (
+	_ Stream     = (*RTPSession)(nil)
+	_ DTMFSender = (*RTPSession)(nil)
+)
 
 func unmapAddrPort(a netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
@@ -390,16 +393,33 @@ func (s *RTPSession) SampleRate() int { return s.rate }
 // Events implements Stream: DTMF (RFC 4733 and Deliver) and a final EventHangup.
 func (s *RTPSession) Events() <-chan Event { return s.events }
 
-// Done is closed when the stream has ended.
+// Done implements Stream: it is closed when the stream has ended.
 func (s *RTPSession) Done() <-chan struct{} { return s.done }
 
-// Reason is why the stream ended ("media-timeout", the Hangup reason, "closed"); "" while
-// it lives.
+// Reason implements Stream: why the stream ended ("media-timeout", the Hangup reason,
+// "closed"); "" while it lives.
 func (s *RTPSession) Reason() string {
 	if r := s.reason.Load(); r != nil {
 		return *r
 	}
 	return ""
+}
+
+// Quality implements Stream: the RFC 3550 counts of what was received, and the RTT from
+// RTCP when the peer sends reports.
+func (s *RTPSession) Quality() Quality {
+	st := s.Stats()
+	q := Quality{
+		PacketsReceived: int64(st.PacketsReceived),
+		PacketsSent:     int64(st.PacketsSent),
+		PacketsLost:     max(st.PacketsLost, 0), // RFC 3550's count goes below zero with duplicates
+		JitterMS:        float64(st.Jitter) / float64(time.Millisecond),
+		RTTMS:           float64(st.RTT) / float64(time.Millisecond),
+	}
+	if exp := int64(st.PacketsReceived) + st.PacketsLost; exp > 0 && st.PacketsLost > 0 {
+		q.LossPercent = 100 * float64(st.PacketsLost) / float64(exp)
+	}
+	return q
 }
 
 // Close implements Stream; it is idempotent and returns once the readers have stopped.

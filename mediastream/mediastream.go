@@ -187,6 +187,13 @@ type pendingMark struct {
 	heard int64
 }
 
+// A Socket is a media.Stream whose far end buffers our audio ahead of playing it, which
+// Clear drops on barge-in.
+var (
+	_ media.Stream  = (*Socket)(nil)
+	_ media.Clearer = (*Socket)(nil)
+)
+
 // Socket is one media-stream socket as a media.Stream of 8 kHz frames.
 type Socket struct {
 	conn  *websocket.Conn
@@ -330,10 +337,10 @@ func (m *Socket) SampleRate() int { return media.Rate8k }
 // Events implements media.Stream: DTMF, and a hang-up when the far end stops.
 func (m *Socket) Events() <-chan media.Event { return m.events }
 
-// Done is closed when the stream ended; Reason says why.
+// Done implements media.Stream: it is closed when the stream ended; Reason says why.
 func (m *Socket) Done() <-chan struct{} { return m.done }
 
-// Reason is why the stream ended: caller-hangup, error, credential-revoked, or closed (by
+// Reason implements media.Stream: why the stream ended: caller-hangup, error, credential-revoked, or closed (by
 // us).
 func (m *Socket) Reason() string {
 	if r := m.reason.Load(); r != nil {
@@ -353,11 +360,11 @@ func (m *Socket) Stats() Stats {
 		Played: time.Duration(played) * media.FrameDuration, Cleared: time.Duration(cleared) * media.FrameDuration}
 }
 
-// Quality is the stream's account for the call record: frames as packets; the frames
-// ReadFrame could not take in time are the lost ones.
-func (m *Socket) Quality() store.CallQuality {
+// Quality implements media.Stream: frames as packets; the frames ReadFrame could not take
+// in time are the lost ones.
+func (m *Socket) Quality() media.Quality {
 	st := m.Stats()
-	q := store.CallQuality{PacketsReceived: st.FramesIn, PacketsSent: st.FramesOut, PacketsLost: st.DroppedIn}
+	q := media.Quality{PacketsReceived: st.FramesIn, PacketsSent: st.FramesOut, PacketsLost: st.DroppedIn}
 	if st.FramesIn > 0 {
 		q.LossPercent = 100 * float64(st.DroppedIn) / float64(st.FramesIn)
 	}

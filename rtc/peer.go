@@ -15,7 +15,6 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/switchboard-go/switchboard/media"
-	"github.com/switchboard-go/switchboard/store"
 )
 
 // Reasons a peer ends by itself.
@@ -118,6 +117,10 @@ type Peer struct {
 	// pending counts the events queued and not yet handed to the channel.
 	pending atomic.Int64
 }
+
+// A peer carries neither keys to the browser nor audio the browser holds unplayed: it is
+// a media.Stream and nothing more.
+var _ media.Stream = (*Peer)(nil)
 
 func newPeer(ctx context.Context, w *Engine, offer string, log *slog.Logger) (*Peer, error) {
 	dec, err := media.NewOpusDecoder(peerRate)
@@ -244,10 +247,10 @@ func (p *Peer) AddICECandidates(frag []byte) error {
 // Connected is closed once ICE and DTLS are up: media can flow.
 func (p *Peer) Connected() <-chan struct{} { return p.connected }
 
-// Done is closed once the peer ended (Reason says why).
+// Done implements media.Stream: it is closed once the peer ended (Reason says why).
 func (p *Peer) Done() <-chan struct{} { return p.done }
 
-// Reason is why the peer ended: ReasonICEFailed, ReasonPeerDisconnected, the reason given
+// Reason implements media.Stream: why the peer ended: ReasonICEFailed, ReasonPeerDisconnected, the reason given
 // to Hangup, or "closed"; "" while it is live.
 func (p *Peer) Reason() string {
 	if r := p.reason.Load(); r != nil {
@@ -543,11 +546,11 @@ func (p *Peer) WriteFrame(f *media.Frame) error {
 	return nil
 }
 
-// Quality is how the peer's media fared, for the call's record.
-func (p *Peer) Quality() store.CallQuality {
+// Quality implements media.Stream: the RFC 3550 counts and jitter of the browser's audio.
+func (p *Peer) Quality() media.Quality {
 	p.rmu.Lock()
 	defer p.rmu.Unlock()
-	q := store.CallQuality{PacketsReceived: int64(p.rxPackets), PacketsSent: int64(p.txPackets.Load()),
+	q := media.Quality{PacketsReceived: int64(p.rxPackets), PacketsSent: int64(p.txPackets.Load()),
 		JitterMS: p.jitter * 1000 / float64(media.ClockRateOpus)}
 	if p.rxPackets > 0 {
 		if lost := p.rxMax - p.rxFirst + 1 - int64(p.rxPackets); lost > 0 {

@@ -52,9 +52,8 @@ type webCallSpec struct {
 	From, To string
 	Codec    string
 	Metadata map[string]any
-	// Stream is the call's audio. If it also has Done() <-chan struct{} and Reason() string
-	// (as rtc.Peer does), its ending ends the call with that reason; and Quality()
-	// store.CallQuality, if it has it, is written when the call ends.
+	// Stream is the call's audio: its ending ends the call with its reason, and its
+	// quality is written when the call ends.
 	Stream media.Stream
 	// Hangup tells the far end that the call ended with reason and releases the transport.
 	// It is called once, last: after Stream was closed, the agent stopped, the record was
@@ -66,22 +65,6 @@ type webCallSpec struct {
 	// OnEvent, when set, sees every event the call publishes (a WebRTC data channel
 	// forwards them to the browser). It must not block.
 	OnEvent func(typ string, data any)
-}
-
-// endedStream is a stream that knows it ended and why (rtc.Peer).
-type endedStream interface {
-	Done() <-chan struct{}
-	Reason() string
-}
-
-// qualityStream reports how its media fared.
-type qualityStream interface {
-	Quality() store.CallQuality
-}
-
-// dtmfStream plays keys to the far end.
-type dtmfStream interface {
-	SendDTMF(digit rune, d time.Duration) error
 }
 
 // webCalls runs the node's web calls.
@@ -294,14 +277,12 @@ func (c *webCall) Hangup(reason string) {
 	// An agent that hangs up on a stream the far end has already ended does so because it
 	// ended (its conversation may learn of it a moment after the stream did): the far end's
 	// reason is why the call ended.
-	if es, ok := c.spec.Stream.(endedStream); ok {
-		select {
-		case <-es.Done():
-			if r := es.Reason(); r != "" && r != "closed" {
-				reason = r
-			}
-		default:
+	select {
+	case <-c.spec.Stream.Done():
+		if r := c.spec.Stream.Reason(); r != "" && r != "closed" {
+			reason = r
 		}
+	default:
 	}
 	c.End(reason)
 }
@@ -322,7 +303,7 @@ func (c *webCall) Transfer(ctx context.Context, to string) error { return errNoT
 
 // SendDTMF plays digits to the far end, when the transport can.
 func (c *webCall) SendDTMF(digits string) error {
-	ds, ok := c.spec.Stream.(dtmfStream)
+	ds, ok := c.spec.Stream.(media.DTMFSender)
 	if !ok {
 		return errors.New("this call's transport carries no keys")
 	}
@@ -338,13 +319,9 @@ func (c *webCall) SendDTMF(digits string) error {
 // it ends, whoever ended it.
 func (c *webCall) run(handler func(ctx context.Context, c *webCall)) {
 	base := c.w.base
-	var streamDone <-chan struct{}
-	es, _ := c.spec.Stream.(endedStream)
-	if es != nil {
-		streamDone = es.Done()
-	}
+	streamDone := c.spec.Stream.Done()
 	streamEnded := func() {
-		r := es.Reason()
+		r := c.spec.Stream.Reason()
 		if r == "" || r == "closed" {
 			r = sip.ReasonError
 		}
@@ -433,16 +410,12 @@ func (c *webCall) answered() {
 
 // finish writes the call's final state and publishes call.ended.
 func (c *webCall) finish(reason string) {
-	var q *store.CallQuality
-	if qs, ok := c.spec.Stream.(qualityStream); ok {
-		v := qs.Quality()
-		q = &v
-	}
+	q := store.CallQuality(c.spec.Stream.Quality())
 	unanswered := store.CallFailed
 	if reason == sip.ReasonCallerHangup {
 		unanswered = store.CallCanceled
 	}
-	c.Ended(c.w.base, reason, unanswered, q)
+	c.Ended(c.w.base, reason, unanswered, &q)
 	c.w.mu.Lock()
 	delete(c.w.live, c.id)
 	c.w.mu.Unlock()

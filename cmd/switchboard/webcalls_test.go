@@ -54,6 +54,21 @@ func (m *memStream) WriteFrame(f *media.Frame) error {
 
 func (m *memStream) Events() <-chan media.Event { return m.events }
 
+func (m *memStream) Done() <-chan struct{} { return m.closed }
+
+func (m *memStream) Reason() string {
+	select {
+	case <-m.closed:
+		return "closed"
+	default:
+		return ""
+	}
+}
+
+func (m *memStream) Quality() media.Quality {
+	return media.Quality{PacketsSent: m.written.Load()}
+}
+
 func (m *memStream) Close() error {
 	m.once.Do(func() { close(m.closed); close(m.events) })
 	return nil
