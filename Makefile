@@ -36,7 +36,7 @@ test: deps vet sdk browser
 #   make bench BENCH=GetAgent BENCHTIME=50000x
 bench: deps
 	./scripts/with-postgres.sh $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem ./api/ ./store/ ./media/ ./agent/...
-	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 1x -benchmem ./realtime/
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 1x -benchmem ./realtime/ ./rtc/ ./mediastream/
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

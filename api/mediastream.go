@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/switchboard-go/switchboard/realtime"
+	"github.com/switchboard-go/switchboard/mediastream"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -19,7 +19,7 @@ type MediaStreamCalls interface {
 	CheckMediaStreamTarget(ctx context.Context, tenantID, target string) error
 	// StartMediaStreamCall records the call and runs it over s in the background until it
 	// ends; it returns the call's id.
-	StartMediaStreamCall(ctx context.Context, tenantID, target string, s *realtime.MediaStream) (string, error)
+	StartMediaStreamCall(ctx context.Context, tenantID, target string, s *mediastream.Socket) (string, error)
 }
 
 func (s *Server) mediaStreamRoutes() []route {
@@ -55,7 +55,7 @@ func (s *Server) serveMediaStream(w http.ResponseWriter, r *http.Request, p *Pri
 		return err
 	}
 	log := s.log.With("tenant_id", p.TenantID, "target", target)
-	ms, err := realtime.AcceptMediaStream(w, r, realtime.MediaStreamOptions{Log: log})
+	ms, err := mediastream.Accept(w, r, mediastream.Options{Log: log})
 	if err != nil {
 		log.Info("media stream not started", "error", err)
 		return nil // the upgrade answered, or the socket is closed with its reason

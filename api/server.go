@@ -468,10 +468,13 @@ func nextRequestID() string {
 }
 
 // clientIP is the address a request came from (the proxy's, behind a proxy).
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+func clientIP(r *http.Request) string { return remoteHost(r.RemoteAddr) }
+
+// remoteHost is the host of a client's address as the HTTP server saw it (host:port).
+func remoteHost(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return r.RemoteAddr
+		return addr
 	}
 	return host
 }

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/switchboard-go/switchboard/realtime"
+	"github.com/switchboard-go/switchboard/rtc"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -17,19 +17,19 @@ import (
 type WebRTCCalls interface {
 	// StartWebRTCCall answers the offer of req with a new peer and runs the call in the
 	// background; it returns the call. An offer that cannot be answered is a
-	// *realtime.OfferError, an unknown agent wraps store.ErrNotFound, a bad target is a
+	// *rtc.OfferError, an unknown agent wraps store.ErrNotFound, a bad target is a
 	// *store.ValidationError.
 	StartWebRTCCall(ctx context.Context, tenantID string, req WebRTCSessionRequest, from string) (*StartedWebRTCCall, error)
 	// HasWebRTCCall says whether id is a live WebRTC call of the tenant on this node.
 	HasWebRTCCall(tenantID, id string) bool
-	// TrickleWebRTCCall adds the candidates of an RFC 8840 fragment (realtime.ErrCandidate
+	// TrickleWebRTCCall adds the candidates of an RFC 8840 fragment (rtc.ErrCandidate
 	// when it is not one; store.ErrNotFound when the call is not live).
 	TrickleWebRTCCall(ctx context.Context, tenantID, id string, frag []byte) error
 	// HangupWebRTCCall ends the call as the caller's hang-up (store.ErrNotFound when it is
 	// not live).
 	HangupWebRTCCall(ctx context.Context, tenantID, id string) error
 	// ICEServers are the STUN and TURN servers browsers should use.
-	ICEServers() []realtime.ICEServer
+	ICEServers() []rtc.ICEServer
 }
 
 // StartedWebRTCCall is a WebRTC call just answered.
@@ -59,13 +59,13 @@ type WebRTCSession struct {
 	// ID is the call's id: the session's URL is /api/v1/webrtc/sessions/{id}.
 	ID string `json:"id"`
 	// SDP is the answer, with every candidate of the node in it.
-	SDP        string               `json:"sdp"`
-	ICEServers []realtime.ICEServer `json:"ice_servers"`
+	SDP        string          `json:"sdp"`
+	ICEServers []rtc.ICEServer `json:"ice_servers"`
 }
 
 // WebRTCConfig is what a browser needs before it offers.
 type WebRTCConfig struct {
-	ICEServers []realtime.ICEServer `json:"ice_servers"`
+	ICEServers []rtc.ICEServer `json:"ice_servers"`
 }
 
 const (
@@ -104,9 +104,9 @@ func (s *Server) webrtcRoutes() []route {
 	}
 }
 
-func (s *Server) iceServers() []realtime.ICEServer {
+func (s *Server) iceServers() []rtc.ICEServer {
 	if s.cfg.WebRTC == nil {
-		return []realtime.ICEServer{}
+		return []rtc.ICEServer{}
 	}
 	return s.cfg.WebRTC.ICEServers()
 }
@@ -136,33 +136,10 @@ func (s *Server) createWebRTCSession(w http.ResponseWriter, r *http.Request, p *
 			return err
 		}
 	}
-	switch {
-	case strings.TrimSpace(req.SDP) == "":
-		return errValidation("sdp", "is required: the browser's SDP offer")
-	case req.AgentID == "" && req.Destination == "":
-		return errValidation("agent_id", "is required: the agent that answers (or a built-in destination)")
-	case req.AgentID != "" && req.Destination != "":
-		return errValidation("destination", "a call goes to an agent or to a built-in destination, not both")
-	}
-	if s.cfg.WebRTC == nil {
-		return errNoWebRTC
-	}
-	call, err := s.cfg.WebRTC.StartWebRTCCall(r.Context(), p.TenantID, req, clientIP(r))
+	call, err := s.startWebRTCCall(r.Context(), p, req, clientIP(r))
 	if err != nil {
-		var oe *realtime.OfferError
-		switch {
-		case errors.As(err, &oe):
-			return errValidation("sdp", "%s", oe.Reason)
-		case errors.Is(err, store.ErrNotFound):
-			return errNotFound("Agent")
-		}
 		return err
 	}
-	// The call spends for its credential as long as it lasts: revoking the key, or deleting
-	// the user or tenant, hangs it up (HTTP and the events socket's webrtc.offer both come
-	// through here).
-	unregister := s.conns.Register(p.credential(), func(string) { call.End(store.EndedCredentialRevoked) })
-	go func() { <-call.Done; unregister() }()
 	id, answer := call.ID, call.Answer
 	location := "/api/v1/webrtc/sessions/" + id
 	w.Header().Set("Location", location)
@@ -189,8 +166,8 @@ func (s *Server) createWebRTCSession(w http.ResponseWriter, r *http.Request, p *
 
 func (s *Server) trickleWebRTCSession(w http.ResponseWriter, r *http.Request, p *Principal) error {
 	id := r.PathValue("id")
-	if s.cfg.WebRTC == nil || !s.cfg.WebRTC.HasWebRTCCall(p.TenantID, id) {
-		return errNotFound("WebRTC session")
+	if err := s.liveWebRTCCall(p, id); err != nil {
+		return err
 	}
 	if mt := mediaType(r); mt != contentSDPFrag {
 		return &Error{Status: http.StatusUnsupportedMediaType, Code: codeUnsupported,
@@ -200,13 +177,11 @@ func (s *Server) trickleWebRTCSession(w http.ResponseWriter, r *http.Request, p 
 	if err != nil {
 		return err
 	}
-	if err := s.cfg.WebRTC.TrickleWebRTCCall(r.Context(), p.TenantID, id, frag); err != nil {
-		switch {
-		case errors.Is(err, realtime.ErrCandidate):
+	if err := s.trickleWebRTCCall(r.Context(), p, id, frag); err != nil {
+		if errors.Is(err, rtc.ErrCandidate) {
+			// Over HTTP the fragment is the body.
 			return &Error{Status: http.StatusBadRequest, Code: codeValidation, Message: err.Error(),
 				Details: []store.FieldError{{Field: "body", Message: err.Error()}}}
-		case errors.Is(err, store.ErrNotFound):
-			return errNotFound("WebRTC session")
 		}
 		return err
 	}
@@ -215,17 +190,84 @@ func (s *Server) trickleWebRTCSession(w http.ResponseWriter, r *http.Request, p 
 }
 
 func (s *Server) deleteWebRTCSession(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	id := r.PathValue("id")
+	if err := s.hangupWebRTCCall(r.Context(), p, r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// The WebRTC signalling service. HTTP (/api/v1/webrtc/sessions) and the events socket's
+// webrtc.* commands both call these, so that a call is started, trickled and hung up under
+// one set of rules and refused with one set of errors: an *Error each surface writes in its
+// own frame, or rtc.ErrCandidate, which each surface names by its own field (the body over
+// HTTP, candidate on the socket).
+
+// startWebRTCCall checks a browser's offer and who it calls, answers it with a call that
+// runs in the background, and has the call spend for p's credential as long as it lasts.
+func (s *Server) startWebRTCCall(ctx context.Context, p *Principal, req WebRTCSessionRequest, from string) (*StartedWebRTCCall, error) {
+	switch {
+	case strings.TrimSpace(req.SDP) == "":
+		return nil, errValidation("sdp", "is required: the browser's SDP offer")
+	case req.AgentID == "" && req.Destination == "":
+		return nil, errValidation("agent_id", "is required: the agent that answers (or a built-in destination)")
+	case req.AgentID != "" && req.Destination != "":
+		return nil, errValidation("destination", "a call goes to an agent or to a built-in destination, not both")
+	}
 	if s.cfg.WebRTC == nil {
+		return nil, errNoWebRTC
+	}
+	call, err := s.cfg.WebRTC.StartWebRTCCall(ctx, p.TenantID, req, from)
+	if err != nil {
+		var oe *rtc.OfferError
+		switch {
+		case errors.As(err, &oe):
+			return nil, errValidation("sdp", "%s", oe.Reason)
+		case errors.Is(err, store.ErrNotFound):
+			return nil, errNotFound("Agent")
+		}
+		return nil, err
+	}
+	// Revoking the key, or deleting the user or tenant, hangs the call up.
+	unregister := s.conns.Register(p.credential(), func(string) { call.End(store.EndedCredentialRevoked) })
+	go func() { <-call.Done; unregister() }()
+	return call, nil
+}
+
+// liveWebRTCCall is nil when id is a live WebRTC call of p's tenant on this node, and the
+// session's 404 otherwise (another tenant's call included).
+func (s *Server) liveWebRTCCall(p *Principal, id string) error {
+	if s.cfg.WebRTC == nil || !s.cfg.WebRTC.HasWebRTCCall(p.TenantID, id) {
 		return errNotFound("WebRTC session")
 	}
-	if err := s.cfg.WebRTC.HangupWebRTCCall(r.Context(), p.TenantID, id); err != nil {
+	return nil
+}
+
+// trickleWebRTCCall adds the candidates of an RFC 8840 fragment to a live call.
+func (s *Server) trickleWebRTCCall(ctx context.Context, p *Principal, id string, frag []byte) error {
+	if err := s.liveWebRTCCall(p, id); err != nil {
+		return err
+	}
+	if err := s.cfg.WebRTC.TrickleWebRTCCall(ctx, p.TenantID, id, frag); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return errNotFound("WebRTC session")
 		}
 		return err
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// hangupWebRTCCall ends a live call as the caller's hang-up, once it has ended.
+func (s *Server) hangupWebRTCCall(ctx context.Context, p *Principal, id string) error {
+	if s.cfg.WebRTC == nil {
+		return errNotFound("WebRTC session")
+	}
+	if err := s.cfg.WebRTC.HangupWebRTCCall(ctx, p.TenantID, id); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return errNotFound("WebRTC session")
+		}
+		return err
+	}
 	return nil
 }
 

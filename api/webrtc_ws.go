@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard-go/switchboard/realtime"
+	"github.com/switchboard-go/switchboard/rtc"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -22,9 +22,10 @@ import (
 //	{"type":"webrtc.hangup","id":"3","call_id":…} → ack once the call has ended (caller-hangup)
 //
 // The frame's id is the socket's request id, echoed in the ack or error, so the call is
-// named by call_id. Each command runs the HTTP operation's own handler, so that an offer is
-// validated and refused (an error frame naming sdp, an unknown agent not found) exactly as
-// over HTTP; like the HTTP operations, the commands need the write scope. The call's events
+// named by call_id. Each command calls the signalling service the HTTP operation calls
+// (startWebRTCCall, trickleWebRTCCall, hangupWebRTCCall), so that an offer is validated and
+// refused (an error frame naming sdp, an unknown agent not found) exactly as over HTTP;
+// like the HTTP operations, the commands need the write scope. The call's events
 // are on the topic call:{id}, which the same socket subscribes to.
 func (s *Server) HandleWebRTCCommands(streams *realtime.Server) {
 	streams.Handle("webrtc.offer", s.offerCommand)
@@ -52,11 +53,16 @@ func (s *Server) offerCommand(ctx context.Context, v realtime.Viewer, msg json.R
 	delete(fields, "type")
 	delete(fields, "id")
 	body, _ := json.Marshal(fields)
-	out, err := s.runCommand(ctx, p, v, http.MethodPost, "/api/v1/webrtc/sessions", "", "application/json", body, s.createWebRTCSession)
+	var req WebRTCSessionRequest
+	if err := decodeInto(body, &req, false); err != nil {
+		return nil, s.commandError(err)
+	}
+	// A browser's call is from the socket's client.
+	call, err := s.startWebRTCCall(ctx, p, req, remoteHost(v.RemoteAddr))
 	if err != nil {
 		return nil, s.commandError(err)
 	}
-	return json.RawMessage(bytes.TrimSpace(out)), nil
+	return WebRTCSession{ID: call.ID, SDP: call.Answer, ICEServers: s.iceServers()}, nil
 }
 
 func (s *Server) candidateCommand(ctx context.Context, v realtime.Viewer, msg json.RawMessage) (any, error) {
@@ -72,11 +78,11 @@ func (s *Server) candidateCommand(ctx context.Context, v realtime.Viewer, msg js
 	if strings.HasPrefix(frag, "candidate:") {
 		frag = "a=" + frag
 	}
-	_, err = s.runCommand(ctx, p, v, http.MethodPatch, "/api/v1/webrtc/sessions/"+cmd.CallID, cmd.CallID, contentSDPFrag, []byte(frag+"\r\n"), s.trickleWebRTCSession)
-	if e := (*Error)(nil); errors.As(err, &e) && e.Status == http.StatusBadRequest {
+	err = s.trickleWebRTCCall(ctx, p, cmd.CallID, []byte(frag+"\r\n"))
+	if errors.Is(err, rtc.ErrCandidate) {
 		// Over HTTP the fragment is the body; here it is the candidate field.
-		return nil, realtime.CommandError(http.StatusUnprocessableEntity, e.Code, "Invalid request: candidate "+e.Message,
-			realtime.CommandFieldError{Field: "candidate", Message: e.Message})
+		return nil, realtime.CommandError(http.StatusUnprocessableEntity, codeValidation, "Invalid request: candidate "+err.Error(),
+			realtime.CommandFieldError{Field: "candidate", Message: err.Error()})
 	}
 	return nil, s.commandError(err)
 }
@@ -86,8 +92,7 @@ func (s *Server) hangupCommand(ctx context.Context, v realtime.Viewer, msg json.
 	if err != nil {
 		return nil, err
 	}
-	_, err = s.runCommand(ctx, p, v, http.MethodDelete, "/api/v1/webrtc/sessions/"+cmd.CallID, cmd.CallID, "", nil, s.deleteWebRTCSession)
-	return nil, s.commandError(err)
+	return nil, s.commandError(s.hangupWebRTCCall(ctx, p, cmd.CallID))
 }
 
 // callCommand reads a command about a call: its principal, and the call it names.
@@ -136,33 +141,6 @@ func (s *Server) commandPrincipal(ctx context.Context, v realtime.Viewer) (*Prin
 	return p, nil
 }
 
-// runCommand runs an HTTP operation's handler for a command and returns the body it
-// answered with; a refusal is the handler's error, or the error it wrote.
-func (s *Server) runCommand(ctx context.Context, p *Principal, v realtime.Viewer, method, path, id, contentType string, body []byte,
-	h func(http.ResponseWriter, *http.Request, *Principal) error) ([]byte, error) {
-	r, err := http.NewRequestWithContext(ctx, method, path, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	r.RemoteAddr = v.RemoteAddr // the socket's client: a browser's call is from it
-	if contentType != "" {
-		r.Header.Set("Content-Type", contentType)
-	}
-	if id != "" {
-		r.SetPathValue("id", id)
-	}
-	w := &commandResponse{header: http.Header{}}
-	if err := h(w, r, p); err != nil {
-		return nil, err
-	}
-	if w.status >= http.StatusBadRequest {
-		var eb errorBody
-		_ = json.Unmarshal(w.body.Bytes(), &eb)
-		return nil, &Error{Status: w.status, Code: eb.Error.Code, Message: eb.Error.Message, Details: eb.Error.Details}
-	}
-	return w.body.Bytes(), nil
-}
-
 // commandError is err as the socket's error frame carries it: the canonical error an HTTP
 // client of the same operation gets.
 func (s *Server) commandError(err error) error {
@@ -178,24 +156,4 @@ func (s *Server) commandError(err error) error {
 		details = append(details, realtime.CommandFieldError{Field: d.Field, Message: d.Message})
 	}
 	return realtime.CommandError(e.Status, e.Code, e.Message, details...)
-}
-
-// commandResponse keeps what an HTTP handler answered a command with.
-type commandResponse struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (w *commandResponse) Header() http.Header { return w.header }
-
-func (w *commandResponse) WriteHeader(status int) {
-	if w.status == 0 {
-		w.status = status
-	}
-}
-
-func (w *commandResponse) Write(b []byte) (int, error) {
-	w.WriteHeader(http.StatusOK)
-	return w.body.Write(b)
 }

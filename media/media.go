@@ -55,7 +55,10 @@ type Event struct {
 }
 
 // Stream is the seam every transport adapts to and the agent sees alone: a duplex source
-// and sink of 20 ms PCM16 frames at one sample rate, with DTMF and hang-up as events.
+// and sink of 20 ms PCM16 frames at one sample rate, with DTMF and hang-up as events, its
+// ending and why, and how its media fared. What only some transports can do is an optional
+// interface beside it (Clearer, DTMFSender), which each transport that has it asserts at
+// compile time.
 type Stream interface {
 	// SampleRate is the rate of the frames read and written.
 	SampleRate() int
@@ -66,8 +69,43 @@ type Stream interface {
 	WriteFrame(f *Frame) error
 	// Events delivers DTMF and hang-up; it is closed when the stream ends.
 	Events() <-chan Event
+	// Done is closed once the stream ended, whichever side ended it.
+	Done() <-chan struct{}
+	// Reason is why the stream ended (the far end's "bye", "media-timeout",
+	// "peer-disconnected", …, or "closed" when Close ended it); "" while it lives.
+	Reason() string
+	// Quality is how the stream's media has fared so far, for the call's record.
+	Quality() Quality
 	// Close ends the stream; it is idempotent.
 	Close() error
+}
+
+// Quality is how a stream's media fared: packets (or frames, for a transport without
+// packets of its own) received, sent and lost, and the interarrival jitter and round-trip
+// time where the transport measures them. Its fields are those of the call record's
+// quality (store.CallQuality), which converts from it.
+type Quality struct {
+	PacketsReceived int64
+	PacketsSent     int64
+	// PacketsLost is never negative (RFC 3550's count is, with duplicates).
+	PacketsLost int64
+	// LossPercent is PacketsLost of those expected.
+	LossPercent float64
+	JitterMS    float64
+	RTTMS       float64
+}
+
+// Clearer is a stream that holds our audio at the far end before it is played (a
+// media-stream socket: the CPaaS buffers what we send ahead). Clear drops what the far end
+// holds unplayed, on barge-in, and says how much that was.
+type Clearer interface {
+	Clear() time.Duration
+}
+
+// DTMFSender is a stream that can play a key to the far end (RFC 4733 telephone events),
+// held for d.
+type DTMFSender interface {
+	SendDTMF(digit rune, d time.Duration) error
 }
 
 // ErrClosed is a stream that has ended.

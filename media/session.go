@@ -180,7 +180,7 @@ type RTPSession struct {
 	rstats      *ReceiverStats
 	det         *DTMFDetector
 	lastEventAt time.Time
-	rxNew       *rxCodec // a codec from Update, taken up by ReadFrame
+	playNew     *Playout // a codec's playout from Update, taken up by ReadFrame
 	received    uint64
 	dropped     uint64
 	lostBase    int64  // loss of earlier sources
@@ -192,24 +192,19 @@ type RTPSession struct {
 	bye         bool
 
 	// ReadFrame's own.
-	rx          *rxCodec
-	readStarted bool
-	readNext    time.Time
-	readTimer   *time.Timer
-	rbuf, rnext []byte
+	play      *Playout
+	readClock *Pacer
 
 	// The send side.
-	wmu          sync.Mutex
-	pz           *Packetizer
-	sstats       *SenderStats
-	tx           *txCodec
-	txEventPT    uint8
-	writeStarted bool
-	writeNext    time.Time
-	sending      bool
-	dtmfActive   bool
-	writeTimer   *time.Timer // WriteFrame's own
-	wpkt         []byte      // WriteFrame's own
+	wmu        sync.Mutex
+	pz         *Packetizer
+	sstats     *SenderStats
+	tx         *txCodec
+	txEventPT  uint8
+	writeClock *Pacer // under wmu; its Wait is WriteFrame's
+	sending    bool
+	dtmfActive bool
+	wpkt       []byte // WriteFrame's own
 
 	dtmfMu   sync.Mutex // one SendDTMF at a time
 	dtmfPkts []DTMFPacket
@@ -232,7 +227,10 @@ type RTPSession struct {
 	wg      sync.WaitGroup
 }
 
-var _ Stream = (*RTPSession)(nil)
+var (
+	_ Stream     = (*RTPSession)(nil)
+	_ DTMFSender = (*RTPSession)(nil)
+)
 
 func unmapAddrPort(a netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
@@ -258,7 +256,7 @@ func NewRTPSession(cfg RTPConfig) (*RTPSession, error) {
 	if !supportedRate(cfg.Rate) {
 		return nil, fmt.Errorf("%w: stream at %d Hz", ErrUnsupportedRate, cfg.Rate)
 	}
-	rx, err := newRxCodec(kind, cfg.Rate)
+	play, err := newPlayout(kind, cfg.Rate, maxDatagram)
 	if err != nil {
 		return nil, err
 	}
@@ -303,16 +301,14 @@ func NewRTPSession(cfg RTPConfig) (*RTPSession, error) {
 		chunk:          newG711Chunker(),
 		rstats:         NewReceiverStats(spec.ClockRate),
 		det:            NewDTMFDetector(spec.ClockRate),
-		rx:             rx,
-		rbuf:           make([]byte, maxDatagram),
-		rnext:          make([]byte, maxDatagram),
-		readTimer:      stoppedTimer(),
+		play:           play,
+		readClock:      NewPacer(),
 		pz:             NewPacketizer(spec.PayloadType, spec.ClockRate, 0),
 		sstats:         NewSenderStats(spec.ClockRate),
 		tx:             tx,
 		txEventPT:      cfg.EventPT,
 		sending:        true,
-		writeTimer:     stoppedTimer(),
+		writeClock:     NewPacer(),
 		wpkt:           make([]byte, maxDatagram),
 		dtmfPkts:       make([]DTMFPacket, 0, 32),
 		dtmfBuf:        make([]byte, 12+TelephoneEventSize),
@@ -356,25 +352,6 @@ func stoppedTimer() *time.Timer {
 	return t
 }
 
-// sleepUntil waits on t until the deadline or the end of the stream.
-func (s *RTPSession) sleepUntil(t *time.Timer, until time.Time) error {
-	d := time.Until(until)
-	if d <= 0 {
-		if s.isDone() {
-			return ErrClosed
-		}
-		return nil
-	}
-	t.Reset(d)
-	select {
-	case <-t.C:
-		return nil
-	case <-s.done:
-		t.Stop()
-		return ErrClosed
-	}
-}
-
 func (s *RTPSession) isDone() bool {
 	select {
 	case <-s.done:
@@ -390,16 +367,33 @@ func (s *RTPSession) SampleRate() int { return s.rate }
 // Events implements Stream: DTMF (RFC 4733 and Deliver) and a final EventHangup.
 func (s *RTPSession) Events() <-chan Event { return s.events }
 
-// Done is closed when the stream has ended.
+// Done implements Stream: it is closed when the stream has ended.
 func (s *RTPSession) Done() <-chan struct{} { return s.done }
 
-// Reason is why the stream ended ("media-timeout", the Hangup reason, "closed"); "" while
-// it lives.
+// Reason implements Stream: why the stream ended ("media-timeout", the Hangup reason,
+// "closed"); "" while it lives.
 func (s *RTPSession) Reason() string {
 	if r := s.reason.Load(); r != nil {
 		return *r
 	}
 	return ""
+}
+
+// Quality implements Stream: the RFC 3550 counts of what was received, and the RTT from
+// RTCP when the peer sends reports.
+func (s *RTPSession) Quality() Quality {
+	st := s.Stats()
+	q := Quality{
+		PacketsReceived: int64(st.PacketsReceived),
+		PacketsSent:     int64(st.PacketsSent),
+		PacketsLost:     max(st.PacketsLost, 0), // RFC 3550's count goes below zero with duplicates
+		JitterMS:        float64(st.Jitter) / float64(time.Millisecond),
+		RTTMS:           float64(st.RTT) / float64(time.Millisecond),
+	}
+	if exp := int64(st.PacketsReceived) + st.PacketsLost; exp > 0 && st.PacketsLost > 0 {
+		q.LossPercent = 100 * float64(st.PacketsLost) / float64(exp)
+	}
+	return q
 }
 
 // Close implements Stream; it is idempotent and returns once the readers have stopped.
@@ -488,14 +482,9 @@ func (s *RTPSession) ReadFrame(f *Frame) error {
 		f.Samples = make([]int16, s.frameLen)
 	}
 	f.Samples, f.Rate = f.Samples[:s.frameLen], s.rate
-	now := time.Now()
-	if !s.readStarted || now.Sub(s.readNext) > readMaxLag {
-		s.readStarted, s.readNext = true, now
-	}
-	if err := s.sleepUntil(s.readTimer, s.readNext); err != nil {
+	if err := s.readClock.Wait(s.readClock.ReadSlot(time.Now(), readMaxLag), s.done); err != nil {
 		return err
 	}
-	s.readNext = s.readNext.Add(FrameDuration)
 	s.produce(f.Samples)
 	s.recordHeard(f.Samples)
 	return nil
@@ -504,17 +493,12 @@ func (s *RTPSession) ReadFrame(f *Frame) error {
 // produce plays out one tick of the jitter buffer into out.
 func (s *RTPSession) produce(out []int16) {
 	s.mu.Lock()
-	if s.rxNew != nil {
-		s.rx, s.rxNew = s.rxNew, nil
+	if s.playNew != nil {
+		s.play, s.playNew = s.playNew, nil
 	}
-	p := s.jb.Pop(s.rbuf)
-	var n int
-	var haveNext bool
-	if p.Status == PopLost && s.rx.kind == codecOpus {
-		n, haveNext = s.jb.Peek(s.rnext)
-	}
+	s.play.Take(s.jb)
 	s.mu.Unlock()
-	s.rx.decode(out, p, s.rbuf[:p.N], s.rnext[:n], haveNext)
+	s.play.Play(out)
 }
 
 // WriteFrame implements Stream: f is sent in its 20 ms slot of the session's clock. A
@@ -529,18 +513,12 @@ func (s *RTPSession) WriteFrame(f *Frame) error {
 	}
 	now := time.Now()
 	s.wmu.Lock()
-	if !s.writeStarted {
-		s.writeStarted, s.writeNext = true, now
+	due, skipped, _ := s.writeClock.WriteSlot(now, writeMaxLag)
+	if skipped > 0 {
+		s.pz.Skip(skipped)
 	}
-	if lag := now.Sub(s.writeNext); lag > writeMaxLag {
-		k := int(lag / FrameDuration)
-		s.pz.Skip(k)
-		s.writeNext = s.writeNext.Add(time.Duration(k) * FrameDuration)
-	}
-	due := s.writeNext
-	s.writeNext = due.Add(FrameDuration)
 	s.wmu.Unlock()
-	if err := s.sleepUntil(s.writeTimer, due.Add(-writeLead)); err != nil {
+	if err := s.writeClock.Wait(due.Add(-writeLead), s.done); err != nil {
 		return err
 	}
 
@@ -589,14 +567,8 @@ func (s *RTPSession) send(b []byte) error {
 
 // skipTo moves the send clock to the first slot at or after t. The caller holds wmu.
 func (s *RTPSession) skipTo(t time.Time) {
-	if !s.writeStarted {
-		s.writeStarted, s.writeNext = true, t
-		return
-	}
-	if lag := t.Sub(s.writeNext); lag > 0 {
-		k := int((lag + FrameDuration - 1) / FrameDuration)
+	if k := s.writeClock.SkipTo(t); k > 0 {
 		s.pz.Skip(k)
-		s.writeNext = s.writeNext.Add(time.Duration(k) * FrameDuration)
 	}
 }
 
@@ -623,7 +595,7 @@ func (s *RTPSession) SendDTMF(digit rune, d time.Duration) error {
 		return nil
 	}
 	s.skipTo(time.Now())
-	start, ts, pt := s.writeNext, s.pz.Timestamp(), s.txEventPT
+	start, ts, pt := s.writeClock.Next(), s.pz.Timestamp(), s.txEventPT
 	clock := s.sstats.clockRate
 	s.dtmfActive = true
 	s.wmu.Unlock()
@@ -640,7 +612,7 @@ func (s *RTPSession) SendDTMF(digit rune, d time.Duration) error {
 	}
 	t := stoppedTimer()
 	for _, p := range pkts {
-		if err := s.sleepUntil(t, start.Add(p.At)); err != nil {
+		if err := sleepUntil(t, start.Add(p.At), s.done); err != nil {
 			return err
 		}
 		s.wmu.Lock()
@@ -668,7 +640,7 @@ func (s *RTPSession) Update(u RTPUpdate) error {
 	var (
 		spec CodecSpec
 		kind codecKind
-		rx   *rxCodec
+		play *Playout
 		tx   *txCodec
 		jb   *JitterBuffer
 	)
@@ -685,7 +657,7 @@ func (s *RTPSession) Update(u RTPUpdate) error {
 			// A session refresh or a hold repeats the codec: its state stays.
 			u.Codec = nil
 		} else {
-			if rx, err = newRxCodec(kind, s.rate); err != nil {
+			if play, err = newPlayout(kind, s.rate, maxDatagram); err != nil {
 				return err
 			}
 			if tx, err = newTxCodec(kind, s.rate, s.opusComplexity, s.opusBandwidth); err != nil {
@@ -709,7 +681,7 @@ func (s *RTPSession) Update(u RTPUpdate) error {
 		js := s.jb.Stats()
 		s.lateBase += js.Late
 		s.dupBase += js.Duplicate
-		s.jb, s.rxNew, s.codecPT, s.sendClock = jb, rx, spec.PayloadType, spec.ClockRate
+		s.jb, s.playNew, s.codecPT, s.sendClock = jb, play, spec.PayloadType, spec.ClockRate
 		s.chunk.reset()
 		s.kind = kind
 		s.rstats.clockRate = spec.ClockRate

@@ -358,7 +358,7 @@ func (c *Call) end(ctx context.Context, reason string) {
 	var quality *store.CallQuality
 	if c.sess != nil {
 		st = c.sess.Stats()
-		q := qualityOf(st)
+		q := store.CallQuality(c.sess.Quality())
 		quality = &q
 	}
 	c.Ended(ctx, reason, unansweredStatus(reason), quality)
@@ -398,20 +398,6 @@ func unansweredStatus(reason string) string {
 		return store.CallNoAnswer
 	}
 	return store.CallFailed
-}
-
-func qualityOf(st media.RTPStats) store.CallQuality {
-	q := store.CallQuality{
-		PacketsReceived: int64(st.PacketsReceived),
-		PacketsSent:     int64(st.PacketsSent),
-		PacketsLost:     max(st.PacketsLost, 0), // RFC 3550's count goes below zero with duplicates
-		JitterMS:        float64(st.Jitter) / float64(time.Millisecond),
-		RTTMS:           float64(st.RTT) / float64(time.Millisecond),
-	}
-	if exp := int64(st.PacketsReceived) + st.PacketsLost; exp > 0 && st.PacketsLost > 0 {
-		q.LossPercent = 100 * float64(st.PacketsLost) / float64(exp)
-	}
-	return q
 }
 
 // Transfer hands the far end to another party (a number or a SIP URI) with a blind REFER

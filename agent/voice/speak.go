@@ -485,17 +485,10 @@ func (c *conversation) play(ctx context.Context, audio <-chan chunk, bargeIn boo
 	}
 }
 
-// unheardClearer is a stream that holds our audio at the far end before it is played (a
-// media-stream socket: the CPaaS buffers what we send ahead, and tells with marks what it
-// played). Clear drops what it holds unplayed and says how much that was.
-type unheardClearer interface {
-	Clear() time.Duration
-}
-
 // clearUnheard stops a stream that buffers at the far end from playing the rest of what
 // it holds, on barge-in, and returns how many samples (at the stream's rate) were not heard.
 func (c *conversation) clearUnheard() int {
-	cl, ok := c.stream.(unheardClearer)
+	cl, ok := c.stream.(media.Clearer)
 	if !ok {
 		return 0
 	}

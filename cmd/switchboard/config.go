@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/switchboard-go/switchboard/internal/settings"
-	"github.com/switchboard-go/switchboard/realtime"
+	"github.com/switchboard-go/switchboard/rtc"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -150,24 +150,24 @@ type webrtcFlags struct {
 func (f *webrtcFlags) settings(s *settings.Set) {
 	s.Bool(&f.Enabled, "webrtc", "SWITCHBOARD_WEBRTC", true, "answer browsers' calls over WebRTC at /api/v1/webrtc/sessions")
 	s.Text(&f.ICEServers, "ice-servers", "SWITCHBOARD_ICE_SERVERS", "", "STUN/TURN servers handed to browsers: a JSON array of RTCIceServer, or a comma list of stun:/turn: URLs", func(v string) error {
-		_, err := realtime.ParseICEServers(v)
+		_, err := rtc.ParseICEServers(v)
 		return err
 	})
 	s.Ports(&f.Ports, "webrtc-ports", "SWITCHBOARD_WEBRTC_PORTS", 1, "UDP port range of WebRTC's ICE, such as 20000-30000 (default: any free port)")
 	s.Int(&f.UDPPort, "webrtc-udp-port", "SWITCHBOARD_WEBRTC_UDP_PORT", 0, 0, 65535, "one UDP port for every WebRTC call's ICE, instead of a port per call (0: none)")
-	s.Duration(&f.ConnectTimeout, "ice-connect-timeout", "SWITCHBOARD_ICE_CONNECT_TIMEOUT", realtime.DefaultICEConnectTimeout, "a WebRTC call whose ICE has not connected by then ends as ice-failed")
-	s.Duration(&f.Disconnected, "ice-disconnected-timeout", "SWITCHBOARD_ICE_DISCONNECTED_TIMEOUT", realtime.DefaultICEDisconnectedTimeout, "silence after which a browser's ICE is disconnected")
-	s.Duration(&f.Failed, "ice-failed-timeout", "SWITCHBOARD_ICE_FAILED_TIMEOUT", realtime.DefaultICEFailedTimeout, "further silence after which it failed and the call ends as peer-disconnected")
+	s.Duration(&f.ConnectTimeout, "ice-connect-timeout", "SWITCHBOARD_ICE_CONNECT_TIMEOUT", rtc.DefaultICEConnectTimeout, "a WebRTC call whose ICE has not connected by then ends as ice-failed")
+	s.Duration(&f.Disconnected, "ice-disconnected-timeout", "SWITCHBOARD_ICE_DISCONNECTED_TIMEOUT", rtc.DefaultICEDisconnectedTimeout, "silence after which a browser's ICE is disconnected")
+	s.Duration(&f.Failed, "ice-failed-timeout", "SWITCHBOARD_ICE_FAILED_TIMEOUT", rtc.DefaultICEFailedTimeout, "further silence after which it failed and the call ends as peer-disconnected")
 	s.Bool(&f.IncludeLoopback, "webrtc-loopback", "SWITCHBOARD_WEBRTC_LOOPBACK", false, "offer loopback ICE candidates too, for browsers on this host")
 }
 
 // config turns the settings into the peers' configuration.
-func (f *webrtcFlags) config(publicIP string, log *slog.Logger) (realtime.WebRTCConfig, error) {
-	cfg := realtime.WebRTCConfig{UDPPort: f.UDPPort, ConnectTimeout: f.ConnectTimeout, DisconnectedTimeout: f.Disconnected,
+func (f *webrtcFlags) config(publicIP string, log *slog.Logger) (rtc.Config, error) {
+	cfg := rtc.Config{UDPPort: f.UDPPort, ConnectTimeout: f.ConnectTimeout, DisconnectedTimeout: f.Disconnected,
 		FailedTimeout: f.Failed, IncludeLoopback: f.IncludeLoopback, Log: log,
 		PortMin: uint16(f.Ports.Min), PortMax: uint16(f.Ports.Max)}
 	var err error
-	if cfg.ICEServers, err = realtime.ParseICEServers(f.ICEServers); err != nil {
+	if cfg.ICEServers, err = rtc.ParseICEServers(f.ICEServers); err != nil {
 		return cfg, fmt.Errorf("SWITCHBOARD_ICE_SERVERS: %w", err)
 	}
 	if publicIP != "" {

@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 
-	"github.com/switchboard-go/switchboard/realtime"
+	"github.com/switchboard-go/switchboard/mediastream"
 	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
 )
@@ -33,7 +33,7 @@ func (w *webCalls) CheckMediaStreamTarget(ctx context.Context, tenantID, target 
 // StartMediaStreamCall implements api.MediaStreamCalls. The caller is the start's From
 // custom parameter (what Twilio's <Parameter name="From"> passes), else its call SID. The
 // far end drops the audio it holds when the caller barges in.
-func (w *webCalls) StartMediaStreamCall(ctx context.Context, tenantID, target string, s *realtime.MediaStream) (string, error) {
+func (w *webCalls) StartMediaStreamCall(ctx context.Context, tenantID, target string, s *mediastream.Socket) (string, error) {
 	st := s.Start()
 	from := st.CustomParameters["From"]
 	if from == "" {

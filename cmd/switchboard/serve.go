@@ -22,6 +22,7 @@ import (
 	"github.com/switchboard-go/switchboard/internal/netguard"
 	"github.com/switchboard-go/switchboard/internal/settings"
 	"github.com/switchboard-go/switchboard/realtime"
+	"github.com/switchboard-go/switchboard/rtc"
 	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
 )
@@ -282,7 +283,7 @@ func (n *server) buildCalls(ctx context.Context, voices *speech.Registry) (*agen
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		engine, err := realtime.NewWebRTC(rcfg)
+		engine, err := rtc.NewEngine(rcfg)
 		if err != nil {
 			return nil, nil, nil, err
 		}

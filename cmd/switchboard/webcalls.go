@@ -12,7 +12,7 @@ import (
 	"github.com/switchboard-go/switchboard/api"
 	"github.com/switchboard-go/switchboard/internal/callcap"
 	"github.com/switchboard-go/switchboard/media"
-	"github.com/switchboard-go/switchboard/realtime"
+	"github.com/switchboard-go/switchboard/rtc"
 	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
 )
@@ -49,9 +49,8 @@ type webCallSpec struct {
 	From, To string
 	Codec    string
 	Metadata map[string]any
-	// Stream is the call's audio. If it also has Done() <-chan struct{} and Reason() string
-	// (as realtime.Peer does), its ending ends the call with that reason; and Quality()
-	// store.CallQuality, if it has it, is written when the call ends.
+	// Stream is the call's audio: its ending ends the call with its reason, and its
+	// quality is written when the call ends.
 	Stream media.Stream
 	// Hangup tells the far end that the call ended with reason and releases the transport.
 	// It is called once, last: after Stream was closed, the agent stopped, the record was
@@ -63,22 +62,6 @@ type webCallSpec struct {
 	// OnEvent, when set, sees every event the call publishes (a WebRTC data channel
 	// forwards them to the browser). It must not block.
 	OnEvent func(typ string, data any)
-}
-
-// endedStream is a stream that knows it ended and why (realtime.Peer).
-type endedStream interface {
-	Done() <-chan struct{}
-	Reason() string
-}
-
-// qualityStream reports how its media fared.
-type qualityStream interface {
-	Quality() store.CallQuality
-}
-
-// dtmfStream plays keys to the far end.
-type dtmfStream interface {
-	SendDTMF(digit rune, d time.Duration) error
 }
 
 // webCalls runs the node's web calls.
@@ -291,14 +274,12 @@ func (c *webCall) Hangup(reason string) {
 	// An agent that hangs up on a stream the far end has already ended does so because it
 	// ended (its conversation may learn of it a moment after the stream did): the far end's
 	// reason is why the call ended.
-	if es, ok := c.spec.Stream.(endedStream); ok {
-		select {
-		case <-es.Done():
-			if r := es.Reason(); r != "" && r != "closed" {
-				reason = r
-			}
-		default:
+	select {
+	case <-c.spec.Stream.Done():
+		if r := c.spec.Stream.Reason(); r != "" && r != "closed" {
+			reason = r
 		}
+	default:
 	}
 	c.End(reason)
 }
@@ -319,7 +300,7 @@ func (c *webCall) Transfer(ctx context.Context, to string) error { return errNoT
 
 // SendDTMF plays digits to the far end, when the transport can.
 func (c *webCall) SendDTMF(digits string) error {
-	ds, ok := c.spec.Stream.(dtmfStream)
+	ds, ok := c.spec.Stream.(media.DTMFSender)
 	if !ok {
 		return errors.New("this call's transport carries no keys")
 	}
@@ -335,13 +316,9 @@ func (c *webCall) SendDTMF(digits string) error {
 // it ends, whoever ended it.
 func (c *webCall) run(handler func(ctx context.Context, c *webCall)) {
 	base := c.w.base
-	var streamDone <-chan struct{}
-	es, _ := c.spec.Stream.(endedStream)
-	if es != nil {
-		streamDone = es.Done()
-	}
+	streamDone := c.spec.Stream.Done()
 	streamEnded := func() {
-		r := es.Reason()
+		r := c.spec.Stream.Reason()
 		if r == "" || r == "closed" {
 			r = sip.ReasonError
 		}
@@ -430,16 +407,12 @@ func (c *webCall) answered() {
 
 // finish writes the call's final state and publishes call.ended.
 func (c *webCall) finish(reason string) {
-	var q *store.CallQuality
-	if qs, ok := c.spec.Stream.(qualityStream); ok {
-		v := qs.Quality()
-		q = &v
-	}
+	q := store.CallQuality(c.spec.Stream.Quality())
 	unanswered := store.CallFailed
 	if reason == sip.ReasonCallerHangup {
 		unanswered = store.CallCanceled
 	}
-	c.Ended(c.w.base, reason, unanswered, q)
+	c.Ended(c.w.base, reason, unanswered, &q)
 	c.w.mu.Lock()
 	delete(c.w.live, c.id)
 	c.w.mu.Unlock()
@@ -449,18 +422,18 @@ func (c *webCall) finish(reason string) {
 	c.Publish(sip.EventCallEnded, rec)
 }
 
-// webrtcCalls answers browsers' calls: a realtime.Peer carried by the web-call lifecycle.
+// webrtcCalls answers browsers' calls: an rtc.Peer carried by the web-call lifecycle.
 // It implements api.WebRTCCalls.
 type webrtcCalls struct {
-	calls *webCalls
-	rtc   *realtime.WebRTC
+	calls  *webCalls
+	engine *rtc.Engine
 
 	mu    sync.Mutex
-	peers map[string]*realtime.Peer
+	peers map[string]*rtc.Peer
 }
 
-func newWebRTCCalls(calls *webCalls, rtc *realtime.WebRTC) *webrtcCalls {
-	return &webrtcCalls{calls: calls, rtc: rtc, peers: map[string]*realtime.Peer{}}
+func newWebRTCCalls(calls *webCalls, engine *rtc.Engine) *webrtcCalls {
+	return &webrtcCalls{calls: calls, engine: engine, peers: map[string]*rtc.Peer{}}
 }
 
 // StartWebRTCCall implements api.WebRTCCalls.
@@ -473,7 +446,7 @@ func (w *webrtcCalls) StartWebRTCCall(ctx context.Context, tenantID string, req 
 		return nil, err
 	}
 	log := w.calls.log.With("tenant_id", tenantID, "from", from)
-	peer, err := w.rtc.Answer(ctx, req.SDP, log)
+	peer, err := w.engine.Answer(ctx, req.SDP, log)
 	if err != nil {
 		return nil, err
 	}
@@ -496,7 +469,7 @@ func (w *webrtcCalls) StartWebRTCCall(ctx context.Context, tenantID string, req 
 }
 
 // peer is the peer of a live WebRTC call of the tenant.
-func (w *webrtcCalls) peer(tenantID, id string) (*webCall, *realtime.Peer) {
+func (w *webrtcCalls) peer(tenantID, id string) (*webCall, *rtc.Peer) {
 	c := w.calls.get(tenantID, id)
 	if c == nil {
 		return nil, nil
@@ -541,7 +514,7 @@ func (w *webrtcCalls) HangupWebRTCCall(ctx context.Context, tenantID, id string)
 }
 
 // ICEServers implements api.WebRTCCalls.
-func (w *webrtcCalls) ICEServers() []realtime.ICEServer { return w.rtc.ICEServers() }
+func (w *webrtcCalls) ICEServers() []rtc.ICEServer { return w.engine.ICEServers() }
 
 // nodeCalls steers the node's live calls for the API (hang up, transfer): its web calls
 // here, the others through the SIP server, which places the outbound ones.

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/switchboard-go/switchboard/media"
-	"github.com/switchboard-go/switchboard/realtime"
+	"github.com/switchboard-go/switchboard/rtc"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -53,6 +53,21 @@ func (m *memStream) WriteFrame(f *media.Frame) error {
 }
 
 func (m *memStream) Events() <-chan media.Event { return m.events }
+
+func (m *memStream) Done() <-chan struct{} { return m.closed }
+
+func (m *memStream) Reason() string {
+	select {
+	case <-m.closed:
+		return "closed"
+	default:
+		return ""
+	}
+}
+
+func (m *memStream) Quality() media.Quality {
+	return media.Quality{PacketsSent: m.written.Load()}
+}
 
 func (m *memStream) Close() error {
 	m.once.Do(func() { close(m.closed); close(m.events) })
@@ -155,10 +170,10 @@ func TestWebCallLifecycle(t *testing.T) {
 		if r := c.Record(); r.Status != store.CallRinging {
 			t.Errorf("status before media %s", r.Status)
 		}
-		c.End(realtime.ReasonICEFailed)
+		c.End(rtc.ReasonICEFailed)
 		<-c.Done()
 		rec, _ := store.Get[store.Call](ctx, w.st, tenant, c.ID())
-		if rec.Status != store.CallFailed || rec.EndedReason != realtime.ReasonICEFailed || ms.written.Load() != 0 {
+		if rec.Status != store.CallFailed || rec.EndedReason != rtc.ReasonICEFailed || ms.written.Load() != 0 {
 			t.Errorf("status %s reason %s written %d", rec.Status, rec.EndedReason, ms.written.Load())
 		}
 	})

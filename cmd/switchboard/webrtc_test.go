@@ -18,12 +18,12 @@ import (
 	"github.com/switchboard-go/switchboard/agent/llm/llmtest"
 	"github.com/switchboard-go/switchboard/agent/speech/speechtest"
 	"github.com/switchboard-go/switchboard/media"
-	"github.com/switchboard-go/switchboard/realtime/webrtctest"
+	"github.com/switchboard-go/switchboard/rtc/rtctest"
 )
 
 // browser is a test browser calling a node over WebRTC.
 type browser struct {
-	*webrtctest.Client
+	*rtctest.Client
 	t  *testing.T
 	n  *node
 	id string
@@ -53,9 +53,9 @@ func (n *node) raw(method, path, key, contentType string, body []byte) (int, htt
 }
 
 // newOffer is a pion client, closed when the test ends, and its offer.
-func newOffer(t *testing.T) (*webrtctest.Client, string) {
+func newOffer(t *testing.T) (*rtctest.Client, string) {
 	t.Helper()
-	c, err := webrtctest.New(webrtctest.Options{})
+	c, err := rtctest.New(rtctest.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func (b *browser) speechFrames(d time.Duration) int {
 	spf := media.SamplesPerFrame(media.Rate48k)
 	n := 0
 	for i := 0; i+spf <= len(heard); i += spf {
-		if webrtctest.RMS(heard[i:i+spf]) > 300 {
+		if rtctest.RMS(heard[i:i+spf]) > 300 {
 			n++
 		}
 	}
@@ -227,8 +227,8 @@ func TestWebRTCCalls(t *testing.T) {
 			}
 		}
 		heard := b.Heard(time.Second)
-		if f := webrtctest.Frequency(heard, media.Rate48k); math.Abs(f-440) >= 22 || webrtctest.RMS(heard) < 1000 {
-			t.Fatalf("the echo sounds at %.0f Hz with a level of %.0f, want 440 Hz", f, webrtctest.RMS(heard))
+		if f := rtctest.Frequency(heard, media.Rate48k); math.Abs(f-440) >= 22 || rtctest.RMS(heard) < 1000 {
+			t.Fatalf("the echo sounds at %.0f Hz with a level of %.0f, want 440 Hz", f, rtctest.RMS(heard))
 		}
 		// Loopback loses nothing on a quiet machine; a starved one can drop a datagram or two
 		// from a full socket buffer, which is not what this test is about.
@@ -256,7 +256,7 @@ func TestWebRTCCalls(t *testing.T) {
 	})
 
 	t.Run("WHIP and trickle", func(t *testing.T) {
-		c, err := webrtctest.New(webrtctest.Options{NoEvents: true})
+		c, err := rtctest.New(rtctest.Options{NoEvents: true})
 		if err != nil {
 			t.Fatal(err)
 		}

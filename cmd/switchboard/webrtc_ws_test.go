@@ -14,7 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/switchboard-go/switchboard/media"
-	"github.com/switchboard-go/switchboard/realtime/webrtctest"
+	"github.com/switchboard-go/switchboard/rtc/rtctest"
 )
 
 // eventsSocket is a client of /api/v1/ws that sends commands and reads their replies and
@@ -168,8 +168,8 @@ func TestWebRTCOverWS(t *testing.T) {
 		}
 	}
 	heard := c.Heard(time.Second)
-	if f := webrtctest.Frequency(heard, media.Rate48k); math.Abs(f-440) >= 22 || webrtctest.RMS(heard) < 1000 {
-		t.Fatalf("the echo sounds at %.0f Hz with a level of %.0f, want 440 Hz", f, webrtctest.RMS(heard))
+	if f := rtctest.Frequency(heard, media.Rate48k); math.Abs(f-440) >= 22 || rtctest.RMS(heard) < 1000 {
+		t.Fatalf("the echo sounds at %.0f Hz with a level of %.0f, want 440 Hz", f, rtctest.RMS(heard))
 	}
 	ws.waitEvent(topic, "call.answered")
 

@@ -1,4 +1,4 @@
-package realtime
+package rtc
 
 import (
 	"context"
@@ -15,7 +15,6 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/switchboard-go/switchboard/media"
-	"github.com/switchboard-go/switchboard/store"
 )
 
 // Reasons a peer ends by itself.
@@ -61,7 +60,7 @@ const (
 // sends each frame in its 20 ms slot. The call's events go to the client's "events" data
 // channel.
 type Peer struct {
-	w   *WebRTC
+	w   *Engine
 	pc  *webrtc.PeerConnection
 	log *slog.Logger
 	out *webrtc.TrackLocalStaticRTP
@@ -79,33 +78,23 @@ type Peer struct {
 	events   chan media.Event
 	evClosed bool
 
-	// The receiving side: the reader goroutine pushes, ReadFrame pops.
-	rmu         sync.Mutex
-	jb          *media.JitterBuffer
-	dec         *media.OpusDecoder
-	rbuf        []byte
-	rnext       []byte
-	track       bool
-	rxPackets   uint64
-	rxFirst     int64
-	rxMax       int64
-	rxCycles    int64
-	rxLastSeq   uint16
-	jitter      float64 // RFC 3550 interarrival jitter, in RTP units
-	lastTransit int64
-	readNext    time.Time
-	readStarted bool
-	readTimer   *time.Timer
+	// The receiving side: the track's reader pushes into jb and counts in stats under
+	// rmu; ReadFrame plays jb out.
+	rmu       sync.Mutex
+	jb        *media.JitterBuffer
+	stats     *media.ReceiverStats
+	rxPackets uint64
+	track     bool
+	play      *media.Playout
+	readClock *media.Pacer
 
 	// The sending side.
-	wmu          sync.Mutex
-	enc          *media.OpusEncoder
-	wbuf         []byte
-	pkt          rtp.Packet
-	writeNext    time.Time
-	writeStarted bool
-	writeTimer   *time.Timer
-	txPackets    atomic.Uint64
+	wmu        sync.Mutex
+	enc        *media.OpusEncoder
+	wbuf       []byte
+	pkt        rtp.Packet
+	writeClock *media.Pacer
+	txPackets  atomic.Uint64
 
 	// The events data channel.
 	dcMu    sync.Mutex
@@ -119,8 +108,12 @@ type Peer struct {
 	pending atomic.Int64
 }
 
-func newPeer(ctx context.Context, w *WebRTC, offer string, log *slog.Logger) (*Peer, error) {
-	dec, err := media.NewOpusDecoder(peerRate)
+// A peer carries neither keys to the browser nor audio the browser holds unplayed: it is
+// a media.Stream and nothing more.
+var _ media.Stream = (*Peer)(nil)
+
+func newPeer(ctx context.Context, w *Engine, offer string, log *slog.Logger) (*Peer, error) {
+	play, err := media.NewOpusPlayout(peerRate, media.DefaultJitterConfig.MaxPayload)
 	if err != nil {
 		return nil, err
 	}
@@ -138,10 +131,9 @@ func newPeer(ctx context.Context, w *WebRTC, offer string, log *slog.Logger) (*P
 		w: w, pc: pc, log: log,
 		connected: make(chan struct{}), done: make(chan struct{}), closed: make(chan struct{}),
 		events: make(chan media.Event, 8),
-		jb:     media.NewJitterBuffer(media.DefaultJitterConfig), dec: dec,
-		rbuf: make([]byte, media.DefaultJitterConfig.MaxPayload), rnext: make([]byte, media.DefaultJitterConfig.MaxPayload),
+		jb:     media.NewJitterBuffer(media.DefaultJitterConfig), stats: media.NewReceiverStats(media.ClockRateOpus), play: play,
 		enc: enc, wbuf: make([]byte, media.OpusMaxPacket),
-		readTimer: stoppedTimer(), writeTimer: stoppedTimer(),
+		readClock: media.NewPacer(), writeClock: media.NewPacer(),
 		dcReady: make(chan struct{}), dcOut: make(chan []byte, eventQueue), dcDone: make(chan struct{}),
 	}
 	p.pkt.Version = 2
@@ -207,12 +199,6 @@ func newPeer(ctx context.Context, w *WebRTC, offer string, log *slog.Logger) (*P
 	return p, nil
 }
 
-func stoppedTimer() *time.Timer {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return t
-}
-
 // Answer is the SDP answer, with the node's candidates.
 func (p *Peer) Answer() string {
 	if d := p.pc.LocalDescription(); d != nil {
@@ -244,10 +230,10 @@ func (p *Peer) AddICECandidates(frag []byte) error {
 // Connected is closed once ICE and DTLS are up: media can flow.
 func (p *Peer) Connected() <-chan struct{} { return p.connected }
 
-// Done is closed once the peer ended (Reason says why).
+// Done implements media.Stream: it is closed once the peer ended (Reason says why).
 func (p *Peer) Done() <-chan struct{} { return p.done }
 
-// Reason is why the peer ended: ReasonICEFailed, ReasonPeerDisconnected, the reason given
+// Reason implements media.Stream: why the peer ended: ReasonICEFailed, ReasonPeerDisconnected, the reason given
 // to Hangup, or "closed"; "" while it is live.
 func (p *Peer) Reason() string {
 	if r := p.reason.Load(); r != nil {
@@ -362,22 +348,6 @@ func (p *Peer) isDone() bool {
 	}
 }
 
-// sleepUntil waits for t on timer, or for the peer to end.
-func (p *Peer) sleepUntil(timer *time.Timer, t time.Time) error {
-	d := time.Until(t)
-	if d <= 0 {
-		return nil
-	}
-	timer.Reset(d)
-	select {
-	case <-timer.C:
-		return nil
-	case <-p.done:
-		timer.Stop()
-		return media.ErrClosed
-	}
-}
-
 // onTrack reads the browser's audio into the jitter buffer; a second audio track is read
 // and dropped.
 func (p *Peer) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
@@ -400,39 +370,17 @@ func (p *Peer) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 	}
 }
 
-// received keeps a packet for playout and counts it.
+// received keeps a packet for playout and counts it (RFC 3550, as a SIP call's RTP is).
 func (p *Peer) received(pkt *rtp.Packet, at time.Time) {
 	p.rmu.Lock()
 	defer p.rmu.Unlock()
+	switch p.stats.Update(pkt.SSRC, pkt.SequenceNumber, pkt.Timestamp, at) {
+	case media.SeqNewSource, media.SeqRestart:
+		// The browser's sender started over: what the buffer holds is of the old one.
+		p.jb.Reset()
+	}
 	p.jb.Push(pkt.Payload, pkt.SequenceNumber, pkt.Timestamp)
-	seq := pkt.SequenceNumber
-	if p.rxPackets == 0 {
-		p.rxFirst, p.rxMax, p.rxLastSeq = int64(seq), int64(seq), seq
-	} else {
-		if seq < p.rxLastSeq && p.rxLastSeq-seq > 0x8000 {
-			p.rxCycles += 1 << 16
-		}
-		if seq > p.rxLastSeq || p.rxLastSeq-seq > 0x8000 {
-			p.rxLastSeq = seq
-		}
-		if ext := p.rxCycles + int64(p.rxLastSeq); ext > p.rxMax {
-			p.rxMax = ext
-		}
-	}
 	p.rxPackets++
-	// RFC 3550 A.8: the arrival in RTP units against the packet's timestamp.
-	arrival := at.UnixNano() * int64(media.ClockRateOpus) / int64(time.Second)
-	transit := arrival - int64(pkt.Timestamp)
-	if p.rxPackets > 1 {
-		d := transit - p.lastTransit
-		if d < 0 {
-			d = -d
-		}
-		if d < int64(media.ClockRateOpus) { // a timestamp jump (DTX) is not jitter
-			p.jitter += (float64(d) - p.jitter) / 16
-		}
-	}
-	p.lastTransit = transit
 }
 
 // ReadFrame implements media.Stream: the next 20 ms heard, one frame per 20 ms of the
@@ -450,14 +398,9 @@ func (p *Peer) ReadFrame(f *media.Frame) error {
 		f.Samples = make([]int16, spf)
 	}
 	f.Samples, f.Rate = f.Samples[:spf], peerRate
-	now := time.Now()
-	if !p.readStarted || now.Sub(p.readNext) > peerReadMaxLag {
-		p.readStarted, p.readNext = true, now
-	}
-	if err := p.sleepUntil(p.readTimer, p.readNext); err != nil {
+	if err := p.readClock.Wait(p.readClock.ReadSlot(time.Now(), peerReadMaxLag), p.done); err != nil {
 		return err
 	}
-	p.readNext = p.readNext.Add(media.FrameDuration)
 	p.produce(f.Samples)
 	return nil
 }
@@ -465,33 +408,9 @@ func (p *Peer) ReadFrame(f *media.Frame) error {
 // produce plays one tick of the jitter buffer into out.
 func (p *Peer) produce(out []int16) {
 	p.rmu.Lock()
-	pop := p.jb.Pop(p.rbuf)
-	var n int
-	var haveNext bool
-	if pop.Status == media.PopLost {
-		n, haveNext = p.jb.Peek(p.rnext)
-	}
+	p.play.Take(p.jb)
 	p.rmu.Unlock()
-	var err error
-	var got int
-	switch {
-	case pop.Status == media.PopEmpty || (pop.Status == media.PopFrame && pop.N == 0):
-		clear(out)
-		return
-	case pop.Status == media.PopFrame:
-		got, err = p.dec.Decode(out, p.rbuf[:pop.N])
-	case haveNext:
-		got, err = p.dec.DecodeFEC(out, p.rnext[:n])
-	default:
-		got, err = p.dec.Decode(out, nil)
-	}
-	if err != nil {
-		// A packet libopus refuses is concealed like a lost one.
-		if got, err = p.dec.Decode(out, nil); err != nil {
-			got = 0
-		}
-	}
-	clear(out[got:])
+	p.play.Play(out)
 }
 
 // WriteFrame implements media.Stream: f is encoded and sent in its 20 ms slot of the
@@ -508,19 +427,12 @@ func (p *Peer) WriteFrame(f *media.Frame) error {
 	now := time.Now()
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
-	marker := false
-	if !p.writeStarted {
-		p.writeStarted, p.writeNext, marker = true, now, true
-	}
-	if lag := now.Sub(p.writeNext); lag > peerWriteMaxLag {
-		k := int64(lag / media.FrameDuration)
-		p.pkt.Timestamp += uint32(k * int64(spf))
-		p.writeNext = p.writeNext.Add(time.Duration(k) * media.FrameDuration)
+	due, skipped, marker := p.writeClock.WriteSlot(now, peerWriteMaxLag)
+	if skipped > 0 {
+		p.pkt.Timestamp += uint32(skipped * spf)
 		marker = true
 	}
-	due := p.writeNext
-	p.writeNext = due.Add(media.FrameDuration)
-	if err := p.sleepUntil(p.writeTimer, due); err != nil {
+	if err := p.writeClock.Wait(due, p.done); err != nil {
 		return err
 	}
 	n, err := p.enc.Encode(p.wbuf, f.Samples)
@@ -543,17 +455,16 @@ func (p *Peer) WriteFrame(f *media.Frame) error {
 	return nil
 }
 
-// Quality is how the peer's media fared, for the call's record.
-func (p *Peer) Quality() store.CallQuality {
+// Quality implements media.Stream: the RFC 3550 counts and jitter of the browser's audio.
+func (p *Peer) Quality() media.Quality {
 	p.rmu.Lock()
-	defer p.rmu.Unlock()
-	q := store.CallQuality{PacketsReceived: int64(p.rxPackets), PacketsSent: int64(p.txPackets.Load()),
-		JitterMS: p.jitter * 1000 / float64(media.ClockRateOpus)}
-	if p.rxPackets > 0 {
-		if lost := p.rxMax - p.rxFirst + 1 - int64(p.rxPackets); lost > 0 {
-			q.PacketsLost = lost
-			q.LossPercent = 100 * float64(lost) / float64(p.rxMax-p.rxFirst+1)
-		}
+	snap := p.stats.Snapshot()
+	received := p.rxPackets
+	p.rmu.Unlock()
+	q := media.Quality{PacketsReceived: int64(received), PacketsSent: int64(p.txPackets.Load()), JitterMS: snap.JitterMs}
+	if snap.Lost > 0 && snap.Expected > 0 {
+		q.PacketsLost = snap.Lost
+		q.LossPercent = 100 * float64(snap.Lost) / float64(snap.Expected)
 	}
 	return q
 }
@@ -612,7 +523,7 @@ func (p *Peer) onClientMessage(b []byte) {
 		p.log.Debug("webrtc: client message ignored", "error", err, "type", m.Type)
 		return
 	}
-	if len(m.Digit) != 1 || !isDigit(m.Digit[0]) {
+	if len(m.Digit) != 1 || !isKey(m.Digit[0]) {
 		p.log.Debug("webrtc: key ignored", "digit", m.Digit)
 		return
 	}
@@ -649,4 +560,9 @@ func (p *Peer) sendEvents() {
 			return
 		}
 	}
+}
+
+// isKey says whether c is a key a browser may press: 0-9, *, #, A-D.
+func isKey(c byte) bool {
+	return c >= '0' && c <= '9' || c == '*' || c == '#' || c >= 'A' && c <= 'D'
 }

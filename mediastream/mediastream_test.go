@@ -1,4 +1,4 @@
-package realtime_test
+package mediastream_test
 
 import (
 	"context"
@@ -18,15 +18,15 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/switchboard-go/switchboard/media"
-	"github.com/switchboard-go/switchboard/realtime"
+	"github.com/switchboard-go/switchboard/mediastream"
 )
 
 // mediaServer accepts media-stream sockets and hands each started stream to got.
-func mediaServer(t testing.TB, opts realtime.MediaStreamOptions) (string, <-chan *realtime.MediaStream) {
+func mediaServer(t testing.TB, opts mediastream.Options) (string, <-chan *mediastream.Socket) {
 	t.Helper()
-	got := make(chan *realtime.MediaStream, 1)
+	got := make(chan *mediastream.Socket, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ms, err := realtime.AcceptMediaStream(w, r, opts)
+		ms, err := mediastream.Accept(w, r, opts)
 		if err != nil {
 			return
 		}
@@ -83,21 +83,21 @@ func writeText(t *testing.T, c *websocket.Conn, frames ...string) {
 // 1008 and a reason.
 func TestMediaStreamBadFrames(t *testing.T) {
 	noLeaks(t)
-	url, got := mediaServer(t, realtime.MediaStreamOptions{MaxBadFrames: 10})
+	url, got := mediaServer(t, mediastream.Options{MaxBadFrames: 10})
 	c := dialMedia(t, url)
 	silence := make([]byte, 160)
 	writeText(t, c, `{"event":"connected","protocol":"Call","version":"1.0.0"}`, mediaFrame(1, silence), startFrame(2))
-	var ms *realtime.MediaStream
+	var ms *mediastream.Socket
 	select {
 	case ms = <-got:
 	case <-time.After(5 * time.Second):
 		t.Fatal("no stream started")
 	}
 	defer ms.Close()
-	pub := make(chan realtime.MediaStreamError, 64)
+	pub := make(chan mediastream.FrameError, 64)
 	ms.SetPublisher(func(typ string, data any) {
-		if typ == realtime.EventMediaStreamError {
-			pub <- data.(realtime.MediaStreamError)
+		if typ == mediastream.EventFrameError {
+			pub <- data.(mediastream.FrameError)
 		}
 	})
 	if s := ms.Start(); s.CallSid != "CA1" || s.CustomParameters["From"] != "+15550001111" || ms.SampleRate() != 8000 {
@@ -150,7 +150,7 @@ func TestMediaStreamBadFrames(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the stream did not end")
 	}
-	if ms.Reason() != realtime.MediaReasonProtocol || !errors.Is(ms.ReadFrame(&f), media.ErrClosed) {
+	if ms.Reason() != mediastream.ReasonProtocol || !errors.Is(ms.ReadFrame(&f), media.ErrClosed) {
 		t.Fatalf("reason %q", ms.Reason())
 	}
 }
@@ -159,10 +159,10 @@ func TestMediaStreamBadFrames(t *testing.T) {
 // heard all the same, sample for sample, in 20 ms frames.
 func TestMediaStreamPartialFrames(t *testing.T) {
 	noLeaks(t)
-	url, got := mediaServer(t, realtime.MediaStreamOptions{})
+	url, got := mediaServer(t, mediastream.Options{})
 	c := dialMedia(t, url)
 	writeText(t, c, startFrame(1))
-	var ms *realtime.MediaStream
+	var ms *mediastream.Socket
 	select {
 	case ms = <-got:
 	case <-time.After(5 * time.Second):
@@ -209,7 +209,7 @@ func TestMediaStreamPartialFrames(t *testing.T) {
 // position says what was heard.
 func TestMediaStreamPlayback(t *testing.T) {
 	noLeaks(t)
-	url, got := mediaServer(t, realtime.MediaStreamOptions{MarkEvery: 5})
+	url, got := mediaServer(t, mediastream.Options{MarkEvery: 5})
 	c := dialMedia(t, url)
 	writeText(t, c, startFrame(1))
 	ms := <-got
@@ -305,7 +305,7 @@ func TestMediaStreamPlayback(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("stop did not end the stream")
 	}
-	if ms.Reason() != realtime.MediaReasonCallerHangup || !errors.Is(ms.WriteFrame(&f), media.ErrClosed) {
+	if ms.Reason() != mediastream.ReasonCallerHangup || !errors.Is(ms.WriteFrame(&f), media.ErrClosed) {
 		t.Fatalf("reason %q", ms.Reason())
 	}
 }
@@ -313,7 +313,7 @@ func TestMediaStreamPlayback(t *testing.T) {
 // TestMediaStreamNoStart: a socket that never starts is closed with 1008.
 func TestMediaStreamNoStart(t *testing.T) {
 	noLeaks(t)
-	url, _ := mediaServer(t, realtime.MediaStreamOptions{StartTimeout: 200 * time.Millisecond})
+	url, _ := mediaServer(t, mediastream.Options{StartTimeout: 200 * time.Millisecond})
 	c := dialMedia(t, url)
 	writeText(t, c, `{"event":"connected","protocol":"Call","version":"1.0.0"}`)
 	_, _, err := c.Read(t.Context())
@@ -337,7 +337,7 @@ func FuzzMediaStreamFrame(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	url, got := mediaServer(f, realtime.MediaStreamOptions{MaxBadFrames: 1000})
+	url, got := mediaServer(f, mediastream.Options{MaxBadFrames: 1000})
 	f.Fuzz(func(t *testing.T, frame string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -349,7 +349,7 @@ func FuzzMediaStreamFrame(f *testing.F) {
 		if err := c.Write(ctx, websocket.MessageText, []byte(startFrame(1))); err != nil {
 			t.Fatal(err)
 		}
-		var ms *realtime.MediaStream
+		var ms *mediastream.Socket
 		select {
 		case ms = <-got:
 		case <-ctx.Done():

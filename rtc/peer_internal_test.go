@@ -1,4 +1,4 @@
-package realtime
+package rtc
 
 import (
 	"errors"
@@ -14,12 +14,11 @@ import (
 // receivingPeer is the receiving half of a peer, without a connection.
 func receivingPeer(t testing.TB) *Peer {
 	t.Helper()
-	dec, err := media.NewOpusDecoder(peerRate)
+	play, err := media.NewOpusPlayout(peerRate, media.DefaultJitterConfig.MaxPayload)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Peer{jb: media.NewJitterBuffer(media.DefaultJitterConfig), dec: dec,
-		rbuf: make([]byte, media.DefaultJitterConfig.MaxPayload), rnext: make([]byte, media.DefaultJitterConfig.MaxPayload)}
+	return &Peer{jb: media.NewJitterBuffer(media.DefaultJitterConfig), stats: media.NewReceiverStats(media.ClockRateOpus), play: play}
 }
 
 // browserPackets encodes n frames of a 440 Hz tone as a browser does (Opus, in-band FEC).

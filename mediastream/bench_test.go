@@ -1,4 +1,4 @@
-package realtime_test
+package mediastream_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/switchboard-go/switchboard/media"
-	"github.com/switchboard-go/switchboard/realtime"
+	"github.com/switchboard-go/switchboard/mediastream"
 )
 
 // BenchmarkMediaStreamFrame is the server's cost of one 20 ms frame each way on a
@@ -19,10 +19,10 @@ import (
 // JSON and the socket write (unpaced: the lead is 1,000 hours), with its marks. The client's
 // side runs in the same process and is counted too.
 //
-//	go test ./realtime/ -run '^$' -bench MediaStreamFrame -benchmem
+//	go test ./mediastream/ -run '^$' -bench MediaStreamFrame -benchmem
 func BenchmarkMediaStreamFrame(b *testing.B) {
 	b.Run("in", func(b *testing.B) {
-		url, got := mediaServer(b, realtime.MediaStreamOptions{Inbound: 1 << 12})
+		url, got := mediaServer(b, mediastream.Options{Inbound: 1 << 12})
 		c := benchDial(b, url)
 		ms := <-got
 		defer ms.Close()
@@ -55,7 +55,7 @@ func BenchmarkMediaStreamFrame(b *testing.B) {
 		}
 	})
 	b.Run("out", func(b *testing.B) {
-		url, got := mediaServer(b, realtime.MediaStreamOptions{Lead: 1000 * time.Hour})
+		url, got := mediaServer(b, mediastream.Options{Lead: 1000 * time.Hour})
 		c := benchDial(b, url)
 		ms := <-got
 		defer ms.Close()

@@ -1,4 +1,4 @@
-package realtime_test
+package rtc_test
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/switchboard-go/switchboard/media"
-	"github.com/switchboard-go/switchboard/realtime"
-	"github.com/switchboard-go/switchboard/realtime/webrtctest"
+	"github.com/switchboard-go/switchboard/rtc"
+	"github.com/switchboard-go/switchboard/rtc/rtctest"
 )
 
 var (
@@ -32,7 +32,7 @@ func cpuTime() time.Duration {
 // most of it). Run it once: go test -run - -bench WebRTCEcho -benchtime 1x -cpu 2
 // -webrtc.sessions 150 ./realtime/
 func BenchmarkWebRTCEcho(b *testing.B) {
-	w := newWebRTC(b, realtime.WebRTCConfig{})
+	w := newWebRTC(b, rtc.Config{})
 	n := *benchSessions
 	// A second of a 440 Hz tone, encoded once.
 	enc, err := media.NewOpusEncoder(media.OpusConfig{Rate: media.Rate48k, FEC: true, PacketLossPercent: 5})
@@ -54,8 +54,8 @@ func BenchmarkWebRTCEcho(b *testing.B) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	clients := make([]*webrtctest.Client, n)
-	peers := make([]*realtime.Peer, n)
+	clients := make([]*rtctest.Client, n)
+	peers := make([]*rtc.Peer, n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
 	errs := make(chan error, n)
@@ -65,7 +65,7 @@ func BenchmarkWebRTCEcho(b *testing.B) {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			c, err := webrtctest.New(webrtctest.Options{NoDecode: true, NoEvents: true})
+			c, err := rtctest.New(rtctest.Options{NoDecode: true, NoEvents: true})
 			if err != nil {
 				errs <- err
 				return

@@ -1,4 +1,8 @@
-package realtime
+// Package mediastream carries phone calls that a CPaaS hands over as a WebSocket in the
+// protocol of Twilio Media Streams: each Socket is a media.Stream of 8 kHz frames, paced and
+// marked so that a barge-in can clear what the far end has not yet played. It knows nothing
+// of SIP.
+package mediastream
 
 import (
 	"bytes"
@@ -27,14 +31,14 @@ import (
 // connected, start, media (20 ms of 8 kHz μ-law in base64), dtmf, mark (the echo of one of
 // ours, once the audio before it was played) and stop; we send media, mark and clear.
 //
-// A MediaStream is a media.Stream. Its ReadFrame gives the caller's frames in order; its
+// A Socket is a media.Stream. Its ReadFrame gives the caller's frames in order; its
 // WriteFrame sends ours paced in real time, a little ahead (the far end buffers), with a
 // mark every few frames and at the end of each burst, so that the echoed marks say what the
 // far end has played. Clear drops what the far end holds but has not played yet; the
 // playback position it keeps (sent, minus what a clear dropped, never behind the marks
 // acknowledged) is what the caller heard.
 
-// Defaults of MediaStreamOptions.
+// Defaults of Options.
 const (
 	defaultMediaStartTimeout = 10 * time.Second
 	defaultMediaMaxBad       = 20
@@ -49,11 +53,11 @@ const mulawFrameBytes = 160
 // markIdle is how long after the last frame a burst is over and gets its closing mark.
 const markIdle = 3 * media.FrameDuration
 
-// ErrBadMediaFrame is a frame of the far end that does not follow the protocol.
-var ErrBadMediaFrame = errors.New("realtime: bad media-stream frame")
+// ErrBadFrame is a frame of the far end that does not follow the protocol.
+var ErrBadFrame = errors.New("mediastream: bad frame")
 
-// MediaStreamOptions tune a media-stream socket.
-type MediaStreamOptions struct {
+// Options tune a media-stream socket.
+type Options struct {
 	Log *slog.Logger
 	// StartTimeout bounds the wait for the start event after the upgrade (10 s).
 	StartTimeout time.Duration
@@ -73,7 +77,7 @@ type MediaStreamOptions struct {
 	MaxMessageBytes int64
 }
 
-func (o *MediaStreamOptions) defaults() {
+func (o *Options) defaults() {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -100,38 +104,43 @@ func (o *MediaStreamOptions) defaults() {
 	}
 }
 
-// MediaStreamStart is the start event's description of the stream.
-type MediaStreamStart struct {
+// StartEvent is the start event's description of the stream.
+type StartEvent struct {
 	AccountSid       string            `json:"accountSid"`
 	StreamSid        string            `json:"streamSid"`
 	CallSid          string            `json:"callSid"`
 	Tracks           []string          `json:"tracks"`
 	CustomParameters map[string]string `json:"customParameters"`
-	MediaFormat      MediaFormat       `json:"mediaFormat"`
+	Format           Format            `json:"mediaFormat"`
 }
 
-// MediaFormat is the audio of a media stream; only 8 kHz mono μ-law is carried.
-type MediaFormat struct {
+// Format is the audio of a media stream; only 8 kHz mono μ-law is carried.
+type Format struct {
 	Encoding   string `json:"encoding"`
 	SampleRate int    `json:"sampleRate"`
 	Channels   int    `json:"channels"`
 }
 
+// CloseRevoked is the close code of a socket whose credential was revoked while it was
+// open; it is the events socket's (realtime.CloseRevoked), so that a client reads one code
+// whichever socket it holds.
+const CloseRevoked websocket.StatusCode = 4001
+
 // Reasons a media stream ends with.
 const (
-	// MediaReasonCallerHangup: the far end sent stop or closed the socket.
-	MediaReasonCallerHangup = "caller-hangup"
-	// MediaReasonProtocol: too many bad frames, or a start that cannot be carried.
-	MediaReasonProtocol = "error"
-	// MediaReasonClosed: we closed the stream.
-	MediaReasonClosed = "closed"
+	// ReasonCallerHangup: the far end sent stop or closed the socket.
+	ReasonCallerHangup = "caller-hangup"
+	// ReasonProtocol: too many bad frames, or a start that cannot be carried.
+	ReasonProtocol = "error"
+	// ReasonClosed: we closed the stream.
+	ReasonClosed = "closed"
 )
 
-// EventMediaStreamError is published for each frame of the far end that was skipped.
-const EventMediaStreamError = "call.media_stream_error"
+// EventFrameError is published for each frame of the far end that was skipped.
+const EventFrameError = "call.media_stream_error"
 
-// MediaStreamError is the data of a call.media_stream_error event.
-type MediaStreamError struct {
+// FrameError is the data of a call.media_stream_error event.
+type FrameError struct {
 	// Event is the frame's event ("media", "start", …) when it could be read.
 	Event          string `json:"event,omitempty"`
 	SequenceNumber string `json:"sequence_number,omitempty"`
@@ -140,8 +149,8 @@ type MediaStreamError struct {
 	Count int `json:"count"`
 }
 
-// MediaStreamStats counts what a media stream carried.
-type MediaStreamStats struct {
+// Stats counts what a media stream carried.
+type Stats struct {
 	FramesIn, FramesOut  int64
 	DroppedIn            int64 // caller frames ReadFrame did not take in time
 	MarksSent, MarksEcho int64
@@ -154,11 +163,11 @@ type MediaStreamStats struct {
 
 // mediaMessage is a frame of the far end; Event says which fields matter.
 type mediaMessage struct {
-	Event          string            `json:"event"`
-	SequenceNumber string            `json:"sequenceNumber"`
-	StreamSid      string            `json:"streamSid"`
-	Protocol       string            `json:"protocol"`
-	Start          *MediaStreamStart `json:"start"`
+	Event          string      `json:"event"`
+	SequenceNumber string      `json:"sequenceNumber"`
+	StreamSid      string      `json:"streamSid"`
+	Protocol       string      `json:"protocol"`
+	Start          *StartEvent `json:"start"`
 	Media          *struct {
 		Track   string `json:"track"`
 		Payload string `json:"payload"`
@@ -178,12 +187,19 @@ type pendingMark struct {
 	heard int64
 }
 
-// MediaStream is one media-stream socket as a media.Stream of 8 kHz frames.
-type MediaStream struct {
+// A Socket is a media.Stream whose far end buffers our audio ahead of playing it, which
+// Clear drops on barge-in.
+var (
+	_ media.Stream  = (*Socket)(nil)
+	_ media.Clearer = (*Socket)(nil)
+)
+
+// Socket is one media-stream socket as a media.Stream of 8 kHz frames.
+type Socket struct {
 	conn  *websocket.Conn
-	opts  MediaStreamOptions
+	opts  Options
 	log   *slog.Logger
-	start MediaStreamStart
+	start StartEvent
 
 	done   chan struct{}
 	once   sync.Once
@@ -232,10 +248,10 @@ type MediaStream struct {
 	framesIn, droppedIn, marksSent, marksEcho, clears, badFrames atomic.Int64
 }
 
-// AcceptMediaStream upgrades the request to a media-stream socket and waits for the far
+// Accept upgrades the request to a media-stream socket and waits for the far
 // end's start event (connected may come first). It answers the HTTP request itself when the
 // upgrade fails, and closes the socket with a reason when no usable start comes.
-func AcceptMediaStream(w http.ResponseWriter, r *http.Request, opts MediaStreamOptions) (*MediaStream, error) {
+func Accept(w http.ResponseWriter, r *http.Request, opts Options) (*Socket, error) {
 	opts.defaults()
 	// The socket is authenticated by key or token, never by cookies: any origin may use it.
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
@@ -243,7 +259,7 @@ func AcceptMediaStream(w http.ResponseWriter, r *http.Request, opts MediaStreamO
 		return nil, err
 	}
 	conn.SetReadLimit(opts.MaxMessageBytes)
-	m := &MediaStream{conn: conn, opts: opts, log: opts.Log,
+	m := &Socket{conn: conn, opts: opts, log: opts.Log,
 		done: make(chan struct{}), hungUp: make(chan struct{}), socketClosed: make(chan struct{}), events: make(chan media.Event, 16),
 		ring: make([]int16, opts.Inbound*media.SamplesPerFrame(media.Rate8k)), inNotify: make(chan struct{}, 1),
 		lastSeq: -1, payload: make([]byte, 0, 8*mulawFrameBytes),
@@ -257,14 +273,14 @@ func AcceptMediaStream(w http.ResponseWriter, r *http.Request, opts MediaStreamO
 	// Reads take no context that ends: a read cancelled by its context would close the
 	// socket without a code. A timer closes it, with one, when the start is late.
 	late := time.AfterFunc(opts.StartTimeout, func() {
-		m.closeWith(websocket.StatusPolicyViolation, "no start event within "+opts.StartTimeout.String(), MediaReasonProtocol)
+		m.closeWith(websocket.StatusPolicyViolation, "no start event within "+opts.StartTimeout.String(), ReasonProtocol)
 	})
 	defer late.Stop()
 	var buf bytes.Buffer
 	for {
 		msg, err := m.next(context.Background(), &buf)
 		if err != nil {
-			m.closeWith(websocket.StatusPolicyViolation, "no start event", MediaReasonProtocol)
+			m.closeWith(websocket.StatusPolicyViolation, "no start event", ReasonProtocol)
 			return nil, fmt.Errorf("media stream: waiting for start: %w", err)
 		}
 		if m.isDone() {
@@ -280,7 +296,7 @@ func AcceptMediaStream(w http.ResponseWriter, r *http.Request, opts MediaStreamO
 		default:
 			m.badFrame(msg.Event, msg.SequenceNumber, "before start")
 			if m.tooBad() {
-				return nil, fmt.Errorf("media stream: %w: too many before start", ErrBadMediaFrame)
+				return nil, fmt.Errorf("media stream: %w: too many before start", ErrBadFrame)
 			}
 			continue
 		}
@@ -288,18 +304,18 @@ func AcceptMediaStream(w http.ResponseWriter, r *http.Request, opts MediaStreamO
 			m.badFrame("start", msg.SequenceNumber, "start without its description")
 			continue
 		}
-		f := msg.Start.MediaFormat
+		f := msg.Start.Format
 		if f.Encoding != "audio/x-mulaw" || f.SampleRate != media.Rate8k || f.Channels > 1 {
-			m.closeWith(websocket.StatusPolicyViolation, "unsupported media format (want audio/x-mulaw at 8000 Hz, mono)", MediaReasonProtocol)
-			return nil, fmt.Errorf("media stream: %w: media format %+v", ErrBadMediaFrame, f)
+			m.closeWith(websocket.StatusPolicyViolation, "unsupported media format (want audio/x-mulaw at 8000 Hz, mono)", ReasonProtocol)
+			return nil, fmt.Errorf("media stream: %w: media format %+v", ErrBadFrame, f)
 		}
 		m.start = *msg.Start
 		if m.start.StreamSid == "" {
 			m.start.StreamSid = msg.StreamSid
 		}
 		if m.start.StreamSid == "" {
-			m.closeWith(websocket.StatusPolicyViolation, "start without streamSid", MediaReasonProtocol)
-			return nil, fmt.Errorf("media stream: %w: start without streamSid", ErrBadMediaFrame)
+			m.closeWith(websocket.StatusPolicyViolation, "start without streamSid", ReasonProtocol)
+			return nil, fmt.Errorf("media stream: %w: start without streamSid", ErrBadFrame)
 		}
 		m.seq(msg.SequenceNumber)
 		break
@@ -310,23 +326,23 @@ func AcceptMediaStream(w http.ResponseWriter, r *http.Request, opts MediaStreamO
 }
 
 // Start is the far end's description of the stream.
-func (m *MediaStream) Start() MediaStreamStart { return m.start }
+func (m *Socket) Start() StartEvent { return m.start }
 
 // SetPublisher sends the stream's error events to publish (the call's events), from now on.
-func (m *MediaStream) SetPublisher(publish func(typ string, data any)) { m.publish.Store(&publish) }
+func (m *Socket) SetPublisher(publish func(typ string, data any)) { m.publish.Store(&publish) }
 
 // SampleRate implements media.Stream: 8 kHz.
-func (m *MediaStream) SampleRate() int { return media.Rate8k }
+func (m *Socket) SampleRate() int { return media.Rate8k }
 
 // Events implements media.Stream: DTMF, and a hang-up when the far end stops.
-func (m *MediaStream) Events() <-chan media.Event { return m.events }
+func (m *Socket) Events() <-chan media.Event { return m.events }
 
-// Done is closed when the stream ended; Reason says why.
-func (m *MediaStream) Done() <-chan struct{} { return m.done }
+// Done implements media.Stream: it is closed when the stream ended; Reason says why.
+func (m *Socket) Done() <-chan struct{} { return m.done }
 
-// Reason is why the stream ended: caller-hangup, error, credential-revoked, or closed (by
+// Reason implements media.Stream: why the stream ended: caller-hangup, error, credential-revoked, or closed (by
 // us).
-func (m *MediaStream) Reason() string {
+func (m *Socket) Reason() string {
 	if r := m.reason.Load(); r != nil {
 		return *r
 	}
@@ -334,21 +350,21 @@ func (m *MediaStream) Reason() string {
 }
 
 // Stats reports what the stream carried.
-func (m *MediaStream) Stats() MediaStreamStats {
+func (m *Socket) Stats() Stats {
 	m.pmu.Lock()
 	played := m.playedLocked(time.Now())
 	cleared, sent := m.dropped, m.sent
 	m.pmu.Unlock()
-	return MediaStreamStats{FramesIn: m.framesIn.Load(), FramesOut: sent, DroppedIn: m.droppedIn.Load(),
+	return Stats{FramesIn: m.framesIn.Load(), FramesOut: sent, DroppedIn: m.droppedIn.Load(),
 		MarksSent: m.marksSent.Load(), MarksEcho: m.marksEcho.Load(), Clears: m.clears.Load(), BadFrames: m.badFrames.Load(),
 		Played: time.Duration(played) * media.FrameDuration, Cleared: time.Duration(cleared) * media.FrameDuration}
 }
 
-// Quality is the stream's account for the call record: frames as packets; the frames
-// ReadFrame could not take in time are the lost ones.
-func (m *MediaStream) Quality() store.CallQuality {
+// Quality implements media.Stream: frames as packets; the frames ReadFrame could not take
+// in time are the lost ones.
+func (m *Socket) Quality() media.Quality {
 	st := m.Stats()
-	q := store.CallQuality{PacketsReceived: st.FramesIn, PacketsSent: st.FramesOut, PacketsLost: st.DroppedIn}
+	q := media.Quality{PacketsReceived: st.FramesIn, PacketsSent: st.FramesOut, PacketsLost: st.DroppedIn}
 	if st.FramesIn > 0 {
 		q.LossPercent = 100 * float64(st.DroppedIn) / float64(st.FramesIn)
 	}
@@ -356,7 +372,7 @@ func (m *MediaStream) Quality() store.CallQuality {
 }
 
 // ended ends the stream once, with reason.
-func (m *MediaStream) ended(reason string) {
+func (m *Socket) ended(reason string) {
 	m.once.Do(func() {
 		m.reason.Store(&reason)
 		m.idle.Stop()
@@ -364,7 +380,7 @@ func (m *MediaStream) ended(reason string) {
 	})
 }
 
-func (m *MediaStream) isDone() bool {
+func (m *Socket) isDone() bool {
 	select {
 	case <-m.done:
 		return true
@@ -375,26 +391,26 @@ func (m *MediaStream) isDone() bool {
 
 // Refuse ends a stream whose call cannot be taken now (the node or the tenant is at its
 // limit of calls): the socket closes with 1013 Try Again Later and text.
-func (m *MediaStream) Refuse(text string) {
-	m.closeWith(websocket.StatusTryAgainLater, text, MediaReasonClosed)
+func (m *Socket) Refuse(text string) {
+	m.closeWith(websocket.StatusTryAgainLater, text, ReasonClosed)
 }
 
 // Revoke ends a stream whose credential was revoked (see Connections): the socket closes at
 // once with CloseRevoked and text, and the call ends as credential-revoked. It does not
 // block.
-func (m *MediaStream) Revoke(text string) {
+func (m *Socket) Revoke(text string) {
 	m.closeWith(CloseRevoked, text, store.EndedCredentialRevoked)
 }
 
 // closeWith ends the stream with reason and closes the socket with code and text.
-func (m *MediaStream) closeWith(code websocket.StatusCode, text, reason string) {
+func (m *Socket) closeWith(code websocket.StatusCode, text, reason string) {
 	m.ended(reason)
 	m.closeSocket(0, false, code, text)
 }
 
 // closeSocket closes the socket once, after wait, with code and text. When reason is
 // true, it also waits (half a second at most) for Hangup to give the reason it closes with.
-func (m *MediaStream) closeSocket(wait time.Duration, reason bool, code websocket.StatusCode, text string) {
+func (m *Socket) closeSocket(wait time.Duration, reason bool, code websocket.StatusCode, text string) {
 	m.socketOnce.Do(func() {
 		// Close waits for the far end's close frame: not for long.
 		go func() {
@@ -423,9 +439,9 @@ func (m *MediaStream) closeSocket(wait time.Duration, reason bool, code websocke
 // Close implements media.Stream: reading and writing end at once. If the far end is still
 // there, the socket closes once the audio already sent has played (two seconds at most) and
 // Hangup has said why (half a second at most); then with 1000. Idempotent.
-func (m *MediaStream) Close() error {
+func (m *Socket) Close() error {
 	farEndGone := m.isDone()
-	m.ended(MediaReasonClosed)
+	m.ended(ReasonClosed)
 	if farEndGone {
 		m.closeSocket(0, false, websocket.StatusNormalClosure, "call ended")
 		return nil
@@ -444,7 +460,7 @@ const hangupGrace = 500 * time.Millisecond
 // closes it as going away, 1001); the audio already sent is left to play, as with Close.
 // It returns once the socket is closed (a few seconds at most), so that a node that stops
 // says goodbye on every socket before it exits.
-func (m *MediaStream) Hangup(reason string) {
+func (m *Socket) Hangup(reason string) {
 	if m.closeText.CompareAndSwap(nil, &reason) {
 		close(m.hungUp)
 	}
@@ -456,7 +472,7 @@ func (m *MediaStream) Hangup(reason string) {
 }
 
 // ReadFrame implements media.Stream: the caller's next 20 ms, waiting for it.
-func (m *MediaStream) ReadFrame(f *media.Frame) error {
+func (m *Socket) ReadFrame(f *media.Frame) error {
 	n := media.SamplesPerFrame(media.Rate8k)
 	if f == nil || len(f.Samples) < n {
 		return fmt.Errorf("%w: want %d samples at 8000 Hz", media.ErrFrame, n)
@@ -484,7 +500,7 @@ func (m *MediaStream) ReadFrame(f *media.Frame) error {
 
 // WriteFrame implements media.Stream: f goes out in its 20 ms slot of the send clock, at
 // most Lead ahead of it. A writer that paused starts a new burst on the clock.
-func (m *MediaStream) WriteFrame(f *media.Frame) error {
+func (m *Socket) WriteFrame(f *media.Frame) error {
 	n := media.SamplesPerFrame(media.Rate8k)
 	if f == nil || len(f.Samples) != n || (f.Rate != 0 && f.Rate != media.Rate8k) {
 		return fmt.Errorf("%w: want %d samples at 8000 Hz", media.ErrFrame, n)
@@ -548,7 +564,7 @@ func (m *MediaStream) WriteFrame(f *media.Frame) error {
 // Clear drops the audio the far end holds but has not played (the caller barged in): the
 // clear is sent before anything else we write. It returns at once, with the audio it will
 // drop by our account.
-func (m *MediaStream) Clear() time.Duration {
+func (m *Socket) Clear() time.Duration {
 	if m.isDone() {
 		return 0
 	}
@@ -562,18 +578,18 @@ func (m *MediaStream) Clear() time.Duration {
 
 // unplayedLocked is how many frames sent the far end has not played yet: those ahead of
 // the playback clock, never more than it has not acknowledged. The caller holds pmu.
-func (m *MediaStream) unplayedLocked(now time.Time) int64 {
+func (m *Socket) unplayedLocked(now time.Time) int64 {
 	return max(min(m.aheadLocked(now), m.sent-m.dropped-m.acked), 0)
 }
 
 // playedLocked is how many frames the far end has played: those whose time has come on
 // the playback clock, never fewer than its marks acknowledged. The caller holds pmu.
-func (m *MediaStream) playedLocked(now time.Time) int64 {
+func (m *Socket) playedLocked(now time.Time) int64 {
 	return max(m.sent-m.dropped-m.aheadLocked(now), m.acked)
 }
 
 // aheadLocked is how many frames sent the far end holds unplayed, by the playback clock.
-func (m *MediaStream) aheadLocked(now time.Time) int64 {
+func (m *Socket) aheadLocked(now time.Time) int64 {
 	ahead := m.playEnd.Sub(now)
 	if ahead <= 0 {
 		return 0
@@ -582,13 +598,13 @@ func (m *MediaStream) aheadLocked(now time.Time) int64 {
 }
 
 // Played is the audio the far end has played, by our account.
-func (m *MediaStream) Played() time.Duration {
+func (m *Socket) Played() time.Duration {
 	m.pmu.Lock()
 	defer m.pmu.Unlock()
 	return time.Duration(m.playedLocked(time.Now())) * media.FrameDuration
 }
 
-func (m *MediaStream) kickWriter() {
+func (m *Socket) kickWriter() {
 	select {
 	case m.kick <- struct{}{}:
 	default:
@@ -597,7 +613,7 @@ func (m *MediaStream) kickWriter() {
 
 // writeLoop sends what is not sent from WriteFrame: a clear asked for while no frame is
 // written, and the mark that closes a burst once the writer paused.
-func (m *MediaStream) writeLoop() {
+func (m *Socket) writeLoop() {
 	for {
 		select {
 		case <-m.kick:
@@ -624,7 +640,7 @@ func (m *MediaStream) writeLoop() {
 }
 
 // lock takes the write lock, unless the stream ends first.
-func (m *MediaStream) lock() error {
+func (m *Socket) lock() error {
 	select {
 	case m.wlock <- struct{}{}:
 		return nil
@@ -633,10 +649,10 @@ func (m *MediaStream) lock() error {
 	}
 }
 
-func (m *MediaStream) unlock() { <-m.wlock }
+func (m *Socket) unlock() { <-m.wlock }
 
 // write sends one text frame; the caller holds the write lock.
-func (m *MediaStream) write(b []byte) error {
+func (m *Socket) write(b []byte) error {
 	// A far end that does not take the frame within WriteTimeout is cut off by the stall
 	// timer: one per stream, re-armed around each write, costs nothing per frame (a context
 	// with a deadline per write would).
@@ -646,7 +662,7 @@ func (m *MediaStream) write(b []byte) error {
 	if err != nil {
 		if !m.isDone() {
 			m.log.Info("media stream write failed", "error", err)
-			m.closeWith(websocket.StatusGoingAway, "write failed", MediaReasonCallerHangup)
+			m.closeWith(websocket.StatusGoingAway, "write failed", ReasonCallerHangup)
 		}
 		return media.ErrClosed
 	}
@@ -655,7 +671,7 @@ func (m *MediaStream) write(b []byte) error {
 
 // flushClear sends the clear asked for, if any; the caller holds the write lock. Marks
 // pending are dropped: the far end echoes them at once, and they mark nothing played.
-func (m *MediaStream) flushClear() error {
+func (m *Socket) flushClear() error {
 	if !m.clearReq.CompareAndSwap(true, false) {
 		return nil
 	}
@@ -678,7 +694,7 @@ func (m *MediaStream) flushClear() error {
 }
 
 // sendMark sends a mark after the frames sent; the caller holds the write lock.
-func (m *MediaStream) sendMark() error {
+func (m *Socket) sendMark() error {
 	m.pmu.Lock()
 	m.markSeq++
 	name := "sb-" + strconv.FormatInt(m.markSeq, 10)
@@ -700,7 +716,7 @@ func (m *MediaStream) sendMark() error {
 
 // markEchoed takes the echo of a mark: the far end played everything before it. An
 // echo of a mark we do not hold (a clear dropped it) is accepted and changes nothing.
-func (m *MediaStream) markEchoed(name string) bool {
+func (m *Socket) markEchoed(name string) bool {
 	m.pmu.Lock()
 	defer m.pmu.Unlock()
 	for i, p := range m.marks {
@@ -721,7 +737,7 @@ func (m *MediaStream) markEchoed(name string) bool {
 
 // next reads one frame of the far end into msg; a frame that is not protocol JSON is
 // counted and answered nil.
-func (m *MediaStream) next(ctx context.Context, buf *bytes.Buffer) (*mediaMessage, error) {
+func (m *Socket) next(ctx context.Context, buf *bytes.Buffer) (*mediaMessage, error) {
 	typ, r, err := m.conn.Reader(ctx)
 	if err != nil {
 		return nil, err
@@ -747,7 +763,7 @@ func (m *MediaStream) next(ctx context.Context, buf *bytes.Buffer) (*mediaMessag
 }
 
 // seq checks a frame's sequence number: numbers rise; a frame without one is let through.
-func (m *MediaStream) seq(s string) bool {
+func (m *Socket) seq(s string) bool {
 	if s == "" {
 		return true
 	}
@@ -760,7 +776,7 @@ func (m *MediaStream) seq(s string) bool {
 }
 
 // badFrame counts, logs and publishes a frame that was skipped; too many close the socket.
-func (m *MediaStream) badFrame(event, seq, why string) {
+func (m *Socket) badFrame(event, seq, why string) {
 	m.bad++
 	m.badFrames.Add(1)
 	level := slog.LevelWarn
@@ -769,17 +785,17 @@ func (m *MediaStream) badFrame(event, seq, why string) {
 	}
 	m.log.Log(context.Background(), level, "media stream frame skipped", "event", event, "sequence_number", seq, "reason", why, "bad_frames", m.bad)
 	if p := m.publish.Load(); p != nil {
-		(*p)(EventMediaStreamError, MediaStreamError{Event: event, SequenceNumber: seq, Message: why, Count: m.bad})
+		(*p)(EventFrameError, FrameError{Event: event, SequenceNumber: seq, Message: why, Count: m.bad})
 	}
 	if m.tooBad() {
-		m.closeWith(websocket.StatusPolicyViolation, "too many bad frames ("+strconv.Itoa(m.bad)+")", MediaReasonProtocol)
+		m.closeWith(websocket.StatusPolicyViolation, "too many bad frames ("+strconv.Itoa(m.bad)+")", ReasonProtocol)
 	}
 }
 
-func (m *MediaStream) tooBad() bool { return m.bad >= m.opts.MaxBadFrames }
+func (m *Socket) tooBad() bool { return m.bad >= m.opts.MaxBadFrames }
 
 // readLoop reads the far end's frames until stop, a close, or too many bad frames.
-func (m *MediaStream) readLoop() {
+func (m *Socket) readLoop() {
 	defer close(m.events)
 	var buf bytes.Buffer
 	for {
@@ -789,14 +805,14 @@ func (m *MediaStream) readLoop() {
 				switch s := websocket.CloseStatus(err); {
 				case s == websocket.StatusMessageTooBig:
 					m.log.Warn("media stream frame over the limit", "limit", m.opts.MaxMessageBytes)
-					m.ended(MediaReasonProtocol)
+					m.ended(ReasonProtocol)
 				case s != -1 || errors.Is(err, io.EOF):
 					m.log.Info("media stream closed by the far end", "status", s)
 				default:
 					m.log.Info("media stream read failed", "error", err)
 				}
 			}
-			m.hangup(MediaReasonCallerHangup)
+			m.hangup(ReasonCallerHangup)
 			return
 		}
 		if msg == nil {
@@ -832,7 +848,7 @@ func (m *MediaStream) readLoop() {
 			}
 		case "stop":
 			m.log.Info("media stream stopped by the far end")
-			m.hangup(MediaReasonCallerHangup)
+			m.hangup(ReasonCallerHangup)
 			return
 		case "connected", "start":
 			m.badFrame(msg.Event, msg.SequenceNumber, msg.Event+" after start")
@@ -846,7 +862,7 @@ func (m *MediaStream) readLoop() {
 }
 
 // hangup reports the far end gone to the events' reader, then ends the stream.
-func (m *MediaStream) hangup(reason string) {
+func (m *Socket) hangup(reason string) {
 	if !m.isDone() {
 		select {
 		case m.events <- media.Event{Kind: media.EventHangup, Reason: reason}:
@@ -861,8 +877,14 @@ func isDigit(c byte) bool {
 	return c >= '0' && c <= '9' || c == '*' || c == '#' || c >= 'A' && c <= 'D'
 }
 
+func stoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}
+
 // onMedia decodes a media frame into the ring ReadFrame empties.
-func (m *MediaStream) onMedia(msg *mediaMessage) {
+func (m *Socket) onMedia(msg *mediaMessage) {
 	if msg.Media == nil {
 		m.badFrame("media", msg.SequenceNumber, "media without its payload")
 		return

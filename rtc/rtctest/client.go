@@ -1,7 +1,7 @@
-// Package webrtctest is a browser for tests: a real pion peer that offers Opus audio and
+// Package rtctest is a browser for tests: a real pion peer that offers Opus audio and
 // the "events" data channel, sends audio, and keeps what it hears and the events it gets.
 // Switchboard's WebRTC tests and benchmarks talk to the node through it over loopback.
-package webrtctest
+package rtctest
 
 import (
 	"context"
@@ -162,7 +162,7 @@ func (c *Client) OpenEvents() error {
 		select {
 		case <-c.chatOpen:
 		case <-time.After(5 * time.Second):
-			return errors.New("webrtctest: the data channels did not come up")
+			return errors.New("rtctest: the data channels did not come up")
 		}
 	}
 	ordered := true
@@ -196,7 +196,7 @@ func (c *Client) Offer() (string, error) {
 	select {
 	case <-gathered:
 	case <-time.After(5 * time.Second):
-		return "", errors.New("webrtctest: candidates not gathered")
+		return "", errors.New("rtctest: candidates not gathered")
 	}
 	return c.pc.LocalDescription().SDP, nil
 }
@@ -234,9 +234,9 @@ func (c *Client) WaitConnected(ctx context.Context) error {
 	case <-c.connected:
 		return nil
 	case <-c.failed:
-		return errors.New("webrtctest: the connection failed")
+		return errors.New("rtctest: the connection failed")
 	case <-ctx.Done():
-		return fmt.Errorf("webrtctest: not connected: %w", ctx.Err())
+		return fmt.Errorf("rtctest: not connected: %w", ctx.Err())
 	}
 }
 
@@ -401,12 +401,12 @@ func (c *Client) Packets() (received, lost, sent int64) {
 // SendMessage sends text on the events data channel, as a browser sends a key pressed.
 func (c *Client) SendMessage(text string) error {
 	if c.dc == nil {
-		return errors.New("webrtctest: no events channel")
+		return errors.New("rtctest: no events channel")
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for c.dc.ReadyState() != webrtc.DataChannelStateOpen {
 		if time.Now().After(deadline) {
-			return errors.New("webrtctest: the events channel did not open")
+			return errors.New("rtctest: the events channel did not open")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -1,4 +1,4 @@
-package realtime_test
+package rtc_test
 
 import (
 	"context"
@@ -16,8 +16,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/switchboard-go/switchboard/media"
-	"github.com/switchboard-go/switchboard/realtime"
-	"github.com/switchboard-go/switchboard/realtime/webrtctest"
+	"github.com/switchboard-go/switchboard/rtc"
+	"github.com/switchboard-go/switchboard/rtc/rtctest"
 )
 
 func testLog() *slog.Logger {
@@ -27,10 +27,10 @@ func testLog() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func newWebRTC(t testing.TB, cfg realtime.WebRTCConfig) *realtime.WebRTC {
+func newWebRTC(t testing.TB, cfg rtc.Config) *rtc.Engine {
 	t.Helper()
 	cfg.Log = testLog()
-	w, err := realtime.NewWebRTC(cfg)
+	w, err := rtc.NewEngine(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,9 +39,9 @@ func newWebRTC(t testing.TB, cfg realtime.WebRTCConfig) *realtime.WebRTC {
 }
 
 // call connects a test browser to a new peer of w.
-func call(t testing.TB, ctx context.Context, w *realtime.WebRTC, opts webrtctest.Options) (*webrtctest.Client, *realtime.Peer) {
+func call(t testing.TB, ctx context.Context, w *rtc.Engine, opts rtctest.Options) (*rtctest.Client, *rtc.Peer) {
 	t.Helper()
-	c, err := webrtctest.New(opts)
+	c, err := rtctest.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func call(t testing.TB, ctx context.Context, w *realtime.WebRTC, opts webrtctest
 }
 
 // echo plays back what the peer hears, as the echo destination does, until it ends.
-func echo(p *realtime.Peer) {
+func echo(p *rtc.Peer) {
 	f := media.Frame{Samples: make([]int16, media.SamplesPerFrame(p.SampleRate()))}
 	for p.ReadFrame(&f) == nil {
 		if p.WriteFrame(&f) != nil {
@@ -83,8 +83,8 @@ func TestWebRTCPeerEcho(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	w := newWebRTC(t, realtime.WebRTCConfig{})
-	c, p := call(t, ctx, w, webrtctest.Options{})
+	w := newWebRTC(t, rtc.Config{})
+	c, p := call(t, ctx, w, rtctest.Options{})
 	defer c.Close()
 	if err := c.WaitConnected(ctx); err != nil {
 		t.Fatal(err)
@@ -102,10 +102,10 @@ func TestWebRTCPeerEcho(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second)
 	heard := c.Heard(time.Second)
-	if f := webrtctest.Frequency(heard, media.Rate48k); math.Abs(f-440) > 440*0.05 {
+	if f := rtctest.Frequency(heard, media.Rate48k); math.Abs(f-440) > 440*0.05 {
 		t.Errorf("heard %.0f Hz, want 440 Hz", f)
 	}
-	if rms := webrtctest.RMS(heard); rms < 1000 {
+	if rms := rtctest.RMS(heard); rms < 1000 {
 		t.Errorf("heard a level of %.0f", rms)
 	}
 	ev := waitEvent(t, c, "call.transcript")
@@ -131,7 +131,7 @@ func TestWebRTCPeerEcho(t *testing.T) {
 	}
 }
 
-func waitEvent(t *testing.T, c *webrtctest.Client, typ string) map[string]any {
+func waitEvent(t *testing.T, c *rtctest.Client, typ string) map[string]any {
 	t.Helper()
 	deadline := time.After(5 * time.Second)
 	seen := 0
@@ -158,7 +158,7 @@ func waitEvent(t *testing.T, c *webrtctest.Client, typ string) map[string]any {
 // TestWebRTCOfferRefused: offers the node cannot answer are refused with the reason.
 func TestWebRTCOfferRefused(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	w := newWebRTC(t, realtime.WebRTCConfig{})
+	w := newWebRTC(t, rtc.Config{})
 	const head = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 	for _, tc := range []struct{ name, sdp, want string }{
 		{"empty", "", "empty"},
@@ -174,8 +174,8 @@ func TestWebRTCOfferRefused(t *testing.T) {
 				p.Hangup("test")
 				t.Fatal("answered")
 			}
-			var oe *realtime.OfferError
-			if !errors.As(err, &oe) || !errors.Is(err, realtime.ErrOffer) {
+			var oe *rtc.OfferError
+			if !errors.As(err, &oe) || !errors.Is(err, rtc.ErrOffer) {
 				t.Fatalf("error %v is not an OfferError", err)
 			}
 			if !strings.Contains(oe.Reason, tc.want) {
@@ -190,8 +190,8 @@ func TestWebRTCTrickle(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	w := newWebRTC(t, realtime.WebRTCConfig{})
-	c, err := webrtctest.New(webrtctest.Options{})
+	w := newWebRTC(t, rtc.Config{})
+	c, err := rtctest.New(rtctest.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func TestWebRTCTrickle(t *testing.T) {
 		{"other session", "a=ice-ufrag:zzzz\r\na=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\n", "ice-ufrag"},
 	} {
 		err := p.AddICECandidates([]byte(tc.frag))
-		if !errors.Is(err, realtime.ErrCandidate) || !strings.Contains(err.Error(), tc.want) {
+		if !errors.Is(err, rtc.ErrCandidate) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an ErrCandidate saying %q", tc.name, err, tc.want)
 		}
 	}
@@ -253,8 +253,8 @@ func ufrag(sdp string) string {
 // TestWebRTCICETimeout: a browser that never connects ends its peer with ice-failed.
 func TestWebRTCICETimeout(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	w := newWebRTC(t, realtime.WebRTCConfig{ConnectTimeout: time.Second})
-	c, err := webrtctest.New(webrtctest.Options{})
+	w := newWebRTC(t, rtc.Config{ConnectTimeout: time.Second})
+	c, err := rtctest.New(rtctest.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +273,7 @@ func TestWebRTCICETimeout(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the peer outlived its connect timeout")
 	}
-	if p.Reason() != realtime.ReasonICEFailed {
+	if p.Reason() != rtc.ReasonICEFailed {
 		t.Errorf("reason %q", p.Reason())
 	}
 }
@@ -284,9 +284,9 @@ func TestWebRTCPeerVanishes(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	w := newWebRTC(t, realtime.WebRTCConfig{DisconnectedTimeout: time.Second, FailedTimeout: time.Second})
+	w := newWebRTC(t, rtc.Config{DisconnectedTimeout: time.Second, FailedTimeout: time.Second})
 	for _, abrupt := range []bool{true, false} {
-		c, p := call(t, ctx, w, webrtctest.Options{})
+		c, p := call(t, ctx, w, rtctest.Options{})
 		if err := c.WaitConnected(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -302,7 +302,7 @@ func TestWebRTCPeerVanishes(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("abrupt %v: the peer outlived its browser", abrupt)
 		}
-		if p.Reason() != realtime.ReasonPeerDisconnected {
+		if p.Reason() != rtc.ReasonPeerDisconnected {
 			t.Errorf("abrupt %v: reason %q", abrupt, p.Reason())
 		}
 		t.Logf("abrupt %v: ended after %v", abrupt, time.Since(start).Round(time.Millisecond))
@@ -317,8 +317,8 @@ func TestWebRTCLateEventsChannel(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	w := newWebRTC(t, realtime.WebRTCConfig{})
-	c, p := call(t, ctx, w, webrtctest.Options{LateEvents: true})
+	w := newWebRTC(t, rtc.Config{})
+	c, p := call(t, ctx, w, rtctest.Options{LateEvents: true})
 	defer c.Close()
 	defer p.Hangup("test")
 	if err := c.WaitConnected(ctx); err != nil {
@@ -342,8 +342,8 @@ func TestWebRTCKeysFromBrowser(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	w := newWebRTC(t, realtime.WebRTCConfig{})
-	c, p := call(t, ctx, w, webrtctest.Options{})
+	w := newWebRTC(t, rtc.Config{})
+	c, p := call(t, ctx, w, rtctest.Options{})
 	defer c.Close()
 	defer p.Hangup("test")
 	if err := c.WaitConnected(ctx); err != nil {
@@ -372,9 +372,9 @@ func TestWebRTCSingleUDPPort(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	port := freeUDPPort(t)
-	w := newWebRTC(t, realtime.WebRTCConfig{UDPPort: port})
+	w := newWebRTC(t, rtc.Config{UDPPort: port})
 	for range 2 {
-		c, p := call(t, ctx, w, webrtctest.Options{NoEvents: true})
+		c, p := call(t, ctx, w, rtctest.Options{NoEvents: true})
 		for _, l := range strings.Split(p.Answer(), "\n") {
 			if strings.HasPrefix(l, "a=candidate:") && !strings.Contains(l, " "+strconv.Itoa(port)+" typ") {
 				t.Errorf("candidate off the port %d: %s", port, l)
@@ -392,8 +392,8 @@ func TestWebRTCSingleUDPPort(t *testing.T) {
 // address.
 func TestWebRTCPublicIP(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	w := newWebRTC(t, realtime.WebRTCConfig{PublicIPs: []string{"203.0.113.7"}})
-	c, err := webrtctest.New(webrtctest.Options{})
+	w := newWebRTC(t, rtc.Config{PublicIPs: []string{"203.0.113.7"}})
+	c, err := rtctest.New(rtctest.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,7 +447,7 @@ func TestParseICEServers(t *testing.T) {
 		{`[{"username":"u"}]`, "", true},
 		{`[{`, "", true},
 	} {
-		got, err := realtime.ParseICEServers(tc.in)
+		got, err := rtc.ParseICEServers(tc.in)
 		if (err != nil) != tc.err {
 			t.Errorf("%q: error %v", tc.in, err)
 			continue
@@ -456,7 +456,7 @@ func TestParseICEServers(t *testing.T) {
 			continue
 		}
 		if got == nil {
-			got = []realtime.ICEServer{}
+			got = []rtc.ICEServer{}
 		}
 		if b, _ := json.Marshal(got); string(b) != tc.want {
 			t.Errorf("%q: %s, want %s", tc.in, b, tc.want)
@@ -473,8 +473,8 @@ func TestWebRTCPortRange(t *testing.T) {
 	if lo > 65000 {
 		lo = 40000
 	}
-	w := newWebRTC(t, realtime.WebRTCConfig{PortMin: uint16(lo), PortMax: uint16(lo + 50)})
-	c, p := call(t, ctx, w, webrtctest.Options{NoEvents: true})
+	w := newWebRTC(t, rtc.Config{PortMin: uint16(lo), PortMax: uint16(lo + 50)})
+	c, p := call(t, ctx, w, rtctest.Options{NoEvents: true})
 	defer c.Close()
 	defer p.Hangup("test")
 	for _, l := range strings.Split(p.Answer(), "\n") {

@@ -1,4 +1,7 @@
-package realtime
+// Package rtc carries browsers' calls over WebRTC: the node's pion peers, each a
+// media.Stream of one Opus track each way and an "events" data channel, and the SDP offer,
+// answer and trickle-ICE handling their signalling needs. It knows nothing of SIP.
+package rtc
 
 import (
 	"context"
@@ -15,7 +18,7 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// WebRTC peers: a browser's call reaches Switchboard as an SDP offer; the node answers it
+// A browser's call reaches Switchboard as an SDP offer; the node answers it
 // with a pion PeerConnection that carries one Opus audio track each way and the client's
 // "events" data channel, and that is a media.Stream to whatever talks on the call. The
 // node gathers its host candidates (rewritten to the public address when it sits behind a
@@ -30,7 +33,7 @@ var (
 	ErrCandidate = errors.New("webrtc: bad ICE candidate fragment")
 )
 
-// Defaults of WebRTCConfig.
+// Defaults of Config.
 const (
 	DefaultICEConnectTimeout      = 20 * time.Second
 	DefaultICEDisconnectedTimeout = 5 * time.Second
@@ -80,8 +83,8 @@ func ParseICEServers(s string) ([]ICEServer, error) {
 	return servers, nil
 }
 
-// WebRTCConfig configures the node's WebRTC peers.
-type WebRTCConfig struct {
+// Config configures the node's WebRTC peers.
+type Config struct {
 	// ICEServers are handed to clients (GET /api/v1/webrtc/config and each session's
 	// answer); the node itself gathers host candidates only.
 	ICEServers []ICEServer
@@ -103,17 +106,17 @@ type WebRTCConfig struct {
 	Log             *slog.Logger
 }
 
-// WebRTC makes the node's peers. It is safe for concurrent use.
-type WebRTC struct {
-	cfg WebRTCConfig
+// Engine makes the node's peers. It is safe for concurrent use.
+type Engine struct {
+	cfg Config
 	api *webrtc.API
 	mux ice.UDPMux
 	log *slog.Logger
 }
 
-// NewWebRTC sets pion up: Opus only, RTCP reports, the ICE timeouts, ports and addresses
+// NewEngine sets pion up: Opus only, RTCP reports, the ICE timeouts, ports and addresses
 // of cfg. Close releases the UDP port it may hold.
-func NewWebRTC(cfg WebRTCConfig) (*WebRTC, error) {
+func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -149,7 +152,7 @@ func NewWebRTC(cfg WebRTCConfig) (*WebRTC, error) {
 			return nil, fmt.Errorf("webrtc: public address: %w", err)
 		}
 	}
-	w := &WebRTC{cfg: cfg, log: cfg.Log}
+	w := &Engine{cfg: cfg, log: cfg.Log}
 	switch {
 	case cfg.UDPPort > 0:
 		opts := []ice.UDPMuxFromPortOption{ice.UDPMuxFromPortWithLogger(slogFactory{log: cfg.Log}.NewLogger("udpmux"))}
@@ -172,7 +175,7 @@ func NewWebRTC(cfg WebRTCConfig) (*WebRTC, error) {
 }
 
 // ICEServers are the STUN and TURN servers clients should use.
-func (w *WebRTC) ICEServers() []ICEServer {
+func (w *Engine) ICEServers() []ICEServer {
 	if w.cfg.ICEServers == nil {
 		return []ICEServer{}
 	}
@@ -180,7 +183,7 @@ func (w *WebRTC) ICEServers() []ICEServer {
 }
 
 // UDPAddr is the address of the single ICE port, when one is set.
-func (w *WebRTC) UDPAddr() net.Addr {
+func (w *Engine) UDPAddr() net.Addr {
 	if m, ok := w.mux.(*ice.MultiUDPMuxDefault); ok {
 		if addrs := m.GetListenAddresses(); len(addrs) > 0 {
 			return addrs[0]
@@ -190,7 +193,7 @@ func (w *WebRTC) UDPAddr() net.Addr {
 }
 
 // Close releases the node's ICE port.
-func (w *WebRTC) Close() error {
+func (w *Engine) Close() error {
 	if w.mux != nil {
 		return w.mux.Close()
 	}
@@ -201,7 +204,7 @@ func (w *WebRTC) Close() error {
 // audio (an *OfferError otherwise), gathers the node's candidates and returns the peer
 // whose LocalDescription is the answer. The peer lives until Hangup, its ICE failing, or
 // its client closing it; ctx bounds only the answer.
-func (w *WebRTC) Answer(ctx context.Context, offer string, log *slog.Logger) (*Peer, error) {
+func (w *Engine) Answer(ctx context.Context, offer string, log *slog.Logger) (*Peer, error) {
 	if err := checkOffer(offer); err != nil {
 		return nil, err
 	}
