@@ -27,8 +27,8 @@ const DefaultMaxCachedPostings = 8 << 20
 // words' lists. BM25 with each base's own document counts ranks the chunks: PostgreSQL's
 // ts_rank knew nothing of how rare a word is, and FTS5's counted every tenant's chunks.
 //
-// Reading a common word's list costs tens of milliseconds in SQLite and up to a few hundred
-// in PostgreSQL at 100,000 chunks, more than a voice turn should wait. So a search never
+// Reading a common word's list costs several milliseconds in SQLite and a few hundred in
+// PostgreSQL at 100,000 chunks, more than a voice turn should wait. So a search never
 // waits for it: while a base's lengths or a word of the query are not in memory (the first
 // searches after a document is indexed or deleted), the search is the database's own
 // (store.SearchKnowledge, as fast as it ever was) and the lists are read in the background,

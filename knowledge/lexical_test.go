@@ -316,3 +316,65 @@ func TestKnowledgeTermChunks(t *testing.T) {
 		})
 	}
 }
+
+// TestKnowledgeLexicalConcurrent: searches running while documents are indexed and deleted
+// answer without error, and once a delete returns, no search finds its document, in memory
+// or from the database.
+func TestKnowledgeLexicalConcurrent(t *testing.T) {
+	for _, d := range dialects {
+		t.Run(string(d), func(t *testing.T) {
+			st, tenant := openStore(t, d)
+			ev := newEvents()
+			svc := knowledge.New(knowledge.Config{Store: st, Events: ev})
+			t.Cleanup(svc.Close)
+			base := newBase(t, st, tenant, "")
+			upload(t, svc, ev, tenant, base.ID)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			stop := make(chan struct{})
+			errs := make(chan error, 4)
+			for g := range 4 {
+				go func() {
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							errs <- nil
+							return
+						default:
+						}
+						a := answers[(g+i)%len(answers)]
+						if _, err := svc.Search(ctx, tenant, []string{base.ID}, a.query+" parking", 3); err != nil {
+							errs <- err
+							return
+						}
+					}
+				}()
+			}
+			for i := range 5 {
+				data := []byte(fmt.Sprintf("# Parking %d\n\nVisitors park in zone %d behind the station.", i, i))
+				doc, _, err := svc.Upload(ctx, tenant, base.ID, fmt.Sprintf("parking-%d.md", i), "", data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, _ := ev.wait(t, doc.ID); got.Status != store.DocumentReady {
+					t.Fatalf("parking %d: %+v", i, got)
+				}
+				if err := svc.Delete(ctx, tenant, base.ID, doc.ID); err != nil {
+					t.Fatal(err)
+				}
+				for range 3 {
+					hits, err := svc.Search(ctx, tenant, []string{base.ID}, "where do visitors park", 5)
+					if err != nil || len(hits) != 0 {
+						t.Fatalf("after deleting parking %d: %v %+v", i, err, hits)
+					}
+				}
+			}
+			close(stop)
+			for range 4 {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
