@@ -111,7 +111,8 @@ func (lc *lexicalCache) close() {
 }
 
 // warm reads, in the background, the base's lengths at revision rev and the terms' lists;
-// when the base's reader is already running it reads them next.
+// when the base's reader is already running it reads them next. When the base has changed
+// since its lists were read, the reader reads again the words the cache held.
 func (lc *lexicalCache) warm(tenantID, baseID string, rev int64, terms []string) {
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
@@ -395,8 +396,13 @@ func (lc *lexicalCache) base(ctx context.Context, tenantID, baseID string, rev i
 	}
 	lc.mu.Lock()
 	if old := lc.bases[baseID]; old != nil {
-		for _, p := range old.terms {
+		for t, p := range old.terms {
 			lc.held -= len(p.at)
+			// The words searched before the base changed are likely searched again: its
+			// reader reads them after the words it was asked for.
+			if job := lc.warming[baseID]; job != nil && old.tenantID == tenantID && len(job.terms) < maxWarmTerms {
+				job.terms = append(job.terms, t)
+			}
 		}
 	}
 	lc.bases[baseID] = bl

@@ -378,3 +378,37 @@ func TestKnowledgeLexicalConcurrent(t *testing.T) {
 		})
 	}
 }
+
+// TestKnowledgeLexicalRereadsAfterChange: when a base changes, the words searched before it
+// are read again with the first search after it, so that they are in memory before they are
+// asked again.
+func TestKnowledgeLexicalRereadsAfterChange(t *testing.T) {
+	for _, d := range dialects {
+		t.Run(string(d), func(t *testing.T) {
+			st, tenant := openStore(t, d)
+			ev := newEvents()
+			svc := knowledge.New(knowledge.Config{Store: st, Events: ev})
+			t.Cleanup(svc.Close)
+			ix := knowledge.ServiceIndex(svc)
+			base := newBase(t, st, tenant, "")
+			upload(t, svc, ev, tenant, base.ID)
+			warmSearch(t, ix, tenant, []string{base.ID}, "express delivery", 3)
+			ctx := context.Background()
+			doc, _, err := svc.Upload(ctx, tenant, base.ID, "parking.md", "", []byte("# Parking\n\nVisitors park behind the station."))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev.wait(t, doc.ID)
+			// The base changed: the first search is the database's, and its reader reads
+			// "parking" and the words the cache held.
+			if _, warm, err := knowledge.SearchInMemory(ix, ctx, tenant, []string{base.ID}, "parking", 3); err != nil || warm {
+				t.Fatalf("first search after the change: warm=%v %v", warm, err)
+			}
+			knowledge.IdleIndex(ix)
+			ids, warm, err := knowledge.SearchInMemory(ix, ctx, tenant, []string{base.ID}, "express delivery", 3)
+			if err != nil || !warm || len(ids) == 0 {
+				t.Fatalf("a word searched before the change: warm=%v %v %v", warm, err, ids)
+			}
+		})
+	}
+}
