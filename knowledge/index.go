@@ -7,8 +7,9 @@ import (
 )
 
 // Index is where a base's chunks are kept and searched. The store's implementation (NewIndex)
-// keeps them in the database: FTS5 or PostgreSQL full text for words, an in-process cosine
-// scan over the base's vectors for meaning. A vector engine (pgvector where the extension is
+// keeps them in the database: FTS5 or PostgreSQL full text for words (ranked in process by
+// BM25 over the index's own word lists, lexical.go), an in-process cosine scan over the
+// base's vectors for meaning. A vector engine (pgvector where the extension is
 // installed) can take SearchVector over behind this interface without callers changing.
 type Index interface {
 	// Put indexes a processing document's chunks and makes it ready, all at once: a
@@ -33,6 +34,7 @@ type IndexedChunk struct {
 type storeIndex struct {
 	st      *store.Store
 	vectors *vectorCache
+	lexical *lexicalCache
 }
 
 // NewIndex returns the index kept in st. maxVectors bounds the floats its vector cache holds
@@ -41,7 +43,7 @@ func NewIndex(st *store.Store, maxVectors int) Index {
 	if maxVectors <= 0 {
 		maxVectors = DefaultMaxCachedVectors
 	}
-	return &storeIndex{st: st, vectors: newVectorCache(st, maxVectors)}
+	return &storeIndex{st: st, vectors: newVectorCache(st, maxVectors), lexical: newLexicalCache(st, DefaultMaxCachedPostings)}
 }
 
 func (ix *storeIndex) Put(ctx context.Context, doc *store.KnowledgeDocument, node string, chunks []IndexedChunk, pages int) error {
@@ -60,6 +62,26 @@ func (ix *storeIndex) Delete(ctx context.Context, tenantID, baseID, documentID s
 }
 
 func (ix *storeIndex) SearchLexical(ctx context.Context, tenantID string, baseIDs []string, query string, limit int) ([]Hit, error) {
+	found, warm, err := ix.lexical.search(ctx, tenantID, baseIDs, query, limit)
+	if err != nil {
+		return nil, err
+	}
+	if !warm {
+		return ix.searchDatabase(ctx, tenantID, baseIDs, query, limit)
+	}
+	if len(found) == 0 {
+		return nil, nil
+	}
+	ids := make([]int64, len(found))
+	for i, f := range found {
+		ids[i] = f.id
+	}
+	return ix.hits(ctx, tenantID, ids, func(i int) float64 { return found[i].score })
+}
+
+// searchDatabase is the search ranked by the database (FTS5's bm25(), PostgreSQL's ts_rank),
+// while the in-memory ranking's lists are being read.
+func (ix *storeIndex) searchDatabase(ctx context.Context, tenantID string, baseIDs []string, query string, limit int) ([]Hit, error) {
 	ms, err := store.SearchKnowledge(ctx, ix.st, tenantID, baseIDs, query, limit)
 	if err != nil {
 		return nil, err
@@ -67,6 +89,31 @@ func (ix *storeIndex) SearchLexical(ctx context.Context, tenantID string, baseID
 	hits := make([]Hit, len(ms))
 	for i := range ms {
 		hits[i] = hitOf(&ms[i])
+	}
+	return hits, nil
+}
+
+// Close stops the index's background reads and waits for them.
+func (ix *storeIndex) Close() { ix.lexical.close() }
+
+// hits reads the chunks by ID and returns them in that order with their scores; a chunk
+// deleted since it was ranked is left out.
+func (ix *storeIndex) hits(ctx context.Context, tenantID string, ids []int64, score func(i int) float64) ([]Hit, error) {
+	ms, err := store.KnowledgeChunksByID(ctx, ix.st, tenantID, ids)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[int64]*store.KnowledgeMatch, len(ms))
+	for i := range ms {
+		byID[ms[i].ChunkID] = &ms[i]
+	}
+	hits := make([]Hit, 0, len(ids))
+	for i, id := range ids {
+		if m, ok := byID[id]; ok {
+			h := hitOf(m)
+			h.Score = score(i)
+			hits = append(hits, h)
+		}
 	}
 	return hits, nil
 }
@@ -80,24 +127,7 @@ func (ix *storeIndex) SearchVector(ctx context.Context, tenantID string, baseIDs
 	for i, sc := range scored {
 		ids[i] = sc.id
 	}
-	ms, err := store.KnowledgeChunksByID(ctx, ix.st, tenantID, ids)
-	if err != nil {
-		return nil, err
-	}
-	byID := make(map[int64]*store.KnowledgeMatch, len(ms))
-	for i := range ms {
-		byID[ms[i].ChunkID] = &ms[i]
-	}
-	hits := make([]Hit, 0, len(scored))
-	for _, sc := range scored {
-		// A chunk deleted since the vectors were read is left out.
-		if m, ok := byID[sc.id]; ok {
-			h := hitOf(m)
-			h.Score = float64(sc.score)
-			hits = append(hits, h)
-		}
-	}
-	return hits, nil
+	return ix.hits(ctx, tenantID, ids, func(i int) float64 { return float64(scored[i].score) })
 }
 
 func hitOf(m *store.KnowledgeMatch) Hit {

@@ -97,7 +97,9 @@ type Service struct {
 	cfg   Config
 	st    *store.Store
 	index Index
-	log   *slog.Logger
+	// ownIndex: the service made the index, and closes it.
+	ownIndex bool
+	log      *slog.Logger
 
 	queue chan string
 	stop  chan struct{}
@@ -140,10 +142,11 @@ func New(cfg Config) *Service {
 	if cfg.Node == "" {
 		cfg.Node = "node"
 	}
-	if cfg.Index == nil {
+	ownIndex := cfg.Index == nil
+	if ownIndex {
 		cfg.Index = NewIndex(cfg.Store, 0)
 	}
-	s := &Service{cfg: cfg, st: cfg.Store, index: cfg.Index, log: cfg.Log,
+	s := &Service{cfg: cfg, st: cfg.Store, index: cfg.Index, ownIndex: ownIndex, log: cfg.Log,
 		queue: make(chan string, 4096), stop: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
@@ -176,6 +179,10 @@ func (s *Service) Close() {
 		close(s.stop)
 		s.cancel()
 		s.wg.Wait()
+		// The index the service made reads word lists in the background.
+		if c, ok := s.index.(interface{ Close() }); ok && s.ownIndex {
+			c.Close()
+		}
 	})
 }
 

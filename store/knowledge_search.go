@@ -30,13 +30,16 @@ const maxQueryTerms = 32
 // stopWords are words too common to say what a chunk is about. PostgreSQL's english
 // configuration drops them itself; dropping them before FTS5 keeps a question ("what are
 // the opening hours") from matching most of the index, which costs a search time for no
-// better answer.
+// better answer. The halves of a contraction ("can't" is "can" and "t" to both databases'
+// tokenizers) are on the list too: "t" is in most chunks of spoken help text and says
+// nothing of the question.
 var stopWords = map[string]bool{}
 
 func init() {
 	for _, w := range strings.Fields(`a an and are as at be but by can could did do does for from had has have how i if in
 		into is it its me my no not of on or our so than that the their them then there these they this to
-		us was we were what when where which who whom why will with would you your`) {
+		us was we were what when where which who whom why will with would you your
+		s t d ll m re ve don doesn didn isn aren wasn weren couldn shouldn wouldn hasn haven hadn`) {
 		stopWords[w] = true
 	}
 }
@@ -80,7 +83,13 @@ func SearchKnowledge(ctx context.Context, s *Store, tenantID string, baseIDs []s
 	if len(terms) == 0 || len(baseIDs) == 0 || limit <= 0 {
 		return nil, nil
 	}
-	terms, err := presentTerms(ctx, s, tenantID, baseIDs, terms)
+	// The tenant is checked once on its bases, so that the search checks a chunk's base
+	// alone, in the base index, without reading the chunk's row.
+	baseIDs, err := tenantBases(ctx, s, tenantID, baseIDs)
+	if err != nil || len(baseIDs) == 0 {
+		return nil, err
+	}
+	terms, err = presentTerms(ctx, s, tenantID, baseIDs, terms)
 	if err != nil || len(terms) == 0 {
 		return nil, err
 	}
@@ -138,6 +147,16 @@ func binomial(n, k int) int {
 	return r
 }
 
+// tenantBases keeps the bases that are the tenant's.
+func tenantBases(ctx context.Context, s *Store, tenantID string, baseIDs []string) ([]string, error) {
+	var out []string
+	if err := s.db.NewSelect().Table("knowledge_bases").Column("id").Where("tenant_id = ?", tenantID).
+		Where("id IN (?)", bun.In(baseIDs)).Order("id").Scan(ctx, &out); err != nil {
+		return nil, classify(err)
+	}
+	return out, nil
+}
+
 // presentTerms keeps the terms that at least one chunk of the bases has, in one query; each
 // check stops at the first chunk found.
 func presentTerms(ctx context.Context, s *Store, tenantID string, baseIDs, terms []string) ([]string, error) {
@@ -193,14 +212,17 @@ ORDER BY m.score DESC, c.id`, strings.Join(terms, " | "), strings.Join(ors, " | 
 		// once a search, the chunks that have each phrase of the query, and the base's
 		// token is in every chunk of the base (100,000 of them, most of a search's time in a
 		// big base). The scores do not change: FTS5 counts a word's chunks over the whole
-		// index either way. CROSS JOIN keeps FTS5 the outer loop. A chunk of a level has
-		// one clause's words and no more, so bm25() counts each of its words once.
+		// index either way. The base of a chunk FTS5 finds is checked in the base index
+		// (base_id with the rowid), not in the chunk's row: a row is a page read, the index
+		// a few cached pages. The bases are the tenant's (tenantBases).
 		q = s.db.NewRaw(`SELECT c.id, c.document_id, c.base_id, d.file_name, c.position, c.heading_path, c.page, c.text, m.score
-FROM (SELECT knowledge_chunks_fts.rowid AS id, -bm25(knowledge_chunks_fts, 1.0, 0.0) AS score
-      FROM knowledge_chunks_fts CROSS JOIN knowledge_chunks k ON k.id = knowledge_chunks_fts.rowid
-      WHERE knowledge_chunks_fts MATCH ? AND k.tenant_id = ? AND k.base_id IN (?) ORDER BY score DESC, id LIMIT ?) m
+FROM (SELECT f.rowid AS id, -bm25(knowledge_chunks_fts, 1.0, 0.0) AS score
+      FROM knowledge_chunks_fts f
+      WHERE knowledge_chunks_fts MATCH ?
+        AND EXISTS (SELECT 1 FROM knowledge_chunks k INDEXED BY knowledge_chunks_base_idx WHERE k.base_id IN (?) AND k.id = f.rowid)
+      ORDER BY score DESC, id LIMIT ?) m
 JOIN knowledge_chunks c ON c.id = m.id JOIN knowledge_documents d ON d.id = c.document_id
-ORDER BY m.score DESC, c.id`, ftsClauses(clauses), tenantID, bun.In(baseIDs), limit)
+ORDER BY m.score DESC, c.id`, ftsClauses(clauses), bun.In(baseIDs), limit)
 	}
 	if err := q.Scan(ctx, &out); err != nil {
 		return nil, classify(err)
