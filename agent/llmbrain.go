@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboard-go/switchboard/agent/llm"
+	callpkg "github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -201,7 +202,7 @@ func (b *LLMBrain) run(ctx context.Context, c Conversation) error {
 		if _, err := c.Say(ctx, b.cfg.ErrorGoodbye); err != nil {
 			return err
 		}
-		c.Hangup(store.EndedError)
+		c.Hangup(string(callpkg.ReasonError))
 		return errCallEnded
 	}
 	var history []llm.Message
@@ -245,7 +246,7 @@ func (b *LLMBrain) run(ctx context.Context, c Conversation) error {
 			if _, err := c.Say(ctx, b.cfg.ErrorGoodbye); err != nil {
 				return err
 			}
-			c.Hangup(store.EndedError)
+			c.Hangup(string(callpkg.ReasonError))
 			return errCallEnded
 		}
 		if _, err := c.Say(ctx, b.cfg.Apology); err != nil {
@@ -629,7 +630,7 @@ func (b *LLMBrain) runTool(ctx context.Context, c Conversation, call llm.ToolCal
 					return "", err
 				}
 			}
-			c.Hangup(store.EndedAgentHangup)
+			c.Hangup(string(callpkg.ReasonAgentHangup))
 			return "the call was ended", errCallEnded
 		case ToolTransferCall:
 			to := str("to")

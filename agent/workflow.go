@@ -14,6 +14,7 @@ import (
 	"unicode"
 
 	"github.com/switchboard-go/switchboard/agent/llm"
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/knowledge"
 	"github.com/switchboard-go/switchboard/store"
 )
@@ -182,13 +183,13 @@ func (b *WorkflowBrain) run(ctx context.Context, c Conversation) error {
 		n, ok := b.nodes[id]
 		if !ok {
 			c.Event("agent.error", map[string]any{"error": "the workflow has no node " + strconv.Quote(id), "node": id})
-			c.Hangup(store.EndedError)
+			c.Hangup(string(call.ReasonError))
 			return errCallEnded
 		}
 		if step >= b.cfg.MaxSteps {
 			c.Event("agent.error", map[string]any{"error": fmt.Sprintf("the workflow ran %d steps without ending", step), "node": id})
 			b.log.Warn("workflow loop stopped", "steps", step, "node", id)
-			c.Hangup(store.EndedError)
+			c.Hangup(string(call.ReasonError))
 			return errCallEnded
 		}
 		c.Event("workflow.node", map[string]any{"node": n.ID, "type": n.Type})
@@ -202,7 +203,7 @@ func (b *WorkflowBrain) run(ctx context.Context, c Conversation) error {
 		next, ok := b.next(ctx, c, r, n, out)
 		if !ok {
 			// A dead end is the workflow's end.
-			c.Hangup(store.EndedAgentHangup)
+			c.Hangup(string(call.ReasonAgentHangup))
 			return errCallEnded
 		}
 		id = next
@@ -250,7 +251,7 @@ func (b *WorkflowBrain) step(ctx context.Context, c Conversation, r *workflowRun
 		if _, err := b.say(ctx, c, r, b.cfg.TransferFailed); err != nil {
 			return outcome{}, err
 		}
-		c.Hangup(store.EndedError)
+		c.Hangup(string(call.ReasonError))
 		return outcome{end: true}, nil
 	case "voicemail":
 		return b.voicemail(ctx, c, r, n)
@@ -258,7 +259,7 @@ func (b *WorkflowBrain) step(ctx context.Context, c Conversation, r *workflowRun
 		if _, err := b.say(ctx, c, r, n.Text); err != nil {
 			return outcome{}, err
 		}
-		c.Hangup(store.EndedAgentHangup)
+		c.Hangup(string(call.ReasonAgentHangup))
 		return outcome{end: true}, nil
 	}
 	c.Event("agent.error", map[string]any{"error": "unknown node type " + strconv.Quote(n.Type), "node": n.ID})
@@ -557,7 +558,7 @@ func (b *WorkflowBrain) voicemail(ctx context.Context, c Conversation, r *workfl
 	if _, err := b.say(ctx, c, r, bye); err != nil {
 		return outcome{}, err
 	}
-	c.Hangup(store.EndedAgentHangup)
+	c.Hangup(string(call.ReasonAgentHangup))
 	return outcome{end: true}, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	callpkg "github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/rtc"
 	"github.com/switchboard-go/switchboard/store"
 )
@@ -38,8 +39,8 @@ type StartedWebRTCCall struct {
 	Answer string // the SDP answer
 	// Done is closed once the call has ended.
 	Done <-chan struct{}
-	// End ends the call with reason, a store.Ended… constant; it does not block.
-	End func(reason string)
+	// End ends the call with reason; it does not block.
+	End func(reason callpkg.Reason)
 }
 
 // WebRTCSessionRequest starts a browser's call: its SDP offer and who answers it.
@@ -229,7 +230,7 @@ func (s *Server) startWebRTCCall(ctx context.Context, p *Principal, req WebRTCSe
 		return nil, err
 	}
 	// Revoking the key, or deleting the user or tenant, hangs the call up.
-	unregister := s.conns.Register(p.credential(), func(string) { call.End(store.EndedCredentialRevoked) })
+	unregister := s.conns.Register(p.credential(), func(string) { call.End(callpkg.ReasonCredentialRevoked) })
 	go func() { <-call.Done; unregister() }()
 	return call, nil
 }

@@ -21,8 +21,8 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/media"
-	"github.com/switchboard-go/switchboard/store"
 )
 
 // Media streams carry a call's audio over a WebSocket in the protocol of Twilio Media
@@ -124,16 +124,20 @@ type Format struct {
 // CloseRevoked is the close code of a socket whose credential was revoked while it was
 // open; it is the events socket's (realtime.CloseRevoked), so that a client reads one code
 // whichever socket it holds.
-const CloseRevoked websocket.StatusCode = 4001
+const CloseRevoked websocket.StatusCode = call.CloseRevoked
 
-// Reasons a media stream ends with.
+// Reasons a media stream ends with, beyond the call's: the far end's stop or a vanished
+// socket is call.ReasonCallerHangup, too many bad frames or a start that cannot be carried
+// call.ReasonError.
 const (
-	// ReasonCallerHangup: the far end sent stop or closed the socket.
-	ReasonCallerHangup = "caller-hangup"
-	// ReasonProtocol: too many bad frames, or a start that cannot be carried.
-	ReasonProtocol = "error"
 	// ReasonClosed: we closed the stream.
 	ReasonClosed = "closed"
+)
+
+// The stream reasons of the call's reasons (media.Stream.Reason is a string).
+const (
+	reasonCallerHangup = string(call.ReasonCallerHangup)
+	reasonProtocol     = string(call.ReasonError)
 )
 
 // EventFrameError is published for each frame of the far end that was skipped.
@@ -273,14 +277,14 @@ func Accept(w http.ResponseWriter, r *http.Request, opts Options) (*Socket, erro
 	// Reads take no context that ends: a read cancelled by its context would close the
 	// socket without a code. A timer closes it, with one, when the start is late.
 	late := time.AfterFunc(opts.StartTimeout, func() {
-		m.closeWith(websocket.StatusPolicyViolation, "no start event within "+opts.StartTimeout.String(), ReasonProtocol)
+		m.closeWith(websocket.StatusPolicyViolation, "no start event within "+opts.StartTimeout.String(), reasonProtocol)
 	})
 	defer late.Stop()
 	var buf bytes.Buffer
 	for {
 		msg, err := m.next(context.Background(), &buf)
 		if err != nil {
-			m.closeWith(websocket.StatusPolicyViolation, "no start event", ReasonProtocol)
+			m.closeWith(websocket.StatusPolicyViolation, "no start event", reasonProtocol)
 			return nil, fmt.Errorf("media stream: waiting for start: %w", err)
 		}
 		if m.isDone() {
@@ -306,7 +310,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts Options) (*Socket, erro
 		}
 		f := msg.Start.Format
 		if f.Encoding != "audio/x-mulaw" || f.SampleRate != media.Rate8k || f.Channels > 1 {
-			m.closeWith(websocket.StatusPolicyViolation, "unsupported media format (want audio/x-mulaw at 8000 Hz, mono)", ReasonProtocol)
+			m.closeWith(websocket.StatusPolicyViolation, "unsupported media format (want audio/x-mulaw at 8000 Hz, mono)", reasonProtocol)
 			return nil, fmt.Errorf("media stream: %w: media format %+v", ErrBadFrame, f)
 		}
 		m.start = *msg.Start
@@ -314,7 +318,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts Options) (*Socket, erro
 			m.start.StreamSid = msg.StreamSid
 		}
 		if m.start.StreamSid == "" {
-			m.closeWith(websocket.StatusPolicyViolation, "start without streamSid", ReasonProtocol)
+			m.closeWith(websocket.StatusPolicyViolation, "start without streamSid", reasonProtocol)
 			return nil, fmt.Errorf("media stream: %w: start without streamSid", ErrBadFrame)
 		}
 		m.seq(msg.SequenceNumber)
@@ -399,7 +403,7 @@ func (m *Socket) Refuse(text string) {
 // once with CloseRevoked and text, and the call ends as credential-revoked. It does not
 // block.
 func (m *Socket) Revoke(text string) {
-	m.closeWith(CloseRevoked, text, store.EndedCredentialRevoked)
+	m.closeWith(CloseRevoked, text, string(call.ReasonCredentialRevoked))
 }
 
 // closeWith ends the stream with reason and closes the socket with code and text.
@@ -425,9 +429,7 @@ func (m *Socket) closeSocket(wait time.Duration, reason bool, code websocket.Sta
 			}
 			if r := m.closeText.Load(); r != nil && code == websocket.StatusNormalClosure {
 				text = *r
-				if text == "shutdown" {
-					code = websocket.StatusGoingAway
-				}
+				code = websocket.StatusCode(call.Reason(text).CloseCode())
 			}
 			_ = m.conn.Close(code, text)
 			close(m.socketClosed)
@@ -456,8 +458,9 @@ func (m *Socket) Close() error {
 // hangupGrace is how long a Close waits for Hangup's reason.
 const hangupGrace = 500 * time.Millisecond
 
-// Hangup ends the call from our side with reason, the socket's close text ("shutdown"
-// closes it as going away, 1001); the audio already sent is left to play, as with Close.
+// Hangup ends the call from our side with reason, the socket's close text, with the
+// reason's close code (call.Reason.CloseCode: shutdown closes it as going away, 1001); the
+// audio already sent is left to play, as with Close.
 // It returns once the socket is closed (a few seconds at most), so that a node that stops
 // says goodbye on every socket before it exits.
 func (m *Socket) Hangup(reason string) {
@@ -662,7 +665,7 @@ func (m *Socket) write(b []byte) error {
 	if err != nil {
 		if !m.isDone() {
 			m.log.Info("media stream write failed", "error", err)
-			m.closeWith(websocket.StatusGoingAway, "write failed", ReasonCallerHangup)
+			m.closeWith(websocket.StatusGoingAway, "write failed", reasonCallerHangup)
 		}
 		return media.ErrClosed
 	}
@@ -788,7 +791,7 @@ func (m *Socket) badFrame(event, seq, why string) {
 		(*p)(EventFrameError, FrameError{Event: event, SequenceNumber: seq, Message: why, Count: m.bad})
 	}
 	if m.tooBad() {
-		m.closeWith(websocket.StatusPolicyViolation, "too many bad frames ("+strconv.Itoa(m.bad)+")", ReasonProtocol)
+		m.closeWith(websocket.StatusPolicyViolation, "too many bad frames ("+strconv.Itoa(m.bad)+")", reasonProtocol)
 	}
 }
 
@@ -805,14 +808,14 @@ func (m *Socket) readLoop() {
 				switch s := websocket.CloseStatus(err); {
 				case s == websocket.StatusMessageTooBig:
 					m.log.Warn("media stream frame over the limit", "limit", m.opts.MaxMessageBytes)
-					m.ended(ReasonProtocol)
+					m.ended(reasonProtocol)
 				case s != -1 || errors.Is(err, io.EOF):
 					m.log.Info("media stream closed by the far end", "status", s)
 				default:
 					m.log.Info("media stream read failed", "error", err)
 				}
 			}
-			m.hangup(ReasonCallerHangup)
+			m.hangup(reasonCallerHangup)
 			return
 		}
 		if msg == nil {
@@ -848,7 +851,7 @@ func (m *Socket) readLoop() {
 			}
 		case "stop":
 			m.log.Info("media stream stopped by the far end")
-			m.hangup(ReasonCallerHangup)
+			m.hangup(reasonCallerHangup)
 			return
 		case "connected", "start":
 			m.badFrame(msg.Event, msg.SequenceNumber, msg.Event+" after start")

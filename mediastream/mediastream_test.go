@@ -17,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 	"go.uber.org/goleak"
 
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/media"
 	"github.com/switchboard-go/switchboard/mediastream"
 )
@@ -150,7 +151,7 @@ func TestMediaStreamBadFrames(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the stream did not end")
 	}
-	if ms.Reason() != mediastream.ReasonProtocol || !errors.Is(ms.ReadFrame(&f), media.ErrClosed) {
+	if ms.Reason() != string(call.ReasonError) || !errors.Is(ms.ReadFrame(&f), media.ErrClosed) {
 		t.Fatalf("reason %q", ms.Reason())
 	}
 }
@@ -305,7 +306,7 @@ func TestMediaStreamPlayback(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("stop did not end the stream")
 	}
-	if ms.Reason() != mediastream.ReasonCallerHangup || !errors.Is(ms.WriteFrame(&f), media.ErrClosed) {
+	if ms.Reason() != string(call.ReasonCallerHangup) || !errors.Is(ms.WriteFrame(&f), media.ErrClosed) {
 		t.Fatalf("reason %q", ms.Reason())
 	}
 }

@@ -14,16 +14,14 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/media"
 )
 
-// Reasons a peer ends by itself.
+// The reasons a peer ends by itself, as its stream gives them (media.Stream.Reason).
 const (
-	// ReasonICEFailed: ICE did not connect within the connect timeout, or failed before.
-	ReasonICEFailed = "ice-failed"
-	// ReasonPeerDisconnected: the client closed the connection, or went silent until ICE
-	// failed.
-	ReasonPeerDisconnected = "peer-disconnected"
+	reasonICEFailed        = string(call.ReasonICEFailed)
+	reasonPeerDisconnected = string(call.ReasonPeerDisconnected)
 )
 
 // EventsChannel is the label of the data channel a client opens to receive its call's
@@ -193,7 +191,7 @@ func newPeer(ctx context.Context, w *Engine, offer string, log *slog.Logger) (*P
 		case <-p.done:
 		case <-t.C:
 			p.log.Info("webrtc: ICE did not connect in time", "timeout", w.cfg.ConnectTimeout)
-			p.end(ReasonICEFailed)
+			p.end(reasonICEFailed)
 		}
 	}()
 	return p, nil
@@ -233,7 +231,7 @@ func (p *Peer) Connected() <-chan struct{} { return p.connected }
 // Done implements media.Stream: it is closed once the peer ended (Reason says why).
 func (p *Peer) Done() <-chan struct{} { return p.done }
 
-// Reason implements media.Stream: why the peer ended: ReasonICEFailed, ReasonPeerDisconnected, the reason given
+// Reason implements media.Stream: why the peer ended: call.ReasonICEFailed, call.ReasonPeerDisconnected, the reason given
 // to Hangup, or "closed"; "" while it is live.
 func (p *Peer) Reason() string {
 	if r := p.reason.Load(); r != nil {
@@ -253,15 +251,15 @@ func (p *Peer) onState(s webrtc.PeerConnectionState) {
 		// too; a browser that comes back calls again.
 		select {
 		case <-p.connected:
-			p.end(ReasonPeerDisconnected)
+			p.end(reasonPeerDisconnected)
 		default:
 		}
 	case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 		select {
 		case <-p.connected:
-			p.end(ReasonPeerDisconnected)
+			p.end(reasonPeerDisconnected)
 		default:
-			p.end(ReasonICEFailed)
+			p.end(reasonICEFailed)
 		}
 	}
 }

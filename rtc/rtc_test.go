@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	callpkg "github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/media"
 	"github.com/switchboard-go/switchboard/rtc"
 	"github.com/switchboard-go/switchboard/rtc/rtctest"
@@ -273,7 +274,7 @@ func TestWebRTCICETimeout(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the peer outlived its connect timeout")
 	}
-	if p.Reason() != rtc.ReasonICEFailed {
+	if p.Reason() != string(callpkg.ReasonICEFailed) {
 		t.Errorf("reason %q", p.Reason())
 	}
 }
@@ -302,7 +303,7 @@ func TestWebRTCPeerVanishes(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("abrupt %v: the peer outlived its browser", abrupt)
 		}
-		if p.Reason() != rtc.ReasonPeerDisconnected {
+		if p.Reason() != string(callpkg.ReasonPeerDisconnected) {
 			t.Errorf("abrupt %v: reason %q", abrupt, p.Reason())
 		}
 		t.Logf("abrupt %v: ended after %v", abrupt, time.Since(start).Round(time.Millisecond))

@@ -14,24 +14,9 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/media"
 	"github.com/switchboard-go/switchboard/store"
-)
-
-// Ended reasons a call records; the store documents the others.
-const (
-	ReasonCallerHangup   = "caller-hangup"
-	ReasonCalleeHangup   = "callee-hangup"
-	ReasonAgentHangup    = "agent-hangup"
-	ReasonAPIHangup      = "api-hangup"
-	ReasonTransferred    = "transferred"
-	ReasonMediaTimeout   = "media-timeout"
-	ReasonSessionExpired = "session-expired"
-	ReasonShutdown       = "shutdown"
-	ReasonNoAck          = "no-ack"
-	ReasonCanceled       = "canceled"
-	ReasonRejected       = "rejected"
-	ReasonError          = "error"
 )
 
 // Handler carries an answered call: it talks over the call's Stream until the stream ends
@@ -50,11 +35,6 @@ func (f HandlerFunc) ServeCall(ctx context.Context, c *Call) { f(ctx, c) }
 // Agents finds the handler of calls routed to an agent: the conversation runtime.
 type Agents interface {
 	AgentHandler(ctx context.Context, tenantID, agentID string) (Handler, error)
-}
-
-// Publisher receives call events for the realtime hub; *realtime.Hub is one.
-type Publisher interface {
-	Publish(tenantID, topic, typ string, data any) error
 }
 
 // Call is one call carried by the server, inbound or outbound. Its owner is the goroutine
@@ -82,7 +62,7 @@ type Call struct {
 	recFile *os.File
 
 	// The record, written and published as the call goes.
-	*CallRecord
+	*call.Recorder
 
 	mu      sync.Mutex
 	codec   media.CodecSpec
@@ -106,7 +86,7 @@ type Call struct {
 	// gone is closed once the call is torn down and its record final.
 	gone     chan struct{}
 	goneOnce sync.Once
-	reason   string
+	reason   call.Reason
 	sendBye  bool
 }
 
@@ -116,8 +96,8 @@ func (s *Server) newCall(rec store.Call, inbound bool, h Handler) *Call {
 		refresh: make(chan struct{}, 1), ackSDP: make(chan []byte, 1), notify: make(chan int, 1),
 		ended: make(chan struct{}), mediaUp: make(chan struct{}), gone: make(chan struct{}),
 	}
-	c.log = s.log.With("call", rec.ID, "call_id", rec.SIPCallID)
-	c.CallRecord = NewCallRecord(rec, s.cfg.Store, s.cfg.Events, c.log, nil)
+	c.log = call.Logger(s.log, rec)
+	c.Recorder = call.NewRecorder(rec, s.cfg.Store, s.cfg.Events, c.log, nil)
 	return c
 }
 
@@ -163,13 +143,14 @@ func (c *Call) Stream() media.Stream { return c.sess }
 // Log is the call's logger.
 func (c *Call) Log() *slog.Logger { return c.log }
 
-// Hangup ends the call from our side with reason (ReasonAgentHangup when empty): the far
-// end gets a BYE.
+// Hangup ends the call from our side with reason (agent-hangup when empty): the far end
+// gets a BYE. The reason is a string, as the agent's line gives it: a brain may end a call
+// with a reason of its own.
 func (c *Call) Hangup(reason string) {
 	if reason == "" {
-		reason = ReasonAgentHangup
+		reason = string(call.ReasonAgentHangup)
 	}
-	c.finish(reason, true)
+	c.finish(call.Reason(reason), true)
 }
 
 // SendDTMF plays digits to the far end as RFC 4733 telephone events.
@@ -182,22 +163,9 @@ func (c *Call) SendDTMF(digits string) error {
 	return nil
 }
 
-// Event types the calls publish, beside those of the realtime package of the same names.
-const (
-	EventCallCreated   = "call.created"
-	EventCallRinging   = "call.ringing"
-	EventCallAnswered  = "call.answered"
-	EventCallDTMF      = "call.dtmf"
-	EventCallHold      = "call.hold"
-	EventCallResumed   = "call.resumed"
-	EventCallTransfer  = "call.transfer"
-	EventCallEnded     = "call.ended"
-	EventCallEarlyTone = "call.early_media"
-)
-
 // finish ends the call once, with the first reason given. bye says the far end must be
 // told (it has not hung up itself).
-func (c *Call) finish(reason string, bye bool) {
+func (c *Call) finish(reason call.Reason, bye bool) {
 	c.endOnce.Do(func() {
 		c.reason, c.sendBye = reason, bye
 		close(c.ended)
@@ -243,7 +211,7 @@ func (c *Call) answered(ctx context.Context) {
 		r.Codec = c.codec.Name
 	})
 	c.log.Info("call answered", "codec", c.codec.Name, "rtp_port", c.ports.port)
-	c.Publish(EventCallAnswered, c.Record())
+	c.Publish(call.EventAnswered, c.Record())
 }
 
 // run carries an answered call until it ends, then tears it down: media, BYE when we end
@@ -259,15 +227,15 @@ func (c *Call) run(ctx context.Context) {
 		// not the agent.
 		select {
 		case <-c.sess.Done():
-			c.finish(streamReason(c.sess), true)
+			c.finish(call.FromStream(c.sess.Reason()), true)
 		default:
-			c.finish(ReasonAgentHangup, true)
+			c.finish(call.ReasonAgentHangup, true)
 		}
 	}()
 
-	hangupReason := ReasonCallerHangup
+	hangupReason := call.ReasonCallerHangup
 	if !c.inbound {
-		hangupReason = ReasonCalleeHangup
+		hangupReason = call.ReasonCalleeHangup
 	}
 	var expiry <-chan time.Time
 	var expTimer *time.Timer
@@ -285,23 +253,23 @@ func (c *Call) run(ctx context.Context) {
 		case <-c.dialogDone():
 			c.finish(hangupReason, false)
 		case <-c.sess.Done():
-			c.finish(streamReason(c.sess), true)
+			c.finish(call.FromStream(c.sess.Reason()), true)
 		case <-ctx.Done():
-			c.finish(ReasonShutdown, true)
+			c.finish(call.ReasonShutdown, true)
 		case <-c.refresh:
 			if expTimer != nil {
 				expTimer.Stop()
 				expTimer = nil
 			}
 		case <-expiry:
-			c.finish(ReasonSessionExpired, true)
+			c.finish(call.ReasonSessionExpired, true)
 		}
 	}
 	if expTimer != nil {
 		expTimer.Stop()
 	}
 
-	c.sess.Hangup(c.reason)
+	c.sess.Hangup(string(c.reason))
 	if c.sendBye {
 		c.bye(ctx)
 	}
@@ -318,15 +286,6 @@ func (c *Call) run(ctx context.Context) {
 		}
 	}
 	c.end(ctx, c.reason)
-}
-
-// streamReason is the ended reason of a call whose media session ended by itself.
-func streamReason(sess *media.RTPSession) string {
-	r := sess.Reason()
-	if r == "" || r == "closed" {
-		return ReasonError
-	}
-	return r
 }
 
 // bye tells the far end the call is over, waiting a few seconds for its answer.
@@ -346,14 +305,14 @@ func (c *Call) bye(ctx context.Context) {
 
 // byeAndEnd ends a call that was answered but cannot go on (no ACK, no usable answer, no
 // media): the far end gets a BYE, the record the reason.
-func (c *Call) byeAndEnd(ctx context.Context, reason string) {
+func (c *Call) byeAndEnd(ctx context.Context, reason call.Reason) {
 	c.bye(ctx)
 	c.end(ctx, reason)
 }
 
 // end writes the call's final state and publishes call.ended. It is used for calls that
 // were answered (after run) and for those that never were.
-func (c *Call) end(ctx context.Context, reason string) {
+func (c *Call) end(ctx context.Context, reason call.Reason) {
 	var st media.RTPStats
 	var quality *store.CallQuality
 	if c.sess != nil {
@@ -361,7 +320,7 @@ func (c *Call) end(ctx context.Context, reason string) {
 		q := store.CallQuality(c.sess.Quality())
 		quality = &q
 	}
-	c.Ended(ctx, reason, unansweredStatus(reason), quality)
+	c.Ended(ctx, reason, quality)
 	c.mediaDone()
 	if c.dialogID != "" {
 		c.srv.calls.remove(c)
@@ -373,7 +332,7 @@ func (c *Call) end(ctx context.Context, reason string) {
 	} else {
 		c.log.Info("call ended", "reason", reason)
 	}
-	c.Publish(EventCallEnded, c.Record())
+	c.Publish(call.EventEnded, c.Record())
 	c.goneOnce.Do(func() { close(c.gone) })
 }
 
@@ -385,19 +344,6 @@ func (c *Call) hungUp() bool {
 	default:
 		return false
 	}
-}
-
-// unansweredStatus is the status of a call that ended before it was answered.
-func unansweredStatus(reason string) string {
-	switch reason {
-	case ReasonCanceled, ReasonAPIHangup: // the caller's side gave up: for a call we place, we did
-		return store.CallCanceled
-	case store.CallBusy:
-		return store.CallBusy
-	case store.CallNoAnswer:
-		return store.CallNoAnswer
-	}
-	return store.CallFailed
 }
 
 // Transfer hands the far end to another party (a number or a SIP URI) with a blind REFER
@@ -418,11 +364,11 @@ func (c *Call) Transfer(ctx context.Context, to string) error {
 		return fmt.Errorf("sip: refer: %w", err)
 	}
 	if !res.IsSuccess() {
-		c.Publish(EventCallTransfer, map[string]any{"to": target, "status": "rejected", "sip_status": res.StatusCode})
+		c.Publish(call.EventTransfer, call.Transfer{To: target, Status: call.TransferRejected, SIPStatus: res.StatusCode})
 		return fmt.Errorf("%w: the far end answered the REFER with %d %s", ErrTransferRefused, res.StatusCode, res.Reason)
 	}
 	c.log.Info("transfer accepted", "to", target)
-	c.Publish(EventCallTransfer, map[string]any{"to": target, "status": "accepted"})
+	c.Publish(call.EventTransfer, call.Transfer{To: target, Status: call.TransferAccepted})
 	go c.awaitTransfer(target)
 	return nil
 }
@@ -435,14 +381,14 @@ func (c *Call) awaitTransfer(target string) {
 	select {
 	case code := <-c.notify:
 		if code >= 200 && code < 300 {
-			c.Publish(EventCallTransfer, map[string]any{"to": target, "status": "completed", "sip_status": code})
-			c.finish(ReasonTransferred, true)
+			c.Publish(call.EventTransfer, call.Transfer{To: target, Status: call.TransferCompleted, SIPStatus: code})
+			c.finish(call.ReasonTransferred, true)
 			return
 		}
 		c.log.Info("transfer failed", "to", target, "status", code)
-		c.Publish(EventCallTransfer, map[string]any{"to": target, "status": "failed", "sip_status": code})
+		c.Publish(call.EventTransfer, call.Transfer{To: target, Status: call.TransferFailed, SIPStatus: code})
 	case <-t.C:
-		c.Publish(EventCallTransfer, map[string]any{"to": target, "status": "unknown"})
+		c.Publish(call.EventTransfer, call.Transfer{To: target, Status: call.TransferUnknown})
 	case <-c.ended:
 	}
 }
@@ -490,7 +436,7 @@ func (c *Call) applyRemote(r remoteSDP) (codec media.CodecSpec, eventPT uint8, d
 		// Published here, in order, not under the lock: hold then resume reach the
 		// tenant in the order they happened.
 		if holdEvent != "" {
-			c.Publish(holdEvent, map[string]any{"direction": dir})
+			c.Publish(holdEvent, call.Hold{Direction: dir})
 		}
 	}()
 	codec = r.Codecs[0]
@@ -516,12 +462,12 @@ func (c *Call) applyRemote(r remoteSDP) (codec media.CodecSpec, eventPT uint8, d
 		c.remote = r.RTP
 	}
 	if held := dir != dirSendRecv; held != wasHeld {
-		holdEvent = EventCallResumed
+		holdEvent = call.EventResumed
 		if held {
-			holdEvent = EventCallHold
+			holdEvent = call.EventHold
 		}
 	}
-	c.edit(func(r *store.Call) { r.Codec = codec.Name })
+	c.Edit(func(r *store.Call) { r.Codec = codec.Name })
 	return codec, r.EventPT, dir, changed, nil
 }
 
@@ -535,7 +481,7 @@ func (c *Call) currentSDP(bump bool) []byte {
 
 // survive is deferred first by every goroutine that carries part of a call (its owner, its
 // handler, what they start): a panic there is logged once with its stack, counted, and
-// ends the call with ReasonError, where it would have taken the node and every other call
+// ends the call with call.ReasonError, where it would have taken the node and every other call
 // down. The guard recovers a request handler's panics, but not those of the goroutines it
 // starts, and a call's owner that panicked must still tear the call down: owner says that
 // this goroutine is the owner.
@@ -545,7 +491,7 @@ func (c *Call) survive(ctx context.Context, where string, owner bool) {
 		return
 	}
 	c.panicked(where, p)
-	c.finish(ReasonError, true)
+	c.finish(call.ReasonError, true)
 	if owner {
 		c.teardown(ctx)
 	}
@@ -571,7 +517,7 @@ func (c *Call) teardown(ctx context.Context) {
 		f()
 	}
 	if c.sess != nil {
-		step("media", func() { c.sess.Hangup(ReasonError) })
+		step("media", func() { c.sess.Hangup(string(call.ReasonError)) })
 	}
 	switch {
 	case c.uas != nil && c.uas.LoadState() == 0: // not answered yet
@@ -583,7 +529,7 @@ func (c *Call) teardown(ctx context.Context) {
 	if c.sess != nil || c.ports != nil {
 		step("close media", c.closeMedia)
 	}
-	step("record", func() { c.end(ctx, ReasonError) })
+	step("record", func() { c.end(ctx, call.ReasonError) })
 	// What end does last, in case it broke first: the call leaves the registry (and its
 	// connection its idle timeout) and whoever waits for it is let go.
 	step("forget", func() {

@@ -20,6 +20,7 @@ import (
 	"github.com/pion/sdp/v3"
 	"go.uber.org/goleak"
 
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/media"
 	"github.com/switchboard-go/switchboard/store"
 )
@@ -98,7 +99,7 @@ type published struct {
 	Data                any
 }
 
-// eventLog is the tests' Publisher: it keeps every event and wakes those waiting for one.
+// eventLog is the tests' call.Publisher: it keeps every event and wakes those waiting for one.
 type eventLog struct {
 	mu     sync.Mutex
 	events []published
@@ -167,10 +168,10 @@ func onTopic(id string) func(published) bool {
 	return func(e published) bool { return e.Topic == "call:"+id }
 }
 
-// field reads a key of an event's map data.
-func field(e published, key string) any {
-	m, _ := e.Data.(map[string]any)
-	return m[key]
+// dtmfOf reads the key of a call.dtmf event.
+func dtmfOf(e published) call.DTMF {
+	d, _ := e.Data.(call.DTMF)
+	return d
 }
 
 // callLog keeps the server's log for the test to read, and echoes it to the test's output.
@@ -546,13 +547,13 @@ func decodeG711(pkts []rtp.Packet) []int16 {
 // answeredCall waits for the answer of the SIP call callID and returns its record.
 func answeredCall(ctx context.Context, t *testing.T, events *eventLog, callID string) store.Call {
 	t.Helper()
-	return events.wait(ctx, t, EventCallAnswered, sipCall(callID)).Data.(store.Call)
+	return events.wait(ctx, t, call.EventAnswered, sipCall(callID)).Data.(store.Call)
 }
 
 // endedCall waits for the end of the call and returns its stored record.
 func endedCall(ctx context.Context, t *testing.T, events *eventLog, st *store.Store, tenantID, id string) *store.Call {
 	t.Helper()
-	events.wait(ctx, t, EventCallEnded, onTopic(id))
+	events.wait(ctx, t, call.EventEnded, onTopic(id))
 	rec, err := store.Get[store.Call](ctx, st, tenantID, id)
 	if err != nil {
 		t.Fatal(err)
@@ -680,13 +681,13 @@ func TestDTMFFromCaller(t *testing.T) {
 	rec := answeredCall(ctx, t, events, d.InviteRequest.CallID().Value())
 	dtmf := func(n int) published {
 		t.Helper()
-		return events.waitN(ctx, t, n, EventCallDTMF, onTopic(rec.ID))[n-1]
+		return events.waitN(ctx, t, n, call.EventDTMF, onTopic(rec.ID))[n-1]
 	}
 
 	peer.sendTone(t, a.rtp, 10)
 	peer.sendDTMF(t, a.rtp, '5', 101)
 	peer.sendTone(t, a.rtp, 5)
-	if e := dtmf(1); field(e, "digit") != "5" {
+	if e := dtmf(1); dtmfOf(e).Digit != "5" {
 		t.Fatalf("RFC 4733: %+v, want digit 5", e)
 	}
 
@@ -694,7 +695,7 @@ func TestDTMFFromCaller(t *testing.T) {
 	if res.StatusCode != 200 {
 		t.Fatalf("INFO dtmf-relay: %d, want 200", res.StatusCode)
 	}
-	if e := dtmf(2); field(e, "digit") != "5" || field(e, "duration_ms") != int64(160) {
+	if e := dtmf(2); dtmfOf(e).Digit != "5" || dtmfOf(e).DurationMS != 160 {
 		t.Fatalf("INFO dtmf-relay: %+v, want digit 5 for 160 ms", e)
 	}
 
@@ -702,7 +703,7 @@ func TestDTMFFromCaller(t *testing.T) {
 	if res.StatusCode != 200 {
 		t.Fatalf("INFO dtmf: %d, want 200", res.StatusCode)
 	}
-	if e := dtmf(3); field(e, "digit") != "5" {
+	if e := dtmf(3); dtmfOf(e).Digit != "5" {
 		t.Fatalf("INFO dtmf: %+v, want digit 5", e)
 	}
 
@@ -718,8 +719,8 @@ func TestDTMFFromCaller(t *testing.T) {
 		t.Errorf("INFO with a bad signal: %d, want 400", res.StatusCode)
 	}
 	bye(ctx, t, d)
-	events.wait(ctx, t, EventCallEnded, onTopic(rec.ID))
-	if n := len(events.onCall(EventCallDTMF, onTopic(rec.ID))); n != 3 {
+	events.wait(ctx, t, call.EventEnded, onTopic(rec.ID))
+	if n := len(events.onCall(call.EventDTMF, onTopic(rec.ID))); n != 3 {
 		t.Errorf("%d call.dtmf events, want 3", n)
 	}
 	if n := len(regexp.MustCompile(`(?m)msg=dtmf .*digit=5`).FindAllString(logs.String(), -1)); n != 3 {
@@ -798,12 +799,12 @@ func TestHoldResume(t *testing.T) {
 		send                    bool
 		event                   string // the event the change publishes
 	}{
-		{"sendonly", "127.0.0.1", dirSendOnly, dirRecvOnly, false, EventCallHold},
+		{"sendonly", "127.0.0.1", dirSendOnly, dirRecvOnly, false, call.EventHold},
 		{"inactive", "127.0.0.1", dirInactive, dirInactive, false, ""},
 		{"recvonly", "127.0.0.1", dirRecvOnly, dirSendOnly, true, ""},
-		{"sendrecv", "127.0.0.1", dirSendRecv, dirSendRecv, true, EventCallResumed},
-		{"c=0.0.0.0", "0.0.0.0", dirSendRecv, dirRecvOnly, false, EventCallHold},
-		{"resumed", "127.0.0.1", dirSendRecv, dirSendRecv, true, EventCallResumed},
+		{"sendrecv", "127.0.0.1", dirSendRecv, dirSendRecv, true, call.EventResumed},
+		{"c=0.0.0.0", "0.0.0.0", dirSendRecv, dirRecvOnly, false, call.EventHold},
+		{"resumed", "127.0.0.1", dirSendRecv, dirSendRecv, true, call.EventResumed},
 	} {
 		res := reinvite(ctx, t, d, sdpOffer(step.ip, peer.port(), step.offer), nil)
 		if res.StatusCode != 200 {
@@ -840,16 +841,16 @@ func TestHoldResume(t *testing.T) {
 		t.Error("no RTP after the empty re-INVITE")
 	}
 
-	events.waitN(ctx, t, 2, EventCallResumed, onTopic(rec.ID))
+	events.waitN(ctx, t, 2, call.EventResumed, onTopic(rec.ID))
 	var got []string
 	events.mu.Lock()
 	for _, e := range events.events {
-		if e.Topic == "call:"+rec.ID && (e.Type == EventCallHold || e.Type == EventCallResumed) {
+		if e.Topic == "call:"+rec.ID && (e.Type == call.EventHold || e.Type == call.EventResumed) {
 			got = append(got, e.Type)
 		}
 	}
 	events.mu.Unlock()
-	want := []string{EventCallHold, EventCallResumed, EventCallHold, EventCallResumed}
+	want := []string{call.EventHold, call.EventResumed, call.EventHold, call.EventResumed}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("events %v, want %v", got, want)
 	}
@@ -882,9 +883,9 @@ func TestCancelRecorded(t *testing.T) {
 	if err == nil {
 		t.Fatal("the call was answered despite the CANCEL")
 	}
-	rec := events.wait(ctx, t, EventCallRinging, sipCall(d.InviteRequest.CallID().Value())).Data.(store.Call)
+	rec := events.wait(ctx, t, call.EventRinging, sipCall(d.InviteRequest.CallID().Value())).Data.(store.Call)
 	got := endedCall(ctx, t, events, st, tenant, rec.ID)
-	if got.Status != store.CallCanceled || got.EndedReason != ReasonCanceled || got.AnsweredAt != nil || got.EndedAt == nil {
+	if got.Status != store.CallCanceled || got.EndedReason != string(call.ReasonCanceled) || got.AnsweredAt != nil || got.EndedAt == nil {
 		t.Fatalf("record %s/%s answered %v ended %v, want canceled, never answered", got.Status, got.EndedReason, got.AnsweredAt, got.EndedAt)
 	}
 	if got.Direction != store.CallInbound || got.Destination != "echo" || got.TenantID != tenant {
@@ -916,7 +917,7 @@ func TestByeFromCaller(t *testing.T) {
 	bye(ctx, t, d)
 
 	got := endedCall(ctx, t, events, st, tenant, rec.ID)
-	if got.Status != store.CallCompleted || got.EndedReason != ReasonCallerHangup {
+	if got.Status != store.CallCompleted || got.EndedReason != string(call.ReasonCallerHangup) {
 		t.Fatalf("record %s/%s, want completed/caller-hangup", got.Status, got.EndedReason)
 	}
 	if got.Quality.PacketsReceived < 40 || got.Quality.PacketsSent == 0 {
@@ -956,7 +957,7 @@ func TestHangupFromAPI(t *testing.T) {
 	}
 	u.waitBye(ctx, t, callID)
 	got := endedCall(ctx, t, events, st, tenant, rec.ID)
-	if got.Status != store.CallCompleted || got.EndedReason != ReasonAPIHangup || got.Quality.PacketsSent == 0 {
+	if got.Status != store.CallCompleted || got.EndedReason != string(call.ReasonAPIHangup) || got.Quality.PacketsSent == 0 {
 		t.Fatalf("record %s/%s sent %d, want completed/api-hangup with the tone counted", got.Status, got.EndedReason, got.Quality.PacketsSent)
 	}
 	if err := s.Hangup(ctx, tenant, rec.ID); !errors.Is(err, ErrCallEnded) {
@@ -980,7 +981,7 @@ func TestMediaTimeout(t *testing.T) {
 	rec := answeredCall(ctx, t, events, callID)
 	u.waitBye(ctx, t, callID)
 	got := endedCall(ctx, t, events, st, tenant, rec.ID)
-	if got.Status != store.CallCompleted || got.EndedReason != ReasonMediaTimeout || got.Quality.PacketsReceived != 0 {
+	if got.Status != store.CallCompleted || got.EndedReason != string(call.ReasonMediaTimeout) || got.Quality.PacketsReceived != 0 {
 		t.Fatalf("record %s/%s received %d, want completed/media-timeout with nothing received", got.Status, got.EndedReason, got.Quality.PacketsReceived)
 	}
 	if got.DurationSeconds < 0.9 {
@@ -1382,9 +1383,9 @@ func TestBlindTransfer(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			evs := events.waitN(ctx, t, len(tc.statuses), EventCallTransfer, onTopic(rec.ID))
+			evs := events.waitN(ctx, t, len(tc.statuses), call.EventTransfer, onTopic(rec.ID))
 			for i, e := range evs {
-				if field(e, "status") != tc.statuses[i] {
+				if e.Data.(call.Transfer).Status != tc.statuses[i] {
 					t.Errorf("call.transfer %d: %v, want %s", i, e.Data, tc.statuses[i])
 				}
 			}
@@ -1392,7 +1393,7 @@ func TestBlindTransfer(t *testing.T) {
 			if tc.statuses[len(tc.statuses)-1] == "completed" {
 				u.waitBye(ctx, t, callID)
 				got := endedCall(ctx, t, events, st, tenant, rec.ID)
-				if got.Status != store.CallCompleted || got.EndedReason != ReasonTransferred {
+				if got.Status != store.CallCompleted || got.EndedReason != string(call.ReasonTransferred) {
 					t.Fatalf("record %s/%s, want completed/transferred", got.Status, got.EndedReason)
 				}
 				return
@@ -1407,7 +1408,7 @@ func TestBlindTransfer(t *testing.T) {
 			}
 			bye(ctx, t, d)
 			got := endedCall(ctx, t, events, st, tenant, rec.ID)
-			if got.EndedReason != ReasonCallerHangup {
+			if got.EndedReason != string(call.ReasonCallerHangup) {
 				t.Errorf("record ended %s, want caller-hangup", got.EndedReason)
 			}
 		})
@@ -1554,7 +1555,7 @@ func TestOutboundCall(t *testing.T) {
 		t.Fatalf("far end BYE: %v", err)
 	}
 	got := endedCall(ctx, t, events, st, tenant, rec.ID)
-	if got.Status != store.CallCompleted || got.EndedReason != ReasonCalleeHangup || got.Codec != "PCMU" ||
+	if got.Status != store.CallCompleted || got.EndedReason != string(call.ReasonCalleeHangup) || got.Codec != "PCMU" ||
 		got.Direction != store.CallOutbound || got.AnsweredAt == nil || got.SIPCallID != inv.CallID().Value() {
 		t.Errorf("record %s/%s codec %q direction %s answered %v call-id %q", got.Status, got.EndedReason, got.Codec, got.Direction, got.AnsweredAt, got.SIPCallID)
 	}
@@ -1568,13 +1569,14 @@ func TestOutboundCall(t *testing.T) {
 // we CANCEL), is recorded busy or no-answer.
 func TestOutboundUnanswered(t *testing.T) {
 	for _, tc := range []struct {
-		name           string
-		status, reason string
-		hangup         bool // Server.Hangup while it rings
+		name   string
+		status string
+		reason call.Reason
+		hangup bool // Server.Hangup while it rings
 	}{
-		{"busy", store.CallBusy, store.EndedBusy, false},
-		{"no answer", store.CallNoAnswer, store.EndedNoAnswer, false},
-		{"hung up while ringing", store.CallCanceled, ReasonAPIHangup, true},
+		{"busy", store.CallBusy, call.ReasonBusy, false},
+		{"no answer", store.CallNoAnswer, call.ReasonNoAnswer, false},
+		{"hung up while ringing", store.CallCanceled, call.ReasonAPIHangup, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			verifyNoLeaks(t, sipgoCancelLeak)
@@ -1613,13 +1615,13 @@ func TestOutboundUnanswered(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.hangup {
-				events.wait(ctx, t, EventCallRinging, onTopic(rec.ID))
+				events.wait(ctx, t, call.EventRinging, onTopic(rec.ID))
 				if err := s.Hangup(ctx, tenant, rec.ID); err != nil {
 					t.Fatal(err)
 				}
 			}
 			got := endedCall(ctx, t, events, st, tenant, rec.ID)
-			if got.Status != tc.status || got.EndedReason != tc.reason || got.AnsweredAt != nil {
+			if got.Status != tc.status || got.EndedReason != string(tc.reason) || got.AnsweredAt != nil {
 				t.Errorf("record %s/%s answered %v, want %s/%s", got.Status, got.EndedReason, got.AnsweredAt, tc.status, tc.reason)
 			}
 			if tc.status == store.CallBusy {

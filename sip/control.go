@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -14,7 +15,7 @@ func (s *Server) Hangup(ctx context.Context, tenantID, callID string) error {
 	if err != nil {
 		return err
 	}
-	c.finish(ReasonAPIHangup, true)
+	c.finish(call.ReasonAPIHangup, true)
 	// Until the record is final: the API answers with it.
 	select {
 	case <-c.gone:

@@ -7,6 +7,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/media"
 )
 
@@ -173,9 +174,9 @@ func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	if c.inbound {
-		c.finish(ReasonCallerHangup, false)
+		c.finish(call.ReasonCallerHangup, false)
 	} else {
-		c.finish(ReasonCalleeHangup, false)
+		c.finish(call.ReasonCalleeHangup, false)
 	}
 }
 

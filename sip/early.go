@@ -8,6 +8,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/media"
 )
 
@@ -42,7 +43,7 @@ func (c *Call) earlyMedia(ctx context.Context, h EarlyMedia, body []byte) bool {
 		c.log.Error("media session", "error", err)
 		c.ports.close()
 		_ = dlg.Respond(sip.StatusServiceUnavailable, "Service Unavailable", nil)
-		c.end(ctx, ReasonError)
+		c.end(ctx, call.ReasonError)
 		return false
 	}
 	// Whether a caller sends before the answer is up to it (RFC 3960): its silence is no
@@ -56,15 +57,15 @@ func (c *Call) earlyMedia(ctx context.Context, h EarlyMedia, body []byte) bool {
 	if err := dlg.WriteResponse(res); err != nil {
 		c.closeMedia()
 		if dlg.Context().Err() != nil || errors.Is(err, sip.ErrTransactionCanceled) {
-			c.end(ctx, ReasonCanceled)
+			c.end(ctx, call.ReasonCanceled)
 		} else {
 			c.log.Info("session progress not sent", "error", err)
-			c.end(ctx, ReasonError)
+			c.end(ctx, call.ReasonError)
 		}
 		return false
 	}
 	c.log.Info("early media", "codec", c.codec.Name, "rtp_port", c.ports.port)
-	c.Publish(EventCallEarlyTone, map[string]any{"codec": c.codec.Name})
+	c.Publish(call.EventEarlyTone, call.EarlyMedia{Codec: c.codec.Name})
 
 	hctx, stopHandler := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHandler()
@@ -82,9 +83,8 @@ func (c *Call) earlyMedia(ctx context.Context, h EarlyMedia, body []byte) bool {
 	}()
 
 	var (
-		reason   string
-		code     = sip.StatusTemporarilyUnavailable
-		status   = "Temporarily Unavailable"
+		reason   call.Reason
+		respond  = true // false: the transaction layer answered (CANCEL)
 		returned bool
 	)
 	select {
@@ -94,30 +94,31 @@ func (c *Call) earlyMedia(ctx context.Context, h EarlyMedia, body []byte) bool {
 		case c.hungUp(): // it hung up, then returned
 			reason = c.reason
 		case e.panicked:
-			reason, code, status = ReasonError, sip.StatusInternalServerError, "Server Internal Error"
+			reason = call.ReasonError
 		case e.answer:
 			return true
 		default:
-			reason = ReasonRejected
+			reason = call.ReasonRejected
 		}
 	case <-dlg.Context().Done():
 		// CANCEL: the transaction layer answered it 200 and the INVITE 487.
-		reason, code = ReasonCanceled, 0
+		reason, respond = call.ReasonCanceled, false
 	case <-c.ended: // Hangup, from the API or the handler itself
 		reason = c.reason
 	case <-c.sess.Done():
-		reason = streamReason(c.sess)
+		reason = call.FromStream(c.sess.Reason())
 	case <-ctx.Done():
-		reason, code, status = ReasonShutdown, sip.StatusServiceUnavailable, "Service Unavailable"
+		reason = call.ReasonShutdown
 	}
 
 	// The caller hears nothing more, and the handler's reads and writes end.
 	stopHandler()
-	c.sess.Hangup(reason)
-	if code != 0 {
-		c.log.Info("early media ended unanswered", "reason", reason, "status", code)
-		if err := dlg.Respond(code, status, nil); err != nil {
-			c.log.Info("final response not sent", "status", code, "error", err)
+	c.sess.Hangup(string(reason))
+	if respond {
+		cause := reason.SIP()
+		c.log.Info("early media ended unanswered", "reason", reason, "status", cause.Status)
+		if err := dlg.Respond(cause.Status, cause.Phrase, nil); err != nil {
+			c.log.Info("final response not sent", "status", cause.Status, "error", err)
 		}
 	}
 	if !returned {

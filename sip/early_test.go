@@ -15,6 +15,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/pion/rtp"
 
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/media"
 	"github.com/switchboard-go/switchboard/store"
 )
@@ -178,7 +179,7 @@ func TestEarlyMedia(t *testing.T) {
 		got = append(got, response{time.Now(), res})
 		if res.StatusCode == sip.StatusSessionInProgress {
 			// While the early media plays, the call rings.
-			evs := events.onCall(EventCallRinging, sipCall(d.InviteRequest.CallID().Value()))
+			evs := events.onCall(call.EventRinging, sipCall(d.InviteRequest.CallID().Value()))
 			if len(evs) == 1 {
 				id := evs[0].Data.(store.Call).ID
 				if rec, err := store.Get[store.Call](ctx, st, tenant, id); err != nil || rec.Status != store.CallRinging || rec.AnsweredAt != nil {
@@ -251,11 +252,11 @@ func TestEarlyMedia(t *testing.T) {
 	if rec.AnsweredAt == nil || rec.AnsweredAt.Sub(progress.at) < 800*time.Millisecond {
 		t.Errorf("answered at %v, 183 at %v: want the answer after the second of early media", rec.AnsweredAt, progress.at)
 	}
-	if n := len(events.onCall(EventCallEarlyTone, onTopic(rec.ID))); n != 1 {
-		t.Errorf("%d %s events, want 1", n, EventCallEarlyTone)
+	if n := len(events.onCall(call.EventEarlyTone, onTopic(rec.ID))); n != 1 {
+		t.Errorf("%d %s events, want 1", n, call.EventEarlyTone)
 	}
 	final := endedCall(ctx, t, events, st, tenant, rec.ID)
-	if final.Status != store.CallCompleted || final.EndedReason != ReasonCallerHangup {
+	if final.Status != store.CallCompleted || final.EndedReason != string(call.ReasonCallerHangup) {
 		t.Errorf("record %s/%s, want completed/caller-hangup (no media timeout)", final.Status, final.EndedReason)
 	}
 }
@@ -302,12 +303,12 @@ func TestEarlyMediaRefused(t *testing.T) {
 	loudTone(t, "early media", pkts, 10)
 
 	callID := res.CallID().Value()
-	rec := events.wait(ctx, t, EventCallRinging, sipCall(callID)).Data.(store.Call)
+	rec := events.wait(ctx, t, call.EventRinging, sipCall(callID)).Data.(store.Call)
 	got := endedCall(ctx, t, events, st, tenant, rec.ID)
-	if got.Status != store.CallFailed || got.EndedReason != ReasonRejected || got.AnsweredAt != nil || got.EndedAt == nil {
+	if got.Status != store.CallFailed || got.EndedReason != string(call.ReasonRejected) || got.AnsweredAt != nil || got.EndedAt == nil {
 		t.Fatalf("record %s/%s answered %v ended %v, want failed/rejected, never answered", got.Status, got.EndedReason, got.AnsweredAt, got.EndedAt)
 	}
-	if len(events.onCall(EventCallAnswered, sipCall(callID))) != 0 {
+	if len(events.onCall(call.EventAnswered, sipCall(callID))) != 0 {
 		t.Error("call.answered published for a refused call")
 	}
 }
@@ -380,9 +381,9 @@ func TestEarlyMediaCanceled(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the early media still plays after the CANCEL")
 	}
-	rec := events.wait(ctx, t, EventCallRinging, sipCall(d.InviteRequest.CallID().Value())).Data.(store.Call)
+	rec := events.wait(ctx, t, call.EventRinging, sipCall(d.InviteRequest.CallID().Value())).Data.(store.Call)
 	got := endedCall(ctx, t, events, st, tenant, rec.ID)
-	if got.Status != store.CallCanceled || got.EndedReason != ReasonCanceled || got.AnsweredAt != nil {
+	if got.Status != store.CallCanceled || got.EndedReason != string(call.ReasonCanceled) || got.AnsweredAt != nil {
 		t.Fatalf("record %s/%s answered %v, want canceled, never answered", got.Status, got.EndedReason, got.AnsweredAt)
 	}
 	peer.packets(100 * time.Millisecond) // what was on its way
@@ -462,7 +463,7 @@ func TestEarlyMediaNotRecorded(t *testing.T) {
 	if res.StatusCode != sip.StatusTemporarilyUnavailable {
 		t.Fatalf("INVITE answered %d, want 480", res.StatusCode)
 	}
-	rec := events.wait(ctx, t, EventCallRinging, sipCall(res.CallID().Value())).Data.(store.Call)
+	rec := events.wait(ctx, t, call.EventRinging, sipCall(res.CallID().Value())).Data.(store.Call)
 	endedCall(ctx, t, events, st, tenant, rec.ID)
 	if files, err := os.ReadDir(dir); err != nil || len(files) != 0 {
 		t.Errorf("recordings %v %v, want none", files, err)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/emiago/sipgo"
 
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/realtime"
 )
 
@@ -33,7 +34,7 @@ func TestTenantTopicSeesEachCallEventOnce(t *testing.T) {
 	bye(ctx, t, d)
 
 	seen := map[string]int{}
-	for seen[EventCallEnded] == 0 {
+	for seen[call.EventEnded] == 0 {
 		it, err := sub.Next(ctx)
 		if err != nil {
 			t.Fatalf("waiting for call.ended on the tenant topic: %v (seen %v)", err, seen)
@@ -56,7 +57,7 @@ func TestTenantTopicSeesEachCallEventOnce(t *testing.T) {
 			seen[it.Event.Type]++
 		}
 	}
-	for _, typ := range []string{EventCallCreated, EventCallRinging, EventCallAnswered, EventCallEnded} {
+	for _, typ := range []string{call.EventCreated, call.EventRinging, call.EventAnswered, call.EventEnded} {
 		if seen[typ] != 1 {
 			t.Errorf("%s seen %d times on the tenant topic, want once (all: %v)", typ, seen[typ], seen)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/oklog/ulid/v2"
 
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/internal/callcap"
 	"github.com/switchboard-go/switchboard/media"
 	"github.com/switchboard-go/switchboard/store"
@@ -125,7 +126,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	defer c.survive(ctx, "call", true)
 	s.calls.add(c)
-	c.Publish(EventCallCreated, c.Record())
+	c.Publish(call.EventCreated, c.Record())
 	if !c.ring(ctx, dlg) {
 		return
 	}
@@ -228,23 +229,23 @@ func (s *Server) newInboundCall(ctx context.Context, dlg *sipgo.DialogServerSess
 // the call ended meanwhile (a CANCEL, a shutdown, a response that could not be sent).
 func (c *Call) ring(ctx context.Context, dlg *sipgo.DialogServerSession) bool {
 	if err := dlg.Respond(sip.StatusTrying, "Trying", nil); err != nil {
-		c.end(ctx, ReasonError)
+		c.end(ctx, call.ReasonError)
 		return false
 	}
 	if err := dlg.Respond(sip.StatusRinging, "Ringing", nil, &c.contact); err != nil {
-		c.end(ctx, ReasonError)
+		c.end(ctx, call.ReasonError)
 		return false
 	}
-	c.Publish(EventCallRinging, c.Record())
+	c.Publish(call.EventRinging, c.Record())
 	if d := c.srv.ringDelay; d > 0 {
 		select {
 		case <-time.After(d):
 		case <-dlg.Context().Done(): // CANCEL: the transaction layer sent 200 and 487
-			c.end(ctx, ReasonCanceled)
+			c.end(ctx, call.ReasonCanceled)
 			return false
 		case <-ctx.Done():
 			_ = dlg.Respond(sip.StatusServiceUnavailable, "Service Unavailable", nil)
-			c.end(ctx, ReasonShutdown)
+			c.end(ctx, call.ReasonShutdown)
 			return false
 		}
 	}
@@ -260,7 +261,7 @@ func (c *Call) openAnswer(ctx context.Context, dlg *sipgo.DialogServerSession, s
 	if err != nil {
 		in.log.Error("rtp socket", "error", err)
 		_ = dlg.Respond(sip.StatusServiceUnavailable, "Service Unavailable", nil)
-		c.end(ctx, ReasonError)
+		c.end(ctx, call.ReasonError)
 		return nil, false
 	}
 	c.ports = ports
@@ -297,12 +298,12 @@ func (c *Call) answerInvite(ctx context.Context, dlg *sipgo.DialogServerSession,
 	if err := dlg.WriteResponse(res); err != nil {
 		c.closeMedia()
 		if dlg.Context().Err() != nil || errors.Is(err, sip.ErrTransactionCanceled) {
-			c.end(ctx, ReasonCanceled)
+			c.end(ctx, call.ReasonCanceled)
 			return false
 		}
 		// A 200 never acknowledged: RFC 3261 §13.3.1.4 says end the session with a BYE.
 		log.Info("answer not acknowledged", "error", err)
-		c.byeAndEnd(ctx, ReasonNoAck)
+		c.byeAndEnd(ctx, call.ReasonNoAck)
 		return false
 	}
 	if in.lateOffer {
@@ -315,7 +316,7 @@ func (c *Call) answerInvite(ctx context.Context, dlg *sipgo.DialogServerSession,
 		if err != nil {
 			log.Info("no usable answer in the ACK", "error", err)
 			c.closeMedia()
-			c.byeAndEnd(ctx, ReasonRejected)
+			c.byeAndEnd(ctx, call.ReasonRejected)
 			return false
 		}
 		c.codec, c.eventPT, c.remote = answer.Codecs[0], answer.EventPT, answer.RTP
@@ -326,7 +327,7 @@ func (c *Call) answerInvite(ctx context.Context, dlg *sipgo.DialogServerSession,
 	} else if err := c.startMedia(); err != nil {
 		log.Error("media session", "error", err)
 		c.ports.close()
-		c.byeAndEnd(ctx, ReasonError)
+		c.byeAndEnd(ctx, call.ReasonError)
 		return false
 	}
 	return true

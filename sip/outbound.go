@@ -13,6 +13,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -70,7 +71,7 @@ func (s *Server) Dial(ctx context.Context, rec *store.Call) error {
 		c.remoteHost = target.HostPort()
 	}
 	s.calls.add(c)
-	c.Publish(EventCallCreated, c.Record())
+	c.Publish(call.EventCreated, c.Record())
 	go func() {
 		defer s.release()
 		defer slot()
@@ -183,7 +184,7 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 	if dlg == nil {
 		log.Info("call failed", "reason", "invite not sent", "error", err)
 		c.ports.close()
-		c.failDial(ctx, store.EndedError)
+		c.failDial(ctx, call.ReasonError)
 		return
 	}
 	if err != nil {
@@ -205,7 +206,7 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 
 // failDial ends an outbound call that was not answered with reason, or with the API's reason
 // when Server.Hangup came first, whatever it interrupted.
-func (c *Call) failDial(ctx context.Context, reason string) {
+func (c *Call) failDial(ctx context.Context, reason call.Reason) {
 	if c.hungUp() {
 		reason = c.reason
 	}
@@ -214,20 +215,20 @@ func (c *Call) failDial(ctx context.Context, reason string) {
 
 // openDialMedia resolves the callee's host and opens the call's RTP ports on the local
 // address that reaches it; it returns the call's ended reason when it cannot.
-func (s *Server) openDialMedia(ctx context.Context, c *Call, target sip.Uri, log *slog.Logger) string {
+func (s *Server) openDialMedia(ctx context.Context, c *Call, target sip.Uri, log *slog.Logger) call.Reason {
 	dst := netip.Addr{}
 	if ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", target.Host); err == nil && len(ips) > 0 {
 		dst = ips[0].Unmap()
 	}
 	if !dst.IsValid() {
 		log.Info("call failed", "reason", "destination host does not resolve")
-		return store.EndedError
+		return call.ReasonError
 	}
 	ip := s.localIP(dst)
 	ports, err := s.listenRTP(ip)
 	if err != nil {
 		log.Error("rtp socket", "error", err)
-		return store.EndedError
+		return call.ReasonError
 	}
 	c.ports = ports
 	c.sdp = newLocalSDP(ip, ports.port)
@@ -250,7 +251,7 @@ type outboundInvite struct {
 // newOutboundInvite builds what the call's INVITE says: transport and Contact, the trunk's
 // credentials, From and To, and our offer. It returns the call's ended reason when the
 // trunk's password cannot be read.
-func (s *Server) newOutboundInvite(c *Call, target sip.Uri, trunk *store.Trunk, log *slog.Logger) (*outboundInvite, string) {
+func (s *Server) newOutboundInvite(c *Call, target sip.Uri, trunk *store.Trunk, log *slog.Logger) (*outboundInvite, call.Reason) {
 	inv := &outboundInvite{target: target, transport: "udp"}
 	if t, ok := target.UriParams.Get("transport"); ok && target.UriParams != nil {
 		inv.transport = t
@@ -262,7 +263,7 @@ func (s *Server) newOutboundInvite(c *Call, target sip.Uri, trunk *store.Trunk, 
 		var err error
 		if inv.password, err = trunk.OutboundPassword(s.cfg.Store); err != nil {
 			log.Error("trunk password not readable", "error", err)
-			return nil, store.EndedError
+			return nil, call.ReasonError
 		}
 	}
 
@@ -319,7 +320,7 @@ func (s *Server) sendInvite(ctx, ringCtx context.Context, c *Call, inv *outbound
 			if (res.StatusCode == 180 || res.StatusCode == 183) && !ringing {
 				ringing = true
 				c.Update(ctx, func(r *store.Call) { r.Status = store.CallRinging })
-				c.Publish(EventCallRinging, c.Record())
+				c.Publish(call.EventRinging, c.Record())
 			}
 			return nil
 		}})
@@ -351,7 +352,7 @@ func (s *Server) sendInvite(ctx, ringCtx context.Context, c *Call, inv *outbound
 // unanswered is the ended reason of a call whose INVITE failed with err: the API's hang-up,
 // the far end's refusal (its status kept in the record's metadata), no answer before the
 // call's timeout, the server's shutdown, or an error.
-func (c *Call) unanswered(ctx, ringCtx context.Context, err error, log *slog.Logger) string {
+func (c *Call) unanswered(ctx, ringCtx context.Context, err error, log *slog.Logger) call.Reason {
 	var de *sipgo.ErrDialogResponse
 	switch {
 	case c.hungUp(): // its CANCEL's 487 is no refusal of the far end
@@ -364,12 +365,12 @@ func (c *Call) unanswered(ctx, ringCtx context.Context, err error, log *slog.Log
 		return reason
 	case ringCtx.Err() != nil && ctx.Err() == nil:
 		log.Info("call not answered", "outcome", "no-answer")
-		return store.EndedNoAnswer
+		return call.ReasonNoAnswer
 	case ctx.Err() != nil:
-		return store.EndedShutdown
+		return call.ReasonShutdown
 	default:
 		log.Info("call failed", "error", err)
-		return store.EndedError
+		return call.ReasonError
 	}
 }
 
@@ -383,7 +384,7 @@ func (c *Call) takeAnswer(ctx context.Context, dlg *sipgo.DialogClientSession, l
 	if perr != nil {
 		log.Info("answer not usable", "error", perr)
 		c.ports.close()
-		c.byeAndEnd(ctx, store.EndedError)
+		c.byeAndEnd(ctx, call.ReasonError)
 		return false
 	}
 	c.codec, c.eventPT, c.remote = answer.Codecs[0], answer.EventPT, answer.RTP
@@ -391,21 +392,21 @@ func (c *Call) takeAnswer(ctx context.Context, dlg *sipgo.DialogClientSession, l
 	if err := c.startMedia(); err != nil {
 		log.Error("media session", "error", err)
 		c.ports.close()
-		c.byeAndEnd(ctx, store.EndedError)
+		c.byeAndEnd(ctx, call.ReasonError)
 		return false
 	}
 	return true
 }
 
 // outcome is the ended reason of a call refused with code.
-func outcome(code int) string {
+func outcome(code int) call.Reason {
 	switch code {
 	case 486, 600, 603:
-		return store.EndedBusy
+		return call.ReasonBusy
 	case 408, 480, 487:
-		return store.EndedNoAnswer
+		return call.ReasonNoAnswer
 	}
-	return store.EndedRejected
+	return call.ReasonRejected
 }
 
 func withSIPStatus(m map[string]any, code int) map[string]any {

@@ -10,6 +10,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -62,12 +63,12 @@ func panicLines(t *testing.T, logs *logBuffer) int {
 func TestInboundCallPanics(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		events func(*eventLog) Publisher
+		events func(*eventLog) call.Publisher
 		agents func(calls chan<- *Call) Agents
 	}{
-		{"handler", func(l *eventLog) Publisher { return l },
+		{"handler", func(l *eventLog) call.Publisher { return l },
 			func(calls chan<- *Call) Agents { return &panickyAgents{h: listeningAgent(calls)} }},
-		{"owner", func(l *eventLog) Publisher { return &panickyEvents{eventLog: l, typ: EventCallAnswered} },
+		{"owner", func(l *eventLog) call.Publisher { return &panickyEvents{eventLog: l, typ: call.EventAnswered} },
 			func(calls chan<- *Call) Agents { return testAgents{listeningAgent(calls)} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -87,10 +88,10 @@ func TestInboundCallPanics(t *testing.T) {
 			d := u.call(ctx, t, uri(t, "agent", addr), offerSDP(peer.port(), "0"), sipgo.AnswerOptions{})
 			callID := d.InviteRequest.CallID().Value()
 			u.waitBye(ctx, t, callID)
-			rec := events.wait(ctx, t, EventCallEnded, sipCall(callID)).Data.(store.Call)
+			rec := events.wait(ctx, t, call.EventEnded, sipCall(callID)).Data.(store.Call)
 			got := endedCall(ctx, t, events, st, tenant, rec.ID)
-			if got.EndedReason != ReasonError {
-				t.Errorf("call ended %s/%s, want reason %s", got.Status, got.EndedReason, ReasonError)
+			if got.EndedReason != string(call.ReasonError) {
+				t.Errorf("call ended %s/%s, want reason %s", got.Status, got.EndedReason, call.ReasonError)
 			}
 			if s.panics.Load() != 1 || panicLines(t, logs) != 1 {
 				t.Errorf("%d panics counted, %d logged; want 1 and 1", s.panics.Load(), panicLines(t, logs))
@@ -104,9 +105,9 @@ func TestInboundCallPanics(t *testing.T) {
 				t.Fatal("the agent got no second call")
 			}
 			bye(ctx, t, d2)
-			rec2 := events.wait(ctx, t, EventCallEnded, sipCall(d2.InviteRequest.CallID().Value())).Data.(store.Call)
-			if got := endedCall(ctx, t, events, st, tenant, rec2.ID); got.EndedReason != ReasonCallerHangup {
-				t.Errorf("second call ended %s, want %s", got.EndedReason, ReasonCallerHangup)
+			rec2 := events.wait(ctx, t, call.EventEnded, sipCall(d2.InviteRequest.CallID().Value())).Data.(store.Call)
+			if got := endedCall(ctx, t, events, st, tenant, rec2.ID); got.EndedReason != string(call.ReasonCallerHangup) {
+				t.Errorf("second call ended %s, want %s", got.EndedReason, call.ReasonCallerHangup)
 			}
 			waitFor(t, func() bool { return s.Active() == 0 })
 		})
@@ -122,13 +123,13 @@ func TestOutboundCallPanics(t *testing.T) {
 	st, tenant := newCallStore(t)
 	events := newEventLog()
 	s, _ := startCallServer(t, Config{Store: st, DefaultTenantID: tenant,
-		Events: &panickyEvents{eventLog: events, typ: EventCallAnswered}})
+		Events: &panickyEvents{eventLog: events, typ: call.EventAnswered}})
 	peer := newRTPPeer(t)
 	answered := make(chan *sipgo.DialogServerSession, 2)
 	invites := make(chan *sip.Request, 8)
 	far := newFarEnd(t, answerWith(peer, answered, invites))
 
-	for i, want := range []string{ReasonError, ReasonCalleeHangup} {
+	for i, want := range []call.Reason{call.ReasonError, call.ReasonCalleeHangup} {
 		rec := store.NewOutboundCall()
 		rec.TenantID, rec.To, rec.Destination = tenant, "sip:far@"+far.addr, "tone"
 		if err := s.Dial(ctx, rec); err != nil {
@@ -152,7 +153,7 @@ func TestOutboundCallPanics(t *testing.T) {
 			t.Fatalf("call %d: no BYE from the node", i+1)
 		}
 		_ = d.Close()
-		if got := endedCall(ctx, t, events, st, tenant, rec.ID); got.EndedReason != want {
+		if got := endedCall(ctx, t, events, st, tenant, rec.ID); call.Reason(got.EndedReason) != want {
 			t.Errorf("call %d ended %s/%s, want reason %s", i+1, got.Status, got.EndedReason, want)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/emiago/sipgo"
 
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/internal/pgtest"
 	"github.com/switchboard-go/switchboard/store"
 )
@@ -43,7 +44,7 @@ func TestRecordSurvivesDatabaseRestart(t *testing.T) {
 
 	cluster.Stop()
 	bye(ctx, t, d)
-	events.wait(ctx, t, EventCallEnded, onTopic(rec.ID))
+	events.wait(ctx, t, call.EventEnded, onTopic(rec.ID))
 	if got := st.CallWriterStats(); got.Queued != 1 {
 		t.Fatalf("writer %+v with the database stopped, want the call's end queued", got)
 	}
@@ -60,7 +61,7 @@ func TestRecordSurvivesDatabaseRestart(t *testing.T) {
 		}
 		got, _ = store.Get[store.Call](ctx, st, ten.ID, rec.ID)
 	}
-	if got.Status != store.CallCompleted || got.EndedReason != ReasonCallerHangup || got.EndedAt == nil || got.DurationSeconds <= 0 {
+	if got.Status != store.CallCompleted || got.EndedReason != string(call.ReasonCallerHangup) || got.EndedAt == nil || got.DurationSeconds <= 0 {
 		t.Fatalf("record %s/%q ended %v duration %v, want completed/caller-hangup with its end", got.Status, got.EndedReason, got.EndedAt, got.DurationSeconds)
 	}
 	if got.Quality.PacketsReceived < 20 {
@@ -94,7 +95,7 @@ func TestNodeLostCallEnded(t *testing.T) {
 	events := newEventLog()
 	h, err := store.NewHeartbeat(st, store.HeartbeatOptions{Node: "new-host", Every: 50 * time.Millisecond, Timeout: 300 * time.Millisecond,
 		OnLost: func(rec store.Call) {
-			if err := PublishEnded(events, rec); err != nil {
+			if err := call.PublishEnded(events, rec); err != nil {
 				t.Error(err)
 			}
 		}})
@@ -104,7 +105,7 @@ func TestNodeLostCallEnded(t *testing.T) {
 	hctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); h.Run(hctx) }()
-	ev := events.wait(ctx, t, EventCallEnded, onTopic(c.ID))
+	ev := events.wait(ctx, t, call.EventEnded, onTopic(c.ID))
 	stop()
 	<-done
 	if e := ev.Data.(store.Call); e.Status != store.CallFailed || e.EndedReason != store.EndedNodeLost || e.ID != c.ID {
@@ -114,7 +115,7 @@ func TestNodeLostCallEnded(t *testing.T) {
 	// One event, on the call's topic: the hub carries it to the tenant's topic too.
 	var ended int
 	for _, e := range events.events {
-		if e.Type == EventCallEnded && e.Tenant == tenant {
+		if e.Type == call.EventEnded && e.Tenant == tenant {
 			ended++
 			if e.Topic != "call:"+c.ID {
 				t.Errorf("call.ended on %s, want the call's topic", e.Topic)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -362,4 +363,13 @@ func (s *Server) route(ctx context.Context, who caller) (Handler, store.Call, *r
 		}
 	}
 	return nil, rec, &refusal{code: sip.StatusNotFound, reason: "Not Found", why: "no route for " + strings.Join(d.users, ", ")}
+}
+
+// builtin is the built-in destination of that name (any case), or nil: the destinations
+// every transport's calls share, carried by a SIP call.
+func builtin(name string) Handler {
+	if serve := call.Destination(name); serve != nil {
+		return HandlerFunc(func(ctx context.Context, c *Call) { serve(ctx, c) })
+	}
+	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/internal/callcap"
 	"github.com/switchboard-go/switchboard/store"
 )
@@ -48,7 +49,7 @@ type Config struct {
 	// Node names this server in call records, so that a restart fails only its own calls.
 	Node string
 	// Events receives call events; nil publishes none.
-	Events Publisher
+	Events call.Publisher
 	// Agents answers calls routed to agents; nil answers them 480.
 	Agents Agents
 	// MediaTimeout ends a call whose RTP stopped for this long (zero: 30 s).

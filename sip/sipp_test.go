@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -304,7 +305,7 @@ func TestSIPpHoldResume(t *testing.T) {
 		t.Fatalf("want one call ended; got %q", lines)
 	}
 	m := callEnded.FindStringSubmatch(lines[0])
-	if m == nil || m[1] != ReasonCallerHangup {
+	if m == nil || m[1] != string(call.ReasonCallerHangup) {
 		t.Fatalf("want the call ended by the caller; got %q", lines[0])
 	}
 	// SIPp plays the pcap (30 ms packets) through hold and resume, about 5.5 s in all.
@@ -344,12 +345,12 @@ func TestSIPpServerBye(t *testing.T) {
 	if m == nil || m[2] != "0" {
 		t.Fatalf("want the call ended with no packet received; got %q", lines[0])
 	}
-	switch m[1] {
-	case ReasonMediaTimeout:
-	case ReasonAgentHangup:
+	switch call.Reason(m[1]) {
+	case call.ReasonMediaTimeout:
+	case call.ReasonAgentHangup:
 		// A server race: when the media times out, the echo handler's ReadFrame fails and
 		// ServeCall returns, and Call.run's handler goroutine then calls
-		// finish(ReasonAgentHangup) — which wins now and then over run's own
+		// finish(call.ReasonAgentHangup) — which wins now and then over run's own
 		// finish(sess.Reason()) on <-sess.Done(). Tighten this to media-timeout only once
 		// Call.run takes the stream's reason when the stream ended first.
 		t.Logf("known server race: the media-timeout call was recorded as %s", m[1])
@@ -385,10 +386,10 @@ func TestSIPpLoad(t *testing.T) {
 		if m == nil {
 			t.Fatalf("no reason and media counts in %q", line)
 		}
-		if m[1] == ReasonCallerHangup {
+		if m[1] == string(call.ReasonCallerHangup) {
 			hangups++
 		} else {
-			t.Errorf("call ended with reason %s, want %s: %q", m[1], ReasonCallerHangup, line)
+			t.Errorf("call ended with reason %s, want %s: %q", m[1], call.ReasonCallerHangup, line)
 		}
 		rx, _ := strconv.Atoi(m[2])
 		rxMin = min(rxMin, rx)
@@ -446,7 +447,7 @@ func TestSIPpOutbound(t *testing.T) {
 		t.Fatalf("want one call ended; got %q", lines)
 	}
 	m := callEnded.FindStringSubmatch(lines[0])
-	if m == nil || m[1] != ReasonAPIHangup {
+	if m == nil || m[1] != string(call.ReasonAPIHangup) {
 		t.Fatalf("want the call ended by the API; got %q", lines[0])
 	}
 	rx, _ := strconv.Atoi(m[2])

@@ -39,10 +39,12 @@ const (
 // CallStatuses are every status a call may have, live ones first.
 var CallStatuses = []string{CallQueued, CallRinging, CallInProgress, CallCompleted, CallBusy, CallNoAnswer, CallFailed, CallCanceled}
 
-// Reasons a call ended with (Call.EndedReason). The field is free text so that a carrier's
-// cause can be kept, but Switchboard itself writes one of these.
+// Reasons a call ended with (Call.EndedReason), the strings the column holds. The field is
+// free text so that a carrier's cause can be kept, but Switchboard itself writes one of
+// these; package call gives them their type (call.Reason) and every other package uses it.
 const (
 	EndedCallerHangup = "caller-hangup" // the far end sent BYE
+	EndedCalleeHangup = "callee-hangup" // the party Switchboard called hung up
 	EndedAgentHangup  = "agent-hangup"  // the agent or workflow ended the call
 	EndedAPIHangup    = "api-hangup"    // POST /api/v1/calls/{id}/hangup
 	EndedTransferred  = "transferred"   // the call was handed to another party
@@ -58,6 +60,13 @@ const (
 	// EndedCredentialRevoked: the key that started a web call was revoked, or its user or
 	// tenant deleted, while the call lasted.
 	EndedCredentialRevoked = "credential-revoked"
+	EndedSessionExpired    = "session-expired"   // a SIP session timer ran out (RFC 4028)
+	EndedNoAck             = "no-ack"            // the caller never acknowledged the answer
+	EndedIdleTimeout       = "idle-timeout"      // the caller said nothing for too long
+	EndedMaxDuration       = "max-duration"      // the call reached its agent's longest duration
+	EndedAgentError        = "agent-error"       // the agent's brain or speech failed
+	EndedICEFailed         = "ice-failed"        // a browser's ICE did not connect in time, or failed
+	EndedPeerDisconnected  = "peer-disconnected" // a browser closed its connection or went silent
 )
 
 // liveStatuses are the statuses of a call not yet ended.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchboard-go/switchboard/agent"
 	"github.com/switchboard-go/switchboard/agent/llm"
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/media"
 )
 
@@ -67,8 +68,8 @@ type conversation struct {
 	wg        sync.WaitGroup
 
 	mu         sync.Mutex
-	goneReason string
-	reason     string // ours: the brain's Hangup, idle-timeout, max-duration
+	goneReason call.Reason
+	reason     call.Reason // ours: the brain's Hangup, idle-timeout, max-duration
 	keys       []keyPress
 	transcript []Turn
 	report     Report
@@ -150,8 +151,8 @@ func (c *conversation) run(brain agent.Brain) Result {
 	e, err := newEar(c.stream, c.playing.Load, c.wake)
 	if err != nil {
 		c.log.Error("conversation cannot hear the stream", "error", err)
-		c.setReason(ReasonAgentError)
-		c.line.Hangup(ReasonAgentError)
+		c.setReason(call.ReasonAgentError)
+		c.line.Hangup(string(call.ReasonAgentError))
 		return c.result()
 	}
 	e.minSpan = int(c.minInterrupt / media.FrameDuration)
@@ -186,9 +187,9 @@ func (c *conversation) run(brain agent.Brain) Result {
 		brainReturned = true
 	case <-c.gone:
 	case <-c.ctx.Done():
-		c.setReason(ReasonShutdown)
+		c.setReason(call.ReasonShutdown)
 	case <-limit:
-		c.setReason(ReasonMaxDuration)
+		c.setReason(call.ReasonMaxDuration)
 	}
 	c.end()
 	c.cancelBrain()
@@ -203,18 +204,18 @@ func (c *conversation) run(brain agent.Brain) Result {
 	if brainErr != nil && !errors.Is(brainErr, agent.ErrHangup) && !errors.Is(brainErr, context.Canceled) {
 		c.log.Warn("brain failed", "error", brainErr)
 		c.publish(EventError, ErrorEvent{Stage: "brain", Error: brainErr.Error()})
-		c.setReason(ReasonAgentError)
+		c.setReason(call.ReasonAgentError)
 	}
 
 	reason := c.finalReason()
 	if !c.isGone() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), goodbyeTimeout)
-		if reason == ReasonMaxDuration {
+		if reason == call.ReasonMaxDuration {
 			_, _ = c.say(ctx, maxDurationGoodbye, sayOptions{ignoreEnd: true, noBargeIn: true, internal: true})
 		}
 		c.drainTail(ctx)
 		cancel()
-		c.line.Hangup(reason)
+		c.line.Hangup(string(reason))
 	}
 	_ = c.stream.Close()
 	c.overOnce.Do(func() { close(c.over) })
@@ -250,7 +251,7 @@ func (c *conversation) pumpEvents() {
 func (c *conversation) markGone(reason string) {
 	c.mu.Lock()
 	if c.goneReason == "" && reason != "" {
-		c.goneReason = reason
+		c.goneReason = call.Reason(reason)
 	}
 	c.mu.Unlock()
 	c.goneOnce.Do(func() { close(c.gone) })
@@ -272,7 +273,7 @@ func (c *conversation) end() {
 	c.wake()
 }
 
-func (c *conversation) setReason(r string) {
+func (c *conversation) setReason(r call.Reason) {
 	c.mu.Lock()
 	if c.reason == "" {
 		c.reason = r
@@ -280,7 +281,7 @@ func (c *conversation) setReason(r string) {
 	c.mu.Unlock()
 }
 
-func (c *conversation) finalReason() string {
+func (c *conversation) finalReason() call.Reason {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
@@ -289,9 +290,9 @@ func (c *conversation) finalReason() string {
 	case c.goneReason != "":
 		return c.goneReason
 	case c.isGone():
-		return "caller-hangup"
+		return call.ReasonCallerHangup
 	}
-	return ReasonAgentHangup
+	return call.ReasonAgentHangup
 }
 
 // check returns why a method must not go on: ErrHangup once the call is over for the
@@ -349,13 +350,13 @@ func (c *conversation) addTurn(t Turn) {
 // Hangup implements agent.Conversation.
 func (c *conversation) Hangup(reason string) {
 	if reason == "" {
-		reason = ReasonAgentHangup
+		reason = string(call.ReasonAgentHangup)
 	}
-	c.setReason(reason)
+	c.setReason(call.Reason(reason))
 	c.end()
 	if !c.isGone() {
 		c.drainTail(context.Background())
-		c.line.Hangup(c.finalReason())
+		c.line.Hangup(string(c.finalReason()))
 	}
 }
 
@@ -379,7 +380,7 @@ func (c *conversation) Transfer(ctx context.Context, to string) error {
 	if err := c.line.Transfer(ctx, to); err != nil {
 		return err
 	}
-	c.setReason("transferred")
+	c.setReason(call.ReasonTransferred)
 	return nil
 }
 

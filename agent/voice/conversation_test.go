@@ -9,6 +9,7 @@ import (
 
 	"github.com/switchboard-go/switchboard/agent"
 	"github.com/switchboard-go/switchboard/agent/llm"
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/media"
 )
 
@@ -179,7 +180,7 @@ func TestConversationContextEnds(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	cancel()
 	res := wait()
-	if res.Reason != ReasonShutdown || r.line.hungUp() != ReasonShutdown {
+	if res.Reason != string(call.ReasonShutdown) || r.line.hungUp() != string(call.ReasonShutdown) {
 		t.Errorf("reason %q, line %q", res.Reason, r.line.hungUp())
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/switchboard-go/switchboard/agent"
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/media"
 	"github.com/switchboard-go/switchboard/store"
 )
@@ -29,7 +30,7 @@ func TestIdleReminderAndHangup(t *testing.T) {
 	if !errors.Is(listenErr, agent.ErrHangup) {
 		t.Errorf("Listen returned %v", listenErr)
 	}
-	if res.Reason != ReasonIdleTimeout || r.line.hungUp() != ReasonIdleTimeout {
+	if res.Reason != string(call.ReasonIdleTimeout) || r.line.hungUp() != string(call.ReasonIdleTimeout) {
 		t.Errorf("reason %q, line %q", res.Reason, r.line.hungUp())
 	}
 	if n := len(r.line.eventsOf(EventIdle)); n != 1 {
@@ -67,7 +68,7 @@ func TestMaxDuration(t *testing.T) {
 	})
 	start := time.Now()
 	res := r.run(testCtx(t, 60*time.Second), brain)()
-	if res.Reason != ReasonMaxDuration || r.line.hungUp() != ReasonMaxDuration {
+	if res.Reason != string(call.ReasonMaxDuration) || r.line.hungUp() != string(call.ReasonMaxDuration) {
 		t.Errorf("reason %q, line %q", res.Reason, r.line.hungUp())
 	}
 	if !errors.Is(listenErr, agent.ErrHangup) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/switchboard-go/switchboard/agent"
+	"github.com/switchboard-go/switchboard/call"
 )
 
 // Listening is endpointing over the ear's segments. At a short silence (300 ms) the
@@ -339,12 +340,12 @@ func (c *conversation) notUnderstood(ctx context.Context, s *segment, err error)
 
 // idleHangup says goodbye to a silent caller and ends the call.
 func (c *conversation) idleHangup(ctx context.Context) error {
-	c.setReason(ReasonIdleTimeout)
+	c.setReason(call.ReasonIdleTimeout)
 	_, _ = c.say(ctx, idleGoodbye, sayOptions{internal: true, noBargeIn: true})
 	c.end()
 	c.drainTail(ctx)
 	if !c.isGone() {
-		c.line.Hangup(ReasonIdleTimeout)
+		c.line.Hangup(string(call.ReasonIdleTimeout))
 	}
 	return agent.ErrHangup
 }

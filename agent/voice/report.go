@@ -12,7 +12,7 @@ func (c *conversation) result() Result {
 	r := c.report
 	transcript := slices.Clone(c.transcript)
 	c.mu.Unlock()
-	r.EndedReason = reason
+	r.EndedReason = string(reason)
 	r.DurationSeconds = time.Since(c.startAt).Seconds()
 	var v2v []float64
 	for _, t := range transcript {
@@ -23,7 +23,7 @@ func (c *conversation) result() Result {
 	r.LatencyP50MS = percentile(v2v, 50)
 	r.LatencyP90MS = percentile(v2v, 90)
 	c.publish(EventReport, r)
-	return Result{Reason: reason, Transcript: transcript, Report: r}
+	return Result{Reason: string(reason), Transcript: transcript, Report: r}
 }
 
 // percentile is the nearest-rank percentile p of xs, nil when there are none.

@@ -64,19 +64,11 @@ const (
 	EventBargeIn     = "call.barge_in"      // playback stopped for the caller (BargeIn)
 )
 
-// Reasons a conversation ends a call with, beside the brain's own.
-const (
-	ReasonIdleTimeout = "idle-timeout"
-	ReasonMaxDuration = "max-duration"
-	ReasonAgentHangup = "agent-hangup"
-	ReasonAgentError  = "agent-error"
-	ReasonShutdown    = "shutdown"
-)
-
 // Result is what happened on a call.
 type Result struct {
 	// Reason is why the call ended: the caller's hang-up reason, the brain's Hangup
-	// reason, "idle-timeout", "max-duration", "agent-error", "shutdown".
+	// reason, or the conversation's own (call.ReasonIdleTimeout, MaxDuration, AgentError,
+	// Shutdown).
 	Reason     string
 	Transcript []Turn
 	Report     Report

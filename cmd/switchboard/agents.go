@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard-go/switchboard/agent/speech"
 	"github.com/switchboard-go/switchboard/agent/voice"
 	"github.com/switchboard-go/switchboard/api"
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
 )
@@ -44,7 +45,7 @@ func (a *agentCalls) AgentHandler(ctx context.Context, tenantID, agentID string)
 	return sip.HandlerFunc(func(ctx context.Context, c *sip.Call) { a.serve(ctx, c, ag) }), nil
 }
 
-// agentLine is the call an agent talks on: a SIP call (*sip.Call) or a web call (*webCall).
+// agentLine is the call an agent talks on: a SIP call (*sip.Call) or a web call (*call.Call).
 type agentLine interface {
 	voice.Line
 	ID() string
@@ -113,7 +114,7 @@ func (a *agentCalls) brain(ctx context.Context, c agentLine, ag *store.Agent, lo
 		wf, werr := store.Get[store.Workflow](ctx, a.st, tenantID, *ag.WorkflowID)
 		if werr != nil {
 			log.Error("the agent's workflow is not readable", "error", werr)
-			return unavailable(sip.ReasonError)
+			return unavailable(string(call.ReasonError))
 		}
 		if err != nil { // llm steps say they cannot think
 			provider, model = nil, ""

@@ -18,6 +18,7 @@ import (
 	"github.com/switchboard-go/switchboard/agent/llm"
 	"github.com/switchboard-go/switchboard/agent/speech"
 	"github.com/switchboard-go/switchboard/api"
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/internal/callcap"
 	"github.com/switchboard-go/switchboard/internal/netguard"
 	"github.com/switchboard-go/switchboard/internal/settings"
@@ -116,7 +117,7 @@ type server struct {
 
 	voicemails string
 	recordings string // "" when calls are not recorded
-	web        *webCalls
+	web        *call.Node
 	stopWeb    context.CancelFunc
 	sipSrv     *sip.Server
 	auth       *api.Authenticator
@@ -245,7 +246,7 @@ func (n *server) joinCluster(ctx context.Context) error {
 		n.log.Warn("calls interrupted by the last stop marked failed", "calls", count, "node", c.Node)
 	}
 	heart, err := store.NewHeartbeat(st, store.HeartbeatOptions{Node: c.Node, Version: version, Every: c.NodeHeartbeat,
-		Timeout: c.NodeTimeout, Log: n.log, OnLost: func(rec store.Call) { _ = sip.PublishEnded(n.hub, rec) }})
+		Timeout: c.NodeTimeout, Log: n.log, OnLost: func(rec store.Call) { _ = call.PublishEnded(n.hub, rec) }})
 	if err != nil {
 		return err
 	}
@@ -276,7 +277,8 @@ func (n *server) buildCalls(ctx context.Context, voices *speech.Registry) (*agen
 	n.onClose(stopWeb)
 	n.stopWeb = stopWeb
 	calls := callcap.New(c.MaxCalls, c.MaxTenantCalls)
-	n.web = newWebCalls(webCtx, n.st, agents, n.hub, calls, c.Node, log)
+	n.web = call.NewNode(webCtx, call.NodeConfig{Store: n.st, Events: n.hub, Limits: calls, Node: c.Node, Log: log,
+		Agent: func(ctx context.Context, c *call.Call, ag *store.Agent) { agents.serve(ctx, c, ag) }})
 	var rtcCalls api.WebRTCCalls
 	if c.WebRTC.Enabled {
 		rcfg, err := c.WebRTC.config(c.PublicIP, log)
@@ -288,7 +290,7 @@ func (n *server) buildCalls(ctx context.Context, voices *speech.Registry) (*agen
 			return nil, nil, nil, err
 		}
 		n.onClose(func() { _ = engine.Close() })
-		rtcCalls = newWebRTCCalls(n.web, engine)
+		rtcCalls = newWebRTCCalls(n.web, engine, log)
 	}
 	// SIP: UDP and TCP on one port, TLS on another when a certificate is set.
 	sipCfg := sip.Config{Log: log, PublicIP: c.PublicIP, RTPPortMin: c.RTPPorts.Min, RTPPortMax: c.RTPPorts.Max,
@@ -323,7 +325,7 @@ func (n *server) buildAPI(ctx context.Context, models *llm.Registry, voices *spe
 	n.auth = api.NewAuthenticator(n.st, n.secret, n.def.ID, log)
 	srv := api.New(api.Config{Store: n.st, Auth: n.auth, Log: log, Version: version, Commit: commit, Node: c.Node, DefaultRateLimit: c.RateLimit, ChatRateLimit: c.ChatRateLimit, AmplifierAuthOptional: !c.AmplifierAuthRequired,
 		Hub: n.hub, Streams: n.streams, Models: models, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: nodeCalls{sip: n.sipSrv, web: n.web}, RecordingsDir: n.recordings, VoicemailsDir: n.voicemails,
-		WebRTC: rtcCalls, MediaStreams: n.web, Checks: sipChecks(n.sipSrv), KnowledgeMaxUpload: int64(c.KnowledgeMaxUploadMiB) << 20,
+		WebRTC: rtcCalls, MediaStreams: mediaStreamCalls{n.web}, Checks: sipChecks(n.sipSrv), KnowledgeMaxUpload: int64(c.KnowledgeMaxUploadMiB) << 20,
 		Speech: voices, AllowPrivateFiles: c.AllowPrivateFiles, FileLimits: netguard.FileLimits{MaxBytes: int64(c.FileMaxMiB) << 20, Timeout: c.FileTimeout}})
 	// Knowledge documents this node left processing when it stopped, and those of nodes
 	// that died, are taken up again; its ingestions stop (to be resumed) when it does.
@@ -410,7 +412,7 @@ func (n *server) drain() error {
 	<-n.sipDone
 	n.stopWeb()
 	webWait, cancelWebWait := context.WithTimeout(context.Background(), 15*time.Second)
-	if err := n.web.wait(webWait); err != nil {
+	if err := n.web.Wait(webWait); err != nil {
 		log.Warn("web calls still ending at shutdown", "calls", n.web.Open())
 	}
 	cancelWebWait()

@@ -344,6 +344,20 @@ func TestWebRTCCalls(t *testing.T) {
 		}
 	})
 
+	t.Run("hung up through the calls API while ringing", func(t *testing.T) {
+		// The rule of every transport: a call hung up before it was answered was canceled.
+		_, offer := newOffer(t)
+		status, h, _ := n.raw("POST", "/api/v1/webrtc/sessions?destination=tone", key, "application/sdp", []byte(offer))
+		if status != http.StatusCreated {
+			t.Fatalf("WHIP: %d", status)
+		}
+		id := strings.TrimPrefix(h.Get("Location"), "/api/v1/webrtc/sessions/")
+		status, rec := n.call("POST", "/api/v1/calls/"+id+"/hangup", key, "")
+		if status != http.StatusOK || rec["ended_reason"] != "api-hangup" || rec["status"] != "canceled" || rec["answered_at"] != nil {
+			t.Errorf("hangup: %d %s", status, toJSON(rec))
+		}
+	})
+
 	t.Run("hung up through the calls API", func(t *testing.T) {
 		b := dialBrowser(t, n, key, `{"destination":"echo"}`)
 		b.connect()
@@ -474,7 +488,7 @@ func TestWebRTCCalls(t *testing.T) {
 		}
 		ok := false
 		for _, line := range strings.Split(n.log.String(), "\n") {
-			ok = ok || strings.Contains(line, `msg="web call ended" call=`+b.id) && strings.Contains(line, "reason=shutdown")
+			ok = ok || strings.Contains(line, `msg="call ended"`) && strings.Contains(line, "call_id="+b.id) && strings.Contains(line, "reason=shutdown")
 		}
 		if !ok {
 			t.Errorf("the call's end as shutdown is not logged:\n%s", n.log)

@@ -1,7 +1,9 @@
-package sip
+package call
 
 import (
 	"context"
+	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/switchboard-go/switchboard/media"
@@ -10,17 +12,29 @@ import (
 // echoDelay is how long the echo destination holds what it hears before playing it back.
 const echoDelay = 500 * time.Millisecond
 
-// builtin is the built-in destination of that name (any case), or nil.
-func builtin(name string) Handler {
-	if serve := Builtin(name); serve != nil {
-		return HandlerFunc(func(ctx context.Context, c *Call) { serve(ctx, c) })
+// Line is what a built-in destination needs of a call: its stream, its logger and its
+// events. The calls of every transport are lines.
+type Line interface {
+	Stream() media.Stream
+	Log() *slog.Logger
+	Publish(typ string, data any)
+}
+
+// Destination is the built-in destination of that name (any case: "echo", "tone"), or nil.
+// It returns when the line's stream ends or ctx does.
+func Destination(name string) func(ctx context.Context, c Line) {
+	switch strings.ToLower(name) {
+	case "echo":
+		return serveEcho
+	case "tone":
+		return serveTone
 	}
 	return nil
 }
 
 // serveEcho is the classic echo test: what the caller says comes back echoDelay later.
 // The delay line is a ring of frames allocated once per call.
-func serveEcho(ctx context.Context, c BuiltinLine) {
+func serveEcho(ctx context.Context, c Line) {
 	st := c.Stream()
 	n := int(echoDelay / media.FrameDuration)
 	spf := media.SamplesPerFrame(st.SampleRate())
@@ -46,7 +60,7 @@ func serveEcho(ctx context.Context, c BuiltinLine) {
 
 // serveTone plays a 1 kHz tone and reports the digits the caller presses as call.dtmf
 // events: the line test of installers and load tests.
-func serveTone(ctx context.Context, c BuiltinLine) {
+func serveTone(ctx context.Context, c Line) {
 	st := c.Stream()
 	tone := media.NewTone(1000, st.SampleRate(), 8000)
 	f := media.Frame{Rate: st.SampleRate(), Samples: make([]int16, media.SamplesPerFrame(st.SampleRate()))}
@@ -71,7 +85,7 @@ func serveTone(ctx context.Context, c BuiltinLine) {
 
 // drainEvents takes the stream's pending events without waiting: DTMF is logged and
 // published.
-func drainEvents(c BuiltinLine, events <-chan media.Event) {
+func drainEvents(c Line, events <-chan media.Event) {
 	for {
 		select {
 		case ev, ok := <-events:
@@ -80,7 +94,7 @@ func drainEvents(c BuiltinLine, events <-chan media.Event) {
 			}
 			if ev.Kind == media.EventDTMF {
 				c.Log().Info("dtmf", "digit", string(ev.Digit), "duration", ev.Duration)
-				c.Publish(EventCallDTMF, map[string]any{"digit": string(ev.Digit), "duration_ms": ev.Duration.Milliseconds()})
+				c.Publish(EventDTMF, DTMF{Digit: string(ev.Digit), DurationMS: ev.Duration.Milliseconds()})
 			}
 		default:
 			return

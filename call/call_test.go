@@ -1,4 +1,4 @@
-package main
+package call_test
 
 import (
 	"context"
@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/media"
-	"github.com/switchboard-go/switchboard/rtc"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -74,7 +74,8 @@ func (m *memStream) Close() error {
 	return nil
 }
 
-func testWebCalls(t *testing.T) (*webCalls, string, context.CancelFunc) {
+// testNode is a node's calls on a store of their own; stop ends the node's life.
+func testNode(t *testing.T) (n *call.Node, st *store.Store, tenant string, stop context.CancelFunc) {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
@@ -91,23 +92,23 @@ func testWebCalls(t *testing.T) (*webCalls, string, context.CancelFunc) {
 	}
 	base, stop := context.WithCancel(ctx)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	w := newWebCalls(base, st, &agentCalls{st: st, log: log}, nil, nil, "node-a", log)
+	n = call.NewNode(base, call.NodeConfig{Store: st, Node: "node-a", Log: log})
 	t.Cleanup(func() {
 		stop()
 		wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := w.wait(wctx); err != nil {
-			t.Errorf("web calls still running: %v", err)
+		if err := n.Wait(wctx); err != nil {
+			t.Errorf("calls still running: %v", err)
 		}
 	})
-	return w, def.ID, stop
+	return n, st, def.ID, stop
 }
 
-// TestWebCallLifecycle runs the seam every web transport shares: the record is written,
+// TestCallLifecycle runs the seam every transport that hands over a stream shares: the record is written,
 // the destination talks over the stream, the events come in order, and the record ends
 // with the transport's reason.
-func TestWebCallLifecycle(t *testing.T) {
-	w, tenant, _ := testWebCalls(t)
+func TestCallLifecycle(t *testing.T) {
+	w, st, tenant, _ := testNode(t)
 	ctx := context.Background()
 
 	t.Run("echo, hung up by the caller", func(t *testing.T) {
@@ -115,13 +116,13 @@ func TestWebCallLifecycle(t *testing.T) {
 		var events []string
 		ms := newMemStream()
 		hungUp := make(chan string, 1)
-		c, err := w.start(ctx, webCallSpec{TenantID: tenant, Target: WebTarget{Destination: "echo"}, From: "browser", Codec: "opus",
+		c, err := w.Start(ctx, call.Spec{TenantID: tenant, Destination: "echo", From: "browser", Codec: "opus",
 			Stream: ms, Hangup: func(r string) { hungUp <- r },
 			OnEvent: func(typ string, _ any) { mu.Lock(); events = append(events, typ); mu.Unlock() }})
 		if err != nil {
 			t.Fatal(err)
 		}
-		rec, err := store.Get[store.Call](ctx, w.st, tenant, c.ID())
+		rec, err := store.Get[store.Call](ctx, st, tenant, c.ID())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -135,7 +136,7 @@ func TestWebCallLifecycle(t *testing.T) {
 		if ms.written.Load() < 5 {
 			t.Fatal("the echo wrote nothing back")
 		}
-		c.End("caller-hangup")
+		c.End(call.ReasonCallerHangup)
 		select {
 		case <-c.Done():
 		case <-time.After(5 * time.Second):
@@ -144,7 +145,7 @@ func TestWebCallLifecycle(t *testing.T) {
 		if r := <-hungUp; r != "caller-hangup" {
 			t.Errorf("transport told %q", r)
 		}
-		rec, err = store.Get[store.Call](ctx, w.st, tenant, c.ID())
+		rec, err = store.Get[store.Call](ctx, st, tenant, c.ID())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,40 +164,40 @@ func TestWebCallLifecycle(t *testing.T) {
 
 	t.Run("never connected", func(t *testing.T) {
 		ms := newMemStream()
-		c, err := w.start(ctx, webCallSpec{TenantID: tenant, Target: WebTarget{Destination: "tone"}, Stream: ms, Ready: make(chan struct{})})
+		c, err := w.Start(ctx, call.Spec{TenantID: tenant, Destination: "tone", Stream: ms, Ready: make(chan struct{})})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if r := c.Record(); r.Status != store.CallRinging {
 			t.Errorf("status before media %s", r.Status)
 		}
-		c.End(rtc.ReasonICEFailed)
+		c.End(call.ReasonICEFailed)
 		<-c.Done()
-		rec, _ := store.Get[store.Call](ctx, w.st, tenant, c.ID())
-		if rec.Status != store.CallFailed || rec.EndedReason != rtc.ReasonICEFailed || ms.written.Load() != 0 {
+		rec, _ := store.Get[store.Call](ctx, st, tenant, c.ID())
+		if rec.Status != store.CallFailed || rec.EndedReason != string(call.ReasonICEFailed) || ms.written.Load() != 0 {
 			t.Errorf("status %s reason %s written %d", rec.Status, rec.EndedReason, ms.written.Load())
 		}
 	})
 
 	t.Run("bad targets", func(t *testing.T) {
-		_, err := w.start(ctx, webCallSpec{TenantID: tenant, Target: WebTarget{AgentID: "agt_01jzzzzzzzzzzzzzzzzzzzzzzz"}, Stream: newMemStream()})
+		_, err := w.Start(ctx, call.Spec{TenantID: tenant, AgentID: "agt_01jzzzzzzzzzzzzzzzzzzzzzzz", Stream: newMemStream()})
 		if !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("unknown agent: %v", err)
 		}
 		var ve *store.ValidationError
-		if _, err := w.start(ctx, webCallSpec{TenantID: tenant, Target: WebTarget{Destination: "music"}, Stream: newMemStream()}); !errors.As(err, &ve) {
+		if _, err := w.Start(ctx, call.Spec{TenantID: tenant, Destination: "music", Stream: newMemStream()}); !errors.As(err, &ve) {
 			t.Errorf("unknown destination: %v", err)
 		}
-		if _, err := w.start(ctx, webCallSpec{TenantID: tenant, Stream: newMemStream()}); !errors.As(err, &ve) {
+		if _, err := w.Start(ctx, call.Spec{TenantID: tenant, Stream: newMemStream()}); !errors.As(err, &ve) {
 			t.Errorf("no target: %v", err)
 		}
 	})
 }
 
-// TestWebCallShutdown ends live web calls with reason shutdown when the node stops.
-func TestWebCallShutdown(t *testing.T) {
-	w, tenant, stop := testWebCalls(t)
-	c, err := w.start(context.Background(), webCallSpec{TenantID: tenant, Target: WebTarget{Destination: "tone"}, Stream: newMemStream()})
+// TestCallShutdown ends live calls with reason shutdown when the node stops.
+func TestCallShutdown(t *testing.T) {
+	w, _, tenant, stop := testNode(t)
+	c, err := w.Start(context.Background(), call.Spec{TenantID: tenant, Destination: "tone", Stream: newMemStream()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,5 +209,50 @@ func TestWebCallShutdown(t *testing.T) {
 	}
 	if r := c.Record(); r.EndedReason != "shutdown" || r.Status != store.CallCompleted {
 		t.Errorf("status %s reason %s", r.Status, r.EndedReason)
+	}
+}
+
+// TestRingingCallHungUp is the rule every transport shares: a call hung up through the API
+// before it was answered ends canceled, its handler never started.
+func TestRingingCallHungUp(t *testing.T) {
+	w, st, tenant, _ := testNode(t)
+	ctx := context.Background()
+	ms := newMemStream()
+	c, err := w.Start(ctx, call.Spec{TenantID: tenant, Destination: "tone", Stream: ms, Ready: make(chan struct{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Get(tenant, c.ID()) != c || w.Get("ten_other", c.ID()) != nil {
+		t.Fatal("a live call is found by its tenant only")
+	}
+	c.End(call.ReasonAPIHangup)
+	select {
+	case <-c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call did not end")
+	}
+	rec, err := store.Get[store.Call](ctx, st, tenant, c.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Status != store.CallCanceled || rec.EndedReason != string(call.ReasonAPIHangup) || rec.AnsweredAt != nil || ms.written.Load() != 0 {
+		t.Errorf("status %s reason %s answered %v written %d", rec.Status, rec.EndedReason, rec.AnsweredAt, ms.written.Load())
+	}
+	if w.Get(tenant, c.ID()) != nil {
+		t.Error("an ended call is still live")
+	}
+}
+
+// TestStoppingNodeRefuses: once a node waits for its calls, it starts no more.
+func TestStoppingNodeRefuses(t *testing.T) {
+	w, _, tenant, stop := testNode(t)
+	stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Start(ctx, call.Spec{TenantID: tenant, Destination: "echo", Stream: newMemStream()}); !errors.Is(err, call.ErrClosing) {
+		t.Errorf("start on a stopping node: %v", err)
 	}
 }
