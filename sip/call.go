@@ -273,12 +273,9 @@ func (c *Call) run(ctx context.Context) {
 	if c.sendBye {
 		c.bye(ctx)
 	}
-	stopHandler()
-	select {
-	case <-handlerDone:
-	case <-time.After(5 * time.Second):
-		c.log.Warn("call handler still running after the call ended")
-	}
+	// The one teardown rule of every call: the handler sees its stream end and returns by
+	// itself, or is cancelled.
+	call.AwaitHandler(handlerDone, stopHandler, c.log)
 	_ = c.sess.Close()
 	if c.recFile != nil {
 		if err := c.recFile.Close(); err != nil {
@@ -290,7 +287,7 @@ func (c *Call) run(ctx context.Context) {
 
 // bye tells the far end the call is over, waiting a few seconds for its answer.
 func (c *Call) bye(ctx context.Context) {
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), call.ByeTimeout)
 	defer cancel()
 	var err error
 	if c.uas != nil {

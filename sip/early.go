@@ -124,7 +124,7 @@ func (c *Call) earlyMedia(ctx context.Context, h EarlyMedia, body []byte) bool {
 	if !returned {
 		select {
 		case <-done:
-		case <-time.After(5 * time.Second):
+		case <-time.After(call.HandlerStop):
 			c.log.Warn("early media handler still running after the call ended")
 		}
 	}
