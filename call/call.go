@@ -122,6 +122,16 @@ func (c *Call) End(reason Reason) {
 	})
 }
 
+// HangUp implements Live: the call ends with reason, and HangUp returns once its record
+// is final or ctx ends.
+func (c *Call) HangUp(ctx context.Context, reason Reason) {
+	c.End(reason)
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+	}
+}
+
 // Transfer is refused: a web call has no number to be handed to.
 func (c *Call) Transfer(ctx context.Context, to string) error { return ErrNoTransfer }
 
@@ -216,7 +226,7 @@ func (c *Call) answered() {
 func (c *Call) finish(reason Reason) {
 	q := store.CallQuality(c.spec.Stream.Quality())
 	c.Ended(c.node.base, reason, &q)
-	c.node.forget(c)
+	c.node.calls.Remove(c)
 	rec := c.Record()
 	c.log.Info("call ended", "reason", reason, "status", rec.Status, "duration_seconds", rec.DurationSeconds,
 		"rx_packets", rec.Quality.PacketsReceived, "tx_packets", rec.Quality.PacketsSent, "lost_packets", rec.Quality.PacketsLost)

@@ -92,7 +92,7 @@ func testNode(t *testing.T) (n *call.Node, st *store.Store, tenant string, stop 
 	}
 	base, stop := context.WithCancel(ctx)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	n = call.NewNode(base, call.NodeConfig{Store: st, Node: "node-a", Log: log})
+	n = call.NewNode(base, call.NodeConfig{Store: st, Node: "node-a", Log: log, Calls: call.NewRegistry(nil)})
 	t.Cleanup(func() {
 		stop()
 		wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -157,8 +157,8 @@ func TestCallLifecycle(t *testing.T) {
 		if len(events) != 3 || events[0] != "call.created" || events[1] != "call.answered" || events[2] != "call.ended" {
 			t.Errorf("events %v", events)
 		}
-		if w.Open() != 0 {
-			t.Errorf("%d calls live", w.Open())
+		if w.Get(tenant, c.ID()) != nil {
+			t.Error("an ended call is still live")
 		}
 	})
 

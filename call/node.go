@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/switchboard-go/switchboard/internal/callcap"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -26,9 +25,9 @@ type NodeConfig struct {
 	Store *store.Store
 	// Events receives the calls' events; nil: none.
 	Events Publisher
-	// Limits bounds the node's calls and each tenant's, shared with its SIP calls; nil:
-	// no limit.
-	Limits *callcap.Limiter
+	// Calls is the node's registry of live calls, shared with its SIP calls: it bounds them
+	// and finds them for the API. Nil: a registry of the node's own, without limits.
+	Calls *Registry
 	// Node is the node's name, kept in each call's record.
 	Node string
 	Log  *slog.Logger
@@ -45,8 +44,9 @@ type Node struct {
 	// base is the node's life: when it ends, every call ends with reason shutdown.
 	base context.Context
 
-	mu   sync.Mutex
-	live map[string]*Call
+	calls *Registry
+
+	mu sync.Mutex
 	// wg counts the calls running; once closing is set (under mu) no call is added, so
 	// that Wait's Wait never races an Add.
 	wg      sync.WaitGroup
@@ -55,7 +55,11 @@ type Node struct {
 
 // NewNode returns the calls of a node whose life is base.
 func NewNode(base context.Context, cfg NodeConfig) *Node {
-	return &Node{cfg: cfg, base: base, live: map[string]*Call{}}
+	n := &Node{cfg: cfg, base: base, calls: cfg.Calls}
+	if n.calls == nil {
+		n.calls = NewRegistry(nil)
+	}
+	return n
 }
 
 // Start creates the call's record and runs the call in the background until it ends. ctx
@@ -121,13 +125,13 @@ func (n *Node) Route(ctx context.Context, spec Spec) (*Routed, error) {
 }
 
 // Check says whether the node and the tenant have room for one more call now.
-func (n *Node) Check(tenantID string) error { return n.cfg.Limits.Check(tenantID) }
+func (n *Node) Check(tenantID string) error { return n.calls.Check(tenantID) }
 
 // Start starts the routed call with spec (the one it was routed with, its Stream and
 // Hangup now set).
 func (r *Routed) Start(ctx context.Context, spec Spec) (*Call, error) {
 	n := r.n
-	slot, err := n.cfg.Limits.Acquire(spec.TenantID)
+	slot, err := n.calls.Acquire(spec.TenantID)
 	if err != nil {
 		return nil, err
 	}
@@ -160,9 +164,7 @@ func (r *Routed) Start(ctx context.Context, spec Spec) (*Call, error) {
 		ended: make(chan struct{}), done: make(chan struct{})}
 	c.log = Logger(n.cfg.Log, rec).With("direction", rec.Direction)
 	c.Recorder = NewRecorder(rec, n.cfg.Store, n.cfg.Events, c.log, spec.OnEvent)
-	n.mu.Lock()
-	n.live[c.id] = c
-	n.mu.Unlock()
+	n.calls.Add(c)
 	started = true
 	c.Publish(EventCreated, c.Record())
 	if spec.Ready == nil {
@@ -179,22 +181,14 @@ func (r *Routed) Start(ctx context.Context, spec Spec) (*Call, error) {
 	return c, nil
 }
 
-// Get is a live call of the tenant, or nil: another tenant's call is not found.
+// Get is a live call of the tenant that the node started, or nil: another tenant's call
+// is not found.
 func (n *Node) Get(tenantID, id string) *Call {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	c := n.live[id]
-	if c == nil || c.tenantID != tenantID {
+	c, _ := n.calls.Get(tenantID, id).(*Call)
+	if c == nil || c.node != n {
 		return nil
 	}
 	return c
-}
-
-// forget takes an ended call out of the live ones.
-func (n *Node) forget(c *Call) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	delete(n.live, c.id)
 }
 
 // Wait refuses new calls and waits for every call to end (they end once the node's base
@@ -211,11 +205,4 @@ func (n *Node) Wait(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// Open is how many calls are live.
-func (n *Node) Open() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return len(n.live)
 }

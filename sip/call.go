@@ -347,10 +347,16 @@ func (c *Call) hungUp() bool {
 // (RFC 3515). It returns once the far end accepted the REFER; the call ends with reason
 // transferred when the far end reports that the new call was answered, and goes on when it
 // reports a failure (a call.transfer event says which).
+//
+// A call not answered yet, a target that is neither, and a REFER the far end refuses are
+// *CallErrors (ErrNotAnswered, ErrBadTarget, ErrTransferRefused).
 func (c *Call) Transfer(ctx context.Context, to string) error {
+	if c.session() == nil {
+		return &CallError{Err: ErrNotAnswered, Reason: "the call is not answered yet; only an answered call can be transferred"}
+	}
 	target, err := c.referTarget(to)
 	if err != nil {
-		return err
+		return &CallError{Err: ErrBadTarget, Reason: "must be an E.164 number, a SIP user or a sip: URI"}
 	}
 	req := sip.NewRequest(sip.REFER, c.remoteTarget())
 	req.AppendHeader(sip.NewHeader("Refer-To", "<"+target+">"))
@@ -362,7 +368,7 @@ func (c *Call) Transfer(ctx context.Context, to string) error {
 	}
 	if !res.IsSuccess() {
 		c.Publish(call.EventTransfer, call.Transfer{To: target, Status: call.TransferRejected, SIPStatus: res.StatusCode})
-		return fmt.Errorf("%w: the far end answered the REFER with %d %s", ErrTransferRefused, res.StatusCode, res.Reason)
+		return &CallError{Err: ErrTransferRefused, Reason: fmt.Sprintf("%v: the far end answered the REFER with %d %s", ErrTransferRefused, res.StatusCode, res.Reason)}
 	}
 	c.log.Info("transfer accepted", "to", target)
 	c.Publish(call.EventTransfer, call.Transfer{To: target, Status: call.TransferAccepted})

@@ -1484,7 +1484,13 @@ func answerWith(peer *rtpPeer, answered chan<- *sipgo.DialogServerSession, invit
 		time.Sleep(300 * time.Millisecond)
 		res := sip.NewSDPResponseFromRequest(d.InviteRequest, sdpOffer("127.0.0.1", peer.port(), dirSendRecv))
 		if err := d.WriteResponse(res); err != nil {
-			return
+			// A node that hangs up at once (its call failed right after the answer) may have
+			// its BYE overtake its ACK here: the call was answered all the same.
+			select {
+			case <-d.Context().Done():
+			default:
+				return
+			}
 		}
 		answered <- d
 	}

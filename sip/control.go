@@ -15,13 +15,18 @@ func (s *Server) Hangup(ctx context.Context, tenantID, callID string) error {
 	if err != nil {
 		return err
 	}
-	c.finish(call.ReasonAPIHangup, true)
-	// Until the record is final: the API answers with it.
+	c.HangUp(ctx, call.ReasonAPIHangup)
+	return nil
+}
+
+// HangUp implements call.Live: the call ends with reason (the far end gets a BYE), and
+// HangUp returns once its record is final (the API answers with it) or ctx ends.
+func (c *Call) HangUp(ctx context.Context, reason call.Reason) {
+	c.finish(reason, true)
 	select {
 	case <-c.gone:
 	case <-ctx.Done():
 	}
-	return nil
 }
 
 // Transfer hands a live call's far end to another party (blind transfer).
@@ -30,25 +35,13 @@ func (s *Server) Transfer(ctx context.Context, tenantID, callID, to string) erro
 	if err != nil {
 		return err
 	}
-	if c.session() == nil {
-		return &CallError{Err: ErrNotAnswered, Reason: "the call is not answered yet; only an answered call can be transferred"}
-	}
-	if err := c.Transfer(ctx, to); err != nil {
-		if errors.Is(err, ErrBadTarget) {
-			return &CallError{Err: ErrBadTarget, Reason: "must be an E.164 number, a SIP user or a sip: URI"}
-		}
-		if errors.Is(err, ErrTransferRefused) {
-			return &CallError{Err: ErrTransferRefused, Reason: err.Error()}
-		}
-		return err
-	}
-	return nil
+	return c.Transfer(ctx, to)
 }
 
 // live finds a call this node carries; a call of the tenant that has ended, or that
 // another node carries, is an ErrCallEnded or ErrCallElsewhere; anything else is not found.
 func (s *Server) live(ctx context.Context, tenantID, callID string) (*Call, error) {
-	if c := s.calls.get(callID); c != nil && c.tenantID == tenantID {
+	if c, ok := s.calls.node.Get(tenantID, callID).(*Call); ok && c.srv == s {
 		return c, nil
 	}
 	if s.cfg.Store == nil {

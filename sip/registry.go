@@ -4,10 +4,15 @@ import (
 	"sync"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/switchboard-go/switchboard/call"
 )
 
-// registry finds live calls by dialog (for in-dialog requests) and by ID (for the API).
+// registry finds live calls by dialog (for in-dialog requests) and by ID; the API finds
+// them in the node's registry (call.Registry), which it adds them to and takes them out of.
 type registry struct {
+	node *call.Registry
+
 	mu       sync.Mutex
 	byDialog map[string]*Call
 	byID     map[string]*Call
@@ -16,8 +21,11 @@ type registry struct {
 	bySource map[string]int
 }
 
-func newRegistry() *registry {
-	return &registry{byDialog: map[string]*Call{}, byID: map[string]*Call{}, bySource: map[string]int{}}
+func newRegistry(node *call.Registry) *registry {
+	if node == nil {
+		node = call.NewRegistry(nil)
+	}
+	return &registry{node: node, byDialog: map[string]*Call{}, byID: map[string]*Call{}, bySource: map[string]int{}}
 }
 
 func (r *registry) add(c *Call) {
@@ -30,6 +38,7 @@ func (r *registry) add(c *Call) {
 	if src := c.source(); src != "" {
 		r.bySource[src]++
 	}
+	r.node.Add(c)
 }
 
 // source is where an inbound call's INVITE came from.
@@ -63,6 +72,7 @@ func (r *registry) remove(c *Call) {
 }
 
 func (r *registry) forget(c *Call) {
+	r.node.Remove(c)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.byID[c.id] == c {

@@ -24,7 +24,6 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/switchboard-go/switchboard/call"
-	"github.com/switchboard-go/switchboard/internal/callcap"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -57,11 +56,12 @@ type Config struct {
 	// MaxCalls bounds concurrent INVITE transactions and calls of this server, refused or
 	// not; more are answered 503 (zero: 5,000). It guards the server against a flood.
 	MaxCalls int
-	// Calls, when set, bounds the node's calls (shared with its other transports) and each
-	// tenant's, once a call is routed: a call over the node's limit is answered 503, one over
+	// Calls, when set, is the node's registry of live calls, shared with its other
+	// transports: the server's calls are found in it, and it bounds the node's calls and each
+	// tenant's once a call is routed: a call over the node's limit is answered 503, one over
 	// its tenant's 486 Busy Here; an outbound call over either is refused with its
-	// *callcap.LimitError.
-	Calls *callcap.Limiter
+	// *callcap.LimitError. Nil: the server keeps a registry of its own, without limits.
+	Calls *call.Registry
 	// TLS, when set, serves the TLS listener given to Serve.
 	TLS *tls.Config
 	// RecordDir, when set, receives a stereo WAV of every answered call, "<call id>.wav":
@@ -182,7 +182,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("sip: client: %w", err)
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, ua: ua, srv: srv, client: client, nonces: newNonces(),
-		calls: newRegistry(), ready: make(chan struct{}), guardLog: newLogLimit(20, 10*time.Second),
+		calls: newRegistry(cfg.Calls), ready: make(chan struct{}), guardLog: newLogLimit(20, 10*time.Second),
 		edgeLog: newLogLimit(20, 10*time.Second),
 		conns:   newConnLimits(cfg.TCPMaxConns, cfg.TCPMaxConnsPerAddr)}
 	s.handle(sip.OPTIONS, s.onOptions)

@@ -118,6 +118,7 @@ type server struct {
 	voicemails string
 	recordings string // "" when calls are not recorded
 	web        *call.Node
+	calls      *call.Registry
 	stopWeb    context.CancelFunc
 	sipSrv     *sip.Server
 	auth       *api.Authenticator
@@ -276,8 +277,11 @@ func (n *server) buildCalls(ctx context.Context, voices *speech.Registry) (*agen
 	webCtx, stopWeb := context.WithCancel(context.WithoutCancel(ctx))
 	n.onClose(stopWeb)
 	n.stopWeb = stopWeb
-	calls := callcap.New(c.MaxCalls, c.MaxTenantCalls)
-	n.web = call.NewNode(webCtx, call.NodeConfig{Store: n.st, Events: n.hub, Limits: calls, Node: c.Node, Log: log,
+	// One registry of the node's live calls, whatever carries them: the API finds them in
+	// it, and it holds the node's and each tenant's limits.
+	calls := call.NewRegistry(callcap.New(c.MaxCalls, c.MaxTenantCalls))
+	n.calls = calls
+	n.web = call.NewNode(webCtx, call.NodeConfig{Store: n.st, Events: n.hub, Calls: calls, Node: c.Node, Log: log,
 		Agent: func(ctx context.Context, c *call.Call, ag *store.Agent) { agents.serve(ctx, c, ag) }})
 	var rtcCalls api.WebRTCCalls
 	if c.WebRTC.Enabled {
@@ -324,7 +328,7 @@ func (n *server) buildAPI(ctx context.Context, models *llm.Registry, voices *spe
 	c, log := n.cfg, n.log
 	n.auth = api.NewAuthenticator(n.st, n.secret, n.def.ID, log)
 	srv := api.New(api.Config{Store: n.st, Auth: n.auth, Log: log, Version: version, Commit: commit, Node: c.Node, DefaultRateLimit: c.RateLimit, ChatRateLimit: c.ChatRateLimit, AmplifierAuthOptional: !c.AmplifierAuthRequired,
-		Hub: n.hub, Streams: n.streams, Models: models, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: nodeCalls{sip: n.sipSrv, web: n.web}, RecordingsDir: n.recordings, VoicemailsDir: n.voicemails,
+		Hub: n.hub, Streams: n.streams, Models: models, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: nodeCalls{sip: n.sipSrv, live: n.calls}, RecordingsDir: n.recordings, VoicemailsDir: n.voicemails,
 		WebRTC: rtcCalls, MediaStreams: mediaStreamCalls{n.web}, Checks: sipChecks(n.sipSrv), KnowledgeMaxUpload: int64(c.KnowledgeMaxUploadMiB) << 20,
 		Speech: voices, AllowPrivateFiles: c.AllowPrivateFiles, FileLimits: netguard.FileLimits{MaxBytes: int64(c.FileMaxMiB) << 20, Timeout: c.FileTimeout}})
 	// Knowledge documents this node left processing when it stopped, and those of nodes
@@ -413,7 +417,7 @@ func (n *server) drain() error {
 	n.stopWeb()
 	webWait, cancelWebWait := context.WithTimeout(context.Background(), 15*time.Second)
 	if err := n.web.Wait(webWait); err != nil {
-		log.Warn("web calls still ending at shutdown", "calls", n.web.Open())
+		log.Warn("web calls still ending at shutdown", "calls", n.calls.Open())
 	}
 	cancelWebWait()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 
@@ -111,35 +112,36 @@ func (w *webrtcCalls) HangupWebRTCCall(ctx context.Context, tenantID, id string)
 // ICEServers implements api.WebRTCCalls.
 func (w *webrtcCalls) ICEServers() []rtc.ICEServer { return w.engine.ICEServers() }
 
-// nodeCalls steers the node's live calls for the API (hang up, transfer): its web calls
-// through call.Node, the others through the SIP server, which places the outbound ones.
+// nodeCalls steers the node's live calls for the API (hang up, transfer): those of every
+// transport through the node's registry; a call not live here through the SIP server, which
+// says why (ended, carried by another node) and places the outbound ones.
 type nodeCalls struct {
-	sip *sip.Server
-	web *call.Node
+	sip  *sip.Server
+	live *call.Registry
 }
 
 // Dial implements api.CallControl.
 func (n nodeCalls) Dial(ctx context.Context, c *store.Call) error { return n.sip.Dial(ctx, c) }
 
-// Hangup implements api.CallControl: a web call ends as api-hangup (canceled while it
-// rings, as a SIP call), and Hangup returns once its record is final.
+// Hangup implements api.CallControl: a live call ends as api-hangup (canceled while it
+// rings, whatever carries it), and Hangup returns once its record is final.
 func (n nodeCalls) Hangup(ctx context.Context, tenantID, callID string) error {
-	c := n.web.Get(tenantID, callID)
-	if c == nil {
-		return n.sip.Hangup(ctx, tenantID, callID)
+	if c := n.live.Get(tenantID, callID); c != nil {
+		c.HangUp(ctx, call.ReasonAPIHangup)
+		return nil
 	}
-	c.End(call.ReasonAPIHangup)
-	select {
-	case <-c.Done():
-	case <-ctx.Done():
-	}
-	return nil
+	return n.sip.Hangup(ctx, tenantID, callID)
 }
 
 // Transfer implements api.CallControl; a web call is not transferred.
 func (n nodeCalls) Transfer(ctx context.Context, tenantID, callID, to string) error {
-	if n.web.Get(tenantID, callID) != nil {
-		return &store.ConflictError{Field: "id", Message: call.ErrNoTransfer.Error()}
+	c := n.live.Get(tenantID, callID)
+	if c == nil {
+		return n.sip.Transfer(ctx, tenantID, callID, to)
 	}
-	return n.sip.Transfer(ctx, tenantID, callID, to)
+	err := c.Transfer(ctx, to)
+	if errors.Is(err, call.ErrNoTransfer) {
+		return &store.ConflictError{Field: "id", Message: err.Error()}
+	}
+	return err
 }

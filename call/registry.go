@@ -1,0 +1,124 @@
+package call
+
+import (
+	"context"
+	"sync"
+
+	"github.com/switchboard-go/switchboard/internal/callcap"
+)
+
+// Live is a live call as the node's registry holds it, whatever carries it: what the API
+// steers.
+type Live interface {
+	ID() string
+	TenantID() string
+	// HangUp ends the call with reason and returns once its record is final, or ctx ends.
+	HangUp(ctx context.Context, reason Reason)
+	// Transfer hands the far end to another party (a number or a SIP URI); a transport
+	// that cannot refuses with ErrNoTransfer.
+	Transfer(ctx context.Context, to string) error
+}
+
+// Registry is the node's registry of live calls, of every transport: the API finds a call
+// in it to hang it up or transfer it, it bounds the node's calls and each tenant's, and the
+// node waits on it for its calls to end when it stops. A nil *Registry bounds nothing and
+// holds nothing. It is safe for concurrent use.
+type Registry struct {
+	limits *callcap.Limiter
+
+	mu   sync.Mutex
+	live map[string]Live
+	// emptied is closed (and replaced) whenever a call leaves, so that Drain wakes.
+	emptied chan struct{}
+}
+
+// NewRegistry returns a registry whose calls limits bounds (nil: no limit).
+func NewRegistry(limits *callcap.Limiter) *Registry {
+	return &Registry{limits: limits, live: map[string]Live{}, emptied: make(chan struct{})}
+}
+
+// Acquire takes a place for a call of the tenant within the node's and the tenant's limits,
+// or refuses it with a *callcap.LimitError. The call gives it back with release.
+func (r *Registry) Acquire(tenantID string) (release func(), err error) {
+	if r == nil {
+		return func() {}, nil
+	}
+	return r.limits.Acquire(tenantID)
+}
+
+// Check says whether Acquire would take a place for the tenant now, without taking one.
+func (r *Registry) Check(tenantID string) error {
+	if r == nil {
+		return nil
+	}
+	return r.limits.Check(tenantID)
+}
+
+// Add registers a live call.
+func (r *Registry) Add(c Live) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.live[c.ID()] = c
+}
+
+// Remove takes an ended call out; another call of the same ID is left.
+func (r *Registry) Remove(c Live) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.live[c.ID()] == c {
+		delete(r.live, c.ID())
+		close(r.emptied)
+		r.emptied = make(chan struct{})
+	}
+}
+
+// Get is the tenant's live call of that ID, or nil: another tenant's call is not found.
+func (r *Registry) Get(tenantID, id string) Live {
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.live[id]
+	if c == nil || c.TenantID() != tenantID {
+		return nil
+	}
+	return c
+}
+
+// Open is how many calls are live.
+func (r *Registry) Open() int {
+	if r == nil {
+		return 0
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.live)
+}
+
+// Drain waits until no call is live, or ctx ends. It admits nothing itself: the transports
+// stop taking calls first, then the node drains what is left.
+func (r *Registry) Drain(ctx context.Context) error {
+	if r == nil {
+		return nil
+	}
+	for {
+		r.mu.Lock()
+		n, ch := len(r.live), r.emptied
+		r.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
