@@ -11,16 +11,12 @@ import (
 	"time"
 )
 
-// Event types the hub carries; later capabilities add their own.
+// Event types the hub carries; later capabilities add their own. A call's life cycle
+// (call.created … call.ended) is package call's.
 const (
-	TypeCallCreated     = "call.created"
-	TypeCallRinging     = "call.ringing"
-	TypeCallAnswered    = "call.answered"
-	TypeCallDTMF        = "call.dtmf"
 	TypeCallTranscript  = "call.transcript"
 	TypeCallAgentSpeech = "call.agent_speech"
 	TypeCallToolCall    = "call.tool_call"
-	TypeCallEnded       = "call.ended"
 	TypeSessionMessage  = "session.message"
 	TypeAgentUpdated    = "agent.updated"
 	// A knowledge document became searchable, or failed (on knowledge:{base_id}).

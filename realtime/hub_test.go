@@ -222,7 +222,7 @@ func TestHubIDsIncreasePerTopic(t *testing.T) {
 	for p := range publishers {
 		wg.Go(func() {
 			for i := range each {
-				if err := h.Publish("t1", fmt.Sprintf("call:%d", (p+i)%topics), realtime.TypeCallDTMF, map[string]int{"n": p*each + i}); err != nil {
+				if err := h.Publish("t1", fmt.Sprintf("call:%d", (p+i)%topics), realtime.TypeCallTranscript, map[string]int{"n": p*each + i}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -718,7 +718,7 @@ func TestHubBadInput(t *testing.T) {
 	h := realtime.NewHub(realtime.Options{})
 	for _, topic := range []string{"", "tenant:", "Tenant", "call", "call:", ":x", "calls:1", "room:1", "call:a b", "call:a:b",
 		"call:a,b", "call:a\n", "agent:" + strings.Repeat("x", 65)} {
-		if err := h.Publish("t1", topic, realtime.TypeCallCreated, nil); !errors.Is(err, realtime.ErrBadTopic) {
+		if err := h.Publish("t1", topic, "call.created", nil); !errors.Is(err, realtime.ErrBadTopic) {
 			t.Errorf("Publish on %q: %v, want ErrBadTopic", topic, err)
 		}
 		sub := h.Subscribe("t1")
@@ -731,12 +731,12 @@ func TestHubBadInput(t *testing.T) {
 		sub.Close()
 	}
 	for _, topic := range []string{"tenant", "call:1", "session:abc-DEF_1", "agent:" + strings.Repeat("x", 64)} {
-		if err := h.Publish("t1", topic, realtime.TypeCallCreated, nil); err != nil {
+		if err := h.Publish("t1", topic, "call.created", nil); err != nil {
 			t.Errorf("Publish on %q: %v", topic, err)
 		}
 	}
 	for _, data := range []any{make(chan int), func() {}, math.NaN(), map[string]any{"x": math.Inf(1)}} {
-		if err := h.Publish("t1", "call:1", realtime.TypeCallCreated, data); !errors.Is(err, realtime.ErrBadData) {
+		if err := h.Publish("t1", "call:1", "call.created", data); !errors.Is(err, realtime.ErrBadData) {
 			t.Errorf("Publish %T: %v, want ErrBadData", data, err)
 		}
 	}
@@ -783,7 +783,7 @@ func TestHubDispatch(t *testing.T) {
 	h := realtime.NewHub(realtime.Options{})
 	sub := subscribe(t, h, "t1", 0, realtime.TenantTopic)
 	for _, id := range []uint64{10, 11, 11, 9, 12} {
-		h.Dispatch(&realtime.Event{ID: id, Type: realtime.TypeCallEnded, TenantID: "t1", Topic: "call:a", Time: time.Now(), Data: json.RawMessage(`{}`)})
+		h.Dispatch(&realtime.Event{ID: id, Type: "call.ended", TenantID: "t1", Topic: "call:a", Time: time.Now(), Data: json.RawMessage(`{}`)})
 	}
 	if got := readIDs(t, sub, 3); !equalIDs(got, []uint64{10, 11, 12}) {
 		t.Fatalf("dispatched %v, want 10 11 12", got)
@@ -804,7 +804,7 @@ func TestHubDispatch(t *testing.T) {
 func TestResumeAfterSweepReportsGap(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	hub := realtime.NewHub(realtime.Options{ReplayAge: time.Millisecond})
-	if err := hub.Publish("ten_a", "call:x", realtime.TypeCallCreated, map[string]any{}); err != nil {
+	if err := hub.Publish("ten_a", "call:x", "call.created", map[string]any{}); err != nil {
 		t.Fatal(err)
 	}
 	since := hub.LastID() - 1
