@@ -19,6 +19,7 @@ import (
 	"github.com/pion/sdp/v3"
 	"go.uber.org/goleak"
 
+	"github.com/switchboard-go/switchboard/internal/testnet"
 	"github.com/switchboard-go/switchboard/media"
 )
 
@@ -559,17 +560,31 @@ func TestListenAndServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	sctx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
-	go func() { served <- s.ListenAndServe(sctx, addr) }()
+	addr := ""
+	listen := func() {
+		// ListenAndServe binds the address it is given; another program may name the
+		// same port first, and then it is started again on another.
+		addr = fmt.Sprintf("127.0.0.1:%d", testnet.Port(t))
+		go func() { served <- s.ListenAndServe(sctx, addr) }()
+	}
+	listen()
 
 	u := newTestUA(t)
 	for _, transport := range []string{"UDP", "TCP"} {
 		var res *sip.Response
 		for {
+			select {
+			case err := <-served:
+				if !testnet.AddrInUse(err) {
+					t.Fatalf("ListenAndServe: %v", err)
+				}
+				listen()
+			default:
+			}
 			req := sip.NewRequest(sip.OPTIONS, uri(t, "echo", addr))
 			req.SetTransport(transport)
 			rctx, rcancel := context.WithTimeout(ctx, 500*time.Millisecond)
