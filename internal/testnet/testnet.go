@@ -67,7 +67,7 @@ func Port(t testing.TB) int {
 // outside the kernel's ephemeral range. No port is handed out twice by one test binary.
 func Ports(t testing.TB, n int) int {
 	t.Helper()
-	p, err := reserve(n)
+	p, err := Reserve(n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,9 @@ var (
 // lowest is the lowest port handed out: below it live well-known services' ports.
 const lowest = 10000
 
-func reserve(n int) (int, error) {
+// Reserve is Ports for a helper without a test at hand: it returns the first of n
+// consecutive free ports, or why there are none.
+func Reserve(n int) (int, error) {
 	if n < 1 || n > 1000 {
 		return 0, fmt.Errorf("testnet: %d ports asked for", n)
 	}

@@ -52,7 +52,7 @@ func TestPorts(t *testing.T) {
 		}
 		_ = u.Close()
 	}
-	if _, err := reserve(0); err == nil {
+	if _, err := Reserve(0); err == nil {
 		t.Error("0 ports: no error")
 	}
 }
