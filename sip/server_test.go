@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -73,11 +75,32 @@ func newTestUA(t testing.TB) *testUA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = ua.Close() })
+	t.Cleanup(func() { closeUA(ua) })
 	return &testUA{ua: ua, client: client, dialog: sipgo.DialogUA{
 		Client:     client,
 		ContactHDR: sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "test", Host: "127.0.0.1"}},
 	}}
+}
+
+// closeUA closes a test's user agent for good. sipgo handles each response in a goroutine
+// of its own, and a dialog answers a retransmitted 200 (the server's, when the ACK was
+// slow on a busy machine) with an ACK that opens a new UDP connection when the agent's
+// connections were just closed: its reader would outlive the test. So the agent is closed,
+// the responses in hand are let finish, and whatever they opened is closed too.
+func closeUA(ua *sipgo.UserAgent) {
+	_ = ua.Close()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		n := runtime.Stack(buf, true)
+		if n == len(buf) {
+			buf = make([]byte, 2*len(buf))
+			continue
+		}
+		if !bytes.Contains(buf[:n], []byte("sip.(*TransactionLayer).handleResponseBackground")) {
+			break
+		}
+	}
+	_ = ua.Close()
 }
 
 func uri(t testing.TB, user, addr string) sip.Uri {
