@@ -1456,7 +1456,7 @@ func newFarEnd(t *testing.T, onInvite func(f *farEnd, req *sip.Request, tx sip.S
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.ServeUDP(pc) }()
 	t.Cleanup(func() {
-		_ = ua.Close()
+		closeUA(ua)
 		_ = pc.Close()
 		select {
 		case <-done:
