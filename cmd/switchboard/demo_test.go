@@ -222,6 +222,22 @@ func (p *phone) speak(samples []int16) {
 	p.say = append(p.say, samples...)
 }
 
+// waitSaid waits until everything speak queued has been sent.
+func (p *phone) waitSaid(d time.Duration) {
+	p.t.Helper()
+	for deadline := time.Now().Add(d); ; time.Sleep(20 * time.Millisecond) {
+		p.mu.Lock()
+		left := len(p.say)
+		p.mu.Unlock()
+		if left == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%d samples not sent within %v", left, d)
+		}
+	}
+}
+
 func (p *phone) hangup() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -285,7 +301,7 @@ func TestDemoAgent(t *testing.T) {
 	p.waitSpeech(25, 20*time.Second, "voicemail prompt")
 	p.waitQuiet(700*time.Millisecond, 20*time.Second) // the prompt and the beep are over
 	p.speak(readWAV8k(t, "../../testdata/speech/where_is_my_order.wav"))
-	time.Sleep(3 * time.Second)
+	p.waitSaid(20 * time.Second) // the message is on the line, then the key ends it
 	p.press("#")
 	p.waitSpeech(10, 20*time.Second, "thanks")
 	time.Sleep(time.Second)
