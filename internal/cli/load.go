@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -17,7 +16,7 @@ import (
 
 // loadCmd places calls at a SIP URI and prints what it measured. It fails when any call
 // failed, so that scripts can tell.
-func loadCmd(ctx context.Context, args []string) error {
+func loadCmd(ctx context.Context, args []string, p Process) error {
 	var cfg loadgen.Config
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	fs.IntVar(&cfg.Calls, "calls", 10, "calls up at once")
@@ -49,7 +48,7 @@ func loadCmd(ctx context.Context, args []string) error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("load: -log-level %q: want debug, info, warn or error", *logLevel)
 	}
-	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Log = slog.New(slog.NewTextHandler(p.Stderr, &slog.HandlerOptions{Level: level}))
 	// sipgo's transaction and transport layers log to their package default (retransmitted
 	// 200s of a loaded server, by the hundred): at the level asked for, like the rest.
 	sip.SetDefaultLogger(cfg.Log)
@@ -59,11 +58,11 @@ func loadCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
+		enc := json.NewEncoder(p.Stdout)
 		enc.SetIndent("", "  ")
 		err = enc.Encode(rep)
 	} else {
-		err = rep.WriteText(os.Stdout)
+		err = rep.WriteText(p.Stdout)
 	}
 	if err != nil {
 		return err
