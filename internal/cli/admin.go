@@ -16,9 +16,11 @@ import (
 // The administration commands (migrate, keys, users) read the store's settings
 // (--data-dir, --database-url, --secret, …) the way serve does, beside their own flags.
 
-// newFlags makes the flag set of a command: its usage line, what it does, then its flags.
-func newFlags(name, usage, about string) *flag.FlagSet {
+// newFlags makes the flag set of a command: its usage line, what it does, then its flags,
+// written to the command's stderr.
+func newFlags(p Process, name, usage, about string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(p.Stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: switchboard %s %s\n\n%s\n\nflags (each has an environment variable, in brackets, unless it is the command's own):\n", name, usage, about)
 		settings.PrintDefaults(fs)

@@ -29,7 +29,7 @@ func keysCmd(ctx context.Context, args []string, p Process) error {
 
 // keysCreate makes a key. The key alone goes to stdout, so a script can capture it.
 func keysCreate(ctx context.Context, args []string, p Process) error {
-	fs := newFlags("keys create", "--name NAME [flags]", "Makes an API key and prints it alone on stdout; it is not shown again. The tenant is created if it does not exist.")
+	fs := newFlags(p, "keys create", "--name NAME [flags]", "Makes an API key and prints it alone on stdout; it is not shown again. The tenant is created if it does not exist.")
 	tenant := fs.String("tenant", store.DefaultTenantSlug, "slug of the tenant the key acts for; created if missing")
 	name := fs.String("name", "", "name of the key (required)")
 	kindName := fs.String("kind", "agent_studio", "agent_studio (as_live_, as_test_) or alumia (alm_live_, alm_test_)")
@@ -77,7 +77,7 @@ func keysCreate(ctx context.Context, args []string, p Process) error {
 // keysList prints a tenant's keys, newest first. Only what the store keeps is shown: the
 // key's start and end, never the key.
 func keysList(ctx context.Context, args []string, p Process) error {
-	fs := newFlags("keys list", "[flags]", "Lists a tenant's API keys, newest first: id, prefix (the key's start and end), name, created, last used, revoked. The keys themselves are not kept, so never shown.")
+	fs := newFlags(p, "keys list", "[flags]", "Lists a tenant's API keys, newest first: id, prefix (the key's start and end), name, created, last used, revoked. The keys themselves are not kept, so never shown.")
 	tenant := fs.String("tenant", store.DefaultTenantSlug, "slug of the tenant whose keys to list")
 	asJSON := fs.Bool("json", false, "print the keys as a JSON array")
 	c, err := adminConfig(fs, args)
@@ -142,7 +142,7 @@ func tenantKeys(ctx context.Context, st *store.Store, slug string) (*store.Tenan
 // prefix as keys list shows it (as_live_AbCd, enough of it to name one key), or by the key
 // itself; every key it made goes with it.
 func keysRevoke(ctx context.Context, args []string, p Process) error {
-	fs := newFlags("keys revoke", "[flags] ID|PREFIX", "Revokes a key, named by its id, by enough of its prefix (as keys list shows it) to name one key, or by the key itself; "+
+	fs := newFlags(p, "keys revoke", "[flags] ID|PREFIX", "Revokes a key, named by its id, by enough of its prefix (as keys list shows it) to name one key, or by the key itself; "+
 		"every key it made goes with it. Nodes on the same PostgreSQL are told at once, through the cluster's events; a running node on SQLite refuses it within 30 seconds.")
 	tenant := fs.String("tenant", store.DefaultTenantSlug, "slug of the tenant of the key")
 	c, err := adminConfig(fs, args)

@@ -19,6 +19,7 @@ import (
 func loadCmd(ctx context.Context, args []string, p Process) error {
 	var cfg loadgen.Config
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	fs.SetOutput(p.Stderr)
 	fs.IntVar(&cfg.Calls, "calls", 10, "calls up at once")
 	fs.Float64Var(&cfg.Rate, "rate", 20, "new calls a second (0: as fast as -calls allows)")
 	fs.IntVar(&cfg.Total, "total", 0, "calls to place in all (0: as many as -calls)")

@@ -11,7 +11,7 @@ import (
 // migrateCmd applies, undoes or lists migrations. The action is required: a bare migrate
 // prints its usage rather than change the database.
 func migrateCmd(ctx context.Context, args []string, p Process) error {
-	fs := newFlags("migrate", "[flags] up|down|status",
+	fs := newFlags(p, "migrate", "[flags] up|down|status",
 		"up applies the pending migrations, down undoes the last group applied, status lists them all.")
 	c, err := adminConfig(fs, args)
 	if err != nil {

@@ -25,7 +25,7 @@ func usersCmd(ctx context.Context, args []string, p Process) error {
 // the command line where other users of the machine could read it; without it, one is made
 // and printed alone on stdout.
 func usersCreate(ctx context.Context, args []string, p Process) error {
-	fs := newFlags("users create", "--email EMAIL [flags]", "Makes a user of a tenant (created if missing) who signs in to the studio and the login routes. "+
+	fs := newFlags(p, "users create", "--email EMAIL [flags]", "Makes a user of a tenant (created if missing) who signs in to the studio and the login routes. "+
 		"The password is read from the first line of stdin with --password-stdin; otherwise one is made and printed alone on stdout, not shown again.")
 	tenant := fs.String("tenant", store.DefaultTenantSlug, "slug of the user's tenant; created if missing")
 	email := fs.String("email", "", "the user's email, unique within the tenant (required)")
