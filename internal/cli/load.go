@@ -7,12 +7,17 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/switchboard-go/switchboard/internal/loadgen"
 )
+
+// sipgoLog sets sipgo's package logger once in a process: its goroutines read it unguarded,
+// and those of an earlier run may still be closing.
+var sipgoLog sync.Once
 
 // loadCmd places calls at a SIP URI and prints what it measured. It fails when any call
 // failed, so that scripts can tell.
@@ -52,7 +57,7 @@ func loadCmd(ctx context.Context, args []string, p Process) error {
 	cfg.Log = slog.New(slog.NewTextHandler(p.Stderr, &slog.HandlerOptions{Level: level}))
 	// sipgo's transaction and transport layers log to their package default (retransmitted
 	// 200s of a loaded server, by the hundred): at the level asked for, like the rest.
-	sip.SetDefaultLogger(cfg.Log)
+	sipgoLog.Do(func() { sip.SetDefaultLogger(cfg.Log) })
 
 	rep, err := loadgen.Run(ctx, cfg)
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	sipgo "github.com/emiago/sipgo/sip"
+
 	"github.com/switchboard-go/switchboard/sip"
 )
 
@@ -37,6 +39,9 @@ func (l *lockedBuffer) String() string {
 func TestLoadCommand(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	// sipgo's package logger, which load sets once, is set before any of sipgo's goroutines
+	// run: they read it unguarded.
+	sipgoLog.Do(func() { sipgo.SetDefaultLogger(slog.New(slog.NewTextHandler(io.Discard, nil))) })
 	pc, l, err := sip.Listen(ctx, "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
