@@ -19,6 +19,8 @@ import (
 	"github.com/switchboard-go/switchboard/agent/speech"
 	"github.com/switchboard-go/switchboard/api"
 	"github.com/switchboard-go/switchboard/internal/callcap"
+	"github.com/switchboard-go/switchboard/internal/config"
+	"github.com/switchboard-go/switchboard/internal/demo"
 	"github.com/switchboard-go/switchboard/internal/netguard"
 	"github.com/switchboard-go/switchboard/internal/settings"
 	"github.com/switchboard-go/switchboard/realtime"
@@ -26,29 +28,6 @@ import (
 	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
 )
-
-// openStore opens and migrates the database, with the server secret the command read once,
-// and makes sure the default tenant exists.
-func openStore(ctx context.Context, c *config, secret []byte, log *slog.Logger) (*store.Store, *store.Tenant, error) {
-	st, err := store.Open(ctx, store.Options{URL: c.DatabaseURL, DataDir: c.DataDir, Secret: secret, Log: log})
-	if err != nil {
-		return nil, nil, err
-	}
-	applied, err := st.Migrate(ctx)
-	if err != nil {
-		_ = st.Close()
-		return nil, nil, err
-	}
-	for _, name := range applied {
-		log.Info("migration applied", "migration", name)
-	}
-	def, err := st.EnsureTenant(ctx, store.DefaultTenantSlug)
-	if err != nil {
-		_ = st.Close()
-		return nil, nil, fmt.Errorf("default tenant: %w", err)
-	}
-	return st, def, nil
-}
 
 // logUnroutableNumbers names, once at each start, every phone number that routes nowhere
 // because an older number had it when numbers became unique: until its tenant changes it,
@@ -75,11 +54,11 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 		fmt.Fprint(fs.Output(), "usage: switchboard [serve] [flags]\n\nRuns the server until SIGINT or SIGTERM. Each flag has an environment variable, in brackets; the flag wins.\n\nflags:\n")
 		settings.PrintDefaults(fs)
 	}
-	c, err := serveConfig(fs, args, os.LookupEnv)
+	c, err := config.Serve(fs, args, os.LookupEnv)
 	if err != nil {
 		return err
 	}
-	n := &server{cfg: c, log: c.logger(os.Stderr)}
+	n := &server{cfg: c, log: c.Logger(os.Stderr)}
 	defer n.close()
 	for _, phase := range []func(context.Context) error{n.open, n.construct, n.listen, n.wait} {
 		if err := phase(ctx); errors.Is(err, errStopped) {
@@ -95,7 +74,7 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 
 // server is the node serve runs: what its phases made, for the later phases and the stop.
 type server struct {
-	cfg *config
+	cfg *config.Config
 	log *slog.Logger
 	// closers undo what the phases did, run last first by close.
 	closers []func()
@@ -145,11 +124,11 @@ func (n *server) close() {
 // tenant, and the demo agent on a first start.
 func (n *server) open(ctx context.Context) error {
 	c, log := n.cfg, n.log
-	secret, err := c.secret()
+	secret, err := c.ReadSecret()
 	if err != nil {
 		return fmt.Errorf("server secret: %w", err)
 	}
-	st, def, err := openStore(ctx, c, secret, log)
+	st, def, err := c.OpenStore(ctx, secret, log)
 	if err != nil {
 		return err
 	}
@@ -157,7 +136,7 @@ func (n *server) open(ctx context.Context) error {
 	n.st, n.def, n.secret = st, def, secret
 	logUnroutableNumbers(ctx, st, log)
 	if c.Demo {
-		if err := ensureDemo(ctx, st, def, log); err != nil {
+		if err := demo.Ensure(ctx, st, def, log); err != nil {
 			return err
 		}
 	}
@@ -279,7 +258,7 @@ func (n *server) buildCalls(ctx context.Context, voices *speech.Registry) (*agen
 	n.web = newWebCalls(webCtx, n.st, agents, n.hub, calls, c.Node, log)
 	var rtcCalls api.WebRTCCalls
 	if c.WebRTC.Enabled {
-		rcfg, err := c.WebRTC.config(c.PublicIP, log)
+		rcfg, err := c.WebRTC.Config(c.PublicIP, log)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -323,7 +302,7 @@ func (n *server) buildAPI(ctx context.Context, models *llm.Registry, voices *spe
 	n.auth = api.NewAuthenticator(n.st, n.secret, n.def.ID, log)
 	srv := api.New(api.Config{Store: n.st, Auth: n.auth, Log: log, Version: version, Commit: commit, Node: c.Node, DefaultRateLimit: c.RateLimit, ChatRateLimit: c.ChatRateLimit, AmplifierAuthOptional: !c.AmplifierAuthRequired,
 		Hub: n.hub, Streams: n.streams, Models: models, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: nodeCalls{sip: n.sipSrv, web: n.web}, RecordingsDir: n.recordings, VoicemailsDir: n.voicemails,
-		WebRTC: rtcCalls, MediaStreams: n.web, Checks: sipChecks(n.sipSrv), KnowledgeMaxUpload: int64(c.KnowledgeMaxUploadMiB) << 20,
+		WebRTC: rtcCalls, MediaStreams: n.web, Checks: api.SIPChecks(n.sipSrv), KnowledgeMaxUpload: int64(c.KnowledgeMaxUploadMiB) << 20,
 		Speech: voices, AllowPrivateFiles: c.AllowPrivateFiles, FileLimits: netguard.FileLimits{MaxBytes: int64(c.FileMaxMiB) << 20, Timeout: c.FileTimeout}})
 	// Knowledge documents this node left processing when it stopped, and those of nodes
 	// that died, are taken up again; its ingestions stop (to be resumed) when it does.
