@@ -13,7 +13,7 @@ import (
 	"github.com/switchboard-go/switchboard/agent/llm"
 	"github.com/switchboard-go/switchboard/agent/speech"
 	"github.com/switchboard-go/switchboard/agent/voice"
-	"github.com/switchboard-go/switchboard/api"
+	"github.com/switchboard-go/switchboard/provider"
 	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
 )
@@ -25,10 +25,10 @@ const ReasonProviderNotConfigured = "provider-not-configured"
 // workflow, or its model with its tools) and its voice and ears, runs the conversation over
 // the call, and keeps the transcript, the report and any voicemail with the call.
 type agentCalls struct {
-	st       *store.Store
-	api      *api.Server
-	speech   *speech.Registry
-	webhooks *agent.Webhooks
+	st *store.Store
+	// providers resolves the tenants' models and speech.
+	providers *provider.Registry
+	webhooks  *agent.Webhooks
 	// knowledge searches the agents' knowledge bases (the node's knowledge service).
 	knowledge    agent.KnowledgeSearcher
 	voicemailDir string
@@ -57,13 +57,10 @@ type agentLine interface {
 func (a *agentCalls) serve(ctx context.Context, c agentLine, ag *store.Agent) {
 	log := c.Log().With("agent", ag.ID)
 	tenantID := c.TenantID()
-	cfgs, err := a.api.TenantProviders(ctx, tenantID)
+	sp, err := a.providers.Speech(ctx, tenantID)
 	if err != nil {
 		log.Error("tenant providers not readable", "error", err)
-	}
-	sp := a.speech
-	if len(cfgs) > 0 {
-		sp = sp.With(cfgs)
+		sp = a.providers.NodeSpeech()
 	}
 	vcfg := voice.Config{Language: ag.Transcriber.Language, Voice: ag.Voice.Voice, Speed: ag.Voice.Speed,
 		Turn: ag.Turn, Limits: ag.Limits, BargeInDuringFirstMessage: ag.Turn.FirstMessageInterruptible, Log: log}
@@ -102,7 +99,7 @@ func (a *agentCalls) serve(ctx context.Context, c agentLine, ag *store.Agent) {
 // brain that says so and ends the call with reason provider-not-configured.
 func (a *agentCalls) brain(ctx context.Context, c agentLine, ag *store.Agent, log *slog.Logger) agent.Brain {
 	tenantID := c.TenantID()
-	reg, err := a.api.Models(ctx, tenantID)
+	reg, err := a.providers.Models(ctx, tenantID)
 	var provider llm.Provider
 	var model string
 	if err == nil {

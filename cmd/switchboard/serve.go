@@ -15,12 +15,11 @@ import (
 	"time"
 
 	"github.com/switchboard-go/switchboard/agent"
-	"github.com/switchboard-go/switchboard/agent/llm"
-	"github.com/switchboard-go/switchboard/agent/speech"
 	"github.com/switchboard-go/switchboard/api"
 	"github.com/switchboard-go/switchboard/internal/callcap"
 	"github.com/switchboard-go/switchboard/internal/netguard"
 	"github.com/switchboard-go/switchboard/internal/settings"
+	"github.com/switchboard-go/switchboard/provider"
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/rtc"
 	"github.com/switchboard-go/switchboard/sip"
@@ -170,26 +169,22 @@ func (n *server) construct(ctx context.Context) error {
 	if err := n.startEvents(ctx); err != nil {
 		return err
 	}
-	providers, err := providerConfigs(n.cfg.ProvidersFile)
-	if err != nil {
-		return err
-	}
 	// The operator's providers are trusted; those tenants configure connect through one
 	// guarded client, public addresses only unless the operator allows more.
 	tenantHTTP := netguard.NewTenantClient(n.cfg.AllowPrivateProviders)
-	models, err := llm.NewRegistry(providers, llm.WithTenantClient(tenantHTTP))
+	models, voices, err := provider.FromEnv(os.Getenv, n.cfg.ProvidersFile, tenantHTTP)
 	if err != nil {
 		return err
 	}
-	voices := speech.NewRegistry(providers, speech.RegistryOptions{TenantClient: tenantHTTP})
+	providers := provider.New(provider.Config{Store: n.st, Models: models, Speech: voices, TenantClient: tenantHTTP})
 	if err := n.joinCluster(ctx); err != nil {
 		return err
 	}
-	agents, webhooks, rtcCalls, err := n.buildCalls(ctx, voices)
+	agents, webhooks, rtcCalls, err := n.buildCalls(ctx, providers)
 	if err != nil {
 		return err
 	}
-	n.buildAPI(ctx, models, voices, agents, webhooks, rtcCalls)
+	n.buildAPI(ctx, providers, agents, webhooks, rtcCalls)
 	return nil
 }
 
@@ -263,14 +258,14 @@ func (n *server) joinCluster(ctx context.Context) error {
 // buildCalls builds what carries calls: the agents' runtime (given the API server, for the
 // tenants' model providers, once it exists), web calls (browsers over WebRTC, media-stream
 // sockets) and SIP, under one limit of calls.
-func (n *server) buildCalls(ctx context.Context, voices *speech.Registry) (*agentCalls, *agent.Webhooks, api.WebRTCCalls, error) {
+func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (*agentCalls, *agent.Webhooks, api.WebRTCCalls, error) {
 	c, log := n.cfg, n.log
 	n.voicemails = filepath.Join(c.DataDir, "voicemails")
 	if err := os.MkdirAll(n.voicemails, 0o750); err != nil {
 		return nil, nil, nil, fmt.Errorf("voicemails: %w", err)
 	}
 	webhooks := agent.NewWebhooks(c.AllowPrivateWebhooks)
-	agents := &agentCalls{st: n.st, speech: voices, webhooks: webhooks, voicemailDir: n.voicemails, log: log}
+	agents := &agentCalls{st: n.st, providers: providers, webhooks: webhooks, voicemailDir: n.voicemails, log: log}
 	// Web calls end as shutdown when the node stops.
 	webCtx, stopWeb := context.WithCancel(context.WithoutCancel(ctx))
 	n.onClose(stopWeb)
@@ -318,18 +313,18 @@ func (n *server) buildCalls(ctx context.Context, voices *speech.Registry) (*agen
 
 // buildAPI builds the HTTP API over everything else, and hands the agents' runtime the
 // tenants' providers and knowledge it serves.
-func (n *server) buildAPI(ctx context.Context, models *llm.Registry, voices *speech.Registry, agents *agentCalls, webhooks *agent.Webhooks, rtcCalls api.WebRTCCalls) {
+func (n *server) buildAPI(ctx context.Context, providers *provider.Registry, agents *agentCalls, webhooks *agent.Webhooks, rtcCalls api.WebRTCCalls) {
 	c, log := n.cfg, n.log
 	n.auth = api.NewAuthenticator(n.st, n.secret, n.def.ID, log)
 	srv := api.New(api.Config{Store: n.st, Auth: n.auth, Log: log, Version: version, Commit: commit, Node: c.Node, DefaultRateLimit: c.RateLimit, ChatRateLimit: c.ChatRateLimit, AmplifierAuthOptional: !c.AmplifierAuthRequired,
-		Hub: n.hub, Streams: n.streams, Models: models, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: nodeCalls{sip: n.sipSrv, web: n.web}, RecordingsDir: n.recordings, VoicemailsDir: n.voicemails,
+		Hub: n.hub, Streams: n.streams, Providers: providers, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: nodeCalls{sip: n.sipSrv, web: n.web}, RecordingsDir: n.recordings, VoicemailsDir: n.voicemails,
 		WebRTC: rtcCalls, MediaStreams: n.web, Checks: sipChecks(n.sipSrv), KnowledgeMaxUpload: int64(c.KnowledgeMaxUploadMiB) << 20,
-		Speech: voices, AllowPrivateFiles: c.AllowPrivateFiles, FileLimits: netguard.FileLimits{MaxBytes: int64(c.FileMaxMiB) << 20, Timeout: c.FileTimeout}})
+		AllowPrivateFiles: c.AllowPrivateFiles, FileLimits: netguard.FileLimits{MaxBytes: int64(c.FileMaxMiB) << 20, Timeout: c.FileTimeout}})
 	// Knowledge documents this node left processing when it stopped, and those of nodes
 	// that died, are taken up again; its ingestions stop (to be resumed) when it does.
 	srv.Knowledge().Start(context.WithoutCancel(ctx))
 	n.onClose(srv.Knowledge().Close)
-	agents.api, agents.knowledge = srv, srv.Knowledge()
+	agents.knowledge = srv.Knowledge()
 	// Browsers may signal their WebRTC calls over the events socket too.
 	srv.HandleWebRTCCommands(n.streams)
 	srv.HandleSessionCommands(n.streams)
@@ -444,15 +439,4 @@ func leaveNode(st *store.Store, heart *store.Heartbeat, stopHeart context.Cancel
 	if err := heart.Leave(ctx); err != nil {
 		log.Warn("node heartbeat not removed; other nodes will see it lost after the timeout", "error", err)
 	}
-}
-
-// providerConfigs are the model providers of the node: openai and anthropic from their
-// usual variables, and those of the providers file. The model gateway and the agents' speech
-// both resolve names among them.
-func providerConfigs(file string) ([]llm.ProviderConfig, error) {
-	cfgs, err := llm.Configs(os.Getenv, file)
-	if err != nil {
-		return nil, fmt.Errorf("providers file: %w", err)
-	}
-	return cfgs, nil
 }
