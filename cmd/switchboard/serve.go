@@ -15,10 +15,12 @@ import (
 	"time"
 
 	"github.com/switchboard-go/switchboard/agent"
+	"github.com/switchboard-go/switchboard/agent/voice"
 	"github.com/switchboard-go/switchboard/api"
 	"github.com/switchboard-go/switchboard/internal/callcap"
 	"github.com/switchboard-go/switchboard/internal/netguard"
 	"github.com/switchboard-go/switchboard/internal/settings"
+	"github.com/switchboard-go/switchboard/knowledge"
 	"github.com/switchboard-go/switchboard/provider"
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/rtc"
@@ -113,6 +115,7 @@ type server struct {
 	stopHeart context.CancelFunc
 	heartDone chan struct{}
 
+	knowledge  *knowledge.Service
 	voicemails string
 	recordings string // "" when calls are not recorded
 	web        *webCalls
@@ -180,11 +183,14 @@ func (n *server) construct(ctx context.Context) error {
 	if err := n.joinCluster(ctx); err != nil {
 		return err
 	}
-	agents, webhooks, rtcCalls, err := n.buildCalls(ctx, providers)
+	// Agents search the knowledge bases the API keeps.
+	n.knowledge = knowledge.New(knowledge.Config{Store: n.st, Log: n.log, Node: n.cfg.Node, MaxUpload: int64(n.cfg.KnowledgeMaxUploadMiB) << 20,
+		Embedder: &knowledge.EmbeddingsClient{Resolve: providers.EmbeddingEndpoint}, Events: knowledgeEvents{n.hub, n.log}})
+	webhooks, rtcCalls, err := n.buildCalls(ctx, providers)
 	if err != nil {
 		return err
 	}
-	n.buildAPI(ctx, providers, agents, webhooks, rtcCalls)
+	n.buildAPI(ctx, providers, webhooks, rtcCalls)
 	return nil
 }
 
@@ -255,17 +261,17 @@ func (n *server) joinCluster(ctx context.Context) error {
 	return nil
 }
 
-// buildCalls builds what carries calls: the agents' runtime (given the API server, for the
-// tenants' model providers, once it exists), web calls (browsers over WebRTC, media-stream
+// buildCalls builds what carries calls: the agents' runtime, web calls (browsers over WebRTC, media-stream
 // sockets) and SIP, under one limit of calls.
-func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (*agentCalls, *agent.Webhooks, api.WebRTCCalls, error) {
+func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (*agent.Webhooks, api.WebRTCCalls, error) {
 	c, log := n.cfg, n.log
 	n.voicemails = filepath.Join(c.DataDir, "voicemails")
 	if err := os.MkdirAll(n.voicemails, 0o750); err != nil {
-		return nil, nil, nil, fmt.Errorf("voicemails: %w", err)
+		return nil, nil, fmt.Errorf("voicemails: %w", err)
 	}
 	webhooks := agent.NewWebhooks(c.AllowPrivateWebhooks)
-	agents := &agentCalls{st: n.st, providers: providers, webhooks: webhooks, voicemailDir: n.voicemails, log: log}
+	agents := voice.NewRuntime(voice.RuntimeConfig{Store: n.st, Providers: providers, Knowledge: n.knowledge,
+		Webhooks: webhooks, VoicemailDir: n.voicemails, Log: log})
 	// Web calls end as shutdown when the node stops.
 	webCtx, stopWeb := context.WithCancel(context.WithoutCancel(ctx))
 	n.onClose(stopWeb)
@@ -276,55 +282,53 @@ func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (
 	if c.WebRTC.Enabled {
 		rcfg, err := c.WebRTC.config(c.PublicIP, log)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 		engine, err := rtc.NewEngine(rcfg)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 		n.onClose(func() { _ = engine.Close() })
 		rtcCalls = newWebRTCCalls(n.web, engine)
 	}
 	// SIP: UDP and TCP on one port, TLS on another when a certificate is set.
 	sipCfg := sip.Config{Log: log, PublicIP: c.PublicIP, RTPPortMin: c.RTPPorts.Min, RTPPortMax: c.RTPPorts.Max,
-		Store: n.st, DefaultTenantID: n.def.ID, Node: c.Node, Events: n.hub, MediaTimeout: c.MediaTimeout, Agents: agents, Calls: calls,
+		Store: n.st, DefaultTenantID: n.def.ID, Node: c.Node, Events: n.hub, MediaTimeout: c.MediaTimeout, Agents: sipAgents{st: n.st, rt: agents}, Calls: calls,
 		TCPIdleTimeout: c.SIPTCPIdleTimeout, TCPHeaderTimeout: c.SIPTCPHeaderTimeout, TCPMaxConns: c.SIPTCPMaxConns, TCPMaxConnsPerAddr: c.SIPTCPMaxConnsPerAddr}
 	if c.RecordCalls {
 		sipCfg.RecordDir = filepath.Join(c.DataDir, "recordings")
 		if err := os.MkdirAll(sipCfg.RecordDir, 0o750); err != nil {
-			return nil, nil, nil, fmt.Errorf("recordings: %w", err)
+			return nil, nil, fmt.Errorf("recordings: %w", err)
 		}
 		n.recordings = sipCfg.RecordDir
 	}
 	if c.SIPTLSCert != "" || c.SIPTLSKey != "" {
 		cert, err := tls.LoadX509KeyPair(c.SIPTLSCert, c.SIPTLSKey)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("SIP TLS certificate: %w", err)
+			return nil, nil, fmt.Errorf("SIP TLS certificate: %w", err)
 		}
 		sipCfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	sipSrv, err := sip.New(sipCfg)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	n.sipSrv = sipSrv
-	return agents, webhooks, rtcCalls, nil
+	return webhooks, rtcCalls, nil
 }
 
-// buildAPI builds the HTTP API over everything else, and hands the agents' runtime the
-// tenants' providers and knowledge it serves.
-func (n *server) buildAPI(ctx context.Context, providers *provider.Registry, agents *agentCalls, webhooks *agent.Webhooks, rtcCalls api.WebRTCCalls) {
+// buildAPI builds the HTTP API over everything else.
+func (n *server) buildAPI(ctx context.Context, providers *provider.Registry, webhooks *agent.Webhooks, rtcCalls api.WebRTCCalls) {
 	c, log := n.cfg, n.log
 	n.auth = api.NewAuthenticator(n.st, n.secret, n.def.ID, log)
 	srv := api.New(api.Config{Store: n.st, Auth: n.auth, Log: log, Version: version, Commit: commit, Node: c.Node, DefaultRateLimit: c.RateLimit, ChatRateLimit: c.ChatRateLimit, AmplifierAuthOptional: !c.AmplifierAuthRequired,
 		Hub: n.hub, Streams: n.streams, Providers: providers, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: nodeCalls{sip: n.sipSrv, web: n.web}, RecordingsDir: n.recordings, VoicemailsDir: n.voicemails,
-		WebRTC: rtcCalls, MediaStreams: n.web, Checks: sipChecks(n.sipSrv), KnowledgeMaxUpload: int64(c.KnowledgeMaxUploadMiB) << 20,
+		WebRTC: rtcCalls, MediaStreams: n.web, Checks: sipChecks(n.sipSrv), Knowledge: n.knowledge,
 		AllowPrivateFiles: c.AllowPrivateFiles, FileLimits: netguard.FileLimits{MaxBytes: int64(c.FileMaxMiB) << 20, Timeout: c.FileTimeout}})
 	// Knowledge documents this node left processing when it stopped, and those of nodes
 	// that died, are taken up again; its ingestions stop (to be resumed) when it does.
 	srv.Knowledge().Start(context.WithoutCancel(ctx))
 	n.onClose(srv.Knowledge().Close)
-	agents.knowledge = srv.Knowledge()
 	// Browsers may signal their WebRTC calls over the events socket too.
 	srv.HandleWebRTCCommands(n.streams)
 	srv.HandleSessionCommands(n.streams)
