@@ -167,7 +167,7 @@ func (n *server) open(ctx context.Context) error {
 }
 
 // construct builds the parts, in the order they depend on each other: events, the
-// cluster's heartbeat, calls, the API.
+// tenants' providers, the cluster's heartbeat, knowledge, calls, the API.
 func (n *server) construct(ctx context.Context) error {
 	if err := n.startEvents(ctx); err != nil {
 		return err
@@ -261,8 +261,8 @@ func (n *server) joinCluster(ctx context.Context) error {
 	return nil
 }
 
-// buildCalls builds what carries calls: the agents' runtime, web calls (browsers over WebRTC, media-stream
-// sockets) and SIP, under one limit of calls.
+// buildCalls builds what carries calls: the agents' runtime, web calls (browsers over
+// WebRTC, media-stream sockets) and SIP, under one limit of calls.
 func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (*agent.Webhooks, api.WebRTCCalls, error) {
 	c, log := n.cfg, n.log
 	n.voicemails = filepath.Join(c.DataDir, "voicemails")
