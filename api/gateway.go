@@ -256,9 +256,6 @@ func (s *Server) registryFor(ctx context.Context, tenantID string) (*llm.Registr
 	return reg, err
 }
 
-// Providers is the registry of the tenants' providers the API resolves in.
-func (s *Server) Providers() *provider.Registry { return s.providers }
-
 // record stores what a gateway request used; it runs after the answer is out.
 func (s *Server) record(c *call, usage llm.Usage, status int) {
 	if s.store == nil {
