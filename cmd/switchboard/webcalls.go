@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchboard-go/switchboard/agent/voice"
 	"github.com/switchboard-go/switchboard/api"
 	"github.com/switchboard-go/switchboard/internal/callcap"
 	"github.com/switchboard-go/switchboard/media"
@@ -67,7 +68,7 @@ type webCallSpec struct {
 // webCalls runs the node's web calls.
 type webCalls struct {
 	st     *store.Store
-	agents *agentCalls
+	agents *voice.Runtime
 	events sip.Publisher // nil: no events
 	node   string
 	log    *slog.Logger
@@ -87,7 +88,7 @@ type webCalls struct {
 // errClosing refuses a call to a node that is stopping.
 var errClosing = &store.ConflictError{Field: "node", Message: "this node is shutting down; call another"}
 
-func newWebCalls(base context.Context, st *store.Store, agents *agentCalls, events sip.Publisher, calls *callcap.Limiter, node string, log *slog.Logger) *webCalls {
+func newWebCalls(base context.Context, st *store.Store, agents *voice.Runtime, events sip.Publisher, calls *callcap.Limiter, node string, log *slog.Logger) *webCalls {
 	return &webCalls{st: st, agents: agents, events: events, calls: calls, node: node, log: log, base: base, live: map[string]*webCall{}}
 }
 
@@ -181,7 +182,7 @@ func (w *webCalls) route(ctx context.Context, spec webCallSpec) (func(ctx contex
 		if rec.To == "" {
 			rec.To = ag.ID
 		}
-		return func(ctx context.Context, c *webCall) { w.agents.serve(ctx, c, ag) }, rec, nil
+		return func(ctx context.Context, c *webCall) { w.agents.Answer(ctx, c, ag) }, rec, nil
 	}
 	serve := sip.Builtin(t.Destination)
 	if serve == nil {

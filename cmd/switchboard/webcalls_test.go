@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-go/switchboard/agent/voice"
 	"github.com/switchboard-go/switchboard/media"
 	"github.com/switchboard-go/switchboard/rtc"
 	"github.com/switchboard-go/switchboard/store"
@@ -91,7 +92,7 @@ func testWebCalls(t *testing.T) (*webCalls, string, context.CancelFunc) {
 	}
 	base, stop := context.WithCancel(ctx)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	w := newWebCalls(base, st, &agentCalls{st: st, log: log}, nil, nil, "node-a", log)
+	w := newWebCalls(base, st, voice.NewRuntime(voice.RuntimeConfig{Store: st, Log: log}), nil, nil, "node-a", log)
 	t.Cleanup(func() {
 		stop()
 		wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
