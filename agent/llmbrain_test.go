@@ -586,8 +586,9 @@ func TestLLMBrainCallerHangsUpMidAnswer(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the upstream request was not released")
 	}
-	// Not waiting for the upstream's next delta.
-	if d := time.Since(closed); d > time.Second {
+	// Not waiting for the upstream's next delta, 3 s away (the bound leaves a busy machine
+	// room, and is still well short of it).
+	if d := time.Since(closed); d > 2*time.Second {
 		t.Fatalf("the upstream request was released %s after the caller left", d)
 	}
 }

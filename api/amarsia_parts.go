@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/switchboard-go/switchboard/agent/speech"
 	"github.com/switchboard-go/switchboard/internal/netguard"
 	"github.com/switchboard-go/switchboard/media"
 	"github.com/switchboard-go/switchboard/store"
@@ -268,16 +267,9 @@ func (s *Server) transcribe(ctx context.Context, tenantID string, ag *store.Agen
 	if err != nil {
 		return "", errPart(i, "file_uri", "is audio this node cannot decode (%v): send audio/wav, PCM16 mono or stereo", err)
 	}
-	reg := s.cfg.Speech
-	if reg == nil {
-		reg = speech.NewRegistry(nil, speech.RegistryOptions{})
-	}
-	cfgs, err := s.TenantProviders(ctx, tenantID)
+	reg, err := s.providers.Speech(ctx, tenantID)
 	if err != nil {
 		return "", err
-	}
-	if len(cfgs) > 0 {
-		reg = reg.With(cfgs)
 	}
 	provider := ag.Transcriber.Provider
 	if ag.Transcriber.Model != "" && !strings.Contains(provider, "/") {

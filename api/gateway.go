@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard-go/switchboard/agent"
 	"github.com/switchboard-go/switchboard/agent/llm"
+	"github.com/switchboard-go/switchboard/provider"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -243,71 +244,16 @@ func (s *Server) candidates(ctx context.Context, c *call) []llm.Route {
 	return out
 }
 
-// tenantRegistry is a tenant's registry and when it was built.
-type tenantRegistry struct {
-	reg   *llm.Registry
-	built time.Time
-}
-
-// registryTTL bounds how long another node's change to a tenant's providers takes to be
-// seen here; a change on this node is seen at once.
-const registryTTL = 30 * time.Second
-
-// registryFor returns the registry a tenant's requests resolve models in: the server's
+// registryFor returns the registry a tenant's requests resolve models in: the node's
 // providers, with the tenant's own over them (a tenant's "openai" replaces the server's).
+// Stored providers that cannot be built are the client's to fix: 400.
 func (s *Server) registryFor(ctx context.Context, tenantID string) (*llm.Registry, error) {
-	if v, ok := s.registries.Load(tenantID); ok {
-		if tr := v.(tenantRegistry); time.Since(tr.built) < registryTTL {
-			return tr.reg, nil
-		}
+	reg, err := s.providers.Models(ctx, tenantID)
+	if errors.Is(err, provider.ErrUnusable) {
+		return nil, &Error{Status: http.StatusBadRequest, Code: codeModelNotFound,
+			Message: "The tenant's model providers are not usable: " + strings.TrimPrefix(err.Error(), provider.ErrUnusable.Error()+": ")}
 	}
-	cfgs, err := s.TenantProviders(ctx, tenantID)
-	if err != nil {
-		return nil, err
-	}
-	reg := s.cfg.Models
-	if len(cfgs) > 0 {
-		var err error
-		if reg, err = s.cfg.Models.With(cfgs); err != nil {
-			return nil, &Error{Status: http.StatusBadRequest, Code: codeModelNotFound, Message: "The tenant's model providers are not usable: " + err.Error()}
-		}
-	}
-	s.registries.Store(tenantID, tenantRegistry{reg: reg, built: time.Now()})
-	return reg, nil
-}
-
-// Models is the registry a tenant's models resolve in: the node's providers with the
-// tenant's own over them. Calls answered by agents use it as the gateway does.
-func (s *Server) Models(ctx context.Context, tenantID string) (*llm.Registry, error) {
-	return s.registryFor(ctx, tenantID)
-}
-
-// TenantProviders reads the tenant's own model providers (keys unsealed), as configs the
-// model and speech registries take.
-func (s *Server) TenantProviders(ctx context.Context, tenantID string) ([]llm.ProviderConfig, error) {
-	var cfgs []llm.ProviderConfig
-	for offset := 0; ; offset += 100 {
-		ps, total, err := store.List[store.ModelProvider](ctx, s.store, tenantID, store.Page{Limit: 100, Offset: offset})
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range ps {
-			key, err := p.Key(s.store)
-			if err != nil {
-				return nil, err
-			}
-			cfg := llm.ProviderConfig{Name: p.Name, Kind: llm.Kind(p.Kind), BaseURL: p.BaseURL, APIKey: key,
-				Models: p.Models, Aliases: p.Aliases, Fallbacks: p.Fallbacks, Prices: map[string]llm.Price{}}
-			for m, pr := range p.Prices {
-				cfg.Prices[m] = llm.Price{InputPerMTok: pr.InputPerMTok, OutputPerMTok: pr.OutputPerMTok}
-			}
-			cfgs = append(cfgs, cfg)
-		}
-		if offset+len(ps) >= total || len(ps) == 0 {
-			break
-		}
-	}
-	return cfgs, nil
+	return reg, err
 }
 
 // record stores what a gateway request used; it runs after the answer is out.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/switchboard-go/switchboard/agent/llm"
-	"github.com/switchboard-go/switchboard/internal/netguard"
 	"github.com/switchboard-go/switchboard/knowledge"
 	"github.com/switchboard-go/switchboard/store"
 )
@@ -51,34 +49,10 @@ func checkEmbeddingModel(ctx context.Context, s *Server, tenantID string, b *sto
 	return nil
 }
 
-// embeddingEndpoint resolves a tenant's embedding provider: its URL and key from the tenant's
-// model registry, and the tenant client (which refuses private addresses unless the operator
-// allows them) for a provider the tenant configured itself.
-func (s *Server) embeddingEndpoint(ctx context.Context, tenantID, provider string) (knowledge.EmbeddingEndpoint, error) {
-	reg, err := s.registryFor(ctx, tenantID)
-	if err != nil {
-		return knowledge.EmbeddingEndpoint{}, err
-	}
-	cfg, ok := reg.Config(provider)
-	if !ok {
-		return knowledge.EmbeddingEndpoint{}, fmt.Errorf("provider %q is not configured", provider)
-	}
-	if cfg.Kind != llm.KindOpenAI {
-		return knowledge.EmbeddingEndpoint{}, fmt.Errorf("provider %q is not OpenAI-compatible", provider)
-	}
-	client := s.nodeClient
-	if node, ok := s.cfg.Models.Config(provider); !ok || node.BaseURL != cfg.BaseURL {
-		client = s.tenantClient
-	}
-	return knowledge.EmbeddingEndpoint{BaseURL: cfg.BaseURL, APIKey: cfg.APIKey, Header: cfg.Headers, Client: client}, nil
-}
-
 // newKnowledge builds the node's knowledge service over the API's store, hub and providers.
 func (s *Server) newKnowledge() *knowledge.Service {
-	s.tenantClient = netguard.NewTenantClient(s.cfg.AllowPrivateProviders)
-	s.nodeClient = &http.Client{Timeout: 60 * time.Second}
 	return knowledge.New(knowledge.Config{Store: s.store, Log: s.log, Node: s.cfg.Node,
-		Embedder: &knowledge.EmbeddingsClient{Resolve: s.embeddingEndpoint}, Events: knowledgePublisher{s},
+		Embedder: &knowledge.EmbeddingsClient{Resolve: s.providers.EmbeddingEndpoint}, Events: knowledgePublisher{s},
 		MaxUpload: s.cfg.KnowledgeMaxUpload})
 }
 

@@ -216,7 +216,7 @@ var (
 		keepReadOnly: func(dst, src *store.ModelProvider) { dst.APIKeyEnc = src.APIKeyEnc },
 		check:        checkProviderURL,
 		changed: func(_ context.Context, s *Server, tenantID, _, _ string, _ *store.ModelProvider) {
-			s.registries.Delete(tenantID)
+			s.providers.Invalidate(tenantID)
 		},
 	}
 	userResource = resource[store.User, *store.User]{

@@ -24,6 +24,7 @@ import (
 	"github.com/switchboard-go/switchboard/agent/speech"
 	"github.com/switchboard-go/switchboard/internal/netguard"
 	"github.com/switchboard-go/switchboard/knowledge"
+	"github.com/switchboard-go/switchboard/provider"
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/session"
 	"github.com/switchboard-go/switchboard/store"
@@ -53,9 +54,14 @@ type Config struct {
 	Streams *realtime.Server
 	// Webhooks run agents' tools; nil makes a runner that refuses private addresses.
 	Webhooks *agent.Webhooks
-	// Models are the providers of the model gateway (/v1/chat/completions, /v1/messages);
-	// nil answers every model as unsupported. The providers a tenant creates connect
-	// through its tenant client (llm.WithTenantClient).
+	// Providers resolves each tenant's model, speech and embedding providers (the node's
+	// with the tenant's own over them) for the model gateway, the runner's audio parts and
+	// knowledge; the node shares it with the agents' runtime. Nil builds one of Models,
+	// Speech and Store.
+	Providers *provider.Registry
+	// Models are the node's model providers, used when Providers is nil; nil answers every
+	// model as unsupported. The providers a tenant creates connect through its tenant
+	// client (llm.WithTenantClient).
 	Models *llm.Registry
 	// GatewayBodyBudget bounds the bytes of bodies that gateway requests hold at once
 	// (those over 1 MiB leave a sixteenth of it to smaller ones); a request past it is
@@ -78,8 +84,8 @@ type Config struct {
 	// Checks reports the node's parts besides the database for /health (the SIP
 	// listeners); nil: none.
 	Checks func() []HealthCheck
-	// Speech resolves the agents' speech-to-text for the runner's audio parts (Amarsia); nil
-	// has only the built-in voice, so audio parts are refused.
+	// Speech are the node's speech providers, used when Providers is nil, for the runner's
+	// audio parts (Amarsia); nil has only the built-in voice, so audio parts are refused.
 	Speech *speech.Registry
 	// AllowPrivateFiles lets the runner fetch the files users name (file_uri) from loopback
 	// and private addresses; FileLimits bound each fetch (zero fields: netguard's defaults).
@@ -123,9 +129,9 @@ type Server struct {
 	// passwordChecks counts the password hashes logins checked (see login).
 	passwordChecks atomic.Uint64
 
-	// registries caches each tenant's model registry: the server's providers with the
-	// tenant's own over them (see registryFor).
-	registries sync.Map
+	// providers resolves each tenant's models, speech and embeddings: the node's providers
+	// with the tenant's own over them (see registryFor).
+	providers *provider.Registry
 	// modelLists caches what providers answered for their models (see upstreamModels).
 	modelLists sync.Map
 
@@ -143,11 +149,8 @@ type Server struct {
 	// a revocation ends them (see revoke).
 	conns *realtime.Connections
 
-	// knowledge keeps the tenants' knowledge bases; tenantClient and nodeClient carry
-	// embedding requests to tenants' own providers and the node's.
-	knowledge    *knowledge.Service
-	tenantClient *http.Client
-	nodeClient   *http.Client
+	// knowledge keeps the tenants' knowledge bases.
+	knowledge *knowledge.Service
 
 	openAPIOnce sync.Once
 	openAPIJSON []byte
@@ -203,8 +206,9 @@ func New(cfg Config) *Server {
 	if cfg.AuthFailureLimit == 0 {
 		cfg.AuthFailureLimit = 30
 	}
-	if cfg.Models == nil {
-		cfg.Models, _ = llm.NewRegistry(nil)
+	if cfg.Providers == nil {
+		cfg.Providers = provider.New(provider.Config{Store: cfg.Store, Models: cfg.Models, Speech: cfg.Speech,
+			TenantClient: netguard.NewTenantClient(cfg.AllowPrivateProviders)})
 	}
 	if cfg.Webhooks == nil {
 		cfg.Webhooks = agent.NewWebhooks(false)
@@ -216,7 +220,7 @@ func New(cfg Config) *Server {
 		cfg.ChatRateLimit = DefaultChatRateLimit
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, store: cfg.Store, auth: cfg.Auth, limiter: NewRateLimiter(), tokens: newTokenCounter(), webhooks: cfg.Webhooks, started: time.Now(),
-		bodies: &bodyBudget{limit: cfg.GatewayBodyBudget}, bodyBufs: &bodyBuffers{limit: cfg.GatewayBodyBudget, idle: bodyBuffersIdle}}
+		bodies: &bodyBudget{limit: cfg.GatewayBodyBudget}, bodyBufs: &bodyBuffers{limit: cfg.GatewayBodyBudget, idle: bodyBuffersIdle}, providers: cfg.Providers}
 	s.conns = realtime.NewConnections()
 	s.files = netguard.NewFileFetcher(cfg.AllowPrivateFiles, cfg.FileLimits)
 	if cfg.Streams != nil {

@@ -3,6 +3,7 @@ package media
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -94,42 +95,74 @@ func TestRTPSessionTone(t *testing.T) {
 		t.Run(tc.codec.Name+"/"+itoa(tc.rate), func(t *testing.T) {
 			t.Parallel()
 			a, b := sessionPair(t, tc.codec, tc.rate, false, nil)
-			got := exchangeTone(t, a, b, 1000, 50)
-			// The tail, past the jitter buffer's start and the codec's warm-up.
-			checkTone(t, got, tc.rate, 1000, 30)
+			// Past the jitter buffer's start and the codec's warm-up, the tone comes through
+			// clean for 30 frames in a row.
+			listenForTone(t, a, b, 1000, 30)
 		})
 	}
 }
 
-// exchangeTone sends frames of a tone from a while b reads, and returns what b heard.
-func exchangeTone(t *testing.T, a, b *RTPSession, freq float64, frames int) []int16 {
+// listenForTone sends a tone from a while b reads, until b has heard run frames of it in
+// a row, clean. The frames are judged as they come, for up to 10 s of them: on a busy
+// machine a stalled sender or reader makes the receiver conceal a gap, as a real jitter
+// buffer does, and the tone is heard again after it; a codec or resampler that garbles
+// the tone never yields the run.
+func listenForTone(t *testing.T, a, b *RTPSession, freq float64, run int) {
 	t.Helper()
+	const maxFrames = 500 // 10 s
 	rate := a.SampleRate()
+	stop := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
 		tone := NewTone(freq, rate, 8000)
 		f := Frame{Rate: rate, Samples: make([]int16, SamplesPerFrame(rate))}
-		for range frames + 10 {
+		for {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
 			tone.Fill(f.Samples)
 			if err := a.WriteFrame(&f); err != nil {
 				done <- err
 				return
 			}
 		}
-		done <- nil
 	}()
-	var out []int16
+	defer func() {
+		close(stop)
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
 	f := Frame{}
-	for range frames {
+	good, inRow, best := 0, 0, 0
+	worst := math.Inf(1)
+	for i := range maxFrames {
 		if err := b.ReadFrame(&f); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, f.Samples...)
+		if i < 10 { // the jitter buffer's start and the codec's warm-up
+			continue
+		}
+		snr, amp := fitToneSNR(t, f.Samples, freq, rate)
+		worst = min(worst, snr)
+		if snr < 15 || amp < 2000 {
+			inRow = 0
+			continue
+		}
+		good++
+		inRow++
+		best = max(best, inRow)
+		if inRow == run {
+			if i >= 10+run {
+				t.Logf("%d of %d frames carried %.0f Hz before %d in a row (worst SNR %.1f dB)", good, i-9, freq, run, worst)
+			}
+			return
+		}
 	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	return out
+	t.Fatalf("%d of %d frames carry %.0f Hz, at most %d in a row (worst SNR %.1f dB)", good, maxFrames-10, freq, best, worst)
 }
 
 func itoa(n int) string { return strconv.Itoa(n/1000) + "k" }
@@ -294,6 +327,15 @@ func (r *reader) stop() {
 	<-r.done
 }
 
+// playedOut waits until s has received packets packets and r has read a few frames more,
+// so the jitter buffer has played what it held.
+func (r *reader) playedOut(t testing.TB, s *RTPSession, packets uint64) {
+	t.Helper()
+	eventually(t, 5*time.Second, fmt.Sprintf("%d packets received", packets), func() bool { return s.Stats().PacketsReceived >= packets })
+	mark := len(r.samples()) + 5*SamplesPerFrame(s.SampleRate())
+	eventually(t, 5*time.Second, "the jitter buffer played out", func() bool { return len(r.samples()) >= mark })
+}
+
 func (r *reader) samples() []int16 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -379,7 +421,7 @@ func TestRTPSessionReorderAndDuplicates(t *testing.T) {
 		}
 		pace(start, i+2)
 	}
-	time.Sleep(100 * time.Millisecond)
+	rd.playedOut(t, s, 66)
 	rd.stop()
 	st := s.Stats()
 	if st.PacketsReceived != 60+6 {
@@ -480,7 +522,7 @@ func TestRTPSessionSSRCChange(t *testing.T) {
 	peer.pz.pkt.SequenceNumber = peer.pz.pkt.SequenceNumber + 20000
 	mark := len(rd.samples())
 	send(40)
-	time.Sleep(60 * time.Millisecond)
+	rd.playedOut(t, s, 80)
 	rd.stop()
 	heard := rd.samples()[mark:]
 	// Within a few frames of the change the new stream plays.
@@ -1145,7 +1187,7 @@ func TestRTPSessionWireFormat(t *testing.T) {
 		defer close(writing)
 		write(40)
 	}()
-	time.Sleep(100 * time.Millisecond)
+	eventually(t, 5*time.Second, "audio after the pause", func() bool { return len(packets()) >= 25+5+3 })
 	if err := s.SendDTMF('9', 100*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
@@ -1163,7 +1205,8 @@ func TestRTPSessionWireFormat(t *testing.T) {
 	}
 	// The resumption after the pause.
 	gap := ps[25].ts - ps[24].ts
-	if !ps[25].marker || gap%160 != 0 || gap < 160*10 || gap > 160*60 {
+	// The upper bound is loose: a busy machine may stretch the pause.
+	if !ps[25].marker || gap%160 != 0 || gap < 160*10 || gap > 160*250 {
 		t.Errorf("after a 300 ms pause: marker %v, timestamp step %d", ps[25].marker, gap)
 	}
 	// The telephone event: one timestamp, a marker first, three ends, no audio inside.
@@ -1282,7 +1325,7 @@ func TestRTPSessionG711Ptime(t *testing.T) {
 				}
 				time.Sleep(time.Until(start.Add(time.Duration((i+1)*ptime) * time.Millisecond)))
 			}
-			time.Sleep(60 * time.Millisecond)
+			rd.playedOut(t, s, uint64(packets-1))
 			rd.stop()
 			st := s.Stats()
 			if st.PacketsLost != 1 || st.PacketsReceived != uint64(packets-1) {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"math"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	callpkg "github.com/switchboard-go/switchboard/call"
+	"github.com/switchboard-go/switchboard/internal/testnet"
 	"github.com/switchboard-go/switchboard/media"
 	"github.com/switchboard-go/switchboard/rtc"
 	"github.com/switchboard-go/switchboard/rtc/rtctest"
@@ -372,7 +372,7 @@ func TestWebRTCSingleUDPPort(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) }) // after the port is closed
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	port := freeUDPPort(t)
+	port := testnet.Port(t)
 	w := newWebRTC(t, rtc.Config{UDPPort: port})
 	for range 2 {
 		c, p := call(t, ctx, w, rtctest.Options{NoEvents: true})
@@ -422,16 +422,6 @@ func TestWebRTCPublicIP(t *testing.T) {
 	}
 }
 
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
 // TestParseICEServers: the configuration's ICE servers as JSON or a list of URLs.
 func TestParseICEServers(t *testing.T) {
 	for _, tc := range []struct {
@@ -470,10 +460,7 @@ func TestWebRTCPortRange(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	lo := freeUDPPort(t)
-	if lo > 65000 {
-		lo = 40000
-	}
+	lo := testnet.Ports(t, 51)
 	w := newWebRTC(t, rtc.Config{PortMin: uint16(lo), PortMax: uint16(lo + 50)})
 	c, p := call(t, ctx, w, rtctest.Options{NoEvents: true})
 	defer c.Close()

@@ -27,12 +27,46 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 55432)
 "${as_pg[@]}" "$bindir/initdb" -D "$dir/data" -A trust -U postgres --no-sync >"$dir/initdb.log" 2>&1 ||
   { cat "$dir/initdb.log" >&2; exit 1; }
-"${as_pg[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
-  -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400" start >/dev/null ||
-  { cat "$dir/log" >&2; exit 1; }
+# The port: one below the kernel's ephemeral range, free when picked, so that no socket the
+# kernel numbers itself (a :0 bind, an outgoing connection) takes it before PostgreSQL binds
+# it; another program that names the same port first makes pg_ctl fail, and a new one is
+# picked (as internal/testnet does for the tests).
+free_port() {
+  python3 - <<'PY'
+import random, socket
+lo = 32768
+try:
+    lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except Exception:
+    pass
+for _ in range(200):
+    p = random.randrange(10000, max(lo, 10001))
+    try:
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            s = socket.socket(socket.AF_INET, kind)
+            s.bind(("", p))
+            s.close()
+    except OSError:
+        continue
+    print(p)
+    break
+PY
+}
+for attempt in 1 2 3 4 5; do
+  port=$(free_port 2>/dev/null || true)
+  port=${port:-55432}
+  rm -f "$dir/log"
+  if "${as_pg[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400" start >/dev/null; then
+    break
+  fi
+  if [ "$attempt" = 5 ] || ! grep -q "Address already in use" "$dir/log" 2>/dev/null; then
+    cat "$dir/log" >&2
+    exit 1
+  fi
+done
 
 export TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
 echo "with-postgres: throwaway PostgreSQL at $TEST_DATABASE_URL" >&2

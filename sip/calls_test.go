@@ -1455,7 +1455,7 @@ func newFarEnd(t *testing.T, onInvite func(f *farEnd, req *sip.Request, tx sip.S
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.ServeUDP(pc) }()
 	t.Cleanup(func() {
-		_ = ua.Close()
+		closeUA(ua)
 		_ = pc.Close()
 		select {
 		case <-done:
@@ -1484,8 +1484,9 @@ func answerWith(peer *rtpPeer, answered chan<- *sipgo.DialogServerSession, invit
 		time.Sleep(300 * time.Millisecond)
 		res := sip.NewSDPResponseFromRequest(d.InviteRequest, sdpOffer("127.0.0.1", peer.port(), dirSendRecv))
 		if err := d.WriteResponse(res); err != nil {
-			// A node that hangs up at once (its call failed right after the answer) may have
-			// its BYE overtake its ACK here: the call was answered all the same.
+			// A call that ends at once sends its BYE right behind the ACK, and sipgo handles
+			// each request in a goroutine of its own: the BYE may be read first, ending the
+			// dialog before the ACK confirms it. The answer was taken all the same.
 			select {
 			case <-d.Context().Done():
 			default:

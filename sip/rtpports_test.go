@@ -5,29 +5,13 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+
+	"github.com/switchboard-go/switchboard/internal/testnet"
 )
 
 // RTP sockets come from the configured range, on even ports, until it is used up.
 func TestListenRTPRange(t *testing.T) {
-	base := 0
-	for p := 20000; p < 60000; p += 100 { // find four free even ports in a row
-		ok := true
-		for q := p; q < p+4; q++ {
-			c, err := net.ListenUDP("udp4", &net.UDPAddr{Port: q})
-			if err != nil {
-				ok = false
-				break
-			}
-			_ = c.Close()
-		}
-		if ok {
-			base = p
-			break
-		}
-	}
-	if base == 0 {
-		t.Skip("no free port block")
-	}
+	base := testnet.Ports(t, 4) // four free ports, from an even one
 	s := &Server{cfg: Config{RTPPortMin: base, RTPPortMax: base + 3}}
 	ip := netip.MustParseAddr("127.0.0.1")
 	seen := map[int]bool{}

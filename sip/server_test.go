@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +21,7 @@ import (
 	"github.com/pion/sdp/v3"
 	"go.uber.org/goleak"
 
+	"github.com/switchboard-go/switchboard/internal/testnet"
 	"github.com/switchboard-go/switchboard/media"
 )
 
@@ -72,11 +75,32 @@ func newTestUA(t testing.TB) *testUA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = ua.Close() })
+	t.Cleanup(func() { closeUA(ua) })
 	return &testUA{ua: ua, client: client, dialog: sipgo.DialogUA{
 		Client:     client,
 		ContactHDR: sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "test", Host: "127.0.0.1"}},
 	}}
+}
+
+// closeUA closes a test's user agent for good. sipgo handles each response in a goroutine
+// of its own, and a dialog answers a retransmitted 200 (the server's, when the ACK was
+// slow on a busy machine) with an ACK that opens a new UDP connection when the agent's
+// connections were just closed: its reader would outlive the test. So the agent is closed,
+// the responses in hand are let finish, and whatever they opened is closed too.
+func closeUA(ua *sipgo.UserAgent) {
+	_ = ua.Close()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		n := runtime.Stack(buf, true)
+		if n == len(buf) {
+			buf = make([]byte, 2*len(buf))
+			continue
+		}
+		if !bytes.Contains(buf[:n], []byte("sip.(*TransactionLayer).handleResponseBackground")) {
+			break
+		}
+	}
+	_ = ua.Close()
 }
 
 func uri(t testing.TB, user, addr string) sip.Uri {
@@ -559,17 +583,31 @@ func TestListenAndServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	sctx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
-	go func() { served <- s.ListenAndServe(sctx, addr) }()
+	addr := ""
+	listen := func() {
+		// ListenAndServe binds the address it is given; another program may name the
+		// same port first, and then it is started again on another.
+		addr = fmt.Sprintf("127.0.0.1:%d", testnet.Port(t))
+		go func() { served <- s.ListenAndServe(sctx, addr) }()
+	}
+	listen()
 
 	u := newTestUA(t)
 	for _, transport := range []string{"UDP", "TCP"} {
 		var res *sip.Response
 		for {
+			select {
+			case err := <-served:
+				if !testnet.AddrInUse(err) {
+					t.Fatalf("ListenAndServe: %v", err)
+				}
+				listen()
+			default:
+			}
 			req := sip.NewRequest(sip.OPTIONS, uri(t, "echo", addr))
 			req.SetTransport(transport)
 			rctx, rcancel := context.WithTimeout(ctx, 500*time.Millisecond)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/switchboard-go/switchboard/call"
+	"github.com/switchboard-go/switchboard/internal/testnet"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -68,20 +69,13 @@ func (l *logBuffer) waitFor(pattern string, n int, timeout time.Duration) (strin
 	}
 }
 
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
 // sippRun is one SIPp process.
 type sippRun struct {
 	t        *testing.T
 	name     string // the scenario, for messages
+	bin      string
+	argv     []string // without the ports, which each start picks anew
+	limit    time.Duration
 	cmd      *exec.Cmd
 	dir      string
 	out      bytes.Buffer
@@ -89,11 +83,13 @@ type sippRun struct {
 	cancel   context.CancelFunc
 	started  time.Time
 	finished time.Duration
+	exited   chan error // the result of cmd.Wait, once SIPp has exited
+	attempts int        // launches that found a port taken
 }
 
-// newSIPp prepares SIPp with scenario (a file of testdata/sipp) and args, on 127.0.0.1 with
-// free SIP and media ports; remote is the server's address, empty for a UAS. SIPp quits
-// with an error after limit (-timeout, -timeout_error), and is killed a little later.
+// newSIPp prepares SIPp with scenario (a file of testdata/sipp) and args, on 127.0.0.1;
+// remote is the server's address, empty for a UAS. SIPp quits with an error after limit
+// (-timeout, -timeout_error), and is killed a little later.
 func newSIPp(t *testing.T, scenario, remote string, limit time.Duration, args ...string) *sippRun {
 	t.Helper()
 	bin, err := exec.LookPath("sipp")
@@ -104,51 +100,116 @@ func newSIPp(t *testing.T, scenario, remote string, limit time.Duration, args ..
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &sippRun{t: t, name: scenario, dir: t.TempDir(), port: freeUDPPort(t)}
-	var argv []string
+	r := &sippRun{t: t, name: scenario, bin: bin, limit: limit}
 	if remote != "" {
-		argv = append(argv, remote)
+		r.argv = append(r.argv, remote)
 	}
-	// -mp is the base of SIPp's media ports (it uses it and the next ones).
-	argv = append(argv, "-sf", sf, "-i", "127.0.0.1", "-p", strconv.Itoa(r.port),
-		"-mp", strconv.Itoa(freeUDPPort(t)), "-nostdin",
+	r.argv = append(r.argv, "-sf", sf, "-i", "127.0.0.1", "-nostdin",
 		"-timeout", strconv.Itoa(int(limit/time.Second))+"s", "-timeout_error",
 		"-trace_err", "-trace_msg")
-	argv = append(argv, args...)
-	ctx, cancel := context.WithTimeout(context.Background(), limit+15*time.Second)
+	r.argv = append(r.argv, args...)
+	return r
+}
+
+// launch starts SIPp on a SIP port and media ports that testnet hands out. SIPp binds
+// them itself, so one can still be taken by then (another test binary named it); SIPp
+// then exits before its first message, saying so, and the caller launches it again.
+func (r *sippRun) launch() {
+	r.t.Helper()
+	r.port = testnet.Port(r.t)
+	r.dir = r.t.TempDir() // the traces of this run only
+	// -mp is the base of SIPp's media ports: audio on it, video two above.
+	argv := append([]string{"-p", strconv.Itoa(r.port), "-mp", strconv.Itoa(testnet.Ports(r.t, 4))}, r.argv...)
+	ctx, cancel := context.WithTimeout(context.Background(), r.limit+15*time.Second)
 	r.cancel = cancel
-	t.Cleanup(cancel)
-	r.cmd = exec.CommandContext(ctx, bin, argv...)
+	r.t.Cleanup(cancel)
+	r.out.Reset()
+	r.cmd = exec.CommandContext(ctx, r.bin, argv...)
 	r.cmd.Dir = r.dir // SIPp writes its traces to the working directory
 	r.cmd.Stdout = &r.out
 	r.cmd.Stderr = &r.out
-	return r
+	r.started = time.Now()
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatalf("sipp %s: %v", r.name, err)
+	}
+	r.exited = make(chan error, 1)
+	go func() { r.exited <- r.cmd.Wait() }()
+}
+
+// portTaken reports whether SIPp exited because a port it was given was taken.
+func (r *sippRun) portTaken(err error) bool {
+	if err == nil || !testnet.AddrInUse(nil, r.out.String()) {
+		return false
+	}
+	r.attempts++
+	if r.attempts >= 5 {
+		return false
+	}
+	r.t.Logf("sipp %s: a port was taken; starting it again on others", r.name)
+	return true
 }
 
 // start starts SIPp and, for a UAS, waits until it listens on its SIP port.
 func (r *sippRun) start(uas bool) {
 	r.t.Helper()
-	r.started = time.Now()
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatalf("sipp %s: %v", r.name, err)
-	}
+	r.launch()
 	if !uas {
 		return
 	}
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: r.port})
-		if err != nil {
-			return // taken: SIPp is listening
+		select {
+		case err := <-r.exited:
+			if r.portTaken(err) {
+				r.launch()
+				continue
+			}
+			r.exited <- err
+			r.t.Fatalf("sipp %s: exited before listening: %v\n%s", r.name, err, r.report())
+		default:
 		}
-		_ = c.Close()
+		if r.listening() {
+			return
+		}
 	}
 	r.t.Fatalf("sipp %s: not listening on port %d after 10 s\n%s", r.name, r.port, r.report())
+}
+
+// listening reports whether SIPp holds a UDP socket on its SIP port. The port merely being
+// taken would not tell: another program may have taken it, and then SIPp is on its way out.
+func (r *sippRun) listening() bool {
+	inodes := map[string]bool{}
+	for _, f := range []string{"/proc/net/udp", "/proc/net/udp6"} {
+		b, _ := os.ReadFile(f)
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			// sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+			fs := strings.Fields(line)
+			if len(fs) < 10 {
+				continue
+			}
+			if i := strings.LastIndexByte(fs[1], ':'); i >= 0 {
+				if p, err := strconv.ParseUint(fs[1][i+1:], 16, 16); err == nil && int(p) == r.port {
+					inodes["socket:["+fs[9]+"]"] = true
+				}
+			}
+		}
+	}
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", r.cmd.Process.Pid))
+	for _, fd := range fds {
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", r.cmd.Process.Pid, fd.Name())); err == nil && inodes[l] {
+			return true
+		}
+	}
+	return false
 }
 
 // wait waits for SIPp to exit and fails the test unless every call succeeded (exit 0).
 func (r *sippRun) wait() {
 	r.t.Helper()
-	err := r.cmd.Wait()
+	err := <-r.exited
+	for r.portTaken(err) { // a caller: nothing was sent yet
+		r.launch()
+		err = <-r.exited
+	}
 	r.finished = time.Since(r.started)
 	r.cancel()
 	if err != nil {

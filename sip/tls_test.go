@@ -73,7 +73,7 @@ func TestTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ua.Close()
+	defer closeUA(ua)
 	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
 	if err != nil {
 		t.Fatal(err)

@@ -65,7 +65,7 @@ func runHeartbeat(t *testing.T, ctx context.Context, s *store.Store, opts store.
 // beating, and the noticing nodes themselves, keep their calls.
 func TestNodeLost(t *testing.T) {
 	eachDialect(t, func(t *testing.T, s *store.Store) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		f := newCallFixture(t, s, "acme")
 
@@ -89,12 +89,14 @@ func TestNodeLost(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Node C keeps beating; B1 and B2 (node A's successor under a new name, and a
-		// neighbour) watch with a short timeout and carry calls of their own.
-		runHeartbeat(t, ctx, s, store.HeartbeatOptions{Node: "node-c", Every: 50 * time.Millisecond, Timeout: time.Second})
+		// neighbour) watch with a shorter timeout than C's, so that they are the ones that
+		// notice, and carry calls of their own. The timeouts are forty beats long: a busy
+		// machine (or database) that delays a beat does not make a beating node look lost.
+		runHeartbeat(t, ctx, s, store.HeartbeatOptions{Node: "node-c", Every: 50 * time.Millisecond, Timeout: 5 * time.Second})
 		ofC := liveCall(t, s, f.tenant.ID, "node-c")
 		lost := newLostCalls()
 		for _, name := range []string{"node-b1", "node-b2"} {
-			runHeartbeat(t, ctx, s, store.HeartbeatOptions{Node: name, Every: 50 * time.Millisecond, Timeout: 400 * time.Millisecond, OnLost: lost.add})
+			runHeartbeat(t, ctx, s, store.HeartbeatOptions{Node: name, Every: 50 * time.Millisecond, Timeout: 2 * time.Second, OnLost: lost.add})
 		}
 		ofB := liveCall(t, s, f.tenant.ID, "node-b1")
 
@@ -107,7 +109,7 @@ func TestNodeLost(t *testing.T) {
 		}
 		// Let both watchers look again, longer than the timeout: neither may fail a call
 		// twice, nor C's, which beats.
-		waitBeats(ctx, t, s, 10, "node-b1", "node-b2")
+		waitBeats(ctx, t, s, 50, "node-b1", "node-b2")
 		if ids := lost.ids(); len(ids) != 2 {
 			t.Fatalf("lost calls reported %v, want node A's two live calls once each", ids)
 		}

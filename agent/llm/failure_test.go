@@ -165,7 +165,10 @@ func waitAborted(t *testing.T, srv *llmtest.Server) {
 	}
 }
 
-const stall = 300 * time.Millisecond
+// stall is the stall timeout of TestStall. A steady stream's chunks come a tenth of it
+// apart, so a busy machine that holds the client up for most of a second does not make
+// the steady stream look stalled.
+const stall = time.Second
 
 func TestStall(t *testing.T) {
 	t.Parallel()
@@ -175,7 +178,7 @@ func TestStall(t *testing.T) {
 			srv, p := d.setup(t, func(c *llm.ProviderConfig) { c.StallTimeout = stall; c.Timeout = stall })
 
 			// Slow but steady is not a stall.
-			srv.Enqueue(llmtest.Reply{Chunks: []string{"a", "b", "c", "d", "e"}, Delay: stall / 3})
+			srv.Enqueue(llmtest.Reply{Chunks: []string{"a", "b", "c", "d", "e"}, Delay: stall / 10})
 			s, err := p.Stream(testCtx(t), hello())
 			if err != nil {
 				t.Fatal(err)

@@ -92,6 +92,7 @@ func TestBargeIn(t *testing.T) {
 	r := newRig(t, media.Rate8k)
 	r.cfg.BargeInDuringFirstMessage = true
 	out := make(chan talkResult, 1)
+	stalls := newStallMeter(t)
 	start := time.Now()
 	wait := r.run(testCtx(t, 60*time.Second), talkBrain(out))
 	if _, ok := r.caller.waitSpeech(start, 1500*time.Millisecond, 20*time.Second); !ok {
@@ -102,7 +103,6 @@ func TestBargeIn(t *testing.T) {
 	onset := time.Duration(onsetSample(utter, 8000)) * time.Second / 8000
 	before := time.Now()
 	r.caller.sayAsync(utter)
-	time.Sleep(3 * time.Second)
 	res := <-out
 	wait()
 
@@ -132,13 +132,15 @@ func TestBargeIn(t *testing.T) {
 	t.Logf("agent heard stopping %v after the caller's 250 ms; server: stopped %v after the frame that made 250 ms, %v after onset+250 ms",
 		heardStop.Round(time.Millisecond), serverStop.Round(time.Millisecond), (b.At.Sub(b.Onset) - min).Round(time.Millisecond))
 	// The bound on what the server controls: from the frame with which the caller's speech
-	// had lasted the minimum to the last frame written.
-	if serverStop > 150*time.Millisecond {
-		t.Errorf("playback stopped %v after the interruption was due, want ≤ 150 ms", serverStop)
+	// had lasted the minimum to the last frame written, plus the time a busy machine held
+	// the process up meanwhile (measured: nothing on an idle one).
+	held := stalls.since(before)
+	if serverStop > 150*time.Millisecond+held {
+		t.Errorf("playback stopped %v after the interruption was due, want ≤ 150 ms (+ %v held up)", serverStop, held)
 	}
 	// End to end, from the caller's side: two jitter buffers and the VAD's onset on top.
-	if heardStop > 150*time.Millisecond+300*time.Millisecond {
-		t.Errorf("the caller heard the agent %v after the interruption was due", heardStop)
+	if heardStop > 150*time.Millisecond+300*time.Millisecond+held {
+		t.Errorf("the caller heard the agent %v after the interruption was due (%v held up)", heardStop, held)
 	}
 	if res.err != nil {
 		t.Fatal(res.err)

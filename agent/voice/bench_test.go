@@ -57,7 +57,7 @@ func benchTurns(b *testing.B, text string, silence time.Duration) {
 		}
 	})
 	wait := r.run(ctx, brain)
-	time.Sleep(300 * time.Millisecond)
+	r.listening()
 	b.ResetTimer()
 	for range b.N {
 		since := time.Now()

@@ -154,7 +154,7 @@ func TestConversationCallerHangsUp(t *testing.T) {
 	})
 	wait := r.run(testCtx(t, 30*time.Second), brain)
 	<-listening
-	time.Sleep(200 * time.Millisecond)
+	r.listening()
 	r.caller.sess.Hangup("bye")
 	// RTP carries no BYE: the agent's side hears it from signalling, as sip does.
 	r.line.sess.Deliver(media.Event{Kind: media.EventHangup, Reason: "caller-hangup"})
@@ -177,7 +177,7 @@ func TestConversationContextEnds(t *testing.T) {
 		return err
 	})
 	wait := r.run(ctx, brain)
-	time.Sleep(300 * time.Millisecond)
+	r.listening()
 	cancel()
 	res := wait()
 	if res.Reason != string(call.ReasonShutdown) || r.line.hungUp() != string(call.ReasonShutdown) {

@@ -340,6 +340,8 @@ type rig struct {
 	cfg    Config
 	// saying is what the caller is saying: the stand-in STT's transcript of any audio.
 	saying atomic.Pointer[string]
+	// started is closed when the conversation has started its brain (run).
+	started chan struct{}
 }
 
 // says sets the transcript of what the caller says next.
@@ -350,10 +352,11 @@ func newRig(t testing.TB, rate int) *rig {
 	a, b := sessionPair(t, rate)
 	srv := speechtest.NewOpenAI(t)
 	r := &rig{
-		t:      t,
-		line:   &testLine{sess: a},
-		caller: newCaller(t, b),
-		srv:    srv,
+		t:       t,
+		line:    &testLine{sess: a},
+		caller:  newCaller(t, b),
+		srv:     srv,
+		started: make(chan struct{}),
 		cfg: Config{
 			STT:   speech.NewOpenAISTT(srv.URL, "", "", nil),
 			TTS:   speech.NewOpenAITTS(srv.URL, "", "", nil),
@@ -371,7 +374,12 @@ func newRig(t testing.TB, rate int) *rig {
 // run runs brain on the rig's call in the background; wait returns its Result.
 func (r *rig) run(ctx context.Context, brain agent.Brain) (wait func() Result) {
 	done := make(chan Result, 1)
-	go func() { done <- Run(ctx, r.line, brain, r.cfg) }()
+	var once sync.Once
+	started := brainFunc(func(ctx context.Context, c agent.Conversation) error {
+		once.Do(func() { close(r.started) })
+		return brain.Run(ctx, c)
+	})
+	go func() { done <- Run(ctx, r.line, started, r.cfg) }()
 	return func() Result {
 		select {
 		case res := <-done:
@@ -379,6 +387,25 @@ func (r *rig) run(ctx context.Context, brain agent.Brain) (wait func() Result) {
 		case <-time.After(60 * time.Second):
 			r.t.Fatal("conversation did not end")
 			return Result{}
+		}
+	}
+}
+
+// listening waits until the conversation has started its brain, by when it takes the
+// caller's keys and audio, and then until the agent's line has received 200 ms more of the
+// caller's line, so that the conversation has heard the line's noise before the caller
+// speaks, as on a real call.
+func (r *rig) listening() {
+	r.t.Helper()
+	select {
+	case <-r.started:
+	case <-time.After(20 * time.Second):
+		r.t.Fatal("the conversation did not start")
+	}
+	from := r.line.sess.Stats().PacketsReceived
+	for deadline := time.Now().Add(20 * time.Second); r.line.sess.Stats().PacketsReceived < from+10; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			r.t.Fatal("the agent's line received nothing from the caller")
 		}
 	}
 }
@@ -407,3 +434,60 @@ func speechShare(pcm []int16, rate int) float64 {
 }
 
 var _ = math.Abs
+
+// stallMeter measures how long this process was kept from running: a goroutine that asks
+// to wake every few milliseconds notes by how much each wake-up was late. On a busy
+// machine the conversation's goroutines are held up as long, and a test that judges
+// timing heard by the caller allows for it, as a real jitter buffer rides out a stall.
+type stallMeter struct {
+	mu     sync.Mutex
+	stalls []stall
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+type stall struct {
+	at   time.Time
+	late time.Duration
+}
+
+func newStallMeter(t testing.TB) *stallMeter {
+	m := &stallMeter{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		const tick = 5 * time.Millisecond
+		last := time.Now()
+		for {
+			select {
+			case <-m.stop:
+				return
+			case <-time.After(tick):
+			}
+			now := time.Now()
+			if late := now.Sub(last) - tick; late > tick {
+				m.mu.Lock()
+				m.stalls = append(m.stalls, stall{at: now, late: late})
+				m.mu.Unlock()
+			}
+			last = now
+		}
+	}()
+	t.Cleanup(func() {
+		close(m.stop)
+		<-m.done
+	})
+	return m
+}
+
+// since is the time the process was held up after t.
+func (m *stallMeter) since(t time.Time) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var d time.Duration
+	for _, s := range m.stalls {
+		if s.at.After(t) {
+			d += s.late
+		}
+	}
+	return d
+}

@@ -102,7 +102,7 @@ func TestDTMFInput(t *testing.T) {
 		return nil
 	})
 	wait := r.run(testCtx(t, 60*time.Second), brain)
-	time.Sleep(200 * time.Millisecond)
+	r.listening()
 	for _, d := range "123#" {
 		if err := r.caller.sess.SendDTMF(d, 100*time.Millisecond); err != nil {
 			t.Fatal(err)
@@ -141,7 +141,7 @@ func TestDTMFInterDigitTimeout(t *testing.T) {
 		return err
 	})
 	wait := r.run(testCtx(t, 60*time.Second), brain)
-	time.Sleep(200 * time.Millisecond)
+	r.listening()
 	for _, d := range "42" {
 		if err := r.caller.sess.SendDTMF(d, 100*time.Millisecond); err != nil {
 			t.Fatal(err)

@@ -99,7 +99,7 @@ func TestRecordStopsOnKey(t *testing.T) {
 	r := newRig(t, media.Rate8k)
 	out := make(chan agent.Recording, 1)
 	wait := r.run(testCtx(t, 60*time.Second), recordBrain(agent.RecordOptions{StopOnDTMF: true, Silence: 10 * time.Second, MaxDuration: 30 * time.Second}, out))
-	time.Sleep(300 * time.Millisecond)
+	r.listening()
 	r.caller.say(fixture(t, "question"))
 	if err := r.caller.sess.SendDTMF('#', 100*time.Millisecond); err != nil {
 		t.Fatal(err)
@@ -117,7 +117,7 @@ func TestRecordMaxDuration(t *testing.T) {
 	r := newRig(t, media.Rate8k)
 	out := make(chan agent.Recording, 1)
 	wait := r.run(testCtx(t, 60*time.Second), recordBrain(agent.RecordOptions{MaxDuration: 2 * time.Second}, out))
-	time.Sleep(100 * time.Millisecond)
+	r.listening()
 	r.caller.sayAsync(append(fixture(t, "wait"), fixture(t, "hello")...))
 	rec := <-out
 	wait()

@@ -25,6 +25,7 @@ import (
 	"github.com/switchboard-go/switchboard/agent/llm/llmtest"
 	"github.com/switchboard-go/switchboard/agent/speech/speechtest"
 	"github.com/switchboard-go/switchboard/internal/loadgen"
+	"github.com/switchboard-go/switchboard/internal/testnet"
 	"github.com/switchboard-go/switchboard/media"
 )
 
@@ -307,7 +308,7 @@ func (s *agentServer) serveBinary(env []string) {
 // picked for it (it logs where it listens to stderr, which this process does not read).
 func (s *agentServer) serveHere(vars []string) {
 	b := s.b
-	s.addr, s.sip = freeAddr(b, "tcp"), freeAddr(b, "udp")
+	s.addr, s.sip = freeAddr(b), freeAddr(b)
 	for _, kv := range append(vars, "SWITCHBOARD_HTTP_ADDR="+s.addr, "SWITCHBOARD_SIP_ADDR="+s.sip, "LOG_LEVEL=warn") {
 		k, v, _ := strings.Cut(kv, "=")
 		b.Setenv(k, v)
@@ -340,23 +341,11 @@ func (s *agentServer) serveHere(vars []string) {
 	}
 }
 
-// freeAddr is a loopback address with a port free for network at the time.
-func freeAddr(b *testing.B, network string) string {
+// freeAddr is a loopback address with a port that serve can bind for UDP and TCP: one
+// outside the kernel's ephemeral range, so no :0 socket of this busy process takes it first.
+func freeAddr(b *testing.B) string {
 	b.Helper()
-	if network == "udp" {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer pc.Close()
-		return pc.LocalAddr().String()
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(testnet.Port(b)))
 }
 
 // createKey makes an API key in the server's database.

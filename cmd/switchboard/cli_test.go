@@ -24,8 +24,8 @@ func TestHelpAndVersion(t *testing.T) {
 			t.Errorf("exit %d\n%s", r.code, r)
 		}
 		for _, c := range commands {
-			if !strings.Contains(r.stdout, "\n  "+c.name+" ") {
-				t.Errorf("%s does not list %s:\n%s", strings.Join(args, " "), c.name, r.stdout)
+			if !strings.Contains(r.stdout, "\n  "+c.Name+" ") {
+				t.Errorf("%s does not list %s:\n%s", strings.Join(args, " "), c.Name, r.stdout)
 			}
 		}
 	}

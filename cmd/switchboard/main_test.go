@@ -275,8 +275,10 @@ func startServe(t *testing.T, env []string, args ...string) *node {
 	ctx, cancel := context.WithTimeout(context.Background(), serveTimeout)
 	cmd := exec.CommandContext(ctx, binary, append([]string{"serve"}, args...)...)
 	cmd.Env = environ(append([]string{"SWITCHBOARD_HTTP_ADDR=127.0.0.1:0", "SWITCHBOARD_SIP_ADDR=127.0.0.1:0"}, env...)...)
+	// The client's deadline is generous: a race-built node on a busy machine takes seconds
+	// over what is quick elsewhere (a login checks three bcrypt hashes).
 	n := &node{t: t, cmd: cmd, log: &logBuffer{ready: make(chan struct{})}, exited: make(chan struct{}),
-		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}}
+		client: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{}}}
 	cmd.Stdout, cmd.Stderr = n.log, n.log
 	if err := cmd.Start(); err != nil {
 		cancel()

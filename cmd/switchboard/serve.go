@@ -15,41 +15,21 @@ import (
 	"time"
 
 	"github.com/switchboard-go/switchboard/agent"
-	"github.com/switchboard-go/switchboard/agent/llm"
-	"github.com/switchboard-go/switchboard/agent/speech"
+	"github.com/switchboard-go/switchboard/agent/voice"
 	"github.com/switchboard-go/switchboard/api"
 	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/internal/callcap"
+	"github.com/switchboard-go/switchboard/internal/config"
+	"github.com/switchboard-go/switchboard/internal/demo"
 	"github.com/switchboard-go/switchboard/internal/netguard"
 	"github.com/switchboard-go/switchboard/internal/settings"
+	"github.com/switchboard-go/switchboard/knowledge"
+	"github.com/switchboard-go/switchboard/provider"
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/rtc"
 	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
 )
-
-// openStore opens and migrates the database, with the server secret the command read once,
-// and makes sure the default tenant exists.
-func openStore(ctx context.Context, c *config, secret []byte, log *slog.Logger) (*store.Store, *store.Tenant, error) {
-	st, err := store.Open(ctx, store.Options{URL: c.DatabaseURL, DataDir: c.DataDir, Secret: secret, Log: log})
-	if err != nil {
-		return nil, nil, err
-	}
-	applied, err := st.Migrate(ctx)
-	if err != nil {
-		_ = st.Close()
-		return nil, nil, err
-	}
-	for _, name := range applied {
-		log.Info("migration applied", "migration", name)
-	}
-	def, err := st.EnsureTenant(ctx, store.DefaultTenantSlug)
-	if err != nil {
-		_ = st.Close()
-		return nil, nil, fmt.Errorf("default tenant: %w", err)
-	}
-	return st, def, nil
-}
 
 // logUnroutableNumbers names, once at each start, every phone number that routes nowhere
 // because an older number had it when numbers became unique: until its tenant changes it,
@@ -76,11 +56,11 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 		fmt.Fprint(fs.Output(), "usage: switchboard [serve] [flags]\n\nRuns the server until SIGINT or SIGTERM. Each flag has an environment variable, in brackets; the flag wins.\n\nflags:\n")
 		settings.PrintDefaults(fs)
 	}
-	c, err := serveConfig(fs, args, os.LookupEnv)
+	c, err := config.Serve(fs, args, os.LookupEnv)
 	if err != nil {
 		return err
 	}
-	n := &server{cfg: c, log: c.logger(os.Stderr)}
+	n := &server{cfg: c, log: c.Logger(os.Stderr)}
 	defer n.close()
 	for _, phase := range []func(context.Context) error{n.open, n.construct, n.listen, n.wait} {
 		if err := phase(ctx); errors.Is(err, errStopped) {
@@ -96,7 +76,7 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 
 // server is the node serve runs: what its phases made, for the later phases and the stop.
 type server struct {
-	cfg *config
+	cfg *config.Config
 	log *slog.Logger
 	// closers undo what the phases did, run last first by close.
 	closers []func()
@@ -115,6 +95,7 @@ type server struct {
 	stopHeart context.CancelFunc
 	heartDone chan struct{}
 
+	knowledge  *knowledge.Service
 	voicemails string
 	recordings string // "" when calls are not recorded
 	web        *call.Node
@@ -147,11 +128,11 @@ func (n *server) close() {
 // tenant, and the demo agent on a first start.
 func (n *server) open(ctx context.Context) error {
 	c, log := n.cfg, n.log
-	secret, err := c.secret()
+	secret, err := c.ReadSecret()
 	if err != nil {
 		return fmt.Errorf("server secret: %w", err)
 	}
-	st, def, err := openStore(ctx, c, secret, log)
+	st, def, err := c.OpenStore(ctx, secret, log)
 	if err != nil {
 		return err
 	}
@@ -159,7 +140,7 @@ func (n *server) open(ctx context.Context) error {
 	n.st, n.def, n.secret = st, def, secret
 	logUnroutableNumbers(ctx, st, log)
 	if c.Demo {
-		if err := ensureDemo(ctx, st, def, log); err != nil {
+		if err := demo.Ensure(ctx, st, def, log); err != nil {
 			return err
 		}
 	}
@@ -167,31 +148,30 @@ func (n *server) open(ctx context.Context) error {
 }
 
 // construct builds the parts, in the order they depend on each other: events, the
-// cluster's heartbeat, calls, the API.
+// tenants' providers, the cluster's heartbeat, knowledge, calls, the API.
 func (n *server) construct(ctx context.Context) error {
 	if err := n.startEvents(ctx); err != nil {
-		return err
-	}
-	providers, err := providerConfigs(n.cfg.ProvidersFile)
-	if err != nil {
 		return err
 	}
 	// The operator's providers are trusted; those tenants configure connect through one
 	// guarded client, public addresses only unless the operator allows more.
 	tenantHTTP := netguard.NewTenantClient(n.cfg.AllowPrivateProviders)
-	models, err := llm.NewRegistry(providers, llm.WithTenantClient(tenantHTTP))
+	models, voices, err := provider.FromEnv(os.Getenv, n.cfg.ProvidersFile, tenantHTTP)
 	if err != nil {
 		return err
 	}
-	voices := speech.NewRegistry(providers, speech.RegistryOptions{TenantClient: tenantHTTP})
+	providers := provider.New(provider.Config{Store: n.st, Models: models, Speech: voices, TenantClient: tenantHTTP})
 	if err := n.joinCluster(ctx); err != nil {
 		return err
 	}
-	agents, webhooks, rtcCalls, err := n.buildCalls(ctx, voices)
+	// Agents search the knowledge bases the API keeps.
+	n.knowledge = knowledge.New(knowledge.Config{Store: n.st, Log: n.log, Node: n.cfg.Node, MaxUpload: int64(n.cfg.KnowledgeMaxUploadMiB) << 20,
+		Embedder: &knowledge.EmbeddingsClient{Resolve: providers.EmbeddingEndpoint}, Events: knowledgeEvents{n.hub, n.log}})
+	webhooks, rtcCalls, err := n.buildCalls(ctx, providers)
 	if err != nil {
 		return err
 	}
-	n.buildAPI(ctx, models, voices, agents, webhooks, rtcCalls)
+	n.buildAPI(ctx, providers, webhooks, rtcCalls)
 	return nil
 }
 
@@ -262,17 +242,17 @@ func (n *server) joinCluster(ctx context.Context) error {
 	return nil
 }
 
-// buildCalls builds what carries calls: the agents' runtime (given the API server, for the
-// tenants' model providers, once it exists), web calls (browsers over WebRTC, media-stream
-// sockets) and SIP, under one limit of calls.
-func (n *server) buildCalls(ctx context.Context, voices *speech.Registry) (*agentCalls, *agent.Webhooks, api.WebRTCCalls, error) {
+// buildCalls builds what carries calls: the agents' runtime, web calls (browsers over
+// WebRTC, media-stream sockets) and SIP, under one limit of calls.
+func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (*agent.Webhooks, api.WebRTCCalls, error) {
 	c, log := n.cfg, n.log
 	n.voicemails = filepath.Join(c.DataDir, "voicemails")
 	if err := os.MkdirAll(n.voicemails, 0o750); err != nil {
-		return nil, nil, nil, fmt.Errorf("voicemails: %w", err)
+		return nil, nil, fmt.Errorf("voicemails: %w", err)
 	}
 	webhooks := agent.NewWebhooks(c.AllowPrivateWebhooks)
-	agents := &agentCalls{st: n.st, speech: voices, webhooks: webhooks, voicemailDir: n.voicemails, log: log}
+	agents := voice.NewRuntime(voice.RuntimeConfig{Store: n.st, Providers: providers, Knowledge: n.knowledge,
+		Webhooks: webhooks, VoicemailDir: n.voicemails, Log: log})
 	// Web calls end as shutdown when the node stops.
 	webCtx, stopWeb := context.WithCancel(context.WithoutCancel(ctx))
 	n.onClose(stopWeb)
@@ -282,60 +262,58 @@ func (n *server) buildCalls(ctx context.Context, voices *speech.Registry) (*agen
 	calls := call.NewRegistry(callcap.New(c.MaxCalls, c.MaxTenantCalls))
 	n.calls = calls
 	n.web = call.NewNode(webCtx, call.NodeConfig{Store: n.st, Events: n.hub, Calls: calls, Node: c.Node, Log: log,
-		Agent: func(ctx context.Context, c *call.Call, ag *store.Agent) { agents.serve(ctx, c, ag) }})
+		Agent: func(ctx context.Context, c *call.Call, ag *store.Agent) { agents.Answer(ctx, c, ag) }})
 	var rtcCalls api.WebRTCCalls
 	if c.WebRTC.Enabled {
-		rcfg, err := c.WebRTC.config(c.PublicIP, log)
+		rcfg, err := c.WebRTC.Config(c.PublicIP, log)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 		engine, err := rtc.NewEngine(rcfg)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 		n.onClose(func() { _ = engine.Close() })
 		rtcCalls = newWebRTCCalls(n.web, engine, log)
 	}
 	// SIP: UDP and TCP on one port, TLS on another when a certificate is set.
 	sipCfg := sip.Config{Log: log, PublicIP: c.PublicIP, RTPPortMin: c.RTPPorts.Min, RTPPortMax: c.RTPPorts.Max,
-		Store: n.st, DefaultTenantID: n.def.ID, Node: c.Node, Events: n.hub, MediaTimeout: c.MediaTimeout, Agents: agents, Calls: calls,
+		Store: n.st, DefaultTenantID: n.def.ID, Node: c.Node, Events: n.hub, MediaTimeout: c.MediaTimeout, Agents: sipAgents{st: n.st, rt: agents}, Calls: calls,
 		TCPIdleTimeout: c.SIPTCPIdleTimeout, TCPHeaderTimeout: c.SIPTCPHeaderTimeout, TCPMaxConns: c.SIPTCPMaxConns, TCPMaxConnsPerAddr: c.SIPTCPMaxConnsPerAddr}
 	if c.RecordCalls {
 		sipCfg.RecordDir = filepath.Join(c.DataDir, "recordings")
 		if err := os.MkdirAll(sipCfg.RecordDir, 0o750); err != nil {
-			return nil, nil, nil, fmt.Errorf("recordings: %w", err)
+			return nil, nil, fmt.Errorf("recordings: %w", err)
 		}
 		n.recordings = sipCfg.RecordDir
 	}
 	if c.SIPTLSCert != "" || c.SIPTLSKey != "" {
 		cert, err := tls.LoadX509KeyPair(c.SIPTLSCert, c.SIPTLSKey)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("SIP TLS certificate: %w", err)
+			return nil, nil, fmt.Errorf("SIP TLS certificate: %w", err)
 		}
 		sipCfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	sipSrv, err := sip.New(sipCfg)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	n.sipSrv = sipSrv
-	return agents, webhooks, rtcCalls, nil
+	return webhooks, rtcCalls, nil
 }
 
-// buildAPI builds the HTTP API over everything else, and hands the agents' runtime the
-// tenants' providers and knowledge it serves.
-func (n *server) buildAPI(ctx context.Context, models *llm.Registry, voices *speech.Registry, agents *agentCalls, webhooks *agent.Webhooks, rtcCalls api.WebRTCCalls) {
+// buildAPI builds the HTTP API over everything else.
+func (n *server) buildAPI(ctx context.Context, providers *provider.Registry, webhooks *agent.Webhooks, rtcCalls api.WebRTCCalls) {
 	c, log := n.cfg, n.log
 	n.auth = api.NewAuthenticator(n.st, n.secret, n.def.ID, log)
 	srv := api.New(api.Config{Store: n.st, Auth: n.auth, Log: log, Version: version, Commit: commit, Node: c.Node, DefaultRateLimit: c.RateLimit, ChatRateLimit: c.ChatRateLimit, AmplifierAuthOptional: !c.AmplifierAuthRequired,
-		Hub: n.hub, Streams: n.streams, Models: models, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: nodeCalls{sip: n.sipSrv, live: n.calls}, RecordingsDir: n.recordings, VoicemailsDir: n.voicemails,
-		WebRTC: rtcCalls, MediaStreams: mediaStreamCalls{n.web}, Checks: sipChecks(n.sipSrv), KnowledgeMaxUpload: int64(c.KnowledgeMaxUploadMiB) << 20,
-		Speech: voices, AllowPrivateFiles: c.AllowPrivateFiles, FileLimits: netguard.FileLimits{MaxBytes: int64(c.FileMaxMiB) << 20, Timeout: c.FileTimeout}})
+		Hub: n.hub, Streams: n.streams, Providers: providers, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: nodeCalls{sip: n.sipSrv, live: n.calls}, RecordingsDir: n.recordings, VoicemailsDir: n.voicemails,
+		WebRTC: rtcCalls, MediaStreams: mediaStreamCalls{n.web}, Checks: api.SIPChecks(n.sipSrv), Knowledge: n.knowledge, KnowledgeMaxUpload: int64(c.KnowledgeMaxUploadMiB) << 20,
+		AllowPrivateFiles: c.AllowPrivateFiles, FileLimits: netguard.FileLimits{MaxBytes: int64(c.FileMaxMiB) << 20, Timeout: c.FileTimeout}})
 	// Knowledge documents this node left processing when it stopped, and those of nodes
 	// that died, are taken up again; its ingestions stop (to be resumed) when it does.
 	srv.Knowledge().Start(context.WithoutCancel(ctx))
 	n.onClose(srv.Knowledge().Close)
-	agents.api, agents.knowledge = srv, srv.Knowledge()
 	// Browsers may signal their WebRTC calls over the events socket too.
 	srv.HandleWebRTCCommands(n.streams)
 	srv.HandleSessionCommands(n.streams)
@@ -450,15 +428,4 @@ func leaveNode(st *store.Store, heart *store.Heartbeat, stopHeart context.Cancel
 	if err := heart.Leave(ctx); err != nil {
 		log.Warn("node heartbeat not removed; other nodes will see it lost after the timeout", "error", err)
 	}
-}
-
-// providerConfigs are the model providers of the node: openai and anthropic from their
-// usual variables, and those of the providers file. The model gateway and the agents' speech
-// both resolve names among them.
-func providerConfigs(file string) ([]llm.ProviderConfig, error) {
-	cfgs, err := llm.Configs(os.Getenv, file)
-	if err != nil {
-		return nil, fmt.Errorf("providers file: %w", err)
-	}
-	return cfgs, nil
 }

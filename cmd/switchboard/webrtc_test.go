@@ -226,9 +226,18 @@ func TestWebRTCCalls(t *testing.T) {
 				t.Fatal("the echo sent back less than 1.5 s of audio in 10 s")
 			}
 		}
-		heard := b.Heard(time.Second)
-		if f := rtctest.Frequency(heard, media.Rate48k); math.Abs(f-440) >= 22 || rtctest.RMS(heard) < 1000 {
-			t.Fatalf("the echo sounds at %.0f Hz with a level of %.0f, want 440 Hz", f, rtctest.RMS(heard))
+		// A second of the echo, clean. On a busy machine a stall of either end leaves a gap
+		// in the last second heard, concealed as a jitter buffer does; the tone is judged
+		// again until a second without one, for up to 10 s.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			heard := b.Heard(time.Second)
+			f := rtctest.Frequency(heard, media.Rate48k)
+			if math.Abs(f-440) < 22 && rtctest.RMS(heard) >= 1000 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the echo sounds at %.0f Hz with a level of %.0f, want 440 Hz", f, rtctest.RMS(heard))
+			}
 		}
 		// Loopback loses nothing on a quiet machine; a starved one can drop a datagram or two
 		// from a full socket buffer, which is not what this test is about.

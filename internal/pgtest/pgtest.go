@@ -10,7 +10,6 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -23,6 +22,8 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/switchboard-go/switchboard/internal/testnet"
 )
 
 // Cluster is a PostgreSQL server of the test's own.
@@ -154,14 +155,25 @@ func start() (*Cluster, error) {
 	if out, err := c.run("initdb", "-D", filepath.Join(dir, "data"), "-A", "trust", "-U", "postgres", "--no-sync"); err != nil {
 		return nil, fmt.Errorf("initdb: %v: %s", err, out)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
+	// PostgreSQL binds its port itself: one that another program named first makes it
+	// stop at once, and it is started again on another.
+	for attempt := 1; ; attempt++ {
+		if c.port, err = testnet.Reserve(1); err != nil {
+			return nil, err
+		}
+		c.URL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", c.port)
+		_ = os.Remove(filepath.Join(c.dir, "log")) // what the last attempt said
+		err = c.Start()
+		if err == nil || attempt == 5 || !c.portTaken() {
+			return c, err
+		}
 	}
-	c.port = l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
-	c.URL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", c.port)
-	return c, c.Start()
+}
+
+// portTaken reports whether the server's log says its port was taken.
+func (c *Cluster) portTaken() bool {
+	b, _ := os.ReadFile(filepath.Join(c.dir, "log"))
+	return testnet.AddrInUse(nil, string(b))
 }
 
 // Start starts (or restarts) the cluster and waits until it accepts connections.

@@ -30,6 +30,14 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s (--%s): %q %s", e.Env, e.Flag, e.Value, e.Problem)
 }
 
+// UsageError is a command line or a setting a command cannot use. Switchboard exits with
+// status 2 for it, as for an unknown command, so that scripts can tell it from a failure of
+// the work.
+type UsageError struct{ Err error }
+
+func (e UsageError) Error() string { return e.Err.Error() }
+func (e UsageError) Unwrap() error { return e.Err }
+
 // Name is a setting's flag (without dashes), its environment variable, and the kind of its
 // value: text, secret, int, bool, duration or ports.
 type Name struct{ Flag, Env, Kind string }

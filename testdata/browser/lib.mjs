@@ -41,7 +41,8 @@ export async function signIn(page, cred) {
     await page.locator('#signin-password').fill(cred.password);
     await page.locator('#signin-password-form button[type=submit]').click();
   }
-  await page.locator('#app').waitFor({state: 'visible', timeout: 10_000});
+  // Generous: on a busy machine Chromium and a -race node take their time to sign in.
+  await page.locator('#app').waitFor({state: 'visible', timeout: 30_000});
 }
 
 export async function screenshot(page, dir, name) {
@@ -57,7 +58,7 @@ export async function openDashboard(context, base, cred) {
   watch(page, 'dashboard');
   await page.goto(base + '/dashboard');
   await signIn(page, cred);
-  await page.waitForFunction(() => window.switchboard && window.switchboard.stream === 'live', null, {timeout: 10_000});
+  await page.waitForFunction(() => window.switchboard && window.switchboard.stream === 'live', null, {timeout: 30_000});
   return page;
 }
 

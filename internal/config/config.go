@@ -1,6 +1,11 @@
-package main
+// Package config is what a Switchboard node and its administration commands are told at
+// start: every setting a flag and an environment variable, read through internal/settings
+// (README's configuration table lists the same), and what follows from them alone: the
+// process logger, the server secret, the store they name.
+package config
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -18,8 +23,8 @@ import (
 	"github.com/switchboard-go/switchboard/store"
 )
 
-// config is everything a node is told at start, from flags or the environment (flags win).
-type config struct {
+// Config is everything a node is told at start, from flags or the environment (flags win).
+type Config struct {
 	HTTPAddr      string
 	SIPAddr       string
 	DataDir       string
@@ -65,7 +70,7 @@ type config struct {
 	// KnowledgeMaxUploadMiB bounds one uploaded knowledge document.
 	KnowledgeMaxUploadMiB int
 	// WebRTC configures browsers' calls.
-	WebRTC webrtcFlags
+	WebRTC WebRTC
 
 	// NodeHeartbeat is how often the node beats; NodeTimeout, how long another node may be
 	// silent before its calls are failed (node-lost).
@@ -76,17 +81,17 @@ type config struct {
 // configuration table lists the same). A value that does not parse stops the command, exit
 // status 2, naming both.
 
-// storeSettings are the settings of every command that opens the store.
-func (c *config) storeSettings(s *settings.Set) {
+// StoreSettings are the settings of every command that opens the store.
+func (c *Config) StoreSettings(s *settings.Set) {
 	s.Text(&c.DataDir, "data-dir", "SWITCHBOARD_DATA_DIR", "./data", "directory of the embedded database and the server secret", nil)
 	s.Text(&c.DatabaseURL, "database-url", "DATABASE_URL", "", "postgres://… for PostgreSQL; empty for SQLite in the data directory", nil)
 	s.Text(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error", checkLogLevel)
 	s.Text(&c.LogFormat, "log-format", "LOG_FORMAT", "text", "text or json", settings.OneOf("text", "json"))
-	s.Secret(&c.Secret, "secret", "SWITCHBOARD_SECRET", "server secret for tokens and sealed credentials, at least 16 characters; nodes sharing a database need the same one (default: generated into the data directory)", minSecretLen)
+	s.Secret(&c.Secret, "secret", "SWITCHBOARD_SECRET", "server secret for tokens and sealed credentials, at least 16 characters; nodes sharing a database need the same one (default: generated into the data directory)", MinSecretLen)
 }
 
-// minSecretLen is the shortest server secret a node accepts.
-const minSecretLen = 16
+// MinSecretLen is the shortest server secret a node accepts.
+const MinSecretLen = 16
 
 func checkLogLevel(v string) error {
 	var level slog.Level
@@ -96,9 +101,9 @@ func checkLogLevel(v string) error {
 	return nil
 }
 
-// serveSettings are the settings of serve.
-func (c *config) serveSettings(s *settings.Set) {
-	c.storeSettings(s)
+// ServeSettings are the settings of serve.
+func (c *Config) ServeSettings(s *settings.Set) {
+	c.StoreSettings(s)
 	const noMax = settings.NoMax
 	s.Text(&c.HTTPAddr, "http-addr", "SWITCHBOARD_HTTP_ADDR", ":8080", "HTTP listen address", nil)
 	s.Text(&c.SIPAddr, "sip-addr", "SWITCHBOARD_SIP_ADDR", ":5060", "SIP listen address, UDP and TCP", nil)
@@ -135,8 +140,8 @@ func (c *config) serveSettings(s *settings.Set) {
 	c.WebRTC.settings(s)
 }
 
-// webrtcFlags configure the node's WebRTC peers.
-type webrtcFlags struct {
+// WebRTC configures the node's WebRTC peers.
+type WebRTC struct {
 	Enabled         bool
 	ICEServers      string
 	Ports           settings.PortRange
@@ -147,7 +152,7 @@ type webrtcFlags struct {
 	IncludeLoopback bool
 }
 
-func (f *webrtcFlags) settings(s *settings.Set) {
+func (f *WebRTC) settings(s *settings.Set) {
 	s.Bool(&f.Enabled, "webrtc", "SWITCHBOARD_WEBRTC", true, "answer browsers' calls over WebRTC at /api/v1/webrtc/sessions")
 	s.Text(&f.ICEServers, "ice-servers", "SWITCHBOARD_ICE_SERVERS", "", "STUN/TURN servers handed to browsers: a JSON array of RTCIceServer, or a comma list of stun:/turn: URLs", func(v string) error {
 		_, err := rtc.ParseICEServers(v)
@@ -161,8 +166,8 @@ func (f *webrtcFlags) settings(s *settings.Set) {
 	s.Bool(&f.IncludeLoopback, "webrtc-loopback", "SWITCHBOARD_WEBRTC_LOOPBACK", false, "offer loopback ICE candidates too, for browsers on this host")
 }
 
-// config turns the settings into the peers' configuration.
-func (f *webrtcFlags) config(publicIP string, log *slog.Logger) (rtc.Config, error) {
+// Config turns the settings into the peers' configuration.
+func (f *WebRTC) Config(publicIP string, log *slog.Logger) (rtc.Config, error) {
 	cfg := rtc.Config{UDPPort: f.UDPPort, ConnectTimeout: f.ConnectTimeout, DisconnectedTimeout: f.Disconnected,
 		FailedTimeout: f.Failed, IncludeLoopback: f.IncludeLoopback, Log: log,
 		PortMin: uint16(f.Ports.Min), PortMax: uint16(f.Ports.Max)}
@@ -176,27 +181,29 @@ func (f *webrtcFlags) config(publicIP string, log *slog.Logger) (rtc.Config, err
 	return cfg, nil
 }
 
-// parseConfig reads a command's settings from args and the environment into a config:
-// every value checked, and the settings that bound each other checked together.
-func parseConfig(fs *flag.FlagSet, args []string, lookupEnv func(string) (string, bool), register func(*config, *settings.Set)) (*config, error) {
-	c := new(config)
+// Parse reads a command's settings from args and the environment (lookupEnv: os.LookupEnv;
+// tests pass their own) into a Config, every value checked; register names the settings
+// (StoreSettings, ServeSettings), and the command's own flags are on fs already. A value
+// refused, or a command line fs cannot parse, is a settings.UsageError.
+func Parse(fs *flag.FlagSet, args []string, lookupEnv func(string) (string, bool), register func(*Config, *settings.Set)) (*Config, error) {
+	c := new(Config)
 	s := settings.New(fs, lookupEnv)
 	register(c, s)
 	if err := s.Parse(args); err != nil {
-		return nil, usageError{err}
+		return nil, settings.UsageError{Err: err}
 	}
 	return c, nil
 }
 
-// serveConfig reads the settings of serve, and refuses those that are each good but cannot
-// go together.
-func serveConfig(fs *flag.FlagSet, args []string, lookupEnv func(string) (string, bool)) (*config, error) {
-	c, err := parseConfig(fs, args, lookupEnv, (*config).serveSettings)
+// Serve reads the settings of serve, and refuses those that are each good but cannot go
+// together.
+func Serve(fs *flag.FlagSet, args []string, lookupEnv func(string) (string, bool)) (*Config, error) {
+	c, err := Parse(fs, args, lookupEnv, (*Config).ServeSettings)
 	if err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return nil, usageError{fmt.Errorf("serve takes flags only, not %q", fs.Arg(0))}
+		return nil, settings.UsageError{Err: fmt.Errorf("serve takes flags only, not %q", fs.Arg(0))}
 	}
 	// An upload is held within the body budget, less the part kept for small bodies (a
 	// sixteenth, at most 4 MiB): a limit past that would answer the largest uploads 503,
@@ -204,14 +211,14 @@ func serveConfig(fs *flag.FlagSet, args []string, lookupEnv func(string) (string
 	if budget := c.GatewayBodyBudgetMiB<<20 - min(c.GatewayBodyBudgetMiB<<20/16, 4<<20); c.KnowledgeMaxUploadMiB<<20+64<<10 > budget {
 		err := fmt.Errorf("--knowledge-max-upload-mib %d does not fit in --gateway-body-budget-mib %d, which holds uploads too (SWITCHBOARD_KNOWLEDGE_MAX_UPLOAD_MIB, SWITCHBOARD_GATEWAY_BODY_BUDGET_MIB): raise the budget past %d MiB or lower the upload limit",
 			c.KnowledgeMaxUploadMiB, c.GatewayBodyBudgetMiB, c.KnowledgeMaxUploadMiB+c.KnowledgeMaxUploadMiB/15+1)
-		return nil, usageError{err}
+		return nil, settings.UsageError{Err: err}
 	}
 	return c, nil
 }
 
-// logger builds the process logger from LOG_LEVEL and LOG_FORMAT, which the settings
+// Logger builds the process logger from LOG_LEVEL and LOG_FORMAT, which the settings
 // checked.
-func (c *config) logger(w io.Writer) *slog.Logger {
+func (c *Config) Logger(w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.LogLevel))
 	opts := &slog.HandlerOptions{Level: level}
@@ -221,17 +228,17 @@ func (c *config) logger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// secret returns the server secret: SWITCHBOARD_SECRET, or the one kept in the data
-// directory, made on first use.
-func (c *config) secret() ([]byte, error) {
+// ReadSecret returns the server secret: SWITCHBOARD_SECRET, or the one kept in the data
+// directory, made on first use. A command reads it once and hands it on.
+func (c *Config) ReadSecret() ([]byte, error) {
 	if c.Secret != "" {
 		return []byte(c.Secret), nil // its length was checked with the other settings
 	}
 	path := filepath.Join(c.DataDir, "secret")
 	if b, err := os.ReadFile(path); err == nil {
 		s := strings.TrimSpace(string(b))
-		if len(s) < minSecretLen {
-			return nil, fmt.Errorf("%s is shorter than %d characters", path, minSecretLen)
+		if len(s) < MinSecretLen {
+			return nil, fmt.Errorf("%s is shorter than %d characters", path, MinSecretLen)
 		}
 		return []byte(s), nil
 	} else if !errors.Is(err, os.ErrNotExist) {
@@ -245,7 +252,7 @@ func (c *config) secret() ([]byte, error) {
 	s := hex.EncodeToString(b[:])
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, os.ErrExist) {
-		return c.secret() // another process made it first
+		return c.ReadSecret() // another process made it first
 	}
 	if err != nil {
 		return nil, err
@@ -255,4 +262,27 @@ func (c *config) secret() ([]byte, error) {
 		return nil, err
 	}
 	return []byte(s), nil
+}
+
+// OpenStore opens and migrates the database the settings name, with the server secret the
+// command read once, and makes sure the default tenant exists.
+func (c *Config) OpenStore(ctx context.Context, secret []byte, log *slog.Logger) (*store.Store, *store.Tenant, error) {
+	st, err := store.Open(ctx, store.Options{URL: c.DatabaseURL, DataDir: c.DataDir, Secret: secret, Log: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	applied, err := st.Migrate(ctx)
+	if err != nil {
+		_ = st.Close()
+		return nil, nil, err
+	}
+	for _, name := range applied {
+		log.Info("migration applied", "migration", name)
+	}
+	def, err := st.EnsureTenant(ctx, store.DefaultTenantSlug)
+	if err != nil {
+		_ = st.Close()
+		return nil, nil, fmt.Errorf("default tenant: %w", err)
+	}
+	return st, def, nil
 }

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"os"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -15,11 +15,16 @@ import (
 	"github.com/switchboard-go/switchboard/internal/loadgen"
 )
 
+// sipgoLog sets sipgo's package logger once in a process: its goroutines read it unguarded,
+// and those of an earlier run may still be closing.
+var sipgoLog sync.Once
+
 // loadCmd places calls at a SIP URI and prints what it measured. It fails when any call
 // failed, so that scripts can tell.
-func loadCmd(ctx context.Context, args []string) error {
+func loadCmd(ctx context.Context, args []string, p Process) error {
 	var cfg loadgen.Config
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	fs.SetOutput(p.Stderr)
 	fs.IntVar(&cfg.Calls, "calls", 10, "calls up at once")
 	fs.Float64Var(&cfg.Rate, "rate", 20, "new calls a second (0: as fast as -calls allows)")
 	fs.IntVar(&cfg.Total, "total", 0, "calls to place in all (0: as many as -calls)")
@@ -49,21 +54,21 @@ func loadCmd(ctx context.Context, args []string) error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("load: -log-level %q: want debug, info, warn or error", *logLevel)
 	}
-	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Log = slog.New(slog.NewTextHandler(p.Stderr, &slog.HandlerOptions{Level: level}))
 	// sipgo's transaction and transport layers log to their package default (retransmitted
 	// 200s of a loaded server, by the hundred): at the level asked for, like the rest.
-	sip.SetDefaultLogger(cfg.Log)
+	sipgoLog.Do(func() { sip.SetDefaultLogger(cfg.Log) })
 
 	rep, err := loadgen.Run(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
+		enc := json.NewEncoder(p.Stdout)
 		enc.SetIndent("", "  ")
 		err = enc.Encode(rep)
 	} else {
-		err = rep.WriteText(os.Stdout)
+		err = rep.WriteText(p.Stdout)
 	}
 	if err != nil {
 		return err

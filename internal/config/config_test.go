@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"errors"
@@ -19,12 +19,12 @@ import (
 func serveNames() []settings.Name {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	s := settings.New(fs, func(string) (string, bool) { return "", false })
-	new(config).serveSettings(s)
+	new(Config).ServeSettings(s)
 	return s.Names()
 }
 
 // parseServe reads serve's settings from args and vars alone, as a node would at start.
-func parseServe(args []string, vars ...string) (*config, error) {
+func parseServe(args []string, vars ...string) (*Config, error) {
 	env := map[string]string{}
 	for _, kv := range vars {
 		k, v, _ := strings.Cut(kv, "=")
@@ -32,7 +32,13 @@ func parseServe(args []string, vars ...string) (*config, error) {
 	}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	return serveConfig(fs, args, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	return Serve(fs, args, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+}
+
+// isUsage reports whether err is a usage error, for which switchboard exits with status 2.
+func isUsage(err error) bool {
+	var ue settings.UsageError
+	return errors.As(err, &ue)
 }
 
 // badValues is a value of each kind that its parser refuses.
@@ -58,8 +64,8 @@ func TestEverySettingRefusesABadValue(t *testing.T) {
 				_, err = parseServe([]string{"--" + n.Flag + "=" + bad})
 			}
 			var se *settings.Error
-			if !errors.As(err, &se) || exitStatus(err) != 2 {
-				t.Errorf("%s %s=%q: %v (exit %d), want a refusal, exit 2", how, n.Env, bad, err, exitStatus(err))
+			if !errors.As(err, &se) || !isUsage(err) {
+				t.Errorf("%s %s=%q: %v (usage error %v), want a refusal, a usage error", how, n.Env, bad, err, isUsage(err))
 				continue
 			}
 			if se.Env != n.Env || se.Flag != n.Flag || !strings.Contains(err.Error(), n.Env+" (--"+n.Flag+"): ") {
@@ -85,7 +91,7 @@ func TestTextSettingsChecked(t *testing.T) {
 		{"SWITCHBOARD_WEBRTC_PORTS=30000-20000", `SWITCHBOARD_WEBRTC_PORTS (--webrtc-ports): "30000-20000" must lie within 1024-65535`},
 	} {
 		_, err := parseServe(nil, tt.env)
-		if err == nil || !strings.Contains(err.Error(), tt.want) || exitStatus(err) != 2 {
+		if err == nil || !strings.Contains(err.Error(), tt.want) || !isUsage(err) {
 			t.Errorf("%s: %v, want %q", tt.env, err, tt.want)
 		}
 	}
@@ -105,7 +111,7 @@ func TestBooleanSpellings(t *testing.T) {
 			continue
 		}
 		bools++
-		want := map[bool]*config{}
+		want := map[bool]*Config{}
 		for _, b := range []bool{true, false} {
 			c, err := parseServe([]string{"--" + n.Flag + "=" + map[bool]string{true: "true", false: "false"}[b]})
 			if err != nil {
@@ -219,7 +225,7 @@ func TestOneReader(t *testing.T) {
 			return nil
 		}
 		rel, _ := filepath.Rel("../..", path)
-		if rel == "cmd/switchboard/config.go" {
+		if rel == "internal/config/config.go" {
 			return nil
 		}
 		b, err := os.ReadFile(path)
@@ -228,7 +234,7 @@ func TestOneReader(t *testing.T) {
 		}
 		for _, n := range names {
 			if strings.Contains(string(b), `"`+n.Env+`"`) && allowed[rel] != n.Env {
-				t.Errorf("%s reads %s: settings are read by cmd/switchboard/config.go alone", rel, n.Env)
+				t.Errorf("%s reads %s: settings are read by internal/config/config.go alone", rel, n.Env)
 			}
 		}
 		return nil

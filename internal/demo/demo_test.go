@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -35,8 +35,8 @@ func TestDemoNumberTaken(t *testing.T) {
 	if err := store.Create(ctx, st, other.ID, pn); err != nil {
 		t.Fatal(err)
 	}
-	if err := ensureDemo(ctx, st, def, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
-		t.Fatalf("ensureDemo with the number taken: %v", err)
+	if err := Ensure(ctx, st, def, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatalf("Ensure with the number taken: %v", err)
 	}
 	if _, n, err := store.List[store.Agent](ctx, st, def.ID, store.Page{Limit: 1}); err != nil || n != 0 {
 		t.Fatalf("default tenant's agents: %d %v, want none", n, err)

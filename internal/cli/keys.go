@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -6,29 +6,30 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
 
+	"github.com/switchboard-go/switchboard/internal/config"
+	"github.com/switchboard-go/switchboard/internal/settings"
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/store"
 )
 
 // keysCmd makes, lists and revokes API keys from the command line: the first key of a new
 // server comes from here, and so does the way out when every admin key is lost.
-func keysCmd(ctx context.Context, args []string) error {
+func keysCmd(ctx context.Context, args []string, p Process) error {
 	return dispatch(ctx, "keys", []subcommand{
 		{"create", "make an API key and print it alone on stdout", keysCreate},
 		{"list", "list a tenant's keys: id, prefix, name, created, last used, revoked", keysList},
 		{"revoke", "revoke a key, by id or prefix, and every key it made", keysRevoke},
-	}, args)
+	}, args, p)
 }
 
 // keysCreate makes a key. The key alone goes to stdout, so a script can capture it.
-func keysCreate(ctx context.Context, args []string) error {
-	fs := newFlags("keys create", "--name NAME [flags]", "Makes an API key and prints it alone on stdout; it is not shown again. The tenant is created if it does not exist.")
+func keysCreate(ctx context.Context, args []string, p Process) error {
+	fs := newFlags(p, "keys create", "--name NAME [flags]", "Makes an API key and prints it alone on stdout; it is not shown again. The tenant is created if it does not exist.")
 	tenant := fs.String("tenant", store.DefaultTenantSlug, "slug of the tenant the key acts for; created if missing")
 	name := fs.String("name", "", "name of the key (required)")
 	kindName := fs.String("kind", "agent_studio", "agent_studio (as_live_, as_test_) or alumia (alm_live_, alm_test_)")
@@ -41,14 +42,14 @@ func keysCreate(ctx context.Context, args []string) error {
 		return err
 	}
 	if *name == "" {
-		return usageError{errors.New("keys create: --name is required")}
+		return settings.UsageError{Err: errors.New("keys create: --name is required")}
 	}
 	kind, kindOK, envOK := store.KeyPrefix(*kindName, *envName)
 	switch {
 	case !kindOK:
-		return usageError{fmt.Errorf("keys create: --kind must be %s, not %q", store.KeySurfaces, *kindName)}
+		return settings.UsageError{Err: fmt.Errorf("keys create: --kind must be %s, not %q", store.KeySurfaces, *kindName)}
 	case !envOK:
-		return usageError{fmt.Errorf("keys create: --env must be live or test, not %q", *envName)}
+		return settings.UsageError{Err: fmt.Errorf("keys create: --env must be live or test, not %q", *envName)}
 	}
 	st, err := openAdmin(ctx, c)
 	if err != nil {
@@ -68,15 +69,15 @@ func keysCreate(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("keys create: %w", err)
 	}
-	fmt.Println(secret)
-	fmt.Fprintf(os.Stderr, "created key %s (%s) for tenant %s with scopes %s; it is not shown again\n", k.ID, k.Name, t.Slug, strings.Join(k.Scopes, ","))
+	fmt.Fprintln(p.Stdout, secret)
+	fmt.Fprintf(p.Stderr, "created key %s (%s) for tenant %s with scopes %s; it is not shown again\n", k.ID, k.Name, t.Slug, strings.Join(k.Scopes, ","))
 	return nil
 }
 
 // keysList prints a tenant's keys, newest first. Only what the store keeps is shown: the
 // key's start and end, never the key.
-func keysList(ctx context.Context, args []string) error {
-	fs := newFlags("keys list", "[flags]", "Lists a tenant's API keys, newest first: id, prefix (the key's start and end), name, created, last used, revoked. The keys themselves are not kept, so never shown.")
+func keysList(ctx context.Context, args []string, p Process) error {
+	fs := newFlags(p, "keys list", "[flags]", "Lists a tenant's API keys, newest first: id, prefix (the key's start and end), name, created, last used, revoked. The keys themselves are not kept, so never shown.")
 	tenant := fs.String("tenant", store.DefaultTenantSlug, "slug of the tenant whose keys to list")
 	asJSON := fs.Bool("json", false, "print the keys as a JSON array")
 	c, err := adminConfig(fs, args)
@@ -84,7 +85,7 @@ func keysList(ctx context.Context, args []string) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("keys list: unexpected %q", fs.Arg(0))}
+		return settings.UsageError{Err: fmt.Errorf("keys list: unexpected %q", fs.Arg(0))}
 	}
 	st, err := openAdmin(ctx, c)
 	if err != nil {
@@ -96,11 +97,11 @@ func keysList(ctx context.Context, args []string) error {
 		return fmt.Errorf("keys list: %w", err)
 	}
 	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
+		enc := json.NewEncoder(p.Stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(keys)
 	}
-	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	w := tabwriter.NewWriter(p.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "ID\tPREFIX\tNAME\tCREATED\tLAST USED\tREVOKED")
 	for _, k := range keys {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Display, k.Name, k.CreatedAt.UTC().Format(time.RFC3339), when(k.LastUsedAt), when(k.RevokedAt))
@@ -140,8 +141,8 @@ func tenantKeys(ctx context.Context, st *store.Store, slug string) (*store.Tenan
 // keysRevoke revokes one key of the tenant, named by its id (key_…), by the start of its
 // prefix as keys list shows it (as_live_AbCd, enough of it to name one key), or by the key
 // itself; every key it made goes with it.
-func keysRevoke(ctx context.Context, args []string) error {
-	fs := newFlags("keys revoke", "[flags] ID|PREFIX", "Revokes a key, named by its id, by enough of its prefix (as keys list shows it) to name one key, or by the key itself; "+
+func keysRevoke(ctx context.Context, args []string, p Process) error {
+	fs := newFlags(p, "keys revoke", "[flags] ID|PREFIX", "Revokes a key, named by its id, by enough of its prefix (as keys list shows it) to name one key, or by the key itself; "+
 		"every key it made goes with it. Nodes on the same PostgreSQL are told at once, through the cluster's events; a running node on SQLite refuses it within 30 seconds.")
 	tenant := fs.String("tenant", store.DefaultTenantSlug, "slug of the tenant of the key")
 	c, err := adminConfig(fs, args)
@@ -150,7 +151,7 @@ func keysRevoke(ctx context.Context, args []string) error {
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
-		return usageError{errors.New("keys revoke: name one key: its id or prefix")}
+		return settings.UsageError{Err: errors.New("keys revoke: name one key: its id or prefix")}
 	}
 	ref := fs.Arg(0)
 	st, err := openAdmin(ctx, c)
@@ -171,11 +172,11 @@ func keysRevoke(ctx context.Context, args []string) error {
 		return fmt.Errorf("keys revoke: %w", err)
 	}
 	for _, r := range revoked {
-		fmt.Printf("revoked %s %s %s\n", r.ID, r.Display, r.Name)
+		fmt.Fprintf(p.Stdout, "revoked %s %s %s\n", r.ID, r.Display, r.Name)
 	}
 	if err := announceRevocations(ctx, c, st, revoked); err != nil {
 		// The revocation is stored: nodes refuse the keys once their caches forget them.
-		fmt.Fprintf(os.Stderr, "running nodes were not told (%v): they refuse the keys within 30 s\n", err)
+		fmt.Fprintf(p.Stderr, "running nodes were not told (%v): they refuse the keys within 30 s\n", err)
 	}
 	return nil
 }
@@ -184,14 +185,14 @@ func keysRevoke(ctx context.Context, args []string) error {
 // cluster's event relay, as a revocation through the API does: they refuse the keys and end
 // their streams at once, rather than when their cache of keys forgets them. SQLite has no
 // relay; its node refuses them within 30 s.
-func announceRevocations(ctx context.Context, c *config, st *store.Store, keys []store.APIKey) error {
+func announceRevocations(ctx context.Context, c *config.Config, st *store.Store, keys []store.APIKey) error {
 	if st.Dialect() != store.Postgres {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	var relayDone sync.WaitGroup
 	defer func() { cancel(); relayDone.Wait() }()
-	log := c.logger(io.Discard)
+	log := c.Logger(io.Discard)
 	hub := realtime.NewHub(realtime.Options{Log: log})
 	relay := realtime.NewPostgresRelay(c.DatabaseURL, hub, log)
 	relayDone.Add(1)

@@ -1,4 +1,6 @@
-package main
+// Package demo is Switchboard's demo line: the receptionist agent a node creates on its
+// first start (SWITCHBOARD_DEMO), reached at sip:demo@ the node with no configuration.
+package demo
 
 import (
 	"context"
@@ -9,13 +11,13 @@ import (
 	"github.com/switchboard-go/switchboard/store"
 )
 
-// demoNumber is the SIP user the demo agent answers: sip:demo@….
-const demoNumber = "demo"
+// Number is the SIP user the demo agent answers: sip:demo@….
+const Number = "demo"
 
-// demoWorkflow is the receptionist of the demo agent: a greeting, a menu by keys or words
+// Workflow is the receptionist of the demo agent: a greeting, a menu by keys or words
 // (opening hours, a message, the assistant), a voicemail, and a turn with the language
 // model when one is configured. It runs on espeak-ng with no configuration at all.
-func demoWorkflow() *store.Workflow {
+func Workflow() *store.Workflow {
 	on := func(keys string, words ...string) *store.Condition {
 		return &store.Condition{DTMF: keys, Keywords: words}
 	}
@@ -57,14 +59,14 @@ func demoWorkflow() *store.Workflow {
 	}
 }
 
-// ensureDemo creates the demo agent of the default tenant on first start: its workflow, the
+// Ensure creates the demo agent of the default tenant on first start: its workflow, the
 // agent, and the number "demo" routed to it. Once the number exists (or was deleted and
 // the tenant has other numbers) it is left alone: the demo is the operator's to change.
-func ensureDemo(ctx context.Context, st *store.Store, def *store.Tenant, log *slog.Logger) error {
+func Ensure(ctx context.Context, st *store.Store, def *store.Tenant, log *slog.Logger) error {
 	// Numbers are unique on the node: one that another tenant took is left to it.
-	if pn, err := st.PhoneNumberByNumber(ctx, demoNumber); err == nil {
+	if pn, err := st.PhoneNumberByNumber(ctx, Number); err == nil {
 		if pn.TenantID != def.ID {
-			log.Info("demo agent not created: another tenant has the number", "number", demoNumber, "tenant", pn.TenantID)
+			log.Info("demo agent not created: another tenant has the number", "number", Number, "tenant", pn.TenantID)
 		}
 		return nil
 	} else if !errors.Is(err, store.ErrNotFound) {
@@ -75,7 +77,7 @@ func ensureDemo(ctx context.Context, st *store.Store, def *store.Tenant, log *sl
 	} else if total > 0 {
 		return nil
 	}
-	wf := demoWorkflow()
+	wf := Workflow()
 	if err := store.Create(ctx, st, def.ID, wf); err != nil {
 		return fmt.Errorf("demo workflow: %w", err)
 	}
@@ -91,7 +93,7 @@ func ensureDemo(ctx context.Context, st *store.Store, def *store.Tenant, log *sl
 		return fmt.Errorf("demo agent: %w", err)
 	}
 	pn := store.NewPhoneNumber()
-	pn.Number, pn.Name, pn.AgentID = demoNumber, "Demo line", &ag.ID
+	pn.Number, pn.Name, pn.AgentID = Number, "Demo line", &ag.ID
 	if err := store.Create(ctx, st, def.ID, pn); err != nil {
 		return fmt.Errorf("demo number: %w", err)
 	}

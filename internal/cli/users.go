@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bufio"
@@ -6,26 +6,26 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
+	"github.com/switchboard-go/switchboard/internal/settings"
 	"github.com/switchboard-go/switchboard/store"
 )
 
 // usersCmd manages the users who sign in with an email and password: the studio (dashboard)
 // and the login routes of the compatible surfaces. Their passwords are stored as bcrypt
 // hashes (store.User).
-func usersCmd(ctx context.Context, args []string) error {
+func usersCmd(ctx context.Context, args []string, p Process) error {
 	return dispatch(ctx, "users", []subcommand{
 		{"create", "make a user who signs in with an email and password", usersCreate},
-	}, args)
+	}, args, p)
 }
 
 // usersCreate makes a user. The password is read from stdin (--password-stdin), never from
 // the command line where other users of the machine could read it; without it, one is made
 // and printed alone on stdout.
-func usersCreate(ctx context.Context, args []string) error {
-	fs := newFlags("users create", "--email EMAIL [flags]", "Makes a user of a tenant (created if missing) who signs in to the studio and the login routes. "+
+func usersCreate(ctx context.Context, args []string, p Process) error {
+	fs := newFlags(p, "users create", "--email EMAIL [flags]", "Makes a user of a tenant (created if missing) who signs in to the studio and the login routes. "+
 		"The password is read from the first line of stdin with --password-stdin; otherwise one is made and printed alone on stdout, not shown again.")
 	tenant := fs.String("tenant", store.DefaultTenantSlug, "slug of the user's tenant; created if missing")
 	email := fs.String("email", "", "the user's email, unique within the tenant (required)")
@@ -37,29 +37,29 @@ func usersCreate(ctx context.Context, args []string) error {
 		return err
 	}
 	if *email == "" {
-		return usageError{errors.New("users create: --email is required")}
+		return settings.UsageError{Err: errors.New("users create: --email is required")}
 	}
 	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("users create: unexpected %q (the password is read from stdin with --password-stdin)", fs.Arg(0))}
+		return settings.UsageError{Err: fmt.Errorf("users create: unexpected %q (the password is read from stdin with --password-stdin)", fs.Arg(0))}
 	}
 	password, made := "", false
 	if *fromStdin {
-		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+		line, err := bufio.NewReader(p.Stdin).ReadString('\n')
 		if err != nil && line == "" {
-			return usageError{errors.New("users create: --password-stdin: stdin held no password")}
+			return settings.UsageError{Err: errors.New("users create: --password-stdin: stdin held no password")}
 		}
 		password = strings.TrimRight(line, "\r\n")
 	} else {
 		password, made = rand.Text(), true
 	}
 	if len(password) < 8 || len(password) > 72 {
-		return usageError{errors.New("users create: the password must be 8 to 72 characters")}
+		return settings.UsageError{Err: errors.New("users create: the password must be 8 to 72 characters")}
 	}
 	u := &store.User{Email: *email, Name: *name, Password: password, Scopes: splitList(*scopes)}
 	// The user's own mistakes are named by the flag that carries them, before the store is
 	// opened: nothing is written for a user that cannot be made.
 	if err := u.Validate(); err != nil && !passwordHashMissing(err) {
-		return usageError{fmt.Errorf("users create: %s", flagsOf(err))}
+		return settings.UsageError{Err: fmt.Errorf("users create: %s", flagsOf(err))}
 	}
 	st, err := openAdmin(ctx, c)
 	if err != nil {
@@ -78,9 +78,9 @@ func usersCreate(ctx context.Context, args []string) error {
 		return fmt.Errorf("users create: %s", flagsOf(err))
 	}
 	if made {
-		fmt.Println(password)
+		fmt.Fprintln(p.Stdout, password)
 	}
-	fmt.Fprintf(os.Stderr, "created user %s (%s) of tenant %s with scopes %s\n", u.ID, u.Email, t.Slug, strings.Join(u.Scopes, ","))
+	fmt.Fprintf(p.Stderr, "created user %s (%s) of tenant %s with scopes %s\n", u.ID, u.Email, t.Slug, strings.Join(u.Scopes, ","))
 	return nil
 }
 
