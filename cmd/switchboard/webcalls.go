@@ -314,6 +314,8 @@ func (c *webCall) SendDTMF(digits string) error {
 
 // run carries the call: it waits for media, runs the handler, and tears the call down once
 // it ends, whoever ended it.
+//
+//nolint:contextcheck // a call outlives the request that began it; the node's web context ends it
 func (c *webCall) run(handler func(ctx context.Context, c *webCall)) {
 	base := c.w.base
 	streamDone := c.spec.Stream.Done()
