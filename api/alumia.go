@@ -36,10 +36,6 @@ func isAlumia(r *http.Request) bool {
 	return strings.HasPrefix(credential(r, false), alumiaKeyPrefix)
 }
 
-// dialectOf is the error shape of a request on a route: Alumia's for an Alumia request on a
-// canonical route, the route's own otherwise.
-func dialectOf(r *http.Request, rt *route) dialect { return rt.Dialect.of(r) }
-
 // alumiaCodes are Alumia's names of the statuses its clients see (the document's
 // "401 UNAUTHORIZED", "402 PAYMENT_REQUIRED", "429 TOO_MANY_REQUESTS", and the rest in the
 // same vocabulary).

@@ -313,6 +313,8 @@ func chatLabel(text string) string {
 
 // dropSession removes a session this request made when its first message could not be
 // taken, so that a refused request leaves nothing behind.
+//
+//nolint:contextcheck // cleaning up after a refused request must not end with it
 func (s *Server) dropSession(tenantID, id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

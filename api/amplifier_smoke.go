@@ -242,6 +242,8 @@ func (r smokeResponse) json() map[string]any {
 }
 
 // do sends a request and fails unless it answers want.
+//
+//nolint:contextcheck // the client carries its check's context, as an http.Request does
 func (c *smokeClient) do(method, target string, body any, want int) (smokeResponse, error) {
 	var rd io.Reader
 	if body != nil {

@@ -257,7 +257,7 @@ func TestGatewayBodyLimit(t *testing.T) {
 				var wire struct {
 					Error struct{ Type string } `json:"error"`
 				}
-				if json.Unmarshal(b, &wire); wire.Error.Type != "request_too_large" {
+				if err := json.Unmarshal(b, &wire); err != nil || wire.Error.Type != "request_too_large" {
 					t.Errorf("anthropic type %q", wire.Error.Type)
 				}
 			}

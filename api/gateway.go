@@ -301,6 +301,8 @@ func (b *usageBatch) add(u *store.UsageRecord) {
 // flushUsage writes what is pending, unless another request is writing already, in which
 // case that request writes this one's record too. A request alone writes its own before it
 // ends, so what a client did is in /api/v1/usage when its answer is complete.
+//
+//nolint:contextcheck // a batch may hold other requests' records; it has a deadline of its own
 func (s *Server) flushUsage() {
 	b := &s.usageLog
 	for {

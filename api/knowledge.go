@@ -176,7 +176,7 @@ func (s *Server) uploadBody(w http.ResponseWriter, r *http.Request, hold *bodyHo
 			return "", "", nil, errBodyBudget(w)
 		case errors.As(err, &mbe):
 			return "", "", nil, tooLarge
-		case err == io.EOF:
+		case errors.Is(err, io.EOF):
 			return "", "", nil, errValidation("file", "is required: the document, as the form field file")
 		case err != nil:
 			return "", "", nil, errValidation("body", "is not a multipart form: %v", err)

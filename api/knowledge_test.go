@@ -58,7 +58,9 @@ func multipartFile(t testing.TB, field, name, mediaType string, data []byte) ([]
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Write(data)
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
 	mw.Close()
 	return buf.Bytes(), mw.FormDataContentType()
 }
@@ -142,7 +144,9 @@ func makeDOCX(t testing.TB, heading, text string) []byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		w.Write([]byte(p.body))
+		if _, err := w.Write([]byte(p.body)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := zw.Close(); err != nil {
 		t.Fatal(err)
@@ -198,7 +202,9 @@ func TestKnowledgeUploadAndSearch(t *testing.T) {
 					BaseID       string  `json:"knowledge_base_id"`
 				} `json:"items"`
 			}
-			json.Unmarshal(r.Body, &res)
+			if err := json.Unmarshal(r.Body, &res); err != nil {
+				t.Fatalf("search answer: %v", err)
+			}
 			if len(res.Items) == 0 || res.Items[0].DocumentName != f.name || res.Items[0].DocumentID != docs[f.name] ||
 				res.Items[0].Score <= 0 || res.Items[0].BaseID != baseID || res.Items[0].Text == "" {
 				t.Fatalf("search %q: %s", f.query, r.Body)
@@ -252,7 +258,9 @@ func TestKnowledgeUploadAndSearch(t *testing.T) {
 				Score        float64 `json:"score"`
 			} `json:"results"`
 		}
-		json.Unmarshal(r.Body, &ares)
+		if err := json.Unmarshal(r.Body, &ares); err != nil {
+			t.Fatalf("AmaStudio search: %v: %s", err, r.Body)
+		}
 		if len(ares.Results) != 1 || ares.Results[0].DocumentName != "document.pdf" || !strings.Contains(ares.Results[0].Text, "alarm panel") {
 			t.Fatalf("AmaStudio search: %s", r.Body)
 		}
@@ -384,7 +392,9 @@ func TestKnowledgeHybridSearchAPI(t *testing.T) {
 			}
 		}
 		var vectors int
-		ts.Store.DB().NewSelect().Table("knowledge_chunks").ColumnExpr("count(*)").Where("vector IS NOT NULL").Scan(context.Background(), &vectors)
+		if err := ts.Store.DB().NewSelect().Table("knowledge_chunks").ColumnExpr("count(*)").Where("vector IS NOT NULL").Scan(context.Background(), &vectors); err != nil {
+			t.Fatal(err)
+		}
 		if vectors == 0 {
 			t.Fatal("no vectors stored")
 		}
@@ -421,14 +431,18 @@ func TestKnowledgeEvents(t *testing.T) {
 		Reason     string `json:"reason"`
 		ChunkCount int    `json:"chunk_count"`
 	}
-	json.Unmarshal(ev.Data, &d)
+	if err := json.Unmarshal(ev.Data, &d); err != nil {
+		t.Fatalf("ready event: %v: %s", err, ev.Data)
+	}
 	if ev.Type != "knowledge.document.ready" || ev.Topic != "knowledge:"+baseID || d.DocumentID != okID || d.BaseID != baseID || d.ChunkCount < 1 {
 		t.Fatalf("ready event: %+v %s", ev, ev.Data)
 	}
 	r = ss.uploadFile("/api/v1/knowledge-bases/"+baseID+"/documents", hdr("X-API-Key", ss.Key), "bad.pdf", "application/pdf", []byte("%PDF-1.7\nnot a PDF at all\n"))
 	wantStatus(t, r, http.StatusAccepted, "upload")
 	ev = c.nextEvent()
-	json.Unmarshal(ev.Data, &d)
+	if err := json.Unmarshal(ev.Data, &d); err != nil {
+		t.Fatalf("failed event: %v: %s", err, ev.Data)
+	}
 	if ev.Type != "knowledge.document.failed" || d.Status != "failed" || d.Reason == "" {
 		t.Fatalf("failed event: %+v %s", ev, ev.Data)
 	}

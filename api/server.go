@@ -445,8 +445,9 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 			if v == nil {
 				return
 			}
-			if v == http.ErrAbortHandler {
-				panic(v)
+			// net/http's signal to abort the response silently must reach net/http as it was.
+			if v == http.ErrAbortHandler { //nolint:errorlint // recover gives the value itself, never a wrapped error
+				panic(v) //nolint:forbidigo // re-raised for net/http, which recovers it
 			}
 			s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			s.dialectFor(r).write(w, &Error{Status: http.StatusInternalServerError, Code: codeInternal, Message: "Internal server error"})

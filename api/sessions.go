@@ -478,7 +478,7 @@ func (s *Server) sendSessionMessage(w http.ResponseWriter, r *http.Request, p *P
 	}
 	// The session is read as the answer begins (on PostgreSQL, by the statement that claims
 	// its answer lease), and checked before anything is asked of the model.
-	sess, pending, err := s.sessions.BeginByID(r.Context(), p.TenantID, id, in, func(sess *store.Session) error {
+	sess, pending, err := s.sessions.BeginByID(r.Context(), p.TenantID, id, in, func(sess *store.Session) error { //nolint:contextcheck // the callback uses the request's context
 		if sess.AgentID == nil {
 			return nil
 		}

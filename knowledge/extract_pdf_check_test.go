@@ -121,7 +121,9 @@ func modernPDF(t *testing.T, text string) []byte {
 	}
 	var z bytes.Buffer
 	zw := zlib.NewWriter(&z)
-	zw.Write(filtered)
+	if _, err := zw.Write(filtered); err != nil {
+		t.Fatal(err)
+	}
 	zw.Close()
 	fmt.Fprintf(&b, "7 0 obj <</Type/XRef/Size 8/W[1 2 1]/Root 1 0 R/Filter/FlateDecode/DecodeParms<</Predictor 12/Columns 4>>/Length %d>>stream\n", z.Len())
 	b.Write(z.Bytes())

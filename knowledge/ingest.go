@@ -216,6 +216,7 @@ func (s *Service) fail(ctx context.Context, doc *store.KnowledgeDocument, reason
 	s.publish(doc)
 }
 
+//nolint:contextcheck // a document is processed in the background, after the upload that queued it has ended
 func (s *Service) publish(doc *store.KnowledgeDocument) {
 	if s.cfg.Events == nil {
 		return

@@ -113,6 +113,8 @@ func (lc *lexicalCache) close() {
 // warm reads, in the background, the base's lengths at revision rev and the terms' lists;
 // when the base's reader is already running it reads them next. When the base has changed
 // since its lists were read, the reader reads again the words the cache held.
+//
+//nolint:contextcheck // the cache is warmed in the background for later searches, not the one that asked
 func (lc *lexicalCache) warm(tenantID, baseID string, rev int64, terms []string) {
 	lc.mu.Lock()
 	defer lc.mu.Unlock()

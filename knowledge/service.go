@@ -154,6 +154,8 @@ func New(cfg Config) *Service {
 
 // runWorkers starts the workers, once: with the first document to ingest or at Start, so
 // that a node (or a test) that never ingests runs none.
+//
+//nolint:contextcheck // the workers belong to the service, not to the upload that first queued work; Close ends them
 func (s *Service) runWorkers() {
 	s.workers.Do(func() {
 		select {

@@ -255,6 +255,8 @@ type Socket struct {
 // Accept upgrades the request to a media-stream socket and waits for the far
 // end's start event (connected may come first). It answers the HTTP request itself when the
 // upgrade fails, and closes the socket with a reason when no usable start comes.
+//
+//nolint:contextcheck // reads take no context that ends (a cancelled read closes the socket without a code); timers bound them
 func Accept(w http.ResponseWriter, r *http.Request, opts Options) (*Socket, error) {
 	opts.defaults()
 	// The socket is authenticated by key or token, never by cookies: any origin may use it.
@@ -616,6 +618,8 @@ func (m *Socket) kickWriter() {
 
 // writeLoop sends what is not sent from WriteFrame: a clear asked for while no frame is
 // written, and the mark that closes a burst once the writer paused.
+//
+//nolint:contextcheck // the writer lives as long as the socket, not the upgrade request; Close ends it
 func (m *Socket) writeLoop() {
 	for {
 		select {
@@ -779,6 +783,8 @@ func (m *Socket) seq(s string) bool {
 }
 
 // badFrame counts, logs and publishes a frame that was skipped; too many close the socket.
+//
+//nolint:contextcheck // a skipped frame is counted and told whatever the caller's context
 func (m *Socket) badFrame(event, seq, why string) {
 	m.bad++
 	m.badFrames.Add(1)
@@ -798,6 +804,8 @@ func (m *Socket) badFrame(event, seq, why string) {
 func (m *Socket) tooBad() bool { return m.bad >= m.opts.MaxBadFrames }
 
 // readLoop reads the far end's frames until stop, a close, or too many bad frames.
+//
+//nolint:contextcheck // the reader lives as long as the socket, not the upgrade request; Close ends it
 func (m *Socket) readLoop() {
 	defer close(m.events)
 	var buf bytes.Buffer

@@ -79,7 +79,7 @@ func (s *Server) ServeSSE(w http.ResponseWriter, r *http.Request, v Viewer) {
 	head = append(head, "Connection: close\r\n\r\n"...)
 	_ = conn.SetDeadline(time.Time{})
 	s.wg.Add(1)
-	go func() {
+	go func() { //nolint:contextcheck // the stream outlives the hijacked request; closing the connection ends it
 		defer s.wg.Done()
 		defer conn.Close()
 		defer s.close(v, sub)

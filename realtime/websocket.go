@@ -83,6 +83,8 @@ func (s *Server) ServeWS(w http.ResponseWriter, r *http.Request, v Viewer) {
 
 // streamWS runs a socket: a reader for the client's frames, and this goroutine as the only
 // writer.
+//
+//nolint:contextcheck // the socket outlives the upgrade request; closing the socket ends it
 func (s *Server) streamWS(conn *websocket.Conn, sub *Subscriber, v Viewer) {
 	conn.SetReadLimit(s.limits.MaxMessageBytes)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -604,6 +604,7 @@ func (e *Engine) watchLeases(a *answer) {
 	go e.leaseLoop()
 }
 
+//nolint:contextcheck // the loop renews the leases of every answer on the node, not of one request
 func (e *Engine) leaseLoop() {
 	t := time.NewTicker(e.cfg.LeasePoll)
 	defer t.Stop()

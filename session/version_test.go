@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -44,7 +45,7 @@ func TestEngineAnswersWithAVersionAndCloses(t *testing.T) {
 		if !r.events.has(session.TypeClosed + "@session:" + sess.ID) {
 			t.Fatal("session.closed was not published")
 		}
-		if _, err := r.eng.Send(ctx, got, session.TextInput("Again"), nil); err != session.ErrClosed {
+		if _, err := r.eng.Send(ctx, got, session.TextInput("Again"), nil); !errors.Is(err, session.ErrClosed) {
 			t.Fatalf("a message after the run: %v", err)
 		}
 	})

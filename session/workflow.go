@@ -37,6 +37,7 @@ type flow struct {
 	ended   bool
 }
 
+//nolint:contextcheck // a workflow runs across the session's messages, each request only feeds it
 func newFlow(brain agent.Brain, idle time.Duration, onEnd func()) *flow {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &flow{cancel: cancel, done: make(chan struct{}), ready: make(chan struct{}), changed: make(chan struct{})}

@@ -55,6 +55,7 @@ func (w *turnWriter) write(ap store.SessionAppend) error {
 	}
 }
 
+//nolint:contextcheck // a batch holds several sessions' turns and has a deadline of its own
 func (w *turnWriter) flush(batch []*turnWrite) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -406,7 +406,7 @@ func (c *edgeConn) Read(b []byte) (int, error) {
 		c.handshake = false
 		tc := c.Conn.(*tls.Conn)
 		_ = tc.SetDeadline(c.firstDue)
-		if err := tc.Handshake(); err != nil {
+		if err := tc.Handshake(); err != nil { //nolint:noctx // bounded by the deadline above; Read, which runs it, has no context
 			c.closing("tls handshake failed", err)
 			return 0, io.EOF
 		}
@@ -511,10 +511,10 @@ func (c *edgeConn) scan(p []byte, now time.Time) error {
 func (c *edgeConn) refuse(err error) {
 	c.srv.framingErrors.Add(1)
 	reason := "Bad Content-Length"
-	switch err {
-	case errMissingLength:
+	switch {
+	case errors.Is(err, errMissingLength):
 		reason = "Missing Content-Length header"
-	case errHeadTooLarge:
+	case errors.Is(err, errHeadTooLarge):
 		reason = "Header Section Too Large"
 	}
 	if end := headerEnd(c.head); end > 0 {

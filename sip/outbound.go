@@ -157,6 +157,8 @@ func dialTarget(to string, trunk *store.Trunk) (sip.Uri, error) {
 // dial runs an outbound call from INVITE to its end, in phases: open its media, build the
 // INVITE, send it (answering digest challenges) and wait while it rings, take the answer,
 // and run the call. A call not answered ends with the outcome of its INVITE.
+//
+//nolint:contextcheck // a dialled call outlives the request that placed it; the server's context ends it
 func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 	ctx := s.ctx
 	log := c.log.With("to", target.String())

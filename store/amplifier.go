@@ -317,7 +317,7 @@ func APIKeysByID(ctx context.Context, s *Store, tenantID string, ids []string) (
 		return out, nil
 	}
 	var keys []APIKey
-	if err := s.db.NewSelect().Model(&keys).Where("tenant_id = ?", tenantID).Where("id IN (?)", bun.In(ids)).Scan(ctx); err != nil {
+	if err := s.db.NewSelect().Model(&keys).Where("tenant_id = ?", tenantID).Where("id IN (?)", bun.List(ids)).Scan(ctx); err != nil {
 		return nil, classify(err)
 	}
 	for i := range keys {

@@ -224,7 +224,7 @@ func (s *Store) RevokeAPIKey(ctx context.Context, tenantID, id string) ([]APIKey
 		if len(ids) == 0 {
 			return nil
 		}
-		return tx.NewSelect().Model(&keys).Where("tenant_id = ?", tenantID).Where("id IN (?)", bun.In(ids)).Scan(ctx)
+		return tx.NewSelect().Model(&keys).Where("tenant_id = ?", tenantID).Where("id IN (?)", bun.List(ids)).Scan(ctx)
 	})
 	if err != nil {
 		return nil, classify(err)

@@ -349,6 +349,8 @@ func (w *callWriter) retry(done chan struct{}) {
 // retryPass tries the waiting calls oldest first, and stops at the first the database
 // refuses because it is still away: refused reports that. A state refused for good is
 // given up (logged with its call, counted) and the pass goes on to the next.
+//
+//nolint:contextcheck // write-behind retries outlive the calls' requests and carry their own deadlines
 func (w *callWriter) retryPass() (refused bool) {
 	w.mu.Lock()
 	type item struct {

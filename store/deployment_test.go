@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"sync"
 	"testing"
@@ -54,7 +55,7 @@ func TestDeployConcurrently(t *testing.T) {
 				t.Fatalf("versions %v", versions)
 			}
 		}
-		if _, err := store.Deploy(ctx, st, "ten_other", ag.ID, ""); err != store.ErrNotFound {
+		if _, err := store.Deploy(ctx, st, "ten_other", ag.ID, ""); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("another tenant's agent: %v", err)
 		}
 	})

@@ -218,7 +218,7 @@ func CreateKnowledgeDocument(ctx context.Context, s *Store, tenantID string, d *
 				if _, err := tx.NewDelete().Model((*KnowledgeDocument)(nil)).Where("id = ?", prev.ID).Exec(ctx); err != nil {
 					return err
 				}
-			case classify(err) != ErrNotFound:
+			case !errors.Is(classify(err), ErrNotFound):
 				return err
 			}
 			if _, err := tx.NewInsert().Model(d).Exec(ctx); err != nil {

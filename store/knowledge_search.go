@@ -151,7 +151,7 @@ func binomial(n, k int) int {
 func tenantBases(ctx context.Context, s *Store, tenantID string, baseIDs []string) ([]string, error) {
 	var out []string
 	if err := s.db.NewSelect().Table("knowledge_bases").Column("id").Where("tenant_id = ?", tenantID).
-		Where("id IN (?)", bun.In(baseIDs)).Order("id").Scan(ctx, &out); err != nil {
+		Where("id IN (?)", bun.List(baseIDs)).Order("id").Scan(ctx, &out); err != nil {
 		return nil, classify(err)
 	}
 	return out, nil
@@ -169,7 +169,7 @@ func presentTerms(ctx context.Context, s *Store, tenantID string, baseIDs, terms
 		switch s.dialect {
 		case Postgres:
 			sb.WriteString("SELECT ? AS i WHERE EXISTS (SELECT 1 FROM knowledge_chunks WHERE tsv @@ to_tsquery('english', ?) AND tenant_id = ? AND base_id IN (?))")
-			args = append(args, i, t, tenantID, bun.In(baseIDs))
+			args = append(args, i, t, tenantID, bun.List(baseIDs))
 		default:
 			sb.WriteString("SELECT ? AS i WHERE EXISTS (SELECT 1 FROM knowledge_chunks_fts WHERE knowledge_chunks_fts MATCH ?)")
 			args = append(args, i, ftsInBases(t, baseIDs))
@@ -206,7 +206,7 @@ FROM (SELECT id, ts_rank(tsv, to_tsquery('english', ?), 1) AS score
       FROM knowledge_chunks WHERE tsv @@ to_tsquery('english', ?) AND tenant_id = ? AND base_id IN (?)
       ORDER BY score DESC, id LIMIT ?) m
 JOIN knowledge_chunks c ON c.id = m.id JOIN knowledge_documents d ON d.id = c.document_id
-ORDER BY m.score DESC, c.id`, strings.Join(terms, " | "), strings.Join(ors, " | "), tenantID, bun.In(baseIDs), limit)
+ORDER BY m.score DESC, c.id`, strings.Join(terms, " | "), strings.Join(ors, " | "), tenantID, bun.List(baseIDs), limit)
 	default:
 		// The bases are checked on the chunks FTS5 finds, not inside the index: bm25() counts,
 		// once a search, the chunks that have each phrase of the query, and the base's
@@ -222,7 +222,7 @@ FROM (SELECT f.rowid AS id, -bm25(knowledge_chunks_fts, 1.0, 0.0) AS score
         AND EXISTS (SELECT 1 FROM knowledge_chunks k INDEXED BY knowledge_chunks_base_idx WHERE k.base_id IN (?) AND k.id = f.rowid)
       ORDER BY score DESC, id LIMIT ?) m
 JOIN knowledge_chunks c ON c.id = m.id JOIN knowledge_documents d ON d.id = c.document_id
-ORDER BY m.score DESC, c.id`, ftsClauses(clauses), bun.In(baseIDs), limit)
+ORDER BY m.score DESC, c.id`, ftsClauses(clauses), bun.List(baseIDs), limit)
 	}
 	if err := q.Scan(ctx, &out); err != nil {
 		return nil, classify(err)
@@ -296,7 +296,7 @@ func KnowledgeBaseStates(ctx context.Context, s *Store, tenantID string, baseIDs
 		return map[string]KnowledgeBaseState{}, nil
 	}
 	if err := s.db.NewSelect().Table("knowledge_bases").Column("id", "embedding_model", "revision").Where("tenant_id = ?", tenantID).
-		Where("id IN (?)", bun.In(baseIDs)).Scan(ctx, &rows); err != nil {
+		Where("id IN (?)", bun.List(baseIDs)).Scan(ctx, &rows); err != nil {
 		return nil, classify(err)
 	}
 	out := make(map[string]KnowledgeBaseState, len(rows))
@@ -315,7 +315,7 @@ func KnowledgeChunksByID(ctx context.Context, s *Store, tenantID string, ids []i
 	var out []KnowledgeMatch
 	err := s.db.NewRaw(`SELECT c.id, c.document_id, c.base_id, d.file_name, c.position, c.heading_path, c.page, c.text, 0.0 AS score
 FROM knowledge_chunks c JOIN knowledge_documents d ON d.id = c.document_id
-WHERE c.tenant_id = ? AND c.id IN (?)`, tenantID, bun.In(ids)).Scan(ctx, &out)
+WHERE c.tenant_id = ? AND c.id IN (?)`, tenantID, bun.List(ids)).Scan(ctx, &out)
 	if err != nil {
 		return nil, classify(err)
 	}

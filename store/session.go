@@ -527,7 +527,7 @@ func RenewSessionAnswers(ctx context.Context, s *Store, leases map[string]string
 	}
 	until, untilArgs := s.leaseUntil(ttl)
 	_, err := s.db.NewUpdate().Model((*Session)(nil)).Set("answer_until = "+until, untilArgs...).
-		Where("id IN (?)", bun.In(ids)).Where("answer_id IN (?)", bun.In(held)).Where("answer_until IS NOT NULL").Exec(ctx)
+		Where("id IN (?)", bun.List(ids)).Where("answer_id IN (?)", bun.List(held)).Where("answer_until IS NOT NULL").Exec(ctx)
 	return classify(err)
 }
 
@@ -583,7 +583,7 @@ func SessionAnswerLeases(ctx context.Context, s *Store, sessionIDs []string) (ma
 		return map[string]AnswerLease{}, nil
 	}
 	err := s.db.NewSelect().Table("sessions").Column("id", "answer_id", "answer_canceled", "status").
-		Where("id IN (?)", bun.In(sessionIDs)).Scan(ctx, &rows)
+		Where("id IN (?)", bun.List(sessionIDs)).Scan(ctx, &rows)
 	if err != nil {
 		return nil, classify(err)
 	}

@@ -140,7 +140,7 @@ func TestMalformedStream(t *testing.T) {
 			if !errors.Is(err, llm.ErrMalformedStream) {
 				t.Errorf("fault %d: %v, want ErrMalformedStream", fault, err)
 			}
-			asUpstream(t, err)
+			_ = asUpstream(t, err)
 		}
 		// Malformed from the first byte: Stream says so.
 		srv.Enqueue(llmtest.Reply{Text: "x", Fault: llmtest.FaultMalformed, FaultAfter: 0})

@@ -2,6 +2,7 @@ package speech
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -115,7 +116,7 @@ func TestEspeakAbandonsLongText(t *testing.T) {
 	for !c.done.Load() {
 		time.Sleep(time.Millisecond)
 	}
-	if c.err != ErrClosed {
+	if !errors.Is(c.err, ErrClosed) {
 		t.Errorf("abandoned clip ended with %v", c.err)
 	}
 	if n := e.Stats().Syntheses; n != 1 {

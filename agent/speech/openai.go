@@ -115,9 +115,10 @@ func (c *openAIClient) do(ctx context.Context, op string, build func() (*http.Re
 			last = err
 			continue
 		}
-		last = statusError(op, resp)
-		if !last.(*ProviderError).Temporary() {
-			return nil, last
+		pe := statusError(op, resp)
+		last = pe
+		if !pe.Temporary() {
+			return nil, pe
 		}
 	}
 	return nil, last

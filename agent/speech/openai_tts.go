@@ -60,7 +60,7 @@ func (t *OpenAITTS) Synthesize(ctx context.Context, text, voice string, speed fl
 		return nil, err
 	}
 	var a *httpAudio
-	_, err = t.c.do(ctx, "synthesize", func() (*http.Request, error) {
+	_, err = t.c.do(ctx, "synthesize", func() (*http.Request, error) { //nolint:bodyclose // the body becomes the audio, closed by its Close
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.c.base+"/audio/speech", bytes.NewReader(body))
 		if err != nil {
 			return nil, err

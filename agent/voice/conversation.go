@@ -147,6 +147,8 @@ func (c *conversation) wake() {
 }
 
 // run is Run: the owner's loop and the teardown.
+//
+//nolint:contextcheck // the conversation carries the context Run was given
 func (c *conversation) run(brain agent.Brain) Result {
 	e, err := newEar(c.stream, c.playing.Load, c.wake)
 	if err != nil {

@@ -92,7 +92,7 @@ func startBrowser(t *testing.T, script string, args ...string) *browserRun {
 		for sc.Scan() {
 			var step map[string]any
 			if err := json.Unmarshal(sc.Bytes(), &step); err != nil {
-				r.stderr.Write([]byte("stdout: " + sc.Text() + "\n"))
+				_, _ = r.stderr.Write([]byte("stdout: " + sc.Text() + "\n"))
 				continue
 			}
 			if step["step"] == "screenshot" {

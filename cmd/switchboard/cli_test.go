@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"os/exec"
@@ -360,7 +361,8 @@ func runStdin(t *testing.T, env []string, stdin string, args ...string) result {
 	if ctx.Err() != nil {
 		t.Fatalf("switchboard %s: still running after %v\n%s", strings.Join(args, " "), commandTimeout, r)
 	}
-	if exitErr, ok := err.(*exec.ExitError); ok {
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
 		r.code = exitErr.ExitCode()
 	} else if err != nil {
 		t.Fatalf("switchboard %s: %v", strings.Join(args, " "), err)

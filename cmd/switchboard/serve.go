@@ -219,6 +219,8 @@ var errStopped = errors.New("stopped before serving")
 // joinCluster fails the calls this node carried when it last stopped without hanging them
 // up, then starts the node's heartbeat: it beats before taking calls, and fails the calls
 // of nodes gone silent (node-lost), publishing their call.ended.
+//
+//nolint:contextcheck // the heartbeat beats on through the drain, after the first signal ended ctx
 func (n *server) joinCluster(ctx context.Context) error {
 	c, st := n.cfg, n.st
 	if count, err := store.FailInterruptedCalls(ctx, st, c.Node); err != nil {
@@ -329,7 +331,8 @@ func (n *server) listen(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	ln, err := net.Listen("tcp", c.HTTPAddr)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", c.HTTPAddr)
 	if err != nil {
 		return err
 	}
@@ -339,7 +342,7 @@ func (n *server) listen(ctx context.Context) error {
 	}
 	var sipTLS net.Listener
 	if c.SIPTLSCert != "" || c.SIPTLSKey != "" {
-		if sipTLS, err = net.Listen("tcp", c.SIPTLSAddr); err != nil {
+		if sipTLS, err = lc.Listen(ctx, "tcp", c.SIPTLSAddr); err != nil {
 			return fmt.Errorf("sip: listen tls %s: %w", c.SIPTLSAddr, err)
 		}
 	}
@@ -386,6 +389,8 @@ func (n *server) wait(ctx context.Context) error {
 // drain stops the node in order: event streams end (their clients reconnect to another
 // node), calls end (SIP with a BYE, browsers hung up), requests in flight finish, answers
 // of sessions are stored, the calls' records are written and the node leaves the cluster.
+//
+//nolint:contextcheck // it runs after the first signal ended the root context; each stage has its own deadline
 func (n *server) drain() error {
 	log := n.log
 	log.Info("shutting down: no new requests, finishing those in flight", "streams", n.streams.Open())

@@ -232,7 +232,7 @@ func (s *Server) transcribe(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_request_error", "Could not parse multipart form: "+err.Error())
 		return
 	}
-	defer r.MultipartForm.RemoveAll()
+	defer func() { _ = r.MultipartForm.RemoveAll() }()
 	req := TranscriptionRequest{
 		Header:         r.Header.Clone(),
 		Model:          r.FormValue("model"),
@@ -287,7 +287,7 @@ func (s *Server) transcribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ans.Drop {
-		panic(http.ErrAbortHandler)
+		panic(http.ErrAbortHandler) //nolint:forbidigo // net/http cuts the connection, as a failing provider does
 	}
 	if ans.Status >= 400 {
 		writeError(w, ans.Status, "", ans.Message)
@@ -405,7 +405,7 @@ func (s *Server) speak(w http.ResponseWriter, r *http.Request) {
 		if flusher != nil {
 			flusher.Flush()
 		}
-		panic(http.ErrAbortHandler)
+		panic(http.ErrAbortHandler) //nolint:forbidigo // net/http cuts the connection, as a failing provider does
 	}
 	buf := make([]byte, 0, 2*chunk+44)
 	if format == "wav" || ans.WAV {
@@ -429,7 +429,7 @@ func (s *Server) speak(w http.ResponseWriter, r *http.Request) {
 			flusher.Flush()
 		}
 		if ans.CutAfter > 0 && sent >= ans.CutAfter {
-			panic(http.ErrAbortHandler)
+			panic(http.ErrAbortHandler) //nolint:forbidigo // net/http cuts the connection, as a failing provider does
 		}
 		if i == 0 && ans.Gate != nil {
 			select {

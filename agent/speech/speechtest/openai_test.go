@@ -78,11 +78,15 @@ func TestStandInRefusesWhatOpenAIRefuses(t *testing.T) {
 		var b bytes.Buffer
 		mw := multipart.NewWriter(&b)
 		for k, v := range fields {
-			mw.WriteField(k, v)
+			if err := mw.WriteField(k, v); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if file != nil {
 			w, _ := mw.CreateFormFile("file", "audio.wav")
-			w.Write(file)
+			if _, err := w.Write(file); err != nil {
+				t.Fatal(err)
+			}
 		}
 		mw.Close()
 		return b.Bytes(), mw.FormDataContentType()
