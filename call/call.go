@@ -151,6 +151,8 @@ func (c *Call) SendDTMF(digits string) error {
 
 // run carries the call: it waits for media, runs the handler, and tears the call down once
 // it ends, whoever ended it.
+//
+//nolint:contextcheck // a call outlives the request that started it; the node's base context ends it
 func (c *Call) run(handler Handler) {
 	base := c.node.base
 	streamDone := c.spec.Stream.Done()

@@ -11,6 +11,7 @@
 package testnet
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -42,12 +43,13 @@ func ListenPair(t testing.TB) (net.PacketConn, net.Listener) {
 func listenPair() (net.PacketConn, net.Listener, error) {
 	var err error
 	for range 50 {
+		var lc net.ListenConfig
 		var pc net.PacketConn
-		if pc, err = net.ListenPacket("udp4", "127.0.0.1:0"); err != nil {
+		if pc, err = lc.ListenPacket(context.Background(), "udp4", "127.0.0.1:0"); err != nil {
 			return nil, nil, fmt.Errorf("testnet: listen udp: %w", err)
 		}
 		var l net.Listener
-		if l, err = net.Listen("tcp4", pc.LocalAddr().String()); err == nil {
+		if l, err = lc.Listen(context.Background(), "tcp4", pc.LocalAddr().String()); err == nil {
 			return pc, l, nil
 		}
 		_ = pc.Close()
