@@ -1,0 +1,154 @@
+package sip
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/switchboard-go/switchboard/call"
+	"github.com/switchboard-go/switchboard/store"
+)
+
+// TestParseReasons reads what carriers and PBXs put in a Reason header, and ignores what
+// says nothing usable.
+func TestParseReasons(t *testing.T) {
+	for _, tc := range []struct {
+		in   []string
+		want []peerReason
+	}{
+		{[]string{`Q.850;cause=16;text="Normal call clearing"`}, []peerReason{{"Q.850", 16, "Normal call clearing"}}},
+		{[]string{`SIP;cause=486;text="Busy Here", Q.850;cause=17;text="User busy"`},
+			[]peerReason{{"SIP", 486, "Busy Here"}, {"Q.850", 17, "User busy"}}},
+		{[]string{`q.850 ; cause = 31`, `sip;cause=200;text="Call completed elsewhere"`},
+			[]peerReason{{"Q.850", 31, ""}, {"SIP", 200, "Call completed elsewhere"}}},
+		{[]string{`Q.850;text="a, b; \"c\"";cause=21`}, []peerReason{{"Q.850", 21, `a, b; "c"`}}},
+		{[]string{`X-Carrier;cause=7;text=token`}, []peerReason{{"X-Carrier", 7, "token"}}},
+		{[]string{`Q.850;cause=abc`, `Q.850`, ``, `;cause=16`, `"Q.850";cause=16`, `Q.850;cause=1234`, `,,,`}, nil},
+		{[]string{`Q.850;cause=16;text="unterminated`}, []peerReason{{"Q.850", 16, "unterminated"}}},
+		{[]string{"Q.850;cause=16;text=\"bell\x07\xffend\""}, []peerReason{{"Q.850", 16, "bellend"}}},
+	} {
+		if got := parseReasons(tc.in); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%q: %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+	many := strings.Repeat("Q.850;cause=16,", 100)
+	if got := parseReasons([]string{many}); len(got) != maxReasonValues {
+		t.Errorf("%d values kept of 100, want %d", len(got), maxReasonValues)
+	}
+	if got := parseReasons([]string{`Q.850;cause=16;text="` + strings.Repeat("x", 10000) + `"`}); len(got) != 1 || len(got[0].Text) != maxReasonText {
+		t.Errorf("a long text kept as %d bytes, want %d", len(got[0].Text), maxReasonText)
+	}
+}
+
+// FuzzParseReasons holds the parser to never panic and to keep what it returns fit for a
+// record, whatever a peer sends.
+func FuzzParseReasons(f *testing.F) {
+	for _, s := range []string{
+		`Q.850;cause=16;text="Normal call clearing"`,
+		`SIP;cause=486;text="Busy Here", Q.850;cause=17;text="User busy"`,
+		`Q.850;text="a, b; \"c\"";cause=21`,
+		`Q.850;cause=16;text="unterminated`,
+		`"`, `\`, `;;;,,,==`, "Q.850;cause=16;text=\"\xff\xfe\"",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		rs := parseReasons([]string{s, s})
+		if len(rs) > maxReasonValues {
+			t.Fatalf("%d values", len(rs))
+		}
+		for _, r := range rs {
+			if r.Protocol == "" || r.Cause < -1 || r.Cause > 999 || (r.Cause < 0 && r.Text == "") {
+				t.Fatalf("%q: %+v", s, r)
+			}
+			if len(r.Text) > maxReasonText || !utf8.ValidString(r.Text) {
+				t.Fatalf("%q: text %q", s, r.Text)
+			}
+		}
+	})
+}
+
+// When the agent ends a call, the caller's BYE says it was a normal clearing.
+func TestReasonOnAgentBye(t *testing.T) {
+	verifyNoLeaks(t)
+	st, tenant := newCallStore(t)
+	events := newEventLog()
+	agent := HandlerFunc(func(ctx context.Context, c *Call) { c.Hangup("") })
+	_, addr := startCallServer(t, Config{Store: st, DefaultTenantID: tenant, Events: events, Agents: testAgents{agent}})
+	agentNumber(t, st, tenant, "bye")
+	u := newTestCaller(t)
+	peer := newRTPPeer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	d := u.call(ctx, t, uri(t, "bye", addr), sdpOffer("127.0.0.1", peer.port(), dirSendRecv), sipgo.AnswerOptions{})
+	callID := d.InviteRequest.CallID().Value()
+	u.waitBye(ctx, t, callID)
+	if got, want := u.byeReason(callID), `Q.850;cause=16;text="Normal call clearing"`; got != want {
+		t.Errorf("BYE Reason %q, want %q", got, want)
+	}
+	rec := events.wait(ctx, t, call.EventEnded, sipCall(callID)).Data.(store.Call)
+	if rec.EndedReason != string(call.ReasonAgentHangup) {
+		t.Errorf("ended %s, want agent-hangup", rec.EndedReason)
+	}
+}
+
+// A carrier's BYE that says why it cleared the call leaves its cause on the record and in
+// call.ended; a BYE without one leaves nothing.
+func TestPeerByeReasonRecorded(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		reason []string
+		want   map[string]any // metadata keys; nil: none of them
+	}{
+		{"user busy", []string{`Q.850;cause=17;text="User busy"`},
+			map[string]any{"sip_reason": `Q.850;cause=17;text="User busy"`, "q850_cause": float64(17), "q850_text": "User busy"}},
+		{"sip and q850", []string{`SIP;cause=200;text="Call completed elsewhere"`, `Q.850;cause=26`},
+			map[string]any{"sip_reason": `SIP;cause=200;text="Call completed elsewhere", Q.850;cause=26`, "q850_cause": float64(26), "sip_reason_cause": float64(200)}},
+		{"garbage", []string{`;;"=,`}, nil},
+		{"none", nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			verifyNoLeaks(t)
+			st, tenant := newCallStore(t)
+			events := newEventLog()
+			_, addr := startCallServer(t, Config{Store: st, DefaultTenantID: tenant, Events: events})
+			u := newTestCaller(t)
+			peer := newRTPPeer(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+
+			d := u.call(ctx, t, uri(t, "echo", addr), sdpOffer("127.0.0.1", peer.port(), dirSendRecv), sipgo.AnswerOptions{})
+			rec := answeredCall(ctx, t, events, d.InviteRequest.CallID().Value())
+			req := sip.NewRequest(sip.BYE, d.InviteResponse.Contact().Address)
+			for _, v := range tc.reason {
+				req.AppendHeader(sip.NewHeader("Reason", v))
+			}
+			if err := d.WriteBye(ctx, req); err != nil {
+				t.Fatalf("BYE: %v", err)
+			}
+
+			ended := events.wait(ctx, t, call.EventEnded, onTopic(rec.ID)).Data.(store.Call)
+			got := endedCall(ctx, t, events, st, tenant, rec.ID)
+			if got.EndedReason != string(call.ReasonCallerHangup) {
+				t.Errorf("ended %s, want caller-hangup", got.EndedReason)
+			}
+			for _, k := range []string{"sip_reason", "q850_cause", "q850_text", "sip_reason_cause"} {
+				want, ok := tc.want[k]
+				if v, has := got.Metadata[k]; has != ok || (ok && fmt.Sprint(v) != fmt.Sprint(want)) {
+					t.Errorf("record metadata %s = %v (%v), want %v (%v)", k, v, has, want, ok)
+				}
+				if v, has := ended.Metadata[k]; has != ok || (ok && fmt.Sprint(v) != fmt.Sprint(want)) {
+					t.Errorf("call.ended metadata %s = %v (%v), want %v (%v)", k, v, has, want, ok)
+				}
+			}
+		})
+	}
+}
