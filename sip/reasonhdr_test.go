@@ -152,3 +152,57 @@ func TestPeerByeReasonRecorded(t *testing.T) {
 		})
 	}
 }
+
+// A caller's CANCEL that says why it gave up leaves its cause on the canceled call's record.
+func TestPeerCancelReasonRecorded(t *testing.T) {
+	verifyNoLeaks(t, sipgoCancelLeak)
+	st, tenant := newCallStore(t)
+	events := newEventLog()
+	_, addr := startCallServerWith(t, Config{Store: st, DefaultTenantID: tenant, Events: events}, 10*time.Second)
+	u := newTestCaller(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	d, err := u.testUA.dialog.Invite(ctx, uri(t, "echo", addr), offerSDP(40000, "0"), sip.NewHeader("Content-Type", "application/sdp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	canceled := make(chan error, 1)
+	err = d.WaitAnswer(ctx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
+		if res.StatusCode != 180 {
+			return nil
+		}
+		inv := d.InviteRequest
+		req := sip.NewRequest(sip.CANCEL, inv.Recipient)
+		req.AppendHeader(sip.HeaderClone(inv.Via()))
+		req.AppendHeader(sip.HeaderClone(inv.From()))
+		req.AppendHeader(sip.HeaderClone(inv.To()))
+		req.AppendHeader(sip.HeaderClone(inv.CallID()))
+		req.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.CANCEL})
+		req.AppendHeader(sip.NewHeader("Reason", `Q.850;cause=17;text="User busy"`))
+		req.SetBody(nil)
+		go func() {
+			res, err := u.client.Do(ctx, req, func(*sipgo.Client, *sip.Request) error { return nil })
+			if err == nil && res.StatusCode != 200 {
+				err = fmt.Errorf("CANCEL answered %d", res.StatusCode)
+			}
+			canceled <- err
+		}()
+		return nil
+	}})
+	if err == nil {
+		t.Fatal("the call was answered despite the CANCEL")
+	}
+	if err := <-canceled; err != nil {
+		t.Fatal(err)
+	}
+	rec := events.wait(ctx, t, call.EventRinging, sipCall(d.InviteRequest.CallID().Value())).Data.(store.Call)
+	got := endedCall(ctx, t, events, st, tenant, rec.ID)
+	if got.Status != store.CallCanceled || got.EndedReason != string(call.ReasonCanceled) {
+		t.Fatalf("record %s/%s, want canceled", got.Status, got.EndedReason)
+	}
+	if fmt.Sprint(got.Metadata["q850_cause"]) != "17" || got.Metadata["sip_reason"] != `Q.850;cause=17;text="User busy"` {
+		t.Errorf("metadata %v, want the CANCEL's Q.850 cause 17", got.Metadata)
+	}
+}
