@@ -176,10 +176,10 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 
 	ringCtx, cancel := context.WithTimeout(ctx, time.Duration(c.Record().TimeoutSeconds)*time.Second)
 	defer cancel()
-	// The INVITE waits on waitCtx, which only a shutdown ends (sipgo then CANCELs) or the
-	// canceller forces when the far end never answers its CANCEL. A hang-up while it rings
-	// (Server.Hangup) or the call's timeout is the canceller's: its CANCEL says why.
-	waitCtx, force := context.WithCancelCause(ctx)
+	// The INVITE waits on waitCtx, which only the canceller ends, forced, when the far end
+	// never answers its CANCEL: a hang-up while it rings (Server.Hangup), the call's timeout
+	// and a shutdown are the canceller's, and its CANCEL says which (sipgo's would not).
+	waitCtx, force := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer force(nil)
 	waitDone := make(chan struct{})
 	cancellerDone := make(chan struct{})
@@ -189,9 +189,11 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 		case <-c.ended:
 			c.cancelInvite(waitCtx, c.reason, waitDone, force)
 		case <-ringCtx.Done():
-			if ctx.Err() == nil {
-				c.cancelInvite(waitCtx, call.ReasonNoAnswer, waitDone, force)
+			reason := call.ReasonNoAnswer
+			if ctx.Err() != nil {
+				reason = call.ReasonShutdown
 			}
+			c.cancelInvite(waitCtx, reason, waitDone, force)
 		case <-waitDone:
 		}
 	}()

@@ -206,3 +206,74 @@ func TestPeerCancelReasonRecorded(t *testing.T) {
 		t.Errorf("metadata %v, want the CANCEL's Q.850 cause 17", got.Metadata)
 	}
 }
+
+// A node that stops while an outbound call rings CANCELs it with a temporary failure, and
+// the record says shutdown.
+func TestShutdownCancelReason(t *testing.T) {
+	verifyNoLeaks(t, sipgoCancelLeak)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, tenant := newCallStore(t)
+	events := newEventLog()
+	pc, l, err := Listen(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{Store: st, DefaultTenantID: tenant, Events: events, Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stopServer := context.WithCancel(context.Background())
+	defer stopServer()
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(sctx, pc, l) }()
+	<-s.ready
+
+	cancelReason := make(chan string, 1)
+	far := newFarEnd(t, func(f *farEnd, req *sip.Request, tx sip.ServerTransaction) {
+		tx.OnCancel(func(r *sip.Request) {
+			v := ""
+			if h := r.GetHeader("Reason"); h != nil {
+				v = h.Value()
+			}
+			cancelReason <- v
+		})
+		d, err := f.dialogs.ReadInvite(req, tx)
+		if err != nil {
+			return
+		}
+		defer d.Close()
+		_ = d.Respond(180, "Ringing", nil)
+		select {
+		case <-d.Context().Done():
+		case <-ctx.Done():
+		}
+	})
+	rec := store.NewOutboundCall()
+	rec.TenantID, rec.To, rec.Destination, rec.TimeoutSeconds = tenant, "sip:far@"+far.addr, "tone", 60
+	if err := s.Dial(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	events.wait(ctx, t, call.EventRinging, onTopic(rec.ID))
+	stopServer()
+	select {
+	case got := <-cancelReason:
+		if want := `Q.850;cause=41;text="Temporary failure"`; got != want {
+			t.Errorf("CANCEL Reason %q, want %q", got, want)
+		}
+	case <-ctx.Done():
+		t.Fatal("no CANCEL on shutdown")
+	}
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("server did not stop")
+	}
+	ended := events.wait(ctx, t, call.EventEnded, onTopic(rec.ID)).Data.(store.Call)
+	if ended.EndedReason != string(call.ReasonShutdown) {
+		t.Errorf("ended %s, want shutdown", ended.EndedReason)
+	}
+}
