@@ -134,7 +134,7 @@ func TestWebRTCPeerEcho(t *testing.T) {
 
 func waitEvent(t *testing.T, c *rtctest.Client, typ string) map[string]any {
 	t.Helper()
-	deadline := time.After(5 * time.Second)
+	deadline := time.After(15 * time.Second) // a data channel opens late on a busy machine
 	seen := 0
 	for {
 		evs := c.Events()
