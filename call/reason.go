@@ -1,6 +1,10 @@
 package call
 
-import "github.com/switchboard-go/switchboard/store"
+import (
+	"strconv"
+
+	"github.com/switchboard-go/switchboard/store"
+)
 
 // Reason is why a call ended, as written to its record (store.Call.EndedReason) and
 // published with call.ended. The strings are the store's (store.Ended…): they are what
@@ -155,4 +159,27 @@ func (r Reason) CloseCode() int {
 		return c
 	}
 	return CloseNormal
+}
+
+// q850Texts are the ITU-T Q.850 names of the causes in sipCauses, the text of a Reason
+// header: a carrier's log shows them beside the number.
+var q850Texts = map[int]string{
+	16:  "Normal call clearing",
+	17:  "User busy",
+	19:  "No answer from user",
+	21:  "Call rejected",
+	41:  "Temporary failure",
+	102: "Recovery on timer expiry",
+}
+
+// ReasonHeader is the value of the RFC 3326 Reason header of a BYE or CANCEL that ends a
+// call with this cause: `Q.850;cause=16;text="Normal call clearing"`, so that the far end
+// (a carrier's switch, a PBX) logs and bills it as the cause it is rather than as an
+// unexplained hang-up.
+func (c SIPCause) ReasonHeader() string {
+	v := "Q.850;cause=" + strconv.Itoa(c.Q850)
+	if t, ok := q850Texts[c.Q850]; ok {
+		v += `;text="` + t + `"`
+	}
+	return v
 }

@@ -23,6 +23,8 @@ func TestReasonTables(t *testing.T) {
 			t.Errorf("%s has no SIP cause", r)
 		} else if c.Status < 400 || c.Status > 699 || c.Phrase == "" || c.Q850 <= 0 || c.Q850 > 127 {
 			t.Errorf("%s: SIP cause %+v", r, c)
+		} else if _, ok := q850Texts[c.Q850]; !ok {
+			t.Errorf("%s: Q.850 cause %d has no text for the Reason header", r, c.Q850)
 		}
 		code, ok := closeCodes[r]
 		if !ok {
@@ -91,5 +93,28 @@ func TestLogger(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("log line %q lacks %s", b.String(), want)
 		}
+	}
+}
+
+// TestReasonHeader pins the RFC 3326 Reason header a BYE or CANCEL carries for the reasons
+// carriers see most.
+func TestReasonHeader(t *testing.T) {
+	for _, tc := range []struct {
+		r    Reason
+		want string
+	}{
+		{ReasonAgentHangup, `Q.850;cause=16;text="Normal call clearing"`},
+		{ReasonAPIHangup, `Q.850;cause=16;text="Normal call clearing"`},
+		{ReasonShutdown, `Q.850;cause=41;text="Temporary failure"`},
+		{ReasonMediaTimeout, `Q.850;cause=102;text="Recovery on timer expiry"`},
+		{ReasonBusy, `Q.850;cause=17;text="User busy"`},
+		{Reason("carrier-said-so"), `Q.850;cause=16;text="Normal call clearing"`},
+	} {
+		if got := tc.r.SIP().ReasonHeader(); got != tc.want {
+			t.Errorf("%s: Reason %s, want %s", tc.r, got, tc.want)
+		}
+	}
+	if got := (SIPCause{Q850: 99}).ReasonHeader(); got != "Q.850;cause=99" {
+		t.Errorf("a cause without a text: %s", got)
 	}
 }

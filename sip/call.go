@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -88,6 +89,10 @@ type Call struct {
 	goneOnce sync.Once
 	reason   call.Reason
 	sendBye  bool
+	// canceledBy holds the caller's CANCEL of an inbound call once it came.
+	canceledBy *atomic.Pointer[sip.Request]
+	// inflight is an outbound call's INVITE while it waits for its answer.
+	inflight atomic.Pointer[inviteInFlight]
 }
 
 func (s *Server) newCall(rec store.Call, inbound bool, h Handler) *Call {
@@ -271,7 +276,7 @@ func (c *Call) run(ctx context.Context) {
 
 	c.sess.Hangup(string(c.reason))
 	if c.sendBye {
-		c.bye(ctx)
+		c.bye(ctx, c.reason)
 	}
 	// The one teardown rule of every call: the handler sees its stream end and returns by
 	// itself, or is cancelled.
@@ -285,25 +290,53 @@ func (c *Call) run(ctx context.Context) {
 	c.end(ctx, c.reason)
 }
 
-// bye tells the far end the call is over, waiting a few seconds for its answer.
-func (c *Call) bye(ctx context.Context) {
+// bye tells the far end the call is over and why (the Reason header of reason's Q.850
+// cause), waiting a few seconds for its answer.
+func (c *Call) bye(ctx context.Context, reason call.Reason) {
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), call.ByeTimeout)
 	defer cancel()
 	var err error
 	if c.uas != nil {
-		err = c.uas.Bye(bctx)
+		err = c.uas.WriteBye(bctx, c.newBye(reason))
 	} else {
-		err = c.uac.Bye(bctx)
+		err = c.uac.WriteBye(bctx, c.newBye(reason))
 	}
 	if err != nil {
 		c.log.Info("bye not answered", "error", err)
 	}
 }
 
+// newBye is the BYE that ends the call with reason, addressed as sipgo's own Bye addresses
+// it (the far end's Contact); the dialog fills in its From, To, Call-ID, CSeq and route.
+func (c *Call) newBye(reason call.Reason) *sip.Request {
+	var bye *sip.Request
+	if c.uas != nil {
+		inv := c.uas.InviteRequest
+		target := inv.From().Address
+		if h := inv.Contact(); h != nil {
+			target = h.Address
+		}
+		bye = sip.NewRequest(sip.BYE, *target.Clone())
+		bye.SetTransport(inv.Transport())
+	} else {
+		inv := c.uac.InviteRequest
+		target := inv.Recipient
+		if h := c.uac.InviteResponse.Contact(); h != nil {
+			target = h.Address
+		}
+		bye = sip.NewRequest(sip.BYE, *target.Clone())
+		bye.SipVersion = inv.SipVersion
+		bye.SetTransport(inv.Transport())
+		bye.SetSource(inv.Source())
+	}
+	bye.AppendHeader(reasonHeader(reason))
+	return bye
+}
+
 // byeAndEnd ends a call that was answered but cannot go on (no ACK, no usable answer, no
 // media): the far end gets a BYE, the record the reason.
 func (c *Call) byeAndEnd(ctx context.Context, reason call.Reason) {
-	c.bye(ctx)
+	c.bye(ctx, reason)
 	c.end(ctx, reason)
 }
 
@@ -316,6 +349,11 @@ func (c *Call) end(ctx context.Context, reason call.Reason) {
 		st = c.sess.Stats()
 		q := store.CallQuality(c.sess.Quality())
 		quality = &q
+	}
+	if c.canceledBy != nil {
+		if r := c.canceledBy.Load(); r != nil {
+			c.notePeerReason(r)
+		}
 	}
 	c.Ended(ctx, reason, quality)
 	c.mediaDone()
@@ -529,7 +567,7 @@ func (c *Call) teardown(ctx context.Context) {
 		step("answer", func() { _ = c.uas.Respond(sip.StatusInternalServerError, "Server Internal Error", nil) })
 	case c.uas != nil && c.uas.LoadState() < sip.DialogStateEnded,
 		c.uac != nil && c.uac.LoadState() > 0 && c.uac.LoadState() < sip.DialogStateEnded:
-		step("bye", func() { c.bye(ctx) })
+		step("bye", func() { c.bye(ctx, call.ReasonError) })
 	}
 	if c.sess != nil || c.ports != nil {
 		step("close media", c.closeMedia)

@@ -201,12 +201,13 @@ type testCaller struct {
 	mu      sync.Mutex
 	dialogs map[string]*sipgo.DialogClientSession // by Call-ID
 	onRefer func(d *sipgo.DialogClientSession, req *sip.Request, tx sip.ServerTransaction)
-	byes    chan string // the Call-IDs of the BYEs received
+	byes    chan string       // the Call-IDs of the BYEs received
+	reasons map[string]string // the Reason header of each BYE received, by Call-ID
 }
 
 func newTestCaller(t *testing.T) *testCaller {
 	t.Helper()
-	c := &testCaller{testUA: newTestUA(t), dialogs: map[string]*sipgo.DialogClientSession{}, byes: make(chan string, 64)}
+	c := &testCaller{testUA: newTestUA(t), dialogs: map[string]*sipgo.DialogClientSession{}, byes: make(chan string, 64), reasons: map[string]string{}}
 	srv, err := sipgo.NewServer(c.ua)
 	if err != nil {
 		t.Fatal(err)
@@ -216,6 +217,11 @@ func newTestCaller(t *testing.T) *testCaller {
 		if d == nil || d.ReadBye(req, tx) != nil {
 			_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
 			return
+		}
+		if h := req.GetHeader("Reason"); h != nil {
+			c.mu.Lock()
+			c.reasons[req.CallID().Value()] = h.Value()
+			c.mu.Unlock()
 		}
 		c.byes <- req.CallID().Value()
 	})
@@ -231,6 +237,13 @@ func newTestCaller(t *testing.T) *testCaller {
 		h(d, req, tx)
 	})
 	return c
+}
+
+// byeReason is the Reason header of the server's BYE in the call callID ("" if none).
+func (c *testCaller) byeReason(callID string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reasons[callID]
 }
 
 func (c *testCaller) dialogOf(callID string) *sipgo.DialogClientSession {
@@ -956,6 +969,9 @@ func TestHangupFromAPI(t *testing.T) {
 		t.Errorf("record right after Hangup: %v %v, want completed", now, err)
 	}
 	u.waitBye(ctx, t, callID)
+	if got, want := u.byeReason(callID), `Q.850;cause=16;text="Normal call clearing"`; got != want {
+		t.Errorf("BYE Reason %q, want %q", got, want)
+	}
 	got := endedCall(ctx, t, events, st, tenant, rec.ID)
 	if got.Status != store.CallCompleted || got.EndedReason != string(call.ReasonAPIHangup) || got.Quality.PacketsSent == 0 {
 		t.Fatalf("record %s/%s sent %d, want completed/api-hangup with the tone counted", got.Status, got.EndedReason, got.Quality.PacketsSent)
@@ -1593,11 +1609,17 @@ func TestOutboundUnanswered(t *testing.T) {
 			events := newEventLog()
 			s, _ := startCallServer(t, Config{Store: st, DefaultTenantID: tenant, Events: events})
 			canceled := make(chan bool, 1)
+			cancelReason := make(chan string, 1)
 			far := newFarEnd(t, func(f *farEnd, req *sip.Request, tx sip.ServerTransaction) {
 				if tc.status == store.CallBusy {
 					_ = tx.Respond(sip.NewResponseFromRequest(req, 486, "Busy Here", nil))
 					return
 				}
+				tx.OnCancel(func(r *sip.Request) {
+					if h := r.GetHeader("Reason"); h != nil {
+						cancelReason <- h.Value()
+					}
+				})
 				d, err := f.dialogs.ReadInvite(req, tx)
 				if err != nil {
 					return
@@ -1639,6 +1661,19 @@ func TestOutboundUnanswered(t *testing.T) {
 			}
 			if !<-canceled {
 				t.Error("the far end saw no CANCEL")
+			}
+			// The CANCEL says why: the caller gave up (normal clearing) or nobody answered.
+			want := `Q.850;cause=19;text="No answer from user"`
+			if tc.hangup {
+				want = `Q.850;cause=16;text="Normal call clearing"`
+			}
+			select {
+			case got := <-cancelReason:
+				if got != want {
+					t.Errorf("CANCEL Reason %s, want %s", got, want)
+				}
+			default:
+				t.Errorf("the CANCEL had no Reason header, want %s", want)
 			}
 			if d := time.Since(start); !tc.hangup && d < 2*time.Second {
 				t.Errorf("gave up after %v, want the 2 s timeout", d)

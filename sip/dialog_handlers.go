@@ -162,6 +162,8 @@ func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
 		respond(s.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
+	// Before the dialog ends on it: the call's end writes the record as soon as it has.
+	c.notePeerReason(req)
 	var err error
 	if c.uas != nil {
 		err = c.uas.ReadBye(req, tx)

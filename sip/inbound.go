@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -111,6 +112,10 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		refuse(ref)
 		return
 	}
+	// The caller's CANCEL, kept for its Reason header: registered before the dialog's own
+	// hook, which ends the call, so that the record has it when it is written.
+	var canceledBy atomic.Pointer[sip.Request]
+	tx.OnCancel(func(r *sip.Request) { canceledBy.Store(r) })
 	dlg, err := s.dialogUA.ReadInvite(req, tx)
 	if err != nil {
 		refuse(&refusal{code: sip.StatusBadRequest, reason: "Bad Request", why: err.Error()})
@@ -124,6 +129,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		_ = dlg.Respond(sip.StatusServiceUnavailable, "Service Unavailable", nil)
 		return
 	}
+	c.canceledBy = &canceledBy
 	defer c.survive(ctx, "call", true)
 	s.calls.add(c)
 	c.Publish(call.EventCreated, c.Record())

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -175,14 +176,30 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 
 	ringCtx, cancel := context.WithTimeout(ctx, time.Duration(c.Record().TimeoutSeconds)*time.Second)
 	defer cancel()
-	go func() { // hung up while it rings (Server.Hangup): WaitAnswer sends the CANCEL
+	// The INVITE waits on waitCtx, which only the canceller ends, forced, when the far end
+	// never answers its CANCEL: a hang-up while it rings (Server.Hangup), the call's timeout
+	// and a shutdown are the canceller's, and its CANCEL says which (sipgo's would not).
+	waitCtx, force := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer force(nil)
+	waitDone := make(chan struct{})
+	cancellerDone := make(chan struct{})
+	go func() {
+		defer close(cancellerDone)
 		select {
 		case <-c.ended:
-			cancel()
+			c.cancelInvite(waitCtx, c.reason, waitDone, force)
 		case <-ringCtx.Done():
+			reason := call.ReasonNoAnswer
+			if ctx.Err() != nil {
+				reason = call.ReasonShutdown
+			}
+			c.cancelInvite(waitCtx, reason, waitDone, force)
+		case <-waitDone:
 		}
 	}()
-	dlg, err := s.sendInvite(ctx, ringCtx, c, inv, log)
+	dlg, err := s.sendInvite(ctx, waitCtx, c, inv, log)
+	close(waitDone)
+	<-cancellerDone
 	if dlg == nil {
 		log.Info("call failed", "reason", "invite not sent", "error", err)
 		c.ports.close()
@@ -318,7 +335,12 @@ func (s *Server) sendInvite(ctx, ringCtx context.Context, c *Call, inv *outbound
 			return nil, err
 		}
 		c.uac = dlg
+		fl := &inviteInFlight{req: req, provisional: make(chan struct{})}
+		c.inflight.Store(fl)
 		err = dlg.WaitAnswer(ringCtx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
+			if res.IsProvisional() {
+				fl.once.Do(func() { close(fl.provisional) })
+			}
 			if (res.StatusCode == 180 || res.StatusCode == 183) && !ringing {
 				ringing = true
 				c.Update(ctx, func(r *store.Call) { r.Status = store.CallRinging })
@@ -360,7 +382,7 @@ func (c *Call) unanswered(ctx, ringCtx context.Context, err error, log *slog.Log
 	case c.hungUp(): // its CANCEL's 487 is no refusal of the far end
 		log.Info("call hung up before answer", "reason", c.reason)
 		return c.reason
-	case errors.As(err, &de):
+	case errors.As(err, &de) && ringCtx.Err() == nil: // not the 487 of our CANCEL at the timeout
 		reason := outcome(de.Res.StatusCode)
 		log.Info("call not answered", "status", de.Res.StatusCode, "outcome", reason)
 		c.Update(ctx, func(r *store.Call) { r.Metadata = withSIPStatus(r.Metadata, de.Res.StatusCode) })
@@ -417,4 +439,91 @@ func withSIPStatus(m map[string]any, code int) map[string]any {
 	}
 	m["sip_status"] = code
 	return m
+}
+
+// inviteInFlight is the INVITE of an outbound call that waits for its answer: what its
+// CANCEL is built from, once a provisional response allows one (RFC 3261 §9.1).
+type inviteInFlight struct {
+	req         *sip.Request
+	provisional chan struct{}
+	once        sync.Once
+}
+
+// cancelTimeout is how long the canceller waits for the final response of a canceled INVITE
+// (64*T1, RFC 3261 §9.1) before it gives the INVITE up without one.
+const cancelTimeout = 32 * time.Second
+
+// cancelInvite gives up the call's ringing INVITE with a CANCEL whose Reason header says
+// why (the Q.850 cause of reason): sipgo's own CANCEL carries none, and a carrier that
+// gets one can tell a caller who gave up from a timeout. The INVITE then ends with the
+// far end's 487 (or its 200, when the answer crossed the CANCEL: the call then runs, sees
+// it has ended and sends a BYE); force ends the wait when neither comes.
+func (c *Call) cancelInvite(ctx context.Context, reason call.Reason, waitDone <-chan struct{}, force context.CancelCauseFunc) {
+	poll := time.NewTicker(20 * time.Millisecond) // an authentication round changes the INVITE
+	defer poll.Stop()
+	var fl *inviteInFlight
+	for fl == nil {
+		cur := c.inflight.Load()
+		var prov <-chan struct{}
+		if cur != nil {
+			prov = cur.provisional
+		}
+		select {
+		case <-prov:
+			fl = cur
+		case <-poll.C:
+		case <-waitDone:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+	req := fl.req
+	cancelReq := sip.NewRequest(sip.CANCEL, req.Recipient)
+	cancelReq.SipVersion = req.SipVersion
+	cancelReq.AppendHeader(sip.HeaderClone(req.Via())) // the INVITE's top Via: the CANCEL matches its transaction
+	cancelReq.AppendHeader(sip.HeaderClone(req.From()))
+	cancelReq.AppendHeader(sip.HeaderClone(req.To()))
+	cancelReq.AppendHeader(sip.HeaderClone(req.CallID()))
+	cancelReq.AppendHeader(&sip.CSeqHeader{SeqNo: req.CSeq().SeqNo, MethodName: sip.CANCEL})
+	sip.CopyHeaders("Route", req, cancelReq)
+	maxFwd := sip.MaxForwardsHeader(70)
+	cancelReq.AppendHeader(&maxFwd)
+	cancelReq.AppendHeader(reasonHeader(reason))
+	cancelReq.SetBody(nil)
+	cancelReq.SetTransport(req.Transport())
+	cancelReq.SetSource(req.Source())
+	cancelReq.Laddr = req.Laddr
+	asBuilt := func(*sipgo.Client, *sip.Request) error { return nil } // keep the INVITE's Via
+	tx, err := c.srv.dialogUA.Client.TransactionRequest(ctx, cancelReq, asBuilt)
+	if err != nil {
+		c.log.Info("cancel not sent", "error", err)
+		force(sipgo.WaitAnswerForceCancelErr)
+		return
+	}
+	defer tx.Terminate()
+	c.log.Info("invite canceled", "reason", reason)
+	t := time.NewTimer(cancelTimeout)
+	defer t.Stop()
+	responses, txDone := tx.Responses(), tx.Done() // read, or the transaction layer waits on us
+	for {
+		select {
+		case res := <-responses:
+			if !res.IsProvisional() {
+				responses = nil
+				if res.StatusCode != sip.StatusOK {
+					c.log.Info("cancel refused", "status", res.StatusCode)
+				}
+			}
+		case <-txDone:
+			responses, txDone = nil, nil
+		case <-waitDone:
+			return
+		case <-t.C:
+			force(sipgo.WaitAnswerForceCancelErr)
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }

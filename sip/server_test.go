@@ -528,7 +528,7 @@ func TestShutdownHangsUp(t *testing.T) {
 	go func() { served <- s.Serve(sctx, pc, nil) }()
 
 	u := newTestUA(t)
-	byes := make(chan struct{}, 1)
+	byes := make(chan string, 1) // the BYE's Reason header
 	uas, err := sipgo.NewServer(u.ua)
 	if err != nil {
 		t.Fatal(err)
@@ -543,7 +543,11 @@ func TestShutdownHangsUp(t *testing.T) {
 			_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
 			return
 		}
-		byes <- struct{}{}
+		reason := ""
+		if h := req.GetHeader("Reason"); h != nil {
+			reason = h.Value()
+		}
+		byes <- reason
 	})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -562,7 +566,11 @@ func TestShutdownHangsUp(t *testing.T) {
 
 	stopServer()
 	select {
-	case <-byes:
+	case reason := <-byes:
+		// A carrier sees a temporary failure, not a caller who hung up.
+		if want := `Q.850;cause=41;text="Temporary failure"`; reason != want {
+			t.Errorf("BYE Reason %q, want %q", reason, want)
+		}
 	case <-ctx.Done():
 		t.Fatal("no BYE from the server on shutdown")
 	}

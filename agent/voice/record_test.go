@@ -107,7 +107,10 @@ func TestRecordStopsOnKey(t *testing.T) {
 	rec := <-out
 	wait()
 	decodeRecording(t, rec)
-	if d := rec.Duration.Seconds(); d < 2.5 || d > 5 {
+	// The message is about 3.3 s; a caller on a busy machine drops the frames it could not
+	// send in time (as a real phone's pacer does), so the floor leaves room for that. What
+	// matters is that the key, not the silence or the limit, ended it.
+	if d := rec.Duration.Seconds(); d < 2 || d > 5 {
 		t.Errorf("recording of %.2f s, want the message until the key (~3.3 s)", d)
 	}
 }

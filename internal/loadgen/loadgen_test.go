@@ -142,8 +142,15 @@ func checkEcho(t *testing.T, rep *Report, calls int, d time.Duration) {
 		t.Errorf("%d round trips measured, want about %d", rep.RoundTrip.Count, want)
 	}
 	checkRoundTrip(t, rep)
-	if rep.OnsetsUnmatched != 0 {
-		t.Errorf("%d onsets heard matched none sent", rep.OnsetsUnmatched)
+	// An onset that matches nothing sent is a fault of the measurement, unless the generator
+	// itself skipped frames (a machine too busy to send on time cuts a burst, and the echo
+	// of the cut is a new onset): then a few are allowed.
+	allowed := 0
+	if rep.PacerSkippedFrames > 0 {
+		allowed = max(1, rep.RoundTrip.Count/10)
+	}
+	if rep.OnsetsUnmatched > allowed {
+		t.Errorf("%d onsets heard matched none sent (the pacer skipped %d frames)", rep.OnsetsUnmatched, rep.PacerSkippedFrames)
 	}
 	if rep.Setup.Count != calls || rep.Setup.Max <= 0 {
 		t.Errorf("setup times %+v", rep.Setup)
