@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"time"
 
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/store"
@@ -22,14 +21,7 @@ type AgentChange struct {
 // place in the cluster's order, so that the client's next change, on whichever node, comes
 // after it on every stream.
 func (s *Server) publish(ctx context.Context, tenantID, topic, typ string, data any) {
-	if s.cfg.Hub == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-	defer cancel()
-	if err := s.cfg.Hub.PublishCommitted(ctx, tenantID, topic, typ, data); err != nil {
-		s.log.Warn("event not published in order", "topic", topic, "type", typ, "err", err)
-	}
+	realtime.Changes{Hub: s.cfg.Hub, Log: s.log}.Publish(ctx, tenantID, topic, typ, data)
 }
 
 func (s *Server) streamRoutes() []route {

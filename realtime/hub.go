@@ -295,6 +295,21 @@ func (h *Hub) Sweep(now time.Time) {
 	}
 }
 
+// RunSweeper sweeps the hub every interval until ctx ends: a node's topics come and go with
+// its calls and sessions, and the hub forgets those nobody watches.
+func (h *Hub) RunSweeper(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case now := <-t.C:
+			h.Sweep(now)
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 // ErrSlowConsumer ends a subscriber that stayed behind.
 var ErrSlowConsumer = errors.New("realtime: subscriber too slow; disconnected")
 

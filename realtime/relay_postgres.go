@@ -75,6 +75,22 @@ func (r *PostgresRelay) Publish(ev *Event) {
 // it will hear the other nodes' events.
 func (r *PostgresRelay) Ready() <-chan struct{} { return r.ready }
 
+// WaitListening returns once the relay listens, or after wait, when it logs that the node
+// serves without hearing the other nodes yet (the relay goes on trying); it returns
+// ctx.Err() when ctx ends first.
+func (r *PostgresRelay) WaitListening(ctx context.Context, wait time.Duration) error {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-r.ready:
+	case <-t.C:
+		r.log.Warn("the event relay is not listening yet; serving anyway")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
 // Run writes and listens until ctx ends, reconnecting after failures.
 func (r *PostgresRelay) Run(ctx context.Context) {
 	done := make(chan struct{})

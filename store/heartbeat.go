@@ -134,6 +134,9 @@ type Heartbeat struct {
 	// watching goroutine uses them.
 	seen  map[string]seenNode
 	swept time.Time
+	// stop and done are those of the goroutine Start started.
+	stop context.CancelFunc
+	done chan struct{}
 }
 type seenNode struct {
 	beats int64
@@ -338,4 +341,39 @@ func (h *Heartbeat) Leave(ctx context.Context) error {
 		h.log.Warn("calls still live at shutdown marked failed", "calls", n, "node", h.opts.Node)
 	}
 	return nil
+}
+
+// Start runs the heartbeat (Run) on a goroutine of its own until ctx ends or Stop.
+func (h *Heartbeat) Start(ctx context.Context) {
+	ctx, h.stop = context.WithCancel(ctx)
+	h.done = make(chan struct{})
+	go func() { defer close(h.done); h.Run(ctx) }()
+}
+
+// Stop stops the heartbeat Start started and waits for it. It may be called again, and
+// does nothing when the heartbeat was not started; it is called by whoever called Start.
+func (h *Heartbeat) Stop() {
+	if h.stop == nil {
+		return
+	}
+	h.stop()
+	<-h.done
+}
+
+// departWait bounds a node's last word (Depart).
+const departWait = 15 * time.Second
+
+// Depart is a node's last word once its calls have ended: their records still queued for
+// the database are written, the heartbeat stops and is removed (Leave), so that no other
+// node has to find this one lost. It takes at most 15 s, and logs what it could not do.
+func (h *Heartbeat) Depart() {
+	ctx, cancel := context.WithTimeout(context.Background(), departWait)
+	defer cancel()
+	if err := h.s.FlushCalls(ctx); err != nil {
+		h.log.Error("call records not written at shutdown", "error", err)
+	}
+	h.Stop()
+	if err := h.Leave(ctx); err != nil {
+		h.log.Warn("node heartbeat not removed; other nodes will see it lost after the timeout", "error", err)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"slices"
 	"strconv"
@@ -137,6 +138,22 @@ func UnroutablePhoneNumbers(ctx context.Context, s *Store) ([]PhoneNumber, error
 		return nil, classify(err)
 	}
 	return out, nil
+}
+
+// LogUnroutablePhoneNumbers names, once at each start of a node, every phone number that
+// routes nowhere because an older number had it when numbers became unique: until its tenant
+// changes it, calls to it reach the older number, and only this line and the API's routable
+// field say so.
+func LogUnroutablePhoneNumbers(ctx context.Context, s *Store, log *slog.Logger) {
+	numbers, err := UnroutablePhoneNumbers(ctx, s)
+	if err != nil {
+		log.Warn("phone numbers that route nowhere not readable", "error", err)
+		return
+	}
+	for _, pn := range numbers {
+		log.Warn("phone number routes nowhere", "tenant_id", pn.TenantID, "phone_number_id", pn.ID, "number", pn.Number,
+			"why", "an older number had it when numbers became unique; its tenant must change it to a free one")
+	}
 }
 
 func (p *PhoneNumber) references() []reference {

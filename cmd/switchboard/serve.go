@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,28 +23,13 @@ import (
 	"github.com/switchboard-go/switchboard/internal/netguard"
 	"github.com/switchboard-go/switchboard/internal/settings"
 	"github.com/switchboard-go/switchboard/knowledge"
+	"github.com/switchboard-go/switchboard/mediastream"
 	"github.com/switchboard-go/switchboard/provider"
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/rtc"
 	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
 )
-
-// logUnroutableNumbers names, once at each start, every phone number that routes nowhere
-// because an older number had it when numbers became unique: until its tenant changes it,
-// calls to it reach the older number, and only this line and the API's
-// routable field say so.
-func logUnroutableNumbers(ctx context.Context, st *store.Store, log *slog.Logger) {
-	numbers, err := store.UnroutablePhoneNumbers(ctx, st)
-	if err != nil {
-		log.Warn("phone numbers that route nowhere not readable", "error", err)
-		return
-	}
-	for _, pn := range numbers {
-		log.Warn("phone number routes nowhere", "tenant_id", pn.TenantID, "phone_number_id", pn.ID, "number", pn.Number,
-			"why", "an older number had it when numbers became unique; its tenant must change it to a free one")
-	}
-}
 
 // serve runs the node until ctx ends (the first SIGINT or SIGTERM), then drains: it stops
 // accepting, lets requests in flight finish, and closes the store. A second signal forces.
@@ -91,9 +75,7 @@ type server struct {
 	hub     *realtime.Hub
 	streams *realtime.Server
 
-	heart     *store.Heartbeat
-	stopHeart context.CancelFunc
-	heartDone chan struct{}
+	heart *store.Heartbeat
 
 	knowledge  *knowledge.Service
 	voicemails string
@@ -106,8 +88,7 @@ type server struct {
 	srv        *api.Server
 
 	httpSrv   *http.Server
-	sipDone   chan struct{}
-	stopSIP   context.CancelFunc
+	sip       *sip.Serving
 	errc      chan error
 	flushed   chan struct{}
 	stopFlush context.CancelFunc
@@ -138,7 +119,7 @@ func (n *server) open(ctx context.Context) error {
 	}
 	n.onClose(func() { _ = st.Close() })
 	n.st, n.def, n.secret = st, def, secret
-	logUnroutableNumbers(ctx, st, log)
+	store.LogUnroutablePhoneNumbers(ctx, st, log)
 	if c.Demo {
 		if err := demo.Ensure(ctx, st, def, log); err != nil {
 			return err
@@ -166,7 +147,7 @@ func (n *server) construct(ctx context.Context) error {
 	}
 	// Agents search the knowledge bases the API keeps.
 	n.knowledge = knowledge.New(knowledge.Config{Store: n.st, Log: n.log, Node: n.cfg.Node, MaxUpload: int64(n.cfg.KnowledgeMaxUploadMiB) << 20,
-		Embedder: &knowledge.EmbeddingsClient{Resolve: providers.EmbeddingEndpoint}, Events: knowledgeEvents{n.hub, n.log}})
+		Embedder: &knowledge.EmbeddingsClient{Resolve: providers.EmbeddingEndpoint}, Events: realtime.Changes{Hub: n.hub, Log: n.log}})
 	webhooks, rtcCalls, err := n.buildCalls(ctx, providers)
 	if err != nil {
 		return err
@@ -185,30 +166,12 @@ func (n *server) startEvents(ctx context.Context) error {
 	n.hub = realtime.NewHub(realtime.Options{Log: n.log})
 	if n.st.Dialect() == store.Postgres {
 		relay := realtime.NewPostgresRelay(n.cfg.DatabaseURL, n.hub, n.log)
-		bgDone.Add(1)
-		go func() { defer bgDone.Done(); relay.Run(bg) }()
-		select {
-		case <-relay.Ready():
-		case <-time.After(10 * time.Second):
-			n.log.Warn("the event relay is not listening yet; serving anyway")
-		case <-ctx.Done():
+		bgDone.Go(func() { relay.Run(bg) })
+		if relay.WaitListening(ctx, 10*time.Second) != nil {
 			return errStopped
 		}
 	}
-	bgDone.Add(1)
-	go func() {
-		defer bgDone.Done()
-		t := time.NewTicker(time.Minute)
-		defer t.Stop()
-		for {
-			select {
-			case now := <-t.C:
-				n.hub.Sweep(now)
-			case <-bg.Done():
-				return
-			}
-		}
-	}()
+	bgDone.Go(func() { n.hub.RunSweeper(bg, time.Minute) })
 	n.streams = realtime.NewServer(n.hub, api.TopicChecker(n.st), realtime.Limits{}, n.log)
 	return nil
 }
@@ -236,11 +199,9 @@ func (n *server) joinCluster(ctx context.Context) error {
 	if err := heart.Join(ctx); err != nil {
 		return err
 	}
-	heartCtx, stopHeart := context.WithCancel(n.bg)
-	heartDone := make(chan struct{})
-	go func() { defer close(heartDone); heart.Run(heartCtx) }()
-	n.onClose(func() { stopHeart(); <-heartDone })
-	n.heart, n.stopHeart, n.heartDone = heart, stopHeart, heartDone
+	heart.Start(n.bg)
+	n.onClose(heart.Stop)
+	n.heart = heart
 	return nil
 }
 
@@ -276,11 +237,15 @@ func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (
 			return nil, nil, err
 		}
 		n.onClose(func() { _ = engine.Close() })
-		rtcCalls = newWebRTCCalls(n.web, engine, log)
+		rtcCalls = api.NewWebRTCCalls(n.web, engine, log)
 	}
 	// SIP: UDP and TCP on one port, TLS on another when a certificate is set.
-	sipCfg := sip.Config{Log: log, PublicIP: c.PublicIP, RTPPortMin: c.RTPPorts.Min, RTPPortMax: c.RTPPorts.Max,
-		Store: n.st, DefaultTenantID: n.def.ID, Node: c.Node, Events: n.hub, MediaTimeout: c.MediaTimeout, Agents: sipAgents{st: n.st, rt: agents}, Calls: calls,
+	sipTLS, err := sip.LoadTLS(c.SIPTLSCert, c.SIPTLSKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	sipCfg := sip.Config{Log: log, TLS: sipTLS, PublicIP: c.PublicIP, RTPPortMin: c.RTPPorts.Min, RTPPortMax: c.RTPPorts.Max,
+		Store: n.st, DefaultTenantID: n.def.ID, Node: c.Node, Events: n.hub, MediaTimeout: c.MediaTimeout, Agents: sip.StoreAgents(n.st, func(ctx context.Context, c *sip.Call, ag *store.Agent) { agents.Answer(ctx, c, ag) }), Calls: calls,
 		TCPIdleTimeout: c.SIPTCPIdleTimeout, TCPHeaderTimeout: c.SIPTCPHeaderTimeout, TCPMaxConns: c.SIPTCPMaxConns, TCPMaxConnsPerAddr: c.SIPTCPMaxConnsPerAddr}
 	if c.RecordCalls {
 		sipCfg.RecordDir = filepath.Join(c.DataDir, "recordings")
@@ -289,18 +254,9 @@ func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (
 		}
 		n.recordings = sipCfg.RecordDir
 	}
-	if c.SIPTLSCert != "" || c.SIPTLSKey != "" {
-		cert, err := tls.LoadX509KeyPair(c.SIPTLSCert, c.SIPTLSKey)
-		if err != nil {
-			return nil, nil, fmt.Errorf("SIP TLS certificate: %w", err)
-		}
-		sipCfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	}
-	sipSrv, err := sip.New(sipCfg)
-	if err != nil {
+	if n.sipSrv, err = sip.New(sipCfg); err != nil {
 		return nil, nil, err
 	}
-	n.sipSrv = sipSrv
 	return webhooks, rtcCalls, nil
 }
 
@@ -309,8 +265,8 @@ func (n *server) buildAPI(ctx context.Context, providers *provider.Registry, web
 	c, log := n.cfg, n.log
 	n.auth = api.NewAuthenticator(n.st, n.secret, n.def.ID, log)
 	srv := api.New(api.Config{Store: n.st, Auth: n.auth, Log: log, Version: version, Commit: commit, Node: c.Node, DefaultRateLimit: c.RateLimit, ChatRateLimit: c.ChatRateLimit, AmplifierAuthOptional: !c.AmplifierAuthRequired,
-		Hub: n.hub, Streams: n.streams, Providers: providers, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: nodeCalls{sip: n.sipSrv, live: n.calls}, RecordingsDir: n.recordings, VoicemailsDir: n.voicemails,
-		WebRTC: rtcCalls, MediaStreams: mediaStreamCalls{n.web}, Checks: api.SIPChecks(n.sipSrv), Knowledge: n.knowledge, KnowledgeMaxUpload: int64(c.KnowledgeMaxUploadMiB) << 20,
+		Hub: n.hub, Streams: n.streams, Providers: providers, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: api.NodeCalls(n.sipSrv, n.calls), RecordingsDir: n.recordings, VoicemailsDir: n.voicemails,
+		WebRTC: rtcCalls, MediaStreams: mediastream.NewCalls(n.web), Checks: api.SIPChecks(n.sipSrv), Knowledge: n.knowledge, KnowledgeMaxUpload: int64(c.KnowledgeMaxUploadMiB) << 20,
 		AllowPrivateFiles: c.AllowPrivateFiles, FileLimits: netguard.FileLimits{MaxBytes: int64(c.FileMaxMiB) << 20, Timeout: c.FileTimeout}})
 	// Knowledge documents this node left processing when it stopped, and those of nodes
 	// that died, are taken up again; its ingestions stop (to be resumed) when it does.
@@ -336,31 +292,10 @@ func (n *server) listen(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sipUDP, sipTCP, err := sip.Listen(ctx, c.SIPAddr)
-	if err != nil {
+	if n.sip, err = n.sipSrv.Start(ctx, c.SIPAddr, c.SIPTLSAddr); err != nil {
 		return err
 	}
-	var sipTLS net.Listener
-	if c.SIPTLSCert != "" || c.SIPTLSKey != "" {
-		if sipTLS, err = lc.Listen(ctx, "tcp", c.SIPTLSAddr); err != nil {
-			return fmt.Errorf("sip: listen tls %s: %w", c.SIPTLSAddr, err)
-		}
-	}
-	sipCtx, stopSIP := context.WithCancel(context.WithoutCancel(ctx))
-	sipDone := make(chan struct{})
-	go func() {
-		defer close(sipDone)
-		if err := n.sipSrv.Serve(sipCtx, sipUDP, sipTCP, sipTLS); err != nil {
-			log.Error("sip stopped", "err", err)
-		}
-	}()
-	n.onClose(func() { stopSIP(); <-sipDone })
-	n.stopSIP, n.sipDone = stopSIP, sipDone
-	select {
-	case <-n.sipSrv.Ready():
-	case <-sipDone:
-		return errors.New("sip: stopped before it served")
-	}
+	n.onClose(n.sip.Stop)
 
 	flushCtx, stopFlush := context.WithCancel(context.WithoutCancel(ctx))
 	n.flushed = make(chan struct{})
@@ -370,7 +305,7 @@ func (n *server) listen(ctx context.Context) error {
 
 	n.errc = make(chan error, 1)
 	go func() { n.errc <- n.httpSrv.Serve(ln) }()
-	log.Info("switchboard serving", "version", version, "http", ln.Addr().String(), "sip", sipUDP.LocalAddr().String(), "database", n.st.Dialect(), "data_dir", c.DataDir)
+	log.Info("switchboard serving", "version", version, "http", ln.Addr().String(), "sip", n.sip.Addr().String(), "database", n.st.Dialect(), "data_dir", c.DataDir)
 	return nil
 }
 
@@ -395,8 +330,7 @@ func (n *server) drain() error {
 	log := n.log
 	log.Info("shutting down: no new requests, finishing those in flight", "streams", n.streams.Open())
 	n.streams.Shutdown()
-	n.stopSIP()
-	<-n.sipDone
+	n.sip.Stop()
 	n.stopWeb()
 	webWait, cancelWebWait := context.WithTimeout(context.Background(), 15*time.Second)
 	if err := n.web.Wait(webWait); err != nil {
@@ -409,7 +343,7 @@ func (n *server) drain() error {
 	// Answers of sessions outlive their requests: let them be stored (canceled at the
 	// deadline, and stored as such).
 	n.srv.Sessions().Shutdown(shutCtx)
-	leaveNode(n.st, n.heart, n.stopHeart, n.heartDone, log)
+	n.heart.Depart()
 	n.stopFlush()
 	<-n.flushed
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -417,20 +351,4 @@ func (n *server) drain() error {
 	}
 	log.Info("stopped")
 	return nil
-}
-
-// leaveNode is the node's last word once its calls have ended: their records still queued
-// for the database are written (for up to 15 s), and the node's heartbeat is removed, so that
-// no other node has to find it lost.
-func leaveNode(st *store.Store, heart *store.Heartbeat, stopHeart context.CancelFunc, heartDone <-chan struct{}, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	if err := st.FlushCalls(ctx); err != nil {
-		log.Error("call records not written at shutdown", "error", err)
-	}
-	stopHeart()
-	<-heartDone
-	if err := heart.Leave(ctx); err != nil {
-		log.Warn("node heartbeat not removed; other nodes will see it lost after the timeout", "error", err)
-	}
 }
