@@ -348,9 +348,10 @@ func TestDemoAgent(t *testing.T) {
 // agentSpeech collects the texts of the agents' turns a tenant's SSE stream carries
 // (call.agent_speech, sent when a turn has been said or cut short).
 type agentSpeech struct {
-	t    *testing.T
-	mu   sync.Mutex
-	said []string
+	t     *testing.T
+	mu    sync.Mutex
+	said  []string
+	added chan struct{} // a turn was added since wait last looked
 }
 
 func watchAgentSpeech(t *testing.T, n *node, key string) *agentSpeech {
@@ -364,7 +365,7 @@ func watchAgentSpeech(t *testing.T, n *node, key string) *agentSpeech {
 		cancel()
 		t.Fatalf("GET /api/v1/events: %v %v", err, resp)
 	}
-	a := &agentSpeech{t: t}
+	a := &agentSpeech{t: t, added: make(chan struct{}, 1)}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -385,6 +386,10 @@ func watchAgentSpeech(t *testing.T, n *node, key string) *agentSpeech {
 				a.mu.Lock()
 				a.said = append(a.said, ev.Data.Text)
 				a.mu.Unlock()
+				select {
+				case a.added <- struct{}{}:
+				default:
+				}
 			}
 		}
 	}()
@@ -400,7 +405,8 @@ func watchAgentSpeech(t *testing.T, n *node, key string) *agentSpeech {
 // wait waits for a turn that said text, and forgets the turns up to it.
 func (a *agentSpeech) wait(text string, d time.Duration) {
 	a.t.Helper()
-	for deadline := time.Now().Add(d); ; time.Sleep(20 * time.Millisecond) {
+	deadline := time.After(d)
+	for {
 		a.mu.Lock()
 		for i, s := range a.said {
 			if strings.Contains(s, text) {
@@ -411,7 +417,9 @@ func (a *agentSpeech) wait(text string, d time.Duration) {
 		}
 		seen := append([]string(nil), a.said...)
 		a.mu.Unlock()
-		if time.Now().After(deadline) {
+		select {
+		case <-a.added:
+		case <-deadline:
 			a.t.Fatalf("the agent did not say %q within %v; it said %q", text, d, seen)
 		}
 	}

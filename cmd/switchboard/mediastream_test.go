@@ -425,7 +425,7 @@ func TestMediaStreamEcho(t *testing.T) {
 	tw := dialTwilio(t, n, key, "echo")
 	tw.waitFrames(1, 10*time.Second) // the stream has started: the echo sends from its start
 	tw.speak(tone(600, 3*time.Second))
-	time.Sleep(time.Second) // a second into the tone
+	tw.waitLoud(10, 10*time.Second, "the echo of the tone begins") // mid-tone, then the bad frames
 	// Bad frames mid-stream: skipped, the stream goes on.
 	tw.inject("not json", `{"event":"media","streamSid":"`+tw.sid+`","media":{"payload":"%%%not base64"}}`,
 		`{"event":"media","streamSid":"`+tw.sid+`","media":{"payload":"AAAA"}}`, `{"event":"bogus"}`,
