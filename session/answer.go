@@ -43,6 +43,9 @@ type answer struct {
 	knowledge []agent.Retrieval
 
 	canceled atomic.Bool // Cancel stopped it
+	// stored says the turn is written: from then on the answer cannot be canceled, and a
+	// client that reads the answer and cancels is told nothing is being answered.
+	stored atomic.Bool
 	result   Turn        // set before done is closed
 }
 

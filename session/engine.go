@@ -662,7 +662,7 @@ func (e *Engine) leaseLoop() {
 // be stored.
 func (e *Engine) cancelAnswer(tenantID, sessionID string, wait bool) *answer {
 	a := e.answers.get(sessionID)
-	if a == nil || a.tenantID != tenantID {
+	if a == nil || a.tenantID != tenantID || a.stored.Load() {
 		return nil
 	}
 	a.canceled.Store(true)
@@ -794,6 +794,7 @@ func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, 
 		msg.Status, msg.Error = store.MessageFailed, "the turn could not be stored: "+err.Error()
 	} else {
 		a.released = true
+		a.stored.Store(true)
 		// The session's next message is made over this history, without reading it again.
 		next := append(slices.Clip(stored), *user, *msg)
 		e.history.put(sess.ID, sess.MessageCount+2, next, e.cfg.HistoryMessages)
@@ -818,6 +819,9 @@ func (e *Engine) run(ctx context.Context, sess *store.Session, ag *store.Agent, 
 			e.publish(storeCtx, s, TypeClosed, s)
 		}
 	}
+	// The session is free as soon as its turn is stored (and closed when the agent ended
+	// it): a client that reads the answer may send its next message at once.
+	e.answers.remove(a)
 	a.result = Turn{Answer: msg, Closed: closed}
 	a.emit(&Event{Type: EventFinish, FinishReason: msg.FinishReason, Usage: usage, CostUSD: msg.CostUSD, Model: model, Answer: msg})
 }
