@@ -19,16 +19,6 @@ func (s *Server) Hangup(ctx context.Context, tenantID, callID string) error {
 	return nil
 }
 
-// HangUp implements call.Live: the call ends with reason (the far end gets a BYE), and
-// HangUp returns once its record is final (the API answers with it) or ctx ends.
-func (c *Call) HangUp(ctx context.Context, reason call.Reason) {
-	c.finish(reason, true)
-	select {
-	case <-c.gone:
-	case <-ctx.Done():
-	}
-}
-
 // Transfer hands a live call's far end to another party (blind transfer).
 func (s *Server) Transfer(ctx context.Context, tenantID, callID, to string) error {
 	c, err := s.live(ctx, tenantID, callID)

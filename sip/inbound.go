@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -130,6 +131,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	c.canceledBy = &canceledBy
+	c.Hold(slot)
 	defer c.survive(ctx, "call", true)
 	s.calls.add(c)
 	c.Publish(call.EventCreated, c.Record())
@@ -173,7 +175,7 @@ func (s *Server) routeInvite(ctx context.Context, req *sip.Request, src netip.Ad
 func (s *Server) acquireSlot(tenantID string) (func(), *refusal) {
 	slot, err := s.cfg.Calls.Acquire(tenantID)
 	if err == nil {
-		return slot, nil
+		return sync.OnceFunc(slot), nil
 	}
 	if errors.Is(err, callcap.ErrTenantFull) {
 		return nil, &refusal{code: sip.StatusBusyHere, reason: "Busy Here", why: err.Error()}

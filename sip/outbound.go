@@ -47,6 +47,7 @@ func (s *Server) Dial(ctx context.Context, rec *store.Call) error {
 	if err != nil {
 		return err
 	}
+	slot = sync.OnceFunc(slot)
 	if _, ok := s.admit(); !ok {
 		slot()
 		return &DialError{Err: ErrNodeFull, Reason: "this node is at its call limit or shutting down"}
@@ -71,6 +72,7 @@ func (s *Server) Dial(ctx context.Context, rec *store.Call) error {
 	if target.Port != 0 {
 		c.remoteHost = target.HostPort()
 	}
+	c.Hold(slot)
 	s.calls.add(c)
 	c.Publish(call.EventCreated, c.Record())
 	go func() {
@@ -186,8 +188,8 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 	go func() {
 		defer close(cancellerDone)
 		select {
-		case <-c.ended:
-			c.cancelInvite(waitCtx, c.reason, waitDone, force)
+		case <-c.Ending():
+			c.cancelInvite(waitCtx, c.Reason(), waitDone, force)
 		case <-ringCtx.Done():
 			reason := call.ReasonNoAnswer
 			if ctx.Err() != nil {
@@ -227,7 +229,7 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 // when Server.Hangup came first, whatever it interrupted.
 func (c *Call) failDial(ctx context.Context, reason call.Reason) {
 	if c.hungUp() {
-		reason = c.reason
+		reason = c.Reason()
 	}
 	c.end(ctx, reason)
 }
@@ -380,8 +382,8 @@ func (c *Call) unanswered(ctx, ringCtx context.Context, err error, log *slog.Log
 	var de *sipgo.ErrDialogResponse
 	switch {
 	case c.hungUp(): // its CANCEL's 487 is no refusal of the far end
-		log.Info("call hung up before answer", "reason", c.reason)
-		return c.reason
+		log.Info("call hung up before answer", "reason", c.Reason())
+		return c.Reason()
 	case errors.As(err, &de) && ringCtx.Err() == nil: // not the 487 of our CANCEL at the timeout
 		reason := outcome(de.Res.StatusCode)
 		log.Info("call not answered", "status", de.Res.StatusCode, "outcome", reason)
