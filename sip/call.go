@@ -198,7 +198,8 @@ func (c *Call) run(ctx context.Context) {
 	if !c.inbound {
 		hangupReason = call.ReasonCalleeHangup
 	}
-	stopWatch := context.AfterFunc(c.dialogCtx(), func() { c.FarEnded(hangupReason) })
+	// The dialog's life, not ctx's, is what is watched here: its end is the far end's BYE.
+	stopWatch := context.AfterFunc(c.dialogCtx(), func() { c.FarEnded(hangupReason) }) //nolint:contextcheck // see above
 	defer stopWatch()
 	c.mu.Lock()
 	c.armExpiry()
