@@ -303,13 +303,7 @@ func (c *Call) answerInvite(ctx context.Context, dlg *sipgo.DialogServerSession,
 	}
 	if err := dlg.WriteResponse(res); err != nil {
 		c.closeMedia()
-		if dlg.Context().Err() != nil || errors.Is(err, sip.ErrTransactionCanceled) {
-			c.end(ctx, call.ReasonCanceled)
-			return false
-		}
-		// A 200 never acknowledged: RFC 3261 §13.3.1.4 says end the session with a BYE.
-		log.Info("answer not acknowledged", "error", err)
-		c.byeAndEnd(ctx, call.ReasonNoAck)
+		c.answerFailed(ctx, dlg, err, log)
 		return false
 	}
 	if in.lateOffer {
@@ -337,6 +331,35 @@ func (c *Call) answerInvite(ctx context.Context, dlg *sipgo.DialogServerSession,
 		return false
 	}
 	return true
+}
+
+// answerFailed ends a call whose 200 was not acknowledged as sipgo expects. The dialog
+// ending meanwhile is the caller's CANCEL only when a CANCEL came: a caller that hangs up
+// at once sends its BYE right after its ACK, and sipgo, which reads each request on a
+// goroutine of its own, may end the dialog on the BYE before it confirms it on the ACK.
+// That call was answered, and the caller hung up: its record says so, with its answer time
+// and codec.
+func (c *Call) answerFailed(ctx context.Context, dlg *sipgo.DialogServerSession, err error, log *slog.Logger) {
+	switch {
+	case c.canceled(dlg, err):
+		c.end(ctx, call.ReasonCanceled)
+	case dlg.Context().Err() != nil:
+		log.Info("caller hung up as the call was answered")
+		c.answered(ctx)
+		c.end(ctx, call.ReasonCallerHangup)
+	default:
+		// A 200 never acknowledged: RFC 3261 §13.3.1.4 says end the session with a BYE.
+		log.Info("answer not acknowledged", "error", err)
+		c.byeAndEnd(ctx, call.ReasonNoAck)
+	}
+}
+
+// canceled says whether the caller's CANCEL ended the INVITE of an inbound call: its hook
+// saw it, sipgo ended the dialog for it, or the transaction reports it.
+func (c *Call) canceled(dlg *sipgo.DialogServerSession, err error) bool {
+	return (c.canceledBy != nil && c.canceledBy.Load() != nil) ||
+		errors.Is(context.Cause(dlg.Context()), sip.ErrTransactionCanceled) ||
+		errors.Is(err, sip.ErrTransactionCanceled)
 }
 
 // createRecord writes a new call's record, when the server keeps them; without a store the
