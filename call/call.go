@@ -231,6 +231,7 @@ func (c *Call) finish(reason Reason) {
 	c.node.calls.Remove(c)
 	rec := c.Record()
 	c.log.Info("call ended", "reason", reason, "status", rec.Status, "duration_seconds", rec.DurationSeconds,
-		"rx_packets", rec.Quality.PacketsReceived, "tx_packets", rec.Quality.PacketsSent, "lost_packets", rec.Quality.PacketsLost)
+		"rx_packets", rec.Quality.PacketsReceived, "tx_packets", rec.Quality.PacketsSent, "lost_packets", rec.Quality.PacketsLost,
+		"late_packets", rec.Quality.PacketsLate)
 	c.Publish(EventEnded, rec)
 }

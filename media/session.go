@@ -98,10 +98,14 @@ type RTPStats struct {
 	PacketsLost                  int64         // RFC 3550 expected - received
 	Jitter                       time.Duration // interarrival jitter, RFC 3550
 	Dropped                      uint64        // packets from a stranger address, wrong payload type, unparseable
-	Late, Duplicates             uint64        // from the jitter buffer
-	LastReceived                 time.Time
-	RemoteLossFraction           float64       // from the peer's RTCP receiver reports, if any
-	RTT                          time.Duration // from RTCP SR/RR LSR/DLSR, if known
+	// Late counts packets that came too late to be played: after their playout time, or
+	// dropped to bring the jitter buffer's delay back down after a burst. RFC 3550 counts
+	// them received, not lost, though the caller's audio they carried is gone.
+	Late               uint64
+	Duplicates         uint64 // from the jitter buffer
+	LastReceived       time.Time
+	RemoteLossFraction float64       // from the peer's RTCP receiver reports, if any
+	RTT                time.Duration // from RTCP SR/RR LSR/DLSR, if known
 	// ByeReceived is an RTCP BYE from the peer (noted only; SIP ends the call).
 	ByeReceived bool
 }
@@ -387,6 +391,7 @@ func (s *RTPSession) Quality() Quality {
 		PacketsReceived: int64(st.PacketsReceived),
 		PacketsSent:     int64(st.PacketsSent),
 		PacketsLost:     max(st.PacketsLost, 0), // RFC 3550's count goes below zero with duplicates
+		PacketsLate:     int64(st.Late),
 		JitterMS:        float64(st.Jitter) / float64(time.Millisecond),
 		RTTMS:           float64(st.RTT) / float64(time.Millisecond),
 	}
@@ -679,7 +684,7 @@ func (s *RTPSession) Update(u RTPUpdate) error {
 	}
 	if u.Codec != nil {
 		js := s.jb.Stats()
-		s.lateBase += js.Late
+		s.lateBase += js.Late + js.Trimmed
 		s.dupBase += js.Duplicate
 		s.jb, s.playNew, s.codecPT, s.sendClock = jb, play, spec.PayloadType, spec.ClockRate
 		s.chunk.reset()
@@ -721,7 +726,7 @@ func (s *RTPSession) Stats() RTPStats {
 		PacketsLost:        s.lostBase + snap.Lost,
 		Jitter:             time.Duration(snap.JitterMs * float64(time.Millisecond)),
 		Dropped:            s.dropped,
-		Late:               s.lateBase + js.Late + s.chunk.late,
+		Late:               s.lateBase + js.Late + js.Trimmed + s.chunk.late,
 		Duplicates:         s.dupBase + js.Duplicate,
 		LastReceived:       s.lastRecv,
 		RemoteLossFraction: s.remoteLoss,

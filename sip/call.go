@@ -363,7 +363,7 @@ func (c *Call) end(ctx context.Context, reason call.Reason) {
 	c.srv.calls.forget(c)
 	if c.sess != nil {
 		c.log.Info("call ended", "reason", reason, "rx_packets", st.PacketsReceived, "tx_packets", st.PacketsSent,
-			"lost_packets", max(st.PacketsLost, 0), "dropped_packets", st.Dropped, "jitter", st.Jitter)
+			"lost_packets", max(st.PacketsLost, 0), "late_packets", st.Late, "dropped_packets", st.Dropped, "jitter", st.Jitter)
 	} else {
 		c.log.Info("call ended", "reason", reason)
 	}

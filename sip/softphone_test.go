@@ -2,11 +2,18 @@ package sip
 
 import (
 	"context"
+	"math"
+	"net"
+	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo"
+
 	"github.com/switchboard-go/switchboard/call"
+	"github.com/switchboard-go/switchboard/media"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -44,5 +51,75 @@ func TestSIPpHangupAtAnswer(t *testing.T) {
 			t.Errorf("call %s recorded %s/%s answered_at %v codec %q; want completed/caller-hangup, answered, PCMA",
 				id, got.Status, got.EndedReason, got.AnsweredAt, got.Codec)
 		}
+	}
+}
+
+// sendStalled sends frames of a 1 kHz PCMU tone to to, paced at 20 ms, except that the
+// frames from stallAt on are held for stall frames and then sent at once: a caller whose
+// sending stalls (a busy phone, a Wi-Fi hiccup) and catches up in a burst.
+func (p *rtpPeer) sendStalled(t *testing.T, to *net.UDPAddr, frames, stallAt, stall int) {
+	t.Helper()
+	var (
+		pcm     [160]int16
+		payload [160]byte
+	)
+	held := make([][]byte, 0, stall)
+	tick := time.NewTicker(media.FrameDuration)
+	defer tick.Stop()
+	for i := range frames {
+		for j := range pcm {
+			pcm[j] = int16(8000 * math.Sin(2*math.Pi*1000*float64(i*160+j)/8000))
+		}
+		media.EncodePCMU(payload[:], pcm[:])
+		out := make([]byte, 200)
+		n, err := p.pz.Packetize(out, payload[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, out[:n])
+		if i >= stallAt && i < stallAt+stall-1 {
+			<-tick.C
+			continue
+		}
+		for _, pkt := range held {
+			if _, err := p.conn.WriteToUDP(pkt, to); err != nil {
+				t.Fatal(err)
+			}
+		}
+		held = held[:0]
+		<-tick.C
+	}
+}
+
+// TestLatePacketsCounted has a caller's sending stall for 560 ms and catch up in a burst:
+// the packets of the stall come after their time and are not played. RFC 3550 counts them
+// received, not lost; the record's quality and the call's end line must count them late.
+func TestLatePacketsCounted(t *testing.T) {
+	verifyNoLeaks(t)
+	st, tenant := newCallStore(t)
+	events := newEventLog()
+	logs := &logBuffer{t: t}
+	_, addr := startCallServer(t, Config{Store: st, DefaultTenantID: tenant, Events: events, Log: logs.logger()})
+	u := newTestCaller(t)
+	peer := newRTPPeer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	d := u.call(ctx, t, uri(t, "echo", addr), sdpOffer("127.0.0.1", peer.port(), dirSendRecv), sipgo.AnswerOptions{})
+	rec := answeredCall(ctx, t, events, d.InviteRequest.CallID().Value())
+	const stall = 28 // 560 ms
+	peer.sendStalled(t, parseAnswer(t, d.InviteResponse.Body()).rtp, 100, 25, stall)
+	bye(ctx, t, d)
+
+	got := endedCall(ctx, t, events, st, tenant, rec.ID)
+	// The jitter buffer holds about 60 ms: the first frames of the burst may still be in
+	// time, the rest are not.
+	if q := got.Quality; q.PacketsLate < stall/2 || q.PacketsLost != 0 || q.PacketsReceived < 90 {
+		t.Errorf("quality %+v; want about %d packets late, none lost, all received", q, stall)
+	}
+	_, lines := logs.waitFor(`msg="call ended"`, 1, 5*time.Second)
+	m := regexp.MustCompile(`late_packets=(\d+)`).FindStringSubmatch(strings.Join(lines, "\n"))
+	if m == nil || m[1] != strconv.FormatInt(got.Quality.PacketsLate, 10) {
+		t.Errorf("end-of-call line %q; want late_packets=%d", lines, got.Quality.PacketsLate)
 	}
 }
