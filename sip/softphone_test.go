@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net"
 	"regexp"
@@ -122,4 +123,62 @@ func TestLatePacketsCounted(t *testing.T) {
 	if m == nil || m[1] != strconv.FormatInt(got.Quality.PacketsLate, 10) {
 		t.Errorf("end-of-call line %q; want late_packets=%d", lines, got.Quality.PacketsLate)
 	}
+}
+
+// TestSIPpOutboundEarlyMedia has the server dial SIPp, which answers with a 183 carrying
+// its description before its 200: the call publishes call.early_media (with the callee's
+// codec) before call.answered, as inbound early media does, and its record says who called
+// (the From of our INVITE), not "".
+func TestSIPpOutboundEarlyMedia(t *testing.T) {
+	verifyNoLeaks(t)
+	st, tenant := newCallStore(t)
+	events := newEventLog()
+	s, _ := startCallServer(t, Config{Store: st, DefaultTenantID: tenant, Events: events})
+
+	r := newSIPp(t, "uas_early_media.xml", "", 30*time.Second, "-m", "1")
+	r.start(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rec := store.NewOutboundCall()
+	rec.TenantID, rec.To, rec.Destination = tenant, fmt.Sprintf("sip:service@127.0.0.1:%d", r.port), "tone"
+	if err := s.Dial(ctx, rec); err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	events.wait(ctx, t, call.EventAnswered, onTopic(rec.ID))
+	if err := s.Hangup(ctx, tenant, rec.ID); err != nil {
+		t.Fatalf("hangup: %v", err)
+	}
+	r.wait()
+	got := endedCall(ctx, t, events, st, tenant, rec.ID)
+
+	var order []string
+	events.mu.Lock()
+	for _, e := range events.events {
+		if e.Topic == call.Topic(rec.ID) {
+			order = append(order, e.Type)
+		}
+	}
+	events.mu.Unlock()
+	early := events.onCall(call.EventEarlyTone, onTopic(rec.ID))
+	if len(early) != 1 {
+		t.Fatalf("%d %s events, want 1 (events %v)", len(early), call.EventEarlyTone, order)
+	}
+	if em, _ := early[0].Data.(call.EarlyMedia); em.Codec != "PCMU" {
+		t.Errorf("early media %+v, want the callee's PCMU", early[0].Data)
+	}
+	if i, j := indexOf(order, call.EventEarlyTone), indexOf(order, call.EventAnswered); i < 0 || j < i {
+		t.Errorf("events %v, want call.early_media before call.answered", order)
+	}
+	if !strings.HasPrefix(got.From, "sip:switchboard@") || got.Status != store.CallCompleted {
+		t.Errorf("record from %q status %s; want our INVITE's From, completed", got.From, got.Status)
+	}
+}
+
+func indexOf(s []string, v string) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return -1
 }
