@@ -435,6 +435,9 @@ func (c *Call) unanswered(ctx, ringCtx context.Context, err error, log *slog.Log
 // of its answer; false when the call ended instead (an unusable answer, no media session).
 func (c *Call) takeAnswer(ctx context.Context, dlg *sipgo.DialogClientSession, log *slog.Logger) bool {
 	answer, perr := parseSDP(dlg.InviteResponse.Body())
+	if perr == nil {
+		perr = c.sdp.reaches(answer)
+	}
 	if err := dlg.Ack(ctx); err != nil {
 		log.Info("ack failed", "error", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
 
 	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/media"
@@ -181,4 +182,61 @@ func indexOf(s []string, v string) int {
 		}
 	}
 	return -1
+}
+
+// sdpOffer6 is sdpOffer with an IPv6 connection address, as linphone sends on a network
+// that has IPv6.
+func sdpOffer6(ip string, port int) []byte {
+	return []byte(fmt.Sprintf("v=0\r\no=test 1 1 IN IP6 %s\r\ns=test\r\nc=IN IP6 %s\r\nt=0 0\r\n"+
+		"m=audio %d RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"+
+		"a=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n", ip, ip, port))
+}
+
+// TestIPv6MediaOffer has a caller signal over IPv4 and offer IPv6 media: the answer must
+// be IPv6 media from an IPv6 socket, which the caller hears (the tone over IPv6), never
+// IPv4 and then silence; a re-INVITE moving it to IPv4 is refused. An IPv6 offer the node cannot reach (a link-local address without
+// its interface) is refused with 488 and a Warning saying why.
+func TestIPv6MediaOffer(t *testing.T) {
+	verifyNoLeaks(t)
+	conn, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	peer := &rtpPeer{conn: conn, pz: media.NewPacketizer(0, 8000, 0x5eed)}
+	t.Cleanup(func() { _ = conn.Close() })
+	st, tenant := newCallStore(t)
+	events := newEventLog()
+	_, addr := startCallServer(t, Config{Store: st, DefaultTenantID: tenant, Events: events})
+	u := newTestCaller(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	d := u.call(ctx, t, uri(t, "tone", addr), sdpOffer6("::1", peer.port()), sipgo.AnswerOptions{})
+	body := string(d.InviteResponse.Body())
+	if !strings.Contains(body, "c=IN IP6 ::1\r\n") {
+		t.Fatalf("answer to an IPv6 offer:\n%s\nwant c=IN IP6 ::1", body)
+	}
+	if pkts := peer.first(50, 10*time.Second, 0); len(pkts) < 50 {
+		t.Fatalf("%d tone packets reached the caller over IPv6 in 10 s, want 50", len(pkts))
+	} else {
+		checkTone(t, decodeG711(pkts), 0.9)
+	}
+	// Moving the media to IPv4 in the call cannot work from its IPv6 socket: refused, and
+	// the call goes on.
+	if res := reinvite(ctx, t, d, sdpOffer("127.0.0.1", 4000, dirSendRecv), nil); res.StatusCode != sip.StatusNotAcceptableHere {
+		t.Errorf("re-INVITE to IPv4 media answered %d, want 488", res.StatusCode)
+	}
+	if pkts := peer.first(10, 5*time.Second, 0); len(pkts) < 10 {
+		t.Errorf("the tone stopped after a refused re-INVITE (%d packets)", len(pkts))
+	}
+	bye(ctx, t, d)
+	events.wait(ctx, t, call.EventEnded, sipCall(d.InviteRequest.CallID().Value()))
+
+	res := u.status(ctx, t, uri(t, "tone", addr), sdpOffer6("fe80::1", 4000), sipgo.AnswerOptions{})
+	if res.StatusCode != sip.StatusNotAcceptableHere {
+		t.Fatalf("unreachable IPv6 offer answered %d %s, want 488", res.StatusCode, res.Reason)
+	}
+	if w := res.GetHeader("Warning"); w == nil || !strings.HasPrefix(w.Value(), "300 ") || !strings.Contains(w.Value(), "fe80::1") {
+		t.Errorf("488 Warning %v, want 300 naming the offered address", w)
+	}
 }
