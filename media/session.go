@@ -80,6 +80,10 @@ type RTPConfig struct {
 	Record io.WriteSeeker
 	// RTCPInterval is the period of our RTCP reports; zero: 5 s.
 	RTCPInterval time.Duration
+	// FillSilence sends a frame of silence in each 20 ms slot nothing was written for,
+	// while we send: media relays and SBCs end calls that carry no RTP (rtpengine after
+	// 60 s), and NAT bindings expire, while an agent listens.
+	FillSilence bool
 }
 
 // RTPUpdate is what a re-INVITE changed.
@@ -209,6 +213,10 @@ type RTPSession struct {
 	sending    bool
 	dtmfActive bool
 	wpkt       []byte // WriteFrame's own
+	// fillPkt and fillPCM are the silence filler's own (FillSilence); nil without it.
+	fillPkt []byte
+	fillPCM []int16
+	filling bool // under wmu: the filler keeps the clock until a frame is written
 
 	dtmfMu   sync.Mutex // one SendDTMF at a time
 	dtmfPkts []DTMFPacket
@@ -346,6 +354,11 @@ func NewRTPSession(cfg RTPConfig) (*RTPSession, error) {
 	if s.rtcpConn != nil {
 		s.wg.Add(1)
 		go s.rtcpLoop()
+	}
+	if cfg.FillSilence {
+		s.fillPkt, s.fillPCM = make([]byte, maxDatagram), make([]int16, s.frameLen)
+		s.wg.Add(1)
+		go s.fillLoop()
 	}
 	return s, nil
 }
@@ -522,6 +535,7 @@ func (s *RTPSession) WriteFrame(f *Frame) error {
 	if skipped > 0 {
 		s.pz.Skip(skipped)
 	}
+	s.filling = false
 	s.wmu.Unlock()
 	if err := s.writeClock.Wait(due.Add(-writeLead), s.done); err != nil {
 		return err

@@ -453,6 +453,8 @@ func (c *Call) openMedia() error {
 		Log: c.log, Conn: c.ports.rtp, RTCP: c.ports.rtcp, Remote: c.remote,
 		Codec: c.codec, EventPT: c.eventPT, Rate: streamRate(c.codec), MediaTimeout: c.srv.cfg.MediaTimeout,
 		OpusComplexity: c.srv.cfg.OpusComplexity,
+		// Silence while the handler listens: relays and NATs drop a call that carries no RTP.
+		FillSilence: true,
 	}
 	if dir := c.srv.cfg.RecordDir; dir != "" {
 		f, err := os.Create(filepath.Join(dir, c.id+".wav"))

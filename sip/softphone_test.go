@@ -240,3 +240,39 @@ func TestIPv6MediaOffer(t *testing.T) {
 		t.Errorf("488 Warning %v, want 300 naming the offered address", w)
 	}
 }
+
+// TestListeningAgentSendsRTP has an agent that only listens, as one does through a long
+// gather: the caller still gets RTP every 20 ms (silence), so that a media relay or a NAT
+// between them keeps the call, where it used to get RTCP only.
+func TestListeningAgentSendsRTP(t *testing.T) {
+	verifyNoLeaks(t)
+	st, tenant := newCallStore(t)
+	agentNumber(t, st, tenant, "listener")
+	calls := make(chan *Call, 1)
+	addr := startServer(t, Config{Store: st, DefaultTenantID: tenant, Agents: testAgents{listeningAgent(calls)}})
+	u := newTestCaller(t)
+	peer := newRTPPeer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	d := u.call(ctx, t, uri(t, "listener", addr), sdpOffer("127.0.0.1", peer.port(), dirSendRecv), sipgo.AnswerOptions{})
+	select {
+	case <-calls:
+	case <-ctx.Done():
+		t.Fatal("the agent never got the call")
+	}
+	pkts := peer.packets(time.Second, 0)
+	// 50 slots in a second; a busy machine may miss some.
+	if len(pkts) < 25 {
+		t.Fatalf("%d RTP packets in a second of an agent listening, want about 50", len(pkts))
+	}
+	pcm := decodeG711(pkts)
+	var peak int
+	for _, v := range pcm {
+		peak = max(peak, int(v), -int(v))
+	}
+	if peak > 16 {
+		t.Errorf("the listening agent's RTP peaks at %d, want silence", peak)
+	}
+	bye(ctx, t, d)
+}
