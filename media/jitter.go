@@ -51,6 +51,12 @@ type JitterStats struct {
 	Target int
 }
 
+// LatePackets counts the packets that came but too late to be played: after their
+// playout time, or trimmed to bring the delay back down. RFC 3550 counts them received,
+// though their audio never reached the call: every transport reports them in its
+// quality (Quality.PacketsLate).
+func (s JitterStats) LatePackets() uint64 { return s.Late + s.Trimmed }
+
 type jitterSlot struct {
 	full bool
 	ext  int64

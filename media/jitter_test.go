@@ -324,7 +324,7 @@ func TestJitterBufferTrimCounted(t *testing.T) {
 		seq++
 	}
 	s := j.Stats()
-	if s.Trimmed == 0 || s.Discarded != 0 || s.Late != 0 {
-		t.Fatalf("stats %+v; want the excess trimmed, nothing discarded or late", s)
+	if s.Trimmed == 0 || s.Discarded != 0 || s.Late != 0 || s.LatePackets() != s.Trimmed {
+		t.Fatalf("stats %+v; want the excess trimmed (and so late), nothing discarded or played late", s)
 	}
 }

@@ -698,7 +698,7 @@ func (s *RTPSession) Update(u RTPUpdate) error {
 	}
 	if u.Codec != nil {
 		js := s.jb.Stats()
-		s.lateBase += js.Late + js.Trimmed
+		s.lateBase += js.LatePackets()
 		s.dupBase += js.Duplicate
 		s.jb, s.playNew, s.codecPT, s.sendClock = jb, play, spec.PayloadType, spec.ClockRate
 		s.chunk.reset()
@@ -740,7 +740,7 @@ func (s *RTPSession) Stats() RTPStats {
 		PacketsLost:        s.lostBase + snap.Lost,
 		Jitter:             time.Duration(snap.JitterMs * float64(time.Millisecond)),
 		Dropped:            s.dropped,
-		Late:               s.lateBase + js.Late + js.Trimmed + s.chunk.late,
+		Late:               s.lateBase + js.LatePackets() + s.chunk.late,
 		Duplicates:         s.dupBase + js.Duplicate,
 		LastReceived:       s.lastRecv,
 		RemoteLossFraction: s.remoteLoss,
