@@ -393,7 +393,7 @@ func (c *Call) answerInvite(ctx context.Context, dlg *sipgo.DialogServerSession,
 // and codec.
 func (c *Call) answerFailed(ctx context.Context, dlg *sipgo.DialogServerSession, err error, log *slog.Logger) {
 	switch {
-	case c.canceled(dlg, err):
+	case c.canceled(err):
 		c.end(ctx, call.ReasonCanceled)
 	case dlg.Context().Err() != nil:
 		log.Info("caller hung up as the call was answered")
@@ -407,11 +407,10 @@ func (c *Call) answerFailed(ctx context.Context, dlg *sipgo.DialogServerSession,
 }
 
 // canceled says whether the caller's CANCEL ended the INVITE of an inbound call: its hook
-// saw it, sipgo ended the dialog for it, or the transaction reports it.
-func (c *Call) canceled(dlg *sipgo.DialogServerSession, err error) bool {
-	return (c.canceledBy != nil && c.canceledBy.Load() != nil) ||
-		errors.Is(context.Cause(dlg.Context()), sip.ErrTransactionCanceled) ||
-		errors.Is(err, sip.ErrTransactionCanceled)
+// saw it (it runs before the dialog's own, which ends the dialog for it), or the
+// transaction reports it (err).
+func (c *Call) canceled(err error) bool {
+	return (c.canceledBy != nil && c.canceledBy.Load() != nil) || errors.Is(err, sip.ErrTransactionCanceled)
 }
 
 // createRecord writes a new call's record, when the server keeps them; without a store the
