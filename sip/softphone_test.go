@@ -276,3 +276,36 @@ func TestListeningAgentSendsRTP(t *testing.T) {
 	}
 	bye(ctx, t, d)
 }
+
+// TestSIPpIPv6Media has SIPp call the echo over IPv4 signalling with its media on IPv6
+// (-mi ::1), as linphone did: its offer says c=IN IP6, the answer must too, and SIPp's
+// audio must come in and go back out over IPv6.
+func TestSIPpIPv6Media(t *testing.T) {
+	verifyNoLeaks(t)
+	if c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		_ = c.Close()
+	}
+	logs := &logBuffer{t: t}
+	addr := startServer(t, Config{Log: logs.logger()})
+
+	newSIPp(t, "uac_echo.xml", addr, 30*time.Second, "-s", "echo", "-m", "1", "-l", "1", "-mi", "::1").run()
+
+	log, lines := logs.waitFor(`msg="call ended"`, 1, 5*time.Second)
+	if len(lines) != 1 {
+		t.Fatalf("want one call ended; got %q", lines)
+	}
+	if !regexp.MustCompile(`msg="call answered".*codec=PCMA`).MatchString(log) {
+		t.Error("server log lacks the call answered with PCMA")
+	}
+	m := callEnded.FindStringSubmatch(lines[0])
+	if m == nil {
+		t.Fatalf("no media counts in %q", lines[0])
+	}
+	rx, _ := strconv.Atoi(m[2])
+	tx, _ := strconv.Atoi(m[3])
+	if rx < 100 || tx < rx/2 {
+		t.Errorf("rx %d, tx %d packets over IPv6; want SIPp's audio received and echoed", rx, tx)
+	}
+}
