@@ -237,7 +237,7 @@ func (l *Life) Finish(ctx context.Context, reason Reason, quality *media.Quality
 	line := []any{"reason", reason, "status", rec.Status, "duration_seconds", rec.DurationSeconds}
 	if quality != nil {
 		line = append(line, "rx_packets", quality.PacketsReceived, "tx_packets", quality.PacketsSent,
-			"lost_packets", quality.PacketsLost, "jitter_ms", quality.JitterMS)
+			"lost_packets", quality.PacketsLost, "late_packets", quality.PacketsLate, "jitter_ms", quality.JitterMS)
 	}
 	l.log.Info("call ended", append(line, attrs...)...)
 	l.Publish(EventEnded, rec)

@@ -115,6 +115,9 @@ func (r *Recorder) Ended(ctx context.Context, reason Reason, quality *store.Call
 		if len(rec.Report) > 0 {
 			rec.Report["ended_reason"] = string(reason)
 			rec.Report["duration_seconds"] = rec.DurationSeconds
+			// The report reads whole: how the media fared (late packets too) is part of
+			// what the conversation was.
+			rec.Report["quality"] = rec.Quality
 		}
 	})
 }

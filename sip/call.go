@@ -456,6 +456,9 @@ func (c *Call) applyRemote(r remoteSDP) (codec media.CodecSpec, eventPT uint8, d
 			c.Publish(holdEvent, call.Hold{Direction: dir})
 		}
 	}()
+	if err := c.sdp.reaches(r); err != nil {
+		return codec, 0, "", false, err
+	}
 	codec = r.Codecs[0]
 	for _, o := range r.Codecs { // keep the current codec when it is still offered
 		if strings.EqualFold(o.Name, c.codec.Name) {

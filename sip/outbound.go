@@ -58,6 +58,11 @@ func (s *Server) Dial(ctx context.Context, rec *store.Call) error {
 	if rec.From == "" && trunk != nil {
 		rec.From = trunk.Outbound.CallerID
 	}
+	if rec.From == "" {
+		// The record says who the callee sees calling: the From of our INVITE.
+		u := s.fromURI("")
+		rec.From = u.String()
+	}
 	if rec.TimeoutSeconds == 0 {
 		rec.TimeoutSeconds = store.DefaultCallTimeout
 	}
@@ -256,6 +261,19 @@ func (s *Server) openDialMedia(ctx context.Context, c *Call, target sip.Uri, log
 	return ""
 }
 
+// fromURI is the From of an outbound call placed as from: a SIP URI as given, a number or
+// user at our host, or our own identity ("switchboard") when the call names none.
+func (s *Server) fromURI(from string) sip.Uri {
+	if from == "" {
+		from = "switchboard"
+	}
+	u := sip.Uri{Scheme: "sip", User: strings.TrimPrefix(from, "sip:"), Host: s.host}
+	if hasScheme(from) {
+		_ = sip.ParseUri(from, &u)
+	}
+	return u
+}
+
 // outboundInvite is what each INVITE of an outbound call is built from; a digest challenge
 // sends it again with credentials.
 type outboundInvite struct {
@@ -289,15 +307,7 @@ func (s *Server) newOutboundInvite(c *Call, target sip.Uri, trunk *store.Trunk, 
 	}
 
 	rec := c.Record()
-	from := rec.From
-	if from == "" {
-		from = "switchboard"
-	}
-	fromURI := sip.Uri{Scheme: "sip", User: strings.TrimPrefix(from, "sip:"), Host: s.host}
-	if hasScheme(from) {
-		_ = sip.ParseUri(from, &fromURI)
-	}
-	inv.from = &sip.FromHeader{Address: fromURI, Params: sip.NewParams()}
+	inv.from = &sip.FromHeader{Address: s.fromURI(rec.From), Params: sip.NewParams()}
 	inv.from.Params.Add("tag", sip.GenerateTagN(16))
 	inv.to = &sip.ToHeader{Address: sip.Uri{Scheme: target.Scheme, User: target.User, Host: target.Host, Port: target.Port}}
 	inv.callID = sip.CallIDHeader(rec.SIPCallID)
@@ -314,7 +324,7 @@ func (s *Server) sendInvite(ctx, ringCtx context.Context, c *Call, inv *outbound
 	var dlg *sipgo.DialogClientSession
 	var authHdr sip.Header
 	var err error
-	ringing := false
+	ringing, early := false, false
 	for round := 0; ; round++ {
 		req := sip.NewRequest(sip.INVITE, inv.target)
 		req.AppendHeader(inv.from)
@@ -348,6 +358,9 @@ func (s *Server) sendInvite(ctx, ringCtx context.Context, c *Call, inv *outbound
 				c.Update(ctx, func(r *store.Call) { r.Status = store.CallRinging })
 				c.Publish(call.EventRinging, c.Record())
 			}
+			if !early && res.IsProvisional() && res.StatusCode != 100 {
+				early = c.earlyAnswer(res)
+			}
 			return nil
 		}})
 		var de *sipgo.ErrDialogResponse
@@ -373,6 +386,26 @@ func (s *Server) sendInvite(ctx, ringCtx context.Context, c *Call, inv *outbound
 		break
 	}
 	return dlg, err
+}
+
+// earlyAnswer publishes call.early_media, as an inbound call's early media does, when a
+// provisional response carries the callee's description (a 183 with its ringback or
+// announcement); it reports whether it did.
+func (c *Call) earlyAnswer(res *sip.Response) bool {
+	if len(res.Body()) == 0 {
+		return false
+	}
+	if ct := res.ContentType(); ct == nil || !strings.EqualFold(strings.TrimSpace(strings.SplitN(ct.Value(), ";", 2)[0]), "application/sdp") {
+		return false
+	}
+	answer, err := parseSDP(res.Body())
+	if err != nil {
+		c.log.Info("early media not usable", "status", res.StatusCode, "error", err)
+		return false
+	}
+	c.log.Info("early media", "status", res.StatusCode, "codec", answer.Codecs[0].Name)
+	c.Publish(call.EventEarlyTone, call.EarlyMedia{Codec: answer.Codecs[0].Name})
+	return true
 }
 
 // unanswered is the ended reason of a call whose INVITE failed with err: the API's hang-up,
@@ -404,6 +437,9 @@ func (c *Call) unanswered(ctx, ringCtx context.Context, err error, log *slog.Log
 // of its answer; false when the call ended instead (an unusable answer, no media session).
 func (c *Call) takeAnswer(ctx context.Context, dlg *sipgo.DialogClientSession, log *slog.Logger) bool {
 	answer, perr := parseSDP(dlg.InviteResponse.Body())
+	if perr == nil {
+		perr = c.sdp.reaches(answer)
+	}
 	if err := dlg.Ack(ctx); err != nil {
 		log.Info("ack failed", "error", err)
 	}
