@@ -39,8 +39,8 @@ func (s *stepCarrier) Stop(r call.Reason) {
 	_ = s.stream.Close()
 }
 func (s *stepCarrier) Tell(_ context.Context, r call.Reason) { s.note("tell " + string(r)) }
-func (s *stepCarrier) Release() []any                       { s.note("release"); return nil }
-func (s *stepCarrier) Close(r call.Reason)                  { s.note("close " + string(r)) }
+func (s *stepCarrier) Release() []any                        { s.note("release"); return nil }
+func (s *stepCarrier) Close(r call.Reason)                   { s.note("close " + string(r)) }
 
 // lifeCall is the smallest call a transport could make of a Life.
 type lifeCall struct {

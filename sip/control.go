@@ -19,6 +19,15 @@ func (s *Server) Hangup(ctx context.Context, tenantID, callID string) error {
 	return nil
 }
 
+// Record is the record of a call of the tenant this server carries, as it holds it (the
+// store's copy is written behind the call); false when it carries no such call.
+func (s *Server) Record(tenantID, callID string) (store.Call, bool) {
+	if c, ok := s.calls.node.Get(tenantID, callID).(*Call); ok && c.srv == s {
+		return c.Record(), true
+	}
+	return store.Call{}, false
+}
+
 // Transfer hands a live call's far end to another party (blind transfer).
 func (s *Server) Transfer(ctx context.Context, tenantID, callID, to string) error {
 	c, err := s.live(ctx, tenantID, callID)

@@ -268,7 +268,7 @@ func (s *Server) newInboundCall(ctx context.Context, dlg *sipgo.DialogServerSess
 	}
 	rec.Metadata = map[string]any{}
 	rec.TenantID = who.tenantID
-	if err := s.createRecord(ctx, &rec); err != nil {
+	if err := s.queueRecord(&rec); err != nil {
 		return nil, err
 	}
 	c := s.newCall(rec, true, h)
@@ -413,6 +413,23 @@ func (c *Call) answerFailed(ctx context.Context, dlg *sipgo.DialogServerSession,
 // transaction reports it (err).
 func (c *Call) canceled(err error) bool {
 	return (c.canceledBy != nil && c.canceledBy.Load() != nil) || errors.Is(err, sip.ErrTransactionCanceled)
+}
+
+// queueRecord gives a new inbound call its ID and hands its record to the store's call
+// writer, which inserts it behind the call (batched with other calls' states): the INVITE
+// is answered from memory, and its setup never waits for the database. Without a store the
+// call still gets an ID.
+func (s *Server) queueRecord(rec *store.Call) error {
+	if s.cfg.Store == nil || rec.TenantID == "" {
+		rec.ID = "call_" + strings.ToLower(ulid.Make().String())
+		return nil
+	}
+	w, err := store.QueueCallCreate(s.cfg.Store, rec.TenantID, rec)
+	if err != nil {
+		return err
+	}
+	w.Behind()
+	return nil
 }
 
 // createRecord writes a new call's record, when the server keeps them; without a store the
