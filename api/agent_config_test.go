@@ -2,9 +2,14 @@ package api_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/switchboard-go/switchboard/agent/llm/llmtest"
+	"github.com/switchboard-go/switchboard/store"
 )
 
 // TestAgentStudioConfig: Agent Studio's clients create and patch agents with a config whose
@@ -109,4 +114,47 @@ func TestAgentStudioConfig(t *testing.T) {
 			t.Errorf("a refused patch changed the agent: %v", got["instructions"])
 		}
 	})
+}
+
+// TestAgentStudioConfigReachesModel: the system prompt an Agent Studio client sets in the
+// config is what the agent's model is told, at creation and after a patch of the config.
+func TestAgentStudioConfigReachesModel(t *testing.T) {
+	t.Parallel()
+	r := newSessionRig(t, store.SQLite)
+	ag := r.create("/api/v1/agents", r.Key, map[string]any{"name": "Zed", "model": "up/m",
+		"config": map[string]any{"prompt": map[string]any{"system": "You are Zed, set through the config."}}})
+	id := r.createSession(t, r.Key, ag["id"].(string))
+	system := func() string {
+		t.Helper()
+		var sent struct {
+			Messages []struct {
+				Role    string `json:"role"`
+				Content any    `json:"content"`
+			} `json:"messages"`
+		}
+		if err := r.up.Last().Decode(&sent); err != nil {
+			t.Fatal(err)
+		}
+		if len(sent.Messages) == 0 || sent.Messages[0].Role != "system" {
+			t.Fatalf("no system message sent to the model: %s", r.up.Last().Body)
+		}
+		return fmt.Sprint(sent.Messages[0].Content)
+	}
+	turn := func() {
+		t.Helper()
+		r.up.Enqueue(llmtest.Reply{Text: "Hello."})
+		if res := r.do(http.MethodPost, "/api/v1/sessions/"+id+"/messages", r.Key, map[string]any{"content": "Who are you?"}); res.Status != http.StatusOK {
+			t.Fatalf("turn: %d %s", res.Status, res.Body)
+		}
+	}
+	turn()
+	if s := system(); !strings.Contains(s, "You are Zed, set through the config.") {
+		t.Errorf("the model was told %q, not the config's system prompt", s)
+	}
+	res := r.do(http.MethodPatch, "/api/v1/agents/"+ag["id"].(string), r.Key, map[string]any{"config": map[string]any{"prompt": map[string]any{"system": "You are Yan now."}}})
+	wantStatus(t, res, http.StatusOK, "patch config")
+	turn()
+	if s := system(); !strings.Contains(s, "You are Yan now.") || strings.Contains(s, "Zed") {
+		t.Errorf("after the patch the model was told %q", s)
+	}
 }
