@@ -99,7 +99,9 @@ if [ "$mode" = sip ]; then
   build diago-echo go build -C "$here/diago-echo" -o "$bin/diago-echo" .
 else
   build fanout go build -C "$here/fanout" -o "$bin/fanout" .
-  build centrifugo env GOBIN="$bin" go install github.com/centrifugal/centrifugo/v6@v6.9.1
+  # The version is stamped as Centrifugo's release builds do, so that its logs say which.
+  build centrifugo env GOBIN="$bin" go install -ldflags "-X github.com/centrifugal/centrifugo/v6/internal/build.Version=6.9.1" \
+    github.com/centrifugal/centrifugo/v6@v6.9.1
 fi
 
 # --- helpers --------------------------------------------------------------------------------
@@ -155,7 +157,10 @@ ratios() { # rows-file, peer, fields...
     | join(" | ")' "$rows"
 }
 
-echo "$(nproc) cores; load average before $(cut -d' ' -f1-3 /proc/loadavg); switchboard $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$root" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')" >&2
+# The commit measured is the last one that changed Switchboard itself, not this script or
+# the documents its figures go to.
+code=(-- . ':(exclude)scripts/compare' ':(exclude)*.md')
+echo "$(nproc) cores; load average before $(cut -d' ' -f1-3 /proc/loadavg); switchboard at $(git -C "$root" log -1 --format=%h "${code[@]}" 2>/dev/null || echo '?')$(git -C "$root" diff --quiet HEAD "${code[@]}" 2>/dev/null || echo ' with uncommitted changes')" >&2
 
 # --- sip ------------------------------------------------------------------------------------
 
