@@ -106,8 +106,31 @@ fi
 
 # --- helpers --------------------------------------------------------------------------------
 
-free_port() { # tcp|udp
-  python3 -c 'import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM if sys.argv[1]=="udp" else socket.SOCK_STREAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' "$1"
+# free_port tcp|udp|both: a loopback port free now; "both" is free for UDP and TCP alike, as
+# a Switchboard node's SIP address must be.
+free_port() {
+  python3 - "$1" <<'PY'
+import socket, sys
+kind = sys.argv[1]
+for _ in range(100):
+    first = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
+    first.bind(("127.0.0.1", 0))
+    port = first.getsockname()[1]
+    if kind != "both":
+        print(port)
+        sys.exit(0)
+    second = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        second.bind(("127.0.0.1", port))
+        print(port)
+        sys.exit(0)
+    except OSError:
+        pass
+    finally:
+        second.close()
+        first.close()
+sys.exit("no port free for both UDP and TCP")
+PY
 }
 status_kib() { awk -v f="$2:" '$1==f {print $2}' "/proc/$1/status"; }
 loadavg() { cut -d' ' -f1 /proc/loadavg; }
@@ -127,7 +150,7 @@ wait_for() { # what, command...: retries the command for 30 s while the server l
 
 # start_switchboard DATADIR: a node on SQLite in DATADIR, SIP and HTTP on free ports.
 start_switchboard() {
-  sip_port=$(free_port udp)
+  sip_port=$(free_port both)
   http_port=$(free_port tcp)
   SWITCHBOARD_DATA_DIR=$1 SWITCHBOARD_SIP_ADDR=127.0.0.1:$sip_port SWITCHBOARD_HTTP_ADDR=127.0.0.1:$http_port \
     LOG_LEVEL=warn "$sb" serve >"$work/server.log" 2>&1 &
