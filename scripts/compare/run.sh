@@ -285,9 +285,10 @@ run_fanout() {
         jq -c --arg la "$la" --argjson pair "$pair" '{
             server, subscribers, pair: $pair, load: $la, delivered, expected: .expected_deliveries, missed,
             p50: .delivery_ms.p50, p99: .delivery_ms.p99, first_p50: .first_delivery_ms.p50,
-            cpu_us: .server_cpu_us_per_delivery, kib_per_conn: .server_kib_per_connection
+            cpu_us: .server_cpu_us_per_delivery, kib_per_conn: .server_kib_per_connection,
+            dropped: .subscribers_dropped, first_drop
           }' "$report" >>"$rows"
-        tail -1 "$rows" | jq -r '"| \(.subscribers) | \(.pair) | \(.server) | \(.delivered) / \(.expected) | \(.p50) / \(.p99) | \(.first_p50) | \(.cpu_us) | \(.kib_per_conn) | \(.load) |"'
+        tail -1 "$rows" | jq -r '"| \(.subscribers) | \(.pair) | \(.server) | \(.delivered) / \(.expected)\(if .dropped > 0 then " (\(.dropped) dropped, the first: \(.first_drop))" else "" end) | \(.p50) / \(.p99) | \(.first_p50) | \(.cpu_us) | \(.kib_per_conn) | \(.load) |"'
       done
     done
   done

@@ -72,7 +72,7 @@ func main() {
 	flag.StringVar(&c.token, "token", "", "centrifugo: connection JWT")
 	flag.StringVar(&c.apiKey, "api-key", "", "centrifugo: HTTP API key")
 	flag.StringVar(&c.channel, "channel", "bench:fanout", "centrifugo: channel")
-	flag.IntVar(&c.pad, "pad", 1014, "centrifugo: bytes of padding in each event's data")
+	flag.IntVar(&c.pad, "pad", 992, "centrifugo: bytes of padding in each event's data")
 	flag.Parse()
 	if keys != "" {
 		c.keys = strings.Split(keys, ",")
@@ -136,7 +136,10 @@ type Report struct {
 	Missed      int64   `json:"missed"`
 	Gaps        int64   `json:"gaps"`
 	Dropped     int64   `json:"subscribers_dropped"`
-	FrameBytes  float64 `json:"mean_message_bytes"`
+	// FirstDrop is why the first subscriber that the server dropped ended (a close code and
+	// reason, or the read error).
+	FirstDrop  string  `json:"first_drop,omitempty"`
+	FrameBytes float64 `json:"mean_message_bytes"`
 
 	Latency     Distribution `json:"delivery_ms"`
 	FirstLat    Distribution `json:"first_delivery_ms"`
@@ -286,6 +289,9 @@ func run(ctx context.Context, c config) (*Report, error) {
 	rep.Missed = rep.Expected - rep.Delivered
 	rep.Gaps = p.gaps.Load()
 	rep.Dropped = p.dropped.Load()
+	if why := p.firstDrop.Load(); why != nil {
+		rep.FirstDrop = *why
+	}
 	if rep.Delivered > 0 {
 		rep.CPUPerDeliveryUs = round3(float64((cpu1 - cpu0).Microseconds()) / float64(rep.Delivered))
 		rep.FrameBytes = round1(float64(p.bytes.Load()) / float64(rep.Delivered))
@@ -314,7 +320,19 @@ type probe struct {
 	bytes     atomic.Int64
 	gaps      atomic.Int64
 	dropped   atomic.Int64
+	firstDrop atomic.Pointer[string]
 	progress  chan struct{} // a token per delivery batch, for await
+}
+
+// drop counts a subscriber the server ended, keeping the first one's reason.
+func (p *probe) drop(err error) {
+	p.dropped.Add(1)
+	why := err.Error()
+	var ce websocket.CloseError
+	if errors.As(err, &ce) {
+		why = fmt.Sprintf("close %d %q", int(ce.Code), ce.Reason)
+	}
+	p.firstDrop.CompareAndSwap(nil, &why)
 }
 
 func newProbe(events int) *probe {
@@ -453,14 +471,14 @@ func (s *subscriber) read(ctx context.Context) {
 		_, r, err := s.conn.Reader(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
-				s.p.dropped.Add(1)
+				s.p.drop(err)
 			}
 			return
 		}
 		msg, err := io.ReadAll(r)
 		if err != nil {
 			if ctx.Err() == nil {
-				s.p.dropped.Add(1)
+				s.p.drop(err)
 			}
 			return
 		}
