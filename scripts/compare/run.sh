@@ -190,7 +190,9 @@ echo "$(nproc) cores; load average before $(cut -d' ' -f1-3 /proc/loadavg); swit
 run_sip() {
   local rows=$work/sip.jsonl
   : >"$rows"
-  printf '| run | server | answered / failed | setup p50 / p99 ms | added p50 / p99 ms | CPU %% a call | RSS KiB a call | load avg before |\n|---|---|---|---|---|---|---|---|\n'
+  # The generator's pacer lag says whether the latencies are the server's: a generator short
+  # of CPU sends late, and its late frames come back late.
+  printf '| run | server | answered / failed | setup p50 / p99 ms | added p50 / p99 ms | CPU %% a call | RSS KiB a call | generator lag max ms | load avg before |\n|---|---|---|---|---|---|---|---|---|\n'
   for pair in $(seq "$pairs"); do
     for who in switchboard diago; do
       local target echo_delay report=$out/sip-$who-$pair.json la
@@ -226,9 +228,9 @@ run_sip() {
           setup_p50: .setup_ms.p50, setup_p99: .setup_ms.p99,
           added_p50: .added_latency_ms.p50, added_p99: .added_latency_ms.p99,
           cpu_per_call: (if .server_cpu.full_percent > 0 then .server_cpu.full_percent / .calls else null end),
-          rss_per_call_kib: (($hwm - $rss0) / .calls)
+          rss_per_call_kib: (($hwm - $rss0) / .calls), lag: .pacer_max_lag_ms
         }' "$report" >>"$rows"
-      tail -1 "$rows" | jq -r '"| \(.pair) | \(.server) | \(.answered) / \(.failed) | \(.setup_p50) / \(.setup_p99) | \(.added_p50) / \(.added_p99) | \(if .cpu_per_call == null then "-" else (.cpu_per_call * 1000 | round / 1000) end) | \(.rss_per_call_kib * 10 | round / 10) | \(.load) |"'
+      tail -1 "$rows" | jq -r '"| \(.pair) | \(.server) | \(.answered) / \(.failed) | \(.setup_p50) / \(.setup_p99) | \(.added_p50) / \(.added_p99) | \(if .cpu_per_call == null then "-" else (.cpu_per_call * 1000 | round / 1000) end) | \(.rss_per_call_kib * 10 | round / 10) | \(.lag) | \(.load) |"'
     done
   done
   local fields=(setup_p50 setup_p99 added_p50 added_p99 cpu_per_call rss_per_call_kib failed)
