@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/signal"
@@ -72,7 +73,7 @@ func main() {
 	flag.StringVar(&c.token, "token", "", "centrifugo: connection JWT")
 	flag.StringVar(&c.apiKey, "api-key", "", "centrifugo: HTTP API key")
 	flag.StringVar(&c.channel, "channel", "bench:fanout", "centrifugo: channel")
-	flag.IntVar(&c.pad, "pad", 992, "centrifugo: bytes of padding in each event's data")
+	flag.IntVar(&c.pad, "pad", 1014, "centrifugo: bytes of padding in each event's data")
 	flag.Parse()
 	if keys != "" {
 		c.keys = strings.Split(keys, ",")
@@ -168,9 +169,10 @@ func distribution(s []time.Duration) Distribution {
 		return Distribution{}
 	}
 	slices.Sort(s)
+	// Nearest rank, as switchboard load reports its percentiles.
 	at := func(p float64) float64 {
-		i := int(p / 100 * float64(len(s)))
-		return ms(s[min(i, len(s)-1)])
+		rank := int(math.Ceil(p / 100 * float64(len(s))))
+		return ms(s[min(max(rank, 1), len(s))-1])
 	}
 	return Distribution{Count: len(s), P50: at(50), P99: at(99), Max: ms(s[len(s)-1])}
 }
@@ -467,6 +469,7 @@ func (s *subscriber) awaitReply(ctx context.Context, ok, bad []byte) error {
 // read takes deliveries until the connection ends. Centrifugo pings with an empty command,
 // which must be answered with one.
 func (s *subscriber) read(ctx context.Context) {
+	var seqs []int
 	for {
 		_, r, err := s.conn.Reader(ctx)
 		if err != nil {
@@ -483,34 +486,55 @@ func (s *subscriber) read(ctx context.Context) {
 			return
 		}
 		now := s.p.now()
-		if s.server == "centrifugo" && bytes.Contains(msg, []byte("{}")) {
-			for line := range bytes.SplitSeq(msg, []byte("\n")) {
-				if bytes.Equal(bytes.TrimSpace(line), []byte("{}")) {
-					_ = s.conn.Write(ctx, websocket.MessageText, []byte("{}"))
-				}
+		if s.server == "centrifugo" {
+			for range pings(msg) {
+				_ = s.conn.Write(ctx, websocket.MessageText, []byte("{}"))
 			}
 		}
 		if bytes.Contains(msg, []byte(`"stream.gap"`)) {
 			s.p.gaps.Add(1)
 		}
-		rest := msg
-		n := bytes.Count(msg, seqKey)
-		for n > 0 {
-			i := bytes.Index(rest, seqKey)
-			rest = rest[i+len(seqKey):]
-			j := 0
-			for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
-				j++
+		seqs = sequences(seqs[:0], msg)
+		for _, seq := range seqs {
+			if d, ok := s.p.arrived(seq, now, len(msg)/len(seqs)); ok {
+				s.lat = append(s.lat, d)
 			}
-			seq, err := strconv.Atoi(string(rest[:j]))
-			if err == nil {
-				if d, ok := s.p.arrived(seq, now, len(msg)/n); ok {
-					s.lat = append(s.lat, d)
-				}
-			}
-			n--
 		}
 	}
+}
+
+// sequences appends to dst the sequence numbers of the events in one WebSocket message:
+// Switchboard sends one event a message, Centrifugo several, a line each.
+func sequences(dst []int, msg []byte) []int {
+	for {
+		i := bytes.Index(msg, seqKey)
+		if i < 0 {
+			return dst
+		}
+		msg = msg[i+len(seqKey):]
+		j := 0
+		for j < len(msg) && msg[j] >= '0' && msg[j] <= '9' {
+			j++
+		}
+		if seq, err := strconv.Atoi(string(msg[:j])); err == nil {
+			dst = append(dst, seq)
+		}
+	}
+}
+
+// pings counts Centrifugo's pings in a message: empty commands, a line each, each to be
+// answered with one.
+func pings(msg []byte) int {
+	if !bytes.Contains(msg, []byte("{}")) {
+		return 0
+	}
+	n := 0
+	for line := range bytes.SplitSeq(msg, []byte("\n")) {
+		if bytes.Equal(bytes.TrimSpace(line), []byte("{}")) {
+			n++
+		}
+	}
+	return n
 }
 
 // publisher makes the change that publishes one event.
