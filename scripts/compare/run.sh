@@ -23,8 +23,9 @@
 # of its module here, Centrifugo by `go install github.com/centrifugal/centrifugo/v6@v6.9.1`;
 # Switchboard's go.mod requires neither. Builds go to a temporary directory, or to
 # COMPARE_BIN when set, where existing binaries are reused (building Centrifugo takes minutes).
-# SWITCHBOARD names a switchboard binary to use instead of building one. OUT keeps the
-# reports (JSON, one per run) in that directory.
+# SWITCHBOARD names a switchboard binary to use instead of building one (the commit printed
+# is then the tree's, not necessarily the binary's). OUT keeps the reports (JSON, one per run)
+# in that directory.
 set -euo pipefail
 
 usage() {
@@ -53,10 +54,14 @@ while [ $# -gt 0 ]; do
   esac
   shift 2
 done
-for v in "$calls" "$pairs" "$events"; do
-  [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: '$v' is not a whole number above 0" >&2; exit 2; }
-done
-[[ $subscribers =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || { echo "run.sh: --subscribers '$subscribers': want counts such as 1000,5000" >&2; exit 2; }
+bad() { echo "run.sh: $1 '$2': $3" >&2; exit 2; }
+[[ $calls =~ ^[1-9][0-9]*$ ]] || bad --calls "$calls" "want a whole number above 0"
+[[ $pairs =~ ^[1-9][0-9]*$ ]] || bad --pairs "$pairs" "want a whole number above 0"
+[[ $events =~ ^[1-9][0-9]*$ ]] || bad --events "$events" "want a whole number above 0"
+[[ $rate =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)$ && ! $rate =~ ^[0.]+$ ]] || bad --rate "$rate" "want calls a second above 0"
+[[ $event_rate =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)$ && ! $event_rate =~ ^[0.]+$ ]] || bad --event-rate "$event_rate" "want events a second above 0"
+[[ $duration =~ ^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$ ]] || bad --duration "$duration" "want a Go duration such as 20s"
+[[ $subscribers =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || bad --subscribers "$subscribers" "want counts such as 1000,5000"
 for c in jq curl python3 go; do
   command -v "$c" >/dev/null || { echo "run.sh: needs $c" >&2; exit 2; }
 done
