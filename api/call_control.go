@@ -35,9 +35,9 @@ func (n nodeCalls) Hangup(ctx context.Context, tenantID, callID string) error {
 }
 
 // Record implements CallControl.
-func (n nodeCalls) Record(tenantID, callID string) (store.Call, bool) {
+func (n nodeCalls) Record(ctx context.Context, tenantID, callID string) (store.Call, bool) {
 	if c := n.live.Get(tenantID, callID); c != nil {
-		return c.Record(), true
+		return callpkg.LiveRecord(ctx, c)
 	}
 	return store.Call{}, false
 }

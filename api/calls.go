@@ -25,8 +25,10 @@ type CallControl interface {
 	Transfer(ctx context.Context, tenantID, callID, to string) error
 	// Record is the record of a call of the tenant live on this node, as the node holds it
 	// (the store may not have it yet: a call's record is written behind it); false when
-	// the node carries no such call.
-	Record(tenantID, callID string) (store.Call, bool)
+	// the node carries no such call, or the call has ended: then Record returns once the
+	// store holds its final record (or ctx ends), so that what the store says next agrees
+	// with what was said before.
+	Record(ctx context.Context, tenantID, callID string) (store.Call, bool)
 }
 
 // CallRequest is what a client sends to place an outbound call.
@@ -309,7 +311,7 @@ func (s *Server) storedCall(ctx context.Context, tenantID, id string) (*store.Ca
 	// A call live here is read from memory: its record is written behind it, and the
 	// node's copy is the newest.
 	if s.cfg.Calls != nil {
-		if rec, ok := s.cfg.Calls.Record(tenantID, id); ok {
+		if rec, ok := s.cfg.Calls.Record(ctx, tenantID, id); ok {
 			return &rec, nil
 		}
 	}

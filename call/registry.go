@@ -16,6 +16,8 @@ type Live interface {
 	// Record is the call's record as the node holds it: the newest (the store's copy is
 	// written behind it).
 	Record() store.Call
+	// Done is closed once the call ended and the store holds its final record.
+	Done() <-chan struct{}
 	// HangUp ends the call with reason and returns once its record is final, or ctx ends.
 	HangUp(ctx context.Context, reason Reason)
 	// Transfer hands the far end to another party (a number or a SIP URI); a transport
@@ -125,4 +127,20 @@ func (r *Registry) Drain(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// LiveRecord is the record of c while it lives, as the node holds it. Once it has ended,
+// the store's copy is the one to read: LiveRecord waits until the store holds the final
+// record (or ctx ends) and reports false, so that a reader never sees the end from memory
+// and then a store that has not caught up.
+func LiveRecord(ctx context.Context, c Live) (store.Call, bool) {
+	rec := c.Record()
+	if rec.EndedAt == nil {
+		return rec, true
+	}
+	select {
+	case <-c.Done():
+	case <-ctx.Done():
+	}
+	return store.Call{}, false
 }

@@ -20,10 +20,11 @@ func (s *Server) Hangup(ctx context.Context, tenantID, callID string) error {
 }
 
 // Record is the record of a call of the tenant this server carries, as it holds it (the
-// store's copy is written behind the call); false when it carries no such call.
-func (s *Server) Record(tenantID, callID string) (store.Call, bool) {
+// store's copy is written behind the call); false when it carries no such call, or the
+// call has ended (see call.LiveRecord).
+func (s *Server) Record(ctx context.Context, tenantID, callID string) (store.Call, bool) {
 	if c, ok := s.calls.node.Get(tenantID, callID).(*Call); ok && c.srv == s {
-		return c.Record(), true
+		return call.LiveRecord(ctx, c)
 	}
 	return store.Call{}, false
 }

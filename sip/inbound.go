@@ -428,6 +428,9 @@ func (s *Server) queueRecord(rec *store.Call) error {
 	if err != nil {
 		return err
 	}
+	if s.recordsInline.Load() {
+		return w.Wait(s.ctx)
+	}
 	w.Behind()
 	return nil
 }

@@ -132,6 +132,10 @@ type Server struct {
 	// checksOff skips the guard's checks (not its recovery): the benchmark of their cost
 	// turns them off and on in one run.
 	checksOff atomic.Bool
+	// recordsInline inserts a new inbound call's record on the INVITE's path, as Switchboard
+	// did before records were written behind the call: the benchmark of what that cost
+	// (BenchmarkInviteSetupStored) sets it.
+	recordsInline atomic.Bool
 
 	// ringDelay holds a call in the ringing state before answering; tests set it to
 	// exercise CANCEL.
