@@ -104,6 +104,9 @@ type Config struct {
 	// paths as the default tenant's admin (SWITCHBOARD_AMPLIFIER_AUTH_REQUIRED=false; see
 	// amplifier.go). Off by default: every request needs a key.
 	AmplifierAuthOptional bool
+	// Pprof serves the Go runtime's profiles at /debug/pprof/ to the operator
+	// (SWITCHBOARD_PPROF; see pprof.go). Off by default: the paths are not found.
+	Pprof bool
 }
 
 // Server is the HTTP API of one node.
@@ -274,6 +277,7 @@ func (s *Server) allRoutes() []route {
 	rs = append(rs, s.amarsiaRoutes()...)
 	rs = append(rs, s.knowledgeRoutes()...)
 	rs = append(rs, s.amaKnowledgeRoutes()...)
+	rs = append(rs, s.pprofRoutes()...)
 	return rs
 }
 

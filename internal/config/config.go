@@ -38,7 +38,9 @@ type Config struct {
 	// AmplifierAuthRequired: false lets keyless requests from loopback reach the root
 	// Amplifier paths as the default tenant (SWITCHBOARD_AMPLIFIER_AUTH_REQUIRED).
 	AmplifierAuthRequired bool
-	ProvidersFile         string
+	// Pprof serves the runtime's profiles at /debug/pprof/ to the operator (SWITCHBOARD_PPROF).
+	Pprof         bool
+	ProvidersFile string
 	// SIP beyond the listen address.
 	SIPTLSAddr   string
 	SIPTLSCert   string
@@ -137,6 +139,7 @@ func (c *Config) ServeSettings(s *settings.Set) {
 	s.Bool(&c.AmplifierAuthRequired, "amplifier-auth-required", "SWITCHBOARD_AMPLIFIER_AUTH_REQUIRED", true, "false: keyless requests from loopback (never from elsewhere, nor through a proxy) reach the root Amplifier paths as the default tenant's admin")
 	s.Int(&c.KnowledgeMaxUploadMiB, "knowledge-max-upload-mib", "SWITCHBOARD_KNOWLEDGE_MAX_UPLOAD_MIB", 32, 1, noMax, "MiB of one uploaded knowledge document; larger uploads are refused with 413")
 	s.Int(&c.ChatRateLimit, "chat-rate-limit", "SWITCHBOARD_CHAT_RATE_LIMIT", 60, 0, noMax, "Alumia chat requests (POST /api/v1/chat) a minute, per key or user and per client address")
+	s.Bool(&c.Pprof, "pprof", "SWITCHBOARD_PPROF", false, "serve the Go runtime's profiles at /debug/pprof/ to the operator (an admin key of the default tenant)")
 	c.WebRTC.settings(s)
 }
 
