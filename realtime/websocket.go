@@ -73,12 +73,13 @@ func (s *Server) ServeWS(w http.ResponseWriter, r *http.Request, v Viewer) {
 	}
 	// The socket is served by goroutines of its own, so that the HTTP server frees the
 	// request, its buffers and its stack while the socket idles.
+	raw := bw.conn
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer s.close(v, sub)
 		defer conn.CloseNow()
-		s.streamWS(conn, bw.conn, sub, v)
+		s.streamWS(conn, raw, sub, v)
 	}()
 }
 
