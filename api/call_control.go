@@ -34,6 +34,14 @@ func (n nodeCalls) Hangup(ctx context.Context, tenantID, callID string) error {
 	return n.sip.Hangup(ctx, tenantID, callID)
 }
 
+// Record implements CallControl.
+func (n nodeCalls) Record(tenantID, callID string) (store.Call, bool) {
+	if c := n.live.Get(tenantID, callID); c != nil {
+		return c.Record(), true
+	}
+	return store.Call{}, false
+}
+
 // Transfer implements CallControl; a web call is not transferred.
 func (n nodeCalls) Transfer(ctx context.Context, tenantID, callID, to string) error {
 	c := n.live.Get(tenantID, callID)

@@ -23,6 +23,10 @@ type CallControl interface {
 	Hangup(ctx context.Context, tenantID, callID string) error
 	// Transfer hands a live call of the tenant to another party (E.164 or SIP URI).
 	Transfer(ctx context.Context, tenantID, callID, to string) error
+	// Record is the record of a call of the tenant live on this node, as the node holds it
+	// (the store may not have it yet: a call's record is written behind it); false when
+	// the node carries no such call.
+	Record(tenantID, callID string) (store.Call, bool)
 }
 
 // CallRequest is what a client sends to place an outbound call.
@@ -302,6 +306,13 @@ func (s *Server) transferCall(w http.ResponseWriter, r *http.Request, p *Princip
 
 // storedCall reads a call of the tenant; another tenant's is not found.
 func (s *Server) storedCall(ctx context.Context, tenantID, id string) (*store.Call, error) {
+	// A call live here is read from memory: its record is written behind it, and the
+	// node's copy is the newest.
+	if s.cfg.Calls != nil {
+		if rec, ok := s.cfg.Calls.Record(tenantID, id); ok {
+			return &rec, nil
+		}
+	}
 	c, err := store.Get[store.Call](ctx, s.store, tenantID, id)
 	if err != nil {
 		return nil, callError(err)

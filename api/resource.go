@@ -29,6 +29,10 @@ type resource[T any, P store.Model[T]] struct {
 	keepReadOnly func(dst, src P)
 	// changed, when set, is told of every create, update and delete (to publish events).
 	changed func(ctx context.Context, s *Server, tenantID, id, action string, m P)
+	// reconcile, when set, settles fields that say the same thing two ways after a body was
+	// decoded over m: before is the stored row, or the defaults (an agent's instructions and
+	// its config.prompt.system).
+	reconcile func(m, before P) error
 	// check, when set, vets a row against the node's configuration before it is written.
 	check func(ctx context.Context, s *Server, tenantID string, m P) error
 }
@@ -88,6 +92,11 @@ func (res resource[T, P]) create(s *Server) func(http.ResponseWriter, *http.Requ
 		if res.keepReadOnly != nil {
 			res.keepReadOnly(m, defaults)
 		}
+		if res.reconcile != nil {
+			if err := res.reconcile(m, defaults); err != nil {
+				return err
+			}
+		}
 		if res.check != nil {
 			if err := res.check(r.Context(), s, p.TenantID, m); err != nil {
 				return err
@@ -146,6 +155,11 @@ func (res resource[T, P]) update(s *Server) func(http.ResponseWriter, *http.Requ
 		if res.keepReadOnly != nil {
 			res.keepReadOnly(m, &stored)
 		}
+		if res.reconcile != nil {
+			if err := res.reconcile(m, &stored); err != nil {
+				return err
+			}
+		}
 		if res.check != nil {
 			if err := res.check(r.Context(), s, p.TenantID, m); err != nil {
 				return err
@@ -188,7 +202,7 @@ func capitalize(s string) string {
 
 var (
 	agentResource = resource[store.Agent, *store.Agent]{
-		singular: "agent", plural: "agents", tag: "Agents", new: store.NewAgent, check: checkAgentModel,
+		singular: "agent", plural: "agents", tag: "Agents", new: store.NewAgent, check: checkAgentModel, reconcile: reconcileAgentConfig,
 		changed: func(ctx context.Context, s *Server, tenantID, id, action string, a *store.Agent) {
 			s.publish(ctx, tenantID, "agent:"+id, realtime.TypeAgentUpdated, AgentChange{AgentID: id, Action: action, Agent: a})
 		},

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"sort"
 	"strconv"
@@ -24,6 +25,7 @@ import (
 	"github.com/switchboard-go/switchboard/agent/speech"
 	"github.com/switchboard-go/switchboard/internal/netguard"
 	"github.com/switchboard-go/switchboard/knowledge"
+	"github.com/switchboard-go/switchboard/metrics"
 	"github.com/switchboard-go/switchboard/provider"
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/session"
@@ -104,6 +106,15 @@ type Config struct {
 	// paths as the default tenant's admin (SWITCHBOARD_AMPLIFIER_AUTH_REQUIRED=false; see
 	// amplifier.go). Off by default: every request needs a key.
 	AmplifierAuthOptional bool
+	// Metrics is the node's registry, served at /metrics; the API adds its requests, the
+	// database pool and the hub to it. Nil makes one of the API's own.
+	Metrics *metrics.Registry
+	// MetricsToken and MetricsAllow open /metrics beyond loopback (see metricsAccess).
+	MetricsToken string
+	MetricsAllow []netip.Prefix
+	// Draining reports that the node is stopping: /health/ready then answers 503, so that
+	// an orchestrator sends it nothing new. Nil: never.
+	Draining func() bool
 	// Pprof serves the Go runtime's profiles at /debug/pprof/ to the operator
 	// (SWITCHBOARD_PPROF; see pprof.go). Off by default: the paths are not found.
 	Pprof bool
@@ -154,6 +165,10 @@ type Server struct {
 
 	// knowledge keeps the tenants' knowledge bases.
 	knowledge *knowledge.Service
+
+	// metrics is the node's registry; metricsHandler serves it.
+	metrics        *metrics.Registry
+	metricsHandler http.Handler
 
 	openAPIOnce sync.Once
 	openAPIJSON []byte
@@ -239,6 +254,12 @@ func New(cfg Config) *Server {
 	// Sessions' agents search their knowledge as calls' do.
 	s.sessions = session.New(session.Config{Store: cfg.Store, Models: s.registryFor, Webhooks: cfg.Webhooks,
 		Knowledge: s.knowledge, Publisher: sessionPublisher{s}, Logger: cfg.Log, Node: cfg.Node})
+	s.metrics = cfg.Metrics
+	if s.metrics == nil {
+		s.metrics = metrics.New()
+	}
+	s.metricsHandler = s.metrics.Handler()
+	s.registerMetrics()
 	s.routes = s.allRoutes()
 	s.mux = s.buildMux()
 	s.handler = s.recoverer(s.logRequests(s.mux))
@@ -255,6 +276,8 @@ func (s *Server) Handler() http.Handler { return s.handler }
 func (s *Server) allRoutes() []route {
 	var rs []route
 	rs = append(rs, s.metaRoutes()...)
+	rs = append(rs, s.healthRoutes()...)
+	rs = append(rs, s.metricsRoutes()...)
 	rs = append(rs, s.authRoutes()...)
 	rs = append(rs, s.tenantRoutes()...)
 	rs = append(rs, s.keyRoutes()...)
@@ -428,7 +451,18 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		w.Header().Set("X-Request-ID", id)
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
+		s.metrics.HTTP().Start()
+		returned := false
+		defer func() {
+			status := sw.status
+			if !returned && status == 0 {
+				// The handler panicked before answering: recoverer, above, answers 500.
+				status = http.StatusInternalServerError
+			}
+			s.observe(r, status, time.Since(start))
+		}()
 		next.ServeHTTP(sw, r)
+		returned = true
 		level := slog.LevelDebug
 		if sw.status >= 500 {
 			level = slog.LevelWarn

@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"runtime/debug"
-	"sync"
 	"time"
 
 	"github.com/switchboard-go/switchboard/media"
-	"github.com/switchboard-go/switchboard/store"
 )
 
 // ErrNoTransfer refuses to transfer a call whose transport has no telephone network to
@@ -53,26 +50,15 @@ type Handler func(ctx context.Context, c *Call)
 
 // Call is one call of a transport that hands over a media.Stream (a browser, a media-stream
 // socket). Its owner is the goroutine that runs it: the transport and the handler report
-// to it with End and Hangup, and it alone writes the final record. Its lifecycle is every
-// call's: ringing until media flows, answered, ended once with the first reason given.
+// to it with End and Hangup, and it alone writes the final record. Its lifecycle (Life) is
+// every call's: ringing until media flows, answered, ended once with the first reason given.
 type Call struct {
+	Life
 	node     *Node
 	id       string
 	tenantID string
 	log      *slog.Logger
 	spec     Spec
-
-	// The record, written and published as the call goes.
-	*Recorder
-
-	mu sync.Mutex // guards reason
-
-	endOnce sync.Once
-	ended   chan struct{}
-	reason  Reason
-	// done is closed once the call's record is final, call.ended published and the
-	// transport hung up.
-	done chan struct{}
 }
 
 // ID is the call's ID in the store ("call_…").
@@ -86,51 +72,6 @@ func (c *Call) Log() *slog.Logger { return c.log }
 
 // Stream is the call's audio.
 func (c *Call) Stream() media.Stream { return c.spec.Stream }
-
-// Done is closed once the call ended, its record is final and its transport released.
-func (c *Call) Done() <-chan struct{} { return c.done }
-
-// Hangup ends the call from Switchboard's side (the agent) with reason (agent-hangup when
-// empty). The reason is a string, as the agent's line gives it: a brain may end a call with
-// a reason of its own.
-func (c *Call) Hangup(reason string) {
-	r := Reason(reason)
-	if r == "" {
-		r = ReasonAgentHangup
-	}
-	// An agent that hangs up on a stream the far end has already ended does so because it
-	// ended (its conversation may learn of it a moment after the stream did): the far end's
-	// reason is why the call ended.
-	select {
-	case <-c.spec.Stream.Done():
-		if sr := c.spec.Stream.Reason(); sr != "" && sr != "closed" {
-			r = Reason(sr)
-		}
-	default:
-	}
-	c.End(r)
-}
-
-// End ends the call with reason, the first given winning: the transport calls it when the
-// far end hung up or vanished, the API when it hangs the call up.
-func (c *Call) End(reason Reason) {
-	c.endOnce.Do(func() {
-		c.mu.Lock()
-		c.reason = reason
-		c.mu.Unlock()
-		close(c.ended)
-	})
-}
-
-// HangUp implements Live: the call ends with reason, and HangUp returns once its record
-// is final or ctx ends.
-func (c *Call) HangUp(ctx context.Context, reason Reason) {
-	c.End(reason)
-	select {
-	case <-c.done:
-	case <-ctx.Done():
-	}
-}
 
 // Transfer is refused: a web call has no number to be handed to.
 func (c *Call) Transfer(ctx context.Context, to string) error { return ErrNoTransfer }
@@ -155,82 +96,34 @@ func (c *Call) SendDTMF(digits string) error {
 //nolint:contextcheck // a call outlives the request that started it; the node's base context ends it
 func (c *Call) run(handler Handler) {
 	base := c.node.base
-	streamDone := c.spec.Stream.Done()
-	streamEnded := func() { c.End(FromStream(c.spec.Stream.Reason())) }
 	if c.spec.Ready != nil {
 		select {
 		case <-c.spec.Ready:
-			c.answered()
-		case <-c.ended:
-		case <-streamDone:
-			streamEnded()
+			c.Answered(base, c.spec.Codec)
+		case <-c.Ending():
+		case <-c.spec.Stream.Done():
+			c.End(FromStream(c.spec.Stream.Reason()))
 		case <-base.Done():
 			c.End(ReasonShutdown)
 		}
 	}
-
-	hctx, stopHandler := context.WithCancel(context.WithoutCancel(base))
-	defer stopHandler()
-	handlerDone := make(chan struct{})
 	if c.Record().AnsweredAt != nil {
-		go func() {
-			defer close(handlerDone)
-			defer func() {
-				if p := recover(); p != nil {
-					c.log.Error("call handler panicked; ending the call", "panic", p, "stack", string(debug.Stack()))
-					c.End(ReasonError)
-				}
-			}()
-			handler(hctx, c)
-			// A handler also returns because the stream ended: then that is why.
-			select {
-			case <-streamDone:
-				streamEnded()
-			default:
-				c.End(ReasonAgentHangup)
-			}
-		}()
-	} else {
-		close(handlerDone)
+		c.Run(base, func(ctx context.Context) { handler(ctx, c) })
+		return
 	}
-
-	select {
-	case <-c.ended:
-	case <-streamDone:
-		streamEnded()
-	case <-base.Done():
-		c.End(ReasonShutdown)
-	}
-	c.mu.Lock()
-	reason := c.reason
-	c.mu.Unlock()
-	_ = c.spec.Stream.Close()
-	AwaitHandler(handlerDone, stopHandler, c.log)
-	c.finish(reason)
-	if c.spec.Hangup != nil {
-		c.spec.Hangup(string(reason))
-	}
-	close(c.done)
+	c.Teardown(base, nil, nil)
 }
 
-// answered marks the call in progress once media flows.
-func (c *Call) answered() {
-	now := time.Now().UTC()
-	c.Update(c.node.base, func(r *store.Call) {
-		r.Status = store.CallInProgress
-		r.AnsweredAt = &now
-	})
-	c.log.Info("call answered", "codec", c.spec.Codec)
-	c.Publish(EventAnswered, c.Record())
-}
+// webCarrier is a web call's side of its lifecycle: closing its stream stops it, and the far
+// end is told (its peer or socket closed) last, once call.ended reached it.
+type webCarrier struct{ c *Call }
 
-// finish writes the call's final state and publishes call.ended.
-func (c *Call) finish(reason Reason) {
-	q := store.CallQuality(c.spec.Stream.Quality())
-	c.Ended(c.node.base, reason, &q)
-	c.node.calls.Remove(c)
-	rec := c.Record()
-	c.log.Info("call ended", "reason", reason, "status", rec.Status, "duration_seconds", rec.DurationSeconds,
-		"rx_packets", rec.Quality.PacketsReceived, "tx_packets", rec.Quality.PacketsSent, "lost_packets", rec.Quality.PacketsLost)
-	c.Publish(EventEnded, rec)
+func (l webCarrier) Stream() media.Stream         { return l.c.spec.Stream }
+func (l webCarrier) Stop(Reason)                  { _ = l.c.spec.Stream.Close() }
+func (l webCarrier) Tell(context.Context, Reason) {}
+func (l webCarrier) Release() []any               { return nil }
+func (l webCarrier) Close(reason Reason) {
+	if l.c.spec.Hangup != nil {
+		l.c.spec.Hangup(string(reason))
+	}
 }

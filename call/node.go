@@ -135,6 +135,7 @@ func (r *Routed) Start(ctx context.Context, spec Spec) (*Call, error) {
 	if err != nil {
 		return nil, err
 	}
+	slot = sync.OnceFunc(slot)
 	n.mu.Lock()
 	if n.closing || n.base.Err() != nil {
 		n.mu.Unlock()
@@ -160,10 +161,10 @@ func (r *Routed) Start(ctx context.Context, spec Spec) (*Call, error) {
 	if err := store.Create[store.Call](ctx, n.cfg.Store, spec.TenantID, &rec); err != nil {
 		return nil, err
 	}
-	c := &Call{node: n, id: rec.ID, tenantID: rec.TenantID, spec: spec,
-		ended: make(chan struct{}), done: make(chan struct{})}
+	c := &Call{node: n, id: rec.ID, tenantID: rec.TenantID, spec: spec}
 	c.log = Logger(n.cfg.Log, rec).With("direction", rec.Direction)
-	c.Recorder = NewRecorder(rec, n.cfg.Store, n.cfg.Events, c.log, spec.OnEvent)
+	c.Init(c, webCarrier{c}, NewRecorder(rec, n.cfg.Store, n.cfg.Events, c.log, spec.OnEvent), c.log, n.calls)
+	c.Hold(slot)
 	n.calls.Add(c)
 	started = true
 	c.Publish(EventCreated, c.Record())

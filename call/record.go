@@ -71,11 +71,17 @@ func (r *Recorder) Edit(fn func(rec *store.Call)) {
 	fn(&r.rec)
 }
 
-// Update changes the record under its lock and writes it, when a store keeps it. The state
-// is handed to the store's call writer under the lock, so that states are written in the
-// order they were made; one the database refuses is retried by the store until it returns
-// (see store.UpdateCallState), long after the call is gone if need be.
+// Update changes the record under its lock and hands it to the store's call writer, when a
+// store keeps it, without waiting for the database: signalling never waits for it. The
+// state is handed over under the lock, so that states are written in the order they were
+// made; the writer batches them with other calls' and retries one the database refuses
+// until it returns (see store.UpdateCallState), long after the call is gone if need be.
 func (r *Recorder) Update(ctx context.Context, fn func(rec *store.Call)) {
+	r.write(ctx, fn, false)
+}
+
+// write is Update; wait says to wait until the state is in the database (or queued).
+func (r *Recorder) write(ctx context.Context, fn func(rec *store.Call), wait bool) {
 	r.mu.Lock()
 	fn(&r.rec)
 	if r.st == nil {
@@ -85,6 +91,10 @@ func (r *Recorder) Update(ctx context.Context, fn func(rec *store.Call)) {
 	w := store.QueueCallState(r.st, &r.rec)
 	status := r.rec.Status
 	r.mu.Unlock()
+	if !wait {
+		w.Behind()
+		return
+	}
 	err := w.Wait(context.WithoutCancel(ctx))
 	switch {
 	case err == nil:
@@ -98,9 +108,12 @@ func (r *Recorder) Update(ctx context.Context, fn func(rec *store.Call)) {
 // Ended writes the record's final state: ended now with reason, completed when it was
 // answered (with its duration) or else the status of a call unanswered for that reason,
 // its media quality when known, and the handler's report given the call's own ending.
+//
+// It waits until the state is in the database (or queued while the database is away): a
+// record is final before call.ended goes out, and whoever reads it then reads the end.
 func (r *Recorder) Ended(ctx context.Context, reason Reason, quality *store.CallQuality) {
 	now := time.Now().UTC()
-	r.Update(ctx, func(rec *store.Call) {
+	r.write(ctx, func(rec *store.Call) {
 		rec.EndedAt = &now
 		rec.EndedReason = string(reason)
 		if rec.AnsweredAt != nil {
@@ -115,8 +128,11 @@ func (r *Recorder) Ended(ctx context.Context, reason Reason, quality *store.Call
 		if len(rec.Report) > 0 {
 			rec.Report["ended_reason"] = string(reason)
 			rec.Report["duration_seconds"] = rec.DurationSeconds
+			// The report reads whole: how the media fared (late packets too) is part of
+			// what the conversation was.
+			rec.Report["quality"] = rec.Quality
 		}
-	})
+	}, true)
 }
 
 // Publish sends an event about the call to its topic (and so, through the hub, to the

@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/switchboard-go/switchboard/internal/callcap"
+	"github.com/switchboard-go/switchboard/store"
 )
 
 // Live is a live call as the node's registry holds it, whatever carries it: what the API
@@ -12,6 +13,9 @@ import (
 type Live interface {
 	ID() string
 	TenantID() string
+	// Record is the call's record as the node holds it: the newest (the store's copy is
+	// written behind it).
+	Record() store.Call
 	// HangUp ends the call with reason and returns once its record is final, or ctx ends.
 	HangUp(ctx context.Context, reason Reason)
 	// Transfer hands the far end to another party (a number or a SIP URI); a transport

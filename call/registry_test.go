@@ -7,12 +7,14 @@ import (
 	"time"
 
 	"github.com/switchboard-go/switchboard/internal/callcap"
+	"github.com/switchboard-go/switchboard/store"
 )
 
 type liveCall struct{ id, tenant string }
 
 func (l *liveCall) ID() string                                { return l.id }
 func (l *liveCall) TenantID() string                          { return l.tenant }
+func (l *liveCall) Record() store.Call                        { return store.Call{} }
 func (l *liveCall) HangUp(ctx context.Context, reason Reason) {}
 func (l *liveCall) Transfer(ctx context.Context, to string) error {
 	return ErrNoTransfer

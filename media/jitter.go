@@ -44,9 +44,18 @@ var DefaultJitterConfig = JitterConfig{Initial: 3, Min: 2, Max: 10, Adaptive: tr
 // JitterStats counts what happened to the packets of a JitterBuffer.
 type JitterStats struct {
 	Pushed, Played, Lost, Late, Duplicate, Oversized, Discarded, Resets uint64
+	// Trimmed counts frames dropped unplayed to bring the delay back down after a burst:
+	// audio that came, but too late to be played in its time.
+	Trimmed uint64
 	// Target is the current target depth in frames.
 	Target int
 }
+
+// LatePackets counts the packets that came but too late to be played: after their
+// playout time, or trimmed to bring the delay back down. RFC 3550 counts them received,
+// though their audio never reached the call: every transport reports them in its
+// quality (Quality.PacketsLate).
+func (s JitterStats) LatePackets() uint64 { return s.Late + s.Trimmed }
 
 type jitterSlot struct {
 	full bool
@@ -311,5 +320,5 @@ func (j *JitterBuffer) adapt() {
 		j.count--
 	}
 	j.next++
-	j.stats.Discarded++
+	j.stats.Trimmed++
 }

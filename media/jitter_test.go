@@ -186,7 +186,7 @@ func TestJitterBufferPauseAndDrain(t *testing.T) {
 		t.Fatalf("holds %d frames in %d slots", j.Len(), len(j.slots))
 	}
 	popAll(t, j, 200)
-	if j.Stats().Discarded == 0 {
+	if s := j.Stats(); s.Trimmed+s.Discarded == 0 {
 		t.Fatal("excess depth never drained")
 	}
 }
@@ -302,5 +302,29 @@ func TestJitterBufferPeek(t *testing.T) {
 	}
 	if p := j.Pop(dst); p.Status != PopFrame || p.Seq != 12 {
 		t.Fatalf("third pop %+v", p)
+	}
+}
+
+// A sender that caught up in a burst leaves the buffer deeper than its target; the frames
+// dropped to bring the delay back down are counted Trimmed (late audio), not Discarded
+// (strays).
+func TestJitterBufferTrimCounted(t *testing.T) {
+	t.Parallel()
+	j := NewJitterBuffer(JitterConfig{Initial: 2, Min: 2, Max: 10, MaxPayload: 1500})
+	b := make([]byte, 2)
+	seq := uint16(100)
+	for range 8 { // the burst: 160 ms at once
+		j.Push(seqPayload(b, seq), seq, 0)
+		seq++
+	}
+	dst := make([]byte, 1500)
+	for range 120 { // then steady: one in, one out, the excess held until trimmed
+		j.Pop(dst)
+		j.Push(seqPayload(b, seq), seq, 0)
+		seq++
+	}
+	s := j.Stats()
+	if s.Trimmed == 0 || s.Discarded != 0 || s.Late != 0 || s.LatePackets() != s.Trimmed {
+		t.Fatalf("stats %+v; want the excess trimmed (and so late), nothing discarded or played late", s)
 	}
 }

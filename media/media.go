@@ -89,6 +89,9 @@ type Quality struct {
 	PacketsSent     int64
 	// PacketsLost is never negative (RFC 3550's count is, with duplicates).
 	PacketsLost int64
+	// PacketsLate counts packets that came too late to be played (see RTPStats.Late): not
+	// lost to RFC 3550, but the audio they carried never reached the call.
+	PacketsLate int64
 	// LossPercent is PacketsLost of those expected.
 	LossPercent float64
 	JitterMS    float64

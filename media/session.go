@@ -80,6 +80,10 @@ type RTPConfig struct {
 	Record io.WriteSeeker
 	// RTCPInterval is the period of our RTCP reports; zero: 5 s.
 	RTCPInterval time.Duration
+	// FillSilence sends a frame of silence in each 20 ms slot nothing was written for,
+	// while we send: media relays and SBCs end calls that carry no RTP (rtpengine after
+	// 60 s), and NAT bindings expire, while an agent listens.
+	FillSilence bool
 }
 
 // RTPUpdate is what a re-INVITE changed.
@@ -98,10 +102,14 @@ type RTPStats struct {
 	PacketsLost                  int64         // RFC 3550 expected - received
 	Jitter                       time.Duration // interarrival jitter, RFC 3550
 	Dropped                      uint64        // packets from a stranger address, wrong payload type, unparseable
-	Late, Duplicates             uint64        // from the jitter buffer
-	LastReceived                 time.Time
-	RemoteLossFraction           float64       // from the peer's RTCP receiver reports, if any
-	RTT                          time.Duration // from RTCP SR/RR LSR/DLSR, if known
+	// Late counts packets that came too late to be played: after their playout time, or
+	// dropped to bring the jitter buffer's delay back down after a burst. RFC 3550 counts
+	// them received, not lost, though the caller's audio they carried is gone.
+	Late               uint64
+	Duplicates         uint64 // from the jitter buffer
+	LastReceived       time.Time
+	RemoteLossFraction float64       // from the peer's RTCP receiver reports, if any
+	RTT                time.Duration // from RTCP SR/RR LSR/DLSR, if known
 	// ByeReceived is an RTCP BYE from the peer (noted only; SIP ends the call).
 	ByeReceived bool
 }
@@ -205,6 +213,10 @@ type RTPSession struct {
 	sending    bool
 	dtmfActive bool
 	wpkt       []byte // WriteFrame's own
+	// fillPkt and fillPCM are the silence filler's own (FillSilence); nil without it.
+	fillPkt []byte
+	fillPCM []int16
+	filling bool // under wmu: the filler keeps the clock until a frame is written
 
 	dtmfMu   sync.Mutex // one SendDTMF at a time
 	dtmfPkts []DTMFPacket
@@ -343,6 +355,11 @@ func NewRTPSession(cfg RTPConfig) (*RTPSession, error) {
 		s.wg.Add(1)
 		go s.rtcpLoop()
 	}
+	if cfg.FillSilence {
+		s.fillPkt, s.fillPCM = make([]byte, maxDatagram), make([]int16, s.frameLen)
+		s.wg.Add(1)
+		go s.fillLoop()
+	}
 	return s, nil
 }
 
@@ -387,6 +404,7 @@ func (s *RTPSession) Quality() Quality {
 		PacketsReceived: int64(st.PacketsReceived),
 		PacketsSent:     int64(st.PacketsSent),
 		PacketsLost:     max(st.PacketsLost, 0), // RFC 3550's count goes below zero with duplicates
+		PacketsLate:     int64(st.Late),
 		JitterMS:        float64(st.Jitter) / float64(time.Millisecond),
 		RTTMS:           float64(st.RTT) / float64(time.Millisecond),
 	}
@@ -517,6 +535,7 @@ func (s *RTPSession) WriteFrame(f *Frame) error {
 	if skipped > 0 {
 		s.pz.Skip(skipped)
 	}
+	s.filling = false
 	s.wmu.Unlock()
 	if err := s.writeClock.Wait(due.Add(-writeLead), s.done); err != nil {
 		return err
@@ -679,7 +698,7 @@ func (s *RTPSession) Update(u RTPUpdate) error {
 	}
 	if u.Codec != nil {
 		js := s.jb.Stats()
-		s.lateBase += js.Late
+		s.lateBase += js.LatePackets()
 		s.dupBase += js.Duplicate
 		s.jb, s.playNew, s.codecPT, s.sendClock = jb, play, spec.PayloadType, spec.ClockRate
 		s.chunk.reset()
@@ -721,7 +740,7 @@ func (s *RTPSession) Stats() RTPStats {
 		PacketsLost:        s.lostBase + snap.Lost,
 		Jitter:             time.Duration(snap.JitterMs * float64(time.Millisecond)),
 		Dropped:            s.dropped,
-		Late:               s.lateBase + js.Late + s.chunk.late,
+		Late:               s.lateBase + js.LatePackets() + s.chunk.late,
 		Duplicates:         s.dupBase + js.Duplicate,
 		LastReceived:       s.lastRecv,
 		RemoteLossFraction: s.remoteLoss,

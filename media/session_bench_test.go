@@ -191,6 +191,7 @@ func runEchoCalls(b *testing.B, codec CodecSpec, rate, calls, seconds int, withR
 	jit.Lost -= jit0.Lost
 	jit.Late -= jit0.Late
 	jit.Discarded -= jit0.Discarded
+	jit.Trimmed -= jit0.Trimmed
 	if err := cmd.Wait(); err != nil {
 		b.Fatalf("load generator: %v\n%s", err, out.String())
 	}
@@ -221,7 +222,7 @@ func runEchoCalls(b *testing.B, codec CodecSpec, rate, calls, seconds int, withR
 	// Diagnostics: frames the echoes' jitter buffers concealed in the measured window, and
 	// the load generator's own CPU (a generator short of CPU sends late, and the echoes conceal).
 	b.ReportMetric(100*float64(jit.Lost)/float64(max(1, jit.Played+jit.Lost)), "concealed-%")
-	b.ReportMetric(float64(jit.Late+jit.Discarded), "late+discarded")
+	b.ReportMetric(float64(jit.Late+jit.Trimmed+jit.Discarded), "late+discarded")
 	b.ReportMetric(100*float64(peerCPU)/float64(time.Duration(seconds)*time.Second), "generator-cpu-%")
 	b.ReportMetric(lateP99(), "read-late-p99-ms")
 	b.ReportMetric(float64(peer.lateP99), "generator-late-p99-ms")
@@ -257,6 +258,7 @@ func jitterTotals(sessions []*RTPSession) JitterStats {
 		t.Lost += js.Lost
 		t.Late += js.Late
 		t.Discarded += js.Discarded
+		t.Trimmed += js.Trimmed
 	}
 	return t
 }

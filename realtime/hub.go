@@ -68,6 +68,8 @@ type Hub struct {
 
 	published atomic.Uint64
 	dropped   atomic.Uint64
+	// subscribers counts subscribers made and not yet ended, for the node's metrics.
+	subscribers atomic.Int64
 
 	// observers are told of every dispatched event of their type (see Observe).
 	observers map[string][]func(*Event)
@@ -270,6 +272,8 @@ func (h *Hub) offer(s *Subscriber, ev *Event) {
 type Stats struct {
 	Published, Dropped uint64
 	Topics             int
+	// Subscribers are those made and not yet ended (closed or cut off).
+	Subscribers int
 }
 
 // Stats reports what the hub has done.
@@ -277,7 +281,7 @@ func (h *Hub) Stats() Stats {
 	h.mu.Lock()
 	n := len(h.topics)
 	h.mu.Unlock()
-	return Stats{Published: h.published.Load(), Dropped: h.dropped.Load(), Topics: n}
+	return Stats{Published: h.published.Load(), Dropped: h.dropped.Load(), Topics: n, Subscribers: int(h.subscribers.Load())}
 }
 
 // Sweep forgets topics that have no subscribers and nothing left to replay.
@@ -359,6 +363,7 @@ type Subscriber struct {
 
 // Subscribe returns a subscriber of the tenant with no topics yet.
 func (h *Hub) Subscribe(tenantID string) *Subscriber {
+	h.subscribers.Add(1)
 	return &Subscriber{
 		hub: h, tenantID: tenantID, ch: make(chan *Event, h.opts.QueueSize),
 		done: make(chan struct{}), topics: map[string]bool{},
@@ -581,6 +586,7 @@ func (s *Subscriber) wake() {
 // signals; the connection's owner calls Close to leave the topics.
 func (s *Subscriber) fail(err error) {
 	s.closeOnce.Do(func() {
+		s.hub.subscribers.Add(-1)
 		s.err = err
 		s.ended.Store(true)
 		close(s.done)

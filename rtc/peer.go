@@ -458,8 +458,10 @@ func (p *Peer) Quality() media.Quality {
 	p.rmu.Lock()
 	snap := p.stats.Snapshot()
 	received := p.rxPackets
+	late := p.jb.Stats().LatePackets()
 	p.rmu.Unlock()
-	q := media.Quality{PacketsReceived: int64(received), PacketsSent: int64(p.txPackets.Load()), JitterMS: snap.JitterMs}
+	q := media.Quality{PacketsReceived: int64(received), PacketsSent: int64(p.txPackets.Load()), JitterMS: snap.JitterMs,
+		PacketsLate: int64(late)}
 	if snap.Lost > 0 && snap.Expected > 0 {
 		q.PacketsLost = snap.Lost
 		q.LossPercent = 100 * float64(snap.Lost) / float64(snap.Expected)

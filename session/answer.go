@@ -46,7 +46,7 @@ type answer struct {
 	// stored says the turn is written: from then on the answer cannot be canceled, and a
 	// client that reads the answer and cancels is told nothing is being answered.
 	stored atomic.Bool
-	result   Turn        // set before done is closed
+	result Turn // set before done is closed
 }
 
 func newAnswer(tenantID, sessionID string, cancel context.CancelFunc) *answer {

@@ -62,8 +62,9 @@ type Call struct {
 	// recFile is the call's recording, when calls are recorded.
 	recFile *os.File
 
-	// The record, written and published as the call goes.
-	*call.Recorder
+	// Its lifecycle, every call's: the record, ended once with the first reason, one
+	// teardown.
+	call.Life
 
 	mu      sync.Mutex
 	codec   media.CodecSpec
@@ -71,7 +72,9 @@ type Call struct {
 	dir     string         // our direction
 	remote  netip.AddrPort // the far end's RTP address from its SDP
 	expires time.Duration  // session refresh interval (RFC 4028); 0: none
-	refresh chan struct{}
+	// expiry ends the answered call when its session interval passes without a refresh;
+	// nil until the call runs, and after.
+	expiry *time.Timer
 	// ackSDP receives the SDP carried by an ACK: the answer to an offer we made in a 200
 	// (late offer, empty re-INVITE).
 	ackSDP chan []byte
@@ -82,13 +85,8 @@ type Call struct {
 	mediaUp   chan struct{}
 	mediaOnce sync.Once
 
-	endOnce sync.Once
-	ended   chan struct{}
-	// gone is closed once the call is torn down and its record final.
-	gone     chan struct{}
-	goneOnce sync.Once
-	reason   call.Reason
-	sendBye  bool
+	// listed says the call is in the server's dialog and source index (registry).
+	listed bool
 	// canceledBy holds the caller's CANCEL of an inbound call once it came.
 	canceledBy *atomic.Pointer[sip.Request]
 	// inflight is an outbound call's INVITE while it waits for its answer.
@@ -98,11 +96,10 @@ type Call struct {
 func (s *Server) newCall(rec store.Call, inbound bool, h Handler) *Call {
 	c := &Call{
 		srv: s, id: rec.ID, tenantID: rec.TenantID, inbound: inbound, handler: h,
-		refresh: make(chan struct{}, 1), ackSDP: make(chan []byte, 1), notify: make(chan int, 1),
-		ended: make(chan struct{}), mediaUp: make(chan struct{}), gone: make(chan struct{}),
+		ackSDP: make(chan []byte, 1), notify: make(chan int, 1), mediaUp: make(chan struct{}),
 	}
 	c.log = call.Logger(s.log, rec)
-	c.Recorder = call.NewRecorder(rec, s.cfg.Store, s.cfg.Events, c.log, nil)
+	c.Init(c, sipCarrier{c}, call.NewRecorder(rec, s.cfg.Store, s.cfg.Events, c.log, nil), c.log, s.calls.node)
 	return c
 }
 
@@ -148,16 +145,6 @@ func (c *Call) Stream() media.Stream { return c.sess }
 // Log is the call's logger.
 func (c *Call) Log() *slog.Logger { return c.log }
 
-// Hangup ends the call from our side with reason (agent-hangup when empty): the far end
-// gets a BYE. The reason is a string, as the agent's line gives it: a brain may end a call
-// with a reason of its own.
-func (c *Call) Hangup(reason string) {
-	if reason == "" {
-		reason = string(call.ReasonAgentHangup)
-	}
-	c.finish(call.Reason(reason), true)
-}
-
 // SendDTMF plays digits to the far end as RFC 4733 telephone events.
 func (c *Call) SendDTMF(digits string) error {
 	for _, d := range digits {
@@ -168,21 +155,12 @@ func (c *Call) SendDTMF(digits string) error {
 	return nil
 }
 
-// finish ends the call once, with the first reason given. bye says the far end must be
-// told (it has not hung up itself).
-func (c *Call) finish(reason call.Reason, bye bool) {
-	c.endOnce.Do(func() {
-		c.reason, c.sendBye = reason, bye
-		close(c.ended)
-	})
-}
-
-// dialogDone ends when the far end hung up (BYE) or the dialog otherwise ended.
-func (c *Call) dialogDone() <-chan struct{} {
+// dialogCtx ends when the far end hung up (BYE) or the dialog otherwise ended.
+func (c *Call) dialogCtx() context.Context {
 	if c.uas != nil {
-		return c.uas.Context().Done()
+		return c.uas.Context()
 	}
-	return c.uac.Context().Done()
+	return c.uac.Context()
 }
 
 // do sends an in-dialog request and waits for its final response.
@@ -209,86 +187,80 @@ func (c *Call) remoteTarget() sip.Uri {
 
 // answered marks the call in progress once media flows.
 func (c *Call) answered(ctx context.Context) {
-	now := time.Now().UTC()
-	c.Update(ctx, func(r *store.Call) {
-		r.Status = store.CallInProgress
-		r.AnsweredAt = &now
-		r.Codec = c.codec.Name
-	})
-	c.log.Info("call answered", "codec", c.codec.Name, "rtp_port", c.ports.port)
-	c.Publish(call.EventAnswered, c.Record())
+	c.Answered(ctx, c.codec.Name, "rtp_port", c.ports.port)
 }
 
-// run carries an answered call until it ends, then tears it down: media, BYE when we end
-// it, the record's final state and the call.ended event.
+// run carries an answered call until it ends, then tears it down by call's one rule. What
+// only SIP has watches it meanwhile: the far end's BYE (the dialog ends) and the session
+// interval (RFC 4028).
 func (c *Call) run(ctx context.Context) {
-	hctx, stopHandler := context.WithCancel(context.WithoutCancel(ctx))
-	handlerDone := make(chan struct{})
-	go func() {
-		defer close(handlerDone)
-		defer c.survive(ctx, "handler", false)
-		c.handler.ServeCall(hctx, c)
-		// A handler also returns because its stream ended: then that is why the call ends,
-		// not the agent.
-		select {
-		case <-c.sess.Done():
-			c.finish(call.FromStream(c.sess.Reason()), true)
-		default:
-			c.finish(call.ReasonAgentHangup, true)
-		}
-	}()
-
 	hangupReason := call.ReasonCallerHangup
 	if !c.inbound {
 		hangupReason = call.ReasonCalleeHangup
 	}
-	var expiry <-chan time.Time
-	var expTimer *time.Timer
-	for done := false; !done; {
+	// The dialog's life, not ctx's, is what is watched here: its end is the far end's BYE.
+	stopWatch := context.AfterFunc(c.dialogCtx(), func() { c.FarEnded(hangupReason) }) //nolint:contextcheck // see above
+	defer stopWatch()
+	c.mu.Lock()
+	c.armExpiry()
+	c.mu.Unlock()
+	defer func() {
 		c.mu.Lock()
-		exp := c.expires
-		c.mu.Unlock()
-		if exp > 0 && expTimer == nil {
-			expTimer = time.NewTimer(exp)
-			expiry = expTimer.C
+		defer c.mu.Unlock()
+		if c.expiry != nil {
+			c.expiry.Stop()
+			c.expiry = nil
 		}
-		select {
-		case <-c.ended:
-			done = true
-		case <-c.dialogDone():
-			c.finish(hangupReason, false)
-		case <-c.sess.Done():
-			c.finish(call.FromStream(c.sess.Reason()), true)
-		case <-ctx.Done():
-			c.finish(call.ReasonShutdown, true)
-		case <-c.refresh:
-			if expTimer != nil {
-				expTimer.Stop()
-				expTimer = nil
-			}
-		case <-expiry:
-			c.finish(call.ReasonSessionExpired, true)
-		}
-	}
-	if expTimer != nil {
-		expTimer.Stop()
-	}
+	}()
+	c.Run(ctx, func(hctx context.Context) {
+		defer c.survive(ctx, "handler", false)
+		c.handler.ServeCall(hctx, c)
+	})
+}
 
-	c.sess.Hangup(string(c.reason))
-	if c.sendBye {
-		c.bye(ctx, c.reason)
+// armExpiry starts the session interval again (the session was refreshed), when the call
+// has one. c.mu is held.
+func (c *Call) armExpiry() {
+	if c.expiry != nil {
+		c.expiry.Stop()
 	}
-	// The one teardown rule of every call: the handler sees its stream end and returns by
-	// itself, or is cancelled.
-	call.AwaitHandler(handlerDone, stopHandler, c.log)
+	c.expiry = nil
+	if c.expires > 0 {
+		c.expiry = time.AfterFunc(c.expires, func() { c.End(call.ReasonSessionExpired) })
+	}
+}
+
+// sipCarrier is a SIP call's side of its lifecycle.
+type sipCarrier struct{ c *Call }
+
+// Stream is the call's media session, or nil before it has one.
+func (t sipCarrier) Stream() media.Stream {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	if t.c.sess == nil {
+		return nil
+	}
+	return t.c.sess
+}
+
+func (t sipCarrier) Stop(reason call.Reason) { t.c.sess.Hangup(string(reason)) }
+
+func (t sipCarrier) Tell(ctx context.Context, reason call.Reason) { t.c.bye(ctx, reason) }
+
+func (t sipCarrier) Release() []any {
+	c := t.c
+	attrs := c.mediaAttrs()
 	_ = c.sess.Close()
 	if c.recFile != nil {
 		if err := c.recFile.Close(); err != nil {
 			c.log.Warn("recording not written", "error", err)
 		}
 	}
-	c.end(ctx, c.reason)
+	c.letGo()
+	return attrs
 }
+
+func (sipCarrier) Close(call.Reason) {}
 
 // bye tells the far end the call is over and why (the Reason header of reason's Q.850
 // cause), waiting a few seconds for its answer.
@@ -340,41 +312,43 @@ func (c *Call) byeAndEnd(ctx context.Context, reason call.Reason) {
 	c.end(ctx, reason)
 }
 
-// end writes the call's final state and publishes call.ended. It is used for calls that
-// were answered (after run) and for those that never were.
+// end writes the final state of a call that never ran (refused, canceled, failed before
+// or as it was answered) and publishes call.ended.
 func (c *Call) end(ctx context.Context, reason call.Reason) {
-	var st media.RTPStats
-	var quality *store.CallQuality
+	var q *media.Quality
+	var attrs []any
 	if c.sess != nil {
-		st = c.sess.Stats()
-		q := store.CallQuality(c.sess.Quality())
-		quality = &q
+		sq := c.sess.Quality()
+		q, attrs = &sq, c.mediaAttrs()
 	}
+	c.letGo()
+	c.Finish(ctx, reason, q, attrs...)
+}
+
+// mediaAttrs is what the call's "call ended" line says of its media beyond its quality.
+func (c *Call) mediaAttrs() []any {
+	if c.sess == nil {
+		return nil
+	}
+	return []any{"dropped_packets", c.sess.Stats().Dropped}
+}
+
+// letGo lets go of what SIP holds of an ending call: the caller's CANCEL's Reason goes into
+// the record, in-dialog requests stop finding it, and whoever waits for its media is let go.
+func (c *Call) letGo() {
 	if c.canceledBy != nil {
 		if r := c.canceledBy.Load(); r != nil {
 			c.notePeerReason(r)
 		}
 	}
-	c.Ended(ctx, reason, quality)
 	c.mediaDone()
-	if c.dialogID != "" {
-		c.srv.calls.remove(c)
-	}
-	c.srv.calls.forget(c)
-	if c.sess != nil {
-		c.log.Info("call ended", "reason", reason, "rx_packets", st.PacketsReceived, "tx_packets", st.PacketsSent,
-			"lost_packets", max(st.PacketsLost, 0), "dropped_packets", st.Dropped, "jitter", st.Jitter)
-	} else {
-		c.log.Info("call ended", "reason", reason)
-	}
-	c.Publish(call.EventEnded, c.Record())
-	c.goneOnce.Do(func() { close(c.gone) })
+	c.srv.calls.remove(c)
 }
 
 // hungUp says whether the call was ended (finish) before it was answered.
 func (c *Call) hungUp() bool {
 	select {
-	case <-c.ended:
+	case <-c.Ending():
 		return true
 	default:
 		return false
@@ -425,14 +399,14 @@ func (c *Call) awaitTransfer(target string) {
 	case code := <-c.notify:
 		if code >= 200 && code < 300 {
 			c.Publish(call.EventTransfer, call.Transfer{To: target, Status: call.TransferCompleted, SIPStatus: code})
-			c.finish(call.ReasonTransferred, true)
+			c.End(call.ReasonTransferred)
 			return
 		}
 		c.log.Info("transfer failed", "to", target, "status", code)
 		c.Publish(call.EventTransfer, call.Transfer{To: target, Status: call.TransferFailed, SIPStatus: code})
 	case <-t.C:
 		c.Publish(call.EventTransfer, call.Transfer{To: target, Status: call.TransferUnknown})
-	case <-c.ended:
+	case <-c.Ending():
 	}
 }
 
@@ -482,6 +456,9 @@ func (c *Call) applyRemote(r remoteSDP) (codec media.CodecSpec, eventPT uint8, d
 			c.Publish(holdEvent, call.Hold{Direction: dir})
 		}
 	}()
+	if err := c.sdp.reaches(r); err != nil {
+		return codec, 0, "", false, err
+	}
 	codec = r.Codecs[0]
 	for _, o := range r.Codecs { // keep the current codec when it is still offered
 		if strings.EqualFold(o.Name, c.codec.Name) {
@@ -534,7 +511,7 @@ func (c *Call) survive(ctx context.Context, where string, owner bool) {
 		return
 	}
 	c.panicked(where, p)
-	c.finish(call.ReasonError, true)
+	c.End(call.ReasonError)
 	if owner {
 		c.teardown(ctx)
 	}
@@ -578,7 +555,6 @@ func (c *Call) teardown(ctx context.Context) {
 	step("forget", func() {
 		c.mediaDone()
 		c.srv.calls.remove(c)
-		c.srv.calls.forget(c)
-		c.goneOnce.Do(func() { close(c.gone) })
+		c.Forget()
 	})
 }

@@ -919,6 +919,10 @@ func TestByeFromCaller(t *testing.T) {
 
 	d := u.call(ctx, t, uri(t, "echo", addr), sdpOffer("127.0.0.1", peer.port(), dirSendRecv), sipgo.AnswerOptions{})
 	rec := answeredCall(ctx, t, events, d.InviteRequest.CallID().Value())
+	// The record is written behind the call: once the writer has caught up, it is live.
+	if err := st.FlushCalls(ctx); err != nil {
+		t.Fatal(err)
+	}
 	live, err := store.Get[store.Call](ctx, st, tenant, rec.ID)
 	if err != nil {
 		t.Fatal(err)

@@ -19,14 +19,13 @@ func (s *Server) Hangup(ctx context.Context, tenantID, callID string) error {
 	return nil
 }
 
-// HangUp implements call.Live: the call ends with reason (the far end gets a BYE), and
-// HangUp returns once its record is final (the API answers with it) or ctx ends.
-func (c *Call) HangUp(ctx context.Context, reason call.Reason) {
-	c.finish(reason, true)
-	select {
-	case <-c.gone:
-	case <-ctx.Done():
+// Record is the record of a call of the tenant this server carries, as it holds it (the
+// store's copy is written behind the call); false when it carries no such call.
+func (s *Server) Record(tenantID, callID string) (store.Call, bool) {
+	if c, ok := s.calls.node.Get(tenantID, callID).(*Call); ok && c.srv == s {
+		return c.Record(), true
 	}
+	return store.Call{}, false
 }
 
 // Transfer hands a live call's far end to another party (blind transfer).

@@ -124,11 +124,12 @@ func (c *Call) readRequest(req *sip.Request, tx sip.ServerTransaction) error {
 	return c.uac.ReadRequest(req, tx)
 }
 
-// refreshed tells the call's owner that the session was refreshed.
+// refreshed starts the session interval of a running call again: it was refreshed.
 func (c *Call) refreshed() {
-	select {
-	case c.refresh <- struct{}{}:
-	default:
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.expiry != nil {
+		c.armExpiry()
 	}
 }
 
@@ -176,9 +177,9 @@ func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	if c.inbound {
-		c.finish(call.ReasonCallerHangup, false)
+		c.FarEnded(call.ReasonCallerHangup)
 	} else {
-		c.finish(call.ReasonCalleeHangup, false)
+		c.FarEnded(call.ReasonCalleeHangup)
 	}
 }
 

@@ -92,7 +92,7 @@ func (c *Call) earlyMedia(ctx context.Context, h EarlyMedia, body []byte) bool {
 		returned = true
 		switch {
 		case c.hungUp(): // it hung up, then returned
-			reason = c.reason
+			reason = c.Reason()
 		case e.panicked:
 			reason = call.ReasonError
 		case e.answer:
@@ -103,8 +103,8 @@ func (c *Call) earlyMedia(ctx context.Context, h EarlyMedia, body []byte) bool {
 	case <-dlg.Context().Done():
 		// CANCEL: the transaction layer answered it 200 and the INVITE 487.
 		reason, respond = call.ReasonCanceled, false
-	case <-c.ended: // Hangup, from the API or the handler itself
-		reason = c.reason
+	case <-c.Ending(): // Hangup, from the API or the handler itself
+		reason = c.Reason()
 	case <-c.sess.Done():
 		reason = call.FromStream(c.sess.Reason())
 	case <-ctx.Done():

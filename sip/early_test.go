@@ -182,6 +182,10 @@ func TestEarlyMedia(t *testing.T) {
 			evs := events.onCall(call.EventRinging, sipCall(d.InviteRequest.CallID().Value()))
 			if len(evs) == 1 {
 				id := evs[0].Data.(store.Call).ID
+				// The record is written behind the call: once the writer has caught up.
+				if err := st.FlushCalls(ctx); err != nil {
+					t.Error(err)
+				}
 				if rec, err := store.Get[store.Call](ctx, st, tenant, id); err != nil || rec.Status != store.CallRinging || rec.AnsweredAt != nil {
 					t.Errorf("record during early media: %+v %v, want ringing, not answered", rec, err)
 				}

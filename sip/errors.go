@@ -7,6 +7,9 @@ var (
 	ErrSDP = errors.New("sip: unusable SDP offer")
 	// ErrNoCodec is an offer with no codec in common with us; it is answered 488.
 	ErrNoCodec = errors.New("sip: no common codec")
+	// ErrMediaFamily is media at an address of a family (IPv4, IPv6) the call's media
+	// cannot reach: an offer is answered 488, an answer or re-offer refused.
+	ErrMediaFamily = errors.New("sip: media address family not reachable")
 	// ErrNoPort is a port range with no free RTP port left; the call is answered 503.
 	ErrNoPort = errors.New("sip: no free RTP port")
 	// ErrBadTarget is a transfer target that is neither a number nor a SIP URI.

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -112,6 +114,10 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		refuse(ref)
 		return
 	}
+	if ref := s.chooseMediaIP(in, src.Addr()); ref != nil {
+		refuse(ref)
+		return
+	}
 	// The caller's CANCEL, kept for its Reason header: registered before the dialog's own
 	// hook, which ends the call, so that the record has it when it is written.
 	var canceledBy atomic.Pointer[sip.Request]
@@ -130,13 +136,14 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	c.canceledBy = &canceledBy
+	c.Hold(slot)
 	defer c.survive(ctx, "call", true)
 	s.calls.add(c)
 	c.Publish(call.EventCreated, c.Record())
 	if !c.ring(ctx, dlg) {
 		return
 	}
-	body, ok := c.openAnswer(ctx, dlg, src.Addr(), in)
+	body, ok := c.openAnswer(ctx, dlg, in)
 	if !ok {
 		return
 	}
@@ -155,6 +162,8 @@ type invite struct {
 	offer     remoteSDP
 	lateOffer bool
 	expires   time.Duration
+	// mediaIP is the address our media answers from (chooseMediaIP).
+	mediaIP netip.Addr
 }
 
 // routeInvite decides who calls, whether they may, and what answers: the caller's tenant and
@@ -173,7 +182,7 @@ func (s *Server) routeInvite(ctx context.Context, req *sip.Request, src netip.Ad
 func (s *Server) acquireSlot(tenantID string) (func(), *refusal) {
 	slot, err := s.cfg.Calls.Acquire(tenantID)
 	if err == nil {
-		return slot, nil
+		return sync.OnceFunc(slot), nil
 	}
 	if errors.Is(err, callcap.ErrTenantFull) {
 		return nil, &refusal{code: sip.StatusBusyHere, reason: "Busy Here", why: err.Error()}
@@ -200,6 +209,48 @@ func (in *invite) readOffer() *refusal {
 	return nil
 }
 
+// chooseMediaIP chooses the address our media answers the INVITE from: the node's address
+// as the caller sees it (SWITCHBOARD_PUBLIC_IP, or the route to the caller), unless the
+// offer's media is of the other family (a phone offering IPv6 media over IPv4 signalling),
+// when it is our address on the route to that media. A socket of one family cannot send to
+// the other: an offer we cannot answer from its own family is refused with 488 and a
+// Warning saying why, never answered from the other and then silent.
+func (s *Server) chooseMediaIP(in *invite, src netip.Addr) *refusal {
+	ip := s.localIP(src)
+	if in.lateOffer || in.offer.Held || in.offer.RTP.Addr().Is4() == ip.Is4() {
+		in.mediaIP = ip
+		return nil
+	}
+	dst := in.offer.RTP.Addr()
+	ip, err := routeFrom(dst)
+	if err != nil {
+		why := fmt.Sprintf("Incompatible network protocol: no %s address of this node reaches the offered media at %s", family(dst), dst)
+		return &refusal{code: sip.StatusNotAcceptableHere, reason: "Not Acceptable Here", why: why,
+			hdrs: []sip.Header{sip.NewHeader("Warning", fmt.Sprintf("300 %s %q", s.host, why))}}
+	}
+	in.mediaIP = ip
+	return nil
+}
+
+// routeFrom is our address on the route to dst, of dst's family; an error when the node
+// has no such route (no IPv6, a link-local address without its interface).
+func routeFrom(dst netip.Addr) (netip.Addr, error) {
+	if dst.IsLoopback() {
+		return dst, nil
+	}
+	// A UDP "connection" sends nothing; it only asks the routing table for our address.
+	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, 9)))
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	defer conn.Close()
+	ip := addrIP(conn.LocalAddr().(*net.UDPAddr).IP)
+	if ip.Is4() != dst.Is4() {
+		return netip.Addr{}, fmt.Errorf("%w: %s routed from %s", ErrMediaFamily, dst, ip)
+	}
+	return ip, nil
+}
+
 // newInboundCall writes the call's record (ringing) and makes the call of its dialog; the
 // caller registers it, so that in-dialog requests and the API find it.
 func (s *Server) newInboundCall(ctx context.Context, dlg *sipgo.DialogServerSession, who caller, h Handler, rec store.Call) (*Call, error) {
@@ -217,7 +268,7 @@ func (s *Server) newInboundCall(ctx context.Context, dlg *sipgo.DialogServerSess
 	}
 	rec.Metadata = map[string]any{}
 	rec.TenantID = who.tenantID
-	if err := s.createRecord(ctx, &rec); err != nil {
+	if err := s.queueRecord(&rec); err != nil {
 		return nil, err
 	}
 	c := s.newCall(rec, true, h)
@@ -261,8 +312,8 @@ func (c *Call) ring(ctx context.Context, dlg *sipgo.DialogServerSession) bool {
 // openAnswer opens the call's RTP ports and writes our description: the answer to the
 // INVITE's offer, or, for a late offer, our own offer. False when the call ended for want
 // of a port.
-func (c *Call) openAnswer(ctx context.Context, dlg *sipgo.DialogServerSession, src netip.Addr, in *invite) ([]byte, bool) {
-	ip := c.srv.localIP(src)
+func (c *Call) openAnswer(ctx context.Context, dlg *sipgo.DialogServerSession, in *invite) ([]byte, bool) {
+	ip := in.mediaIP
 	ports, err := c.srv.listenRTP(ip)
 	if err != nil {
 		in.log.Error("rtp socket", "error", err)
@@ -303,13 +354,7 @@ func (c *Call) answerInvite(ctx context.Context, dlg *sipgo.DialogServerSession,
 	}
 	if err := dlg.WriteResponse(res); err != nil {
 		c.closeMedia()
-		if dlg.Context().Err() != nil || errors.Is(err, sip.ErrTransactionCanceled) {
-			c.end(ctx, call.ReasonCanceled)
-			return false
-		}
-		// A 200 never acknowledged: RFC 3261 §13.3.1.4 says end the session with a BYE.
-		log.Info("answer not acknowledged", "error", err)
-		c.byeAndEnd(ctx, call.ReasonNoAck)
+		c.answerFailed(ctx, dlg, err, log)
 		return false
 	}
 	if in.lateOffer {
@@ -319,6 +364,9 @@ func (c *Call) answerInvite(ctx context.Context, dlg *sipgo.DialogServerSession,
 		default:
 		}
 		answer, err := parseSDP(ack)
+		if err == nil {
+			err = c.sdp.reaches(answer)
+		}
 		if err != nil {
 			log.Info("no usable answer in the ACK", "error", err)
 			c.closeMedia()
@@ -337,6 +385,51 @@ func (c *Call) answerInvite(ctx context.Context, dlg *sipgo.DialogServerSession,
 		return false
 	}
 	return true
+}
+
+// answerFailed ends a call whose 200 was not acknowledged as sipgo expects. The dialog
+// ending meanwhile is the caller's CANCEL only when a CANCEL came: a caller that hangs up
+// at once sends its BYE right after its ACK, and sipgo, which reads each request on a
+// goroutine of its own, may end the dialog on the BYE before it confirms it on the ACK.
+// That call was answered, and the caller hung up: its record says so, with its answer time
+// and codec.
+func (c *Call) answerFailed(ctx context.Context, dlg *sipgo.DialogServerSession, err error, log *slog.Logger) {
+	switch {
+	case c.canceled(err):
+		c.end(ctx, call.ReasonCanceled)
+	case dlg.Context().Err() != nil:
+		log.Info("caller hung up as the call was answered")
+		c.answered(ctx)
+		c.end(ctx, call.ReasonCallerHangup)
+	default:
+		// A 200 never acknowledged: RFC 3261 §13.3.1.4 says end the session with a BYE.
+		log.Info("answer not acknowledged", "error", err)
+		c.byeAndEnd(ctx, call.ReasonNoAck)
+	}
+}
+
+// canceled says whether the caller's CANCEL ended the INVITE of an inbound call: its hook
+// saw it (it runs before the dialog's own, which ends the dialog for it), or the
+// transaction reports it (err).
+func (c *Call) canceled(err error) bool {
+	return (c.canceledBy != nil && c.canceledBy.Load() != nil) || errors.Is(err, sip.ErrTransactionCanceled)
+}
+
+// queueRecord gives a new inbound call its ID and hands its record to the store's call
+// writer, which inserts it behind the call (batched with other calls' states): the INVITE
+// is answered from memory, and its setup never waits for the database. Without a store the
+// call still gets an ID.
+func (s *Server) queueRecord(rec *store.Call) error {
+	if s.cfg.Store == nil || rec.TenantID == "" {
+		rec.ID = "call_" + strings.ToLower(ulid.Make().String())
+		return nil
+	}
+	w, err := store.QueueCallCreate(s.cfg.Store, rec.TenantID, rec)
+	if err != nil {
+		return err
+	}
+	w.Behind()
+	return nil
 }
 
 // createRecord writes a new call's record, when the server keeps them; without a store the
@@ -378,6 +471,8 @@ func (c *Call) openMedia() error {
 		Log: c.log, Conn: c.ports.rtp, RTCP: c.ports.rtcp, Remote: c.remote,
 		Codec: c.codec, EventPT: c.eventPT, Rate: streamRate(c.codec), MediaTimeout: c.srv.cfg.MediaTimeout,
 		OpusComplexity: c.srv.cfg.OpusComplexity,
+		// Silence while the handler listens: relays and NATs drop a call that carries no RTP.
+		FillSilence: true,
 	}
 	if dir := c.srv.cfg.RecordDir; dir != "" {
 		f, err := os.Create(filepath.Join(dir, c.id+".wav"))

@@ -47,6 +47,7 @@ func (s *Server) Dial(ctx context.Context, rec *store.Call) error {
 	if err != nil {
 		return err
 	}
+	slot = sync.OnceFunc(slot)
 	if _, ok := s.admit(); !ok {
 		slot()
 		return &DialError{Err: ErrNodeFull, Reason: "this node is at its call limit or shutting down"}
@@ -56,6 +57,11 @@ func (s *Server) Dial(ctx context.Context, rec *store.Call) error {
 	rec.Node = s.cfg.Node
 	if rec.From == "" && trunk != nil {
 		rec.From = trunk.Outbound.CallerID
+	}
+	if rec.From == "" {
+		// The record says who the callee sees calling: the From of our INVITE.
+		u := s.fromURI("")
+		rec.From = u.String()
 	}
 	if rec.TimeoutSeconds == 0 {
 		rec.TimeoutSeconds = store.DefaultCallTimeout
@@ -71,6 +77,7 @@ func (s *Server) Dial(ctx context.Context, rec *store.Call) error {
 	if target.Port != 0 {
 		c.remoteHost = target.HostPort()
 	}
+	c.Hold(slot)
 	s.calls.add(c)
 	c.Publish(call.EventCreated, c.Record())
 	go func() {
@@ -186,8 +193,8 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 	go func() {
 		defer close(cancellerDone)
 		select {
-		case <-c.ended:
-			c.cancelInvite(waitCtx, c.reason, waitDone, force)
+		case <-c.Ending():
+			c.cancelInvite(waitCtx, c.Reason(), waitDone, force)
 		case <-ringCtx.Done():
 			reason := call.ReasonNoAnswer
 			if ctx.Err() != nil {
@@ -227,7 +234,7 @@ func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 // when Server.Hangup came first, whatever it interrupted.
 func (c *Call) failDial(ctx context.Context, reason call.Reason) {
 	if c.hungUp() {
-		reason = c.reason
+		reason = c.Reason()
 	}
 	c.end(ctx, reason)
 }
@@ -252,6 +259,19 @@ func (s *Server) openDialMedia(ctx context.Context, c *Call, target sip.Uri, log
 	c.ports = ports
 	c.sdp = newLocalSDP(ip, ports.port)
 	return ""
+}
+
+// fromURI is the From of an outbound call placed as from: a SIP URI as given, a number or
+// user at our host, or our own identity ("switchboard") when the call names none.
+func (s *Server) fromURI(from string) sip.Uri {
+	if from == "" {
+		from = "switchboard"
+	}
+	u := sip.Uri{Scheme: "sip", User: strings.TrimPrefix(from, "sip:"), Host: s.host}
+	if hasScheme(from) {
+		_ = sip.ParseUri(from, &u)
+	}
+	return u
 }
 
 // outboundInvite is what each INVITE of an outbound call is built from; a digest challenge
@@ -287,15 +307,7 @@ func (s *Server) newOutboundInvite(c *Call, target sip.Uri, trunk *store.Trunk, 
 	}
 
 	rec := c.Record()
-	from := rec.From
-	if from == "" {
-		from = "switchboard"
-	}
-	fromURI := sip.Uri{Scheme: "sip", User: strings.TrimPrefix(from, "sip:"), Host: s.host}
-	if hasScheme(from) {
-		_ = sip.ParseUri(from, &fromURI)
-	}
-	inv.from = &sip.FromHeader{Address: fromURI, Params: sip.NewParams()}
+	inv.from = &sip.FromHeader{Address: s.fromURI(rec.From), Params: sip.NewParams()}
 	inv.from.Params.Add("tag", sip.GenerateTagN(16))
 	inv.to = &sip.ToHeader{Address: sip.Uri{Scheme: target.Scheme, User: target.User, Host: target.Host, Port: target.Port}}
 	inv.callID = sip.CallIDHeader(rec.SIPCallID)
@@ -312,7 +324,7 @@ func (s *Server) sendInvite(ctx, ringCtx context.Context, c *Call, inv *outbound
 	var dlg *sipgo.DialogClientSession
 	var authHdr sip.Header
 	var err error
-	ringing := false
+	ringing, early := false, false
 	for round := 0; ; round++ {
 		req := sip.NewRequest(sip.INVITE, inv.target)
 		req.AppendHeader(inv.from)
@@ -346,6 +358,9 @@ func (s *Server) sendInvite(ctx, ringCtx context.Context, c *Call, inv *outbound
 				c.Update(ctx, func(r *store.Call) { r.Status = store.CallRinging })
 				c.Publish(call.EventRinging, c.Record())
 			}
+			if !early && res.IsProvisional() && res.StatusCode != 100 {
+				early = c.earlyAnswer(res)
+			}
 			return nil
 		}})
 		var de *sipgo.ErrDialogResponse
@@ -373,6 +388,26 @@ func (s *Server) sendInvite(ctx, ringCtx context.Context, c *Call, inv *outbound
 	return dlg, err
 }
 
+// earlyAnswer publishes call.early_media, as an inbound call's early media does, when a
+// provisional response carries the callee's description (a 183 with its ringback or
+// announcement); it reports whether it did.
+func (c *Call) earlyAnswer(res *sip.Response) bool {
+	if len(res.Body()) == 0 {
+		return false
+	}
+	if ct := res.ContentType(); ct == nil || !strings.EqualFold(strings.TrimSpace(strings.SplitN(ct.Value(), ";", 2)[0]), "application/sdp") {
+		return false
+	}
+	answer, err := parseSDP(res.Body())
+	if err != nil {
+		c.log.Info("early media not usable", "status", res.StatusCode, "error", err)
+		return false
+	}
+	c.log.Info("early media", "status", res.StatusCode, "codec", answer.Codecs[0].Name)
+	c.Publish(call.EventEarlyTone, call.EarlyMedia{Codec: answer.Codecs[0].Name})
+	return true
+}
+
 // unanswered is the ended reason of a call whose INVITE failed with err: the API's hang-up,
 // the far end's refusal (its status kept in the record's metadata), no answer before the
 // call's timeout, the server's shutdown, or an error.
@@ -380,8 +415,8 @@ func (c *Call) unanswered(ctx, ringCtx context.Context, err error, log *slog.Log
 	var de *sipgo.ErrDialogResponse
 	switch {
 	case c.hungUp(): // its CANCEL's 487 is no refusal of the far end
-		log.Info("call hung up before answer", "reason", c.reason)
-		return c.reason
+		log.Info("call hung up before answer", "reason", c.Reason())
+		return c.Reason()
 	case errors.As(err, &de) && ringCtx.Err() == nil: // not the 487 of our CANCEL at the timeout
 		reason := outcome(de.Res.StatusCode)
 		log.Info("call not answered", "status", de.Res.StatusCode, "outcome", reason)
@@ -402,6 +437,9 @@ func (c *Call) unanswered(ctx, ringCtx context.Context, err error, log *slog.Log
 // of its answer; false when the call ended instead (an unusable answer, no media session).
 func (c *Call) takeAnswer(ctx context.Context, dlg *sipgo.DialogClientSession, log *slog.Logger) bool {
 	answer, perr := parseSDP(dlg.InviteResponse.Body())
+	if perr == nil {
+		perr = c.sdp.reaches(answer)
+	}
 	if err := dlg.Ack(ctx); err != nil {
 		log.Info("ack failed", "error", err)
 	}

@@ -131,3 +131,56 @@ func TestNodeLostCallEnded(t *testing.T) {
 		t.Fatalf("record %+v, %v; want failed/node-lost", got, err)
 	}
 }
+
+// Signalling never waits for the database: with the calls table locked by another session
+// (every write to it blocks), a call is answered, carries media and is hung up; its record
+// reaches the database once the lock is let go, with its whole story: created, answered,
+// ended.
+func TestSetupNeverWaitsForTheDatabase(t *testing.T) {
+	verifyNoLeaks(t)
+	st, tenants := tenancyStore(t, store.Postgres)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	events := newEventLog()
+	_, addr := startCallServer(t, Config{Store: st, DefaultTenantID: tenants["default"], Events: events, Node: "node-a"})
+
+	lock, err := st.DB().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock.ExecContext(ctx, "LOCK TABLE calls IN EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	locked := true
+	defer func() {
+		if locked {
+			_ = lock.Rollback()
+		}
+	}()
+
+	u := newTestCaller(t)
+	peer := newRTPPeer(t)
+	d := u.call(ctx, t, uri(t, "echo", addr), sdpOffer("127.0.0.1", peer.port(), dirSendRecv), sipgo.AnswerOptions{})
+	rec := answeredCall(ctx, t, events, d.InviteRequest.CallID().Value())
+	peer.sendTone(t, parseAnswer(t, d.InviteResponse.Body()).rtp, 25)
+	bye(ctx, t, d)
+	// The end waits for the record (it is final before call.ended goes out): it is not out
+	// while the table is locked.
+	if got, _ := store.Get[store.Call](ctx, st, tenants["default"], rec.ID); got != nil {
+		t.Fatalf("the record was written through the lock: %+v", got)
+	}
+	_ = lock.Rollback()
+	locked = false
+	events.wait(ctx, t, call.EventEnded, onTopic(rec.ID))
+	if err := st.FlushCalls(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := store.Get[store.Call](ctx, st, tenants["default"], rec.ID)
+	if err != nil {
+		t.Fatalf("record after the lock: %v", err)
+	}
+	if got.Status != store.CallCompleted || got.EndedReason != string(call.ReasonCallerHangup) || got.AnsweredAt == nil ||
+		got.Codec == "" || got.SIPCallID != d.InviteRequest.CallID().Value() || got.Quality.PacketsReceived < 20 {
+		t.Fatalf("record %s/%s answered %v codec %q quality %+v", got.Status, got.EndedReason, got.AnsweredAt, got.Codec, got.Quality)
+	}
+}

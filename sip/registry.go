@@ -8,16 +8,17 @@ import (
 	"github.com/switchboard-go/switchboard/call"
 )
 
-// registry finds live calls by dialog (for in-dialog requests) and by ID; the API finds
-// them in the node's registry (call.Registry), which it adds them to and takes them out of.
+// registry is what only SIP indexes of its live calls: their dialogs (an in-dialog request
+// finds its call by dialog ID) and their sources (a TCP or TLS connection that carries an
+// inbound call is not closed for being idle). The node's registry of live calls
+// (call.Registry) is the one the API and the limits use: add puts a call in both, and the
+// call's lifecycle takes it out of the node's when its record is final.
 type registry struct {
 	node *call.Registry
 
 	mu       sync.Mutex
 	byDialog map[string]*Call
-	byID     map[string]*Call
-	// bySource counts the inbound calls of each source ("ip:port"): a TCP or TLS
-	// connection that carries one is not closed for being idle.
+	// bySource counts the inbound calls of each source ("ip:port").
 	bySource map[string]int
 }
 
@@ -25,19 +26,19 @@ func newRegistry(node *call.Registry) *registry {
 	if node == nil {
 		node = call.NewRegistry(nil)
 	}
-	return &registry{node: node, byDialog: map[string]*Call{}, byID: map[string]*Call{}, bySource: map[string]int{}}
+	return &registry{node: node, byDialog: map[string]*Call{}, bySource: map[string]int{}}
 }
 
 func (r *registry) add(c *Call) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if c.dialogID != "" {
 		r.byDialog[c.dialogKey()] = c
 	}
-	r.byID[c.id] = c
 	if src := c.source(); src != "" {
 		r.bySource[src]++
 	}
+	c.listed = true
+	r.mu.Unlock()
 	r.node.Add(c)
 }
 
@@ -63,32 +64,22 @@ func (r *registry) setDialog(c *Call, id string) {
 	r.byDialog[c.dialogKey()] = c
 }
 
+// remove takes an ending call out of the index; again, it does nothing.
 func (r *registry) remove(c *Call) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.byDialog[c.dialogKey()] == c {
 		delete(r.byDialog, c.dialogKey())
 	}
-}
-
-func (r *registry) forget(c *Call) {
-	r.node.Remove(c)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.byID[c.id] == c {
-		delete(r.byID, c.id)
-		if src := c.source(); src != "" {
-			if r.bySource[src]--; r.bySource[src] <= 0 {
-				delete(r.bySource, src)
-			}
+	if !c.listed {
+		return
+	}
+	c.listed = false
+	if src := c.source(); src != "" {
+		if r.bySource[src]--; r.bySource[src] <= 0 {
+			delete(r.bySource, src)
 		}
 	}
-}
-
-func (r *registry) get(id string) *Call {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.byID[id]
 }
 
 // dialogKey is the call's key among dialogs: its role and its dialog ID.

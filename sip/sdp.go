@@ -207,13 +207,10 @@ func (l *localSDP) marshal(codecs []media.CodecSpec, eventPT uint8, dir string, 
 	if bump {
 		v = l.version.Add(1)
 	}
-	family := "IP4"
-	if l.ip.Is6() {
-		family = "IP6"
-	}
+	fam := family(l.ip)
 	var b strings.Builder
 	fmt.Fprintf(&b, "v=0\r\no=switchboard %d %d IN %s %s\r\ns=switchboard\r\nc=IN %s %s\r\nt=0 0\r\n",
-		l.sessID, v, family, l.ip, family, l.ip)
+		l.sessID, v, fam, l.ip, fam, l.ip)
 	fmt.Fprintf(&b, "m=audio %d RTP/AVP", l.port)
 	for _, c := range codecs {
 		fmt.Fprintf(&b, " %d", c.PayloadType)
@@ -237,6 +234,24 @@ func (l *localSDP) marshal(codecs []media.CodecSpec, eventPT uint8, dir string, 
 	}
 	fmt.Fprintf(&b, "a=ptime:20\r\na=rtcp:%d\r\na=%s\r\n", l.port+1, dir)
 	return []byte(b.String())
+}
+
+// reaches checks that media on our address can reach the far end's of r: a socket of one
+// family cannot send to the other, and IPv6 media answered from IPv4 is silence. A hold
+// (no address) reaches everywhere.
+func (l *localSDP) reaches(r remoteSDP) error {
+	if r.Held || r.RTP.Addr().Is4() == l.ip.Is4() {
+		return nil
+	}
+	return fmt.Errorf("%w: media at %s, ours at %s", ErrMediaFamily, r.RTP.Addr(), l.ip)
+}
+
+// family is the SDP name of ip's address family.
+func family(ip netip.Addr) string {
+	if ip.Is4() {
+		return "IP4"
+	}
+	return "IP6"
 }
 
 // addrIP turns a net.IP into a netip.Addr, unmapped.

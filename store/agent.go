@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -34,7 +35,100 @@ type Agent struct {
 	TransferTargets []string       `bun:"transfer_targets,type:json" json:"transfer_targets"`
 	Limits          CallLimits     `bun:"limits,type:json" json:"limits"`
 	Turn            TurnSettings   `bun:"turn,type:json" json:"turn"`
-	Metadata        map[string]any `bun:"metadata,type:json" json:"metadata"`
+	Metadata        map[string]any `bun:"-" json:"metadata"`
+	// Config is Agent Studio's configuration of the agent, kept as its clients sent it, so
+	// that they read back what they wrote; its prompt.system is always the agent's
+	// Instructions (Validate sets it). An agent that never had one answers
+	// {"prompt":{"system":instructions}}.
+	Config map[string]any `bun:"-" json:"config"`
+	// MetadataColumn is what the metadata column holds: Metadata, and the rest of Config
+	// (without prompt.system, which is the instructions column) under agentConfigMeta. It
+	// is made before each write and split after each read; nothing else uses it.
+	MetadataColumn map[string]any `bun:"metadata,type:json" json:"-"`
+}
+
+// agentConfigMeta is the key of the metadata column that holds an agent's Config.
+const agentConfigMeta = "agent_studio_config"
+
+// BeforeAppendModel makes the metadata column of Metadata and Config.
+func (a *Agent) BeforeAppendModel(context.Context, bun.Query) error {
+	col := make(map[string]any, len(a.Metadata)+1)
+	for k, v := range a.Metadata {
+		col[k] = v
+	}
+	delete(col, agentConfigMeta)
+	if rest := configRest(a.Config); len(rest) > 0 {
+		col[agentConfigMeta] = rest
+	}
+	a.MetadataColumn = col
+	return nil
+}
+
+// AfterScanRow splits the metadata column into Metadata and Config.
+func (a *Agent) AfterScanRow(context.Context) error {
+	a.Metadata = make(map[string]any, len(a.MetadataColumn))
+	var rest map[string]any
+	for k, v := range a.MetadataColumn {
+		if k == agentConfigMeta {
+			rest, _ = v.(map[string]any)
+			continue
+		}
+		a.Metadata[k] = v
+	}
+	a.Config = withSystemPrompt(rest, a.Instructions)
+	return nil
+}
+
+// AgentConfigSystem is the system prompt of an Agent Studio config (config.prompt.system):
+// set reports whether it is there at all, ok whether it is a string.
+func AgentConfigSystem(config map[string]any) (system string, set, ok bool) {
+	prompt, _ := config["prompt"].(map[string]any)
+	v, set := prompt["system"]
+	system, ok = v.(string)
+	return system, set, ok
+}
+
+// withSystemPrompt is config (copied, never changed) with prompt.system set to system.
+func withSystemPrompt(config map[string]any, system string) map[string]any {
+	out := make(map[string]any, len(config)+1)
+	for k, v := range config {
+		out[k] = v
+	}
+	prompt := map[string]any{}
+	if p, ok := config["prompt"].(map[string]any); ok {
+		for k, v := range p {
+			prompt[k] = v
+		}
+	}
+	prompt["system"] = system
+	out["prompt"] = prompt
+	return out
+}
+
+// configRest is what of config the instructions column does not hold: config without
+// prompt.system, and without prompt when nothing else is in it. Nil when nothing is left.
+func configRest(config map[string]any) map[string]any {
+	out := make(map[string]any, len(config))
+	for k, v := range config {
+		out[k] = v
+	}
+	if p, ok := config["prompt"].(map[string]any); ok {
+		prompt := make(map[string]any, len(p))
+		for k, v := range p {
+			if k != "system" {
+				prompt[k] = v
+			}
+		}
+		if len(prompt) == 0 {
+			delete(out, "prompt")
+		} else {
+			out["prompt"] = prompt
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // Voice is how an agent speaks: a text-to-speech provider, its voice, and a speaking rate.
@@ -164,6 +258,19 @@ func (a *Agent) Validate() error {
 	if a.Metadata == nil {
 		a.Metadata = map[string]any{}
 	}
+	if a.Config != nil {
+		if p, present := a.Config["prompt"]; present {
+			if _, isObject := p.(map[string]any); !isObject {
+				fe.add("config.prompt", "must be an object")
+			}
+		}
+		if b, _ := json.Marshal(configRest(a.Config)); len(b) > maxMetadataLen {
+			fe.add("config", "must be at most %d bytes of JSON besides config.prompt.system", maxMetadataLen)
+		}
+	}
+	// The config's system prompt is the instructions, whichever a client set (the API
+	// decides which, see its agent resource).
+	a.Config = withSystemPrompt(a.Config, a.Instructions)
 	if a.TransferTargets == nil {
 		a.TransferTargets = []string{}
 	}

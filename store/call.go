@@ -121,12 +121,16 @@ type Call struct {
 
 // CallQuality is how the media of a call fared, from its RTP and RTCP.
 type CallQuality struct {
-	PacketsReceived int64   `json:"packets_received"`
-	PacketsSent     int64   `json:"packets_sent"`
-	PacketsLost     int64   `json:"packets_lost"`
-	LossPercent     float64 `json:"loss_percent"`
-	JitterMS        float64 `json:"jitter_ms"`
-	RTTMS           float64 `json:"rtt_ms"`
+	PacketsReceived int64 `json:"packets_received"`
+	PacketsSent     int64 `json:"packets_sent"`
+	PacketsLost     int64 `json:"packets_lost"`
+	// PacketsLate came too late to be played (a sender that stalled, then burst): their
+	// audio is missing, though RFC 3550 does not count them lost.
+	PacketsLate int64 `json:"packets_late"`
+
+	LossPercent float64 `json:"loss_percent"`
+	JitterMS    float64 `json:"jitter_ms"`
+	RTTMS       float64 `json:"rtt_ms"`
 }
 
 // NewOutboundCall returns an outbound call with the defaults a call placed through the API

@@ -2,8 +2,10 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"math"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -130,4 +132,77 @@ func TestCallRecordEndLandsWithoutRefusedFields(t *testing.T) {
 	if st := s.CallWriterStats(); st.Refused != 1 || st.Queued != 0 {
 		t.Fatalf("writer %+v, want the refusal counted", st)
 	}
+}
+
+// Calls created behind their callers (QueueCallCreate, Behind): 200 calls at once, each
+// with a later state left behind too and half of them ended (waited for), all reach the
+// database in order, batched; the ended ones read as ended the moment their end returns,
+// and FlushCalls waits for the rest. A call the store would refuse is refused at once,
+// naming the field, with nothing written.
+func TestCallCreateBehind(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *store.Store) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		f := newCallFixture(t, s, "acme")
+		const n = 200
+		calls := make([]*store.Call, n)
+		var wg sync.WaitGroup
+		for i := range calls {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				now := time.Now().UTC()
+				c := &store.Call{Direction: store.CallInbound, Status: store.CallRinging, To: "sip:echo@127.0.0.1",
+					From: "sip:caller@127.0.0.1", Destination: "echo", Node: "node-a", StartedAt: &now}
+				w, err := store.QueueCallCreate(s, f.tenant.ID, c)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				w.Behind()
+				c.Status, c.AnsweredAt, c.Codec = store.CallInProgress, &now, "PCMU"
+				store.QueueCallState(s, c).Behind()
+				if i%2 == 0 {
+					end := time.Now().UTC()
+					c.Status, c.EndedAt, c.EndedReason = store.CallCompleted, &end, store.EndedCallerHangup
+					if err := store.QueueCallState(s, c).Wait(ctx); err != nil {
+						t.Error(err)
+						return
+					}
+					if got, err := store.Get[store.Call](ctx, s, f.tenant.ID, c.ID); err != nil || got.Status != store.CallCompleted {
+						t.Errorf("call %d right after its end: %v %v", i, got, err)
+					}
+				}
+				calls[i] = c
+			}()
+		}
+		wg.Wait()
+		if err := s.FlushCalls(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range calls {
+			if c == nil {
+				continue
+			}
+			got, err := store.Get[store.Call](ctx, s, f.tenant.ID, c.ID)
+			if err != nil {
+				t.Fatalf("call %d: %v", i, err)
+			}
+			want := store.CallInProgress
+			if i%2 == 0 {
+				want = store.CallCompleted
+			}
+			if got.Status != want || got.Codec != "PCMU" || got.AnsweredAt == nil || got.Destination != "echo" || got.From != "sip:caller@127.0.0.1" {
+				t.Fatalf("call %d: %s codec %q answered %v destination %q", i, got.Status, got.Codec, got.AnsweredAt, got.Destination)
+			}
+		}
+		if st := s.CallWriterStats(); st.Queued != 0 || st.Refused != 0 || st.Dropped != 0 || st.Batched == 0 {
+			t.Errorf("writer %+v, want states written in batches", st)
+		}
+		bad := &store.Call{Direction: store.CallInbound, Status: store.CallRinging, To: strings.Repeat("x", 5000)}
+		var ve *store.ValidationError
+		if _, err := store.QueueCallCreate(s, f.tenant.ID, bad); !errors.As(err, &ve) || ve.Fields[0].Field != "to" {
+			t.Fatalf("a call the store refuses: %v", err)
+		}
+	})
 }

@@ -78,11 +78,21 @@ type CallWriterStats struct {
 	// gone) or in part (a value it would not take: the call's end was written without the
 	// rest): not retried, and not holding up any other call's.
 	Refused int64
+	// Batches is how many transactions wrote several calls' states at once, and Batched
+	// how many states they wrote.
+	Batches, Batched int64
 }
 
 // callWriter is the write-behind of calls' records; see above.
 type callWriter struct {
-	write   func(ctx context.Context, c *Call) error
+	write func(ctx context.Context, c *Call) error
+	// insert writes the first state of a call created behind its caller (QueueCallCreate):
+	// the row does not exist yet. batch writes several states in one transaction, and says
+	// whether it could (nil: the states are written one by one). Either may be nil: write
+	// is used.
+	insert func(ctx context.Context, c *Call) error
+	batch  func(ctx context.Context, states []batchState) error
+
 	log     *slog.Logger
 	limit   int
 	maxAge  time.Duration
@@ -108,7 +118,25 @@ type callWriter struct {
 	// call's goroutine no more than one attempt's timeout per outage, not one per update.
 	refusing bool
 
+	// behind is the calls whose newest state no caller waits for (CallWrite.Behind): the
+	// flush loop writes them, several in one transaction. flushing: it runs; inFlush counts
+	// the states it holds (listed or being written), which FlushCalls waits for.
+	behind   []string
+	flushing bool
+	inFlush  int
+	flushed  chan struct{} // closed when the current run of the flush loop ends
+
 	retried, dropped, refused atomic.Int64
+	batches, batched          atomic.Int64
+}
+
+// batchState is one state the flush loop writes in a batch.
+type batchState struct {
+	C      *Call
+	Insert bool
+	id     string
+	st     *callState
+	seq    uint64
 }
 
 // callState is what the writer knows of one call with a state in flight or queued.
@@ -121,6 +149,10 @@ type callState struct {
 	seq, written uint64
 	// writing: a goroutine (a caller or the retry loop) is writing a state of the call.
 	writing bool
+	// create: the call's row is not in the database yet: its next write inserts it.
+	create bool
+	// behind: the call is listed for the flush loop.
+	behind bool
 	// waiting: the database refused; latest waits for the retry loop since queuedAt.
 	waiting  bool
 	queuedAt time.Time
@@ -152,8 +184,9 @@ func (st *callState) notify() {
 }
 
 // deposit gives the writer c's state, behind the call's states deposited before it, and
-// returns its ticket; settle must follow.
-func (w *callWriter) deposit(c *Call) *CallWrite {
+// returns its ticket; settle (Wait) or Behind must follow. create says that c is the call's
+// first state and its row is not in the database yet.
+func (w *callWriter) deposit(c *Call, create bool) *CallWrite {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	st := w.calls[c.ID]
@@ -161,6 +194,7 @@ func (w *callWriter) deposit(c *Call) *CallWrite {
 		st = &callState{changed: make(chan struct{})}
 		w.calls[c.ID] = st
 	}
+	st.create = st.create || create
 	st.seq++
 	st.latest, st.latestSeq = coalesce(st.latest, c), st.seq
 	st.users++
@@ -175,6 +209,11 @@ func (w *callWriter) settle(ctx context.Context, t *CallWrite) error {
 	w.mu.Lock()
 	defer func() {
 		st.users--
+		if st.users == 0 && st.latest != nil && !st.writing && !st.waiting {
+			// A state left behind (CallWrite.Behind) while ours was written: the flush
+			// loop writes it.
+			w.listBehind(t.id, st)
+		}
 		w.forget(t.id, st)
 		w.mu.Unlock()
 	}()
@@ -217,25 +256,38 @@ func (w *callWriter) settle(ctx context.Context, t *CallWrite) error {
 // writeLatest writes st.latest with w.mu held on entry and on return (released while the
 // database works). A refused state is queued: ErrCallQueued, or the permanent error.
 func (w *callWriter) writeLatest(ctx context.Context, id string, st *callState) error {
-	c, seq := st.latest, st.latestSeq
+	c, seq, insert := st.latest, st.latestSeq, st.create
 	st.latest, st.writing = nil, true
 	w.mu.Unlock()
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.timeout)
-	err := w.attempt(wctx, c)
+	err := w.attempt(wctx, c, insert)
 	cancel()
 	w.mu.Lock()
+	return w.wrote(id, st, c, seq, insert, err)
+}
+
+// wrote settles the write of st's state c (seq, inserted or not) that ended with err; w.mu
+// is held. A permanent error (the record is gone, a value refused) is returned for the
+// caller to report: the state is given up and the call's later states go on. A database
+// that is away queues the state for the retry loop: ErrCallQueued.
+func (w *callWriter) wrote(id string, st *callState, c *Call, seq uint64, insert bool, err error) error {
 	st.writing = false
 	// Only a database that is away makes the others queue without trying: one that
 	// answered, even with a refusal of this state, is there for the next.
 	w.refusing = err != nil && retryable(err)
 	defer st.notify()
 	if err == nil || !retryable(err) {
-		// A permanent error (the record is gone, a value refused) is the caller's to
-		// report; the state is given up and the call's later states go on.
 		if err != nil {
 			w.refused.Add(1)
 		}
+		if insert {
+			st.create = false
+		}
 		st.written = max(st.written, seq)
+		if st.latest != nil && st.users == 0 {
+			// A later state no caller will write: the flush loop does.
+			w.listBehind(id, st)
+		}
 		return err
 	}
 	// Refused: the state goes back under any later one and waits for the retry loop.
@@ -293,14 +345,14 @@ func (w *callWriter) drop(id string, st *callState, why string, cause error) {
 
 // forget removes the call once nothing of it is in flight or queued; w.mu is held.
 func (w *callWriter) forget(id string, st *callState) {
-	if st.users == 0 && !st.writing && !st.waiting && st.latest == nil && w.calls[id] == st {
+	if st.users == 0 && !st.writing && !st.waiting && !st.behind && st.latest == nil && w.calls[id] == st {
 		delete(w.calls, id)
 	}
 }
 
 // checkIdle tells FlushCalls the queue is empty; w.mu is held.
 func (w *callWriter) checkIdle() {
-	if w.queued > 0 {
+	if w.queued > 0 || w.inFlush > 0 {
 		return
 	}
 	if w.outage {
@@ -381,11 +433,11 @@ func (w *callWriter) retryPass() (refused bool) {
 			w.mu.Unlock()
 			return true
 		}
-		c, seq := st.latest, st.latestSeq
+		c, seq, insert := st.latest, st.latestSeq, st.create
 		st.latest, st.writing = nil, true
 		w.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
-		err := w.attempt(ctx, c)
+		err := w.attempt(ctx, c, insert)
 		cancel()
 		w.mu.Lock()
 		st.writing = false
@@ -402,6 +454,9 @@ func (w *callWriter) retryPass() (refused bool) {
 			w.log.Warn("call record refused by the database; this state is given up", "call", it.id, "status", c.Status, "error", err)
 		} else {
 			w.retried.Add(1)
+		}
+		if insert {
+			st.create = false
 		}
 		st.written = max(st.written, seq)
 		if st.latest == nil {
@@ -432,11 +487,11 @@ func (w *callWriter) closing() bool {
 func (w *callWriter) flush(ctx context.Context) error {
 	for {
 		w.mu.Lock()
-		if w.queued == 0 {
+		if w.queued == 0 && w.inFlush == 0 {
 			w.mu.Unlock()
 			return nil
 		}
-		idle, n := w.idle, w.queued
+		idle, n := w.idle, w.queued+w.inFlush
 		w.mu.Unlock()
 		select {
 		case w.wake <- struct{}{}:
@@ -461,8 +516,13 @@ func (w *callWriter) close() {
 	}
 	w.closed = true
 	running, done := w.running, w.done
+	flushing, flushed := w.flushing, w.flushed
 	close(w.stop)
 	w.mu.Unlock()
+	if flushing {
+		// What the flush loop holds is written (or queued, and dropped below) first.
+		<-flushed
+	}
 	if running {
 		<-done
 	}
@@ -481,7 +541,8 @@ func (w *callWriter) close() {
 func (w *callWriter) stats() CallWriterStats {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return CallWriterStats{Queued: w.queued, Retried: w.retried.Load(), Dropped: w.dropped.Load(), Refused: w.refused.Load()}
+	return CallWriterStats{Queued: w.queued, Retried: w.retried.Load(), Dropped: w.dropped.Load(), Refused: w.refused.Load(),
+		Batches: w.batches.Load(), Batched: w.batched.Load()}
 }
 
 // retryable says whether a write refused with err may succeed later: the database was
@@ -583,7 +644,32 @@ func QueueCallState(s *Store, c *Call) *CallWrite {
 	cp := *c
 	cp.Metadata, cp.Report = maps.Clone(c.Metadata), maps.Clone(c.Report)
 	cleanState(&cp)
-	return s.calls.deposit(&cp)
+	return s.calls.deposit(&cp, false)
+}
+
+// QueueCallCreate gives the call writer a new call's first state, to be inserted behind
+// its caller: a call is answered from memory, and its record reaches the database as soon
+// as the database takes it, batched with other calls' states, in order before the call's
+// later states, retried while the database is away (as UpdateCallState says). It sets c's
+// ID and times, as Create does, and refuses what Create refuses (a *ValidationError). Unlike
+// Create it checks no references: the call's agent and trunk were read to route it. The
+// returned CallWrite is waited on (Wait) or left to the writer (Behind).
+func QueueCallCreate(s *Store, tenantID string, c *Call) (*CallWrite, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	now := s.now()
+	c.ID, c.TenantID, c.CreatedAt, c.UpdatedAt = newID(c.idPrefix()), tenantID, now, now
+	if c.Metadata == nil {
+		c.Metadata = map[string]any{}
+	}
+	if c.Report == nil {
+		c.Report = map[string]any{}
+	}
+	cp := *c
+	cp.Metadata, cp.Report = maps.Clone(c.Metadata), maps.Clone(c.Report)
+	cleanState(&cp)
+	return s.calls.deposit(&cp, true), nil
 }
 
 // cleanState makes c a state every database accepts, whatever the call put in it: NUL
@@ -698,8 +784,125 @@ func cleanJSON(v any) (any, bool) {
 }
 
 // Wait writes the state, or waits while an earlier state of the call is being written
-// (then writes the newest), as UpdateCallState says. It is called once.
+// (then writes the newest), as UpdateCallState says. It is called once, or Behind is.
 func (cw *CallWrite) Wait(ctx context.Context) error { return cw.w.settle(ctx, cw) }
+
+// Behind leaves the state to the writer: its flush loop writes it (with other calls'
+// states, in one transaction) without anyone waiting, in the call's order. A state the
+// database refuses for now is retried as any other; one it refuses for good is logged.
+func (cw *CallWrite) Behind() {
+	w := cw.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	cw.st.users--
+	if cw.st.written >= cw.seq {
+		w.forget(cw.id, cw.st)
+		return
+	}
+	if cw.st.writing || cw.st.waiting {
+		// The write under way takes care of it (wrote lists what is left), or the retry
+		// loop does.
+		return
+	}
+	w.listBehind(cw.id, cw.st)
+}
+
+// flushBatch is the most states the flush loop writes in one transaction.
+const flushBatch = 128
+
+// listBehind lists st's call for the flush loop, starting it if need be; w.mu is held.
+func (w *callWriter) listBehind(id string, st *callState) {
+	if st.behind {
+		return
+	}
+	st.behind = true
+	w.behind = append(w.behind, id)
+	w.inFlush++
+	if !w.flushing {
+		w.flushing = true
+		w.flushed = make(chan struct{})
+		go w.flushLoop(w.flushed)
+	}
+}
+
+// flushLoop writes the listed calls' newest states, up to flushBatch in one transaction,
+// until none is listed. A batch the database refuses as a whole is written state by state,
+// so that one state it refuses for good does not hold the others back.
+//
+//nolint:contextcheck // write-behind outlives the calls' requests and carries its own deadlines
+func (w *callWriter) flushLoop(done chan struct{}) {
+	defer close(done)
+	for {
+		w.mu.Lock()
+		n := min(len(w.behind), flushBatch)
+		if n == 0 {
+			w.flushing = false
+			w.mu.Unlock()
+			return
+		}
+		ids := w.behind[:n:n]
+		w.behind = w.behind[n:]
+		if len(w.behind) == 0 {
+			w.behind = nil
+		}
+		batch := make([]batchState, 0, n)
+		for _, id := range ids {
+			st := w.calls[id]
+			if st == nil {
+				w.inFlush--
+				continue
+			}
+			st.behind = false
+			if st.writing || st.waiting || st.latest == nil {
+				// Someone else writes it (and wrote lists what is left) or the retry
+				// loop does, or it was written meanwhile.
+				w.inFlush--
+				w.forget(id, st)
+				continue
+			}
+			batch = append(batch, batchState{C: st.latest, Insert: st.create, id: id, st: st, seq: st.latestSeq})
+			st.latest, st.writing = nil, true
+		}
+		w.checkIdle()
+		w.mu.Unlock()
+		if len(batch) == 0 {
+			continue
+		}
+		errs := w.writeBatch(batch)
+		w.mu.Lock()
+		for i, b := range batch {
+			if err := w.wrote(b.id, b.st, b.C, b.seq, b.Insert, errs[i]); err != nil && !errors.Is(err, ErrCallQueued) {
+				w.log.Warn("call record refused by the database; this state is given up", "call", b.id, "status", b.C.Status, "error", err)
+			}
+			w.inFlush--
+			w.forget(b.id, b.st)
+		}
+		w.checkIdle()
+		w.mu.Unlock()
+	}
+}
+
+// writeBatch writes the states in one transaction when it can, else one by one; it
+// returns each state's error.
+func (w *callWriter) writeBatch(batch []batchState) []error {
+	errs := make([]error, len(batch))
+	if len(batch) > 1 && w.batch != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
+		err := w.batch(ctx, batch)
+		cancel()
+		if err == nil {
+			w.batches.Add(1)
+			w.batched.Add(int64(len(batch)))
+			return errs
+		}
+	}
+	for i, b := range batch {
+		ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
+		errs[i] = w.attempt(ctx, b.C, b.Insert)
+		cancel()
+	}
+	return errs
+}
 
 // FlushCalls waits until every queued call record is written (or dropped), nudging the
 // retry at once; a node calls it as it stops, with a deadline, before it closes the store.
@@ -719,14 +922,64 @@ func writeCallState(ctx context.Context, s *Store, c *Call) error {
 	if c.Report == nil {
 		c.Report = map[string]any{}
 	}
-	err := updateCall(ctx, s, c, "sip_call_id", "codec", "quality", "metadata", "report")
+	err := updateCall(ctx, s.db, c, fullState...)
 	if err == nil || retryable(err) || errors.Is(err, ErrNotFound) {
 		return err
 	}
-	if updateCall(ctx, s, c) != nil {
+	if updateCall(ctx, s.db, c) != nil {
 		return err
 	}
 	return &partialWriteError{err: err}
+}
+
+// fullState is what a call's state writes beyond its status, times and end.
+var fullState = []string{"sip_call_id", "codec", "quality", "metadata", "report"}
+
+// insertCallState writes the first state of a call created behind its caller
+// (QueueCallCreate). An earlier attempt the database committed but did not confirm in time
+// left the row there: then the state is written over it.
+func insertCallState(ctx context.Context, s *Store, c *Call) error {
+	return insertCall(ctx, s.db, s, c, func() error { return writeCallState(ctx, s, c) })
+}
+
+func insertCall(ctx context.Context, db bun.IDB, s *Store, c *Call, over func() error) error {
+	c.UpdatedAt = s.now()
+	res, err := db.NewInsert().Model(c).On("CONFLICT (id) DO NOTHING").Exec(ctx)
+	if err != nil {
+		return classify(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return over()
+	}
+	return nil
+}
+
+// writeCallStates writes several calls' states in one transaction: one commit for many
+// calls, where SQLite's single writer would otherwise take one each. Any refusal refuses
+// them all; the writer then writes them one by one.
+func writeCallStates(ctx context.Context, s *Store, states []batchState) error {
+	return s.inTx(ctx, func(tx bun.Tx) error {
+		for _, b := range states {
+			c := b.C
+			c.UpdatedAt = s.now()
+			if c.Metadata == nil {
+				c.Metadata = map[string]any{}
+			}
+			if c.Report == nil {
+				c.Report = map[string]any{}
+			}
+			var err error
+			if b.Insert {
+				err = insertCall(ctx, tx, s, c, func() error { return updateCall(ctx, tx, c, fullState...) })
+			} else {
+				err = updateCall(ctx, tx, c, fullState...)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // updateCall writes the call's status, times and end, and the columns given. An ended record
@@ -735,8 +988,8 @@ func writeCallState(ctx context.Context, s *Store, c *Call) error {
 // its own, and its later states must not make the record live again, nor replace the end
 // that was already published; what else they carry (quality, metadata, report) is still
 // written.
-func updateCall(ctx context.Context, s *Store, c *Call, columns ...string) error {
-	q := s.db.NewUpdate().Model(c).
+func updateCall(ctx context.Context, db bun.IDB, c *Call, columns ...string) error {
+	q := db.NewUpdate().Model(c).
 		Column(append([]string{"status", "ended_reason", "started_at", "answered_at", "ended_at",
 			"duration_seconds", "updated_at"}, columns...)...)
 	live := bun.List(liveStatuses)
@@ -767,8 +1020,12 @@ func (e *partialWriteError) Unwrap() error { return e.err }
 // attempt is one write of a call's state. A state written in part counts as written (what
 // ends the call is in the database); the refusal of the rest is logged with the call and
 // counted.
-func (w *callWriter) attempt(ctx context.Context, c *Call) error {
-	err := w.write(ctx, c)
+func (w *callWriter) attempt(ctx context.Context, c *Call, insert bool) error {
+	write := w.write
+	if insert && w.insert != nil {
+		write = w.insert
+	}
+	err := write(ctx, c)
 	var pe *partialWriteError
 	if errors.As(err, &pe) {
 		w.refused.Add(1)

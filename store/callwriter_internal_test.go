@@ -129,12 +129,12 @@ func TestCallWriterOrderAndRetry(t *testing.T) {
 	w, logs := testWriter(t, db, 0, 0)
 	ctx := context.Background()
 
-	if err := w.deposit(state("a", CallRinging, 1)).Wait(ctx); err != nil {
+	if err := w.deposit(state("a", CallRinging, 1), false).Wait(ctx); err != nil {
 		t.Fatalf("database up: %v", err)
 	}
 	db.setDown(true)
 	for n := 2; n <= 5; n++ {
-		if err := w.deposit(state("a", CallInProgress, n)).Wait(ctx); !errors.Is(err, ErrCallQueued) {
+		if err := w.deposit(state("a", CallInProgress, n), false).Wait(ctx); !errors.Is(err, ErrCallQueued) {
 			t.Fatalf("state %d with the database away: %v, want ErrCallQueued", n, err)
 		}
 	}
@@ -143,7 +143,7 @@ func TestCallWriterOrderAndRetry(t *testing.T) {
 	}
 	db.setDown(false)
 	// The next state of the call does not jump the queue: it joins it.
-	if err := w.deposit(state("a", CallCompleted, 6)).Wait(ctx); err != nil && !errors.Is(err, ErrCallQueued) {
+	if err := w.deposit(state("a", CallCompleted, 6), false).Wait(ctx); err != nil && !errors.Is(err, ErrCallQueued) {
 		t.Fatal(err)
 	}
 	flush(t, w)
@@ -191,7 +191,7 @@ func TestCallWriterCoalesceKeepsTerminalFields(t *testing.T) {
 	s3 := state("a", CallInProgress, 3) // a stale writer's view: live, no answer, no end
 	s3.Metadata["late"] = true
 	for _, s := range []*Call{s1, s2, s3} {
-		_ = w.deposit(s).Wait(ctx)
+		_ = w.deposit(s, false).Wait(ctx)
 	}
 	db.setDown(false)
 	flush(t, w)
@@ -214,7 +214,7 @@ func TestCallWriterBoundedByCount(t *testing.T) {
 	ctx := context.Background()
 	db.setDown(true)
 	for _, id := range []string{"a", "b", "c", "d"} {
-		_ = w.deposit(state(id, CallCompleted, 1)).Wait(ctx)
+		_ = w.deposit(state(id, CallCompleted, 1), false).Wait(ctx)
 	}
 	if st := w.stats(); st.Queued != 2 || st.Dropped != 2 {
 		t.Fatalf("stats %+v, want 2 queued and 2 dropped", st)
@@ -239,7 +239,7 @@ func TestCallWriterBoundedByAge(t *testing.T) {
 	clock := time.Now()
 	w.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
 	db.setDown(true)
-	_ = w.deposit(state("a", CallCompleted, 1)).Wait(context.Background())
+	_ = w.deposit(state("a", CallCompleted, 1), false).Wait(context.Background())
 	mu.Lock()
 	clock = clock.Add(time.Hour + time.Second)
 	mu.Unlock()
@@ -260,7 +260,7 @@ func TestCallWriterBoundedByAge(t *testing.T) {
 func TestCallWriterPermanentError(t *testing.T) {
 	db := newFlakyDB()
 	w, _ := testWriter(t, db, 0, 0)
-	if err := w.deposit(state("gone", CallCompleted, 1)).Wait(context.Background()); !errors.Is(err, ErrNotFound) {
+	if err := w.deposit(state("gone", CallCompleted, 1), false).Wait(context.Background()); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("%v, want ErrNotFound", err)
 	}
 	if st := w.stats(); st.Queued != 0 {
@@ -275,10 +275,10 @@ func TestCallWriterPoisonHoldsNoOne(t *testing.T) {
 	db := newFlakyDB()
 	w, logs := testWriter(t, db, 0, 0)
 	ctx := context.Background()
-	if err := w.deposit(state("poison", CallCompleted, 1)).Wait(ctx); err == nil || errors.Is(err, ErrCallQueued) {
+	if err := w.deposit(state("poison", CallCompleted, 1), false).Wait(ctx); err == nil || errors.Is(err, ErrCallQueued) {
 		t.Fatalf("poison: %v, want the database's refusal, not queued", err)
 	}
-	if err := w.deposit(state("a", CallInProgress, 1)).Wait(ctx); err != nil {
+	if err := w.deposit(state("a", CallInProgress, 1), false).Wait(ctx); err != nil {
 		t.Fatalf("a good call after a refused one: %v, want written at once", err)
 	}
 	if st := w.stats(); st.Queued != 0 || st.Refused != 1 {
@@ -288,7 +288,7 @@ func TestCallWriterPoisonHoldsNoOne(t *testing.T) {
 	// During an outage the poison is queued first (oldest), a good call behind it.
 	db.setDown(true)
 	for _, id := range []string{"poison", "b"} {
-		if err := w.deposit(state(id, CallCompleted, 2)).Wait(ctx); !errors.Is(err, ErrCallQueued) {
+		if err := w.deposit(state(id, CallCompleted, 2), false).Wait(ctx); !errors.Is(err, ErrCallQueued) {
 			t.Fatalf("%s with the database away: %v", id, err)
 		}
 	}
@@ -343,12 +343,12 @@ func TestCallWriterCloseDrops(t *testing.T) {
 	db := newFlakyDB()
 	w, _ := testWriter(t, db, 0, 0)
 	db.setDown(true)
-	_ = w.deposit(state("a", CallCompleted, 1)).Wait(context.Background())
+	_ = w.deposit(state("a", CallCompleted, 1), false).Wait(context.Background())
 	w.close()
 	if st := w.stats(); st.Queued != 0 || st.Dropped != 1 {
 		t.Fatalf("stats %+v, want the queued state dropped at close", st)
 	}
-	if err := w.deposit(state("b", CallCompleted, 1)).Wait(context.Background()); !errors.Is(err, ErrCallQueued) {
+	if err := w.deposit(state("b", CallCompleted, 1), false).Wait(context.Background()); !errors.Is(err, ErrCallQueued) {
 		t.Fatalf("after close: %v", err)
 	}
 	if st := w.stats(); st.Dropped != 2 {
@@ -375,7 +375,7 @@ func TestCallWriterConcurrentStatesInOrder(t *testing.T) {
 			defer wg.Done()
 			order.Lock()
 			n++
-			cw := w.deposit(state("a", CallInProgress, n))
+			cw := w.deposit(state("a", CallInProgress, n), false)
 			order.Unlock()
 			if err := cw.Wait(ctx); err != nil {
 				errs <- err
@@ -483,10 +483,10 @@ func TestCallWriterQueuesWithoutTryingWhileRefused(t *testing.T) {
 	w.timeout = 200 * time.Millisecond
 	db.inWrite, db.release = make(chan string, 100), make(chan struct{}) // never released: hangs
 	ctx := context.Background()
-	if err := w.deposit(state("a", CallCompleted, 1)).Wait(ctx); !errors.Is(err, ErrCallQueued) {
+	if err := w.deposit(state("a", CallCompleted, 1), false).Wait(ctx); !errors.Is(err, ErrCallQueued) {
 		t.Fatalf("hung database: %v", err)
 	}
-	if err := w.deposit(state("b", CallCompleted, 1)).Wait(ctx); !errors.Is(err, ErrCallQueued) {
+	if err := w.deposit(state("b", CallCompleted, 1), false).Wait(ctx); !errors.Is(err, ErrCallQueued) {
 		t.Fatalf("second call: %v", err)
 	}
 	tried := map[string]int{}
@@ -514,7 +514,7 @@ func BenchmarkCallWriterOverhead(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := w.deposit(c).Wait(ctx); err != nil {
+		if err := w.deposit(c, false).Wait(ctx); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -125,6 +125,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s := &Store{db: db, dialect: dialect, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
 	s.calls = newCallWriter(func(ctx context.Context, c *Call) error { return writeCallState(ctx, s, c) },
 		opts.Log, opts.CallRetryLimit, opts.CallRetryFor)
+	s.calls.insert = func(ctx context.Context, c *Call) error { return insertCallState(ctx, s, c) }
+	s.calls.batch = func(ctx context.Context, states []batchState) error { return writeCallStates(ctx, s, states) }
 	if len(opts.Secret) > 0 {
 		if s.sealer, err = NewSealer(opts.Secret); err != nil {
 			_ = db.Close()

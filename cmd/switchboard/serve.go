@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-go/switchboard/agent"
@@ -24,6 +25,7 @@ import (
 	"github.com/switchboard-go/switchboard/internal/settings"
 	"github.com/switchboard-go/switchboard/knowledge"
 	"github.com/switchboard-go/switchboard/mediastream"
+	"github.com/switchboard-go/switchboard/metrics"
 	"github.com/switchboard-go/switchboard/provider"
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/rtc"
@@ -86,6 +88,11 @@ type server struct {
 	sipSrv     *sip.Server
 	auth       *api.Authenticator
 	srv        *api.Server
+
+	// metrics is the node's Prometheus registry (/metrics); draining is set when the node
+	// starts to stop, and makes /health/ready answer 503.
+	metrics  *metrics.Registry
+	draining atomic.Bool
 
 	httpSrv   *http.Server
 	sip       *sip.Serving
@@ -264,10 +271,12 @@ func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (
 func (n *server) buildAPI(ctx context.Context, providers *provider.Registry, webhooks *agent.Webhooks, rtcCalls api.WebRTCCalls) {
 	c, log := n.cfg, n.log
 	n.auth = api.NewAuthenticator(n.st, n.secret, n.def.ID, log)
+	n.metrics = metrics.New()
 	srv := api.New(api.Config{Store: n.st, Auth: n.auth, Log: log, Version: version, Commit: commit, Node: c.Node, DefaultRateLimit: c.RateLimit, ChatRateLimit: c.ChatRateLimit, AmplifierAuthOptional: !c.AmplifierAuthRequired,
 		Hub: n.hub, Streams: n.streams, Providers: providers, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: api.NodeCalls(n.sipSrv, n.calls), RecordingsDir: n.recordings, VoicemailsDir: n.voicemails,
 		WebRTC: rtcCalls, MediaStreams: mediastream.NewCalls(n.web), Checks: api.SIPChecks(n.sipSrv), Knowledge: n.knowledge, KnowledgeMaxUpload: int64(c.KnowledgeMaxUploadMiB) << 20,
-		AllowPrivateFiles: c.AllowPrivateFiles, FileLimits: netguard.FileLimits{MaxBytes: int64(c.FileMaxMiB) << 20, Timeout: c.FileTimeout}, Pprof: c.Pprof})
+		AllowPrivateFiles: c.AllowPrivateFiles, FileLimits: netguard.FileLimits{MaxBytes: int64(c.FileMaxMiB) << 20, Timeout: c.FileTimeout},
+		Metrics: n.metrics, MetricsToken: c.MetricsToken, MetricsAllow: c.MetricsAllow, Draining: n.draining.Load, Pprof: c.Pprof})
 	// Knowledge documents this node left processing when it stopped, and those of nodes
 	// that died, are taken up again; its ingestions stop (to be resumed) when it does.
 	srv.Knowledge().Start(context.WithoutCancel(ctx))
@@ -328,6 +337,7 @@ func (n *server) wait(ctx context.Context) error {
 //nolint:contextcheck // it runs after the first signal ended the root context; each stage has its own deadline
 func (n *server) drain() error {
 	log := n.log
+	n.draining.Store(true)
 	log.Info("shutting down: no new requests, finishing those in flight", "streams", n.streams.Open())
 	n.streams.Shutdown()
 	n.sip.Stop()

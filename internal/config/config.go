@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,6 +74,10 @@ type Config struct {
 	KnowledgeMaxUploadMiB int
 	// WebRTC configures browsers' calls.
 	WebRTC WebRTC
+	// MetricsToken and MetricsAllow open /metrics beyond loopback: to a scraper that
+	// presents the token as a bearer, or to one whose address is in the networks.
+	MetricsToken string
+	MetricsAllow []netip.Prefix
 
 	// NodeHeartbeat is how often the node beats; NodeTimeout, how long another node may be
 	// silent before its calls are failed (node-lost).
@@ -139,6 +144,8 @@ func (c *Config) ServeSettings(s *settings.Set) {
 	s.Bool(&c.AmplifierAuthRequired, "amplifier-auth-required", "SWITCHBOARD_AMPLIFIER_AUTH_REQUIRED", true, "false: keyless requests from loopback (never from elsewhere, nor through a proxy) reach the root Amplifier paths as the default tenant's admin")
 	s.Int(&c.KnowledgeMaxUploadMiB, "knowledge-max-upload-mib", "SWITCHBOARD_KNOWLEDGE_MAX_UPLOAD_MIB", 32, 1, noMax, "MiB of one uploaded knowledge document; larger uploads are refused with 413")
 	s.Int(&c.ChatRateLimit, "chat-rate-limit", "SWITCHBOARD_CHAT_RATE_LIMIT", 60, 0, noMax, "Alumia chat requests (POST /api/v1/chat) a minute, per key or user and per client address")
+	s.Secret(&c.MetricsToken, "metrics-token", "SWITCHBOARD_METRICS_TOKEN", "bearer token that opens /metrics to a scraper off this host, at least 16 characters (/metrics is always open on loopback)", MinSecretLen)
+	s.Networks(&c.MetricsAllow, "metrics-allow", "SWITCHBOARD_METRICS_ALLOW", "networks (CIDR) and addresses, comma-separated, whose scrapers reach /metrics without the token")
 	s.Bool(&c.Pprof, "pprof", "SWITCHBOARD_PPROF", false, "serve the Go runtime's profiles at /debug/pprof/ to the operator (an admin key of the default tenant)")
 	c.WebRTC.settings(s)
 }

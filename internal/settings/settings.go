@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -120,7 +121,7 @@ func (s *Set) Parse(args []string) error {
 }
 
 // placeholders name each kind's value in PrintDefaults.
-var placeholders = map[string]string{"text": "string", "secret": "string", "int": "n", "duration": "duration", "ports": "min-max"}
+var placeholders = map[string]string{"text": "string", "secret": "string", "int": "n", "duration": "duration", "ports": "min-max", "networks": "cidrs"}
 
 // PrintDefaults prints the flags of fs as flag.PrintDefaults does, each setting's value
 // named by its kind (--max-calls n, --rtp-ports min-max) rather than "value".
@@ -231,6 +232,19 @@ func (s *Set) Ports(p *PortRange, flagName, env string, minPorts int, usage stri
 	})
 }
 
+// Networks is a comma list of networks (CIDR, such as 10.0.0.0/8) and single addresses;
+// empty is none.
+func (s *Set) Networks(p *[]netip.Prefix, flagName, env, usage string) {
+	s.add("networks", flagName, env, "", usage, func(v string) error {
+		n, err := ParseNetworks(v)
+		if err != nil {
+			return err
+		}
+		*p = n
+		return nil
+	})
+}
+
 // ParseInt reads a whole number from minimum to maximum.
 func ParseInt(v string, minimum, maximum int) (int, error) {
 	n, err := strconv.Atoi(strings.TrimSpace(v))
@@ -303,4 +317,35 @@ func ParsePortRange(v string, minPorts int) (PortRange, error) {
 		return PortRange{}, fmt.Errorf("must hold at least %d ports", minPorts)
 	}
 	return PortRange{Min: a, Max: b}, nil
+}
+
+// ParseNetworks reads a comma list of networks (10.0.0.0/8, fd00::/8) and addresses (a
+// single address is a network of one); empty is none. An address with bits set past the
+// prefix (10.0.0.1/8) is refused: it is more likely a mistake than meant as 10.0.0.0/8.
+func ParseNetworks(v string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if !strings.Contains(item, "/") {
+			a, err := netip.ParseAddr(item)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not an address or a network (such as 10.0.0.0/8)", item)
+			}
+			a = a.Unmap()
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(item)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an address or a network (such as 10.0.0.0/8)", item)
+		}
+		if p.Masked() != p {
+			return nil, fmt.Errorf("%q has bits set past its prefix; the network is %s", item, p.Masked())
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }

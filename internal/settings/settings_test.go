@@ -3,6 +3,7 @@ package settings
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -143,6 +144,29 @@ func TestParsePortRange(t *testing.T) {
 		got, err := ParsePortRange(tt.in, tt.min)
 		if (err == nil) != tt.ok || got != tt.want {
 			t.Errorf("ParsePortRange(%q, %d) = %v, %v", tt.in, tt.min, got, err)
+		}
+	}
+}
+
+func TestParseNetworks(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		in   string
+		want string
+		ok   bool
+	}{
+		{"", "[]", true},
+		{"10.0.0.0/8", "[10.0.0.0/8]", true},
+		{" 10.0.0.0/8 , 192.168.1.7,fd00::/8 ", "[10.0.0.0/8 192.168.1.7/32 fd00::/8]", true},
+		{"::ffff:10.1.2.3", "[10.1.2.3/32]", true},
+		{"10.0.0.1/8", "", false},
+		{"10.0.0.0/33", "", false},
+		{"example.com", "", false},
+		{"10.0.0.0-10.0.0.9", "", false},
+	} {
+		got, err := ParseNetworks(tt.in)
+		if (err == nil) != tt.ok || (tt.ok && fmt.Sprint(got) != tt.want) {
+			t.Errorf("ParseNetworks(%q) = %v, %v; want %s", tt.in, got, err, tt.want)
 		}
 	}
 }
