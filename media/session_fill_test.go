@@ -145,15 +145,21 @@ func TestRTPSessionFillZeroAllocs(t *testing.T) {
 				s.fillSlot(now)
 			}
 			sent := s.Stats().PacketsSent
-			allocs := testing.AllocsPerRun(200, func() {
-				now = now.Add(FrameDuration)
-				s.fillSlot(now)
-			})
+			// AllocsPerRun counts every goroutine's allocations, and goroutines of the tests
+			// before this one may still be winding down: an allocation of fillSlot's own
+			// shows in every attempt, theirs in one at most.
+			allocs := -1.0
+			for attempt := 0; attempt < 3 && allocs != 0; attempt++ {
+				allocs = testing.AllocsPerRun(200, func() {
+					now = now.Add(FrameDuration)
+					s.fillSlot(now)
+				})
+			}
 			if allocs != 0 {
 				t.Fatalf("%.1f allocations per filled slot, want 0", allocs)
 			}
 			if s.Stats().PacketsSent < sent+190 {
-				t.Fatalf("%d packets sent for 200 slots", s.Stats().PacketsSent-sent)
+				t.Fatalf("%d packets sent for at least 200 slots", s.Stats().PacketsSent-sent)
 			}
 		})
 	}

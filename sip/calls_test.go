@@ -528,10 +528,16 @@ func (p *rtpPeer) sendDTMF(t *testing.T, to *net.UDPAddr, digit rune, pt uint8) 
 }
 
 // checkTone judges 8 kHz audio: a 1 kHz tone.
+//
+// Frames of silence are left out first: an RTP session fills the slots its writer misses
+// with silence (a starved machine can hold the tone's writer back for longer than the
+// session waits), and the question is what the audio that carries sound is.
 func checkTone(t *testing.T, pcm []int16, minRatio float64) {
 	t.Helper()
-	if len(pcm) < 8000 {
-		t.Fatalf("only %d samples of audio", len(pcm))
+	all := len(pcm)
+	pcm = withoutSilence(pcm)
+	if all < 8000 || len(pcm) < 4000 {
+		t.Fatalf("only %d samples of audio, %d of them sound", all, len(pcm))
 	}
 	if f := zeroCrossFreq(pcm); math.Abs(f-1000) > 20 {
 		t.Errorf("tone at %.1f Hz, want 1000 Hz", f)
@@ -539,6 +545,23 @@ func checkTone(t *testing.T, pcm []int16, minRatio float64) {
 	if r := goertzelRatio(pcm, 1000, 8000); r < minRatio {
 		t.Errorf("only %.2f of the audio's energy is at 1 kHz, want %.2f", r, minRatio)
 	}
+}
+
+// withoutSilence drops the 20 ms frames of pcm (8 kHz) that are silent.
+func withoutSilence(pcm []int16) []int16 {
+	const frame = 160
+	out := make([]int16, 0, len(pcm))
+	for i := 0; i < len(pcm); i += frame {
+		f := pcm[i:min(i+frame, len(pcm))]
+		var peak int16
+		for _, v := range f {
+			peak = max(peak, v, -v)
+		}
+		if peak > 64 {
+			out = append(out, f...)
+		}
+	}
+	return out
 }
 
 // decodeG711 decodes PCMU or PCMA packets to 8 kHz samples.
