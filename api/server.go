@@ -115,6 +115,9 @@ type Config struct {
 	// Draining reports that the node is stopping: /health/ready then answers 503, so that
 	// an orchestrator sends it nothing new. Nil: never.
 	Draining func() bool
+	// Pprof serves the Go runtime's profiles at /debug/pprof/ to the operator
+	// (SWITCHBOARD_PPROF; see pprof.go). Off by default: the paths are not found.
+	Pprof bool
 }
 
 // Server is the HTTP API of one node.
@@ -297,6 +300,7 @@ func (s *Server) allRoutes() []route {
 	rs = append(rs, s.amarsiaRoutes()...)
 	rs = append(rs, s.knowledgeRoutes()...)
 	rs = append(rs, s.amaKnowledgeRoutes()...)
+	rs = append(rs, s.pprofRoutes()...)
 	return rs
 }
 

@@ -505,6 +505,10 @@ func (s *Subscriber) Next(ctx context.Context) (Item, error) {
 		if it, ok := s.TryNext(); ok {
 			return it, nil
 		}
+		// TryNext may have taken the wake-up of an end that came after the look above.
+		if s.ended.Load() {
+			return Item{}, s.err
+		}
 		if err := ctx.Err(); err != nil {
 			return Item{}, err
 		}
@@ -521,26 +525,31 @@ func (s *Subscriber) Next(ctx context.Context) (Item, error) {
 // TryNext returns what is ready to send now, without waiting, so that a writer can gather
 // several items into one write before it flushes.
 func (s *Subscriber) TryNext() (Item, bool) {
-	if s.ended.Load() {
-		return Item{}, false
-	}
-	s.pendingMu.Lock()
-	if len(s.pending) > 0 {
-		it := s.pending[0]
-		s.pending[0] = Item{}
-		s.pending = s.pending[1:]
-		if len(s.pending) == 0 {
-			s.pending = nil
+	for {
+		if s.ended.Load() {
+			return Item{}, false
+		}
+		s.pendingMu.Lock()
+		if len(s.pending) > 0 {
+			it := s.pending[0]
+			s.pending[0] = Item{}
+			s.pending = s.pending[1:]
+			if len(s.pending) == 0 {
+				s.pending = nil
+			}
+			s.pendingMu.Unlock()
+			return it, true
 		}
 		s.pendingMu.Unlock()
-		return it, true
-	}
-	s.pendingMu.Unlock()
-	for {
+		if testHookQueueLook != nil {
+			testHookQueueLook(s)
+		}
 		select {
 		case ev := <-s.ch:
 			if ev == nil {
-				continue // a wake-up: look at everything again
+				// A wake-up: what it announces (a reply, an end) may have come after the
+				// looks above, so look at everything again.
+				continue
 			}
 			return Item{Event: ev}, true
 		default:
@@ -556,6 +565,10 @@ func (s *Subscriber) TryNext() (Item, bool) {
 	}
 	return Item{}, false
 }
+
+// testHookQueueLook, set by tests alone, runs in TryNext between its look at the replies and
+// its look at the queue: where a wake-up that races the look is taken.
+var testHookQueueLook func(*Subscriber)
 
 // Done is closed when the subscriber ends.
 func (s *Subscriber) Done() <-chan struct{} { return s.done }

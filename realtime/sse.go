@@ -150,8 +150,9 @@ func (s *Server) streamSSE(ctx context.Context, sub *Subscriber, sink sseSink) {
 			*buf = (*buf)[:0]
 		}
 		*buf = appendSSEItem(*buf, it)
-		// Gather what else is ready into the same write.
-		for len(*buf) < 4096 {
+		// Gather what else is ready into the same write: a stream that fell behind catches
+		// up in a write (and a flush) per batch, not per event.
+		for len(*buf) < maxBatchBytes {
 			more, ok := sub.TryNext()
 			if !ok {
 				break

@@ -65,27 +65,30 @@ func (s *Server) ServeWS(w http.ResponseWriter, r *http.Request, v Viewer) {
 	}
 	// Browsers send their page's origin; the socket is authenticated by key or token, not
 	// by cookies, so any origin may use it.
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	bw := &batchingWriter{ResponseWriter: w}
+	conn, err := websocket.Accept(bw, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
 		s.close(v, sub)
 		return
 	}
 	// The socket is served by goroutines of its own, so that the HTTP server frees the
 	// request, its buffers and its stack while the socket idles.
+	raw := bw.conn
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer s.close(v, sub)
 		defer conn.CloseNow()
-		s.streamWS(conn, sub, v)
+		s.streamWS(conn, raw, sub, v)
 	}()
 }
 
 // streamWS runs a socket: a reader for the client's frames, and this goroutine as the only
-// writer.
+// writer. raw is the connection under the library, through which the writer sends a backlog
+// in one write (nil: a write per message).
 //
 //nolint:contextcheck // the socket outlives the upgrade request; closing the socket ends it
-func (s *Server) streamWS(conn *websocket.Conn, sub *Subscriber, v Viewer) {
+func (s *Server) streamWS(conn *websocket.Conn, raw *batchConn, sub *Subscriber, v Viewer) {
 	conn.SetReadLimit(s.limits.MaxMessageBytes)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -134,19 +137,52 @@ func (s *Server) streamWS(conn *websocket.Conn, sub *Subscriber, v Viewer) {
 		if it.Heartbeat {
 			err = conn.Ping(ctx)
 		} else {
-			buf := frameBuffers.Get().(*[]byte)
-			*buf = appendWSItem((*buf)[:0], it)
-			err = conn.Write(context.Background(), websocket.MessageText, *buf)
-			if cap(*buf) <= 64<<10 {
-				// Reset before Put: the pool is shared with SSE streams, which append.
-				*buf = (*buf)[:0]
-				frameBuffers.Put(buf)
-			}
+			err = writeBatch(conn, raw, sub, it)
 		}
 		stalled.Stop()
 		if err != nil {
 			return
 		}
+	}
+}
+
+// writeBatch writes it and whatever else the subscriber has ready, one message each. While
+// there is more, the connection is held, so that the messages leave in one write (of at most
+// maxBatchBytes) when the queue is empty: a subscriber that fell behind catches up in a
+// write per batch, not per event.
+func writeBatch(conn *websocket.Conn, raw *batchConn, sub *Subscriber, it Item) error {
+	buf := frameBuffers.Get().(*[]byte)
+	defer func() {
+		if cap(*buf) <= 64<<10 {
+			// Reset before Put: the pool is shared with SSE streams, which append.
+			*buf = (*buf)[:0]
+			frameBuffers.Put(buf)
+		}
+	}()
+	batched := 0
+	for {
+		var (
+			next Item
+			more bool
+		)
+		if raw != nil {
+			if batched < maxBatchBytes {
+				next, more = sub.TryNext()
+			}
+			raw.hold(more)
+		}
+		*buf = appendWSItem((*buf)[:0], it)
+		batched += len(*buf)
+		if err := conn.Write(context.Background(), websocket.MessageText, *buf); err != nil {
+			if raw != nil {
+				raw.hold(false)
+			}
+			return err
+		}
+		if !more {
+			return nil
+		}
+		it = next
 	}
 }
 

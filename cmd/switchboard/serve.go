@@ -276,7 +276,7 @@ func (n *server) buildAPI(ctx context.Context, providers *provider.Registry, web
 		Hub: n.hub, Streams: n.streams, Providers: providers, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: api.NodeCalls(n.sipSrv, n.calls), RecordingsDir: n.recordings, VoicemailsDir: n.voicemails,
 		WebRTC: rtcCalls, MediaStreams: mediastream.NewCalls(n.web), Checks: api.SIPChecks(n.sipSrv), Knowledge: n.knowledge, KnowledgeMaxUpload: int64(c.KnowledgeMaxUploadMiB) << 20,
 		AllowPrivateFiles: c.AllowPrivateFiles, FileLimits: netguard.FileLimits{MaxBytes: int64(c.FileMaxMiB) << 20, Timeout: c.FileTimeout},
-		Metrics: n.metrics, MetricsToken: c.MetricsToken, MetricsAllow: c.MetricsAllow, Draining: n.draining.Load})
+		Metrics: n.metrics, MetricsToken: c.MetricsToken, MetricsAllow: c.MetricsAllow, Draining: n.draining.Load, Pprof: c.Pprof})
 	// Knowledge documents this node left processing when it stopped, and those of nodes
 	// that died, are taken up again; its ingestions stop (to be resumed) when it does.
 	srv.Knowledge().Start(context.WithoutCancel(ctx))

@@ -39,7 +39,9 @@ type Config struct {
 	// AmplifierAuthRequired: false lets keyless requests from loopback reach the root
 	// Amplifier paths as the default tenant (SWITCHBOARD_AMPLIFIER_AUTH_REQUIRED).
 	AmplifierAuthRequired bool
-	ProvidersFile         string
+	// Pprof serves the runtime's profiles at /debug/pprof/ to the operator (SWITCHBOARD_PPROF).
+	Pprof         bool
+	ProvidersFile string
 	// SIP beyond the listen address.
 	SIPTLSAddr   string
 	SIPTLSCert   string
@@ -144,6 +146,7 @@ func (c *Config) ServeSettings(s *settings.Set) {
 	s.Int(&c.ChatRateLimit, "chat-rate-limit", "SWITCHBOARD_CHAT_RATE_LIMIT", 60, 0, noMax, "Alumia chat requests (POST /api/v1/chat) a minute, per key or user and per client address")
 	s.Secret(&c.MetricsToken, "metrics-token", "SWITCHBOARD_METRICS_TOKEN", "bearer token that opens /metrics to a scraper off this host, at least 16 characters (/metrics is always open on loopback)", MinSecretLen)
 	s.Networks(&c.MetricsAllow, "metrics-allow", "SWITCHBOARD_METRICS_ALLOW", "networks (CIDR) and addresses, comma-separated, whose scrapers reach /metrics without the token")
+	s.Bool(&c.Pprof, "pprof", "SWITCHBOARD_PPROF", false, "serve the Go runtime's profiles at /debug/pprof/ to the operator (an admin key of the default tenant)")
 	c.WebRTC.settings(s)
 }
 
