@@ -4,10 +4,12 @@ import (
 	"context"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/switchboard-go/switchboard/media"
+	"github.com/switchboard-go/switchboard/metrics"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -59,6 +61,8 @@ type Life struct {
 
 	doneOnce sync.Once
 	done     chan struct{}
+	// leftOnce: the call left the registry (and the node's count of live calls).
+	leftOnce sync.Once
 }
 
 // Init readies the lifecycle of self, a call the registry calls holds (nil: none), whose
@@ -67,6 +71,7 @@ func (l *Life) Init(self Live, line Carrier, rec *Recorder, log *slog.Logger, ca
 	l.Recorder, l.self, l.line, l.log, l.calls = rec, self, line, log, calls
 	l.ending = make(chan struct{})
 	l.done = make(chan struct{})
+	calls.metrics().Started(rec.Record().Direction)
 }
 
 // Hold gives the call its place within the node's and its tenant's limits (what
@@ -149,8 +154,12 @@ func (l *Life) Answered(ctx context.Context, codec string, attrs ...any) {
 			r.Codec = codec
 		}
 	})
+	rec := l.Record()
 	l.log.Info("call answered", append([]any{"codec", codec}, attrs...)...)
-	l.Publish(EventAnswered, l.Record())
+	if rec.StartedAt != nil {
+		l.calls.metrics().Answered(rec.Direction, now.Sub(*rec.StartedAt))
+	}
+	l.Publish(EventAnswered, rec)
 }
 
 // Run carries an answered call: handler talks on it until it ends, whoever ends it (the
@@ -251,10 +260,30 @@ func (l *Life) Forget() {
 	l.doneOnce.Do(func() { close(l.done) })
 }
 
-// leave takes the call out of the registry and gives its place back.
+// leave takes the call out of the registry, gives its place back and counts how it ended.
 func (l *Life) leave() {
-	l.calls.Remove(l.self)
-	if l.slot != nil {
-		l.slot()
+	l.leftOnce.Do(func() {
+		l.calls.Remove(l.self)
+		if l.slot != nil {
+			l.slot()
+		}
+		if m := l.calls.metrics(); m != nil {
+			m.Ended(endOf(l.Record()))
+		}
+	})
+}
+
+// endOf is what the call metrics count of an ended call's record. A reason Switchboard
+// does not know (a brain's own) is counted as "other": the metrics' labels stay bounded.
+func endOf(rec store.Call) metrics.CallEnd {
+	reason := rec.EndedReason
+	if !slices.Contains(Reasons, Reason(reason)) {
+		reason = "other"
 	}
+	q := rec.Quality
+	e := metrics.CallEnd{Direction: rec.Direction, Status: rec.Status, Reason: reason, Answered: rec.AnsweredAt != nil,
+		Duration: time.Duration(rec.DurationSeconds * float64(time.Second)),
+		HasMedia: q.PacketsReceived+q.PacketsSent > 0, PacketsReceived: q.PacketsReceived, PacketsSent: q.PacketsSent,
+		PacketsLost: q.PacketsLost, PacketsLate: q.PacketsLate, JitterMS: q.JitterMS}
+	return e
 }

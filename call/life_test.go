@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/media"
+	"github.com/switchboard-go/switchboard/metrics"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -189,5 +190,70 @@ func TestLifeShutdown(t *testing.T) {
 	}
 	if c.Reason() != call.ReasonShutdown {
 		t.Errorf("ended %q, want shutdown", c.Reason())
+	}
+}
+
+// TestLifeCounted: a node's registry counts its calls for /metrics: live while they run,
+// then by how they ended (a reason of a brain's own is "other", so labels stay bounded),
+// with their setup time, talk time and media.
+func TestLifeCounted(t *testing.T) {
+	m := metrics.New()
+	reg := call.NewRegistry(nil)
+	reg.Measure(m.Calls())
+	read := func(name string, labels map[string]string) float64 {
+		t.Helper()
+		families, err := m.Gatherer().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range families {
+			if f.GetName() != name {
+				continue
+			}
+		next:
+			for _, s := range f.GetMetric() {
+				for _, l := range s.GetLabel() {
+					if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
+						continue next
+					}
+				}
+				switch {
+				case s.Gauge != nil:
+					return s.Gauge.GetValue()
+				case s.Counter != nil:
+					return s.Counter.GetValue()
+				case s.Histogram != nil:
+					return float64(s.Histogram.GetSampleCount())
+				}
+			}
+		}
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, reason := range []string{"", "voicemail-left"} {
+		c, car := newLifeCall(t, reg, nil)
+		if got := read("switchboard_calls_active", map[string]string{"direction": ""}); got != 1 {
+			t.Fatalf("calls active %v while one lives", got)
+		}
+		c.Run(ctx, func(context.Context) {
+			car.stream.written.Store(50)
+			c.Hangup(reason)
+		})
+	}
+	if got := read("switchboard_calls_active", nil); got != 0 {
+		t.Errorf("calls active %v once both ended", got)
+	}
+	if got := read("switchboard_calls_total", map[string]string{"status": store.CallCompleted, "reason": string(call.ReasonAgentHangup)}); got != 1 {
+		t.Errorf("calls ended by the agent %v, want 1", got)
+	}
+	if got := read("switchboard_calls_total", map[string]string{"reason": "other"}); got != 1 {
+		t.Errorf("calls ended with a reason of a brain's own %v, want 1 counted as other", got)
+	}
+	if got := read("switchboard_call_duration_seconds", nil); got != 2 {
+		t.Errorf("talk times observed %v, want 2", got)
+	}
+	if got := read("switchboard_call_media_packets_total", map[string]string{"kind": "sent"}); got != 100 {
+		t.Errorf("packets sent %v, want 100", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/switchboard-go/switchboard/internal/callcap"
+	"github.com/switchboard-go/switchboard/metrics"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -31,6 +32,8 @@ type Live interface {
 // holds nothing. It is safe for concurrent use.
 type Registry struct {
 	limits *callcap.Limiter
+	// measure counts the calls' lives for /metrics (nil: nothing is counted).
+	measure *metrics.Calls
 
 	mu   sync.Mutex
 	live map[string]Live
@@ -41,6 +44,21 @@ type Registry struct {
 // NewRegistry returns a registry whose calls limits bounds (nil: no limit).
 func NewRegistry(limits *callcap.Limiter) *Registry {
 	return &Registry{limits: limits, live: map[string]Live{}, emptied: make(chan struct{})}
+}
+
+// Measure has the node's calls counted by m (the node's /metrics); set before any call.
+func (r *Registry) Measure(m *metrics.Calls) {
+	if r != nil {
+		r.measure = m
+	}
+}
+
+// metrics is what counts the calls, or nil.
+func (r *Registry) metrics() *metrics.Calls {
+	if r == nil {
+		return nil
+	}
+	return r.measure
 }
 
 // Acquire takes a place for a call of the tenant within the node's and the tenant's limits,

@@ -22,19 +22,25 @@ const Namespace = "switchboard"
 
 // Registry is one node's metrics. Its zero value is not usable; make one with New.
 type Registry struct {
-	reg  *prometheus.Registry
-	http *HTTP
+	reg   *prometheus.Registry
+	http  *HTTP
+	calls *Calls
 }
 
-// New returns a registry with the Go runtime and process collectors and the HTTP request
-// metrics registered.
+// New returns a registry with the Go runtime and process collectors, the HTTP request
+// metrics and the call metrics registered.
 func New() *Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h := newHTTP()
 	reg.MustRegister(h.requests, h.duration, h.inFlight)
-	return &Registry{reg: reg, http: h}
+	c := newCalls()
+	reg.MustRegister(c.active, c.ended, c.setup, c.duration, c.packets, c.jitter)
+	return &Registry{reg: reg, http: h, calls: c}
 }
+
+// Calls is the call metrics, for the node's registry of live calls to count them.
+func (r *Registry) Calls() *Calls { return r.calls }
 
 // Register adds a collector; one whose metrics are registered already is refused.
 func (r *Registry) Register(c prometheus.Collector) error {

@@ -180,6 +180,9 @@ func (r *Runtime) saveVoicemail(c Call, rec agent.Recording) error {
 	if r.cfg.VoicemailDir == "" {
 		return errors.New("voicemail is not kept on this node")
 	}
+	if err := os.MkdirAll(r.cfg.VoicemailDir, 0o750); err != nil {
+		return err
+	}
 	path := filepath.Join(r.cfg.VoicemailDir, c.ID()+".wav")
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, rec.WAV, 0o640); err != nil {

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/switchboard-go/switchboard/internal/promtest"
 )
 
 // TestProbesAndMetrics: a node serving is ready, with its database and each SIP listener
@@ -77,5 +79,35 @@ func TestProbesAndMetrics(t *testing.T) {
 	n.signal(syscall.SIGTERM)
 	if code := n.waitExit(30 * time.Second); code != 0 {
 		t.Errorf("exit %d after SIGTERM", code)
+	}
+}
+
+// TestCallMetricsScraped: a real Prometheus scrapes a node while it takes a SIP call, and
+// its query API finds the call counted by how it ended, its setup time observed, and the
+// node's live calls back at none.
+func TestCallMetricsScraped(t *testing.T) {
+	t.Parallel()
+	const token = "scrape-token-0123456789"
+	n := startServe(t, []string{"SWITCHBOARD_DATA_DIR=" + t.TempDir(), "SWITCHBOARD_METRICS_TOKEN=" + token})
+	prom := promtest.Start(t, promtest.Target{Addr: n.addr, Token: token})
+	// The node is scraped before the call too: what the call changes is seen from a known start.
+	prom.WaitFor(60*time.Second, `up`, func(s []promtest.Sample) bool { return len(s) == 1 && s[0].Value == 1 })
+	if code := inviteStatus(t, "sip:echo@"+n.sipAddr()); code != 200 {
+		t.Fatalf("call to echo: %d", code)
+	}
+	ended := prom.WaitFor(60*time.Second, `switchboard_calls_total{direction="inbound",status="completed",reason="caller-hangup"}`,
+		func(s []promtest.Sample) bool { return len(s) == 1 && s[0].Value >= 1 })
+	if len(ended) != 1 || ended[0].Value != 1 {
+		t.Fatalf("calls ended by the caller: %v, want 1\n%s", ended, prom.Output())
+	}
+	setup := prom.WaitFor(60*time.Second, `switchboard_call_setup_seconds_count{direction="inbound"}`,
+		func(s []promtest.Sample) bool { return len(s) == 1 && s[0].Value >= 1 })
+	if len(setup) != 1 || setup[0].Value != 1 {
+		t.Errorf("setups observed: %v, want 1", setup)
+	}
+	active := prom.WaitFor(60*time.Second, `sum(switchboard_calls_active)`,
+		func(s []promtest.Sample) bool { return len(s) == 1 && s[0].Value == 0 })
+	if len(active) != 1 || active[0].Value != 0 {
+		t.Errorf("live calls after the call: %v, want 0", active)
 	}
 }

@@ -127,12 +127,10 @@ func (n *server) open(ctx context.Context) error {
 	n.onClose(func() { _ = st.Close() })
 	n.st, n.def, n.secret = st, def, secret
 	store.LogUnroutablePhoneNumbers(ctx, st, log)
-	if c.Demo {
-		if err := demo.Ensure(ctx, st, def, log); err != nil {
-			return err
-		}
+	if !c.Demo {
+		return nil
 	}
-	return nil
+	return demo.Ensure(ctx, st, def, log)
 }
 
 // construct builds the parts, in the order they depend on each other: events, the
@@ -216,10 +214,7 @@ func (n *server) joinCluster(ctx context.Context) error {
 // WebRTC, media-stream sockets) and SIP, under one limit of calls.
 func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (*agent.Webhooks, api.WebRTCCalls, error) {
 	c, log := n.cfg, n.log
-	n.voicemails = filepath.Join(c.DataDir, "voicemails")
-	if err := os.MkdirAll(n.voicemails, 0o750); err != nil {
-		return nil, nil, fmt.Errorf("voicemails: %w", err)
-	}
+	n.voicemails = filepath.Join(c.DataDir, "voicemails") // made by the runtime at its first voicemail
 	webhooks := agent.NewWebhooks(c.AllowPrivateWebhooks)
 	agents := voice.NewRuntime(voice.RuntimeConfig{Store: n.st, Providers: providers, Knowledge: n.knowledge,
 		Webhooks: webhooks, VoicemailDir: n.voicemails, Log: log})
@@ -230,7 +225,8 @@ func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (
 	// One registry of the node's live calls, whatever carries them: the API finds them in
 	// it, and it holds the node's and each tenant's limits.
 	calls := call.NewRegistry(callcap.New(c.MaxCalls, c.MaxTenantCalls))
-	n.calls = calls
+	n.calls, n.metrics = calls, metrics.New()
+	calls.Measure(n.metrics.Calls()) // counted where they live and end, whatever carries them
 	n.web = call.NewNode(webCtx, call.NodeConfig{Store: n.st, Events: n.hub, Calls: calls, Node: c.Node, Log: log,
 		Agent: func(ctx context.Context, c *call.Call, ag *store.Agent) { agents.Answer(ctx, c, ag) }})
 	var rtcCalls api.WebRTCCalls
@@ -271,7 +267,6 @@ func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (
 func (n *server) buildAPI(ctx context.Context, providers *provider.Registry, webhooks *agent.Webhooks, rtcCalls api.WebRTCCalls) {
 	c, log := n.cfg, n.log
 	n.auth = api.NewAuthenticator(n.st, n.secret, n.def.ID, log)
-	n.metrics = metrics.New()
 	srv := api.New(api.Config{Store: n.st, Auth: n.auth, Log: log, Version: version, Commit: commit, Node: c.Node, DefaultRateLimit: c.RateLimit, ChatRateLimit: c.ChatRateLimit, AmplifierAuthOptional: !c.AmplifierAuthRequired,
 		Hub: n.hub, Streams: n.streams, Providers: providers, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: api.NodeCalls(n.sipSrv, n.calls), RecordingsDir: n.recordings, VoicemailsDir: n.voicemails,
 		WebRTC: rtcCalls, MediaStreams: mediastream.NewCalls(n.web), Checks: api.SIPChecks(n.sipSrv), Knowledge: n.knowledge, KnowledgeMaxUpload: int64(c.KnowledgeMaxUploadMiB) << 20,
@@ -296,8 +291,7 @@ func (n *server) listen(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", c.HTTPAddr)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", c.HTTPAddr)
 	if err != nil {
 		return err
 	}
