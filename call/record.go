@@ -84,6 +84,9 @@ func (r *Recorder) Update(ctx context.Context, fn func(rec *store.Call)) {
 func (r *Recorder) write(ctx context.Context, fn func(rec *store.Call), wait bool) {
 	r.mu.Lock()
 	fn(&r.rec)
+	// The state is dated when it is made: its call.* event and its row in the store carry
+	// the same updated_at, however far behind the store's writer is.
+	r.rec.UpdatedAt = time.Now().UTC()
 	if r.st == nil {
 		r.mu.Unlock()
 		return

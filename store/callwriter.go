@@ -915,7 +915,7 @@ func (s *Store) CallWriterStats() CallWriterStats { return s.calls.stats() }
 // something the state holds (not because it is away), what ends the call is written without
 // the rest: a *partialWriteError.
 func writeCallState(ctx context.Context, s *Store, c *Call) error {
-	c.UpdatedAt = s.now()
+	stamp(s, c)
 	if c.Metadata == nil {
 		c.Metadata = map[string]any{}
 	}
@@ -932,6 +932,15 @@ func writeCallState(ctx context.Context, s *Store, c *Call) error {
 	return &partialWriteError{err: err}
 }
 
+// stamp dates a state that its maker did not: a state's updated_at is when the call
+// changed, not when the writer caught up with it, so that a reader can order what it read
+// from the store and what it heard in the call's events (which carry the same time).
+func stamp(s *Store, c *Call) {
+	if c.UpdatedAt.IsZero() {
+		c.UpdatedAt = s.now()
+	}
+}
+
 // fullState is what a call's state writes beyond its status, times and end.
 var fullState = []string{"sip_call_id", "codec", "quality", "metadata", "report"}
 
@@ -943,7 +952,7 @@ func insertCallState(ctx context.Context, s *Store, c *Call) error {
 }
 
 func insertCall(ctx context.Context, db bun.IDB, s *Store, c *Call, over func() error) error {
-	c.UpdatedAt = s.now()
+	stamp(s, c)
 	res, err := db.NewInsert().Model(c).On("CONFLICT (id) DO NOTHING").Exec(ctx)
 	if err != nil {
 		return classify(err)
@@ -961,7 +970,7 @@ func writeCallStates(ctx context.Context, s *Store, states []batchState) error {
 	return s.inTx(ctx, func(tx bun.Tx) error {
 		for _, b := range states {
 			c := b.C
-			c.UpdatedAt = s.now()
+			stamp(s, c)
 			if c.Metadata == nil {
 				c.Metadata = map[string]any{}
 			}
