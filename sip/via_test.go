@@ -62,6 +62,32 @@ func (p *udpFarEnd) read(ctx context.Context, c *net.UDPConn, method sip.Request
 	}
 }
 
+// response waits on c for a response with code, skipping provisional ones.
+func (p *udpFarEnd) response(ctx context.Context, c *net.UDPConn, code int) *sip.Response {
+	p.t.Helper()
+	deadline, _ := ctx.Deadline()
+	_ = c.SetReadDeadline(deadline)
+	buf := make([]byte, 65535)
+	for {
+		n, _, err := c.ReadFromUDP(buf)
+		if err != nil {
+			p.t.Fatalf("waiting for %d: %v", code, err)
+		}
+		msg, err := sip.NewParser().ParseSIP(buf[:n])
+		if err != nil {
+			p.t.Fatalf("unparsable message from the node: %v\n%s", err, buf[:n])
+		}
+		res, ok := msg.(*sip.Response)
+		if !ok || res.IsProvisional() {
+			continue
+		}
+		if res.StatusCode != code {
+			p.t.Fatalf("got %d %s; want %d", res.StatusCode, res.Reason, code)
+		}
+		return res
+	}
+}
+
 // respond answers req with code, to where it came from (rport), from c.
 func (p *udpFarEnd) respond(c *net.UDPConn, req *sip.Request, to *net.UDPAddr, code int, body []byte, hdrs ...sip.Header) {
 	p.t.Helper()
@@ -171,6 +197,73 @@ func TestOutboundLeavesFromSIPSocket(t *testing.T) {
 					t.Fatal(err)
 				}
 			})
+		})
+	}
+}
+
+// TestInboundByeLeavesFromSIPSocket: the node's BYE on an inbound call goes to the caller's
+// Contact, an address that never sent the node anything, and still leaves from the node's
+// SIP port, naming the node in Via (with rport); the node's Contact in its answer names the
+// address the caller reached, also when SIP listens on every address.
+func TestInboundByeLeavesFromSIPSocket(t *testing.T) {
+	for _, listen := range []string{"127.0.0.1:0", "0.0.0.0:0"} {
+		t.Run(listen, func(t *testing.T) {
+			verifyNoLeaks(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			s := serveOn(t, listen, Config{Log: testLog(t)})
+			p := newUDPFarEnd(t)
+			node := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: s.port}
+
+			inv := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "echo", Host: "127.0.0.1", Port: s.port})
+			via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: "UDP", Host: "127.0.0.1", Port: p.port(p.conn)}
+			via.Params.Add("branch", sip.GenerateBranch())
+			via.Params.Add("rport", "")
+			from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "caller", Host: "127.0.0.1"}}
+			from.Params.Add("tag", "caller")
+			callID := sip.CallIDHeader("inbound-bye-" + sip.GenerateTagN(8))
+			maxFwd := sip.MaxForwardsHeader(70)
+			inv.AppendHeader(via)
+			inv.AppendHeader(from)
+			inv.AppendHeader(&sip.ToHeader{Address: inv.Recipient})
+			inv.AppendHeader(&callID)
+			inv.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
+			inv.AppendHeader(&maxFwd)
+			inv.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "caller", Host: "127.0.0.1", Port: p.port(p.target)}})
+			inv.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+			inv.SetBody(sdpOffer("127.0.0.1", 9, "sendrecv"))
+			if _, err := p.conn.WriteToUDP([]byte(inv.String()), node); err != nil {
+				t.Fatal(err)
+			}
+			ok := p.response(ctx, p.conn, 200)
+			if h := ok.Contact(); h == nil || h.Address.Host != "127.0.0.1" || h.Address.Port != s.port {
+				t.Errorf("200 Contact %v; want 127.0.0.1:%d", h, s.port)
+			}
+
+			ack := sip.NewRequest(sip.ACK, sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: s.port})
+			ackVia := via.Clone()
+			ackVia.Params.Add("branch", sip.GenerateBranch())
+			ack.AppendHeader(ackVia)
+			ack.AppendHeader(from)
+			ack.AppendHeader(ok.To())
+			ack.AppendHeader(&callID)
+			ack.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.ACK})
+			ack.AppendHeader(&maxFwd)
+			ack.SetBody(nil)
+			if _, err := p.conn.WriteToUDP([]byte(ack.String()), node); err != nil {
+				t.Fatal(err)
+			}
+			c := s.calls.match(ack)
+			if c == nil {
+				t.Fatal("the answered call is not in the registry")
+			}
+			hungUp := hangUp(ctx, s, c.Record().ID)
+			bye, src := p.read(ctx, p.target, sip.BYE)
+			wantFromNode(t, bye, src, "127.0.0.1", s.port)
+			p.respond(p.target, bye, src, 200, nil)
+			if err := <-hungUp; err != nil {
+				t.Fatal(err)
+			}
 		})
 	}
 }
