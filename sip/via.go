@@ -57,7 +57,14 @@ func (s *Server) stamp(ctx context.Context, req *sip.Request) error {
 	if via == nil {
 		return errNoVia
 	}
-	via.Host = s.advertisedFor(ctx, req.Destination())
+	host := s.advertisedFor(ctx, req.Destination())
+	via.Host = host
+	// sipgo gives an in-dialog request without a Contact (a BYE) the dialogs' default one,
+	// whose host is the node's fallback name when SIP listens on every address: it names
+	// the advertised address instead. A call's own Contact already does, and is left as is.
+	if h := req.Contact(); h != nil && h.Address.Host == s.host && host != s.host {
+		h.Address.Host = host
+	}
 	switch strings.ToLower(req.Transport()) {
 	case "udp":
 		via.Port = s.port

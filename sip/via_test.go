@@ -104,7 +104,7 @@ func (p *udpFarEnd) respond(c *net.UDPConn, req *sip.Request, to *net.UDPAddr, c
 }
 
 // wantFromNode checks that req, received from src, left the node's SIP socket (port) and
-// names the node as host:port with rport in its top Via.
+// names the node as host:port with rport in its top Via, and as host in its Contact if any.
 func wantFromNode(t *testing.T, req *sip.Request, src *net.UDPAddr, host string, port int) {
 	t.Helper()
 	if src.Port != port {
@@ -116,6 +116,9 @@ func wantFromNode(t *testing.T, req *sip.Request, src *net.UDPAddr, host string,
 	}
 	if !via.Params.Has("rport") {
 		t.Errorf("%s Via %q lacks rport", req.Method, via.Value())
+	}
+	if h := req.Contact(); h != nil && h.Address.Host != host {
+		t.Errorf("%s Contact %s; want host %s", req.Method, h.Address.String(), host)
 	}
 }
 
