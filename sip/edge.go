@@ -550,12 +550,16 @@ type edgePacketConn struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+	// reading is closed at sipgo's first read: it has then taken the socket as the one
+	// its UDP requests leave from (originator).
+	readOnce sync.Once
+	reading  chan struct{}
 }
 
 func (s *Server) newEdgePacketConn(pc net.PacketConn) *edgePacketConn {
 	st := &listenerState{transport: "udp", addr: pc.LocalAddr().String()}
 	s.addListener(st)
-	return &edgePacketConn{PacketConn: pc, srv: s, state: st, closed: make(chan struct{})}
+	return &edgePacketConn{PacketConn: pc, srv: s, state: st, closed: make(chan struct{}), reading: make(chan struct{})}
 }
 
 func (c *edgePacketConn) Close() error {
@@ -564,6 +568,7 @@ func (c *edgePacketConn) Close() error {
 }
 
 func (c *edgePacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	c.readOnce.Do(func() { close(c.reading) })
 	var wait time.Duration
 	for {
 		n, addr, err := c.PacketConn.ReadFrom(b)

@@ -273,7 +273,7 @@ func (s *Server) newInboundCall(ctx context.Context, dlg *sipgo.DialogServerSess
 	}
 	c := s.newCall(rec, true, h)
 	c.uas = dlg
-	c.contact = s.contactFor(req.Transport(), s.host)
+	c.contact = s.contactFor(req.Transport(), s.advertisedFor(ctx, req.Source()))
 	c.remoteHost = req.From().Address.Host
 	if who.trunk != nil && who.trunk.Outbound.Address != "" {
 		c.remoteHost = who.trunk.Outbound.Address

@@ -170,11 +170,12 @@ func dialTarget(to string, trunk *store.Trunk) (sip.Uri, error) {
 func (s *Server) dial(c *Call, target sip.Uri, trunk *store.Trunk) {
 	ctx := s.ctx
 	log := c.log.With("to", target.String())
-	if reason := s.openDialMedia(ctx, c, target, log); reason != "" {
+	dst, reason := s.openDialMedia(ctx, c, target, log)
+	if reason != "" {
 		c.failDial(ctx, reason)
 		return
 	}
-	inv, reason := s.newOutboundInvite(c, target, trunk, log)
+	inv, reason := s.newOutboundInvite(c, target, dst, trunk, log)
 	if reason != "" {
 		c.ports.close()
 		c.failDial(ctx, reason)
@@ -240,25 +241,26 @@ func (c *Call) failDial(ctx context.Context, reason call.Reason) {
 }
 
 // openDialMedia resolves the callee's host and opens the call's RTP ports on the local
-// address that reaches it; it returns the call's ended reason when it cannot.
-func (s *Server) openDialMedia(ctx context.Context, c *Call, target sip.Uri, log *slog.Logger) call.Reason {
+// address that reaches it; it returns the callee's address, or the call's ended reason
+// when it cannot.
+func (s *Server) openDialMedia(ctx context.Context, c *Call, target sip.Uri, log *slog.Logger) (netip.Addr, call.Reason) {
 	dst := netip.Addr{}
 	if ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", target.Host); err == nil && len(ips) > 0 {
 		dst = ips[0].Unmap()
 	}
 	if !dst.IsValid() {
 		log.Info("call failed", "reason", "destination host does not resolve")
-		return call.ReasonError
+		return dst, call.ReasonError
 	}
 	ip := s.localIP(dst)
 	ports, err := s.listenRTP(ip)
 	if err != nil {
 		log.Error("rtp socket", "error", err)
-		return call.ReasonError
+		return dst, call.ReasonError
 	}
 	c.ports = ports
 	c.sdp = newLocalSDP(ip, ports.port)
-	return ""
+	return dst, ""
 }
 
 // fromURI is the From of an outbound call placed as from: a SIP URI as given, a number or
@@ -287,15 +289,15 @@ type outboundInvite struct {
 	offer          []byte
 }
 
-// newOutboundInvite builds what the call's INVITE says: transport and Contact, the trunk's
-// credentials, From and To, and our offer. It returns the call's ended reason when the
-// trunk's password cannot be read.
-func (s *Server) newOutboundInvite(c *Call, target sip.Uri, trunk *store.Trunk, log *slog.Logger) (*outboundInvite, call.Reason) {
+// newOutboundInvite builds what the call's INVITE says: transport and Contact (the node's
+// address as the callee at dst reaches it), the trunk's credentials, From and To, and our
+// offer. It returns the call's ended reason when the trunk's password cannot be read.
+func (s *Server) newOutboundInvite(c *Call, target sip.Uri, dst netip.Addr, trunk *store.Trunk, log *slog.Logger) (*outboundInvite, call.Reason) {
 	inv := &outboundInvite{target: target, transport: "udp"}
 	if t, ok := target.UriParams.Get("transport"); ok && target.UriParams != nil {
 		inv.transport = t
 	}
-	c.contact = s.contactFor(inv.transport, s.host)
+	c.contact = s.contactFor(inv.transport, s.advertised(dst))
 
 	if trunk != nil && trunk.Outbound.Username != "" && trunk.OutboundPasswordEnc != "" {
 		inv.user = trunk.Outbound.Username

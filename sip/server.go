@@ -103,6 +103,7 @@ type Server struct {
 	host     string
 	port     int // of UDP and TCP
 	tlsPort  int
+	udpAddr  sip.Addr // the UDP socket's local address: where requests over UDP leave from
 	dialogUA *sipgo.DialogUA
 
 	// wg counts calls from INVITE to teardown; once closing is set no call is added.
@@ -189,6 +190,7 @@ func New(cfg Config) (*Server, error) {
 		calls: newRegistry(cfg.Calls), ready: make(chan struct{}), guardLog: newLogLimit(20, 10*time.Second),
 		edgeLog: newLogLimit(20, 10*time.Second),
 		conns:   newConnLimits(cfg.TCPMaxConns, cfg.TCPMaxConnsPerAddr)}
+	client.TxRequester = originator{s: s, tx: ua.TransactionLayer(), tp: ua.TransportLayer()}
 	s.handle(sip.OPTIONS, s.onOptions)
 	s.handle(sip.INVITE, s.onInvite)
 	s.handle(sip.ACK, s.onAck)
@@ -249,7 +251,7 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener, t
 	} else if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		host = s.ua.Hostname()
 	}
-	s.ctx, s.host, s.port = ctx, host, port
+	s.ctx, s.host, s.port, s.udpAddr = ctx, host, port, listenAddr(pc.LocalAddr())
 	s.dialogUA = &sipgo.DialogUA{Client: s.client, ContactHDR: s.contactFor("udp", host)}
 
 	var wg sync.WaitGroup
@@ -289,8 +291,15 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener, t
 		tl[i] = el
 		serve(el.state, func() error { return s.srv.ServeTLS(el) })
 	}
-	// Ready once every listener is registered: /health, asked as soon as the node says it
-	// serves, reports each of them.
+	// Ready once every listener is registered (/health, asked as soon as the node says it
+	// serves, reports each of them) and sipgo reads the UDP socket: only then has it the
+	// socket that outbound requests leave from.
+	select {
+	case <-epc.reading:
+	case err := <-errc:
+		errc <- err // the loop below reports it
+	case <-ctx.Done():
+	}
 	close(s.ready)
 	s.log.Info("sip listening", "addr", pc.LocalAddr().String())
 
