@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-
-	"github.com/switchboard-go/switchboard/store"
 )
 
 // BenchmarkInviteSetup is the setup of an echo call through a running server over
@@ -105,18 +103,7 @@ func BenchmarkInviteSetupStored(b *testing.B) {
 	defer slog.SetDefault(slog.Default())
 	slog.SetDefault(slog.New(slog.DiscardHandler))
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Options{DataDir: b.TempDir(), Secret: testSecret})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = st.Close() })
-	if _, err := st.Migrate(ctx); err != nil {
-		b.Fatal(err)
-	}
-	ten, err := st.EnsureTenant(ctx, "default")
-	if err != nil {
-		b.Fatal(err)
-	}
+	st, ten := benchStore(b)
 	s, err := New(Config{Store: st, DefaultTenantID: ten.ID, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
