@@ -90,3 +90,42 @@ func (c *Calls) Ended(e CallEnd) {
 		c.jitter.WithLabelValues(e.Direction).Observe(e.JitterMS / 1000)
 	}
 }
+
+// Turns is the latency of agents' answers on calls: from the caller's last voiced frame to
+// the agent's first audio, and each stage of it. Its only label is the stage's name.
+type Turns struct {
+	voiceToVoice prometheus.Histogram
+	stages       *prometheus.HistogramVec
+}
+
+// Turn is one answer's latency, in milliseconds, stage by stage (zero: the stage did not
+// run, as retrieval on a turn without a search).
+type Turn struct {
+	VoiceToVoiceMS, EndOfSpeechMS, STTMS, ModelFirstTokenMS, RetrievalMS, TTSFirstAudioMS float64
+}
+
+func newTurns() *Turns {
+	buckets := []float64{.05, .1, .2, .3, .5, .75, 1, 1.5, 2, 3, 5, 10}
+	return &Turns{
+		voiceToVoice: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Name: "turn_latency_seconds",
+			Help:    "Voice-to-voice latency of agents' answers on calls: the caller's last voiced frame to the agent's first audio.",
+			Buckets: buckets}),
+		stages: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Name: "turn_stage_seconds",
+			Help:    "Each stage of an answer: end_of_speech (endpointing), stt, model_first_token, retrieval (within the model's), tts_first_audio.",
+			Buckets: buckets}, []string{"stage"}),
+	}
+}
+
+// Observe counts one answer.
+func (t *Turns) Observe(turn Turn) {
+	if t == nil {
+		return
+	}
+	t.voiceToVoice.Observe(turn.VoiceToVoiceMS / 1000)
+	for stage, ms := range map[string]float64{"end_of_speech": turn.EndOfSpeechMS, "stt": turn.STTMS,
+		"model_first_token": turn.ModelFirstTokenMS, "retrieval": turn.RetrievalMS, "tts_first_audio": turn.TTSFirstAudioMS} {
+		if ms > 0 {
+			t.stages.WithLabelValues(stage).Observe(ms / 1000)
+		}
+	}
+}

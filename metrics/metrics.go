@@ -25,10 +25,11 @@ type Registry struct {
 	reg   *prometheus.Registry
 	http  *HTTP
 	calls *Calls
+	turns *Turns
 }
 
 // New returns a registry with the Go runtime and process collectors, the HTTP request
-// metrics and the call metrics registered.
+// metrics, the call metrics and the agents' turn latency registered.
 func New() *Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -36,8 +37,13 @@ func New() *Registry {
 	reg.MustRegister(h.requests, h.duration, h.inFlight)
 	c := newCalls()
 	reg.MustRegister(c.active, c.ended, c.setup, c.duration, c.packets, c.jitter)
-	return &Registry{reg: reg, http: h, calls: c}
+	t := newTurns()
+	reg.MustRegister(t.voiceToVoice, t.stages)
+	return &Registry{reg: reg, http: h, calls: c, turns: t}
 }
+
+// Turns is the latency of agents' answers on calls, for the agents' runtime to count.
+func (r *Registry) Turns() *Turns { return r.turns }
 
 // Calls is the call metrics, for the node's registry of live calls to count them.
 func (r *Registry) Calls() *Calls { return r.calls }

@@ -11,6 +11,7 @@ import (
 	"github.com/switchboard-go/switchboard/agent/llm"
 	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/media"
+	"github.com/switchboard-go/switchboard/metrics"
 )
 
 // echoBrain greets, listens once, says what it heard, and hangs up.
@@ -35,6 +36,8 @@ func echoBrain(heard chan<- agent.Input) brainFunc {
 func TestConversationEcho(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, media.Rate8k)
+	prom := metrics.New()
+	r.cfg.Turns = prom.Turns()
 	r.says("I would like to book a table for two")
 	heard := make(chan agent.Input, 1)
 	start := time.Now()
@@ -109,6 +112,29 @@ func TestConversationEcho(t *testing.T) {
 	}
 	if res.Report.Turns != 1 || res.Report.TTSCharacters == 0 || res.Report.STTSeconds < want-0.6 || res.Report.LatencyP50MS == nil || *res.Report.LatencyP50MS != m.VoiceToVoiceMS {
 		t.Errorf("report %+v", res.Report)
+	}
+	// The answer is counted for /metrics: its latency, and each stage that ran.
+	counts := map[string]uint64{}
+	families, err := prom.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		for _, s := range f.GetMetric() {
+			name := f.GetName()
+			for _, l := range s.GetLabel() {
+				name += "/" + l.GetValue()
+			}
+			if h := s.GetHistogram(); h != nil {
+				counts[name] = h.GetSampleCount()
+			}
+		}
+	}
+	for _, series := range []string{"switchboard_turn_latency_seconds", "switchboard_turn_stage_seconds/end_of_speech",
+		"switchboard_turn_stage_seconds/stt", "switchboard_turn_stage_seconds/tts_first_audio"} {
+		if counts[series] != 1 {
+			t.Errorf("%s counted %d answers, want 1 (%v)", series, counts[series], counts)
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/switchboard-go/switchboard/agent"
 	"github.com/switchboard-go/switchboard/agent/llm"
 	"github.com/switchboard-go/switchboard/agent/speech"
+	"github.com/switchboard-go/switchboard/metrics"
 	"github.com/switchboard-go/switchboard/provider"
 	"github.com/switchboard-go/switchboard/store"
 )
@@ -45,7 +46,9 @@ type RuntimeConfig struct {
 	Webhooks *agent.Webhooks
 	// VoicemailDir keeps voicemails ("<call id>.wav"); "": voicemail is not kept.
 	VoicemailDir string
-	Log          *slog.Logger
+	// Turns counts the latency of the agents' answers for /metrics; nil: not counted.
+	Turns *metrics.Turns
+	Log   *slog.Logger
 }
 
 // Runtime answers the calls routed to agents: it chooses the agent's brain (its workflow,
@@ -81,7 +84,7 @@ func (r *Runtime) Answer(ctx context.Context, c Call, ag *store.Agent) {
 		sp = r.cfg.Providers.NodeSpeech()
 	}
 	vcfg := Config{Language: ag.Transcriber.Language, Voice: ag.Voice.Voice, Speed: ag.Voice.Speed,
-		Turn: ag.Turn, Limits: ag.Limits, BargeInDuringFirstMessage: ag.Turn.FirstMessageInterruptible, Log: log}
+		Turn: ag.Turn, Limits: ag.Limits, BargeInDuringFirstMessage: ag.Turn.FirstMessageInterruptible, Turns: r.cfg.Turns, Log: log}
 	if vcfg.Language == "" {
 		vcfg.Language = ag.Language
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/switchboard-go/switchboard/agent"
 	"github.com/switchboard-go/switchboard/agent/speech"
 	"github.com/switchboard-go/switchboard/media"
+	"github.com/switchboard-go/switchboard/metrics"
 )
 
 // Speaking is three stages: the splitter cuts the brain's text into sentences as it
@@ -164,6 +165,8 @@ func (c *conversation) speak(ctx context.Context, text <-chan string, opts sayOp
 		}
 		turn.Metrics = m
 		c.publish(EventMetrics, *m)
+		c.cfg.Turns.Observe(metrics.Turn{VoiceToVoiceMS: m.VoiceToVoiceMS, EndOfSpeechMS: m.EndOfSpeechMS, STTMS: m.STTMS,
+			ModelFirstTokenMS: m.BrainFirstTokenMS, RetrievalMS: m.KnowledgeMS, TTSFirstAudioMS: m.TTSFirstAudioMS})
 	}
 	c.mu.Lock()
 	if sp.spoken.Interrupted {

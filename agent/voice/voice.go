@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard-go/switchboard/agent/llm"
 	"github.com/switchboard-go/switchboard/agent/speech"
 	"github.com/switchboard-go/switchboard/media"
+	"github.com/switchboard-go/switchboard/metrics"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -49,7 +50,9 @@ type Config struct {
 	BargeInDuringFirstMessage bool
 	// IdleReminder is said at half the idle limit; empty: "Are you still there?".
 	IdleReminder string
-	Log          *slog.Logger
+	// Turns counts each answer's latency for /metrics; nil: not counted.
+	Turns *metrics.Turns
+	Log   *slog.Logger
 }
 
 // Event types a conversation publishes on its line.

@@ -83,8 +83,8 @@ func TestProbesAndMetrics(t *testing.T) {
 }
 
 // TestCallMetricsScraped: a real Prometheus scrapes a node while it takes a SIP call, and
-// its query API finds the call counted by how it ended, its setup time observed, and the
-// node's live calls back at none.
+// its query API finds the call counted by how it ended, its setup time observed, the agents'
+// turn-latency histogram, and the node's live calls back at none.
 func TestCallMetricsScraped(t *testing.T) {
 	t.Parallel()
 	const token = "scrape-token-0123456789"
@@ -104,6 +104,11 @@ func TestCallMetricsScraped(t *testing.T) {
 		func(s []promtest.Sample) bool { return len(s) == 1 && s[0].Value >= 1 })
 	if len(setup) != 1 || setup[0].Value != 1 {
 		t.Errorf("setups observed: %v, want 1", setup)
+	}
+	// The agents' turn latency is exported from the start (no agent answered on this call).
+	if turns := prom.WaitFor(60*time.Second, `switchboard_turn_latency_seconds_count`,
+		func(s []promtest.Sample) bool { return len(s) == 1 }); len(turns) != 1 {
+		t.Errorf("turn latency histogram: %v, want it scraped", turns)
 	}
 	active := prom.WaitFor(60*time.Second, `sum(switchboard_calls_active)`,
 		func(s []promtest.Sample) bool { return len(s) == 1 && s[0].Value == 0 })

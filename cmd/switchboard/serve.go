@@ -216,18 +216,18 @@ func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (
 	c, log := n.cfg, n.log
 	n.voicemails = filepath.Join(c.DataDir, "voicemails") // made by the runtime at its first voicemail
 	webhooks := agent.NewWebhooks(c.AllowPrivateWebhooks)
+	n.metrics = metrics.New() // the node's /metrics: its calls and the agents' answers are counted there
 	agents := voice.NewRuntime(voice.RuntimeConfig{Store: n.st, Providers: providers, Knowledge: n.knowledge,
-		Webhooks: webhooks, VoicemailDir: n.voicemails, Log: log})
+		Webhooks: webhooks, VoicemailDir: n.voicemails, Turns: n.metrics.Turns(), Log: log})
 	// Web calls end as shutdown when the node stops.
 	webCtx, stopWeb := context.WithCancel(context.WithoutCancel(ctx))
 	n.onClose(stopWeb)
 	n.stopWeb = stopWeb
 	// One registry of the node's live calls, whatever carries them: the API finds them in
 	// it, and it holds the node's and each tenant's limits.
-	calls := call.NewRegistry(callcap.New(c.MaxCalls, c.MaxTenantCalls))
-	n.calls, n.metrics = calls, metrics.New()
-	calls.Measure(n.metrics.Calls()) // counted where they live and end, whatever carries them
-	n.web = call.NewNode(webCtx, call.NodeConfig{Store: n.st, Events: n.hub, Calls: calls, Node: c.Node, Log: log,
+	n.calls = call.NewRegistry(callcap.New(c.MaxCalls, c.MaxTenantCalls))
+	n.calls.Measure(n.metrics.Calls()) // counted where they live and end, whatever carries them
+	n.web = call.NewNode(webCtx, call.NodeConfig{Store: n.st, Events: n.hub, Calls: n.calls, Node: c.Node, Log: log,
 		Agent: func(ctx context.Context, c *call.Call, ag *store.Agent) { agents.Answer(ctx, c, ag) }})
 	var rtcCalls api.WebRTCCalls
 	if c.WebRTC.Enabled {
@@ -248,7 +248,7 @@ func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (
 		return nil, nil, err
 	}
 	sipCfg := sip.Config{Log: log, TLS: sipTLS, PublicIP: c.PublicIP, RTPPortMin: c.RTPPorts.Min, RTPPortMax: c.RTPPorts.Max,
-		Store: n.st, DefaultTenantID: n.def.ID, Node: c.Node, Events: n.hub, MediaTimeout: c.MediaTimeout, Agents: sip.StoreAgents(n.st, func(ctx context.Context, c *sip.Call, ag *store.Agent) { agents.Answer(ctx, c, ag) }), Calls: calls,
+		Store: n.st, DefaultTenantID: n.def.ID, Node: c.Node, Events: n.hub, MediaTimeout: c.MediaTimeout, Agents: sip.StoreAgents(n.st, func(ctx context.Context, c *sip.Call, ag *store.Agent) { agents.Answer(ctx, c, ag) }), Calls: n.calls,
 		TCPIdleTimeout: c.SIPTCPIdleTimeout, TCPHeaderTimeout: c.SIPTCPHeaderTimeout, TCPMaxConns: c.SIPTCPMaxConns, TCPMaxConnsPerAddr: c.SIPTCPMaxConnsPerAddr}
 	if c.RecordCalls {
 		sipCfg.RecordDir = filepath.Join(c.DataDir, "recordings")
