@@ -92,27 +92,7 @@ func runStreams(b *testing.B, subs, topics, rate int, seconds float64) {
 	defer srv.Shutdown()
 
 	beforeHeap, beforeStack := serverMemory()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), clientModeEnv+"=1",
-		"BENCH_URL="+ts.URL, "BENCH_SUBS="+strconv.Itoa(subs), "BENCH_TOPICS="+strconv.Itoa(topics))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	lines := bufio.NewScanner(out)
-	if !lines.Scan() || lines.Text() != "READY" {
-		b.Fatalf("clients did not get ready: %q", lines.Text())
-	}
-	for srv.Open() < subs {
-		time.Sleep(10 * time.Millisecond)
-	}
+	_, lines := startClients(b, srv, ts.URL, "", subs, topics)
 	afterHeap, afterStack := serverMemory()
 	perSub := float64(afterHeap+afterStack-beforeHeap-beforeStack) / float64(subs) / 1024
 	stackPerSub := float64(afterStack-beforeStack) / float64(subs) / 1024
@@ -123,17 +103,12 @@ func runStreams(b *testing.B, subs, topics, rate int, seconds float64) {
 	interval := time.Second / time.Duration(rate)
 	text := strings.Repeat("x", 100)
 	b.ResetTimer()
-	start := time.Now()
-	for i := 0; i < total; i++ {
-		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
-			time.Sleep(wait)
-		}
+	elapsed := publishPaced(total, interval, func(i int) {
 		topic := "call:t" + strconv.Itoa(i%topics)
 		if err := hub.Publish(v.TenantID, topic, realtime.TypeCallTranscript, benchPayload{Sent: time.Now().UnixNano(), Text: text}); err != nil {
 			b.Fatal(err)
 		}
-	}
-	elapsed := time.Since(start)
+	})
 	for t := 0; t < topics; t++ {
 		_ = hub.Publish(v.TenantID, "call:t"+strconv.Itoa(t), "bench.done", benchPayload{})
 	}
@@ -156,6 +131,53 @@ func runStreams(b *testing.B, subs, topics, rate int, seconds float64) {
 	b.ReportMetric(perSub, "KiB/idle-sub")
 	b.ReportMetric(stackPerSub, "stack-KiB/idle-sub")
 	b.ReportMetric(0, "ns/op")
+}
+
+// startClients starts the child that opens subs subscribers over topics (kind "ws" or "sse";
+// "" mixes the two) and returns it and its output once every subscriber is open on srv. The
+// child says READY once each subscriber's stream answered (its ack, or SSE's retry line),
+// which the server sends after it opened the stream: srv counts them all by then. The
+// child is killed when the benchmark ends, if it is still running.
+func startClients(b *testing.B, srv *realtime.Server, url, kind string, subs, topics int) (*exec.Cmd, *bufio.Scanner) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), clientModeEnv+"=1", "BENCH_KIND="+kind,
+		"BENCH_URL="+url, "BENCH_SUBS="+strconv.Itoa(subs), "BENCH_TOPICS="+strconv.Itoa(topics))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); cancel() })
+	lines := bufio.NewScanner(out)
+	if !lines.Scan() || lines.Text() != "READY" {
+		b.Fatalf("clients did not get ready: %q", lines.Text())
+	}
+	if open := srv.Open(); open < subs {
+		b.Fatalf("%d of %d subscribers open once the clients were ready", open, subs)
+	}
+	return cmd, lines
+}
+
+// publishPaced calls publish total times, the i-th at i intervals from the start (at once
+// when behind), and returns how long it took.
+func publishPaced(total int, interval time.Duration, publish func(i int)) time.Duration {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	<-t.C
+	start := time.Now()
+	for i := 0; i < total; i++ {
+		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
+			t.Reset(wait)
+			<-t.C
+		}
+		publish(i)
+	}
+	return time.Since(start)
 }
 
 // serverMemory is the heap and the goroutine stacks in use after a collection.

@@ -1,15 +1,12 @@
 package realtime_test
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -58,43 +55,18 @@ func runFanout(b *testing.B, subs, rate int, d time.Duration) {
 	defer ts.Close()
 	defer srv.Shutdown()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), clientModeEnv+"=1", "BENCH_KIND=ws",
-		"BENCH_URL="+ts.URL, "BENCH_SUBS="+strconv.Itoa(subs), "BENCH_TOPICS=1")
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	lines := bufio.NewScanner(out)
-	if !lines.Scan() || lines.Text() != "READY" {
-		b.Fatalf("clients did not get ready: %q", lines.Text())
-	}
-	for srv.Open() < subs {
-		time.Sleep(10 * time.Millisecond)
-	}
+	cmd, lines := startClients(b, srv, ts.URL, "ws", subs, 1)
 
 	total := int(float64(rate) * d.Seconds())
 	interval := time.Second / time.Duration(rate)
 	text := strings.Repeat("x", 100)
 	cpu0, writes0 := serverCost(b)
 	b.ResetTimer()
-	start := time.Now()
-	for i := 0; i < total; i++ {
-		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
-			time.Sleep(wait)
-		}
+	elapsed := publishPaced(total, interval, func(int) {
 		if err := hub.Publish(v.TenantID, "call:t0", realtime.TypeCallTranscript, benchPayload{Sent: time.Now().UnixNano(), Text: text}); err != nil {
 			b.Fatal(err)
 		}
-	}
-	elapsed := time.Since(start)
+	})
 	_ = hub.Publish(v.TenantID, "call:t0", "bench.done", benchPayload{})
 	if !lines.Scan() {
 		b.Fatalf("clients ended without a report: %v", lines.Err())
