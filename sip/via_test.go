@@ -41,8 +41,9 @@ func newUDPFarEnd(t *testing.T) *udpFarEnd {
 
 func (p *udpFarEnd) port(c *net.UDPConn) int { return c.LocalAddr().(*net.UDPAddr).Port }
 
-// read waits on c for a request of method, skipping retransmissions of others.
-func (p *udpFarEnd) read(ctx context.Context, c *net.UDPConn, method sip.RequestMethod) (*sip.Request, *net.UDPAddr) {
+// next waits on c for the first message the node sends that want takes, and says where it
+// came from.
+func (p *udpFarEnd) next(ctx context.Context, c *net.UDPConn, what string, want func(sip.Message) bool) (sip.Message, *net.UDPAddr) {
 	p.t.Helper()
 	deadline, _ := ctx.Deadline()
 	_ = c.SetReadDeadline(deadline)
@@ -50,42 +51,40 @@ func (p *udpFarEnd) read(ctx context.Context, c *net.UDPConn, method sip.Request
 	for {
 		n, from, err := c.ReadFromUDP(buf)
 		if err != nil {
-			p.t.Fatalf("waiting for %s: %v", method, err)
+			p.t.Fatalf("waiting for %s: %v", what, err)
 		}
 		msg, err := sip.NewParser().ParseSIP(buf[:n])
 		if err != nil {
 			p.t.Fatalf("unparsable message from the node: %v\n%s", err, buf[:n])
 		}
-		if req, ok := msg.(*sip.Request); ok && req.Method == method {
-			return req, from
+		if want(msg) {
+			return msg, from
 		}
 	}
 }
 
-// response waits on c for a response with code, skipping provisional ones.
+// read waits on c for a request of method, skipping retransmissions of others.
+func (p *udpFarEnd) read(ctx context.Context, c *net.UDPConn, method sip.RequestMethod) (*sip.Request, *net.UDPAddr) {
+	p.t.Helper()
+	msg, from := p.next(ctx, c, string(method), func(m sip.Message) bool {
+		req, ok := m.(*sip.Request)
+		return ok && req.Method == method
+	})
+	return msg.(*sip.Request), from
+}
+
+// response waits on c for a final response, which must have code.
 func (p *udpFarEnd) response(ctx context.Context, c *net.UDPConn, code int) *sip.Response {
 	p.t.Helper()
-	deadline, _ := ctx.Deadline()
-	_ = c.SetReadDeadline(deadline)
-	buf := make([]byte, 65535)
-	for {
-		n, _, err := c.ReadFromUDP(buf)
-		if err != nil {
-			p.t.Fatalf("waiting for %d: %v", code, err)
-		}
-		msg, err := sip.NewParser().ParseSIP(buf[:n])
-		if err != nil {
-			p.t.Fatalf("unparsable message from the node: %v\n%s", err, buf[:n])
-		}
-		res, ok := msg.(*sip.Response)
-		if !ok || res.IsProvisional() {
-			continue
-		}
-		if res.StatusCode != code {
-			p.t.Fatalf("got %d %s; want %d", res.StatusCode, res.Reason, code)
-		}
-		return res
+	msg, _ := p.next(ctx, c, strconv.Itoa(code), func(m sip.Message) bool {
+		res, ok := m.(*sip.Response)
+		return ok && !res.IsProvisional()
+	})
+	res := msg.(*sip.Response)
+	if res.StatusCode != code {
+		p.t.Fatalf("got %d %s; want %d", res.StatusCode, res.Reason, code)
 	}
+	return res
 }
 
 // respond answers req with code, to where it came from (rport), from c.
