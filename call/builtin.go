@@ -33,29 +33,61 @@ func Destination(name string) func(ctx context.Context, c Line) {
 }
 
 // serveEcho is the classic echo test: what the caller says comes back echoDelay later.
-// The delay line is a ring of frames allocated once per call.
+// The delay line is allocated once per call; one frame is read and written in turn.
 func serveEcho(ctx context.Context, c Line) {
 	st := c.Stream()
 	n := int(echoDelay / media.FrameDuration)
 	spf := media.SamplesPerFrame(st.SampleRate())
-	buf := make([]int16, n*spf)
-	ring := make([]media.Frame, n)
-	for i := range ring {
-		ring[i] = media.Frame{Rate: st.SampleRate(), Samples: buf[i*spf : (i+1)*spf]}
-	}
+	f := media.Frame{Rate: st.SampleRate(), Samples: make([]int16, spf)}
+	line := newDelayLine(st.SampleRate(), n*spf)
 	events := st.Events()
 	for i, filled := 0, 0; ; i = (i + 1) % n {
+		at := i * spf
 		if filled == n { // the slot about to be refilled is the oldest: play it
-			if err := st.WriteFrame(&ring[i]); err != nil {
+			line.get(f.Samples, at)
+			if err := st.WriteFrame(&f); err != nil {
 				return
 			}
 		}
-		if err := st.ReadFrame(&ring[i]); err != nil {
+		if err := st.ReadFrame(&f); err != nil {
 			return
 		}
+		line.put(at, f.Samples)
 		filled = min(filled+1, n)
 		drainEvents(c, events)
 	}
+}
+
+// delayLine holds an echo's audio until it is played back. At 8 kHz, what the telephone
+// network carried as G.711, it holds μ-law, a byte a sample (a μ-law call's audio comes back
+// bit for bit, an A-law call's within a step of its level): half the memory of an echo
+// call's largest buffer. Wider audio is held as it is.
+type delayLine struct {
+	pcm  []int16
+	ulaw []byte
+}
+
+func newDelayLine(rate, samples int) delayLine {
+	if rate == media.Rate8k {
+		return delayLine{ulaw: make([]byte, samples)}
+	}
+	return delayLine{pcm: make([]int16, samples)}
+}
+
+func (d delayLine) put(at int, samples []int16) {
+	if d.ulaw != nil {
+		media.EncodePCMU(d.ulaw[at:at+len(samples)], samples)
+		return
+	}
+	copy(d.pcm[at:], samples)
+}
+
+func (d delayLine) get(dst []int16, at int) {
+	if d.ulaw != nil {
+		media.DecodePCMU(dst, d.ulaw[at:at+len(dst)])
+		return
+	}
+	copy(dst, d.pcm[at:at+len(dst)])
 }
 
 // serveTone plays a 1 kHz tone and reports the digits the caller presses as call.dtmf

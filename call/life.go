@@ -50,7 +50,10 @@ type Life struct {
 	calls *Registry
 
 	endOnce sync.Once
-	ending  chan struct{}
+	// ending is endCtx's: Run's teardown starts on it without a goroutine waiting.
+	ending  <-chan struct{}
+	endCtx  context.Context
+	endStop context.CancelFunc
 	// reason and farEnd are written once, before ending is closed.
 	reason Reason
 	farEnd bool
@@ -69,7 +72,8 @@ type Life struct {
 // record rec writes and whose lines log writes.
 func (l *Life) Init(self Live, line Carrier, rec *Recorder, log *slog.Logger, calls *Registry) {
 	l.Recorder, l.self, l.line, l.log, l.calls = rec, self, line, log, calls
-	l.ending = make(chan struct{})
+	l.endCtx, l.endStop = context.WithCancel(context.Background())
+	l.ending = l.endCtx.Done()
 	l.done = make(chan struct{})
 	calls.metrics().Started(rec.Record().Direction)
 }
@@ -92,7 +96,7 @@ func (l *Life) FarEnded(reason Reason) { l.end(reason, true) }
 func (l *Life) end(reason Reason, farEnd bool) {
 	l.endOnce.Do(func() {
 		l.reason, l.farEnd = reason, farEnd
-		close(l.ending)
+		l.endStop()
 	})
 }
 
@@ -165,7 +169,12 @@ func (l *Life) Answered(ctx context.Context, codec string, attrs ...any) {
 // Run carries an answered call: handler talks on it until it ends, whoever ends it (the
 // handler hanging up or returning, the stream ending, End and FarEnded, base ending with
 // ReasonShutdown), then the call is torn down by the one rule. It returns once the call is
-// Done.
+// Done and handler has returned.
+//
+// The handler runs on Run's own goroutine, and what ends the call is watched by callbacks
+// (context.AfterFunc, the stream's AfterDone where it has one) rather than a goroutine
+// waiting for the whole call: a call ended from elsewhere is torn down on a goroutine that
+// lives only for its teardown, while the handler is given its grace.
 //
 //nolint:contextcheck // a call outlives what started it; base (the node's life) ends it
 func (l *Life) Run(base context.Context, handler func(ctx context.Context)) {
@@ -176,7 +185,15 @@ func (l *Life) Run(base context.Context, handler func(ctx context.Context)) {
 	hctx, stopHandler := context.WithCancel(context.WithoutCancel(base))
 	defer stopHandler()
 	handlerDone := make(chan struct{})
-	go func() {
+	teardown := sync.OnceFunc(func() { l.Teardown(base, handlerDone, stopHandler) })
+	stopEnding := context.AfterFunc(l.endCtx, teardown)
+	defer stopEnding()
+	stopBase := context.AfterFunc(base, func() { l.End(ReasonShutdown) })
+	defer stopBase()
+	stopStream := media.AfterDone(stream, streamEnded)
+	defer stopStream()
+
+	func() {
 		defer close(handlerDone)
 		defer func() {
 			if p := recover(); p != nil {
@@ -193,15 +210,7 @@ func (l *Life) Run(base context.Context, handler func(ctx context.Context)) {
 			l.End(ReasonAgentHangup)
 		}
 	}()
-
-	select {
-	case <-l.ending:
-	case <-streamDone:
-		streamEnded()
-	case <-base.Done():
-		l.End(ReasonShutdown)
-	}
-	l.Teardown(base, handlerDone, stopHandler)
+	teardown() // or waits for the one AfterFunc started
 }
 
 // Teardown ends a call that was answered, by the one rule: the audio stops, the far end is

@@ -9,6 +9,7 @@ package media
 
 import (
 	"errors"
+	"sync/atomic"
 	"time"
 )
 
@@ -113,3 +114,31 @@ type DTMFSender interface {
 
 // ErrClosed is a stream that has ended.
 var ErrClosed = errors.New("media: stream closed")
+
+// AfterDone arranges for f to run in its own goroutine once s has ended, and returns a
+// function that cancels that, reporting whether it did so before f started. A stream that
+// can call back when it ends (RTPSession) costs no goroutine until then; any other is
+// watched by one.
+func AfterDone(s Stream, f func()) (stop func() bool) {
+	if a, ok := s.(interface{ AfterDone(func()) func() bool }); ok {
+		return a.AfterDone(f)
+	}
+	var state atomic.Int32 // 0 waiting, 1 f started, 2 stopped
+	stopped := make(chan struct{})
+	go func() {
+		select {
+		case <-s.Done():
+			if state.CompareAndSwap(0, 1) {
+				f()
+			}
+		case <-stopped:
+		}
+	}()
+	return func() bool {
+		if state.CompareAndSwap(0, 2) {
+			close(stopped)
+			return true
+		}
+		return false
+	}
+}

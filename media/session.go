@@ -1,6 +1,7 @@
 package media
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -233,10 +234,13 @@ type RTPSession struct {
 	events   chan Event
 	evClosed bool
 
-	done    chan struct{}
-	endOnce sync.Once
-	reason  atomic.Pointer[string]
-	wg      sync.WaitGroup
+	// done is doneCtx's: AfterDone runs callbacks on it without a goroutine of their own.
+	done     <-chan struct{}
+	doneCtx  context.Context
+	doneStop context.CancelFunc
+	endOnce  sync.Once
+	reason   atomic.Pointer[string]
+	wg       sync.WaitGroup
 }
 
 var (
@@ -268,7 +272,7 @@ func NewRTPSession(cfg RTPConfig) (*RTPSession, error) {
 	if !supportedRate(cfg.Rate) {
 		return nil, fmt.Errorf("%w: stream at %d Hz", ErrUnsupportedRate, cfg.Rate)
 	}
-	play, err := newPlayout(kind, cfg.Rate, maxDatagram)
+	play, err := newPlayout(kind, cfg.Rate, rxPayloadSize(kind))
 	if err != nil {
 		return nil, err
 	}
@@ -321,12 +325,13 @@ func NewRTPSession(cfg RTPConfig) (*RTPSession, error) {
 		txEventPT:      cfg.EventPT,
 		sending:        true,
 		writeClock:     NewPacer(),
-		wpkt:           make([]byte, maxDatagram),
+		wpkt:           make([]byte, txPacketSize(kind)),
 		dtmfPkts:       make([]DTMFPacket, 0, 32),
 		dtmfBuf:        make([]byte, 12+TelephoneEventSize),
 		events:         make(chan Event, eventBuffer),
-		done:           make(chan struct{}),
 	}
+	s.doneCtx, s.doneStop = context.WithCancel(context.Background())
+	s.done = s.doneCtx.Done()
 	s.ssrc = s.pz.SSRC()
 	s.cname = fmt.Sprintf("%08x@switchboard", s.ssrc)
 	s.receiving.Store(true)
@@ -351,14 +356,12 @@ func NewRTPSession(cfg RTPConfig) (*RTPSession, error) {
 	}
 	s.wg.Add(1)
 	go s.readLoop()
-	if s.rtcpConn != nil {
-		s.wg.Add(1)
-		go s.rtcpLoop()
-	}
 	if cfg.FillSilence {
-		s.fillPkt, s.fillPCM = make([]byte, maxDatagram), make([]int16, s.frameLen)
+		s.fillPkt, s.fillPCM = make([]byte, txPacketSize(kind)), make([]int16, s.frameLen)
+	}
+	if s.rtcpConn != nil || cfg.FillSilence {
 		s.wg.Add(1)
-		go s.fillLoop()
+		go s.clockLoop()
 	}
 	return s, nil
 }
@@ -386,6 +389,11 @@ func (s *RTPSession) Events() <-chan Event { return s.events }
 
 // Done implements Stream: it is closed when the stream has ended.
 func (s *RTPSession) Done() <-chan struct{} { return s.done }
+
+// AfterDone arranges for f to run in its own goroutine once the stream has ended, with no
+// goroutine waiting until then; stop cancels that, reporting whether it did so before f
+// started (context.AfterFunc's rules).
+func (s *RTPSession) AfterDone(f func()) (stop func() bool) { return context.AfterFunc(s.doneCtx, f) }
 
 // Reason implements Stream: why the stream ended ("media-timeout", the Hangup reason,
 // "closed"); "" while it lives.
@@ -461,7 +469,7 @@ func (s *RTPSession) emit(ev Event) {
 func (s *RTPSession) end(reason string) {
 	s.endOnce.Do(func() {
 		s.reason.Store(&reason)
-		close(s.done)
+		s.doneStop()
 		s.evMu.Lock()
 		select {
 		case s.events <- Event{Kind: EventHangup, Reason: reason}:
@@ -555,7 +563,8 @@ func (s *RTPSession) WriteFrame(f *Frame) error {
 		return err
 	}
 	ts := s.pz.Timestamp()
-	m, err := s.pz.Packetize(s.wpkt, s.tx.payload[:n])
+	pkt := s.wpkt // Update may replace it once wmu is let go
+	m, err := s.pz.Packetize(pkt, s.tx.payload[:n])
 	if err != nil {
 		s.wmu.Unlock()
 		return err
@@ -563,7 +572,7 @@ func (s *RTPSession) WriteFrame(f *Frame) error {
 	s.sstats.Sent(ts, n, now)
 	s.wmu.Unlock()
 	s.recordSent(f.Samples)
-	return s.send(s.wpkt[:m])
+	return s.send(pkt[:m])
 }
 
 // send writes one RTP packet to the peer; a failure other than a closed socket is only
@@ -676,7 +685,7 @@ func (s *RTPSession) Update(u RTPUpdate) error {
 			// A session refresh or a hold repeats the codec: its state stays.
 			u.Codec = nil
 		} else {
-			if play, err = newPlayout(kind, s.rate, maxDatagram); err != nil {
+			if play, err = newPlayout(kind, s.rate, rxPayloadSize(kind)); err != nil {
 				return err
 			}
 			if tx, err = newTxCodec(kind, s.rate, s.opusComplexity, s.opusBandwidth); err != nil {
@@ -719,6 +728,13 @@ func (s *RTPSession) Update(u RTPUpdate) error {
 	s.wmu.Lock()
 	if tx != nil {
 		s.tx = tx
+		if n := txPacketSize(kind); n > len(s.wpkt) {
+			// A writer or the filler may still be sending from the old buffers: new ones.
+			s.wpkt = make([]byte, n)
+			if s.fillPkt != nil {
+				s.fillPkt = make([]byte, n)
+			}
+		}
 		s.pz.SetFormat(spec.PayloadType, spec.ClockRate)
 		s.sstats.clockRate = spec.ClockRate
 	}

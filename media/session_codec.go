@@ -207,9 +207,27 @@ func (c *txCodec) encode(samples []int16) (int, error) {
 
 func newSessionJitter(kind codecKind, depth time.Duration) *JitterBuffer {
 	frames := max(1, int((depth+FrameDuration-1)/FrameDuration))
-	maxPayload := g711Frame // G.711 comes cut into 20 ms frames (g711Chunker)
+	return NewJitterBuffer(JitterConfig{Initial: frames, Min: frames, Max: frames + 6, Adaptive: true, MaxPayload: rxPayloadSize(kind)})
+}
+
+// rxPayloadSize is the largest payload a session of kind buffers and plays: G.711 comes cut
+// into 20 ms frames (g711Chunker), Opus as it was sent. Buffers sized by it, not by the
+// largest datagram, keep an 8 kHz call's memory to what 8 kHz needs.
+func rxPayloadSize(kind codecKind) int {
 	if kind == codecOpus {
-		maxPayload = maxDatagram
+		return maxDatagram
 	}
-	return NewJitterBuffer(JitterConfig{Initial: frames, Min: frames, Max: frames + 6, Adaptive: true, MaxPayload: maxPayload})
+	return g711Frame
+}
+
+// rtpHeaderSize is the header of the packets a session sends: no CSRC, no extension.
+const rtpHeaderSize = 12
+
+// txPacketSize is the largest RTP packet a session of kind sends: a header and one 20 ms
+// frame (txCodec.payload's).
+func txPacketSize(kind codecKind) int {
+	if kind == codecOpus {
+		return maxDatagram
+	}
+	return rtpHeaderSize + g711Frame
 }

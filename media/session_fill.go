@@ -16,16 +16,6 @@ import "time"
 // fillFirst is when a session nobody has written to yet starts sending silence.
 const fillFirst = 2 * FrameDuration
 
-// fillLoop fills the slots nothing was written for until the session ends.
-func (s *RTPSession) fillLoop() {
-	defer s.wg.Done()
-	t := stoppedTimer()
-	next := time.Now().Add(fillFirst) // the writer's first frame has a chance first
-	for sleepUntil(t, next, s.done) == nil {
-		next = s.fillSlot(time.Now())
-	}
-}
-
 // fillSlot sends silence in the slot due at now, unless a writer keeps the clock or we are
 // not sending (hold, a telephone event playing), and says when to look again. It
 // allocates nothing.
@@ -62,13 +52,14 @@ func (s *RTPSession) fillSlot(now time.Time) time.Time {
 		return next
 	}
 	ts := s.pz.Timestamp()
-	m, err := s.pz.Packetize(s.fillPkt, s.tx.payload[:n])
+	pkt := s.fillPkt // Update may replace it once wmu is let go
+	m, err := s.pz.Packetize(pkt, s.tx.payload[:n])
 	if err != nil {
 		s.wmu.Unlock()
 		return next
 	}
 	s.sstats.Sent(ts, n, now)
 	s.wmu.Unlock()
-	_ = s.send(s.fillPkt[:m])
+	_ = s.send(pkt[:m])
 	return next
 }

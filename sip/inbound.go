@@ -85,7 +85,14 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		respond(log, req, tx, code, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
 		return
 	}
-	defer s.release()
+	// carried: the answered call went on to a goroutine of its own (below), which lets go of
+	// what the deferred calls here would have.
+	carried := false
+	defer func() {
+		if !carried {
+			s.release()
+		}
+	}()
 	ctx := s.ctx
 
 	src, err := netip.ParseAddrPort(req.Source())
@@ -108,7 +115,11 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		refuse(ref)
 		return
 	}
-	defer slot()
+	defer func() {
+		if !carried {
+			slot()
+		}
+	}()
 	in := &invite{req: req, log: log}
 	if ref := in.readOffer(); ref != nil {
 		refuse(ref)
@@ -127,7 +138,11 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		refuse(&refusal{code: sip.StatusBadRequest, reason: "Bad Request", why: err.Error()})
 		return
 	}
-	defer dlg.Close()
+	defer func() {
+		if !carried {
+			_ = dlg.Close()
+		}
+	}()
 
 	c, err := s.newInboundCall(ctx, dlg, who, h, rec)
 	if err != nil {
@@ -151,7 +166,17 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	c.answered(ctx)
-	c.run(ctx)
+	// The call is carried on a goroutine of its own: the INVITE's, whose stack grew deep
+	// taking the call (parsing, routing, the record, the answer), goes back to sipgo, and
+	// what stays for the length of the call is small (BENCHMARKS.md, memory per call).
+	carried = true
+	go func() {
+		defer s.release()
+		defer slot()
+		defer func() { _ = dlg.Close() }()
+		defer c.survive(ctx, "call", true)
+		c.run(ctx)
+	}()
 }
 
 // invite is a new INVITE being taken, and what it asks of the session: its offer (none for
