@@ -83,7 +83,8 @@ type RTPConfig struct {
 	RTCPInterval time.Duration
 	// FillSilence sends a frame of silence in each 20 ms slot nothing was written for,
 	// while we send: media relays and SBCs end calls that carry no RTP (rtpengine after
-	// 60 s), and NAT bindings expire, while an agent listens.
+	// 60 s), and NAT bindings expire, while an agent listens. Like Record, it runs on
+	// ReadFrame's clock: it fills while frames are read (an agent reads while it speaks).
 	FillSilence bool
 }
 
@@ -203,6 +204,7 @@ type RTPSession struct {
 	// ReadFrame's own.
 	play      *Playout
 	readClock *Pacer
+	nextFill  time.Time // when the silence filler looks again (FillSilence)
 
 	// The send side.
 	wmu        sync.Mutex
@@ -356,12 +358,13 @@ func NewRTPSession(cfg RTPConfig) (*RTPSession, error) {
 	}
 	s.wg.Add(1)
 	go s.readLoop()
+	if s.rtcpConn != nil {
+		s.wg.Add(1)
+		go s.rtcpLoop()
+	}
 	if cfg.FillSilence {
 		s.fillPkt, s.fillPCM = make([]byte, txPacketSize(kind)), make([]int16, s.frameLen)
-	}
-	if s.rtcpConn != nil || cfg.FillSilence {
-		s.wg.Add(1)
-		go s.clockLoop()
+		s.nextFill = s.start.Add(fillFirst) // the writer's first frame has a chance first
 	}
 	return s, nil
 }
@@ -510,6 +513,9 @@ func (s *RTPSession) ReadFrame(f *Frame) error {
 	f.Samples, f.Rate = f.Samples[:s.frameLen], s.rate
 	if err := s.readClock.Wait(s.readClock.ReadSlot(time.Now(), readMaxLag), s.done); err != nil {
 		return err
+	}
+	if s.fillPkt != nil {
+		s.fillDue(time.Now())
 	}
 	s.produce(f.Samples)
 	s.recordHeard(f.Samples)

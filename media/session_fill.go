@@ -13,8 +13,24 @@ import "time"
 // comes due, until a frame is written again. A writer that is merely late keeps its slots:
 // its speech is never cut by silence.
 
+// The filler runs on the reader's clock: ReadFrame, which whatever talks on a call calls
+// every 20 ms (an agent listens while it speaks), fills the slots that came due since, so
+// that the filler costs no goroutine and no wake-up of its own. A slot is sent within a
+// frame of its time; the RTP timestamps keep the send clock's.
+
 // fillFirst is when a session nobody has written to yet starts sending silence.
 const fillFirst = 2 * FrameDuration
+
+// fillCatchUp bounds the slots one ReadFrame fills: a reader that stalled longer has its
+// missed slots skipped (fillSlot), as a writer's are.
+const fillCatchUp = 3
+
+// fillDue fills the slots due by now. ReadFrame's goroutine calls it.
+func (s *RTPSession) fillDue(now time.Time) {
+	for i := 0; i < fillCatchUp && !now.Before(s.nextFill); i++ {
+		s.nextFill = s.fillSlot(now)
+	}
+}
 
 // fillSlot sends silence in the slot due at now, unless a writer keeps the clock or we are
 // not sending (hold, a telephone event playing), and says when to look again. It

@@ -59,9 +59,9 @@ func collect(pkts chan rtp.Packet, d time.Duration) []rtp.Packet {
 	}
 }
 
-// A session with FillSilence that nobody writes to still sends: silence, one packet a
-// 20 ms slot, on one sequence and clock; a writer that starts and stops speaks on that
-// same sequence and clock; on hold nothing goes.
+// A session with FillSilence that is listened to and that nobody writes to still sends:
+// silence, one packet a 20 ms slot, on one sequence and clock; a writer that starts and
+// stops speaks on that same sequence and clock; on hold nothing goes.
 func TestRTPSessionFillSilence(t *testing.T) {
 	peer, pkts := fillPeer(t)
 	c, _ := udpPair(t, false)
@@ -70,6 +70,7 @@ func TestRTPSessionFillSilence(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
+	startReader(t, s) // the filler runs on the reader's clock
 
 	idle := collect(pkts, time.Second)
 	// 50 slots in a second; a busy machine may skip some, never send more.

@@ -11,79 +11,34 @@ import (
 	"github.com/pion/rtcp"
 )
 
-// clockLoop is the session's one goroutine besides the RTP reader: it reads the peer's RTCP
-// until the socket is closed, sends our report every interval (randomised by ±50%, RFC
-// 3550 §6.2, the first after half of one) and, with FillSilence, fills the send clock's
-// slots nobody wrote for. Its wake-ups are the RTCP socket's read deadline (a timer when
-// the session has no RTCP socket), so a call costs one goroutine less than a loop each.
-func (s *RTPSession) clockLoop() {
+// rtcpLoop reads the peer's RTCP until the socket is closed and sends our report every
+// interval (randomised by ±50%, RFC 3550 §6.2), the first after half of one.
+func (s *RTPSession) rtcpLoop() {
 	defer s.wg.Done()
-	var (
-		buf      []byte
-		timer    *time.Timer
-		deadline time.Time
-		nextRTCP time.Time
-		nextFill time.Time
-	)
-	if s.rtcpConn != nil {
-		buf = make([]byte, maxDatagram)
-		nextRTCP = s.start.Add(s.rtcpInterval / 2)
-	} else {
-		timer = stoppedTimer()
-	}
-	if s.fillPkt != nil {
-		nextFill = time.Now().Add(fillFirst) // the writer's first frame has a chance first
-	}
+	buf := make([]byte, maxDatagram)
+	next := s.start.Add(s.rtcpInterval / 2)
+	_ = s.rtcpConn.SetReadDeadline(next)
 	for {
-		wake := earliest(nextRTCP, nextFill)
-		var now time.Time
-		if s.rtcpConn == nil {
-			if sleepUntil(timer, wake, s.done) != nil {
+		n, from, err := s.rtcpConn.ReadFromUDPAddrPort(buf)
+		now := time.Now()
+		if err != nil {
+			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+			case errors.Is(err, net.ErrClosed), s.isDone():
 				return
+			default:
+				s.log.Debug("rtcp read failed", "error", err)
+				continue
 			}
-			now = time.Now()
 		} else {
-			if !wake.Equal(deadline) {
-				deadline = wake
-				_ = s.rtcpConn.SetReadDeadline(wake)
-			}
-			n, from, err := s.rtcpConn.ReadFromUDPAddrPort(buf)
-			now = time.Now()
-			if err != nil {
-				switch {
-				case errors.Is(err, os.ErrDeadlineExceeded):
-				case errors.Is(err, net.ErrClosed), s.isDone():
-					return
-				default:
-					s.log.Debug("rtcp read failed", "error", err)
-					continue
-				}
-			} else {
-				s.handleRTCP(buf[:n], from, now)
-			}
+			s.handleRTCP(buf[:n], from, now)
 		}
-		if !nextFill.IsZero() && !now.Before(nextFill) {
-			if s.isDone() {
-				return
-			}
-			nextFill = s.fillSlot(now)
-		}
-		if !nextRTCP.IsZero() && !now.Before(nextRTCP) {
+		if !now.Before(next) {
 			s.sendRTCP(now)
-			nextRTCP = now.Add(s.rtcpInterval/2 + rand.N(s.rtcpInterval))
+			next = now.Add(s.rtcpInterval/2 + rand.N(s.rtcpInterval))
+			_ = s.rtcpConn.SetReadDeadline(next)
 		}
 	}
-}
-
-// earliest is the earlier of two times, a zero one not counting.
-func earliest(a, b time.Time) time.Time {
-	switch {
-	case a.IsZero():
-		return b
-	case b.IsZero() || a.Before(b):
-		return a
-	}
-	return b
 }
 
 // handleRTCP takes the peer's reports: loss and round-trip time of what we send, the
