@@ -2,7 +2,9 @@ package call
 
 import (
 	"context"
+	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/switchboard-go/switchboard/internal/callcap"
 	"github.com/switchboard-go/switchboard/metrics"
@@ -126,8 +128,20 @@ func (r *Registry) Open() int {
 	return len(r.live)
 }
 
-// Drain waits until no call is live, or ctx ends. It admits nothing itself: the transports
-// stop taking calls first, then the node drains what is left.
+// StopTaking makes the node refuse new calls, whatever carries them (callcap.ErrDraining:
+// SIP answers 503 with Retry-After and its OPTIONS 503, so that a proxy's dispatcher sends
+// elsewhere; the API 503): the node is draining. The calls it carries go on.
+func (r *Registry) StopTaking() {
+	if r != nil {
+		r.limits.Drain()
+	}
+}
+
+// Draining reports whether the node stopped taking calls (StopTaking).
+func (r *Registry) Draining() bool { return r != nil && r.limits.Draining() }
+
+// Drain waits until no call is live, or ctx ends. It admits nothing itself: StopTaking
+// first, then the node drains what is left.
 func (r *Registry) Drain(ctx context.Context) error {
 	if r == nil {
 		return nil
@@ -145,6 +159,27 @@ func (r *Registry) Drain(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// DrainWithin stops the node taking calls (StopTaking) and lets those it carries end on
+// their own for up to timeout, or until ctx ends (an impatient operator's second signal);
+// it returns how many are left, for the node to end. A timeout of 0 waits for none.
+func (r *Registry) DrainWithin(ctx context.Context, timeout time.Duration, log *slog.Logger) int {
+	r.StopTaking()
+	open := r.Open()
+	if timeout <= 0 || open == 0 {
+		return open
+	}
+	log.Info("draining: taking no new calls, waiting for those up to end", "calls", open, "timeout", timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if r.Drain(ctx) == nil {
+		log.Info("drained: every call ended")
+		return 0
+	}
+	left := r.Open()
+	log.Warn("drain over: ending the calls left", "calls", left)
+	return left
 }
 
 // LiveRecord is the record of c while it lives, as the node holds it. Once it has ended,

@@ -11,7 +11,14 @@ import (
 	"github.com/switchboard-go/switchboard/media"
 )
 
+// onOptions answers a keep-alive or a proxy's probe (Kamailio's dispatcher): 200 with what
+// we support, or 503 with Retry-After once the node is draining, so that the proxy sends
+// new calls to other nodes while this one's calls end.
 func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	if s.cfg.Calls.Draining() {
+		respond(s.log, req, tx, sip.StatusServiceUnavailable, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
+		return
+	}
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
 	res.AppendHeader(allowHeader)
 	res.AppendHeader(sip.NewHeader("Accept", "application/sdp, application/dtmf-relay, application/dtmf, message/sipfrag"))

@@ -9,9 +9,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/switchboard-go/switchboard/agent"
@@ -33,9 +34,9 @@ import (
 	"github.com/switchboard-go/switchboard/store"
 )
 
-// serve runs the node until ctx ends (the first SIGINT or SIGTERM), then drains: it stops
-// accepting, lets requests in flight finish, and closes the store. A second signal forces.
-// Each phase is a method of server; what a phase starts, server.close stops, last first.
+// serve runs the node until ctx ends (the first SIGINT or SIGTERM), then drains it (a second
+// signal cuts its wait for calls short, a third kills). Each phase is a method of server;
+// what a phase starts, server.close stops, last first.
 func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.Usage = func() {
@@ -55,7 +56,6 @@ func serve(ctx context.Context, stopSignals context.CancelFunc, args []string) e
 			return err
 		}
 	}
-	// The first signal ended ctx; let a second one kill the process at once.
 	stopSignals()
 	return n.drain()
 }
@@ -89,10 +89,7 @@ type server struct {
 	auth       *api.Authenticator
 	srv        *api.Server
 
-	// metrics is the node's Prometheus registry (/metrics); draining is set when the node
-	// starts to stop, and makes /health/ready answer 503.
-	metrics  *metrics.Registry
-	draining atomic.Bool
+	metrics *metrics.Registry // the node's Prometheus registry (/metrics)
 
 	httpSrv   *http.Server
 	sip       *sip.Serving
@@ -271,7 +268,7 @@ func (n *server) buildAPI(ctx context.Context, providers *provider.Registry, web
 		Hub: n.hub, Streams: n.streams, Providers: providers, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: api.NodeCalls(n.sipSrv, n.calls), RecordingsDir: n.recordings, VoicemailsDir: n.voicemails,
 		WebRTC: rtcCalls, MediaStreams: mediastream.NewCalls(n.web), Checks: api.SIPChecks(n.sipSrv), Knowledge: n.knowledge, KnowledgeMaxUpload: int64(c.KnowledgeMaxUploadMiB) << 20,
 		AllowPrivateFiles: c.AllowPrivateFiles, FileLimits: netguard.FileLimits{MaxBytes: int64(c.FileMaxMiB) << 20, Timeout: c.FileTimeout},
-		Metrics: n.metrics, MetricsToken: c.MetricsToken, MetricsAllow: c.MetricsAllow, Draining: n.draining.Load, Pprof: c.Pprof})
+		Metrics: n.metrics, MetricsToken: c.MetricsToken, MetricsAllow: c.MetricsAllow, Draining: n.calls.Draining, Pprof: c.Pprof})
 	// Knowledge documents this node left processing when it stopped, and those of nodes
 	// that died, are taken up again; its ingestions stop (to be resumed) when it does.
 	srv.Knowledge().Start(context.WithoutCancel(ctx))
@@ -324,14 +321,17 @@ func (n *server) wait(ctx context.Context) error {
 	}
 }
 
-// drain stops the node in order: event streams end (their clients reconnect to another
-// node), calls end (SIP with a BYE, browsers hung up), requests in flight finish, answers
-// of sessions are stored, the calls' records are written and the node leaves the cluster.
+// drain stops the node in order: no new calls, its calls let end up to the drain timeout,
+// event streams end (clients reconnect to another node), the calls left end (SIP with a BYE,
+// browsers hung up), requests in flight finish, answers of sessions are stored, the calls'
+// records are written and the node leaves the cluster.
 //
 //nolint:contextcheck // it runs after the first signal ended the root context; each stage has its own deadline
 func (n *server) drain() error {
 	log := n.log
-	n.draining.Store(true)
+	again, stopAgain := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	n.calls.DrainWithin(again, n.cfg.DrainTimeout, log)
+	stopAgain()
 	log.Info("shutting down: no new requests, finishing those in flight", "streams", n.streams.Open())
 	n.streams.Shutdown()
 	n.sip.Stop()

@@ -15,18 +15,26 @@ var (
 	ErrNodeFull = errors.New("this node is at its limit of concurrent calls")
 	// ErrTenantFull is a call refused because its tenant has its limit of calls on the node.
 	ErrTenantFull = errors.New("the tenant is at its limit of concurrent calls")
+	// ErrDraining is a call refused because the node is draining: it is stopping and lets
+	// the calls it carries end, taking no new ones (another node takes them).
+	ErrDraining = errors.New("this node is draining: it takes no new calls")
 )
 
-// LimitError is a refused call: Unwrap gives ErrNodeFull or ErrTenantFull, Limit the limit
-// that was reached.
+// LimitError is a refused call: Unwrap gives ErrNodeFull, ErrTenantFull or ErrDraining,
+// Limit the limit that was reached (0 for ErrDraining).
 type LimitError struct {
 	Err   error
 	Limit int
 }
 
-func (e *LimitError) Error() string { return fmt.Sprintf("%v (%d)", e.Err, e.Limit) }
+func (e *LimitError) Error() string {
+	if e.Limit == 0 {
+		return e.Err.Error()
+	}
+	return fmt.Sprintf("%v (%d)", e.Err, e.Limit)
+}
 
-// Unwrap gives ErrNodeFull or ErrTenantFull.
+// Unwrap gives ErrNodeFull, ErrTenantFull or ErrDraining.
 func (e *LimitError) Unwrap() error { return e.Err }
 
 // Limiter counts a node's calls. A nil Limiter, or a limit of zero, bounds nothing. It is
@@ -34,9 +42,10 @@ func (e *LimitError) Unwrap() error { return e.Err }
 type Limiter struct {
 	max, perTenant int
 
-	mu      sync.Mutex
-	total   int
-	tenants map[string]int
+	mu       sync.Mutex
+	total    int
+	tenants  map[string]int
+	draining bool
 }
 
 // New returns a limiter of max calls in all and perTenant calls of any one tenant; zero is
@@ -53,6 +62,9 @@ func (l *Limiter) Acquire(tenantID string) (release func(), err error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.draining {
+		return nil, &LimitError{Err: ErrDraining}
+	}
 	if l.max > 0 && l.total >= l.max {
 		return nil, &LimitError{Err: ErrNodeFull, Limit: l.max}
 	}
@@ -92,4 +104,25 @@ func (l *Limiter) Active(tenantID string) (total, tenant int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.total, l.tenants[tenantID]
+}
+
+// Drain makes the limiter refuse every call from now on (ErrDraining): the node is stopping
+// and lets the calls it carries end. The calls holding a slot keep it.
+func (l *Limiter) Drain() {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.draining = true
+}
+
+// Draining reports whether Drain was called.
+func (l *Limiter) Draining() bool {
+	if l == nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.draining
 }

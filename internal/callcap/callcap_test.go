@@ -89,3 +89,35 @@ func TestConcurrent(t *testing.T) {
 		t.Fatalf("%d active after every release", total)
 	}
 }
+
+// A draining limiter refuses every call, with or without limits, and the calls holding a
+// slot give it back as they end.
+func TestDrain(t *testing.T) {
+	for _, l := range []*Limiter{New(3, 2), New(0, 0)} {
+		held, err := l.Acquire("a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Drain()
+		if !l.Draining() {
+			t.Fatal("Draining is false after Drain")
+		}
+		_, err = l.Acquire("b")
+		var le *LimitError
+		if !errors.As(err, &le) || !errors.Is(err, ErrDraining) || err.Error() != ErrDraining.Error() {
+			t.Fatalf("Acquire while draining: %v, want ErrDraining", err)
+		}
+		if err := l.Check("a"); !errors.Is(err, ErrDraining) {
+			t.Fatalf("Check while draining: %v", err)
+		}
+		held()
+		if total, _ := l.Active("a"); total != 0 {
+			t.Fatalf("%d calls active after the last ended", total)
+		}
+	}
+	var none *Limiter
+	none.Drain()
+	if none.Draining() {
+		t.Fatal("a nil limiter drains")
+	}
+}

@@ -82,6 +82,9 @@ type Config struct {
 	// NodeHeartbeat is how often the node beats; NodeTimeout, how long another node may be
 	// silent before its calls are failed (node-lost).
 	NodeHeartbeat, NodeTimeout time.Duration
+	// DrainTimeout is how long a stopping node lets its calls end on their own, taking no
+	// new ones, before it ends those left.
+	DrainTimeout time.Duration
 }
 
 // Settings of the node, each a flag and a variable (internal/settings; README's
@@ -138,6 +141,7 @@ func (c *Config) ServeSettings(s *settings.Set) {
 	s.Text(&c.Node, "node", "SWITCHBOARD_NODE", host, "this node's name in call records; a restart fails the calls it carried (default: the host name)", nil)
 	s.Duration(&c.NodeHeartbeat, "node-heartbeat", "SWITCHBOARD_NODE_HEARTBEAT", store.DefaultHeartbeatEvery, "how often the node writes its heartbeat")
 	s.Duration(&c.NodeTimeout, "node-timeout", "SWITCHBOARD_NODE_TIMEOUT", store.DefaultHeartbeatTimeout, "a node whose heartbeat stops this long is lost: another node fails its live calls, node-lost (at least twice the heartbeat)")
+	s.Duration(&c.DrainTimeout, "drain-timeout", "SWITCHBOARD_DRAIN_TIMEOUT", 0, "on SIGTERM, how long the node takes no new calls (SIP 503, OPTIONS 503, /health/ready draining) and lets its calls end on their own before it ends the rest (0: end them at once)")
 	s.Int(&c.MaxCalls, "max-calls", "SWITCHBOARD_MAX_CALLS", 2000, 0, noMax, "concurrent calls of the node, SIP, WebRTC and media streams together; more are refused (0: no limit)")
 	s.Int(&c.MaxTenantCalls, "max-calls-per-tenant", "SWITCHBOARD_MAX_CALLS_PER_TENANT", 0, 0, noMax, "concurrent calls of any one tenant on the node (0: only the node's limit)")
 	s.Int(&c.RateLimit, "rate-limit", "SWITCHBOARD_RATE_LIMIT", 100, 0, noMax, "requests a minute for an API key without a limit of its own")
