@@ -95,10 +95,18 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}()
 	ctx := s.ctx
 
-	src, err := netip.ParseAddrPort(req.Source())
+	src, proxy, err := s.callerSource(req)
 	if err != nil {
-		respond(log, req, tx, sip.StatusBadRequest, "Bad Request")
+		reason := "Bad Request"
+		if errors.Is(err, errSourceHeader) {
+			reason += " (" + SourceHeader + ")"
+		}
+		log.Info("call refused", "status", sip.StatusBadRequest, "reason", err.Error())
+		respond(log, req, tx, sip.StatusBadRequest, reason)
 		return
+	}
+	if proxy.IsValid() {
+		log = log.With("caller_source", src.String())
 	}
 	refuse := func(r *refusal) {
 		s.refused.Add(1)

@@ -334,6 +334,9 @@ func (s *Server) sendInvite(ctx, ringCtx context.Context, c *Call, inv *outbound
 		req.AppendHeader(&inv.callID)
 		req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: sip.INVITE})
 		req.AppendHeader(&c.contact)
+		if s.proxyRoute != nil {
+			req.AppendHeader(s.proxyRoute.Clone())
+		}
 		req.AppendHeader(allowHeader)
 		req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 		if authHdr != nil {

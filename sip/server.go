@@ -85,6 +85,16 @@ type Config struct {
 	// OpusComplexity is the Opus encoder's complexity, 0-10 (zero: the media default, cheap
 	// enough for many calls a core).
 	OpusComplexity int
+	// TrustedProxies are the SIP proxies in front of the node (Kamailio): from them, and
+	// from nobody else, an INVITE's X-Switchboard-Source header says where the caller's
+	// request came from, and trunks' allow-lists, the no-trunk rule and the media's route
+	// judge that address rather than the proxy's.
+	TrustedProxies []netip.Prefix
+	// OutboundProxy, a SIP URI (sip:host:port, ;transport=tcp), is where outbound INVITEs
+	// go, with a Route header naming it (RFC 3261 §8.1.2): the proxy routes them on, and
+	// in-dialog requests follow the route set its Record-Route gives. Empty: straight to
+	// the callee.
+	OutboundProxy string
 }
 
 // Server answers inbound calls and places outbound ones.
@@ -96,6 +106,8 @@ type Server struct {
 	client *sipgo.Client
 	nonces *nonces
 	calls  *registry
+	// proxyRoute sends outbound INVITEs through Config.OutboundProxy; nil: straight.
+	proxyRoute *sip.RouteHeader
 
 	// Set by Serve before any request is handled.
 	ctx      context.Context
@@ -151,6 +163,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.PublicIP != "" && net.ParseIP(cfg.PublicIP) == nil {
 		return nil, fmt.Errorf("sip: public IP %q is not an IP address", cfg.PublicIP)
 	}
+	route, err := outboundRoute(cfg.OutboundProxy)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.RTPPortMin < 0 || cfg.RTPPortMax > 65535 || cfg.RTPPortMin > cfg.RTPPortMax {
 		return nil, fmt.Errorf("sip: bad RTP port range %d-%d", cfg.RTPPortMin, cfg.RTPPortMax)
 	}
@@ -189,7 +205,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Log, ua: ua, srv: srv, client: client, nonces: newNonces(),
 		calls: newRegistry(cfg.Calls), ready: make(chan struct{}), guardLog: newLogLimit(20, 10*time.Second),
 		edgeLog: newLogLimit(20, 10*time.Second),
-		conns:   newConnLimits(cfg.TCPMaxConns, cfg.TCPMaxConnsPerAddr)}
+		conns:   newConnLimits(cfg.TCPMaxConns, cfg.TCPMaxConnsPerAddr), proxyRoute: route}
 	client.TxRequester = originator{s: s, tx: ua.TransactionLayer(), tp: ua.TransportLayer()}
 	s.handle(sip.OPTIONS, s.onOptions)
 	s.handle(sip.INVITE, s.onInvite)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/switchboard-go/switchboard/internal/settings"
 	"github.com/switchboard-go/switchboard/rtc"
+	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -54,6 +55,9 @@ type Config struct {
 	// SIP over TCP and TLS: idle and header timeouts, connection caps (sip.Config).
 	SIPTCPIdleTimeout, SIPTCPHeaderTimeout time.Duration
 	SIPTCPMaxConns, SIPTCPMaxConnsPerAddr  int
+	// SIPTrustedProxies and SIPOutboundProxy put the node behind SIP proxies (sip.Config).
+	SIPTrustedProxies []netip.Prefix
+	SIPOutboundProxy  string
 	// MaxCalls and MaxTenantCalls bound the node's concurrent calls, all transports
 	// together, and each tenant's; zero is no limit.
 	MaxCalls, MaxTenantCalls int
@@ -134,6 +138,8 @@ func (c *Config) ServeSettings(s *settings.Set) {
 	s.Duration(&c.SIPTCPHeaderTimeout, "sip-tcp-header-timeout", "SWITCHBOARD_SIP_TCP_HEADER_TIMEOUT", 10*time.Second, "close a SIP TCP/TLS connection whose message is not whole this long after its first byte, or whose first message (with the TLS handshake) this long after it was accepted")
 	s.Int(&c.SIPTCPMaxConns, "sip-tcp-max-conns", "SWITCHBOARD_SIP_TCP_MAX_CONNS", 4096, 0, noMax, "SIP TCP and TLS connections of the node; more are closed at once")
 	s.Int(&c.SIPTCPMaxConnsPerAddr, "sip-tcp-max-conns-per-addr", "SWITCHBOARD_SIP_TCP_MAX_CONNS_PER_ADDR", 256, 0, noMax, "SIP TCP and TLS connections from one address; more are closed at once")
+	s.Networks(&c.SIPTrustedProxies, "sip-trusted-proxies", "SWITCHBOARD_SIP_TRUSTED_PROXIES", "SIP proxies in front of the node (CIDR or addresses, comma-separated) whose X-Switchboard-Source header names the caller's address")
+	s.Text(&c.SIPOutboundProxy, "sip-outbound-proxy", "SWITCHBOARD_SIP_OUTBOUND_PROXY", "", "SIP URI of the proxy outbound calls go through (sip:10.0.0.5:5060); empty: straight to the callee", sip.CheckOutboundProxy)
 	s.Duration(&c.MediaTimeout, "media-timeout", "SWITCHBOARD_MEDIA_TIMEOUT", 30*time.Second, "a call whose RTP stops for this long is ended")
 	s.Bool(&c.RecordCalls, "record-calls", "SWITCHBOARD_RECORD_CALLS", false, "record every answered call as a stereo WAV under the data directory's recordings/")
 	s.Bool(&c.Demo, "demo", "SWITCHBOARD_DEMO", true, "create the demo agent (sip:demo@…) on first start")
