@@ -47,7 +47,9 @@ type registered struct {
 	cseq    uint32
 }
 
-func newRegistrar(t *testing.T, user, pw string, grant func(n int) (code, expires int)) *registrar {
+// newRegistrar starts a registrar on ip (a loopback address), whose requests leave from its
+// listening socket, as a provider's do.
+func newRegistrar(t *testing.T, ip, user, pw string, grant func(n int) (code, expires int)) *registrar {
 	t.Helper()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("registrar"))
 	if err != nil {
@@ -57,16 +59,16 @@ func newRegistrar(t *testing.T, user, pw string, grant func(n int) (code, expire
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
+	pc, err := net.ListenPacket("udp", ip+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname(ip), sipgo.WithClientConnectionAddr(pc.LocalAddr().String()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := &registrar{t: t, addr: pc.LocalAddr().String(), ua: ua, user: user, pw: pw, grant: grant, more: make(chan struct{})}
-	r.dialog = &sipgo.DialogUA{Client: client, ContactHDR: sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "provider", Host: "127.0.0.1", Port: pc.LocalAddr().(*net.UDPAddr).Port}}}
+	r.dialog = &sipgo.DialogUA{Client: client, ContactHDR: sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "provider", Host: ip, Port: pc.LocalAddr().(*net.UDPAddr).Port}}}
 	srv.OnRegister(r.onRegister)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.ServeUDP(pc) }()
@@ -186,7 +188,8 @@ func TestTrunkRegistration(t *testing.T) {
 	st, tenant := newCallStore(t)
 	// The registrar holds its answer to the retry until the test has seen the failure.
 	sawFailure := make(chan struct{})
-	reg := newRegistrar(t, "acct-7", "reg s3cret", func(n int) (int, int) {
+	// The provider is at 127.0.0.2; the node and strangers at 127.0.0.1.
+	reg := newRegistrar(t, "127.0.0.2", "acct-7", "reg s3cret", func(n int) (int, int) {
 		switch n {
 		case 1:
 			return 200, 2 // refreshed at 85 %: 1.7 s
@@ -278,37 +281,57 @@ func TestTrunkRegistration(t *testing.T) {
 		return r.Status == store.RegistrationRegistered && r.ExpiresAt != nil && time.Until(*r.ExpiresAt) > 30*time.Second
 	})
 
-	// The provider sends a call to the registered Contact: the trunk's number's agent answers.
-	var target sip.Uri
-	if err := sip.ParseUri(again.contact, &target); err != nil {
+	// The provider sends calls on the registration, and the trunk's number's agent answers
+	// each: to the registered Contact; to its account, as some providers name the
+	// registration; and to the number, in To, at the node's address.
+	var contact sip.Uri
+	if err := sip.ParseUri(again.contact, &contact); err != nil {
 		t.Fatal(err)
 	}
-	peer := newRTPPeer(t)
-	to := &sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "acct-7", Host: "provider.example"}}
-	dlg, err := reg.dialog.Invite(ctx, target, sdpOffer("127.0.0.1", peer.port(), dirSendRecv),
-		sip.NewHeader("Content-Type", "application/sdp"), to)
-	if err != nil {
-		t.Fatal(err)
+	node := "127.0.0.1:" + strconv.Itoa(sipPort)
+	for _, tc := range []struct{ name, ruri, to string }{
+		{"registered contact", contact.String(), "sip:acct-7@provider.example"},
+		{"account", "sip:acct-7@" + node, "sip:acct-7@provider.example"},
+		{"number in To", "sip:acct-7@" + node, "sip:+14155550177@provider.example"},
+	} {
+		var target, toURI sip.Uri
+		if err := sip.ParseUri(tc.ruri, &target); err != nil {
+			t.Fatal(err)
+		}
+		if err := sip.ParseUri(tc.to, &toURI); err != nil {
+			t.Fatal(err)
+		}
+		peer := newRTPPeer(t)
+		dlg, err := reg.dialog.Invite(ctx, target, sdpOffer("127.0.0.1", peer.port(), dirSendRecv),
+			sip.NewHeader("Content-Type", "application/sdp"), &sip.ToHeader{Address: toURI})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := dlg.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+			t.Fatalf("%s: the call on the registration was not answered: %v", tc.name, err)
+		}
+		if err := dlg.Ack(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var c *Call
+		select {
+		case c = <-calls:
+		case <-ctx.Done():
+			t.Fatalf("%s: the trunk's agent never got the call", tc.name)
+		}
+		rec := c.Record()
+		if rec.TenantID != tenant || rec.AgentID == nil || *rec.AgentID != agent.ID || rec.TrunkID == nil || *rec.TrunkID != tr.ID {
+			t.Errorf("%s: call record tenant %s agent %v trunk %v, want %s, %s, %s", tc.name, rec.TenantID, rec.AgentID, rec.TrunkID, tenant, agent.ID, tr.ID)
+		}
+		if err := dlg.Bye(ctx); err != nil {
+			t.Fatal(err)
+		}
+		_ = dlg.Close()
 	}
-	defer dlg.Close()
-	if err := dlg.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
-		t.Fatalf("the call on the registration was not answered: %v", err)
-	}
-	if err := dlg.Ack(ctx); err != nil {
-		t.Fatal(err)
-	}
-	var c *Call
-	select {
-	case c = <-calls:
-	case <-ctx.Done():
-		t.Fatal("the trunk's agent never got the call")
-	}
-	rec := c.Record()
-	if rec.TenantID != tenant || rec.AgentID == nil || *rec.AgentID != agent.ID || rec.TrunkID == nil || *rec.TrunkID != tr.ID {
-		t.Errorf("call record tenant %s agent %v trunk %v, want %s, %s, %s", rec.TenantID, rec.AgentID, rec.TrunkID, tenant, agent.ID, tr.ID)
-	}
-	if err := dlg.Bye(ctx); err != nil {
-		t.Fatal(err)
+	// A stranger who learnt the Contact is not the provider.
+	stranger := newTestCaller(t)
+	if res := stranger.status(ctx, t, contact, sdpOffer("127.0.0.1", newRTPPeer(t).port(), dirSendRecv), sipgo.AnswerOptions{}); res.StatusCode != 403 {
+		t.Errorf("a call to the registered Contact from elsewhere answered %d, want 403", res.StatusCode)
 	}
 
 	// A stopping node unregisters and releases the trunk.
@@ -324,5 +347,111 @@ func TestTrunkRegistration(t *testing.T) {
 	r = registrationOf(ctx, t, st, tr, func(r *store.TrunkRegistration) bool { return r.Node == "" })
 	if r.Status != store.RegistrationPending || r.ExpiresAt != nil {
 		t.Errorf("released registration %+v, want pending without expiry", r)
+	}
+}
+
+// regServer is a server of a registration test, stopped by stop (or when the test ends).
+type regServer struct {
+	s    *Server
+	port int
+	stop func()
+}
+
+func startRegServer(t *testing.T, cfg Config) *regServer {
+	t.Helper()
+	pc, l, err := Listen(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ctx, pc, l) }()
+	<-s.ready
+	r := &regServer{s: s, port: pc.LocalAddr().(*net.UDPAddr).Port}
+	var once sync.Once
+	r.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-served:
+				if err != nil {
+					t.Errorf("serve: %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				t.Error("server did not stop")
+			}
+		})
+	}
+	t.Cleanup(r.stop)
+	return r
+}
+
+// Two nodes on one PostgreSQL register a trunk once: the node that holds its lease
+// registers, the other does not; once the holder stops (unregistering and releasing the
+// trunk), the other takes it over; a trunk changed through the API registers again as
+// changed, and a deleted one is unregistered.
+func TestTrunkRegistrationCluster(t *testing.T) {
+	verifyNoLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, tenants := tenancyStore(t, store.Postgres)
+	tenant := tenants["acme"]
+	reg := newRegistrar(t, "127.0.0.2", "acct-9", "pw 9", func(int) (int, int) { return 200, 600 })
+	tr := store.NewTrunk()
+	tr.Name, tr.Direction = "provider", "outbound"
+	tr.Outbound.Registrar, tr.Outbound.Username, tr.Outbound.Password, tr.Outbound.Register = reg.addr, "acct-9", "pw 9", true
+	tr.Outbound.Address = "sip.provider.example"
+	if err := store.Create(ctx, st, tenant, tr); err != nil {
+		t.Fatal(err)
+	}
+	cfg := func(node string) Config {
+		return Config{Log: testLog(t), Store: st, DefaultTenantID: tenants["default"], Node: node, RegisterSync: time.Minute}
+	}
+	a := startRegServer(t, cfg("node-a"))
+	first := reg.wait(ctx, 1)[0]
+	b := startRegServer(t, cfg("node-b"))
+	b.s.TrunksChanged() // node-b syncs now: the trunk is node-a's
+	r := registrationOf(ctx, t, st, tr, func(r *store.TrunkRegistration) bool { return r.Status == store.RegistrationRegistered })
+	if r.Node != "node-a" || first.source != "127.0.0.1:"+strconv.Itoa(a.port) {
+		t.Fatalf("registered by %s from %s, want node-a from its port %d", r.Node, first.source, a.port)
+	}
+
+	// node-a stops: it unregisters, and node-b, told of it, registers.
+	a.stop()
+	got := reg.wait(ctx, 2)
+	if got[1].expires != 0 || got[1].source != first.source {
+		t.Fatalf("after node-a stopped the registrar got Expires %d from %s, want node-a's unregister", got[1].expires, got[1].source)
+	}
+	b.s.TrunksChanged()
+	got = reg.wait(ctx, 3)
+	if want := "127.0.0.1:" + strconv.Itoa(b.port); got[2].expires == 0 || got[2].source != want {
+		t.Fatalf("registrar got Expires %d from %s, want node-b's registration from %s", got[2].expires, got[2].source, want)
+	}
+	registrationOf(ctx, t, st, tr, func(r *store.TrunkRegistration) bool {
+		return r.Status == store.RegistrationRegistered && r.Node == "node-b"
+	})
+	for _, g := range got {
+		if g.contact == "" || strings.Contains(g.contact, "@0.0.0.0") {
+			t.Errorf("REGISTER Contact %q", g.contact)
+		}
+	}
+
+	// Changed: registers again with what it now asks. Deleted: unregistered.
+	tr.Outbound.RegisterExpires = 120
+	if err := store.Update(ctx, st, tr); err != nil {
+		t.Fatal(err)
+	}
+	b.s.TrunksChanged()
+	for got = reg.wait(ctx, 4); got[len(got)-1].expires != 120; got = reg.wait(ctx, len(got)+1) {
+	}
+	if err := store.Delete[store.Trunk](ctx, st, tenant, tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	b.s.TrunksChanged()
+	for got = reg.wait(ctx, len(got)+1); got[len(got)-1].expires != 0; got = reg.wait(ctx, len(got)+1) {
 	}
 }
