@@ -62,6 +62,9 @@ func newRegistrations(s *Server) *registrations {
 // TrunksChanged tells the server that a trunk was created, changed or deleted, so that the
 // registrations follow at once rather than at the next sync.
 func (s *Server) TrunksChanged() {
+	if s.regs == nil {
+		return
+	}
 	select {
 	case s.regs.nudge <- struct{}{}:
 	default:
@@ -103,7 +106,7 @@ func (r *registrations) sync(ctx context.Context, lease time.Duration) {
 	want := map[string]bool{}
 	for i := range trunks {
 		t := trunks[i]
-		held, err := store.ClaimTrunkRegistration(ctx, st, &t, r.s.cfg.Node, lease)
+		held, err := store.ClaimTrunkRegistration(ctx, st, &t, r.node(), lease)
 		if err != nil {
 			if ctx.Err() == nil {
 				r.s.log.Warn("trunk registration lease not renewed", "trunk", t.ID, "error", err)
@@ -141,11 +144,14 @@ func (r *registrations) sync(ctx context.Context, lease time.Duration) {
 	r.mu.Unlock()
 	for _, l := range gone {
 		l.stop()
-		if err := store.ReleaseTrunkRegistration(context.WithoutCancel(ctx), st, l.trunk.ID, r.s.cfg.Node, "the trunk no longer registers"); err != nil {
+		if err := store.ReleaseTrunkRegistration(context.WithoutCancel(ctx), st, l.trunk.ID, r.node(), "the trunk no longer registers here"); err != nil {
 			r.s.log.Warn("trunk registration not released", "trunk", l.trunk.ID, "error", err)
 		}
 	}
 }
+
+// node is the name the node holds trunks' leases under: its own, as in call records.
+func (r *registrations) node() string { return cmp.Or(r.s.cfg.Node, "switchboard") }
 
 func (r *registrations) start(ctx context.Context, t store.Trunk) {
 	lctx, cancel := context.WithCancel(ctx)
@@ -174,9 +180,11 @@ func (r *registrations) stopAll() {
 		l.cancel()
 	}
 	r.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), unregisterTimeout)
+	defer cancel()
 	for _, l := range loops {
-		reason := "node " + r.s.cfg.Node + " stopped; waiting for a node to register the trunk"
-		if err := store.ReleaseTrunkRegistration(context.Background(), r.s.cfg.Store, l.trunk.ID, r.s.cfg.Node, reason); err != nil {
+		reason := "node " + r.node() + " stopped; waiting for a node to register the trunk"
+		if err := store.ReleaseTrunkRegistration(ctx, r.s.cfg.Store, l.trunk.ID, r.node(), reason); err != nil {
 			r.s.log.Warn("trunk registration not released", "trunk", l.trunk.ID, "error", err)
 		}
 	}
@@ -322,7 +330,7 @@ func (l *registration) set(ctx context.Context, registered bool, reg *register, 
 	l.registrar = reg.addrs
 	l.mu.Unlock()
 	s := l.r.s
-	if err := store.SetTrunkRegistration(ctx, s.cfg.Store, l.trunk.ID, s.cfg.Node, status, reason, expires); err != nil && ctx.Err() == nil {
+	if err := store.SetTrunkRegistration(ctx, s.cfg.Store, l.trunk.ID, l.r.node(), status, reason, expires); err != nil && ctx.Err() == nil {
 		l.log.Warn("trunk registration state not stored", "error", err)
 	}
 }
@@ -384,10 +392,12 @@ func (rg *register) send(ctx context.Context, expires int) (time.Duration, error
 		rg.password = pw
 	}
 	if ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", rg.uri.Host); err == nil {
-		rg.addrs = rg.addrs[:0]
+		// A new slice each time: the registration's inbound checks read the last one.
+		addrs := make([]netip.Addr, 0, len(ips))
 		for _, ip := range ips {
-			rg.addrs = append(rg.addrs, ip.Unmap())
+			addrs = append(addrs, ip.Unmap())
 		}
+		rg.addrs = addrs
 	} else {
 		return 0, fmt.Errorf("%w: registrar %s does not resolve: %v", errRegister, rg.uri.Host, err)
 	}
@@ -420,7 +430,7 @@ func (rg *register) send(ctx context.Context, expires int) (time.Duration, error
 			if expires == 0 {
 				return 0, nil
 			}
-			granted := grantedExpiry(res, rg.trunk.ID, expires)
+			granted := grantedExpiry(res, contact.Address, expires)
 			if granted <= 0 {
 				return 0, fmt.Errorf("%w: registrar %s granted no lifetime", errRegister, rg.hostport)
 			}
@@ -459,13 +469,14 @@ func (rg *register) send(ctx context.Context, expires int) (time.Duration, error
 	}
 }
 
-// grantedExpiry is the lifetime, in seconds, a 2xx to REGISTER grants our Contact (user):
-// its expires parameter in the Contact that names us, else the Expires header, else what
-// was asked (RFC 3261 §10.2.4).
-func grantedExpiry(res *sip.Response, user string, asked int) int {
+// grantedExpiry is the lifetime, in seconds, a 2xx to REGISTER grants our Contact: the
+// expires parameter of the Contact that names us (the registrar lists every binding of the
+// account, those another node made included), else the Expires header, else what was
+// asked (RFC 3261 §10.2.4).
+func grantedExpiry(res *sip.Response, ours sip.Uri, asked int) int {
 	for _, h := range res.GetHeaders("Contact") {
 		c, ok := h.(*sip.ContactHeader)
-		if !ok || c.Address.User != user || c.Params == nil {
+		if !ok || c.Address.User != ours.User || !strings.EqualFold(c.Address.Host, ours.Host) || c.Address.Port != ours.Port || c.Params == nil {
 			continue
 		}
 		if v, ok := c.Params.Get("expires"); ok {
