@@ -84,7 +84,7 @@ func (r *registrations) run(ctx context.Context) {
 		r.sync(ctx, 3*every)
 		select {
 		case <-ctx.Done():
-			r.stopAll()
+			r.stopAll(ctx)
 			return
 		case <-tick.C:
 		case <-r.nudge:
@@ -168,8 +168,9 @@ func (r *registrations) start(ctx context.Context, t store.Trunk) {
 	}()
 }
 
-// stopAll stops every loop (each unregisters and releases its trunk) and waits for them.
-func (r *registrations) stopAll() {
+// stopAll stops every loop (each unregisters and releases its trunk) and waits for them;
+// ctx has ended, and bounds nothing.
+func (r *registrations) stopAll(ctx context.Context) {
 	r.mu.Lock()
 	loops := make([]*registration, 0, len(r.loops))
 	for _, l := range r.loops {
@@ -180,7 +181,7 @@ func (r *registrations) stopAll() {
 		l.cancel()
 	}
 	r.wg.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), unregisterTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unregisterTimeout)
 	defer cancel()
 	for _, l := range loops {
 		reason := "node " + r.node() + " stopped; waiting for a node to register the trunk"
