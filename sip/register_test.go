@@ -115,7 +115,10 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	close(r.more)
 	r.more = make(chan struct{})
 	r.mu.Unlock()
-	res := sip.NewResponseFromRequest(req, rec.code, map[int]string{200: "OK", 503: "Service Unavailable"}[rec.code], nil)
+	res := sip.NewResponseFromRequest(req, rec.code, map[int]string{200: "OK", 423: "Interval Too Brief", 503: "Service Unavailable"}[rec.code], nil)
+	if rec.code == 423 {
+		res.AppendHeader(sip.NewHeader("Min-Expires", strconv.Itoa(grant)))
+	}
 	if rec.code == 200 {
 		c := req.Contact().Clone()
 		c.Params = sip.NewParams()
@@ -453,5 +456,53 @@ func TestTrunkRegistrationCluster(t *testing.T) {
 	}
 	b.s.TrunksChanged()
 	for got = reg.wait(ctx, len(got)+1); got[len(got)-1].expires != 0; got = reg.wait(ctx, len(got)+1) {
+	}
+}
+
+// A registrar that finds the lifetime asked too brief (423) gets the least it takes, and
+// credentials it refuses leave the trunk failed, saying so.
+func TestTrunkRegistrationRefusals(t *testing.T) {
+	verifyNoLeaks(t)
+	for _, tc := range []struct {
+		name     string
+		password string
+		grant    func(n int) (int, int)
+		status   string
+		reason   string // in the stored reason
+		asked    []int  // the Expires of the REGISTERs accepted past the challenge
+	}{
+		{"interval too brief", "pw", func(n int) (int, int) {
+			if n == 1 {
+				return 423, 900
+			}
+			return 200, 900
+		}, store.RegistrationRegistered, "", []int{300, 900}},
+		{"wrong password", "wrong", func(int) (int, int) { return 200, 60 }, store.RegistrationFailed, "refused the trunk's credentials", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			st, tenant := newCallStore(t)
+			reg := newRegistrar(t, "127.0.0.2", "acct", "pw", tc.grant)
+			tr := store.NewTrunk()
+			tr.Name, tr.Direction = "provider", "outbound"
+			tr.Outbound.Address, tr.Outbound.Username, tr.Outbound.Password = reg.addr, "acct", tc.password
+			tr.Outbound.Register, tr.Outbound.RegisterExpires = true, 300
+			if err := store.Create(ctx, st, tenant, tr); err != nil {
+				t.Fatal(err)
+			}
+			startRegServer(t, Config{Log: testLog(t), Store: st, DefaultTenantID: tenant, Node: "node-a", RegisterRetry: time.Minute})
+			r := registrationOf(ctx, t, st, tr, func(r *store.TrunkRegistration) bool { return r.Status != store.RegistrationPending })
+			if r.Status != tc.status || !strings.Contains(r.Reason, tc.reason) {
+				t.Errorf("registration %s (%q), want %s with %q", r.Status, r.Reason, tc.status, tc.reason)
+			}
+			var asked []int
+			for _, a := range reg.wait(ctx, len(tc.asked)) {
+				asked = append(asked, a.expires)
+			}
+			if fmt.Sprint(asked) != fmt.Sprint(tc.asked) {
+				t.Errorf("REGISTERs accepted asked %v, want %v", asked, tc.asked)
+			}
+		})
 	}
 }
