@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -124,5 +125,40 @@ func TestSIPpReferThroughProxy(t *testing.T) {
 	r.wait()
 	if got := endedCall(ctx, t, events, st, tenant, id); got.EndedReason != string(call.ReasonTransferred) {
 		t.Errorf("call ended %s, want transferred", got.EndedReason)
+	}
+}
+
+// TestSIPpOutboundReferThroughProxy: an outbound call answered through record-routing
+// proxies is transferred; its ACK, REFER and BYE follow the reversed route set
+// (uas_refer_proxy.xml checks them), and the NOTIFY reporting the new call answered ends the
+// call transferred.
+func TestSIPpOutboundReferThroughProxy(t *testing.T) {
+	verifyNoLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	events := newEventLog()
+	logs := &logBuffer{t: t}
+	s, _ := serveForSIPp(t, Config{Log: logs.logger(), Events: events})
+
+	r := newSIPp(t, "uas_refer_proxy.xml", "", 30*time.Second, "-m", "1")
+	r.start(true)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(sippMessages(t, r))
+		}
+	})
+	rec := &store.Call{To: fmt.Sprintf("sip:service@127.0.0.1:%d", r.port), Destination: "echo",
+		TimeoutSeconds: 10, Direction: store.CallOutbound}
+	if err := s.Dial(ctx, rec); err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	events.wait(ctx, t, call.EventAnswered, onTopic(rec.ID))
+	if err := s.Transfer(ctx, rec.TenantID, rec.ID, "sip:desk@pbx.example.com"); err != nil {
+		t.Fatalf("transfer: %v\n%s", err, r.report())
+	}
+	r.wait()
+	ended := events.wait(ctx, t, call.EventEnded, onTopic(rec.ID)).Data.(store.Call)
+	if ended.EndedReason != string(call.ReasonTransferred) {
+		t.Errorf("call ended %s, want transferred", ended.EndedReason)
 	}
 }
