@@ -32,7 +32,8 @@ type TrunkRegistration struct {
 	Reason string `bun:"reason,notnull" json:"reason,omitempty"`
 	// ExpiresAt is when the registrar's grant lapses unless it is refreshed.
 	ExpiresAt *time.Time `bun:"expires_at" json:"expires_at"`
-	UpdatedAt time.Time  `bun:"updated_at,notnull" json:"updated_at"`
+	// UpdatedAt is when a node last stored the state; absent while none has.
+	UpdatedAt time.Time `bun:"updated_at,notnull" json:"updated_at,omitzero"`
 }
 
 // RegisteringTrunks returns the trunks of every tenant that register with their provider
@@ -128,7 +129,7 @@ func (t *Trunk) ShowRegistration(regs map[string]*TrunkRegistration) {
 		return
 	}
 	t.Registration = &TrunkRegistration{TrunkID: t.ID, TenantID: t.TenantID, Status: RegistrationPending,
-		Reason: "no node has taken up the registration yet", UpdatedAt: t.UpdatedAt}
+		Reason: "no node has taken up the registration yet"}
 }
 
 // TrunkPhoneNumber is the tenant's oldest phone number carried by the trunk: where a call
