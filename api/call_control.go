@@ -21,6 +21,10 @@ type nodeCalls struct {
 	live *callpkg.Registry
 }
 
+// TrunksChanged has the SIP server follow a trunk written through the API at once: its
+// registration starts, restarts or stops.
+func (n nodeCalls) TrunksChanged() { n.sip.TrunksChanged() }
+
 // Dial implements CallControl.
 func (n nodeCalls) Dial(ctx context.Context, c *store.Call) error { return n.sip.Dial(ctx, c) }
 

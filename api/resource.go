@@ -35,6 +35,16 @@ type resource[T any, P store.Model[T]] struct {
 	reconcile func(m, before P) error
 	// check, when set, vets a row against the node's configuration before it is written.
 	check func(ctx context.Context, s *Server, tenantID string, m P) error
+	// present, when set, fills what rows show but do not store (a trunk's registration)
+	// before they are written out.
+	present func(ctx context.Context, s *Server, tenantID string, ms ...P) error
+}
+
+func (res resource[T, P]) show(ctx context.Context, s *Server, tenantID string, ms ...P) error {
+	if res.present == nil {
+		return nil
+	}
+	return res.present(ctx, s, tenantID, ms...)
 }
 
 func (res resource[T, P]) notify(ctx context.Context, s *Server, tenantID, id, action string, m P) {
@@ -106,6 +116,9 @@ func (res resource[T, P]) create(s *Server) func(http.ResponseWriter, *http.Requ
 			return err
 		}
 		res.notify(r.Context(), s, p.TenantID, m.Base().ID, "created", m)
+		if err := res.show(r.Context(), s, p.TenantID, m); err != nil {
+			return err
+		}
 		writeJSON(w, http.StatusCreated, m)
 		return nil
 	}
@@ -121,6 +134,15 @@ func (res resource[T, P]) list(s *Server) func(http.ResponseWriter, *http.Reques
 		if err != nil {
 			return err
 		}
+		if res.present != nil {
+			ms := make([]P, len(items))
+			for i := range items {
+				ms[i] = &items[i]
+			}
+			if err := res.show(r.Context(), s, p.TenantID, ms...); err != nil {
+				return err
+			}
+		}
 		writeJSON(w, http.StatusOK, List[T]{Items: items, Total: total, Limit: page.Limit, Offset: page.Offset})
 		return nil
 	}
@@ -131,6 +153,9 @@ func (res resource[T, P]) get(s *Server) func(http.ResponseWriter, *http.Request
 		m, err := store.Get[T, P](r.Context(), s.store, p.TenantID, r.PathValue("id"))
 		if err != nil {
 			return res.notFound(err)
+		}
+		if err := res.show(r.Context(), s, p.TenantID, m); err != nil {
+			return err
 		}
 		writeJSON(w, http.StatusOK, m)
 		return nil
@@ -169,6 +194,9 @@ func (res resource[T, P]) update(s *Server) func(http.ResponseWriter, *http.Requ
 			return res.notFound(err)
 		}
 		res.notify(r.Context(), s, p.TenantID, m.Base().ID, "updated", m)
+		if err := res.show(r.Context(), s, p.TenantID, m); err != nil {
+			return err
+		}
 		writeJSON(w, http.StatusOK, m)
 		return nil
 	}
@@ -224,6 +252,13 @@ var (
 		keepReadOnly: func(dst, src *store.Trunk) {
 			dst.InboundPasswordEnc, dst.OutboundPasswordEnc = src.InboundPasswordEnc, src.OutboundPasswordEnc
 		},
+		present: showRegistrations,
+		// The SIP server starts, restarts or stops the trunk's registration at once.
+		changed: func(_ context.Context, s *Server, _, _, _ string, _ *store.Trunk) {
+			if w, ok := s.cfg.Calls.(trunkWatcher); ok {
+				w.TrunksChanged()
+			}
+		},
 	}
 	providerResource = resource[store.ModelProvider, *store.ModelProvider]{
 		singular: "provider", plural: "providers", tag: "Model providers", scope: store.ScopeAdmin, new: store.NewModelProvider,
@@ -247,6 +282,28 @@ var (
 		},
 	}
 )
+
+// trunkWatcher is told of every trunk written through the API (the SIP server, which
+// registers the trunks that ask it).
+type trunkWatcher interface{ TrunksChanged() }
+
+// showRegistrations fills the registration of each trunk that registers with its provider.
+func showRegistrations(ctx context.Context, s *Server, tenantID string, ts ...*store.Trunk) error {
+	ids := make([]string, 0, len(ts))
+	for _, t := range ts {
+		if t.Outbound.Register {
+			ids = append(ids, t.ID)
+		}
+	}
+	regs, err := store.TrunkRegistrations(ctx, s.store, tenantID, ids)
+	if err != nil {
+		return err
+	}
+	for _, t := range ts {
+		t.ShowRegistration(regs)
+	}
+	return nil
+}
 
 // checkProviderURL refuses a tenant's provider whose base_url is obviously not public (a
 // loopback, private or link-local address, localhost), unless the operator allows private

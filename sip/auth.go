@@ -134,8 +134,10 @@ func digestResponse(method, uri, username, password, realm, nonce, qop, nc, cnon
 }
 
 // verify checks credentials given for req against password. The digest is computed over
-// the uri the caller states, which must name the request's target: the same user, host
-// and port, whatever parameters (;transport=tcp) either carries.
+// the uri the caller states, which must name the request's target: the same host and port,
+// and the same user or none, whatever parameters (;transport=tcp) either carries. A uri of
+// host and port alone is SIPp's default, which RFC 3261 §22.4 allows (the digest covers the
+// uri stated) and Asterisk accepts.
 func (c credentials) verify(req *sip.Request, password string) bool {
 	if c.Algorithm != "" && !strings.EqualFold(c.Algorithm, "MD5") {
 		return false
@@ -150,7 +152,8 @@ func (c credentials) verify(req *sip.Request, password string) bool {
 	return subtle.ConstantTimeCompare([]byte(strings.ToLower(c.Response)), []byte(want)) == 1
 }
 
-// sameTarget says whether the digest uri names the request URI r.
+// sameTarget says whether the digest uri names the request URI r: its host and port, with
+// its user or none.
 func sameTarget(digestURI string, r *sip.Uri) bool {
 	var u sip.Uri
 	if err := sip.ParseUri(digestURI, &u); err != nil {
@@ -165,7 +168,7 @@ func sameTarget(digestURI string, r *sip.Uri) bool {
 		}
 		return 5060
 	}
-	return u.User == r.User && strings.EqualFold(u.Host, r.Host) &&
+	return (u.User == r.User || u.User == "") && strings.EqualFold(u.Host, r.Host) &&
 		port(u.Port, u.IsEncrypted()) == port(r.Port, r.IsEncrypted())
 }
 

@@ -1286,6 +1286,8 @@ func TestDigestTrunk(t *testing.T) {
 		{"request URI with transport", "sip:support@" + addr + ";transport=udp", "sip:support@" + addr, 200},
 		{"uri of another port", "sip:support@" + addr, "sip:support@127.0.0.1:5999", 403},
 		{"uri of another user", "sip:support@" + addr, "sip:sales@" + addr, 403},
+		{"uri of our host and port without user", "sip:support@" + addr, "sip:" + addr, 200},
+		{"uri of another port without user", "sip:support@" + addr, "sip:127.0.0.1:5999", 403},
 	} {
 		var to sip.Uri
 		if err := sip.ParseUri(tc.target, &to); err != nil {

@@ -73,6 +73,9 @@ func (s *Server) authenticate(ctx context.Context, req *sip.Request, src netip.A
 		creds = &c
 	}
 	var who caller
+	if reg := s.regs.match(req, src); reg != nil && (req.Recipient.User == reg.trunk.ID || d.number == nil && d.builtin == "") {
+		return s.admitRegistered(ctx, src, reg, d)
+	}
 	if d.number != nil {
 		who, ref = s.admitToTenant(ctx, req, creds, src, d.number.TenantID)
 	} else {
@@ -151,6 +154,10 @@ func admitsByDigest(t *store.Trunk, src netip.Addr) bool {
 // admitToTenant checks a caller against the trunks of the tenant that owns the number it
 // dialled, and no other tenant's.
 func (s *Server) admitToTenant(ctx context.Context, req *sip.Request, creds *credentials, src netip.Addr, tenantID string) (caller, *refusal) {
+	// The provider a trunk of the tenant registered with sends its calls from its registrar.
+	if t := s.regs.ofTenant(tenantID, src); t != nil {
+		return caller{tenantID: tenantID, trunk: t}, nil
+	}
 	trunks, err := store.FindTenantInboundTrunks(ctx, s.cfg.Store, tenantID)
 	if err != nil {
 		s.log.Error("trunks not readable", "error", err)
@@ -184,6 +191,33 @@ func (s *Server) admitToTenant(ctx context.Context, req *sip.Request, creds *cre
 		return caller{}, s.challenge(false)
 	}
 	return caller{tenantID: tenantID, trunk: proven[0]}, nil
+}
+
+// admitRegistered admits a call that arrived on a trunk's registration (see
+// registrations.match) for the trunk's tenant, when it comes from the trunk's registrar or
+// from an address the trunk allows. It goes to the tenant's number it dialled (the To user,
+// which providers set to the number called), else to the oldest number the trunk carries.
+func (s *Server) admitRegistered(ctx context.Context, src netip.Addr, reg *registration, d dialled) (caller, *refusal) {
+	t := own(&reg.trunk)
+	if !reg.fromRegistrar(src) && !inCIDRs(src, t.Inbound.AllowedCIDRs) {
+		return caller{}, forbidden("calls on the registration of trunk " + t.ID + " come from its registrar or the addresses it allows")
+	}
+	who := caller{tenantID: t.TenantID, trunk: t, dest: d}
+	if d.builtin != "" || d.number != nil && d.number.TenantID == t.TenantID {
+		return who, nil
+	}
+	d.number = nil
+	pn, err := store.TrunkPhoneNumber(ctx, s.cfg.Store, t.TenantID, t.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		s.log.Error("phone numbers not readable", "error", err)
+		return caller{}, unavailable("database")
+	default:
+		d.number = pn
+	}
+	who.dest = d
+	return who, nil
 }
 
 // claim is another tenant's claim on a caller that dialled what no tenant owns.

@@ -82,6 +82,14 @@ type Config struct {
 	// total takes the place of the oldest connection that has carried no valid request
 	// yet, and is closed only when there is none.
 	TCPMaxConns, TCPMaxConnsPerAddr int
+	// RegisterSync is how often the server reads which trunks register with their
+	// provider, renews its lease on those it registers and takes over those whose node
+	// stopped renewing (zero: 30 s; a lease lasts three of these). Trunks changed through
+	// this node's API are taken up at once (TrunksChanged).
+	RegisterSync time.Duration
+	// RegisterRetry is the wait after a failed registration, doubled at each failure in a
+	// row up to RegisterRetryMax (zero: 5 s and 5 min).
+	RegisterRetry, RegisterRetryMax time.Duration
 	// OpusComplexity is the Opus encoder's complexity, 0-10 (zero: the media default, cheap
 	// enough for many calls a core).
 	OpusComplexity int
@@ -106,6 +114,7 @@ type Server struct {
 	client *sipgo.Client
 	nonces *nonces
 	calls  *registry
+	regs   *registrations
 	// proxyRoute sends outbound INVITEs through Config.OutboundProxy; nil: straight.
 	proxyRoute *sip.RouteHeader
 
@@ -207,6 +216,7 @@ func New(cfg Config) (*Server, error) {
 		edgeLog: newLogLimit(20, 10*time.Second),
 		conns:   newConnLimits(cfg.TCPMaxConns, cfg.TCPMaxConnsPerAddr), proxyRoute: route}
 	client.TxRequester = originator{s: s, tx: ua.TransactionLayer(), tp: ua.TransportLayer()}
+	s.regs = newRegistrations(s)
 	s.handle(sip.OPTIONS, s.onOptions)
 	s.handle(sip.INVITE, s.onInvite)
 	s.handle(sip.ACK, s.onAck)
@@ -318,6 +328,8 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener, t
 	}
 	close(s.ready)
 	s.log.Info("sip listening", "addr", pc.LocalAddr().String())
+	regsDone := make(chan struct{})
+	go func() { defer close(regsDone); s.regs.run(ctx) }()
 
 	var err error
 	select {
@@ -334,6 +346,7 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener, t
 	s.mu.Unlock()
 	s.log.Info("sip stopping: hanging up active calls", "calls", s.active.Load())
 	s.wg.Wait() // calls see ctx end and hang up
+	<-regsDone  // trunks unregister from the SIP socket before it closes
 	_ = pc.Close()
 	if l != nil {
 		_ = l.Close()

@@ -208,6 +208,9 @@ type Trunk struct {
 	// The passwords, sealed with the server secret (see Sealer); never sent to clients.
 	InboundPasswordEnc  string `bun:"inbound_password_enc,notnull" json:"-"`
 	OutboundPasswordEnc string `bun:"outbound_password_enc,notnull" json:"-"`
+	// Registration is the state of the trunk's outbound registration, read-only: filled
+	// (ShowRegistration) when a trunk that registers is shown, never stored with the trunk.
+	Registration *TrunkRegistration `bun:"-" json:"registration,omitempty"`
 }
 
 // TrunkInbound says who may send calls over the trunk.
@@ -228,10 +231,23 @@ type TrunkOutbound struct {
 	Username  string `json:"username"`
 	CallerID  string `json:"caller_id"`
 	Register  bool   `json:"register"`
+	// Registrar is where the trunk registers (host or host:port), when it is not Address.
+	Registrar string `json:"registrar,omitempty"`
+	// RegisterExpires is the registration's lifetime asked of the registrar, in seconds
+	// (zero: DefaultRegisterExpires); the registrar's grant is what counts.
+	RegisterExpires int `json:"register_expires,omitempty"`
 	// Password is write-only, as TrunkInbound.Password.
 	Password    string `json:"password,omitempty"`
 	HasPassword bool   `json:"has_password"`
 }
+
+// The lifetime a registering trunk asks of its registrar (outbound.register_expires), in
+// seconds.
+const (
+	DefaultRegisterExpires = 3600
+	MinRegisterExpires     = 60
+	MaxRegisterExpires     = 86400
+)
 
 // NewTrunk returns a trunk with the defaults a created one starts from.
 func NewTrunk() *Trunk {
@@ -300,8 +316,9 @@ func (t *Trunk) Validate() error {
 	if (t.Inbound.Username == "") != (t.InboundPasswordEnc == "") {
 		fe.add("inbound.password", "digest authentication needs both inbound.username and inbound.password")
 	}
-	if t.Direction != "outbound" && len(t.Inbound.AllowedCIDRs) == 0 && t.Inbound.Username == "" {
-		fe.add("inbound", "an inbound trunk needs allowed_cidrs, or a username and password for digest authentication")
+	// A trunk that registers takes calls from its registrar without either.
+	if t.Direction != "outbound" && !t.Outbound.Register && len(t.Inbound.AllowedCIDRs) == 0 && t.Inbound.Username == "" {
+		fe.add("inbound", "an inbound trunk needs allowed_cidrs, or a username and password for digest authentication, or outbound.register")
 	}
 	if t.Outbound.Transport == "" {
 		t.Outbound.Transport = "udp"
@@ -319,6 +336,15 @@ func (t *Trunk) Validate() error {
 	}
 	if t.Outbound.Register && (t.Outbound.Username == "" || t.OutboundPasswordEnc == "") {
 		fe.add("outbound.register", "registration needs outbound.username and outbound.password")
+	}
+	if t.Outbound.Register && t.Outbound.Address == "" && t.Outbound.Registrar == "" {
+		fe.add("outbound.registrar", "registration needs outbound.registrar or outbound.address: host or host:port of the registrar")
+	}
+	if t.Outbound.Registrar != "" && (strings.ContainsAny(t.Outbound.Registrar, " /@") || !validHostPort(t.Outbound.Registrar)) {
+		fe.add("outbound.registrar", "must be host or host:port")
+	}
+	if e := t.Outbound.RegisterExpires; e != 0 && (e < MinRegisterExpires || e > MaxRegisterExpires) {
+		fe.add("outbound.register_expires", "must be %d to %d seconds (or 0: %d)", MinRegisterExpires, MaxRegisterExpires, DefaultRegisterExpires)
 	}
 	return fe.err()
 }
