@@ -265,9 +265,32 @@ func (s *Server) hangupWebRTCCall(ctx context.Context, p *Principal, id string) 
 	}
 	if err := s.cfg.WebRTC.HangupWebRTCCall(ctx, p.TenantID, id); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return errNotFound("WebRTC session")
+			return s.hangupWebRTCElsewhere(ctx, p, id)
 		}
 		return err
+	}
+	return nil
+}
+
+// hangupWebRTCElsewhere ends, as the caller's hang-up, a browser's call that another node of
+// the cluster carries (the load balancer sent its DELETE here); anything else is the
+// session's 404.
+func (s *Server) hangupWebRTCElsewhere(ctx context.Context, p *Principal, id string) error {
+	cc, ok := s.cfg.Calls.(interface {
+		HangupAs(ctx context.Context, tenantID, callID string, reason callpkg.Reason) error
+	})
+	if !ok {
+		return errNotFound("WebRTC session")
+	}
+	if c, err := s.storedCall(ctx, p.TenantID, id); err != nil || c.Direction != store.CallWeb || c.EndedAt != nil {
+		return errNotFound("WebRTC session")
+	}
+	if err := cc.HangupAs(ctx, p.TenantID, id, callpkg.ReasonCallerHangup); err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			return e
+		}
+		return errNotFound("WebRTC session")
 	}
 	return nil
 }

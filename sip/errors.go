@@ -72,6 +72,8 @@ var (
 type CallError struct {
 	Err    error
 	Reason string
+	// Node is the node that carries the call, for ErrCallElsewhere.
+	Node string
 }
 
 func (e *CallError) Error() string { return "sip: " + e.Reason }
