@@ -75,7 +75,7 @@ func (h *Hooks) attempt(ctx context.Context, d *store.WebhookDelivery) {
 	switch {
 	case err == nil:
 	case ctx.Err() != nil:
-		// The node is stopping: the attempt does not count against the delivery.
+		// The node is stopping: the delivery is due again at once, for the next node to run.
 		a = store.WebhookAttempt{Status: store.DeliveryPending, Next: time.Now(), Error: "the node stopped during the attempt"}
 	case errors.Is(err, netguard.ErrPrivateAddress):
 		// It would be refused again: no retry can succeed while the operator forbids it.

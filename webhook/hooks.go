@@ -140,8 +140,9 @@ func (h *Hooks) Observe(o Observer) {
 }
 
 // observeTimeout bounds the work of one event (reading the call's server, writing its
-// delivery); the hub runs each observation on a goroutine of its own, and none may linger.
-const observeTimeout = 30 * time.Second
+// delivery, retried while the database is away); the hub runs each observation on a
+// goroutine of its own, and none may linger.
+const observeTimeout = time.Minute
 
 func (h *Hooks) observe(ev *realtime.Event) {
 	ctx, cancel := context.WithTimeout(context.Background(), observeTimeout)
@@ -293,11 +294,20 @@ func (h *Hooks) enqueue(ctx context.Context, cs *callServer, p Payload, key stri
 	d := &store.WebhookDelivery{Row: store.Row{ID: p.ID, TenantID: p.TenantID}, CallID: p.CallID, Event: p.Type,
 		URL: cs.server.URL, Source: cs.source, SourceID: cs.sourceID, Payload: body, SecretEnc: cs.server.SealedSecret(),
 		DedupeKey: key + "/" + cs.server.URL}
-	if _, err := store.EnqueueWebhook(ctx, h.cfg.Store, d); err != nil {
-		return err
+	// A database that is away for a moment does not lose the event: the write is retried
+	// until observeTimeout (the call itself never waits for it).
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		_, err := store.EnqueueWebhook(ctx, h.cfg.Store, d)
+		if err == nil {
+			h.Wake()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
 	}
-	h.Wake()
-	return nil
 }
 
 // Wake has Run look at the queue now (a delivery was enqueued or redelivered).

@@ -472,3 +472,45 @@ func TestTranscriptAndOtherNodes(t *testing.T) {
 		t.Errorf("events delivered: %d kinds, want started, transcript, ended", n)
 	}
 }
+
+// TestPhoneNumberServer: a call whose agent names no server goes to the server of the
+// number it was dialled to; an agent's own server wins over its number's.
+func TestPhoneNumberServer(t *testing.T) {
+	st, tenantID, _ := openStore(t, store.SQLite)
+	numberRecv, agentRecv := newReceiver(t, 200), newReceiver(t, 200)
+	plain := store.NewAgent()
+	plain.Name = "Plain"
+	if err := store.Create(context.Background(), st, tenantID, plain); err != nil {
+		t.Fatal(err)
+	}
+	hooked, _ := agentWithServer(t, st, tenantID, agentRecv.URL)
+	pn := store.NewPhoneNumber()
+	pn.Number, pn.Server = "+15550199", &store.CallServer{URL: numberRecv.URL, Secret: "a-secret-of-my-own-choosing"}
+	if err := store.Create(context.Background(), st, tenantID, pn); err != nil {
+		t.Fatal(err)
+	}
+	if pn.Server.Secret != "" || !pn.Server.SecretSet {
+		t.Errorf("a secret the client gave is shown back: %+v", pn.Server)
+	}
+	hub := realtime.NewHub(realtime.Options{})
+	h := webhook.New(webhook.Config{Store: st, Node: "node-a", Options: webhook.Options{AllowPrivate: true, PollEvery: 50 * time.Millisecond}})
+	h.Observe(hub)
+	runHooks(t, h)
+
+	for _, tc := range []struct {
+		agent  *store.Agent
+		recv   *receiver
+		source string
+	}{{plain, numberRecv, "phone_number"}, {hooked, agentRecv, "agent"}} {
+		rec := callRecord(t, st, tenantID, tc.agent.ID, "node-a")
+		_ = hub.Publish(tenantID, call.Topic(rec.ID), call.EventAnswered, rec)
+		ds := waitDeliveries(t, st, tenantID, rec.ID, allIn(store.DeliveryDelivered, 1))
+		if ds[0].Source != tc.source || ds[0].URL != tc.recv.URL {
+			t.Errorf("call of %s: delivered from %s to %s", tc.agent.Name, ds[0].Source, ds[0].URL)
+		}
+	}
+	got := numberRecv.received()
+	if len(got) != 1 || !verifyAsReadme("a-secret-of-my-own-choosing", got[0]) {
+		t.Errorf("the number's server got %d posts, or one not signed with its own secret", len(got))
+	}
+}
