@@ -20,6 +20,18 @@ import (
 	"github.com/switchboard-go/switchboard/webhook"
 )
 
+// storeDelivery writes a pending delivery of a call webhook of the tenant's call, as the
+// node's hooks do, and returns its ID.
+func (ts *testServer) storeDelivery(tenantID, callID string) string {
+	ts.t.Helper()
+	d := &store.WebhookDelivery{Row: store.Row{TenantID: tenantID}, CallID: callID, Event: store.CallServerStarted,
+		URL: "https://hooks.example.com/calls", Source: "agent", Payload: []byte(`{"type":"call.started"}`), DedupeKey: callID + "/fixture"}
+	if _, err := store.EnqueueWebhook(context.Background(), ts.Store, d); err != nil {
+		ts.t.Fatal(err)
+	}
+	return d.ID
+}
+
 // TestCallServerPrivateURLRefused: unless the operator allows private webhooks, an agent's
 // or a phone number's server on a loopback, private or link-local address (or localhost)
 // is refused at create and update, 422 naming server.url, and nothing is written.
