@@ -40,13 +40,7 @@ func (h *Hooks) Run(ctx context.Context) {
 			if free == 0 {
 				break
 			}
-			due, err := store.ClaimWebhooks(ctx, h.cfg.Store, h.cfg.Timeout+leaseMargin, free)
-			if err != nil {
-				if ctx.Err() == nil {
-					h.log.Warn("call webhooks: the queue is not readable", "error", err)
-				}
-				break
-			}
+			due, err := h.claim(ctx, free)
 			for i := range due {
 				sem <- struct{}{}
 				d := due[i]
@@ -54,6 +48,10 @@ func (h *Hooks) Run(ctx context.Context) {
 					defer func() { <-sem }()
 					h.attempt(ctx, &d)
 				})
+			}
+			if err != nil {
+				h.log.Warn("call webhooks: the queue is not readable", "error", err)
+				break
 			}
 			if len(due) < free {
 				break
@@ -66,6 +64,15 @@ func (h *Hooks) Run(ctx context.Context) {
 		case <-h.wake:
 		}
 	}
+}
+
+// claim takes up to n due deliveries. It is not cut short by ctx: a claim whose answer
+// was lost would hold its deliveries for a lease with no attempt; what it took is attempted
+// (at once recorded due again, when the node is stopping).
+func (h *Hooks) claim(ctx context.Context, n int) ([]store.WebhookDelivery, error) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.Timeout)
+	defer cancel()
+	return store.ClaimWebhooks(cctx, h.cfg.Store, h.cfg.Timeout+leaseMargin, n)
 }
 
 // attempt posts d once and records how it went.
