@@ -112,11 +112,16 @@ type callServer struct {
 	server   *store.CallServer
 	source   string
 	sourceID string
-	ended    time.Time
+	// answered is when the entry was made; ended when its call ended (zero while live).
+	answered, ended time.Time
 }
 
-// tombstoneFor is how long an ended call's entry is kept.
-const tombstoneFor = time.Minute
+// tombstoneFor is how long an ended call's entry is kept; keepLive how long a live one is
+// at most, should its call.ended never be observed (a relay that lost events).
+const (
+	tombstoneFor = time.Minute
+	keepLive     = 24 * time.Hour
+)
 
 // New returns the node's call webhooks.
 func New(cfg Config) *Hooks {
@@ -174,6 +179,7 @@ func (h *Hooks) started(ctx context.Context, ev *realtime.Event) error {
 	if err != nil {
 		return err
 	}
+	cs.answered = time.Now()
 	h.mu.Lock()
 	if prev := h.calls[rec.ID]; prev == nil || prev.ended.IsZero() {
 		h.calls[rec.ID] = cs
@@ -201,7 +207,7 @@ func (h *Hooks) ended(ctx context.Context, ev *realtime.Event) error {
 	cs := h.calls[rec.ID]
 	h.calls[rec.ID] = &callServer{ended: now}
 	for id, c := range h.calls {
-		if !c.ended.IsZero() && now.Sub(c.ended) > tombstoneFor {
+		if !c.ended.IsZero() && now.Sub(c.ended) > tombstoneFor || c.ended.IsZero() && now.Sub(c.answered) > keepLive {
 			delete(h.calls, id)
 		}
 	}
