@@ -47,6 +47,8 @@ var layoutRules = []layoutRule{
 		"provider is the per-tenant registry of model and speech providers; it knows no transport and no HTTP routing"},
 	{"metrics", []string{"api", "sip", "rtc", "mediastream", "realtime", "call", "agent", "session", "knowledge", "provider", "media", "store", "web"},
 		"metrics is the node's Prometheus registry at the bottom of the map, so that any package can register on it; what it measures comes in as plain values"},
+	{"webhook", []string{"sip", "rtc", "mediastream", "agent", "session", "knowledge", "provider", "web"},
+		"webhook posts calls' events to their servers from the hub's events and the store; it knows no transport and no agent"},
 	{"store", []string{"api", "sip", "rtc", "mediastream", "realtime", "call", "agent", "session", "knowledge", "provider", "media", "web"},
 		"store is at the bottom: models, migrations and queries; nothing of ours above it"},
 }

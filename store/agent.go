@@ -45,6 +45,9 @@ type Agent struct {
 	// (without prompt.system, which is the instructions column) under agentConfigMeta. It
 	// is made before each write and split after each read; nothing else uses it.
 	MetadataColumn map[string]any `bun:"metadata,type:json" json:"-"`
+
+	// Server is where the agent's calls' events are posted (call webhooks); nil: nowhere.
+	Server *CallServer `bun:"server,type:json" json:"server"`
 }
 
 // agentConfigMeta is the key of the metadata column that holds an agent's Config.

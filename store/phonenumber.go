@@ -37,6 +37,9 @@ type PhoneNumber struct {
 	Destination string         `bun:"destination,notnull" json:"destination"`
 	TrunkID     *string        `bun:"trunk_id" json:"trunk_id"`
 	Metadata    map[string]any `bun:"metadata,type:json" json:"metadata"`
+	// Server is where the events of calls to (or from) the number are posted when its
+	// agent names no server of its own (call webhooks); nil: nowhere.
+	Server *CallServer `bun:"server,type:json" json:"server"`
 	// Routable says whether calls dialled to the number reach it, and NotRoutable why not;
 	// both are read-only, and filled from NumberKey whenever the number is written as JSON.
 	Routable    bool   `bun:"-" json:"routable"`

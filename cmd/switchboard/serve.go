@@ -268,7 +268,7 @@ func (n *server) buildAPI(ctx context.Context, providers *provider.Registry, web
 		Hub: n.hub, Streams: n.streams, Providers: providers, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: api.NodeCalls(n.sipSrv, n.calls, n.hub, c.Node, n.log), RecordingsDir: n.recordings, VoicemailsDir: n.voicemails,
 		WebRTC: rtcCalls, MediaStreams: mediastream.NewCalls(n.web), Checks: api.SIPChecks(n.sipSrv), Knowledge: n.knowledge, KnowledgeMaxUpload: int64(c.KnowledgeMaxUploadMiB) << 20,
 		AllowPrivateFiles: c.AllowPrivateFiles, FileLimits: netguard.FileLimits{MaxBytes: int64(c.FileMaxMiB) << 20, Timeout: c.FileTimeout},
-		Metrics: n.metrics, MetricsToken: c.MetricsToken, MetricsAllow: c.MetricsAllow, Draining: n.calls.Draining, Pprof: c.Pprof})
+		Metrics: n.metrics, MetricsToken: c.MetricsToken, MetricsAllow: c.MetricsAllow, Draining: n.calls.Draining, Pprof: c.Pprof, CallWebhooks: c.CallWebhooks()})
 	// Knowledge documents this node left processing when it stopped, and those of nodes
 	// that died, are taken up again; its ingestions stop (to be resumed) when it does.
 	srv.Knowledge().Start(context.WithoutCancel(ctx))
@@ -298,8 +298,7 @@ func (n *server) listen(ctx context.Context) error {
 	n.onClose(n.sip.Stop)
 
 	flushCtx, stopFlush := context.WithCancel(context.WithoutCancel(ctx))
-	n.flushed = make(chan struct{})
-	go func() { n.auth.RunFlusher(flushCtx, 30*time.Second); close(n.flushed) }()
+	n.flushed = n.srv.StartCallWebhooks(flushCtx, func(ctx context.Context) { n.auth.RunFlusher(ctx, 30*time.Second) })
 	go n.srv.RunRevalidation(flushCtx, api.RevalidateEvery)
 	n.stopFlush = stopFlush
 

@@ -23,6 +23,7 @@ import (
 	"github.com/switchboard-go/switchboard/rtc"
 	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
+	"github.com/switchboard-go/switchboard/webhook"
 )
 
 // Config is everything a node is told at start, from flags or the environment (flags win).
@@ -89,6 +90,11 @@ type Config struct {
 	// DrainTimeout is how long a stopping node lets its calls end on their own, taking no
 	// new ones, before it ends those left.
 	DrainTimeout time.Duration
+
+	// Call webhooks: attempts of a delivery, the wait after its first failure (doubled
+	// after each further one), and the bound of one attempt.
+	WebhookMaxAttempts             int
+	WebhookBackoff, WebhookTimeout time.Duration
 }
 
 // Settings of the node, each a flag and a variable (internal/settings; README's
@@ -123,7 +129,7 @@ func (c *Config) ServeSettings(s *settings.Set) {
 	s.Text(&c.SIPAddr, "sip-addr", "SWITCHBOARD_SIP_ADDR", ":5060", "SIP listen address, UDP and TCP", nil)
 	s.Text(&c.PublicIP, "public-ip", "SWITCHBOARD_PUBLIC_IP", "", "address advertised in SIP and SDP when behind NAT", nil)
 	s.Text(&c.ProvidersFile, "providers-file", "SWITCHBOARD_PROVIDERS_FILE", "", "YAML file of model providers for the gateway", nil)
-	s.Bool(&c.AllowPrivateWebhooks, "allow-private-webhooks", "SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS", false, "let agents' tool webhooks reach loopback and private addresses")
+	s.Bool(&c.AllowPrivateWebhooks, "allow-private-webhooks", "SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS", false, "let agents' tool webhooks and call webhooks reach loopback and private addresses")
 	s.Bool(&c.AllowPrivateProviders, "allow-private-providers", "SWITCHBOARD_ALLOW_PRIVATE_PROVIDERS", false, "let tenants' model and speech providers reach loopback and private addresses")
 	s.Bool(&c.AllowPrivateFiles, "allow-private-files", "SWITCHBOARD_ALLOW_PRIVATE_FILES", false, "let the runner fetch file_uri parts from loopback and private addresses")
 	s.Int(&c.FileMaxMiB, "file-max-mib", "SWITCHBOARD_FILE_MAX_MIB", 20, 0, noMax, "largest file the runner fetches for a file_uri part, in MiB")
@@ -158,6 +164,19 @@ func (c *Config) ServeSettings(s *settings.Set) {
 	s.Networks(&c.MetricsAllow, "metrics-allow", "SWITCHBOARD_METRICS_ALLOW", "networks (CIDR) and addresses, comma-separated, whose scrapers reach /metrics without the token")
 	s.Bool(&c.Pprof, "pprof", "SWITCHBOARD_PPROF", false, "serve the Go runtime's profiles at /debug/pprof/ to the operator (an admin key of the default tenant)")
 	c.WebRTC.settings(s)
+	c.webhookSettings(s)
+}
+
+func (c *Config) webhookSettings(s *settings.Set) {
+	s.Int(&c.WebhookMaxAttempts, "webhook-max-attempts", "SWITCHBOARD_WEBHOOK_MAX_ATTEMPTS", webhook.DefaultMaxAttempts, 1, 100, "attempts of a call webhook's delivery before it is failed")
+	s.Duration(&c.WebhookBackoff, "webhook-backoff", "SWITCHBOARD_WEBHOOK_BACKOFF", webhook.DefaultBackoff, "wait after a call webhook's first failed attempt, doubled after each further one (at most an hour) and jittered")
+	s.Duration(&c.WebhookTimeout, "webhook-timeout", "SWITCHBOARD_WEBHOOK_TIMEOUT", webhook.DefaultTimeout, "longest one attempt to post a call webhook may take, answer included")
+}
+
+// CallWebhooks are the options of the node's call webhooks; they reach private addresses
+// when agents' tool webhooks may (SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS).
+func (c *Config) CallWebhooks() webhook.Options {
+	return webhook.Options{AllowPrivate: c.AllowPrivateWebhooks, MaxAttempts: c.WebhookMaxAttempts, Backoff: c.WebhookBackoff, Timeout: c.WebhookTimeout}
 }
 
 // WebRTC configures the node's WebRTC peers.
