@@ -242,11 +242,11 @@ func TestMachineWords(t *testing.T) {
 	for text, want := range map[string]bool{
 		"Hi, you've reached Sam. Please leave a message after the tone.": true,
 		"The person you are calling is not available.":                   true,
-		"I can’t take your call right now":                                true,
-		"YOU HAVE REACHED THE VOICEMAIL OF":                               true,
-		"Hello?":                                                          false,
-		"Hello, who is this?":                                             false,
-		"":                                                                false,
+		"I can’t take your call right now":                               true,
+		"YOU HAVE REACHED THE VOICEMAIL OF":                              true,
+		"Hello?":                                                         false,
+		"Hello, who is this?":                                            false,
+		"":                                                               false,
 	} {
 		if got := MachineWords(text); got != want {
 			t.Errorf("MachineWords(%q) = %v; want %v", text, got, want)
