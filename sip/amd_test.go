@@ -17,7 +17,9 @@ import (
 // amdAgent is the agent of the tests' outbound calls: it says when it started talking
 // (ServeCall) or leaving its message, and leaves it as a second of 440 Hz.
 type amdAgent struct {
-	served chan time.Time
+	// transcript is what its transcriber hears in any greeting; "": it has none.
+	transcript string
+	served     chan time.Time
 	left   chan time.Time
 	heard  chan string // the message it was asked to leave
 }
@@ -34,7 +36,7 @@ func (a *amdAgent) ServeCall(_ context.Context, c *Call) {
 }
 
 func (a *amdAgent) transcribe(context.Context, string, []int16, int) (string, bool, error) {
-	return "", false, nil
+	return a.transcript, a.transcript != "", nil
 }
 
 func (a *amdAgent) leaveMessage(_ context.Context, s media.Stream, _, text string) error {
@@ -65,8 +67,9 @@ func TestSIPpAnsweringMachineDetection(t *testing.T) {
 	beepEnd := greetingEnd + 800*time.Millisecond
 	message := "Hi, this is Switchboard calling about your order. Please call us back."
 	for _, tt := range []struct {
-		name   string
-		audio  []int16
+		name       string
+		transcript string // what the agent's transcriber hears
+		audio      []int16
 		mode   string
 		want   string
 		reason call.Reason
@@ -75,15 +78,18 @@ func TestSIPpAnsweringMachineDetection(t *testing.T) {
 		// after the greeting and the silence that ends it.
 		leftAfter time.Duration
 	}{
-		{"human", amdtest.Join(amdtest.Silence(0.4), amdtest.Speak(t, voice, amdtest.Humans[0]), amdtest.Silence(6)),
+		{"human", "", amdtest.Join(amdtest.Silence(0.4), amdtest.Speak(t, voice, amdtest.Humans[0]), amdtest.Silence(6)),
 			store.AMDDetectThenMessage, store.AMDHuman, call.ReasonAgentHangup, false, 0},
-		{"machine with beep", amdtest.Join(amdtest.Silence(0.4), greeting, amdtest.Silence(0.3), amdtest.Beep(t, 1000, 0.5), amdtest.Silence(6)),
+		{"machine with beep", "", amdtest.Join(amdtest.Silence(0.4), greeting, amdtest.Silence(0.3), amdtest.Beep(t, 1000, 0.5), amdtest.Silence(6)),
 			store.AMDDetectThenMessage, store.AMDMachine, call.ReasonVoicemail, true, beepEnd},
-		{"machine without beep", amdtest.Join(amdtest.Silence(0.4), greeting, amdtest.Silence(6)),
+		{"machine without beep", "", amdtest.Join(amdtest.Silence(0.4), greeting, amdtest.Silence(6)),
 			store.AMDDetectThenMessage, store.AMDMachine, call.ReasonVoicemail, false, greetingEnd + greetingOver},
-		{"machine reported", amdtest.Join(amdtest.Silence(0.4), greeting, amdtest.Silence(2)),
+		{"machine reported", "", amdtest.Join(amdtest.Silence(0.4), greeting, amdtest.Silence(2)),
 			store.AMDDetect, store.AMDMachine, call.ReasonAgentHangup, false, 0},
-		{"silence", amdtest.Silence(6), store.AMDDetect, store.AMDUnknown, call.ReasonAgentHangup, false, 0},
+		// A short recorded "leave a message" sounds like a person's hello; its words do not.
+		{"machine by its words", "Sorry, leave a message.", amdtest.Join(amdtest.Silence(0.4), amdtest.Speak(t, voice, "Sorry, leave a message."), amdtest.Silence(4)),
+			store.AMDDetect, store.AMDMachine, call.ReasonAgentHangup, false, 0},
+		{"silence", "", amdtest.Silence(6), store.AMDDetect, store.AMDUnknown, call.ReasonAgentHangup, false, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			st, tenant := newCallStore(t)
@@ -96,6 +102,7 @@ func TestSIPpAnsweringMachineDetection(t *testing.T) {
 			}
 			events := newEventLog()
 			agent := newAMDAgent()
+			agent.transcript = tt.transcript
 			logs := &logBuffer{t: t}
 			s, _ := serveForSIPp(t, Config{Store: st, DefaultTenantID: tenant, Events: events, Agents: agent, Log: logs.logger()})
 
@@ -120,6 +127,9 @@ func TestSIPpAnsweringMachineDetection(t *testing.T) {
 
 			if got.Result != tt.want {
 				t.Fatalf("call.amd %+v; want %s", got, tt.want)
+			}
+			if tt.transcript != "" && (got.Reason != "transcript" || got.Transcript != tt.transcript) {
+				t.Errorf("call.amd %+v; want decided by the transcript", got)
 			}
 			if tt.want != store.AMDUnknown && (got.Confidence < 0.5 || got.Confidence > 1) {
 				t.Errorf("confidence %v", got.Confidence)
