@@ -20,8 +20,8 @@ type amdAgent struct {
 	// transcript is what its transcriber hears in any greeting; "": it has none.
 	transcript string
 	served     chan time.Time
-	left   chan time.Time
-	heard  chan string // the message it was asked to leave
+	left       chan time.Time
+	heard      chan string // the message it was asked to leave
 }
 
 func newAMDAgent() *amdAgent {
@@ -70,10 +70,10 @@ func TestSIPpAnsweringMachineDetection(t *testing.T) {
 		name       string
 		transcript string // what the agent's transcriber hears
 		audio      []int16
-		mode   string
-		want   string
-		reason call.Reason
-		beep   bool
+		mode       string
+		want       string
+		reason     call.Reason
+		beep       bool
 		// leftAfter is when the message should start, from the answer: after the beep, or
 		// after the greeting and the silence that ends it.
 		leftAfter time.Duration
