@@ -101,6 +101,9 @@ const (
 	beepHighHz = 2100
 	beepStepHz = 25
 	beepBins   = (beepHighHz-beepLowHz)/beepStepHz + 1
+	// bankBins rounds the bank up to groups of four, run side by side (the filters are
+	// independent, so the processor overlaps them); the bins past beepBins are not read.
+	bankBins = (beepBins + 3) / 4 * 4
 	// toneRatio is the share of a frame's power one bin must hold for the frame to be tone.
 	// Speech spreads its power over harmonics and formants and never comes close.
 	toneRatio = 0.55
@@ -109,6 +112,8 @@ const (
 	minSpeechRMS = 250
 	// noiseFactor puts the speech threshold this far above the tracked noise floor.
 	noiseFactor = 3
+	// noiseFrames is the window of the noise floor: half a second.
+	noiseFrames = 25
 	// hangover bridges dips in speech shorter than this (stops, short pauses between words)
 	// so that they are not silence.
 	hangoverFrames = 5
@@ -119,12 +124,13 @@ const (
 type Detector struct {
 	cfg      Config
 	n        int // samples per frame
-	coeff    [beepBins]float32
+	coeff    [bankBins]float32
 	decided  bool
 	decision Decision
 
 	frames      int
-	noise       float64 // tracked noise floor (RMS)
+	noise       float64              // tracked noise floor (RMS)
+	recent      [noiseFrames]float64 // the RMS of the last frames
 	speechStart bool
 	voiced      int // frames of speech (hangover included) since the first
 	quiet       int // frames of silence in a row
@@ -143,7 +149,10 @@ func New(cfg Config) (*Detector, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	d := &Detector{cfg: cfg, n: cfg.Rate * frameMS / 1000, toneBin: -1, frameBin: -1}
+	d := &Detector{cfg: cfg, n: cfg.Rate * frameMS / 1000, toneBin: -1, frameBin: -1, noise: minSpeechRMS / noiseFactor}
+	for i := range d.recent {
+		d.recent[i] = d.noise
+	}
 	for i := range d.coeff {
 		f := float64(beepLowHz + i*beepStepHz)
 		d.coeff[i] = float32(2 * math.Cos(2*math.Pi*f/float64(cfg.Rate)))
@@ -166,9 +175,12 @@ func (d *Detector) Feed(pcm []int16) (Decision, bool, error) {
 	}
 	rms := math.Sqrt(sum / float64(d.n))
 	loud := rms > d.threshold()
-	d.trackNoise(rms, loud)
-	tone := loud && d.tone(pcm, sum)
+	tone := loud && d.tonal(pcm) && d.tone(pcm, sum)
 	d.trackTone(tone)
+	if tone {
+		rms = d.noise // a beep, however long, is not the line's noise
+	}
+	d.trackNoise(rms)
 
 	if loud {
 		d.hang = hangoverFrames
@@ -222,32 +234,51 @@ func (d *Detector) threshold() float64 {
 	return math.Max(minSpeechRMS, d.noise*noiseFactor)
 }
 
-// trackNoise follows the line's noise floor: down at once to a quieter frame, up slowly
-// through frames that are not speech, so that a steady hiss raises the threshold and
-// speech does not.
-func (d *Detector) trackNoise(rms float64, loud bool) {
-	switch {
-	case d.frames == 1 || rms < d.noise:
-		d.noise = rms
-	case !loud:
-		d.noise += (rms - d.noise) * 0.05
+// trackNoise follows the line's noise floor: the quietest frame of the last noiseFrames,
+// which speech, always broken by quieter frames between its syllables, never holds up, and
+// a steady hiss does. It starts at the threshold's floor, so that speech from the first
+// frame is speech.
+func (d *Detector) trackNoise(rms float64) {
+	d.recent[d.frames%noiseFrames] = rms
+	d.noise = d.recent[0]
+	for _, v := range d.recent[1:] {
+		d.noise = min(d.noise, v)
 	}
+}
+
+// tonal is the bank's cheap gate: a tone of 900–2100 Hz crosses zero 36 to 84 times in
+// 20 ms, and voiced speech (its power low, at the pitch and first formant) far fewer, so
+// most speech frames never reach the bank.
+func (d *Detector) tonal(pcm []int16) bool {
+	crossings := 0
+	for i := 1; i < len(pcm); i++ {
+		if (pcm[i-1] < 0) != (pcm[i] < 0) {
+			crossings++
+		}
+	}
+	ms := frameMS
+	lo, hi := 2*beepLowHz*ms/1000, 2*beepHighHz*ms/1000
+	return crossings >= lo-6 && crossings <= hi+6
 }
 
 // tone reports whether the frame's power is nearly all at one frequency of the bank,
 // keeping that bin.
 func (d *Detector) tone(pcm []int16, energy float64) bool {
 	best, bestBin := float32(0), -1
-	for b := range d.coeff {
-		c := d.coeff[b]
-		var s1, s2 float32
-		for _, x := range pcm {
-			s := float32(x) + c*s1 - s2
-			s2, s1 = s1, s
+	for b := 0; b < bankBins; b += 4 {
+		c0, c1, c2, c3 := d.coeff[b], d.coeff[b+1], d.coeff[b+2], d.coeff[b+3]
+		var a1, a2, b1, b2, e1, e2, f1, f2 float32
+		for _, v := range pcm {
+			x := float32(v)
+			a1, a2 = x+c0*a1-a2, a1
+			b1, b2 = x+c1*b1-b2, b1
+			e1, e2 = x+c2*e1-e2, e1
+			f1, f2 = x+c3*f1-f2, f1
 		}
-		p := s1*s1 + s2*s2 - c*s1*s2
-		if p > best {
-			best, bestBin = p, b
+		for i, p := range [4]float32{a1*a1 + a2*a2 - c0*a1*a2, b1*b1 + b2*b2 - c1*b1*b2, e1*e1 + e2*e2 - c2*e1*e2, f1*f1 + f2*f2 - c3*f1*f2} {
+			if p > best && b+i < beepBins {
+				best, bestBin = p, b+i
+			}
 		}
 	}
 	// A pure tone on a bin has |X|² = (A·N/2)² and energy A²·N/2: the ratio below is 1.

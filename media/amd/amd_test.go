@@ -2,6 +2,7 @@ package amd
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -143,9 +144,13 @@ func TestDetectorLongGreeting(t *testing.T) {
 }
 
 func TestDetectorBeep(t *testing.T) {
-	for _, freq := range []float64{1000, 1400, 1987.5, 2012} {
+	for _, tt := range []struct {
+		freq float64
+		dur  time.Duration
+	}{{1000, 500 * time.Millisecond}, {1400, 500 * time.Millisecond}, {1987.5, 500 * time.Millisecond}, {2012, 500 * time.Millisecond}, {1000, 1500 * time.Millisecond}} {
+		freq := tt.freq
 		audio := newPCM(8000).silence(300*time.Millisecond).speech(800*time.Millisecond, 200*time.Millisecond, 60*time.Millisecond).
-			silence(300*time.Millisecond).tone(500*time.Millisecond, freq, 8000).silence(time.Second)
+			silence(300*time.Millisecond).tone(tt.dur, freq, 8000).silence(time.Second)
 		d, _ := New(Config{Rate: 8000, AfterGreeting: 2 * time.Second})
 		var beepAt, endAt time.Duration
 		var dec Decision
@@ -167,13 +172,25 @@ func TestDetectorBeep(t *testing.T) {
 		if dec.Result != Machine || dec.Reason != ReasonBeep || !dec.Beep {
 			t.Fatalf("%v Hz: got %+v; want machine from the beep", freq, dec)
 		}
-		// The tone runs 1.4 s to 1.9 s.
+		// The tone runs from 1.4 s for its duration.
 		if beepAt < 1600*time.Millisecond || beepAt > 1750*time.Millisecond {
 			t.Errorf("%v Hz: beep heard at %v; want about 1.64 s", freq, beepAt)
 		}
-		if endAt < 1900*time.Millisecond || endAt > 2000*time.Millisecond {
-			t.Errorf("%v Hz: beep over at %v; want just after 1.9 s", freq, endAt)
+		if end := 1400*time.Millisecond + tt.dur; endAt < end || endAt > end+100*time.Millisecond {
+			t.Errorf("%v Hz, %v: beep over at %v; want just after %v", freq, tt.dur, endAt, end)
 		}
+	}
+}
+
+func TestDetectorHearsSpeechFromTheFirstFrame(t *testing.T) {
+	// A greeting that starts with the audio is not taken for the line's noise floor.
+	audio := newPCM(8000).speech(5*time.Second, 220*time.Millisecond, 60*time.Millisecond)
+	if dec, _ := run(t, Config{Rate: 8000}, audio.s); dec.Result != Machine {
+		t.Fatalf("got %+v; want machine", dec)
+	}
+	beep := newPCM(8000).tone(time.Second, 1000, 8000)
+	if _, d := run(t, Config{Rate: 8000, Timeout: 2 * time.Second}, beep.s); !d.Beep() {
+		t.Fatal("a beep from the first frame not heard")
 	}
 }
 
@@ -254,19 +271,28 @@ func TestMachineWords(t *testing.T) {
 	}
 }
 
+// BenchmarkDetectorFeed is the cost of a frame: of speech (most never reach the beep's
+// filter bank) and of a beep (every frame runs the whole bank), at 8 and 16 kHz.
 func BenchmarkDetectorFeed(b *testing.B) {
 	for _, rate := range []int{8000, 16000} {
-		audio := newPCM(rate).speech(2*time.Second, 200*time.Millisecond, 50*time.Millisecond).tone(500*time.Millisecond, 1000, 8000).silence(500 * time.Millisecond).s
-		n := rate / 50
-		frames := len(audio) / n
-		b.Run(map[int]string{8000: "8kHz", 16000: "16kHz"}[rate], func(b *testing.B) {
-			d, _ := New(Config{Rate: rate, Timeout: time.Hour, Greeting: time.Hour})
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				k := i % frames
-				_, _, _ = d.Feed(audio[k*n : (k+1)*n])
+		for _, kind := range []string{"speech", "beep"} {
+			p := newPCM(rate)
+			if kind == "speech" {
+				p.speech(2*time.Second, 200*time.Millisecond, 50*time.Millisecond)
+			} else {
+				p.tone(2*time.Second, 1000, 8000)
 			}
-		})
+			audio, n := p.s, rate/50
+			frames := len(audio) / n
+			b.Run(fmt.Sprintf("%s/%dkHz", kind, rate/1000), func(b *testing.B) {
+				d, _ := New(Config{Rate: rate, Timeout: time.Hour, Greeting: time.Hour})
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					k := i % frames
+					_, _, _ = d.Feed(audio[k*n : (k+1)*n])
+				}
+			})
+		}
 	}
 }
