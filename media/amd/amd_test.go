@@ -147,15 +147,18 @@ func TestDetectorBeep(t *testing.T) {
 	for _, tt := range []struct {
 		freq float64
 		dur  time.Duration
-	}{{1000, 500 * time.Millisecond}, {1400, 500 * time.Millisecond}, {1987.5, 500 * time.Millisecond}, {2012, 500 * time.Millisecond}, {1000, 1500 * time.Millisecond}} {
-		freq := tt.freq
-		audio := newPCM(8000).silence(300*time.Millisecond).speech(800*time.Millisecond, 200*time.Millisecond, 60*time.Millisecond).
+		rate int
+	}{{1000, 500 * time.Millisecond, 8000}, {1400, 500 * time.Millisecond, 8000}, {1987.5, 500 * time.Millisecond, 8000},
+		{2012, 500 * time.Millisecond, 8000}, {1000, 1500 * time.Millisecond, 8000}, {1400, 500 * time.Millisecond, 16000},
+		{2012, 500 * time.Millisecond, 48000}} {
+		freq, n := tt.freq, tt.rate/50
+		audio := newPCM(tt.rate).silence(300*time.Millisecond).speech(800*time.Millisecond, 200*time.Millisecond, 60*time.Millisecond).
 			silence(300*time.Millisecond).tone(tt.dur, freq, 8000).silence(time.Second)
-		d, _ := New(Config{Rate: 8000, AfterGreeting: 2 * time.Second})
+		d, _ := New(Config{Rate: tt.rate, AfterGreeting: 2 * time.Second})
 		var beepAt, endAt time.Duration
 		var dec Decision
-		for i := 0; i*160 < len(audio.s); i++ {
-			got, ok, err := d.Feed(audio.s[i*160 : (i+1)*160])
+		for i := 0; (i+1)*n <= len(audio.s); i++ {
+			got, ok, err := d.Feed(audio.s[i*n : (i+1)*n])
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -170,7 +173,7 @@ func TestDetectorBeep(t *testing.T) {
 			}
 		}
 		if dec.Result != Machine || dec.Reason != ReasonBeep || !dec.Beep {
-			t.Fatalf("%v Hz: got %+v; want machine from the beep", freq, dec)
+			t.Fatalf("%v Hz at %d Hz: got %+v; want machine from the beep", freq, tt.rate, dec)
 		}
 		// The tone runs from 1.4 s for its duration.
 		if beepAt < 1600*time.Millisecond || beepAt > 1750*time.Millisecond {
