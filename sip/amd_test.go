@@ -125,6 +125,7 @@ func TestSIPpAnsweringMachineDetection(t *testing.T) {
 			ended := events.waitN(ctx, t, 1, call.EventEnded, nil)[0].Data.(store.Call)
 			r.wait()
 
+			t.Logf("%s: %s (%s, confidence %.2f) %d ms after the answer", tt.name, got.Result, got.Reason, got.Confidence, got.DecisionMS)
 			if got.Result != tt.want {
 				t.Fatalf("call.amd %+v; want %s", got, tt.want)
 			}
