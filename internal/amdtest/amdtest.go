@@ -6,6 +6,7 @@ package amdtest
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/switchboard-go/switchboard/media"
 )
@@ -90,9 +92,14 @@ func Join(clips ...[]int16) []int16 {
 	return out
 }
 
+// toolTimeout bounds one run of espeak-ng or sox; each takes well under a second.
+const toolTimeout = 30 * time.Second
+
 func run(t testing.TB, name string, args ...string) {
 	t.Helper()
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, name, args...).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", name, err, out)
 	}
 }
@@ -185,5 +192,5 @@ func packet(seq uint16, ts uint32, frame []int16) []byte {
 	return append(eth, ip...)
 }
 
-// Name is a short name for a clip's voice, for test and benchmark output.
+// String names the voice for test and benchmark output.
 func (v Voice) String() string { return fmt.Sprintf("%s@%d", v.Name, v.Speed) }
