@@ -140,7 +140,7 @@ func TestLayout(t *testing.T) {
 // must match it, so a rename cannot silently switch a rule off.
 func TestLayoutRulesNameRealPackages(t *testing.T) {
 	pkgs := listPackages(t)
-	for _, want := range []string{"media", "realtime", "rtc", "mediastream", "sip", "agent", "knowledge", "store", "api", "metrics"} {
+	for _, want := range []string{"media", "media/amd", "realtime", "rtc", "mediastream", "sip", "agent", "knowledge", "store", "api", "metrics"} {
 		found := false
 		for _, p := range pkgs {
 			if p.ImportPath == ours(want) {

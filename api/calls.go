@@ -46,6 +46,19 @@ type CallRequest struct {
 	Metadata map[string]any `json:"metadata"`
 	// TimeoutSeconds is how long the call rings before it is no-answer: 1 to 120, default 30.
 	TimeoutSeconds *int `json:"timeout_seconds"`
+	// AMD asks for answering-machine detection once the call is answered.
+	AMD *AMDRequest `json:"amd"`
+}
+
+// AMDRequest is the answering-machine detection an outbound call asks for.
+type AMDRequest struct {
+	// Mode is detect (report who answered; the agent goes on) or detect_then_message (on a
+	// machine, leave Message after its beep or greeting, then hang up).
+	Mode string `json:"mode"`
+	// Message is what the agent says to a machine (detect_then_message only).
+	Message string `json:"message"`
+	// TimeoutSeconds bounds the detection, 2 to 60, default 10: undecided by then is unknown.
+	TimeoutSeconds int `json:"timeout_seconds"`
 }
 
 // TransferRequest says where a live call goes.
@@ -114,6 +127,9 @@ func (s *Server) placeCall(w http.ResponseWriter, r *http.Request, p *Principal)
 			return errValidation("timeout_seconds", "must be between 1 and %d", store.MaxCallTimeout)
 		}
 		c.TimeoutSeconds = *req.TimeoutSeconds
+	}
+	if req.AMD != nil {
+		c.AMD = &store.CallAMD{Mode: req.AMD.Mode, Message: req.AMD.Message, TimeoutSeconds: req.AMD.TimeoutSeconds}
 	}
 	if err := c.Validate(); err != nil {
 		return err

@@ -43,6 +43,9 @@ func (s *Server) Dial(ctx context.Context, rec *store.Call) error {
 	if err != nil {
 		return err
 	}
+	if rec.AMD != nil {
+		h = amdHandler{next: h, cfg: *rec.AMD}
+	}
 	slot, err := s.cfg.Calls.Acquire(rec.TenantID)
 	if err != nil {
 		return err

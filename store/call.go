@@ -67,6 +67,7 @@ const (
 	EndedAgentError        = "agent-error"       // the agent's brain or speech failed
 	EndedICEFailed         = "ice-failed"        // a browser's ICE did not connect in time, or failed
 	EndedPeerDisconnected  = "peer-disconnected" // a browser closed its connection or went silent
+	EndedVoicemail         = "voicemail"         // an answering machine answered and the call's message was left on it
 )
 
 // liveStatuses are the statuses of a call not yet ended.
@@ -117,6 +118,10 @@ type Call struct {
 	// Report is the end-of-call report of a call an agent carried: ended reason, duration,
 	// turns, latencies, usage (empty for other calls).
 	Report map[string]any `bun:"report,type:json" json:"report"`
+	// AMD is the answering-machine detection of an outbound call that asked for one: its
+	// mode and, once decided, who answered (nil for other calls). It is replaced, never
+	// changed in place: the copies of a record the call writer queues share it.
+	AMD *CallAMD `bun:"amd,type:json" json:"amd,omitempty"`
 }
 
 // CallQuality is how the media of a call fared, from its RTP and RTCP.
@@ -192,6 +197,12 @@ func (c *Call) Validate() error {
 	fe.metadata("metadata", c.Metadata)
 	if c.Direction == CallOutbound {
 		c.validateOutbound(&fe)
+	}
+	if c.AMD != nil {
+		if c.Direction != CallOutbound {
+			fe.add("amd", "answering-machine detection is for outbound calls only")
+		}
+		c.AMD.validate(&fe, c.AgentID != nil)
 	}
 	return fe.err()
 }
