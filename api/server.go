@@ -30,6 +30,7 @@ import (
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/session"
 	"github.com/switchboard-go/switchboard/store"
+	"github.com/switchboard-go/switchboard/telemetry"
 )
 
 // Config holds what the API needs; cmd/switchboard builds it.
@@ -118,6 +119,9 @@ type Config struct {
 	// Pprof serves the Go runtime's profiles at /debug/pprof/ to the operator
 	// (SWITCHBOARD_PPROF; see pprof.go). Off by default: the paths are not found.
 	Pprof bool
+	// Tracing traces every request (a span per request, a client's traceparent followed;
+	// tracing.go). Nil: none.
+	Tracing *telemetry.Tracing
 }
 
 // Server is the HTTP API of one node.
@@ -262,7 +266,7 @@ func New(cfg Config) *Server {
 	s.registerMetrics()
 	s.routes = s.allRoutes()
 	s.mux = s.buildMux()
-	s.handler = s.recoverer(s.logRequests(s.mux))
+	s.handler = s.recoverer(s.traceRequests(s.logRequests(s.mux)))
 	return s
 }
 

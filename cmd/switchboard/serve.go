@@ -31,6 +31,7 @@ import (
 	"github.com/switchboard-go/switchboard/rtc"
 	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
+	"github.com/switchboard-go/switchboard/telemetry"
 )
 
 // serve runs the node until ctx ends (the first SIGINT or SIGTERM), then drains: it stops
@@ -93,6 +94,7 @@ type server struct {
 	// starts to stop, and makes /health/ready answer 503.
 	metrics  *metrics.Registry
 	draining atomic.Bool
+	tracing  *telemetry.Tracing // nil: the node does not trace
 
 	httpSrv   *http.Server
 	sip       *sip.Serving
@@ -135,7 +137,11 @@ func (n *server) open(ctx context.Context) error {
 
 // construct builds the parts, in the order they depend on each other: events, the
 // tenants' providers, the cluster's heartbeat, knowledge, calls, the API.
-func (n *server) construct(ctx context.Context) error {
+func (n *server) construct(ctx context.Context) (err error) {
+	if n.tracing, err = telemetry.New(ctx, n.cfg.Tracing); err != nil {
+		return err
+	}
+	n.onClose(n.tracing.Shutdown) // after everything else: the drain's spans are exported
 	if err := n.startEvents(ctx); err != nil {
 		return err
 	}
@@ -227,6 +233,7 @@ func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (
 	// it, and it holds the node's and each tenant's limits.
 	n.calls = call.NewRegistry(callcap.New(c.MaxCalls, c.MaxTenantCalls))
 	n.calls.Measure(n.metrics.Calls()) // counted where they live and end, whatever carries them
+	n.calls.Trace(n.tracing)
 	n.web = call.NewNode(webCtx, call.NodeConfig{Store: n.st, Events: n.hub, Calls: n.calls, Node: c.Node, Log: log,
 		Agent: func(ctx context.Context, c *call.Call, ag *store.Agent) { agents.Answer(ctx, c, ag) }})
 	var rtcCalls api.WebRTCCalls
@@ -271,7 +278,7 @@ func (n *server) buildAPI(ctx context.Context, providers *provider.Registry, web
 		Hub: n.hub, Streams: n.streams, Providers: providers, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: api.NodeCalls(n.sipSrv, n.calls), RecordingsDir: n.recordings, VoicemailsDir: n.voicemails,
 		WebRTC: rtcCalls, MediaStreams: mediastream.NewCalls(n.web), Checks: api.SIPChecks(n.sipSrv), Knowledge: n.knowledge, KnowledgeMaxUpload: int64(c.KnowledgeMaxUploadMiB) << 20,
 		AllowPrivateFiles: c.AllowPrivateFiles, FileLimits: netguard.FileLimits{MaxBytes: int64(c.FileMaxMiB) << 20, Timeout: c.FileTimeout},
-		Metrics: n.metrics, MetricsToken: c.MetricsToken, MetricsAllow: c.MetricsAllow, Draining: n.draining.Load, Pprof: c.Pprof})
+		Metrics: n.metrics, MetricsToken: c.MetricsToken, MetricsAllow: c.MetricsAllow, Draining: n.draining.Load, Pprof: c.Pprof, Tracing: n.tracing})
 	// Knowledge documents this node left processing when it stopped, and those of nodes
 	// that died, are taken up again; its ingestions stop (to be resumed) when it does.
 	srv.Knowledge().Start(context.WithoutCancel(ctx))
