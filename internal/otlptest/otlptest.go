@@ -22,24 +22,25 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Span is one span received, with its resource's service name.
+// Span is one span received, with its resource's service name. Its methods are safe on the
+// zero Span (none found).
 type Span struct {
 	Service string
 	*tracepb.Span
 }
 
 // TraceID is the span's trace id in hex, as a traceparent spells it.
-func (s Span) TraceID() string { return hex.EncodeToString(s.Span.TraceId) }
+func (s Span) TraceID() string { return hex.EncodeToString(s.GetTraceId()) }
 
 // SpanID is the span's id in hex.
-func (s Span) SpanID() string { return hex.EncodeToString(s.Span.SpanId) }
+func (s Span) SpanID() string { return hex.EncodeToString(s.GetSpanId()) }
 
 // ParentID is the id of the span's parent in hex ("" for a root).
-func (s Span) ParentID() string { return hex.EncodeToString(s.Span.ParentSpanId) }
+func (s Span) ParentID() string { return hex.EncodeToString(s.GetParentSpanId()) }
 
 // Attr is the value of the span's attribute key as text ("" when it has none).
 func (s Span) Attr(key string) string {
-	for _, kv := range s.Attributes {
+	for _, kv := range s.GetAttributes() {
 		if kv.Key == key {
 			return valueText(kv.Value)
 		}
@@ -191,7 +192,7 @@ func Describe(spans []Span) string {
 	var b bytes.Buffer
 	for _, s := range spans {
 		fmt.Fprintf(&b, "  %s trace=%s span=%s parent=%s", s.Name, s.TraceID(), s.SpanID(), s.ParentID())
-		for _, kv := range s.Attributes {
+		for _, kv := range s.GetAttributes() {
 			fmt.Fprintf(&b, " %s=%s", kv.Key, valueText(kv.Value))
 		}
 		b.WriteByte('\n')
