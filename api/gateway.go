@@ -80,17 +80,17 @@ func (s *Server) serveGateway(d gatewayDialect) func(http.ResponseWriter, *http.
 			return err
 		}
 		c := &call{principal: p, surface: d.surface, asked: ask.model, stream: ask.stream, started: time.Now()}
-		r, span := traceGateway(r, c)
+		ctx, span := traceGateway(r.Context(), c)
 		defer span.End()
 		c.span = span
-		if err := s.resolve(r.Context(), c, req); err != nil {
+		if err := s.resolve(ctx, c, req); err != nil {
 			return err
 		}
-		if err := s.refuseSpent(r.Context(), p.TenantID, ask.model, c.route.Price); err != nil {
+		if err := s.refuseSpent(ctx, p.TenantID, ask.model, c.route.Price); err != nil {
 			return err
 		}
 		if !ask.stream {
-			resp, err := s.complete(r.Context(), c, req)
+			resp, err := s.complete(ctx, c, req)
 			if err != nil {
 				s.record(c, llm.Usage{}, asError(err).Status)
 				return err
@@ -100,7 +100,7 @@ func (s *Server) serveGateway(d gatewayDialect) func(http.ResponseWriter, *http.
 			s.record(c, resp.Usage, http.StatusOK)
 			return nil
 		}
-		st, err := s.stream(r.Context(), c, req)
+		st, err := s.stream(ctx, c, req)
 		if err != nil {
 			s.record(c, llm.Usage{}, asError(err).Status)
 			return err

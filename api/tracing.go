@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 
@@ -52,13 +53,12 @@ func (s *Server) traceRequests(next http.Handler) http.Handler {
 
 // traceGateway starts the span of a gateway request below the request's, named by its
 // surface; what it asked and what it cost go on it as the answer ends (endGateway).
-func traceGateway(r *http.Request, c *call) (*http.Request, trace.Span) {
-	ctx, span := telemetry.Start(r.Context(), "gateway "+c.surface, trace.WithSpanKind(trace.SpanKindInternal))
-	if !span.IsRecording() {
-		return r, span
+func traceGateway(ctx context.Context, c *call) (context.Context, trace.Span) {
+	ctx, span := telemetry.Start(ctx, "gateway "+c.surface, trace.WithSpanKind(trace.SpanKindInternal))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("gen_ai.request.model", c.asked), attribute.Bool("gateway.stream", c.stream))
 	}
-	span.SetAttributes(attribute.String("gen_ai.request.model", c.asked), attribute.Bool("gateway.stream", c.stream))
-	return r.WithContext(ctx), span
+	return ctx, span
 }
 
 // endGateway puts what a gateway request used on its span.

@@ -237,7 +237,7 @@ func TestTracing(t *testing.T) {
 	}
 	reqs := model.Requests()
 	gwTrace, gwParent := parsedTraceparent(reqs[len(reqs)-1].Header)
-	spans = rcv.Wait(t, 30*time.Second, "the gateway request's spans", func(spans []otlptest.Span) bool {
+	rcv.Wait(t, 30*time.Second, "the gateway request's spans", func(spans []otlptest.Span) bool {
 		byID := map[string]otlptest.Span{}
 		for _, s := range spans {
 			byID[s.SpanID()] = s
