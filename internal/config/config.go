@@ -167,15 +167,22 @@ func (c *Config) tracingSettings(s *settings.Set) {
 	}
 	s.Text(&t.Endpoint, "otel-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", "", "OTLP/HTTP collector base URL; traces go to its /v1/traces (empty: no tracing)", endpoint)
 	s.Text(&t.TracesEndpoint, "otel-traces-endpoint", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "", "OTLP/HTTP URL of traces, used as given; wins over --otel-endpoint", endpoint)
-	s.Secret(&t.Headers, "otel-headers", "OTEL_EXPORTER_OTLP_HEADERS", "headers of every export, key=value pairs, comma-separated, values URL-encoded", 0)
+	s.SecretOf(&t.Headers, "otel-headers", "OTEL_EXPORTER_OTLP_HEADERS", "headers of every export, key=value pairs, comma-separated, values URL-encoded", func(v string) error {
+		if _, err := telemetry.ParseHeaders(v); err != nil {
+			return errors.New("must be key=value pairs, comma-separated, values URL-encoded")
+		}
+		return nil
+	})
 	s.Text(&t.ServiceName, "otel-service-name", "OTEL_SERVICE_NAME", "switchboard", "service.name of the node's spans", nil)
 	s.Text(&t.Sampler, "otel-traces-sampler", "OTEL_TRACES_SAMPLER", "parentbased_always_on", "which traces are kept: "+strings.Join(telemetry.Samplers, ", "), settings.OneOf(telemetry.Samplers...))
 	s.Text(&t.SamplerArg, "otel-traces-sampler-arg", "OTEL_TRACES_SAMPLER_ARG", "", "the ratio of traces kept by the traceidratio samplers, from 0 to 1 (default 1)", func(v string) error {
 		if v == "" {
 			return nil
 		}
-		_, err := telemetry.NewSampler("traceidratio", v)
-		return err
+		if _, err := telemetry.NewSampler("traceidratio", v); err != nil {
+			return errors.New("must be a ratio from 0 to 1")
+		}
+		return nil
 	})
 }
 
