@@ -65,7 +65,7 @@ func (c *conversation) Listen(ctx context.Context, opts agent.ListenOptions) (ag
 		c.mu.Lock()
 		pend := c.pending
 		c.mu.Unlock()
-		c.beginTurn(ctx, in, pend)
+		c.beginTurn(in, pend)
 	}
 	return in, err
 }

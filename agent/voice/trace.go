@@ -18,9 +18,11 @@ import (
 // listens again. The transcription ran before anyone knew it would make a turn (it may
 // have been one of several speculative ones), so its span is dated from its run, not lived.
 
-// beginTurn starts the span of the caller's turn in, below the call's span in ctx, with the
+// beginTurn starts the span of the caller's turn in, below the call's span (in the
+// conversation's context: a brain may listen within the last turn's context), with the
 // transcription that made it (pend: nil for keys). It does nothing for an untraced call.
-func (c *conversation) beginTurn(ctx context.Context, in agent.Input, pend *pendingAnswer) {
+func (c *conversation) beginTurn(in agent.Input, pend *pendingAnswer) {
+	ctx := c.ctx
 	parent := trace.SpanFromContext(ctx)
 	if !parent.IsRecording() {
 		return
