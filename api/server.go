@@ -31,6 +31,8 @@ import (
 	"github.com/switchboard-go/switchboard/session"
 	"github.com/switchboard-go/switchboard/store"
 	"github.com/switchboard-go/switchboard/webhook"
+
+	"github.com/switchboard-go/switchboard/telemetry"
 )
 
 // Config holds what the API needs; cmd/switchboard builds it.
@@ -123,6 +125,10 @@ type Config struct {
 	// CallWebhooks tune the deliveries of call webhooks (webhooks.go), which the server
 	// makes of the Hub's call events and sends while RunCallWebhooks runs.
 	CallWebhooks webhook.Options
+
+	// Tracing traces every request (a span per request, a client's traceparent followed;
+	// tracing.go). Nil: none.
+	Tracing *telemetry.Tracing
 }
 
 // Server is the HTTP API of one node.
@@ -274,7 +280,7 @@ func New(cfg Config) *Server {
 	s.registerMetrics()
 	s.routes = s.allRoutes()
 	s.mux = s.buildMux()
-	s.handler = s.recoverer(s.logRequests(s.mux))
+	s.handler = s.recoverer(s.traceRequests(s.logRequests(s.mux)))
 	return s
 }
 

@@ -29,7 +29,7 @@ func NewWebRTCCalls(calls *callpkg.Node, engine *rtc.Engine, log *slog.Logger) W
 
 // StartWebRTCCall implements WebRTCCalls.
 func (w *webrtcCalls) StartWebRTCCall(ctx context.Context, tenantID string, req WebRTCSessionRequest, from string) (*StartedWebRTCCall, error) {
-	spec := callpkg.Spec{TenantID: tenantID, AgentID: req.AgentID, Destination: req.Destination,
+	spec := callpkg.Spec{TenantID: tenantID, AgentID: req.AgentID, Destination: req.Destination, Transport: "webrtc",
 		From: from, Codec: "opus", Metadata: req.Metadata}
 	// A call that cannot go where it is asked to costs no peer.
 	routed, err := w.calls.Route(ctx, spec)

@@ -25,6 +25,9 @@ type Spec struct {
 	Destination string
 	// Direction is store.CallWeb unless said otherwise.
 	Direction string
+	// Transport names what carries the call on its trace: webrtc, mediastream ("web" when
+	// empty).
+	Transport string
 	// From and To are kept in the record: who called (a browser's address, a stream's
 	// caller) and what was called (defaults to the agent or destination).
 	From, To string
@@ -118,7 +121,13 @@ func (c *Call) run(handler Handler) {
 // end is told (its peer or socket closed) last, once call.ended reached it.
 type webCarrier struct{ c *Call }
 
-func (l webCarrier) Stream() media.Stream         { return l.c.spec.Stream }
+func (l webCarrier) Stream() media.Stream { return l.c.spec.Stream }
+func (l webCarrier) Transport() string {
+	if l.c.spec.Transport == "" {
+		return "web"
+	}
+	return l.c.spec.Transport
+}
 func (l webCarrier) Stop(Reason)                  { _ = l.c.spec.Stream.Close() }
 func (l webCarrier) Tell(context.Context, Reason) {}
 func (l webCarrier) Release() []any               { return nil }

@@ -164,6 +164,7 @@ func (r *Routed) Start(ctx context.Context, spec Spec) (*Call, error) {
 	c := &Call{node: n, id: rec.ID, tenantID: rec.TenantID, spec: spec}
 	c.log = Logger(n.cfg.Log, rec).With("direction", rec.Direction)
 	c.Init(c, webCarrier{c}, NewRecorder(rec, n.cfg.Store, n.cfg.Events, c.log, spec.OnEvent), c.log, n.calls)
+	c.log = c.Logger() // with the call's trace id
 	c.Hold(slot)
 	n.calls.Add(c)
 	started = true

@@ -6,9 +6,12 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/switchboard-go/switchboard/internal/callcap"
 	"github.com/switchboard-go/switchboard/metrics"
 	"github.com/switchboard-go/switchboard/store"
+	"github.com/switchboard-go/switchboard/telemetry"
 )
 
 // Live is a live call as the node's registry holds it, whatever carries it: what the API
@@ -36,6 +39,8 @@ type Registry struct {
 	limits *callcap.Limiter
 	// measure counts the calls' lives for /metrics (nil: nothing is counted).
 	measure *metrics.Calls
+	// tracer makes each call's span (nil: calls are not traced).
+	tracer trace.Tracer
 
 	mu   sync.Mutex
 	live map[string]Live
@@ -53,6 +58,22 @@ func (r *Registry) Measure(m *metrics.Calls) {
 	if r != nil {
 		r.measure = m
 	}
+}
+
+// Trace has each call traced by t, a span from its start to its end with its turns below
+// (nil: none); set before any call.
+func (r *Registry) Trace(t *telemetry.Tracing) {
+	if r != nil {
+		r.tracer = t.Tracer()
+	}
+}
+
+// callTracer is what makes the calls' spans, or nil.
+func (r *Registry) callTracer() trace.Tracer {
+	if r == nil {
+		return nil
+	}
+	return r.tracer
 }
 
 // metrics is what counts the calls, or nil.

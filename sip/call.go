@@ -100,6 +100,7 @@ func (s *Server) newCall(rec store.Call, inbound bool, h Handler) *Call {
 	}
 	c.log = call.Logger(s.log, rec)
 	c.Init(c, sipCarrier{c}, call.NewRecorder(rec, s.cfg.Store, s.cfg.Events, c.log, nil), c.log, s.calls.node)
+	c.log = c.Logger() // with the call's trace id
 	return c
 }
 

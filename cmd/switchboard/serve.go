@@ -32,6 +32,7 @@ import (
 	"github.com/switchboard-go/switchboard/rtc"
 	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
+	"github.com/switchboard-go/switchboard/telemetry"
 )
 
 // serve runs the node until ctx ends (the first SIGINT or SIGTERM), then drains it (a second
@@ -89,7 +90,8 @@ type server struct {
 	auth       *api.Authenticator
 	srv        *api.Server
 
-	metrics *metrics.Registry // the node's Prometheus registry (/metrics)
+	metrics *metrics.Registry  // the node's Prometheus registry (/metrics)
+	tracing *telemetry.Tracing // nil: the node does not trace
 
 	httpSrv   *http.Server
 	sip       *sip.Serving
@@ -132,12 +134,15 @@ func (n *server) open(ctx context.Context) error {
 
 // construct builds the parts, in the order they depend on each other: events, the
 // tenants' providers, the cluster's heartbeat, knowledge, calls, the API.
-func (n *server) construct(ctx context.Context) error {
+func (n *server) construct(ctx context.Context) (err error) {
+	if n.tracing, err = telemetry.New(ctx, n.cfg.Tracing); err != nil {
+		return err
+	}
+	n.onClose(n.tracing.Shutdown) // after everything else: the drain's spans are exported
 	if err := n.startEvents(ctx); err != nil {
 		return err
 	}
-	// The operator's providers are trusted; those tenants configure connect through one
-	// guarded client, public addresses only unless the operator allows more.
+	// Tenants' own providers connect through one guarded client: public addresses only.
 	tenantHTTP := netguard.NewTenantClient(n.cfg.AllowPrivateProviders)
 	models, voices, err := provider.FromEnv(os.Getenv, n.cfg.ProvidersFile, tenantHTTP)
 	if err != nil {
@@ -147,7 +152,6 @@ func (n *server) construct(ctx context.Context) error {
 	if err := n.joinCluster(ctx); err != nil {
 		return err
 	}
-	// Agents search the knowledge bases the API keeps.
 	n.knowledge = knowledge.New(knowledge.Config{Store: n.st, Log: n.log, Node: n.cfg.Node, MaxUpload: int64(n.cfg.KnowledgeMaxUploadMiB) << 20,
 		Embedder: &knowledge.EmbeddingsClient{Resolve: providers.EmbeddingEndpoint}, Events: realtime.Changes{Hub: n.hub, Log: n.log}})
 	webhooks, rtcCalls, err := n.buildCalls(ctx, providers)
@@ -220,10 +224,10 @@ func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (
 	webCtx, stopWeb := context.WithCancel(context.WithoutCancel(ctx))
 	n.onClose(stopWeb)
 	n.stopWeb = stopWeb
-	// One registry of the node's live calls, whatever carries them: the API finds them in
-	// it, and it holds the node's and each tenant's limits.
+	// The node's live calls, whatever carries them, within the node's and tenants' limits.
 	n.calls = call.NewRegistry(callcap.New(c.MaxCalls, c.MaxTenantCalls))
 	n.calls.Measure(n.metrics.Calls()) // counted where they live and end, whatever carries them
+	n.calls.Trace(n.tracing)
 	n.web = call.NewNode(webCtx, call.NodeConfig{Store: n.st, Events: n.hub, Calls: n.calls, Node: c.Node, Log: log,
 		Agent: func(ctx context.Context, c *call.Call, ag *store.Agent) { agents.Answer(ctx, c, ag) }})
 	var rtcCalls api.WebRTCCalls
@@ -268,7 +272,7 @@ func (n *server) buildAPI(ctx context.Context, providers *provider.Registry, web
 		Hub: n.hub, Streams: n.streams, Providers: providers, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: api.NodeCalls(n.sipSrv, n.calls, n.hub, c.Node, n.log), RecordingsDir: n.recordings, VoicemailsDir: n.voicemails,
 		WebRTC: rtcCalls, MediaStreams: mediastream.NewCalls(n.web), Checks: api.SIPChecks(n.sipSrv), Knowledge: n.knowledge, KnowledgeMaxUpload: int64(c.KnowledgeMaxUploadMiB) << 20,
 		AllowPrivateFiles: c.AllowPrivateFiles, FileLimits: netguard.FileLimits{MaxBytes: int64(c.FileMaxMiB) << 20, Timeout: c.FileTimeout},
-		Metrics: n.metrics, MetricsToken: c.MetricsToken, MetricsAllow: c.MetricsAllow, Draining: n.calls.Draining, Pprof: c.Pprof, CallWebhooks: c.CallWebhooks()})
+		Metrics: n.metrics, MetricsToken: c.MetricsToken, MetricsAllow: c.MetricsAllow, Draining: n.calls.Draining, Pprof: c.Pprof, CallWebhooks: c.CallWebhooks(), Tracing: n.tracing})
 	// Knowledge documents this node left processing when it stopped, and those of nodes
 	// that died, are taken up again; its ingestions stop (to be resumed) when it does.
 	srv.Knowledge().Start(context.WithoutCancel(ctx))
@@ -283,11 +287,8 @@ func (n *server) buildAPI(ctx context.Context, providers *provider.Registry, web
 // answers /health) only once SIP serves on every listener.
 func (n *server) listen(ctx context.Context) error {
 	c, log := n.cfg, n.log
-	n.httpSrv = &http.Server{
-		Addr: c.HTTPAddr, Handler: n.srv.Handler(),
-		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	n.httpSrv = &http.Server{Addr: c.HTTPAddr, Handler: n.srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout: 120 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", c.HTTPAddr)
 	if err != nil {
 		return err

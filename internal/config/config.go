@@ -24,6 +24,8 @@ import (
 	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
 	"github.com/switchboard-go/switchboard/webhook"
+
+	"github.com/switchboard-go/switchboard/telemetry"
 )
 
 // Config is everything a node is told at start, from flags or the environment (flags win).
@@ -83,6 +85,9 @@ type Config struct {
 	// presents the token as a bearer, or to one whose address is in the networks.
 	MetricsToken string
 	MetricsAllow []netip.Prefix
+	// Tracing is OpenTelemetry's OTLP/HTTP export, from the standard OTEL_* variables;
+	// off without an endpoint.
+	Tracing telemetry.Config
 
 	// NodeHeartbeat is how often the node beats; NodeTimeout, how long another node may be
 	// silent before its calls are failed (node-lost).
@@ -163,6 +168,7 @@ func (c *Config) ServeSettings(s *settings.Set) {
 	s.Secret(&c.MetricsToken, "metrics-token", "SWITCHBOARD_METRICS_TOKEN", "bearer token that opens /metrics to a scraper off this host, at least 16 characters (/metrics is always open on loopback)", MinSecretLen)
 	s.Networks(&c.MetricsAllow, "metrics-allow", "SWITCHBOARD_METRICS_ALLOW", "networks (CIDR) and addresses, comma-separated, whose scrapers reach /metrics without the token")
 	s.Bool(&c.Pprof, "pprof", "SWITCHBOARD_PPROF", false, "serve the Go runtime's profiles at /debug/pprof/ to the operator (an admin key of the default tenant)")
+	c.tracingSettings(s)
 	c.WebRTC.settings(s)
 	c.webhookSettings(s)
 }
@@ -177,6 +183,37 @@ func (c *Config) webhookSettings(s *settings.Set) {
 // when agents' tool webhooks may (SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS).
 func (c *Config) CallWebhooks() webhook.Options {
 	return webhook.Options{AllowPrivate: c.AllowPrivateWebhooks, MaxAttempts: c.WebhookMaxAttempts, Backoff: c.WebhookBackoff, Timeout: c.WebhookTimeout}
+}
+
+// tracingSettings are OpenTelemetry's standard variables, each with a flag like every
+// setting; tracing is off unless an endpoint is set.
+func (c *Config) tracingSettings(s *settings.Set) {
+	t := &c.Tracing
+	endpoint := func(v string) error {
+		if v == "" {
+			return nil
+		}
+		return telemetry.CheckEndpoint(v)
+	}
+	s.Text(&t.Endpoint, "otel-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", "", "OTLP/HTTP collector base URL; traces go to its /v1/traces (empty: no tracing)", endpoint)
+	s.Text(&t.TracesEndpoint, "otel-traces-endpoint", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "", "OTLP/HTTP URL of traces, used as given; wins over --otel-endpoint", endpoint)
+	s.SecretOf(&t.Headers, "otel-headers", "OTEL_EXPORTER_OTLP_HEADERS", "headers of every export, key=value pairs, comma-separated, values URL-encoded", func(v string) error {
+		if _, err := telemetry.ParseHeaders(v); err != nil {
+			return errors.New("must be key=value pairs, comma-separated, values URL-encoded")
+		}
+		return nil
+	})
+	s.Text(&t.ServiceName, "otel-service-name", "OTEL_SERVICE_NAME", "switchboard", "service.name of the node's spans", nil)
+	s.Text(&t.Sampler, "otel-traces-sampler", "OTEL_TRACES_SAMPLER", "parentbased_always_on", "which traces are kept: "+strings.Join(telemetry.Samplers, ", "), settings.OneOf(telemetry.Samplers...))
+	s.Text(&t.SamplerArg, "otel-traces-sampler-arg", "OTEL_TRACES_SAMPLER_ARG", "", "the ratio of traces kept by the traceidratio samplers, from 0 to 1 (default 1)", func(v string) error {
+		if v == "" {
+			return nil
+		}
+		if _, err := telemetry.NewSampler("traceidratio", v); err != nil {
+			return errors.New("must be a ratio from 0 to 1")
+		}
+		return nil
+	})
 }
 
 // WebRTC configures the node's WebRTC peers.
@@ -261,10 +298,11 @@ func (c *Config) Logger(w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.LogLevel))
 	opts := &slog.HandlerOptions{Level: level}
+	// A line logged in a traced request or call carries its trace_id and span_id.
 	if strings.EqualFold(c.LogFormat, "json") {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(telemetry.LogHandler(slog.NewJSONHandler(w, opts)))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(telemetry.LogHandler(slog.NewTextHandler(w, opts)))
 }
 
 // ReadSecret returns the server secret: SWITCHBOARD_SECRET, or the one kept in the data
