@@ -255,6 +255,7 @@ func (t sipCarrier) Release() []any {
 		if err := c.recFile.Close(); err != nil {
 			c.log.Warn("recording not written", "error", err)
 		}
+		c.Edit(func(rec *store.Call) { call.KeepRecording(rec, c.srv.cfg.RecordRetention, time.Now()) })
 	}
 	c.letGo()
 	return attrs

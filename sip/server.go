@@ -67,6 +67,9 @@ type Config struct {
 	// RecordDir, when set, receives a stereo WAV of every answered call, "<call id>.wav":
 	// the far end on the left, Switchboard on the right.
 	RecordDir string
+	// RecordRetention is how long a recording is kept after its call ended (zero: kept); the
+	// node's sweeper deletes it then (call.Recordings).
+	RecordRetention time.Duration
 	// TCPIdleTimeout closes a SIP TCP or TLS connection that carries nothing, not even a
 	// CRLF keep-alive, for this long, unless a live call came over it; once the call has
 	// ended, the next silence this long closes it (zero: 150 s, above the 95-120 s

@@ -117,6 +117,11 @@ type Call struct {
 	// Report is the end-of-call report of a call an agent carried: ended reason, duration,
 	// turns, latencies, usage (empty for other calls).
 	Report map[string]any `bun:"report,type:json" json:"report"`
+	// RecordingURL is where the call's recording is served (GET /api/v1/calls/{id}/recording)
+	// while it is kept; "" when the call was not recorded or its recording was deleted.
+	RecordingURL string `bun:"recording_url,notnull" json:"recording_url"`
+	// RecordingExpiresAt is when the recording is deleted (its retention); nil: kept.
+	RecordingExpiresAt *time.Time `bun:"recording_expires_at" json:"recording_expires_at"`
 }
 
 // CallQuality is how the media of a call fared, from its RTP and RTCP.

@@ -81,7 +81,7 @@ type server struct {
 
 	knowledge  *knowledge.Service
 	voicemails string
-	recordings string // "" when calls are not recorded
+	recordings string
 	web        *call.Node
 	calls      *call.Registry
 	stopWeb    context.CancelFunc
@@ -227,8 +227,16 @@ func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (
 	// it, and it holds the node's and each tenant's limits.
 	n.calls = call.NewRegistry(callcap.New(c.MaxCalls, c.MaxTenantCalls))
 	n.calls.Measure(n.metrics.Calls()) // counted where they live and end, whatever carries them
+	// Every call is recorded when the node asks, else those of agents that ask; this node
+	// deletes the recordings it holds once their retention runs out.
+	n.recordings = filepath.Join(c.DataDir, "recordings")
+	if err := os.MkdirAll(n.recordings, 0o750); err != nil {
+		return nil, nil, fmt.Errorf("recordings: %w", err)
+	}
 	n.web = call.NewNode(webCtx, call.NodeConfig{Store: n.st, Events: n.hub, Calls: n.calls, Node: c.Node, Log: log,
-		Agent: func(ctx context.Context, c *call.Call, ag *store.Agent) { agents.Answer(ctx, c, ag) }})
+		Agent:      func(ctx context.Context, c *call.Call, ag *store.Agent) { agents.Answer(ctx, c, ag) },
+		Recordings: call.Recordings{Dir: n.recordings, All: c.RecordCalls, Retention: c.RecordingRetention}})
+	go n.web.SweepRecordings(n.bg)
 	var rtcCalls api.WebRTCCalls
 	if c.WebRTC.Enabled {
 		rcfg, err := c.WebRTC.Config(c.PublicIP, log)
@@ -251,11 +259,7 @@ func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (
 		Store: n.st, DefaultTenantID: n.def.ID, Node: c.Node, Events: n.hub, MediaTimeout: c.MediaTimeout, Agents: sip.StoreAgents(n.st, func(ctx context.Context, c *sip.Call, ag *store.Agent) { agents.Answer(ctx, c, ag) }), Calls: n.calls,
 		TCPIdleTimeout: c.SIPTCPIdleTimeout, TCPHeaderTimeout: c.SIPTCPHeaderTimeout, TCPMaxConns: c.SIPTCPMaxConns, TCPMaxConnsPerAddr: c.SIPTCPMaxConnsPerAddr}
 	if c.RecordCalls {
-		sipCfg.RecordDir = filepath.Join(c.DataDir, "recordings")
-		if err := os.MkdirAll(sipCfg.RecordDir, 0o750); err != nil {
-			return nil, nil, fmt.Errorf("recordings: %w", err)
-		}
-		n.recordings = sipCfg.RecordDir
+		sipCfg.RecordDir, sipCfg.RecordRetention = n.recordings, c.RecordingRetention
 	}
 	if n.sipSrv, err = sip.New(sipCfg); err != nil {
 		return nil, nil, err
