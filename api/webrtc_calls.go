@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 
@@ -86,6 +87,19 @@ func (w *webrtcCalls) TrickleWebRTCCall(ctx context.Context, tenantID, id string
 		return store.ErrNotFound
 	}
 	return p.AddICECandidates(frag)
+}
+
+// RenegotiateWebRTCCall implements WebRTCCalls.
+func (w *webrtcCalls) RenegotiateWebRTCCall(ctx context.Context, tenantID, id, offer string) (string, error) {
+	_, p := w.peer(tenantID, id)
+	if p == nil {
+		return "", store.ErrNotFound
+	}
+	answer, err := p.Renegotiate(ctx, offer)
+	if errors.Is(err, rtc.ErrEnded) {
+		return "", store.ErrNotFound
+	}
+	return answer, err
 }
 
 // HangupWebRTCCall implements WebRTCCalls: the call ends as the caller's hang-up, and it

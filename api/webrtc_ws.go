@@ -18,6 +18,8 @@ import (
 //
 //	{"type":"webrtc.offer","id":"1","agent_id" or "destination":…,"sdp":…}
 //	  → {"type":"ack","id":"1","action":"webrtc.offer","result":{"id","sdp","ice_servers"}}
+//	{"type":"webrtc.offer","id":"4","call_id":…,"sdp":…} → the same ack: a new offer of
+//	  the live call (an ICE restart after the browser's network changed); the call goes on
 //	{"type":"webrtc.candidate","id":"2","call_id":…,"candidate":"a=candidate:… or an RFC 8840 fragment"} → ack
 //	{"type":"webrtc.hangup","id":"3","call_id":…} → ack once the call has ended (caller-hangup)
 //
@@ -52,6 +54,9 @@ func (s *Server) offerCommand(ctx context.Context, v realtime.Viewer, msg json.R
 	}
 	delete(fields, "type")
 	delete(fields, "id")
+	if _, reoffer := fields["call_id"]; reoffer {
+		return s.reofferCommand(ctx, p, fields)
+	}
 	body, _ := json.Marshal(fields)
 	var req WebRTCSessionRequest
 	if err := decodeInto(body, &req, false); err != nil {
@@ -63,6 +68,29 @@ func (s *Server) offerCommand(ctx context.Context, v realtime.Viewer, msg json.R
 		return nil, s.commandError(err)
 	}
 	return WebRTCSession{ID: call.ID, SDP: call.Answer, ICEServers: s.iceServers()}, nil
+}
+
+// webrtcReoffer is a new offer of a live call.
+type webrtcReoffer struct {
+	CallID string `json:"call_id"`
+	SDP    string `json:"sdp"`
+}
+
+// reofferCommand answers a new offer of a live call (webrtc.offer with its call_id).
+func (s *Server) reofferCommand(ctx context.Context, p *Principal, fields map[string]json.RawMessage) (any, error) {
+	body, _ := json.Marshal(fields)
+	var req webrtcReoffer
+	if err := decodeInto(body, &req, false); err != nil {
+		return nil, s.commandError(err)
+	}
+	if req.CallID = strings.TrimSpace(req.CallID); req.CallID == "" {
+		return nil, s.commandError(errValidation("call_id", "is required: the id webrtc.offer answered with"))
+	}
+	answer, err := s.renegotiateWebRTCCall(ctx, p, req.CallID, req.SDP)
+	if err != nil {
+		return nil, s.commandError(err)
+	}
+	return WebRTCSession{ID: req.CallID, SDP: answer, ICEServers: s.iceServers()}, nil
 }
 
 func (s *Server) candidateCommand(ctx context.Context, v realtime.Viewer, msg json.RawMessage) (any, error) {
