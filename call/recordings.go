@@ -55,6 +55,14 @@ func (r Recordings) plan(ag *store.Agent) (recordingPlan, bool) {
 	return p, r.All || asked
 }
 
+// Plan says whether a call that ag (nil: a built-in destination) talks on is recorded, in
+// how many channels (2 or 1), and how long its recording is kept (zero: for good): what
+// every transport asks before it records.
+func (r Recordings) Plan(ag *store.Agent) (channels int, retention time.Duration, ok bool) {
+	p, ok := r.plan(ag)
+	return p.channels, p.retention, ok
+}
+
 // KeepRecording links a call's recording from its record (rec, which ended at now), with
 // the time it is deleted when retention is set.
 func KeepRecording(rec *store.Call, retention time.Duration, now time.Time) {

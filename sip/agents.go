@@ -24,5 +24,22 @@ func (a storeAgents) AgentHandler(ctx context.Context, tenantID, agentID string)
 	if err != nil {
 		return nil, fmt.Errorf("agent %s: %w", agentID, err)
 	}
-	return HandlerFunc(func(ctx context.Context, c *Call) { a.answer(ctx, c, ag) }), nil
+	return agentHandler{ag: ag, answer: a.answer}, nil
+}
+
+// agentHandler answers a call with its agent, whose settings (its recording) the call
+// reads through AgentOf.
+type agentHandler struct {
+	ag     *store.Agent
+	answer func(ctx context.Context, c *Call, ag *store.Agent)
+}
+
+func (h agentHandler) ServeCall(ctx context.Context, c *Call) { h.answer(ctx, c, h.ag) }
+
+// AgentOf is the agent a handler answers with, or nil (a built-in destination).
+func AgentOf(h Handler) *store.Agent {
+	if a, ok := h.(agentHandler); ok {
+		return a.ag
+	}
+	return nil
 }

@@ -19,7 +19,8 @@ import (
 // over WebRTC (a real pion peer) and a CPaaS on a media-stream socket (a real WebSocket
 // client) each play a 440 Hz tone while the agent greets them: the stereo recording served
 // by the calls API has the tone on the left and the agent's speech on the right. An agent
-// that asks for mono gets one channel with both. The records link their recordings with
+// that asks for mono gets one channel with both, over WebRTC and over SIP (the agent calls
+// the node's own echo, whose leg is not recorded). The records link their recordings with
 // the node's retention; a bad recording setting is refused naming its field.
 func TestRecordingEveryTransport(t *testing.T) {
 	t.Parallel()
@@ -156,6 +157,43 @@ func TestRecordingEveryTransport(t *testing.T) {
 		}
 		if k := speech(s[:max(0, len(s)-2*media.Rate16k)], media.Rate16k); k < 50 {
 			t.Errorf("%d frames of the agent's greeting in the recording, want 50 or more", k)
+		}
+	})
+
+	t.Run("SIP mono", func(t *testing.T) {
+		// The agent calls the node's own echo over real SIP and RTP: its leg is recorded, as
+		// it asks, in mono; the echo's leg, whose destination asks nothing, is not.
+		status, c := n.call("POST", "/api/v1/calls", key, `{"to":"sip:echo@`+n.sipAddr()+`","agent_id":"`+mono+`"}`)
+		id, _ := c["id"].(string)
+		if status != http.StatusCreated || id == "" {
+			t.Fatalf("POST /api/v1/calls: %d %v", status, c)
+		}
+		ws := dialEvents(t, n, key)
+		if f := ws.command(map[string]any{"type": "subscribe", "topics": []string{"call:" + id}}); f.Type != "ack" {
+			t.Fatalf("subscribe: %+v", f)
+		}
+		ws.waitEvent("call:"+id, "call.agent_speech") // the greeting was spoken
+		if status, body := n.call("POST", "/api/v1/calls/"+id+"/hangup", key, ""); status != http.StatusOK {
+			t.Fatalf("hangup: %d %v", status, body)
+		}
+		w := recording(t, id)
+		if w.Channels != 1 || w.Rate != media.Rate8k {
+			t.Fatalf("recording: %d channels at %d Hz, want mono at 8 kHz", w.Channels, w.Rate)
+		}
+		if k := speech(w.Samples, media.Rate8k); k < 50 {
+			t.Errorf("%d frames of the agent's greeting in the recording, want 50 or more", k)
+		}
+		// The only inbound call so far is the echo's leg.
+		_, list := n.call("GET", "/api/v1/calls?direction=inbound", key, "")
+		legs := itemIDs(t, list)
+		if len(legs) != 1 {
+			t.Fatalf("inbound calls %v, want the echo's leg", legs)
+		}
+		for _, leg := range legs {
+			rec := n.waitCall(key, leg, "ended", func(c map[string]any) bool { return c["ended_at"] != nil })
+			if status, _, _ := n.raw("GET", "/api/v1/calls/"+leg+"/recording", key, "", nil); status != http.StatusNotFound || rec["recording_url"] != "" {
+				t.Errorf("the echo's leg %s: GET recording %d, recording_url %v; want none", leg, status, rec["recording_url"])
+			}
 		}
 	})
 

@@ -233,9 +233,9 @@ func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (
 	if err := os.MkdirAll(n.recordings, 0o750); err != nil {
 		return nil, nil, fmt.Errorf("recordings: %w", err)
 	}
+	recordings := call.Recordings{Dir: n.recordings, All: c.RecordCalls, Retention: c.RecordingRetention}
 	n.web = call.NewNode(webCtx, call.NodeConfig{Store: n.st, Events: n.hub, Calls: n.calls, Node: c.Node, Log: log,
-		Agent:      func(ctx context.Context, c *call.Call, ag *store.Agent) { agents.Answer(ctx, c, ag) },
-		Recordings: call.Recordings{Dir: n.recordings, All: c.RecordCalls, Retention: c.RecordingRetention}})
+		Agent: func(ctx context.Context, c *call.Call, ag *store.Agent) { agents.Answer(ctx, c, ag) }, Recordings: recordings})
 	go n.web.SweepRecordings(n.bg)
 	var rtcCalls api.WebRTCCalls
 	if c.WebRTC.Enabled {
@@ -258,9 +258,7 @@ func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (
 	sipCfg := sip.Config{Log: log, TLS: sipTLS, PublicIP: c.PublicIP, RTPPortMin: c.RTPPorts.Min, RTPPortMax: c.RTPPorts.Max,
 		Store: n.st, DefaultTenantID: n.def.ID, Node: c.Node, Events: n.hub, MediaTimeout: c.MediaTimeout, Agents: sip.StoreAgents(n.st, func(ctx context.Context, c *sip.Call, ag *store.Agent) { agents.Answer(ctx, c, ag) }), Calls: n.calls,
 		TCPIdleTimeout: c.SIPTCPIdleTimeout, TCPHeaderTimeout: c.SIPTCPHeaderTimeout, TCPMaxConns: c.SIPTCPMaxConns, TCPMaxConnsPerAddr: c.SIPTCPMaxConnsPerAddr}
-	if c.RecordCalls {
-		sipCfg.RecordDir, sipCfg.RecordRetention = n.recordings, c.RecordingRetention
-	}
+	sipCfg.Recordings = recordings
 	if n.sipSrv, err = sip.New(sipCfg); err != nil {
 		return nil, nil, err
 	}
