@@ -24,8 +24,10 @@ type WebRTCCalls interface {
 	// HasWebRTCCall says whether id is a live WebRTC call of the tenant on this node.
 	HasWebRTCCall(tenantID, id string) bool
 	// TrickleWebRTCCall adds the candidates of an RFC 8840 fragment (rtc.ErrCandidate
-	// when it is not one; store.ErrNotFound when the call is not live).
-	TrickleWebRTCCall(ctx context.Context, tenantID, id string, frag []byte) error
+	// when it is not one; store.ErrNotFound when the call is not live). A fragment with
+	// new ICE credentials restarts ICE (WHIP, RFC 9725): it returns the node's new
+	// credentials and candidates as a fragment, and nil otherwise.
+	TrickleWebRTCCall(ctx context.Context, tenantID, id string, frag []byte) ([]byte, error)
 	// RenegotiateWebRTCCall answers a new offer of a live call, such as a browser's ICE
 	// restart, and returns the answer; the call goes on (a *rtc.OfferError when the offer
 	// cannot be answered, store.ErrNotFound when the call is not live).
@@ -97,7 +99,8 @@ func (s *Server) webrtcRoutes() []route {
 			Query: target, Request: WebRTCSessionRequest{}, Response: WebRTCSession{}, Handle: s.createWebRTCSession},
 		{Method: http.MethodPatch, Path: "/api/v1/webrtc/sessions/{id}", Tag: tag, Scope: store.ScopeWrite, Status: http.StatusNoContent, QueryToken: true, Raw: true,
 			ContentType: contentSDPFrag,
-			Summary: "Trickle ICE: add the browser's candidates, an RFC 8840 fragment (Content-Type: application/trickle-ice-sdpfrag) of a=candidate lines and a=end-of-candidates, answered 204; " +
+			Summary: "Trickle ICE: add the browser's candidates, an RFC 8840 fragment (Content-Type: application/trickle-ice-sdpfrag) of a=candidate lines and a=end-of-candidates, answered 204 " +
+				"(with a new a=ice-ufrag and a=ice-pwd, a WHIP ICE restart, answered 200 with the node's new credentials and candidates as a fragment); " +
 				"or renegotiate: a new SDP offer of the session (Content-Type: application/sdp), such as an ICE restart after the browser's network changed, answered 200 with the SDP answer. The call goes on, one call with one record",
 			Query: target[2:], Handle: s.trickleWebRTCSession},
 		{Method: http.MethodDelete, Path: "/api/v1/webrtc/sessions/{id}", Tag: tag, Scope: store.ScopeWrite, Status: http.StatusNoContent, QueryToken: true, Raw: true,
@@ -187,13 +190,20 @@ func (s *Server) trickleWebRTCSession(w http.ResponseWriter, r *http.Request, p 
 	if err != nil {
 		return err
 	}
-	if err := s.trickleWebRTCCall(r.Context(), p, id, frag); err != nil {
+	answer, err := s.trickleWebRTCCall(r.Context(), p, id, frag)
+	if err != nil {
 		if errors.Is(err, rtc.ErrCandidate) {
 			// Over HTTP the fragment is the body.
 			return &Error{Status: http.StatusBadRequest, Code: codeValidation, Message: err.Error(),
 				Details: []store.FieldError{{Field: "body", Message: err.Error()}}}
 		}
 		return err
+	}
+	if answer != nil {
+		w.Header().Set("Content-Type", contentSDPFrag)
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(answer)
+		return nil
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -271,18 +281,17 @@ func (s *Server) liveWebRTCCall(p *Principal, id string) error {
 	return nil
 }
 
-// trickleWebRTCCall adds the candidates of an RFC 8840 fragment to a live call.
-func (s *Server) trickleWebRTCCall(ctx context.Context, p *Principal, id string, frag []byte) error {
+// trickleWebRTCCall adds the candidates of an RFC 8840 fragment to a live call; a fragment
+// that restarts ICE is answered with the node's fragment.
+func (s *Server) trickleWebRTCCall(ctx context.Context, p *Principal, id string, frag []byte) ([]byte, error) {
 	if err := s.liveWebRTCCall(p, id); err != nil {
-		return err
+		return nil, err
 	}
-	if err := s.cfg.WebRTC.TrickleWebRTCCall(ctx, p.TenantID, id, frag); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return errNotFound("WebRTC session")
-		}
-		return err
+	answer, err := s.cfg.WebRTC.TrickleWebRTCCall(ctx, p.TenantID, id, frag)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errNotFound("WebRTC session")
 	}
-	return nil
+	return answer, err
 }
 
 // renegotiateWebRTCCall answers a new offer of a live call (an ICE restart): the call, its

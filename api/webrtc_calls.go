@@ -81,12 +81,12 @@ func (w *webrtcCalls) HasWebRTCCall(tenantID, id string) bool {
 }
 
 // TrickleWebRTCCall implements WebRTCCalls.
-func (w *webrtcCalls) TrickleWebRTCCall(ctx context.Context, tenantID, id string, frag []byte) error {
+func (w *webrtcCalls) TrickleWebRTCCall(ctx context.Context, tenantID, id string, frag []byte) ([]byte, error) {
 	_, p := w.peer(tenantID, id)
 	if p == nil {
-		return store.ErrNotFound
+		return nil, store.ErrNotFound
 	}
-	return p.AddICECandidates(frag)
+	return p.AddICECandidates(ctx, frag)
 }
 
 // RenegotiateWebRTCCall implements WebRTCCalls.

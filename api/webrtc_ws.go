@@ -21,6 +21,7 @@ import (
 //	{"type":"webrtc.offer","id":"4","call_id":…,"sdp":…} → the same ack: a new offer of
 //	  the live call (an ICE restart after the browser's network changed); the call goes on
 //	{"type":"webrtc.candidate","id":"2","call_id":…,"candidate":"a=candidate:… or an RFC 8840 fragment"} → ack
+//	  (a fragment of new ICE credentials restarts ICE: the ack's result is {"candidate": the node's fragment})
 //	{"type":"webrtc.hangup","id":"3","call_id":…} → ack once the call has ended (caller-hangup)
 //
 // The frame's id is the socket's request id, echoed in the ack or error, so the call is
@@ -106,13 +107,17 @@ func (s *Server) candidateCommand(ctx context.Context, v realtime.Viewer, msg js
 	if strings.HasPrefix(frag, "candidate:") {
 		frag = "a=" + frag
 	}
-	err = s.trickleWebRTCCall(ctx, p, cmd.CallID, []byte(frag+"\r\n"))
+	answer, err := s.trickleWebRTCCall(ctx, p, cmd.CallID, []byte(frag+"\r\n"))
 	if errors.Is(err, rtc.ErrCandidate) {
 		// Over HTTP the fragment is the body; here it is the candidate field.
 		return nil, realtime.CommandError(http.StatusUnprocessableEntity, codeValidation, "Invalid request: candidate "+err.Error(),
 			realtime.CommandFieldError{Field: "candidate", Message: err.Error()})
 	}
-	return nil, s.commandError(err)
+	if err != nil || answer == nil {
+		return nil, s.commandError(err)
+	}
+	// A fragment that restarted ICE is answered with the node's.
+	return map[string]string{"candidate": string(answer)}, nil
 }
 
 func (s *Server) hangupCommand(ctx context.Context, v realtime.Viewer, msg json.RawMessage) (any, error) {

@@ -212,19 +212,36 @@ func (p *Peer) Answer() string {
 }
 
 // AddICECandidates takes a client's trickled candidates: an RFC 8840 SDP fragment. A
-// fragment that is not one is an ErrCandidate naming the line.
-func (p *Peer) AddICECandidates(frag []byte) error {
-	cands, _, ufrag, err := parseTrickle(frag)
+// fragment that is not one is an ErrCandidate naming the line. A fragment with new ICE
+// credentials (a=ice-ufrag and a=ice-pwd) is a WHIP client's ICE restart (RFC 9725): the
+// node restarts ICE as for a new offer, and returns its own new credentials and candidates
+// as a fragment; otherwise it returns nil.
+func (p *Peer) AddICECandidates(ctx context.Context, frag []byte) ([]byte, error) {
+	tr, err := parseTrickle(frag)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	p.sigMu.Lock()
 	defer p.sigMu.Unlock()
-	if ufrag != "" {
-		if rd := p.pc.RemoteDescription(); rd != nil && !strings.Contains(rd.SDP, "a=ice-ufrag:"+ufrag) {
-			return fmt.Errorf("%w: ice-ufrag %q is not the session's current one (an ICE restart sends a new offer first)", ErrCandidate, ufrag)
+	var answer []byte
+	if rd := p.pc.RemoteDescription(); tr.ufrag != "" && rd != nil && tr.ufrag != iceUfrag(rd) {
+		if tr.pwd == "" {
+			return nil, fmt.Errorf("%w: ice-ufrag %q is not the session's current one; an ICE restart gives a=ice-pwd too", ErrCandidate, tr.ufrag)
 		}
+		sdp, err := p.renegotiate(ctx, withICECredentials(rd.SDP, tr.ufrag, tr.pwd))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrCandidate, err)
+		}
+		answer = answerFragment(sdp)
 	}
+	if err := p.addCandidates(tr.cands); err != nil {
+		return nil, err
+	}
+	return answer, nil
+}
+
+// addCandidates adds the client's candidates; sigMu is held.
+func (p *Peer) addCandidates(cands []webrtc.ICECandidateInit) error {
 	for _, c := range cands {
 		if err := p.pc.AddICECandidate(c); err != nil {
 			return fmt.Errorf("%w: %v", ErrCandidate, err)
@@ -244,6 +261,11 @@ func (p *Peer) Renegotiate(ctx context.Context, offer string) (string, error) {
 	}
 	p.sigMu.Lock()
 	defer p.sigMu.Unlock()
+	return p.renegotiate(ctx, offer)
+}
+
+// renegotiate is Renegotiate; sigMu is held.
+func (p *Peer) renegotiate(ctx context.Context, offer string) (string, error) {
 	if p.isDone() {
 		return "", ErrEnded
 	}

@@ -110,6 +110,49 @@ func TestWebRTCICERestart(t *testing.T) {
 		}
 	})
 
+	t.Run("WHIP fragment", func(t *testing.T) {
+		// A WHIP client (RFC 9725) restarts ICE with a fragment of its new credentials and
+		// candidates, and takes the node's new ones from the 200.
+		c, offer := newOffer(t)
+		status, h, answer := n.raw("POST", "/api/v1/webrtc/sessions?destination=echo&token="+key, "", "application/sdp", []byte(offer))
+		if status != http.StatusCreated {
+			t.Fatalf("WHIP: %d %s", status, answer)
+		}
+		if err := c.Accept(string(answer)); err != nil {
+			t.Fatal(err)
+		}
+		loc := h.Get("Location")
+		b := &browser{Client: c, t: t, n: n, id: strings.TrimPrefix(loc, "/api/v1/webrtc/sessions/")}
+		b.connect()
+		if err := b.SendTone(440); err != nil {
+			t.Fatal(err)
+		}
+		rx := b.hearsEcho(0, 50, "before the move")
+		// New credentials without their password are no restart.
+		if status, _, body := n.raw("PATCH", loc+"?token="+key, "", "application/trickle-ice-sdpfrag", []byte("a=ice-ufrag:zzzz\r\n")); status != http.StatusBadRequest || !strings.Contains(string(body), "ice-pwd") {
+			t.Errorf("PATCH a ufrag alone: %d %s, want 400 asking for a=ice-pwd", status, body)
+		}
+		moved(b, 2)
+		frag, err := b.RestartFragment()
+		if err != nil {
+			t.Fatal(err)
+		}
+		status, h, reply := n.raw("PATCH", loc+"?token="+key, "", "application/trickle-ice-sdpfrag", []byte(frag))
+		if status != http.StatusOK || h.Get("Content-Type") != "application/trickle-ice-sdpfrag" || !strings.Contains(string(reply), "a=ice-pwd:") {
+			t.Fatalf("PATCH the restart fragment: %d %v %s", status, h, reply)
+		}
+		if err := b.AcceptFragment(string(reply)); err != nil {
+			t.Fatal(err)
+		}
+		b.hearsEcho(rx, 50, "after the ICE restart")
+		if status, _, body := n.raw("DELETE", loc+"?token="+key, "", "", nil); status != http.StatusNoContent {
+			t.Fatalf("DELETE: %d %s", status, body)
+		}
+		if c := ended(b.id); c["status"] != "completed" || c["ended_reason"] != "caller-hangup" {
+			t.Errorf("call record: %s", toJSON(c))
+		}
+	})
+
 	t.Run("events socket", func(t *testing.T) {
 		ws := dialEvents(t, n, key)
 		c, offer := newOffer(t)
@@ -146,7 +189,7 @@ func TestWebRTCICERestart(t *testing.T) {
 			}
 		}
 
-		moved(b, 2)
+		moved(b, 3)
 		restart, err := b.RestartOffer()
 		if err != nil {
 			t.Fatal(err)
@@ -171,9 +214,9 @@ func TestWebRTCICERestart(t *testing.T) {
 		}
 	})
 
-	// Two calls, one record each: a restart is no new call.
+	// Three calls, one record each: a restart is no new call.
 	status, list := n.call("GET", "/api/v1/calls?direction=web", key, "")
-	if ids := itemIDs(t, list); status != http.StatusOK || len(ids) != 2 {
-		t.Errorf("web calls: %d %v, want the two calls", status, list)
+	if ids := itemIDs(t, list); status != http.StatusOK || len(ids) != 3 {
+		t.Errorf("web calls: %d %v, want the three calls", status, list)
 	}
 }

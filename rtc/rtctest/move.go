@@ -2,7 +2,9 @@ package rtctest
 
 import (
 	"errors"
+	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -124,4 +126,72 @@ func (c *Client) RestartOffer() (string, error) {
 		return "", errors.New("rtctest: candidates not gathered")
 	}
 	return c.pc.LocalDescription().SDP, nil
+}
+
+// RestartFragment restarts ICE as a WHIP client does (RFC 9725): it makes an ICE-restart
+// offer for itself and returns what it sends the node, an RFC 8840 fragment of the new
+// a=ice-ufrag, a=ice-pwd and candidates. AcceptFragment takes the node's answer.
+func (c *Client) RestartFragment() (string, error) {
+	offer, err := c.RestartOffer()
+	if err != nil {
+		return "", err
+	}
+	return iceLines(offer) + "a=end-of-candidates\r\n", nil
+}
+
+// AcceptFragment takes the node's fragment answering RestartFragment: the node's
+// description as it was, with the fragment's credentials and candidates.
+func (c *Client) AcceptFragment(frag string) error {
+	rd := c.pc.CurrentRemoteDescription()
+	if rd == nil {
+		return errors.New("rtctest: no answer to restart")
+	}
+	var ufrag, pwd string
+	var cands []string
+	for _, line := range strings.Split(frag, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "a=ice-ufrag:"):
+			ufrag = line
+		case strings.HasPrefix(line, "a=ice-pwd:"):
+			pwd = line
+		case strings.HasPrefix(line, "a=candidate:"):
+			cands = append(cands, line)
+		}
+	}
+	if ufrag == "" || pwd == "" {
+		return fmt.Errorf("rtctest: the node's fragment has no ICE credentials: %q", frag)
+	}
+	var b strings.Builder
+	for _, line := range strings.Split(rd.SDP, "\n") {
+		text := strings.TrimSpace(line)
+		switch {
+		case text == "":
+		case strings.HasPrefix(text, "a=ice-ufrag:"):
+			b.WriteString(ufrag + "\r\n")
+		case strings.HasPrefix(text, "a=ice-pwd:"):
+			b.WriteString(pwd + "\r\n")
+			for _, cand := range cands {
+				b.WriteString(cand + "\r\n")
+			}
+		case strings.HasPrefix(text, "a=candidate:"), text == "a=end-of-candidates":
+		default:
+			b.WriteString(text + "\r\n")
+		}
+	}
+	return c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: b.String()})
+}
+
+// iceLines are the ICE credentials and candidates of sdp, each once, as fragment lines.
+func iceLines(sdp string) string {
+	var b strings.Builder
+	seen := map[string]bool{}
+	for _, line := range strings.Split(sdp, "\n") {
+		text := strings.TrimSpace(line)
+		if (strings.HasPrefix(text, "a=ice-ufrag:") || strings.HasPrefix(text, "a=ice-pwd:") || strings.HasPrefix(text, "a=candidate:")) && !seen[text] {
+			seen[text] = true
+			b.WriteString(text + "\r\n")
+		}
+	}
+	return b.String()
 }
