@@ -236,7 +236,7 @@ func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (
 	recordings := call.Recordings{Dir: n.recordings, All: c.RecordCalls, Retention: c.RecordingRetention}
 	n.web = call.NewNode(webCtx, call.NodeConfig{Store: n.st, Events: n.hub, Calls: n.calls, Node: c.Node, Log: log,
 		Agent: func(ctx context.Context, c *call.Call, ag *store.Agent) { agents.Answer(ctx, c, ag) }, Recordings: recordings})
-	go n.web.SweepRecordings(n.bg)
+	go n.web.SweepRecordings(n.bg) //nolint:contextcheck // background work of the node, past the start's ctx
 	var rtcCalls api.WebRTCCalls
 	if c.WebRTC.Enabled {
 		rcfg, err := c.WebRTC.Config(c.PublicIP, log)
