@@ -32,11 +32,12 @@ func (b *browser) hearsEcho(from int64, n int64, what string) int64 {
 
 // TestWebRTCICERestart: a browser whose network changes mid-call (its socket moves to
 // another port, and what the node sends to the old one is lost) restarts ICE with a new
-// offer over the signalling it called with, the HTTP session (PATCH, application/sdp) or
-// the events socket (webrtc.offer with the call's id), and hears the echo again: the node
+// offer over the signalling it called with, the HTTP session (PATCH, application/sdp), WHIP
+// (PATCH, a fragment of new ICE credentials) or the events socket (webrtc.offer with the
+// call's id), and hears the echo again: the node
 // kept the call through the silence (its ICE disconnected, not failed) and it stays one
-// call with one record, ended by the caller. A bad re-offer is refused naming sdp and the
-// call goes on; another tenant's is not found.
+// call with one record, ended by the caller, whose metadata counts the restart. A bad
+// re-offer is refused naming sdp and the call goes on; another tenant's is not found.
 func TestWebRTCICERestart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -105,7 +106,7 @@ func TestWebRTCICERestart(t *testing.T) {
 		if status, _, body := n.raw("DELETE", path, key, "", nil); status != http.StatusNoContent {
 			t.Fatalf("DELETE: %d %s", status, body)
 		}
-		if c := ended(b.id); c["status"] != "completed" || c["ended_reason"] != "caller-hangup" {
+		if c := ended(b.id); c["status"] != "completed" || c["ended_reason"] != "caller-hangup" || c["metadata"].(map[string]any)["ice_restarts"] != 1.0 {
 			t.Errorf("call record: %s", toJSON(c))
 		}
 	})
@@ -148,7 +149,7 @@ func TestWebRTCICERestart(t *testing.T) {
 		if status, _, body := n.raw("DELETE", loc+"?token="+key, "", "", nil); status != http.StatusNoContent {
 			t.Fatalf("DELETE: %d %s", status, body)
 		}
-		if c := ended(b.id); c["status"] != "completed" || c["ended_reason"] != "caller-hangup" {
+		if c := ended(b.id); c["status"] != "completed" || c["ended_reason"] != "caller-hangup" || c["metadata"].(map[string]any)["ice_restarts"] != 1.0 {
 			t.Errorf("call record: %s", toJSON(c))
 		}
 	})
@@ -209,7 +210,7 @@ func TestWebRTCICERestart(t *testing.T) {
 		if f := ws.command(map[string]any{"type": "webrtc.hangup", "call_id": ans.ID}); f.Type != "ack" {
 			t.Fatalf("webrtc.hangup: %+v", f)
 		}
-		if c := ended(ans.ID); c["status"] != "completed" || c["ended_reason"] != "caller-hangup" {
+		if c := ended(ans.ID); c["status"] != "completed" || c["ended_reason"] != "caller-hangup" || c["metadata"].(map[string]any)["ice_restarts"] != 1.0 {
 			t.Errorf("call record: %s", toJSON(c))
 		}
 	})
