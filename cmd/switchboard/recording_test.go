@@ -135,13 +135,18 @@ func TestRecordingEveryTransport(t *testing.T) {
 				t.Fatal("the greeting never ended")
 			}
 		}
+		_, _, sent := b.Packets()
 		if err := b.SendTone(440); err != nil {
 			t.Fatal(err)
 		}
-		start := time.Now()
-		// 1.5 s of tone heard by the node: its echo-free record of it is the recording's end.
-		for time.Since(start) < 1500*time.Millisecond {
-			time.Sleep(50 * time.Millisecond)
+		// 1.5 s of tone sent, and so (on loopback) heard: the recording's end.
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if _, _, tx := b.Packets(); tx >= sent+75 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the browser did not send 1.5 s of tone in 20 s")
+			}
 		}
 		if status, _, body := n.raw("DELETE", "/api/v1/webrtc/sessions/"+b.id, key, "", nil); status != http.StatusNoContent {
 			t.Fatalf("DELETE: %d %s", status, body)
