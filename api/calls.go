@@ -96,7 +96,7 @@ func (s *Server) callRoutes() []route {
 			Response: store.CallTranscript{}, Handle: s.callTranscript},
 		{Method: http.MethodGet, Path: "/api/v1/calls/{id}/recording", Tag: tag, Scope: store.ScopeRead, Status: http.StatusOK,
 			Raw: true, ContentType: "audio/wav",
-			Summary: "The call's recording: a stereo WAV, the far end on the left and Switchboard on the right (when recording is on)",
+			Summary: "The call's recording (its record's recording_url, until its retention runs out): a stereo WAV, the far end on the left and Switchboard on the right, or mono when the agent asks",
 			Handle:  s.callRecording},
 		{Method: http.MethodGet, Path: "/api/v1/calls/{id}/voicemail", Tag: tag, Scope: store.ScopeRead, Status: http.StatusOK,
 			Raw: true, ContentType: "audio/wav",

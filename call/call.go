@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/switchboard-go/switchboard/media"
+	"github.com/switchboard-go/switchboard/store"
 )
 
 // ErrNoTransfer refuses to transfer a call whose transport has no telephone network to
@@ -62,6 +63,11 @@ type Call struct {
 	tenantID string
 	log      *slog.Logger
 	spec     Spec
+	// stream is what talks on the call reads and writes: spec.Stream, through the
+	// recording when the call is recorded.
+	stream media.Stream
+	// recording is the call's recording, when it is recorded.
+	recording *callRecording
 }
 
 // ID is the call's ID in the store ("call_…").
@@ -74,7 +80,7 @@ func (c *Call) TenantID() string { return c.tenantID }
 func (c *Call) Log() *slog.Logger { return c.log }
 
 // Stream is the call's audio.
-func (c *Call) Stream() media.Stream { return c.spec.Stream }
+func (c *Call) Stream() media.Stream { return c.stream }
 
 // Transfer is refused: a web call has no number to be handed to.
 func (c *Call) Transfer(ctx context.Context, to string) error { return ErrNoTransfer }
@@ -130,7 +136,20 @@ func (l webCarrier) Transport() string {
 }
 func (l webCarrier) Stop(Reason)                  { _ = l.c.spec.Stream.Close() }
 func (l webCarrier) Tell(context.Context, Reason) {}
-func (l webCarrier) Release() []any               { return nil }
+
+// Release finishes the call's recording, when it has one, and links it from the record.
+func (l webCarrier) Release() []any {
+	r := l.c.recording
+	if r == nil {
+		return nil
+	}
+	d := r.finish(l.c.log)
+	if d == 0 {
+		return nil
+	}
+	l.c.Edit(func(rec *store.Call) { KeepRecording(rec, r.plan.retention, time.Now()) })
+	return []any{"recording_seconds", d.Seconds()}
+}
 func (l webCarrier) Close(reason Reason) {
 	if l.c.spec.Hangup != nil {
 		l.c.spec.Hangup(string(reason))

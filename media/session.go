@@ -75,10 +75,12 @@ type RTPConfig struct {
 	// OpusConfig.MaxBandwidth); 0: 8000, wideband speech, which keeps the encoder in its
 	// cheap SILK mode.
 	OpusMaxBandwidth int
-	// Record, if set, receives a stereo WAV at Rate: left is what the peer sent, right is
-	// what we sent. The session finishes the file when the stream ends; it does not close
-	// Record. It is fed on ReadFrame's clock, so it records only while frames are read.
+	// Record, if set, receives a WAV at Rate (a Recording): in stereo, left is what the
+	// peer sent, right is what we sent. The session finishes the file when the stream ends;
+	// it does not close Record. It is fed on ReadFrame's clock.
 	Record io.WriteSeeker
+	// RecordChannels is 2 (stereo, when zero) or 1 (both sides mixed).
+	RecordChannels int
 	// RTCPInterval is the period of our RTCP reports; zero: 5 s.
 	RTCPInterval time.Duration
 	// FillSilence sends a frame of silence in each 20 ms slot nothing was written for,
@@ -138,8 +140,6 @@ const (
 	dtmfFlushAfter = 250 * time.Millisecond
 	// Events buffered for a slow consumer; one slot is kept for the final hang-up.
 	eventBuffer = 32
-	// Frames of what we sent kept for the recording until ReadFrame's clock pairs them.
-	recordFrames = 8
 	// The largest datagram read.
 	maxDatagram = 1500
 	// dtmfVolume is the level of our telephone events, in -dBm0.
@@ -225,12 +225,8 @@ type RTPSession struct {
 	dtmfPkts []DTMFPacket
 	dtmfBuf  []byte
 
-	recMu      sync.Mutex
-	rec        *WAVWriter
-	recRing    []int16
-	recHead    int
-	recN       int
-	recSilence []int16
+	// rec is the call's recording, when it is recorded.
+	rec *Recording
 
 	evMu     sync.Mutex
 	events   chan Event
@@ -345,13 +341,15 @@ func NewRTPSession(cfg RTPConfig) (*RTPSession, error) {
 	}
 	s.rtcpRemote.Store(&rr)
 	if cfg.Record != nil {
-		w, err := NewWAVWriter(cfg.Record, cfg.Rate, 2)
+		channels := cfg.RecordChannels
+		if channels == 0 {
+			channels = 2
+		}
+		rec, err := NewRecording(cfg.Record, cfg.Rate, channels)
 		if err != nil {
 			return nil, err
 		}
-		s.rec = w
-		s.recRing = make([]int16, recordFrames*s.frameLen)
-		s.recSilence = make([]int16, s.frameLen)
+		s.rec = rec
 	}
 	if s.timeout > 0 {
 		_ = s.conn.SetReadDeadline(s.start.Add(s.timeout))
@@ -485,14 +483,11 @@ func (s *RTPSession) end(reason string) {
 		if s.rtcpConn != nil {
 			_ = s.rtcpConn.Close()
 		}
-		s.recMu.Lock()
 		if s.rec != nil {
 			if err := s.rec.Close(); err != nil {
 				s.log.Warn("recording not finished", "error", err)
 			}
-			s.rec = nil
 		}
-		s.recMu.Unlock()
 		s.log.Debug("rtp session ended", "reason", reason)
 	})
 }

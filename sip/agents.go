@@ -30,7 +30,16 @@ func (a storeAgents) AgentHandler(ctx context.Context, tenantID, agentID string)
 	return agentHandler{a: a, ag: ag}, nil
 }
 
-// agentHandler is an agent's handler of a call, which can also talk to an answering machine.
+// AgentOf is the agent a handler answers with, or nil (a built-in destination).
+func AgentOf(h Handler) *store.Agent {
+	if a, ok := h.(agentHandler); ok {
+		return a.ag
+	}
+	return nil
+}
+
+// agentHandler is an agent's handler of a call, which can also talk to an answering machine;
+// the call reads its agent's settings (its recording) through AgentOf.
 type agentHandler struct {
 	a  storeAgents
 	ag *store.Agent

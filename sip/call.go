@@ -59,8 +59,9 @@ type Call struct {
 	sdp   *localSDP
 	sess  *media.RTPSession // set under mu once answered, or for early media; others than the owner use session()
 	ports *rtpPorts
-	// recFile is the call's recording, when calls are recorded.
-	recFile *os.File
+	// recFile is the call's recording, when calls are recorded, kept for recRetention.
+	recFile      *os.File
+	recRetention time.Duration
 
 	// Its lifecycle, every call's: the record, ended once with the first reason, one
 	// teardown.
@@ -256,6 +257,7 @@ func (t sipCarrier) Release() []any {
 		if err := c.recFile.Close(); err != nil {
 			c.log.Warn("recording not written", "error", err)
 		}
+		c.Edit(func(rec *store.Call) { call.KeepRecording(rec, c.recRetention, time.Now()) })
 	}
 	c.letGo()
 	return attrs

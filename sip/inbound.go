@@ -510,12 +510,16 @@ func (c *Call) openMedia() error {
 		// Silence while the handler listens: relays and NATs drop a call that carries no RTP.
 		FillSilence: true,
 	}
-	if dir := c.srv.cfg.RecordDir; dir != "" {
-		f, err := os.Create(filepath.Join(dir, c.id+".wav"))
+	rec := c.srv.cfg.Recordings
+	if rec.Dir == "" && c.srv.cfg.RecordDir != "" {
+		rec = call.Recordings{Dir: c.srv.cfg.RecordDir, All: true}
+	}
+	if channels, retention, ok := rec.Plan(AgentOf(c.handler)); ok {
+		f, err := os.Create(filepath.Join(rec.Dir, c.id+".wav"))
 		if err != nil {
 			return fmt.Errorf("recording: %w", err)
 		}
-		c.recFile, cfg.Record = f, f
+		c.recFile, cfg.Record, cfg.RecordChannels, c.recRetention = f, f, channels, retention
 	}
 	sess, err := media.NewRTPSession(cfg)
 	if err != nil {

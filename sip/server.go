@@ -67,6 +67,10 @@ type Config struct {
 	// RecordDir, when set, receives a stereo WAV of every answered call, "<call id>.wav":
 	// the far end on the left, Switchboard on the right.
 	RecordDir string
+	// Recordings, when its Dir is set, says which calls are recorded (every call, or those
+	// of agents that ask), in how many channels and for how long, as for every transport;
+	// it replaces RecordDir.
+	Recordings call.Recordings
 	// TCPIdleTimeout closes a SIP TCP or TLS connection that carries nothing, not even a
 	// CRLF keep-alive, for this long, unless a live call came over it; once the call has
 	// ended, the next silence this long closes it (zero: 150 s, above the 95-120 s

@@ -48,6 +48,8 @@ type Agent struct {
 
 	// Server is where the agent's calls' events are posted (call webhooks); nil: nowhere.
 	Server *CallServer `bun:"server,type:json" json:"server"`
+	// Recording asks for the agent's calls to be recorded, whatever carries them.
+	Recording RecordingSettings `bun:"recording,type:json" json:"recording"`
 }
 
 // agentConfigMeta is the key of the metadata column that holds an agent's Config.
@@ -223,6 +225,7 @@ func NewAgent() *Agent {
 		TransferTargets:  []string{},
 		Limits:           CallLimits{MaxDurationS: 1800, IdleTimeoutS: 30},
 		Turn:             TurnSettings{EndpointingMS: 600, Interruptions: true, MinInterruptionMS: 250, FirstMessageInterruptible: true},
+		Recording:        RecordingSettings{}.WithDefaults(),
 		Metadata:         map[string]any{},
 	}
 }
@@ -330,6 +333,8 @@ func (a *Agent) Validate() error {
 	}
 	fe.rangeInt("knowledge.limit", a.Knowledge.Limit, 1, 20)
 	fe.rangeInt("knowledge.max_chars", a.Knowledge.MaxChars, 200, 20000)
+	a.Recording = a.Recording.WithDefaults()
+	a.Recording.validate(&fe)
 	fe.metadata("metadata", a.Metadata)
 	return fe.err()
 }

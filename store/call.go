@@ -122,6 +122,11 @@ type Call struct {
 	// mode and, once decided, who answered (nil for other calls). It is replaced, never
 	// changed in place: the copies of a record the call writer queues share it.
 	AMD *CallAMD `bun:"amd,type:json" json:"amd,omitempty"`
+	// RecordingURL is where the call's recording is served (GET /api/v1/calls/{id}/recording)
+	// while it is kept; "" when the call was not recorded or its recording was deleted.
+	RecordingURL string `bun:"recording_url,notnull" json:"recording_url"`
+	// RecordingExpiresAt is when the recording is deleted (its retention); nil: kept.
+	RecordingExpiresAt *time.Time `bun:"recording_expires_at" json:"recording_expires_at"`
 }
 
 // CallQuality is how the media of a call fared, from its RTP and RTCP.

@@ -82,7 +82,7 @@ type server struct {
 
 	knowledge  *knowledge.Service
 	voicemails string
-	recordings string // "" when calls are not recorded
+	recordings string
 	web        *call.Node
 	calls      *call.Registry
 	stopWeb    context.CancelFunc
@@ -228,8 +228,15 @@ func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (
 	n.calls = call.NewRegistry(callcap.New(c.MaxCalls, c.MaxTenantCalls))
 	n.calls.Measure(n.metrics.Calls()) // counted where they live and end, whatever carries them
 	n.calls.Trace(n.tracing)
+	// Calls are recorded as the node or their agent asks; this node sweeps its expired ones.
+	n.recordings = filepath.Join(c.DataDir, "recordings")
+	if err := os.MkdirAll(n.recordings, 0o750); err != nil {
+		return nil, nil, fmt.Errorf("recordings: %w", err)
+	}
+	recordings := call.Recordings{Dir: n.recordings, All: c.RecordCalls, Retention: c.RecordingRetention}
 	n.web = call.NewNode(webCtx, call.NodeConfig{Store: n.st, Events: n.hub, Calls: n.calls, Node: c.Node, Log: log,
-		Agent: func(ctx context.Context, c *call.Call, ag *store.Agent) { agents.Answer(ctx, c, ag) }})
+		Agent: func(ctx context.Context, c *call.Call, ag *store.Agent) { agents.Answer(ctx, c, ag) }, Recordings: recordings})
+	go n.web.SweepRecordings(n.bg) //nolint:contextcheck // background work of the node, past the start's ctx
 	var rtcCalls api.WebRTCCalls
 	if c.WebRTC.Enabled {
 		rcfg, err := c.WebRTC.Config(c.PublicIP, log)
@@ -243,7 +250,6 @@ func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (
 		n.onClose(func() { _ = engine.Close() })
 		rtcCalls = api.NewWebRTCCalls(n.web, engine, log)
 	}
-	// SIP: UDP and TCP on one port, TLS on another when a certificate is set.
 	sipTLS, err := sip.LoadTLS(c.SIPTLSCert, c.SIPTLSKey)
 	if err != nil {
 		return nil, nil, err
@@ -251,13 +257,7 @@ func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (
 	sipCfg := sip.Config{Log: log, TLS: sipTLS, PublicIP: c.PublicIP, RTPPortMin: c.RTPPorts.Min, RTPPortMax: c.RTPPorts.Max,
 		Store: n.st, DefaultTenantID: n.def.ID, Node: c.Node, Events: n.hub, MediaTimeout: c.MediaTimeout, Agents: sip.StoreAgents(n.st, func(ctx context.Context, c *sip.Call, ag *store.Agent) { agents.Answer(ctx, c, ag) }, agents), Calls: n.calls,
 		TCPIdleTimeout: c.SIPTCPIdleTimeout, TCPHeaderTimeout: c.SIPTCPHeaderTimeout, TCPMaxConns: c.SIPTCPMaxConns, TCPMaxConnsPerAddr: c.SIPTCPMaxConnsPerAddr, TrustedProxies: c.SIPTrustedProxies, OutboundProxy: c.SIPOutboundProxy}
-	if c.RecordCalls {
-		sipCfg.RecordDir = filepath.Join(c.DataDir, "recordings")
-		if err := os.MkdirAll(sipCfg.RecordDir, 0o750); err != nil {
-			return nil, nil, fmt.Errorf("recordings: %w", err)
-		}
-		n.recordings = sipCfg.RecordDir
-	}
+	sipCfg.Recordings = recordings
 	if n.sipSrv, err = sip.New(sipCfg); err != nil {
 		return nil, nil, err
 	}

@@ -55,6 +55,8 @@ type Config struct {
 	Node         string
 	RecordCalls  bool
 	Demo         bool
+	// RecordingRetention is how long a recording is kept after its call (0: kept).
+	RecordingRetention time.Duration
 	// SIP over TCP and TLS: idle and header timeouts, connection caps (sip.Config).
 	SIPTCPIdleTimeout, SIPTCPHeaderTimeout time.Duration
 	SIPTCPMaxConns, SIPTCPMaxConnsPerAddr  int
@@ -153,6 +155,7 @@ func (c *Config) ServeSettings(s *settings.Set) {
 	s.Text(&c.SIPOutboundProxy, "sip-outbound-proxy", "SWITCHBOARD_SIP_OUTBOUND_PROXY", "", "SIP URI of the proxy outbound calls go through (sip:10.0.0.5:5060); empty: straight to the callee", sip.CheckOutboundProxy)
 	s.Duration(&c.MediaTimeout, "media-timeout", "SWITCHBOARD_MEDIA_TIMEOUT", 30*time.Second, "a call whose RTP stops for this long is ended")
 	s.Bool(&c.RecordCalls, "record-calls", "SWITCHBOARD_RECORD_CALLS", false, "record every answered call as a stereo WAV under the data directory's recordings/")
+	s.Duration(&c.RecordingRetention, "recording-retention", "SWITCHBOARD_RECORDING_RETENTION", 0, "delete a call's recording this long after the call ended, such as 720h (0: keep; an agent's recording.retention_days wins)")
 	s.Bool(&c.Demo, "demo", "SWITCHBOARD_DEMO", true, "create the demo agent (sip:demo@…) on first start")
 	host, _ := os.Hostname()
 	s.Text(&c.Node, "node", "SWITCHBOARD_NODE", host, "this node's name in call records; a restart fails the calls it carried (default: the host name)", nil)
