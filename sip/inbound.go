@@ -114,6 +114,10 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		refuse(ref)
 		return
 	}
+	if ref := s.checkSRTP(in, who.trunk); ref != nil {
+		refuse(ref)
+		return
+	}
 	if ref := s.chooseMediaIP(in, src.Addr()); ref != nil {
 		refuse(ref)
 		return
@@ -164,6 +168,8 @@ type invite struct {
 	expires   time.Duration
 	// mediaIP is the address our media answers from (chooseMediaIP).
 	mediaIP netip.Addr
+	// srtp is the call's SRTP as the offer and the trunk decide it (checkSRTP); nil: RTP.
+	srtp *callSRTP
 }
 
 // routeInvite decides who calls, whether they may, and what answers: the caller's tenant and
@@ -323,13 +329,14 @@ func (c *Call) openAnswer(ctx context.Context, dlg *sipgo.DialogServerSession, i
 	}
 	c.ports = ports
 	c.sdp = newLocalSDP(ip, ports.port)
+	c.srtp = in.srtp
 	if in.lateOffer {
 		// No offer in the INVITE: ours goes in the 200 and the answer comes in the ACK.
-		return c.sdp.marshal(ourCodecs, defaultEventPT, dirSendRecv, false), true
+		return c.sdp.marshalSRTP(c.srtp.lines(), ourCodecs, defaultEventPT, dirSendRecv, false), true
 	}
 	c.codec, c.eventPT, c.remote = in.offer.Codecs[0], in.offer.EventPT, in.offer.RTP
 	c.dir = answerDirection(in.offer.Direction, in.offer.Held)
-	return c.sdp.marshal([]media.CodecSpec{c.codec}, c.eventPT, c.dir, false), true
+	return c.sdp.marshalSRTP(c.srtp.lines(), []media.CodecSpec{c.codec}, c.eventPT, c.dir, false), true
 }
 
 // answerInvite answers the call with body (after early media, when the handler plays
@@ -366,6 +373,9 @@ func (c *Call) answerInvite(ctx context.Context, dlg *sipgo.DialogServerSession,
 		answer, err := parseSDP(ack)
 		if err == nil {
 			err = c.sdp.reaches(answer)
+		}
+		if err == nil {
+			err = c.takeSRTPAnswer(answer)
 		}
 		if err != nil {
 			log.Info("no usable answer in the ACK", "error", err)
@@ -476,6 +486,7 @@ func (c *Call) openMedia() error {
 		OpusComplexity: c.srv.cfg.OpusComplexity,
 		// Silence while the handler listens: relays and NATs drop a call that carries no RTP.
 		FillSilence: true,
+		SRTP:        c.srtp.config(),
 	}
 	if dir := c.srv.cfg.RecordDir; dir != "" {
 		f, err := os.Create(filepath.Join(dir, c.id+".wav"))

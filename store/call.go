@@ -117,6 +117,10 @@ type Call struct {
 	// Report is the end-of-call report of a call an agent carried: ended reason, duration,
 	// turns, latencies, usage (empty for other calls).
 	Report map[string]any `bun:"report,type:json" json:"report"`
+
+	// MediaSecurity says how a SIP call's media was carried: "srtp" (encrypted, SDES),
+	// "none" (plain RTP); "" before the call is answered and for other transports.
+	MediaSecurity string `bun:"media_security,notnull" json:"media_security"`
 }
 
 // CallQuality is how the media of a call fared, from its RTP and RTCP.
