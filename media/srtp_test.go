@@ -267,32 +267,3 @@ func newSRTPPathPair(t testing.TB, codec CodecSpec, rate int, suite SRTPSuite) *
 	}
 	return p
 }
-
-// BenchmarkRTPSessionPathSRTP is BenchmarkRTPSessionPath with and without SRTP in one run:
-// a frame encoded, packetized and encrypted on one session, then authenticated, decrypted,
-// taken in and played out on the other, which is what an echo call's media costs per frame
-// beyond its sockets. Run with -count to interleave the variants:
-//
-//	go test -run '^$' -bench 'RTPSessionPathSRTP' -count 5 ./media/
-func BenchmarkRTPSessionPathSRTP(b *testing.B) {
-	for _, tc := range []struct {
-		codec CodecSpec
-		rate  int
-	}{{specPCMU, Rate8k}, {specOpus, Rate16k}} {
-		for _, suite := range []SRTPSuite{"", SRTPAES128SHA1_80, SRTPAES128SHA1_32} {
-			name := string(suite)
-			if name == "" {
-				name = "RTP"
-			}
-			b.Run(tc.codec.Name+"/"+itoa(tc.rate)+"/"+name, func(b *testing.B) {
-				p := newSRTPPathPair(b, tc.codec, tc.rate, suite)
-				now := time.Now()
-				b.ReportAllocs()
-				for b.Loop() {
-					now = now.Add(FrameDuration)
-					p.frame(b, now)
-				}
-			})
-		}
-	}
-}
