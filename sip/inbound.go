@@ -280,12 +280,27 @@ func (s *Server) newInboundCall(ctx context.Context, dlg *sipgo.DialogServerSess
 	c := s.newCall(rec, true, h)
 	c.uas = dlg
 	c.contact = s.contactFor(req.Transport(), s.advertisedFor(ctx, req.Source()))
+	if !sipsRequested(req) {
+		// RFC 3261 §12.1.1: the answer's Contact is a SIPS URI only when the INVITE asked
+		// for one; a phone that calls sip:…;transport=tls may not take a sips: Contact
+		// (baresip 1.0 ends the call on it, without its ACK).
+		c.contact.Address.Scheme = "sip"
+	}
 	c.remoteHost = req.From().Address.Host
 	if who.trunk != nil && who.trunk.Outbound.Address != "" {
 		c.remoteHost = who.trunk.Outbound.Address
 	}
 	c.dialogID = dlg.ID
 	return c, nil
+}
+
+// sipsRequested says whether an INVITE asked for SIPS: its Request-URI, or the top
+// Record-Route when it has one, is a sips: URI.
+func sipsRequested(req *sip.Request) bool {
+	if rr := req.RecordRoute(); rr != nil {
+		return strings.EqualFold(rr.Address.Scheme, "sips")
+	}
+	return strings.EqualFold(req.Recipient.Scheme, "sips")
 }
 
 // ring sends 100 and 180 and, when the server is set to, holds the call ringing; false when
