@@ -593,3 +593,71 @@ func TestParseCrypto(t *testing.T) {
 		}
 	}
 }
+
+// A call carrying SRTP goes on through re-INVITEs: a hold that repeats the offer is answered
+// RTP/SAVP with our same key under the offer's new tag; a new key from the phone is taken,
+// and what the phone then sends under it is echoed; a re-offer that drops SRTP is refused
+// 488 and the call goes on encrypted.
+func TestSRTPReinvite(t *testing.T) {
+	verifyNoLeaks(t)
+	cert, pool := selfSigned(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	st, tenant := newCallStore(t)
+	events := newEventLog()
+	s := startTLSCallServer(t, Config{Store: st, DefaultTenantID: tenant, Events: events}, cert, pool)
+	caller := newTLSCaller(t, pool)
+	peer := newSRTPPeer(t, media.SRTPAES128SHA1_32)
+	dlg := caller.call(ctx, t, tlsURI(t, "echo", s.tls), peer.savpOffer(peer.cryptoLine(1, media.SRTPAES128SHA1_32)), sipgo.AnswerOptions{})
+	first := readSRTPDescription(t, dlg.InviteResponse.Body())
+	peer.takeKey(t, first.crypto[0], 1, media.SRTPAES128SHA1_32)
+	ourKey := peer.remote
+
+	// Hold and resume under a new tag: the same key of ours answers, under that tag.
+	for _, dir := range []string{dirSendOnly, dirSendRecv} {
+		offer := bytes.Replace(peer.savpOffer(peer.cryptoLine(5, media.SRTPAES128SHA1_32)), []byte("a=sendrecv"), []byte("a="+dir), 1)
+		res := reinvite(ctx, t, dlg, offer, nil)
+		if res.StatusCode != sip.StatusOK {
+			t.Fatalf("re-INVITE %s: %d %s", dir, res.StatusCode, res.Reason)
+		}
+		a := readSRTPDescription(t, res.Body())
+		if a.proto != "RTP/SAVP" || len(a.crypto) != 1 {
+			t.Fatalf("re-INVITE %s answered %s with %q", dir, a.proto, a.crypto)
+		}
+		peer.takeKey(t, a.crypto[0], 5, media.SRTPAES128SHA1_32)
+		if !bytes.Equal(peer.remote, ourKey) {
+			t.Fatalf("re-INVITE %s changed our key", dir)
+		}
+	}
+
+	// RTP/AVP in the middle of an SRTP call: refused, and the call carries on.
+	if res := reinvite(ctx, t, dlg, sdpOffer("127.0.0.1", peer.port(), dirSendRecv), nil); res.StatusCode != sip.StatusNotAcceptableHere {
+		t.Fatalf("re-INVITE without SRTP: %d %s, want 488", res.StatusCode, res.Reason)
+	}
+
+	// The phone re-keys (a new stream, as phones re-key): the echo decrypts under its new key.
+	newKey := make([]byte, media.SRTPKeyLen)
+	if _, err := rand.Read(newKey); err != nil {
+		t.Fatal(err)
+	}
+	peer.key = newKey
+	peer.pz = media.NewPacketizer(0, 8000, 0x5eee)
+	res := reinvite(ctx, t, dlg, peer.savpOffer(peer.cryptoLine(2, media.SRTPAES128SHA1_32)), nil)
+	if res.StatusCode != sip.StatusOK {
+		t.Fatalf("re-INVITE with a new key: %d %s", res.StatusCode, res.Reason)
+	}
+	peer.takeKey(t, readSRTPDescription(t, res.Body()).crypto[0], 2, media.SRTPAES128SHA1_32)
+	got := make(chan []int16, 1)
+	go func() {
+		pcm, _ := peer.receive(t, 4*time.Second)
+		got <- pcm
+	}()
+	peer.sendTone(t, first.rtp, 100)
+	checkTone(t, <-got, 0.9)
+
+	rec := answeredCall(ctx, t, events, dlg.InviteRequest.CallID().Value())
+	bye(ctx, t, dlg)
+	if ended := endedCall(ctx, t, events, st, tenant, rec.ID); ended.MediaSecurity != "srtp" || ended.Status != store.CallCompleted {
+		t.Errorf("record %s media_security %q", ended.Status, ended.MediaSecurity)
+	}
+}
