@@ -229,6 +229,9 @@ func TestRTPSessionSRTPConfigRefused(t *testing.T) {
 // With SRTP, a frame through the media path still allocates nothing: encryption and
 // decryption happen in place in the session's buffers.
 func TestRTPSessionSRTPPathZeroAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("pion/srtp takes its CTR keystream buffer from a sync.Pool, which the race detector empties at random")
+	}
 	for _, suite := range []SRTPSuite{SRTPAES128SHA1_80, SRTPAES128SHA1_32} {
 		t.Run(string(suite), func(t *testing.T) {
 			p := newSRTPPathPair(t, specPCMU, Rate8k, suite)
