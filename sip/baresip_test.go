@@ -3,12 +3,16 @@ package sip
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,23 +26,38 @@ import (
 // and SRTP stacks: calling the echo with it proves the SRTP interoperates, not only that
 // pion/srtp agrees with itself.
 
-// baresipConfig writes a configuration for one call from baresip to target: SIP over TLS
-// trusting the server's certificate, SRTP mandatory (mediaenc=srtp-mand, the suites baresip
+// baresipConfig writes a configuration for one call of baresip with account (its line in
+// baresip's accounts file): SIP over TLS trusting ca, with cert as its own certificate when
+// set (baresip then takes calls over TLS on the SIP port + 1, which it returns), SRTP
+// mandatory (mediaenc=srtp-mand in the accounts, the suites baresip
 // offers), PCMU, a 1 kHz sine as the microphone (ausine makes it at 48 kHz stereo only; baresip
 // resamples), ALSA's null device as the speaker, and
 // sndfile dumping what it hears to dir as WAV files.
-func baresipConfig(t *testing.T, dir string, ca *x509.Certificate) {
+func baresipConfig(t *testing.T, dir string, ca *x509.Certificate, cert *tls.Certificate, account string) (tlsPort int) {
 	t.Helper()
 	caFile := filepath.Join(dir, "ca.pem")
 	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	certLine := ""
+	if cert != nil {
+		key, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pemFile := filepath.Join(dir, "cert.pem")
+		b := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Leaf.Raw}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: key})...)
+		if err := os.WriteFile(pemFile, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		certLine = "sip_certificate\t\t" + pemFile + "\n"
 	}
 	port := testnet.Ports(t, 2)
 	rtp := testnet.Ports(t, 4)
 	cfg := fmt.Sprintf(`poll_method		epoll
 sip_listen		127.0.0.1:%d
 sip_cafile		%s
-call_local_timeout	120
+%scall_local_timeout	120
 audio_player		alsa,null
 audio_source		ausine,1000
 ausrc_srate		48000
@@ -56,14 +75,14 @@ module			srtp.so
 module_tmp		account.so
 module_app		menu.so
 snd_path		%s
-`, port, caFile, rtp, rtp+3, dir)
+`, port, caFile, certLine, rtp, rtp+3, dir)
 	if err := os.WriteFile(filepath.Join(dir, "config"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	acc := "<sip:caller@127.0.0.1;transport=tls>;regint=0;mediaenc=srtp-mand;audio_codecs=PCMU\n"
-	if err := os.WriteFile(filepath.Join(dir, "accounts"), []byte(acc), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "accounts"), []byte(account+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return port + 1
 }
 
 // baresip calls the echo over TLS with SRTP required on its side: the server answers
@@ -83,7 +102,7 @@ func TestSRTPBaresipEcho(t *testing.T) {
 	s := startTLSCallServer(t, Config{Store: st, DefaultTenantID: tenant, Events: events}, cert, pool)
 
 	dir := t.TempDir()
-	baresipConfig(t, dir, cert.Leaf)
+	baresipConfig(t, dir, cert.Leaf, nil, "<sip:caller@127.0.0.1;transport=tls>;regint=0;mediaenc=srtp-mand;audio_codecs=PCMU")
 	target := "sip:echo@" + s.tls // over TLS: the account's transport
 	// baresip dials at start and quits after -t seconds, hanging the call up.
 	cmd := exec.CommandContext(ctx, bin, "-s", "-f", dir, "-e", "/dial "+target, "-t", "6")
@@ -132,4 +151,76 @@ func decodedDump(t *testing.T, dir string) []int16 {
 		t.Fatalf("dump at %d Hz, %d channels; want 8000 Hz mono", w.Rate, w.Channels)
 	}
 	return w.Samples
+}
+
+// An outbound call through a trunk that requires SRTP reaches baresip, which answers by
+// itself: the INVITE goes over TLS to sip:…;transport=tls with our RTP/SAVP offer, baresip
+// answers with one of its suites, and the echo returns baresip's tone through both SRTP
+// stacks; baresip hangs up with a BYE to our Contact, and the record says srtp.
+func TestSRTPBaresipOutbound(t *testing.T) {
+	bin, err := exec.LookPath("baresip")
+	if err != nil {
+		t.Skip("baresip not found (Debian baresip-core, installed by `make deps`)")
+	}
+	cert, pool := selfSigned(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, tenant := newCallStore(t)
+	events := newEventLog()
+	s := startTLSCallServer(t, Config{Store: st, DefaultTenantID: tenant, Events: events}, cert, pool)
+
+	dir := t.TempDir()
+	port := baresipConfig(t, dir, cert.Leaf, &cert, "<sip:far@127.0.0.1;transport=tls>;regint=0;mediaenc=srtp-mand;audio_codecs=PCMU;answermode=auto")
+	cmd := exec.CommandContext(ctx, bin, "-s", "-f", dir, "-t", "6")
+	cmd.Dir = dir
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "baresip is ready"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("baresip not ready:\n%s", out.String())
+		}
+	}
+
+	tr := store.NewTrunk()
+	tr.Name, tr.Direction, tr.SRTP = "baresip", "outbound", store.TrunkSRTPRequired
+	tr.Outbound.Address, tr.Outbound.Transport = fmt.Sprintf("127.0.0.1:%d", port), "tls"
+	if err := store.Create(ctx, st, tenant, tr); err != nil {
+		t.Fatal(err)
+	}
+	rec := store.NewOutboundCall()
+	rec.TenantID, rec.To, rec.Destination, rec.TrunkID = tenant, "far", "echo", &tr.ID
+	if err := s.Dial(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-exited; err != nil {
+		t.Fatalf("baresip: %v\n%s", err, out.String())
+	}
+	got := endedCall(ctx, t, events, st, tenant, rec.ID)
+	if got.Status != store.CallCompleted || got.MediaSecurity != "srtp" || got.EndedReason != string(call.ReasonCalleeHangup) {
+		t.Fatalf("record %s/%s media_security %q, want completed/callee-hangup, srtp\n%s", got.Status, got.EndedReason, got.MediaSecurity, out.String())
+	}
+	checkTone(t, decodedDump(t, dir), 0.9)
+}
+
+// syncBuffer is a bytes.Buffer that a process writes while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

@@ -140,7 +140,10 @@ func hasScheme(to string) bool {
 }
 
 // dialTarget is the request URI of an outbound call: a SIP URI as given, or the number or
-// user at the trunk's address (with its transport).
+// user at the trunk's address (with its transport, and TLS's port 5061 when the address has
+// none). A trunk over TLS is reached at sip:…;transport=tls, as carriers and PBXs take it:
+// a sips: URI would ask for TLS on every hop beyond the trunk too, and phones such as
+// baresip 1.0 cannot send their requests back to one.
 func dialTarget(to string, trunk *store.Trunk) (sip.Uri, error) {
 	var u sip.Uri
 	if hasScheme(to) {
@@ -151,7 +154,11 @@ func dialTarget(to string, trunk *store.Trunk) (sip.Uri, error) {
 	}
 	addr := trunk.Outbound.Address
 	if !strings.Contains(addr, ":") || strings.HasSuffix(addr, "]") {
-		addr += ":5060"
+		if strings.EqualFold(trunk.Outbound.Transport, "tls") {
+			addr += ":5061"
+		} else {
+			addr += ":5060"
+		}
 	}
 	if err := sip.ParseUri("sip:"+to+"@"+addr, &u); err != nil {
 		return u, fmt.Errorf("%q at trunk address %q does not make a SIP URI", to, trunk.Outbound.Address)
@@ -159,20 +166,20 @@ func dialTarget(to string, trunk *store.Trunk) (sip.Uri, error) {
 	if t := strings.ToLower(trunk.Outbound.Transport); t == "tcp" || t == "tls" {
 		u.UriParams = sip.NewParams()
 		u.UriParams.Add("transport", t)
-		if t == "tls" {
-			u.Scheme = "sips"
-		}
 	}
 	return u, nil
 }
 
 // targetTransport is the transport a request to target leaves over: its transport
-// parameter, UDP without one.
+// parameter, else TLS for a sips: URI and UDP for a sip: one.
 func targetTransport(target sip.Uri) string {
 	if target.UriParams != nil {
 		if t, ok := target.UriParams.Get("transport"); ok {
-			return t
+			return strings.ToLower(t)
 		}
+	}
+	if strings.EqualFold(target.Scheme, "sips") {
+		return "tls"
 	}
 	return "udp"
 }
@@ -313,6 +320,9 @@ type outboundInvite struct {
 func (s *Server) newOutboundInvite(c *Call, target sip.Uri, dst netip.Addr, trunk *store.Trunk, log *slog.Logger) (*outboundInvite, call.Reason) {
 	inv := &outboundInvite{target: target, transport: targetTransport(target)}
 	c.contact = s.contactFor(inv.transport, s.advertised(dst))
+	if !strings.EqualFold(target.Scheme, "sips") {
+		c.contact.Address.Scheme = "sip" // a SIPS Contact only for a SIPS request (RFC 3261 §8.1.1.8)
+	}
 
 	if trunk != nil && trunk.Outbound.Username != "" && trunk.OutboundPasswordEnc != "" {
 		inv.user = trunk.Outbound.Username
