@@ -484,12 +484,19 @@ func (c *Call) applyRemote(r remoteSDP) (codec media.CodecSpec, eventPT uint8, d
 	if err := c.sdp.reaches(r); err != nil {
 		return codec, 0, "", false, err
 	}
-	var newKey []byte
+	var (
+		line   sdesCrypto
+		newKey []byte
+	)
 	switch {
 	case c.srtp != nil:
+		var rekeyed bool
 		var err error
-		if newKey, err = c.srtp.reoffer(r); err != nil {
+		if line, rekeyed, err = c.srtp.reoffer(r); err != nil {
 			return codec, 0, "", false, err
+		}
+		if rekeyed {
+			newKey = line.Key
 		}
 	case r.Secure:
 		return codec, 0, "", false, fmt.Errorf("%w: RTP/SAVP in a call of plain RTP", ErrNoCrypto)
@@ -509,6 +516,9 @@ func (c *Call) applyRemote(r remoteSDP) (codec media.CodecSpec, eventPT uint8, d
 	}
 	if err := c.sess.Update(upd); err != nil {
 		return codec, 0, "", false, err
+	}
+	if c.srtp != nil {
+		c.srtp.keep(line)
 	}
 	changed = codec != c.codec || dir != c.dir || r.EventPT != c.eventPT || upd.Remote.IsValid() || newKey != nil
 	wasHeld := c.dir != dirSendRecv

@@ -158,25 +158,26 @@ func (s *callSRTP) takeAnswer(r remoteSDP) error {
 	return fmt.Errorf("%w: the answer names no crypto line we offered", ErrNoCrypto)
 }
 
-// reoffer takes the far end's new description in a call carrying SRTP (a re-INVITE, an
-// UPDATE, the answer in an ACK): it stays RTP/SAVP with the call's suite, under any tag;
-// it returns the far end's key when it changed (nil otherwise).
-func (s *callSRTP) reoffer(r remoteSDP) (newKey []byte, err error) {
+// reoffer reads the far end's new description in a call carrying SRTP (a re-INVITE, an
+// UPDATE, the answer in an ACK): it must stay RTP/SAVP with the call's suite, under any tag.
+// It returns that line, and says whether its key is new; the caller keeps it (keep) once
+// the media session has taken it, so that a description refused leaves the call as it was.
+func (s *callSRTP) reoffer(r remoteSDP) (line sdesCrypto, newKey bool, err error) {
 	if !r.Secure {
-		return nil, fmt.Errorf("%w: an RTP/AVP description in a call carrying SRTP", ErrNoCrypto)
+		return line, false, fmt.Errorf("%w: an RTP/AVP description in a call carrying SRTP", ErrNoCrypto)
 	}
 	for _, c := range r.Crypto {
-		if c.Suite != s.ours.Suite {
-			continue
+		if c.Suite == s.ours.Suite {
+			return c, !bytes.Equal(c.Key, s.remote), nil
 		}
-		s.ours.Tag = c.Tag
-		if !bytes.Equal(c.Key, s.remote) {
-			s.remote = c.Key
-			return c.Key, nil
-		}
-		return nil, nil
 	}
-	return nil, fmt.Errorf("%w: the description drops the call's suite %s", ErrNoCrypto, s.ours.Suite)
+	return line, false, fmt.Errorf("%w: the description drops the call's suite %s", ErrNoCrypto, s.ours.Suite)
+}
+
+// keep takes the far end's line of a description the call took: our answer is under its
+// tag, and its key decrypts what comes.
+func (s *callSRTP) keep(line sdesCrypto) {
+	s.ours.Tag, s.remote = line.Tag, line.Key
 }
 
 // srtpMode is a trunk's SRTP mode; off for a call without a trunk.
