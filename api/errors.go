@@ -124,6 +124,7 @@ var sipRefusals = []struct {
 	{sip.ErrTrunkNotFound, http.StatusUnprocessableEntity, "trunk_id"},
 	{sip.ErrTrunkInboundOnly, http.StatusUnprocessableEntity, "trunk_id"},
 	{sip.ErrTrunkNoAddress, http.StatusUnprocessableEntity, "trunk_id"},
+	{sip.ErrSRTPNeedsTLS, http.StatusUnprocessableEntity, "trunk_id"},
 	{sip.ErrBadCallee, http.StatusUnprocessableEntity, "to"},
 	{sip.ErrUnknownDestination, http.StatusUnprocessableEntity, "destination"},
 	{sip.ErrAgentUnavailable, http.StatusConflict, "agent_id"},

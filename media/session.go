@@ -88,6 +88,8 @@ type RTPConfig struct {
 	// 60 s), and NAT bindings expire, while an agent listens. Like Record, it runs on
 	// ReadFrame's clock: it fills while frames are read (an agent reads while it speaks).
 	FillSilence bool
+	// SRTP, when set, carries the session as SRTP and SRTCP with these keys (see srtp.go).
+	SRTP *SRTPConfig
 }
 
 // RTPUpdate is what a re-INVITE changed.
@@ -98,6 +100,9 @@ type RTPUpdate struct {
 	// Send and Receive are the direction from our side: hold by the peer (peer sendonly)
 	// is Send=false, Receive=true; inactive is both false.
 	Send, Receive bool
+	// SRTPRemote is the peer's new SRTP master key and salt, when a re-offer changed it; nil:
+	// unchanged. Only a session carrying SRTP takes one.
+	SRTPRemote []byte
 }
 
 // RTPStats is the state of a session's media, for call records and logs.
@@ -166,6 +171,8 @@ type RTPSession struct {
 	explicitRTCP   bool
 	opusComplexity int
 	opusBandwidth  int
+	// srtp encrypts and decrypts the session's packets; nil: plain RTP.
+	srtp *srtpContexts
 
 	remote     atomic.Pointer[netip.AddrPort] // where RTP goes
 	rtcpRemote atomic.Pointer[netip.AddrPort] // where RTCP goes
@@ -325,11 +332,16 @@ func NewRTPSession(cfg RTPConfig) (*RTPSession, error) {
 		writeClock:     NewPacer(),
 		wpkt:           make([]byte, txPacketSize(kind)),
 		dtmfPkts:       make([]DTMFPacket, 0, 32),
-		dtmfBuf:        make([]byte, 12+TelephoneEventSize),
+		dtmfBuf:        make([]byte, 12+TelephoneEventSize, maxDatagram), // room for an SRTP tag
 		events:         make(chan Event, eventBuffer),
 	}
 	s.doneCtx, s.doneStop = context.WithCancel(context.Background())
 	s.done = s.doneCtx.Done()
+	if cfg.SRTP != nil {
+		if s.srtp, err = newSRTPContexts(*cfg.SRTP); err != nil {
+			return nil, err
+		}
+	}
 	s.ssrc = s.pz.SSRC()
 	s.cname = fmt.Sprintf("%08x@switchboard", s.ssrc)
 	s.receiving.Store(true)
@@ -576,12 +588,20 @@ func (s *RTPSession) WriteFrame(f *Frame) error {
 	return s.send(pkt[:m])
 }
 
-// send writes one RTP packet to the peer; a failure other than a closed socket is only
-// logged, as UDP has no delivery to report anyway.
+// send writes one RTP packet to the peer, encrypted in place when the session carries SRTP
+// (b has room for the tag: it is one of the session's maxDatagram buffers); a failure other
+// than a closed socket is only logged, as UDP has no delivery to report anyway.
 func (s *RTPSession) send(b []byte) error {
 	to := *s.remote.Load()
 	if !to.IsValid() {
 		return nil // the peer's address is not known yet
+	}
+	if s.srtp != nil {
+		var err error
+		if b, err = s.srtp.protectRTP(b); err != nil {
+			s.log.Debug("srtp encryption failed", "error", err)
+			return nil
+		}
 	}
 	if _, err := s.conn.WriteToUDPAddrPort(b, to); err != nil {
 		if errors.Is(err, net.ErrClosed) {
@@ -695,6 +715,16 @@ func (s *RTPSession) Update(u RTPUpdate) error {
 			jb = newSessionJitter(kind, depth)
 		}
 	}
+	var rx *srtpReceiver
+	if u.SRTPRemote != nil {
+		if s.srtp == nil {
+			return fmt.Errorf("%w: an SRTP key for a session of plain RTP", ErrSRTP)
+		}
+		var err error
+		if rx, err = newSRTPReceiver(s.srtp.suite, u.SRTPRemote); err != nil {
+			return err
+		}
+	}
 	now := time.Now()
 
 	s.mu.Lock()
@@ -718,6 +748,9 @@ func (s *RTPSession) Update(u RTPUpdate) error {
 	}
 	if u.EventPT != nil {
 		s.eventPT, s.eventOK = *u.EventPT, *u.EventPT != 0
+	}
+	if rx != nil {
+		s.srtp.rx.Store(rx)
 	}
 	if u.Receive && !s.receiving.Load() {
 		// The timeout restarts with the media.
@@ -789,7 +822,18 @@ func (s *RTPSession) readLoop() {
 			}
 			continue
 		}
-		evs, k := s.intake(buf[:n], from, time.Now())
+		b := buf[:n]
+		if s.srtp != nil {
+			// Authenticated before anything looks at it: a forged packet neither latches
+			// the media nor reaches the audio, and counts as dropped.
+			if b, err = s.srtp.unprotectRTP(b); err != nil {
+				s.mu.Lock()
+				s.dropped++
+				s.mu.Unlock()
+				continue
+			}
+		}
+		evs, k := s.intake(b, from, time.Now())
 		for _, ev := range evs[:k] {
 			s.emit(ev)
 		}

@@ -968,7 +968,16 @@ func (p *pathPair) frame(t testing.TB, now time.Time) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.rx.intake(s.wpkt[:m], p.from, now)
+	pkt := s.wpkt[:m]
+	if s.srtp != nil { // what send and the RTP reader do with SRTP (newSRTPPathPair)
+		if pkt, err = s.srtp.protectRTP(pkt); err != nil {
+			t.Fatal(err)
+		}
+		if pkt, err = p.rx.srtp.unprotectRTP(pkt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.rx.intake(pkt, p.from, now)
 	p.rx.produce(p.out)
 }
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs, with apt-get, the Debian packages Switchboard builds and tests with, when they are
 # missing: the C libraries of the media path (Opus, espeak-ng), PostgreSQL for the store's
-# tests, SIPp (sip-tester) as a real SIP peer, and Chromium for the browser pages' tests
+# tests, SIPp (sip-tester) and baresip (baresip-core) as real SIP peers, and Chromium for the browser pages' tests
 # (driven headless by playwright-core; it never downloads a browser of its own), and
 # Prometheus, which scrapes a node's /metrics in the metrics tests, and espeak-ng and sox, which
 # speak the greetings and make the beeps answering-machine detection is tested on.
 set -euo pipefail
-packages=(libopus-dev libopusfile-dev libespeak-ng-dev pkg-config postgresql sip-tester chromium prometheus espeak-ng sox)
+packages=(libopus-dev libopusfile-dev libespeak-ng-dev pkg-config postgresql sip-tester baresip-core chromium prometheus espeak-ng sox)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -64,6 +64,9 @@ type Config struct {
 	Calls *call.Registry
 	// TLS, when set, serves the TLS listener given to Serve.
 	TLS *tls.Config
+	// TLSClient is what requests leaving over TLS (outbound calls through a trunk whose
+	// transport is tls) verify the far end with; nil: the system's roots.
+	TLSClient *tls.Config
 	// RecordDir, when set, receives a stereo WAV of every answered call, "<call id>.wav":
 	// the far end on the left, Switchboard on the right.
 	RecordDir string
@@ -199,9 +202,13 @@ func New(cfg Config) (*Server, error) {
 	// sipgo's transport and transaction layers log every unparsable message at ERROR with
 	// its bytes: through quietLog, a flood of junk is a few short lines.
 	quiet := quietLog(cfg.Log)
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("switchboard"), sipgo.WithUserAgentParser(newParser()),
+	uaOpts := []sipgo.UserAgentOption{sipgo.WithUserAgent("switchboard"), sipgo.WithUserAgentParser(newParser()),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(quiet)),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(quiet)))
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(quiet))}
+	if cfg.TLSClient != nil {
+		uaOpts = append(uaOpts, sipgo.WithUserAgenTLSConfig(cfg.TLSClient))
+	}
+	ua, err := sipgo.NewUA(uaOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("sip: user agent: %w", err)
 	}

@@ -127,6 +127,9 @@ type Call struct {
 	RecordingURL string `bun:"recording_url,notnull" json:"recording_url"`
 	// RecordingExpiresAt is when the recording is deleted (its retention); nil: kept.
 	RecordingExpiresAt *time.Time `bun:"recording_expires_at" json:"recording_expires_at"`
+	// MediaSecurity says how a SIP call's media was carried: "srtp" (encrypted, SDES),
+	// "none" (plain RTP); "" before the call is answered and for other transports.
+	MediaSecurity string `bun:"media_security,notnull" json:"media_security"`
 }
 
 // CallQuality is how the media of a call fared, from its RTP and RTCP.
