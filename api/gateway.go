@@ -235,6 +235,7 @@ func withFallbacks[T any](ctx context.Context, s *Server, c *call, req *llm.Requ
 		if ctx.Err() != nil {
 			break
 		}
+		s.metrics.Gateway().Failed(rt.ProviderName)
 	}
 	return zero, upstreamError(lastErr)
 }
@@ -285,12 +286,13 @@ func (s *Server) record(c *call, usage llm.Usage, status int) {
 	if c.span != nil {
 		endGateway(c.span, c, usage, status)
 	}
-	if s.store == nil {
-		return
-	}
 	cost := 0.0
 	if c.route.Price != nil {
 		cost = c.route.Price.Cost(usage)
+	}
+	s.metrics.Gateway().Answered(c.route.ProviderName, status, int64(usage.InputTokens), int64(usage.OutputTokens), cost)
+	if s.store == nil {
+		return
 	}
 	u := &store.UsageRecord{
 		KeyID: c.principal.KeyID, UserID: c.principal.UserID, Surface: c.surface,

@@ -74,11 +74,24 @@ type Life struct {
 
 	// span is the call's trace, from its start to its end; nil when calls are not traced.
 	span trace.Span
+	// transport is what carries the call (transportOf).
+	transport string
 }
 
-// transported is a Carrier that names its transport on the call's trace (sip, webrtc,
-// mediastream); one that does not is SIP's, or a web call's.
+// transported is a Carrier that names its transport (sip, webrtc, mediastream) on the
+// call's trace and metrics; one that does not is SIP's, or a web call's.
 type transported interface{ Transport() string }
+
+// transportOf is what carries a call, for its trace and metrics.
+func transportOf(line Carrier, rec store.Call) string {
+	if t, ok := line.(transported); ok {
+		return t.Transport()
+	}
+	if rec.Direction == store.CallWeb {
+		return "web"
+	}
+	return "sip"
+}
 
 // Init readies the lifecycle of self, a call the registry calls holds (nil: none), whose
 // record rec writes and whose lines log writes.
@@ -87,7 +100,8 @@ func (l *Life) Init(self Live, line Carrier, rec *Recorder, log *slog.Logger, ca
 	l.endCtx, l.endStop = context.WithCancel(context.Background())
 	l.ending = l.endCtx.Done()
 	l.done = make(chan struct{})
-	calls.metrics().Started(rec.Record().Direction)
+	l.transport = transportOf(line, rec.Record())
+	calls.metrics().Started(l.transport, rec.Record().Direction)
 	if tr := calls.callTracer(); tr != nil {
 		l.startSpan(tr, rec.Record())
 	}
@@ -97,14 +111,8 @@ func (l *Life) Init(self Live, line Carrier, rec *Recorder, log *slog.Logger, ca
 // (an API request that placed it ends long before it), which every turn of the call is
 // under. The call's lines carry its trace id from here on.
 func (l *Life) startSpan(tr trace.Tracer, rec store.Call) {
-	transport := "sip"
-	if t, ok := l.line.(transported); ok {
-		transport = t.Transport()
-	} else if rec.Direction == store.CallWeb {
-		transport = "web"
-	}
 	attrs := []attribute.KeyValue{attribute.String("call.id", rec.ID), attribute.String("call.direction", rec.Direction),
-		attribute.String("call.transport", transport), attribute.String("tenant.id", rec.TenantID)}
+		attribute.String("call.transport", l.transport), attribute.String("tenant.id", rec.TenantID)}
 	if rec.AgentID != nil {
 		attrs = append(attrs, attribute.String("agent.id", *rec.AgentID))
 	}
@@ -221,7 +229,7 @@ func (l *Life) Answered(ctx context.Context, codec string, attrs ...any) {
 		l.span.AddEvent("answered", trace.WithTimestamp(now), trace.WithAttributes(attribute.String("call.codec", codec)))
 	}
 	if rec.StartedAt != nil {
-		l.calls.metrics().Answered(rec.Direction, now.Sub(*rec.StartedAt))
+		l.calls.metrics().Answered(l.transport, rec.Direction, now.Sub(*rec.StartedAt))
 	}
 	l.Publish(EventAnswered, rec)
 }
@@ -337,7 +345,9 @@ func (l *Life) leave() {
 			l.slot()
 		}
 		if m := l.calls.metrics(); m != nil {
-			m.Ended(endOf(l.Record()))
+			e := endOf(l.Record())
+			e.Transport = l.transport
+			m.Ended(e)
 		}
 		l.endSpan()
 	})
