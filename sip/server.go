@@ -67,6 +67,10 @@ type Config struct {
 	// TLSClient is what requests leaving over TLS (outbound calls through a trunk whose
 	// transport is tls) verify the far end with; nil: the system's roots.
 	TLSClient *tls.Config
+	// TLSCAFile, when TLSClient is nil, is a PEM file of the certificate authorities that
+	// requests leaving over TLS trust instead of the system's (a PBX or carrier whose
+	// certificate a private authority signed).
+	TLSCAFile string
 	// RecordDir, when set, receives a stereo WAV of every answered call, "<call id>.wav":
 	// the far end on the left, Switchboard on the right.
 	RecordDir string
@@ -205,6 +209,11 @@ func New(cfg Config) (*Server, error) {
 	uaOpts := []sipgo.UserAgentOption{sipgo.WithUserAgent("switchboard"), sipgo.WithUserAgentParser(newParser()),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(quiet)),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(quiet))}
+	if cfg.TLSClient == nil && cfg.TLSCAFile != "" {
+		if cfg.TLSClient, err = loadTLSClient(cfg.TLSCAFile); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.TLSClient != nil {
 		uaOpts = append(uaOpts, sipgo.WithUserAgenTLSConfig(cfg.TLSClient))
 	}

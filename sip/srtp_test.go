@@ -45,7 +45,7 @@ func startTLSCallServer(t *testing.T, cfg Config, cert tls.Certificate, pool *x5
 		cfg.Log = testLog(t)
 	}
 	cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if cfg.TLSClient == nil {
+	if cfg.TLSClient == nil && cfg.TLSCAFile == "" {
 		cfg.TLSClient = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	pc, l, err := Listen(context.Background(), "127.0.0.1:0")

@@ -256,7 +256,7 @@ func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (
 	}
 	sipCfg := sip.Config{Log: log, TLS: sipTLS, PublicIP: c.PublicIP, RTPPortMin: c.RTPPorts.Min, RTPPortMax: c.RTPPorts.Max,
 		Store: n.st, DefaultTenantID: n.def.ID, Node: c.Node, Events: n.hub, MediaTimeout: c.MediaTimeout, Agents: sip.StoreAgents(n.st, func(ctx context.Context, c *sip.Call, ag *store.Agent) { agents.Answer(ctx, c, ag) }, agents), Calls: n.calls,
-		TCPIdleTimeout: c.SIPTCPIdleTimeout, TCPHeaderTimeout: c.SIPTCPHeaderTimeout, TCPMaxConns: c.SIPTCPMaxConns, TCPMaxConnsPerAddr: c.SIPTCPMaxConnsPerAddr, TrustedProxies: c.SIPTrustedProxies, OutboundProxy: c.SIPOutboundProxy}
+		TCPIdleTimeout: c.SIPTCPIdleTimeout, TCPHeaderTimeout: c.SIPTCPHeaderTimeout, TCPMaxConns: c.SIPTCPMaxConns, TCPMaxConnsPerAddr: c.SIPTCPMaxConnsPerAddr, TrustedProxies: c.SIPTrustedProxies, OutboundProxy: c.SIPOutboundProxy, TLSCAFile: c.SIPTLSCA}
 	sipCfg.Recordings = recordings
 	if n.sipSrv, err = sip.New(sipCfg); err != nil {
 		return nil, nil, err

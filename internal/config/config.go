@@ -63,6 +63,8 @@ type Config struct {
 	// SIPTrustedProxies and SIPOutboundProxy put the node behind SIP proxies (sip.Config).
 	SIPTrustedProxies []netip.Prefix
 	SIPOutboundProxy  string
+	// SIPTLSCA is a PEM file of the authorities outbound SIP over TLS trusts ("": the system's).
+	SIPTLSCA string
 	// MaxCalls and MaxTenantCalls bound the node's concurrent calls, all transports
 	// together, and each tenant's; zero is no limit.
 	MaxCalls, MaxTenantCalls int
@@ -152,6 +154,7 @@ func (c *Config) ServeSettings(s *settings.Set) {
 	s.Int(&c.SIPTCPMaxConns, "sip-tcp-max-conns", "SWITCHBOARD_SIP_TCP_MAX_CONNS", 4096, 0, noMax, "SIP TCP and TLS connections of the node; more are closed at once")
 	s.Int(&c.SIPTCPMaxConnsPerAddr, "sip-tcp-max-conns-per-addr", "SWITCHBOARD_SIP_TCP_MAX_CONNS_PER_ADDR", 256, 0, noMax, "SIP TCP and TLS connections from one address; more are closed at once")
 	s.Networks(&c.SIPTrustedProxies, "sip-trusted-proxies", "SWITCHBOARD_SIP_TRUSTED_PROXIES", "SIP proxies in front of the node (CIDR or addresses, comma-separated) whose X-Switchboard-Source header names the caller's address")
+	s.Text(&c.SIPTLSCA, "sip-tls-ca", "SWITCHBOARD_SIP_TLS_CA", "", "PEM file of the certificate authorities outbound SIP over TLS trusts (a PBX or carrier with a private authority); empty: the system's", nil)
 	s.Text(&c.SIPOutboundProxy, "sip-outbound-proxy", "SWITCHBOARD_SIP_OUTBOUND_PROXY", "", "SIP URI of the proxy outbound calls go through (sip:10.0.0.5:5060); empty: straight to the callee", sip.CheckOutboundProxy)
 	s.Duration(&c.MediaTimeout, "media-timeout", "SWITCHBOARD_MEDIA_TIMEOUT", 30*time.Second, "a call whose RTP stops for this long is ended")
 	s.Bool(&c.RecordCalls, "record-calls", "SWITCHBOARD_RECORD_CALLS", false, "record every answered call as a stereo WAV under the data directory's recordings/")
