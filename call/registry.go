@@ -41,6 +41,8 @@ type Registry struct {
 	measure *metrics.Calls
 	// tracer makes each call's span (nil: calls are not traced).
 	tracer trace.Tracer
+	// tenants holds tenants to their limits across the cluster (nil: none; LimitTenants).
+	tenants *tenantLimits
 
 	mu   sync.Mutex
 	live map[string]Live
@@ -90,7 +92,16 @@ func (r *Registry) Acquire(tenantID string) (release func(), err error) {
 	if r == nil {
 		return func() {}, nil
 	}
-	return r.limits.Acquire(tenantID)
+	release, err = r.limits.Acquire(tenantID)
+	if err != nil || r.tenants == nil {
+		return release, err
+	}
+	free, err := r.tenants.take(tenantID)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	return sync.OnceFunc(func() { free(); release() }), nil
 }
 
 // Check says whether Acquire would take a place for the tenant now, without taking one.
@@ -98,7 +109,10 @@ func (r *Registry) Check(tenantID string) error {
 	if r == nil {
 		return nil
 	}
-	return r.limits.Check(tenantID)
+	if err := r.limits.Check(tenantID); err != nil || r.tenants == nil {
+		return err
+	}
+	return r.tenants.check(tenantID)
 }
 
 // Add registers a live call.

@@ -426,6 +426,9 @@ func ListCalls(ctx context.Context, s *Store, tenantID string, f CallFilter, pag
 // live forever.
 func FailInterruptedCalls(ctx context.Context, s *Store, node string) (int, error) {
 	calls, err := failCalls(ctx, s, EndedRestart, where{"node = ?", []any{node}})
+	if serr := FreeNodeCallSlots(ctx, s, node); err == nil {
+		err = serr
+	}
 	return len(calls), err
 }
 

@@ -228,6 +228,7 @@ func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (
 	n.calls = call.NewRegistry(callcap.New(c.MaxCalls, c.MaxTenantCalls))
 	n.calls.Measure(n.metrics.Calls()) // counted where they live and end, whatever carries them
 	n.calls.Trace(n.tracing)
+	n.calls.LimitTenants(n.st, c.Node) // a tenant's own limit holds across the cluster
 	// Calls are recorded as the node or their agent asks; this node sweeps its expired ones.
 	n.recordings = filepath.Join(c.DataDir, "recordings")
 	if err := os.MkdirAll(n.recordings, 0o750); err != nil {
@@ -277,8 +278,7 @@ func (n *server) buildAPI(ctx context.Context, providers *provider.Registry, web
 	// that died, are taken up again; its ingestions stop (to be resumed) when it does.
 	srv.Knowledge().Start(context.WithoutCancel(ctx))
 	n.onClose(srv.Knowledge().Close)
-	// Browsers may signal their WebRTC calls over the events socket too.
-	srv.HandleWebRTCCommands(n.streams)
+	srv.HandleWebRTCCommands(n.streams) // browsers may signal their calls over the events socket too
 	srv.HandleSessionCommands(n.streams)
 	n.srv = srv
 }
