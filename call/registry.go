@@ -92,16 +92,16 @@ func (r *Registry) Acquire(tenantID string) (release func(), err error) {
 	if r == nil {
 		return func() {}, nil
 	}
-	release, err = r.limits.Acquire(tenantID)
+	local, err := r.limits.Acquire(tenantID)
 	if err != nil || r.tenants == nil {
-		return release, err
+		return local, err
 	}
 	free, err := r.tenants.take(tenantID)
 	if err != nil {
-		release()
+		local()
 		return nil, err
 	}
-	return sync.OnceFunc(func() { free(); release() }), nil
+	return sync.OnceFunc(func() { free(); local() }), nil
 }
 
 // Check says whether Acquire would take a place for the tenant now, without taking one.
