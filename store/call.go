@@ -117,6 +117,8 @@ type Call struct {
 	// Report is the end-of-call report of a call an agent carried: ended reason, duration,
 	// turns, latencies, usage (empty for other calls).
 	Report map[string]any `bun:"report,type:json" json:"report"`
+	// CallUsage is what the call used and cost, written when it ends.
+	CallUsage
 }
 
 // CallQuality is how the media of a call fared, from its RTP and RTCP.
