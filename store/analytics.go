@@ -186,31 +186,28 @@ func AnalyzeCalls(ctx context.Context, s *Store, tenantID string, q CallAnalytic
 	}
 
 	// Percentiles, by bucket, by agent and in all.
-	for _, grouping := range []struct {
-		expr string
-		into func(k sql.NullString) *CallFigures
-	}{
-		{bucket, func(k sql.NullString) *CallFigures { return buckets[k.String] }},
-		{"agent_id", func(k sql.NullString) *CallFigures {
-			if !k.Valid {
-				return agents["\x00"]
+	rows, err := s.callPercentiles(ctx, filter, bucket)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		var f *CallFigures
+		switch r.G {
+		case groupBucket:
+			f = buckets[r.K.String]
+		case groupAgent:
+			f = agents["\x00"]
+			if r.AgentID.Valid {
+				f = agents[r.AgentID.String]
 			}
-			return agents[k.String]
-		}},
-		{"''", func(sql.NullString) *CallFigures { return &out.Total }},
-	} {
-		rows, err := s.callPercentiles(ctx, filter, grouping.expr)
-		if err != nil {
-			return nil, err
+		default:
+			f = &out.Total
 		}
-		for _, r := range rows {
-			f := grouping.into(r.K)
-			if f == nil {
-				continue // a call made between the two reads
-			}
-			f.DurationP50Seconds, f.DurationP90Seconds, f.DurationP99Seconds = r.D50, r.D90, r.D99
-			f.TurnLatencyP50MS, f.TurnLatencyP90MS, f.TurnLatencyP99MS = r.L50, r.L90, r.L99
+		if f == nil {
+			continue // a call made between the two reads
 		}
+		f.DurationP50Seconds, f.DurationP90Seconds, f.DurationP99Seconds = r.D50, r.D90, r.D99
+		f.TurnLatencyP50MS, f.TurnLatencyP90MS, f.TurnLatencyP99MS = r.L50, r.L90, r.L99
 	}
 
 	for _, k := range bucketKeys {
@@ -237,35 +234,71 @@ func AnalyzeCalls(ctx context.Context, s *Store, tenantID string, q CallAnalytic
 	return out, nil
 }
 
-// percentileRow is the percentiles of one group.
+// Groupings of the percentiles.
+const (
+	groupBucket = 0
+	groupAgent  = 1
+	groupTotal  = 2
+)
+
+// percentileRow is the percentiles of one group: a bucket (K), an agent (AgentID) or all.
 type percentileRow struct {
+	G             int            `bun:"g"`
 	K             sql.NullString `bun:"k"`
+	AgentID       sql.NullString `bun:"agent_id"`
 	D50, D90, D99 *float64
 	L50, L90, L99 *float64
 }
 
+// percentiles are the nearest-rank percentiles the analytics give, in hundredths.
+var percentiles = []int{50, 90, 99}
+
 // callPercentiles computes the nearest-rank 50th, 90th and 99th percentiles of the answered
-// calls' durations and of the calls' median turn latencies, grouped by expr, in one scan:
-// each row is numbered within its group in the order of each value (the rows without one
-// last), and the percentile p of n values is the smallest value whose number r has
-// r·100 ≥ p·n, integers throughout.
-func (s *Store) callPercentiles(ctx context.Context, filter func(*bun.SelectQuery) *bun.SelectQuery, expr string) ([]percentileRow, error) {
+// calls' durations and of the calls' median turn latencies, by bucket, by agent and in all,
+// in one statement. PostgreSQL has them as ordered-set aggregates (percentile_disc is the
+// nearest rank) over grouping sets: one scan of the range. SQLite has neither: each row is
+// numbered within its group in the order of each value (the rows without one last), and the
+// percentile p of n values is the smallest value whose number r has r·100 ≥ p·n, integers
+// throughout; the range is read once into a materialized table that the three groupings
+// number.
+func (s *Store) callPercentiles(ctx context.Context, filter func(*bun.SelectQuery) *bun.SelectQuery, bucket string) ([]percentileRow, error) {
 	inner := filter(s.db.NewSelect().Table("calls").
-		ColumnExpr(expr + " AS k, duration_seconds, latency_p50_ms").
-		ColumnExpr("CASE WHEN answered_at IS NULL THEN 0 ELSE 1 END AS a").
-		ColumnExpr("ROW_NUMBER() OVER (PARTITION BY " + expr + " ORDER BY CASE WHEN answered_at IS NULL THEN 1 ELSE 0 END, duration_seconds) AS rd").
-		ColumnExpr("SUM(CASE WHEN answered_at IS NULL THEN 0 ELSE 1 END) OVER (PARTITION BY " + expr + ") AS nd").
-		ColumnExpr("ROW_NUMBER() OVER (PARTITION BY " + expr + " ORDER BY CASE WHEN latency_p50_ms IS NULL THEN 1 ELSE 0 END, latency_p50_ms) AS rl").
-		ColumnExpr("COUNT(latency_p50_ms) OVER (PARTITION BY " + expr + ") AS nl"))
-	cols := []string{"k"}
-	for _, p := range []int{50, 90, 99} {
-		cols = append(cols,
-			fmt.Sprintf("MIN(CASE WHEN a = 1 AND rd * 100 >= %d * nd THEN duration_seconds END) AS d%d", p, p),
-			fmt.Sprintf("MIN(CASE WHEN latency_p50_ms IS NOT NULL AND rl * 100 >= %d * nl THEN latency_p50_ms END) AS l%d", p, p))
-	}
+		ColumnExpr(bucket + " AS k, agent_id, duration_seconds AS d, latency_p50_ms AS l").
+		ColumnExpr("CASE WHEN answered_at IS NULL THEN 0 ELSE 1 END AS a"))
 	var rows []percentileRow
-	err := s.db.NewSelect().TableExpr("(?) AS t", inner).ColumnExpr(strings.Join(cols, ", ")).
-		GroupExpr("k").Scan(ctx, &rows)
+	if s.dialect == Postgres {
+		cols := []string{fmt.Sprintf("CASE WHEN GROUPING(k) = 0 THEN %d WHEN GROUPING(agent_id) = 0 THEN %d ELSE %d END AS g, k, agent_id",
+			groupBucket, groupAgent, groupTotal)}
+		for _, p := range percentiles {
+			cols = append(cols,
+				fmt.Sprintf("percentile_disc(%d / 100.0) WITHIN GROUP (ORDER BY d) FILTER (WHERE a = 1) AS d%d", p, p),
+				fmt.Sprintf("percentile_disc(%d / 100.0) WITHIN GROUP (ORDER BY l) FILTER (WHERE l IS NOT NULL) AS l%d", p, p))
+		}
+		err := s.db.NewSelect().TableExpr("(?) AS c", inner).ColumnExpr(strings.Join(cols, ", ")).
+			GroupExpr("GROUPING SETS ((k), (agent_id), ())").Scan(ctx, &rows)
+		return rows, classify(err)
+	}
+	grouping := func(g int) string {
+		over, key, agent, group := "", "NULL", "NULL", ""
+		switch g {
+		case groupBucket:
+			over, key, group = "PARTITION BY k ", "k", " GROUP BY k"
+		case groupAgent:
+			over, agent, group = "PARTITION BY agent_id ", "agent_id", " GROUP BY agent_id"
+		}
+		cols := []string{fmt.Sprintf("%d AS g, %s AS k, %s AS agent_id", g, key, agent)}
+		for _, p := range percentiles {
+			cols = append(cols,
+				fmt.Sprintf("MIN(CASE WHEN a = 1 AND rd * 100 >= %d * nd THEN d END) AS d%d", p, p),
+				fmt.Sprintf("MIN(CASE WHEN l IS NOT NULL AND rl * 100 >= %d * nl THEN l END) AS l%d", p, p))
+		}
+		return "SELECT " + strings.Join(cols, ", ") + " FROM (SELECT k, agent_id, d, l, a, " +
+			"ROW_NUMBER() OVER (" + over + "ORDER BY a DESC, d) AS rd, SUM(a) OVER (" + over + ") AS nd, " +
+			"ROW_NUMBER() OVER (" + over + "ORDER BY l IS NULL, l) AS rl, COUNT(l) OVER (" + over + ") AS nl FROM c) AS w" + group
+	}
+	q := "WITH c AS MATERIALIZED (?) " + grouping(groupBucket) + " UNION ALL " + grouping(groupAgent) +
+		" UNION ALL " + grouping(groupTotal)
+	err := s.db.NewRaw(q, inner).Scan(ctx, &rows)
 	return rows, classify(err)
 }
 
