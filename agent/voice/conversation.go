@@ -342,8 +342,20 @@ func sleep(ctx context.Context, stop <-chan struct{}, d time.Duration) {
 }
 
 func (c *conversation) publish(typ string, data any) {
-	if e, ok := data.(ErrorEvent); ok && typ == EventError {
-		c.noteError(e.Stage, e.Error)
+	if typ == EventError {
+		// The voice loop's own errors are ErrorEvents; the brains' are maps with an
+		// "error" (and a "stage" when it is not the brain's model).
+		switch e := data.(type) {
+		case ErrorEvent:
+			c.noteError(e.Stage, e.Error)
+		case map[string]any:
+			msg, _ := e["error"].(string)
+			stage, _ := e["stage"].(string)
+			if stage == "" {
+				stage = "brain"
+			}
+			c.noteError(stage, msg)
+		}
 	}
 	c.line.Publish(typ, data)
 }
