@@ -29,17 +29,16 @@ var benchEnd = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 func seedBenchCalls(b *testing.B, s *store.Store, tenantID string, n int) {
 	b.Helper()
 	ctx := context.Background()
-	start := benchEnd.Add(-benchSpan).Unix()
-	step := int64(benchSpan/time.Second) / int64(n)
+	start, span := benchEnd.Add(-benchSpan).Unix(), int64(benchSpan/time.Second)
 	suffix := tenantID[len(tenantID)-6:] // the calls of two tenants have IDs of their own
 	var series, at, id string
 	if s.Dialect() == store.SQLite {
 		series = "WITH RECURSIVE seq(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM seq WHERE n < ?) SELECT n FROM seq"
-		at = fmt.Sprintf("strftime('%%Y-%%m-%%d %%H:%%M:%%S', %d + s.n * %d, 'unixepoch') || '+00:00'", start, step)
+		at = fmt.Sprintf("strftime('%%Y-%%m-%%d %%H:%%M:%%S', %d + s.n * %d / %d, 'unixepoch') || '+00:00'", start, span, n)
 		id = "printf('call_b" + suffix + "%010d', s.n)"
 	} else {
 		series = "SELECT generate_series(0::bigint, ?) AS n"
-		at = fmt.Sprintf("to_timestamp(%d + s.n * %d)", start, step)
+		at = fmt.Sprintf("to_timestamp(%d + s.n * %d / %d)", start, span, n)
 		id = "'call_b" + suffix + "' || lpad(s.n::text, 10, '0')"
 	}
 	q := `INSERT INTO calls (id, tenant_id, direction, from_uri, to_uri, agent_id, destination, sip_call_id, codec,
