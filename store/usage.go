@@ -137,8 +137,11 @@ func sessionUsage(now time.Time, msgs []*SessionMessage) []*UsageRecord {
 		}
 		provider, _, _ := strings.Cut(m.Model, "/")
 		u := &UsageRecord{Surface: "session", Provider: provider, Model: m.Model, UpstreamModel: m.Model,
-			InputTokens: max(m.InputTokens, 0), OutputTokens: max(m.OutputTokens, 0), CostUSD: RoundUSD(m.CostUSD),
+			InputTokens: max(m.InputTokens, 0), OutputTokens: max(m.OutputTokens, 0),
 			Status: 200, Source: UsageSession, SourceID: m.SessionID}
+		if m.CostUSD > 0 {
+			u.CostUSD = m.CostUSD // as drawn from the balance with the session
+		}
 		u.ID, u.TenantID, u.CreatedAt, u.UpdatedAt = newID(u.idPrefix()), m.TenantID, now, now
 		out = append(out, u)
 	}
