@@ -51,3 +51,25 @@ func TestUsageCountsSessionsAndGateway(t *testing.T) {
 		}
 	})
 }
+
+// TestPricesValidated: a trunk's price a minute and a provider's speech prices are dollar
+// amounts; a negative one is refused by name and nothing is written, and a good one reads
+// back as it was set.
+func TestPricesValidated(t *testing.T) {
+	ts := newTestServer(t, store.SQLite)
+	wantError(t, ts.do(http.MethodPost, "/api/v1/trunks", ts.Key, obj{"name": "carrier", "price_per_minute_usd": -0.01,
+		"inbound": obj{"allowed_cidrs": arr{"203.0.113.0/24"}}}), http.StatusUnprocessableEntity, "validation_error", "price_per_minute_usd")
+	wantError(t, ts.do(http.MethodPost, "/api/v1/providers", ts.Key, obj{"name": "groq", "base_url": "https://api.groq.com/openai/v1",
+		"speech_prices": obj{"stt_per_minute": -1}}), http.StatusUnprocessableEntity, "validation_error", "speech_prices.stt_per_minute")
+	for _, path := range []string{"/api/v1/trunks", "/api/v1/providers"} {
+		if list := ts.do(http.MethodGet, path, ts.Key, nil).JSON(t); list["total"] != 0.0 {
+			t.Errorf("%s after refusals: %v", path, list)
+		}
+	}
+	r := ts.do(http.MethodPost, "/api/v1/providers", ts.Key, obj{"name": "groq", "base_url": "https://api.groq.com/openai/v1",
+		"speech_prices": obj{"stt_per_minute": 0.006, "tts_per_million_characters": 15}})
+	wantStatus(t, r, http.StatusCreated, "POST provider")
+	if sp, _ := r.JSON(t)["speech_prices"].(map[string]any); sp["stt_per_minute"] != 0.006 || sp["tts_per_million_characters"] != 15.0 {
+		t.Errorf("provider %s", r.Body)
+	}
+}
