@@ -206,8 +206,12 @@ func AnalyzeCalls(ctx context.Context, s *Store, tenantID string, q CallAnalytic
 		if f == nil {
 			continue // a call made between the two reads
 		}
-		f.DurationP50Seconds, f.DurationP90Seconds, f.DurationP99Seconds = r.D50, r.D90, r.D99
-		f.TurnLatencyP50MS, f.TurnLatencyP90MS, f.TurnLatencyP99MS = r.L50, r.L90, r.L99
+		if r.M != "l" {
+			f.DurationP50Seconds, f.DurationP90Seconds, f.DurationP99Seconds = r.D50, r.D90, r.D99
+		}
+		if r.M != "d" {
+			f.TurnLatencyP50MS, f.TurnLatencyP90MS, f.TurnLatencyP99MS = r.L50, r.L90, r.L99
+		}
 	}
 
 	for _, k := range bucketKeys {
@@ -243,7 +247,9 @@ const (
 
 // percentileRow is the percentiles of one group: a bucket (K), an agent (AgentID) or all.
 type percentileRow struct {
-	G             int            `bun:"g"`
+	G int `bun:"g"`
+	// M is the percentiles the row has: "d" the durations', "l" the latencies', "" both.
+	M             string         `bun:"m"`
 	K             sql.NullString `bun:"k"`
 	AgentID       sql.NullString `bun:"agent_id"`
 	D50, D90, D99 *float64
@@ -256,18 +262,17 @@ var percentiles = []int{50, 90, 99}
 // callPercentiles computes the nearest-rank 50th, 90th and 99th percentiles of the answered
 // calls' durations and of the calls' median turn latencies, by bucket, by agent and in all,
 // in one statement. PostgreSQL has them as ordered-set aggregates (percentile_disc is the
-// nearest rank) over grouping sets: one scan of the range. SQLite has neither: each row is
-// numbered within its group in the order of each value (the rows without one last), and the
-// percentile p of n values is the smallest value whose number r has r·100 ≥ p·n, integers
-// throughout; the range is read once into a materialized table that the three groupings
-// number.
+// nearest rank) over grouping sets: one scan of the range. SQLite has neither: the range is
+// read once into a materialized table, and for each grouping and each of the two values the
+// rows that have one are ordered once (cume_dist), the percentile p being the smallest value
+// whose cumulative share is at least p.
 func (s *Store) callPercentiles(ctx context.Context, filter func(*bun.SelectQuery) *bun.SelectQuery, bucket string) ([]percentileRow, error) {
 	inner := filter(s.db.NewSelect().Table("calls").
 		ColumnExpr(bucket + " AS k, agent_id, duration_seconds AS d, latency_p50_ms AS l").
 		ColumnExpr("CASE WHEN answered_at IS NULL THEN 0 ELSE 1 END AS a"))
 	var rows []percentileRow
 	if s.dialect == Postgres {
-		cols := []string{fmt.Sprintf("CASE WHEN GROUPING(k) = 0 THEN %d WHEN GROUPING(agent_id) = 0 THEN %d ELSE %d END AS g, k, agent_id",
+		cols := []string{fmt.Sprintf("CASE WHEN GROUPING(k) = 0 THEN %d WHEN GROUPING(agent_id) = 0 THEN %d ELSE %d END AS g, '' AS m, k, agent_id",
 			groupBucket, groupAgent, groupTotal)}
 		for _, p := range percentiles {
 			cols = append(cols,
@@ -278,7 +283,9 @@ func (s *Store) callPercentiles(ctx context.Context, filter func(*bun.SelectQuer
 			GroupExpr("GROUPING SETS ((k), (agent_id), ())").Scan(ctx, &rows)
 		return rows, classify(err)
 	}
-	grouping := func(g int) string {
+	// cume_dist is the share of the group's values up to this one, ties included: the
+	// nearest-rank percentile p is the smallest value whose share is at least p.
+	grouping := func(g int, metric string) string {
 		over, key, agent, group := "", "NULL", "NULL", ""
 		switch g {
 		case groupBucket:
@@ -286,19 +293,28 @@ func (s *Store) callPercentiles(ctx context.Context, filter func(*bun.SelectQuer
 		case groupAgent:
 			over, agent, group = "PARTITION BY agent_id ", "agent_id", " GROUP BY agent_id"
 		}
-		cols := []string{fmt.Sprintf("%d AS g, %s AS k, %s AS agent_id", g, key, agent)}
+		cols := []string{fmt.Sprintf("%d AS g, '%s' AS m, %s AS k, %s AS agent_id", g, metric, key, agent)}
 		for _, p := range percentiles {
-			cols = append(cols,
-				fmt.Sprintf("MIN(CASE WHEN a = 1 AND rd * 100 >= %d * nd THEN d END) AS d%d", p, p),
-				fmt.Sprintf("MIN(CASE WHEN l IS NOT NULL AND rl * 100 >= %d * nl THEN l END) AS l%d", p, p))
+			for _, m := range []string{"d", "l"} {
+				v := "NULL"
+				if m == metric {
+					v = fmt.Sprintf("MIN(CASE WHEN cd >= %d / 100.0 THEN v END)", p)
+				}
+				cols = append(cols, fmt.Sprintf("%s AS %s%d", v, m, p))
+			}
 		}
-		return "SELECT " + strings.Join(cols, ", ") + " FROM (SELECT k, agent_id, d, l, a, " +
-			"ROW_NUMBER() OVER (" + over + "ORDER BY a DESC, d) AS rd, SUM(a) OVER (" + over + ") AS nd, " +
-			"ROW_NUMBER() OVER (" + over + "ORDER BY l IS NULL, l) AS rl, COUNT(l) OVER (" + over + ") AS nl FROM c) AS w" + group
+		where := "a = 1"
+		if metric == "l" {
+			where = "l IS NOT NULL"
+		}
+		return "SELECT " + strings.Join(cols, ", ") + " FROM (SELECT k, agent_id, " + metric + " AS v, " +
+			"CUME_DIST() OVER (" + over + "ORDER BY " + metric + ") AS cd FROM c WHERE " + where + ") AS w" + group
 	}
-	q := "WITH c AS MATERIALIZED (?) " + grouping(groupBucket) + " UNION ALL " + grouping(groupAgent) +
-		" UNION ALL " + grouping(groupTotal)
-	err := s.db.NewRaw(q, inner).Scan(ctx, &rows)
+	var parts []string
+	for _, g := range []int{groupBucket, groupAgent, groupTotal} {
+		parts = append(parts, grouping(g, "d"), grouping(g, "l"))
+	}
+	err := s.db.NewRaw("WITH c AS MATERIALIZED (?) "+strings.Join(parts, " UNION ALL "), inner).Scan(ctx, &rows)
 	return rows, classify(err)
 }
 
