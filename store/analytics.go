@@ -80,9 +80,8 @@ type CallAnalytics struct {
 }
 
 // AnalyzeCalls computes the call analytics of the tenant in the database: one grouped
-// scan of the range for the counts and sums, and one scan per grouping (bucket, agent,
-// all) for the percentiles, which SQLite and PostgreSQL compute alike from ordered row
-// numbers (SQLite has no percentile_cont). The range is read through the calls'
+// scan of the range for the counts and sums, and one statement for the percentiles by
+// bucket, agent and in all (callPercentiles). The range is read through the calls'
 // (tenant_id, created_at) index, or (tenant_id, agent_id, created_at) for one agent.
 // Buckets without calls are not listed.
 func AnalyzeCalls(ctx context.Context, s *Store, tenantID string, q CallAnalyticsQuery) (*CallAnalytics, error) {
