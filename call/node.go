@@ -139,7 +139,7 @@ func (n *Node) recordingPlan(ag *store.Agent) *recordingPlan {
 }
 
 // Check says whether the node and the tenant have room for one more call now.
-func (n *Node) Check(tenantID string) error { return n.calls.Check(tenantID) }
+func (n *Node) Check(ctx context.Context, tenantID string) error { return n.calls.Check(ctx, tenantID) }
 
 // Start starts the routed call with spec (the one it was routed with, its Stream and
 // Hangup now set).

@@ -105,14 +105,14 @@ func (r *Registry) Acquire(tenantID string) (release func(), err error) {
 }
 
 // Check says whether Acquire would take a place for the tenant now, without taking one.
-func (r *Registry) Check(tenantID string) error {
+func (r *Registry) Check(ctx context.Context, tenantID string) error {
 	if r == nil {
 		return nil
 	}
 	if err := r.limits.Check(tenantID); err != nil || r.tenants == nil {
 		return err
 	}
-	return r.tenants.check(tenantID)
+	return r.tenants.check(ctx, tenantID)
 }
 
 // Add registers a live call.

@@ -51,7 +51,7 @@ func TestRegistry(t *testing.T) {
 		t.Fatalf("drain: %v", err)
 	}
 	var nilReg *Registry
-	if nilReg.Get("ten_a", "x") != nil || nilReg.Open() != 0 || nilReg.Drain(ctx) != nil || nilReg.Check("ten_a") != nil {
+	if nilReg.Get("ten_a", "x") != nil || nilReg.Open() != 0 || nilReg.Drain(ctx) != nil || nilReg.Check(ctx, "ten_a") != nil {
 		t.Error("a nil registry is not empty")
 	}
 }

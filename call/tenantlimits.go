@@ -92,8 +92,8 @@ func (t *tenantLimits) take(tenantID string) (free func(), err error) {
 }
 
 // check says whether take would refuse a call of the tenant now, without taking a place.
-func (t *tenantLimits) check(tenantID string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), slotTimeout)
+func (t *tenantLimits) check(ctx context.Context, tenantID string) error {
+	ctx, cancel := context.WithTimeout(ctx, slotTimeout)
 	defer cancel()
 	limit := t.limit(ctx, tenantID)
 	if limit <= 0 {

@@ -31,7 +31,7 @@ func (m Calls) CheckMediaStreamTarget(ctx context.Context, tenantID, target stri
 	if _, err := m.node.Route(ctx, spec(tenantID, target)); err != nil {
 		return err
 	}
-	return m.node.Check(tenantID)
+	return m.node.Check(ctx, tenantID)
 }
 
 // StartMediaStreamCall records the call of s and runs it in the background; it returns the
