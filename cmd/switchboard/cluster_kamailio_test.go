@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,7 +57,8 @@ func kamailioBinary() string {
 }
 
 // startEdge starts Kamailio with the shipped configuration, its dispatcher set the SIP
-// addresses of nodes, and waits until it answers OPTIONS.
+// addresses of nodes, and waits until it answers OPTIONS; on a port another program took
+// meanwhile, it starts again on another.
 func startEdge(t *testing.T, bin string, nodes []string) *edge {
 	t.Helper()
 	cfg, err := filepath.Abs("../../deploy/kamailio/kamailio.cfg")
@@ -72,32 +74,69 @@ func startEdge(t *testing.T, bin string, nodes []string) *edge {
 	if err := os.WriteFile(list, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e := &edge{t: t, addr: fmt.Sprintf("127.0.0.1:%d", testnet.Port(t)), log: &logBuffer{ready: make(chan struct{})},
-		exited: make(chan struct{})}
-	cmd := exec.Command(bin, "-DD", "-E", "-f", cfg, "-Y", dir,
-		"-A", "SB_LISTEN=udp:"+e.addr, "-A", `SB_DISPATCHER_LIST="`+list+`"`,
-		"-A", "SB_PING_INTERVAL="+edgePingInterval, "-A", "SB_FR_TIMER="+edgeFRTimer)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = e.log, e.log
-	// Kamailio forks its workers: the group is stopped together.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start kamailio: %v", err)
+	for attempt := 1; ; attempt++ {
+		e := &edge{t: t, addr: fmt.Sprintf("127.0.0.1:%d", testnet.Port(t)), log: &logBuffer{ready: make(chan struct{})},
+			exited: make(chan struct{})}
+		cmd := exec.Command(bin, "-DD", "-E", "-f", cfg, "-Y", dir,
+			"-A", "SB_LISTEN=udp:"+e.addr, "-A", `SB_DISPATCHER_LIST="`+list+`"`,
+			"-A", "SB_PING_INTERVAL="+edgePingInterval, "-A", "SB_FR_TIMER="+edgeFRTimer)
+		cmd.Dir = dir
+		cmd.Stdout, cmd.Stderr = e.log, e.log
+		// Kamailio forks its workers: the group is stopped together.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start kamailio: %v", err)
+		}
+		go func() { _ = cmd.Wait(); close(e.exited) }()
+		t.Cleanup(func() {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+			select {
+			case <-e.exited:
+			case <-time.After(10 * time.Second):
+				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				<-e.exited
+			}
+			if t.Failed() {
+				t.Logf("kamailio output:\n%s", e.log)
+			}
+		})
+		err := e.ready()
+		switch {
+		case err == nil:
+			return e
+		case attempt < 3 && testnet.AddrInUse(err, e.log.String()):
+			continue
+		}
+		t.Fatalf("kamailio at %s: %v\n%s", e.addr, err, e.log)
 	}
-	go func() { _ = cmd.Wait(); close(e.exited) }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+}
+
+// ready waits until Kamailio answers an OPTIONS addressed to itself, or exits.
+func (e *edge) ready() error {
+	conn, err := net.Dial("udp", e.addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	buf := make([]byte, 4096)
+	for i, deadline := 0, time.Now().Add(edgeWait); time.Now().Before(deadline); i++ {
 		select {
 		case <-e.exited:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-e.exited
+			return errors.New("exited before it answered")
+		default:
 		}
-		if t.Failed() {
-			t.Logf("kamailio output:\n%s", e.log)
+		probe := fmt.Sprintf("OPTIONS sip:%[1]s SIP/2.0\r\nVia: SIP/2.0/UDP %[2]s;branch=z9hG4bK-ready-%[3]d\r\n"+
+			"Max-Forwards: 70\r\nFrom: <sip:ready@127.0.0.1>;tag=ready\r\nTo: <sip:%[1]s>\r\n"+
+			"Call-ID: ready-%[3]d@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n", e.addr, conn.LocalAddr(), i)
+		if _, err := conn.Write([]byte(probe)); err != nil {
+			return err
 		}
-	})
-	return e
+		_ = conn.SetReadDeadline(time.Now().Add(250 * time.Millisecond))
+		if n, err := conn.Read(buf); err == nil && strings.HasPrefix(string(buf[:n]), "SIP/2.0 200") {
+			return nil
+		}
+	}
+	return fmt.Errorf("no answer to OPTIONS within %v", edgeWait)
 }
 
 // waitDown waits until the edge has taken the node at sipAddr out of its dispatcher set.
@@ -146,23 +185,7 @@ func newEdgeCaller(t *testing.T, e *edge) *edgeCaller {
 	if err := sip.ParseUri("sip:echo@"+e.addr, &c.target); err != nil {
 		t.Fatal(err)
 	}
-	// Wait until Kamailio answers its own keep-alive.
-	var proxy sip.Uri
-	if err := sip.ParseUri("sip:"+e.addr, &proxy); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(edgeWait)
-	for {
-		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
-		res, err := client.Do(ctx, sip.NewRequest(sip.OPTIONS, proxy))
-		cancel()
-		if err == nil && res.StatusCode == sip.StatusOK {
-			return c
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("kamailio did not answer OPTIONS within %v: %v %v\n%s", edgeWait, res, err, e.log)
-		}
-	}
+	return c
 }
 
 // offer is the SDP of a call to echo, in the direction given.
@@ -401,16 +424,18 @@ func TestKamailioCluster(t *testing.T) {
 	// Drain one survivor with a call up: it answers OPTIONS and INVITEs 503, the edge sends
 	// new calls to the other, its call goes on until the caller hangs up, and it exits.
 	drained := survivors[0]
+	// Round-robin skips the dead node's turn for the next node in the list, so a call lands
+	// on the drained node within a few.
 	var up *edgeCall
-	for _, c := range caller.placeMany(t, 2) {
-		if nodeOf(c) == drained && up == nil {
+	for i := 0; up == nil; i++ {
+		if i == 6 {
+			t.Fatalf("six calls through kamailio and none on node-%d", drained+1)
+		}
+		if c := caller.placeMany(t, 1)[0]; nodeOf(c) == drained {
 			up = c
 		} else {
 			c.hangUp(t)
 		}
-	}
-	if up == nil {
-		t.Fatalf("two calls through kamailio and neither on node-%d", drained+1)
 	}
 	nodes[drained].signal(syscall.SIGTERM)
 	nodes[drained].waitLogged("draining: taking no new calls, waiting for those up to end", edgeWait)
