@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -175,17 +176,60 @@ func newEdgeCaller(t *testing.T, e *edge) *edgeCaller {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = ua.Close() })
-	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
+	// Requests leave from the socket the caller listens on, named in its Contact, so that the
+	// node's own in-dialog requests (its BYE), sent through the edge, find the caller.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &edgeCaller{client: client,
-		dlgs: sipgo.NewDialogClientCache(client, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "caller", Host: "127.0.0.1"}})}
+	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientConnectionAddr(pc.LocalAddr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &edgeCaller{client: client, dlgs: sipgo.NewDialogClientCache(client,
+		sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "caller", Host: "127.0.0.1", Port: pc.LocalAddr().(*net.UDPAddr).Port}})}
 	if err := sip.ParseUri("sip:echo@"+e.addr, &c.target); err != nil {
 		t.Fatal(err)
 	}
-	return c
+	srv, err := sipgo.NewServer(ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+		if err := c.dlgs.ReadBye(req, tx); err != nil {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
+		}
+	})
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.ServeUDP(pc) }()
+	t.Cleanup(func() {
+		_ = ua.Close()
+		_ = pc.Close()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("the caller's SIP server did not stop")
+		}
+	})
+	// The client sends from the listening socket once the server has registered it, a
+	// moment after ServeUDP starts: until then a request fails. The edge answers OPTIONS
+	// addressed to itself.
+	var proxy sip.Uri
+	if err := sip.ParseUri("sip:"+e.addr, &proxy); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(edgeWait); ; {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		res, err := client.Do(ctx, sip.NewRequest(sip.OPTIONS, proxy))
+		cancel()
+		if err == nil && res.StatusCode == sip.StatusOK {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer from kamailio to the caller's OPTIONS within %v: %v %v", edgeWait, res, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // offer is the SDP of a call to echo, in the direction given.
@@ -308,14 +352,19 @@ func TestKamailioCluster(t *testing.T) {
 
 	// Three nodes on their own loopback addresses, started one after the other so that the
 	// first migrates the database.
+	env := func(i int) []string {
+		return []string{"SWITCHBOARD_DATA_DIR=" + t.TempDir(), "DATABASE_URL=" + dbURL,
+			"SWITCHBOARD_SECRET=" + testSecret, fmt.Sprintf("SWITCHBOARD_NODE=node-%d", i+1),
+			fmt.Sprintf("SWITCHBOARD_SIP_ADDR=127.0.0.%d:0", i+2), "SWITCHBOARD_SIP_TRUSTED_PROXIES=127.0.0.1",
+			"SWITCHBOARD_DRAIN_TIMEOUT=1m", "SWITCHBOARD_NODE_HEARTBEAT=200ms", "SWITCHBOARD_NODE_TIMEOUT=2s",
+			"SWITCHBOARD_RATE_LIMIT=10000"}
+	}
+	key := createKey(t, env(0), "--name", "cluster")
 	nodes := make([]*node, 3)
 	addrs := make([]string, 3)
 	byHost := map[string]int{}
 	for i := range nodes {
-		nodes[i] = startServe(t, []string{"SWITCHBOARD_DATA_DIR=" + t.TempDir(), "DATABASE_URL=" + dbURL,
-			"SWITCHBOARD_SECRET=" + testSecret, fmt.Sprintf("SWITCHBOARD_NODE=node-%d", i+1),
-			fmt.Sprintf("SWITCHBOARD_SIP_ADDR=127.0.0.%d:0", i+2), "SWITCHBOARD_SIP_TRUSTED_PROXIES=127.0.0.1",
-			"SWITCHBOARD_DRAIN_TIMEOUT=1m", "SWITCHBOARD_NODE_HEARTBEAT=200ms", "SWITCHBOARD_NODE_TIMEOUT=2s"})
+		nodes[i] = startServe(t, env(i))
 		m := reNodeSIPAddr.FindStringSubmatch(nodes[i].log.String())
 		if m == nil {
 			t.Fatalf("no SIP address in node %d's start-up line:\n%s", i+1, nodes[i].log)
@@ -383,6 +432,24 @@ func TestKamailioCluster(t *testing.T) {
 	held.hangUp(t)
 	if r := waitRecord(t, db, held.dlg.InviteRequest.CallID().Value(), "completed", completed); r.node != fmt.Sprintf("node-%d", nodeOf(held)+1) {
 		t.Errorf("held call answered by %s ended on %s", held.host, r.node)
+	}
+
+	// The node's own BYE (a hang-up through its API) passes the edge by the route set the
+	// 200 carried and reaches the caller.
+	ended := caller.placeMany(t, 1)[0]
+	var id string
+	if err := db.QueryRowContext(t.Context(), `SELECT id FROM calls WHERE sip_call_id = $1`,
+		ended.dlg.InviteRequest.CallID().Value()).Scan(&id); err != nil {
+		t.Fatalf("the record of the call to hang up: %v", err)
+	}
+	holder := nodes[nodeOf(ended)]
+	if status, body := holder.call("POST", "/api/v1/calls/"+id+"/hangup", key, ""); status != http.StatusOK {
+		t.Fatalf("hang-up through node %s's API: %d %v", holder.addr, status, body)
+	}
+	select {
+	case <-ended.dlg.Context().Done():
+	case <-time.After(edgeWait):
+		t.Fatalf("the node's BYE did not reach the caller through kamailio within %v", edgeWait)
 	}
 
 	// kill -9 of a node holding a call: the edge's probe takes it out, every new call goes
