@@ -185,9 +185,13 @@ func (c *Call) remoteTarget() sip.Uri {
 	return *c.uac.InviteRequest.Recipient.Clone()
 }
 
-// answered marks the call in progress once media flows.
+// answered marks the call in progress once media flows. The codec is read under mu: the
+// far end's re-INVITE may already be changing it (a hold sent right after the ACK).
 func (c *Call) answered(ctx context.Context) {
-	c.Answered(ctx, c.codec.Name, "rtp_port", c.ports.port)
+	c.mu.Lock()
+	codec := c.codec.Name
+	c.mu.Unlock()
+	c.Answered(ctx, codec, "rtp_port", c.ports.port)
 }
 
 // run carries an answered call until it ends, then tears it down by call's one rule. What
