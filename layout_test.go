@@ -47,6 +47,11 @@ var layoutRules = []layoutRule{
 		"provider is the per-tenant registry of model and speech providers; it knows no transport and no HTTP routing"},
 	{"metrics", []string{"api", "sip", "rtc", "mediastream", "realtime", "call", "agent", "session", "knowledge", "provider", "media", "store", "web"},
 		"metrics is the node's Prometheus registry at the bottom of the map, so that any package can register on it; what it measures comes in as plain values"},
+	{"webhook", []string{"sip", "rtc", "mediastream", "agent", "session", "knowledge", "provider", "web"},
+		"webhook posts calls' events to their servers from the hub's events and the store; it knows no transport and no agent"},
+
+	{"telemetry", []string{"api", "sip", "rtc", "mediastream", "realtime", "call", "agent", "session", "knowledge", "provider", "media", "store", "metrics", "web"},
+		"telemetry is the node's tracing at the bottom of the map, so that any package can start its spans; it knows nothing of what it traces"},
 	{"store", []string{"api", "sip", "rtc", "mediastream", "realtime", "call", "agent", "session", "knowledge", "provider", "media", "web"},
 		"store is at the bottom: models, migrations and queries; nothing of ours above it"},
 }
@@ -138,7 +143,7 @@ func TestLayout(t *testing.T) {
 // must match it, so a rename cannot silently switch a rule off.
 func TestLayoutRulesNameRealPackages(t *testing.T) {
 	pkgs := listPackages(t)
-	for _, want := range []string{"media", "realtime", "rtc", "mediastream", "sip", "agent", "knowledge", "store", "api", "metrics"} {
+	for _, want := range []string{"media", "media/amd", "realtime", "rtc", "mediastream", "sip", "agent", "knowledge", "store", "api", "metrics", "telemetry"} {
 		found := false
 		for _, p := range pkgs {
 			if p.ImportPath == ours(want) {

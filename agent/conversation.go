@@ -150,3 +150,19 @@ type TurnObserver interface {
 	// it failed (its usage went to Usage).
 	StepFinish(reason llm.StopReason, err error)
 }
+
+// TurnTracer is a Conversation that traces its turns (the voice loop of a traced call): the
+// turn begins as the caller stops speaking, and its speech-to-text is part of it already.
+type TurnTracer interface {
+	// TurnContext is ctx with the span of the caller's last turn, so that what answers it
+	// is traced under it; ctx itself when there is none.
+	TurnContext(ctx context.Context) context.Context
+}
+
+// TurnContext is ctx with the span of c's current turn, when c traces its turns.
+func TurnContext(ctx context.Context, c Conversation) context.Context {
+	if t, ok := c.(TurnTracer); ok {
+		return t.TurnContext(ctx)
+	}
+	return ctx
+}

@@ -8,8 +8,11 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/switchboard-go/switchboard/knowledge"
 	"github.com/switchboard-go/switchboard/store"
+	"github.com/switchboard-go/switchboard/telemetry"
 )
 
 // ToolKnowledgeSearch is the built-in tool an agent in knowledge mode "tool" searches its
@@ -112,13 +115,19 @@ func (k *knowledgeUse) search(ctx context.Context, c Conversation, source, node,
 	if len(query) > maxQuery {
 		query = strings.TrimSuffix(cutAtWord(query, maxQuery), "…")
 	}
-	sctx, cancel := context.WithTimeout(ctx, k.timeout)
+	sctx, span := telemetry.Start(ctx, "retrieval")
+	defer span.End()
+	sctx, cancel := context.WithTimeout(sctx, k.timeout)
 	defer cancel()
 	start := time.Now()
 	hits, err := k.searcher.Search(sctx, k.tenantID, bases, query, k.settings.Limit)
 	took := time.Since(start)
 	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("the knowledge search took longer than %s", k.timeout)
+	}
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("retrieval.source", source), attribute.Int("retrieval.bases", len(bases)), attribute.Int("retrieval.hits", len(hits)))
+		telemetry.Fail(span, err)
 	}
 	rec := Retrieval{Source: source, Query: query, Node: node, Hits: []RetrievedChunk{}, Duration: took,
 		DurationMS: float64(took) / float64(time.Millisecond)}

@@ -12,9 +12,13 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/switchboard-go/switchboard/agent/llm"
 	callpkg "github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/store"
+	"github.com/switchboard-go/switchboard/telemetry"
 )
 
 // The built-in tools of the LLM brain: the model ends, transfers, and plays keys itself.
@@ -230,7 +234,8 @@ func (b *LLMBrain) run(ctx context.Context, c Conversation) error {
 		if in.Kind == InputSpeech {
 			query = in.Text
 		}
-		history, err = b.turn(ctx, c, history, query)
+		// The turn's stages (retrieval, model, tools, speech) are traced under the turn.
+		history, err = b.turn(TurnContext(ctx, c), c, history, query)
 		if err == nil {
 			failures = 0
 			continue
@@ -433,7 +438,12 @@ func (b *LLMBrain) speakAnswer(ctx context.Context, c Conversation, req *llm.Req
 	done := make(chan streamed, 1)
 	// Cancelling the stream's context releases an upstream that is slow to send its next
 	// delta once the caller interrupted or left.
-	streamCtx, cancelStream := context.WithCancel(ctx)
+	streamCtx, span := telemetry.Start(ctx, "model")
+	defer span.End()
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("gen_ai.request.model", req.Model), attribute.Int("gen_ai.request.messages", len(req.Messages)))
+	}
+	streamCtx, cancelStream := context.WithCancel(streamCtx)
 	defer cancelStream()
 	obs, _ := c.(TurnObserver)
 	if obs != nil {
@@ -449,6 +459,12 @@ func (b *LLMBrain) speakAnswer(ctx context.Context, c Conversation, req *llm.Req
 	res := <-done
 	if res.usage != (llm.Usage{}) {
 		c.Usage(res.usage)
+	}
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int("gen_ai.usage.input_tokens", res.usage.InputTokens), attribute.Int("gen_ai.usage.output_tokens", res.usage.OutputTokens),
+			attribute.String("gen_ai.response.finish_reason", string(res.stop)), attribute.Int("gen_ai.tool_calls", len(res.calls)),
+			attribute.Bool("interrupted", sp.Interrupted))
+		telemetry.Fail(span, res.err)
 	}
 	if obs != nil {
 		err := res.err
@@ -516,6 +532,9 @@ func (b *LLMBrain) produceOnce(ctx context.Context, req *llm.Request, text chan<
 			if d.Text == "" {
 				continue
 			}
+			if !sent {
+				trace.SpanFromContext(ctx).AddEvent("first_token")
+			}
 			if obs != nil {
 				obs.TextDelta(d.Text)
 			}
@@ -581,7 +600,15 @@ func (b *LLMBrain) runTools(ctx context.Context, c Conversation, calls []llm.Too
 		}
 		start := time.Now()
 		rec := ToolRecord{ID: call.ID, Name: call.Name, Arguments: call.Arguments}
-		result, err := b.runTool(ctx, c, call, filler)
+		tctx, span := telemetry.Start(ctx, "tool")
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("gen_ai.tool.name", call.Name), attribute.String("gen_ai.tool.call.id", call.ID))
+		}
+		result, err := b.runTool(tctx, c, call, filler)
+		if !errors.Is(err, errCallEnded) {
+			telemetry.Fail(span, err)
+		}
+		span.End()
 		rec.Duration = time.Since(start)
 		msg := llm.Message{Role: llm.RoleTool, ToolCallID: call.ID}
 		switch {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/switchboard-go/switchboard/internal/netguard"
 	"github.com/switchboard-go/switchboard/store"
+
+	"github.com/switchboard-go/switchboard/telemetry"
 )
 
 // ErrPrivateAddress is a webhook whose host resolves to an address of this machine or its
@@ -91,6 +93,9 @@ func (w *Webhooks) Run(ctx context.Context, t *store.Tool, arguments string) (st
 		}
 		req.Header.Set(k, v)
 	}
+	// The tool's server sees the trace of the turn that called it; set after the tool's own
+	// headers, so that a stale traceparent of theirs is not sent.
+	telemetry.Inject(ctx, req.Header)
 	resp, err := w.client.Do(req)
 	if err != nil {
 		if errors.Is(err, ErrPrivateAddress) {

@@ -193,7 +193,8 @@ func (b *WorkflowBrain) run(ctx context.Context, c Conversation) error {
 			return errCallEnded
 		}
 		c.Event("workflow.node", map[string]any{"node": n.ID, "type": n.Type})
-		out, err := b.step(ctx, c, r, n)
+		// A step after the caller's input is traced under that turn.
+		out, err := b.step(TurnContext(ctx, c), c, r, n)
 		if err != nil {
 			return err
 		}

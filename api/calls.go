@@ -46,6 +46,19 @@ type CallRequest struct {
 	Metadata map[string]any `json:"metadata"`
 	// TimeoutSeconds is how long the call rings before it is no-answer: 1 to 120, default 30.
 	TimeoutSeconds *int `json:"timeout_seconds"`
+	// AMD asks for answering-machine detection once the call is answered.
+	AMD *AMDRequest `json:"amd"`
+}
+
+// AMDRequest is the answering-machine detection an outbound call asks for.
+type AMDRequest struct {
+	// Mode is detect (report who answered; the agent goes on) or detect_then_message (on a
+	// machine, leave Message after its beep or greeting, then hang up).
+	Mode string `json:"mode"`
+	// Message is what the agent says to a machine (detect_then_message only).
+	Message string `json:"message"`
+	// TimeoutSeconds bounds the detection, 2 to 60, default 10: undecided by then is unknown.
+	TimeoutSeconds int `json:"timeout_seconds"`
 }
 
 // TransferRequest says where a live call goes.
@@ -83,7 +96,7 @@ func (s *Server) callRoutes() []route {
 			Response: store.CallTranscript{}, Handle: s.callTranscript},
 		{Method: http.MethodGet, Path: "/api/v1/calls/{id}/recording", Tag: tag, Scope: store.ScopeRead, Status: http.StatusOK,
 			Raw: true, ContentType: "audio/wav",
-			Summary: "The call's recording: a stereo WAV, the far end on the left and Switchboard on the right (when recording is on)",
+			Summary: "The call's recording (its record's recording_url, until its retention runs out): a stereo WAV, the far end on the left and Switchboard on the right, or mono when the agent asks",
 			Handle:  s.callRecording},
 		{Method: http.MethodGet, Path: "/api/v1/calls/{id}/voicemail", Tag: tag, Scope: store.ScopeRead, Status: http.StatusOK,
 			Raw: true, ContentType: "audio/wav",
@@ -114,6 +127,9 @@ func (s *Server) placeCall(w http.ResponseWriter, r *http.Request, p *Principal)
 			return errValidation("timeout_seconds", "must be between 1 and %d", store.MaxCallTimeout)
 		}
 		c.TimeoutSeconds = *req.TimeoutSeconds
+	}
+	if req.AMD != nil {
+		c.AMD = &store.CallAMD{Mode: req.AMD.Mode, Message: req.AMD.Message, TimeoutSeconds: req.AMD.TimeoutSeconds}
 	}
 	if err := c.Validate(); err != nil {
 		return err

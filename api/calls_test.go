@@ -194,6 +194,18 @@ func TestCallsPlace(t *testing.T) {
 			{obj{"to": "sip:bob@pbx.example.com", "destination": "echo", "status": "completed"}, "status"},
 			{obj{"to": "sip:bob@pbx.example.com", "destination": "echo", "id": "call_x"}, "id"},
 			{obj{"To": "sip:bob@pbx.example.com", "destination": "echo"}, "To"},
+			{obj{"to": "sip:bob@pbx.example.com", "destination": "echo", "amd": "yes"}, "amd"},
+			{obj{"to": "sip:bob@pbx.example.com", "destination": "echo", "amd": obj{}}, "amd.mode"},
+			{obj{"to": "sip:bob@pbx.example.com", "destination": "echo", "amd": obj{"mode": "guess"}}, "amd.mode"},
+			{obj{"to": "sip:bob@pbx.example.com", "destination": "echo", "amd": obj{"mode": 1}}, "amd.mode"},
+			{obj{"to": "sip:bob@pbx.example.com", "destination": "echo", "amd": obj{"mode": "detect", "timeout_seconds": 1}}, "amd.timeout_seconds"},
+			{obj{"to": "sip:bob@pbx.example.com", "destination": "echo", "amd": obj{"mode": "detect", "timeout_seconds": 61}}, "amd.timeout_seconds"},
+			{obj{"to": "sip:bob@pbx.example.com", "destination": "echo", "amd": obj{"mode": "detect", "message": "hi"}}, "amd.message"},
+			{obj{"to": "sip:bob@pbx.example.com", "agent_id": agent, "amd": obj{"mode": "detect_then_message"}}, "amd.message"},
+			{obj{"to": "sip:bob@pbx.example.com", "agent_id": agent, "amd": obj{"mode": "detect_then_message", "message": "  "}}, "amd.message"},
+			{obj{"to": "sip:bob@pbx.example.com", "agent_id": agent, "amd": obj{"mode": "detect_then_message", "message": strings.Repeat("a", 2001)}}, "amd.message"},
+			{obj{"to": "sip:bob@pbx.example.com", "destination": "echo", "amd": obj{"mode": "detect_then_message", "message": "hi"}}, "amd.mode"},
+			{obj{"to": "sip:bob@pbx.example.com", "destination": "echo", "amd": obj{"mode": "detect", "result": "human"}}, "result"},
 			{"", "body"},
 			{"[]", "body"},
 		} {
@@ -207,6 +219,8 @@ func TestCallsPlace(t *testing.T) {
 			{"to": "sip:bob@pbx.example.com", "destination": "echo"},
 			{"to": "+14155550100", "from": "+14155550199", "agent_id": agent, "trunk_id": trunk, "timeout_seconds": 120, "metadata": obj{"crm": "42"}},
 			{"to": "alice", "destination": "tone", "trunk_id": trunk},
+			{"to": "sip:bob@pbx.example.com", "destination": "echo", "amd": obj{"mode": "detect"}},
+			{"to": "sip:bob@pbx.example.com", "agent_id": agent, "amd": obj{"mode": "detect_then_message", "message": "Call us back.", "timeout_seconds": 60}},
 		} {
 			r := ts.do(http.MethodPost, "/api/v1/calls", key, body)
 			wantJSONError(t, r, http.StatusServiceUnavailable, "service_unavailable")

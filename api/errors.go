@@ -96,6 +96,10 @@ func asError(err error) *Error {
 			return &Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, RetryAfter: 5,
 				Message: "This node is draining: it takes no new calls; try again shortly, or another node"}
 		}
+		if errors.Is(le, callcap.ErrTenantFull) && le.Cluster {
+			return &Error{Status: http.StatusTooManyRequests, Code: codeRateLimit, RetryAfter: 5,
+				Message: fmt.Sprintf("Too many calls: the tenant has its limit of %d concurrent calls; try again when one ends", le.Limit)}
+		}
 		if errors.Is(le, callcap.ErrTenantFull) {
 			return &Error{Status: http.StatusTooManyRequests, Code: codeRateLimit, RetryAfter: 5,
 				Message: fmt.Sprintf("Too many calls: the tenant has its limit of %d concurrent calls on this node; try again when one ends", le.Limit)}
@@ -124,6 +128,7 @@ var sipRefusals = []struct {
 	{sip.ErrTrunkNotFound, http.StatusUnprocessableEntity, "trunk_id"},
 	{sip.ErrTrunkInboundOnly, http.StatusUnprocessableEntity, "trunk_id"},
 	{sip.ErrTrunkNoAddress, http.StatusUnprocessableEntity, "trunk_id"},
+	{sip.ErrSRTPNeedsTLS, http.StatusUnprocessableEntity, "trunk_id"},
 	{sip.ErrBadCallee, http.StatusUnprocessableEntity, "to"},
 	{sip.ErrUnknownDestination, http.StatusUnprocessableEntity, "destination"},
 	{sip.ErrAgentUnavailable, http.StatusConflict, "agent_id"},

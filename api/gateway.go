@@ -10,10 +10,14 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/switchboard-go/switchboard/agent"
 	"github.com/switchboard-go/switchboard/agent/llm"
 	"github.com/switchboard-go/switchboard/provider"
 	"github.com/switchboard-go/switchboard/store"
+	"github.com/switchboard-go/switchboard/telemetry"
 )
 
 // The model gateway: /v1/chat/completions (OpenAI's wire format) and /v1/messages
@@ -35,6 +39,9 @@ type call struct {
 	firstByte time.Duration
 	// tools are an agent's tools, run on the model's behalf (agent/{id} models).
 	tools map[string]agent.ToolFunc
+	// span is the request's trace below its HTTP span (a span that does nothing when
+	// untraced).
+	span trace.Span
 }
 
 // gatewayDialect is one surface of the gateway: how it reads a request into the neutral
@@ -73,14 +80,17 @@ func (s *Server) serveGateway(d gatewayDialect) func(http.ResponseWriter, *http.
 			return err
 		}
 		c := &call{principal: p, surface: d.surface, asked: ask.model, stream: ask.stream, started: time.Now()}
-		if err := s.resolve(r.Context(), c, req); err != nil {
+		ctx, span := traceGateway(r.Context(), c)
+		defer span.End()
+		c.span = span
+		if err := s.resolve(ctx, c, req); err != nil {
 			return err
 		}
-		if err := s.refuseSpent(r.Context(), p.TenantID, ask.model, c.route.Price); err != nil {
+		if err := s.refuseSpent(ctx, p.TenantID, ask.model, c.route.Price); err != nil {
 			return err
 		}
 		if !ask.stream {
-			resp, err := s.complete(r.Context(), c, req)
+			resp, err := s.complete(ctx, c, req)
 			if err != nil {
 				s.record(c, llm.Usage{}, asError(err).Status)
 				return err
@@ -90,7 +100,7 @@ func (s *Server) serveGateway(d gatewayDialect) func(http.ResponseWriter, *http.
 			s.record(c, resp.Usage, http.StatusOK)
 			return nil
 		}
-		st, err := s.stream(r.Context(), c, req)
+		st, err := s.stream(ctx, c, req)
 		if err != nil {
 			s.record(c, llm.Usage{}, asError(err).Status)
 			return err
@@ -183,7 +193,7 @@ func upstreamError(err error) error {
 
 // complete asks for a whole answer, trying the model's fallbacks when it fails.
 func (s *Server) complete(ctx context.Context, c *call, req *llm.Request) (*llm.Response, error) {
-	return withFallbacks(ctx, s, c, req, func(p llm.Provider, r *llm.Request) (*llm.Response, error) {
+	return withFallbacks(ctx, s, c, req, func(ctx context.Context, p llm.Provider, r *llm.Request) (*llm.Response, error) {
 		if len(c.tools) == 0 {
 			return p.Complete(ctx, r)
 		}
@@ -198,7 +208,7 @@ func (s *Server) complete(ctx context.Context, c *call, req *llm.Request) (*llm.
 // stream opens an answer as it is written. Fallbacks are tried only while nothing has been
 // sent to the client, which is the case until the stream opens.
 func (s *Server) stream(ctx context.Context, c *call, req *llm.Request) (llm.Stream, error) {
-	return withFallbacks(ctx, s, c, req, func(p llm.Provider, r *llm.Request) (llm.Stream, error) {
+	return withFallbacks(ctx, s, c, req, func(ctx context.Context, p llm.Provider, r *llm.Request) (llm.Stream, error) {
 		if len(c.tools) == 0 {
 			return p.Stream(ctx, r)
 		}
@@ -208,7 +218,7 @@ func (s *Server) stream(ctx context.Context, c *call, req *llm.Request) (llm.Str
 
 // withFallbacks asks the call's route, then each of its fallbacks, until one answers; the
 // call's route becomes the one that did.
-func withFallbacks[T any](ctx context.Context, s *Server, c *call, req *llm.Request, ask func(llm.Provider, *llm.Request) (T, error)) (T, error) {
+func withFallbacks[T any](ctx context.Context, s *Server, c *call, req *llm.Request, ask func(context.Context, llm.Provider, *llm.Request) (T, error)) (T, error) {
 	var (
 		zero    T
 		lastErr error
@@ -216,7 +226,7 @@ func withFallbacks[T any](ctx context.Context, s *Server, c *call, req *llm.Requ
 	for _, rt := range s.candidates(ctx, c) {
 		r := *req
 		r.Model = rt.Upstream
-		out, err := ask(rt.Provider, &r)
+		out, err := askTraced(ctx, rt, func(ctx context.Context) (T, error) { return ask(ctx, rt.Provider, &r) })
 		if err == nil {
 			c.route = rt
 			return out, nil
@@ -225,8 +235,23 @@ func withFallbacks[T any](ctx context.Context, s *Server, c *call, req *llm.Requ
 		if ctx.Err() != nil {
 			break
 		}
+		s.metrics.Gateway().Failed(rt.ProviderName)
 	}
 	return zero, upstreamError(lastErr)
+}
+
+// askTraced is one ask of an upstream, a span of its own below the gateway request's (each
+// fallback tried is one more), so that the provider's traceparent names the ask it answers.
+// A stream's span covers its opening.
+func askTraced[T any](ctx context.Context, rt llm.Route, ask func(context.Context) (T, error)) (T, error) {
+	ctx, span := telemetry.Start(ctx, "gateway upstream", trace.WithSpanKind(trace.SpanKindClient))
+	defer span.End()
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("gen_ai.provider.name", rt.ProviderName), attribute.String("gen_ai.request.model", rt.Upstream))
+	}
+	out, err := ask(ctx)
+	telemetry.Fail(span, err)
+	return out, err
 }
 
 // candidates are the route and then its fallbacks that resolve.
@@ -258,12 +283,16 @@ func (s *Server) registryFor(ctx context.Context, tenantID string) (*llm.Registr
 
 // record stores what a gateway request used; it runs after the answer is out.
 func (s *Server) record(c *call, usage llm.Usage, status int) {
-	if s.store == nil {
-		return
+	if c.span != nil {
+		endGateway(c.span, c, usage, status)
 	}
 	cost := 0.0
 	if c.route.Price != nil {
 		cost = c.route.Price.Cost(usage)
+	}
+	s.metrics.Gateway().Answered(c.route.ProviderName, status, int64(usage.InputTokens), int64(usage.OutputTokens), cost)
+	if s.store == nil {
+		return
 	}
 	u := &store.UsageRecord{
 		KeyID: c.principal.KeyID, UserID: c.principal.UserID, Surface: c.surface,

@@ -230,10 +230,16 @@ func capitalize(s string) string {
 
 var (
 	agentResource = resource[store.Agent, *store.Agent]{
-		singular: "agent", plural: "agents", tag: "Agents", new: store.NewAgent, check: checkAgentModel, reconcile: reconcileAgentConfig,
+		singular: "agent", plural: "agents", tag: "Agents", new: store.NewAgent, check: checkAgent, reconcile: reconcileAgentConfig,
 		changed: func(ctx context.Context, s *Server, tenantID, id, action string, a *store.Agent) {
+			if a != nil && a.Server != nil { // a generated secret is shown to its creator alone
+				redacted := *a
+				redacted.Server = a.Server.Redacted()
+				a = &redacted
+			}
 			s.publish(ctx, tenantID, "agent:"+id, realtime.TypeAgentUpdated, AgentChange{AgentID: id, Action: action, Agent: a})
 		},
+		keepReadOnly: func(dst, src *store.Agent) { dst.Server.KeepSecret(src.Server) },
 	}
 	workflowResource = resource[store.Workflow, *store.Workflow]{
 		singular: "workflow", plural: "workflows", tag: "Workflows",
@@ -244,6 +250,7 @@ var (
 	}
 	phoneNumberResource = resource[store.PhoneNumber, *store.PhoneNumber]{
 		singular: "phone number", plural: "phone-numbers", tag: "Phone numbers", new: store.NewPhoneNumber,
+		check: checkNumberServer, keepReadOnly: func(dst, src *store.PhoneNumber) { dst.Server.KeepSecret(src.Server) },
 	}
 	// Trunks decide who may call a tenant's numbers and whose calls built-in destinations
 	// take (see the sip package's routing), so only the tenant's admins change them.

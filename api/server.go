@@ -30,6 +30,9 @@ import (
 	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/session"
 	"github.com/switchboard-go/switchboard/store"
+	"github.com/switchboard-go/switchboard/webhook"
+
+	"github.com/switchboard-go/switchboard/telemetry"
 )
 
 // Config holds what the API needs; cmd/switchboard builds it.
@@ -118,6 +121,14 @@ type Config struct {
 	// Pprof serves the Go runtime's profiles at /debug/pprof/ to the operator
 	// (SWITCHBOARD_PPROF; see pprof.go). Off by default: the paths are not found.
 	Pprof bool
+
+	// CallWebhooks tune the deliveries of call webhooks (webhooks.go), which the server
+	// makes of the Hub's call events and sends while RunCallWebhooks runs.
+	CallWebhooks webhook.Options
+
+	// Tracing traces every request (a span per request, a client's traceparent followed;
+	// tracing.go). Nil: none.
+	Tracing *telemetry.Tracing
 }
 
 // Server is the HTTP API of one node.
@@ -172,6 +183,9 @@ type Server struct {
 
 	openAPIOnce sync.Once
 	openAPIJSON []byte
+
+	// hooks are the node's call webhooks (webhooks.go).
+	hooks *webhook.Hooks
 }
 
 // route is one operation: how it is reached, who may call it, what it takes and answers
@@ -259,10 +273,14 @@ func New(cfg Config) *Server {
 		s.metrics = metrics.New()
 	}
 	s.metricsHandler = s.metrics.Handler()
+	s.hooks = webhook.New(webhook.Config{Options: cfg.CallWebhooks, Store: cfg.Store, Log: cfg.Log, Node: cfg.Node, RecordingsDir: cfg.RecordingsDir})
+	if cfg.Hub != nil {
+		s.hooks.Observe(cfg.Hub)
+	}
 	s.registerMetrics()
 	s.routes = s.allRoutes()
 	s.mux = s.buildMux()
-	s.handler = s.recoverer(s.logRequests(s.mux))
+	s.handler = s.recoverer(s.traceRequests(s.logRequests(s.mux)))
 	return s
 }
 
@@ -301,6 +319,7 @@ func (s *Server) allRoutes() []route {
 	rs = append(rs, s.knowledgeRoutes()...)
 	rs = append(rs, s.amaKnowledgeRoutes()...)
 	rs = append(rs, s.pprofRoutes()...)
+	rs = append(rs, s.webhookRoutes()...)
 	return rs
 }
 

@@ -34,6 +34,8 @@ func TestSIPRefusals(t *testing.T) {
 			fe("trunk_id", "the trunk takes inbound calls only; set its direction to outbound or both"), 422, "trunk_id"},
 		{"trunk without address", &sip.DialError{Err: sip.ErrTrunkNoAddress, Reason: "the trunk has no outbound address"},
 			fe("trunk_id", "the trunk has no outbound address"), 422, "trunk_id"},
+		{"srtp without tls", &sip.DialError{Err: sip.ErrSRTPNeedsTLS, Reason: "the trunk's srtp is \"required\", and SRTP keys travel only over SIP TLS"},
+			fe("trunk_id", "the trunk's srtp is \"required\", and SRTP keys travel only over SIP TLS"), 422, "trunk_id"},
 		{"bad callee", &sip.DialError{Err: sip.ErrBadCallee, Reason: `"a b" at trunk address "x" does not make a SIP URI`},
 			fe("to", `"a b" at trunk address "x" does not make a SIP URI`), 422, "to"},
 		{"unknown destination", &sip.DialError{Err: sip.ErrUnknownDestination, Reason: "unknown built-in destination"},

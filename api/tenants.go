@@ -17,6 +17,9 @@ type TenantRequest struct {
 	// the tenant is then not limited by one. Model usage draws it down; at or below zero,
 	// Alumia chat requests on priced models are answered 402.
 	BalanceUSD *float64 `json:"balance_usd"`
+	// MaxCalls bounds the tenant's concurrent calls across every node (operators only; 0:
+	// only each node's per-tenant limit).
+	MaxCalls int `json:"max_calls"`
 }
 
 // checkBalance vets a balance an operator sets, before anything is written.
@@ -87,7 +90,7 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, p *Princip
 	if err := checkBalance(req.BalanceUSD); err != nil {
 		return err
 	}
-	t := &store.Tenant{Slug: req.Slug, Name: name, Metadata: req.Metadata, BalanceUSD: req.BalanceUSD}
+	t := &store.Tenant{Slug: req.Slug, Name: name, Metadata: req.Metadata, BalanceUSD: req.BalanceUSD, MaxCalls: req.MaxCalls}
 	if err := s.store.CreateTenant(r.Context(), t); err != nil {
 		return err
 	}
@@ -138,7 +141,7 @@ func (s *Server) updateTenant(w http.ResponseWriter, r *http.Request, p *Princip
 	if err != nil {
 		return err
 	}
-	req := TenantRequest{Slug: t.Slug, Name: t.Name, Metadata: t.Metadata, BalanceUSD: t.BalanceUSD}
+	req := TenantRequest{Slug: t.Slug, Name: t.Name, Metadata: t.Metadata, BalanceUSD: t.BalanceUSD, MaxCalls: t.MaxCalls}
 	if err := decodeInto(body, &req, true); err != nil {
 		return err
 	}
@@ -158,7 +161,10 @@ func (s *Server) updateTenant(w http.ResponseWriter, r *http.Request, p *Princip
 			return err
 		}
 	}
-	t.Slug, t.Name, t.Metadata = req.Slug, req.Name, req.Metadata
+	if req.MaxCalls != t.MaxCalls && !p.Operator {
+		return &Error{Status: http.StatusForbidden, Code: codeAuthorization, Message: "Only an admin of the default tenant may set a tenant's limit of calls"}
+	}
+	t.Slug, t.Name, t.Metadata, t.MaxCalls = req.Slug, req.Name, req.Metadata, req.MaxCalls
 	if err := s.store.UpdateTenant(r.Context(), t); err != nil {
 		return err
 	}

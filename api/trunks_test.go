@@ -71,3 +71,36 @@ func TestPhoneNumberTakenOnNode(t *testing.T) {
 		}
 	})
 }
+
+// TestTrunkSRTP: a trunk's srtp is off unless set; it takes off, offer or required, and a
+// trunk that places calls with SRTP must place them over TLS (its keys travel in the
+// SDP). A refused create writes nothing, a refused change changes nothing.
+func TestTrunkSRTP(t *testing.T) {
+	t.Parallel()
+	eachServer(t, func(t *testing.T, ts *testServer) {
+		admin := ts.tenantAdmin("acme")
+		plain := ts.do(http.MethodPost, "/api/v1/trunks", admin, obj{"name": "pbx", "inbound": obj{"allowed_cidrs": arr{"10.0.0.0/8"}}})
+		wantStatus(t, plain, http.StatusCreated, "trunk without srtp")
+		if got := plain.JSON(t)["srtp"]; got != "off" {
+			t.Fatalf("srtp %v, want off", got)
+		}
+		for _, body := range []obj{
+			{"name": "a", "srtp": "maybe", "inbound": obj{"allowed_cidrs": arr{"10.0.0.0/8"}}},
+			{"name": "b", "direction": "outbound", "srtp": "required", "outbound": obj{"address": "carrier.example:5061", "transport": "udp"}},
+			{"name": "c", "direction": "both", "srtp": "offer", "inbound": obj{"allowed_cidrs": arr{"10.0.0.0/8"}}, "outbound": obj{"address": "carrier.example"}},
+		} {
+			wantError(t, ts.do(http.MethodPost, "/api/v1/trunks", admin, body), http.StatusUnprocessableEntity, "validation_error", "srtp")
+		}
+		if n := ts.total("/api/v1/trunks", admin); n != 1 {
+			t.Fatalf("refused creates left %d trunks, want 1", n)
+		}
+		r := ts.do(http.MethodPost, "/api/v1/trunks", admin, obj{"name": "carrier", "direction": "both", "srtp": "required",
+			"inbound": obj{"allowed_cidrs": arr{"10.0.0.0/8"}}, "outbound": obj{"address": "carrier.example:5061", "transport": "tls"}})
+		wantStatus(t, r, http.StatusCreated, "trunk requiring srtp over tls")
+		item := "/api/v1/trunks/" + r.JSON(t)["id"].(string)
+		wantError(t, ts.do(http.MethodPatch, item, admin, obj{"outbound": obj{"address": "carrier.example", "transport": "udp"}}), http.StatusUnprocessableEntity, "validation_error", "srtp")
+		if got := ts.do(http.MethodGet, item, admin, nil).JSON(t); got["srtp"] != "required" || got["outbound"].(map[string]any)["transport"] != "tls" {
+			t.Fatalf("a refused change changed the trunk: %v", got)
+		}
+	})
+}

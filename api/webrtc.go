@@ -24,8 +24,14 @@ type WebRTCCalls interface {
 	// HasWebRTCCall says whether id is a live WebRTC call of the tenant on this node.
 	HasWebRTCCall(tenantID, id string) bool
 	// TrickleWebRTCCall adds the candidates of an RFC 8840 fragment (rtc.ErrCandidate
-	// when it is not one; store.ErrNotFound when the call is not live).
-	TrickleWebRTCCall(ctx context.Context, tenantID, id string, frag []byte) error
+	// when it is not one; store.ErrNotFound when the call is not live). A fragment with
+	// new ICE credentials restarts ICE (WHIP, RFC 9725): it returns the node's new
+	// credentials and candidates as a fragment, and nil otherwise.
+	TrickleWebRTCCall(ctx context.Context, tenantID, id string, frag []byte) ([]byte, error)
+	// RenegotiateWebRTCCall answers a new offer of a live call, such as a browser's ICE
+	// restart, and returns the answer; the call goes on (a *rtc.OfferError when the offer
+	// cannot be answered, store.ErrNotFound when the call is not live).
+	RenegotiateWebRTCCall(ctx context.Context, tenantID, id, offer string) (string, error)
 	// HangupWebRTCCall ends the call as the caller's hang-up (store.ErrNotFound when it is
 	// not live).
 	HangupWebRTCCall(ctx context.Context, tenantID, id string) error
@@ -93,8 +99,10 @@ func (s *Server) webrtcRoutes() []route {
 			Query: target, Request: WebRTCSessionRequest{}, Response: WebRTCSession{}, Handle: s.createWebRTCSession},
 		{Method: http.MethodPatch, Path: "/api/v1/webrtc/sessions/{id}", Tag: tag, Scope: store.ScopeWrite, Status: http.StatusNoContent, QueryToken: true, Raw: true,
 			ContentType: contentSDPFrag,
-			Summary:     "Trickle ICE: add the browser's candidates, an RFC 8840 fragment (Content-Type: application/trickle-ice-sdpfrag) of a=candidate lines and a=end-of-candidates",
-			Query:       target[2:], Handle: s.trickleWebRTCSession},
+			Summary: "Trickle ICE: add the browser's candidates, an RFC 8840 fragment (Content-Type: application/trickle-ice-sdpfrag) of a=candidate lines and a=end-of-candidates, answered 204 " +
+				"(with a new a=ice-ufrag and a=ice-pwd, a WHIP ICE restart, answered 200 with the node's new credentials and candidates as a fragment); " +
+				"or renegotiate: a new SDP offer of the session (Content-Type: application/sdp), such as an ICE restart after the browser's network changed, answered 200 with the SDP answer. The call goes on, one call with one record",
+			Query: target[2:], Handle: s.trickleWebRTCSession},
 		{Method: http.MethodDelete, Path: "/api/v1/webrtc/sessions/{id}", Tag: tag, Scope: store.ScopeWrite, Status: http.StatusNoContent, QueryToken: true, Raw: true,
 			ContentType: "text/plain",
 			Summary:     "Hang up a browser's call (its ended reason is caller-hangup)",
@@ -170,15 +178,20 @@ func (s *Server) trickleWebRTCSession(w http.ResponseWriter, r *http.Request, p 
 	if err := s.liveWebRTCCall(p, id); err != nil {
 		return err
 	}
-	if mt := mediaType(r); mt != contentSDPFrag {
+	switch mediaType(r) {
+	case contentSDPFrag:
+	case contentSDP:
+		return s.reofferWebRTCSession(w, r, p, id)
+	default:
 		return &Error{Status: http.StatusUnsupportedMediaType, Code: codeUnsupported,
-			Message: "Content-Type must be " + contentSDPFrag + ", not " + strconv.Quote(r.Header.Get("Content-Type"))}
+			Message: "Content-Type must be " + contentSDPFrag + " (candidates) or " + contentSDP + " (a new offer), not " + strconv.Quote(r.Header.Get("Content-Type"))}
 	}
 	frag, err := readSDP(w, r)
 	if err != nil {
 		return err
 	}
-	if err := s.trickleWebRTCCall(r.Context(), p, id, frag); err != nil {
+	answer, err := s.trickleWebRTCCall(r.Context(), p, id, frag)
+	if err != nil {
 		if errors.Is(err, rtc.ErrCandidate) {
 			// Over HTTP the fragment is the body.
 			return &Error{Status: http.StatusBadRequest, Code: codeValidation, Message: err.Error(),
@@ -186,7 +199,31 @@ func (s *Server) trickleWebRTCSession(w http.ResponseWriter, r *http.Request, p 
 		}
 		return err
 	}
+	if answer != nil {
+		w.Header().Set("Content-Type", contentSDPFrag)
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(answer)
+		return nil
+	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// reofferWebRTCSession answers a new offer of a live session (an ICE restart) with the SDP
+// answer.
+func (s *Server) reofferWebRTCSession(w http.ResponseWriter, r *http.Request, p *Principal, id string) error {
+	offer, err := readSDP(w, r)
+	if err != nil {
+		return err
+	}
+	answer, err := s.renegotiateWebRTCCall(r.Context(), p, id, string(offer))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", contentSDP)
+	w.Header().Set("ETag", strconv.Quote(id))
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, answer)
 	return nil
 }
 
@@ -244,18 +281,37 @@ func (s *Server) liveWebRTCCall(p *Principal, id string) error {
 	return nil
 }
 
-// trickleWebRTCCall adds the candidates of an RFC 8840 fragment to a live call.
-func (s *Server) trickleWebRTCCall(ctx context.Context, p *Principal, id string, frag []byte) error {
+// trickleWebRTCCall adds the candidates of an RFC 8840 fragment to a live call; a fragment
+// that restarts ICE is answered with the node's fragment.
+func (s *Server) trickleWebRTCCall(ctx context.Context, p *Principal, id string, frag []byte) ([]byte, error) {
 	if err := s.liveWebRTCCall(p, id); err != nil {
-		return err
+		return nil, err
 	}
-	if err := s.cfg.WebRTC.TrickleWebRTCCall(ctx, p.TenantID, id, frag); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return errNotFound("WebRTC session")
-		}
-		return err
+	answer, err := s.cfg.WebRTC.TrickleWebRTCCall(ctx, p.TenantID, id, frag)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errNotFound("WebRTC session")
 	}
-	return nil
+	return answer, err
+}
+
+// renegotiateWebRTCCall answers a new offer of a live call (an ICE restart): the call, its
+// record and its credential's hold on it go on.
+func (s *Server) renegotiateWebRTCCall(ctx context.Context, p *Principal, id, offer string) (string, error) {
+	if err := s.liveWebRTCCall(p, id); err != nil {
+		return "", err
+	}
+	if strings.TrimSpace(offer) == "" {
+		return "", errValidation("sdp", "is required: the browser's new SDP offer")
+	}
+	answer, err := s.cfg.WebRTC.RenegotiateWebRTCCall(ctx, p.TenantID, id, offer)
+	var oe *rtc.OfferError
+	switch {
+	case errors.As(err, &oe):
+		return "", errValidation("sdp", "%s", oe.Reason)
+	case errors.Is(err, store.ErrNotFound):
+		return "", errNotFound("WebRTC session")
+	}
+	return answer, err
 }
 
 // hangupWebRTCCall ends a live call as the caller's hang-up, once it has ended.
@@ -265,9 +321,32 @@ func (s *Server) hangupWebRTCCall(ctx context.Context, p *Principal, id string) 
 	}
 	if err := s.cfg.WebRTC.HangupWebRTCCall(ctx, p.TenantID, id); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return errNotFound("WebRTC session")
+			return s.hangupWebRTCElsewhere(ctx, p, id)
 		}
 		return err
+	}
+	return nil
+}
+
+// hangupWebRTCElsewhere ends, as the caller's hang-up, a browser's call that another node of
+// the cluster carries (the load balancer sent its DELETE here); anything else is the
+// session's 404.
+func (s *Server) hangupWebRTCElsewhere(ctx context.Context, p *Principal, id string) error {
+	cc, ok := s.cfg.Calls.(interface {
+		HangupAs(ctx context.Context, tenantID, callID string, reason callpkg.Reason) error
+	})
+	if !ok {
+		return errNotFound("WebRTC session")
+	}
+	if c, err := s.storedCall(ctx, p.TenantID, id); err != nil || c.Direction != store.CallWeb || c.EndedAt != nil {
+		return errNotFound("WebRTC session")
+	}
+	if err := cc.HangupAs(ctx, p.TenantID, id, callpkg.ReasonCallerHangup); err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			return e
+		}
+		return errNotFound("WebRTC session")
 	}
 	return nil
 }

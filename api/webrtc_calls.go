@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 
@@ -29,7 +30,7 @@ func NewWebRTCCalls(calls *callpkg.Node, engine *rtc.Engine, log *slog.Logger) W
 
 // StartWebRTCCall implements WebRTCCalls.
 func (w *webrtcCalls) StartWebRTCCall(ctx context.Context, tenantID string, req WebRTCSessionRequest, from string) (*StartedWebRTCCall, error) {
-	spec := callpkg.Spec{TenantID: tenantID, AgentID: req.AgentID, Destination: req.Destination,
+	spec := callpkg.Spec{TenantID: tenantID, AgentID: req.AgentID, Destination: req.Destination, Transport: "webrtc",
 		From: from, Codec: "opus", Metadata: req.Metadata}
 	// A call that cannot go where it is asked to costs no peer.
 	routed, err := w.calls.Route(ctx, spec)
@@ -80,12 +81,39 @@ func (w *webrtcCalls) HasWebRTCCall(tenantID, id string) bool {
 }
 
 // TrickleWebRTCCall implements WebRTCCalls.
-func (w *webrtcCalls) TrickleWebRTCCall(ctx context.Context, tenantID, id string, frag []byte) error {
-	_, p := w.peer(tenantID, id)
+func (w *webrtcCalls) TrickleWebRTCCall(ctx context.Context, tenantID, id string, frag []byte) ([]byte, error) {
+	c, p := w.peer(tenantID, id)
 	if p == nil {
-		return store.ErrNotFound
+		return nil, store.ErrNotFound
 	}
-	return p.AddICECandidates(frag)
+	answer, err := p.AddICECandidates(ctx, frag)
+	if answer != nil {
+		noteRestarts(c, p)
+	}
+	return answer, err
+}
+
+// noteRestarts keeps on the call's record how many times its browser restarted ICE.
+func noteRestarts(c *callpkg.Call, p *rtc.Peer) {
+	if n := p.Restarts(); n > 0 {
+		c.SetMetadata("ice_restarts", n)
+	}
+}
+
+// RenegotiateWebRTCCall implements WebRTCCalls.
+func (w *webrtcCalls) RenegotiateWebRTCCall(ctx context.Context, tenantID, id, offer string) (string, error) {
+	c, p := w.peer(tenantID, id)
+	if p == nil {
+		return "", store.ErrNotFound
+	}
+	answer, err := p.Renegotiate(ctx, offer)
+	if errors.Is(err, rtc.ErrEnded) {
+		return "", store.ErrNotFound
+	}
+	if err == nil {
+		noteRestarts(c, p)
+	}
+	return answer, err
 }
 
 // HangupWebRTCCall implements WebRTCCalls: the call ends as the caller's hang-up, and it

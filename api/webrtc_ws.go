@@ -18,7 +18,10 @@ import (
 //
 //	{"type":"webrtc.offer","id":"1","agent_id" or "destination":…,"sdp":…}
 //	  → {"type":"ack","id":"1","action":"webrtc.offer","result":{"id","sdp","ice_servers"}}
+//	{"type":"webrtc.offer","id":"4","call_id":…,"sdp":…} → the same ack: a new offer of
+//	  the live call (an ICE restart after the browser's network changed); the call goes on
 //	{"type":"webrtc.candidate","id":"2","call_id":…,"candidate":"a=candidate:… or an RFC 8840 fragment"} → ack
+//	  (a fragment of new ICE credentials restarts ICE: the ack's result is {"candidate": the node's fragment})
 //	{"type":"webrtc.hangup","id":"3","call_id":…} → ack once the call has ended (caller-hangup)
 //
 // The frame's id is the socket's request id, echoed in the ack or error, so the call is
@@ -52,6 +55,9 @@ func (s *Server) offerCommand(ctx context.Context, v realtime.Viewer, msg json.R
 	}
 	delete(fields, "type")
 	delete(fields, "id")
+	if _, reoffer := fields["call_id"]; reoffer {
+		return s.reofferCommand(ctx, p, fields)
+	}
 	body, _ := json.Marshal(fields)
 	var req WebRTCSessionRequest
 	if err := decodeInto(body, &req, false); err != nil {
@@ -63,6 +69,29 @@ func (s *Server) offerCommand(ctx context.Context, v realtime.Viewer, msg json.R
 		return nil, s.commandError(err)
 	}
 	return WebRTCSession{ID: call.ID, SDP: call.Answer, ICEServers: s.iceServers()}, nil
+}
+
+// webrtcReoffer is a new offer of a live call.
+type webrtcReoffer struct {
+	CallID string `json:"call_id"`
+	SDP    string `json:"sdp"`
+}
+
+// reofferCommand answers a new offer of a live call (webrtc.offer with its call_id).
+func (s *Server) reofferCommand(ctx context.Context, p *Principal, fields map[string]json.RawMessage) (any, error) {
+	body, _ := json.Marshal(fields)
+	var req webrtcReoffer
+	if err := decodeInto(body, &req, false); err != nil {
+		return nil, s.commandError(err)
+	}
+	if req.CallID = strings.TrimSpace(req.CallID); req.CallID == "" {
+		return nil, s.commandError(errValidation("call_id", "is required: the id webrtc.offer answered with"))
+	}
+	answer, err := s.renegotiateWebRTCCall(ctx, p, req.CallID, req.SDP)
+	if err != nil {
+		return nil, s.commandError(err)
+	}
+	return WebRTCSession{ID: req.CallID, SDP: answer, ICEServers: s.iceServers()}, nil
 }
 
 func (s *Server) candidateCommand(ctx context.Context, v realtime.Viewer, msg json.RawMessage) (any, error) {
@@ -78,13 +107,17 @@ func (s *Server) candidateCommand(ctx context.Context, v realtime.Viewer, msg js
 	if strings.HasPrefix(frag, "candidate:") {
 		frag = "a=" + frag
 	}
-	err = s.trickleWebRTCCall(ctx, p, cmd.CallID, []byte(frag+"\r\n"))
+	answer, err := s.trickleWebRTCCall(ctx, p, cmd.CallID, []byte(frag+"\r\n"))
 	if errors.Is(err, rtc.ErrCandidate) {
 		// Over HTTP the fragment is the body; here it is the candidate field.
 		return nil, realtime.CommandError(http.StatusUnprocessableEntity, codeValidation, "Invalid request: candidate "+err.Error(),
 			realtime.CommandFieldError{Field: "candidate", Message: err.Error()})
 	}
-	return nil, s.commandError(err)
+	if err != nil || answer == nil {
+		return nil, s.commandError(err)
+	}
+	// A fragment that restarted ICE is answered with the node's.
+	return map[string]string{"candidate": string(answer)}, nil
 }
 
 func (s *Server) hangupCommand(ctx context.Context, v realtime.Viewer, msg json.RawMessage) (any, error) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/switchboard-go/switchboard/media"
+	"github.com/switchboard-go/switchboard/store"
 )
 
 // ErrNoTransfer refuses to transfer a call whose transport has no telephone network to
@@ -25,6 +26,9 @@ type Spec struct {
 	Destination string
 	// Direction is store.CallWeb unless said otherwise.
 	Direction string
+	// Transport names what carries the call on its trace: webrtc, mediastream ("web" when
+	// empty).
+	Transport string
 	// From and To are kept in the record: who called (a browser's address, a stream's
 	// caller) and what was called (defaults to the agent or destination).
 	From, To string
@@ -59,6 +63,11 @@ type Call struct {
 	tenantID string
 	log      *slog.Logger
 	spec     Spec
+	// stream is what talks on the call reads and writes: spec.Stream, through the
+	// recording when the call is recorded.
+	stream media.Stream
+	// recording is the call's recording, when it is recorded.
+	recording *callRecording
 }
 
 // ID is the call's ID in the store ("call_…").
@@ -71,7 +80,7 @@ func (c *Call) TenantID() string { return c.tenantID }
 func (c *Call) Log() *slog.Logger { return c.log }
 
 // Stream is the call's audio.
-func (c *Call) Stream() media.Stream { return c.spec.Stream }
+func (c *Call) Stream() media.Stream { return c.stream }
 
 // Transfer is refused: a web call has no number to be handed to.
 func (c *Call) Transfer(ctx context.Context, to string) error { return ErrNoTransfer }
@@ -118,10 +127,29 @@ func (c *Call) run(handler Handler) {
 // end is told (its peer or socket closed) last, once call.ended reached it.
 type webCarrier struct{ c *Call }
 
-func (l webCarrier) Stream() media.Stream         { return l.c.spec.Stream }
+func (l webCarrier) Stream() media.Stream { return l.c.spec.Stream }
+func (l webCarrier) Transport() string {
+	if l.c.spec.Transport == "" {
+		return "web"
+	}
+	return l.c.spec.Transport
+}
 func (l webCarrier) Stop(Reason)                  { _ = l.c.spec.Stream.Close() }
 func (l webCarrier) Tell(context.Context, Reason) {}
-func (l webCarrier) Release() []any               { return nil }
+
+// Release finishes the call's recording, when it has one, and links it from the record.
+func (l webCarrier) Release() []any {
+	r := l.c.recording
+	if r == nil {
+		return nil
+	}
+	d := r.finish(l.c.log)
+	if d == 0 {
+		return nil
+	}
+	l.c.Edit(func(rec *store.Call) { KeepRecording(rec, r.plan.retention, time.Now()) })
+	return []any{"recording_seconds", d.Seconds()}
+}
 func (l webCarrier) Close(reason Reason) {
 	if l.c.spec.Hangup != nil {
 		l.c.spec.Hangup(string(reason))

@@ -15,6 +15,9 @@ const (
 	EventTransfer  = "call.transfer" // Transfer
 	EventEnded     = "call.ended"
 	EventEarlyTone = "call.early_media" // EarlyMedia
+	// EventAMD says who answered an outbound call that asked for answering-machine
+	// detection (store.CallAMD: result, confidence, decision time, beep), once decided.
+	EventAMD = "call.amd"
 )
 
 // DTMF is a key the far end pressed.

@@ -8,9 +8,14 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/switchboard-go/switchboard/media"
 	"github.com/switchboard-go/switchboard/metrics"
 	"github.com/switchboard-go/switchboard/store"
+	"github.com/switchboard-go/switchboard/telemetry"
 )
 
 // Carrier is what a transport gives a call's lifecycle: the call's audio, and what only the
@@ -66,6 +71,26 @@ type Life struct {
 	done     chan struct{}
 	// leftOnce: the call left the registry (and the node's count of live calls).
 	leftOnce sync.Once
+
+	// span is the call's trace, from its start to its end; nil when calls are not traced.
+	span trace.Span
+	// transport is what carries the call (transportOf).
+	transport string
+}
+
+// transported is a Carrier that names its transport (sip, webrtc, mediastream) on the
+// call's trace and metrics; one that does not is SIP's, or a web call's.
+type transported interface{ Transport() string }
+
+// transportOf is what carries a call, for its trace and metrics.
+func transportOf(line Carrier, rec store.Call) string {
+	if t, ok := line.(transported); ok {
+		return t.Transport()
+	}
+	if rec.Direction == store.CallWeb {
+		return "web"
+	}
+	return "sip"
 }
 
 // Init readies the lifecycle of self, a call the registry calls holds (nil: none), whose
@@ -75,7 +100,47 @@ func (l *Life) Init(self Live, line Carrier, rec *Recorder, log *slog.Logger, ca
 	l.endCtx, l.endStop = context.WithCancel(context.Background())
 	l.ending = l.endCtx.Done()
 	l.done = make(chan struct{})
-	calls.metrics().Started(rec.Record().Direction)
+	l.transport = transportOf(line, rec.Record())
+	calls.metrics().Started(l.transport, rec.Record().Direction)
+	if tr := calls.callTracer(); tr != nil {
+		l.startSpan(tr, rec.Record())
+	}
+}
+
+// startSpan starts the call's trace: a root span, as a call is not part of anything else
+// (an API request that placed it ends long before it), which every turn of the call is
+// under. The call's lines carry its trace id from here on.
+func (l *Life) startSpan(tr trace.Tracer, rec store.Call) {
+	attrs := []attribute.KeyValue{attribute.String("call.id", rec.ID), attribute.String("call.direction", rec.Direction),
+		attribute.String("call.transport", l.transport), attribute.String("tenant.id", rec.TenantID)}
+	if rec.AgentID != nil {
+		attrs = append(attrs, attribute.String("agent.id", *rec.AgentID))
+	}
+	if rec.Destination != "" {
+		attrs = append(attrs, attribute.String("call.destination", rec.Destination))
+	}
+	if rec.SIPCallID != "" {
+		attrs = append(attrs, attribute.String("sip.call_id", rec.SIPCallID))
+	}
+	kind := trace.SpanKindServer
+	if rec.Direction == store.CallOutbound {
+		kind = trace.SpanKindClient
+	}
+	_, l.span = tr.Start(context.Background(), "call", trace.WithNewRoot(), trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+	l.log = l.log.With(telemetry.LogAttrs(l.span)...)
+}
+
+// Logger is the call's logger: the one Init was given, with the call's trace id once the
+// call is traced.
+func (l *Life) Logger() *slog.Logger { return l.log }
+
+// Traced is ctx with the call's span, so that what is started in it (the agent's turns, its
+// requests to providers) is part of the call's trace; ctx itself when the call is not traced.
+func (l *Life) Traced(ctx context.Context) context.Context {
+	if l.span == nil {
+		return ctx
+	}
+	return trace.ContextWithSpan(ctx, l.span)
 }
 
 // Hold gives the call its place within the node's and its tenant's limits (what
@@ -160,8 +225,11 @@ func (l *Life) Answered(ctx context.Context, codec string, attrs ...any) {
 	})
 	rec := l.Record()
 	l.log.Info("call answered", append([]any{"codec", codec}, attrs...)...)
+	if l.span != nil {
+		l.span.AddEvent("answered", trace.WithTimestamp(now), trace.WithAttributes(attribute.String("call.codec", codec)))
+	}
 	if rec.StartedAt != nil {
-		l.calls.metrics().Answered(rec.Direction, now.Sub(*rec.StartedAt))
+		l.calls.metrics().Answered(l.transport, rec.Direction, now.Sub(*rec.StartedAt))
 	}
 	l.Publish(EventAnswered, rec)
 }
@@ -182,7 +250,7 @@ func (l *Life) Run(base context.Context, handler func(ctx context.Context)) {
 	streamDone := stream.Done()
 	streamEnded := func() { l.End(FromStream(stream.Reason())) }
 
-	hctx, stopHandler := context.WithCancel(context.WithoutCancel(base))
+	hctx, stopHandler := context.WithCancel(l.Traced(context.WithoutCancel(base)))
 	defer stopHandler()
 	handlerDone := make(chan struct{})
 	teardown := sync.OnceFunc(func() { l.Teardown(base, handlerDone, stopHandler) })
@@ -277,9 +345,32 @@ func (l *Life) leave() {
 			l.slot()
 		}
 		if m := l.calls.metrics(); m != nil {
-			m.Ended(endOf(l.Record()))
+			e := endOf(l.Record())
+			e.Transport = l.transport
+			m.Ended(e)
 		}
+		l.endSpan()
 	})
+}
+
+// endSpan ends the call's trace with how the call ended. A call that failed (its status
+// failed, or an error ended it) is an error on the trace; one the far end or the agent hung
+// up is not.
+func (l *Life) endSpan() {
+	if l.span == nil {
+		return
+	}
+	rec := l.Record()
+	l.span.SetAttributes(attribute.String("call.end_reason", rec.EndedReason), attribute.String("call.status", rec.Status),
+		attribute.Float64("call.duration_seconds", rec.DurationSeconds))
+	if q := rec.Quality; q.PacketsReceived+q.PacketsSent > 0 {
+		l.span.SetAttributes(attribute.Int64("rtp.packets_received", q.PacketsReceived), attribute.Int64("rtp.packets_sent", q.PacketsSent),
+			attribute.Int64("rtp.packets_lost", q.PacketsLost), attribute.Float64("rtp.jitter_ms", q.JitterMS))
+	}
+	if rec.Status == store.CallFailed || Reason(rec.EndedReason) == ReasonError {
+		l.span.SetStatus(codes.Error, "the call ended "+rec.EndedReason)
+	}
+	l.span.End()
 }
 
 // endOf is what the call metrics count of an ended call's record. A reason Switchboard

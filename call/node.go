@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchboard-go/switchboard/media"
 	"github.com/switchboard-go/switchboard/store"
 )
 
@@ -33,6 +34,8 @@ type NodeConfig struct {
 	Log  *slog.Logger
 	// Agent talks on a call routed to an agent (the conversation runtime).
 	Agent func(ctx context.Context, c *Call, ag *store.Agent)
+	// Recordings says which calls are recorded, where, and for how long.
+	Recordings Recordings
 }
 
 // Node runs a node's calls whose transport hands over a media.Stream (WebRTC peers,
@@ -81,6 +84,8 @@ type Routed struct {
 	n       *Node
 	handler Handler
 	rec     *store.Call
+	// record says how the call is recorded, when it is.
+	record *recordingPlan
 }
 
 // Route checks the call's target and prepares its record: what Start does first.
@@ -106,7 +111,7 @@ func (n *Node) Route(ctx context.Context, spec Spec) (*Routed, error) {
 			rec.To = ag.ID
 		}
 		serve := n.cfg.Agent
-		return &Routed{n: n, rec: rec, handler: func(ctx context.Context, c *Call) {
+		return &Routed{n: n, rec: rec, record: n.recordingPlan(ag), handler: func(ctx context.Context, c *Call) {
 			if serve != nil {
 				serve(ctx, c, ag)
 			}
@@ -121,7 +126,16 @@ func (n *Node) Route(ctx context.Context, spec Spec) (*Routed, error) {
 	if rec.To == "" {
 		rec.To = spec.Destination
 	}
-	return &Routed{n: n, rec: rec, handler: func(ctx context.Context, c *Call) { serve(ctx, c) }}, nil
+	return &Routed{n: n, rec: rec, record: n.recordingPlan(nil), handler: func(ctx context.Context, c *Call) { serve(ctx, c) }}, nil
+}
+
+// recordingPlan is how a call ag (nil: a built-in destination) talks on is recorded; nil:
+// it is not.
+func (n *Node) recordingPlan(ag *store.Agent) *recordingPlan {
+	if p, ok := n.cfg.Recordings.plan(ag); ok {
+		return &p
+	}
+	return nil
 }
 
 // Check says whether the node and the tenant have room for one more call now.
@@ -131,7 +145,7 @@ func (n *Node) Check(tenantID string) error { return n.calls.Check(tenantID) }
 // Hangup now set).
 func (r *Routed) Start(ctx context.Context, spec Spec) (*Call, error) {
 	n := r.n
-	slot, err := n.calls.Acquire(spec.TenantID)
+	slot, err := n.calls.Acquire(spec.TenantID) //nolint:contextcheck // a call's place outlives the request that started it
 	if err != nil {
 		return nil, err
 	}
@@ -161,9 +175,17 @@ func (r *Routed) Start(ctx context.Context, spec Spec) (*Call, error) {
 	if err := store.Create[store.Call](ctx, n.cfg.Store, spec.TenantID, &rec); err != nil {
 		return nil, err
 	}
-	c := &Call{node: n, id: rec.ID, tenantID: rec.TenantID, spec: spec}
+	c := &Call{node: n, id: rec.ID, tenantID: rec.TenantID, spec: spec, stream: spec.Stream}
 	c.log = Logger(n.cfg.Log, rec).With("direction", rec.Direction)
+	if r.record != nil {
+		// What talks on the call reads and writes through the recording; the lifecycle
+		// still ends and measures the transport's own stream.
+		if c.recording = startRecording(n.cfg.Recordings.Dir, rec.ID, spec.Stream.SampleRate(), *r.record, c.log); c.recording != nil {
+			c.stream = media.Recorded(spec.Stream, c.recording.rec)
+		}
+	}
 	c.Init(c, webCarrier{c}, NewRecorder(rec, n.cfg.Store, n.cfg.Events, c.log, spec.OnEvent), c.log, n.calls)
+	c.log = c.Logger() // with the call's trace id
 	c.Hold(slot)
 	n.calls.Add(c)
 	started = true

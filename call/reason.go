@@ -36,6 +36,7 @@ const (
 	ReasonAgentError        Reason = store.EndedAgentError        // the agent's brain or speech failed
 	ReasonICEFailed         Reason = store.EndedICEFailed         // a browser's ICE did not connect in time, or failed
 	ReasonPeerDisconnected  Reason = store.EndedPeerDisconnected  // a browser closed its connection or went silent
+	ReasonVoicemail         Reason = store.EndedVoicemail         // an answering machine answered; the call's message was left
 )
 
 // Reasons is every reason, in the order above.
@@ -44,6 +45,7 @@ var Reasons = []Reason{
 	ReasonMediaTimeout, ReasonSessionExpired, ReasonNoAck, ReasonShutdown, ReasonCanceled, ReasonRejected,
 	ReasonBusy, ReasonNoAnswer, ReasonError, ReasonRestart, ReasonNodeLost, ReasonCredentialRevoked,
 	ReasonIdleTimeout, ReasonMaxDuration, ReasonAgentError, ReasonICEFailed, ReasonPeerDisconnected,
+	ReasonVoicemail,
 }
 
 // FromStream is the reason of a call whose media stream ended by itself, given the stream's
@@ -103,6 +105,7 @@ var sipCauses = map[Reason]SIPCause{
 	ReasonAgentError:        {500, "Server Internal Error", 41},
 	ReasonICEFailed:         {480, "Temporarily Unavailable", 41},
 	ReasonPeerDisconnected:  {487, "Request Terminated", 16},
+	ReasonVoicemail:         {480, "Temporarily Unavailable", 16},
 }
 
 // SIP is the reason's SIP cause; a reason Switchboard does not know (a carrier's own)
@@ -150,6 +153,7 @@ var closeCodes = map[Reason]int{
 	ReasonAgentError:        CloseNormal,
 	ReasonICEFailed:         CloseNormal,
 	ReasonPeerDisconnected:  CloseNormal,
+	ReasonVoicemail:         CloseNormal,
 }
 
 // CloseCode is the WebSocket close code of a call's socket that ends with r (the close

@@ -6,9 +6,12 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/switchboard-go/switchboard/internal/callcap"
 	"github.com/switchboard-go/switchboard/metrics"
 	"github.com/switchboard-go/switchboard/store"
+	"github.com/switchboard-go/switchboard/telemetry"
 )
 
 // Live is a live call as the node's registry holds it, whatever carries it: what the API
@@ -36,6 +39,10 @@ type Registry struct {
 	limits *callcap.Limiter
 	// measure counts the calls' lives for /metrics (nil: nothing is counted).
 	measure *metrics.Calls
+	// tracer makes each call's span (nil: calls are not traced).
+	tracer trace.Tracer
+	// tenants holds tenants to their limits across the cluster (nil: none; LimitTenants).
+	tenants *tenantLimits
 
 	mu   sync.Mutex
 	live map[string]Live
@@ -55,6 +62,22 @@ func (r *Registry) Measure(m *metrics.Calls) {
 	}
 }
 
+// Trace has each call traced by t, a span from its start to its end with its turns below
+// (nil: none); set before any call.
+func (r *Registry) Trace(t *telemetry.Tracing) {
+	if r != nil {
+		r.tracer = t.Tracer()
+	}
+}
+
+// callTracer is what makes the calls' spans, or nil.
+func (r *Registry) callTracer() trace.Tracer {
+	if r == nil {
+		return nil
+	}
+	return r.tracer
+}
+
 // metrics is what counts the calls, or nil.
 func (r *Registry) metrics() *metrics.Calls {
 	if r == nil {
@@ -69,7 +92,18 @@ func (r *Registry) Acquire(tenantID string) (release func(), err error) {
 	if r == nil {
 		return func() {}, nil
 	}
-	return r.limits.Acquire(tenantID)
+	// Its own variable: the closure below must not capture the result, which it becomes, or
+	// releasing would call itself and never return.
+	node, err := r.limits.Acquire(tenantID)
+	if err != nil || r.tenants == nil {
+		return node, err
+	}
+	free, err := r.tenants.take(tenantID)
+	if err != nil {
+		node()
+		return nil, err
+	}
+	return sync.OnceFunc(func() { free(); node() }), nil
 }
 
 // Check says whether Acquire would take a place for the tenant now, without taking one.
@@ -77,7 +111,10 @@ func (r *Registry) Check(tenantID string) error {
 	if r == nil {
 		return nil
 	}
-	return r.limits.Check(tenantID)
+	if err := r.limits.Check(tenantID); err != nil || r.tenants == nil {
+		return err
+	}
+	return r.tenants.check(tenantID)
 }
 
 // Add registers a live call.

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/switchboard-go/switchboard/telemetry"
 )
 
 // Embedder turns texts into vectors with an embedding model ("provider/model").
@@ -80,6 +82,7 @@ func embedBatch(ctx context.Context, ep EmbeddingEndpoint, model string, texts [
 	if ep.APIKey != "" {
 		req.Header.Set("Authorization", "Bearer "+ep.APIKey)
 	}
+	telemetry.Inject(ctx, req.Header) // the embedding model sees the search's trace
 	client := ep.Client
 	if client == nil {
 		client = http.DefaultClient

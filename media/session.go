@@ -75,10 +75,12 @@ type RTPConfig struct {
 	// OpusConfig.MaxBandwidth); 0: 8000, wideband speech, which keeps the encoder in its
 	// cheap SILK mode.
 	OpusMaxBandwidth int
-	// Record, if set, receives a stereo WAV at Rate: left is what the peer sent, right is
-	// what we sent. The session finishes the file when the stream ends; it does not close
-	// Record. It is fed on ReadFrame's clock, so it records only while frames are read.
+	// Record, if set, receives a WAV at Rate (a Recording): in stereo, left is what the
+	// peer sent, right is what we sent. The session finishes the file when the stream ends;
+	// it does not close Record. It is fed on ReadFrame's clock.
 	Record io.WriteSeeker
+	// RecordChannels is 2 (stereo, when zero) or 1 (both sides mixed).
+	RecordChannels int
 	// RTCPInterval is the period of our RTCP reports; zero: 5 s.
 	RTCPInterval time.Duration
 	// FillSilence sends a frame of silence in each 20 ms slot nothing was written for,
@@ -86,6 +88,8 @@ type RTPConfig struct {
 	// 60 s), and NAT bindings expire, while an agent listens. Like Record, it runs on
 	// ReadFrame's clock: it fills while frames are read (an agent reads while it speaks).
 	FillSilence bool
+	// SRTP, when set, carries the session as SRTP and SRTCP with these keys (see srtp.go).
+	SRTP *SRTPConfig
 }
 
 // RTPUpdate is what a re-INVITE changed.
@@ -96,6 +100,9 @@ type RTPUpdate struct {
 	// Send and Receive are the direction from our side: hold by the peer (peer sendonly)
 	// is Send=false, Receive=true; inactive is both false.
 	Send, Receive bool
+	// SRTPRemote is the peer's new SRTP master key and salt, when a re-offer changed it; nil:
+	// unchanged. Only a session carrying SRTP takes one.
+	SRTPRemote []byte
 }
 
 // RTPStats is the state of a session's media, for call records and logs.
@@ -138,8 +145,6 @@ const (
 	dtmfFlushAfter = 250 * time.Millisecond
 	// Events buffered for a slow consumer; one slot is kept for the final hang-up.
 	eventBuffer = 32
-	// Frames of what we sent kept for the recording until ReadFrame's clock pairs them.
-	recordFrames = 8
 	// The largest datagram read.
 	maxDatagram = 1500
 	// dtmfVolume is the level of our telephone events, in -dBm0.
@@ -166,6 +171,8 @@ type RTPSession struct {
 	explicitRTCP   bool
 	opusComplexity int
 	opusBandwidth  int
+	// srtp encrypts and decrypts the session's packets; nil: plain RTP.
+	srtp *srtpContexts
 
 	remote     atomic.Pointer[netip.AddrPort] // where RTP goes
 	rtcpRemote atomic.Pointer[netip.AddrPort] // where RTCP goes
@@ -225,12 +232,8 @@ type RTPSession struct {
 	dtmfPkts []DTMFPacket
 	dtmfBuf  []byte
 
-	recMu      sync.Mutex
-	rec        *WAVWriter
-	recRing    []int16
-	recHead    int
-	recN       int
-	recSilence []int16
+	// rec is the call's recording, when it is recorded.
+	rec *Recording
 
 	evMu     sync.Mutex
 	events   chan Event
@@ -329,11 +332,16 @@ func NewRTPSession(cfg RTPConfig) (*RTPSession, error) {
 		writeClock:     NewPacer(),
 		wpkt:           make([]byte, txPacketSize(kind)),
 		dtmfPkts:       make([]DTMFPacket, 0, 32),
-		dtmfBuf:        make([]byte, 12+TelephoneEventSize),
+		dtmfBuf:        make([]byte, 12+TelephoneEventSize, maxDatagram), // room for an SRTP tag
 		events:         make(chan Event, eventBuffer),
 	}
 	s.doneCtx, s.doneStop = context.WithCancel(context.Background())
 	s.done = s.doneCtx.Done()
+	if cfg.SRTP != nil {
+		if s.srtp, err = newSRTPContexts(*cfg.SRTP); err != nil {
+			return nil, err
+		}
+	}
 	s.ssrc = s.pz.SSRC()
 	s.cname = fmt.Sprintf("%08x@switchboard", s.ssrc)
 	s.receiving.Store(true)
@@ -345,13 +353,15 @@ func NewRTPSession(cfg RTPConfig) (*RTPSession, error) {
 	}
 	s.rtcpRemote.Store(&rr)
 	if cfg.Record != nil {
-		w, err := NewWAVWriter(cfg.Record, cfg.Rate, 2)
+		channels := cfg.RecordChannels
+		if channels == 0 {
+			channels = 2
+		}
+		rec, err := NewRecording(cfg.Record, cfg.Rate, channels)
 		if err != nil {
 			return nil, err
 		}
-		s.rec = w
-		s.recRing = make([]int16, recordFrames*s.frameLen)
-		s.recSilence = make([]int16, s.frameLen)
+		s.rec = rec
 	}
 	if s.timeout > 0 {
 		_ = s.conn.SetReadDeadline(s.start.Add(s.timeout))
@@ -485,14 +495,11 @@ func (s *RTPSession) end(reason string) {
 		if s.rtcpConn != nil {
 			_ = s.rtcpConn.Close()
 		}
-		s.recMu.Lock()
 		if s.rec != nil {
 			if err := s.rec.Close(); err != nil {
 				s.log.Warn("recording not finished", "error", err)
 			}
-			s.rec = nil
 		}
-		s.recMu.Unlock()
 		s.log.Debug("rtp session ended", "reason", reason)
 	})
 }
@@ -581,12 +588,20 @@ func (s *RTPSession) WriteFrame(f *Frame) error {
 	return s.send(pkt[:m])
 }
 
-// send writes one RTP packet to the peer; a failure other than a closed socket is only
-// logged, as UDP has no delivery to report anyway.
+// send writes one RTP packet to the peer, encrypted in place when the session carries SRTP
+// (b has room for the tag: it is one of the session's maxDatagram buffers); a failure other
+// than a closed socket is only logged, as UDP has no delivery to report anyway.
 func (s *RTPSession) send(b []byte) error {
 	to := *s.remote.Load()
 	if !to.IsValid() {
 		return nil // the peer's address is not known yet
+	}
+	if s.srtp != nil {
+		var err error
+		if b, err = s.srtp.protectRTP(b); err != nil {
+			s.log.Debug("srtp encryption failed", "error", err)
+			return nil
+		}
 	}
 	if _, err := s.conn.WriteToUDPAddrPort(b, to); err != nil {
 		if errors.Is(err, net.ErrClosed) {
@@ -700,6 +715,16 @@ func (s *RTPSession) Update(u RTPUpdate) error {
 			jb = newSessionJitter(kind, depth)
 		}
 	}
+	var rx *srtpReceiver
+	if u.SRTPRemote != nil {
+		if s.srtp == nil {
+			return fmt.Errorf("%w: an SRTP key for a session of plain RTP", ErrSRTP)
+		}
+		var err error
+		if rx, err = newSRTPReceiver(s.srtp.suite, u.SRTPRemote); err != nil {
+			return err
+		}
+	}
 	now := time.Now()
 
 	s.mu.Lock()
@@ -723,6 +748,9 @@ func (s *RTPSession) Update(u RTPUpdate) error {
 	}
 	if u.EventPT != nil {
 		s.eventPT, s.eventOK = *u.EventPT, *u.EventPT != 0
+	}
+	if rx != nil {
+		s.srtp.rx.Store(rx)
 	}
 	if u.Receive && !s.receiving.Load() {
 		// The timeout restarts with the media.
@@ -794,7 +822,18 @@ func (s *RTPSession) readLoop() {
 			}
 			continue
 		}
-		evs, k := s.intake(buf[:n], from, time.Now())
+		b := buf[:n]
+		if s.srtp != nil {
+			// Authenticated before anything looks at it: a forged packet neither latches
+			// the media nor reaches the audio, and counts as dropped.
+			if b, err = s.srtp.unprotectRTP(b); err != nil {
+				s.mu.Lock()
+				s.dropped++
+				s.mu.Unlock()
+				continue
+			}
+		}
+		evs, k := s.intake(b, from, time.Now())
 		for _, ev := range evs[:k] {
 			s.emit(ev)
 		}

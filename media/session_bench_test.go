@@ -60,13 +60,29 @@ func BenchmarkRTPSessionPath(b *testing.B) {
 // 127.0.0.1: WriteFrame, the reader goroutine, ReadFrame, on both sides. It runs in real
 // time (20 ms an operation), so its figure is the CPU per frame of the call, both
 // directions: cpu-µs/frame.
+//
+// The SRTP variants are the same pair carrying SRTP (srtp.go); run with -count to interleave
+// them with plain RTP:
+//
+//	go test -run '^$' -bench 'RTPSessionLoopback/PCMU/8k' -benchtime 250x -count 3 ./media/
 func BenchmarkRTPSessionLoopback(b *testing.B) {
 	for _, tc := range []struct {
 		codec CodecSpec
 		rate  int
-	}{{specPCMU, Rate8k}, {specPCMU, Rate16k}, {specOpus, Rate48k}} {
-		b.Run(tc.codec.Name+"/"+itoa(tc.rate), func(b *testing.B) {
-			a, c := sessionPair(b, tc.codec, tc.rate, false, func(_ int, cfg *RTPConfig) { cfg.MediaTimeout = -1 })
+		suite SRTPSuite
+	}{{specPCMU, Rate8k, ""}, {specPCMU, Rate8k, SRTPAES128SHA1_80}, {specPCMU, Rate8k, SRTPAES128SHA1_32},
+		{specPCMU, Rate16k, ""}, {specOpus, Rate48k, ""}} {
+		name := tc.codec.Name + "/" + itoa(tc.rate)
+		if tc.suite != "" {
+			name += "/" + string(tc.suite)
+		}
+		b.Run(name, func(b *testing.B) {
+			tweak := func(_ int, cfg *RTPConfig) { cfg.MediaTimeout = -1 }
+			if tc.suite != "" {
+				ka, kb := srtpKeys(b)
+				tweak = withSRTP(tc.suite, ka, kb, tweak)
+			}
+			a, c := sessionPair(b, tc.codec, tc.rate, false, tweak)
 			n := SamplesPerFrame(tc.rate)
 			ta, tc2 := NewTone(1000, tc.rate, 8000), NewTone(700, tc.rate, 8000)
 			wa, wc := Frame{Rate: tc.rate, Samples: make([]int16, n)}, Frame{Rate: tc.rate, Samples: make([]int16, n)}

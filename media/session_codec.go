@@ -223,11 +223,16 @@ func rxPayloadSize(kind codecKind) int {
 // rtpHeaderSize is the header of the packets a session sends: no CSRC, no extension.
 const rtpHeaderSize = 12
 
-// txPacketSize is the largest RTP packet a session of kind sends: a header and one 20 ms
-// frame (txCodec.payload's).
+// srtpTagRoom is what SRTP adds to an RTP packet encrypted in place: its authentication
+// tag (10 bytes for _80, 4 for _32).
+const srtpTagRoom = 10
+
+// txPacketSize is the largest RTP packet a session of kind sends: a header, one 20 ms frame
+// (txCodec.payload's) and room for SRTP's tag, so that encrypting it in place allocates
+// nothing.
 func txPacketSize(kind codecKind) int {
 	if kind == codecOpus {
 		return maxDatagram
 	}
-	return rtpHeaderSize + g711Frame
+	return rtpHeaderSize + g711Frame + srtpTagRoom
 }

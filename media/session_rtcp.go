@@ -30,8 +30,8 @@ func (s *RTPSession) rtcpLoop() {
 				s.log.Debug("rtcp read failed", "error", err)
 				continue
 			}
-		} else {
-			s.handleRTCP(buf[:n], from, now)
+		} else if b, ok := s.unprotectRTCP(buf[:n]); ok {
+			s.handleRTCP(b, from, now)
 		}
 		if !now.Before(next) {
 			s.sendRTCP(now)
@@ -39,6 +39,22 @@ func (s *RTPSession) rtcpLoop() {
 			_ = s.rtcpConn.SetReadDeadline(next)
 		}
 	}
+}
+
+// unprotectRTCP authenticates and decrypts an SRTCP packet when the session carries SRTP;
+// one that does not authenticate is dropped and counted.
+func (s *RTPSession) unprotectRTCP(b []byte) ([]byte, bool) {
+	if s.srtp == nil {
+		return b, true
+	}
+	b, err := s.srtp.unprotectRTCP(b)
+	if err != nil {
+		s.mu.Lock()
+		s.dropped++
+		s.mu.Unlock()
+		return nil, false
+	}
+	return b, true
 }
 
 // handleRTCP takes the peer's reports: loss and round-trip time of what we send, the
@@ -122,6 +138,12 @@ func (s *RTPSession) sendRTCP(now time.Time) {
 	to := *s.rtcpRemote.Load()
 	if !to.IsValid() {
 		return
+	}
+	if s.srtp != nil {
+		if b, err = s.srtp.protectRTCP(b); err != nil {
+			s.log.Debug("srtcp encryption failed", "error", err)
+			return
+		}
 	}
 	if _, err := s.rtcpConn.WriteToUDPAddrPort(b, to); err != nil && !errors.Is(err, net.ErrClosed) {
 		s.log.Debug("rtcp write failed", "error", err)

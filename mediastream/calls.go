@@ -19,9 +19,9 @@ func NewCalls(node *call.Node) Calls { return Calls{node: node} }
 // an agent's id.
 func spec(tenantID, target string) call.Spec {
 	if call.Destination(target) != nil {
-		return call.Spec{TenantID: tenantID, Destination: target}
+		return call.Spec{TenantID: tenantID, Destination: target, Transport: "mediastream"}
 	}
-	return call.Spec{TenantID: tenantID, AgentID: target}
+	return call.Spec{TenantID: tenantID, AgentID: target, Transport: "mediastream"}
 }
 
 // CheckMediaStreamTarget says whether target takes calls of the tenant, and whether the

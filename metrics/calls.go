@@ -21,7 +21,7 @@ type Calls struct {
 
 // CallEnd is what the call metrics count of a call that ended.
 type CallEnd struct {
-	Direction, Status, Reason string
+	Transport, Direction, Status, Reason string
 	// Answered says the call was answered; Duration is then its talk time.
 	Answered bool
 	Duration time.Duration
@@ -34,12 +34,12 @@ type CallEnd struct {
 func newCalls() *Calls {
 	return &Calls{
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: "calls_active",
-			Help: "Calls live on this node now, ringing or answered."}, []string{"direction"}),
+			Help: "Calls live on this node now, ringing or answered, by transport and direction."}, []string{"transport", "direction"}),
 		ended: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "calls_total",
-			Help: "Calls that ended on this node, by direction, final status and end reason."}, []string{"direction", "status", "reason"}),
+			Help: "Calls that ended on this node, by transport, direction, final status and end reason."}, []string{"transport", "direction", "status", "reason"}),
 		setup: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Name: "call_setup_seconds",
 			Help:    "Time from a call's start (INVITE received or sent, web call created) to its answer.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, []string{"direction"}),
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, []string{"transport", "direction"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Name: "call_duration_seconds",
 			Help:    "Talk time of answered calls, from answer to end.",
 			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600}}, []string{"direction"}),
@@ -52,20 +52,21 @@ func newCalls() *Calls {
 	}
 }
 
-// Started counts a call that began (its record exists) as live.
-func (c *Calls) Started(direction string) {
+// Started counts a call that began (its record exists) as live. transport is sip, webrtc
+// or mediastream.
+func (c *Calls) Started(transport, direction string) {
 	if c == nil {
 		return
 	}
-	c.active.WithLabelValues(direction).Inc()
+	c.active.WithLabelValues(transport, direction).Inc()
 }
 
 // Answered observes a call's setup time.
-func (c *Calls) Answered(direction string, setup time.Duration) {
+func (c *Calls) Answered(transport, direction string, setup time.Duration) {
 	if c == nil {
 		return
 	}
-	c.setup.WithLabelValues(direction).Observe(setup.Seconds())
+	c.setup.WithLabelValues(transport, direction).Observe(setup.Seconds())
 }
 
 // Ended counts a call that ended and is no longer live.
@@ -73,8 +74,8 @@ func (c *Calls) Ended(e CallEnd) {
 	if c == nil {
 		return
 	}
-	c.active.WithLabelValues(e.Direction).Dec()
-	c.ended.WithLabelValues(e.Direction, e.Status, e.Reason).Inc()
+	c.active.WithLabelValues(e.Transport, e.Direction).Dec()
+	c.ended.WithLabelValues(e.Transport, e.Direction, e.Status, e.Reason).Inc()
 	if e.Answered {
 		c.duration.WithLabelValues(e.Direction).Observe(e.Duration.Seconds())
 	}

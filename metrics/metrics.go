@@ -26,6 +26,7 @@ type Registry struct {
 	http  *HTTP
 	calls *Calls
 	turns *Turns
+	gw    *Gateway
 }
 
 // New returns a registry with the Go runtime and process collectors, the HTTP request
@@ -39,7 +40,17 @@ func New() *Registry {
 	reg.MustRegister(c.active, c.ended, c.setup, c.duration, c.packets, c.jitter)
 	t := newTurns()
 	reg.MustRegister(t.voiceToVoice, t.stages)
-	return &Registry{reg: reg, http: h, calls: c, turns: t}
+	g := newGateway()
+	reg.MustRegister(g.requests, g.tokens, g.cost, g.failures)
+	return &Registry{reg: reg, http: h, calls: c, turns: t, gw: g}
+}
+
+// Gateway is the model gateway's metrics; nil on a nil Registry.
+func (r *Registry) Gateway() *Gateway {
+	if r == nil {
+		return nil
+	}
+	return r.gw
 }
 
 // Turns is the latency of agents' answers on calls, for the agents' runtime to count.

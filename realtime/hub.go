@@ -96,6 +96,9 @@ func NewHub(opts Options) *Hub {
 // node's and the others'). Call it before the first Publish.
 func (h *Hub) SetRelay(r Relay) { h.relay = r }
 
+// Clustered reports whether the hub's events reach other nodes (it has a relay).
+func (h *Hub) Clustered() bool { return h != nil && h.relay != nil }
+
 // Observe calls fn, on a goroutine of its own, with every event of type typ the hub
 // dispatches: this node's and, through the relay, every other node's. It is how a node acts
 // on what another node decided (a credential revoked there ends the streams held here).

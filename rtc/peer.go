@@ -94,6 +94,12 @@ type Peer struct {
 	writeClock *media.Pacer
 	txPackets  atomic.Uint64
 
+	// sigMu orders the peer's signalling: a re-offer (an ICE restart) is answered whole
+	// before trickled candidates or another offer are taken.
+	sigMu sync.Mutex
+	// restarts counts the ICE restarts the browser made.
+	restarts atomic.Int64
+
 	// The events data channel.
 	dcMu    sync.Mutex
 	dc      *webrtc.DataChannel
@@ -206,23 +212,118 @@ func (p *Peer) Answer() string {
 }
 
 // AddICECandidates takes a client's trickled candidates: an RFC 8840 SDP fragment. A
-// fragment that is not one is an ErrCandidate naming the line.
-func (p *Peer) AddICECandidates(frag []byte) error {
-	cands, _, ufrag, err := parseTrickle(frag)
+// fragment that is not one is an ErrCandidate naming the line. A fragment with new ICE
+// credentials (a=ice-ufrag and a=ice-pwd) is a WHIP client's ICE restart (RFC 9725): the
+// node restarts ICE as for a new offer, and returns its own new credentials and candidates
+// as a fragment; otherwise it returns nil.
+func (p *Peer) AddICECandidates(ctx context.Context, frag []byte) ([]byte, error) {
+	tr, err := parseTrickle(frag)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if ufrag != "" {
-		if rd := p.pc.RemoteDescription(); rd != nil && !strings.Contains(rd.SDP, "a=ice-ufrag:"+ufrag) {
-			return fmt.Errorf("%w: ice-ufrag %q is not the session's (an ICE restart is not supported)", ErrCandidate, ufrag)
+	p.sigMu.Lock()
+	defer p.sigMu.Unlock()
+	var answer []byte
+	if rd := p.pc.RemoteDescription(); tr.ufrag != "" && rd != nil && tr.ufrag != iceUfrag(rd) {
+		if tr.pwd == "" {
+			return nil, fmt.Errorf("%w: ice-ufrag %q is not the session's current one; an ICE restart gives a=ice-pwd too", ErrCandidate, tr.ufrag)
 		}
+		sdp, err := p.renegotiate(ctx, withICECredentials(rd.SDP, tr.ufrag, tr.pwd))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrCandidate, err)
+		}
+		answer = answerFragment(sdp)
 	}
+	if err := p.addCandidates(tr.cands); err != nil {
+		return nil, err
+	}
+	return answer, nil
+}
+
+// addCandidates adds the client's candidates; sigMu is held.
+func (p *Peer) addCandidates(cands []webrtc.ICECandidateInit) error {
 	for _, c := range cands {
 		if err := p.pc.AddICECandidate(c); err != nil {
 			return fmt.Errorf("%w: %v", ErrCandidate, err)
 		}
 	}
 	return nil
+}
+
+// Renegotiate answers a new offer of the browser on the live call: an ICE restart (a new
+// ice-ufrag and ice-pwd, after the browser's network changed) or any other re-offer of the
+// same session. The call, its record and its DTLS association go on; only the path the
+// media takes changes. It returns the answer, with the node's candidates gathered again.
+// An offer that cannot be answered is an *OfferError, and the call goes on as it was.
+func (p *Peer) Renegotiate(ctx context.Context, offer string) (string, error) {
+	if err := checkOffer(offer); err != nil {
+		return "", err
+	}
+	p.sigMu.Lock()
+	defer p.sigMu.Unlock()
+	return p.renegotiate(ctx, offer)
+}
+
+// renegotiate is Renegotiate; sigMu is held.
+func (p *Peer) renegotiate(ctx context.Context, offer string) (string, error) {
+	if p.isDone() {
+		return "", ErrEnded
+	}
+	before := iceUfrag(p.pc.RemoteDescription())
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		p.rollback()
+		return "", &OfferError{Reason: err.Error()}
+	}
+	answer, err := p.pc.CreateAnswer(nil)
+	if err != nil {
+		p.rollback()
+		return "", &OfferError{Reason: err.Error()}
+	}
+	gathered := webrtc.GatheringCompletePromise(p.pc)
+	if err := p.pc.SetLocalDescription(answer); err != nil {
+		return "", fmt.Errorf("webrtc: answer: %w", err)
+	}
+	restart := iceUfrag(p.pc.RemoteDescription()) != before
+	if restart {
+		// A restart gathers the node's candidates again; the answer carries them, as the
+		// first one did, for a browser that does not take trickled ones.
+		gt := time.NewTimer(gatherTimeout)
+		defer gt.Stop()
+		select {
+		case <-gathered:
+		case <-gt.C:
+			p.log.Warn("webrtc: answering the ICE restart before every candidate was gathered")
+		case <-ctx.Done():
+		}
+		p.log.Info("webrtc: ICE restarted by the browser", "restarts", p.restarts.Add(1))
+	}
+	return p.Answer(), nil
+}
+
+// rollback returns the peer to its stable state after a re-offer it could not take, so
+// that the call goes on as it was and the browser may offer again.
+func (p *Peer) rollback() {
+	if p.pc.SignalingState() == webrtc.SignalingStateHaveRemoteOffer {
+		if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
+			p.log.Debug("webrtc: rollback", "error", err)
+		}
+	}
+}
+
+// Restarts is how many times the browser restarted ICE on the call.
+func (p *Peer) Restarts() int64 { return p.restarts.Load() }
+
+// iceUfrag is the first ice-ufrag of d, or "".
+func iceUfrag(d *webrtc.SessionDescription) string {
+	if d == nil {
+		return ""
+	}
+	_, rest, ok := strings.Cut(d.SDP, "a=ice-ufrag:")
+	if !ok {
+		return ""
+	}
+	ufrag, _, _ := strings.Cut(rest, "\n")
+	return strings.TrimSpace(ufrag)
 }
 
 // Connected is closed once ICE and DTLS are up: media can flow.
@@ -246,14 +347,11 @@ func (p *Peer) onState(s webrtc.PeerConnectionState) {
 	case webrtc.PeerConnectionStateConnected:
 		p.connOnce.Do(func() { close(p.connected) })
 	case webrtc.PeerConnectionStateDisconnected:
-		// Nothing from the browser for the ICE disconnect timeout: it has gone (a closed
-		// laptop, a lost network). The call ends now rather than after the failed timeout
-		// too; a browser that comes back calls again.
-		select {
-		case <-p.connected:
-			p.end(reasonPeerDisconnected)
-		default:
-		}
+		// Nothing from the browser for the ICE disconnected timeout: it moved (Wi-Fi to
+		// mobile data) or went (a closed laptop). The call waits out the failed timeout
+		// with silence for a browser that restarts ICE over its signalling (Renegotiate),
+		// and ends only if it has not come back by then.
+		p.log.Info("webrtc: the browser went silent; waiting for it to come back or restart ICE", "within", p.w.cfg.FailedTimeout)
 	case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 		select {
 		case <-p.connected:

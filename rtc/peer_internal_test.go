@@ -130,14 +130,14 @@ func FuzzParseTrickle(f *testing.F) {
 	f.Add([]byte("a=end-of-candidates"))
 	f.Add([]byte("hello"))
 	f.Fuzz(func(t *testing.T, frag []byte) {
-		cands, end, _, err := parseTrickle(frag)
+		tr, err := parseTrickle(frag)
 		if err != nil {
 			if !errors.Is(err, ErrCandidate) {
 				t.Fatalf("error %v is not an ErrCandidate", err)
 			}
 			return
 		}
-		if len(cands) == 0 && !end {
+		if len(tr.cands) == 0 && !tr.end && (tr.ufrag == "" || tr.pwd == "") {
 			t.Fatal("accepted a fragment with nothing in it")
 		}
 	})
@@ -153,4 +153,37 @@ func FuzzCheckOffer(f *testing.F) {
 			t.Fatalf("error %v is not an ErrOffer", err)
 		}
 	})
+}
+
+// TestICERestartFragments: a WHIP client's ICE restart is a fragment of new credentials (and
+// maybe candidates); both credentials are needed. The offer it stands for is the session's
+// with the new credentials, no old candidates and a higher version, and the node answers
+// with its credentials and candidates.
+func TestICERestartFragments(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		frag string
+		ok   bool
+	}{
+		{"a=ice-ufrag:new1\r\na=ice-pwd:secretsecretsecretsecret\r\n", true},
+		{"a=ice-ufrag:new1\r\na=ice-pwd:secretsecretsecretsecret\r\na=candidate:1 1 udp 2130706431 192.0.2.1 5000 typ host\r\n", true},
+		{"a=ice-ufrag:new1\r\n", false},
+		{"a=ice-pwd:secretsecretsecretsecret\r\n", false},
+	} {
+		tr, err := parseTrickle([]byte(tc.frag))
+		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, ErrCandidate)) {
+			t.Errorf("%q: %+v, %v; want ok %v", tc.frag, tr, err, tc.ok)
+		}
+	}
+	const sdp = "v=0\r\no=- 42 7 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:old\r\na=ice-pwd:oldpwd\r\n" +
+		"a=candidate:1 1 udp 2130706431 192.0.2.1 5000 typ host\r\na=end-of-candidates\r\na=rtpmap:111 opus/48000/2\r\n"
+	got := withICECredentials(sdp, "new1", "newpwd")
+	want := "v=0\r\no=- 42 8 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:new1\r\na=ice-pwd:newpwd\r\na=rtpmap:111 opus/48000/2\r\n"
+	if got != want {
+		t.Errorf("withICECredentials:\n%q\nwant\n%q", got, want)
+	}
+	if frag := string(answerFragment(sdp + "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=ice-ufrag:old\r\na=ice-pwd:oldpwd\r\n")); frag !=
+		"a=ice-ufrag:old\r\na=ice-pwd:oldpwd\r\na=candidate:1 1 udp 2130706431 192.0.2.1 5000 typ host\r\na=end-of-candidates\r\n" {
+		t.Errorf("answerFragment: %q", frag)
+	}
 }

@@ -31,13 +31,19 @@ var (
 	ErrOffer = errors.New("webrtc: offer not acceptable")
 	// ErrCandidate is a trickled ICE fragment that is not one.
 	ErrCandidate = errors.New("webrtc: bad ICE candidate fragment")
+	// ErrEnded is signalling for a peer whose call has ended.
+	ErrEnded = errors.New("webrtc: the call has ended")
 )
 
-// Defaults of Config.
+// Defaults of Config. A browser whose network changes notices within seconds (its own
+// ICE goes disconnected, or the operating system says so), gathers on its new network and
+// sends a new offer: a few seconds more. The node waits the disconnected and failed
+// timeouts together, 20 s, for that offer before it ends the call, several times what a
+// restart takes; a browser that is gone for good ends its call 20 s after it went silent.
 const (
 	DefaultICEConnectTimeout      = 20 * time.Second
 	DefaultICEDisconnectedTimeout = 5 * time.Second
-	DefaultICEFailedTimeout       = 10 * time.Second
+	DefaultICEFailedTimeout       = 15 * time.Second
 	// gatherTimeout bounds the wait for the node's own candidates before it answers.
 	gatherTimeout = 5 * time.Second
 )
@@ -97,8 +103,9 @@ type Config struct {
 	UDPPort int
 	// ConnectTimeout ends a call whose ICE has not connected by then (ice-failed);
 	// DisconnectedTimeout and FailedTimeout are pion's: after DisconnectedTimeout without
-	// a packet a peer is disconnected and its call ends (peer-disconnected); FailedTimeout
-	// later ICE would call it failed.
+	// a packet a peer is disconnected, and the call waits FailedTimeout more for the
+	// browser to come back or restart ICE (Peer.Renegotiate) before it ends
+	// (peer-disconnected).
 	ConnectTimeout, DisconnectedTimeout, FailedTimeout time.Duration
 	// IncludeLoopback adds loopback host candidates (tests on a host without another
 	// interface).

@@ -214,7 +214,7 @@ func TestWebRTCTrickle(t *testing.T) {
 	for line := range cands {
 		frag.WriteString(line + "\r\n")
 	}
-	if err := p.AddICECandidates([]byte(frag.String())); err != nil {
+	if _, err := p.AddICECandidates(ctx, []byte(frag.String())); err != nil {
 		t.Fatalf("fragment %q: %v", frag.String(), err)
 	}
 	if err := c.WaitConnected(ctx); err != nil {
@@ -232,12 +232,12 @@ func TestWebRTCTrickle(t *testing.T) {
 		{"bad candidate", "a=candidate:1 1 udp nope\r\n", "line 1"},
 		{"other session", "a=ice-ufrag:zzzz\r\na=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\n", "ice-ufrag"},
 	} {
-		err := p.AddICECandidates([]byte(tc.frag))
+		_, err := p.AddICECandidates(ctx, []byte(tc.frag))
 		if !errors.Is(err, rtc.ErrCandidate) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an ErrCandidate saying %q", tc.name, err, tc.want)
 		}
 	}
-	if err := p.AddICECandidates([]byte("a=end-of-candidates\r\n")); err != nil {
+	if _, err := p.AddICECandidates(ctx, []byte("a=end-of-candidates\r\n")); err != nil {
 		t.Errorf("end of candidates: %v", err)
 	}
 }

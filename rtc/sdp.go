@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/pion/ice/v4"
@@ -61,10 +62,21 @@ func checkOffer(offer string) error {
 	return nil
 }
 
+// trickle is an RFC 8840 fragment: candidates, whether the client said it had no more, and
+// its ICE credentials when it gave them (a WHIP client restarting ICE gives new ones).
+type trickle struct {
+	cands      []webrtc.ICECandidateInit
+	end        bool
+	ufrag, pwd string
+}
+
 // parseTrickle reads an RFC 8840 trickle-ICE SDP fragment: a=ice-ufrag, a=ice-pwd, a=mid,
-// m= lines, a=candidate and a=end-of-candidates. It returns the candidates, whether the
-// client said it had no more, and the ufrag (empty when not given).
-func parseTrickle(frag []byte) (cands []webrtc.ICECandidateInit, end bool, ufrag string, err error) {
+// m= lines, a=candidate and a=end-of-candidates. A fragment must carry candidates, their
+// end, or new ICE credentials (both a=ice-ufrag and a=ice-pwd).
+func parseTrickle(frag []byte) (t trickle, err error) {
+	var cands []webrtc.ICECandidateInit
+	var end bool
+	var ufrag, pwd string
 	sc := bufio.NewScanner(bytes.NewReader(frag))
 	sc.Buffer(make([]byte, 0, 4096), 64*1024)
 	mid := ""
@@ -81,13 +93,15 @@ func parseTrickle(frag []byte) (cands []webrtc.ICECandidateInit, end bool, ufrag
 			mid = strings.TrimPrefix(line, "a=mid:")
 		case strings.HasPrefix(line, "a=ice-ufrag:"):
 			ufrag = strings.TrimPrefix(line, "a=ice-ufrag:")
-		case strings.HasPrefix(line, "a=ice-pwd:"), strings.HasPrefix(line, "a=ice-options:"):
+		case strings.HasPrefix(line, "a=ice-pwd:"):
+			pwd = strings.TrimPrefix(line, "a=ice-pwd:")
+		case strings.HasPrefix(line, "a=ice-options:"):
 		case line == "a=end-of-candidates":
 			end = true
 		case strings.HasPrefix(line, "a=candidate:"):
 			c := strings.TrimPrefix(line, "a=")
 			if _, perr := ice.UnmarshalCandidate(c); perr != nil {
-				return nil, false, "", fmt.Errorf("%w: line %d: %v", ErrCandidate, n, perr)
+				return t, fmt.Errorf("%w: line %d: %v", ErrCandidate, n, perr)
 			}
 			init := webrtc.ICECandidateInit{Candidate: c}
 			if mid != "" {
@@ -101,14 +115,63 @@ func parseTrickle(frag []byte) (cands []webrtc.ICECandidateInit, end bool, ufrag
 			init.SDPMLineIndex = &i
 			cands = append(cands, init)
 		default:
-			return nil, false, "", fmt.Errorf("%w: line %d is not an ICE fragment line (a=candidate, a=end-of-candidates, a=ice-ufrag, a=ice-pwd, a=mid, m=): %.60q", ErrCandidate, n, line)
+			return t, fmt.Errorf("%w: line %d is not an ICE fragment line (a=candidate, a=end-of-candidates, a=ice-ufrag, a=ice-pwd, a=mid, m=): %.60q", ErrCandidate, n, line)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, false, "", fmt.Errorf("%w: %v", ErrCandidate, err)
+		return t, fmt.Errorf("%w: %v", ErrCandidate, err)
 	}
-	if len(cands) == 0 && !end {
-		return nil, false, "", fmt.Errorf("%w: no a=candidate or a=end-of-candidates line", ErrCandidate)
+	switch {
+	case len(cands) > 0 || end || ufrag != "" && pwd != "":
+	case ufrag != "" || pwd != "":
+		return t, fmt.Errorf("%w: an ICE restart gives both a=ice-ufrag and a=ice-pwd", ErrCandidate)
+	default:
+		return t, fmt.Errorf("%w: no a=candidate or a=end-of-candidates line", ErrCandidate)
 	}
-	return cands, end, ufrag, nil
+	return trickle{cands: cands, end: end, ufrag: ufrag, pwd: pwd}, nil
+}
+
+// withICECredentials is the session description sdp with its ICE credentials replaced by
+// ufrag and pwd, its candidates left out and its version one higher: a WHIP client's ICE
+// restart (RFC 9725) sends only the new credentials, and this is the offer they stand for.
+func withICECredentials(sdp, ufrag, pwd string) string {
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(sdp, "\n") {
+		text := strings.TrimRight(line, "\r\n")
+		switch {
+		case strings.HasPrefix(text, "a=ice-ufrag:"):
+			b.WriteString("a=ice-ufrag:" + ufrag + "\r\n")
+		case strings.HasPrefix(text, "a=ice-pwd:"):
+			b.WriteString("a=ice-pwd:" + pwd + "\r\n")
+		case strings.HasPrefix(text, "a=candidate:"), text == "a=end-of-candidates":
+		case strings.HasPrefix(text, "o="):
+			// o=<username> <sess-id> <sess-version> …: a new offer has a higher version.
+			f := strings.Fields(text)
+			if len(f) >= 3 {
+				if v, err := strconv.ParseUint(f[2], 10, 63); err == nil {
+					f[2] = strconv.FormatUint(v+1, 10)
+				}
+			}
+			b.WriteString(strings.Join(f, " ") + "\r\n")
+		default:
+			b.WriteString(line)
+		}
+	}
+	return b.String()
+}
+
+// answerFragment is the node's part of a WHIP ICE restart: the ICE credentials and
+// candidates of its answer, as an RFC 8840 fragment.
+func answerFragment(answer string) []byte {
+	var b bytes.Buffer
+	seen := map[string]bool{}
+	for _, line := range strings.Split(answer, "\n") {
+		text := strings.TrimSpace(line)
+		if (strings.HasPrefix(text, "a=ice-ufrag:") || strings.HasPrefix(text, "a=ice-pwd:") || strings.HasPrefix(text, "a=candidate:")) && !seen[text] {
+			seen[text] = true
+			b.WriteString(text + "\r\n")
+		}
+	}
+	b.WriteString("a=end-of-candidates\r\n")
+	return b.Bytes()
 }

@@ -59,8 +59,11 @@ type Call struct {
 	sdp   *localSDP
 	sess  *media.RTPSession // set under mu once answered, or for early media; others than the owner use session()
 	ports *rtpPorts
-	// recFile is the call's recording, when calls are recorded.
-	recFile *os.File
+	// recFile is the call's recording, when calls are recorded, kept for recRetention.
+	recFile      *os.File
+	recRetention time.Duration
+	// srtp is the call's SRTP (srtp.go); nil: plain RTP. Under mu once the call runs.
+	srtp *callSRTP
 
 	// Its lifecycle, every call's: the record, ended once with the first reason, one
 	// teardown.
@@ -100,6 +103,7 @@ func (s *Server) newCall(rec store.Call, inbound bool, h Handler) *Call {
 	}
 	c.log = call.Logger(s.log, rec)
 	c.Init(c, sipCarrier{c}, call.NewRecorder(rec, s.cfg.Store, s.cfg.Events, c.log, nil), c.log, s.calls.node)
+	c.log = c.Logger() // with the call's trace id
 	return c
 }
 
@@ -185,13 +189,34 @@ func (c *Call) remoteTarget() sip.Uri {
 	return *c.uac.InviteRequest.Recipient.Clone()
 }
 
-// answered marks the call in progress once media flows. The codec is read under mu: the
-// far end's re-INVITE may already be changing it (a hold sent right after the ACK).
+// answered marks the call in progress once media flows; its record says whether the media
+// is encrypted, and with which suite.
 func (c *Call) answered(ctx context.Context) {
+	security, attrs := "none", []any{"rtp_port", c.ports.port}
+	// A re-INVITE may come as soon as the media is up (a hold sent right after the ACK), and
+	// changes the codec and the SRTP under mu.
 	c.mu.Lock()
-	codec := c.codec.Name
+	cfg, codec := c.srtp.config(), c.codec.Name
 	c.mu.Unlock()
-	c.Answered(ctx, codec, "rtp_port", c.ports.port)
+	if cfg != nil {
+		security, attrs = "srtp", append(attrs, "srtp", cfg.Suite)
+		c.SetMetadata("srtp_suite", string(cfg.Suite))
+	}
+	c.Edit(func(r *store.Call) { r.MediaSecurity = security })
+	c.Answered(ctx, codec, attrs...)
+}
+
+// takeSRTPAnswer checks the SRTP of the far end's answer to our offer (an outbound call's
+// 200, the ACK of a late offer): the answer to an RTP/SAVP offer names one of its lines,
+// and an RTP/AVP offer is not answered RTP/SAVP.
+func (c *Call) takeSRTPAnswer(answer remoteSDP) error {
+	if c.srtp != nil {
+		return c.srtp.takeAnswer(answer)
+	}
+	if answer.Secure {
+		return fmt.Errorf("%w: RTP/SAVP answered to our RTP/AVP offer", ErrNoCrypto)
+	}
+	return nil
 }
 
 // run carries an answered call until it ends, then tears it down by call's one rule. What
@@ -259,6 +284,7 @@ func (t sipCarrier) Release() []any {
 		if err := c.recFile.Close(); err != nil {
 			c.log.Warn("recording not written", "error", err)
 		}
+		c.Edit(func(rec *store.Call) { call.KeepRecording(rec, c.recRetention, time.Now()) })
 	}
 	c.letGo()
 	return attrs
@@ -463,6 +489,23 @@ func (c *Call) applyRemote(r remoteSDP) (codec media.CodecSpec, eventPT uint8, d
 	if err := c.sdp.reaches(r); err != nil {
 		return codec, 0, "", false, err
 	}
+	var (
+		line   sdesCrypto
+		newKey []byte
+	)
+	switch {
+	case c.srtp != nil:
+		var rekeyed bool
+		var err error
+		if line, rekeyed, err = c.srtp.reoffer(r); err != nil {
+			return codec, 0, "", false, err
+		}
+		if rekeyed {
+			newKey = line.Key
+		}
+	case r.Secure:
+		return codec, 0, "", false, fmt.Errorf("%w: RTP/SAVP in a call of plain RTP", ErrNoCrypto)
+	}
 	codec = r.Codecs[0]
 	for _, o := range r.Codecs { // keep the current codec when it is still offered
 		if strings.EqualFold(o.Name, c.codec.Name) {
@@ -472,14 +515,17 @@ func (c *Call) applyRemote(r remoteSDP) (codec media.CodecSpec, eventPT uint8, d
 	}
 	dir = answerDirection(r.Direction, r.Held)
 	send, recv := flow(dir)
-	upd := media.RTPUpdate{Codec: &codec, EventPT: &r.EventPT, Send: send, Receive: recv}
+	upd := media.RTPUpdate{Codec: &codec, EventPT: &r.EventPT, Send: send, Receive: recv, SRTPRemote: newKey}
 	if !r.Held && r.RTP != c.remote {
 		upd.Remote = r.RTP
 	}
 	if err := c.sess.Update(upd); err != nil {
 		return codec, 0, "", false, err
 	}
-	changed = codec != c.codec || dir != c.dir || r.EventPT != c.eventPT || upd.Remote.IsValid()
+	if c.srtp != nil {
+		c.srtp.keep(line)
+	}
+	changed = codec != c.codec || dir != c.dir || r.EventPT != c.eventPT || upd.Remote.IsValid() || newKey != nil
 	wasHeld := c.dir != dirSendRecv
 	c.codec, c.eventPT, c.dir = codec, r.EventPT, dir
 	if !r.Held {
@@ -498,9 +544,9 @@ func (c *Call) applyRemote(r remoteSDP) (codec media.CodecSpec, eventPT uint8, d
 // currentSDP is our description as it stands.
 func (c *Call) currentSDP(bump bool) []byte {
 	c.mu.Lock()
-	codec, ev, dir := c.codec, c.eventPT, c.dir
+	codec, ev, dir, crypto := c.codec, c.eventPT, c.dir, c.srtp.lines()
 	c.mu.Unlock()
-	return c.sdp.marshal([]media.CodecSpec{codec}, ev, dir, bump)
+	return c.sdp.marshalSRTP(crypto, []media.CodecSpec{codec}, ev, dir, bump)
 }
 
 // survive is deferred first by every goroutine that carries part of a call (its owner, its

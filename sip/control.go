@@ -57,5 +57,5 @@ func (s *Server) live(ctx context.Context, tenantID, callID string) (*Call, erro
 	if rec.EndedAt != nil {
 		return nil, &CallError{Err: ErrCallEnded, Reason: "the call has ended (" + rec.Status + ")"}
 	}
-	return nil, &CallError{Err: ErrCallElsewhere, Reason: "the call is carried by node " + strconv.Quote(rec.Node) + ", not this one"}
+	return nil, &CallError{Err: ErrCallElsewhere, Reason: "the call is carried by node " + strconv.Quote(rec.Node) + ", not this one", Node: rec.Node}
 }

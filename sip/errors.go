@@ -7,6 +7,9 @@ var (
 	ErrSDP = errors.New("sip: unusable SDP offer")
 	// ErrNoCodec is an offer with no codec in common with us; it is answered 488.
 	ErrNoCodec = errors.New("sip: no common codec")
+	// ErrNoCrypto is an RTP/SAVP description without a crypto suite we carry, or a
+	// description that drops the SRTP a call agreed; an offer is answered 488.
+	ErrNoCrypto = errors.New("sip: no SRTP crypto suite in common")
 	// ErrMediaFamily is media at an address of a family (IPv4, IPv6) the call's media
 	// cannot reach: an offer is answered 488, an answer or re-offer refused.
 	ErrMediaFamily = errors.New("sip: media address family not reachable")
@@ -38,6 +41,9 @@ var (
 	ErrAgentUnavailable = errors.New("sip: the agent cannot take the call")
 	// ErrUnknownDestination is a built-in destination that does not exist.
 	ErrUnknownDestination = errors.New("sip: unknown built-in destination")
+	// ErrSRTPNeedsTLS is a trunk that offers or requires SRTP, asked to reach a callee other
+	// than over SIP TLS: the keys would travel in the clear.
+	ErrSRTPNeedsTLS = errors.New("sip: SRTP needs SIP TLS")
 	// ErrNodeFull is a server at its limit of calls (Config.MaxCalls) or shutting down.
 	ErrNodeFull = errors.New("sip: the server is at its call limit or shutting down")
 )
@@ -72,6 +78,8 @@ var (
 type CallError struct {
 	Err    error
 	Reason string
+	// Node is the node that carries the call, for ErrCallElsewhere.
+	Node string
 }
 
 func (e *CallError) Error() string { return "sip: " + e.Reason }

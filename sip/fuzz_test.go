@@ -25,6 +25,10 @@ func FuzzParseSDP(f *testing.F) {
 	f.Add(offerSDP(4000, "111 0", "111 opus/48000/2"))
 	f.Add([]byte("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=inactive\r\na=rtcp:9 IN IP4 10.0.0.1\r\n"))
 	f.Add([]byte("v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\nc=IN IP6 ::1\r\nt=0 0\r\nm=video 5000 RTP/AVP 96\r\nm=audio 5002 RTP/AVP 0\r\na=sendonly\r\n"))
+	f.Add([]byte("v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/SAVP 0\r\n" +
+		"a=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:AAAA\r\na=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:tceMQ8ejDE0R4UAT03OladGjNnEMvcgtMh3kVlev|2^20\r\n"))
+	f.Add([]byte("v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/SAVP 8\r\n" +
+		"a=crypto:7 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19abW1qY3dFaUZTVUdZZWNnZGxnb3FuYWtvNzF8MjA|2^20|1:4\r\n"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r, err := parseSDP(body)
 		if err != nil {
@@ -38,13 +42,25 @@ func FuzzParseSDP(f *testing.F) {
 		default:
 			t.Fatalf("direction %q", r.Direction)
 		}
-		ans := newLocalSDP(netip.MustParseAddr("127.0.0.1"), 5000).marshal(r.Codecs[:1], r.EventPT, answerDirection(r.Direction, r.Held), true)
+		var crypto []sdesCrypto
+		if r.Secure {
+			sr, err := answerSRTP(r.Crypto)
+			if err != nil {
+				return // refused 488
+			}
+			crypto = sr.lines()
+		}
+		ans := newLocalSDP(netip.MustParseAddr("127.0.0.1"), 5000).marshalSRTP(crypto, r.Codecs[:1], r.EventPT, answerDirection(r.Direction, r.Held), true)
 		var sd sdp.SessionDescription
 		if err := sd.Unmarshal(ans); err != nil {
 			t.Fatalf("our answer does not parse: %v\n%s", err, ans)
 		}
-		if _, err := parseSDP(ans); err != nil {
+		back, err := parseSDP(ans)
+		if err != nil {
 			t.Fatalf("our answer is not usable: %v\n%s", err, ans)
+		}
+		if back.Secure != r.Secure || (r.Secure && (len(back.Crypto) != 1 || back.Crypto[0].Tag != r.Crypto[0].Tag || back.Crypto[0].Suite != r.Crypto[0].Suite)) {
+			t.Fatalf("our answer's SRTP %v %+v does not answer %+v\n%s", back.Secure, back.Crypto, r.Crypto, ans)
 		}
 	})
 }

@@ -133,6 +133,10 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		refuse(ref)
 		return
 	}
+	if ref := s.checkSRTP(in, who.trunk); ref != nil {
+		refuse(ref)
+		return
+	}
 	if ref := s.chooseMediaIP(in, src.Addr()); ref != nil {
 		refuse(ref)
 		return
@@ -197,6 +201,8 @@ type invite struct {
 	expires   time.Duration
 	// mediaIP is the address our media answers from (chooseMediaIP).
 	mediaIP netip.Addr
+	// srtp is the call's SRTP as the offer and the trunk decide it (checkSRTP); nil: RTP.
+	srtp *callSRTP
 }
 
 // routeInvite decides who calls, whether they may, and what answers: the caller's tenant and
@@ -307,12 +313,27 @@ func (s *Server) newInboundCall(ctx context.Context, dlg *sipgo.DialogServerSess
 	c := s.newCall(rec, true, h)
 	c.uas = dlg
 	c.contact = s.contactFor(req.Transport(), s.advertisedFor(ctx, req.Source()))
+	if !sipsRequested(req) {
+		// RFC 3261 §12.1.1: the answer's Contact is a SIPS URI only when the INVITE asked
+		// for one; a phone that calls sip:…;transport=tls may not take a sips: Contact
+		// (baresip 1.0 ends the call on it, without its ACK).
+		c.contact.Address.Scheme = "sip"
+	}
 	c.remoteHost = req.From().Address.Host
 	if who.trunk != nil && who.trunk.Outbound.Address != "" {
 		c.remoteHost = who.trunk.Outbound.Address
 	}
 	c.dialogID = dlg.ID
 	return c, nil
+}
+
+// sipsRequested says whether an INVITE asked for SIPS: its Request-URI, or the top
+// Record-Route when it has one, is a sips: URI.
+func sipsRequested(req *sip.Request) bool {
+	if rr := req.RecordRoute(); rr != nil {
+		return strings.EqualFold(rr.Address.Scheme, "sips")
+	}
+	return strings.EqualFold(req.Recipient.Scheme, "sips")
 }
 
 // ring sends 100 and 180 and, when the server is set to, holds the call ringing; false when
@@ -356,13 +377,14 @@ func (c *Call) openAnswer(ctx context.Context, dlg *sipgo.DialogServerSession, i
 	}
 	c.ports = ports
 	c.sdp = newLocalSDP(ip, ports.port)
+	c.srtp = in.srtp
 	if in.lateOffer {
 		// No offer in the INVITE: ours goes in the 200 and the answer comes in the ACK.
-		return c.sdp.marshal(ourCodecs, defaultEventPT, dirSendRecv, false), true
+		return c.sdp.marshalSRTP(c.srtp.lines(), ourCodecs, defaultEventPT, dirSendRecv, false), true
 	}
 	c.codec, c.eventPT, c.remote = in.offer.Codecs[0], in.offer.EventPT, in.offer.RTP
 	c.dir = answerDirection(in.offer.Direction, in.offer.Held)
-	return c.sdp.marshal([]media.CodecSpec{c.codec}, c.eventPT, c.dir, false), true
+	return c.sdp.marshalSRTP(c.srtp.lines(), []media.CodecSpec{c.codec}, c.eventPT, c.dir, false), true
 }
 
 // answerInvite answers the call with body (after early media, when the handler plays
@@ -399,6 +421,9 @@ func (c *Call) answerInvite(ctx context.Context, dlg *sipgo.DialogServerSession,
 		answer, err := parseSDP(ack)
 		if err == nil {
 			err = c.sdp.reaches(answer)
+		}
+		if err == nil {
+			err = c.takeSRTPAnswer(answer)
 		}
 		if err != nil {
 			log.Info("no usable answer in the ACK", "error", err)
@@ -509,13 +534,18 @@ func (c *Call) openMedia() error {
 		OpusComplexity: c.srv.cfg.OpusComplexity,
 		// Silence while the handler listens: relays and NATs drop a call that carries no RTP.
 		FillSilence: true,
+		SRTP:        c.srtp.config(),
 	}
-	if dir := c.srv.cfg.RecordDir; dir != "" {
-		f, err := os.Create(filepath.Join(dir, c.id+".wav"))
+	rec := c.srv.cfg.Recordings
+	if rec.Dir == "" && c.srv.cfg.RecordDir != "" {
+		rec = call.Recordings{Dir: c.srv.cfg.RecordDir, All: true}
+	}
+	if channels, retention, ok := rec.Plan(AgentOf(c.handler)); ok {
+		f, err := os.Create(filepath.Join(rec.Dir, c.id+".wav"))
 		if err != nil {
 			return fmt.Errorf("recording: %w", err)
 		}
-		c.recFile, cfg.Record = f, f
+		c.recFile, cfg.Record, cfg.RecordChannels, c.recRetention = f, f, channels, retention
 	}
 	sess, err := media.NewRTPSession(cfg)
 	if err != nil {

@@ -39,11 +39,18 @@ func (s *Server) Dial(ctx context.Context, rec *store.Call) error {
 	if err != nil {
 		return &DialError{Err: ErrBadCallee, Reason: err.Error()}
 	}
+	if mode := srtpMode(trunk); mode != store.TrunkSRTPOff && !overTLS(targetTransport(target)) {
+		return &DialError{Err: ErrSRTPNeedsTLS, Reason: fmt.Sprintf(
+			"the trunk's srtp is %q, and SRTP keys travel only over SIP TLS: set its outbound.transport to tls (the callee %s is not reached over TLS)", mode, target.String())}
+	}
 	h, err := s.dialHandler(ctx, rec)
 	if err != nil {
 		return err
 	}
-	slot, err := s.cfg.Calls.Acquire(rec.TenantID)
+	if rec.AMD != nil {
+		h = amdHandler{next: h, cfg: *rec.AMD}
+	}
+	slot, err := s.cfg.Calls.Acquire(rec.TenantID) //nolint:contextcheck // a call's place outlives the request that placed it
 	if err != nil {
 		return err
 	}
@@ -136,7 +143,10 @@ func hasScheme(to string) bool {
 }
 
 // dialTarget is the request URI of an outbound call: a SIP URI as given, or the number or
-// user at the trunk's address (with its transport).
+// user at the trunk's address (with its transport, and TLS's port 5061 when the address has
+// none). A trunk over TLS is reached at sip:…;transport=tls, as carriers and PBXs take it:
+// a sips: URI would ask for TLS on every hop beyond the trunk too, and phones such as
+// baresip 1.0 cannot send their requests back to one.
 func dialTarget(to string, trunk *store.Trunk) (sip.Uri, error) {
 	var u sip.Uri
 	if hasScheme(to) {
@@ -147,7 +157,11 @@ func dialTarget(to string, trunk *store.Trunk) (sip.Uri, error) {
 	}
 	addr := trunk.Outbound.Address
 	if !strings.Contains(addr, ":") || strings.HasSuffix(addr, "]") {
-		addr += ":5060"
+		if strings.EqualFold(trunk.Outbound.Transport, "tls") {
+			addr += ":5061"
+		} else {
+			addr += ":5060"
+		}
 	}
 	if err := sip.ParseUri("sip:"+to+"@"+addr, &u); err != nil {
 		return u, fmt.Errorf("%q at trunk address %q does not make a SIP URI", to, trunk.Outbound.Address)
@@ -155,11 +169,22 @@ func dialTarget(to string, trunk *store.Trunk) (sip.Uri, error) {
 	if t := strings.ToLower(trunk.Outbound.Transport); t == "tcp" || t == "tls" {
 		u.UriParams = sip.NewParams()
 		u.UriParams.Add("transport", t)
-		if t == "tls" {
-			u.Scheme = "sips"
-		}
 	}
 	return u, nil
+}
+
+// targetTransport is the transport a request to target leaves over: its transport
+// parameter, else TLS for a sips: URI and UDP for a sip: one.
+func targetTransport(target sip.Uri) string {
+	if target.UriParams != nil {
+		if t, ok := target.UriParams.Get("transport"); ok {
+			return strings.ToLower(t)
+		}
+	}
+	if strings.EqualFold(target.Scheme, "sips") {
+		return "tls"
+	}
+	return "udp"
 }
 
 // dial runs an outbound call from INVITE to its end, in phases: open its media, build the
@@ -287,17 +312,20 @@ type outboundInvite struct {
 	to             *sip.ToHeader
 	callID         sip.CallIDHeader
 	offer          []byte
+	// plainOffer is the offer of RTP/AVP made when the far end refuses our RTP/SAVP 488
+	// under a trunk that offers SRTP without requiring it; nil: no second offer.
+	plainOffer []byte
 }
 
 // newOutboundInvite builds what the call's INVITE says: transport and Contact (the node's
 // address as the callee at dst reaches it), the trunk's credentials, From and To, and our
 // offer. It returns the call's ended reason when the trunk's password cannot be read.
 func (s *Server) newOutboundInvite(c *Call, target sip.Uri, dst netip.Addr, trunk *store.Trunk, log *slog.Logger) (*outboundInvite, call.Reason) {
-	inv := &outboundInvite{target: target, transport: "udp"}
-	if t, ok := target.UriParams.Get("transport"); ok && target.UriParams != nil {
-		inv.transport = t
-	}
+	inv := &outboundInvite{target: target, transport: targetTransport(target)}
 	c.contact = s.contactFor(inv.transport, s.advertised(dst))
+	if !strings.EqualFold(target.Scheme, "sips") {
+		c.contact.Address.Scheme = "sip" // a SIPS Contact only for a SIPS request (RFC 3261 §8.1.1.8)
+	}
 
 	if trunk != nil && trunk.Outbound.Username != "" && trunk.OutboundPasswordEnc != "" {
 		inv.user = trunk.Outbound.Username
@@ -314,6 +342,13 @@ func (s *Server) newOutboundInvite(c *Call, target sip.Uri, dst netip.Addr, trun
 	inv.to = &sip.ToHeader{Address: sip.Uri{Scheme: target.Scheme, User: target.User, Host: target.Host, Port: target.Port}}
 	inv.callID = sip.CallIDHeader(rec.SIPCallID)
 	inv.offer = c.sdp.marshal(ourCodecs, defaultEventPT, dirSendRecv, false)
+	if mode := srtpMode(trunk); mode != store.TrunkSRTPOff && overTLS(inv.transport) {
+		c.srtp = newSRTPOffer()
+		if mode == store.TrunkSRTPOffer {
+			inv.plainOffer = inv.offer
+		}
+		inv.offer = c.sdp.marshalSRTP(c.srtp.lines(), ourCodecs, defaultEventPT, dirSendRecv, false)
+	}
 	return inv, ""
 }
 
@@ -388,6 +423,15 @@ func (s *Server) sendInvite(ctx, ringCtx context.Context, c *Call, inv *outbound
 			_ = dlg.Close()
 			continue
 		}
+		if errors.As(err, &de) && de.Res.StatusCode == sip.StatusNotAcceptableHere && inv.plainOffer != nil {
+			// The far end does not take SRTP, and the trunk only offers it: the call goes on
+			// in the clear, offered anew (the offer of a refused INVITE is void).
+			log.Info("srtp refused by the far end; offering plain RTP", "warning", headerValue(de.Res, "Warning"))
+			c.srtp, inv.offer, inv.plainOffer = nil, inv.plainOffer, nil
+			cseq++
+			_ = dlg.Close()
+			continue
+		}
 		break
 	}
 	return dlg, err
@@ -444,6 +488,9 @@ func (c *Call) takeAnswer(ctx context.Context, dlg *sipgo.DialogClientSession, l
 	answer, perr := parseSDP(dlg.InviteResponse.Body())
 	if perr == nil {
 		perr = c.sdp.reaches(answer)
+	}
+	if perr == nil {
+		perr = c.takeSRTPAnswer(answer)
 	}
 	if err := dlg.Ack(ctx); err != nil {
 		log.Info("ack failed", "error", err)

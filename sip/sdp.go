@@ -47,6 +47,10 @@ type remoteSDP struct {
 	Direction string
 	// Held is an RFC 2543 hold: a connection address of 0.0.0.0.
 	Held bool
+	// Secure is an RTP/SAVP stream: SRTP, with the keys of Crypto.
+	Secure bool
+	// Crypto are the stream's a=crypto lines we can use, in the far end's order (srtp.go).
+	Crypto []sdesCrypto
 }
 
 // parseSDP applies RFC 3264 to the first audio stream of a session description. Errors wrap
@@ -61,8 +65,9 @@ func parseSDP(body []byte) (remoteSDP, error) {
 		if md.MediaName.Media != "audio" {
 			continue
 		}
-		if !hasProto(md.MediaName.Protos, "RTP") || !hasProto(md.MediaName.Protos, "AVP") {
-			return remoteSDP{}, fmt.Errorf("%w: audio over %q is not RTP/AVP", ErrSDP, strings.Join(md.MediaName.Protos, "/"))
+		proto := strings.ToUpper(strings.Join(md.MediaName.Protos, "/"))
+		if proto != "RTP/AVP" && proto != "RTP/SAVP" {
+			return remoteSDP{}, fmt.Errorf("%w: audio over %q is neither RTP/AVP nor RTP/SAVP", ErrSDP, strings.Join(md.MediaName.Protos, "/"))
 		}
 		conn := md.ConnectionInformation
 		if conn == nil {
@@ -87,6 +92,7 @@ func parseSDP(body []byte) (remoteSDP, error) {
 			RTP:       netip.AddrPortFrom(ip, uint16(port)),
 			Direction: directionOf(md.Attributes, sessionDir),
 			Held:      ip.IsUnspecified(),
+			Secure:    proto == "RTP/SAVP",
 		}
 		rtpmap := map[string]string{}
 		for _, a := range md.Attributes {
@@ -112,6 +118,10 @@ func parseSDP(body []byte) (remoteSDP, error) {
 					}
 				}
 				r.RTCP = netip.AddrPortFrom(rip, uint16(p))
+			case "crypto":
+				if c, ok := parseCrypto(a.Value); ok && r.Secure && len(r.Crypto) < len(srtpSuites)*4 {
+					r.Crypto = append(r.Crypto, c)
+				}
 			}
 		}
 		if len(md.MediaName.Formats) > 64 {
@@ -140,15 +150,6 @@ func parseSDP(body []byte) (remoteSDP, error) {
 		return r, nil
 	}
 	return remoteSDP{}, fmt.Errorf("%w: no audio stream", ErrSDP)
-}
-
-func hasProto(protos []string, p string) bool {
-	for _, q := range protos {
-		if strings.EqualFold(q, p) {
-			return true
-		}
-	}
-	return false
 }
 
 // directionOf is the direction attribute among attrs, or def.
@@ -203,6 +204,12 @@ func newLocalSDP(ip netip.Addr, port int) *localSDP {
 // marshal writes one audio stream with codecs (and telephone-event when eventPT is not 0)
 // in direction dir. bump says the description changed since the last one sent.
 func (l *localSDP) marshal(codecs []media.CodecSpec, eventPT uint8, dir string, bump bool) []byte {
+	return l.marshalSRTP(nil, codecs, eventPT, dir, bump)
+}
+
+// marshalSRTP is marshal of a stream carrying SRTP, RTP/SAVP with our a=crypto lines (none:
+// RTP/AVP).
+func (l *localSDP) marshalSRTP(crypto []sdesCrypto, codecs []media.CodecSpec, eventPT uint8, dir string, bump bool) []byte {
 	v := l.version.Load()
 	if bump {
 		v = l.version.Add(1)
@@ -211,7 +218,11 @@ func (l *localSDP) marshal(codecs []media.CodecSpec, eventPT uint8, dir string, 
 	var b strings.Builder
 	fmt.Fprintf(&b, "v=0\r\no=switchboard %d %d IN %s %s\r\ns=switchboard\r\nc=IN %s %s\r\nt=0 0\r\n",
 		l.sessID, v, fam, l.ip, fam, l.ip)
-	fmt.Fprintf(&b, "m=audio %d RTP/AVP", l.port)
+	proto := "RTP/AVP"
+	if len(crypto) > 0 {
+		proto = "RTP/SAVP"
+	}
+	fmt.Fprintf(&b, "m=audio %d %s", l.port, proto)
 	for _, c := range codecs {
 		fmt.Fprintf(&b, " %d", c.PayloadType)
 	}
@@ -231,6 +242,9 @@ func (l *localSDP) marshal(codecs []media.CodecSpec, eventPT uint8, dir string, 
 	}
 	if eventPT != 0 {
 		fmt.Fprintf(&b, "a=rtpmap:%d telephone-event/8000\r\na=fmtp:%d 0-16\r\n", eventPT, eventPT)
+	}
+	for _, c := range crypto {
+		fmt.Fprintf(&b, "a=crypto:%s\r\n", c.attr())
 	}
 	fmt.Fprintf(&b, "a=ptime:20\r\na=rtcp:%d\r\na=%s\r\n", l.port+1, dir)
 	return []byte(b.String())

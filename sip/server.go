@@ -64,9 +64,20 @@ type Config struct {
 	Calls *call.Registry
 	// TLS, when set, serves the TLS listener given to Serve.
 	TLS *tls.Config
+	// TLSClient is what requests leaving over TLS (outbound calls through a trunk whose
+	// transport is tls) verify the far end with; nil: the system's roots.
+	TLSClient *tls.Config
+	// TLSCAFile, when TLSClient is nil, is a PEM file of the certificate authorities that
+	// requests leaving over TLS trust instead of the system's (a PBX or carrier whose
+	// certificate a private authority signed).
+	TLSCAFile string
 	// RecordDir, when set, receives a stereo WAV of every answered call, "<call id>.wav":
 	// the far end on the left, Switchboard on the right.
 	RecordDir string
+	// Recordings, when its Dir is set, says which calls are recorded (every call, or those
+	// of agents that ask), in how many channels and for how long, as for every transport;
+	// it replaces RecordDir.
+	Recordings call.Recordings
 	// TCPIdleTimeout closes a SIP TCP or TLS connection that carries nothing, not even a
 	// CRLF keep-alive, for this long, unless a live call came over it; once the call has
 	// ended, the next silence this long closes it (zero: 150 s, above the 95-120 s
@@ -195,9 +206,18 @@ func New(cfg Config) (*Server, error) {
 	// sipgo's transport and transaction layers log every unparsable message at ERROR with
 	// its bytes: through quietLog, a flood of junk is a few short lines.
 	quiet := quietLog(cfg.Log)
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("switchboard"), sipgo.WithUserAgentParser(newParser()),
+	uaOpts := []sipgo.UserAgentOption{sipgo.WithUserAgent("switchboard"), sipgo.WithUserAgentParser(newParser()),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(quiet)),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(quiet)))
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(quiet))}
+	if cfg.TLSClient == nil && cfg.TLSCAFile != "" {
+		if cfg.TLSClient, err = loadTLSClient(cfg.TLSCAFile); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.TLSClient != nil {
+		uaOpts = append(uaOpts, sipgo.WithUserAgenTLSConfig(cfg.TLSClient))
+	}
+	ua, err := sipgo.NewUA(uaOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("sip: user agent: %w", err)
 	}

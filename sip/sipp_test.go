@@ -87,7 +87,7 @@ type sippRun struct {
 	attempts int        // launches that found a port taken
 }
 
-// newSIPp prepares SIPp with scenario (a file of testdata/sipp) and args, on 127.0.0.1;
+// newSIPp prepares SIPp with scenario (a file of testdata/sipp, or an absolute path) and args, on 127.0.0.1;
 // remote is the server's address, empty for a UAS. SIPp quits with an error after limit
 // (-timeout, -timeout_error), and is killed a little later.
 func newSIPp(t *testing.T, scenario, remote string, limit time.Duration, args ...string) *sippRun {
@@ -97,6 +97,9 @@ func newSIPp(t *testing.T, scenario, remote string, limit time.Duration, args ..
 		t.Fatal("sipp not found (Debian sip-tester, installed by `make deps`)")
 	}
 	sf, err := filepath.Abs(filepath.Join("..", "testdata", "sipp", scenario))
+	if filepath.IsAbs(scenario) { // a scenario the test wrote
+		sf, err = scenario, nil
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,13 +8,19 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/switchboard-go/switchboard/store"
 )
 
 // selfSigned makes a certificate for 127.0.0.1 and a pool that trusts it.
@@ -114,5 +120,74 @@ func TestTLS(t *testing.T) {
 	}
 	if err := dlg.Bye(rctx); err != nil {
 		t.Fatalf("BYE over TLS: %v", err)
+	}
+}
+
+// An outbound call over TLS trusts the authorities of Config.TLSCAFile: a far end whose
+// certificate they signed takes the call; with a file of other authorities the handshake
+// fails and so does the call; a file with no certificate stops New.
+func TestTLSCAFile(t *testing.T) {
+	cert, pool := selfSigned(t)
+	other, _ := selfSigned(t)
+	dir := t.TempDir()
+	write := func(name string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	trusted, untrusted := write("ca.pem", cert.Certificate[0]), write("other.pem", other.Certificate[0])
+	empty := filepath.Join(dir, "empty.pem")
+	if err := os.WriteFile(empty, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Config{TLSCAFile: empty}); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("a CA file without certificates: %v", err)
+	}
+	for _, tc := range []struct {
+		name, ca string
+		answered bool
+	}{{"trusted", trusted, true}, {"untrusted", untrusted, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			st, tenant := newCallStore(t)
+			events := newEventLog()
+			s := startTLSCallServer(t, Config{Store: st, DefaultTenantID: tenant, Events: events, TLSCAFile: tc.ca}, cert, pool)
+			peer := newRTPPeer(t)
+			answered := make(chan *sipgo.DialogServerSession, 1)
+			far := newTLSFarEnd(t, cert, pool, answerWith(peer, answered, make(chan *sip.Request, 4)))
+			tr := store.NewTrunk()
+			tr.Name, tr.Direction = "pbx", "outbound"
+			tr.Outbound.Address, tr.Outbound.Transport = far.addr, "tls"
+			if err := store.Create(ctx, st, tenant, tr); err != nil {
+				t.Fatal(err)
+			}
+			rec := store.NewOutboundCall()
+			rec.TenantID, rec.To, rec.Destination, rec.TrunkID = tenant, "far", "tone", &tr.ID
+			if err := s.Dial(ctx, rec); err != nil {
+				t.Fatal(err)
+			}
+			if !tc.answered {
+				if got := endedCall(ctx, t, events, st, tenant, rec.ID); got.Status != store.CallFailed || got.AnsweredAt != nil {
+					t.Errorf("a call to a far end no trusted authority signed: %s/%s", got.Status, got.EndedReason)
+				}
+				return
+			}
+			var d *sipgo.DialogServerSession
+			select {
+			case d = <-answered:
+			case <-ctx.Done():
+				t.Fatal("the far end's answer was not acknowledged")
+			}
+			defer d.Close()
+			if err := d.Bye(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := endedCall(ctx, t, events, st, tenant, rec.ID); got.Status != store.CallCompleted {
+				t.Errorf("record %s/%s, want completed", got.Status, got.EndedReason)
+			}
+		})
 	}
 }

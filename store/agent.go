@@ -45,6 +45,11 @@ type Agent struct {
 	// (without prompt.system, which is the instructions column) under agentConfigMeta. It
 	// is made before each write and split after each read; nothing else uses it.
 	MetadataColumn map[string]any `bun:"metadata,type:json" json:"-"`
+
+	// Server is where the agent's calls' events are posted (call webhooks); nil: nowhere.
+	Server *CallServer `bun:"server,type:json" json:"server"`
+	// Recording asks for the agent's calls to be recorded, whatever carries them.
+	Recording RecordingSettings `bun:"recording,type:json" json:"recording"`
 }
 
 // agentConfigMeta is the key of the metadata column that holds an agent's Config.
@@ -220,6 +225,7 @@ func NewAgent() *Agent {
 		TransferTargets:  []string{},
 		Limits:           CallLimits{MaxDurationS: 1800, IdleTimeoutS: 30},
 		Turn:             TurnSettings{EndpointingMS: 600, Interruptions: true, MinInterruptionMS: 250, FirstMessageInterruptible: true},
+		Recording:        RecordingSettings{}.WithDefaults(),
 		Metadata:         map[string]any{},
 	}
 }
@@ -327,6 +333,8 @@ func (a *Agent) Validate() error {
 	}
 	fe.rangeInt("knowledge.limit", a.Knowledge.Limit, 1, 20)
 	fe.rangeInt("knowledge.max_chars", a.Knowledge.MaxChars, 200, 20000)
+	a.Recording = a.Recording.WithDefaults()
+	a.Recording.validate(&fe)
 	fe.metadata("metadata", a.Metadata)
 	return fe.err()
 }

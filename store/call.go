@@ -67,6 +67,7 @@ const (
 	EndedAgentError        = "agent-error"       // the agent's brain or speech failed
 	EndedICEFailed         = "ice-failed"        // a browser's ICE did not connect in time, or failed
 	EndedPeerDisconnected  = "peer-disconnected" // a browser closed its connection or went silent
+	EndedVoicemail         = "voicemail"         // an answering machine answered and the call's message was left on it
 )
 
 // liveStatuses are the statuses of a call not yet ended.
@@ -117,6 +118,18 @@ type Call struct {
 	// Report is the end-of-call report of a call an agent carried: ended reason, duration,
 	// turns, latencies, usage (empty for other calls).
 	Report map[string]any `bun:"report,type:json" json:"report"`
+	// AMD is the answering-machine detection of an outbound call that asked for one: its
+	// mode and, once decided, who answered (nil for other calls). It is replaced, never
+	// changed in place: the copies of a record the call writer queues share it.
+	AMD *CallAMD `bun:"amd,type:json" json:"amd,omitempty"`
+	// RecordingURL is where the call's recording is served (GET /api/v1/calls/{id}/recording)
+	// while it is kept; "" when the call was not recorded or its recording was deleted.
+	RecordingURL string `bun:"recording_url,notnull" json:"recording_url"`
+	// RecordingExpiresAt is when the recording is deleted (its retention); nil: kept.
+	RecordingExpiresAt *time.Time `bun:"recording_expires_at" json:"recording_expires_at"`
+	// MediaSecurity says how a SIP call's media was carried: "srtp" (encrypted, SDES),
+	// "none" (plain RTP); "" before the call is answered and for other transports.
+	MediaSecurity string `bun:"media_security,notnull" json:"media_security"`
 }
 
 // CallQuality is how the media of a call fared, from its RTP and RTCP.
@@ -192,6 +205,12 @@ func (c *Call) Validate() error {
 	fe.metadata("metadata", c.Metadata)
 	if c.Direction == CallOutbound {
 		c.validateOutbound(&fe)
+	}
+	if c.AMD != nil {
+		if c.Direction != CallOutbound {
+			fe.add("amd", "answering-machine detection is for outbound calls only")
+		}
+		c.AMD.validate(&fe, c.AgentID != nil)
 	}
 	return fe.err()
 }
@@ -407,6 +426,9 @@ func ListCalls(ctx context.Context, s *Store, tenantID string, f CallFilter, pag
 // live forever.
 func FailInterruptedCalls(ctx context.Context, s *Store, node string) (int, error) {
 	calls, err := failCalls(ctx, s, EndedRestart, where{"node = ?", []any{node}})
+	if serr := FreeNodeCallSlots(ctx, s, node); err == nil {
+		err = serr
+	}
 	return len(calls), err
 }
 

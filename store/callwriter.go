@@ -942,7 +942,7 @@ func stamp(s *Store, c *Call) {
 }
 
 // fullState is what a call's state writes beyond its status, times and end.
-var fullState = []string{"sip_call_id", "codec", "quality", "metadata", "report"}
+var fullState = []string{"sip_call_id", "codec", "quality", "metadata", "report", "amd", "recording_url", "recording_expires_at", "media_security"}
 
 // insertCallState writes the first state of a call created behind its caller
 // (QueueCallCreate). An earlier attempt the database committed but did not confirm in time

@@ -81,6 +81,9 @@ func FailLostNode(ctx context.Context, s *Store, name string, beats int64) ([]Ca
 		return nil, false, nil
 	}
 	ended, err := failCalls(ctx, s, EndedNodeLost, where{"node = ?", []any{name}})
+	if serr := FreeNodeCallSlots(ctx, s, name); err == nil {
+		err = serr
+	}
 	return ended, true, err
 }
 
@@ -91,6 +94,9 @@ func FailLostNode(ctx context.Context, s *Store, name string, beats int64) ([]Ca
 func LeaveNode(ctx context.Context, s *Store, name string) (int, error) {
 	ended, err := failCalls(ctx, s, EndedShutdown, where{"node = ?", []any{name}})
 	if err != nil {
+		return len(ended), err
+	}
+	if err := FreeNodeCallSlots(ctx, s, name); err != nil {
 		return len(ended), err
 	}
 	if _, err := s.db.NewDelete().Model((*NodeHeartbeat)(nil)).Where("name = ?", name).Exec(ctx); err != nil {

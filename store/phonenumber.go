@@ -37,6 +37,9 @@ type PhoneNumber struct {
 	Destination string         `bun:"destination,notnull" json:"destination"`
 	TrunkID     *string        `bun:"trunk_id" json:"trunk_id"`
 	Metadata    map[string]any `bun:"metadata,type:json" json:"metadata"`
+	// Server is where the events of calls to (or from) the number are posted when its
+	// agent names no server of its own (call webhooks); nil: nowhere.
+	Server *CallServer `bun:"server,type:json" json:"server"`
 	// Routable says whether calls dialled to the number reach it, and NotRoutable why not;
 	// both are read-only, and filled from NumberKey whenever the number is written as JSON.
 	Routable    bool   `bun:"-" json:"routable"`
@@ -205,6 +208,10 @@ type Trunk struct {
 	Direction string        `bun:"direction,notnull" json:"direction"`
 	Inbound   TrunkInbound  `bun:"inbound,type:json" json:"inbound"`
 	Outbound  TrunkOutbound `bun:"outbound,type:json" json:"outbound"`
+	// SRTP says whether the trunk's media is encrypted (SDES-SRTP, RFC 4568): "off" offers
+	// plain RTP, "offer" offers SRTP and falls back to RTP when the far end refuses it,
+	// "required" refuses calls without it. Keys travel only over SIP TLS.
+	SRTP string `bun:"srtp,notnull" json:"srtp"`
 	// The passwords, sealed with the server secret (see Sealer); never sent to clients.
 	InboundPasswordEnc  string `bun:"inbound_password_enc,notnull" json:"-"`
 	OutboundPasswordEnc string `bun:"outbound_password_enc,notnull" json:"-"`
@@ -249,12 +256,20 @@ const (
 	MaxRegisterExpires     = 86400
 )
 
+// A trunk's SRTP modes (Trunk.SRTP).
+const (
+	TrunkSRTPOff      = "off"
+	TrunkSRTPOffer    = "offer"
+	TrunkSRTPRequired = "required"
+)
+
 // NewTrunk returns a trunk with the defaults a created one starts from.
 func NewTrunk() *Trunk {
 	return &Trunk{
 		Direction: "inbound",
 		Inbound:   TrunkInbound{AllowedCIDRs: []string{}},
 		Outbound:  TrunkOutbound{Transport: "udp"},
+		SRTP:      TrunkSRTPOff,
 	}
 }
 
@@ -333,6 +348,13 @@ func (t *Trunk) Validate() error {
 	}
 	if t.Outbound.CallerID != "" && !reE164.MatchString(t.Outbound.CallerID) && !reSIPUser.MatchString(t.Outbound.CallerID) {
 		fe.add("outbound.caller_id", "must be an E.164 number or a SIP user")
+	}
+	if t.SRTP == "" {
+		t.SRTP = TrunkSRTPOff
+	}
+	fe.oneOf("srtp", t.SRTP, TrunkSRTPOff, TrunkSRTPOffer, TrunkSRTPRequired)
+	if t.SRTP != TrunkSRTPOff && t.Direction != "inbound" && t.Outbound.Transport != "tls" {
+		fe.add("srtp", "SRTP keys travel only over SIP TLS: set outbound.transport to tls, or srtp to off")
 	}
 	if t.Outbound.Register && (t.Outbound.Username == "" || t.OutboundPasswordEnc == "") {
 		fe.add("outbound.register", "registration needs outbound.username and outbound.password")

@@ -26,9 +26,13 @@ type Tenant struct {
 	// nil keeps none, and the tenant is not limited by one. Only SetTenantBalance and the
 	// usage that draws it down write it, so that an update of the tenant's name cannot put
 	// back a balance that usage had spent meanwhile.
-	BalanceUSD *float64  `bun:"balance_usd" json:"balance_usd"`
-	CreatedAt  time.Time `bun:"created_at,notnull" json:"created_at"`
-	UpdatedAt  time.Time `bun:"updated_at,notnull" json:"updated_at"`
+	BalanceUSD *float64 `bun:"balance_usd" json:"balance_usd"`
+	// MaxCalls bounds the tenant's concurrent calls across every node of the cluster, SIP,
+	// WebRTC and media streams together (0: only each node's per-tenant limit). Operators
+	// set it.
+	MaxCalls  int       `bun:"max_calls,notnull" json:"max_calls"`
+	CreatedAt time.Time `bun:"created_at,notnull" json:"created_at"`
+	UpdatedAt time.Time `bun:"updated_at,notnull" json:"updated_at"`
 }
 
 // Validate checks the tenant's slug and name.
@@ -42,8 +46,14 @@ func (t *Tenant) Validate() error {
 		t.Metadata = map[string]any{}
 	}
 	fe.metadata("metadata", t.Metadata)
+	if t.MaxCalls < 0 || t.MaxCalls > MaxTenantCalls {
+		fe.add("max_calls", "must be between 0 (no limit of its own) and %d", MaxTenantCalls)
+	}
 	return fe.err()
 }
+
+// MaxTenantCalls bounds the limit of concurrent calls an operator may give a tenant.
+const MaxTenantCalls = 1_000_000
 
 // CreateTenant validates and inserts a tenant with a new ID.
 func (s *Store) CreateTenant(ctx context.Context, t *Tenant) error {

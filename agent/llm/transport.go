@@ -9,6 +9,8 @@ import (
 	"mime"
 	"net/http"
 	"time"
+
+	"github.com/switchboard-go/switchboard/telemetry"
 )
 
 // maxResponseBody bounds a complete (non-streamed) answer.
@@ -53,6 +55,8 @@ func (t *transport) send(ctx context.Context, method, url string, body any) (*ht
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	// The provider sees the trace of the turn or gateway request that asked.
+	telemetry.Inject(ctx, req.Header)
 	resp, err := t.client.Do(req)
 	if err != nil {
 		stop()

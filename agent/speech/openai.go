@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/switchboard-go/switchboard/telemetry"
 )
 
 // Over HTTP, speech goes to any server of OpenAI's audio API: /audio/speech and
@@ -88,6 +90,7 @@ func (c *openAIClient) do(ctx context.Context, op string, build func() (*http.Re
 		for k, v := range c.header {
 			req.Header[k] = v
 		}
+		telemetry.Inject(ctx, req.Header) // the provider sees the call's trace
 		resp, err := c.client.Do(req)
 		if err != nil {
 			if ctx.Err() != nil {

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/switchboard-go/switchboard/agent"
 	"github.com/switchboard-go/switchboard/agent/llm"
 	"github.com/switchboard-go/switchboard/call"
@@ -75,6 +77,9 @@ type conversation struct {
 	report     Report
 	spoke      bool // something was said already: the next Say is not the first message
 	pending    *pendingAnswer
+	// turnSpan is the traced span of the caller's turn being answered (trace.go); nil when
+	// the call is not traced or no turn is.
+	turnSpan trace.Span
 	// out is the frame written to the stream.
 	out media.Frame
 }
@@ -90,7 +95,9 @@ type pendingAnswer struct {
 	listenDone    time.Time
 	endOfSpeechMS float64
 	sttMS         float64
-	knowledgeMS   float64
+	// sttDone is when the transcription that made the turn finished.
+	sttDone     time.Time
+	knowledgeMS float64
 }
 
 func newConversation(ctx context.Context, line Line, cfg Config) *conversation {
@@ -220,6 +227,7 @@ func (c *conversation) run(brain agent.Brain) Result {
 		c.line.Hangup(string(reason))
 	}
 	_ = c.stream.Close()
+	c.endTurn()
 	c.overOnce.Do(func() { close(c.over) })
 	c.wg.Wait()
 	return c.result()

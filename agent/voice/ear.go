@@ -47,6 +47,7 @@ type segment struct {
 	textVoiced int
 	textOK     bool
 	sttMS      float64
+	sttDone    time.Time
 }
 
 func (s *segment) speechMS() float64 { return float64(s.span) * 20 }

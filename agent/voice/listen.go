@@ -29,8 +29,10 @@ type sttJob struct {
 	done   chan struct{}
 	text   string
 	took   time.Duration
-	err    error
-	cancel context.CancelFunc
+	// finished is when the transcription ended.
+	finished time.Time
+	err      error
+	cancel   context.CancelFunc
 }
 
 // transcribe runs STT on pcm (16 kHz), once more if it fails.
@@ -54,8 +56,21 @@ func (c *conversation) transcribe(ctx context.Context, pcm []int16) (string, tim
 	return "", 0, err
 }
 
-// Listen implements agent.Conversation.
+// Listen implements agent.Conversation. The turn answered until now is over; the caller's
+// next one is traced from its end of speech.
 func (c *conversation) Listen(ctx context.Context, opts agent.ListenOptions) (agent.Input, error) {
+	c.endTurn()
+	in, err := c.listen(ctx, opts)
+	if err == nil && (in.Kind == agent.InputSpeech || in.Kind == agent.InputDTMF) {
+		c.mu.Lock()
+		pend := c.pending
+		c.mu.Unlock()
+		c.beginTurn(in, pend)
+	}
+	return in, err
+}
+
+func (c *conversation) listen(ctx context.Context, opts agent.ListenOptions) (agent.Input, error) {
 	wantSpeech, wantDTMF := opts.Speech, opts.DTMF
 	if !wantSpeech && !wantDTMF {
 		wantSpeech, wantDTMF = true, true
@@ -216,7 +231,7 @@ func (c *conversation) endpoint(ctx context.Context, job **sttJob, lastActivity 
 				e.mu.Lock()
 				if j.seg.pcm != nil {
 					if j.err == nil {
-						j.seg.text, j.seg.textVoiced, j.seg.textOK, j.seg.sttMS = j.text, j.voiced, true, ms64(j.took)
+						j.seg.text, j.seg.textVoiced, j.seg.textOK, j.seg.sttMS, j.seg.sttDone = j.text, j.voiced, true, ms64(j.took), j.finished
 					} else if !errors.Is(j.err, context.Canceled) {
 						j.seg.textOK = false
 						e.mu.Unlock()
@@ -294,6 +309,7 @@ func (c *conversation) endpoint(ctx context.Context, job **sttJob, lastActivity 
 			*job = j
 			go func() {
 				j.text, j.took, j.err = c.transcribe(jctx, pcm)
+				j.finished = time.Now()
 				close(j.done)
 				c.wake() // the turn may be over now, not at the next frame
 			}()
@@ -313,6 +329,7 @@ func (c *conversation) acceptTurn(s *segment) agent.Input {
 		listenDone:    now,
 		endOfSpeechMS: msSince(s.lastVoiced, now),
 		sttMS:         s.sttMS,
+		sttDone:       s.sttDone,
 	}
 	c.ear.consume(s)
 	t := Turn{Role: "user", Text: in.Text, Start: in.Start, End: in.End}

@@ -9,10 +9,14 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/switchboard-go/switchboard/agent"
 	"github.com/switchboard-go/switchboard/agent/speech"
 	"github.com/switchboard-go/switchboard/media"
 	"github.com/switchboard-go/switchboard/metrics"
+	"github.com/switchboard-go/switchboard/telemetry"
 )
 
 // Speaking is three stages: the splitter cuts the brain's text into sentences as it
@@ -167,6 +171,9 @@ func (c *conversation) speak(ctx context.Context, text <-chan string, opts sayOp
 		c.publish(EventMetrics, *m)
 		c.cfg.Turns.Observe(metrics.Turn{VoiceToVoiceMS: m.VoiceToVoiceMS, EndOfSpeechMS: m.EndOfSpeechMS, STTMS: m.STTMS,
 			ModelFirstTokenMS: m.BrainFirstTokenMS, RetrievalMS: m.KnowledgeMS, TTSFirstAudioMS: m.TTSFirstAudioMS})
+		c.traceAnswer(m, sp.firstFrame, sp.spoken.Interrupted)
+	} else if sp.spoken.Interrupted && !opts.internal {
+		c.traceAnswer(nil, sp.firstFrame, true)
 	}
 	c.mu.Lock()
 	if sp.spoken.Interrupted {
@@ -237,12 +244,21 @@ func (c *conversation) synthesizeAll(ctx context.Context, sentences <-chan strin
 
 // synthesize speaks one sentence: the configured voice, once more if it fails, then the
 // fallback voice. A failure is published as an agent.error event.
-func (c *conversation) synthesize(ctx context.Context, index int, text string, send func(chunk) bool) error {
+func (c *conversation) synthesize(ctx context.Context, index int, text string, send func(chunk) bool) (err error) {
+	ctx, span := telemetry.Start(ctx, "tts")
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int("tts.sentence", index), attribute.Int("tts.characters", len([]rune(text))))
+		defer func() {
+			if ctx.Err() == nil {
+				telemetry.Fail(span, err)
+			}
+			span.End()
+		}()
+	}
 	c.mu.Lock()
 	c.report.TTSCharacters += len([]rune(text))
 	c.mu.Unlock()
 	st := &sentenceState{index: index, text: text, send: send, rate: c.rate}
-	var err error
 	if c.cfg.TTS != nil {
 		for attempt := range 2 {
 			if err = st.speak(ctx, c.cfg.TTS, c.cfg.Voice, c.cfg.Speed); err == nil || ctx.Err() != nil {
@@ -325,6 +341,9 @@ func (st *sentenceState) speak(ctx context.Context, tts speech.TTS, voice string
 				ch := chunk{sentence: st.index, text: st.text, samples: samples}
 				if !st.started {
 					st.started, ch.start, ch.ttsFirst = true, true, time.Since(began)
+					if span := trace.SpanFromContext(ctx); span.IsRecording() {
+						span.AddEvent("first_audio", trace.WithAttributes(attribute.Float64("tts.first_audio_ms", msSince(began, time.Now()))))
+					}
 				}
 				if !st.send(ch) {
 					return ctx.Err()

@@ -140,7 +140,7 @@ func environ(vars ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "SWITCHBOARD_") || strings.HasPrefix(name, "OPENAI_") || strings.HasPrefix(name, "ANTHROPIC_") ||
+		if strings.HasPrefix(name, "SWITCHBOARD_") || strings.HasPrefix(name, "OPENAI_") || strings.HasPrefix(name, "ANTHROPIC_") || strings.HasPrefix(name, "OTEL_") ||
 			name == "DATABASE_URL" || name == "LOG_LEVEL" || name == "LOG_FORMAT" {
 			continue
 		}

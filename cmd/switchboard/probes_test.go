@@ -95,7 +95,7 @@ func TestCallMetricsScraped(t *testing.T) {
 	if code := inviteStatus(t, "sip:echo@"+n.sipAddr()); code != 200 {
 		t.Fatalf("call to echo: %d", code)
 	}
-	ended := prom.WaitFor(60*time.Second, `switchboard_calls_total{direction="inbound",status="completed",reason="caller-hangup"}`,
+	ended := prom.WaitFor(60*time.Second, `switchboard_calls_total{transport="sip",direction="inbound",status="completed",reason="caller-hangup"}`,
 		func(s []promtest.Sample) bool { return len(s) == 1 && s[0].Value >= 1 })
 	if len(ended) != 1 || ended[0].Value != 1 {
 		t.Fatalf("calls ended by the caller: %v, want 1\n%s", ended, prom.Output())

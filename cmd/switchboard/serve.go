@@ -32,6 +32,7 @@ import (
 	"github.com/switchboard-go/switchboard/rtc"
 	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
+	"github.com/switchboard-go/switchboard/telemetry"
 )
 
 // serve runs the node until ctx ends (the first SIGINT or SIGTERM), then drains it (a second
@@ -81,7 +82,7 @@ type server struct {
 
 	knowledge  *knowledge.Service
 	voicemails string
-	recordings string // "" when calls are not recorded
+	recordings string
 	web        *call.Node
 	calls      *call.Registry
 	stopWeb    context.CancelFunc
@@ -89,7 +90,8 @@ type server struct {
 	auth       *api.Authenticator
 	srv        *api.Server
 
-	metrics *metrics.Registry // the node's Prometheus registry (/metrics)
+	metrics *metrics.Registry  // the node's Prometheus registry (/metrics)
+	tracing *telemetry.Tracing // nil: the node does not trace
 
 	httpSrv   *http.Server
 	sip       *sip.Serving
@@ -132,12 +134,15 @@ func (n *server) open(ctx context.Context) error {
 
 // construct builds the parts, in the order they depend on each other: events, the
 // tenants' providers, the cluster's heartbeat, knowledge, calls, the API.
-func (n *server) construct(ctx context.Context) error {
+func (n *server) construct(ctx context.Context) (err error) {
+	if n.tracing, err = telemetry.New(ctx, n.cfg.Tracing); err != nil {
+		return err
+	}
+	n.onClose(n.tracing.Shutdown) // after everything else: the drain's spans are exported
 	if err := n.startEvents(ctx); err != nil {
 		return err
 	}
-	// The operator's providers are trusted; those tenants configure connect through one
-	// guarded client, public addresses only unless the operator allows more.
+	// Tenants' own providers connect through one guarded client: public addresses only.
 	tenantHTTP := netguard.NewTenantClient(n.cfg.AllowPrivateProviders)
 	models, voices, err := provider.FromEnv(os.Getenv, n.cfg.ProvidersFile, tenantHTTP)
 	if err != nil {
@@ -147,7 +152,6 @@ func (n *server) construct(ctx context.Context) error {
 	if err := n.joinCluster(ctx); err != nil {
 		return err
 	}
-	// Agents search the knowledge bases the API keeps.
 	n.knowledge = knowledge.New(knowledge.Config{Store: n.st, Log: n.log, Node: n.cfg.Node, MaxUpload: int64(n.cfg.KnowledgeMaxUploadMiB) << 20,
 		Embedder: &knowledge.EmbeddingsClient{Resolve: providers.EmbeddingEndpoint}, Events: realtime.Changes{Hub: n.hub, Log: n.log}})
 	webhooks, rtcCalls, err := n.buildCalls(ctx, providers)
@@ -220,12 +224,20 @@ func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (
 	webCtx, stopWeb := context.WithCancel(context.WithoutCancel(ctx))
 	n.onClose(stopWeb)
 	n.stopWeb = stopWeb
-	// One registry of the node's live calls, whatever carries them: the API finds them in
-	// it, and it holds the node's and each tenant's limits.
+	// The node's live calls, whatever carries them, within the node's and tenants' limits.
 	n.calls = call.NewRegistry(callcap.New(c.MaxCalls, c.MaxTenantCalls))
 	n.calls.Measure(n.metrics.Calls()) // counted where they live and end, whatever carries them
+	n.calls.Trace(n.tracing)
+	n.calls.LimitTenants(n.st, c.Node) // a tenant's own limit holds across the cluster
+	// Calls are recorded as the node or their agent asks; this node sweeps its expired ones.
+	n.recordings = filepath.Join(c.DataDir, "recordings")
+	if err := os.MkdirAll(n.recordings, 0o750); err != nil {
+		return nil, nil, fmt.Errorf("recordings: %w", err)
+	}
+	recordings := call.Recordings{Dir: n.recordings, All: c.RecordCalls, Retention: c.RecordingRetention}
 	n.web = call.NewNode(webCtx, call.NodeConfig{Store: n.st, Events: n.hub, Calls: n.calls, Node: c.Node, Log: log,
-		Agent: func(ctx context.Context, c *call.Call, ag *store.Agent) { agents.Answer(ctx, c, ag) }})
+		Agent: func(ctx context.Context, c *call.Call, ag *store.Agent) { agents.Answer(ctx, c, ag) }, Recordings: recordings})
+	go n.web.SweepRecordings(n.bg) //nolint:contextcheck // background work of the node, past the start's ctx
 	var rtcCalls api.WebRTCCalls
 	if c.WebRTC.Enabled {
 		rcfg, err := c.WebRTC.Config(c.PublicIP, log)
@@ -239,21 +251,14 @@ func (n *server) buildCalls(ctx context.Context, providers *provider.Registry) (
 		n.onClose(func() { _ = engine.Close() })
 		rtcCalls = api.NewWebRTCCalls(n.web, engine, log)
 	}
-	// SIP: UDP and TCP on one port, TLS on another when a certificate is set.
 	sipTLS, err := sip.LoadTLS(c.SIPTLSCert, c.SIPTLSKey)
 	if err != nil {
 		return nil, nil, err
 	}
 	sipCfg := sip.Config{Log: log, TLS: sipTLS, PublicIP: c.PublicIP, RTPPortMin: c.RTPPorts.Min, RTPPortMax: c.RTPPorts.Max,
-		Store: n.st, DefaultTenantID: n.def.ID, Node: c.Node, Events: n.hub, MediaTimeout: c.MediaTimeout, Agents: sip.StoreAgents(n.st, func(ctx context.Context, c *sip.Call, ag *store.Agent) { agents.Answer(ctx, c, ag) }), Calls: n.calls,
-		TCPIdleTimeout: c.SIPTCPIdleTimeout, TCPHeaderTimeout: c.SIPTCPHeaderTimeout, TCPMaxConns: c.SIPTCPMaxConns, TCPMaxConnsPerAddr: c.SIPTCPMaxConnsPerAddr, TrustedProxies: c.SIPTrustedProxies, OutboundProxy: c.SIPOutboundProxy}
-	if c.RecordCalls {
-		sipCfg.RecordDir = filepath.Join(c.DataDir, "recordings")
-		if err := os.MkdirAll(sipCfg.RecordDir, 0o750); err != nil {
-			return nil, nil, fmt.Errorf("recordings: %w", err)
-		}
-		n.recordings = sipCfg.RecordDir
-	}
+		Store: n.st, DefaultTenantID: n.def.ID, Node: c.Node, Events: n.hub, MediaTimeout: c.MediaTimeout, Agents: sip.StoreAgents(n.st, func(ctx context.Context, c *sip.Call, ag *store.Agent) { agents.Answer(ctx, c, ag) }, agents), Calls: n.calls,
+		TCPIdleTimeout: c.SIPTCPIdleTimeout, TCPHeaderTimeout: c.SIPTCPHeaderTimeout, TCPMaxConns: c.SIPTCPMaxConns, TCPMaxConnsPerAddr: c.SIPTCPMaxConnsPerAddr, TrustedProxies: c.SIPTrustedProxies, OutboundProxy: c.SIPOutboundProxy, TLSCAFile: c.SIPTLSCA}
+	sipCfg.Recordings = recordings
 	if n.sipSrv, err = sip.New(sipCfg); err != nil {
 		return nil, nil, err
 	}
@@ -265,16 +270,15 @@ func (n *server) buildAPI(ctx context.Context, providers *provider.Registry, web
 	c, log := n.cfg, n.log
 	n.auth = api.NewAuthenticator(n.st, n.secret, n.def.ID, log)
 	srv := api.New(api.Config{Store: n.st, Auth: n.auth, Log: log, Version: version, Commit: commit, Node: c.Node, DefaultRateLimit: c.RateLimit, ChatRateLimit: c.ChatRateLimit, AmplifierAuthOptional: !c.AmplifierAuthRequired,
-		Hub: n.hub, Streams: n.streams, Providers: providers, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: api.NodeCalls(n.sipSrv, n.calls), RecordingsDir: n.recordings, VoicemailsDir: n.voicemails,
+		Hub: n.hub, Streams: n.streams, Providers: providers, AllowPrivateProviders: c.AllowPrivateProviders, GatewayBodyBudget: int64(c.GatewayBodyBudgetMiB) << 20, Webhooks: webhooks, Calls: api.NodeCalls(n.sipSrv, n.calls, n.hub, c.Node, n.log), RecordingsDir: n.recordings, VoicemailsDir: n.voicemails,
 		WebRTC: rtcCalls, MediaStreams: mediastream.NewCalls(n.web), Checks: api.SIPChecks(n.sipSrv), Knowledge: n.knowledge, KnowledgeMaxUpload: int64(c.KnowledgeMaxUploadMiB) << 20,
 		AllowPrivateFiles: c.AllowPrivateFiles, FileLimits: netguard.FileLimits{MaxBytes: int64(c.FileMaxMiB) << 20, Timeout: c.FileTimeout},
-		Metrics: n.metrics, MetricsToken: c.MetricsToken, MetricsAllow: c.MetricsAllow, Draining: n.calls.Draining, Pprof: c.Pprof})
+		Metrics: n.metrics, MetricsToken: c.MetricsToken, MetricsAllow: c.MetricsAllow, Draining: n.calls.Draining, Pprof: c.Pprof, CallWebhooks: c.CallWebhooks(), Tracing: n.tracing})
 	// Knowledge documents this node left processing when it stopped, and those of nodes
 	// that died, are taken up again; its ingestions stop (to be resumed) when it does.
 	srv.Knowledge().Start(context.WithoutCancel(ctx))
 	n.onClose(srv.Knowledge().Close)
-	// Browsers may signal their WebRTC calls over the events socket too.
-	srv.HandleWebRTCCommands(n.streams)
+	srv.HandleWebRTCCommands(n.streams) // browsers may signal their calls over the events socket too
 	srv.HandleSessionCommands(n.streams)
 	n.srv = srv
 }
@@ -283,11 +287,8 @@ func (n *server) buildAPI(ctx context.Context, providers *provider.Registry, web
 // answers /health) only once SIP serves on every listener.
 func (n *server) listen(ctx context.Context) error {
 	c, log := n.cfg, n.log
-	n.httpSrv = &http.Server{
-		Addr: c.HTTPAddr, Handler: n.srv.Handler(),
-		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	n.httpSrv = &http.Server{Addr: c.HTTPAddr, Handler: n.srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout: 120 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", c.HTTPAddr)
 	if err != nil {
 		return err
@@ -298,8 +299,7 @@ func (n *server) listen(ctx context.Context) error {
 	n.onClose(n.sip.Stop)
 
 	flushCtx, stopFlush := context.WithCancel(context.WithoutCancel(ctx))
-	n.flushed = make(chan struct{})
-	go func() { n.auth.RunFlusher(flushCtx, 30*time.Second); close(n.flushed) }()
+	n.flushed = n.srv.StartCallWebhooks(flushCtx, func(ctx context.Context) { n.auth.RunFlusher(ctx, 30*time.Second) })
 	go n.srv.RunRevalidation(flushCtx, api.RevalidateEvery)
 	n.stopFlush = stopFlush
 

@@ -25,6 +25,9 @@ var (
 type LimitError struct {
 	Err   error
 	Limit int
+	// Cluster says the limit is the tenant's across every node (store.Tenant.MaxCalls),
+	// not this node's.
+	Cluster bool
 }
 
 func (e *LimitError) Error() string {

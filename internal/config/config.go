@@ -23,6 +23,9 @@ import (
 	"github.com/switchboard-go/switchboard/rtc"
 	"github.com/switchboard-go/switchboard/sip"
 	"github.com/switchboard-go/switchboard/store"
+	"github.com/switchboard-go/switchboard/webhook"
+
+	"github.com/switchboard-go/switchboard/telemetry"
 )
 
 // Config is everything a node is told at start, from flags or the environment (flags win).
@@ -52,12 +55,16 @@ type Config struct {
 	Node         string
 	RecordCalls  bool
 	Demo         bool
+	// RecordingRetention is how long a recording is kept after its call (0: kept).
+	RecordingRetention time.Duration
 	// SIP over TCP and TLS: idle and header timeouts, connection caps (sip.Config).
 	SIPTCPIdleTimeout, SIPTCPHeaderTimeout time.Duration
 	SIPTCPMaxConns, SIPTCPMaxConnsPerAddr  int
 	// SIPTrustedProxies and SIPOutboundProxy put the node behind SIP proxies (sip.Config).
 	SIPTrustedProxies []netip.Prefix
 	SIPOutboundProxy  string
+	// SIPTLSCA is a PEM file of the authorities outbound SIP over TLS trusts ("": the system's).
+	SIPTLSCA string
 	// MaxCalls and MaxTenantCalls bound the node's concurrent calls, all transports
 	// together, and each tenant's; zero is no limit.
 	MaxCalls, MaxTenantCalls int
@@ -82,6 +89,9 @@ type Config struct {
 	// presents the token as a bearer, or to one whose address is in the networks.
 	MetricsToken string
 	MetricsAllow []netip.Prefix
+	// Tracing is OpenTelemetry's OTLP/HTTP export, from the standard OTEL_* variables;
+	// off without an endpoint.
+	Tracing telemetry.Config
 
 	// NodeHeartbeat is how often the node beats; NodeTimeout, how long another node may be
 	// silent before its calls are failed (node-lost).
@@ -89,6 +99,11 @@ type Config struct {
 	// DrainTimeout is how long a stopping node lets its calls end on their own, taking no
 	// new ones, before it ends those left.
 	DrainTimeout time.Duration
+
+	// Call webhooks: attempts of a delivery, the wait after its first failure (doubled
+	// after each further one), and the bound of one attempt.
+	WebhookMaxAttempts             int
+	WebhookBackoff, WebhookTimeout time.Duration
 }
 
 // Settings of the node, each a flag and a variable (internal/settings; README's
@@ -123,7 +138,7 @@ func (c *Config) ServeSettings(s *settings.Set) {
 	s.Text(&c.SIPAddr, "sip-addr", "SWITCHBOARD_SIP_ADDR", ":5060", "SIP listen address, UDP and TCP", nil)
 	s.Text(&c.PublicIP, "public-ip", "SWITCHBOARD_PUBLIC_IP", "", "address advertised in SIP and SDP when behind NAT", nil)
 	s.Text(&c.ProvidersFile, "providers-file", "SWITCHBOARD_PROVIDERS_FILE", "", "YAML file of model providers for the gateway", nil)
-	s.Bool(&c.AllowPrivateWebhooks, "allow-private-webhooks", "SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS", false, "let agents' tool webhooks reach loopback and private addresses")
+	s.Bool(&c.AllowPrivateWebhooks, "allow-private-webhooks", "SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS", false, "let agents' tool webhooks and call webhooks reach loopback and private addresses")
 	s.Bool(&c.AllowPrivateProviders, "allow-private-providers", "SWITCHBOARD_ALLOW_PRIVATE_PROVIDERS", false, "let tenants' model and speech providers reach loopback and private addresses")
 	s.Bool(&c.AllowPrivateFiles, "allow-private-files", "SWITCHBOARD_ALLOW_PRIVATE_FILES", false, "let the runner fetch file_uri parts from loopback and private addresses")
 	s.Int(&c.FileMaxMiB, "file-max-mib", "SWITCHBOARD_FILE_MAX_MIB", 20, 0, noMax, "largest file the runner fetches for a file_uri part, in MiB")
@@ -139,9 +154,11 @@ func (c *Config) ServeSettings(s *settings.Set) {
 	s.Int(&c.SIPTCPMaxConns, "sip-tcp-max-conns", "SWITCHBOARD_SIP_TCP_MAX_CONNS", 4096, 0, noMax, "SIP TCP and TLS connections of the node; more are closed at once")
 	s.Int(&c.SIPTCPMaxConnsPerAddr, "sip-tcp-max-conns-per-addr", "SWITCHBOARD_SIP_TCP_MAX_CONNS_PER_ADDR", 256, 0, noMax, "SIP TCP and TLS connections from one address; more are closed at once")
 	s.Networks(&c.SIPTrustedProxies, "sip-trusted-proxies", "SWITCHBOARD_SIP_TRUSTED_PROXIES", "SIP proxies in front of the node (CIDR or addresses, comma-separated) whose X-Switchboard-Source header names the caller's address")
+	s.Text(&c.SIPTLSCA, "sip-tls-ca", "SWITCHBOARD_SIP_TLS_CA", "", "PEM file of the certificate authorities outbound SIP over TLS trusts (a PBX or carrier with a private authority); empty: the system's", nil)
 	s.Text(&c.SIPOutboundProxy, "sip-outbound-proxy", "SWITCHBOARD_SIP_OUTBOUND_PROXY", "", "SIP URI of the proxy outbound calls go through (sip:10.0.0.5:5060); empty: straight to the callee", sip.CheckOutboundProxy)
 	s.Duration(&c.MediaTimeout, "media-timeout", "SWITCHBOARD_MEDIA_TIMEOUT", 30*time.Second, "a call whose RTP stops for this long is ended")
 	s.Bool(&c.RecordCalls, "record-calls", "SWITCHBOARD_RECORD_CALLS", false, "record every answered call as a stereo WAV under the data directory's recordings/")
+	s.Duration(&c.RecordingRetention, "recording-retention", "SWITCHBOARD_RECORDING_RETENTION", 0, "delete a call's recording this long after the call ended, such as 720h (0: keep; an agent's recording.retention_days wins)")
 	s.Bool(&c.Demo, "demo", "SWITCHBOARD_DEMO", true, "create the demo agent (sip:demo@…) on first start")
 	host, _ := os.Hostname()
 	s.Text(&c.Node, "node", "SWITCHBOARD_NODE", host, "this node's name in call records; a restart fails the calls it carried (default: the host name)", nil)
@@ -157,7 +174,52 @@ func (c *Config) ServeSettings(s *settings.Set) {
 	s.Secret(&c.MetricsToken, "metrics-token", "SWITCHBOARD_METRICS_TOKEN", "bearer token that opens /metrics to a scraper off this host, at least 16 characters (/metrics is always open on loopback)", MinSecretLen)
 	s.Networks(&c.MetricsAllow, "metrics-allow", "SWITCHBOARD_METRICS_ALLOW", "networks (CIDR) and addresses, comma-separated, whose scrapers reach /metrics without the token")
 	s.Bool(&c.Pprof, "pprof", "SWITCHBOARD_PPROF", false, "serve the Go runtime's profiles at /debug/pprof/ to the operator (an admin key of the default tenant)")
+	c.tracingSettings(s)
 	c.WebRTC.settings(s)
+	c.webhookSettings(s)
+}
+
+func (c *Config) webhookSettings(s *settings.Set) {
+	s.Int(&c.WebhookMaxAttempts, "webhook-max-attempts", "SWITCHBOARD_WEBHOOK_MAX_ATTEMPTS", webhook.DefaultMaxAttempts, 1, 100, "attempts of a call webhook's delivery before it is failed")
+	s.Duration(&c.WebhookBackoff, "webhook-backoff", "SWITCHBOARD_WEBHOOK_BACKOFF", webhook.DefaultBackoff, "wait after a call webhook's first failed attempt, doubled after each further one (at most an hour) and jittered")
+	s.Duration(&c.WebhookTimeout, "webhook-timeout", "SWITCHBOARD_WEBHOOK_TIMEOUT", webhook.DefaultTimeout, "longest one attempt to post a call webhook may take, answer included")
+}
+
+// CallWebhooks are the options of the node's call webhooks; they reach private addresses
+// when agents' tool webhooks may (SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS).
+func (c *Config) CallWebhooks() webhook.Options {
+	return webhook.Options{AllowPrivate: c.AllowPrivateWebhooks, MaxAttempts: c.WebhookMaxAttempts, Backoff: c.WebhookBackoff, Timeout: c.WebhookTimeout}
+}
+
+// tracingSettings are OpenTelemetry's standard variables, each with a flag like every
+// setting; tracing is off unless an endpoint is set.
+func (c *Config) tracingSettings(s *settings.Set) {
+	t := &c.Tracing
+	endpoint := func(v string) error {
+		if v == "" {
+			return nil
+		}
+		return telemetry.CheckEndpoint(v)
+	}
+	s.Text(&t.Endpoint, "otel-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", "", "OTLP/HTTP collector base URL; traces go to its /v1/traces (empty: no tracing)", endpoint)
+	s.Text(&t.TracesEndpoint, "otel-traces-endpoint", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "", "OTLP/HTTP URL of traces, used as given; wins over --otel-endpoint", endpoint)
+	s.SecretOf(&t.Headers, "otel-headers", "OTEL_EXPORTER_OTLP_HEADERS", "headers of every export, key=value pairs, comma-separated, values URL-encoded", func(v string) error {
+		if _, err := telemetry.ParseHeaders(v); err != nil {
+			return errors.New("must be key=value pairs, comma-separated, values URL-encoded")
+		}
+		return nil
+	})
+	s.Text(&t.ServiceName, "otel-service-name", "OTEL_SERVICE_NAME", "switchboard", "service.name of the node's spans", nil)
+	s.Text(&t.Sampler, "otel-traces-sampler", "OTEL_TRACES_SAMPLER", "parentbased_always_on", "which traces are kept: "+strings.Join(telemetry.Samplers, ", "), settings.OneOf(telemetry.Samplers...))
+	s.Text(&t.SamplerArg, "otel-traces-sampler-arg", "OTEL_TRACES_SAMPLER_ARG", "", "the ratio of traces kept by the traceidratio samplers, from 0 to 1 (default 1)", func(v string) error {
+		if v == "" {
+			return nil
+		}
+		if _, err := telemetry.NewSampler("traceidratio", v); err != nil {
+			return errors.New("must be a ratio from 0 to 1")
+		}
+		return nil
+	})
 }
 
 // WebRTC configures the node's WebRTC peers.
@@ -242,10 +304,11 @@ func (c *Config) Logger(w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.LogLevel))
 	opts := &slog.HandlerOptions{Level: level}
+	// A line logged in a traced request or call carries its trace_id and span_id.
 	if strings.EqualFold(c.LogFormat, "json") {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(telemetry.LogHandler(slog.NewJSONHandler(w, opts)))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(telemetry.LogHandler(slog.NewTextHandler(w, opts)))
 }
 
 // ReadSecret returns the server secret: SWITCHBOARD_SECRET, or the one kept in the data

@@ -89,6 +89,10 @@ func TestTextSettingsChecked(t *testing.T) {
 		{"SWITCHBOARD_KNOWLEDGE_MAX_UPLOAD_MIB=0", `SWITCHBOARD_KNOWLEDGE_MAX_UPLOAD_MIB (--knowledge-max-upload-mib): "0" must be 1 or more`},
 		{"SWITCHBOARD_MAX_CALLS=-5", `SWITCHBOARD_MAX_CALLS (--max-calls): "-5" must be 0 or more`},
 		{"SWITCHBOARD_WEBRTC_PORTS=30000-20000", `SWITCHBOARD_WEBRTC_PORTS (--webrtc-ports): "30000-20000" must lie within 1024-65535`},
+		{"OTEL_EXPORTER_OTLP_ENDPOINT=collector:4318", `OTEL_EXPORTER_OTLP_ENDPOINT (--otel-endpoint): "collector:4318" must be an http:// or https:// URL`},
+		{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=grpc://c/v1/traces", `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (--otel-traces-endpoint): "grpc://c/v1/traces" must be an http://`},
+		{"OTEL_TRACES_SAMPLER=sometimes", `OTEL_TRACES_SAMPLER (--otel-traces-sampler): "sometimes" must be one of always_on`},
+		{"OTEL_TRACES_SAMPLER_ARG=2", `OTEL_TRACES_SAMPLER_ARG (--otel-traces-sampler-arg): "2" must be a ratio from 0 to 1`},
 	} {
 		_, err := parseServe(nil, tt.env)
 		if err == nil || !strings.Contains(err.Error(), tt.want) || !isUsage(err) {

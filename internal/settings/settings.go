@@ -171,6 +171,21 @@ func (s *Set) Secret(p *string, flagName, env, usage string, minLen int) {
 	e.hidden = true
 }
 
+// SecretOf is a secret of a shape check accepts (the empty value always is): a refusal says
+// what check says, never the value. check's message must not quote the value either.
+func (s *Set) SecretOf(p *string, flagName, env, usage string, check func(string) error) {
+	e := s.add("secret", flagName, env, "", usage, func(v string) error {
+		if v != "" {
+			if err := check(v); err != nil {
+				return err
+			}
+		}
+		*p = v
+		return nil
+	})
+	e.hidden = true
+}
+
 // OneOf is a check of Text: the value must be one of choices, in any case.
 func OneOf(choices ...string) func(string) error {
 	return func(v string) error {

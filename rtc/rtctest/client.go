@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,7 +40,7 @@ type Options struct {
 type Client struct {
 	opts  Options
 	pc    *webrtc.PeerConnection
-	conn  *net.UDPConn
+	conn  *movingConn
 	mux   *ice.UDPMuxDefault
 	track *webrtc.TrackLocalStaticSample
 	dc    *webrtc.DataChannel
@@ -83,10 +82,11 @@ func New(opts Options) (*Client, error) {
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
 		return nil, err
 	}
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero})
+	udp, err := listenUDP()
 	if err != nil {
 		return nil, err
 	}
+	conn := &movingConn{conn: udp}
 	mux := ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: conn,
 		Logger: logging.NewDefaultLeveledLoggerForScope("udpmux", logging.LogLevelDisabled, io.Discard)})
 	var se webrtc.SettingEngine

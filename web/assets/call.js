@@ -231,9 +231,17 @@
           case 'connected':
             setState('connected');
             break;
+          case 'disconnected':
+            // The network changed (Wi-Fi to mobile data) or dropped: restart ICE over the
+            // call's session; the server keeps the call meanwhile.
+            restartIce(mine);
+            break;
           case 'failed':
-            showError('The connection to the server failed.');
-            finish('connection-failed');
+            restartIce(mine).then((ok) => {
+              if (ok || call !== mine) return;
+              showError('The connection to the server failed.');
+              finish('connection-failed');
+            });
             break;
           case 'closed':
             finish('closed');
@@ -260,6 +268,32 @@
         e.status === 404 && !mine.id ? 'This server does not take WebRTC calls: ' + e.message : 'The call failed: ' + e.message);
       finish('error');
     }
+  }
+
+  // restartIce sends the server a new offer with new ICE credentials, gathered on the
+  // network the browser has now, and takes its answer: the call goes on, one call with
+  // one record. It says whether the server took it; one restart runs at a time.
+  async function restartIce(mine) {
+    if (!mine.id || mine.ended) return false;
+    if (mine.restarting) return mine.restarting;
+    mine.restarting = (async () => {
+      try {
+        const pc = mine.pc;
+        await pc.setLocalDescription(await pc.createOffer({iceRestart: true}));
+        await iceGathered(pc, 2000);
+        const r = await fetch(SB.withToken('/api/v1/webrtc/sessions/' + encodeURIComponent(mine.id)),
+          {method: 'PATCH', headers: {'Content-Type': 'application/sdp'}, body: pc.localDescription.sdp, cache: 'no-store'});
+        if (!r.ok) throw new Error('HTTP ' + r.status);
+        await pc.setRemoteDescription({type: 'answer', sdp: await r.text()});
+        return true;
+      } catch (e) {
+        console.warn('switchboard: ICE restart:', e);
+        return false;
+      } finally {
+        mine.restarting = null;
+      }
+    })();
+    return mine.restarting;
   }
 
   function hangupSession(id) {
@@ -302,6 +336,9 @@
     for (const k of document.querySelectorAll('#keypad [data-key]')) {
       k.addEventListener('click', () => press(k.dataset.key));
     }
+    // A browser that joins another network restarts ICE at once, before its old path
+    // is found dead.
+    window.addEventListener('online', () => { if (call && call.pc) restartIce(call); });
     // Leaving the page ends the call rather than leaving it to the server's timeouts.
     window.addEventListener('pagehide', () => {
       if (!call || !call.id) return;

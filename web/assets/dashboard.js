@@ -192,7 +192,7 @@
   // One call, followed closely.
   const callEventTypes = ['call.created', 'call.ringing', 'call.answered', 'call.dtmf', 'call.transcript', 'call.agent_speech',
     'call.metrics', 'call.tool_call', 'call.report', 'call.barge_in', 'call.idle_reminder', 'call.hold', 'call.resumed',
-    'call.transfer', 'call.early_media', 'call.ended', 'agent.error', 'stream.gap', 'message'];
+    'call.transfer', 'call.early_media', 'call.amd', 'call.ended', 'agent.error', 'stream.gap', 'message'];
 
   async function select(id) {
     if (selected && selected.id === id) return;

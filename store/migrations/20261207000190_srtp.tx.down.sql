@@ -1,0 +1,3 @@
+ALTER TABLE calls DROP COLUMN media_security;
+--bun:split
+ALTER TABLE trunks DROP COLUMN srtp;

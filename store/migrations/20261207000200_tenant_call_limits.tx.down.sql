@@ -1,0 +1,3 @@
+DROP TABLE call_slots;
+--bun:split
+ALTER TABLE tenants DROP COLUMN max_calls;
