@@ -313,6 +313,7 @@ func (s *Server) allRoutes() []route {
 	rs = append(rs, s.streamRoutes()...)
 	rs = append(rs, s.v1Routes()...)
 	rs = append(rs, s.usageRoutes()...)
+	rs = append(rs, s.analyticsRoutes()...)
 	rs = append(rs, s.alumiaChatRoutes()...)
 	rs = append(rs, s.amplifierRoutes()...)
 	rs = append(rs, s.amarsiaRoutes()...)

@@ -17,7 +17,7 @@ type UsageReport struct {
 
 func (s *Server) usageRoutes() []route {
 	return []route{{Method: http.MethodGet, Path: "/api/v1/usage", Tag: "Usage", Scope: store.ScopeRead, Status: http.StatusOK,
-		Summary:  "Model gateway usage of the tenant by key, model and day (from and to are YYYY-MM-DD, UTC; default: the last 30 days)",
+		Summary:  "Model usage of the tenant (gateway requests, agents' calls, sessions' answers) by source, key, model and day (from and to are YYYY-MM-DD, UTC; default: the last 30 days)",
 		Response: UsageReport{}, Handle: s.usage,
 		Query: []param{{Name: "from", Description: "First day, YYYY-MM-DD"}, {Name: "to", Description: "Last day, YYYY-MM-DD"}}}}
 }

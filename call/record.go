@@ -52,6 +52,12 @@ func (r *Recorder) SetReport(report map[string]any) {
 	r.Edit(func(rec *store.Call) { rec.Report = report })
 }
 
+// SetUsage keeps what the call's conversation used and what its model and speech cost; it
+// is written when the call ends, with the call's telephony added (Ended).
+func (r *Recorder) SetUsage(u store.CallUsage) {
+	r.Edit(func(rec *store.Call) { rec.CallUsage = u })
+}
+
 // SetMetadata sets one key of the record's metadata (written when the call's state is next
 // written, at the latest when it ends).
 func (r *Recorder) SetMetadata(key string, value any) {
@@ -115,6 +121,7 @@ func (r *Recorder) write(ctx context.Context, fn func(rec *store.Call), wait boo
 // It waits until the state is in the database (or queued while the database is away): a
 // record is final before call.ended goes out, and whoever reads it then reads the end.
 func (r *Recorder) Ended(ctx context.Context, reason Reason, quality *store.CallQuality) {
+	perMinute := r.telephonyPrice(ctx)
 	now := time.Now().UTC()
 	r.write(ctx, func(rec *store.Call) {
 		rec.EndedAt = &now
@@ -128,7 +135,11 @@ func (r *Recorder) Ended(ctx context.Context, reason Reason, quality *store.Call
 		if quality != nil {
 			rec.Quality = *quality
 		}
+		rec.Cost.Telephony = rec.DurationSeconds / 60 * perMinute
+		rec.Cost.Sum()
+		rec.CostUSD = rec.Cost.Total
 		if len(rec.Report) > 0 {
+			rec.Report["cost"] = rec.Cost
 			rec.Report["ended_reason"] = string(reason)
 			rec.Report["duration_seconds"] = rec.DurationSeconds
 			// The report reads whole: how the media fared (late packets too) is part of
@@ -155,3 +166,27 @@ func (r *Recorder) Publish(typ string, data any) {
 		r.log.Warn("call event not published", "type", typ, "error", err)
 	}
 }
+
+// telephonyPrice is the price a minute of the call's trunk (0 for a call over none, a
+// browser's or a media stream's). A trunk that cannot be read prices the call's telephony
+// at 0, and says so.
+func (r *Recorder) telephonyPrice(ctx context.Context) float64 {
+	r.mu.Lock()
+	trunkID, tenantID := r.rec.TrunkID, r.rec.TenantID
+	r.mu.Unlock()
+	if trunkID == nil || r.st == nil {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), trunkReadTimeout)
+	defer cancel()
+	t, err := store.Get[store.Trunk](ctx, r.st, tenantID, *trunkID)
+	if err != nil {
+		r.log.Warn("the call's trunk is not readable: its telephony is not priced", "trunk", *trunkID, "error", err)
+		return 0
+	}
+	return t.PricePerMinuteUSD
+}
+
+// trunkReadTimeout bounds the read of a call's trunk as the call ends: a database that is
+// away does not hold the call's end up for long.
+const trunkReadTimeout = 2 * time.Second

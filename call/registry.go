@@ -92,18 +92,16 @@ func (r *Registry) Acquire(tenantID string) (release func(), err error) {
 	if r == nil {
 		return func() {}, nil
 	}
-	// Its own variable: the closure below must not capture the result, which it becomes, or
-	// releasing would call itself and never return.
-	node, err := r.limits.Acquire(tenantID)
+	local, err := r.limits.Acquire(tenantID)
 	if err != nil || r.tenants == nil {
-		return node, err
+		return local, err
 	}
 	free, err := r.tenants.take(tenantID)
 	if err != nil {
-		node()
+		local()
 		return nil, err
 	}
-	return sync.OnceFunc(func() { free(); node() }), nil
+	return sync.OnceFunc(func() { free(); local() }), nil
 }
 
 // Check says whether Acquire would take a place for the tenant now, without taking one.

@@ -193,7 +193,8 @@ func (r *Registry) read(ctx context.Context, tenantID string) ([]llm.ProviderCon
 				return nil, err
 			}
 			cfg := llm.ProviderConfig{Name: p.Name, Kind: llm.Kind(p.Kind), BaseURL: p.BaseURL, APIKey: key,
-				Models: p.Models, Aliases: p.Aliases, Fallbacks: p.Fallbacks, Prices: map[string]llm.Price{}}
+				Models: p.Models, Aliases: p.Aliases, Fallbacks: p.Fallbacks, Prices: map[string]llm.Price{},
+				SpeechPrices: llm.SpeechPrice(p.SpeechPrices)}
 			for m, pr := range p.Prices {
 				cfg.Prices[m] = llm.Price{InputPerMTok: pr.InputPerMTok, OutputPerMTok: pr.OutputPerMTok}
 			}

@@ -34,9 +34,13 @@ func testLog(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
+// verifyNoLeaks fails the test if goroutines it started outlive it. The readers of UDP
+// connections a test's own user agent dialled (readUDPConnection) are not counted: sipgo
+// v1.7.2 may open one after its agent closed (a late ACK, a CANCEL) and keeps it a moment
+// on a busy machine; the server's requests leave from its listening socket, never from one.
 func verifyNoLeaks(t *testing.T, opts ...goleak.Option) {
 	t.Helper()
-	opts = append(opts, goleak.IgnoreCurrent())
+	opts = append(opts, goleak.IgnoreCurrent(), sipgoCancelLeak)
 	t.Cleanup(func() { goleak.VerifyNone(t, opts...) })
 }
 

@@ -130,6 +130,8 @@ type Call struct {
 	// MediaSecurity says how a SIP call's media was carried: "srtp" (encrypted, SDES),
 	// "none" (plain RTP); "" before the call is answered and for other transports.
 	MediaSecurity string `bun:"media_security,notnull" json:"media_security"`
+	// CallUsage is what the call used and cost, written when it ends.
+	CallUsage
 }
 
 // CallQuality is how the media of a call fared, from its RTP and RTCP.

@@ -604,6 +604,9 @@ func coalesce(older, newer *Call) *Call {
 	if len(m.Report) == 0 {
 		m.Report = older.Report
 	}
+	if m.CallUsage == (CallUsage{}) {
+		m.CallUsage = older.CallUsage
+	}
 	if len(older.Metadata) > 0 {
 		md := maps.Clone(older.Metadata)
 		maps.Copy(md, m.Metadata)
@@ -684,6 +687,14 @@ func cleanState(c *Call) {
 	c.DurationSeconds = finite(c.DurationSeconds)
 	q := &c.Quality
 	q.LossPercent, q.JitterMS, q.RTTMS = finite(q.LossPercent), finite(q.JitterMS), finite(q.RTTMS)
+	u := &c.CallUsage
+	u.STTSeconds, u.CostUSD = finite(u.STTSeconds), finite(u.CostUSD)
+	if u.LatencyP50MS != nil && finite(*u.LatencyP50MS) != *u.LatencyP50MS {
+		u.LatencyP50MS = nil
+	}
+	for _, p := range []*float64{&u.Cost.Model, &u.Cost.STT, &u.Cost.TTS, &u.Cost.Telephony, &u.Cost.Total} {
+		*p = finite(*p)
+	}
 	if v, changed := cleanJSON(c.Metadata); changed {
 		c.Metadata, _ = v.(map[string]any)
 	}
@@ -942,7 +953,9 @@ func stamp(s *Store, c *Call) {
 }
 
 // fullState is what a call's state writes beyond its status, times and end.
-var fullState = []string{"sip_call_id", "codec", "quality", "metadata", "report", "amd", "recording_url", "recording_expires_at", "media_security"}
+var fullState = []string{"sip_call_id", "codec", "quality", "metadata", "report", "amd", "recording_url", "recording_expires_at", "media_security",
+	"input_tokens", "output_tokens", "stt_seconds", "tts_characters", "turns", "interruptions",
+	"tool_calls", "tool_failures", "latency_p50_ms", "cost_usd", "cost"}
 
 // insertCallState writes the first state of a call created behind its caller
 // (QueueCallCreate). An earlier attempt the database committed but did not confirm in time

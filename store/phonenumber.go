@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net"
 	"slices"
 	"strconv"
@@ -218,6 +219,9 @@ type Trunk struct {
 	// Registration is the state of the trunk's outbound registration, read-only: filled
 	// (ShowRegistration) when a trunk that registers is shown, never stored with the trunk.
 	Registration *TrunkRegistration `bun:"-" json:"registration,omitempty"`
+	// PricePerMinuteUSD is what a minute of a call over the trunk costs (the carrier's
+	// rate, set by the operator): the telephony part of the calls' cost, to the second.
+	PricePerMinuteUSD float64 `bun:"price_per_minute_usd,notnull" json:"price_per_minute_usd"`
 }
 
 // TrunkInbound says who may send calls over the trunk.
@@ -317,6 +321,9 @@ func (t *Trunk) Validate() error {
 	var fe fieldErrors
 	fe.requireName("name", t.Name)
 	fe.oneOf("direction", t.Direction, "inbound", "outbound", "both")
+	if !(t.PricePerMinuteUSD >= 0) || math.IsInf(t.PricePerMinuteUSD, 0) {
+		fe.add("price_per_minute_usd", "must be a dollar amount, not negative")
+	}
 	if t.Inbound.AllowedCIDRs == nil {
 		t.Inbound.AllowedCIDRs = []string{}
 	}

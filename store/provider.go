@@ -27,6 +27,9 @@ type ModelProvider struct {
 	Aliases   map[string]string   `bun:"aliases,type:json" json:"aliases"`
 	Prices    map[string]Price    `bun:"prices,type:json" json:"prices"`
 	Fallbacks map[string][]string `bun:"fallbacks,type:json" json:"fallbacks"`
+	// SpeechPrices price the provider's speech to text and text to speech, for the cost of
+	// calls whose agents listen or speak through it.
+	SpeechPrices SpeechPrice `bun:"speech_prices,type:json" json:"speech_prices"`
 }
 
 // Price is dollars per million tokens of a model.
@@ -105,5 +108,6 @@ func (p *ModelProvider) Validate() error {
 			fe.add("prices."+m, "must not be negative")
 		}
 	}
+	p.SpeechPrices.validate(&fe, "speech_prices")
 	return fe.err()
 }

@@ -346,8 +346,14 @@ func AppendSessionBatch(ctx context.Context, s *Store, batch []*SessionAppend) e
 		if len(all) == 0 {
 			return nil
 		}
-		_, err := tx.NewInsert().Model(&all).Exec(ctx)
-		return err
+		if _, err := tx.NewInsert().Model(&all).Exec(ctx); err != nil {
+			return err
+		}
+		if usage := sessionUsage(now, all); len(usage) > 0 {
+			_, err := tx.NewInsert().Model(&usage).Exec(ctx)
+			return err
+		}
+		return nil
 	})
 }
 

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -25,7 +26,18 @@ type UsageRecord struct {
 	TTFTMS        int     `bun:"ttft_ms,notnull" json:"ttft_ms"`
 	Status        int     `bun:"status,notnull" json:"status"`
 	Stream        bool    `bun:"stream,notnull" json:"stream"`
+	// Source is where the use came from (UsageGateway, UsageCall, UsageSession) and
+	// SourceID the call or session it was for ("" for a gateway request).
+	Source   string `bun:"source,notnull" json:"source"`
+	SourceID string `bun:"source_id,notnull" json:"source_id"`
 }
+
+// Sources of model use.
+const (
+	UsageGateway = "gateway" // a request through the model gateway
+	UsageCall    = "call"    // an agent's model on a call
+	UsageSession = "session" // a session's answer
+)
 
 func (*UsageRecord) idPrefix() string { return "use_" }
 
@@ -43,6 +55,9 @@ func (s *Store) CreateUsage(ctx context.Context, records []*UsageRecord) error {
 	now := s.now()
 	for _, u := range records {
 		u.ID, u.CreatedAt, u.UpdatedAt = newID(u.idPrefix()), now, now
+		if u.Source == "" {
+			u.Source = UsageGateway
+		}
 		if err := u.Validate(); err != nil {
 			return err
 		}
@@ -81,8 +96,10 @@ func (s *Store) SpentUSD(ctx context.Context, tenantID, keyID string) (float64, 
 	return spent, classify(err)
 }
 
-// UsageTotal is the usage of one key, model and day.
+// UsageTotal is the usage of one source, key, model and day.
 type UsageTotal struct {
+	// Source is where the use came from: gateway, call or session.
+	Source       string  `bun:"source" json:"source"`
 	KeyID        string  `bun:"key_id" json:"key_id"`
 	Model        string  `bun:"model" json:"model"`
 	Day          string  `bun:"day" json:"day"`
@@ -92,8 +109,8 @@ type UsageTotal struct {
 	CostUSD      float64 `bun:"cost_usd" json:"cost_usd"`
 }
 
-// UsageByKeyModelDay sums the tenant's usage between from and to (UTC days), newest day
-// first.
+// UsageByKeyModelDay sums the tenant's usage (the gateway's requests, agents' calls and
+// sessions' answers) between from and to (UTC days), newest day first.
 func (s *Store) UsageByKeyModelDay(ctx context.Context, tenantID string, from, to time.Time) ([]UsageTotal, error) {
 	day := "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
 	if s.dialect == SQLite {
@@ -101,10 +118,32 @@ func (s *Store) UsageByKeyModelDay(ctx context.Context, tenantID string, from, t
 	}
 	out := []UsageTotal{}
 	err := s.db.NewSelect().Table("usage_records").
-		ColumnExpr("key_id, model, "+day+" AS day, COUNT(*) AS requests").
+		ColumnExpr("source, key_id, model, "+day+" AS day, COUNT(*) AS requests").
 		ColumnExpr("COALESCE(SUM(input_tokens), 0) AS input_tokens, COALESCE(SUM(output_tokens), 0) AS output_tokens").
 		ColumnExpr("COALESCE(SUM(cost_usd), 0) AS cost_usd").
 		Where("tenant_id = ?", tenantID).Where("created_at >= ?", from).Where("created_at < ?", to).
-		GroupExpr("key_id, model, "+day).OrderExpr("day DESC, key_id, model").Scan(ctx, &out)
+		GroupExpr("source, key_id, model, "+day).OrderExpr("day DESC, source, key_id, model").Scan(ctx, &out)
 	return out, classify(err)
+}
+
+// sessionUsage is the usage records of a session's messages that used a model, written in
+// the transaction that stores them: a session's answers count in the tenant's usage as a
+// gateway request does (their cost is drawn from the balance with the session's own).
+func sessionUsage(now time.Time, msgs []*SessionMessage) []*UsageRecord {
+	var out []*UsageRecord
+	for _, m := range msgs {
+		if m.InputTokens <= 0 && m.OutputTokens <= 0 && !(m.CostUSD > 0) {
+			continue
+		}
+		provider, _, _ := strings.Cut(m.Model, "/")
+		u := &UsageRecord{Surface: "session", Provider: provider, Model: m.Model, UpstreamModel: m.Model,
+			InputTokens: max(m.InputTokens, 0), OutputTokens: max(m.OutputTokens, 0),
+			Status: 200, Source: UsageSession, SourceID: m.SessionID}
+		if m.CostUSD > 0 {
+			u.CostUSD = m.CostUSD // as drawn from the balance with the session
+		}
+		u.ID, u.TenantID, u.CreatedAt, u.UpdatedAt = newID(u.idPrefix()), m.TenantID, now, now
+		out = append(out, u)
+	}
+	return out
 }

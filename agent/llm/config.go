@@ -38,6 +38,9 @@ type ProviderConfig struct {
 	Aliases map[string]string `yaml:"aliases"`
 	// Prices are by model, as asked or by upstream name.
 	Prices map[string]Price `yaml:"prices"`
+	// SpeechPrices price the provider's speech to text and text to speech, for the cost
+	// of agents' calls that listen or speak through it.
+	SpeechPrices SpeechPrice `yaml:"speech_prices"`
 	// Fallbacks lists, by model, the "provider/model" names to try when it fails before
 	// answering.
 	Fallbacks map[string][]string `yaml:"fallbacks"`
@@ -72,6 +75,22 @@ type Price struct {
 // Cost is the dollars the usage costs at this price.
 func (p Price) Cost(u Usage) float64 {
 	return (float64(u.InputTokens)*p.InputPerMTok + float64(u.OutputTokens)*p.OutputPerMTok) / 1e6
+}
+
+// SpeechPrice is what a provider's speech costs, in dollars.
+type SpeechPrice struct {
+	// STTPerMinute is a minute of audio transcribed.
+	STTPerMinute float64 `yaml:"stt_per_minute"`
+	// TTSPerMillionCharacters is a million characters spoken.
+	TTSPerMillionCharacters float64 `yaml:"tts_per_million_characters"`
+}
+
+// STTCost is the dollars seconds of transcribed audio cost at this price.
+func (p SpeechPrice) STTCost(seconds float64) float64 { return seconds / 60 * p.STTPerMinute }
+
+// TTSCost is the dollars characters spoken cost at this price.
+func (p SpeechPrice) TTSCost(chars int) float64 {
+	return float64(chars) / 1e6 * p.TTSPerMillionCharacters
 }
 
 var providerName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
@@ -123,6 +142,9 @@ func (c ProviderConfig) validate() error {
 		if p.InputPerMTok < 0 || p.OutputPerMTok < 0 {
 			return bad("price of %q cannot be negative", m)
 		}
+	}
+	if sp := c.SpeechPrices; sp.STTPerMinute < 0 || sp.TTSPerMillionCharacters < 0 {
+		return bad("speech_prices cannot be negative")
 	}
 	for m, fbs := range c.Fallbacks {
 		for _, fb := range fbs {
@@ -177,6 +199,7 @@ func LoadProviders(path string, getenv func(string) string) ([]ProviderConfig, e
 //	    api_key: ${GROQ_API_KEY}
 //	    aliases: {fast: llama-3.1-8b-instant}
 //	    prices: {llama-3.1-8b-instant: {input_per_mtok: 0.05, output_per_mtok: 0.08}}
+//	    speech_prices: {stt_per_minute: 0.006, tts_per_million_characters: 15}
 //	    fallbacks: {compound: [openai/gpt-4o-mini]}
 //
 // ${NAME} and ${NAME:-default} in api_key, base_url and headers are taken from getenv. An

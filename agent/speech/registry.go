@@ -159,6 +159,13 @@ func (r *Registry) STT(provider string) (STT, error) {
 	return s, nil
 }
 
+// Price is the speech price of provider ("name" or "name/model"): zero for espeak, which
+// runs on the node, and for a name nothing is configured for.
+func (r *Registry) Price(provider string) llm.SpeechPrice {
+	name, _, _ := strings.Cut(provider, "/")
+	return r.providers[name].SpeechPrices
+}
+
 // http is the configuration of an HTTP provider that can be used.
 func (r *Registry) http(name string) (llm.ProviderConfig, error) {
 	c, ok := r.providers[name]

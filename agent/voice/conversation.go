@@ -349,7 +349,33 @@ func sleep(ctx context.Context, stop <-chan struct{}, d time.Duration) {
 	}
 }
 
-func (c *conversation) publish(typ string, data any) { c.line.Publish(typ, data) }
+func (c *conversation) publish(typ string, data any) {
+	if typ == EventError {
+		// The voice loop's own errors are ErrorEvents; the brains' are maps with an
+		// "error" (and a "stage" when it is not the brain's model).
+		switch e := data.(type) {
+		case ErrorEvent:
+			c.noteError(e.Stage, e.Error)
+		case map[string]any:
+			msg, _ := e["error"].(string)
+			stage, _ := e["stage"].(string)
+			if stage == "" {
+				stage = "brain"
+			}
+			c.noteError(stage, msg)
+		}
+	}
+	c.line.Publish(typ, data)
+}
+
+// noteError keeps a failure of the call for its report (and the analytics error log).
+func (c *conversation) noteError(stage, msg string) {
+	c.mu.Lock()
+	if len(c.report.Errors) < maxReportErrors {
+		c.report.Errors = append(c.report.Errors, ReportError{Stage: stage, Message: msg, At: time.Now().UTC()})
+	}
+	c.mu.Unlock()
+}
 
 func (c *conversation) addTurn(t Turn) {
 	c.mu.Lock()
@@ -407,6 +433,15 @@ func (c *conversation) ToolCall(call agent.ToolRecord) {
 	now := time.Now()
 	rec := call
 	c.addTurn(Turn{Role: "tool", Text: call.Name, Start: now.Add(-call.Duration), End: now, Tool: &rec})
+	c.mu.Lock()
+	c.report.ToolCalls++
+	if call.Error != "" {
+		c.report.ToolFailures++
+	}
+	c.mu.Unlock()
+	if call.Error != "" {
+		c.noteError("tool", call.Name+": "+call.Error)
+	}
 	c.publish(EventToolCall, call)
 }
 

@@ -30,6 +30,9 @@ type Call interface {
 	// SetReport keeps the conversation's report; the call writes it with its own ended
 	// reason and duration when it ends.
 	SetReport(report map[string]any)
+	// SetUsage keeps what the conversation used and what its model and speech cost; the
+	// call adds its telephony and writes it all when it ends.
+	SetUsage(u store.CallUsage)
 	SetMetadata(key string, value any)
 }
 
@@ -107,6 +110,7 @@ func (r *Runtime) Answer(ctx context.Context, c Call, ag *store.Agent) {
 	if err := store.SaveTranscript(context.WithoutCancel(ctx), r.cfg.Store, tenantID, c.ID(), res.Transcript); err != nil {
 		log.Warn("transcript not stored", "error", err)
 	}
+	r.account(context.WithoutCancel(ctx), c, ag, sp, &res.Report, log)
 	// The call writes the report with its own ended reason and duration when it ends.
 	report, err := jsonMap(res.Report)
 	if err != nil {
@@ -131,7 +135,7 @@ func (r *Runtime) brain(ctx context.Context, c Call, ag *store.Agent, log *slog.
 		wf, werr := store.Get[store.Workflow](ctx, r.cfg.Store, tenantID, *ag.WorkflowID)
 		if werr != nil {
 			log.Error("the agent's workflow is not readable", "error", werr)
-			return unavailable(store.EndedError)
+			return unavailable{reason: store.EndedError, err: "the agent's workflow is not readable: " + werr.Error()}
 		}
 		if err != nil { // llm steps say they cannot think
 			prov, model = nil, ""
@@ -144,8 +148,7 @@ func (r *Runtime) brain(ctx context.Context, c Call, ag *store.Agent, log *slog.
 	}
 	if err != nil {
 		log.Warn("the agent's model cannot be reached", "model", ag.Model, "error", err)
-		c.Publish(EventError, ErrorEvent{Stage: "brain", Error: err.Error()})
-		return unavailable(ReasonProviderNotConfigured)
+		return unavailable{reason: ReasonProviderNotConfigured, err: err.Error()}
 	}
 	return agent.NewLLMBrain(agent.LLMBrainConfig{Agent: ag, Provider: prov, Model: model,
 		Tools: tools, Webhooks: r.cfg.Webhooks, Knowledge: r.cfg.Knowledge, Logger: log})
@@ -154,12 +157,16 @@ func (r *Runtime) brain(ctx context.Context, c Call, ag *store.Agent, log *slog.
 // unavailableApology is said when an agent cannot take the call at all.
 const unavailableApology = "Sorry, this line cannot take calls right now. Please try again later. Goodbye."
 
-// unavailable is a brain that apologises and hangs up with its reason.
-type unavailable string
+// unavailable is a brain that apologises and hangs up with its reason; err, when set, is
+// why: an agent.error event, kept in the call's report and error log.
+type unavailable struct{ reason, err string }
 
-func (reason unavailable) Run(ctx context.Context, c agent.Conversation) error {
+func (u unavailable) Run(ctx context.Context, c agent.Conversation) error {
+	if u.err != "" {
+		c.Event(EventError, ErrorEvent{Stage: "brain", Error: u.err})
+	}
 	_, _ = c.Say(ctx, unavailableApology)
-	c.Hangup(string(reason))
+	c.Hangup(u.reason)
 	return nil
 }
 

@@ -17,6 +17,7 @@ type callLine struct {
 
 	kept   sync.Mutex
 	report map[string]any
+	usage  store.CallUsage
 }
 
 func (c *callLine) ID() string                 { return c.id }
@@ -24,6 +25,7 @@ func (c *callLine) TenantID() string           { return c.tenantID }
 func (c *callLine) Log() *slog.Logger          { return slog.New(slog.DiscardHandler) }
 func (c *callLine) SetMetadata(string, any)    {}
 func (c *callLine) SetReport(r map[string]any) { c.kept.Lock(); c.report = r; c.kept.Unlock() }
+func (c *callLine) SetUsage(u store.CallUsage) { c.kept.Lock(); c.usage = u; c.kept.Unlock() }
 
 // TestRuntimeUsesOnlyTheCallersTenantProviders: an agent names a model of a provider only
 // another tenant configured; the runtime never reaches it, but apologises and hangs up with

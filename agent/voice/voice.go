@@ -123,7 +123,23 @@ type Report struct {
 	TTSCharacters int       `json:"tts_characters"`
 	STTSeconds    float64   `json:"stt_seconds"`
 	Interruptions int       `json:"interruptions"`
+	// ToolCalls counts the tools the brain ran, ToolFailures those that failed.
+	ToolCalls    int `json:"tool_calls"`
+	ToolFailures int `json:"tool_failures"`
+	// Errors are the provider and tool failures of the call, the first maxReportErrors.
+	Errors []ReportError `json:"errors,omitempty"`
 }
+
+// ReportError is one failure of a call: a provider's (stt, tts, brain) or a tool's.
+type ReportError struct {
+	Stage   string    `json:"stage"`
+	Message string    `json:"message"`
+	At      time.Time `json:"at"`
+}
+
+// maxReportErrors bounds the errors a report keeps: a provider failing on every turn of a
+// long call says so often enough in its first few.
+const maxReportErrors = 50
 
 // ErrorEvent is the data of an agent.error event.
 type ErrorEvent struct {

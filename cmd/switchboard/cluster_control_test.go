@@ -15,15 +15,8 @@ import (
 // is not transferred) comes back through A word for word.
 func TestClusterCallControl(t *testing.T) {
 	t.Parallel()
-	dbURL := pgtest.URL(t)
-	env := func(name string) []string {
-		return []string{"SWITCHBOARD_DATA_DIR=" + t.TempDir(), "DATABASE_URL=" + dbURL, "SWITCHBOARD_SECRET=" + testSecret,
-			"SWITCHBOARD_RATE_LIMIT=100000", "SWITCHBOARD_NODE=" + name}
-	}
-	envA, envB := env("node-a"), env("node-b")
-	key := createKey(t, envA, "--name", "cluster")
-	a := startServe(t, envA) // one after the other, so that one of them migrates the database
-	b := startServe(t, envB)
+	a, b, keys := twoNodes(t, []string{"--name", "cluster"})
+	key := keys[0]
 
 	held := newSIPCaller(t).answered("sip:echo@" + b.sipAddr())
 	id := ""
@@ -72,6 +65,23 @@ func TestClusterCallControl(t *testing.T) {
 	if onB != status || errorMessage(body) == "" || errorMessage(body) != errorMessage(bodyB) {
 		t.Errorf("through A: %d %v; on B: %d %v; want the same answer", status, body, onB, bodyB)
 	}
+}
+
+// twoNodes starts node-a and node-b on one PostgreSQL, one after the other (so that one of
+// them migrates the database), after making a key with each of keyArgs (createKey's
+// arguments) in it; it returns the nodes and the keys.
+func twoNodes(t *testing.T, keyArgs ...[]string) (a, b *node, keys []string) {
+	t.Helper()
+	dbURL := pgtest.URL(t)
+	env := func(name string) []string {
+		return []string{"SWITCHBOARD_DATA_DIR=" + t.TempDir(), "DATABASE_URL=" + dbURL, "SWITCHBOARD_SECRET=" + testSecret,
+			"SWITCHBOARD_RATE_LIMIT=100000", "SWITCHBOARD_NODE=" + name}
+	}
+	envA, envB := env("node-a"), env("node-b")
+	for _, args := range keyArgs {
+		keys = append(keys, createKey(t, envA, args...))
+	}
+	return startServe(t, envA), startServe(t, envB), keys
 }
 
 // errorMessage is the message of a canonical error body.

@@ -7,8 +7,6 @@ import (
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
-
-	"github.com/switchboard-go/switchboard/internal/pgtest"
 )
 
 // TestClusterTenantLimit: a tenant's limit of concurrent calls, which an operator sets on the
@@ -17,16 +15,8 @@ import (
 // limit); once one ends, a call is taken again. A tenant's own admin cannot raise it.
 func TestClusterTenantLimit(t *testing.T) {
 	t.Parallel()
-	dbURL := pgtest.URL(t)
-	env := func(name string) []string {
-		return []string{"SWITCHBOARD_DATA_DIR=" + t.TempDir(), "DATABASE_URL=" + dbURL, "SWITCHBOARD_SECRET=" + testSecret,
-			"SWITCHBOARD_RATE_LIMIT=100000", "SWITCHBOARD_NODE=" + name}
-	}
-	envA, envB := env("node-a"), env("node-b")
-	key := createKey(t, envA, "--name", "operator")
-	keyBeta := createKey(t, envA, "--name", "beta", "--tenant", "beta")
-	a := startServe(t, envA)
-	b := startServe(t, envB)
+	a, b, keys := twoNodes(t, []string{"--name", "operator"}, []string{"--name", "beta", "--tenant", "beta"})
+	key, keyBeta := keys[0], keys[1]
 
 	_, page := a.call("GET", "/api/v1/tenants", key, "")
 	items, _ := page["items"].([]any)

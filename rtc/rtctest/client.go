@@ -184,8 +184,11 @@ func (c *Client) OpenEvents() error {
 }
 
 // Offer makes the client's offer with every candidate in it (no trickle).
-func (c *Client) Offer() (string, error) {
-	offer, err := c.pc.CreateOffer(nil)
+func (c *Client) Offer() (string, error) { return c.offer(nil) }
+
+// offer makes an offer with opts and waits for its candidates: they all go in it.
+func (c *Client) offer(opts *webrtc.OfferOptions) (string, error) {
+	offer, err := c.pc.CreateOffer(opts)
 	if err != nil {
 		return "", err
 	}

@@ -112,20 +112,7 @@ func (c *Client) Port() int {
 // gathered again on the client's current address), with every candidate in it: what a
 // browser sends after pc.restartIce(). Accept takes the node's answer.
 func (c *Client) RestartOffer() (string, error) {
-	offer, err := c.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
-	if err != nil {
-		return "", err
-	}
-	gathered := webrtc.GatheringCompletePromise(c.pc)
-	if err := c.pc.SetLocalDescription(offer); err != nil {
-		return "", err
-	}
-	select {
-	case <-gathered:
-	case <-time.After(5 * time.Second):
-		return "", errors.New("rtctest: candidates not gathered")
-	}
-	return c.pc.LocalDescription().SDP, nil
+	return c.offer(&webrtc.OfferOptions{ICERestart: true})
 }
 
 // RestartFragment restarts ICE as a WHIP client does (RFC 9725): it makes an ICE-restart
