@@ -3,6 +3,7 @@ package call
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -53,5 +54,36 @@ func TestRegistry(t *testing.T) {
 	var nilReg *Registry
 	if nilReg.Get("ten_a", "x") != nil || nilReg.Open() != 0 || nilReg.Drain(ctx) != nil || nilReg.Check(ctx, "ten_a") != nil {
 		t.Error("a nil registry is not empty")
+	}
+}
+
+// TestRegistryReleaseWithTenantLimits: with the tenants' limits across the cluster on, a
+// call's place is given back, and the node's place with it, without the release waiting on
+// itself (a release that called itself left every ending call's teardown stuck).
+func TestRegistryReleaseWithTenantLimits(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, store.Options{URL: filepath.Join(t.TempDir(), "switchboard.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	r := NewRegistry(callcap.New(1, 0))
+	r.LimitTenants(st, "node-a")
+	release, err := r.Acquire("ten_a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	released := make(chan struct{})
+	go func() { release(); release(); close(released) }()
+	select {
+	case <-released:
+	case <-ctx.Done():
+		t.Fatal("releasing a call's place did not return")
+	}
+	if again, err := r.Acquire("ten_a"); err != nil {
+		t.Errorf("the node's one place was not given back: %v", err)
+	} else {
+		again()
 	}
 }

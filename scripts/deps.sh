@@ -3,10 +3,11 @@
 # missing: the C libraries of the media path (Opus, espeak-ng), PostgreSQL for the store's
 # tests, SIPp (sip-tester) and baresip (baresip-core) as real SIP peers, and Chromium for the browser pages' tests
 # (driven headless by playwright-core; it never downloads a browser of its own), and
-# Prometheus, which scrapes a node's /metrics in the metrics tests, and espeak-ng and sox, which
-# speak the greetings and make the beeps answering-machine detection is tested on.
+# Prometheus, which scrapes a node's /metrics in the metrics tests, espeak-ng and sox, which
+# speak the greetings and make the beeps answering-machine detection is tested on, and Kamailio
+# (its dispatcher module ships in the base package), the SIP edge of the several-node test.
 set -euo pipefail
-packages=(libopus-dev libopusfile-dev libespeak-ng-dev pkg-config postgresql sip-tester baresip-core chromium prometheus espeak-ng sox)
+packages=(libopus-dev libopusfile-dev libespeak-ng-dev pkg-config postgresql sip-tester baresip-core chromium prometheus espeak-ng sox kamailio)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -193,15 +193,17 @@ func (c *Call) remoteTarget() sip.Uri {
 // is encrypted, and with which suite.
 func (c *Call) answered(ctx context.Context) {
 	security, attrs := "none", []any{"rtp_port", c.ports.port}
-	c.mu.Lock() // a re-INVITE may come as soon as the media is up
-	cfg := c.srtp.config()
+	// A re-INVITE may come as soon as the media is up (a hold sent right after the ACK), and
+	// changes the codec and the SRTP under mu.
+	c.mu.Lock()
+	cfg, codec := c.srtp.config(), c.codec.Name
 	c.mu.Unlock()
 	if cfg != nil {
 		security, attrs = "srtp", append(attrs, "srtp", cfg.Suite)
 		c.SetMetadata("srtp_suite", string(cfg.Suite))
 	}
 	c.Edit(func(r *store.Call) { r.MediaSecurity = security })
-	c.Answered(ctx, c.codec.Name, attrs...)
+	c.Answered(ctx, codec, attrs...)
 }
 
 // takeSRTPAnswer checks the SRTP of the far end's answer to our offer (an outbound call's
