@@ -1473,6 +1473,20 @@ func newFarEnd(t *testing.T, onInvite func(f *farEnd, req *sip.Request, tx sip.S
 	if err != nil {
 		t.Fatal(err)
 	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	contact := sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "far", Host: "127.0.0.1", Port: pc.LocalAddr().(*net.UDPAddr).Port}}
+	return serveFarEnd(t, ua, pc.LocalAddr().String(), contact, func(srv *sipgo.Server) error { return srv.ServeUDP(pc) }, pc.Close, onInvite)
+}
+
+// serveFarEnd runs a far end on ua at addr: its dialogs answer with contact, onInvite takes
+// its INVITEs, ACKs and BYEs are its dialogs', and serve (its listener's loop) runs until the
+// test ends and closeListener stops it.
+func serveFarEnd(t *testing.T, ua *sipgo.UserAgent, addr string, contact sip.ContactHeader, serve func(*sipgo.Server) error,
+	closeListener func() error, onInvite func(f *farEnd, req *sip.Request, tx sip.ServerTransaction)) *farEnd {
+	t.Helper()
 	srv, err := sipgo.NewServer(ua)
 	if err != nil {
 		t.Fatal(err)
@@ -1481,13 +1495,8 @@ func newFarEnd(t *testing.T, onInvite func(f *farEnd, req *sip.Request, tx sip.S
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	f := &farEnd{addr: pc.LocalAddr().String(), byes: make(chan struct{}, 4)}
-	f.dialogs = sipgo.NewDialogServerCache(client, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "far", Host: "127.0.0.1", Port: port}})
+	f := &farEnd{addr: addr, byes: make(chan struct{}, 4)}
+	f.dialogs = sipgo.NewDialogServerCache(client, contact)
 	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) { onInvite(f, req, tx) })
 	srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { _ = f.dialogs.ReadAck(req, tx) })
 	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
@@ -1498,10 +1507,10 @@ func newFarEnd(t *testing.T, onInvite func(f *farEnd, req *sip.Request, tx sip.S
 		f.byes <- struct{}{}
 	})
 	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.ServeUDP(pc) }()
+	go func() { defer close(done); _ = serve(srv) }()
 	t.Cleanup(func() {
 		closeUA(ua)
-		_ = pc.Close()
+		_ = closeListener()
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):

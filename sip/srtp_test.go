@@ -399,44 +399,13 @@ func newTLSFarEnd(t *testing.T, cert tls.Certificate, pool *x509.CertPool, onInv
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := sipgo.NewServer(ua)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	f := &farEnd{addr: l.Addr().String(), byes: make(chan struct{}, 4)}
-	contact := sip.ContactHeader{Address: sip.Uri{Scheme: "sips", User: "far", Host: "127.0.0.1", Port: port, UriParams: sip.NewParams()}}
+	contact := sip.ContactHeader{Address: sip.Uri{Scheme: "sips", User: "far", Host: "127.0.0.1", Port: l.Addr().(*net.TCPAddr).Port, UriParams: sip.NewParams()}}
 	contact.Address.UriParams.Add("transport", "tls")
-	f.dialogs = sipgo.NewDialogServerCache(client, contact)
-	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) { onInvite(f, req, tx) })
-	srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { _ = f.dialogs.ReadAck(req, tx) })
-	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
-		if err := f.dialogs.ReadBye(req, tx); err != nil {
-			_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
-			return
-		}
-		f.byes <- struct{}{}
-	})
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.ServeTLS(l) }()
-	t.Cleanup(func() {
-		closeUA(ua)
-		_ = l.Close()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("the far end did not stop")
-		}
-	})
-	return f
+	return serveFarEnd(t, ua, l.Addr().String(), contact, func(srv *sipgo.Server) error { return srv.ServeTLS(l) }, l.Close, onInvite)
 }
 
 // answerSRTPWith has the far end answer an RTP/SAVP offer with the offer's first line under its
