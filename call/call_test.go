@@ -19,6 +19,10 @@ import (
 // counts what is written to it.
 type memStream struct {
 	written atomic.Int64
+	// wrote is closed once written reaches wroteAt (waitWritten).
+	wmu     sync.Mutex
+	wroteAt int64
+	wrote   chan struct{}
 	once    sync.Once
 	closed  chan struct{}
 	events  chan media.Event
@@ -48,8 +52,27 @@ func (m *memStream) WriteFrame(f *media.Frame) error {
 		return media.ErrClosed
 	case <-time.After(time.Millisecond):
 	}
-	m.written.Add(1)
+	n := m.written.Add(1)
+	m.wmu.Lock()
+	if m.wrote != nil && n >= m.wroteAt {
+		close(m.wrote)
+		m.wrote = nil
+	}
+	m.wmu.Unlock()
 	return nil
+}
+
+// waitWritten returns a channel closed once n frames were written.
+func (m *memStream) waitWritten(n int64) <-chan struct{} {
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	ch := make(chan struct{})
+	if m.written.Load() >= n {
+		close(ch)
+		return ch
+	}
+	m.wroteAt, m.wrote = n, ch
+	return ch
 }
 
 func (m *memStream) Events() <-chan media.Event { return m.events }

@@ -139,9 +139,9 @@ func TestCallRecorded(t *testing.T) {
 			t.Fatal(err)
 		}
 		if target.Destination != "" {
-			deadline := time.Now().Add(5 * time.Second)
-			for target.Stream.(*memStream).written.Load() < 30 && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
+			select {
+			case <-target.Stream.(*memStream).waitWritten(30):
+			case <-time.After(5 * time.Second):
 			}
 			c.End(call.ReasonCallerHangup)
 		}

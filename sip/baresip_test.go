@@ -180,10 +180,12 @@ func TestSRTPBaresipOutbound(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "baresip is ready"); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("baresip not ready:\n%s", out.String())
-		}
+	select {
+	case <-out.when("baresip is ready"):
+	case err := <-exited:
+		t.Fatalf("baresip exited before it was ready (%v):\n%s", err, out.String())
+	case <-time.After(10 * time.Second):
+		t.Fatalf("baresip not ready:\n%s", out.String())
 	}
 
 	tr := store.NewTrunk()
@@ -211,12 +213,34 @@ func TestSRTPBaresipOutbound(t *testing.T) {
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
+	// want and seen: seen is closed once the output holds want (when).
+	want string
+	seen chan struct{}
 }
 
 func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.b.Write(p)
+	n, err := b.b.Write(p)
+	b.check()
+	return n, err
+}
+
+// when returns a channel closed once the output holds s.
+func (b *syncBuffer) when(s string) <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.want, b.seen = s, make(chan struct{})
+	b.check()
+	return b.seen
+}
+
+// check closes seen once the output holds want; b.mu is held.
+func (b *syncBuffer) check() {
+	if b.seen != nil && b.want != "" && strings.Contains(b.b.String(), b.want) {
+		close(b.seen)
+		b.want = ""
+	}
 }
 
 func (b *syncBuffer) String() string {
