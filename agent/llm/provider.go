@@ -29,12 +29,22 @@ const (
 	KindOpenAI Kind = "openai"
 	// KindAnthropic is Anthropic's messages API.
 	KindAnthropic Kind = "anthropic"
+	// KindElevenLabs is ElevenLabs' speech API (voices only: no models to chat with).
+	KindElevenLabs Kind = "elevenlabs"
+	// KindCartesia is Cartesia's speech API (voices only: no models to chat with).
+	KindCartesia Kind = "cartesia"
 )
+
+// SpeechOnly reports a kind that speaks or listens but has no chat models: the model
+// registry leaves its providers to the speech registry.
+func (k Kind) SpeechOnly() bool { return k == KindElevenLabs || k == KindCartesia }
 
 // Defaults of a provider.
 const (
 	DefaultOpenAIBaseURL    = "https://api.openai.com/v1"
 	DefaultAnthropicBaseURL = "https://api.anthropic.com"
+	DefaultElevenLabsURL    = "https://api.elevenlabs.io"
+	DefaultCartesiaURL      = "https://api.cartesia.ai"
 	// DefaultStallTimeout is the longest a stream may stay silent.
 	DefaultStallTimeout = 60 * time.Second
 	// DefaultTimeout bounds a complete (non-streamed) request.

@@ -63,6 +63,10 @@ func (r *Registry) With(cfgs []ProviderConfig) (*Registry, error) {
 func (r *Registry) add(cfgs []ProviderConfig, extra ...Option) error {
 	opts := append(slices.Clip(r.opts), extra...)
 	for _, c := range cfgs {
+		if c.Kind.SpeechOnly() {
+			// A voice has no models: the speech registry serves it.
+			continue
+		}
 		c = c.withDefaults()
 		p, err := New(c, opts...)
 		if err != nil {

@@ -35,7 +35,7 @@ func opaqueError(op string, err error) error {
 			msg += " " + text
 		}
 		return &tenantError{op: op, msg: msg, err: err}
-	case errors.Is(err, ErrBadAudio):
+	case errors.Is(err, ErrBadAudio) || errors.Is(err, ErrBadFrame):
 		return &tenantError{op: op, msg: "the provider's audio was not valid", err: err}
 	}
 	return &tenantError{op: op, msg: "the provider did not answer", err: err}
@@ -62,6 +62,37 @@ type opaqueAudio struct{ Audio }
 
 func (o opaqueAudio) Read(p []int16) (int, error) {
 	n, err := o.Audio.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = opaqueError("synthesize", err)
+	}
+	return n, err
+}
+
+// opaqueStreamingTTS is a tenant's streaming voice: its failures, whether when it opens, in
+// Push or End, or in Read, say no more than opaqueError lets them.
+type opaqueStreamingTTS struct{ t StreamingTTS }
+
+func (o opaqueStreamingTTS) Synthesize(ctx context.Context, text, voice string, speed float64) (Audio, error) {
+	return opaqueTTS{o.t}.Synthesize(ctx, text, voice, speed)
+}
+
+func (o opaqueStreamingTTS) Stream(ctx context.Context, voice string, speed float64, rate int) (SpeechStream, error) {
+	s, err := o.t.Stream(ctx, voice, speed, rate)
+	if err != nil {
+		return nil, opaqueError("synthesize", err)
+	}
+	return opaqueStream{s}, nil
+}
+
+type opaqueStream struct{ SpeechStream }
+
+func (o opaqueStream) Push(text string) error {
+	return opaqueError("synthesize", o.SpeechStream.Push(text))
+}
+func (o opaqueStream) End() error { return opaqueError("synthesize", o.SpeechStream.End()) }
+
+func (o opaqueStream) Read(p []int16) (int, error) {
+	n, err := o.SpeechStream.Read(p)
 	if err != nil && !errors.Is(err, io.EOF) {
 		err = opaqueError("synthesize", err)
 	}

@@ -101,12 +101,12 @@ func (r *Registry) add(cfgs []llm.ProviderConfig) {
 	}
 }
 
-// Names lists the providers that can speak or listen: espeak and the openai-kind
-// providers that have what they need, sorted.
+// Names lists the providers that can speak or listen: espeak, and the openai-, elevenlabs-
+// and cartesia-kind providers that have what they need, sorted.
 func (r *Registry) Names() []string {
 	out := []string{EspeakProvider}
 	for name, c := range r.providers {
-		if name != EspeakProvider && c.Kind == llm.KindOpenAI && (!c.KeyRequired || c.APIKey != "") {
+		if name != EspeakProvider && (c.Kind == llm.KindOpenAI || c.Kind.SpeechOnly()) && (!c.KeyRequired || c.APIKey != "") {
 			out = append(out, name)
 		}
 	}
@@ -114,9 +114,11 @@ func (r *Registry) Names() []string {
 	return out
 }
 
-// TTS is the voice of provider: "espeak", or a configured openai-kind provider, as
-// "name" (model DefaultTTSModel) or "name/model" ("openai/gpt-4o-mini-tts"). A name that
-// nothing is configured for, or that cannot speak, fails with ErrNotConfigured.
+// TTS is the voice of provider: "espeak", or a configured openai-, elevenlabs- or
+// cartesia-kind provider, as "name" (the kind's default model) or "name/model"
+// ("openai/gpt-4o-mini-tts", "elevenlabs/eleven_turbo_v2_5"). The ElevenLabs and Cartesia
+// voices are StreamingTTS. A name that nothing is configured for, or that cannot speak,
+// fails with ErrNotConfigured.
 func (r *Registry) TTS(provider string) (TTS, error) {
 	name, model, _ := strings.Cut(provider, "/")
 	if name == EspeakProvider {
@@ -126,9 +128,22 @@ func (r *Registry) TTS(provider string) (TTS, error) {
 		}
 		return r.espeak.e, nil
 	}
-	c, err := r.http(name)
+	c, err := r.voice(name)
 	if err != nil {
 		return nil, err
+	}
+	switch c.Kind {
+	case llm.KindElevenLabs, llm.KindCartesia:
+		var st StreamingTTS
+		if c.Kind == llm.KindElevenLabs {
+			st = NewElevenLabs(c.BaseURL, c.APIKey, model, r.client(name))
+		} else {
+			st = NewCartesia(c.BaseURL, c.APIKey, model, r.client(name))
+		}
+		if r.tenants[name] {
+			return opaqueStreamingTTS{st}, nil
+		}
+		return st, nil
 	}
 	t := NewOpenAITTS(c.BaseURL, c.APIKey, model, r.client(name))
 	t.c.header = headers(c)
@@ -166,15 +181,25 @@ func (r *Registry) Price(provider string) llm.SpeechPrice {
 	return r.providers[name].SpeechPrices
 }
 
-// http is the configuration of an HTTP provider that can be used.
+// http is the configuration of an openai-kind provider that can be used: one that
+// transcribes.
 func (r *Registry) http(name string) (llm.ProviderConfig, error) {
+	c, err := r.voice(name)
+	if err == nil && c.Kind != llm.KindOpenAI {
+		err = fmt.Errorf("%w: %q is of kind %s, which speaks but does not transcribe", ErrNotConfigured, name, c.Kind)
+	}
+	return c, err
+}
+
+// voice is the configuration of a provider that can speak and be used.
+func (r *Registry) voice(name string) (llm.ProviderConfig, error) {
 	c, ok := r.providers[name]
 	switch {
 	case name == "":
 		return c, fmt.Errorf("%w: no provider named", ErrNotConfigured)
 	case !ok:
 		return c, fmt.Errorf("%w: %q (configured: %s)", ErrNotConfigured, name, strings.Join(r.Names(), ", "))
-	case c.Kind != llm.KindOpenAI:
+	case c.Kind != llm.KindOpenAI && !c.Kind.SpeechOnly():
 		return c, fmt.Errorf("%w: %q is of kind %s, which has no audio API", ErrNotConfigured, name, c.Kind)
 	case c.KeyRequired && c.APIKey == "":
 		hint := ""
@@ -183,7 +208,7 @@ func (r *Registry) http(name string) (llm.ProviderConfig, error) {
 		}
 		return c, fmt.Errorf("%w: %q has no API key%s", ErrNotConfigured, name, hint)
 	}
-	if c.BaseURL == "" {
+	if c.BaseURL == "" && c.Kind == llm.KindOpenAI {
 		c.BaseURL = DefaultOpenAIBaseURL
 	}
 	return c, nil
@@ -198,4 +223,25 @@ func headers(c llm.ProviderConfig) http.Header {
 		h.Set(k, v)
 	}
 	return h
+}
+
+// CheckVoice reports whether provider ("name" or "name/model") can speak for an agent,
+// without connecting to it: nil, or ErrNotConfigured saying why and what to set.
+func (r *Registry) CheckVoice(provider string) error {
+	name, _, _ := strings.Cut(provider, "/")
+	if name == EspeakProvider {
+		return nil
+	}
+	_, err := r.voice(name)
+	return err
+}
+
+// CheckTranscriber reports whether provider can transcribe for an agent, as CheckVoice.
+func (r *Registry) CheckTranscriber(provider string) error {
+	name, _, _ := strings.Cut(provider, "/")
+	if name == EspeakProvider {
+		return fmt.Errorf("%w: %q speaks but does not transcribe", ErrNotConfigured, name)
+	}
+	_, err := r.http(name)
+	return err
 }
