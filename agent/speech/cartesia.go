@@ -63,12 +63,13 @@ func (c *Cartesia) Stream(ctx context.Context, voice string, speed float64, rate
 	if c.key != "" {
 		h.Set("X-API-Key", c.key)
 	}
-	sctx, cancel := context.WithCancel(ctx)
-	conn, err := dialStream(sctx, wsURL(c.baseURL, "/tts/websocket"), h, c.client)
+	conn, err := dialStream(ctx, wsURL(c.baseURL, "/tts/websocket"), h, c.client)
 	if err != nil {
-		cancel()
 		return nil, err
 	}
+	// The socket's own context ends only at Close, after the cancel message was sent: a
+	// read on a cancelled context would drop the connection before it could be.
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var id [16]byte
 	_, _ = rand.Read(id[:])
 	s := &cartesiaStream{conn: conn, ctx: sctx, cancel: cancel, rate: rate, contextID: hex.EncodeToString(id[:])}
@@ -77,7 +78,7 @@ func (c *Cartesia) Stream(ctx context.Context, voice string, speed float64, rate
 	if speed != 0 && speed != 1 {
 		s.req.GenerationConfig = &cartesiaGeneration{Speed: speed}
 	}
-	s.stop = context.AfterFunc(sctx, func() { _ = s.Close() })
+	s.stop = context.AfterFunc(ctx, func() { _ = s.Close() })
 	return s, nil
 }
 
@@ -225,7 +226,7 @@ func (s *cartesiaStream) Close() error {
 		s.stop()
 		if !s.done.Load() {
 			b, _ := json.Marshal(map[string]any{"context_id": s.contextID, "cancel": true})
-			wctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), time.Second)
+			wctx, cancel := context.WithTimeout(s.ctx, time.Second)
 			_ = s.conn.Write(wctx, websocket.MessageText, b)
 			cancel()
 		}

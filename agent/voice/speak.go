@@ -92,51 +92,34 @@ func (c *conversation) speak(ctx context.Context, text <-chan string, opts sayOp
 	stopCtx := context.AfterFunc(ctx, cancel)
 	defer stopCtx()
 
-	sentences := make(chan string, 64)
 	audio := make(chan chunk, 256)
 	var firstText time.Time
 	var firstOnce sync.Once
+	seen := func() { firstOnce.Do(func() { firstText = time.Now() }) }
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		defer close(sentences)
-		var sp sentenceSplitter
-		emit := func(s string) bool {
-			select {
-			case sentences <- s:
-				return true
-			case <-sctx.Done():
-				return false
-			}
-		}
-		for {
-			select {
-			case delta, ok := <-text:
-				if !ok {
-					if rest := sp.flush(); rest != "" {
-						emit(rest)
-					}
-					return
-				}
-				if strings.TrimSpace(delta) != "" {
-					firstOnce.Do(func() { firstText = time.Now() })
-				}
-				for _, s := range sp.push(delta) {
-					if !emit(s) {
-						return
-					}
-				}
-			case <-sctx.Done():
-				return
-			}
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		defer close(audio)
-		c.synthesizeAll(sctx, sentences, audio)
-	}()
+	if st, ok := c.cfg.TTS.(speech.StreamingTTS); ok {
+		// A streaming voice takes the text as the brain writes it: no waiting for a
+		// sentence's end before the first audio.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(audio)
+			c.streamAnswer(sctx, st, text, audio, seen)
+		}()
+	} else {
+		sentences := make(chan string, 64)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			defer close(sentences)
+			c.splitSentences(sctx, "", text, sentences, seen)
+		}()
+		go func() {
+			defer wg.Done()
+			defer close(audio)
+			c.synthesizeAll(sctx, c.cfg.TTS, 0, sentences, audio)
+		}()
+	}
 
 	sp, err := c.play(ctx, audio, bargeIn, opts)
 	cancel()
@@ -220,8 +203,49 @@ func (c *conversation) drain(text <-chan string) {
 	}()
 }
 
-// synthesizeAll speaks each sentence into audio until sentences closes or ctx ends.
-func (c *conversation) synthesizeAll(ctx context.Context, sentences <-chan string, audio chan<- chunk) {
+// splitSentences cuts prefix and then the brain's text into sentences until text closes
+// or ctx ends; seen is called at the first text that is not blank.
+func (c *conversation) splitSentences(ctx context.Context, prefix string, text <-chan string, sentences chan<- string, seen func()) {
+	var sp sentenceSplitter
+	emit := func(s string) bool {
+		select {
+		case sentences <- s:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	for _, s := range sp.push(prefix) {
+		if !emit(s) {
+			return
+		}
+	}
+	for {
+		select {
+		case delta, ok := <-text:
+			if !ok {
+				if rest := sp.flush(); rest != "" {
+					emit(rest)
+				}
+				return
+			}
+			if strings.TrimSpace(delta) != "" {
+				seen()
+			}
+			for _, s := range sp.push(delta) {
+				if !emit(s) {
+					return
+				}
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// synthesizeAll speaks each sentence into audio, with primary (nil: the fallback voice
+// alone), numbering them from first, until sentences closes or ctx ends.
+func (c *conversation) synthesizeAll(ctx context.Context, primary speech.TTS, first int, sentences <-chan string, audio chan<- chunk) {
 	send := func(ch chunk) bool {
 		select {
 		case audio <- ch:
@@ -230,9 +254,9 @@ func (c *conversation) synthesizeAll(ctx context.Context, sentences <-chan strin
 			return false
 		}
 	}
-	i := 0
+	i := first
 	for s := range sentences {
-		if err := c.synthesize(ctx, i, s, send); err != nil {
+		if err := c.synthesize(ctx, primary, i, s, send); err != nil {
 			if ctx.Err() == nil {
 				send(chunk{sentence: i, text: s, err: err})
 			}
@@ -242,9 +266,9 @@ func (c *conversation) synthesizeAll(ctx context.Context, sentences <-chan strin
 	}
 }
 
-// synthesize speaks one sentence: the configured voice, once more if it fails, then the
-// fallback voice. A failure is published as an agent.error event.
-func (c *conversation) synthesize(ctx context.Context, index int, text string, send func(chunk) bool) (err error) {
+// synthesize speaks one sentence: primary, once more if it fails, then the fallback voice.
+// A failure is published as an agent.error event.
+func (c *conversation) synthesize(ctx context.Context, primary speech.TTS, index int, text string, send func(chunk) bool) (err error) {
 	ctx, span := telemetry.Start(ctx, "tts")
 	if span.IsRecording() {
 		span.SetAttributes(attribute.Int("tts.sentence", index), attribute.Int("tts.characters", len([]rune(text))))
@@ -259,16 +283,16 @@ func (c *conversation) synthesize(ctx context.Context, index int, text string, s
 	c.report.TTSCharacters += len([]rune(text))
 	c.mu.Unlock()
 	st := &sentenceState{index: index, text: text, send: send, rate: c.rate}
-	if c.cfg.TTS != nil {
+	if primary != nil {
 		for attempt := range 2 {
-			if err = st.speak(ctx, c.cfg.TTS, c.cfg.Voice, c.cfg.Speed); err == nil || ctx.Err() != nil {
+			if err = st.speak(ctx, primary, c.cfg.Voice, c.cfg.Speed); err == nil || ctx.Err() != nil {
 				return err
 			}
 			c.log.Warn("text-to-speech failed", "attempt", attempt+1, "error", err)
 		}
 	}
 	if c.cfg.FallbackTTS != nil {
-		if err != nil {
+		if err != nil && primary != nil {
 			c.publish(EventError, ErrorEvent{Stage: "tts", Error: err.Error(), Fallback: "fallback voice"})
 		}
 		// The fallback's voice names differ: it speaks with its default voice. What was
@@ -279,6 +303,9 @@ func (c *conversation) synthesize(ctx context.Context, index int, text string, s
 		} else {
 			err = errors.Join(err, ferr)
 		}
+	}
+	if err == nil {
+		err = ErrNoTTS
 	}
 	c.publish(EventError, ErrorEvent{Stage: "tts", Error: err.Error()})
 	return errors.Join(ErrTTS, err)
@@ -499,6 +526,9 @@ func (c *conversation) play(ctx context.Context, audio <-chan chunk, bargeIn boo
 			res.ttsFirst = ch.ttsFirst
 		}
 		sp := sents[ch.sentence]
+		if len(ch.text) > len(sp.text) {
+			sp.text = ch.text // a streamed answer's text grows as it is spoken
+		}
 		sp.total += len(ch.samples)
 		cur, rest = ch.sentence, ch.samples
 		if ch.end {
