@@ -27,7 +27,7 @@ var knowledgeBaseResource = resource[store.KnowledgeBase, *store.KnowledgeBase]{
 
 // checkEmbeddingModel refuses a base whose embedding model's provider this node cannot reach
 // or that cannot serve embeddings, so that its documents do not all fail later.
-func checkEmbeddingModel(ctx context.Context, s *Server, tenantID string, b *store.KnowledgeBase) error {
+func checkEmbeddingModel(ctx context.Context, s *Server, tenantID string, b, _ *store.KnowledgeBase) error {
 	if b.EmbeddingModel == "" || b.EmbeddingModel == "none" {
 		return nil
 	}

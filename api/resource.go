@@ -33,8 +33,9 @@ type resource[T any, P store.Model[T]] struct {
 	// decoded over m: before is the stored row, or the defaults (an agent's instructions and
 	// its config.prompt.system).
 	reconcile func(m, before P) error
-	// check, when set, vets a row against the node's configuration before it is written.
-	check func(ctx context.Context, s *Server, tenantID string, m P) error
+	// check, when set, vets a row against the node's configuration before it is written:
+	// before is the stored row, or the defaults.
+	check func(ctx context.Context, s *Server, tenantID string, m, before P) error
 	// present, when set, fills what rows show but do not store (a trunk's registration)
 	// before they are written out.
 	present func(ctx context.Context, s *Server, tenantID string, ms ...P) error
@@ -108,7 +109,7 @@ func (res resource[T, P]) create(s *Server) func(http.ResponseWriter, *http.Requ
 			}
 		}
 		if res.check != nil {
-			if err := res.check(r.Context(), s, p.TenantID, m); err != nil {
+			if err := res.check(r.Context(), s, p.TenantID, m, defaults); err != nil {
 				return err
 			}
 		}
@@ -186,7 +187,7 @@ func (res resource[T, P]) update(s *Server) func(http.ResponseWriter, *http.Requ
 			}
 		}
 		if res.check != nil {
-			if err := res.check(r.Context(), s, p.TenantID, m); err != nil {
+			if err := res.check(r.Context(), s, p.TenantID, m, &stored); err != nil {
 				return err
 			}
 		}
@@ -316,7 +317,7 @@ func showRegistrations(ctx context.Context, s *Server, tenantID string, ts ...*s
 // loopback, private or link-local address, localhost), unless the operator allows private
 // providers. It is a courtesy: the tenant client checks every connection, whatever a name
 // resolves to.
-func checkProviderURL(_ context.Context, s *Server, _ string, p *store.ModelProvider) error {
+func checkProviderURL(_ context.Context, s *Server, _ string, p, _ *store.ModelProvider) error {
 	if s.cfg.AllowPrivateProviders || p.BaseURL == "" {
 		return nil
 	}

@@ -159,6 +159,8 @@ type Server struct {
 	providers *provider.Registry
 	// modelLists caches what providers answered for their models (see upstreamModels).
 	modelLists sync.Map
+	// voiceLists caches the speech providers' voices by tenant and provider (voices.go).
+	voiceLists sync.Map
 
 	// sessions keeps the tenants' sessions and answers their messages.
 	sessions *session.Engine
@@ -306,6 +308,7 @@ func (s *Server) allRoutes() []route {
 	rs = append(rs, phoneNumberResource.routes(s)...)
 	rs = append(rs, trunkResource.routes(s)...)
 	rs = append(rs, providerResource.routes(s)...)
+	rs = append(rs, s.voiceRoutes()...)
 	rs = append(rs, s.callRoutes()...)
 	rs = append(rs, s.sessionRoutes()...)
 	rs = append(rs, s.mediaStreamRoutes()...)

@@ -108,15 +108,19 @@ func checkCallServer(s *Server, srv *store.CallServer) error {
 	return nil
 }
 
-// checkAgent vets an agent's server, then its model (checkAgentModel).
-func checkAgent(ctx context.Context, s *Server, tenantID string, a *store.Agent) error {
+// checkAgent vets an agent's server, then its model (checkAgentModel), then its voice and
+// transcriber (checkAgentSpeech).
+func checkAgent(ctx context.Context, s *Server, tenantID string, a, before *store.Agent) error {
 	if err := checkCallServer(s, a.Server); err != nil {
 		return err
 	}
-	return checkAgentModel(ctx, s, tenantID, a)
+	if err := checkAgentModel(ctx, s, tenantID, a); err != nil {
+		return err
+	}
+	return checkAgentSpeech(ctx, s, tenantID, a, before)
 }
 
 // checkNumberServer is checkCallServer of a phone number's server.
-func checkNumberServer(_ context.Context, s *Server, _ string, p *store.PhoneNumber) error {
+func checkNumberServer(_ context.Context, s *Server, _ string, p, _ *store.PhoneNumber) error {
 	return checkCallServer(s, p.Server)
 }
