@@ -130,17 +130,22 @@ func TestStreamingVoiceSpeaksBeforeTheAnswerIsWritten(t *testing.T) {
 
 // TestStreamingVoiceFallsBack: a streaming provider that answers with frames that are not
 // its protocol, or with an error, is an agent.error event and the answer is spoken by the
-// fallback voice, whole.
+// fallback voice (espeak-ng), whole.
 func TestStreamingVoiceFallsBack(t *testing.T) {
 	t.Parallel()
 	for _, v := range streamingVoices {
-		for _, opts := range []speechtest.StreamOptions{{Hostile: "\x00garbage{"}, {ErrorMessage: "voice_not_found"}} {
-			t.Run(v.name, func(t *testing.T) {
+		for i, opts := range []speechtest.StreamOptions{{Hostile: "\x00garbage{"}, {HostileBinary: true},
+			{Hostile: `{"audio":"not base64!","type":"chunk","data":"not base64!"}`}, {ErrorMessage: "voice_not_found"}} {
+			t.Run(v.name+"/"+string(rune('a'+i)), func(t *testing.T) {
 				t.Parallel()
 				r := newRig(t, media.Rate8k)
 				tts, _ := v.open(t, opts)
 				r.cfg.TTS = tts
-				r.cfg.FallbackTTS = speech.NewOpenAITTS(r.srv.URL, "", "", nil)
+				fallback, err := speech.NewEspeak(speech.EspeakOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.cfg.FallbackTTS = fallback
 				out := make(chan talkResult, 1)
 				wait := r.run(testCtx(t, 60*time.Second), brainFunc(func(ctx context.Context, c agent.Conversation) error {
 					var res talkResult
@@ -158,8 +163,8 @@ func TestStreamingVoiceFallsBack(t *testing.T) {
 				if len(evs) == 0 || evs[0].data.(ErrorEvent).Fallback == "" || evs[0].data.(ErrorEvent).Stage != "tts" {
 					t.Errorf("error events %+v", evs)
 				}
-				if n := len(r.srv.Speeches()); n == 0 {
-					t.Error("the fallback voice was not asked")
+				if n := len(r.srv.Speeches()); n != 0 {
+					t.Errorf("%d speeches asked of the OpenAI voice; want espeak-ng's alone", n)
 				}
 			})
 		}
