@@ -186,37 +186,45 @@ func (s *cartesiaStream) Read(p []int16) (int, error) {
 			}
 			return 0, &ProviderError{Op: "synthesize", Err: err}
 		}
-		if typ != websocket.MessageText {
-			return 0, fmt.Errorf("%w: a binary message", ErrBadFrame)
+		if err := s.handle(typ, data); err != nil {
+			return 0, err
 		}
-		var m cartesiaMessage
-		if err := json.Unmarshal(data, &m); err != nil {
-			return 0, fmt.Errorf("%w: %w", ErrBadFrame, err)
-		}
-		if m.ContextID != "" && m.ContextID != s.contextID {
-			continue // another context's, on a shared socket
-		}
-		switch m.Type {
-		case "chunk":
-			if err := s.buf.fill(m.Data); err != nil {
-				return 0, err
-			}
-		case "done":
-			s.done.Store(true)
-		case "error":
-			msg := m.Error
-			if msg == "" {
-				msg = m.Title + ": " + m.Message
-			}
-			kind := m.ErrorCode
-			if kind == "" {
-				kind = "error"
-			}
-			return 0, streamError(kind, msg)
-		}
-		// timestamps, phoneme_timestamps, flush_done and types yet to come carry no audio.
 	}
 	return s.buf.read(p), nil
+}
+
+// handle takes one message of the provider: a chunk of audio into the buffer, the
+// context's end, or its error; another context's messages and those without audio are
+// passed over.
+func (s *cartesiaStream) handle(typ websocket.MessageType, data []byte) error {
+	if typ != websocket.MessageText {
+		return fmt.Errorf("%w: a binary message", ErrBadFrame)
+	}
+	var m cartesiaMessage
+	if err := json.Unmarshal(data, &m); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadFrame, err)
+	}
+	if m.ContextID != "" && m.ContextID != s.contextID {
+		return nil // another context's, on a shared socket
+	}
+	switch m.Type {
+	case "chunk":
+		return s.buf.fill(m.Data)
+	case "done":
+		s.done.Store(true)
+	case "error":
+		msg := m.Error
+		if msg == "" {
+			msg = m.Title + ": " + m.Message
+		}
+		kind := m.ErrorCode
+		if kind == "" {
+			kind = "error"
+		}
+		return streamError(kind, msg)
+	}
+	// timestamps, phoneme_timestamps, flush_done and types yet to come carry no audio.
+	return nil
 }
 
 // Close cancels the context upstream (Cartesia stops generating it) unless it was done,

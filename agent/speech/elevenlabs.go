@@ -161,26 +161,35 @@ func (s *elevenLabsStream) Read(p []int16) (int, error) {
 			}
 			return 0, s.failed(err)
 		}
-		if typ != websocket.MessageText {
-			return 0, fmt.Errorf("%w: a binary message", ErrBadFrame)
-		}
-		var m elevenLabsMessage
-		if err := json.Unmarshal(data, &m); err != nil {
-			return 0, fmt.Errorf("%w: %w", ErrBadFrame, err)
-		}
-		if m.Error != "" || (m.Message != "" && m.Audio == nil) {
-			return 0, streamError(m.Error, m.Message)
-		}
-		if m.Audio != nil && *m.Audio != "" {
-			if err := s.buf.fill(*m.Audio); err != nil {
-				return 0, err
-			}
-		}
-		if m.IsFinal != nil && *m.IsFinal {
-			s.done = true
+		if err := s.handle(typ, data); err != nil {
+			return 0, err
 		}
 	}
 	return s.buf.read(p), nil
+}
+
+// handle takes one message of the provider: its audio into the buffer, or its end, or its
+// error.
+func (s *elevenLabsStream) handle(typ websocket.MessageType, data []byte) error {
+	if typ != websocket.MessageText {
+		return fmt.Errorf("%w: a binary message", ErrBadFrame)
+	}
+	var m elevenLabsMessage
+	if err := json.Unmarshal(data, &m); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadFrame, err)
+	}
+	if m.Error != "" || (m.Message != "" && m.Audio == nil) {
+		return streamError(m.Error, m.Message)
+	}
+	if m.Audio != nil && *m.Audio != "" {
+		if err := s.buf.fill(*m.Audio); err != nil {
+			return err
+		}
+	}
+	if m.IsFinal != nil && *m.IsFinal {
+		s.done = true
+	}
+	return nil
 }
 
 // failed is err of the connection as Read and Push return it: ErrClosed after Close.
