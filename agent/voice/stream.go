@@ -33,10 +33,25 @@ func (c *conversation) streamAnswer(ctx context.Context, st speech.StreamingTTS,
 			return false
 		}
 	}
+	// The synthesis opens at the answer's first words: an answer that is only a tool call
+	// costs no connection.
+	var first string
+	for strings.TrimSpace(first) == "" {
+		select {
+		case delta, ok := <-text:
+			if !ok {
+				return
+			}
+			first += delta
+		case <-ctx.Done():
+			return
+		}
+	}
 	began := time.Now()
 	s, err := st.Stream(ctx, c.cfg.Voice, c.cfg.Speed, c.rate)
 	if err != nil {
-		c.streamFailed(ctx, err, "", text, audio, seen)
+		seen()
+		c.streamFailed(ctx, err, first, text, audio, seen)
 		return
 	}
 	defer s.Close()
@@ -73,6 +88,23 @@ func (c *conversation) streamAnswer(ctx context.Context, st speech.StreamingTTS,
 		}
 		c.streamFailed(ctx, err, unheard, text, audio, seen)
 	}
+	push := func(delta string) bool {
+		seen()
+		mu.Lock()
+		pushed.WriteString(delta)
+		mu.Unlock()
+		c.mu.Lock()
+		c.report.TTSCharacters += len([]rune(delta))
+		c.mu.Unlock()
+		if err := s.Push(delta); err != nil {
+			fail(err)
+			return false
+		}
+		return true
+	}
+	if !push(first) {
+		return
+	}
 	for {
 		select {
 		case delta, ok := <-text:
@@ -87,18 +119,7 @@ func (c *conversation) streamAnswer(ctx context.Context, st speech.StreamingTTS,
 				}
 				return
 			}
-			if strings.TrimSpace(delta) == "" && pushedLen(&mu, &pushed) == 0 {
-				continue
-			}
-			seen()
-			mu.Lock()
-			pushed.WriteString(delta)
-			mu.Unlock()
-			c.mu.Lock()
-			c.report.TTSCharacters += len([]rune(delta))
-			c.mu.Unlock()
-			if err := s.Push(delta); err != nil {
-				fail(err)
+			if !push(delta) {
 				return
 			}
 		case err := <-readDone:
@@ -121,12 +142,6 @@ func pushedText(mu *sync.Mutex, b *strings.Builder) string {
 	mu.Lock()
 	defer mu.Unlock()
 	return b.String()
-}
-
-func pushedLen(mu *sync.Mutex, b *strings.Builder) int {
-	mu.Lock()
-	defer mu.Unlock()
-	return b.Len()
 }
 
 // readStream reads the voice's audio into chunks of sentence 0 until its end (nil) or a
