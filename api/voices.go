@@ -107,13 +107,13 @@ func (s *Server) listVoices(w http.ResponseWriter, r *http.Request, p *Principal
 			continue
 		}
 		wg.Add(1)
-		go func() {
+		go func(ctx context.Context) {
 			defer wg.Done()
-			lists[i], errs[i] = sp.Voices(r.Context(), name)
+			lists[i], errs[i] = sp.Voices(ctx, name)
 			if errs[i] == nil {
 				s.voiceLists.Store(key, voiceListing{voices: lists[i], at: time.Now()})
 			}
-		}()
+		}(r.Context())
 	}
 	wg.Wait()
 	out := voiceList{Data: []speech.VoiceInfo{}, Errors: []voiceListError{}}

@@ -78,7 +78,9 @@ func (c *Cartesia) Stream(ctx context.Context, voice string, speed float64, rate
 	if speed != 0 && speed != 1 {
 		s.req.GenerationConfig = &cartesiaGeneration{Speed: speed}
 	}
-	s.stop = context.AfterFunc(ctx, func() { _ = s.Close() })
+	// The caller's context ending is a barge-in or a hang-up: the cancel message must still
+	// go out, on the socket's own context, which outlives the caller's until Close.
+	s.stop = context.AfterFunc(ctx, func() { _ = s.Close() }) //nolint:contextcheck // see above
 	return s, nil
 }
 
