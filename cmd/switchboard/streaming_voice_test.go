@@ -18,8 +18,8 @@ import (
 // time the real ones take (first audio 150 ms): the caller hears the answer while the model
 // is still writing it, the provider was asked for audio at the line's 8 kHz, and a key
 // pressed over the answer cancels the synthesis upstream at once (the voice package's test
-// pins the 100 ms from the barge-in itself; here the press's own frame and the loopback
-// are inside a wider bound).
+// pins the 100 ms from the barge-in itself; here the key's own 200 ms and the loopback are
+// inside a wider bound).
 func TestStreamingVoiceCall(t *testing.T) {
 	t.Parallel()
 	model := llmtest.NewOpenAI(t)
@@ -96,7 +96,10 @@ func TestStreamingVoiceCall(t *testing.T) {
 		select {
 		case c := <-v.stand.Cancels():
 			t.Logf("%s: cancelled upstream %v after the key was queued", v.provider, c.Cancelled.Sub(pressed))
-			if d := c.Cancelled.Sub(pressed); d > 300*time.Millisecond {
+			// The phone's key is a 200 ms RFC 4733 event, told when it ends; the rest is
+			// the barge-in (100 ms at most, pinned by the voice package) and a wide margin
+			// for a busy machine.
+			if d := c.Cancelled.Sub(pressed); d > 200*time.Millisecond+300*time.Millisecond {
 				t.Errorf("%s: the synthesis was cancelled upstream %v after the key was pressed", v.provider, d)
 			}
 		case <-time.After(15 * time.Second):
