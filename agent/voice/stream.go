@@ -16,6 +16,10 @@ import (
 	"github.com/switchboard-go/switchboard/telemetry"
 )
 
+// streamIdleLimit is how long a synthesis opened ahead of the answer is trusted to be
+// open still: below ElevenLabs' 20 s inactivity timeout.
+const streamIdleLimit = 15 * time.Second
+
 // streamAnswer speaks the brain's text through a streaming voice: each delta is pushed as
 // it comes, and the audio is read, at the call's rate where the provider offers it, while
 // the answer is still being written. The whole answer is one sentence for the player. When
@@ -33,24 +37,47 @@ func (c *conversation) streamAnswer(ctx context.Context, st speech.StreamingTTS,
 			return false
 		}
 	}
-	// The synthesis opens at the answer's first words: an answer that is only a tool call
-	// costs no connection.
+	// The synthesis is opened while the model thinks, so that its handshake (TLS, the
+	// WebSocket upgrade, the provider's first message) is not added to the caller's wait;
+	// an answer without words (a tool call alone) closes it unused, before any text was
+	// sent, which providers do not charge for.
+	type opened struct {
+		s   speech.SpeechStream
+		err error
+	}
+	dial := make(chan opened, 1)
+	dialed := time.Now()
+	go func() {
+		s, err := st.Stream(ctx, c.cfg.Voice, c.cfg.Speed, c.rate)
+		dial <- opened{s, err}
+	}()
 	var first string
 	for strings.TrimSpace(first) == "" {
+		var delta string
+		ok := false
 		select {
-		case delta, ok := <-text:
-			if !ok {
-				return
-			}
-			first += delta
+		case delta, ok = <-text:
 		case <-ctx.Done():
+		}
+		if !ok {
+			if o := <-dial; o.s != nil {
+				_ = o.s.Close()
+			}
 			return
 		}
+		first += delta
 	}
+	seen()
 	began := time.Now()
-	s, err := st.Stream(ctx, c.cfg.Voice, c.cfg.Speed, c.rate)
+	o := <-dial
+	if o.err == nil && time.Since(dialed) > streamIdleLimit {
+		// The model thought long (a slow tool): the provider may have closed the idle
+		// socket by now (ElevenLabs does after 20 s). A fresh one costs a handshake.
+		_ = o.s.Close()
+		o.s, o.err = st.Stream(ctx, c.cfg.Voice, c.cfg.Speed, c.rate)
+	}
+	s, err := o.s, o.err
 	if err != nil {
-		seen()
 		c.streamFailed(ctx, err, first, text, audio, seen)
 		return
 	}
