@@ -11,6 +11,7 @@ import (
 	"github.com/switchboard-go/switchboard/agent/llm"
 	"github.com/switchboard-go/switchboard/agent/speech"
 	"github.com/switchboard-go/switchboard/agent/speech/speechtest"
+	"github.com/switchboard-go/switchboard/internal/netguard"
 )
 
 // toneShare is the share of pcm's energy at freq (Goertzel), to tell a stand-in's tone
@@ -253,5 +254,43 @@ func TestRegistryStreamingVoices(t *testing.T) {
 	}
 	if vs, err := r.Voices(ctx, "espeak"); err == nil && len(vs) == 0 {
 		t.Errorf("espeak lists no voices")
+	}
+}
+
+// TestTenantStreamingVoiceIsOpaque: a tenant's streaming voice connects through the tenant
+// client, and its failures say no more than a tenant's batch voice's: not what the
+// provider answered.
+func TestTenantStreamingVoiceIsOpaque(t *testing.T) {
+	t.Parallel()
+	srv := speechtest.NewCartesia(t, speechtest.StreamOptions{ErrorMessage: "secret upstream words"})
+	tenantHTTP := netguard.NewTenantClient(true)
+	t.Cleanup(tenantHTTP.CloseIdleConnections)
+	r := speech.NewRegistry(nil, speech.RegistryOptions{TenantClient: tenantHTTP}).
+		With([]llm.ProviderConfig{{Name: "mine", Kind: llm.KindCartesia, BaseURL: srv.URL, APIKey: "k"}})
+	tts, err := r.TTS("mine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, ok := tts.(speech.StreamingTTS)
+	if !ok {
+		t.Fatal("a tenant's Cartesia voice is not a streaming voice")
+	}
+	s, err := st.Stream(testCtx(t), "", 1, 8000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Push("Hello."); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Read(make([]int16, 160))
+	if err == nil || strings.Contains(err.Error(), "secret") || !strings.Contains(err.Error(), "the provider answered 502") {
+		t.Errorf("error %v, want the status alone", err)
+	}
+	// Refused by the strict tenant client: a loopback provider.
+	strict := speech.NewRegistry(nil, speech.RegistryOptions{}).With([]llm.ProviderConfig{{Name: "mine", Kind: llm.KindCartesia, BaseURL: srv.URL}})
+	tts, _ = strict.TTS("mine")
+	if _, err := tts.(speech.StreamingTTS).Stream(testCtx(t), "", 1, 8000); err == nil || !strings.Contains(err.Error(), "did not answer") {
+		t.Errorf("a loopback tenant provider through the strict client: %v", err)
 	}
 }
