@@ -93,7 +93,7 @@ func (s *Server) callRoutes() []route {
 			Summary: "List calls, newest first, by agent, status, direction, time range and number", Query: callQuery, Response: List[store.Call]{}, Handle: s.listCalls},
 		{Method: http.MethodGet, Path: "/api/v1/calls/{id}/events", Tag: tag, Scope: store.ScopeRead, Status: http.StatusOK,
 			Summary: "The call's history: the events it published (state changes, transcript, agent speech, latency, tool calls, barge-ins, errors, answering-machine detection), oldest first, kept after the call",
-			Query: pageQuery, Response: List[store.CallEvent]{}, Handle: s.callEvents},
+			Query:   pageQuery, Response: List[store.CallEvent]{}, Handle: s.callEvents},
 		{Method: http.MethodGet, Path: "/api/v1/calls/{id}", Tag: tag, Scope: store.ScopeRead, Status: http.StatusOK,
 			Summary: "Get a call", Response: call, Handle: s.getCall},
 		{Method: http.MethodPost, Path: "/api/v1/calls/{id}/hangup", Tag: tag, Scope: store.ScopeWrite, Status: http.StatusOK,
