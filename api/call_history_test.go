@@ -76,19 +76,21 @@ func TestCallHistoryFilters(t *testing.T) {
 			}
 			return got
 		}
-		rfc := func(h int) string { return url.QueryEscape(base.Add(time.Duration(h) * time.Hour).Format(time.RFC3339)) }
+		rfc := func(h int) string {
+			return url.QueryEscape(base.Add(time.Duration(h) * time.Hour).Format(time.RFC3339))
+		}
 		for _, tt := range []struct {
 			query string
 			want  []string
 		}{
 			{"", newest},
 			{"q=0142", []string{ids[5], ids[0]}},
-			{"q=%2B1415555014", []string{ids[5], ids[0]}},     // "+1415555014", a prefix of both
-			{"q=alice_desk", []string{ids[2]}},                // case ignored
-			{"q=0101", []string{ids[5]}},                      // the to number
-			{"q=%25", []string{}},                             // "%" is itself, not a wildcard
-			{"q=_", []string{ids[2]}},                         // "_" is itself
-			{"q=4420&direction=inbound", []string{ids[1]}},    // filters combine
+			{"q=%2B1415555014", []string{ids[5], ids[0]}},  // "+1415555014", a prefix of both
+			{"q=alice_desk", []string{ids[2]}},             // case ignored
+			{"q=0101", []string{ids[5]}},                   // the to number
+			{"q=%25", []string{}},                          // "%" is itself, not a wildcard
+			{"q=_", []string{ids[2]}},                      // "_" is itself
+			{"q=4420&direction=inbound", []string{ids[1]}}, // filters combine
 			{"q=0142&status=completed&agent_id=" + agent, []string{ids[5], ids[0]}},
 			{"from=" + rfc(1) + "&to=" + rfc(4), []string{ids[3], ids[2], ids[1]}},
 			{"from=" + rfc(4), last},
