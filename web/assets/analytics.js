@@ -27,6 +27,22 @@
     return bucket === 'hour' ? d.toLocaleTimeString(undefined, {hour: '2-digit', minute: '2-digit'}) : d.toLocaleDateString(undefined, {month: 'short', day: 'numeric'});
   }
 
+  // everyBucket returns a bucket for every hour or day of the range, those without calls
+  // empty, so that the charts' time axis is even.
+  function everyBucket(a) {
+    const step = (a.bucket === 'hour' ? 3600 : 86400) * 1000;
+    const have = new Map((a.buckets || []).map((b) => [Date.parse(b.start), b]));
+    const out = [];
+    const start = Math.floor(Date.parse(a.from) / step) * step;
+    for (let t = start; t < Date.parse(a.to) && out.length < 1000; t += step) {
+      out.push(have.get(t) || {start: new Date(t).toISOString(), calls: 0, answered: 0, cost_usd: 0,
+        turn_latency_p50_ms: null, turn_latency_p90_ms: null, turn_latency_p99_ms: null});
+    }
+    // A bucket the API has that the walk did not meet (another alignment) is kept too.
+    for (const b of a.buckets || []) if (!out.includes(b)) out.push(b);
+    return out.sort((x, y) => Date.parse(x.start) - Date.parse(y.start));
+  }
+
   async function loadAgents() {
     const list = await SB.api('GET', '/api/v1/agents?limit=100');
     for (const a of list.items || []) $('a-agent').append(SB.el('option', {value: a.id}, a.name));
@@ -68,9 +84,9 @@
     $('a-error').hidden = true;
     $('a-range-info').textContent = from.toLocaleString() + ' – ' + to.toLocaleString();
     totals(a.total);
-    const buckets = a.buckets || [];
+    const buckets = everyBucket(a);
     const labels = buckets.map((b) => label(b.start, a.bucket));
-    SBCharts.bars($('chart-volume'), {labels, title: 'Calls and answered calls by ' + a.bucket, format: (v) => String(Math.round(v)),
+    SBCharts.bars($('chart-volume'), {labels, integer: true, title: 'Calls and answered calls by ' + a.bucket, format: (v) => String(Math.round(v)),
       series: [{name: 'Calls', values: buckets.map((b) => b.calls)}, {name: 'Answered', values: buckets.map((b) => b.answered), color: 1}]});
     SBCharts.lines($('chart-answer-rate'), {labels, title: 'Answer rate by ' + a.bucket, max: 1, format: (v) => Math.round(v * 100) + '%',
       series: [{name: 'Answer rate', values: buckets.map((b) => (b.calls ? b.answered / b.calls : null)), color: 1}]});

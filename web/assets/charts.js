@@ -74,7 +74,9 @@ const SBCharts = (() => {
   function bars(container, opts) {
     const {labels, series, format = String, title = '', stacked = false} = opts;
     const totals = labels.map((_, i) => stacked ? series.reduce((a, s) => a + (s.values[i] || 0), 0) : Math.max(0, ...series.map((s) => s.values[i] || 0)));
-    const max = nice(Math.max(0, ...totals));
+    let max = nice(Math.max(0, ...totals));
+    // Counts keep whole ticks: four steps of a whole number.
+    if (opts.integer) max = Math.max(4, Math.ceil(max / 4) * 4);
     const f = frame(labels, max, format, title);
     const width = f.band * 0.8 / (stacked ? 1 : series.length);
     labels.forEach((label, i) => {
@@ -120,11 +122,13 @@ const SBCharts = (() => {
     const {rows, segments, format = String, title = ''} = opts;
     const sums = rows.map((r) => r.values.reduce((a, v) => a + (v || 0), 0));
     const max = nice(Math.max(0, ...sums, ...rows.map((r) => r.total || 0)));
-    const rowH = 22, left = 84, right = 70, top = 4;
+    // Narrower than the time charts: it sits in a call's side panel, and its text must read
+    // at that size.
+    const w = 400, rowH = 22, left = 56, right = 62, top = 4;
     const h = top + rows.length * (rowH + 6) + 22;
-    const root = svg('svg', {viewBox: `0 0 ${W} ${h}`, class: 'chart rows', role: 'img', 'aria-label': title});
+    const root = svg('svg', {viewBox: `0 0 ${w} ${h}`, class: 'chart rows', role: 'img', 'aria-label': title});
     root.append(svg('title', {text: title}));
-    const iw = W - left - right;
+    const iw = w - left - right;
     const x = (v) => left + (v / max) * iw;
     rows.forEach((r, i) => {
       const y = top + i * (rowH + 6);

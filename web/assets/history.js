@@ -138,13 +138,21 @@
     writeAddress();
   }
 
+  // party is how a list shows one end of a call: a SIP URI by its user (the number), the
+  // whole of it in the cell's title and on the call's page.
+  function party(v) {
+    if (!v) return '—';
+    const m = /^sips?:([^@;]+)@/i.exec(v);
+    return m ? m[1] : v;
+  }
+
   function row(c) {
     const tr = SB.el('tr', {'data-call-id': c.id, 'data-status': c.status, 'aria-selected': String(open !== null && open.id === c.id), tabindex: '0'},
       SB.el('td', {class: 'when'}, when(c.started_at || c.created_at)),
       SB.el('td', {}, SB.el('span', {class: 'badge ' + c.status}, c.status)),
       SB.el('td', {}, c.agent_id ? agentName(c.agent_id) : c.destination || '—'),
-      SB.el('td', {class: 'mono'}, c.from || '—'),
-      SB.el('td', {class: 'mono'}, c.to || '—'),
+      SB.el('td', {class: 'mono', title: c.from || ''}, party(c.from)),
+      SB.el('td', {class: 'mono', title: c.to || ''}, party(c.to)),
       SB.el('td', {class: 'hide-narrow'}, c.direction),
       SB.el('td', {class: 'num'}, SB.duration(c.duration_seconds)),
       SB.el('td', {class: 'num hide-narrow'}, c.cost_usd ? money(c.cost_usd, c.cost && c.cost.currency) : '—'));
@@ -480,6 +488,8 @@
   }
 
   SB.signIn(async () => {
+    // The call the address opens, read before the list rewrites the address.
+    const wanted = location.hash.slice(1);
     readAddress();
     wire();
     try {
@@ -488,7 +498,6 @@
       showFilterError(e);
     }
     await loadPage();
-    const wanted = location.hash.slice(1);
     if (wanted) select(wanted);
   });
 })();
