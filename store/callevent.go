@@ -211,6 +211,8 @@ func (l *eventLog) forgetIdleLocked(now time.Time) {
 }
 
 // run writes pending events until the store closes.
+//
+//nolint:contextcheck // write-behind outlives the calls that publish and carries its own deadlines
 func (l *eventLog) run(done chan struct{}) {
 	defer close(done)
 	var retry <-chan time.Time
@@ -398,6 +400,8 @@ const callEventSweepEvery = time.Hour
 
 // sweepCallEvents deletes events older than retention every callEventSweepEvery, the first
 // time a minute after the store opened (once it has been migrated), until stop closes.
+//
+//nolint:contextcheck // the sweep belongs to the store, not to the request that opened it
 func (s *Store) sweepCallEvents(retention time.Duration, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	select {
