@@ -259,13 +259,24 @@ func (l *eventLog) pass(ctx context.Context) (waiting bool) {
 		l.pending = l.pending[n:]
 		l.busy = true
 		l.mu.Unlock()
-		later = append(later, l.write(ctx, batch)...)
+		again, away := l.write(ctx, batch)
+		later = append(later, again...)
+		if away {
+			// The database is away: the rest waits for the next attempt rather than each
+			// batch waiting out its own timeout.
+			l.mu.Lock()
+			l.pending = append(later, l.pending...)
+			l.busy = false
+			l.mu.Unlock()
+			return true
+		}
 	}
 }
 
 // write inserts a batch in one statement; when the database refuses it, each event alone,
-// so that one refused event costs no other. It returns the events to try again.
-func (l *eventLog) write(ctx context.Context, batch []pendingEvent) (again []pendingEvent) {
+// so that one refused event costs no other. It returns the events to try again, and whether
+// the database is away.
+func (l *eventLog) write(ctx context.Context, batch []pendingEvent) (again []pendingEvent, away bool) {
 	rows := make([]CallEvent, len(batch))
 	for i := range batch {
 		rows[i] = batch[i].ev
@@ -275,11 +286,11 @@ func (l *eventLog) write(ctx context.Context, batch []pendingEvent) (again []pen
 	cancel()
 	if err == nil {
 		l.written.Add(int64(len(rows)))
-		return nil
+		return nil, false
 	}
 	now := time.Now()
 	if errors.Is(classify(err), ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
-		return l.keep(batch, now)
+		return l.keep(batch, now), true
 	}
 	for _, p := range batch {
 		wctx, cancel := context.WithTimeout(ctx, callWriteTimeout)
@@ -299,7 +310,7 @@ func (l *eventLog) write(ctx context.Context, batch []pendingEvent) (again []pen
 			l.log.Warn("call event refused by the database", "call_id", p.ev.CallID, "type", p.ev.Type, "error", err)
 		}
 	}
-	return again
+	return again, false
 }
 
 // keep returns the events still young enough to wait, and counts the others dropped.
