@@ -34,8 +34,8 @@ func (s *eventsSocket) waitEnded() string {
 // restarted, so that what the pages show comes from the store and not from the hub's memory.
 // In Chromium the call history pages through them, finds the agent's call by agent and by
 // number, plays its recording, draws its turn latency by stage, shows its cost as the API
-// has it and the events it published, kept after the restart; the analytics page charts
-// the two calls.
+// has it and the events and errors it published, kept after the restart; the analytics
+// page charts the two calls.
 func TestCallHistoryInBrowser(t *testing.T) {
 	// Not parallel, like the other browser tests: Chromium's load would shift the timing of
 	// the package's calls.
@@ -79,6 +79,10 @@ func TestCallHistoryInBrowser(t *testing.T) {
 		return speechtest.Transcript{Text: "Where is my order?"}
 	})
 	model.Enqueue(llmtest.Reply{Text: "Your order ships tomorrow morning.", Usage: llm.Usage{InputTokens: 1200, OutputTokens: 300}})
+	// The greeting's speech fails, and once more (the agent then says it in its fallback
+	// voice): an error the call's page must still show after the restart.
+	unavailable := speechtest.Speech{Status: http.StatusBadRequest, Message: "voice alloy is unavailable"}
+	voice.EnqueueSpeech(unavailable, unavailable)
 
 	ws := dialEvents(t, n, key)
 	if f := ws.command(map[string]any{"type": "subscribe", "topics": []string{"tenant"}}); f.Type != "ack" {
@@ -153,6 +157,9 @@ func TestCallHistoryInBrowser(t *testing.T) {
 	}
 	if tr := strings.ToLower(fmt.Sprint(evs["transcript"])); !strings.Contains(tr, "ships tomorrow") {
 		t.Errorf("the transcript lacks the answer: %s", tr)
+	}
+	if errs := fmt.Sprint(evs["errors"]); !slices.Contains(types, any("agent.error")) || !strings.Contains(errs, "tts") || !strings.Contains(errs, "alloy is unavailable") {
+		t.Errorf("the call's page lacks the greeting's speech error: %s", errs)
 	}
 
 	a := b.next("analytics", 60*time.Second)
