@@ -425,8 +425,13 @@ func ListCalls(ctx context.Context, s *Store, tenantID string, f CallFilter, pag
 		q = q.Where("created_at < ?", f.Until.UTC())
 	}
 	if f.Number != "" {
-		pat := "%" + likeEscaper.Replace(strings.ToLower(f.Number)) + "%"
-		q = q.Where(`(LOWER(from_uri) LIKE ? ESCAPE '\' OR LOWER(to_uri) LIKE ? ESCAPE '\')`, pat, pat)
+		// SQLite's LIKE ignores the case of ASCII letters; PostgreSQL's ILIKE does that.
+		// Neither lowers each row's columns first, which would cost the scan twice over.
+		like, pat := "LIKE", "%"+likeEscaper.Replace(f.Number)+"%"
+		if s.dialect == Postgres {
+			like = "ILIKE"
+		}
+		q = q.Where(`(from_uri `+like+` ? ESCAPE '\' OR to_uri `+like+` ? ESCAPE '\')`, pat, pat)
 	}
 	total, err := q.Order("created_at DESC", "id DESC").Limit(int64(page.Limit)).Offset(int64(page.Offset)).ScanAndCount(ctx)
 	if err != nil {
