@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -76,6 +77,9 @@ var callQuery = append([]param{
 	{Name: "direction", Description: "Only calls of this direction: inbound, outbound or web"},
 	{Name: "since", Description: "Only calls created at or after this time (RFC 3339)"},
 	{Name: "until", Description: "Only calls created before this time (RFC 3339)"},
+	{Name: "from", Description: "Only calls started at or after this time (RFC 3339); the same as since"},
+	{Name: "to", Description: "Only calls started before this time (RFC 3339); the same as until"},
+	{Name: "q", Description: "Only calls whose from or to number (or SIP URI) contains this text, ignoring case; at most " + strconv.Itoa(store.MaxCallSearchLen) + " characters"},
 }, pageQuery...)
 
 func (s *Server) callRoutes() []route {
@@ -86,7 +90,10 @@ func (s *Server) callRoutes() []route {
 			Summary: "Place an outbound call to a number, SIP user or SIP URI, answered by an agent or a built-in destination",
 			Request: CallRequest{}, Response: call, Handle: s.placeCall},
 		{Method: http.MethodGet, Path: "/api/v1/calls", Tag: tag, Scope: store.ScopeRead, Status: http.StatusOK,
-			Summary: "List calls, newest first", Query: callQuery, Response: List[store.Call]{}, Handle: s.listCalls},
+			Summary: "List calls, newest first, by agent, status, direction, time range and number", Query: callQuery, Response: List[store.Call]{}, Handle: s.listCalls},
+		{Method: http.MethodGet, Path: "/api/v1/calls/{id}/events", Tag: tag, Scope: store.ScopeRead, Status: http.StatusOK,
+			Summary: "The call's history: the events it published (state changes, transcript, agent speech, latency, tool calls, barge-ins, errors, answering-machine detection), oldest first, kept after the call",
+			Query:   pageQuery, Response: List[store.CallEvent]{}, Handle: s.callEvents},
 		{Method: http.MethodGet, Path: "/api/v1/calls/{id}", Tag: tag, Scope: store.ScopeRead, Status: http.StatusOK,
 			Summary: "Get a call", Response: call, Handle: s.getCall},
 		{Method: http.MethodPost, Path: "/api/v1/calls/{id}/hangup", Tag: tag, Scope: store.ScopeWrite, Status: http.StatusOK,
@@ -180,10 +187,18 @@ func callFilter(r *http.Request) (store.CallFilter, error) {
 	if f.AgentID != "" && !strings.HasPrefix(f.AgentID, "agt_") {
 		return f, errValidation("agent_id", "is not an agent ID")
 	}
+	if f.Number = strings.TrimSpace(q.Get("q")); len([]rune(f.Number)) > store.MaxCallSearchLen {
+		return f, errValidation("q", "must be at most %d characters", store.MaxCallSearchLen)
+	}
+	for _, pair := range [][2]string{{"since", "from"}, {"until", "to"}} {
+		if q.Has(pair[0]) && q.Has(pair[1]) {
+			return f, errValidation(pair[1], "is the same as %s: give one of them", pair[0])
+		}
+	}
 	for _, t := range []struct {
 		name string
 		dst  *time.Time
-	}{{"since", &f.Since}, {"until", &f.Until}} {
+	}{{"since", &f.Since}, {"until", &f.Until}, {"from", &f.Since}, {"to", &f.Until}} {
 		v := q.Get(t.name)
 		if v == "" {
 			continue
@@ -195,6 +210,9 @@ func callFilter(r *http.Request) (store.CallFilter, error) {
 		*t.dst = at
 	}
 	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Until.After(f.Since) {
+		if q.Has("to") {
+			return f, errValidation("to", "must be after from")
+		}
 		return f, errValidation("until", "must be after since")
 	}
 	return f, nil
@@ -226,6 +244,24 @@ func (s *Server) callTranscript(w http.ResponseWriter, r *http.Request, p *Princ
 		return err
 	}
 	writeJSON(w, http.StatusOK, t)
+	return nil
+}
+
+func (s *Server) callEvents(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	page, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	// Another tenant's call is not found, like a made-up one.
+	c, err := s.storedCall(r.Context(), p.TenantID, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	items, total, err := store.ListCallEvents(r.Context(), s.store, p.TenantID, c.ID, page)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, List[store.CallEvent]{Items: items, Total: total, Limit: page.Limit, Offset: page.Offset})
 	return nil
 }
 

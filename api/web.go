@@ -20,6 +20,10 @@ func (s *Server) webRoutes() []route {
 			Summary: "The browser voice client: sign in, choose an agent, and call it over WebRTC (also at / for a browser)"},
 		{Method: http.MethodGet, Path: "/dashboard", Tag: tag, Raw: true, Status: http.StatusOK, Handle: s.webPage(web.PageDashboard),
 			Summary: "The dashboard: live calls with their transcripts and events, reports of ended calls, recent calls, agents"},
+		{Method: http.MethodGet, Path: "/calls", Tag: tag, Raw: true, Status: http.StatusOK, Handle: s.webPage(web.PageCalls),
+			Summary: "The call history: calls by agent, status, direction, time and number, and each call's recording, voicemail, turn latency, cost, transcript, events and errors"},
+		{Method: http.MethodGet, Path: "/analytics", Tag: tag, Raw: true, Status: http.StatusOK, Handle: s.webPage(web.PageAnalytics),
+			Summary: "Charts of the tenant's calls: volume, answer rate, turn latency percentiles and cost, by hour or day"},
 		{Method: http.MethodGet, Path: "/web/assets/{file}", Tag: tag, Raw: true, Status: http.StatusOK, Handle: s.webAsset,
 			Summary: "Scripts, styles and images of the voice client and the dashboard"},
 	}

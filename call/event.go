@@ -63,7 +63,8 @@ func Topic(id string) string { return "call:" + id }
 
 // PublishEnded publishes call.ended for a call that ended without its carrier: a call of a
 // lost node, failed by the node that noticed (store.Heartbeat's OnLost). Subscribers see it
-// on the same topics as any other call's end.
-func PublishEnded(events Publisher, rec store.Call) error {
+// on the same topics as any other call's end, and the call's history in st keeps it.
+func PublishEnded(events Publisher, st *store.Store, rec store.Call) error {
+	store.RecordCallEvent(st, rec.TenantID, rec.ID, EventEnded, rec)
 	return events.Publish(rec.TenantID, Topic(rec.ID), EventEnded, rec)
 }

@@ -150,17 +150,20 @@ func (r *Recorder) Ended(ctx context.Context, reason Reason, quality *store.Call
 }
 
 // Publish sends an event about the call to its topic (and so, through the hub, to the
-// tenant's topic that dashboards follow).
+// tenant's topic that dashboards follow), and keeps it in the call's history.
 func (r *Recorder) Publish(typ string, data any) {
 	if r.onEvent != nil {
 		r.onEvent(typ, data)
 	}
-	if r.events == nil {
-		return
-	}
 	r.mu.Lock()
 	tenantID, id := r.rec.TenantID, r.rec.ID
 	r.mu.Unlock()
+	// The call's history keeps what it published, written behind the call, after the hub
+	// has forgotten it.
+	store.RecordCallEvent(r.st, tenantID, id, typ, data)
+	if r.events == nil {
+		return
+	}
 	// The hub carries every event of a call's topic to the tenant's topic too, once.
 	if err := r.events.Publish(tenantID, Topic(id), typ, data); err != nil {
 		r.log.Warn("call event not published", "type", typ, "error", err)

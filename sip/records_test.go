@@ -95,7 +95,7 @@ func TestNodeLostCallEnded(t *testing.T) {
 	events := newEventLog()
 	h, err := store.NewHeartbeat(st, store.HeartbeatOptions{Node: "new-host", Every: 50 * time.Millisecond, Timeout: 300 * time.Millisecond,
 		OnLost: func(rec store.Call) {
-			if err := call.PublishEnded(events, rec); err != nil {
+			if err := call.PublishEnded(events, nil, rec); err != nil {
 				t.Error(err)
 			}
 		}})

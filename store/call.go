@@ -393,7 +393,16 @@ type CallFilter struct {
 	Direction string
 	// Since and Until bound the creation time: Since <= created_at < Until.
 	Since, Until time.Time
+	// Number finds calls whose from or to contains it, ignoring case (at most
+	// MaxCallSearchLen characters).
+	Number string
 }
+
+// MaxCallSearchLen bounds the text a call list is searched for.
+const MaxCallSearchLen = 64
+
+// likeEscaper makes text match itself in a LIKE pattern with ESCAPE '\'.
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 
 // ListCalls reads a page of the tenant's calls that pass the filter, newest first, and how
 // many pass it in all.
@@ -414,6 +423,15 @@ func ListCalls(ctx context.Context, s *Store, tenantID string, f CallFilter, pag
 	}
 	if !f.Until.IsZero() {
 		q = q.Where("created_at < ?", f.Until.UTC())
+	}
+	if f.Number != "" {
+		// SQLite's LIKE ignores the case of ASCII letters; PostgreSQL's ILIKE does that.
+		// Neither lowers each row's columns first, which would cost the scan twice over.
+		like, pat := "LIKE", "%"+likeEscaper.Replace(f.Number)+"%"
+		if s.dialect == Postgres {
+			like = "ILIKE"
+		}
+		q = q.Where(`(from_uri `+like+` ? ESCAPE '\' OR to_uri `+like+` ? ESCAPE '\')`, pat, pat)
 	}
 	total, err := q.Order("created_at DESC", "id DESC").Limit(int64(page.Limit)).Offset(int64(page.Offset)).ScanAndCount(ctx)
 	if err != nil {

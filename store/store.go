@@ -52,6 +52,10 @@ type Store struct {
 	now func() time.Time
 	// calls writes calls' records, retrying those the database refused (callwriter.go).
 	calls *callWriter
+	// events is the write-behind of calls' events (callevent.go); sweepStop ends the sweep
+	// of expired ones, when there is a retention, and sweepDone says it ended.
+	events               *eventLog
+	sweepStop, sweepDone chan struct{}
 	// trunkWrites counts the trunk writes committed through this Store; inbound caches the
 	// node's inbound trunks against it (see FindInboundTrunks).
 	trunkWrites atomic.Uint64
@@ -78,6 +82,8 @@ type Options struct {
 	// DefaultCallRetryFor).
 	CallRetryLimit int
 	CallRetryFor   time.Duration
+	// CallEventRetention is how long a call's events are kept (0: as long as the call).
+	CallEventRetention time.Duration
 }
 
 // Open connects to the database named by opts and checks that it answers. It does not migrate;
@@ -127,6 +133,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		opts.Log, opts.CallRetryLimit, opts.CallRetryFor)
 	s.calls.insert = func(ctx context.Context, c *Call) error { return insertCallState(ctx, s, c) }
 	s.calls.batch = func(ctx context.Context, states []batchState) error { return writeCallStates(ctx, s, states) }
+	s.events = newEventLog(s, opts.Log)
 	if len(opts.Secret) > 0 {
 		if s.sealer, err = NewSealer(opts.Secret); err != nil {
 			_ = db.Close()
@@ -138,6 +145,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := s.Ping(pingCtx); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("store: %s database does not answer: %w", dialect, err)
+	}
+	if opts.CallEventRetention > 0 {
+		s.sweepStop, s.sweepDone = make(chan struct{}), make(chan struct{})
+		go s.sweepCallEvents(opts.CallEventRetention, s.sweepStop, s.sweepDone)
 	}
 	return s, nil
 }
@@ -220,6 +231,11 @@ func (s *Store) Ping(ctx context.Context) error {
 // for the database are dropped (and logged): call FlushCalls first to wait for them.
 func (s *Store) Close() error {
 	s.calls.close()
+	s.events.close()
+	if s.sweepStop != nil {
+		close(s.sweepStop)
+		<-s.sweepDone
+	}
 	s.stmts.Range(func(_, v any) bool { _ = v.(*sql.Stmt).Close(); return true })
 	return s.db.Close()
 }

@@ -18,11 +18,15 @@ var files embed.FS
 const (
 	PageCall      = "call"
 	PageDashboard = "dashboard"
+	// PageCalls is the call history and a call's page; PageAnalytics the charts of the
+	// tenant's calls.
+	PageCalls     = "calls"
+	PageAnalytics = "analytics"
 )
 
-// Page returns the HTML of a page (PageCall, PageDashboard).
+// Page returns the HTML of a page (PageCall, PageDashboard, PageCalls, PageAnalytics).
 func Page(name string) ([]byte, bool) {
-	if name != PageCall && name != PageDashboard {
+	if name != PageCall && name != PageDashboard && name != PageCalls && name != PageAnalytics {
 		return nil, false
 	}
 	b, err := files.ReadFile("pages/" + name + ".html")

@@ -198,7 +198,7 @@ func (n *server) joinCluster(ctx context.Context) error {
 		n.log.Warn("calls interrupted by the last stop marked failed", "calls", count, "node", c.Node)
 	}
 	heart, err := store.NewHeartbeat(st, store.HeartbeatOptions{Node: c.Node, Version: version, Every: c.NodeHeartbeat,
-		Timeout: c.NodeTimeout, Log: n.log, OnLost: func(rec store.Call) { _ = call.PublishEnded(n.hub, rec) }})
+		Timeout: c.NodeTimeout, Log: n.log, OnLost: func(rec store.Call) { _ = call.PublishEnded(n.hub, st, rec) }})
 	if err != nil {
 		return err
 	}

@@ -57,6 +57,9 @@ type Config struct {
 	Demo         bool
 	// RecordingRetention is how long a recording is kept after its call (0: kept).
 	RecordingRetention time.Duration
+	// CallEventRetention is how long the events a call published are kept (0: as long as
+	// the call).
+	CallEventRetention time.Duration
 	// SIP over TCP and TLS: idle and header timeouts, connection caps (sip.Config).
 	SIPTCPIdleTimeout, SIPTCPHeaderTimeout time.Duration
 	SIPTCPMaxConns, SIPTCPMaxConnsPerAddr  int
@@ -159,6 +162,7 @@ func (c *Config) ServeSettings(s *settings.Set) {
 	s.Duration(&c.MediaTimeout, "media-timeout", "SWITCHBOARD_MEDIA_TIMEOUT", 30*time.Second, "a call whose RTP stops for this long is ended")
 	s.Bool(&c.RecordCalls, "record-calls", "SWITCHBOARD_RECORD_CALLS", false, "record every answered call as a stereo WAV under the data directory's recordings/")
 	s.Duration(&c.RecordingRetention, "recording-retention", "SWITCHBOARD_RECORDING_RETENTION", 0, "delete a call's recording this long after the call ended, such as 720h (0: keep; an agent's recording.retention_days wins)")
+	s.Duration(&c.CallEventRetention, "call-event-retention", "SWITCHBOARD_CALL_EVENT_RETENTION", 0, "delete the events a call published (its history at /api/v1/calls/{id}/events) this long after they happened, such as 2160h (0: keep them as long as the call)")
 	s.Bool(&c.Demo, "demo", "SWITCHBOARD_DEMO", true, "create the demo agent (sip:demo@…) on first start")
 	host, _ := os.Hostname()
 	s.Text(&c.Node, "node", "SWITCHBOARD_NODE", host, "this node's name in call records; a restart fails the calls it carried (default: the host name)", nil)
@@ -350,7 +354,7 @@ func (c *Config) ReadSecret() ([]byte, error) {
 // OpenStore opens and migrates the database the settings name, with the server secret the
 // command read once, and makes sure the default tenant exists.
 func (c *Config) OpenStore(ctx context.Context, secret []byte, log *slog.Logger) (*store.Store, *store.Tenant, error) {
-	st, err := store.Open(ctx, store.Options{URL: c.DatabaseURL, DataDir: c.DataDir, Secret: secret, Log: log})
+	st, err := store.Open(ctx, store.Options{URL: c.DatabaseURL, DataDir: c.DataDir, Secret: secret, Log: log, CallEventRetention: c.CallEventRetention})
 	if err != nil {
 		return nil, nil, err
 	}
