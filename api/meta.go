@@ -186,6 +186,7 @@ const swaggerPage = `<!doctype html>
 <head>
 <meta charset="utf-8">
 <title>Switchboard API</title>
+<link rel="icon" href="/favicon.ico" type="image/svg+xml">
 <link rel="stylesheet" href="/docs/assets/swagger-ui.css">
 </head>
 <body>
@@ -203,11 +204,21 @@ const redocPage = `<!doctype html>
 <head>
 <meta charset="utf-8">
 <title>Switchboard API</title>
+<link rel="icon" href="/favicon.ico" type="image/svg+xml">
 <style>body { margin: 0; padding: 0; }</style>
 </head>
 <body>
-<redoc spec-url="/openapi.json"></redoc>
+<div id="redoc"></div>
 <script src="/docs/assets/redoc.standalone.js"></script>
+<script>
+// The system's fonts: ReDoc's own (Roboto, Montserrat) would be fetched from another origin.
+var sans = "system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif";
+Redoc.init("/openapi.json", {
+  expandResponses: "200,201,202",
+  requiredPropsFirst: true,
+  theme: {typography: {fontFamily: sans, headings: {fontFamily: sans}, code: {fontFamily: "ui-monospace, 'SF Mono', Menlo, Consolas, monospace"}}}
+}, document.getElementById("redoc"));
+</script>
 </body>
 </html>
 `
