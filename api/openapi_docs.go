@@ -85,7 +85,7 @@ var operationDocs = map[string]opDoc{
 	// API keys.
 	"POST /api/v1/keys": {Summary: "Create an API key",
 		Description: "Makes a key of the credential's tenant with scopes no wider than the caller's own. The key itself is in this answer only: it is stored hashed and never shown again. Admin scope. A key made by a key is bounded by its maker's scopes and limits and revoked with it.",
-		Request:     jsonText(`{"name":"Call center backend","scopes":["read","write"],"rate_limit":600,"budget_usd":50}`),
+		Request:     jsonText(`{"name":"Call center backend","scopes":["read","write"],"rate_limit":60,"budget_usd":50}`),
 		Response:    with(exKey, `{"key":"as_live_3kq9Vd2LwP8sNc4RtY6hJm1Zx7Pw","last_used_at":null}`)},
 	"GET /api/v1/keys": {Summary: "List API keys",
 		Description: "The tenant's keys, newest first, with their scopes, limits and last use; never the keys themselves (display shows enough to recognise one). Admin scope.",
@@ -95,8 +95,8 @@ var operationDocs = map[string]opDoc{
 		Response:    exKey},
 	"PATCH /api/v1/keys/{id}": {Summary: "Update an API key",
 		Description: "Renames a key or changes its scopes, rate limit, token limit, budget or expiry; fields left out keep their values. Admin scope; scopes wider than the caller's are a 403.",
-		Request:     jsonText(`{"name":"Call center backend (EU)","rate_limit":300}`),
-		Response:    with(exKey, `{"name":"Call center backend (EU)","rate_limit":300,"updated_at":"2026-12-07T15:02:00Z"}`)},
+		Request:     jsonText(`{"name":"Call center backend (EU)","rate_limit":30}`),
+		Response:    with(exKey, `{"name":"Call center backend (EU)","rate_limit":30,"updated_at":"2026-12-07T15:02:00Z"}`)},
 	"DELETE /api/v1/keys/{id}": {Summary: "Revoke an API key",
 		Description: "Revokes a key: it and the keys it made stop working at once, on every node, and their open streams close. Admin scope."},
 

@@ -427,3 +427,46 @@ func TestExampleValidatorCatches(t *testing.T) {
 		t.Errorf("a good agent: %v", errs)
 	}
 }
+
+// TestOpenAPIExamplesAreReal: the document's request examples of the resources that need
+// nothing made before them are taken by the server as they stand (the documented success),
+// and what it answers is valid against the operation's answer schema: the schemas say what
+// the server really sends, read-only and write-only included.
+func TestOpenAPIExamplesAreReal(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, store.SQLite)
+	var doc map[string]any
+	if err := json.Unmarshal(ts.do(http.MethodGet, "/openapi.json", "", nil).Body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	v := &exampleValidator{doc: doc}
+	paths := doc["paths"].(map[string]any)
+	for _, path := range []string{"/api/v1/users", "/api/v1/keys", "/api/v1/tools", "/api/v1/workflows", "/api/v1/trunks", "/api/v1/knowledge-bases"} {
+		op := paths[path].(map[string]any)["post"].(map[string]any)
+		media := op["requestBody"].(map[string]any)["content"].(map[string]any)["application/json"].(map[string]any)
+		body, err := json.Marshal(media["example"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := ts.do(http.MethodPost, path, ts.Key, string(body))
+		wantStatus(t, r, http.StatusCreated, "POST "+path+" with the document's example")
+		var got any
+		if err := json.Unmarshal(r.Body, &got); err != nil {
+			t.Fatal(err)
+		}
+		answer := op["responses"].(map[string]any)["201"].(map[string]any)["content"].(map[string]any)["application/json"].(map[string]any)
+		if errs := v.check(answer["schema"], got, "answer"); len(errs) > 0 {
+			t.Errorf("POST %s answered what its schema does not describe: %v\n%s", path, errs, r.Body)
+		}
+		// And the list of them, as GET answers it.
+		list := paths[path].(map[string]any)["get"].(map[string]any)["responses"].(map[string]any)["200"].(map[string]any)["content"].(map[string]any)["application/json"].(map[string]any)
+		lr := ts.do(http.MethodGet, path, ts.Key, nil)
+		wantStatus(t, lr, http.StatusOK, "GET "+path)
+		if err := json.Unmarshal(lr.Body, &got); err != nil {
+			t.Fatal(err)
+		}
+		if errs := v.check(list["schema"], got, "answer"); len(errs) > 0 {
+			t.Errorf("GET %s answered what its schema does not describe: %v", path, errs)
+		}
+	}
+}

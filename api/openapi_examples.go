@@ -86,7 +86,7 @@ const exUser jsonText = `{"id":"usr_01m98d82tr7e3s3e28jt97kb6c","tenant_id":"ten
 "created_at":"2026-12-01T09:04:10Z","updated_at":"2026-12-01T09:04:10Z"}`
 
 const exKey jsonText = `{"id":"key_01m98dm14q643dzvmxxqkfbf5k","tenant_id":"ten_01m98d65ak9s346q3d25vt4f5v","name":"Call center backend",
-"kind":"as_live_","display":"as_live_3kq9…x7Pw","scopes":["read","write"],"rate_limit":600,"token_limit":0,"budget_usd":50,
+"kind":"as_live_","display":"as_live_3kq9…x7Pw","scopes":["read","write"],"rate_limit":60,"token_limit":0,"budget_usd":50,
 "last_used_at":"2026-12-07T13:58:40Z","expires_at":null,"revoked_at":null,"created_at":"2026-12-02T10:15:00Z","updated_at":"2026-12-02T10:15:00Z"}`
 
 const exAgent jsonText = `{"id":"agt_01m98eg3ffzx45hy43kwjrp1xp","tenant_id":"ten_01m98d65ak9s346q3d25vt4f5v","name":"Front desk",
