@@ -129,6 +129,13 @@ func (s *Server) openAPI() map[string]any {
 	g.components["Error"] = g.schema(reflect.TypeOf(errorBody{}))
 	g.markAnswerOnly(requestSchemas)
 	errorResponses := dialectErrorResponses()
+	for name, ex := range dialectErrorExamples {
+		resp, _ := errorResponses[name].(map[string]any)
+		content, _ := resp["content"].(map[string]any)
+		if media, ok := content["application/json"].(map[string]any); ok {
+			media["example"] = exampleValue(ex)
+		}
+	}
 	errorResponses["Error"] = map[string]any{
 		"description": "An error in the canonical shape",
 		"content": map[string]any{"application/json": map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/Error"},

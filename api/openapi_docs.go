@@ -452,6 +452,22 @@ var operationDocs = map[string]opDoc{
 		Request:     jsonText(`{"query":"are you open on saturday","limit":3}`),
 		Response:    jsonText(`{"query":"are you open on saturday","took_ms":4.2,"results":[` + string(exHit) + `]}`)},
 
+	// Realtime.
+	"GET /api/v1/events": {Summary: "Stream events (SSE)",
+		Description: "Server-Sent Events of the tenant's topics (?topics=tenant,call:{id},session:{id},agent:{id},knowledge:{id}): calls starting, ringing, answered and ended, their transcripts as they are spoken, changes to agents and numbers, documents ready. Resume after a drop with Last-Event-ID (EventSource does it by itself). Read scope; the key may come as ?token= since EventSource cannot set headers. 404 for a topic naming something the tenant does not have.",
+		Response:    "id: 1042\nevent: call.transcript\ndata: {\"topic\":\"call:call_01m98fjz1t1dq91k5gqapenecf\",\"type\":\"call.transcript\",\"data\":{\"role\":\"user\",\"text\":\"Are you open on Saturday?\",\"final\":true}}\n\n"},
+	"GET /api/v1/ws": {Summary: "Events and commands (WebSocket)",
+		Description: "A WebSocket of JSON messages: subscribe, unsubscribe, ping and commands in; event, ack, error and pong out. The same topics and events as /api/v1/events. Read scope; the key may come as ?token= for browsers. A revoked key or deleted user closes the socket at once.",
+		Response:    `{"type":"event","topic":"tenant","id":1043,"event":{"type":"call.ended","data":{"call_id":"call_01m98fjz1t1dq91k5gqapenecf","ended_reason":"caller-hangup"}}}`},
+
+	// Profiles.
+	"GET /debug/pprof/": {Summary: "List runtime profiles",
+		Description: "The Go runtime's profiles of this node, as net/http/pprof lists them. Operators only (an admin key of the default tenant); served only with SWITCHBOARD_PPROF.",
+		Response:    "<html><head><title>/debug/pprof/</title></head><body>…<a href=\"heap?debug=1\">heap</a>…</body></html>"},
+	"GET /debug/pprof/{profile}": {Summary: "Get a runtime profile",
+		Description: "A runtime profile in pprof's format: profile (CPU, ?seconds=30), heap, allocs, goroutine, mutex, block, threadcreate, trace (?seconds=1), cmdline, symbol; ?debug=1 for text. Operators only; served only with SWITCHBOARD_PPROF. Read it with go tool pprof.",
+		Response:    "goroutine profile: total 48\n12 @ 0x43a1d6 0x4093ac 0x408f18 0x7d3c45 0x471a21\n…"},
+
 	// Call webhooks.
 	"GET /api/v1/webhook-deliveries": {Summary: "List webhook deliveries",
 		Description: "The deliveries of call webhooks, newest first: each event posted (or to post) to an agent's or a phone number's server, with its status, attempts, last answer and error. Read scope.",

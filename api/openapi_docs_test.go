@@ -12,8 +12,18 @@ import (
 	"time"
 
 	"github.com/switchboard-go/switchboard/api"
+	"github.com/switchboard-go/switchboard/realtime"
 	"github.com/switchboard-go/switchboard/store"
 )
+
+// docServer is a server with every optional surface on (event streams, runtime profiles),
+// so that its document holds every route a node can serve.
+func docServer(t *testing.T) *testServer {
+	t.Helper()
+	streams := realtime.NewServer(realtime.NewHub(realtime.Options{}), nil, realtime.Limits{}, nil)
+	return newTestServerOpts(t, store.Options{DataDir: t.TempDir(), Secret: testSecret},
+		api.Config{Pprof: true, Streams: streams, DefaultRateLimit: 1_000_000})
+}
 
 // TestOpenAPITeaches: every operation of the document has a short summary and a description,
 // an example of its request body when it takes one and of its answer when it has one, and
@@ -22,7 +32,7 @@ import (
 // added without docs (api/openapi_docs.go) fails here, naming it.
 func TestOpenAPITeaches(t *testing.T) {
 	t.Parallel()
-	ts := newTestServer(t, store.SQLite)
+	ts := docServer(t)
 	raw := ts.do(http.MethodGet, "/openapi.json", "", nil)
 	wantStatus(t, raw, http.StatusOK, "openapi.json")
 	var doc map[string]any
@@ -97,13 +107,15 @@ func TestOpenAPITeaches(t *testing.T) {
 	if ops < 100 {
 		t.Fatalf("only %d operations in the document", ops)
 	}
-	// The shared error answer teaches its shape too.
-	errResp := doc["components"].(map[string]any)["responses"].(map[string]any)["Error"].(map[string]any)
-	media := errResp["content"].(map[string]any)["application/json"].(map[string]any)
-	if ex, ok := media["example"]; !ok {
-		t.Error("the Error answer has no example")
-	} else if errs := v.check(media["schema"], ex, "answer"); len(errs) > 0 {
-		t.Errorf("the Error example: %v", errs)
+	// The shared error answers teach their shapes too, each surface's its own.
+	errResps := doc["components"].(map[string]any)["responses"].(map[string]any)
+	for _, name := range sortedKeys(errResps) {
+		media := errResps[name].(map[string]any)["content"].(map[string]any)["application/json"].(map[string]any)
+		if ex, ok := media["example"]; !ok {
+			t.Errorf("the %s answer has no example", name)
+		} else if errs := v.check(media["schema"], ex, "answer"); len(errs) > 0 {
+			t.Errorf("the %s example: %v", name, errs)
+		}
 	}
 	// Docs written for a route that is gone are found.
 	for _, op := range api.DocumentedOperations() {
@@ -247,7 +259,28 @@ func (v *exampleValidator) walk(schema, value any, at, dir string) []string {
 	if dir == "answer" && s["writeOnly"] == true {
 		errs = append(errs, at+": write-only, yet in an answer")
 	}
-	if alts, ok := s["anyOf"].([]any); ok {
+	if c, ok := s["const"]; ok && fmt.Sprint(c) != fmt.Sprint(value) {
+		errs = append(errs, fmt.Sprintf("%s: %v is not %v", at, value, c))
+	}
+	// A list of types is any of them; oneOf is checked as anyOf (an example matching two
+	// alternatives is still an instance).
+	if types, ok := s["type"].([]any); ok {
+		alts := make([]any, len(types))
+		for i, ty := range types {
+			alt := map[string]any{}
+			for k, x := range s {
+				alt[k] = x
+			}
+			alt["type"] = ty
+			alts[i] = alt
+		}
+		s = map[string]any{"anyOf": alts}
+	}
+	alts, ok := s["anyOf"].([]any)
+	if !ok {
+		alts, ok = s["oneOf"].([]any)
+	}
+	if ok {
 		var best []string
 		for _, alt := range alts {
 			e := v.walk(alt, value, at, dir)

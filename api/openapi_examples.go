@@ -218,6 +218,14 @@ const exSDPOffer = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\n
 
 const exSDPAnswer = "v=0\r\no=- 8217735921430051201 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendrecv\r\na=rtpmap:111 opus/48000/2\r\na=candidate:1 1 udp 2130706431 198.51.100.7 40012 typ host\r\n…"
 
+// dialectErrorExamples are the errors of the compatible surfaces, each in its own shape.
+var dialectErrorExamples = map[string]jsonText{
+	"FastAPIError":   `{"detail":[{"loc":["body","yaml_content"],"msg":"is required","type":"missing"}]}`,
+	"AmaStudioError": `{"error":{"message":"Invalid API key","code":401}}`,
+	"OpenAIError":    `{"error":{"message":"The model 'openai/gpt-5-turbo' does not exist or you do not have access to it.","type":"invalid_request_error","param":"model","code":"model_not_found"}}`,
+	"AnthropicError": `{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: is required"}}`,
+}
+
 // errorExample is the canonical error answer: a 422 naming the field.
 const errorExample jsonText = `{"error":{"code":"validation_error","message":"Invalid request: temperature must be between 0 and 2",
 "details":[{"field":"temperature","message":"must be between 0 and 2"}]}}`
