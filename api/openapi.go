@@ -141,8 +141,13 @@ func (s *Server) openAPI() map[string]any {
 		"content": map[string]any{"application/json": map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/Error"},
 			"example": exampleValue(errorExample)}},
 	}
+	tags := make([]any, 0, len(tagDocs))
+	for _, td := range tagDocs {
+		tags = append(tags, map[string]any{"name": td.Name, "description": td.Description})
+	}
 	return map[string]any{
 		"openapi": "3.1.0",
+		"tags":    tags,
 		"info": map[string]any{
 			"title":       "Switchboard API",
 			"version":     s.cfg.Version,

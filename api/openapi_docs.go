@@ -94,7 +94,7 @@ var operationDocs = map[string]opDoc{
 		Description: "One key of the tenant, without the key itself. Admin scope; another tenant's key is a 404.",
 		Response:    exKey},
 	"PATCH /api/v1/keys/{id}": {Summary: "Update an API key",
-		Description: "Renames a key or changes its scopes, rate limit, token limit, budget or expiry; fields left out keep their values. Admin scope; scopes wider than the caller's are a 403.",
+		Description: "Renames a key or changes its scopes, rate limit, token limit, budget or expiry; fields left out keep their values. Admin scope; scopes or limits beyond the caller's own are a 403 naming the field.",
 		Request:     jsonText(`{"name":"Call center backend (EU)","rate_limit":30}`),
 		Response:    with(exKey, `{"name":"Call center backend (EU)","rate_limit":30,"updated_at":"2026-12-07T15:02:00Z"}`)},
 	"DELETE /api/v1/keys/{id}": {Summary: "Revoke an API key",
@@ -190,7 +190,7 @@ var operationDocs = map[string]opDoc{
 		Request:     jsonText(`{"models":["llama-3.3-70b-versatile","llama-3.1-8b-instant"]}`),
 		Response:    with(exProvider, `{"models":["llama-3.3-70b-versatile","llama-3.1-8b-instant"]}`)},
 	"DELETE /api/v1/providers/{id}": {Summary: "Delete a model provider",
-		Description: "Deletes a provider; agents naming its models get a 422 on their next save and their calls fail over to nothing. Admin scope."},
+		Description: "Deletes a provider: the tenant's agents and gateway requests can no longer use its models (an agent naming one gets a 422 on its next save). Admin scope."},
 
 	// Calls.
 	"POST /api/v1/calls": {Summary: "Place an outbound call",
@@ -257,8 +257,8 @@ var operationDocs = map[string]opDoc{
 	"DELETE /api/v1/webrtc/sessions/{id}": {Summary: "Hang up a browser's call",
 		Description: "Ends a WebRTC call (ended_reason caller-hangup), as WHIP's DELETE does. Write scope."},
 	"GET /api/v1/webrtc/config": {Summary: "Get the ICE servers",
-		Description: "The STUN and TURN servers a browser gives its RTCPeerConnection, with short-lived TURN credentials when the node has a TURN secret. Read scope.",
-		Response:    jsonText(`{"ice_servers":[{"urls":["stun:stun.acme-dental.example:3478"]},{"urls":["turn:turn.acme-dental.example:3478?transport=udp"],"username":"1765119600:key_01m98dm14q643dzvmxxqkfbf5k","credential":"q1Zr8lT2o0s6kQ5yV3wB7nE="}]}`)},
+		Description: "The STUN and TURN servers this node is configured with, for a browser's RTCPeerConnection (an empty list when it has none: host candidates only). Read scope.",
+		Response:    jsonText(`{"ice_servers":[{"urls":["stun:stun.acme-dental.example:3478"]},{"urls":["turn:turn.acme-dental.example:3478?transport=udp"],"username":"switchboard","credential":"q1Zr8lT2o0s6kQ5yV3wB7nE"}]}`)},
 
 	// The /v1 model gateway.
 	"POST /v1/chat/completions": {Summary: "Create a chat completion",
@@ -484,3 +484,32 @@ const exHealth jsonText = `{"status":"healthy","version":"1.4.0","uptime":"Days:
 
 var exTokens = jsonText(`{"access_token":"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c3JfMDFtOThkODJ0cjdlM3MzZTI4anQ5N2tiNmMiLCJ0ZW4iOiJ0ZW5fMDFtOThkNjVhazlzMzQ2cTNkMjV2dDRmNXYiLCJleHAiOjE3NjUxMTcwMzF9.1mYg8kVXbq2mQ0Xw3B3Zt7lN5cR9pE4sA6uH2jK8oLw",
 "token_type":"Bearer","expires_in":900,"expires_at":"2026-12-07T14:17:11Z","refresh_token":"rtk_01m98k2v4x6z8b0d2f4h6j8m0p.Yk3w8QeZ2nR5tL7uV9xA1cE3gI5kM7oQ","user":` + string(exUser) + `}`)
+
+// tagDocs introduce the document's groups of operations, in the order a reader meets them:
+// the canonical surface first, the compatible surfaces after, the node's own last. A tag
+// not listed here follows them, without an introduction.
+var tagDocs = []struct{ Name, Description string }{
+	{"Authentication", "Sign in with a user's email and password for a short-lived JWT and a refresh token, or send an API key (X-API-Key, or Authorization: Bearer). Keys are made in the studio, with POST /api/v1/keys, or the first one with `switchboard keys create`."},
+	{"Agents", "What answers a call or a chat: instructions, first message, model, voice, transcriber, tools, knowledge bases, an optional workflow, turn-taking and limits."},
+	{"Tools", "Functions an agent's model may call, each a JSON Schema of arguments and a webhook Switchboard calls with them."},
+	{"Knowledge", "Documents agents search: upload PDF, text, Markdown, HTML or DOCX to a knowledge base and name the base in an agent's knowledge_base_ids."},
+	{"Workflows", "Scripted conversations: menus by keys or words, knowledge answers, tools, transfer, voicemail, hand-over to the model."},
+	{"Phone numbers", "Numbers and SIP users that route incoming calls to an agent or a built-in destination."},
+	{"Trunks", "SIP carriers and PBXs: who may call in, where outbound calls go, registration and SRTP."},
+	{"Calls", "Every call, whatever carried it (SIP, WebRTC, a media-stream socket): its record, transcript, recording and cost; place, hang up and transfer calls."},
+	{"WebRTC", "Browsers and WebRTC clients calling an agent: an SDP offer in, an answer out (JSON or WHIP)."},
+	{"Realtime", "Live events of calls, sessions, agents and knowledge over Server-Sent Events or a WebSocket."},
+	{"Sessions", "Text conversations with an agent that the server keeps, answered by the agent's model with its tools and knowledge."},
+	{"Call webhooks", "Call events posted to an agent's or a number's server, signed, retried, and listed here with their outcome."},
+	{"Analytics", "Figures of the tenant's calls by hour or day and by agent: volume, answer rate, latency percentiles, cost; and the error log."},
+	{"Usage", "Model tokens and cost of the tenant by source, key, model and day."},
+	{"API keys", "Keys for programs: scoped, rate-limited, shown once, revocable."},
+	{"Users", "People who sign in to the studio and the voice client with an email and password."},
+	{"Tenants", "Isolated sets of agents, numbers, keys and calls; operators (admins of the default tenant) manage them."},
+	{"Model providers", "The tenant's own OpenAI- or Anthropic-compatible model endpoints, beside the node's."},
+	{"Deployments", "Immutable snapshots of an agent, run by the Amarsia runner."},
+	{"Model gateway (/v1)", "OpenAI's Chat Completions and Anthropic's Messages over any configured provider, or over an agent (model agent/{id})."},
+	{"Health", "Health, readiness and liveness of the node, its version and its Prometheus metrics."},
+	{"Documentation", "This document and the pages that show it."},
+	{"Web", "The pages for people: the studio and the browser voice client."},
+}

@@ -43,12 +43,16 @@ func TestOpenAPITeaches(t *testing.T) {
 	paths := doc["paths"].(map[string]any)
 	var undocumented, problems []string
 	ops := 0
+	usedTags := map[string]bool{}
 	for _, path := range sortedKeys(paths) {
 		methods := paths[path].(map[string]any)
 		for _, method := range sortedKeys(methods) {
 			ops++
 			op := methods[method].(map[string]any)
 			name := strings.ToUpper(method) + " " + path
+			for _, tag := range asStrings(op["tags"]) {
+				usedTags[tag] = true
+			}
 			summary, _ := op["summary"].(string)
 			desc, _ := op["description"].(string)
 			if strings.TrimSpace(desc) == "" {
@@ -115,6 +119,13 @@ func TestOpenAPITeaches(t *testing.T) {
 			t.Errorf("the %s answer has no example", name)
 		} else if errs := v.check(media["schema"], ex, "answer"); len(errs) > 0 {
 			t.Errorf("the %s example: %v", name, errs)
+		}
+	}
+	// The introductions of the groups name groups that exist.
+	for _, tag := range asAnys(doc["tags"]) {
+		tag := tag.(map[string]any)
+		if !usedTags[fmt.Sprint(tag["name"])] || tag["description"] == "" {
+			t.Errorf("tag %v introduces no operation, or says nothing", tag)
 		}
 	}
 	// Docs written for a route that is gone are found.
