@@ -19,10 +19,10 @@ var operationDocs = map[string]opDoc{
 		Response:    jsonText(`{"service_version":"1.4.0","version":"1.4.0","commit":"4eb7e41","go_version":"go1.26.8","amplifier_core_version":"4eb7e41","amplifier_foundation_version":"4eb7e41"}`)},
 	"GET /health/live": {Summary: "Liveness probe",
 		Description: "200 while the process serves HTTP: a Kubernetes livenessProbe. Public. It checks nothing else, so that a slow database never gets a node restarted.",
-		Response:    jsonText(`{"status":"ok"}`)},
+		Response:    jsonText(`{"status":"live"}`)},
 	"GET /health/ready": {Summary: "Readiness probe",
-		Description: "200 when the database answers within 0.8 s, every SIP listener serves and the node is not draining: a Kubernetes readinessProbe. Public. 503 names the check that failed, so that a load balancer stops sending calls to a node on its way down.",
-		Response:    jsonText(`{"status":"ready","checks":[{"name":"database","healthy":true},{"name":"sip udp 0.0.0.0:5060","healthy":true}]}`)},
+		Description: "200 when the node is not draining, the database answers within 0.8 s and every SIP listener serves: a Kubernetes readinessProbe. Public. 503 (status not_ready) names the check that failed, so that a load balancer stops sending calls to a node on its way down.",
+		Response:    jsonText(`{"status":"ready","checks":[{"name":"draining","healthy":true},{"name":"database","healthy":true,"detail":"postgres"},{"name":"sip-udp","healthy":true,"detail":"0.0.0.0:5060"}]}`)},
 	"GET /metrics": {Summary: "Prometheus metrics",
 		Description: "This node's metrics in the Prometheus text format: calls, turn latency by stage, provider errors, HTTP requests, the hub and the write-behind queue. Open on loopback; from elsewhere it needs the metrics token as a bearer or an address in SWITCHBOARD_METRICS_ALLOW (403 otherwise).",
 		Response:    "# HELP switchboard_calls_active Calls in progress on this node.\n# TYPE switchboard_calls_active gauge\nswitchboard_calls_active{transport=\"sip\"} 3\n# HELP switchboard_turn_latency_seconds Time from the end of the caller's speech to the agent's first audio.\n# TYPE switchboard_turn_latency_seconds histogram\nswitchboard_turn_latency_seconds_bucket{le=\"0.5\"} 212\n"},
@@ -313,7 +313,7 @@ var operationDocs = map[string]opDoc{
 		Response:    exAnalytics},
 	"GET /api/v1/analytics/errors": {Summary: "List errors",
 		Description: "The tenant's error log, newest first: failed calls, provider and tool-webhook failures on calls, gateway requests their provider failed, each with its stage and message. Read scope.",
-		Response:    page(jsonText(`{"id":"call_01m98fjz1t1dq91k5gqapenecf:tool:2","kind":"tool","at":"2026-12-07T14:03:40Z","call_id":"` + exCallID + `","agent_id":"` + exAgentID + `","stage":"tool","message":"book_appointment: webhook answered 503 after 10s"}`))},
+		Response:    page(jsonText(`{"id":"cer_01m98fp4v2c8kq6w1d3x5z7b9n","kind":"tool_failure","at":"2026-12-07T14:03:40Z","call_id":"` + exCallID + `","agent_id":"` + exAgentID + `","stage":"tool","message":"book_appointment: the webhook answered 503"}`))},
 
 	// Alumia.
 	"POST /api/v1/chat": {Summary: "Chat as a UI message stream",
@@ -480,7 +480,7 @@ var operationDocs = map[string]opDoc{
 }
 
 const exHealth jsonText = `{"status":"healthy","version":"1.4.0","uptime":"Days: 0, Hours: 5, Minutes: 12, Seconds: 40","uptime_seconds":18760.2,
-"database_connected":true,"database":"postgres","checks":[{"name":"sip udp 0.0.0.0:5060","healthy":true},{"name":"sip tcp 0.0.0.0:5060","healthy":true}]}`
+"database_connected":true,"database":"postgres","checks":[{"name":"sip-udp","healthy":true,"detail":"0.0.0.0:5060"},{"name":"sip-tcp","healthy":true,"detail":"0.0.0.0:5060"}]}`
 
 var exTokens = jsonText(`{"access_token":"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c3JfMDFtOThkODJ0cjdlM3MzZTI4anQ5N2tiNmMiLCJ0ZW4iOiJ0ZW5fMDFtOThkNjVhazlzMzQ2cTNkMjV2dDRmNXYiLCJleHAiOjE3NjUxMTcwMzF9.1mYg8kVXbq2mQ0Xw3B3Zt7lN5cR9pE4sA6uH2jK8oLw",
 "token_type":"Bearer","expires_in":900,"expires_at":"2026-12-07T14:17:11Z","refresh_token":"rtk_01m98k2v4x6z8b0d2f4h6j8m0p.Yk3w8QeZ2nR5tL7uV9xA1cE3gI5kM7oQ","user":` + string(exUser) + `}`)

@@ -171,6 +171,15 @@ var schemaNotes = map[reflect.Type]typeNote{
 	}},
 	reflect.TypeFor[SearchRequest]():        {fields: map[string]fieldNote{"query": required}},
 	reflect.TypeFor[WebRTCSessionRequest](): {fields: map[string]fieldNote{"sdp": required}},
+	reflect.TypeFor[Probe]():                {fields: map[string]fieldNote{"status": oneOf("live", "ready", "not_ready")}},
+	reflect.TypeFor[Health]():               {fields: map[string]fieldNote{"status": oneOf("healthy", "unhealthy")}},
+	reflect.TypeFor[store.TrunkRegistration](): {fields: map[string]fieldNote{
+		"status": oneOf(store.RegistrationPending, store.RegistrationRegistered, store.RegistrationFailed),
+	}},
+	reflect.TypeFor[store.ErrorLogEntry](): {fields: map[string]fieldNote{
+		"kind": {description: "What failed: call_failed, provider_error, tool_failure, gateway_error…"},
+	}},
+	reflect.TypeFor[store.UsageTotal](): {fields: map[string]fieldNote{"source": oneOf("", store.UsageGateway, store.UsageCall, store.UsageSession)}},
 	reflect.TypeFor[store.WebhookDelivery](): {fields: map[string]fieldNote{
 		"status": oneOf(store.DeliveryPending, store.DeliveryDelivered, store.DeliveryFailed),
 	}},
