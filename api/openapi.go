@@ -151,7 +151,7 @@ func (s *Server) openAPI() map[string]any {
 		"info": map[string]any{
 			"title":       "Switchboard API",
 			"version":     s.cfg.Version,
-			"description": "The canonical REST surface of Switchboard, a telephony-first realtime voice agent server. Authenticate with an API key as X-API-Key or Authorization: Bearer, or with a JWT access token from /api/v1/auth/login. Errors are {\"error\":{\"code\",\"message\",\"details\":[{\"field\",\"message\"}]}}; lists are {\"items\",\"total\",\"limit\",\"offset\"}.",
+			"description": apiIntro,
 		},
 		"paths": paths,
 		"components": map[string]any{

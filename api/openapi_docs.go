@@ -1,5 +1,21 @@
 package api
 
+// apiIntro opens the document: how to get a key, make a first request and read an answer.
+const apiIntro = "The REST surface of Switchboard, a telephony-first realtime voice agent server: agents answer " +
+	"phone calls (SIP), browsers (WebRTC) and media-stream sockets, and chat in sessions.\n\n" +
+	"**Authenticate** with an API key as `X-API-Key: <key>` or `Authorization: Bearer <key>`. The first key " +
+	"comes from the command line: `switchboard keys create --name \"my laptop\"`; more are made with " +
+	"`POST /api/v1/keys` or in the studio. A user signs in with `POST /api/v1/auth/login` for a JWT access " +
+	"token, sent the same way. Keys have scopes (read, write, admin), and each operation says which it needs.\n\n" +
+	"**A first request**: `curl -H \"X-API-Key: $KEY\" http://localhost:8080/api/v1/agents`.\n\n" +
+	"**Lists** are `{\"items\",\"total\",\"limit\",\"offset\"}`, paged with `?limit=` (1 to 100, default 20) " +
+	"and `?offset=`. **Errors** are `{\"error\":{\"code\",\"message\",\"details\":[{\"field\",\"message\"}]}}`: " +
+	"bad input is a 422 naming the field, another tenant's thing a 404. Every answer carries " +
+	"`X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`; past the limit, 429.\n\n" +
+	"Fields marked read-only are set by the server and ignored in a body; write-only fields (passwords, " +
+	"secrets) are taken but never shown. The compatible surfaces (`/v1`, the Amplifier and Alumia routes) " +
+	"answer errors in their own shapes."
+
 // operationDocs are the words of the OpenAPI document, by operation ("METHOD /path" as in
 // the route table): kept apart from the routes so that the table stays one line a route and
 // new routes are documented here. TestOpenAPITeaches fails for a route that has no entry.

@@ -151,6 +151,12 @@ var schemaNotes = map[reflect.Type]typeNote{
 		"status":       oneOf(store.CallStatuses...),
 		"direction":    oneOf(store.CallInbound, store.CallOutbound, store.CallWeb),
 		"ended_reason": oneOf(endedReasons...),
+		// How a SIP call's media was carried; "" before the answer and on other transports.
+		"media_security": oneOf("", "srtp", "none"),
+	}},
+	reflect.TypeFor[store.CallAMD](): {fields: map[string]fieldNote{
+		"mode":   oneOf(store.AMDDetect, store.AMDDetectThenMessage),
+		"result": oneOf("", store.AMDHuman, store.AMDMachine, store.AMDUnknown),
 	}},
 	reflect.TypeFor[CallRequest](): {fields: map[string]fieldNote{
 		"to":          required,
