@@ -96,7 +96,7 @@ var operationDocs = map[string]opDoc{
 		Description: "Changes a tenant's name, slug, call limit, balance or metadata; fields left out keep their values. Admin scope on its own tenant; the call limit and balance are an operator's to change.",
 		Request:     jsonText(`{"max_calls":40}`), Response: with(exTenant, `{"max_calls":40,"updated_at":"2026-12-07T15:00:00Z"}`)},
 	"DELETE /api/v1/tenants/{id}": {Summary: "Delete a tenant",
-		Description: "Deletes a tenant and everything it owns: agents, numbers, trunks, keys (which stop working at once), calls and recordings. Operators only; the default tenant cannot be deleted (409)."},
+		Description: "Deletes a tenant and everything it owns (agents, numbers, trunks, tools, workflows, keys); its keys and users' tokens stop working at once and their streams close. Operators only; the default tenant cannot be deleted (409)."},
 
 	// API keys.
 	"POST /api/v1/keys": {Summary: "Create an API key",
@@ -136,7 +136,7 @@ var operationDocs = map[string]opDoc{
 	"GET /api/v1/agents":      {Summary: "List agents", Description: "The tenant's agents, newest first, paged with limit and offset. Read scope.", Response: page(exAgent)},
 	"GET /api/v1/agents/{id}": {Summary: "Get an agent", Description: "An agent of the tenant. Read scope; another tenant's agent is a 404.", Response: exAgent},
 	"PATCH /api/v1/agents/{id}": {Summary: "Update an agent",
-		Description: "Changes an agent; fields left out keep their values. Calls already in progress keep the agent they started with; the next call takes the change. Write scope; 422 as for a create.",
+		Description: "Changes an agent; fields left out keep their values, and the agent's next call or message takes the change. Write scope; 422 as for a create.",
 		Request:     jsonText(`{"first_message":"Acme Dental, good afternoon! How can I help?","turn":{"endpointing_ms":500}}`),
 		Response:    with(exAgent, `{"first_message":"Acme Dental, good afternoon! How can I help?","turn":{"endpointing_ms":500,"interruptions":true,"min_interruption_ms":250,"first_message_interruptible":true}}`)},
 	"DELETE /api/v1/agents/{id}": {Summary: "Delete an agent",
@@ -157,7 +157,7 @@ var operationDocs = map[string]opDoc{
 
 	// Tools.
 	"POST /api/v1/tools": {Summary: "Create a tool",
-		Description: "Creates a function an agent's model may call: its name and JSON Schema parameters as the model sees them, and the webhook Switchboard calls with the arguments (the answer goes back to the model). Write scope. 422 for a name the models refuse, parameters that are not an object schema, or a webhook URL that is not http(s) or reaches a private address.",
+		Description: "Creates a function an agent's model may call: its name and JSON Schema parameters as the model sees them, and the webhook Switchboard calls with the arguments (the answer goes back to the model). Write scope. 422 names the field: a name that is not 1 to 64 letters, digits, underscores or hyphens, parameters that are not an object schema, a webhook URL that is not absolute http(s).",
 		Request:     jsonText(`{"name":"book_appointment","description":"Book an appointment for the caller at a free slot","parameters":{"type":"object","properties":{"patient_name":{"type":"string"},"start":{"type":"string","format":"date-time"}},"required":["patient_name","start"]},"webhook":{"url":"https://booking.acme-dental.example/hooks/book","headers":{"Authorization":"Bearer booking-hook-token"}}}`),
 		Response:    exTool},
 	"GET /api/v1/tools":      {Summary: "List tools", Description: "The tenant's tools, newest first. Read scope.", Response: page(exTool)},
@@ -433,7 +433,7 @@ var operationDocs = map[string]opDoc{
 	"GET /api/v1/knowledge-bases":      {Summary: "List knowledge bases", Description: "The tenant's knowledge bases, newest first. Read scope.", Response: page(exKnowledgeBase)},
 	"GET /api/v1/knowledge-bases/{id}": {Summary: "Get a knowledge base", Description: "A knowledge base of the tenant. Read scope; another tenant's is a 404.", Response: exKnowledgeBase},
 	"PATCH /api/v1/knowledge-bases/{id}": {Summary: "Update a knowledge base",
-		Description: "Renames a knowledge base or changes its description, chunking or embedding model; fields left out keep their values. New chunking applies to documents uploaded afterwards. Write scope.",
+		Description: "Renames a knowledge base or changes its description, chunking or embedding model; fields left out keep their values. Write scope.",
 		Request:     jsonText(`{"description":"Hours, prices, insurance, aftercare and directions"}`),
 		Response:    with(exKnowledgeBase, `{"description":"Hours, prices, insurance, aftercare and directions"}`)},
 	"DELETE /api/v1/knowledge-bases/{id}": {Summary: "Delete a knowledge base",
