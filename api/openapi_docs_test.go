@@ -449,7 +449,7 @@ func TestExampleValidatorCatches(t *testing.T) {
 	}{
 		{"Agent", "request", `{"name":"Front desk","id":"agt_01m98eg3ffzx45hy43kwjrp1xp"}`, "read-only"},
 		{"Agent", "request", `{"name":"Front desk","temperature":"warm"}`, "not a number"},
-		{"Agent", "request", `{"nmae":"Front desk"}`, "lacks the required name"},
+		{"Agent", "request", `{"title":"Front desk"}`, "lacks the required name"},
 		{"Agent", "request", `{"name":"Front desk","voice":{"provider":"espeak","pitch":2}}`, "pitch is not a field"},
 		{"Agent", "request", `{"name":"Front desk","knowledge":{"mode":"sometimes"}}`, "not one of"},
 		{"Agent", "answer", `{"created_at":"yesterday"}`, "not an RFC 3339 time"},

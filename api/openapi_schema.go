@@ -58,8 +58,6 @@ var endedReasons = []string{"", store.EndedCallerHangup, store.EndedCalleeHangup
 	store.EndedSessionExpired, store.EndedNoAck, store.EndedIdleTimeout, store.EndedMaxDuration, store.EndedAgentError,
 	store.EndedICEFailed, store.EndedPeerDisconnected, store.EndedVoicemail}
 
-var scopes = []string{store.ScopeRead, store.ScopeWrite, store.ScopeAdmin}
-
 var schemaNotes = map[reflect.Type]typeNote{
 	reflect.TypeFor[store.Agent](): {defaults: func() any { return store.NewAgent() }, fields: map[string]fieldNote{
 		"name":   required,
