@@ -38,3 +38,13 @@ type UIUsage = uiUsage
 
 // NewUIUsage is usage as the stream's metadata carries it.
 var NewUIUsage = newUIUsage
+
+// DocumentedOperations lists the operations the OpenAPI document has written docs for
+// ("METHOD /path"), so that a test can find docs left for a route that is gone.
+func DocumentedOperations() []string {
+	ops := make([]string, 0, len(operationDocs))
+	for op := range operationDocs {
+		ops = append(ops, op)
+	}
+	return ops
+}

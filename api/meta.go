@@ -73,6 +73,7 @@ func (s *Server) metaRoutes() []route {
 		{Method: http.MethodGet, Path: "/docs", Tag: "Documentation", Summary: "Interactive documentation (Swagger UI)", Raw: true, Status: http.StatusOK, Handle: s.page(swaggerPage)},
 		{Method: http.MethodGet, Path: "/redoc", Tag: "Documentation", Summary: "Reference documentation (ReDoc)", Raw: true, Status: http.StatusOK, Handle: s.page(redocPage)},
 		{Method: http.MethodGet, Path: "/docs/assets/{file}", Tag: "Documentation", Summary: "Scripts and styles of the documentation pages", Raw: true, Status: http.StatusOK, Handle: s.asset},
+		{Method: http.MethodGet, Path: "/favicon.ico", Tag: "Documentation", Summary: "The icon of the pages", Raw: true, ContentType: "image/svg+xml", Status: http.StatusOK, Handle: s.favicon},
 	}, s.webRoutes()...)
 }
 
@@ -164,11 +165,28 @@ func (s *Server) asset(w http.ResponseWriter, r *http.Request, _ *Principal) err
 	return nil
 }
 
+// favicon answers the request every browser makes of a site's root for its icon, whatever
+// page it shows (the studio, the voice client, the documentation): Switchboard's SVG icon,
+// which every current browser takes whatever the name ends with.
+func (s *Server) favicon(w http.ResponseWriter, r *http.Request, _ *Principal) error {
+	data, ct, ok := web.Asset("favicon.svg")
+	if !ok {
+		return errNotFound("Icon")
+	}
+	h := w.Header()
+	h.Set("Content-Type", ct)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "public, max-age=86400")
+	_, _ = w.Write(data)
+	return nil
+}
+
 const swaggerPage = `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <title>Switchboard API</title>
+<link rel="icon" href="/favicon.ico" type="image/svg+xml">
 <link rel="stylesheet" href="/docs/assets/swagger-ui.css">
 </head>
 <body>
@@ -186,11 +204,21 @@ const redocPage = `<!doctype html>
 <head>
 <meta charset="utf-8">
 <title>Switchboard API</title>
+<link rel="icon" href="/favicon.ico" type="image/svg+xml">
 <style>body { margin: 0; padding: 0; }</style>
 </head>
 <body>
-<redoc spec-url="/openapi.json"></redoc>
+<div id="redoc"></div>
 <script src="/docs/assets/redoc.standalone.js"></script>
+<script>
+// The system's fonts: ReDoc's own (Roboto, Montserrat) would be fetched from another origin.
+var sans = "system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif";
+Redoc.init("/openapi.json", {
+  expandResponses: "200,201,202",
+  requiredPropsFirst: true,
+  theme: {typography: {fontFamily: sans, headings: {fontFamily: sans}, code: {fontFamily: "ui-monospace, 'SF Mono', Menlo, Consolas, monospace"}}}
+}, document.getElementById("redoc"));
+</script>
 </body>
 </html>
 `

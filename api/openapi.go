@@ -1,9 +1,12 @@
 package api
 
 import (
+	"encoding/json"
 	"net/http"
 	"reflect"
 	"regexp"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +19,7 @@ func (s *Server) openAPI() map[string]any {
 	g := &schemaGen{components: map[string]any{}}
 	paths := map[string]map[string]any{}
 	usedIDs := map[string]bool{}
+	var requestSchemas []map[string]any
 	for _, rt := range s.routes {
 		// operationId must be unique in a document; /health and /api/v1/health would both be
 		// getHealth.
@@ -24,8 +28,14 @@ func (s *Server) openAPI() map[string]any {
 			opID = operationID(rt) + strconv.Itoa(n)
 		}
 		usedIDs[opID] = true
+		doc := operationDocs[rt.Method+" "+rt.Path]
+		summary := rt.Summary
+		if doc.Summary != "" {
+			summary = doc.Summary
+		}
 		op := map[string]any{
-			"summary":     rt.Summary,
+			"summary":     summary,
+			"description": doc.Description,
 			"operationId": opID,
 			"tags":        []string{rt.Tag},
 		}
@@ -44,23 +54,42 @@ func (s *Server) openAPI() map[string]any {
 			op["parameters"] = params
 		}
 		if rt.Request != nil {
-			content := map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(rt.Request))}}
-			if rt.RequestType == "multipart/form-data" {
-				content = map[string]any{rt.RequestType: map[string]any{"schema": map[string]any{"type": "object", "required": []string{"file"},
-					"properties": map[string]any{"file": map[string]any{"type": "string", "format": "binary", "description": "The document"}}}}}
+			schema := g.schema(reflect.TypeOf(rt.Request))
+			if rt.Method == http.MethodPatch || rt.Method == http.MethodPut {
+				schema = g.updateSchema(schema)
 			}
-			op["requestBody"] = map[string]any{"required": true, "content": content}
+			ct := "application/json"
+			if rt.RequestType == "multipart/form-data" {
+				ct = rt.RequestType
+				schema = map[string]any{"type": "object", "required": []any{"file"},
+					"properties": map[string]any{"file": map[string]any{"type": "string", "format": "binary", "description": "The document"}}}
+			}
+			requestSchemas = append(requestSchemas, schema)
+			media := map[string]any{"schema": schema}
+			if doc.Request != nil {
+				media["example"] = exampleValue(doc.Request)
+			}
+			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{ct: media}}
 		}
 		responses := map[string]any{}
 		ok := map[string]any{"description": http.StatusText(rt.Status)}
+		var answer map[string]any
 		if rt.Response != nil {
-			ok["content"] = map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(rt.Response))}}
-		} else if rt.Raw {
+			answer = map[string]any{"schema": g.schema(reflect.TypeOf(rt.Response))}
+			ok["content"] = map[string]any{"application/json": answer}
+		} else if rt.Raw && rt.Status != http.StatusNoContent {
 			ct := rt.ContentType
 			if ct == "" {
 				ct = "text/html"
 			}
-			ok["content"] = map[string]any{ct: map[string]any{"schema": map[string]any{"type": "string"}}}
+			answer = map[string]any{"schema": map[string]any{"type": "string"}}
+			if strings.HasPrefix(ct, "audio/") {
+				answer["schema"] = map[string]any{"type": "string", "contentMediaType": ct}
+			}
+			ok["content"] = map[string]any{ct: answer}
+		}
+		if answer != nil && doc.Response != nil {
+			answer["example"] = exampleValue(doc.Response)
 		}
 		responses[strconv.Itoa(rt.Status)] = ok
 		errRef := map[string]any{"$ref": "#/components/responses/" + rt.Dialect.errorResponse()}
@@ -98,17 +127,31 @@ func (s *Server) openAPI() map[string]any {
 		paths[rt.Path][strings.ToLower(rt.Method)] = op
 	}
 	g.components["Error"] = g.schema(reflect.TypeOf(errorBody{}))
+	g.markAnswerOnly(requestSchemas)
 	errorResponses := dialectErrorResponses()
+	for name, ex := range dialectErrorExamples {
+		resp, _ := errorResponses[name].(map[string]any)
+		content, _ := resp["content"].(map[string]any)
+		if media, ok := content["application/json"].(map[string]any); ok {
+			media["example"] = exampleValue(ex)
+		}
+	}
 	errorResponses["Error"] = map[string]any{
 		"description": "An error in the canonical shape",
-		"content":     map[string]any{"application/json": map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/Error"}}},
+		"content": map[string]any{"application/json": map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/Error"},
+			"example": exampleValue(errorExample)}},
+	}
+	tags := make([]any, 0, len(tagDocs))
+	for _, td := range tagDocs {
+		tags = append(tags, map[string]any{"name": td.Name, "description": td.Description})
 	}
 	return map[string]any{
 		"openapi": "3.1.0",
+		"tags":    tags,
 		"info": map[string]any{
 			"title":       "Switchboard API",
 			"version":     s.cfg.Version,
-			"description": "The canonical REST surface of Switchboard, a telephony-first realtime voice agent server. Authenticate with an API key as X-API-Key or Authorization: Bearer, or with a JWT access token from /api/v1/auth/login. Errors are {\"error\":{\"code\",\"message\",\"details\":[{\"field\",\"message\"}]}}; lists are {\"items\",\"total\",\"limit\",\"offset\"}.",
+			"description": apiIntro,
 		},
 		"paths": paths,
 		"components": map[string]any{
@@ -142,12 +185,20 @@ type schemaGen struct {
 	components map[string]any
 }
 
-var timeType = reflect.TypeOf(time.Time{})
+var (
+	timeType    = reflect.TypeOf(time.Time{})
+	rawJSONType = reflect.TypeFor[json.RawMessage]()
+)
 
 func (g *schemaGen) schema(t reflect.Type) map[string]any {
 	switch {
 	case t == timeType:
 		return map[string]any{"type": "string", "format": "date-time"}
+	case t == rawJSONType:
+		// Kept as the client sent it: any JSON value.
+		return map[string]any{}
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8:
+		return map[string]any{"type": "string", "contentEncoding": "base64"}
 	case t.Kind() == reflect.Pointer:
 		inner := g.schema(t.Elem())
 		return map[string]any{"anyOf": []any{inner, map[string]any{"type": "null"}}}
@@ -184,10 +235,34 @@ func (g *schemaGen) schema(t reflect.Type) map[string]any {
 
 func (g *schemaGen) object(t reflect.Type) map[string]any {
 	props := map[string]any{}
+	note := schemaNotes[t]
+	row := embedsRow(t)
+	var required []string
 	for name, ft := range jsonFields(t) {
-		props[name] = g.schema(ft)
+		s := g.schema(ft)
+		fn := note.fields[name]
+		if row && slices.Contains(rowFields, name) {
+			fn.readOnly = true
+		}
+		annotate(s, fn)
+		if fn.required {
+			required = append(required, name)
+		}
+		props[name] = s
 	}
-	return map[string]any{"type": "object", "properties": props}
+	out := map[string]any{"type": "object", "properties": props}
+	if note.defaults != nil {
+		for name, v := range defaultsOf(note.defaults()) {
+			if p, ok := props[name].(map[string]any); ok {
+				p["default"] = v
+			}
+		}
+	}
+	if required != nil {
+		sort.Strings(required)
+		out["required"] = required
+	}
+	return out
 }
 
 // schemaName names a component after its Go type: List[store.Agent] becomes AgentList.

@@ -176,7 +176,7 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 	})
 }
 
-var assetRef = regexp.MustCompile(`(?:src|href|spec-url)="([^"]*)"|url:\s*"([^"]*)"`)
+var assetRef = regexp.MustCompile(`(?:src|href|spec-url)="([^"]*)"|url:\s*"([^"]*)"|Redoc\.init\("([^"]*)"`)
 
 // TestDocumentationPages: /docs and /redoc are HTML that loads only same-origin assets, and
 // those assets are served, non-empty, with the right content type.
@@ -203,7 +203,7 @@ func TestDocumentationPages(t *testing.T) {
 			}
 			var refs []string
 			for _, m := range assetRef.FindAllStringSubmatch(html, -1) {
-				refs = append(refs, m[1]+m[2])
+				refs = append(refs, m[1]+m[2]+m[3])
 			}
 			scripts := 0
 			for _, ref := range refs {
@@ -226,6 +226,10 @@ func TestDocumentationPages(t *testing.T) {
 					if !strings.HasPrefix(ct, "text/css") {
 						t.Fatalf("%s: Content-Type %q", ref, ct)
 					}
+				case ref == "/favicon.ico":
+					if !strings.HasPrefix(ct, "image/") {
+						t.Fatalf("%s: Content-Type %q", ref, ct)
+					}
 				case strings.HasSuffix(ref, ".json"):
 					if !strings.HasPrefix(ct, "application/json") || !json.Valid(a.Body) {
 						t.Fatalf("%s: Content-Type %q or not JSON", ref, ct)
@@ -240,6 +244,22 @@ func TestDocumentationPages(t *testing.T) {
 		}
 		if b := ts.do(http.MethodGet, "/docs/assets/swagger-ui-bundle.js", "", nil); !strings.Contains(string(b.Body), "SwaggerUIBundle") {
 			t.Fatal("swagger-ui-bundle.js is not Swagger UI")
+		}
+		// The vendored bundles fetch nothing of their own from another origin: ReDoc's logo
+		// and fonts (see api/docs/README.md).
+		for _, asset := range []string{"redoc.standalone.js", "swagger-ui-bundle.js", "swagger-ui.css"} {
+			body := string(ts.do(http.MethodGet, "/docs/assets/"+asset, "", nil).Body)
+			for _, cdn := range []string{"cdn.redoc.ly", "fonts.googleapis.com", "fonts.gstatic.com", "unpkg.com", "cdn.jsdelivr.net"} {
+				if strings.Contains(body, cdn) {
+					t.Fatalf("%s names %s", asset, cdn)
+				}
+			}
+		}
+		// Every page's icon, asked for at the root as browsers do.
+		icon := ts.do(http.MethodGet, "/favicon.ico", "", nil)
+		wantStatus(t, icon, http.StatusOK, "/favicon.ico")
+		if ct := icon.Header.Get("Content-Type"); ct != "image/svg+xml" || !strings.Contains(string(icon.Body), "<svg") {
+			t.Fatalf("/favicon.ico: %q %.80s", ct, icon.Body)
 		}
 		for _, bad := range []string{"/docs/assets/nothing.js", "/docs/assets/..%2fopenapi.go", "/docs/assets/..%2f..%2fserver.go"} {
 			r := ts.do(http.MethodGet, bad, "", nil)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/uptrace/bun"
@@ -101,6 +103,9 @@ var nodeTypes = map[string]struct{ terminal bool }{
 	"voicemail": {terminal: true},
 	"hangup":    {terminal: true},
 }
+
+// NodeTypes lists the types a workflow node may have, sorted (the API's document states them).
+func NodeTypes() []string { return slices.Sorted(maps.Keys(nodeTypes)) }
 
 func (*Workflow) idPrefix() string { return prefixWorkflow }
 
