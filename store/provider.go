@@ -84,7 +84,7 @@ func (p *ModelProvider) Validate() error {
 	case p.Name == "agent":
 		fe.add("name", "agent is reserved for agent/{id} models")
 	}
-	fe.oneOf("kind", p.Kind, "openai", "anthropic")
+	fe.oneOf("kind", p.Kind, "openai", "anthropic", "deepgram")
 	if u, err := url.Parse(p.BaseURL); p.BaseURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
 		fe.add("base_url", "must be an absolute http or https URL")
 	}

@@ -107,6 +107,8 @@ func (c ProviderConfig) withDefaults() ProviderConfig {
 			c.BaseURL = DefaultOpenAIBaseURL
 		case KindAnthropic:
 			c.BaseURL = DefaultAnthropicBaseURL
+		case KindDeepgram:
+			c.BaseURL = DefaultDeepgramBaseURL
 		}
 	}
 	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
@@ -123,8 +125,8 @@ func (c ProviderConfig) validate() error {
 	if reservedProviders[c.Name] {
 		return bad("name is reserved")
 	}
-	if c.Kind != KindOpenAI && c.Kind != KindAnthropic {
-		return bad("kind must be openai or anthropic, not %q", c.Kind)
+	if c.Kind != KindOpenAI && c.Kind != KindAnthropic && c.Kind != KindDeepgram {
+		return bad("kind must be openai, anthropic or deepgram, not %q", c.Kind)
 	}
 	u, err := url.Parse(c.withDefaults().BaseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -157,7 +159,8 @@ func (c ProviderConfig) validate() error {
 }
 
 // EnvProviders are the providers the environment configures: "openai" from OPENAI_API_KEY
-// and OPENAI_BASE_URL, "anthropic" from ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL. Both are
+// and OPENAI_BASE_URL, "anthropic" from ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL, "deepgram"
+// (live speech-to-text) from DEEPGRAM_API_KEY and DEEPGRAM_BASE_URL. All are
 // always there, so that a model of a provider without a key fails with ErrNoKey and says
 // what to set; a base URL of one's own (a local server) needs no key.
 func EnvProviders(getenv func(string) string) []ProviderConfig {
@@ -169,6 +172,7 @@ func EnvProviders(getenv func(string) string) []ProviderConfig {
 	return []ProviderConfig{
 		env(KindOpenAI, "openai", "OPENAI_API_KEY", "OPENAI_BASE_URL", DefaultOpenAIBaseURL),
 		env(KindAnthropic, "anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", DefaultAnthropicBaseURL),
+		env(KindDeepgram, "deepgram", "DEEPGRAM_API_KEY", "DEEPGRAM_BASE_URL", DefaultDeepgramBaseURL),
 	}
 }
 

@@ -29,12 +29,16 @@ const (
 	KindOpenAI Kind = "openai"
 	// KindAnthropic is Anthropic's messages API.
 	KindAnthropic Kind = "anthropic"
+	// KindDeepgram is Deepgram's live transcription API (package speech): a speech
+	// provider only, which the model registry keeps no model of.
+	KindDeepgram Kind = "deepgram"
 )
 
 // Defaults of a provider.
 const (
 	DefaultOpenAIBaseURL    = "https://api.openai.com/v1"
 	DefaultAnthropicBaseURL = "https://api.anthropic.com"
+	DefaultDeepgramBaseURL  = "https://api.deepgram.com/v1"
 	// DefaultStallTimeout is the longest a stream may stay silent.
 	DefaultStallTimeout = 60 * time.Second
 	// DefaultTimeout bounds a complete (non-streamed) request.

@@ -64,6 +64,15 @@ func (r *Registry) add(cfgs []ProviderConfig, extra ...Option) error {
 	opts := append(slices.Clip(r.opts), extra...)
 	for _, c := range cfgs {
 		c = c.withDefaults()
+		if c.Kind == KindDeepgram {
+			// A speech provider has no models: package speech reads it from the
+			// configurations, and here its name is free for nothing else.
+			if err := c.validate(); err != nil {
+				return err
+			}
+			delete(r.providers, c.Name)
+			continue
+		}
 		p, err := New(c, opts...)
 		if err != nil {
 			return err

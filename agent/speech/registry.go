@@ -106,7 +106,7 @@ func (r *Registry) add(cfgs []llm.ProviderConfig) {
 func (r *Registry) Names() []string {
 	out := []string{EspeakProvider}
 	for name, c := range r.providers {
-		if name != EspeakProvider && c.Kind == llm.KindOpenAI && (!c.KeyRequired || c.APIKey != "") {
+		if name != EspeakProvider && (c.Kind == llm.KindOpenAI || c.Kind == llm.KindDeepgram) && (!c.KeyRequired || c.APIKey != "") {
 			out = append(out, name)
 		}
 	}
@@ -157,6 +157,39 @@ func (r *Registry) STT(provider string) (STT, error) {
 		return opaqueSTT{s}, nil
 	}
 	return s, nil
+}
+
+// StreamingSTT is the live transcriber of an agent's transcriber, provider "name" or
+// "name/model" with model the agent's transcriber model (used when provider names none):
+// a deepgram-kind provider always (model DefaultDeepgramModel when none), an openai-kind one
+// when its model is a realtime transcription model (IsRealtimeSTTModel). It is nil, with no
+// error, for a transcriber that transcribes whole utterances (STT). A deepgram-kind
+// provider without its key fails with ErrNotConfigured and says what to set.
+func (r *Registry) StreamingSTT(provider, model string) (StreamingSTT, error) {
+	name, m, ok := strings.Cut(provider, "/")
+	if !ok {
+		m = model
+	}
+	c, found := r.providers[name]
+	if !found || (c.Kind == llm.KindOpenAI && !IsRealtimeSTTModel(m)) || (c.Kind != llm.KindOpenAI && c.Kind != llm.KindDeepgram) {
+		return nil, nil
+	}
+	if c.KeyRequired && c.APIKey == "" {
+		hint := ""
+		if c.KeyEnv != "" {
+			hint = ": set " + c.KeyEnv
+		}
+		return nil, fmt.Errorf("%w: %q has no API key%s", ErrNotConfigured, name, hint)
+	}
+	tenant := r.tenants[name]
+	if c.Kind == llm.KindDeepgram {
+		d := NewDeepgramSTT(c.BaseURL, c.APIKey, m, r.client(name))
+		d.header, d.opaque = headers(c), tenant
+		return d, nil
+	}
+	o := NewOpenAIRealtimeSTT(c.BaseURL, c.APIKey, m, r.client(name))
+	o.header, o.opaque = headers(c), tenant
+	return o, nil
 }
 
 // Price is the speech price of provider ("name" or "name/model"): zero for espeak, which
