@@ -156,9 +156,9 @@ type STTStream struct {
 	sent, base int64
 	// idle says the provider ended the last utterance and heard no speech since: the ring
 	// keeps only replayPreroll then, as there is no turn to lose.
-	idle       bool
-	err        error
-	written    int64 // samples written in all, at the stream's rate
+	idle    bool
+	err     error
+	written int64 // samples written in all, at the stream's rate
 }
 
 // openStream starts a stream over proto.
@@ -369,16 +369,15 @@ func (s *STTStream) session(ctx context.Context, reconnected bool) error {
 			return err
 		case <-s.closing:
 			_ = flush()
-			if msg := s.proto.closeStream(); msg != nil {
-				_ = send(websocket.MessageText, msg)
+			if msg := s.proto.closeStream(); msg != nil && send(websocket.MessageText, msg) == nil {
+				t := time.NewTimer(closeWait)
+				select {
+				case <-lastResult:
+				case <-readDone:
+				case <-t.C:
+				}
+				t.Stop()
 			}
-			t := time.NewTimer(closeWait)
-			select {
-			case <-lastResult:
-			case <-readDone:
-			case <-t.C:
-			}
-			t.Stop()
 			_ = conn.Close(websocket.StatusNormalClosure, "")
 			return nil
 		}

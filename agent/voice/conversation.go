@@ -46,6 +46,8 @@ type conversation struct {
 	log    *slog.Logger
 	rate   int
 	ear    *ear
+	// live is the transcript of a streaming transcriber; nil when the agent's is not one.
+	live *liveText
 
 	endpointing, minInterrupt, idle time.Duration
 	// specSilence is the pause at which the utterance so far is transcribed speculatively.
@@ -166,6 +168,17 @@ func (c *conversation) run(brain agent.Brain) Result {
 	}
 	e.minSpan = int(c.minInterrupt / media.FrameDuration)
 	c.ear = e
+	if c.live = c.openLive(c.ctx); c.live != nil {
+		e.stt = c.live.stream
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			if err := c.live.pump(c.wake); err != nil {
+				c.log.Warn("the live transcriber failed", "error", err)
+				c.publish(EventError, ErrorEvent{Stage: "stt", Error: err.Error()})
+			}
+		}()
+	}
 	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
@@ -227,6 +240,12 @@ func (c *conversation) run(brain agent.Brain) Result {
 		c.line.Hangup(string(reason))
 	}
 	_ = c.stream.Close()
+	if c.live != nil {
+		_ = c.live.stream.Close()
+		c.mu.Lock()
+		c.report.STTSeconds += c.live.stream.Seconds()
+		c.mu.Unlock()
+	}
 	c.endTurn()
 	c.overOnce.Do(func() { close(c.over) })
 	c.wg.Wait()

@@ -265,6 +265,14 @@ func (c *conversation) endpoint(ctx context.Context, job **sttJob, lastActivity 
 			e.mu.Unlock()
 			continue
 		}
+		if c.live != nil {
+			in, done, consumed := c.endpointLive(s, silence)
+			e.mu.Unlock()
+			if consumed {
+				continue
+			}
+			return in, done, nil
+		}
 		if c.cfg.STT == nil {
 			if silence >= c.endpointing || s.closed {
 				e.consume(s) // heard, not understood
@@ -278,7 +286,7 @@ func (c *conversation) endpoint(ctx context.Context, job **sttJob, lastActivity 
 		if fresh {
 			text := s.text
 			threshold := c.endpointing
-			if endsInDigits(text) {
+			if endsInDigits(text) || endsInConjunction(text) {
 				threshold += digitsExtra
 			}
 			early := endsSentence(text)

@@ -53,7 +53,7 @@ func serveDeepgram(ctx context.Context, s *liveServer, conn *websocket.Conn, lc 
 			"type": "Results", "channel_index": []int{0, 1},
 			"duration": h.seconds(end - start), "start": h.seconds(start),
 			"is_final": isFinal, "speech_final": speechFinal, "from_finalize": false,
-			"channel": map[string]any{"alternatives": []map[string]any{{"transcript": text, "confidence": 0.98, "words": []any{}}}},
+			"channel":  map[string]any{"alternatives": []map[string]any{{"transcript": text, "confidence": 0.98, "words": []any{}}}},
 			"metadata": map[string]any{"request_id": "stand-in", "model_info": map[string]any{"name": q.Get("model")}},
 		})
 	}
