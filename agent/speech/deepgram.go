@@ -99,11 +99,7 @@ func (p *deepgramProtocol) dial(ctx context.Context) (*websocket.Conn, error) {
 	if p.d.key != "" {
 		h.Set("Authorization", "Token "+p.d.key)
 	}
-	conn, resp, err := websocket.Dial(ctx, p.url, &websocket.DialOptions{HTTPClient: p.d.client, HTTPHeader: h})
-	if err != nil {
-		return nil, dialError(resp, err)
-	}
-	return conn, nil
+	return dialLive(ctx, p.url, p.d.client, h)
 }
 
 func (p *deepgramProtocol) rate() int { return p.sampleRate }

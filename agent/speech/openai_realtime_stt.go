@@ -114,9 +114,9 @@ func (p *openAIRealtimeProtocol) dial(ctx context.Context) (*websocket.Conn, err
 		h.Set("Authorization", "Bearer "+p.o.key)
 	}
 	h.Set("OpenAI-Beta", "realtime=v1")
-	conn, resp, err := websocket.Dial(ctx, p.o.base+"/realtime?intent=transcription", &websocket.DialOptions{HTTPClient: p.o.client, HTTPHeader: h})
+	conn, err := dialLive(ctx, p.o.base+"/realtime?intent=transcription", p.o.client, h)
 	if err != nil {
-		return nil, dialError(resp, err)
+		return nil, err
 	}
 	if err := conn.Write(ctx, websocket.MessageText, p.update); err != nil {
 		conn.CloseNow()

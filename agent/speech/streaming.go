@@ -309,9 +309,20 @@ func (s *STTStream) session(ctx context.Context, reconnected bool) error {
 		s.emit(ctx, STTEvent{Reconnected: true, At: time.Now()})
 	}
 
+	// The reader has a context of the socket's own, so that it never outlives the socket:
+	// Events is closed only after it returned.
+	sctx, stop := context.WithCancel(ctx)
 	readDone := make(chan error, 1)
 	lastResult := make(chan struct{}, 1)
-	go func() { readDone <- s.read(ctx, conn, lastResult) }()
+	go func() { readDone <- s.read(sctx, conn, lastResult) }()
+	readerDone := false
+	defer func() {
+		stop()
+		conn.CloseNow()
+		if !readerDone {
+			<-readDone
+		}
+	}()
 
 	var buf []byte
 	keep := time.NewTicker(keepAliveEvery)
@@ -348,21 +359,22 @@ func (s *STTStream) session(ctx context.Context, reconnected bool) error {
 		}
 	}
 	if err := flush(); err != nil { // the replay
-		return s.failed(conn, readDone, err)
+		return err
 	}
 	for {
 		select {
 		case <-s.notify:
 			if err := flush(); err != nil {
-				return s.failed(conn, readDone, err)
+				return err
 			}
 		case <-keep.C:
 			if msg := s.proto.keepAlive(); msg != nil && time.Since(lastSent) >= keepAliveEvery {
 				if err := send(websocket.MessageText, msg); err != nil {
-					return s.failed(conn, readDone, err)
+					return err
 				}
 			}
 		case err := <-readDone:
+			readerDone = true
 			if err == nil {
 				err = &ProviderError{Op: "transcribe", Err: errors.New("the provider ended the stream")}
 			}
@@ -374,6 +386,7 @@ func (s *STTStream) session(ctx context.Context, reconnected bool) error {
 				select {
 				case <-lastResult:
 				case <-readDone:
+					readerDone = true
 				case <-t.C:
 				}
 				t.Stop()
@@ -395,13 +408,6 @@ func (s *STTStream) chunk(off int64, n int) []int16 {
 		out[i] = s.ring[(off+int64(i))%int64(len(s.ring))]
 	}
 	return out
-}
-
-// failed ends a socket that could not be written to and waits for its reader.
-func (s *STTStream) failed(conn *websocket.Conn, readDone <-chan error, err error) error {
-	conn.CloseNow()
-	<-readDone
-	return err
 }
 
 // read reads the provider's messages until the socket ends.
@@ -451,10 +457,11 @@ func (s *STTStream) read(ctx context.Context, conn *websocket.Conn, lastResult c
 	}
 }
 
-// emit delivers ev. An interim guess is dropped when the reader is behind (the next one
-// says more); anything else waits for it.
+// emit delivers ev. What only informs (an interim guess, which the next one replaces;
+// speech started; a reconnection) is dropped when the reader is behind; a final result
+// waits for it.
 func (s *STTStream) emit(ctx context.Context, ev STTEvent) {
-	if !ev.Final && !ev.EndOfUtterance && !ev.SpeechStarted && !ev.Reconnected {
+	if !ev.Final && !ev.EndOfUtterance {
 		select {
 		case s.events <- ev:
 		default:
@@ -517,6 +524,19 @@ func retryable(err error) bool {
 // protocolError is a message from the provider that is not what its protocol says.
 func protocolError(format string, args ...any) error {
 	return &fatalError{&ProviderError{Op: "transcribe", Status: http.StatusBadGateway, Message: fmt.Sprintf(format, args...)}}
+}
+
+// dialLive opens a provider's socket. The handshake's answer is closed here: on success
+// the connection owns what it needs, on failure only the status is used.
+func dialLive(ctx context.Context, url string, client *http.Client, h http.Header) (*websocket.Conn, error) {
+	conn, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: client, HTTPHeader: h})
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
+	if err != nil {
+		return nil, dialError(resp, err)
+	}
+	return conn, nil
 }
 
 // dialError classifies a failed handshake: refused credentials or request are final.

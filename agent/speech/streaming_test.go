@@ -287,6 +287,26 @@ func TestLiveSTTHostileProvider(t *testing.T) {
 	}
 }
 
+// A socket with no audio to send (the media stalled) is kept open with KeepAlive.
+func TestDeepgramKeepAlive(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	srv := speechtest.NewDeepgram(t, speechtest.LiveOptions{})
+	s, err := speech.NewDeepgramSTT(srv.URL, "", "", nil).Open(ctx, speech.StreamOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	writeFrames(t, s, make([]int16, 1600))
+	if !srv.Wait(ctx, func(c []speechtest.LiveConn, _ []speechtest.LiveFinal) bool { return len(c) == 1 && c[0].KeepAlives > 0 }) {
+		t.Fatalf("no KeepAlive: %+v", srv.Conns())
+	}
+	_ = s.Close()
+	if c := srv.Conns(); len(c) != 1 || !c[0].CloseStream {
+		t.Errorf("sockets %+v", c)
+	}
+}
+
 // Writing a frame costs no allocation: the ear writes 50 a second for every call.
 func TestLiveSTTWriteDoesNotAllocate(t *testing.T) {
 	ctx := testCtx(t)

@@ -97,7 +97,7 @@ func startLive(t testing.TB, opts LiveOptions, handle func(context.Context, *liv
 		defer s.wg.Done()
 		ctx, cancel := context.WithCancel(r.Context())
 		defer cancel()
-		defer context.AfterFunc(s.quit, cancel)()
+		defer context.AfterFunc(s.quit, cancel)() //nolint:contextcheck // the test's end ends every socket, whatever its request
 		if k := s.opts.RequireKey; k != "" && !strings.HasSuffix(r.Header.Get("Authorization"), " "+k) {
 			http.Error(w, `{"err_code":"INVALID_AUTH","err_msg":"Invalid credentials."}`, http.StatusUnauthorized)
 			return
