@@ -298,7 +298,9 @@ func TestDeepgramKeepAlive(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	writeFrames(t, s, make([]int16, 1600))
-	if !srv.Wait(ctx, func(c []speechtest.LiveConn, _ []speechtest.LiveFinal) bool { return len(c) == 1 && c[0].KeepAlives > 0 }) {
+	if !srv.Wait(ctx, func(c []speechtest.LiveConn, _ []speechtest.LiveFinal) bool {
+		return len(c) == 1 && c[0].KeepAlives > 0
+	}) {
 		t.Fatalf("no KeepAlive: %+v", srv.Conns())
 	}
 	_ = s.Close()
