@@ -210,9 +210,11 @@ func (s *STTStream) Write(pcm []int16) error {
 		}
 		pcm = s.conv[:n]
 	}
-	for _, v := range pcm {
-		s.ring[s.end%int64(len(s.ring))] = v
-		s.end++
+	for len(pcm) > 0 {
+		at := int(s.end % int64(len(s.ring)))
+		n := copy(s.ring[at:], pcm)
+		pcm = pcm[n:]
+		s.end += int64(n)
 	}
 	if over := s.end - s.start - int64(len(s.ring)); over > 0 {
 		s.start += over
@@ -404,8 +406,9 @@ func (s *STTStream) chunk(off int64, n int) []int16 {
 		s.chunkBuf = make([]int16, n)
 	}
 	out := s.chunkBuf[:n]
-	for i := range out {
-		out[i] = s.ring[(off+int64(i))%int64(len(s.ring))]
+	for got := 0; got < n; {
+		at := int((off + int64(got)) % int64(len(s.ring)))
+		got += copy(out[got:], s.ring[at:])
 	}
 	return out
 }

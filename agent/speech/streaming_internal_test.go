@@ -1,0 +1,82 @@
+package speech
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/coder/websocket"
+)
+
+// unreachable is a provider whose socket never opens until the test lets it fail, so that
+// nothing but Write runs while a test counts allocations.
+type unreachable struct {
+	rateHz  int
+	release chan struct{}
+}
+
+func (u *unreachable) dial(ctx context.Context) (*websocket.Conn, error) {
+	<-u.release
+	return nil, &fatalError{&ProviderError{Op: "transcribe", Err: errors.New("released")}}
+}
+func (u *unreachable) rate() int { return u.rateHz }
+func (u *unreachable) audio(dst []byte, _ []int16) (websocket.MessageType, []byte) {
+	return websocket.MessageBinary, dst
+}
+func (u *unreachable) keepAlive() []byte   { return nil }
+func (u *unreachable) closeStream() []byte { return nil }
+func (u *unreachable) parse([]byte, *utterance) ([]STTEvent, float64, bool, error) {
+	return nil, -1, false, nil
+}
+
+// Writing a frame costs no allocation, resampled or not: the ear writes 50 a second for
+// every call.
+func TestLiveSTTWriteDoesNotAllocate(t *testing.T) {
+	for _, providerRate := range []int{16000, openAIRealtimeRate} {
+		u := &unreachable{rateHz: providerRate, release: make(chan struct{})}
+		s, err := openStream(context.Background(), u, 16000, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		frame := make([]int16, 320)
+		_ = s.Write(frame) // the resampler's buffer is made once
+		if n := testing.AllocsPerRun(500, func() { _ = s.Write(frame) }); n != 0 {
+			t.Errorf("to %d Hz: %.1f allocations a frame", providerRate, n)
+		}
+		// Beyond the ring's length the oldest audio goes, and Write still does not wait.
+		for range ReplaySeconds * 50 * 2 {
+			_ = s.Write(frame)
+		}
+		s.mu.Lock()
+		kept := s.end - s.start
+		s.mu.Unlock()
+		if kept != int64(len(s.ring)) {
+			t.Errorf("to %d Hz: the ring keeps %d samples, want %d", providerRate, kept, len(s.ring))
+		}
+		close(u.release)
+		_ = s.Close()
+	}
+}
+
+// BenchmarkLiveSTTWrite is the cost of a 20 ms frame written to a live transcriber at
+// 16 kHz (Deepgram), and resampled to OpenAI's 24 kHz.
+func BenchmarkLiveSTTWrite(b *testing.B) {
+	for _, rate := range []int{16000, openAIRealtimeRate} {
+		b.Run(fmt.Sprint(rate), func(b *testing.B) { benchWrite(b, rate) })
+	}
+}
+
+func benchWrite(b *testing.B, rate int) {
+	u := &unreachable{rateHz: rate, release: make(chan struct{})}
+	s, err := openStream(context.Background(), u, 16000, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { close(u.release); _ = s.Close() }()
+	frame := make([]int16, 320)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = s.Write(frame)
+	}
+}
