@@ -48,6 +48,9 @@ type conversation struct {
 	ear    *ear
 	// live is the transcript of a streaming transcriber; nil when the agent's is not one.
 	live *liveText
+	// earlyStart is how long a live interim transcript must stand, the caller paused, for
+	// the brain to start on it (turn.early_start_ms); 0: never.
+	earlyStart time.Duration
 
 	endpointing, minInterrupt, idle time.Duration
 	// specSilence is the pause at which the utterance so far is transcribed speculatively.
@@ -79,6 +82,8 @@ type conversation struct {
 	report     Report
 	spoke      bool // something was said already: the next Say is not the first message
 	pending    *pendingAnswer
+	// spec is the caller's turn the brain was given before it was over; nil when none.
+	spec *speculation
 	// turnSpan is the traced span of the caller's turn being answered (trace.go); nil when
 	// the call is not traced or no turn is.
 	turnSpan trace.Span
@@ -133,6 +138,7 @@ func newConversation(ctx context.Context, line Line, cfg Config) *conversation {
 		c.idle = defaultIdleTimeout
 	}
 	c.specSilence = min(speculativeSilence, c.endpointing)
+	c.earlyStart = time.Duration(max(cfg.Turn.EarlyStartMS, 0)) * time.Millisecond
 	if c.reminder == "" {
 		c.reminder = defaultIdleReminder
 	}

@@ -41,6 +41,8 @@ type liveText struct {
 	// speaking says the provider heard speech begin and has not ended the utterance.
 	speaking bool
 	failed   bool
+	// endedAt is when the provider last ended an utterance, whatever its words.
+	endedAt time.Time
 }
 
 // pump takes the stream's events until it ends, and says whether it failed.
@@ -55,7 +57,7 @@ func (l *liveText) pump(wake func()) error {
 				l.done = joinText(l.done, text)
 				l.doneAt, l.at = ev.At, ev.At
 			}
-			l.cur, l.skip, l.speaking = "", 0, false
+			l.cur, l.skip, l.speaking, l.endedAt = "", 0, false, ev.At
 		case ev.Text != "":
 			if text := l.strip(ev.Text); text != l.cur {
 				l.cur, l.at = text, ev.At
@@ -161,13 +163,79 @@ func (c *conversation) endpointLive(s *segment, silence time.Duration) (in agent
 	case s.closed, silence >= threshold,
 		ended && silence >= liveMinSilence && !waitLonger,
 		!waitLonger && endsSentence(text) && silence >= c.specSilence:
-		s.text, s.textOK, s.textVoiced = text, true, s.voiced
-		s.sttDone = at
-		s.sttMS = max(0, ms64(at.Sub(s.lastVoiced)))
-		c.live.take()
-		return c.acceptTurn(s), true, false
+		return c.takeLive(s, text, at, nil), true, false
+	case c.earlyStart > 0 && !waitLonger && silence >= max(liveMinSilence, c.earlyStart) && time.Since(at) >= c.earlyStart:
+		// The caller paused and the transcript stands: the brain starts now, and what it
+		// says waits for the turn to be over (confirm), or is dropped if the caller goes on.
+		return c.takeLive(s, text, at, &speculation{lastVoiced: s.lastVoiced, text: text, at: time.Now()}), true, false
 	}
 	return in, false, false
+}
+
+// takeLive ends the caller's turn with s and its live transcript. The caller holds the
+// ear's mu.
+func (c *conversation) takeLive(s *segment, text string, at time.Time, spec *speculation) agent.Input {
+	s.text, s.textOK, s.textVoiced = text, true, s.voiced
+	s.sttDone = at
+	s.sttMS = max(0, ms64(at.Sub(s.lastVoiced)))
+	c.live.take()
+	c.mu.Lock()
+	c.spec = spec
+	c.mu.Unlock()
+	return c.acceptTurn(s)
+}
+
+// speculation is a turn given to the brain before it was over (turn.early_start_ms).
+type speculation struct {
+	lastVoiced time.Time
+	text       string
+	at         time.Time
+}
+
+// Outcomes of a speculative turn.
+const (
+	specConfirmed = iota
+	specCancelled
+)
+
+// awaitTurn holds an answer until the speculative turn it answers is over: confirmed once
+// it would have ended anyway (the provider's end of utterance, a complete sentence at the
+// short pause, the endpointing silence) with the caller still silent; cancelled as soon as
+// the caller speaks again. Without a speculation it returns at once (confirmed).
+func (c *conversation) awaitTurn(ctx context.Context) (int, error) {
+	c.mu.Lock()
+	spec := c.spec
+	c.mu.Unlock()
+	if spec == nil {
+		return specConfirmed, nil
+	}
+	defer func() {
+		c.mu.Lock()
+		if c.spec == spec {
+			c.spec = nil
+		}
+		c.mu.Unlock()
+	}()
+	for {
+		e := c.ear
+		e.mu.Lock()
+		spoke := e.first() != nil
+		e.mu.Unlock()
+		if spoke {
+			c.publish(EventSpeculationDropped, map[string]any{"text": spec.text})
+			return specCancelled, nil
+		}
+		c.live.mu.Lock()
+		ended := c.live.endedAt.After(spec.at)
+		c.live.mu.Unlock()
+		silence := time.Since(spec.lastVoiced)
+		if silence >= c.endpointing || (ended && silence >= liveMinSilence) || (endsSentence(spec.text) && silence >= c.specSilence) {
+			return specConfirmed, nil
+		}
+		if err := c.waitKick(ctx, pollInterval, false); err != nil {
+			return specCancelled, err
+		}
+	}
 }
 
 // liveMinSilence is the VAD's silence that must agree with the provider's end of

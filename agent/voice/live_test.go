@@ -142,3 +142,111 @@ func TestLiveSTTTrailingConjunctionWaitsLonger(t *testing.T) {
 		t.Errorf("end of speech after %.0f ms, want the longer wait (%.0f)", m.EndOfSpeechMS, want)
 	}
 }
+
+// listenUntil takes inputs and answers each until it has n answers the caller heard (an
+// answer dropped because the caller went on is not one); it sends every input it got.
+func listenUntil(n int, heard chan<- heardAt) brainFunc {
+	return func(ctx context.Context, c agent.Conversation) error {
+		if _, err := c.Say(ctx, "Hello."); err != nil {
+			return err
+		}
+		for answered := 0; answered < n; {
+			in, err := c.Listen(ctx, agent.ListenOptions{})
+			if err != nil {
+				return err
+			}
+			heard <- heardAt{in, time.Now()}
+			sp, err := c.Say(ctx, "You said "+in.Text)
+			if err != nil {
+				return err
+			}
+			if sp.Text != "" {
+				answered++
+			}
+		}
+		c.Hangup("done")
+		return nil
+	}
+}
+
+// With turn.early_start_ms the brain has the turn once the interim transcript stood that
+// long, and its answer sounds once the turn is over (here: the provider's final).
+func TestLiveSTTEarlyStartAnswerWaitsForTheTurn(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t, 60*time.Second)
+	r := newRig(t, media.Rate8k)
+	const said = "I want to cancel my appointment"
+	dg := speechtest.NewDeepgram(t, speechtest.LiveOptions{Say: func(int) string { return said }, FinalDelay: 300 * time.Millisecond})
+	r.cfg.Turn.EndpointingMS, r.cfg.Turn.STTEndpointingMS, r.cfg.Turn.EarlyStartMS = 1500, 500, 200
+	h, res := liveTurn(t, ctx, r, speech.NewDeepgramSTT(dg.URL, "", "", nil), "cancel_appointment")
+	if h.in.Text != said {
+		t.Fatalf("input %+v", h.in)
+	}
+	m := answerMetrics(t, res)
+	t.Logf("metrics %+v", m)
+	if m.EndOfSpeechMS > 700 {
+		t.Errorf("the brain had the turn %.0f ms after the speech, want the early start (~250)", m.EndOfSpeechMS)
+	}
+	// The answer sounded after the provider's final (500 ms of silence and 300 ms more),
+	// before the VAD's endpointing (1500 ms).
+	if m.VoiceToVoiceMS < 700 || m.VoiceToVoiceMS > 1450 {
+		t.Errorf("the answer sounded %.0f ms after the speech, want after the provider's final (~800)", m.VoiceToVoiceMS)
+	}
+	if n := len(r.line.eventsOf(EventSpeculationDropped)); n != 0 {
+		t.Errorf("%d answers dropped", n)
+	}
+}
+
+// A caller who goes on after the pause the brain started on: the answer is dropped unheard,
+// and the brain has the rest of the caller's words as the next input.
+func TestLiveSTTEarlyStartDroppedWhenTheCallerGoesOn(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t, 60*time.Second)
+	r := newRig(t, media.Rate8k)
+	dg := speechtest.NewDeepgram(t, speechtest.LiveOptions{Say: func(int) string { return "I want to cancel my appointment|thank you goodbye" }})
+	r.cfg.STT, r.cfg.StreamingSTT = nil, speech.NewDeepgramSTT(dg.URL, "", "", nil)
+	r.cfg.Turn.EndpointingMS, r.cfg.Turn.STTEndpointingMS, r.cfg.Turn.EarlyStartMS = 1500, 1500, 200
+	heard := make(chan heardAt, 4)
+	start := time.Now()
+	wait := r.run(ctx, listenUntil(1, heard))
+	r.listening()
+	if _, ok := r.caller.waitQuiet(start, 400*time.Millisecond, 20*time.Second); !ok {
+		t.Fatal("the greeting did not end")
+	}
+	first, err := speechtest.LoadWAV("cancel_appointment", media.Rate8k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest, err := speechtest.LoadWAV("thank_you_goodbye", media.Rate8k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.caller.say(first)
+	var h1, h2 heardAt
+	select {
+	case h1 = <-heard:
+	case <-ctx.Done():
+		t.Fatal("no first input")
+	}
+	r.caller.say(rest) // the caller goes on, before the turn would have ended
+	select {
+	case h2 = <-heard:
+	case <-ctx.Done():
+		t.Fatal("no second input")
+	}
+	res := wait()
+	if h1.in.Text != "I want to cancel my appointment" || h2.in.Text != "thank you goodbye" {
+		t.Errorf("inputs %q then %q", h1.in.Text, h2.in.Text)
+	}
+	if n := len(r.line.eventsOf(EventSpeculationDropped)); n != 1 {
+		t.Errorf("%d answers dropped, want 1", n)
+	}
+	for _, turn := range res.Transcript {
+		if turn.Role == "assistant" && turn.Text == "You said I want to cancel my appointment" {
+			t.Errorf("the dropped answer was heard: %+v", turn)
+		}
+	}
+	if res.Report.Interruptions != 0 {
+		t.Errorf("%d interruptions counted", res.Report.Interruptions)
+	}
+}

@@ -68,6 +68,9 @@ const (
 	EventError       = "agent.error"        // a provider failure (ErrorEvent)
 	EventIdle        = "call.idle_reminder" // the idle reminder was said
 	EventBargeIn     = "call.barge_in"      // playback stopped for the caller (BargeIn)
+	// EventSpeculationDropped says an answer begun on a live interim transcript was
+	// dropped unheard, because the caller went on ({"text"}: the words it answered).
+	EventSpeculationDropped = "call.speculation_dropped"
 )
 
 // Result is what happened on a call.

@@ -25,7 +25,9 @@ import (
 type LiveOptions struct {
 	// Say is the transcript of the n-th utterance the server made final (from 0, over all
 	// its sockets: a socket that dropped mid-utterance does not count it). Nil says
-	// DefaultTranscript.
+	// DefaultTranscript. A "|" is a pause of the caller's within the utterance: the
+	// interim at the first pause shows the words before it, the rest come when the
+	// caller speaks again.
 	Say func(n int) string
 	// InterimEvery is the speech between interim results (0 is 100 ms); WordEvery the
 	// speech per word revealed (0 is 250 ms).
@@ -190,6 +192,10 @@ type hearing struct {
 	shown               string // the last interim sent
 	lastInterim         int64
 	ended               bool // the endpointing silence was reached
+	// part is the part of the script ("a|b": the caller pauses after a) being said;
+	// paused that the pause's interim showed it whole.
+	part   int
+	paused bool
 }
 
 // speechDBFS is the level above which a window is speech: the lines of the tests hiss at
@@ -229,26 +235,34 @@ func (h *hearing) step(loud bool, on func(liveEvent, string)) {
 	}
 	if !h.inSpeech {
 		if h.loud >= 2 {
-			h.inSpeech, h.ended, h.shown = true, false, ""
+			h.inSpeech, h.ended, h.shown, h.part, h.paused = true, false, "", 0, false
 			h.speechStart = h.pos - 2*int64(h.rate/50)
 			h.lastOn, h.lastInterim = h.pos, h.pos
 			on(evStart, "")
 		}
 		return
 	}
+	parts := strings.Split(h.s.say(h.s.finalsN()), "|")
 	if loud {
 		h.lastOn = h.pos
 		h.speechEndAt = time.Now()
+		if h.paused {
+			h.part, h.paused = min(h.part+1, len(parts)-1), false
+		}
 	}
-	words := strings.Fields(h.s.say(h.s.finalsN()))
+	all := strings.Fields(strings.Join(parts, " "))
+	words := strings.Fields(strings.Join(parts[:h.part+1], " "))
 	silence := h.dur(h.pos - h.lastOn)
 	switch {
 	case silence >= h.endpointing:
 		h.inSpeech, h.ended = false, true
-		on(evEnd, strings.Join(words, " "))
-	case silence >= h.s.opts.InterimEvery && h.shown != strings.Join(words, " "):
-		h.shown = strings.Join(words, " ")
-		on(evInterim, h.shown)
+		on(evEnd, strings.Join(all, " "))
+	case silence >= h.s.opts.InterimEvery && !h.paused:
+		h.paused = true
+		if text := strings.Join(words, " "); text != h.shown {
+			h.shown = text
+			on(evInterim, text)
+		}
 	case loud && h.dur(h.pos-h.lastInterim) >= h.s.opts.InterimEvery:
 		h.lastInterim = h.pos
 		k := min(len(words)-1, 1+int(h.dur(h.pos-h.speechStart)/h.s.opts.WordEvery))
