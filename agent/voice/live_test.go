@@ -250,3 +250,45 @@ func TestLiveSTTEarlyStartDroppedWhenTheCallerGoesOn(t *testing.T) {
 		t.Errorf("%d interruptions counted", res.Report.Interruptions)
 	}
 }
+
+// Barge-in over a live transcriber is judged by its transcript: words stop the agent and
+// are the next input, a backchannel lets it go on.
+func TestLiveSTTBargeIn(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, said, fixture string
+		interrupts          bool
+	}{
+		{"words", "Wait, stop, I have a different question.", "wait", true},
+		{"backchannel", "Uh-huh.", "uhhuh", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, media.Rate8k)
+			dg := speechtest.NewDeepgram(t, speechtest.LiveOptions{Say: func(int) string { return tc.said }})
+			r.cfg.STT, r.cfg.StreamingSTT = nil, speech.NewDeepgramSTT(dg.URL, "", "", nil)
+			r.cfg.BargeInDuringFirstMessage = true
+			out := make(chan talkResult, 1)
+			start := time.Now()
+			wait := r.run(testCtx(t, 60*time.Second), talkBrain(out))
+			if _, ok := r.caller.waitSpeech(start, 1500*time.Millisecond, 20*time.Second); !ok {
+				t.Fatal("the answer was not heard")
+			}
+			r.caller.say(fixture(t, tc.fixture))
+			res := <-out
+			wait()
+			if res.err != nil {
+				t.Fatal(res.err)
+			}
+			if tc.interrupts {
+				if !res.spoken.Interrupted || res.input.Kind != agent.InputSpeech || res.input.Text != tc.said {
+					t.Errorf("spoken %+v, next input %+v: want an interruption that is the next input", res.spoken, res.input)
+				}
+				return
+			}
+			if res.spoken.Interrupted || res.spoken.Text != longAnswer || res.input.Kind != agent.InputTimeout {
+				t.Errorf("spoken %+v, next input %+v: want the whole answer, and no turn", res.spoken, res.input)
+			}
+		})
+	}
+}
