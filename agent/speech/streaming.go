@@ -81,9 +81,11 @@ const (
 	// before a socket dropped, which the provider had not yet said it heard.
 	replayPreroll = 1000
 	// closeWait bounds the wait for the provider's last results after CloseStream.
-	closeWait  = 2 * time.Second
-	writeLimit = 5 * time.Second
-	sttEvents  = 64
+	closeWait = 2 * time.Second
+	// dialTimeout bounds a handshake (the socket and, for OpenAI, the session's update).
+	dialTimeout = 10 * time.Second
+	writeLimit  = 5 * time.Second
+	sttEvents   = 64
 )
 
 // ErrStreamClosed is a Write to a stream that ended.
@@ -137,9 +139,12 @@ type STTStream struct {
 	events  chan STTEvent
 	notify  chan struct{}
 	closing chan struct{}
-	done    chan struct{}
-	closed  atomic.Bool
-	cancel  context.CancelFunc
+	// closeCtx is cancelled by Close too: it cuts a handshake short.
+	closeCtx   context.Context
+	closeDials context.CancelFunc
+	done       chan struct{}
+	closed     atomic.Bool
+	cancel     context.CancelFunc
 	// rs resamples written audio to the provider's rate into conv; nil when they are the
 	// same. chunkBuf is the audio of one message.
 	rs       *media.Resampler
@@ -174,6 +179,7 @@ func openStream(ctx context.Context, proto liveProtocol, rate int, opaque bool) 
 		ring:     make([]int16, ReplaySeconds*proto.rate()),
 		chunkBuf: make([]int16, proto.rate()/10),
 	}
+	s.closeCtx, s.closeDials = context.WithCancel(context.Background())
 	if rate != proto.rate() {
 		rs, err := media.NewResampler(rate, proto.rate())
 		if err != nil {
@@ -256,6 +262,7 @@ func (s *STTStream) Seconds() float64 {
 func (s *STTStream) Close() error {
 	if s.closed.CompareAndSwap(false, true) {
 		close(s.closing)
+		s.closeDials()
 	}
 	<-s.done
 	return nil
@@ -298,7 +305,11 @@ func (s *STTStream) run(ctx context.Context) {
 
 // session runs one socket until it fails or the stream is closed (nil).
 func (s *STTStream) session(ctx context.Context, reconnected bool) error {
-	conn, err := s.proto.dial(ctx)
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	unhook := context.AfterFunc(s.closeCtx, cancel)
+	conn, err := s.proto.dial(dctx)
+	unhook()
+	cancel()
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -306,6 +307,50 @@ func TestDeepgramKeepAlive(t *testing.T) {
 	_ = s.Close()
 	if c := srv.Conns(); len(c) != 1 || !c[0].CloseStream {
 		t.Errorf("sockets %+v", c)
+	}
+}
+
+// A provider that takes the connection and never answers the handshake does not hold up
+// Close: a call's teardown never waits on it.
+func TestLiveSTTCloseDuringAStalledHandshake(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		select {
+		case c := <-accepted:
+			_ = c.Close()
+		default:
+		}
+	})
+	s, err := speech.NewDeepgramSTT("http://"+ln.Addr().String()+"/v1", "", "", nil).Open(testCtx(t), speech.StreamOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFrames(t, s, make([]int16, 320))
+	var conn net.Conn
+	select {
+	case conn = <-accepted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no connection")
+	}
+	accepted <- conn // closed at the end
+	closed := make(chan struct{})
+	go func() { _ = s.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waited on the handshake")
 	}
 }
 
