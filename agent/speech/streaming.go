@@ -139,12 +139,9 @@ type STTStream struct {
 	events  chan STTEvent
 	notify  chan struct{}
 	closing chan struct{}
-	// closeCtx is cancelled by Close too: it cuts a handshake short.
-	closeCtx   context.Context
-	closeDials context.CancelFunc
-	done       chan struct{}
-	closed     atomic.Bool
-	cancel     context.CancelFunc
+	done    chan struct{}
+	closed  atomic.Bool
+	cancel  context.CancelFunc
 	// rs resamples written audio to the provider's rate into conv; nil when they are the
 	// same. chunkBuf is the audio of one message.
 	rs       *media.Resampler
@@ -179,7 +176,6 @@ func openStream(ctx context.Context, proto liveProtocol, rate int, opaque bool) 
 		ring:     make([]int16, ReplaySeconds*proto.rate()),
 		chunkBuf: make([]int16, proto.rate()/10),
 	}
-	s.closeCtx, s.closeDials = context.WithCancel(context.Background())
 	if rate != proto.rate() {
 		rs, err := media.NewResampler(rate, proto.rate())
 		if err != nil {
@@ -262,7 +258,6 @@ func (s *STTStream) Seconds() float64 {
 func (s *STTStream) Close() error {
 	if s.closed.CompareAndSwap(false, true) {
 		close(s.closing)
-		s.closeDials()
 	}
 	<-s.done
 	return nil
@@ -305,10 +300,18 @@ func (s *STTStream) run(ctx context.Context) {
 
 // session runs one socket until it fails or the stream is closed (nil).
 func (s *STTStream) session(ctx context.Context, reconnected bool) error {
+	// Close cuts a handshake short: a call's teardown never waits on one.
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	unhook := context.AfterFunc(s.closeCtx, cancel)
+	dialed := make(chan struct{})
+	go func() {
+		select {
+		case <-s.closing:
+			cancel()
+		case <-dialed:
+		}
+	}()
 	conn, err := s.proto.dial(dctx)
-	unhook()
+	close(dialed)
 	cancel()
 	if err != nil {
 		return err
