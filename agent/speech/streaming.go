@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -11,8 +12,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-
-	"github.com/switchboard-go/switchboard/media"
 )
 
 // A streaming transcriber hears the caller while they speak: audio goes up a WebSocket
@@ -144,7 +143,7 @@ type STTStream struct {
 	cancel  context.CancelFunc
 	// rs resamples written audio to the provider's rate into conv; nil when they are the
 	// same. chunkBuf is the audio of one message.
-	rs       *media.Resampler
+	rs       *linearResampler
 	conv     []int16
 	chunkBuf []int16
 
@@ -177,7 +176,7 @@ func openStream(ctx context.Context, proto liveProtocol, rate int, opaque bool) 
 		chunkBuf: make([]int16, proto.rate()/10),
 	}
 	if rate != proto.rate() {
-		rs, err := media.NewResampler(rate, proto.rate())
+		rs, err := newLinearResampler(rate, proto.rate())
 		if err != nil {
 			return nil, err
 		}
@@ -201,16 +200,8 @@ func (s *STTStream) Write(pcm []int16) error {
 	}
 	s.written += int64(len(pcm))
 	if s.rs != nil {
-		need := s.rs.OutLen(len(pcm))
-		if cap(s.conv) < need {
-			s.conv = make([]int16, need)
-		}
-		n, err := s.rs.Resample(s.conv[:need], pcm)
-		if err != nil {
-			s.mu.Unlock()
-			return err
-		}
-		pcm = s.conv[:n]
+		s.conv = s.rs.resample(s.conv[:0], pcm)
+		pcm = s.conv
 	}
 	for len(pcm) > 0 {
 		at := int(s.end % int64(len(s.ring)))
@@ -568,4 +559,47 @@ func dialError(resp *http.Response, err error) error {
 		return pe
 	}
 	return &fatalError{pe}
+}
+
+// linearResampler brings the caller's audio to the provider's rate (16 to 24 kHz for
+// OpenAI) by linear interpolation. The audio was band-limited on its way in (the line's
+// 8 kHz, or the ear's 16 kHz filter), so going up needs no filter worth its cost for a
+// transcriber: media's polyphase resampler, made for what a caller hears, spends 40 to
+// 50 µs a frame here, three times the whole ear; this spends about one.
+type linearResampler struct {
+	// step is the input samples per output sample; pos the position of the next output
+	// in the next input, from -1 (between the last sample of the previous input, prev,
+	// and the first of the next).
+	step float64
+	pos  float64
+	prev int16
+}
+
+func newLinearResampler(from, to int) (*linearResampler, error) {
+	if from <= 0 || to <= 0 {
+		return nil, fmt.Errorf("speech: cannot resample %d Hz to %d Hz", from, to)
+	}
+	return &linearResampler{step: float64(from) / float64(to)}, nil
+}
+
+// resample appends src, resampled, to dst.
+func (r *linearResampler) resample(dst, src []int16) []int16 {
+	n := len(src)
+	if n == 0 {
+		return dst
+	}
+	at := func(i int) float64 {
+		if i < 0 {
+			return float64(r.prev)
+		}
+		return float64(src[min(i, n-1)])
+	}
+	p := r.pos
+	for ; p <= float64(n-1); p += r.step {
+		i := int(math.Floor(p))
+		a, b := at(i), at(i+1)
+		dst = append(dst, int16(a+(b-a)*(p-float64(i))))
+	}
+	r.pos, r.prev = p-float64(n), src[n-1]
+	return dst
 }

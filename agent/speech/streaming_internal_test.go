@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 
 	"github.com/coder/websocket"
@@ -78,5 +79,34 @@ func benchWrite(b *testing.B, rate int) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = s.Write(frame)
+	}
+}
+
+// The live resampler keeps a tone's pitch and level across frames, and the audio's length.
+func TestLinearResamplerKeepsTheTone(t *testing.T) {
+	r, err := newLinearResampler(16000, 24000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int16
+	for f := range 50 { // one second in 20 ms frames
+		frame := make([]int16, 320)
+		for i := range frame {
+			frame[i] = int16(10000 * math.Sin(2*math.Pi*1000*float64(f*320+i)/16000))
+		}
+		out = r.resample(out, frame)
+	}
+	if len(out) < 23990 || len(out) > 24010 {
+		t.Fatalf("%d samples from one second, want 24,000", len(out))
+	}
+	crossings, peak := 0, 0.0
+	for i := 1; i < len(out); i++ {
+		if (out[i-1] < 0) != (out[i] < 0) {
+			crossings++
+		}
+		peak = max(peak, math.Abs(float64(out[i])))
+	}
+	if crossings < 1990 || crossings > 2010 || peak < 9500 || peak > 10001 {
+		t.Errorf("%d zero crossings (want 2,000: 1 kHz), peak %.0f (want 10,000)", crossings, peak)
 	}
 }
