@@ -110,3 +110,41 @@ func TestLinearResamplerKeepsTheTone(t *testing.T) {
 		t.Errorf("%d zero crossings (want 2,000: 1 kHz), peak %.0f (want 10,000)", crossings, peak)
 	}
 }
+
+// The providers' messages are parsed without a panic whatever they hold, and an error is
+// a provider error.
+func FuzzLiveSTTParse(f *testing.F) {
+	for _, seed := range []string{
+		`{"type":"Results","channel_index":[0,1],"duration":1.2,"start":0.5,"is_final":true,"speech_final":true,"channel":{"alternatives":[{"transcript":"hello there","confidence":0.9}]}}`,
+		`{"type":"Results","is_final":false,"channel":{"alternatives":[]}}`,
+		`{"type":"UtteranceEnd","channel":[0,1],"last_word_end":2.3}`,
+		`{"type":"SpeechStarted","channel":[0,1],"timestamp":0.1}`,
+		`{"type":"Metadata","request_id":"x"}`,
+		`{"type":"Error","description":"bad","variant":"DATA-0000"}`,
+		`{"type":"conversation.item.input_audio_transcription.delta","item_id":"i","delta":" hi"}`,
+		`{"type":"conversation.item.input_audio_transcription.completed","item_id":"i","transcript":"hi"}`,
+		`{"type":"input_audio_buffer.speech_stopped","item_id":"i","audio_end_ms":1200}`,
+		`{"type":"error","error":{"type":"invalid_request_error","message":"no"}}`,
+		`{"type":"Results","channel":7}`, `[]`, `null`, `{`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		protos := []liveProtocol{&deepgramProtocol{sampleRate: 16000}, &openAIRealtimeProtocol{stopped: map[string]float64{}}}
+		for _, p := range protos {
+			var u utterance
+			for range 2 {
+				evs, _, _, err := p.parse(msg, &u)
+				var pe *ProviderError
+				if err != nil && !errors.As(err, &pe) {
+					t.Fatalf("%T: %v is not a provider error", p, err)
+				}
+				for _, ev := range evs {
+					if ev.EndOfUtterance && !ev.Final && u.text() != "" {
+						t.Fatalf("%T: an utterance ended with words kept: %q", p, u.text())
+					}
+				}
+			}
+		}
+	})
+}
