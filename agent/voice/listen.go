@@ -266,12 +266,19 @@ func (c *conversation) endpoint(ctx context.Context, job **sttJob, lastActivity 
 			continue
 		}
 		if c.live != nil {
-			in, done, consumed := c.endpointLive(s, silence)
+			in, outcome := c.endpointLive(s, silence)
 			e.mu.Unlock()
-			if consumed {
+			switch outcome {
+			case liveDropped:
+				continue
+			case liveNotHeard:
+				if err := c.notUnderstood(ctx, s, c.live.stream.Err()); err != nil {
+					return agent.Input{}, false, err
+				}
+				*lastActivity = time.Now()
 				continue
 			}
-			return in, done, nil
+			return in, outcome == liveTurn, nil
 		}
 		if c.cfg.STT == nil {
 			if silence >= c.endpointing || s.closed {

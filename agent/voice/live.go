@@ -136,10 +136,17 @@ func (c *conversation) openLive(ctx context.Context) *liveText {
 	return &liveText{stream: s}
 }
 
+// Outcomes of endpointLive besides a turn.
+const (
+	liveWaiting = iota
+	liveTurn
+	liveDropped  // the segment was consumed: noise, a backchannel
+	liveNotHeard // the transcriber is gone: the caller is to be told
+)
+
 // endpointLive advances a segment's endpointing with the live transcript. The caller
-// holds the ear's mu; done says the turn is over (in is the input) or the segment was
-// dropped (consumed is true).
-func (c *conversation) endpointLive(s *segment, silence time.Duration) (in agent.Input, done, consumed bool) {
+// holds the ear's mu; with liveTurn, in is the input.
+func (c *conversation) endpointLive(s *segment, silence time.Duration) (in agent.Input, outcome int) {
 	text, ended, at, failed := c.live.heard(s.start)
 	threshold := c.endpointing
 	waitLonger := endsInDigits(text) || endsInConjunction(text)
@@ -148,28 +155,27 @@ func (c *conversation) endpointLive(s *segment, silence time.Duration) (in agent
 	}
 	switch {
 	case failed && (silence >= c.endpointing || s.closed):
-		c.ear.consume(s) // heard, not understood: the transcriber is gone
-		return in, false, true
+		return in, liveNotHeard
 	case text == "" && (silence >= threshold+liveGrace || s.closed):
 		c.ear.consume(s) // noise the VAD took for speech
 		c.live.take()
-		return in, false, true
+		return in, liveDropped
 	case text == "":
-		return in, false, false
+		return in, liveWaiting
 	case s.overlapped && !s.bargeIn && isBackchannel(text) && (ended || silence >= c.specSilence):
 		c.ear.consume(s)
 		c.live.take()
-		return in, false, true
+		return in, liveDropped
 	case s.closed, silence >= threshold,
 		ended && silence >= liveMinSilence && !waitLonger,
 		!waitLonger && endsSentence(text) && silence >= c.specSilence:
-		return c.takeLive(s, text, at, nil), true, false
+		return c.takeLive(s, text, at, nil), liveTurn
 	case c.earlyStart > 0 && !waitLonger && silence >= max(liveMinSilence, c.earlyStart) && time.Since(at) >= c.earlyStart:
 		// The caller paused and the transcript stands: the brain starts now, and what it
 		// says waits for the turn to be over (confirm), or is dropped if the caller goes on.
-		return c.takeLive(s, text, at, &speculation{lastVoiced: s.lastVoiced, text: text, at: time.Now()}), true, false
+		return c.takeLive(s, text, at, &speculation{lastVoiced: s.lastVoiced, text: text, at: time.Now()}), liveTurn
 	}
-	return in, false, false
+	return in, liveWaiting
 }
 
 // takeLive ends the caller's turn with s and its live transcript. The caller holds the

@@ -2,6 +2,7 @@ package voice
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,9 +37,9 @@ func listenOnce(heard chan<- heardAt) brainFunc {
 	}
 }
 
-// liveTurn runs one call whose caller says phrase after the greeting, with the live
+// playLiveTurn runs one call whose caller says phrase after the greeting, with the live
 // transcriber stt, and returns the brain's input and the call's result.
-func liveTurn(t *testing.T, ctx context.Context, r *rig, stt speech.StreamingSTT, phrase string) (heardAt, Result) {
+func playLiveTurn(t *testing.T, ctx context.Context, r *rig, stt speech.StreamingSTT, phrase string) (heardAt, Result) {
 	t.Helper()
 	r.cfg.STT, r.cfg.StreamingSTT = nil, stt
 	heard := make(chan heardAt, 1)
@@ -81,7 +82,7 @@ func TestLiveSTTCompleteSentenceReachesTheBrainBeforeTheFinal(t *testing.T) {
 	r := newRig(t, media.Rate8k)
 	const said = "What are your opening hours?"
 	dg := speechtest.NewDeepgram(t, speechtest.LiveOptions{Say: func(int) string { return said }, FinalDelay: 1500 * time.Millisecond})
-	h, res := liveTurn(t, ctx, r, speech.NewDeepgramSTT(dg.URL, "", "", nil), "opening_hours")
+	h, res := playLiveTurn(t, ctx, r, speech.NewDeepgramSTT(dg.URL, "", "", nil), "opening_hours")
 	if h.in.Kind != agent.InputSpeech || h.in.Text != said {
 		t.Fatalf("input %+v", h.in)
 	}
@@ -115,7 +116,7 @@ func TestLiveSTTDroppedSocketMidTurn(t *testing.T) {
 	r := newRig(t, media.Rate8k)
 	const said = "I would like to speak to someone."
 	srv := speechtest.NewOpenAIRealtimeSTT(t, speechtest.LiveOptions{Say: func(int) string { return said }, DropAfter: 600 * time.Millisecond})
-	h, _ := liveTurn(t, ctx, r, speech.NewOpenAIRealtimeSTT(srv.URL, "", "gpt-4o-mini-transcribe", nil), "speak_to_someone")
+	h, _ := playLiveTurn(t, ctx, r, speech.NewOpenAIRealtimeSTT(srv.URL, "", "gpt-4o-mini-transcribe", nil), "speak_to_someone")
 	if h.in.Kind != agent.InputSpeech || h.in.Text != said {
 		t.Fatalf("input %+v", h.in)
 	}
@@ -133,7 +134,7 @@ func TestLiveSTTTrailingConjunctionWaitsLonger(t *testing.T) {
 	r := newRig(t, media.Rate8k)
 	const said = "I want to cancel my appointment and"
 	dg := speechtest.NewDeepgram(t, speechtest.LiveOptions{Say: func(int) string { return said }, FinalDelay: 50 * time.Millisecond})
-	h, res := liveTurn(t, ctx, r, speech.NewDeepgramSTT(dg.URL, "", "", nil), "cancel_appointment")
+	h, res := playLiveTurn(t, ctx, r, speech.NewDeepgramSTT(dg.URL, "", "", nil), "cancel_appointment")
 	if h.in.Text != said {
 		t.Fatalf("input %+v", h.in)
 	}
@@ -178,7 +179,7 @@ func TestLiveSTTEarlyStartAnswerWaitsForTheTurn(t *testing.T) {
 	const said = "I want to cancel my appointment"
 	dg := speechtest.NewDeepgram(t, speechtest.LiveOptions{Say: func(int) string { return said }, FinalDelay: 300 * time.Millisecond})
 	r.cfg.Turn.EndpointingMS, r.cfg.Turn.STTEndpointingMS, r.cfg.Turn.EarlyStartMS = 1500, 500, 200
-	h, res := liveTurn(t, ctx, r, speech.NewDeepgramSTT(dg.URL, "", "", nil), "cancel_appointment")
+	h, res := playLiveTurn(t, ctx, r, speech.NewDeepgramSTT(dg.URL, "", "", nil), "cancel_appointment")
 	if h.in.Text != said {
 		t.Fatalf("input %+v", h.in)
 	}
@@ -290,5 +291,51 @@ func TestLiveSTTBargeIn(t *testing.T) {
 				t.Errorf("spoken %+v, next input %+v: want the whole answer, and no turn", res.spoken, res.input)
 			}
 		})
+	}
+}
+
+// A live transcriber that fails for good (here: a message that is not JSON) is an stt
+// error of the call, and a caller who speaks afterwards is asked to say it again.
+func TestLiveSTTFailedTranscriberAsksTheCallerToRepeat(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r := newRig(t, media.Rate8k)
+	dg := speechtest.NewDeepgram(t, speechtest.LiveOptions{Raw: [][]byte{[]byte(`{"type":"Results",`)}})
+	r.cfg.STT, r.cfg.StreamingSTT = nil, speech.NewDeepgramSTT(dg.URL, "", "", nil)
+	heard := make(chan heardAt, 1)
+	start := time.Now()
+	wait := r.run(ctx, listenOnce(heard))
+	r.listening()
+	if _, ok := r.caller.waitQuiet(start, 400*time.Millisecond, 20*time.Second); !ok {
+		t.Fatal("the greeting did not end")
+	}
+	spoke := time.Now()
+	r.caller.say(fixture(t, "question"))
+	if _, ok := r.caller.waitSpeech(spoke, 300*time.Millisecond, 20*time.Second); !ok {
+		t.Fatal("the caller was not asked to repeat")
+	}
+	cancel()
+	res := wait()
+	var stt []ErrorEvent
+	for _, e := range r.line.eventsOf(EventError) {
+		if ev := e.data.(ErrorEvent); ev.Stage == "stt" {
+			stt = append(stt, ev)
+		}
+	}
+	if len(stt) < 2 || !strings.Contains(stt[0].Error, "not JSON") || stt[len(stt)-1].Fallback == "" {
+		t.Errorf("stt errors %+v: want the failure, then the caller asked to repeat", stt)
+	}
+	asked := false
+	for _, turn := range res.Transcript {
+		asked = asked || turn.Text == notUnderstood
+	}
+	if !asked {
+		t.Errorf("transcript %+v lacks %q", res.Transcript, notUnderstood)
+	}
+	select {
+	case h := <-heard:
+		t.Errorf("the brain got %+v from a transcriber that failed", h.in)
+	default:
 	}
 }
