@@ -14,7 +14,8 @@ import (
 
 // TestStreamingSTTCalls answers calls with agents that hear through live transcribers: a
 // SIP call through Deepgram's protocol (DEEPGRAM_BASE_URL, DEEPGRAM_API_KEY), whose
-// complete sentence reaches the model before the provider's final, and a WebRTC call
+// complete sentence reaches the model before the provider's final; one whose transcriber's
+// socket drops mid-turn (a deepgram-kind provider of the providers file); a WebRTC call
 // through OpenAI's realtime transcription (an openai-kind provider and a -transcribe
 // model).
 func TestStreamingSTTCalls(t *testing.T) {
@@ -24,9 +25,11 @@ func TestStreamingSTTCalls(t *testing.T) {
 	dg := speechtest.NewDeepgram(t, speechtest.LiveOptions{Say: func(int) string { return question },
 		FinalDelay: 1500 * time.Millisecond, RequireKey: "dg-key"})
 	rt := speechtest.NewOpenAIRealtimeSTT(t, speechtest.LiveOptions{Say: func(int) string { return "Where is my order?" }})
+	const billing = "I need help with my bill."
+	drop := speechtest.NewDeepgram(t, speechtest.LiveOptions{Say: func(int) string { return billing }, DropAfter: 500 * time.Millisecond})
 	asked := make(chan time.Time, 8)
 	model.Respond(func(r llmtest.Request) llmtest.Reply {
-		if strings.Contains(string(r.Body), question) || strings.Contains(string(r.Body), "Where is my order?") {
+		if body := string(r.Body); strings.Contains(body, question) || strings.Contains(body, "Where is my order?") || strings.Contains(body, billing) {
 			asked <- time.Now()
 		}
 		return llmtest.Reply{Text: "We are open from nine to five."}
@@ -34,7 +37,7 @@ func TestStreamingSTTCalls(t *testing.T) {
 
 	dir := t.TempDir()
 	providers := filepath.Join(dir, "providers.yaml")
-	if err := os.WriteFile(providers, []byte("providers:\n  - name: rt\n    kind: openai\n    base_url: "+rt.URL+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(providers, []byte("providers:\n  - name: rt\n    kind: openai\n    base_url: "+rt.URL+"\n  - name: dgdrop\n    kind: deepgram\n    base_url: "+drop.URL+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	env := []string{"SWITCHBOARD_DATA_DIR=" + filepath.Join(dir, "data"), "SWITCHBOARD_RATE_LIMIT=10000",
@@ -96,6 +99,24 @@ func TestStreamingSTTCalls(t *testing.T) {
 		_, tr := n.call("GET", "/api/v1/calls/"+ids[0]+"/transcript", key, "")
 		if !strings.Contains(toJSON(tr), question) {
 			t.Errorf("transcript: %s", toJSON(tr))
+		}
+	})
+
+	// The transcriber's socket drops while the caller speaks: a new one hears the turn again
+	// and the model gets it whole.
+	t.Run("sip deepgram dropped socket", func(t *testing.T) {
+		id := agent(`{"provider":"dgdrop"}`)
+		if status, pn := n.call("POST", "/api/v1/phone-numbers", key, `{"number":"+15550102","name":"Billing","agent_id":"`+id+`"}`); status != http.StatusCreated {
+			t.Fatalf("POST phone number: %d %v", status, pn)
+		}
+		p := dialPhone(t, "sip:+15550102@"+n.sipAddr())
+		p.waitSpeech(25, 15*time.Second, "greeting")
+		p.waitQuiet(400*time.Millisecond, 15*time.Second)
+		p.speak(readWAV8k(t, "../../testdata/speech/bill_help.wav"))
+		waitAsked(billing)
+		p.hangup()
+		if c := drop.Conns(); len(c) != 2 || !c[0].Dropped {
+			t.Errorf("sockets %+v, want one dropped and its replacement", c)
 		}
 	})
 
