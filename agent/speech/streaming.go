@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -122,6 +121,18 @@ func (u *utterance) text() string {
 		u.scratch = append(u.scratch, u.interim)
 	}
 	return strings.Join(u.scratch, " ")
+}
+
+// maxUtterance bounds the transcript of one utterance, in bytes: a provider that never
+// ends one is broken or hostile.
+const maxUtterance = 64 << 10
+
+func (u *utterance) tooLong() bool {
+	n := len(u.interim)
+	for _, f := range u.finals {
+		n += len(f) + 1
+	}
+	return n > maxUtterance
 }
 
 func (u *utterance) reset() {
@@ -433,6 +444,9 @@ func (s *STTStream) read(ctx context.Context, conn *websocket.Conn, lastResult c
 			return readError(err)
 		}
 		evs, ack, done, err := s.proto.parse(msg, &u)
+		if err == nil && u.tooLong() {
+			err = protocolError("an utterance's transcript passed %d bytes without an end", maxUtterance)
+		}
 		if err != nil {
 			return err
 		}
@@ -559,47 +573,4 @@ func dialError(resp *http.Response, err error) error {
 		return pe
 	}
 	return &fatalError{pe}
-}
-
-// linearResampler brings the caller's audio to the provider's rate (16 to 24 kHz for
-// OpenAI) by linear interpolation. The audio was band-limited on its way in (the line's
-// 8 kHz, or the ear's 16 kHz filter), so going up needs no filter worth its cost for a
-// transcriber: media's polyphase resampler, made for what a caller hears, spends 40 to
-// 50 µs a frame here, three times the whole ear; this spends about one.
-type linearResampler struct {
-	// step is the input samples per output sample; pos the position of the next output
-	// in the next input, from -1 (between the last sample of the previous input, prev,
-	// and the first of the next).
-	step float64
-	pos  float64
-	prev int16
-}
-
-func newLinearResampler(from, to int) (*linearResampler, error) {
-	if from <= 0 || to <= 0 {
-		return nil, fmt.Errorf("speech: cannot resample %d Hz to %d Hz", from, to)
-	}
-	return &linearResampler{step: float64(from) / float64(to)}, nil
-}
-
-// resample appends src, resampled, to dst.
-func (r *linearResampler) resample(dst, src []int16) []int16 {
-	n := len(src)
-	if n == 0 {
-		return dst
-	}
-	at := func(i int) float64 {
-		if i < 0 {
-			return float64(r.prev)
-		}
-		return float64(src[min(i, n-1)])
-	}
-	p := r.pos
-	for ; p <= float64(n-1); p += r.step {
-		i := int(math.Floor(p))
-		a, b := at(i), at(i+1)
-		dst = append(dst, int16(a+(b-a)*(p-float64(i))))
-	}
-	r.pos, r.prev = p-float64(n), src[n-1]
-	return dst
 }

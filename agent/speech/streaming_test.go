@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -261,6 +260,8 @@ func TestLiveSTTHostileProvider(t *testing.T) {
 		{"results without a channel", speechtest.LiveOptions{Raw: [][]byte{[]byte(`{"type":"Results","channel":7}`)}}, "", "channel"},
 		{"provider error", speechtest.LiveOptions{Raw: [][]byte{[]byte(`{"type":"Error","description":"Bad audio","variant":"DATA-0000"}`)}}, "", "Bad audio"},
 		{"refused key", speechtest.LiveOptions{RequireKey: "right"}, "wrong", "401"},
+		{"an utterance without end", speechtest.LiveOptions{Raw: [][]byte{[]byte(`{"type":"Results","is_final":true,"channel":{"alternatives":[{"transcript":"` +
+			strings.Repeat("word ", 14000) + `"}]}}`)}}, "", "without an end"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -400,7 +401,6 @@ func TestRegistryStreamingSTT(t *testing.T) {
 	if _, _, err := models.Resolve("deepgram/nova-3"); err == nil {
 		t.Error("deepgram/nova-3 resolved as a chat model")
 	}
-	_ = http.StatusOK
 }
 
 func typeName(v any) string {
