@@ -192,6 +192,19 @@ func (r *Registry) StreamingSTT(provider, model string) (StreamingSTT, error) {
 	return o, nil
 }
 
+// Transcriber resolves an agent's transcriber {provider, model}: its live transcriber when
+// it streams (StreamingSTT), else its batch one (STT, which takes the model from provider
+// "name/model"). When err is nil exactly one of the two is set; a name nothing is
+// configured for, or one that cannot listen, fails with ErrNotConfigured.
+func (r *Registry) Transcriber(provider, model string) (STT, StreamingSTT, error) {
+	live, err := r.StreamingSTT(provider, model)
+	if err != nil || live != nil {
+		return nil, live, err
+	}
+	stt, err := r.STT(provider)
+	return stt, nil, err
+}
+
 // Price is the speech price of provider ("name" or "name/model"): zero for espeak, which
 // runs on the node, and for a name nothing is configured for.
 func (r *Registry) Price(provider string) llm.SpeechPrice {

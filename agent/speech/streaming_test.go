@@ -385,6 +385,16 @@ func TestRegistryStreamingSTT(t *testing.T) {
 	if d, _ := reg.StreamingSTT("deepgram/nova-2", ""); d.(*speech.DeepgramSTT).Model() != "nova-2" {
 		t.Error("the model of deepgram/nova-2 is not nova-2")
 	}
+	// Transcriber gives the one an agent hears with.
+	if stt, live, err := reg.Transcriber("deepgram", ""); err != nil || stt != nil || live == nil {
+		t.Errorf("Transcriber(deepgram): %v %v %v", stt, live, err)
+	}
+	if stt, live, err := reg.Transcriber("openai", "whisper-1"); err != nil || stt == nil || live != nil {
+		t.Errorf("Transcriber(openai, whisper-1): %v %v %v", stt, live, err)
+	}
+	if _, _, err := reg.Transcriber("nobody", ""); !errors.Is(err, speech.ErrNotConfigured) {
+		t.Errorf("Transcriber(nobody): %v", err)
+	}
 	// Without its key, the error says what to set.
 	bare, err := speech.FromEnv(func(string) string { return "" }, speech.RegistryOptions{})
 	if err != nil {
