@@ -15,7 +15,8 @@ import (
 // the turn at once. Otherwise the turn ends at the endpointing silence (600 ms by
 // default), with the speculative transcript if the caller said nothing more, or a new
 // one; a transcript ending in digits or number words waits longer, as callers pause
-// between groups of a number. Keys pressed are collected into DTMF input.
+// between groups of a number. Keys pressed are collected into DTMF input. With a live
+// transcriber the transcript comes with the speech instead (live.go).
 
 const (
 	defaultInterDigit = 3 * time.Second

@@ -17,7 +17,9 @@ import (
 // transcript at the short silence, before the provider's final; a transcript that trails
 // off in a conjunction or a number being read waits the longer silence even when the
 // provider says the utterance ended; otherwise the VAD's endpointing silence ends it with
-// the transcript so far.
+// the transcript so far. With turn.early_start_ms the brain may start sooner, on a
+// transcript that stood while the caller paused; its answer is held until the turn is over
+// (awaitTurn) and dropped if the caller goes on.
 
 // liveGrace is how long past the endpointing silence a segment waits for the provider's
 // first words before it is taken for noise: the transcript of a stream lags the audio.
