@@ -89,7 +89,12 @@ func (s *Server) listVoices(w http.ResponseWriter, r *http.Request, p *Principal
 	if err != nil {
 		return err
 	}
-	names := sp.Names()
+	var names []string
+	for _, name := range sp.Names() {
+		if sp.CheckVoice(name) == nil { // a live transcriber has no voices to list
+			names = append(names, name)
+		}
+	}
 	if want := r.URL.Query().Get("provider"); want != "" {
 		if err := sp.CheckVoice(want); err != nil {
 			return errValidation("provider", "has no voices here: %s", strings.TrimPrefix(err.Error(), speech.ErrNotConfigured.Error()+": "))

@@ -208,6 +208,13 @@ type TurnSettings struct {
 	// FirstMessageInterruptible lets the caller interrupt the agent's first message (the
 	// greeting); off, it is always heard whole.
 	FirstMessageInterruptible bool `json:"first_message_interruptible"`
+	// STTEndpointingMS is the caller's silence after which a streaming transcriber ends an
+	// utterance (Deepgram's endpointing, OpenAI's silence_duration_ms); 0 is 300.
+	STTEndpointingMS int `json:"stt_endpointing_ms,omitempty"`
+	// EarlyStartMS, when not 0, starts the model on a live interim transcript that stood
+	// this long with the caller paused; its answer sounds once the turn is over, and is
+	// dropped if the caller goes on.
+	EarlyStartMS int `json:"early_start_ms,omitempty"`
 }
 
 // NewAgent returns an agent with the defaults a created agent starts from; a request body
@@ -325,6 +332,8 @@ func (a *Agent) Validate() error {
 	fe.rangeInt("limits.idle_timeout_s", a.Limits.IdleTimeoutS, 0, 3600)
 	fe.rangeInt("turn.endpointing_ms", a.Turn.EndpointingMS, 100, 10000)
 	fe.rangeInt("turn.min_interruption_ms", a.Turn.MinInterruptionMS, 0, 5000)
+	fe.rangeInt("turn.stt_endpointing_ms", a.Turn.STTEndpointingMS, 0, 5000)
+	fe.rangeInt("turn.early_start_ms", a.Turn.EarlyStartMS, 0, 5000)
 	a.Knowledge = a.Knowledge.WithDefaults()
 	switch a.Knowledge.Mode {
 	case KnowledgeAuto, KnowledgeTool, KnowledgeOff:

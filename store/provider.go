@@ -10,7 +10,8 @@ import (
 
 // ModelProvider is an upstream of the model gateway that a tenant configured: a name that
 // models are called by ("groq" in "groq/llama-3.1-8b-instant"), a kind (openai: any
-// OpenAI-compatible server; anthropic), a base URL and a key. The key is write-only: it is
+// OpenAI-compatible server; anthropic; deepgram: live speech-to-text only), a base URL and
+// a key. The key is write-only: it is
 // sealed with the server secret and never shown.
 type ModelProvider struct {
 	bun.BaseModel `bun:"table:providers"`
@@ -84,7 +85,7 @@ func (p *ModelProvider) Validate() error {
 	case p.Name == "agent":
 		fe.add("name", "agent is reserved for agent/{id} models")
 	}
-	fe.oneOf("kind", p.Kind, "openai", "anthropic", "elevenlabs", "cartesia")
+	fe.oneOf("kind", p.Kind, "openai", "anthropic", "deepgram", "elevenlabs", "cartesia")
 	if u, err := url.Parse(p.BaseURL); p.BaseURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
 		fe.add("base_url", "must be an absolute http or https URL")
 	}

@@ -111,6 +111,8 @@ func (c ProviderConfig) withDefaults() ProviderConfig {
 			c.BaseURL = DefaultElevenLabsURL
 		case KindCartesia:
 			c.BaseURL = DefaultCartesiaURL
+		case KindDeepgram:
+			c.BaseURL = DefaultDeepgramBaseURL
 		}
 	}
 	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
@@ -128,7 +130,7 @@ func (c ProviderConfig) validate() error {
 		return bad("name is reserved")
 	}
 	if c.Kind != KindOpenAI && c.Kind != KindAnthropic && !c.Kind.SpeechOnly() {
-		return bad("kind must be openai, anthropic, elevenlabs or cartesia, not %q", c.Kind)
+		return bad("kind must be openai, anthropic, deepgram, elevenlabs or cartesia, not %q", c.Kind)
 	}
 	u, err := url.Parse(c.withDefaults().BaseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -161,10 +163,12 @@ func (c ProviderConfig) validate() error {
 }
 
 // EnvProviders are the providers the environment configures: "openai" from OPENAI_API_KEY
-// and OPENAI_BASE_URL, "anthropic" from ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL, and the
-// voices "elevenlabs" (ELEVENLABS_API_KEY, ELEVENLABS_BASE_URL) and "cartesia"
-// (CARTESIA_API_KEY, CARTESIA_BASE_URL). All are always there, so that a model or voice of
-// a provider without a key fails with ErrNoKey and says what to set; a base URL of one's own (a local server) needs no key.
+// and OPENAI_BASE_URL, "anthropic" from ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL, the live
+// transcriber "deepgram" (DEEPGRAM_API_KEY, DEEPGRAM_BASE_URL), and the voices "elevenlabs"
+// (ELEVENLABS_API_KEY, ELEVENLABS_BASE_URL) and "cartesia" (CARTESIA_API_KEY,
+// CARTESIA_BASE_URL). All are always there, so that a model, transcriber or voice of a
+// provider without a key fails with ErrNoKey and says what to set; a base URL of one's own
+// (a local server) needs no key.
 func EnvProviders(getenv func(string) string) []ProviderConfig {
 	env := func(kind Kind, name, keyVar, urlVar, def string) ProviderConfig {
 		c := ProviderConfig{Name: name, Kind: kind, BaseURL: getenv(urlVar), APIKey: getenv(keyVar), KeyEnv: keyVar}
@@ -176,6 +180,7 @@ func EnvProviders(getenv func(string) string) []ProviderConfig {
 		env(KindAnthropic, "anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", DefaultAnthropicBaseURL),
 		env(KindElevenLabs, "elevenlabs", "ELEVENLABS_API_KEY", "ELEVENLABS_BASE_URL", DefaultElevenLabsURL),
 		env(KindCartesia, "cartesia", "CARTESIA_API_KEY", "CARTESIA_BASE_URL", DefaultCartesiaURL),
+		env(KindDeepgram, "deepgram", "DEEPGRAM_API_KEY", "DEEPGRAM_BASE_URL", DefaultDeepgramBaseURL),
 	}
 }
 

@@ -33,11 +33,14 @@ const (
 	KindElevenLabs Kind = "elevenlabs"
 	// KindCartesia is Cartesia's speech API (voices only: no models to chat with).
 	KindCartesia Kind = "cartesia"
+	// KindDeepgram is Deepgram's live transcription API (package speech): a speech
+	// provider only, which the model registry keeps no model of.
+	KindDeepgram Kind = "deepgram"
 )
 
 // SpeechOnly reports a kind that speaks or listens but has no chat models: the model
 // registry leaves its providers to the speech registry.
-func (k Kind) SpeechOnly() bool { return k == KindElevenLabs || k == KindCartesia }
+func (k Kind) SpeechOnly() bool { return k == KindElevenLabs || k == KindCartesia || k == KindDeepgram }
 
 // Defaults of a provider.
 const (
@@ -45,6 +48,7 @@ const (
 	DefaultAnthropicBaseURL = "https://api.anthropic.com"
 	DefaultElevenLabsURL    = "https://api.elevenlabs.io"
 	DefaultCartesiaURL      = "https://api.cartesia.ai"
+	DefaultDeepgramBaseURL  = "https://api.deepgram.com/v1"
 	// DefaultStallTimeout is the longest a stream may stay silent.
 	DefaultStallTimeout = 60 * time.Second
 	// DefaultTimeout bounds a complete (non-streamed) request.

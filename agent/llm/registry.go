@@ -63,11 +63,16 @@ func (r *Registry) With(cfgs []ProviderConfig) (*Registry, error) {
 func (r *Registry) add(cfgs []ProviderConfig, extra ...Option) error {
 	opts := append(slices.Clip(r.opts), extra...)
 	for _, c := range cfgs {
+		c = c.withDefaults()
 		if c.Kind.SpeechOnly() {
-			// A voice has no models: the speech registry serves it.
+			// A voice or a live transcriber has no models: package speech reads it from
+			// the configurations, and here its name stands for nothing else.
+			if err := c.validate(); err != nil {
+				return err
+			}
+			delete(r.providers, c.Name)
 			continue
 		}
-		c = c.withDefaults()
 		p, err := New(c, opts...)
 		if err != nil {
 			return err

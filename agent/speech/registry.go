@@ -101,8 +101,13 @@ func (r *Registry) add(cfgs []llm.ProviderConfig) {
 	}
 }
 
-// Names lists the providers that can speak or listen: espeak, and the openai-, elevenlabs-
-// and cartesia-kind providers that have what they need, sorted.
+// speaks reports a kind with voices: OpenAI's audio API, ElevenLabs and Cartesia.
+func speaks(k llm.Kind) bool {
+	return k == llm.KindOpenAI || k == llm.KindElevenLabs || k == llm.KindCartesia
+}
+
+// Names lists the providers that can speak or listen: espeak, and the openai-, deepgram-,
+// elevenlabs- and cartesia-kind providers that have what they need, sorted.
 func (r *Registry) Names() []string {
 	out := []string{EspeakProvider}
 	for name, c := range r.providers {
@@ -174,6 +179,52 @@ func (r *Registry) STT(provider string) (STT, error) {
 	return s, nil
 }
 
+// StreamingSTT is the live transcriber of an agent's transcriber, provider "name" or
+// "name/model" with model the agent's transcriber model (used when provider names none):
+// a deepgram-kind provider always (model DefaultDeepgramModel when none), an openai-kind one
+// when its model is a realtime transcription model (IsRealtimeSTTModel). It is nil, with no
+// error, for a transcriber that transcribes whole utterances (STT). A deepgram-kind
+// provider without its key fails with ErrNotConfigured and says what to set.
+func (r *Registry) StreamingSTT(provider, model string) (StreamingSTT, error) {
+	name, m, ok := strings.Cut(provider, "/")
+	if !ok {
+		m = model
+	}
+	c, found := r.providers[name]
+	if !found || (c.Kind == llm.KindOpenAI && !IsRealtimeSTTModel(m)) || (c.Kind != llm.KindOpenAI && c.Kind != llm.KindDeepgram) {
+		return nil, nil
+	}
+	if c.KeyRequired && c.APIKey == "" {
+		hint := ""
+		if c.KeyEnv != "" {
+			hint = ": set " + c.KeyEnv
+		}
+		return nil, fmt.Errorf("%w: %q has no API key%s", ErrNotConfigured, name, hint)
+	}
+	tenant := r.tenants[name]
+	if c.Kind == llm.KindDeepgram {
+		d := NewDeepgramSTT(c.BaseURL, c.APIKey, m, r.client(name))
+		d.header, d.opaque = headers(c), tenant
+		return d, nil
+	}
+	o := NewOpenAIRealtimeSTT(c.BaseURL, c.APIKey, m, r.client(name))
+	o.header, o.opaque = headers(c), tenant
+	return o, nil
+}
+
+// Transcriber resolves an agent's transcriber {provider, model}: its live transcriber when
+// it streams (StreamingSTT), else its batch one (STT, which takes the model from provider
+// "name/model"). When err is nil exactly one of the two is set; a name nothing is
+// configured for, or one that cannot listen, fails with ErrNotConfigured.
+func (r *Registry) Transcriber(provider, model string) (STT, StreamingSTT, error) {
+	live, err := r.StreamingSTT(provider, model)
+	if err != nil || live != nil {
+		return nil, live, err
+	}
+	stt, err := r.STT(provider)
+	return stt, nil, err
+}
+
 // Price is the speech price of provider ("name" or "name/model"): zero for espeak, which
 // runs on the node, and for a name nothing is configured for.
 func (r *Registry) Price(provider string) llm.SpeechPrice {
@@ -199,7 +250,9 @@ func (r *Registry) voice(name string) (llm.ProviderConfig, error) {
 		return c, fmt.Errorf("%w: no provider named", ErrNotConfigured)
 	case !ok:
 		return c, fmt.Errorf("%w: %q (configured: %s)", ErrNotConfigured, name, strings.Join(r.Names(), ", "))
-	case c.Kind != llm.KindOpenAI && !c.Kind.SpeechOnly():
+	case c.Kind == llm.KindDeepgram:
+		return c, fmt.Errorf("%w: %q is of kind %s, which transcribes but does not speak", ErrNotConfigured, name, c.Kind)
+	case !speaks(c.Kind):
 		return c, fmt.Errorf("%w: %q is of kind %s, which has no audio API", ErrNotConfigured, name, c.Kind)
 	case c.KeyRequired && c.APIKey == "":
 		hint := ""
@@ -241,6 +294,11 @@ func (r *Registry) CheckTranscriber(provider string) error {
 	name, _, _ := strings.Cut(provider, "/")
 	if name == EspeakProvider {
 		return fmt.Errorf("%w: %q speaks but does not transcribe", ErrNotConfigured, name)
+	}
+	// A live transcriber is resolved as a call would (no connection is made); otherwise
+	// the provider must take whole utterances.
+	if live, err := r.StreamingSTT(provider, ""); err != nil || live != nil {
+		return err
 	}
 	_, err := r.http(name)
 	return err

@@ -54,7 +54,7 @@ func (c *conversation) bargeInState(keysBefore int) bargeIn {
 		e.mu.Unlock()
 		return bargeInNone
 	}
-	if c.cfg.STT == nil {
+	if c.cfg.STT == nil && c.live == nil {
 		e.mu.Unlock()
 		return bargeInNone
 	}
@@ -110,7 +110,27 @@ func (c *conversation) pauseForBargeIn(ctx context.Context) pauseOutcome {
 			e.mu.Unlock()
 			return pauseInterrupted
 		}
-		if time.Duration(s.silent)*20*time.Millisecond >= c.specSilence {
+		if silent := time.Duration(s.silent) * 20 * time.Millisecond; silent >= c.specSilence && c.live != nil {
+			// A live transcript is there already: a backchannel resumes, words interrupt.
+			text, _, _, failed := c.live.heard(s.start)
+			switch {
+			case failed:
+				s.bargeIn = true
+				e.mu.Unlock()
+				return pauseInterrupted
+			case text == "" && silent < c.specSilence+liveGrace:
+				// The transcript lags the audio: wait for its words.
+			case text == "" || isBackchannel(text):
+				e.consume(s)
+				c.live.take()
+				e.mu.Unlock()
+				return pauseResume
+			default:
+				s.bargeIn = true
+				e.mu.Unlock()
+				return pauseInterrupted
+			}
+		} else if silent >= c.specSilence {
 			pcm := e.snapshot(s)
 			voiced := s.voiced
 			e.mu.Unlock()

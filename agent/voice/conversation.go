@@ -46,6 +46,11 @@ type conversation struct {
 	log    *slog.Logger
 	rate   int
 	ear    *ear
+	// live is the transcript of a streaming transcriber; nil when the agent's is not one.
+	live *liveText
+	// earlyStart is how long a live interim transcript must stand, the caller paused, for
+	// the brain to start on it (turn.early_start_ms); 0: never.
+	earlyStart time.Duration
 
 	endpointing, minInterrupt, idle time.Duration
 	// specSilence is the pause at which the utterance so far is transcribed speculatively.
@@ -77,6 +82,8 @@ type conversation struct {
 	report     Report
 	spoke      bool // something was said already: the next Say is not the first message
 	pending    *pendingAnswer
+	// spec is the caller's turn the brain was given before it was over; nil when none.
+	spec *speculation
 	// turnSpan is the traced span of the caller's turn being answered (trace.go); nil when
 	// the call is not traced or no turn is.
 	turnSpan trace.Span
@@ -131,6 +138,7 @@ func newConversation(ctx context.Context, line Line, cfg Config) *conversation {
 		c.idle = defaultIdleTimeout
 	}
 	c.specSilence = min(speculativeSilence, c.endpointing)
+	c.earlyStart = time.Duration(max(cfg.Turn.EarlyStartMS, 0)) * time.Millisecond
 	if c.reminder == "" {
 		c.reminder = defaultIdleReminder
 	}
@@ -166,6 +174,17 @@ func (c *conversation) run(brain agent.Brain) Result {
 	}
 	e.minSpan = int(c.minInterrupt / media.FrameDuration)
 	c.ear = e
+	if c.live = c.openLive(c.ctx); c.live != nil {
+		e.stt = c.live.stream
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			if err := c.live.pump(c.wake); err != nil {
+				c.log.Warn("the live transcriber failed", "error", err)
+				c.publish(EventError, ErrorEvent{Stage: "stt", Error: err.Error()})
+			}
+		}()
+	}
 	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
@@ -227,6 +246,12 @@ func (c *conversation) run(brain agent.Brain) Result {
 		c.line.Hangup(string(reason))
 	}
 	_ = c.stream.Close()
+	if c.live != nil {
+		_ = c.live.stream.Close()
+		c.mu.Lock()
+		c.report.STTSeconds += c.live.stream.Seconds()
+		c.mu.Unlock()
+	}
 	c.endTurn()
 	c.overOnce.Do(func() { close(c.over) })
 	c.wg.Wait()

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchboard-go/switchboard/agent/speech"
 	"github.com/switchboard-go/switchboard/media"
 )
 
@@ -73,6 +74,8 @@ type ear struct {
 	kick    func()
 	// minSpan is the speech, in frames, that may interrupt the agent.
 	minSpan int
+	// stt, when set, is the live transcriber every frame is written to.
+	stt *speech.STTStream
 
 	mu     sync.Mutex
 	segs   []*segment
@@ -150,6 +153,10 @@ func (e *ear) hear(now time.Time) {
 		pcm = e.buf16[:n]
 	}
 	r := e.vad.Process(pcm)
+	if e.stt != nil {
+		// A stream that ended takes no more; the conversation heard why from its events.
+		_ = e.stt.Write(pcm)
+	}
 
 	e.mu.Lock()
 	if rec := e.rec; rec != nil {

@@ -15,7 +15,8 @@ import (
 // the turn at once. Otherwise the turn ends at the endpointing silence (600 ms by
 // default), with the speculative transcript if the caller said nothing more, or a new
 // one; a transcript ending in digits or number words waits longer, as callers pause
-// between groups of a number. Keys pressed are collected into DTMF input.
+// between groups of a number. Keys pressed are collected into DTMF input. With a live
+// transcriber the transcript comes with the speech instead (live.go).
 
 const (
 	defaultInterDigit = 3 * time.Second
@@ -265,6 +266,21 @@ func (c *conversation) endpoint(ctx context.Context, job **sttJob, lastActivity 
 			e.mu.Unlock()
 			continue
 		}
+		if c.live != nil {
+			in, outcome := c.endpointLive(s, silence)
+			e.mu.Unlock()
+			switch outcome {
+			case liveDropped:
+				continue
+			case liveNotHeard:
+				if err := c.notUnderstood(ctx, s, c.live.stream.Err()); err != nil {
+					return agent.Input{}, false, err
+				}
+				*lastActivity = time.Now()
+				continue
+			}
+			return in, outcome == liveTurn, nil
+		}
 		if c.cfg.STT == nil {
 			if silence >= c.endpointing || s.closed {
 				e.consume(s) // heard, not understood
@@ -278,7 +294,7 @@ func (c *conversation) endpoint(ctx context.Context, job **sttJob, lastActivity 
 		if fresh {
 			text := s.text
 			threshold := c.endpointing
-			if endsInDigits(text) {
+			if endsInDigits(text) || endsInConjunction(text) {
 				threshold += digitsExtra
 			}
 			early := endsSentence(text)

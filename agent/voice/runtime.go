@@ -101,9 +101,8 @@ func (r *Runtime) Answer(ctx context.Context, c Call, ag *store.Agent) {
 			vcfg.TTS = fallback
 		}
 	}
-	if vcfg.STT, err = sp.STT(ag.Transcriber.Provider); err != nil {
+	if vcfg.STT, vcfg.StreamingSTT, err = sp.Transcriber(ag.Transcriber.Provider, ag.Transcriber.Model); err != nil {
 		log.Info("the agent's transcriber is not available: keys only", "provider", ag.Transcriber.Provider, "error", err)
-		vcfg.STT = nil
 	}
 
 	res := Run(ctx, c, r.brain(ctx, c, ag, log), vcfg)

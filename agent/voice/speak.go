@@ -122,6 +122,14 @@ func (c *conversation) speak(ctx context.Context, text <-chan string, opts sayOp
 	}
 
 	sp, err := c.play(ctx, audio, bargeIn, opts)
+	if err == nil && !opts.internal && sp.firstFrame.IsZero() && !sp.spoken.Interrupted {
+		// Nothing sounded (a tool call, say): what the brain does next waits for the turn
+		// too, and is dropped with it.
+		var outcome int
+		if outcome, err = c.awaitTurn(ctx); outcome == specCancelled && err == nil {
+			sp.dropped, sp.spoken.Interrupted = true, true
+		}
+	}
 	cancel()
 	wg.Wait()
 	// Whatever the brain still sends is dropped, so its producer never blocks.
@@ -159,11 +167,11 @@ func (c *conversation) speak(ctx context.Context, text <-chan string, opts sayOp
 		c.traceAnswer(nil, sp.firstFrame, true)
 	}
 	c.mu.Lock()
-	if sp.spoken.Interrupted {
+	if sp.spoken.Interrupted && !sp.dropped {
 		c.report.Interruptions++
 	}
 	c.mu.Unlock()
-	if sp.spoken.Text != "" || sp.spoken.Interrupted {
+	if (sp.spoken.Text != "" || sp.spoken.Interrupted) && !sp.dropped {
 		c.addTurn(turn)
 		c.publish(EventAgentSpeech, turn)
 	}
@@ -395,6 +403,9 @@ type played struct {
 	spoken     agent.Spoken
 	firstFrame time.Time
 	ttsFirst   time.Duration
+	// dropped says the answer was to a turn the caller went on with: nothing was played,
+	// and to the brain it was interrupted before its first word.
+	dropped bool
 }
 
 // sentenceProgress is a sentence as the player knows it.
@@ -415,11 +426,14 @@ func (c *conversation) play(ctx context.Context, audio <-chan chunk, bargeIn boo
 	cur := -1        // the sentence c.out holds
 	var rest []int16 // of the chunk being copied
 	padNow := false  // the sentence ended: write the partial frame
-	c.playing.Store(true)
-	defer c.playing.Store(false)
 	c.mu.Lock()
 	keysBefore := len(c.keys)
+	// held says the answer is to a turn not yet over (a speculation): until it is, the
+	// agent is not speaking, and the caller's words are a turn of theirs, no barge-in.
+	held := c.spec != nil && !opts.internal
 	c.mu.Unlock()
+	c.playing.Store(!held)
+	defer c.playing.Store(false)
 
 	// spoken is the text heard: whole sentences played, and the played share of the words
 	// of the one cut.
@@ -464,7 +478,7 @@ func (c *conversation) play(ctx context.Context, audio <-chan chunk, bargeIn boo
 		} else if err := c.check(ctx); err != nil {
 			return finish(false, err)
 		}
-		if bargeIn {
+		if bargeIn && !held {
 			switch c.bargeInState(keysBefore) {
 			case bargeInStop:
 				return finish(true, nil)
@@ -479,6 +493,18 @@ func (c *conversation) play(ctx context.Context, audio <-chan chunk, bargeIn boo
 			}
 		}
 		if fill == frameLen || (padNow && fill > 0) {
+			if held {
+				// An answer to a turn not yet over sounds only once it is.
+				outcome, err := c.awaitTurn(ctx)
+				held = false
+				c.playing.Store(true)
+				if err != nil {
+					return finish(false, err)
+				} else if outcome == specCancelled {
+					res.dropped, res.spoken = true, agent.Spoken{Interrupted: true}
+					return res, nil
+				}
+			}
 			clear(c.out.Samples[fill:])
 			if err := c.stream.WriteFrame(&c.out); err != nil {
 				if errors.Is(err, media.ErrClosed) {

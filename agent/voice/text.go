@@ -190,3 +190,22 @@ func wordsPrefix(text string, fraction float64) string {
 	n = max(0, min(n, len(words)))
 	return strings.Join(words[:n], " ")
 }
+
+// trailingWords are words a caller pauses after without having finished: "I'd like to
+// book a table and…".
+var trailingWords = map[string]bool{
+	"and": true, "or": true, "but": true, "so": true, "because": true, "then": true,
+	"um": true, "uh": true, "er": true, "the": true, "a": true, "to": true, "with": true,
+}
+
+// endsInConjunction says text trails off in a word that leaves the sentence open.
+func endsInConjunction(text string) bool {
+	words := strings.FieldsFunc(text, func(r rune) bool {
+		return unicode.IsSpace(r) || r == ',' || r == '-' || r == '…'
+	})
+	if len(words) == 0 {
+		return false
+	}
+	w := strings.ToLower(strings.TrimRight(words[len(words)-1], "."))
+	return trailingWords[w] && !strings.HasSuffix(text, "?") && !strings.HasSuffix(text, "!")
+}

@@ -33,6 +33,9 @@ type Config struct {
 	// is heard (it interrupts, it is recorded) but never understood; only keys are input.
 	STT      speech.STT
 	Language string
+	// StreamingSTT, when set, hears the caller live instead of STT: every frame is streamed
+	// to it for the whole call, and the turn ends on its transcript and the VAD together.
+	StreamingSTT speech.StreamingSTT
 	// TTS speaks with Voice at Speed (0 means 1). FallbackTTS, if set, speaks when TTS
 	// failed twice (espeak-ng, offline, is the usual one).
 	TTS         speech.TTS
@@ -65,6 +68,9 @@ const (
 	EventError       = "agent.error"        // a provider failure (ErrorEvent)
 	EventIdle        = "call.idle_reminder" // the idle reminder was said
 	EventBargeIn     = "call.barge_in"      // playback stopped for the caller (BargeIn)
+	// EventSpeculationDropped says an answer begun on a live interim transcript was
+	// dropped unheard, because the caller went on ({"text"}: the words it answered).
+	EventSpeculationDropped = "call.speculation_dropped"
 )
 
 // Result is what happened on a call.
@@ -96,7 +102,8 @@ type Turn struct {
 type TurnMetrics struct {
 	// EndOfSpeechMS runs from the caller's last voiced frame to the turn declared over.
 	EndOfSpeechMS float64 `json:"end_of_speech_ms"`
-	// STTMS is the transcription of the turn's audio.
+	// STTMS is the transcription of the turn's audio: with a streaming transcriber, from the
+	// caller's last voiced frame to the transcript the turn took (0 when it came first).
 	STTMS float64 `json:"stt_ms"`
 	// BrainFirstTokenMS runs from Listen returning to the brain's first text to speak.
 	BrainFirstTokenMS float64 `json:"brain_first_token_ms"`

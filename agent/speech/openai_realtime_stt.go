@@ -1,0 +1,204 @@
+package speech
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	"github.com/coder/websocket"
+)
+
+// OpenAI's realtime transcription: GET {base}/realtime?intent=transcription upgraded to a
+// WebSocket, "Authorization: Bearer <key>" and "OpenAI-Beta: realtime=v1". The session is
+// set with transcription_session.update (pcm16 at 24 kHz, the model, the language, server
+// VAD); audio goes up as input_audio_buffer.append with base64 PCM; the server's VAD cuts
+// the audio into items (input_audio_buffer.speech_started, .speech_stopped, .committed),
+// each transcribed by conversation.item.input_audio_transcription.delta pieces and a
+// .completed whole.
+
+// openAIRealtimeRate is the only rate of pcm16 the realtime API takes.
+const openAIRealtimeRate = 24000
+
+// OpenAIRealtimeSTT transcribes through any server of OpenAI's realtime transcription
+// sessions. Safe for concurrent use: each Open is its own socket.
+type OpenAIRealtimeSTT struct {
+	base, key, model string
+	client           *http.Client
+	header           http.Header
+	opaque           bool
+}
+
+// NewOpenAIRealtimeSTT transcribes through baseURL (https://api.openai.com/v1 when empty)
+// with model (gpt-4o-mini-transcribe when empty); apiKey is sent as a Bearer token when
+// not empty; client nil is http.DefaultClient.
+func NewOpenAIRealtimeSTT(baseURL, apiKey, model string, client *http.Client) *OpenAIRealtimeSTT {
+	if baseURL == "" {
+		baseURL = DefaultOpenAIBaseURL
+	}
+	if model == "" {
+		model = DefaultRealtimeSTTModel
+	}
+	if client == nil {
+		client = http.DefaultClient
+	}
+	return &OpenAIRealtimeSTT{base: strings.TrimRight(baseURL, "/"), key: apiKey, model: model, client: client}
+}
+
+// DefaultRealtimeSTTModel is the realtime transcription model of an openai-kind
+// transcriber named without one.
+const DefaultRealtimeSTTModel = "gpt-4o-mini-transcribe"
+
+// IsRealtimeSTTModel says whether an openai-kind transcriber's model is transcribed live
+// over a realtime transcription session rather than a whole utterance at a time: OpenAI's
+// realtime transcription models are named "…-transcribe" (gpt-4o-transcribe,
+// gpt-4o-mini-transcribe), and a model may be asked for live explicitly as
+// "realtime:<model>".
+func IsRealtimeSTTModel(model string) bool {
+	return strings.HasPrefix(model, "realtime:") || strings.HasSuffix(model, "-transcribe")
+}
+
+// Model is the model asked for.
+func (o *OpenAIRealtimeSTT) Model() string { return o.model }
+
+// Open implements StreamingSTT.
+func (o *OpenAIRealtimeSTT) Open(ctx context.Context, opts StreamOptions) (*STTStream, error) {
+	rate := opts.Rate
+	if rate <= 0 {
+		rate = defaultStreamRate
+	}
+	endpointing := opts.EndpointingMS
+	if endpointing <= 0 {
+		endpointing = defaultEndpointingMS
+	}
+	tr := map[string]any{"model": strings.TrimPrefix(o.model, "realtime:")}
+	if opts.Language != "" {
+		tr["language"] = opts.Language
+	}
+	update, err := json.Marshal(map[string]any{
+		"type": "transcription_session.update",
+		"session": map[string]any{
+			"input_audio_format":        "pcm16",
+			"input_audio_transcription": tr,
+			"turn_detection": map[string]any{
+				"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": endpointing,
+			},
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	p := &openAIRealtimeProtocol{o: o, update: update, stopped: map[string]float64{}}
+	return openStream(ctx, p, rate, o.opaque)
+}
+
+type openAIRealtimeProtocol struct {
+	o      *OpenAIRealtimeSTT
+	update []byte
+	// raw is the little-endian audio of one message, reused.
+	raw []byte
+	// stopped is each item's audio_end_ms, for the ack of its transcript; item is the one
+	// being transcribed.
+	stopped map[string]float64
+	item    string
+}
+
+func (p *openAIRealtimeProtocol) dial(ctx context.Context) (*websocket.Conn, error) {
+	h := http.Header{}
+	for k, v := range p.o.header {
+		h[k] = v
+	}
+	if p.o.key != "" {
+		h.Set("Authorization", "Bearer "+p.o.key)
+	}
+	h.Set("OpenAI-Beta", "realtime=v1")
+	conn, err := dialLive(ctx, p.o.base+"/realtime?intent=transcription", p.o.client, h)
+	if err != nil {
+		return nil, err
+	}
+	if err := conn.Write(ctx, websocket.MessageText, p.update); err != nil {
+		conn.CloseNow()
+		return nil, &ProviderError{Op: "transcribe", Err: err}
+	}
+	clear(p.stopped)
+	return conn, nil
+}
+
+func (p *openAIRealtimeProtocol) rate() int { return openAIRealtimeRate }
+
+var (
+	appendHead = []byte(`{"type":"input_audio_buffer.append","audio":"`)
+	appendTail = []byte(`"}`)
+)
+
+func (p *openAIRealtimeProtocol) audio(dst []byte, pcm []int16) (websocket.MessageType, []byte) {
+	p.raw = p.raw[:0]
+	for _, v := range pcm {
+		p.raw = binary.LittleEndian.AppendUint16(p.raw, uint16(v))
+	}
+	dst = append(dst, appendHead...)
+	dst = base64.StdEncoding.AppendEncode(dst, p.raw)
+	return websocket.MessageText, append(dst, appendTail...)
+}
+
+func (p *openAIRealtimeProtocol) keepAlive() []byte   { return nil }
+func (p *openAIRealtimeProtocol) closeStream() []byte { return nil }
+
+// openAIRealtimeEvent is any server event of a transcription session.
+type openAIRealtimeEvent struct {
+	Type       string  `json:"type"`
+	ItemID     string  `json:"item_id"`
+	Delta      string  `json:"delta"`
+	Transcript string  `json:"transcript"`
+	AudioEnd   float64 `json:"audio_end_ms"`
+	Error      *struct {
+		Type    string `json:"type"`
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func (p *openAIRealtimeProtocol) parse(msg []byte, u *utterance) ([]STTEvent, float64, bool, error) {
+	var e openAIRealtimeEvent
+	if err := json.Unmarshal(msg, &e); err != nil {
+		return nil, -1, false, protocolError("openai realtime: an event is not JSON: %.100q", msg)
+	}
+	switch e.Type {
+	case "input_audio_buffer.speech_started":
+		return []STTEvent{{SpeechStarted: true}}, -1, false, nil
+	case "input_audio_buffer.speech_stopped":
+		if len(p.stopped) < 64 {
+			p.stopped[e.ItemID] = e.AudioEnd
+		}
+	case "conversation.item.input_audio_transcription.delta":
+		if e.ItemID != p.item {
+			p.item = e.ItemID
+			u.interim = ""
+		}
+		u.interim += e.Delta
+		return []STTEvent{{Text: strings.TrimSpace(u.text())}}, -1, false, nil
+	case "conversation.item.input_audio_transcription.completed", "conversation.item.input_audio_transcription.failed":
+		u.interim = ""
+		if t := strings.TrimSpace(e.Transcript); t != "" {
+			u.finals = append(u.finals, t)
+		}
+		ack := -1.0
+		if end, ok := p.stopped[e.ItemID]; ok {
+			ack = end / 1000
+			delete(p.stopped, e.ItemID)
+		}
+		ev := STTEvent{Text: u.text(), Final: true, EndOfUtterance: true}
+		u.reset()
+		p.item = ""
+		return []STTEvent{ev}, ack, false, nil
+	case "error":
+		pe := &ProviderError{Op: "transcribe", Status: http.StatusBadGateway, Message: "error event"}
+		if e.Error != nil {
+			pe.Type, pe.Message = e.Error.Type, e.Error.Message
+		}
+		return nil, -1, false, &fatalError{pe}
+	}
+	return nil, -1, false, nil
+}
