@@ -208,6 +208,10 @@ type TurnSettings struct {
 	// FirstMessageInterruptible lets the caller interrupt the agent's first message (the
 	// greeting); off, it is always heard whole.
 	FirstMessageInterruptible bool `json:"first_message_interruptible"`
+	// Detection is who ends the caller's turn on a speech-to-speech model's call: the
+	// model's VAD ("server_vad", the default when empty), its judgement of a finished
+	// thought ("semantic_vad"), or Switchboard's VAD with EndpointingMS ("switchboard").
+	Detection string `json:"detection,omitempty"`
 }
 
 // NewAgent returns an agent with the defaults a created agent starts from; a request body
@@ -325,6 +329,11 @@ func (a *Agent) Validate() error {
 	fe.rangeInt("limits.idle_timeout_s", a.Limits.IdleTimeoutS, 0, 3600)
 	fe.rangeInt("turn.endpointing_ms", a.Turn.EndpointingMS, 100, 10000)
 	fe.rangeInt("turn.min_interruption_ms", a.Turn.MinInterruptionMS, 0, 5000)
+	switch a.Turn.Detection {
+	case "", "server_vad", "semantic_vad", "switchboard":
+	default:
+		fe.add("turn.detection", "must be server_vad, semantic_vad or switchboard")
+	}
 	a.Knowledge = a.Knowledge.WithDefaults()
 	switch a.Knowledge.Mode {
 	case KnowledgeAuto, KnowledgeTool, KnowledgeOff:

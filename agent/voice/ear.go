@@ -3,6 +3,7 @@ package voice
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-go/switchboard/media"
@@ -73,6 +74,10 @@ type ear struct {
 	kick    func()
 	// minSpan is the speech, in frames, that may interrupt the agent.
 	minSpan int
+	// tap, when set, is given every frame heard at the stream's rate, before the VAD: a
+	// speech-to-speech model hears the caller through it. The frame is the ear's own: a
+	// tap copies what it keeps.
+	tap atomic.Pointer[func([]int16)]
 
 	mu     sync.Mutex
 	segs   []*segment
@@ -142,6 +147,9 @@ func (e *ear) padRecording(frames int) {
 // hear processes the frame in e.frame, read at now.
 func (e *ear) hear(now time.Time) {
 	pcm := e.frame.Samples
+	if tap := e.tap.Load(); tap != nil {
+		(*tap)(pcm)
+	}
 	if e.rs != nil {
 		n, err := e.rs.Resample(e.buf16, pcm)
 		if err != nil {

@@ -368,6 +368,9 @@ type played struct {
 	spoken     agent.Spoken
 	firstFrame time.Time
 	ttsFirst   time.Duration
+	// samples is the audio the caller heard, at the stream's rate: what was written, less
+	// what a far end that buffers still held when it was cleared.
+	samples int
 }
 
 // sentenceProgress is a sentence as the player knows it.
@@ -422,6 +425,9 @@ func (c *conversation) play(ctx context.Context, audio <-chan chunk, bargeIn boo
 				sents[i].played -= take
 				unheard -= take
 			}
+		}
+		for _, s := range sents {
+			res.samples += s.played
 		}
 		res.spoken = agent.Spoken{Text: spoken(), Interrupted: interrupted}
 		return res, err
