@@ -76,9 +76,9 @@ func (b *realtimeBrain) Run(context.Context, agent.Conversation) error { return 
 
 // rtAnswer is one response of the model being played.
 type rtAnswer struct {
-	itemID   string
-	audio    chan chunk
-	done     chan played
+	itemID string
+	audio  chan chunk
+	done   chan played
 	// finished is closed when the player stopped.
 	finished chan struct{}
 	text     strings.Builder
@@ -590,7 +590,7 @@ func (r *Runtime) realtimeBrain(ag *store.Agent, session s2s.Config, tools []*st
 	prov, _, _ := strings.Cut(ag.Model, "/")
 	cfg := RealtimeConfig{Session: session, Instructions: ag.Instructions, FirstMessage: ag.FirstMessage,
 		TurnDetection: ag.Turn.Detection,
-		Tools: agent.NewToolbox(agent.LLMBrainConfig{Agent: ag, Tools: tools, Webhooks: r.cfg.Webhooks, Knowledge: r.cfg.Knowledge, Logger: log})}
+		Tools:         agent.NewToolbox(agent.LLMBrainConfig{Agent: ag, Tools: tools, Webhooks: r.cfg.Webhooks, Knowledge: r.cfg.Knowledge, Logger: log})}
 	if vp, _, _ := strings.Cut(ag.Voice.Provider, "/"); vp == prov {
 		cfg.Voice = ag.Voice.Voice
 	}

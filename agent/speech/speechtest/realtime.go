@@ -114,10 +114,18 @@ func (s *Realtime) SetFirstAudio(d time.Duration) { s.mu.Lock(); s.firstAud = d;
 func (s *Realtime) SetSilence(d time.Duration) { s.mu.Lock(); s.silence = d; s.mu.Unlock() }
 
 // Enqueue scripts the next responses; without one, a response says "Okay." for 600 ms.
-func (s *Realtime) Enqueue(r ...RealtimeReply) { s.mu.Lock(); s.replies = append(s.replies, r...); s.mu.Unlock() }
+func (s *Realtime) Enqueue(r ...RealtimeReply) {
+	s.mu.Lock()
+	s.replies = append(s.replies, r...)
+	s.mu.Unlock()
+}
 
 // Hear scripts the transcripts of the caller's next turns; without one, a turn is "Hello.".
-func (s *Realtime) Hear(texts ...string) { s.mu.Lock(); s.heard = append(s.heard, texts...); s.mu.Unlock() }
+func (s *Realtime) Hear(texts ...string) {
+	s.mu.Lock()
+	s.heard = append(s.heard, texts...)
+	s.mu.Unlock()
+}
 
 // Received delivers every client event as it arrives (the oldest are dropped past 4,096
 // unread), so that a test waits for what the client did rather than for time to pass.
@@ -195,17 +203,17 @@ type rtConn struct {
 	ctx  context.Context
 	wg   sync.WaitGroup
 
-	mu          sync.Mutex
-	seq         int
-	format      string
-	turn        string // server_vad, semantic_vad, or "" (the client commits)
-	transcribe  bool
-	bufferMS    int // audio appended to the input buffer
-	voiced      int // consecutive voiced frames
-	speaking    bool
-	quietMS     int
-	turnAudio   int // ms of speech in the current input buffer
-	resp        *rtResponse
+	mu         sync.Mutex
+	seq        int
+	format     string
+	turn       string // server_vad, semantic_vad, or "" (the client commits)
+	transcribe bool
+	bufferMS   int // audio appended to the input buffer
+	voiced     int // consecutive voiced frames
+	speaking   bool
+	quietMS    int
+	turnAudio  int // ms of speech in the current input buffer
+	resp       *rtResponse
 }
 
 // rtResponse is a response being made.
