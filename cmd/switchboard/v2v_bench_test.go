@@ -185,7 +185,9 @@ func pct(xs []float64, p float64) float64 {
 func startV2VServer(b *testing.B, pipes []v2vPipeline) *agentServer {
 	b.Helper()
 	model := llmtest.NewOpenAI(b)
-	model.Respond(func(llmtest.Request) llmtest.Reply { return llmtest.Reply{Text: benchAnswer, FirstDelay: v2vModelFirst} })
+	model.Respond(func(llmtest.Request) llmtest.Reply {
+		return llmtest.Reply{Text: benchAnswer, FirstDelay: v2vModelFirst}
+	})
 	voice := speechtest.NewOpenAI(b)
 	voice.Respond(func(speechtest.TranscriptionRequest) speechtest.Transcript {
 		return speechtest.Transcript{Text: "Where is my order?", Delay: v2vSTT}
