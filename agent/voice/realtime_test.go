@@ -317,3 +317,59 @@ func clip(t *testing.T, name string) []int16 {
 	}
 	return pcm
 }
+
+// TestRealtimeOwnTurnsWideband runs a 16 kHz call with Switchboard's own turn detection: the
+// session takes 24 kHz PCM with the model's VAD off, and the caller's turn is committed and
+// answered by our endpointing.
+func TestRealtimeOwnTurnsWideband(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rt := speechtest.NewRealtime(t)
+	rt.Enqueue(speechtest.RealtimeReply{Text: "Your order has shipped.", Audio: 600 * time.Millisecond})
+	agentSide, callerSide := sessionPair(t, 16000)
+	caller := newRTCaller(t, callerSide)
+	brain := NewRealtimeBrain(RealtimeConfig{Session: s2s.Config{BaseURL: rt.URL, Model: "gpt-realtime"}, TurnDetection: TurnDetectionSwitchboard})
+	done := make(chan Result, 1)
+	go func() {
+		done <- Run(ctx, &testLine{sess: agentSide}, brain, Config{Turn: store.TurnSettings{EndpointingMS: 500, Interruptions: true, MinInterruptionMS: 200}})
+	}()
+	upd := waitEvent(t, rt, "session.update")
+	if s := string(upd.Raw); !strings.Contains(s, `"format":{"rate":24000,"type":"audio/pcm"}`) || !strings.Contains(s, `"turn_detection":null`) {
+		t.Errorf("session.update = %s; want 24 kHz PCM without the model's VAD", s)
+	}
+	pcm, err := speechtest.LoadWAV("where_is_my_order", 16000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caller.say <- pcm
+	waitEvent(t, rt, "input_audio_buffer.commit")
+	waitEvent(t, rt, "response.create")
+	caller.waitLoud(t, 20, "the answer")
+	caller.loudUntilQuiet(t, 10)
+	cancel()
+	res := <-done
+	if res.Report.Turns != 1 || res.Report.LatencyP50MS == nil {
+		t.Errorf("report: %+v", res.Report)
+	}
+}
+
+// TestRealtimeRefused ends a call whose model refuses the session (a wrong key) with
+// agent-error, and says why in agent.error.
+func TestRealtimeRefused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rt := speechtest.NewRealtime(t)
+	rt.RequireKey("sk-right")
+	agentSide, callerSide := sessionPair(t, 8000)
+	newRTCaller(t, callerSide)
+	line := &testLine{sess: agentSide}
+	brain := NewRealtimeBrain(RealtimeConfig{Session: s2s.Config{BaseURL: rt.URL, APIKey: "sk-wrong", Model: "gpt-realtime"}})
+	res := Run(ctx, line, brain, Config{})
+	if res.Reason != "agent-error" {
+		t.Errorf("ended %q, want agent-error", res.Reason)
+	}
+	errs := line.eventsOf(EventError)
+	if len(errs) == 0 || !strings.Contains(errs[0].data.(ErrorEvent).Error, "401") {
+		t.Errorf("agent.error events: %+v", errs)
+	}
+}
