@@ -140,17 +140,22 @@ func BenchmarkVoiceToVoice(b *testing.B) {
 				wire := reps[i].VoiceToVoiceMs
 				p50, p95 := pct(wire, 50), pct(wire, 95)
 				budget := float64(p.budget) / float64(time.Millisecond)
-				var server []float64
+				var server, eos, stt, brain, tts []float64
 				for _, c := range calls {
 					if !strings.Contains(c.To, p.number) {
 						continue
 					}
 					for _, t := range c.Turns {
-						if t.Role == "assistant" && t.Metrics != nil && t.Metrics.VoiceToVoiceMS > 0 {
-							server = append(server, t.Metrics.VoiceToVoiceMS)
+						if m := t.Metrics; t.Role == "assistant" && m != nil && m.VoiceToVoiceMS > 0 {
+							server = append(server, m.VoiceToVoiceMS)
+							eos, stt = append(eos, m.EndOfSpeechMS), append(stt, m.STTMS)
+							brain, tts = append(brain, m.BrainFirstTokenMS), append(tts, m.TTSFirstAudioMS)
 						}
 					}
 				}
+				defer b.Logf("%s, as the server saw its turns, p50 / p95: end of speech %.0f / %.0f ms, STT %.0f / %.0f ms, "+
+					"model first token (speech-to-speech: first audio) %.0f / %.0f ms, TTS first audio %.0f / %.0f ms",
+					p.name, pct(eos, 50), pct(eos, 95), pct(stt, 50), pct(stt, 95), pct(brain, 50), pct(brain, 95), pct(tts, 50), pct(tts, 95))
 				b.Logf("| %s | %d / %d | %d | %.0f / %.0f ms | %.0f ms | %.0f / %.0f ms | %.0f / %.0f ms | %s |",
 					p.name, reps[i].Answered, per, len(wire), p50, p95, budget, p50-budget, p95-budget,
 					pct(server, 50), pct(server, 95), loadavg)
@@ -160,10 +165,10 @@ func BenchmarkVoiceToVoice(b *testing.B) {
 					b.Errorf("%s: %d of %d calls answered", p.name, reps[i].Answered, per)
 				}
 			}
-			cpu := reps[0].ServerCPU
-			if cpu != nil {
-				b.Logf("server CPU with all calls up %.1f %% (peak %.0f %%); warnings %d, errors %d",
-					cpu.Full, cpu.Peak, s.log.count("level=WARN"), s.log.count("level=ERROR"))
+			if cpu := reps[0].ServerCPU; cpu != nil {
+				b.Logf("server CPU with all calls up %.1f %% (peak %.0f %%); this process (stand-ins and generator) %.1f %%; "+
+					"pacer max lag %.0f ms; warnings %d, errors %d", cpu.Full, cpu.Peak, reps[0].LoadCPU.Full,
+					reps[0].PacerMaxLagMs, s.log.count("level=WARN"), s.log.count("level=ERROR"))
 			}
 			b.ReportMetric(0, "ns/op")
 		})
