@@ -233,6 +233,8 @@ func (rc *realtimeCall) loop(ctx context.Context) error {
 			close(a.audio)
 		}
 	}
+	// However the loop ends, the answer playing is closed, so that its player's drain ends.
+	defer func() { finish(cur) }()
 	for {
 		var playerDone chan played
 		if cur != nil && cur.result == nil {
