@@ -116,6 +116,7 @@ type realtimeCall struct {
 	turn      *rtTurn
 }
 
+//nolint:contextcheck // Hangup drains the line's tail on its own context, as every brain's hang-up does
 func (b *realtimeBrain) runAudio(ctx context.Context, c *conversation) error {
 	rc := &realtimeCall{b: b, c: c, format: s2s.FormatFor(c.rate), ours: b.cfg.TurnDetection == TurnDetectionSwitchboard}
 	var err error
@@ -173,6 +174,8 @@ func (rc *realtimeCall) sessionConfig() s2s.SessionConfig {
 
 // loop is the call's owner: it reads the model's events, plays its answers, runs its
 // tools, and ends when the call or the session does.
+//
+//nolint:contextcheck // Hangup drains the line's tail on its own context, as every brain's hang-up does
 func (rc *realtimeCall) loop(ctx context.Context) error {
 	c := rc.c
 	ctx, cancel := context.WithCancel(ctx)
@@ -349,6 +352,8 @@ func (rc *realtimeCall) loop(ctx context.Context) error {
 func ptr[T any](v T) *T { return &v }
 
 // failed ends a call whose session broke: the caller hears an apology in the fallback voice.
+//
+//nolint:contextcheck // Hangup drains the line's tail on its own context, as every brain's hang-up does
 func (rc *realtimeCall) failed(err error) error {
 	c := rc.c
 	if c.check(c.brainCtx) != nil {
@@ -436,6 +441,8 @@ func (rc *realtimeCall) answered(ctx context.Context, a *rtAnswer) {
 
 // runTools runs the model's function calls once the answer that made them has played, gives
 // it their results and asks it to go on. A tool that ended the call ends the loop.
+//
+//nolint:contextcheck // Hangup drains the line's tail on its own context, as every brain's hang-up does
 func (rc *realtimeCall) runTools(ctx context.Context, calls []llm.ToolCall, playing *rtAnswer) error {
 	if playing != nil {
 		select {

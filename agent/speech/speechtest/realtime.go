@@ -39,7 +39,6 @@ type Realtime struct {
 	heard    []string
 	firstAud time.Duration
 	silence  time.Duration
-	seq      int
 	sessions []json.RawMessage
 	outputs  []FunctionOutput
 	cancels  int
@@ -162,6 +161,7 @@ func (s *Realtime) Models() []string {
 	return append([]string(nil), s.models...)
 }
 
+//nolint:contextcheck // a session sends on its request's context, kept on its connection
 func (s *Realtime) serve(w http.ResponseWriter, r *http.Request) {
 	if !strings.HasSuffix(r.URL.Path, "/realtime") {
 		writeError(w, http.StatusNotFound, "invalid_request_error", "Invalid URL ("+r.Method+" "+r.URL.Path+")")
@@ -485,6 +485,8 @@ func (c *rtConn) truncate(itemID string, ms int) {
 }
 
 // respond starts a response with the next scripted reply.
+//
+//nolint:contextcheck // the response sends on the session's context, kept on its connection
 func (c *rtConn) respond() {
 	c.stopResponse()
 	c.s.mu.Lock()
@@ -517,6 +519,8 @@ func (c *rtConn) respond() {
 }
 
 // produce sends a response's events; it returns the response's status.
+//
+//nolint:contextcheck // it sends on the session's context, kept on its connection
 func (c *rtConn) produce(ctx context.Context, r *rtResponse, reply RealtimeReply, format string, delay time.Duration) string {
 	c.send(map[string]any{"type": "response.created", "response": map[string]any{"id": r.id, "object": "realtime.response", "status": "in_progress"}})
 	t := time.NewTimer(delay)
