@@ -111,6 +111,10 @@ type realtimeCall struct {
 	// then is there one to cancel. The loop's own.
 	responding bool
 
+	// heard tells the loop that our endpointing ended a caller's turn (it keeps the call
+	// from going idle).
+	heard chan struct{}
+
 	mu        sync.Mutex
 	committed uint64 // the last ear segment our endpointing committed
 	turn      *rtTurn
@@ -118,7 +122,8 @@ type realtimeCall struct {
 
 //nolint:contextcheck // Hangup drains the line's tail on its own context, as every brain's hang-up does
 func (b *realtimeBrain) runAudio(ctx context.Context, c *conversation) error {
-	rc := &realtimeCall{b: b, c: c, format: s2s.FormatFor(c.rate), ours: b.cfg.TurnDetection == TurnDetectionSwitchboard}
+	rc := &realtimeCall{b: b, c: c, format: s2s.FormatFor(c.rate), ours: b.cfg.TurnDetection == TurnDetectionSwitchboard,
+		heard: make(chan struct{}, 1)}
 	var err error
 	if rc.format == s2s.FormatPCM {
 		if rc.up, err = media.NewResampler(c.rate, rc.format.Rate()); err == nil {
@@ -238,6 +243,10 @@ func (rc *realtimeCall) loop(ctx context.Context) error {
 	}
 	// However the loop ends, the answer playing is closed, so that its player's drain ends.
 	defer func() { finish(cur) }()
+	// A caller who says nothing for the agent's idle limit, while the model says nothing
+	// either, is hung up on (idle-timeout), as on any call.
+	idle := time.NewTimer(c.idle)
+	defer idle.Stop()
 	for {
 		var playerDone chan played
 		if cur != nil && cur.result == nil {
@@ -247,9 +256,20 @@ func (rc *realtimeCall) loop(ctx context.Context) error {
 		case <-ctx.Done():
 			finish(cur)
 			return ctx.Err()
+		case <-idle.C:
+			if playerDone != nil || toolsDone != nil || rc.responding {
+				idle.Reset(c.idle)
+				continue
+			}
+			c.log.Info("the caller said nothing for the idle limit", "idle", c.idle)
+			c.Hangup(string(call.ReasonIdleTimeout))
+			return agent.ErrHangup
+		case <-rc.heard:
+			idle.Reset(c.idle)
 		case p := <-playerDone:
 			cur.result = &p
 			rc.answered(ctx, cur)
+			idle.Reset(c.idle)
 		case err := <-toolsDone:
 			toolsDone = nil
 			if err != nil {
@@ -263,6 +283,10 @@ func (rc *realtimeCall) loop(ctx context.Context) error {
 					return nil
 				}
 				return rc.failed(err)
+			}
+			switch ev.Type {
+			case s2s.EventSpeechStarted, s2s.EventSpeechStopped, s2s.EventResponseCreated:
+				idle.Reset(c.idle)
 			}
 			switch ev.Type {
 			case s2s.EventSpeechStarted:
@@ -564,6 +588,10 @@ func (rc *realtimeCall) endpoint(ctx context.Context) {
 		return
 	}
 	rc.endTurn()
+	select {
+	case rc.heard <- struct{}{}:
+	default:
+	}
 	if err := rc.sess.Commit(ctx); err != nil {
 		return
 	}

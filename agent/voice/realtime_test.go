@@ -373,3 +373,21 @@ func TestRealtimeRefused(t *testing.T) {
 		t.Errorf("agent.error events: %+v", errs)
 	}
 }
+
+// TestRealtimeIdle hangs up on a caller who says nothing for the agent's idle limit.
+func TestRealtimeIdle(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rt := speechtest.NewRealtime(t)
+	agentSide, callerSide := sessionPair(t, 8000)
+	newRTCaller(t, callerSide)
+	brain := NewRealtimeBrain(RealtimeConfig{Session: s2s.Config{BaseURL: rt.URL, Model: "gpt-realtime"}, FirstMessage: "Hello."})
+	began := time.Now()
+	res := Run(ctx, &testLine{sess: agentSide}, brain, Config{Limits: store.CallLimits{IdleTimeoutS: 1}})
+	if res.Reason != "idle-timeout" {
+		t.Errorf("ended %q after %v, want idle-timeout", res.Reason, time.Since(began))
+	}
+	if len(res.Transcript) == 0 || res.Transcript[0].Text != "Okay." {
+		t.Errorf("transcript %+v: want the greeting, then nothing", res.Transcript)
+	}
+}
