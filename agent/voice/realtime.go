@@ -207,6 +207,7 @@ func (rc *realtimeCall) loop(ctx context.Context) error {
 			select {
 			case events <- ev:
 			case <-ctx.Done():
+				readErr <- ctx.Err()
 				return
 			}
 		}
