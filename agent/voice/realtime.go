@@ -283,6 +283,11 @@ func (rc *realtimeCall) loop(ctx context.Context) error {
 				if c.check(ctx) != nil {
 					return nil
 				}
+				if cur != nil && cur.result == nil {
+					// What the model said before the session broke is heard before the apology.
+					cur.result = ptr(<-cur.done)
+					rc.answered(ctx, cur)
+				}
 				return rc.failed(err)
 			}
 			switch ev.Type {
