@@ -391,3 +391,30 @@ func TestRealtimeIdle(t *testing.T) {
 		t.Errorf("transcript %+v: want the greeting, then nothing", res.Transcript)
 	}
 }
+
+// TestRealtimeSessionBreaks ends the call with agent-error, saying why, when the model's
+// socket drops in the middle of it.
+func TestRealtimeSessionBreaks(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rt := speechtest.NewRealtime(t)
+	rt.Enqueue(speechtest.RealtimeReply{Text: "Hello there.", Audio: 400 * time.Millisecond})
+	agentSide, callerSide := sessionPair(t, 8000)
+	caller := newRTCaller(t, callerSide)
+	line := &testLine{sess: agentSide}
+	brain := NewRealtimeBrain(RealtimeConfig{Session: s2s.Config{BaseURL: rt.URL, Model: "gpt-realtime"}, FirstMessage: "Hello there."})
+	done := make(chan Result, 1)
+	go func() { done <- Run(ctx, line, brain, Config{}) }()
+	caller.waitLoud(t, 10, "the greeting")
+	caller.loudUntilQuiet(t, 5)
+	rt.Close()
+	var res Result
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		t.Fatal("the call did not end when its model's socket dropped")
+	}
+	if res.Reason != "agent-error" || len(line.eventsOf(EventError)) == 0 {
+		t.Errorf("ended %q with %d agent.error events, want agent-error and why", res.Reason, len(line.eventsOf(EventError)))
+	}
+}

@@ -45,6 +45,9 @@ type Realtime struct {
 	truncs   []Truncation
 	models   []string
 	received chan ClientEvent
+	// conns are the sessions open: a hijacked connection is no longer the HTTP server's to
+	// close.
+	conns map[*websocket.Conn]struct{}
 }
 
 // RealtimeReply is the stand-in's answer to one response.
@@ -99,8 +102,16 @@ func StartRealtime() *Realtime {
 	return s
 }
 
-// Close stops the server and ends its sessions.
-func (s *Realtime) Close() { s.srv.CloseClientConnections(); s.srv.Close() }
+// Close ends the sessions (their sockets drop, as a provider's do when it fails) and stops
+// the server.
+func (s *Realtime) Close() {
+	s.mu.Lock()
+	for c := range s.conns {
+		_ = c.CloseNow()
+	}
+	s.mu.Unlock()
+	s.srv.Close()
+}
 
 // RequireKey makes the stand-in refuse a handshake without "Authorization: Bearer key".
 func (s *Realtime) RequireKey(key string) { s.mu.Lock(); s.key = key; s.mu.Unlock() }
@@ -185,6 +196,17 @@ func (s *Realtime) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn.SetReadLimit(16 << 20)
+	s.mu.Lock()
+	if s.conns == nil {
+		s.conns = map[*websocket.Conn]struct{}{}
+	}
+	s.conns[conn] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, conn)
+		s.mu.Unlock()
+	}()
 	c := &rtConn{s: s, conn: conn, format: "audio/pcm", turn: "server_vad"}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
