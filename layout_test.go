@@ -39,6 +39,8 @@ var layoutRules = []layoutRule{
 		"call is the transport-neutral call; it knows neither how a call is carried nor who answers it"},
 	{"agent", []string{"sip", "rtc", "mediastream"},
 		"agent sees a call only through its line and media.Stream; it knows no transport"},
+	{"agent/s2s", []string{"store", "call", "media", "provider", "knowledge", "realtime", "agent/voice", "agent/llm", "sip", "rtc", "mediastream"},
+		"agent/s2s is the client of the Realtime speech-to-speech protocol; it knows nothing of calls, agents, providers or the store"},
 	{"session", []string{"sip", "rtc", "mediastream"},
 		"session answers text conversations with the agent's brain; it knows no transport"},
 	{"knowledge", []string{"sip", "rtc", "mediastream", "realtime"},
@@ -143,7 +145,7 @@ func TestLayout(t *testing.T) {
 // must match it, so a rename cannot silently switch a rule off.
 func TestLayoutRulesNameRealPackages(t *testing.T) {
 	pkgs := listPackages(t)
-	for _, want := range []string{"media", "media/amd", "realtime", "rtc", "mediastream", "sip", "agent", "knowledge", "store", "api", "metrics", "telemetry"} {
+	for _, want := range []string{"media", "media/amd", "realtime", "rtc", "mediastream", "sip", "agent", "agent/s2s", "knowledge", "store", "api", "metrics", "telemetry"} {
 		found := false
 		for _, p := range pkgs {
 			if p.ImportPath == ours(want) {

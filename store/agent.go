@@ -215,6 +215,10 @@ type TurnSettings struct {
 	// this long with the caller paused; its answer sounds once the turn is over, and is
 	// dropped if the caller goes on.
 	EarlyStartMS int `json:"early_start_ms,omitempty"`
+	// Detection is who ends the caller's turn on a speech-to-speech model's call: the
+	// model's VAD ("server_vad", the default when empty), its judgement of a finished
+	// thought ("semantic_vad"), or Switchboard's VAD with EndpointingMS ("switchboard").
+	Detection string `json:"detection,omitempty"`
 }
 
 // NewAgent returns an agent with the defaults a created agent starts from; a request body
@@ -334,6 +338,11 @@ func (a *Agent) Validate() error {
 	fe.rangeInt("turn.min_interruption_ms", a.Turn.MinInterruptionMS, 0, 5000)
 	fe.rangeInt("turn.stt_endpointing_ms", a.Turn.STTEndpointingMS, 0, 5000)
 	fe.rangeInt("turn.early_start_ms", a.Turn.EarlyStartMS, 0, 5000)
+	switch a.Turn.Detection {
+	case "", "server_vad", "semantic_vad", "switchboard":
+	default:
+		fe.add("turn.detection", "must be server_vad, semantic_vad or switchboard")
+	}
 	a.Knowledge = a.Knowledge.WithDefaults()
 	switch a.Knowledge.Mode {
 	case KnowledgeAuto, KnowledgeTool, KnowledgeOff:

@@ -51,6 +51,11 @@ type ProviderConfig struct {
 	// rather than sent for the provider to fail on. Other models are taken to accept images,
 	// which both dialects carry.
 	TextOnly []string `yaml:"text_only"`
+	// Realtime lists the models (as asked or by upstream name) that are speech-to-speech
+	// models over OpenAI's Realtime WebSocket protocol ({BaseURL}/realtime), for a server
+	// whose names do not say so: an openai-kind model whose name contains "realtime"
+	// (gpt-realtime, gpt-4o-realtime-preview) is one without being listed.
+	Realtime []string `yaml:"realtime"`
 	// StallTimeout is the longest a stream may stay silent; 0 is the registry's default.
 	StallTimeout time.Duration `yaml:"stall_timeout"`
 	// Timeout bounds a complete (non-streamed) request; 0 is DefaultTimeout.

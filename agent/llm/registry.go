@@ -97,6 +97,9 @@ type Route struct {
 	Fallbacks []string
 	// TextOnly says the model takes no image input (ProviderConfig.TextOnly).
 	TextOnly bool
+	// Realtime says the model is a speech-to-speech model of the Realtime protocol
+	// (ProviderConfig.Realtime): an agent's calls go to it as audio, not text.
+	Realtime bool
 }
 
 // SplitModel splits "provider/model" at its first slash; the model part may have slashes
@@ -142,6 +145,7 @@ func (r *Registry) Route(name string) (Route, error) {
 			rt.Fallbacks = slices.Clone(fbs)
 		}
 		rt.TextOnly = rt.TextOnly || slices.Contains(reg.cfg.TextOnly, m)
+		rt.Realtime = rt.Realtime || reg.cfg.Kind == KindOpenAI && (strings.Contains(m, "realtime") || slices.Contains(reg.cfg.Realtime, m))
 	}
 	return rt, nil
 }

@@ -38,6 +38,10 @@ func (c *conversation) bargeInState(keysBefore int) bargeIn {
 		c.publish(EventBargeIn, BargeIn{At: time.Now(), DTMF: true})
 		return bargeInStop
 	}
+	if c.interrupt.CompareAndSwap(true, false) {
+		c.publish(EventBargeIn, BargeIn{At: time.Now()})
+		return bargeInStop
+	}
 	e := c.ear
 	e.mu.Lock()
 	s := e.open
@@ -54,13 +58,16 @@ func (c *conversation) bargeInState(keysBefore int) bargeIn {
 		e.mu.Unlock()
 		return bargeInNone
 	}
-	if c.cfg.STT == nil && c.live == nil {
+	if c.cfg.STT == nil && c.live == nil && !c.speechStops {
 		e.mu.Unlock()
 		return bargeInNone
 	}
 	ev := BargeIn{At: time.Now(), Onset: s.start, Due: s.due, SpeechMS: s.speechMS()}
 	e.mu.Unlock()
 	c.publish(EventBargeIn, ev)
+	if c.speechStops {
+		return bargeInStop
+	}
 	return bargeInPause
 }
 

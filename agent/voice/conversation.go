@@ -69,6 +69,11 @@ type conversation struct {
 	goneOnce, endOnce, overOnce sync.Once
 
 	playing atomic.Bool
+	// speechStops makes caller speech that lasted the minimum interruption stop playback at
+	// once, with no transcript to judge it by (a speech-to-speech model's call, where no STT
+	// runs); interrupt stops it at the next frame (the model heard the caller first).
+	speechStops bool
+	interrupt   atomic.Bool
 	// lastWrite is when our last frame was written (UnixNano), for the hang-up's tail.
 	lastWrite atomic.Int64
 	startAt   time.Time
@@ -264,7 +269,16 @@ func (c *conversation) runBrain(brain agent.Brain) (err error) {
 			err = fmt.Errorf("voice: brain panicked: %v", r)
 		}
 	}()
+	if ab, ok := brain.(audioBrain); ok {
+		return ab.runAudio(c.brainCtx, c)
+	}
 	return brain.Run(c.brainCtx, c)
+}
+
+// audioBrain is a brain that hears and speaks the call's audio itself (a speech-to-speech
+// model) over the conversation's ear and player, rather than through text.
+type audioBrain interface {
+	runAudio(ctx context.Context, c *conversation) error
 }
 
 // pumpEvents turns the stream's events into keys and the end of the call.

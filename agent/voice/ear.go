@@ -3,6 +3,7 @@ package voice
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-go/switchboard/agent/speech"
@@ -76,6 +77,10 @@ type ear struct {
 	minSpan int
 	// stt, when set, is the live transcriber every frame is written to.
 	stt *speech.STTStream
+	// tap, when set, is given every frame heard at the stream's rate, before the VAD: a
+	// speech-to-speech model hears the caller through it. The frame is the ear's own: a
+	// tap copies what it keeps.
+	tap atomic.Pointer[func([]int16)]
 
 	mu     sync.Mutex
 	segs   []*segment
@@ -145,6 +150,9 @@ func (e *ear) padRecording(frames int) {
 // hear processes the frame in e.frame, read at now.
 func (e *ear) hear(now time.Time) {
 	pcm := e.frame.Samples
+	if tap := e.tap.Load(); tap != nil {
+		(*tap)(pcm)
+	}
 	if e.rs != nil {
 		n, err := e.rs.Resample(e.buf16, pcm)
 		if err != nil {

@@ -149,6 +149,9 @@ func (r *Runtime) brain(ctx context.Context, c Call, ag *store.Agent, log *slog.
 		log.Warn("the agent's model cannot be reached", "model", ag.Model, "error", err)
 		return unavailable{reason: ReasonProviderNotConfigured, err: err.Error()}
 	}
+	if session, ok, rerr := r.cfg.Providers.Realtime(ctx, tenantID, ag.Model); rerr == nil && ok {
+		return r.realtimeBrain(ag, session, tools, log)
+	}
 	return agent.NewLLMBrain(agent.LLMBrainConfig{Agent: ag, Provider: prov, Model: model,
 		Tools: tools, Webhooks: r.cfg.Webhooks, Knowledge: r.cfg.Knowledge, Logger: log})
 }

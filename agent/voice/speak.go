@@ -406,6 +406,9 @@ type played struct {
 	// dropped says the answer was to a turn the caller went on with: nothing was played,
 	// and to the brain it was interrupted before its first word.
 	dropped bool
+	// samples is the audio the caller heard, at the stream's rate: what was written, less
+	// what a far end that buffers still held when it was cleared.
+	samples int
 }
 
 // sentenceProgress is a sentence as the player knows it.
@@ -463,6 +466,9 @@ func (c *conversation) play(ctx context.Context, audio <-chan chunk, bargeIn boo
 				sents[i].played -= take
 				unheard -= take
 			}
+		}
+		for _, s := range sents {
+			res.samples += s.played
 		}
 		res.spoken = agent.Spoken{Text: spoken(), Interrupted: interrupted}
 		return res, err

@@ -395,6 +395,7 @@ func (s *agentServer) do(method, path, body string, want int, v any) {
 // benchCall is a call as the API gives it, with its transcript.
 type benchCall struct {
 	ID          string `json:"id"`
+	To          string `json:"to"`
 	EndedReason string `json:"ended_reason"`
 	Report      struct {
 		Turns int `json:"turns"`

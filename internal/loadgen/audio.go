@@ -106,6 +106,9 @@ type pattern struct {
 	// onsets holds, for each frame, the sample (at detectRate) where an onset begins in it,
 	// or -1.
 	onsets []int
+	// turnEnds holds, for each frame, the sample (at detectRate) after the last sound of a
+	// stretch of speech that turnQuiet of quiet follows (a caller's last word), or -1.
+	turnEnds []int
 	// spacing is the shortest time between two onsets of the loop (the loop's length when
 	// it has one); a heard onset is matched to a sent one less than this before it.
 	spacing time.Duration
@@ -195,6 +198,7 @@ func newPattern(codec codecSpec, pcm []int16) (*pattern, error) {
 			}
 		}
 	}
+	p.turnEnds = make([]int, frames)
 	// Decode and detect twice for the same reason; the second pass gives the onsets.
 	det := newOnsetDetector()
 	var dec [maxRxSamples]int16
@@ -207,9 +211,11 @@ func newPattern(codec codecSpec, pcm []int16) (*pattern, error) {
 			off := det.frame(dec[:n])
 			if pass == 1 {
 				p.onsets[i] = off
+				p.turnEnds[i] = lastSound(dec[:n])
 			}
 		}
 	}
+	markTurnEnds(p.turnEnds)
 	p.spacing = time.Duration(frames) * media.FrameDuration
 	last, first := -1, -1
 	for i, off := range p.onsets {
@@ -264,4 +270,40 @@ func newDecoder(codec codecSpec) (decodeFunc, error) {
 		return nil, err
 	}
 	return dec.Decode, nil
+}
+
+// turnQuiet is the quiet after speech that ends a caller's turn in the audio (Config.Turns).
+const turnQuiet = 25 // frames: 500 ms
+
+// lastSound is the index after the frame's last sample above quietLevel, or -1 when the
+// frame is quiet.
+func lastSound(pcm []int16) int {
+	for i := len(pcm) - 1; i >= 0; i-- {
+		if v := int(pcm[i]); v >= quietLevel || v <= -quietLevel {
+			return i + 1
+		}
+	}
+	return -1
+}
+
+// markTurnEnds turns each frame's last sound (or -1) into the ends of turns: a frame with
+// sound that turnQuiet quiet frames follow (around the loop) keeps its offset, every other
+// frame gets -1.
+func markTurnEnds(last []int) {
+	n := len(last)
+	sound := make([]bool, n)
+	for i, off := range last {
+		sound[i] = off >= 0
+	}
+	for i := range last {
+		if !sound[i] {
+			continue
+		}
+		for k := 1; k <= turnQuiet && k < n; k++ {
+			if sound[(i+k)%n] {
+				last[i] = -1
+				break
+			}
+		}
+	}
 }

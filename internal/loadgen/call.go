@@ -45,6 +45,8 @@ type callResult struct {
 	stats       media.ReceiverSnapshot
 	roundTrips  []time.Duration
 	heardOnsets int
+	// turns are the voice-to-voice times of the caller's turns (Config.Turns).
+	turns []time.Duration
 }
 
 // call is one call. Its owner is the goroutine in generator.call, which places it, waits
@@ -66,6 +68,10 @@ type call struct {
 	onsetAt [sentOnsets]atomic.Int64
 	onsetN  atomic.Uint64
 	txCount atomic.Int64
+	// Pacer → receiver, with Config.Turns: when the last caller's turn not yet answered
+	// ended, in ns since epoch (0: none).
+	turnAt atomic.Int64
+	turns  bool
 
 	// Pacer's.
 	pz     *media.Packetizer
@@ -89,6 +95,7 @@ type receiver struct {
 	packets    int64
 	onsets     int
 	roundTrips []time.Duration
+	turns      []time.Duration
 	pkt        rtp.Packet
 	pcm        [maxRxSamples]int16
 }
@@ -136,6 +143,9 @@ func (c *call) send(now time.Time) {
 		return // closed, or the far end's port is not there: the loss shows in the report
 	}
 	c.txCount.Add(1)
+	if off := c.pat.turnEnds[k]; c.turns && off >= 0 {
+		c.turnAt.Store(int64(time.Since(c.epoch) + time.Duration(off)*time.Second/detectRate))
+	}
 	if off := c.pat.onsets[k]; off >= 0 {
 		at := time.Since(c.epoch) + time.Duration(off)*time.Second/detectRate
 		i := c.onsetN.Add(1) - 1
@@ -182,6 +192,9 @@ func (c *call) receive(b []byte, at time.Time) {
 	}
 	r.onsets++
 	heard := at.Sub(c.epoch) + time.Duration(off)*time.Second/detectRate
+	if t := c.turnAt.Load(); t != 0 && heard > time.Duration(t) && c.turnAt.CompareAndSwap(t, 0) {
+		r.turns = append(r.turns, heard-time.Duration(t))
+	}
 	if rt, ok := c.match(heard); ok && len(r.roundTrips) < cap(r.roundTrips) {
 		r.roundTrips = append(r.roundTrips, rt)
 	}
@@ -269,7 +282,7 @@ func (g *generator) call(ctx context.Context, i int) callResult {
 	}
 
 	c := &call{
-		conn: conn, remote: remote, pat: g.pattern, epoch: g.epoch, echo: g.cfg.EchoDelay,
+		conn: conn, remote: remote, pat: g.pattern, epoch: g.epoch, echo: g.cfg.EchoDelay, turns: g.cfg.Turns,
 		sent:   make(chan struct{}),
 		pz:     media.NewPacketizer(pt, g.pattern.codec.clockRate, 0),
 		out:    make([]byte, 12+g.pattern.maxPayload),
@@ -321,6 +334,7 @@ func (g *generator) call(ctx context.Context, i int) callResult {
 	res.stats = c.rx.stats.Snapshot()
 	res.roundTrips = c.rx.roundTrips
 	res.heardOnsets = c.rx.onsets
+	res.turns = c.rx.turns
 	return res
 }
 

@@ -45,6 +45,11 @@ type Config struct {
 	// LocalIP is the address of our SIP and RTP sockets; empty means the one the system
 	// routes to the target from.
 	LocalIP string
+	// Turns reads the audio (WAV) as a caller's turns of a conversation: each stretch of
+	// speech followed by turnQuiet of quiet ends a turn, and the report gives, per turn, the
+	// time from its last word sent to the first onset heard after it (the agent's answer on
+	// the wire: Report.VoiceToVoiceMs).
+	Turns bool
 	// ServerPID, when not 0, is the process whose CPU time over the run is reported.
 	ServerPID int
 	// SetupTimeout bounds INVITE → final response; 0 means 10 s.

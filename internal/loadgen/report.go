@@ -62,6 +62,9 @@ type Report struct {
 	// OnsetsUnmatched are onsets heard that match no sent one (the audio came back
 	// changed, or later than the pattern's spacing allows).
 	OnsetsUnmatched int `json:"onsets_unmatched"`
+	// VoiceToVoiceMs are, with Config.Turns, the times from each caller's turn's last word
+	// sent to the first onset of the answer heard, in the order the calls ended.
+	VoiceToVoiceMs []float64 `json:"voice_to_voice_ms,omitempty"`
 
 	// ServerCPU is the CPU of the process ServerPID over the run (nil without one);
 	// LoadCPU is the load generator's own. Percent of one core.
@@ -177,6 +180,9 @@ func (c *collector) report(g *generator, elapsed time.Duration, serverCPU, loadC
 			added = append(added, d-cfg.EchoDelay)
 		}
 		r.OnsetsUnmatched += res.heardOnsets - len(res.roundTrips)
+		for _, d := range res.turns {
+			r.VoiceToVoiceMs = append(r.VoiceToVoiceMs, ms(d))
+		}
 	}
 	if r.PacketsExpected > 0 {
 		r.LossPercent = round3(100 * float64(max(r.PacketsLost, 0)) / float64(r.PacketsExpected))

@@ -46,8 +46,10 @@ type Reply struct {
 	// Fault breaks a streamed answer after FaultAfter events (a complete answer: at once).
 	Fault      Fault
 	FaultAfter int
-	// Delay is waited before each event.
-	Delay time.Duration
+	// Delay is waited before each event; FirstDelay before the first one only (a model's
+	// time to its first token, the rest streaming at once).
+	Delay      time.Duration
+	FirstDelay time.Duration
 	// JSON answers a streaming request with a complete JSON answer, as servers that ignore
 	// "stream" do.
 	JSON bool
@@ -351,10 +353,14 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, c call, rep 
 	w.WriteHeader(http.StatusOK)
 	flush := func() { http.NewResponseController(w).Flush() }
 	flush()
-	for _, f := range frames[:cut] {
-		if rep.Delay > 0 {
+	for i, f := range frames[:cut] {
+		wait := rep.Delay
+		if i == 0 {
+			wait += rep.FirstDelay
+		}
+		if wait > 0 {
 			select {
-			case <-time.After(rep.Delay):
+			case <-time.After(wait):
 			case <-ctx.Done():
 				s.abort(c.seq)
 				return

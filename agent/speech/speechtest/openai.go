@@ -112,6 +112,7 @@ type Server struct {
 	transcripts []Transcript
 	respond     func(TranscriptionRequest) Transcript
 	speeches    []Speech
+	speakWith   func(SpeechRequest) Speech
 	trReqs      []TranscriptionRequest
 	spReqs      []SpeechRequest
 }
@@ -186,6 +187,14 @@ func (s *Server) Transcriptions() []TranscriptionRequest {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]TranscriptionRequest(nil), s.trReqs...)
+}
+
+// RespondSpeech answers every speech request that finds no queued Speech with f's
+// (called with the server's lock held: f must not call the server).
+func (s *Server) RespondSpeech(f func(SpeechRequest) Speech) {
+	s.mu.Lock()
+	s.speakWith = f
+	s.mu.Unlock()
 }
 
 // Speeches are the speech requests received so far.
@@ -368,6 +377,8 @@ func (s *Server) speak(w http.ResponseWriter, r *http.Request) {
 	var ans Speech
 	if len(s.speeches) > 0 {
 		ans, s.speeches = s.speeches[0], s.speeches[1:]
+	} else if s.speakWith != nil {
+		ans = s.speakWith(req)
 	}
 	s.mu.Unlock()
 
