@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -93,37 +95,34 @@ func AnalyzeCalls(ctx context.Context, s *Store, tenantID string, q CallAnalytic
 		id := q.AgentID
 		out.AgentID = &id
 	}
-	shares, err := callShares(ctx, s, tenantID, q.AgentID, from, to)
-	if err != nil {
-		return nil, err
-	}
-	buckets := map[time.Time]*callRollup{}
-	agents := map[string]*callRollup{}
-	total := &callRollup{}
-	for _, sh := range shares {
-		k := sh.Hour
+	buckets := map[time.Time]*tally{}
+	agents := map[string]*tally{}
+	total := &tally{}
+	groups := func(hour time.Time, agentID string) [3]*tally {
+		k := hour
 		if q.Bucket == BucketDay {
 			k = time.Date(k.Year(), k.Month(), k.Day(), 0, 0, 0, 0, time.UTC)
 		}
 		if buckets[k] == nil {
-			buckets[k] = &callRollup{}
+			buckets[k] = &tally{}
 		}
-		if agents[sh.AgentID] == nil {
-			agents[sh.AgentID] = &callRollup{}
+		if agents[agentID] == nil {
+			agents[agentID] = &tally{}
 		}
-		for _, r := range []*callRollup{buckets[k], agents[sh.AgentID], total} {
-			r.merge(sh, 1)
-		}
+		return [3]*tally{buckets[k], agents[agentID], total}
+	}
+	if err := callShares(ctx, s, tenantID, q.AgentID, from, to, groups); err != nil {
+		return nil, err
 	}
 	out.Total = total.figures()
 	for k, r := range buckets {
-		if r.Calls > 0 {
+		if r.calls > 0 {
 			out.Buckets = append(out.Buckets, CallBucket{Start: k, CallFigures: r.figures()})
 		}
 	}
 	sortBuckets(out.Buckets)
 	for k, r := range agents {
-		if r.Calls == 0 {
+		if r.calls == 0 {
 			continue
 		}
 		a := AgentCallFigures{CallFigures: r.figures()}
@@ -137,20 +136,20 @@ func AnalyzeCalls(ctx context.Context, s *Store, tenantID string, q CallAnalytic
 	return out, nil
 }
 
-// callShares reads what the tenant's calls created in [from, to) add up to, an hour and an
-// agent at a time: the rollups of the whole hours, and the calls' rows of the part hours at
-// the edges. The rollups of an agent deleted since count as no agent's, as its calls' rows
-// do (their agent_id is set to null).
-func callShares(ctx context.Context, s *Store, tenantID, agentID string, from, to time.Time) ([]*callRollup, error) {
+// callShares adds what the tenant's calls created in [from, to) add up to, an hour and an
+// agent at a time, into the tallies groups gives for that hour and agent: the rollups of
+// the whole hours, and the calls' rows of the part hours at the edges. The rollups of an
+// agent deleted since count as no agent's, as its calls' rows do (their agent_id is set to
+// null).
+func callShares(ctx context.Context, s *Store, tenantID, agentID string, from, to time.Time, groups func(hour time.Time, agentID string) [3]*tally) error {
 	if !from.Before(to) {
-		return nil, nil
+		return nil
 	}
 	first := from.Truncate(time.Hour)
 	if first.Before(from) {
 		first = first.Add(time.Hour)
 	}
 	last := to.Truncate(time.Hour)
-	var out []*callRollup
 	raw := func(from, to time.Time) error {
 		if !from.Before(to) {
 			return nil
@@ -165,69 +164,224 @@ func callShares(ctx context.Context, s *Store, tenantID, agentID string, from, t
 			return classify(err)
 		}
 		for i := range facts {
-			out = append(out, facts[i].share())
+			sh := facts[i].share()
+			for _, t := range groups(sh.Hour, sh.AgentID) {
+				t.addShare(sh)
+			}
 		}
 		return nil
 	}
 	if !first.Before(last) || s.rawCalls.Load() {
-		return out, raw(from, to)
+		return raw(from, to)
 	}
 	if err := raw(from, first); err != nil {
-		return nil, err
+		return err
 	}
 	if err := raw(last, to); err != nil {
-		return nil, err
+		return err
 	}
-	var rows []*callRollup
+	var live []string
+	if err := s.db.NewSelect().Table("agents").Column("id").Where("tenant_id = ?", tenantID).Scan(ctx, &live); err != nil {
+		return classify(err)
+	}
+	if agentID != "" && !slices.Contains(live, agentID) {
+		return nil // its calls are no agent's now
+	}
+	var rows []rollupRead
 	q := s.db.NewSelect().Model(&rows).Where("tenant_id = ?", tenantID).Where("hour >= ?", first).Where("hour < ?", last)
 	if agentID != "" {
 		q = q.Where("agent_id = ?", agentID)
 	}
 	if err := q.Scan(ctx); err != nil {
-		return nil, classify(err)
+		return classify(err)
 	}
-	var live []string
-	if err := s.db.NewSelect().Table("agents").Column("id").Where("tenant_id = ?", tenantID).Scan(ctx, &live); err != nil {
-		return nil, classify(err)
-	}
-	for _, r := range rows {
+	var dur, lat []binCount
+	var reasons []reasonCount
+	for i := range rows {
+		r := &rows[i]
 		if r.AgentID != "" && !slices.Contains(live, r.AgentID) {
-			if agentID != "" {
-				continue
-			}
 			r.AgentID = ""
 		}
-		r.Hour = r.Hour.UTC()
-		out = append(out, r)
+		reasons = reasons[:0]
+		err := eachReason(r.EndReasons, func(k []byte, n int64) { reasons = append(reasons, reasonCount{string(k), n}) })
+		if err != nil {
+			return err
+		}
+		if dur, err = r.DurationBins.bins(dur[:0]); err != nil {
+			return err
+		}
+		if lat, err = r.LatencyBins.bins(lat[:0]); err != nil {
+			return err
+		}
+		for _, t := range groups(r.Hour.UTC(), r.AgentID) {
+			t.addRead(r, reasons, dur, lat)
+		}
 	}
-	return out, nil
+	return nil
 }
 
-// figures are the analytics' figures of what r adds up to.
-func (r *callRollup) figures() CallFigures {
-	r.init()
-	f := CallFigures{Calls: int(r.Calls), Answered: int(r.Answered), Turns: r.Turns, Interruptions: r.Interruptions,
-		ToolCalls: r.ToolCalls, ToolFailures: r.ToolFailures, InputTokens: r.InputTokens, OutputTokens: r.OutputTokens,
-		CostUSD: float64(r.CostMicros) / 1e6, EndReasons: map[string]int{}}
-	for k, v := range r.EndReasons {
+// rollupRead is a rollup as the analytics read it: its histograms as read, added into the
+// groups' tallies without a map each.
+type rollupRead struct {
+	bun.BaseModel `bun:"table:call_rollups"`
+
+	Hour          time.Time        `bun:"hour"`
+	AgentID       string           `bun:"agent_id"`
+	Calls         int64            `bun:"calls"`
+	Answered      int64            `bun:"answered"`
+	DurationMS    int64            `bun:"duration_ms"`
+	Turns         int64            `bun:"turns"`
+	Interruptions int64            `bun:"interruptions"`
+	ToolCalls     int64            `bun:"tool_calls"`
+	ToolFailures  int64            `bun:"tool_failures"`
+	InputTokens   int64            `bun:"input_tokens"`
+	OutputTokens  int64            `bun:"output_tokens"`
+	CostMicros    int64            `bun:"cost_micros"`
+	EndReasons    rawBins          `bun:"end_reasons"`
+	DurationBins  rawBins          `bun:"duration_bins"`
+	LatencyBins   rawBins          `bun:"latency_bins"`
+}
+
+// rawBins is a histogram's (or the end reasons') text as read.
+type rawBins []byte
+
+func (r *rawBins) Scan(src any) error {
+	switch v := src.(type) {
+	case []byte:
+		*r = append((*r)[:0], v...)
+	case string:
+		*r = append((*r)[:0], v...)
+	case nil:
+		*r = nil
+	default:
+		return fmt.Errorf("store: histogram from %T", src)
+	}
+	return nil
+}
+
+type reasonCount struct {
+	reason string
+	n      int64
+}
+
+type binCount struct {
+	bin int
+	e   [2]int64
+}
+
+// bins appends the histogram's bins to out.
+func (r rawBins) bins(out []binCount) ([]binCount, error) {
+	err := eachBin([]byte(r), func(bin int, e [2]int64) { out = append(out, binCount{bin, e}) })
+	return out, err
+}
+
+// tally sums the calls of one group of the analytics (a bucket, an agent, or all).
+type tally struct {
+	calls, answered, durationMS, turns, interruptions, toolCalls, toolFailures int64
+	inputTokens, outputTokens, costMicros                                      int64
+	endReasons                                                                 map[string]int64
+	dur, lat                                                                   [maxBin + 1][2]int64
+}
+
+func (t *tally) addCounts(calls, answered, durationMS, turns, interruptions, toolCalls, toolFailures, in, out, cost int64, reasons reasonCounts) {
+	t.calls += calls
+	t.answered += answered
+	t.durationMS += durationMS
+	t.turns += turns
+	t.interruptions += interruptions
+	t.toolCalls += toolCalls
+	t.toolFailures += toolFailures
+	t.inputTokens += in
+	t.outputTokens += out
+	t.costMicros += cost
+	if t.endReasons == nil {
+		t.endReasons = map[string]int64{}
+	}
+	for k, v := range reasons {
+		t.endReasons[k] += v
+	}
+}
+
+// addShare adds one call's share (from its row).
+func (t *tally) addShare(r *callRollup) {
+	t.addCounts(r.Calls, r.Answered, r.DurationMS, r.Turns, r.Interruptions, r.ToolCalls, r.ToolFailures,
+		r.InputTokens, r.OutputTokens, r.CostMicros, r.EndReasons)
+	for b, e := range r.DurationBins {
+		t.dur[b][0] += e[0]
+		t.dur[b][1] += e[1]
+	}
+	for b, e := range r.LatencyBins {
+		t.lat[b][0] += e[0]
+		t.lat[b][1] += e[1]
+	}
+}
+
+// addRead adds a rollup, its end reasons and histograms' bins given.
+func (t *tally) addRead(r *rollupRead, reasons []reasonCount, dur, lat []binCount) {
+	t.addCounts(r.Calls, r.Answered, r.DurationMS, r.Turns, r.Interruptions, r.ToolCalls, r.ToolFailures,
+		r.InputTokens, r.OutputTokens, r.CostMicros, nil)
+	for _, c := range reasons {
+		t.endReasons[c.reason] += c.n
+	}
+	for _, c := range dur {
+		t.dur[c.bin][0] += c.e[0]
+		t.dur[c.bin][1] += c.e[1]
+	}
+	for _, c := range lat {
+		t.lat[c.bin][0] += c.e[0]
+		t.lat[c.bin][1] += c.e[1]
+	}
+}
+
+// figures are the analytics' figures of the tally.
+func (t *tally) figures() CallFigures {
+	f := CallFigures{Calls: int(t.calls), Answered: int(t.answered), Turns: t.turns, Interruptions: t.interruptions,
+		ToolCalls: t.toolCalls, ToolFailures: t.toolFailures, InputTokens: t.inputTokens, OutputTokens: t.outputTokens,
+		CostUSD: float64(t.costMicros) / 1e6, EndReasons: map[string]int{}}
+	for k, v := range t.endReasons {
 		if v != 0 {
 			f.EndReasons[k] = int(v)
 		}
 	}
-	if r.Calls > 0 {
-		f.AnswerRate = float64(r.Answered) / float64(r.Calls)
+	if t.calls > 0 {
+		f.AnswerRate = float64(t.answered) / float64(t.calls)
 	}
-	if r.Answered > 0 {
-		avg := float64(r.DurationMS) / 1000 / float64(r.Answered)
+	if t.answered > 0 {
+		avg := float64(t.durationMS) / 1000 / float64(t.answered)
 		f.AvgDurationSeconds = &avg
 	}
 	d := []**float64{&f.DurationP50Seconds, &f.DurationP90Seconds, &f.DurationP99Seconds}
 	l := []**float64{&f.TurnLatencyP50MS, &f.TurnLatencyP90MS, &f.TurnLatencyP99MS}
 	for i, p := range percentiles {
-		*d[i] = r.DurationBins.percentile(p, 1000)
-		*l[i] = r.LatencyBins.percentile(p, 1000)
+		*d[i] = binPercentile(&t.dur, p, 1000)
+		*l[i] = binPercentile(&t.lat, p, 1000)
 	}
 	return f
+}
+
+// binPercentile is the nearest-rank percentile p (in hundredths) of the values binned in
+// h: the mean of the values in the bin that holds that rank, divided by scale. Nil when
+// there are none.
+func binPercentile(h *[maxBin + 1][2]int64, p int, scale float64) *float64 {
+	var n int64
+	for _, e := range h {
+		n += e[0]
+	}
+	if n <= 0 {
+		return nil
+	}
+	rank := (int64(p)*n + 99) / 100
+	var seen int64
+	for _, e := range h {
+		if e[0] <= 0 {
+			continue
+		}
+		if seen += e[0]; seen >= rank {
+			v := math.Round(float64(e[1])/float64(e[0])) / scale
+			return &v
+		}
+	}
+	return nil
 }
 
 // percentiles are the nearest-rank percentiles the analytics give, in hundredths.

@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,13 +49,33 @@ func binOf(v, unit int64) int {
 // histogram is a rollup's histogram: bin -> [count, sum of the values].
 type histogram map[int][2]int64
 
-// UnmarshalJSON reads {"bin": [count, sum], …} (as either database spaces it) without
-// reflection: a month of rollups is thousands of histograms read at each look.
-func (h *histogram) UnmarshalJSON(b []byte) error {
+// Value writes the histogram as JSON, {"bin": [count, sum], …}.
+func (h histogram) Value() (driver.Value, error) {
+	if h == nil {
+		return "{}", nil
+	}
+	b, err := json.Marshal(map[int][2]int64(h))
+	return string(b), err
+}
+
+// Scan reads what Value wrote.
+func (h *histogram) Scan(src any) error {
+	out := histogram{}
+	err := eachBin(src, func(bin int, e [2]int64) { out[bin] = e })
+	*h = out
+	return err
+}
+
+// eachBin calls fn with each bin of a histogram as Value writes it, read without reflection:
+// a month of rollups is thousands of histograms read at each look.
+func eachBin(src any, fn func(bin int, e [2]int64)) error {
+	b, err := srcBytes(src)
+	if err != nil {
+		return err
+	}
 	var nums [3]int64
 	k, neg, in := 0, false, false
 	var v int64
-	out := histogram{}
 	for i := 0; i <= len(b); i++ {
 		c := byte(' ')
 		if i < len(b) {
@@ -67,13 +89,7 @@ func (h *histogram) UnmarshalJSON(b []byte) error {
 			neg = true
 			continue
 		case c == '.', c == 'e', c == 'E':
-			// Not written by Switchboard; read it the slow way.
-			m := map[int][2]int64{}
-			if err := json.Unmarshal(b, &m); err != nil {
-				return err
-			}
-			*h = m
-			return nil
+			return fmt.Errorf("store: histogram %q: counts and sums are integers", b)
 		}
 		if !in {
 			continue
@@ -84,14 +100,16 @@ func (h *histogram) UnmarshalJSON(b []byte) error {
 		nums[k] = v
 		k, v, neg, in = k+1, 0, false, false
 		if k == 3 {
-			out[int(nums[0])] = [2]int64{nums[1], nums[2]}
+			if nums[0] < 0 || nums[0] > maxBin {
+				return fmt.Errorf("store: histogram %q: no bin %d", b, nums[0])
+			}
+			fn(int(nums[0]), [2]int64{nums[1], nums[2]})
 			k = 0
 		}
 	}
 	if k != 0 {
 		return fmt.Errorf("store: histogram %q: a bin without its count and sum", b)
 	}
-	*h = out
 	return nil
 }
 
@@ -120,32 +138,89 @@ func (h histogram) merge(o histogram, sign int64) {
 	}
 }
 
-// percentile is the nearest-rank percentile p (in hundredths) of the histogram's values:
-// the mean of the values in the bin that holds that rank, divided by scale. Nil when empty.
-func (h histogram) percentile(p int, scale float64) *float64 {
-	var n int64
-	bins := make([]int, 0, len(h))
-	for b, e := range h {
-		if e[0] > 0 {
-			n += e[0]
-			bins = append(bins, b)
-		}
+// reasonCounts counts calls by end reason, kept as JSON ({"reason": count, …}).
+type reasonCounts map[string]int64
+
+// Value writes the counts as JSON.
+func (r reasonCounts) Value() (driver.Value, error) {
+	if r == nil {
+		return "{}", nil
 	}
-	if n == 0 {
+	b, err := json.Marshal(map[string]int64(r))
+	return string(b), err
+}
+
+// Scan reads what Value wrote.
+func (r *reasonCounts) Scan(src any) error {
+	out := reasonCounts{}
+	b, err := srcBytes(src)
+	if err == nil {
+		err = eachReason(b, func(k []byte, n int64) { out[string(k)] += n })
+	}
+	*r = out
+	return err
+}
+
+// eachReason calls fn with each end reason and count of reasonCounts' JSON, read without
+// reflection (end reasons are plain words: one with an escape is read by encoding/json).
+func eachReason(b []byte, fn func(k []byte, n int64)) error {
+	if bytes.IndexByte(b, '\\') >= 0 {
+		var m map[string]int64
+		if err := json.Unmarshal(b, &m); err != nil {
+			return err
+		}
+		for k, n := range m {
+			fn([]byte(k), n)
+		}
 		return nil
 	}
-	slices.Sort(bins)
-	rank := (int64(p)*n + 99) / 100
-	var seen int64
-	for _, b := range bins {
-		e := h[b]
-		seen += e[0]
-		if seen >= rank {
-			v := math.Round(float64(e[1])/float64(e[0])) / scale
-			return &v
+	for i := 0; i < len(b); {
+		q := bytes.IndexByte(b[i:], '"')
+		if q < 0 {
+			return nil
 		}
+		start := i + q + 1
+		end := bytes.IndexByte(b[start:], '"')
+		if end < 0 {
+			return fmt.Errorf("store: end reasons %q: a key without its end", b)
+		}
+		key := b[start : start+end]
+		j := start + end + 1
+		for j < len(b) && (b[j] == ':' || b[j] == ' ') {
+			j++
+		}
+		neg := j < len(b) && b[j] == '-'
+		if neg {
+			j++
+		}
+		var n int64
+		digits := 0
+		for ; j < len(b) && b[j] >= '0' && b[j] <= '9'; j++ {
+			n, digits = n*10+int64(b[j]-'0'), digits+1
+		}
+		if digits == 0 {
+			return fmt.Errorf("store: end reasons %q: %q without a count", b, key)
+		}
+		if neg {
+			n = -n
+		}
+		fn(key, n)
+		i = j
 	}
 	return nil
+}
+
+// srcBytes is a text column's value as bytes.
+func srcBytes(src any) ([]byte, error) {
+	switch v := src.(type) {
+	case []byte:
+		return v, nil
+	case string:
+		return []byte(v), nil
+	case nil:
+		return nil, nil
+	}
+	return nil, fmt.Errorf("store: text from %T", src)
 }
 
 // callRollup is one row of call_rollups, or the change to apply to one.
@@ -165,9 +240,9 @@ type callRollup struct {
 	InputTokens   int64            `bun:"input_tokens,notnull"`
 	OutputTokens  int64            `bun:"output_tokens,notnull"`
 	CostMicros    int64            `bun:"cost_micros,notnull"`
-	EndReasons    map[string]int64 `bun:"end_reasons,type:json,notnull"`
-	DurationBins  histogram        `bun:"duration_bins,type:json,notnull"`
-	LatencyBins   histogram        `bun:"latency_bins,type:json,notnull"`
+	EndReasons    reasonCounts     `bun:"end_reasons,notnull"`
+	DurationBins  histogram        `bun:"duration_bins,notnull"`
+	LatencyBins   histogram        `bun:"latency_bins,notnull"`
 }
 
 type rollupKey struct {
@@ -181,7 +256,7 @@ func (r *callRollup) key() rollupKey {
 
 func (r *callRollup) init() {
 	if r.EndReasons == nil {
-		r.EndReasons = map[string]int64{}
+		r.EndReasons = reasonCounts{}
 	}
 	if r.DurationBins == nil {
 		r.DurationBins = histogram{}

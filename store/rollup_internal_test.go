@@ -1,31 +1,33 @@
 package store
 
 import (
-	"encoding/json"
 	"maps"
 	"testing"
 )
 
-// TestHistogramJSON: the histograms read back what was written, spaced as SQLite keeps
-// JSON or as PostgreSQL's jsonb gives it back, negative counts included (a change taken
-// away), and a malformed one is refused.
-func TestHistogramJSON(t *testing.T) {
+// TestHistogramText: the histograms read back what was written, spaced as SQLite keeps
+// it or as a JSON printer would, negative counts included (a change taken away), and a
+// malformed one is refused.
+func TestHistogramText(t *testing.T) {
 	want := histogram{0: {2, 7}, 12: {3, 4500}, 400: {-1, -123456789012}}
-	b, err := json.Marshal(want)
+	v, err := want.Value()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, text := range []string{string(b), `{"0": [2, 7], "12": [3, 4500], "400": [-1, -123456789012]}`} {
+	for _, text := range []any{v, []byte(`{"0": [2, 7], "12": [3, 4500], "400": [-1, -123456789012]}`)} {
 		var got histogram
-		if err := json.Unmarshal([]byte(text), &got); err != nil || !maps.Equal(got, want) {
+		if err := got.Scan(text); err != nil || !maps.Equal(got, want) {
 			t.Errorf("%s read as %v, %v", text, got, err)
 		}
 	}
-	var got histogram
-	if err := json.Unmarshal([]byte(`{"1": [2]}`), &got); err == nil {
-		t.Errorf("a bin without its sum read as %v", got)
+	for _, bad := range []string{`{"1": [2]}`, `{"401": [1, 1]}`, `{"1": [1.5, 2]}`} {
+		var got histogram
+		if err := got.Scan(bad); err == nil {
+			t.Errorf("%s read as %v", bad, got)
+		}
 	}
-	if err := json.Unmarshal([]byte(`{}`), &got); err != nil || len(got) != 0 {
+	var got histogram
+	if err := got.Scan("{}"); err != nil || len(got) != 0 {
 		t.Errorf("empty: %v, %v", got, err)
 	}
 }
@@ -36,16 +38,43 @@ func TestHistogramPercentile(t *testing.T) {
 	for _, v := range []int64{10000, 20000, 30000, 40000} {
 		h.add(v, durationUnitMS, 1)
 	}
+	percentile := func(p int) *float64 {
+		var tl tally
+		tl.addShare(&callRollup{DurationBins: h})
+		return binPercentile(&tl.dur, p, 1000)
+	}
 	for p, want := range map[int]float64{50: 20, 90: 40, 99: 40, 1: 10} {
-		if got := h.percentile(p, 1000); got == nil || *got != want {
+		if got := percentile(p); got == nil || *got != want {
 			t.Errorf("p%d %v, want %v", p, got, want)
 		}
 	}
 	h.add(40000, durationUnitMS, -1)
-	if got := h.percentile(99, 1000); got == nil || *got != 30 {
+	if got := percentile(99); got == nil || *got != 30 {
 		t.Errorf("p99 after taking 40 s away: %v", got)
 	}
 	if binOf(9, durationUnitMS) != 0 || binOf(10, durationUnitMS) != 1 || binOf(20, durationUnitMS) != 1+binsPerDoubling {
 		t.Errorf("bins: %d %d %d", binOf(9, durationUnitMS), binOf(10, durationUnitMS), binOf(20, durationUnitMS))
+	}
+}
+
+// TestReasonCountsText: the end reasons read back what was written, as SQLite keeps them or
+// spaced, an escaped one included, and a malformed one is refused.
+func TestReasonCountsText(t *testing.T) {
+	want := reasonCounts{"caller-hangup": 3, "error": -1, `odd"one`: 2}
+	v, err := want.Value()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got reasonCounts
+	if err := got.Scan(v); err != nil || !maps.Equal(got, want) {
+		t.Errorf("%v read as %v, %v", v, got, err)
+	}
+	if err := got.Scan(`{"caller-hangup": 3, "error": -1}`); err != nil || got["caller-hangup"] != 3 || got["error"] != -1 || len(got) != 2 {
+		t.Errorf("spaced: %v, %v", got, err)
+	}
+	for _, bad := range []string{`{"a": }`, `{"a`} {
+		if err := got.Scan(bad); err == nil {
+			t.Errorf("%s read as %v", bad, got)
+		}
 	}
 }

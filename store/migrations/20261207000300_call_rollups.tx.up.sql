@@ -9,7 +9,8 @@ ALTER TABLE calls ADD COLUMN turn_latencies_ms {{.JSON}};
 -- month in a few thousand rows instead of every call. Durations and costs are kept as
 -- integers (milliseconds, millionths of a dollar) so that adding and taking away a call's
 -- share never drifts; the percentiles come from log-spaced histograms (bin -> [count,
--- sum]), documented in README.md.
+-- sum]), documented in README.md. The JSON columns are TEXT in both databases: only
+-- Switchboard reads them, and jsonb's parsing and printing would cost more than the rest.
 CREATE TABLE call_rollups (
     tenant_id       TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
     hour            {{.Time}} NOT NULL,
@@ -24,9 +25,9 @@ CREATE TABLE call_rollups (
     input_tokens    BIGINT NOT NULL DEFAULT 0,
     output_tokens   BIGINT NOT NULL DEFAULT 0,
     cost_micros     BIGINT NOT NULL DEFAULT 0,
-    end_reasons     {{.JSON}} NOT NULL DEFAULT '{}',
-    duration_bins   {{.JSON}} NOT NULL DEFAULT '{}',
-    latency_bins    {{.JSON}} NOT NULL DEFAULT '{}',
+    end_reasons     TEXT NOT NULL DEFAULT '{}',
+    duration_bins   TEXT NOT NULL DEFAULT '{}',
+    latency_bins    TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (tenant_id, hour, agent_id)
 );
 --bun:split
