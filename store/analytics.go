@@ -225,21 +225,21 @@ func callShares(ctx context.Context, s *Store, tenantID, agentID string, from, t
 type rollupRead struct {
 	bun.BaseModel `bun:"table:call_rollups"`
 
-	Hour          time.Time        `bun:"hour"`
-	AgentID       string           `bun:"agent_id"`
-	Calls         int64            `bun:"calls"`
-	Answered      int64            `bun:"answered"`
-	DurationMS    int64            `bun:"duration_ms"`
-	Turns         int64            `bun:"turns"`
-	Interruptions int64            `bun:"interruptions"`
-	ToolCalls     int64            `bun:"tool_calls"`
-	ToolFailures  int64            `bun:"tool_failures"`
-	InputTokens   int64            `bun:"input_tokens"`
-	OutputTokens  int64            `bun:"output_tokens"`
-	CostMicros    int64            `bun:"cost_micros"`
-	EndReasons    rawBins          `bun:"end_reasons"`
-	DurationBins  rawBins          `bun:"duration_bins"`
-	LatencyBins   rawBins          `bun:"latency_bins"`
+	Hour          time.Time `bun:"hour"`
+	AgentID       string    `bun:"agent_id"`
+	Calls         int64     `bun:"calls"`
+	Answered      int64     `bun:"answered"`
+	DurationMS    int64     `bun:"duration_ms"`
+	Turns         int64     `bun:"turns"`
+	Interruptions int64     `bun:"interruptions"`
+	ToolCalls     int64     `bun:"tool_calls"`
+	ToolFailures  int64     `bun:"tool_failures"`
+	InputTokens   int64     `bun:"input_tokens"`
+	OutputTokens  int64     `bun:"output_tokens"`
+	CostMicros    int64     `bun:"cost_micros"`
+	EndReasons    rawBins   `bun:"end_reasons"`
+	DurationBins  rawBins   `bun:"duration_bins"`
+	LatencyBins   rawBins   `bun:"latency_bins"`
 }
 
 // rawBins is a histogram's (or the end reasons') text as read.

@@ -227,22 +227,22 @@ func srcBytes(src any) ([]byte, error) {
 type callRollup struct {
 	bun.BaseModel `bun:"table:call_rollups"`
 
-	TenantID      string           `bun:"tenant_id,pk"`
-	Hour          time.Time        `bun:"hour,pk"`
-	AgentID       string           `bun:"agent_id,pk"`
-	Calls         int64            `bun:"calls,notnull"`
-	Answered      int64            `bun:"answered,notnull"`
-	DurationMS    int64            `bun:"duration_ms,notnull"`
-	Turns         int64            `bun:"turns,notnull"`
-	Interruptions int64            `bun:"interruptions,notnull"`
-	ToolCalls     int64            `bun:"tool_calls,notnull"`
-	ToolFailures  int64            `bun:"tool_failures,notnull"`
-	InputTokens   int64            `bun:"input_tokens,notnull"`
-	OutputTokens  int64            `bun:"output_tokens,notnull"`
-	CostMicros    int64            `bun:"cost_micros,notnull"`
-	EndReasons    reasonCounts     `bun:"end_reasons,notnull"`
-	DurationBins  histogram        `bun:"duration_bins,notnull"`
-	LatencyBins   histogram        `bun:"latency_bins,notnull"`
+	TenantID      string       `bun:"tenant_id,pk"`
+	Hour          time.Time    `bun:"hour,pk"`
+	AgentID       string       `bun:"agent_id,pk"`
+	Calls         int64        `bun:"calls,notnull"`
+	Answered      int64        `bun:"answered,notnull"`
+	DurationMS    int64        `bun:"duration_ms,notnull"`
+	Turns         int64        `bun:"turns,notnull"`
+	Interruptions int64        `bun:"interruptions,notnull"`
+	ToolCalls     int64        `bun:"tool_calls,notnull"`
+	ToolFailures  int64        `bun:"tool_failures,notnull"`
+	InputTokens   int64        `bun:"input_tokens,notnull"`
+	OutputTokens  int64        `bun:"output_tokens,notnull"`
+	CostMicros    int64        `bun:"cost_micros,notnull"`
+	EndReasons    reasonCounts `bun:"end_reasons,notnull"`
+	DurationBins  histogram    `bun:"duration_bins,notnull"`
+	LatencyBins   histogram    `bun:"latency_bins,notnull"`
 }
 
 type rollupKey struct {
