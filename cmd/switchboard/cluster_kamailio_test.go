@@ -143,16 +143,20 @@ func (e *edge) ready() error {
 // waitDown waits until the edge has taken the node at sipAddr out of its dispatcher set.
 func (e *edge) waitDown(sipAddr string) {
 	e.t.Helper()
-	deadline := time.Now().Add(edgeWait)
-	for !strings.Contains(e.log.String(), "switchboard node down: sip:"+sipAddr+"\n") {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("kamailio did not take %s out within %v:\n%s", sipAddr, edgeWait, e.log)
-		}
+	exited := false
+	if !e.log.until(edgeWait, func(out string) bool {
 		select {
 		case <-e.exited:
-			e.t.Fatalf("kamailio exited:\n%s", e.log)
-		case <-time.After(20 * time.Millisecond):
+			exited = true
+			return true
+		default:
 		}
+		return strings.Contains(out, "switchboard node down: sip:"+sipAddr+"\n")
+	}) {
+		e.t.Fatalf("kamailio did not take %s out within %v:\n%s", sipAddr, edgeWait, e.log)
+	}
+	if exited {
+		e.t.Fatalf("kamailio exited:\n%s", e.log)
 	}
 }
 
