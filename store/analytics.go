@@ -418,9 +418,30 @@ const (
 )
 
 // failureReasons are the end reasons of answered calls that ended in a failure (an
-// unanswered call that failed has the status failed).
+// unanswered call that failed has the status failed). The partial index
+// calls_tenant_failed_idx holds the calls of these reasons, in this order: a reason added
+// here goes into a migration that makes the index again (TestErrorLogUsesFailedIndex).
 var failureReasons = []string{EndedError, EndedAgentError, EndedMediaTimeout, EndedRestart, EndedNodeLost,
 	EndedICEFailed, EndedNoAck, "provider-not-configured"}
+
+// failedCalls is the condition of a failed call, as calls_tenant_failed_idx has it.
+func failedCalls() string {
+	quoted := make([]string, len(failureReasons))
+	for i, r := range failureReasons {
+		quoted[i] = "'" + r + "'"
+	}
+	return "status = '" + CallFailed + "' OR ended_reason IN (" + strings.Join(quoted, ", ") + ")"
+}
+
+// failedCallsQuery is the error log's part of the tenant's failed calls created in
+// [from, to), read through calls_tenant_failed_idx.
+func (s *Store) failedCallsQuery(tenantID string, from, to time.Time) *bun.SelectQuery {
+	return s.db.NewSelect().Table("calls").
+		ColumnExpr("id, ? AS kind, COALESCE(ended_at, created_at) AS at, id AS call_id, NULL AS session_id, agent_id", ErrorCallFailed).
+		ColumnExpr("ended_reason AS stage, status AS message").
+		Where("tenant_id = ?", tenantID).Where("created_at >= ?", from).Where("created_at < ?", to).
+		Where(failedCalls())
+}
 
 // ErrorLogEntry is one entry of the error log.
 type ErrorLogEntry struct {
@@ -452,13 +473,7 @@ type ErrorLogQuery struct {
 // Each part is read through an index of the tenant's rows by time.
 func ErrorLog(ctx context.Context, s *Store, tenantID string, q ErrorLogQuery, page Page) ([]ErrorLogEntry, int, error) {
 	from, to := q.From.UTC(), q.To.UTC()
-	calls := s.db.NewSelect().Table("calls").
-		ColumnExpr("id, ? AS kind, COALESCE(ended_at, created_at) AS at, id AS call_id, NULL AS session_id, agent_id", ErrorCallFailed).
-		ColumnExpr("ended_reason AS stage, status AS message").
-		Where("tenant_id = ?", tenantID).Where("created_at >= ?", from).Where("created_at < ?", to).
-		WhereGroup(" AND ", func(sq *bun.SelectQuery) *bun.SelectQuery {
-			return sq.Where("status = ?", CallFailed).WhereOr("ended_reason IN (?)", bun.List(failureReasons))
-		})
+	calls := s.failedCallsQuery(tenantID, from, to)
 	errs := s.db.NewSelect().Table("call_errors").
 		ColumnExpr("id, CASE WHEN stage = ? THEN ? ELSE ? END AS kind, created_at AS at, call_id, NULL AS session_id, agent_id", ErrorStageTool, ErrorTool, ErrorProvider).
 		ColumnExpr("stage, message").

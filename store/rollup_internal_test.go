@@ -1,8 +1,15 @@
 package store
 
 import (
+	"context"
+	"fmt"
 	"maps"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/switchboard-go/switchboard/internal/pgtest"
+	"github.com/uptrace/bun"
 )
 
 // TestHistogramText: the histograms read back what was written, spaced as SQLite keeps
@@ -76,5 +83,65 @@ func TestReasonCountsText(t *testing.T) {
 		if err := got.Scan(bad); err == nil {
 			t.Errorf("%s read as %v", bad, got)
 		}
+	}
+}
+
+// TestErrorLogUsesFailedIndex: the error log's read of failed calls is one the partial index
+// calls_tenant_failed_idx answers, on both databases: its condition and failureReasons
+// have not drifted apart.
+func TestErrorLogUsesFailedIndex(t *testing.T) {
+	for _, d := range []Dialect{SQLite, Postgres} {
+		t.Run(string(d), func(t *testing.T) {
+			opts := Options{DataDir: t.TempDir()}
+			if d == Postgres {
+				opts.URL = pgtest.URL(t)
+			}
+			ctx := context.Background()
+			s, err := Open(ctx, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if _, err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			q := s.failedCallsQuery("ten_x", time.Now().Add(-time.Hour), time.Now()).String()
+			var plan []string
+			err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+				explain := "EXPLAIN QUERY PLAN "
+				if d == Postgres {
+					// Without rows a table is read whole whatever its indexes: let the
+					// planner show which index it can use.
+					if _, err := tx.ExecContext(ctx, "SET LOCAL enable_seqscan = off"); err != nil {
+						return err
+					}
+					explain = "EXPLAIN "
+				}
+				rows, err := tx.QueryContext(ctx, explain+q)
+				if err != nil {
+					return err
+				}
+				defer rows.Close()
+				cols, _ := rows.Columns()
+				for rows.Next() {
+					vals := make([]any, len(cols))
+					ptrs := make([]any, len(cols))
+					for i := range vals {
+						ptrs[i] = &vals[i]
+					}
+					if err := rows.Scan(ptrs...); err != nil {
+						return err
+					}
+					plan = append(plan, fmt.Sprint(vals...))
+				}
+				return rows.Err()
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(strings.Join(plan, "\n"), "calls_tenant_failed_idx") {
+				t.Errorf("the failed calls are not read through calls_tenant_failed_idx:\n%s\n%s", q, strings.Join(plan, "\n"))
+			}
+		})
 	}
 }
