@@ -86,10 +86,7 @@ func classify(err error) error {
 			return &ConflictError{Field: uniqueField(pgErr.ConstraintName, pgErr.Detail), Message: "already exists"}
 		case pgErr.Code == "23503":
 			return &ConflictError{Field: "id", Message: "still referenced by other resources"}
-		// A deadlock or serialization failure (40P01, 40001) rolled the transaction back:
-		// trying it again succeeds, as for a database that was away.
-		case strings.HasPrefix(pgErr.Code, "08"), strings.HasPrefix(pgErr.Code, "57"), pgErr.Code == "53300",
-			pgErr.Code == "40P01", pgErr.Code == "40001":
+		case strings.HasPrefix(pgErr.Code, "08"), strings.HasPrefix(pgErr.Code, "57"), pgErr.Code == "53300":
 			return fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 		return fmt.Errorf("store: %w", err)
