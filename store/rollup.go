@@ -348,7 +348,7 @@ func (f *callFacts) share() *callRollup {
 // nothing changes them before the transaction that reads them ends.
 func readFacts(ctx context.Context, db bun.IDB, d Dialect, ids []string, lock bool) ([]callFacts, error) {
 	var out []callFacts
-	q := db.NewSelect().Model(&out).Where("id IN (?)", bun.In(ids)).Order("id")
+	q := db.NewSelect().Model(&out).Where("id IN (?)", bun.List(ids)).Order("id")
 	if lock && d == Postgres {
 		q = q.For("UPDATE")
 	}
@@ -420,9 +420,9 @@ func applyRollup(ctx context.Context, db bun.IDB, d Dialect, ch *callRollup) err
 	err := sel()
 	if errors.Is(err, sql.ErrNoRows) {
 		ch.init()
-		res, err := db.NewInsert().Model(ch).On("CONFLICT DO NOTHING").Exec(ctx)
-		if err != nil {
-			return err
+		res, ierr := db.NewInsert().Model(ch).On("CONFLICT DO NOTHING").Exec(ctx)
+		if ierr != nil {
+			return ierr
 		}
 		if n, _ := res.RowsAffected(); n == 1 {
 			return nil

@@ -315,3 +315,37 @@ func TestSessionErrorLog(t *testing.T) {
 		}
 	})
 }
+
+// TestCallRollupsConcurrentFirstWrites: calls of one agent and hour written at once, each in
+// its own transaction, race to make their hour's rollup row; each adds to it, none is lost
+// or refused.
+func TestCallRollupsConcurrentFirstWrites(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *store.Store) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		f := newCallFixture(t, s, "acme")
+		const n = 40
+		start := make(chan struct{})
+		errs := make(chan error, n)
+		for range n {
+			go func() {
+				<-start
+				now := time.Now().UTC()
+				c := &store.Call{Direction: store.CallInbound, Status: store.CallRinging, From: "sip:caller@127.0.0.1",
+					To: "sip:desk@127.0.0.1", AgentID: &f.agent.ID, Node: "node-a", StartedAt: &now}
+				errs <- store.Create(ctx, s, f.tenant.ID, c)
+			}()
+		}
+		close(start)
+		for range n {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+		got, err := store.AnalyzeCalls(ctx, s, f.tenant.ID, store.CallAnalyticsQuery{From: time.Now().Add(-2 * time.Hour), To: time.Now().Add(2 * time.Hour), Bucket: store.BucketDay})
+		if err != nil || got.Total.Calls != n {
+			t.Fatalf("analytics: %v calls, %v; want %d", got.Total.Calls, err, n)
+		}
+		checkRollups(ctx, t, s)
+	})
+}
