@@ -467,6 +467,11 @@ func TestKamailioCluster(t *testing.T) {
 	// to the other two, and a survivor fails the dead node's call node-lost.
 	live := caller.placeMany(t, 3)
 	victim := nodeOf(live[0])
+	// Records are written behind the call: one killed before its record reached the
+	// database leaves nothing for a survivor to fail. The node holds the call once it is
+	// recorded live.
+	waitRecord(t, db, live[0].dlg.InviteRequest.CallID().Value(), "in progress",
+		func(r callRecord) bool { return r.status == "in-progress" })
 	nodes[victim].signal(syscall.SIGKILL)
 	nodes[victim].waitExit(edgeWait)
 	killed := time.Now()
