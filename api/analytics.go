@@ -38,7 +38,7 @@ func (s *Server) analyticsRoutes() []route {
 		figures("/api/v1/analytics/metrics", "The figures of /api/v1/analytics/calls (Agent Studio's metrics)"),
 		figures("/api/v1/analytics/stats", "The figures of /api/v1/analytics/calls (Agent Studio's stats)"),
 		{Method: http.MethodGet, Path: "/api/v1/analytics/errors", Tag: tag, Scope: store.ScopeRead, Status: http.StatusOK,
-			Summary: "The tenant's error log, newest first: failed calls, provider and tool-webhook failures on calls, " +
+			Summary: "The tenant's error log, newest first: failed calls, provider and tool-webhook failures on calls and in sessions, " +
 				"gateway requests their provider failed", Query: errorLogQuery, Response: List[store.ErrorLogEntry]{}, Handle: s.errorLog},
 	}
 }

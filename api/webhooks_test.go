@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -167,16 +168,12 @@ func TestCallWebhookDeliveriesAPI(t *testing.T) {
 
 			path := "/api/v1/webhook-deliveries?call_id=" + rec.ID
 			var list map[string]any
-			for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			untilAttempt(t, events, func() bool {
 				list = ts.do("GET", path+"&status=delivered", ts.Key, nil).JSON(t)
 				// The page and its total are two reads: the items are what to wait for.
-				if items, _ := list["items"].([]any); len(items) == 2 && list["total"] == 2.0 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("deliveries: %v", ts.do("GET", path, ts.Key, nil).JSON(t))
-				}
-			}
+				items, _ := list["items"].([]any)
+				return len(items) == 2 && list["total"] == 2.0
+			}, func() string { return fmt.Sprint(ts.do("GET", path, ts.Key, nil).JSON(t)) })
 			attempts := 0.0
 			for _, it := range list["items"].([]any) {
 				dl := it.(map[string]any)
@@ -229,15 +226,31 @@ func TestCallWebhookDeliveriesAPI(t *testing.T) {
 			if r.Status != http.StatusAccepted {
 				t.Fatalf("redeliver: %d %s", r.Status, r.Body)
 			}
-			for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-				dl := ts.do("GET", "/api/v1/webhook-deliveries/"+delivery, ts.Key, nil).JSON(t)
-				if dl["status"] == "delivered" && dl["attempts"] == 1.0 && recv.count() == before+1 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("redelivered: %v, receiver %d posts (was %d)", dl, recv.count(), before)
-				}
-			}
+			var dl map[string]any
+			untilAttempt(t, events, func() bool {
+				dl = ts.do("GET", "/api/v1/webhook-deliveries/"+delivery, ts.Key, nil).JSON(t)
+				return dl["status"] == "delivered" && dl["attempts"] == 1.0 && recv.count() == before+1
+			}, func() string { return fmt.Sprintf("%v, receiver %d posts (was %d)", dl, recv.count(), before) })
 		})
+	}
+}
+
+// untilAttempt waits until done is true, looking again each time events (a subscriber of the
+// tenant's topic, made before what is waited for began) carries webhook.EventDelivery: the
+// record of an attempt. state says what there was when the wait is given up.
+func untilAttempt(t *testing.T, events *realtime.Subscriber, done func() bool, state func() string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for !done() {
+		for {
+			it, err := events.Next(ctx)
+			if err != nil {
+				t.Fatalf("no delivery attempt came to what was wanted (%v): %s", err, state())
+			}
+			if it.Event != nil && it.Event.Type == webhook.EventDelivery {
+				break
+			}
+		}
 	}
 }

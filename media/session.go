@@ -207,6 +207,8 @@ type RTPSession struct {
 	remoteLoss  float64
 	rtt         time.Duration
 	bye         bool
+	// statsCh is closed at the next drop or RTT learnt (StatsChanged); nil: none waits.
+	statsCh chan struct{}
 
 	// ReadFrame's own.
 	play      *Playout
@@ -407,6 +409,26 @@ func (s *RTPSession) Done() <-chan struct{} { return s.done }
 // goroutine waiting until then; stop cancels that, reporting whether it did so before f
 // started (context.AfterFunc's rules).
 func (s *RTPSession) AfterDone(f func()) (stop func() bool) { return context.AfterFunc(s.doneCtx, f) }
+
+// StatsChanged returns a channel closed at the next packet dropped or round trip learnt
+// from RTCP: a test or monitor that waits for Stats to show one looks again then. It costs
+// nothing while no one waits, and nothing on a packet taken.
+func (s *RTPSession) StatsChanged() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.statsCh == nil {
+		s.statsCh = make(chan struct{})
+	}
+	return s.statsCh
+}
+
+// statsChangedLocked wakes StatsChanged's waiters; s.mu is held.
+func (s *RTPSession) statsChangedLocked() {
+	if s.statsCh != nil {
+		close(s.statsCh)
+		s.statsCh = nil
+	}
+}
 
 // Reason implements Stream: why the stream ended ("media-timeout", the Hangup reason,
 // "closed"); "" while it lives.
@@ -829,6 +851,7 @@ func (s *RTPSession) readLoop() {
 			if b, err = s.srtp.unprotectRTP(b); err != nil {
 				s.mu.Lock()
 				s.dropped++
+				s.statsChangedLocked()
 				s.mu.Unlock()
 				continue
 			}
@@ -869,12 +892,14 @@ func (s *RTPSession) intake(b []byte, from netip.AddrPort, now time.Time) (evs [
 	p := &s.pkt
 	if err := ParseRTP(p, b); err != nil {
 		s.dropped++
+		s.statsChangedLocked()
 		return evs, 0
 	}
 	audio := p.PayloadType == s.codecPT
 	event := !audio && s.eventOK && p.PayloadType == s.eventPT
 	if !audio && !event {
 		s.dropped++ // a payload type the SDP did not agree
+		s.statsChangedLocked()
 		return evs, 0
 	}
 	from = unmapAddrPort(from)
@@ -900,6 +925,7 @@ func (s *RTPSession) intake(b []byte, from netip.AddrPort, now time.Time) (evs [
 		s.remote.Store(&to)
 	case cur != from:
 		s.dropped++
+		s.statsChangedLocked()
 		return evs, 0
 	case p.SSRC != s.latchSSRC:
 		s.latchSSRC = p.SSRC // a new stream from the same place (transfer, re-INVITE)

@@ -51,6 +51,7 @@ func (s *RTPSession) unprotectRTCP(b []byte) ([]byte, bool) {
 	if err != nil {
 		s.mu.Lock()
 		s.dropped++
+		s.statsChangedLocked()
 		s.mu.Unlock()
 		return nil, false
 	}
@@ -70,11 +71,13 @@ func (s *RTPSession) handleRTCP(b []byte, from netip.AddrPort, now time.Time) {
 		!s.rtcpLatched && s.latched && from.Addr() != s.remote.Load().Addr(),
 		!s.rtcpLatched && !s.latched && from != *s.rtcpRemote.Load():
 		s.dropped++
+		s.statsChangedLocked()
 		return
 	}
 	rep, found, err := ParseRTCP(b, now, s.ssrc, s.sendClock, s.rstats)
 	if err != nil {
 		s.dropped++
+		s.statsChangedLocked()
 		return
 	}
 	if !s.rtcpLatched && s.latched {
@@ -89,6 +92,7 @@ func (s *RTPSession) handleRTCP(b []byte, from netip.AddrPort, now time.Time) {
 		s.remoteLoss = rep.FractionLost
 		if rep.RTT > 0 {
 			s.rtt = rep.RTT
+			s.statsChangedLocked()
 		}
 	}
 	if !s.bye && hasRTCPBye(b) {

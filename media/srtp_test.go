@@ -53,12 +53,8 @@ func TestRTPSessionSRTPTone(t *testing.T) {
 			}))
 			listenForTone(t, a, b, 1000, 30)
 			listenForTone(t, b, a, 700, 30)
-			deadline := time.Now().Add(10 * time.Second)
-			for a.Stats().RTT == 0 || b.Stats().RTT == 0 {
-				if time.Now().After(deadline) {
-					t.Fatalf("no round trip from SRTCP reports: %+v %+v", a.Stats(), b.Stats())
-				}
-				time.Sleep(20 * time.Millisecond)
+			for _, s := range []*RTPSession{a, b} {
+				waitStats(t, s, 10*time.Second, func(st RTPStats) bool { return st.RTT != 0 }, "no round trip from SRTCP reports")
 			}
 			if da, db := a.Stats().Dropped, b.Stats().Dropped; da != 0 || db != 0 {
 				t.Errorf("dropped %d and %d packets of a clean SRTP call", da, db)
@@ -160,13 +156,7 @@ func TestRTPSessionSRTPForgedDropped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for a.Stats().Dropped < 20 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of 20 forged packets dropped", a.Stats().Dropped)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitStats(t, a, 10*time.Second, func(st RTPStats) bool { return st.Dropped >= 20 }, "fewer than 20 forged packets dropped")
 	if st := a.Stats(); st.PacketsReceived != 0 {
 		t.Fatalf("forged packets taken: %+v", st)
 	}
@@ -269,4 +259,23 @@ func newSRTPPathPair(t testing.TB, codec CodecSpec, rate int, suite SRTPSuite) *
 		t.Fatal(err)
 	}
 	return p
+}
+
+// waitStats waits at most d until ok holds of s's statistics, looking again at each drop
+// or round trip learnt (StatsChanged).
+func waitStats(t *testing.T, s *RTPSession, d time.Duration, ok func(RTPStats) bool, what string) {
+	t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		ch := s.StatsChanged()
+		if ok(s.Stats()) {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			t.Fatalf("%s within %v: %+v", what, d, s.Stats())
+		}
+	}
 }

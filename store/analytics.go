@@ -2,8 +2,8 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -37,9 +37,9 @@ type CallFigures struct {
 	DurationP50Seconds *float64 `json:"duration_p50_seconds"`
 	DurationP90Seconds *float64 `json:"duration_p90_seconds"`
 	DurationP99Seconds *float64 `json:"duration_p99_seconds"`
-	// The turn latencies are percentiles of the calls' median voice-to-voice latency
-	// (the caller's last word to the agent's first audio), over the calls that had an
-	// answered spoken turn; null without one.
+	// The turn latencies are percentiles of the voice-to-voice latency (the caller's last
+	// word to the agent's first audio) of the calls' answered spoken turns; null without
+	// one. Percentiles are within their histogram bin (±4.5%, see README.md).
 	TurnLatencyP50MS *float64 `json:"turn_latency_p50_ms"`
 	TurnLatencyP90MS *float64 `json:"turn_latency_p90_ms"`
 	TurnLatencyP99MS *float64 `json:"turn_latency_p99_ms"`
@@ -79,155 +79,54 @@ type CallAnalytics struct {
 	Total   CallFigures        `json:"total"`
 }
 
-// AnalyzeCalls computes the call analytics of the tenant in the database: one grouped
-// scan of the range for the counts and sums, and one statement for the percentiles by
-// bucket, agent and in all (callPercentiles). The range is read through the calls'
-// (tenant_id, created_at) index, or (tenant_id, agent_id, created_at) for one agent.
-// Buckets without calls are not listed.
+// AnalyzeCalls computes the call analytics of the tenant from the database: the hourly
+// rollups of the whole hours of the range (call_rollups, rollup.go: at most 24 rows a day
+// for each agent, whatever the number of calls), and the calls' own rows for the part
+// hours at its edges, summed alike. Counts, sums, averages and costs are exact; the
+// percentiles are within their histogram bin (see rollup.go). Buckets without calls are
+// not listed.
 func AnalyzeCalls(ctx context.Context, s *Store, tenantID string, q CallAnalyticsQuery) (*CallAnalytics, error) {
-	bucket, err := s.bucketExpr(q.Bucket)
-	if err != nil {
-		return nil, err
+	if q.Bucket != BucketHour && q.Bucket != BucketDay {
+		return nil, &ValidationError{Fields: []FieldError{{Field: "bucket", Message: "must be hour or day"}}}
 	}
-	out := &CallAnalytics{From: q.From.UTC(), To: q.To.UTC(), Bucket: q.Bucket, Buckets: []CallBucket{}, Agents: []AgentCallFigures{}}
+	from, to := q.From.UTC(), q.To.UTC()
+	out := &CallAnalytics{From: from, To: to, Bucket: q.Bucket, Buckets: []CallBucket{}, Agents: []AgentCallFigures{}}
 	if q.AgentID != "" {
 		id := q.AgentID
 		out.AgentID = &id
 	}
-	filter := func(sq *bun.SelectQuery) *bun.SelectQuery {
-		sq = sq.Where("tenant_id = ?", tenantID).Where("created_at >= ?", q.From.UTC()).Where("created_at < ?", q.To.UTC())
-		if q.AgentID != "" {
-			sq = sq.Where("agent_id = ?", q.AgentID)
+	buckets := map[time.Time]*tally{}
+	agents := map[string]*tally{}
+	total := &tally{}
+	groups := func(hour time.Time, agentID string) [3]*tally {
+		k := hour
+		if q.Bucket == BucketDay {
+			k = time.Date(k.Year(), k.Month(), k.Day(), 0, 0, 0, 0, time.UTC)
 		}
-		return sq
+		if buckets[k] == nil {
+			buckets[k] = &tally{}
+		}
+		if agents[agentID] == nil {
+			agents[agentID] = &tally{}
+		}
+		return [3]*tally{buckets[k], agents[agentID], total}
 	}
-
-	// Counts and sums by bucket, agent and end reason: few groups, merged here into the
-	// three groupings.
-	var groups []struct {
-		K             string         `bun:"k"`
-		AgentID       sql.NullString `bun:"agent_id"`
-		EndedReason   string         `bun:"ended_reason"`
-		Calls         int            `bun:"calls"`
-		Answered      int            `bun:"answered"`
-		Duration      float64        `bun:"duration"`
-		Turns         int64          `bun:"turns"`
-		Interruptions int64          `bun:"interruptions"`
-		ToolCalls     int64          `bun:"tool_calls"`
-		ToolFailures  int64          `bun:"tool_failures"`
-		InputTokens   int64          `bun:"input_tokens"`
-		OutputTokens  int64          `bun:"output_tokens"`
-		CostUSD       float64        `bun:"cost_usd"`
-	}
-	err = filter(s.db.NewSelect().Table("calls").
-		ColumnExpr(bucket+" AS k, agent_id, ended_reason, COUNT(*) AS calls").
-		ColumnExpr("SUM(CASE WHEN answered_at IS NULL THEN 0 ELSE 1 END) AS answered").
-		ColumnExpr("SUM(CASE WHEN answered_at IS NULL THEN 0.0 ELSE duration_seconds END) AS duration").
-		ColumnExpr("SUM(turns) AS turns, SUM(interruptions) AS interruptions, SUM(tool_calls) AS tool_calls").
-		ColumnExpr("SUM(tool_failures) AS tool_failures, SUM(input_tokens) AS input_tokens").
-		ColumnExpr("SUM(output_tokens) AS output_tokens, SUM(cost_usd) AS cost_usd")).
-		GroupExpr("k, agent_id, ended_reason").Scan(ctx, &groups)
-	if err != nil {
-		return nil, classify(err)
-	}
-	buckets := map[string]*CallFigures{}
-	agents := map[string]*CallFigures{}
-	var bucketKeys, agentKeys []string
-	durations := map[*CallFigures]float64{}
-	for _, g := range groups {
-		agent := "\x00" // the calls no agent talked on
-		if g.AgentID.Valid {
-			agent = g.AgentID.String
-		}
-		if buckets[g.K] == nil {
-			buckets[g.K] = &CallFigures{EndReasons: map[string]int{}}
-			bucketKeys = append(bucketKeys, g.K)
-		}
-		if agents[agent] == nil {
-			agents[agent] = &CallFigures{EndReasons: map[string]int{}}
-			agentKeys = append(agentKeys, agent)
-		}
-		if out.Total.EndReasons == nil {
-			out.Total.EndReasons = map[string]int{}
-		}
-		for _, f := range []*CallFigures{buckets[g.K], agents[agent], &out.Total} {
-			f.Calls += g.Calls
-			f.Answered += g.Answered
-			durations[f] += g.Duration
-			f.Turns += g.Turns
-			f.Interruptions += g.Interruptions
-			f.ToolCalls += g.ToolCalls
-			f.ToolFailures += g.ToolFailures
-			f.InputTokens += g.InputTokens
-			f.OutputTokens += g.OutputTokens
-			f.CostUSD += g.CostUSD
-			if g.EndedReason != "" {
-				f.EndReasons[g.EndedReason] += g.Calls
-			}
-		}
-	}
-	if out.Total.EndReasons == nil {
-		out.Total.EndReasons = map[string]int{}
-	}
-	finish := func(f *CallFigures) {
-		if f.Calls > 0 {
-			f.AnswerRate = float64(f.Answered) / float64(f.Calls)
-		}
-		if f.Answered > 0 {
-			avg := durations[f] / float64(f.Answered)
-			f.AvgDurationSeconds = &avg
-		}
-		f.CostUSD = RoundUSD(f.CostUSD)
-	}
-	finish(&out.Total)
-	if out.Total.Calls == 0 {
-		return out, nil
-	}
-
-	// Percentiles, by bucket, by agent and in all.
-	rows, err := s.callPercentiles(ctx, filter, bucket)
-	if err != nil {
+	if err := callShares(ctx, s, tenantID, q.AgentID, from, to, groups); err != nil {
 		return nil, err
 	}
-	for _, r := range rows {
-		var f *CallFigures
-		switch r.G {
-		case groupBucket:
-			f = buckets[r.K.String]
-		case groupAgent:
-			f = agents["\x00"]
-			if r.AgentID.Valid {
-				f = agents[r.AgentID.String]
-			}
-		default:
-			f = &out.Total
+	out.Total = total.figures()
+	for k, r := range buckets {
+		if r.calls > 0 {
+			out.Buckets = append(out.Buckets, CallBucket{Start: k, CallFigures: r.figures()})
 		}
-		if f == nil {
-			continue // a call made between the two reads
-		}
-		if r.M != "l" {
-			f.DurationP50Seconds, f.DurationP90Seconds, f.DurationP99Seconds = r.D50, r.D90, r.D99
-		}
-		if r.M != "d" {
-			f.TurnLatencyP50MS, f.TurnLatencyP90MS, f.TurnLatencyP99MS = r.L50, r.L90, r.L99
-		}
-	}
-
-	for _, k := range bucketKeys {
-		start, err := parseBucket(k)
-		if err != nil {
-			return nil, err
-		}
-		f := buckets[k]
-		finish(f)
-		out.Buckets = append(out.Buckets, CallBucket{Start: start, CallFigures: *f})
 	}
 	sortBuckets(out.Buckets)
-	for _, k := range agentKeys {
-		f := agents[k]
-		finish(f)
-		a := AgentCallFigures{CallFigures: *f}
-		if k != "\x00" {
+	for k, r := range agents {
+		if r.calls == 0 {
+			continue
+		}
+		a := AgentCallFigures{CallFigures: r.figures()}
+		if k != "" {
 			id := k
 			a.AgentID = &id
 		}
@@ -237,121 +136,256 @@ func AnalyzeCalls(ctx context.Context, s *Store, tenantID string, q CallAnalytic
 	return out, nil
 }
 
-// Groupings of the percentiles.
-const (
-	groupBucket = 0
-	groupAgent  = 1
-	groupTotal  = 2
-)
+// callShares adds what the tenant's calls created in [from, to) add up to, an hour and an
+// agent at a time, into the tallies groups gives for that hour and agent: the rollups of
+// the whole hours, and the calls' rows of the part hours at the edges. The rollups of an
+// agent deleted since count as no agent's, as its calls' rows do (their agent_id is set to
+// null).
+func callShares(ctx context.Context, s *Store, tenantID, agentID string, from, to time.Time, groups func(hour time.Time, agentID string) [3]*tally) error {
+	if !from.Before(to) {
+		return nil
+	}
+	first := from.Truncate(time.Hour)
+	if first.Before(from) {
+		first = first.Add(time.Hour)
+	}
+	last := to.Truncate(time.Hour)
+	raw := func(from, to time.Time) error {
+		if !from.Before(to) {
+			return nil
+		}
+		var facts []callFacts
+		q := s.db.NewSelect().Model(&facts).Where("tenant_id = ?", tenantID).
+			Where("created_at >= ?", from).Where("created_at < ?", to)
+		if agentID != "" {
+			q = q.Where("agent_id = ?", agentID)
+		}
+		if err := q.Scan(ctx); err != nil {
+			return classify(err)
+		}
+		for i := range facts {
+			sh := facts[i].share()
+			for _, t := range groups(sh.Hour, sh.AgentID) {
+				t.addShare(sh)
+			}
+		}
+		return nil
+	}
+	if !first.Before(last) || s.rawCalls.Load() {
+		return raw(from, to)
+	}
+	if err := raw(from, first); err != nil {
+		return err
+	}
+	if err := raw(last, to); err != nil {
+		return err
+	}
+	var live []string
+	if err := s.db.NewSelect().Table("agents").Column("id").Where("tenant_id = ?", tenantID).Scan(ctx, &live); err != nil {
+		return classify(err)
+	}
+	if agentID != "" && !slices.Contains(live, agentID) {
+		return nil // its calls are no agent's now
+	}
+	var rows []rollupRead
+	q := s.db.NewSelect().Model(&rows).Where("tenant_id = ?", tenantID).Where("hour >= ?", first).Where("hour < ?", last)
+	if agentID != "" {
+		q = q.Where("agent_id = ?", agentID)
+	}
+	if err := q.Scan(ctx); err != nil {
+		return classify(err)
+	}
+	var dur, lat []binCount
+	var reasons []reasonCount
+	for i := range rows {
+		r := &rows[i]
+		if r.AgentID != "" && !slices.Contains(live, r.AgentID) {
+			r.AgentID = ""
+		}
+		reasons = reasons[:0]
+		err := eachReason(r.EndReasons, func(k []byte, n int64) { reasons = append(reasons, reasonCount{string(k), n}) })
+		if err != nil {
+			return err
+		}
+		if dur, err = r.DurationBins.bins(dur[:0]); err != nil {
+			return err
+		}
+		if lat, err = r.LatencyBins.bins(lat[:0]); err != nil {
+			return err
+		}
+		for _, t := range groups(r.Hour.UTC(), r.AgentID) {
+			t.addRead(r, reasons, dur, lat)
+		}
+	}
+	return nil
+}
 
-// percentileRow is the percentiles of one group: a bucket (K), an agent (AgentID) or all.
-type percentileRow struct {
-	G int `bun:"g"`
-	// M is the percentiles the row has: "d" the durations', "l" the latencies', "" both.
-	M             string         `bun:"m"`
-	K             sql.NullString `bun:"k"`
-	AgentID       sql.NullString `bun:"agent_id"`
-	D50, D90, D99 *float64
-	L50, L90, L99 *float64
+// rollupRead is a rollup as the analytics read it: its histograms as read, added into the
+// groups' tallies without a map each.
+type rollupRead struct {
+	bun.BaseModel `bun:"table:call_rollups"`
+
+	Hour          time.Time `bun:"hour"`
+	AgentID       string    `bun:"agent_id"`
+	Calls         int64     `bun:"calls"`
+	Answered      int64     `bun:"answered"`
+	DurationMS    int64     `bun:"duration_ms"`
+	Turns         int64     `bun:"turns"`
+	Interruptions int64     `bun:"interruptions"`
+	ToolCalls     int64     `bun:"tool_calls"`
+	ToolFailures  int64     `bun:"tool_failures"`
+	InputTokens   int64     `bun:"input_tokens"`
+	OutputTokens  int64     `bun:"output_tokens"`
+	CostMicros    int64     `bun:"cost_micros"`
+	EndReasons    rawBins   `bun:"end_reasons"`
+	DurationBins  rawBins   `bun:"duration_bins"`
+	LatencyBins   rawBins   `bun:"latency_bins"`
+}
+
+// rawBins is a histogram's (or the end reasons') text as read.
+type rawBins []byte
+
+func (r *rawBins) Scan(src any) error {
+	switch v := src.(type) {
+	case []byte:
+		*r = append((*r)[:0], v...)
+	case string:
+		*r = append((*r)[:0], v...)
+	case nil:
+		*r = nil
+	default:
+		return fmt.Errorf("store: histogram from %T", src)
+	}
+	return nil
+}
+
+type reasonCount struct {
+	reason string
+	n      int64
+}
+
+type binCount struct {
+	bin int
+	e   [2]int64
+}
+
+// bins appends the histogram's bins to out.
+func (r rawBins) bins(out []binCount) ([]binCount, error) {
+	err := eachBin([]byte(r), func(bin int, e [2]int64) { out = append(out, binCount{bin, e}) })
+	return out, err
+}
+
+// tally sums the calls of one group of the analytics (a bucket, an agent, or all).
+type tally struct {
+	calls, answered, durationMS, turns, interruptions, toolCalls, toolFailures int64
+	inputTokens, outputTokens, costMicros                                      int64
+	endReasons                                                                 map[string]int64
+	dur, lat                                                                   [maxBin + 1][2]int64
+}
+
+func (t *tally) addCounts(calls, answered, durationMS, turns, interruptions, toolCalls, toolFailures, in, out, cost int64, reasons reasonCounts) {
+	t.calls += calls
+	t.answered += answered
+	t.durationMS += durationMS
+	t.turns += turns
+	t.interruptions += interruptions
+	t.toolCalls += toolCalls
+	t.toolFailures += toolFailures
+	t.inputTokens += in
+	t.outputTokens += out
+	t.costMicros += cost
+	if t.endReasons == nil {
+		t.endReasons = map[string]int64{}
+	}
+	for k, v := range reasons {
+		t.endReasons[k] += v
+	}
+}
+
+// addShare adds one call's share (from its row).
+func (t *tally) addShare(r *callRollup) {
+	t.addCounts(r.Calls, r.Answered, r.DurationMS, r.Turns, r.Interruptions, r.ToolCalls, r.ToolFailures,
+		r.InputTokens, r.OutputTokens, r.CostMicros, r.EndReasons)
+	for b, e := range r.DurationBins {
+		t.dur[b][0] += e[0]
+		t.dur[b][1] += e[1]
+	}
+	for b, e := range r.LatencyBins {
+		t.lat[b][0] += e[0]
+		t.lat[b][1] += e[1]
+	}
+}
+
+// addRead adds a rollup, its end reasons and histograms' bins given.
+func (t *tally) addRead(r *rollupRead, reasons []reasonCount, dur, lat []binCount) {
+	t.addCounts(r.Calls, r.Answered, r.DurationMS, r.Turns, r.Interruptions, r.ToolCalls, r.ToolFailures,
+		r.InputTokens, r.OutputTokens, r.CostMicros, nil)
+	for _, c := range reasons {
+		t.endReasons[c.reason] += c.n
+	}
+	for _, c := range dur {
+		t.dur[c.bin][0] += c.e[0]
+		t.dur[c.bin][1] += c.e[1]
+	}
+	for _, c := range lat {
+		t.lat[c.bin][0] += c.e[0]
+		t.lat[c.bin][1] += c.e[1]
+	}
+}
+
+// figures are the analytics' figures of the tally.
+func (t *tally) figures() CallFigures {
+	f := CallFigures{Calls: int(t.calls), Answered: int(t.answered), Turns: t.turns, Interruptions: t.interruptions,
+		ToolCalls: t.toolCalls, ToolFailures: t.toolFailures, InputTokens: t.inputTokens, OutputTokens: t.outputTokens,
+		CostUSD: float64(t.costMicros) / 1e6, EndReasons: map[string]int{}}
+	for k, v := range t.endReasons {
+		if v != 0 {
+			f.EndReasons[k] = int(v)
+		}
+	}
+	if t.calls > 0 {
+		f.AnswerRate = float64(t.answered) / float64(t.calls)
+	}
+	if t.answered > 0 {
+		avg := float64(t.durationMS) / 1000 / float64(t.answered)
+		f.AvgDurationSeconds = &avg
+	}
+	d := []**float64{&f.DurationP50Seconds, &f.DurationP90Seconds, &f.DurationP99Seconds}
+	l := []**float64{&f.TurnLatencyP50MS, &f.TurnLatencyP90MS, &f.TurnLatencyP99MS}
+	for i, p := range percentiles {
+		*d[i] = binPercentile(&t.dur, p, 1000)
+		*l[i] = binPercentile(&t.lat, p, 1000)
+	}
+	return f
+}
+
+// binPercentile is the nearest-rank percentile p (in hundredths) of the values binned in
+// h: the mean of the values in the bin that holds that rank, divided by scale. Nil when
+// there are none.
+func binPercentile(h *[maxBin + 1][2]int64, p int, scale float64) *float64 {
+	var n int64
+	for _, e := range h {
+		n += e[0]
+	}
+	if n <= 0 {
+		return nil
+	}
+	rank := (int64(p)*n + 99) / 100
+	var seen int64
+	for _, e := range h {
+		if e[0] <= 0 {
+			continue
+		}
+		if seen += e[0]; seen >= rank {
+			v := math.Round(float64(e[1])/float64(e[0])) / scale
+			return &v
+		}
+	}
+	return nil
 }
 
 // percentiles are the nearest-rank percentiles the analytics give, in hundredths.
 var percentiles = []int{50, 90, 99}
-
-// callPercentiles computes the nearest-rank 50th, 90th and 99th percentiles of the answered
-// calls' durations and of the calls' median turn latencies, by bucket, by agent and in all,
-// in one statement. PostgreSQL has them as ordered-set aggregates (percentile_disc is the
-// nearest rank) over grouping sets: one scan of the range. SQLite has neither: the range is
-// read once into a materialized table, and for each grouping and each of the two values the
-// rows that have one are ordered once (cume_dist), the percentile p being the smallest value
-// whose cumulative share is at least p.
-func (s *Store) callPercentiles(ctx context.Context, filter func(*bun.SelectQuery) *bun.SelectQuery, bucket string) ([]percentileRow, error) {
-	inner := filter(s.db.NewSelect().Table("calls").
-		ColumnExpr(bucket + " AS k, agent_id, duration_seconds AS d, latency_p50_ms AS l").
-		ColumnExpr("CASE WHEN answered_at IS NULL THEN 0 ELSE 1 END AS a"))
-	var rows []percentileRow
-	if s.dialect == Postgres {
-		cols := []string{fmt.Sprintf("CASE WHEN GROUPING(k) = 0 THEN %d WHEN GROUPING(agent_id) = 0 THEN %d ELSE %d END AS g, '' AS m, k, agent_id",
-			groupBucket, groupAgent, groupTotal)}
-		for _, p := range percentiles {
-			cols = append(cols,
-				fmt.Sprintf("percentile_disc(%d / 100.0) WITHIN GROUP (ORDER BY d) FILTER (WHERE a = 1) AS d%d", p, p),
-				fmt.Sprintf("percentile_disc(%d / 100.0) WITHIN GROUP (ORDER BY l) FILTER (WHERE l IS NOT NULL) AS l%d", p, p))
-		}
-		err := s.db.NewSelect().TableExpr("(?) AS c", inner).ColumnExpr(strings.Join(cols, ", ")).
-			GroupExpr("GROUPING SETS ((k), (agent_id), ())").Scan(ctx, &rows)
-		return rows, classify(err)
-	}
-	// cume_dist is the share of the group's values up to this one, ties included: the
-	// nearest-rank percentile p is the smallest value whose share is at least p.
-	grouping := func(g int, metric string) string {
-		over, key, agent, group := "", "NULL", "NULL", ""
-		switch g {
-		case groupBucket:
-			over, key, group = "PARTITION BY k ", "k", " GROUP BY k"
-		case groupAgent:
-			over, agent, group = "PARTITION BY agent_id ", "agent_id", " GROUP BY agent_id"
-		}
-		cols := []string{fmt.Sprintf("%d AS g, '%s' AS m, %s AS k, %s AS agent_id", g, metric, key, agent)}
-		for _, p := range percentiles {
-			for _, m := range []string{"d", "l"} {
-				v := "NULL"
-				if m == metric {
-					v = fmt.Sprintf("MIN(CASE WHEN cd >= %d / 100.0 THEN v END)", p)
-				}
-				cols = append(cols, fmt.Sprintf("%s AS %s%d", v, m, p))
-			}
-		}
-		where := "a = 1"
-		if metric == "l" {
-			where = "l IS NOT NULL"
-		}
-		return "SELECT " + strings.Join(cols, ", ") + " FROM (SELECT k, agent_id, " + metric + " AS v, " +
-			"CUME_DIST() OVER (" + over + "ORDER BY " + metric + ") AS cd FROM c WHERE " + where + ") AS w" + group
-	}
-	var parts []string
-	for _, g := range []int{groupBucket, groupAgent, groupTotal} {
-		parts = append(parts, grouping(g, "d"), grouping(g, "l"))
-	}
-	err := s.db.NewRaw("WITH c AS MATERIALIZED (?) "+strings.Join(parts, " UNION ALL "), inner).Scan(ctx, &rows)
-	return rows, classify(err)
-}
-
-// bucketExpr is the SQL of a call's bucket: its creation time (UTC) cut to the hour
-// ("2026-12-07 17") or the day ("2026-12-07").
-func (s *Store) bucketExpr(bucket string) (string, error) {
-	n := 0
-	switch bucket {
-	case BucketHour:
-		n = 13
-	case BucketDay:
-		n = 10
-	default:
-		return "", &ValidationError{Fields: []FieldError{{Field: "bucket", Message: "must be hour or day"}}}
-	}
-	if s.dialect == SQLite {
-		// SQLite keeps times as text, "2026-12-07 17:04:05.123456+00:00", in UTC.
-		return fmt.Sprintf("substr(created_at, 1, %d)", n), nil
-	}
-	if bucket == BucketHour {
-		return "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24')", nil
-	}
-	return "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')", nil
-}
-
-// parseBucket reads a bucket's key back as the time it starts.
-func parseBucket(k string) (time.Time, error) {
-	k = strings.Replace(k, "T", " ", 1)
-	layout := "2006-01-02"
-	if len(k) == 13 {
-		layout = "2006-01-02 15"
-	}
-	t, err := time.ParseInLocation(layout, k, time.UTC)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("store: bucket %q: %w", k, err)
-	}
-	return t, nil
-}
 
 func sortBuckets(b []CallBucket) {
 	slices.SortFunc(b, func(x, y CallBucket) int { return x.Start.Compare(y.Start) })
@@ -378,25 +412,47 @@ func sortAgents(a []AgentCallFigures) {
 // Kinds of the error log's entries.
 const (
 	ErrorCallFailed    = "call_failed"    // a call that ended in a failure
-	ErrorProvider      = "provider_error" // a model or speech provider failed on a call
-	ErrorTool          = "tool_failure"   // a tool's webhook failed on a call
+	ErrorProvider      = "provider_error" // a model or speech provider failed on a call or in a session
+	ErrorTool          = "tool_failure"   // a tool's webhook failed on a call or in a session
 	ErrorGatewayFailed = "gateway_error"  // a model gateway request its provider failed
 )
 
 // failureReasons are the end reasons of answered calls that ended in a failure (an
-// unanswered call that failed has the status failed).
+// unanswered call that failed has the status failed). The partial index
+// calls_tenant_failed_idx holds the calls of these reasons, in this order: a reason added
+// here goes into a migration that makes the index again (TestErrorLogUsesFailedIndex).
 var failureReasons = []string{EndedError, EndedAgentError, EndedMediaTimeout, EndedRestart, EndedNodeLost,
 	EndedICEFailed, EndedNoAck, "provider-not-configured"}
+
+// failedCalls is the condition of a failed call, as calls_tenant_failed_idx has it.
+func failedCalls() string {
+	quoted := make([]string, len(failureReasons))
+	for i, r := range failureReasons {
+		quoted[i] = "'" + r + "'"
+	}
+	return "status = '" + CallFailed + "' OR ended_reason IN (" + strings.Join(quoted, ", ") + ")"
+}
+
+// failedCallsQuery is the error log's part of the tenant's failed calls created in
+// [from, to), read through calls_tenant_failed_idx.
+func (s *Store) failedCallsQuery(tenantID string, from, to time.Time) *bun.SelectQuery {
+	return s.db.NewSelect().Table("calls").
+		ColumnExpr("id, ? AS kind, COALESCE(ended_at, created_at) AS at, id AS call_id, NULL AS session_id, agent_id", ErrorCallFailed).
+		ColumnExpr("ended_reason AS stage, status AS message").
+		Where("tenant_id = ?", tenantID).Where("created_at >= ?", from).Where("created_at < ?", to).
+		Where(failedCalls())
+}
 
 // ErrorLogEntry is one entry of the error log.
 type ErrorLogEntry struct {
 	ID   string    `bun:"id" json:"id"`
 	Kind string    `bun:"kind" json:"kind"`
 	At   time.Time `bun:"at" json:"at"`
-	// CallID and AgentID are the call and agent the error was on; null for a gateway
-	// request.
-	CallID  *string `bun:"call_id" json:"call_id"`
-	AgentID *string `bun:"agent_id" json:"agent_id"`
+	// CallID or SessionID is the call or session (text conversation) the error was on,
+	// and AgentID its agent; all null for a gateway request.
+	CallID    *string `bun:"call_id" json:"call_id"`
+	SessionID *string `bun:"session_id" json:"session_id"`
+	AgentID   *string `bun:"agent_id" json:"agent_id"`
 	// Stage is where it failed: the call's end reason, stt, tts, brain, tool, or the
 	// gateway's provider.
 	Stage   string `bun:"stage" json:"stage"`
@@ -411,29 +467,29 @@ type ErrorLogQuery struct {
 }
 
 // ErrorLog reads a page of the tenant's errors, newest first, and how many there are in
-// all: the calls that failed, the provider and tool failures of calls (CallError), and the
-// gateway's requests that their provider failed (a usage record of status 500 or more).
+// all: the calls that failed, the provider and tool failures of calls (CallError) and of
+// sessions (SessionError), and the gateway's requests that their provider failed (a usage
+// record of status 500 or more).
 // Each part is read through an index of the tenant's rows by time.
 func ErrorLog(ctx context.Context, s *Store, tenantID string, q ErrorLogQuery, page Page) ([]ErrorLogEntry, int, error) {
 	from, to := q.From.UTC(), q.To.UTC()
-	calls := s.db.NewSelect().Table("calls").
-		ColumnExpr("id, ? AS kind, COALESCE(ended_at, created_at) AS at, id AS call_id, agent_id", ErrorCallFailed).
-		ColumnExpr("ended_reason AS stage, status AS message").
-		Where("tenant_id = ?", tenantID).Where("created_at >= ?", from).Where("created_at < ?", to).
-		WhereGroup(" AND ", func(sq *bun.SelectQuery) *bun.SelectQuery {
-			return sq.Where("status = ?", CallFailed).WhereOr("ended_reason IN (?)", bun.List(failureReasons))
-		})
+	calls := s.failedCallsQuery(tenantID, from, to)
 	errs := s.db.NewSelect().Table("call_errors").
-		ColumnExpr("id, CASE WHEN stage = ? THEN ? ELSE ? END AS kind, created_at AS at, call_id, agent_id", ErrorStageTool, ErrorTool, ErrorProvider).
+		ColumnExpr("id, CASE WHEN stage = ? THEN ? ELSE ? END AS kind, created_at AS at, call_id, NULL AS session_id, agent_id", ErrorStageTool, ErrorTool, ErrorProvider).
 		ColumnExpr("stage, message").
 		Where("tenant_id = ?", tenantID).Where("created_at >= ?", from).Where("created_at < ?", to)
-	parts := []*bun.SelectQuery{calls, errs}
+	sessions := s.db.NewSelect().Table("session_errors").
+		ColumnExpr("id, CASE WHEN stage = ? THEN ? ELSE ? END AS kind, created_at AS at, NULL AS call_id, session_id, agent_id", ErrorStageTool, ErrorTool, ErrorProvider).
+		ColumnExpr("stage, message").
+		Where("tenant_id = ?", tenantID).Where("created_at >= ?", from).Where("created_at < ?", to)
+	parts := []*bun.SelectQuery{calls, errs, sessions}
 	if q.AgentID != "" {
 		calls.Where("agent_id = ?", q.AgentID)
 		errs.Where("agent_id = ?", q.AgentID)
+		sessions.Where("agent_id = ?", q.AgentID)
 	} else {
 		parts = append(parts, s.db.NewSelect().Table("usage_records").
-			ColumnExpr("id, ? AS kind, created_at AS at, NULL AS call_id, NULL AS agent_id", ErrorGatewayFailed).
+			ColumnExpr("id, ? AS kind, created_at AS at, NULL AS call_id, NULL AS session_id, NULL AS agent_id", ErrorGatewayFailed).
 			ColumnExpr("provider AS stage, model || ': status ' || CAST(status AS TEXT) AS message").
 			Where("tenant_id = ?", tenantID).Where("created_at >= ?", from).Where("created_at < ?", to).
 			Where("status >= 500"))

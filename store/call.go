@@ -488,30 +488,11 @@ func failCalls(ctx context.Context, s *Store, reason string, conds ...where) ([]
 				return err
 			}
 			n, batch = len(calls), nil
-			now := s.now()
-			for _, c := range calls {
-				duration := 0.0
-				if c.AnsweredAt != nil && now.After(*c.AnsweredAt) {
-					duration = now.Sub(*c.AnsweredAt).Seconds()
-				}
-				u := tx.NewUpdate().Model((*Call)(nil)).
-					Set("status = ?", CallFailed).Set("ended_reason = ?", reason).
-					Set("ended_at = ?", now).Set("updated_at = ?", now).Set("duration_seconds = ?", duration).
-					Where("id = ?", c.ID).Where("status IN (?)", bun.List(liveStatuses))
-				for _, c := range conds {
-					u = u.Where(c.query, c.args...)
-				}
-				res, err := u.Exec(ctx)
-				if err != nil {
-					return err
-				}
-				if k, _ := res.RowsAffected(); k > 0 {
-					at := now
-					c.Status, c.EndedReason, c.EndedAt, c.UpdatedAt, c.DurationSeconds = CallFailed, reason, &at, now, duration
-					batch = append(batch, c)
-				}
+			ids := make([]string, len(calls))
+			for i, c := range calls {
+				ids[i] = c.ID
 			}
-			return nil
+			return rollCalls(ctx, tx, s.dialect, ids, func() error { return failEach(ctx, tx, s.now(), calls, reason, conds, &batch) })
 		})
 		if err != nil {
 			return ended, err
@@ -523,6 +504,33 @@ func failCalls(ctx context.Context, s *Store, reason string, conds ...where) ([]
 			return ended, nil
 		}
 	}
+}
+
+// failEach ends each of the live calls (read in tx), adding those it ended to batch.
+func failEach(ctx context.Context, tx bun.Tx, now time.Time, calls []Call, reason string, conds []where, batch *[]Call) error {
+	for _, c := range calls {
+		duration := 0.0
+		if c.AnsweredAt != nil && now.After(*c.AnsweredAt) {
+			duration = now.Sub(*c.AnsweredAt).Seconds()
+		}
+		u := tx.NewUpdate().Model((*Call)(nil)).
+			Set("status = ?", CallFailed).Set("ended_reason = ?", reason).
+			Set("ended_at = ?", now).Set("updated_at = ?", now).Set("duration_seconds = ?", duration).
+			Where("id = ?", c.ID).Where("status IN (?)", bun.List(liveStatuses))
+		for _, c := range conds {
+			u = u.Where(c.query, c.args...)
+		}
+		res, err := u.Exec(ctx)
+		if err != nil {
+			return err
+		}
+		if k, _ := res.RowsAffected(); k > 0 {
+			at := now
+			c.Status, c.EndedReason, c.EndedAt, c.UpdatedAt, c.DurationSeconds = CallFailed, reason, &at, now, duration
+			*batch = append(*batch, c)
+		}
+	}
+	return nil
 }
 
 // FailOrphanedCalls ends, as failed with the reason node-lost, the live calls of nodes that

@@ -28,6 +28,9 @@ type CallUsage struct {
 	// LatencyP50MS is the median voice-to-voice latency of the call's answers; nil when no
 	// spoken turn was answered.
 	LatencyP50MS *float64 `bun:"latency_p50_ms" json:"latency_p50_ms"`
+	// TurnLatenciesMS is the voice-to-voice latency of each answered spoken turn, in order:
+	// the analytics' turn-latency percentiles are over these.
+	TurnLatenciesMS []float64 `bun:"turn_latencies_ms,type:json" json:"turn_latencies_ms,omitempty"`
 	// CostUSD is Cost.Total, a column of its own so that the database sums it.
 	CostUSD float64  `bun:"cost_usd,notnull" json:"cost_usd"`
 	Cost    CallCost `bun:"cost,type:json" json:"cost"`

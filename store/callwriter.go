@@ -10,6 +10,7 @@ import (
 	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -604,7 +605,7 @@ func coalesce(older, newer *Call) *Call {
 	if len(m.Report) == 0 {
 		m.Report = older.Report
 	}
-	if m.CallUsage == (CallUsage{}) {
+	if reflect.ValueOf(m.CallUsage).IsZero() {
 		m.CallUsage = older.CallUsage
 	}
 	if len(older.Metadata) > 0 {
@@ -691,6 +692,9 @@ func cleanState(c *Call) {
 	u.STTSeconds, u.CostUSD = finite(u.STTSeconds), finite(u.CostUSD)
 	if u.LatencyP50MS != nil && finite(*u.LatencyP50MS) != *u.LatencyP50MS {
 		u.LatencyP50MS = nil
+	}
+	if slices.ContainsFunc(u.TurnLatenciesMS, func(v float64) bool { return finite(v) != v }) {
+		u.TurnLatenciesMS = slices.DeleteFunc(slices.Clone(u.TurnLatenciesMS), func(v float64) bool { return finite(v) != v })
 	}
 	for _, p := range []*float64{&u.Cost.Model, &u.Cost.STT, &u.Cost.TTS, &u.Cost.Telephony, &u.Cost.Total} {
 		*p = finite(*p)
@@ -933,11 +937,14 @@ func writeCallState(ctx context.Context, s *Store, c *Call) error {
 	if c.Report == nil {
 		c.Report = map[string]any{}
 	}
-	err := updateCall(ctx, s.db, c, fullState...)
+	write := func(columns ...string) error {
+		return s.rollTx(ctx, []string{c.ID}, func(tx bun.Tx) error { return updateCall(ctx, tx, c, columns...) })
+	}
+	err := write(fullState...)
 	if err == nil || retryable(err) || errors.Is(err, ErrNotFound) {
 		return err
 	}
-	if updateCall(ctx, s.db, c) != nil {
+	if write() != nil {
 		return err
 	}
 	return &partialWriteError{err: err}
@@ -955,32 +962,56 @@ func stamp(s *Store, c *Call) {
 // fullState is what a call's state writes beyond its status, times and end.
 var fullState = []string{"sip_call_id", "codec", "quality", "metadata", "report", "amd", "recording_url", "recording_expires_at", "media_security",
 	"input_tokens", "output_tokens", "stt_seconds", "tts_characters", "turns", "interruptions",
-	"tool_calls", "tool_failures", "latency_p50_ms", "cost_usd", "cost"}
+	"tool_calls", "tool_failures", "latency_p50_ms", "turn_latencies_ms", "cost_usd", "cost"}
 
 // insertCallState writes the first state of a call created behind its caller
 // (QueueCallCreate). An earlier attempt the database committed but did not confirm in time
 // left the row there: then the state is written over it.
 func insertCallState(ctx context.Context, s *Store, c *Call) error {
-	return insertCall(ctx, s.db, s, c, func() error { return writeCallState(ctx, s, c) })
+	stamp(s, c)
+	inserted := false
+	err := s.rollTx(ctx, []string{c.ID}, func(tx bun.Tx) error {
+		var err error
+		inserted, err = insertCall(ctx, tx, c)
+		return err
+	})
+	if err != nil || inserted {
+		return err
+	}
+	return writeCallState(ctx, s, c)
 }
 
-func insertCall(ctx context.Context, db bun.IDB, s *Store, c *Call, over func() error) error {
-	stamp(s, c)
+// insertCall inserts the call's row unless it is there already (inserted false).
+func insertCall(ctx context.Context, db bun.IDB, c *Call) (inserted bool, err error) {
 	res, err := db.NewInsert().Model(c).On("CONFLICT (id) DO NOTHING").Exec(ctx)
 	if err != nil {
-		return classify(err)
+		return false, classify(err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return over()
+	n, _ := res.RowsAffected()
+	return n > 0, nil
+}
+
+// rollTx runs fn, which writes the rows of the calls ids, in a transaction that applies the
+// change of their figures to the analytics' rollups (rollCalls).
+func (s *Store) rollTx(ctx context.Context, ids []string, fn func(tx bun.Tx) error) error {
+	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		return rollCalls(ctx, tx, s.dialect, ids, func() error { return fn(tx) })
+	})
+	if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnavailable) {
+		return err
 	}
-	return nil
+	return classify(err)
 }
 
 // writeCallStates writes several calls' states in one transaction: one commit for many
 // calls, where SQLite's single writer would otherwise take one each. Any refusal refuses
 // them all; the writer then writes them one by one.
 func writeCallStates(ctx context.Context, s *Store, states []batchState) error {
-	return s.inTx(ctx, func(tx bun.Tx) error {
+	ids := make([]string, len(states))
+	for i, b := range states {
+		ids[i] = b.C.ID
+	}
+	return s.rollTx(ctx, ids, func(tx bun.Tx) error {
 		for _, b := range states {
 			c := b.C
 			stamp(s, c)
@@ -990,14 +1021,17 @@ func writeCallStates(ctx context.Context, s *Store, states []batchState) error {
 			if c.Report == nil {
 				c.Report = map[string]any{}
 			}
-			var err error
+			inserted := false
 			if b.Insert {
-				err = insertCall(ctx, tx, s, c, func() error { return updateCall(ctx, tx, c, fullState...) })
-			} else {
-				err = updateCall(ctx, tx, c, fullState...)
+				var err error
+				if inserted, err = insertCall(ctx, tx, c); err != nil {
+					return err
+				}
 			}
-			if err != nil {
-				return err
+			if !inserted {
+				if err := updateCall(ctx, tx, c, fullState...); err != nil {
+					return err
+				}
 			}
 		}
 		return nil

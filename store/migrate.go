@@ -5,6 +5,7 @@ import (
 	"embed"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/uptrace/bun/migrate"
 )
@@ -25,6 +26,14 @@ func (s *Store) migrator() (*migrate.Migrator, error) {
 	if err := ms.Discover(migrationFiles); err != nil {
 		return nil, fmt.Errorf("store: read migrations: %w", err)
 	}
+	// The calls' rollups are filled from their rows by Go, which bins their durations and
+	// latencies exactly as every later write does (rollup.go).
+	ms.Add(migrate.Migration{Name: "20261207000301", Comment: "call_rollups_backfill",
+		Up: func(ctx context.Context, _ *migrate.Migrator, _ *migrate.Migration) error {
+			return rebuildRollups(ctx, s.db, s.dialect, time.Time{}, time.Time{})
+		},
+		Down: func(context.Context, *migrate.Migrator, *migrate.Migration) error { return nil },
+	})
 	return migrate.NewMigrator(s.db, ms,
 		migrate.WithTemplateData(columnTypes[s.dialect]),
 		migrate.WithTableName("switchboard_migrations"),

@@ -86,8 +86,10 @@ func Create[T any, P Model[T]](ctx context.Context, s *Store, tenantID string, m
 		if err := checkReferences(ctx, tx, tenantID, m); err != nil {
 			return err
 		}
-		_, err := tx.NewInsert().Model(m).Exec(ctx)
-		return err
+		return rollRow(ctx, tx, s.dialect, m, func() error {
+			_, err := tx.NewInsert().Model(m).Exec(ctx)
+			return err
+		})
 	}))
 }
 
@@ -168,15 +170,17 @@ func Update[T any, P Model[T]](ctx context.Context, s *Store, m P) error {
 				return err
 			}
 		}
-		res, err := tx.NewUpdate().Model(m).ExcludeColumn("id", "tenant_id", "created_at").
-			Where("id = ?", r.ID).Where("tenant_id = ?", r.TenantID).Exec(ctx)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
-		}
-		return nil
+		return rollRow(ctx, tx, s.dialect, m, func() error {
+			res, err := tx.NewUpdate().Model(m).ExcludeColumn("id", "tenant_id", "created_at").
+				Where("id = ?", r.ID).Where("tenant_id = ?", r.TenantID).Exec(ctx)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				return ErrNotFound
+			}
+			return nil
+		})
 	}))
 }
 
@@ -193,15 +197,27 @@ func Delete[T any, P Model[T]](ctx context.Context, s *Store, tenantID, id strin
 				return err
 			}
 		}
-		res, err := tx.NewDelete().Model(m).Where("id = ?", id).Where("tenant_id = ?", tenantID).Exec(ctx)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
-		}
-		return nil
+		m.Base().ID = id
+		return rollRow(ctx, tx, s.dialect, m, func() error {
+			res, err := tx.NewDelete().Model(m).Where("id = ?", id).Where("tenant_id = ?", tenantID).Exec(ctx)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				return ErrNotFound
+			}
+			return nil
+		})
 	}))
+}
+
+// rollRow runs write, which writes the row of m, through rollCalls when m is a call, so
+// that the generic writes keep the analytics' rollups as the call writer does.
+func rollRow(ctx context.Context, tx bun.Tx, d Dialect, m any, write func() error) error {
+	if c, ok := m.(*Call); ok {
+		return rollCalls(ctx, tx, d, []string{c.ID}, write)
+	}
+	return write()
 }
 
 // written tells the store's caches that a write of m committed (err == nil), and returns err.

@@ -277,6 +277,13 @@ func AppendSessionBatch(ctx context.Context, s *Store, batch []*SessionAppend) e
 	}
 	return s.inTx(ctx, func(tx bun.Tx) error {
 		all = all[:0]
+		var failures []SessionError
+		appended := func(a *SessionAppend) error {
+			all = append(all, a.Messages...)
+			errs, err := sessionErrors(ctx, tx, a)
+			failures = append(failures, errs...)
+			return err
+		}
 		for _, a := range batch {
 			if a.Err != nil || len(a.Messages) == 0 {
 				continue
@@ -310,7 +317,9 @@ func AppendSessionBatch(ctx context.Context, s *Store, batch []*SessionAppend) e
 				if _, err := drawBalance(ctx, tx, a.TenantID, cost); err != nil {
 					return err
 				}
-				all = append(all, a.Messages...)
+				if err := appended(a); err != nil {
+					return err
+				}
 				continue
 			}
 			q := tx.NewUpdate().Model((*Session)(nil))
@@ -341,13 +350,20 @@ func AppendSessionBatch(ctx context.Context, s *Store, batch []*SessionAppend) e
 			if _, err := drawBalance(ctx, tx, a.TenantID, cost); err != nil {
 				return err
 			}
-			all = append(all, a.Messages...)
+			if err := appended(a); err != nil {
+				return err
+			}
 		}
 		if len(all) == 0 {
 			return nil
 		}
 		if _, err := tx.NewInsert().Model(&all).Exec(ctx); err != nil {
 			return err
+		}
+		if len(failures) > 0 {
+			if _, err := tx.NewInsert().Model(&failures).Exec(ctx); err != nil {
+				return err
+			}
 		}
 		if usage := sessionUsage(now, all); len(usage) > 0 {
 			_, err := tx.NewInsert().Model(&usage).Exec(ctx)

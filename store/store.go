@@ -45,6 +45,8 @@ type Store struct {
 	sealer  *Sealer
 	// stmts holds prepared statements by the model type they read (see getStatement).
 	stmts sync.Map
+	// rawCalls makes the analytics read the calls' rows only (a test compares the two reads).
+	rawCalls atomic.Bool
 	// sessionCols is what ClaimSessionAnswerRow returns (sessionColumns).
 	sessionColsOnce sync.Once
 	sessionCols     string

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchboard-go/switchboard/call"
 	"github.com/switchboard-go/switchboard/internal/netguard"
 	"github.com/switchboard-go/switchboard/store"
 )
@@ -98,6 +99,12 @@ func (h *Hooks) attempt(ctx context.Context, d *store.WebhookDelivery) {
 	if err := store.FinishWebhookAttempt(wctx, h.cfg.Store, d, a); err != nil {
 		h.log.Warn("call webhook attempt not recorded; it is attempted again when its claim runs out",
 			"delivery", d.ID, "error", err)
+	} else if o := h.events.Load(); o != nil {
+		ev := DeliveryEvent{ID: d.ID, CallID: d.CallID, Event: d.Event, Status: a.Status, Attempts: d.Attempts,
+			ResponseCode: a.ResponseCode, LastError: a.Error}
+		if err := (*o).Publish(d.TenantID, call.Topic(d.CallID), EventDelivery, ev); err != nil {
+			h.log.Warn("call webhook attempt not published", "delivery", d.ID, "error", err)
+		}
 	}
 	if a.Status == store.DeliveryFailed {
 		h.log.Warn("call webhook given up", "delivery", d.ID, "tenant_id", d.TenantID, "call_id", d.CallID,

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-go/switchboard/call"
@@ -85,9 +86,27 @@ type Config struct {
 	RecordingsDir string
 }
 
-// Observer is where the node's events come from: *realtime.Hub.
+// Observer is where the node's events come from, and where the outcome of each delivery
+// attempt goes (EventDelivery): *realtime.Hub.
 type Observer interface {
 	Observe(typ string, fn func(*realtime.Event))
+	Publish(tenantID, topic, typ string, data any) error
+}
+
+// EventDelivery is published on the call's topic (call:{id}) each time an attempt of one of
+// its deliveries is recorded, with the delivery as GET /api/v1/webhook-deliveries shows it
+// (without its payload): a dashboard, or a test, sees a delivery's status as it changes.
+const EventDelivery = "webhook.delivery"
+
+// DeliveryEvent is the data of EventDelivery.
+type DeliveryEvent struct {
+	ID           string `json:"id"`
+	CallID       string `json:"call_id"`
+	Event        string `json:"event"`
+	Status       string `json:"status"`
+	Attempts     int    `json:"attempts"`
+	ResponseCode int    `json:"response_code"`
+	LastError    string `json:"last_error"`
 }
 
 // Hooks are the node's call webhooks: they turn call events into deliveries (Observe) and
@@ -98,6 +117,8 @@ type Hooks struct {
 	client *http.Client
 	// wake nudges Run when this node enqueued something.
 	wake chan struct{}
+	// events is where the attempts' outcomes are published (Observe); nil: nowhere.
+	events atomic.Pointer[Observer]
 
 	mu sync.Mutex
 	// calls are the servers of the calls this node carries that are live, by call ID, so
@@ -137,8 +158,10 @@ func New(cfg Config) *Hooks {
 	return &Hooks{cfg: cfg, log: cfg.Log, client: client, wake: make(chan struct{}, 1), calls: map[string]*callServer{}}
 }
 
-// Observe turns the events of calls that o dispatches into deliveries.
+// Observe turns the events of calls that o dispatches into deliveries, and publishes the
+// outcome of each attempt through o (EventDelivery).
 func (h *Hooks) Observe(o Observer) {
+	h.events.Store(&o)
 	for _, typ := range []string{call.EventAnswered, call.EventEnded, realtime.TypeCallTranscript, realtime.TypeCallAgentSpeech} {
 		o.Observe(typ, h.observe)
 	}

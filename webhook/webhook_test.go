@@ -155,10 +155,18 @@ func endOf(rec store.Call) map[string]any {
 	return m
 }
 
-// waitDeliveries waits until the call's deliveries satisfy ok, and returns them.
-func waitDeliveries(t *testing.T, st *store.Store, tenantID, callID string, ok func([]store.WebhookDelivery) bool) []store.WebhookDelivery {
+// waitDeliveries waits until the call's deliveries satisfy ok, and returns them. It looks at
+// them again each time the hub says an attempt was recorded (webhook.EventDelivery): the
+// subscription is made before the first look, so no attempt falls between the two.
+func waitDeliveries(t *testing.T, hub *realtime.Hub, st *store.Store, tenantID, callID string, ok func([]store.WebhookDelivery) bool) []store.WebhookDelivery {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sub := hub.Subscribe(tenantID)
+	defer sub.Close()
+	if err := sub.Add([]string{call.Topic(callID)}, 0, nil); err != nil {
+		t.Fatal(err)
+	}
 	for {
 		ds, _, err := store.ListWebhookDeliveries(context.Background(), st, tenantID, store.WebhookFilter{CallID: callID}, store.Page{Limit: 100})
 		if err != nil {
@@ -167,13 +175,18 @@ func waitDeliveries(t *testing.T, st *store.Store, tenantID, callID string, ok f
 		if ok(ds) {
 			return ds
 		}
-		if time.Now().After(deadline) {
-			for _, d := range ds {
-				t.Logf("delivery %s %s: %s after %d attempts (%d %s)", d.ID, d.Event, d.Status, d.Attempts, d.ResponseCode, d.LastError)
+		for {
+			it, err := sub.Next(ctx)
+			if err != nil {
+				for _, d := range ds {
+					t.Logf("delivery %s %s: %s after %d attempts (%d %s)", d.ID, d.Event, d.Status, d.Attempts, d.ResponseCode, d.LastError)
+				}
+				t.Fatalf("the deliveries did not come to the state wanted in time: %v", err)
 			}
-			t.Fatal("the deliveries did not come to the state wanted in time")
+			if it.Event != nil && it.Event.Type == webhook.EventDelivery {
+				break
+			}
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -252,9 +265,9 @@ func TestRetriesThenDelivers(t *testing.T) {
 				t.Fatal(err)
 			}
 			_ = hub.Publish(tenantID, call.Topic(rec.ID), call.EventAnswered, rec)
-			waitDeliveries(t, st, tenantID, rec.ID, func(ds []store.WebhookDelivery) bool { return len(ds) == 1 })
+			waitDeliveries(t, hub, st, tenantID, rec.ID, func(ds []store.WebhookDelivery) bool { return len(ds) == 1 })
 			_ = hub.Publish(tenantID, call.Topic(rec.ID), call.EventEnded, endOf(rec))
-			ds := byEvent(waitDeliveries(t, st, tenantID, rec.ID, allIn(store.DeliveryDelivered, 2)))
+			ds := byEvent(waitDeliveries(t, hub, st, tenantID, rec.ID, allIn(store.DeliveryDelivered, 2)))
 			stop()
 
 			if got := ds["call.started"].Attempts + ds["call.ended"].Attempts; got != 4 {
@@ -367,7 +380,7 @@ func TestRestartPicksUpPending(t *testing.T) {
 			stop := runHooks(t, h)
 			rec := callRecord(t, st, tenantID, ag.ID, "node-a")
 			_ = hub.Publish(tenantID, call.Topic(rec.ID), call.EventAnswered, rec)
-			waitDeliveries(t, st, tenantID, rec.ID, func(ds []store.WebhookDelivery) bool {
+			waitDeliveries(t, hub, st, tenantID, rec.ID, func(ds []store.WebhookDelivery) bool {
 				return len(ds) == 1 && ds[0].Attempts >= 1 && ds[0].ResponseCode == 503
 			})
 			stop()
@@ -375,8 +388,11 @@ func TestRestartPicksUpPending(t *testing.T) {
 
 			recv.setStatuses(204)
 			st2 := reopen()
-			runHooks(t, webhook.New(webhook.Config{Store: st2, Node: "node-a", Options: opts}))
-			ds := waitDeliveries(t, st2, tenantID, rec.ID, allIn(store.DeliveryDelivered, 1))
+			h2 := webhook.New(webhook.Config{Store: st2, Node: "node-a", Options: opts})
+			hub2 := realtime.NewHub(realtime.Options{})
+			h2.Observe(hub2)
+			runHooks(t, h2)
+			ds := waitDeliveries(t, hub2, st2, tenantID, rec.ID, allIn(store.DeliveryDelivered, 1))
 			if ds[0].ResponseCode != 204 || ds[0].Attempts < 2 || ds[0].LastError != "" {
 				t.Errorf("after the restart: %+v", ds[0])
 			}
@@ -420,7 +436,7 @@ func TestPrivateAddressRefusedAtDelivery(t *testing.T) {
 	runHooks(t, h)
 	rec := callRecord(t, st, tenantID, ag.ID, "node-a")
 	_ = hub.Publish(tenantID, call.Topic(rec.ID), call.EventAnswered, rec)
-	ds := waitDeliveries(t, st, tenantID, rec.ID, allIn(store.DeliveryFailed, 1))
+	ds := waitDeliveries(t, hub, st, tenantID, rec.ID, allIn(store.DeliveryFailed, 1))
 	if ds[0].Attempts != 1 || !strings.Contains(ds[0].LastError, "not public") {
 		t.Errorf("refused delivery: %+v", ds[0])
 	}
@@ -446,10 +462,10 @@ func TestTranscriptAndOtherNodes(t *testing.T) {
 	}
 	rec := callRecord(t, st, tenantID, ag.ID, "node-a")
 	_ = hub.Publish(tenantID, call.Topic(rec.ID), call.EventAnswered, rec)
-	waitDeliveries(t, st, tenantID, rec.ID, func(ds []store.WebhookDelivery) bool { return len(ds) == 1 })
+	waitDeliveries(t, hub, st, tenantID, rec.ID, func(ds []store.WebhookDelivery) bool { return len(ds) == 1 })
 	_ = hub.Publish(tenantID, call.Topic(rec.ID), realtime.TypeCallTranscript, map[string]any{"role": "user", "text": "Where is my order?"})
 	_ = hub.Publish(tenantID, call.Topic(rec.ID), realtime.TypeCallAgentSpeech, map[string]any{"role": "assistant", "text": "It has shipped."})
-	ds := waitDeliveries(t, st, tenantID, rec.ID, allIn(store.DeliveryDelivered, 3))
+	ds := waitDeliveries(t, hub, st, tenantID, rec.ID, allIn(store.DeliveryDelivered, 3))
 	var turns []string
 	for _, d := range ds {
 		if d.Event == store.CallServerTranscript {
@@ -467,7 +483,7 @@ func TestTranscriptAndOtherNodes(t *testing.T) {
 	lost := endOf(rec)
 	lost["ended_reason"], lost["status"] = store.EndedNodeLost, store.CallFailed
 	_ = hub.Publish(tenantID, call.Topic(rec.ID), call.EventEnded, lost)
-	ds = waitDeliveries(t, st, tenantID, rec.ID, allIn(store.DeliveryDelivered, 4))
+	ds = waitDeliveries(t, hub, st, tenantID, rec.ID, allIn(store.DeliveryDelivered, 4))
 	if n := len(byEvent(ds)); n != 3 {
 		t.Errorf("events delivered: %d kinds, want started, transcript, ended", n)
 	}
@@ -504,7 +520,7 @@ func TestPhoneNumberServer(t *testing.T) {
 	}{{plain, numberRecv, "phone_number"}, {hooked, agentRecv, "agent"}} {
 		rec := callRecord(t, st, tenantID, tc.agent.ID, "node-a")
 		_ = hub.Publish(tenantID, call.Topic(rec.ID), call.EventAnswered, rec)
-		ds := waitDeliveries(t, st, tenantID, rec.ID, allIn(store.DeliveryDelivered, 1))
+		ds := waitDeliveries(t, hub, st, tenantID, rec.ID, allIn(store.DeliveryDelivered, 1))
 		if ds[0].Source != tc.source || ds[0].URL != tc.recv.URL {
 			t.Errorf("call of %s: delivered from %s to %s", tc.agent.Name, ds[0].Source, ds[0].URL)
 		}

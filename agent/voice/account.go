@@ -20,7 +20,7 @@ func (r *Runtime) account(ctx context.Context, c Call, ag *store.Agent, sp *spee
 		InputTokens: rep.Usage.InputTokens, OutputTokens: rep.Usage.OutputTokens,
 		STTSeconds: rep.STTSeconds, TTSCharacters: rep.TTSCharacters,
 		Turns: rep.Turns, Interruptions: rep.Interruptions, ToolCalls: rep.ToolCalls, ToolFailures: rep.ToolFailures,
-		LatencyP50MS: rep.LatencyP50MS,
+		LatencyP50MS: rep.LatencyP50MS, TurnLatenciesMS: rep.TurnLatenciesMS,
 	}
 	rec := &store.UsageRecord{Surface: "call", Model: ag.Model, UpstreamModel: ag.Model, Status: 200,
 		InputTokens: u.InputTokens, OutputTokens: u.OutputTokens, Source: store.UsageCall, SourceID: c.ID()}

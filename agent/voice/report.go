@@ -20,6 +20,7 @@ func (c *conversation) result() Result {
 			v2v = append(v2v, t.Metrics.VoiceToVoiceMS)
 		}
 	}
+	r.TurnLatenciesMS = v2v
 	r.LatencyP50MS = percentile(v2v, 50)
 	r.LatencyP90MS = percentile(v2v, 90)
 	c.publish(EventReport, r)

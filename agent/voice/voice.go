@@ -135,6 +135,10 @@ type Report struct {
 	ToolFailures int `json:"tool_failures"`
 	// Errors are the provider and tool failures of the call, the first maxReportErrors.
 	Errors []ReportError `json:"errors,omitempty"`
+
+	// TurnLatenciesMS is the voice-to-voice latency of each answered spoken turn, kept on
+	// the call's record for the analytics' percentiles over turns.
+	TurnLatenciesMS []float64 `json:"-"`
 }
 
 // ReportError is one failure of a call: a provider's (stt, tts, brain) or a tool's.

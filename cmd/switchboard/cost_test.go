@@ -73,14 +73,7 @@ func TestCallCostAndUsage(t *testing.T) {
 			p.waitSpeech(25, 20*time.Second, "greeting")
 			p.waitQuiet(400*time.Millisecond, 20*time.Second)
 			p.speak(readWAV8k(t, "../../testdata/speech/where_is_my_order.wav"))
-			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-				if byes, _ := far.state(); byes > 0 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("end_call did not hang up")
-				}
-			}
+			far.waitBye(t, 30*time.Second, "end_call")
 			p.close()
 
 			_, list := n.call("GET", "/api/v1/calls", key, "")

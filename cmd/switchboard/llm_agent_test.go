@@ -24,6 +24,16 @@ type farEnd struct {
 	mu      sync.Mutex
 	byes    int
 	referTo []string
+	// got signals each request received.
+	got changes
+}
+
+// waitBye waits at most d for the server's BYE.
+func (f *farEnd) waitBye(t *testing.T, d time.Duration, what string) {
+	t.Helper()
+	if !f.got.until(d, func() bool { byes, _ := f.state(); return byes > 0 }) {
+		t.Fatal(what + " did not hang up")
+	}
 }
 
 // withFarEnd gives the phone a SIP server on its own port, named in its Contact, so that the
@@ -43,6 +53,7 @@ func withFarEnd(t *testing.T) (*farEnd, sip.ContactHeader) {
 		f.mu.Lock()
 		f.byes++
 		f.mu.Unlock()
+		f.got.notify()
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 	})
 	srv.OnRefer(func(req *sip.Request, tx sip.ServerTransaction) {
@@ -51,6 +62,7 @@ func withFarEnd(t *testing.T) (*farEnd, sip.ContactHeader) {
 			f.referTo = append(f.referTo, h.Value())
 		}
 		f.mu.Unlock()
+		f.got.notify()
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 202, "Accepted", nil))
 	})
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")

@@ -227,11 +227,14 @@ type logBuffer struct {
 	buf   bytes.Buffer
 	addr  string
 	ready chan struct{}
+	// written signals each write, for a test that waits for a line (until).
+	written changes
 }
 
 var reServing = regexp.MustCompile(`switchboard serving.*?(127\.0\.0\.1:\d+)`)
 
 func (l *logBuffer) Write(p []byte) (int, error) {
+	defer l.written.notify()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.buf.Write(p)
@@ -248,6 +251,12 @@ func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.String()
+}
+
+// until waits at most d for the output to satisfy ok, looking again at each write, and
+// reports whether it did.
+func (l *logBuffer) until(d time.Duration, ok func(out string) bool) bool {
+	return l.written.until(d, func() bool { return ok(l.String()) })
 }
 
 // logged reports whether the server logged a line with this message, in either format.

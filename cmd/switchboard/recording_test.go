@@ -127,27 +127,13 @@ func TestRecordingEveryTransport(t *testing.T) {
 		b.waitSpeech(50, 20*time.Second, "the agent's greeting")
 		// The greeting over (the node sends nothing while its agent is quiet), the caller
 		// plays the tone for a while.
-		for deadline, last, since := time.Now().Add(20*time.Second), int64(-1), time.Now(); time.Since(since) < 300*time.Millisecond; time.Sleep(50 * time.Millisecond) {
-			if rx, _, _ := b.Packets(); rx != last {
-				last, since = rx, time.Now()
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the greeting never ended")
-			}
-		}
+		b.waitQuiet(300*time.Millisecond, 20*time.Second, "the greeting")
 		_, _, sent := b.Packets()
 		if err := b.SendTone(440); err != nil {
 			t.Fatal(err)
 		}
 		// 1.5 s of tone sent, and so (on loopback) heard: the recording's end.
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			if _, _, tx := b.Packets(); tx >= sent+75 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the browser did not send 1.5 s of tone in 20 s")
-			}
-		}
+		b.waitPackets(20*time.Second, "1.5 s of tone sent", func(_, tx int64) bool { return tx >= sent+75 })
 		if status, _, body := n.raw("DELETE", "/api/v1/webrtc/sessions/"+b.id, key, "", nil); status != http.StatusNoContent {
 			t.Fatalf("DELETE: %d %s", status, body)
 		}

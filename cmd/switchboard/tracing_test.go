@@ -132,14 +132,7 @@ func TestTracing(t *testing.T) {
 	p.waitSpeech(25, 20*time.Second, "the answer about the order")
 	p.waitQuiet(400*time.Millisecond, 20*time.Second)
 	say(p, "thank_you_goodbye", "Thank you, goodbye.")
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if byes, _ := far.state(); byes > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("end_call did not hang up")
-		}
-	}
+	far.waitBye(t, 20*time.Second, "end_call")
 	p.close()
 
 	// The call's span ends as the call leaves the node; the turn that ran the tool is below

@@ -23,6 +23,8 @@ type callServer struct {
 	mu    sync.Mutex
 	fails int
 	posts []hookPost
+	// got signals each post.
+	got changes
 }
 
 type hookPost struct {
@@ -44,6 +46,7 @@ func newCallServer(t *testing.T, fails int) *callServer {
 		}
 		s.posts = append(s.posts, hookPost{header: r.Header.Clone(), body: body, status: status})
 		s.mu.Unlock()
+		s.got.notify()
 		w.WriteHeader(status)
 	}))
 	t.Cleanup(s.Close)
@@ -101,6 +104,8 @@ func TestCallWebhooksOverSIP(t *testing.T) {
 				t.Fatalf("POST phone number: %d %v", status, pn)
 			}
 
+			// The tenant's events: the node publishes each delivery attempt it records.
+			events := streamEvents(t, n, key)
 			p := dialPhone(t, "sip:+15550177@"+n.sipAddr())
 			p.waitSpeech(25, 15*time.Second, "greeting")
 			p.waitQuiet(400*time.Millisecond, 15*time.Second)
@@ -108,14 +113,11 @@ func TestCallWebhooksOverSIP(t *testing.T) {
 			p.close()
 
 			var got map[string][]hookPost
-			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if !recv.got.until(30*time.Second, func() bool {
 				got = recv.delivered()
-				if len(got["call.started"]) == 1 && len(got["call.ended"]) == 1 && len(got["call.transcript"]) >= 1 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("delivered: started %d, ended %d, transcript %d", len(got["call.started"]), len(got["call.ended"]), len(got["call.transcript"]))
-				}
+				return len(got["call.started"]) == 1 && len(got["call.ended"]) == 1 && len(got["call.transcript"]) >= 1
+			}) {
+				t.Fatalf("delivered: started %d, ended %d, transcript %d", len(got["call.started"]), len(got["call.ended"]), len(got["call.transcript"]))
 			}
 			for ev, posts := range got {
 				for _, post := range posts {
@@ -156,20 +158,23 @@ func TestCallWebhooksOverSIP(t *testing.T) {
 
 			// The receiver answered each; the node records that a moment later.
 			var items []any
-			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-				status, list := n.call("GET", "/api/v1/webhook-deliveries?call_id="+ended.CallID+"&status=pending", key, "")
+			var pending map[string]any
+			if !events.sig.until(30*time.Second, func() bool {
+				var status int
+				status, pending = n.call("GET", "/api/v1/webhook-deliveries?call_id="+ended.CallID+"&status=pending", key, "")
 				if status != http.StatusOK {
-					t.Fatalf("GET pending deliveries: %d %v", status, list)
+					t.Fatalf("GET pending deliveries: %d %v", status, pending)
 				}
-				if list["total"] == 0.0 {
-					_, list = n.call("GET", "/api/v1/webhook-deliveries?call_id="+ended.CallID+"&limit=100", key, "")
-					items, _ = list["items"].([]any)
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("deliveries still pending: %v", list)
-				}
+				return pending["total"] == 0.0
+			}) {
+				t.Fatalf("deliveries still pending: %v", pending)
 			}
+			_, list := n.call("GET", "/api/v1/webhook-deliveries?call_id="+ended.CallID+"&limit=100", key, "")
+			items, _ = list["items"].([]any)
+			// Each recorded attempt was published as it was made.
+			events.wait(t, 30*time.Second, "webhook.delivery", func(d map[string]any) bool {
+				return d["call_id"] == ended.CallID && d["event"] == "call.ended" && d["status"] == "delivered"
+			})
 			if len(items) < 3 {
 				t.Fatalf("deliveries: %v", items)
 			}

@@ -59,10 +59,8 @@ func TestWebRTCICERestart(t *testing.T) {
 		if b.Port() == port {
 			t.Fatalf("the browser stayed on port %d", port)
 		}
-		for deadline := time.Now().Add(15 * time.Second); strings.Count(n.log.String(), silent) < count; time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("the node did not notice the browser's silence:\n%s", n.log)
-			}
+		if !n.log.until(15*time.Second, func(out string) bool { return strings.Count(out, silent) >= count }) {
+			t.Fatalf("the node did not notice the browser's silence:\n%s", n.log)
 		}
 	}
 	ended := func(id string) map[string]any {

@@ -128,6 +128,51 @@ func (b *browser) waitEvent(typ string, d time.Duration, match func(data map[str
 	}
 }
 
+// waitPackets waits at most d until ok holds of the packets received and sent, looking
+// again at each packet.
+func (b *browser) waitPackets(d time.Duration, what string, ok func(rx, tx int64) bool) {
+	b.t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		ch := b.Changed()
+		if rx, _, tx := b.Packets(); ok(rx, tx) {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			rx, _, tx := b.Packets()
+			b.t.Fatalf("%s: not within %v (%d packets received, %d sent)", what, d, rx, tx)
+		}
+	}
+}
+
+// waitQuiet waits at most d for gap without a packet received: what the node says is over
+// (it sends nothing while its agent is quiet).
+func (b *browser) waitQuiet(gap, d time.Duration, what string) {
+	b.t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	quiet := time.NewTimer(gap)
+	defer quiet.Stop()
+	last, _, _ := b.Packets()
+	for {
+		ch := b.Changed()
+		if rx, _, _ := b.Packets(); rx != last {
+			last = rx
+			quiet.Reset(gap)
+		}
+		select {
+		case <-ch:
+		case <-quiet.C:
+			return
+		case <-deadline.C:
+			b.t.Fatalf("%s never ended", what)
+		}
+	}
+}
+
 // speechFrames counts the 20 ms frames of the last d heard that carry speech.
 func (b *browser) speechFrames(d time.Duration) int {
 	heard := b.Heard(d)

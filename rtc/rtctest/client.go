@@ -60,6 +60,9 @@ type Client struct {
 	rxPackets atomic.Int64
 	rxLost    atomic.Int64
 	txPackets atomic.Int64
+	// packetMu guards packetCh, closed at the next packet sent or received (Changed).
+	packetMu sync.Mutex
+	packetCh chan struct{}
 
 	sendMu   sync.Mutex
 	sendStop chan struct{}
@@ -282,6 +285,7 @@ func (c *Client) Send(next func(pcm []int16) bool) error {
 			}
 			if c.track.WriteSample(pmedia.Sample{Data: buf[:n], Duration: media.FrameDuration}) == nil {
 				c.txPackets.Add(1)
+				c.packet()
 			}
 		}
 	}()
@@ -311,6 +315,7 @@ func (c *Client) SendPackets(packets [][]byte) {
 			}
 			if c.track.WriteSample(pmedia.Sample{Data: packets[i%len(packets)], Duration: media.FrameDuration}) == nil {
 				c.txPackets.Add(1)
+				c.packet()
 			}
 		}
 	}()
@@ -372,6 +377,7 @@ func (c *Client) listen(tr *webrtc.TrackRemote) {
 		}
 		first, last = false, pkt.SequenceNumber
 		c.rxPackets.Add(1)
+		c.packet()
 		if dec == nil {
 			continue
 		}
@@ -399,6 +405,26 @@ func (c *Client) Heard(d time.Duration) []int16 {
 // HeardTotal is how many samples were heard since the start.
 func (c *Client) Packets() (received, lost, sent int64) {
 	return c.rxPackets.Load(), c.rxLost.Load(), c.txPackets.Load()
+}
+
+// Changed returns a channel closed at the next packet sent or received: a test waits on
+// it to look at Packets again, rather than every few milliseconds.
+func (c *Client) Changed() <-chan struct{} {
+	c.packetMu.Lock()
+	defer c.packetMu.Unlock()
+	if c.packetCh == nil {
+		c.packetCh = make(chan struct{})
+	}
+	return c.packetCh
+}
+
+func (c *Client) packet() {
+	c.packetMu.Lock()
+	defer c.packetMu.Unlock()
+	if c.packetCh != nil {
+		close(c.packetCh)
+		c.packetCh = nil
+	}
 }
 
 // SendMessage sends text on the events data channel, as a browser sends a key pressed.

@@ -1,0 +1,1 @@
+DROP INDEX calls_tenant_failed_idx;
