@@ -98,6 +98,14 @@ type JitterBuffer struct {
 	lostRun   int
 	excessRun int
 	calmRun   int
+	// maxRecv is the highest extended sequence number received (maxExt also moves with
+	// playout), recvTS its timestamp, and tsStep the timestamp advance of one packet,
+	// learnt from consecutive ones (0 until then): with them a sender's pause is told from
+	// a late packet.
+	maxRecv  int64
+	recvTS   uint32
+	tsStep   uint32
+	recvSeen bool
 
 	stats JitterStats
 }
@@ -189,6 +197,14 @@ func (j *JitterBuffer) Push(payload []byte, seq uint16, ts uint32) {
 			j.store(ext, ts, payload)
 			return
 		}
+		if j.count == 0 && j.resumes(ext, ts) {
+			// The sender paused (silence suppression, DTX, a muted browser) with its sequence
+			// numbers running on, while playout went on concealing: its next talkspurt starts
+			// the buffer again instead of being dropped frame after frame as late.
+			j.next, j.maxExt, j.playing, j.lostRun = ext, ext, false, 0
+			j.store(ext, ts, payload)
+			return
+		}
 		j.stats.Late++
 		j.calmRun = 0
 		if j.cfg.Adaptive && j.target < j.cfg.Max {
@@ -216,6 +232,18 @@ func (j *JitterBuffer) anchor(seq uint16) {
 	// Keep extended numbers small and positive; only differences matter.
 	j.next = int64(seq) + 1<<20
 	j.maxExt = j.next
+	j.maxRecv, j.recvSeen = j.next-1, false
+}
+
+// resumes says whether a packet behind the playout point, newer than any received, is the
+// first of a talkspurt after the sender paused: its timestamp ran on further than its
+// sequence number did, by at least a frame. A packet that was merely late keeps its
+// timestamp in step with its sequence number.
+func (j *JitterBuffer) resumes(ext int64, ts uint32) bool {
+	if !j.recvSeen || j.tsStep == 0 || ext <= j.maxRecv {
+		return false
+	}
+	return int64(int32(ts-j.recvTS)) > (ext-j.maxRecv+1)*int64(j.tsStep)
 }
 
 func (j *JitterBuffer) store(ext int64, ts uint32, payload []byte) {
@@ -225,6 +253,12 @@ func (j *JitterBuffer) store(ext int64, ts uint32, payload []byte) {
 	j.count++
 	if ext > j.maxExt {
 		j.maxExt = ext
+	}
+	if ext > j.maxRecv {
+		if step := ts - j.recvTS; j.recvSeen && ext == j.maxRecv+1 && step > 0 && step < 1<<15 {
+			j.tsStep = step
+		}
+		j.maxRecv, j.recvTS, j.recvSeen = ext, ts, true
 	}
 }
 

@@ -2,6 +2,7 @@ package media
 
 import (
 	"encoding/binary"
+	"slices"
 	"testing"
 )
 
@@ -327,4 +328,38 @@ func TestJitterBufferTrimCounted(t *testing.T) {
 	if s.Trimmed == 0 || s.Discarded != 0 || s.Late != 0 || s.LatePackets() != s.Trimmed {
 		t.Fatalf("stats %+v; want the excess trimmed (and so late), nothing discarded or played late", s)
 	}
+}
+
+// TestJitterBufferTalkspurtAfterPause: a sender that pauses for less than a second with its
+// sequence numbers running on (silence suppression, DTX) is heard from its first packet
+// back, not dropped as late while playout conceals the gap; a late packet of a steady sender
+// is still late.
+func TestJitterBufferTalkspurtAfterPause(t *testing.T) {
+	t.Parallel()
+	j := NewJitterBuffer(JitterConfig{Initial: 2, Min: 2, Max: 6})
+	b := make([]byte, 2)
+	for i := uint16(0); i < 10; i++ {
+		j.Push(seqPayload(b, i), i, uint32(i)*160)
+	}
+	popAll(t, j, 10)
+	// Half a second of nothing: playout conceals 25 frames.
+	got := describe(popAll(t, j, 25))
+	if got[0] != -2 || got[24] != -2 {
+		t.Fatalf("pause played %v", got)
+	}
+	// The sender resumes with the next sequence numbers and timestamps half a second on.
+	for i := uint16(10); i < 15; i++ {
+		j.Push(seqPayload(b, i), i, uint32(i+25)*160)
+	}
+	got = describe(popAll(t, j, 5))
+	if want := []int{10, 11, 12, 13, 14}; !slices.Equal(got, want) {
+		t.Fatalf("talkspurt played %v, want %v", got, want)
+	}
+	if s := j.Stats(); s.Late != 0 {
+		t.Fatalf("talkspurt counted %d late packets", s.Late)
+	}
+	// A packet that is only late (its timestamp in step) is still dropped.
+	popAll(t, j, 1)
+	j.Push(seqPayload(b, 15), 15, uint32(15+25)*160)
+	eq(t, "late", j.Stats().Late, 1)
 }
