@@ -64,7 +64,7 @@ func TestRootNegotiation(t *testing.T) {
 	}
 }
 
-// TestWebPages: the voice client and the dashboard are HTML under a strict content security
+// TestWebPages: the voice client, the dashboard and the studio are HTML under a strict content security
 // policy that load only scripts and styles of their own origin, all served, and nothing else
 // under /web/assets.
 func TestWebPages(t *testing.T) {
@@ -73,6 +73,7 @@ func TestWebPages(t *testing.T) {
 	for _, page := range []struct{ path, script string }{
 		{"/call", "/web/assets/call.js"},
 		{"/dashboard", "/web/assets/dashboard.js"},
+		{"/studio", "/web/assets/studio.js"},
 	} {
 		r := ts.request(http.MethodGet, page.path, nil, hdr("Accept", browserAccept))
 		wantStatus(t, r, http.StatusOK, page.path)
@@ -138,7 +139,7 @@ func TestWebPages(t *testing.T) {
 		}
 	}
 	// The pages are public: they sign in from the browser.
-	for _, path := range []string{"/call", "/dashboard", "/web/assets/style.css"} {
+	for _, path := range []string{"/call", "/dashboard", "/studio", "/web/assets/style.css"} {
 		if r := ts.do(http.MethodGet, path, "as_live_"+strings.Repeat("x", 40), nil); r.Status != http.StatusOK {
 			t.Fatalf("%s with a wrong key: %d", path, r.Status)
 		}

@@ -1,6 +1,7 @@
 // Package web holds Switchboard's pages for people: the voice client, with which a browser
-// calls an agent over WebRTC, and the dashboard of live and recent calls, their transcripts
-// and reports, and the tenant's agents. They are plain HTML, CSS and JavaScript embedded in
+// calls an agent over WebRTC; the dashboard of live and recent calls, their transcripts
+// and reports, and the tenant's agents; and the studio, where a tenant's agents, numbers,
+// trunks, tools, knowledge bases and keys are made and changed. They are plain HTML, CSS and JavaScript embedded in
 // the binary; they load nothing from another origin, so they work offline, and they talk to
 // the server only through its public API (/api/v1, its event stream and WebRTC sessions).
 package web
@@ -18,11 +19,12 @@ var files embed.FS
 const (
 	PageCall      = "call"
 	PageDashboard = "dashboard"
+	PageStudio    = "studio"
 )
 
-// Page returns the HTML of a page (PageCall, PageDashboard).
+// Page returns the HTML of a page (PageCall, PageDashboard, PageStudio).
 func Page(name string) ([]byte, bool) {
-	if name != PageCall && name != PageDashboard {
+	if name != PageCall && name != PageDashboard && name != PageStudio {
 		return nil, false
 	}
 	b, err := files.ReadFile("pages/" + name + ".html")

@@ -8,10 +8,10 @@ import (
 	"testing"
 )
 
-// TestPagesAndAssets: the two pages are there, and assets are found by file name only.
+// TestPagesAndAssets: the pages are there, and assets are found by file name only.
 func TestPagesAndAssets(t *testing.T) {
 	t.Parallel()
-	for _, name := range []string{PageCall, PageDashboard} {
+	for _, name := range []string{PageCall, PageDashboard, PageStudio} {
 		if b, ok := Page(name); !ok || !strings.HasPrefix(string(b), "<!doctype html>") {
 			t.Errorf("page %s: %v %.40q", name, ok, b)
 		}

@@ -1,25 +1,44 @@
-// What the voice client and the dashboard share: the credential (an API key, or the tokens
-// of an email and password sign-in) kept in sessionStorage, calls to the API with it, the
-// sign-in form, and small helpers. Everything the server sends is put in the page as text,
-// never as HTML.
+// What the voice client, the dashboard and the studio share: the credential (an API key, or
+// the tokens of an email and password sign-in) kept in localStorage, so that every tab of the
+// browser is signed in at once and a sign-out in one signs out all; calls to the API with it,
+// refreshing a sign-in's access token before it expires; the sign-in form; small helpers.
+// Everything the server sends is put in the page as text, never as HTML.
 'use strict';
 
 const SB = (() => {
   const storageKey = 'switchboard.credential';
 
-  // credential is {kind: 'key'|'user', token, refresh?, label}.
-  function credential() {
+  function parseCredential(s) {
     try {
-      return JSON.parse(sessionStorage.getItem(storageKey) || 'null');
+      return JSON.parse(s || 'null');
     } catch {
       return null;
     }
   }
 
-  function saveCredential(c) {
-    if (c) sessionStorage.setItem(storageKey, JSON.stringify(c));
-    else sessionStorage.removeItem(storageKey);
+  // credential is {kind: 'key'|'user', token, refresh?, expires? (ms), user?, label}.
+  function credential() {
+    return parseCredential(localStorage.getItem(storageKey));
   }
+
+  function saveCredential(c) {
+    if (c) localStorage.setItem(storageKey, JSON.stringify(c));
+    else localStorage.removeItem(storageKey);
+    schedule();
+  }
+
+  // identity says who a credential is: a tab reloads when another tab signs in as someone
+  // else or signs out, and only re-plans its refresh when another tab refreshed the tokens.
+  function identity(c) {
+    if (!c) return '';
+    return c.kind === 'user' ? 'user:' + (c.user || c.label) : 'key:' + c.token;
+  }
+
+  addEventListener('storage', (e) => {
+    if (e.key !== storageKey && e.key !== null) return; // null: the whole storage was cleared
+    if (identity(parseCredential(e.oldValue)) !== identity(credential())) location.reload();
+    else schedule();
+  });
 
   function token() {
     const c = credential();
@@ -60,29 +79,55 @@ const SB = (() => {
     return {status: r.status, ok: r.ok, data};
   }
 
-  // refreshing is the one refresh in flight, shared by the requests that found the access
-  // token expired.
+  // refreshing is the one refresh in flight in this tab, shared by the requests that found
+  // the access token expired.
   let refreshing = null;
 
-  async function refresh() {
-    const c = credential();
-    if (!c || c.kind !== 'user' || !c.refresh) return false;
+  // refresh trades the refresh token for new tokens. A refresh token is good once, and a
+  // second use signs the user out everywhere, so the tabs take turns (a Web Lock) and a tab
+  // that finds the tokens already changed from those it held (stale) uses the new ones.
+  async function refresh(stale) {
+    const held = credential();
+    if (!held || held.kind !== 'user' || !held.refresh) return false;
+    if (stale === undefined) stale = held.token;
     if (!refreshing) {
-      refreshing = (async () => {
+      const turn = async () => {
+        const c = credential();
+        if (!c || c.kind !== 'user' || !c.refresh) return false;
+        if (c.token !== stale) return true; // another tab refreshed meanwhile
         const r = await request('POST', '/api/v1/auth/refresh', {refresh_token: c.refresh});
+        if (r.status === 401) {
+          // The sign-in is over (expired, or its user was removed): every tab says so.
+          saveCredential(null);
+          location.reload();
+          return false;
+        }
         if (!r.ok) return false;
-        saveCredential({...c, token: r.data.access_token, refresh: r.data.refresh_token});
+        saveCredential({...c, token: r.data.access_token, refresh: r.data.refresh_token, expires: Date.parse(r.data.expires_at) || 0});
         return true;
-      })().finally(() => { refreshing = null; });
+      };
+      refreshing = (navigator.locks ? navigator.locks.request(storageKey, turn) : turn()).finally(() => { refreshing = null; });
     }
     return refreshing;
+  }
+
+  // schedule plans the next refresh a minute before the access token expires, so that the
+  // pages' event streams, which carry the token in their URL, are not refused on reconnect.
+  let timer = 0;
+  function schedule() {
+    clearTimeout(timer);
+    const c = credential();
+    if (!c || c.kind !== 'user' || !c.expires) return;
+    const token = c.token;
+    timer = setTimeout(() => refresh(token).catch(() => {}), Math.max(5_000, c.expires - Date.now() - 60_000));
   }
 
   // api calls the API with the credential and returns the decoded answer; an error answer
   // throws an APIError. An expired access token is refreshed once.
   async function api(method, path, body) {
+    const sent = token();
     let r = await request(method, path, body);
-    if (r.status === 401 && await refresh()) r = await request(method, path, body);
+    if (r.status === 401 && await refresh(sent)) r = await request(method, path, body);
     if (!r.ok) throw new APIError(r.status, r.data);
     return r.data;
   }
@@ -210,18 +255,29 @@ const SB = (() => {
       attempt(passwordForm, async () => {
         const r = await request('POST', '/api/v1/auth/login', {email: emailInput.value.trim(), password: passwordInput.value});
         if (!r.ok) throw new APIError(r.status, r.data);
-        return {kind: 'user', token: r.data.access_token, refresh: r.data.refresh_token, label: r.data.user && r.data.user.email};
+        const u = r.data.user || {};
+        return {kind: 'user', token: r.data.access_token, refresh: r.data.refresh_token, expires: Date.parse(r.data.expires_at) || 0,
+          user: u.id, label: u.email};
       });
     });
 
     section.replaceChildren(
       el('h1', {}, 'Sign in to Switchboard'),
-      el('p', {class: 'muted small'}, 'With an API key of your tenant, or the email and password of a user. It is kept in this tab only.'),
+      el('p', {class: 'muted small'}, 'With an API key of your tenant, or the email and password of a user. Every tab of this browser is signed in with it, until you sign out in any of them.'),
       el('div', {class: 'tabs', role: 'tablist'}, tabKey, tabPassword),
-      keyForm, passwordForm, error);
+      keyForm, passwordForm, error,
+      el('div', {class: 'first-run', id: 'signin-help'},
+        el('h2', {}, 'No key or user yet?'),
+        el('p', {class: 'small'}, 'On the machine that runs Switchboard, make a key (it is printed once):'),
+        el('pre', {class: 'mono'}, 'switchboard keys create --name studio'),
+        el('p', {class: 'small'}, 'or a user, who signs in with email and password:'),
+        el('pre', {class: 'mono'}, 'switchboard users create --email you@example.com --password-stdin'),
+        el('p', {class: 'small muted'}, 'Both take the server\'s settings (DATABASE_URL, SWITCHBOARD_DATA_DIR) from the environment, as switchboard serve does.')));
     section.hidden = false;
     keyInput.focus();
   }
 
-  return {api, withToken, token, refresh, el, duration, clock, when, ms, signIn, APIError};
+  schedule();
+
+  return {api, request, withToken, token, refresh, el, duration, clock, when, ms, signIn, APIError};
 })();
