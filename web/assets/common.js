@@ -36,8 +36,12 @@ const SB = (() => {
 
   addEventListener('storage', (e) => {
     if (e.key !== storageKey && e.key !== null) return; // null: the whole storage was cleared
-    if (identity(parseCredential(e.oldValue)) !== identity(credential())) location.reload();
-    else schedule();
+    if (identity(parseCredential(e.oldValue)) !== identity(credential())) {
+      location.reload();
+      return;
+    }
+    schedule();
+    for (const check of [...arrived]) check();
   });
 
   function token() {
@@ -79,23 +83,44 @@ const SB = (() => {
     return {status: r.status, ok: r.ok, data};
   }
 
+  // One tab at a time refreshes the sign-in: the refresher, which holds a Web Lock while it
+  // lives (the next tab in line takes over when it closes). A refresh token is good once,
+  // and its second use signs the user out everywhere; tabs cannot take turns at it through
+  // localStorage alone, as one tab sees another's writes a moment late. The other tabs ask
+  // the refresher (a BroadcastChannel) and take the new tokens from storage when they come.
+  const channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel(storageKey) : null;
+  let refresher = !navigator.locks || !channel; // without either, each tab refreshes for itself
+  if (!refresher) {
+    navigator.locks.request(storageKey + '.refresher', () => {
+      refresher = true;
+      schedule();
+      return new Promise(() => {}); // held until the tab closes
+    });
+    channel.onmessage = (e) => {
+      if (refresher && e.data && e.data.stale) refresh(e.data.stale).catch(() => {});
+    };
+  }
+  // arrived are the followers waiting for new tokens, told of every change of storage.
+  const arrived = new Set();
+
   // refreshing is the one refresh in flight in this tab, shared by the requests that found
   // the access token expired.
   let refreshing = null;
+  // refreshes says what each refresh of this tab did ('refreshed', or 'followed' when the
+  // refresher did it): the browser tests read it.
+  const refreshes = [];
 
-  // refresh trades the refresh token for new tokens. A refresh token is good once, and a
-  // second use signs the user out everywhere, so the tabs take turns (a Web Lock) and a tab
-  // that finds the tokens already changed from those it held (stale) uses the new ones.
+  // refresh gets new tokens for the sign-in whose access token was stale (the one held now
+  // when not given), and reports whether there are some.
   async function refresh(stale) {
     const held = credential();
     if (!held || held.kind !== 'user' || !held.refresh) return false;
     if (stale === undefined) stale = held.token;
+    if (held.token !== stale) return true; // refreshed already
+    if (!refresher) return follow(stale);
     if (!refreshing) {
-      const turn = async () => {
-        const c = credential();
-        if (!c || c.kind !== 'user' || !c.refresh) return false;
-        if (c.token !== stale) return true; // another tab refreshed meanwhile
-        const r = await request('POST', '/api/v1/auth/refresh', {refresh_token: c.refresh});
+      refreshing = (async () => {
+        const r = await request('POST', '/api/v1/auth/refresh', {refresh_token: held.refresh});
         if (r.status === 401) {
           // The sign-in is over (expired, or its user was removed): every tab says so.
           saveCredential(null);
@@ -103,21 +128,42 @@ const SB = (() => {
           return false;
         }
         if (!r.ok) return false;
-        saveCredential({...c, token: r.data.access_token, refresh: r.data.refresh_token, expires: Date.parse(r.data.expires_at) || 0});
+        saveCredential({...held, token: r.data.access_token, refresh: r.data.refresh_token, expires: Date.parse(r.data.expires_at) || 0});
+        refreshes.push('refreshed');
         return true;
-      };
-      refreshing = (navigator.locks ? navigator.locks.request(storageKey, turn) : turn()).finally(() => { refreshing = null; });
+      })().finally(() => { refreshing = null; });
     }
     return refreshing;
   }
 
-  // schedule plans the next refresh a minute before the access token expires, so that the
-  // pages' event streams, which carry the token in their URL, are not refused on reconnect.
+  // follow asks the refresher for new tokens and waits for them to reach this tab's storage.
+  function follow(stale) {
+    return new Promise((resolve) => {
+      const done = (ok) => {
+        arrived.delete(check);
+        clearTimeout(giveUp);
+        if (ok) refreshes.push('followed');
+        resolve(ok);
+      };
+      const check = () => {
+        const c = credential();
+        if (!c || identity(c) === '') done(false);
+        else if (c.token !== stale) done(true);
+      };
+      const giveUp = setTimeout(() => done(false), 20_000);
+      arrived.add(check);
+      channel.postMessage({stale});
+    });
+  }
+
+  // schedule plans the refresher's next refresh a minute before the access token expires,
+  // so that the pages' event streams, which carry the token in their URL, are not refused
+  // on reconnect.
   let timer = 0;
   function schedule() {
     clearTimeout(timer);
     const c = credential();
-    if (!c || c.kind !== 'user' || !c.expires) return;
+    if (!refresher || !c || c.kind !== 'user' || !c.expires) return;
     const token = c.token;
     timer = setTimeout(() => refresh(token).catch(() => {}), Math.max(5_000, c.expires - Date.now() - 60_000));
   }
@@ -279,5 +325,5 @@ const SB = (() => {
 
   schedule();
 
-  return {api, request, withToken, token, refresh, el, duration, clock, when, ms, signIn, APIError};
+  return {api, request, withToken, token, refresh, refreshes, el, duration, clock, when, ms, signIn, APIError};
 })();

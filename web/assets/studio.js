@@ -51,6 +51,13 @@ const Studio = (() => {
   const kinds = {
     agents: {
       title: 'Agents', singular: 'agent', path: '/api/v1/agents',
+      // A new agent's form starts from the server's defaults (store.NewAgent), so that it
+      // shows what the agent will be; the model is the first the server lists.
+      defaults: {
+        language: 'en', temperature: 0.7, voice: {provider: 'espeak', voice: 'en-us', speed: 1}, transcriber: {provider: 'openai', model: 'whisper-1'},
+        knowledge: {mode: 'auto'}, turn: {endpointing_ms: 600, interruptions: true, min_interruption_ms: 250, first_message_interruptible: true},
+        limits: {max_duration_s: 1800, idle_timeout_s: 30},
+      },
       intro: 'An agent answers calls: its instructions and first message, the model it thinks with, how it speaks and hears, its tools and knowledge, and how it takes turns.',
       columns: [
         ['Name', (a) => a.name],
@@ -113,6 +120,7 @@ const Studio = (() => {
     },
     tools: {
       title: 'Tools', singular: 'tool', path: '/api/v1/tools',
+      defaults: {webhook: {method: 'POST', timeout_ms: 10000, headers: {}}}, // store.NewTool's
       intro: 'A tool is a function an agent\'s model may call: the model reads its name, description and parameters (JSON Schema); the call runs as an HTTP request to its webhook.',
       columns: [
         ['Name', (t) => el('span', {class: 'mono'}, t.name)],
@@ -291,7 +299,7 @@ const Studio = (() => {
     if (!notice.hidden) notice.textContent = sessionStorage.getItem('switchboard.saved');
     sessionStorage.removeItem('switchboard.saved');
     const f = Forms.build({
-      id: 'form-' + name, fields, values: item, submitLabel: fresh ? 'Create ' + kind.singular : 'Save',
+      id: 'form-' + name, fields, values: fresh ? kind.defaults || {} : item, submitLabel: fresh ? 'Create ' + kind.singular : 'Save',
       submit: async (body) => {
         if (fresh) {
           const made = await SB.api('POST', kind.path, body);
@@ -318,11 +326,12 @@ const Studio = (() => {
       f.actions.append(del);
     }
     const title = fresh ? 'New ' + kind.singular : item.name || item.number || id;
-    root.replaceChildren(
+    root.replaceChildren(...[
       head(title, el('a', {href: '#' + name}, '← ' + kind.title)),
       fresh ? null : el('p', {class: 'mono muted small', id: 'item-id'}, item.id),
-      ...(fresh || !kind.links ? [] : [el('p', {class: 'links'}, ...kind.links(item))]),
-      notice, f.form, kind.after ? kind.after(item, f) : null);
+      fresh || !kind.links ? null : el('p', {class: 'links'}, ...kind.links(item)),
+      notice, f.form, kind.after ? kind.after(item, f) : null,
+    ].filter(Boolean)); // replaceChildren would write a null as the text "null"
   }
 
   // Keys: made here and shown once, with a copy button; listed without their secret after.
@@ -363,12 +372,18 @@ const Studio = (() => {
           el('p', {class: 'small'}, 'It is shown this once: the server keeps only its hash, and this page forgets it when you leave.'),
           el('div', {class: 'copy-row'}, value, copy), said));
         value.select();
-        list.replaceChildren(...(await everything('/api/v1/keys')).map(keyRow));
+        await relist();
       },
     });
     const list = el('tbody', {}, ...keys.map(keyRow));
+    const count = el('span', {class: 'count'}, String(keys.length));
+    const relist = async () => {
+      const all = await everything('/api/v1/keys');
+      list.replaceChildren(...all.map(keyRow));
+      count.textContent = String(all.length);
+    };
     root.replaceChildren(
-      head('API keys', el('span', {class: 'count'}, keys.length ? String(keys.length) : '')),
+      head('API keys', count),
       el('p', {class: 'muted small'}, 'A key reaches every route of the tenant its scopes allow. The server keeps only its hash: a key is shown once, when it is made.'),
       shown,
       el('div', {class: 'table-wrap'}, el('table', {id: 'keys-list'},
@@ -383,7 +398,7 @@ const Studio = (() => {
         if (!await Forms.confirm('Revoke the key "' + k.name + '"? Whatever uses it stops working at once.', 'Revoke')) return;
         try {
           await SB.api('DELETE', '/api/v1/keys/' + enc(k.id));
-          list.replaceChildren(...(await everything('/api/v1/keys')).map(keyRow));
+          await relist();
         } catch (e) {
           f.showError(e);
         }
@@ -407,7 +422,8 @@ const Studio = (() => {
 
   async function render() {
     const turn = ++rendering;
-    const [name = 'agents', ...rest] = location.hash.slice(1).split('/');
+    const [first, ...rest] = location.hash.slice(1).split('/');
+    const name = first || 'agents';
     const id = rest.join('/');
     for (const a of $('sections').querySelectorAll('a[data-view]')) {
       if (a.getAttribute('data-view') === name) a.setAttribute('aria-current', 'page');
