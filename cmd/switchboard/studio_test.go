@@ -19,12 +19,12 @@ import (
 // TestStudioBuildsAgentAndKeys drives the studio in Chromium as a new operator would: the
 // sign-in card says how to get a key or a user; a user made by `switchboard users create`
 // signs in, and a second tab shares the sign-in; a tool with a bad webhook URL shows the
-// API's own 422 next to the field; a tool, a knowledge base with a document and an agent
-// with both are made in the page, and the agent, called from the voice client, greets the
-// caller and answers with the tool offered and the document's words in its model's context;
-// a number is made and deleted after the page asks; two tabs refreshing at once refresh once;
-// signing out in one tab signs out all; and a key made in the page works from Go and is
-// never shown again after a reload.
+// API's own 422 next to the field; a tool, a knowledge base with a document, an agent with
+// both (then edited) and a trunk are made in the page, and the agent, called from the voice
+// client, greets the caller and answers with the tool offered and the document's words in
+// its model's context; a number is made and deleted after the page asks; two tabs
+// refreshing at once refresh once; signing out in one tab signs out all; and a key made in
+// the page works from Go and is never shown again after a reload.
 func TestStudioBuildsAgentAndKeys(t *testing.T) {
 	// Not parallel, like the other browser tests: Chromium's load shifts the timing of calls.
 	model := llmtest.NewOpenAI(t)
@@ -107,6 +107,14 @@ func TestStudioBuildsAgentAndKeys(t *testing.T) {
 	number := b.next("number", 30*time.Second)
 	if status, _ := n.call("GET", "/api/v1/phone-numbers/"+number["id"].(string), key, ""); status != http.StatusNotFound || number["listed"] != 0.0 {
 		t.Errorf("the number deleted in the page: %d, listed %v", status, number["listed"])
+	}
+
+	trunk := b.next("trunk", 30*time.Second)
+	status, tr := n.call("GET", "/api/v1/trunks/"+fmt.Sprint(trunk["id"]), key, "")
+	out, _ := tr["outbound"].(map[string]any)
+	if status != http.StatusOK || tr["direction"] != "both" || fmt.Sprint(tr["inbound"].(map[string]any)["allowed_cidrs"]) != "[198.51.100.0/24]" ||
+		out["address"] != "sip.carrier.test" || out["has_password"] != true || strings.Contains(fmt.Sprint(tr), "trunk secret") || trunk["password_shown"] != "" {
+		t.Errorf("the trunk made in the page: %d %v; the form shows the password %q", status, tr, trunk["password_shown"])
 	}
 
 	// The call: the agent greets, hears the caller, and its model is asked with the tool

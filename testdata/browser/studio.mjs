@@ -1,8 +1,8 @@
 // The studio, as a new operator meets it: the sign-in card says how to get in; a user signs
 // in with email and password, and a second tab is signed in too; a tool (first with a bad
 // webhook URL, which the API refuses next to its field), a knowledge base with a document,
-// an agent with both, and a number (then deleted, confirmed in the page) are made in the
-// page; the agent is called from the voice client; the tabs refresh the sign-in in turn,
+// an agent with both (then edited), a number (then deleted, confirmed in the page) and a
+// trunk are made in the page; the agent is called from the voice client; the tabs refresh the sign-in in turn,
 // and signing out in one signs out all; a key made in the page is shown once, and not
 // after a reload.
 //
@@ -109,13 +109,17 @@ try {
   await create(page, 'agents');
   await page.locator('#form-agents-name').fill('Studio receptionist');
   await page.locator('#form-agents-instructions').fill('You tell callers when the shop is open.');
-  await page.locator('#form-agents-first_message').fill('Hello from the studio.');
+  await page.locator('#form-agents-first_message').fill('Hello.');
   await page.selectOption('#form-agents-model', model);
   await page.locator('#form-agents-transcriber-provider').fill('voice');
   await page.locator(`#form-agents-tool_ids input[value="${toolId}"]`).check();
   await page.locator(`#form-agents-knowledge_base_ids input[value="${baseId}"]`).check();
   await submit(page, 'form-agents');
   const agentId = await made(page, 'agents');
+  // Edited: the first message changed and saved; the greeting the caller hears says so.
+  await page.locator('#form-agents-first_message').fill('Hello from the studio.');
+  await submit(page, 'form-agents');
+  await page.locator('#saved', {hasText: 'Saved.'}).waitFor({timeout: 15_000});
   report('agent', {id: agentId});
   await screenshot(page, dir, '3-agent-made');
 
@@ -132,6 +136,19 @@ try {
   await page.locator('#confirm-yes').click();
   await view(page, 'numbers');
   report('number', {id: numberId, listed: await page.locator(`#numbers-list tr[data-id="${numberId}"]`).count()});
+
+  // A trunk, with a password that is sent once and never shown back.
+  await open(page, 'trunks');
+  await create(page, 'trunks');
+  await page.locator('#form-trunks-name').fill('Carrier');
+  await page.selectOption('#form-trunks-direction', 'both');
+  await page.locator('#form-trunks-inbound-allowed_cidrs').fill('198.51.100.0/24');
+  await page.locator('#form-trunks-outbound-address').fill('sip.carrier.test');
+  await page.locator('#form-trunks-outbound-username').fill('acme');
+  await page.locator('#form-trunks-outbound-password').fill('trunk secret');
+  await submit(page, 'form-trunks');
+  const trunkId = await made(page, 'trunks');
+  report('trunk', {id: trunkId, password_shown: await page.locator('#form-trunks-outbound-password').inputValue()});
 
   // The agent called from the voice client, signed in already in its tab.
   const voice = await context.newPage();
