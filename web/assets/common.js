@@ -41,7 +41,7 @@ const SB = (() => {
       return;
     }
     schedule();
-    for (const check of [...arrived]) check();
+    arrived();
   });
 
   function token() {
@@ -94,14 +94,16 @@ const SB = (() => {
     navigator.locks.request(storageKey + '.refresher', () => {
       refresher = true;
       schedule();
+      // What this tab asked of the refresher before it became the refresher is its own to do.
+      for (const w of [...waiting]) refresh(w.stale).then((ok) => w.done(ok, false), () => w.done(false));
       return new Promise(() => {}); // held until the tab closes
     });
     channel.onmessage = (e) => {
       if (refresher && e.data && e.data.stale) refresh(e.data.stale).catch(() => {});
     };
   }
-  // arrived are the followers waiting for new tokens, told of every change of storage.
-  const arrived = new Set();
+  // waiting are this tab's requests for new tokens that wait for them to reach storage.
+  const waiting = new Set();
 
   // refreshing is the one refresh in flight in this tab, shared by the requests that found
   // the access token expired.
@@ -139,21 +141,28 @@ const SB = (() => {
   // follow asks the refresher for new tokens and waits for them to reach this tab's storage.
   function follow(stale) {
     return new Promise((resolve) => {
-      const done = (ok) => {
-        arrived.delete(check);
-        clearTimeout(giveUp);
-        if (ok) refreshes.push('followed');
-        resolve(ok);
+      const w = {
+        stale,
+        done(ok, followed = true) {
+          if (!waiting.delete(w)) return;
+          clearTimeout(w.timer);
+          if (ok && followed) refreshes.push('followed');
+          resolve(ok);
+        },
       };
-      const check = () => {
-        const c = credential();
-        if (!c || identity(c) === '') done(false);
-        else if (c.token !== stale) done(true);
-      };
-      const giveUp = setTimeout(() => done(false), 20_000);
-      arrived.add(check);
+      w.timer = setTimeout(() => w.done(false), 20_000);
+      waiting.add(w);
       channel.postMessage({stale});
     });
+  }
+
+  // arrived tells the waiting requests of new tokens in storage (or of none at all).
+  function arrived() {
+    const c = credential();
+    for (const w of [...waiting]) {
+      if (!c) w.done(false);
+      else if (c.token !== w.stale) w.done(true);
+    }
   }
 
   // schedule plans the refresher's next refresh a minute before the access token expires,
