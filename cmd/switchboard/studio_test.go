@@ -93,6 +93,9 @@ func TestStudioBuildsAgentAndKeys(t *testing.T) {
 
 	toolID, _ := b.next("tool", 30*time.Second)["id"].(string)
 	baseID, _ := b.next("knowledge", 90*time.Second)["id"].(string)
+	if msg := b.next("invalid-turn", 30*time.Second)["message"]; !strings.Contains(fmt.Sprint(msg), "between 100 and 10000") {
+		t.Errorf("the page showed %q at turn.endpointing_ms", msg)
+	}
 	agentID, _ := b.next("agent", 30*time.Second)["id"].(string)
 	status, agent := n.call("GET", "/api/v1/agents/"+agentID, key, "")
 	if status != http.StatusOK || agent["name"] != "Studio receptionist" || agent["first_message"] != "Hello from the studio." ||
@@ -101,7 +104,7 @@ func TestStudioBuildsAgentAndKeys(t *testing.T) {
 		t.Fatalf("the agent made in the page: %d %v", status, agent)
 	}
 	// What the form left as it was is the server's default, not a blank.
-	if v := agent["voice"].(map[string]any); v["provider"] != "espeak" || agent["turn"].(map[string]any)["interruptions"] != true {
+	if v, turn := agent["voice"].(map[string]any), agent["turn"].(map[string]any); v["provider"] != "espeak" || turn["interruptions"] != true || turn["endpointing_ms"] != 700.0 {
 		t.Errorf("the agent's defaults were not kept: voice %v, turn %v", v, agent["turn"])
 	}
 	number := b.next("number", 30*time.Second)

@@ -114,6 +114,13 @@ try {
   await page.locator('#form-agents-transcriber-provider').fill('voice');
   await page.locator(`#form-agents-tool_ids input[value="${toolId}"]`).check();
   await page.locator(`#form-agents-knowledge_base_ids input[value="${baseId}"]`).check();
+  // A turn setting out of range is refused next to its nested field; fixed, it is kept.
+  await page.locator('#form-agents-turn-endpointing_ms').fill('50');
+  await submit(page, 'form-agents');
+  const turnError = page.locator('#form-agents [data-error-for="turn.endpointing_ms"]');
+  await turnError.waitFor({state: 'visible', timeout: 15_000});
+  report('invalid-turn', {message: await turnError.innerText()});
+  await page.locator('#form-agents-turn-endpointing_ms').fill('700');
   await submit(page, 'form-agents');
   const agentId = await made(page, 'agents');
   // Edited: the first message changed and saved; the greeting the caller hears says so.

@@ -13,6 +13,8 @@ const Studio = (() => {
   // rendering counts renders, so that an answer that arrives after the user moved on is
   // not drawn over the view they moved to.
   let rendering = 0;
+  // viewStream is the event stream the view on show follows, closed when another is shown.
+  let viewStream = null;
 
   function register(name, view) {
     views.set(name, view);
@@ -234,9 +236,20 @@ const Studio = (() => {
       const docs = await optional(everything('/api/v1/knowledge-bases/' + enc(base.id) + '/documents'), []);
       list.replaceChildren(...docs.map((d) => el('li', {'data-document-id': d.id, 'data-status': d.status},
         el('span', {}, d.file_name), el('span', {class: 'badge ' + (d.status === 'failed' ? 'error' : d.status === 'ready' ? 'live' : 'connecting')}, d.status),
-        el('span', {class: 'muted small'}, d.status === 'failed' ? d.reason : d.chunk_count + ' chunks'))));
+        el('span', {class: 'muted small'}, d.status === 'failed' ? d.reason : d.chunk_count + ' chunks'),
+        el('button', {type: 'button', class: 'link danger-link', 'data-delete-document': d.id, onclick: () => remove(d)}, 'Delete'))));
       if (!docs.length) list.append(el('li', {class: 'muted small'}, 'No documents yet.'));
       return docs;
+    };
+    const remove = async (d) => {
+      if (!await Forms.confirm('Delete the document "' + d.file_name + '"? Its chunks leave the index at once.')) return;
+      try {
+        await SB.api('DELETE', '/api/v1/knowledge-bases/' + enc(base.id) + '/documents/' + enc(d.id));
+        status.textContent = 'Deleted ' + d.file_name + '.';
+      } catch (e) {
+        status.textContent = e.message;
+      }
+      await load();
     };
     upload.addEventListener('click', async () => {
       if (!file.files.length) {
@@ -253,19 +266,18 @@ const Studio = (() => {
         if (!r.ok) throw new SB.APIError(r.status, data);
         status.textContent = 'Uploaded ' + data.file_name + ': ' + data.status + '.';
         file.value = '';
-        // Processing takes a moment: look again until it is ready or failed.
-        for (let i = 0; i < 30; i++) {
-          const docs = await load();
-          if (!docs.some((d) => d.status === 'processing')) break;
-          await new Promise((res) => setTimeout(res, 1000));
-        }
+        await load(); // ready or failed follows on the base's event stream
       } catch (e) {
         status.textContent = e.message;
       } finally {
         upload.disabled = false;
       }
     });
-    load();
+    // The base's events say when a document is ready or failed; what changed while the
+    // stream was away is read again when it opens.
+    const es = viewStream = new EventSource(SB.withToken('/api/v1/events?topics=' + enc('knowledge:' + base.id)));
+    es.onopen = () => load();
+    for (const type of ['knowledge.document.ready', 'knowledge.document.failed']) es.addEventListener(type, () => load());
     return el('section', {class: 'part'}, el('h3', {}, 'Documents'), list, el('div', {class: 'upload'}, file, upload), status);
   }
 
@@ -422,6 +434,8 @@ const Studio = (() => {
 
   async function render() {
     const turn = ++rendering;
+    if (viewStream) viewStream.close();
+    viewStream = null;
     const [first, ...rest] = location.hash.slice(1).split('/');
     const name = first || 'agents';
     const id = rest.join('/');
