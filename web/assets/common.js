@@ -257,7 +257,16 @@ const SB = (() => {
         enter(await api('GET', '/api/v1/auth/me'));
         return;
       } catch (e) {
-        if (e.status !== 401 && e.status !== 403) console.warn('switchboard: stored credential:', e);
+        if (e.status !== 401 && e.status !== 403) {
+          // The server is away (restarting, say) or busy: the sign-in, every tab's, is kept
+          // for when it answers.
+          console.warn('switchboard: stored credential:', e);
+          section.replaceChildren(el('h1', {}, 'Switchboard did not answer'),
+            el('p', {class: 'error', role: 'alert'}, e.message),
+            el('button', {type: 'button', class: 'primary', id: 'signin-retry', onclick: () => location.reload()}, 'Try again'));
+          section.hidden = false;
+          return;
+        }
         saveCredential(null);
       }
     }
