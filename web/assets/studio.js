@@ -73,11 +73,13 @@ const Studio = (() => {
     },
     numbers: {
       title: 'Phone numbers', singular: 'phone number', path: '/api/v1/phone-numbers',
+      // The list names the agents that answer.
+      context: async () => ({agents: new Map((await optional(everything('/api/v1/agents'), [])).map((a) => [a.id, a.name]))}),
       intro: 'A number (E.164, or a SIP user) routes the calls dialled to it to an agent or a built-in destination, over any trunk or one.',
       columns: [
         ['Number', (p) => el('span', {class: 'mono'}, p.number)],
         ['Name', (p) => p.name],
-        ['Answered by', (p) => p.agent_id || p.destination || '—'],
+        ['Answered by', (p, ctx) => (p.agent_id ? ctx.agents.get(p.agent_id) || p.agent_id : p.destination || '—')],
         ['Routable', (p) => (p.routable ? 'yes' : p.not_routable || 'no')],
       ],
       fields: async () => {
@@ -287,11 +289,11 @@ const Studio = (() => {
 
   async function showList(root, name, kind, turn) {
     root.replaceChildren(head(kind.title), el('p', {class: 'muted'}, 'Loading…'));
-    const items = await everything(kind.path);
+    const [items, ctx] = await Promise.all([everything(kind.path), kind.context ? kind.context() : {}]);
     if (turn !== rendering) return;
     const rows = items.map((it) => el('tr', {'data-id': it.id, tabindex: 0, onclick: () => { location.hash = '#' + name + '/' + it.id; },
       onkeydown: (ev) => { if (ev.key === 'Enter') location.hash = '#' + name + '/' + it.id; }},
-    ...kind.columns.map(([, cell]) => el('td', {}, cell(it)))));
+    ...kind.columns.map(([, cell]) => el('td', {}, cell(it, ctx)))));
     root.replaceChildren(
       head(kind.title, el('span', {class: 'count'}, items.length ? String(items.length) : ''),
         el('a', {class: 'button primary', href: '#' + name + '/new', id: 'new-' + name}, 'New ' + kind.singular)),
