@@ -119,8 +119,9 @@ const Forms = (() => {
 
   // build makes a form of fields over values (a row of the API, or {} for a new one) and
   // calls submit(body) with what it holds; an APIError that submit throws is shown at the
-  // fields it names. It returns the form and setters for what loads after it (suggestions).
-  function build({id, fields, values = {}, submitLabel = 'Save', submit, extra}) {
+  // fields it names. It returns the form, its row of buttons, showError, suggest (for
+  // suggestions that load after it) and control (a field's element).
+  function build({id, fields, values = {}, submitLabel = 'Save', submit}) {
     const form = el('form', {id, class: 'studio-form', novalidate: true});
     const summary = el('p', {class: 'error form-error', role: 'alert', hidden: true, 'data-error-for': ''});
     const rows = new Map();
@@ -141,7 +142,6 @@ const Forms = (() => {
       if (Array.isArray(f.suggest)) suggest(f.path, f.suggest);
       form.append(row);
     }
-    if (extra) form.append(extra);
     const save = el('button', {type: 'submit', class: 'primary'}, submitLabel);
     const actions = el('div', {class: 'form-actions'}, save);
     form.append(summary, actions);
@@ -232,18 +232,7 @@ const Forms = (() => {
       if (list) list.replaceChildren(...options(values).map((o) => el('option', {value: o.value}, o.label !== o.value ? o.label : null)));
     }
 
-    // choices replaces a select's options, keeping what is chosen.
-    function choices(path, values) {
-      const r = rows.get(path);
-      if (!r || r.f.type !== 'select') return;
-      const was = r.c.value;
-      r.f.options = values;
-      const fresh = control(id, r.f, was === '' && !options(values).some((o) => o.value === '') ? undefined : was);
-      r.c.replaceWith(fresh);
-      r.c = fresh;
-    }
-
-    return {form, actions, showError, suggest, choices, control: (path) => rows.get(path) && rows.get(path).c};
+    return {form, actions, showError, suggest, control: (path) => rows.get(path) && rows.get(path).c};
   }
 
   // confirm asks in the page (a modal dialog) before something that cannot be undone.
@@ -269,5 +258,5 @@ const Forms = (() => {
     });
   }
 
-  return {build, confirm, get};
+  return {build, confirm};
 })();
