@@ -10,9 +10,9 @@ import (
 )
 
 // webRoutes serve the pages for people (package web): the voice client at /call, and at /
-// for a browser; the dashboard at /dashboard; and their scripts and styles. The pages are
-// public: they sign in from the browser, with a key or an email and password, and call the
-// API like any client.
+// for a browser; the dashboard at /dashboard; the studio at /studio; and their scripts and
+// styles. The pages are public: they sign in from the browser, with a key or an email and
+// password, and call the API like any client.
 func (s *Server) webRoutes() []route {
 	const tag = "Web"
 	return []route{
@@ -24,6 +24,8 @@ func (s *Server) webRoutes() []route {
 			Summary: "The call history: calls by agent, status, direction, time and number, and each call's recording, voicemail, turn latency, cost, transcript, events and errors"},
 		{Method: http.MethodGet, Path: "/analytics", Tag: tag, Raw: true, Status: http.StatusOK, Handle: s.webPage(web.PageAnalytics),
 			Summary: "Charts of the tenant's calls: volume, answer rate, turn latency percentiles and cost, by hour or day"},
+		{Method: http.MethodGet, Path: "/studio", Tag: tag, Raw: true, Status: http.StatusOK, Handle: s.webPage(web.PageStudio),
+			Summary: "The studio: make and change agents, phone numbers, trunks, tools, knowledge bases and API keys in the browser"},
 		{Method: http.MethodGet, Path: "/web/assets/{file}", Tag: tag, Raw: true, Status: http.StatusOK, Handle: s.webAsset,
 			Summary: "Scripts, styles and images of the voice client and the dashboard"},
 	}

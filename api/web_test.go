@@ -64,7 +64,7 @@ func TestRootNegotiation(t *testing.T) {
 	}
 }
 
-// TestWebPages: the voice client and the dashboard are HTML under a strict content security
+// TestWebPages: the voice client, the dashboard and the studio are HTML under a strict content security
 // policy that load only scripts and styles of their own origin, all served, and nothing else
 // under /web/assets.
 func TestWebPages(t *testing.T) {
@@ -75,6 +75,7 @@ func TestWebPages(t *testing.T) {
 		{"/dashboard", "/web/assets/dashboard.js"},
 		{"/calls", "/web/assets/history.js"},
 		{"/analytics", "/web/assets/analytics.js"},
+		{"/studio", "/web/assets/studio.js"},
 	} {
 		r := ts.request(http.MethodGet, page.path, nil, hdr("Accept", browserAccept))
 		wantStatus(t, r, http.StatusOK, page.path)
@@ -142,7 +143,7 @@ func TestWebPages(t *testing.T) {
 		}
 	}
 	// The pages are public: they sign in from the browser.
-	for _, path := range []string{"/call", "/dashboard", "/calls", "/analytics", "/web/assets/style.css"} {
+	for _, path := range []string{"/call", "/dashboard", "/calls", "/analytics", "/studio", "/web/assets/style.css"} {
 		if r := ts.do(http.MethodGet, path, "as_live_"+strings.Repeat("x", 40), nil); r.Status != http.StatusOK {
 			t.Fatalf("%s with a wrong key: %d", path, r.Status)
 		}

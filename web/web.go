@@ -1,6 +1,7 @@
 // Package web holds Switchboard's pages for people: the voice client, with which a browser
-// calls an agent over WebRTC, and the dashboard of live and recent calls, their transcripts
-// and reports, and the tenant's agents. They are plain HTML, CSS and JavaScript embedded in
+// calls an agent over WebRTC; the dashboard of live and recent calls, their transcripts
+// and reports, and the tenant's agents; and the studio, where a tenant's agents, numbers,
+// trunks, tools, knowledge bases and keys are made and changed. They are plain HTML, CSS and JavaScript embedded in
 // the binary; they load nothing from another origin, so they work offline, and they talk to
 // the server only through its public API (/api/v1, its event stream and WebRTC sessions).
 package web
@@ -19,14 +20,16 @@ const (
 	PageCall      = "call"
 	PageDashboard = "dashboard"
 	// PageCalls is the call history and a call's page; PageAnalytics the charts of the
-	// tenant's calls.
+	// tenant's calls; PageStudio where a tenant's things are made and changed.
 	PageCalls     = "calls"
 	PageAnalytics = "analytics"
+	PageStudio    = "studio"
 )
 
-// Page returns the HTML of a page (PageCall, PageDashboard, PageCalls, PageAnalytics).
+// Page returns the HTML of a page (PageCall, PageDashboard, PageCalls, PageAnalytics,
+// PageStudio).
 func Page(name string) ([]byte, bool) {
-	if name != PageCall && name != PageDashboard && name != PageCalls && name != PageAnalytics {
+	if name != PageCall && name != PageDashboard && name != PageCalls && name != PageAnalytics && name != PageStudio {
 		return nil, false
 	}
 	b, err := files.ReadFile("pages/" + name + ".html")

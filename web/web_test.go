@@ -11,7 +11,7 @@ import (
 // TestPagesAndAssets: the pages are there, and assets are found by file name only.
 func TestPagesAndAssets(t *testing.T) {
 	t.Parallel()
-	for _, name := range []string{PageCall, PageDashboard, PageCalls, PageAnalytics} {
+	for _, name := range []string{PageCall, PageDashboard, PageCalls, PageAnalytics, PageStudio} {
 		if b, ok := Page(name); !ok || !strings.HasPrefix(string(b), "<!doctype html>") {
 			t.Errorf("page %s: %v %.40q", name, ok, b)
 		}

@@ -2,13 +2,13 @@
 //
 //   node call.mjs BASE_URL API_KEY ARTIFACT_DIR CALLER_WAV
 //
-// The voice client is opened at / (a browser gets it there), signed in with the key; the
-// demo agent is chosen and called over WebRTC with the WAV as microphone. The greeting must
-// be heard (the level of the received audio) and read (the data channel's transcript). The
-// dashboard, in a second page, must list the call live, follow its transcript, and once
+// The voice client is opened at / (a browser gets it there), signed in already by the
+// dashboard's sign-in with the key, which every tab shares; the demo agent is chosen and
+// called over WebRTC with the WAV as microphone. The greeting must be heard (the level of
+// the received audio) and read (the data channel's transcript). The dashboard, in a second page, must list the call live, follow its transcript, and once
 // the voice client hangs up, show it ended with its report. Steps go to stdout as JSON
 // lines; screenshots go to ARTIFACT_DIR.
-import { launch, report, watch, signIn, screenshot, openDashboard, followCall, waitEnded, greeting } from './lib.mjs';
+import { launch, report, watch, screenshot, openDashboard, followCall, waitEnded, greeting } from './lib.mjs';
 
 const [base, key, dir, wav] = process.argv.slice(2);
 if (!base || !key || !dir || !wav) {
@@ -28,7 +28,8 @@ try {
   watch(voice, 'voice');
   const nav = await voice.goto(base + '/');
   if (!(nav.headers()['content-type'] || '').startsWith('text/html')) throw new Error('GET / in a browser is not a page: ' + nav.headers()['content-type']);
-  await signIn(voice, key);
+  // Signed in already: the dashboard's sign-in is every tab's.
+  await voice.locator('#app').waitFor({state: 'visible', timeout: 30_000});
   await voice.locator('#agent option', {hasText: 'Demo receptionist'}).first().waitFor({state: 'attached', timeout: 10_000});
   await voice.selectOption('#agent', {label: 'Demo receptionist'});
   await screenshot(voice, dir, '1-voice-client-ready');

@@ -1,25 +1,48 @@
-// What the voice client and the dashboard share: the credential (an API key, or the tokens
-// of an email and password sign-in) kept in sessionStorage, calls to the API with it, the
-// sign-in form, and small helpers. Everything the server sends is put in the page as text,
-// never as HTML.
+// What the voice client, the dashboard and the studio share: the credential (an API key, or
+// the tokens of an email and password sign-in) kept in localStorage, so that every tab of the
+// browser is signed in at once and a sign-out in one signs out all; calls to the API with it,
+// refreshing a sign-in's access token before it expires; the sign-in form; small helpers.
+// Everything the server sends is put in the page as text, never as HTML.
 'use strict';
 
 const SB = (() => {
   const storageKey = 'switchboard.credential';
 
-  // credential is {kind: 'key'|'user', token, refresh?, label}.
-  function credential() {
+  function parseCredential(s) {
     try {
-      return JSON.parse(sessionStorage.getItem(storageKey) || 'null');
+      return JSON.parse(s || 'null');
     } catch {
       return null;
     }
   }
 
-  function saveCredential(c) {
-    if (c) sessionStorage.setItem(storageKey, JSON.stringify(c));
-    else sessionStorage.removeItem(storageKey);
+  // credential is {kind: 'key'|'user', token, refresh?, expires? (ms), user?, label}.
+  function credential() {
+    return parseCredential(localStorage.getItem(storageKey));
   }
+
+  function saveCredential(c) {
+    if (c) localStorage.setItem(storageKey, JSON.stringify(c));
+    else localStorage.removeItem(storageKey);
+    schedule();
+  }
+
+  // identity says who a credential is: a tab reloads when another tab signs in as someone
+  // else or signs out, and only re-plans its refresh when another tab refreshed the tokens.
+  function identity(c) {
+    if (!c) return '';
+    return c.kind === 'user' ? 'user:' + (c.user || c.label) : 'key:' + c.token;
+  }
+
+  addEventListener('storage', (e) => {
+    if (e.key !== storageKey && e.key !== null) return; // null: the whole storage was cleared
+    if (identity(parseCredential(e.oldValue)) !== identity(credential())) {
+      location.reload();
+      return;
+    }
+    schedule();
+    arrived();
+  });
 
   function token() {
     const c = credential();
@@ -60,29 +83,106 @@ const SB = (() => {
     return {status: r.status, ok: r.ok, data};
   }
 
-  // refreshing is the one refresh in flight, shared by the requests that found the access
-  // token expired.
-  let refreshing = null;
+  // One tab at a time refreshes the sign-in: the refresher, which holds a Web Lock while it
+  // lives (the next tab in line takes over when it closes). A refresh token is good once,
+  // and its second use signs the user out everywhere; tabs cannot take turns at it through
+  // localStorage alone, as one tab sees another's writes a moment late. The other tabs ask
+  // the refresher (a BroadcastChannel) and take the new tokens from storage when they come.
+  const channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel(storageKey) : null;
+  let refresher = !navigator.locks || !channel; // without either, each tab refreshes for itself
+  if (!refresher) {
+    navigator.locks.request(storageKey + '.refresher', () => {
+      refresher = true;
+      schedule();
+      // What this tab asked of the refresher before it became the refresher is its own to do.
+      for (const w of [...waiting]) refresh(w.stale).then((ok) => w.done(ok, false), () => w.done(false));
+      return new Promise(() => {}); // held until the tab closes
+    });
+    channel.onmessage = (e) => {
+      if (refresher && e.data && e.data.stale) refresh(e.data.stale).catch(() => {});
+    };
+  }
+  // waiting are this tab's requests for new tokens that wait for them to reach storage.
+  const waiting = new Set();
 
-  async function refresh() {
-    const c = credential();
-    if (!c || c.kind !== 'user' || !c.refresh) return false;
+  // refreshing is the one refresh in flight in this tab, shared by the requests that found
+  // the access token expired.
+  let refreshing = null;
+  // refreshes says what each refresh of this tab did ('refreshed', or 'followed' when the
+  // refresher did it): the browser tests read it.
+  const refreshes = [];
+
+  // refresh gets new tokens for the sign-in whose access token was stale (the one held now
+  // when not given), and reports whether there are some.
+  async function refresh(stale) {
+    const held = credential();
+    if (!held || held.kind !== 'user' || !held.refresh) return false;
+    if (stale === undefined) stale = held.token;
+    if (held.token !== stale) return true; // refreshed already
+    if (!refresher) return follow(stale);
     if (!refreshing) {
       refreshing = (async () => {
-        const r = await request('POST', '/api/v1/auth/refresh', {refresh_token: c.refresh});
+        const r = await request('POST', '/api/v1/auth/refresh', {refresh_token: held.refresh});
+        if (r.status === 401) {
+          // The sign-in is over (expired, or its user was removed): every tab says so.
+          saveCredential(null);
+          location.reload();
+          return false;
+        }
         if (!r.ok) return false;
-        saveCredential({...c, token: r.data.access_token, refresh: r.data.refresh_token});
+        saveCredential({...held, token: r.data.access_token, refresh: r.data.refresh_token, expires: Date.parse(r.data.expires_at) || 0});
+        refreshes.push('refreshed');
         return true;
       })().finally(() => { refreshing = null; });
     }
     return refreshing;
   }
 
+  // follow asks the refresher for new tokens and waits for them to reach this tab's storage.
+  function follow(stale) {
+    return new Promise((resolve) => {
+      const w = {
+        stale,
+        done(ok, followed = true) {
+          if (!waiting.delete(w)) return;
+          clearTimeout(w.timer);
+          if (ok && followed) refreshes.push('followed');
+          resolve(ok);
+        },
+      };
+      w.timer = setTimeout(() => w.done(false), 20_000);
+      waiting.add(w);
+      channel.postMessage({stale});
+    });
+  }
+
+  // arrived tells the waiting requests of new tokens in storage (or of none at all).
+  function arrived() {
+    const c = credential();
+    for (const w of [...waiting]) {
+      if (!c) w.done(false);
+      else if (c.token !== w.stale) w.done(true);
+    }
+  }
+
+  // schedule plans the refresher's next refresh a minute before the access token expires,
+  // so that the pages' event streams, which carry the token in their URL, are not refused
+  // on reconnect.
+  let timer = 0;
+  function schedule() {
+    clearTimeout(timer);
+    const c = credential();
+    if (!refresher || !c || c.kind !== 'user' || !c.expires) return;
+    const token = c.token;
+    timer = setTimeout(() => refresh(token).catch(() => {}), Math.max(5_000, c.expires - Date.now() - 60_000));
+  }
+
   // api calls the API with the credential and returns the decoded answer; an error answer
   // throws an APIError. An expired access token is refreshed once.
   async function api(method, path, body) {
+    const sent = token();
     let r = await request(method, path, body);
-    if (r.status === 401 && await refresh()) r = await request(method, path, body);
+    if (r.status === 401 && await refresh(sent)) r = await request(method, path, body);
     if (!r.ok) throw new APIError(r.status, r.data);
     return r.data;
   }
@@ -157,7 +257,16 @@ const SB = (() => {
         enter(await api('GET', '/api/v1/auth/me'));
         return;
       } catch (e) {
-        if (e.status !== 401 && e.status !== 403) console.warn('switchboard: stored credential:', e);
+        if (e.status !== 401 && e.status !== 403) {
+          // The server is away (restarting, say) or busy: the sign-in, every tab's, is kept
+          // for when it answers.
+          console.warn('switchboard: stored credential:', e);
+          section.replaceChildren(el('h1', {}, 'Switchboard did not answer'),
+            el('p', {class: 'error', role: 'alert'}, e.message),
+            el('button', {type: 'button', class: 'primary', id: 'signin-retry', onclick: () => location.reload()}, 'Try again'));
+          section.hidden = false;
+          return;
+        }
         saveCredential(null);
       }
     }
@@ -210,18 +319,29 @@ const SB = (() => {
       attempt(passwordForm, async () => {
         const r = await request('POST', '/api/v1/auth/login', {email: emailInput.value.trim(), password: passwordInput.value});
         if (!r.ok) throw new APIError(r.status, r.data);
-        return {kind: 'user', token: r.data.access_token, refresh: r.data.refresh_token, label: r.data.user && r.data.user.email};
+        const u = r.data.user || {};
+        return {kind: 'user', token: r.data.access_token, refresh: r.data.refresh_token, expires: Date.parse(r.data.expires_at) || 0,
+          user: u.id, label: u.email};
       });
     });
 
     section.replaceChildren(
       el('h1', {}, 'Sign in to Switchboard'),
-      el('p', {class: 'muted small'}, 'With an API key of your tenant, or the email and password of a user. It is kept in this tab only.'),
+      el('p', {class: 'muted small'}, 'With an API key of your tenant, or the email and password of a user. Every tab of this browser is signed in with it, until you sign out in any of them.'),
       el('div', {class: 'tabs', role: 'tablist'}, tabKey, tabPassword),
-      keyForm, passwordForm, error);
+      keyForm, passwordForm, error,
+      el('div', {class: 'first-run', id: 'signin-help'},
+        el('h2', {}, 'No key or user yet?'),
+        el('p', {class: 'small'}, 'On the machine that runs Switchboard, make a key (it is printed once):'),
+        el('pre', {class: 'mono'}, 'switchboard keys create --name studio'),
+        el('p', {class: 'small'}, 'or a user, who signs in with email and password:'),
+        el('pre', {class: 'mono'}, 'switchboard users create --email you@example.com --password-stdin'),
+        el('p', {class: 'small muted'}, 'Both take the server\'s settings (DATABASE_URL, SWITCHBOARD_DATA_DIR) from the environment, as switchboard serve does.')));
     section.hidden = false;
     keyInput.focus();
   }
 
-  return {api, withToken, token, refresh, el, duration, clock, when, ms, signIn, APIError};
+  schedule();
+
+  return {api, request, withToken, token, refresh, refreshes, el, duration, clock, when, ms, signIn, APIError};
 })();
