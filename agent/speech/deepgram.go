@@ -31,27 +31,47 @@ const (
 
 // DeepgramSTT transcribes through any server of Deepgram's live API. Safe for concurrent
 // use: each Open is its own socket.
-type DeepgramSTT struct {
+type DeepgramSTT struct{ liveEndpoint }
+
+// NewDeepgramSTT transcribes through baseURL (DefaultDeepgramBaseURL when empty) with model
+// (DefaultDeepgramModel when empty); apiKey is sent as "Token <key>" when not empty; client
+// nil is http.DefaultClient.
+func NewDeepgramSTT(baseURL, apiKey, model string, client *http.Client) *DeepgramSTT {
+	return &DeepgramSTT{newLiveEndpoint(baseURL, DefaultDeepgramBaseURL, apiKey, model, DefaultDeepgramModel, client)}
+}
+
+// liveEndpoint is where a live transcriber connects, and as what: the part every
+// protocol's client shares.
+type liveEndpoint struct {
 	base, key, model string
 	client           *http.Client
 	header           http.Header
 	opaque           bool
 }
 
-// NewDeepgramSTT transcribes through baseURL (DefaultDeepgramBaseURL when empty) with model
-// (DefaultDeepgramModel when empty); apiKey is sent as "Token <key>" when not empty; client
-// nil is http.DefaultClient.
-func NewDeepgramSTT(baseURL, apiKey, model string, client *http.Client) *DeepgramSTT {
+func newLiveEndpoint(baseURL, defBase, key, model, defModel string, client *http.Client) liveEndpoint {
 	if baseURL == "" {
-		baseURL = DefaultDeepgramBaseURL
+		baseURL = defBase
 	}
 	if model == "" {
-		model = DefaultDeepgramModel
+		model = defModel
 	}
 	if client == nil {
 		client = http.DefaultClient
 	}
-	return &DeepgramSTT{base: strings.TrimRight(baseURL, "/"), key: apiKey, model: model, client: client}
+	return liveEndpoint{base: strings.TrimRight(baseURL, "/"), key: key, model: model, client: client}
+}
+
+// headers are the endpoint's own headers and its key as authorization, in scheme.
+func (e *liveEndpoint) headers(scheme string) http.Header {
+	h := http.Header{}
+	for k, v := range e.header {
+		h[k] = v
+	}
+	if e.key != "" {
+		h.Set("Authorization", scheme+" "+e.key)
+	}
+	return h
 }
 
 // Model is the model asked for.
@@ -92,14 +112,7 @@ type deepgramProtocol struct {
 }
 
 func (p *deepgramProtocol) dial(ctx context.Context) (*websocket.Conn, error) {
-	h := http.Header{}
-	for k, v := range p.d.header {
-		h[k] = v
-	}
-	if p.d.key != "" {
-		h.Set("Authorization", "Token "+p.d.key)
-	}
-	return dialLive(ctx, p.url, p.d.client, h)
+	return dialLive(ctx, p.url, p.d.client, p.d.headers("Token"))
 }
 
 func (p *deepgramProtocol) rate() int { return p.sampleRate }

@@ -24,27 +24,13 @@ const openAIRealtimeRate = 24000
 
 // OpenAIRealtimeSTT transcribes through any server of OpenAI's realtime transcription
 // sessions. Safe for concurrent use: each Open is its own socket.
-type OpenAIRealtimeSTT struct {
-	base, key, model string
-	client           *http.Client
-	header           http.Header
-	opaque           bool
-}
+type OpenAIRealtimeSTT struct{ liveEndpoint }
 
 // NewOpenAIRealtimeSTT transcribes through baseURL (https://api.openai.com/v1 when empty)
 // with model (gpt-4o-mini-transcribe when empty); apiKey is sent as a Bearer token when
 // not empty; client nil is http.DefaultClient.
 func NewOpenAIRealtimeSTT(baseURL, apiKey, model string, client *http.Client) *OpenAIRealtimeSTT {
-	if baseURL == "" {
-		baseURL = DefaultOpenAIBaseURL
-	}
-	if model == "" {
-		model = DefaultRealtimeSTTModel
-	}
-	if client == nil {
-		client = http.DefaultClient
-	}
-	return &OpenAIRealtimeSTT{base: strings.TrimRight(baseURL, "/"), key: apiKey, model: model, client: client}
+	return &OpenAIRealtimeSTT{newLiveEndpoint(baseURL, DefaultOpenAIBaseURL, apiKey, model, DefaultRealtimeSTTModel, client)}
 }
 
 // DefaultRealtimeSTTModel is the realtime transcription model of an openai-kind
@@ -106,13 +92,7 @@ type openAIRealtimeProtocol struct {
 }
 
 func (p *openAIRealtimeProtocol) dial(ctx context.Context) (*websocket.Conn, error) {
-	h := http.Header{}
-	for k, v := range p.o.header {
-		h[k] = v
-	}
-	if p.o.key != "" {
-		h.Set("Authorization", "Bearer "+p.o.key)
-	}
+	h := p.o.headers("Bearer")
 	h.Set("OpenAI-Beta", "realtime=v1")
 	conn, err := dialLive(ctx, p.o.base+"/realtime?intent=transcription", p.o.client, h)
 	if err != nil {
