@@ -15,7 +15,7 @@ import (
 
 // speechSetup says where a speech provider is configured, for the 422s of an agent's voice
 // and transcriber.
-const speechSetup = "configure its provider (environment: OPENAI_API_KEY, ELEVENLABS_API_KEY, CARTESIA_API_KEY or their _BASE_URL; " +
+const speechSetup = "configure its provider (environment: OPENAI_API_KEY, DEEPGRAM_API_KEY, ELEVENLABS_API_KEY, CARTESIA_API_KEY or their _BASE_URL; " +
 	"SWITCHBOARD_PROVIDERS_FILE; or /api/v1/providers)"
 
 // checkAgentSpeech refuses an agent that names a voice or a transcriber this node cannot
