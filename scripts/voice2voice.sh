@@ -21,7 +21,7 @@ sizes=("$@")
 calls=$(IFS=,; echo "${sizes[*]}")
 echo "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 V2V_CALLS=$calls V2V_DURATION=${DURATION:-66s} \
-  go test -run '^$' -bench VoiceToVoice -benchtime 1x -timeout 30m ./cmd/switchboard 2>&1 |
+  go test -v -run '^$' -bench VoiceToVoice -benchtime 1x -timeout 30m ./cmd/switchboard 2>&1 |
   grep -v 'ref went negative' |
   sed -n 's/^ *v2v_bench_test.go:[0-9]*: //p; s/^        \(|.*\)$/\1/p; /^--- FAIL\|^FAIL\|^panic/p'
 echo "load average after $(cut -d' ' -f1-3 /proc/loadavg)" >&2

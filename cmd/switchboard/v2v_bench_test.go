@@ -161,16 +161,18 @@ func BenchmarkVoiceToVoice(b *testing.B) {
 				answered += reps[i].Answered
 			}
 			calls := s.endedCalls(answered)
-			b.Logf("\n| pipeline | calls | turns | on the wire p50 / p95 | budget | Switchboard adds p50 / p95 | server v2v p50 / p95 | load avg before |\n|---|---|---|---|---|---|---|---|")
+			b.Logf("\n| pipeline | calls | turns | on the wire p50 / p95 | budget | Switchboard adds p50 / p95 | server v2v p50 / p95 | late packets | load avg before |\n|---|---|---|---|---|---|---|---|---|")
 			for i, p := range pipes {
 				wire := reps[i].VoiceToVoiceMs
 				p50, p95 := pct(wire, 50), pct(wire, 95)
 				budget := float64(p.budget) / float64(time.Millisecond)
 				var server, eos, stt, brain, tts []float64
+				var late int64
 				for _, c := range calls {
 					if !strings.Contains(c.To, p.number) {
 						continue
 					}
+					late += c.Quality.PacketsLate
 					for _, t := range c.Turns {
 						if m := t.Metrics; t.Role == "assistant" && m != nil && m.VoiceToVoiceMS > 0 {
 							server = append(server, m.VoiceToVoiceMS)
@@ -182,9 +184,9 @@ func BenchmarkVoiceToVoice(b *testing.B) {
 				defer b.Logf("%s, as the server saw its turns, p50 / p95: end of speech %.0f / %.0f ms, STT %.0f / %.0f ms, "+
 					"model first token (speech-to-speech: first audio) %.0f / %.0f ms, TTS first audio %.0f / %.0f ms",
 					p.name, pct(eos, 50), pct(eos, 95), pct(stt, 50), pct(stt, 95), pct(brain, 50), pct(brain, 95), pct(tts, 50), pct(tts, 95))
-				b.Logf("| %s | %d / %d | %d | %.0f / %.0f ms | %.0f ms | %.0f / %.0f ms | %.0f / %.0f ms | %s |",
+				b.Logf("| %s | %d / %d | %d | %.0f / %.0f ms | %.0f ms | %.0f / %.0f ms | %.0f / %.0f ms | %d | %s |",
 					p.name, reps[i].Answered, per, len(wire), p50, p95, budget, p50-budget, p95-budget,
-					pct(server, 50), pct(server, 95), loadavg)
+					pct(server, 50), pct(server, 95), late, loadavg)
 				b.ReportMetric(p50, fmt.Sprintf("p%d-wire-p50-ms", i))
 				b.ReportMetric(p95, fmt.Sprintf("p%d-wire-p95-ms", i))
 				if reps[i].Answered < per {
