@@ -2,8 +2,9 @@
 # Voice-to-voice latency of Switchboard's agent pipelines, on the wire: runs
 # BenchmarkVoiceToVoice (cmd/switchboard/v2v_bench_test.go), which builds the binary, starts
 # `switchboard serve` (SQLite in a temporary directory, SIP on a free loopback port) with an
-# agent of each pipeline on its own number (the batch pipeline: STT → model → TTS; the
-# speech-to-speech pipeline: an OpenAI Realtime model), backed by stand-ins that take the
+# agent of each pipeline on its own number (batch: STT → model → TTS; streaming: a
+# Deepgram-protocol live transcriber → model → ElevenLabs-protocol streamed voice, and the
+# same with turn.early_start_ms; speech-to-speech: an OpenAI Realtime model), backed by stand-ins that take the
 # providers' published times, and places the calls with switchboard's load generator,
 # alternating between the pipelines in one run. Each caller says "Where is my order?" every
 # 6 s; every turn is measured from the caller's last word sent to the first sound of the

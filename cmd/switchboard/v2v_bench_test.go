@@ -101,7 +101,7 @@ func v2vPipelines() []v2vPipeline {
 // providers' times and the turn detection's silence), and what Switchboard added over the
 // budget; and the server's own per-turn figures from the stored transcripts.
 //
-//	go test -run '^$' -bench VoiceToVoice -benchtime 1x -timeout 30m ./cmd/switchboard
+//	go test -v -run '^$' -bench VoiceToVoice -benchtime 1x -timeout 30m ./cmd/switchboard
 //
 // V2V_CALLS lists the concurrencies (default 20,200), V2V_DURATION each call's length
 // (default 60s). scripts/voice2voice.sh runs it.
