@@ -98,6 +98,9 @@ type JitterBuffer struct {
 	lostRun   int
 	excessRun int
 	calmRun   int
+	// lateBurst is set by a late packet and cleared by the next Pop: the late packets of
+	// one burst grow the target once.
+	lateBurst bool
 	// maxRecv is the highest extended sequence number received (maxExt also moves with
 	// playout), recvTS its timestamp, and tsStep the timestamp advance of one packet,
 	// learnt from consecutive ones (0 until then): with them a sender's pause is told from
@@ -151,6 +154,7 @@ func (j *JitterBuffer) Reset() {
 	}
 	j.playing, j.anchored = false, false
 	j.count, j.grow, j.lostRun, j.excessRun, j.calmRun = 0, 0, 0, 0, 0
+	j.lateBurst = false
 	j.badSeq = -1
 	if j.target == 0 || !j.cfg.Adaptive {
 		j.target = j.cfg.Initial
@@ -207,10 +211,17 @@ func (j *JitterBuffer) Push(payload []byte, seq uint16, ts uint32) {
 		}
 		j.stats.Late++
 		j.calmRun = 0
-		if j.cfg.Adaptive && j.target < j.cfg.Max {
+		// The late packets that arrive together (a sender, a network or our own reader
+		// that stalled, then delivered what it held) are one spike of delay: they grow the
+		// target by one frame, not one each. Grown a frame a packet, one stall of 100 ms
+		// left the call up to Max frames behind for a minute (the target comes down a
+		// frame per jitterCalmAfter pops), and an agent heard the caller stop that much
+		// later; delay that keeps coming late keeps growing it, a frame a burst.
+		if j.cfg.Adaptive && j.target < j.cfg.Max && !j.lateBurst {
 			j.target++
 			j.grow++
 		}
+		j.lateBurst = true
 	default:
 		// Out of the window: a lone stray packet is dropped, a second sequential one means the
 		// sender jumped (restart, new SSRC) and the buffer starts over from it.
@@ -265,6 +276,7 @@ func (j *JitterBuffer) store(ext int64, ts uint32, payload []byte) {
 // Pop plays out the frame due at this 20 ms tick, copying its payload into dst (which
 // needs room for MaxPayload bytes).
 func (j *JitterBuffer) Pop(dst []byte) Popped {
+	j.lateBurst = false
 	if !j.anchored {
 		return Popped{Status: PopEmpty}
 	}

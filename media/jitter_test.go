@@ -160,6 +160,35 @@ func TestJitterBufferLateAndAdaptive(t *testing.T) {
 	eq(t, "target after calm", j.Stats().Target, 2)
 }
 
+// A stall delivers its packets late and together: that is one spike of delay, and grows the
+// target by one frame, where a frame a late packet used to take the buffer to Max at once
+// and keep every frame heard (an agent's turn-taking too) that much later for a minute.
+func TestJitterBufferLateBurstGrowsOnce(t *testing.T) {
+	t.Parallel()
+	j := NewJitterBuffer(JitterConfig{Initial: 2, Min: 2, Max: 8, Adaptive: true})
+	b := make([]byte, 2)
+	dst := make([]byte, 1500)
+	j.Push(seqPayload(b, 0), 0, 0)
+	j.Push(seqPayload(b, 1), 1, 160)
+	popAll(t, j, 2)
+	// The sender stalls for five frames: the buffer conceals them, then all arrive at once.
+	popAll(t, j, 5)
+	for i := uint16(2); i < 9; i++ {
+		j.Push(seqPayload(b, i), i, uint32(i)*160)
+	}
+	s := j.Stats()
+	eq(t, "late", s.Late, 5)
+	eq(t, "target after one stall", s.Target, 3)
+	// A second stall, later, is more delay that keeps coming: one frame more.
+	popAll(t, j, 6)
+	j.Pop(dst)
+	j.Pop(dst)
+	for i := uint16(9); i < 13; i++ {
+		j.Push(seqPayload(b, i), i, uint32(i)*160)
+	}
+	eq(t, "target after two stalls", j.Stats().Target, 4)
+}
+
 func TestJitterBufferPauseAndDrain(t *testing.T) {
 	t.Parallel()
 	j := NewJitterBuffer(JitterConfig{Initial: 2, Min: 1, Max: 4})

@@ -400,6 +400,10 @@ type benchCall struct {
 	Report      struct {
 		Turns int `json:"turns"`
 	} `json:"report"`
+	// Quality.PacketsLate are the caller's packets that came too late to be heard.
+	Quality struct {
+		PacketsLate int64 `json:"packets_late"`
+	} `json:"quality"`
 	Turns []struct {
 		Role    string `json:"role"`
 		Metrics *struct {

@@ -29,8 +29,18 @@ const (
 	v2vSTT = 200 * time.Millisecond
 	// v2vModelFirst is the model's first token; the rest of its answer streams at once.
 	v2vModelFirst = 350 * time.Millisecond
-	// v2vTTS is the first audio of a synthesis.
+	// v2vTTS is the first audio of a synthesis, batch or streamed (ElevenLabs- and
+	// Cartesia-protocol stand-ins: after the first text of a context).
 	v2vTTS = 150 * time.Millisecond
+	// v2vLiveFinal is a live transcriber's final result after its endpointing silence
+	// (turn.stt_endpointing_ms, 300 ms by default): the Deepgram-protocol stand-in sends
+	// interim results every 100 ms of speech and the final this long after the silence.
+	v2vLiveFinal = 200 * time.Millisecond
+	// v2vInterim is when the live stand-in's interim transcript has the caller's last word:
+	// it sends one every 100 ms of speech, and the last when it hears the speech stop.
+	v2vInterim = 100 * time.Millisecond
+	// v2vEarlyStart is the streaming pipeline's turn.early_start_ms in its second variant.
+	v2vEarlyStart = 200 * time.Millisecond
 	// v2vRealtimeFirst is a Realtime model's first audio after the turn ends, and
 	// v2vRealtimeSilence its server_vad's silence_duration_ms default.
 	v2vRealtimeFirst   = 500 * time.Millisecond
@@ -50,9 +60,10 @@ type v2vPipeline struct {
 	budget time.Duration
 }
 
-// v2vPipelines are the agents compared. The streaming pipeline (Deepgram-protocol STT,
-// ElevenLabs- or Cartesia-protocol TTS) is one more entry here once its stand-ins are in.
+// v2vPipelines are the agents compared.
 func v2vPipelines() []v2vPipeline {
+	const streaming = `"model":"openai/gpt-test","instructions":"You answer questions about orders.",` +
+		`"voice":{"provider":"el","voice":"21m00Tcm4TlvDq8ikWAM","speed":1}`
 	return []v2vPipeline{
 		{name: "batch (STT → model → TTS)", number: "+15550011",
 			agent: `{"name":"Batch","model":"openai/gpt-test","instructions":"You answer questions about orders.",` +
@@ -62,6 +73,21 @@ func v2vPipelines() []v2vPipeline {
 			agent: `{"name":"Realtime","model":"rt/gpt-realtime","instructions":"You answer questions about orders.",` +
 				`"transcriber":{"provider":"rt","model":"whisper-1"},"voice":{"provider":"rt","voice":"marin","speed":1}}`,
 			budget: v2vRealtimeSilence + v2vRealtimeFirst},
+		// The live transcript is there when the caller pauses: a finished sentence ends the
+		// turn at the speculative pause, before the provider's final, and the model's first
+		// tokens are spoken as they come.
+		{name: "streaming (live STT → model → streamed TTS)", number: "+15550013",
+			agent:  `{"name":"Streaming",` + streaming + `,"transcriber":{"provider":"dg","model":"nova-3"}}`,
+			budget: v2vSpeculative + v2vModelFirst + v2vTTS},
+		// A transcript without its full stop (the second stand-in, "dg2", leaves it off) does
+		// not end the turn early: the turn waits for the provider's final, at its endpointing
+		// (300 ms) + v2vLiveFinal, which would give 300 + 200 + 350 + 150 = 1000 ms. Early start
+		// begins the model and the voice once the interim has stood v2vEarlyStart, while the
+		// turn is confirmed: the answer is ready before the turn is over.
+		{name: "streaming, no full stop, early_start_ms 200", number: "+15550014",
+			agent: `{"name":"Early",` + streaming + `,"transcriber":{"provider":"dg2","model":"nova-3"},` +
+				`"turn":{"early_start_ms":` + strconv.Itoa(int(v2vEarlyStart/time.Millisecond)) + `}}`,
+			budget: max(v2vSpeculative+v2vLiveFinal, v2vInterim+v2vEarlyStart+v2vModelFirst+v2vTTS)},
 	}
 }
 
@@ -75,7 +101,7 @@ func v2vPipelines() []v2vPipeline {
 // providers' times and the turn detection's silence), and what Switchboard added over the
 // budget; and the server's own per-turn figures from the stored transcripts.
 //
-//	go test -run '^$' -bench VoiceToVoice -benchtime 1x -timeout 30m ./cmd/switchboard
+//	go test -v -run '^$' -bench VoiceToVoice -benchtime 1x -timeout 30m ./cmd/switchboard
 //
 // V2V_CALLS lists the concurrencies (default 20,200), V2V_DURATION each call's length
 // (default 60s). scripts/voice2voice.sh runs it.
@@ -135,16 +161,18 @@ func BenchmarkVoiceToVoice(b *testing.B) {
 				answered += reps[i].Answered
 			}
 			calls := s.endedCalls(answered)
-			b.Logf("\n| pipeline | calls | turns | on the wire p50 / p95 | budget | Switchboard adds p50 / p95 | server v2v p50 / p95 | load avg before |\n|---|---|---|---|---|---|---|---|")
+			b.Logf("\n| pipeline | calls | turns | on the wire p50 / p95 | budget | Switchboard adds p50 / p95 | server v2v p50 / p95 | late packets | load avg before |\n|---|---|---|---|---|---|---|---|---|")
 			for i, p := range pipes {
 				wire := reps[i].VoiceToVoiceMs
 				p50, p95 := pct(wire, 50), pct(wire, 95)
 				budget := float64(p.budget) / float64(time.Millisecond)
 				var server, eos, stt, brain, tts []float64
+				var late int64
 				for _, c := range calls {
 					if !strings.Contains(c.To, p.number) {
 						continue
 					}
+					late += c.Quality.PacketsLate
 					for _, t := range c.Turns {
 						if m := t.Metrics; t.Role == "assistant" && m != nil && m.VoiceToVoiceMS > 0 {
 							server = append(server, m.VoiceToVoiceMS)
@@ -156,9 +184,9 @@ func BenchmarkVoiceToVoice(b *testing.B) {
 				defer b.Logf("%s, as the server saw its turns, p50 / p95: end of speech %.0f / %.0f ms, STT %.0f / %.0f ms, "+
 					"model first token (speech-to-speech: first audio) %.0f / %.0f ms, TTS first audio %.0f / %.0f ms",
 					p.name, pct(eos, 50), pct(eos, 95), pct(stt, 50), pct(stt, 95), pct(brain, 50), pct(brain, 95), pct(tts, 50), pct(tts, 95))
-				b.Logf("| %s | %d / %d | %d | %.0f / %.0f ms | %.0f ms | %.0f / %.0f ms | %.0f / %.0f ms | %s |",
+				b.Logf("| %s | %d / %d | %d | %.0f / %.0f ms | %.0f ms | %.0f / %.0f ms | %.0f / %.0f ms | %d | %s |",
 					p.name, reps[i].Answered, per, len(wire), p50, p95, budget, p50-budget, p95-budget,
-					pct(server, 50), pct(server, 95), loadavg)
+					pct(server, 50), pct(server, 95), late, loadavg)
 				b.ReportMetric(p50, fmt.Sprintf("p%d-wire-p50-ms", i))
 				b.ReportMetric(p95, fmt.Sprintf("p%d-wire-p95-ms", i))
 				if reps[i].Answered < per {
@@ -208,11 +236,17 @@ func startV2VServer(b *testing.B, pipes []v2vPipeline) *agentServer {
 	rt := speechtest.NewRealtime(b)
 	rt.SetFirstAudio(v2vRealtimeFirst)
 	rt.SetSilence(v2vRealtimeSilence)
+	dg := speechtest.NewDeepgram(b, speechtest.LiveOptions{Say: func(int) string { return "Where is my order?" }, FinalDelay: v2vLiveFinal})
+	dg2 := speechtest.NewDeepgram(b, speechtest.LiveOptions{Say: func(int) string { return "where is my order" }, FinalDelay: v2vLiveFinal})
+	el := speechtest.NewElevenLabs(b, speechtest.StreamOptions{FirstAudio: v2vTTS})
 
 	dir := b.TempDir()
 	providers := filepath.Join(dir, "providers.yaml")
 	if err := os.WriteFile(providers, []byte("providers:\n  - name: voice\n    kind: openai\n    base_url: "+voice.URL+"\n    api_key: sk-voice\n"+
-		"  - name: rt\n    kind: openai\n    base_url: "+rt.URL+"\n    api_key: sk-rt\n"), 0o600); err != nil {
+		"  - name: rt\n    kind: openai\n    base_url: "+rt.URL+"\n    api_key: sk-rt\n"+
+		"  - name: dg\n    kind: deepgram\n    base_url: "+dg.URL+"\n    api_key: dg-key\n"+
+		"  - name: dg2\n    kind: deepgram\n    base_url: "+dg2.URL+"\n    api_key: dg-key\n"+
+		"  - name: el\n    kind: elevenlabs\n    base_url: "+el.URL+"\n    api_key: el-key\n"), 0o600); err != nil {
 		b.Fatal(err)
 	}
 	vars := []string{"SWITCHBOARD_DATA_DIR=" + filepath.Join(dir, "data"), "SWITCHBOARD_RATE_LIMIT=100000",
