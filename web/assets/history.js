@@ -386,9 +386,10 @@
     } else {
       $('call-amd').hidden = true;
     }
-    // The caller's own voicemail, when the call's workflow took one.
+    // The caller's own voicemail, when the call's workflow took one (its length is on the
+    // call's metadata): other calls are not asked for one.
     const note = $('call-voicemail-note');
-    if (c.agent_id && !liveStatuses.includes(c.status)) {
+    if (c.agent_id && !liveStatuses.includes(c.status) && c.metadata && c.metadata.voicemail_seconds != null) {
       const ok = await play('/api/v1/calls/' + encodeURIComponent(c.id) + '/voicemail', $('call-voicemail'), note, 'No voicemail was left.');
       if (open !== sel) return;
       note.hidden = !ok;
