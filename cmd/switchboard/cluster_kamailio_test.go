@@ -19,6 +19,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/switchboard-go/switchboard/internal/pgtest"
 	"github.com/switchboard-go/switchboard/internal/testnet"
@@ -204,8 +205,11 @@ func newEdgeCaller(t *testing.T, e *edge) *edgeCaller {
 			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
 		}
 	})
+	// The client sends from the listening socket once the server has registered it, which
+	// it does before its first read: until then a request fails.
+	served := &firstRead{PacketConn: pc, reading: make(chan struct{})}
 	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.ServeUDP(pc) }()
+	go func() { defer close(done); _ = srv.ServeUDP(served) }()
 	t.Cleanup(func() {
 		_ = ua.Close()
 		_ = pc.Close()
@@ -215,25 +219,35 @@ func newEdgeCaller(t *testing.T, e *edge) *edgeCaller {
 			t.Error("the caller's SIP server did not stop")
 		}
 	})
-	// The client sends from the listening socket once the server has registered it, a
-	// moment after ServeUDP starts: until then a request fails. The edge answers OPTIONS
-	// addressed to itself.
+	select {
+	case <-served.reading:
+	case <-time.After(edgeWait):
+		t.Fatalf("the caller's SIP server did not start reading within %v", edgeWait)
+	}
+	// The edge answers OPTIONS addressed to itself.
 	var proxy sip.Uri
 	if err := sip.ParseUri("sip:"+e.addr, &proxy); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(edgeWait); ; {
-		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-		res, err := client.Do(ctx, sip.NewRequest(sip.OPTIONS, proxy))
-		cancel()
-		if err == nil && res.StatusCode == sip.StatusOK {
-			return c
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no answer from kamailio to the caller's OPTIONS within %v: %v %v", edgeWait, res, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), edgeWait)
+	defer cancel()
+	if res, err := client.Do(ctx, sip.NewRequest(sip.OPTIONS, proxy)); err != nil || res.StatusCode != sip.StatusOK {
+		t.Fatalf("kamailio did not answer the caller's OPTIONS: %v %v", res, err)
 	}
+	return c
+}
+
+// firstRead is a socket that says when it is first read from: sipgo registers a socket it
+// serves before it reads, so from then on its client may send from it.
+type firstRead struct {
+	net.PacketConn
+	once    sync.Once
+	reading chan struct{}
+}
+
+func (f *firstRead) ReadFrom(p []byte) (int, net.Addr, error) {
+	f.once.Do(func() { close(f.reading) })
+	return f.PacketConn.ReadFrom(p)
 }
 
 // offer is the SDP of a call to echo, in the direction given.
@@ -314,14 +328,68 @@ func (ec *edgeCall) hangUp(t *testing.T) {
 // callRecord is what the store holds of a call, looked up by its SIP Call-ID.
 type callRecord struct{ id, node, status, reason string }
 
-// waitRecord polls the calls table until the call with this SIP Call-ID satisfies ok: the
-// records reach the database through a write-behind queue.
-func waitRecord(t *testing.T, db *sql.DB, callID string, what string, ok func(callRecord) bool) callRecord {
+// recordWatch signals each committed write of a call record: a trigger the test adds to its
+// own database notifies a channel that one connection listens on, so that waitRecord looks
+// again exactly when a record changed. The records reach the database through each node's
+// write-behind queue.
+type recordWatch struct {
+	db      *sql.DB
+	mu      sync.Mutex
+	changed chan struct{} // closed, and replaced, at each notification
+}
+
+func watchRecords(t *testing.T, db *sql.DB, dbURL string) *recordWatch {
+	t.Helper()
+	for _, q := range []string{
+		`CREATE FUNCTION test_call_written() RETURNS trigger LANGUAGE plpgsql AS $$
+		 BEGIN PERFORM pg_notify('test_call_written', coalesce(NEW.sip_call_id, '')); RETURN NEW; END $$`,
+		`CREATE TRIGGER test_call_written AFTER INSERT OR UPDATE ON calls FOR EACH ROW EXECUTE FUNCTION test_call_written()`,
+	} {
+		if _, err := db.ExecContext(t.Context(), q); err != nil {
+			t.Fatalf("watching the calls table: %v", err)
+		}
+	}
+	conn, err := pgx.Connect(t.Context(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(t.Context(), "LISTEN test_call_written"); err != nil {
+		t.Fatal(err)
+	}
+	w := &recordWatch{db: db, changed: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if _, err := conn.WaitForNotification(ctx); err != nil {
+				return
+			}
+			w.mu.Lock()
+			close(w.changed)
+			w.changed = make(chan struct{})
+			w.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		_ = conn.Close(context.Background())
+	})
+	return w
+}
+
+// waitRecord waits until the call with this SIP Call-ID satisfies ok, looking at its record
+// again at each committed write of a call.
+func waitRecord(t *testing.T, w *recordWatch, callID string, what string, ok func(callRecord) bool) callRecord {
 	t.Helper()
 	var r callRecord
-	deadline := time.Now().Add(edgeWait)
+	deadline := time.After(edgeWait)
 	for {
-		err := db.QueryRowContext(t.Context(), `SELECT id, node, status, ended_reason FROM calls WHERE sip_call_id = $1`, callID).
+		w.mu.Lock()
+		changed := w.changed
+		w.mu.Unlock()
+		err := w.db.QueryRowContext(t.Context(), `SELECT id, node, status, ended_reason FROM calls WHERE sip_call_id = $1`, callID).
 			Scan(&r.id, &r.node, &r.status, &r.reason)
 		if err == nil && ok(r) {
 			return r
@@ -329,10 +397,11 @@ func waitRecord(t *testing.T, db *sql.DB, callID string, what string, ok func(ca
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-changed:
+		case <-deadline:
 			t.Fatalf("call %s not %s within %v: %+v", callID, what, edgeWait, r)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -365,6 +434,7 @@ func TestKamailioCluster(t *testing.T) {
 			"SWITCHBOARD_RATE_LIMIT=10000"}
 	}
 	key := createKey(t, env(0), "--name", "cluster")
+	records := watchRecords(t, db, dbURL) // createKey migrated the database
 	nodes := make([]*node, 3)
 	addrs := make([]string, 3)
 	byHost := map[string]int{}
@@ -406,7 +476,7 @@ func TestKamailioCluster(t *testing.T) {
 	}
 	wg.Wait()
 	for _, c := range calls {
-		r := waitRecord(t, db, c.dlg.InviteRequest.CallID().Value(), "completed", completed)
+		r := waitRecord(t, records, c.dlg.InviteRequest.CallID().Value(), "completed", completed)
 		if want := fmt.Sprintf("node-%d", nodeOf(c)+1); r.node != want || r.reason != "caller-hangup" {
 			t.Errorf("call answered by %s: record %+v, want completed by the caller on %s", c.host, r, want)
 		}
@@ -435,7 +505,7 @@ func TestKamailioCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	held.hangUp(t)
-	if r := waitRecord(t, db, held.dlg.InviteRequest.CallID().Value(), "completed", completed); r.node != fmt.Sprintf("node-%d", nodeOf(held)+1) {
+	if r := waitRecord(t, records, held.dlg.InviteRequest.CallID().Value(), "completed", completed); r.node != fmt.Sprintf("node-%d", nodeOf(held)+1) {
 		t.Errorf("held call answered by %s ended on %s", held.host, r.node)
 	}
 
@@ -451,7 +521,7 @@ func TestKamailioCluster(t *testing.T) {
 	// The node's own BYE (a hang-up through its API) passes the edge by the route set the
 	// 200 carried and reaches the caller.
 	ended := caller.placeMany(t, 1)[0]
-	id := waitRecord(t, db, ended.dlg.InviteRequest.CallID().Value(), "in progress",
+	id := waitRecord(t, records, ended.dlg.InviteRequest.CallID().Value(), "in progress",
 		func(r callRecord) bool { return r.status == "in-progress" }).id
 	holder := nodes[nodeOf(ended)]
 	if status, body := holder.call("POST", "/api/v1/calls/"+id+"/hangup", key, ""); status != http.StatusOK {
@@ -470,7 +540,7 @@ func TestKamailioCluster(t *testing.T) {
 	// Records are written behind the call: one killed before its record reached the
 	// database leaves nothing for a survivor to fail. The node holds the call once it is
 	// recorded live.
-	waitRecord(t, db, live[0].dlg.InviteRequest.CallID().Value(), "in progress",
+	waitRecord(t, records, live[0].dlg.InviteRequest.CallID().Value(), "in progress",
 		func(r callRecord) bool { return r.status == "in-progress" })
 	nodes[victim].signal(syscall.SIGKILL)
 	nodes[victim].waitExit(edgeWait)
@@ -483,7 +553,7 @@ func TestKamailioCluster(t *testing.T) {
 			t.Errorf("a call reached the killed node %s", addrs[victim])
 		}
 	}
-	r := waitRecord(t, db, live[0].dlg.InviteRequest.CallID().Value(), "failed node-lost",
+	r := waitRecord(t, records, live[0].dlg.InviteRequest.CallID().Value(), "failed node-lost",
 		func(r callRecord) bool { return r.status == "failed" })
 	if r.reason != "node-lost" || r.node != fmt.Sprintf("node-%d", victim+1) {
 		t.Errorf("the killed node's call: %+v, want failed node-lost", r)
@@ -538,7 +608,7 @@ func TestKamailioCluster(t *testing.T) {
 	if code := nodes[drained].waitExit(edgeWait); code != 0 {
 		t.Fatalf("the drained node exited %d:\n%s", code, nodes[drained].log)
 	}
-	if r := waitRecord(t, db, up.dlg.InviteRequest.CallID().Value(), "completed", completed); r.node != fmt.Sprintf("node-%d", drained+1) ||
+	if r := waitRecord(t, records, up.dlg.InviteRequest.CallID().Value(), "completed", completed); r.node != fmt.Sprintf("node-%d", drained+1) ||
 		r.reason != "caller-hangup" {
 		t.Errorf("the drained node's call: %+v, want completed by the caller", r)
 	}
