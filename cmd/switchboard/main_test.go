@@ -267,6 +267,25 @@ func (l *logBuffer) logged(msg string) bool {
 		strings.Contains(s, "msg="+msg+"\n") || strings.Contains(s, `msg="`+msg+`"`)
 }
 
+// eitherLogged waits at most d for a or b to log msg, looking again at each write to either,
+// and reports whether one did.
+func eitherLogged(d time.Duration, msg string, a, b *logBuffer) bool {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		ca, cb := a.written.changed(), b.written.changed()
+		if a.logged(msg) || b.logged(msg) {
+			return true
+		}
+		select {
+		case <-ca:
+		case <-cb:
+		case <-deadline.C:
+			return a.logged(msg) || b.logged(msg)
+		}
+	}
+}
+
 // node is a running switchboard serve.
 type node struct {
 	t      *testing.T
