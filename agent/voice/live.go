@@ -172,9 +172,12 @@ func (c *conversation) endpointLive(s *segment, silence time.Duration) (in agent
 		ended && silence >= liveMinSilence && !waitLonger,
 		!waitLonger && endsSentence(text) && silence >= c.specSilence:
 		return c.takeLive(s, text, at, nil), liveTurn
-	case c.earlyStart > 0 && !waitLonger && silence >= max(liveMinSilence, c.earlyStart) && time.Since(at) >= c.earlyStart:
-		// The caller paused and the transcript stands: the brain starts now, and what it
-		// says waits for the turn to be over (confirm), or is dropped if the caller goes on.
+	case c.earlyStart > 0 && !waitLonger && silence >= liveMinSilence && endsSentence(text),
+		c.earlyStart > 0 && !waitLonger && silence >= max(liveMinSilence, c.earlyStart) && time.Since(at) >= c.earlyStart:
+		// The caller paused and the transcript stands (a complete sentence needs no more
+		// standing than the pause the provider's end of utterance needs): the brain starts
+		// now, and what it says waits for the turn to be over (awaitTurn), or is dropped if
+		// the caller goes on.
 		return c.takeLive(s, text, at, &speculation{lastVoiced: s.lastVoiced, text: text, at: time.Now()}), liveTurn
 	}
 	return in, liveWaiting

@@ -198,6 +198,35 @@ func TestLiveSTTEarlyStartAnswerWaitsForTheTurn(t *testing.T) {
 	}
 }
 
+// With early start on, a complete sentence in the interim transcript starts the brain at
+// the first pause the provider's end of utterance would need (100 ms), without standing
+// early_start_ms (set here to its longest, 5 s), and the answer still waits for the turn to
+// be over: the complete sentence's 300 ms.
+func TestLiveSTTEarlyStartOnACompleteSentence(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t, 60*time.Second)
+	r := newRig(t, media.Rate8k)
+	const said = "What are your opening hours?"
+	dg := speechtest.NewDeepgram(t, speechtest.LiveOptions{Say: func(int) string { return said }, FinalDelay: 1500 * time.Millisecond})
+	r.cfg.Turn.EndpointingMS, r.cfg.Turn.STTEndpointingMS, r.cfg.Turn.EarlyStartMS = 1500, 1500, 5000
+	h, res := playLiveTurn(t, ctx, r, speech.NewDeepgramSTT(dg.URL, "", "", nil), "opening_hours")
+	if h.in.Text != said {
+		t.Fatalf("input %+v", h.in)
+	}
+	m := answerMetrics(t, res)
+	t.Logf("metrics %+v", m)
+	// Without the early start the turn ends at the complete sentence's 300 ms pause.
+	if m.EndOfSpeechMS >= 270 {
+		t.Errorf("the brain had the turn %.0f ms after the speech, want it at the first pause (~100)", m.EndOfSpeechMS)
+	}
+	if m.VoiceToVoiceMS < 290 || m.VoiceToVoiceMS > 1450 {
+		t.Errorf("the answer sounded %.0f ms after the speech, want once the sentence's pause is over (300 ms and the voice)", m.VoiceToVoiceMS)
+	}
+	if n := len(r.line.eventsOf(EventSpeculationDropped)); n != 0 {
+		t.Errorf("%d answers dropped", n)
+	}
+}
+
 // A caller who goes on after the pause the brain started on: the answer is dropped unheard,
 // and the brain has the rest of the caller's words as the next input.
 func TestLiveSTTEarlyStartDroppedWhenTheCallerGoesOn(t *testing.T) {

@@ -39,7 +39,10 @@ const (
 	// v2vInterim is when the live stand-in's interim transcript has the caller's last word:
 	// it sends one every 100 ms of speech, and the last when it hears the speech stop.
 	v2vInterim = 100 * time.Millisecond
-	// v2vEarlyStart is the streaming pipeline's turn.early_start_ms in its second variant.
+	// v2vLiveMin is the pause that must agree with a live transcript before the turn (or,
+	// with early start, the model) may begin on it (agent/voice's liveMinSilence).
+	v2vLiveMin = 100 * time.Millisecond
+	// v2vEarlyStart is the streaming pipeline's turn.early_start_ms in its variants.
 	v2vEarlyStart = 200 * time.Millisecond
 	// v2vRealtimeFirst is a Realtime model's first audio after the turn ends, and
 	// v2vRealtimeSilence its server_vad's silence_duration_ms default.
@@ -79,6 +82,13 @@ func v2vPipelines() []v2vPipeline {
 		{name: "streaming (live STT → model → streamed TTS)", number: "+15550013",
 			agent:  `{"name":"Streaming",` + streaming + `,"transcriber":{"provider":"dg","model":"nova-3"}}`,
 			budget: v2vSpeculative + v2vModelFirst + v2vTTS},
+		// Early start on a finished sentence: the model and the voice begin at the first
+		// pause an end of utterance needs (100 ms, the interim having the last word by then),
+		// and the answer is held until the sentence's 300 ms pause is over.
+		{name: "streaming, early_start_ms 200", number: "+15550015",
+			agent: `{"name":"Eager",` + streaming + `,"transcriber":{"provider":"dg","model":"nova-3"},` +
+				`"turn":{"early_start_ms":` + strconv.Itoa(int(v2vEarlyStart/time.Millisecond)) + `}}`,
+			budget: max(v2vSpeculative, max(v2vLiveMin, v2vInterim)+v2vModelFirst+v2vTTS)},
 		// A transcript without its full stop (the second stand-in, "dg2", leaves it off) does
 		// not end the turn early: the turn waits for the provider's final, at its endpointing
 		// (300 ms) + v2vLiveFinal, which would give 300 + 200 + 350 + 150 = 1000 ms. Early start
