@@ -101,6 +101,9 @@ type JitterBuffer struct {
 	// lateBurst is set by a late packet and cleared by the next Pop: the late packets of
 	// one burst grow the target once.
 	lateBurst bool
+	// eager is SetEager's: a frame is played as soon as it is next in order, and the target
+	// is only how long its reader waits for a missing one (no frames inserted to grow).
+	eager bool
 	// maxRecv is the highest extended sequence number received (maxExt also moves with
 	// playout), recvTS its timestamp, and tsStep the timestamp advance of one packet,
 	// learnt from consecutive ones (0 until then): with them a sender's pause is told from
@@ -168,6 +171,31 @@ func (j *JitterBuffer) Stats() JitterStats {
 	return s
 }
 
+// SetEager switches between playout on the clock (the default: playing starts once the
+// target depth is held, and the target grows by playing concealment) and eager playout,
+// for a reader that takes each frame as soon as it is next in order (Ready) and waits for a
+// missing one Target frames at most (its own deadline) before it pops its concealment.
+func (j *JitterBuffer) SetEager(on bool) {
+	j.eager = on
+	if on {
+		j.grow = 0
+	}
+}
+
+// Ready says whether the next Pop plays a frame that is held: in eager playout, the reader
+// need not wait for its deadline.
+func (j *JitterBuffer) Ready() bool {
+	if !j.anchored || j.grow > 0 {
+		return false
+	}
+	s := &j.slots[j.next&j.mask]
+	return s.full && s.ext == j.next
+}
+
+// Target is the depth the buffer holds, in frames: in eager playout, how many frames'
+// time its reader waits for a missing one.
+func (j *JitterBuffer) Target() int { return j.target }
+
 // Len is the number of frames held.
 func (j *JitterBuffer) Len() int { return j.count }
 
@@ -219,7 +247,9 @@ func (j *JitterBuffer) Push(payload []byte, seq uint16, ts uint32) {
 		// later; delay that keeps coming late keeps growing it, a frame a burst.
 		if j.cfg.Adaptive && j.target < j.cfg.Max && !j.lateBurst {
 			j.target++
-			j.grow++
+			if !j.eager {
+				j.grow++
+			}
 		}
 		j.lateBurst = true
 	default:
@@ -281,7 +311,7 @@ func (j *JitterBuffer) Pop(dst []byte) Popped {
 		return Popped{Status: PopEmpty}
 	}
 	if !j.playing {
-		if j.maxExt-j.next+1 < int64(j.target) {
+		if j.maxExt-j.next+1 < int64(j.target) && !(j.eager && j.Ready()) {
 			return Popped{Status: PopEmpty}
 		}
 		j.playing = true

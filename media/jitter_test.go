@@ -392,3 +392,41 @@ func TestJitterBufferTalkspurtAfterPause(t *testing.T) {
 	j.Push(seqPayload(b, 15), 15, uint32(15+25)*160)
 	eq(t, "late", j.Stats().Late, 1)
 }
+
+// Eager playout plays a frame as soon as it is next in order (one packet is enough to
+// start), conceals a missing one only when popped for it (the reader's deadline), and grows
+// its target on a late packet without inserting a frame.
+func TestJitterBufferEager(t *testing.T) {
+	t.Parallel()
+	j := NewJitterBuffer(JitterConfig{Initial: 2, Min: 2, Max: 8, Adaptive: true})
+	j.SetEager(true)
+	b := make([]byte, 2)
+	if j.Ready() {
+		t.Fatal("ready with nothing held")
+	}
+	j.Push(seqPayload(b, 10), 10, 1600)
+	if !j.Ready() {
+		t.Fatal("one packet held, not ready")
+	}
+	if got := describe(popAll(t, j, 1)); !slices.Equal(got, []int{10}) {
+		t.Fatalf("first pop %v, want 10 at once", got)
+	}
+	j.Push(seqPayload(b, 12), 12, 1920) // 11 is missing
+	if j.Ready() {
+		t.Fatal("ready with the next frame missing")
+	}
+	if got := describe(popAll(t, j, 2)); !slices.Equal(got, []int{-2, 12}) {
+		t.Fatalf("pops %v, want 11 concealed at its deadline, then 12", got)
+	}
+	j.Push(seqPayload(b, 11), 11, 1760) // too late
+	j.Push(seqPayload(b, 13), 13, 2080)
+	if s := j.Stats(); s.Late != 1 || s.Target != 3 {
+		t.Fatalf("stats %+v, want one late packet and the target grown to 3", s)
+	}
+	if !j.Ready() {
+		t.Fatal("the target grew by inserting a frame: 13 is not ready")
+	}
+	if got := describe(popAll(t, j, 1)); !slices.Equal(got, []int{13}) {
+		t.Fatalf("pop %v, want 13", got)
+	}
+}

@@ -106,6 +106,15 @@ type Clearer interface {
 	Clear() time.Duration
 }
 
+// EagerReader is a stream whose reader may take each frame as soon as it has come in
+// order rather than on the playout clock: a listener that decides on what it hears (a VAD,
+// a live transcriber) hears the far end up to the jitter buffer's depth sooner, where even
+// playout is for a listener's ear. A missing frame still waits out the buffer's depth
+// before it is concealed. ReadEagerly is called by the stream's reader before it reads.
+type EagerReader interface {
+	ReadEagerly()
+}
+
 // DTMFSender is a stream that can play a key to the far end (RFC 4733 telephone events),
 // held for d.
 type DTMFSender interface {

@@ -63,12 +63,40 @@ func (p *Pacer) SkipTo(t time.Time) int {
 	return k
 }
 
+// SetNext moves the clock to t: the next frame's slot (an eager reader's deadline for it).
+func (p *Pacer) SetNext(t time.Time) { p.started, p.next = true, t }
+
 // Next is the slot the clock is at: that of the next frame.
 func (p *Pacer) Next() time.Time { return p.next }
 
 // Wait sleeps until t, or returns ErrClosed once done is closed.
 func (p *Pacer) Wait(t time.Time, done <-chan struct{}) error {
 	return sleepUntil(p.timer, t, done)
+}
+
+// WaitOr sleeps until t or until wake has a token (woken), or returns ErrClosed once done
+// is closed.
+func (p *Pacer) WaitOr(t time.Time, wake <-chan struct{}, done <-chan struct{}) (woken bool, err error) {
+	d := time.Until(t)
+	if d <= 0 {
+		select {
+		case <-done:
+			return false, ErrClosed
+		default:
+			return false, nil
+		}
+	}
+	p.timer.Reset(d)
+	select {
+	case <-p.timer.C:
+		return false, nil
+	case <-wake:
+		p.timer.Stop()
+		return true, nil
+	case <-done:
+		p.timer.Stop()
+		return false, ErrClosed
+	}
 }
 
 // sleepUntil waits on timer until the deadline, or returns ErrClosed once done is closed.

@@ -144,6 +144,13 @@ type recordedStream struct {
 	rec *Recording
 }
 
+// ReadEagerly passes the reader's wish on to a stream that can read eagerly.
+func (s recordedStream) ReadEagerly() {
+	if e, ok := s.Stream.(EagerReader); ok {
+		e.ReadEagerly()
+	}
+}
+
 func (s recordedStream) ReadFrame(f *Frame) error {
 	if err := s.Stream.ReadFrame(f); err != nil {
 		return err

@@ -210,6 +210,11 @@ type RTPSession struct {
 	// statsCh is closed at the next drop or RTT learnt (StatsChanged); nil: none waits.
 	statsCh chan struct{}
 
+	// eager is ReadEagerly's (under mu, and read by ReadFrame's goroutine, which set it);
+	// arrived has a token once a packet is buffered, for an eager reader waiting for one.
+	eager   bool
+	arrived chan struct{}
+
 	// ReadFrame's own.
 	play      *Playout
 	readClock *Pacer
@@ -251,8 +256,9 @@ type RTPSession struct {
 }
 
 var (
-	_ Stream     = (*RTPSession)(nil)
-	_ DTMFSender = (*RTPSession)(nil)
+	_ Stream      = (*RTPSession)(nil)
+	_ DTMFSender  = (*RTPSession)(nil)
+	_ EagerReader = (*RTPSession)(nil)
 )
 
 func unmapAddrPort(a netip.AddrPort) netip.AddrPort {
@@ -336,6 +342,7 @@ func NewRTPSession(cfg RTPConfig) (*RTPSession, error) {
 		dtmfPkts:       make([]DTMFPacket, 0, 32),
 		dtmfBuf:        make([]byte, 12+TelephoneEventSize, maxDatagram), // room for an SRTP tag
 		events:         make(chan Event, eventBuffer),
+		arrived:        make(chan struct{}, 1),
 	}
 	s.doneCtx, s.doneStop = context.WithCancel(context.Background())
 	s.done = s.doneCtx.Done()
@@ -540,19 +547,62 @@ func (s *RTPSession) ReadFrame(f *Frame) error {
 		f.Samples = make([]int16, s.frameLen)
 	}
 	f.Samples, f.Rate = f.Samples[:s.frameLen], s.rate
-	if err := s.readClock.Wait(s.readClock.ReadSlot(time.Now(), readMaxLag), s.done); err != nil {
+	slot := s.readClock.ReadSlot(time.Now(), readMaxLag)
+	s.mu.Lock()
+	eager := s.eager
+	s.mu.Unlock()
+	if eager {
+		if err := s.awaitFrame(slot); err != nil {
+			return err
+		}
+	} else if err := s.readClock.Wait(slot, s.done); err != nil {
 		return err
 	}
 	if s.fillPkt != nil {
 		s.fillDue(time.Now())
 	}
-	s.produce(f.Samples)
+	if s.produce(f.Samples) && eager {
+		// The next frame is due a frame from now; the buffer's depth is how much later it
+		// may come before it is concealed, up to the clock's own lag.
+		s.mu.Lock()
+		wait := time.Duration(s.jb.Target()) * FrameDuration
+		s.mu.Unlock()
+		s.readClock.SetNext(time.Now().Add(min(wait, readMaxLag)))
+	}
 	s.recordHeard(f.Samples)
 	return nil
 }
 
-// produce plays out one tick of the jitter buffer into out.
-func (s *RTPSession) produce(out []int16) {
+// ReadEagerly implements EagerReader: from now on ReadFrame returns each frame as soon as
+// it is next in order, and waits its slot of the clock (the jitter buffer's depth after
+// the frame before it) only for one that has not come, before concealing it.
+func (s *RTPSession) ReadEagerly() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.eager = true
+	s.jb.SetEager(true)
+}
+
+// awaitFrame waits until the jitter buffer holds the next frame in order or the clock
+// reaches slot, whichever is first; it returns ErrClosed once the stream ended.
+func (s *RTPSession) awaitFrame(slot time.Time) error {
+	for {
+		s.mu.Lock()
+		ready := s.jb.Ready()
+		s.mu.Unlock()
+		if ready {
+			return nil
+		}
+		woken, err := s.readClock.WaitOr(slot, s.arrived, s.done)
+		if err != nil || !woken {
+			return err
+		}
+	}
+}
+
+// produce plays out one tick of the jitter buffer into out, and says whether it played a
+// frame that came (not concealment or silence).
+func (s *RTPSession) produce(out []int16) bool {
 	s.mu.Lock()
 	if s.playNew != nil {
 		s.play, s.playNew = s.playNew, nil
@@ -560,6 +610,7 @@ func (s *RTPSession) produce(out []int16) {
 	s.play.Take(s.jb)
 	s.mu.Unlock()
 	s.play.Play(out)
+	return s.play.popped.Status == PopFrame
 }
 
 // WriteFrame implements Stream: f is sent in its 20 ms slot of the session's clock. A
@@ -762,6 +813,7 @@ func (s *RTPSession) Update(u RTPUpdate) error {
 		js := s.jb.Stats()
 		s.lateBase += js.LatePackets()
 		s.dupBase += js.Duplicate
+		jb.SetEager(s.eager)
 		s.jb, s.playNew, s.codecPT, s.sendClock = jb, play, spec.PayloadType, spec.ClockRate
 		s.chunk.reset()
 		s.kind = kind
@@ -822,6 +874,17 @@ func (s *RTPSession) Stats() RTPStats {
 	s.mu.Unlock()
 	st.PacketsSent = s.sent.Load()
 	return st
+}
+
+// signalArrival wakes an eager reader waiting for a frame. The caller holds mu.
+func (s *RTPSession) signalArrival() {
+	if !s.eager {
+		return
+	}
+	select {
+	case s.arrived <- struct{}{}:
+	default:
+	}
 }
 
 // readLoop reads RTP until the socket is closed, and checks the media timeout when its
@@ -952,6 +1015,7 @@ func (s *RTPSession) intake(b []byte, from netip.AddrPort, now time.Time) (evs [
 		} else {
 			// An empty slot keeps the buffer's sequence space whole; it plays as silence.
 			s.jb.Push(nil, p.SequenceNumber, p.Timestamp)
+			s.signalArrival()
 		}
 		s.lastEventAt = now
 		ev, ok, _ := s.det.Push(p.Timestamp, p.Payload)
@@ -970,6 +1034,7 @@ func (s *RTPSession) intake(b []byte, from netip.AddrPort, now time.Time) (evs [
 	} else {
 		s.jb.Push(p.Payload, p.SequenceNumber, p.Timestamp)
 	}
+	s.signalArrival()
 	if s.det.active && now.Sub(s.lastEventAt) > dtmfFlushAfter {
 		for n < len(evs) {
 			ev, ok := s.det.Flush()

@@ -1031,9 +1031,18 @@ func TestRTPSessionZeroAllocs(t *testing.T) {
 	for _, tc := range []struct {
 		codec CodecSpec
 		rate  int
-	}{{specPCMU, Rate16k}, {specOpus, Rate48k}} {
-		t.Run(tc.codec.Name+"/"+itoa(tc.rate), func(t *testing.T) {
+		eager bool
+	}{{specPCMU, Rate16k, false}, {specOpus, Rate48k, false}, {specPCMU, Rate8k, true}} {
+		name := tc.codec.Name + "/" + itoa(tc.rate)
+		if tc.eager {
+			name += "/eager"
+		}
+		t.Run(name, func(t *testing.T) {
 			a, b := sessionPair(t, tc.codec, tc.rate, false, nil)
+			if tc.eager {
+				a.ReadEagerly()
+				b.ReadEagerly()
+			}
 			ta, tb := NewTone(1000, tc.rate, 8000), NewTone(700, tc.rate, 8000)
 			n := SamplesPerFrame(tc.rate)
 			wa, wb := Frame{Rate: tc.rate, Samples: make([]int16, n)}, Frame{Rate: tc.rate, Samples: make([]int16, n)}
@@ -1350,4 +1359,69 @@ func TestRTPSessionG711Ptime(t *testing.T) {
 			checkTone(t, heard[:end], Rate16k, 1000, 40)
 		})
 	}
+}
+
+// An eager reader (the agent's ear) takes each frame as soon as it is next in order: one
+// packet is heard without the second that playout on the clock waits for, a missing one is
+// concealed no sooner than the buffer's depth (40 ms) after the frame before it, and a
+// burst is read as it comes.
+func TestRTPSessionEagerRead(t *testing.T) {
+	t.Parallel()
+	c, _ := udpPair(t, false)
+	peer := newRawPeer(t)
+	s, err := NewRTPSession(RTPConfig{Conn: c, Remote: addrOf(peer.conn), Codec: specPCMU, Rate: Rate8k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	s.ReadEagerly()
+	type read struct {
+		at     time.Time
+		loud   bool
+		played uint64
+		lost   uint64
+	}
+	reads := make(chan read, 1024)
+	go func() {
+		defer close(reads)
+		var f Frame
+		for s.ReadFrame(&f) == nil {
+			var peak int16
+			for _, v := range f.Samples {
+				peak = max(peak, v, -v)
+			}
+			s.mu.Lock()
+			js := s.jb.Stats()
+			s.mu.Unlock()
+			reads <- read{at: time.Now(), loud: peak > 1000, played: js.Played, lost: js.Lost}
+		}
+	}()
+	to := addrOf(c)
+	next := func(what string, ok func(read) bool) read {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case r, open := <-reads:
+				if !open {
+					t.Fatalf("%s: the session ended", what)
+				}
+				if ok(r) {
+					return r
+				}
+			case <-timeout:
+				t.Fatalf("%s: not read within 10 s", what)
+			}
+		}
+	}
+	peer.send(t, to, peer.packet())
+	first := next("the first packet, alone", func(r read) bool { return r.loud && r.played == 1 })
+	concealed := next("the second, missing, concealed", func(r read) bool { return r.lost == 1 })
+	if d := concealed.at.Sub(first.at); d < 2*FrameDuration-5*time.Millisecond {
+		t.Errorf("the missing frame was concealed %v after the one before it, want the buffer's depth (40 ms)", d)
+	}
+	for range 10 {
+		peer.send(t, to, peer.packet())
+	}
+	next("a burst of ten", func(r read) bool { return r.played >= 6 })
 }

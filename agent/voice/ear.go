@@ -91,6 +91,12 @@ type ear struct {
 }
 
 func newEar(stream media.Stream, playing func() bool, kick func()) (*ear, error) {
+	if e, ok := stream.(media.EagerReader); ok {
+		// The VAD and the transcriber decide on each frame as it comes: the jitter
+		// buffer's depth is for a listener's ear, and the caller's last word would reach
+		// the turn-taking that much later.
+		e.ReadEagerly()
+	}
 	rate := stream.SampleRate()
 	e := &ear{
 		stream:  stream,
