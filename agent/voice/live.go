@@ -8,6 +8,7 @@ import (
 
 	"github.com/switchboard-go/switchboard/agent"
 	"github.com/switchboard-go/switchboard/agent/speech"
+	"github.com/switchboard-go/switchboard/media"
 )
 
 // With a streaming transcriber the ear writes every frame of the caller's audio to the
@@ -173,9 +174,11 @@ func (c *conversation) endpointLive(s *segment, silence time.Duration) (in agent
 		!waitLonger && endsSentence(text) && silence >= c.specSilence:
 		return c.takeLive(s, text, at, nil), liveTurn
 	case c.earlyStart > 0 && !waitLonger && silence >= liveMinSilence && endsSentence(text),
-		c.earlyStart > 0 && !waitLonger && silence >= max(liveMinSilence, c.earlyStart) && time.Since(at) >= c.earlyStart:
+		c.earlyStart > 0 && !waitLonger && silence >= max(liveMinSilence, c.earlyStart) && time.Since(at) >= c.earlyStart-media.FrameDuration/2:
 		// The caller paused and the transcript stands (a complete sentence needs no more
-		// standing than the pause the provider's end of utterance needs): the brain starts
+		// standing than the pause the provider's end of utterance needs; the standing is
+		// looked at on each frame heard, so it is taken to the nearest frame, not the one
+		// after it, for an interim that came between two frames): the brain starts
 		// now, and what it says waits for the turn to be over (awaitTurn), or is dropped if
 		// the caller goes on.
 		return c.takeLive(s, text, at, &speculation{lastVoiced: s.lastVoiced, text: text, at: time.Now()}), liveTurn

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"database/sql"
 	"net/http"
 	"testing"
 	"time"
@@ -15,23 +16,18 @@ import (
 // is not transferred) comes back through A word for word.
 func TestClusterCallControl(t *testing.T) {
 	t.Parallel()
-	a, b, keys := twoNodes(t, []string{"--name", "cluster"})
+	a, b, keys, dbURL := twoNodes(t, []string{"--name", "cluster"})
 	key := keys[0]
+	db, err := sql.Open("pgx", dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	records := watchRecords(t, db, dbURL)
 
 	held := newSIPCaller(t).answered("sip:echo@" + b.sipAddr())
-	id := ""
-	for deadline := time.Now().Add(clusterWait); id == ""; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("node B's call is not in the store")
-		}
-		_, page := a.call("GET", "/api/v1/calls?direction=inbound", key, "")
-		items, _ := page["items"].([]any)
-		for _, it := range items {
-			if c, _ := it.(map[string]any); c["node"] == "node-b" && c["status"] == "in-progress" {
-				id, _ = c["id"].(string)
-			}
-		}
-	}
+	id := waitRecord(t, records, held.InviteRequest.CallID().Value(), "in progress on node B",
+		func(r callRecord) bool { return r.node == "node-b" && r.status == "in-progress" }).id
 	status, rec := a.call("POST", "/api/v1/calls/"+id+"/hangup", key, "")
 	if status != http.StatusOK || rec["status"] != "completed" || rec["ended_reason"] != "api-hangup" || rec["node"] != "node-b" {
 		t.Fatalf("hang-up through node A of node B's call: %d %v", status, rec)
@@ -69,10 +65,10 @@ func TestClusterCallControl(t *testing.T) {
 
 // twoNodes starts node-a and node-b on one PostgreSQL, one after the other (so that one of
 // them migrates the database), after making a key with each of keyArgs (createKey's
-// arguments) in it; it returns the nodes and the keys.
-func twoNodes(t *testing.T, keyArgs ...[]string) (a, b *node, keys []string) {
+// arguments) in it; it returns the nodes, the keys and the database's URL.
+func twoNodes(t *testing.T, keyArgs ...[]string) (a, b *node, keys []string, dbURL string) {
 	t.Helper()
-	dbURL := pgtest.URL(t)
+	dbURL = pgtest.URL(t)
 	env := func(name string) []string {
 		return []string{"SWITCHBOARD_DATA_DIR=" + t.TempDir(), "DATABASE_URL=" + dbURL, "SWITCHBOARD_SECRET=" + testSecret,
 			"SWITCHBOARD_RATE_LIMIT=100000", "SWITCHBOARD_NODE=" + name}
@@ -81,7 +77,7 @@ func twoNodes(t *testing.T, keyArgs ...[]string) (a, b *node, keys []string) {
 	for _, args := range keyArgs {
 		keys = append(keys, createKey(t, envA, args...))
 	}
-	return startServe(t, envA), startServe(t, envB), keys
+	return startServe(t, envA), startServe(t, envB), keys, dbURL
 }
 
 // errorMessage is the message of a canonical error body.

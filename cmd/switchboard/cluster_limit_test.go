@@ -15,7 +15,7 @@ import (
 // limit); once one ends, a call is taken again. A tenant's own admin cannot raise it.
 func TestClusterTenantLimit(t *testing.T) {
 	t.Parallel()
-	a, b, keys := twoNodes(t, []string{"--name", "operator"}, []string{"--name", "beta", "--tenant", "beta"})
+	a, b, keys, _ := twoNodes(t, []string{"--name", "operator"}, []string{"--name", "beta", "--tenant", "beta"})
 	key, keyBeta := keys[0], keys[1]
 
 	_, page := a.call("GET", "/api/v1/tenants", key, "")
