@@ -42,6 +42,9 @@ func (p *Playout) Take(jb *JitterBuffer) {
 	}
 }
 
+// Came says whether the slot Take took is a frame that came, not concealment or silence.
+func (p *Playout) Came() bool { return p.popped.Status == PopFrame }
+
 // Play decodes the slot Take took into out, one frame at the stream's rate: audio,
 // concealment, or silence when nothing is playing.
 func (p *Playout) Play(out []int16) {

@@ -210,10 +210,8 @@ type RTPSession struct {
 	// statsCh is closed at the next drop or RTT learnt (StatsChanged); nil: none waits.
 	statsCh chan struct{}
 
-	// eager is ReadEagerly's (under mu, and read by ReadFrame's goroutine, which set it);
-	// arrived has a token once a packet is buffered, for an eager reader waiting for one.
-	eager   bool
-	arrived chan struct{}
+	// eager is ReadEagerly's (under mu).
+	eager EagerRead
 
 	// ReadFrame's own.
 	play      *Playout
@@ -342,7 +340,6 @@ func NewRTPSession(cfg RTPConfig) (*RTPSession, error) {
 		dtmfPkts:       make([]DTMFPacket, 0, 32),
 		dtmfBuf:        make([]byte, 12+TelephoneEventSize, maxDatagram), // room for an SRTP tag
 		events:         make(chan Event, eventBuffer),
-		arrived:        make(chan struct{}, 1),
 	}
 	s.doneCtx, s.doneStop = context.WithCancel(context.Background())
 	s.done = s.doneCtx.Done()
@@ -549,10 +546,10 @@ func (s *RTPSession) ReadFrame(f *Frame) error {
 	f.Samples, f.Rate = f.Samples[:s.frameLen], s.rate
 	slot := s.readClock.ReadSlot(time.Now(), readMaxLag)
 	s.mu.Lock()
-	eager := s.eager
+	eager := s.eager.On()
 	s.mu.Unlock()
 	if eager {
-		if err := s.awaitFrame(slot); err != nil {
+		if err := s.eager.Wait(s.readClock, slot, s.frameHeld, s.done); err != nil {
 			return err
 		}
 	} else if err := s.readClock.Wait(slot, s.done); err != nil {
@@ -561,13 +558,8 @@ func (s *RTPSession) ReadFrame(f *Frame) error {
 	if s.fillPkt != nil {
 		s.fillDue(time.Now())
 	}
-	if s.produce(f.Samples) && eager {
-		// The next frame is due a frame from now; the buffer's depth is how much later it
-		// may come before it is concealed, up to the clock's own lag.
-		s.mu.Lock()
-		wait := time.Duration(s.jb.Target()) * FrameDuration
-		s.mu.Unlock()
-		s.readClock.SetNext(time.Now().Add(min(wait, readMaxLag)))
+	if depth, came := s.produce(f.Samples); came && eager {
+		s.eager.Played(s.readClock, time.Now(), depth, readMaxLag)
 	}
 	s.recordHeard(f.Samples)
 	return nil
@@ -579,38 +571,28 @@ func (s *RTPSession) ReadFrame(f *Frame) error {
 func (s *RTPSession) ReadEagerly() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.eager = true
-	s.jb.SetEager(true)
+	s.eager.Start(s.jb)
 }
 
-// awaitFrame waits until the jitter buffer holds the next frame in order or the clock
-// reaches slot, whichever is first; it returns ErrClosed once the stream ended.
-func (s *RTPSession) awaitFrame(slot time.Time) error {
-	for {
-		s.mu.Lock()
-		ready := s.jb.Ready()
-		s.mu.Unlock()
-		if ready {
-			return nil
-		}
-		woken, err := s.readClock.WaitOr(slot, s.arrived, s.done)
-		if err != nil || !woken {
-			return err
-		}
-	}
+// frameHeld says whether the jitter buffer holds the next frame in order.
+func (s *RTPSession) frameHeld() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.jb.Ready()
 }
 
 // produce plays out one tick of the jitter buffer into out, and says whether it played a
-// frame that came (not concealment or silence).
-func (s *RTPSession) produce(out []int16) bool {
+// frame that came (not concealment or silence), and the buffer's depth in frames.
+func (s *RTPSession) produce(out []int16) (depth int, came bool) {
 	s.mu.Lock()
 	if s.playNew != nil {
 		s.play, s.playNew = s.playNew, nil
 	}
 	s.play.Take(s.jb)
+	depth = s.jb.Target()
 	s.mu.Unlock()
 	s.play.Play(out)
-	return s.play.popped.Status == PopFrame
+	return depth, s.play.Came()
 }
 
 // WriteFrame implements Stream: f is sent in its 20 ms slot of the session's clock. A
@@ -813,7 +795,7 @@ func (s *RTPSession) Update(u RTPUpdate) error {
 		js := s.jb.Stats()
 		s.lateBase += js.LatePackets()
 		s.dupBase += js.Duplicate
-		jb.SetEager(s.eager)
+		jb.SetEager(s.eager.On())
 		s.jb, s.playNew, s.codecPT, s.sendClock = jb, play, spec.PayloadType, spec.ClockRate
 		s.chunk.reset()
 		s.kind = kind
@@ -874,17 +856,6 @@ func (s *RTPSession) Stats() RTPStats {
 	s.mu.Unlock()
 	st.PacketsSent = s.sent.Load()
 	return st
-}
-
-// signalArrival wakes an eager reader waiting for a frame. The caller holds mu.
-func (s *RTPSession) signalArrival() {
-	if !s.eager {
-		return
-	}
-	select {
-	case s.arrived <- struct{}{}:
-	default:
-	}
 }
 
 // readLoop reads RTP until the socket is closed, and checks the media timeout when its
@@ -1015,7 +986,7 @@ func (s *RTPSession) intake(b []byte, from netip.AddrPort, now time.Time) (evs [
 		} else {
 			// An empty slot keeps the buffer's sequence space whole; it plays as silence.
 			s.jb.Push(nil, p.SequenceNumber, p.Timestamp)
-			s.signalArrival()
+			s.eager.Arrived()
 		}
 		s.lastEventAt = now
 		ev, ok, _ := s.det.Push(p.Timestamp, p.Payload)
@@ -1034,7 +1005,7 @@ func (s *RTPSession) intake(b []byte, from netip.AddrPort, now time.Time) (evs [
 	} else {
 		s.jb.Push(p.Payload, p.SequenceNumber, p.Timestamp)
 	}
-	s.signalArrival()
+	s.eager.Arrived()
 	if s.det.active && now.Sub(s.lastEventAt) > dtmfFlushAfter {
 		for n < len(evs) {
 			ev, ok := s.det.Flush()

@@ -85,6 +85,7 @@ type Peer struct {
 	track     bool
 	play      *media.Playout
 	readClock *media.Pacer
+	eager     media.EagerRead // under rmu: ReadEagerly's
 
 	// The sending side.
 	wmu        sync.Mutex
@@ -114,7 +115,10 @@ type Peer struct {
 
 // A peer carries neither keys to the browser nor audio the browser holds unplayed: it is
 // a media.Stream and nothing more.
-var _ media.Stream = (*Peer)(nil)
+var (
+	_ media.Stream      = (*Peer)(nil)
+	_ media.EagerReader = (*Peer)(nil)
+)
 
 func newPeer(ctx context.Context, w *Engine, offer string, log *slog.Logger) (*Peer, error) {
 	play, err := media.NewOpusPlayout(peerRate, media.DefaultJitterConfig.MaxPayload)
@@ -476,6 +480,7 @@ func (p *Peer) received(pkt *rtp.Packet, at time.Time) {
 		p.jb.Reset()
 	}
 	p.jb.Push(pkt.Payload, pkt.SequenceNumber, pkt.Timestamp)
+	p.eager.Arrived()
 	p.rxPackets++
 }
 
@@ -494,19 +499,48 @@ func (p *Peer) ReadFrame(f *media.Frame) error {
 		f.Samples = make([]int16, spf)
 	}
 	f.Samples, f.Rate = f.Samples[:spf], peerRate
-	if err := p.readClock.Wait(p.readClock.ReadSlot(time.Now(), peerReadMaxLag), p.done); err != nil {
+	slot := p.readClock.ReadSlot(time.Now(), peerReadMaxLag)
+	p.rmu.Lock()
+	eager := p.eager.On()
+	p.rmu.Unlock()
+	if eager {
+		if err := p.eager.Wait(p.readClock, slot, p.frameHeld, p.done); err != nil {
+			return err
+		}
+	} else if err := p.readClock.Wait(slot, p.done); err != nil {
 		return err
 	}
-	p.produce(f.Samples)
+	if depth, came := p.produce(f.Samples); came && eager {
+		p.eager.Played(p.readClock, time.Now(), depth, peerReadMaxLag)
+	}
 	return nil
 }
 
-// produce plays one tick of the jitter buffer into out.
-func (p *Peer) produce(out []int16) {
+// ReadEagerly implements media.EagerReader: from now on ReadFrame returns each frame as
+// soon as it is next in order, and waits the jitter buffer's depth only for one that has
+// not come, before concealing it.
+func (p *Peer) ReadEagerly() {
+	p.rmu.Lock()
+	defer p.rmu.Unlock()
+	p.eager.Start(p.jb)
+}
+
+// frameHeld says whether the jitter buffer holds the next frame in order.
+func (p *Peer) frameHeld() bool {
+	p.rmu.Lock()
+	defer p.rmu.Unlock()
+	return p.jb.Ready()
+}
+
+// produce plays one tick of the jitter buffer into out, and says whether it played a frame
+// that came (not concealment or silence), and the buffer's depth in frames.
+func (p *Peer) produce(out []int16) (depth int, came bool) {
 	p.rmu.Lock()
 	p.play.Take(p.jb)
+	depth = p.jb.Target()
 	p.rmu.Unlock()
 	p.play.Play(out)
+	return depth, p.play.Came()
 }
 
 // WriteFrame implements media.Stream: f is encoded and sent in its 20 ms slot of the

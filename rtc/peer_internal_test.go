@@ -187,3 +187,56 @@ func TestICERestartFragments(t *testing.T) {
 		t.Errorf("answerFragment: %q", frag)
 	}
 }
+
+// TestPeerEagerRead: a peer read eagerly (by an agent's ear) hands the browser's first
+// packet over as soon as it is buffered, without the second that playout on the clock waits
+// for, and conceals a missing one only at its deadline.
+func TestPeerEagerRead(t *testing.T) {
+	p := receivingPeer(t)
+	p.readClock, p.done = media.NewPacer(), make(chan struct{})
+	p.ReadEagerly()
+	packets := browserPackets(t, 2)
+	type read struct {
+		at           time.Time
+		played, lost uint64
+	}
+	reads := make(chan read)
+	go func() {
+		defer close(reads)
+		var f media.Frame
+		for p.ReadFrame(&f) == nil {
+			at := time.Now()
+			p.rmu.Lock()
+			s := p.jb.Stats()
+			p.rmu.Unlock()
+			reads <- read{at: at, played: s.Played, lost: s.Lost}
+		}
+	}()
+	t.Cleanup(func() {
+		close(p.done)
+		for range reads {
+		}
+	})
+	timeout := time.After(10 * time.Second)
+	next := func(what string, ok func(read) bool) read {
+		t.Helper()
+		for {
+			select {
+			case r := <-reads:
+				if ok(r) {
+					return r
+				}
+			case <-timeout:
+				t.Fatal(what)
+			}
+		}
+	}
+	var pkt rtp.Packet
+	pkt.SSRC, pkt.SequenceNumber, pkt.Timestamp, pkt.Payload = 7, 100, 960, packets[0]
+	p.received(&pkt, time.Now())
+	first := next("the browser's first packet was not read on its own", func(r read) bool { return r.played == 1 })
+	concealed := next("the missing second frame was never concealed", func(r read) bool { return r.lost == 1 })
+	if d := concealed.at.Sub(first.at); d < 2*media.FrameDuration-5*time.Millisecond {
+		t.Errorf("the missing frame was concealed %v after the one before it, want the buffer's depth (40 ms)", d)
+	}
+}
