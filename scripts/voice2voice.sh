@@ -11,14 +11,14 @@
 # answer received. Prints a Markdown table per concurrency (the section "Voice to voice" of
 # BENCHMARKS.md).
 #
-#   scripts/voice2voice.sh              # 20 and 200 concurrent calls, 66 s each
+#   scripts/voice2voice.sh              # 25 and 200 concurrent calls (5 and 40 a pipeline), 66 s each
 #   scripts/voice2voice.sh 200          # chosen concurrencies (split evenly between pipelines)
 #   DURATION=120s scripts/voice2voice.sh 20
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 sizes=("$@")
-[ ${#sizes[@]} -gt 0 ] || sizes=(20 200)
+[ ${#sizes[@]} -gt 0 ] || sizes=(25 200)
 calls=$(IFS=,; echo "${sizes[*]}")
 echo "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 V2V_CALLS=$calls V2V_DURATION=${DURATION:-66s} \

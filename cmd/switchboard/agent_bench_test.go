@@ -406,14 +406,17 @@ type benchCall struct {
 	} `json:"quality"`
 	Turns []struct {
 		Role    string `json:"role"`
-		Metrics *struct {
-			EndOfSpeechMS     float64 `json:"end_of_speech_ms"`
-			STTMS             float64 `json:"stt_ms"`
-			BrainFirstTokenMS float64 `json:"brain_first_token_ms"`
-			TTSFirstAudioMS   float64 `json:"tts_first_audio_ms"`
-			VoiceToVoiceMS    float64 `json:"voice_to_voice_ms"`
-		} `json:"metrics"`
+		Metrics *turnMetrics `json:"metrics"`
 	} `json:"-"`
+}
+
+// turnMetrics are an answered turn's figures, as the server measured them.
+type turnMetrics struct {
+	EndOfSpeechMS     float64 `json:"end_of_speech_ms"`
+	STTMS             float64 `json:"stt_ms"`
+	BrainFirstTokenMS float64 `json:"brain_first_token_ms"`
+	TTSFirstAudioMS   float64 `json:"tts_first_audio_ms"`
+	VoiceToVoiceMS    float64 `json:"voice_to_voice_ms"`
 }
 
 // endedCalls waits for the server to have ended and stored want calls, and returns them

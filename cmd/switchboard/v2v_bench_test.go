@@ -61,7 +61,14 @@ type v2vPipeline struct {
 	number string
 	agent  string
 	budget time.Duration
+	// waited is a turn's budget with the providers' times as the server measured them for
+	// it (the stand-ins share the machine, and stretch with it): the server's voice-to-voice
+	// less this is Switchboard's own share of the turn.
+	waited func(m *turnMetrics) float64
 }
+
+// ms is d in milliseconds.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // v2vPipelines are the agents compared.
 func v2vPipelines() []v2vPipeline {
@@ -71,24 +78,32 @@ func v2vPipelines() []v2vPipeline {
 		{name: "batch (STT → model → TTS)", number: "+15550011",
 			agent: `{"name":"Batch","model":"openai/gpt-test","instructions":"You answer questions about orders.",` +
 				`"transcriber":{"provider":"voice","model":"whisper-1"},"voice":{"provider":"voice","voice":"alloy","speed":1}}`,
-			budget: v2vSpeculative + v2vSTT + v2vModelFirst + v2vTTS},
+			budget: v2vSpeculative + v2vSTT + v2vModelFirst + v2vTTS,
+			waited: func(m *turnMetrics) float64 {
+				return ms(v2vSpeculative) + m.STTMS + m.BrainFirstTokenMS + m.TTSFirstAudioMS
+			}},
 		{name: "speech-to-speech (Realtime)", number: "+15550012",
 			agent: `{"name":"Realtime","model":"rt/gpt-realtime","instructions":"You answer questions about orders.",` +
 				`"transcriber":{"provider":"rt","model":"whisper-1"},"voice":{"provider":"rt","voice":"marin","speed":1}}`,
-			budget: v2vRealtimeSilence + v2vRealtimeFirst},
+			budget: v2vRealtimeSilence + v2vRealtimeFirst,
+			waited: func(m *turnMetrics) float64 { return ms(v2vRealtimeSilence) + m.BrainFirstTokenMS }},
 		// The live transcript is there when the caller pauses: a finished sentence ends the
 		// turn at the speculative pause, before the provider's final, and the model's first
 		// tokens are spoken as they come.
 		{name: "streaming (live STT → model → streamed TTS)", number: "+15550013",
 			agent:  `{"name":"Streaming",` + streaming + `,"transcriber":{"provider":"dg","model":"nova-3"}}`,
-			budget: v2vSpeculative + v2vModelFirst + v2vTTS},
+			budget: v2vSpeculative + v2vModelFirst + v2vTTS,
+			waited: func(m *turnMetrics) float64 { return ms(v2vSpeculative) + m.BrainFirstTokenMS + m.TTSFirstAudioMS }},
 		// Early start on a finished sentence: the model and the voice begin at the first
 		// pause an end of utterance needs (100 ms, the interim having the last word by then),
 		// and the answer is held until the sentence's 300 ms pause is over.
 		{name: "streaming, early_start_ms 200", number: "+15550015",
 			agent: `{"name":"Eager",` + streaming + `,"transcriber":{"provider":"dg","model":"nova-3"},` +
 				`"turn":{"early_start_ms":` + strconv.Itoa(int(v2vEarlyStart/time.Millisecond)) + `}}`,
-			budget: max(v2vSpeculative, max(v2vLiveMin, v2vInterim)+v2vModelFirst+v2vTTS)},
+			budget: max(v2vSpeculative, max(v2vLiveMin, v2vInterim)+v2vModelFirst+v2vTTS),
+			waited: func(m *turnMetrics) float64 {
+				return max(ms(v2vSpeculative), max(ms(v2vLiveMin), m.STTMS)+m.BrainFirstTokenMS+m.TTSFirstAudioMS)
+			}},
 		// A transcript without its full stop (the second stand-in, "dg2", leaves it off) does
 		// not end the turn early: the turn waits for the provider's final, at its endpointing
 		// (300 ms) + v2vLiveFinal, which would give 300 + 200 + 350 + 150 = 1000 ms. Early start
@@ -97,7 +112,10 @@ func v2vPipelines() []v2vPipeline {
 		{name: "streaming, no full stop, early_start_ms 200", number: "+15550014",
 			agent: `{"name":"Early",` + streaming + `,"transcriber":{"provider":"dg2","model":"nova-3"},` +
 				`"turn":{"early_start_ms":` + strconv.Itoa(int(v2vEarlyStart/time.Millisecond)) + `}}`,
-			budget: max(v2vSpeculative+v2vLiveFinal, v2vInterim+v2vEarlyStart+v2vModelFirst+v2vTTS)},
+			budget: max(v2vSpeculative+v2vLiveFinal, v2vInterim+v2vEarlyStart+v2vModelFirst+v2vTTS),
+			waited: func(m *turnMetrics) float64 {
+				return max(ms(v2vSpeculative+v2vLiveFinal), m.STTMS+ms(v2vEarlyStart)+m.BrainFirstTokenMS+m.TTSFirstAudioMS)
+			}},
 	}
 }
 
@@ -109,14 +127,16 @@ func v2vPipelines() []v2vPipeline {
 // the time from the caller's last word sent to the first sound of the answer received
 // (Config.Turns). For each pipeline it reports p50 and p95 of that, the budget (the
 // providers' times and the turn detection's silence), and what Switchboard added over the
-// budget; and the server's own per-turn figures from the stored transcripts.
+// budget; and the server's own per-turn figures from the stored transcripts, with its own
+// share of each turn: its voice-to-voice less the budget with the providers' times it
+// measured for that turn (the stand-ins share the machine, so their times stretch with it).
 //
 //	go test -v -run '^$' -bench VoiceToVoice -benchtime 1x -timeout 30m ./cmd/switchboard
 //
-// V2V_CALLS lists the concurrencies (default 20,200), V2V_DURATION each call's length
+// V2V_CALLS lists the concurrencies (default 25,200: 5 and 40 calls a pipeline), V2V_DURATION each call's length
 // (default 60s). scripts/voice2voice.sh runs it.
 func BenchmarkVoiceToVoice(b *testing.B) {
-	sizes := []int{20, 200}
+	sizes := []int{25, 200}
 	if v := os.Getenv("V2V_CALLS"); v != "" {
 		sizes = sizes[:0]
 		for _, f := range strings.Split(v, ",") {
@@ -171,12 +191,12 @@ func BenchmarkVoiceToVoice(b *testing.B) {
 				answered += reps[i].Answered
 			}
 			calls := s.endedCalls(answered)
-			b.Logf("\n| pipeline | calls | turns | on the wire p50 / p95 | budget | Switchboard adds p50 / p95 | server v2v p50 / p95 | late packets | load avg before |\n|---|---|---|---|---|---|---|---|---|")
+			b.Logf("\n| pipeline | calls | turns | on the wire p50 / p95 | budget | Switchboard adds p50 / p95 | server v2v p50 / p95 | server's own share p50 / p95 | late packets | load avg before |\n|---|---|---|---|---|---|---|---|---|---|")
 			for i, p := range pipes {
 				wire := reps[i].VoiceToVoiceMs
 				p50, p95 := pct(wire, 50), pct(wire, 95)
-				budget := float64(p.budget) / float64(time.Millisecond)
-				var server, eos, stt, brain, tts []float64
+				budget := ms(p.budget)
+				var server, own, eos, stt, brain, tts []float64
 				var late int64
 				for _, c := range calls {
 					if !strings.Contains(c.To, p.number) {
@@ -186,6 +206,7 @@ func BenchmarkVoiceToVoice(b *testing.B) {
 					for _, t := range c.Turns {
 						if m := t.Metrics; t.Role == "assistant" && m != nil && m.VoiceToVoiceMS > 0 {
 							server = append(server, m.VoiceToVoiceMS)
+							own = append(own, m.VoiceToVoiceMS-p.waited(m))
 							eos, stt = append(eos, m.EndOfSpeechMS), append(stt, m.STTMS)
 							brain, tts = append(brain, m.BrainFirstTokenMS), append(tts, m.TTSFirstAudioMS)
 						}
@@ -194,9 +215,9 @@ func BenchmarkVoiceToVoice(b *testing.B) {
 				defer b.Logf("%s, as the server saw its turns, p50 / p95: end of speech %.0f / %.0f ms, STT %.0f / %.0f ms, "+
 					"model first token (speech-to-speech: first audio) %.0f / %.0f ms, TTS first audio %.0f / %.0f ms",
 					p.name, pct(eos, 50), pct(eos, 95), pct(stt, 50), pct(stt, 95), pct(brain, 50), pct(brain, 95), pct(tts, 50), pct(tts, 95))
-				b.Logf("| %s | %d / %d | %d | %.0f / %.0f ms | %.0f ms | %.0f / %.0f ms | %.0f / %.0f ms | %d | %s |",
+				b.Logf("| %s | %d / %d | %d | %.0f / %.0f ms | %.0f ms | %.0f / %.0f ms | %.0f / %.0f ms | %.0f / %.0f ms | %d | %s |",
 					p.name, reps[i].Answered, per, len(wire), p50, p95, budget, p50-budget, p95-budget,
-					pct(server, 50), pct(server, 95), late, loadavg)
+					pct(server, 50), pct(server, 95), pct(own, 50), pct(own, 95), late, loadavg)
 				b.ReportMetric(p50, fmt.Sprintf("p%d-wire-p50-ms", i))
 				b.ReportMetric(p95, fmt.Sprintf("p%d-wire-p95-ms", i))
 				if reps[i].Answered < per {
