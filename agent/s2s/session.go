@@ -180,6 +180,16 @@ func (s *Session) FunctionOutput(ctx context.Context, callID, output string) err
 		"item": map[string]any{"type": "function_call_output", "call_id": callID, "output": output}})
 }
 
+// UserText adds a message of the caller's, as text, to the conversation
+// (conversation.item.create of a user message with input_text): what the caller did
+// that the model cannot hear, such as keys pressed. A response.create must follow for the
+// model to answer it.
+func (s *Session) UserText(ctx context.Context, text string) error {
+	return s.Send(ctx, map[string]any{"type": "conversation.item.create",
+		"item": map[string]any{"type": "message", "role": "user",
+			"content": []map[string]string{{"type": "input_text", "text": text}}}})
+}
+
 // Next reads the server's next event.
 func (s *Session) Next(ctx context.Context) (Event, error) {
 	_, b, err := s.conn.Read(ctx)

@@ -63,6 +63,9 @@ type conversation struct {
 
 	// kick wakes the brain's goroutine after every frame heard and every key pressed.
 	kick chan struct{}
+	// keyed has a token once a key was pressed, for a speech-to-speech call, whose loop
+	// does not wake on every frame.
+	keyed chan struct{}
 	// gone is closed when the stream ended (the caller hung up, or we did); ended when the
 	// conversation is over for the brain; over when Run tears down.
 	gone, ended, over           chan struct{}
@@ -130,6 +133,7 @@ func newConversation(ctx context.Context, line Line, cfg Config) *conversation {
 		reminder:     cfg.IdleReminder,
 		ctx:          ctx,
 		kick:         make(chan struct{}, 1),
+		keyed:        make(chan struct{}, 1),
 		gone:         make(chan struct{}),
 		ended:        make(chan struct{}),
 		over:         make(chan struct{}),
@@ -289,6 +293,10 @@ func (c *conversation) pumpEvents() {
 			c.mu.Lock()
 			c.keys = append(c.keys, keyPress{digit: ev.Digit, at: time.Now()})
 			c.mu.Unlock()
+			select {
+			case c.keyed <- struct{}{}:
+			default:
+			}
 			c.wake()
 		case media.EventHangup:
 			c.markGone(ev.Reason)

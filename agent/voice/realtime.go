@@ -43,6 +43,10 @@ const (
 	uplinkBatch = 2
 	// minTurnFrames is the speech our own endpointing takes for a turn (noise is shorter).
 	minTurnFrames = 10
+	// realtimeKeyPause is the pause after the caller's last key that ends what they typed
+	// for the model, where no '#' ended it sooner: shorter than a menu's inter-digit wait,
+	// for a caller who pressed one key to choose is answered in a second.
+	realtimeKeyPause = time.Second
 )
 
 // RealtimeConfig is a speech-to-speech agent's model and how it takes the call.
@@ -90,6 +94,83 @@ type rtAnswer struct {
 	// firstAudio is when its first audio arrived.
 	firstAudio time.Time
 	result     *played
+	// cancelled says its response was cancelled already (the caller pressed keys over it):
+	// when its player stops, the response being made is a new one.
+	cancelled bool
+}
+
+// rtKeys are the keys a speech-to-speech call's caller is typing.
+type rtKeys struct {
+	digits      []rune
+	start, last time.Time
+}
+
+// take moves the keys pressed from the conversation, and says whether a '#' ended them.
+func (k *rtKeys) take(c *conversation) (ended bool) {
+	c.mu.Lock()
+	pressed := c.keys
+	c.keys = nil
+	c.mu.Unlock()
+	for _, p := range pressed {
+		if k.start.IsZero() {
+			k.start = p.at
+		}
+		k.last = p.at
+		if p.digit == '#' {
+			ended = true
+			continue
+		}
+		k.digits = append(k.digits, p.digit)
+	}
+	return ended || len(k.digits) >= maxTypedKeys
+}
+
+// maxTypedKeys ends what a caller types without a '#' or a pause.
+const maxTypedKeys = 32
+
+// keysTyped gives what the caller typed to the model as a message of theirs and asks it to
+// answer; an answer playing is cut off, as when the caller speaks over it. The transcript
+// has the keys as a turn of the caller's, as on any call.
+func (rc *realtimeCall) keysTyped(ctx context.Context, k *rtKeys, playing bool) error {
+	c := rc.c
+	digits := string(k.digits)
+	start, end := k.start, k.last
+	*k = rtKeys{}
+	if digits == "" {
+		digits = "#"
+	}
+	t := Turn{Role: "user", DTMF: digits, Start: start, End: end}
+	c.mu.Lock()
+	c.report.Turns++
+	c.mu.Unlock()
+	c.addTurn(t)
+	c.publish(EventTranscript, t)
+	if playing {
+		c.interrupt.Store(true)
+		c.wake()
+	}
+	if rc.responding {
+		if err := rc.sess.CancelResponse(ctx); err != nil {
+			return err
+		}
+		rc.responding = false
+	}
+	if err := rc.sess.UserText(ctx, "The caller pressed these keys on the telephone keypad: "+spaced(digits)); err != nil {
+		return err
+	}
+	return rc.sess.CreateResponse(ctx, "")
+}
+
+// spaced writes digits one by one ("1 2 #"), as keys and not a number.
+func spaced(digits string) string {
+	var b strings.Builder
+	for i, d := range digits {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(d)
+	}
+	return b.String()
 }
 
 // rtTurn is a caller's turn: when the caller last spoke and when the turn was declared over.
@@ -244,6 +325,21 @@ func (rc *realtimeCall) loop(ctx context.Context) error {
 	}
 	// However the loop ends, the answer playing is closed, so that its player's drain ends.
 	defer func() { finish(cur) }()
+	// Keys the caller pressed, gathered until a '#' or a pause, go to the model as text.
+	var keys rtKeys
+	keyPause := time.NewTimer(time.Hour)
+	keyPause.Stop()
+	defer keyPause.Stop()
+	typed := func() error {
+		playing := cur != nil && cur.result == nil
+		if err := rc.keysTyped(ctx, &keys, playing); err != nil {
+			return err
+		}
+		if playing {
+			cur.cancelled = true
+		}
+		return nil
+	}
 	// A caller who says nothing for the agent's idle limit, while the model says nothing
 	// either, is hung up on (idle-timeout), as on any call.
 	idle := time.NewTimer(c.idle)
@@ -267,6 +363,23 @@ func (rc *realtimeCall) loop(ctx context.Context) error {
 			return agent.ErrHangup
 		case <-rc.heard:
 			idle.Reset(c.idle)
+		case <-c.keyed:
+			idle.Reset(c.idle)
+			if keys.take(c) {
+				keyPause.Stop()
+				if err := typed(); err != nil {
+					return rc.failed(err)
+				}
+			} else if len(keys.digits) > 0 {
+				keyPause.Reset(realtimeKeyPause)
+			}
+		case <-keyPause.C:
+			if len(keys.digits) > 0 {
+				idle.Reset(c.idle)
+				if err := typed(); err != nil {
+					return rc.failed(err)
+				}
+			}
 		case p := <-playerDone:
 			cur.result = &p
 			rc.answered(ctx, cur)
@@ -436,7 +549,7 @@ func (rc *realtimeCall) answered(ctx context.Context, a *rtAnswer) {
 		if a.received > 0 {
 			text = wordsPrefix(text, min(1, float64(p.samples)/float64(a.received)))
 		}
-		if rc.responding {
+		if rc.responding && !a.cancelled {
 			if err := rc.sess.CancelResponse(ctx); err != nil {
 				c.log.Debug("response.cancel not sent", "error", err)
 			}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -416,5 +417,85 @@ func TestRealtimeSessionBreaks(t *testing.T) {
 	}
 	if res.Reason != "agent-error" || len(line.eventsOf(EventError)) == 0 {
 		t.Errorf("ended %q with %d agent.error events, want agent-error and why", res.Reason, len(line.eventsOf(EventError)))
+	}
+}
+
+// TestRealtimeKeys: keys the caller presses on a speech-to-speech call reach the model as a
+// message of the caller's (the model hears no tones): "1 2" ended by '#' at once, a lone
+// "3" after the pause; keys pressed over an answer cut it off (cancelled and truncated, as
+// when the caller speaks over it), and the transcript has both as the caller's turns.
+func TestRealtimeKeys(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rt := speechtest.NewRealtime(t)
+	rt.Enqueue(
+		speechtest.RealtimeReply{Text: "Press one for sales.", Audio: 600 * time.Millisecond},
+		speechtest.RealtimeReply{Text: "You chose sales, and here is everything about it.", Audio: 8 * time.Second},
+		speechtest.RealtimeReply{Text: "Okay, support then.", Audio: 400 * time.Millisecond},
+	)
+	agentSide, callerSide := sessionPair(t, 8000)
+	caller := newRTCaller(t, callerSide)
+	brain := NewRealtimeBrain(RealtimeConfig{Session: s2s.Config{BaseURL: rt.URL, Model: "gpt-realtime"}, FirstMessage: "Press one for sales."})
+	done := make(chan Result, 1)
+	go func() { done <- Run(ctx, &testLine{sess: agentSide}, brain, Config{}) }()
+
+	caller.waitLoud(t, 20, "greeting")
+	caller.loudUntilQuiet(t, 10)
+	typed := func(want string) {
+		t.Helper()
+		ev := waitEvent(t, rt, "conversation.item.create")
+		var item struct {
+			Item struct {
+				Type    string `json:"type"`
+				Role    string `json:"role"`
+				Content []struct {
+					Type string `json:"type"`
+					Text string `json:"text"`
+				} `json:"content"`
+			} `json:"item"`
+		}
+		if err := json.Unmarshal(ev.Raw, &item); err != nil {
+			t.Fatal(err)
+		}
+		it := item.Item
+		if it.Type != "message" || it.Role != "user" || len(it.Content) != 1 || it.Content[0].Type != "input_text" ||
+			!strings.HasSuffix(it.Content[0].Text, ": "+want) {
+			t.Fatalf("the keys reached the model as %s, want a user message ending %q", ev.Raw, want)
+		}
+		waitEvent(t, rt, "response.create")
+	}
+	for _, d := range "12#" {
+		if err := callerSide.SendDTMF(d, 60*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	typed("1 2")
+	caller.waitLoud(t, 20, "the answer to the keys")
+	if err := callerSide.SendDTMF('3', 60*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, rt, "response.cancel")
+	typed("3")
+	caller.waitLoud(t, 10, "the answer to the second key")
+	caller.loudUntilQuiet(t, 10)
+	cancel()
+	res := <-done
+
+	var keys []string
+	interrupted := false
+	for _, turn := range res.Transcript {
+		if turn.DTMF != "" {
+			keys = append(keys, turn.DTMF)
+		}
+		interrupted = interrupted || (turn.Role == "assistant" && turn.Interrupted)
+	}
+	if !slices.Equal(keys, []string{"12", "3"}) || !interrupted {
+		t.Errorf("transcript %+v: want the caller's keys 12 and 3, and the long answer interrupted", res.Transcript)
+	}
+	if tr := rt.Truncations(); len(tr) != 1 {
+		t.Errorf("truncations %+v, want the long answer's", tr)
+	}
+	if n := rt.Cancels(); n != 1 {
+		t.Errorf("%d responses cancelled, want 1", n)
 	}
 }
