@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 
@@ -12,12 +13,17 @@ import (
 )
 
 // OpenAI's realtime transcription: GET {base}/realtime?intent=transcription upgraded to a
-// WebSocket, "Authorization: Bearer <key>" and "OpenAI-Beta: realtime=v1". The session is
-// set with transcription_session.update (pcm16 at 24 kHz, the model, the language, server
-// VAD); audio goes up as input_audio_buffer.append with base64 PCM; the server's VAD cuts
-// the audio into items (input_audio_buffer.speech_started, .speech_stopped, .committed),
-// each transcribed by conversation.item.input_audio_transcription.delta pieces and a
-// .completed whole.
+// WebSocket with "Authorization: Bearer <key>". The session is set with session.update of a
+// session of type "transcription" (the GA interface: audio.input with its format, audio/pcm
+// at 24 kHz, the transcription model and language, and server VAD), and confirmed by
+// session.updated before any audio is sent. A server of the beta interface refuses that
+// with an error event: the socket is then opened again with "OpenAI-Beta: realtime=v1" and
+// set with transcription_session.update (pcm16), and the stream keeps to the beta
+// interface on later sockets. Audio goes up as input_audio_buffer.append with base64 PCM;
+// the server's VAD cuts the audio into items (input_audio_buffer.speech_started,
+// .speech_stopped, .committed), each transcribed by
+// conversation.item.input_audio_transcription.delta pieces and a .completed whole, the
+// same events in both interfaces.
 
 // openAIRealtimeRate is the only rate of pcm16 the realtime API takes.
 const openAIRealtimeRate = 24000
@@ -63,26 +69,42 @@ func (o *OpenAIRealtimeSTT) Open(ctx context.Context, opts StreamOptions) (*STTS
 	if opts.Language != "" {
 		tr["language"] = opts.Language
 	}
+	vad := map[string]any{"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": endpointing}
 	update, err := json.Marshal(map[string]any{
-		"type": "transcription_session.update",
+		"type": "session.update",
 		"session": map[string]any{
-			"input_audio_format":        "pcm16",
-			"input_audio_transcription": tr,
-			"turn_detection": map[string]any{
-				"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": endpointing,
-			},
+			"type": "transcription",
+			"audio": map[string]any{"input": map[string]any{
+				"format":         map[string]any{"type": "audio/pcm", "rate": openAIRealtimeRate},
+				"transcription":  tr,
+				"turn_detection": vad,
+			}},
 		},
 	})
 	if err != nil {
 		return nil, err
 	}
-	p := &openAIRealtimeProtocol{o: o, update: update, stopped: map[string]float64{}}
+	betaUpdate, err := json.Marshal(map[string]any{
+		"type": "transcription_session.update",
+		"session": map[string]any{
+			"input_audio_format":        "pcm16",
+			"input_audio_transcription": tr,
+			"turn_detection":            vad,
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	p := &openAIRealtimeProtocol{o: o, update: update, betaUpdate: betaUpdate, stopped: map[string]float64{}}
 	return openStream(ctx, p, rate, o.opaque)
 }
 
 type openAIRealtimeProtocol struct {
-	o      *OpenAIRealtimeSTT
-	update []byte
+	o *OpenAIRealtimeSTT
+	// update sets the session in the GA interface, betaUpdate in the beta one; beta says
+	// the server refused the first (the stream's own goroutine's).
+	update, betaUpdate []byte
+	beta               bool
 	// raw is the little-endian audio of one message, reused.
 	raw []byte
 	// stopped is each item's audio_end_ms, for the ack of its transcript; item is the one
@@ -92,19 +114,68 @@ type openAIRealtimeProtocol struct {
 }
 
 func (p *openAIRealtimeProtocol) dial(ctx context.Context) (*websocket.Conn, error) {
-	h := p.o.headers("Bearer")
-	h.Set("OpenAI-Beta", "realtime=v1")
-	conn, err := dialLive(ctx, p.o.base+"/realtime?intent=transcription", p.o.client, h)
+	conn, err := p.open(ctx)
+	var refused *sessionRefused
+	if !p.beta && errors.As(err, &refused) {
+		p.beta = true
+		conn, err = p.open(ctx)
+	}
 	if err != nil {
 		return nil, err
-	}
-	if err := conn.Write(ctx, websocket.MessageText, p.update); err != nil {
-		conn.CloseNow()
-		return nil, &ProviderError{Op: "transcribe", Err: err}
 	}
 	clear(p.stopped)
 	return conn, nil
 }
+
+// open opens a socket and sets the session in the interface the stream speaks, waiting for
+// the server to confirm it; the server's refusal is a *sessionRefused.
+func (p *openAIRealtimeProtocol) open(ctx context.Context) (*websocket.Conn, error) {
+	h := p.o.headers("Bearer")
+	update, updated := p.update, "session.updated"
+	if p.beta {
+		h.Set("OpenAI-Beta", "realtime=v1")
+		update, updated = p.betaUpdate, "transcription_session.updated"
+	}
+	conn, err := dialLive(ctx, p.o.base+"/realtime?intent=transcription", p.o.client, h)
+	if err != nil {
+		return nil, err
+	}
+	if err := conn.Write(ctx, websocket.MessageText, update); err != nil {
+		conn.CloseNow()
+		return nil, &ProviderError{Op: "transcribe", Err: err}
+	}
+	for {
+		_, msg, err := conn.Read(ctx)
+		if err != nil {
+			conn.CloseNow()
+			return nil, &ProviderError{Op: "transcribe", Err: err}
+		}
+		var e openAIRealtimeEvent
+		if err := json.Unmarshal(msg, &e); err != nil {
+			conn.CloseNow()
+			return nil, protocolError("openai realtime: an event is not JSON: %.100q", msg)
+		}
+		switch e.Type {
+		case updated:
+			return conn, nil
+		case "error":
+			conn.CloseNow()
+			r := &sessionRefused{&ProviderError{Op: "transcribe", Status: http.StatusBadGateway, Message: "the session update was refused"}}
+			if e.Error != nil {
+				r.Type, r.Message = e.Error.Type, e.Error.Message
+			}
+			if p.beta {
+				return nil, &fatalError{r.ProviderError}
+			}
+			return nil, r
+		}
+	}
+}
+
+// sessionRefused is a server's error event in answer to the session's update.
+type sessionRefused struct{ *ProviderError }
+
+func (e *sessionRefused) Unwrap() error { return e.ProviderError }
 
 func (p *openAIRealtimeProtocol) rate() int { return openAIRealtimeRate }
 

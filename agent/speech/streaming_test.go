@@ -141,54 +141,94 @@ func TestDeepgramLiveTranscribesAnUtterance(t *testing.T) {
 	}
 }
 
+// A realtime transcription session in OpenAI's GA interface (session.update of a
+// transcription session), and against a server of the beta interface alone, which refuses
+// that: the stream opens the socket again in the beta interface (the "OpenAI-Beta" header,
+// transcription_session.update) and transcribes the same.
 func TestOpenAIRealtimeTranscribesAnUtterance(t *testing.T) {
 	t.Parallel()
-	ctx := testCtx(t)
-	const said = "I would like to speak to someone."
-	srv := speechtest.NewOpenAIRealtimeSTT(t, speechtest.LiveOptions{Say: func(int) string { return said }, RequireKey: "sk-test"})
-	stt := speech.NewOpenAIRealtimeSTT(srv.URL, "sk-test", "gpt-4o-transcribe", nil)
-	s, err := stt.Open(ctx, speech.StreamOptions{Rate: 16000, Language: "en", EndpointingMS: 350})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	writeFrames(t, s, callerAudio(t, "speak_to_someone"))
-	evs := untilEnd(ctx, t, s)
-	if last := evs[len(evs)-1]; last.Text != said {
-		t.Errorf("end of utterance %+v, want %q", last, said)
-	}
-	if !evs[0].SpeechStarted {
-		t.Errorf("first event %+v, want speech started", evs[0])
-	}
-	_ = s.Close()
-	c := srv.Conns()[0]
-	if c.Header.Get("Authorization") != "Bearer sk-test" || c.Header.Get("OpenAI-Beta") != "realtime=v1" || c.Query.Get("intent") != "transcription" {
-		t.Errorf("handshake %v %v", c.Header, c.Query)
-	}
-	var update struct {
-		Type    string `json:"type"`
-		Session struct {
-			Format        string `json:"input_audio_format"`
-			Transcription struct {
-				Model, Language string
-			} `json:"input_audio_transcription"`
-			TurnDetection struct {
+	for _, beta := range []bool{false, true} {
+		t.Run(map[bool]string{false: "ga", true: "beta"}[beta], func(t *testing.T) {
+			t.Parallel()
+			ctx := testCtx(t)
+			const said = "I would like to speak to someone."
+			srv := speechtest.NewOpenAIRealtimeSTT(t, speechtest.LiveOptions{Say: func(int) string { return said }, RequireKey: "sk-test", BetaOnly: beta})
+			stt := speech.NewOpenAIRealtimeSTT(srv.URL, "sk-test", "gpt-4o-transcribe", nil)
+			s, err := stt.Open(ctx, speech.StreamOptions{Rate: 16000, Language: "en", EndpointingMS: 350})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			writeFrames(t, s, callerAudio(t, "speak_to_someone"))
+			evs := untilEnd(ctx, t, s)
+			if last := evs[len(evs)-1]; last.Text != said {
+				t.Errorf("end of utterance %+v, want %q", last, said)
+			}
+			for _, ev := range evs {
+				if ev.Reconnected {
+					t.Errorf("the stream reported a reconnection: %+v", evs)
+				}
+			}
+			if !evs[0].SpeechStarted {
+				t.Errorf("first event %+v, want speech started", evs[0])
+			}
+			_ = s.Close()
+			conns := srv.Conns()
+			want := 1
+			if beta {
+				want = 2 // the GA update refused, then the beta interface
+			}
+			if len(conns) != want {
+				t.Fatalf("%d sockets, want %d", len(conns), want)
+			}
+			c := conns[len(conns)-1]
+			wantBeta := map[bool]string{false: "", true: "realtime=v1"}[beta]
+			if c.Header.Get("Authorization") != "Bearer sk-test" || c.Header.Get("OpenAI-Beta") != wantBeta || c.Query.Get("intent") != "transcription" {
+				t.Errorf("handshake %v %v", c.Header, c.Query)
+			}
+			type transcription struct{ Model, Language string }
+			type vad struct {
 				Type    string `json:"type"`
 				Silence int    `json:"silence_duration_ms"`
-			} `json:"turn_detection"`
-		} `json:"session"`
-	}
-	if err := json.Unmarshal(c.Config, &update); err != nil {
-		t.Fatalf("session update %s: %v", c.Config, err)
-	}
-	ss := update.Session
-	if update.Type != "transcription_session.update" || ss.Format != "pcm16" || ss.Transcription.Model != "gpt-4o-transcribe" ||
-		ss.Transcription.Language != "en" || ss.TurnDetection.Type != "server_vad" || ss.TurnDetection.Silence != 350 {
-		t.Errorf("session update %s", c.Config)
-	}
-	// 16 kHz written, 24 kHz sent: the length of the audio is kept.
-	if want := float64(len(callerAudio(t, "speak_to_someone"))) / 16000; c.AudioSeconds < want-0.1 || c.AudioSeconds > want+0.1 {
-		t.Errorf("the provider heard %.2f s at 24 kHz", c.AudioSeconds)
+			}
+			var update struct {
+				Type    string `json:"type"`
+				Session struct {
+					Type  string `json:"type"`
+					Audio struct {
+						Input struct {
+							Format struct {
+								Type string `json:"type"`
+								Rate int    `json:"rate"`
+							} `json:"format"`
+							Transcription transcription `json:"transcription"`
+							TurnDetection vad           `json:"turn_detection"`
+						} `json:"input"`
+					} `json:"audio"`
+					Format        string        `json:"input_audio_format"`
+					Transcription transcription `json:"input_audio_transcription"`
+					TurnDetection vad           `json:"turn_detection"`
+				} `json:"session"`
+			}
+			if err := json.Unmarshal(c.Config, &update); err != nil {
+				t.Fatalf("session update %s: %v", c.Config, err)
+			}
+			ss := update.Session
+			tr, td := ss.Audio.Input.Transcription, ss.Audio.Input.TurnDetection
+			ok := update.Type == "session.update" && ss.Type == "transcription" && ss.Audio.Input.Format.Type == "audio/pcm" &&
+				ss.Audio.Input.Format.Rate == 24000
+			if beta {
+				tr, td = ss.Transcription, ss.TurnDetection
+				ok = update.Type == "transcription_session.update" && ss.Format == "pcm16"
+			}
+			if !ok || tr.Model != "gpt-4o-transcribe" || tr.Language != "en" || td.Type != "server_vad" || td.Silence != 350 {
+				t.Errorf("session update %s", c.Config)
+			}
+			// 16 kHz written, 24 kHz sent: the length of the audio is kept.
+			if want := float64(len(callerAudio(t, "speak_to_someone"))) / 16000; c.AudioSeconds < want-0.1 || c.AudioSeconds > want+0.1 {
+				t.Errorf("the provider heard %.2f s at 24 kHz", c.AudioSeconds)
+			}
+		})
 	}
 }
 

@@ -42,13 +42,17 @@ type LiveOptions struct {
 	Raw [][]byte
 	// RequireKey refuses a handshake without this key (401).
 	RequireKey string
+	// BetaOnly makes the OpenAI realtime transcription stand-in a server of the beta
+	// interface alone, which refuses the GA session.update.
+	BetaOnly bool
 }
 
 // LiveConn is one socket a live stand-in accepted.
 type LiveConn struct {
 	Query  url.Values
 	Header http.Header
-	// Config is the session's configuration message (OpenAI's transcription_session.update).
+	// Config is the session's configuration message (OpenAI's session.update, or
+	// transcription_session.update in the beta interface).
 	Config []byte
 	// AudioSeconds is the audio received; KeepAlives and CloseStream the control messages.
 	AudioSeconds float64

@@ -15,9 +15,14 @@ import (
 )
 
 // OpenAIRealtimeSTT is a stand-in of OpenAI's realtime transcription sessions: GET
-// /v1/realtime?intent=transcription upgraded to a WebSocket; transcription_session.created
-// first, then transcription_session.updated for each update; input_audio_buffer.append of
-// base64 pcm16 at 24 kHz; its server VAD (silence_duration_ms of the session, default 500)
+// /v1/realtime?intent=transcription upgraded to a WebSocket. Without an "OpenAI-Beta"
+// header it speaks the GA interface: session.created first, then session.updated for each
+// session.update of a session of type "transcription" (audio.input: format audio/pcm at
+// 24 kHz, transcription, turn_detection); with "OpenAI-Beta: realtime=v1" (or always, with
+// LiveOptions.BetaOnly) the beta one: transcription_session.created, then
+// transcription_session.updated for each transcription_session.update (pcm16), and an
+// error event for the other interface's update. Then input_audio_buffer.append of base64
+// PCM at 24 kHz; its server VAD (silence_duration_ms of the session, default 500)
 // sends input_audio_buffer.speech_started, .speech_stopped and .committed, and the item's
 // transcript comes as conversation.item.input_audio_transcription.delta events (a word
 // each, InterimEvery apart) and, FinalDelay after the commit, .completed.
@@ -45,9 +50,24 @@ func serveRealtimeSTT(ctx context.Context, s *liveServer, conn *websocket.Conn, 
 		b, _ := json.Marshal(fields)
 		_ = conn.Write(ctx, websocket.MessageText, b)
 	}
+	beta := s.opts.BetaOnly || r.Header.Get("OpenAI-Beta") != ""
 	session := map[string]any{"id": "sess_standin", "object": "realtime.transcription_session", "input_audio_format": "pcm16",
 		"turn_detection": map[string]any{"type": "server_vad", "silence_duration_ms": 500}}
-	send("transcription_session.created", map[string]any{"session": session})
+	gaSession := func(silence int) map[string]any {
+		return map[string]any{"id": "sess_standin", "object": "realtime.transcription_session", "type": "transcription",
+			"audio": map[string]any{"input": map[string]any{"format": map[string]any{"type": "audio/pcm", "rate": 24000},
+				"turn_detection": map[string]any{"type": "server_vad", "silence_duration_ms": silence}}}}
+	}
+	if beta {
+		send("transcription_session.created", map[string]any{"session": session})
+	} else {
+		send("session.created", map[string]any{"session": gaSession(500)})
+	}
+	unsupported := func(typ string) {
+		send("error", map[string]any{"error": map[string]any{"type": "invalid_request_error", "code": "invalid_value", "param": "type",
+			"message": fmt.Sprintf("Invalid value: '%s'. Supported values are: '%s', 'input_audio_buffer.append', 'input_audio_buffer.commit' and 'input_audio_buffer.clear'.",
+				typ, map[bool]string{true: "transcription_session.update", false: "session.update"}[beta])}})
+	}
 
 	const rate = 24000
 	h := &hearing{s: s, rate: rate, endpointing: 500 * time.Millisecond}
@@ -75,7 +95,47 @@ func serveRealtimeSTT(ctx context.Context, s *liveServer, conn *websocket.Conn, 
 				continue
 			}
 			switch ev.Type {
+			case "session.update":
+				if beta {
+					unsupported(ev.Type)
+					continue
+				}
+				var cfg struct {
+					Type  string `json:"type"`
+					Audio struct {
+						Input struct {
+							Format struct {
+								Type string `json:"type"`
+								Rate int    `json:"rate"`
+							} `json:"format"`
+							TurnDetection *struct {
+								Silence int `json:"silence_duration_ms"`
+							} `json:"turn_detection"`
+						} `json:"input"`
+					} `json:"audio"`
+				}
+				if json.Unmarshal(ev.Session, &cfg) != nil || cfg.Type != "transcription" {
+					send("error", map[string]any{"error": map[string]any{"type": "invalid_request_error", "code": "invalid_value",
+						"message": "This socket is a transcription session: session.type must be 'transcription'.", "param": "session.type"}})
+					continue
+				}
+				if f := cfg.Audio.Input.Format; f.Type != "" && (f.Type != "audio/pcm" || (f.Rate != 0 && f.Rate != rate)) {
+					send("error", map[string]any{"error": map[string]any{"type": "invalid_request_error", "code": "invalid_value",
+						"message": "Only audio/pcm at 24000 Hz is served here.", "param": "session.audio.input.format"}})
+					continue
+				}
+				silence := 500
+				if td := cfg.Audio.Input.TurnDetection; td != nil && td.Silence > 0 {
+					silence = td.Silence
+					h.endpointing = time.Duration(silence) * time.Millisecond
+				}
+				s.record(lc, func(c *LiveConn) { c.Config = append([]byte(nil), m.b...) })
+				send("session.updated", map[string]any{"session": gaSession(silence)})
 			case "transcription_session.update":
+				if !beta {
+					unsupported(ev.Type)
+					continue
+				}
 				var cfg struct {
 					Format        string `json:"input_audio_format"`
 					TurnDetection *struct {
