@@ -65,12 +65,26 @@ type voiceListError struct {
 }
 
 // voiceListTTL is how long a provider's list of voices is kept: voices change rarely, and
-// a studio page lists them on every open.
-const voiceListTTL = 5 * time.Minute
+// a studio page lists them on every open. voiceFailTTL is how long a provider's failure to
+// list them is: pages opened meanwhile are told the same, rather than each asking a
+// provider that is down (or refusing the key) again.
+const (
+	voiceListTTL = 5 * time.Minute
+	voiceFailTTL = 30 * time.Second
+)
 
 type voiceListing struct {
 	voices []speech.VoiceInfo
+	err    error
 	at     time.Time
+}
+
+// fresh says whether the listing may still be given.
+func (l voiceListing) fresh() bool {
+	if l.err != nil {
+		return time.Since(l.at) < voiceFailTTL
+	}
+	return time.Since(l.at) < voiceListTTL
 }
 
 func (s *Server) voiceRoutes() []route {
@@ -83,7 +97,8 @@ func (s *Server) voiceRoutes() []route {
 }
 
 // listVoices answers GET /api/v1/voices. Each provider is asked at once (its list kept for
-// voiceListTTL per tenant); one that fails is named in errors, and the others are listed.
+// voiceListTTL per tenant, its failure for voiceFailTTL); one that fails is named in
+// errors, and the others are listed.
 func (s *Server) listVoices(w http.ResponseWriter, r *http.Request, p *Principal) error {
 	sp, err := s.providers.Speech(r.Context(), p.TenantID)
 	if err != nil {
@@ -107,16 +122,17 @@ func (s *Server) listVoices(w http.ResponseWriter, r *http.Request, p *Principal
 	var wg sync.WaitGroup
 	for i, name := range names {
 		key := p.TenantID + "\x00" + name
-		if v, ok := s.voiceLists.Load(key); ok && time.Since(v.(voiceListing).at) < voiceListTTL {
-			lists[i] = v.(voiceListing).voices
+		if v, ok := s.voiceLists.Load(key); ok && v.(voiceListing).fresh() {
+			lists[i], errs[i] = v.(voiceListing).voices, v.(voiceListing).err
 			continue
 		}
 		wg.Add(1)
 		go func(ctx context.Context) {
 			defer wg.Done()
 			lists[i], errs[i] = sp.Voices(ctx, name)
-			if errs[i] == nil {
-				s.voiceLists.Store(key, voiceListing{voices: lists[i], at: time.Now()})
+			if errs[i] == nil || ctx.Err() == nil {
+				// A failure of the request's own (the client went away) is not the provider's.
+				s.voiceLists.Store(key, voiceListing{voices: lists[i], err: errs[i], at: time.Now()})
 			}
 		}(r.Context())
 	}

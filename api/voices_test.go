@@ -16,7 +16,7 @@ import (
 // speechServer is a server whose node has the environment's providers as a fresh node
 // without keys has them, plus an ElevenLabs stand-in ("el") and a Cartesia one whose list
 // of voices fails ("down").
-func speechServer(t *testing.T, d store.Dialect) (*testServer, *speechtest.ElevenLabs) {
+func speechServer(t *testing.T, d store.Dialect) (*testServer, *speechtest.ElevenLabs, *speechtest.Cartesia) {
 	t.Helper()
 	el := speechtest.NewElevenLabs(t, speechtest.StreamOptions{Key: "xi"})
 	down := speechtest.NewCartesia(t, speechtest.StreamOptions{VoicesStatus: 503})
@@ -30,7 +30,7 @@ func speechServer(t *testing.T, d store.Dialect) (*testServer, *speechtest.Eleve
 	tenantHTTP := netguard.NewTenantClient(true)
 	t.Cleanup(tenantHTTP.CloseIdleConnections)
 	sp := speech.NewRegistry(cfgs, speech.RegistryOptions{TenantClient: tenantHTTP})
-	return newTestServerConfig(t, d, api.Config{DefaultRateLimit: 1_000_000, Models: models, Speech: sp, AllowPrivateProviders: true}), el
+	return newTestServerConfig(t, d, api.Config{DefaultRateLimit: 1_000_000, Models: models, Speech: sp, AllowPrivateProviders: true}), el, down
 }
 
 // TestAgentSpeechMustBeConfigured: an agent that names a voice or a transcriber the node
@@ -42,7 +42,7 @@ func TestAgentSpeechMustBeConfigured(t *testing.T) {
 	for _, d := range []store.Dialect{store.SQLite, store.Postgres} {
 		t.Run(string(d), func(t *testing.T) {
 			t.Parallel()
-			ts, _ := speechServer(t, d)
+			ts, _, _ := speechServer(t, d)
 			wf := ts.createID("/api/v1/workflows", ts.Key, obj{"name": "menu", "graph": obj{"start": "bye",
 				"nodes": []obj{{"id": "bye", "type": "hangup"}}, "edges": []obj{}}})
 			agent := func(extra obj) obj {
@@ -98,7 +98,7 @@ func TestAgentSpeechMustBeConfigured(t *testing.T) {
 // narrows it; another tenant's provider is not listed.
 func TestVoicesList(t *testing.T) {
 	t.Parallel()
-	ts, _ := speechServer(t, store.SQLite)
+	ts, el, down := speechServer(t, store.SQLite)
 	r := ts.do(http.MethodGet, "/api/v1/voices", ts.Key, nil)
 	if r.Status != http.StatusOK {
 		t.Fatalf("GET /api/v1/voices: %d %s", r.Status, r.Body)
@@ -114,6 +114,15 @@ func TestVoicesList(t *testing.T) {
 	errs := body["errors"].([]any)
 	if len(errs) != 1 || errs[0].(map[string]any)["provider"] != "down" || !strings.Contains(errs[0].(map[string]any)["message"].(string), "503") {
 		t.Errorf("errors %v, want the failing provider named", errs)
+	}
+	// Asked again at once, neither provider is asked again: the list is kept, and so is
+	// the failure, which is still named.
+	r = ts.do(http.MethodGet, "/api/v1/voices", ts.Key, nil)
+	if errs := r.JSON(t)["errors"].([]any); len(errs) != 1 || errs[0].(map[string]any)["provider"] != "down" {
+		t.Errorf("asked again: errors %v, want the failing provider named", errs)
+	}
+	if el.VoiceListings() != 1 || down.VoiceListings() != 1 {
+		t.Errorf("the providers were asked %d and %d times for two lists, want once each", el.VoiceListings(), down.VoiceListings())
 	}
 	r = ts.do(http.MethodGet, "/api/v1/voices?provider=el", ts.Key, nil)
 	if data := r.JSON(t)["data"].([]any); r.Status != http.StatusOK || len(data) != 2 || data[0].(map[string]any)["name"] != "Rachel" {

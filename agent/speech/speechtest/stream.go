@@ -94,6 +94,7 @@ type streamServer struct {
 
 	mu       sync.Mutex
 	sessions []*StreamSession
+	listed   int // requests for the list of voices
 	cancels  chan StreamSession
 	wg       sync.WaitGroup
 	quit     chan struct{}
@@ -172,6 +173,9 @@ func (s *streamServer) cancelled(ss *StreamSession) {
 
 // voices answers a provider's list of voices (body), or fails as the options say.
 func (s *streamServer) voices(w http.ResponseWriter, key string, body any) {
+	s.mu.Lock()
+	s.listed++
+	s.mu.Unlock()
 	switch {
 	case s.opts.Key != "" && key != s.opts.Key:
 		http.Error(w, `{"detail":"Invalid API key"}`, http.StatusUnauthorized)
@@ -181,6 +185,13 @@ func (s *streamServer) voices(w http.ResponseWriter, key string, body any) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(body)
 	}
+}
+
+// VoiceListings counts the requests for the list of voices, answered or failed.
+func (s *streamServer) VoiceListings() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.listed
 }
 
 // accept upgrades the request, refusing a wrong key with 401.
