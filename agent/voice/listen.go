@@ -186,13 +186,19 @@ func inputFrom(began, lastActivity time.Time, wantSpeech bool) time.Time {
 }
 
 func (c *conversation) dtmfInput(digits string, start, end time.Time) agent.Input {
+	c.keysTurn(digits, start, end)
+	return agent.Input{Kind: agent.InputDTMF, Digits: digits, Start: start, End: end}
+}
+
+// keysTurn keeps the keys the caller typed as a turn of theirs: in the transcript, the
+// report and the events.
+func (c *conversation) keysTurn(digits string, start, end time.Time) {
 	t := Turn{Role: "user", DTMF: digits, Start: start, End: end}
 	c.mu.Lock()
 	c.report.Turns++
 	c.mu.Unlock()
 	c.addTurn(t)
 	c.publish(EventTranscript, t)
-	return agent.Input{Kind: agent.InputDTMF, Digits: digits, Start: start, End: end}
 }
 
 // turnPending says the caller said something not yet made a turn or dropped: no time

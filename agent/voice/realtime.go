@@ -139,12 +139,7 @@ func (rc *realtimeCall) keysTyped(ctx context.Context, k *rtKeys, playing bool) 
 	if digits == "" {
 		digits = "#"
 	}
-	t := Turn{Role: "user", DTMF: digits, Start: start, End: end}
-	c.mu.Lock()
-	c.report.Turns++
-	c.mu.Unlock()
-	c.addTurn(t)
-	c.publish(EventTranscript, t)
+	c.keysTurn(digits, start, end)
 	if playing {
 		c.interrupt.Store(true)
 		c.wake()

@@ -261,10 +261,12 @@ func (l *logBuffer) until(d time.Duration, ok func(out string) bool) bool {
 }
 
 // logged reports whether the server logged a line with this message, in either format.
-func (l *logBuffer) logged(msg string) bool {
-	s := l.String()
-	return strings.Contains(s, `"msg":"`+msg+`"`) || strings.Contains(s, "msg="+msg+" ") ||
-		strings.Contains(s, "msg="+msg+"\n") || strings.Contains(s, `msg="`+msg+`"`)
+func (l *logBuffer) logged(msg string) bool { return hasLogLine(l.String(), msg) }
+
+// hasLogLine reports whether out has a line with this message, in either format.
+func hasLogLine(out, msg string) bool {
+	return strings.Contains(out, `"msg":"`+msg+`"`) || strings.Contains(out, "msg="+msg+" ") ||
+		strings.Contains(out, "msg="+msg+"\n") || strings.Contains(out, `msg="`+msg+`"`)
 }
 
 // eitherLogged waits at most d for a or b to log msg, looking again at each write to either,
@@ -362,15 +364,11 @@ func (n *node) waitExit(d time.Duration) int {
 	return 0
 }
 
-// waitLogged waits up to d for the server to log msg.
+// waitLogged waits up to d for the server to log msg, looking again at each write.
 func (n *node) waitLogged(msg string, d time.Duration) {
 	n.t.Helper()
-	deadline := time.Now().Add(d)
-	for !n.log.logged(msg) {
-		if time.Now().After(deadline) {
-			n.t.Fatalf("switchboard serve did not log %q within %v:\n%s", msg, d, n.log)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !n.log.until(d, func(out string) bool { return hasLogLine(out, msg) }) {
+		n.t.Fatalf("switchboard serve did not log %q within %v:\n%s", msg, d, n.log)
 	}
 }
 
