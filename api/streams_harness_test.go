@@ -47,7 +47,7 @@ type streamOptions struct {
 // newStreamServer starts a server with a hub and stream endpoints. The test must not run in
 // parallel with others: when it ends, after the server and its store are closed, it checks
 // that no goroutine it started is left.
-func newStreamServer(t *testing.T, o streamOptions) *streamServer {
+func newStreamServer(t testing.TB, o streamOptions) *streamServer {
 	t.Helper()
 	// Registered first, so that it runs last, when everything else is closed.
 	ignore := goleak.IgnoreCurrent()
@@ -89,7 +89,7 @@ func (ss *streamServer) wsURL(query string) string {
 }
 
 // waitOpen waits until the server holds n streams.
-func (ss *streamServer) waitOpen(t *testing.T, n int) {
+func (ss *streamServer) waitOpen(t testing.TB, n int) {
 	t.Helper()
 	deadline := time.Now().Add(streamWait)
 	for ss.Streams.Open() != n {
@@ -161,7 +161,7 @@ type sseMsg struct {
 
 // sseConn is an open event stream read by a real net/http client.
 type sseConn struct {
-	t      *testing.T
+	t      testing.TB
 	Resp   *http.Response
 	msgs   chan sseMsg
 	done   chan struct{}
@@ -172,7 +172,7 @@ type sseConn struct {
 
 // openSSE opens GET /api/v1/events?query with the header. A 200 is read as a stream;
 // anything else is read whole and answered.
-func (ss *streamServer) openSSE(t *testing.T, query string, h http.Header) (*sseConn, response) {
+func (ss *streamServer) openSSE(t testing.TB, query string, h http.Header) (*sseConn, response) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	url := ss.URL + "/api/v1/events"
@@ -208,7 +208,7 @@ func (ss *streamServer) openSSE(t *testing.T, query string, h http.Header) (*sse
 }
 
 // mustOpenSSE opens a stream with the key as X-API-Key and checks that it is one.
-func (ss *streamServer) mustOpenSSE(t *testing.T, query, key string) *sseConn {
+func (ss *streamServer) mustOpenSSE(t testing.TB, query, key string) *sseConn {
 	t.Helper()
 	c, r := ss.openSSE(t, query, hdr("X-API-Key", key))
 	if r.Status != http.StatusOK {
@@ -362,11 +362,13 @@ type wsFrame struct {
 	Error  *wireError `json:"error"`
 	Time   int64      `json:"time"`
 	Raw    string     `json:"-"`
+	// At is when the frame was read off the socket.
+	At time.Time `json:"-"`
 }
 
 // wsPeer is a real WebSocket client of the events socket.
 type wsPeer struct {
-	t       *testing.T
+	t       testing.TB
 	Conn    *websocket.Conn
 	frames  chan wsFrame
 	done    chan struct{}
@@ -378,7 +380,7 @@ type wsPeer struct {
 
 // dialWS opens the events socket with the header and query; it answers the handshake's
 // response when the dial fails.
-func (ss *streamServer) dialWS(t *testing.T, query string, h http.Header, client *http.Client) (*wsPeer, *http.Response, error) {
+func (ss *streamServer) dialWS(t testing.TB, query string, h http.Header, client *http.Client) (*wsPeer, *http.Response, error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	dctx, dcancel := context.WithTimeout(ctx, streamWait)
@@ -397,7 +399,7 @@ func (ss *streamServer) dialWS(t *testing.T, query string, h http.Header, client
 }
 
 // mustDialWS opens the events socket with the key as X-API-Key and starts reading it.
-func (ss *streamServer) mustDialWS(t *testing.T, key string) *wsPeer {
+func (ss *streamServer) mustDialWS(t testing.TB, key string) *wsPeer {
 	t.Helper()
 	p, _, err := ss.dialWS(t, "", hdr("X-API-Key", key), nil)
 	if err != nil {
@@ -419,11 +421,12 @@ func (p *wsPeer) startReading() {
 				p.err = err
 				return
 			}
+			at := time.Now()
 			var f wsFrame
 			if typ != websocket.MessageText || json.Unmarshal(data, &f) != nil {
 				f = wsFrame{Type: "<not a JSON text frame>"}
 			}
-			f.Raw = string(data)
+			f.Raw, f.At = string(data), at
 			select {
 			case p.frames <- f:
 			case <-p.ctx.Done():
@@ -571,13 +574,13 @@ func smallReadBuffer() *http.Client {
 }
 
 // createAgent makes an agent with key and returns its id.
-func (ss *streamServer) createAgent(t *testing.T, key, name string) string {
+func (ss *streamServer) createAgent(t testing.TB, key, name string) string {
 	t.Helper()
 	return ss.testServer.with(t).createID("/api/v1/agents", key, map[string]any{"name": name, "instructions": "Answer briefly.", "first_message": "Hello!"})
 }
 
 // renameAgent PATCHes an agent's name.
-func (ss *streamServer) renameAgent(t *testing.T, key, id, name string) {
+func (ss *streamServer) renameAgent(t testing.TB, key, id, name string) {
 	t.Helper()
 	r := ss.testServer.with(t).do(http.MethodPatch, "/api/v1/agents/"+id, key, map[string]any{"name": name})
 	wantStatus(t, r, http.StatusOK, "PATCH /api/v1/agents/"+id)
