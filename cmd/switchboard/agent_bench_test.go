@@ -405,7 +405,7 @@ type benchCall struct {
 		PacketsLate int64 `json:"packets_late"`
 	} `json:"quality"`
 	Turns []struct {
-		Role    string `json:"role"`
+		Role    string       `json:"role"`
 		Metrics *turnMetrics `json:"metrics"`
 	} `json:"-"`
 }
