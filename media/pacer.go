@@ -77,7 +77,19 @@ func (p *Pacer) Wait(t time.Time, done <-chan struct{}) error {
 // WaitOr sleeps until t or until wake has a token (woken), or returns ErrClosed once done
 // is closed.
 func (p *Pacer) WaitOr(t time.Time, wake <-chan struct{}, done <-chan struct{}) (woken bool, err error) {
-	d := time.Until(t)
+	return waitUntil(p.timer, t, wake, done)
+}
+
+// sleepUntil waits on timer until the deadline, or returns ErrClosed once done is closed.
+func sleepUntil(timer *time.Timer, until time.Time, done <-chan struct{}) error {
+	_, err := waitUntil(timer, until, nil, done)
+	return err
+}
+
+// waitUntil waits on timer until the deadline or until wake has a token (woken; a nil wake
+// never does), or returns ErrClosed once done is closed.
+func waitUntil(timer *time.Timer, until time.Time, wake, done <-chan struct{}) (woken bool, err error) {
+	d := time.Until(until)
 	if d <= 0 {
 		select {
 		case <-done:
@@ -86,36 +98,15 @@ func (p *Pacer) WaitOr(t time.Time, wake <-chan struct{}, done <-chan struct{}) 
 			return false, nil
 		}
 	}
-	p.timer.Reset(d)
-	select {
-	case <-p.timer.C:
-		return false, nil
-	case <-wake:
-		p.timer.Stop()
-		return true, nil
-	case <-done:
-		p.timer.Stop()
-		return false, ErrClosed
-	}
-}
-
-// sleepUntil waits on timer until the deadline, or returns ErrClosed once done is closed.
-func sleepUntil(timer *time.Timer, until time.Time, done <-chan struct{}) error {
-	d := time.Until(until)
-	if d <= 0 {
-		select {
-		case <-done:
-			return ErrClosed
-		default:
-			return nil
-		}
-	}
 	timer.Reset(d)
 	select {
 	case <-timer.C:
-		return nil
+		return false, nil
+	case <-wake:
+		timer.Stop()
+		return true, nil
 	case <-done:
 		timer.Stop()
-		return ErrClosed
+		return false, ErrClosed
 	}
 }

@@ -129,9 +129,9 @@ func (k *rtKeys) take(c *conversation) (ended bool) {
 const maxTypedKeys = 32
 
 // keysTyped gives what the caller typed to the model as a message of theirs and asks it to
-// answer; an answer playing is cut off, as when the caller speaks over it. The transcript
-// has the keys as a turn of the caller's, as on any call.
-func (rc *realtimeCall) keysTyped(ctx context.Context, k *rtKeys, playing bool) error {
+// answer; cur, the model's answer, is cut off if it is playing, as when the caller speaks
+// over it. The transcript has the keys as a turn of the caller's, as on any call.
+func (rc *realtimeCall) keysTyped(ctx context.Context, k *rtKeys, cur *rtAnswer) error {
 	c := rc.c
 	digits := string(k.digits)
 	start, end := k.start, k.last
@@ -140,7 +140,8 @@ func (rc *realtimeCall) keysTyped(ctx context.Context, k *rtKeys, playing bool) 
 		digits = "#"
 	}
 	c.keysTurn(digits, start, end)
-	if playing {
+	if cur != nil && cur.result == nil {
+		cur.cancelled = true // cancelled here: when its player stops, the response is a new one
 		c.interrupt.Store(true)
 		c.wake()
 	}
@@ -325,16 +326,6 @@ func (rc *realtimeCall) loop(ctx context.Context) error {
 	keyPause := time.NewTimer(time.Hour)
 	keyPause.Stop()
 	defer keyPause.Stop()
-	typed := func() error {
-		playing := cur != nil && cur.result == nil
-		if err := rc.keysTyped(ctx, &keys, playing); err != nil {
-			return err
-		}
-		if playing {
-			cur.cancelled = true
-		}
-		return nil
-	}
 	// A caller who says nothing for the agent's idle limit, while the model says nothing
 	// either, is hung up on (idle-timeout), as on any call.
 	idle := time.NewTimer(c.idle)
@@ -362,7 +353,7 @@ func (rc *realtimeCall) loop(ctx context.Context) error {
 			idle.Reset(c.idle)
 			if keys.take(c) {
 				keyPause.Stop()
-				if err := typed(); err != nil {
+				if err := rc.keysTyped(ctx, &keys, cur); err != nil {
 					return rc.failed(err)
 				}
 			} else if len(keys.digits) > 0 {
@@ -371,7 +362,7 @@ func (rc *realtimeCall) loop(ctx context.Context) error {
 		case <-keyPause.C:
 			if len(keys.digits) > 0 {
 				idle.Reset(c.idle)
-				if err := typed(); err != nil {
+				if err := rc.keysTyped(ctx, &keys, cur); err != nil {
 					return rc.failed(err)
 				}
 			}
