@@ -99,6 +99,8 @@ type eventLog struct {
 	dropLogged bool
 
 	written, dropped atomic.Int64
+	// holding: a pass holds events back until their calls' records are inserted.
+	holding atomic.Bool
 }
 
 type pendingEvent struct {
@@ -244,6 +246,12 @@ func (l *eventLog) run(done chan struct{}) {
 // again (the database is away, or their call's record is not written yet).
 func (l *eventLog) pass(ctx context.Context) (waiting bool) {
 	var later []pendingEvent
+	holding := false
+	defer func() {
+		if !holding {
+			l.holding.Store(false)
+		}
+	}()
 	for {
 		l.mu.Lock()
 		n := min(len(l.pending), callEventBatch)
@@ -259,6 +267,12 @@ func (l *eventLog) pass(ctx context.Context) (waiting bool) {
 		l.pending = l.pending[n:]
 		l.busy = true
 		l.mu.Unlock()
+		batch, held := l.holdUncreated(batch)
+		later = append(later, held...)
+		holding = holding || len(held) > 0
+		if len(batch) == 0 {
+			continue
+		}
 		again, away := l.write(ctx, batch)
 		later = append(later, again...)
 		if away {
@@ -269,6 +283,44 @@ func (l *eventLog) pass(ctx context.Context) (waiting bool) {
 			l.busy = false
 			l.mu.Unlock()
 			return true
+		}
+	}
+}
+
+// holdUncreated takes out of batch the events of calls whose record the call writer has
+// not inserted yet (a call's first state is written behind the call, as its events are):
+// written now, they would make the whole insert fail on the missing record, and then be
+// written one by one. They wait for the next pass, which recordsCreated starts as soon as
+// a record is inserted.
+func (l *eventLog) holdUncreated(batch []pendingEvent) (ready, held []pendingEvent) {
+	if l.s == nil || l.s.calls == nil {
+		return batch, nil
+	}
+	l.holding.Store(true) // before looking: an insert from now on nudges the next pass
+	ids := make([]string, len(batch))
+	for i := range batch {
+		ids[i] = batch[i].ev.CallID
+	}
+	wait := make([]bool, len(batch))
+	l.s.calls.uncreated(ids, wait)
+	ready = batch[:0]
+	for i, p := range batch {
+		if wait[i] {
+			held = append(held, p)
+		} else {
+			ready = append(ready, p)
+		}
+	}
+	return ready, held
+}
+
+// recordsCreated is the call writer telling that a call's record was inserted: a pass
+// holding events back for one starts again at once.
+func (l *eventLog) recordsCreated() {
+	if l.holding.Load() {
+		select {
+		case l.wake <- struct{}{}:
+		default:
 		}
 	}
 }

@@ -93,6 +93,9 @@ type callWriter struct {
 	// is used.
 	insert func(ctx context.Context, c *Call) error
 	batch  func(ctx context.Context, states []batchState) error
+	// created, when set, is told (with w.mu held) that a call's row was inserted: the
+	// event log writes the events it held back for it.
+	created func()
 
 	log     *slog.Logger
 	limit   int
@@ -126,6 +129,9 @@ type callWriter struct {
 	flushing bool
 	inFlush  int
 	flushed  chan struct{} // closed when the current run of the flush loop ends
+	// ownWrites counts the states callers are writing themselves (settle): while any is,
+	// or the flush loop runs, a caller's state joins the flush loop's next batch instead.
+	ownWrites int
 
 	retried, dropped, refused atomic.Int64
 	batches, batched          atomic.Int64
@@ -230,7 +236,12 @@ func (w *callWriter) settle(ctx context.Context, t *CallWrite) error {
 				return fmt.Errorf("%w (call %s)", ErrCallQueued, t.id)
 			}
 			return fmt.Errorf("%w (call %s): dropped", ErrCallQueued, t.id)
-		case !st.writing:
+		case !st.writing && !st.behind && (w.flushing || w.ownWrites > 0) && !w.closed:
+			// Other states are being written: ours joins the flush loop's next batch
+			// (group commit), where alone it would queue for the database's writer
+			// behind them and then pay a transaction of its own.
+			w.listBehind(t.id, st)
+		case !st.writing && !st.behind:
 			// Our turn: write the newest state, which holds ours.
 			if err := w.writeLatest(ctx, t.id, st); err != nil {
 				return err
@@ -259,11 +270,13 @@ func (w *callWriter) settle(ctx context.Context, t *CallWrite) error {
 func (w *callWriter) writeLatest(ctx context.Context, id string, st *callState) error {
 	c, seq, insert := st.latest, st.latestSeq, st.create
 	st.latest, st.writing = nil, true
+	w.ownWrites++
 	w.mu.Unlock()
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.timeout)
 	err := w.attempt(wctx, c, insert)
 	cancel()
 	w.mu.Lock()
+	w.ownWrites--
 	return w.wrote(id, st, c, seq, insert, err)
 }
 
@@ -283,6 +296,9 @@ func (w *callWriter) wrote(id string, st *callState, c *Call, seq uint64, insert
 		}
 		if insert {
 			st.create = false
+			if w.created != nil {
+				w.created()
+			}
 		}
 		st.written = max(st.written, seq)
 		if st.latest != nil && st.users == 0 {
@@ -342,6 +358,17 @@ func (w *callWriter) drop(id string, st *callState, why string, cause error) {
 	st.notify()
 	w.forget(id, st)
 	w.checkIdle()
+}
+
+// uncreated says, for each call id, whether its row is still to be inserted by the writer
+// (its first state queued behind the call, not yet in the database).
+func (w *callWriter) uncreated(ids []string, out []bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i, id := range ids {
+		st := w.calls[id]
+		out[i] = st != nil && st.create
+	}
 }
 
 // forget removes the call once nothing of it is in flight or queued; w.mu is held.
@@ -458,6 +485,9 @@ func (w *callWriter) retryPass() (refused bool) {
 		}
 		if insert {
 			st.create = false
+			if w.created != nil {
+				w.created()
+			}
 		}
 		st.written = max(st.written, seq)
 		if st.latest == nil {

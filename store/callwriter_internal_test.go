@@ -540,3 +540,82 @@ func TestCallWriterRetryable(t *testing.T) {
 		}
 	}
 }
+
+// Group commit: while one call's state is being written, the states other calls wait for
+// go to the flush loop, several in one transaction, and each Wait returns once its own
+// state is written.
+func TestCallWriterWaitersJoinBatches(t *testing.T) {
+	db := newFlakyDB()
+	w, _ := testWriter(t, db, 0, 0)
+	w.batch = func(ctx context.Context, states []batchState) error {
+		for _, b := range states {
+			if err := db.write(ctx, b.C); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	db.inWrite, db.release = make(chan string, 100), make(chan struct{})
+	first := make(chan error, 1)
+	go func() { first <- w.deposit(state("first", CallInProgress, 1), false).Wait(ctx) }()
+	select {
+	case <-db.inWrite: // the first call's own write has started, and is held
+	case <-ctx.Done():
+		t.Fatal("no write started")
+	}
+	const others = 10
+	var wg sync.WaitGroup
+	errs := make(chan error, others)
+	for i := range others {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.deposit(state(fmt.Sprintf("c%d", i), CallCompleted, i), false).Wait(ctx); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	// Every waiter hands its state to the flush loop (whose first write is held too, as
+	// the first call's is) rather than writing it; wait until all ten have.
+	for {
+		w.mu.Lock()
+		handed, own := w.inFlush, w.ownWrites
+		w.mu.Unlock()
+		if own != 1 {
+			t.Fatalf("%d callers writing their own states, want only the first", own)
+		}
+		if handed == others {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d of %d waiters handed to the flush loop", handed, others)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	close(db.release)
+	go func() {
+		for range db.inWrite {
+		}
+	}()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	for i := range others {
+		if got, n := db.last(fmt.Sprintf("c%d", i)); n != 1 || got.Status != CallCompleted {
+			t.Errorf("c%d: %d writes, last %q", i, n, got.Status)
+		}
+	}
+	// The flush loop's first write took what was listed then (one state or more); all
+	// that came while it was held went in the next, one transaction.
+	if st := w.stats(); st.Batches < 1 || st.Batches > 2 || st.Batched < others-1 {
+		t.Fatalf("stats %+v: want the ten waiters in one or two batches", st)
+	}
+}

@@ -136,6 +136,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s.calls.insert = func(ctx context.Context, c *Call) error { return insertCallState(ctx, s, c) }
 	s.calls.batch = func(ctx context.Context, states []batchState) error { return writeCallStates(ctx, s, states) }
 	s.events = newEventLog(s, opts.Log)
+	s.calls.created = s.events.recordsCreated
 	if len(opts.Secret) > 0 {
 		if s.sealer, err = NewSealer(opts.Secret); err != nil {
 			_ = db.Close()
