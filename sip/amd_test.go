@@ -92,6 +92,9 @@ func TestSIPpAnsweringMachineDetection(t *testing.T) {
 		{"silence", "", amdtest.Silence(6), store.AMDDetect, store.AMDUnknown, call.ReasonAgentHangup, false, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			// Each call has its own node, store and SIPp on ports of its own: the six
+			// play their audio at once rather than one after another.
+			t.Parallel()
 			st, tenant := newCallStore(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
