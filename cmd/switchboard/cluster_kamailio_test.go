@@ -19,7 +19,6 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/switchboard-go/switchboard/internal/pgtest"
 	"github.com/switchboard-go/switchboard/internal/testnet"
@@ -340,41 +339,16 @@ type recordWatch struct {
 
 func watchRecords(t *testing.T, db *sql.DB, dbURL string) *recordWatch {
 	t.Helper()
-	for _, q := range []string{
+	w := &recordWatch{db: db, changed: make(chan struct{})}
+	pgNotifications(t, dbURL, []string{
 		`CREATE FUNCTION test_call_written() RETURNS trigger LANGUAGE plpgsql AS $$
 		 BEGIN PERFORM pg_notify('test_call_written', coalesce(NEW.sip_call_id, '')); RETURN NEW; END $$`,
 		`CREATE TRIGGER test_call_written AFTER INSERT OR UPDATE ON calls FOR EACH ROW EXECUTE FUNCTION test_call_written()`,
-	} {
-		if _, err := db.ExecContext(t.Context(), q); err != nil {
-			t.Fatalf("watching the calls table: %v", err)
-		}
-	}
-	conn, err := pgx.Connect(t.Context(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Exec(t.Context(), "LISTEN test_call_written"); err != nil {
-		t.Fatal(err)
-	}
-	w := &recordWatch{db: db, changed: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			if _, err := conn.WaitForNotification(ctx); err != nil {
-				return
-			}
-			w.mu.Lock()
-			close(w.changed)
-			w.changed = make(chan struct{})
-			w.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		_ = conn.Close(context.Background())
+	}, "test_call_written", func() {
+		w.mu.Lock()
+		close(w.changed)
+		w.changed = make(chan struct{})
+		w.mu.Unlock()
 	})
 	return w
 }

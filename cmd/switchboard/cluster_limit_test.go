@@ -74,21 +74,34 @@ func TestClusterTenantLimit(t *testing.T) {
 // from a trigger the test adds to its own database (the nodes have migrated it).
 func slotsFreed(t *testing.T, dbURL string) <-chan struct{} {
 	t.Helper()
+	freed := make(chan struct{}, 64)
+	pgNotifications(t, dbURL, []string{
+		`CREATE FUNCTION test_slot_freed() RETURNS trigger LANGUAGE plpgsql AS $$
+		 BEGIN PERFORM pg_notify('test_slot_freed', OLD.id); RETURN OLD; END $$`,
+		`CREATE TRIGGER test_slot_freed AFTER DELETE ON call_slots FOR EACH ROW EXECUTE FUNCTION test_slot_freed()`,
+	}, "test_slot_freed", func() {
+		select {
+		case freed <- struct{}{}:
+		default:
+		}
+	})
+	return freed
+}
+
+// pgNotifications runs the statements (the test's own triggers) on a connection of its own,
+// listens on channel, and calls notified for each notification until the test ends.
+func pgNotifications(t *testing.T, dbURL string, setup []string, channel string, notified func()) {
+	t.Helper()
 	conn, err := pgx.Connect(t.Context(), dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{
-		`CREATE FUNCTION test_slot_freed() RETURNS trigger LANGUAGE plpgsql AS $$
-		 BEGIN PERFORM pg_notify('test_slot_freed', OLD.id); RETURN OLD; END $$`,
-		`CREATE TRIGGER test_slot_freed AFTER DELETE ON call_slots FOR EACH ROW EXECUTE FUNCTION test_slot_freed()`,
-		`LISTEN test_slot_freed`,
-	} {
+	for _, q := range append(setup, "LISTEN "+channel) {
 		if _, err := conn.Exec(t.Context(), q); err != nil {
-			t.Fatalf("watching call_slots: %v", err)
+			_ = conn.Close(context.Background())
+			t.Fatalf("listening on %s: %v", channel, err)
 		}
 	}
-	freed := make(chan struct{}, 64)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -97,10 +110,7 @@ func slotsFreed(t *testing.T, dbURL string) <-chan struct{} {
 			if _, err := conn.WaitForNotification(ctx); err != nil {
 				return
 			}
-			select {
-			case freed <- struct{}{}:
-			default:
-			}
+			notified()
 		}
 	}()
 	t.Cleanup(func() {
@@ -108,5 +118,4 @@ func slotsFreed(t *testing.T, dbURL string) <-chan struct{} {
 		<-done
 		_ = conn.Close(context.Background())
 	})
-	return freed
 }
