@@ -619,3 +619,45 @@ func TestCallWriterWaitersJoinBatches(t *testing.T) {
 		t.Fatalf("stats %+v: want the ten waiters in one or two batches", st)
 	}
 }
+
+// A busy flush loop gathers: once it has written a batch, the next starts no sooner than
+// flushLinger after it, with every state that came meanwhile; each state is written once.
+func TestCallWriterBusyLoopGathers(t *testing.T) {
+	db := newFlakyDB()
+	var mu sync.Mutex
+	var starts []time.Time
+	started := func() {
+		mu.Lock()
+		starts = append(starts, time.Now())
+		mu.Unlock()
+	}
+	w, _ := testWriter(t, db, 0, 0)
+	w.write = func(ctx context.Context, c *Call) error { started(); return db.write(ctx, c) }
+	w.batch = func(ctx context.Context, states []batchState) error {
+		started()
+		for _, b := range states {
+			if err := db.write(ctx, b.C); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	const states = 200
+	for i := range states {
+		w.deposit(state(fmt.Sprintf("c%d", i), CallInProgress, i), false).Behind()
+	}
+	flush(t, w)
+	for i := range states {
+		if _, n := db.last(fmt.Sprintf("c%d", i)); n != 1 {
+			t.Fatalf("c%d written %d times", i, n)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d states in %d transactions", states, len(starts))
+	for i := 1; i < len(starts); i++ {
+		if gap := starts[i].Sub(starts[i-1]); gap < flushLinger {
+			t.Errorf("batch %d started %v after the one before; want at least %v", i, gap, flushLinger)
+		}
+	}
+}
