@@ -10,11 +10,9 @@ import (
 	"github.com/uptrace/bun"
 )
 
-// TestCallEventBeforeItsCall: an event whose call's record is not in the database yet (a
-// record written behind the call) is kept to be tried again, not dropped, and is written
-// once the record is there; one past the time an event may wait is dropped and counted. A
-// database that does not answer holds the batch back as a whole.
-func TestCallEventBeforeItsCall(t *testing.T) {
+// eventStore is a migrated SQLite store with one tenant, closed when the test ends.
+func eventStore(t *testing.T) (*Store, *Tenant) {
+	t.Helper()
 	ctx := context.Background()
 	s, err := Open(ctx, Options{DataDir: t.TempDir()})
 	if err != nil {
@@ -28,6 +26,16 @@ func TestCallEventBeforeItsCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s, ten
+}
+
+// TestCallEventBeforeItsCall: an event whose call's record is not in the database yet (a
+// record written behind the call) is kept to be tried again, not dropped, and is written
+// once the record is there; one past the time an event may wait is dropped and counted. A
+// database that does not answer holds the batch back as a whole.
+func TestCallEventBeforeItsCall(t *testing.T) {
+	ctx := context.Background()
+	s, ten := eventStore(t)
 	now := time.Now().UTC()
 	c := &Call{Direction: CallInbound, From: "+14155550142", To: "+14155550100", Status: CallRinging, StartedAt: &now}
 	c.ID, c.TenantID, c.CreatedAt, c.UpdatedAt = newID(prefixCall), ten.ID, now, now
@@ -76,18 +84,7 @@ func (h *failedInserts) AfterQuery(_ context.Context, e *bun.QueryEvent) {
 // record wakes the log, and the held events are written then.
 func TestCallEventsHeldForUncreatedRecord(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	if _, err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ten, err := s.EnsureTenant(ctx, "acme")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, ten := eventStore(t)
 	hook := &failedInserts{}
 	s.db = s.db.WithQueryHook(hook) // nothing runs on the store yet
 	now := time.Now().UTC()
