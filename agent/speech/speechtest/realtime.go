@@ -273,75 +273,85 @@ func (c *rtConn) read() {
 		if err != nil {
 			return
 		}
-		var ev struct {
-			Type         string          `json:"type"`
-			Session      json.RawMessage `json:"session"`
-			Audio        string          `json:"audio"`
-			ItemID       string          `json:"item_id"`
-			ContentIndex int             `json:"content_index"`
-			AudioEndMS   *int            `json:"audio_end_ms"`
-			Item         *struct {
-				Type   string `json:"type"`
-				CallID string `json:"call_id"`
-				Output string `json:"output"`
-			} `json:"item"`
-		}
+		var ev rtClientEvent
 		if err := json.Unmarshal(b, &ev); err != nil {
 			c.sendError("invalid_json", "The server could not parse the event: "+err.Error())
 			continue
 		}
+		c.handle(&ev)
+		// Told only once handled, so that a test that saw an event sees what it did (a
+		// tool's output kept, a truncation or a cancel counted).
 		if ev.Type != "input_audio_buffer.append" {
 			select {
 			case c.s.received <- ClientEvent{Type: ev.Type, Raw: append(json.RawMessage(nil), b...)}:
 			default:
 			}
 		}
-		switch ev.Type {
-		case "session.update":
-			c.update(ev.Session)
-		case "input_audio_buffer.append":
-			audio, err := base64.StdEncoding.DecodeString(ev.Audio)
-			if err != nil {
-				c.sendError("invalid_value", "Invalid 'audio'. Expected base64-encoded audio bytes.")
-				continue
-			}
-			c.hear(audio)
-		case "input_audio_buffer.commit":
-			c.mu.Lock()
-			empty := c.bufferMS < 100
-			c.mu.Unlock()
-			if empty {
-				c.sendError("input_audio_buffer_commit_empty", "Error committing input audio buffer: buffer too small. Expected at least 100ms of audio.")
-				continue
-			}
-			c.commit()
-		case "response.create":
-			c.respond()
-		case "response.cancel":
-			c.s.mu.Lock()
-			c.s.cancels++
-			c.s.mu.Unlock()
-			c.stopResponse()
-		case "conversation.item.truncate":
-			if ev.ItemID == "" || ev.AudioEndMS == nil {
-				c.sendError("invalid_value", "Missing required parameter: 'item_id' and 'audio_end_ms'.")
-				continue
-			}
-			c.truncate(ev.ItemID, *ev.AudioEndMS)
-		case "conversation.item.create":
-			if ev.Item == nil {
-				c.sendError("missing_required_parameter", "Missing required parameter: 'item'.")
-				continue
-			}
-			if ev.Item.Type == "function_call_output" {
-				c.s.mu.Lock()
-				c.s.outputs = append(c.s.outputs, FunctionOutput{CallID: ev.Item.CallID, Output: ev.Item.Output})
-				c.s.mu.Unlock()
-			}
-			c.send(map[string]any{"type": "conversation.item.created", "item": map[string]any{"id": c.id("item"), "type": ev.Item.Type}})
-		default:
-			c.sendError("invalid_value", fmt.Sprintf("Invalid value: '%s'. Supported values are: 'session.update', 'input_audio_buffer.append', …", ev.Type))
+	}
+}
+
+// rtClientEvent is what the stand-in reads of a client's event.
+type rtClientEvent struct {
+	Type         string          `json:"type"`
+	Session      json.RawMessage `json:"session"`
+	Audio        string          `json:"audio"`
+	ItemID       string          `json:"item_id"`
+	ContentIndex int             `json:"content_index"`
+	AudioEndMS   *int            `json:"audio_end_ms"`
+	Item         *struct {
+		Type   string `json:"type"`
+		CallID string `json:"call_id"`
+		Output string `json:"output"`
+	} `json:"item"`
+}
+
+// handle answers one client event as the Realtime API does.
+func (c *rtConn) handle(ev *rtClientEvent) {
+	switch ev.Type {
+	case "session.update":
+		c.update(ev.Session)
+	case "input_audio_buffer.append":
+		audio, err := base64.StdEncoding.DecodeString(ev.Audio)
+		if err != nil {
+			c.sendError("invalid_value", "Invalid 'audio'. Expected base64-encoded audio bytes.")
+			return
 		}
+		c.hear(audio)
+	case "input_audio_buffer.commit":
+		c.mu.Lock()
+		empty := c.bufferMS < 100
+		c.mu.Unlock()
+		if empty {
+			c.sendError("input_audio_buffer_commit_empty", "Error committing input audio buffer: buffer too small. Expected at least 100ms of audio.")
+			return
+		}
+		c.commit()
+	case "response.create":
+		c.respond()
+	case "response.cancel":
+		c.s.mu.Lock()
+		c.s.cancels++
+		c.s.mu.Unlock()
+		c.stopResponse()
+	case "conversation.item.truncate":
+		if ev.ItemID == "" || ev.AudioEndMS == nil {
+			c.sendError("invalid_value", "Missing required parameter: 'item_id' and 'audio_end_ms'.")
+			return
+		}
+		c.truncate(ev.ItemID, *ev.AudioEndMS)
+	case "conversation.item.create":
+		if ev.Item == nil {
+			c.sendError("missing_required_parameter", "Missing required parameter: 'item'.")
+			return
+		}
+		if ev.Item.Type == "function_call_output" {
+			c.s.mu.Lock()
+			c.s.outputs = append(c.s.outputs, FunctionOutput{CallID: ev.Item.CallID, Output: ev.Item.Output})
+			c.s.mu.Unlock()
+		}
+		c.send(map[string]any{"type": "conversation.item.created", "item": map[string]any{"id": c.id("item"), "type": ev.Item.Type}})
+	default:
+		c.sendError("invalid_value", fmt.Sprintf("Invalid value: '%s'. Supported values are: 'session.update', 'input_audio_buffer.append', …", ev.Type))
 	}
 }
 
