@@ -855,11 +855,6 @@ func (cw *CallWrite) Behind() {
 // flushBatch is the most states the flush loop writes in one transaction.
 const flushBatch = 128
 
-// flushLinger is the least time between the starts of two batches of one run of the flush
-// loop: a loop that keeps finding states (a busy node) gathers them for that long, where it
-// would otherwise write each alone. A loop started after a quiet moment writes at once.
-const flushLinger = 4 * time.Millisecond
-
 // listBehind lists st's call for the flush loop, starting it if need be; w.mu is held.
 func (w *callWriter) listBehind(id string, st *callState) {
 	if st.behind {
@@ -882,25 +877,8 @@ func (w *callWriter) listBehind(id string, st *callState) {
 //nolint:contextcheck // write-behind outlives the calls' requests and carries its own deadlines
 func (w *callWriter) flushLoop(done chan struct{}) {
 	defer close(done)
-	var last time.Time // when the loop's previous batch started
-	linger := time.NewTimer(flushLinger)
-	linger.Stop()
-	defer linger.Stop()
 	for {
 		w.mu.Lock()
-		if wait := flushLinger - time.Since(last); !last.IsZero() && wait > 0 && len(w.behind) < flushBatch && !w.closed {
-			// Busy: the previous batch began a moment ago. What comes meanwhile joins the
-			// next batch, so that calls share its transaction and its rollups' statements.
-			w.mu.Unlock()
-			linger.Reset(wait)
-			select {
-			case <-linger.C:
-			case <-w.stop:
-				linger.Stop()
-			}
-			w.mu.Lock()
-		}
-		last = time.Now()
 		n := min(len(w.behind), flushBatch)
 		if n == 0 {
 			w.flushing = false

@@ -26,14 +26,21 @@ func (n *node) sipAddr() string {
 // waitCall polls a call until ok says yes about it.
 func (n *node) waitCall(key, id, what string, ok func(c map[string]any) bool) map[string]any {
 	n.t.Helper()
+	return n.waitGet(key, "/api/v1/calls/"+id, what, ok)
+}
+
+// waitGet reads path until its answer is 200 and ok: records are written behind the calls,
+// so what a read finds may lag what the calls' events said.
+func (n *node) waitGet(key, path, what string, ok func(c map[string]any) bool) map[string]any {
+	n.t.Helper()
 	var c map[string]any
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		var status int
-		if status, c = n.call("GET", "/api/v1/calls/"+id, key, ""); status == http.StatusOK && ok(c) {
+		if status, c = n.call("GET", path, key, ""); status == http.StatusOK && ok(c) {
 			return c
 		}
 	}
-	n.t.Fatalf("call %s: not %s in time: %v", id, what, c)
+	n.t.Fatalf("%s: not %s in time: %v", path, what, c)
 	return nil
 }
 
@@ -63,11 +70,12 @@ func TestOutboundCallThroughAPI(t *testing.T) {
 			if call["codec"] != "PCMU" || call["answered_at"] == nil {
 				t.Errorf("answered call: %v, want codec PCMU and answered_at", call)
 			}
-			status, list := n.call("GET", "/api/v1/calls?direction=inbound", key, "")
+			// The echo leg's record is created behind its call: it is listed once written.
+			list := n.waitGet(key, "/api/v1/calls?direction=inbound", "listing the echo leg", func(l map[string]any) bool {
+				items, _ := l["items"].([]any)
+				return len(items) == 1
+			})
 			ids := itemIDs(t, list)
-			if status != http.StatusOK || len(ids) != 1 {
-				t.Fatalf("GET /api/v1/calls?direction=inbound: %d %v, want the echo leg", status, list)
-			}
 			inbound := ids[0]
 			time.Sleep(1500 * time.Millisecond) // the tone goes out and comes back
 
