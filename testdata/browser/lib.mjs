@@ -68,10 +68,12 @@ export async function followCall(page, callId) {
   const row = callId ? page.locator(`#live-calls tr[data-call-id="${callId}"]`) : page.locator('#live-calls tr').first();
   await row.waitFor({timeout: 20_000});
   const id = await row.getAttribute('data-call-id');
-  const status = await row.getAttribute('data-status');
   await row.click();
   await page.locator(`#detail-call[data-call-id="${id}"]`).waitFor({timeout: 5_000});
   await page.locator('#detail-transcript li.assistant', {hasText: greeting}).first().waitFor({timeout: 20_000});
+  // The row is listed from the call's first event (ringing); once the agent has greeted,
+  // the call is answered and its row must say so.
+  const status = await page.locator(`#live-calls tr[data-call-id="${id}"]`).getAttribute('data-status');
   return {id, status};
 }
 
