@@ -247,11 +247,7 @@ func (l *eventLog) run(done chan struct{}) {
 func (l *eventLog) pass(ctx context.Context) (waiting bool) {
 	var later []pendingEvent
 	holding := false
-	defer func() {
-		if !holding {
-			l.holding.Store(false)
-		}
-	}()
+	defer func() { l.holding.Store(holding) }()
 	for {
 		l.mu.Lock()
 		n := min(len(l.pending), callEventBatch)
@@ -293,9 +289,6 @@ func (l *eventLog) pass(ctx context.Context) (waiting bool) {
 // written one by one. They wait for the next pass, which recordsCreated starts as soon as
 // a record is inserted.
 func (l *eventLog) holdUncreated(batch []pendingEvent) (ready, held []pendingEvent) {
-	if l.s == nil || l.s.calls == nil {
-		return batch, nil
-	}
 	l.holding.Store(true) // before looking: an insert from now on nudges the next pass
 	ids := make([]string, len(batch))
 	for i := range batch {

@@ -295,10 +295,7 @@ func (w *callWriter) wrote(id string, st *callState, c *Call, seq uint64, insert
 			w.refused.Add(1)
 		}
 		if insert {
-			st.create = false
-			if w.created != nil {
-				w.created()
-			}
+			w.inserted(st)
 		}
 		st.written = max(st.written, seq)
 		if st.latest != nil && st.users == 0 {
@@ -358,6 +355,14 @@ func (w *callWriter) drop(id string, st *callState, why string, cause error) {
 	st.notify()
 	w.forget(id, st)
 	w.checkIdle()
+}
+
+// inserted records that st's row is in the database, and tells the event log; w.mu is held.
+func (w *callWriter) inserted(st *callState) {
+	st.create = false
+	if w.created != nil {
+		w.created()
+	}
 }
 
 // uncreated says, for each call id, whether its row is still to be inserted by the writer
@@ -484,10 +489,7 @@ func (w *callWriter) retryPass() (refused bool) {
 			w.retried.Add(1)
 		}
 		if insert {
-			st.create = false
-			if w.created != nil {
-				w.created()
-			}
+			w.inserted(st)
 		}
 		st.written = max(st.written, seq)
 		if st.latest == nil {
