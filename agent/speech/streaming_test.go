@@ -45,6 +45,22 @@ func writeFrames(t testing.TB, s *speech.STTStream, pcm []int16) {
 	}
 }
 
+// writePaced writes pcm (16 kHz) a 20 ms frame at a time at the pace a call delivers it.
+// Between utterances the stream keeps a second of audio for a new socket, counted back from
+// what was written: a turn written in a burst faster than the provider can say it heard
+// speech would outrun that second, which a call's audio never does.
+func writePaced(t testing.TB, s *speech.STTStream, pcm []int16) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; i < len(pcm); i += 320 {
+		if err := s.Write(pcm[i:min(i+320, len(pcm))]); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+		<-tick.C
+	}
+}
+
 // untilEnd collects events up to the first end of utterance; it fails if the stream ends
 // first or the test's deadline passes.
 func untilEnd(ctx context.Context, t testing.TB, s *speech.STTStream) []speech.STTEvent {
@@ -261,7 +277,7 @@ func TestLiveSTTReconnectsWithoutLosingTheTurn(t *testing.T) {
 			if evs := untilEnd(ctx, t, s); evs[len(evs)-1].Text != said[0] {
 				t.Fatalf("first utterance %+v", evs[len(evs)-1])
 			}
-			writeFrames(t, s, callerAudio(t, "bill_help"))
+			writePaced(t, s, callerAudio(t, "bill_help"))
 			evs := untilEnd(ctx, t, s)
 			if last := evs[len(evs)-1]; last.Text != said[1] {
 				t.Errorf("after the drop the utterance is %+v, want %q", last, said[1])
